@@ -1,0 +1,31 @@
+// Enforces the dependency arrows of DESIGN.md:
+// http -> engines (secrets, transit, auth, audit) -> keys, store -> crypto; cli -> sdk only.
+const engines = '^server/(secrets|transit|auth|audit)/';
+module.exports = {
+  forbidden: [
+    { name: 'nothing-imports-http', severity: 'error',
+      from: { pathNot: ['^server/http/', '^server/main\\.ts$'] }, to: { path: '^server/http/' } },
+    { name: 'engines-not-upward', severity: 'error',
+      from: { path: engines }, to: { path: '^server/(http|main|replication)' } },
+    { name: 'keys-store-below-engines', severity: 'error',
+      from: { path: '^server/(keys|store)/' }, to: { path: ['^server/(http|secrets|transit|auth|audit|replication)/', '^server/main'] } },
+    { name: 'crypto-is-a-leaf', severity: 'error',
+      from: { path: '^server/crypto/' }, to: { path: '^server/(?!crypto/|errors\\.ts)' } },
+    { name: 'replication-never-sees-engines', severity: 'error',
+      from: { path: '^server/replication/' }, to: { path: ['^server/(http|secrets|transit|auth)/'] } },
+    { name: 'sdk-imports-no-server', severity: 'error',
+      from: { path: '^sdk/' }, to: { path: '^(server|cli)/' } },
+    // cli/main.ts is the single entry point that may start the server (`coffer server`).
+    { name: 'cli-talks-through-sdk', severity: 'error',
+      from: { path: '^cli/', pathNot: '^cli/main\\.ts$' }, to: { path: '^server/' } },
+    { name: 'server-imports-no-cli', severity: 'error',
+      from: { path: '^server/' }, to: { path: '^cli/' } },
+    { name: 'no-circular', severity: 'error', from: {}, to: { circular: true } },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    exclude: { path: '^(dist|test)/' },
+  },
+};

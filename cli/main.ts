@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+
+/**
+ * The `coffer` entry point. `coffer server` is the one command that loads the server (lazily,
+ * so client commands start fast); every other command talks to a server through the SDK.
+ */
+const EXIT = { ok: 0, error: 1, usage: 2, auth: 3, notFound: 4, unavailable: 5 } as const;
+
+await yargs(hideBin(process.argv))
+  .scriptName('coffer')
+  .command(
+    'server',
+    'Run a Coffer server',
+    (y) =>
+      y
+        .option('dev', { type: 'boolean', describe: 'dev mode: LevelDB in ./.coffer, key file, auto-init and unseal' })
+        .option('config', { type: 'string', describe: 'config file (JSON or YAML)' })
+        .option('data-dir', { type: 'string', describe: 'data directory' })
+        .option('listen', { type: 'string', describe: 'HOST:PORT to listen on (default 127.0.0.1:8740)' })
+        .option('kek', { type: 'string', describe: 'master key source: shamir:, file:PATH, env:VAR, passphrase:[VAR]' })
+        .option('log-level', { type: 'string', describe: 'fatal|error|warn|info|debug|trace|silent' })
+        .example('coffer server --dev', 'run a local dev vault in ./.coffer')
+        .example('coffer server --data-dir /var/lib/coffer --kek shamir:', 'run sealed; then init and unseal'),
+    async (argv) => {
+      const { runServer } = await import('../server/main.js');
+      await runServer({
+        config: argv.config,
+        dev: argv.dev,
+        data_dir: argv.dataDir,
+        listen: argv.listen,
+        kek: argv.kek,
+        log_level: argv.logLevel,
+      });
+    },
+  )
+  .demandCommand(1, 'name a command: see coffer --help')
+  .strict()
+  .fail((message, error, y) => {
+    if (error) {
+      process.stderr.write(`coffer: ${error.message}\n`);
+      process.exit(EXIT.error);
+    }
+    process.stderr.write(`${y.help()}\n\ncoffer: ${message}\n`);
+    process.exit(EXIT.usage);
+  })
+  .help()
+  .parseAsync();

@@ -1,0 +1,31 @@
+/**
+ * Stable error codes shared by the server and its clients. A code never changes meaning;
+ * new codes may be added.
+ */
+export const ERROR_STATUS = {
+  invalid_request: 400,
+  invalid_path: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  cas_mismatch: 409,
+  read_only_replica: 409,
+  already_initialized: 409,
+  too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  internal: 500,
+  integrity_error: 500,
+  decryption_failed: 500,
+  sealed: 503,
+  not_initialized: 503,
+  unseal_failed: 400,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** The body of every error response. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; request_id: string };
+}

@@ -1,0 +1,22 @@
+/** Who is calling, as established by authentication. */
+export interface Identity {
+  /** Stable identity name (e.g. `root`, `user:alice`, `ci:github:acme/app`). */
+  id: string;
+  groups: string[];
+  /** The root token bypasses policies; it comes only from init (later: the quorum ceremony). */
+  root: boolean;
+}
+
+export const CAPABILITIES = ['read', 'list', 'create', 'update', 'delete', 'destroy', 'admin', 'deny'] as const;
+export type Capability = (typeof CAPABILITIES)[number];
+
+/**
+ * The auth hook between HTTP and the engines. Routes ask only these two questions, so the
+ * policy engine can replace the root-only implementation without any route changing.
+ */
+export interface AccessControl {
+  /** The identity a bearer token stands for, or `undefined` when the token is not valid. */
+  authenticate(token: string): Identity | undefined | Promise<Identity | undefined>;
+  /** Whether `identity` holds `capability` on `path` (a secret path, or `sys/...`). */
+  authorize(identity: Identity, capability: Capability, path: string): boolean;
+}

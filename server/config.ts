@@ -1,0 +1,61 @@
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { CofferError } from './errors.js';
+
+/** Server configuration: file, then `COFFER_SERVER_*` env, then flags; validated once here. */
+export const configSchema = z.strictObject({
+  dev: z.boolean().default(false),
+  listen: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, 'expected HOST:PORT').default('127.0.0.1:8740'),
+  data_dir: z.string().min(1).default('./.coffer'),
+  kek: z.string().optional(),
+  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  metrics_public: z.boolean().default(false),
+  max_versions: z.number().int().min(1).max(10_000).default(100),
+  keyring_cache_ttl_s: z.number().int().min(1).max(86_400).default(600),
+  keyring_max_wraps: z.number().int().min(1).max(2 ** 30).default(2 ** 24),
+  keyring_max_age_days: z.number().int().min(1).max(3650).default(90),
+});
+
+export type ServerConfig = z.infer<typeof configSchema>;
+
+const ENV_PREFIX = 'COFFER_SERVER_';
+
+/** Converts an env string to the type the schema expects for `key`. */
+function fromEnv(key: keyof ServerConfig, value: string): unknown {
+  const shape = configSchema.shape[key];
+  const inner = shape instanceof z.ZodDefault || shape instanceof z.ZodOptional ? shape.unwrap() : shape;
+  if (inner instanceof z.ZodBoolean) return value === 'true' || value === '1' ? true : value === 'false' || value === '0' ? false : value;
+  if (inner instanceof z.ZodNumber) return /^-?\d+$/.test(value) ? Number(value) : value;
+  return value;
+}
+
+export async function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; flags?: Partial<Record<keyof ServerConfig, unknown>> }): Promise<ServerConfig> {
+  let fromFile: Record<string, unknown> = {};
+  if (options.file) {
+    let text: string;
+    try {
+      text = await readFile(options.file, 'utf8');
+    } catch {
+      throw new CofferError('invalid_request', `config file ${options.file} cannot be read`);
+    }
+    try {
+      fromFile = (options.file.endsWith('.json') ? JSON.parse(text) : parseYaml(text)) ?? {};
+    } catch {
+      throw new CofferError('invalid_request', `config file ${options.file} is not valid ${options.file.endsWith('.json') ? 'JSON' : 'YAML'}`);
+    }
+    if (typeof fromFile !== 'object' || Array.isArray(fromFile)) throw new CofferError('invalid_request', `config file ${options.file} must hold an object`);
+  }
+  const fromEnvironment: Record<string, unknown> = {};
+  for (const key of Object.keys(configSchema.shape) as (keyof ServerConfig)[]) {
+    const value = options.env?.[ENV_PREFIX + key.toUpperCase()];
+    if (value !== undefined) fromEnvironment[key] = fromEnv(key, value);
+  }
+  const flags = Object.fromEntries(Object.entries(options.flags ?? {}).filter(([, v]) => v !== undefined));
+  const result = configSchema.safeParse({ ...fromFile, ...fromEnvironment, ...flags });
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    throw new CofferError('invalid_request', `configuration ${issue.path.join('.') || ''}: ${issue.message}`);
+  }
+  return result.data;
+}

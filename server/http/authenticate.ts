@@ -1,0 +1,57 @@
+import type { NextFunction, Request, Response } from 'express';
+import type { AccessControl, Capability, Identity } from '../auth/access.js';
+import { CofferError } from '../errors.js';
+
+const BEARER = /^Bearer ([\x21-\x7e]{1,8192})$/;
+
+/**
+ * Reads the token from `Authorization: Bearer` or `X-Vault-Token` (never from the query string
+ * or a cookie). Two different tokens, a repeated header or a malformed header are refused.
+ */
+export function bearerToken(req: Request): string | undefined {
+  let count = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i]!.toLowerCase();
+    if (name === 'authorization' || name === 'x-vault-token') count++;
+  }
+  const authorization = req.headers.authorization;
+  const vaultToken = req.headers['x-vault-token'];
+  let fromAuthorization: string | undefined;
+  if (authorization !== undefined) {
+    const m = BEARER.exec(authorization);
+    if (!m) throw new CofferError('invalid_request', 'Authorization header must be "Bearer <token>"');
+    fromAuthorization = m[1];
+  }
+  if (vaultToken !== undefined && (typeof vaultToken !== 'string' || !/^[\x21-\x7e]{1,8192}$/.test(vaultToken))) {
+    throw new CofferError('invalid_request', 'X-Vault-Token header is malformed');
+  }
+  if (count > 1 && !(count === 2 && fromAuthorization !== undefined && fromAuthorization === vaultToken)) {
+    throw new CofferError('invalid_request', 'send one token, in Authorization or X-Vault-Token');
+  }
+  return fromAuthorization ?? (vaultToken as string | undefined);
+}
+
+/** Middleware: establishes `res.locals.identity` or answers 401. */
+export function authenticate(access: () => AccessControl) {
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    const token = bearerToken(req);
+    if (!token) throw new CofferError('unauthenticated', 'a token is required: send Authorization: Bearer <token>');
+    const identity = await access().authenticate(token);
+    if (!identity) throw new CofferError('unauthenticated', 'token is not valid: log in again');
+    res.locals.identity = identity;
+    next();
+  };
+}
+
+export function identityOf(res: Response): Identity {
+  const identity = res.locals.identity as Identity | undefined;
+  if (!identity) throw new CofferError('unauthenticated', 'a token is required');
+  return identity;
+}
+
+/** Throws `forbidden` unless the caller holds `capability` on `path`. */
+export function requireCapability(access: AccessControl, res: Response, capability: Capability, path: string): void {
+  if (!access.authorize(identityOf(res), capability, path)) {
+    throw new CofferError('forbidden', `permission denied: ${capability} on ${path}`);
+  }
+}

@@ -1,0 +1,65 @@
+import type { NextFunction, Request, Response } from 'express';
+import { CofferError } from '../errors.js';
+import { parseStrictJson } from './json.js';
+
+export const MAX_BODY_BYTES = 1024 * 1024;
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+
+/**
+ * Reads a JSON body: `application/json` (UTF-8) only, at most 1 MiB (refused from the
+ * Content-Length before reading, or as soon as a chunked body passes the limit), valid UTF-8,
+ * then strict JSON. Requests without a body get `{}`. No other body parser is mounted.
+ */
+export async function jsonBody(req: Request, _res: Response, next: NextFunction): Promise<void> {
+  const length = req.headers['content-length'];
+  const chunked = req.headers['transfer-encoding'] !== undefined;
+  if (!chunked && (length === undefined || length === '0')) {
+    req.body = {};
+    return next();
+  }
+  const type = req.headers['content-type'];
+  if (!type || !/^application\/json\s*(;\s*charset=utf-8\s*)?$/i.test(type)) {
+    req.resume();
+    throw new CofferError('unsupported_media_type', 'request body must be application/json (UTF-8)');
+  }
+  if (length !== undefined && Number(length) > MAX_BODY_BYTES) {
+    req.resume();
+    throw new CofferError('too_large', `request body exceeds ${MAX_BODY_BYTES} bytes`);
+  }
+  const bytes = await readLimited(req, MAX_BODY_BYTES);
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    throw new CofferError('invalid_request', 'request body is not valid UTF-8');
+  }
+  if (text.charCodeAt(0) === 0xfeff) throw new CofferError('invalid_request', 'request body must not start with a byte order mark');
+  req.body = parseStrictJson(text);
+  next();
+}
+
+function readLimited(req: Request, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const finish = (err?: Error) => {
+      if (done) return;
+      done = true;
+      req.off('data', onData);
+      if (err) {
+        req.resume();
+        reject(err);
+      } else resolve(Buffer.concat(chunks, size));
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) finish(new CofferError('too_large', `request body exceeds ${limit} bytes`));
+      else chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => finish());
+    req.once('error', () => finish(new CofferError('invalid_request', 'request body could not be read')));
+    req.once('aborted', () => finish(new CofferError('invalid_request', 'request body was aborted')));
+  });
+}

@@ -1,0 +1,21 @@
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { RootTokenAccess } from '../auth/root-token.js';
+import type { SealManager } from '../keys/seal.js';
+import type { SecretsEngine } from '../secrets/engine.js';
+import type { RewrapJobs } from '../secrets/rewrap.js';
+import type { Store } from '../store/db.js';
+
+/** Everything the HTTP layer needs, built by main.ts (or a test) and handed to createApp. */
+export interface AppDeps {
+  store: Store;
+  seal: SealManager;
+  secrets: SecretsEngine;
+  access: RootTokenAccess;
+  rewrap: RewrapJobs;
+  log: Logger;
+  metrics: Registry;
+  version: string;
+  /** Serve /v1/sys/metrics without a token (config `metrics_public`). */
+  metricsPublic?: boolean;
+}

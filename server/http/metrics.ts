@@ -1,0 +1,33 @@
+import type { NextFunction, Request, Response } from 'express';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** A registry per app (tests build many apps in one process). */
+export function createMetrics(withProcessMetrics = true): Registry {
+  const registry = new Registry();
+  if (withProcessMetrics) collectDefaultMetrics({ register: registry, prefix: 'coffer_' });
+  return registry;
+}
+
+/**
+ * Counts requests and their latency by route pattern (never the concrete path, which would
+ * leak secret names into metrics and grow without bound).
+ */
+export function requestMetrics(registry: Registry) {
+  const requests = new Counter({ name: 'coffer_http_requests_total', help: 'HTTP requests', labelNames: ['method', 'route', 'status'], registers: [registry] });
+  const duration = new Histogram({
+    name: 'coffer_http_request_duration_seconds',
+    help: 'HTTP request latency',
+    labelNames: ['route'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2],
+    registers: [registry],
+  });
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const start = process.hrtime.bigint();
+    res.once('finish', () => {
+      const route = typeof req.route?.path === 'string' ? req.route.path : 'unmatched';
+      requests.inc({ method: req.method, route, status: String(res.statusCode) });
+      duration.observe({ route }, Number(process.hrtime.bigint() - start) / 1e9);
+    });
+    next();
+  };
+}

@@ -1,0 +1,43 @@
+import type { NextFunction, Request, Response } from 'express';
+import type { Logger } from 'pino';
+import { CofferError, isCofferError } from '../errors.js';
+import type { ErrorBody } from '../../sdk/wire/errors.js';
+
+/**
+ * The one place errors become HTTP. Coffer errors keep their code and message (which never hold
+ * secrets); anything else is `500 internal error` with the request id, details to the log only.
+ */
+export function errorHandler(log: Logger) {
+  return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
+    const requestId = String(res.locals.requestId ?? '');
+    let error: CofferError;
+    if (isCofferError(err)) {
+      error = err.status >= 500 && err.code !== 'sealed' && err.code !== 'not_initialized' && err.code !== 'integrity_error'
+        ? new CofferError(err.code, 'internal error')
+        : err;
+      if (err.status >= 500) log.error({ request_id: requestId, code: err.code, detail: err.detail ?? err.message }, 'request failed');
+    } else if (isClientAbort(err)) {
+      error = new CofferError('invalid_request', 'request could not be read');
+    } else {
+      log.error({ request_id: requestId, err: describe(err) }, 'unhandled error');
+      error = new CofferError('internal', 'internal error');
+    }
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const body: ErrorBody = { error: { code: error.code, message: error.message, request_id: requestId } };
+    res.status(error.status).json(body);
+  };
+}
+
+function isClientAbort(err: unknown): boolean {
+  const type = (err as { type?: string })?.type;
+  return type === 'request.aborted' || type === 'stream.not.readable';
+}
+
+/** Name, message and stack of an unexpected error, for the log (never sent to clients). */
+function describe(err: unknown): object {
+  if (err instanceof Error) return { name: err.name, message: err.message, stack: err.stack };
+  return { value: typeof err };
+}

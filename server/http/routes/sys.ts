@@ -1,0 +1,141 @@
+import { Router, type Request, type Response } from 'express';
+import { CofferError } from '../../errors.js';
+import { requireCapability } from '../authenticate.js';
+import { jsonBody } from '../body.js';
+import type { AppDeps } from '../deps.js';
+import { emptyBody, initBody, keyringRotateBody, namespaceParam, unsealBody } from '../schemas.js';
+import { validate } from '../validate.js';
+import { routerOptions, methods } from '../router.js';
+
+/** Routes that answer while sealed or uninitialized: health, seal-status, init, unseal. */
+export function publicSysRoutes(deps: AppDeps): Router {
+  const { seal } = deps;
+  const router = Router(routerOptions);
+
+  methods(router, '/v1/sys/health', {
+    get: (_req, res) => {
+      const body = { initialized: seal.initialized, sealed: seal.sealed, role: 'primary', version: deps.version };
+      res.status(!seal.initialized ? 501 : seal.sealed ? 503 : 200).json(body);
+    },
+  });
+
+  methods(router, '/v1/sys/seal-status', { get: (_req, res) => void res.json(seal.status()) });
+
+  methods(router, '/v1/sys/init', {
+    post: [
+      jsonBody,
+      async (req, res) => {
+        const { shares, threshold } = validate(initBody, req.body);
+        let rootToken = '';
+        const encodedShares = await seal.init(shares, threshold, (tx) => {
+          rootToken = deps.access.issue(tx);
+        });
+        deps.log.info({ shares, threshold, provider: seal.status().provider }, 'vault initialized');
+        res.json({ shares: encodedShares, root_token: rootToken });
+        if (!seal.sealed) await deps.rewrap.resume();
+      },
+    ],
+  });
+
+  methods(router, '/v1/sys/unseal', {
+    post: [
+      jsonBody,
+      async (req, res) => {
+        const body = validate(unsealBody, req.body);
+        if ('reset' in body) {
+          seal.resetProgress();
+          deps.log.warn({ request_id: res.locals.requestId }, 'unseal progress reset');
+          return void res.json(seal.status());
+        }
+        const wasSealed = seal.sealed;
+        try {
+          res.json(await seal.submitShare(body.share));
+        } catch (e) {
+          deps.log.warn({ request_id: res.locals.requestId, code: (e as CofferError).code }, 'unseal share refused');
+          throw e;
+        }
+        if (wasSealed && !seal.sealed) {
+          deps.log.info('vault unsealed');
+          await deps.rewrap.resume();
+        }
+      },
+    ],
+  });
+  return router;
+}
+
+/** Admin routes under /v1/sys that need an unsealed vault and a token. */
+export function sysRoutes(deps: AppDeps): Router {
+  const { seal, access } = deps;
+  const router = Router(routerOptions);
+  const admin = (res: Response, what: string) => requireCapability(access, res, 'admin', `sys/${what}`);
+
+  methods(router, '/v1/sys/seal', {
+    post: [
+      jsonBody,
+      async (req, res) => {
+        validate(emptyBody, req.body);
+        admin(res, 'seal');
+        await seal.seal();
+        deps.log.warn({ request_id: res.locals.requestId, identity: res.locals.identity.id }, 'vault sealed');
+        res.status(204).end();
+      },
+    ],
+  });
+
+  methods(router, '/v1/sys/rotate', {
+    post: [
+      jsonBody,
+      async (req, res) => {
+        validate(emptyBody, req.body);
+        admin(res, 'rotate');
+        const { provider, keyrings } = seal.keys();
+        const version = await provider.rotate();
+        const rewrapped = await keyrings.rewrapUnderCurrentMaster();
+        deps.log.info({ master_version: version, keyrings: rewrapped }, 'master key rotated');
+        res.json({ master_version: version, keyrings_rewrapped: rewrapped });
+      },
+    ],
+  });
+
+  const namespaceOf = (req: Request) => validate(namespaceParam, req.params.ns, 'namespace');
+
+  methods(router, '/v1/sys/keyrings/:ns', {
+    get: (req, res) => {
+      const ns = namespaceOf(req);
+      admin(res, `keyrings/${ns}`);
+      const keyring = seal.keys().keyrings.describe(ns);
+      if (!keyring) throw new CofferError('not_found', `namespace ${ns} has no keyring yet`);
+      res.json({ namespace: ns, master_version: seal.keys().provider.currentVersion(), ...keyring, rewrap: deps.rewrap.progress(ns) ?? null });
+    },
+  });
+
+  methods(router, '/v1/sys/keyrings/:ns/rotate', {
+    post: [
+      jsonBody,
+      async (req, res) => {
+        const ns = namespaceOf(req);
+        const body = validate(keyringRotateBody, req.body);
+        admin(res, `keyrings/${ns}`);
+        const version = await seal.keys().keyrings.rotate(ns);
+        const rewrap = body.rewrap ? await deps.rewrap.start(ns, version) : null;
+        deps.log.info({ namespace: ns, version, rewrap: Boolean(rewrap) }, 'keyring rotated');
+        res.json({ namespace: ns, version, rewrap });
+      },
+    ],
+  });
+
+  return router;
+}
+
+/** /v1/sys/metrics: admin on sys/metrics, or public when configured. */
+export function metricsRoute(deps: AppDeps): Router {
+  const router = Router(routerOptions);
+  methods(router, '/v1/sys/metrics', {
+    get: async (_req, res) => {
+      if (!deps.metricsPublic) requireCapability(deps.access, res, 'admin', 'sys/metrics');
+      res.type(deps.metrics.contentType).send(await deps.metrics.metrics());
+    },
+  });
+  return router;
+}

@@ -1,0 +1,33 @@
+import type { z } from 'zod';
+import { CofferError } from '../errors.js';
+
+/**
+ * Parses `input` with a zod schema. The error names the fields and what was expected, never
+ * the values received (they may be secrets).
+ */
+export function validate<T extends z.ZodType>(schema: T, input: unknown, where = 'body'): z.infer<T> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const field = issue.path.length ? issue.path.map(String).join('.') : where;
+  const code = issue.code === 'too_big' && issue.origin === 'string' && field.startsWith('data') ? 'too_large' : 'invalid_request';
+  throw new CofferError(code, `${where === 'body' ? '' : `${where} `}${field}: ${explain(issue)}`.trim());
+}
+
+function explain(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'invalid_type':
+      return `expected ${issue.expected}`;
+    case 'unrecognized_keys':
+      return `unknown field ${issue.keys.join(', ')}`;
+    case 'too_big':
+      return `too large (maximum ${String(issue.maximum)})`;
+    case 'too_small':
+      return `too small (minimum ${String(issue.minimum)})`;
+    case 'invalid_format':
+    case 'invalid_value':
+    case 'custom':
+    default:
+      return issue.message.replace(/received .*/i, '').trim() || 'invalid value';
+  }
+}

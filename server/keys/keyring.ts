@@ -1,0 +1,227 @@
+import { encodeContext, fromBase64, toBase64, zeroize } from '../crypto/bytes.js';
+import { KEY_LENGTH } from '../crypto/aead.js';
+import { systemRandom, type RandomSource } from '../crypto/random.js';
+import { CofferError } from '../errors.js';
+import type { Store, Tx } from '../store/db.js';
+import { KEYRING_PREFIX, keyringKey } from '../store/keys.js';
+import type { MasterKeyProvider } from './provider.js';
+
+/** A keyring as stored: its versions, each wrapped by a master version. */
+export interface KeyringRecord {
+  namespace: string;
+  current: number;
+  versions: Record<string, { wrapped: string; created_at: number; wraps: number }>;
+}
+
+export interface KeyringOptions {
+  /** How long an unwrapped keyring version stays in memory after its last use. */
+  cacheTtlMs: number;
+  /** Rotate automatically once the current version has wrapped this many DEKs. */
+  maxWraps: number;
+  /** Rotate automatically once the current version is this old. */
+  maxAgeMs: number;
+  now: () => number;
+  random: RandomSource;
+}
+
+export const DEFAULT_KEYRING_OPTIONS: KeyringOptions = {
+  cacheTtlMs: 10 * 60_000,
+  maxWraps: 2 ** 24,
+  maxAgeMs: 90 * 24 * 3600_000,
+  now: Date.now,
+  random: systemRandom,
+};
+
+interface CachedKey {
+  key: Uint8Array;
+  expires: number;
+}
+
+/**
+ * The intermediate keys: one keyring per namespace, each with numbered versions stored only
+ * wrapped by the master key. Unwrapped versions are cached for a bounded time, zeroized on
+ * eviction and on close (seal). Plain DEKs and values are never cached here.
+ *
+ * The keyring record is the source of truth and is read inside each mutation, so the wrap
+ * counter and version list persisted with a secret are always the ones it was written under.
+ */
+export class Keyrings {
+  private readonly cache = new Map<string, CachedKey>();
+  private readonly sweeper: NodeJS.Timeout;
+  private closed = false;
+  private readonly options: KeyringOptions;
+
+  constructor(
+    private readonly store: Store,
+    private readonly provider: MasterKeyProvider,
+    private readonly clusterId: string,
+    options: Partial<KeyringOptions> = {},
+  ) {
+    this.options = { ...DEFAULT_KEYRING_OPTIONS, ...options };
+    this.sweeper = setInterval(() => this.evictExpired(), Math.min(this.options.cacheTtlMs, 60_000));
+    this.sweeper.unref();
+  }
+
+  get masterVersion(): number {
+    return this.provider.currentVersion();
+  }
+
+  /**
+   * The key new DEKs are wrapped with, for use inside a mutation. Creates the keyring on first
+   * use, rotates it past its wrap count or age, and stages the incremented counter in `tx`.
+   */
+  async encryptionKey(tx: Tx, namespace: string): Promise<{ version: number; key: Uint8Array }> {
+    this.checkOpen();
+    let record = readRecord(tx.get(keyringKey(namespace)));
+    const now = this.options.now();
+    const current = record?.versions[String(record.current)];
+    if (!record || !current || current.wraps >= this.options.maxWraps || now - current.created_at >= this.options.maxAgeMs) {
+      record = await this.addVersion(tx, namespace, record);
+    }
+    const entry = record.versions[String(record.current)]!;
+    entry.wraps += 1;
+    tx.put(keyringKey(namespace), encodeRecord(record));
+    return { version: record.current, key: await this.key(namespace, record.current, entry.wrapped) };
+  }
+
+  /** The key of a given keyring version, for unwrapping a DEK. */
+  async decryptionKey(namespace: string, version: number): Promise<Uint8Array> {
+    this.checkOpen();
+    const cached = this.cache.get(cacheId(namespace, version));
+    if (cached) {
+      cached.expires = this.options.now() + this.options.cacheTtlMs;
+      return cached.key;
+    }
+    const record = readRecord(this.store.get(keyringKey(namespace)));
+    const entry = record?.versions[String(version)];
+    if (!entry) throw new CofferError('decryption_failed', 'decryption failed');
+    return this.key(namespace, version, entry.wrapped);
+  }
+
+  /** Adds a keyring version and makes it current (admin rotation). */
+  rotate(namespace: string): Promise<number> {
+    return this.store.mutate(async (tx) => {
+      const record = await this.addVersion(tx, namespace, readRecord(tx.get(keyringKey(namespace))));
+      tx.put(keyringKey(namespace), encodeRecord(record));
+      return record.current;
+    });
+  }
+
+  /** The stored keyring of `namespace` with key material removed, for status views. */
+  describe(namespace: string): { current: number; versions: { version: number; created_at: number; wraps: number; master_version: number }[] } | undefined {
+    const record = readRecord(this.store.get(keyringKey(namespace)));
+    if (!record) return undefined;
+    return {
+      current: record.current,
+      versions: Object.entries(record.versions).map(([v, e]) => ({
+        version: Number(v),
+        created_at: e.created_at,
+        wraps: e.wraps,
+        master_version: this.provider.versionOf(fromBase64(e.wrapped)!),
+      })),
+    };
+  }
+
+  /**
+   * After a master-key rotation: re-wraps every keyring version under the current master
+   * version, one keyring per batch. No data is touched. Returns how many keyrings changed.
+   */
+  async rewrapUnderCurrentMaster(): Promise<number> {
+    const namespaces = (await this.store.scanPrefix(KEYRING_PREFIX)).map(([k]) => k.slice(KEYRING_PREFIX.length));
+    let changed = 0;
+    for (const namespace of namespaces) {
+      const didChange = await this.store.mutate(async (tx) => {
+        const record = readRecord(tx.get(keyringKey(namespace)));
+        if (!record) return false;
+        let touched = false;
+        for (const [v, entry] of Object.entries(record.versions)) {
+          const wrapped = fromBase64(entry.wrapped)!;
+          if (this.provider.versionOf(wrapped) === this.provider.currentVersion()) continue;
+          const context = this.context(namespace, Number(v));
+          const key = await this.provider.unwrap(wrapped, context);
+          entry.wrapped = toBase64(await this.provider.wrap(key, context));
+          zeroize(key);
+          touched = true;
+        }
+        if (touched) tx.put(keyringKey(namespace), encodeRecord(record));
+        return touched;
+      });
+      if (didChange) changed++;
+    }
+    return changed;
+  }
+
+  /** Zeroizes every cached key. Called on seal; the instance is unusable afterwards. */
+  close(): void {
+    this.closed = true;
+    clearInterval(this.sweeper);
+    for (const { key } of this.cache.values()) zeroize(key);
+    this.cache.clear();
+  }
+
+  get cachedVersions(): number {
+    return this.cache.size;
+  }
+
+  private async addVersion(tx: Tx, namespace: string, record: KeyringRecord | undefined): Promise<KeyringRecord> {
+    const next: KeyringRecord = record ?? { namespace, current: 0, versions: {} };
+    const version = Math.max(0, ...Object.keys(next.versions).map(Number)) + 1;
+    const key = this.options.random(KEY_LENGTH);
+    const wrapped = await this.provider.wrap(key, this.context(namespace, version));
+    next.versions[String(version)] = { wrapped: toBase64(wrapped), created_at: this.options.now(), wraps: 0 };
+    next.current = version;
+    this.remember(namespace, version, key);
+    return next;
+  }
+
+  private async key(namespace: string, version: number, wrappedB64: string): Promise<Uint8Array> {
+    const id = cacheId(namespace, version);
+    const cached = this.cache.get(id);
+    if (cached) {
+      cached.expires = this.options.now() + this.options.cacheTtlMs;
+      return cached.key;
+    }
+    const wrapped = fromBase64(wrappedB64);
+    if (!wrapped) throw new CofferError('decryption_failed', 'decryption failed');
+    const key = await this.provider.unwrap(wrapped, this.context(namespace, version));
+    if (this.closed) {
+      zeroize(key);
+      throw new CofferError('sealed', 'vault is sealed');
+    }
+    return this.remember(namespace, version, key);
+  }
+
+  private remember(namespace: string, version: number, key: Uint8Array): Uint8Array {
+    const id = cacheId(namespace, version);
+    const existing = this.cache.get(id);
+    if (existing) zeroize(existing.key);
+    this.cache.set(id, { key, expires: this.options.now() + this.options.cacheTtlMs });
+    return key;
+  }
+
+  private evictExpired(): void {
+    const now = this.options.now();
+    for (const [id, entry] of this.cache) {
+      if (entry.expires <= now) {
+        zeroize(entry.key);
+        this.cache.delete(id);
+      }
+    }
+  }
+
+  private context(namespace: string, version: number): Uint8Array {
+    return encodeContext('coffer/keyring', this.clusterId, namespace, version);
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new CofferError('sealed', 'vault is sealed');
+  }
+}
+
+const cacheId = (namespace: string, version: number) => `${namespace}#${version}`;
+
+function readRecord(raw: Uint8Array | undefined): KeyringRecord | undefined {
+  return raw ? (JSON.parse(Buffer.from(raw).toString('utf8')) as KeyringRecord) : undefined;
+}
+
+const encodeRecord = (record: KeyringRecord) => Buffer.from(JSON.stringify(record));

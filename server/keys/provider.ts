@@ -1,0 +1,21 @@
+/**
+ * A master-key provider holds the master key versions and wraps and unwraps keyring keys with
+ * them. The software provider keeps them in memory while unsealed; the PKCS#11 provider keeps
+ * them inside the HSM. Wrapped keys name the master version that wrapped them.
+ */
+export interface MasterKeyProvider {
+  /** A short label for seal-status: `software` or `pkcs11`. */
+  readonly kind: string;
+  /** The version new wraps use. */
+  currentVersion(): number;
+  /** Wraps `key` under the current master version, binding `context`. */
+  wrap(key: Uint8Array, context: Uint8Array): Promise<Uint8Array>;
+  /** Unwraps a key wrapped by any version; failure is the opaque `decryption_failed`. */
+  unwrap(wrapped: Uint8Array, context: Uint8Array): Promise<Uint8Array>;
+  /** The master version that wrapped `wrapped`. */
+  versionOf(wrapped: Uint8Array): number;
+  /** Creates and persists a new master version and makes it current. */
+  rotate(): Promise<number>;
+  /** Forgets every key (zeroizes in-memory material). The provider is unusable afterwards. */
+  close(): void;
+}

@@ -1,0 +1,268 @@
+import { encodeContext, fromBase64, toBase64, zeroize } from '../crypto/bytes.js';
+import { KEY_LENGTH } from '../crypto/aead.js';
+import { openEnvelope, sealEnvelope } from '../crypto/envelope.js';
+import { assertRandomHealthy, systemRandom, type RandomSource } from '../crypto/random.js';
+import { combine, decodeShare, sameSet, split, type Share } from '../crypto/shamir.js';
+import { CofferError, isCofferError } from '../errors.js';
+import type { Store, Tx } from '../store/db.js';
+import { SEAL_KEY } from '../store/keys.js';
+import { Keyrings, type KeyringOptions } from './keyring.js';
+import type { MasterKeyProvider } from './provider.js';
+import { loadRootKey, type RootKeySource } from './root-key.js';
+import { SoftwareProvider } from './software.js';
+
+/** Stored in `sys/seal`; its presence means the vault is initialized. */
+interface SealConfig {
+  format: 1;
+  cluster_id: string;
+  source: RootKeySource['kind'];
+  shares: number;
+  threshold: number;
+  /** Set id of the current share split (shamir: root key; others: recovery key). */
+  share_set: string;
+  /** Recovery key check for auto-unseal sources: an envelope only the recovery key opens. */
+  recovery_check?: string;
+  passphrase_salt?: string;
+  created_at: number;
+}
+
+export interface SealStatus {
+  initialized: boolean;
+  sealed: boolean;
+  threshold: number;
+  shares: number;
+  progress: number;
+  provider: string;
+}
+
+export interface UnsealedKeys {
+  clusterId: string;
+  provider: MasterKeyProvider;
+  keyrings: Keyrings;
+}
+
+export interface SealOptions {
+  source: RootKeySource;
+  env: NodeJS.ProcessEnv;
+  keyring: Partial<KeyringOptions>;
+  random: RandomSource;
+  now: () => number;
+}
+
+const RECOVERY_CHECK = 'coffer recovery key check';
+const AUTO_UNSEAL: RootKeySource['kind'][] = ['file', 'env', 'passphrase'];
+
+/**
+ * The seal state machine: not initialized -> sealed <-> unsealed. While sealed no key material
+ * is in memory. Shamir vaults unseal with `threshold` shares of the root key; auto-unseal
+ * sources (key file, env, passphrase) unseal at start and, after a manual seal, with
+ * `threshold` shares of the recovery key issued at init.
+ */
+export class SealManager {
+  private config: SealConfig | undefined;
+  private unsealed: UnsealedKeys | undefined;
+  private progress: Share[] = [];
+  private busy = false;
+  private readonly options: SealOptions;
+
+  constructor(private readonly store: Store, options: Partial<SealOptions> & { source: RootKeySource }) {
+    this.options = { env: process.env, keyring: {}, random: systemRandom, now: Date.now, ...options };
+    this.config = readConfig(store.get(SEAL_KEY));
+    const stored = this.config?.source;
+    if (stored && !compatibleSources(stored, options.source.kind)) {
+      throw new CofferError(
+        'invalid_request',
+        `this vault was initialized with --kek ${stored}: and cannot be opened with --kek ${options.source.kind}:`,
+      );
+    }
+  }
+
+  get initialized(): boolean {
+    return this.config !== undefined;
+  }
+
+  get sealed(): boolean {
+    return this.unsealed === undefined;
+  }
+
+  get autoUnseal(): boolean {
+    return AUTO_UNSEAL.includes(this.options.source.kind);
+  }
+
+  /** The unsealed keys, or `sealed` / `not_initialized`. */
+  keys(): UnsealedKeys {
+    if (this.unsealed) return this.unsealed;
+    if (!this.config) throw new CofferError('not_initialized', 'vault is not initialized: run `coffer init`');
+    throw new CofferError('sealed', 'vault is sealed: run `coffer unseal`');
+  }
+
+  status(): SealStatus {
+    return {
+      initialized: this.initialized,
+      sealed: this.sealed,
+      threshold: this.config?.threshold ?? 0,
+      shares: this.config?.shares ?? 0,
+      progress: this.progress.length,
+      provider: this.options.source.kind,
+    };
+  }
+
+  /**
+   * Initializes the vault once. `stage` adds to the same batch as the seal configuration (the
+   * root token's hash), so a crash never leaves a vault initialized without a root token.
+   * Shamir vaults stay sealed afterwards; auto-unseal vaults are unsealed.
+   */
+  async init(shares: number, threshold: number, stage: (tx: Tx) => void): Promise<string[]> {
+    if (this.config) throw new CofferError('already_initialized', 'vault is already initialized');
+    if (this.busy) throw new CofferError('already_initialized', 'vault initialization is in progress');
+    this.busy = true;
+    try {
+      assertRandomHealthy(this.options.random);
+      const random = this.options.random;
+      const clusterId = Buffer.from(random(16)).toString('hex');
+      const source = this.options.source;
+      const config: Omit<SealConfig, 'share_set'> = { format: 1, cluster_id: clusterId, source: source.kind, shares, threshold, created_at: this.options.now() };
+      let rootKey: Uint8Array;
+      let splitKey: Uint8Array;
+      if (source.kind === 'shamir') {
+        rootKey = random(KEY_LENGTH);
+        splitKey = rootKey;
+      } else if (AUTO_UNSEAL.includes(source.kind)) {
+        if (source.kind === 'passphrase') config.passphrase_salt = toBase64(random(16));
+        rootKey = await loadRootKey(source, this.options.env, saltOf(config));
+        splitKey = random(KEY_LENGTH);
+        config.recovery_check = toBase64(sealEnvelope(splitKey, 1, new TextEncoder().encode(RECOVERY_CHECK), encodeContext('coffer/recovery', clusterId), random));
+      } else {
+        throw new CofferError('invalid_request', `--kek ${source.kind}: is not available in this build`);
+      }
+      const encodedShares = split(splitKey, shares, threshold, random);
+      const shareSet = toBase64(decodeShare(encodedShares[0]!, KEY_LENGTH).setId);
+      if (splitKey !== rootKey) zeroize(splitKey);
+      const provider = await SoftwareProvider.create(this.store, Uint8Array.from(rootKey), clusterId, random);
+      zeroize(rootKey);
+      const full: SealConfig = { ...config, share_set: shareSet };
+      try {
+        await this.store.mutate((tx) => {
+          tx.put(SEAL_KEY, Buffer.from(JSON.stringify(full)));
+          stage(tx);
+        });
+      } catch (e) {
+        provider.close();
+        throw e;
+      }
+      this.config = full;
+      if (source.kind === 'shamir') provider.close();
+      else this.unsealed = this.openKeys(provider);
+      return encodedShares;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Unseals an auto-unseal vault from its key source (at start). */
+  async autoUnsealNow(): Promise<void> {
+    const config = this.requireConfig();
+    if (!this.sealed) return;
+    if (!this.autoUnseal) throw new CofferError('invalid_request', 'this vault unseals with shares, not by itself');
+    assertRandomHealthy(this.options.random);
+    const rootKey = await loadRootKey(this.options.source, this.options.env, saltOf(config));
+    const provider = await SoftwareProvider.open(this.store, rootKey, config.cluster_id, this.options.random);
+    this.unsealed = this.openKeys(provider);
+  }
+
+  /**
+   * Adds one share. A malformed share, a share of another split or a repeated share is refused
+   * and changes nothing. When the threshold is reached the shares are combined; if they do not
+   * open the vault, progress is reset and nothing else happens.
+   */
+  async submitShare(encoded: string): Promise<SealStatus> {
+    const config = this.requireConfig();
+    if (!this.sealed) return this.status();
+    if (this.busy) throw new CofferError('rate_limited', 'an unseal attempt is in progress: retry shortly');
+    const share = decodeShare(encoded, KEY_LENGTH);
+    if (toBase64(share.setId) !== config.share_set || share.threshold !== config.threshold) {
+      throw new CofferError('invalid_request', 'share does not belong to this vault’s current key split');
+    }
+    if (this.progress.some((s) => s.x === share.x)) throw new CofferError('invalid_request', 'this share was already submitted');
+    if (this.progress[0] && !sameSet(this.progress[0], share)) throw new CofferError('invalid_request', 'share does not match the shares already submitted');
+    this.progress.push(share);
+    if (this.progress.length < config.threshold) return this.status();
+
+    this.busy = true;
+    const key = combine(this.progress);
+    this.resetProgress();
+    try {
+      assertRandomHealthy(this.options.random);
+      let provider: MasterKeyProvider;
+      if (config.source === 'shamir') {
+        provider = await SoftwareProvider.open(this.store, key, config.cluster_id, this.options.random);
+      } else {
+        checkRecoveryKey(config, key);
+        zeroize(key);
+        const rootKey = await loadRootKey(this.options.source, this.options.env, saltOf(config));
+        provider = await SoftwareProvider.open(this.store, rootKey, config.cluster_id, this.options.random);
+      }
+      this.unsealed = this.openKeys(provider);
+      return this.status();
+    } catch (e) {
+      zeroize(key);
+      if (isCofferError(e, 'unseal_failed') || isCofferError(e, 'decryption_failed')) {
+        throw new CofferError('unseal_failed', 'the submitted shares do not open this vault; unseal progress was reset');
+      }
+      throw e;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  resetProgress(): void {
+    for (const s of this.progress) zeroize(s.y);
+    this.progress = [];
+  }
+
+  /**
+   * Seals: waits for in-flight mutations to finish, then zeroizes every key in memory. Reads
+   * that were waiting on a key fail with `sealed`.
+   */
+  async seal(): Promise<void> {
+    const keys = this.unsealed;
+    if (!keys) return;
+    this.unsealed = undefined;
+    await this.store.mutate(() => undefined);
+    keys.keyrings.close();
+    keys.provider.close();
+  }
+
+  private openKeys(provider: MasterKeyProvider): UnsealedKeys {
+    const clusterId = this.requireConfig().cluster_id;
+    return { clusterId, provider, keyrings: new Keyrings(this.store, provider, clusterId, this.options.keyring) };
+  }
+
+  private requireConfig(): SealConfig {
+    if (!this.config) throw new CofferError('not_initialized', 'vault is not initialized: run `coffer init`');
+    return this.config;
+  }
+}
+
+function checkRecoveryKey(config: SealConfig, key: Uint8Array): void {
+  const check = fromBase64(config.recovery_check ?? '');
+  if (!check) throw new CofferError('internal', 'recovery key check missing from the seal configuration');
+  try {
+    openEnvelope(key, check, encodeContext('coffer/recovery', config.cluster_id));
+  } catch {
+    throw new CofferError('unseal_failed', 'the key does not open this vault');
+  }
+}
+
+function saltOf(config: { passphrase_salt?: string }): Uint8Array | undefined {
+  return config.passphrase_salt ? fromBase64(config.passphrase_salt) : undefined;
+}
+
+function compatibleSources(stored: RootKeySource['kind'], given: RootKeySource['kind']): boolean {
+  const raw = ['file', 'env'];
+  return stored === given || (raw.includes(stored) && raw.includes(given));
+}
+
+function readConfig(raw: Uint8Array | undefined): SealConfig | undefined {
+  return raw ? (JSON.parse(Buffer.from(raw).toString('utf8')) as SealConfig) : undefined;
+}

@@ -1,0 +1,152 @@
+import { createServer, type Server } from 'node:http';
+import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { RootTokenAccess } from './auth/root-token.js';
+import { loadConfig, type ServerConfig } from './config.js';
+import { CofferError } from './errors.js';
+import { createApp } from './http/app.js';
+import { createMetrics } from './http/metrics.js';
+import { createKeyFile, parseKekUri, type RootKeySource } from './keys/root-key.js';
+import { SealManager } from './keys/seal.js';
+import { SecretsEngine } from './secrets/engine.js';
+import { RewrapJobs } from './secrets/rewrap.js';
+import { Store } from './store/db.js';
+
+export const VERSION = '0.1.0';
+
+export interface RunningServer {
+  url: string;
+  server: Server;
+  seal: SealManager;
+  store: Store;
+  rewrap: RewrapJobs;
+  /** Only set by a dev server's first start. */
+  rootToken?: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Wires the server: store, seal, engines, app; listens. Dev mode keeps a key file and the root
+ * token in the data directory and initializes itself on first start.
+ */
+export async function startServer(config: ServerConfig, options: { log?: Logger; env?: NodeJS.ProcessEnv } = {}): Promise<RunningServer> {
+  const env = options.env ?? process.env;
+  const log = options.log ?? pino({ level: config.log_level, base: { service: 'coffer' } });
+  const dataDir = resolve(config.data_dir);
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+
+  let source: RootKeySource;
+  if (config.dev) {
+    const keyFile = join(dataDir, 'kek.key');
+    if (!config.kek) await createKeyFile(keyFile).then((k) => k.fill(0)).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EEXIST') throw e;
+    });
+    source = config.kek ? parseKekUri(config.kek) : { kind: 'file', path: keyFile };
+  } else {
+    source = parseKekUri(config.kek ?? 'shamir:');
+  }
+  if (source.kind === 'pkcs11') throw new CofferError('invalid_request', '--kek pkcs11: is not available in this build yet');
+
+  const store = await Store.open(join(dataDir, 'db'));
+  try {
+    const access = new RootTokenAccess(store);
+    const seal = new SealManager(store, {
+      source,
+      env,
+      keyring: {
+        cacheTtlMs: config.keyring_cache_ttl_s * 1000,
+        maxWraps: config.keyring_max_wraps,
+        maxAgeMs: config.keyring_max_age_days * 86_400_000,
+      },
+    });
+    let rootToken: string | undefined;
+    if (config.dev && !seal.initialized) {
+      await seal.init(1, 1, (tx) => {
+        rootToken = access.issue(tx);
+      });
+      await writeSecretFile(join(dataDir, 'root-token'), `${rootToken}\n`);
+    }
+    if (seal.initialized && seal.autoUnseal && seal.sealed) await seal.autoUnsealNow();
+
+    const secrets = new SecretsEngine(store, seal, { maxVersions: config.max_versions });
+    const rewrap = new RewrapJobs(store, seal, log);
+    const metrics = createMetrics();
+    const app = createApp({ store, seal, secrets, access, rewrap, log, metrics, version: VERSION, metricsPublic: config.metrics_public });
+    const server = await listen(app, config.listen);
+    if (!seal.sealed) await rewrap.resume();
+    const address = server.address() as AddressInfo;
+    const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+    log.info({ url, data_dir: dataDir, dev: config.dev, provider: source.kind, initialized: seal.initialized, sealed: seal.sealed }, 'coffer listening');
+    let closing: Promise<void> | undefined;
+    return {
+      url,
+      server,
+      seal,
+      store,
+      rewrap,
+      ...(rootToken ? { rootToken } : {}),
+      close: () =>
+        (closing ??= (async () => {
+          await new Promise<void>((done) => {
+            server.close(() => done());
+            server.closeAllConnections();
+          });
+          await seal.seal();
+          await rewrap.idle();
+          await store.close();
+        })()),
+    };
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+}
+
+function listen(app: Parameters<typeof createServer>[1], listenOn: string): Promise<Server> {
+  const colon = listenOn.lastIndexOf(':');
+  const host = listenOn.slice(0, colon).replace(/^\[|\]$/g, '');
+  const port = Number(listenOn.slice(colon + 1));
+  const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 60_000, headersTimeout: 30_000, keepAliveTimeout: 5_000 }, app);
+  server.maxHeadersCount = 100;
+  server.maxConnections = 10_000;
+  return new Promise((done, fail) => {
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      fail(new CofferError('internal', e.code === 'EADDRINUSE' ? `address ${listenOn} is already in use` : `cannot listen on ${listenOn}: ${e.message}`)),
+    );
+    server.listen(port, host, () => done(server));
+  });
+}
+
+async function writeSecretFile(path: string, content: string): Promise<void> {
+  await writeFile(path, content, { mode: 0o600 });
+  await chmod(path, 0o600);
+}
+
+/** `coffer server`: loads config, starts, prints the dev token once, stops on signals. */
+export async function runServer(flags: { config?: string } & Partial<Record<keyof ServerConfig, unknown>>): Promise<void> {
+  const { config: file, ...rest } = flags;
+  const config = await loadConfig({ file, env: process.env, flags: rest });
+  const running = await startServer(config);
+  if (config.dev) {
+    const tokenFile = join(resolve(config.data_dir), 'root-token');
+    if (running.rootToken) {
+      process.stderr.write(
+        `\nCoffer dev server at ${running.url}. This root token is shown once (also saved to ${tokenFile}, mode 0600):\n\n    ${running.rootToken}\n\n` +
+          `Try:  export COFFER_ADDR=${running.url} COFFER_TOKEN=$(cat ${tokenFile})\n\n`,
+      );
+    } else {
+      const saved = await readFile(tokenFile, 'utf8').catch(() => undefined);
+      process.stderr.write(`\nCoffer dev server at ${running.url}. Root token: ${saved ? `in ${tokenFile}` : 'see the first start'}\n\n`);
+    }
+  }
+  const stop = (signal: string) => {
+    process.stderr.write(`received ${signal}, stopping\n`);
+    running.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop(signal));
+}

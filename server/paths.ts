@@ -1,0 +1,52 @@
+import { CofferError } from './errors.js';
+
+/**
+ * Secret paths (API.md): 1 to 16 segments joined by '/', each matching SEGMENT, at most 512
+ * characters in all. Nothing is normalised: an input that is not already canonical is refused,
+ * so authorisation and storage always see the same string.
+ */
+export const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+export const MAX_SEGMENTS = 16;
+export const MAX_PATH_LENGTH = 512;
+
+export function isValidPath(path: unknown): path is string {
+  if (typeof path !== 'string' || path.length === 0 || path.length > MAX_PATH_LENGTH) return false;
+  const segments = path.split('/');
+  return segments.length <= MAX_SEGMENTS && segments.every((s) => SEGMENT.test(s));
+}
+
+/** Checks a path given in a JSON body or query (already decoded by the parser). */
+export function checkPath(path: unknown, what = 'path'): string {
+  if (!isValidPath(path)) throw invalidPath(what);
+  return path;
+}
+
+/**
+ * Parses the raw (still percent-encoded) path of a URL. Each '/'-separated raw segment is
+ * decoded exactly once and must then be a valid segment, so an encoded separator, an encoded
+ * dot segment or a double encoding never becomes part of a path.
+ */
+export function parseUrlPath(raw: string): string {
+  if (raw.length === 0 || raw.length > MAX_PATH_LENGTH * 3) throw invalidPath('path');
+  const segments = raw.split('/');
+  if (segments.length > MAX_SEGMENTS) throw invalidPath('path');
+  const decoded = segments.map((s) => {
+    let d: string;
+    try {
+      d = decodeURIComponent(s);
+    } catch {
+      throw invalidPath('path');
+    }
+    if (!SEGMENT.test(d)) throw invalidPath('path');
+    return d;
+  });
+  return checkPath(decoded.join('/'));
+}
+
+export const namespaceOf = (path: string): string => path.slice(0, (path.indexOf('/') + 1 || path.length + 1) - 1);
+
+const invalidPath = (what: string) =>
+  new CofferError(
+    'invalid_path',
+    `${what} is invalid: use 1 to ${MAX_SEGMENTS} segments of [A-Za-z0-9._-] separated by '/', each starting with a letter or digit, ${MAX_PATH_LENGTH} characters at most`,
+  );

@@ -1,0 +1,259 @@
+import { systemRandom, type RandomSource } from '../crypto/random.js';
+import { CofferError, isCofferError } from '../errors.js';
+import type { SealManager } from '../keys/seal.js';
+import { namespaceOf } from '../paths.js';
+import type { Store, Tx } from '../store/db.js';
+import { META_PREFIX, metaKey, prefixEnd, versionKey } from '../store/keys.js';
+import { openVersion, sealVersion, type VersionAddress } from './record.js';
+import { generatePassword, inspectCertificate, type Charset, type SecretType } from './types.js';
+
+export const MAX_DATA_BYTES = 64 * 1024;
+export const MAX_BATCH = 100;
+
+export interface PutInput {
+  type?: SecretType;
+  data: Record<string, string>;
+  metadata?: Record<string, string>;
+  expires_at?: string;
+  cas?: number;
+  generate?: { key: string; length?: number; charset?: Charset };
+}
+
+export interface VersionInfo {
+  version: number;
+  type: SecretType;
+  created_at: number;
+  deleted_at: number | null;
+  destroyed: boolean;
+  expires_at: number | null;
+}
+
+/** Stored under `meta/<path>`: everything about a secret except its values. */
+export interface SecretMeta {
+  type: SecretType;
+  current_version: number;
+  metadata: Record<string, string>;
+  created_at: number;
+  updated_at: number;
+  versions: VersionInfo[];
+}
+
+export interface Secret {
+  path: string;
+  version: number;
+  type: SecretType;
+  data: Record<string, string>;
+  metadata: Record<string, string>;
+  created_at: string;
+  expires_at: string | null;
+}
+
+export interface SecretsOptions {
+  now: () => number;
+  random: RandomSource;
+  /** Versions kept per path; older ones are destroyed when a new version is written. */
+  maxVersions: number;
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/**
+ * The secrets engine: versioned, typed secrets with check-and-set, soft delete, undelete and
+ * destroy. Every write is one store mutation; values are sealed per version (record.ts).
+ * Missing things are `undefined`; only HTTP turns that into 404.
+ */
+export class SecretsEngine {
+  private readonly options: SecretsOptions;
+
+  constructor(
+    private readonly store: Store,
+    private readonly seal: SealManager,
+    options: Partial<SecretsOptions> = {},
+  ) {
+    this.options = { now: Date.now, random: systemRandom, maxVersions: 100, ...options };
+  }
+
+  async put(path: string, input: PutInput): Promise<{ path: string; version: number; created_at: string }> {
+    const keys = this.seal.keys();
+    const type = input.type ?? 'kv';
+    const data = { ...input.data };
+    if (input.generate) {
+      const { key, length = 32, charset = 'alphanumeric' } = input.generate;
+      if (key in data) throw new CofferError('invalid_request', `generate.key "${key}" is also given in data`);
+      data[key] = generatePassword(length, charset, this.options.random);
+    }
+    const plaintext = Buffer.from(JSON.stringify(data), 'utf8');
+    if (plaintext.length > MAX_DATA_BYTES) throw new CofferError('too_large', `data exceeds ${MAX_DATA_BYTES} bytes once encoded`);
+    if (Object.keys(data).length === 0) throw new CofferError('invalid_request', 'data must hold at least one key');
+    const metadata = { ...(input.metadata ?? {}) };
+    let expiresAt = input.expires_at === undefined ? null : Date.parse(input.expires_at);
+    if (type === 'certificate') {
+      const facts = inspectCertificate(data);
+      Object.assign(metadata, facts);
+      expiresAt ??= Date.parse(facts.not_after);
+    }
+    if (expiresAt !== null && !Number.isFinite(expiresAt)) throw new CofferError('invalid_request', 'expires_at must be an RFC 3339 timestamp');
+
+    try {
+      return await this.store.mutate(async (tx) => {
+        const meta = readMeta(tx.get(metaKey(path)));
+        checkCas(meta, input.cas);
+        const now = this.options.now();
+        const version = (meta?.current_version ?? 0) + 1;
+        const record = await sealVersion(tx, keys.keyrings, this.address(keys.clusterId, path, version), type, plaintext, this.options.random);
+        tx.put(versionKey(path, version), record);
+        const next: SecretMeta = meta ?? { type, current_version: 0, metadata: {}, created_at: now, updated_at: now, versions: [] };
+        next.type = type;
+        next.current_version = version;
+        next.metadata = metadata;
+        next.updated_at = now;
+        next.versions.push({ version, type, created_at: now, deleted_at: null, destroyed: false, expires_at: expiresAt });
+        this.pruneVersions(tx, path, next);
+        tx.put(metaKey(path), encodeMeta(next));
+        return { path, version, created_at: iso(now)! };
+      });
+    } finally {
+      plaintext.fill(0);
+    }
+  }
+
+  /** A version's value; `undefined` when the path or version is missing, deleted or destroyed. */
+  async get(path: string, version?: number): Promise<Secret | undefined> {
+    const keys = this.seal.keys();
+    const meta = readMeta(this.store.get(metaKey(path)));
+    if (!meta) return undefined;
+    const info = meta.versions.find((v) => v.version === (version ?? meta.current_version));
+    if (!info || info.deleted_at !== null || info.destroyed) return undefined;
+    const record = this.store.get(versionKey(path, info.version));
+    if (!record) return undefined;
+    let plaintext: Uint8Array;
+    try {
+      plaintext = await openVersion(keys.keyrings, this.address(keys.clusterId, path, info.version), info.type, record);
+    } catch (e) {
+      if (isCofferError(e, 'decryption_failed')) {
+        throw new CofferError('integrity_error', `secret ${path} version ${info.version} failed its integrity check`);
+      }
+      throw e;
+    }
+    let data: Record<string, string>;
+    try {
+      data = JSON.parse(Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength).toString('utf8'));
+    } finally {
+      plaintext.fill(0);
+    }
+    return {
+      path,
+      version: info.version,
+      type: info.type,
+      data,
+      metadata: meta.metadata,
+      created_at: iso(info.created_at)!,
+      expires_at: iso(info.expires_at),
+    };
+  }
+
+  metadata(path: string): SecretMeta | undefined {
+    this.seal.keys();
+    return readMeta(this.store.get(metaKey(path)));
+  }
+
+  /** Soft-deletes the given versions (default: the current one). */
+  async delete(path: string, versions?: number[]): Promise<boolean> {
+    return this.changeVersions(path, versions, (info, now) => {
+      if (!info.destroyed && info.deleted_at === null) info.deleted_at = now;
+    });
+  }
+
+  async undelete(path: string, versions: number[]): Promise<boolean> {
+    return this.changeVersions(path, versions, (info) => {
+      if (!info.destroyed) info.deleted_at = null;
+    });
+  }
+
+  /** Erases the ciphertext and wrapped DEK of the given versions for good (crypto-shred). */
+  async destroy(path: string, versions: number[]): Promise<boolean> {
+    return this.changeVersions(path, versions, (info, _now, tx) => {
+      info.destroyed = true;
+      tx.del(versionKey(path, info.version));
+    });
+  }
+
+  /**
+   * Paths equal to `prefix` or below it (segment boundary), in byte order, after `after`.
+   * An empty prefix lists everything.
+   */
+  async list(prefix: string, after: string | undefined, limit: number): Promise<{ keys: string[]; next: string | null }> {
+    this.seal.keys();
+    const keys: string[] = [];
+    if (prefix && (after === undefined || after < prefix) && this.store.get(metaKey(prefix))) keys.push(prefix);
+    const below = prefix ? `${META_PREFIX}${prefix}/` : META_PREFIX;
+    const cursor = after !== undefined ? metaKey(after) : undefined;
+    const rows = await this.store.range(cursor !== undefined && cursor >= below ? `${cursor}\u0000` : below, prefixEnd(below), limit + 1 - keys.length);
+    for (const [key] of rows) keys.push(key.slice(META_PREFIX.length));
+    const more = keys.length > limit;
+    const page = keys.slice(0, limit);
+    return { keys: page, next: more ? page[page.length - 1]! : null };
+  }
+
+  /** Secrets whose current version expires before `now + withinMs` (already expired included). */
+  async expiring(withinMs: number): Promise<{ path: string; version: number; type: SecretType; expires_at: string; expired: boolean }[]> {
+    this.seal.keys();
+    const now = this.options.now();
+    const out = [];
+    for (const [key, raw] of await this.store.range(META_PREFIX, prefixEnd(META_PREFIX))) {
+      const meta = readMeta(raw)!;
+      const info = meta.versions.find((v) => v.version === meta.current_version);
+      if (!info || info.expires_at === null || info.deleted_at !== null || info.destroyed) continue;
+      if (info.expires_at <= now + withinMs) {
+        out.push({ path: key.slice(META_PREFIX.length), version: info.version, type: info.type, expires_at: iso(info.expires_at)!, expired: info.expires_at <= now });
+      }
+    }
+    return out.sort((a, b) => a.expires_at.localeCompare(b.expires_at) || a.path.localeCompare(b.path));
+  }
+
+  private async changeVersions(
+    path: string,
+    versions: number[] | undefined,
+    change: (info: VersionInfo, now: number, tx: Tx) => void,
+  ): Promise<boolean> {
+    this.seal.keys();
+    return this.store.mutate((tx) => {
+      const meta = readMeta(tx.get(metaKey(path)));
+      if (!meta) return false;
+      const wanted = versions ?? [meta.current_version];
+      const infos = wanted.map((v) => meta.versions.find((i) => i.version === v));
+      const missing = wanted.filter((_, i) => !infos[i]);
+      if (missing.length > 0) throw new CofferError('not_found', `secret ${path} has no version ${missing.join(', ')}`);
+      const now = this.options.now();
+      for (const info of infos) change(info!, now, tx);
+      meta.updated_at = now;
+      tx.put(metaKey(path), encodeMeta(meta));
+      return true;
+    });
+  }
+
+  private pruneVersions(tx: Tx, path: string, meta: SecretMeta): void {
+    while (meta.versions.length > this.options.maxVersions) {
+      const oldest = meta.versions.shift()!;
+      tx.del(versionKey(path, oldest.version));
+    }
+  }
+
+  private address(clusterId: string, path: string, version: number): VersionAddress {
+    return { clusterId, namespace: namespaceOf(path), path, version };
+  }
+}
+
+function checkCas(meta: SecretMeta | undefined, cas: number | undefined): void {
+  if (cas === undefined) return;
+  const current = meta?.current_version ?? 0;
+  if (cas !== current) {
+    throw new CofferError('cas_mismatch', cas === 0 ? 'check-and-set failed: the secret already exists' : `check-and-set failed: current version is ${current}, not ${cas}`);
+  }
+}
+
+export function readMeta(raw: Uint8Array | undefined): SecretMeta | undefined {
+  return raw ? (JSON.parse(Buffer.from(raw).toString('utf8')) as SecretMeta) : undefined;
+}
+
+const encodeMeta = (meta: SecretMeta) => Buffer.from(JSON.stringify(meta));

@@ -1,0 +1,89 @@
+import { concatBytes, encodeContext, zeroize } from '../crypto/bytes.js';
+import { KEY_LENGTH } from '../crypto/aead.js';
+import { envelopeKeyVersion, openEnvelope, sealEnvelope } from '../crypto/envelope.js';
+import { CofferError } from '../errors.js';
+import type { Keyrings } from '../keys/keyring.js';
+import type { Tx } from '../store/db.js';
+import type { RandomSource } from '../crypto/random.js';
+
+/**
+ * One stored secret version:
+ *
+ *   format (1 byte = 1) | wrapped DEK length (u16 BE) | wrapped DEK | sealed value
+ *
+ * The DEK is fresh for every version and seals exactly one value. Its wrap (an envelope under
+ * the namespace keyring, naming the keyring version) binds cluster, namespace, path and version;
+ * the value's envelope binds the same plus the secret type. A record copied to another path or
+ * version, or given another version's DEK, fails to open.
+ */
+const RECORD_FORMAT = 1;
+
+export interface VersionAddress {
+  clusterId: string;
+  namespace: string;
+  path: string;
+  version: number;
+}
+
+const dekContext = (a: VersionAddress) => encodeContext('coffer/dek', a.clusterId, a.namespace, a.path, a.version);
+const valueContext = (a: VersionAddress, type: string) => encodeContext('coffer/value', a.clusterId, a.path, a.version, type);
+
+export async function sealVersion(
+  tx: Tx,
+  keyrings: Keyrings,
+  address: VersionAddress,
+  type: string,
+  plaintext: Uint8Array,
+  random: RandomSource,
+): Promise<Uint8Array> {
+  const { version: keyringVersion, key } = await keyrings.encryptionKey(tx, address.namespace);
+  const dek = random(KEY_LENGTH);
+  try {
+    const wrappedDek = sealEnvelope(key, keyringVersion, dek, dekContext(address), random);
+    const value = sealEnvelope(dek, 1, plaintext, valueContext(address, type), random);
+    return encodeRecord(wrappedDek, value);
+  } finally {
+    zeroize(dek);
+  }
+}
+
+export async function openVersion(keyrings: Keyrings, address: VersionAddress, type: string, record: Uint8Array): Promise<Uint8Array> {
+  const { wrappedDek, value } = decodeRecord(record);
+  const key = await keyrings.decryptionKey(address.namespace, envelopeKeyVersion(wrappedDek));
+  const dek = openEnvelope(key, wrappedDek, dekContext(address));
+  try {
+    return openEnvelope(dek, value, valueContext(address, type));
+  } finally {
+    zeroize(dek);
+  }
+}
+
+/** The keyring version a record's DEK is wrapped under. */
+export const recordKeyringVersion = (record: Uint8Array): number => envelopeKeyVersion(decodeRecord(record).wrappedDek);
+
+/** Re-wraps a record's DEK under the current keyring version; the sealed value is untouched. */
+export async function rewrapVersion(tx: Tx, keyrings: Keyrings, address: VersionAddress, record: Uint8Array): Promise<Uint8Array> {
+  const { wrappedDek, value } = decodeRecord(record);
+  const oldKey = await keyrings.decryptionKey(address.namespace, envelopeKeyVersion(wrappedDek));
+  const dek = openEnvelope(oldKey, wrappedDek, dekContext(address));
+  try {
+    const { version, key } = await keyrings.encryptionKey(tx, address.namespace);
+    return encodeRecord(sealEnvelope(key, version, dek, dekContext(address)), value);
+  } finally {
+    zeroize(dek);
+  }
+}
+
+function encodeRecord(wrappedDek: Uint8Array, value: Uint8Array): Uint8Array {
+  const head = new Uint8Array(3);
+  head[0] = RECORD_FORMAT;
+  new DataView(head.buffer).setUint16(1, wrappedDek.length);
+  return concatBytes(head, wrappedDek, value);
+}
+
+function decodeRecord(record: Uint8Array): { wrappedDek: Uint8Array; value: Uint8Array } {
+  if (record.length < 3 || record[0] !== RECORD_FORMAT) throw new CofferError('decryption_failed', 'decryption failed');
+  const length = new DataView(record.buffer, record.byteOffset, record.byteLength).getUint16(1);
+  if (record.length < 3 + length) throw new CofferError('decryption_failed', 'decryption failed');
+  return { wrappedDek: record.subarray(3, 3 + length), value: record.subarray(3 + length) };
+}

@@ -1,0 +1,135 @@
+import type { Logger } from 'pino';
+import { isCofferError } from '../errors.js';
+import type { SealManager } from '../keys/seal.js';
+import type { Store } from '../store/db.js';
+import { REWRAP_PREFIX, VERSION_PREFIX, parseVersionKey, prefixEnd, rewrapKey } from '../store/keys.js';
+import { recordKeyringVersion, rewrapVersion } from './record.js';
+
+export interface RewrapProgress {
+  namespace: string;
+  state: 'running' | 'done' | 'failed';
+  target_version: number;
+  /** Last `ver/` key handled; the job resumes after it. */
+  cursor: string | null;
+  scanned: number;
+  rewrapped: number;
+  started_at: string;
+  finished_at: string | null;
+  error?: string;
+}
+
+const BATCH = 64;
+
+/**
+ * Background re-wrap of every DEK of a namespace under its current keyring version, after a
+ * keyring rotation. Values are never decrypted: only DEKs are unwrapped and wrapped again.
+ * Progress is persisted with each batch, so a restart resumes where the last batch ended.
+ */
+export class RewrapJobs {
+  private readonly running = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly seal: SealManager,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async start(namespace: string, targetVersion: number): Promise<RewrapProgress> {
+    const progress: RewrapProgress = {
+      namespace,
+      state: 'running',
+      target_version: targetVersion,
+      cursor: null,
+      scanned: 0,
+      rewrapped: 0,
+      started_at: new Date(this.now()).toISOString(),
+      finished_at: null,
+    };
+    await this.store.mutate((tx) => tx.put(rewrapKey(namespace), encode(progress)));
+    this.launch(namespace);
+    return progress;
+  }
+
+  progress(namespace: string): RewrapProgress | undefined {
+    const raw = this.store.get(rewrapKey(namespace));
+    return raw ? (JSON.parse(Buffer.from(raw).toString('utf8')) as RewrapProgress) : undefined;
+  }
+
+  /** Restarts every job that was running when the server stopped or sealed. */
+  async resume(): Promise<void> {
+    for (const [key] of await this.store.scanPrefix(REWRAP_PREFIX)) {
+      const namespace = key.slice(REWRAP_PREFIX.length);
+      if (this.progress(namespace)?.state === 'running') this.launch(namespace);
+    }
+  }
+
+  /** Resolves when every running job has stopped (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.running.size > 0) await Promise.all(this.running.values());
+  }
+
+  private launch(namespace: string): void {
+    if (this.running.has(namespace)) return;
+    const job = this.run(namespace).finally(() => this.running.delete(namespace));
+    this.running.set(namespace, job);
+  }
+
+  private async run(namespace: string): Promise<void> {
+    try {
+      for (;;) {
+        const done = await this.step(namespace);
+        if (done) return;
+      }
+    } catch (e) {
+      if (isCofferError(e, 'sealed')) return; // resumes at the next unseal
+      this.log.error({ namespace, err: (e as Error).message }, 'keyring rewrap failed');
+      await this.store.mutate((tx) => {
+        const p = this.progress(namespace);
+        if (p) tx.put(rewrapKey(namespace), encode({ ...p, state: 'failed', error: 'rewrap failed; see the server log', finished_at: new Date(this.now()).toISOString() }));
+      }).catch(() => undefined);
+    }
+  }
+
+  /** One batch; true when the namespace is finished. */
+  private async step(namespace: string): Promise<boolean> {
+    const keys = this.seal.keys();
+    const progress = this.progress(namespace);
+    if (!progress || progress.state !== 'running') return true;
+    const rows = await this.nextRows(namespace, progress.cursor);
+    return this.store.mutate(async (tx) => {
+      const p = { ...progress };
+      for (const [key] of rows) {
+        p.cursor = key;
+        p.scanned++;
+        const record = tx.get(key);
+        const address = parseVersionKey(key);
+        if (!record || !address) continue;
+        if (recordKeyringVersion(record) >= p.target_version) continue;
+        tx.put(key, await rewrapVersion(tx, keys.keyrings, { clusterId: keys.clusterId, namespace, ...address }, record));
+        p.rewrapped++;
+      }
+      const finished = rows.length < BATCH;
+      if (finished) {
+        p.state = 'done';
+        p.finished_at = new Date(this.now()).toISOString();
+      }
+      tx.put(rewrapKey(namespace), encode(p));
+      return finished;
+    });
+  }
+
+  /** The next version records of `namespace` after `cursor`: `ver/<ns>#…` then `ver/<ns>/…`. */
+  private async nextRows(namespace: string, cursor: string | null): Promise<[string, Uint8Array][]> {
+    const rows: [string, Uint8Array][] = [];
+    for (const prefix of [`${VERSION_PREFIX}${namespace}#`, `${VERSION_PREFIX}${namespace}/`]) {
+      if (cursor !== null && cursor >= prefixEnd(prefix)) continue;
+      const gte = cursor !== null && cursor >= prefix ? `${cursor}\u0000` : prefix;
+      rows.push(...(await this.store.range(gte, prefixEnd(prefix), BATCH - rows.length)));
+      if (rows.length >= BATCH) break;
+    }
+    return rows;
+  }
+}
+
+const encode = (p: RewrapProgress) => Buffer.from(JSON.stringify(p));
