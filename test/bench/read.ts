@@ -1,0 +1,76 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import autocannon from 'autocannon';
+import { tempDir } from '../helpers.js';
+import { startServerProcess } from '../integration/server-process.js';
+
+/**
+ * Authenticated GET of a 1 KiB secret against two baselines measured in the same run: a bare
+ * node:http server and an express 5 route, each returning the same 1 KiB JSON. One server
+ * process each, autocannon with 50 connections, median of 3 runs. Reports ratios, which are
+ * meaningful on a noisy machine where absolute numbers are not.
+ */
+const here = dirname(fileURLToPath(import.meta.url));
+const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
+const RUNS = 3;
+const CONNECTIONS = 50;
+
+interface Result {
+  rps: number;
+  p50: number;
+  p99: number;
+}
+
+async function baseline(kind: 'bare' | 'express'): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, [join(here, 'baseline-server.js'), kind], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const line = await new Promise<string>((done) => createInterface({ input: child.stdout! }).once('line', done));
+  return { url: `http://127.0.0.1:${line.trim()}`, child };
+}
+
+async function measure(url: string, headers: Record<string, string>): Promise<Result> {
+  const results: Result[] = [];
+  await autocannon({ url, connections: CONNECTIONS, duration: 1, headers }); // warm-up
+  for (let i = 0; i < RUNS; i++) {
+    const r = await autocannon({ url, connections: CONNECTIONS, duration: DURATION, headers });
+    if (r.non2xx > 0 || r.errors > 0) throw new Error(`${url}: ${r.non2xx} non-2xx and ${r.errors} errors`);
+    results.push({ rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99 });
+  }
+  results.sort((a, b) => a.rps - b.rps);
+  return results[Math.floor(RUNS / 2)]!;
+}
+
+const dir = await tempDir('coffer-bench-');
+const bare = await baseline('bare');
+const express = await baseline('express');
+const coffer = await startServerProcess(['--dev', '--data-dir', dir, '--log-level', 'info']);
+try {
+  const token = (await readFile(join(dir, 'root-token'), 'utf8')).trim();
+  const auth = { Authorization: `Bearer ${token}` };
+  const put = await fetch(`${coffer.url}/v1/secrets/bench/secret`, {
+    method: 'PUT',
+    headers: { ...auth, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ data: { value: 'x'.repeat(1024) } }),
+  });
+  if (put.status !== 200) throw new Error(`seeding the secret failed: ${put.status}`);
+
+  const path = '/v1/secrets/bench/secret';
+  const rows = {
+    'node:http (bare)': await measure(bare.url + path, {}),
+    'express 5 hello': await measure(express.url + path, {}),
+    'coffer GET secret': await measure(coffer.url + path, auth),
+  };
+  const c = rows['coffer GET secret'];
+  console.log(`autocannon, ${CONNECTIONS} connections, ${DURATION}s x ${RUNS} runs (median), 1 KiB JSON body`);
+  console.table(Object.fromEntries(Object.entries(rows).map(([k, r]) => [k, { 'req/s': Math.round(r.rps), 'p50 ms': r.p50, 'p99 ms': r.p99 }])));
+  console.log(`coffer / express hello-world: ${(c.rps / rows['express 5 hello'].rps).toFixed(2)}x (target >= 0.70x)`);
+  console.log(`coffer / bare node:http:     ${(c.rps / rows['node:http (bare)'].rps).toFixed(2)}x`);
+} finally {
+  bare.child.kill();
+  express.child.kill();
+  await coffer.kill('SIGTERM');
+  await rm(dir, { recursive: true, force: true });
+}

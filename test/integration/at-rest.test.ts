@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RootTokenAccess } from '../../server/auth/root-token.js';
+import { systemRandom, type RandomSource } from '../../server/crypto/random.js';
+import { SealManager } from '../../server/keys/seal.js';
+import { SecretsEngine } from '../../server/secrets/engine.js';
+import { RewrapJobs } from '../../server/secrets/rewrap.js';
+import { Store } from '../../server/store/db.js';
+import { silentLog, tempDir } from '../helpers.js';
+
+/** Every file of a LevelDB directory (WAL, SSTs, manifest) as one buffer. */
+async function databaseBytes(dir: string): Promise<Buffer> {
+  const files = await readdir(dir);
+  return Buffer.concat(await Promise.all(files.map((f) => readFile(join(dir, f)))));
+}
+
+describe('at rest: LevelDB files hold no plaintext', function () {
+  this.timeout(30_000);
+
+  it('never contains a stored value, a plain DEK, a keyring key, the master key, the root key or the root token', async () => {
+    const dir = await tempDir('coffer-at-rest-');
+    const keys: Uint8Array[] = [];
+    // Record every 256-bit draw: root key, master versions, keyring versions and DEKs.
+    const recording: RandomSource = (n) => {
+      const bytes = systemRandom(n);
+      if (n === 32) keys.push(Uint8Array.from(bytes));
+      return bytes;
+    };
+    const store = await Store.open(join(dir, 'db'));
+    const seal = new SealManager(store, { source: { kind: 'shamir' }, env: {}, random: recording, keyring: { random: recording, maxWraps: 5 } });
+    const access = new RootTokenAccess(store);
+    let rootToken = '';
+    const shares = await seal.init(3, 2, (tx) => {
+      rootToken = access.issue(tx);
+    });
+    for (const share of shares.slice(0, 2)) await seal.submitShare(share);
+    const secrets = new SecretsEngine(store, seal, { random: recording });
+    const canaries: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const canary = `CANARY-${i}-${Buffer.from(systemRandom(12)).toString('hex')}`;
+      canaries.push(canary);
+      await secrets.put(`ns${i % 3}/app/s${i}`, { data: { value: canary } });
+    }
+    const generated = await secrets.put('ns0/generated', { data: { user: 'admin' }, generate: { key: 'password', length: 40 } });
+    const password = (await secrets.get(generated.path))!.data.password!;
+    canaries.push(password);
+    // Rotations and a rewrap write more key material; all of it must stay wrapped.
+    await seal.keys().provider.rotate();
+    await seal.keys().keyrings.rewrapUnderCurrentMaster();
+    const rewrap = new RewrapJobs(store, seal, silentLog);
+    await rewrap.start('ns1', await seal.keys().keyrings.rotate('ns1'));
+    await rewrap.idle();
+    await seal.seal();
+    await store.close();
+
+    const bytes = await databaseBytes(join(dir, 'db'));
+    try {
+      assert.ok(bytes.length > 10_000, 'the database should hold data');
+      assert.ok(keys.length >= 45, `expected key draws to be recorded, got ${keys.length}`);
+      for (const canary of canaries) assert.equal(bytes.indexOf(canary), -1, 'a secret value is stored in plaintext');
+      for (const key of keys) {
+        assert.equal(bytes.indexOf(Buffer.from(key)), -1, 'a key is stored in plaintext');
+        assert.equal(bytes.indexOf(Buffer.from(key).toString('base64')), -1, 'a key is stored in base64');
+      }
+      assert.equal(bytes.indexOf(rootToken), -1, 'the root token is stored');
+      for (const share of shares) assert.equal(bytes.indexOf(share), -1, 'an unseal share is stored');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
