@@ -55,7 +55,7 @@ export async function loadConfig(options: { file?: string; env?: NodeJS.ProcessE
   const result = configSchema.safeParse({ ...fromFile, ...fromEnvironment, ...flags });
   if (!result.success) {
     const issue = result.error.issues[0]!;
-    throw new CofferError('invalid_request', `configuration ${issue.path.join('.') || ''}: ${issue.message}`);
+    throw new CofferError('invalid_request', `configuration: ${issue.path.length ? `${issue.path.join('.')}: ` : ''}${issue.message}`);
   }
   return result.data;
 }

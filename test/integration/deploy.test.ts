@@ -1,0 +1,34 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../../server/config.js';
+
+/** No Docker engine runs here: deploy files are validated, not run. */
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+describe('deploy files', () => {
+  it('ships an example config that the server accepts as it is', async () => {
+    const config = await loadConfig({ file: join(root, 'deploy', 'coffer.yaml'), env: {} });
+    assert.equal(config.kek, 'shamir:');
+    assert.equal(config.data_dir, '/var/lib/coffer');
+  });
+
+  it('runs the image as a non-root user on the compiled entry point', async () => {
+    const dockerfile = await readFile(join(root, 'deploy', 'Dockerfile'), 'utf8');
+    assert.match(dockerfile, /^USER coffer$/m);
+    assert.match(dockerfile, /ENTRYPOINT \["node", "dist\/cli\/main\.js"\]/);
+    const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { bin: { coffer: string } };
+    assert.equal(pkg.bin.coffer, 'dist/cli/main.js');
+  });
+
+  it('hardens the systemd unit and points it at the config', async () => {
+    const unit = await readFile(join(root, 'deploy', 'coffer.service'), 'utf8');
+    for (const line of ['NoNewPrivileges=true', 'ProtectSystem=strict', 'LimitCORE=0', 'StateDirectoryMode=0700']) assert.ok(unit.includes(line), line);
+    assert.match(unit, /--config \/etc\/coffer\/coffer\.yaml/);
+  });
+
+  it('rejects a config file with an unknown key, naming it', async () => {
+    await assert.rejects(loadConfig({ file: join(root, 'package.json'), env: {} }), /configuration: Unrecognized keys?: .*"name"/);
+  });
+});
