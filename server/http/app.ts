@@ -11,7 +11,12 @@ import { secretsRoutes } from './routes/secrets.js';
 
 export type { AppDeps };
 
-/** Builds the express app. It never listens: main.ts does, and tests drive it in-process. */
+/**
+ * Builds the express app. It never listens: main.ts does, and tests drive it in-process.
+ * All routes live on one flat router (nested routers cost measurable time per request):
+ * first the routes that answer while sealed, then the seal gate and authentication, then the
+ * secrets routes (the hot path) and the admin routes.
+ */
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
@@ -21,32 +26,28 @@ export function createApp(deps: AppDeps): Express {
   app.set('query parser', 'simple');
   app.set('trust proxy', false);
 
-  app.use((req: Request, res: Response, next: NextFunction) => {
+  const router = express.Router(routerOptions);
+  router.use((_req: Request, res: Response, next: NextFunction) => {
     const id = randomUUID();
     res.locals.requestId = id;
-    res.setHeader('X-Request-Id', id);
-    res.setHeader('Cache-Control', 'no-store');
-    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeaders(new Map([['X-Request-Id', id], ['Cache-Control', 'no-store'], ['X-Content-Type-Options', 'nosniff']]));
     next();
   });
-  app.use(requestMetrics(deps.metrics));
-  app.use(publicSysRoutes(deps));
-  if (deps.metricsPublic) app.use(metricsRoute(deps));
-
-  const sealedGate = (_req: Request, _res: Response, next: NextFunction) => {
-    deps.seal.keys(); // throws sealed / not_initialized
+  router.use(requestMetrics(deps.metrics));
+  publicSysRoutes(router, deps);
+  if (deps.metricsPublic) metricsRoute(router, deps);
+  router.use((_req: Request, _res: Response, next: NextFunction) => {
+    deps.seal.keys(); // sealed or not initialized: 503 before any token is looked at
     next();
-  };
-  const protectedRoutes = express.Router(routerOptions);
-  protectedRoutes.use(sealedGate, authenticate(() => deps.access));
-  protectedRoutes.use(sysRoutes(deps));
-  if (!deps.metricsPublic) protectedRoutes.use(metricsRoute(deps));
-  protectedRoutes.use(secretsRoutes(deps));
-  app.use(protectedRoutes);
-
-  app.use((_req: Request, _res: Response) => {
+  });
+  router.use(authenticate(() => deps.access));
+  secretsRoutes(router, deps);
+  sysRoutes(router, deps);
+  if (!deps.metricsPublic) metricsRoute(router, deps);
+  router.use((_req: Request, _res: Response) => {
     throw new CofferError('not_found', 'no such route');
   });
+  app.use(router);
   app.use(errorHandler(deps.log));
   return app;
 }

@@ -1,4 +1,4 @@
-import { Router, type Request, type Response } from 'express';
+import type { Request, Response, Router } from 'express';
 import parseurl from 'parseurl';
 import { CofferError, isCofferError } from '../../errors.js';
 import { parseUrlPath } from '../../paths.js';
@@ -7,7 +7,7 @@ import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { batchBody, deleteQuery, emptyQuery, durationMs, listQuery, putSecretBody, readQuery, versionsBody } from '../schemas.js';
 import { validate } from '../validate.js';
-import { methods, routerOptions } from '../router.js';
+import { methods } from '../router.js';
 
 const ACTIONS = ['undelete', 'destroy'] as const;
 
@@ -21,9 +21,8 @@ function secretPath(req: Request, prefix: string): string {
   return parseUrlPath(pathname.slice(prefix.length));
 }
 
-export function secretsRoutes(deps: AppDeps): Router {
+export function secretsRoutes(router: Router, deps: AppDeps): void {
   const { secrets, access } = deps;
-  const router = Router(routerOptions);
   const can = (res: Response, capability: Parameters<typeof requireCapability>[2], path: string) =>
     requireCapability(access, res, capability, path);
 
@@ -139,6 +138,4 @@ export function secretsRoutes(deps: AppDeps): Router {
       });
     },
   });
-
-  return router;
 }

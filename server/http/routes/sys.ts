@@ -1,16 +1,15 @@
-import { Router, type Request, type Response } from 'express';
+import type { Request, Response, Router } from 'express';
 import { CofferError } from '../../errors.js';
 import { requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { emptyBody, initBody, keyringRotateBody, namespaceParam, unsealBody } from '../schemas.js';
 import { validate } from '../validate.js';
-import { routerOptions, methods } from '../router.js';
+import { methods } from '../router.js';
 
 /** Routes that answer while sealed or uninitialized: health, seal-status, init, unseal. */
-export function publicSysRoutes(deps: AppDeps): Router {
+export function publicSysRoutes(router: Router, deps: AppDeps): void {
   const { seal } = deps;
-  const router = Router(routerOptions);
 
   methods(router, '/v1/sys/health', {
     get: (_req, res) => {
@@ -61,13 +60,11 @@ export function publicSysRoutes(deps: AppDeps): Router {
       },
     ],
   });
-  return router;
 }
 
 /** Admin routes under /v1/sys that need an unsealed vault and a token. */
-export function sysRoutes(deps: AppDeps): Router {
+export function sysRoutes(router: Router, deps: AppDeps): void {
   const { seal, access } = deps;
-  const router = Router(routerOptions);
   const admin = (res: Response, what: string) => requireCapability(access, res, 'admin', `sys/${what}`);
 
   methods(router, '/v1/sys/seal', {
@@ -124,18 +121,14 @@ export function sysRoutes(deps: AppDeps): Router {
       },
     ],
   });
-
-  return router;
 }
 
 /** /v1/sys/metrics: admin on sys/metrics, or public when configured. */
-export function metricsRoute(deps: AppDeps): Router {
-  const router = Router(routerOptions);
+export function metricsRoute(router: Router, deps: AppDeps): void {
   methods(router, '/v1/sys/metrics', {
     get: async (_req, res) => {
       if (!deps.metricsPublic) requireCapability(deps.access, res, 'admin', 'sys/metrics');
       res.type(deps.metrics.contentType).send(await deps.metrics.metrics());
     },
   });
-  return router;
 }
