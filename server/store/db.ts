@@ -3,6 +3,8 @@ import { CofferError } from '../errors.js';
 import { toBase64 } from '../crypto/bytes.js';
 import { LOG_PREFIX, SEQ_KEY, logKey, prefixEnd } from './keys.js';
 
+export const DEFAULT_CHANGELOG_RETAIN = 100_000;
+
 export type Op = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string };
 
 /** What a mutation may do: read (its own writes included) and stage puts and deletes. */
@@ -34,11 +36,16 @@ export class Store {
     private readonly db: Level<string, Uint8Array>,
     seq: number,
     private readonly now: () => number,
+    private readonly retain: number,
   ) {
     this.seq = seq;
   }
 
-  static async open(location: string, now: () => number = Date.now): Promise<Store> {
+  /**
+   * `retain`: change-log records kept; each batch drops the one that falls out of the window,
+   * so the log stays bounded without a separate compaction pass.
+   */
+  static async open(location: string, now: () => number = Date.now, retain = DEFAULT_CHANGELOG_RETAIN): Promise<Store> {
     const db = new Level<string, Uint8Array>(location, { keyEncoding: 'utf8', valueEncoding: 'view' });
     try {
       await db.open();
@@ -54,7 +61,7 @@ export class Store {
     }
     const raw = db.getSync(SEQ_KEY);
     const seq = raw ? Number(Buffer.from(raw).toString('utf8')) : 0;
-    return new Store(db, seq, now);
+    return new Store(db, seq, now, retain);
   }
 
   get lastSeq(): number {
@@ -122,6 +129,7 @@ export class Store {
     }
     batch.put(SEQ_KEY, Buffer.from(String(seq)));
     batch.put(logKey(seq), Buffer.from(JSON.stringify(record)));
+    if (seq > this.retain) batch.del(logKey(seq - this.retain));
     await batch.write({ sync: true });
     this.seq = seq;
     return result;

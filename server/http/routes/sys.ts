@@ -6,10 +6,13 @@ import type { AppDeps } from '../deps.js';
 import { emptyBody, initBody, keyringRotateBody, namespaceParam, unsealBody } from '../schemas.js';
 import { validate } from '../validate.js';
 import { methods } from '../router.js';
+import { rateLimit } from '../rate-limit.js';
 
 /** Routes that answer while sealed or uninitialized: health, seal-status, init, unseal. */
 export function publicSysRoutes(router: Router, deps: AppDeps): void {
   const { seal } = deps;
+  // Unseal and init are unauthenticated: bound how fast one client may guess or reset.
+  const ceremonyLimit = rateLimit({ max: 30, windowMs: 60_000 });
 
   methods(router, '/v1/sys/health', {
     get: (_req, res) => {
@@ -22,6 +25,7 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
 
   methods(router, '/v1/sys/init', {
     post: [
+      ceremonyLimit,
       jsonBody,
       async (req, res) => {
         const { shares, threshold } = validate(initBody, req.body);
@@ -38,6 +42,7 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
 
   methods(router, '/v1/sys/unseal', {
     post: [
+      ceremonyLimit,
       jsonBody,
       async (req, res) => {
         const body = validate(unsealBody, req.body);

@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Store } from '../../../server/store/db.js';
+import { logKey, parseVersionKey, versionKey } from '../../../server/store/keys.js';
+import { openVault, tempDir } from '../../helpers.js';
+
+const bytes = (s: string) => new Uint8Array(Buffer.from(s));
+const text = (b: Uint8Array | undefined) => (b ? Buffer.from(b).toString() : undefined);
+
+describe('store', () => {
+  let dir: string;
+  let store: Store;
+  beforeEach(async () => {
+    dir = await tempDir('coffer-store-');
+    store = await Store.open(join(dir, 'db'), () => 1_000, 5);
+  });
+  afterEach(async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('commits a mutation as one batch with the next sequence number and a change-log record', async () => {
+    await store.mutate((tx) => {
+      tx.put('a', bytes('1'));
+      tx.put('b', bytes('2'));
+      tx.del('c');
+    });
+    assert.equal(store.lastSeq, 1);
+    assert.equal(text(store.get('a')), '1');
+    const [record] = await store.changes(0, 10);
+    assert.deepEqual(record, {
+      seq: 1,
+      time: 1_000,
+      ops: [
+        { type: 'put', key: 'a', value: Buffer.from('1').toString('base64') },
+        { type: 'put', key: 'b', value: Buffer.from('2').toString('base64') },
+        { type: 'del', key: 'c' },
+      ],
+    });
+  });
+
+  it('writes nothing and keeps the sequence when the mutation throws', async () => {
+    await assert.rejects(
+      store.mutate((tx) => {
+        tx.put('a', bytes('1'));
+        throw new Error('boom');
+      }),
+      /boom/,
+    );
+    assert.equal(store.get('a'), undefined);
+    assert.equal(store.lastSeq, 0);
+    assert.deepEqual(await store.changes(0, 10), []);
+    await store.mutate((tx) => tx.put('b', bytes('2')));
+    assert.equal(store.lastSeq, 1, 'a failed mutation does not block the queue');
+  });
+
+  it('lets a mutation read its own staged writes and deletes', async () => {
+    await store.mutate((tx) => tx.put('k', bytes('old')));
+    await store.mutate((tx) => {
+      tx.put('k', bytes('new'));
+      assert.equal(text(tx.get('k')), 'new');
+      tx.del('k');
+      assert.equal(tx.get('k'), undefined);
+    });
+    assert.equal(store.get('k'), undefined);
+  });
+
+  it('runs concurrent mutations one at a time (no lost read-modify-write)', async () => {
+    await Promise.all(
+      Array.from({ length: 50 }, () =>
+        store.mutate(async (tx) => {
+          const n = Number(text(tx.get('counter')) ?? '0');
+          await new Promise((r) => setImmediate(r));
+          tx.put('counter', bytes(String(n + 1)));
+        }),
+      ),
+    );
+    assert.equal(text(store.get('counter')), '50');
+    assert.equal(store.lastSeq, 50);
+  });
+
+  it('does not commit a mutation that staged nothing', async () => {
+    await store.mutate(() => undefined);
+    assert.equal(store.lastSeq, 0);
+  });
+
+  it('keeps the change log bounded to its retention window', async () => {
+    for (let i = 0; i < 12; i++) await store.mutate((tx) => tx.put(`k${i}`, bytes('v')));
+    const records = await store.changes(0, 100);
+    assert.deepEqual(records.map((r) => r.seq), [8, 9, 10, 11, 12]);
+    assert.equal(store.get(logKey(7)), undefined);
+  });
+
+  it('restores the sequence number after a reopen', async () => {
+    await store.mutate((tx) => tx.put('a', bytes('1')));
+    await store.mutate((tx) => tx.put('a', bytes('2')));
+    await store.close();
+    store = await Store.open(join(dir, 'db'));
+    assert.equal(store.lastSeq, 2);
+    await store.mutate((tx) => tx.put('a', bytes('3')));
+    assert.equal(store.lastSeq, 3);
+  });
+
+  it('refuses a second open of the same directory with a clear error', async () => {
+    await assert.rejects(Store.open(join(dir, 'db')), /in use by another Coffer process/);
+  });
+
+  it('refuses reads after close', async () => {
+    await store.close();
+    assert.throws(() => store.get('a'), /store is closed/);
+    store = await Store.open(join(dir, 'db'));
+  });
+
+  it('round-trips version keys, including single-segment paths', () => {
+    for (const [path, version] of [['app', 1], ['app/db/x', 4_294_967_295]] as const) {
+      assert.deepEqual(parseVersionKey(versionKey(path, version)), { path, version });
+    }
+    assert.ok(versionKey('app', 2) < versionKey('app', 10), 'versions sort numerically');
+  });
+});
+
+describe('check-and-set under concurrency', () => {
+  it('has exactly one winner per expected version among 100 concurrent writers', async () => {
+    const vault = await openVault({ source: { kind: 'env', variable: 'K' }, env: { K: Buffer.alloc(32, 9).toString('base64') } });
+    try {
+      await vault.secrets.put('app/race', { data: { v: 'start' } });
+      const results = await Promise.allSettled(
+        Array.from({ length: 100 }, (_, i) => vault.secrets.put('app/race', { data: { v: `w${i}` }, cas: 1 })),
+      );
+      const won = results.filter((r) => r.status === 'fulfilled');
+      assert.equal(won.length, 1);
+      for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as { code: string }).code, 'cas_mismatch');
+      const meta = vault.secrets.metadata('app/race')!;
+      assert.equal(meta.current_version, 2);
+      assert.deepEqual(meta.versions.map((v) => v.version), [1, 2]);
+      // Unconditional writers all land, with strictly increasing versions.
+      const versions = await Promise.all(Array.from({ length: 50 }, (_, i) => vault.secrets.put('app/race', { data: { v: `u${i}` } })));
+      assert.deepEqual(versions.map((v) => v.version).sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i + 3));
+    } finally {
+      await vault.cleanup();
+    }
+  });
+});
