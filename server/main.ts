@@ -63,10 +63,12 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     });
     let rootToken: string | undefined;
     if (config.dev && !seal.initialized) {
-      await seal.init(1, 1, (tx) => {
+      const [recoveryShare] = await seal.init(1, 1, (tx) => {
         rootToken = access.issue(tx);
       });
       await writeSecretFile(join(dataDir, 'root-token'), `${rootToken}\n`);
+      // Dev only: after a manual seal, this share (or a restart) unseals the vault again.
+      await writeSecretFile(join(dataDir, 'recovery-share'), `${recoveryShare}\n`);
     }
     if (seal.initialized && seal.autoUnseal && seal.sealed) await seal.autoUnsealNow();
 
