@@ -49,6 +49,9 @@ function scan(text: string): void {
           throw bad('malformed');
         }
         if (top.has(key)) throw bad('duplicate key');
+        // JSON.parse keeps "__proto__" as an own key, but any later copy into a plain object
+        // (schemas, spreads) would set a prototype or drop it silently: refuse it outright.
+        if (key === '__proto__') throw bad('reserved key "__proto__"');
         top.add(key);
         expectKey = false;
       }

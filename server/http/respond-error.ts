@@ -16,6 +16,9 @@ export function errorHandler(log: Logger) {
         ? new CofferError(err.code, 'internal error')
         : err;
       if (err.status >= 500) log.error({ request_id: requestId, code: err.code, detail: err.detail ?? err.message }, 'request failed');
+    } else if (err instanceof URIError) {
+      // The router's own percent-decoding of route parameters failed (e.g. `%zz`, `%C0%AE`).
+      error = new CofferError('invalid_path', 'path is invalid: it holds a malformed percent-encoding');
     } else if (isClientAbort(err)) {
       error = new CofferError('invalid_request', 'request could not be read');
     } else {

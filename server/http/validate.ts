@@ -9,9 +9,10 @@ export function validate<T extends z.ZodType>(schema: T, input: unknown, where =
   const result = schema.safeParse(input);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
-  const field = issue.path.length ? issue.path.map(String).join('.') : where;
+  const field = issue.path.map(String).join('.');
   const code = issue.code === 'too_big' && issue.origin === 'string' && field.startsWith('data') ? 'too_large' : 'invalid_request';
-  throw new CofferError(code, `${where === 'body' ? '' : `${where} `}${field}: ${explain(issue)}`.trim());
+  const subject = [where === 'body' && field ? '' : where, field].filter(Boolean).join(' ');
+  throw new CofferError(code, `${subject}: ${explain(issue)}`);
 }
 
 function explain(issue: z.core.$ZodIssue): string {

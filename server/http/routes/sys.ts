@@ -3,7 +3,8 @@ import { CofferError } from '../../errors.js';
 import { requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
-import { emptyBody, initBody, keyringRotateBody, namespaceParam, unsealBody } from '../schemas.js';
+import { SEGMENT } from '../../paths.js';
+import { emptyBody, initBody, keyringRotateBody, unsealBody } from '../schemas.js';
 import { validate } from '../validate.js';
 import { methods } from '../router.js';
 import { rateLimit } from '../rate-limit.js';
@@ -100,7 +101,11 @@ export function sysRoutes(router: Router, deps: AppDeps): void {
     ],
   });
 
-  const namespaceOf = (req: Request) => validate(namespaceParam, req.params.ns, 'namespace');
+  const namespaceOf = (req: Request) => {
+    const ns = req.params.ns;
+    if (typeof ns !== 'string' || !SEGMENT.test(ns)) throw new CofferError('invalid_path', 'namespace is invalid: one path segment of [A-Za-z0-9._-]');
+    return ns;
+  };
 
   methods(router, '/v1/sys/keyrings/:ns', {
     get: (req, res) => {
