@@ -61,6 +61,8 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
         maxAgeMs: config.keyring_max_age_days * 86_400_000,
       },
     });
+    const secrets = new SecretsEngine(store, seal, { maxVersions: config.max_versions });
+    const rewrap = new RewrapJobs(store, seal, log);
     let rootToken: string | undefined;
     if (config.dev && !seal.initialized) {
       const [recoveryShare] = await seal.init(1, 1, (tx) => {
@@ -72,12 +74,9 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     }
     if (seal.initialized && seal.autoUnseal && seal.sealed) await seal.autoUnsealNow();
 
-    const secrets = new SecretsEngine(store, seal, { maxVersions: config.max_versions });
-    const rewrap = new RewrapJobs(store, seal, log);
     const metrics = createMetrics();
     const app = createApp({ store, seal, secrets, access, rewrap, log, metrics, version: VERSION, metricsPublic: config.metrics_public });
     const server = await listen(app, config.listen);
-    if (!seal.sealed) await rewrap.resume();
     const address = server.address() as AddressInfo;
     const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
     log.info({ url, data_dir: dataDir, dev: config.dev, provider: source.kind, initialized: seal.initialized, sealed: seal.sealed }, 'coffer listening');

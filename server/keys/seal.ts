@@ -64,6 +64,8 @@ export class SealManager {
   private progress: Share[] = [];
   private busy = false;
   private readonly options: SealOptions;
+  private readonly unsealListeners: ((keys: UnsealedKeys) => Promise<void> | void)[] = [];
+  private readonly sealListeners: (() => void)[] = [];
 
   constructor(private readonly store: Store, options: Partial<SealOptions> & { source: RootKeySource }) {
     this.options = { env: process.env, keyring: {}, random: systemRandom, now: Date.now, ...options };
@@ -75,6 +77,19 @@ export class SealManager {
         `this vault was initialized with --kek ${stored}: and cannot be opened with --kek ${options.source.kind}:`,
       );
     }
+  }
+
+  /**
+   * Runs `listener` after every unseal (engines load what they keep in memory, e.g. signing
+   * keys). If a listener fails, the vault seals again and the unseal fails.
+   */
+  onUnseal(listener: (keys: UnsealedKeys) => Promise<void> | void): void {
+    this.unsealListeners.push(listener);
+  }
+
+  /** Runs `listener` when the vault seals (engines drop key material). */
+  onSeal(listener: () => void): void {
+    this.sealListeners.push(listener);
   }
 
   get initialized(): boolean {
@@ -112,7 +127,7 @@ export class SealManager {
    * root token's hash), so a crash never leaves a vault initialized without a root token.
    * Shamir vaults stay sealed afterwards; auto-unseal vaults are unsealed.
    */
-  async init(shares: number, threshold: number, stage: (tx: Tx) => void): Promise<string[]> {
+  async init(shares: number, threshold: number, stage: (tx: Tx, keys: UnsealedKeys) => void | Promise<void>): Promise<string[]> {
     if (this.config) throw new CofferError('already_initialized', 'vault is already initialized');
     if (this.busy) throw new CofferError('already_initialized', 'vault initialization is in progress');
     this.busy = true;
@@ -141,18 +156,24 @@ export class SealManager {
       const provider = await SoftwareProvider.create(this.store, Uint8Array.from(rootKey), clusterId, random);
       zeroize(rootKey);
       const full: SealConfig = { ...config, share_set: shareSet };
+      const keys: UnsealedKeys = { clusterId, provider, keyrings: new Keyrings(this.store, provider, clusterId, this.options.keyring) };
       try {
-        await this.store.mutate((tx) => {
+        await this.store.mutate(async (tx) => {
           tx.put(SEAL_KEY, Buffer.from(JSON.stringify(full)));
-          stage(tx);
+          await stage(tx, keys);
         });
       } catch (e) {
+        keys.keyrings.close();
         provider.close();
         throw e;
       }
       this.config = full;
-      if (source.kind === 'shamir') provider.close();
-      else this.unsealed = this.openKeys(provider);
+      if (source.kind === 'shamir') {
+        keys.keyrings.close();
+        provider.close();
+      } else {
+        await this.becomeUnsealed(keys);
+      }
       return encodedShares;
     } finally {
       this.busy = false;
@@ -167,7 +188,7 @@ export class SealManager {
     assertRandomHealthy(this.options.random);
     const rootKey = await loadRootKey(this.options.source, this.options.env, saltOf(config));
     const provider = await SoftwareProvider.open(this.store, rootKey, config.cluster_id, this.options.random);
-    this.unsealed = this.openKeys(provider);
+    await this.becomeUnsealed(this.openKeys(provider));
   }
 
   /**
@@ -202,7 +223,7 @@ export class SealManager {
         const rootKey = await loadRootKey(this.options.source, this.options.env, saltOf(config));
         provider = await SoftwareProvider.open(this.store, rootKey, config.cluster_id, this.options.random);
       }
-      this.unsealed = this.openKeys(provider);
+      await this.becomeUnsealed(this.openKeys(provider));
       return this.status();
     } catch (e) {
       zeroize(key);
@@ -229,8 +250,19 @@ export class SealManager {
     if (!keys) return;
     this.unsealed = undefined;
     await this.store.mutate(() => undefined);
+    for (const listener of this.sealListeners) listener();
     keys.keyrings.close();
     keys.provider.close();
+  }
+
+  private async becomeUnsealed(keys: UnsealedKeys): Promise<void> {
+    this.unsealed = keys;
+    try {
+      for (const listener of this.unsealListeners) await listener(keys);
+    } catch (e) {
+      await this.seal();
+      throw e;
+    }
   }
 
   private openKeys(provider: MasterKeyProvider): UnsealedKeys {

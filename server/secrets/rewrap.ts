@@ -33,7 +33,9 @@ export class RewrapJobs {
     private readonly seal: SealManager,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    seal.onUnseal(() => this.resume());
+  }
 
   async start(namespace: string, targetVersion: number): Promise<RewrapProgress> {
     const progress: RewrapProgress = {

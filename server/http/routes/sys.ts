@@ -36,7 +36,6 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
         });
         deps.log.info({ shares, threshold, provider: seal.status().provider }, 'vault initialized');
         res.json({ shares: encodedShares, root_token: rootToken });
-        if (!seal.sealed) await deps.rewrap.resume();
       },
     ],
   });
@@ -59,10 +58,7 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
           deps.log.warn({ request_id: res.locals.requestId, code: (e as CofferError).code }, 'unseal share refused');
           throw e;
         }
-        if (wasSealed && !seal.sealed) {
-          deps.log.info('vault unsealed');
-          await deps.rewrap.resume();
-        }
+        if (wasSealed && !seal.sealed) deps.log.info('vault unsealed');
       },
     ],
   });
