@@ -3,7 +3,9 @@ import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { RootTokenAccess } from './auth/root-token.js';
+import { Directory } from './auth/directory.js';
+import { AuthService } from './auth/service.js';
+import { TokenService } from './auth/tokens.js';
 import { loadConfig, type ServerConfig } from './config.js';
 import { CofferError } from './errors.js';
 import { createApp } from './http/app.js';
@@ -51,7 +53,6 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
 
   const store = await Store.open(join(dataDir, 'db'));
   try {
-    const access = new RootTokenAccess(store);
     const seal = new SealManager(store, {
       source,
       env,
@@ -63,10 +64,13 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     });
     const secrets = new SecretsEngine(store, seal, { maxVersions: config.max_versions });
     const rewrap = new RewrapJobs(store, seal, log);
+    const directory = new Directory(store);
+    await directory.load();
+    const access = new AuthService(new TokenService(store, seal), directory);
     let rootToken: string | undefined;
     if (config.dev && !seal.initialized) {
-      const [recoveryShare] = await seal.init(1, 1, (tx) => {
-        rootToken = access.issue(tx);
+      const [recoveryShare] = await seal.init(1, 1, async (tx, keys) => {
+        rootToken = await access.tokens.createRoot(tx, keys);
       });
       await writeSecretFile(join(dataDir, 'root-token'), `${rootToken}\n`);
       // Dev only: after a manual seal, this share (or a restart) unseals the vault again.

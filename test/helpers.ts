@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { Express } from 'express';
-import { RootTokenAccess } from '../server/auth/root-token.js';
+import { Directory } from '../server/auth/directory.js';
+import { AuthService } from '../server/auth/service.js';
+import { TokenService } from '../server/auth/tokens.js';
 import { createApp } from '../server/http/app.js';
 import { createMetrics } from '../server/http/metrics.js';
 import type { KeyringOptions } from '../server/keys/keyring.js';
@@ -25,7 +27,7 @@ export interface TestVault {
   store: Store;
   seal: SealManager;
   secrets: SecretsEngine;
-  access: RootTokenAccess;
+  access: AuthService;
   rewrap: RewrapJobs;
   app: Express;
   /** Root token (set once initialized through `initVault`). */
@@ -43,6 +45,8 @@ export interface VaultOptions {
   env?: NodeJS.ProcessEnv;
   keyring?: Partial<KeyringOptions>;
   secrets?: Partial<SecretsOptions>;
+  /** Clock for tokens (TTL tests). */
+  now?: () => number;
   /** Initialize (and for shamir, unseal) right away: default true. */
   init?: { shares: number; threshold: number } | false;
 }
@@ -55,7 +59,9 @@ export async function openVault(options: VaultOptions = {}): Promise<TestVault> 
   const dir = options.dir ?? (await tempDir());
   const store = await Store.open(join(dir, 'db'));
   const seal = new SealManager(store, { source: options.source ?? { kind: 'shamir' }, env: options.env ?? {}, keyring: options.keyring ?? {} });
-  const access = new RootTokenAccess(store);
+  const directory = new Directory(store);
+  await directory.load();
+  const access = new AuthService(new TokenService(store, seal, options.now ?? Date.now), directory);
   const secrets = new SecretsEngine(store, seal, options.secrets ?? {});
   const rewrap = new RewrapJobs(store, seal, silentLog);
   const app = createApp({ store, seal, secrets, access, rewrap, log: silentLog, metrics: createMetrics(false), version: 'test' });
@@ -79,8 +85,8 @@ export async function openVault(options: VaultOptions = {}): Promise<TestVault> 
   };
   const init = options.init ?? { shares: 5, threshold: 3 };
   if (init && !seal.initialized) {
-    vault.shares = await seal.init(init.shares, init.threshold, (tx) => {
-      vault.rootToken = access.issue(tx);
+    vault.shares = await seal.init(init.shares, init.threshold, async (tx, keys) => {
+      vault.rootToken = await access.tokens.createRoot(tx, keys);
     });
     vault.auth = { Authorization: `Bearer ${vault.rootToken}` };
     for (const share of vault.shares.slice(0, init.threshold)) {

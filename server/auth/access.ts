@@ -1,10 +1,16 @@
 /** Who is calling, as established by authentication. */
 export interface Identity {
-  /** Stable identity name (e.g. `root`, `user:alice`, `ci:github:acme/app`). */
+  /** Stable identity name (e.g. `root`, `user:alice`, `approle:builder`, `jwt:github:...`). */
   id: string;
+  /** Effective groups: the token's plus the groups that list the identity as a member. */
   groups: string[];
+  /** Policies attached to the identity directly (besides those of its groups). */
+  policies: string[];
   /** The root token bypasses policies; it comes only from init (later: the quorum ceremony). */
   root: boolean;
+  /** The token's id and expiry (seconds since the epoch). */
+  jti: string;
+  exp: number;
 }
 
 export const CAPABILITIES = ['read', 'list', 'create', 'update', 'delete', 'destroy', 'admin', 'deny'] as const;
@@ -19,4 +25,6 @@ export interface AccessControl {
   authenticate(token: string): Identity | undefined | Promise<Identity | undefined>;
   /** Whether `identity` holds `capability` on `path` (a secret path, or `sys/...`). */
   authorize(identity: Identity, capability: Capability, path: string): boolean;
+  /** Whether `identity` may hold `capability` on anything at or below `prefix` ('' = anywhere). */
+  authorizeBelow(identity: Identity, capability: Capability, prefix: string): boolean;
 }

@@ -8,6 +8,7 @@ import { errorHandler } from './respond-error.js';
 import { routerOptions } from './router.js';
 import { metricsRoute, publicSysRoutes, sysRoutes } from './routes/sys.js';
 import { secretsRoutes } from './routes/secrets.js';
+import { accessRoutes, jwksRoute } from './routes/access.js';
 
 export type { AppDeps };
 
@@ -40,8 +41,10 @@ export function createApp(deps: AppDeps): Express {
     deps.seal.keys(); // sealed or not initialized: 503 before any token is looked at
     next();
   });
+  jwksRoute(router, deps);
   router.use(authenticate(() => deps.access));
   secretsRoutes(router, deps);
+  accessRoutes(router, deps);
   sysRoutes(router, deps);
   if (!deps.metricsPublic) metricsRoute(router, deps);
   router.use((_req: Request, _res: Response) => {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { RootTokenAccess } from '../auth/root-token.js';
+import type { AuthService } from '../auth/service.js';
 import type { SealManager } from '../keys/seal.js';
 import type { SecretsEngine } from '../secrets/engine.js';
 import type { RewrapJobs } from '../secrets/rewrap.js';
@@ -11,7 +11,7 @@ export interface AppDeps {
   store: Store;
   seal: SealManager;
   secrets: SecretsEngine;
-  access: RootTokenAccess;
+  access: AuthService;
   rewrap: RewrapJobs;
   log: Logger;
   metrics: Registry;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { RootTokenAccess } from '../../server/auth/root-token.js';
+import { TokenService } from '../../server/auth/tokens.js';
 import { systemRandom, type RandomSource } from '../../server/crypto/random.js';
 import { SealManager } from '../../server/keys/seal.js';
 import { SecretsEngine } from '../../server/secrets/engine.js';
@@ -29,10 +29,10 @@ describe('at rest: LevelDB files hold no plaintext', function () {
     };
     const store = await Store.open(join(dir, 'db'));
     const seal = new SealManager(store, { source: { kind: 'shamir' }, env: {}, random: recording, keyring: { random: recording, maxWraps: 5 } });
-    const access = new RootTokenAccess(store);
+    const tokens = new TokenService(store, seal, Date.now, recording);
     let rootToken = '';
-    const shares = await seal.init(3, 2, (tx) => {
-      rootToken = access.issue(tx);
+    const shares = await seal.init(3, 2, async (tx, keys) => {
+      rootToken = await tokens.createRoot(tx, keys);
     });
     for (const share of shares.slice(0, 2)) await seal.submitShare(share);
     const secrets = new SecretsEngine(store, seal, { random: recording });

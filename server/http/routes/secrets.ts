@@ -36,8 +36,12 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
         res.json({ secrets: found.filter((s) => access.authorize(identity, 'list', s.path)) });
         return;
       }
-      can(res, 'list', prefix || '**');
-      res.json(await secrets.list(prefix, query.after, query.limit ?? 100));
+      // Listing shows only the paths the caller may list; `next` still follows the scan, so
+      // pages may be short but pagination never skips or repeats.
+      const identity = identityOf(res);
+      if (!access.authorizeBelow(identity, 'list', prefix)) throw new CofferError('forbidden', `permission denied: list on ${prefix || '(all)'}`);
+      const page = await secrets.list(prefix, query.after, query.limit ?? 100);
+      res.json({ keys: page.keys.filter((k) => access.authorize(identity, 'list', k)), next: page.next });
     },
   });
 

@@ -31,8 +31,8 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
       async (req, res) => {
         const { shares, threshold } = validate(initBody, req.body);
         let rootToken = '';
-        const encodedShares = await seal.init(shares, threshold, (tx) => {
-          rootToken = deps.access.issue(tx);
+        const encodedShares = await seal.init(shares, threshold, async (tx, keys) => {
+          rootToken = await deps.access.tokens.createRoot(tx, keys);
         });
         deps.log.info({ shares, threshold, provider: seal.status().provider }, 'vault initialized');
         res.json({ shares: encodedShares, root_token: rootToken });

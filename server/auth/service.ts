@@ -1,0 +1,32 @@
+import type { AccessControl, Capability, Identity } from './access.js';
+import type { Directory } from './directory.js';
+import type { TokenService } from './tokens.js';
+
+/** The access control of a running vault: Coffer JWTs, then groups and path policies. */
+export class AuthService implements AccessControl {
+  constructor(
+    readonly tokens: TokenService,
+    readonly directory: Directory,
+  ) {}
+
+  async authenticate(token: string): Promise<Identity | undefined> {
+    const claims = await this.tokens.verify(token);
+    if (!claims) return undefined;
+    return {
+      id: claims.sub,
+      groups: this.directory.effectiveGroups(claims.sub, claims.groups),
+      policies: claims.policies,
+      root: claims.root === true,
+      jti: claims.jti,
+      exp: claims.exp,
+    };
+  }
+
+  authorize(identity: Identity, capability: Capability, path: string): boolean {
+    return identity.root || this.directory.evaluator(identity.policies, identity.groups).allows(capability, path);
+  }
+
+  authorizeBelow(identity: Identity, capability: Capability, prefix: string): boolean {
+    return identity.root || this.directory.evaluator(identity.policies, identity.groups).mayReachBelow(capability, prefix);
+  }
+}

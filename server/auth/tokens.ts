@@ -1,0 +1,258 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { SignJWT, exportJWK, jwtVerify, type JWK } from 'jose';
+import { z } from 'zod';
+import { encodeContext, fromBase64, toBase64 } from '../crypto/bytes.js';
+import { envelopeKeyVersion, openEnvelope, sealEnvelope } from '../crypto/envelope.js';
+import { systemRandom, type RandomSource } from '../crypto/random.js';
+import { CofferError } from '../errors.js';
+import type { SealManager, UnsealedKeys } from '../keys/seal.js';
+import type { Store, Tx } from '../store/db.js';
+
+/**
+ * Coffer-issued tokens: EdDSA JWTs (`typ: coffer+jwt`) with `iss` and `aud` bound to this
+ * cluster, signed by a key kept in the vault under the `sys` keyring. Verification pins the
+ * algorithm, type, issuer and audience (RFC 8725); a verified token is cached until it expires,
+ * and its `jti` is checked against the revocation set on every use.
+ */
+export const TOKEN_TYPE = 'coffer+jwt';
+const SIGNING_PREFIX = 'auth/signing/';
+const REVOKED_PREFIX = 'auth/revoked/';
+const CACHE_LIMIT = 10_000;
+
+export interface TokenClaims {
+  sub: string;
+  groups: string[];
+  policies: string[];
+  iat: number;
+  exp: number;
+  /** Renewals never extend `exp` past this (seconds since the epoch). */
+  max_exp: number;
+  jti: string;
+  method: string;
+  root?: boolean;
+}
+
+const claimsSchema = z.object({
+  sub: z.string().min(1).max(256),
+  groups: z.array(z.string().max(64)).max(64),
+  policies: z.array(z.string().max(64)).max(64),
+  iat: z.number().int().nonnegative(),
+  exp: z.number().int().positive(),
+  max_exp: z.number().int().positive(),
+  jti: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/),
+  method: z.string().max(32),
+  root: z.boolean().optional(),
+});
+
+interface SigningRecord {
+  kid: string;
+  created_at: number;
+  public_jwk: JWK;
+  /** PKCS#8 DER of the private key, sealed under the sys keyring. */
+  sealed_private: string;
+}
+
+interface SigningKey {
+  kid: string;
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+  publicJwk: JWK;
+}
+
+export interface IssueRequest {
+  sub: string;
+  groups: string[];
+  policies?: string[];
+  ttlSeconds: number;
+  maxTtlSeconds: number;
+  method: string;
+  root?: boolean;
+}
+
+export class TokenService {
+  private keys = new Map<string, SigningKey>();
+  private current: SigningKey | undefined;
+  private revoked = new Map<string, number>();
+  private readonly verified = new Map<string, TokenClaims>();
+  private issuer = '';
+
+  constructor(
+    private readonly store: Store,
+    seal: SealManager,
+    private readonly now: () => number = Date.now,
+    private readonly random: RandomSource = systemRandom,
+  ) {
+    seal.onUnseal((keys) => this.load(keys));
+    seal.onSeal(() => this.unload());
+  }
+
+  /** Creates the first signing key and the root token inside init's batch. */
+  async createRoot(tx: Tx, keys: UnsealedKeys): Promise<string> {
+    this.issuer = issuerOf(keys.clusterId);
+    const key = await this.createSigningKey(tx, keys);
+    return this.sign(key, { sub: 'root', groups: [], policies: [], ttlSeconds: ROOT_TTL, maxTtlSeconds: ROOT_TTL, method: 'root', root: true });
+  }
+
+  async issue(request: IssueRequest): Promise<{ token: string; claims: TokenClaims }> {
+    const key = this.requireCurrent();
+    const token = await this.sign(key, request);
+    return { token, claims: (await this.verify(token))! };
+  }
+
+  /**
+   * The claims of a valid, unexpired, unrevoked token, or `undefined`. A cache hit costs a map
+   * lookup, the expiry check and the revocation check.
+   */
+  async verify(token: string): Promise<TokenClaims | undefined> {
+    if (token.length > 8192) return undefined;
+    const nowSeconds = Math.floor(this.now() / 1000);
+    let claims = this.verified.get(token);
+    if (!claims) {
+      if (this.keys.size === 0) return undefined;
+      try {
+        const { payload } = await jwtVerify(token, (header) => this.publicKeyFor(header.kid), {
+          algorithms: ['EdDSA'],
+          typ: TOKEN_TYPE,
+          issuer: this.issuer,
+          audience: this.issuer,
+          currentDate: new Date(this.now()),
+          clockTolerance: 0,
+          requiredClaims: ['exp', 'iat', 'jti', 'sub'],
+        });
+        const parsed = claimsSchema.safeParse(payload);
+        if (!parsed.success || parsed.data.exp > parsed.data.max_exp) return undefined;
+        claims = parsed.data;
+      } catch {
+        return undefined;
+      }
+      if (this.verified.size >= CACHE_LIMIT) this.verified.delete(this.verified.keys().next().value!);
+      this.verified.set(token, claims);
+    }
+    if (claims.exp <= nowSeconds) {
+      this.verified.delete(token);
+      return undefined;
+    }
+    if (this.revoked.has(claims.jti)) return undefined;
+    return claims;
+  }
+
+  /** A new token for the same identity, expiring at most at the original `max_exp`. */
+  async renew(claims: TokenClaims, ttlSeconds: number): Promise<{ token: string; claims: TokenClaims }> {
+    const nowSeconds = Math.floor(this.now() / 1000);
+    if (nowSeconds >= claims.max_exp) throw new CofferError('forbidden', 'token reached its maximum lifetime: log in again');
+    const key = this.requireCurrent();
+    const exp = Math.min(nowSeconds + ttlSeconds, claims.max_exp);
+    const token = await this.signClaims(key, { ...claims, iat: nowSeconds, exp, jti: this.newJti() });
+    return { token, claims: (await this.verify(token))! };
+  }
+
+  /** Revokes a token id until the token would have expired anyway. Idempotent. */
+  async revoke(jti: string, exp: number): Promise<void> {
+    if (this.revoked.has(jti)) return;
+    await this.store.mutate((tx) => tx.put(REVOKED_PREFIX + jti, Buffer.from(String(exp))));
+    this.revoked.set(jti, exp);
+  }
+
+  isRevoked(jti: string): boolean {
+    return this.revoked.has(jti);
+  }
+
+  jwks(): { keys: JWK[] } {
+    return { keys: [...this.keys.values()].map((k) => k.publicJwk) };
+  }
+
+  private async load(keys: UnsealedKeys): Promise<void> {
+    this.issuer = issuerOf(keys.clusterId);
+    const loaded = new Map<string, SigningKey>();
+    let newest: { key: SigningKey; created: number } | undefined;
+    for (const [, raw] of await this.store.scanPrefix(SIGNING_PREFIX)) {
+      const record = JSON.parse(Buffer.from(raw).toString('utf8')) as SigningRecord;
+      const sealed = fromBase64(record.sealed_private)!;
+      const key = await keys.keyrings.decryptionKey('sys', envelopeKeyVersion(sealed));
+      const der = openEnvelope(key, sealed, signingContext(keys.clusterId, record.kid));
+      const privateKey = createPrivateKey({ key: Buffer.from(der), format: 'der', type: 'pkcs8' });
+      der.fill(0);
+      const signing = { kid: record.kid, privateKey, publicKey: createPublicKey(privateKey), publicJwk: record.public_jwk };
+      loaded.set(record.kid, signing);
+      if (!newest || record.created_at > newest.created) newest = { key: signing, created: record.created_at };
+    }
+    if (!newest) {
+      newest = { key: await this.store.mutate((tx) => this.createSigningKey(tx, keys)), created: this.now() };
+      loaded.set(newest.key.kid, newest.key);
+    }
+    this.keys = loaded;
+    this.current = newest.key;
+    const nowSeconds = Math.floor(this.now() / 1000);
+    this.revoked.clear();
+    for (const [k, v] of await this.store.scanPrefix(REVOKED_PREFIX)) {
+      const exp = Number(Buffer.from(v).toString());
+      if (exp > nowSeconds) this.revoked.set(k.slice(REVOKED_PREFIX.length), exp);
+    }
+  }
+
+  private unload(): void {
+    this.keys = new Map();
+    this.current = undefined;
+    this.verified.clear();
+  }
+
+  private async createSigningKey(tx: Tx, keys: UnsealedKeys): Promise<SigningKey> {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const kid = Buffer.from(this.random(12)).toString('base64url');
+    const der = new Uint8Array(privateKey.export({ format: 'der', type: 'pkcs8' }));
+    const { version, key } = await keys.keyrings.encryptionKey(tx, 'sys');
+    const sealed = sealEnvelope(key, version, der, signingContext(keys.clusterId, kid), this.random);
+    der.fill(0);
+    const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: 'EdDSA', use: 'sig' };
+    const record: SigningRecord = { kid, created_at: this.now(), public_jwk: publicJwk, sealed_private: toBase64(sealed) };
+    tx.put(SIGNING_PREFIX + kid, Buffer.from(JSON.stringify(record)));
+    const signing = { kid, privateKey, publicKey, publicJwk };
+    this.keys.set(kid, signing);
+    this.current = signing;
+    return signing;
+  }
+
+  private publicKeyFor(kid: string | undefined): KeyObject {
+    const key = kid === undefined ? undefined : this.keys.get(kid);
+    if (!key) throw new CofferError('unauthenticated', 'unknown signing key');
+    return key.publicKey;
+  }
+
+  private requireCurrent(): SigningKey {
+    if (!this.current) throw new CofferError('sealed', 'vault is sealed');
+    return this.current;
+  }
+
+  private sign(key: SigningKey, request: IssueRequest): Promise<string> {
+    const iat = Math.floor(this.now() / 1000);
+    const max_exp = iat + request.maxTtlSeconds;
+    return this.signClaims(key, {
+      sub: request.sub,
+      groups: request.groups,
+      policies: request.policies ?? [],
+      iat,
+      exp: Math.min(iat + request.ttlSeconds, max_exp),
+      max_exp,
+      jti: this.newJti(),
+      method: request.method,
+      ...(request.root ? { root: true } : {}),
+    });
+  }
+
+  private signClaims(key: SigningKey, claims: TokenClaims): Promise<string> {
+    return new SignJWT({ ...claims })
+      .setProtectedHeader({ alg: 'EdDSA', typ: TOKEN_TYPE, kid: key.kid })
+      .setIssuer(this.issuer)
+      .setAudience(this.issuer)
+      .sign(key.privateKey);
+  }
+
+  private newJti(): string {
+    return Buffer.from(this.random(16)).toString('base64url');
+  }
+}
+
+/** Root tokens last ten years; they are revocable like any other token. */
+const ROOT_TTL = 10 * 365 * 86_400;
+const issuerOf = (clusterId: string) => `coffer:${clusterId}`;
+const signingContext = (clusterId: string, kid: string) => encodeContext('coffer/signing-key', clusterId, kid);

@@ -1,0 +1,38 @@
+import { z } from 'zod';
+import { CAPABILITIES } from '../auth/access.js';
+import { POLICY_NAME } from '../auth/policy.js';
+
+/** TTLs are seconds (`600`) or durations (`"10m"`, `"1h"`, `"7d"`), up to one year. */
+export const ttl = z
+  .union([z.number().int().min(1), z.string().regex(/^[1-9][0-9]{0,8}[smhd]?$/, 'expected seconds or a duration such as 10m, 1h, 7d')])
+  .transform((v) => {
+    if (typeof v === 'number') return v;
+    const unit = v.at(-1)!;
+    const scale = { s: 1, m: 60, h: 3600, d: 86_400 }[unit as 's'];
+    return scale ? Number(v.slice(0, -1)) * scale : Number(v);
+  })
+  .pipe(z.number().max(366 * 86_400, 'at most one year'));
+
+const name = z.string().regex(POLICY_NAME, 'expected 1 to 64 characters of [a-z0-9_-]');
+
+export const policyBody = z.strictObject({
+  rules: z
+    .array(z.strictObject({ path: z.string().min(1).max(512), capabilities: z.array(z.enum(CAPABILITIES)).min(1).max(CAPABILITIES.length) }))
+    .min(1)
+    .max(256),
+});
+
+export const groupBody = z.strictObject({
+  policies: z.array(name).max(64),
+  members: z.array(z.string().regex(/^[A-Za-z0-9:@._/-]{1,256}$/, 'expected an identity such as user:alice')).max(1000).optional(),
+});
+
+export const tokenCreateBody = z.strictObject({
+  identity: z.string().regex(/^[A-Za-z0-9:@._/-]{1,200}$/, 'expected an identity such as svc:deployer'),
+  groups: z.array(name).max(64).default([]),
+  policies: z.array(name).max(64).default([]),
+  ttl: ttl.default(3600),
+  max_ttl: ttl.optional(),
+});
+
+export const tokenRevokeBody = z.strictObject({ token: z.string().min(1).max(8192).optional() });

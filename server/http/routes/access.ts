@@ -1,0 +1,151 @@
+import type { Request, Response, Router } from 'express';
+import { CofferError } from '../../errors.js';
+import { checkName } from '../../auth/directory.js';
+import type { TokenClaims } from '../../auth/tokens.js';
+import { bearerToken, identityOf, requireCapability } from '../authenticate.js';
+import { groupBody, policyBody, tokenCreateBody, tokenRevokeBody } from '../auth-schemas.js';
+import { jsonBody } from '../body.js';
+import type { AppDeps } from '../deps.js';
+import { methods } from '../router.js';
+import { emptyBody } from '../schemas.js';
+import { validate } from '../validate.js';
+
+const iso = (seconds: number) => new Date(seconds * 1000).toISOString();
+
+/** What a login or token endpoint returns: the token once, with what it grants. */
+export function tokenResponse(token: string, claims: TokenClaims) {
+  return { token, expires_at: iso(claims.exp), groups: claims.groups, policies: claims.policies, identity: claims.sub };
+}
+
+/** The public JWKS: answers whenever the vault is unsealed, without a token. */
+export function jwksRoute(router: Router, deps: AppDeps): void {
+  methods(router, '/v1/auth/jwks', {
+    get: (_req, res) => {
+      deps.seal.keys();
+      res.setHeader('Cache-Control', 'public, max-age=300');
+      res.json(deps.access.tokens.jwks());
+    },
+  });
+}
+
+/** Token self-service, and admin CRUD of policies and groups. */
+export function accessRoutes(router: Router, deps: AppDeps): void {
+  const { access } = deps;
+  const { tokens, directory } = access;
+  const admin = (res: Response, what: string) => requireCapability(access, res, 'admin', `sys/${what}`);
+
+  methods(router, '/v1/auth/token/self', {
+    get: (_req, res) => {
+      const identity = identityOf(res);
+      res.json({ identity: identity.id, groups: identity.groups, policies: identity.policies, expires_at: iso(identity.exp), jti: identity.jti });
+    },
+  });
+
+  methods(router, '/v1/auth/token/renew', {
+    post: [
+      jsonBody,
+      async (req, res) => {
+        validate(emptyBody, req.body);
+        const claims = await tokens.verify(bearerToken(req)!);
+        if (!claims) throw new CofferError('unauthenticated', 'token is not valid: log in again');
+        if (claims.root) throw new CofferError('invalid_request', 'the root token is not renewable');
+        const renewed = await tokens.renew(claims, claims.exp - claims.iat);
+        res.json(tokenResponse(renewed.token, renewed.claims));
+      },
+    ],
+  });
+
+  methods(router, '/v1/auth/token/revoke', {
+    post: [
+      jsonBody,
+      async (req, res) => {
+        const { token } = validate(tokenRevokeBody, req.body);
+        const self = identityOf(res);
+        if (token === undefined) {
+          await tokens.revoke(self.jti, self.exp);
+        } else {
+          admin(res, 'auth/token/revoke');
+          const claims = await tokens.verify(token);
+          if (claims) await tokens.revoke(claims.jti, claims.exp); // invalid or expired: nothing to revoke
+        }
+        deps.log.info({ request_id: res.locals.requestId, by: self.id }, 'token revoked');
+        res.status(204).end();
+      },
+    ],
+  });
+
+  methods(router, '/v1/auth/token/create', {
+    post: [
+      jsonBody,
+      async (req, res) => {
+        const body = validate(tokenCreateBody, req.body);
+        admin(res, 'auth/token/create');
+        for (const g of body.groups) checkName('group', g);
+        for (const p of body.policies) checkName('policy', p);
+        const { token, claims } = await tokens.issue({
+          sub: body.identity,
+          groups: body.groups,
+          policies: body.policies,
+          ttlSeconds: body.ttl,
+          maxTtlSeconds: Math.max(body.max_ttl ?? body.ttl, body.ttl),
+          method: 'token',
+        });
+        res.json(tokenResponse(token, claims));
+      },
+    ],
+  });
+
+  const nameParam = (req: Request, kind: 'policy' | 'group') => checkName(kind, req.params.name);
+
+  methods(router, '/v1/policies', { get: (_req, res) => (admin(res, 'policies'), void res.json({ keys: directory.listPolicies() })) });
+  methods(router, '/v1/policies/:name', {
+    get: (req, res) => {
+      const name = nameParam(req, 'policy');
+      admin(res, `policies/${name}`);
+      const policy = directory.getPolicy(name);
+      if (!policy) throw new CofferError('not_found', `policy ${name} not found`);
+      res.json(policy);
+    },
+    put: [
+      jsonBody,
+      async (req, res) => {
+        const name = nameParam(req, 'policy');
+        const body = validate(policyBody, req.body);
+        admin(res, `policies/${name}`);
+        res.json(await directory.putPolicy(name, body.rules));
+      },
+    ],
+    delete: async (req, res) => {
+      const name = nameParam(req, 'policy');
+      admin(res, `policies/${name}`);
+      if (!(await directory.deletePolicy(name))) throw new CofferError('not_found', `policy ${name} not found`);
+      res.status(204).end();
+    },
+  });
+
+  methods(router, '/v1/groups', { get: (_req, res) => (admin(res, 'groups'), void res.json({ keys: directory.listGroups() })) });
+  methods(router, '/v1/groups/:name', {
+    get: (req, res) => {
+      const name = nameParam(req, 'group');
+      admin(res, `groups/${name}`);
+      const group = directory.getGroup(name);
+      if (!group) throw new CofferError('not_found', `group ${name} not found`);
+      res.json(group);
+    },
+    put: [
+      jsonBody,
+      async (req, res) => {
+        const name = nameParam(req, 'group');
+        const body = validate(groupBody, req.body);
+        admin(res, `groups/${name}`);
+        res.json(await directory.putGroup(name, body.policies, body.members ?? []));
+      },
+    ],
+    delete: async (req, res) => {
+      const name = nameParam(req, 'group');
+      admin(res, `groups/${name}`);
+      if (!(await directory.deleteGroup(name))) throw new CofferError('not_found', `group ${name} not found`);
+      res.status(204).end();
+    },
+  });
+}
