@@ -9,6 +9,7 @@ import { routerOptions } from './router.js';
 import { metricsRoute, publicSysRoutes, sysRoutes } from './routes/sys.js';
 import { secretsRoutes } from './routes/secrets.js';
 import { accessRoutes, jwksRoute } from './routes/access.js';
+import { loginAdminRoutes, loginRoutes } from './routes/logins.js';
 
 export type { AppDeps };
 
@@ -42,9 +43,11 @@ export function createApp(deps: AppDeps): Express {
     next();
   });
   jwksRoute(router, deps);
+  loginRoutes(router, deps);
   router.use(authenticate(() => deps.access));
   secretsRoutes(router, deps);
   accessRoutes(router, deps);
+  loginAdminRoutes(router, deps);
   sysRoutes(router, deps);
   if (!deps.metricsPublic) metricsRoute(router, deps);
   router.use((_req: Request, _res: Response) => {

@@ -36,3 +36,22 @@ export const tokenCreateBody = z.strictObject({
 });
 
 export const tokenRevokeBody = z.strictObject({ token: z.string().min(1).max(8192).optional() });
+
+const settings = {
+  groups: z.array(name).max(64).default([]),
+  policies: z.array(name).max(64).default([]),
+  token_ttl: ttl.default(3600),
+  token_max_ttl: ttl.default(86_400),
+};
+
+export const userBody = z.strictObject({ password: z.string().min(12).max(1024).optional(), ...settings });
+
+export const appRoleBody = z.strictObject({
+  ...settings,
+  secret_id_ttl: ttl.optional(),
+  secret_id_num_uses: z.number().int().min(0).max(1_000_000).default(0),
+  bound_cidrs: z.array(z.string().max(64)).max(32).default([]),
+});
+
+export const userpassLoginBody = z.strictObject({ username: z.string().min(1).max(64), password: z.string().min(1).max(1024) });
+export const appRoleLoginBody = z.strictObject({ role_id: z.string().min(1).max(64), secret_id: z.string().min(1).max(128) });

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import type { AppRoleMethod, UserpassMethod } from '../auth/logins.js';
 import type { AuthService } from '../auth/service.js';
 import type { SealManager } from '../keys/seal.js';
 import type { SecretsEngine } from '../secrets/engine.js';
@@ -12,6 +13,7 @@ export interface AppDeps {
   seal: SealManager;
   secrets: SecretsEngine;
   access: AuthService;
+  logins: { userpass: UserpassMethod; approle: AppRoleMethod };
   rewrap: RewrapJobs;
   log: Logger;
   metrics: Registry;

@@ -1,0 +1,216 @@
+import { createHash } from 'node:crypto';
+import { BlockList, isIP } from 'node:net';
+import { constantTimeEqual } from '../crypto/bytes.js';
+import { systemRandom, type RandomSource } from '../crypto/random.js';
+import { CofferError } from '../errors.js';
+import type { Store } from '../store/db.js';
+import { checkName } from './directory.js';
+import { DECOY_HASH, hashPassword, verifyPassword } from './password-hash.js';
+import type { IssueRequest } from './tokens.js';
+
+/** What a login method grants: the token service turns it into a token. */
+export type Grant = Omit<IssueRequest, 'method'>;
+
+export const LOGIN_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+const USER_PREFIX = 'auth/userpass/';
+const ROLE_PREFIX = 'auth/approle/';
+const ROLE_ID_PREFIX = 'auth/approle-id/';
+const SECRET_ID_PREFIX = 'auth/approle-secret/';
+
+export interface TokenSettings {
+  groups: string[];
+  policies: string[];
+  token_ttl: number;
+  token_max_ttl: number;
+}
+
+export interface User extends TokenSettings {
+  name: string;
+  password_hash: string;
+}
+
+export interface AppRole extends TokenSettings {
+  name: string;
+  role_id: string;
+  secret_id_ttl: number;
+  secret_id_num_uses: number;
+  bound_cidrs: string[];
+}
+
+interface SecretIdRecord {
+  created_at: number;
+  expires_at: number | null;
+  uses_left: number | null;
+}
+
+const read = <T>(raw: Uint8Array | undefined): T | undefined => (raw ? (JSON.parse(Buffer.from(raw).toString()) as T) : undefined);
+const encode = (v: unknown) => Buffer.from(JSON.stringify(v));
+const sha256hex = (s: string) => createHash('sha256').update(s).digest('hex');
+
+export function checkLoginName(kind: string, name: unknown): string {
+  if (typeof name !== 'string' || !LOGIN_NAME.test(name)) throw new CofferError('invalid_request', `${kind} name must be 1 to 64 characters of [a-z0-9._-]`);
+  return name;
+}
+
+function checkSettings(s: TokenSettings): void {
+  for (const g of s.groups) checkName('group', g);
+  for (const p of s.policies) checkName('policy', p);
+  if (s.token_ttl > s.token_max_ttl) throw new CofferError('invalid_request', 'token_ttl must not exceed token_max_ttl');
+}
+
+const loginFailed = () => new CofferError('unauthenticated', 'login failed');
+
+/** Username and password logins (people). Usernames are lower-case, so one name, one counter. */
+export class UserpassMethod {
+  constructor(private readonly store: Store, private readonly random: RandomSource = systemRandom) {}
+
+  async put(name: string, input: Omit<User, 'name' | 'password_hash'> & { password?: string }): Promise<Omit<User, 'password_hash'>> {
+    checkLoginName('user', name);
+    checkSettings(input);
+    const existing = read<User>(this.store.get(USER_PREFIX + name));
+    if (!existing && input.password === undefined) throw new CofferError('invalid_request', 'a new user needs a password');
+    const password_hash = input.password !== undefined ? await hashPassword(input.password, this.random) : existing!.password_hash;
+    const user: User = { name, groups: input.groups, policies: input.policies, token_ttl: input.token_ttl, token_max_ttl: input.token_max_ttl, password_hash };
+    await this.store.mutate((tx) => tx.put(USER_PREFIX + name, encode(user)));
+    return publicUser(user);
+  }
+
+  get(name: string): Omit<User, 'password_hash'> | undefined {
+    const user = read<User>(this.store.get(USER_PREFIX + name));
+    return user && publicUser(user);
+  }
+
+  async delete(name: string): Promise<boolean> {
+    if (!this.store.get(USER_PREFIX + name)) return false;
+    await this.store.mutate((tx) => tx.del(USER_PREFIX + name));
+    return true;
+  }
+
+  async list(): Promise<string[]> {
+    return (await this.store.scanPrefix(USER_PREFIX)).map(([k]) => k.slice(USER_PREFIX.length));
+  }
+
+  /** The same error and about the same time for an unknown user and a wrong password. */
+  async login(username: string, password: string): Promise<Grant> {
+    const user = LOGIN_NAME.test(username) ? read<User>(this.store.get(USER_PREFIX + username)) : undefined;
+    const ok = await verifyPassword(password, user?.password_hash ?? DECOY_HASH);
+    if (!user || !ok) throw loginFailed();
+    return grantOf(`user:${user.name}`, user);
+  }
+}
+
+/** role_id + secret_id logins for build servers without OIDC. */
+export class AppRoleMethod {
+  constructor(
+    private readonly store: Store,
+    private readonly now: () => number = Date.now,
+    private readonly random: RandomSource = systemRandom,
+  ) {}
+
+  async put(name: string, input: Omit<AppRole, 'name' | 'role_id'>): Promise<AppRole> {
+    checkLoginName('role', name);
+    checkSettings(input);
+    for (const cidr of input.bound_cidrs) parseCidr(cidr);
+    return this.store.mutate((tx) => {
+      const existing = read<AppRole>(tx.get(ROLE_PREFIX + name));
+      const role: AppRole = { ...input, name, role_id: existing?.role_id ?? crypto.randomUUID() };
+      tx.put(ROLE_PREFIX + name, encode(role));
+      tx.put(ROLE_ID_PREFIX + role.role_id, Buffer.from(name));
+      return role;
+    });
+  }
+
+  get(name: string): AppRole | undefined {
+    return read<AppRole>(this.store.get(ROLE_PREFIX + name));
+  }
+
+  async delete(name: string): Promise<boolean> {
+    const role = this.get(name);
+    if (!role) return false;
+    const secretIds = await this.store.scanPrefix(`${SECRET_ID_PREFIX}${name}/`);
+    await this.store.mutate((tx) => {
+      tx.del(ROLE_PREFIX + name);
+      tx.del(ROLE_ID_PREFIX + role.role_id);
+      for (const [k] of secretIds) tx.del(k);
+    });
+    return true;
+  }
+
+  async list(): Promise<string[]> {
+    return (await this.store.scanPrefix(ROLE_PREFIX)).map(([k]) => k.slice(ROLE_PREFIX.length));
+  }
+
+  /** A new secret_id, shown once; only its SHA-256 is stored. */
+  async createSecretId(name: string): Promise<{ secret_id: string; expires_at: string | null; uses: number | null }> {
+    const role = this.get(name);
+    if (!role) throw new CofferError('not_found', `role ${name} not found`);
+    const secretId = `cof_sid_${Buffer.from(this.random(32)).toString('base64url')}`;
+    const now = this.now();
+    const record: SecretIdRecord = {
+      created_at: now,
+      expires_at: role.secret_id_ttl > 0 ? now + role.secret_id_ttl * 1000 : null,
+      uses_left: role.secret_id_num_uses > 0 ? role.secret_id_num_uses : null,
+    };
+    await this.store.mutate((tx) => tx.put(`${SECRET_ID_PREFIX}${name}/${sha256hex(secretId)}`, encode(record)));
+    return { secret_id: secretId, expires_at: record.expires_at === null ? null : new Date(record.expires_at).toISOString(), uses: record.uses_left };
+  }
+
+  /**
+   * Checks role_id, secret_id, expiry, remaining uses and CIDR binding. A use is consumed in
+   * the same serialised mutation that checks it, so a one-use secret_id logs in exactly once
+   * however many requests race.
+   */
+  async login(roleId: string, secretId: string, client: string): Promise<Grant> {
+    const name = /^[0-9a-f-]{36}$/.test(roleId) ? this.store.get(ROLE_ID_PREFIX + roleId) : undefined;
+    const role = name ? this.get(Buffer.from(name).toString()) : undefined;
+    if (!role || !constantTimeEqual(Buffer.from(role.role_id), Buffer.from(roleId))) throw loginFailed();
+    if (role.bound_cidrs.length > 0 && !inCidrs(client, role.bound_cidrs)) throw loginFailed();
+    const key = `${SECRET_ID_PREFIX}${role.name}/${sha256hex(secretId)}`;
+    const outcome = await this.store.mutate((tx) => {
+      const record = read<SecretIdRecord>(tx.get(key));
+      if (!record) return 'unknown';
+      if (record.expires_at !== null && record.expires_at <= this.now()) {
+        tx.del(key); // expired: removed, and the login fails
+        return 'expired';
+      }
+      if (record.uses_left !== null) {
+        if (record.uses_left <= 1) tx.del(key);
+        else tx.put(key, encode({ ...record, uses_left: record.uses_left - 1 }));
+      }
+      return 'ok';
+    });
+    if (outcome !== 'ok') throw loginFailed();
+    return grantOf(`approle:${role.name}`, role);
+  }
+}
+
+function publicUser(user: User): Omit<User, 'password_hash'> {
+  const { password_hash: _omit, ...rest } = user;
+  return rest;
+}
+
+function grantOf(sub: string, s: TokenSettings): Grant {
+  return { sub, groups: s.groups, policies: s.policies, ttlSeconds: s.token_ttl, maxTtlSeconds: s.token_max_ttl };
+}
+
+function parseCidr(cidr: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } {
+  const [address, bits] = cidr.split('/');
+  const version = isIP(address ?? '');
+  const prefix = Number(bits);
+  if (!version || !Number.isInteger(prefix) || prefix < 0 || prefix > (version === 4 ? 32 : 128)) {
+    throw new CofferError('invalid_request', `bound_cidrs: "${cidr}" is not a CIDR block such as 10.0.0.0/8`);
+  }
+  return { address: address!, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/** Matches the socket's peer address (never a forwarded header) against CIDR blocks. */
+function inCidrs(client: string, cidrs: string[]): boolean {
+  const list = new BlockList();
+  for (const c of cidrs) {
+    const { address, prefix, family } = parseCidr(c);
+    list.addSubnet(address, prefix, family);
+  }
+  const mapped = client.startsWith('::ffff:') ? client.slice(7) : client;
+  const family = isIP(mapped) === 6 ? 'ipv6' : 'ipv4';
+  return isIP(mapped) !== 0 && list.check(mapped, family);
+}

@@ -1,0 +1,31 @@
+import { scrypt, timingSafeEqual } from 'node:crypto';
+import { promisify } from 'node:util';
+import { fromBase64, toBase64 } from '../crypto/bytes.js';
+import { systemRandom, type RandomSource } from '../crypto/random.js';
+
+/**
+ * Password hashing with scrypt (N=2^15, r=8, p=1: 32 MiB) through node:crypto's asynchronous
+ * API, which runs on the libuv thread pool: a login flood costs CPU but never blocks the event
+ * loop that serves secret reads. Format: `scrypt$N$r$p$salt$hash` (base64).
+ */
+const scryptAsync = promisify(scrypt) as (pw: string, salt: Uint8Array, len: number, opts: object) => Promise<Buffer>;
+const PARAMS = { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
+
+export async function hashPassword(password: string, random: RandomSource = systemRandom): Promise<string> {
+  const salt = random(16);
+  const hash = await scryptAsync(password, salt, 32, PARAMS);
+  return `scrypt$${PARAMS.N}$${PARAMS.r}$${PARAMS.p}$${toBase64(salt)}$${hash.toString('base64')}`;
+}
+
+/** Verifies in constant time; a malformed stored hash never verifies. */
+export async function verifyPassword(password: string, stored: string): Promise<boolean> {
+  const [scheme, n, r, p, saltB64, hashB64] = stored.split('$');
+  const salt = fromBase64(saltB64 ?? '');
+  const expected = fromBase64(hashB64 ?? '');
+  if (scheme !== 'scrypt' || !salt || !expected || expected.length !== 32) return false;
+  const actual = await scryptAsync(password, salt, 32, { N: Number(n), r: Number(r), p: Number(p), maxmem: PARAMS.maxmem });
+  return timingSafeEqual(actual, expected);
+}
+
+/** A hash that verifies nothing, so unknown users cost the same time as known ones. */
+export const DECOY_HASH = `scrypt$${PARAMS.N}$8$1$AAAAAAAAAAAAAAAAAAAAAA==$${Buffer.alloc(32).toString('base64')}`;
