@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { Directory } from './auth/directory.js';
+import { JwtMethod } from './auth/jwt-login.js';
 import { AppRoleMethod, UserpassMethod } from './auth/logins.js';
 import { AuthService } from './auth/service.js';
 import { TokenService } from './auth/tokens.js';
@@ -80,7 +81,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     if (seal.initialized && seal.autoUnseal && seal.sealed) await seal.autoUnsealNow();
 
     const metrics = createMetrics();
-    const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store) };
+    const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store), jwt: new JwtMethod(store, log) };
     const app = createApp({ store, seal, secrets, access, logins, rewrap, log, metrics, version: VERSION, metricsPublic: config.metrics_public });
     const server = await listen(app, config.listen);
     const address = server.address() as AddressInfo;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import type { Express } from 'express';
 import { Directory } from '../server/auth/directory.js';
+import { JwtMethod } from '../server/auth/jwt-login.js';
 import { AppRoleMethod, UserpassMethod } from '../server/auth/logins.js';
 import { AuthService } from '../server/auth/service.js';
 import { TokenService } from '../server/auth/tokens.js';
@@ -65,7 +66,7 @@ export async function openVault(options: VaultOptions = {}): Promise<TestVault> 
   const access = new AuthService(new TokenService(store, seal, options.now ?? Date.now), directory);
   const secrets = new SecretsEngine(store, seal, options.secrets ?? {});
   const rewrap = new RewrapJobs(store, seal, silentLog);
-  const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store, options.now ?? Date.now) };
+  const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store, options.now ?? Date.now), jwt: new JwtMethod(store, silentLog, options.now ?? Date.now) };
   const app = createApp({ store, seal, secrets, access, logins, rewrap, log: silentLog, metrics: createMetrics(false), version: 'test' });
   const vault: TestVault = {
     dir,

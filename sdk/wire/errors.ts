@@ -20,6 +20,8 @@ export const ERROR_STATUS = {
   decryption_failed: 500,
   sealed: 503,
   not_initialized: 503,
+  idp_unavailable: 503,
+  audit_unavailable: 503,
   unseal_failed: 400,
 } as const;
 

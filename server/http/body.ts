@@ -1,6 +1,6 @@
 import type { NextFunction, Request, Response } from 'express';
 import { CofferError } from '../errors.js';
-import { parseStrictJson } from './json.js';
+import { parseStrictJson } from '../json.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import type { JwtMethod } from '../auth/jwt-login.js';
 import type { AppRoleMethod, UserpassMethod } from '../auth/logins.js';
 import type { AuthService } from '../auth/service.js';
 import type { SealManager } from '../keys/seal.js';
@@ -13,7 +14,7 @@ export interface AppDeps {
   seal: SealManager;
   secrets: SecretsEngine;
   access: AuthService;
-  logins: { userpass: UserpassMethod; approle: AppRoleMethod };
+  logins: { userpass: UserpassMethod; approle: AppRoleMethod; jwt: JwtMethod };
   rewrap: RewrapJobs;
   log: Logger;
   metrics: Registry;

@@ -12,9 +12,8 @@ export function errorHandler(log: Logger) {
     const requestId = String(res.locals.requestId ?? '');
     let error: CofferError;
     if (isCofferError(err)) {
-      error = err.status >= 500 && err.code !== 'sealed' && err.code !== 'not_initialized' && err.code !== 'integrity_error'
-        ? new CofferError(err.code, 'internal error')
-        : err;
+      // Internal failures say only `internal error`; the other 5xx codes carry fixed messages.
+      error = err.code === 'internal' || err.code === 'decryption_failed' ? new CofferError(err.code, 'internal error') : err;
       if (err.status >= 500) log.error({ request_id: requestId, code: err.code, detail: err.detail ?? err.message }, 'request failed');
     } else if (err instanceof URIError) {
       // The router's own percent-decoding of route parameters failed (e.g. `%zz`, `%C0%AE`).

@@ -3,7 +3,7 @@ import { CofferError } from '../../errors.js';
 import { checkLoginName } from '../../auth/logins.js';
 import type { Grant } from '../../auth/logins.js';
 import { requireCapability } from '../authenticate.js';
-import { appRoleBody, appRoleLoginBody, userBody, userpassLoginBody } from '../auth-schemas.js';
+import { appRoleBody, appRoleLoginBody, jwtLoginBody, userBody, userpassLoginBody } from '../auth-schemas.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { RateLimiter, rateLimit } from '../rate-limit.js';
@@ -37,6 +37,18 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
     ],
   });
 
+  methods(router, '/v1/auth/jwt/login', {
+    post: [
+      perAddress,
+      jsonBody,
+      async (req, res) => {
+        const { role, jwt } = validate(jwtLoginBody, req.body);
+        perAccount.hit(`jwt:${role.toLowerCase()}`, res);
+        await issue(res, await deps.logins.jwt.login(role, jwt), 'jwt');
+      },
+    ],
+  });
+
   methods(router, '/v1/auth/approle/login', {
     post: [
       perAddress,
@@ -52,7 +64,7 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
 
 /** Admin CRUD of userpass users and approle roles (`admin` on `sys/auth/...`). */
 export function loginAdminRoutes(router: Router, deps: AppDeps): void {
-  const { userpass, approle } = deps.logins;
+  const { userpass, approle, jwt } = deps.logins;
   const admin = (res: Response, what: string) => requireCapability(deps.access, res, 'admin', `sys/auth/${what}`);
   const nameOf = (req: Request, kind: string) => checkLoginName(kind, req.params.name);
 
@@ -78,6 +90,31 @@ export function loginAdminRoutes(router: Router, deps: AppDeps): void {
       const name = nameOf(req, 'user');
       admin(res, `userpass/${name}`);
       if (!(await userpass.delete(name))) throw new CofferError('not_found', `user ${name} not found`);
+      res.status(204).end();
+    },
+  });
+
+  methods(router, '/v1/auth/jwt/roles', { get: async (_req, res) => (admin(res, 'jwt'), void res.json({ keys: await jwt.list() })) });
+  methods(router, '/v1/auth/jwt/roles/:name', {
+    get: (req, res) => {
+      const name = nameOf(req, 'role');
+      admin(res, `jwt/${name}`);
+      const role = jwt.get(name);
+      if (!role) throw new CofferError('not_found', `role ${name} not found`);
+      res.json(role);
+    },
+    put: [
+      jsonBody,
+      async (req, res) => {
+        const name = nameOf(req, 'role');
+        admin(res, `jwt/${name}`);
+        res.json(await jwt.put(name, req.body));
+      },
+    ],
+    delete: async (req, res) => {
+      const name = nameOf(req, 'role');
+      admin(res, `jwt/${name}`);
+      if (!(await jwt.delete(name))) throw new CofferError('not_found', `role ${name} not found`);
       res.status(204).end();
     },
   });

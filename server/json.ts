@@ -1,4 +1,4 @@
-import { CofferError } from '../errors.js';
+import { CofferError } from './errors.js';
 
 export const MAX_DEPTH = 32;
 export const MAX_ENTRIES = 10_000;

@@ -1,0 +1,218 @@
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWK, type JWTPayload } from 'jose';
+import { z } from 'zod';
+import { CofferError, isCofferError } from '../errors.js';
+import { parseStrictJson } from '../json.js';
+import type { Store } from '../store/db.js';
+import { checkName } from './directory.js';
+import { globMatch } from './glob.js';
+import { LOGIN_NAME, checkLoginName, type Grant } from './logins.js';
+import { safeFetch } from './safe-fetch.js';
+
+/**
+ * JWT roles for CI identity tokens (GitHub Actions, GitLab CI `id_tokens`, Kubernetes service
+ * accounts, any OIDC issuer). A role pins the issuer, the keys (a JWKS URL or inline keys), the
+ * algorithms, the audiences and the claims a token must carry; it grants groups. Every refusal is
+ * the same `401 login failed`; the reason goes to the log only.
+ */
+export const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+const ROLE_PREFIX = 'auth/jwt-role/';
+const SEEN_JTI_PREFIX = 'auth/jwt-jti/';
+const MAX_JWT_LENGTH = 8192;
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+const FORBIDDEN_HEADERS = ['jku', 'x5u', 'jwk', 'x5c', 'crit', 'zip', 'p2c', 'p2s', 'enc', 'b64'];
+
+const boundValue = z.union([z.string().min(1).max(512), z.array(z.string().min(1).max(512)).min(1).max(64)]);
+
+export const jwtRoleSchema = z
+  .strictObject({
+    issuer: z.string().url().max(512),
+    jwks_url: z.string().url().max(1024).optional(),
+    jwks: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1).max(32) }).optional(),
+    allowed_algorithms: z.array(z.enum(ASYMMETRIC_ALGORITHMS)).min(1).default(['RS256', 'ES256', 'EdDSA']),
+    bound_audiences: z.array(z.string().min(1).max(512)).min(1, 'bound_audiences is required: name the audience your CI requests').max(16),
+    allow_multiple_audiences: z.boolean().default(false),
+    bound_subject: z.string().min(1).max(512).optional(),
+    bound_claims: z.record(z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/), boundValue).default({}),
+    bound_claims_type: z.enum(['exact', 'glob']).default('exact'),
+    groups: z.array(z.string()).max(64).default([]),
+    groups_claim: z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/).optional(),
+    /** Claim value -> vault group; values without an entry grant nothing. */
+    groups_claim_map: z.record(z.string().max(256), z.string()).default({}),
+    policies: z.array(z.string()).max(64).default([]),
+    token_ttl: z.number().int().min(1).max(86_400).default(900),
+    token_max_ttl: z.number().int().min(1).max(86_400).default(900),
+    /** Longest accepted `exp - iat` of the presented token. */
+    max_token_lifetime: z.number().int().min(1).max(86_400).default(3600),
+    leeway: z.number().int().min(0).max(60).default(30),
+    single_use: z.boolean().default(false),
+    allow_insecure_http: z.boolean().default(false),
+  })
+  .refine((r) => (r.jwks_url === undefined) !== (r.jwks === undefined), { message: 'give exactly one of jwks_url or jwks', path: ['jwks_url'] });
+
+export type JwtRole = z.infer<typeof jwtRoleSchema> & { name: string };
+
+type KeySet = ReturnType<typeof createRemoteJWKSet> | ReturnType<typeof createLocalJWKSet>;
+
+const loginFailed = () => new CofferError('unauthenticated', 'login failed');
+
+function isLoopback(url: URL): boolean {
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+export class JwtMethod {
+  private readonly keySets = new Map<string, { fingerprint: string; keys: KeySet }>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly log: { warn(o: object, m: string): void; info(o: object, m: string): void },
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async put(name: string, input: unknown): Promise<JwtRole> {
+    checkLoginName('role', name);
+    const parsed = jwtRoleSchema.safeParse(input);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new CofferError('invalid_request', `${issue.path.join('.') || 'role'}: ${issue.message}`);
+    }
+    const role: JwtRole = { ...parsed.data, name };
+    for (const g of [...role.groups, ...Object.values(role.groups_claim_map)]) checkName('group', g);
+    for (const p of role.policies) checkName('policy', p);
+    if (role.token_ttl > role.token_max_ttl) throw new CofferError('invalid_request', 'token_ttl must not exceed token_max_ttl');
+    for (const u of [role.issuer, role.jwks_url].filter((x): x is string => x !== undefined)) {
+      const url = new URL(u);
+      if (url.protocol === 'http:' && !isLoopback(url) && !role.allow_insecure_http) {
+        throw new CofferError('invalid_request', `${u}: plain http is refused for a non-loopback host (set allow_insecure_http to override)`);
+      }
+    }
+    if (role.jwks) createLocalJWKSet({ keys: role.jwks.keys as JWK[] }); // refuse malformed keys now
+    if (!role.bound_subject && Object.keys(role.bound_claims).length === 0) {
+      this.log.warn({ role: name }, 'jwt role binds no subject or claims: any token of the issuer and audience logs in');
+    }
+    await this.store.mutate((tx) => tx.put(ROLE_PREFIX + name, Buffer.from(JSON.stringify(role))));
+    this.keySets.delete(name);
+    return role;
+  }
+
+  get(name: string): JwtRole | undefined {
+    const raw = this.store.get(ROLE_PREFIX + name);
+    return raw ? (JSON.parse(Buffer.from(raw).toString()) as JwtRole) : undefined;
+  }
+
+  async delete(name: string): Promise<boolean> {
+    if (!this.get(name)) return false;
+    await this.store.mutate((tx) => tx.del(ROLE_PREFIX + name));
+    this.keySets.delete(name);
+    return true;
+  }
+
+  async list(): Promise<string[]> {
+    return (await this.store.scanPrefix(ROLE_PREFIX)).map(([k]) => k.slice(ROLE_PREFIX.length));
+  }
+
+  async login(roleName: string, jwt: string): Promise<Grant> {
+    const role = LOGIN_NAME.test(roleName) ? this.get(roleName) : undefined;
+    try {
+      if (!role) throw new Error('unknown role');
+      const payload = await this.verify(role, jwt);
+      const sub = payload.sub!;
+      if (role.bound_subject !== undefined && !this.matches(role, role.bound_subject, sub)) throw new Error('subject does not match');
+      for (const [claim, bound] of Object.entries(role.bound_claims)) {
+        const value = payload[claim];
+        const allowed = Array.isArray(bound) ? bound : [bound];
+        if (typeof value !== 'string' || !allowed.some((b) => this.matches(role, b, value))) throw new Error(`claim ${claim} does not match`);
+      }
+      const groups = new Set(role.groups);
+      if (role.groups_claim) {
+        const claimed = payload[role.groups_claim];
+        const values = typeof claimed === 'string' ? [claimed] : Array.isArray(claimed) ? claimed.filter((v): v is string => typeof v === 'string') : [];
+        for (const v of values) {
+          const mapped = Object.hasOwn(role.groups_claim_map, v) ? role.groups_claim_map[v] : undefined;
+          if (mapped) groups.add(mapped);
+        }
+      }
+      if (role.single_use) await this.consumeJti(role, payload);
+      return {
+        sub: `jwt:${role.name}:${sub}`,
+        groups: [...groups],
+        policies: role.policies,
+        ttlSeconds: Math.min(role.token_ttl, role.token_max_ttl),
+        maxTtlSeconds: role.token_max_ttl,
+      };
+    } catch (e) {
+      if (isCofferError(e, 'idp_unavailable')) throw e;
+      if (e instanceof joseErrors.JWKSTimeout) throw new CofferError('idp_unavailable', 'the identity provider could not be reached', 'JWKS timeout');
+      this.log.warn({ role: roleName, reason: e instanceof Error ? e.message : 'invalid' }, 'jwt login refused');
+      throw loginFailed();
+    }
+  }
+
+  private matches(role: JwtRole, bound: string, value: string): boolean {
+    return role.bound_claims_type === 'glob' ? globMatch(bound, value) : bound === value;
+  }
+
+  /** Structure first (cheap, before any key lookup or fetch), then signature and claims. */
+  private async verify(role: JwtRole, jwt: string): Promise<JWTPayload> {
+    if (typeof jwt !== 'string' || jwt.length > MAX_JWT_LENGTH || !COMPACT_JWS.test(jwt)) throw new Error('not a compact JWS');
+    const [headerPart, payloadPart] = jwt.split('.');
+    const header = strictJsonObject(headerPart!, 'header');
+    strictJsonObject(payloadPart!, 'payload');
+    for (const h of FORBIDDEN_HEADERS) if (h in header) throw new Error(`header ${h} refused`);
+    const alg = decodeProtectedHeader(jwt).alg;
+    if (typeof alg !== 'string' || !(role.allowed_algorithms as string[]).includes(alg)) throw new Error('algorithm not allowed');
+    const { payload } = await jwtVerify(jwt, this.keySet(role), {
+      algorithms: role.allowed_algorithms,
+      issuer: role.issuer,
+      audience: role.bound_audiences,
+      clockTolerance: role.leeway,
+      currentDate: new Date(this.now()),
+      requiredClaims: ['exp', 'iat', 'sub', 'aud'],
+    });
+    const nowSeconds = this.now() / 1000;
+    if (typeof payload.iat !== 'number' || payload.iat > nowSeconds + role.leeway) throw new Error('iat in the future');
+    if (payload.exp! - payload.iat > role.max_token_lifetime) throw new Error('token lifetime too long');
+    if (Array.isArray(payload.aud) && payload.aud.length > 1 && !role.allow_multiple_audiences) throw new Error('multiple audiences');
+    if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw new Error('no subject');
+    return payload;
+  }
+
+  private keySet(role: JwtRole): KeySet {
+    const fingerprint = role.jwks_url ?? JSON.stringify(role.jwks);
+    const cached = this.keySets.get(role.name);
+    if (cached && cached.fingerprint === fingerprint) return cached.keys;
+    const keys = role.jwks_url
+      ? createRemoteJWKSet(new URL(role.jwks_url), {
+          timeoutDuration: 5_000,
+          cooldownDuration: 30_000,
+          cacheMaxAge: 10 * 60_000,
+          [customFetch]: safeFetch,
+        })
+      : createLocalJWKSet({ keys: role.jwks!.keys as JWK[] });
+    this.keySets.set(role.name, { fingerprint, keys });
+    return keys;
+  }
+
+  private async consumeJti(role: JwtRole, payload: JWTPayload): Promise<void> {
+    if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > 256) throw new Error('single-use role needs a jti');
+    const key = `${SEEN_JTI_PREFIX}${role.name}/${Buffer.from(payload.jti).toString('base64url')}`;
+    const fresh = await this.store.mutate((tx) => {
+      if (tx.get(key)) return false;
+      tx.put(key, Buffer.from(String(payload.exp)));
+      return true;
+    });
+    if (!fresh) throw new Error(`jti replayed: ${payload.jti}`);
+  }
+}
+
+/** Decodes a base64url JSON object with the strict checks (no duplicate keys, no __proto__). */
+function strictJsonObject(part: string, what: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = parseStrictJson(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(part, 'base64url')));
+  } catch {
+    throw new Error(`${what} is not strict JSON`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${what} is not an object`);
+  return value as Record<string, unknown>;
+}

@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose';
+import request from 'supertest';
+import { openVault, type TestVault } from '../helpers.js';
+
+/** A fake GitHub Actions OIDC issuer: JWKS served over HTTP on loopback, tokens signed with jose. */
+async function fakeIssuer() {
+  const { publicKey, privateKey } = await generateKeyPair('RS256');
+  const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'gh-1', alg: 'RS256', use: 'sig' };
+  let fetches = 0;
+  const server: Server = createServer((req, res) => {
+    if (req.url === '/.well-known/jwks') {
+      fetches++;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
+    } else res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const sign = (claims: Record<string, unknown>, now = Math.floor(Date.now() / 1000)) =>
+    new SignJWT({ repository: 'acme/api', ref: 'refs/heads/main', repository_id: '42', ...claims })
+      .setProtectedHeader({ alg: 'RS256', kid: 'gh-1', typ: 'JWT' })
+      .setIssuer(issuer)
+      .setAudience('coffer')
+      .setSubject('repo:acme/api:ref:refs/heads/main')
+      .setIssuedAt(now)
+      .setExpirationTime(now + 300)
+      .setJti(crypto.randomUUID())
+      .sign(privateKey);
+  return { issuer, sign, fetches: () => fetches, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+describe('end to end: a GitHub Actions job reads only its secrets', function () {
+  this.timeout(20_000);
+  let vault: TestVault;
+  let idp: Awaited<ReturnType<typeof fakeIssuer>>;
+
+  before(async () => {
+    vault = await openVault();
+    idp = await fakeIssuer();
+    const admin = (method: 'put', path: string, body: object) => request(vault.app)[method](path).set(vault.auth).send(body);
+    assert.equal((await admin('put', '/v1/policies/ci-api-read', { rules: [{ path: 'ci/api/*', capabilities: ['read'] }] })).status, 200);
+    assert.equal((await admin('put', '/v1/groups/ci-api', { policies: ['ci-api-read'] })).status, 200);
+    const role = await admin('put', '/v1/auth/jwt/roles/github-api', {
+      issuer: idp.issuer,
+      jwks_url: `${idp.issuer}/.well-known/jwks`,
+      bound_audiences: ['coffer'],
+      bound_claims: { repository: 'acme/api', ref: 'refs/heads/main' },
+      groups: ['ci-api'],
+    });
+    assert.equal(role.status, 200, JSON.stringify(role.body));
+    for (const path of ['ci/api/db', 'ci/web/db']) assert.equal((await admin('put', `/v1/secrets/${path}`, { data: { password: `pw-${path}` } })).status, 200);
+  });
+  after(async () => {
+    await vault.cleanup();
+    await idp.close();
+  });
+
+  it('logs the job in, reads ci/api/db, and is denied ci/web/db and any write', async () => {
+    const login = await request(vault.app).post('/v1/auth/jwt/login').send({ role: 'github-api', jwt: await idp.sign({}) });
+    assert.equal(login.status, 200, JSON.stringify(login.body));
+    assert.deepEqual(login.body.groups, ['ci-api']);
+    assert.equal(login.body.identity, 'jwt:github-api:repo:acme/api:ref:refs/heads/main');
+    const expiresIn = Date.parse(login.body.expires_at) - Date.now();
+    assert.ok(expiresIn > 0 && expiresIn <= 15 * 60_000, 'CI tokens default to 15 minutes');
+    const job = { Authorization: `Bearer ${login.body.token}` };
+    const read = await request(vault.app).get('/v1/secrets/ci/api/db').set(job);
+    assert.equal(read.status, 200);
+    assert.equal(read.body.data.password, 'pw-ci/api/db');
+    assert.equal((await request(vault.app).get('/v1/secrets/ci/web/db').set(job)).status, 403);
+    assert.equal((await request(vault.app).put('/v1/secrets/ci/api/db').set(job).send({ data: { x: 'y' } })).status, 403);
+    assert.equal((await request(vault.app).put('/v1/secrets/ci/api/new').set(job).send({ data: { x: 'y' } })).status, 403);
+    assert.equal((await request(vault.app).delete('/v1/secrets/ci/api/db').set(job)).status, 403);
+  });
+
+  it('refuses the same token shape from a feature branch at login', async () => {
+    const res = await request(vault.app).post('/v1/auth/jwt/login').send({ role: 'github-api', jwt: await idp.sign({ ref: 'refs/heads/feature' }) });
+    assert.equal(res.status, 401);
+    assert.deepEqual(Object.keys(res.body.error), ['code', 'message', 'request_id']);
+    assert.equal(res.body.error.message, 'login failed');
+  });
+
+  it('gives the same answer for an unknown role, a bad signature and a claim mismatch', async () => {
+    const good = await idp.sign({});
+    const tampered = `${good.slice(0, -4)}AAAA`;
+    const bodies = await Promise.all([
+      request(vault.app).post('/v1/auth/jwt/login').send({ role: 'nope', jwt: good }),
+      request(vault.app).post('/v1/auth/jwt/login').send({ role: 'github-api', jwt: tampered }),
+      request(vault.app).post('/v1/auth/jwt/login').send({ role: 'github-api', jwt: await idp.sign({ repository: 'acme/api-evil' }) }),
+    ]);
+    for (const b of bodies) {
+      assert.equal(b.status, 401);
+      assert.equal(b.body.error.message, 'login failed');
+    }
+  });
+
+  it('refuses a role without a bound audience at configuration time', async () => {
+    const res = await request(vault.app).put('/v1/auth/jwt/roles/no-aud').set(vault.auth).send({ issuer: idp.issuer, jwks_url: `${idp.issuer}/.well-known/jwks`, bound_audiences: [] });
+    assert.equal(res.status, 400);
+    assert.match(res.body.error.message, /bound_audiences/);
+    assert.equal((await request(vault.app).get('/v1/auth/jwt/roles/no-aud').set(vault.auth)).status, 404);
+  });
+});
