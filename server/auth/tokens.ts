@@ -1,9 +1,8 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { SignJWT, exportJWK, jwtVerify, type JWK } from 'jose';
 import { z } from 'zod';
-import { encodeContext, fromBase64, toBase64 } from '../crypto/bytes.js';
-import { envelopeKeyVersion, openEnvelope, sealEnvelope } from '../crypto/envelope.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
+import { createSealedKeyPair, openSealedKeyPair, type SealedKeyPairRecord } from '../keys/sealed-keypair.js';
 import { CofferError } from '../errors.js';
 import type { SealManager, UnsealedKeys } from '../keys/seal.js';
 import type { Store, Tx } from '../store/db.js';
@@ -44,13 +43,7 @@ const claimsSchema = z.object({
   root: z.boolean().optional(),
 });
 
-interface SigningRecord {
-  kid: string;
-  created_at: number;
-  public_jwk: JWK;
-  /** PKCS#8 DER of the private key, sealed under the sys keyring. */
-  sealed_private: string;
-}
+const PURPOSE = 'token-signing';
 
 interface SigningKey {
   kid: string;
@@ -166,13 +159,9 @@ export class TokenService {
     const loaded = new Map<string, SigningKey>();
     let newest: { key: SigningKey; created: number } | undefined;
     for (const [, raw] of await this.store.scanPrefix(SIGNING_PREFIX)) {
-      const record = JSON.parse(Buffer.from(raw).toString('utf8')) as SigningRecord;
-      const sealed = fromBase64(record.sealed_private)!;
-      const key = await keys.keyrings.decryptionKey('sys', envelopeKeyVersion(sealed));
-      const der = openEnvelope(key, sealed, signingContext(keys.clusterId, record.kid));
-      const privateKey = createPrivateKey({ key: Buffer.from(der), format: 'der', type: 'pkcs8' });
-      der.fill(0);
-      const signing = { kid: record.kid, privateKey, publicKey: createPublicKey(privateKey), publicJwk: record.public_jwk };
+      const record = JSON.parse(Buffer.from(raw).toString('utf8')) as SealedKeyPairRecord;
+      const pair = await openSealedKeyPair(keys, record, PURPOSE);
+      const signing = { ...pair, publicJwk: await publicJwk(pair.publicKey, pair.kid) };
       loaded.set(record.kid, signing);
       if (!newest || record.created_at > newest.created) newest = { key: signing, created: record.created_at };
     }
@@ -197,17 +186,10 @@ export class TokenService {
   }
 
   private async createSigningKey(tx: Tx, keys: UnsealedKeys): Promise<SigningKey> {
-    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-    const kid = Buffer.from(this.random(12)).toString('base64url');
-    const der = new Uint8Array(privateKey.export({ format: 'der', type: 'pkcs8' }));
-    const { version, key } = await keys.keyrings.encryptionKey(tx, 'sys');
-    const sealed = sealEnvelope(key, version, der, signingContext(keys.clusterId, kid), this.random);
-    der.fill(0);
-    const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: 'EdDSA', use: 'sig' };
-    const record: SigningRecord = { kid, created_at: this.now(), public_jwk: publicJwk, sealed_private: toBase64(sealed) };
-    tx.put(SIGNING_PREFIX + kid, Buffer.from(JSON.stringify(record)));
-    const signing = { kid, privateKey, publicKey, publicJwk };
-    this.keys.set(kid, signing);
+    const { record, pair } = await createSealedKeyPair(tx, keys, PURPOSE, this.now(), this.random);
+    tx.put(SIGNING_PREFIX + record.kid, Buffer.from(JSON.stringify(record)));
+    const signing = { ...pair, publicJwk: await publicJwk(pair.publicKey, pair.kid) };
+    this.keys.set(signing.kid, signing);
     this.current = signing;
     return signing;
   }
@@ -255,4 +237,4 @@ export class TokenService {
 /** Root tokens last ten years; they are revocable like any other token. */
 const ROOT_TTL = 10 * 365 * 86_400;
 const issuerOf = (clusterId: string) => `coffer:${clusterId}`;
-const signingContext = (clusterId: string, kid: string) => encodeContext('coffer/signing-key', clusterId, kid);
+const publicJwk = async (key: KeyObject, kid: string): Promise<JWK> => ({ ...(await exportJWK(key)), kid, alg: 'EdDSA', use: 'sig' });

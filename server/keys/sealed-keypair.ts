@@ -1,0 +1,65 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { encodeContext, fromBase64, toBase64 } from '../crypto/bytes.js';
+import { envelopeKeyVersion, openEnvelope, sealEnvelope } from '../crypto/envelope.js';
+import { systemRandom, type RandomSource } from '../crypto/random.js';
+import { CofferError } from '../errors.js';
+import type { Tx } from '../store/db.js';
+import type { UnsealedKeys } from './seal.js';
+
+/**
+ * An Ed25519 key pair whose private half is stored sealed under the `sys` keyring. `purpose`
+ * is bound into the seal, so a token-signing key can never be opened as the audit key (or the
+ * reverse): key separation by construction.
+ */
+export interface SealedKeyPairRecord {
+  kid: string;
+  purpose: string;
+  created_at: number;
+  public_pem: string;
+  sealed_private: string;
+}
+
+export interface KeyPair {
+  kid: string;
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+}
+
+const context = (keys: UnsealedKeys, purpose: string, kid: string) => encodeContext('coffer/keypair', keys.clusterId, purpose, kid);
+
+export async function createSealedKeyPair(
+  tx: Tx,
+  keys: UnsealedKeys,
+  purpose: string,
+  now: number,
+  random: RandomSource = systemRandom,
+): Promise<{ record: SealedKeyPairRecord; pair: KeyPair }> {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const kid = Buffer.from(random(12)).toString('base64url');
+  const der = new Uint8Array(privateKey.export({ format: 'der', type: 'pkcs8' }));
+  const { version, key } = await keys.keyrings.encryptionKey(tx, 'sys');
+  const sealed = sealEnvelope(key, version, der, context(keys, purpose, kid), random);
+  der.fill(0);
+  const record: SealedKeyPairRecord = {
+    kid,
+    purpose,
+    created_at: now,
+    public_pem: publicKey.export({ format: 'pem', type: 'spki' }).toString(),
+    sealed_private: toBase64(sealed),
+  };
+  return { record, pair: { kid, privateKey, publicKey } };
+}
+
+export async function openSealedKeyPair(keys: UnsealedKeys, record: SealedKeyPairRecord, purpose: string): Promise<KeyPair> {
+  if (record.purpose !== purpose) throw new CofferError('decryption_failed', 'decryption failed');
+  const sealed = fromBase64(record.sealed_private);
+  if (!sealed) throw new CofferError('decryption_failed', 'decryption failed');
+  const key = await keys.keyrings.decryptionKey('sys', envelopeKeyVersion(sealed));
+  const der = openEnvelope(key, sealed, context(keys, purpose, record.kid));
+  try {
+    const privateKey = createPrivateKey({ key: Buffer.from(der), format: 'der', type: 'pkcs8' });
+    return { kid: record.kid, privateKey, publicKey: createPublicKey(privateKey) };
+  } finally {
+    der.fill(0);
+  }
+}
