@@ -11,6 +11,10 @@ export const configSchema = z.strictObject({
   kek: z.string().optional(),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   metrics_public: z.boolean().default(false),
+  /** Audit files (JSONL, hash-chained); default `<data_dir>/audit.log`. Set only here, never by API. */
+  audit_files: z.array(z.string().min(1)).max(8).optional(),
+  audit_stdout: z.boolean().default(false),
+  audit_checkpoint_every: z.number().int().min(1).max(1_000_000).default(1000),
   max_versions: z.number().int().min(1).max(10_000).default(100),
   keyring_cache_ttl_s: z.number().int().min(1).max(86_400).default(600),
   keyring_max_wraps: z.number().int().min(1).max(2 ** 30).default(2 ** 24),

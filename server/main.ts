@@ -3,6 +3,8 @@ import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
+import { AuditLog } from './audit/log.js';
+import { AuditSigner } from './audit/signer.js';
 import { Directory } from './auth/directory.js';
 import { JwtMethod } from './auth/jwt-login.js';
 import { AppRoleMethod, UserpassMethod } from './auth/logins.js';
@@ -66,6 +68,15 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     });
     const secrets = new SecretsEngine(store, seal, { maxVersions: config.max_versions });
     const rewrap = new RewrapJobs(store, seal, log);
+    const audit = new AuditLog({
+      files: config.audit_files ?? [join(dataDir, 'audit.log')],
+      stdout: config.audit_stdout,
+      checkpointEvery: config.audit_checkpoint_every,
+      timeoutMs: 5_000,
+      now: Date.now,
+    });
+    await audit.start();
+    const auditSigner = new AuditSigner(store, seal, audit);
     const directory = new Directory(store);
     await directory.load();
     const access = new AuthService(new TokenService(store, seal), directory);
@@ -82,7 +93,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
 
     const metrics = createMetrics();
     const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store), jwt: new JwtMethod(store, log) };
-    const app = createApp({ store, seal, secrets, access, logins, rewrap, log, metrics, version: VERSION, metricsPublic: config.metrics_public });
+    const app = createApp({ store, seal, secrets, access, logins, rewrap, audit, auditSigner, log, metrics, version: VERSION, metricsPublic: config.metrics_public });
     const server = await listen(app, config.listen);
     const address = server.address() as AddressInfo;
     const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
@@ -101,6 +112,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
             server.close(() => done());
             server.closeAllConnections();
           });
+          await audit.close();
           await seal.seal();
           await rewrap.idle();
           await store.close();

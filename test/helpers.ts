@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { Express } from 'express';
+import { AuditLog, type AuditOptions } from '../server/audit/log.js';
+import { AuditSigner } from '../server/audit/signer.js';
 import { Directory } from '../server/auth/directory.js';
 import { JwtMethod } from '../server/auth/jwt-login.js';
 import { AppRoleMethod, UserpassMethod } from '../server/auth/logins.js';
@@ -31,6 +33,10 @@ export interface TestVault {
   secrets: SecretsEngine;
   access: AuthService;
   rewrap: RewrapJobs;
+  audit: AuditLog;
+  auditSigner: AuditSigner;
+  /** The vault's audit file. */
+  auditFile: string;
   app: Express;
   /** Root token (set once initialized through `initVault`). */
   rootToken: string;
@@ -47,6 +53,7 @@ export interface VaultOptions {
   env?: NodeJS.ProcessEnv;
   keyring?: Partial<KeyringOptions>;
   secrets?: Partial<SecretsOptions>;
+  audit?: Partial<AuditOptions>;
   /** Clock for tokens (TTL tests). */
   now?: () => number;
   /** Initialize (and for shamir, unseal) right away: default true. */
@@ -61,13 +68,16 @@ export async function openVault(options: VaultOptions = {}): Promise<TestVault> 
   const dir = options.dir ?? (await tempDir());
   const store = await Store.open(join(dir, 'db'));
   const seal = new SealManager(store, { source: options.source ?? { kind: 'shamir' }, env: options.env ?? {}, keyring: options.keyring ?? {} });
+  const audit = new AuditLog({ files: [join(dir, 'audit.log')], stdout: false, checkpointEvery: 50, timeoutMs: 2_000, now: Date.now, ...options.audit });
+  await audit.start();
+  const auditSigner = new AuditSigner(store, seal, audit);
   const directory = new Directory(store);
   await directory.load();
   const access = new AuthService(new TokenService(store, seal, options.now ?? Date.now), directory);
   const secrets = new SecretsEngine(store, seal, options.secrets ?? {});
   const rewrap = new RewrapJobs(store, seal, silentLog);
   const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store, options.now ?? Date.now), jwt: new JwtMethod(store, silentLog, options.now ?? Date.now) };
-  const app = createApp({ store, seal, secrets, access, logins, rewrap, log: silentLog, metrics: createMetrics(false), version: 'test' });
+  const app = createApp({ store, seal, secrets, access, logins, rewrap, audit, auditSigner, log: silentLog, metrics: createMetrics(false), version: 'test' });
   const vault: TestVault = {
     dir,
     store,
@@ -75,11 +85,15 @@ export async function openVault(options: VaultOptions = {}): Promise<TestVault> 
     secrets,
     access,
     rewrap,
+    audit,
+    auditSigner,
+    auditFile: join(dir, 'audit.log'),
     app,
     rootToken: '',
     shares: [],
     auth: { Authorization: '' },
     async cleanup(keep = false) {
+      await audit.close();
       await seal.seal();
       await rewrap.idle();
       await store.close();

@@ -8,10 +8,12 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 export class FileSink {
   private handle: FileHandle | undefined;
   private inode = -1;
-  /** Set when the sink had to reopen: the log writes an `open` line to mark the new file. */
-  reopened = false;
 
   constructor(readonly path: string) {}
+
+  get name(): string {
+    return this.path;
+  }
 
   async write(text: string): Promise<void> {
     await this.ensureOpen();
@@ -27,10 +29,7 @@ export class FileSink {
   private async ensureOpen(): Promise<void> {
     const current = await stat(this.path).then((s) => s.ino, () => undefined);
     if (this.handle && current === this.inode) return;
-    if (this.handle) {
-      await this.close();
-      this.reopened = true;
-    }
+    if (this.handle) await this.close();
     this.handle = await open(this.path, 'a', 0o600);
     this.inode = (await this.handle.stat()).ino;
   }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import { CofferError } from '../errors.js';
+import { auditRequests } from './audit.js';
 import { authenticate } from './authenticate.js';
 import type { AppDeps } from './deps.js';
 import { requestMetrics } from './metrics.js';
@@ -43,6 +44,7 @@ export function createApp(deps: AppDeps): Express {
     next();
   });
   jwksRoute(router, deps);
+  router.use(auditRequests(deps.audit));
   loginRoutes(router, deps);
   router.use(authenticate(() => deps.access));
   secretsRoutes(router, deps);

@@ -51,6 +51,7 @@ export function identityOf(res: Response): Identity {
 
 /** Throws `forbidden` unless the caller holds `capability` on `path`. */
 export function requireCapability(access: AccessControl, res: Response, capability: Capability, path: string): void {
+  res.locals.auditPath = path;
   if (!access.authorize(identityOf(res), capability, path)) {
     throw new CofferError('forbidden', `permission denied: ${capability} on ${path}`);
   }

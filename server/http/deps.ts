@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import type { AuditLog } from '../audit/log.js';
+import type { AuditSigner } from '../audit/signer.js';
 import type { JwtMethod } from '../auth/jwt-login.js';
 import type { AppRoleMethod, UserpassMethod } from '../auth/logins.js';
 import type { AuthService } from '../auth/service.js';
@@ -16,6 +18,8 @@ export interface AppDeps {
   access: AuthService;
   logins: { userpass: UserpassMethod; approle: AppRoleMethod; jwt: JwtMethod };
   rewrap: RewrapJobs;
+  audit: AuditLog;
+  auditSigner: AuditSigner;
   log: Logger;
   metrics: Registry;
   version: string;

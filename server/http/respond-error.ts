@@ -24,6 +24,7 @@ export function errorHandler(log: Logger) {
       log.error({ request_id: requestId, err: describe(err) }, 'unhandled error');
       error = new CofferError('internal', 'internal error');
     }
+    res.locals.errorCode = error.code;
     if (res.headersSent) {
       res.destroy();
       return;

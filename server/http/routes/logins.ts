@@ -21,6 +21,7 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
 
   const issue = async (res: Response, grant: Grant, method: string) => {
     const { token, claims } = await deps.access.tokens.issue({ ...grant, method });
+    res.locals.loginIdentity = claims.sub;
     deps.log.info({ request_id: res.locals.requestId, identity: claims.sub, method }, 'login');
     res.json(tokenResponse(token, claims));
   };

@@ -1,0 +1,44 @@
+import type { NextFunction, Request, Response } from 'express';
+import type { AuditLog, AuditRecord } from '../audit/log.js';
+import type { Identity } from '../auth/access.js';
+import type { ErrorBody } from '../../sdk/wire/errors.js';
+
+/**
+ * Holds each response until its audit line is durable (F7: the line exists before the client
+ * sees the answer), then sends it. If no sink can take the line, the response is replaced by
+ * 503 `audit_unavailable`: nothing is answered unaudited (F1).
+ */
+export function auditRequests(audit: AuditLog) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const end = res.end.bind(res) as (...args: unknown[]) => Response;
+    res.end = ((...args: unknown[]) => {
+      const identity = res.locals.identity as Identity | undefined;
+      const status = res.statusCode;
+      const record: AuditRecord = {
+        request_id: String(res.locals.requestId),
+        identity: identity?.id ?? (res.locals.loginIdentity as string | undefined) ?? null,
+        groups: identity?.groups ?? [],
+        operation: `${req.method} ${typeof req.route?.path === 'string' ? req.route.path : 'unmatched'}`,
+        path: (res.locals.auditPath as string | undefined) ?? null,
+        status,
+        outcome: status < 400 ? 'ok' : status === 401 || status === 403 ? 'denied' : 'error',
+        client: req.socket.remoteAddress ?? 'unknown',
+        ...(res.locals.errorCode ? { error_code: String(res.locals.errorCode) } : {}),
+      };
+      audit.record(record).then(
+        () => end(...args),
+        () => {
+          if (res.headersSent) return void res.destroy();
+          const body: ErrorBody = { error: { code: 'audit_unavailable', message: 'the audit log cannot be written: request refused', request_id: record.request_id } };
+          const text = JSON.stringify(body);
+          res.statusCode = 503;
+          res.removeHeader('Content-Length');
+          res.setHeader('Content-Type', 'application/json; charset=utf-8');
+          end(text);
+        },
+      );
+      return res;
+    }) as Response['end'];
+    next();
+  };
+}
