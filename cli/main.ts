@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { auditCommand } from './commands/audit.js';
 
 /**
  * The `coffer` entry point. `coffer server` is the one command that loads the server (lazily,
@@ -35,6 +36,7 @@ await yargs(hideBin(process.argv))
       });
     },
   )
+  .command('audit', 'Work with audit logs', (y) => auditCommand(y).demandCommand(1, 'name an audit command: verify'))
   .demandCommand(1, 'name a command: see coffer --help')
   .strict()
   .fail((message, error, y) => {

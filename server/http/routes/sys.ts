@@ -82,6 +82,13 @@ export function sysRoutes(router: Router, deps: AppDeps): void {
     ],
   });
 
+  methods(router, '/v1/sys/audit', {
+    get: (_req, res) => {
+      admin(res, 'audit');
+      res.json({ public_key_pem: deps.auditSigner.publicKeyPem() ?? null, last_seq: deps.audit.lastSeq, sinks: deps.audit.sinkCount, failed_writes: deps.audit.failedWrites });
+    },
+  });
+
   methods(router, '/v1/sys/rotate', {
     post: [
       jsonBody,
