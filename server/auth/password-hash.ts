@@ -2,13 +2,34 @@ import { scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 import { fromBase64, toBase64 } from '../crypto/bytes.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
+import { CofferError } from '../errors.js';
 
 /**
  * Password hashing with scrypt (N=2^15, r=8, p=1: 32 MiB) through node:crypto's asynchronous
  * API, which runs on the libuv thread pool: a login flood costs CPU but never blocks the event
- * loop that serves secret reads. Format: `scrypt$N$r$p$salt$hash` (base64).
+ * loop that serves secret reads. At most two hashes run at once, so the pool always keeps
+ * threads for the file writes (audit fdatasync) every request waits on; a longer queue is
+ * refused with 429. Format: `scrypt$N$r$p$salt$hash` (base64).
  */
-const scryptAsync = promisify(scrypt) as (pw: string, salt: Uint8Array, len: number, opts: object) => Promise<Buffer>;
+const scryptRaw = promisify(scrypt) as (pw: string, salt: Uint8Array, len: number, opts: object) => Promise<Buffer>;
+const MAX_RUNNING = 2;
+const MAX_WAITING = 64;
+let running = 0;
+const waiting: (() => void)[] = [];
+
+async function scryptAsync(pw: string, salt: Uint8Array, len: number, opts: object): Promise<Buffer> {
+  if (running < MAX_RUNNING) running++;
+  else if (waiting.length >= MAX_WAITING) throw new CofferError('rate_limited', 'too many logins in progress: retry shortly');
+  else await new Promise<void>((resolve) => waiting.push(resolve)); // the finishing hash hands over its slot
+  try {
+    return await scryptRaw(pw, salt, len, opts);
+  } finally {
+    const next = waiting.shift();
+    if (next) next();
+    else running--;
+  }
+}
+
 const PARAMS = { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
 
 export async function hashPassword(password: string, random: RandomSource = systemRandom): Promise<string> {
