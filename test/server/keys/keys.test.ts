@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict';
+import { chmod, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isCofferError } from '../../../server/errors.js';
+import { decodeKeyMaterial, deriveFromPassphrase, parseKekUri, readKeyFile } from '../../../server/keys/root-key.js';
+import { recordKeyringVersion } from '../../../server/secrets/record.js';
+import { versionKey } from '../../../server/store/keys.js';
+import { openVault, tempDir } from '../../helpers.js';
+
+const envKek = (byte: number) => ({ source: { kind: 'env' as const, variable: 'K' }, env: { K: Buffer.alloc(32, byte).toString('base64') } });
+
+describe('root key sources', () => {
+  it('parses every --kek form and refuses junk with a usable message', () => {
+    assert.deepEqual(parseKekUri('shamir:'), { kind: 'shamir' });
+    assert.deepEqual(parseKekUri('file:/etc/coffer/kek'), { kind: 'file', path: '/etc/coffer/kek' });
+    assert.deepEqual(parseKekUri('env:MY_KEK'), { kind: 'env', variable: 'MY_KEK' });
+    assert.deepEqual(parseKekUri('passphrase:'), { kind: 'passphrase', variable: 'COFFER_KEK_PASSPHRASE' });
+    for (const bad of ['foo:', 'env:1BAD', 'file:', 'shamir:x', 'passphrase:a-b', '']) {
+      assert.throws(() => parseKekUri(bad), /expected shamir:, file:PATH/);
+    }
+  });
+
+  it('reads 32 raw bytes, 64 hex digits or base64, and nothing else', () => {
+    const key = Buffer.alloc(32, 0xab);
+    assert.deepEqual(decodeKeyMaterial(key, 'k'), new Uint8Array(key));
+    assert.deepEqual(decodeKeyMaterial(Buffer.from(`${key.toString('hex')}\n`), 'k'), new Uint8Array(key));
+    assert.deepEqual(decodeKeyMaterial(Buffer.from(`${key.toString('base64')}\n`), 'k'), new Uint8Array(key));
+    for (const bad of [Buffer.alloc(31), Buffer.alloc(33), Buffer.from(Buffer.alloc(31).toString('base64'))]) {
+      assert.throws(() => decodeKeyMaterial(bad, 'k'), /does not hold a 256-bit key/);
+    }
+  });
+
+  it('refuses a key file that is missing, a directory, or readable by others', async () => {
+    const dir = await tempDir();
+    try {
+      await assert.rejects(readKeyFile(join(dir, 'none')), /cannot be read/);
+      await assert.rejects(readKeyFile(dir), /not a regular file/);
+      const file = join(dir, 'kek');
+      await writeFile(file, Buffer.alloc(32, 1), { mode: 0o644 });
+      await chmod(file, 0o644);
+      await assert.rejects(readKeyFile(file), /chmod 600/);
+      await chmod(file, 0o600);
+      assert.equal((await readKeyFile(file)).length, 32);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('derives passphrase keys deterministically per salt and refuses short passphrases', async () => {
+    const salt = new Uint8Array(16).fill(1);
+    const a = await deriveFromPassphrase('a long enough passphrase', salt);
+    assert.deepEqual(await deriveFromPassphrase('a long enough passphrase', salt), a);
+    assert.notDeepEqual(await deriveFromPassphrase('a long enough passphrase', new Uint8Array(16).fill(2)), a);
+    await assert.rejects(deriveFromPassphrase('short', salt), /at least 12/);
+  });
+});
+
+describe('auto-unseal vaults', () => {
+  it('reopen with the same key, and refuse another key without writing anything', async () => {
+    const vault = await openVault(envKek(1));
+    await vault.secrets.put('app/a', { data: { v: '1' } });
+    await vault.cleanup(true);
+    const again = await openVault({ ...envKek(1), dir: vault.dir, init: false });
+    await again.seal.autoUnsealNow();
+    assert.deepEqual((await again.secrets.get('app/a'))!.data, { v: '1' });
+    await again.cleanup(true);
+    const wrong = await openVault({ ...envKek(2), dir: vault.dir, init: false });
+    const before = wrong.store.lastSeq;
+    await assert.rejects(wrong.seal.autoUnsealNow(), (e) => isCofferError(e, 'unseal_failed'));
+    assert.equal(wrong.seal.sealed, true);
+    assert.equal(wrong.store.lastSeq, before, 'a failed unseal writes nothing');
+    await wrong.cleanup();
+  });
+
+  it('unseal with a passphrase; a wrong passphrase fails cleanly', async () => {
+    const source = { kind: 'passphrase' as const, variable: 'P' };
+    const vault = await openVault({ source, env: { P: 'correct horse battery staple' } });
+    await vault.secrets.put('app/a', { data: { v: '1' } });
+    await vault.cleanup(true);
+    const wrong = await openVault({ source, env: { P: 'incorrect horse battery' }, dir: vault.dir, init: false });
+    await assert.rejects(wrong.seal.autoUnsealNow(), (e) => isCofferError(e, 'unseal_failed'));
+    await wrong.cleanup(true);
+    const right = await openVault({ source, env: { P: 'correct horse battery staple' }, dir: vault.dir, init: false });
+    await right.seal.autoUnsealNow();
+    assert.deepEqual((await right.secrets.get('app/a'))!.data, { v: '1' });
+    await right.cleanup();
+  });
+
+  it('after a manual seal, unseal with the recovery shares from init, not with others', async () => {
+    const vault = await openVault({ ...envKek(3), init: { shares: 3, threshold: 2 } });
+    const other = await openVault({ ...envKek(3), init: { shares: 3, threshold: 2 } });
+    try {
+      await vault.seal.seal();
+      await assert.rejects(vault.seal.submitShare(other.shares[0]!), /does not belong/);
+      await vault.seal.submitShare(vault.shares[2]!);
+      await vault.seal.submitShare(vault.shares[0]!);
+      assert.equal(vault.seal.sealed, false);
+    } finally {
+      await vault.cleanup();
+      await other.cleanup();
+    }
+  });
+});
+
+describe('keyrings', () => {
+  it('keeps one keyring per namespace and rotates past the wrap limit, persisting the counters', async () => {
+    const vault = await openVault({ ...envKek(4), keyring: { maxWraps: 3 } });
+    for (let i = 0; i < 7; i++) await vault.secrets.put(`app/s${i}`, { data: { v: String(i) } });
+    await vault.secrets.put('db/x', { data: { v: 'x' } });
+    const app = vault.seal.keys().keyrings.describe('app')!;
+    assert.equal(app.current, 3);
+    assert.deepEqual(app.versions.map((v) => v.wraps), [3, 3, 1]);
+    assert.equal(vault.seal.keys().keyrings.describe('db')!.current, 1);
+    await vault.cleanup(true);
+    const again = await openVault({ ...envKek(4), dir: vault.dir, init: false, keyring: { maxWraps: 3 } });
+    await again.seal.autoUnsealNow();
+    assert.deepEqual(again.seal.keys().keyrings.describe('app')!.versions.map((v) => v.wraps), [3, 3, 1]);
+    for (let i = 0; i < 7; i++) assert.deepEqual((await again.secrets.get(`app/s${i}`))!.data, { v: String(i) });
+    await again.cleanup();
+  });
+
+  it('rotates by age with an injected clock', async () => {
+    let now = 1_000_000;
+    const vault = await openVault({ ...envKek(5), keyring: { maxAgeMs: 1000, now: () => now } });
+    await vault.secrets.put('app/a', { data: { v: '1' } });
+    now += 1500;
+    await vault.secrets.put('app/b', { data: { v: '2' } });
+    assert.equal(vault.seal.keys().keyrings.describe('app')!.current, 2);
+    assert.deepEqual((await vault.secrets.get('app/a'))!.data, { v: '1' });
+    await vault.cleanup();
+  });
+
+  it('re-wraps every DEK of one namespace only, resumes after a restart, and keeps values', async () => {
+    const vault = await openVault(envKek(6));
+    for (let i = 0; i < 150; i++) await vault.secrets.put(`app/s${i}`, { data: { v: String(i) } });
+    await vault.secrets.put('app', { data: { v: 'root-of-ns' } });
+    await vault.secrets.put('app-2/x', { data: { v: 'neighbour' } });
+    const target = await vault.seal.keys().keyrings.rotate('app');
+    await vault.rewrap.start('app', target);
+    await vault.cleanup(true); // stops mid-way: seal ends the job after its current batch
+    const again = await openVault({ ...envKek(6), dir: vault.dir, init: false });
+    await again.seal.autoUnsealNow(); // resumes the persisted job
+    await again.rewrap.idle();
+    const progress = again.rewrap.progress('app')!;
+    assert.equal(progress.state, 'done');
+    assert.ok(progress.rewrapped <= 151 && progress.scanned >= 151 - 64);
+    for (let i = 0; i < 150; i++) assert.equal(recordKeyringVersion(again.store.get(versionKey(`app/s${i}`, 1))!), target);
+    assert.equal(recordKeyringVersion(again.store.get(versionKey('app', 1))!), target);
+    assert.equal(recordKeyringVersion(again.store.get(versionKey('app-2/x', 1))!), 1, 'another namespace is untouched');
+    assert.deepEqual((await again.secrets.get('app/s149'))!.data, { v: '149' });
+    await again.cleanup();
+  });
+});
