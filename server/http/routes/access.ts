@@ -1,4 +1,4 @@
-import type { Request, Response, Router } from 'express';
+import type { Response, Router } from 'express';
 import { CofferError } from '../../errors.js';
 import { checkName } from '../../auth/directory.js';
 import type { TokenClaims } from '../../auth/tokens.js';
@@ -7,6 +7,7 @@ import { groupBody, policyBody, tokenCreateBody, tokenRevokeBody } from '../auth
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { methods } from '../router.js';
+import { adminCrud } from './admin-crud.js';
 import { emptyBody } from '../schemas.js';
 import { validate } from '../validate.js';
 
@@ -95,57 +96,28 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
     ],
   });
 
-  const nameParam = (req: Request, kind: 'policy' | 'group') => checkName(kind, req.params.name);
-
-  methods(router, '/v1/policies', { get: (_req, res) => (admin(res, 'policies'), void res.json({ keys: directory.listPolicies() })) });
-  methods(router, '/v1/policies/:name', {
-    get: (req, res) => {
-      const name = nameParam(req, 'policy');
-      admin(res, `policies/${name}`);
-      const policy = directory.getPolicy(name);
-      if (!policy) throw new CofferError('not_found', `policy ${name} not found`);
-      res.json(policy);
-    },
-    put: [
-      jsonBody,
-      async (req, res) => {
-        const name = nameParam(req, 'policy');
-        const body = validate(policyBody, req.body);
-        admin(res, `policies/${name}`);
-        res.json(await directory.putPolicy(name, body.rules));
-      },
-    ],
-    delete: async (req, res) => {
-      const name = nameParam(req, 'policy');
-      admin(res, `policies/${name}`);
-      if (!(await directory.deletePolicy(name))) throw new CofferError('not_found', `policy ${name} not found`);
-      res.status(204).end();
-    },
+  adminCrud(router, access, {
+    base: '/v1/policies',
+    area: 'policies',
+    kind: 'policy',
+    checkName: (n) => checkName('policy', n),
+    list: () => directory.listPolicies(),
+    get: (n) => directory.getPolicy(n),
+    put: (n, body) => directory.putPolicy(n, validate(policyBody, body).rules),
+    delete: (n) => directory.deletePolicy(n),
   });
 
-  methods(router, '/v1/groups', { get: (_req, res) => (admin(res, 'groups'), void res.json({ keys: directory.listGroups() })) });
-  methods(router, '/v1/groups/:name', {
-    get: (req, res) => {
-      const name = nameParam(req, 'group');
-      admin(res, `groups/${name}`);
-      const group = directory.getGroup(name);
-      if (!group) throw new CofferError('not_found', `group ${name} not found`);
-      res.json(group);
+  adminCrud(router, access, {
+    base: '/v1/groups',
+    area: 'groups',
+    kind: 'group',
+    checkName: (n) => checkName('group', n),
+    list: () => directory.listGroups(),
+    get: (n) => directory.getGroup(n),
+    put: (n, body) => {
+      const { policies, members } = validate(groupBody, body);
+      return directory.putGroup(n, policies, members ?? []);
     },
-    put: [
-      jsonBody,
-      async (req, res) => {
-        const name = nameParam(req, 'group');
-        const body = validate(groupBody, req.body);
-        admin(res, `groups/${name}`);
-        res.json(await directory.putGroup(name, body.policies, body.members ?? []));
-      },
-    ],
-    delete: async (req, res) => {
-      const name = nameParam(req, 'group');
-      admin(res, `groups/${name}`);
-      if (!(await directory.deleteGroup(name))) throw new CofferError('not_found', `group ${name} not found`);
-      res.status(204).end();
-    },
+    delete: (n) => directory.deleteGroup(n),
   });
 }

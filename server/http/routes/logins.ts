@@ -1,5 +1,4 @@
-import type { Request, Response, Router } from 'express';
-import { CofferError } from '../../errors.js';
+import type { Response, Router } from 'express';
 import { checkLoginName } from '../../auth/logins.js';
 import type { Grant } from '../../auth/logins.js';
 import { requireCapability } from '../authenticate.js';
@@ -10,6 +9,7 @@ import { RateLimiter, rateLimit } from '../rate-limit.js';
 import { methods } from '../router.js';
 import { validate } from '../validate.js';
 import { tokenResponse } from './access.js';
+import { adminCrud } from './admin-crud.js';
 
 /**
  * Login routes (no token needed): per-address limits before the body is read, then per-user or
@@ -63,96 +63,55 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
   });
 }
 
-/** Admin CRUD of userpass users and approle roles (`admin` on `sys/auth/...`). */
+/** Admin CRUD of userpass users, approle roles and jwt roles (`admin` on `sys/auth/...`). */
 export function loginAdminRoutes(router: Router, deps: AppDeps): void {
   const { userpass, approle, jwt } = deps.logins;
-  const admin = (res: Response, what: string) => requireCapability(deps.access, res, 'admin', `sys/auth/${what}`);
-  const nameOf = (req: Request, kind: string) => checkLoginName(kind, req.params.name);
+  const checkRole = (n: unknown) => checkLoginName('role', n);
 
-  methods(router, '/v1/auth/userpass/users', { get: async (_req, res) => (admin(res, 'userpass'), void res.json({ keys: await userpass.list() })) });
-  methods(router, '/v1/auth/userpass/users/:name', {
-    get: (req, res) => {
-      const name = nameOf(req, 'user');
-      admin(res, `userpass/${name}`);
-      const user = userpass.get(name);
-      if (!user) throw new CofferError('not_found', `user ${name} not found`);
-      res.json(user);
-    },
-    put: [
-      jsonBody,
-      async (req, res) => {
-        const name = nameOf(req, 'user');
-        const body = validate(userBody, req.body);
-        admin(res, `userpass/${name}`);
-        res.json(await userpass.put(name, body));
-      },
-    ],
-    delete: async (req, res) => {
-      const name = nameOf(req, 'user');
-      admin(res, `userpass/${name}`);
-      if (!(await userpass.delete(name))) throw new CofferError('not_found', `user ${name} not found`);
-      res.status(204).end();
-    },
+  adminCrud(router, deps.access, {
+    base: '/v1/auth/userpass/users',
+    area: 'auth/userpass',
+    kind: 'user',
+    checkName: (n) => checkLoginName('user', n),
+    list: () => userpass.list(),
+    get: (n) => userpass.get(n),
+    put: (n, body) => userpass.put(n, validate(userBody, body)),
+    delete: (n) => userpass.delete(n),
   });
 
-  methods(router, '/v1/auth/jwt/roles', { get: async (_req, res) => (admin(res, 'jwt'), void res.json({ keys: await jwt.list() })) });
-  methods(router, '/v1/auth/jwt/roles/:name', {
-    get: (req, res) => {
-      const name = nameOf(req, 'role');
-      admin(res, `jwt/${name}`);
-      const role = jwt.get(name);
-      if (!role) throw new CofferError('not_found', `role ${name} not found`);
-      res.json(role);
+  adminCrud(router, deps.access, {
+    base: '/v1/auth/approle/roles',
+    area: 'auth/approle',
+    kind: 'role',
+    checkName: checkRole,
+    list: () => approle.list(),
+    get: (n) => approle.get(n),
+    put: (n, body) => {
+      const role = validate(appRoleBody, body);
+      return approle.put(n, { ...role, secret_id_ttl: role.secret_id_ttl ?? 0 });
     },
-    put: [
-      jsonBody,
-      async (req, res) => {
-        const name = nameOf(req, 'role');
-        admin(res, `jwt/${name}`);
-        res.json(await jwt.put(name, req.body));
-      },
-    ],
-    delete: async (req, res) => {
-      const name = nameOf(req, 'role');
-      admin(res, `jwt/${name}`);
-      if (!(await jwt.delete(name))) throw new CofferError('not_found', `role ${name} not found`);
-      res.status(204).end();
-    },
+    delete: (n) => approle.delete(n),
   });
 
-  methods(router, '/v1/auth/approle/roles', { get: async (_req, res) => (admin(res, 'approle'), void res.json({ keys: await approle.list() })) });
-  methods(router, '/v1/auth/approle/roles/:name', {
-    get: (req, res) => {
-      const name = nameOf(req, 'role');
-      admin(res, `approle/${name}`);
-      const role = approle.get(name);
-      if (!role) throw new CofferError('not_found', `role ${name} not found`);
-      res.json(role);
-    },
-    put: [
-      jsonBody,
-      async (req, res) => {
-        const name = nameOf(req, 'role');
-        const body = validate(appRoleBody, req.body);
-        admin(res, `approle/${name}`);
-        res.json(await approle.put(name, { ...body, secret_id_ttl: body.secret_id_ttl ?? 0 }));
-      },
-    ],
-    delete: async (req, res) => {
-      const name = nameOf(req, 'role');
-      admin(res, `approle/${name}`);
-      if (!(await approle.delete(name))) throw new CofferError('not_found', `role ${name} not found`);
-      res.status(204).end();
-    },
-  });
   methods(router, '/v1/auth/approle/roles/:name/secret-id', {
     post: [
       jsonBody,
       async (req, res) => {
-        const name = nameOf(req, 'role');
-        admin(res, `approle/${name}`);
+        const name = checkRole(req.params.name);
+        requireCapability(deps.access, res, 'admin', `sys/auth/approle/${name}`);
         res.json(await approle.createSecretId(name));
       },
     ],
+  });
+
+  adminCrud(router, deps.access, {
+    base: '/v1/auth/jwt/roles',
+    area: 'auth/jwt',
+    kind: 'role',
+    checkName: checkRole,
+    list: () => jwt.list(),
+    get: (n) => jwt.get(n),
+    put: (n, body) => jwt.put(n, body),
+    delete: (n) => jwt.delete(n),
   });
 }
