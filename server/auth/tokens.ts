@@ -50,6 +50,15 @@ interface SigningKey {
   privateKey: KeyObject;
   publicKey: KeyObject;
   publicJwk: JWK;
+  record: SigningRecord;
+}
+
+/** Stored per signing key: the sealed pair, how long its tokens may live, when it retires. */
+interface SigningRecord extends SealedKeyPairRecord {
+  /** Upper bound (seconds) of the `max_exp` of every token this key signed; kept an hour ahead. */
+  signed_until: number;
+  /** Once past (seconds), tokens signed by this key are refused and it leaves the JWKS. */
+  retire_at?: number;
 }
 
 export interface IssueRequest {
@@ -66,8 +75,9 @@ export class TokenService {
   private keys = new Map<string, SigningKey>();
   private current: SigningKey | undefined;
   private revoked = new Map<string, number>();
-  private readonly verified = new Map<string, TokenClaims>();
+  private readonly verified = new Map<string, { claims: TokenClaims; kid: string }>();
   private issuer = '';
+  private unsealed: UnsealedKeys | undefined;
 
   constructor(
     private readonly store: Store,
@@ -83,11 +93,13 @@ export class TokenService {
   async createRoot(tx: Tx, keys: UnsealedKeys): Promise<string> {
     this.issuer = issuerOf(keys.clusterId);
     const key = await this.createSigningKey(tx, keys);
+    await this.coverLifetime(key, Math.floor(this.now() / 1000) + ROOT_TTL, tx);
     return this.sign(key, { sub: 'root', groups: [], policies: [], ttlSeconds: ROOT_TTL, maxTtlSeconds: ROOT_TTL, method: 'root', root: true });
   }
 
   async issue(request: IssueRequest): Promise<{ token: string; claims: TokenClaims }> {
     const key = this.requireCurrent();
+    await this.coverLifetime(key, Math.floor(this.now() / 1000) + request.maxTtlSeconds);
     const token = await this.sign(key, request);
     return { token, claims: (await this.verify(token))! };
   }
@@ -99,11 +111,11 @@ export class TokenService {
   async verify(token: string): Promise<TokenClaims | undefined> {
     if (token.length > 8192) return undefined;
     const nowSeconds = Math.floor(this.now() / 1000);
-    let claims = this.verified.get(token);
-    if (!claims) {
+    let entry = this.verified.get(token);
+    if (!entry) {
       if (this.keys.size === 0) return undefined;
       try {
-        const { payload } = await jwtVerify(token, (header) => this.publicKeyFor(header.kid), {
+        const { payload, protectedHeader } = await jwtVerify(token, (header) => this.publicKeyFor(header.kid), {
           algorithms: ['EdDSA'],
           typ: TOKEN_TYPE,
           issuer: this.issuer,
@@ -114,14 +126,15 @@ export class TokenService {
         });
         const parsed = claimsSchema.safeParse(payload);
         if (!parsed.success || parsed.data.exp > parsed.data.max_exp) return undefined;
-        claims = parsed.data;
+        entry = { claims: parsed.data, kid: protectedHeader.kid! };
       } catch {
         return undefined;
       }
       if (this.verified.size >= CACHE_LIMIT) this.verified.delete(this.verified.keys().next().value!);
-      this.verified.set(token, claims);
+      this.verified.set(token, entry);
     }
-    if (claims.exp <= nowSeconds) {
+    const { claims } = entry;
+    if (claims.exp <= nowSeconds || !this.isActive(this.keys.get(entry.kid), nowSeconds)) {
       this.verified.delete(token);
       return undefined;
     }
@@ -129,11 +142,36 @@ export class TokenService {
     return claims;
   }
 
+  /**
+   * Makes a new signing key current. The previous keys keep verifying the tokens they signed
+   * until those expire (`signed_until`), or stop at once with `retirePrevious` (compromise):
+   * then every older token dies, and the caller's own token is re-issued under the new key.
+   */
+  async rotateSigningKey(retirePrevious: boolean, caller?: TokenClaims): Promise<{ kid: string; token?: string }> {
+    const keys = this.unsealedKeys();
+    const nowSeconds = Math.floor(this.now() / 1000);
+    const previous = [...this.keys.values()];
+    await this.store.mutate(async (tx) => {
+      for (const key of previous) {
+        key.record.retire_at = Math.min(key.record.retire_at ?? Infinity, retirePrevious ? nowSeconds : key.record.signed_until);
+        tx.put(SIGNING_PREFIX + key.kid, Buffer.from(JSON.stringify(key.record)));
+      }
+      await this.createSigningKey(tx, keys);
+    });
+    this.verified.clear();
+    if (!retirePrevious || !caller) return { kid: this.current!.kid };
+    // The caller's own token died with the old keys: hand back the same grant under the new key.
+    const key = this.requireCurrent();
+    await this.coverLifetime(key, caller.max_exp);
+    const token = await this.signClaims(key, { ...caller, iat: nowSeconds, jti: this.newJti() });
+    return { kid: key.kid, token };
+  }
   /** A new token for the same identity, expiring at most at the original `max_exp`. */
   async renew(claims: TokenClaims, ttlSeconds: number): Promise<{ token: string; claims: TokenClaims }> {
     const nowSeconds = Math.floor(this.now() / 1000);
     if (nowSeconds >= claims.max_exp) throw new CofferError('forbidden', 'token reached its maximum lifetime: log in again');
     const key = this.requireCurrent();
+    await this.coverLifetime(key, claims.max_exp);
     const exp = Math.min(nowSeconds + ttlSeconds, claims.max_exp);
     const token = await this.signClaims(key, { ...claims, iat: nowSeconds, exp, jti: this.newJti() });
     return { token, claims: (await this.verify(token))! };
@@ -150,20 +188,27 @@ export class TokenService {
     return this.revoked.has(jti);
   }
 
+  /** Public keys that still verify tokens. */
   jwks(): { keys: JWK[] } {
-    return { keys: [...this.keys.values()].map((k) => k.publicJwk) };
+    const nowSeconds = Math.floor(this.now() / 1000);
+    return { keys: [...this.keys.values()].filter((k) => this.isActive(k, nowSeconds)).map((k) => k.publicJwk) };
+  }
+
+  private isActive(key: SigningKey | undefined, nowSeconds: number): boolean {
+    return key !== undefined && (key.record.retire_at === undefined || key.record.retire_at > nowSeconds);
   }
 
   private async load(keys: UnsealedKeys): Promise<void> {
     this.issuer = issuerOf(keys.clusterId);
+    this.unsealed = keys;
     const loaded = new Map<string, SigningKey>();
     let newest: { key: SigningKey; created: number } | undefined;
     for (const [, raw] of await this.store.scanPrefix(SIGNING_PREFIX)) {
-      const record = JSON.parse(Buffer.from(raw).toString('utf8')) as SealedKeyPairRecord;
+      const record = JSON.parse(Buffer.from(raw).toString('utf8')) as SigningRecord;
       const pair = await openSealedKeyPair(keys, record, PURPOSE);
-      const signing = { ...pair, publicJwk: await publicJwk(pair.publicKey, pair.kid) };
+      const signing = { ...pair, publicJwk: await publicJwk(pair.publicKey, pair.kid), record };
       loaded.set(record.kid, signing);
-      if (!newest || record.created_at > newest.created) newest = { key: signing, created: record.created_at };
+      if (record.retire_at === undefined && (!newest || record.created_at > newest.created)) newest = { key: signing, created: record.created_at };
     }
     if (!newest) {
       newest = { key: await this.store.mutate((tx) => this.createSigningKey(tx, keys)), created: this.now() };
@@ -180,23 +225,42 @@ export class TokenService {
   }
 
   private unload(): void {
+    this.unsealed = undefined;
     this.keys = new Map();
     this.current = undefined;
     this.verified.clear();
   }
 
   private async createSigningKey(tx: Tx, keys: UnsealedKeys): Promise<SigningKey> {
-    const { record, pair } = await createSealedKeyPair(tx, keys, PURPOSE, this.now(), this.random);
+    const { record: sealed, pair } = await createSealedKeyPair(tx, keys, PURPOSE, this.now(), this.random);
+    const record: SigningRecord = { ...sealed, signed_until: 0 };
     tx.put(SIGNING_PREFIX + record.kid, Buffer.from(JSON.stringify(record)));
-    const signing = { ...pair, publicJwk: await publicJwk(pair.publicKey, pair.kid) };
+    const signing = { ...pair, publicJwk: await publicJwk(pair.publicKey, pair.kid), record };
     this.keys.set(signing.kid, signing);
     this.current = signing;
     return signing;
   }
 
+  /**
+   * Raises the key's persisted `signed_until` before a token that outlives it is handed out,
+   * an hour at a time, so most logins write nothing.
+   */
+  private async coverLifetime(key: SigningKey, maxExp: number, tx?: Tx): Promise<void> {
+    if (maxExp <= key.record.signed_until) return;
+    key.record.signed_until = maxExp + 3600;
+    const value = Buffer.from(JSON.stringify(key.record));
+    if (tx) tx.put(SIGNING_PREFIX + key.kid, value);
+    else await this.store.mutate((t) => t.put(SIGNING_PREFIX + key.kid, value));
+  }
+
+  private unsealedKeys(): UnsealedKeys {
+    if (!this.unsealed) throw new CofferError('sealed', 'vault is sealed');
+    return this.unsealed;
+  }
+
   private publicKeyFor(kid: string | undefined): KeyObject {
     const key = kid === undefined ? undefined : this.keys.get(kid);
-    if (!key) throw new CofferError('unauthenticated', 'unknown signing key');
+    if (!key || !this.isActive(key, Math.floor(this.now() / 1000))) throw new CofferError('unauthenticated', 'unknown signing key');
     return key.publicKey;
   }
 

@@ -56,3 +56,4 @@ export const appRoleBody = z.strictObject({
 export const userpassLoginBody = z.strictObject({ username: z.string().min(1).max(64), password: z.string().min(1).max(1024) });
 export const appRoleLoginBody = z.strictObject({ role_id: z.string().min(1).max(64), secret_id: z.string().min(1).max(128) });
 export const jwtLoginBody = z.strictObject({ role: z.string().min(1).max(64), jwt: z.string().min(1).max(16_384) });
+export const rotateSigningBody = z.strictObject({ retire_previous: z.boolean().default(false) });

@@ -3,7 +3,7 @@ import { CofferError } from '../../errors.js';
 import { checkName } from '../../auth/directory.js';
 import type { TokenClaims } from '../../auth/tokens.js';
 import { bearerToken, identityOf, requireCapability } from '../authenticate.js';
-import { groupBody, policyBody, tokenCreateBody, tokenRevokeBody } from '../auth-schemas.js';
+import { groupBody, policyBody, rotateSigningBody, tokenCreateBody, tokenRevokeBody } from '../auth-schemas.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { methods } from '../router.js';
@@ -71,6 +71,20 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
         }
         deps.log.info({ request_id: res.locals.requestId, by: self.id }, 'token revoked');
         res.status(204).end();
+      },
+    ],
+  });
+
+  methods(router, '/v1/auth/jwks/rotate', {
+    post: [
+      jsonBody,
+      async (req, res) => {
+        const { retire_previous } = validate(rotateSigningBody, req.body);
+        admin(res, 'auth/jwks');
+        const caller = await tokens.verify(bearerToken(req)!);
+        const result = await tokens.rotateSigningKey(retire_previous, caller);
+        deps.log.warn({ request_id: res.locals.requestId, kid: result.kid, retire_previous }, 'token signing key rotated');
+        res.json(result);
       },
     ],
   });
