@@ -7,6 +7,7 @@ import { checkName } from './directory.js';
 import { globMatch } from './glob.js';
 import { LOGIN_NAME, checkLoginName, type Grant } from './logins.js';
 import { safeFetch } from './safe-fetch.js';
+import { ttl } from './ttl.js';
 
 /**
  * JWT roles for CI identity tokens (GitHub Actions, GitLab CI `id_tokens`, Kubernetes service
@@ -39,10 +40,10 @@ export const jwtRoleSchema = z
     /** Claim value -> vault group; values without an entry grant nothing. */
     groups_claim_map: z.record(z.string().max(256), z.string()).default({}),
     policies: z.array(z.string()).max(64).default([]),
-    token_ttl: z.number().int().min(1).max(86_400).default(900),
-    token_max_ttl: z.number().int().min(1).max(86_400).default(900),
+    token_ttl: ttl.default(900),
+    token_max_ttl: ttl.default(900),
     /** Longest accepted `exp - iat` of the presented token. */
-    max_token_lifetime: z.number().int().min(1).max(86_400).default(3600),
+    max_token_lifetime: ttl.default(3600),
     leeway: z.number().int().min(0).max(60).default(30),
     single_use: z.boolean().default(false),
     allow_insecure_http: z.boolean().default(false),

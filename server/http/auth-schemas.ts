@@ -1,17 +1,7 @@
 import { z } from 'zod';
 import { CAPABILITIES } from '../auth/access.js';
 import { POLICY_NAME } from '../auth/policy.js';
-
-/** TTLs are seconds (`600`) or durations (`"10m"`, `"1h"`, `"7d"`), up to one year. */
-export const ttl = z
-  .union([z.number().int().min(1), z.string().regex(/^[1-9][0-9]{0,8}[smhd]?$/, 'expected seconds or a duration such as 10m, 1h, 7d')])
-  .transform((v) => {
-    if (typeof v === 'number') return v;
-    const unit = v.at(-1)!;
-    const scale = { s: 1, m: 60, h: 3600, d: 86_400 }[unit as 's'];
-    return scale ? Number(v.slice(0, -1)) * scale : Number(v);
-  })
-  .pipe(z.number().max(366 * 86_400, 'at most one year'));
+import { ttl } from '../auth/ttl.js';
 
 const name = z.string().regex(POLICY_NAME, 'expected 1 to 64 characters of [a-z0-9_-]');
 
