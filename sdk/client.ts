@@ -1,0 +1,251 @@
+import { CofferError } from './errors.js';
+import type { ErrorBody } from './wire/errors.js';
+import type {
+  BatchResult,
+  Health,
+  ListResult,
+  LoginResult,
+  PutSecretRequest,
+  PutSecretResult,
+  SealStatus,
+  Secret,
+  SecretMetadata,
+  TokenSelf,
+} from './wire/types.js';
+
+export interface CofferOptions {
+  /** Server address; default `COFFER_ADDR` or http://127.0.0.1:8740. */
+  addr?: string;
+  /** Bearer token; default `COFFER_TOKEN`. */
+  token?: string;
+  /** Prefix joined in front of every secret path (`COFFER_NAMESPACE`). */
+  namespace?: string;
+  /** Per attempt; default 10 s. */
+  timeoutMs?: number;
+  /** Retries of idempotent calls on connection errors, 429 and 503; default 3. */
+  retries?: number;
+  /** For tests: the fetch implementation and the sleep between retries. */
+  fetch?: typeof fetch;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+interface Call {
+  method: 'GET' | 'PUT' | 'POST' | 'DELETE';
+  path: string;
+  query?: Record<string, string | number | undefined>;
+  body?: unknown;
+  /** Safe to send again after a failure (reads, and writes that are naturally idempotent). */
+  idempotent?: boolean;
+  auth?: boolean;
+}
+
+const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/**
+ * The typed Coffer client: plain `fetch`, no server code. Every method maps to one route of
+ * API.md; failures are `CofferError`s carrying the server's code.
+ */
+export class Coffer {
+  readonly addr: string;
+  private token: string | undefined;
+  private readonly namespace: string | undefined;
+  private readonly timeoutMs: number;
+  private readonly retries: number;
+  private readonly fetchImpl: typeof fetch;
+  private readonly sleep: (ms: number) => Promise<void>;
+
+  constructor(options: CofferOptions = {}) {
+    this.addr = (options.addr ?? process.env.COFFER_ADDR ?? 'http://127.0.0.1:8740').replace(/\/+$/, '');
+    const url = new URL(this.addr);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CofferError('invalid_request', `address ${this.addr} must be http(s)://host:port`, 0);
+    this.token = options.token ?? process.env.COFFER_TOKEN;
+    this.namespace = options.namespace ?? process.env.COFFER_NAMESPACE;
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.retries = options.retries ?? 3;
+    this.fetchImpl = options.fetch ?? fetch;
+    this.sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+  }
+
+  /** Uses `token` for every later call (e.g. after a login). */
+  setToken(token: string | undefined): void {
+    this.token = token;
+  }
+
+  // ---- secrets
+
+  getSecret(path: string, version?: number): Promise<Secret> {
+    return this.call({ method: 'GET', path: `/v1/secrets/${this.secretPath(path)}`, query: { version }, idempotent: true });
+  }
+
+  putSecret(path: string, request: PutSecretRequest): Promise<PutSecretResult> {
+    return this.call({ method: 'PUT', path: `/v1/secrets/${this.secretPath(path)}`, body: request, idempotent: request.cas !== undefined });
+  }
+
+  metadata(path: string): Promise<SecretMetadata> {
+    return this.call({ method: 'GET', path: `/v1/metadata/${this.secretPath(path)}`, idempotent: true });
+  }
+
+  async deleteSecret(path: string, versions?: number[]): Promise<void> {
+    await this.call({ method: 'DELETE', path: `/v1/secrets/${this.secretPath(path)}`, query: { versions: versions?.join(',') }, idempotent: true });
+  }
+
+  async undelete(path: string, versions: number[]): Promise<void> {
+    await this.call({ method: 'POST', path: `/v1/secrets/${this.secretPath(path)}/undelete`, body: { versions }, idempotent: true });
+  }
+
+  async destroy(path: string, versions: number[]): Promise<void> {
+    await this.call({ method: 'POST', path: `/v1/secrets/${this.secretPath(path)}/destroy`, body: { versions }, idempotent: true });
+  }
+
+  listPage(prefix = '', options: { after?: string; limit?: number } = {}): Promise<ListResult> {
+    const full = this.namespace ? (prefix ? `${this.namespace}/${prefix}` : this.namespace) : prefix;
+    return this.call({ method: 'GET', path: '/v1/secrets', query: { prefix: full || undefined, after: options.after, limit: options.limit }, idempotent: true });
+  }
+
+  /** Every path under `prefix`, page by page. */
+  async *list(prefix = '', pageSize = 100): AsyncGenerator<string> {
+    let after: string | undefined;
+    do {
+      const page = await this.listPage(prefix, { after, limit: pageSize });
+      yield* page.keys;
+      after = page.next ?? undefined;
+    } while (after);
+  }
+
+  batchGet(paths: string[]): Promise<BatchResult> {
+    return this.call({ method: 'POST', path: '/v1/secrets:batch', body: { paths: paths.map((p) => this.secretPath(p)) }, idempotent: true });
+  }
+
+  // ---- auth
+
+  async loginUserpass(username: string, password: string): Promise<LoginResult> {
+    return this.adopt(await this.call({ method: 'POST', path: '/v1/auth/userpass/login', body: { username, password }, auth: false }));
+  }
+
+  async loginAppRole(roleId: string, secretId: string): Promise<LoginResult> {
+    return this.adopt(await this.call({ method: 'POST', path: '/v1/auth/approle/login', body: { role_id: roleId, secret_id: secretId }, auth: false }));
+  }
+
+  async loginJwt(role: string, jwt: string): Promise<LoginResult> {
+    return this.adopt(await this.call({ method: 'POST', path: '/v1/auth/jwt/login', body: { role, jwt }, auth: false }));
+  }
+
+  tokenSelf(): Promise<TokenSelf> {
+    return this.call({ method: 'GET', path: '/v1/auth/token/self', idempotent: true });
+  }
+
+  async renew(): Promise<LoginResult> {
+    return this.adopt(await this.call({ method: 'POST', path: '/v1/auth/token/renew', body: {} }));
+  }
+
+  async revoke(token?: string): Promise<void> {
+    await this.call({ method: 'POST', path: '/v1/auth/token/revoke', body: token ? { token } : {}, idempotent: true });
+  }
+
+  createToken(request: { identity: string; groups?: string[]; policies?: string[]; ttl?: string | number }): Promise<LoginResult> {
+    return this.call({ method: 'POST', path: '/v1/auth/token/create', body: request });
+  }
+
+  // ---- sys
+
+  async health(): Promise<Health> {
+    // Health answers 429/501/503 with a body by design: read it whatever the status.
+    const res = await this.send({ method: 'GET', path: '/v1/sys/health', auth: false }, 0);
+    return (await res.json()) as Health;
+  }
+
+  sealStatus(): Promise<SealStatus> {
+    return this.call({ method: 'GET', path: '/v1/sys/seal-status', idempotent: true, auth: false });
+  }
+
+  init(shares: number, threshold: number): Promise<{ shares: string[]; root_token: string }> {
+    return this.call({ method: 'POST', path: '/v1/sys/init', body: { shares, threshold }, auth: false });
+  }
+
+  unseal(share: string): Promise<SealStatus> {
+    return this.call({ method: 'POST', path: '/v1/sys/unseal', body: { share }, auth: false });
+  }
+
+  async seal(): Promise<void> {
+    await this.call({ method: 'POST', path: '/v1/sys/seal', body: {} });
+  }
+
+  // ---- plumbing
+
+  private adopt(result: LoginResult): LoginResult {
+    this.token = result.token;
+    return result;
+  }
+
+  private secretPath(path: string): string {
+    const full = this.namespace ? `${this.namespace}/${path}` : path;
+    const segments = full.split('/');
+    if (segments.length > 16 || !segments.every((s) => SEGMENT.test(s))) {
+      throw new CofferError('invalid_path', `"${full}" is not a valid secret path: segments of [A-Za-z0-9._-] separated by '/'`, 0);
+    }
+    return full;
+  }
+
+  private async call<T>(call: Call): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      let res: Response;
+      try {
+        res = await this.send(call, attempt);
+      } catch (e) {
+        if (call.idempotent && attempt < this.retries) {
+          await this.backoff(attempt);
+          continue;
+        }
+        throw e;
+      }
+      if (res.ok) {
+        if (res.status === 204) return undefined as T;
+        return (await res.json()) as T;
+      }
+      if (call.idempotent && attempt < this.retries && (res.status === 429 || res.status === 503) && !(await this.isSealed(res))) {
+        await this.backoff(attempt, res.headers.get('retry-after'));
+        continue;
+      }
+      throw await this.toError(res);
+    }
+  }
+
+  private async send(call: Call, _attempt: number): Promise<Response> {
+    const url = new URL(this.addr + call.path);
+    for (const [k, v] of Object.entries(call.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const headers: Record<string, string> = { Accept: 'application/json' };
+    if (call.body !== undefined) headers['Content-Type'] = 'application/json';
+    if (call.auth !== false && this.token) headers.Authorization = `Bearer ${this.token}`;
+    try {
+      return await this.fetchImpl(url, {
+        method: call.method,
+        headers,
+        body: call.body === undefined ? undefined : JSON.stringify(call.body),
+        redirect: 'error',
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (e) {
+      const reason = (e as Error).name === 'TimeoutError' ? `no answer within ${this.timeoutMs} ms` : 'connection failed';
+      throw new CofferError('unavailable', `cannot reach the Coffer server at ${this.addr}: ${reason}`, 0);
+    }
+  }
+
+  /** A sealed server answers 503 too, but retrying will not unseal it. */
+  private async isSealed(res: Response): Promise<boolean> {
+    if (res.status !== 503) return false;
+    const body = (await res.clone().json().catch(() => undefined)) as ErrorBody | undefined;
+    return body?.error?.code === 'sealed' || body?.error?.code === 'not_initialized';
+  }
+
+  private async backoff(attempt: number, retryAfter?: string | null): Promise<void> {
+    const hinted = retryAfter && /^\d{1,3}$/.test(retryAfter) ? Number(retryAfter) * 1000 : 0;
+    const base = Math.min(5_000, 200 * 2 ** attempt);
+    await this.sleep(Math.max(hinted, base / 2 + Math.random() * (base / 2)));
+  }
+
+  private async toError(res: Response): Promise<CofferError> {
+    const body = (await res.json().catch(() => undefined)) as ErrorBody | undefined;
+    if (!body?.error?.code) return new CofferError('unexpected_response', `unexpected answer from the server (HTTP ${res.status})`, res.status);
+    return new CofferError(body.error.code, body.error.message, res.status, body.error.request_id);
+  }
+}

@@ -1,0 +1,79 @@
+/** Request and response shapes of the HTTP API (API.md); the server may `import type` them. */
+export type SecretType = 'kv' | 'password' | 'token' | 'certificate';
+
+export interface Secret {
+  path: string;
+  version: number;
+  type: SecretType;
+  data: Record<string, string>;
+  metadata: Record<string, string>;
+  created_at: string;
+  expires_at: string | null;
+}
+
+export interface PutSecretRequest {
+  type?: SecretType;
+  data: Record<string, string>;
+  metadata?: Record<string, string>;
+  expires_at?: string;
+  cas?: number;
+  generate?: { key: string; length?: number; charset?: 'alphanumeric' | 'symbols' | 'hex' | 'digits' };
+}
+
+export interface PutSecretResult {
+  path: string;
+  version: number;
+  created_at: string;
+}
+
+export interface SecretMetadata {
+  path: string;
+  type: SecretType;
+  current_version: number;
+  metadata: Record<string, string>;
+  created_at: string;
+  updated_at: string;
+  versions: { version: number; type: SecretType; created_at: string; deleted_at: string | null; destroyed: boolean; expires_at: string | null }[];
+}
+
+export interface ListResult {
+  keys: string[];
+  next: string | null;
+}
+
+export interface BatchResult {
+  secrets: Record<string, Secret>;
+  errors: Record<string, { code: string; message: string }>;
+}
+
+export interface SealStatus {
+  initialized: boolean;
+  sealed: boolean;
+  threshold: number;
+  shares: number;
+  progress: number;
+  provider: string;
+}
+
+export interface Health {
+  initialized: boolean;
+  sealed: boolean;
+  role: 'primary' | 'replica';
+  version: string;
+}
+
+export interface LoginResult {
+  token: string;
+  expires_at: string;
+  groups: string[];
+  policies: string[];
+  identity: string;
+}
+
+export interface TokenSelf {
+  identity: string;
+  groups: string[];
+  policies: string[];
+  expires_at: string;
+  jti: string;
+}

@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { rm } from 'node:fs/promises';
+import { Coffer, CofferError, isCasMismatch, isNotFound, isSealed, isUnauthenticated } from '../../sdk/index.js';
+import { loadConfig } from '../../server/config.js';
+import { startServer, type RunningServer } from '../../server/main.js';
+import { silentLog, tempDir } from '../helpers.js';
+
+describe('sdk against a real server', function () {
+  this.timeout(20_000);
+  let dir: string;
+  let server: RunningServer;
+  let client: Coffer;
+
+  before(async () => {
+    dir = await tempDir('coffer-sdk-');
+    server = await startServer(await loadConfig({ flags: { dev: true, data_dir: dir, listen: '127.0.0.1:0' } }), { log: silentLog });
+    client = new Coffer({ addr: server.url, token: server.rootToken });
+  });
+  after(async () => {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('writes, reads, versions, lists and deletes secrets', async () => {
+    assert.equal((await client.putSecret('app/db', { data: { password: 'one' } })).version, 1);
+    assert.equal((await client.putSecret('app/db', { data: { password: 'two' }, cas: 1 })).version, 2);
+    assert.equal((await client.getSecret('app/db')).data.password, 'two');
+    assert.equal((await client.getSecret('app/db', 1)).data.password, 'one');
+    assert.deepEqual((await client.metadata('app/db')).versions.map((v) => v.version), [1, 2]);
+    for (let i = 0; i < 5; i++) await client.putSecret(`app/list/s${i}`, { data: { v: String(i) } });
+    const listed: string[] = [];
+    for await (const path of client.list('app/list', 2)) listed.push(path);
+    assert.deepEqual(listed, ['app/list/s0', 'app/list/s1', 'app/list/s2', 'app/list/s3', 'app/list/s4']);
+    const batch = await client.batchGet(['app/db', 'app/none']);
+    assert.deepEqual(Object.keys(batch.secrets), ['app/db']);
+    assert.equal(batch.errors['app/none']!.code, 'not_found');
+    await client.deleteSecret('app/db');
+    await assert.rejects(client.getSecret('app/db'), isNotFound);
+    await client.undelete('app/db', [2]);
+    assert.equal((await client.getSecret('app/db')).version, 2);
+  });
+
+  it('turns server errors into typed errors with the code and request id', async () => {
+    await assert.rejects(client.putSecret('app/db', { data: { x: 'y' }, cas: 1 }), isCasMismatch);
+    const error = await client.getSecret('app/missing').catch((e: unknown) => e);
+    assert.ok(error instanceof CofferError);
+    assert.equal(error.status, 404);
+    assert.match(error.requestId ?? '', /^[0-9a-f-]{36}$/);
+    await assert.rejects(new Coffer({ addr: server.url, token: 'nope' }).getSecret('app/db'), isUnauthenticated);
+    assert.throws(() => client.putSecret('app/../x', { data: { a: 'b' } }), /not a valid secret path/);
+  });
+
+  it('prefixes every path with the namespace', async () => {
+    const scoped = new Coffer({ addr: server.url, token: server.rootToken, namespace: 'team' });
+    await scoped.putSecret('svc/key', { data: { k: 'v' } });
+    assert.equal((await client.getSecret('team/svc/key')).data.k, 'v');
+    const paths: string[] = [];
+    for await (const p of scoped.list('svc')) paths.push(p);
+    assert.deepEqual(paths, ['team/svc/key']);
+  });
+
+  it('logs in with userpass and uses the new token', async () => {
+    await client.putSecret('people/alice', { data: { note: 'x' } });
+    const policy = await fetch(`${server.url}/v1/policies/people-read`, {
+      method: 'PUT',
+      headers: { Authorization: `Bearer ${server.rootToken}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ rules: [{ path: 'people/*', capabilities: ['read'] }] }),
+    });
+    assert.equal(policy.status, 200);
+    await fetch(`${server.url}/v1/auth/userpass/users/alice`, {
+      method: 'PUT',
+      headers: { Authorization: `Bearer ${server.rootToken}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ password: 'correct horse battery', policies: ['people-read'] }),
+    });
+    const alice = new Coffer({ addr: server.url });
+    const login = await alice.loginUserpass('alice', 'correct horse battery');
+    assert.equal(login.identity, 'user:alice');
+    assert.equal((await alice.getSecret('people/alice')).data.note, 'x');
+    assert.equal((await alice.tokenSelf()).identity, 'user:alice');
+    await alice.revoke();
+    await assert.rejects(alice.getSecret('people/alice'), isUnauthenticated);
+  });
+
+  it('reports health and seal status, and a sealed server without retrying', async () => {
+    assert.deepEqual(await client.health(), { initialized: true, sealed: false, role: 'primary', version: '0.1.0' });
+    assert.equal((await client.sealStatus()).sealed, false);
+  });
+});
+
+describe('sdk retries', () => {
+  it('retries idempotent reads on 503 and connection errors with backoff, never a sealed answer', async () => {
+    let calls = 0;
+    const flaky = createServer((req, res) => {
+      calls++;
+      if (calls < 3) return void res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":{"code":"rate_limited","message":"busy","request_id":"r"}}');
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"path":"a","version":1,"type":"kv","data":{},"metadata":{},"created_at":"x","expires_at":null}');
+    });
+    await new Promise<void>((r) => flaky.listen(0, '127.0.0.1', r));
+    const sleeps: number[] = [];
+    const client = new Coffer({ addr: `http://127.0.0.1:${(flaky.address() as AddressInfo).port}`, token: 't', sleep: async (ms) => void sleeps.push(ms) });
+    try {
+      assert.equal((await client.getSecret('a')).version, 1);
+      assert.equal(calls, 3);
+      assert.equal(sleeps.length, 2);
+      calls = 0;
+      await assert.rejects(client.putSecret('a', { data: { k: 'v' } }), (e: CofferError) => e.code === 'rate_limited');
+      assert.equal(calls, 1, 'a write without cas is never repeated');
+    } finally {
+      flaky.close();
+    }
+    const sealedServer = createServer((_req, res) => void res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":{"code":"sealed","message":"vault is sealed","request_id":"r"}}'));
+    await new Promise<void>((r) => sealedServer.listen(0, '127.0.0.1', r));
+    let sealedCalls = 0;
+    sealedServer.on('request', () => sealedCalls++);
+    try {
+      const c = new Coffer({ addr: `http://127.0.0.1:${(sealedServer.address() as AddressInfo).port}`, token: 't', sleep: async () => undefined });
+      await assert.rejects(c.getSecret('a'), isSealed);
+      assert.equal(sealedCalls, 1);
+    } finally {
+      sealedServer.close();
+    }
+    const down = new Coffer({ addr: 'http://127.0.0.1:1', token: 't', retries: 1, sleep: async () => undefined });
+    await assert.rejects(down.getSecret('a'), (e: CofferError) => e.code === 'unavailable' && /cannot reach/.test(e.message));
+  });
+});
