@@ -1,16 +1,23 @@
 #!/usr/bin/env node
-import yargs from 'yargs';
+import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { auditCommand } from './commands/audit.js';
+import { authCommands } from './commands/auth.js';
+import { secretCommands } from './commands/secrets.js';
+import { sysCommands } from './commands/sys.js';
+import { EXIT, explain, type GlobalArgs } from './context.js';
 
 /**
  * The `coffer` entry point. `coffer server` is the one command that loads the server (lazily,
  * so client commands start fast); every other command talks to a server through the SDK.
  */
-const EXIT = { ok: 0, error: 1, usage: 2, auth: 3, notFound: 4, unavailable: 5 } as const;
-
-await yargs(hideBin(process.argv))
+let cli = yargs(hideBin(process.argv))
   .scriptName('coffer')
+  .version(false)
+  .option('addr', { type: 'string', global: true, describe: 'server address (COFFER_ADDR, default http://127.0.0.1:8740)' })
+  .option('token', { type: 'string', global: true, describe: 'token (prefer COFFER_TOKEN or coffer login: arguments are visible to other users)' })
+  .option('json', { type: 'boolean', global: true, describe: 'machine-readable output' })
+  .option('quiet', { type: 'boolean', global: true, describe: 'print nothing on success' })
   .command(
     'server',
     'Run a Coffer server',
@@ -35,14 +42,20 @@ await yargs(hideBin(process.argv))
         log_level: argv.logLevel,
       });
     },
-  )
+  ) as unknown as Argv<GlobalArgs>;
+cli = sysCommands(cli);
+cli = authCommands(cli);
+cli = secretCommands(cli);
+
+await cli
   .command('audit', 'Work with audit logs', (y) => auditCommand(y).demandCommand(1, 'name an audit command: verify'))
   .demandCommand(1, 'name a command: see coffer --help')
   .strict()
   .fail((message, error, y) => {
     if (error) {
-      process.stderr.write(`coffer: ${error.message}\n`);
-      process.exit(EXIT.error);
+      const { message: text, code } = explain(error);
+      process.stderr.write(`coffer: ${text}\n`);
+      process.exit(code);
     }
     process.stderr.write(`${y.help()}\n\ncoffer: ${message}\n`);
     process.exit(EXIT.usage);

@@ -166,6 +166,10 @@ export class Coffer {
     return this.call({ method: 'POST', path: '/v1/sys/unseal', body: { share }, auth: false });
   }
 
+  resetUnseal(): Promise<SealStatus> {
+    return this.call({ method: 'POST', path: '/v1/sys/unseal', body: { reset: true }, auth: false });
+  }
+
   async seal(): Promise<void> {
     await this.call({ method: 'POST', path: '/v1/sys/seal', body: {} });
   }

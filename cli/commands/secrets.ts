@@ -1,0 +1,149 @@
+import { readFile } from 'node:fs/promises';
+import type { Argv } from 'yargs';
+import { CofferError } from '../../sdk/errors.js';
+import type { SecretType } from '../../sdk/wire/types.js';
+import { client, output, relative, type GlobalArgs } from '../context.js';
+
+const versionsOption = { type: 'string', describe: 'comma-separated versions, e.g. 1,2' } as const;
+
+function parseVersions(text: string | undefined): number[] | undefined {
+  if (text === undefined) return undefined;
+  if (!/^[1-9][0-9]*(,[1-9][0-9]*)*$/.test(text)) throw new CofferError('invalid_request', '--versions takes comma-separated positive numbers, e.g. 1,2', 0);
+  return text.split(',').map(Number);
+}
+
+let stdinUsed = false;
+async function readStdin(): Promise<string> {
+  if (stdinUsed) throw new CofferError('invalid_request', 'only one value can come from stdin (K=-)', 0);
+  stdinUsed = true;
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+/** `K=V`, `K=@file` (file content) or `K=-` (stdin), so values need not be in shell history. */
+async function parsePairs(pairs: string[]): Promise<Record<string, string>> {
+  const data: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq < 1) throw new CofferError('invalid_request', `"${pair.split('=')[0]}" is not KEY=VALUE (use KEY=@file or KEY=- for stdin)`, 0);
+    const key = pair.slice(0, eq);
+    const raw = pair.slice(eq + 1);
+    if (key in data) throw new CofferError('invalid_request', `key ${key} is given twice`, 0);
+    data[key] = raw === '-' ? await readStdin() : raw.startsWith('@') ? await readFile(raw.slice(1), 'utf8').catch(() => {
+      throw new CofferError('invalid_request', `cannot read ${raw.slice(1)} for key ${key}`, 0);
+    }) : raw;
+  }
+  return data;
+}
+
+export function secretCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
+  return yargs
+    .command(
+      'get <path>',
+      'Print a secret',
+      (y) =>
+        y
+          .positional('path', { type: 'string', demandOption: true })
+          .option('field', { type: 'string', describe: 'print only this key, raw' })
+          .option('version', { type: 'number', describe: 'a past version' })
+          .example('coffer get app/db --field password', 'print one value, for scripts'),
+      async (argv) => {
+        const secret = await (await client(argv)).getSecret(argv.path, argv.version);
+        if (argv.field !== undefined) {
+          const value = secret.data[argv.field];
+          if (value === undefined) throw new CofferError('not_found', `secret ${argv.path} has no key ${argv.field}`, 404);
+          process.stdout.write(argv.json ? `${JSON.stringify(value)}\n` : `${value}\n`);
+          return;
+        }
+        output(argv, secret, () => {
+          const width = Math.max(3, ...Object.keys(secret.data).map((k) => k.length));
+          const lines = [`${secret.path} (version ${secret.version}, ${secret.type}${secret.expires_at ? `, expires ${relative(secret.expires_at)}` : ''})`];
+          for (const [k, v] of Object.entries(secret.data)) lines.push(`  ${k.padEnd(width)}  ${v}`);
+          return lines.join('\n');
+        });
+      },
+    )
+    .command(
+      'put <path> [pairs..]',
+      'Write a new version of a secret (values are never echoed)',
+      (y) =>
+        y
+          .positional('path', { type: 'string', demandOption: true })
+          .positional('pairs', { type: 'string', array: true, default: [] as string[], describe: 'KEY=VALUE, KEY=@file or KEY=- (stdin)' })
+          .option('type', { choices: ['kv', 'password', 'token', 'certificate'] as const, describe: 'secret type' })
+          .option('cas', { type: 'number', describe: 'write only if the current version is N (0: only if absent)' })
+          .option('generate', { type: 'string', describe: 'KEY[:LENGTH]: the server fills KEY with a random password' })
+          .example('coffer put app/db username=app password=-', 'read the password from stdin')
+          .example('coffer put tls/site --type certificate certificate=@cert.pem private_key=@key.pem', 'store a certificate'),
+      async (argv) => {
+        const data = await parsePairs(argv.pairs);
+        let generate: { key: string; length?: number } | undefined;
+        if (argv.generate !== undefined) {
+          const m = /^([A-Za-z0-9._-]+)(?::([0-9]+))?$/.exec(argv.generate);
+          if (!m) throw new CofferError('invalid_request', '--generate takes KEY or KEY:LENGTH', 0);
+          generate = { key: m[1]!, ...(m[2] ? { length: Number(m[2]) } : {}) };
+        }
+        if (Object.keys(data).length === 0 && !generate) throw new CofferError('invalid_request', 'give at least one KEY=VALUE or --generate KEY', 0);
+        const result = await (await client(argv)).putSecret(argv.path, {
+          data,
+          ...(argv.type ? { type: argv.type as SecretType } : {}),
+          ...(argv.cas !== undefined ? { cas: argv.cas } : {}),
+          ...(generate ? { generate } : {}),
+        });
+        output(argv, result, () => `wrote ${result.path} version ${result.version}`);
+      },
+    )
+    .command(
+      'ls [prefix]',
+      'List secret paths under a prefix',
+      (y) => y.positional('prefix', { type: 'string', default: '' }).example('coffer ls app', 'every path under app/'),
+      async (argv) => {
+        const c = await client(argv);
+        const paths: string[] = [];
+        for await (const p of c.list(argv.prefix)) paths.push(p);
+        output(argv, paths, () => paths.join('\n'));
+      },
+    )
+    .command(
+      'rm <path>',
+      'Soft-delete the current version (or --versions)',
+      (y) => y.positional('path', { type: 'string', demandOption: true }).option('versions', versionsOption),
+      async (argv) => {
+        await (await client(argv)).deleteSecret(argv.path, parseVersions(argv.versions));
+        output(argv, { deleted: argv.path }, () => `deleted ${argv.path}${argv.versions ? ` versions ${argv.versions}` : ''} (undo: coffer undelete)`);
+      },
+    )
+    .command(
+      'history <path>',
+      'Show the versions of a secret (never values)',
+      (y) => y.positional('path', { type: 'string', demandOption: true }),
+      async (argv) => {
+        const meta = await (await client(argv)).metadata(argv.path);
+        output(argv, meta, () =>
+          [
+            'VERSION  CREATED            STATE',
+            ...meta.versions.map((v) => `${String(v.version).padEnd(7)}  ${relative(v.created_at).padEnd(17)}  ${v.destroyed ? 'destroyed' : v.deleted_at ? 'deleted' : v.version === meta.current_version ? 'current' : ''}`),
+          ].join('\n'),
+        );
+      },
+    )
+    .command(
+      'undelete <path>',
+      'Restore soft-deleted versions',
+      (y) => y.positional('path', { type: 'string', demandOption: true }).option('versions', { ...versionsOption, demandOption: true }),
+      async (argv) => {
+        await (await client(argv)).undelete(argv.path, parseVersions(argv.versions)!);
+        output(argv, { undeleted: argv.path }, () => `restored ${argv.path} versions ${argv.versions}`);
+      },
+    )
+    .command(
+      'destroy <path>',
+      'Erase versions for good (ciphertext and data key)',
+      (y) => y.positional('path', { type: 'string', demandOption: true }).option('versions', { ...versionsOption, demandOption: true }),
+      async (argv) => {
+        await (await client(argv)).destroy(argv.path, parseVersions(argv.versions)!);
+        output(argv, { destroyed: argv.path }, () => `destroyed ${argv.path} versions ${argv.versions}`);
+      },
+    );
+}

@@ -1,0 +1,84 @@
+import { createInterface } from 'node:readline/promises';
+import type { Argv } from 'yargs';
+import { CofferError } from '../../sdk/errors.js';
+import { client, output, type GlobalArgs } from '../context.js';
+
+/** Reads one secret line from the terminal without echoing it, or from a pipe. */
+async function promptSecret(question: string): Promise<string> {
+  if (!process.stdin.isTTY) {
+    const rl = createInterface({ input: process.stdin });
+    for await (const line of rl) {
+      rl.close();
+      return line.trim();
+    }
+    throw new CofferError('invalid_request', 'no share given on stdin', 0);
+  }
+  process.stderr.write(question);
+  process.stdin.setRawMode(true);
+  let value = '';
+  try {
+    for await (const chunk of process.stdin) {
+      for (const ch of (chunk as Buffer).toString('utf8')) {
+        if (ch === '\r' || ch === '\n') return value;
+        if (ch === '\u0003') throw new CofferError('invalid_request', 'cancelled', 0);
+        value = ch === '\u007f' ? value.slice(0, -1) : value + ch;
+      }
+    }
+  } finally {
+    process.stdin.setRawMode(false);
+    process.stderr.write('\n');
+  }
+  return value;
+}
+
+export function sysCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
+  return yargs
+    .command('status', 'Show whether the vault is initialized and sealed', (y) => y, async (argv) => {
+      const c = await client(argv);
+      const [health, seal] = await Promise.all([c.health(), c.sealStatus()]);
+      output(argv, { ...health, ...seal }, () =>
+        [
+          `address      ${c.addr}`,
+          `initialized  ${health.initialized}`,
+          `sealed       ${health.sealed}${health.sealed && health.initialized ? `  (unseal progress ${seal.progress}/${seal.threshold}: run coffer unseal)` : ''}`,
+          `role         ${health.role}`,
+          `key source   ${seal.provider}`,
+          `version      ${health.version}`,
+        ].join('\n'),
+      );
+    })
+    .command(
+      'init',
+      'Initialize a new vault: prints the key shares and the root token once',
+      (y) =>
+        y
+          .option('shares', { type: 'number', default: 5, describe: 'how many shares to make' })
+          .option('threshold', { type: 'number', default: 3, describe: 'how many shares unseal' }),
+      async (argv) => {
+        const result = await (await client(argv)).init(argv.shares, argv.threshold);
+        output(argv, result, () =>
+          [
+            ...result.shares.map((s, i) => `share ${i + 1}: ${s}`),
+            '',
+            `root token: ${result.root_token}`,
+            '',
+            `These are shown once. Give each share to a different administrator; ${argv.threshold} of them unseal the vault.`,
+          ].join('\n'),
+        );
+      },
+    )
+    .command(
+      'unseal [share]',
+      'Submit one unseal share (prompted without echo if not given)',
+      (y) => y.positional('share', { type: 'string', describe: 'prefer the prompt: arguments end up in shell history' }).option('reset', { type: 'boolean', describe: 'forget the shares submitted so far' }),
+      async (argv) => {
+        const c = await client(argv);
+        const status = argv.reset ? await c.resetUnseal() : await c.unseal(argv.share ?? (await promptSecret('unseal share: ')));
+        output(argv, status, () => (status.sealed ? `sealed: ${status.progress}/${status.threshold} shares submitted` : 'unsealed'));
+      },
+    )
+    .command('seal', 'Seal the vault (forgets all keys until unsealed)', (y) => y, async (argv) => {
+      await (await client(argv)).seal();
+      output(argv, { sealed: true }, () => 'sealed');
+    });
+}

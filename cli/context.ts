@@ -1,0 +1,84 @@
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { Coffer } from '../sdk/client.js';
+import { CofferError } from '../sdk/errors.js';
+
+/** Global flags every command accepts (API.md). */
+export interface GlobalArgs {
+  addr?: string;
+  token?: string;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export const EXIT = { ok: 0, error: 1, usage: 2, auth: 3, notFound: 4, unavailable: 5 } as const;
+
+/** Where `coffer login` keeps the token: `$XDG_CONFIG_HOME/coffer/token` or `~/.config/coffer/token`. */
+export function tokenFile(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.XDG_CONFIG_HOME || join(env.HOME || homedir(), '.config'), 'coffer', 'token');
+}
+
+export async function storeToken(token: string): Promise<string> {
+  const file = tokenFile();
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+  await writeFile(file, `${token}\n`, { mode: 0o600 });
+  await chmod(file, 0o600);
+  return file;
+}
+
+export async function forgetToken(): Promise<void> {
+  await rm(tokenFile(), { force: true });
+}
+
+/** Token precedence: --token, then COFFER_TOKEN, then the stored login token. */
+export async function client(args: GlobalArgs): Promise<Coffer> {
+  const token = args.token ?? process.env.COFFER_TOKEN ?? (await readFile(tokenFile(), 'utf8').then((t) => t.trim(), () => undefined));
+  const addr = args.addr ?? process.env.COFFER_ADDR ?? 'http://127.0.0.1:8740';
+  const url = new URL(addr);
+  const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname) || url.hostname.startsWith('127.');
+  if (url.protocol === 'http:' && !loopback) {
+    throw new CofferError('invalid_request', `refusing to send a token over plain http to ${url.host}: use https://`, 0);
+  }
+  return new Coffer({ addr, token });
+}
+
+/** Prints `value` as JSON with --json, else the human text. */
+export function output(args: GlobalArgs, value: unknown, human: () => string): void {
+  if (args.json) process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  else if (!args.quiet) {
+    const text = human();
+    if (text) process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+  }
+}
+
+/** One line on stderr saying what went wrong and what to do next, and the exit code for it. */
+export function explain(error: unknown): { message: string; code: number } {
+  if (!(error instanceof CofferError)) return { message: error instanceof Error ? error.message : String(error), code: EXIT.error };
+  switch (error.code) {
+    case 'unavailable':
+      return { message: `${error.message}. Is the server running? Set COFFER_ADDR or --addr.`, code: EXIT.unavailable };
+    case 'sealed':
+      return { message: 'the vault is sealed: run `coffer unseal`', code: EXIT.unavailable };
+    case 'not_initialized':
+      return { message: 'the vault is not initialized: run `coffer init`', code: EXIT.unavailable };
+    case 'unauthenticated':
+      return { message: `${error.message}: run \`coffer login\` or set COFFER_TOKEN`, code: EXIT.auth };
+    case 'forbidden':
+      return { message: `${error.message}: ask an administrator for a policy that grants it`, code: EXIT.auth };
+    case 'not_found':
+      return { message: error.message, code: EXIT.notFound };
+    case 'rate_limited':
+      return { message: `${error.message}`, code: EXIT.unavailable };
+    default:
+      return { message: error.message, code: EXIT.error };
+  }
+}
+
+export const relative = (iso: string | null, now = Date.now()): string => {
+  if (!iso) return 'never';
+  const seconds = Math.round((Date.parse(iso) - now) / 1000);
+  const abs = Math.abs(seconds);
+  const text = abs < 90 ? `${abs}s` : abs < 5400 ? `${Math.round(abs / 60)}m` : abs < 172_800 ? `${Math.round(abs / 3600)}h` : `${Math.round(abs / 86_400)}d`;
+  return seconds >= 0 ? `in ${text}` : `${text} ago`;
+};
