@@ -33,8 +33,8 @@ export async function forgetToken(): Promise<void> {
 
 /** Token precedence: --token, then COFFER_TOKEN, then the stored login token. */
 export async function client(args: GlobalArgs): Promise<Coffer> {
-  const token = args.token ?? process.env.COFFER_TOKEN ?? (await readFile(tokenFile(), 'utf8').then((t) => t.trim(), () => undefined));
-  const addr = args.addr ?? process.env.COFFER_ADDR ?? 'http://127.0.0.1:8740';
+  const token = args.token || process.env.COFFER_TOKEN || (await readFile(tokenFile(), 'utf8').then((t) => t.trim(), () => undefined));
+  const addr = args.addr || process.env.COFFER_ADDR || 'http://127.0.0.1:8740';
   const url = new URL(addr);
   const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname) || url.hostname.startsWith('127.');
   if (url.protocol === 'http:' && !loopback) {

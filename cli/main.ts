@@ -3,6 +3,8 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { auditCommand } from './commands/audit.js';
 import { authCommands } from './commands/auth.js';
+import { exportCommand } from './commands/export.js';
+import { runCommand } from './commands/run.js';
 import { secretCommands } from './commands/secrets.js';
 import { sysCommands } from './commands/sys.js';
 import { EXIT, explain, type GlobalArgs } from './context.js';
@@ -46,6 +48,8 @@ let cli = yargs(hideBin(process.argv))
 cli = sysCommands(cli);
 cli = authCommands(cli);
 cli = secretCommands(cli);
+cli = runCommand(cli);
+cli = exportCommand(cli);
 
 await cli
   .command('audit', 'Work with audit logs', (y) => auditCommand(y).demandCommand(1, 'name an audit command: verify'))

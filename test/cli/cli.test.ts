@@ -1,0 +1,184 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadConfig } from '../../server/config.js';
+import { startServer, type RunningServer } from '../../server/main.js';
+import { silentLog, tempDir } from '../helpers.js';
+import { CLI } from '../integration/server-process.js';
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+describe('coffer CLI against a real server', function () {
+  this.timeout(30_000);
+  let dir: string;
+  let server: RunningServer;
+  let env: NodeJS.ProcessEnv;
+
+  const run = (args: string[], options: { env?: NodeJS.ProcessEnv; stdin?: string } = {}): Promise<Result> =>
+    new Promise((done) => {
+      const child = spawn(process.execPath, [CLI, ...args], { env: { ...env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.stdin.end(options.stdin ?? '');
+      child.once('exit', (code) => done({ code, stdout, stderr }));
+    });
+
+  before(async () => {
+    dir = await tempDir('coffer-cli-');
+    server = await startServer(await loadConfig({ flags: { dev: true, data_dir: join(dir, 'vault'), listen: '127.0.0.1:0' } }), { log: silentLog });
+    env = { PATH: process.env.PATH, HOME: join(dir, 'home'), COFFER_ADDR: server.url, COFFER_TOKEN: server.rootToken };
+  });
+  after(async () => {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('puts (args, @file, stdin), gets, lists and shows history without echoing values', async () => {
+    await writeFile(join(dir, 'pw.txt'), 'from-a-file');
+    const put = await run(['put', 'app/db', 'user=app', 'file=@' + join(dir, 'pw.txt'), 'password=-'], { stdin: 'from-stdin\n' });
+    assert.equal(put.code, 0, put.stderr);
+    assert.equal(put.stdout, 'wrote app/db version 1\n');
+    const json = JSON.parse((await run(['get', 'app/db', '--json'])).stdout);
+    assert.deepEqual(json.data, { user: 'app', file: 'from-a-file', password: 'from-stdin' });
+    assert.equal((await run(['get', 'app/db', '--field', 'password'])).stdout, 'from-stdin\n');
+    assert.equal((await run(['ls', 'app'])).stdout, 'app/db\n');
+    assert.match((await run(['history', 'app/db'])).stdout, /^VERSION {2}CREATED/);
+    assert.equal((await run(['put', 'app/db', 'x=y', '--cas', '0'])).code, 1, 'cas mismatch is an error');
+  });
+
+  it('uses the documented exit codes with one clear line', async () => {
+    const notFound = await run(['get', 'app/none']);
+    assert.equal(notFound.code, 4);
+    assert.equal(notFound.stderr, 'coffer: secret app/none not found\n');
+    const badToken = await run(['get', 'app/db'], { env: { COFFER_TOKEN: 'expired-or-bad' } });
+    assert.equal(badToken.code, 3);
+    assert.match(badToken.stderr, /coffer login/);
+    const down = await run(['get', 'app/db'], { env: { COFFER_ADDR: 'http://127.0.0.1:1' } });
+    assert.equal(down.code, 5);
+    assert.equal(down.stderr.split('\n').length, 2, 'one line, no stack trace');
+    assert.equal((await run(['get', 'app/db', '--no-such-flag'])).code, 2);
+    assert.equal((await run(['run', '--path', 'app/db'])).code, 2, 'coffer run without --');
+    const insecure = await run(['get', 'app/db'], { env: { COFFER_ADDR: 'http://10.0.0.1:8740' } });
+    assert.match(insecure.stderr, /plain http/);
+  });
+
+  it('logs in with userpass and stores the token with mode 0600', async () => {
+    const admin = { Authorization: `Bearer ${server.rootToken}`, 'Content-Type': 'application/json' };
+    await fetch(`${server.url}/v1/auth/userpass/users/alice`, { method: 'PUT', headers: admin, body: JSON.stringify({ password: 'correct horse battery' }) });
+    const login = await run(['login', 'userpass', '--username', 'alice'], { env: { COFFER_TOKEN: '', COFFER_PASSWORD: 'correct horse battery' } });
+    assert.equal(login.code, 0, login.stderr);
+    assert.doesNotMatch(login.stdout, /eyJ/, 'the token is not printed when stored');
+    const file = join(dir, 'home', '.config', 'coffer', 'token');
+    assert.equal(((await stat(file)).mode & 0o777).toString(8), '600');
+    const self = await run(['token', 'self', '--json'], { env: { COFFER_TOKEN: '' } });
+    assert.equal(JSON.parse(self.stdout).identity, 'user:alice');
+    assert.ok((await readFile(file, 'utf8')).startsWith('eyJ'));
+  });
+
+  describe('run', () => {
+    before(async () => {
+      const tricky = 'line one\nline two\r\n  spaced  =equals "double" \'single\' $HOME `id` $(id) ; && \\';
+      const put = await run(['put', 'run/app', 'db-user=app', 'tricky=-'], { stdin: `${tricky}\n` });
+      assert.equal(put.code, 0, put.stderr);
+    });
+
+    it('passes values byte for byte, converts names, and keeps COFFER_TOKEN from the child', async () => {
+      const res = await run(['run', '--path', 'run/app', '--', process.execPath, '-e', 'process.stdout.write(JSON.stringify({u: process.env.DB_USER, t: process.env.TRICKY, k: process.env.COFFER_TOKEN ?? null}))']);
+      assert.equal(res.code, 0, res.stderr);
+      const seen = JSON.parse(res.stdout);
+      assert.equal(seen.u, 'app');
+      assert.equal(seen.t, 'line one\nline two\r\n  spaced  =equals "double" \'single\' $HOME `id` $(id) ; && \\');
+      assert.equal(seen.k, null);
+    });
+
+    it('exits with the child\'s code, 128+n on a signal, 127 for a missing command', async () => {
+      assert.equal((await run(['run', '--path', 'run/app', '--', process.execPath, '-e', 'process.exit(42)'])).code, 42);
+      assert.equal((await run(['run', '--path', 'run/app', '--', process.execPath, '-e', 'process.kill(process.pid, "SIGTERM")'])).code, 143);
+      const missing = await run(['run', '--path', 'run/app', '--', 'no-such-command-here']);
+      assert.equal(missing.code, 127);
+      assert.match(missing.stderr, /no-such-command-here: command not found/);
+      assert.doesNotMatch(missing.stderr, /app|line one/);
+    });
+
+    it('forwards SIGTERM to the child once and waits for it', async () => {
+      const child = spawn(process.execPath, [CLI, 'run', '--path', 'run/app', '--', process.execPath, '-e', "process.on('SIGTERM', () => { process.stdout.write('got-term'); process.exit(7); }); setInterval(() => {}, 1000); process.stdout.write('ready');"], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      await new Promise<void>((ready) => child.stdout.on('data', (d: Buffer) => ((out += d.toString()), out.includes('ready') && ready())));
+      child.kill('SIGTERM');
+      const code = await new Promise<number | null>((done) => child.once('exit', done));
+      assert.equal(code, 7);
+      assert.equal(out.match(/got-term/g)?.length, 1);
+    });
+
+    it('refuses collisions, invalid names, dangerous names and NUL values before spawning, naming no value', async () => {
+      await run(['put', 'run/clash', 'api-key=val-first', 'API_KEY=val-second']);
+      const clash = await run(['run', '--path', 'run/clash', '--', 'sh', '-c', 'echo spawned']);
+      assert.equal(clash.code, 1);
+      assert.match(clash.stderr, /both map to API_KEY/);
+      assert.equal(clash.stdout, '');
+      assert.doesNotMatch(clash.stderr, /val-/);
+      const mapped = await run(['run', '--path', 'run/clash', '--map', 'api-key=OTHER', '--', 'sh', '-c', 'echo $OTHER $API_KEY']);
+      assert.equal(mapped.stdout, 'val-first val-second\n');
+      await run(['put', 'run/bad', '9lives=x', 'ld_preload=/tmp/evil.so']);
+      const bad = await run(['run', '--path', 'run/bad', '--', 'true']);
+      assert.match(bad.stderr, /"9LIVES" is not a valid variable name/);
+      assert.match(bad.stderr, /LD_PRELOAD would change how programs run/);
+      await fetch(`${server.url}/v1/secrets/run/nul`, { method: 'PUT', headers: { Authorization: `Bearer ${server.rootToken}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ data: { v: 'a\u0000b' } }) });
+      const nul = await run(['run', '--path', 'run/nul', '--', 'true']);
+      assert.match(nul.stderr, /run\/nul:v -> V holds a NUL character/);
+    });
+
+    it('starts nothing when one path cannot be read (fail closed)', async () => {
+      const res = await run(['run', '--path', 'run/app', '--path', 'run/missing', '--', 'sh', '-c', 'echo spawned']);
+      assert.equal(res.code, 4);
+      assert.equal(res.stdout, '');
+    });
+  });
+
+  describe('export', () => {
+    const value = 'multi\nline "quoted" \'single\' $HOME `id` \\ end';
+    before(async () => {
+      await run(['put', 'exp/app', 'token=-'], { stdin: `${value}\n` });
+    });
+
+    it('shell format round-trips through a real shell', async () => {
+      const shell = await run(['export', '--path', 'exp/app', '--format', 'shell']);
+      const file = join(dir, 'env.sh');
+      await writeFile(file, shell.stdout);
+      const echoed = await new Promise<string>((done) => {
+        const sh = spawn('sh', ['-c', `. ${file}; printf '%s' "$TOKEN"`]);
+        let out = '';
+        sh.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        sh.once('exit', () => done(out));
+      });
+      assert.equal(echoed, value);
+    });
+
+    it('dotenv escapes quotes, dollars, backticks and newlines', async () => {
+      const dotenv = await run(['export', '--path', 'exp/app', '--format', 'dotenv']);
+      assert.equal(dotenv.stdout, 'TOKEN="multi\\nline \\"quoted\\" \'single\' \\$HOME \\`id\\` \\\\ end"\n');
+    });
+
+    it('github format masks every line and appends a collision-proof heredoc to $GITHUB_ENV', async () => {
+      const githubEnv = join(dir, 'github_env');
+      await writeFile(githubEnv, '');
+      const res = await run(['export', '--path', 'exp/app', '--format', 'github'], { env: { GITHUB_ENV: githubEnv } });
+      assert.equal(res.code, 0, res.stderr);
+      assert.equal(res.stdout, '::add-mask::multi\n::add-mask::line "quoted" \'single\' $HOME `id` \\ end\n');
+      const written = await readFile(githubEnv, 'utf8');
+      const m = /^TOKEN<<(ghadelimiter_[0-9a-f]{32})\n([\s\S]*)\n\1\n$/.exec(written);
+      assert.ok(m, written);
+      assert.equal(m[2], value);
+    });
+  });
+});
