@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
+import { loginGithubActions, loginGitlab, loginKubernetes } from '../../sdk/ci-login.js';
 import { CofferError } from '../../sdk/errors.js';
 import type { LoginResult } from '../../sdk/wire/types.js';
 import { client, forgetToken, output, relative, storeToken, type GlobalArgs } from '../context.js';
@@ -24,7 +25,9 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
       'Log in and store the token (~/.config/coffer/token, mode 0600)',
       (y) =>
         y
-          .positional('method', { choices: ['token', 'userpass', 'approle', 'jwt'] as const, demandOption: true })
+          .positional('method', { choices: ['token', 'userpass', 'approle', 'jwt', 'github', 'gitlab', 'kubernetes'] as const, demandOption: true })
+          .option('audience', { type: 'string', default: 'coffer', describe: 'github: audience to request' })
+          .option('token-path', { type: 'string', describe: 'kubernetes: service-account token file' })
           .option('username', { type: 'string' })
           .option('password-env', { type: 'string', default: 'COFFER_PASSWORD', describe: 'variable holding the password' })
           .option('role', { type: 'string', describe: 'approle role_id or jwt role name' })
@@ -54,6 +57,19 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           case 'jwt': {
             if (!argv.role) throw new CofferError('invalid_request', '--role is required', 0);
             return finish(argv, await c.loginJwt(argv.role, await fromEnvOrFile('jwt', argv.jwtEnv, argv.jwtFile)));
+          }
+          case 'github':
+          case 'gitlab':
+          case 'kubernetes': {
+            if (!argv.role) throw new CofferError('invalid_request', '--role is required', 0);
+            const role = argv.role;
+            const result =
+              argv.method === 'github'
+                ? await loginGithubActions(c, { role, audience: argv.audience })
+                : argv.method === 'gitlab'
+                  ? await loginGitlab(c, { role, tokenEnv: argv.jwtEnv === 'COFFER_JWT' ? undefined : argv.jwtEnv })
+                  : await loginKubernetes(c, { role, ...(argv.tokenPath ? { tokenPath: argv.tokenPath } : {}) });
+            return finish(argv, result);
           }
         }
       },

@@ -3,6 +3,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose';
 import request from 'supertest';
+import { Coffer } from '../../sdk/client.js';
+import { loginGithubActions } from '../../sdk/ci-login.js';
 import { openVault, type TestVault } from '../helpers.js';
 
 /** A fake GitHub Actions OIDC issuer: JWKS served over HTTP on loopback, tokens signed with jose. */
@@ -92,6 +94,31 @@ describe('end to end: a GitHub Actions job reads only its secrets', function () 
     for (const b of bodies) {
       assert.equal(b.status, 401);
       assert.equal(b.body.error.message, 'login failed');
+    }
+  });
+
+  it('logs in through the SDK helper the way a workflow step does (runner token endpoint)', async () => {
+    const jwt = await idp.sign({});
+    const seen: { auth?: string; audience?: string | null } = {};
+    const runner = createServer((req, res) => {
+      seen.auth = req.headers.authorization;
+      seen.audience = new URL(req.url!, 'http://x').searchParams.get('audience');
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ value: jwt }));
+    });
+    await new Promise<void>((r) => runner.listen(0, '127.0.0.1', r));
+    const api = vault.app.listen(0, '127.0.0.1');
+    await new Promise((r) => api.once('listening', r));
+    try {
+      const client = new Coffer({ addr: `http://127.0.0.1:${(api.address() as AddressInfo).port}` });
+      const env = { ACTIONS_ID_TOKEN_REQUEST_URL: `http://127.0.0.1:${(runner.address() as AddressInfo).port}/token?api-version=2.0`, ACTIONS_ID_TOKEN_REQUEST_TOKEN: 'runner-secret' };
+      const login = await loginGithubActions(client, { role: 'github-api', audience: 'coffer', env });
+      assert.equal(login.identity, 'jwt:github-api:repo:acme/api:ref:refs/heads/main');
+      assert.deepEqual(seen, { auth: 'Bearer runner-secret', audience: 'coffer' });
+      assert.equal((await client.getSecret('ci/api/db')).data.password, 'pw-ci/api/db');
+      await assert.rejects(loginGithubActions(client, { role: 'github-api', env: {} }), /id-token: write/);
+    } finally {
+      runner.close();
+      api.close();
     }
   });
 
