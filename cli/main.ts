@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { adminCommands } from './commands/admin.js';
 import { auditCommand } from './commands/audit.js';
 import { authCommands } from './commands/auth.js';
 import { exportCommand } from './commands/export.js';
@@ -50,6 +51,7 @@ cli = authCommands(cli);
 cli = secretCommands(cli);
 cli = runCommand(cli);
 cli = exportCommand(cli);
+cli = adminCommands(cli);
 
 await cli
   .command('audit', 'Work with audit logs', (y) => auditCommand(y).demandCommand(1, 'name an audit command: verify'))

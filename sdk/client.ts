@@ -41,6 +41,15 @@ interface Call {
 
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
+export type AdminKind = 'policy' | 'group' | 'user' | 'approle' | 'jwt';
+const ADMIN_ROUTES: Record<AdminKind, string> = {
+  policy: '/v1/policies',
+  group: '/v1/groups',
+  user: '/v1/auth/userpass/users',
+  approle: '/v1/auth/approle/roles',
+  jwt: '/v1/auth/jwt/roles',
+};
+
 /**
  * The typed Coffer client: plain `fetch`, no server code. Every method maps to one route of
  * API.md; failures are `CofferError`s carrying the server's code.
@@ -144,6 +153,25 @@ export class Coffer {
 
   createToken(request: { identity: string; groups?: string[]; policies?: string[]; ttl?: string | number }): Promise<LoginResult> {
     return this.call({ method: 'POST', path: '/v1/auth/token/create', body: request });
+  }
+
+  // ---- admin objects (policies, groups, users, roles)
+
+  /** CRUD of one admin collection; `kind` picks the route. */
+  admin(kind: AdminKind) {
+    const base = ADMIN_ROUTES[kind];
+    const item = (name: string) => `${base}/${encodeURIComponent(name)}`;
+    return {
+      list: async (): Promise<string[]> => (await this.call<{ keys: string[] }>({ method: 'GET', path: base, idempotent: true })).keys,
+      get: <T = Record<string, unknown>>(name: string): Promise<T> => this.call({ method: 'GET', path: item(name), idempotent: true }),
+      put: <T = Record<string, unknown>>(name: string, body: object): Promise<T> => this.call({ method: 'PUT', path: item(name), body, idempotent: true }),
+      delete: async (name: string): Promise<void> => void (await this.call({ method: 'DELETE', path: item(name), idempotent: true })),
+    };
+  }
+
+  /** A new approle secret_id (shown once). */
+  createSecretId(role: string): Promise<{ secret_id: string; expires_at: string | null; uses: number | null }> {
+    return this.call({ method: 'POST', path: `${ADMIN_ROUTES.approle}/${encodeURIComponent(role)}/secret-id`, body: {} });
   }
 
   // ---- sys

@@ -82,6 +82,20 @@ describe('coffer CLI against a real server', function () {
     assert.ok((await readFile(file, 'utf8')).startsWith('eyJ'));
   });
 
+  it('manages policies, groups, users and roles, refusing bad rules with exit 1', async () => {
+    assert.equal((await run(['policy', 'put', 'cli-read', '--rule', 'cli/*:read,list', '--rule', 'cli/admin/**:deny'])).code, 0);
+    assert.deepEqual(JSON.parse((await run(['policy', 'get', 'cli-read', '--json'])).stdout).rules[1], { path: 'cli/admin/**', capabilities: ['deny'] });
+    assert.equal((await run(['group', 'put', 'cli', '--policy', 'cli-read'])).code, 0);
+    assert.equal((await run(['user', 'put', 'carol', '--group', 'cli'], { env: { COFFER_PASSWORD: 'correct horse battery' } })).code, 0);
+    assert.match((await run(['role', 'get', 'nope', '--type', 'approle'])).stderr, /role nope not found/);
+    const bad = await run(['policy', 'put', 'bad', '--rule', 'x/../y:read']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /segment 2 must be a name/);
+    assert.ok((await run(['policy', 'ls'])).stdout.split('\n').includes('cli-read'));
+    assert.equal((await run(['group', 'rm', 'cli'])).code, 0);
+    assert.equal((await run(['group', 'rm', 'cli'])).code, 4);
+  });
+
   describe('run', () => {
     before(async () => {
       const tricky = 'line one\nline two\r\n  spaced  =equals "double" \'single\' $HOME `id` $(id) ; && \\';
