@@ -1,3 +1,4 @@
+import type { SealStatus } from '../../sdk/wire/types.js';
 import { encodeContext, fromBase64, toBase64, zeroize } from '../crypto/bytes.js';
 import { KEY_LENGTH } from '../crypto/aead.js';
 import { openEnvelope, sealEnvelope } from '../crypto/envelope.js';
@@ -26,14 +27,6 @@ interface SealConfig {
   created_at: number;
 }
 
-export interface SealStatus {
-  initialized: boolean;
-  sealed: boolean;
-  threshold: number;
-  shares: number;
-  progress: number;
-  provider: string;
-}
 
 export interface UnsealedKeys {
   clusterId: string;

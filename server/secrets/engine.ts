@@ -5,6 +5,7 @@ import { namespaceOf } from '../paths.js';
 import type { Store, Tx } from '../store/db.js';
 import { META_PREFIX, metaKey, prefixEnd, versionKey } from '../store/keys.js';
 import { openVersion, sealVersion, type VersionAddress } from './record.js';
+import type { Secret } from '../../sdk/wire/types.js';
 import { generatePassword, inspectCertificate, type Charset, type SecretType } from './types.js';
 
 export const MAX_DATA_BYTES = 64 * 1024;
@@ -38,15 +39,6 @@ export interface SecretMeta {
   versions: VersionInfo[];
 }
 
-export interface Secret {
-  path: string;
-  version: number;
-  type: SecretType;
-  data: Record<string, string>;
-  metadata: Record<string, string>;
-  created_at: string;
-  expires_at: string | null;
-}
 
 export interface SecretsOptions {
   now: () => number;
