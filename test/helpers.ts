@@ -54,6 +54,7 @@ export interface VaultOptions {
   keyring?: Partial<KeyringOptions>;
   secrets?: Partial<SecretsOptions>;
   audit?: Partial<AuditOptions>;
+  loginLimits?: { perAddress: number; perAccount: number };
   /** Clock for tokens (TTL tests). */
   now?: () => number;
   /** Initialize (and for shamir, unseal) right away: default true. */
@@ -77,7 +78,7 @@ export async function openVault(options: VaultOptions = {}): Promise<TestVault> 
   const secrets = new SecretsEngine(store, seal, options.secrets ?? {});
   const rewrap = new RewrapJobs(store, seal, silentLog);
   const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store, options.now ?? Date.now), jwt: new JwtMethod(store, silentLog, options.now ?? Date.now) };
-  const app = createApp({ store, seal, secrets, access, logins, rewrap, audit, auditSigner, log: silentLog, metrics: createMetrics(false), version: 'test' });
+  const app = createApp({ store, seal, secrets, access, logins, rewrap, audit, auditSigner, loginLimits: options.loginLimits, log: silentLog, metrics: createMetrics(false), version: 'test' });
   const vault: TestVault = {
     dir,
     store,

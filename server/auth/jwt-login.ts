@@ -33,7 +33,8 @@ export const jwtRoleSchema = z
     bound_audiences: z.array(z.string().min(1).max(512)).min(1, 'bound_audiences is required: name the audience your CI requests').max(16),
     allow_multiple_audiences: z.boolean().default(false),
     bound_subject: z.string().min(1).max(512).optional(),
-    bound_claims: z.record(z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/), boundValue).default({}),
+    /** Claim names; '/' walks into nested objects (Kubernetes: `kubernetes.io/serviceaccount/uid`). */
+    bound_claims: z.record(z.string().regex(/^[A-Za-z0-9_.:-]{1,128}(\/[A-Za-z0-9_.:-]{1,128}){0,4}$/), boundValue).default({}),
     bound_claims_type: z.enum(['exact', 'glob']).default('exact'),
     groups: z.array(z.string()).max(64).default([]),
     groups_claim: z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/).optional(),
@@ -120,7 +121,7 @@ export class JwtMethod {
       const sub = payload.sub!;
       if (role.bound_subject !== undefined && !this.matches(role, role.bound_subject, sub)) throw new Error('subject does not match');
       for (const [claim, bound] of Object.entries(role.bound_claims)) {
-        const value = payload[claim];
+        const value = claimAt(payload, claim);
         const allowed = Array.isArray(bound) ? bound : [bound];
         if (typeof value !== 'string' || !allowed.some((b) => this.matches(role, b, value))) throw new Error(`claim ${claim} does not match`);
       }
@@ -204,6 +205,16 @@ export class JwtMethod {
     });
     if (!fresh) throw new Error(`jti replayed: ${payload.jti}`);
   }
+}
+
+/** The claim at a '/'-separated path of own properties, or undefined. */
+function claimAt(payload: JWTPayload, path: string): unknown {
+  let value: unknown = payload;
+  for (const part of path.split('/')) {
+    if (typeof value !== 'object' || value === null || Array.isArray(value) || !Object.hasOwn(value, part)) return undefined;
+    value = (value as Record<string, unknown>)[part];
+  }
+  return value;
 }
 
 /** Decodes a base64url JSON object with the strict checks (no duplicate keys, no __proto__). */

@@ -23,6 +23,8 @@ export interface AppDeps {
   log: Logger;
   metrics: Registry;
   version: string;
+  /** Login attempts per minute: per client address, and per user or role (defaults 60 and 10). */
+  loginLimits?: { perAddress: number; perAccount: number };
   /** Serve /v1/sys/metrics without a token (config `metrics_public`). */
   metricsPublic?: boolean;
 }

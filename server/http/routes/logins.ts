@@ -16,8 +16,9 @@ import { adminCrud } from './admin-crud.js';
  * per-role limits, so guessing one account is slow without locking others out.
  */
 export function loginRoutes(router: Router, deps: AppDeps): void {
-  const perAddress = rateLimit({ max: 60, windowMs: 60_000 });
-  const perAccount = new RateLimiter({ max: 10, windowMs: 60_000 });
+  const limits = deps.loginLimits ?? { perAddress: 60, perAccount: 10 };
+  const perAddress = rateLimit({ max: limits.perAddress, windowMs: 60_000 });
+  const perAccount = new RateLimiter({ max: limits.perAccount, windowMs: 60_000 });
 
   const issue = async (res: Response, grant: Grant, method: string) => {
     const { token, claims } = await deps.access.tokens.issue({ ...grant, method });
