@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import type { Express } from 'express';
 import { AuditLog, type AuditOptions } from '../server/audit/log.js';
 import { AuditSigner } from '../server/audit/signer.js';
@@ -55,6 +55,8 @@ export interface VaultOptions {
   secrets?: Partial<SecretsOptions>;
   audit?: Partial<AuditOptions>;
   loginLimits?: { perAddress: number; perAccount: number };
+  /** Logger for the app and engines (default: silent). */
+  log?: Logger;
   /** Clock for tokens (TTL tests). */
   now?: () => number;
   /** Initialize (and for shamir, unseal) right away: default true. */
@@ -76,9 +78,10 @@ export async function openVault(options: VaultOptions = {}): Promise<TestVault> 
   await directory.load();
   const access = new AuthService(new TokenService(store, seal, options.now ?? Date.now), directory);
   const secrets = new SecretsEngine(store, seal, options.secrets ?? {});
-  const rewrap = new RewrapJobs(store, seal, silentLog);
-  const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store, options.now ?? Date.now), jwt: new JwtMethod(store, silentLog, options.now ?? Date.now) };
-  const app = createApp({ store, seal, secrets, access, logins, rewrap, audit, auditSigner, loginLimits: options.loginLimits, log: silentLog, metrics: createMetrics(false), version: 'test' });
+  const log = options.log ?? silentLog;
+  const rewrap = new RewrapJobs(store, seal, log);
+  const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store, options.now ?? Date.now), jwt: new JwtMethod(store, log, options.now ?? Date.now) };
+  const app = createApp({ store, seal, secrets, access, logins, rewrap, audit, auditSigner, loginLimits: options.loginLimits, log, metrics: createMetrics(false), version: 'test' });
   const vault: TestVault = {
     dir,
     store,
