@@ -11,6 +11,8 @@ export interface Identity {
   /** The token's id and expiry (seconds since the epoch). */
   jti: string;
   exp: number;
+  /** Identity details from the login (jwt `claim_mappings`). */
+  meta: Record<string, string>;
 }
 
 export const CAPABILITIES = ['read', 'list', 'create', 'update', 'delete', 'destroy', 'admin', 'deny'] as const;

@@ -40,6 +40,11 @@ export const jwtRoleSchema = z
     groups_claim: z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/).optional(),
     /** Claim value -> vault group; values without an entry grant nothing. */
     groups_claim_map: z.record(z.string().max(256), z.string()).default({}),
+    /** Claim (a '/' path) -> name in the token's identity details, e.g. {"repository": "repo"}. */
+    claim_mappings: z
+      .record(z.string().regex(/^[A-Za-z0-9_.:-]{1,128}(\/[A-Za-z0-9_.:-]{1,128}){0,4}$/), z.string().regex(/^[a-z0-9_]{1,64}$/))
+      .refine((m) => Object.keys(m).length <= 16, 'at most 16 claim mappings')
+      .default({}),
     policies: z.array(z.string()).max(64).default([]),
     token_ttl: ttl.default(900),
     token_max_ttl: ttl.default(900),
@@ -135,7 +140,13 @@ export class JwtMethod {
         }
       }
       if (role.single_use) await this.consumeJti(role, payload);
+      const meta: Record<string, string> = {};
+      for (const [claim, name] of Object.entries(role.claim_mappings)) {
+        const value = claimAt(payload, claim);
+        if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') meta[name] = String(value).slice(0, 512);
+      }
       return {
+        meta,
         sub: `jwt:${role.name}:${sub}`,
         groups: [...groups],
         policies: role.policies,

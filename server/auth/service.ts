@@ -19,6 +19,7 @@ export class AuthService implements AccessControl {
       root: claims.root === true,
       jti: claims.jti,
       exp: claims.exp,
+      meta: claims.meta ?? {},
     };
   }
 

@@ -29,6 +29,8 @@ export interface TokenClaims {
   jti: string;
   method: string;
   root?: boolean;
+  /** Identity details copied from the login (jwt `claim_mappings`), for self and the audit. */
+  meta?: Record<string, string>;
 }
 
 const claimsSchema = z.object({
@@ -41,6 +43,7 @@ const claimsSchema = z.object({
   jti: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/),
   method: z.string().max(32),
   root: z.boolean().optional(),
+  meta: z.record(z.string().max(64), z.string().max(512)).optional(),
 });
 
 const PURPOSE = 'token-signing';
@@ -69,6 +72,7 @@ export interface IssueRequest {
   maxTtlSeconds: number;
   method: string;
   root?: boolean;
+  meta?: Record<string, string>;
 }
 
 export class TokenService {
@@ -282,6 +286,7 @@ export class TokenService {
       jti: this.newJti(),
       method: request.method,
       ...(request.root ? { root: true } : {}),
+      ...(request.meta && Object.keys(request.meta).length > 0 ? { meta: request.meta } : {}),
     });
   }
 

@@ -49,6 +49,7 @@ describe('end to end: a GitHub Actions job reads only its secrets', function () 
       jwks_url: `${idp.issuer}/.well-known/jwks`,
       bound_audiences: ['coffer'],
       bound_claims: { repository: 'acme/api', ref: 'refs/heads/main' },
+      claim_mappings: { repository: 'repository', repository_id: 'repository_id' },
       groups: ['ci-api'],
     });
     assert.equal(role.status, 200, JSON.stringify(role.body));
@@ -67,6 +68,8 @@ describe('end to end: a GitHub Actions job reads only its secrets', function () 
     const expiresIn = Date.parse(login.body.expires_at) - Date.now();
     assert.ok(expiresIn > 0 && expiresIn <= 15 * 60_000, 'CI tokens default to 15 minutes');
     const job = { Authorization: `Bearer ${login.body.token}` };
+    const self = await request(vault.app).get('/v1/auth/token/self').set(job);
+    assert.deepEqual(self.body.meta, { repository: 'acme/api', repository_id: '42' }, 'claim_mappings land in the identity');
     const read = await request(vault.app).get('/v1/secrets/ci/api/db').set(job);
     assert.equal(read.status, 200);
     assert.equal(read.body.data.password, 'pw-ci/api/db');

@@ -38,7 +38,7 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
   methods(router, '/v1/auth/token/self', {
     get: (_req, res) => {
       const identity = identityOf(res);
-      res.json({ identity: identity.id, groups: identity.groups, policies: identity.policies, expires_at: iso(identity.exp), jti: identity.jti });
+      res.json({ identity: identity.id, groups: identity.groups, policies: identity.policies, expires_at: iso(identity.exp), jti: identity.jti, meta: identity.meta });
     },
   });
 
