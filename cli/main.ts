@@ -55,6 +55,7 @@ cli = adminCommands(cli);
 
 await cli
   .command('audit', 'Work with audit logs', (y) => auditCommand(y).demandCommand(1, 'name an audit command: verify'))
+  .completion('completion', 'Print a shell completion script (bash/zsh): coffer completion >> ~/.bashrc')
   .demandCommand(1, 'name a command: see coffer --help')
   .strict()
   .fail((message, error, y) => {

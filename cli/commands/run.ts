@@ -1,8 +1,12 @@
 import { spawn } from 'node:child_process';
-import { constants } from 'node:os';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { constants, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { client, EXIT, type GlobalArgs } from '../context.js';
-import { buildEnv, fetchSecrets } from '../env.js';
+import { CofferError } from '../../sdk/errors.js';
+import type { Secret } from '../../sdk/wire/types.js';
+import { ENV_NAME, buildEnv, fetchSecrets } from '../env.js';
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const;
 const MINIMAL_ENV = ['PATH', 'HOME', 'USER', 'LANG', 'LC_ALL', 'TERM', 'TZ', 'TMPDIR'];
@@ -25,6 +29,7 @@ export function runCommand(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         .option('clean-env', { type: 'boolean', default: false, describe: 'give the child only the secrets and PATH, HOME, LANG, TERM, …' })
         .option('pass-token', { type: 'boolean', default: false, describe: 'let the child inherit COFFER_TOKEN' })
         .option('revoke-on-exit', { type: 'boolean', default: false, describe: 'revoke the token when the child ends' })
+        .option('file', { type: 'string', array: true, default: [] as string[], describe: 'KEY=ENV: write the value to a 0600 file (private temp dir, removed on exit) and set ENV to its path' })
         .example('coffer run --path ci/api/db -- ./migrate.sh', 'DB_PASSWORD etc. for one command'),
     async (argv) => {
       const command = (argv['--'] as string[] | undefined) ?? [];
@@ -37,12 +42,45 @@ export function runCommand(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
       const fromSecrets = buildEnv(secrets, { map: argv.map, prefix: argv.prefixEnv, allow: argv.allowEnv });
       const base: NodeJS.ProcessEnv = argv.cleanEnv ? Object.fromEntries(MINIMAL_ENV.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]])) : { ...process.env };
       if (!argv.passToken) delete base.COFFER_TOKEN;
-      const env = { ...base, ...Object.fromEntries(fromSecrets) }; // secrets win over inherited variables
-      const code = await spawnChild(command[0]!, command.slice(1), env);
+      const files = argv.file.length > 0 ? await writeSecretFiles(secrets, argv.file) : undefined;
+      const env = { ...base, ...Object.fromEntries(fromSecrets), ...files?.env }; // secrets win over inherited variables
+      let code: number;
+      try {
+        code = await spawnChild(command[0]!, command.slice(1), env);
+      } finally {
+        await files?.remove();
+      }
       if (argv.revokeOnExit) await c.revoke().catch(() => undefined);
       process.exit(code);
     },
   );
+}
+
+/**
+ * `--file KEY=ENV`: the value of KEY (from any fetched secret) goes to a 0600 file in a 0700
+ * temp dir made for this run; ENV names the file. Removed when the child ends.
+ */
+async function writeSecretFiles(secrets: Secret[], specs: string[]): Promise<{ env: Record<string, string>; remove: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'coffer-run-'));
+  const remove = () => rm(dir, { recursive: true, force: true });
+  try {
+    const env: Record<string, string> = {};
+    for (const spec of specs) {
+      const eq = spec.lastIndexOf('=');
+      const key = spec.slice(0, eq);
+      const name = spec.slice(eq + 1);
+      if (eq < 1 || !ENV_NAME.test(name)) throw new CofferError('invalid_request', `--file ${spec.split('=')[0]}=…: expected KEY=ENV_NAME`, 0);
+      const owner = secrets.find((s) => key in s.data);
+      if (!owner) throw new CofferError('not_found', `--file: no fetched secret has a key ${key}`, 404);
+      const file = join(dir, name.toLowerCase());
+      await writeFile(file, owner.data[key]!, { mode: 0o600, flag: 'wx' });
+      env[name] = file;
+    }
+    return { env, remove };
+  } catch (e) {
+    await remove();
+    throw e;
+  }
 }
 
 function spawnChild(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {

@@ -152,6 +152,17 @@ describe('coffer CLI against a real server', function () {
       assert.match(nul.stderr, /run\/nul:v -> V holds a NUL character/);
     });
 
+    it('--file writes a value to a private 0600 file for the child and removes it afterwards', async () => {
+      const script = "const fs = require('fs'); const f = process.env.CERT_FILE; const st = fs.statSync(f); const dir = fs.statSync(require('path').dirname(f)); process.stdout.write(JSON.stringify({ f, mode: (st.mode & 0o777).toString(8), dir: (dir.mode & 0o777).toString(8), body: fs.readFileSync(f, 'utf8') }))";
+      const res = await run(['run', '--path', 'run/app', '--file', 'tricky=CERT_FILE', '--', process.execPath, '-e', script]);
+      assert.equal(res.code, 0, res.stderr);
+      const seen = JSON.parse(res.stdout);
+      assert.equal(seen.mode, '600');
+      assert.equal(seen.dir, '700');
+      assert.ok(seen.body.startsWith('line one\nline two'));
+      await assert.rejects(stat(seen.f), /ENOENT/, 'removed when the child ended');
+    });
+
     it('starts nothing when one path cannot be read (fail closed)', async () => {
       const res = await run(['run', '--path', 'run/app', '--path', 'run/missing', '--', 'sh', '-c', 'echo spawned']);
       assert.equal(res.code, 4);
