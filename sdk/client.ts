@@ -27,6 +27,8 @@ export interface CofferOptions {
   /** For tests: the fetch implementation and the sleep between retries. */
   fetch?: typeof fetch;
   sleep?: (ms: number) => Promise<void>;
+  /** Renew the token from a login (or `renew`) at two thirds of its lifetime, up to its max TTL. */
+  autoRenew?: boolean;
 }
 
 interface Call {
@@ -62,6 +64,10 @@ export class Coffer {
   private readonly retries: number;
   private readonly fetchImpl: typeof fetch;
   private readonly sleep: (ms: number) => Promise<void>;
+  private readonly autoRenew: boolean;
+  private renewTimer: NodeJS.Timeout | undefined;
+  /** The last automatic renewal failure (renewal stops after one). */
+  renewError: CofferError | undefined;
 
   constructor(options: CofferOptions = {}) {
     this.addr = (options.addr ?? process.env.COFFER_ADDR ?? 'http://127.0.0.1:8740').replace(/\/+$/, '');
@@ -73,6 +79,13 @@ export class Coffer {
     this.retries = options.retries ?? 3;
     this.fetchImpl = options.fetch ?? fetch;
     this.sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+    this.autoRenew = options.autoRenew ?? false;
+  }
+
+  /** Stops automatic renewal (call before a long-lived process exits, or let it: the timer is unref'd). */
+  close(): void {
+    clearTimeout(this.renewTimer);
+    this.renewTimer = undefined;
   }
 
   /** Uses `token` for every later call (e.g. after a login). */
@@ -151,7 +164,7 @@ export class Coffer {
     await this.call({ method: 'POST', path: '/v1/auth/token/revoke', body: token ? { token } : {}, idempotent: true });
   }
 
-  createToken(request: { identity: string; groups?: string[]; policies?: string[]; ttl?: string | number }): Promise<LoginResult> {
+  createToken(request: { identity: string; groups?: string[]; policies?: string[]; ttl?: string | number; max_ttl?: string | number }): Promise<LoginResult> {
     return this.call({ method: 'POST', path: '/v1/auth/token/create', body: request });
   }
 
@@ -206,6 +219,16 @@ export class Coffer {
 
   private adopt(result: LoginResult): LoginResult {
     this.token = result.token;
+    if (this.autoRenew) {
+      clearTimeout(this.renewTimer);
+      const delay = Math.max(1_000, ((Date.parse(result.expires_at) - Date.now()) * 2) / 3);
+      this.renewTimer = setTimeout(() => {
+        this.renew().catch((e: unknown) => {
+          this.renewError = e instanceof CofferError ? e : new CofferError('unavailable', 'token renewal failed', 0);
+        });
+      }, delay);
+      this.renewTimer.unref();
+    }
     return result;
   }
 

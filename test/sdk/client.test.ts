@@ -83,6 +83,18 @@ describe('sdk against a real server', function () {
     await assert.rejects(alice.getSecret('people/alice'), isUnauthenticated);
   });
 
+  it('renews the token automatically at two thirds of its lifetime', async () => {
+    const admin = new Coffer({ addr: server.url, token: server.rootToken });
+    const short = await admin.createToken({ identity: 'svc:renewing', ttl: 3, max_ttl: 60 });
+    const client2 = new Coffer({ addr: server.url, token: short.token, autoRenew: true });
+    const renewed = await client2.renew();
+    await new Promise((r) => setTimeout(r, 2_600));
+    const self = await client2.tokenSelf();
+    assert.ok(Date.parse(self.expires_at) > Date.parse(renewed.expires_at), 'a newer token is in use');
+    assert.equal(client2.renewError, undefined);
+    client2.close();
+  });
+
   it('reports health and seal status, and a sealed server without retrying', async () => {
     assert.deepEqual(await client.health(), { initialized: true, sealed: false, role: 'primary', version: '0.1.0' });
     assert.equal((await client.sealStatus()).sealed, false);
