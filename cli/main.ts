@@ -5,6 +5,7 @@ import { adminCommands } from './commands/admin.js';
 import { auditCommand } from './commands/audit.js';
 import { authCommands } from './commands/auth.js';
 import { exportCommand } from './commands/export.js';
+import { importCommand } from './commands/import.js';
 import { runCommand } from './commands/run.js';
 import { secretCommands } from './commands/secrets.js';
 import { sysCommands } from './commands/sys.js';
@@ -52,6 +53,7 @@ cli = secretCommands(cli);
 cli = runCommand(cli);
 cli = exportCommand(cli);
 cli = adminCommands(cli);
+cli = importCommand(cli);
 
 await cli
   .command('audit', 'Work with audit logs', (y) => auditCommand(y).demandCommand(1, 'name an audit command: verify'))
