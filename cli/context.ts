@@ -40,7 +40,11 @@ export async function client(args: GlobalArgs): Promise<Coffer> {
   if (url.protocol === 'http:' && !loopback) {
     throw new CofferError('invalid_request', `refusing to send a token over plain http to ${url.host}: use https://`, 0);
   }
-  return new Coffer({ addr, token });
+  const caFile = process.env.COFFER_CACERT;
+  const caCert = caFile ? await readFile(caFile, 'utf8').catch(() => {
+    throw new CofferError('invalid_request', `cannot read COFFER_CACERT file ${caFile}`, 0);
+  }) : undefined;
+  return new Coffer({ addr, token, ...(caCert ? { caCert } : {}) });
 }
 
 /** Prints `value` as JSON with --json, else the human text. */

@@ -20,6 +20,8 @@ export interface CofferOptions {
   token?: string;
   /** Prefix joined in front of every secret path (`COFFER_NAMESPACE`). */
   namespace?: string;
+  /** PEM of the CA that signed the server's certificate (the CLI reads `COFFER_CACERT`). */
+  caCert?: string;
   /** Per attempt; default 10 s. */
   timeoutMs?: number;
   /** Retries of idempotent calls on connection errors, 429 and 503; default 3. */
@@ -42,6 +44,18 @@ interface Call {
 }
 
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** A fetch that trusts `ca` (and only it) for TLS; undici is loaded only when this is used. */
+function withCa(ca: string): typeof fetch {
+  let ready: Promise<typeof fetch> | undefined;
+  return async (input, init) => {
+    ready ??= import('undici').then(({ Agent, fetch: undiciFetch }) => {
+      const dispatcher = new Agent({ connect: { ca } });
+      return ((url: Parameters<typeof fetch>[0], options?: RequestInit) => undiciFetch(url as string, { ...(options as object), dispatcher } as never)) as unknown as typeof fetch;
+    });
+    return (await ready)(input, init);
+  };
+}
 
 export type AdminKind = 'policy' | 'group' | 'user' | 'approle' | 'jwt';
 const ADMIN_ROUTES: Record<AdminKind, string> = {
@@ -77,7 +91,7 @@ export class Coffer {
     this.namespace = options.namespace ?? process.env.COFFER_NAMESPACE;
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.retries = options.retries ?? 3;
-    this.fetchImpl = options.fetch ?? fetch;
+    this.fetchImpl = options.fetch ?? (options.caCert ? withCa(options.caCert) : fetch);
     this.sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
     this.autoRenew = options.autoRenew ?? false;
   }

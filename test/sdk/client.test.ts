@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { rm } from 'node:fs/promises';
 import { Coffer, CofferError, isCasMismatch, isNotFound, isSealed, isUnauthenticated } from '../../sdk/index.js';
@@ -98,6 +102,30 @@ describe('sdk against a real server', function () {
   it('reports health and seal status, and a sealed server without retrying', async () => {
     assert.deepEqual(await client.health(), { initialized: true, sealed: false, role: 'primary', version: '0.1.0' });
     assert.equal((await client.sealStatus()).sealed, false);
+  });
+});
+
+describe('sdk over TLS with a private CA', function () {
+  this.timeout(20_000);
+  it('trusts the given CA certificate, and refuses the server without it', async () => {
+    const dir = await tempDir('coffer-tls-');
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=coffer-test',
+        '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+      const cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
+      const tls = createHttpsServer({ cert, key: readFileSync(join(dir, 'key.pem')) }, (_req, res) =>
+        void res.writeHead(200, { 'content-type': 'application/json' }).end('{"initialized":true,"sealed":false,"role":"primary","version":"x"}'));
+      await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+      const addr = `https://127.0.0.1:${(tls.address() as AddressInfo).port}`;
+      try {
+        assert.equal((await new Coffer({ addr, caCert: cert }).health()).role, 'primary');
+        await assert.rejects(new Coffer({ addr, retries: 0 }).health(), (e: CofferError) => e.code === 'unavailable');
+      } finally {
+        tls.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
