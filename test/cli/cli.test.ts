@@ -145,6 +145,19 @@ describe('coffer CLI against a real server', function () {
       assert.equal(out.match(/got-term/g)?.length, 1);
     });
 
+    it('stays alive while a child ignores SIGTERM, and exits with the child when it finally ends', async () => {
+      const script = "process.on('SIGTERM', () => process.stdout.write('ignored;')); process.on('SIGINT', () => process.exit(3)); setInterval(() => {}, 1000); process.stdout.write('ready;');";
+      const child = spawn(process.execPath, [CLI, 'run', '--path', 'run/app', '--', process.execPath, '-e', script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      await new Promise<void>((ready) => child.stdout.on('data', (d: Buffer) => ((out += d.toString()), out.includes('ready;') && ready())));
+      child.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(child.exitCode, null, 'the CLI waits for its child');
+      assert.match(out, /ignored;/);
+      child.kill('SIGINT');
+      assert.equal(await new Promise<number | null>((done) => child.once('exit', done)), 3);
+    });
+
     it('refuses collisions, invalid names, dangerous names and NUL values before spawning, naming no value', async () => {
       await run(['put', 'run/clash', 'api-key=val-first', 'API_KEY=val-second']);
       const clash = await run(['run', '--path', 'run/clash', '--', 'sh', '-c', 'echo spawned']);
