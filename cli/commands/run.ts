@@ -29,6 +29,9 @@ export function runCommand(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         .option('clean-env', { type: 'boolean', default: false, describe: 'give the child only the secrets and PATH, HOME, LANG, TERM, …' })
         .option('pass-token', { type: 'boolean', default: false, describe: 'let the child inherit COFFER_TOKEN' })
         .option('revoke-on-exit', { type: 'boolean', default: false, describe: 'revoke the token when the child ends' })
+        .option('watch', { type: 'boolean', default: false, describe: 'restart the command when a secret gets a new version' })
+        .option('watch-interval', { type: 'number', default: 30, describe: 'seconds between checks with --watch' })
+        .option('watch-grace', { type: 'number', default: 10, describe: 'seconds between SIGTERM and SIGKILL on a restart' })
         .option('file', { type: 'string', array: true, default: [] as string[], describe: 'KEY=ENV: write the value to a 0600 file (private temp dir, removed on exit) and set ENV to its path' })
         .example('coffer run --path ci/api/db -- ./migrate.sh', 'DB_PASSWORD etc. for one command'),
     async (argv) => {
@@ -38,18 +41,51 @@ export function runCommand(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         process.exit(EXIT.usage);
       }
       const c = await client(argv);
-      const secrets = await fetchSecrets(c, argv.path);
-      const fromSecrets = buildEnv(secrets, { map: argv.map, prefix: argv.prefixEnv, allow: argv.allowEnv });
       const base: NodeJS.ProcessEnv = argv.cleanEnv ? Object.fromEntries(MINIMAL_ENV.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]])) : { ...process.env };
       if (!argv.passToken) delete base.COFFER_TOKEN;
-      const files = argv.file.length > 0 ? await writeSecretFiles(secrets, argv.file) : undefined;
-      const env = { ...base, ...Object.fromEntries(fromSecrets), ...files?.env }; // secrets win over inherited variables
-      let code: number;
-      try {
-        code = await spawnChild(command[0]!, command.slice(1), env);
-      } finally {
-        await files?.remove();
+      /** Everything fetched and checked before any child starts; `versions` detects changes. */
+      const prepare = async () => {
+        const secrets = await fetchSecrets(c, argv.path);
+        const fromSecrets = buildEnv(secrets, { map: argv.map, prefix: argv.prefixEnv, allow: argv.allowEnv });
+        const files = argv.file.length > 0 ? await writeSecretFiles(secrets, argv.file) : undefined;
+        const env = { ...base, ...Object.fromEntries(fromSecrets), ...files?.env }; // secrets win over inherited variables
+        return { env, files, versions: secrets.map((s) => `${s.path}@${s.version}`).join(',') };
+      };
+      let current = await prepare();
+      let resolveExit!: (code: number) => void;
+      const finished = new Promise<number>((resolve) => (resolveExit = resolve));
+      // A replaced child's exit is not the command's exit.
+      const watchExit = (c: Child) => void c.done.then((code) => c.replaced || resolveExit(code));
+      let child = startChild(command[0]!, command.slice(1), current.env);
+      watchExit(child);
+      let timer: NodeJS.Timeout | undefined;
+      if (argv.watch) {
+        // Poll; on a new version: prepare the new environment fully, then stop the old child
+        // (SIGTERM, SIGKILL after the grace period) and start the new one: never two at once.
+        const poll = async () => {
+          try {
+            const next = await prepare();
+            if (next.versions === current.versions) {
+              await next.files?.remove();
+            } else {
+              process.stderr.write('coffer: a secret changed: restarting the command\n');
+              child.replaced = true;
+              await child.stop(argv.watchGrace * 1000);
+              await current.files?.remove();
+              current = next;
+              child = startChild(command[0]!, command.slice(1), current.env);
+              watchExit(child);
+            }
+          } catch (e) {
+            process.stderr.write(`coffer: could not refresh secrets (${(e as Error).message}); the command keeps running\n`);
+          }
+          timer = setTimeout(poll, argv.watchInterval * 1000);
+        };
+        timer = setTimeout(poll, argv.watchInterval * 1000);
       }
+      const code = await finished;
+      clearTimeout(timer);
+      await current.files?.remove();
       if (argv.revokeOnExit) await c.revoke().catch(() => undefined);
       process.exit(code);
     },
@@ -83,28 +119,43 @@ async function writeSecretFiles(secrets: Secret[], specs: string[]): Promise<{ e
   }
 }
 
-function spawnChild(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  return new Promise((resolve) => {
-    let child;
-    try {
-      child = spawn(file, args, { env, stdio: 'inherit', shell: false });
-    } catch (e) {
-      const big = (e as NodeJS.ErrnoException).code === 'E2BIG';
-      process.stderr.write(`coffer: cannot start ${file}: ${big ? 'the environment is too large (E2BIG)' : (e as Error).message}\n`);
-      return resolve(EXIT.error);
-    }
-    const forward = (signal: NodeJS.Signals) => () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-    };
-    const handlers = FORWARDED.map((s) => [s, forward(s)] as const);
-    for (const [s, h] of handlers) process.on(s, h);
-    child.once('error', (e: NodeJS.ErrnoException) => {
+interface Child {
+  done: Promise<number>;
+  /** Set when the watcher replaces this child: its exit is not the command's exit. */
+  replaced: boolean;
+  stop(graceMs: number): Promise<void>;
+}
+
+function startChild(file: string, args: string[], env: NodeJS.ProcessEnv): Child {
+  let proc: ReturnType<typeof spawn>;
+  const handle: Child = { done: Promise.resolve(EXIT.error), replaced: false, stop: async () => undefined };
+  try {
+    proc = spawn(file, args, { env, stdio: 'inherit', shell: false });
+  } catch (e) {
+    const big = (e as NodeJS.ErrnoException).code === 'E2BIG';
+    process.stderr.write(`coffer: cannot start ${file}: ${big ? 'the environment is too large (E2BIG)' : (e as Error).message}\n`);
+    return handle;
+  }
+  const running = () => proc.exitCode === null && proc.signalCode === null;
+  const handlers = FORWARDED.map((s) => [s, () => running() && proc.kill(s)] as const);
+  for (const [s, h] of handlers) process.on(s, h);
+  handle.done = new Promise((resolve) => {
+    proc.once('error', (e: NodeJS.ErrnoException) => {
       process.stderr.write(`coffer: cannot run ${file}: ${e.code === 'ENOENT' ? 'command not found' : e.code === 'EACCES' ? 'permission denied' : e.code}\n`);
+      for (const [s, h] of handlers) process.off(s, h);
       resolve(e.code === 'ENOENT' ? 127 : e.code === 'EACCES' ? 126 : EXIT.error);
     });
-    child.once('exit', (code, signal) => {
+    proc.once('exit', (code, signal) => {
       for (const [s, h] of handlers) process.off(s, h);
       resolve(code ?? 128 + ((signal && constants.signals[signal]) || 0));
     });
   });
+  handle.stop = async (graceMs) => {
+    if (!running()) return;
+    proc.kill('SIGTERM');
+    const killer = setTimeout(() => running() && proc.kill('SIGKILL'), graceMs);
+    await handle.done;
+    clearTimeout(killer);
+  };
+  return handle;
 }

@@ -145,6 +145,26 @@ describe('coffer CLI against a real server', function () {
       assert.equal(out.match(/got-term/g)?.length, 1);
     });
 
+    it('--watch restarts the command on a new version, stopping the old child before the new one starts', async () => {
+      await run(['put', 'run/watched', 'token=v1']);
+      const log = join(dir, 'watch.log');
+      const script = `const fs = require('fs'); const v = process.env.TOKEN; fs.appendFileSync(${JSON.stringify(log)}, 'start:' + v + ';'); process.on('SIGTERM', () => { fs.appendFileSync(${JSON.stringify(log)}, 'stop:' + v + ';'); process.exit(0); }); process.on('SIGINT', () => process.exit(5)); setInterval(() => {}, 1000);`;
+      const child = spawn(process.execPath, [CLI, 'run', '--path', 'run/watched', '--watch', '--watch-interval', '1', '--watch-grace', '2', '--', process.execPath, '-e', script], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+      const waitFor = async (text: string) => {
+        for (let i = 0; i < 100; i++) {
+          if ((await readFile(log, 'utf8').catch(() => '')).includes(text)) return;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.fail(`never saw ${text} in ${await readFile(log, 'utf8').catch(() => '')}`);
+      };
+      await waitFor('start:v1;');
+      await run(['put', 'run/watched', 'token=v2']);
+      await waitFor('start:v2;');
+      assert.equal(await readFile(log, 'utf8'), 'start:v1;stop:v1;start:v2;');
+      child.kill('SIGINT');
+      assert.equal(await new Promise<number | null>((done) => child.once('exit', done)), 5, 'the current child\'s exit code');
+    });
+
     it('stays alive while a child ignores SIGTERM, and exits with the child when it finally ends', async () => {
       const script = "process.on('SIGTERM', () => process.stdout.write('ignored;')); process.on('SIGINT', () => process.exit(3)); setInterval(() => {}, 1000); process.stdout.write('ready;');";
       const child = spawn(process.execPath, [CLI, 'run', '--path', 'run/app', '--', process.execPath, '-e', script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
