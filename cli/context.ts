@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Coffer } from '../sdk/client.js';
 import { CofferError } from '../sdk/errors.js';
+import { nodeHttpTransport } from '../sdk/transport.js';
 
 /** Global flags every command accepts (API.md). */
 export interface GlobalArgs {
@@ -44,7 +45,8 @@ export async function client(args: GlobalArgs): Promise<Coffer> {
   const caCert = caFile ? await readFile(caFile, 'utf8').catch(() => {
     throw new CofferError('invalid_request', `cannot read COFFER_CACERT file ${caFile}`, 0);
   }) : undefined;
-  return new Coffer({ addr, token, ...(caCert ? { caCert } : {}) });
+  // node:http(s) instead of fetch: the CLI is a short-lived process and fetch costs ~90 ms to load.
+  return new Coffer({ addr, token, transport: nodeHttpTransport(caCert ? { ca: caCert } : {}) });
 }
 
 /** Prints `value` as JSON with --json, else the human text. */

@@ -1,73 +1,12 @@
 #!/usr/bin/env node
-import yargs, { type Argv } from 'yargs';
-import { hideBin } from 'yargs/helpers';
-import { adminCommands } from './commands/admin.js';
-import { auditCommand } from './commands/audit.js';
-import { authCommands } from './commands/auth.js';
-import { exportCommand } from './commands/export.js';
-import { importCommand } from './commands/import.js';
-import { runCommand } from './commands/run.js';
-import { secretCommands } from './commands/secrets.js';
-import { sysCommands } from './commands/sys.js';
-import { EXIT, explain, type GlobalArgs } from './context.js';
-
 /**
- * The `coffer` entry point. `coffer server` is the one command that loads the server (lazily,
- * so client commands start fast); every other command talks to a server through the SDK.
+ * The `coffer` entry point. `coffer run` is a container entrypoint, so it takes a fast path
+ * (node:util parseArgs, no yargs, no server code); everything else loads the full CLI.
  */
-let cli = yargs(hideBin(process.argv))
-  .scriptName('coffer')
-  .version(false)
-  .option('addr', { type: 'string', global: true, describe: 'server address (COFFER_ADDR, default http://127.0.0.1:8740)' })
-  .option('token', { type: 'string', global: true, describe: 'token (prefer COFFER_TOKEN or coffer login: arguments are visible to other users)' })
-  .option('json', { type: 'boolean', global: true, describe: 'machine-readable output' })
-  .option('quiet', { type: 'boolean', global: true, describe: 'print nothing on success' })
-  .command(
-    'server',
-    'Run a Coffer server',
-    (y) =>
-      y
-        .option('dev', { type: 'boolean', describe: 'dev mode: LevelDB in ./.coffer, key file, auto-init and unseal' })
-        .option('config', { type: 'string', describe: 'config file (JSON or YAML)' })
-        .option('data-dir', { type: 'string', describe: 'data directory' })
-        .option('listen', { type: 'string', describe: 'HOST:PORT to listen on (default 127.0.0.1:8740)' })
-        .option('kek', { type: 'string', describe: 'master key source: shamir:, file:PATH, env:VAR, passphrase:[VAR]' })
-        .option('log-level', { type: 'string', describe: 'fatal|error|warn|info|debug|trace|silent' })
-        .example('coffer server --dev', 'run a local dev vault in ./.coffer')
-        .example('coffer server --data-dir /var/lib/coffer --kek shamir:', 'run sealed; then init and unseal'),
-    async (argv) => {
-      const { runServer } = await import('../server/main.js');
-      await runServer({
-        config: argv.config,
-        dev: argv.dev,
-        data_dir: argv.dataDir,
-        listen: argv.listen,
-        kek: argv.kek,
-        log_level: argv.logLevel,
-      });
-    },
-  ) as unknown as Argv<GlobalArgs>;
-cli = sysCommands(cli);
-cli = authCommands(cli);
-cli = secretCommands(cli);
-cli = runCommand(cli);
-cli = exportCommand(cli);
-cli = adminCommands(cli);
-cli = importCommand(cli);
-
-await cli
-  .command('audit', 'Work with audit logs', (y) => auditCommand(y).demandCommand(1, 'name an audit command: verify'))
-  .completion('completion', 'Print a shell completion script (bash/zsh): coffer completion >> ~/.bashrc')
-  .demandCommand(1, 'name a command: see coffer --help')
-  .strict()
-  .fail((message, error, y) => {
-    if (error) {
-      const { message: text, code } = explain(error);
-      process.stderr.write(`coffer: ${text}\n`);
-      process.exit(code);
-    }
-    process.stderr.write(`${y.help()}\n\ncoffer: ${message}\n`);
-    process.exit(EXIT.usage);
-  })
-  .help()
-  .parseAsync();
+const args = process.argv.slice(2);
+if (args[0] === 'run' && !args.slice(0, args.indexOf('--') >>> 0).some((a) => a === '--help' || a === '-h')) {
+  const { runFromArgs } = await import('./run-entry.js');
+  await runFromArgs(args.slice(1));
+} else {
+  await import('./app.js');
+}

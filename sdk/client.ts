@@ -1,4 +1,5 @@
 import { CofferError } from './errors.js';
+import { fetchTransport, type HttpResponse, type Transport } from './transport.js';
 import type { ErrorBody } from './wire/errors.js';
 import type {
   BatchResult,
@@ -26,7 +27,9 @@ export interface CofferOptions {
   timeoutMs?: number;
   /** Retries of idempotent calls on connection errors, 429 and 503; default 3. */
   retries?: number;
-  /** For tests: the fetch implementation and the sleep between retries. */
+  /** How to send requests (default: global fetch; see transport.ts). */
+  transport?: Transport;
+  /** For tests: a fetch implementation, and the sleep between retries. */
   fetch?: typeof fetch;
   sleep?: (ms: number) => Promise<void>;
   /** Renew the token from a login (or `renew`) at two thirds of its lifetime, up to its max TTL. */
@@ -76,7 +79,7 @@ export class Coffer {
   private readonly namespace: string | undefined;
   private readonly timeoutMs: number;
   private readonly retries: number;
-  private readonly fetchImpl: typeof fetch;
+  private readonly transport: Transport;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly autoRenew: boolean;
   private renewTimer: NodeJS.Timeout | undefined;
@@ -91,7 +94,7 @@ export class Coffer {
     this.namespace = options.namespace ?? process.env.COFFER_NAMESPACE;
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.retries = options.retries ?? 3;
-    this.fetchImpl = options.fetch ?? (options.caCert ? withCa(options.caCert) : fetch);
+    this.transport = options.transport ?? fetchTransport(options.fetch ?? (options.caCert ? withCa(options.caCert) : fetch));
     this.sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
     this.autoRenew = options.autoRenew ?? false;
   }
@@ -257,7 +260,7 @@ export class Coffer {
 
   private async call<T>(call: Call): Promise<T> {
     for (let attempt = 0; ; attempt++) {
-      let res: Response;
+      let res: HttpResponse;
       try {
         res = await this.send(call, attempt);
       } catch (e) {
@@ -279,19 +282,18 @@ export class Coffer {
     }
   }
 
-  private async send(call: Call, _attempt: number): Promise<Response> {
+  private async send(call: Call, _attempt: number): Promise<HttpResponse> {
     const url = new URL(this.addr + call.path);
     for (const [k, v] of Object.entries(call.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const headers: Record<string, string> = { Accept: 'application/json' };
     if (call.body !== undefined) headers['Content-Type'] = 'application/json';
     if (call.auth !== false && this.token) headers.Authorization = `Bearer ${this.token}`;
     try {
-      return await this.fetchImpl(url, {
+      return await this.transport(url, {
         method: call.method,
         headers,
-        body: call.body === undefined ? undefined : JSON.stringify(call.body),
-        redirect: 'error',
-        signal: AbortSignal.timeout(this.timeoutMs),
+        ...(call.body === undefined ? {} : { body: JSON.stringify(call.body) }),
+        timeoutMs: this.timeoutMs,
       });
     } catch (e) {
       const reason = (e as Error).name === 'TimeoutError' ? `no answer within ${this.timeoutMs} ms` : 'connection failed';
@@ -300,7 +302,7 @@ export class Coffer {
   }
 
   /** A sealed server answers 503 too, but retrying will not unseal it. */
-  private async isSealed(res: Response): Promise<boolean> {
+  private async isSealed(res: HttpResponse): Promise<boolean> {
     if (res.status !== 503) return false;
     const body = (await res.clone().json().catch(() => undefined)) as ErrorBody | undefined;
     return body?.error?.code === 'sealed' || body?.error?.code === 'not_initialized';
@@ -312,7 +314,7 @@ export class Coffer {
     await this.sleep(Math.max(hinted, base / 2 + Math.random() * (base / 2)));
   }
 
-  private async toError(res: Response): Promise<CofferError> {
+  private async toError(res: HttpResponse): Promise<CofferError> {
     const body = (await res.json().catch(() => undefined)) as ErrorBody | undefined;
     if (!body?.error?.code) return new CofferError('unexpected_response', `unexpected answer from the server (HTTP ${res.status})`, res.status);
     return new CofferError(body.error.code, body.error.message, res.status, body.error.request_id);

@@ -34,62 +34,78 @@ export function runCommand(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         .option('watch-grace', { type: 'number', default: 10, describe: 'seconds between SIGTERM and SIGKILL on a restart' })
         .option('file', { type: 'string', array: true, default: [] as string[], describe: 'KEY=ENV: write the value to a 0600 file (private temp dir, removed on exit) and set ENV to its path' })
         .example('coffer run --path ci/api/db -- ./migrate.sh', 'DB_PASSWORD etc. for one command'),
-    async (argv) => {
-      const command = (argv['--'] as string[] | undefined) ?? [];
-      if (command.length === 0) {
-        process.stderr.write('coffer: name the command after --, e.g. coffer run --path app/db -- ./start.sh\n');
-        process.exit(EXIT.usage);
-      }
-      const c = await client(argv);
-      const base: NodeJS.ProcessEnv = argv.cleanEnv ? Object.fromEntries(MINIMAL_ENV.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]])) : { ...process.env };
-      if (!argv.passToken) delete base.COFFER_TOKEN;
-      /** Everything fetched and checked before any child starts; `versions` detects changes. */
-      const prepare = async () => {
-        const secrets = await fetchSecrets(c, argv.path);
-        const fromSecrets = buildEnv(secrets, { map: argv.map, prefix: argv.prefixEnv, allow: argv.allowEnv });
-        const files = argv.file.length > 0 ? await writeSecretFiles(secrets, argv.file) : undefined;
-        const env = { ...base, ...Object.fromEntries(fromSecrets), ...files?.env }; // secrets win over inherited variables
-        return { env, files, versions: secrets.map((s) => `${s.path}@${s.version}`).join(',') };
-      };
-      let current = await prepare();
-      let resolveExit!: (code: number) => void;
-      const finished = new Promise<number>((resolve) => (resolveExit = resolve));
-      // A replaced child's exit is not the command's exit.
-      const watchExit = (c: Child) => void c.done.then((code) => c.replaced || resolveExit(code));
-      let child = startChild(command[0]!, command.slice(1), current.env);
-      watchExit(child);
-      let timer: NodeJS.Timeout | undefined;
-      if (argv.watch) {
-        // Poll; on a new version: prepare the new environment fully, then stop the old child
-        // (SIGTERM, SIGKILL after the grace period) and start the new one: never two at once.
-        const poll = async () => {
-          try {
-            const next = await prepare();
-            if (next.versions === current.versions) {
-              await next.files?.remove();
-            } else {
-              process.stderr.write('coffer: a secret changed: restarting the command\n');
-              child.replaced = true;
-              await child.stop(argv.watchGrace * 1000);
-              await current.files?.remove();
-              current = next;
-              child = startChild(command[0]!, command.slice(1), current.env);
-              watchExit(child);
-            }
-          } catch (e) {
-            process.stderr.write(`coffer: could not refresh secrets (${(e as Error).message}); the command keeps running\n`);
-          }
-          timer = setTimeout(poll, argv.watchInterval * 1000);
-        };
-        timer = setTimeout(poll, argv.watchInterval * 1000);
-      }
-      const code = await finished;
-      clearTimeout(timer);
-      await current.files?.remove();
-      if (argv.revokeOnExit) await c.revoke().catch(() => undefined);
-      process.exit(code);
-    },
+    (argv) => runWith(argv, (argv['--'] as string[] | undefined) ?? []),
   );
+}
+
+export interface RunOptions extends GlobalArgs {
+  path: string[];
+  prefixEnv: string;
+  map: string[];
+  allowEnv: string[];
+  cleanEnv: boolean;
+  passToken: boolean;
+  revokeOnExit: boolean;
+  file: string[];
+  watch: boolean;
+  watchInterval: number;
+  watchGrace: number;
+}
+
+/** The whole of `coffer run`, shared by the yargs command and the fast entry (run-entry.ts). */
+export async function runWith(argv: RunOptions, command: string[]): Promise<never> {
+  if (command.length === 0) {
+    process.stderr.write('coffer: name the command after --, e.g. coffer run --path app/db -- ./start.sh\n');
+    process.exit(EXIT.usage);
+  }
+  const c = await client(argv);
+  const base: NodeJS.ProcessEnv = argv.cleanEnv ? Object.fromEntries(MINIMAL_ENV.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]])) : { ...process.env };
+  if (!argv.passToken) delete base.COFFER_TOKEN;
+  /** Everything fetched and checked before any child starts; `versions` detects changes. */
+  const prepare = async () => {
+    const secrets = await fetchSecrets(c, argv.path);
+    const fromSecrets = buildEnv(secrets, { map: argv.map, prefix: argv.prefixEnv, allow: argv.allowEnv });
+    const files = argv.file.length > 0 ? await writeSecretFiles(secrets, argv.file) : undefined;
+    const env = { ...base, ...Object.fromEntries(fromSecrets), ...files?.env }; // secrets win over inherited variables
+    return { env, files, versions: secrets.map((s) => `${s.path}@${s.version}`).join(',') };
+  };
+  let current = await prepare();
+  let resolveExit!: (code: number) => void;
+  const finished = new Promise<number>((resolve) => (resolveExit = resolve));
+  // A replaced child's exit is not the command's exit.
+  const watchExit = (c: Child) => void c.done.then((code) => c.replaced || resolveExit(code));
+  let child = startChild(command[0]!, command.slice(1), current.env);
+  watchExit(child);
+  let timer: NodeJS.Timeout | undefined;
+  if (argv.watch) {
+    // Poll; on a new version: prepare the new environment fully, then stop the old child
+    // (SIGTERM, SIGKILL after the grace period) and start the new one: never two at once.
+    const poll = async () => {
+      try {
+        const next = await prepare();
+        if (next.versions === current.versions) {
+          await next.files?.remove();
+        } else {
+          process.stderr.write('coffer: a secret changed: restarting the command\n');
+          child.replaced = true;
+          await child.stop(argv.watchGrace * 1000);
+          await current.files?.remove();
+          current = next;
+          child = startChild(command[0]!, command.slice(1), current.env);
+          watchExit(child);
+        }
+      } catch (e) {
+        process.stderr.write(`coffer: could not refresh secrets (${(e as Error).message}); the command keeps running\n`);
+      }
+      timer = setTimeout(poll, argv.watchInterval * 1000);
+    };
+    timer = setTimeout(poll, argv.watchInterval * 1000);
+  }
+  const code = await finished;
+  clearTimeout(timer);
+  await current.files?.remove();
+  if (argv.revokeOnExit) await c.revoke().catch(() => undefined);
+  process.exit(code);
 }
 
 /**
