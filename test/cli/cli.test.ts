@@ -2,6 +2,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { generateKeyPairSync } from 'node:crypto';
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { SignJWT, exportJWK } from 'jose';
 import { loadConfig } from '../../server/config.js';
 import { startServer, type RunningServer } from '../../server/main.js';
 import { silentLog, tempDir } from '../helpers.js';
@@ -105,6 +109,40 @@ describe('coffer CLI against a real server', function () {
     const split = await run(['import', '--from-dotenv', file, '--path', 'imp/split', '--split', '--json']);
     assert.deepEqual(JSON.parse(split.stdout), ['imp/split/db_host', 'imp/split/db_password', 'imp/split/api_key']);
     assert.doesNotMatch(one.stdout + split.stdout + one.stderr + split.stderr, /quoted value|abc/);
+  });
+
+  it('logs in with a token, an approle and a CI JWT from a loopback issuer', async () => {
+    const home = { HOME: join(dir, 'home-logins'), COFFER_TOKEN: '' };
+    const asToken = await run(['login', 'token', '--token', server.rootToken!], { env: home });
+    assert.equal(asToken.code, 0, asToken.stderr);
+    assert.match(asToken.stdout, /token of root is valid/);
+    const admin = { Authorization: `Bearer ${server.rootToken}`, 'Content-Type': 'application/json' };
+    await fetch(`${server.url}/v1/auth/approle/roles/ci-builder`, { method: 'PUT', headers: admin, body: JSON.stringify({ secret_id_num_uses: 1 }) });
+    const roleId = ((await (await fetch(`${server.url}/v1/auth/approle/roles/ci-builder`, { headers: admin })).json()) as { role_id: string }).role_id;
+    const sid = ((await (await fetch(`${server.url}/v1/auth/approle/roles/ci-builder/secret-id`, { method: 'POST', headers: admin, body: '{}' })).json()) as { secret_id: string }).secret_id;
+    const approle = await run(['login', 'approle', '--role', roleId, '--json', '--no-store'], { env: { ...home, COFFER_SECRET_ID: sid } });
+    assert.equal(approle.code, 0, approle.stderr);
+    assert.equal(JSON.parse(approle.stdout).identity, 'approle:ci-builder');
+    assert.equal((await run(['login', 'approle', '--role', roleId], { env: { ...home, COFFER_SECRET_ID: sid } })).code, 3, 'a one-use secret_id works once');
+
+    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'ci', alg: 'ES256', use: 'sig' };
+    const idp = createHttpServer((_req, res) => void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] })));
+    await new Promise<void>((r) => idp.listen(0, '127.0.0.1', r));
+    try {
+      const issuer = `http://127.0.0.1:${(idp.address() as AddressInfo).port}`;
+      await fetch(`${server.url}/v1/auth/jwt/roles/ci-jwt`, { method: 'PUT', headers: admin, body: JSON.stringify({ issuer, jwks_url: `${issuer}/jwks`, bound_audiences: ['coffer'], bound_subject: 'job:42' }) });
+      const jwt = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'ci' }).setIssuer(issuer).setAudience('coffer').setSubject('job:42').setIssuedAt().setExpirationTime('5m').sign(privateKey);
+      const viaJwt = await run(['login', 'jwt', '--role', 'ci-jwt', '--json', '--no-store'], { env: { ...home, COFFER_JWT: jwt } });
+      assert.equal(viaJwt.code, 0, viaJwt.stderr);
+      assert.equal(JSON.parse(viaJwt.stdout).identity, 'jwt:ci-jwt:job:42');
+      const wrongSub = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'ci' }).setIssuer(issuer).setAudience('coffer').setSubject('job:43').setIssuedAt().setExpirationTime('5m').sign(privateKey);
+      const refused = await run(['login', 'jwt', '--role', 'ci-jwt'], { env: { ...home, COFFER_JWT: wrongSub } });
+      assert.equal(refused.code, 3);
+      assert.doesNotMatch(refused.stderr + refused.stdout, /eyJ/, 'no token in the output');
+    } finally {
+      idp.close();
+    }
   });
 
   describe('run', () => {
@@ -225,12 +263,16 @@ describe('coffer CLI against a real server', function () {
       const file = join(dir, 'env.sh');
       await writeFile(file, shell.stdout);
       const echoed = await new Promise<string>((done) => {
-        const sh = spawn('sh', ['-c', `. ${file}; printf '%s' "$TOKEN"`]);
+        const sh = spawn('bash', ['-c', `source ${file}; printf '%s' "$TOKEN"`]);
         let out = '';
         sh.stdout.on('data', (d: Buffer) => (out += d.toString()));
         sh.once('exit', () => done(out));
       });
       assert.equal(echoed, value);
+    });
+
+    it('json format is the plain map', async () => {
+      assert.deepEqual(JSON.parse((await run(['export', '--path', 'exp/app', '--format', 'json'])).stdout), { TOKEN: value });
     });
 
     it('dotenv escapes quotes, dollars, backticks and newlines', async () => {
