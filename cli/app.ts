@@ -5,6 +5,7 @@ import { auditCommand } from './commands/audit.js';
 import { authCommands } from './commands/auth.js';
 import { exportCommand } from './commands/export.js';
 import { importCommand } from './commands/import.js';
+import { keyringCommands } from './commands/keyring.js';
 import { runCommand } from './commands/run.js';
 import { secretCommands } from './commands/secrets.js';
 import { sysCommands } from './commands/sys.js';
@@ -53,6 +54,7 @@ cli = runCommand(cli);
 cli = exportCommand(cli);
 cli = adminCommands(cli);
 cli = importCommand(cli);
+cli = keyringCommands(cli);
 
 await cli
   .command('audit', 'Work with audit logs', (y) => auditCommand(y).demandCommand(1, 'name an audit command: verify'))

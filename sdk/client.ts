@@ -3,6 +3,8 @@ import { fetchTransport, type HttpResponse, type Transport } from './transport.j
 import type { ErrorBody } from './wire/errors.js';
 import type {
   BatchResult,
+  KeyringStatus,
+  RewrapProgress,
   Health,
   ListResult,
   LoginResult,
@@ -226,6 +228,19 @@ export class Coffer {
 
   resetUnseal(): Promise<SealStatus> {
     return this.call({ method: 'POST', path: '/v1/sys/unseal', body: { reset: true }, auth: false });
+  }
+
+  /** Keyring of a namespace, with its versions and any background rewrap progress. */
+  keyring(namespace: string): Promise<KeyringStatus> {
+    return this.call({ method: 'GET', path: `/v1/sys/keyrings/${encodeURIComponent(namespace)}`, idempotent: true });
+  }
+
+  rotateKeyring(namespace: string, rewrap = false): Promise<{ namespace: string; version: number; rewrap: RewrapProgress | null }> {
+    return this.call({ method: 'POST', path: `/v1/sys/keyrings/${encodeURIComponent(namespace)}/rotate`, body: { rewrap } });
+  }
+
+  rotateMasterKey(): Promise<{ master_version: number; keyrings_rewrapped: number }> {
+    return this.call({ method: 'POST', path: '/v1/sys/rotate', body: {} });
   }
 
   async seal(): Promise<void> {

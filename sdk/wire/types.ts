@@ -77,3 +77,22 @@ export interface TokenSelf {
   expires_at: string;
   jti: string;
 }
+
+export interface RewrapProgress {
+  namespace: string;
+  state: 'running' | 'done' | 'failed';
+  target_version: number;
+  total: number;
+  scanned: number;
+  rewrapped: number;
+  started_at: string;
+  finished_at: string | null;
+}
+
+export interface KeyringStatus {
+  namespace: string;
+  master_version: number;
+  current: number;
+  versions: { version: number; created_at: number; wraps: number; master_version: number }[];
+  rewrap: RewrapProgress | null;
+}

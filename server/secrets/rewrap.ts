@@ -11,6 +11,8 @@ export interface RewrapProgress {
   target_version: number;
   /** Last `ver/` key handled; the job resumes after it. */
   cursor: string | null;
+  /** Version records in the namespace when the job started (for progress bars). */
+  total: number;
   scanned: number;
   rewrapped: number;
   started_at: string;
@@ -43,6 +45,7 @@ export class RewrapJobs {
       state: 'running',
       target_version: targetVersion,
       cursor: null,
+      total: await this.countVersions(namespace),
       scanned: 0,
       rewrapped: 0,
       started_at: new Date(this.now()).toISOString(),
@@ -119,6 +122,12 @@ export class RewrapJobs {
       tx.put(rewrapKey(namespace), encode(p));
       return finished;
     });
+  }
+
+  private async countVersions(namespace: string): Promise<number> {
+    let total = 0;
+    for (const prefix of [`${VERSION_PREFIX}${namespace}#`, `${VERSION_PREFIX}${namespace}/`]) total += await this.store.count(prefix, prefixEnd(prefix));
+    return total;
   }
 
   /** The next version records of `namespace` after `cursor`: `ver/<ns>#…` then `ver/<ns>/…`. */

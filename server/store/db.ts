@@ -79,6 +79,14 @@ export class Store {
     return this.db.iterator({ gte, lt, limit }).all();
   }
 
+  /** How many keys lie in [gte, lt) (keys only, no values read). */
+  async count(gte: string, lt: string): Promise<number> {
+    this.checkOpen();
+    let n = 0;
+    for await (const _key of this.db.keys({ gte, lt })) n++;
+    return n;
+  }
+
   scanPrefix(prefix: string, after?: string, limit = -1): Promise<[string, Uint8Array][]> {
     const gt = after !== undefined && after >= prefix ? after : undefined;
     this.checkOpen();

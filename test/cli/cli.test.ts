@@ -145,6 +145,18 @@ describe('coffer CLI against a real server', function () {
     }
   });
 
+  it('rotates a keyring with a waited rewrap and reports it', async () => {
+    for (let i = 0; i < 5; i++) await run(['put', `rot/s${i}`, `v=${i}`]);
+    const rotated = await run(['keyring', 'rotate', 'rot', '--rewrap', '--wait', '--json']);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    const status = JSON.parse(rotated.stdout);
+    assert.equal(status.current, 2);
+    assert.deepEqual([status.rewrap.state, status.rewrap.total, status.rewrap.rewrapped], ['done', 5, 5]);
+    assert.match((await run(['keyring', 'status', 'rot'])).stdout, /^keyring rot: version 2 of 2/);
+    assert.match((await run(['rotate-master'])).stdout, /^master key version 2;/);
+    assert.equal((await run(['get', 'rot/s3', '--field', 'v'])).stdout, '3\n');
+  });
+
   describe('run', () => {
     before(async () => {
       const tricky = 'line one\nline two\r\n  spaced  =equals "double" \'single\' $HOME `id` $(id) ; && \\';
