@@ -5,20 +5,14 @@ import { namespaceOf } from '../paths.js';
 import type { Store, Tx } from '../store/db.js';
 import { META_PREFIX, metaKey, prefixEnd, versionKey } from '../store/keys.js';
 import { openVersion, sealVersion, type VersionAddress } from './record.js';
-import type { Secret } from '../../sdk/wire/types.js';
-import { generatePassword, inspectCertificate, type Charset, type SecretType } from './types.js';
+import type { PutSecretRequest, Secret } from '../../sdk/wire/types.js';
+import { generatePassword, inspectCertificate, type SecretType } from './types.js';
 
 export const MAX_DATA_BYTES = 64 * 1024;
 export const MAX_BATCH = 100;
 
-export interface PutInput {
-  type?: SecretType;
-  data: Record<string, string>;
-  metadata?: Record<string, string>;
-  expires_at?: string;
-  cas?: number;
-  generate?: { key: string; length?: number; charset?: Charset };
-}
+/** What a write takes: the wire request (API.md), already validated at the HTTP edge. */
+export type PutInput = PutSecretRequest;
 
 export interface VersionInfo {
   version: number;

@@ -1,4 +1,5 @@
-import type { Response, Router } from 'express';
+import type { Request, Response, Router } from 'express';
+import type { z } from 'zod';
 import { checkLoginName } from '../../auth/logins.js';
 import type { Grant } from '../../auth/logins.js';
 import { requireCapability } from '../authenticate.js';
@@ -27,41 +28,23 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
     res.json(tokenResponse(token, claims));
   };
 
-  methods(router, '/v1/auth/userpass/login', {
-    post: [
-      perAddress,
-      jsonBody,
-      async (req, res) => {
-        const { username, password } = validate(userpassLoginBody, req.body);
-        perAccount.hit(`user:${username.toLowerCase()}`, res);
-        await issue(res, await deps.logins.userpass.login(username, password), 'userpass');
-      },
-    ],
-  });
+  /** One login route: per-address limit before the body, per-account limit before the check. */
+  const login = <T>(method: string, schema: z.ZodType<T>, account: (body: T) => string, check: (body: T, req: Request) => Promise<Grant>) =>
+    methods(router, `/v1/auth/${method}/login`, {
+      post: [
+        perAddress,
+        jsonBody,
+        async (req, res) => {
+          const body = validate(schema, req.body);
+          perAccount.hit(`${method}:${account(body).toLowerCase()}`, res);
+          await issue(res, await check(body, req), method);
+        },
+      ],
+    });
 
-  methods(router, '/v1/auth/jwt/login', {
-    post: [
-      perAddress,
-      jsonBody,
-      async (req, res) => {
-        const { role, jwt } = validate(jwtLoginBody, req.body);
-        perAccount.hit(`jwt:${role.toLowerCase()}`, res);
-        await issue(res, await deps.logins.jwt.login(role, jwt), 'jwt');
-      },
-    ],
-  });
-
-  methods(router, '/v1/auth/approle/login', {
-    post: [
-      perAddress,
-      jsonBody,
-      async (req, res) => {
-        const { role_id, secret_id } = validate(appRoleLoginBody, req.body);
-        perAccount.hit(`approle:${role_id.toLowerCase()}`, res);
-        await issue(res, await deps.logins.approle.login(role_id, secret_id, req.socket.remoteAddress ?? ''), 'approle');
-      },
-    ],
-  });
+  login('userpass', userpassLoginBody, (b) => b.username, (b) => deps.logins.userpass.login(b.username, b.password));
+  login('jwt', jwtLoginBody, (b) => b.role, (b) => deps.logins.jwt.login(b.role, b.jwt));
+  login('approle', appRoleLoginBody, (b) => b.role_id, (b, req) => deps.logins.approle.login(b.role_id, b.secret_id, req.socket.remoteAddress ?? ''));
 }
 
 /** Admin CRUD of userpass users, approle roles and jwt roles (`admin` on `sys/auth/...`). */
