@@ -16,6 +16,7 @@ import type { KeyringOptions } from '../server/keys/keyring.js';
 import type { RootKeySource } from '../server/keys/root-key.js';
 import { SealManager } from '../server/keys/seal.js';
 import { SecretsEngine, type SecretsOptions } from '../server/secrets/engine.js';
+import { TransitEngine } from '../server/transit/engine.js';
 import { RewrapJobs } from '../server/secrets/rewrap.js';
 import { Store } from '../server/store/db.js';
 
@@ -81,7 +82,8 @@ export async function openVault(options: VaultOptions = {}): Promise<TestVault> 
   const log = options.log ?? silentLog;
   const rewrap = new RewrapJobs(store, seal, log);
   const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store, options.now ?? Date.now), jwt: new JwtMethod(store, log, options.now ?? Date.now) };
-  const app = createApp({ store, seal, secrets, access, logins, rewrap, audit, auditSigner, loginLimits: options.loginLimits, log, metrics: createMetrics(false), version: 'test' });
+  const transit = new TransitEngine(store, seal, options.now ?? Date.now);
+  const app = createApp({ store, seal, secrets, transit, access, logins, rewrap, audit, auditSigner, loginLimits: options.loginLimits, log, metrics: createMetrics(false), version: 'test' });
   const vault: TestVault = {
     dir,
     store,

@@ -12,6 +12,7 @@ export const ERROR_STATUS = {
   cas_mismatch: 409,
   read_only_replica: 409,
   already_initialized: 409,
+  already_exists: 409,
   too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,

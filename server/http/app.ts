@@ -9,6 +9,7 @@ import { errorHandler } from './respond-error.js';
 import { routerOptions } from './router.js';
 import { metricsRoute, publicSysRoutes, sysRoutes } from './routes/sys.js';
 import { secretsRoutes } from './routes/secrets.js';
+import { transitRoutes } from './routes/transit.js';
 import { accessRoutes, jwksRoute } from './routes/access.js';
 import { loginAdminRoutes, loginRoutes } from './routes/logins.js';
 
@@ -48,6 +49,7 @@ export function createApp(deps: AppDeps): Express {
   loginRoutes(router, deps);
   router.use(authenticate(() => deps.access));
   secretsRoutes(router, deps);
+  transitRoutes(router, deps);
   accessRoutes(router, deps);
   loginAdminRoutes(router, deps);
   sysRoutes(router, deps);

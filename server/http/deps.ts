@@ -9,12 +9,14 @@ import type { SealManager } from '../keys/seal.js';
 import type { SecretsEngine } from '../secrets/engine.js';
 import type { RewrapJobs } from '../secrets/rewrap.js';
 import type { Store } from '../store/db.js';
+import type { TransitEngine } from '../transit/engine.js';
 
 /** Everything the HTTP layer needs, built by main.ts (or a test) and handed to createApp. */
 export interface AppDeps {
   store: Store;
   seal: SealManager;
   secrets: SecretsEngine;
+  transit: TransitEngine;
   access: AuthService;
   logins: { userpass: UserpassMethod; approle: AppRoleMethod; jwt: JwtMethod };
   rewrap: RewrapJobs;
