@@ -6,6 +6,7 @@ import { authCommands } from './commands/auth.js';
 import { exportCommand } from './commands/export.js';
 import { importCommand } from './commands/import.js';
 import { keyringCommands } from './commands/keyring.js';
+import { keyCommands } from './commands/key.js';
 import { runCommand } from './commands/run.js';
 import { secretCommands } from './commands/secrets.js';
 import { sysCommands } from './commands/sys.js';
@@ -55,6 +56,7 @@ cli = exportCommand(cli);
 cli = adminCommands(cli);
 cli = importCommand(cli);
 cli = keyringCommands(cli);
+cli = keyCommands(cli);
 
 await cli
   .command('audit', 'Work with audit logs', (y) => auditCommand(y).demandCommand(1, 'name an audit command: verify'))

@@ -4,6 +4,7 @@ import type { ErrorBody } from './wire/errors.js';
 import type {
   BatchResult,
   KeyringStatus,
+  TransitKeyInfo,
   RewrapProgress,
   Health,
   ListResult,
@@ -204,6 +205,37 @@ export class Coffer {
   /** A new approle secret_id (shown once). */
   createSecretId(role: string): Promise<{ secret_id: string; expires_at: string | null; uses: number | null }> {
     return this.call({ method: 'POST', path: `${ADMIN_ROUTES.approle}/${encodeURIComponent(role)}/secret-id`, body: {} });
+  }
+
+  // ---- data keys (transit)
+
+  createKey(name: string, options: { exportable?: boolean; usage?: ('encrypt' | 'decrypt' | 'datakey')[] } = {}): Promise<TransitKeyInfo> {
+    return this.call({ method: 'POST', path: `/v1/keys/${encodeURIComponent(name)}`, body: options });
+  }
+
+  keyInfo(name: string): Promise<TransitKeyInfo> {
+    return this.call({ method: 'GET', path: `/v1/keys/${encodeURIComponent(name)}`, idempotent: true });
+  }
+
+  rotateKey(name: string): Promise<TransitKeyInfo> {
+    return this.call({ method: 'POST', path: `/v1/keys/${encodeURIComponent(name)}/rotate`, body: {} });
+  }
+
+  async encrypt(name: string, plaintext: Uint8Array, context?: Uint8Array): Promise<string> {
+    const body = { plaintext: Buffer.from(plaintext).toString('base64'), ...(context ? { context: Buffer.from(context).toString('base64') } : {}) };
+    return (await this.call<{ ciphertext: string }>({ method: 'POST', path: `/v1/keys/${encodeURIComponent(name)}/encrypt`, body, idempotent: true })).ciphertext;
+  }
+
+  async decrypt(name: string, ciphertext: string, context?: Uint8Array): Promise<Uint8Array> {
+    const body = { ciphertext, ...(context ? { context: Buffer.from(context).toString('base64') } : {}) };
+    const { plaintext } = await this.call<{ plaintext: string }>({ method: 'POST', path: `/v1/keys/${encodeURIComponent(name)}/decrypt`, body, idempotent: true });
+    return new Uint8Array(Buffer.from(plaintext, 'base64'));
+  }
+
+  async dataKey(name: string, context?: Uint8Array): Promise<{ plaintext: Uint8Array; ciphertext: string }> {
+    const body = context ? { context: Buffer.from(context).toString('base64') } : {};
+    const r = await this.call<{ plaintext: string; ciphertext: string }>({ method: 'POST', path: `/v1/keys/${encodeURIComponent(name)}/datakey`, body });
+    return { plaintext: new Uint8Array(Buffer.from(r.plaintext, 'base64')), ciphertext: r.ciphertext };
   }
 
   // ---- sys

@@ -96,3 +96,12 @@ export interface KeyringStatus {
   versions: { version: number; created_at: number; wraps: number; master_version: number }[];
   rewrap: RewrapProgress | null;
 }
+
+export interface TransitKeyInfo {
+  name: string;
+  latest_version: number;
+  min_decryption_version: number;
+  exportable: boolean;
+  usage: ('encrypt' | 'decrypt' | 'datakey')[];
+  versions: { version: number; created_at: string }[];
+}

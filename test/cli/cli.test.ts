@@ -157,6 +157,17 @@ describe('coffer CLI against a real server', function () {
     assert.equal((await run(['get', 'rot/s3', '--field', 'v'])).stdout, '3\n');
   });
 
+  it('encrypts and decrypts with a named key through stdin', async () => {
+    assert.equal((await run(['key', 'create', 'cli-orders'])).stdout, 'created key cli-orders (version 1)\n');
+    const ct = (await run(['key', 'encrypt', 'cli-orders', '--context', 'tenant-1'], { stdin: 'card 4111' })).stdout.trim();
+    assert.match(ct, /^coffer:v1:/);
+    assert.equal((await run(['key', 'decrypt', 'cli-orders', '--context', 'tenant-1'], { stdin: ct })).stdout, 'card 4111');
+    assert.equal((await run(['key', 'decrypt', 'cli-orders'], { stdin: ct })).code, 1, 'wrong context');
+    assert.match((await run(['key', 'rotate', 'cli-orders'])).stdout, /version 2/);
+    const dk = JSON.parse((await run(['key', 'datakey', 'cli-orders', '--json'])).stdout);
+    assert.equal(Buffer.from(dk.plaintext, 'base64').length, 32);
+  });
+
   describe('run', () => {
     before(async () => {
       const tricky = 'line one\nline two\r\n  spaced  =equals "double" \'single\' $HOME `id` $(id) ; && \\';
