@@ -157,3 +157,31 @@ describe('audit sinks', function () {
     assert.equal(verifyAuditLog(text).ok, true);
   });
 });
+
+describe('audit sinks: a hung sink', function () {
+  this.timeout(20_000);
+
+  it('is bounded by the timeout and never stalls the other sink', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { open: openFile } = await import('node:fs/promises');
+    const { tempDir } = await import('../../helpers.js');
+    const dir = await tempDir('coffer-hung-');
+    const fifo = join(dir, 'hung.fifo');
+    execFileSync('mkfifo', [fifo]);
+    // Writing into a FIFO nobody reads blocks: the sink hangs.
+    const vault = await openVault({ audit: { files: [join(dir, 'good.log'), fifo], timeoutMs: 300 } });
+    try {
+      const t = Date.now();
+      const res = await request(vault.app).put('/v1/secrets/app/db').set(vault.auth).send({ data: { v: '1' } });
+      assert.equal(res.status, 200, 'answered through the good sink');
+      assert.ok(Date.now() - t < 3_000, 'not stalled by the hung sink');
+      assert.ok(vault.audit.failedWrites >= 1, 'the hung sink counts as failed');
+      assert.match(await readFile(join(dir, 'good.log'), 'utf8'), /"path":"app\/db"/);
+    } finally {
+      const reader = await openFile(fifo, 'r'); // unblocks the pending open so the thread pool is freed
+      await reader.close();
+      await vault.cleanup();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
