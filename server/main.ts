@@ -15,6 +15,7 @@ import { CofferError } from './errors.js';
 import { createApp } from './http/app.js';
 import { createMetrics } from './http/metrics.js';
 import { createKeyFile, parseKekUri, type RootKeySource } from './keys/root-key.js';
+import { ByokService } from './keys/byok.js';
 import { SealManager } from './keys/seal.js';
 import { SecretsEngine } from './secrets/engine.js';
 import { TransitEngine } from './transit/engine.js';
@@ -70,6 +71,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     const secrets = new SecretsEngine(store, seal, { maxVersions: config.max_versions });
     const rewrap = new RewrapJobs(store, seal, log);
     const transit = new TransitEngine(store, seal);
+    const byok = new ByokService(store, seal);
     const audit = new AuditLog({
       files: config.audit_files ?? [join(dataDir, 'audit.log')],
       stdout: config.audit_stdout,
@@ -95,7 +97,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
 
     const metrics = createMetrics();
     const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store), jwt: new JwtMethod(store, log) };
-    const app = createApp({ store, seal, secrets, transit, access, logins, rewrap, audit, auditSigner, log, metrics, version: VERSION, metricsPublic: config.metrics_public });
+    const app = createApp({ store, seal, secrets, transit, byok, access, logins, rewrap, audit, auditSigner, log, metrics, version: VERSION, metricsPublic: config.metrics_public });
     const server = await listen(app, config.listen);
     const address = server.address() as AddressInfo;
     const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;

@@ -14,6 +14,7 @@ import { createApp } from '../server/http/app.js';
 import { createMetrics } from '../server/http/metrics.js';
 import type { KeyringOptions } from '../server/keys/keyring.js';
 import type { RootKeySource } from '../server/keys/root-key.js';
+import { ByokService } from '../server/keys/byok.js';
 import { SealManager } from '../server/keys/seal.js';
 import { SecretsEngine, type SecretsOptions } from '../server/secrets/engine.js';
 import { TransitEngine } from '../server/transit/engine.js';
@@ -83,7 +84,8 @@ export async function openVault(options: VaultOptions = {}): Promise<TestVault> 
   const rewrap = new RewrapJobs(store, seal, log);
   const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store, options.now ?? Date.now), jwt: new JwtMethod(store, log, options.now ?? Date.now) };
   const transit = new TransitEngine(store, seal, options.now ?? Date.now);
-  const app = createApp({ store, seal, secrets, transit, access, logins, rewrap, audit, auditSigner, loginLimits: options.loginLimits, log, metrics: createMetrics(false), version: 'test' });
+  const byok = new ByokService(store, seal, options.now ?? Date.now);
+  const app = createApp({ store, seal, secrets, transit, byok, access, logins, rewrap, audit, auditSigner, loginLimits: options.loginLimits, log, metrics: createMetrics(false), version: 'test' });
   const vault: TestVault = {
     dir,
     store,

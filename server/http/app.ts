@@ -9,6 +9,7 @@ import { errorHandler } from './respond-error.js';
 import { routerOptions } from './router.js';
 import { metricsRoute, publicSysRoutes, sysRoutes } from './routes/sys.js';
 import { secretsRoutes } from './routes/secrets.js';
+import { byokRoutes } from './routes/byok.js';
 import { transitRoutes } from './routes/transit.js';
 import { accessRoutes, jwksRoute } from './routes/access.js';
 import { loginAdminRoutes, loginRoutes } from './routes/logins.js';
@@ -53,6 +54,7 @@ export function createApp(deps: AppDeps): Express {
   accessRoutes(router, deps);
   loginAdminRoutes(router, deps);
   sysRoutes(router, deps);
+  byokRoutes(router, deps);
   if (!deps.metricsPublic) metricsRoute(router, deps);
   router.use((_req: Request, _res: Response) => {
     throw new CofferError('not_found', 'no such route');

@@ -5,6 +5,7 @@ import type { AuditSigner } from '../audit/signer.js';
 import type { JwtMethod } from '../auth/jwt-login.js';
 import type { AppRoleMethod, UserpassMethod } from '../auth/logins.js';
 import type { AuthService } from '../auth/service.js';
+import type { ByokService } from '../keys/byok.js';
 import type { SealManager } from '../keys/seal.js';
 import type { SecretsEngine } from '../secrets/engine.js';
 import type { RewrapJobs } from '../secrets/rewrap.js';
@@ -17,6 +18,7 @@ export interface AppDeps {
   seal: SealManager;
   secrets: SecretsEngine;
   transit: TransitEngine;
+  byok: ByokService;
   access: AuthService;
   logins: { userpass: UserpassMethod; approle: AppRoleMethod; jwt: JwtMethod };
   rewrap: RewrapJobs;

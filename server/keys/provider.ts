@@ -16,6 +16,8 @@ export interface MasterKeyProvider {
   versionOf(wrapped: Uint8Array): number;
   /** Creates and persists a new master version and makes it current. */
   rotate(): Promise<number>;
+  /** Installs given key material (BYOK) as a new current master version. */
+  importVersion(material: Uint8Array): Promise<number>;
   /** Forgets every key (zeroizes in-memory material). The provider is unusable afterwards. */
   close(): void;
 }

@@ -1,4 +1,5 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
+import { promisify } from 'node:util';
 import { encodeContext, fromBase64, toBase64 } from '../crypto/bytes.js';
 import { envelopeKeyVersion, openEnvelope, sealEnvelope } from '../crypto/envelope.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
@@ -27,14 +28,20 @@ export interface KeyPair {
 
 const context = (keys: UnsealedKeys, purpose: string, kid: string) => encodeContext('coffer/keypair', keys.clusterId, purpose, kid);
 
+const generate = promisify(generateKeyPair) as (type: string, options?: object) => Promise<{ privateKey: KeyObject; publicKey: KeyObject }>;
+
+/** Ed25519 for signing; RSA-4096 for the BYOK wrapping key (generated off the event loop). */
+export type KeyPairType = 'ed25519' | 'rsa-4096';
+
 export async function createSealedKeyPair(
   tx: Tx,
   keys: UnsealedKeys,
   purpose: string,
   now: number,
   random: RandomSource = systemRandom,
+  type: KeyPairType = 'ed25519',
 ): Promise<{ record: SealedKeyPairRecord; pair: KeyPair }> {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const { privateKey, publicKey } = type === 'ed25519' ? await generate('ed25519') : await generate('rsa', { modulusLength: 4096 });
   const kid = Buffer.from(random(12)).toString('base64url');
   const der = new Uint8Array(privateKey.export({ format: 'der', type: 'pkcs8' }));
   const { version, key } = await keys.keyrings.encryptionKey(tx, 'sys');

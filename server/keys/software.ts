@@ -71,9 +71,18 @@ export class SoftwareProvider implements MasterKeyProvider {
   }
 
   async rotate(): Promise<number> {
+    return this.install(this.random(KEY_LENGTH));
+  }
+
+  async importVersion(material: Uint8Array): Promise<number> {
+    if (material.length !== KEY_LENGTH) throw new CofferError('invalid_request', 'imported key material must be 256 bits');
+    return this.install(Uint8Array.from(material));
+  }
+
+  /** Persists `key` (owned from here on) as the next version, then makes it current. */
+  private async install(key: Uint8Array): Promise<number> {
     this.checkOpen();
     const version = this.current + 1;
-    const key = this.random(KEY_LENGTH);
     const wrapped = sealEnvelope(this.rootKey, version, key, this.masterContext(version), this.random);
     try {
       await this.store.mutate((tx) => tx.put(masterKey(version), wrapped));
