@@ -7,6 +7,7 @@ import { exportCommand } from './commands/export.js';
 import { importCommand } from './commands/import.js';
 import { keyringCommands } from './commands/keyring.js';
 import { keyCommands } from './commands/key.js';
+import { byokCommands } from './commands/byok.js';
 import { runCommand } from './commands/run.js';
 import { secretCommands } from './commands/secrets.js';
 import { sysCommands } from './commands/sys.js';
@@ -57,6 +58,7 @@ cli = adminCommands(cli);
 cli = importCommand(cli);
 cli = keyringCommands(cli);
 cli = keyCommands(cli);
+cli = byokCommands(cli);
 
 await cli
   .command('audit', 'Work with audit logs', (y) => auditCommand(y).demandCommand(1, 'name an audit command: verify'))

@@ -238,6 +238,16 @@ export class Coffer {
     return { plaintext: new Uint8Array(Buffer.from(r.plaintext, 'base64')), ciphertext: r.ciphertext };
   }
 
+  // ---- BYOK
+
+  byokWrappingKey(): Promise<{ public_key_pem: string; import_token: string; expires_at: string; oaep_hashes: string[] }> {
+    return this.call({ method: 'GET', path: '/v1/sys/byok/wrapping-key', idempotent: true });
+  }
+
+  byokImport(importToken: string, wrappedKey: string, oaepHash: 'sha256' | 'sha1' = 'sha256'): Promise<{ master_version: number; keyrings_rewrapped: number }> {
+    return this.call({ method: 'POST', path: '/v1/sys/byok/import', body: { import_token: importToken, wrapped_key: wrappedKey, oaep_hash: oaepHash } });
+  }
+
   // ---- sys
 
   async health(): Promise<Health> {

@@ -168,6 +168,24 @@ describe('coffer CLI against a real server', function () {
     assert.equal(Buffer.from(dk.plaintext, 'base64').length, 32);
   });
 
+  it('imports a customer master key: wrapping-key, wrap on the customer side, import', async () => {
+    const pem = join(dir, 'wrap.pem');
+    const wk = await run(['byok', 'wrapping-key', '--out', pem, '--json']);
+    assert.equal(wk.code, 0, wk.stderr);
+    const token = JSON.parse(wk.stdout).import_token as string;
+    const keyFile = join(dir, 'master.key');
+    await writeFile(keyFile, Buffer.alloc(32, 0x42).toString('hex'));
+    const wrapped = await run(['byok', 'wrap', '--public-key', pem, '--key-file', keyFile]);
+    assert.equal(wrapped.code, 0, wrapped.stderr);
+    const bundle = join(dir, 'bundle.b64');
+    await writeFile(bundle, wrapped.stdout);
+    const imported = await run(['byok', 'import', '--import-token', token, '--bundle', bundle]);
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.match(imported.stdout, /^imported as master version \d+/);
+    assert.equal((await run(['byok', 'import', '--import-token', token, '--bundle', bundle])).code, 3, 'the token is single-use');
+    assert.equal((await run(['get', 'app/db', '--field', 'user'])).stdout, 'app\n', 'secrets still read');
+  });
+
   describe('run', () => {
     before(async () => {
       const tricky = 'line one\nline two\r\n  spaced  =equals "double" \'single\' $HOME `id` $(id) ; && \\';

@@ -1,0 +1,50 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import type { Argv } from 'yargs';
+import { wrapForImport, type OaepHash } from '../../sdk/byok.js';
+import { CofferError } from '../../sdk/errors.js';
+import { client, output, type GlobalArgs } from '../context.js';
+import { decodeKeyFile } from '../key-file.js';
+
+/** `coffer byok wrapping-key|wrap|import`: bring your own master key. */
+export function byokCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
+  return yargs.command(
+    'byok <action>',
+    'Bring your own key: fetch the wrapping key, wrap key material, import it',
+    (y) =>
+      y
+        .positional('action', { choices: ['wrapping-key', 'wrap', 'import'] as const, demandOption: true })
+        .option('public-key', { type: 'string', describe: 'wrap: PEM file of the wrapping key' })
+        .option('key-file', { type: 'string', describe: 'wrap: file with the 32-byte key material (raw, hex or base64)' })
+        .option('oaep-hash', { choices: ['sha256', 'sha1'] as const, default: 'sha256' as const })
+        .option('out', { type: 'string', describe: 'wrapping-key: write the PEM here' })
+        .option('import-token', { type: 'string', describe: 'import: the token from wrapping-key' })
+        .option('bundle', { type: 'string', describe: 'import: file holding the wrapped key (base64)' })
+        .example('coffer byok wrapping-key --out wrap.pem', 'prints the import token')
+        .example('coffer byok wrap --public-key wrap.pem --key-file master.key > bundle.b64', 'on the customer side')
+        .example('coffer byok import --import-token … --bundle bundle.b64', 'installs the new master version'),
+    async (argv) => {
+      switch (argv.action) {
+        case 'wrapping-key': {
+          const wk = await (await client(argv)).byokWrappingKey();
+          if (argv.out) await writeFile(argv.out, wk.public_key_pem);
+          return output(argv, wk, () => `${argv.out ? `wrapping key written to ${argv.out}\n` : wk.public_key_pem}import token (single use, expires ${wk.expires_at}):\n${wk.import_token}`);
+        }
+        case 'wrap': {
+          if (!argv.publicKey || !argv.keyFile) throw new CofferError('invalid_request', 'wrap needs --public-key and --key-file', 0);
+          const material = decodeKeyFile(await readFile(argv.keyFile));
+          try {
+            process.stdout.write(`${wrapForImport(await readFile(argv.publicKey, 'utf8'), material, argv.oaepHash as OaepHash)}\n`);
+          } finally {
+            material.fill(0);
+          }
+          return;
+        }
+        case 'import': {
+          if (!argv.importToken || !argv.bundle) throw new CofferError('invalid_request', 'import needs --import-token and --bundle', 0);
+          const result = await (await client(argv)).byokImport(argv.importToken, (await readFile(argv.bundle, 'utf8')).trim(), argv.oaepHash as OaepHash);
+          return output(argv, result, () => `imported as master version ${result.master_version}; ${result.keyrings_rewrapped} keyrings re-wrapped`);
+        }
+      }
+    },
+  );
+}
