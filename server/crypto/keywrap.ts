@@ -1,4 +1,4 @@
-import { constants, createDecipheriv, privateDecrypt, type KeyObject } from 'node:crypto';
+import { constants, createCipheriv, createDecipheriv, createPublicKey, privateDecrypt, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
 import { CofferError } from '../errors.js';
 import { fromBase64, zeroize } from './bytes.js';
 
@@ -31,5 +31,29 @@ export function unwrapImport(privateKey: KeyObject, bundleB64: string, oaepHash:
     throw invalid();
   } finally {
     zeroize(ephemeral);
+  }
+}
+
+/**
+ * The reverse, for quorum export: wraps `material` to a customer RSA key (≥ 3072 bits) in the
+ * same format, so the customer's HSM (or another Coffer) can import it.
+ */
+export function wrapForExport(publicKeyPem: string, material: Uint8Array, oaepHash: 'sha256' | 'sha1'): string {
+  let key: KeyObject;
+  try {
+    key = createPublicKey(publicKeyPem);
+  } catch {
+    throw new CofferError('invalid_request', 'public_key_pem is not a PEM public key');
+  }
+  if (key.asymmetricKeyType !== 'rsa' || (key.asymmetricKeyDetails?.modulusLength ?? 0) < 3072) {
+    throw new CofferError('invalid_request', 'the export key must be RSA with at least 3072 bits');
+  }
+  const ephemeral = randomBytes(32);
+  try {
+    const head = publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash }, ephemeral);
+    const kwp = createCipheriv('id-aes256-wrap-pad', ephemeral, KWP_IV);
+    return Buffer.concat([head, kwp.update(material), kwp.final()]).toString('base64');
+  } finally {
+    ephemeral.fill(0);
   }
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { unwrapImport } from '../crypto/keywrap.js';
+import { unwrapImport, wrapForExport } from '../crypto/keywrap.js';
 import { zeroize } from '../crypto/bytes.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { CofferError } from '../errors.js';
@@ -67,6 +67,18 @@ export class ByokService {
       const version = await keys.provider.importVersion(material);
       const rewrapped = await keys.keyrings.rewrapUnderCurrentMaster();
       return { master_version: version, keyrings_rewrapped: rewrapped };
+    } finally {
+      zeroize(material);
+    }
+  }
+
+  /** Wraps the current master key to a customer key; needs a quorum of shares. */
+  async export(publicKeyPem: string, shares: string[], oaepHash: 'sha256' | 'sha1'): Promise<{ bundle: string; master_version: number }> {
+    const keys = this.seal.keys();
+    await this.seal.verifyQuorum(shares);
+    const { version, material } = keys.provider.exportCurrent();
+    try {
+      return { bundle: wrapForExport(publicKeyPem, material, oaepHash), master_version: version };
     } finally {
       zeroize(material);
     }

@@ -18,6 +18,8 @@ export interface MasterKeyProvider {
   rotate(): Promise<number>;
   /** Installs given key material (BYOK) as a new current master version. */
   importVersion(material: Uint8Array): Promise<number>;
+  /** A copy of the current master key material for a quorum-approved export; HSM keys refuse. */
+  exportCurrent(): { version: number; material: Uint8Array };
   /** Forgets every key (zeroizes in-memory material). The provider is unusable afterwards. */
   close(): void;
 }

@@ -1,12 +1,12 @@
 import type { SealStatus } from '../../sdk/wire/types.js';
 import { encodeContext, fromBase64, toBase64, zeroize } from '../crypto/bytes.js';
 import { KEY_LENGTH } from '../crypto/aead.js';
-import { openEnvelope, sealEnvelope } from '../crypto/envelope.js';
+import { envelopeKeyVersion, openEnvelope, sealEnvelope } from '../crypto/envelope.js';
 import { assertRandomHealthy, systemRandom, type RandomSource } from '../crypto/random.js';
 import { combine, decodeShare, sameSet, split, type Share } from '../crypto/shamir.js';
 import { CofferError, isCofferError } from '../errors.js';
 import type { Store, Tx } from '../store/db.js';
-import { SEAL_KEY } from '../store/keys.js';
+import { MASTER_PREFIX, SEAL_KEY } from '../store/keys.js';
 import { Keyrings, type KeyringOptions } from './keyring.js';
 import type { MasterKeyProvider } from './provider.js';
 import { loadRootKey, type RootKeySource } from './root-key.js';
@@ -226,6 +226,33 @@ export class SealManager {
       throw e;
     } finally {
       this.busy = false;
+    }
+  }
+
+  /**
+   * Checks that `encoded` holds a quorum of this vault's current shares (for dangerous
+   * operations such as key export). Throws `forbidden` otherwise; keeps nothing.
+   */
+  async verifyQuorum(encoded: string[]): Promise<void> {
+    const config = this.requireConfig();
+    const shares = encoded.map((e) => decodeShare(e, KEY_LENGTH));
+    const refused = () => new CofferError('forbidden', `a quorum of ${config.threshold} distinct shares of this vault is required`);
+    if (new Set(shares.map((s) => s.x)).size !== shares.length || shares.length < config.threshold) throw refused();
+    if (shares.some((s) => toBase64(s.setId) !== config.share_set || s.threshold !== config.threshold)) throw refused();
+    const key = combine(shares);
+    try {
+      if (config.source === 'shamir') {
+        const first = (await this.store.scanPrefix(MASTER_PREFIX, undefined, 1))[0];
+        if (!first) throw refused();
+        zeroize(openEnvelope(key, first[1], encodeContext('coffer/master', config.cluster_id, envelopeKeyVersion(first[1]))));
+      } else {
+        checkRecoveryKey(config, key);
+      }
+    } catch {
+      throw refused();
+    } finally {
+      zeroize(key);
+      for (const s of shares) zeroize(s.y);
     }
   }
 

@@ -79,6 +79,10 @@ export class SoftwareProvider implements MasterKeyProvider {
     return this.install(Uint8Array.from(material));
   }
 
+  exportCurrent(): { version: number; material: Uint8Array } {
+    return { version: this.current, material: Uint8Array.from(this.versionKey(this.current)) };
+  }
+
   /** Persists `key` (owned from here on) as the next version, then makes it current. */
   private async install(key: Uint8Array): Promise<number> {
     this.checkOpen();

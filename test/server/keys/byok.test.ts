@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import request from 'supertest';
 import { wrapForImport } from '../../../sdk/byok.js';
+import { unwrapImport } from '../../../server/crypto/keywrap.js';
 import { openVault, type TestVault } from '../../helpers.js';
 
 const kek = { source: { kind: 'env' as const, variable: 'K' }, env: { K: Buffer.alloc(32, 5).toString('base64') } };
@@ -74,4 +75,35 @@ describe('BYOK import', function () {
     await vault.seal.autoUnsealNow();
     assert.equal((await request(vault.app).get('/v1/secrets/db/b').set(auth)).body.data.v, 'db/b');
   });
+});
+
+describe('BYOK quorum export', function () {
+  this.timeout(30_000);
+  const customer = generateKeyPairSync('rsa', { modulusLength: 3072 });
+  const customerPem = customer.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+
+  for (const [label, options] of [['shamir vault', {}], ['key-file vault (recovery shares)', kek]] as const) {
+    it(`${label}: exports the current master key only with a quorum of its own shares`, async () => {
+      const vault = await openVault({ ...options, init: { shares: 3, threshold: 2 } });
+      const other = await openVault({ init: { shares: 3, threshold: 2 } });
+      try {
+        const exportWith = (shares: string[], pem = customerPem) => request(vault.app).post('/v1/sys/byok/export').set(vault.auth).send({ public_key_pem: pem, shares });
+        assert.equal((await exportWith([vault.shares[0]!])).status, 403, 'below the threshold');
+        assert.equal((await exportWith([vault.shares[0]!, vault.shares[0]!])).status, 403, 'the same share twice');
+        assert.equal((await exportWith([vault.shares[0]!, other.shares[1]!])).status, 403, 'a share of another vault');
+        assert.equal((await exportWith(['junk', vault.shares[1]!])).status, 400, 'a malformed share');
+        const weak = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+        assert.equal((await exportWith([vault.shares[0]!, vault.shares[2]!], weak)).status, 400, 'a weak customer key');
+        const ok = await exportWith([vault.shares[2]!, vault.shares[0]!]);
+        assert.equal(ok.status, 200, JSON.stringify(ok.body));
+        const material = unwrapImport(customer.privateKey, ok.body.bundle, 'sha256');
+        const { version, material: expected } = vault.seal.keys().provider.exportCurrent();
+        assert.equal(ok.body.master_version, version);
+        assert.deepEqual(material, expected);
+      } finally {
+        await vault.cleanup();
+        await other.cleanup();
+      }
+    });
+  }
 });
