@@ -248,6 +248,10 @@ export class Coffer {
     return this.call({ method: 'POST', path: '/v1/sys/byok/import', body: { import_token: importToken, wrapped_key: wrappedKey, oaep_hash: oaepHash } });
   }
 
+  byokExport(publicKeyPem: string, shares: string[], oaepHash: 'sha256' | 'sha1' = 'sha256'): Promise<{ bundle: string; master_version: number }> {
+    return this.call({ method: 'POST', path: '/v1/sys/byok/export', body: { public_key_pem: publicKeyPem, shares, oaep_hash: oaepHash } });
+  }
+
   // ---- sys
 
   async health(): Promise<Health> {

@@ -4,15 +4,17 @@ import { wrapForImport, type OaepHash } from '../../sdk/byok.js';
 import { CofferError } from '../../sdk/errors.js';
 import { client, output, type GlobalArgs } from '../context.js';
 import { decodeKeyFile } from '../key-file.js';
+import { promptSecret } from './sys.js';
 
 /** `coffer byok wrapping-key|wrap|import`: bring your own master key. */
 export function byokCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
   return yargs.command(
     'byok <action>',
-    'Bring your own key: fetch the wrapping key, wrap key material, import it',
+    'Bring your own key: wrapping key, wrap, import; export under a quorum of shares',
     (y) =>
       y
-        .positional('action', { choices: ['wrapping-key', 'wrap', 'import'] as const, demandOption: true })
+        .positional('action', { choices: ['wrapping-key', 'wrap', 'import', 'export'] as const, demandOption: true })
+        .option('shares', { type: 'number', describe: 'export: how many shares to ask for (one per administrator, prompted without echo)' })
         .option('public-key', { type: 'string', describe: 'wrap: PEM file of the wrapping key' })
         .option('key-file', { type: 'string', describe: 'wrap: file with the 32-byte key material (raw, hex or base64)' })
         .option('oaep-hash', { choices: ['sha256', 'sha1'] as const, default: 'sha256' as const })
@@ -38,6 +40,19 @@ export function byokCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
             material.fill(0);
           }
           return;
+        }
+        case 'export': {
+          if (!argv.publicKey || !argv.shares) throw new CofferError('invalid_request', 'export needs --public-key (the customer RSA key) and --shares N', 0);
+          const shares: string[] = [];
+          if (process.stdin.isTTY) {
+            for (let i = 1; i <= argv.shares; i++) shares.push(await promptSecret(`share ${i} of ${argv.shares}: `));
+          } else {
+            const chunks: Buffer[] = [];
+            for await (const c of process.stdin) chunks.push(c as Buffer);
+            shares.push(...Buffer.concat(chunks).toString('utf8').split(/\r?\n/).map((l) => l.trim()).filter(Boolean).slice(0, argv.shares));
+          }
+          const result = await (await client(argv)).byokExport(await readFile(argv.publicKey, 'utf8'), shares, argv.oaepHash as OaepHash);
+          return output(argv, result, () => result.bundle);
         }
         case 'import': {
           if (!argv.importToken || !argv.bundle) throw new CofferError('invalid_request', 'import needs --import-token and --bundle', 0);

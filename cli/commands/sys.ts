@@ -4,7 +4,7 @@ import { CofferError } from '../../sdk/errors.js';
 import { client, output, type GlobalArgs } from '../context.js';
 
 /** Reads one secret line from the terminal without echoing it, or from a pipe. */
-async function promptSecret(question: string): Promise<string> {
+export async function promptSecret(question: string): Promise<string> {
   if (!process.stdin.isTTY) {
     const rl = createInterface({ input: process.stdin });
     for await (const line of rl) {

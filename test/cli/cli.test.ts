@@ -184,6 +184,11 @@ describe('coffer CLI against a real server', function () {
     assert.match(imported.stdout, /^imported as master version \d+/);
     assert.equal((await run(['byok', 'import', '--import-token', token, '--bundle', bundle])).code, 3, 'the token is single-use');
     assert.equal((await run(['get', 'app/db', '--field', 'user'])).stdout, 'app\n', 'secrets still read');
+    const share = (await readFile(join(dir, 'vault', 'recovery-share'), 'utf8')).trim();
+    const exported = await run(['byok', 'export', '--public-key', pem, '--shares', '1'], { stdin: `${share}\n` });
+    assert.equal(exported.code, 0, exported.stderr);
+    assert.match(exported.stdout, /^[A-Za-z0-9+/]+=*\n$/);
+    assert.equal((await run(['byok', 'export', '--public-key', pem, '--shares', '1'], { stdin: 'not-a-share\n' })).code, 1);
   });
 
   describe('run', () => {
