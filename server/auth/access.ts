@@ -29,4 +29,16 @@ export interface AccessControl {
   authorize(identity: Identity, capability: Capability, path: string): boolean;
   /** Whether `identity` may hold `capability` on anything at or below `prefix` ('' = anywhere). */
   authorizeBelow(identity: Identity, capability: Capability, prefix: string): boolean;
+  /**
+   * The caller's permissions frozen now: a request that awaits I/O between two checks (a listing
+   * scan) must answer with one policy version, never the old one for the gate and the new for the filter.
+   */
+  permissions(identity: Identity): Permissions;
 }
+
+export interface Permissions {
+  allows(capability: Capability, path: string): boolean;
+  mayReachBelow(capability: Capability, prefix: string): boolean;
+}
+
+export const ALLOW_ALL: Permissions = { allows: () => true, mayReachBelow: () => true };

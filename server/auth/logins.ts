@@ -193,14 +193,17 @@ function grantOf(sub: string, s: TokenSettings): Grant {
   return { sub, groups: s.groups, policies: s.policies, ttlSeconds: s.token_ttl, maxTtlSeconds: s.token_max_ttl };
 }
 
+/** Canonical prefix lengths only: "/", "/ 8", "/08" or "/0x8" must not silently become /0 or /8. */
+const CIDR = /^([^/\s]+)\/(0|[1-9][0-9]{0,2})$/;
+
 function parseCidr(cidr: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } {
-  const [address, bits] = cidr.split('/');
-  const version = isIP(address ?? '');
-  const prefix = Number(bits);
-  if (!version || !Number.isInteger(prefix) || prefix < 0 || prefix > (version === 4 ? 32 : 128)) {
+  const match = CIDR.exec(cidr);
+  const version = match ? isIP(match[1]!) : 0;
+  const prefix = match ? Number(match[2]) : -1;
+  if (!match || !version || prefix > (version === 4 ? 32 : 128)) {
     throw new CofferError('invalid_request', `bound_cidrs: "${cidr}" is not a CIDR block such as 10.0.0.0/8`);
   }
-  return { address: address!, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
+  return { address: match[1]!, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
 }
 
 /** Matches the socket's peer address (never a forwarded header) against CIDR blocks. */

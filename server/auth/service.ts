@@ -1,4 +1,4 @@
-import type { AccessControl, Capability, Identity } from './access.js';
+import { ALLOW_ALL, type AccessControl, type Capability, type Identity, type Permissions } from './access.js';
 import type { Directory } from './directory.js';
 import type { TokenService } from './tokens.js';
 
@@ -24,10 +24,15 @@ export class AuthService implements AccessControl {
   }
 
   authorize(identity: Identity, capability: Capability, path: string): boolean {
-    return identity.root || this.directory.evaluator(identity.policies, identity.groups).allows(capability, path);
+    return this.permissions(identity).allows(capability, path);
   }
 
   authorizeBelow(identity: Identity, capability: Capability, prefix: string): boolean {
-    return identity.root || this.directory.evaluator(identity.policies, identity.groups).mayReachBelow(capability, prefix);
+    return this.permissions(identity).mayReachBelow(capability, prefix);
+  }
+
+  /** A compiled PolicySet is immutable (edits compile a new one), so it is the snapshot itself. */
+  permissions(identity: Identity): Permissions {
+    return identity.root ? ALLOW_ALL : this.directory.evaluator(identity.policies, identity.groups);
   }
 }

@@ -32,16 +32,16 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
       const prefix = query.prefix ?? '';
       if (query.expiring_within !== undefined) {
         const found = await secrets.expiring(durationMs(query.expiring_within));
-        const identity = identityOf(res);
-        res.json({ secrets: found.filter((s) => access.authorize(identity, 'list', s.path)) });
+        const permissions = access.permissions(identityOf(res));
+        res.json({ secrets: found.filter((s) => permissions.allows('list', s.path)) });
         return;
       }
       // Listing shows only the paths the caller may list; `next` still follows the scan, so
       // pages may be short but pagination never skips or repeats.
-      const identity = identityOf(res);
-      if (!access.authorizeBelow(identity, 'list', prefix)) throw new CofferError('forbidden', `permission denied: list on ${prefix || '(all)'}`);
+      const permissions = access.permissions(identityOf(res));
+      if (!permissions.mayReachBelow('list', prefix)) throw new CofferError('forbidden', `permission denied: list on ${prefix || '(all)'}`);
       const page = await secrets.list(prefix, query.after, query.limit ?? 100);
-      res.json({ keys: page.keys.filter((k) => access.authorize(identity, 'list', k)), next: page.next });
+      res.json({ keys: page.keys.filter((k) => permissions.allows('list', k)), next: page.next });
     },
   });
 
