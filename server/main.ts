@@ -55,13 +55,13 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
   } else {
     source = parseKekUri(config.kek ?? 'shamir:');
   }
-  if (source.kind === 'pkcs11') throw new CofferError('invalid_request', '--kek pkcs11: is not available in this build yet');
 
   const store = await Store.open(join(dataDir, 'db'));
   try {
     const seal = new SealManager(store, {
       source,
       env,
+      log,
       keyring: {
         cacheTtlMs: config.keyring_cache_ttl_s * 1000,
         maxWraps: config.keyring_max_wraps,

@@ -72,7 +72,7 @@ export interface VaultOptions {
 export async function openVault(options: VaultOptions = {}): Promise<TestVault> {
   const dir = options.dir ?? (await tempDir());
   const store = await Store.open(join(dir, 'db'));
-  const seal = new SealManager(store, { source: options.source ?? { kind: 'shamir' }, env: options.env ?? {}, keyring: options.keyring ?? {} });
+  const seal = new SealManager(store, { source: options.source ?? { kind: 'shamir' }, env: options.env ?? {}, keyring: options.keyring ?? {}, log: options.log ?? silentLog });
   const audit = new AuditLog({ files: [join(dir, 'audit.log')], stdout: false, checkpointEvery: 50, timeoutMs: 2_000, now: Date.now, ...options.audit });
   await audit.start();
   const auditSigner = new AuditSigner(store, seal, audit);

@@ -13,6 +13,8 @@ export const ERROR_STATUS = {
   read_only_replica: 409,
   already_initialized: 409,
   already_exists: 409,
+  not_exportable: 409,
+  key_expired: 409,
   too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,
@@ -23,6 +25,7 @@ export const ERROR_STATUS = {
   not_initialized: 503,
   idp_unavailable: 503,
   audit_unavailable: 503,
+  hsm_unavailable: 503,
   unseal_failed: 400,
 } as const;
 

@@ -23,3 +23,17 @@ export interface MasterKeyProvider {
   /** Forgets every key (zeroizes in-memory material). The provider is unusable afterwards. */
   close(): void;
 }
+
+/**
+ * BYOK inside the provider (HSM): the wrapping key pair lives in the token and the import is
+ * unwrapped there, so the material never reaches process memory.
+ */
+export interface HsmImport {
+  wrappingPublicKeyPem(): Promise<string>;
+  /** Installs material wrapped as RSA-OAEP(ephemeral AES key) + AES-KWP(material); returns the new version. */
+  importWrapped(wrappedEphemeral: Uint8Array, wrappedMaterial: Uint8Array, oaepHash: 'sha256' | 'sha1'): Promise<number>;
+}
+
+export function hasHsmImport(provider: MasterKeyProvider): provider is MasterKeyProvider & HsmImport {
+  return typeof (provider as Partial<HsmImport>).importWrapped === 'function';
+}

@@ -5,6 +5,7 @@ import { envelopeKeyVersion, openEnvelope, sealEnvelope } from '../crypto/envelo
 import { assertRandomHealthy, systemRandom, type RandomSource } from '../crypto/random.js';
 import { combine, decodeShare, sameSet, split, type Share } from '../crypto/shamir.js';
 import { CofferError, isCofferError } from '../errors.js';
+import type { Logger } from 'pino';
 import type { Store, Tx } from '../store/db.js';
 import { MASTER_PREFIX, SEAL_KEY } from '../store/keys.js';
 import { Keyrings, type KeyringOptions } from './keyring.js';
@@ -36,6 +37,7 @@ export interface UnsealedKeys {
 
 export interface SealOptions {
   source: RootKeySource;
+  log?: Pick<Logger, 'warn' | 'info' | 'error'>;
   env: NodeJS.ProcessEnv;
   keyring: Partial<KeyringOptions>;
   random: RandomSource;
@@ -43,12 +45,12 @@ export interface SealOptions {
 }
 
 const RECOVERY_CHECK = 'coffer recovery key check';
-const AUTO_UNSEAL: RootKeySource['kind'][] = ['file', 'env', 'passphrase'];
+const AUTO_UNSEAL: RootKeySource['kind'][] = ['file', 'env', 'passphrase', 'pkcs11'];
 
 /**
  * The seal state machine: not initialized -> sealed <-> unsealed. While sealed no key material
  * is in memory. Shamir vaults unseal with `threshold` shares of the root key; auto-unseal
- * sources (key file, env, passphrase) unseal at start and, after a manual seal, with
+ * sources (key file, env, passphrase, HSM) unseal at start and, after a manual seal, with
  * `threshold` shares of the recovery key issued at init.
  */
 export class SealManager {
@@ -130,24 +132,20 @@ export class SealManager {
       const clusterId = Buffer.from(random(16)).toString('hex');
       const source = this.options.source;
       const config: Omit<SealConfig, 'share_set'> = { format: 1, cluster_id: clusterId, source: source.kind, shares, threshold, created_at: this.options.now() };
-      let rootKey: Uint8Array;
+      let provider: MasterKeyProvider;
       let splitKey: Uint8Array;
       if (source.kind === 'shamir') {
-        rootKey = random(KEY_LENGTH);
-        splitKey = rootKey;
-      } else if (AUTO_UNSEAL.includes(source.kind)) {
+        splitKey = random(KEY_LENGTH);
+        provider = await SoftwareProvider.create(this.store, Uint8Array.from(splitKey), clusterId, random);
+      } else {
         if (source.kind === 'passphrase') config.passphrase_salt = toBase64(random(16));
-        rootKey = await loadRootKey(source, this.options.env, saltOf(config));
+        provider = await this.openAutoProvider(config, clusterId, true);
         splitKey = random(KEY_LENGTH);
         config.recovery_check = toBase64(sealEnvelope(splitKey, 1, new TextEncoder().encode(RECOVERY_CHECK), encodeContext('coffer/recovery', clusterId), random));
-      } else {
-        throw new CofferError('invalid_request', `--kek ${source.kind}: is not available in this build`);
       }
       const encodedShares = split(splitKey, shares, threshold, random);
       const shareSet = toBase64(decodeShare(encodedShares[0]!, KEY_LENGTH).setId);
-      if (splitKey !== rootKey) zeroize(splitKey);
-      const provider = await SoftwareProvider.create(this.store, Uint8Array.from(rootKey), clusterId, random);
-      zeroize(rootKey);
+      zeroize(splitKey);
       const full: SealConfig = { ...config, share_set: shareSet };
       const keys: UnsealedKeys = { clusterId, provider, keyrings: new Keyrings(this.store, provider, clusterId, this.options.keyring) };
       try {
@@ -179,8 +177,7 @@ export class SealManager {
     if (!this.sealed) return;
     if (!this.autoUnseal) throw new CofferError('invalid_request', 'this vault unseals with shares, not by itself');
     assertRandomHealthy(this.options.random);
-    const rootKey = await loadRootKey(this.options.source, this.options.env, saltOf(config));
-    const provider = await SoftwareProvider.open(this.store, rootKey, config.cluster_id, this.options.random);
+    const provider = await this.openAutoProvider(config, config.cluster_id, false);
     await this.becomeUnsealed(this.openKeys(provider));
   }
 
@@ -213,8 +210,7 @@ export class SealManager {
       } else {
         checkRecoveryKey(config, key);
         zeroize(key);
-        const rootKey = await loadRootKey(this.options.source, this.options.env, saltOf(config));
-        provider = await SoftwareProvider.open(this.store, rootKey, config.cluster_id, this.options.random);
+        provider = await this.openAutoProvider(config, config.cluster_id, false);
       }
       await this.becomeUnsealed(this.openKeys(provider));
       return this.status();
@@ -283,6 +279,22 @@ export class SealManager {
       await this.seal();
       throw e;
     }
+  }
+
+  /**
+   * The provider of an auto-unseal source: the software provider under a root key from a file,
+   * env var or passphrase, or the HSM (loaded only when configured: it is a native module).
+   */
+  private async openAutoProvider(config: Pick<SealConfig, 'passphrase_salt'>, clusterId: string, create: boolean): Promise<MasterKeyProvider> {
+    const source = this.options.source;
+    if (source.kind === 'pkcs11') {
+      const [{ Pkcs11Provider }, { parsePkcs11Uri }] = await Promise.all([import('./pkcs11/provider.js'), import('./pkcs11/uri.js')]);
+      return Pkcs11Provider.open(parsePkcs11Uri(source.uri), { env: this.options.env, random: this.options.random, ...(this.options.log ? { log: this.options.log } : {}) });
+    }
+    const rootKey = await loadRootKey(source, this.options.env, saltOf(config));
+    return create
+      ? SoftwareProvider.create(this.store, rootKey, clusterId, this.options.random)
+      : SoftwareProvider.open(this.store, rootKey, clusterId, this.options.random);
   }
 
   private openKeys(provider: MasterKeyProvider): UnsealedKeys {
