@@ -11,7 +11,7 @@ import { byokCommands } from './commands/byok.js';
 import { runCommand } from './commands/run.js';
 import { secretCommands } from './commands/secrets.js';
 import { sysCommands } from './commands/sys.js';
-import { EXIT, explain, type GlobalArgs } from './context.js';
+import { EXIT, explain, output, type GlobalArgs } from './context.js';
 
 /**
  * The `coffer` entry point. `coffer server` is the one command that loads the server (lazily,
@@ -33,7 +33,7 @@ let cli = yargs(hideBin(process.argv))
         .option('config', { type: 'string', describe: 'config file (JSON or YAML)' })
         .option('data-dir', { type: 'string', describe: 'data directory' })
         .option('listen', { type: 'string', describe: 'HOST:PORT to listen on (default 127.0.0.1:8740)' })
-        .option('kek', { type: 'string', describe: 'master key source: shamir:, file:PATH, env:VAR, passphrase:[VAR]' })
+        .option('kek', { type: 'string', describe: 'master key source: shamir:, file:PATH, env:VAR, passphrase:[VAR], pkcs11:module=…;token=…;key=…;pin-env=VAR' })
         .option('log-level', { type: 'string', describe: 'fatal|error|warn|info|debug|trace|silent' })
         .example('coffer server --dev', 'run a local dev vault in ./.coffer')
         .example('coffer server --data-dir /var/lib/coffer --kek shamir:', 'run sealed; then init and unseal'),
@@ -49,6 +49,31 @@ let cli = yargs(hideBin(process.argv))
       });
     },
   ) as unknown as Argv<GlobalArgs>;
+cli = cli.command(
+  'hsm init',
+  'Create the master key in an HSM token (refuses to overwrite an existing key)',
+  (y) =>
+    y
+      .option('kek', { type: 'string', demandOption: true, describe: 'pkcs11:module=PATH;token=LABEL[,LABEL];key=LABEL;pin-env=VAR (or pin-file=PATH)' })
+      .option('key-file', { type: 'string', describe: 'put these 32 key bytes into every listed token instead of generating (a cluster needs the same key)' })
+      .example('coffer hsm init --kek "pkcs11:module=/usr/lib/softhsm/libsofthsm2.so;token=coffer;key=master;pin-env=HSM_PIN"', 'generate the key inside the token')
+      .example('coffer hsm init --kek "pkcs11:module=/usr/lib/hsm.so;token=A,B;key=master;pin-env=HSM_PIN" --key-file master.key', 'seed a two-token cluster'),
+  async (argv) => {
+    const [{ parsePkcs11Uri }, { initHsmKey }, { readKeyFile }] = await Promise.all([
+      import('../server/keys/pkcs11/uri.js'),
+      import('../server/keys/pkcs11/init.js'),
+      import('../server/keys/root-key.js'),
+    ]);
+    const settings = parsePkcs11Uri(argv.kek);
+    const material = argv.keyFile ? await readKeyFile(argv.keyFile) : undefined;
+    try {
+      const result = initHsmKey(settings, process.env, material);
+      output(argv, result, () => `Created master key "${result.key}" (version 1, ${result.source}) in ${result.tokens.map((t) => `"${t}"`).join(', ')}.\nStart the server with --kek "${argv.kek}"`);
+    } finally {
+      material?.fill(0);
+    }
+  },
+) as unknown as Argv<GlobalArgs>;
 cli = sysCommands(cli);
 cli = authCommands(cli);
 cli = secretCommands(cli);
