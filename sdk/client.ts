@@ -240,8 +240,20 @@ export class Coffer {
 
   // ---- BYOK
 
-  byokWrappingKey(): Promise<{ public_key_pem: string; import_token: string; expires_at: string; oaep_hashes: string[] }> {
-    return this.call({ method: 'GET', path: '/v1/sys/byok/wrapping-key', idempotent: true });
+  /** A wrapping key and a single-use import token; `rights` are bound to the token (default: not exportable, no expiry). */
+  byokWrappingKey(rights: { exportable?: boolean; valid_to?: string } = {}): Promise<{
+    public_key_pem: string;
+    import_token: string;
+    expires_at: string;
+    oaep_hashes: string[];
+    exportable: boolean;
+    valid_to: string | null;
+  }> {
+    const query = new URLSearchParams();
+    if (rights.exportable !== undefined) query.set('exportable', String(rights.exportable));
+    if (rights.valid_to !== undefined) query.set('valid_to', rights.valid_to);
+    const qs = query.size ? `?${query}` : '';
+    return this.call({ method: 'GET', path: `/v1/sys/byok/wrapping-key${qs}`, idempotent: true });
   }
 
   byokImport(importToken: string, wrappedKey: string, oaepHash: 'sha256' | 'sha1' = 'sha256'): Promise<{ master_version: number; keyrings_rewrapped: number }> {

@@ -62,15 +62,33 @@ export function hsmTokenDir(): string {
 }
 
 let counter = 0;
+/**
+ * SoftHSM2 sees only the tokens that existed when its library was initialised, and the library
+ * stays initialised while any vault in this process uses it; so tokens come from a pool made
+ * before the first initialisation.
+ */
+const POOL_SIZE = 48;
+const pool: { label: string; dir: string }[] = [];
+let pooled = false;
 
-/** Initialises a new token; returns its label and the directory SoftHSM2 keeps it in. */
-export function createToken(label = `t${process.pid}-${++counter}`): { label: string; dir: string } {
+function initToken(label: string): { label: string; dir: string } {
   const dir = hsmTokenDir();
   const before = new Set(readdirSync(dir));
   execFileSync(softhsmUtil()!, ['--init-token', '--free', '--label', label, '--so-pin', SO_PIN, '--pin', HSM_PIN], { stdio: 'ignore', env: process.env });
   const created = readdirSync(dir).find((d) => !before.has(d));
   if (!created) throw new Error(`softhsm2-util did not create token ${label}`);
   return { label, dir: join(dir, created) };
+}
+
+/** A fresh, empty token: its label and the directory SoftHSM2 keeps it in. */
+export function createToken(): { label: string; dir: string } {
+  if (!pooled) {
+    pooled = true;
+    for (let i = 0; i < POOL_SIZE; i++) pool.push(initToken(`t${process.pid}-${++counter}`));
+  }
+  const token = pool.shift();
+  if (!token) throw new Error(`the SoftHSM2 token pool (${POOL_SIZE}) is used up: raise POOL_SIZE in test/hsm.ts`);
+  return token;
 }
 
 export function kekUri(tokens: string[], key = 'master', pin = `pin-env=${PIN_ENV}`): string {

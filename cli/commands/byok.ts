@@ -19,6 +19,8 @@ export function byokCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         .option('key-file', { type: 'string', describe: 'wrap: file with the 32-byte key material (raw, hex or base64)' })
         .option('oaep-hash', { choices: ['sha256', 'sha1'] as const, default: 'sha256' as const })
         .option('out', { type: 'string', describe: 'wrapping-key: write the PEM here' })
+        .option('exportable', { type: 'boolean', describe: 'wrapping-key: the imported key may be exported again under quorum (default: no)' })
+        .option('valid-to', { type: 'string', describe: 'wrapping-key: the imported material stops working at this ISO 8601 time' })
         .option('import-token', { type: 'string', describe: 'import: the token from wrapping-key' })
         .option('bundle', { type: 'string', describe: 'import: file holding the wrapped key (base64)' })
         .example('coffer byok wrapping-key --out wrap.pem', 'prints the import token')
@@ -27,7 +29,10 @@ export function byokCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
     async (argv) => {
       switch (argv.action) {
         case 'wrapping-key': {
-          const wk = await (await client(argv)).byokWrappingKey();
+          const wk = await (await client(argv)).byokWrappingKey({
+            ...(argv.exportable !== undefined ? { exportable: argv.exportable } : {}),
+            ...(argv.validTo !== undefined ? { valid_to: argv.validTo } : {}),
+          });
           if (argv.out) await writeFile(argv.out, wk.public_key_pem);
           return output(argv, wk, () => `${argv.out ? `wrapping key written to ${argv.out}\n` : wk.public_key_pem}import token (single use, expires ${wk.expires_at}):\n${wk.import_token}`);
         }

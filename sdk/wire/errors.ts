@@ -26,6 +26,8 @@ export const ERROR_STATUS = {
   idp_unavailable: 503,
   audit_unavailable: 503,
   hsm_unavailable: 503,
+  replica_stale: 503,
+  lease_expired: 503,
   unseal_failed: 400,
 } as const;
 

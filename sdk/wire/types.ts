@@ -53,6 +53,8 @@ export interface SealStatus {
   shares: number;
   progress: number;
   provider: string;
+  /** The current master key version while unsealed; imported material may expire (BYOK `valid_to`). */
+  master_key?: { version: number; imported: boolean; exportable: boolean; valid_to: string | null; expired: boolean };
 }
 
 export interface Health {
@@ -60,6 +62,8 @@ export interface Health {
   sealed: boolean;
   role: 'primary' | 'replica';
   version: string;
+  /** Conditions an operator must act on (e.g. expired master key material); absent when none. */
+  warnings?: string[];
 }
 
 export interface LoginResult {

@@ -22,6 +22,8 @@ export interface MasterKeyProvider {
   exportCurrent(): { version: number; material: Uint8Array };
   /** Forgets every key (zeroizes in-memory material). The provider is unusable afterwards. */
   close(): void;
+  /** Set when BYOK import happens inside the provider (HSM) rather than in process memory. */
+  readonly hsmImport?: HsmImport | undefined;
 }
 
 /**
@@ -34,6 +36,3 @@ export interface HsmImport {
   importWrapped(wrappedEphemeral: Uint8Array, wrappedMaterial: Uint8Array, oaepHash: 'sha256' | 'sha1'): Promise<number>;
 }
 
-export function hasHsmImport(provider: MasterKeyProvider): provider is MasterKeyProvider & HsmImport {
-  return typeof (provider as Partial<HsmImport>).importWrapped === 'function';
-}

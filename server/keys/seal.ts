@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { Store, Tx } from '../store/db.js';
 import { MASTER_PREFIX, SEAL_KEY } from '../store/keys.js';
 import { Keyrings, type KeyringOptions } from './keyring.js';
+import { GovernedProvider } from './material.js';
 import type { MasterKeyProvider } from './provider.js';
 import { loadRootKey, type RootKeySource } from './root-key.js';
 import { SoftwareProvider } from './software.js';
@@ -31,7 +32,7 @@ interface SealConfig {
 
 export interface UnsealedKeys {
   clusterId: string;
-  provider: MasterKeyProvider;
+  provider: GovernedProvider;
   keyrings: Keyrings;
 }
 
@@ -114,7 +115,14 @@ export class SealManager {
       shares: this.config?.shares ?? 0,
       progress: this.progress.length,
       provider: this.options.source.kind,
+      ...(this.unsealed ? { master_key: this.unsealed.provider.status() } : {}),
     };
+  }
+
+  /** Conditions an operator must act on, for health: expired imported master key material. */
+  warnings(): string[] {
+    const master = this.unsealed?.provider.status();
+    return master?.expired ? [`master key version ${master.version} expired at ${master.valid_to} (BYOK valid_to): keyrings it wraps cannot be opened`] : [];
   }
 
   /**
@@ -147,7 +155,7 @@ export class SealManager {
       const shareSet = toBase64(decodeShare(encodedShares[0]!, KEY_LENGTH).setId);
       zeroize(splitKey);
       const full: SealConfig = { ...config, share_set: shareSet };
-      const keys: UnsealedKeys = { clusterId, provider, keyrings: new Keyrings(this.store, provider, clusterId, this.options.keyring) };
+      const keys = this.unsealedKeys(clusterId, provider);
       try {
         await this.store.mutate(async (tx) => {
           tx.put(SEAL_KEY, Buffer.from(JSON.stringify(full)));
@@ -298,7 +306,11 @@ export class SealManager {
   }
 
   private openKeys(provider: MasterKeyProvider): UnsealedKeys {
-    const clusterId = this.requireConfig().cluster_id;
+    return this.unsealedKeys(this.requireConfig().cluster_id, provider);
+  }
+
+  private unsealedKeys(clusterId: string, inner: MasterKeyProvider): UnsealedKeys {
+    const provider = new GovernedProvider(inner, this.store, this.options.now);
     return { clusterId, provider, keyrings: new Keyrings(this.store, provider, clusterId, this.options.keyring) };
   }
 

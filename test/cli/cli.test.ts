@@ -170,7 +170,7 @@ describe('coffer CLI against a real server', function () {
 
   it('imports a customer master key: wrapping-key, wrap on the customer side, import', async () => {
     const pem = join(dir, 'wrap.pem');
-    const wk = await run(['byok', 'wrapping-key', '--out', pem, '--json']);
+    const wk = await run(['byok', 'wrapping-key', '--out', pem, '--exportable', '--json']);
     assert.equal(wk.code, 0, wk.stderr);
     const token = JSON.parse(wk.stdout).import_token as string;
     const keyFile = join(dir, 'master.key');
@@ -183,7 +183,8 @@ describe('coffer CLI against a real server', function () {
     assert.equal(imported.code, 0, imported.stderr);
     assert.match(imported.stdout, /^imported as master version \d+/);
     assert.equal((await run(['byok', 'import', '--import-token', token, '--bundle', bundle])).code, 3, 'the token is single-use');
-    assert.equal((await run(['get', 'app/db', '--field', 'user'])).stdout, 'app\n', 'secrets still read');
+    const still = await run(['get', 'app/db', '--field', 'user']);
+    assert.equal(still.stdout, 'app\n', `secrets still read: ${still.stderr}`);
     const share = (await readFile(join(dir, 'vault', 'recovery-share'), 'utf8')).trim();
     const exported = await run(['byok', 'export', '--public-key', pem, '--shares', '1'], { stdin: `${share}\n` });
     assert.equal(exported.code, 0, exported.stderr);

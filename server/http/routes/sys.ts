@@ -17,8 +17,10 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
 
   methods(router, '/v1/sys/health', {
     get: (_req, res) => {
-      const body = { initialized: seal.initialized, sealed: seal.sealed, role: 'primary', version: deps.version };
-      res.status(!seal.initialized ? 501 : seal.sealed ? 503 : 200).json(body);
+      const replica = deps.replication?.role === 'replica'; // 429: unsealed, but not the active node
+      const warnings = seal.warnings();
+      const body = { initialized: seal.initialized, sealed: seal.sealed, role: replica ? 'replica' : 'primary', version: deps.version, ...(warnings.length ? { warnings } : {}) };
+      res.status(!seal.initialized ? 501 : seal.sealed ? 503 : replica ? 429 : 200).json(body);
     },
   });
 

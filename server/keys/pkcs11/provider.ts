@@ -50,6 +50,7 @@ export interface HsmCalls {
 export class Pkcs11Provider implements MasterKeyProvider, HsmImport {
   readonly kind = 'pkcs11';
   readonly calls: HsmCalls = { encrypt: 0, decrypt: 0 };
+  readonly hsmImport: HsmImport = this;
   private current = 0;
   private closed = false;
   private readonly random: RandomSource;
@@ -246,11 +247,16 @@ export class Pkcs11Provider implements MasterKeyProvider, HsmImport {
     if (this.now() < member.retryAt) return false;
     const library = member.token.library;
     try {
-      // A library whose every token failed is re-initialised: SoftHSM2 and some network HSM
-      // clients only notice a returning token that way.
-      const siblings = this.members.filter((m) => m.token.library === library);
-      if (siblings.every((m) => !m.token.isOpen)) library.reinitialize();
-      this.connect(member);
+      try {
+        this.connect(member);
+      } catch (first) {
+        // A library whose every token failed is re-initialised: SoftHSM2 and some network HSM
+        // clients only notice a returning token that way. Never while a sibling still works.
+        const siblings = this.members.filter((m) => m.token.library === library);
+        if (first instanceof PinRefused || siblings.some((m) => m.token.isOpen)) throw first;
+        library.reinitialize();
+        this.connect(member);
+      }
       this.options.log?.info({ token: member.token.label }, 'HSM token is available again');
       member.failures = 0;
       return true;

@@ -25,6 +25,8 @@ const DATA_ERRORS: number[] = [CKR.GENERAL_ERROR, CKR.ENCRYPTED_DATA_INVALID, CK
 
 export const GCM_IV_LENGTH = 12;
 export const GCM_TAG_LENGTH = 16;
+/** AES-KWP output for 32 bytes of key material. */
+const KWP_256_LENGTH = 40;
 
 export function pkcs11Code(e: unknown): number | undefined {
   const code = (e as { code?: unknown })?.code;
@@ -87,7 +89,8 @@ export class HsmToken {
       const attrs = key.getAttribute({ id: null, keyType: null, extractable: null, sensitive: null, valueLen: null });
       const id = attrs.id as Buffer | undefined;
       if (!id || id.length !== 4 || id.readUInt32BE() < 1) continue;
-      if (attrs.keyType !== graphene.KeyType.AES || attrs.valueLen !== 32) {
+      // SoftHSM2 leaves CKA_VALUE_LEN at 0 on keys made by C_UnwrapKey; their length was checked at import.
+      if (attrs.keyType !== graphene.KeyType.AES || (attrs.valueLen !== 32 && attrs.valueLen !== 0)) {
         session.close();
         throw new CofferError('invalid_request', `key "${this.keyLabel}" in HSM token "${this.label}" is not an AES-256 key`);
       }
@@ -202,8 +205,11 @@ export class HsmToken {
       throw e;
     }
     try {
-      const key = session.unwrapKey({ name: 'AES_KEY_WRAP_PAD', params: null }, ephemeral, Buffer.from(wrappedMaterial), this.masterTemplate(version)).toType<graphene.SecretKey>();
-      if (key.getAttribute({ valueLen: null }).valueLen !== 32) {
+      // AES-KWP of 25..32 bytes is 40 bytes; AES accepts only 32 of those lengths, which the
+      // self-test below proves without reading the value (CKA_VALUE_LEN is not reliable here).
+      if (wrappedMaterial.length !== KWP_256_LENGTH) throw new CofferError('invalid_request', 'imported key material must be 256 bits');
+      const key = session.unwrapKey({ name: 'AES_KEY_WRAP_PAD', params: null }, ephemeral, Buffer.from(wrappedMaterial), this.unwrapTemplate(version)).toType<graphene.SecretKey>();
+      if (!this.selfTest(session, key)) {
         session.destroy(key);
         throw new CofferError('invalid_request', 'imported key material must be 256 bits');
       }
@@ -246,6 +252,24 @@ export class HsmToken {
       unwrap: false,
       derive: false,
     };
+  }
+
+  /** Encrypts and decrypts one block with `key`: false when the token cannot use it as AES. */
+  private selfTest(session: graphene.Session, key: graphene.SecretKey): boolean {
+    try {
+      const params = new graphene.AesGcm240Params(Buffer.alloc(GCM_IV_LENGTH, 1), Buffer.alloc(0), GCM_TAG_LENGTH * 8);
+      const probe = Buffer.alloc(16, 0x5a);
+      const sealed = session.createCipher({ name: 'AES_GCM', params }, key).once(probe, Buffer.alloc(32));
+      return session.createDecipher({ name: 'AES_GCM', params }, key).once(sealed, Buffer.alloc(32)).equals(probe);
+    } catch {
+      return false;
+    }
+  }
+
+  /** SoftHSM2 refuses CKA_MODIFIABLE in an unwrap template (CKR_ATTRIBUTE_READ_ONLY). */
+  private unwrapTemplate(version: number): graphene.ITemplate {
+    const { modifiable: _, ...template } = this.masterTemplate(version);
+    return template;
   }
 
   private key(version: number): graphene.SecretKey {

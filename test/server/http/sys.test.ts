@@ -154,10 +154,18 @@ describe('http sys: health and seal-status of an unsealed vault', () => {
     assert.deepEqual(res.body, { initialized: true, sealed: false, role: 'primary', version: 'test' });
   });
 
-  it('seal-status has exactly initialized, sealed, threshold, shares, progress and provider', async () => {
+  it('seal-status has exactly initialized, sealed, threshold, shares, progress, provider and, unsealed, the master key', async () => {
     const res = await status(vault);
     assert.equal(res.status, 200);
-    assert.deepEqual(res.body, { initialized: true, sealed: false, threshold: 3, shares: 5, progress: 0, provider: 'shamir' });
+    assert.deepEqual(res.body, {
+      initialized: true,
+      sealed: false,
+      threshold: 3,
+      shares: 5,
+      progress: 0,
+      provider: 'shamir',
+      master_key: { version: 1, imported: false, exportable: true, valid_to: null, expired: false },
+    });
   });
 
   it('answers unseal on an unsealed vault with its status', async () => {

@@ -229,7 +229,7 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
     const vault = await openHsmVault();
     try {
       for (const ns of ['a', 'b', 'c']) for (let i = 0; i < 10; i++) await vault.secrets.put(`${ns}/s${i}`, { data: { v: `${ns}${i}` } });
-      const provider = vault.seal.keys().provider as Pkcs11Provider;
+      const provider = vault.seal.keys().provider.inner as Pkcs11Provider;
       const before = { ...provider.calls };
       for (let i = 0; i < 10_000; i++) {
         const ns = ['a', 'b', 'c'][i % 3]!;
@@ -257,7 +257,7 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
       for (let i = 0; i < 20; i++) assert.equal((await vault.secrets.get(`ns${i % 4}/k${i}`))?.data.v, String(i));
       await vault.secrets.put('fresh/k', { data: { v: 'new keyring' } });
       assert.equal((await vault.secrets.get('fresh/k'))?.data.v, 'new keyring');
-      const provider = vault.seal.keys().provider as Pkcs11Provider;
+      const provider = vault.seal.keys().provider.inner as Pkcs11Provider;
       assert.equal(provider.healthy(), false, 'the first member is known to be down');
       assert.ok(lines.some((l) => l.msg === 'HSM token failed: failing over to the next cluster member' && l.token === a.label), 'the failover is logged');
     } finally {

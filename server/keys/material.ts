@@ -1,0 +1,117 @@
+import { CofferError } from '../errors.js';
+import type { Store, Tx } from '../store/db.js';
+import type { HsmImport, MasterKeyProvider } from './provider.js';
+
+/** Usage rights of imported master key material (like AWS KMS's import parameters). */
+export interface MaterialRights {
+  /** Whether a quorum may export it again (`POST /v1/sys/byok/export`). */
+  exportable: boolean;
+  /** When the material stops working (ISO 8601), or null for never. */
+  valid_to: string | null;
+}
+
+interface MaterialRecord extends MaterialRights {
+  imported_at: string;
+}
+
+export interface MasterKeyStatus {
+  version: number;
+  imported: boolean;
+  exportable: boolean;
+  valid_to: string | null;
+  expired: boolean;
+}
+
+const metaKey = (version: number) => `sys/master-meta/${String(version).padStart(10, '0')}`;
+
+/** Records the rights of an imported version, in the caller's mutation. */
+export function stageMaterialRights(tx: Tx, version: number, rights: MaterialRights, now: number): void {
+  tx.put(metaKey(version), Buffer.from(JSON.stringify({ ...rights, imported_at: new Date(now).toISOString() } satisfies MaterialRecord)));
+}
+
+/**
+ * A provider that honours the rights of imported material: past `valid_to` a version neither
+ * wraps nor unwraps (`key_expired`), and a version imported as non-exportable is never
+ * exported. Versions the vault generated itself have no record and no limits.
+ */
+export class GovernedProvider implements MasterKeyProvider {
+  constructor(
+    /** The provider holding the key (for its own counters and health). */
+    readonly inner: MasterKeyProvider,
+    private readonly store: Store,
+    private readonly now: () => number,
+  ) {}
+
+  get kind(): string {
+    return this.inner.kind;
+  }
+
+  get hsmImport(): HsmImport | undefined {
+    return this.inner.hsmImport;
+  }
+
+  currentVersion(): number {
+    return this.inner.currentVersion();
+  }
+
+  async wrap(key: Uint8Array, context: Uint8Array): Promise<Uint8Array> {
+    this.checkUsable(this.inner.currentVersion());
+    return this.inner.wrap(key, context);
+  }
+
+  async unwrap(wrapped: Uint8Array, context: Uint8Array): Promise<Uint8Array> {
+    this.checkUsable(this.inner.versionOf(wrapped));
+    return this.inner.unwrap(wrapped, context);
+  }
+
+  versionOf(wrapped: Uint8Array): number {
+    return this.inner.versionOf(wrapped);
+  }
+
+  /** A generated version has no limits: drop rights a failed import may have left for its number. */
+  async rotate(): Promise<number> {
+    const version = await this.inner.rotate();
+    if (this.record(version)) await this.store.mutate((tx) => tx.del(metaKey(version)));
+    return version;
+  }
+
+  importVersion(material: Uint8Array): Promise<number> {
+    return this.inner.importVersion(material);
+  }
+
+  exportCurrent(): { version: number; material: Uint8Array } {
+    const record = this.record(this.inner.currentVersion());
+    if (record && !record.exportable) throw new CofferError('not_exportable', 'the current master key was imported as non-exportable: it cannot be exported');
+    return this.inner.exportCurrent();
+  }
+
+  close(): void {
+    this.inner.close();
+  }
+
+  status(): MasterKeyStatus {
+    const version = this.inner.currentVersion();
+    const record = this.record(version);
+    return {
+      version,
+      imported: record !== undefined,
+      exportable: this.inner.kind !== 'pkcs11' && (record?.exportable ?? true),
+      valid_to: record?.valid_to ?? null,
+      expired: record ? isExpired(record, this.now()) : false,
+    };
+  }
+
+  private checkUsable(version: number): void {
+    const record = this.record(version);
+    if (record && isExpired(record, this.now())) {
+      throw new CofferError('key_expired', `master key version ${version} expired at ${record.valid_to} (its BYOK valid_to): what it wraps stays unreadable`);
+    }
+  }
+
+  private record(version: number): MaterialRecord | undefined {
+    const raw = this.store.get(metaKey(version));
+    return raw ? (JSON.parse(Buffer.from(raw).toString('utf8')) as MaterialRecord) : undefined;
+  }
+}
+
+const isExpired = (record: MaterialRecord, now: number) => record.valid_to !== null && Date.parse(record.valid_to) <= now;
