@@ -19,6 +19,24 @@ export const configSchema = z.strictObject({
   keyring_cache_ttl_s: z.number().int().min(1).max(86_400).default(600),
   keyring_max_wraps: z.number().int().min(1).max(2 ** 30).default(2 ** 24),
   keyring_max_age_days: z.number().int().min(1).max(3650).default(90),
+  /** The address other servers and clients should use for this one (published to replicas). */
+  api_addr: z.string().regex(/^https?:\/\/[^\s/]+$/, 'expected http(s)://host:port').optional(),
+  /** Replication (README "Replication"): buckets this primary ships to (file:///dir, s3://bucket/prefix?…). */
+  replicate_to: z.array(z.string().min(1).max(2048)).max(8).default([]),
+  /** Run as a read-only replica of the stream in this bucket. */
+  replica_of: z.string().min(1).max(2048).optional(),
+  /** Seconds between a replica's polls of the bucket. */
+  poll_interval: z.number().min(0.05).max(3600).default(2),
+  /** A replica refuses token-authenticated reads once its last verified head is older than this. */
+  max_staleness_s: z.number().min(1).max(86_400).default(60),
+  /** The primary's lease in the bucket; it stops acknowledging writes when it cannot renew. 0: off. */
+  replication_lease_s: z.number().min(0).max(3600).default(30),
+  /** Clock difference allowed between servers, added to the lease wait of a promotion. */
+  replication_clock_skew_ms: z.number().int().min(0).max(600_000).default(1000),
+  /** How long the shipper gathers records before it cuts a segment. */
+  replication_batch_ms: z.number().int().min(10).max(10_000).default(200),
+  /** A full snapshot after this many records (and at every new stream or epoch). */
+  snapshot_every: z.number().int().min(100).max(100_000_000).default(50_000),
 });
 
 export type ServerConfig = z.infer<typeof configSchema>;
@@ -30,7 +48,8 @@ function fromEnv(key: keyof ServerConfig, value: string): unknown {
   const shape = configSchema.shape[key];
   const inner = shape instanceof z.ZodDefault || shape instanceof z.ZodOptional ? shape.unwrap() : shape;
   if (inner instanceof z.ZodBoolean) return value === 'true' || value === '1' ? true : value === 'false' || value === '0' ? false : value;
-  if (inner instanceof z.ZodNumber) return /^-?\d+$/.test(value) ? Number(value) : value;
+  if (inner instanceof z.ZodNumber) return /^-?\d+(\.\d+)?$/.test(value) ? Number(value) : value;
+  if (inner instanceof z.ZodArray) return value.split(',').filter((v) => v !== '');
   return value;
 }
 

@@ -21,6 +21,7 @@ import { SecretsEngine } from './secrets/engine.js';
 import { TransitEngine } from './transit/engine.js';
 import { RewrapJobs } from './secrets/rewrap.js';
 import { Store } from './store/db.js';
+import { Replication, settingsFromConfig } from './replication/node.js';
 
 export const VERSION = '0.1.0';
 
@@ -30,6 +31,7 @@ export interface RunningServer {
   seal: SealManager;
   store: Store;
   rewrap: RewrapJobs;
+  replication: Replication;
   /** Only set by a dev server's first start. */
   rootToken?: string;
   close(): Promise<void>;
@@ -58,6 +60,8 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
 
   const store = await Store.open(join(dataDir, 'db'));
   try {
+    // Before the seal manager: a fresh replica copies the vault's identity from the bucket first.
+    const replication = await Replication.open(settingsFromConfig(config), store, log);
     const seal = new SealManager(store, {
       source,
       env,
@@ -68,6 +72,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
         maxAgeMs: config.keyring_max_age_days * 86_400_000,
       },
     });
+    replication.attach(seal); // its unseal hook runs first: a replica loads its snapshot before engines read the store
     const secrets = new SecretsEngine(store, seal, { maxVersions: config.max_versions });
     const rewrap = new RewrapJobs(store, seal, log);
     const transit = new TransitEngine(store, seal);
@@ -84,6 +89,12 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     const directory = new Directory(store);
     await directory.load();
     const access = new AuthService(new TokenService(store, seal), directory);
+    replication.onApplied(async (keys) => {
+      const touched = (prefix: string) => keys.some((k) => k === '*' || k.startsWith(prefix));
+      if (touched('auth/policy/') || touched('auth/group/')) await directory.load();
+      if (touched('auth/signing/') || touched('auth/revoked/')) await access.tokens.reload();
+    });
+    replication.armAfterUnseal(seal);
     let rootToken: string | undefined;
     if (config.dev && !seal.initialized) {
       const [recoveryShare] = await seal.init(1, 1, async (tx, keys) => {
@@ -96,11 +107,13 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     if (seal.initialized && seal.autoUnseal && seal.sealed) await seal.autoUnsealNow();
 
     const metrics = createMetrics();
+    replication.registerMetrics(metrics);
     const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store), jwt: new JwtMethod(store, log) };
-    const app = createApp({ store, seal, secrets, transit, byok, access, logins, rewrap, audit, auditSigner, log, metrics, version: VERSION, metricsPublic: config.metrics_public });
+    const app = createApp({ store, seal, secrets, transit, byok, access, logins, rewrap, audit, auditSigner, log, metrics, version: VERSION, metricsPublic: config.metrics_public, replication });
     const server = await listen(app, config.listen);
     const address = server.address() as AddressInfo;
     const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+    replication.setAddress(config.api_addr ?? url);
     log.info({ url, data_dir: dataDir, dev: config.dev, provider: source.kind, initialized: seal.initialized, sealed: seal.sealed }, 'coffer listening');
     let closing: Promise<void> | undefined;
     return {
@@ -109,6 +122,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
       seal,
       store,
       rewrap,
+      replication,
       ...(rootToken ? { rootToken } : {}),
       close: () =>
         (closing ??= (async () => {
@@ -116,6 +130,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
             server.close(() => done());
             server.closeAllConnections();
           });
+          await replication.close();
           await audit.close();
           await seal.seal();
           await rewrap.idle();

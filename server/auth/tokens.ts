@@ -181,6 +181,14 @@ export class TokenService {
     return { token, claims: (await this.verify(token))! };
   }
 
+  /**
+   * Reloads signing keys and revocations from the store: a replica calls it after applying
+   * changes shipped by the primary, so a token revoked there stops working here too.
+   */
+  async reload(): Promise<void> {
+    if (this.unsealed) await this.load(this.unsealed);
+  }
+
   /** Revokes a token id until the token would have expired anyway. Idempotent. */
   async revoke(jti: string, exp: number): Promise<void> {
     if (this.revoked.has(jti)) return;

@@ -4,7 +4,7 @@ import { CofferError } from '../errors.js';
 import { auditRequests } from './audit.js';
 import { authenticate } from './authenticate.js';
 import type { AppDeps } from './deps.js';
-import { requestMetrics } from './metrics.js';
+import { keyProviderMetrics, requestMetrics } from './metrics.js';
 import { errorHandler } from './respond-error.js';
 import { routerOptions } from './router.js';
 import { metricsRoute, publicSysRoutes, sysRoutes } from './routes/sys.js';
@@ -13,6 +13,7 @@ import { byokRoutes } from './routes/byok.js';
 import { transitRoutes } from './routes/transit.js';
 import { accessRoutes, jwksRoute } from './routes/access.js';
 import { loginAdminRoutes, loginRoutes } from './routes/logins.js';
+import { refuseStaleReads, replicationRoutes } from './routes/replication.js';
 
 export type { AppDeps };
 
@@ -39,6 +40,7 @@ export function createApp(deps: AppDeps): Express {
     next();
   });
   router.use(requestMetrics(deps.metrics));
+  keyProviderMetrics(deps.metrics, deps.seal);
   publicSysRoutes(router, deps);
   if (deps.metricsPublic) metricsRoute(router, deps);
   router.use((_req: Request, _res: Response, next: NextFunction) => {
@@ -49,6 +51,8 @@ export function createApp(deps: AppDeps): Express {
   router.use(auditRequests(deps.audit));
   loginRoutes(router, deps);
   router.use(authenticate(() => deps.access));
+  replicationRoutes(router, deps);
+  router.use(refuseStaleReads(deps));
   secretsRoutes(router, deps);
   transitRoutes(router, deps);
   accessRoutes(router, deps);

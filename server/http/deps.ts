@@ -10,6 +10,7 @@ import type { SealManager } from '../keys/seal.js';
 import type { SecretsEngine } from '../secrets/engine.js';
 import type { RewrapJobs } from '../secrets/rewrap.js';
 import type { Store } from '../store/db.js';
+import type { Replication } from '../replication/node.js';
 import type { TransitEngine } from '../transit/engine.js';
 
 /** Everything the HTTP layer needs, built by main.ts (or a test) and handed to createApp. */
@@ -31,4 +32,6 @@ export interface AppDeps {
   loginLimits?: { perAddress: number; perAccount: number };
   /** Serve /v1/sys/metrics without a token (config `metrics_public`). */
   metricsPublic?: boolean;
+  /** Replication role, status and promotion (absent: a standalone server). */
+  replication?: Replication;
 }

@@ -14,6 +14,12 @@ export interface Tx {
   del(key: string): void;
 }
 
+/** Consulted by every mutation before its batch is written and before it is acknowledged. */
+export interface WriteGuard {
+  beforeWrite(): void;
+  beforeAck(): void;
+}
+
 /** The change-log record of one committed batch; values are stored bytes (already sealed). */
 export interface ChangeRecord {
   seq: number;
@@ -31,6 +37,7 @@ export class Store {
   private queue: Promise<unknown> = Promise.resolve();
   private seq: number;
   private closed = false;
+  private guard: WriteGuard | undefined;
 
   private constructor(
     private readonly db: Level<string, Uint8Array>,
@@ -110,6 +117,66 @@ export class Store {
     return run;
   }
 
+  /**
+   * Replication's say on writes: a replica refuses every mutation, a fenced primary too, and a
+   * primary whose lease lapsed mid-write reports the write as failed (see server/replication).
+   */
+  setWriteGuard(guard: WriteGuard | undefined): void {
+    this.guard = guard;
+  }
+
+  /** Streams [gte, lt) from one LevelDB snapshot taken at the call (replication snapshots). */
+  iterate(gte: string, lt: string): AsyncIterable<[string, Uint8Array]> & { close(): Promise<void> } {
+    this.checkOpen();
+    return this.db.iterator({ gte, lt });
+  }
+
+  /**
+   * Applies change-log records shipped by a primary, as one synced batch: their operations,
+   * their log records, the sequence number and `local` (the replica's own state, never logged).
+   * Records must continue this store's sequence exactly.
+   */
+  applyReplicated(records: ChangeRecord[], local: Op[] = []): Promise<void> {
+    const run = this.queue.then(async () => {
+      this.checkOpen();
+      let seq = this.seq;
+      const batch = this.db.batch();
+      for (const record of records) {
+        if (record.seq !== seq + 1) throw new CofferError('internal', `replicated record ${record.seq} does not follow ${seq}`);
+        seq = record.seq;
+        for (const op of record.ops) {
+          if (op.type === 'put') batch.put(op.key, Buffer.from(op.value, 'base64'));
+          else batch.del(op.key);
+        }
+        batch.put(logKey(seq), Buffer.from(JSON.stringify(record)));
+        if (seq > this.retain) batch.del(logKey(seq - this.retain));
+      }
+      for (const op of local) op.type === 'put' ? batch.put(op.key, op.value) : batch.del(op.key);
+      batch.put(SEQ_KEY, Buffer.from(String(seq)));
+      await batch.write({ sync: true });
+      this.seq = seq;
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * One synced batch of raw operations with no change-log record (replica bootstrap from a
+   * snapshot, and replication's local state). With `seq`, also sets the sequence number.
+   */
+  writeRaw(ops: Op[], seq?: number): Promise<void> {
+    const run = this.queue.then(async () => {
+      this.checkOpen();
+      const batch = this.db.batch();
+      for (const op of ops) op.type === 'put' ? batch.put(op.key, op.value) : batch.del(op.key);
+      if (seq !== undefined) batch.put(SEQ_KEY, Buffer.from(String(seq)));
+      await batch.write({ sync: true });
+      if (seq !== undefined) this.seq = seq;
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
   private async runMutation<T>(fn: (tx: Tx) => T | Promise<T>): Promise<T> {
     this.checkOpen();
     const staged = new Map<string, Uint8Array | null>();
@@ -123,6 +190,7 @@ export class Store {
     };
     const result = await fn(tx);
     if (staged.size === 0) return result;
+    this.guard?.beforeWrite();
     const seq = this.seq + 1;
     const record: ChangeRecord = { seq, time: this.now(), ops: [] };
     const batch = this.db.batch();
@@ -140,6 +208,8 @@ export class Store {
     if (seq > this.retain) batch.del(logKey(seq - this.retain));
     await batch.write({ sync: true });
     this.seq = seq;
+    // Durable but not yet acknowledged: a lapsed lease turns it into an error for the caller.
+    this.guard?.beforeAck();
     return result;
   }
 

@@ -1,0 +1,63 @@
+import type { NextFunction, Request, Response, Router } from 'express';
+import { CofferError } from '../../errors.js';
+import { requireCapability } from '../authenticate.js';
+import { jsonBody } from '../body.js';
+import type { AppDeps } from '../deps.js';
+import { methods } from '../router.js';
+import { emptyBody } from '../schemas.js';
+import { validate } from '../validate.js';
+
+/** GET /v1/sys/replication, POST …/promote and …/snapshot (admin on sys/replication). */
+export function replicationRoutes(router: Router, deps: AppDeps): void {
+  const admin = (res: Response) => requireCapability(deps.access, res, 'admin', 'sys/replication');
+  const replication = () => {
+    if (!deps.replication || deps.replication.role0 === 'standalone') throw new CofferError('not_found', 'replication is not configured on this server');
+    return deps.replication;
+  };
+
+  methods(router, '/v1/sys/replication', {
+    get: (_req, res) => {
+      admin(res);
+      res.json(deps.replication?.status() ?? { role: 'standalone', epoch: 0, last_seq: deps.store.lastSeq, targets: [], primary: '', lag_seq: 0, lag_ms: 0, stale: false, fenced: null });
+    },
+  });
+
+  methods(router, '/v1/sys/replication/promote', {
+    post: [
+      jsonBody,
+      async (req, res) => {
+        validate(emptyBody, req.body);
+        admin(res);
+        const result = await replication().promote();
+        deps.log.warn({ request_id: res.locals.requestId, identity: res.locals.identity.id, epoch: result.epoch }, 'replica promoted to primary');
+        res.json({ epoch: result.epoch, writes_from: new Date(result.writes_from || Date.now()).toISOString() });
+      },
+    ],
+  });
+
+  methods(router, '/v1/sys/replication/snapshot', {
+    post: [
+      jsonBody,
+      (req, res) => {
+        validate(emptyBody, req.body);
+        admin(res);
+        replication().requestSnapshot();
+        res.status(202).json({ requested: true });
+      },
+    ],
+  });
+}
+
+/**
+ * A replica whose last verified head is older than max_staleness (or that is loading a
+ * snapshot) answers token-authenticated requests with 503 replica_stale: a frozen bucket must
+ * not keep a revoked token working here. Replication status stays reachable (mounted before).
+ */
+export function refuseStaleReads(deps: AppDeps) {
+  return (_req: Request, _res: Response, next: NextFunction) => {
+    if (deps.replication?.refusesReads()) {
+      throw new CofferError('replica_stale', 'this replica has not verified a fresh head from the primary within max_staleness; try the primary or retry later');
+    }
+    next();
+  };
+}
