@@ -105,6 +105,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
       await writeSecretFile(join(dataDir, 'recovery-share'), `${recoveryShare}\n`);
     }
     if (seal.initialized && seal.autoUnseal && seal.sealed) await seal.autoUnsealNow();
+    await replication.waitForLease(5_000);
 
     const metrics = createMetrics();
     replication.registerMetrics(metrics);

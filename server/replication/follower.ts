@@ -133,17 +133,7 @@ export class Follower {
 
   private async run(): Promise<void> {
     while (!this.stopped) {
-      try {
-        await this.poll();
-        if (this.lastError) this.o.log.info({ applied_seq: this.state.seq }, 'replication recovered');
-        this.lastError = null;
-      } catch (e) {
-        if (this.stopped) break;
-        const code = e instanceof ReplicationError ? e.code : 'unavailable';
-        const message = e instanceof Error ? e.message : String(e);
-        if (this.lastError?.message !== message) this.o.log.warn({ code, err: message, applied_seq: this.state.seq, bucket: this.o.bucket.url }, 'replication refused or failed; keeping what is applied');
-        this.lastError = { code, message, at: this.o.now() };
-      }
+      await this.step();
       if (this.stopped) break;
       await new Promise<void>((resume) => {
         const timer = setTimeout(resume, this.o.pollMs);
@@ -153,6 +143,21 @@ export class Follower {
         };
       });
       this.wake = undefined;
+    }
+  }
+
+  /** One poll; a refusal or failure is recorded in the status and logged once, never thrown. */
+  async step(): Promise<void> {
+    try {
+      await this.poll();
+      if (this.lastError) this.o.log.info({ applied_seq: this.state.seq }, 'replication recovered');
+      this.lastError = null;
+    } catch (e) {
+      if (this.stopped) return;
+      const code = e instanceof ReplicationError ? e.code : 'unavailable';
+      const message = e instanceof Error ? e.message : String(e);
+      if (this.lastError?.message !== message) this.o.log.warn({ code, err: message, applied_seq: this.state.seq, bucket: this.o.bucket.url }, 'replication refused or failed; keeping what is applied');
+      this.lastError = { code, message, at: this.o.now() };
     }
   }
 

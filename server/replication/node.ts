@@ -388,6 +388,21 @@ export class Replication implements WriteGuard {
     }
   }
 
+  /**
+   * Waits (bounded) until a primary holds its lease on every target, so a server that starts
+   * listening can take writes at once; a target that stays unreachable only delays the start.
+   */
+  async waitForLease(ms: number): Promise<void> {
+    if (this.role !== 'primary' || !this.leaseRequired) return;
+    const deadline = this.now() + ms;
+    while (this.now() < deadline && !this.fencedReason && !this.shippers.every((s) => s.leaseValidUntil > this.now())) await sleep(20);
+  }
+
+  /** Polls the bucket now (tests, and `coffer replica status --refresh`); never throws. */
+  async pollNow(): Promise<void> {
+    await this.follower?.step();
+  }
+
   /** Asks every target for a fresh snapshot (admin). */
   requestSnapshot(): void {
     if (this.role !== 'primary') throw new CofferError('invalid_request', 'only the primary takes snapshots');

@@ -90,6 +90,7 @@ export class Shipper {
   private lastManifestAt = 0;
   private sinceSnapshot = 0;
   private failures = 0;
+  private manifestDirty = false;
   /** Writes may be acknowledged until then (lease held on this target). */
   leaseValidUntil = 0;
   readonly status: TargetStatus;
@@ -169,7 +170,7 @@ export class Shipper {
       await this.snapshot(stream);
       dirty = true;
     }
-    if (dirty || this.o.now() - this.lastManifestAt >= this.refreshMs) await this.writeManifest(stream);
+    if (dirty || this.manifestDirty || this.o.now() - this.lastManifestAt >= this.refreshMs) await this.writeManifest(stream);
     this.status.last_shipped_seq = stream.seq;
     this.status.epoch = stream.epoch;
     this.status.snapshot_seq = stream.snapshot?.seq ?? null;
@@ -341,13 +342,18 @@ export class Shipper {
       if (!(e instanceof PreconditionFailed)) throw e;
       const current = await bucket.get(MANIFEST);
       const seen = current ? openManifest(keys, cluster, current.body) : undefined;
-      if (seen && seen.epoch === stream.epoch && seen.holder === node && seen.issued_at === start) {
-        stream.etag = current!.etag; // our own write; its answer was lost
+      if (seen && seen.epoch === stream.epoch && seen.holder === node) {
+        // Still ours: our own write whose answer was lost, or an older copy of ours put back
+        // (a bucket-side rollback). Take its ETag and write again on the next turn.
+        stream.etag = current!.etag;
+        this.manifestDirty = true;
+        throw new ReplicationError('manifest_changed', `the manifest on ${bucket.url} was changed behind this server's back; rewriting it`);
       } else {
         return this.fence(seen ? `the manifest on ${bucket.url} now names epoch ${seen.epoch} held by ${seen.primary || seen.holder}` : `the manifest on ${bucket.url} disappeared`);
       }
     }
     this.lastManifestAt = start;
+    this.manifestDirty = false;
     // Counted from before the request: the replica side waits until lease_until (+ skew).
     this.leaseValidUntil = leaseMs > 0 ? start + leaseMs : Infinity;
     this.status.lease_until = leaseMs > 0 ? start + leaseMs : null;

@@ -1,0 +1,240 @@
+import assert from 'node:assert/strict';
+import { cp, readFile, readdir, rm, truncate, writeFile, copyFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { tempDir } from '../../helpers.js';
+import { FAST, removeDir, startNode, until, type Node } from './cluster.js';
+
+/**
+ * SECURITY-CASES H: the bucket is untrusted. Each case tampers with a real file bucket between
+ * a real primary and a real replica (LevelDB, HTTP); the replica polls only when the test says
+ * so, so every step is deterministic. In each case the replica applies nothing bad, says what
+ * is wrong in its status and log, and keeps serving what it has.
+ */
+describe('replication faults (the bucket is untrusted)', function () {
+  this.timeout(60_000);
+  let bucketDir: string;
+  let primary: Node;
+  let replica: Node;
+  let token: string;
+  const dirs: string[] = [];
+
+  const put = async (path: string, value: string) => {
+    const r = await primary.call('PUT', `/v1/secrets/${path}`, { data: { v: value } }, token);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  };
+  const shipped = () => until(async () => primary.server.replication.status().targets.every((t) => t.last_shipped_seq === primary.server.store.lastSeq && t.ok), 10_000, 'shipping');
+  const read = async (path: string) => {
+    const r = await replica.call('GET', `/v1/secrets/${path}`, undefined, token);
+    return r.status === 200 ? (r.body.data.v as string) : r.status;
+  };
+  const poll = () => replica.server.replication.pollNow();
+  const replicaError = () => replica.server.replication.status().replica?.error?.code;
+  const segments = async () => (await readdir(join(bucketDir, 'epoch-1', 'seg'))).filter((n) => n.endsWith('.seg')).sort();
+  const segmentWith = async (seq: number) => {
+    for (const name of await segments()) {
+      const [from, to] = name.replace('.seg', '').split('-').map((h) => parseInt(h, 16));
+      if (from! <= seq && seq <= to!) return join(bucketDir, 'epoch-1', 'seg', name);
+    }
+    throw new Error(`no segment holds ${seq}`);
+  };
+
+  async function start(options: { replica?: object; primary?: object } = {}): Promise<void> {
+    bucketDir = await tempDir('coffer-bucket-');
+    primary = await startNode({ replicate_to: [`file://${bucketDir}`], ...FAST, ...options.primary });
+    token = primary.server.rootToken!;
+    await put('app/a', 'alpha');
+    await shipped();
+    replica = await startNode({ replica_of: `file://${bucketDir}`, kekFile: join(primary.dir, 'kek.key'), ...FAST, poll_interval: 3600, ...options.replica });
+    dirs.push(bucketDir, primary.dir, replica.dir);
+    assert.equal(await read('app/a'), 'alpha');
+  }
+
+  afterEach(async () => {
+    await replica?.stop().catch(() => undefined);
+    await primary?.stop().catch(() => undefined);
+    for (const d of dirs.splice(0)) await removeDir(d);
+  });
+
+  it('H1: a segment with one flipped byte is refused whole; the replica stays at the last good record', async () => {
+    await start();
+    const before = replica.server.store.lastSeq;
+    await put('app/b', 'bravo');
+    await shipped();
+    const file = await segmentWith(primary.server.store.lastSeq);
+    const bytes = await readFile(file);
+    bytes[Math.floor(bytes.length / 2)]! ^= 0x01;
+    await writeFile(file, bytes);
+    await poll();
+    assert.equal(replicaError(), 'bad_mac');
+    assert.equal(replica.server.store.lastSeq, before);
+    assert.equal(await read('app/b'), 404);
+    assert.equal(await read('app/a'), 'alpha');
+    assert.ok(replica.logs.some((l) => l.code === 'bad_mac' && l.level === 40), 'the refusal is logged as a warning');
+  });
+
+  it('H5: a truncated or zero-byte segment is refused', async () => {
+    await start();
+    await put('app/b', 'bravo');
+    await shipped();
+    const file = await segmentWith(primary.server.store.lastSeq);
+    const size = (await readFile(file)).length;
+    await truncate(file, Math.floor(size / 2));
+    await poll();
+    assert.equal(replicaError(), 'bad_mac');
+    await truncate(file, 0);
+    await poll();
+    assert.equal(replicaError(), 'truncated');
+    assert.equal(await read('app/b'), 404);
+  });
+
+  it('H6: a segment deleted from the middle stalls the replica at the gap; a newer snapshot resumes it', async () => {
+    await start();
+    await put('app/b', 'bravo');
+    await shipped();
+    const gap = await segmentWith(primary.server.store.lastSeq);
+    await put('app/c', 'charlie');
+    await shipped();
+    await rm(gap);
+    await poll();
+    assert.equal(replicaError(), 'gap');
+    assert.equal(await read('app/c'), 404, 'nothing after the gap is applied');
+    const snap = await primary.call('POST', '/v1/sys/replication/snapshot', {}, token);
+    assert.equal(snap.status, 202);
+    await until(async () => (primary.server.replication.status().targets[0]!.snapshot_seq ?? 0) >= primary.server.store.lastSeq, 10_000, 'snapshot');
+    await poll();
+    assert.equal(replicaError(), undefined);
+    assert.equal(await read('app/b'), 'bravo');
+    assert.equal(await read('app/c'), 'charlie');
+  });
+
+  it('H3/H4: two segments swapped, or an old segment put under a newer name, are refused', async () => {
+    await start();
+    await put('app/b', 'bravo');
+    await shipped();
+    const first = await segmentWith(primary.server.store.lastSeq);
+    await put('app/c', 'charlie');
+    await shipped();
+    const second = await segmentWith(primary.server.store.lastSeq);
+    const [a, b] = [await readFile(first), await readFile(second)];
+    await writeFile(first, b);
+    await writeFile(second, a);
+    const before = replica.server.store.lastSeq;
+    await poll();
+    assert.equal(replicaError(), 'misnamed');
+    assert.equal(replica.server.store.lastSeq, before);
+    // Put them back: the replica applies both, then refuses a replay of the first under the
+    // name of the next segment.
+    await writeFile(first, a);
+    await writeFile(second, b);
+    await poll();
+    assert.equal(await read('app/c'), 'charlie');
+    await put('app/d', 'delta');
+    await shipped();
+    const third = await segmentWith(primary.server.store.lastSeq);
+    await copyFile(second, third);
+    await poll();
+    assert.equal(replicaError(), 'misnamed');
+    assert.equal(await read('app/d'), 404);
+  });
+
+  it('H7: a manifest rolled back to an older authentic version is refused; the primary puts its own back', async () => {
+    await start();
+    const old = await readFile(join(bucketDir, 'manifest.json'));
+    await put('app/b', 'bravo');
+    await shipped();
+    await poll();
+    assert.equal(await read('app/b'), 'bravo');
+    await primary.stop(); // so the rollback stays in place while the replica looks
+    await writeFile(join(bucketDir, 'manifest.json'), old);
+    await poll();
+    assert.equal(replicaError(), 'rollback');
+    assert.equal(await read('app/b'), 'bravo', 'never moves backwards');
+  });
+
+  it('H8: a frozen manifest makes the replica refuse token reads after max_staleness, so a revoked token dies; it resumes when the head moves', async () => {
+    // The replica reads a mirror of the primary's bucket that the test (the attacker) controls:
+    // freezing is simply not copying any more.
+    const mirror = await tempDir('coffer-mirror-');
+    dirs.push(mirror);
+    const sync = () => cp(bucketDirRef(), mirror, { recursive: true, force: true });
+    bucketDir = await tempDir('coffer-bucket-');
+    primary = await startNode({ replicate_to: [`file://${bucketDir}`], ...FAST });
+    token = primary.server.rootToken!;
+    const bucketDirRef = () => bucketDir;
+    await put('app/a', 'alpha');
+    const child = await primary.call('POST', '/v1/auth/token/create', { identity: 'ci', groups: [], ttl: 600 }, token);
+    assert.equal(child.status, 200, JSON.stringify(child.body));
+    const ciToken = child.body.token as string;
+    await shipped();
+    await sync();
+    replica = await startNode({ replica_of: `file://${mirror}`, kekFile: join(primary.dir, 'kek.key'), ...FAST, poll_interval: 3600, max_staleness_s: 2 });
+    dirs.push(bucketDir, primary.dir, replica.dir);
+    assert.equal((await replica.call('GET', '/v1/auth/token/self', undefined, ciToken)).status, 200);
+
+    assert.equal((await primary.call('POST', '/v1/auth/token/revoke', { token: ciToken }, token)).status, 204);
+    await shipped(); // the revocation is in the real bucket, but the mirror is frozen
+    await poll();
+    assert.equal((await replica.call('GET', '/v1/auth/token/self', undefined, ciToken)).status, 200, 'within the bound the frozen replica cannot know');
+    await new Promise((r) => setTimeout(r, 2300));
+    await poll();
+    const refused = await replica.call('GET', '/v1/auth/token/self', undefined, ciToken);
+    assert.equal(refused.status, 503);
+    assert.equal(refused.body.error.code, 'replica_stale');
+    assert.equal((await replica.call('GET', '/v1/secrets/app/a', undefined, token)).status, 503);
+    assert.equal(replica.server.replication.status().stale, true);
+    assert.equal((await replica.call('GET', '/v1/sys/replication', undefined, token)).status, 200, 'status stays reachable');
+
+    await sync(); // the head moves again
+    await poll();
+    assert.equal((await replica.call('GET', '/v1/secrets/app/a', undefined, token)).status, 200);
+    assert.equal((await replica.call('GET', '/v1/auth/token/self', undefined, ciToken)).status, 401, 'the revocation arrived');
+  });
+
+  it('H18/H13: junk objects in the segment area are skipped cheaply; a well-named forgery beside the real segment is never applied', async () => {
+    await start();
+    const segDir = join(bucketDir, 'epoch-1', 'seg');
+    for (let i = 0; i < 300; i++) await writeFile(join(segDir, `junk-${i}.seg`), 'x');
+    await put('app/b', 'bravo');
+    await shipped();
+    const real = await segmentWith(primary.server.store.lastSeq);
+    const from = replica.server.store.lastSeq + 1;
+    // A forgery with a valid name starting at the same sequence: listing finds both.
+    await writeFile(join(segDir, `${from.toString(16).padStart(16, '0')}-${(from + 100).toString(16).padStart(16, '0')}.seg`), Buffer.alloc(2000, 7));
+    // Hide the real one from the manifest's shortcut by renaming it back and forth is not
+    // needed: the manifest names the real segment, the forgery is never even read.
+    await poll();
+    assert.equal(replicaError(), undefined);
+    assert.equal(await read('app/b'), 'bravo');
+    assert.ok(real);
+  });
+});
+
+describe('replication: snapshots and vaults', function () {
+  this.timeout(60_000);
+
+  it('H9/H19: a replica refuses to bootstrap from a snapshot of another vault swapped into the bucket', async () => {
+    const bucketA = await tempDir('coffer-bucket-');
+    const bucketB = await tempDir('coffer-bucket-');
+    const a = await startNode({ replicate_to: [`file://${bucketA}`], ...FAST });
+    const b = await startNode({ replicate_to: [`file://${bucketB}`], ...FAST });
+    const dirs = [bucketA, bucketB, a.dir, b.dir];
+    try {
+      await until(() => a.server.replication.status().targets[0]?.ok && b.server.replication.status().targets[0]?.ok, 10_000, 'shipping');
+      await a.stop();
+      await b.stop();
+      // B's snapshot index under the name A's manifest expects.
+      const indexA = (await readdir(join(bucketA, 'snap'))).find((n) => n.endsWith('.snap'))!;
+      const indexB = (await readdir(join(bucketB, 'snap'))).find((n) => n.endsWith('.snap'))!;
+      await copyFile(join(bucketB, 'snap', indexB), join(bucketA, 'snap', indexA));
+      const replicaDir = await tempDir('coffer-repl-');
+      dirs.push(replicaDir);
+      await assert.rejects(startNode({ dir: replicaDir, replica_of: `file://${bucketA}`, kekFile: join(a.dir, 'kek.key'), ...FAST }), /MAC does not verify|not the one/);
+      // And a replica opened with A's key against B's bucket cannot unseal B's identity.
+      const otherDir = await tempDir('coffer-repl-');
+      dirs.push(otherDir);
+      await assert.rejects(startNode({ dir: otherDir, replica_of: `file://${bucketB}`, kekFile: join(a.dir, 'kek.key'), ...FAST }), /does not open this vault/);
+    } finally {
+      for (const d of dirs) await removeDir(d);
+    }
+  });
+});
