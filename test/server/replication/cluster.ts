@@ -41,7 +41,13 @@ export async function startNode(options: Partial<ServerConfig> & { dir?: string;
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       });
       const text = await res.text();
-      return { status: res.status, body: text ? JSON.parse(text) : undefined };
+      let parsed: unknown = text || undefined;
+      try {
+        parsed = text ? JSON.parse(text) : undefined;
+      } catch {
+        /* Prometheus text and the like */
+      }
+      return { status: res.status, body: parsed };
     },
     async stop() {
       await server.close();

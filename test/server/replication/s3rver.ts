@@ -33,6 +33,8 @@ export const TEST_BUCKET = 'coffer-test';
 
 export interface TestS3 {
   endpoint: string;
+  /** Where s3rver keeps the objects (for scanning what a bucket holds). */
+  directory: string;
   /** `s3://coffer-test/<prefix>?endpoint=…` */
   url(prefix: string): string;
   /** While true, every connection is reset (the bucket is unreachable). */
@@ -56,6 +58,7 @@ export async function startS3(): Promise<TestS3> {
   const s3 = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory, allowMismatchedSignatures: true, configureBuckets: [{ name: TEST_BUCKET }] });
   const state: TestS3 = {
     endpoint: '',
+    directory,
     url: (prefix) => `s3://${TEST_BUCKET}/${prefix}?endpoint=${encodeURIComponent(state.endpoint)}&region=us-east-1`,
     down: false,
     requests: {},
