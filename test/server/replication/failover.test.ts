@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { cp, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Store } from '../../../server/store/db.js';
+import { tempDir } from '../../helpers.js';
+import { FAST, removeDir, startNode, until, type Node } from './cluster.js';
+import { startS3, type TestS3 } from './s3rver.js';
+
+describe('replication failover and fencing', function () {
+  this.timeout(60_000);
+  const nodes: Node[] = [];
+  const dirs: string[] = [];
+  afterEach(async () => {
+    for (const n of nodes.splice(0)) await n.stop().catch(() => undefined);
+    for (const d of dirs.splice(0)) await removeDir(d);
+  });
+  const track = (n: Node) => (nodes.push(n), dirs.push(n.dir), n);
+  const put = (n: Node, token: string, path: string, v: string) => n.call('PUT', `/v1/secrets/${path}`, { data: { v } }, token);
+  const shipped = (p: Node) => until(() => p.server.replication.status().targets.every((t) => t.ok && t.last_shipped_seq === p.server.store.lastSeq), 10_000, 'shipped');
+
+  it('H11: another replica follows the promotion into the new epoch; the old primary is fenced and a promoted server stays primary after a restart', async () => {
+    const bucket = await tempDir('coffer-bucket-');
+    dirs.push(bucket);
+    const p = track(await startNode({ replicate_to: [`file://${bucket}`], ...FAST }));
+    const token = p.server.rootToken!;
+    const kekFile = join(p.dir, 'kek.key');
+    const r1 = track(await startNode({ replica_of: `file://${bucket}`, kekFile, ...FAST }));
+    const r2 = track(await startNode({ replica_of: `file://${bucket}`, kekFile, ...FAST }));
+    assert.equal((await put(p, token, 'app/a', 'alpha')).status, 200);
+    await until(async () => (await r1.call('GET', '/v1/secrets/app/a', undefined, token)).status === 200, 10_000, 'r1 has a');
+    const promoted = await r1.call('POST', '/v1/sys/replication/promote', {}, token);
+    assert.equal(promoted.status, 200, JSON.stringify(promoted.body));
+    assert.equal((await put(r1, token, 'app/b', 'bravo')).status, 200);
+    const got = await until(async () => {
+      const r = await r2.call('GET', '/v1/secrets/app/b', undefined, token);
+      return r.status === 200 ? r : undefined;
+    }, 10_000, 'r2 follows epoch 2');
+    assert.equal(got.body.data.v, 'bravo');
+    assert.equal(r2.server.replication.status().epoch, 2);
+    assert.equal(r2.server.replication.status().primary, r1.url);
+    const refused = await put(r2, token, 'app/c', 'x');
+    assert.equal(refused.status, 409);
+    assert.match(refused.body.error.message, new RegExp(r1.url.replace(/[.:/]/g, '.')));
+    await until(async () => (await put(p, token, 'app/old', 'x')).status === 409, 10_000, 'old primary fenced');
+    // Segments the fenced primary could still put under its old epoch are never read.
+    assert.ok((await readdir(join(bucket))).includes('epoch-2'));
+
+    // A second promotion of the same epoch by the other replica loses: it is at epoch 2 now,
+    // and the epoch-2 claim exists.
+    // The promoted server keeps its role across a restart even though --replica-of is set.
+    await r1.stop();
+    nodes.splice(nodes.indexOf(r1), 1);
+    const again = track(await startNode({ dir: r1.dir, replica_of: `file://${bucket}`, kekFile, ...FAST }));
+    assert.equal(again.server.replication.role, 'primary');
+    assert.equal((await put(again, token, 'app/d', 'delta')).status, 200);
+    await until(async () => (await r2.call('GET', '/v1/secrets/app/d', undefined, token)).status === 200, 10_000, 'r2 follows the restarted primary');
+  });
+
+  it('H10: a second server that believes it is primary for the same stream is fenced before it writes anything', async () => {
+    const bucket = await tempDir('coffer-bucket-');
+    dirs.push(bucket);
+    const p = track(await startNode({ replicate_to: [`file://${bucket}`], ...FAST }));
+    const token = p.server.rootToken!;
+    assert.equal((await put(p, token, 'app/a', 'alpha')).status, 200);
+    await shipped(p);
+    // A copy of the primary's data directory (a restored backup, a cloned VM) started as a
+    // second primary: it has its own node id.
+    await p.stop();
+    nodes.splice(nodes.indexOf(p), 1);
+    const cloneDir = await tempDir('coffer-clone-');
+    await cp(p.dir, cloneDir, { recursive: true });
+    const store = await Store.open(join(cloneDir, 'db'));
+    await store.writeRaw([{ type: 'put', key: 'sys/repl/node', value: Buffer.from('f'.repeat(32)) }]);
+    await store.close();
+    const original = track(await startNode({ dir: p.dir, replicate_to: [`file://${bucket}`], ...FAST }));
+    const clone = track(await startNode({ dir: cloneDir, replicate_to: [`file://${bucket}`], ...FAST }));
+    const w = await put(clone, token, 'app/clone', 'x');
+    assert.equal(w.status, 409, JSON.stringify(w.body));
+    assert.match(w.body.error.message, /no longer is the primary/);
+    assert.equal((await put(original, token, 'app/b', 'bravo')).status, 200);
+  });
+
+  it('H12: the bucket unreachable for a while: both sides keep serving and the replica catches up; past the lease the primary refuses writes, then recovers', async () => {
+    const s3: TestS3 = await startS3();
+    try {
+      const p = track(await startNode({ replicate_to: [s3.url('outage')], ...FAST, replication_lease_s: 3 }));
+      const token = p.server.rootToken!;
+      const r = track(await startNode({ replica_of: s3.url('outage'), kekFile: join(p.dir, 'kek.key'), ...FAST, max_staleness_s: 30 }));
+      assert.equal((await put(p, token, 'app/a', 'alpha')).status, 200);
+      await until(async () => (await r.call('GET', '/v1/secrets/app/a', undefined, token)).status === 200, 10_000, 'replica has a');
+      s3.down = true;
+      assert.equal((await put(p, token, 'app/b', 'bravo')).status, 200, 'writes continue within the lease');
+      await new Promise((res) => setTimeout(res, 800));
+      assert.equal((await r.call('GET', '/v1/secrets/app/a', undefined, token)).status, 200, 'the replica serves what it has');
+      assert.ok(r.server.replication.status().replica?.error, 'and says the bucket fails');
+      assert.equal(p.server.replication.status().targets[0]!.ok, false);
+      await until(async () => (await put(p, token, 'app/c', 'x')).status === 503, 10_000, 'lease runs out');
+      const refused = await put(p, token, 'app/c', 'x');
+      assert.equal(refused.body.error.code, 'lease_expired');
+      assert.equal((await p.call('GET', '/v1/secrets/app/a', undefined, token)).status, 200, 'the primary still serves reads');
+      s3.down = false;
+      await until(async () => (await put(p, token, 'app/c', 'charlie')).status === 200, 40_000, 'writes again once the bucket is back');
+      await until(async () => (await r.call('GET', '/v1/secrets/app/c', undefined, token)).status === 200, 20_000, 'replica catches up');
+      assert.equal((await r.call('GET', '/v1/secrets/app/b', undefined, token)).body.data.v, 'bravo', 'nothing written during the outage is lost');
+    } finally {
+      for (const n of nodes.splice(0)) await n.stop().catch(() => undefined);
+      await s3.close();
+    }
+  });
+});
