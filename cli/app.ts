@@ -9,6 +9,7 @@ import { keyringCommands } from './commands/keyring.js';
 import { keyCommands } from './commands/key.js';
 import { byokCommands } from './commands/byok.js';
 import { runCommand } from './commands/run.js';
+import { replicaCommands } from './commands/replica.js';
 import { secretCommands } from './commands/secrets.js';
 import { sysCommands } from './commands/sys.js';
 import { EXIT, explain, output, type GlobalArgs } from './context.js';
@@ -35,6 +36,10 @@ let cli = yargs(hideBin(process.argv))
         .option('listen', { type: 'string', describe: 'HOST:PORT to listen on (default 127.0.0.1:8740)' })
         .option('kek', { type: 'string', describe: 'master key source: shamir:, file:PATH, env:VAR, passphrase:[VAR], pkcs11:module=…;token=…;key=…;pin-env=VAR' })
         .option('log-level', { type: 'string', describe: 'fatal|error|warn|info|debug|trace|silent' })
+        .option('replicate-to', { type: 'string', array: true, describe: 'ship the change log to this bucket (repeatable): file:///dir or s3://bucket/prefix?endpoint=…&region=…' })
+        .option('replica-of', { type: 'string', describe: 'run as a read-only replica of the stream in this bucket' })
+        .option('poll-interval', { type: 'number', describe: 'seconds between a replica’s polls (default 2)' })
+        .option('api-addr', { type: 'string', describe: 'address published to replicas (default: the listen address)' })
         .example('coffer server --dev', 'run a local dev vault in ./.coffer')
         .example('coffer server --data-dir /var/lib/coffer --kek shamir:', 'run sealed; then init and unseal'),
     async (argv) => {
@@ -46,6 +51,10 @@ let cli = yargs(hideBin(process.argv))
         listen: argv.listen,
         kek: argv.kek,
         log_level: argv.logLevel,
+        replicate_to: argv.replicateTo,
+        replica_of: argv.replicaOf,
+        poll_interval: argv.pollInterval,
+        api_addr: argv.apiAddr,
       });
     },
   ) as unknown as Argv<GlobalArgs>;
@@ -75,6 +84,7 @@ cli = cli.command(
   },
 ) as unknown as Argv<GlobalArgs>;
 cli = sysCommands(cli);
+cli = replicaCommands(cli);
 cli = authCommands(cli);
 cli = secretCommands(cli);
 cli = runCommand(cli);

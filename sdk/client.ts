@@ -11,6 +11,7 @@ import type {
   LoginResult,
   PutSecretRequest,
   PutSecretResult,
+  ReplicationStatus,
   SealStatus,
   Secret,
   SecretMetadata,
@@ -286,6 +287,21 @@ export class Coffer {
 
   resetUnseal(): Promise<SealStatus> {
     return this.call({ method: 'POST', path: '/v1/sys/unseal', body: { reset: true }, auth: false });
+  }
+
+  /** Replication role, progress per target, lag and errors (admin). */
+  replicationStatus(): Promise<ReplicationStatus> {
+    return this.call({ method: 'GET', path: '/v1/sys/replication', idempotent: true });
+  }
+
+  /** Promotes this replica to primary of a new epoch; resolves once it accepts writes (admin). */
+  promote(): Promise<{ epoch: number; writes_from: string }> {
+    return this.call({ method: 'POST', path: '/v1/sys/replication/promote', body: {} });
+  }
+
+  /** Asks the primary for a full snapshot in every bucket (admin). */
+  replicationSnapshot(): Promise<{ requested: boolean }> {
+    return this.call({ method: 'POST', path: '/v1/sys/replication/snapshot', body: {} });
   }
 
   /** Keyring of a namespace, with its versions and any background rewrap progress. */

@@ -109,3 +109,25 @@ export interface TransitKeyInfo {
   usage: ('encrypt' | 'decrypt' | 'datakey')[];
   versions: { version: number; created_at: string }[];
 }
+
+/** GET /v1/sys/replication (see API.md; extra fields may be added). */
+export interface ReplicationStatus {
+  role: 'primary' | 'replica' | 'standalone';
+  epoch: number;
+  last_seq: number;
+  targets: { url: string; epoch: number; last_shipped_seq: number; ok: boolean; error: string | null; last_ok_at: number | null; lease_until: number | null; snapshot_seq: number | null }[];
+  primary: string;
+  lag_seq: number;
+  lag_ms: number;
+  stale: boolean;
+  fenced: string | null;
+  writes_from?: number | null;
+  replica?: {
+    epoch: number;
+    applied_seq: number;
+    head_seq: number | null;
+    verified_head_at: number | null;
+    bootstrapping: boolean;
+    error: { code: string; message: string; at: number } | null;
+  } | null;
+}

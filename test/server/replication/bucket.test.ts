@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
-import { PreconditionFailed, openBucket, type Bucket } from '../../../server/replication/bucket.js';
+import { PreconditionFailed, type Bucket } from '../../../server/replication/bucket.js';
+import { openBucket } from '../../../server/replication/open.js';
 import { FileBucket } from '../../../server/replication/file.js';
 import { tempDir } from '../../helpers.js';
 import { startS3, type TestS3 } from './s3rver.js';
