@@ -1,5 +1,6 @@
 import type { NextFunction, Request, Response } from 'express';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { SealManager } from '../keys/seal.js';
 
 /** A registry per app (tests build many apps in one process). */
 export function createMetrics(withProcessMetrics = true): Registry {
@@ -38,4 +39,23 @@ export function requestMetrics(registry: Registry) {
     });
     next();
   };
+}
+
+/**
+ * HSM operations since the last unseal, read from the provider at scrape time: keyrings are
+ * cached, so this grows with keyrings and rotations, not with reads.
+ */
+export function keyProviderMetrics(registry: Registry, seal: SealManager): void {
+  new Gauge({
+    name: 'coffer_hsm_operations',
+    help: 'PKCS#11 encrypt/decrypt operations since unseal (HSM provider only)',
+    labelNames: ['op'],
+    registers: [registry],
+    collect() {
+      const calls = seal.sealed ? undefined : (seal.keys().provider.inner as { calls?: { encrypt: number; decrypt: number } }).calls;
+      if (!calls) return;
+      this.set({ op: 'encrypt' }, calls.encrypt);
+      this.set({ op: 'decrypt' }, calls.decrypt);
+    },
+  });
 }

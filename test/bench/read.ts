@@ -4,9 +4,9 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
-import autocannon from 'autocannon';
 import { tempDir } from '../helpers.js';
 import { startServerProcess } from '../integration/server-process.js';
+import { CONNECTIONS, DURATION, RUNS, measure } from './measure.js';
 
 /**
  * Authenticated GET of a 1 KiB secret (root token, and a token whose access comes from a group
@@ -16,32 +16,10 @@ import { startServerProcess } from '../integration/server-process.js';
  * meaningful on a noisy machine where absolute numbers are not.
  */
 const here = dirname(fileURLToPath(import.meta.url));
-const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
-const RUNS = 3;
-const CONNECTIONS = 50;
-
-interface Result {
-  rps: number;
-  p50: number;
-  p99: number;
-}
-
 async function baseline(kind: 'bare' | 'express'): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(process.execPath, [join(here, 'baseline-server.js'), kind], { stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise<string>((done) => createInterface({ input: child.stdout! }).once('line', done));
   return { url: `http://127.0.0.1:${line.trim()}`, child };
-}
-
-async function measure(url: string, headers: Record<string, string>): Promise<Result> {
-  const results: Result[] = [];
-  await autocannon({ url, connections: CONNECTIONS, duration: 1, headers }); // warm-up
-  for (let i = 0; i < RUNS; i++) {
-    const r = await autocannon({ url, connections: CONNECTIONS, duration: DURATION, headers });
-    if (r.non2xx > 0 || r.errors > 0) throw new Error(`${url}: ${r.non2xx} non-2xx and ${r.errors} errors`);
-    results.push({ rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99 });
-  }
-  results.sort((a, b) => a.rps - b.rps);
-  return results[Math.floor(RUNS / 2)]!;
 }
 
 const dir = await tempDir('coffer-bench-');

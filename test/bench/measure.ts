@@ -1,0 +1,31 @@
+import autocannon from 'autocannon';
+
+/** autocannon settings shared by the HTTP benchmarks; BENCH_SECONDS shortens a run. */
+export const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
+export const RUNS = 3;
+export const CONNECTIONS = 50;
+
+export interface Result {
+  rps: number;
+  p50: number;
+  p99: number;
+}
+
+/**
+ * The median of RUNS autocannon runs after a warm-up; any non-2xx answer fails the run.
+ * `paths` (optional) are requested in turn on each connection instead of `url`'s own path.
+ */
+export async function measure(url: string, headers: Record<string, string>, paths?: string[]): Promise<Result> {
+  const results: Result[] = [];
+  const requests = paths?.map((path) => ({ method: 'GET' as const, path }));
+  const options = { url, connections: CONNECTIONS, headers, ...(requests ? { requests } : {}) };
+  await autocannon({ ...options, duration: 1 }); // warm-up
+  for (let i = 0; i < RUNS; i++) {
+    const r = await autocannon({ ...options, duration: DURATION });
+    if (r.non2xx > 0 || r.errors > 0) throw new Error(`${url}: ${r.non2xx} non-2xx and ${r.errors} errors`);
+    results.push({ rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99 });
+  }
+  results.sort((a, b) => a.rps - b.rps);
+  return results[Math.floor(RUNS / 2)]!;
+}
+
