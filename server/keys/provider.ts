@@ -22,6 +22,8 @@ export interface MasterKeyProvider {
   exportCurrent(): { version: number; material: Uint8Array };
   /** Forgets every key (zeroizes in-memory material). The provider is unusable afterwards. */
   close(): void;
+  /** What an operator should know about the key's holder (e.g. an HSM cluster member down). */
+  problems?(): string[];
   /** Set when BYOK import happens inside the provider (HSM) rather than in process memory. */
   readonly hsmImport?: HsmImport | undefined;
 }

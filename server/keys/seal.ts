@@ -119,10 +119,14 @@ export class SealManager {
     };
   }
 
-  /** Conditions an operator must act on, for health: expired imported master key material. */
+  /** Conditions an operator must act on, for health: expired imported key material, HSM tokens down. */
   warnings(): string[] {
-    const master = this.unsealed?.provider.status();
-    return master?.expired ? [`master key version ${master.version} expired at ${master.valid_to} (BYOK valid_to): keyrings it wraps cannot be opened`] : [];
+    if (!this.unsealed) return [];
+    const master = this.unsealed.provider.status();
+    return [
+      ...(master.expired ? [`master key version ${master.version} expired at ${master.valid_to} (BYOK valid_to): keyrings it wraps cannot be opened`] : []),
+      ...(this.unsealed.provider.inner.problems?.() ?? []),
+    ];
   }
 
   /**

@@ -185,6 +185,12 @@ export class Pkcs11Provider implements MasterKeyProvider, HsmImport {
     return this.members.every((m) => m.token.isOpen);
   }
 
+  problems(): string[] {
+    return this.members
+      .filter((m) => !m.token.isOpen)
+      .map((m) => (m.refused ? `HSM token "${m.token.label}" refused the PIN: fix it and restart` : `HSM token "${m.token.label}" is unavailable: failing over (retried with backoff)`));
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

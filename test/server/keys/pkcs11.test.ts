@@ -259,6 +259,7 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
       assert.equal((await vault.secrets.get('fresh/k'))?.data.v, 'new keyring');
       const provider = vault.seal.keys().provider.inner as Pkcs11Provider;
       assert.equal(provider.healthy(), false, 'the first member is known to be down');
+      assert.deepEqual(vault.seal.warnings(), [`HSM token "${a.label}" is unavailable: failing over (retried with backoff)`]);
       assert.ok(lines.some((l) => l.msg === 'HSM token failed: failing over to the next cluster member' && l.token === a.label), 'the failover is logged');
     } finally {
       await vault.cleanup();
