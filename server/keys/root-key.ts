@@ -6,6 +6,7 @@ import { fromBase64, toBase64, zeroize } from '../crypto/bytes.js';
 import { KEY_LENGTH } from '../crypto/aead.js';
 import { systemRandom } from '../crypto/random.js';
 import { CofferError } from '../errors.js';
+import { parsePkcs11Uri } from './pkcs11/uri.js';
 
 /**
  * Where the software provider's root key comes from, parsed from a `--kek` URI:
@@ -13,7 +14,7 @@ import { CofferError } from '../errors.js';
  *   file:PATH             32 bytes (raw, base64 or hex) in a file that only its owner can read
  *   env:VAR               the same encodings in an environment variable
  *   passphrase:[VAR]      scrypt of a passphrase from VAR (default COFFER_KEK_PASSPHRASE)
- * A `pkcs11:` URI selects the HSM provider instead (see the HSM issue).
+ * A `pkcs11:` URI selects the HSM provider instead (server/keys/pkcs11).
  */
 export type RootKeySource =
   | { kind: 'shamir' }
@@ -42,6 +43,7 @@ export function parseKekUri(uri: string): RootKeySource {
       if (rest && !ENV_NAME.test(rest)) break;
       return { kind: 'passphrase', variable: rest || 'COFFER_KEK_PASSPHRASE' };
     case 'pkcs11':
+      parsePkcs11Uri(uri); // refuse a bad URI at start, not at the first unseal
       return { kind: 'pkcs11', uri };
   }
   throw new CofferError(
