@@ -212,6 +212,38 @@ describe('replication faults (the bucket is untrusted)', function () {
 describe('replication: snapshots and vaults', function () {
   this.timeout(60_000);
 
+  it('H2: a segment of another vault put under the name the replica expects next is refused', async () => {
+    const bucketA = await tempDir('coffer-bucket-');
+    const bucketB = await tempDir('coffer-bucket-');
+    const a = await startNode({ replicate_to: [`file://${bucketA}`], ...FAST });
+    const b = await startNode({ replicate_to: [`file://${bucketB}`], ...FAST });
+    const replica = await startNode({ replica_of: `file://${bucketA}`, kekFile: join(a.dir, 'kek.key'), ...FAST, poll_interval: 3600 });
+    const dirs = [bucketA, bucketB, a.dir, b.dir, replica.dir];
+    try {
+      const tokenA = a.server.rootToken!;
+      const tokenB = b.server.rootToken!;
+      // Bring both streams to the same sequence, then write one record on each.
+      while (b.server.store.lastSeq < a.server.store.lastSeq) await b.call('PUT', `/v1/secrets/pad/${b.server.store.lastSeq}`, { data: { v: 'p' } }, tokenB);
+      while (a.server.store.lastSeq < b.server.store.lastSeq) await a.call('PUT', `/v1/secrets/pad/${a.server.store.lastSeq}`, { data: { v: 'p' } }, tokenA);
+      await until(() => a.server.replication.status().targets[0]!.last_shipped_seq === a.server.store.lastSeq, 10_000, 'a shipped');
+      await replica.server.replication.pollNow();
+      const seq = a.server.store.lastSeq + 1;
+      await a.call('PUT', '/v1/secrets/app/mine', { data: { v: 'a' } }, tokenA);
+      await b.call('PUT', '/v1/secrets/app/theirs', { data: { v: 'b' } }, tokenB);
+      await until(() => a.server.replication.status().targets[0]!.last_shipped_seq === seq && b.server.replication.status().targets[0]!.last_shipped_seq === seq, 10_000, 'both shipped');
+      const name = `${seq.toString(16).padStart(16, '0')}-${seq.toString(16).padStart(16, '0')}.seg`;
+      await copyFile(join(bucketB, 'epoch-1', 'seg', name), join(bucketA, 'epoch-1', 'seg', name));
+      const before = replica.server.store.lastSeq;
+      await replica.server.replication.pollNow();
+      assert.equal(replica.server.replication.status().replica?.error?.code, 'bad_mac');
+      assert.equal(replica.server.store.lastSeq, before);
+      assert.equal((await replica.call('GET', '/v1/secrets/app/theirs', undefined, tokenA)).status, 404);
+    } finally {
+      for (const n of [replica, a, b]) await n.stop();
+      for (const d of dirs) await removeDir(d);
+    }
+  });
+
   it('H9/H19: a replica refuses to bootstrap from a snapshot of another vault swapped into the bucket', async () => {
     const bucketA = await tempDir('coffer-bucket-');
     const bucketB = await tempDir('coffer-bucket-');
