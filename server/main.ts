@@ -104,7 +104,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
       // Dev only: after a manual seal, this share (or a restart) unseals the vault again.
       await writeSecretFile(join(dataDir, 'recovery-share'), `${recoveryShare}\n`);
     }
-    if (seal.initialized && seal.autoUnseal && seal.sealed) await seal.autoUnsealNow();
+    if (seal.initialized && seal.autoUnseal && seal.sealed) await seal.startAutoUnseal();
     await replication.waitForLease(5_000);
 
     const metrics = createMetrics();
@@ -133,6 +133,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
           });
           await replication.close();
           await audit.close();
+          seal.stopRetrying();
           await seal.seal();
           await rewrap.idle();
           await store.close();

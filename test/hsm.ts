@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openVault, type TestVault, type VaultOptions } from './helpers.js';
@@ -110,4 +111,11 @@ export async function openHsmVault(options: VaultOptions = {}): Promise<TestVaul
   const { uri } = tokenWithKey();
   const vault = await openVault({ init: { shares: 3, threshold: 2 }, ...options, source: { kind: 'pkcs11', uri }, env: { ...hsmEnv(), ...options.env } });
   return Object.assign(vault, { kek: uri });
+}
+
+/** Takes a token's store out of SoftHSM2's token directory (the HSM "goes away"); returns a restore. */
+export function removeToken(token: { dir: string }): () => void {
+  const parked = join(dirname(dirname(token.dir)), `removed-${basename(token.dir)}`);
+  renameSync(token.dir, parked);
+  return () => renameSync(parked, token.dir);
 }

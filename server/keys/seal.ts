@@ -46,6 +46,7 @@ export interface SealOptions {
 }
 
 const RECOVERY_CHECK = 'coffer recovery key check';
+const RETRY_MS = [1_000, 2_000, 5_000, 10_000, 30_000];
 const AUTO_UNSEAL: RootKeySource['kind'][] = ['file', 'env', 'passphrase', 'pkcs11'];
 
 /**
@@ -59,6 +60,7 @@ export class SealManager {
   private unsealed: UnsealedKeys | undefined;
   private progress: Share[] = [];
   private busy = false;
+  private retryTimer: NodeJS.Timeout | undefined;
   private readonly options: SealOptions;
   private readonly unsealListeners: ((keys: UnsealedKeys) => Promise<void> | void)[] = [];
   private readonly sealListeners: (() => void)[] = [];
@@ -181,6 +183,38 @@ export class SealManager {
     } finally {
       this.busy = false;
     }
+  }
+
+  /**
+   * Auto-unseal at start. An HSM that does not answer leaves the vault sealed and is retried
+   * with backoff (never a fallback to another key source); a wrong PIN or key throws.
+   */
+  async startAutoUnseal(): Promise<void> {
+    try {
+      await this.autoUnsealNow();
+    } catch (e) {
+      if (!isCofferError(e, 'hsm_unavailable')) throw e;
+      this.options.log?.warn({ error: e.message }, 'HSM unavailable at start: staying sealed and retrying');
+      this.retryAutoUnseal(0);
+    }
+  }
+
+  private retryAutoUnseal(attempt: number): void {
+    this.retryTimer = setTimeout(() => {
+      this.autoUnsealNow().then(
+        () => this.options.log?.info('unsealed from the HSM'),
+        (e: unknown) => {
+          if (isCofferError(e, 'hsm_unavailable')) return this.retryAutoUnseal(attempt + 1);
+          this.options.log?.error({ error: (e as Error).message }, 'auto-unseal failed: staying sealed');
+        },
+      );
+    }, RETRY_MS[Math.min(attempt, RETRY_MS.length - 1)]);
+    this.retryTimer.unref();
+  }
+
+  /** Stops retrying an auto-unseal (shutdown). */
+  stopRetrying(): void {
+    clearTimeout(this.retryTimer);
   }
 
   /** Unseals an auto-unseal vault from its key source (at start). */

@@ -86,7 +86,7 @@ export class HsmToken {
     const found = session.find({ class: graphene.ObjectClass.SECRET_KEY, label: this.keyLabel });
     for (let i = 0; i < found.length; i++) {
       const key = found.items(i).toType<graphene.SecretKey>();
-      const attrs = key.getAttribute({ id: null, keyType: null, extractable: null, sensitive: null, valueLen: null });
+      const attrs = key.getAttribute({ id: null, keyType: null, extractable: null, sensitive: null, valueLen: null, local: null, neverExtractable: null, wrap: null, decrypt: null });
       const id = attrs.id as Buffer | undefined;
       if (!id || id.length !== 4 || id.readUInt32BE() < 1) continue;
       // SoftHSM2 leaves CKA_VALUE_LEN at 0 on keys made by C_UnwrapKey; their length was checked at import.
@@ -94,9 +94,13 @@ export class HsmToken {
         session.close();
         throw new CofferError('invalid_request', `key "${this.keyLabel}" in HSM token "${this.label}" is not an AES-256 key`);
       }
-      if (attrs.extractable !== false || attrs.sensitive !== true) {
+      // A key generated in the token (CKA_LOCAL) must never have been extractable; an imported
+      // one cannot claim that. A key that both wraps and decrypts could export its siblings.
+      const unsafe =
+        attrs.extractable !== false || attrs.sensitive !== true || (attrs.local === true && attrs.neverExtractable !== true) || (attrs.wrap === true && attrs.decrypt === true);
+      if (unsafe) {
         session.close();
-        throw new CofferError('invalid_request', `key "${this.keyLabel}" in HSM token "${this.label}" is extractable or not sensitive: refusing to use it as a master key`);
+        throw new CofferError('invalid_request', `key "${this.keyLabel}" in HSM token "${this.label}" has an unsafe template (extractable, not sensitive, or both wrap and decrypt): refusing it as a master key`);
       }
       keys.set(id.readUInt32BE(), key);
     }

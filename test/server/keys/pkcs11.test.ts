@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as graphene from 'graphene-pk11';
 import request from 'supertest';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
 import { openVault, tempDir, type TestVault } from '../../helpers.js';
-import { createToken, describeHsm, hsmEnv, HSM_PIN, kekUri, openHsmVault, PIN_ENV, SOFTHSM_MODULE, tokenWithKey } from '../../hsm.js';
+import { createToken, describeHsm, hsmEnv, HSM_PIN, kekUri, openHsmVault, PIN_ENV, removeToken, SOFTHSM_MODULE, tokenWithKey } from '../../hsm.js';
 import { parsePkcs11Uri } from '../../../server/keys/pkcs11/uri.js';
 import { initHsmKey } from '../../../server/keys/pkcs11/init.js';
 import { Pkcs11Provider } from '../../../server/keys/pkcs11/provider.js';
@@ -85,6 +85,31 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
       assert.throws(() => key.getAttribute({ value: null }), /CKR_ATTRIBUTE_SENSITIVE/);
     } finally {
       module.finalize();
+    }
+  });
+
+  it('E16: a key with an unsafe template (extractable, or wrap+decrypt, or generated but once extractable) is refused at start', () => {
+    const templates: [string, graphene.ITemplate][] = [
+      ['extractable', { extractable: true, sensitive: true, wrap: false }],
+      ['not sensitive', { extractable: false, sensitive: false, wrap: false }],
+      ['wrap and decrypt', { extractable: false, sensitive: true, wrap: true }],
+    ];
+    for (const [what, template] of templates) {
+      const { label } = createToken();
+      const module = graphene.Module.load(SOFTHSM_MODULE);
+      module.initialize({ flags: 2 });
+      try {
+        const slots = module.getSlots(true);
+        for (let i = 0; i < slots.length; i++) {
+          if (slots.items(i).getToken().label.trim() !== label) continue;
+          const session = slots.items(i).open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
+          session.login(HSM_PIN);
+          session.generateKey(graphene.KeyGenMechanism.AES, { keyType: graphene.KeyType.AES, token: true, label: 'master', id: Buffer.from([0, 0, 0, 1]), valueLen: 32, encrypt: true, decrypt: true, ...template });
+        }
+      } finally {
+        module.finalize();
+      }
+      assert.throws(() => Pkcs11Provider.open(parsePkcs11Uri(kekUri([label])), { env: hsmEnv() }), /unsafe template/, what);
     }
   });
 
@@ -242,6 +267,27 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
     }
   });
 
+  it('E17: an HSM missing at start leaves the vault sealed and is retried until it answers (no fallback)', async () => {
+    const token = tokenWithKey();
+    const first = await openVault({ source: { kind: 'pkcs11', uri: token.uri }, env: hsmEnv(), init: { shares: 1, threshold: 1 } });
+    await first.secrets.put('e17/a', { data: { v: 'kept' } });
+    await first.cleanup(true);
+    const restore = removeToken(token);
+    const vault = await openVault({ dir: first.dir, source: { kind: 'pkcs11', uri: token.uri }, env: hsmEnv(), init: false });
+    try {
+      await vault.seal.startAutoUnseal();
+      assert.equal(vault.seal.sealed, true);
+      assert.equal((await request(vault.app).get('/v1/sys/health')).status, 503);
+      restore();
+      for (let i = 0; i < 50 && vault.seal.sealed; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(vault.seal.sealed, false, 'unsealed once the token returned');
+      assert.equal((await vault.secrets.get('e17/a'))?.data.v, 'kept');
+    } finally {
+      vault.seal.stopRetrying();
+      await vault.cleanup();
+    }
+  });
+
   it('cluster failover: with the first token gone, reads and new keyrings go through the second, and it is logged', async () => {
     const material = randomBytes(32);
     const a = createToken();
@@ -250,9 +296,10 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
     initHsmKey(parsePkcs11Uri(uri), hsmEnv(), material);
     const { log, lines } = capturingLog();
     const vault = await openVault({ source: { kind: 'pkcs11', uri }, env: hsmEnv(), keyring: { cacheTtlMs: 50 }, log, init: { shares: 1, threshold: 1 } });
+    let restoreA: (() => void) | undefined;
     try {
       for (let i = 0; i < 20; i++) await vault.secrets.put(`ns${i % 4}/k${i}`, { data: { v: String(i) } });
-      renameSync(a.dir, `${a.dir}.removed`);
+      restoreA = removeToken(a);
       await new Promise((r) => setTimeout(r, 150)); // cached keyrings expire: the next reads need the HSM
       for (let i = 0; i < 20; i++) assert.equal((await vault.secrets.get(`ns${i % 4}/k${i}`))?.data.v, String(i));
       await vault.secrets.put('fresh/k', { data: { v: 'new keyring' } });
@@ -263,7 +310,7 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
       assert.ok(lines.some((l) => l.msg === 'HSM token failed: failing over to the next cluster member' && l.token === a.label), 'the failover is logged');
     } finally {
       await vault.cleanup();
-      renameSync(`${a.dir}.removed`, a.dir);
+      restoreA?.();
     }
   });
 
@@ -272,14 +319,14 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
     const vault = await openVault({ source: { kind: 'pkcs11', uri: token.uri }, env: hsmEnv(), keyring: { cacheTtlMs: 50 }, init: { shares: 1, threshold: 1 } });
     try {
       assert.equal((await request(vault.app).put('/v1/secrets/one/a').set(vault.auth).send({ data: { v: '1' } })).status, 200);
-      renameSync(token.dir, `${token.dir}.removed`);
+      const restore = removeToken(token);
       await new Promise((r) => setTimeout(r, 150));
       const down = await request(vault.app).get('/v1/secrets/one/a').set(vault.auth);
       assert.equal(down.status, 503, JSON.stringify(down.body));
       assert.equal(down.body.error.code, 'hsm_unavailable');
       const write = await request(vault.app).put('/v1/secrets/two/a').set(vault.auth).send({ data: { v: '2' } });
       assert.equal(write.status, 503, 'a write needing a new keyring fails and changes nothing');
-      renameSync(`${token.dir}.removed`, token.dir);
+      restore();
       let back: request.Response | undefined;
       for (let i = 0; i < 40 && back?.status !== 200; i++) {
         await new Promise((r) => setTimeout(r, 100));
