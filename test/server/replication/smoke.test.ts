@@ -36,6 +36,5 @@ describe('replication smoke', function () {
     assert.equal(w.body.error.code, 'read_only_replica');
     const health = await replica.call('GET', '/v1/sys/health');
     assert.equal(health.status, 429);
-    console.log(JSON.stringify((await replica.call('GET', '/v1/sys/replication', undefined, token)).body));
   });
 });
