@@ -112,6 +112,14 @@ export function parseJson<T>(schema: z.ZodType<T>, text: string, what: string): 
   return parsed.data;
 }
 
+/**
+ * The only store keys a manifest may carry as the vault identity: `sys/seal` and
+ * `sys/master/<v>`. A fresh replica copies them before it can verify anything, so anything
+ * else (replication state such as `sys/repl/stream`, `sys/seq`) must never be accepted there.
+ */
+const IDENTITY_KEY = /^sys\/(?:seal|master\/[0-9]{10})$/;
+export const isIdentityKey = (key: string) => IDENTITY_KEY.test(key);
+
 const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const epoch = z.number().int().min(1).max(2 ** 31);
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
@@ -152,8 +160,11 @@ export const manifestBody = z.strictObject({
   /** The most recent segments as [from, to], so replicas can GET them without a LIST. */
   recent: z.array(z.tuple([seq, seq])).max(512),
   snapshot: z.strictObject({ seq, epoch, chain: hex64, mac: hex64 }).nullable(),
-  /** Store entries a fresh replica needs before it can unseal (already sealed where secret). */
-  identity: z.record(z.string().regex(/^sys\/[A-Za-z0-9/_.-]+$/), b64),
+  /**
+   * Store entries a fresh replica needs before it can unseal (already sealed where secret):
+   * the seal configuration and the wrapped master keys, nothing else (see `isIdentityKey`).
+   */
+  identity: z.record(z.string().regex(IDENTITY_KEY), b64),
 });
 export type ManifestBody = z.infer<typeof manifestBody>;
 

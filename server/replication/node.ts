@@ -5,14 +5,14 @@ import type { ServerConfig } from '../config.js';
 import { CofferError } from '../errors.js';
 import type { SealManager, UnsealedKeys } from '../keys/seal.js';
 import type { Store, WriteGuard } from '../store/db.js';
-import { ROOT_TOKEN_KEY, SEAL_KEY, SEQ_KEY } from '../store/keys.js';
+import { MASTER_PREFIX, SEAL_KEY } from '../store/keys.js';
 import { PreconditionFailed, type Bucket } from './bucket.js';
 import { openBucket } from './open.js';
 import { Follower, type FollowerStatus } from './follower.js';
-import { MANIFEST, ReplicationError, encodeManifest, epochClaim, fromB64, openManifest, readManifestUnverified, type ManifestBody, type ReplicationKeys } from './format.js';
+import { MANIFEST, ReplicationError, encodeManifest, epochClaim, fromB64, isIdentityKey, openManifest, readManifestUnverified, type ManifestBody, type ReplicationKeys } from './format.js';
 import { REPLICATION_KEY, ensureReplicationKeys, forgetKeys, unwrapReplicationKeys } from './keys.js';
 import { Shipper, type TargetStatus } from './shipper.js';
-import { LOCAL_PREFIX, nodeId, readStream, streamOp } from './state.js';
+import { IDENTITY_PENDING_KEY, nodeId, readStream, streamOp } from './state.js';
 
 export interface ReplicationSettings {
   replicateTo: string[];
@@ -98,7 +98,8 @@ export class Replication implements WriteGuard {
     const targets = await Promise.all(settings.replicateTo.map((u) => openBucket(u)));
     if (promoted && source && !targets.some((t) => t.url === source.url)) targets.unshift(source);
     const replication = new Replication(role, settings, store, log, node, targets, source, now);
-    if (role === 'replica' && !store.get(SEAL_KEY)) await replication.copyIdentity();
+    // A copy that was never confirmed by the authenticated manifest is discarded and redone.
+    if (role === 'replica' && (!store.get(SEAL_KEY) || store.get(IDENTITY_PENDING_KEY))) await replication.copyIdentity();
     store.setWriteGuard(replication);
     return replication;
   }
@@ -168,7 +169,19 @@ export class Replication implements WriteGuard {
   private async unsealed(keys: UnsealedKeys): Promise<void> {
     if (this.reloading || this.closed || this.role !== 'replica') return;
     this.cluster = keys.clusterId;
-    this.keys = await this.replicaKeys(keys);
+    if (this.store.get(IDENTITY_PENDING_KEY)) {
+      try {
+        const { keys: replicationKeys, manifest } = await this.replicaKeys(keys);
+        this.keys = replicationKeys;
+        await this.confirmIdentity(manifest ?? (await this.verifiedManifest()));
+      } catch (e) {
+        // Not confirmed by an authenticated manifest: nothing copied from the bucket stays.
+        if (e instanceof ReplicationError) await this.discardIdentity();
+        throw e;
+      }
+    } else {
+      this.keys = (await this.replicaKeys(keys)).keys;
+    }
     const follower = this.newFollower();
     this.inUnseal = true; // the unseal in progress loads what the snapshot brings
     try {
@@ -195,17 +208,68 @@ export class Replication implements WriteGuard {
     this.keys = undefined;
   }
 
-  /** The replication key: from the local store once replicated, else from the manifest. */
-  private async replicaKeys(keys: UnsealedKeys): Promise<ReplicationKeys> {
+  /**
+   * The replication key: from the local store once replicated, else from the manifest (which
+   * must then verify under it; its verified body is returned too).
+   */
+  private async replicaKeys(keys: UnsealedKeys): Promise<{ keys: ReplicationKeys; manifest?: ManifestBody }> {
     const local = this.store.get(REPLICATION_KEY);
-    if (local) return unwrapReplicationKeys(keys.provider, keys.clusterId, local);
+    if (local) return { keys: await unwrapReplicationKeys(keys.provider, keys.clusterId, local) };
     const object = await this.source!.get(MANIFEST);
     if (!object) throw new ReplicationError('no_manifest', `the bucket ${this.source!.url} holds no manifest`);
     const { doc } = readManifestUnverified(object.body);
     if (doc.cluster !== keys.clusterId) throw new ReplicationError('other_vault', 'the bucket belongs to another vault (cluster id differs)');
     const replicationKeys = await unwrapReplicationKeys(keys.provider, keys.clusterId, fromB64(doc.key.wrapped));
-    openManifest(replicationKeys, keys.clusterId, object.body); // and the manifest must verify under it
-    return replicationKeys;
+    try {
+      return { keys: replicationKeys, manifest: openManifest(replicationKeys, keys.clusterId, object.body) };
+    } catch (e) {
+      forgetKeys(replicationKeys);
+      throw e;
+    }
+  }
+
+  private async verifiedManifest(): Promise<ManifestBody> {
+    const object = await this.source!.get(MANIFEST);
+    if (!object) throw new ReplicationError('no_manifest', `the bucket ${this.source!.url} holds no manifest`);
+    return openManifest(this.keys!, this.cluster, object.body);
+  }
+
+  /**
+   * The identity a fresh replica copied from the unverified manifest must be exactly the one the
+   * authenticated manifest carries, byte for byte; otherwise the replica refuses to go on and
+   * the caller wipes the copy (a bucket attacker must not get anything into this store).
+   */
+  private async confirmIdentity(manifest: ManifestBody): Promise<void> {
+    const copied = await this.storedIdentity();
+    const verified = Object.entries(manifest.identity);
+    const same =
+      verified.length === copied.size &&
+      verified.every(([key, value]) => {
+        const mine = copied.get(key);
+        return isIdentityKey(key) && mine !== undefined && Buffer.compare(Buffer.from(mine), Buffer.from(fromB64(value))) === 0;
+      });
+    if (!same) {
+      throw new ReplicationError(
+        'identity_mismatch',
+        'the vault identity (seal configuration, wrapped master keys) copied from the bucket differs from the authenticated manifest: the bucket was tampered with, or the primary changed its keys meanwhile. The copy was discarded; restart this replica to copy it again',
+      );
+    }
+    await this.store.writeRaw([{ type: 'del', key: IDENTITY_PENDING_KEY }]);
+    this.log.info('replica: the copied vault identity matches the authenticated manifest');
+  }
+
+  /** The seal configuration and wrapped master keys in the local store. */
+  private async storedIdentity(): Promise<Map<string, Uint8Array>> {
+    const out = new Map<string, Uint8Array>();
+    const seal = this.store.get(SEAL_KEY);
+    if (seal) out.set(SEAL_KEY, seal);
+    for (const [key, value] of await this.store.scanPrefix(MASTER_PREFIX)) out.set(key, value);
+    return out;
+  }
+
+  private async discardIdentity(): Promise<void> {
+    const keys = [...(await this.storedIdentity()).keys()];
+    await this.store.writeRaw([...keys.map((key) => ({ type: 'del' as const, key })), { type: 'del', key: IDENTITY_PENDING_KEY }]);
   }
 
   private newFollower(): Follower {
@@ -252,10 +316,7 @@ export class Replication implements WriteGuard {
   /** Seal configuration and wrapped master keys: what a fresh replica needs to unseal. */
   private async identity(): Promise<Record<string, string>> {
     const out: Record<string, string> = {};
-    for (const [key, value] of await this.store.scanPrefix('sys/')) {
-      if (key === SEQ_KEY || key === ROOT_TOKEN_KEY || key.startsWith(LOCAL_PREFIX)) continue;
-      out[key] = Buffer.from(value).toString('base64');
-    }
+    for (const [key, value] of await this.storedIdentity()) if (isIdentityKey(key)) out[key] = Buffer.from(value).toString('base64');
     return out;
   }
 
@@ -270,9 +331,24 @@ export class Replication implements WriteGuard {
         this.log.warn({ bucket: bucket.url, err: (e as Error).message }, 'replica: bucket unreachable; retrying');
       }
       if (object) {
-        const { body } = readManifestUnverified(object.body);
+        // Unverified (this replica cannot unseal yet): only the seal configuration and the
+        // wrapped master keys are accepted (the schema refuses any other key), and they stay
+        // marked as unverified until the authenticated manifest confirms them after unseal.
+        let body: ManifestBody;
+        try {
+          ({ body } = readManifestUnverified(object.body));
+        } catch (e) {
+          throw new ReplicationError((e as ReplicationError).code ?? 'bad_format', `refusing to copy the vault identity from ${bucket.url}: ${(e as Error).message}`);
+        }
+        const entries = Object.entries(body.identity);
+        const foreign = entries.find(([key]) => !isIdentityKey(key));
+        if (foreign) throw new ReplicationError('bad_format', `the manifest's identity holds ${JSON.stringify(foreign[0])}, which is not identity`);
         if (!body.identity[SEAL_KEY]) throw new ReplicationError('bad_format', 'the manifest carries no seal configuration');
-        await this.store.writeRaw(Object.entries(body.identity).map(([key, value]) => ({ type: 'put' as const, key, value: fromB64(value) })));
+        await this.discardIdentity(); // a copy from an earlier start that was never confirmed
+        await this.store.writeRaw([
+          ...entries.map(([key, value]) => ({ type: 'put' as const, key, value: fromB64(value) })),
+          { type: 'put', key: IDENTITY_PENDING_KEY, value: Buffer.from(String(this.now())) },
+        ]);
         this.log.info({ bucket: bucket.url }, 'replica: copied the vault identity from the bucket; unseal with the primary’s key to load the snapshot');
         return;
       }

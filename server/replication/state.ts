@@ -11,11 +11,14 @@ import type { Op, Store } from '../store/db.js';
  *   sys/repl/stream         epoch, applied sequence and chain value: the high-water mark that
  *                           never moves backwards
  *   sys/repl/bootstrapping  present while a snapshot is being loaded in several batches
+ *   sys/repl/identity-unverified  present from copying the vault identity out of an
+ *                           unverified manifest until the authenticated manifest confirmed it
  */
 export const LOCAL_PREFIX = 'sys/repl/';
 const NODE_KEY = 'sys/repl/node';
 const STREAM_KEY = 'sys/repl/stream';
 export const BOOTSTRAP_KEY = 'sys/repl/bootstrapping';
+export const IDENTITY_PENDING_KEY = 'sys/repl/identity-unverified';
 
 const streamSchema = z.strictObject({
   epoch: z.number().int().min(1),

@@ -22,11 +22,19 @@ export const FAST = { poll_interval: 0.1, replication_batch_ms: 20, replication_
  * A real server (startServer: LevelDB, HTTP on loopback) in dev mode with an explicit key
  * file, so a replica can be opened with the same master key. Logs are captured, not printed.
  */
-export async function startNode(options: Partial<ServerConfig> & { dir?: string; kekFile?: string; env?: NodeJS.ProcessEnv }): Promise<Node> {
-  const { dir: given, kekFile, env = {}, ...rest } = options;
+export async function startNode(
+  options: Partial<ServerConfig> & { dir?: string; kekFile?: string; env?: NodeJS.ProcessEnv; onLog?: (line: Node['logs'][number]) => void },
+): Promise<Node> {
+  const { dir: given, kekFile, env = {}, onLog, ...rest } = options;
   const dir = given ?? (await tempDir('coffer-repl-'));
   const logs: Node['logs'] = [];
-  const log = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
+  const log = pino({ level: 'info' }, {
+    write: (line: string) => {
+      const parsed = JSON.parse(line) as Node['logs'][number];
+      logs.push(parsed);
+      onLog?.(parsed); // synchronously, while the server waits on the log call
+    },
+  });
   const config = configSchema.parse({ dev: true, listen: '127.0.0.1:0', data_dir: dir, log_level: 'info', audit_files: [join(dir, 'audit.log')], ...(kekFile ? { kek: `file:${kekFile}` } : {}), ...rest });
   const server = await startServer(config, { log, env });
   return {
