@@ -82,6 +82,8 @@ export class TokenService {
   private readonly verified = new Map<string, { claims: TokenClaims; kid: string }>();
   private issuer = '';
   private unsealed: UnsealedKeys | undefined;
+  /** Writes of signing records run one at a time, so each starts from the last one's result. */
+  private recordWrites: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly store: Store,
@@ -97,6 +99,8 @@ export class TokenService {
   async createRoot(tx: Tx, keys: UnsealedKeys): Promise<string> {
     this.issuer = issuerOf(keys.clusterId);
     const key = await this.createSigningKey(tx, keys);
+    this.keys.set(key.kid, key);
+    this.current = key;
     await this.coverLifetime(key, Math.floor(this.now() / 1000) + ROOT_TTL, tx);
     return this.sign(key, { sub: 'root', groups: [], policies: [], ttlSeconds: ROOT_TTL, maxTtlSeconds: ROOT_TTL, method: 'root', root: true });
   }
@@ -154,13 +158,19 @@ export class TokenService {
   async rotateSigningKey(retirePrevious: boolean, caller?: TokenClaims): Promise<{ kid: string; token?: string }> {
     const keys = this.unsealedKeys();
     const nowSeconds = Math.floor(this.now() / 1000);
-    const previous = [...this.keys.values()];
-    await this.store.mutate(async (tx) => {
-      for (const key of previous) {
-        key.record.retire_at = Math.min(key.record.retire_at ?? Infinity, retirePrevious ? nowSeconds : key.record.signed_until);
-        tx.put(SIGNING_PREFIX + key.kid, Buffer.from(JSON.stringify(key.record)));
-      }
-      await this.createSigningKey(tx, keys);
+    await this.recordWrite(async () => {
+      // Memory changes only once the write succeeded (a replica or a fenced primary refuses it).
+      const retired = [...this.keys.values()].map((key) => ({
+        key,
+        record: { ...key.record, retire_at: Math.min(key.record.retire_at ?? Infinity, retirePrevious ? nowSeconds : key.record.signed_until) },
+      }));
+      const created = await this.store.mutate(async (tx) => {
+        for (const { key, record } of retired) tx.put(SIGNING_PREFIX + key.kid, Buffer.from(JSON.stringify(record)));
+        return this.createSigningKey(tx, keys);
+      });
+      for (const { key, record } of retired) key.record = record;
+      this.keys.set(created.kid, created);
+      this.current = created;
     });
     this.verified.clear();
     if (!retirePrevious || !caller) return { kid: this.current!.kid };
@@ -247,22 +257,35 @@ export class TokenService {
     const { record: sealed, pair } = await createSealedKeyPair(tx, keys, PURPOSE, this.now(), this.random);
     const record: SigningRecord = { ...sealed, signed_until: 0 };
     tx.put(SIGNING_PREFIX + record.kid, Buffer.from(JSON.stringify(record)));
-    const signing = { ...pair, publicJwk: await publicJwk(pair.publicKey, pair.kid), record };
-    this.keys.set(signing.kid, signing);
-    this.current = signing;
-    return signing;
+    return { ...pair, publicJwk: await publicJwk(pair.publicKey, pair.kid), record };
   }
 
   /**
    * Raises the key's persisted `signed_until` before a token that outlives it is handed out,
-   * an hour at a time, so most logins write nothing.
+   * an hour at a time, so most logins write nothing. The record in memory is raised only once
+   * the write succeeded: a refused write (a replica, a fenced primary) must not let later
+   * logins skip it. With `tx` (init's batch) the caller's batch is the write.
    */
   private async coverLifetime(key: SigningKey, maxExp: number, tx?: Tx): Promise<void> {
     if (maxExp <= key.record.signed_until) return;
-    key.record.signed_until = maxExp + 3600;
-    const value = Buffer.from(JSON.stringify(key.record));
-    if (tx) tx.put(SIGNING_PREFIX + key.kid, value);
-    else await this.store.mutate((t) => t.put(SIGNING_PREFIX + key.kid, value));
+    const raise = () => ({ ...key.record, signed_until: maxExp + 3600 });
+    if (tx) {
+      key.record = raise();
+      tx.put(SIGNING_PREFIX + key.kid, Buffer.from(JSON.stringify(key.record)));
+      return;
+    }
+    await this.recordWrite(async () => {
+      if (maxExp <= key.record.signed_until) return; // a write that finished meanwhile covers it
+      const record: SigningRecord = raise();
+      await this.store.mutate((t) => t.put(SIGNING_PREFIX + key.kid, Buffer.from(JSON.stringify(record))));
+      key.record = record;
+    });
+  }
+
+  private recordWrite<T>(write: () => Promise<T>): Promise<T> {
+    const run = this.recordWrites.then(write);
+    this.recordWrites = run.catch(() => undefined);
+    return run;
   }
 
   private unsealedKeys(): UnsealedKeys {

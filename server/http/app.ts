@@ -49,10 +49,13 @@ export function createApp(deps: AppDeps): Express {
   });
   jwksRoute(router, deps);
   router.use(auditRequests(deps.audit));
+  // A stale or loading replica must not issue tokens either (a user or role deleted on the
+  // primary would still log in here): the gate comes before the logins. Health, seal status
+  // and the JWKS are above it; the replication routes let themselves through it.
+  router.use(refuseStaleReads(deps));
   loginRoutes(router, deps);
   router.use(authenticate(() => deps.access));
   replicationRoutes(router, deps);
-  router.use(refuseStaleReads(deps));
   secretsRoutes(router, deps);
   transitRoutes(router, deps);
   accessRoutes(router, deps);

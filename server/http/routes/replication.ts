@@ -50,14 +50,17 @@ export function replicationRoutes(router: Router, deps: AppDeps): void {
 
 /**
  * A replica whose last verified head is older than max_staleness (or that is loading a
- * snapshot) answers token-authenticated requests with 503 replica_stale: a frozen bucket must
- * not keep a revoked token working here. Replication status stays reachable (mounted before).
+ * snapshot) answers logins and token-authenticated requests with 503 replica_stale: a frozen
+ * bucket must not keep a revoked token, a deleted user or a deleted role working here.
+ * The replication routes stay reachable (status, and promotion when the primary is gone).
  */
 export function refuseStaleReads(deps: AppDeps) {
-  return (_req: Request, _res: Response, next: NextFunction) => {
-    if (deps.replication?.refusesReads()) {
+  return (req: Request, _res: Response, next: NextFunction) => {
+    if (deps.replication?.refusesReads() && !isReplicationRoute(req.path)) {
       throw new CofferError('replica_stale', 'this replica has not verified a fresh head from the primary within max_staleness; try the primary or retry later');
     }
     next();
   };
 }
+
+const isReplicationRoute = (path: string) => path === '/v1/sys/replication' || path.startsWith('/v1/sys/replication/');

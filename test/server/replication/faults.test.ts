@@ -151,7 +151,7 @@ describe('replication faults (the bucket is untrusted)', function () {
     assert.equal(await read('app/b'), 'bravo', 'never moves backwards');
   });
 
-  it('H8: a frozen manifest makes the replica refuse token reads after max_staleness, so a revoked token dies; it resumes when the head moves', async () => {
+  it('H8/S2: a frozen manifest makes the replica refuse token reads and logins after max_staleness, so a revoked token or a deleted user dies; it resumes when the head moves', async () => {
     // The replica reads a mirror of the primary's bucket that the test (the attacker) controls:
     // freezing is simply not copying any more.
     const mirror = await tempDir('coffer-mirror-');
@@ -165,13 +165,17 @@ describe('replication faults (the bucket is untrusted)', function () {
     const child = await primary.call('POST', '/v1/auth/token/create', { identity: 'ci', groups: [], ttl: 600 }, token);
     assert.equal(child.status, 200, JSON.stringify(child.body));
     const ciToken = child.body.token as string;
+    const bob = { username: 'bob', password: 'bob has a long password' };
+    assert.equal((await primary.call('PUT', '/v1/auth/userpass/users/bob', { password: bob.password }, token)).status, 200);
     await shipped();
     await sync();
     replica = await startNode({ replica_of: `file://${mirror}`, kekFile: join(primary.dir, 'kek.key'), ...FAST, poll_interval: 3600, max_staleness_s: 2 });
     dirs.push(bucketDir, primary.dir, replica.dir);
     assert.equal((await replica.call('GET', '/v1/auth/token/self', undefined, ciToken)).status, 200);
+    assert.equal((await replica.call('POST', '/v1/auth/userpass/login', bob)).status, 200);
 
     assert.equal((await primary.call('POST', '/v1/auth/token/revoke', { token: ciToken }, token)).status, 204);
+    assert.equal((await primary.call('DELETE', '/v1/auth/userpass/users/bob', undefined, token)).status, 204);
     await shipped(); // the revocation is in the real bucket, but the mirror is frozen
     await poll();
     assert.equal((await replica.call('GET', '/v1/auth/token/self', undefined, ciToken)).status, 200, 'within the bound the frozen replica cannot know');
@@ -180,6 +184,9 @@ describe('replication faults (the bucket is untrusted)', function () {
     const refused = await replica.call('GET', '/v1/auth/token/self', undefined, ciToken);
     assert.equal(refused.status, 503);
     assert.equal(refused.body.error.code, 'replica_stale');
+    const login = await replica.call('POST', '/v1/auth/userpass/login', bob);
+    assert.equal(login.status, 503, 'a stale replica issues no token to a user deleted on the primary');
+    assert.equal(login.body.error.code, 'replica_stale');
     assert.equal((await replica.call('GET', '/v1/secrets/app/a', undefined, token)).status, 503);
     assert.equal(replica.server.replication.status().stale, true);
     assert.equal((await replica.call('GET', '/v1/sys/replication', undefined, token)).status, 200, 'status stays reachable');
@@ -188,6 +195,25 @@ describe('replication faults (the bucket is untrusted)', function () {
     await poll();
     assert.equal((await replica.call('GET', '/v1/secrets/app/a', undefined, token)).status, 200);
     assert.equal((await replica.call('GET', '/v1/auth/token/self', undefined, ciToken)).status, 401, 'the revocation arrived');
+    assert.equal((await replica.call('POST', '/v1/auth/userpass/login', bob)).status, 401, 'and the deletion');
+  });
+
+  it('S2: a login a replica cannot cover (the signing key must be extended on the primary) is refused every time, not just the first', async () => {
+    await start();
+    const bob = { username: 'bob', password: 'bob has a long password' };
+    assert.equal((await primary.call('PUT', '/v1/auth/userpass/users/bob', { password: bob.password }, token)).status, 200);
+    // A new signing key has signed nothing yet: the first login under it must record how long
+    // its tokens live, which only the primary can write.
+    assert.equal((await primary.call('POST', '/v1/auth/jwks/rotate', {}, token)).status, 200);
+    await shipped();
+    await poll();
+    assert.equal(replicaError(), undefined);
+    for (let i = 0; i < 2; i++) {
+      const r = await replica.call('POST', '/v1/auth/userpass/login', bob);
+      assert.equal(r.status, 409, `attempt ${i + 1}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error.code, 'read_only_replica');
+    }
+    assert.equal((await primary.call('POST', '/v1/auth/userpass/login', bob)).status, 200);
   });
 
   it('H18/H13: junk objects in the segment area are skipped cheaply; a well-named forgery beside the real segment is never applied', async () => {
