@@ -58,6 +58,8 @@ const CANDIDATES = 16;
 export class Follower {
   private state: StreamState;
   private stopped = false;
+  /** Set while `catchUp` runs after `stop` (promotion): segments are applied even though stopped. */
+  private catchingUp = false;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private highest: { epoch: number; issued_at: number } = { epoch: 0, issued_at: 0 };
@@ -99,6 +101,20 @@ export class Follower {
     this.stopped = true;
     this.wake?.();
     await this.loop;
+  }
+
+  /**
+   * After `stop`: applies everything the bucket's current manifest announces (promotion must
+   * not drop writes the primary already shipped) and returns that verified manifest. Throws
+   * when something cannot be applied.
+   */
+  async catchUp(): Promise<ManifestBody> {
+    this.catchingUp = true;
+    try {
+      return await this.poll();
+    } finally {
+      this.catchingUp = false;
+    }
   }
 
   get applied(): StreamState {
@@ -168,7 +184,7 @@ export class Follower {
   }
 
   /** One poll: verify the manifest, refuse rollbacks, follow it as far as the segments allow. */
-  async poll(): Promise<void> {
+  async poll(): Promise<ManifestBody> {
     const m = await this.fetchManifest();
     const s = this.state;
     if (m.epoch < s.epoch || m.epoch < this.highest.epoch) throw new ReplicationError('rollback', `manifest epoch ${m.epoch} is older than epoch ${Math.max(s.epoch, this.highest.epoch)} already seen`);
@@ -196,6 +212,7 @@ export class Follower {
       this.verifiedHeadAt = Math.max(this.verifiedHeadAt ?? 0, m.issued_at);
       this.behindSince = null;
     }
+    return m;
   }
 
   /** Moves to a newer epoch at its base: finish the old epoch up to the base, then switch. */
@@ -222,7 +239,7 @@ export class Follower {
 
   /** Applies segments of `epoch` until `upTo` (never beyond what a verified manifest announced). */
   private async follow(epoch: number, upTo: number, recent: [number, number][]): Promise<void> {
-    while (this.state.seq < upTo && !this.stopped) {
+    while (this.state.seq < upTo && (!this.stopped || this.catchingUp)) {
       const from = this.state.seq + 1;
       const names = recent.filter(([f, t]) => f === from && t <= upTo).map(([f, t]) => segmentName(epoch, f, t));
       if (names.length === 0) names.push(...(await this.listCandidates(epoch, from, upTo)));

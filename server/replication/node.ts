@@ -389,40 +389,31 @@ export class Replication implements WriteGuard {
   // --- promotion --------------------------------------------------------------------------
 
   /**
-   * Makes this replica the primary of a new epoch: claims the epoch with an exclusive create,
-   * then swaps the manifest with If-Match on the ETag it verified, so two promotions (or a
-   * renewal by the old primary) cannot both win. Writes start only once the old primary's
-   * lease has run out (plus the allowed clock skew): it stops acknowledging by then.
+   * Makes this replica the primary of a new epoch: applies everything the bucket's manifest
+   * announces (writes the old primary already shipped are never dropped, and promotion is
+   * refused unless this replica stands exactly at the head), claims the epoch with an exclusive
+   * create, then swaps the manifest with If-Match on the ETag it verified, so two promotions (or
+   * a renewal by the old primary) cannot both win. Writes start only once the old primary's
+   * lease has run out (plus the allowed clock skew): it stops acknowledging by then. A failed
+   * promotion leaves a working replica, and the same server may try again (it reuses its claim).
    */
   async promote(): Promise<{ epoch: number; writes_from: number }> {
     if (this.role !== 'replica') throw new CofferError('invalid_request', 'only a replica can be promoted');
     if (!this.follower || !this.keys) throw new CofferError('sealed', 'unseal the replica before promoting it');
     if (this.promoting) throw new CofferError('invalid_request', 'a promotion is already in progress');
     this.promoting = true;
+    const follower = this.follower;
+    let promoted = false;
     try {
-      const follower = this.follower;
       await follower.stop();
-      await follower.poll().catch((e: Error) => this.log.warn({ err: e.message }, 'promotion: last catch-up failed; promoting with what is applied'));
       const source = this.source!;
-      let object = await source.get(MANIFEST);
-      if (!object) throw new CofferError('invalid_request', 'the bucket holds no manifest');
-      let current = openManifest(this.keys, this.cluster, object.body);
-      const applied = follower.applied;
+      let { object, current } = await this.caughtUp(follower);
       const epoch = current.epoch + 1;
-      if (current.epoch !== applied.epoch) {
-        follower.start();
-        throw new CofferError('invalid_request', `the bucket is at epoch ${current.epoch} but this replica at ${applied.epoch}: rebuild or let it catch up first`);
-      }
-      try {
-        await source.put(epochClaim(epoch), Buffer.from(JSON.stringify({ node: this.node, at: this.now() })), { ifNoneMatch: '*' });
-      } catch (e) {
-        follower.start();
-        if (e instanceof PreconditionFailed) throw new CofferError('invalid_request', `another server claimed epoch ${epoch} first`);
-        throw e;
-      }
+      await this.claimEpoch(epoch);
       let body: ManifestBody;
       let etag: string;
       for (let attempt = 0; ; attempt++) {
+        const applied = follower.applied;
         const now = this.now();
         body = {
           epoch,
@@ -441,15 +432,15 @@ export class Replication implements WriteGuard {
           break;
         } catch (e) {
           if (!(e instanceof PreconditionFailed) || attempt >= 5) throw e;
-          // The old primary renewed its lease between our read and write: we hold the epoch
-          // claim, so read again and retry (its lease end moves, and so does our start).
-          object = await source.get(MANIFEST);
-          if (!object) throw new CofferError('internal', 'the manifest disappeared during promotion');
-          current = openManifest(this.keys, this.cluster, object.body);
-          if (current.epoch !== applied.epoch) throw new CofferError('invalid_request', `the bucket moved to epoch ${current.epoch} during promotion`);
+          // The old primary renewed its lease (and may have shipped more) between our read and
+          // write: we hold the epoch claim, so catch up again, check again, and retry.
+          ({ object, current } = await this.caughtUp(follower));
+          if (current.epoch + 1 !== epoch) throw new CofferError('read_only_replica', `promotion refused: the bucket moved to epoch ${current.epoch} during promotion`);
         }
       }
+      const applied = follower.applied;
       await this.store.writeRaw([streamOp({ epoch, seq: applied.seq, chain: applied.chain, promoted: true })]);
+      promoted = true;
       this.follower = undefined;
       this.role = 'primary';
       this.notBefore = current.lease_until > 0 ? current.lease_until + this.settings.maxClockSkewMs : 0;
@@ -460,8 +451,57 @@ export class Replication implements WriteGuard {
       const wait = this.notBefore - this.now();
       if (wait > 0) await sleep(wait);
       return { epoch, writes_from: this.notBefore };
+    } catch (e) {
+      if (!promoted) {
+        this.log.warn({ err: (e as Error).message }, 'replication: promotion failed; still a replica, following the primary');
+        if (!this.closed) follower.start();
+      }
+      throw e;
     } finally {
       this.promoting = false;
+    }
+  }
+
+  /**
+   * Applies everything the current manifest announces (the follower is stopped), then reads the
+   * manifest promotion will replace and requires this replica to stand exactly at its head:
+   * same epoch, sequence and chain value. Tries a few times when the primary keeps shipping.
+   */
+  private async caughtUp(follower: Follower): Promise<{ object: { body: Uint8Array; etag: string }; current: ManifestBody }> {
+    const source = this.source!;
+    let reason = '';
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        await follower.catchUp();
+      } catch (e) {
+        throw new CofferError('read_only_replica', `promotion refused: this replica cannot apply everything the primary shipped (${(e as Error).message}); it would drop acknowledged writes`);
+      }
+      const object = await source.get(MANIFEST);
+      if (!object) throw new CofferError('read_only_replica', 'promotion refused: the bucket holds no manifest');
+      const current = openManifest(this.keys!, this.cluster, object.body);
+      const applied = follower.applied;
+      if (current.epoch === applied.epoch && current.head.seq === applied.seq && current.head.chain === applied.chain) return { object, current };
+      reason = `this replica applied ${applied.seq} (epoch ${applied.epoch}) but the bucket's head is ${current.head.seq} (epoch ${current.epoch})`;
+    }
+    throw new CofferError('read_only_replica', `promotion refused: ${reason}; the primary is still shipping: stop it or retry`);
+  }
+
+  /** Claims `epoch` with an exclusive create; a claim this server made before (a failed attempt) is its own. */
+  private async claimEpoch(epoch: number): Promise<void> {
+    const source = this.source!;
+    try {
+      await source.put(epochClaim(epoch), Buffer.from(JSON.stringify({ node: this.node, at: this.now() })), { ifNoneMatch: '*' });
+    } catch (e) {
+      if (!(e instanceof PreconditionFailed)) throw e;
+      const existing = await source.get(epochClaim(epoch));
+      let holder: unknown;
+      try {
+        holder = existing ? (JSON.parse(Buffer.from(existing.body).toString('utf8')) as { node?: unknown }).node : undefined;
+      } catch {
+        holder = undefined;
+      }
+      if (holder !== this.node) throw new CofferError('invalid_request', `another server claimed epoch ${epoch} first`);
+      this.log.info({ epoch }, 'promotion: reusing this server\'s own claim of the epoch from an earlier attempt');
     }
   }
 

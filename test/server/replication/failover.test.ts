@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, readdir } from 'node:fs/promises';
+import { cp, mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Store } from '../../../server/store/db.js';
 import { tempDir } from '../../helpers.js';
@@ -54,6 +54,50 @@ describe('replication failover and fencing', function () {
     assert.equal(again.server.replication.role, 'primary');
     assert.equal((await put(again, token, 'app/d', 'delta')).status, 200);
     await until(async () => (await r2.call('GET', '/v1/secrets/app/d', undefined, token)).status === 200, 10_000, 'r2 follows the restarted primary');
+  });
+
+  /** A primary (lease 1 s) and a replica that polls only when told. */
+  const pair = async () => {
+    const bucket = await tempDir('coffer-bucket-');
+    dirs.push(bucket);
+    const p = track(await startNode({ replicate_to: [`file://${bucket}`], ...FAST, replication_lease_s: 1 }));
+    const r = track(await startNode({ replica_of: `file://${bucket}`, kekFile: join(p.dir, 'kek.key'), ...FAST, poll_interval: 3600 }));
+    return { bucket, p, r, token: p.server.rootToken! };
+  };
+
+  it('C1/C3: promotion first applies every write already shipped, and reuses the epoch claim of its own earlier attempt', async () => {
+    const { bucket, p, r, token } = await pair();
+    assert.equal((await put(p, token, 'app/b', 'bravo')).status, 200);
+    await shipped(p);
+    // An earlier attempt of this server claimed epoch 2, then failed.
+    await mkdir(join(bucket, 'epoch-2'), { recursive: true });
+    await writeFile(join(bucket, 'epoch-2', 'claim'), JSON.stringify({ node: r.server.replication.status().node, at: Date.now() }));
+    const promoted = await r.call('POST', '/v1/sys/replication/promote', {}, token);
+    assert.equal(promoted.status, 200, JSON.stringify(promoted.body));
+    assert.ok(r.logs.some((l) => /reusing this server's own claim/.test(l.msg)));
+    const b = await r.call('GET', '/v1/secrets/app/b', undefined, token);
+    assert.equal(b.status, 200, 'the write shipped before the promotion is on the new primary');
+    assert.equal(b.body.data.v, 'bravo');
+    assert.equal((await put(r, token, 'app/c', 'charlie')).status, 200);
+  });
+
+  it('C1/C3: a replica that cannot apply everything shipped refuses promotion (409) and keeps replicating', async () => {
+    const { bucket, p, r, token } = await pair();
+    assert.equal((await put(p, token, 'app/a', 'alpha')).status, 200);
+    await shipped(p);
+    const segDir = join(bucket, 'epoch-1', 'seg');
+    const [segment] = (await readdir(segDir)).filter((n) => n.endsWith('.seg')).sort().slice(-1);
+    await rename(join(segDir, segment!), join(bucket, 'hidden'));
+    const refused = await r.call('POST', '/v1/sys/replication/promote', {}, token);
+    assert.equal(refused.status, 409, JSON.stringify(refused.body));
+    assert.match(refused.body.error.message, /promotion refused: .*drop acknowledged writes/);
+    assert.equal(r.server.replication.role, 'replica');
+    assert.equal((await put(p, token, 'app/b', 'bravo')).status, 200, 'the primary was not fenced');
+    await rename(join(bucket, 'hidden'), join(segDir, segment!));
+    await shipped(p);
+    // Its follower runs again (pollNow polls through it).
+    await r.server.replication.pollNow();
+    assert.equal((await r.call('GET', '/v1/secrets/app/b', undefined, token)).status, 200);
   });
 
   it('H10: a second server that believes it is primary for the same stream is fenced before it writes anything', async () => {
