@@ -17,7 +17,7 @@ import {
   type ReplicationKeys,
 } from './format.js';
 import { isLocalKey, readSnapshot } from './snapshot.js';
-import { BOOTSTRAP_KEY, LOCAL_PREFIX, readStream, streamOp, type StreamState } from './state.js';
+import { BOOTSTRAP_KEY, LOCAL_PREFIX, isBootstrapping, readStream, streamOp, type StreamState } from './state.js';
 import { SEQ_KEY } from '../store/keys.js';
 
 export interface FollowerOptions {
@@ -66,12 +66,20 @@ export class Follower {
   private headSeq: number | null = null;
   private behindSince: number | null = null;
   private verifiedHeadAt: number | null = null;
-  private bootstrapping = false;
   private lastError: FollowerStatus['error'] = null;
   primary = '';
 
   constructor(private readonly o: FollowerOptions) {
     this.state = readStream(o.store) ?? { epoch: 1, seq: 0, chain: '0'.repeat(64) };
+  }
+
+  /**
+   * True while the store holds a partial snapshot load (the persisted BOOTSTRAP_KEY: a load
+   * in progress, or one that failed or crashed after the store was cleared). Reads are refused
+   * until a load completes, and every poll redoes it before anything else.
+   */
+  private get partial(): boolean {
+    return isBootstrapping(this.o.store);
   }
 
   /** True until a snapshot has been applied completely. */
@@ -123,7 +131,7 @@ export class Follower {
 
   /** True while token-authenticated reads must be refused (stale head, or a partial load). */
   refusesReads(): boolean {
-    return this.bootstrapping || this.isStale();
+    return this.partial || this.isStale();
   }
 
   status(): FollowerStatus {
@@ -138,7 +146,7 @@ export class Follower {
       lag_seq: lagSeq,
       lag_ms: lagSeq > 0 && this.behindSince !== null ? Math.max(0, now - this.behindSince) : 0,
       stale: this.isStale(),
-      bootstrapping: this.bootstrapping,
+      bootstrapping: this.partial,
       error: this.lastError,
     };
   }
@@ -195,6 +203,14 @@ export class Follower {
     this.headSeq = m.head.seq;
     if (m.head.seq > s.seq) this.behindSince ??= m.issued_at;
 
+    if (this.partial) {
+      // An earlier load cleared the store and did not finish: nothing else may be applied on
+      // top of what is left; load the snapshot again (never one older than what was applied).
+      if (!m.snapshot || m.snapshot.seq < this.state.seq || m.snapshot.epoch < this.state.epoch) {
+        throw new ReplicationError('snapshot_missing', 'an interrupted snapshot load must be redone, but the manifest names no usable snapshot');
+      }
+      await this.applySnapshot(m);
+    }
     try {
       if (m.epoch > this.state.epoch) await this.enterEpoch(m);
       await this.follow(m.epoch, m.head.seq, m.recent);
@@ -299,48 +315,50 @@ export class Follower {
   }
 
   /**
-   * Replaces the whole store with the manifest's snapshot. Loaded in several batches under a
-   * marker: reads are refused meanwhile, and a crash midway restarts the load at next start.
+   * Replaces the whole store with the manifest's snapshot. When the store holds a complete
+   * state (gap recovery), the whole snapshot (index and every part: MACs, headers, contents) is
+   * verified first, so a missing or bad part leaves the store untouched and serving. The load
+   * itself runs in several batches under a persisted marker: reads are refused until it
+   * completes, a failure or crash midway keeps them refused, and the next poll (or start)
+   * loads it again.
    */
   private async applySnapshot(m: ManifestBody): Promise<void> {
     const snapshot = m.snapshot!;
     const { store, log } = this.o;
-    this.bootstrapping = true;
     const started = this.o.now();
-    try {
-      await store.writeRaw([{ type: 'put', key: BOOTSTRAP_KEY, value: Buffer.from(String(snapshot.seq)) }]);
-      // Drop everything but this server's own state (the old change log included) before loading.
-      let dels: Op[] = [];
-      const iterator = store.iterate('', '\uffff');
-      try {
-        for await (const [key] of iterator) {
-          if (key === SEQ_KEY || key.startsWith(LOCAL_PREFIX)) continue;
-          dels.push({ type: 'del', key });
-          if (dels.length >= 5000) {
-            await store.writeRaw(dels);
-            dels = [];
-          }
-        }
-      } finally {
-        await iterator.close();
-      }
-      if (dels.length > 0) await store.writeRaw(dels);
-      let lastLog = 0;
-      await readSnapshot(this.o.bucket, this.o.keys, this.o.cluster, snapshot, async (ops, progress) => {
-        await store.writeRaw(ops);
-        const now = this.o.now();
-        if (now - lastLog > 2000 || progress.part === progress.parts) {
-          lastLog = now;
-          log.info({ part: progress.part, parts: progress.parts, entries: progress.entries }, 'replica bootstrap: loading snapshot');
-        }
-      });
-      const next: StreamState = { epoch: snapshot.epoch, seq: snapshot.seq, chain: snapshot.chain };
-      await store.writeRaw([streamOp(next), { type: 'del', key: BOOTSTRAP_KEY }], snapshot.seq);
-      this.state = next;
-      log.info({ seq: snapshot.seq, epoch: snapshot.epoch, ms: this.o.now() - started }, 'replica loaded snapshot');
-      await this.o.onApplied(['*']);
-    } finally {
-      this.bootstrapping = false;
+    if (!this.partial && readStream(store) !== undefined) {
+      await readSnapshot(this.o.bucket, this.o.keys, this.o.cluster, snapshot, async () => undefined);
     }
+    await store.writeRaw([{ type: 'put', key: BOOTSTRAP_KEY, value: Buffer.from(String(snapshot.seq)) }]);
+    // Drop everything but this server's own state (the old change log included) before loading.
+    let dels: Op[] = [];
+    const iterator = store.iterate('', '\uffff');
+    try {
+      for await (const [key] of iterator) {
+        if (key === SEQ_KEY || key.startsWith(LOCAL_PREFIX)) continue;
+        dels.push({ type: 'del', key });
+        if (dels.length >= 5000) {
+          await store.writeRaw(dels);
+          dels = [];
+        }
+      }
+    } finally {
+      await iterator.close();
+    }
+    if (dels.length > 0) await store.writeRaw(dels);
+    let lastLog = 0;
+    await readSnapshot(this.o.bucket, this.o.keys, this.o.cluster, snapshot, async (ops, progress) => {
+      await store.writeRaw(ops);
+      const now = this.o.now();
+      if (now - lastLog > 2000 || progress.part === progress.parts) {
+        lastLog = now;
+        log.info({ part: progress.part, parts: progress.parts, entries: progress.entries }, 'replica bootstrap: loading snapshot');
+      }
+    });
+    const next: StreamState = { epoch: snapshot.epoch, seq: snapshot.seq, chain: snapshot.chain };
+    await store.writeRaw([streamOp(next), { type: 'del', key: BOOTSTRAP_KEY }], snapshot.seq);
+    this.state = next;
+    log.info({ seq: snapshot.seq, epoch: snapshot.epoch, ms: this.o.now() - started }, 'replica loaded snapshot');
+    await this.o.onApplied(['*']);
   }
 }

@@ -187,7 +187,14 @@ export class Replication implements WriteGuard {
     try {
       if (follower.needsBootstrap) {
         this.log.info({ bucket: this.source!.url }, 'replica bootstrap: loading the latest snapshot');
-        await follower.bootstrap();
+        try {
+          await follower.bootstrap();
+        } catch (e) {
+          // A first bootstrap that fails refuses to start; a load interrupted later (the store
+          // already holds a replicated state) is retried by polling, reads refused meanwhile.
+          if (readStream(this.store) === undefined) throw e;
+          this.log.warn({ err: (e as Error).message }, 'replica: reloading the snapshot failed; reads stay refused, retrying');
+        }
       }
       await follower.poll().catch((e: Error) => this.log.warn({ err: e.message }, 'replica: first catch-up failed; polling on'));
     } finally {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, readFile, readdir, rm, truncate, writeFile, copyFile } from 'node:fs/promises';
+import { cp, readFile, readdir, rename, rm, truncate, writeFile, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tempDir } from '../../helpers.js';
 import { FAST, removeDir, startNode, until, type Node } from './cluster.js';
@@ -104,6 +104,51 @@ describe('replication faults (the bucket is untrusted)', function () {
     await poll();
     assert.equal(replicaError(), undefined);
     assert.equal(await read('app/b'), 'bravo');
+    assert.equal(await read('app/c'), 'charlie');
+  });
+
+  it('C2: a snapshot with a missing part is refused before the store is touched; a load interrupted after clearing the store keeps reads refused until a poll completes it', async () => {
+    await start();
+    await put('app/b', 'bravo');
+    await shipped();
+    const gap = await segmentWith(primary.server.store.lastSeq);
+    await put('app/c', 'charlie');
+    await shipped();
+    await rm(gap);
+    await poll();
+    assert.equal(replicaError(), 'gap');
+    assert.equal((await primary.call('POST', '/v1/sys/replication/snapshot', {}, token)).status, 202);
+    await until(async () => (primary.server.replication.status().targets[0]!.snapshot_seq ?? 0) >= primary.server.store.lastSeq, 10_000, 'snapshot');
+    // The new snapshot's parts (older snapshots leave empty directories behind).
+    let partDir: string | undefined;
+    let part: string | undefined;
+    for (const d of await readdir(join(bucketDir, 'snap'), { withFileTypes: true })) {
+      const files = d.isDirectory() ? await readdir(join(bucketDir, 'snap', d.name)) : [];
+      if (files.length > 0) [partDir, part] = [join(bucketDir, 'snap', d.name), files[0]];
+    }
+    assert.ok(partDir && part, 'the snapshot has parts');
+    await rename(join(partDir!, part!), join(bucketDir, 'hidden-part'));
+    const before = replica.server.store.lastSeq;
+    await poll();
+    assert.equal(replicaError(), 'snapshot_missing');
+    assert.equal(await read('app/a'), 'alpha', 'the store was not cleared: it keeps serving what it had');
+    assert.equal(await read('app/c'), 404);
+    assert.equal(replica.server.store.lastSeq, before);
+    assert.equal(replica.server.replication.status().replica?.bootstrapping, false);
+
+    // A load that cleared the store and then failed (or crashed) leaves its persisted marker:
+    // reads stay refused, and the status says so, until a poll loads the snapshot again.
+    await replica.server.store.writeRaw([{ type: 'put', key: 'sys/repl/bootstrapping', value: Buffer.from('1') }]);
+    await poll();
+    assert.equal(replicaError(), 'snapshot_missing');
+    const refused = await replica.call('GET', '/v1/secrets/app/a', undefined, token);
+    assert.equal(refused.status, 503);
+    assert.equal(refused.body.error.code, 'replica_stale');
+    assert.equal(replica.server.replication.status().replica?.bootstrapping, true);
+    await rename(join(bucketDir, 'hidden-part'), join(partDir!, part!));
+    await poll();
+    assert.equal(replicaError(), undefined);
+    assert.equal(replica.server.replication.status().replica?.bootstrapping, false);
     assert.equal(await read('app/c'), 'charlie');
   });
 
