@@ -208,7 +208,12 @@ export const segmentPrefix = (epoch: number) => `epoch-${epoch}/seg/`;
 export const segmentName = (epoch: number, from: number, to: number) => `${segmentPrefix(epoch)}${hex(from)}-${hex(to)}.seg`;
 export const epochClaim = (epoch: number) => `epoch-${epoch}/claim`;
 export const SNAPSHOT_PREFIX = 'snap/';
-export const snapshotIndexName = (seq: number) => `${SNAPSHOT_PREFIX}${hex(seq)}.snap`;
+/**
+ * A snapshot index is named by its sequence and epoch, and created only if absent: a primary
+ * fenced out by a promotion (still finishing a snapshot at the same sequence) writes under its
+ * own, older epoch and can never replace the new epoch's index.
+ */
+export const snapshotIndexName = (seq: number, epoch: number) => `${SNAPSHOT_PREFIX}${hex(seq)}-${epoch.toString(16).padStart(8, '0')}.snap`;
 export const snapshotPartName = (seq: number, part: number) => `${SNAPSHOT_PREFIX}${hex(seq)}/${part.toString(16).padStart(8, '0')}.part`;
 
 /** Parses `epoch-E/seg/<from>-<to>.seg`; anything else (junk, floods) is undefined. */
@@ -221,9 +226,10 @@ export function parseSegmentName(name: string): { epoch: number; from: number; t
   return { epoch: Number(m[1]), from, to };
 }
 
-export const parseSnapshotIndexName = (name: string): number | undefined => {
-  const m = /^snap\/([0-9a-f]{16})\.snap$/.exec(name);
-  return m ? parseInt(m[1]!, 16) : undefined;
+/** Parses `snap/<seq>-<epoch>.snap` (and the older `snap/<seq>.snap`, epoch 0). */
+export const parseSnapshotIndexName = (name: string): { seq: number; epoch: number } | undefined => {
+  const m = /^snap\/([0-9a-f]{16})(?:-([0-9a-f]{8}))?\.snap$/.exec(name);
+  return m ? { seq: parseInt(m[1]!, 16), epoch: m[2] ? parseInt(m[2], 16) : 0 } : undefined;
 };
 
 export const fromB64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));

@@ -18,7 +18,7 @@ import {
   type ManifestBody,
   type ReplicationKeys,
 } from './format.js';
-import { pruneSnapshots, sealSnapshotIndex, writeSnapshotParts } from './snapshot.js';
+import { openSnapshotIndex, pruneSnapshots, sealSnapshotIndex, writeSnapshotParts } from './snapshot.js';
 
 export interface ShipperOptions {
   store: Store;
@@ -288,16 +288,45 @@ export class Shipper {
     }
     const header = { cluster, key: keys.id, epoch: stream.epoch, seq: parts.seq, chain: stream.chain, parts: parts.parts.length, entries: parts.entries, id: parts.id };
     const index = sealSnapshotIndex(keys, header, parts.parts);
-    await bucket.put(snapshotIndexName(parts.seq), index.bytes);
+    const written = await this.putSnapshotIndex(snapshotIndexName(parts.seq, stream.epoch), index, { ...header, id: parts.id });
     const previous = stream.snapshot;
-    stream.snapshot = { seq: parts.seq, epoch: stream.epoch, chain: stream.chain, mac: index.mac };
-    stream.snapshotId = parts.id;
+    stream.snapshot = { seq: parts.seq, epoch: stream.epoch, chain: stream.chain, mac: written.mac };
+    stream.snapshotId = written.id;
     this.snapshotWanted = false;
     this.sinceSnapshot = 0;
     this.o.log.info({ target: bucket.url, seq: parts.seq, entries: parts.entries, parts: parts.parts.length, ms: this.o.now() - started }, 'replication snapshot written');
     // Announce it before deleting what it replaces, so a reader always finds one or the other.
     await this.writeManifest(stream);
     if (previous) await this.prune(stream);
+  }
+
+  /**
+   * Creates the index only if absent (If-None-Match). Only this epoch's holder writes names of
+   * this epoch, so one already there is this server's own earlier snapshot at the same sequence
+   * (a retried turn, a restart): it is kept and used if it is a valid index of the same point
+   * of the stream, and replaced (If-Match on what was read) if it is not.
+   */
+  private async putSnapshotIndex(name: string, index: { bytes: Uint8Array; mac: string }, header: { epoch: number; seq: number; chain: string; id: string }): Promise<{ mac: string; id: string }> {
+    const { bucket, keys, cluster } = this.o;
+    try {
+      await bucket.put(name, index.bytes, { ifNoneMatch: '*' });
+      return { mac: index.mac, id: header.id };
+    } catch (e) {
+      if (!(e instanceof PreconditionFailed)) throw e;
+    }
+    const existing = await bucket.get(name);
+    if (existing) {
+      let opened: ReturnType<typeof openSnapshotIndex> | undefined;
+      try {
+        opened = openSnapshotIndex(keys, existing.body);
+      } catch {
+        opened = undefined;
+      }
+      const h = opened?.header;
+      if (opened && h && h.cluster === cluster && h.epoch === header.epoch && h.seq === header.seq && h.chain === header.chain) return { mac: opened.mac, id: h.id };
+    }
+    await bucket.put(name, index.bytes, existing ? { ifMatch: existing.etag } : { ifNoneMatch: '*' });
+    return { mac: index.mac, id: header.id };
   }
 
   /** Deletes segments the retained snapshot covers, and older snapshots. */
@@ -317,7 +346,7 @@ export class Shipper {
       }
     }
     stream.recent = stream.recent.filter(([, to]) => to > snapshot.seq);
-    await pruneSnapshots(bucket, snapshot.seq, stream.snapshotId);
+    await pruneSnapshots(bucket, { seq: snapshot.seq, epoch: snapshot.epoch }, stream.snapshotId);
   }
 
   private async writeManifest(stream: Stream): Promise<void> {

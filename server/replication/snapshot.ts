@@ -8,6 +8,7 @@ import {
   ReplicationError,
   openObject,
   parseJson,
+  parseSnapshotIndexName,
   sealObject,
   snapshotIndexHeader,
   snapshotIndexName,
@@ -64,6 +65,11 @@ export async function writeSnapshotParts(store: Store, bucket: Bucket, keys: Rep
   return { id, seq: seq ?? 0, parts, entries };
 }
 
+/** Opens a snapshot index object (no check against a manifest: the caller compares). */
+export function openSnapshotIndex(keys: ReplicationKeys, bytes: Uint8Array) {
+  return openObject(keys, KIND.snapshotIndex, bytes, indexHeader);
+}
+
 export function sealSnapshotIndex(keys: ReplicationKeys, header: SnapshotIndexHeader & { id: string }, parts: string[]): { bytes: Uint8Array; mac: string } {
   return sealObject(keys, KIND.snapshotIndex, header, Buffer.from(JSON.stringify({ parts })));
 }
@@ -83,7 +89,7 @@ export async function readSnapshot(
   expected: { seq: number; epoch: number; chain: string; mac: string },
   apply: (ops: Op[], progress: { part: number; parts: number; entries: number }) => Promise<void>,
 ): Promise<SnapshotIndexHeader> {
-  const indexObject = await bucket.get(snapshotIndexName(expected.seq));
+  const indexObject = await bucket.get(snapshotIndexName(expected.seq, expected.epoch));
   if (!indexObject) throw new ReplicationError('snapshot_missing', `snapshot ${expected.seq} named by the manifest is missing`);
   const index = openObject(keys, KIND.snapshotIndex, indexObject.body, indexHeader);
   if (index.mac !== expected.mac) throw new ReplicationError('snapshot_mismatch', 'snapshot index is not the one the manifest commits to');
@@ -114,15 +120,15 @@ export async function readSnapshot(
   return h;
 }
 
-/** Deletes snapshot objects other than `keepSeq` (index and parts). */
-export async function pruneSnapshots(bucket: Bucket, keepSeq: number, keepId: string | undefined): Promise<void> {
+/** Deletes snapshot objects other than the kept one (index at `keep`, parts of `keepId`). */
+export async function pruneSnapshots(bucket: Bucket, keep: { seq: number; epoch: number }, keepId: string | undefined): Promise<void> {
   let startAfter: string | undefined;
   for (;;) {
     const page = await bucket.list('snap/', startAfter ? { startAfter } : {});
     for (const { key } of page.objects) {
-      const index = /^snap\/([0-9a-f]{16})\.snap$/.exec(key);
+      const index = parseSnapshotIndexName(key);
       const part = /^snap\/([0-9a-f]{32})\//.exec(key);
-      if (index && parseInt(index[1]!, 16) < keepSeq) await bucket.delete(key);
+      if (index && (index.seq < keep.seq || (index.seq === keep.seq && index.epoch < keep.epoch))) await bucket.delete(key);
       else if (part && part[1] !== keepId) await bucket.delete(key);
     }
     if (!page.next) break;

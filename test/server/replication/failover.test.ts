@@ -100,6 +100,31 @@ describe('replication failover and fencing', function () {
     assert.equal((await r.call('GET', '/v1/secrets/app/b', undefined, token)).status, 200);
   });
 
+  it('C4: a primary fenced by a promotion that still finishes a snapshot at the same sequence cannot replace the new epoch\'s snapshot index', async () => {
+    const bucket = await tempDir('coffer-bucket-');
+    dirs.push(bucket);
+    // No lease: the old primary writes its manifest only when it has something to announce, so
+    // it learns about the promotion only after it wrote its next snapshot's objects.
+    const p = track(await startNode({ replicate_to: [`file://${bucket}`], ...FAST, replication_lease_s: 0 }));
+    const token = p.server.rootToken!;
+    const kekFile = join(p.dir, 'kek.key');
+    await shipped(p); // its first manifest is there before the replica (polling once an hour) looks
+    const r = track(await startNode({ replica_of: `file://${bucket}`, kekFile, ...FAST, poll_interval: 3600, replication_lease_s: 0 }));
+    assert.equal((await put(p, token, 'app/a', 'alpha')).status, 200);
+    await shipped(p);
+    assert.equal((await r.call('POST', '/v1/sys/replication/promote', {}, token)).status, 200);
+    const seq = p.server.store.lastSeq;
+    // The new epoch starts with its own snapshot, at the sequence the old primary is at.
+    await until(() => r.server.replication.status().targets[0]?.snapshot_seq === seq && r.server.replication.status().targets[0]?.epoch === 2, 10_000, 'epoch 2 snapshot');
+    assert.equal(r.server.store.lastSeq, seq);
+    p.server.replication.requestSnapshot();
+    await until(() => p.server.replication.status().fenced, 10_000, 'old primary fenced');
+    // A fresh replica bootstraps from the new epoch's snapshot.
+    const fresh = track(await startNode({ replica_of: `file://${bucket}`, kekFile, ...FAST }));
+    assert.equal(fresh.server.replication.status().epoch, 2);
+    assert.equal((await fresh.call('GET', '/v1/secrets/app/a', undefined, token)).status, 200);
+  });
+
   it('H10: a second server that believes it is primary for the same stream is fenced before it writes anything', async () => {
     const bucket = await tempDir('coffer-bucket-');
     dirs.push(bucket);
