@@ -261,22 +261,62 @@ describe('replication faults (the bucket is untrusted)', function () {
     assert.equal((await primary.call('POST', '/v1/auth/userpass/login', bob)).status, 200);
   });
 
-  it('H18/H13: junk objects in the segment area are skipped cheaply; a well-named forgery beside the real segment is never applied', async () => {
-    await start();
-    const segDir = join(bucketDir, 'epoch-1', 'seg');
-    for (let i = 0; i < 300; i++) await writeFile(join(segDir, `junk-${i}.seg`), 'x');
-    await put('app/b', 'bravo');
+  it('H18/H13: when a segment must be found by listing, junk is skipped, a well-named forgery is tried and refused, and the real segment is applied once listed', async () => {
+    // Listing is needed when the manifest does not name the segment: a replica still in epoch 1
+    // when another server was promoted finishes epoch 1 up to the new epoch's base by listing
+    // (the new manifest names none of epoch 1's segments). The replica reads a mirror the test
+    // (the attacker) controls, so the new primary's pruning of epoch 1 does not get in the way.
+    bucketDir = await tempDir('coffer-bucket-');
+    const mirror = await tempDir('coffer-mirror-');
+    primary = await startNode({ replicate_to: [`file://${bucketDir}`], ...FAST, replication_lease_s: 0 });
+    dirs.push(bucketDir, mirror, primary.dir);
+    token = primary.server.rootToken!;
+    const kekFile = join(primary.dir, 'kek.key');
+    await put('app/a', 'alpha');
     await shipped();
-    const real = await segmentWith(primary.server.store.lastSeq);
+    await cp(bucketDir, mirror, { recursive: true });
+    replica = await startNode({ replica_of: `file://${mirror}`, kekFile, ...FAST, poll_interval: 3600 });
+    dirs.push(replica.dir);
+    assert.equal(await read('app/a'), 'alpha');
     const from = replica.server.store.lastSeq + 1;
-    // A forgery with a valid name starting at the same sequence: listing finds both.
-    await writeFile(join(segDir, `${from.toString(16).padStart(16, '0')}-${(from + 100).toString(16).padStart(16, '0')}.seg`), Buffer.alloc(2000, 7));
-    // Hide the real one from the manifest's shortcut by renaming it back and forth is not
-    // needed: the manifest names the real segment, the forgery is never even read.
+    await put('app/b', 'bravo');
+    await put('app/c', 'charlie');
+    await shipped();
+    await cp(bucketDir, mirror, { recursive: true, force: true });
+    const base = primary.server.store.lastSeq;
+    assert.ok(base > from, 'at least two records to finish');
+    const other = await startNode({ replica_of: `file://${bucketDir}`, kekFile, ...FAST, poll_interval: 3600 });
+    dirs.push(other.dir);
+    try {
+      assert.equal((await other.call('POST', '/v1/sys/replication/promote', {}, token)).status, 200);
+    } finally {
+      await other.stop();
+    }
+    await copyFile(join(bucketDir, 'manifest.json'), join(mirror, 'manifest.json')); // epoch 2, base at `base`
+
+    const segDir = join(mirror, 'epoch-1', 'seg');
+    const names = (await readdir(segDir)).filter((n) => /^[0-9a-f]{16}-[0-9a-f]{16}\.seg$/.test(n));
+    for (let i = 0; i < 300; i++) await writeFile(join(segDir, `junk-${i}.seg`), 'x');
+    const real = names.find((n) => parseInt(n.split('-')[0]!, 16) === from)!;
+    assert.ok(real, `a segment starts at ${from}`);
+    const realTo = parseInt(real.replace('.seg', '').split('-')[1]!, 16);
+    const hex = (n: number) => n.toString(16).padStart(16, '0');
+    // A forgery under another valid name starting at the same sequence, within the base.
+    const forged = `${hex(from)}-${hex(realTo === from ? from + 1 : from)}.seg`;
+    await writeFile(join(segDir, forged), Buffer.alloc(2000, 7));
+    // The real segment is not listed yet (H13: visible late): only the forgery is found.
+    await rename(join(segDir, real), join(mirror, 'late.seg'));
+    await poll();
+    assert.equal(replicaError(), 'bad_mac', 'the forgery was read and refused');
+    assert.equal(replica.server.store.lastSeq, from - 1, 'nothing applied');
+    assert.equal(replica.server.replication.status().epoch, 1);
+    await rename(join(mirror, 'late.seg'), join(segDir, real));
     await poll();
     assert.equal(replicaError(), undefined);
+    assert.equal(replica.server.replication.status().epoch, 2);
+    assert.equal(replica.server.store.lastSeq, base);
     assert.equal(await read('app/b'), 'bravo');
-    assert.ok(real);
+    assert.equal(await read('app/c'), 'charlie');
   });
 });
 
