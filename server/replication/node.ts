@@ -139,24 +139,25 @@ export class Replication implements WriteGuard {
   // --- WriteGuard -------------------------------------------------------------------------
 
   beforeWrite(): void {
-    this.checkWritable();
+    this.checkWritable('');
   }
 
+  /** The batch is durable already: the caller must learn that its write may have been applied. */
   beforeAck(): void {
-    this.checkWritable();
+    this.checkWritable('; this write is durable on this server and may have been applied (and may still replicate): read before retrying');
   }
 
-  private checkWritable(): void {
+  private checkWritable(applied: string): void {
     if (this.role === 'replica') {
       const primary = this.follower?.primary || '';
       throw new CofferError('read_only_replica', `this server is a read-only replica${primary ? `: write to the primary at ${primary}` : ''}`);
     }
-    if (this.fencedReason) throw new CofferError('read_only_replica', `this server no longer is the primary (${this.fencedReason})`);
+    if (this.fencedReason) throw new CofferError('read_only_replica', `this server no longer is the primary (${this.fencedReason})${applied ? '; this write is durable on this server only and is not replicated' : ''}`);
     if (this.role !== 'primary' || !this.leaseRequired) return;
     const now = this.now();
-    if (now < this.notBefore) throw new CofferError('lease_expired', `promotion in progress: writes are accepted from ${new Date(this.notBefore).toISOString()}`);
+    if (now < this.notBefore) throw new CofferError('lease_expired', `promotion in progress: writes are accepted from ${new Date(this.notBefore).toISOString()}${applied}`);
     const validUntil = Math.min(...this.shippers.map((s) => s.leaseValidUntil));
-    if (!(now < validUntil)) throw new CofferError('lease_expired', 'the replication lease could not be renewed (bucket unreachable?): writes are refused until it is');
+    if (!(now < validUntil)) throw new CofferError('lease_expired', `the replication lease could not be renewed (bucket unreachable?): writes are refused until it is${applied}`);
   }
 
   /** True while a replica must refuse token-authenticated reads (stale, or loading). */
