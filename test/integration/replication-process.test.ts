@@ -63,6 +63,9 @@ describe('replication with real server processes', function () {
 
     primary = await startServerProcess(['--dev', '--data-dir', primaryDir, '--replicate-to', `file://${bucket}`], FAST_ENV);
     procs.push(primary);
+    // A kill during a manifest write leaves the file bucket's lock behind: the restarted primary
+    // takes its lease (and writes) once that lock is stale (10 s), not necessarily at once.
+    await until(async () => (await call(primary.url, 'PUT', '/v1/secrets/kill/after-0', token, { data: { v: 'after-0' } })).status === 200, 30_000, 'the restarted primary takes writes');
     for (let n = 0; n < 20; n++) {
       const r = await call(primary.url, 'PUT', `/v1/secrets/kill/after-${n}`, token, { data: { v: `after-${n}` } });
       assert.equal(r.status, 200, JSON.stringify(r.body));
