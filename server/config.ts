@@ -14,7 +14,17 @@ export const configSchema = z.strictObject({
   /** Audit files (JSONL, hash-chained); default `<data_dir>/audit.log`. Set only here, never by API. */
   audit_files: z.array(z.string().min(1)).max(8).optional(),
   audit_stdout: z.boolean().default(false),
-  audit_checkpoint_every: z.number().int().min(1).max(1_000_000).default(1000),
+  /** A signed checkpoint after this many audit lines, or after `audit_checkpoint_interval_s`, whichever comes first. */
+  audit_checkpoint_every: z.number().int().min(1).max(1_000_000).default(100),
+  audit_checkpoint_interval_s: z.number().min(0.1).max(86_400).default(10),
+  /** Failed signed-credential (jwt, approle) and userpass logins per minute per client address. */
+  login_failures_per_minute: z.number().int().min(1).max(1_000_000).default(60),
+  /** Failed userpass logins per minute per user (a locked user never affects another). */
+  login_user_failures_per_minute: z.number().int().min(1).max(1_000_000).default(10),
+  /** Peers (IPs or CIDRs) whose X-Forwarded-For names the client address; anyone else's is ignored. */
+  trusted_proxies: z.array(z.string().min(1).max(64)).max(64).default([]),
+  /** Upper bound on the lifetime of any token created through sys/auth/token/create (root's included). */
+  token_max_ttl_s: z.number().int().min(60).max(366 * 86_400).default(32 * 86_400),
   max_versions: z.number().int().min(1).max(10_000).default(100),
   keyring_cache_ttl_s: z.number().int().min(1).max(86_400).default(600),
   keyring_max_wraps: z.number().int().min(1).max(2 ** 30).default(2 ** 24),
