@@ -285,8 +285,9 @@ export class Coffer {
     return this.call({ method: 'POST', path: '/v1/sys/unseal', body: { share }, auth: false });
   }
 
-  resetUnseal(): Promise<SealStatus> {
-    return this.call({ method: 'POST', path: '/v1/sys/unseal', body: { reset: true }, auth: false });
+  /** Forgets the shares submitted so far; `nonce` is the one the first share's answer carried. */
+  resetUnseal(nonce?: string): Promise<SealStatus> {
+    return this.call({ method: 'POST', path: '/v1/sys/unseal', body: nonce === undefined ? { reset: true } : { reset: true, nonce }, auth: false });
   }
 
   /** Replication role, progress per target, lag and errors (admin). */

@@ -70,11 +70,20 @@ export function sysCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
     .command(
       'unseal [share]',
       'Submit one unseal share (prompted without echo if not given)',
-      (y) => y.positional('share', { type: 'string', describe: 'prefer the prompt: arguments end up in shell history' }).option('reset', { type: 'boolean', describe: 'forget the shares submitted so far' }),
+      (y) =>
+        y
+          .positional('share', { type: 'string', describe: 'prefer the prompt: arguments end up in shell history' })
+          .option('reset', { type: 'boolean', describe: 'forget the shares submitted so far (needs --nonce)' })
+          .option('nonce', { type: 'string', describe: 'the nonce printed when the first share of this unseal was submitted' })
+          .example('coffer unseal --reset --nonce 3q2-7wAAe8Jq0nK6', 'start an unseal over'),
       async (argv) => {
         const c = await client(argv);
-        const status = argv.reset ? await c.resetUnseal() : await c.unseal(argv.share ?? (await promptSecret('unseal share: ')));
-        output(argv, status, () => (status.sealed ? `sealed: ${status.progress}/${status.threshold} shares submitted` : 'unsealed'));
+        const status = argv.reset ? await c.resetUnseal(argv.nonce) : await c.unseal(argv.share ?? (await promptSecret('unseal share: ')));
+        output(argv, status, () =>
+          status.sealed
+            ? `sealed: ${status.progress}/${status.threshold} shares submitted${status.nonce ? ` (nonce ${status.nonce}: needed to reset this unseal)` : ''}`
+            : 'unsealed',
+        );
       },
     )
     .command('seal', 'Seal the vault (forgets all keys until unsealed)', (y) => y, async (argv) => {

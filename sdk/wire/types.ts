@@ -53,6 +53,8 @@ export interface SealStatus {
   shares: number;
   progress: number;
   provider: string;
+  /** Returned to whoever submits shares while an unseal is in progress; `reset` must show it. */
+  nonce?: string;
   /** The current master key version while unsealed; imported material may expire (BYOK `valid_to`). */
   master_key?: { version: number; imported: boolean; exportable: boolean; valid_to: string | null; expired: boolean };
 }

@@ -2,10 +2,14 @@ import { z } from 'zod';
 import { MAX_BATCH, MAX_DATA_BYTES } from '../secrets/engine.js';
 import { CHARSETS, SECRET_TYPES } from '../secrets/types.js';
 import { isValidPath } from '../paths.js';
+import { CURSOR } from './list-cursor.js';
 
 /** One schema per route input. Every object is strict: an unknown field is an error. */
 // ("__proto__" never gets here: the JSON reader refuses it.)
-const dataKey = z.string().regex(/^[A-Za-z0-9._-]{1,256}$/, 'keys must be 1 to 256 characters of [A-Za-z0-9._-]');
+const dataKey = z
+  .string()
+  .regex(/^[A-Za-z0-9._-]{1,256}$/, 'keys must be 1 to 256 characters of [A-Za-z0-9._-]')
+  .refine((k) => k !== '__proto__', 'the key __proto__ is reserved');
 
 export const putSecretBody = z.strictObject({
   type: z.enum(SECRET_TYPES).optional(),
@@ -45,7 +49,8 @@ const pathString = z.string().refine(isValidPath, 'not a valid secret path');
 
 export const listQuery = z.strictObject({
   prefix: z.union([z.literal(''), pathString]).optional(),
-  after: pathString.optional(),
+  /** A path, or the opaque cursor a previous page returned as `next`. */
+  after: z.union([pathString, z.string().regex(CURSOR, 'not a valid secret path or listing cursor')]).optional(),
   limit: z.string().regex(/^[1-9][0-9]{0,3}$/, 'expected 1 to 1000').transform(Number).pipe(z.number().max(1000)).optional(),
   expiring_within: z.string().regex(/^[1-9][0-9]{0,8}[smhd]?$/, 'expected a duration such as 3600, 90m, 12h or 30d').optional(),
 });
@@ -61,7 +66,7 @@ export const initBody = z.strictObject({
 
 export const unsealBody = z.union([
   z.strictObject({ share: z.string().min(1).max(1024) }),
-  z.strictObject({ reset: z.literal(true) }),
+  z.strictObject({ reset: z.literal(true), nonce: z.string().min(1).max(64).optional() }),
 ]);
 
 export const keyringRotateBody = z.strictObject({ rewrap: z.boolean().optional() });

@@ -1,5 +1,5 @@
 import type { SealStatus } from '../../sdk/wire/types.js';
-import { encodeContext, fromBase64, toBase64, zeroize } from '../crypto/bytes.js';
+import { constantTimeEqual, encodeContext, fromBase64, toBase64, zeroize } from '../crypto/bytes.js';
 import { KEY_LENGTH } from '../crypto/aead.js';
 import { envelopeKeyVersion, openEnvelope, sealEnvelope } from '../crypto/envelope.js';
 import { assertRandomHealthy, systemRandom, type RandomSource } from '../crypto/random.js';
@@ -59,6 +59,8 @@ export class SealManager {
   private config: SealConfig | undefined;
   private unsealed: UnsealedKeys | undefined;
   private progress: Share[] = [];
+  /** Handed to whoever submits the first share of an unseal; a reset must show it (issue 10). */
+  private progressNonce: string | undefined;
   private busy = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly options: SealOptions;
@@ -109,7 +111,8 @@ export class SealManager {
     throw new CofferError('sealed', 'vault is sealed: run `coffer unseal`');
   }
 
-  status(): SealStatus {
+  /** Seal status; `nonce` only for the callers that submit shares, never for the public status. */
+  status(withNonce = false): SealStatus {
     return {
       initialized: this.initialized,
       sealed: this.sealed,
@@ -117,6 +120,7 @@ export class SealManager {
       shares: this.config?.shares ?? 0,
       progress: this.progress.length,
       provider: this.options.source.kind,
+      ...(withNonce && this.progressNonce ? { nonce: this.progressNonce } : {}),
       ...(this.unsealed ? { master_key: this.unsealed.provider.status() } : {}),
     };
   }
@@ -243,7 +247,8 @@ export class SealManager {
     if (this.progress.some((s) => s.x === share.x)) throw new CofferError('invalid_request', 'this share was already submitted');
     if (this.progress[0] && !sameSet(this.progress[0], share)) throw new CofferError('invalid_request', 'share does not match the shares already submitted');
     this.progress.push(share);
-    if (this.progress.length < config.threshold) return this.status();
+    this.progressNonce ??= Buffer.from(this.options.random(16)).toString('base64url');
+    if (this.progress.length < config.threshold) return this.status(true);
 
     this.busy = true;
     const key = combine(this.progress);
@@ -298,9 +303,25 @@ export class SealManager {
     }
   }
 
-  resetProgress(): void {
+  /**
+   * Forgets the shares submitted so far. The endpoint needs no token, so a reset of an unseal in
+   * progress must show the nonce its first share returned: otherwise anyone who can reach the
+   * vault could wipe the administrators' progress over and over.
+   */
+  resetUnseal(nonce: string | undefined): SealStatus {
+    if (this.progress.length > 0) {
+      if (nonce === undefined || !constantTimeEqual(Buffer.from(nonce), Buffer.from(this.progressNonce!))) {
+        throw new CofferError('invalid_request', 'reset needs the nonce returned with the first share of this unseal (coffer unseal --reset --nonce N)');
+      }
+    }
+    this.resetProgress();
+    return this.status();
+  }
+
+  private resetProgress(): void {
     for (const s of this.progress) zeroize(s.y);
     this.progress = [];
+    this.progressNonce = undefined;
   }
 
   /**

@@ -49,9 +49,9 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
       async (req, res) => {
         const body = validate(unsealBody, req.body);
         if ('reset' in body) {
-          seal.resetProgress();
+          const status = seal.resetUnseal(body.nonce);
           deps.log.warn({ request_id: res.locals.requestId }, 'unseal progress reset');
-          return void res.json(seal.status());
+          return void res.json(status);
         }
         const wasSealed = seal.sealed;
         try {

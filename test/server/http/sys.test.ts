@@ -206,7 +206,9 @@ describe('http sys: seal and unseal', () => {
     for (const [i, share] of vault.shares.slice(0, 2).entries()) {
       const res = await unseal(vault, { share });
       assert.equal(res.status, 200, JSON.stringify(res.body));
-      assert.deepEqual(res.body, { initialized: true, sealed: true, threshold: 3, shares: 5, progress: i + 1, provider: 'shamir' });
+      const { nonce, ...rest } = res.body;
+      assert.deepEqual(rest, { initialized: true, sealed: true, threshold: 3, shares: 5, progress: i + 1, provider: 'shamir' });
+      assert.match(nonce, /^[A-Za-z0-9_-]{22}$/);
       assertError(await request(vault.app).get('/v1/secrets/app/kept').set(vault.auth), 503, 'sealed');
     }
     const last = await unseal(vault, { share: vault.shares[4] });
@@ -326,15 +328,41 @@ describe('http sys: seal and unseal', () => {
     assert.deepEqual((await request(vault.app).get('/v1/secrets/app/kept').set(vault.auth)).body.data, { v: 'kept-value' });
   });
 
-  it('reset:true clears the progress, after which the same share counts again', async () => {
-    assert.equal((await unseal(vault, { share: vault.shares[0] })).body.progress, 1);
-    assert.equal((await unseal(vault, { share: vault.shares[1] })).body.progress, 2);
-    const reset = await unseal(vault, { reset: true });
+  it('reset:true with the nonce of the first share clears the progress, after which the same share counts again', async () => {
+    const first = await unseal(vault, { share: vault.shares[0] });
+    assert.equal(first.body.progress, 1);
+    assert.match(first.body.nonce, /^[A-Za-z0-9_-]{22}$/);
+    const second = await unseal(vault, { share: vault.shares[1] });
+    assert.equal(second.body.progress, 2);
+    assert.equal(second.body.nonce, first.body.nonce);
+    assert.equal((await status(vault)).body.nonce, undefined, 'the public seal status never shows the nonce');
+    const reset = await unseal(vault, { reset: true, nonce: first.body.nonce });
     assert.equal(reset.status, 200);
     assert.equal(reset.body.progress, 0);
     assert.equal(reset.body.sealed, true);
     assert.equal((await status(vault)).body.progress, 0);
     assert.equal((await unseal(vault, { share: vault.shares[0] })).body.progress, 1);
+  });
+
+  // Fails before issue 10: the unauthenticated {reset:true} let anyone wipe the administrators' progress.
+  it('refuses a reset of an unseal in progress without its nonce, and keeps the progress', async () => {
+    const first = await unseal(vault, { share: vault.shares[0] });
+    assert.equal(first.body.progress, 1);
+    for (const body of [{ reset: true }, { reset: true, nonce: 'A'.repeat(22) }, { reset: true, nonce: first.body.nonce.slice(1) }]) {
+      const res = await unseal(vault, body);
+      assertError(res, 400, 'invalid_request');
+      assert.match(res.body.error.message, /nonce/);
+      assert.ok(!JSON.stringify(res.body).includes(first.body.nonce), 'the refusal does not reveal the nonce');
+    }
+    assert.equal((await status(vault)).body.progress, 1);
+    assertError(await unseal(vault, { reset: true, nonce: 'x'.repeat(65) }), 400, 'invalid_request');
+    // With nothing in progress there is nothing to protect: a reset without nonce is a no-op.
+    assert.equal((await unseal(vault, { reset: true, nonce: first.body.nonce })).body.progress, 0);
+    assert.equal((await unseal(vault, { reset: true })).status, 200);
+    // A new unseal gets a new nonce.
+    const again = await unseal(vault, { share: vault.shares[0] });
+    assert.notEqual(again.body.nonce, first.body.nonce);
+    assert.equal((await unseal(vault, { reset: true, nonce: again.body.nonce })).body.progress, 0);
   });
 
   async function unsealAll(v: TestVault, order = [0, 1, 2]): Promise<void> {
