@@ -23,13 +23,13 @@ async function readStdin(): Promise<string> {
 
 /** `K=V`, `K=@file` (file content) or `K=-` (stdin), so values need not be in shell history. */
 async function parsePairs(pairs: string[]): Promise<Record<string, string>> {
-  const data: Record<string, string> = {};
+  const data: Record<string, string> = Object.create(null); // a key named __proto__ stays a key (the server refuses it)
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
     if (eq < 1) throw new CofferError('invalid_request', `"${pair.split('=')[0]}" is not KEY=VALUE (use KEY=@file or KEY=- for stdin)`, 0);
     const key = pair.slice(0, eq);
     const raw = pair.slice(eq + 1);
-    if (key in data) throw new CofferError('invalid_request', `key ${key} is given twice`, 0);
+    if (Object.hasOwn(data, key)) throw new CofferError('invalid_request', `key ${key} is given twice`, 0);
     data[key] = raw === '-' ? await readStdin() : raw.startsWith('@') ? await readFile(raw.slice(1), 'utf8').catch(() => {
       throw new CofferError('invalid_request', `cannot read ${raw.slice(1)} for key ${key}`, 0);
     }) : raw;

@@ -16,6 +16,14 @@ export interface AuditRecord {
   outcome: 'ok' | 'denied' | 'error';
   client: string;
   error_code?: string;
+  /** A request that touches several secrets (a batch read): each path with its own outcome. */
+  paths?: AuditPathOutcome[];
+}
+
+export interface AuditPathOutcome {
+  path: string;
+  outcome: 'ok' | 'denied' | 'error';
+  error_code?: string;
 }
 
 export interface AuditOptions {

@@ -1,5 +1,5 @@
 import { CofferError } from '../errors.js';
-import { SEGMENT } from '../paths.js';
+import { RESERVED_NAMESPACES, SEGMENT } from '../paths.js';
 import { CAPABILITIES, type Capability } from './access.js';
 
 /**
@@ -7,7 +7,8 @@ import { CAPABILITIES, type Capability } from './access.js';
  * each a literal segment, `*` (exactly one segment) or, last only, `**` (zero or more further
  * segments). Patterns are matched segment by segment against the canonical path, never as
  * strings, so `app/*` cannot match `application/x` and a literal `*` in a request is
- * impossible (paths refuse it). An explicit `deny` on a matching rule wins; otherwise the
+ * impossible (paths refuse it). A wildcard never grants in the reserved `sys` and `transit`
+ * namespaces: a rule grants there only by naming them (a wildcard deny still denies). An explicit `deny` on a matching rule wins; otherwise the
  * grants of every matching rule of every attached policy add up.
  */
 export interface Rule {
@@ -84,10 +85,12 @@ export class PolicySet {
 
   allows(capability: Capability, path: string): boolean {
     const segments = path.split('/');
+    const reserved = RESERVED_NAMESPACES.has(segments[0]!);
     let grants = 0;
     for (const rule of this.rules) {
       if (!matches(rule, segments)) continue;
       if (rule.deny) return false;
+      if (reserved && rule.segments[0] !== segments[0]) continue; // a wildcard grant stops short of sys/ and transit/
       grants |= rule.grants;
     }
     return (grants & BIT[capability]) !== 0;
@@ -98,6 +101,7 @@ export class PolicySet {
     const segments = prefix === '' ? [] : prefix.split('/');
     return this.rules.some((rule) => {
       if (rule.deny || (rule.grants & BIT[capability]) === 0) return false;
+      if (segments.length > 0 && RESERVED_NAMESPACES.has(segments[0]!) && rule.segments[0] !== segments[0]) return false;
       const n = Math.min(segments.length, rule.segments.length);
       for (let i = 0; i < n; i++) if (rule.segments[i] !== '*' && rule.segments[i] !== segments[i]) return false;
       return rule.trailing || rule.segments.length >= segments.length;

@@ -1,5 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
-import type { AuditLog, AuditRecord } from '../audit/log.js';
+import type { AuditLog, AuditPathOutcome, AuditRecord } from '../audit/log.js';
 import type { Identity } from '../auth/access.js';
 import type { ErrorBody } from '../../sdk/wire/errors.js';
 
@@ -22,8 +22,9 @@ export function auditRequests(audit: AuditLog) {
         path: (res.locals.auditPath as string | undefined) ?? null,
         status,
         outcome: status < 400 ? 'ok' : status === 401 || status === 403 ? 'denied' : 'error',
-        client: req.socket.remoteAddress ?? 'unknown',
+        client: (res.locals.clientAddress as string | undefined) ?? req.socket.remoteAddress ?? 'unknown',
         ...(res.locals.errorCode ? { error_code: String(res.locals.errorCode) } : {}),
+        ...(res.locals.auditPaths ? { paths: res.locals.auditPaths as AuditPathOutcome[] } : {}),
       };
       audit.record(record).then(
         () => end(...args),

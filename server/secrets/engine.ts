@@ -65,7 +65,7 @@ export class SecretsEngine {
     const data = { ...input.data };
     if (input.generate) {
       const { key, length = 32, charset = 'alphanumeric' } = input.generate;
-      if (key in data) throw new CofferError('invalid_request', `generate.key "${key}" is also given in data`);
+      if (Object.hasOwn(data, key)) throw new CofferError('invalid_request', `generate.key "${key}" is also given in data`);
       data[key] = generatePassword(length, charset, this.options.random);
     }
     const plaintext = Buffer.from(JSON.stringify(data), 'utf8');

@@ -7,6 +7,8 @@ import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { batchBody, deleteQuery, emptyQuery, durationMs, listQuery, putSecretBody, readQuery, versionsBody } from '../schemas.js';
 import { validate } from '../validate.js';
+import { CURSOR, ListCursors } from '../list-cursor.js';
+import type { AuditPathOutcome } from '../../audit/log.js';
 import { methods } from '../router.js';
 
 const ACTIONS = ['undelete', 'destroy'] as const;
@@ -21,8 +23,12 @@ function secretPath(req: Request, prefix: string): string {
   return parseUrlPath(pathname.slice(prefix.length));
 }
 
+/** Names one listing request may look at, visible or not: bounds the work a sparse view costs. */
+const SCAN_BUDGET = 5000;
+
 export function secretsRoutes(router: Router, deps: AppDeps): void {
   const { secrets, access } = deps;
+  const cursors = new ListCursors();
   const can = (res: Response, capability: Parameters<typeof requireCapability>[2], path: string) =>
     requireCapability(access, res, capability, path);
 
@@ -36,14 +42,38 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
         res.json({ secrets: found.filter((s) => permissions.allows('list', s.path)) });
         return;
       }
-      // Listing shows only the paths the caller may list; `next` still follows the scan, so
-      // pages may be short but pagination never skips or repeats.
-      const permissions = access.permissions(identityOf(res));
+      const identity = identityOf(res);
+      const permissions = access.permissions(identity);
       if (!permissions.mayReachBelow('list', prefix)) throw new CofferError('forbidden', `permission denied: list on ${prefix || '(all)'}`);
-      const page = await secrets.list(prefix, query.after, query.limit ?? 100);
-      res.json({ keys: page.keys.filter((k) => permissions.allows('list', k)), next: page.next });
+      const scope = { prefix, identity: identity.id };
+      const after = query.after !== undefined && CURSOR.test(query.after) ? cursors.open(query.after, scope) : query.after;
+      const page = await visiblePage(prefix, after, query.limit ?? 100, (k) => permissions.allows('list', k));
+      res.json({ keys: page.keys, next: page.resumeAfter === null ? null : page.resumeAfter === page.keys.at(-1) ? page.resumeAfter : cursors.seal(page.resumeAfter, scope) });
     },
   });
+
+  /**
+   * Up to `limit` names the caller may list, scanning at most SCAN_BUDGET names per request.
+   * `resumeAfter` is the last name looked at when more may follow: the last visible name when
+   * the page is full, or a hidden one when the budget ran out first (then sealed into a cursor,
+   * so `next` never names a key the caller cannot see).
+   */
+  async function visiblePage(prefix: string, after: string | undefined, limit: number, visible: (k: string) => boolean) {
+    const keys: string[] = [];
+    let cursor = after;
+    for (let scanned = 0; scanned < SCAN_BUDGET; ) {
+      const page = await secrets.list(prefix, cursor, Math.min(1000, SCAN_BUDGET - scanned));
+      for (const key of page.keys) {
+        if (!visible(key)) continue;
+        if (keys.length === limit) return { keys, resumeAfter: keys.at(-1)! };
+        keys.push(key);
+      }
+      scanned += page.keys.length;
+      if (page.next === null) return { keys, resumeAfter: null };
+      cursor = page.next;
+    }
+    return { keys, resumeAfter: cursor! };
+  }
 
   methods(router, '/v1/secrets\\:batch', {
     post: [
@@ -51,21 +81,32 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
       async (req, res) => {
         const { paths } = validate(batchBody, req.body);
         const identity = identityOf(res);
+        const permissions = access.permissions(identity);
         const found: Record<string, unknown> = {};
         const errors: Record<string, { code: string; message: string }> = {};
+        // One audit line for the batch, naming every path with its own outcome: each disclosed
+        // secret and each denial is on record, as if it had been read alone.
+        const audited: AuditPathOutcome[] = [];
+        res.locals.auditPaths = audited;
+        const fail = (path: string, code: string, message: string) => {
+          errors[path] = { code, message };
+          audited.push({ path, outcome: code === 'forbidden' ? 'denied' : 'error', error_code: code });
+        };
         for (const path of new Set(paths)) {
-          if (!access.authorize(identity, 'read', path)) {
-            errors[path] = { code: 'forbidden', message: `permission denied: read on ${path}` };
+          if (!permissions.allows('read', path)) {
+            fail(path, 'forbidden', `permission denied: read on ${path}`);
             continue;
           }
           try {
             const secret = await secrets.get(path);
-            if (secret) found[path] = secret;
-            else errors[path] = { code: 'not_found', message: `secret ${path} not found` };
+            if (secret) {
+              found[path] = secret;
+              audited.push({ path, outcome: 'ok' });
+            } else fail(path, 'not_found', `secret ${path} not found`);
           } catch (e) {
             if (!isCofferError(e, 'integrity_error')) throw e;
             deps.log.error({ request_id: res.locals.requestId, path }, 'integrity check failed');
-            errors[path] = { code: e.code, message: e.message };
+            fail(path, e.code, e.message);
           }
         }
         res.json({ secrets: found, errors });
@@ -88,7 +129,11 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
         const path = secretPath(req, '/v1/secrets/');
         validate(emptyQuery, req.query, 'query');
         const body = validate(putSecretBody, req.body);
-        can(res, secrets.metadata(path) ? 'update' : 'create', path);
+        // One refusal whether or not the secret exists, so a denied caller learns nothing of it (C21).
+        res.locals.auditPath = path;
+        if (!access.authorize(identityOf(res), secrets.metadata(path) ? 'update' : 'create', path)) {
+          throw new CofferError('forbidden', `permission denied: create or update on ${path}`);
+        }
         res.json(await secrets.put(path, body));
       },
     ],
