@@ -1,5 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import { BlockList, isIP } from 'node:net';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { CofferError } from '../errors.js';
 
 /**
@@ -15,20 +16,45 @@ forbidden.addSubnet('0.0.0.0', 8, 'ipv4');
 forbidden.addSubnet('fe80::', 10, 'ipv6');
 forbidden.addAddress('fd00:ec2::254', 'ipv6');
 
-export async function checkDestination(url: URL): Promise<void> {
+/** Host name resolution, injectable so tests can play a rebinding resolver. */
+export type Resolve = (host: string) => Promise<{ address: string; family: number }[]>;
+const systemResolve: Resolve = (host) => lookup(host, { all: true });
+
+/**
+ * Resolves the URL's host once and checks every address; the connection then goes to the
+ * checked address only, so a DNS answer that changes between check and connect (rebinding)
+ * cannot steer the fetch to a refused address.
+ */
+export async function checkDestination(url: URL, resolve: Resolve = systemResolve): Promise<{ address: string; family: number }> {
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw idpError('unsupported URL scheme');
   const host = url.hostname.replace(/^\[|\]$/g, '');
-  const addresses = isIP(host) ? [{ address: host, family: isIP(host) }] : await lookup(host, { all: true }).catch(() => []);
+  const addresses = isIP(host) ? [{ address: host, family: isIP(host) }] : await resolve(host).catch(() => []);
   if (addresses.length === 0) throw idpError('host does not resolve');
   for (const a of addresses) {
     const mapped = a.address.startsWith('::ffff:') ? a.address.slice(7) : a.address;
     if (forbidden.check(mapped, isIP(mapped) === 6 ? 'ipv6' : 'ipv4')) throw idpError('link-local or metadata address refused');
   }
+  return addresses[0]!;
 }
 
-export async function safeFetch(url: string, options: { headers?: Headers; signal?: AbortSignal }): Promise<Response> {
-  await checkDestination(new URL(url));
-  const response = await fetch(url, { method: 'GET', headers: options.headers, signal: options.signal, redirect: 'manual' });
+export async function safeFetch(url: string, options: { headers?: Headers; signal?: AbortSignal }, resolve: Resolve = systemResolve): Promise<Response> {
+  const pinned = await checkDestination(new URL(url), resolve);
+  // The Host header and TLS server name stay the URL's; only the address lookup is answered.
+  const dispatcher = new Agent({
+    connect: {
+      lookup: (_host: string, opts: { all?: boolean }, done: (...args: unknown[]) => void) =>
+        opts.all ? done(null, [pinned]) : done(null, pinned.address, pinned.family),
+    } as never,
+  });
+  try {
+    return await fetchBounded(url, options, dispatcher);
+  } finally {
+    void dispatcher.close();
+  }
+}
+
+async function fetchBounded(url: string, options: { headers?: Headers; signal?: AbortSignal }, dispatcher: Agent): Promise<Response> {
+  const response = await undiciFetch(url, { method: 'GET', headers: options.headers, signal: options.signal, redirect: 'manual', dispatcher } as never);
   if (response.status !== 200) {
     await response.body?.cancel();
     return new Response(null, { status: response.status });
