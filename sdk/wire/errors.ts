@@ -28,6 +28,10 @@ export const ERROR_STATUS = {
   hsm_unavailable: 503,
   replica_stale: 503,
   lease_expired: 503,
+  /** The database's disk is full (or over quota): writes refused, reads still served. */
+  storage_full: 507,
+  /** The database cannot write (an I/O error): writes refused until it recovers. */
+  storage_unavailable: 503,
   unseal_failed: 400,
 } as const;
 

@@ -4,7 +4,7 @@ import { CofferError } from '../errors.js';
 import { auditRequests } from './audit.js';
 import { authenticate } from './authenticate.js';
 import type { AppDeps } from './deps.js';
-import { keyProviderMetrics, requestMetrics } from './metrics.js';
+import { keyProviderMetrics, requestMetrics, storeMetrics } from './metrics.js';
 import { errorHandler } from './respond-error.js';
 import { routerOptions } from './router.js';
 import { metricsRoute, publicSysRoutes, sysRoutes } from './routes/sys.js';
@@ -41,6 +41,7 @@ export function createApp(deps: AppDeps): Express {
   });
   router.use(requestMetrics(deps.metrics));
   keyProviderMetrics(deps.metrics, deps.seal);
+  storeMetrics(deps.metrics, deps.store);
   publicSysRoutes(router, deps);
   if (deps.metricsPublic) metricsRoute(router, deps);
   router.use((_req: Request, _res: Response, next: NextFunction) => {

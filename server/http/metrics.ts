@@ -1,6 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SealManager } from '../keys/seal.js';
+import type { Store } from '../store/db.js';
 
 /** A registry per app (tests build many apps in one process). */
 export function createMetrics(withProcessMetrics = true): Registry {
@@ -58,4 +59,19 @@ export function keyProviderMetrics(registry: Registry, seal: SealManager): void 
       this.set({ op: 'decrypt' }, calls.decrypt);
     },
   });
+}
+
+/** Whether the database refuses writes (disk full, I/O error), and how many batches failed. */
+export function storeMetrics(registry: Registry, store: Store): void {
+  new Gauge({
+    name: 'coffer_storage_failed',
+    help: '1 while database writes fail, labelled by reason (storage_full, storage_unavailable)',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      const failure = store.storageFailure;
+      for (const reason of ['storage_full', 'storage_unavailable']) this.set({ reason }, failure?.code === reason ? 1 : 0);
+    },
+  });
+  new Gauge({ name: 'coffer_storage_failed_writes', help: 'Database batches refused by a full disk or an I/O error since start', registers: [registry], collect() { this.set(store.failedWrites); } });
 }

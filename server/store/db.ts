@@ -1,9 +1,21 @@
+import { statfs } from 'node:fs/promises';
 import { Level } from 'level';
 import { CofferError } from '../errors.js';
 import { toBase64 } from '../crypto/bytes.js';
+import { classifyWriteError, storageError, type StorageFailure } from './faults.js';
 import { LOG_PREFIX, SEQ_KEY, logKey, prefixEnd } from './keys.js';
 
 export const DEFAULT_CHANGELOG_RETAIN = 100_000;
+
+export interface StoreOptions {
+  now?: () => number;
+  /** Change-log records kept (see `open`). */
+  retain?: number;
+  /** How often a store whose writes fail checks whether it can write again. */
+  recoveryIntervalMs?: number;
+  /** Free bytes the disk needs before a failed store is reopened (reopening writes a manifest and a log). */
+  reopenMinFreeBytes?: number;
+}
 
 export type Op = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string };
 
@@ -38,41 +50,47 @@ export class Store {
   private seq: number;
   private closed = false;
   private guard: WriteGuard | undefined;
+  private failure: StorageFailure | undefined;
+  private reopening = false;
+  private recoveryTimer: NodeJS.Timeout | undefined;
+  private failedWriteCount = 0;
+  private readonly now: () => number;
+  private readonly retain: number;
 
   private constructor(
-    private readonly db: Level<string, Uint8Array>,
+    private db: Level<string, Uint8Array>,
+    private readonly location: string,
     seq: number,
-    private readonly now: () => number,
-    private readonly retain: number,
+    private readonly options: StoreOptions,
   ) {
     this.seq = seq;
+    this.now = options.now ?? Date.now;
+    this.retain = options.retain ?? DEFAULT_CHANGELOG_RETAIN;
   }
 
   /**
    * `retain`: change-log records kept; each batch drops the one that falls out of the window,
    * so the log stays bounded without a separate compaction pass.
    */
-  static async open(location: string, now: () => number = Date.now, retain = DEFAULT_CHANGELOG_RETAIN): Promise<Store> {
-    const db = new Level<string, Uint8Array>(location, { keyEncoding: 'utf8', valueEncoding: 'view' });
-    try {
-      await db.open();
-    } catch (e) {
-      const cause = (e as { cause?: { message?: string } }).cause?.message ?? (e as Error).message;
-      const locked = /lock/i.test(cause);
-      throw new CofferError(
-        'internal',
-        locked
-          ? `data directory ${location} is in use by another Coffer process`
-          : `cannot open data directory ${location}: ${cause}`,
-      );
-    }
+  static async open(location: string, options: StoreOptions = {}): Promise<Store> {
+    const db = await openLevel(location);
     const raw = db.getSync(SEQ_KEY);
     const seq = raw ? Number(Buffer.from(raw).toString('utf8')) : 0;
-    return new Store(db, seq, now, retain);
+    return new Store(db, location, seq, options);
   }
 
   get lastSeq(): number {
     return this.seq;
+  }
+
+  /** Set while writes fail (disk full, I/O error); cleared by the first write that succeeds again. */
+  get storageFailure(): StorageFailure | undefined {
+    return this.failure;
+  }
+
+  /** Batches that failed on a full disk or an I/O error since start (metrics). */
+  get failedWrites(): number {
+    return this.failedWriteCount;
   }
 
   get(key: string): Uint8Array | undefined {
@@ -153,7 +171,7 @@ export class Store {
       }
       for (const op of local) op.type === 'put' ? batch.put(op.key, op.value) : batch.del(op.key);
       batch.put(SEQ_KEY, Buffer.from(String(seq)));
-      await batch.write({ sync: true });
+      await this.commit(batch);
       this.seq = seq;
     });
     this.queue = run.catch(() => undefined);
@@ -170,7 +188,7 @@ export class Store {
       const batch = this.db.batch();
       for (const op of ops) op.type === 'put' ? batch.put(op.key, op.value) : batch.del(op.key);
       if (seq !== undefined) batch.put(SEQ_KEY, Buffer.from(String(seq)));
-      await batch.write({ sync: true });
+      await this.commit(batch);
       if (seq !== undefined) this.seq = seq;
     });
     this.queue = run.catch(() => undefined);
@@ -206,7 +224,7 @@ export class Store {
     batch.put(SEQ_KEY, Buffer.from(String(seq)));
     batch.put(logKey(seq), Buffer.from(JSON.stringify(record)));
     if (seq > this.retain) batch.del(logKey(seq - this.retain));
-    await batch.write({ sync: true });
+    await this.commit(batch);
     this.seq = seq;
     // Durable but not yet acknowledged: a lapsed lease turns it into an error for the caller.
     this.guard?.beforeAck();
@@ -215,6 +233,7 @@ export class Store {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    clearTimeout(this.recoveryTimer);
     await this.queue;
     this.closed = true;
     await this.db.close();
@@ -222,5 +241,87 @@ export class Store {
 
   private checkOpen(): void {
     if (this.closed) throw new CofferError('internal', 'store is closed');
+    if (this.reopening) throw new CofferError('storage_unavailable', 'the database is reopening after a write failure: retry shortly');
   }
+
+  /**
+   * Writes one synced batch. A full disk or an I/O error becomes `storage_full` or
+   * `storage_unavailable` (never a bare 500), marks the store failed for health, and starts
+   * the recovery loop; reads keep being served from the same handle meanwhile.
+   */
+  private async commit(batch: ReturnType<Level<string, Uint8Array>['batch']>): Promise<void> {
+    try {
+      await batch.write({ sync: true });
+    } catch (e) {
+      const failure = classifyWriteError(e, this.now());
+      if (!failure) throw e;
+      this.failedWriteCount++;
+      this.failure = this.failure ? { ...failure, since: this.failure.since } : failure;
+      this.scheduleRecovery();
+      throw storageError(failure);
+    }
+    this.failure = undefined;
+  }
+
+  private scheduleRecovery(): void {
+    if (this.recoveryTimer || this.closed) return;
+    this.recoveryTimer = setTimeout(() => {
+      this.recoveryTimer = undefined;
+      const run = this.queue.then(() => this.recover());
+      this.queue = run.catch(() => undefined);
+      void run.finally(() => this.failure && this.scheduleRecovery());
+    }, this.options.recoveryIntervalMs ?? 1000);
+    this.recoveryTimer.unref();
+  }
+
+  /**
+   * Runs in the write queue, so no batch is in flight. LevelDB keeps a failed background write
+   * (a compaction on a full disk) as a sticky error that refuses every later write even once
+   * space is back; only a reopen clears it. So: probe with a harmless synced write; if that
+   * still fails and the disk has room again, reopen the database and probe once more. Without
+   * room a reopen could fail half-way and leave no handle to serve reads from, so it waits.
+   */
+  private async recover(): Promise<void> {
+    if (!this.failure || this.closed) return;
+    if (await this.probe()) return;
+    const free = await statfs(this.location).then((s) => s.bavail * s.bsize, () => 0);
+    if (free < (this.options.reopenMinFreeBytes ?? 1024 * 1024)) return;
+    this.reopening = true;
+    try {
+      await this.db.close().catch(() => undefined);
+      this.db = await openLevel(this.location);
+    } catch (e) {
+      this.failure = { code: 'storage_unavailable', since: this.failure.since, detail: (e as Error).message };
+      return; // reads stay refused until a later round opens it
+    } finally {
+      this.reopening = this.db.status !== 'open';
+    }
+    await this.probe();
+  }
+
+  /** Rewrites the sequence number as it is: a synced write that changes nothing. */
+  private async probe(): Promise<boolean> {
+    try {
+      await this.db.batch().put(SEQ_KEY, Buffer.from(String(this.seq))).write({ sync: true });
+    } catch {
+      return false;
+    }
+    this.failure = undefined;
+    return true;
+  }
+}
+
+async function openLevel(location: string): Promise<Level<string, Uint8Array>> {
+  const db = new Level<string, Uint8Array>(location, { keyEncoding: 'utf8', valueEncoding: 'view' });
+  try {
+    await db.open();
+  } catch (e) {
+    const cause = (e as { cause?: { message?: string } }).cause?.message ?? (e as Error).message;
+    const locked = /lock/i.test(cause);
+    throw new CofferError(
+      'internal',
+      locked ? `data directory ${location} is in use by another Coffer process` : `cannot open data directory ${location}: ${cause}`,
+    );
+  }
+  return db;
 }

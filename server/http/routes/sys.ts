@@ -19,8 +19,16 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
     get: (_req, res) => {
       const replica = deps.replication?.role === 'replica'; // 429: unsealed, but not the active node
       const warnings = seal.warnings();
-      const body = { initialized: seal.initialized, sealed: seal.sealed, role: replica ? 'replica' : 'primary', version: deps.version, ...(warnings.length ? { warnings } : {}) };
-      res.status(!seal.initialized ? 501 : seal.sealed ? 503 : replica ? 429 : 200).json(body);
+      const storage = deps.store.storageFailure; // writes refused: not a node to send traffic to
+      const body = {
+        initialized: seal.initialized,
+        sealed: seal.sealed,
+        role: replica ? 'replica' : 'primary',
+        version: deps.version,
+        ...(storage ? { storage: { error: storage.code, since: new Date(storage.since).toISOString() } } : {}),
+        ...(warnings.length ? { warnings } : {}),
+      };
+      res.status(!seal.initialized ? 501 : seal.sealed || storage ? 503 : replica ? 429 : 200).json(body);
     },
   });
 

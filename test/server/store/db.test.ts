@@ -13,7 +13,7 @@ describe('store', () => {
   let store: Store;
   beforeEach(async () => {
     dir = await tempDir('coffer-store-');
-    store = await Store.open(join(dir, 'db'), () => 1_000, 5);
+    store = await Store.open(join(dir, 'db'), { now: () => 1_000, retain: 5 });
   });
   afterEach(async () => {
     await store.close();
