@@ -122,7 +122,8 @@ async function writeSecretFiles(secrets: Secret[], specs: string[]): Promise<{ e
       const key = spec.slice(0, eq);
       const name = spec.slice(eq + 1);
       if (eq < 1 || !ENV_NAME.test(name)) throw new CofferError('invalid_request', `--file ${spec.split('=')[0]}=…: expected KEY=ENV_NAME`, 0);
-      const owner = secrets.find((s) => key in s.data);
+      // Own keys only: `in` would find `constructor` or `toString` on every secret's prototype.
+      const owner = secrets.find((s) => Object.hasOwn(s.data, key));
       if (!owner) throw new CofferError('not_found', `--file: no fetched secret has a key ${key}`, 404);
       const file = join(dir, name.toLowerCase());
       await writeFile(file, owner.data[key]!, { mode: 0o600, flag: 'wx' });
