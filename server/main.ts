@@ -88,11 +88,11 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     const auditSigner = new AuditSigner(store, seal, audit);
     const directory = new Directory(store);
     await directory.load();
-    const access = new AuthService(new TokenService(store, seal), directory);
+    const access = new AuthService(new TokenService(store, seal, { maxTtlSeconds: config.token_max_ttl_s }), directory);
     replication.onApplied(async (keys) => {
       const touched = (prefix: string) => keys.some((k) => k === '*' || k.startsWith(prefix));
       if (touched('auth/policy/') || touched('auth/group/')) await directory.load();
-      if (touched('auth/signing/') || touched('auth/revoked/')) await access.tokens.reload();
+      if (TokenService.STATE_PREFIXES.some(touched)) await access.tokens.reload(); // signing keys, revocations, renewals, the token tree
     });
     replication.armAfterUnseal(seal);
     let rootToken: string | undefined;

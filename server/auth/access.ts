@@ -8,9 +8,13 @@ export interface Identity {
   policies: string[];
   /** The root token bypasses policies; it comes only from init (later: the quorum ceremony). */
   root: boolean;
-  /** The token's id and expiry (seconds since the epoch). */
+  /** The token's id and effective expiry now, renewals applied (seconds since the epoch). */
   jti: string;
   exp: number;
+  /** The token's hard expiry (its max TTL): renewals never pass it. */
+  max_exp: number;
+  /** The jti of the token that minted this one (absent for logins and orphans). */
+  parent?: string;
   /** Identity details from the login (jwt `claim_mappings`). */
   meta: Record<string, string>;
 }

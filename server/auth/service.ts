@@ -1,6 +1,7 @@
 import { ALLOW_ALL, type AccessControl, type Capability, type Identity, type Permissions } from './access.js';
 import type { Directory } from './directory.js';
-import type { TokenService } from './tokens.js';
+import { boundMint, type MintRequest } from './mint.js';
+import { MAX_TREE_DEPTH, type ActiveClaims, type TokenService } from './tokens.js';
 
 /** The access control of a running vault: Coffer JWTs, then groups and path policies. */
 export class AuthService implements AccessControl {
@@ -18,9 +19,23 @@ export class AuthService implements AccessControl {
       policies: claims.policies,
       root: claims.root === true,
       jti: claims.jti,
-      exp: claims.exp,
+      exp: claims.expires,
+      max_exp: claims.exp,
+      ...(claims.parent ? { parent: claims.parent } : {}),
       meta: claims.meta ?? {},
     };
+  }
+
+  /** token/create: a child of `minter` holding at most what it holds (see mint.ts). */
+  async mint(minter: Identity, request: MintRequest): Promise<{ token: string; claims: ActiveClaims }> {
+    const issue = boundMint(minter, request, {
+      nowSeconds: this.tokens.nowSeconds(),
+      maxTtlSeconds: this.tokens.maxTtlSeconds,
+      membership: (identity) => this.directory.effectiveGroups(identity, []),
+      minterDepth: this.tokens.depthOf(minter),
+      maxDepth: MAX_TREE_DEPTH,
+    });
+    return this.tokens.issue(issue);
   }
 
   authorize(identity: Identity, capability: Capability, path: string): boolean {

@@ -10,41 +10,81 @@ import type { Store, Tx } from '../store/db.js';
 /**
  * Coffer-issued tokens: EdDSA JWTs (`typ: coffer+jwt`) with `iss` and `aud` bound to this
  * cluster, signed by a key kept in the vault under the `sys` keyring. Verification pins the
- * algorithm, type, issuer and audience (RFC 8725); a verified token is cached until it expires,
- * and its `jti` is checked against the revocation set on every use.
+ * algorithm, type, issuer and audience (RFC 8725); a verified token's claims are cached, and
+ * on every use its expiry is re-evaluated and its `jti` (and its ancestors') checked against
+ * the revocation set.
+ *
+ * Lifetime: the JWT `exp` is the hard bound (the max TTL) and `ttl_exp` the expiry when issued.
+ * Renewing extends the same token by writing `auth/renewed/<jti>` (the new soft expiry), kept,
+ * loaded and replicated with the revocation set; the effective expiry is
+ * `min(exp, max(ttl_exp, renewed))`. Logins stay write-free; a renewal is one small write.
+ *
+ * Tree: a token minted by another (token/create) carries `parent` (the minter's jti) and is
+ * indexed under `auth/children/<parent>/<child>`; revoking a token revokes its descendants in
+ * one batch, and verification also refuses a token whose ancestor is revoked (closing the race
+ * of a child minted while its parent is being revoked).
  */
 export const TOKEN_TYPE = 'coffer+jwt';
 const SIGNING_PREFIX = 'auth/signing/';
 const REVOKED_PREFIX = 'auth/revoked/';
+const RENEWED_PREFIX = 'auth/renewed/';
+const CHILDREN_PREFIX = 'auth/children/';
 const CACHE_LIMIT = 10_000;
+/** Tokens minted between two sweeps of expired in-memory state. */
+const SWEEP_EVERY = 1024;
+/** A tree deeper than this is refused at mint (and bounds the ancestor walk on every use). */
+export const MAX_TREE_DEPTH = 32;
+/** The default of config `token_max_ttl_s`. */
+export const DEFAULT_TOKEN_MAX_TTL = 32 * 86_400;
 
+/** The signed claims. All times are seconds since the epoch. */
 export interface TokenClaims {
   sub: string;
   groups: string[];
   policies: string[];
   iat: number;
+  /** Hard expiry: the token's maximum lifetime; no renewal goes past it. */
   exp: number;
-  /** Renewals never extend `exp` past this (seconds since the epoch). */
-  max_exp: number;
+  /** Expiry when issued (renewals move it later, up to `exp`). Absent on tokens signed before renew-in-place: then `exp`. */
+  ttl_exp?: number;
+  /** Only on tokens signed before renew-in-place (their soft `exp` had to stay within it). */
+  max_exp?: number;
   jti: string;
   method: string;
   root?: boolean;
+  /** The jti of the token that minted this one: revoking that one revokes this one. */
+  parent?: string;
   /** Identity details copied from the login (jwt `claim_mappings`), for self and the audit. */
   meta?: Record<string, string>;
 }
 
-const claimsSchema = z.object({
-  sub: z.string().min(1).max(256),
-  groups: z.array(z.string().max(64)).max(64),
-  policies: z.array(z.string().max(64)).max(64),
-  iat: z.number().int().nonnegative(),
-  exp: z.number().int().positive(),
-  max_exp: z.number().int().positive(),
-  jti: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/),
-  method: z.string().max(32),
-  root: z.boolean().optional(),
-  meta: z.record(z.string().max(64), z.string().max(512)).optional(),
-});
+/** The claims of a valid token plus its effective expiry now (the server's renewal record applied). */
+export type ActiveClaims = TokenClaims & { readonly expires: number };
+
+const JTI = /^[A-Za-z0-9_-]{16,64}$/;
+
+const claimsSchema = z
+  .object({
+    sub: z.string().min(1).max(256),
+    groups: z.array(z.string().max(64)).max(64),
+    policies: z.array(z.string().max(64)).max(64),
+    iat: z.number().int().nonnegative(),
+    exp: z.number().int().positive(),
+    ttl_exp: z.number().int().positive().optional(),
+    max_exp: z.number().int().positive().optional(),
+    jti: z.string().regex(JTI),
+    method: z.string().max(32),
+    root: z.boolean().optional(),
+    parent: z.string().regex(JTI).optional(),
+    meta: z.record(z.string().max(64), z.string().max(512)).optional(),
+  })
+  .refine((c) => (c.ttl_exp === undefined || c.ttl_exp <= c.exp) && (c.max_exp === undefined || c.exp <= c.max_exp));
+
+export interface TokenOptions {
+  now?: () => number;
+  /** Config `token_max_ttl_s`: no token but the root token from init lives longer. */
+  maxTtlSeconds?: number;
+}
 
 const PURPOSE = 'token-signing';
 
@@ -72,25 +112,43 @@ export interface IssueRequest {
   maxTtlSeconds: number;
   method: string;
   root?: boolean;
+  /** The minter's jti (token/create); absent for logins and orphans. */
+  parent?: string;
   meta?: Record<string, string>;
 }
 
 export class TokenService {
+  /** Store prefixes whose replicated changes require `reload()` (wired in main.ts). */
+  static readonly STATE_PREFIXES: readonly string[] = [SIGNING_PREFIX, REVOKED_PREFIX, RENEWED_PREFIX, CHILDREN_PREFIX];
+  /** Config `token_max_ttl_s`. */
+  readonly maxTtlSeconds: number;
   private keys = new Map<string, SigningKey>();
   private current: SigningKey | undefined;
+  /** Revoked jti → until when the record matters (the token's hard `exp`). */
   private revoked = new Map<string, number>();
+  /** jti → soft expiry set by the last renewal. */
+  private renewed = new Map<string, number>();
+  /** The token tree: child jti → its parent and hard expiry, and parent jti → children. */
+  private parentOf = new Map<string, { parent: string; exp: number }>();
+  private childrenOf = new Map<string, Set<string>>();
+  private sinceSweep = 0;
   private readonly verified = new Map<string, { claims: TokenClaims; kid: string }>();
   private issuer = '';
   private unsealed: UnsealedKeys | undefined;
   /** Writes of signing records run one at a time, so each starts from the last one's result. */
   private recordWrites: Promise<unknown> = Promise.resolve();
+  private readonly now: () => number;
 
+  /** `clock` is the clock itself (tests) or the options. */
   constructor(
     private readonly store: Store,
     seal: SealManager,
-    private readonly now: () => number = Date.now,
+    clock: (() => number) | TokenOptions = {},
     private readonly random: RandomSource = systemRandom,
   ) {
+    const options = typeof clock === 'function' ? { now: clock } : clock;
+    this.now = options.now ?? Date.now;
+    this.maxTtlSeconds = options.maxTtlSeconds ?? DEFAULT_TOKEN_MAX_TTL;
     seal.onUnseal((keys) => this.load(keys));
     seal.onSeal(() => this.unload());
   }
@@ -102,21 +160,31 @@ export class TokenService {
     this.keys.set(key.kid, key);
     this.current = key;
     await this.coverLifetime(key, Math.floor(this.now() / 1000) + ROOT_TTL, tx);
-    return this.sign(key, { sub: 'root', groups: [], policies: [], ttlSeconds: ROOT_TTL, maxTtlSeconds: ROOT_TTL, method: 'root', root: true });
+    return this.signClaims(key, this.claimsFor({ sub: 'root', groups: [], policies: [], ttlSeconds: ROOT_TTL, maxTtlSeconds: ROOT_TTL, method: 'root', root: true }));
   }
 
-  async issue(request: IssueRequest): Promise<{ token: string; claims: TokenClaims }> {
+  /**
+   * Signs a token. Lifetimes are capped at `token_max_ttl_s` (a login role asking for more gets
+   * the cap; token/create refuses before it gets here). A token with a `parent` is entered in
+   * the tree before it is handed out, and refused if that parent was revoked meanwhile.
+   */
+  async issue(request: IssueRequest): Promise<{ token: string; claims: ActiveClaims }> {
     const key = this.requireCurrent();
-    await this.coverLifetime(key, Math.floor(this.now() / 1000) + request.maxTtlSeconds);
-    const token = await this.sign(key, request);
-    return { token, claims: (await this.verify(token))! };
+    const maxTtlSeconds = Math.min(request.maxTtlSeconds, this.maxTtlSeconds);
+    const claims = this.claimsFor({ ...request, maxTtlSeconds, ttlSeconds: Math.min(request.ttlSeconds, maxTtlSeconds) });
+    await this.coverLifetime(key, claims.exp);
+    if (claims.parent) await this.adopt(claims.parent, claims.jti, claims.exp);
+    const token = await this.signClaims(key, claims);
+    const active = await this.verify(token);
+    if (!active) throw new CofferError('unauthenticated', 'the minting token was revoked: log in again');
+    return { token, claims: active };
   }
 
   /**
    * The claims of a valid, unexpired, unrevoked token, or `undefined`. A cache hit costs a map
    * lookup, the expiry check and the revocation check.
    */
-  async verify(token: string): Promise<TokenClaims | undefined> {
+  async verify(token: string): Promise<ActiveClaims | undefined> {
     if (token.length > 8192) return undefined;
     const nowSeconds = Math.floor(this.now() / 1000);
     let entry = this.verified.get(token);
@@ -133,7 +201,7 @@ export class TokenService {
           requiredClaims: ['exp', 'iat', 'jti', 'sub'],
         });
         const parsed = claimsSchema.safeParse(payload);
-        if (!parsed.success || parsed.data.exp > parsed.data.max_exp) return undefined;
+        if (!parsed.success) return undefined;
         entry = { claims: parsed.data, kid: protectedHeader.kid! };
       } catch {
         return undefined;
@@ -146,8 +214,37 @@ export class TokenService {
       this.verified.delete(token);
       return undefined;
     }
-    if (this.revoked.has(claims.jti)) return undefined;
-    return claims;
+    // Decided on every use, cached or not: a renewal or a revocation takes effect at once.
+    const expires = this.expiresOf(claims);
+    if (expires <= nowSeconds || this.isRevokedTree(claims)) return undefined;
+    return { ...claims, expires };
+  }
+
+  /** The effective expiry: the renewal record or the issued one, never past the hard `exp`. */
+  private expiresOf(claims: TokenClaims): number {
+    return Math.min(claims.exp, Math.max(claims.ttl_exp ?? claims.exp, this.renewed.get(claims.jti) ?? 0));
+  }
+
+  /** Whether the token or any ancestor is revoked: the parent from the signed claim, the rest from the tree. */
+  private isRevokedTree(claims: TokenClaims): boolean {
+    if (this.revoked.has(claims.jti)) return true;
+    let parent = claims.parent;
+    for (let depth = 0; parent !== undefined && depth <= MAX_TREE_DEPTH; depth++) {
+      if (this.revoked.has(parent)) return true;
+      parent = this.parentOf.get(parent)?.parent;
+    }
+    return false;
+  }
+
+  nowSeconds(): number {
+    return Math.floor(this.now() / 1000);
+  }
+
+  /** How many ancestors a token has (its parent claim, then the tree). */
+  depthOf(claims: { parent?: string }): number {
+    let depth = 0;
+    for (let parent = claims.parent; parent !== undefined && depth <= MAX_TREE_DEPTH; parent = this.parentOf.get(parent)?.parent) depth++;
+    return depth;
   }
 
   /**
@@ -155,7 +252,7 @@ export class TokenService {
    * until those expire (`signed_until`), or stop at once with `retirePrevious` (compromise):
    * then every older token dies, and the caller's own token is re-issued under the new key.
    */
-  async rotateSigningKey(retirePrevious: boolean, caller?: TokenClaims): Promise<{ kid: string; token?: string }> {
+  async rotateSigningKey(retirePrevious: boolean, caller?: ActiveClaims): Promise<{ kid: string; token?: string }> {
     const keys = this.unsealedKeys();
     const nowSeconds = Math.floor(this.now() / 1000);
     await this.recordWrite(async () => {
@@ -174,21 +271,37 @@ export class TokenService {
     });
     this.verified.clear();
     if (!retirePrevious || !caller) return { kid: this.current!.kid };
-    // The caller's own token died with the old keys: hand back the same grant under the new key.
+    // The caller's own token died with the old keys: hand back the same grant under the new key,
+    // with its current expiry, the same hard bound and the same place in the tree.
     const key = this.requireCurrent();
-    await this.coverLifetime(key, caller.max_exp);
-    const token = await this.signClaims(key, { ...caller, iat: nowSeconds, jti: this.newJti() });
+    await this.coverLifetime(key, caller.exp);
+    const { expires, ...claims } = caller;
+    // `iat` moves so that `ttl_exp - iat` stays the renewal increment (it is at most now).
+    const ttlSeconds = (caller.ttl_exp ?? caller.exp) - caller.iat;
+    const reissued: TokenClaims = { ...claims, max_exp: undefined, iat: expires - ttlSeconds, ttl_exp: expires, jti: this.newJti() };
+    if (reissued.parent) await this.adopt(reissued.parent, reissued.jti, reissued.exp);
+    const token = await this.signClaims(key, reissued);
     return { kid: key.kid, token };
   }
-  /** A new token for the same identity, expiring at most at the original `max_exp`. */
-  async renew(claims: TokenClaims, ttlSeconds: number): Promise<{ token: string; claims: TokenClaims }> {
+
+  /**
+   * Extends the same token by its original TTL from now, never past its hard `exp`. Refused once
+   * the token already lives to `exp` (B6: renewal never makes a token outlive its max TTL).
+   */
+  async renew(claims: ActiveClaims): Promise<ActiveClaims> {
     const nowSeconds = Math.floor(this.now() / 1000);
-    if (nowSeconds >= claims.max_exp) throw new CofferError('forbidden', 'token reached its maximum lifetime: log in again');
-    const key = this.requireCurrent();
-    await this.coverLifetime(key, claims.max_exp);
-    const exp = Math.min(nowSeconds + ttlSeconds, claims.max_exp);
-    const token = await this.signClaims(key, { ...claims, iat: nowSeconds, exp, jti: this.newJti() });
-    return { token, claims: (await this.verify(token))! };
+    if (claims.expires >= claims.exp) {
+      throw new CofferError('forbidden', `token reached its maximum lifetime (expires ${new Date(claims.exp * 1000).toISOString()}): log in again`);
+    }
+    const ttlSeconds = (claims.ttl_exp ?? claims.exp) - claims.iat;
+    const next = Math.min(nowSeconds + ttlSeconds, claims.exp);
+    if (next > claims.expires) {
+      await this.store.mutate((tx) => tx.put(RENEWED_PREFIX + claims.jti, Buffer.from(String(next))));
+      this.renewed.set(claims.jti, Math.max(next, this.renewed.get(claims.jti) ?? 0));
+    }
+    // Revoked while the write ran: the record is harmless (the revocation outlives `exp`).
+    if (this.isRevokedTree(claims)) throw new CofferError('unauthenticated', 'token is not valid: log in again');
+    return { ...claims, expires: this.expiresOf(claims) };
   }
 
   /**
@@ -199,11 +312,29 @@ export class TokenService {
     if (this.unsealed) await this.load(this.unsealed);
   }
 
-  /** Revokes a token id until the token would have expired anyway. Idempotent. */
+  /**
+   * Revokes a token id and every token below it in the tree, in one batch, each until it would
+   * have expired anyway (`exp`: the hard expiry). Idempotent: nothing new to revoke writes nothing.
+   */
   async revoke(jti: string, exp: number): Promise<void> {
-    if (this.revoked.has(jti)) return;
-    await this.store.mutate((tx) => tx.put(REVOKED_PREFIX + jti, Buffer.from(String(exp))));
-    this.revoked.set(jti, exp);
+    const victims = new Map<string, number>();
+    const queue: [string, number][] = [[jti, exp]];
+    const nowSeconds = Math.floor(this.now() / 1000);
+    while (queue.length > 0) {
+      const [id, until] = queue.pop()!;
+      if (victims.has(id)) continue;
+      victims.set(id, until);
+      for (const child of this.childrenOf.get(id) ?? []) {
+        const entry = this.parentOf.get(child);
+        if (entry && entry.exp > nowSeconds) queue.push([child, entry.exp]);
+      }
+    }
+    for (const id of victims.keys()) if (this.revoked.has(id)) victims.delete(id);
+    if (victims.size === 0) return;
+    await this.store.mutate((tx) => {
+      for (const [id, until] of victims) tx.put(REVOKED_PREFIX + id, Buffer.from(String(until)));
+    });
+    for (const [id, until] of victims) this.revoked.set(id, until);
   }
 
   isRevoked(jti: string): boolean {
@@ -227,8 +358,13 @@ export class TokenService {
     let newest: { key: SigningKey; created: number } | undefined;
     for (const [, raw] of await this.store.scanPrefix(SIGNING_PREFIX)) {
       const record = JSON.parse(Buffer.from(raw).toString('utf8')) as SigningRecord;
-      const pair = await openSealedKeyPair(keys, record, PURPOSE);
-      const signing = { ...pair, publicJwk: await publicJwk(pair.publicKey, pair.kid), record };
+      // A replica reloads on every shipped renewal or revocation: reuse a key already opened
+      // from the same sealed pair (only its lifetime fields change) instead of unsealing it again.
+      const known = this.keys.get(record.kid);
+      const signing =
+        known && sealedPart(known.record) === sealedPart(record)
+          ? { ...known, record }
+          : await openSealedKeyPair(keys, record, PURPOSE).then(async (pair) => ({ ...pair, publicJwk: await publicJwk(pair.publicKey, pair.kid), record }));
       loaded.set(record.kid, signing);
       if (record.retire_at === undefined && (!newest || record.created_at > newest.created)) newest = { key: signing, created: record.created_at };
     }
@@ -236,14 +372,71 @@ export class TokenService {
       newest = { key: await this.store.mutate((tx) => this.createSigningKey(tx, keys)), created: this.now() };
       loaded.set(newest.key.kid, newest.key);
     }
+    const nowSeconds = Math.floor(this.now() / 1000);
+    const live = async (prefix: string) => {
+      const out: [string, number][] = [];
+      for (const [k, v] of await this.store.scanPrefix(prefix)) {
+        const until = Number(Buffer.from(v).toString());
+        if (until > nowSeconds) out.push([k.slice(prefix.length), until]);
+      }
+      return out;
+    };
+    const revoked = new Map(await live(REVOKED_PREFIX));
+    const renewed = new Map(await live(RENEWED_PREFIX));
+    const parentOf = new Map<string, { parent: string; exp: number }>();
+    const childrenOf = new Map<string, Set<string>>();
+    for (const [edge, exp] of await live(CHILDREN_PREFIX)) {
+      const [parent, child] = edge.split('/');
+      if (!parent || !child) continue;
+      parentOf.set(child, { parent, exp });
+      childrenOf.set(parent, (childrenOf.get(parent) ?? new Set()).add(child));
+    }
+    // This state only grows (revocations and tree edges are never removed, renewals only move
+    // later), so what memory holds is kept: a revoke or renew that finished during the scans
+    // above must not be lost when the maps are swapped.
+    for (const [jti, until] of this.revoked) if (until > nowSeconds && !revoked.has(jti)) revoked.set(jti, until);
+    for (const [jti, until] of this.renewed) if (until > (renewed.get(jti) ?? nowSeconds)) renewed.set(jti, until);
+    for (const [child, edge] of this.parentOf) {
+      if (edge.exp <= nowSeconds || parentOf.has(child)) continue;
+      parentOf.set(child, edge);
+      childrenOf.set(edge.parent, (childrenOf.get(edge.parent) ?? new Set()).add(child));
+    }
+    // Swapped in together after every read, so a request never sees half a reload.
     this.keys = loaded;
     this.current = newest.key;
-    const nowSeconds = Math.floor(this.now() / 1000);
-    this.revoked.clear();
-    for (const [k, v] of await this.store.scanPrefix(REVOKED_PREFIX)) {
-      const exp = Number(Buffer.from(v).toString());
-      if (exp > nowSeconds) this.revoked.set(k.slice(REVOKED_PREFIX.length), exp);
+    this.revoked = revoked;
+    this.renewed = renewed;
+    this.parentOf = parentOf;
+    this.childrenOf = childrenOf;
+  }
+
+  /**
+   * Enters a child in the tree (persisted before the token is handed out, so revoking the parent
+   * later finds it, after a restart and on replicas too).
+   */
+  private async adopt(parent: string, child: string, exp: number): Promise<void> {
+    await this.store.mutate((tx) => tx.put(`${CHILDREN_PREFIX}${parent}/${child}`, Buffer.from(String(exp))));
+    this.parentOf.set(child, { parent, exp });
+    this.childrenOf.set(parent, (this.childrenOf.get(parent) ?? new Set()).add(child));
+    if (++this.sinceSweep >= SWEEP_EVERY) this.sweep();
+  }
+
+  /**
+   * Drops in-memory tree, renewal and revocation entries of tokens past their hard expiry (a
+   * reload does the same): a busy primary that never restarts must not grow without bound.
+   * The store keeps them; a reload skips them.
+   */
+  private sweep(): void {
+    this.sinceSweep = 0;
+    const nowSeconds = this.nowSeconds();
+    for (const [child, { parent, exp }] of this.parentOf) {
+      if (exp > nowSeconds) continue;
+      this.parentOf.delete(child);
+      const siblings = this.childrenOf.get(parent);
+      siblings?.delete(child);
+      if (siblings?.size === 0) this.childrenOf.delete(parent);
     }
+    for (const map of [this.renewed, this.revoked]) for (const [jti, until] of map) if (until <= nowSeconds) map.delete(jti);
   }
 
   private unload(): void {
@@ -304,25 +497,28 @@ export class TokenService {
     return this.current;
   }
 
-  private sign(key: SigningKey, request: IssueRequest): Promise<string> {
+  private claimsFor(request: IssueRequest): TokenClaims {
     const iat = Math.floor(this.now() / 1000);
-    const max_exp = iat + request.maxTtlSeconds;
-    return this.signClaims(key, {
+    const exp = iat + request.maxTtlSeconds;
+    return {
       sub: request.sub,
       groups: request.groups,
       policies: request.policies ?? [],
       iat,
-      exp: Math.min(iat + request.ttlSeconds, max_exp),
-      max_exp,
+      exp,
+      ttl_exp: Math.min(iat + request.ttlSeconds, exp),
       jti: this.newJti(),
       method: request.method,
       ...(request.root ? { root: true } : {}),
+      ...(request.parent ? { parent: request.parent } : {}),
       ...(request.meta && Object.keys(request.meta).length > 0 ? { meta: request.meta } : {}),
-    });
+    };
   }
 
   private signClaims(key: SigningKey, claims: TokenClaims): Promise<string> {
-    return new SignJWT({ ...claims })
+    const payload: Record<string, unknown> = { ...claims };
+    for (const [k, v] of Object.entries(payload)) if (v === undefined) delete payload[k];
+    return new SignJWT(payload)
       .setProtectedHeader({ alg: 'EdDSA', typ: TOKEN_TYPE, kid: key.kid })
       .setIssuer(this.issuer)
       .setAudience(this.issuer)
@@ -336,5 +532,6 @@ export class TokenService {
 
 /** Root tokens last ten years; they are revocable like any other token. */
 const ROOT_TTL = 10 * 365 * 86_400;
+const sealedPart = (record: SigningRecord) => JSON.stringify({ ...record, signed_until: undefined, retire_at: undefined });
 const issuerOf = (clusterId: string) => `coffer:${clusterId}`;
 const publicJwk = async (key: KeyObject, kid: string): Promise<JWK> => ({ ...(await exportJWK(key)), kid, alg: 'EdDSA', use: 'sig' });

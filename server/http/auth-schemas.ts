@@ -21,8 +21,11 @@ export const tokenCreateBody = z.strictObject({
   identity: z.string().regex(/^[A-Za-z0-9:@._/-]{1,200}$/, 'expected an identity such as svc:deployer'),
   groups: z.array(name).max(64).default([]),
   policies: z.array(name).max(64).default([]),
-  ttl: ttl.default(3600),
+  /** Absent: one hour, cut to what the minter may grant. */
+  ttl: ttl.optional(),
   max_ttl: ttl.optional(),
+  /** Outside the minter's tree (survives its revocation): needs admin on sys/auth/token/create-orphan. */
+  orphan: z.boolean().default(false),
 });
 
 export const tokenRevokeBody = z.strictObject({ token: z.string().min(1).max(8192).optional() });

@@ -1,7 +1,7 @@
 import type { Response, Router } from 'express';
 import { CofferError } from '../../errors.js';
 import { checkName } from '../../auth/directory.js';
-import type { TokenClaims } from '../../auth/tokens.js';
+import type { ActiveClaims } from '../../auth/tokens.js';
 import { bearerToken, identityOf, requireCapability } from '../authenticate.js';
 import { groupBody, policyBody, rotateSigningBody, tokenCreateBody, tokenRevokeBody } from '../auth-schemas.js';
 import { jsonBody } from '../body.js';
@@ -13,9 +13,9 @@ import { validate } from '../validate.js';
 
 const iso = (seconds: number) => new Date(seconds * 1000).toISOString();
 
-/** What a login or token endpoint returns: the token once, with what it grants. */
-export function tokenResponse(token: string, claims: TokenClaims) {
-  return { token, expires_at: iso(claims.exp), groups: claims.groups, policies: claims.policies, identity: claims.sub };
+/** What a login or token endpoint returns: the token, with what it grants and its effective expiry. */
+export function tokenResponse(token: string, claims: ActiveClaims) {
+  return { token, expires_at: iso(claims.expires), groups: claims.groups, policies: claims.policies, identity: claims.sub };
 }
 
 /** The public JWKS: answers whenever the vault is unsealed, without a token. */
@@ -47,11 +47,12 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
       jsonBody,
       async (req, res) => {
         validate(emptyBody, req.body);
-        const claims = await tokens.verify(bearerToken(req)!);
+        const token = bearerToken(req)!;
+        const claims = await tokens.verify(token);
         if (!claims) throw new CofferError('unauthenticated', 'token is not valid: log in again');
         if (claims.root) throw new CofferError('invalid_request', 'the root token is not renewable');
-        const renewed = await tokens.renew(claims, claims.exp - claims.iat);
-        res.json(tokenResponse(renewed.token, renewed.claims));
+        // The same token, extended in place: a renewal never forks a second valid token (issue 10).
+        res.json(tokenResponse(token, await tokens.renew(claims)));
       },
     ],
   });
@@ -62,12 +63,14 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
       async (req, res) => {
         const { token } = validate(tokenRevokeBody, req.body);
         const self = identityOf(res);
+        // Revocation records last until the hard expiry (renewals never pass it), and take the
+        // token's descendants with it.
         if (token === undefined) {
-          await tokens.revoke(self.jti, self.exp);
+          await tokens.revoke(self.jti, self.max_exp);
         } else {
           admin(res, 'auth/token/revoke');
           const claims = await tokens.verify(token);
-          if (claims) await tokens.revoke(claims.jti, claims.exp); // invalid or expired: nothing to revoke
+          if (claims) await tokens.revoke(claims.jti, claims.exp); // invalid, expired or revoked: nothing (more) to revoke
         }
         deps.log.info({ request_id: res.locals.requestId, by: self.id }, 'token revoked');
         res.status(204).end();
@@ -95,16 +98,12 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
       async (req, res) => {
         const body = validate(tokenCreateBody, req.body);
         admin(res, 'auth/token/create');
+        if (body.orphan) admin(res, 'auth/token/create-orphan');
         for (const g of body.groups) checkName('group', g);
         for (const p of body.policies) checkName('policy', p);
-        const { token, claims } = await tokens.issue({
-          sub: body.identity,
-          groups: body.groups,
-          policies: body.policies,
-          ttlSeconds: body.ttl,
-          maxTtlSeconds: Math.max(body.max_ttl ?? body.ttl, body.ttl),
-          method: 'token',
-        });
+        // Bounded by the minter: a subset of its policies and groups, within its lifetime (mint.ts).
+        const { token, claims } = await access.mint(identityOf(res), body);
+        deps.log.info({ request_id: res.locals.requestId, by: identityOf(res).id, identity: claims.sub, parent: claims.parent ?? null }, 'token created');
         res.json(tokenResponse(token, claims));
       },
     ],
