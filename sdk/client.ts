@@ -177,15 +177,21 @@ export class Coffer {
     return this.call({ method: 'GET', path: '/v1/auth/token/self', idempotent: true });
   }
 
+  /**
+   * Extends the current token in place (the server answers with the same token and its new
+   * `expires_at`; 403 once it already lives to its max TTL). Safe to retry: repeating it extends
+   * to the same point.
+   */
   async renew(): Promise<LoginResult> {
-    return this.adopt(await this.call({ method: 'POST', path: '/v1/auth/token/renew', body: {} }));
+    return this.adopt(await this.call({ method: 'POST', path: '/v1/auth/token/renew', body: {}, idempotent: true }));
   }
 
   async revoke(token?: string): Promise<void> {
     await this.call({ method: 'POST', path: '/v1/auth/token/revoke', body: token ? { token } : {}, idempotent: true });
   }
 
-  createToken(request: { identity: string; groups?: string[]; policies?: string[]; ttl?: string | number; max_ttl?: string | number }): Promise<LoginResult> {
+  /** A child of the current token: at most its policies, groups and remaining lifetime (`orphan` needs its own capability). */
+  createToken(request: { identity: string; groups?: string[]; policies?: string[]; ttl?: string | number; max_ttl?: string | number; orphan?: boolean }): Promise<LoginResult> {
     return this.call({ method: 'POST', path: '/v1/auth/token/create', body: request });
   }
 
@@ -331,6 +337,8 @@ export class Coffer {
       const delay = Math.max(1_000, ((Date.parse(result.expires_at) - Date.now()) * 2) / 3);
       this.renewTimer = setTimeout(() => {
         this.renew().catch((e: unknown) => {
+          // 403: the token reached its max TTL and lives on until then; that ends renewal, it is no failure.
+          if (e instanceof CofferError && e.code === 'forbidden') return;
           this.renewError = e instanceof CofferError ? e : new CofferError('unavailable', 'token renewal failed', 0);
         });
       }, delay);

@@ -85,7 +85,9 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         .option('identity', { type: 'string', describe: 'create: the new token\'s identity' })
         .option('groups', { type: 'string', array: true, default: [] as string[] })
         .option('policies', { type: 'string', array: true, default: [] as string[] })
-        .option('ttl', { type: 'string', default: '1h' }),
+        .option('ttl', { type: 'string', describe: 'create: lifetime (default 1h, cut to what your token may grant)' })
+        .option('max-ttl', { type: 'string', describe: 'create: how far renewals may extend it (default: the TTL)' })
+        .option('orphan', { type: 'boolean', default: false, describe: 'create: outside your token\'s tree, so revoking yours leaves it (needs admin on sys/auth/token/create-orphan)' }),
       async (argv) => {
         const c = await client(argv);
         switch (argv.action) {
@@ -94,8 +96,8 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
             return output(argv, self, () => `${self.identity}  groups: ${self.groups.join(', ') || 'none'}  expires ${relative(self.expires_at)}`);
           }
           case 'renew': {
+            // The server extends the same token in place: the stored token (if any) stays as it is.
             const renewed = await c.renew();
-            await storeToken(renewed.token);
             return output(argv, { expires_at: renewed.expires_at }, () => `renewed, expires ${relative(renewed.expires_at)}`);
           }
           case 'revoke':
@@ -104,7 +106,14 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
             return output(argv, { revoked: true }, () => 'revoked');
           case 'create': {
             if (!argv.identity) throw new CofferError('invalid_request', '--identity is required', 0);
-            const made = await c.createToken({ identity: argv.identity, groups: argv.groups, policies: argv.policies, ttl: argv.ttl });
+            const made = await c.createToken({
+              identity: argv.identity,
+              groups: argv.groups,
+              policies: argv.policies,
+              ...(argv.ttl !== undefined ? { ttl: argv.ttl } : {}),
+              ...(argv.maxTtl !== undefined ? { max_ttl: argv.maxTtl } : {}),
+              ...(argv.orphan ? { orphan: true } : {}),
+            });
             return output(argv, made, () => made.token);
           }
         }

@@ -69,7 +69,9 @@ export interface Health {
 }
 
 export interface LoginResult {
+  /** From a renewal: the same token that was renewed (renewal extends it in place). */
   token: string;
+  /** The effective expiry now; renewals move it, never past the token's max TTL (the JWT `exp`). */
   expires_at: string;
   groups: string[];
   policies: string[];
@@ -80,6 +82,7 @@ export interface TokenSelf {
   identity: string;
   groups: string[];
   policies: string[];
+  /** The effective expiry, renewals applied. */
   expires_at: string;
   jti: string;
 }
