@@ -25,6 +25,34 @@ export interface VerifyResult {
   firstBad?: { line: number; reason: string };
   /** Lines after the last verified checkpoint (not yet covered by a signature). */
   unsignedTail: number;
+  /** Whether checkpoint signatures were checked (a public key was given). */
+  signaturesVerified: boolean;
+  /** Gaps an operator accepted at a start (the server records them in its `open` line). */
+  gaps: { line: number; stored_seq: number; file_seq: number | null; reason: string }[];
+  /** Sequence number of the last line (null for an empty log). */
+  lastSeq: number | null;
+  /** Restarts whose log could not be checked against a stored head (first start of this version, or the head was deleted). */
+  uncheckedRestarts: number[];
+}
+
+export interface VerifyOptions {
+  /** The audit checkpoint public key (PEM). With it, the tail must be signed (below) unless `requireSignedTail: false`. */
+  publicKeyPem?: string;
+  /**
+   * Fail when the lines after the last checkpoint exceed what a live server leaves unsigned:
+   * more than `maxUnsignedLines`, or the oldest of them older than `maxUnsignedSeconds` plus
+   * `graceSeconds` at `now`. Default: on when a public key is given.
+   */
+  requireSignedTail?: boolean;
+  /** The server's `audit_checkpoint_every` (default 100). */
+  maxUnsignedLines?: number;
+  /** The server's `audit_checkpoint_interval_s` (default 10). */
+  maxUnsignedSeconds?: number;
+  /** Slack for clock skew and a slow write (default 2 s). */
+  graceSeconds?: number;
+  /** Last sequence number the server reports; a log that ends before it was truncated. */
+  expectLastSeq?: number;
+  now?: () => number;
 }
 
 export const sha256Hex = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
@@ -32,14 +60,20 @@ export const checkpointMessage = (seq: number, head: string): string => `coffer-
 
 /**
  * Checks the chain, the sequence numbers and (given the audit public key) every checkpoint
- * signature. A deleted, edited, reordered or inserted line breaks the chain at that line; a
- * truncated tail is reported when the file ends inside a line, when it ends before the
- * sequence the server reports (`expectLastSeq`), or with `requireSignedTail` when lines follow the
- * last checkpoint (the server writes a checkpoint when it stops).
+ * signature. A deleted, edited, reordered or inserted line breaks the chain at that line; with
+ * the key, an edit whose chain was recomputed fails at the next checkpoint's signature.
+ *
+ * Everything after the last valid checkpoint is unauthenticated: anyone who can write the
+ * file can cut it there, or rewrite it with a fresh chain. So with the key the tail is held to
+ * the server's own bound: the server signs within `audit_checkpoint_every` lines or
+ * `audit_checkpoint_interval_s` seconds of a line (and when it stops), so a longer or older
+ * unsigned tail means lines (a checkpoint among them) were dropped, or the server crashed or
+ * is sealed. What this cannot see offline: a cut within the bound, or exactly at a checkpoint;
+ * the server's start-up check against its stored head and `expectLastSeq` cover those.
  */
-export function verifyAuditLog(text: string, options: { publicKeyPem?: string; requireSignedTail?: boolean; expectLastSeq?: number } = {}): VerifyResult {
+export function verifyAuditLog(text: string, options: VerifyOptions = {}): VerifyResult {
   const key = options.publicKeyPem ? createPublicKey(options.publicKeyPem) : undefined;
-  const result: VerifyResult = { ok: true, lines: 0, checkpoints: 0, unsignedTail: 0 };
+  const result: VerifyResult = { ok: true, lines: 0, checkpoints: 0, unsignedTail: 0, signaturesVerified: key !== undefined, gaps: [], uncheckedRestarts: [], lastSeq: null };
   const fail = (line: number, reason: string): VerifyResult => ({ ...result, ok: false, firstBad: { line, reason } });
   if (text.length > 0 && !text.endsWith('\n')) {
     const lineCount = text.split('\n').length;
@@ -48,6 +82,7 @@ export function verifyAuditLog(text: string, options: { publicKeyPem?: string; r
   const lines = text.split('\n').slice(0, -1);
   let previousHash: string | undefined;
   let previousSeq: number | undefined;
+  let firstUnsigned: { line: number; time: number } | undefined;
   for (let i = 0; i < lines.length; i++) {
     const raw = lines[i]!;
     let entry: AuditEntry;
@@ -67,18 +102,37 @@ export function verifyAuditLog(text: string, options: { publicKeyPem?: string; r
       }
       result.checkpoints++;
       result.unsignedTail = 0;
+      firstUnsigned = undefined;
     } else {
       result.unsignedTail++;
+      firstUnsigned ??= { line: i + 1, time: Date.parse(entry.time) };
+      if (entry.type === 'open') {
+        const gap = entry.gap as { stored_seq?: unknown; file_seq?: unknown; reason?: unknown } | undefined;
+        if (gap && typeof gap.stored_seq === 'number') {
+          result.gaps.push({ line: i + 1, stored_seq: gap.stored_seq, file_seq: typeof gap.file_seq === 'number' ? gap.file_seq : null, reason: String(gap.reason ?? '') });
+        }
+        if (entry.head_missing === true) result.uncheckedRestarts.push(i + 1);
+      }
     }
     previousHash = sha256Hex(raw);
     previousSeq = entry.seq;
+    result.lastSeq = entry.seq;
     result.lines++;
   }
   if (options.expectLastSeq !== undefined && (previousSeq ?? -1) < options.expectLastSeq) {
     return fail(lines.length, `the log ends at sequence ${previousSeq ?? 'none'} but the server wrote up to ${options.expectLastSeq} (truncated)`);
   }
-  if (options.requireSignedTail && result.unsignedTail > 0) {
-    return fail(lines.length, `${result.unsignedTail} line(s) after the last checkpoint are not signed (the tail may have been truncated)`);
+  if ((options.requireSignedTail ?? key !== undefined) && firstUnsigned) {
+    const maxLines = options.maxUnsignedLines ?? 100;
+    const maxSeconds = (options.maxUnsignedSeconds ?? 10) + (options.graceSeconds ?? 2);
+    const age = ((options.now ?? Date.now)() - firstUnsigned.time) / 1000;
+    const why = 'the tail may have been truncated, or the server crashed or is sealed';
+    if (result.unsignedTail > maxLines) {
+      return fail(firstUnsigned.line, `${result.unsignedTail} line(s) after the last checkpoint are not signed, more than the ${maxLines} a running server leaves unsigned (${why})`);
+    }
+    if (!(age <= maxSeconds)) {
+      return fail(firstUnsigned.line, `${result.unsignedTail} line(s) after the last checkpoint are not signed, and the oldest is ${Number.isFinite(age) ? `${Math.round(age)} s` : 'of unknown'} age, beyond the ${maxSeconds} s a running server takes to sign (${why})`);
+    }
   }
   return result;
 }

@@ -296,6 +296,11 @@ export class Coffer {
     return this.call({ method: 'POST', path: '/v1/sys/unseal', body: nonce === undefined ? { reset: true } : { reset: true, nonce }, auth: false });
   }
 
+  /** The audit checkpoint public key (null until first unsealed), the checkpoint bounds and the last sequence (admin). */
+  auditInfo(): Promise<{ public_key_pem: string | null; last_seq: number; checkpoint_every: number; checkpoint_interval_s: number | null }> {
+    return this.call({ method: 'GET', path: '/v1/sys/audit', idempotent: true });
+  }
+
   /** Replication role, progress per target, lag and errors (admin). */
   replicationStatus(): Promise<ReplicationStatus> {
     return this.call({ method: 'GET', path: '/v1/sys/replication', idempotent: true });

@@ -3,7 +3,7 @@ import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { AuditLog } from './audit/log.js';
+import { ACCEPT_TRUNCATION_ENV, AuditLog } from './audit/log.js';
 import { AuditSigner } from './audit/signer.js';
 import { Directory } from './auth/directory.js';
 import { JwtMethod } from './auth/jwt-login.js';
@@ -77,10 +77,15 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     const rewrap = new RewrapJobs(store, seal, log);
     const transit = new TransitEngine(store, seal);
     const byok = new ByokService(store, seal);
+    const acceptTruncation = env[ACCEPT_TRUNCATION_ENV];
     const audit = new AuditLog({
       files: config.audit_files ?? [join(dataDir, 'audit.log')],
+      // In the data directory (0700), not beside the log: see server/audit/head.ts.
+      headFile: join(dataDir, 'audit.head'),
+      ...(acceptTruncation ? { acceptTruncationAt: Number(acceptTruncation) } : {}),
       stdout: config.audit_stdout,
       checkpointEvery: config.audit_checkpoint_every,
+      checkpointIntervalMs: config.audit_checkpoint_interval_s * 1000,
       timeoutMs: 5_000,
       now: Date.now,
     });

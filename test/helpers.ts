@@ -73,8 +73,11 @@ export async function openVault(options: VaultOptions = {}): Promise<TestVault> 
   const dir = options.dir ?? (await tempDir());
   const store = await Store.open(join(dir, 'db'));
   const seal = new SealManager(store, { source: options.source ?? { kind: 'shamir' }, env: options.env ?? {}, keyring: options.keyring ?? {}, log: options.log ?? silentLog });
-  const audit = new AuditLog({ files: [join(dir, 'audit.log')], stdout: false, checkpointEvery: 50, timeoutMs: 2_000, now: Date.now, ...options.audit });
-  await audit.start();
+  const audit = new AuditLog({ files: [join(dir, 'audit.log')], headFile: join(dir, 'audit.head'), stdout: false, checkpointEvery: 50, timeoutMs: 2_000, now: Date.now, ...options.audit });
+  await audit.start().catch(async (e: unknown) => {
+    await store.close(); // a refused start (a truncated log) must not leave the store locked
+    throw e;
+  });
   const auditSigner = new AuditSigner(store, seal, audit);
   const directory = new Directory(store);
   await directory.load();

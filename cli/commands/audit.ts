@@ -1,28 +1,87 @@
 import { readFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
 import { verifyAuditLog } from '../../sdk/audit.js';
+import { CofferError } from '../../sdk/errors.js';
+import { client, type GlobalArgs } from '../context.js';
 
-/** `coffer audit verify FILE`: offline check of the hash chain and the signed checkpoints. */
+interface KeySource {
+  pem: string;
+  from: string;
+  checkpointEvery?: number;
+  intervalS?: number;
+  serverLastSeq?: number;
+}
+
+/**
+ * The checkpoint key: `--public-key FILE`, else the server's (`--addr` or COFFER_ADDR, with
+ * the usual token), else none. A server that was named but cannot answer is an error, never
+ * a silent fall back to the weaker check without a key.
+ */
+async function keySource(argv: GlobalArgs & { publicKey?: string }): Promise<KeySource | undefined> {
+  if (argv.publicKey) {
+    const pem = await readFile(argv.publicKey, 'utf8').catch(() => {
+      throw new Error(`cannot read ${argv.publicKey}: check the path`);
+    });
+    return { pem, from: argv.publicKey };
+  }
+  const addr = argv.addr || process.env.COFFER_ADDR;
+  if (!addr) return undefined;
+  try {
+    const info = await (await client(argv)).auditInfo();
+    if (!info.public_key_pem) throw new CofferError('sealed', 'the server has no audit key yet (never unsealed)', 0);
+    return { pem: info.public_key_pem, from: addr, checkpointEvery: info.checkpoint_every, serverLastSeq: info.last_seq, ...(info.checkpoint_interval_s !== null ? { intervalS: info.checkpoint_interval_s } : {}) };
+  } catch (e) {
+    const reason = e instanceof Error ? e.message : String(e);
+    throw new CofferError(e instanceof CofferError ? e.code : 'unavailable', `cannot fetch the audit public key from ${addr} (${reason}); pass --public-key FILE to verify offline`, 0);
+  }
+}
+
+/** `coffer audit verify FILE`: the hash chain, the signed checkpoints and a signed tail. */
 export function auditCommand(yargs: Argv): Argv {
-  return yargs.command('verify <file>', 'Verify an audit log file: chain, sequence and checkpoint signatures', (y) =>
+  return yargs.command('verify <file>', 'Verify an audit log file: chain, sequence, checkpoint signatures and a signed tail', (y) =>
     y
       .positional('file', { type: 'string', demandOption: true, describe: 'the audit JSONL file' })
-      .option('public-key', { type: 'string', describe: 'PEM file of the audit checkpoint key (GET /v1/sys/audit)' })
+      .option('public-key', { type: 'string', describe: 'PEM file of the audit checkpoint key; default: fetched from the server (GET /v1/sys/audit) when --addr or COFFER_ADDR is set' })
       .option('expect-seq', { type: 'number', describe: 'last sequence number the server reports; fewer lines means truncation' })
-      .option('require-signed-tail', { type: 'boolean', default: false, describe: 'fail when lines follow the last checkpoint' })
+      .option('require-signed-tail', { type: 'boolean', describe: 'hold the lines after the last checkpoint to the server\'s bound (default: on when the key is known; --no-require-signed-tail to skip)' })
+      .option('checkpoint-every', { type: 'number', describe: 'the server\'s audit_checkpoint_every (default: from the server, else 100)' })
+      .option('checkpoint-interval-s', { type: 'number', describe: 'the server\'s audit_checkpoint_interval_s (default: from the server, else 10)' })
+      .option('grace-s', { type: 'number', default: 2, describe: 'seconds of slack for clock skew and slow writes' })
       .option('json', { type: 'boolean', default: false })
-      .example('coffer audit verify /var/lib/coffer/audit.log --public-key audit.pem', 'check a log against its checkpoint key'),
+      .example('coffer audit verify /var/lib/coffer/audit.log', 'key and checkpoint bounds from the server at COFFER_ADDR')
+      .example('coffer audit verify audit.log --public-key audit.pem', 'offline, with the key saved from GET /v1/sys/audit'),
     async (argv) => {
       const text = await readFile(argv.file, 'utf8').catch(() => {
         throw new Error(`cannot read ${argv.file}: check the path`);
       });
-      const publicKeyPem = argv.publicKey ? await readFile(argv.publicKey, 'utf8') : undefined;
-      const result = verifyAuditLog(text, { publicKeyPem, expectLastSeq: argv.expectSeq, requireSignedTail: argv.requireSignedTail });
+      const key = await keySource(argv as GlobalArgs & { publicKey?: string });
+      const result = verifyAuditLog(text, {
+        ...(key ? { publicKeyPem: key.pem } : {}),
+        ...(argv.requireSignedTail !== undefined ? { requireSignedTail: argv.requireSignedTail } : {}),
+        ...(argv.expectSeq !== undefined ? { expectLastSeq: argv.expectSeq } : {}),
+        maxUnsignedLines: argv.checkpointEvery ?? key?.checkpointEvery ?? 100,
+        maxUnsignedSeconds: argv.checkpointIntervalS ?? key?.intervalS ?? 10,
+        graceSeconds: argv.graceS,
+      });
       if (argv.json) process.stdout.write(`${JSON.stringify(result)}\n`);
       else if (result.ok) {
-        process.stdout.write(`ok: ${result.lines} lines, ${result.checkpoints} checkpoints${publicKeyPem ? ' (signatures verified)' : ' (signatures not checked: pass --public-key)'}\n`);
+        const signed = key ? `signatures verified, key from ${key.from}` : 'signatures not checked';
+        process.stdout.write(`ok: ${result.lines} lines, ${result.checkpoints} checkpoints (${signed})${result.unsignedTail ? `; the last ${result.unsignedTail} not signed yet (within the checkpoint bound)` : ''}\n`);
+        for (const gap of result.gaps) {
+          process.stdout.write(`note: line ${gap.line}: the server was started past a gap on purpose; lines after sequence ${gap.file_seq ?? 'none'} up to ${gap.stored_seq} were lost (${gap.reason})\n`);
+        }
+        if (key?.serverLastSeq !== undefined && argv.expectSeq === undefined && (result.lastSeq ?? -1) < key.serverLastSeq) {
+          // A cut exactly at a checkpoint looks complete offline; only the server's sequence shows it.
+          process.stdout.write(`note: the server has written up to sequence ${key.serverLastSeq}, this file ends at ${result.lastSeq ?? 'none'}: if it is the live log, run again with --expect-seq ${key.serverLastSeq}\n`);
+        }
+        for (const line of result.uncheckedRestarts) {
+          process.stdout.write(`note: line ${line}: a restart without a stored chain head (first start of this version, or the head file was removed): a truncation before it was not checked at start\n`);
+        }
       } else {
         process.stdout.write(`FAILED at line ${result.firstBad!.line}: ${result.firstBad!.reason}\n`);
+      }
+      if (!key) {
+        process.stderr.write('warning: no audit public key: a truncated tail or an edit with a recomputed chain cannot be detected; pass --public-key FILE, or --addr to fetch it from the server\n');
       }
       process.exitCode = result.ok ? 0 : 1;
     },

@@ -1,9 +1,13 @@
-import { open } from 'node:fs/promises';
 import { sign } from 'node:crypto';
 import { checkpointMessage, sha256Hex, type AuditEntry } from '../../sdk/audit.js';
 import { CofferError } from '../errors.js';
 import type { KeyPair } from '../keys/sealed-keypair.js';
 import { FileSink } from './file-sink.js';
+import { FileHead } from './head.js';
+import { AuditTailError, acceptTruncation, readTail, resumeFrom, type Resume } from './tail.js';
+
+/** Set to the stored sequence a refusal names to start once with a new chain segment (main.ts). */
+export const ACCEPT_TRUNCATION_ENV = 'COFFER_AUDIT_ACCEPT_TRUNCATION';
 
 /** What one audited request contributes; never a value, a token or a password. */
 export interface AuditRecord {
@@ -31,6 +35,19 @@ export interface AuditOptions {
   stdout: boolean;
   /** A checkpoint is signed after this many lines. */
   checkpointEvery: number;
+  /**
+   * ... or this long after the first line it does not cover yet, so a live log always ends
+   * within `checkpointEvery` lines or this many milliseconds of a signed checkpoint (while
+   * unsealed: without the key, checkpoints wait for the unseal, which signs at once).
+   */
+  checkpointIntervalMs?: number;
+  /**
+   * File that keeps the chain head of the first audit file (see head.ts). Without it (unit
+   * tests of the log alone) nothing is checked at start.
+   */
+  headFile?: string;
+  /** The stored sequence an operator accepts losing lines after (`COFFER_AUDIT_ACCEPT_TRUNCATION`). */
+  acceptTruncationAt?: number;
   /** A sink slower than this fails for the group; other sinks carry on. */
   timeoutMs: number;
   now: () => number;
@@ -56,7 +73,10 @@ export class AuditLog {
   private seq = 0;
   private prev = GENESIS;
   private sinceCheckpoint = 0;
-  private pending: { text: string; done: (ok: boolean) => void }[] = [];
+  private pending: { text: string; seq: number; hash: string; done: (ok: boolean) => void }[] = [];
+  private readonly head: FileHead | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
   private flushing: Promise<void> | undefined;
   private signer: KeyPair | undefined;
   private failures = 0;
@@ -64,22 +84,52 @@ export class AuditLog {
   constructor(private readonly options: AuditOptions) {
     this.sinks = options.files.map((f) => new FileSink(f));
     if (options.stdout) this.sinks.push({ name: 'stdout', write: (t) => new Promise((r, j) => process.stdout.write(t, (e) => (e ? j(e) : r()))) });
+    this.head = options.files[0] && options.headFile ? new FileHead(options.headFile) : undefined;
   }
 
-  /** Continues the chain of the first file (after a restart), or starts a new one. */
+  /**
+   * Continues the chain of the first file (after a restart), or starts a new one. With a head
+   * file, refuses (AuditTailError, naming both sequence numbers and the file) a log that was
+   * truncated, emptied, replaced or edited at its end while the server was stopped.
+   */
   async start(): Promise<void> {
     const first = this.options.files[0];
-    const last = first ? await readLastLine(first) : undefined;
-    if (last) {
+    let resume: Resume = { seq: 0, prev: GENESIS };
+    if (first && this.head) {
+      const stored = await this.head.read();
+      const tail = await readTail(first, stored?.seq);
       try {
-        const entry = JSON.parse(last) as AuditEntry;
-        this.seq = entry.seq + 1;
-        this.prev = sha256Hex(last);
-      } catch {
-        /* unreadable tail: the verifier will report it; continue from the genesis hash */
+        resume = resumeFrom(first, tail, stored, this.head.path);
+      } catch (e) {
+        if (!(e instanceof AuditTailError) || this.options.acceptTruncationAt !== e.storedSeq || !stored) throw e;
+        resume = acceptTruncation(tail, stored, e.problem);
       }
+    } else if (first) {
+      resume = resumeFrom(first, await readTail(first), undefined, '');
     }
-    this.enqueue({ type: 'open', time: this.iso() });
+    this.seq = resume.seq;
+    this.prev = resume.prev;
+    // Recorded in the chain (and signed by the next checkpoint): a verifier sees every
+    // restart that could not be checked against a head, and every accepted gap.
+    const { unconfirmed, gap, headMissing } = resume;
+    const done = this.enqueue({
+      type: 'open',
+      time: this.iso(),
+      ...(unconfirmed ? { unconfirmed } : {}),
+      ...(gap ? { gap } : {}),
+      ...(headMissing && this.head ? { head_missing: true } : {}),
+    });
+    // The head must be on disk before anything else is answered; a failing first write is the
+    // request path's concern (fail closed), not a reason to refuse the start.
+    await done;
+  }
+
+  get checkpointEvery(): number {
+    return this.options.checkpointEvery;
+  }
+
+  get checkpointIntervalMs(): number | undefined {
+    return this.options.checkpointIntervalMs;
   }
 
   get sinkCount(): number {
@@ -98,6 +148,11 @@ export class AuditLog {
   /** The key that signs checkpoints; without one (sealed), checkpoints wait. */
   setSigner(signer: KeyPair | undefined): void {
     this.signer = signer;
+    // Lines written while sealed (or before a crash) are signed as soon as the key is back.
+    if (signer && this.sinceCheckpoint > 0 && !this.closed) {
+      this.enqueueCheckpoint();
+      void this.flush();
+    }
   }
 
   /** Appends one request line; resolves once it is durable in at least one sink. */
@@ -108,6 +163,9 @@ export class AuditLog {
 
   /** Writes a final checkpoint and closes the files. */
   async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
     if (this.signer && this.sinceCheckpoint > 0) this.enqueueCheckpoint();
     await this.flush();
     for (const s of this.sinks) await s.close?.();
@@ -116,11 +174,13 @@ export class AuditLog {
   private enqueue(fields: Record<string, unknown>): Promise<boolean> {
     const entry = { ...fields, seq: this.seq, prev: this.prev };
     const text = JSON.stringify(entry);
+    const seq = this.seq;
     this.seq++;
     this.prev = sha256Hex(text);
     this.sinceCheckpoint++;
-    const done = new Promise<boolean>((resolve) => this.pending.push({ text, done: resolve }));
+    const done = new Promise<boolean>((resolve) => this.pending.push({ text, seq, hash: this.prev, done: resolve }));
     if (this.signer && this.sinceCheckpoint >= this.options.checkpointEvery) this.enqueueCheckpoint();
+    else if (this.sinceCheckpoint === 1) this.armTimer();
     void this.flush();
     return done;
   }
@@ -133,7 +193,25 @@ export class AuditLog {
     this.seq++;
     this.prev = sha256Hex(text);
     this.sinceCheckpoint = 0;
-    this.pending.push({ text, done: () => undefined });
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.pending.push({ text, seq, hash: this.prev, done: () => undefined });
+  }
+
+  /**
+   * Started by the first line after a checkpoint: signs what is unsigned once the interval has
+   * passed. unref'd, so it never keeps the process alive; cleared by a checkpoint and by close.
+   */
+  private armTimer(): void {
+    const interval = this.options.checkpointIntervalMs;
+    if (interval === undefined || this.timer || this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (!this.signer || this.sinceCheckpoint === 0 || this.closed) return; // sealed: setSigner signs on unseal
+      this.enqueueCheckpoint();
+      void this.flush();
+    }, interval);
+    this.timer.unref();
   }
 
   private flush(): Promise<void> {
@@ -144,7 +222,10 @@ export class AuditLog {
         this.pending = [];
         const text = group.map((g) => `${g.text}\n`).join('');
         const results = await Promise.all(this.sinks.map((s) => this.writeWithTimeout(s, text)));
-        const ok = results.some(Boolean);
+        // Only once the first file holds the group does the head move past it; no request of
+        // the group is answered before the head is durable, or its line could be cut unseen.
+        const last = group.at(-1)!;
+        const ok = results.some(Boolean) && (!this.head || !results[0] || (await this.writeHead(last.seq, last.hash)));
         for (const g of group) g.done(ok);
       }
       this.flushing = undefined;
@@ -170,23 +251,17 @@ export class AuditLog {
     }
   }
 
+  private async writeHead(seq: number, hash: string): Promise<boolean> {
+    try {
+      await this.head!.write({ file: this.options.files[0]!, seq, hash });
+      return true;
+    } catch {
+      this.failures++;
+      return false;
+    }
+  }
+
   private iso(): string {
     return new Date(this.options.now()).toISOString();
-  }
-}
-
-/** The last complete line of a file (reads at most its last 64 KiB). */
-async function readLastLine(path: string): Promise<string | undefined> {
-  const handle = await open(path, 'r').catch(() => undefined);
-  if (!handle) return undefined;
-  try {
-    const { size } = await handle.stat();
-    const length = Math.min(size, 64 * 1024);
-    const buffer = Buffer.alloc(length);
-    await handle.read(buffer, 0, length, size - length);
-    const lines = buffer.toString('utf8').split('\n').filter(Boolean);
-    return lines.at(-1);
-  } finally {
-    await handle.close();
   }
 }

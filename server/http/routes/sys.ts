@@ -95,7 +95,16 @@ export function sysRoutes(router: Router, deps: AppDeps): void {
   methods(router, '/v1/sys/audit', {
     get: (_req, res) => {
       admin(res, 'audit');
-      res.json({ public_key_pem: deps.auditSigner.publicKeyPem() ?? null, last_seq: deps.audit.lastSeq, sinks: deps.audit.sinkCount, failed_writes: deps.audit.failedWrites });
+      // The checkpoint bounds let `coffer audit verify` hold a log's unsigned tail to what this server leaves unsigned.
+      const interval = deps.audit.checkpointIntervalMs;
+      res.json({
+        public_key_pem: deps.auditSigner.publicKeyPem() ?? null,
+        last_seq: deps.audit.lastSeq,
+        sinks: deps.audit.sinkCount,
+        failed_writes: deps.audit.failedWrites,
+        checkpoint_every: deps.audit.checkpointEvery,
+        checkpoint_interval_s: interval === undefined ? null : interval / 1000,
+      });
     },
   });
 
