@@ -48,7 +48,12 @@ interface Call {
   /** Safe to send again after a failure (reads, and writes that are naturally idempotent). */
   idempotent?: boolean;
   auth?: boolean;
+  /** A login: sent once more after a 429 with a short Retry-After (see `login`). */
+  retryWhenLimited?: boolean;
 }
+
+/** The longest Retry-After a login waits out (API.md "Login limits"); longer ones fail at once. */
+const MAX_LOGIN_WAIT_S = 10;
 
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -162,15 +167,15 @@ export class Coffer {
   // ---- auth
 
   async loginUserpass(username: string, password: string): Promise<LoginResult> {
-    return this.adopt(await this.call({ method: 'POST', path: '/v1/auth/userpass/login', body: { username, password }, auth: false }));
+    return this.login('/v1/auth/userpass/login', { username, password });
   }
 
   async loginAppRole(roleId: string, secretId: string): Promise<LoginResult> {
-    return this.adopt(await this.call({ method: 'POST', path: '/v1/auth/approle/login', body: { role_id: roleId, secret_id: secretId }, auth: false }));
+    return this.login('/v1/auth/approle/login', { role_id: roleId, secret_id: secretId });
   }
 
   async loginJwt(role: string, jwt: string): Promise<LoginResult> {
-    return this.adopt(await this.call({ method: 'POST', path: '/v1/auth/jwt/login', body: { role, jwt }, auth: false }));
+    return this.login('/v1/auth/jwt/login', { role, jwt });
   }
 
   tokenSelf(): Promise<TokenSelf> {
@@ -335,6 +340,15 @@ export class Coffer {
 
   // ---- plumbing
 
+  /**
+   * Every login (userpass, approle, jwt, and the CI helpers and CLI commands built on them)
+   * goes through here. A login refused by a limit was refused before its credential was
+   * checked (a one-use secret_id is not consumed), so it is safe to send once more.
+   */
+  private async login(path: string, body: Record<string, string>): Promise<LoginResult> {
+    return this.adopt(await this.call({ method: 'POST', path, body, auth: false, retryWhenLimited: true }));
+  }
+
   private adopt(result: LoginResult): LoginResult {
     this.token = result.token;
     if (this.autoRenew) {
@@ -376,6 +390,15 @@ export class Coffer {
       if (res.ok) {
         if (res.status === 204) return undefined as T;
         return (await res.json()) as T;
+      }
+      if (call.retryWhenLimited && attempt === 0 && res.status === 429) {
+        const wait = shortRetryAfter(res.headers.get('retry-after'));
+        if (wait !== undefined) {
+          await res.json().catch(() => undefined); // drain it: the connection can carry the retry
+          // A little jitter: a CI matrix refused together should not all come back in the same millisecond.
+          await this.sleep(wait * 1000 + Math.random() * 250);
+          continue;
+        }
       }
       if (call.idempotent && attempt < this.retries && (res.status === 429 || res.status === 503) && !(await this.isSealed(res))) {
         await this.backoff(attempt, res.headers.get('retry-after'));
@@ -422,4 +445,11 @@ export class Coffer {
     if (!body?.error?.code) return new CofferError('unexpected_response', `unexpected answer from the server (HTTP ${res.status})`, res.status);
     return new CofferError(body.error.code, body.error.message, res.status, body.error.request_id);
   }
+}
+
+/** Retry-After in seconds when it is a delay of at most MAX_LOGIN_WAIT_S; otherwise undefined (an HTTP date included). */
+function shortRetryAfter(header: string | null): number | undefined {
+  if (header === null || !/^\d{1,2}$/.test(header.trim())) return undefined;
+  const seconds = Number(header.trim());
+  return seconds <= MAX_LOGIN_WAIT_S ? seconds : undefined;
 }
