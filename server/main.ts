@@ -115,7 +115,9 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     const metrics = createMetrics();
     replication.registerMetrics(metrics);
     const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store), jwt: new JwtMethod(store, log) };
-    const app = createApp({ store, seal, secrets, transit, byok, access, logins, rewrap, audit, auditSigner, log, metrics, version: VERSION, metricsPublic: config.metrics_public, replication });
+    const app = createApp({ store, seal, secrets, transit, byok, access, logins, rewrap, audit, auditSigner, log, metrics, version: VERSION, metricsPublic: config.metrics_public, replication,
+      loginLimits: { failuresPerMinute: config.login_failures_per_minute, userFailuresPerMinute: config.login_user_failures_per_minute },
+      trustedProxies: config.trusted_proxies });
     const server = await listen(app, config.listen);
     const address = server.address() as AddressInfo;
     const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;

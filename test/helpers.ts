@@ -10,7 +10,7 @@ import { JwtMethod } from '../server/auth/jwt-login.js';
 import { AppRoleMethod, UserpassMethod } from '../server/auth/logins.js';
 import { AuthService } from '../server/auth/service.js';
 import { TokenService } from '../server/auth/tokens.js';
-import { createApp } from '../server/http/app.js';
+import { createApp, type AppDeps } from '../server/http/app.js';
 import { createMetrics } from '../server/http/metrics.js';
 import type { KeyringOptions } from '../server/keys/keyring.js';
 import type { RootKeySource } from '../server/keys/root-key.js';
@@ -56,7 +56,7 @@ export interface VaultOptions {
   keyring?: Partial<KeyringOptions>;
   secrets?: Partial<SecretsOptions>;
   audit?: Partial<AuditOptions>;
-  loginLimits?: { perAddress: number; perAccount: number };
+  loginLimits?: AppDeps['loginLimits'];
   /** Logger for the app and engines (default: silent). */
   log?: Logger;
   /** Clock for tokens (TTL tests). */

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import { CofferError } from '../errors.js';
 import { auditRequests } from './audit.js';
+import { clientAddress, trustedProxies } from './client-address.js';
 import { authenticate } from './authenticate.js';
 import type { AppDeps } from './deps.js';
 import { keyProviderMetrics, requestMetrics, storeMetrics } from './metrics.js';
@@ -40,6 +41,14 @@ export function createApp(deps: AppDeps): Express {
     next();
   });
   router.use(requestMetrics(deps.metrics));
+  // One client address per request, decided once here (the socket peer, or X-Forwarded-For from
+  // a trusted proxy; client-address.ts), so the login limits, approle CIDR bindings and the
+  // audit log cannot disagree about who is asking.
+  const proxies = trustedProxies(deps.trustedProxies ?? []);
+  router.use((req: Request, res: Response, next: NextFunction) => {
+    res.locals.clientAddress = clientAddress(req, proxies);
+    next();
+  });
   keyProviderMetrics(deps.metrics, deps.seal);
   storeMetrics(deps.metrics, deps.store);
   publicSysRoutes(router, deps);

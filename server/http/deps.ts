@@ -10,6 +10,7 @@ import type { SealManager } from '../keys/seal.js';
 import type { SecretsEngine } from '../secrets/engine.js';
 import type { RewrapJobs } from '../secrets/rewrap.js';
 import type { Store } from '../store/db.js';
+import type { LoginLimitSettings } from './login-limits.js';
 import type { Replication } from '../replication/node.js';
 import type { TransitEngine } from '../transit/engine.js';
 
@@ -28,8 +29,10 @@ export interface AppDeps {
   log: Logger;
   metrics: Registry;
   version: string;
-  /** Login attempts per minute: per client address, and per user or role (defaults 60 and 10). */
-  loginLimits?: { perAddress: number; perAccount: number };
+  /** Failed logins per minute per client address and per userpass user (config `login_failures_per_minute`, `login_user_failures_per_minute`; defaults 60 and 10). */
+  loginLimits?: LoginLimitSettings;
+  /** Peers (IPs or CIDRs) whose X-Forwarded-For names the client (config `trusted_proxies`; default none). */
+  trustedProxies?: string[];
   /** Serve /v1/sys/metrics without a token (config `metrics_public`). */
   metricsPublic?: boolean;
   /** Replication role, status and promotion (absent: a standalone server). */

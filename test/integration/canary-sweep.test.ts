@@ -17,7 +17,7 @@ describe('canary sweep: audit and application logs never hold values, passwords 
     const canary = `CANARY${Date.now().toString(36)}Z`;
     let appLog = '';
     const sink = new Writable({ write: (chunk, _enc, done) => ((appLog += chunk.toString()), done()) });
-    const vault = await openVault({ log: pino({ level: 'trace' }, sink), loginLimits: { perAddress: 1000, perAccount: 1000 } });
+    const vault = await openVault({ log: pino({ level: 'trace' }, sink), loginLimits: { failuresPerMinute: 1000, userFailuresPerMinute: 1000 } });
     const r = () => request(vault.app);
     const tokens: string[] = [vault.rootToken];
     try {

@@ -6,20 +6,20 @@ import { requireCapability } from '../authenticate.js';
 import { appRoleBody, appRoleLoginBody, jwtLoginBody, userBody, userpassLoginBody } from '../auth-schemas.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
-import { RateLimiter, rateLimit } from '../rate-limit.js';
+import { LoginLimits } from '../login-limits.js';
 import { methods } from '../router.js';
 import { validate } from '../validate.js';
 import { tokenResponse } from './access.js';
 import { adminCrud } from './admin-crud.js';
 
 /**
- * Login routes (no token needed): per-address limits before the body is read, then per-user or
- * per-role limits, so guessing one account is slow without locking others out.
+ * Login routes (no token needed), limited on failures only (API.md "Login limits"): an address
+ * out of failure budget is refused before its body is read or parsed; a userpass user out of
+ * budget is refused before the password hash runs; successful logins are never counted, so a
+ * CI fan-out of any size logs in.
  */
 export function loginRoutes(router: Router, deps: AppDeps): void {
-  const limits = deps.loginLimits ?? { perAddress: 60, perAccount: 10 };
-  const perAddress = rateLimit({ max: limits.perAddress, windowMs: 60_000 });
-  const perAccount = new RateLimiter({ max: limits.perAccount, windowMs: 60_000 });
+  const limits = new LoginLimits(deps.loginLimits);
 
   const issue = async (res: Response, grant: Grant, method: string) => {
     const { token, claims } = await deps.access.tokens.issue({ ...grant, method });
@@ -28,23 +28,33 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
     res.json(tokenResponse(token, claims));
   };
 
-  /** One login route: per-address limit before the body, per-account limit before the check. */
-  const login = <T>(method: string, schema: z.ZodType<T>, account: (body: T) => string, check: (body: T, req: Request) => Promise<Grant>) =>
+  /** One login route: address budget, then body and check, each failure counted against the address. */
+  const login = <T>(method: string, schema: z.ZodType<T>, check: (body: T, address: string, res: Response) => Promise<Grant>) =>
     methods(router, `/v1/auth/${method}/login`, {
-      post: [
-        perAddress,
-        jsonBody,
-        async (req, res) => {
-          const body = validate(schema, req.body);
-          perAccount.hit(`${method}:${account(body).toLowerCase()}`, res);
-          await issue(res, await check(body, req), method);
-        },
-      ],
+      post: async (req: Request, res: Response) => {
+        const address = res.locals.clientAddress as string; // set by app.ts for every request
+        try {
+          limits.checkAddress(address, res);
+        } catch (e) {
+          req.resume(); // refused unread: the body is discarded, never parsed
+          throw e;
+        }
+        let grant: Grant;
+        try {
+          await jsonBody(req, res, () => undefined);
+          grant = await check(validate(schema, req.body), address, res);
+        } catch (e) {
+          limits.failed(address, e);
+          throw e;
+        }
+        await issue(res, grant, method);
+      },
     });
 
-  login('userpass', userpassLoginBody, (b) => b.username, (b) => deps.logins.userpass.login(b.username, b.password));
-  login('jwt', jwtLoginBody, (b) => b.role, (b) => deps.logins.jwt.login(b.role, b.jwt));
-  login('approle', appRoleLoginBody, (b) => b.role_id, (b, req) => deps.logins.approle.login(b.role_id, b.secret_id, req.socket.remoteAddress ?? ''));
+  login('userpass', userpassLoginBody, (b, _address, res) => limits.userAttempt(b.username, res, () => deps.logins.userpass.login(b.username, b.password)));
+  login('jwt', jwtLoginBody, (b) => deps.logins.jwt.login(b.role, b.jwt));
+  // The CIDR binding sees the same client address as the limits and the audit log (B18).
+  login('approle', appRoleLoginBody, (b, address) => deps.logins.approle.login(b.role_id, b.secret_id, address));
 }
 
 /** Admin CRUD of userpass users, approle roles and jwt roles (`admin` on `sys/auth/...`). */

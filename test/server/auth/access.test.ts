@@ -643,7 +643,7 @@ describe('access: userpass brute-force limits (J1, J2)', function () {
 describe('access: per-address login limit (J1)', () => {
   let vault: TestVault;
   before(async () => {
-    vault = await openVault({ loginLimits: { perAddress: 5, perAccount: 100 } });
+    vault = await openVault({ loginLimits: { failuresPerMinute: 5, userFailuresPerMinute: 100 } });
     assert.equal((await request(vault.app).put('/v1/auth/userpass/users/alice').set(vault.auth).send({ password: 'correct horse battery' })).status, 200);
   });
   after(() => vault.cleanup());
@@ -663,7 +663,7 @@ describe('access: approle logins (B13, B18)', function () {
   const start = Math.floor(Date.now() / 1000) * 1000;
   let clock = start;
   before(async () => {
-    vault = await openVault({ now: () => clock, loginLimits: { perAddress: 1_000, perAccount: 100 } });
+    vault = await openVault({ now: () => clock, loginLimits: { failuresPerMinute: 1_000, userFailuresPerMinute: 100 } });
     await putPolicy(vault, 'build-read', [{ path: 'build/*', capabilities: ['read'] }]);
     await putGroup(vault, 'builders', { policies: ['build-read'] });
     await putSecret(vault, 'build/key');

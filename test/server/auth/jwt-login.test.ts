@@ -74,7 +74,7 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
 
   before(async () => {
     idp = await new Issuer().start();
-    vault = await openVault({ loginLimits: { perAddress: 10_000, perAccount: 1_000 } });
+    vault = await openVault({ loginLimits: { failuresPerMinute: 10_000, userFailuresPerMinute: 1_000 } });
   });
   after(async () => {
     await vault.cleanup();

@@ -888,7 +888,7 @@ describe('http fuzz (fast-check over the API; SECURITY-CASES.md C, D and the inv
 
   before(async function () {
     this.timeout(60_000);
-    const vault = await openVault({ loginLimits: { perAddress: 1_000_000, perAccount: 1_000_000 } } as unknown as Parameters<typeof openVault>[0]);
+    const vault = await openVault({ loginLimits: { failuresPerMinute: 1_000_000, userFailuresPerMinute: 1_000_000 } });
     const l = await listen(vault);
     server = l.server;
     world = { vault, port: l.port, canaries: new Map(), b64Canaries: new Map(), dir: { policies: new Map(), groups: new Map() }, transitCiphertext: '', echoCounter: 0 };
