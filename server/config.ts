@@ -23,6 +23,8 @@ export const configSchema = z.strictObject({
   login_user_failures_per_minute: z.number().int().min(1).max(1_000_000).default(10),
   /** Peers (IPs or CIDRs) whose X-Forwarded-For names the client address; anyone else's is ignored. */
   trusted_proxies: z.array(z.string().min(1).max(64)).max(64).default([]),
+  /** SIGTERM: how long in-flight requests may take to finish before their connections are cut. */
+  shutdown_grace_s: z.number().min(0).max(3600).default(10),
   /** Upper bound on the lifetime of any token created through sys/auth/token/create (root's included). */
   token_max_ttl_s: z.number().int().min(60).max(366 * 86_400).default(32 * 86_400),
   max_versions: z.number().int().min(1).max(10_000).default(100),

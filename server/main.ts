@@ -34,7 +34,8 @@ export interface RunningServer {
   replication: Replication;
   /** Only set by a dev server's first start. */
   rootToken?: string;
-  close(): Promise<void>;
+  /** Drains (in-flight requests finish, at most `graceMs`, default `shutdown_grace_s`), then closes. */
+  close(graceMs?: number): Promise<void>;
 }
 
 /**
@@ -112,12 +113,13 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     if (seal.initialized && seal.autoUnseal && seal.sealed) await seal.startAutoUnseal();
     await replication.waitForLease(5_000);
 
+    const lifecycle = { draining: false };
     const metrics = createMetrics();
     replication.registerMetrics(metrics);
     const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store), jwt: new JwtMethod(store, log) };
     const app = createApp({ store, seal, secrets, transit, byok, access, logins, rewrap, audit, auditSigner, log, metrics, version: VERSION, metricsPublic: config.metrics_public, replication,
       loginLimits: { failuresPerMinute: config.login_failures_per_minute, userFailuresPerMinute: config.login_user_failures_per_minute },
-      trustedProxies: config.trusted_proxies });
+      trustedProxies: config.trusted_proxies, lifecycle });
     const server = await listen(app, config.listen);
     const address = server.address() as AddressInfo;
     const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
@@ -132,12 +134,12 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
       rewrap,
       replication,
       ...(rootToken ? { rootToken } : {}),
-      close: () =>
+      close: (graceMs = config.shutdown_grace_s * 1000) =>
         (closing ??= (async () => {
-          await new Promise<void>((done) => {
-            server.close(() => done());
-            server.closeAllConnections();
-          });
+          // Drain before anything closes: every in-flight request finishes (its audit line
+          // durable) before the final checkpoint, so a clean stop leaves a signed tail.
+          lifecycle.draining = true;
+          await drain(server, graceMs);
           await replication.close();
           await audit.close();
           seal.stopRetrying();
@@ -150,6 +152,30 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     await store.close();
     throw e;
   }
+}
+
+/** How long a draining server keeps listening before it closes idle connections. */
+const DRAIN_SETTLE_MS = 200;
+
+/**
+ * Lets requests in flight finish (their responses say `Connection: close`), then stops. While
+ * connections are open it first keeps listening for a moment: node counts a connection whose
+ * request has arrived but is not parsed yet as idle, and closing idle connections at once would
+ * reset such requests. Then it stops accepting and closes idle keep-alive connections;
+ * connections still open after `graceMs` are cut.
+ */
+async function drain(server: Server, graceMs: number): Promise<void> {
+  const open = await new Promise<number>((done) => server.getConnections((e, n) => done(e ? 1 : n)));
+  if (open > 0) await new Promise((r) => setTimeout(r, Math.min(DRAIN_SETTLE_MS, graceMs)));
+  await new Promise<void>((done) => {
+    const cut = setTimeout(() => server.closeAllConnections(), graceMs);
+    cut.unref();
+    server.close(() => {
+      clearTimeout(cut);
+      done();
+    });
+    server.closeIdleConnections();
+  });
 }
 
 function listen(app: Parameters<typeof createServer>[1], listenOn: string): Promise<Server> {
@@ -189,12 +215,18 @@ export async function runServer(flags: { config?: string } & Partial<Record<keyo
       process.stderr.write(`\nCoffer dev server at ${running.url}. Root token: ${saved ? `in ${tokenFile}` : 'see the first start'}\n\n`);
     }
   }
+  let stopping = false;
   const stop = (signal: string) => {
-    process.stderr.write(`received ${signal}, stopping\n`);
+    if (stopping) {
+      process.stderr.write(`received ${signal} again: exiting without waiting for requests in flight\n`);
+      process.exit(1);
+    }
+    stopping = true;
+    process.stderr.write(`received ${signal}: draining (up to ${config.shutdown_grace_s} s for requests in flight), then stopping\n`);
     running.close().then(
       () => process.exit(0),
       () => process.exit(1),
     );
   };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop(signal));
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => stop(signal));
 }

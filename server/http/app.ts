@@ -41,6 +41,13 @@ export function createApp(deps: AppDeps): Express {
     next();
   });
   router.use(requestMetrics(deps.metrics));
+  if (deps.lifecycle) {
+    const lifecycle = deps.lifecycle;
+    router.use((_req: Request, res: Response, next: NextFunction) => {
+      if (lifecycle.draining) res.setHeader('Connection', 'close'); // a draining server keeps no connection open
+      next();
+    });
+  }
   // One client address per request, decided once here (the socket peer, or X-Forwarded-For from
   // a trusted proxy; client-address.ts), so the login limits, approle CIDR bindings and the
   // audit log cannot disagree about who is asking.

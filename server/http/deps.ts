@@ -35,6 +35,8 @@ export interface AppDeps {
   trustedProxies?: string[];
   /** Serve /v1/sys/metrics without a token (config `metrics_public`). */
   metricsPublic?: boolean;
+  /** Set by main.ts on SIGTERM: health answers 503 draining and responses close their connections. */
+  lifecycle?: { draining: boolean };
   /** Replication role, status and promotion (absent: a standalone server). */
   replication?: Replication;
 }

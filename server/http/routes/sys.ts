@@ -20,15 +20,17 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
       const replica = deps.replication?.role === 'replica'; // 429: unsealed, but not the active node
       const warnings = seal.warnings();
       const storage = deps.store.storageFailure; // writes refused: not a node to send traffic to
+      const draining = deps.lifecycle?.draining === true;
       const body = {
         initialized: seal.initialized,
         sealed: seal.sealed,
         role: replica ? 'replica' : 'primary',
         version: deps.version,
         ...(storage ? { storage: { error: storage.code, since: new Date(storage.since).toISOString() } } : {}),
+        ...(draining ? { draining: true } : {}),
         ...(warnings.length ? { warnings } : {}),
       };
-      res.status(!seal.initialized ? 501 : seal.sealed || storage ? 503 : replica ? 429 : 200).json(body);
+      res.status(!seal.initialized ? 501 : seal.sealed || storage || draining ? 503 : replica ? 429 : 200).json(body);
     },
   });
 
