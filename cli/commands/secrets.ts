@@ -51,7 +51,7 @@ export function secretCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
       async (argv) => {
         const secret = await (await client(argv)).getSecret(argv.path, argv.version);
         if (argv.field !== undefined) {
-          const value = secret.data[argv.field];
+          const value = Object.hasOwn(secret.data, argv.field) ? secret.data[argv.field] : undefined; // `constructor` is a key, not Object's
           if (value === undefined) throw new CofferError('not_found', `secret ${argv.path} has no key ${argv.field}`, 404);
           process.stdout.write(argv.json ? `${JSON.stringify(value)}\n` : `${value}\n`);
           return;

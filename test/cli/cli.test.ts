@@ -52,6 +52,13 @@ describe('coffer CLI against a real server', function () {
     const json = JSON.parse((await run(['get', 'app/db', '--json'])).stdout);
     assert.deepEqual(json.data, { user: 'app', file: 'from-a-file', password: 'from-stdin' });
     assert.equal((await run(['get', 'app/db', '--field', 'password'])).stdout, 'from-stdin\n');
+    // Inherited names are not keys (issue 10 item 9): exit 4 naming the key, never `function Object()`.
+    const inherited = await run(['get', 'app/db', '--field', 'constructor']);
+    assert.equal(inherited.code, 4);
+    assert.equal(inherited.stdout, '');
+    assert.match(inherited.stderr, /no key constructor/);
+    const proto = await run(['put', 'app/proto', '__proto__=x']);
+    assert.equal(proto.code, 1, 'a key named __proto__ reaches the server, which refuses it');
     assert.equal((await run(['ls', 'app'])).stdout, 'app/db\n');
     assert.match((await run(['history', 'app/db'])).stdout, /^VERSION {2}CREATED/);
     assert.equal((await run(['put', 'app/db', 'x=y', '--cas', '0'])).code, 1, 'cas mismatch is an error');
