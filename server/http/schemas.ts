@@ -3,6 +3,8 @@ import { MAX_BATCH, MAX_DATA_BYTES } from '../secrets/engine.js';
 import { CHARSETS, SECRET_TYPES } from '../secrets/types.js';
 import { isValidPath } from '../paths.js';
 import { CURSOR } from './list-cursor.js';
+import { USAGES } from '../transit/engine.js';
+import { fromBase64 } from '../crypto/bytes.js';
 
 /** One schema per route input. Every object is strict: an unknown field is an error. */
 // ("__proto__" never gets here: the JSON reader refuses it.)
@@ -73,6 +75,43 @@ export const keyringRotateBody = z.strictObject({ rewrap: z.boolean().optional()
 
 export const emptyBody = z.strictObject({});
 export const emptyQuery = z.strictObject({});
+
+// The data-key API (routes/transit.ts).
+const base64 = z.string().max(200_000).refine((s) => fromBase64(s) !== undefined, 'expected base64');
+export const keyCreateBody = z.strictObject({ exportable: z.boolean().optional(), usage: z.array(z.enum(USAGES)).min(1).max(3).optional() });
+export const keyConfigBody = z.strictObject({ min_decryption_version: z.number().int().min(1).max(2 ** 32 - 1) });
+export const encryptBody = z.strictObject({ plaintext: base64, context: base64.optional() });
+/** Also the body of rewrap. */
+export const decryptBody = z.strictObject({ ciphertext: z.string().min(1).max(300_000), context: base64.optional() });
+export const datakeyBody = z.strictObject({ context: base64.optional() });
+
+// BYOK (routes/byok.ts).
+const validTo = z.iso.datetime({ offset: true });
+
+export const byokWrappingKeyQuery = z.strictObject({
+  exportable: z.enum(['true', 'false']).optional(),
+  valid_to: validTo.optional(),
+});
+
+export const byokImportBody = z.strictObject({
+  import_token: z.string().min(1).max(128),
+  wrapped_key: z.string().min(1).max(4096),
+  oaep_hash: z.enum(['sha256', 'sha1']).default('sha256'),
+  /** Optional restatement of the rights bound to the token; a difference refuses the import. */
+  exportable: z.boolean().optional(),
+  valid_to: validTo.nullable().optional(),
+  /** A master key must wrap and unwrap; anything else is refused rather than ignored. */
+  usage: z
+    .array(z.enum(['wrap', 'unwrap']))
+    .refine((u) => u.includes('wrap') && u.includes('unwrap'), 'a master key needs usage ["wrap","unwrap"]')
+    .optional(),
+});
+
+export const byokExportBody = z.strictObject({
+  public_key_pem: z.string().min(1).max(16_384),
+  shares: z.array(z.string().min(1).max(1024)).min(1).max(255),
+  oaep_hash: z.enum(['sha256', 'sha1']).default('sha256'),
+});
 
 /** `30d` -> milliseconds. */
 export function durationMs(text: string): number {

@@ -1,21 +1,13 @@
 import type { Request, Response, Router } from 'express';
-import { z } from 'zod';
 import { CofferError } from '../../errors.js';
 import { SEGMENT } from '../../paths.js';
-import { USAGES } from '../../transit/engine.js';
 import { fromBase64, toBase64, zeroize } from '../../crypto/bytes.js';
 import { requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { methods } from '../router.js';
 import { validate } from '../validate.js';
-
-const base64 = z.string().max(200_000).refine((s) => fromBase64(s) !== undefined, 'expected base64');
-const createBody = z.strictObject({ exportable: z.boolean().optional(), usage: z.array(z.enum(USAGES)).min(1).max(3).optional() });
-const configBody = z.strictObject({ min_decryption_version: z.number().int().min(1).max(2 ** 32 - 1) });
-const encryptBody = z.strictObject({ plaintext: base64, context: base64.optional() });
-const decryptBody = z.strictObject({ ciphertext: z.string().min(1).max(300_000), context: base64.optional() });
-const datakeyBody = z.strictObject({ context: base64.optional() });
+import { datakeyBody, decryptBody, emptyBody, encryptBody, keyConfigBody, keyCreateBody } from '../schemas.js';
 
 /**
  * The data-key API (`/v1/keys/:name`). Capabilities on `transit/<name>`: `create` to create,
@@ -44,7 +36,7 @@ export function transitRoutes(router: Router, deps: AppDeps): void {
       jsonBody,
       async (req, res) => {
         const name = nameOf(req);
-        const body = validate(createBody, req.body);
+        const body = validate(keyCreateBody, req.body);
         can(res, 'create', name);
         res.json(await transit.create(name, body));
       },
@@ -63,8 +55,8 @@ export function transitRoutes(router: Router, deps: AppDeps): void {
       ],
     });
 
-  action('rotate', 'update', (name, body) => (validate(z.strictObject({}), body), transit.rotate(name)));
-  action('config', 'update', (name, body) => transit.configure(name, validate(configBody, body).min_decryption_version));
+  action('rotate', 'update', (name, body) => (validate(emptyBody, body), transit.rotate(name)));
+  action('config', 'update', (name, body) => transit.configure(name, validate(keyConfigBody, body).min_decryption_version));
   action('encrypt', 'update', async (name, body) => {
     const b = validate(encryptBody, body);
     return { ciphertext: await transit.encrypt(name, bytes(b.plaintext)!, bytes(b.context)) };
