@@ -6,16 +6,9 @@ import { generateKeyPairSync } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK } from 'jose';
-import { loadConfig } from '../../server/config.js';
-import { startServer, type RunningServer } from '../../server/main.js';
-import { silentLog, tempDir } from '../helpers.js';
+import type { RunningServer } from '../../server/main.js';
 import { CLI } from '../integration/server-process.js';
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+import { cliFixture, type CliFixture } from './cli-fixture.js';
 
 describe('coffer CLI against a real server', function () {
   this.timeout(30_000);
@@ -23,26 +16,14 @@ describe('coffer CLI against a real server', function () {
   let server: RunningServer;
   let env: NodeJS.ProcessEnv;
 
-  const run = (args: string[], options: { env?: NodeJS.ProcessEnv; stdin?: string } = {}): Promise<Result> =>
-    new Promise((done) => {
-      const child = spawn(process.execPath, [CLI, ...args], { env: { ...env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.stdin.end(options.stdin ?? '');
-      child.once('exit', (code) => done({ code, stdout, stderr }));
-    });
+  let cli: CliFixture;
+  const run = (args: string[], options: { env?: NodeJS.ProcessEnv; stdin?: string } = {}) => cli.run(args, options);
 
   before(async () => {
-    dir = await tempDir('coffer-cli-');
-    server = await startServer(await loadConfig({ flags: { dev: true, data_dir: join(dir, 'vault'), listen: '127.0.0.1:0' } }), { log: silentLog });
-    env = { PATH: process.env.PATH, HOME: join(dir, 'home'), COFFER_ADDR: server.url, COFFER_TOKEN: server.rootToken };
+    cli = await cliFixture('coffer-cli-');
+    ({ dir, server, env } = cli);
   });
-  after(async () => {
-    await server.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => cli.close());
 
   it('puts (args, @file, stdin), gets, lists and shows history without echoing values', async () => {
     await writeFile(join(dir, 'pw.txt'), 'from-a-file');

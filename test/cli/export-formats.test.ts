@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -7,10 +7,8 @@ import dotenv from 'dotenv';
 import fc from 'fast-check';
 import { CofferError } from '../../sdk/errors.js';
 import { formatEnv } from '../../cli/commands/export.js';
-import { loadConfig } from '../../server/config.js';
-import { startServer, type RunningServer } from '../../server/main.js';
-import { silentLog, tempDir } from '../helpers.js';
-import { CLI } from '../integration/server-process.js';
+import { tempDir } from '../helpers.js';
+import { cliFixture, type CliFixture } from './cli-fixture.js';
 import { netTrim, parseGithubEnv, runStep, runnerLines, unmasked } from './runner-rules.js';
 
 /**
@@ -20,12 +18,6 @@ import { netTrim, parseGithubEnv, runStep, runnerLines, unmasked } from './runne
  * value back byte for byte.
  */
 const RUNS = process.env.COFFER_LONG ? 5_000 : 200;
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 /** Values that each reader treats specially, mixed with arbitrary Unicode. */
 const tricky = fc.constantFrom("'", '"', '`', '\\', 'n', 'r', '\r', '\n', '\r\n', ' ', '\t', '#', '=', '$', '%', '%0A', '%25', '::', '##[', 'stop-commands', 'add-mask', '<<', 'ghadelimiter_', '\u2028', '\u00a0', '\ufeff', '\u0085', 'é', '😀', 'a', 'Z');
@@ -167,19 +159,9 @@ describe('export formats hold against their real readers', function () {
   });
 
   describe('through the CLI binary and a real server', () => {
+    let cli: CliFixture;
     let dir: string;
-    let server: RunningServer;
-    let env: NodeJS.ProcessEnv;
-    const run = (args: string[], options: { env?: NodeJS.ProcessEnv; stdin?: string } = {}): Promise<Result> =>
-      new Promise((done) => {
-        const child = spawn(process.execPath, [CLI, ...args], { env: { ...env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-        child.stdin.end(options.stdin ?? '');
-        child.once('exit', (code) => done({ code, stdout, stderr }));
-      });
+    const run = (args: string[], options: { env?: NodeJS.ProcessEnv; stdin?: string } = {}) => cli.run(args, options);
     /** A secret whose values hold any bytes: written as JSON through stdin files. */
     const put = async (path: string, data: Record<string, string>) => {
       const args = ['put', path];
@@ -193,14 +175,10 @@ describe('export formats hold against their real readers', function () {
     };
 
     before(async () => {
-      dir = await tempDir('coffer-export-cli-');
-      server = await startServer(await loadConfig({ flags: { dev: true, data_dir: join(dir, 'vault'), listen: '127.0.0.1:0' } }), { log: silentLog });
-      env = { PATH: process.env.PATH, HOME: join(dir, 'home'), COFFER_ADDR: server.url, COFFER_TOKEN: server.rootToken };
+      cli = await cliFixture('coffer-export-cli-');
+      dir = cli.dir;
     });
-    after(async () => {
-      await server.close();
-      await rm(dir, { recursive: true, force: true });
-    });
+    after(() => cli.close());
 
     it('github: a value cannot stop commands or unmask its tail, and the runner reads every value back', async () => {
       const data = { a: 'x\r::stop-commands::pwned\rTAIL', b: 'pa%0Ass', c: 'next-secret\nline two' };
