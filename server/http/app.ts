@@ -15,6 +15,7 @@ import { transitRoutes } from './routes/transit.js';
 import { accessRoutes, jwksRoute } from './routes/access.js';
 import { loginAdminRoutes, loginRoutes } from './routes/logins.js';
 import { refuseStaleReads, replicationRoutes } from './routes/replication.js';
+import { openapiRoute } from './openapi.js';
 
 export type { AppDeps };
 
@@ -59,6 +60,7 @@ export function createApp(deps: AppDeps): Express {
   keyProviderMetrics(deps.metrics, deps.seal);
   storeMetrics(deps.metrics, deps.store);
   publicSysRoutes(router, deps);
+  openapiRoute(router, { version: deps.version, metricsPublic: deps.metricsPublic === true });
   if (deps.metricsPublic) metricsRoute(router, deps);
   router.use((_req: Request, _res: Response, next: NextFunction) => {
     deps.seal.keys(); // sealed or not initialized: 503 before any token is looked at
