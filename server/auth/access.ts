@@ -4,6 +4,8 @@ export interface Identity {
   id: string;
   /** Effective groups: the token's plus the groups that list the identity as a member. */
   groups: string[];
+  /** The groups the token itself carries (a membership can be withdrawn; these cannot). */
+  tokenGroups: string[];
   /** Policies attached to the identity directly (besides those of its groups). */
   policies: string[];
   /** The root token bypasses policies; it comes only from init (later: the quorum ceremony). */

@@ -58,9 +58,11 @@ export function boundMint(minter: Identity, request: MintRequest, facts: MintFac
     const held = new Set(minter.policies);
     const policies = request.policies.filter((p) => !held.has(p));
     if (policies.length > 0) throw new CofferError('forbidden', `cannot grant policies this token does not hold: ${policies.join(', ')}`);
-    const groups = new Set(minter.groups);
+    // Only the groups the minter's own token carries: a group held through a `members` list can
+    // be withdrawn by an administrator, and a child's claim would keep it after that (B5).
+    const groups = new Set(minter.tokenGroups);
     const missing = request.groups.filter((g) => !groups.has(g));
-    if (missing.length > 0) throw new CofferError('forbidden', `cannot grant groups this token does not hold: ${missing.join(', ')}`);
+    if (missing.length > 0) throw new CofferError('forbidden', `cannot grant groups this token does not carry: ${missing.join(', ')}`);
     const inherited = facts.membership(request.identity).filter((g) => !groups.has(g));
     if (inherited.length > 0) {
       throw new CofferError('forbidden', `identity ${request.identity} is a member of groups this token does not hold: ${inherited.join(', ')}`);

@@ -16,6 +16,7 @@ export class AuthService implements AccessControl {
     return {
       id: claims.sub,
       groups: this.directory.effectiveGroups(claims.sub, claims.groups),
+      tokenGroups: claims.groups,
       policies: claims.policies,
       root: claims.root === true,
       jti: claims.jti,
