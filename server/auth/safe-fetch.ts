@@ -11,8 +11,18 @@ import { CofferError } from '../errors.js';
 export const MAX_DOCUMENT_BYTES = 512 * 1024;
 
 const forbidden = new BlockList();
-forbidden.addSubnet('169.254.0.0', 16, 'ipv4'); // link-local, cloud metadata
-forbidden.addSubnet('0.0.0.0', 8, 'ipv4');
+/**
+ * An IPv4 range, and the same range inside the IPv6 forms that carry an IPv4 address: BlockList
+ * already matches IPv4-mapped `::ffff:a.b.c.d` (any spelling) against IPv4 rules; the
+ * IPv4-compatible `::a.b.c.d`, the SIIT `::ffff:0:a.b.c.d` and the NAT64 `64:ff9b::a.b.c.d`
+ * forms need rules of their own.
+ */
+function forbidIPv4(network: string, prefix: number): void {
+  forbidden.addSubnet(network, prefix, 'ipv4');
+  for (const embedding of ['::', '::ffff:0:', '64:ff9b::']) forbidden.addSubnet(`${embedding}${network}`, 96 + prefix, 'ipv6');
+}
+forbidIPv4('169.254.0.0', 16); // link-local, cloud metadata
+forbidIPv4('0.0.0.0', 8);
 forbidden.addSubnet('fe80::', 10, 'ipv6');
 forbidden.addAddress('fd00:ec2::254', 'ipv6');
 
@@ -31,8 +41,8 @@ export async function checkDestination(url: URL, resolve: Resolve = systemResolv
   const addresses = isIP(host) ? [{ address: host, family: isIP(host) }] : await resolve(host).catch(() => []);
   if (addresses.length === 0) throw idpError('host does not resolve');
   for (const a of addresses) {
-    const mapped = a.address.startsWith('::ffff:') ? a.address.slice(7) : a.address;
-    if (forbidden.check(mapped, isIP(mapped) === 6 ? 'ipv6' : 'ipv4')) throw idpError('link-local or metadata address refused');
+    const family = isIP(a.address);
+    if (family === 0 || forbidden.check(a.address, family === 6 ? 'ipv6' : 'ipv4')) throw idpError('link-local or metadata address refused');
   }
   return addresses[0]!;
 }
