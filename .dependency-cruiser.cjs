@@ -1,4 +1,4 @@
-// Enforces the dependency arrows of DESIGN.md:
+// Enforces the dependency arrows (README "Layout"):
 // http -> engines (secrets, transit, auth, audit) -> keys, store -> crypto; cli -> sdk only.
 const engines = '^server/(secrets|transit|auth|audit)/';
 module.exports = {

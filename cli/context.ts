@@ -5,7 +5,7 @@ import { Coffer } from '../sdk/client.js';
 import { CofferError } from '../sdk/errors.js';
 import { nodeHttpTransport } from '../sdk/transport.js';
 
-/** Global flags every command accepts (API.md). */
+/** Global flags every command accepts (docs/api.md "CLI"). */
 export interface GlobalArgs {
   addr?: string;
   token?: string;

@@ -3,7 +3,7 @@ import type { Coffer } from '../sdk/client.js';
 import type { Secret } from '../sdk/wire/types.js';
 
 /**
- * Secrets to environment variables (API.md): each key upper-cased, characters outside
+ * Secrets to environment variables (docs/api.md "CLI"): each key upper-cased, characters outside
  * [A-Z0-9_] become '_'. A name that is still invalid, two keys that land on one name, a name
  * that changes how programs load code (LD_PRELOAD, NODE_OPTIONS, …) or a value with a NUL are
  * errors that name the variables, never the values; `--map` resolves them.

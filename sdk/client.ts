@@ -52,7 +52,7 @@ interface Call {
   retryWhenLimited?: boolean;
 }
 
-/** The longest Retry-After a login waits out (API.md "Login limits"); longer ones fail at once. */
+/** The longest Retry-After a login waits out (docs/api.md "Auth"); longer ones fail at once. */
 const MAX_LOGIN_WAIT_S = 10;
 
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -80,7 +80,7 @@ const ADMIN_ROUTES: Record<AdminKind, string> = {
 
 /**
  * The typed Coffer client: plain `fetch`, no server code. Every method maps to one route of
- * API.md; failures are `CofferError`s carrying the server's code.
+ * docs/api.md; failures are `CofferError`s carrying the server's code.
  */
 export class Coffer {
   readonly addr: string;

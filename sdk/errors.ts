@@ -1,7 +1,7 @@
 import type { ErrorCode } from './wire/errors.js';
 
 /**
- * An error answered by a Coffer server (`code` from API.md), or `unavailable` when the server
+ * An error answered by a Coffer server (`code` from sdk/wire/errors.ts, docs/api.md "Errors"), or `unavailable` when the server
  * could not be reached at all. Messages never contain secret values.
  */
 export class CofferError extends Error {

@@ -1,7 +1,7 @@
 import { CofferError } from './errors.js';
 
 /**
- * Secret paths (API.md): 1 to 16 segments joined by '/', each matching SEGMENT, at most 512
+ * Secret paths (docs/api.md "Conventions"): 1 to 16 segments joined by '/', each matching SEGMENT, at most 512
  * characters in all. Nothing is normalised: an input that is not already canonical is refused,
  * so authorisation and storage always see the same string.
  */

@@ -1,4 +1,4 @@
-/** Request and response shapes of the HTTP API (API.md); the server may `import type` them. */
+/** Request and response shapes of the HTTP API (docs/api.md); the server may `import type` them. */
 export type SecretType = 'kv' | 'password' | 'token' | 'certificate';
 
 export interface Secret {
@@ -115,7 +115,7 @@ export interface TransitKeyInfo {
   versions: { version: number; created_at: string }[];
 }
 
-/** GET /v1/sys/replication (see API.md; extra fields may be added). */
+/** GET /v1/sys/replication (see docs/api.md; extra fields may be added). */
 export interface ReplicationStatus {
   role: 'primary' | 'replica' | 'standalone';
   epoch: number;

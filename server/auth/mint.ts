@@ -3,7 +3,7 @@ import type { Identity } from './access.js';
 import type { IssueRequest } from './tokens.js';
 
 /**
- * The bounds of token/create (SECURITY-CASES B4, B14): a token grants at most what its minter
+ * The bounds of token/create (cases B4, B14): a token grants at most what its minter
  * holds. Without these, a token whose only rule is `admin` on `sys/auth/token/create` could mint
  * `root`/`everything` for a year, or name `user:alice` and inherit alice's groups.
  */

@@ -3,7 +3,7 @@ import { BlockList, SocketAddress, isIP } from 'node:net';
 import { CofferError } from '../errors.js';
 
 /**
- * The client's address (SECURITY-CASES D12, B18). X-Forwarded-For is read only when the socket
+ * The client's address (cases D12, B18). X-Forwarded-For is read only when the socket
  * peer is a configured proxy; then the client is the rightmost hop that is not itself a trusted
  * proxy (everything left of it was written by the client and proves nothing). A trusted proxy
  * sending an unparsable header, or more than one, gets 400: guessing would fail open. The

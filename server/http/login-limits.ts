@@ -3,7 +3,7 @@ import type { Response } from 'express';
 import { isCofferError } from '../errors.js';
 import { FailureLimiter, type Admission } from './rate-limit.js';
 
-/** Login limits (API.md "Login limits"; config `login_failures_per_minute`, `login_user_failures_per_minute`). */
+/** Login limits (docs/api.md "Auth"; config `login_failures_per_minute`, `login_user_failures_per_minute`). */
 export interface LoginLimitSettings {
   /** Failed logins per window per client address (default 60). */
   failuresPerMinute: number;

@@ -11,7 +11,7 @@ import { generatePassword, inspectCertificate, type SecretType } from './types.j
 export const MAX_DATA_BYTES = 64 * 1024;
 export const MAX_BATCH = 100;
 
-/** What a write takes: the wire request (API.md), already validated at the HTTP edge. */
+/** What a write takes: the wire request (docs/api.md "Secrets"), already validated at the HTTP edge. */
 export type PutInput = PutSecretRequest;
 
 export interface VersionInfo {

@@ -13,7 +13,7 @@ import { tokenResponse } from './access.js';
 import { adminCrud } from './admin-crud.js';
 
 /**
- * Login routes (no token needed), limited on failures only (API.md "Login limits"): an address
+ * Login routes (no token needed), limited on failures only (docs/api.md "Auth"): an address
  * out of failure budget is refused before its body is read or parsed; a userpass user out of
  * budget is refused before the password hash runs; successful logins are never counted, so a
  * CI fan-out of any size logs in.
