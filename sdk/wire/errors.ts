@@ -33,6 +33,12 @@ export const ERROR_STATUS = {
   /** The database cannot write (an I/O error): writes refused until it recovers. */
   storage_unavailable: 503,
   unseal_failed: 400,
+  /** A backup file failed its digest or a chunk's MAC (altered, damaged or truncated). */
+  backup_corrupt: 422,
+  /** A backup of another vault, or one the given master key (file, shares, HSM key) does not open. */
+  backup_foreign: 409,
+  /** A restore target (data directory) already holds data. */
+  not_empty: 409,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

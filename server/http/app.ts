@@ -15,6 +15,7 @@ import { transitRoutes } from './routes/transit.js';
 import { accessRoutes, jwksRoute } from './routes/access.js';
 import { loginAdminRoutes, loginRoutes } from './routes/logins.js';
 import { refuseStaleReads, replicationRoutes } from './routes/replication.js';
+import { backupRoutes } from './routes/backup.js';
 import { openapiRoute } from './openapi.js';
 
 export type { AppDeps };
@@ -81,6 +82,7 @@ export function createApp(deps: AppDeps): Express {
   loginAdminRoutes(router, deps);
   sysRoutes(router, deps);
   byokRoutes(router, deps);
+  backupRoutes(router, deps);
   if (!deps.metricsPublic) metricsRoute(router, deps);
   router.use((_req: Request, _res: Response) => {
     throw new CofferError('not_found', 'no such route');

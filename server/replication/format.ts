@@ -14,7 +14,7 @@ import { concatBytes, constantTimeEqual, utf8 } from '../crypto/bytes.js';
  * Padding to 1 KiB steps keeps sizes finer than that out of the bucket's view.
  */
 export const MAGIC = utf8('CFR1');
-export const KIND = { segment: 1, snapshotIndex: 2, snapshotPart: 3 } as const;
+export const KIND = { segment: 1, snapshotIndex: 2, snapshotPart: 3, backupChunk: 4 } as const;
 export type Kind = (typeof KIND)[keyof typeof KIND];
 const MAC_LENGTH = 32;
 const MAX_HEADER = 2048;
@@ -28,9 +28,12 @@ export interface ReplicationKeys {
   mac: Uint8Array;
 }
 
-/** The two working keys, derived (HKDF-SHA256) from the random replication key per purpose. */
-export function deriveKeys(raw: Uint8Array, clusterId: string, wrapped: Uint8Array): ReplicationKeys {
-  const derive = (purpose: string) => new Uint8Array(hkdfSync('sha256', raw, utf8(clusterId), utf8(`coffer/replication/v1/${purpose}`), 32));
+/**
+ * The two working keys, derived (HKDF-SHA256) from the random replication key per purpose.
+ * `label` separates other users of this framing (backups: `coffer/backup/v1`) from replication.
+ */
+export function deriveKeys(raw: Uint8Array, clusterId: string, wrapped: Uint8Array, label = 'coffer/replication/v1'): ReplicationKeys {
+  const derive = (purpose: string) => new Uint8Array(hkdfSync('sha256', raw, utf8(clusterId), utf8(`${label}/${purpose}`), 32));
   return { id: keyIdOf(wrapped), wrapped, enc: derive('encrypt'), mac: derive('mac') };
 }
 

@@ -1,0 +1,125 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { toBase64, zeroize } from '../crypto/bytes.js';
+import type { MasterKeyProvider } from '../keys/provider.js';
+import { isLocalKey } from '../replication/snapshot.js';
+import { forgetKeys } from '../replication/keys.js';
+import type { Store } from '../store/db.js';
+import { MASTER_PREFIX, SEAL_KEY, SEQ_KEY } from '../store/keys.js';
+import {
+  CHUNK_BYTES,
+  EntryWriter,
+  IDENTITY_KEY,
+  PREAMBLE_LENGTH,
+  backupKeyContext,
+  backupKeys,
+  encodeChunk,
+  encodeEnd,
+  encodePreamble,
+  sha256hex,
+  type BackupHeader,
+} from './format.js';
+import { CofferError } from '../errors.js';
+
+export interface BackupInfo {
+  vault: string;
+  backup: string;
+  seq: number;
+  created_at: string;
+}
+
+/**
+ * One consistent, online backup of the store (format.ts). Returns the header facts at once and
+ * the file's bytes as a stream.
+ *
+ * Consistency: the LevelDB iterator is created inside a `Store.mutate` callback that stages
+ * nothing. Mutations run one at a time and every write to the database goes through that queue,
+ * so at that moment the last committed batch is exactly `store.lastSeq`, and the iterator's
+ * implicit snapshot (taken synchronously at creation) holds that state and no other. Writers
+ * queue behind the callback for microseconds only, and go on while the snapshot streams.
+ *
+ * Left out, as in replication snapshots (`isLocalKey`): the change log, `sys/seq` (the header
+ * carries the sequence) and replication's local state under `sys/repl/` (node id, stream
+ * high-water mark: a restored vault is a fresh primary, not the node it was taken from). The
+ * audit chain head is a file beside the store, never in it.
+ *
+ * The backup key is 32 fresh bytes wrapped by the master key through the provider, so an HSM
+ * key never leaves its token; the raw key and the derived working keys are zeroized at the end.
+ */
+export async function startBackup(store: Store, provider: MasterKeyProvider, vault: string, now: () => number = Date.now): Promise<{ info: BackupInfo; body: AsyncGenerator<Uint8Array> }> {
+  const backup = randomBytes(16).toString('hex');
+  const raw = new Uint8Array(randomBytes(32));
+  let wrapped: Uint8Array;
+  try {
+    wrapped = await provider.wrap(raw, backupKeyContext(vault, backup));
+  } catch (e) {
+    zeroize(raw);
+    throw e;
+  }
+  const keys = backupKeys(raw, vault, wrapped);
+  zeroize(raw);
+
+  // An async callback keeps the queue: nothing commits until it returns, so the identity
+  // scan below sees the same state as the iterator's snapshot.
+  const { iterator, seq, identity } = await store.mutate(async () => {
+    const iterator = store.iterate('', '\uffff');
+    const seq = store.lastSeq;
+    const identity: Record<string, string> = {};
+    try {
+      const seal = store.get(SEAL_KEY);
+      if (seal) identity[SEAL_KEY] = toBase64(seal);
+      for (const prefix of [MASTER_PREFIX, 'sys/master-meta/']) {
+        for (const [key, value] of await store.scanPrefix(prefix)) if (IDENTITY_KEY.test(key)) identity[key] = toBase64(value);
+      }
+    } catch (e) {
+      await iterator.close();
+      throw e;
+    }
+    return { iterator, seq, identity };
+  });
+  const source = identity[SEAL_KEY] ? (JSON.parse(Buffer.from(identity[SEAL_KEY], 'base64').toString('utf8')) as { source: BackupHeader['source'] }).source : undefined;
+  if (!source) {
+    await iterator.close();
+    forgetKeys(keys);
+    throw new CofferError('not_initialized', 'vault is not initialized: nothing to back up');
+  }
+  const info: BackupInfo = { vault, backup, seq, created_at: new Date(now()).toISOString() };
+  const header: BackupHeader = { format: 1, ...info, source, key: toBase64(wrapped), identity };
+  const preamble = encodePreamble(header);
+  const headHash = sha256hex(preamble.subarray(PREAMBLE_LENGTH));
+
+  async function* body(): AsyncGenerator<Uint8Array> {
+    const hash = createHash('sha256');
+    const emit = (parts: Uint8Array[]) => {
+      for (const p of parts) hash.update(p);
+      return parts.length === 1 ? parts[0]! : new Uint8Array(Buffer.concat(parts));
+    };
+    const writer = new EntryWriter();
+    let chunk = 0;
+    const flush = (last: boolean) => {
+      const { payload, entries } = writer.take();
+      return emit(encodeChunk(keys, { vault, backup, head: headHash, chunk: chunk++, last, entries }, payload));
+    };
+    try {
+      yield emit([preamble]);
+      for await (const [key, value] of iterator) {
+        // The snapshot must be at the sequence the header names (see above); a mismatch would
+        // mean the queue reasoning no longer holds, and a wrong header is worse than no backup.
+        if (key === SEQ_KEY && Number(Buffer.from(value).toString('utf8')) !== seq) {
+          throw new CofferError('internal', 'backup snapshot does not match the sequence it was taken at');
+        }
+        if (isLocalKey(key)) continue;
+        writer.add(key, value);
+        if (writer.size >= CHUNK_BYTES) yield flush(false);
+      }
+      yield flush(true);
+      const [zero] = encodeEnd(new Uint8Array(0));
+      hash.update(zero!);
+      yield new Uint8Array(Buffer.concat([zero!, hash.digest()]));
+    } finally {
+      await iterator.close().catch(() => undefined);
+      forgetKeys(keys);
+    }
+  }
+  return { info, body: body() };
+}
+

@@ -1,0 +1,91 @@
+import type { Router } from 'express';
+import type { Identity } from '../../auth/access.js';
+import { startBackup } from '../../backup/backup.js';
+import { CofferError } from '../../errors.js';
+import { requireCapability } from '../authenticate.js';
+import type { AppDeps } from '../deps.js';
+import { methods } from '../router.js';
+
+/**
+ * GET /v1/sys/backup (admin on sys/backup): one consistent, online snapshot of the store as an
+ * encrypted backup file (server/backup/format.ts), streamed with backpressure.
+ *
+ * Audit: the usual line is written when the response ends, which for a stream is after the
+ * bytes went out; so a first line is made durable before the first byte (fail closed: no audit,
+ * no backup). A stream that fails midway is cut (the socket destroyed): the file then has no
+ * end marker and `coffer restore` refuses it as truncated.
+ */
+export function backupRoutes(router: Router, deps: AppDeps): void {
+  methods(router, '/v1/sys/backup', {
+    get: async (req, res) => {
+      requireCapability(deps.access, res, 'admin', 'sys/backup');
+      const keys = deps.seal.keys();
+      if (req.method === 'HEAD') return void res.status(200).type('application/octet-stream').end();
+      const { info, body } = await startBackup(deps.store, keys.provider, keys.clusterId);
+      let closed = false;
+      res.once('close', () => {
+        closed = true;
+      });
+      const identity = res.locals.identity as Identity;
+      const auditLine = (operation: string, outcome: 'ok' | 'error', errorCode?: string) =>
+        deps.audit.record({
+          request_id: String(res.locals.requestId),
+          identity: identity.id,
+          groups: identity.groups,
+          operation,
+          path: 'sys/backup',
+          status: outcome === 'ok' ? 200 : 500,
+          outcome,
+          client: (res.locals.clientAddress as string | undefined) ?? req.socket.remoteAddress ?? 'unknown',
+          ...(errorCode ? { error_code: errorCode } : {}),
+        });
+      try {
+        await auditLine('GET /v1/sys/backup (start)', 'ok');
+      } catch (e) {
+        await body.return(undefined);
+        throw e;
+      }
+      deps.log.info({ request_id: res.locals.requestId, identity: (res.locals.identity as Identity).id, backup: info.backup, seq: info.seq }, 'backup started');
+      res.status(200).setHeaders(
+        new Map([
+          ['Content-Type', 'application/octet-stream'],
+          ['Content-Disposition', `attachment; filename="coffer-${info.vault}-${info.seq}.backup"`],
+          ['X-Coffer-Vault-Id', info.vault],
+          ['X-Coffer-Backup-Id', info.backup],
+          ['X-Coffer-Backup-Seq', String(info.seq)],
+        ]),
+      );
+      let bytes = 0;
+      try {
+        for await (const piece of body) {
+          // Sealing means "forget every key": stop instead of streaming on under the backup key.
+          if (deps.seal.sealed) throw new CofferError('sealed', 'vault sealed during the backup');
+          if (closed) break;
+          bytes += piece.length;
+          if (!res.write(piece)) await new Promise<void>((done) => {
+            const go = () => {
+              res.off('close', go);
+              res.off('drain', go);
+              done();
+            };
+            res.once('drain', go).once('close', go);
+          });
+        }
+      } catch (e) {
+        deps.log.error({ request_id: res.locals.requestId, backup: info.backup, error: (e as Error).message }, 'backup stream failed: cut');
+        await body.return(undefined);
+        res.destroy(); // never end() it: a cleanly ended response would look complete
+        await auditLine('GET /v1/sys/backup (cut)', 'error', e instanceof CofferError ? e.code : 'internal').catch(() => undefined);
+        return;
+      }
+      if (closed) {
+        await body.return(undefined);
+        deps.log.warn({ request_id: res.locals.requestId, backup: info.backup, bytes }, 'backup client went away');
+        await auditLine('GET /v1/sys/backup (client went away)', 'error', 'client_closed').catch(() => undefined);
+        return;
+      }
+      deps.log.info({ request_id: res.locals.requestId, backup: info.backup, seq: info.seq, bytes }, 'backup finished');
+      res.end();
+    },
+  });
+}
