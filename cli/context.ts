@@ -79,6 +79,12 @@ export function explain(error: unknown): { message: string; code: number } {
     case 'storage_full':
     case 'storage_unavailable':
       return { message: `${error.message}: nothing was written; reads still work. An operator must free space or fix the server's data disk`, code: EXIT.unavailable };
+    case 'backup_corrupt':
+      return { message: `${error.message}. Nothing was restored; use an intact copy of the backup`, code: EXIT.error };
+    case 'backup_foreign':
+      return { message: `${error.message}. Nothing was restored`, code: EXIT.error };
+    case 'not_empty':
+      return { message: `${error.message}. Nothing was written`, code: EXIT.error };
     default:
       return { message: error.message, code: EXIT.error };
   }

@@ -1,4 +1,4 @@
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 
 /**
@@ -12,6 +12,8 @@ export interface HttpResponse {
   headers: { get(name: string): string | null };
   json(): Promise<unknown>;
   clone(): HttpResponse;
+  /** With `stream: true`: the body as it arrives (a fetch ReadableStream or a node IncomingMessage). */
+  body?: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array> | null;
 }
 
 export interface HttpRequest {
@@ -19,14 +21,23 @@ export interface HttpRequest {
   headers: Record<string, string>;
   body?: string;
   timeoutMs: number;
+  /**
+   * Hand the body over as a stream instead of buffering it (backups): `timeoutMs` then bounds
+   * the wait for the response headers (fetch) or socket idleness (node:http), not the transfer.
+   */
+  stream?: boolean;
 }
 
 export type Transport = (url: URL, request: HttpRequest) => Promise<HttpResponse>;
 
 /** Wraps a fetch implementation (global, undici with a CA, or a test double). */
 export function fetchTransport(fetchImpl: typeof fetch): Transport {
-  return (url, req) =>
-    fetchImpl(url, { method: req.method, headers: req.headers, body: req.body, redirect: 'error', signal: AbortSignal.timeout(req.timeoutMs) });
+  return (url, req) => {
+    if (!req.stream) return fetchImpl(url, { method: req.method, headers: req.headers, body: req.body, redirect: 'error', signal: AbortSignal.timeout(req.timeoutMs) });
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(Object.assign(new Error('timeout'), { name: 'TimeoutError' })), req.timeoutMs);
+    return fetchImpl(url, { method: req.method, headers: req.headers, body: req.body, redirect: 'error', signal: controller.signal }).finally(() => clearTimeout(timer));
+  };
 }
 
 class BufferedResponse implements HttpResponse {
@@ -58,12 +69,43 @@ class BufferedResponse implements HttpResponse {
   }
 }
 
+/** A successful streamed answer: the body is read by the caller, never buffered here. */
+class StreamedResponse implements HttpResponse {
+  constructor(readonly body: IncomingMessage) {}
+
+  get ok(): boolean {
+    return true;
+  }
+
+  get status(): number {
+    return this.body.statusCode ?? 0;
+  }
+
+  get headers() {
+    return {
+      get: (name: string): string | null => {
+        const v = this.body.headers[name.toLowerCase()];
+        return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
+      },
+    };
+  }
+
+  async json(): Promise<unknown> {
+    throw new Error('a streamed response has no JSON body');
+  }
+
+  clone(): HttpResponse {
+    return this;
+  }
+}
+
 /** node:http(s) transport; redirects are not followed, bodies are capped at 64 MiB. */
 export function nodeHttpTransport(options: { ca?: string } = {}): Transport {
   return (url, req) =>
     new Promise((resolve, reject) => {
       const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
       const r = send(url, { method: req.method, headers: req.headers, timeout: req.timeoutMs, ...(options.ca ? { ca: options.ca } : {}) }, (res) => {
+        if (req.stream && (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300) return resolve(new StreamedResponse(res));
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (c: Buffer) => {
