@@ -8,7 +8,6 @@ import { importCommand } from './commands/import.js';
 import { keyringCommands } from './commands/keyring.js';
 import { keyCommands } from './commands/key.js';
 import { byokCommands } from './commands/byok.js';
-import { backupCommands } from './commands/backup.js';
 import { runCommand } from './commands/run.js';
 import { replicaCommands } from './commands/replica.js';
 import { secretCommands } from './commands/secrets.js';
@@ -41,7 +40,18 @@ let cli = yargs(hideBin(process.argv))
         .option('replica-of', { type: 'string', describe: 'run as a read-only replica of the stream in this bucket' })
         .option('poll-interval', { type: 'number', describe: 'seconds between a replica’s polls (default 2)' })
         .option('api-addr', { type: 'string', describe: 'address published to replicas (default: the listen address)' })
+        .option('tls-cert-file', { type: 'string', describe: 'server certificate (PEM; the chain may follow the leaf)' })
+        .option('tls-key-file', { type: 'string', describe: 'its private key (PEM, unencrypted, mode 0600); SIGHUP reloads both' })
+        .option('tls-min-version', { type: 'string', choices: ['TLSv1.2', 'TLSv1.3'], describe: 'oldest TLS version accepted (default TLSv1.2)' })
+        .option('tls-client-ca-file', { type: 'string', describe: 'mTLS: CA (PEM) that signs client certificates' })
+        .option('tls-require-client-cert', { type: 'boolean', describe: 'mTLS: refuse a handshake without a client certificate from that CA' })
+        .option('dev-tls', { type: 'boolean', describe: 'dev mode over HTTPS with a throw-away CA in <data-dir>/tls/ (prints COFFER_CACERT=…)' })
+        .option('insecure-no-tls', { type: 'boolean', describe: 'allow plain HTTP on a non-loopback address (only behind a TLS-terminating proxy)' })
+        .option('allow-expired-cert', { type: 'boolean', describe: 'start even though the server certificate has expired' })
+        .option('max-connections-per-address', { type: 'number', describe: 'open connections one client address may hold (default 256, 0: no cap)' })
         .example('coffer server --dev', 'run a local dev vault in ./.coffer')
+        .example('coffer server --dev-tls', 'the same over HTTPS with a throw-away CA')
+        .example('coffer server --config /etc/coffer/coffer.yaml --tls-cert-file /etc/coffer/tls/server.pem --tls-key-file /etc/coffer/tls/server-key.pem', 'serve HTTPS on the network')
         .example('coffer server --data-dir /var/lib/coffer --kek shamir:', 'run sealed; then init and unseal'),
     async (argv) => {
       const { runServer } = await import('../server/main.js');
@@ -56,6 +66,15 @@ let cli = yargs(hideBin(process.argv))
         replica_of: argv.replicaOf,
         poll_interval: argv.pollInterval,
         api_addr: argv.apiAddr,
+        tls_cert_file: argv.tlsCertFile,
+        tls_key_file: argv.tlsKeyFile,
+        tls_min_version: argv.tlsMinVersion,
+        tls_client_ca_file: argv.tlsClientCaFile,
+        tls_require_client_cert: argv.tlsRequireClientCert,
+        dev_tls: argv.devTls,
+        insecure_no_tls: argv.insecureNoTls,
+        allow_expired_cert: argv.allowExpiredCert,
+        max_connections_per_address: argv.maxConnectionsPerAddress,
       });
     },
   ) as unknown as Argv<GlobalArgs>;
@@ -95,7 +114,6 @@ cli = importCommand(cli);
 cli = keyringCommands(cli);
 cli = keyCommands(cli);
 cli = byokCommands(cli);
-cli = backupCommands(cli, async (options) => (await import('../server/backup/restore.js')).restoreBackup(options));
 
 await cli
   .command('audit', 'Work with audit logs', (y) => auditCommand(y).demandCommand(1, 'name an audit command: verify'))

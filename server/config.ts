@@ -23,6 +23,21 @@ export const configSchema = z.strictObject({
   login_user_failures_per_minute: z.number().int().min(1).max(1_000_000).default(10),
   /** Peers (IPs or CIDRs) whose X-Forwarded-For names the client address; anyone else's is ignored. */
   trusted_proxies: z.array(z.string().min(1).max(64)).max(64).default([]),
+  /** TLS (README "Operate: TLS and timeouts"): the server certificate (PEM, chain after the leaf allowed) and its key. */
+  tls_cert_file: z.string().min(1).optional(),
+  tls_key_file: z.string().min(1).optional(),
+  tls_min_version: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  /** mTLS: CA(s) that sign client certificates; with `tls_require_client_cert` a handshake without one is refused. */
+  tls_client_ca_file: z.string().min(1).optional(),
+  tls_require_client_cert: z.boolean().default(false),
+  /** Start with a server certificate past its not-after (an emergency, never a habit). */
+  allow_expired_cert: z.boolean().default(false),
+  /** Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy on the same host only). */
+  insecure_no_tls: z.boolean().default(false),
+  /** Dev mode over HTTPS with a throw-away CA in `<data_dir>/tls/` (implies `dev`). */
+  dev_tls: z.boolean().default(false),
+  /** Open connections one client address may hold (trusted proxies exempt); 0: no cap. */
+  max_connections_per_address: z.number().int().min(0).max(100_000).default(256),
   /** SIGTERM: how long in-flight requests may take to finish before their connections are cut. */
   shutdown_grace_s: z.number().min(0).max(3600).default(10),
   /** Upper bound on the lifetime of any token created through sys/auth/token/create (root's included). */

@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -13,6 +14,8 @@ import { TokenService } from './auth/tokens.js';
 import { loadConfig, type ServerConfig } from './config.js';
 import { CofferError } from './errors.js';
 import { createApp } from './http/app.js';
+import { capConnectionsPerAddress } from './http/connection-cap.js';
+import { trustedProxies } from './http/client-address.js';
 import { createMetrics } from './http/metrics.js';
 import { createKeyFile, parseKekUri, type RootKeySource } from './keys/root-key.js';
 import { ByokService } from './keys/byok.js';
@@ -22,6 +25,8 @@ import { TransitEngine } from './transit/engine.js';
 import { RewrapJobs } from './secrets/rewrap.js';
 import { Store } from './store/db.js';
 import { Replication, settingsFromConfig } from './replication/node.js';
+import { loadTls, serverTlsOptions, tlsSettingsFromConfig, type TlsMaterial, type TlsSettings } from './tls/context.js';
+import { ensureDevTls } from './tls/dev.js';
 
 export const VERSION = '0.1.0';
 
@@ -34,6 +39,14 @@ export interface RunningServer {
   replication: Replication;
   /** Only set by a dev server's first start. */
   rootToken?: string;
+  /** Set when serving HTTPS; `caFile` only with --dev-tls (the throw-away CA to trust). */
+  tls?: { notAfter: Date; caFile?: string };
+  /**
+   * Re-reads tls_cert_file and tls_key_file (and the client CA) and serves them to new
+   * handshakes; open connections keep theirs. A pair that does not pass the start-up checks is
+   * refused and the old one stays. Resolves with the new not-after.
+   */
+  reloadTls(): Promise<Date>;
   /** Drains (in-flight requests finish, at most `graceMs`, default `shutdown_grace_s`), then closes. */
   close(graceMs?: number): Promise<void>;
 }
@@ -45,8 +58,22 @@ export interface RunningServer {
 export async function startServer(config: ServerConfig, options: { log?: Logger; env?: NodeJS.ProcessEnv } = {}): Promise<RunningServer> {
   const env = options.env ?? process.env;
   const log = options.log ?? pino({ level: config.log_level, base: { service: 'coffer' } });
+  if (config.dev_tls) {
+    if (config.tls_cert_file || config.tls_key_file) throw new CofferError('invalid_request', 'configuration: --dev-tls makes its own certificate: drop tls_cert_file and tls_key_file, or --dev-tls');
+    config = { ...config, dev: true };
+  }
   const dataDir = resolve(config.data_dir);
+  // TLS first: a bad certificate or key refuses the start before anything is opened or written.
+  let tlsSettings = tlsSettingsFromConfig(config);
+  let tlsMaterial = tlsSettings ? await loadTls(tlsSettings) : undefined;
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  let devCaFile: string | undefined;
+  if (config.dev_tls) {
+    const dev = await ensureDevTls(dataDir);
+    devCaFile = dev.caFile;
+    tlsSettings = { certFile: dev.certFile, keyFile: dev.keyFile, minVersion: config.tls_min_version, requireClientCert: false, allowExpired: false };
+    tlsMaterial = await loadTls(tlsSettings);
+  }
 
   let source: RootKeySource;
   if (config.dev) {
@@ -120,11 +147,36 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     const app = createApp({ store, seal, secrets, transit, byok, access, logins, rewrap, audit, auditSigner, log, metrics, version: VERSION, metricsPublic: config.metrics_public, replication,
       loginLimits: { failuresPerMinute: config.login_failures_per_minute, userFailuresPerMinute: config.login_user_failures_per_minute },
       trustedProxies: config.trusted_proxies, lifecycle });
-    const server = await listen(app, config.listen);
+    const server = await listen(app, config.listen, {
+      ...(tlsSettings && tlsMaterial ? { tls: { settings: tlsSettings, material: tlsMaterial } } : {}),
+      maxPerAddress: config.max_connections_per_address,
+      exempt: trustedProxies(config.trusted_proxies),
+      log,
+    });
     const address = server.address() as AddressInfo;
-    const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+    const url = `${tlsMaterial ? 'https' : 'http'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
     replication.setAddress(config.api_addr ?? url);
-    log.info({ url, data_dir: dataDir, dev: config.dev, provider: source.kind, initialized: seal.initialized, sealed: seal.sealed }, 'coffer listening');
+    let tlsState = tlsMaterial ? { notAfter: tlsMaterial.notAfter, ...(devCaFile ? { caFile: devCaFile } : {}) } : undefined;
+    log.info({ url, data_dir: dataDir, dev: config.dev, provider: source.kind, initialized: seal.initialized, sealed: seal.sealed,
+      ...(tlsMaterial ? { tls: { not_after: tlsMaterial.notAfter.toISOString(), min_version: tlsSettings!.minVersion, client_cert: tlsSettings!.clientCaFile ? (tlsSettings!.requireClientCert ? 'required' : 'requested') : 'off' } } : {}) }, 'coffer listening');
+    let reloading: Promise<Date> | undefined;
+    const reloadTls = async (): Promise<Date> => {
+      if (!tlsSettings) throw new CofferError('invalid_request', 'this server does not serve TLS: nothing to reload');
+      // One reload at a time: two SIGHUPs in a row must not race two reads of half-written files.
+      while (reloading) await reloading.catch(() => undefined);
+      reloading = (async () => {
+        const fresh = await loadTls(tlsSettings!);
+        // setSecureContext replaces what new handshakes get; established connections keep their session.
+        (server as unknown as import('node:tls').Server).setSecureContext(fresh.context);
+        tlsState = { ...tlsState, notAfter: fresh.notAfter };
+        return fresh.notAfter;
+      })();
+      try {
+        return await reloading;
+      } finally {
+        reloading = undefined;
+      }
+    };
     let closing: Promise<void> | undefined;
     return {
       url,
@@ -134,6 +186,10 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
       rewrap,
       replication,
       ...(rootToken ? { rootToken } : {}),
+      get tls() {
+        return tlsState;
+      },
+      reloadTls,
       close: (graceMs = config.shutdown_grace_s * 1000) =>
         (closing ??= (async () => {
           // Drain before anything closes: every in-flight request finishes (its audit line
@@ -178,13 +234,55 @@ async function drain(server: Server, graceMs: number): Promise<void> {
   });
 }
 
-function listen(app: Parameters<typeof createServer>[1], listenOn: string): Promise<Server> {
+interface ListenOptions {
+  tls?: { settings: TlsSettings; material: TlsMaterial };
+  /** `max_connections_per_address`; 0: no cap. */
+  maxPerAddress: number;
+  /** Addresses the per-address cap does not apply to (trusted proxies). */
+  exempt: ReturnType<typeof trustedProxies>;
+  log: Logger;
+}
+
+/**
+ * Timeouts (SECURITY-CASES J3-J6), the same over HTTP and HTTPS:
+ * - headersTimeout 30 s: a client trickling its headers (slowloris) is cut; node checks every
+ *   `connectionsCheckingInterval` (5 s here, not the default 30 s), so it is cut within 35 s.
+ * - requestTimeout 60 s: the whole request, body included, must arrive in that time (408).
+ * - keepAliveTimeout 5 s: an idle keep-alive connection is closed after it.
+ * - socket timeout 120 s: a connection on which nothing moves either way (a client that stops
+ *   reading a large response) is destroyed, so its buffered response is freed.
+ * - TLS handshakeTimeout 10 s (tls/context.ts), and at most `maxPerAddress` connections per
+ *   client address, `maxConnections` in all.
+ */
+export const SERVER_TIMEOUTS = { headersTimeout: 30_000, requestTimeout: 60_000, keepAliveTimeout: 5_000, socketTimeout: 120_000, connectionsCheckingInterval: 5_000 };
+
+function listen(app: Parameters<typeof createServer>[1], listenOn: string, options: ListenOptions): Promise<Server> {
   const colon = listenOn.lastIndexOf(':');
   const host = listenOn.slice(0, colon).replace(/^\[|\]$/g, '');
   const port = Number(listenOn.slice(colon + 1));
-  const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 60_000, headersTimeout: 30_000, keepAliveTimeout: 5_000 }, app);
+  const { socketTimeout, ...timeouts } = SERVER_TIMEOUTS;
+  const http = { maxHeaderSize: 16 * 1024, ...timeouts };
+  const server: Server = options.tls
+    ? (createHttpsServer({ ...http, ...serverTlsOptions(options.tls.settings, options.tls.material) }, app) as unknown as Server)
+    : createServer(http, app);
   server.maxHeadersCount = 100;
   server.maxConnections = 10_000;
+  server.setTimeout(socketTimeout); // no 'timeout' listener: node destroys the idle socket
+  if (options.tls) {
+    // Plain HTTP to the TLS port, a scanner, a client that does not trust us, or (mTLS) one without
+    // a valid certificate: the handshake fails and the socket is closed. Debug, not warn: on an
+    // open port this is background noise, and nothing reached the application.
+    server.on('tlsClientError', (e: NodeJS.ErrnoException, socket: import('node:tls').TLSSocket) => {
+      options.log.debug({ client: socket.remoteAddress, reason: e.code ?? e.message }, 'TLS handshake refused');
+    });
+  }
+  let lastRefusalLog = 0;
+  capConnectionsPerAddress(server, options.maxPerAddress, options.exempt, (address) => {
+    // At most one line a minute: the point of the cap is that a flood costs nothing, logs included.
+    if (Date.now() - lastRefusalLog < 60_000) return;
+    lastRefusalLog = Date.now();
+    options.log.warn({ client: address, max_connections_per_address: options.maxPerAddress }, 'connection refused: too many open connections from one address');
+  });
   return new Promise((done, fail) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
       fail(new CofferError('internal', e.code === 'EADDRINUSE' ? `address ${listenOn} is already in use` : `cannot listen on ${listenOn}: ${e.message}`)),
@@ -202,8 +300,14 @@ async function writeSecretFile(path: string, content: string): Promise<void> {
 export async function runServer(flags: { config?: string } & Partial<Record<keyof ServerConfig, unknown>>): Promise<void> {
   const { config: file, ...rest } = flags;
   const config = await loadConfig({ file, env: process.env, flags: rest });
-  const running = await startServer(config);
-  if (config.dev) {
+  const log = pino({ level: config.log_level, base: { service: 'coffer' } });
+  const running = await startServer(config, { log });
+  if (running.tls?.caFile) {
+    process.stderr.write(
+      `\nServing HTTPS with a throw-away CA (dev only). Trust it in this shell:\n\n    export COFFER_CACERT=${running.tls.caFile}\n\n`,
+    );
+  }
+  if (config.dev || config.dev_tls) {
     const tokenFile = join(resolve(config.data_dir), 'root-token');
     if (running.rootToken) {
       process.stderr.write(
@@ -229,4 +333,13 @@ export async function runServer(flags: { config?: string } & Partial<Record<keyo
     );
   };
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => stop(signal));
+  // SIGHUP: a renewed certificate (certbot, cert-manager) without a restart. Always handled, so
+  // a stray HUP never kills the server (node's default for it is to exit).
+  process.on('SIGHUP', () => {
+    if (!running.tls || stopping) return void log.info('SIGHUP: no TLS certificate to reload');
+    running.reloadTls().then(
+      (notAfter) => log.info({ not_after: notAfter.toISOString() }, 'TLS certificate reloaded'),
+      (e: unknown) => log.error({ reason: e instanceof Error ? e.message : String(e) }, 'TLS certificate reload refused: still serving the previous certificate'),
+    );
+  });
 }

@@ -22,6 +22,8 @@ export interface AuditRecord {
   error_code?: string;
   /** A request that touches several secrets (a batch read): each path with its own outcome. */
   paths?: AuditPathOutcome[];
+  /** mTLS: the verified client certificate of the connection (subject DN, SHA-256 fingerprint). */
+  client_cert?: { subject: string; sha256: string };
 }
 
 export interface AuditPathOutcome {

@@ -1,7 +1,9 @@
+import { TLSSocket } from 'node:tls';
 import type { NextFunction, Request, Response } from 'express';
 import type { AuditLog, AuditPathOutcome, AuditRecord } from '../audit/log.js';
 import type { Identity } from '../auth/access.js';
 import type { ErrorBody } from '../../sdk/wire/errors.js';
+import { verifiedClientCertificate } from '../tls/context.js';
 
 /**
  * Holds each response until its audit line is durable (F7: the line exists before the client
@@ -26,6 +28,10 @@ export function auditRequests(audit: AuditLog) {
         ...(res.locals.errorCode ? { error_code: String(res.locals.errorCode) } : {}),
         ...(res.locals.auditPaths ? { paths: res.locals.auditPaths as AuditPathOutcome[] } : {}),
       };
+      // mTLS: who the connection proved to be, beside who the token says (a stolen token used
+      // from another runner shows up as a mismatch).
+      const clientCert = req.socket instanceof TLSSocket ? verifiedClientCertificate(req.socket) : undefined;
+      if (clientCert) record.client_cert = clientCert;
       audit.record(record).then(
         () => end(...args),
         () => {
