@@ -8,6 +8,7 @@ import { importCommand } from './commands/import.js';
 import { keyringCommands } from './commands/keyring.js';
 import { keyCommands } from './commands/key.js';
 import { byokCommands } from './commands/byok.js';
+import { backupCommands } from './commands/backup.js';
 import { runCommand } from './commands/run.js';
 import { replicaCommands } from './commands/replica.js';
 import { secretCommands } from './commands/secrets.js';
@@ -114,6 +115,7 @@ cli = importCommand(cli);
 cli = keyringCommands(cli);
 cli = keyCommands(cli);
 cli = byokCommands(cli);
+cli = backupCommands(cli, async (options) => (await import('../server/backup/restore.js')).restoreBackup(options));
 
 await cli
   .command('audit', 'Work with audit logs', (y) => auditCommand(y).demandCommand(1, 'name an audit command: verify'))
