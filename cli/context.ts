@@ -1,7 +1,7 @@
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Coffer } from '../sdk/client.js';
+import { Coffer, tlsFromEnv } from '../sdk/client.js';
 import { CofferError } from '../sdk/errors.js';
 import { nodeHttpTransport } from '../sdk/transport.js';
 
@@ -41,12 +41,11 @@ export async function client(args: GlobalArgs): Promise<Coffer> {
   if (url.protocol === 'http:' && !loopback) {
     throw new CofferError('invalid_request', `refusing to send a token over plain http to ${url.host}: use https://`, 0);
   }
-  const caFile = process.env.COFFER_CACERT;
-  const caCert = caFile ? await readFile(caFile, 'utf8').catch(() => {
-    throw new CofferError('invalid_request', `cannot read COFFER_CACERT file ${caFile}`, 0);
-  }) : undefined;
+  // COFFER_CACERT, COFFER_CLIENT_CERT/COFFER_CLIENT_KEY (mTLS), COFFER_TLS_SERVER_NAME: read here,
+  // so a missing file fails before anything is sent, naming the variable.
+  const tls = await tlsFromEnv({});
   // node:http(s) instead of fetch: the CLI is a short-lived process and fetch costs ~90 ms to load.
-  return new Coffer({ addr, token, transport: nodeHttpTransport(caCert ? { ca: caCert } : {}) });
+  return new Coffer({ addr, token, transport: nodeHttpTransport(tls) });
 }
 
 /** Prints `value` as JSON with --json, else the human text. */

@@ -1,5 +1,6 @@
 import { CofferError } from './errors.js';
-import { fetchTransport, type HttpResponse, type Transport } from './transport.js';
+import { readFile } from 'node:fs/promises';
+import { fetchTransport, tlsConnectOptions, type HttpResponse, type TlsClientOptions, type Transport } from './transport.js';
 import type { ErrorBody } from './wire/errors.js';
 import type {
   BatchResult,
@@ -25,8 +26,13 @@ export interface CofferOptions {
   token?: string;
   /** Prefix joined in front of every secret path (`COFFER_NAMESPACE`). */
   namespace?: string;
-  /** PEM of the CA that signed the server's certificate (the CLI reads `COFFER_CACERT`). */
+  /** PEM of the CA that signed the server's certificate; default: the file named by `COFFER_CACERT`. */
   caCert?: string;
+  /** mTLS: PEM client certificate and key; default: the files named by `COFFER_CLIENT_CERT` and `COFFER_CLIENT_KEY`. */
+  clientCert?: string;
+  clientKey?: string;
+  /** Name the server certificate must carry (and SNI), when `addr` uses an IP or another name; default `COFFER_TLS_SERVER_NAME`. */
+  tlsServerName?: string;
   /** Per attempt; default 10 s. */
   timeoutMs?: number;
   /** Retries of idempotent calls on connection errors, 429 and 503; default 3. */
@@ -57,17 +63,49 @@ const MAX_LOGIN_WAIT_S = 10;
 
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
-/** A fetch that trusts `ca` (and only it) for TLS; undici is loaded only when this is used. */
-function withCa(ca: string): typeof fetch {
+/**
+ * A fetch with these TLS settings (a `ca` is trusted instead of the system store, not beside it);
+ * undici is loaded only when this is used. `tls` may read files: it runs once, at the first call.
+ */
+function withTls(tls: () => Promise<TlsClientOptions>): typeof fetch {
   let ready: Promise<typeof fetch> | undefined;
   return async (input, init) => {
-    ready ??= import('undici').then(({ Agent, fetch: undiciFetch }) => {
-      const dispatcher = new Agent({ connect: { ca } });
+    ready ??= Promise.all([tls(), import('undici')]).then(([options, { Agent, fetch: undiciFetch }]) => {
+      const dispatcher = new Agent({ connect: tlsConnectOptions(options) });
       return ((url: Parameters<typeof fetch>[0], options?: RequestInit) => undiciFetch(url as string, { ...(options as object), dispatcher } as never)) as unknown as typeof fetch;
     });
+    // A file that cannot be read fails every call the same way, and is retried at the next one.
+    ready.catch(() => (ready = undefined));
     return (await ready)(input, init);
   };
 }
+
+/** Reads the PEM file an env variable names; the error names both (never the contents). */
+export async function readTlsFile(variable: string, file: string | undefined): Promise<string | undefined> {
+  if (!file) return undefined;
+  try {
+    return await readFile(file, 'utf8');
+  } catch (e) {
+    throw new CofferError('invalid_request', `cannot read ${variable} file ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, 0);
+  }
+}
+
+/** TLS settings from the options, else from COFFER_CACERT, COFFER_CLIENT_CERT, COFFER_CLIENT_KEY, COFFER_TLS_SERVER_NAME. */
+export async function tlsFromEnv(options: Pick<CofferOptions, 'caCert' | 'clientCert' | 'clientKey' | 'tlsServerName'>, env: NodeJS.ProcessEnv = process.env): Promise<TlsClientOptions> {
+  const [ca, cert, key] = await Promise.all([
+    options.caCert ?? readTlsFile('COFFER_CACERT', env.COFFER_CACERT),
+    options.clientCert ?? readTlsFile('COFFER_CLIENT_CERT', env.COFFER_CLIENT_CERT),
+    options.clientKey ?? readTlsFile('COFFER_CLIENT_KEY', env.COFFER_CLIENT_KEY),
+  ]);
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new CofferError('invalid_request', `a client certificate needs its key: set both COFFER_CLIENT_CERT and COFFER_CLIENT_KEY (or clientCert and clientKey)`, 0);
+  }
+  const servername = options.tlsServerName ?? (env.COFFER_TLS_SERVER_NAME || undefined);
+  return { ...(ca !== undefined ? { ca } : {}), ...(cert !== undefined ? { cert, key } : {}), ...(servername ? { servername } : {}) };
+}
+
+const wantsTls = (o: CofferOptions, env: NodeJS.ProcessEnv) =>
+  Boolean(o.caCert ?? o.clientCert ?? o.clientKey ?? o.tlsServerName ?? (env.COFFER_CACERT || env.COFFER_CLIENT_CERT || env.COFFER_CLIENT_KEY || env.COFFER_TLS_SERVER_NAME));
 
 /** A backup being downloaded (see `Coffer.backup`). */
 export interface BackupDownload {
@@ -112,7 +150,7 @@ export class Coffer {
     this.namespace = options.namespace ?? process.env.COFFER_NAMESPACE;
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.retries = options.retries ?? 3;
-    this.transport = options.transport ?? fetchTransport(options.fetch ?? (options.caCert ? withCa(options.caCert) : fetch));
+    this.transport = options.transport ?? fetchTransport(options.fetch ?? (wantsTls(options, process.env) ? withTls(() => tlsFromEnv(options)) : fetch));
     this.sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
     this.autoRenew = options.autoRenew ?? false;
   }
@@ -457,6 +495,7 @@ export class Coffer {
         timeoutMs: this.timeoutMs,
       });
     } catch (e) {
+      if (e instanceof CofferError) throw e; // a TLS file that cannot be read: say so, not "connection failed"
       const reason = (e as Error).name === 'TimeoutError' ? `no answer within ${this.timeoutMs} ms` : 'connection failed';
       throw new CofferError('unavailable', `cannot reach the Coffer server at ${this.addr}: ${reason}`, 0);
     }

@@ -30,6 +30,22 @@ export interface HttpRequest {
 
 export type Transport = (url: URL, request: HttpRequest) => Promise<HttpResponse>;
 
+/** TLS settings of a client (the CLI fills them from COFFER_CACERT, COFFER_CLIENT_CERT/KEY, COFFER_TLS_SERVER_NAME). */
+export interface TlsClientOptions {
+  /** PEM of the CA(s) to trust instead of the system store. */
+  ca?: string;
+  /** mTLS: PEM client certificate (chain allowed) and its private key. */
+  cert?: string;
+  key?: string;
+  /** Name to send as SNI and to check the server certificate against, when the address is an IP or another name. */
+  servername?: string;
+}
+
+/** Only the options that are set: node treats `ca: undefined` differently from no `ca` in some versions. */
+export function tlsConnectOptions(tls: TlsClientOptions): TlsClientOptions {
+  return Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined && v !== ''));
+}
+
 /** Wraps a fetch implementation (global, undici with a CA, or a test double). */
 export function fetchTransport(fetchImpl: typeof fetch): Transport {
   return (url, req) => {
@@ -100,11 +116,12 @@ class StreamedResponse implements HttpResponse {
 }
 
 /** node:http(s) transport; redirects are not followed, bodies are capped at 64 MiB. */
-export function nodeHttpTransport(options: { ca?: string } = {}): Transport {
+export function nodeHttpTransport(options: TlsClientOptions = {}): Transport {
+  const tls = tlsConnectOptions(options);
   return (url, req) =>
     new Promise((resolve, reject) => {
       const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-      const r = send(url, { method: req.method, headers: req.headers, timeout: req.timeoutMs, ...(options.ca ? { ca: options.ca } : {}) }, (res) => {
+      const r = send(url, { method: req.method, headers: req.headers, timeout: req.timeoutMs, ...(url.protocol === 'https:' ? tls : {}) }, (res) => {
         if (req.stream && (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300) return resolve(new StreamedResponse(res));
         const chunks: Buffer[] = [];
         let size = 0;
