@@ -8,9 +8,18 @@ import { createHash, createPublicKey, verify as verifySignature } from 'node:cry
  * Every N lines a checkpoint line signs the chain: `{type:"checkpoint", seq, head, kid, sig}`
  * where `head` is the SHA-256 of the line before it and `sig` an Ed25519 signature (base64) over
  * `coffer-audit-checkpoint:<seq>:<head>`.
+ *
+ * Sinks are written independently. A sink that missed lines (it was failing or stalled past
+ * the server's backlog) continues with a line (type `gap`, or the `open` line of a restart)
+ * whose `missed` lists `{sink, from, after}`: that sink's file skips from the line whose
+ * SHA-256 is `after` (sequence `from - 1`) to this line. The verifier accepts the skip only
+ * for the file it was told it is checking (`sink`), so a gap recorded for another sink never
+ * excuses lines cut out of this one; the checkpoint after the marker signs it (and, through
+ * `after`, everything before it). A `withheld` line names the sequence numbers of requests
+ * that were answered 503 audit_unavailable because no sink took their line in time.
  */
 export interface AuditEntry {
-  type: 'request' | 'open' | 'checkpoint';
+  type: 'request' | 'open' | 'checkpoint' | 'gap' | 'withheld';
   time: string;
   prev: string;
   seq: number;
@@ -33,6 +42,14 @@ export interface VerifyResult {
   lastSeq: number | null;
   /** Restarts whose log could not be checked against a stored head (first start of this version, or the head was deleted). */
   uncheckedRestarts: number[];
+  /** Lines this sink missed, as recorded by the server (`missed`), accepted for `sink`. */
+  sinkGaps: { line: number; sink: string; from: number; to: number }[];
+}
+
+export interface MissedLines {
+  sink: string;
+  from: number;
+  after: string;
 }
 
 export interface VerifyOptions {
@@ -52,6 +69,11 @@ export interface VerifyOptions {
   graceSeconds?: number;
   /** Last sequence number the server reports; a log that ends before it was truncated. */
   expectLastSeq?: number;
+  /**
+   * Which configured audit sink this file is (its path as in `audit_files`, resolved): a gap
+   * marker is accepted only for it. Without it no gap is accepted.
+   */
+  sink?: string;
   now?: () => number;
 }
 
@@ -73,7 +95,7 @@ export const checkpointMessage = (seq: number, head: string): string => `coffer-
  */
 export function verifyAuditLog(text: string, options: VerifyOptions = {}): VerifyResult {
   const key = options.publicKeyPem ? createPublicKey(options.publicKeyPem) : undefined;
-  const result: VerifyResult = { ok: true, lines: 0, checkpoints: 0, unsignedTail: 0, signaturesVerified: key !== undefined, gaps: [], uncheckedRestarts: [], lastSeq: null };
+  const result: VerifyResult = { ok: true, lines: 0, checkpoints: 0, unsignedTail: 0, signaturesVerified: key !== undefined, gaps: [], uncheckedRestarts: [], sinkGaps: [], lastSeq: null };
   const fail = (line: number, reason: string): VerifyResult => ({ ...result, ok: false, firstBad: { line, reason } });
   if (text.length > 0 && !text.endsWith('\n')) {
     const lineCount = text.split('\n').length;
@@ -92,8 +114,17 @@ export function verifyAuditLog(text: string, options: VerifyOptions = {}): Verif
       return fail(i + 1, 'not JSON');
     }
     if (typeof entry.prev !== 'string' || typeof entry.seq !== 'number') return fail(i + 1, 'missing prev or seq');
-    if (previousHash !== undefined && entry.prev !== previousHash) return fail(i + 1, 'chain broken: a line before it was deleted, edited or reordered');
-    if (previousSeq !== undefined && entry.seq !== previousSeq + 1) return fail(i + 1, `sequence jumps from ${previousSeq} to ${entry.seq}`);
+    const missed = Array.isArray(entry.missed) ? (entry.missed as MissedLines[]).filter((m) => m && m.after === previousHash && m.from === (previousSeq ?? -2) + 1 && m.from <= entry.seq) : [];
+    const skip = previousHash !== undefined && entry.prev !== previousHash ? missed.find((m) => m.sink === options.sink) : undefined;
+    if (skip) {
+      result.sinkGaps.push({ line: i + 1, sink: skip.sink, from: skip.from, to: entry.seq - 1 });
+    } else {
+      if (previousHash !== undefined && entry.prev !== previousHash) {
+        const other = missed[0] ? ` (a gap marker for sink ${missed[0].sink} is here: if this file is that sink, verify it with that sink name)` : '';
+        return fail(i + 1, `chain broken: a line before it was deleted, edited or reordered${other}`);
+      }
+      if (previousSeq !== undefined && entry.seq !== previousSeq + 1) return fail(i + 1, `sequence jumps from ${previousSeq} to ${entry.seq}`);
+    }
     if (entry.type === 'checkpoint') {
       if (entry.head !== entry.prev) return fail(i + 1, 'checkpoint head does not match the chain');
       if (key) {

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { Argv } from 'yargs';
 import { verifyAuditLog } from '../../sdk/audit.js';
 import { CofferError } from '../../sdk/errors.js';
@@ -46,6 +47,7 @@ export function auditCommand(yargs: Argv): Argv {
       .option('require-signed-tail', { type: 'boolean', describe: 'hold the lines after the last checkpoint to the server\'s bound (default: on when the key is known; --no-require-signed-tail to skip)' })
       .option('checkpoint-every', { type: 'number', describe: 'the server\'s audit_checkpoint_every (default: from the server, else 100)' })
       .option('checkpoint-interval-s', { type: 'number', describe: 'the server\'s audit_checkpoint_interval_s (default: from the server, else 10)' })
+      .option('sink', { type: 'string', describe: 'which audit_files entry this file is (its path on the server): gap markers the server wrote for that sink are accepted; default: the file\'s own absolute path' })
       .option('grace-s', { type: 'number', default: 2, describe: 'seconds of slack for clock skew and slow writes' })
       .option('json', { type: 'boolean', default: false })
       .example('coffer audit verify /var/lib/coffer/audit.log', 'key and checkpoint bounds from the server at COFFER_ADDR')
@@ -62,6 +64,7 @@ export function auditCommand(yargs: Argv): Argv {
         maxUnsignedLines: argv.checkpointEvery ?? key?.checkpointEvery ?? 100,
         maxUnsignedSeconds: argv.checkpointIntervalS ?? key?.intervalS ?? 10,
         graceSeconds: argv.graceS,
+        sink: argv.sink ?? resolve(argv.file),
       });
       if (argv.json) process.stdout.write(`${JSON.stringify(result)}\n`);
       else if (result.ok) {
@@ -73,6 +76,9 @@ export function auditCommand(yargs: Argv): Argv {
         if (key?.serverLastSeq !== undefined && argv.expectSeq === undefined && (result.lastSeq ?? -1) < key.serverLastSeq) {
           // A cut exactly at a checkpoint looks complete offline; only the server's sequence shows it.
           process.stdout.write(`note: the server has written up to sequence ${key.serverLastSeq}, this file ends at ${result.lastSeq ?? 'none'}: if it is the live log, run again with --expect-seq ${key.serverLastSeq}\n`);
+        }
+        for (const gap of result.sinkGaps) {
+          process.stdout.write(`note: line ${gap.line}: this sink (${gap.sink}) missed sequences ${gap.from}-${gap.to} while it was failing; the other audit sinks hold them\n`);
         }
         for (const line of result.uncheckedRestarts) {
           process.stdout.write(`note: line ${line}: a restart without a stored chain head (first start of this version, or the head file was removed): a truncation before it was not checked at start\n`);

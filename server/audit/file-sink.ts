@@ -1,24 +1,50 @@
+import { constants } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
+import type { Sink } from './sink.js';
 
 /**
- * An append-only JSONL file. Lines of one group are written with one write and one fdatasync.
+ * An append-only JSONL file on a local file system. Lines of one group are written with one
+ * write and one fdatasync. A group counts only once wholly written and synced: a write cut
+ * short (disk full: the kernel takes part of the buffer, then says ENOSPC) or a failed sync is
+ * cut back to the last whole group at once, and again before the next write if that failed
+ * too, so the file never keeps a torn line or one that was not acknowledged as durable.
+ *
  * Before each group the path is checked: if the file was deleted or rotated away (another
  * inode), it is reopened, so logrotate-style moves never lose lines into an unlinked file.
+ * It is opened O_NONBLOCK: should a FIFO appear at the path, the open returns at once (and
+ * the sink refuses it) instead of blocking a thread-pool thread until a reader comes.
  */
-export class FileSink {
+export class FileSink implements Sink {
+  readonly kind = 'file';
   private handle: FileHandle | undefined;
   private inode = -1;
+  /** Bytes of whole, synced groups: what the file is cut back to after a failed write. */
+  private committed = 0;
+  private torn = false;
 
-  constructor(readonly path: string) {}
-
-  get name(): string {
-    return this.path;
-  }
+  constructor(readonly name: string) {}
 
   async write(text: string): Promise<void> {
     await this.ensureOpen();
-    await this.handle!.write(text);
-    await this.handle!.datasync();
+    const handle = this.handle!;
+    if (this.torn) {
+      await handle.truncate(this.committed);
+      this.torn = false;
+    }
+    const buffer = Buffer.from(text, 'utf8');
+    try {
+      for (let offset = 0; offset < buffer.length; ) {
+        const { bytesWritten } = await handle.write(buffer, offset, buffer.length - offset);
+        offset += bytesWritten;
+      }
+      await handle.datasync();
+    } catch (e) {
+      this.torn = true;
+      // Freeing the torn bytes needs no space; if even that fails, the next write retries it.
+      await handle.truncate(this.committed).then(() => (this.torn = false), () => undefined);
+      throw e;
+    }
+    this.committed += buffer.length;
   }
 
   async close(): Promise<void> {
@@ -30,7 +56,19 @@ export class FileSink {
     const current = await stat(this.path).then((s) => s.ino, () => undefined);
     if (this.handle && current === this.inode) return;
     if (this.handle) await this.close();
-    this.handle = await open(this.path, 'a', 0o600);
-    this.inode = (await this.handle.stat()).ino;
+    const handle = await open(this.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK, 0o600);
+    const info = await handle.stat();
+    if (!info.isFile()) {
+      await handle.close();
+      throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
+    }
+    this.handle = handle;
+    this.inode = info.ino;
+    this.committed = info.size;
+    this.torn = false;
+  }
+
+  private get path(): string {
+    return this.name;
   }
 }

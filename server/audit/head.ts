@@ -2,14 +2,26 @@ import { open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 
-/** Where the audit chain stands: the file it was written to, its last line's sequence and SHA-256. */
-export interface AuditHead {
-  file: string;
+/** A line of the chain: its sequence number and SHA-256. */
+export interface Position {
   seq: number;
   hash: string;
 }
 
-const headSchema = z.strictObject({ file: z.string().min(1), seq: z.number().int().min(0), hash: z.string().regex(/^[0-9a-f]{64}$/) });
+/**
+ * Where the audit chain stands: the last line durable in any sink (`seq`, `hash`; `file` names
+ * the first audit file, informational), and for each entry of `audit_files`, by its place in
+ * the list, the last line that file holds (null: a stream, or nothing written yet). A head
+ * written before per-file positions existed has no `sinks`: its position is the first file's.
+ */
+export interface AuditHead extends Position {
+  file: string;
+  sinks?: (Position | null)[];
+}
+
+const hash = z.string().regex(/^[0-9a-f]{64}$/);
+const position = z.strictObject({ seq: z.number().int().min(0), hash });
+const headSchema = z.strictObject({ file: z.string().min(1), seq: z.number().int().min(0), hash, sinks: z.array(position.nullable()).max(16).optional() });
 
 /**
  * The durable chain head of this server's audit log, written after every group of lines is

@@ -2,9 +2,14 @@ import { sign } from 'node:crypto';
 import { checkpointMessage, sha256Hex, type AuditEntry } from '../../sdk/audit.js';
 import { CofferError } from '../errors.js';
 import type { KeyPair } from '../keys/sealed-keypair.js';
+import { resolve } from 'node:path';
+import { Backlog, type Line } from './backlog.js';
 import { FileSink } from './file-sink.js';
-import { FileHead } from './head.js';
-import { AuditTailError, acceptTruncation, readTail, resumeFrom, type Resume } from './tail.js';
+import { FileHead, type Position } from './head.js';
+import { resumeSinks } from './resume.js';
+import { SinkRunner, type SinkState } from './sink-runner.js';
+import type { Sink } from './sink.js';
+import { StdoutSink, StreamSink } from './stream-sink.js';
 
 /** Set to the stored sequence a refusal names to start once with a new chain segment (main.ts). */
 export const ACCEPT_TRUNCATION_ENV = 'COFFER_AUDIT_ACCEPT_TRUNCATION';
@@ -44,86 +49,138 @@ export interface AuditOptions {
    */
   checkpointIntervalMs?: number;
   /**
-   * File that keeps the chain head of the first audit file (see head.ts). Without it (unit
-   * tests of the log alone) nothing is checked at start.
+   * File that keeps the chain head and each audit file's position (see head.ts). Without it
+   * (unit tests of the log alone) nothing is checked at start.
    */
   headFile?: string;
   /** The stored sequence an operator accepts losing lines after (`COFFER_AUDIT_ACCEPT_TRUNCATION`). */
   acceptTruncationAt?: number;
-  /** A sink slower than this fails for the group; other sinks carry on. */
+  /**
+   * A request whose line is durable in no sink after this long is refused (503
+   * audit_unavailable); a sink whose write takes longer is reported stalled.
+   */
   timeoutMs: number;
+  /** First retry delay of a failed sink (doubling up to 1 s); default 250 ms. */
+  retryMs?: number;
+  /**
+   * Bytes of lines kept for sinks that are behind (failing or stalled); default 8 MiB. Past it
+   * the oldest are dropped and a sink that still needed them gets a gap marker.
+   */
+  backlogBytes?: number;
   now: () => number;
 }
 
-interface Sink {
+/** What `GET /v1/sys/audit` and the metrics report per sink. */
+export interface SinkStatus {
   name: string;
-  write(text: string): Promise<void>;
-  close?(): Promise<void>;
+  kind: Sink['kind'];
+  state: SinkState;
+  since: string;
+  last_error: string | null;
+  /** Sequence number of the last line the sink holds (null: none yet). */
+  written_seq: number | null;
+  /** Lines waiting for this sink. */
+  behind: number;
+  failed_writes: number;
+}
+
+interface Waiter {
+  seq: number;
+  request: boolean;
+  timer: NodeJS.Timeout;
+  done: (ok: boolean) => void;
 }
 
 const GENESIS = '0'.repeat(64);
+const CHUNK_BYTES = 256 * 1024;
+const DEFAULT_BACKLOG_BYTES = 8 * 1024 * 1024;
+
+/** Sequence numbers as [from, to] ranges. */
+function ranges(seqs: number[]): [number, number][] {
+  const out: [number, number][] = [];
+  for (const s of [...seqs].sort((a, b) => a - b)) {
+    const last = out.at(-1);
+    if (last && s === last[1] + 1) last[1] = s;
+    else out.push([s, s]);
+  }
+  return out;
+}
 
 /**
  * The hash-chained audit log (format in sdk/audit.ts). Lines are chained in the order requests
- * finish; the lines of one event-loop turn are flushed together (one write and one fdatasync per
- * file), and each request waits until at least one sink has its line durable. No sink: the
- * request fails with 503 `audit_unavailable` (fail closed). Sinks write concurrently and each
- * is bounded by a timeout, so a hung sink never stalls the others.
+ * finish and each request waits until at least one sink holds its line durably (Vault's rule:
+ * any one device), and the chain head (head.ts) says so. No sink within `timeoutMs`: the
+ * request fails with 503 `audit_unavailable` (fail closed).
+ *
+ * Sinks are independent (sink-runner.ts): each writes the shared backlog from its own cursor,
+ * the lines of one event-loop turn in one write and one fdatasync. A line, once chained, is
+ * final: it is never rolled back or renumbered, so a sink that finishes a slow write late can
+ * never fork the chain. Consequences, by design:
+ * - a group no sink could take (its requests were refused) stays in the chain and is written
+ *   when a sink recovers, followed by a `withheld` line naming the sequence numbers whose
+ *   requests were answered 503 instead;
+ * - a sink that missed lines rewrites them in order when it can be written again, while they
+ *   are still in the backlog (bounded, `backlogBytes`); past the bound it gets a `gap` line
+ *   (`missed: [{sink, from, after}]`) in the chain instead, which the verifier accepts for
+ *   that sink only, and which the next checkpoint signs like any line.
  */
 export class AuditLog {
-  private readonly sinks: Sink[];
+  private runners: SinkRunner[] = [];
+  private backlog = new Backlog(0);
   private seq = 0;
   private prev = GENESIS;
   private sinceCheckpoint = 0;
-  private pending: { text: string; seq: number; hash: string; done: (ok: boolean) => void }[] = [];
+  private readonly names: string[];
   private readonly head: FileHead | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  private flushing: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
   private signer: KeyPair | undefined;
-  private failures = 0;
+  private headFailures = 0;
+  private readonly waiters = new Map<number, Waiter>();
+  private ready: Waiter[] = [];
+  private headDirty = false;
+  private headLoop: Promise<void> | undefined;
+  /** The last line durable in any sink: what the stored head says. */
+  private durableHead: Position | undefined;
+  private withheld: number[] = [];
+  private kickQueued = false;
 
   constructor(private readonly options: AuditOptions) {
-    this.sinks = options.files.map((f) => new FileSink(f));
-    if (options.stdout) this.sinks.push({ name: 'stdout', write: (t) => new Promise((r, j) => process.stdout.write(t, (e) => (e ? j(e) : r()))) });
+    this.names = options.files.map((f) => resolve(f));
     this.head = options.files[0] && options.headFile ? new FileHead(options.headFile) : undefined;
   }
 
   /**
-   * Continues the chain of the first file (after a restart), or starts a new one. With a head
-   * file, refuses (AuditTailError, naming both sequence numbers and the file) a log that was
-   * truncated, emptied, replaced or edited at its end while the server was stopped.
+   * Continues the chain (after a restart), or starts a new one. With a head file, refuses
+   * (AuditTailError, naming both sequence numbers and the file) a log that was truncated,
+   * emptied, replaced or edited at its end while the server was stopped. Never waits on a
+   * sink: with no sink writable (a FIFO nobody reads) the server starts, and refuses requests.
    */
   async start(): Promise<void> {
-    const first = this.options.files[0];
-    let resume: Resume = { seq: 0, prev: GENESIS };
-    if (first && this.head) {
-      const stored = await this.head.read();
-      const tail = await readTail(first, stored?.seq);
-      try {
-        resume = resumeFrom(first, tail, stored, this.head.path);
-      } catch (e) {
-        if (!(e instanceof AuditTailError) || this.options.acceptTruncationAt !== e.storedSeq || !stored) throw e;
-        resume = acceptTruncation(tail, stored, e.problem);
-      }
-    } else if (first) {
-      resume = resumeFrom(first, await readTail(first), undefined, '');
-    }
-    this.seq = resume.seq;
-    this.prev = resume.prev;
-    // Recorded in the chain (and signed by the next checkpoint): a verifier sees every
-    // restart that could not be checked against a head, and every accepted gap.
-    const { unconfirmed, gap, headMissing } = resume;
-    const done = this.enqueue({
-      type: 'open',
-      time: this.iso(),
-      ...(unconfirmed ? { unconfirmed } : {}),
-      ...(gap ? { gap } : {}),
-      ...(headMissing && this.head ? { head_missing: true } : {}),
+    const stored = this.head ? await this.head.read() : undefined;
+    const start = await resumeSinks(this.names, stored, this.head?.path, this.options.acceptTruncationAt);
+    this.seq = start.seq;
+    this.prev = start.prev;
+    this.backlog = new Backlog(start.seq);
+    this.durableHead = start.seq > 0 ? { seq: start.seq - 1, hash: start.prev } : undefined;
+    const sinks: Sink[] = this.names.map((name, i) => {
+      const kind = start.sinks[i]!.kind;
+      return kind === 'file' ? new FileSink(name) : new StreamSink(name, kind === 'fifo' ? 'fifo' : 'socket');
     });
-    // The head must be on disk before anything else is answered; a failing first write is the
-    // request path's concern (fail closed), not a reason to refuse the start.
-    await done;
+    if (this.options.stdout) sinks.push(new StdoutSink());
+    const hooks = { backlog: this.backlog, durable: (r: SinkRunner, lines: Line[]) => this.durable(r, lines), fellBehind: () => this.markGaps() };
+    const runnerOptions = { timeoutMs: this.options.timeoutMs, retryMs: this.options.retryMs ?? 250, chunkBytes: CHUNK_BYTES, now: this.options.now };
+    this.runners = sinks.map((sink, i) => new SinkRunner(sink, { cursor: start.seq, ...(start.sinks[i]?.held ? { held: start.sinks[i]!.held! } : {}) }, hooks, runnerOptions));
+    // Recorded in the chain (and signed by the next checkpoint): a verifier sees every
+    // restart that could not be checked against a head, every accepted gap, and every file
+    // that missed lines before the stop.
+    const done = this.enqueue({ type: 'open', time: this.iso(), ...start.open }, false);
+    // Lets a healthy start have the open line on disk; never waits long on a stalled sink. Not
+    // unref'd: every other timer here is, and nothing else may be keeping the process alive yet.
+    let wait: NodeJS.Timeout | undefined;
+    await Promise.race([done, new Promise((r) => (wait = setTimeout(r, Math.min(this.options.timeoutMs, 1_000))))]);
+    clearTimeout(wait);
   }
 
   get checkpointEvery(): number {
@@ -135,16 +192,41 @@ export class AuditLog {
   }
 
   get sinkCount(): number {
-    return this.sinks.length;
+    return this.runners.length;
   }
 
   get lastSeq(): number {
     return this.seq - 1;
   }
 
-  /** Failed sink writes so far (exposed in health and metrics). */
+  /** Failed sink writes so far, and failed head writes (exposed in health and metrics). */
   get failedWrites(): number {
-    return this.failures;
+    return this.runners.reduce((n, r) => n + r.failedWrites, this.headFailures);
+  }
+
+  /** Whether some sink takes lines: without one every audited request is refused. */
+  get available(): boolean {
+    return this.runners.some((r) => r.state === 'ok');
+  }
+
+  sinkStatus(): SinkStatus[] {
+    return this.runners.map((r) => ({
+      name: r.name,
+      kind: r.sink.kind,
+      state: r.state,
+      since: new Date(r.since).toISOString(),
+      last_error: r.lastError ?? null,
+      written_seq: r.held?.seq ?? null,
+      behind: this.backlog.end - r.floor,
+      failed_writes: r.failedWrites,
+    }));
+  }
+
+  /** One line per sink that is not ok, for the unauthenticated health answer: no paths. */
+  warnings(): string[] {
+    return this.runners.flatMap((r, i) =>
+      r.state === 'ok' ? [] : [`audit sink ${i + 1} of ${this.runners.length} (${r.sink.kind}) ${r.state} since ${new Date(r.since).toISOString()}${r.lastError ? `: ${r.lastError.slice(0, 80)}` : ''}`],
+    );
   }
 
   /** The key that signs checkpoints; without one (sealed), checkpoints wait. */
@@ -153,37 +235,63 @@ export class AuditLog {
     // Lines written while sealed (or before a crash) are signed as soon as the key is back.
     if (signer && this.sinceCheckpoint > 0 && !this.closed) {
       this.enqueueCheckpoint();
-      void this.flush();
+      this.queueKick();
     }
   }
 
   /** Appends one request line; resolves once it is durable in at least one sink. */
   async record(record: AuditRecord): Promise<void> {
-    const done = this.enqueue({ type: 'request', time: this.iso(), ...record });
+    const done = this.enqueue({ type: 'request', time: this.iso(), ...record }, true);
     if (!(await done)) throw new CofferError('audit_unavailable', 'the audit log cannot be written: request refused');
   }
 
-  /** Writes a final checkpoint and closes the files. */
-  async close(): Promise<void> {
-    this.closed = true;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.signer && this.sinceCheckpoint > 0) this.enqueueCheckpoint();
-    await this.flush();
-    for (const s of this.sinks) await s.close?.();
+  /**
+   * Writes a final checkpoint, waits up to `waitMs` (default the sink timeout, at most 5 s)
+   * for the sinks that are working to take it, then closes every sink without waiting on a
+   * stalled one. Requests still waiting are refused.
+   */
+  close(waitMs = Math.min(this.options.timeoutMs, 5_000)): Promise<void> {
+    this.closing ??= (async () => {
+      this.flushWithheld();
+      this.closed = true;
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      if (this.signer && this.sinceCheckpoint > 0) this.enqueueCheckpoint();
+      for (const r of this.runners) r.kick();
+      const deadline = Date.now() + waitMs;
+      const pending = () => this.runners.some((r) => r.state === 'ok' && (r.busy || r.cursor < this.backlog.end));
+      while (pending() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      if (this.headLoop) await Promise.race([this.headLoop, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref())]);
+      await Promise.all(this.runners.map((r) => Promise.race([r.close().catch(() => undefined), new Promise((t) => setTimeout(t, 200).unref())])));
+      for (const w of this.waiters.values()) {
+        clearTimeout(w.timer);
+        w.done(false);
+      }
+      this.waiters.clear();
+    })();
+    return this.closing;
   }
 
-  private enqueue(fields: Record<string, unknown>): Promise<boolean> {
-    const entry = { ...fields, seq: this.seq, prev: this.prev };
-    const text = JSON.stringify(entry);
-    const seq = this.seq;
+  private append(text: string): Line {
+    const line = { seq: this.seq, text, hash: sha256Hex(text) };
     this.seq++;
-    this.prev = sha256Hex(text);
+    this.prev = line.hash;
+    this.backlog.push(line);
+    return line;
+  }
+
+  private enqueue(fields: Record<string, unknown>, isRequest: boolean): Promise<boolean> {
+    const line = this.append(JSON.stringify({ ...fields, seq: this.seq, prev: this.prev }));
     this.sinceCheckpoint++;
-    const done = new Promise<boolean>((resolve) => this.pending.push({ text, seq, hash: this.prev, done: resolve }));
+    const done = new Promise<boolean>((resolveDone) => {
+      const timer = setTimeout(() => this.expire(line.seq), this.options.timeoutMs);
+      timer.unref();
+      this.waiters.set(line.seq, { seq: line.seq, request: isRequest, timer, done: resolveDone });
+    });
     if (this.signer && this.sinceCheckpoint >= this.options.checkpointEvery) this.enqueueCheckpoint();
     else if (this.sinceCheckpoint === 1) this.armTimer();
-    void this.flush();
+    if (this.backlog.trim(this.options.backlogBytes ?? DEFAULT_BACKLOG_BYTES)) this.markGaps();
+    this.queueKick();
     return done;
   }
 
@@ -191,13 +299,112 @@ export class AuditLog {
     const head = this.prev;
     const seq = this.seq;
     const sig = sign(null, Buffer.from(checkpointMessage(seq, head)), this.signer!.privateKey).toString('base64');
-    const text = JSON.stringify({ type: 'checkpoint', time: this.iso(), seq, prev: head, head, kid: this.signer!.kid, sig });
-    this.seq++;
-    this.prev = sha256Hex(text);
+    this.append(JSON.stringify({ type: 'checkpoint', time: this.iso(), seq, prev: head, head, kid: this.signer!.kid, sig }));
     this.sinceCheckpoint = 0;
     clearTimeout(this.timer);
     this.timer = undefined;
-    this.pending.push({ text, seq, hash: this.prev, done: () => undefined });
+  }
+
+  /**
+   * Every idle sink whose next line was dropped from the backlog jumps to a `gap` line naming
+   * what it missed and the hash of the last line it holds. A sink that holds nothing yet (a
+   * new file, a new stream reader) needs no marker: it simply starts at the oldest line kept.
+   */
+  private markGaps(): void {
+    const behind = this.runners.filter((r) => !r.busy && r.cursor < this.backlog.front);
+    if (behind.length === 0) return;
+    const marked = behind.filter((r) => r.handed);
+    for (const r of behind) if (!r.handed) r.cursor = this.backlog.front;
+    if (marked.length === 0) return;
+    const missed = marked.map((r) => ({ sink: r.name, from: r.handed!.seq + 1, after: r.handed!.hash }));
+    const line = this.append(JSON.stringify({ type: 'gap', time: this.iso(), missed, seq: this.seq, prev: this.prev }));
+    this.sinceCheckpoint++;
+    for (const r of marked) r.cursor = line.seq;
+    this.queueKick();
+  }
+
+  /** The lines of one event-loop turn go out together: one write (and fdatasync) per sink. */
+  private queueKick(): void {
+    if (this.kickQueued) return;
+    this.kickQueued = true;
+    setImmediate(() => {
+      this.kickQueued = false;
+      const urgent = !this.available;
+      for (const r of this.runners) r.kick(urgent);
+    });
+  }
+
+  private durable(_runner: SinkRunner, lines: Line[]): void {
+    const last = lines.at(-1)!;
+    if (!this.durableHead || last.seq > this.durableHead.seq) this.durableHead = { seq: last.seq, hash: last.hash };
+    for (const line of lines) {
+      const w = this.waiters.get(line.seq);
+      if (!w) continue;
+      this.waiters.delete(line.seq);
+      clearTimeout(w.timer);
+      this.ready.push(w);
+    }
+    this.backlog.dropBefore(Math.min(...this.runners.map((r) => r.floor)));
+    this.headDirty = true;
+    this.startHeads();
+  }
+
+  private startHeads(): void {
+    if (this.headLoop) return;
+    this.headLoop = this.writeHeads().finally(() => {
+      this.headLoop = undefined;
+      if (this.headDirty) this.startHeads(); // a sink finished between the loop's end and here
+    });
+  }
+
+  /**
+   * Answers the requests whose lines are durable once the head that covers them is on disk
+   * (or a head write failed: then they are refused, fail closed). One head write at a time;
+   * sinks finishing meanwhile share the next one.
+   */
+  private async writeHeads(): Promise<void> {
+    while (this.headDirty) {
+      this.headDirty = false;
+      const batch = this.ready;
+      this.ready = [];
+      let ok = true;
+      if (this.head && this.durableHead) {
+        const sinks = this.names.map((_, i) => {
+          const r = this.runners[i]!;
+          return r.sink.kind === 'file' && r.held ? { seq: r.held.seq, hash: r.held.hash } : null;
+        });
+        try {
+          await this.head.write({ file: this.options.files[0]!, seq: this.durableHead.seq, hash: this.durableHead.hash, sinks });
+        } catch {
+          this.headFailures++;
+          ok = false;
+        }
+      }
+      for (const w of batch) w.done(ok);
+    }
+  }
+
+  /** A line durable nowhere in time: its request is refused, and a `withheld` line says so. */
+  private expire(seq: number): void {
+    const w = this.waiters.get(seq);
+    if (!w) return;
+    this.waiters.delete(seq);
+    w.done(false);
+    if (!w.request) return;
+    if (this.withheld.length === 0) setImmediate(() => this.flushWithheld());
+    this.withheld.push(seq);
+  }
+
+  private flushWithheld(): void {
+    if (this.withheld.length === 0 || this.closed) return;
+    const seqs = ranges(this.withheld);
+    this.withheld = [];
+    const line = this.append(JSON.stringify({ type: 'withheld', time: this.iso(), error_code: 'audit_unavailable', seqs, seq: this.seq, prev: this.prev }));
+    void line;
+    this.sinceCheckpoint++;
+    if (this.sinceCheckpoint === 1) this.armTimer();
+    if (this.backlog.trim(this.options.backlogBytes ?? DEFAULT_BACKLOG_BYTES)) this.markGaps();
+    this.queueKick();
   }
 
   /**
@@ -211,56 +418,9 @@ export class AuditLog {
       this.timer = undefined;
       if (!this.signer || this.sinceCheckpoint === 0 || this.closed) return; // sealed: setSigner signs on unseal
       this.enqueueCheckpoint();
-      void this.flush();
+      this.queueKick();
     }, interval);
     this.timer.unref();
-  }
-
-  private flush(): Promise<void> {
-    this.flushing ??= (async () => {
-      await new Promise((r) => setImmediate(r)); // gather the lines of this turn
-      while (this.pending.length > 0) {
-        const group = this.pending;
-        this.pending = [];
-        const text = group.map((g) => `${g.text}\n`).join('');
-        const results = await Promise.all(this.sinks.map((s) => this.writeWithTimeout(s, text)));
-        // Only once the first file holds the group does the head move past it; no request of
-        // the group is answered before the head is durable, or its line could be cut unseen.
-        const last = group.at(-1)!;
-        const ok = results.some(Boolean) && (!this.head || !results[0] || (await this.writeHead(last.seq, last.hash)));
-        for (const g of group) g.done(ok);
-      }
-      this.flushing = undefined;
-    })();
-    return this.flushing;
-  }
-
-  private async writeWithTimeout(sink: Sink, text: string): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        sink.write(text),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error('timeout')), this.options.timeoutMs);
-        }),
-      ]);
-      return true;
-    } catch {
-      this.failures++;
-      return false;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  private async writeHead(seq: number, hash: string): Promise<boolean> {
-    try {
-      await this.head!.write({ file: this.options.files[0]!, seq, hash });
-      return true;
-    } catch {
-      this.failures++;
-      return false;
-    }
   }
 
   private iso(): string {

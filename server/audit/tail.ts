@@ -9,6 +9,9 @@ export interface Tail {
   exists: boolean;
   /** Complete lines (without their newline) at the end of the file, oldest first. */
   lines: string[];
+  /** File size, and the bytes after its last newline (a line cut short: never a durable line). */
+  size: number;
+  fragment: number;
 }
 
 const seqOf = (line: string): number | undefined => {
@@ -30,19 +33,23 @@ export async function readTail(path: string, fromSeq?: number): Promise<Tail> {
     if (e.code === 'ENOENT') return undefined;
     throw e;
   });
-  if (!handle) return { exists: false, lines: [] };
+  if (!handle) return { exists: false, lines: [], size: 0, fragment: 0 };
   try {
     const { size } = await handle.stat();
     for (let length = Math.min(size, 64 * 1024); ; length = Math.min(size, length * 4)) {
       const buffer = Buffer.alloc(length);
       await handle.read(buffer, 0, length, size - length);
+      const lastNewline = buffer.lastIndexOf(10);
+      const fragment = lastNewline < 0 && length < size ? -1 : length - lastNewline - 1;
       const parts = buffer.toString('utf8').split('\n');
       parts.pop(); // after the last newline: empty, or a cut fragment
       if (length < size) parts.shift(); // may start inside a line
       const lines = parts.filter((l) => l.length > 0);
       const oldest = lines[0] === undefined ? undefined : seqOf(lines[0]);
       const enough = fromSeq === undefined || (oldest !== undefined && oldest <= fromSeq);
-      if (length === size || enough || length >= MAX_TAIL_BYTES) return { exists: true, lines: fromSeq === undefined ? lines.slice(-1) : lines };
+      // A fragment longer than the window read so far: read further back to find where it starts.
+      if (fragment < 0 && length < MAX_TAIL_BYTES) continue;
+      if (length === size || enough || length >= MAX_TAIL_BYTES) return { exists: true, lines: fromSeq === undefined ? lines.slice(-1) : lines, size, fragment: Math.max(0, fragment) };
     }
   } finally {
     await handle.close();

@@ -18,9 +18,10 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
   methods(router, '/v1/sys/health', {
     get: (_req, res) => {
       const replica = deps.replication?.role === 'replica'; // 429: unsealed, but not the active node
-      const warnings = seal.warnings();
+      const warnings = [...seal.warnings(), ...deps.audit.warnings()];
       const storage = deps.store.storageFailure; // writes refused: not a node to send traffic to
       const draining = deps.lifecycle?.draining === true;
+      const auditDown = !deps.audit.available; // no sink takes lines: every audited request is refused
       const body = {
         initialized: seal.initialized,
         sealed: seal.sealed,
@@ -28,9 +29,10 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
         version: deps.version,
         ...(storage ? { storage: { error: storage.code, since: new Date(storage.since).toISOString() } } : {}),
         ...(draining ? { draining: true } : {}),
+        ...(auditDown ? { audit: 'unavailable' } : {}),
         ...(warnings.length ? { warnings } : {}),
       };
-      res.status(!seal.initialized ? 501 : seal.sealed || storage || draining ? 503 : replica ? 429 : 200).json(body);
+      res.status(!seal.initialized ? 501 : seal.sealed || storage || draining || auditDown ? 503 : replica ? 429 : 200).json(body);
     },
   });
 
@@ -104,6 +106,8 @@ export function sysRoutes(router: Router, deps: AppDeps): void {
         last_seq: deps.audit.lastSeq,
         sinks: deps.audit.sinkCount,
         failed_writes: deps.audit.failedWrites,
+        // Per sink: state (ok, failing, stalled), since when, the last error, how far behind.
+        sink_status: deps.audit.sinkStatus(),
         checkpoint_every: deps.audit.checkpointEvery,
         checkpoint_interval_s: interval === undefined ? null : interval / 1000,
       });

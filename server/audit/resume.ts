@@ -1,0 +1,90 @@
+import { lstat, truncate } from 'node:fs/promises';
+import type { AuditHead, Position } from './head.js';
+import { AuditTailError, acceptTruncation, readTail, resumeFrom, type Resume } from './tail.js';
+import type { Sink } from './sink.js';
+
+const GENESIS = '0'.repeat(64);
+
+export interface SinkStart {
+  kind: Sink['kind'];
+  /** The last line the file holds (undefined: empty, or a stream). */
+  held?: Position;
+}
+
+/** Where the chain continues after a start, what the `open` line says about it, and each sink's state. */
+export interface Start {
+  seq: number;
+  prev: string;
+  open: Record<string, unknown>;
+  sinks: SinkStart[];
+}
+
+/** A FIFO or socket at the path is a stream (never opened for reading: that blocks); anything else a file. */
+async function kindOf(path: string): Promise<Sink['kind']> {
+  const info = await lstat(path).catch(() => undefined);
+  if (info?.isFIFO()) return 'fifo';
+  if (info?.isSocket()) return 'socket';
+  return 'file';
+}
+
+/**
+ * Checks every audit file against its position in the stored head (tail.ts `resumeFrom`:
+ * refuses a file truncated, emptied or edited while the server was stopped), cuts off a torn
+ * fragment after a file's last line (a write cut by a crash or a full disk: never durable, so
+ * never acknowledged), and picks where the chain continues: after the furthest line durable
+ * anywhere (the stored head, or a file's lines past it written just before a crash). A file
+ * that ends before that point missed lines (it was failing when the server stopped): the
+ * `open` line names it in `missed`, with the hash of its last line, so its chain stays
+ * verifiable (sdk/audit.ts). Files are checked before any is changed.
+ */
+export async function resumeSinks(names: string[], stored: AuditHead | undefined, headPath: string | undefined, acceptAt: number | undefined): Promise<Start> {
+  const kinds = await Promise.all(names.map(kindOf));
+  const storedFor = (i: number): Position | undefined => {
+    if (!stored) return undefined;
+    if (stored.sinks) return stored.sinks[i] ?? undefined;
+    return i === 0 ? { seq: stored.seq, hash: stored.hash } : undefined;
+  };
+  const ends: (Position | undefined)[] = [];
+  const cuts: { path: string; size: number }[] = [];
+  const open: Record<string, unknown> = {};
+  let accepted: number | undefined;
+  for (let i = 0; i < names.length; i++) {
+    const file = names[i]!;
+    if (kinds[i] !== 'file') {
+      ends.push(undefined);
+      continue;
+    }
+    const pos = storedFor(i);
+    const tail = await readTail(file, pos?.seq);
+    let resume: Resume;
+    if (pos && headPath) {
+      try {
+        resume = resumeFrom(file, tail, { file, ...pos }, headPath);
+      } catch (e) {
+        if (!(e instanceof AuditTailError) || acceptAt !== e.storedSeq || accepted !== undefined) throw e;
+        resume = acceptTruncation(tail, { file, ...pos }, e.problem);
+        accepted = i;
+        open.gap = resume.gap;
+      }
+    } else {
+      resume = resumeFrom(file, tail, undefined, '');
+      if (i === 0 && resume.headMissing && headPath && !stored) open.head_missing = true;
+    }
+    ends.push(resume.seq > 0 ? { seq: resume.seq - 1, hash: resume.prev } : undefined);
+    if (tail.fragment > 0) cuts.push({ path: file, size: tail.size - tail.fragment });
+  }
+  for (const cut of cuts) await truncate(cut.path, cut.size);
+
+  // After an accepted truncation the chain continues from that file, as a new segment.
+  let resume: Position = { seq: -1, hash: GENESIS };
+  const candidates = accepted !== undefined ? [ends[accepted]] : [stored ? { seq: stored.seq, hash: stored.hash } : undefined, ...ends];
+  for (const c of candidates) if (c && c.seq > resume.seq) resume = c;
+  if (stored && accepted === undefined && resume.seq > stored.seq) open.unconfirmed = { from: stored.seq + 1, to: resume.seq };
+  const missed = names.flatMap((sink, i) => {
+    const end = ends[i];
+    if (!end || end.seq > resume.seq || (end.seq === resume.seq && end.hash === resume.hash)) return [];
+    return [{ sink, from: end.seq + 1, after: end.hash }];
+  });
+  if (missed.length) open.missed = missed;
+  return { seq: resume.seq + 1, prev: resume.hash, open, sinks: kinds.map((kind, i) => ({ kind, ...(ends[i] ? { held: ends[i] } : {}) })) };
+}
