@@ -16,7 +16,7 @@ import { CofferError } from './errors.js';
 import { createApp } from './http/app.js';
 import { capConnectionsPerAddress } from './http/connection-cap.js';
 import { trustedProxies } from './http/client-address.js';
-import { createMetrics } from './http/metrics.js';
+import { auditSinkMetrics, createMetrics } from './http/metrics.js';
 import { createKeyFile, parseKekUri, type RootKeySource } from './keys/root-key.js';
 import { ByokService } from './keys/byok.js';
 import { SealManager } from './keys/seal.js';
@@ -143,6 +143,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     const lifecycle = { draining: false };
     const metrics = createMetrics();
     replication.registerMetrics(metrics);
+    auditSinkMetrics(metrics, audit);
     const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store), jwt: new JwtMethod(store, log) };
     const app = createApp({ store, seal, secrets, transit, byok, access, logins, rewrap, audit, auditSigner, log, metrics, version: VERSION, metricsPublic: config.metrics_public, replication,
       loginLimits: { failuresPerMinute: config.login_failures_per_minute, userFailuresPerMinute: config.login_user_failures_per_minute },
@@ -195,9 +196,12 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
           // Drain before anything closes: every in-flight request finishes (its audit line
           // durable) before the final checkpoint, so a clean stop leaves a signed tail.
           lifecycle.draining = true;
+          const stopping = Date.now();
           await drain(server, graceMs);
           await replication.close();
-          await audit.close();
+          // Bounded by what is left of the grace period (at least a moment for the final
+          // checkpoint): a stalled sink is abandoned, never waited on (server/audit/log.ts).
+          await audit.close(Math.min(5_000, Math.max(250, graceMs - (Date.now() - stopping))));
           seal.stopRetrying();
           await seal.seal();
           await rewrap.idle();

@@ -75,3 +75,24 @@ export function storeMetrics(registry: Registry, store: Store): void {
   });
   new Gauge({ name: 'coffer_storage_failed_writes', help: 'Database batches refused by a full disk or an I/O error since start', registers: [registry], collect() { this.set(store.failedWrites); } });
 }
+
+/** What auditSinkMetrics reads (AuditLog.sinkStatus), structurally, so metrics needs no audit import. */
+interface AuditSinkSource {
+  sinkStatus(): { name: string; state: string; behind: number; failed_writes: number }[];
+}
+
+/**
+ * Per audit sink, labelled by its configured path (static config, so the label set is
+ * bounded): up (1 while writes succeed; 0 failing or stalled), lines waiting for it, failed writes.
+ */
+export function auditSinkMetrics(registry: Registry, audit: AuditSinkSource): void {
+  new Gauge({ name: 'coffer_audit_sink_up', help: '1 while the audit sink takes lines, 0 while it fails or stalls', labelNames: ['sink'], registers: [registry], collect() {
+    for (const s of audit.sinkStatus()) this.set({ sink: s.name }, s.state === 'ok' ? 1 : 0);
+  } });
+  new Gauge({ name: 'coffer_audit_sink_behind_lines', help: 'Audit lines waiting in memory for this sink (bounded; past the bound it gets a gap marker)', labelNames: ['sink'], registers: [registry], collect() {
+    for (const s of audit.sinkStatus()) this.set({ sink: s.name }, s.behind);
+  } });
+  new Gauge({ name: 'coffer_audit_sink_failed_writes', help: 'Failed writes to this audit sink since start', labelNames: ['sink'], registers: [registry], collect() {
+    for (const s of audit.sinkStatus()) this.set({ sink: s.name }, s.failed_writes);
+  } });
+}
