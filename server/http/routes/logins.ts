@@ -13,10 +13,12 @@ import { tokenResponse } from './access.js';
 import { adminCrud } from './admin-crud.js';
 
 /**
- * Login routes (no token needed), limited on failures only (docs/api.md "Auth"): an address
- * out of failure budget is refused before its body is read or parsed; a userpass user out of
- * budget is refused before the password hash runs; successful logins are never counted, so a
- * CI fan-out of any size logs in.
+ * Login routes (no token needed), limited on failures only (API.md "Login limits"): an address
+ * out of failure budget is refused before its body is read or parsed; the credential check then
+ * runs holding a slot of the address's remaining budget (and of the user's, for userpass, before
+ * the password hash runs), so parallel attempts cannot check more credentials than the budget;
+ * successful logins are never counted and never refused for being parallel, so a CI fan-out of
+ * any size logs in.
  */
 export function loginRoutes(router: Router, deps: AppDeps): void {
   const limits = new LoginLimits(deps.loginLimits);
@@ -28,8 +30,12 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
     res.json(tokenResponse(token, claims));
   };
 
-  /** One login route: address budget, then body and check, each failure counted against the address. */
-  const login = <T>(method: string, schema: z.ZodType<T>, check: (body: T, address: string, res: Response) => Promise<Grant>) =>
+  /**
+   * One login route: address budget, then the body (a malformed one counts as a failure), then
+   * the check within the budgets. The slot is taken only once the body is in, so a client
+   * trickling its body holds none.
+   */
+  const login = <T>(method: string, schema: z.ZodType<T>, check: (body: T, address: string) => Promise<Grant>, username?: (body: T) => string) =>
     methods(router, `/v1/auth/${method}/login`, {
       post: async (req: Request, res: Response) => {
         const address = res.locals.clientAddress as string; // set by app.ts for every request
@@ -39,19 +45,30 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
           req.resume(); // refused unread: the body is discarded, never parsed
           throw e;
         }
-        let grant: Grant;
+        let body: T;
         try {
           await jsonBody(req, res, () => undefined);
-          grant = await check(validate(schema, req.body), address, res);
+          body = validate(schema, req.body);
         } catch (e) {
           limits.failed(address, e);
           throw e;
+        }
+        const gone = new AbortController(); // the client hung up while its attempt waited for a slot
+        const onClose = () => {
+          if (!res.writableEnded) gone.abort();
+        };
+        res.once('close', onClose);
+        let grant: Grant;
+        try {
+          grant = await limits.attempt(address, res, () => check(body, address), { ...(username ? { username: username(body) } : {}), signal: gone.signal });
+        } finally {
+          res.off('close', onClose);
         }
         await issue(res, grant, method);
       },
     });
 
-  login('userpass', userpassLoginBody, (b, _address, res) => limits.userAttempt(b.username, res, () => deps.logins.userpass.login(b.username, b.password)));
+  login('userpass', userpassLoginBody, (b) => deps.logins.userpass.login(b.username, b.password), (b) => b.username);
   login('jwt', jwtLoginBody, (b) => deps.logins.jwt.login(b.role, b.jwt));
   // The CIDR binding sees the same client address as the limits and the audit log (B18).
   login('approle', appRoleLoginBody, (b, address) => deps.logins.approle.login(b.role_id, b.secret_id, address));

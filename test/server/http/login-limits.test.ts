@@ -10,6 +10,7 @@ import { SignJWT, exportJWK } from 'jose';
 import { configSchema, type ServerConfig } from '../../../server/config.js';
 import { canonicalAddress } from '../../../server/http/client-address.js';
 import { addressKey } from '../../../server/http/login-limits.js';
+import { FailureLimiter } from '../../../server/http/rate-limit.js';
 import { startServer, type RunningServer } from '../../../server/main.js';
 import { Coffer } from '../../../sdk/client.js';
 import type { CofferError } from '../../../sdk/errors.js';
@@ -31,11 +32,11 @@ interface Reply {
 }
 
 /** One request over node:http: headers exactly as given (a repeated header is an array). */
-function call(url: string, method: string, path: string, options: { body?: unknown; raw?: string; headers?: Record<string, string | string[]> } = {}): Promise<Reply> {
+function call(url: string, method: string, path: string, options: { body?: unknown; raw?: string; headers?: Record<string, string | string[]>; agent?: Agent } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const text = options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
     const headers: Record<string, string | string[]> = { ...(text !== undefined ? { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(text)) } : {}), ...options.headers };
-    const req = httpRequest(new URL(path, url), { method, headers, agent: keepAlive }, (res) => {
+    const req = httpRequest(new URL(path, url), { method, headers, agent: options.agent ?? keepAlive }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -55,6 +56,8 @@ function call(url: string, method: string, path: string, options: { body?: unkno
   });
 }
 const keepAlive = new Agent({ keepAlive: true, maxSockets: 32 });
+/** For bursts: every request of a burst on its own connection, all in flight at once. */
+const burst = new Agent({ keepAlive: false, maxSockets: Infinity });
 
 /** Runs `n` calls of `fn`, `width` at a time; returns the statuses in order. */
 async function fanOut(n: number, width: number, fn: (i: number) => Promise<Reply>): Promise<number[]> {
@@ -100,13 +103,17 @@ async function appRole(s: { url: string; auth: Record<string, string> }, name: s
 /** A CI identity provider on loopback: JWKS over HTTP (as test/server/auth/jwt-login.test.ts). */
 class Issuer {
   private readonly rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  private forger: ReturnType<typeof generateKeyPairSync> | undefined;
   private server!: Server;
   url = '';
+
+  /** `jwksDelayMs`: how long the JWKS endpoint takes to answer. */
+  constructor(private readonly jwksDelayMs = 0) {}
 
   async start(): Promise<this> {
     const keys = [{ ...(await exportJWK(this.rsa.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' }];
     this.server = createServer((req, res) => {
-      if (req.url === '/jwks') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys }));
+      if (req.url === '/jwks') setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys })), this.jwksDelayMs);
       else res.writeHead(404).end();
     });
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
@@ -118,11 +125,13 @@ class Issuer {
     return new Promise((r) => this.server.close(() => r()));
   }
 
-  sign(): Promise<string> {
+  /** A CI token; `forged`: signed by another key under the same kid (the signature check fails). */
+  sign(forged = false): Promise<string> {
+    const key = forged ? (this.forger ??= generateKeyPairSync('rsa', { modulusLength: 2048 })).privateKey : this.rsa.privateKey;
     const now = Math.floor(Date.now() / 1000);
     return new SignJWT({ iss: this.url, aud: 'coffer', sub: 'repo:acme/api:ref:refs/heads/main', repository: 'acme/api', iat: now, exp: now + 300, jti: crypto.randomUUID() })
       .setProtectedHeader({ alg: 'RS256', kid: 'k1', typ: 'JWT' })
-      .sign(this.rsa.privateKey);
+      .sign(key);
   }
 }
 
@@ -323,6 +332,92 @@ describe('client address behind a proxy (config trusted_proxies; D12, B18)', fun
     for (const entry of ['10.0.0.0/33', 'proxy.internal', '10.0.0.0/08', '10.0.0.1/8/8']) {
       await assert.rejects(server({ trusted_proxies: [entry] }), (e: Error) => e.message.includes('trusted_proxies') && e.message.includes(entry), entry);
     }
+  });
+});
+
+describe('login limits: parallel attempts (security review: a burst gets no more than the budget, successes are never refused)', function () {
+  this.timeout(120_000);
+  const password = 'correct horse battery';
+
+  it('150 parallel wrong passwords for 150 user names from one address (budget 5): at most 5 passwords checked, the rest 429', async () => {
+    const s = await server({ login_failures_per_minute: 5 });
+    try {
+      const replies = await Promise.all(Array.from({ length: 150 }, (_, i) => call(s.url, 'POST', '/v1/auth/userpass/login', { body: { username: `guess${i}`, password: 'wrong password' }, agent: burst })));
+      const counts = countOf(replies.map((r) => r.status));
+      assert.ok((counts[401] ?? 0) <= 5, `${counts[401]} passwords checked with a budget of 5: ${JSON.stringify(counts)}`);
+      assert.equal((counts[401] ?? 0) + (counts[429] ?? 0), 150, JSON.stringify(counts));
+      for (const r of replies.filter((r) => r.status === 429)) {
+        assert.equal(r.body.error.code, 'rate_limited');
+        assert.match(String(r.headers['retry-after']), /^[1-9][0-9]?$/);
+      }
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('100 parallel forged JWTs from one address (budget 5): at most 5 signatures checked, the rest 429', async () => {
+    const idp = await new Issuer(300).start(); // a slow JWKS endpoint: the burst is all in flight when it answers
+    const s = await server({ login_failures_per_minute: 5 });
+    try {
+      const role = await call(s.url, 'PUT', '/v1/auth/jwt/roles/ci', { body: { issuer: idp.url, jwks_url: `${idp.url}/jwks`, bound_audiences: ['coffer'], bound_claims: { repository: 'acme/api' }, groups: [] }, headers: s.auth });
+      assert.equal(role.status, 200, JSON.stringify(role.body));
+      const forged = await Promise.all(Array.from({ length: 100 }, () => idp.sign(true)));
+      const replies = await Promise.all(forged.map((jwt) => call(s.url, 'POST', '/v1/auth/jwt/login', { body: { role: 'ci', jwt }, agent: burst })));
+      const counts = countOf(replies.map((r) => r.status));
+      assert.ok((counts[401] ?? 0) <= 5, `${counts[401]} forged JWTs checked with a budget of 5: ${JSON.stringify(counts)}`);
+      assert.equal((counts[401] ?? 0) + (counts[429] ?? 0), 100, JSON.stringify(counts));
+    } finally {
+      await s.stop();
+      await idp.close();
+    }
+  });
+
+  it('200 parallel JWT logins from one address all pass with a failure budget of 5, even while the JWKS is slow', async () => {
+    const idp = await new Issuer(300).start();
+    const s = await server({ login_failures_per_minute: 5 });
+    try {
+      const role = await call(s.url, 'PUT', '/v1/auth/jwt/roles/ci', { body: { issuer: idp.url, jwks_url: `${idp.url}/jwks`, bound_audiences: ['coffer'], bound_claims: { repository: 'acme/api' }, groups: [] }, headers: s.auth });
+      assert.equal(role.status, 200, JSON.stringify(role.body));
+      const jwts = await Promise.all(Array.from({ length: 200 }, () => idp.sign()));
+      const replies = await Promise.all(jwts.map((jwt) => call(s.url, 'POST', '/v1/auth/jwt/login', { body: { role: 'ci', jwt }, agent: burst })));
+      assert.deepEqual(countOf(replies.map((r) => r.status)), { 200: 200 });
+    } finally {
+      await s.stop();
+      await idp.close();
+    }
+  });
+
+  it('40 parallel correct-password logins for one user all succeed (successes are never counted)', async () => {
+    const s = await server(); // defaults: 10 failures per user, 60 per address
+    try {
+      assert.equal((await call(s.url, 'PUT', '/v1/auth/userpass/users/ci-bot', { body: { password }, headers: s.auth })).status, 200);
+      const replies = await Promise.all(Array.from({ length: 40 }, () => call(s.url, 'POST', '/v1/auth/userpass/login', { body: { username: 'ci-bot', password }, agent: burst })));
+      assert.deepEqual(countOf(replies.map((r) => r.status)), { 200: 40 });
+      // And the user's whole failure budget is still there.
+      for (let i = 0; i < 10; i++) assert.equal((await call(s.url, 'POST', '/v1/auth/userpass/login', { body: { username: 'ci-bot', password: `wrong ${i}` } })).status, 401, `failure ${i + 1}`);
+      assert.equal((await call(s.url, 'POST', '/v1/auth/userpass/login', { body: { username: 'ci-bot', password } })).status, 429);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('200 parallel successful approle logins from one address pass, even with a failure budget of 5 (no cap on concurrent successes)', async () => {
+    const s = await server({ login_failures_per_minute: 5 });
+    try {
+      const role = await appRole(s, 'matrix');
+      const replies = await Promise.all(Array.from({ length: 200 }, () => call(s.url, 'POST', '/v1/auth/approle/login', { body: role, agent: burst })));
+      assert.deepEqual(countOf(replies.map((r) => r.status)), { 200: 200 });
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('a locked user is not unlocked by filling the per-user map with other names (no live window is evicted)', () => {
+    const users = new FailureLimiter({ max: 3, windowMs: 60_000, maxKeys: 10 });
+    for (let i = 0; i < 3; i++) users.fail('alice');
+    assert.throws(() => users.check('alice'), /too many attempts/);
+    for (let i = 0; i < 50; i++) users.fail(`filler${i}`);
+    assert.throws(() => users.check('alice'), /too many attempts/, 'alice is still locked');
   });
 });
 
