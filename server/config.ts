@@ -42,6 +42,8 @@ export const configSchema = z.strictObject({
   shutdown_grace_s: z.number().min(0).max(3600).default(10),
   /** Upper bound on the lifetime of any token created through sys/auth/token/create (root's included). */
   token_max_ttl_s: z.number().int().min(60).max(366 * 86_400).default(32 * 86_400),
+  /** Live child tokens (token/create, not revoked, before their max TTL) one token may hold, the root token's included (SECURITY-CASES J13). */
+  token_max_children: z.number().int().min(1).max(1_000_000).default(1000),
   max_versions: z.number().int().min(1).max(10_000).default(100),
   keyring_cache_ttl_s: z.number().int().min(1).max(86_400).default(600),
   keyring_max_wraps: z.number().int().min(1).max(2 ** 30).default(2 ** 24),

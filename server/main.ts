@@ -121,11 +121,12 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     const auditSigner = new AuditSigner(store, seal, audit);
     const directory = new Directory(store);
     await directory.load();
-    const access = new AuthService(new TokenService(store, seal, { maxTtlSeconds: config.token_max_ttl_s }), directory);
+    // A replica never sweeps expired token state: the primary's deletes reach it through replication.
+    const access = new AuthService(new TokenService(store, seal, { maxTtlSeconds: config.token_max_ttl_s, maxChildren: config.token_max_children, writable: () => replication.role !== 'replica' }), directory);
     replication.onApplied(async (keys) => {
       const touched = (prefix: string) => keys.some((k) => k === '*' || k.startsWith(prefix));
       if (touched('auth/policy/') || touched('auth/group/')) await directory.load();
-      if (TokenService.STATE_PREFIXES.some(touched)) await access.tokens.reload(); // signing keys, revocations, renewals, the token tree
+      if (TokenService.STATE_PREFIXES.some(touched)) await access.tokens.applyChanged(keys); // signing keys, revocations, renewals, the token tree: just the changed keys (`*`: all)
     });
     replication.armAfterUnseal(seal);
     let rootToken: string | undefined;

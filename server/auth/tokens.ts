@@ -22,7 +22,17 @@ import type { Store, Tx } from '../store/db.js';
  * Tree: a token minted by another (token/create) carries `parent` (the minter's jti) and is
  * indexed under `auth/children/<parent>/<child>`; revoking a token revokes its descendants in
  * one batch, and verification also refuses a token whose ancestor is revoked (closing the race
- * of a child minted while its parent is being revoked).
+ * of a child minted while its parent is being revoked). A token holds at most `maxChildren`
+ * (config `token_max_children`) live children: not revoked and before their hard `exp`.
+ *
+ * Bounded state (SECURITY-CASES J13): every record's value is the time (seconds) after which it
+ * no longer matters: a revocation and a tree edge the token's hard `exp`, a renewal the soft
+ * expiry it set (past it the token is dead and can never be renewed again). Memory drops an entry
+ * at that time; on a server that may write (the primary) the sweep, every `sweepIntervalMs`,
+ * deletes the record from the store `SWEEP_GRACE_SECONDS` later, in bounded batches. Replicas
+ * never delete: the primary's deletes reach them through replication, and `applyChanged`
+ * applies each shipped change from its key alone, so a replica's apply cost does not grow with
+ * the history.
  */
 export const TOKEN_TYPE = 'coffer+jwt';
 const SIGNING_PREFIX = 'auth/signing/';
@@ -36,6 +46,21 @@ const SWEEP_EVERY = 1024;
 export const MAX_TREE_DEPTH = 32;
 /** The default of config `token_max_ttl_s`. */
 export const DEFAULT_TOKEN_MAX_TTL = 32 * 86_400;
+/** The default of config `token_max_children`: live children one token may hold. */
+export const DEFAULT_TOKEN_MAX_CHILDREN = 1000;
+/**
+ * A record is deleted from the store this long after it stopped mattering, so that a replica
+ * whose clock runs a little behind the primary's has dropped it from memory by then.
+ */
+export const SWEEP_GRACE_SECONDS = 300;
+const SWEEP_INTERVAL_MS = 60_000;
+/** Deletes per batch (one `store.mutate`, one change-log record), and batches per sweep. */
+const SWEEP_BATCH = 500;
+const SWEEP_BATCHES = 20;
+/** Expired records remembered for deletion; beyond it, the sweep pages through the store for them. */
+const EXPIRED_LIMIT = 100_000;
+const RESCAN_PAGE = 5_000;
+const RESCAN_PAGES = 20;
 
 /** The signed claims. All times are seconds since the epoch. */
 export interface TokenClaims {
@@ -84,6 +109,15 @@ export interface TokenOptions {
   now?: () => number;
   /** Config `token_max_ttl_s`: no token but the root token from init lives longer. */
   maxTtlSeconds?: number;
+  /** Config `token_max_children`: live children one token may hold (the root token's too). */
+  maxChildren?: number;
+  /**
+   * Whether this server may write: false on a replica, which never sweeps the store (the
+   * primary's deletes reach it through replication). Default: always.
+   */
+  writable?: () => boolean;
+  /** Between two sweeps of expired token state (default a minute; 0: only when `sweepStore` is called). */
+  sweepIntervalMs?: number;
 }
 
 const PURPOSE = 'token-signing';
@@ -118,10 +152,12 @@ export interface IssueRequest {
 }
 
 export class TokenService {
-  /** Store prefixes whose replicated changes require `reload()` (wired in main.ts). */
+  /** Store prefixes whose replicated changes a replica passes to `applyChanged` (wired in main.ts). */
   static readonly STATE_PREFIXES: readonly string[] = [SIGNING_PREFIX, REVOKED_PREFIX, RENEWED_PREFIX, CHILDREN_PREFIX];
   /** Config `token_max_ttl_s`. */
   readonly maxTtlSeconds: number;
+  /** Config `token_max_children`. */
+  readonly maxChildren: number;
   private keys = new Map<string, SigningKey>();
   private current: SigningKey | undefined;
   /** Revoked jti → until when the record matters (the token's hard `exp`). */
@@ -132,6 +168,15 @@ export class TokenService {
   private parentOf = new Map<string, { parent: string; exp: number }>();
   private childrenOf = new Map<string, Set<string>>();
   private sinceSweep = 0;
+  /** Store keys of records found past their time (key → that time), for the sweep to delete. */
+  private readonly expired = new Map<string, number>();
+  /** Set when `expired` overflowed or this server became writable: the sweep pages through the store. */
+  private rescan: { prefix: number; after?: string } | undefined;
+  private wasWritable: boolean | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<number> | undefined;
+  private readonly writable: () => boolean;
+  private readonly sweepIntervalMs: number;
   private readonly verified = new Map<string, { claims: TokenClaims; kid: string }>();
   private issuer = '';
   private unsealed: UnsealedKeys | undefined;
@@ -149,6 +194,9 @@ export class TokenService {
     const options = typeof clock === 'function' ? { now: clock } : clock;
     this.now = options.now ?? Date.now;
     this.maxTtlSeconds = options.maxTtlSeconds ?? DEFAULT_TOKEN_MAX_TTL;
+    this.maxChildren = options.maxChildren ?? DEFAULT_TOKEN_MAX_CHILDREN;
+    this.writable = options.writable ?? (() => true);
+    this.sweepIntervalMs = options.sweepIntervalMs ?? SWEEP_INTERVAL_MS;
     seal.onUnseal((keys) => this.load(keys));
     seal.onSeal(() => this.unload());
   }
@@ -166,12 +214,14 @@ export class TokenService {
   /**
    * Signs a token. Lifetimes are capped at `token_max_ttl_s` (a login role asking for more gets
    * the cap; token/create refuses before it gets here). A token with a `parent` is entered in
-   * the tree before it is handed out, and refused if that parent was revoked meanwhile.
+   * the tree before it is handed out, and refused if that parent was revoked meanwhile or
+   * already holds `maxChildren` live children (403).
    */
   async issue(request: IssueRequest): Promise<{ token: string; claims: ActiveClaims }> {
     const key = this.requireCurrent();
     const maxTtlSeconds = Math.min(request.maxTtlSeconds, this.maxTtlSeconds);
     const claims = this.claimsFor({ ...request, maxTtlSeconds, ttlSeconds: Math.min(request.ttlSeconds, maxTtlSeconds) });
+    if (claims.parent) this.checkChildQuota(claims.parent); // before any write (adopt counts again, atomically)
     await this.coverLifetime(key, claims.exp);
     if (claims.parent) await this.adopt(claims.parent, claims.jti, claims.exp);
     const token = await this.signClaims(key, claims);
@@ -279,7 +329,7 @@ export class TokenService {
     // `iat` moves so that `ttl_exp - iat` stays the renewal increment (it is at most now).
     const ttlSeconds = (caller.ttl_exp ?? caller.exp) - caller.iat;
     const reissued: TokenClaims = { ...claims, max_exp: undefined, iat: expires - ttlSeconds, ttl_exp: expires, jti: this.newJti() };
-    if (reissued.parent) await this.adopt(reissued.parent, reissued.jti, reissued.exp);
+    if (reissued.parent) await this.adopt(reissued.parent, reissued.jti, reissued.exp, false); // the same grant: not a new child
     const token = await this.signClaims(key, reissued);
     return { kid: key.kid, token };
   }
@@ -305,11 +355,128 @@ export class TokenService {
   }
 
   /**
-   * Reloads signing keys and revocations from the store: a replica calls it after applying
-   * changes shipped by the primary, so a token revoked there stops working here too.
+   * Reloads signing keys, revocations, renewals and the tree from the store (every record: a
+   * replica does it only after loading a snapshot; see `applyChanged`).
    */
   async reload(): Promise<void> {
     if (this.unsealed) await this.load(this.unsealed);
+  }
+
+  /**
+   * A replica's apply of changes shipped by the primary, from the changed store keys alone:
+   * each token-state key is read again (present: loaded, absent: dropped), so the cost is that
+   * of the change, never of the history. `*` (a snapshot replaced the store) reloads
+   * everything; a changed signing key re-reads the signing keys only. Other keys are ignored.
+   * An absent revocation or tree edge (the primary's sweep deleted it) leaves memory only once
+   * it is past its time by this server's clock too: a revocation never ends before its token.
+   */
+  async applyChanged(keys: readonly string[]): Promise<void> {
+    const unsealed = this.unsealed;
+    if (!unsealed) return; // sealed: the next unseal reads everything
+    if (keys.includes('*')) return this.reload();
+    const changed = [...new Set(keys)];
+    if (changed.some((k) => k.startsWith(SIGNING_PREFIX))) {
+      const signing = await this.readSigningKeys(unsealed);
+      if (this.unsealed !== unsealed) return;
+      this.keys = signing.keys;
+      this.current = signing.current;
+    }
+    const nowSeconds = this.nowSeconds();
+    for (const key of changed) {
+      const prefix = [REVOKED_PREFIX, RENEWED_PREFIX, CHILDREN_PREFIX].find((p) => key.startsWith(p));
+      if (!prefix) continue;
+      const raw = this.store.get(key);
+      const until = raw === undefined ? undefined : Number(Buffer.from(raw).toString());
+      if (until === undefined) this.expired.delete(key);
+      else if (!(until > nowSeconds)) this.noteExpired(key, until);
+      const live = until !== undefined && until > nowSeconds;
+      const id = key.slice(prefix.length);
+      if (prefix === CHILDREN_PREFIX) {
+        const [parent, child] = id.split('/');
+        if (!parent || !child) continue;
+        if (live) this.link(parent, child, until);
+        else if (this.parentOf.get(child)?.parent === parent && this.parentOf.get(child)!.exp <= nowSeconds) this.unlink(child);
+        continue;
+      }
+      const map = prefix === REVOKED_PREFIX ? this.revoked : this.renewed;
+      if (live) map.set(id, Math.max(until, map.get(id) ?? 0));
+      // A renewal is dropped at once (the token's expiry only comes sooner); a revocation only at its time.
+      else if (prefix === RENEWED_PREFIX || (map.get(id) ?? 0) <= nowSeconds) map.delete(id);
+    }
+  }
+
+  /**
+   * Drops expired entries from memory and, on a server that may write, deletes the records of
+   * tokens past their time (plus `SWEEP_GRACE_SECONDS`) from the store, at most `SWEEP_BATCH`
+   * per batch and `SWEEP_BATCHES` batches per call; the timer calls it, and tests. Resolves
+   * with the number of records deleted.
+   */
+  sweepStore(): Promise<number> {
+    this.sweeping ??= this.runSweep().finally(() => {
+      this.sweeping = undefined;
+    });
+    return this.sweeping;
+  }
+
+  private async runSweep(): Promise<number> {
+    if (!this.unsealed) return 0;
+    this.sweep();
+    const writable = this.writable();
+    // Promoted (or no longer fenced): what this server learnt as a replica was never noted.
+    if (writable && this.wasWritable === false) this.rescan ??= { prefix: 0 };
+    this.wasWritable = writable;
+    if (!writable) return 0;
+    if (this.rescan && this.expired.size < EXPIRED_LIMIT - RESCAN_PAGE) await this.rescanStore();
+    const cutoff = this.nowSeconds() - SWEEP_GRACE_SECONDS;
+    const due: string[] = [];
+    for (const [key, until] of this.expired) {
+      if (until > cutoff) continue;
+      due.push(key);
+      if (due.length >= SWEEP_BATCH * SWEEP_BATCHES) break;
+    }
+    let deleted = 0;
+    for (let i = 0; i < due.length && this.unsealed; i += SWEEP_BATCH) {
+      const batch = due.slice(i, i + SWEEP_BATCH);
+      deleted += await this.store.mutate((tx) => {
+        let n = 0;
+        for (const key of batch) {
+          const raw = tx.get(key);
+          // Gone already, or written again meanwhile (then memory holds it and notes it again).
+          if (raw === undefined || !(Number(Buffer.from(raw).toString()) <= cutoff)) continue;
+          tx.del(key);
+          n++;
+        }
+        return n;
+      });
+      for (const key of batch) this.expired.delete(key);
+    }
+    return deleted;
+  }
+
+  /** Pages through the token state in the store (at most `RESCAN_PAGES` pages a sweep) for expired records `expired` does not hold. */
+  private async rescanStore(): Promise<void> {
+    const prefixes = [REVOKED_PREFIX, RENEWED_PREFIX, CHILDREN_PREFIX];
+    const nowSeconds = this.nowSeconds();
+    let cursor = this.rescan!;
+    for (let pages = 0; pages < RESCAN_PAGES && cursor.prefix < prefixes.length && this.expired.size < EXPIRED_LIMIT - RESCAN_PAGE; pages++) {
+      const page = await this.store.scanPrefix(prefixes[cursor.prefix]!, cursor.after, RESCAN_PAGE);
+      for (const [key, value] of page) {
+        const until = Number(Buffer.from(value).toString());
+        if (until <= nowSeconds) this.noteExpired(key, until);
+      }
+      cursor = page.length < RESCAN_PAGE ? { prefix: cursor.prefix + 1 } : { prefix: cursor.prefix, after: page[page.length - 1]![0] };
+    }
+    this.rescan = cursor.prefix < prefixes.length ? cursor : undefined;
+  }
+
+  /** Remembers a record for deletion (only where this server may write; a replica never deletes). */
+  private noteExpired(key: string, until: number): void {
+    if (!Number.isFinite(until) || !this.writable()) return;
+    if (this.expired.size >= EXPIRED_LIMIT && !this.expired.has(key)) {
+      this.rescan ??= { prefix: 0 };
+      return;
+    }
+    this.expired.set(key, until);
   }
 
   /**
@@ -324,9 +491,10 @@ export class TokenService {
       const [id, until] = queue.pop()!;
       if (victims.has(id)) continue;
       victims.set(id, until);
-      for (const child of this.childrenOf.get(id) ?? []) {
+      for (const child of [...(this.childrenOf.get(id) ?? [])]) {
         const entry = this.parentOf.get(child);
         if (entry && entry.exp > nowSeconds) queue.push([child, entry.exp]);
+        else if (entry) this.dropEdge(child, entry);
       }
     }
     for (const id of victims.keys()) if (this.revoked.has(id)) victims.delete(id);
@@ -354,30 +522,16 @@ export class TokenService {
   private async load(keys: UnsealedKeys): Promise<void> {
     this.issuer = issuerOf(keys.clusterId);
     this.unsealed = keys;
-    const loaded = new Map<string, SigningKey>();
-    let newest: { key: SigningKey; created: number } | undefined;
-    for (const [, raw] of await this.store.scanPrefix(SIGNING_PREFIX)) {
-      const record = JSON.parse(Buffer.from(raw).toString('utf8')) as SigningRecord;
-      // A replica reloads on every shipped renewal or revocation: reuse a key already opened
-      // from the same sealed pair (only its lifetime fields change) instead of unsealing it again.
-      const known = this.keys.get(record.kid);
-      const signing =
-        known && sealedPart(known.record) === sealedPart(record)
-          ? { ...known, record }
-          : await openSealedKeyPair(keys, record, PURPOSE).then(async (pair) => ({ ...pair, publicJwk: await publicJwk(pair.publicKey, pair.kid), record }));
-      loaded.set(record.kid, signing);
-      if (record.retire_at === undefined && (!newest || record.created_at > newest.created)) newest = { key: signing, created: record.created_at };
-    }
-    if (!newest) {
-      newest = { key: await this.store.mutate((tx) => this.createSigningKey(tx, keys)), created: this.now() };
-      loaded.set(newest.key.kid, newest.key);
-    }
+    this.wasWritable = this.writable();
+    const signing = await this.readSigningKeys(keys);
     const nowSeconds = Math.floor(this.now() / 1000);
+    // Past their time: left out of memory, and remembered for the sweep to delete.
     const live = async (prefix: string) => {
       const out: [string, number][] = [];
       for (const [k, v] of await this.store.scanPrefix(prefix)) {
         const until = Number(Buffer.from(v).toString());
         if (until > nowSeconds) out.push([k.slice(prefix.length), until]);
+        else this.noteExpired(k, until);
       }
       return out;
     };
@@ -391,9 +545,9 @@ export class TokenService {
       parentOf.set(child, { parent, exp });
       childrenOf.set(parent, (childrenOf.get(parent) ?? new Set()).add(child));
     }
-    // This state only grows (revocations and tree edges are never removed, renewals only move
-    // later), so what memory holds is kept: a revoke or renew that finished during the scans
-    // above must not be lost when the maps are swapped.
+    // Records leave the store only once past their time (the sweep), so what memory holds and
+    // has not expired is kept: a revoke or renew that finished during the scans above must not
+    // be lost when the maps are swapped.
     for (const [jti, until] of this.revoked) if (until > nowSeconds && !revoked.has(jti)) revoked.set(jti, until);
     for (const [jti, until] of this.renewed) if (until > (renewed.get(jti) ?? nowSeconds)) renewed.set(jti, until);
     for (const [child, edge] of this.parentOf) {
@@ -402,41 +556,124 @@ export class TokenService {
       childrenOf.set(edge.parent, (childrenOf.get(edge.parent) ?? new Set()).add(child));
     }
     // Swapped in together after every read, so a request never sees half a reload.
-    this.keys = loaded;
-    this.current = newest.key;
+    this.keys = signing.keys;
+    this.current = signing.current;
     this.revoked = revoked;
     this.renewed = renewed;
     this.parentOf = parentOf;
     this.childrenOf = childrenOf;
+    this.startSweeper();
+  }
+
+  /** The signing keys in the store, opened (one is created when none is current). */
+  private async readSigningKeys(keys: UnsealedKeys): Promise<{ keys: Map<string, SigningKey>; current: SigningKey }> {
+    const loaded = new Map<string, SigningKey>();
+    let newest: { key: SigningKey; created: number } | undefined;
+    for (const [, raw] of await this.store.scanPrefix(SIGNING_PREFIX)) {
+      const record = JSON.parse(Buffer.from(raw).toString('utf8')) as SigningRecord;
+      // A replica re-reads them on every shipped signing change: reuse a key already opened
+      // from the same sealed pair (only its lifetime fields change) instead of unsealing it again.
+      const known = this.keys.get(record.kid);
+      const signing =
+        known && sealedPart(known.record) === sealedPart(record)
+          ? { ...known, record }
+          : await openSealedKeyPair(keys, record, PURPOSE).then(async (pair) => ({ ...pair, publicJwk: await publicJwk(pair.publicKey, pair.kid), record }));
+      loaded.set(record.kid, signing);
+      if (record.retire_at === undefined && (!newest || record.created_at > newest.created)) newest = { key: signing, created: record.created_at };
+    }
+    if (!newest) {
+      newest = { key: await this.store.mutate((tx) => this.createSigningKey(tx, keys)), created: this.now() };
+      loaded.set(newest.key.kid, newest.key);
+    }
+    return { keys: loaded, current: newest.key };
+  }
+
+  /** The periodic sweep: unref'd (never keeps the process alive), stopped on seal. */
+  private startSweeper(): void {
+    if (this.sweepTimer || this.sweepIntervalMs <= 0) return;
+    this.sweepTimer = setInterval(() => void this.sweepStore().catch(() => undefined), this.sweepIntervalMs);
+    this.sweepTimer.unref();
   }
 
   /**
    * Enters a child in the tree (persisted before the token is handed out, so revoking the parent
-   * later finds it, after a restart and on replicas too).
+   * later finds it, after a restart and on replicas too). With `quota`, refused (403) while the
+   * parent holds `maxChildren` live children; the count and the entry in memory happen together,
+   * before the write, so concurrent mints cannot all pass it (a failed write takes the entry out).
    */
-  private async adopt(parent: string, child: string, exp: number): Promise<void> {
-    await this.store.mutate((tx) => tx.put(`${CHILDREN_PREFIX}${parent}/${child}`, Buffer.from(String(exp))));
-    this.parentOf.set(child, { parent, exp });
-    this.childrenOf.set(parent, (this.childrenOf.get(parent) ?? new Set()).add(child));
+  private async adopt(parent: string, child: string, exp: number, quota = true): Promise<void> {
+    if (quota) this.checkChildQuota(parent);
+    this.link(parent, child, exp);
+    try {
+      await this.store.mutate((tx) => tx.put(`${CHILDREN_PREFIX}${parent}/${child}`, Buffer.from(String(exp))));
+    } catch (e) {
+      this.unlink(child);
+      throw e;
+    }
     if (++this.sinceSweep >= SWEEP_EVERY) this.sweep();
   }
 
+  /** Live children: before their hard `exp` and not revoked. Expired ones found are dropped on the way. */
+  private checkChildQuota(parent: string): void {
+    const children = this.childrenOf.get(parent);
+    if (!children || children.size < this.maxChildren) return;
+    const nowSeconds = this.nowSeconds();
+    let live = 0;
+    let next = Infinity;
+    for (const child of [...children]) {
+      const edge = this.parentOf.get(child);
+      if (!edge) continue;
+      if (edge.exp <= nowSeconds) this.dropEdge(child, edge);
+      else if (!this.revoked.has(child)) {
+        live++;
+        next = Math.min(next, edge.exp);
+      }
+    }
+    if (live < this.maxChildren) return;
+    throw new CofferError(
+      'forbidden',
+      `this token already has ${live} live child tokens (token_max_children: ${this.maxChildren}): revoke one, or wait until one reaches its max TTL (the next at ${new Date(next * 1000).toISOString()})`,
+    );
+  }
+
+  private link(parent: string, child: string, exp: number): void {
+    const known = this.parentOf.get(child);
+    if (known && known.parent === parent && known.exp >= exp) return;
+    this.parentOf.set(child, { parent, exp });
+    this.childrenOf.set(parent, (this.childrenOf.get(parent) ?? new Set()).add(child));
+  }
+
+  private unlink(child: string): void {
+    const edge = this.parentOf.get(child);
+    if (!edge) return;
+    this.parentOf.delete(child);
+    const siblings = this.childrenOf.get(edge.parent);
+    siblings?.delete(child);
+    if (siblings?.size === 0) this.childrenOf.delete(edge.parent);
+  }
+
+  /** An expired edge leaves memory, and its record is remembered for the sweep. */
+  private dropEdge(child: string, edge: { parent: string; exp: number }): void {
+    this.unlink(child);
+    this.noteExpired(`${CHILDREN_PREFIX}${edge.parent}/${child}`, edge.exp);
+  }
+
   /**
-   * Drops in-memory tree, renewal and revocation entries of tokens past their hard expiry (a
-   * reload does the same): a busy primary that never restarts must not grow without bound.
-   * The store keeps them; a reload skips them.
+   * Drops in-memory tree, renewal and revocation entries past their time (a reload does the
+   * same): a busy server that never restarts must not grow without bound. Their records are
+   * remembered for `sweepStore` to delete.
    */
   private sweep(): void {
     this.sinceSweep = 0;
     const nowSeconds = this.nowSeconds();
-    for (const [child, { parent, exp }] of this.parentOf) {
-      if (exp > nowSeconds) continue;
-      this.parentOf.delete(child);
-      const siblings = this.childrenOf.get(parent);
-      siblings?.delete(child);
-      if (siblings?.size === 0) this.childrenOf.delete(parent);
+    for (const [child, edge] of this.parentOf) if (edge.exp <= nowSeconds) this.dropEdge(child, edge);
+    for (const [map, prefix] of [[this.renewed, RENEWED_PREFIX], [this.revoked, REVOKED_PREFIX]] as const) {
+      for (const [jti, until] of map) {
+        if (until > nowSeconds) continue;
+        map.delete(jti);
+        this.noteExpired(prefix + jti, until);
+      }
     }
-    for (const map of [this.renewed, this.revoked]) for (const [jti, until] of map) if (until <= nowSeconds) map.delete(jti);
   }
 
   private unload(): void {
@@ -444,6 +681,8 @@ export class TokenService {
     this.keys = new Map();
     this.current = undefined;
     this.verified.clear();
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
   }
 
   private async createSigningKey(tx: Tx, keys: UnsealedKeys): Promise<SigningKey> {
