@@ -127,10 +127,11 @@ export class Keyrings {
    * version, one keyring per batch. No data is touched. Returns how many keyrings changed.
    */
   async rewrapUnderCurrentMaster(): Promise<number> {
-    const namespaces = (await this.store.scanPrefix(KEYRING_PREFIX)).map(([k]) => k.slice(KEYRING_PREFIX.length));
     let changed = 0;
-    for (const namespace of namespaces) {
+    for (const namespace of await this.namespacesBehindMaster()) {
+      this.checkOpen(); // sealed meanwhile: stop, an unseal resumes it
       const didChange = await this.store.mutate(async (tx) => {
+        this.checkOpen();
         const record = readRecord(tx.get(keyringKey(namespace)));
         if (!record) return false;
         let touched = false;
@@ -149,6 +150,18 @@ export class Keyrings {
       if (didChange) changed++;
     }
     return changed;
+  }
+
+  /**
+   * Keyrings with a version not wrapped by the current master version (read-only, no unwrap).
+   * Empty except while a master rotation or BYOK import is re-wrapping, or after one was
+   * interrupted (kill -9) between storing the new master version and re-wrapping the last keyring.
+   */
+  async namespacesBehindMaster(): Promise<string[]> {
+    const current = this.provider.currentVersion();
+    return (await this.store.scanPrefix(KEYRING_PREFIX))
+      .filter(([, raw]) => Object.values(readRecord(raw)!.versions).some((e) => this.provider.versionOf(fromBase64(e.wrapped)!) !== current))
+      .map(([k]) => k.slice(KEYRING_PREFIX.length));
   }
 
   /** Zeroizes every cached key. Called on seal; the instance is unusable afterwards. */

@@ -346,6 +346,33 @@ export class SealManager {
       await this.seal();
       throw e;
     }
+    void this.finishMasterRewrap(keys);
+  }
+
+  /**
+   * A master rotation (or BYOK import) stores the new version first and then re-wraps the
+   * keyrings one batch each: a crash in between leaves some keyrings under the previous version
+   * while the new one is current. Every unseal finishes that re-wrap in the background, as the
+   * DEK rewrap jobs resume. A replica cannot write: its primary finishes it and ships the result.
+   */
+  private async finishMasterRewrap(keys: UnsealedKeys): Promise<void> {
+    for (let attempt = 0; this.unsealed === keys; attempt++) {
+      try {
+        const behind = await keys.keyrings.namespacesBehindMaster();
+        if (behind.length === 0) return;
+        if (attempt === 0) this.options.log?.warn({ keyrings: behind.length, master_version: keys.provider.currentVersion() }, 'an interrupted master key rotation left keyrings under an older master version: re-wrapping them');
+        const changed = await keys.keyrings.rewrapUnderCurrentMaster();
+        this.options.log?.info({ keyrings: changed, master_version: keys.provider.currentVersion() }, 'interrupted master key rotation finished');
+        return;
+      } catch (e) {
+        if (isCofferError(e, 'sealed') || isCofferError(e, 'read_only_replica')) return;
+        // A lease not yet taken, a full disk, an HSM away: retried a few times with backoff.
+        const retry = attempt < RETRY_MS.length && !isCofferError(e, 'key_expired') && !isCofferError(e, 'decryption_failed');
+        this.options.log?.[retry ? 'warn' : 'error']({ error: (e as Error).message }, `could not finish an interrupted master key rotation${retry ? ': retrying' : '; POST /v1/sys/rotate re-wraps every keyring'}`);
+        if (!retry) return;
+        await new Promise((r) => setTimeout(r, RETRY_MS[attempt]).unref());
+      }
+    }
   }
 
   /**
