@@ -50,6 +50,7 @@ let cli = yargs(hideBin(process.argv))
         .option('insecure-no-tls', { type: 'boolean', describe: 'allow plain HTTP on a non-loopback address (only behind a TLS-terminating proxy)' })
         .option('allow-expired-cert', { type: 'boolean', describe: 'start even though the server certificate has expired' })
         .option('max-connections-per-address', { type: 'number', describe: 'open connections one client address may hold (default 256, 0: no cap)' })
+        .option('shutdown-grace-s', { type: 'number', describe: 'SIGTERM: seconds requests in flight may take to finish (default 10)' })
         .example('coffer server --dev', 'run a local dev vault in ./.coffer')
         .example('coffer server --dev-tls', 'the same over HTTPS with a throw-away CA')
         .example('coffer server --config /etc/coffer/coffer.yaml --tls-cert-file /etc/coffer/tls/server.pem --tls-key-file /etc/coffer/tls/server-key.pem', 'serve HTTPS on the network')
@@ -67,6 +68,7 @@ let cli = yargs(hideBin(process.argv))
         replica_of: argv.replicaOf,
         poll_interval: argv.pollInterval,
         api_addr: argv.apiAddr,
+        shutdown_grace_s: argv.shutdownGraceS,
         tls_cert_file: argv.tlsCertFile,
         tls_key_file: argv.tlsKeyFile,
         tls_min_version: argv.tlsMinVersion,

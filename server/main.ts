@@ -14,6 +14,7 @@ import { TokenService } from './auth/tokens.js';
 import { loadConfig, type ServerConfig } from './config.js';
 import { CofferError } from './errors.js';
 import { createApp } from './http/app.js';
+import { drainable } from './drain.js';
 import { capConnectionsPerAddress } from './http/connection-cap.js';
 import { trustedProxies } from './http/client-address.js';
 import { auditSinkMetrics, createMetrics } from './http/metrics.js';
@@ -155,6 +156,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
       exempt: trustedProxies(config.trusted_proxies),
       log,
     });
+    const drainer = drainable(server);
     const address = server.address() as AddressInfo;
     const url = `${tlsMaterial ? 'https' : 'http'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
     replication.setAddress(config.api_addr ?? url);
@@ -198,7 +200,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
           // durable) before the final checkpoint, so a clean stop leaves a signed tail.
           lifecycle.draining = true;
           const stopping = Date.now();
-          await drain(server, graceMs);
+          await drainer.drain(graceMs);
           await replication.close();
           // Bounded by what is left of the grace period (at least a moment for the final
           // checkpoint): a stalled sink is abandoned, never waited on (server/audit/log.ts).
@@ -213,30 +215,6 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     await store.close();
     throw e;
   }
-}
-
-/** How long a draining server keeps listening before it closes idle connections. */
-const DRAIN_SETTLE_MS = 200;
-
-/**
- * Lets requests in flight finish (their responses say `Connection: close`), then stops. While
- * connections are open it first keeps listening for a moment: node counts a connection whose
- * request has arrived but is not parsed yet as idle, and closing idle connections at once would
- * reset such requests. Then it stops accepting and closes idle keep-alive connections;
- * connections still open after `graceMs` are cut.
- */
-async function drain(server: Server, graceMs: number): Promise<void> {
-  const open = await new Promise<number>((done) => server.getConnections((e, n) => done(e ? 1 : n)));
-  if (open > 0) await new Promise((r) => setTimeout(r, Math.min(DRAIN_SETTLE_MS, graceMs)));
-  await new Promise<void>((done) => {
-    const cut = setTimeout(() => server.closeAllConnections(), graceMs);
-    cut.unref();
-    server.close(() => {
-      clearTimeout(cut);
-      done();
-    });
-    server.closeIdleConnections();
-  });
 }
 
 interface ListenOptions {
