@@ -12,6 +12,11 @@ describe('deploy files', () => {
     const config = await loadConfig({ file: join(root, 'deploy', 'coffer.yaml'), env: {} });
     assert.equal(config.kek, 'shamir:');
     assert.equal(config.data_dir, '/var/lib/coffer');
+    // It listens on the network, so it must serve TLS (a plain-HTTP one would refuse to start).
+    assert.equal(config.listen, '0.0.0.0:8740');
+    assert.equal(config.tls_cert_file, '/etc/coffer/tls/server.pem');
+    assert.equal(config.tls_key_file, '/etc/coffer/tls/server-key.pem');
+    assert.notEqual(config.insecure_no_tls, true);
   });
 
   it('runs the image as a non-root user on the compiled entry point', async () => {
