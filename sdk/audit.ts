@@ -105,6 +105,7 @@ export function verifyAuditLog(text: string, options: VerifyOptions = {}): Verif
   let previousHash: string | undefined;
   let previousSeq: number | undefined;
   let firstUnsigned: { line: number; time: number } | undefined;
+  let headAware = false;
   for (let i = 0; i < lines.length; i++) {
     const raw = lines[i]!;
     let entry: AuditEntry;
@@ -142,7 +143,13 @@ export function verifyAuditLog(text: string, options: VerifyOptions = {}): Verif
         if (gap && typeof gap.stored_seq === 'number') {
           result.gaps.push({ line: i + 1, stored_seq: gap.stored_seq, file_seq: typeof gap.file_seq === 'number' ? gap.file_seq : null, reason: String(gap.reason ?? '') });
         }
-        if (entry.head_missing === true) result.uncheckedRestarts.push(i + 1);
+        if (entry.head_missing === true) {
+          // After a server that kept a chain head, a restart without it is a removed head file:
+          // the server refuses to start then unless an operator accepted it, which records a gap.
+          if (headAware && !gap) return fail(i + 1, 'restart without the chain head after a server that kept one (the head file was removed): a truncation before this line was not checked');
+          result.uncheckedRestarts.push(i + 1);
+        }
+        if (entry.head === true) headAware = true;
       }
     }
     previousHash = sha256Hex(raw);

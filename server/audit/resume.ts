@@ -4,6 +4,20 @@ import { AuditTailError, acceptTruncation, readTail, resumeFrom, type Resume } f
 import type { Sink } from './sink.js';
 
 const GENESIS = '0'.repeat(64);
+const ACCEPT_TRUNCATION_ENV = 'COFFER_AUDIT_ACCEPT_TRUNCATION';
+
+/** Whether any `open` line among `lines` (the end of the log, bounded by readTail) says its server kept a chain head. */
+function writtenWithHead(lines: string[]): boolean {
+  return lines.some((line) => {
+    if (!line.includes('"open"')) return false;
+    try {
+      const entry = JSON.parse(line) as { type?: unknown; head?: unknown };
+      return entry.type === 'open' && entry.head === true;
+    } catch {
+      return false;
+    }
+  });
+}
 
 export interface SinkStart {
   kind: Sink['kind'];
@@ -68,7 +82,26 @@ export async function resumeSinks(names: string[], stored: AuditHead | undefined
       }
     } else {
       resume = resumeFrom(file, tail, undefined, '');
-      if (i === 0 && resume.headMissing && headPath && !stored) open.head_missing = true;
+      if (i === 0 && resume.headMissing && headPath && !stored) {
+        open.head_missing = true;
+        // Without a head file the start cannot check for truncation. That is expected on the first
+        // start of a log written before heads existed, not after a server that kept one: then the
+        // head file was removed, which is how an offline truncation would hide.
+        if (writtenWithHead((await readTail(file, 0)).lines)) {
+          const lastSeq = resume.seq - 1;
+          if (acceptAt !== lastSeq) {
+            throw new AuditTailError(
+              `audit log ${file} was written by a server that keeps its chain head in ${headPath}, but that file is missing: ` +
+                `a truncation of the log cannot be ruled out. Refusing to start: restore ${headPath} from a backup; to continue ` +
+                `from what the log holds on purpose, start once with ${ACCEPT_TRUNCATION_ENV}=${lastSeq} (the gap is recorded in the log)`,
+              lastSeq,
+              'chain head file missing',
+            );
+          }
+          open.gap = { stored_seq: lastSeq, stored_head: resume.prev, file_seq: lastSeq, reason: 'chain head file missing' };
+          accepted = i;
+        }
+      }
     }
     ends.push(resume.seq > 0 ? { seq: resume.seq - 1, hash: resume.prev } : undefined);
     if (tail.fragment > 0) cuts.push({ path: file, size: tail.size - tail.fragment });
@@ -86,5 +119,6 @@ export async function resumeSinks(names: string[], stored: AuditHead | undefined
     return [{ sink, from: end.seq + 1, after: end.hash }];
   });
   if (missed.length) open.missed = missed;
+  if (headPath) open.head = true; // this server checks its log against a stored head at start (see above)
   return { seq: resume.seq + 1, prev: resume.hash, open, sinks: kinds.map((kind, i) => ({ kind, ...(ends[i] ? { held: ends[i] } : {}) })) };
 }
