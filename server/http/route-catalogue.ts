@@ -314,7 +314,7 @@ export const ROUTES: readonly RouteEntry[] = [
   ...adminCrud('/v1/auth/approle/roles', 'auth/approle', 'approle role', 'auth', appRoleBody, 'AppRole', 'The role, with its `role_id`'),
   {
     method: 'POST', path: '/v1/auth/approle/roles/:name/secret-id', openapiPath: '/v1/auth/approle/roles/{name}/secret-id', operationId: 'createSecretId', tag: 'auth', stage: 'token', capability: 'admin on sys/auth/approle/<name>',
-    summary: 'Issue a secret_id for an approle role', body: null,
+    summary: 'Issue a secret_id for an approle role', body: emptyBody,
     response: { status: 200, description: '`{secret_id, expires_at, uses}` (shown once)' },
     errors: ['not_found'], writes: true,
   },

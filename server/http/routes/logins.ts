@@ -8,6 +8,7 @@ import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { LoginLimits } from '../login-limits.js';
 import { methods } from '../router.js';
+import { emptyBody } from '../schemas.js';
 import { validate } from '../validate.js';
 import { tokenResponse } from './access.js';
 import { adminCrud } from './admin-crud.js';
@@ -109,6 +110,7 @@ export function loginAdminRoutes(router: Router, deps: AppDeps): void {
       jsonBody,
       async (req, res) => {
         const name = checkRole(req.params.name);
+        validate(emptyBody, req.body);
         requireCapability(deps.access, res, 'admin', `sys/auth/approle/${name}`);
         res.json(await approle.createSecretId(name));
       },

@@ -834,3 +834,24 @@ describe('http bad input: methods, error shape, headers, leaks and prototype pol
     }
   });
 });
+
+describe('http bad input: approle secret-id body', () => {
+  let vault: TestVault;
+  before(async () => {
+    vault = await openVault();
+    assert.equal((await request(vault.app).put('/v1/auth/approle/roles/builder').set(vault.auth).send({})).status, 200);
+  });
+  after(() => vault.cleanup());
+
+  it('refuses fields in the body of POST …/secret-id (it takes none), and issues nothing', async () => {
+    for (const body of [{ ttl: 60 }, { secret_id: 'mine' }, { num_uses: 0 }]) {
+      const res = await request(vault.app).post('/v1/auth/approle/roles/builder/secret-id').set(vault.auth).send(body);
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, 'invalid_request');
+      assert.equal(res.body.secret_id, undefined);
+    }
+    const ok = await request(vault.app).post('/v1/auth/approle/roles/builder/secret-id').set(vault.auth).send({});
+    assert.equal(ok.status, 200);
+    assert.match(ok.body.secret_id, /./);
+  });
+});
