@@ -6,6 +6,8 @@ import { createInterface } from 'node:readline';
 /** Path of the compiled CLI entry (dist/cli/main.js) seen from dist/test/integration. */
 export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'cli', 'main.js');
 
+const START_TIMEOUT_MS = 60_000;
+
 export interface ServerProcess {
   child: ChildProcess;
   url: string;
@@ -33,6 +35,7 @@ export function startServerProcess(args: string[], env: NodeJS.ProcessEnv = {}):
       try {
         const entry = JSON.parse(line) as { msg?: string; url?: string };
         if (entry.msg === 'coffer listening' && entry.url) {
+          clearTimeout(timer);
           resolve({
             child,
             url: entry.url,
@@ -48,5 +51,13 @@ export function startServerProcess(args: string[], env: NodeJS.ProcessEnv = {}):
       }
     });
     void exited.then((code) => reject(new Error(`server exited (${code}) before listening:\n${output}`)));
+    // A server that never says it listens (a wrong flag, --log-level above info) must not be left running.
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server did not log "coffer listening" within ${START_TIMEOUT_MS} ms:\n${output}`));
+    }, START_TIMEOUT_MS);
+    timer.unref();
+    lines.once('close', () => clearTimeout(timer));
+    child.stdout!.once('data', () => undefined);
   });
 }
