@@ -157,6 +157,7 @@ export class Store {
   applyReplicated(records: ChangeRecord[], local: Op[] = []): Promise<void> {
     const run = this.queue.then(async () => {
       this.checkOpen();
+      this.checkWritable();
       let seq = this.seq;
       const batch = this.db.batch();
       for (const record of records) {
@@ -185,6 +186,7 @@ export class Store {
   writeRaw(ops: Op[], seq?: number): Promise<void> {
     const run = this.queue.then(async () => {
       this.checkOpen();
+      this.checkWritable();
       const batch = this.db.batch();
       for (const op of ops) op.type === 'put' ? batch.put(op.key, op.value) : batch.del(op.key);
       if (seq !== undefined) batch.put(SEQ_KEY, Buffer.from(String(seq)));
@@ -197,6 +199,7 @@ export class Store {
 
   private async runMutation<T>(fn: (tx: Tx) => T | Promise<T>): Promise<T> {
     this.checkOpen();
+    this.checkWritable();
     const staged = new Map<string, Uint8Array | null>();
     const tx: Tx = {
       get: (key) => {
@@ -245,6 +248,16 @@ export class Store {
   }
 
   /**
+   * Writes refused until the recovery loop has reopened the database. A failed write must never
+   * be followed by writes on the same handle: a full disk can leave a torn record at the end of
+   * LevelDB's log without putting LevelDB into its error state, later writes then succeed in
+   * memory and in the torn log, and the next open drops them all (acknowledged writes lost).
+   */
+  private checkWritable(): void {
+    if (this.failure) throw storageError(this.failure);
+  }
+
+  /**
    * Writes one synced batch. A full disk or an I/O error becomes `storage_full` or
    * `storage_unavailable` (never a bare 500), marks the store failed for health, and starts
    * the recovery loop; reads keep being served from the same handle meanwhile.
@@ -260,7 +273,6 @@ export class Store {
       this.scheduleRecovery();
       throw storageError(failure);
     }
-    this.failure = undefined;
   }
 
   private scheduleRecovery(): void {
@@ -275,15 +287,16 @@ export class Store {
   }
 
   /**
-   * Runs in the write queue, so no batch is in flight. LevelDB keeps a failed background write
-   * (a compaction on a full disk) as a sticky error that refuses every later write even once
-   * space is back; only a reopen clears it. So: probe with a harmless synced write; if that
-   * still fails and the disk has room again, reopen the database and probe once more. Without
-   * room a reopen could fail half-way and leave no handle to serve reads from, so it waits.
+   * Runs in the write queue, so no batch is in flight. Once the disk has room again, the
+   * database is closed and reopened, always: the reopen replays the log (dropping a torn tail
+   * record, and clearing LevelDB's sticky error after a failed compaction), and the sequence
+   * number is read back from disk, since a batch reported as failed may still have reached it
+   * (then it is wholly there, and its change-log record with it). A synced probe write then
+   * shows the disk takes writes. Without room a reopen could fail half-way and leave no handle
+   * to serve reads from, so it waits.
    */
   private async recover(): Promise<void> {
     if (!this.failure || this.closed) return;
-    if (await this.probe()) return;
     const free = await statfs(this.location).then((s) => s.bavail * s.bsize, () => 0);
     if (free < (this.options.reopenMinFreeBytes ?? 1024 * 1024)) return;
     this.reopening = true;
@@ -296,18 +309,14 @@ export class Store {
     } finally {
       this.reopening = this.db.status !== 'open';
     }
-    await this.probe();
-  }
-
-  /** Rewrites the sequence number as it is: a synced write that changes nothing. */
-  private async probe(): Promise<boolean> {
+    const raw = this.db.getSync(SEQ_KEY);
+    this.seq = raw ? Number(Buffer.from(raw).toString('utf8')) : 0;
     try {
       await this.db.batch().put(SEQ_KEY, Buffer.from(String(this.seq))).write({ sync: true });
     } catch {
-      return false;
+      return; // still failing: the next round reopens again
     }
     this.failure = undefined;
-    return true;
   }
 }
 
