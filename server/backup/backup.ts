@@ -27,6 +27,15 @@ export interface BackupInfo {
   created_at: string;
 }
 
+export interface StartedBackup {
+  info: BackupInfo;
+  body: AsyncGenerator<Uint8Array>;
+  /** Closes the snapshot iterator and zeroizes the working keys; idempotent. */
+  dispose(): Promise<void>;
+  /** True once the working keys are zeroized (tests; reveals no key material). */
+  keysForgotten(): boolean;
+}
+
 /**
  * One consistent, online backup of the store (format.ts). Returns the header facts at once and
  * the file's bytes as a stream.
@@ -44,8 +53,14 @@ export interface BackupInfo {
  *
  * The backup key is 32 fresh bytes wrapped by the master key through the provider, so an HSM
  * key never leaves its token; the raw key and the derived working keys are zeroized at the end.
+ *
+ * The caller must call `dispose()` on every path (streamed to the end, refused, cut, client
+ * gone): it closes the iterator (releasing the pinned LevelDB snapshot) and zeroizes the working
+ * keys. The body's own `finally` does the same, but a generator that was never started never
+ * runs its `finally` (`return()` on it just completes it), so that alone leaks both. `dispose()`
+ * is idempotent; a body read after it yields nothing.
  */
-export async function startBackup(store: Store, provider: MasterKeyProvider, vault: string, now: () => number = Date.now): Promise<{ info: BackupInfo; body: AsyncGenerator<Uint8Array> }> {
+export async function startBackup(store: Store, provider: MasterKeyProvider, vault: string, now: () => number = Date.now): Promise<StartedBackup> {
   const backup = randomBytes(16).toString('hex');
   const raw = new Uint8Array(randomBytes(32));
   let wrapped: Uint8Array;
@@ -60,32 +75,56 @@ export async function startBackup(store: Store, provider: MasterKeyProvider, vau
 
   // An async callback keeps the queue: nothing commits until it returns, so the identity
   // scan below sees the same state as the iterator's snapshot.
-  const { iterator, seq, identity } = await store.mutate(async () => {
-    const iterator = store.iterate('', '\uffff');
-    const seq = store.lastSeq;
-    const identity: Record<string, string> = {};
-    try {
-      const seal = store.get(SEAL_KEY);
-      if (seal) identity[SEAL_KEY] = toBase64(seal);
-      for (const prefix of [MASTER_PREFIX, 'sys/master-meta/']) {
-        for (const [key, value] of await store.scanPrefix(prefix)) if (IDENTITY_KEY.test(key)) identity[key] = toBase64(value);
+  let snapshot: { iterator: ReturnType<Store['iterate']>; seq: number; identity: Record<string, string> };
+  try {
+    snapshot = await store.mutate(async () => {
+      const iterator = store.iterate('', '\uffff');
+      const seq = store.lastSeq;
+      const identity: Record<string, string> = {};
+      try {
+        const seal = store.get(SEAL_KEY);
+        if (seal) identity[SEAL_KEY] = toBase64(seal);
+        for (const prefix of [MASTER_PREFIX, 'sys/master-meta/']) {
+          for (const [key, value] of await store.scanPrefix(prefix)) if (IDENTITY_KEY.test(key)) identity[key] = toBase64(value);
+        }
+      } catch (e) {
+        await iterator.close();
+        throw e;
       }
-    } catch (e) {
-      await iterator.close();
-      throw e;
-    }
-    return { iterator, seq, identity };
-  });
-  const source = identity[SEAL_KEY] ? (JSON.parse(Buffer.from(identity[SEAL_KEY], 'base64').toString('utf8')) as { source: BackupHeader['source'] }).source : undefined;
-  if (!source) {
-    await iterator.close();
+      return { iterator, seq, identity };
+    });
+  } catch (e) {
     forgetKeys(keys);
-    throw new CofferError('not_initialized', 'vault is not initialized: nothing to back up');
+    throw e;
   }
-  const info: BackupInfo = { vault, backup, seq, created_at: new Date(now()).toISOString() };
-  const header: BackupHeader = { format: 1, ...info, source, key: toBase64(wrapped), identity };
-  const preamble = encodePreamble(header);
-  const headHash = sha256hex(preamble.subarray(PREAMBLE_LENGTH));
+  const { iterator, seq, identity } = snapshot;
+  let disposed = false;
+  let released: Promise<void> | undefined;
+  const dispose = (): Promise<void> => {
+    disposed = true;
+    released ??= (async () => {
+      try {
+        await iterator.close().catch(() => undefined);
+      } finally {
+        forgetKeys(keys);
+      }
+    })();
+    return released;
+  };
+  let info: BackupInfo;
+  let preamble: Uint8Array;
+  let headHash: string;
+  try {
+    const source = identity[SEAL_KEY] ? (JSON.parse(Buffer.from(identity[SEAL_KEY], 'base64').toString('utf8')) as { source: BackupHeader['source'] }).source : undefined;
+    if (!source) throw new CofferError('not_initialized', 'vault is not initialized: nothing to back up');
+    info = { vault, backup, seq, created_at: new Date(now()).toISOString() };
+    const header: BackupHeader = { format: 1, ...info, source, key: toBase64(wrapped), identity };
+    preamble = encodePreamble(header);
+    headHash = sha256hex(preamble.subarray(PREAMBLE_LENGTH));
+  } catch (e) {
+    await dispose();
+    throw e;
+  }
 
   async function* body(): AsyncGenerator<Uint8Array> {
     const hash = createHash('sha256');
@@ -96,9 +135,11 @@ export async function startBackup(store: Store, provider: MasterKeyProvider, vau
     const writer = new EntryWriter();
     let chunk = 0;
     const flush = (last: boolean) => {
+      if (disposed) throw new CofferError('internal', 'backup disposed: its keys are forgotten');
       const { payload, entries } = writer.take();
       return emit(encodeChunk(keys, { vault, backup, head: headHash, chunk: chunk++, last, entries }, payload));
     };
+    if (disposed) return;
     try {
       yield emit([preamble]);
       for await (const [key, value] of iterator) {
@@ -116,10 +157,9 @@ export async function startBackup(store: Store, provider: MasterKeyProvider, vau
       hash.update(zero!);
       yield new Uint8Array(Buffer.concat([zero!, hash.digest()]));
     } finally {
-      await iterator.close().catch(() => undefined);
-      forgetKeys(keys);
+      await dispose();
     }
   }
-  return { info, body: body() };
+  return { info, body: body(), dispose, keysForgotten: () => keys.enc.every((b) => b === 0) && keys.mac.every((b) => b === 0) };
 }
 
