@@ -43,6 +43,20 @@ export function canonicalAddress(text: string): string | undefined {
   return mapped ? mapped[1] : canonical;
 }
 
+/**
+ * The counter key of a canonical client address (`canonicalAddress`), for the login limits and
+ * the per-address connection cap. An IPv6 client usually holds a whole /64, so it is one key:
+ * otherwise each of its 2^64 addresses would get a fresh budget. IPv4 is the address itself.
+ */
+export function addressKey(address: string): string {
+  if (isIP(address) !== 6) return address;
+  const [head = '', tail] = address.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return `${groups.slice(0, 4).map((g) => g.padStart(4, '0')).join(':')}::/64`;
+}
+
 const isTrusted = (trusted: BlockList, address: string) => trusted.check(address, isIP(address) === 4 ? 'ipv4' : 'ipv6');
 
 /** The client address of `req` (see above); throws 400 `invalid_request` for a bad header from a proxy. */

@@ -1,6 +1,6 @@
-import { isIP } from 'node:net';
 import type { Response } from 'express';
 import { isCofferError } from '../errors.js';
+import { addressKey } from './client-address.js';
 import { FailureLimiter, type Admission } from './rate-limit.js';
 
 /** Login limits (docs/api.md "Auth"; config `login_failures_per_minute`, `login_user_failures_per_minute`). */
@@ -16,20 +16,10 @@ export interface LoginLimitSettings {
   maxKeys?: number;
 }
 
-export const DEFAULT_LOGIN_LIMITS: LoginLimitSettings = { failuresPerMinute: 60, userFailuresPerMinute: 10 };
+/** Moved to client-address.ts (the connection cap keys by it too); re-exported for importers. */
+export { addressKey };
 
-/**
- * The counter key of a client address. An IPv6 client usually holds a whole /64, so it is one
- * key: otherwise each of its 2^64 addresses would get a fresh failure budget.
- */
-export function addressKey(address: string): string {
-  if (isIP(address) !== 6) return address;
-  const [head = '', tail] = address.split('::');
-  const left = head ? head.split(':') : [];
-  const right = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
-  return `${groups.slice(0, 4).map((g) => g.padStart(4, '0')).join(':')}::/64`;
-}
+export const DEFAULT_LOGIN_LIMITS: LoginLimitSettings = { failuresPerMinute: 60, userFailuresPerMinute: 10 };
 
 /**
  * The counter key of a userpass user name (J2). Authentication compares names exactly and only

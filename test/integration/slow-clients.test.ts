@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFile, rm } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer as createNetServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { loadConfig } from '../../server/config.js';
 import { startServer } from '../../server/main.js';
@@ -124,6 +124,39 @@ describe('slow and idle clients (J3, J6)', function () {
       assert.equal(alive('127.0.0.1'), 3, 'three from one address, the rest closed');
       assert.equal(alive('127.0.0.3'), 5, 'a trusted proxy carries many clients: not capped');
       assert.equal((await timedGet(server.url, '/v1/sys/health', '', '127.0.0.2')).status, 200, 'another address is served');
+    } finally {
+      sockets.forEach((s) => s.destroy());
+      await server.close();
+    }
+  });
+
+  it('max_connections_per_address on IPv6 loopback [::1]: IPv6 connections are capped per /64 (loopback only)', async function () {
+    // Only ::1 is used (never a non-loopback address): ::1 is one /64, so this proves a real
+    // IPv6 server keys and caps IPv6 peers; the /64 grouping itself is in connection-cap.test.ts.
+    const probe = await new Promise<boolean>((done) => {
+      const s = createNetServer().once('error', () => done(false)).listen(0, '::1', () => s.close(() => done(true)));
+    });
+    if (!probe) {
+      console.warn('      SKIPPED: IPv6 loopback ::1 is not available on this host');
+      return this.skip();
+    }
+    const server = await startServer(await loadConfig({ env: {}, flags: { dev: true, data_dir: join(dir, 'cap6'), listen: '[::1]:0', max_connections_per_address: 3 } }), { log: silentLog });
+    const { port } = new URL(server.url);
+    const open = () => new Promise<Socket>((done) => {
+      const s = connect({ host: '::1', port: Number(port), localAddress: '::1', family: 6 }, () => done(s));
+      s.on('error', () => undefined);
+    });
+    const sockets: Socket[] = [];
+    try {
+      for (let i = 0; i < 6; i++) sockets.push(await open());
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(sockets.filter((s) => !s.destroyed && s.readyState === 'open').length, 3, 'three from ::1 (its /64), the rest closed');
+      sockets.forEach((s) => s.destroy());
+      await new Promise((r) => setTimeout(r, 200));
+      const again = await open();
+      sockets.push(again);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(!again.destroyed && again.readyState === 'open', true, 'closed connections free their slots');
     } finally {
       sockets.forEach((s) => s.destroy());
       await server.close();
