@@ -264,7 +264,7 @@ function listen(app: Parameters<typeof createServer>[1], listenOn: string, optio
     // At most one line a minute: the point of the cap is that a flood costs nothing, logs included.
     if (Date.now() - lastRefusalLog < 60_000) return;
     lastRefusalLog = Date.now();
-    options.log.warn({ client: address, max_connections_per_address: options.maxPerAddress }, 'connection refused: too many open connections from one address');
+    options.log.warn({ client: address, max_connections_per_address: options.maxPerAddress }, 'connection refused: too many open connections from one client (an address, or an IPv6 /64)');
   });
   return new Promise((done, fail) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
