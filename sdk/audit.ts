@@ -14,7 +14,7 @@ import { createHash, createPublicKey, verify as verifySignature } from 'node:cry
  * whose `missed` lists `{sink, from, after}`: that sink's file skips from the line whose
  * SHA-256 is `after` (sequence `from - 1`) to this line. The verifier accepts the skip only
  * for the file it was told it is checking (`sink`), so a gap recorded for another sink never
- * excuses lines cut out of this one; the checkpoint after the marker signs it (and, through
+ * excuses lines cut out of this one, and `missed` counts on no other line type; the checkpoint after the marker signs it (and, through
  * `after`, everything before it). A `withheld` line names the sequence numbers of requests
  * that were answered 503 audit_unavailable because no sink took their line in time.
  */
@@ -44,6 +44,12 @@ export interface VerifyResult {
   uncheckedRestarts: number[];
   /** Lines this sink missed, as recorded by the server (`missed`), accepted for `sink`. */
   sinkGaps: { line: number; sink: string; from: number; to: number }[];
+  /**
+   * Lines a restart found past the last confirmed line after a crash (the `open` line's
+   * `unconfirmed`): written, never acknowledged. `cut`: removed from `sink` at that start (this
+   * version); otherwise (older servers) kept in the log and continued from.
+   */
+  unconfirmed: { line: number; sink: string | null; from: number; to: number; cut: boolean }[];
 }
 
 export interface MissedLines {
@@ -95,7 +101,7 @@ export const checkpointMessage = (seq: number, head: string): string => `coffer-
  */
 export function verifyAuditLog(text: string, options: VerifyOptions = {}): VerifyResult {
   const key = options.publicKeyPem ? createPublicKey(options.publicKeyPem) : undefined;
-  const result: VerifyResult = { ok: true, lines: 0, checkpoints: 0, unsignedTail: 0, signaturesVerified: key !== undefined, gaps: [], uncheckedRestarts: [], sinkGaps: [], lastSeq: null };
+  const result: VerifyResult = { ok: true, lines: 0, checkpoints: 0, unsignedTail: 0, signaturesVerified: key !== undefined, gaps: [], uncheckedRestarts: [], sinkGaps: [], unconfirmed: [], lastSeq: null };
   const fail = (line: number, reason: string): VerifyResult => ({ ...result, ok: false, firstBad: { line, reason } });
   if (text.length > 0 && !text.endsWith('\n')) {
     const lineCount = text.split('\n').length;
@@ -115,7 +121,8 @@ export function verifyAuditLog(text: string, options: VerifyOptions = {}): Verif
       return fail(i + 1, 'not JSON');
     }
     if (typeof entry.prev !== 'string' || typeof entry.seq !== 'number') return fail(i + 1, 'missing prev or seq');
-    const missed = Array.isArray(entry.missed) ? (entry.missed as MissedLines[]).filter((m) => m && m.after === previousHash && m.from === (previousSeq ?? -2) + 1 && m.from <= entry.seq) : [];
+    // Only a gap marker or a restart's open line may excuse a skip (the server writes `missed` nowhere else).
+    const missed = (entry.type === 'gap' || entry.type === 'open') && Array.isArray(entry.missed) ? (entry.missed as MissedLines[]).filter((m) => m && m.after === previousHash && m.from === (previousSeq ?? -2) + 1 && m.from <= entry.seq) : [];
     const skip = previousHash !== undefined && entry.prev !== previousHash ? missed.find((m) => m.sink === options.sink) : undefined;
     if (skip) {
       result.sinkGaps.push({ line: i + 1, sink: skip.sink, from: skip.from, to: entry.seq - 1 });
@@ -150,6 +157,12 @@ export function verifyAuditLog(text: string, options: VerifyOptions = {}): Verif
           result.uncheckedRestarts.push(i + 1);
         }
         if (entry.head === true) headAware = true;
+        const unconfirmed = entry.unconfirmed as unknown;
+        for (const u of Array.isArray(unconfirmed) ? unconfirmed : unconfirmed ? [unconfirmed] : []) {
+          const range = u as { sink?: unknown; from?: unknown; to?: unknown };
+          if (typeof range.from !== 'number' || typeof range.to !== 'number') continue;
+          result.unconfirmed.push({ line: i + 1, sink: typeof range.sink === 'string' ? range.sink : null, from: range.from, to: range.to, cut: Array.isArray(unconfirmed) });
+        }
       }
     }
     previousHash = sha256Hex(raw);

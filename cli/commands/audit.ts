@@ -71,7 +71,11 @@ export function auditCommand(yargs: Argv): Argv {
         const signed = key ? `signatures verified, key from ${key.from}` : 'signatures not checked';
         process.stdout.write(`ok: ${result.lines} lines, ${result.checkpoints} checkpoints (${signed})${result.unsignedTail ? `; the last ${result.unsignedTail} not signed yet (within the checkpoint bound)` : ''}\n`);
         for (const gap of result.gaps) {
-          process.stdout.write(`note: line ${gap.line}: the server was started past a gap on purpose; lines after sequence ${gap.file_seq ?? 'none'} up to ${gap.stored_seq} were lost (${gap.reason})\n`);
+          if (gap.file_seq !== null && gap.file_seq > gap.stored_seq) {
+            process.stdout.write(`note: line ${gap.line}: the server was started on purpose past lines it did not write or confirm; sequences ${gap.stored_seq + 1} to ${gap.file_seq} were accepted as found (${gap.reason})\n`);
+          } else {
+            process.stdout.write(`note: line ${gap.line}: the server was started past a gap on purpose; lines after sequence ${gap.file_seq ?? 'none'} up to ${gap.stored_seq} were lost (${gap.reason})\n`);
+          }
         }
         if (key?.serverLastSeq !== undefined && argv.expectSeq === undefined && (result.lastSeq ?? -1) < key.serverLastSeq) {
           // A cut exactly at a checkpoint looks complete offline; only the server's sequence shows it.
@@ -79,6 +83,13 @@ export function auditCommand(yargs: Argv): Argv {
         }
         for (const gap of result.sinkGaps) {
           process.stdout.write(`note: line ${gap.line}: this sink (${gap.sink}) missed sequences ${gap.from}-${gap.to} while it was failing; the other audit sinks hold them\n`);
+        }
+        for (const u of result.unconfirmed) {
+          process.stdout.write(
+            u.cut
+              ? `note: line ${u.line}: restart after a crash: sequences ${u.from} to ${u.to}, written to ${u.sink} but never confirmed (no request was answered for them), were cut off; the chain continues before them\n`
+              : `note: line ${u.line}: restart after a crash: sequences ${u.from} to ${u.to} were written but never confirmed before it, and kept (an older server)\n`,
+          );
         }
         for (const line of result.uncheckedRestarts) {
           process.stdout.write(`note: line ${line}: a restart without a stored chain head (first start of this version, or the head file was removed): a truncation before it was not checked at start\n`);

@@ -7,6 +7,7 @@ import { Backlog, type Line } from './backlog.js';
 import { FileSink } from './file-sink.js';
 import { FileHead, type Position } from './head.js';
 import { resumeSinks } from './resume.js';
+import { CHUNK_BYTES } from './tail.js';
 import { SinkRunner, type SinkState } from './sink-runner.js';
 import type { Sink } from './sink.js';
 import { StdoutSink, StreamSink } from './stream-sink.js';
@@ -92,7 +93,6 @@ interface Waiter {
 }
 
 const GENESIS = '0'.repeat(64);
-const CHUNK_BYTES = 256 * 1024;
 const DEFAULT_BACKLOG_BYTES = 8 * 1024 * 1024;
 
 /** Sequence numbers as [from, to] ranges. */
@@ -139,8 +139,12 @@ export class AuditLog {
   private headFailures = 0;
   private readonly waiters = new Map<number, Waiter>();
   private ready: Waiter[] = [];
+  /** Sinks waiting for the head that covers their last write before they write again. */
+  private headWaiters: (() => void)[] = [];
   private headDirty = false;
   private headLoop: Promise<void> | undefined;
+  /** Set once close() wrote (or gave up on) the final head: a late sink write must not overwrite it. */
+  private headClosed = false;
   /** The last line durable in any sink: what the stored head says. */
   private durableHead: Position | undefined;
   private withheld: number[] = [];
@@ -164,6 +168,11 @@ export class AuditLog {
     this.prev = start.prev;
     this.backlog = new Backlog(start.seq);
     this.durableHead = start.seq > 0 ? { seq: start.seq - 1, hash: start.prev } : undefined;
+    // Before any line goes out: the head without `clean` (a crash from here on leaves
+    // unconfirmed lines, not added ones), and where each file stands after the cuts above.
+    if (this.head && this.durableHead) {
+      await this.head.write({ file: this.options.files[0]!, ...this.durableHead, sinks: this.names.map((_, i) => (start.sinks[i]?.kind === 'file' ? (start.sinks[i]!.held ?? null) : null)) });
+    }
     const sinks: Sink[] = this.names.map((name, i) => {
       const kind = start.sinks[i]!.kind;
       return kind === 'file' ? new FileSink(name) : new StreamSink(name, kind === 'fifo' ? 'fifo' : 'socket');
@@ -262,7 +271,20 @@ export class AuditLog {
       const pending = () => this.runners.some((r) => r.state === 'ok' && (r.busy || r.cursor < this.backlog.end));
       while (pending() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
       if (this.headLoop) await Promise.race([this.headLoop, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref())]);
+      const headIdle = this.headLoop === undefined;
       await Promise.all(this.runners.map((r) => Promise.race([r.close().catch(() => undefined), new Promise((t) => setTimeout(t, 200).unref())])));
+      // A clean stop: nothing any file holds is past this head, so at the next start any line
+      // after it was added while the server was stopped. Not when a file write is still under
+      // way (it may land after this) or a head write did not finish: the next start then
+      // treats what follows as a crash's unconfirmed lines.
+      if (this.head && this.durableHead && headIdle && !this.runners.some((r) => r.busy && r.sink.kind === 'file')) {
+        this.headClosed = true;
+        await this.head.write({ ...this.headNow(), clean: true }).catch(() => {
+          this.headFailures++;
+        });
+      }
+      this.headClosed = true;
+      await this.head?.close();
       for (const w of this.waiters.values()) {
         clearTimeout(w.timer);
         w.done(false);
@@ -334,7 +356,12 @@ export class AuditLog {
     });
   }
 
-  private durable(_runner: SinkRunner, lines: Line[]): void {
+  /**
+   * Lines just made durable in a sink. Resolves once a head write started after this one
+   * finished: the sink writes nothing more until then, so a crash leaves at most one write
+   * (CHUNK_BYTES) past what the head records for it, which the next start cuts off (tail.ts).
+   */
+  private durable(_runner: SinkRunner, lines: Line[]): Promise<void> {
     const last = lines.at(-1)!;
     if (!this.durableHead || last.seq > this.durableHead.seq) this.durableHead = { seq: last.seq, hash: last.hash };
     for (const line of lines) {
@@ -346,7 +373,17 @@ export class AuditLog {
     }
     this.backlog.dropBefore(Math.min(...this.runners.map((r) => r.floor)));
     this.headDirty = true;
+    const written = new Promise<void>((r) => this.headWaiters.push(r));
     this.startHeads();
+    return written;
+  }
+
+  private headNow(): { file: string; seq: number; hash: string; sinks: (Position | null)[] } {
+    const sinks = this.names.map((_, i) => {
+      const r = this.runners[i]!;
+      return r.sink.kind === 'file' && r.held ? { seq: r.held.seq, hash: r.held.hash } : null;
+    });
+    return { file: this.options.files[0]!, seq: this.durableHead!.seq, hash: this.durableHead!.hash, sinks };
   }
 
   private startHeads(): void {
@@ -367,20 +404,23 @@ export class AuditLog {
       this.headDirty = false;
       const batch = this.ready;
       this.ready = [];
-      let ok = true;
-      if (this.head && this.durableHead) {
-        const sinks = this.names.map((_, i) => {
-          const r = this.runners[i]!;
-          return r.sink.kind === 'file' && r.held ? { seq: r.held.seq, hash: r.held.hash } : null;
-        });
+      const sinks = this.headWaiters;
+      this.headWaiters = [];
+      let ok = !this.headClosed;
+      if (this.head && this.durableHead && !this.headClosed) {
         try {
-          await this.head.write({ file: this.options.files[0]!, seq: this.durableHead.seq, hash: this.durableHead.hash, sinks });
+          await this.head.write(this.headNow());
         } catch {
           this.headFailures++;
           ok = false;
         }
       }
-      for (const w of batch) w.done(ok);
+      for (const w of batch) {
+        w.done(ok);
+        // Refused because the head could not be written: named in a `withheld` line like a timeout.
+        if (!ok && w.request) this.withhold(w.seq);
+      }
+      for (const resume of sinks) resume();
     }
   }
 
@@ -390,7 +430,10 @@ export class AuditLog {
     if (!w) return;
     this.waiters.delete(seq);
     w.done(false);
-    if (!w.request) return;
+    if (w.request) this.withhold(seq);
+  }
+
+  private withhold(seq: number): void {
     if (this.withheld.length === 0) setImmediate(() => this.flushWithheld());
     this.withheld.push(seq);
   }

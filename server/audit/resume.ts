@@ -1,6 +1,6 @@
-import { lstat, truncate } from 'node:fs/promises';
+import { stat, truncate } from 'node:fs/promises';
 import type { AuditHead, Position } from './head.js';
-import { AuditTailError, acceptTruncation, readTail, resumeFrom, type Resume } from './tail.js';
+import { AuditTailError, acceptTruncation, readTail, resumeEmpty, resumeFrom, type Resume } from './tail.js';
 import type { Sink } from './sink.js';
 
 const GENESIS = '0'.repeat(64);
@@ -33,9 +33,12 @@ export interface Start {
   sinks: SinkStart[];
 }
 
-/** A FIFO or socket at the path is a stream (never opened for reading: that blocks); anything else a file. */
+/**
+ * A FIFO or socket at the path, or a symlink to one, is a stream (never opened for reading:
+ * that blocks); anything else a file.
+ */
 async function kindOf(path: string): Promise<Sink['kind']> {
-  const info = await lstat(path).catch(() => undefined);
+  const info = await stat(path).catch(() => undefined);
   if (info?.isFIFO()) return 'fifo';
   if (info?.isSocket()) return 'socket';
   return 'file';
@@ -45,8 +48,11 @@ async function kindOf(path: string): Promise<Sink['kind']> {
  * Checks every audit file against its position in the stored head (tail.ts `resumeFrom`:
  * refuses a file truncated, emptied or edited while the server was stopped), cuts off a torn
  * fragment after a file's last line (a write cut by a crash or a full disk: never durable, so
- * never acknowledged), and picks where the chain continues: after the furthest line durable
- * anywhere (the stored head, or a file's lines past it written just before a crash). A file
+ * never acknowledged) and, after a crash, the whole lines a file holds past its stored
+ * position (written, never confirmed by a head write, so never acknowledged: the `open` line
+ * names them in `unconfirmed`); refuses such lines after a clean stop, or more than one
+ * write's worth, since anyone can append correctly chained lines while the server is stopped
+ * and its next checkpoint would sign them. The chain continues after the stored head. A file
  * that ends before that point missed lines (it was failing when the server stopped): the
  * `open` line names it in `missed`, with the hash of its last line, so its chain stays
  * verifiable (sdk/audit.ts). Files are checked before any is changed.
@@ -60,6 +66,8 @@ export async function resumeSinks(names: string[], stored: AuditHead | undefined
   };
   const ends: (Position | undefined)[] = [];
   const cuts: { path: string; size: number }[] = [];
+  const unconfirmed: { sink: string; from: number; to: number }[] = [];
+  const context = { clean: stored?.clean === true, ...(stored ? { confirmed: { seq: stored.seq, hash: stored.hash } } : {}) };
   const open: Record<string, unknown> = {};
   let accepted: number | undefined;
   for (let i = 0; i < names.length; i++) {
@@ -69,14 +77,16 @@ export async function resumeSinks(names: string[], stored: AuditHead | undefined
       continue;
     }
     const pos = storedFor(i);
-    const tail = await readTail(file, pos?.seq);
+    // A head that records every file's position, and none for this one: it held nothing then.
+    const heldNothing = !pos && stored?.sinks !== undefined;
+    const tail = await readTail(file, heldNothing ? -1 : pos?.seq);
     let resume: Resume;
-    if (pos && headPath) {
+    if ((pos || heldNothing) && stored && headPath) {
       try {
-        resume = resumeFrom(file, tail, { file, ...pos }, headPath);
+        resume = pos ? resumeFrom(file, tail, { file, ...pos }, headPath, context) : resumeEmpty(file, tail, stored, headPath, context);
       } catch (e) {
         if (!(e instanceof AuditTailError) || acceptAt !== e.storedSeq || accepted !== undefined) throw e;
-        resume = acceptTruncation(tail, { file, ...pos }, e.problem);
+        resume = acceptTruncation(tail, { file, ...(pos ?? { seq: stored.seq, hash: stored.hash }) }, e.problem);
         accepted = i;
         open.gap = resume.gap;
       }
@@ -104,7 +114,10 @@ export async function resumeSinks(names: string[], stored: AuditHead | undefined
       }
     }
     ends.push(resume.seq > 0 ? { seq: resume.seq - 1, hash: resume.prev } : undefined);
-    if (tail.fragment > 0) cuts.push({ path: file, size: tail.size - tail.fragment });
+    if (resume.cut) {
+      cuts.push({ path: file, size: resume.cut.size });
+      unconfirmed.push({ sink: file, from: resume.cut.from, to: resume.cut.to });
+    } else if (tail.fragment > 0) cuts.push({ path: file, size: tail.size - tail.fragment });
   }
   for (const cut of cuts) await truncate(cut.path, cut.size);
 
@@ -112,7 +125,8 @@ export async function resumeSinks(names: string[], stored: AuditHead | undefined
   let resume: Position = { seq: -1, hash: GENESIS };
   const candidates = accepted !== undefined ? [ends[accepted]] : [stored ? { seq: stored.seq, hash: stored.hash } : undefined, ...ends];
   for (const c of candidates) if (c && c.seq > resume.seq) resume = c;
-  if (stored && accepted === undefined && resume.seq > stored.seq) open.unconfirmed = { from: stored.seq + 1, to: resume.seq };
+  // Cut off: written before a crash but never confirmed by a head write, so never acknowledged.
+  if (unconfirmed.length) open.unconfirmed = unconfirmed;
   const missed = names.flatMap((sink, i) => {
     const end = ends[i];
     if (!end || end.seq > resume.seq || (end.seq === resume.seq && end.hash === resume.hash)) return [];

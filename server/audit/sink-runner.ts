@@ -6,8 +6,8 @@ export type SinkState = 'ok' | 'failing' | 'stalled';
 
 export interface RunnerHooks {
   backlog: Backlog;
-  /** Lines just made durable in this sink, in order. */
-  durable(runner: SinkRunner, lines: Line[]): void;
+  /** Lines just made durable in this sink, in order; the sink writes again once this resolves. */
+  durable(runner: SinkRunner, lines: Line[]): Promise<void> | void;
   /** The lines this runner needs next were dropped from the backlog: give it a gap marker. */
   fellBehind(runner: SinkRunner): void;
 }
@@ -47,6 +47,9 @@ export class SinkRunner {
   private retry: NodeJS.Timeout | undefined;
   private attempt = 0;
   private closed = false;
+  /** A pump loop is running (writing, or waiting for the head that covers its last write). */
+  private pumping = false;
+  private rekick: 'now' | 'later' | undefined;
 
   constructor(
     readonly sink: Sink,
@@ -78,7 +81,12 @@ export class SinkRunner {
    * unless `now` (no sink takes lines, so requests are waiting on this one: try at once).
    */
   kick(now = false): void {
-    if (this.inflight !== undefined || this.closed || (this.retry && !now)) return;
+    if (this.pumping) {
+      // The loop may be past its last look at the backlog: look again when it ends.
+      this.rekick = this.rekick || (now ? 'now' : 'later');
+      return;
+    }
+    if (this.closed || (this.retry && !now)) return;
     clearTimeout(this.retry);
     this.retry = undefined;
     void this.pump();
@@ -93,6 +101,20 @@ export class SinkRunner {
   }
 
   private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    this.rekick = undefined;
+    try {
+      await this.pumpLines();
+    } finally {
+      this.pumping = false;
+    }
+    const again = this.rekick;
+    this.rekick = undefined;
+    if (again) this.kick(again === 'now');
+  }
+
+  private async pumpLines(): Promise<void> {
     while (!this.closed) {
       if (this.cursor < this.hooks.backlog.front) this.hooks.fellBehind(this);
       const lines = this.hooks.backlog.from(this.cursor, this.options.chunkBytes);
@@ -115,7 +137,7 @@ export class SinkRunner {
       this.held = this.handed;
       this.attempt = 0;
       this.setState('ok');
-      this.hooks.durable(this, lines);
+      await this.hooks.durable(this, lines);
     }
   }
 

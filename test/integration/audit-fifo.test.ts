@@ -75,9 +75,15 @@ describe('audit: a stalled FIFO sink', function () {
       const during = median(await timeReads(30));
       process.stderr.write(`      median read latency: ${before.toFixed(1)} ms before, ${during.toFixed(1)} ms with the FIFO stalled (fill phase max ${Math.max(...fillTimes).toFixed(0)} ms)\n`);
       assert.ok(during < before + 100, `median ${during} ms with a stalled sink vs ${before} ms before`);
-      const status = (await request(vault.app).get('/v1/sys/audit').set(vault.auth)).body;
-      const sink = status.sink_status.find((s: { name: string }) => s.name === fifo);
-      assert.ok(sink && sink.state !== 'ok', JSON.stringify(status.sink_status));
+      // Stalled once no write has completed for timeoutMs (2 s): the reads above may take less.
+      let status = (await request(vault.app).get('/v1/sys/audit').set(vault.auth)).body;
+      const stalled = () => status.sink_status.find((s: { name: string }) => s.name === fifo)?.state !== 'ok';
+      for (let i = 0; i < 40 && !stalled(); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        await request(vault.app).get('/v1/secrets/app/db').set(vault.auth);
+        status = (await request(vault.app).get('/v1/sys/audit').set(vault.auth)).body;
+      }
+      assert.ok(stalled(), JSON.stringify(status.sink_status));
       const health = await request(vault.app).get('/v1/sys/health');
       assert.equal(health.status, 200, 'one healthy sink is enough');
       assert.ok((health.body.warnings ?? []).some((w: string) => /audit sink 2 of 2 \(fifo\)/.test(w)), JSON.stringify(health.body));
