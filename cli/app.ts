@@ -21,7 +21,14 @@ import { EXIT, explain, output, type GlobalArgs } from './context.js';
  */
 let cli = yargs(hideBin(process.argv))
   .scriptName('coffer')
+  // `coffer --version` is answered in main.ts (yargs' own version option is global and would
+  // collide with `get --version N`); declared here, not global, so the root help lists it.
   .version(false)
+  .option('version', { type: 'boolean', global: false, describe: 'print the coffer version (package.json)' })
+  .example('coffer server --dev', 'start a local dev vault')
+  .example('coffer put app/db password=-', 'write a secret (the value from stdin)')
+  .example('coffer run --path app/db -- ./start.sh', 'run a command with the secret as environment variables')
+  .example('coffer <command> --help', 'options and examples of one command')
   .option('addr', { type: 'string', global: true, describe: 'server address (COFFER_ADDR, default http://127.0.0.1:8740)' })
   .option('token', { type: 'string', global: true, describe: 'token (prefer COFFER_TOKEN or coffer login: arguments are visible to other users)' })
   .option('json', { type: 'boolean', global: true, describe: 'machine-readable output' })
@@ -120,8 +127,20 @@ cli = byokCommands(cli);
 cli = backupCommands(cli, async (options) => (await import('../server/backup/restore.js')).restoreBackup(options));
 
 await cli
-  .command('audit', 'Work with audit logs', (y) => auditCommand(y).demandCommand(1, 'name an audit command: verify'))
-  .completion('completion', 'Print a shell completion script (bash/zsh): coffer completion >> ~/.bashrc')
+  .command('audit', 'Work with audit logs', (y) =>
+    auditCommand(y)
+      .demandCommand(1, 'name an audit command: verify')
+      .example('coffer audit verify /var/lib/coffer/audit.log', 'check the chain, checkpoints and signed tail of a log'),
+  )
+  // Our own `completion` command (yargs' built-in one prints the script even for --help, so it
+  // cannot show examples); yargs still answers --get-yargs-completions through the hidden one.
+  .completion('__completion', false)
+  .command(
+    'completion',
+    'Print a shell completion script (bash/zsh): coffer completion >> ~/.bashrc',
+    (y: Argv<GlobalArgs>) => y.example('coffer completion >> ~/.bashrc', 'bash').example('coffer completion >> ~/.zshrc', 'zsh'),
+    () => void (cli as unknown as { showCompletionScript($0: string, cmd: string): void }).showCompletionScript('coffer', 'completion'),
+  )
   .demandCommand(1, 'name a command: see coffer --help')
   .strict()
   .fail((message, error, y) => {

@@ -1,4 +1,5 @@
 import { CofferError } from './errors.js';
+import { readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fetchTransport, tlsConnectOptions, type HttpResponse, type TlsClientOptions, type Transport } from './transport.js';
 import type { ErrorBody } from './wire/errors.js';
@@ -22,8 +23,10 @@ import type {
 export interface CofferOptions {
   /** Server address; default `COFFER_ADDR` or http://127.0.0.1:8740. */
   addr?: string;
-  /** Bearer token; default `COFFER_TOKEN`. */
+  /** Bearer token; default `COFFER_TOKEN`, then the file named by `COFFER_TOKEN_FILE`. */
   token?: string;
+  /** A file holding the token (mode 0600 or stricter, one line), read once here; `token` wins over it. */
+  tokenFile?: string;
   /** Prefix joined in front of every secret path (`COFFER_NAMESPACE`). */
   namespace?: string;
   /** PEM of the CA that signed the server's certificate; default: the file named by `COFFER_CACERT`. */
@@ -126,6 +129,31 @@ const ADMIN_ROUTES: Record<AdminKind, string> = {
 };
 
 /**
+ * Reads a token file the way containers mount them (`COFFER_TOKEN_FILE`): refused when group or
+ * others may read or write it, when empty, or when it holds more than one line; the trailing
+ * newline is trimmed. `source` names the setting in the error.
+ */
+export function readTokenFile(path: string, source = 'COFFER_TOKEN_FILE'): string {
+  const refuse = (why: string) => new CofferError('invalid_request', `${source} ${path} ${why}`, 0);
+  let text: string;
+  try {
+    const stat = statSync(path);
+    if (!stat.isFile()) throw refuse('is not a file: point it at the file holding the token');
+    if (process.platform !== 'win32' && (stat.mode & 0o077) !== 0) {
+      throw refuse(`is accessible by group or others (mode ${(stat.mode & 0o777).toString(8).padStart(4, '0')}): run chmod 600 ${path} (in Kubernetes, mount the secret with defaultMode: 0400)`);
+    }
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if (e instanceof CofferError) throw e;
+    throw refuse(`cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): check the path`);
+  }
+  const token = text.replace(/(\r?\n)+$/, '');
+  if (token.trim() === '') throw refuse('is empty: write the token into it');
+  if (/[\r\n]/.test(token)) throw refuse('holds more than one line: put only the token in it');
+  return token;
+}
+
+/**
  * The typed Coffer client: plain `fetch`, no server code. Every method maps to one route of
  * docs/api.md; failures are `CofferError`s carrying the server's code.
  */
@@ -146,7 +174,11 @@ export class Coffer {
     this.addr = (options.addr ?? process.env.COFFER_ADDR ?? 'http://127.0.0.1:8740').replace(/\/+$/, '');
     const url = new URL(this.addr);
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CofferError('invalid_request', `address ${this.addr} must be http(s)://host:port`, 0);
-    this.token = options.token ?? process.env.COFFER_TOKEN;
+    // options.token, options.tokenFile, COFFER_TOKEN, COFFER_TOKEN_FILE: the CLI's order (cli/context.ts).
+    this.token =
+      options.token ??
+      (options.tokenFile !== undefined ? readTokenFile(options.tokenFile, 'tokenFile') : undefined) ??
+      (process.env.COFFER_TOKEN || (process.env.COFFER_TOKEN_FILE ? readTokenFile(process.env.COFFER_TOKEN_FILE, 'COFFER_TOKEN_FILE') : undefined));
     this.namespace = options.namespace ?? process.env.COFFER_NAMESPACE;
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.retries = options.retries ?? 3;

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { Argv } from 'yargs';
+import type { Argv, CommandModule } from 'yargs';
 import type { AdminKind } from '../../sdk/client.js';
 import { CofferError } from '../../sdk/errors.js';
 import { client, output, type GlobalArgs } from '../context.js';
@@ -28,25 +28,43 @@ async function bodyFromFile(file: string | undefined): Promise<Record<string, un
   }
 }
 
-/** `coffer policy|group|user|role put|get|rm|ls`: admin objects, JSON in and out. */
+type AdminArgs = Record<string, unknown> & GlobalArgs & { verb: 'put' | 'get' | 'rm' | 'ls'; name?: string; file?: string; type?: string };
+type Options = (b: Argv<GlobalArgs>) => Argv<GlobalArgs>;
+const ruleOption: Options = (b) => b.option('rule', { type: 'string', array: true, default: [] as string[], describe: 'PATH:CAP[,CAP] (repeatable)' });
+const policyOption: Options = (b) => b.option('policy', { type: 'string', array: true, default: [] as string[], describe: 'policies to attach (repeatable)' });
+const groupOption: Options = (b) => b.option('group', { type: 'string', array: true, default: [] as string[], describe: 'groups to grant (repeatable)' });
+const memberOption: Options = (b) => b.option('member', { type: 'string', array: true, default: [] as string[], describe: 'static member identity (repeatable)' });
+const typeOption: Options = (b) => b.option('type', { choices: ['jwt', 'approle'] as const, default: 'jwt' as const, describe: 'kind of role' });
+const passwordEnvOption: Options = (b) => b.option('password-env', { type: 'string', default: 'COFFER_PASSWORD', describe: 'variable holding the password' });
+
+/**
+ * `coffer policy|group|user|role put|get|rm|ls`: admin objects, JSON in and out. Each noun gets
+ * only its own options (one shared builder used to show every noun's options in every `--help`).
+ */
 export function adminCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
   const verbs = ['put', 'get', 'rm', 'ls'] as const;
-  const register = (y: Argv<GlobalArgs>, noun: string, describe: string, kindOf: (argv: { type?: string }) => AdminKind, build: (argv: Record<string, unknown>) => Promise<object>) =>
-    y.command(
-      `${noun} <verb> [name]`,
+  const register = (
+    y: Argv<GlobalArgs>,
+    noun: string,
+    describe: string,
+    options: Options[],
+    examples: [string, string][],
+    kindOf: (argv: { type?: string }) => AdminKind,
+    build: (argv: Record<string, unknown>) => Promise<object>,
+  ) =>
+    y.command({
+      command: `${noun} <verb> [name]`,
       describe,
-      (b) =>
-        b
+      builder: (b: Argv<GlobalArgs>) => {
+        let c = b
           .positional('verb', { choices: verbs, demandOption: true })
           .positional('name', { type: 'string' })
-          .option('file', { type: 'string', describe: 'JSON body for put' })
-          .option('rule', { type: 'string', array: true, default: [] as string[], describe: 'policy: PATH:CAP[,CAP] (repeatable)' })
-          .option('policy', { type: 'string', array: true, default: [] as string[], describe: 'policies to attach' })
-          .option('group', { type: 'string', array: true, default: [] as string[], describe: 'groups to grant' })
-          .option('member', { type: 'string', array: true, default: [] as string[], describe: 'group: static member identity' })
-          .option('type', { choices: ['jwt', 'approle'] as const, default: 'jwt' as const, describe: 'role: kind of role' })
-          .option('password-env', { type: 'string', default: 'COFFER_PASSWORD', describe: 'user: variable holding the password' }),
-      async (argv) => {
+          .option('file', { type: 'string', describe: 'JSON body for put' }) as unknown as Argv<GlobalArgs>;
+        for (const add of options) c = add(c);
+        for (const [command, text] of examples) c = c.example(command, text);
+        return c;
+      },
+      handler: async (argv: AdminArgs) => {
         const api = (await client(argv)).admin(kindOf(argv));
         if (argv.verb === 'ls') {
           const keys = await api.list();
@@ -61,21 +79,67 @@ export function adminCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           await api.delete(argv.name);
           return output(argv, { deleted: argv.name }, () => `deleted ${noun} ${argv.name}`);
         }
-        const body = (await bodyFromFile(argv.file)) ?? (await build(argv as unknown as Record<string, unknown>));
+        const body = (await bodyFromFile(argv.file)) ?? (await build(argv));
         const saved = await api.put(argv.name, body);
         output(argv, saved, () => `saved ${noun} ${argv.name}`);
       },
-    );
+    } as unknown as CommandModule<GlobalArgs, AdminArgs>);
 
-  let y = register(yargs, 'policy', 'Manage policies (--rule PATH:CAPS or --file)', () => 'policy', async (a) => ({ rules: (a.rule as string[]).map(parseRule) }));
-  y = register(y, 'group', 'Manage groups (--policy, --member)', () => 'group', async (a) => ({ policies: a.policy, members: a.member }));
-  y = register(y, 'user', 'Manage userpass users (password from COFFER_PASSWORD)', () => 'user', async (a) => {
-    const password = process.env[a.passwordEnv as string];
-    return { groups: a.group, policies: a.policy, ...(password ? { password } : {}) };
-  });
-  y = register(y, 'role', 'Manage jwt or approle roles (--type, --file)', (a) => (a.type === 'approle' ? 'approle' : 'jwt'), async (a) => {
-    if (a.type === 'jwt') throw new CofferError('invalid_request', 'a jwt role needs --file role.json (issuer, jwks_url, bound_audiences, …)', 0);
-    return { groups: a.group, policies: a.policy };
-  });
+  let y = register(
+    yargs,
+    'policy',
+    'Manage policies (--rule PATH:CAPS or --file)',
+    [ruleOption],
+    [
+      ["coffer policy put deploy --rule 'deploy/prod/*:read,list'", 'read-only access under deploy/prod/'],
+      ['coffer policy put ops --file ops-policy.json', 'the JSON body from a file'],
+      ['coffer policy get deploy', 'print it as JSON'],
+    ],
+    () => 'policy',
+    async (a) => ({ rules: (a.rule as string[]).map(parseRule) }),
+  );
+  y = register(
+    y,
+    'group',
+    'Manage groups (--policy, --member)',
+    [policyOption, memberOption],
+    [
+      ['coffer group put deployers --policy deploy --member user:alice', 'a group with one policy and a static member'],
+      ['coffer group ls', 'every group'],
+    ],
+    () => 'group',
+    async (a) => ({ policies: a.policy, members: a.member }),
+  );
+  y = register(
+    y,
+    'user',
+    'Manage userpass users (password from COFFER_PASSWORD)',
+    [groupOption, policyOption, passwordEnvOption],
+    [
+      ['COFFER_PASSWORD=… coffer user put alice --group deployers', 'create or update alice (12 characters or more)'],
+      ['coffer user rm alice', 'delete the user'],
+    ],
+    () => 'user',
+    async (a) => {
+      const password = process.env[a.passwordEnv as string];
+      return { groups: a.group, policies: a.policy, ...(password ? { password } : {}) };
+    },
+  );
+  y = register(
+    y,
+    'role',
+    'Manage jwt or approle roles (--type, --file)',
+    [typeOption, groupOption, policyOption],
+    [
+      ['coffer role put github-api --file role.json', 'a jwt role: issuer, jwks_url, bound_audiences, bound claims'],
+      ['coffer role put ci --type approle --policy deploy', 'an approle role'],
+      ['coffer role get ci --type approle', 'print an approle role'],
+    ],
+    (a) => (a.type === 'approle' ? 'approle' : 'jwt'),
+    async (a) => {
+      if (a.type === 'jwt') throw new CofferError('invalid_request', 'a jwt role needs --file role.json (issuer, jwks_url, bound_audiences, …)', 0);
+      return { groups: a.group, policies: a.policy };
+    },
+  );
   return y;
 }

@@ -40,7 +40,7 @@ export function keyringCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         if (status.rewrap?.state === 'failed') process.exitCode = 1;
       },
     )
-    .command('rotate-master', 'Rotate the master key (re-wraps keyrings only)', (y) => y, async (argv) => {
+    .command('rotate-master', 'Rotate the master key (re-wraps keyrings only)', (y) => y.example('coffer rotate-master', 'new master key version; secrets are not re-encrypted'), async (argv) => {
       const r = await (await client(argv)).rotateMasterKey();
       output(argv, r, () => `master key version ${r.master_version}; ${r.keyrings_rewrapped} keyrings re-wrapped`);
     });

@@ -23,19 +23,21 @@ function describe(s: ReplicationStatus): string {
 export function replicaCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
   return yargs.command('replica', 'Replication: status of this server, promotion of a replica', (y) =>
     y
-      .command('status', 'Role, epoch, progress per bucket, lag and problems', (z) => z, async (argv) => {
+      .command('status', 'Role, epoch, progress per bucket, lag and problems', (z) => z.example('coffer replica status --addr https://replica.internal:8740', 'lag and problems of a replica'), async (argv) => {
         const status = await (await client(argv)).replicationStatus();
         output(argv, status, () => describe(status));
       })
       .command(
         'promote',
         'Make this replica the primary of a new epoch (the old primary is fenced; writes start once its lease ran out)',
-        (z) => z,
+        (z) => z.example('coffer replica promote --addr https://replica.internal:8740', 'after the old primary is gone'),
         async (argv) => {
           const result = await (await client(argv)).promote();
           output(argv, result, () => `promoted: primary of epoch ${result.epoch}, accepting writes since ${result.writes_from}`);
         },
       )
-      .demandCommand(1, 'name a replica command: status or promote'),
+      .demandCommand(1, 'name a replica command: status or promote')
+      .example('coffer replica status', 'role, epoch and lag of the server at COFFER_ADDR')
+      .example('coffer replica promote --addr https://replica.internal:8740', 'make that replica the primary'),
   );
 }

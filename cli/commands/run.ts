@@ -27,7 +27,7 @@ export function runCommand(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         .option('map', { type: 'string', array: true, default: [] as string[], describe: 'KEY=ENV or path:KEY=ENV' })
         .option('allow-env', { type: 'string', array: true, default: [] as string[], describe: 'allow a dangerous name such as PATH' })
         .option('clean-env', { type: 'boolean', default: false, describe: 'give the child only the secrets and PATH, HOME, LANG, TERM, …' })
-        .option('pass-token', { type: 'boolean', default: false, describe: 'let the child inherit COFFER_TOKEN' })
+        .option('pass-token', { type: 'boolean', default: false, describe: 'let the child inherit COFFER_TOKEN (and COFFER_TOKEN_FILE)' })
         .option('revoke-on-exit', { type: 'boolean', default: false, describe: 'revoke the token when the child ends' })
         .option('watch', { type: 'boolean', default: false, describe: 'restart the command when a secret gets a new version' })
         .option('watch-interval', { type: 'number', default: 30, describe: 'seconds between checks with --watch' })
@@ -60,7 +60,10 @@ export async function runWith(argv: RunOptions, command: string[]): Promise<neve
   }
   const c = await client(argv);
   const base: NodeJS.ProcessEnv = argv.cleanEnv ? Object.fromEntries(MINIMAL_ENV.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]])) : { ...process.env };
-  if (!argv.passToken) delete base.COFFER_TOKEN;
+  if (!argv.passToken) {
+    delete base.COFFER_TOKEN;
+    delete base.COFFER_TOKEN_FILE; // naming the file hands the child the token just the same
+  }
   /** Everything fetched and checked before any child starts; `versions` detects changes. */
   const prepare = async () => {
     const secrets = await fetchSecrets(c, argv.path);

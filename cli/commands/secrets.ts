@@ -108,7 +108,12 @@ export function secretCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
     .command(
       'rm <path>',
       'Soft-delete the current version (or --versions)',
-      (y) => y.positional('path', { type: 'string', demandOption: true }).option('versions', versionsOption),
+      (y) =>
+        y
+          .positional('path', { type: 'string', demandOption: true })
+          .option('versions', versionsOption)
+          .example('coffer rm app/db', 'soft-delete the current version')
+          .example('coffer rm app/db --versions 1,2', 'soft-delete versions 1 and 2'),
       async (argv) => {
         await (await client(argv)).deleteSecret(argv.path, parseVersions(argv.versions));
         output(argv, { deleted: argv.path }, () => `deleted ${argv.path}${argv.versions ? ` versions ${argv.versions}` : ''} (undo: coffer undelete)`);
@@ -117,7 +122,7 @@ export function secretCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
     .command(
       'history <path>',
       'Show the versions of a secret (never values)',
-      (y) => y.positional('path', { type: 'string', demandOption: true }),
+      (y) => y.positional('path', { type: 'string', demandOption: true }).example('coffer history app/db', 'versions, when they were made, deleted or destroyed'),
       async (argv) => {
         const meta = await (await client(argv)).metadata(argv.path);
         output(argv, meta, () =>
@@ -131,7 +136,11 @@ export function secretCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
     .command(
       'undelete <path>',
       'Restore soft-deleted versions',
-      (y) => y.positional('path', { type: 'string', demandOption: true }).option('versions', { ...versionsOption, demandOption: true }),
+      (y) =>
+        y
+          .positional('path', { type: 'string', demandOption: true })
+          .option('versions', { ...versionsOption, demandOption: true })
+          .example('coffer undelete app/db --versions 3', 'bring back version 3 (see coffer history app/db)'),
       async (argv) => {
         await (await client(argv)).undelete(argv.path, parseVersions(argv.versions)!);
         output(argv, { undeleted: argv.path }, () => `restored ${argv.path} versions ${argv.versions}`);
@@ -140,7 +149,11 @@ export function secretCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
     .command(
       'destroy <path>',
       'Erase versions for good (ciphertext and data key)',
-      (y) => y.positional('path', { type: 'string', demandOption: true }).option('versions', { ...versionsOption, demandOption: true }),
+      (y) =>
+        y
+          .positional('path', { type: 'string', demandOption: true })
+          .option('versions', { ...versionsOption, demandOption: true })
+          .example('coffer destroy app/db --versions 1,2', 'erase versions 1 and 2 for good (no undelete)'),
       async (argv) => {
         await (await client(argv)).destroy(argv.path, parseVersions(argv.versions)!);
         output(argv, { destroyed: argv.path }, () => `destroyed ${argv.path} versions ${argv.versions}`);

@@ -33,7 +33,7 @@ export async function promptSecret(question: string): Promise<string> {
 
 export function sysCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
   return yargs
-    .command('status', 'Show whether the vault is initialized and sealed', (y) => y, async (argv) => {
+    .command('status', 'Show whether the vault is initialized and sealed', (y) => y.example('coffer status', 'the server at COFFER_ADDR').example('coffer status --addr https://vault.internal:8740 --json', 'another server, as JSON'), async (argv) => {
       const c = await client(argv);
       const [health, seal] = await Promise.all([c.health(), c.sealStatus()]);
       output(argv, { ...health, ...seal }, () =>
@@ -53,7 +53,9 @@ export function sysCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
       (y) =>
         y
           .option('shares', { type: 'number', default: 5, describe: 'how many shares to make' })
-          .option('threshold', { type: 'number', default: 3, describe: 'how many shares unseal' }),
+          .option('threshold', { type: 'number', default: 3, describe: 'how many shares unseal' })
+          .example('coffer init', '5 shares, 3 of them unseal')
+          .example('coffer init --shares 3 --threshold 2 --json > init.json', 'keep the output somewhere safe, then split it'),
       async (argv) => {
         const result = await (await client(argv)).init(argv.shares, argv.threshold);
         output(argv, result, () =>
@@ -75,6 +77,7 @@ export function sysCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .positional('share', { type: 'string', describe: 'prefer the prompt: arguments end up in shell history' })
           .option('reset', { type: 'boolean', describe: 'forget the shares submitted so far (needs --nonce)' })
           .option('nonce', { type: 'string', describe: 'the nonce printed when the first share of this unseal was submitted' })
+          .example('coffer unseal', 'prompts for one share without echo; repeat until unsealed')
           .example('coffer unseal --reset --nonce 3q2-7wAAe8Jq0nK6', 'start an unseal over'),
       async (argv) => {
         const c = await client(argv);
@@ -86,7 +89,7 @@ export function sysCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         );
       },
     )
-    .command('seal', 'Seal the vault (forgets all keys until unsealed)', (y) => y, async (argv) => {
+    .command('seal', 'Seal the vault (forgets all keys until unsealed)', (y) => y.example('coffer seal', 'stop serving secrets now; coffer unseal to resume'), async (argv) => {
       await (await client(argv)).seal();
       output(argv, { sealed: true }, () => 'sealed');
     });
