@@ -1,15 +1,39 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import type { Argv } from 'yargs';
 import { loginGithubActions, loginGitlab, loginKubernetes } from '../../sdk/ci-login.js';
 import { CofferError } from '../../sdk/errors.js';
 import type { LoginResult } from '../../sdk/wire/types.js';
 import { client, forgetToken, output, relative, storeToken, type GlobalArgs } from '../context.js';
 
-const fromEnvOrFile = async (what: string, env?: string, file?: string): Promise<string> => {
-  if (file) return (await readFile(file, 'utf8')).trim();
-  const value = env ? process.env[env] : undefined;
-  if (!value) throw new CofferError('invalid_request', `${what} is required: pass --${what.replace(/ /g, '-')}-file or set ${env}`, 0);
+/**
+ * A credential from a file (`--password-file`, `--secret-id-file`): refused if other users may
+ * read it, like the server's key files; the trailing newline is trimmed.
+ */
+async function readSecretFile(flag: string, file: string): Promise<string> {
+  const info = await stat(file).catch(() => {
+    throw new CofferError('invalid_request', `${flag} ${file}: no such file`, 0);
+  });
+  if (!info.isFile()) throw new CofferError('invalid_request', `${flag} ${file}: not a regular file`, 0);
+  if ((info.mode & 0o077) !== 0) {
+    throw new CofferError('invalid_request', `${flag} ${file} is accessible by other users (mode ${(info.mode & 0o777).toString(8)}): run chmod 600 ${file}`, 0);
+  }
+  const value = (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
+  if (!value) throw new CofferError('invalid_request', `${flag} ${file} is empty`, 0);
   return value;
+}
+
+const fromEnvOrFile = async (what: string, env?: string, file?: string, checkMode = true): Promise<string> => {
+  const flag = `--${what.replace(/ /g, '-')}-file`;
+  if (file) return checkMode ? readSecretFile(flag, file) : (await readFile(file, 'utf8')).trim();
+  const value = env ? process.env[env] : undefined;
+  if (!value) throw new CofferError('invalid_request', `${what} is required: pass ${flag} or set ${env}`, 0);
+  return value;
+};
+
+/** A refused login says so, with the server's reason (and the request id, via explain()). */
+const loginFailed = (e: unknown): never => {
+  if (e instanceof CofferError && e.code === 'unauthenticated') throw new CofferError('unauthenticated', `login failed: ${e.message}`, e.status, e.requestId);
+  throw e;
 };
 
 export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
@@ -21,24 +45,28 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
   };
   return yargs
     .command(
-      'login <method>',
+      'login <method> [username]',
       'Log in and store the token (~/.config/coffer/token, mode 0600)',
       (y) =>
         y
           .positional('method', { choices: ['token', 'userpass', 'approle', 'jwt', 'github', 'gitlab', 'kubernetes'] as const, demandOption: true })
           .option('audience', { type: 'string', default: 'coffer', describe: 'github: audience to request' })
           .option('token-path', { type: 'string', describe: 'kubernetes: service-account token file' })
-          .option('username', { type: 'string' })
+          .positional('username', { type: 'string', describe: 'userpass: the user (or --username)' })
           .option('password-env', { type: 'string', default: 'COFFER_PASSWORD', describe: 'variable holding the password' })
+          .option('password-file', { type: 'string', describe: 'userpass: file holding the password (mode 0600)' })
           .option('role', { type: 'string', describe: 'approle role_id or jwt role name' })
-          .option('secret-id-env', { type: 'string', default: 'COFFER_SECRET_ID' })
+          .option('secret-id-env', { type: 'string', default: 'COFFER_SECRET_ID', describe: 'approle: variable holding the secret_id' })
+          .option('secret-id-file', { type: 'string', describe: 'approle: file holding the secret_id (mode 0600)' })
           .option('jwt-file', { type: 'string', describe: 'file holding the CI identity token' })
           .option('jwt-env', { type: 'string', default: 'COFFER_JWT' })
           .option('store', { type: 'boolean', default: true, describe: 'save the token (--no-store prints it instead)' })
-          .example('COFFER_PASSWORD=… coffer login userpass --username alice', 'people')
+          .example('COFFER_PASSWORD=… coffer login userpass alice', 'people (passwords are at least 12 characters)')
+          .example('coffer login approle --role "$ROLE_ID" --secret-id-file /run/secrets/coffer-sid', 'build servers without OIDC')
           .example('coffer login jwt --role github-api --jwt-env ACTIONS_ID_TOKEN', 'CI jobs'),
       async (argv) => {
         const c = await client(argv);
+        if (argv.username !== undefined && argv.method !== 'userpass') throw new CofferError('invalid_request', `a username is for userpass logins only, not ${argv.method}`, 0);
         switch (argv.method) {
           case 'token': {
             const self = await c.tokenSelf();
@@ -47,34 +75,38 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
             return;
           }
           case 'userpass': {
-            if (!argv.username) throw new CofferError('invalid_request', '--username is required', 0);
-            return finish(argv, await c.loginUserpass(argv.username, await fromEnvOrFile('password', argv.passwordEnv)));
+            if (!argv.username) throw new CofferError('invalid_request', 'a username is required: coffer login userpass alice', 0);
+            const password = await fromEnvOrFile('password', argv.passwordEnv, argv.passwordFile);
+            return finish(argv, await c.loginUserpass(argv.username, password).catch(loginFailed));
           }
           case 'approle': {
             if (!argv.role) throw new CofferError('invalid_request', '--role (the role_id) is required', 0);
-            return finish(argv, await c.loginAppRole(argv.role, await fromEnvOrFile('secret id', argv.secretIdEnv)));
+            const secretId = await fromEnvOrFile('secret id', argv.secretIdEnv, argv.secretIdFile);
+            return finish(argv, await c.loginAppRole(argv.role, secretId).catch(loginFailed));
           }
           case 'jwt': {
             if (!argv.role) throw new CofferError('invalid_request', '--role is required', 0);
-            return finish(argv, await c.loginJwt(argv.role, await fromEnvOrFile('jwt', argv.jwtEnv, argv.jwtFile)));
+            const jwt = await fromEnvOrFile('jwt', argv.jwtEnv, argv.jwtFile, false); // CI token files are often 0644
+            return finish(argv, await c.loginJwt(argv.role, jwt).catch(loginFailed));
           }
           case 'github':
           case 'gitlab':
           case 'kubernetes': {
             if (!argv.role) throw new CofferError('invalid_request', '--role is required', 0);
             const role = argv.role;
-            const result =
+            const result = await (
               argv.method === 'github'
-                ? await loginGithubActions(c, { role, audience: argv.audience })
+                ? loginGithubActions(c, { role, audience: argv.audience })
                 : argv.method === 'gitlab'
-                  ? await loginGitlab(c, { role, tokenEnv: argv.jwtEnv === 'COFFER_JWT' ? undefined : argv.jwtEnv })
-                  : await loginKubernetes(c, { role, ...(argv.tokenPath ? { tokenPath: argv.tokenPath } : {}) });
+                  ? loginGitlab(c, { role, tokenEnv: argv.jwtEnv === 'COFFER_JWT' ? undefined : argv.jwtEnv })
+                  : loginKubernetes(c, { role, ...(argv.tokenPath ? { tokenPath: argv.tokenPath } : {}) })
+            ).catch(loginFailed);
             return finish(argv, result);
           }
         }
       },
     )
-    .command('logout', 'Revoke the stored token and forget it', (y) => y.example('coffer logout', 'revoke ~/.config/coffer/token and delete it'), async (argv) => {
+    .command('logout', 'Revoke the stored token and forget it', (y) => y, async (argv) => {
       await (await client(argv)).revoke().catch(() => undefined);
       await forgetToken();
       output(argv, { logged_out: true }, () => 'logged out');
@@ -87,11 +119,7 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         .option('policies', { type: 'string', array: true, default: [] as string[] })
         .option('ttl', { type: 'string', describe: 'create: lifetime (default 1h, cut to what your token may grant)' })
         .option('max-ttl', { type: 'string', describe: 'create: how far renewals may extend it (default: the TTL)' })
-        .option('orphan', { type: 'boolean', default: false, describe: 'create: outside your token\'s tree, so revoking yours leaves it (needs admin on sys/auth/token/create-orphan)' })
-        .example('coffer token self', 'who the current token is, its groups and expiry')
-        .example('coffer token renew', 'extend the current token in place (up to its max TTL)')
-        .example('coffer token create --identity svc:deploy --policies deploy --ttl 15m', 'a short-lived child token for a job')
-        .example('coffer token revoke', 'revoke the current token (and its children)'),
+        .option('orphan', { type: 'boolean', default: false, describe: 'create: outside your token\'s tree, so revoking yours leaves it (needs admin on sys/auth/token/create-orphan)' }),
       async (argv) => {
         const c = await client(argv);
         switch (argv.action) {

@@ -12,8 +12,8 @@ import { ttl } from './ttl.js';
 /**
  * JWT roles for CI identity tokens (GitHub Actions, GitLab CI `id_tokens`, Kubernetes service
  * accounts, any OIDC issuer). A role pins the issuer, the keys (a JWKS URL or inline keys), the
- * algorithms, the audiences and the claims a token must carry; it grants groups. Every refusal is
- * the same `401 login failed`; the reason goes to the log only.
+ * algorithms, the audiences and the claims a token must carry; it grants groups. Refusals are
+ * `401 unauthenticated`; see `JWT_REFUSED` for what the body says and why.
  */
 export const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
 const ROLE_PREFIX = 'auth/jwt-role/';
@@ -60,7 +60,34 @@ export type JwtRole = z.infer<typeof jwtRoleSchema> & { name: string };
 
 type KeySet = ReturnType<typeof createRemoteJWKSet> | ReturnType<typeof createLocalJWKSet>;
 
-const loginFailed = () => new CofferError('unauthenticated', 'login failed');
+/**
+ * What a refused JWT login tells the caller (issue 18 against SECURITY-CASES A30). Everything
+ * decided BEFORE the signature is known good (an unknown role, a malformed token, a refused
+ * header or algorithm, an unknown kid, a bad signature) is this one message, so the endpoint is
+ * no oracle for role names, keys or forgeries. A refusal decided only AFTER the signature
+ * verified against the role's keys (expired, audience, issuer, lifetime, subject, a bound claim,
+ * a replayed jti) names the claim: the caller then holds a genuine token from the IdP, and the
+ * claim's name (never the expected or presented value) is what it needs to fix its pipeline.
+ * The precise reason always goes to the server log.
+ */
+export const JWT_REFUSED = 'token not accepted: unknown role, or a signature, key or algorithm the role does not accept';
+
+/** A refusal after the signature verified: `message` is safe for the response body. */
+class ClaimRefused extends Error {}
+
+const refusedBody = (e: unknown): string => {
+  if (e instanceof ClaimRefused) return e.message;
+  if (e instanceof joseErrors.JWTExpired) return e.claim === 'iat' ? 'token too old (iat)' : 'token expired';
+  if (e instanceof joseErrors.JWTClaimValidationFailed) {
+    if (e.reason === 'missing') return `token has no ${e.claim} claim`;
+    if (e.claim === 'aud') return 'audience not accepted';
+    if (e.claim === 'iss') return 'issuer not accepted';
+    if (e.claim === 'nbf') return 'token not yet valid (nbf)';
+    if (e.claim === 'iat') return 'token issued in the future (iat)';
+    return `claim ${e.claim} not accepted`;
+  }
+  return JWT_REFUSED;
+};
 
 function isLoopback(url: URL): boolean {
   const host = url.hostname.replace(/^\[|\]$/g, '');
@@ -124,11 +151,11 @@ export class JwtMethod {
       if (!role) throw new Error('unknown role');
       const payload = await this.verify(role, jwt);
       const sub = payload.sub!;
-      if (role.bound_subject !== undefined && !this.matches(role, role.bound_subject, sub)) throw new Error('subject does not match');
+      if (role.bound_subject !== undefined && !this.matches(role, role.bound_subject, sub)) throw new ClaimRefused('subject does not match the role');
       for (const [claim, bound] of Object.entries(role.bound_claims)) {
         const value = claimAt(payload, claim);
         const allowed = Array.isArray(bound) ? bound : [bound];
-        if (typeof value !== 'string' || !allowed.some((b) => this.matches(role, b, value))) throw new Error(`claim ${claim} does not match`);
+        if (typeof value !== 'string' || !allowed.some((b) => this.matches(role, b, value))) throw new ClaimRefused(`claim ${claim} does not match the role`);
       }
       const groups = new Set(role.groups);
       if (role.groups_claim) {
@@ -157,7 +184,7 @@ export class JwtMethod {
       if (isCofferError(e, 'idp_unavailable')) throw e;
       if (e instanceof joseErrors.JWKSTimeout) throw new CofferError('idp_unavailable', 'the identity provider could not be reached', 'JWKS timeout');
       this.log.warn({ role: roleName, reason: e instanceof Error ? e.message : 'invalid' }, 'jwt login refused');
-      throw loginFailed();
+      throw new CofferError('unauthenticated', refusedBody(e));
     }
   }
 
@@ -183,10 +210,10 @@ export class JwtMethod {
       requiredClaims: ['exp', 'iat', 'sub', 'aud'],
     });
     const nowSeconds = this.now() / 1000;
-    if (typeof payload.iat !== 'number' || payload.iat > nowSeconds + role.leeway) throw new Error('iat in the future');
-    if (payload.exp! - payload.iat > role.max_token_lifetime) throw new Error('token lifetime too long');
-    if (Array.isArray(payload.aud) && payload.aud.length > 1 && !role.allow_multiple_audiences) throw new Error('multiple audiences');
-    if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw new Error('no subject');
+    if (typeof payload.iat !== 'number' || payload.iat > nowSeconds + role.leeway) throw new ClaimRefused('token issued in the future (iat)');
+    if (payload.exp! - payload.iat > role.max_token_lifetime) throw new ClaimRefused("token lifetime (exp - iat) exceeds the role's max_token_lifetime");
+    if (Array.isArray(payload.aud) && payload.aud.length > 1 && !role.allow_multiple_audiences) throw new ClaimRefused('token has several audiences and the role allows one');
+    if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw new ClaimRefused('token has no sub claim');
     return payload;
   }
 
@@ -207,14 +234,17 @@ export class JwtMethod {
   }
 
   private async consumeJti(role: JwtRole, payload: JWTPayload): Promise<void> {
-    if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > 256) throw new Error('single-use role needs a jti');
+    if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > 256) throw new ClaimRefused('the role is single-use and the token has no valid jti claim');
     const key = `${SEEN_JTI_PREFIX}${role.name}/${Buffer.from(payload.jti).toString('base64url')}`;
     const fresh = await this.store.mutate((tx) => {
       if (tx.get(key)) return false;
       tx.put(key, Buffer.from(String(payload.exp)));
       return true;
     });
-    if (!fresh) throw new Error(`jti replayed: ${payload.jti}`);
+    if (!fresh) {
+      this.log.warn({ role: role.name, jti: payload.jti }, 'jwt replayed');
+      throw new ClaimRefused('token already used (the role is single-use)');
+    }
   }
 }
 

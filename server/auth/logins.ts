@@ -58,7 +58,20 @@ function checkSettings(s: TokenSettings): void {
   if (s.token_ttl > s.token_max_ttl) throw new CofferError('invalid_request', 'token_ttl must not exceed token_max_ttl');
 }
 
-const loginFailed = () => new CofferError('unauthenticated', 'login failed');
+/**
+ * Login refusals name a reason the caller may see (issue 18), chosen so that none of them tells
+ * more than the caller already holds:
+ * - userpass: an unknown user and a wrong password are one message, so names cannot be probed;
+ * - approle: an unknown role_id and an unknown secret_id are one message; "already used or
+ *   expired" and the address binding are named only to a caller who presented a secret_id that
+ *   was genuinely issued for that role_id, i.e. who holds both credentials.
+ * The precise reason goes to the server log (`detail`); no body ever holds a credential.
+ */
+export const USERPASS_REFUSED = 'username or password not valid';
+export const APPROLE_REFUSED = 'role_id or secret_id not valid';
+export const SECRET_ID_SPENT = 'secret_id already used or expired';
+export const APPROLE_ADDRESS_REFUSED = "the client address is not in the role's bound_cidrs";
+const refused = (message: string, detail: string) => new CofferError('unauthenticated', message, detail);
 
 /** Username and password logins (people). Usernames are lower-case, so one name, one counter. */
 export class UserpassMethod {
@@ -94,7 +107,7 @@ export class UserpassMethod {
   async login(username: string, password: string): Promise<Grant> {
     const user = LOGIN_NAME.test(username) ? read<User>(this.store.get(USER_PREFIX + username)) : undefined;
     const ok = await verifyPassword(password, user?.password_hash ?? DECOY_HASH);
-    if (!user || !ok) throw loginFailed();
+    if (!user || !ok) throw refused(USERPASS_REFUSED, user ? 'wrong password' : 'unknown user');
     return grantOf(`user:${user.name}`, user);
   }
 }
@@ -163,26 +176,36 @@ export class AppRoleMethod {
   async login(roleId: string, secretId: string, client: string): Promise<Grant> {
     const name = /^[0-9a-f-]{36}$/.test(roleId) ? this.store.get(ROLE_ID_PREFIX + roleId) : undefined;
     const role = name ? this.get(Buffer.from(name).toString()) : undefined;
-    if (!role || !constantTimeEqual(Buffer.from(role.role_id), Buffer.from(roleId))) throw loginFailed();
-    if (role.bound_cidrs.length > 0 && !inCidrs(client, role.bound_cidrs)) throw loginFailed();
+    if (!role || !constantTimeEqual(Buffer.from(role.role_id), Buffer.from(roleId))) throw refused(APPROLE_REFUSED, 'unknown role_id');
     const key = `${SECRET_ID_PREFIX}${role.name}/${sha256hex(secretId)}`;
+    if (role.bound_cidrs.length > 0 && !inCidrs(client, role.bound_cidrs)) {
+      // Checked before a use is consumed; the reason is named only if the secret_id is one this
+      // role issued (a read, nothing consumed), so the binding is no oracle for a role_id alone.
+      const known = read<SecretIdRecord>(this.store.get(key));
+      throw known ? refused(APPROLE_ADDRESS_REFUSED, `client ${client} outside bound_cidrs`) : refused(APPROLE_REFUSED, 'unknown secret_id');
+    }
     const outcome = await this.store.mutate((tx) => {
       const record = read<SecretIdRecord>(tx.get(key));
       if (!record) return 'unknown';
+      if (record.uses_left === 0) return 'spent';
       if (record.expires_at !== null && record.expires_at <= this.now()) {
-        tx.del(key); // expired: removed, and the login fails
+        tx.put(key, encode(spent(record))); // expired: a tombstone, and the login fails
         return 'expired';
       }
-      if (record.uses_left !== null) {
-        if (record.uses_left <= 1) tx.del(key);
-        else tx.put(key, encode({ ...record, uses_left: record.uses_left - 1 }));
-      }
+      if (record.uses_left !== null) tx.put(key, encode(record.uses_left <= 1 ? spent(record) : { ...record, uses_left: record.uses_left - 1 }));
       return 'ok';
     });
-    if (outcome !== 'ok') throw loginFailed();
+    if (outcome === 'unknown') throw refused(APPROLE_REFUSED, 'unknown secret_id');
+    if (outcome !== 'ok') throw refused(SECRET_ID_SPENT, `secret_id ${outcome}`);
     return grantOf(`approle:${role.name}`, role);
   }
 }
+
+/**
+ * A used-up or expired secret_id stays as a tombstone (its hash and times, no uses) so a second
+ * attempt can say "already used or expired" instead of "not valid"; tombstones go with the role.
+ */
+const spent = (record: SecretIdRecord): SecretIdRecord => ({ ...record, uses_left: 0 });
 
 function publicUser(user: User): Omit<User, 'password_hash'> {
   const { password_hash: _omit, ...rest } = user;

@@ -5,6 +5,7 @@ import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose';
 import request from 'supertest';
 import { Coffer } from '../../sdk/client.js';
 import { loginGithubActions } from '../../sdk/ci-login.js';
+import { JWT_REFUSED } from '../../server/auth/jwt-login.js';
 import { openVault, type TestVault } from '../helpers.js';
 
 /** A fake GitHub Actions OIDC issuer: JWKS served over HTTP on loopback, tokens signed with jose. */
@@ -83,10 +84,10 @@ describe('end to end: a GitHub Actions job reads only its secrets', function () 
     const res = await request(vault.app).post('/v1/auth/jwt/login').send({ role: 'github-api', jwt: await idp.sign({ ref: 'refs/heads/feature' }) });
     assert.equal(res.status, 401);
     assert.deepEqual(Object.keys(res.body.error), ['code', 'message', 'request_id']);
-    assert.equal(res.body.error.message, 'login failed');
+    assert.equal(res.body.error.message, 'claim ref does not match the role');
   });
 
-  it('gives the same answer for an unknown role, a bad signature and a claim mismatch', async () => {
+  it('gives the same answer for an unknown role and a bad signature, and names a mismatched claim', async () => {
     const good = await idp.sign({});
     const tampered = `${good.slice(0, -4)}AAAA`;
     const bodies = await Promise.all([
@@ -94,10 +95,10 @@ describe('end to end: a GitHub Actions job reads only its secrets', function () 
       request(vault.app).post('/v1/auth/jwt/login').send({ role: 'github-api', jwt: tampered }),
       request(vault.app).post('/v1/auth/jwt/login').send({ role: 'github-api', jwt: await idp.sign({ repository: 'acme/api-evil' }) }),
     ]);
-    for (const b of bodies) {
-      assert.equal(b.status, 401);
-      assert.equal(b.body.error.message, 'login failed');
-    }
+    for (const b of bodies) assert.equal(b.status, 401);
+    assert.equal(bodies[0]!.body.error.message, JWT_REFUSED);
+    assert.equal(bodies[1]!.body.error.message, JWT_REFUSED);
+    assert.equal(bodies[2]!.body.error.message, 'claim repository does not match the role');
   });
 
   it('logs in through the SDK helper the way a workflow step does (runner token endpoint)', async () => {

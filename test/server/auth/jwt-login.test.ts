@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK, type JWK } from 'jose';
 import request from 'supertest';
+import { JWT_REFUSED } from '../../../server/auth/jwt-login.js';
 import { openVault, type TestVault } from '../../helpers.js';
 
 /** A CI identity provider on loopback: JWKS over HTTP, with a request counter. */
@@ -66,10 +67,12 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
     return name;
   }
   const login = (roleName: string, jwt: string) => request(vault.app).post('/v1/auth/jwt/login').send({ role: roleName, jwt });
-  const refused = async (roleName: string, jwt: string, why: string) => {
+  /** Refused with the generic body (before the signature verified) or a named claim (after). */
+  const refused = async (roleName: string, jwt: string, why: string, message: string | RegExp = JWT_REFUSED) => {
     const res = await login(roleName, jwt);
     assert.equal(res.status, 401, `${why}: ${res.status} ${JSON.stringify(res.body)}`);
-    assert.equal(res.body.error.message, 'login failed', why);
+    if (typeof message === 'string') assert.equal(res.body.error.message, message, why);
+    else assert.match(res.body.error.message, message, why);
   };
 
   before(async () => {
@@ -171,13 +174,14 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
 
   it('A10: requires the exact issuer string', async () => {
     const r = await role();
-    for (const iss of [`${idp.url}/`, idp.url.toUpperCase(), `${idp.url}.evil.com`, idp.url.replace('http', 'https')]) await refused(r, await idp.sign({ iss }), `iss ${iss}`);
+    for (const iss of [`${idp.url}/`, idp.url.toUpperCase(), `${idp.url}.evil.com`, idp.url.replace('http', 'https')]) await refused(r, await idp.sign({ iss }), `iss ${iss}`, 'issuer not accepted');
   });
 
   it('A11/A12: refuses a wrong, missing or malformed audience, and several audiences unless allowed', async () => {
     const r = await role();
-    for (const aud of ['sts.amazonaws.com', 'https://github.com/acme', [], '', 123, null, undefined]) await refused(r, await idp.sign({ aud }), `aud ${JSON.stringify(aud)}`);
-    await refused(r, await idp.sign({ aud: ['coffer', 'other'] }), 'two audiences');
+    for (const aud of ['sts.amazonaws.com', 'https://github.com/acme', [], '', 123, null]) await refused(r, await idp.sign({ aud }), `aud ${JSON.stringify(aud)}`, 'audience not accepted');
+    await refused(r, await idp.sign({ aud: undefined }), 'no aud', 'token has no aud claim');
+    await refused(r, await idp.sign({ aud: ['coffer', 'other'] }), 'two audiences', 'token has several audiences and the role allows one');
     const multi = await role({ allow_multiple_audiences: true });
     assert.equal((await login(multi, await idp.sign({ aud: ['coffer', 'other'] }))).status, 200);
   });
@@ -185,11 +189,11 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
   it('A13/A14: refuses expired, not-yet-valid, future-issued, exp-less and over-long tokens', async () => {
     const r = await role({ leeway: 10, max_token_lifetime: 600 });
     const now = Math.floor(Date.now() / 1000);
-    await refused(r, await idp.sign({ iat: now - 400, exp: now - 20 }), 'expired beyond leeway');
-    await refused(r, await idp.sign({ nbf: now + 120 }), 'nbf in the future');
-    await refused(r, await idp.sign({ iat: now + 120, exp: now + 400 }), 'iat in the future');
-    await refused(r, await idp.sign({ exp: undefined }), 'no exp');
-    await refused(r, await idp.sign({ iat: now, exp: now + 3600 }), 'lifetime above 600 s');
+    await refused(r, await idp.sign({ iat: now - 400, exp: now - 20 }), 'expired beyond leeway', 'token expired');
+    await refused(r, await idp.sign({ nbf: now + 120 }), 'nbf in the future', 'token not yet valid (nbf)');
+    await refused(r, await idp.sign({ iat: now + 120, exp: now + 400 }), 'iat in the future', 'token issued in the future (iat)');
+    await refused(r, await idp.sign({ exp: undefined }), 'no exp', 'token has no exp claim');
+    await refused(r, await idp.sign({ iat: now, exp: now + 3600 }), 'lifetime above 600 s', "token lifetime (exp - iat) exceeds the role's max_token_lifetime");
     assert.equal((await login(r, await idp.sign({ iat: now - 5, exp: now + 300 }))).status, 200);
   });
 
@@ -197,38 +201,38 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
     const r = await role({ single_use: true });
     const jwt = await idp.sign();
     assert.equal((await login(r, jwt)).status, 200);
-    await refused(r, jwt, 'replay');
+    await refused(r, jwt, 'replay', 'token already used (the role is single-use)');
   });
 
   it('A16/A18/A19: bound subject and claims match exactly, without coercion or case folding', async () => {
     const r = await role({ bound_subject: 'repo:acme/api:ref:refs/heads/main', bound_claims: { repository: 'acme/api', repository_id: '42' } });
     for (const sub of ['repo:acme/api:ref:refs/heads/main-evil', 'repo:acme/api-evil:ref:refs/heads/main', 'repo:acme/api:ref:refs/heads/main\n', 'repo:acme/api:ref:refs/heads/main ', 'REPO:acme/api:ref:refs/heads/main']) {
-      await refused(r, await idp.sign({ sub }), `sub ${JSON.stringify(sub)}`);
+      await refused(r, await idp.sign({ sub }), `sub ${JSON.stringify(sub)}`, 'subject does not match the role');
     }
-    for (const repository_id of [42, ['42', '99'], { x: '42' }, null, true]) await refused(r, await idp.sign({ repository_id }), `repository_id ${JSON.stringify(repository_id)}`);
-    for (const repository of ['ACME/api', 'ａｃｍｅ/api', 'acme/api\u200d', 'acme\u202e/api']) await refused(r, await idp.sign({ repository }), `repository ${repository}`);
+    for (const repository_id of [42, ['42', '99'], { x: '42' }, null, true]) await refused(r, await idp.sign({ repository_id }), `repository_id ${JSON.stringify(repository_id)}`, 'claim repository_id does not match the role');
+    for (const repository of ['ACME/api', 'ａｃｍｅ/api', 'acme/api\u200d', 'acme\u202e/api']) await refused(r, await idp.sign({ repository }), `repository ${repository}`, 'claim repository does not match the role');
     assert.equal((await login(r, await idp.sign())).status, 200);
   });
 
   it('A17: glob claims: * stays within one path part and claim metacharacters are literal', async () => {
     const r = await role({ bound_claims_type: 'glob', bound_subject: 'repo:acme/*:ref:refs/heads/main', bound_claims: { repository: 'acme/*' } });
     assert.equal((await login(r, await idp.sign({ repository: 'acme/web', sub: 'repo:acme/web:ref:refs/heads/main' }))).status, 200);
-    await refused(r, await idp.sign({ repository: 'acme-evil/x' }), 'other owner');
-    await refused(r, await idp.sign({ repository: 'acme/x/y' }), '* crossing /');
+    await refused(r, await idp.sign({ repository: 'acme-evil/x' }), 'other owner', /^(claim repository|subject) does not match the role$/);
+    await refused(r, await idp.sign({ repository: 'acme/x/y' }), '* crossing /', /^(claim repository|subject) does not match the role$/);
     const literal = await role({ bound_claims: { environment: 'prod[1-9]' }, bound_claims_type: 'glob' });
-    await refused(literal, await idp.sign({ environment: 'prod1' }), '[1-9] is literal');
+    await refused(literal, await idp.sign({ environment: 'prod1' }), '[1-9] is literal', 'claim environment does not match the role');
     assert.equal((await login(literal, await idp.sign({ environment: 'prod[1-9]' }))).status, 200);
   });
 
   it('A21/A22: GitLab and Kubernetes bindings refuse forks and recreated service accounts', async () => {
     const gitlab = await role({ bound_claims: { project_id: '7', ref_protected: 'true' } });
-    await refused(gitlab, await idp.sign({ project_id: '7', ref_protected: 'false', project_path: 'fork/app' }), 'unprotected fork ref');
+    await refused(gitlab, await idp.sign({ project_id: '7', ref_protected: 'false', project_path: 'fork/app' }), 'unprotected fork ref', 'claim ref_protected does not match the role');
     assert.equal((await login(gitlab, await idp.sign({ project_id: '7', ref_protected: 'true' }))).status, 200);
     const k8s = await role({ bound_subject: 'system:serviceaccount:ci:builder', bound_claims: { 'kubernetes.io/namespace': 'ci', 'kubernetes.io/serviceaccount/uid': 'uid-1' } });
     const sa = (uid: string) => ({ sub: 'system:serviceaccount:ci:builder', 'kubernetes.io': { namespace: 'ci', serviceaccount: { name: 'builder', uid } } });
     assert.equal((await login(k8s, await idp.sign(sa('uid-1')))).status, 200);
-    await refused(k8s, await idp.sign(sa('uid-2')), 'recreated service account');
-    await refused(k8s, await idp.sign({ sub: 'system:serviceaccount:ci:builder', 'kubernetes.io/serviceaccount/uid': 'uid-1', 'kubernetes.io/namespace': 'ci' }), 'a flat look-alike claim is not the nested one');
+    await refused(k8s, await idp.sign(sa('uid-2')), 'recreated service account', 'claim kubernetes.io/serviceaccount/uid does not match the role');
+    await refused(k8s, await idp.sign({ sub: 'system:serviceaccount:ci:builder', 'kubernetes.io/serviceaccount/uid': 'uid-1', 'kubernetes.io/namespace': 'ci' }), 'a flat look-alike claim is not the nested one', /^claim kubernetes\.io\/\S+ does not match the role$/);
   });
 
   it('A23/A24/A25/A27: refuses JWE, JSON serialization, zip/p2c/enc/crit headers, oversize and junk quickly', async () => {
@@ -257,7 +261,7 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
     assert.equal((await login(r, idp.signRaw('{"alg":"RS256","kid":"k1"}', `{${claims}}`))).status, 200);
   });
 
-  it('A29/A30: odd role names never reach another role; every refusal looks the same', async () => {
+  it('A29/A30: odd role names never reach another role; every refusal before the signature verified looks the same', async () => {
     const jwt = await idp.sign();
     for (const name of ['../admin', '%2e%2e%2fadmin', 'admin\u0000', 'ADMIN', '']) {
       const res = await login(name, jwt);
@@ -265,14 +269,22 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
     }
     const r = await role();
     const now = Math.floor(Date.now() / 1000);
+    const attacker = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
     const bodies = await Promise.all([
       login('no-such-role', jwt),
       login(r, `${jwt.slice(0, -4)}AAAA`),
-      login(r, await idp.sign({ repository: 'acme/other' })),
-      login(r, await idp.sign({ iat: now - 900, exp: now - 600 })),
+      login(r, await idp.sign({}, { kid: 'no-such-kid' })),
+      // a forged token claiming what the role wants but expired: still the generic body, since
+      // claims are only looked at once the signature verified
+      login(r, await idp.sign({ iat: now - 900, exp: now - 600 }, {}, attacker)),
+      login(r, await idp.sign({ repository: 'acme/other' }, {}, attacker)),
     ]);
     const shapes = bodies.map((b) => JSON.stringify({ status: b.status, code: b.body.error.code, message: b.body.error.message }));
     assert.equal(new Set(shapes).size, 1, shapes.join('\n'));
+    assert.equal(bodies[0]!.body.error.message, JWT_REFUSED);
+    // After the signature verified, the claim is named (issue 18): the caller holds a genuine token.
+    await refused(r, await idp.sign({ repository: 'acme/other' }), 'genuine token, other repository', 'claim repository does not match the role');
+    await refused(r, await idp.sign({ iat: now - 900, exp: now - 600 }), 'genuine token, expired', 'token expired');
   });
 
   it('A31: a key added to the JWKS is picked up by a refetch on its unknown kid', async () => {
