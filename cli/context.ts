@@ -1,7 +1,7 @@
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Coffer, tlsFromEnv } from '../sdk/client.js';
+import { Coffer, readTokenFile, tlsFromEnv } from '../sdk/client.js';
 import { CofferError } from '../sdk/errors.js';
 import { nodeHttpTransport } from '../sdk/transport.js';
 
@@ -32,9 +32,16 @@ export async function forgetToken(): Promise<void> {
   await rm(tokenFile(), { force: true });
 }
 
-/** Token precedence: --token, then COFFER_TOKEN, then the stored login token. */
+/**
+ * Token precedence: --token, then COFFER_TOKEN, then the file named by COFFER_TOKEN_FILE (mode
+ * checked: a bad file is an error, never skipped), then the stored login token.
+ */
 export async function client(args: GlobalArgs): Promise<Coffer> {
-  const token = args.token || process.env.COFFER_TOKEN || (await readFile(tokenFile(), 'utf8').then((t) => t.trim(), () => undefined));
+  const token =
+    args.token ||
+    process.env.COFFER_TOKEN ||
+    (process.env.COFFER_TOKEN_FILE ? readTokenFile(process.env.COFFER_TOKEN_FILE, 'COFFER_TOKEN_FILE') : undefined) ||
+    (await readFile(tokenFile(), 'utf8').then((t) => t.trim(), () => undefined));
   const addr = args.addr || process.env.COFFER_ADDR || 'http://127.0.0.1:8740';
   const url = new URL(addr);
   const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname) || url.hostname.startsWith('127.');

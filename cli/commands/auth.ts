@@ -106,7 +106,7 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         }
       },
     )
-    .command('logout', 'Revoke the stored token and forget it', (y) => y, async (argv) => {
+    .command('logout', 'Revoke the stored token and forget it', (y) => y.example('coffer logout', 'revoke ~/.config/coffer/token and delete it'), async (argv) => {
       await (await client(argv)).revoke().catch(() => undefined);
       await forgetToken();
       output(argv, { logged_out: true }, () => 'logged out');
@@ -119,7 +119,11 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         .option('policies', { type: 'string', array: true, default: [] as string[] })
         .option('ttl', { type: 'string', describe: 'create: lifetime (default 1h, cut to what your token may grant)' })
         .option('max-ttl', { type: 'string', describe: 'create: how far renewals may extend it (default: the TTL)' })
-        .option('orphan', { type: 'boolean', default: false, describe: 'create: outside your token\'s tree, so revoking yours leaves it (needs admin on sys/auth/token/create-orphan)' }),
+        .option('orphan', { type: 'boolean', default: false, describe: 'create: outside your token\'s tree, so revoking yours leaves it (needs admin on sys/auth/token/create-orphan)' })
+        .example('coffer token self', 'who the current token is, its groups and expiry')
+        .example('coffer token renew', 'extend the current token in place (up to its max TTL)')
+        .example('coffer token create --identity svc:deploy --policies deploy --ttl 15m', 'a short-lived child token for a job')
+        .example('coffer token revoke', 'revoke the current token (and its children)'),
       async (argv) => {
         const c = await client(argv);
         switch (argv.action) {
