@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { syncDirectory, writeSynced } from '../durable-fs.js';
 import { z } from 'zod';
 
 /** A line of the chain: its sequence number and SHA-256. */
@@ -184,20 +185,9 @@ export class FileHead {
     const temp = `${this.path}.tmp`;
     const data = Buffer.alloc(HEAD_FILE_BYTES);
     encodeSlot(1, head).copy(data, SLOT_BYTES);
-    const handle = await open(temp, 'w', 0o600);
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await writeSynced(temp, data);
     await rename(temp, this.path);
-    const dir = await open(dirname(this.path), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await syncDirectory(dirname(this.path));
     if (!(await this.reopen())) throw new Error(`the audit chain head ${this.path} could not be created`);
   }
 }

@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { syncDirectory } from '../durable-fs.js';
 import { zeroize } from '../crypto/bytes.js';
 import { CofferError, isCofferError } from '../errors.js';
 import { parseKekUri, type RootKeySource } from '../keys/root-key.js';
@@ -267,11 +268,4 @@ function fileStream(file: string): AsyncIterable<Uint8Array> {
   };
 }
 
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
+

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { link, mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { syncDirectory, writeSynced } from '../durable-fs.js';
 import { CofferError } from '../errors.js';
 import { BucketUnavailable, MAX_LIST_PAGE, PreconditionFailed, checkKey, checkPrefix, type Bucket, type ListOptions, type ListPage, type PutOptions } from './bucket.js';
 
@@ -56,7 +57,7 @@ export class FileBucket implements Bucket {
       } else {
         await rename(tmp, path);
       }
-      await fsyncDir(dirname(path));
+      await syncDirectory(dirname(path));
       return { etag: etagOf(body) };
     } finally {
       await unlink(tmp).catch(() => undefined);
@@ -117,13 +118,7 @@ export class FileBucket implements Bucket {
     const dir = join(this.root, TMP);
     await mkdir(dir, { recursive: true });
     const tmp = join(dir, `${randomBytes(12).toString('hex')}`);
-    const handle = await open(tmp, 'wx', 0o600);
-    try {
-      await handle.writeFile(body);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await writeSynced(tmp, body, 0o600, 'wx');
     return tmp;
   }
 
@@ -156,11 +151,4 @@ function notFound(e: NodeJS.ErrnoException): undefined {
   throw new BucketUnavailable(`file bucket: ${e.code ?? e.message}`);
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
+
