@@ -6,25 +6,9 @@ import { SingleBar } from 'cli-progress';
 import type { Argv } from 'yargs';
 import { CofferError } from '../../sdk/errors.js';
 import type { ErrorCode } from '../../sdk/wire/errors.js';
+import type { RestoreRunner } from '../../sdk/wire/restore.js';
 import { client, output, type GlobalArgs } from '../context.js';
 import { promptSecret } from './sys.js';
-
-/**
- * What `coffer restore` needs from the server code (server/backup/restore.ts). cli/app.ts, the
- * one CLI module allowed to load server code, passes it in, so this module stays on the SDK side
- * of the dependency rule and the server modules load only when restore runs.
- */
-export interface RestoreRunner {
-  (options: {
-    file: string;
-    dataDir: string;
-    kek?: string;
-    shares?: string[];
-    askShares?: (threshold: number) => Promise<string[]>;
-    env?: NodeJS.ProcessEnv;
-    progress?: (phase: 'verify' | 'write', chunks: number, entries: number) => void;
-  }): Promise<{ vault: string; backup: string; seq: number; created_at: string; entries: number; data_dir: string }>;
-}
 
 const MiB = 1024 * 1024;
 

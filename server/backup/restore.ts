@@ -11,32 +11,10 @@ import type { ReplicationKeys } from '../replication/format.js';
 import { isLocalKey } from '../replication/snapshot.js';
 import { Store, type Op } from '../store/db.js';
 import { SEAL_KEY } from '../store/keys.js';
+import type { RestoreOptions, RestoreResult } from '../../sdk/wire/restore.js';
 import { backupKeyContext, backupKeys, corrupt, openChunk, readFrames, type BackupHeader } from './format.js';
 
-export interface RestoreOptions {
-  /** The backup file. */
-  file: string;
-  /** The data directory to create (absent or empty). The store goes to `<dir>/db`, as the server expects. */
-  dataDir: string;
-  /** The master key source, as `coffer server --kek` (not needed for a Shamir vault). */
-  kek?: string;
-  /** Unseal shares of a Shamir vault (a threshold of them). */
-  shares?: string[];
-  /** Asked for the shares when the backup is of a Shamir vault and `shares` is empty (the CLI prompts). */
-  askShares?: (threshold: number) => Promise<string[]>;
-  env?: NodeJS.ProcessEnv;
-  /** Called as chunks are verified and written. */
-  progress?: (phase: 'verify' | 'write', chunks: number, entries: number) => void;
-}
-
-export interface RestoreResult {
-  vault: string;
-  backup: string;
-  seq: number;
-  created_at: string;
-  entries: number;
-  data_dir: string;
-}
+export type { RestoreOptions, RestoreResult };
 
 const STAGING_PREFIX = '.coffer-restore-';
 const WRITE_BATCH_BYTES = 4 << 20;
