@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { configSchema, type ServerConfig } from '../../../server/config.js';
 import { startServer, type RunningServer } from '../../../server/main.js';
 import { tempDir } from '../../helpers.js';
+import { call } from '../../integration/load-helpers.js';
 
 export interface Node {
   server: RunningServer;
@@ -42,21 +43,7 @@ export async function startNode(
     dir,
     url: server.url,
     logs,
-    async call(method, path, body, token) {
-      const res = await fetch(server.url + path, {
-        method,
-        headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      });
-      const text = await res.text();
-      let parsed: unknown = text || undefined;
-      try {
-        parsed = text ? JSON.parse(text) : undefined;
-      } catch {
-        /* Prometheus text and the like */
-      }
-      return { status: res.status, body: parsed };
-    },
+    call: (method, path, body, token) => call(server.url, method, path, token, body),
     async stop() {
       await server.close();
     },
