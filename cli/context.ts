@@ -13,7 +13,8 @@ export interface GlobalArgs {
   quiet?: boolean;
 }
 
-export const EXIT = { ok: 0, error: 1, usage: 2, auth: 3, notFound: 4, unavailable: 5 } as const;
+/** Exit codes. `sealed` shares 2 with `usage` on purpose: `vault status` exits 2 when sealed. */
+export const EXIT = { ok: 0, error: 1, usage: 2, sealed: 2, auth: 3, notFound: 4, unavailable: 5 } as const;
 
 /** Where `coffer login` keeps the token: `$XDG_CONFIG_HOME/coffer/token` or `~/.config/coffer/token`. */
 export function tokenFile(env: NodeJS.ProcessEnv = process.env): string {

@@ -59,6 +59,8 @@ interface Call {
   auth?: boolean;
   /** A login: sent once more after a 429 with a short Retry-After (see `login`). */
   retryWhenLimited?: boolean;
+  /** Overrides the client's timeout for a call the server answers late by design (promotion). */
+  timeoutMs?: number;
 }
 
 /** The longest Retry-After a login waits out (docs/api.md "Auth"); longer ones fail at once. */
@@ -391,8 +393,13 @@ export class Coffer {
   }
 
   /** Promotes this replica to primary of a new epoch; resolves once it accepts writes (admin). */
-  promote(): Promise<{ epoch: number; writes_from: string }> {
-    return this.call({ method: 'POST', path: '/v1/sys/replication/promote', body: {} });
+  /**
+   * Answers once the promoted server accepts writes, i.e. after the old primary's lease ran out
+   * (up to `replication_lease_s`, 30 s by default): hence its own timeout, 2 minutes by default
+   * (the server closes a connection idle for longer). Watch `replicationStatus()` meanwhile.
+   */
+  promote(options: { timeoutMs?: number } = {}): Promise<{ epoch: number; writes_from: string }> {
+    return this.call({ method: 'POST', path: '/v1/sys/replication/promote', body: {}, timeoutMs: options.timeoutMs ?? 120_000 });
   }
 
   /** Asks the primary for a full snapshot in every bucket (admin). */
@@ -524,11 +531,11 @@ export class Coffer {
         method: call.method,
         headers,
         ...(call.body === undefined ? {} : { body: JSON.stringify(call.body) }),
-        timeoutMs: this.timeoutMs,
+        timeoutMs: call.timeoutMs ?? this.timeoutMs,
       });
     } catch (e) {
       if (e instanceof CofferError) throw e; // a TLS file that cannot be read: say so, not "connection failed"
-      const reason = (e as Error).name === 'TimeoutError' ? `no answer within ${this.timeoutMs} ms` : 'connection failed';
+      const reason = (e as Error).name === 'TimeoutError' ? `no answer within ${call.timeoutMs ?? this.timeoutMs} ms` : 'connection failed';
       throw new CofferError('unavailable', `cannot reach the Coffer server at ${this.addr}: ${reason}`, 0);
     }
   }

@@ -1,4 +1,7 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Argv } from 'yargs';
+import type { Coffer } from '../../sdk/client.js';
+import { CofferError } from '../../sdk/errors.js';
 import type { ReplicationStatus } from '../../sdk/wire/types.js';
 import { client, output, type GlobalArgs } from '../context.js';
 
@@ -19,6 +22,72 @@ function describe(s: ReplicationStatus): string {
   return lines.join('\n');
 }
 
+const WATCH_EVERY_MS = 1_000;
+/** How long to keep watching a promotion whose answer was lost (the request cut by a proxy or timeout). */
+const LOST_ANSWER_GRACE_MS = 60_000;
+
+type Promoted = { epoch: number; writes_from: string };
+
+/** The progress line for a promotion under way, from the promoting server's replication status. */
+export function promotionProgress(s: ReplicationStatus, now: number): string {
+  if (s.role === 'primary' && s.writes_from && s.writes_from > now) {
+    const left = Math.ceil((s.writes_from - now) / 1000);
+    return `promoted to epoch ${s.epoch}; waiting for the old primary's lease to run out: writes accepted in ${left}s (${new Date(s.writes_from).toISOString()})`;
+  }
+  if (s.role === 'primary') return `promoted to epoch ${s.epoch}; writes accepted`;
+  const applied = s.replica ? `: applied ${s.replica.applied_seq} of ${s.replica.head_seq ?? '?'}` : '';
+  return `catching up with everything the old primary shipped before claiming epoch ${s.epoch + 1}${applied}`;
+}
+
+/**
+ * Promotes and waits until the new primary takes writes, which is after the old primary's lease
+ * ran out (docs/api.md "Replication"). Meanwhile it asks the server how far it got, so the
+ * operator sees a countdown instead of silence; if the long request is cut, the server carries on
+ * and the status it reports decides the outcome.
+ */
+export async function promoteAndWatch(c: Coffer, progress: (line: string) => void, now: () => number = Date.now): Promise<Promoted> {
+  const answer = c.promote().then(
+    (result) => ({ result }),
+    (error: unknown) => ({ error }),
+  );
+  let lostAt: number | undefined;
+  let lost: unknown;
+  for (;;) {
+    const outcome = lostAt === undefined ? await Promise.race([answer, sleep(WATCH_EVERY_MS).then(() => undefined)]) : await sleep(WATCH_EVERY_MS).then(() => undefined);
+    if (outcome && 'result' in outcome) return outcome.result;
+    if (outcome && 'error' in outcome) {
+      if (!(outcome.error instanceof CofferError) || outcome.error.code !== 'unavailable') throw outcome.error;
+      lostAt = now();
+      lost = outcome.error;
+    }
+    const status = await c.replicationStatus().catch(() => undefined);
+    if (lostAt !== undefined) {
+      if (status?.role === 'primary' && !status.writes_from && !status.fenced) return { epoch: status.epoch, writes_from: new Date(now()).toISOString() };
+      if (!status || now() - lostAt > LOST_ANSWER_GRACE_MS) {
+        throw new CofferError('unavailable', `${(lost as Error).message}; the promotion may still be under way on the server: watch it with coffer replica status`, 0);
+      }
+    }
+    if (status) progress(promotionProgress(status, now()));
+  }
+}
+
+/** Writes progress lines to stderr: rewritten in place on a terminal, once per change elsewhere. */
+function progressWriter(quiet: boolean | undefined): { line: (text: string) => void; end: () => void } {
+  const tty = process.stderr.isTTY;
+  let last = '';
+  return {
+    line(text) {
+      if (quiet) return;
+      if (tty) process.stderr.write(`\r\x1b[2K${text}`);
+      else if (text.replace(/\d+s \(/, '') !== last.replace(/\d+s \(/, '')) process.stderr.write(`${text}\n`);
+      last = text;
+    },
+    end() {
+      if (tty && last && !quiet) process.stderr.write('\n');
+    },
+  };
+}
+
 /** `coffer replica status|promote`. */
 export function replicaCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
   return yargs.command('replica', 'Replication: status of this server, promotion of a replica', (y) =>
@@ -29,10 +98,20 @@ export function replicaCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
       })
       .command(
         'promote',
-        'Make this replica the primary of a new epoch (the old primary is fenced; writes start once its lease ran out)',
-        (z) => z.example('coffer replica promote --addr https://replica.internal:8740', 'after the old primary is gone'),
+        'Make this replica the primary of a new epoch and wait until it takes writes (the old primary is fenced; writes start once its lease ran out, up to replication_lease_s)',
+        (z) =>
+          z
+            .example('coffer replica promote --addr https://replica.internal:8740', 'after the old primary is gone; shows a countdown to the first write')
+            .example('coffer replica promote --json --quiet', 'for scripts: only the result on stdout'),
         async (argv) => {
-          const result = await (await client(argv)).promote();
+          const c = await client(argv);
+          const progress = progressWriter(argv.quiet);
+          let result: Promoted;
+          try {
+            result = await promoteAndWatch(c, progress.line);
+          } finally {
+            progress.end();
+          }
           output(argv, result, () => `promoted: primary of epoch ${result.epoch}, accepting writes since ${result.writes_from}`);
         },
       )

@@ -1,7 +1,8 @@
 import { createInterface } from 'node:readline/promises';
 import type { Argv } from 'yargs';
 import { CofferError } from '../../sdk/errors.js';
-import { client, output, type GlobalArgs } from '../context.js';
+import type { Health, SealStatus } from '../../sdk/wire/types.js';
+import { client, EXIT, output, type GlobalArgs } from '../context.js';
 
 /** Reads one secret line from the terminal without echoing it, or from a pipe. */
 export async function promptSecret(question: string): Promise<string> {
@@ -31,22 +32,43 @@ export async function promptSecret(question: string): Promise<string> {
   return value;
 }
 
+/** `coffer status` as text: what state the server is in and the one command that moves it on. */
+export function describeStatus(addr: string, health: Health, seal: SealStatus): string {
+  const sealed = !health.initialized
+    ? `${health.sealed}  (not initialized: run coffer init)`
+    : health.sealed
+      ? `true  (unseal progress ${seal.progress}/${seal.threshold}: run coffer unseal)`
+      : 'false';
+  const role = health.fenced ? `${health.role}, FENCED  (another server was promoted: this one refuses writes; see coffer replica status)` : health.role;
+  return [
+    `address      ${addr}`,
+    `initialized  ${health.initialized}`,
+    `sealed       ${sealed}`,
+    `role         ${role}`,
+    `key source   ${seal.provider}`,
+    `version      ${health.version}`,
+    ...(health.warnings ?? []).map((w) => `warning      ${w}`),
+  ].join('\n');
+}
+
 export function sysCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
   return yargs
-    .command('status', 'Show whether the vault is initialized and sealed', (y) => y.example('coffer status', 'the server at COFFER_ADDR').example('coffer status --addr https://vault.internal:8740 --json', 'another server, as JSON'), async (argv) => {
-      const c = await client(argv);
-      const [health, seal] = await Promise.all([c.health(), c.sealStatus()]);
-      output(argv, { ...health, ...seal }, () =>
-        [
-          `address      ${c.addr}`,
-          `initialized  ${health.initialized}`,
-          `sealed       ${health.sealed}${health.sealed && health.initialized ? `  (unseal progress ${seal.progress}/${seal.threshold}: run coffer unseal)` : ''}`,
-          `role         ${health.role}`,
-          `key source   ${seal.provider}`,
-          `version      ${health.version}`,
-        ].join('\n'),
-      );
-    })
+    .command(
+      'status',
+      'Show whether the vault is initialized and sealed (exit 0 unsealed, 2 sealed or not initialized, as vault status)',
+      (y) =>
+        y
+          .example('coffer status', 'the server at COFFER_ADDR')
+          .example('coffer status --addr https://vault.internal:8740 --json', 'another server, as JSON')
+          .example('coffer status --quiet || coffer unseal', 'unseal only when needed'),
+      async (argv) => {
+        const c = await client(argv);
+        const [health, seal] = await Promise.all([c.health(), c.sealStatus()]);
+        output(argv, { ...health, ...seal }, () => describeStatus(c.addr, health, seal));
+        // vault status's convention, which scripts and probes rely on: 2 = sealed (or nothing to unseal yet).
+        if (health.sealed || !health.initialized) process.exitCode = EXIT.sealed;
+      },
+    )
     .command(
       'init',
       'Initialize a new vault: prints the key shares and the root token once',

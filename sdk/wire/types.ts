@@ -64,6 +64,8 @@ export interface Health {
   sealed: boolean;
   role: 'primary' | 'replica';
   version: string;
+  /** A primary that saw another server promoted: it refuses writes (health answers 503). */
+  fenced?: boolean;
   /** Conditions an operator must act on (e.g. expired master key material); absent when none. */
   warnings?: string[];
 }

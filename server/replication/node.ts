@@ -394,6 +394,11 @@ export class Replication implements WriteGuard {
     for (const s of this.shippers) void s.stop();
   }
 
+  /** Another server was promoted: this one refuses writes until it is rebuilt as a replica. */
+  get fenced(): boolean {
+    return this.fencedReason !== undefined;
+  }
+
   // --- promotion --------------------------------------------------------------------------
 
   /**

@@ -22,6 +22,7 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
       const storage = deps.store.storageFailure; // writes refused: not a node to send traffic to
       const draining = deps.lifecycle?.draining === true;
       const auditDown = !deps.audit.available; // no sink takes lines: every audited request is refused
+      const fenced = deps.replication?.fenced === true; // another server was promoted: this one refuses writes
       const body = {
         initialized: seal.initialized,
         sealed: seal.sealed,
@@ -29,10 +30,11 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
         version: deps.version,
         ...(storage ? { storage: { error: storage.code, since: new Date(storage.since).toISOString() } } : {}),
         ...(draining ? { draining: true } : {}),
+        ...(fenced ? { fenced: true } : {}),
         ...(auditDown ? { audit: 'unavailable' } : {}),
         ...(warnings.length ? { warnings } : {}),
       };
-      res.status(!seal.initialized ? 501 : seal.sealed || storage || draining || auditDown ? 503 : replica ? 429 : 200).json(body);
+      res.status(!seal.initialized ? 501 : seal.sealed || storage || draining || auditDown || fenced ? 503 : replica ? 429 : 200).json(body);
     },
   });
 
