@@ -45,8 +45,9 @@ export function promotionProgress(s: ReplicationStatus, now: number): string {
  * operator sees a countdown instead of silence; if the long request is cut, the server carries on
  * and the status it reports decides the outcome.
  */
-export async function promoteAndWatch(c: Coffer, progress: (line: string) => void, now: () => number = Date.now): Promise<Promoted> {
-  const answer = c.promote().then(
+export async function promoteAndWatch(c: Coffer, progress: (line: string) => void, options: { promoteTimeoutMs?: number; now?: () => number } = {}): Promise<Promoted> {
+  const now = options.now ?? Date.now;
+  const answer = c.promote(options.promoteTimeoutMs === undefined ? {} : { timeoutMs: options.promoteTimeoutMs }).then(
     (result) => ({ result }),
     (error: unknown) => ({ error }),
   );
