@@ -28,8 +28,10 @@ import { Store } from './store/db.js';
 import { Replication, settingsFromConfig } from './replication/node.js';
 import { loadTls, serverTlsOptions, tlsSettingsFromConfig, type TlsMaterial, type TlsSettings } from './tls/context.js';
 import { ensureDevTls } from './tls/dev.js';
+import { packageVersion } from '../sdk/version.js';
 
-export const VERSION = '0.1.0';
+/** Read once at start from package.json (health, metrics, logs). */
+export const VERSION = packageVersion();
 
 export interface RunningServer {
   url: string;
