@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { Coffer, readTokenFile, tlsFromEnv } from '../sdk/client.js';
 import { CofferError } from '../sdk/errors.js';
 import { nodeHttpTransport } from '../sdk/transport.js';
+import { CliError } from './errors.js';
 
 /** Global flags every command accepts (docs/api.md "CLI"). */
 export interface GlobalArgs {
@@ -47,7 +48,7 @@ export async function client(args: GlobalArgs): Promise<Coffer> {
   const url = new URL(addr);
   const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname) || url.hostname.startsWith('127.');
   if (url.protocol === 'http:' && !loopback) {
-    throw new CofferError('invalid_request', `refusing to send a token over plain http to ${url.host}: use https://`, 0);
+    throw new CliError('invalid_input', `refusing to send a token over plain http to ${url.host}: use https://`);
   }
   // COFFER_CACERT, COFFER_CLIENT_CERT/COFFER_CLIENT_KEY (mTLS), COFFER_TLS_SERVER_NAME: read here,
   // so a missing file fails before anything is sent, naming the variable.
@@ -67,6 +68,7 @@ export function output(args: GlobalArgs, value: unknown, human: () => string): v
 
 /** One line on stderr saying what went wrong and what to do next, and the exit code for it. */
 export function explain(error: unknown): { message: string; code: number } {
+  if (error instanceof CliError) return { message: error.message, code: error.exitCode };
   if (!(error instanceof CofferError)) return { message: error instanceof Error ? error.message : String(error), code: EXIT.error };
   switch (error.code) {
     case 'unavailable':

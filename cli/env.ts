@@ -1,6 +1,7 @@
 import { CofferError } from '../sdk/errors.js';
 import type { Coffer } from '../sdk/client.js';
 import type { Secret } from '../sdk/wire/types.js';
+import { CliError } from './errors.js';
 
 /**
  * Secrets to environment variables (docs/api.md "CLI"): each key upper-cased, characters outside
@@ -26,7 +27,7 @@ export async function fetchSecrets(client: Coffer, paths: string[]): Promise<Sec
     if (p.endsWith('/*')) {
       const found: string[] = [];
       for await (const path of client.list(p.slice(0, -2))) if (path !== p.slice(0, -2)) found.push(path);
-      if (found.length === 0) throw new CofferError('not_found', `no secrets under ${p.slice(0, -2)}`, 404);
+      if (found.length === 0) throw new CliError('not_found', `no secrets under ${p.slice(0, -2)}`);
       wanted.push(...found);
     } else wanted.push(p);
   }
@@ -51,7 +52,7 @@ export function buildEnv(secrets: Secret[], options: EnvOptions): Map<string, st
   const renames = new Map<string, string>();
   for (const m of options.map) {
     const eq = m.lastIndexOf('=');
-    if (eq < 1 || !ENV_NAME.test(m.slice(eq + 1))) throw new CofferError('invalid_request', `--map ${m.split('=')[0]}=…: expected KEY=ENV_NAME or path:KEY=ENV_NAME`, 0);
+    if (eq < 1 || !ENV_NAME.test(m.slice(eq + 1))) throw new CliError('invalid_input', `--map ${m.split('=')[0]}=…: expected KEY=ENV_NAME or path:KEY=ENV_NAME`);
     renames.set(m.slice(0, eq), m.slice(eq + 1));
   }
   const env = new Map<string, string>();
@@ -71,6 +72,6 @@ export function buildEnv(secrets: Secret[], options: EnvOptions): Map<string, st
       }
     }
   }
-  if (problems.length > 0) throw new CofferError('invalid_request', `cannot build the environment:\n  ${problems.join('\n  ')}`, 0);
+  if (problems.length > 0) throw new CliError('invalid_input', `cannot build the environment:\n  ${problems.join('\n  ')}`);
   return env;
 }

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
-import { CofferError } from '../sdk/errors.js';
 import { runWith } from './commands/run.js';
 import { EXIT, explain } from './context.js';
+import { CliError } from './errors.js';
 
 /** `coffer run` without yargs: the same options, parsed strictly by node:util. */
 export async function runFromArgs(args: string[]): Promise<void> {
@@ -41,7 +41,7 @@ export async function runFromArgs(args: string[]): Promise<void> {
     process.exit(EXIT.usage);
   }
   const seconds = (s: string, name: string) => {
-    if (!/^[1-9][0-9]{0,5}$/.test(s)) throw new CofferError('invalid_request', `--${name} takes a number of seconds`, 0);
+    if (!/^[1-9][0-9]{0,5}$/.test(s)) throw new CliError('invalid_input', `--${name} takes a number of seconds`);
     return Number(s);
   };
   try {

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import type { Argv, CommandModule } from 'yargs';
 import type { AdminKind } from '../../sdk/client.js';
-import { CofferError } from '../../sdk/errors.js';
 import { client, output, type GlobalArgs } from '../context.js';
+import { CliError } from '../errors.js';
 
 const CAPS = ['read', 'list', 'create', 'update', 'delete', 'destroy', 'admin', 'deny'];
 
@@ -11,7 +11,7 @@ function parseRule(text: string) {
   const colon = text.lastIndexOf(':');
   const capabilities = text.slice(colon + 1).split(',');
   if (colon < 1 || !capabilities.every((c) => CAPS.includes(c))) {
-    throw new CofferError('invalid_request', `--rule ${text}: expected PATH:CAPABILITY[,CAPABILITY] with capabilities from ${CAPS.join(', ')}`, 0);
+    throw new CliError('invalid_input', `--rule ${text}: expected PATH:CAPABILITY[,CAPABILITY] with capabilities from ${CAPS.join(', ')}`);
   }
   return { path: text.slice(0, colon), capabilities };
 }
@@ -19,12 +19,12 @@ function parseRule(text: string) {
 async function bodyFromFile(file: string | undefined): Promise<Record<string, unknown> | undefined> {
   if (!file) return undefined;
   const text = await readFile(file, 'utf8').catch(() => {
-    throw new CofferError('invalid_request', `cannot read ${file}`, 0);
+    throw new CliError('invalid_input', `cannot read ${file}`);
   });
   try {
     return JSON.parse(text) as Record<string, unknown>;
   } catch {
-    throw new CofferError('invalid_request', `${file} is not JSON`, 0);
+    throw new CliError('invalid_input', `${file} is not JSON`);
   }
 }
 
@@ -70,7 +70,7 @@ export function adminCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           const keys = await api.list();
           return output(argv, keys, () => keys.join('\n'));
         }
-        if (!argv.name) throw new CofferError('invalid_request', `name the ${noun}: coffer ${noun} ${argv.verb} NAME`, 0);
+        if (!argv.name) throw new CliError('invalid_input', `name the ${noun}: coffer ${noun} ${argv.verb} NAME`);
         if (argv.verb === 'get') {
           const item = await api.get(argv.name);
           return output(argv, item, () => JSON.stringify(item, null, 2));
@@ -137,7 +137,7 @@ export function adminCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
     ],
     (a) => (a.type === 'approle' ? 'approle' : 'jwt'),
     async (a) => {
-      if (a.type === 'jwt') throw new CofferError('invalid_request', 'a jwt role needs --file role.json (issuer, jwks_url, bound_audiences, …)', 0);
+      if (a.type === 'jwt') throw new CliError('invalid_input', 'a jwt role needs --file role.json (issuer, jwks_url, bound_audiences, …)');
       return { groups: a.group, policies: a.policy };
     },
   );

@@ -4,6 +4,7 @@ import type { Argv } from 'yargs';
 import { verifyAuditLog } from '../../sdk/audit.js';
 import { CofferError } from '../../sdk/errors.js';
 import { client, type GlobalArgs } from '../context.js';
+import { CliError } from '../errors.js';
 
 interface KeySource {
   pem: string;
@@ -29,11 +30,12 @@ async function keySource(argv: GlobalArgs & { publicKey?: string }): Promise<Key
   if (!addr) return undefined;
   try {
     const info = await (await client(argv)).auditInfo();
-    if (!info.public_key_pem) throw new CofferError('sealed', 'the server has no audit key yet (never unsealed)', 0);
+    if (!info.public_key_pem) throw new CliError('unavailable', `the server at ${addr} has no audit key yet (never unsealed); pass --public-key FILE to verify offline`);
     return { pem: info.public_key_pem, from: addr, checkpointEvery: info.checkpoint_every, serverLastSeq: info.last_seq, ...(info.checkpoint_interval_s !== null ? { intervalS: info.checkpoint_interval_s } : {}) };
   } catch (e) {
-    const reason = e instanceof Error ? e.message : String(e);
-    throw new CofferError(e instanceof CofferError ? e.code : 'unavailable', `cannot fetch the audit public key from ${addr} (${reason}); pass --public-key FILE to verify offline`, 0);
+    if (e instanceof CliError) throw e;
+    const message = `cannot fetch the audit public key from ${addr} (${e instanceof Error ? e.message : String(e)}); pass --public-key FILE to verify offline`;
+    throw e instanceof CofferError ? new CofferError(e.code, message, e.status, e.requestId) : new CliError('unavailable', message);
   }
 }
 

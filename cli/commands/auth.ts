@@ -4,6 +4,7 @@ import { loginGithubActions, loginGitlab, loginKubernetes } from '../../sdk/ci-l
 import { CofferError } from '../../sdk/errors.js';
 import type { LoginResult } from '../../sdk/wire/types.js';
 import { client, forgetToken, output, relative, storeToken, type GlobalArgs } from '../context.js';
+import { CliError } from '../errors.js';
 
 /**
  * A credential from a file (`--password-file`, `--secret-id-file`): refused if other users may
@@ -11,14 +12,14 @@ import { client, forgetToken, output, relative, storeToken, type GlobalArgs } fr
  */
 async function readSecretFile(flag: string, file: string): Promise<string> {
   const info = await stat(file).catch(() => {
-    throw new CofferError('invalid_request', `${flag} ${file}: no such file`, 0);
+    throw new CliError('invalid_input', `${flag} ${file}: no such file`);
   });
-  if (!info.isFile()) throw new CofferError('invalid_request', `${flag} ${file}: not a regular file`, 0);
+  if (!info.isFile()) throw new CliError('invalid_input', `${flag} ${file}: not a regular file`);
   if ((info.mode & 0o077) !== 0) {
-    throw new CofferError('invalid_request', `${flag} ${file} is accessible by other users (mode ${(info.mode & 0o777).toString(8)}): run chmod 600 ${file}`, 0);
+    throw new CliError('invalid_input', `${flag} ${file} is accessible by other users (mode ${(info.mode & 0o777).toString(8)}): run chmod 600 ${file}`);
   }
   const value = (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
-  if (!value) throw new CofferError('invalid_request', `${flag} ${file} is empty`, 0);
+  if (!value) throw new CliError('invalid_input', `${flag} ${file} is empty`);
   return value;
 }
 
@@ -26,7 +27,7 @@ const fromEnvOrFile = async (what: string, env?: string, file?: string, checkMod
   const flag = `--${what.replace(/ /g, '-')}-file`;
   if (file) return checkMode ? readSecretFile(flag, file) : (await readFile(file, 'utf8')).trim();
   const value = env ? process.env[env] : undefined;
-  if (!value) throw new CofferError('invalid_request', `${what} is required: pass ${flag} or set ${env}`, 0);
+  if (!value) throw new CliError('invalid_input', `${what} is required: pass ${flag} or set ${env}`);
   return value;
 };
 
@@ -66,7 +67,7 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .example('coffer login jwt --role github-api --jwt-env ACTIONS_ID_TOKEN', 'CI jobs'),
       async (argv) => {
         const c = await client(argv);
-        if (argv.username !== undefined && argv.method !== 'userpass') throw new CofferError('invalid_request', `a username is for userpass logins only, not ${argv.method}`, 0);
+        if (argv.username !== undefined && argv.method !== 'userpass') throw new CliError('invalid_input', `a username is for userpass logins only, not ${argv.method}`);
         switch (argv.method) {
           case 'token': {
             const self = await c.tokenSelf();
@@ -75,24 +76,24 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
             return;
           }
           case 'userpass': {
-            if (!argv.username) throw new CofferError('invalid_request', 'a username is required: coffer login userpass alice', 0);
+            if (!argv.username) throw new CliError('invalid_input', 'a username is required: coffer login userpass alice');
             const password = await fromEnvOrFile('password', argv.passwordEnv, argv.passwordFile);
             return finish(argv, await c.loginUserpass(argv.username, password).catch(loginFailed));
           }
           case 'approle': {
-            if (!argv.role) throw new CofferError('invalid_request', '--role (the role_id) is required', 0);
+            if (!argv.role) throw new CliError('invalid_input', '--role (the role_id) is required');
             const secretId = await fromEnvOrFile('secret id', argv.secretIdEnv, argv.secretIdFile);
             return finish(argv, await c.loginAppRole(argv.role, secretId).catch(loginFailed));
           }
           case 'jwt': {
-            if (!argv.role) throw new CofferError('invalid_request', '--role is required', 0);
+            if (!argv.role) throw new CliError('invalid_input', '--role is required');
             const jwt = await fromEnvOrFile('jwt', argv.jwtEnv, argv.jwtFile, false); // CI token files are often 0644
             return finish(argv, await c.loginJwt(argv.role, jwt).catch(loginFailed));
           }
           case 'github':
           case 'gitlab':
           case 'kubernetes': {
-            if (!argv.role) throw new CofferError('invalid_request', '--role is required', 0);
+            if (!argv.role) throw new CliError('invalid_input', '--role is required');
             const role = argv.role;
             const result = await (
               argv.method === 'github'
@@ -141,7 +142,7 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
             await forgetToken();
             return output(argv, { revoked: true }, () => 'revoked');
           case 'create': {
-            if (!argv.identity) throw new CofferError('invalid_request', '--identity is required', 0);
+            if (!argv.identity) throw new CliError('invalid_input', '--identity is required');
             const made = await c.createToken({
               identity: argv.identity,
               groups: argv.groups,

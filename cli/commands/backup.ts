@@ -9,6 +9,7 @@ import type { ErrorCode } from '../../sdk/wire/errors.js';
 import type { RestoreRunner } from '../../sdk/wire/restore.js';
 import { client, output, type GlobalArgs } from '../context.js';
 import { promptSecret } from './sys.js';
+import { CliError } from '../errors.js';
 
 const MiB = 1024 * 1024;
 
@@ -47,12 +48,12 @@ export function backupCommands(yargs: Argv<GlobalArgs>, restore: RestoreRunner):
             const seconds = Math.max(0.001, (Date.now() - started) / 1000);
             bar?.update(0, { mib: (bytes / MiB).toFixed(1), rate: (bytes / MiB / seconds).toFixed(1) });
           }
-          if (!check.complete()) throw new CofferError('backup_corrupt', 'the backup stream ended early or arrived damaged (no valid end marker): the file was removed; run coffer backup again', 0);
+          if (!check.complete()) throw new CliError('damaged', 'the backup stream ended early or arrived damaged (no valid end marker): the file was removed; run coffer backup again');
           await handle.sync();
         } catch (e) {
           await handle.close().catch(() => undefined);
           await unlink(argv.out).catch(() => undefined); // a partial backup must not be mistaken for one
-          throw e instanceof CofferError ? e : new CofferError('unavailable', `the backup stream was cut: ${(e as Error).message}; the partial file was removed`, 0);
+          throw e instanceof CofferError || e instanceof CliError ? e : new CliError('unavailable', `the backup stream was cut: ${(e as Error).message}; the partial file was removed`);
         } finally {
           bar?.stop();
         }
@@ -110,13 +111,13 @@ async function assertAbsent(file: string): Promise<void> {
     },
     (e: NodeJS.ErrnoException) => e.code !== 'ENOENT',
   );
-  if (exists) throw new CofferError('already_exists', `${file} already exists: coffer backup never overwrites a file; choose another name`, 0);
+  if (exists) throw new CliError('already_exists', `${file} already exists: coffer backup never overwrites a file; choose another name`);
 }
 
-function createError(e: unknown, file: string): CofferError {
+function createError(e: unknown, file: string): CliError {
   const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'EEXIST') return new CofferError('already_exists', `${file} already exists: coffer backup never overwrites a file; choose another name`, 0);
-  return new CofferError('invalid_request', `cannot create ${file}: ${code ?? (e as Error).message}`, 0);
+  if (code === 'EEXIST') return new CliError('already_exists', `${file} already exists: coffer backup never overwrites a file; choose another name`);
+  return new CliError('invalid_input', `cannot create ${file}: ${code ?? (e as Error).message}`);
 }
 
 async function drain(body: AsyncIterable<Uint8Array>): Promise<void> {
@@ -132,7 +133,7 @@ function asCliError(e: unknown): unknown {
 
 async function readShares(file: string): Promise<string[]> {
   const text = await readFile(file, 'utf8').catch(() => {
-    throw new CofferError('invalid_request', `cannot read share file ${file}`, 0);
+    throw new CliError('invalid_input', `cannot read share file ${file}`);
   });
   return text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
 }

@@ -1,10 +1,10 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
 import { wrapForImport, type OaepHash } from '../../sdk/byok.js';
-import { CofferError } from '../../sdk/errors.js';
 import { client, output, type GlobalArgs } from '../context.js';
 import { decodeKeyFile } from '../key-file.js';
 import { promptSecret } from './sys.js';
+import { CliError } from '../errors.js';
 
 /** `coffer byok wrapping-key|wrap|import`: bring your own master key. */
 export function byokCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
@@ -37,7 +37,7 @@ export function byokCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           return output(argv, wk, () => `${argv.out ? `wrapping key written to ${argv.out}\n` : wk.public_key_pem}import token (single use, expires ${wk.expires_at}):\n${wk.import_token}`);
         }
         case 'wrap': {
-          if (!argv.publicKey || !argv.keyFile) throw new CofferError('invalid_request', 'wrap needs --public-key and --key-file', 0);
+          if (!argv.publicKey || !argv.keyFile) throw new CliError('invalid_input', 'wrap needs --public-key and --key-file');
           const material = decodeKeyFile(await readFile(argv.keyFile));
           try {
             process.stdout.write(`${wrapForImport(await readFile(argv.publicKey, 'utf8'), material, argv.oaepHash as OaepHash)}\n`);
@@ -47,7 +47,7 @@ export function byokCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           return;
         }
         case 'export': {
-          if (!argv.publicKey || !argv.shares) throw new CofferError('invalid_request', 'export needs --public-key (the customer RSA key) and --shares N', 0);
+          if (!argv.publicKey || !argv.shares) throw new CliError('invalid_input', 'export needs --public-key (the customer RSA key) and --shares N');
           const shares: string[] = [];
           if (process.stdin.isTTY) {
             for (let i = 1; i <= argv.shares; i++) shares.push(await promptSecret(`share ${i} of ${argv.shares}: `));
@@ -60,7 +60,7 @@ export function byokCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           return output(argv, result, () => result.bundle);
         }
         case 'import': {
-          if (!argv.importToken || !argv.bundle) throw new CofferError('invalid_request', 'import needs --import-token and --bundle', 0);
+          if (!argv.importToken || !argv.bundle) throw new CliError('invalid_input', 'import needs --import-token and --bundle');
           const result = await (await client(argv)).byokImport(argv.importToken, (await readFile(argv.bundle, 'utf8')).trim(), argv.oaepHash as OaepHash);
           return output(argv, result, () => `imported as master version ${result.master_version}; ${result.keyrings_rewrapped} keyrings re-wrapped`);
         }

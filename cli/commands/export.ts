@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { appendFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
-import { CofferError } from '../../sdk/errors.js';
 import { client, type GlobalArgs } from '../context.js';
 import { buildEnv, fetchSecrets } from '../env.js';
+import { CliError } from '../errors.js';
 
 /**
  * Each format is written for its real reader, and a value that reader cannot get back exactly is
@@ -130,7 +130,7 @@ export function formatEnv(format: TextFormat, env: Map<string, string>): { stdou
     const line = format === 'dotenv' ? dotenvLine : shellLine;
     for (const [k, v] of env) stdout += `${attempt(k, () => line(k, v))}\n`;
   }
-  if (problems.length > 0) throw new CofferError('invalid_request', `cannot export as ${format}:\n  ${problems.join('\n  ')}`, 0);
+  if (problems.length > 0) throw new CliError('invalid_input', `cannot export as ${format}:\n  ${problems.join('\n  ')}`);
   return githubEnv === undefined ? { stdout } : { stdout, githubEnv };
 }
 
@@ -158,7 +158,7 @@ export function exportCommand(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           return;
         case 'github': {
           const file = process.env.GITHUB_ENV;
-          if (!file) throw new CofferError('invalid_request', 'GITHUB_ENV is not set: --format github runs inside a GitHub Actions step', 0);
+          if (!file) throw new CliError('invalid_input', 'GITHUB_ENV is not set: --format github runs inside a GitHub Actions step');
           const out = formatEnv('github', env);
           // Masks first: the runner must know every value before anything could show one.
           process.stdout.write(out.stdout);

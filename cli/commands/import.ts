@@ -2,8 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { SingleBar } from 'cli-progress';
 import { parse } from 'dotenv';
 import type { Argv } from 'yargs';
-import { CofferError } from '../../sdk/errors.js';
 import { client, output, type GlobalArgs } from '../context.js';
+import { CliError } from '../errors.js';
 
 /**
  * `coffer import --from-dotenv FILE --path P`: the file's variables become one secret at P, or
@@ -22,11 +22,11 @@ export function importCommand(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         .example('coffer import --from-dotenv .env --path app/config', 'every variable as one secret'),
     async (argv) => {
       const text = await readFile(argv.fromDotenv, 'utf8').catch(() => {
-        throw new CofferError('invalid_request', `cannot read ${argv.fromDotenv}`, 0);
+        throw new CliError('invalid_input', `cannot read ${argv.fromDotenv}`);
       });
       const vars = parse(text);
       const names = Object.keys(vars);
-      if (names.length === 0) throw new CofferError('invalid_request', `${argv.fromDotenv} holds no variables`, 0);
+      if (names.length === 0) throw new CliError('invalid_input', `${argv.fromDotenv} holds no variables`);
       const c = await client(argv);
       if (!argv.split) {
         const result = await c.putSecret(argv.path, { data: vars });

@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs';
-import { CofferError } from '../../sdk/errors.js';
 import { client, output, type GlobalArgs } from '../context.js';
+import { CliError } from '../errors.js';
 
 async function readStdin(): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -48,7 +48,7 @@ export function keyCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         }
         case 'decrypt': {
           const ciphertext = (await readStdin()).toString('utf8').trim();
-          if (!ciphertext) throw new CofferError('invalid_request', 'give the ciphertext on stdin', 0);
+          if (!ciphertext) throw new CliError('invalid_input', 'give the ciphertext on stdin');
           const plaintext = await c.decrypt(argv.name, ciphertext, context);
           if (argv.json) return output(argv, { plaintext: Buffer.from(plaintext).toString('base64') }, () => '');
           process.stdout.write(plaintext);

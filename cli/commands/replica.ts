@@ -4,6 +4,7 @@ import type { Coffer } from '../../sdk/client.js';
 import { CofferError } from '../../sdk/errors.js';
 import type { ReplicationStatus } from '../../sdk/wire/types.js';
 import { client, output, type GlobalArgs } from '../context.js';
+import { CliError } from '../errors.js';
 
 const when = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : '-');
 
@@ -65,7 +66,7 @@ export async function promoteAndWatch(c: Coffer, progress: (line: string) => voi
     if (lostAt !== undefined) {
       if (status?.role === 'primary' && !status.writes_from && !status.fenced) return { epoch: status.epoch, writes_from: new Date(now()).toISOString() };
       if (!status || now() - lostAt > LOST_ANSWER_GRACE_MS) {
-        throw new CofferError('unavailable', `${(lost as Error).message}; the promotion may still be under way on the server: watch it with coffer replica status`, 0);
+        throw new CliError('unavailable', `${(lost as Error).message}; the promotion may still be under way on the server: watch it with coffer replica status`);
       }
     }
     if (status) progress(promotionProgress(status, now()));

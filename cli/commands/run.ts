@@ -4,9 +4,9 @@ import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { client, EXIT, type GlobalArgs } from '../context.js';
-import { CofferError } from '../../sdk/errors.js';
 import type { Secret } from '../../sdk/wire/types.js';
 import { ENV_NAME, buildEnv, fetchSecrets } from '../env.js';
+import { CliError } from '../errors.js';
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const;
 const MINIMAL_ENV = ['PATH', 'HOME', 'USER', 'LANG', 'LC_ALL', 'TERM', 'TZ', 'TMPDIR'];
@@ -124,10 +124,10 @@ async function writeSecretFiles(secrets: Secret[], specs: string[]): Promise<{ e
       const eq = spec.lastIndexOf('=');
       const key = spec.slice(0, eq);
       const name = spec.slice(eq + 1);
-      if (eq < 1 || !ENV_NAME.test(name)) throw new CofferError('invalid_request', `--file ${spec.split('=')[0]}=…: expected KEY=ENV_NAME`, 0);
+      if (eq < 1 || !ENV_NAME.test(name)) throw new CliError('invalid_input', `--file ${spec.split('=')[0]}=…: expected KEY=ENV_NAME`);
       // Own keys only: `in` would find `constructor` or `toString` on every secret's prototype.
       const owner = secrets.find((s) => Object.hasOwn(s.data, key));
-      if (!owner) throw new CofferError('not_found', `--file: no fetched secret has a key ${key}`, 404);
+      if (!owner) throw new CliError('not_found', `--file: no fetched secret has a key ${key}`);
       const file = join(dir, name.toLowerCase());
       await writeFile(file, owner.data[key]!, { mode: 0o600, flag: 'wx' });
       env[name] = file;

@@ -1,20 +1,20 @@
 import { readFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
-import { CofferError } from '../../sdk/errors.js';
 import type { SecretType } from '../../sdk/wire/types.js';
 import { client, output, relative, type GlobalArgs } from '../context.js';
+import { CliError } from '../errors.js';
 
 const versionsOption = { type: 'string', describe: 'comma-separated versions, e.g. 1,2' } as const;
 
 function parseVersions(text: string | undefined): number[] | undefined {
   if (text === undefined) return undefined;
-  if (!/^[1-9][0-9]*(,[1-9][0-9]*)*$/.test(text)) throw new CofferError('invalid_request', '--versions takes comma-separated positive numbers, e.g. 1,2', 0);
+  if (!/^[1-9][0-9]*(,[1-9][0-9]*)*$/.test(text)) throw new CliError('invalid_input', '--versions takes comma-separated positive numbers, e.g. 1,2');
   return text.split(',').map(Number);
 }
 
 let stdinUsed = false;
 async function readStdin(): Promise<string> {
-  if (stdinUsed) throw new CofferError('invalid_request', 'only one value can come from stdin (K=-)', 0);
+  if (stdinUsed) throw new CliError('invalid_input', 'only one value can come from stdin (K=-)');
   stdinUsed = true;
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
@@ -26,12 +26,12 @@ async function parsePairs(pairs: string[]): Promise<Record<string, string>> {
   const data: Record<string, string> = Object.create(null); // a key named __proto__ stays a key (the server refuses it)
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
-    if (eq < 1) throw new CofferError('invalid_request', `"${pair.split('=')[0]}" is not KEY=VALUE (use KEY=@file or KEY=- for stdin)`, 0);
+    if (eq < 1) throw new CliError('invalid_input', `"${pair.split('=')[0]}" is not KEY=VALUE (use KEY=@file or KEY=- for stdin)`);
     const key = pair.slice(0, eq);
     const raw = pair.slice(eq + 1);
-    if (Object.hasOwn(data, key)) throw new CofferError('invalid_request', `key ${key} is given twice`, 0);
+    if (Object.hasOwn(data, key)) throw new CliError('invalid_input', `key ${key} is given twice`);
     data[key] = raw === '-' ? await readStdin() : raw.startsWith('@') ? await readFile(raw.slice(1), 'utf8').catch(() => {
-      throw new CofferError('invalid_request', `cannot read ${raw.slice(1)} for key ${key}`, 0);
+      throw new CliError('invalid_input', `cannot read ${raw.slice(1)} for key ${key}`);
     }) : raw;
   }
   return data;
@@ -52,7 +52,7 @@ export function secretCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         const secret = await (await client(argv)).getSecret(argv.path, argv.version);
         if (argv.field !== undefined) {
           const value = Object.hasOwn(secret.data, argv.field) ? secret.data[argv.field] : undefined; // `constructor` is a key, not Object's
-          if (value === undefined) throw new CofferError('not_found', `secret ${argv.path} has no key ${argv.field}`, 404);
+          if (value === undefined) throw new CliError('not_found', `secret ${argv.path} has no key ${argv.field}`);
           process.stdout.write(argv.json ? `${JSON.stringify(value)}\n` : `${value}\n`);
           return;
         }
@@ -81,10 +81,10 @@ export function secretCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         let generate: { key: string; length?: number } | undefined;
         if (argv.generate !== undefined) {
           const m = /^([A-Za-z0-9._-]+)(?::([0-9]+))?$/.exec(argv.generate);
-          if (!m) throw new CofferError('invalid_request', '--generate takes KEY or KEY:LENGTH', 0);
+          if (!m) throw new CliError('invalid_input', '--generate takes KEY or KEY:LENGTH');
           generate = { key: m[1]!, ...(m[2] ? { length: Number(m[2]) } : {}) };
         }
-        if (Object.keys(data).length === 0 && !generate) throw new CofferError('invalid_request', 'give at least one KEY=VALUE or --generate KEY', 0);
+        if (Object.keys(data).length === 0 && !generate) throw new CliError('invalid_input', 'give at least one KEY=VALUE or --generate KEY');
         const result = await (await client(argv)).putSecret(argv.path, {
           data,
           ...(argv.type ? { type: argv.type as SecretType } : {}),

@@ -1,8 +1,8 @@
 import { createInterface } from 'node:readline/promises';
 import type { Argv } from 'yargs';
-import { CofferError } from '../../sdk/errors.js';
 import type { Health, SealStatus } from '../../sdk/wire/types.js';
 import { client, EXIT, output, type GlobalArgs } from '../context.js';
+import { CliError } from '../errors.js';
 
 /** Reads one secret line from the terminal without echoing it, or from a pipe. */
 export async function promptSecret(question: string): Promise<string> {
@@ -12,7 +12,7 @@ export async function promptSecret(question: string): Promise<string> {
       rl.close();
       return line.trim();
     }
-    throw new CofferError('invalid_request', 'no share given on stdin', 0);
+    throw new CliError('invalid_input', 'no share given on stdin');
   }
   process.stderr.write(question);
   process.stdin.setRawMode(true);
@@ -21,7 +21,7 @@ export async function promptSecret(question: string): Promise<string> {
     for await (const chunk of process.stdin) {
       for (const ch of (chunk as Buffer).toString('utf8')) {
         if (ch === '\r' || ch === '\n') return value;
-        if (ch === '\u0003') throw new CofferError('invalid_request', 'cancelled', 0);
+        if (ch === '\u0003') throw new CliError('cancelled', 'cancelled');
         value = ch === '\u007f' ? value.slice(0, -1) : value + ch;
       }
     }

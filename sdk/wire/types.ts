@@ -1,3 +1,4 @@
+import type { ReplicationErrorCode } from './errors.js';
 /** Request and response shapes of the HTTP API (docs/api.md); the server may `import type` them. */
 export type SecretType = 'kv' | 'password' | 'token' | 'certificate';
 
@@ -135,6 +136,6 @@ export interface ReplicationStatus {
     head_seq: number | null;
     verified_head_at: number | null;
     bootstrapping: boolean;
-    error: { code: string; message: string; at: number } | null;
+    error: { code: ReplicationErrorCode; message: string; at: number } | null;
   } | null;
 }

@@ -104,8 +104,8 @@ export const ROUTES: readonly RouteEntry[] = [
   {
     method: 'GET', path: '/v1/sys/health', openapiPath: '/v1/sys/health', operationId: 'health', tag: 'sys', stage: 'public', capability: 'none',
     summary: 'Health for load balancers',
-    response: { status: 200, description: 'Initialized, unsealed, active primary. `{initialized, sealed, role, version, storage?, draining?, warnings?}`' },
-    otherResponses: { 429: 'Unsealed replica (not the active node); same body', 501: 'Not initialized; same body', 503: 'Sealed, draining, or the database refuses writes (`storage: {error, since}`); same body' },
+    response: { status: 200, description: 'Initialized, unsealed, active primary. `{initialized, sealed, role, version, storage?, draining?, fenced?, audit?, warnings?}`' },
+    otherResponses: { 429: 'Unsealed replica (not the active node); same body', 501: 'Not initialized; same body', 503: 'Sealed, draining, the database refuses writes (`storage: {error, since}`), no audit sink (`audit: "unavailable"`), or fenced (`fenced: true`: another server was promoted); same body' },
     errors: [],
   },
   {
@@ -118,7 +118,7 @@ export const ROUTES: readonly RouteEntry[] = [
     method: 'POST', path: '/v1/sys/init', openapiPath: '/v1/sys/init', operationId: 'init', tag: 'sys', stage: 'public', capability: 'none (30 requests/min per client address)',
     summary: 'Initialize the vault once: master key, shares, root token', body: initBody,
     response: { status: 200, description: '`{shares: [base64, …], root_token}`, shown once (recovery shares for an auto-unseal key source)' },
-    errors: ['already_initialized', 'rate_limited', 'hsm_unavailable'], writes: true,
+    errors: ['already_initialized', 'conflict', 'rate_limited', 'hsm_unavailable'], writes: true,
   },
   {
     method: 'POST', path: '/v1/sys/unseal', openapiPath: '/v1/sys/unseal', operationId: 'unseal', tag: 'sys', stage: 'public', capability: 'none (30 requests/min per client address)',
@@ -168,8 +168,8 @@ export const ROUTES: readonly RouteEntry[] = [
   {
     method: 'POST', path: '/v1/sys/replication/promote', openapiPath: '/v1/sys/replication/promote', operationId: 'replicationPromote', tag: 'replication', stage: 'token', capability: 'admin on sys/replication',
     summary: 'Promote this replica to primary (a new epoch)', body: emptyBody,
-    response: { status: 200, description: '`{epoch, writes_from}`: writes are accepted from `writes_from` on' },
-    errors: ['not_found', 'read_only_replica'],
+    response: { status: 200, description: "`{epoch, writes_from}`, answered once writes are accepted (after the old primary's lease ran out)" },
+    errors: ['not_found', 'read_only_replica', 'conflict'],
   },
   {
     method: 'POST', path: '/v1/sys/replication/snapshot', openapiPath: '/v1/sys/replication/snapshot', operationId: 'replicationSnapshot', tag: 'replication', stage: 'token', capability: 'admin on sys/replication',

@@ -142,7 +142,7 @@ export class SealManager {
    */
   async init(shares: number, threshold: number, stage: (tx: Tx, keys: UnsealedKeys) => void | Promise<void>): Promise<string[]> {
     if (this.config) throw new CofferError('already_initialized', 'vault is already initialized');
-    if (this.busy) throw new CofferError('already_initialized', 'vault initialization is in progress');
+    if (this.busy) throw new CofferError('conflict', 'vault initialization is in progress');
     this.busy = true;
     try {
       assertRandomHealthy(this.options.random);

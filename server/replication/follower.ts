@@ -19,6 +19,7 @@ import {
 import { isLocalKey, readSnapshot } from './snapshot.js';
 import { BOOTSTRAP_KEY, LOCAL_PREFIX, isBootstrapping, readStream, streamOp, type StreamState } from './state.js';
 import { SEQ_KEY } from '../store/keys.js';
+import type { ReplicationErrorCode } from '../../sdk/wire/errors.js';
 
 export interface FollowerOptions {
   store: Store;
@@ -44,7 +45,7 @@ export interface FollowerStatus {
   lag_ms: number;
   stale: boolean;
   bootstrapping: boolean;
-  error: { code: string; message: string; at: number } | null;
+  error: { code: ReplicationErrorCode; message: string; at: number } | null;
 }
 
 const CANDIDATES = 16;

@@ -2,6 +2,7 @@ import { createHash, createHmac, hkdfSync } from 'node:crypto';
 import { z } from 'zod';
 import { open as aeadOpen, seal as aeadSeal } from '../crypto/aead.js';
 import { concatBytes, constantTimeEqual, utf8 } from '../crypto/bytes.js';
+import type { ReplicationErrorCode } from '../../sdk/wire/errors.js';
 
 /**
  * Wire formats of what the bucket holds, all authenticated with keys derived from the
@@ -48,10 +49,10 @@ export const hmacHex = (key: Uint8Array, ...parts: (string | Uint8Array)[]) => {
 /** The chain value a stream starts from when there is no segment before it. */
 export const genesisChain = (keys: ReplicationKeys, cluster: string, epoch: number, seq: number) => hmacHex(keys.mac, 'genesis', cluster, String(epoch), String(seq));
 
-/** Why a bucket object was refused; `code` is what status and logs show. */
+/** Why replication refused or failed; `code` (closed list: sdk/wire/errors.ts) is what status and logs show. */
 export class ReplicationError extends Error {
   constructor(
-    readonly code: string,
+    readonly code: ReplicationErrorCode,
     message: string,
   ) {
     super(message);

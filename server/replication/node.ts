@@ -413,7 +413,7 @@ export class Replication implements WriteGuard {
   async promote(): Promise<{ epoch: number; writes_from: number }> {
     if (this.role !== 'replica') throw new CofferError('invalid_request', 'only a replica can be promoted');
     if (!this.follower || !this.keys) throw new CofferError('sealed', 'unseal the replica before promoting it');
-    if (this.promoting) throw new CofferError('invalid_request', 'a promotion is already in progress');
+    if (this.promoting) throw new CofferError('conflict', 'a promotion is already in progress: watch it with coffer replica status');
     this.promoting = true;
     const follower = this.follower;
     let promoted = false;
@@ -448,7 +448,7 @@ export class Replication implements WriteGuard {
           // The old primary renewed its lease (and may have shipped more) between our read and
           // write: we hold the epoch claim, so catch up again, check again, and retry.
           ({ object, current } = await this.caughtUp(follower));
-          if (current.epoch + 1 !== epoch) throw new CofferError('read_only_replica', `promotion refused: the bucket moved to epoch ${current.epoch} during promotion`);
+          if (current.epoch + 1 !== epoch) throw new CofferError('conflict', `promotion refused: the bucket moved to epoch ${current.epoch} during promotion`);
         }
       }
       const applied = follower.applied;
@@ -513,7 +513,7 @@ export class Replication implements WriteGuard {
       } catch {
         holder = undefined;
       }
-      if (holder !== this.node) throw new CofferError('invalid_request', `another server claimed epoch ${epoch} first`);
+      if (holder !== this.node) throw new CofferError('conflict', `another server claimed epoch ${epoch} first`);
       this.log.info({ epoch }, 'promotion: reusing this server\'s own claim of the epoch from an earlier attempt');
     }
   }

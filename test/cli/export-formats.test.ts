@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import dotenv from 'dotenv';
 import fc from 'fast-check';
-import { CofferError } from '../../sdk/errors.js';
+import { CliError } from '../../cli/errors.js';
 import { formatEnv } from '../../cli/commands/export.js';
 import { tempDir } from '../helpers.js';
 import { cliFixture, type CliFixture } from './cli-fixture.js';
@@ -29,10 +29,11 @@ const valueArb = fc.oneof(
 const nameArb = fc.stringMatching(/^V_[A-Z0-9_]{0,6}$/);
 const envArb = (names: fc.Arbitrary<string> = nameArb) => fc.uniqueArray(fc.tuple(names, valueArb), { maxLength: 5, selector: ([n]) => n }).map((pairs) => new Map(pairs));
 
-/** Refused: one CofferError naming every variable it refuses and no value. */
+/** Refused: one CliError naming every variable it refuses and no value. */
 function assertRefusal(e: unknown, env: Map<string, string>) {
-  assert.ok(e instanceof CofferError, String(e));
-  assert.equal(e.code, 'invalid_request');
+  assert.ok(e instanceof CliError, String(e));
+  assert.equal(e.code, 'invalid_input');
+  assert.equal(e.exitCode, 1);
   assert.ok([...env.keys()].some((name) => e.message.includes(name)), e.message);
   for (const value of env.values()) if (value.length >= 3 && !/^[\sA-Za-z_]*$/.test(value)) assert.ok(!e.message.includes(value), 'the error shows a value');
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { promoteAndWatch } from '../../cli/commands/replica.js';
 import { Coffer } from '../../sdk/client.js';
+import { CliError } from '../../cli/errors.js';
 import { CofferError } from '../../sdk/errors.js';
 import { tempDir } from '../helpers.js';
 import { FAST, removeDir, startNode, until, type Node } from '../server/replication/cluster.js';
@@ -51,6 +52,6 @@ describe('coffer replica promote: watching the promotion', function () {
     const { r, token } = await pair();
     const url = r.url;
     await r.stop();
-    await assert.rejects(promoteAndWatch(new Coffer({ addr: url, token, retries: 0 }), () => undefined), (e: unknown) => e instanceof CofferError && e.code === 'unavailable' && /watch it with coffer replica status/.test(e.message));
+    await assert.rejects(promoteAndWatch(new Coffer({ addr: url, token, retries: 0 }), () => undefined), (e: unknown) => e instanceof CliError && e.code === 'unavailable' && e.exitCode === 5 && /watch it with coffer replica status/.test(e.message));
   });
 });
