@@ -30,7 +30,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { tempDir } from '../helpers.js';
@@ -173,13 +173,27 @@ describe('README', function () {
           broken = `README.md line ${block.line}`;
           assert.fail(
             `README.md line ${block.line}: the block exited ${result.code ?? result.signal} after ${Date.now() - started} ms\n` +
-              `--- block ---\n${block.body}\n--- stderr ---\n${result.stderr.trim()}\n--- stdout (last 2000 characters) ---\n${result.stdout.slice(-2000).trim()}`,
+              `--- block ---\n${block.body}\n--- stderr ---\n${result.stderr.trim()}\n--- stdout (last 2000 characters) ---\n${result.stdout.slice(-2000).trim()}` +
+              (await serverLogs(work)),
           );
         }
       });
     }
   });
 });
+
+/** The tails of the *.log files blocks wrote (servers they started in the background log there). */
+async function serverLogs(work: string): Promise<string> {
+  let text = '';
+  for (const dir of [work, ...(await readdir(work, { withFileTypes: true })).filter((d) => d.isDirectory() && !d.name.startsWith('.')).map((d) => join(work, d.name))]) {
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      if (!name.endsWith('.log') || name === 'audit.log') continue;
+      const lines = (await readFile(join(dir, name), 'utf8').catch(() => '')).trimEnd().split('\n');
+      text += `\n--- ${join(dir, name).slice(work.length + 1)} (last 15 lines) ---\n${lines.slice(-15).join('\n')}`;
+    }
+  }
+  return text;
+}
 
 function firstCommand(block: Block): string {
   const line = block.body.split('\n').find((l) => l.trim() && !l.trim().startsWith('#')) ?? '';
