@@ -66,7 +66,11 @@ interface Call {
 /** The longest Retry-After a login waits out (docs/api.md "Auth"); longer ones fail at once. */
 const MAX_LOGIN_WAIT_S = 10;
 
+/** The server's path rule (server/paths.ts), checked before a request is sent. */
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const MAX_SEGMENTS = 16;
+const MAX_PATH_LENGTH = 512;
+const RESERVED_NAMESPACES = new Set(['sys', 'transit']);
 
 /**
  * A fetch with these TLS settings (a `ca` is trusted instead of the system store, not beside it);
@@ -481,8 +485,15 @@ export class Coffer {
   private secretPath(path: string): string {
     const full = this.namespace ? `${this.namespace}/${path}` : path;
     const segments = full.split('/');
-    if (segments.length > 16 || !segments.every((s) => SEGMENT.test(s))) {
-      throw new CofferError('invalid_path', `"${full}" is not a valid secret path: segments of [A-Za-z0-9._-] separated by '/'`, 0);
+    if (full.length > MAX_PATH_LENGTH || segments.length > MAX_SEGMENTS || !segments.every((s) => SEGMENT.test(s))) {
+      throw new CofferError(
+        'invalid_path',
+        `"${full.length > 80 ? `${full.slice(0, 80)}…` : full}" is not a valid secret path: 1 to ${MAX_SEGMENTS} segments of [A-Za-z0-9._-] separated by '/', each starting with a letter or digit, ${MAX_PATH_LENGTH} characters at most`,
+        0,
+      );
+    }
+    if (RESERVED_NAMESPACES.has(segments[0]!.toLowerCase())) {
+      throw new CofferError('invalid_path', `"${full}" is not a valid secret path: the namespaces sys and transit are reserved for system and transit capabilities`, 0);
     }
     return full;
   }
