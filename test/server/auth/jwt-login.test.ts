@@ -224,6 +224,16 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
     assert.equal((await login(literal, await idp.sign({ environment: 'prod[1-9]' }))).status, 200);
   });
 
+  it('A17: glob claims: ** crosses path parts, from where it stands, and only there', async () => {
+    const r = await role({ bound_claims_type: 'glob', bound_claims: { repository: 'acme/api', ref: 'refs/heads/release/**' } });
+    for (const ref of ['refs/heads/release/1.2', 'refs/heads/release/1.2/hotfix/x', 'refs/heads/release/']) {
+      assert.equal((await login(r, await idp.sign({ ref }))).status, 200, ref);
+    }
+    for (const ref of ['refs/heads/release', 'refs/heads/main', 'refs/tags/release/1.2', 'xrefs/heads/release/1.2']) {
+      await refused(r, await idp.sign({ ref }), `ref ${ref}`, 'claim ref does not match the role');
+    }
+  });
+
   it('A21/A22: GitLab and Kubernetes bindings refuse forks and recreated service accounts', async () => {
     const gitlab = await role({ bound_claims: { project_id: '7', ref_protected: 'true' } });
     await refused(gitlab, await idp.sign({ project_id: '7', ref_protected: 'false', project_path: 'fork/app' }), 'unprotected fork ref', 'claim ref_protected does not match the role');
