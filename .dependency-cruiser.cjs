@@ -13,6 +13,10 @@ module.exports = {
       from: { path: '^server/crypto/' }, to: { path: '^server/(?!crypto/|errors\\.ts)' } },
     { name: 'replication-never-sees-engines', severity: 'error',
       from: { path: '^server/replication/' }, to: { path: ['^server/(http|secrets|transit|auth)/'] } },
+    // sdk/wire is the contract shared by server, SDK and CLI: it imports zod and itself, nothing else
+    // (no node built-in, no other sdk module), so either side may load it without pulling in the other.
+    { name: 'wire-imports-nothing', severity: 'error',
+      from: { path: '^sdk/wire/' }, to: { pathNot: ['^sdk/wire/', '(^|/)node_modules/zod/'] } },
     { name: 'sdk-imports-no-server', severity: 'error',
       from: { path: '^sdk/' }, to: { path: '^(server|cli)/' } },
     // cli/app.ts (the full CLI behind cli/main.ts) is the one module that may start the server (`coffer server`).

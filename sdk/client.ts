@@ -3,6 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fetchTransport, tlsConnectOptions, type HttpResponse, type TlsClientOptions, type Transport } from './transport.js';
 import type { ErrorBody } from './wire/errors.js';
+import { pathMessage, pathProblem } from './wire/paths.js';
 import type {
   BatchResult,
   KeyringStatus,
@@ -65,12 +66,6 @@ interface Call {
 
 /** The longest Retry-After a login waits out (docs/api.md "Auth"); longer ones fail at once. */
 const MAX_LOGIN_WAIT_S = 10;
-
-/** The server's path rule (server/paths.ts), checked before a request is sent. */
-const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const MAX_SEGMENTS = 16;
-const MAX_PATH_LENGTH = 512;
-const RESERVED_NAMESPACES = new Set(['sys', 'transit']);
 
 /**
  * A fetch with these TLS settings (a `ca` is trusted instead of the system store, not beside it);
@@ -482,19 +477,11 @@ export class Coffer {
     return result;
   }
 
+  /** The namespace joined in front; refused before anything is sent when the server would refuse it (the same rule, sdk/wire/paths.ts). */
   private secretPath(path: string): string {
     const full = this.namespace ? `${this.namespace}/${path}` : path;
-    const segments = full.split('/');
-    if (full.length > MAX_PATH_LENGTH || segments.length > MAX_SEGMENTS || !segments.every((s) => SEGMENT.test(s))) {
-      throw new CofferError(
-        'invalid_path',
-        `"${full.length > 80 ? `${full.slice(0, 80)}…` : full}" is not a valid secret path: 1 to ${MAX_SEGMENTS} segments of [A-Za-z0-9._-] separated by '/', each starting with a letter or digit, ${MAX_PATH_LENGTH} characters at most`,
-        0,
-      );
-    }
-    if (RESERVED_NAMESPACES.has(segments[0]!.toLowerCase())) {
-      throw new CofferError('invalid_path', `"${full}" is not a valid secret path: the namespaces sys and transit are reserved for system and transit capabilities`, 0);
-    }
+    const problem = pathProblem(full);
+    if (problem) throw new CofferError('invalid_path', `"${full.length > 80 ? `${full.slice(0, 80)}…` : full}" is not a valid secret path: ${pathMessage('the path', problem)}`, 0);
     return full;
   }
 

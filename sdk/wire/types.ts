@@ -1,6 +1,9 @@
+import type { SecretType } from './constants.js';
 import type { ReplicationErrorCode } from './errors.js';
+
+export type { SecretType };
+
 /** Request and response shapes of the HTTP API (docs/api.md); the server may `import type` them. */
-export type SecretType = 'kv' | 'password' | 'token' | 'certificate';
 
 export interface Secret {
   path: string;

@@ -1,3 +1,5 @@
+import type { Capability } from '../../sdk/wire/constants.js';
+
 /** Who is calling, as established by authentication. */
 export interface Identity {
   /** Stable identity name (e.g. `root`, `user:alice`, `approle:builder`, `jwt:github:...`). */
@@ -21,8 +23,7 @@ export interface Identity {
   meta: Record<string, string>;
 }
 
-export const CAPABILITIES = ['read', 'list', 'create', 'update', 'delete', 'destroy', 'admin', 'deny'] as const;
-export type Capability = (typeof CAPABILITIES)[number];
+export { CAPABILITIES, type Capability } from '../../sdk/wire/constants.js';
 
 /**
  * The auth hook between HTTP and the engines. Routes ask only these two questions, so the

@@ -21,7 +21,7 @@ export interface Policy {
   rules: Rule[];
 }
 
-export const POLICY_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+export { POLICY_NAME } from '../../sdk/wire/constants.js';
 export const RESERVED_NAMES = new Set(['root', 'default', 'admin-root']);
 
 /** One compiled rule: pattern segments and a capability bitmask. */

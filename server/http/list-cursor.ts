@@ -3,8 +3,8 @@ import { encodeContext, utf8 } from '../crypto/bytes.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { CofferError } from '../errors.js';
 
-/** Cursors are `~` + base64url; a secret path cannot start with `~`, so `after` tells them apart. */
-export const CURSOR = /^~[A-Za-z0-9_-]{40,1100}$/;
+/** Cursors are `~` + base64url; a secret path cannot start with `~`, so `after` tells them apart (sdk/wire/constants.ts). */
+export { LIST_CURSOR as CURSOR } from '../../sdk/wire/constants.js';
 
 /**
  * Opaque continuation points for listings that stop inside a run of names the caller may not

@@ -7,9 +7,9 @@ import { META_PREFIX, metaKey, prefixEnd, versionKey } from '../store/keys.js';
 import { openVersion, sealVersion, type VersionAddress } from './record.js';
 import type { PutSecretRequest, Secret } from '../../sdk/wire/types.js';
 import { generatePassword, inspectCertificate, type SecretType } from './types.js';
+import { MAX_DATA_BYTES } from '../../sdk/wire/constants.js';
 
-export const MAX_DATA_BYTES = 64 * 1024;
-export const MAX_BATCH = 100;
+export { MAX_BATCH, MAX_DATA_BYTES } from '../../sdk/wire/constants.js';
 
 /** What a write takes: the wire request (docs/api.md "Secrets"), already validated at the HTTP edge. */
 export type PutInput = PutSecretRequest;

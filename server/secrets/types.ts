@@ -1,16 +1,16 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { randomInt, type RandomSource } from '../crypto/random.js';
 import { CofferError } from '../errors.js';
+import type { PasswordCharset } from '../../sdk/wire/constants.js';
 
-export const SECRET_TYPES = ['kv', 'password', 'token', 'certificate'] as const;
-export type SecretType = (typeof SECRET_TYPES)[number];
+export { SECRET_TYPES, type SecretType } from '../../sdk/wire/constants.js';
 
 export const CHARSETS = {
   alphanumeric: 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789',
   symbols: 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#%+,-./:=@^_~',
   hex: '0123456789abcdef',
   digits: '0123456789',
-} as const;
+} as const satisfies Record<PasswordCharset, string>;
 export type Charset = keyof typeof CHARSETS;
 
 /** A uniformly random password (rejection sampling, no modulo bias). */

@@ -5,6 +5,7 @@ import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { CofferError, isCofferError } from '../errors.js';
 import type { SealManager, UnsealedKeys } from '../keys/seal.js';
 import type { Store } from '../store/db.js';
+import { KEY_USAGES as USAGES, type KeyUsage as Usage } from '../../sdk/wire/constants.js';
 
 /**
  * Encryption as a service: named keys with versions, for services that encrypt on their own.
@@ -12,8 +13,7 @@ import type { Store } from '../store/db.js';
  * get ciphertexts `coffer:v<version>:<base64>` that name the key version, bound to the key name
  * and an optional caller context as AAD. Data keys follow AWS KMS GenerateDataKey.
  */
-export const USAGES = ['encrypt', 'decrypt', 'datakey'] as const;
-export type Usage = (typeof USAGES)[number];
+export { USAGES, type Usage };
 const KEY_PREFIX = 'transit/key/';
 const CIPHERTEXT = /^coffer:v([1-9][0-9]{0,9}):([A-Za-z0-9+/]+={0,2})$/;
 export const MAX_PLAINTEXT = 64 * 1024;

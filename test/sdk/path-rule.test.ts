@@ -6,9 +6,9 @@ import { Coffer, CofferError } from '../../sdk/index.js';
 import { isValidPath } from '../../server/paths.js';
 
 /**
- * The SDK checks a secret path before it sends anything, with its own copy of the server's rule
- * (the SDK imports nothing from the server). These tests hold the copy to server/paths.ts: the
- * same paths are accepted and refused, the length and reserved-namespace bounds included.
+ * The SDK checks a secret path before it sends anything, with the server's rule (one module,
+ * sdk/wire/paths.ts, which server/paths.ts wraps). These tests hold the SDK to server/paths.ts:
+ * the same paths are accepted and refused, the length and reserved-namespace bounds included.
  */
 const client = new Coffer({ addr: 'http://127.0.0.1:9', token: 'unused' });
 const sdkAccepts = (path: string): boolean => {
