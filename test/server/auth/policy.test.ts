@@ -231,6 +231,17 @@ describe('policy patterns are checked when written', () => {
     assert.equal(checkPattern(`${Array(16).fill('a').join('/')}/**`), `${Array(16).fill('a').join('/')}/**`);
   });
 
+  it('accepts a valid pattern of exactly 512 characters and refuses one of 513 for its length alone', () => {
+    const of = (last: number) => ['a'.repeat(128), 'b'.repeat(128), 'c'.repeat(128), 'd'.repeat(last)].join('/');
+    assert.equal(of(125).length, 512);
+    assert.equal(checkPattern(of(125)), of(125));
+    assert.equal(of(126).length, 513);
+    assert.throws(() => checkPattern(of(126)), (e: unknown) => e instanceof CofferError && e.code === 'invalid_request' && /1 to 512 characters/.test(e.message));
+    const wild = ['*', ...Array(15).fill('x'.repeat(31)), '**'].join('/');
+    assert.ok(wild.length < 512 && wild.split('/').length === 17);
+    assert.equal(checkPattern(wild), wild, '17 segments, the last `**`');
+  });
+
   it('accepts literal, `*` and final `**` patterns and returns them unchanged', () => {
     for (const good of ['a', 'a/*', 'a/**', '*/b', '*', '**', '*/**', 'a/*/b/**', 'A.b-c_d/x9', 'a..b']) assert.equal(checkPattern(good), good);
   });
