@@ -228,6 +228,11 @@ describe('policy patterns are checked when written', () => {
   it('refuses patterns longer than 512 characters or with more than 17 segments', () => {
     assertRefused('a'.repeat(513));
     assertRefused(Array(18).fill('a').join('/'));
+    assert.throws(() => checkPattern(Array(18).fill('a').join('/')), (e: unknown) => e instanceof CofferError && e.message === `rule path ${Array(18).fill('a').join('/')}: too many segments`);
+    assert.throws(
+      () => checkPattern('a/b?/c'),
+      (e: unknown) => e instanceof CofferError && e.message === "rule path a/b?/c: segment 2 must be a name of [A-Za-z0-9._-], '*' (one segment) or a final '**'",
+    );
     assert.equal(checkPattern(`${Array(16).fill('a').join('/')}/**`), `${Array(16).fill('a').join('/')}/**`);
   });
 
@@ -265,6 +270,46 @@ describe('policy patterns are checked when written', () => {
     assert.equal(literal!.trailing, false);
     assert.equal(deny!.deny, true);
     assert.deepEqual(compileRules([{ path: '**', capabilities: ['read'] }])[0]!.segments, []);
+  });
+});
+
+describe('policy: the reserved namespaces sys and transit', () => {
+  it('a wildcard grant never reaches sys/ or transit/: `**`, `*/**`, `*/x` and `*` grant nothing there', () => {
+    const cases: [string, string, string][] = [
+      ['**', 'sys/seal', 'app/seal'],
+      ['**', 'transit/k', 'app/k'],
+      ['**', 'sys', 'app'],
+      ['*/**', 'sys/policies/x', 'app/policies/x'],
+      ['*/seal', 'sys/seal', 'app/seal'],
+      ['*/k', 'transit/k', 'app/k'],
+      ['*', 'transit', 'app'],
+    ];
+    for (const [pattern, reserved, control] of cases) {
+      const p = one(pattern, ['read', 'update', 'admin']);
+      for (const c of ['read', 'update', 'admin'] as const) assert.equal(p.allows(c, reserved), false, `${pattern} grants ${c} on ${reserved}`);
+      assert.equal(p.allows('read', control), true, `${pattern} grants read on ${control}`);
+    }
+  });
+
+  it('a rule that names sys or transit literally grants there, and a wildcard deny still denies there', () => {
+    assert.equal(one('sys/**', ['admin']).allows('admin', 'sys/policies/x'), true);
+    assert.equal(one('transit/*', ['read']).allows('read', 'transit/k'), true);
+    assert.equal(one('sys/seal', ['update']).allows('update', 'sys/seal'), true);
+    const denied = rules({ path: 'sys/**', capabilities: ['admin'] }, { path: '**', capabilities: ['deny'] });
+    assert.equal(denied.allows('admin', 'sys/policies/x'), false);
+    const starDeny = rules({ path: 'transit/*', capabilities: ['read'] }, { path: '*/k', capabilities: ['deny'] });
+    assert.equal(starDeny.allows('read', 'transit/k'), false);
+    assert.equal(starDeny.allows('read', 'transit/j'), true);
+  });
+
+  it('mayReachBelow: a wildcard rule does not reach below sys or transit, a literal one does', () => {
+    assert.equal(one('**', ['list']).mayReachBelow('list', 'sys'), false);
+    assert.equal(one('*/**', ['list']).mayReachBelow('list', 'transit'), false);
+    assert.equal(one('**', ['list']).mayReachBelow('list', 'app'), true);
+    assert.equal(one('**', ['list']).mayReachBelow('list', ''), true);
+    assert.equal(one('sys/**', ['list']).mayReachBelow('list', 'sys'), true);
+    assert.equal(one('sys/**', ['list']).mayReachBelow('list', ''), true);
+    assert.equal(one('transit/*', ['list']).mayReachBelow('list', 'transit'), true);
   });
 });
 
