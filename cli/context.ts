@@ -5,14 +5,9 @@ import { Coffer, readTokenFile, tlsFromEnv } from '../sdk/client.js';
 import { CofferError } from '../sdk/errors.js';
 import { nodeHttpTransport } from '../sdk/transport.js';
 import { CliError } from './errors.js';
+import type { Deps, GlobalArgs, IO } from './io.js';
 
-/** Global flags every command accepts (docs/api.md "CLI"). */
-export interface GlobalArgs {
-  addr?: string;
-  token?: string;
-  json?: boolean;
-  quiet?: boolean;
-}
+export type { GlobalArgs };
 
 /** Exit codes. `sealed` shares 2 with `usage` on purpose: `vault status` exits 2 when sealed. */
 export const EXIT = { ok: 0, error: 1, usage: 2, sealed: 2, auth: 3, notFound: 4, unavailable: 5 } as const;
@@ -22,29 +17,29 @@ export function tokenFile(env: NodeJS.ProcessEnv = process.env): string {
   return join(env.XDG_CONFIG_HOME || join(env.HOME || homedir(), '.config'), 'coffer', 'token');
 }
 
-export async function storeToken(token: string): Promise<string> {
-  const file = tokenFile();
+export async function storeToken(token: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const file = tokenFile(env);
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
   await writeFile(file, `${token}\n`, { mode: 0o600 });
   await chmod(file, 0o600);
   return file;
 }
 
-export async function forgetToken(): Promise<void> {
-  await rm(tokenFile(), { force: true });
+export async function forgetToken(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  await rm(tokenFile(env), { force: true });
 }
 
 /**
  * Token precedence: --token, then COFFER_TOKEN, then the file named by COFFER_TOKEN_FILE (mode
  * checked: a bad file is an error, never skipped), then the stored login token.
  */
-export async function client(args: GlobalArgs): Promise<Coffer> {
+export async function client(args: GlobalArgs, env: NodeJS.ProcessEnv = process.env): Promise<Coffer> {
   const token =
     args.token ||
-    process.env.COFFER_TOKEN ||
-    (process.env.COFFER_TOKEN_FILE ? readTokenFile(process.env.COFFER_TOKEN_FILE, 'COFFER_TOKEN_FILE') : undefined) ||
-    (await readFile(tokenFile(), 'utf8').then((t) => t.trim(), () => undefined));
-  const addr = args.addr || process.env.COFFER_ADDR || 'http://127.0.0.1:8740';
+    env.COFFER_TOKEN ||
+    (env.COFFER_TOKEN_FILE ? readTokenFile(env.COFFER_TOKEN_FILE, 'COFFER_TOKEN_FILE') : undefined) ||
+    (await readFile(tokenFile(env), 'utf8').then((t) => t.trim(), () => undefined));
+  const addr = args.addr || env.COFFER_ADDR || 'http://127.0.0.1:8740';
   const url = new URL(addr);
   const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname) || url.hostname.startsWith('127.');
   if (url.protocol === 'http:' && !loopback) {
@@ -52,17 +47,24 @@ export async function client(args: GlobalArgs): Promise<Coffer> {
   }
   // COFFER_CACERT, COFFER_CLIENT_CERT/COFFER_CLIENT_KEY (mTLS), COFFER_TLS_SERVER_NAME: read here,
   // so a missing file fails before anything is sent, naming the variable.
-  const tls = await tlsFromEnv({});
+  const tls = await tlsFromEnv({}, env);
   // node:http(s) instead of fetch: the CLI is a short-lived process and fetch costs ~90 ms to load.
   return new Coffer({ addr, token, transport: nodeHttpTransport(tls) });
 }
 
+/** The seam of the real `coffer`: the given IO, and clients built from the flags and `io.env`. */
+export const depsOf = (io: IO): Deps => ({
+  io,
+  client: (args) => client(args, io.env),
+  exitCode: (code) => void (process.exitCode = code),
+});
+
 /** Prints `value` as JSON with --json, else the human text. */
-export function output(args: GlobalArgs, value: unknown, human: () => string): void {
-  if (args.json) process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+export function output(io: IO, args: GlobalArgs, value: unknown, human: () => string): void {
+  if (args.json) io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
   else if (!args.quiet) {
     const text = human();
-    if (text) process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+    if (text) io.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
   }
 }
 

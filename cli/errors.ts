@@ -5,6 +5,8 @@
  * its exit code (docs/api.md "Exit codes").
  */
 export const CLI_ERROR_EXIT = {
+  /** The command line itself is incomplete (a required flag, the command after `--`). */
+  usage: 2,
   /** A flag, argument or local file the command cannot use. */
   invalid_input: 1,
   /** Something the command needs is absent (a key in a secret, secrets under a prefix). */

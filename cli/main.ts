@@ -12,5 +12,6 @@ if (args.length === 1 && (args[0] === '--version' || args[0] === '-v')) {
   const { runFromArgs } = await import('./run-entry.js');
   await runFromArgs(args.slice(1));
 } else {
-  await import('./app.js');
+  const { runCoffer } = await import('./app.js');
+  process.exitCode = await runCoffer(args);
 }

@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import type { Argv, CommandModule } from 'yargs';
 import type { AdminKind } from '../../sdk/client.js';
-import { client, output, type GlobalArgs } from '../context.js';
+import { output, type GlobalArgs } from '../context.js';
 import { CliError } from '../errors.js';
+import type { Deps } from '../io.js';
 
 const CAPS = ['read', 'list', 'create', 'update', 'delete', 'destroy', 'admin', 'deny'];
 
@@ -41,7 +42,7 @@ const passwordEnvOption: Options = (b) => b.option('password-env', { type: 'stri
  * `coffer policy|group|user|role put|get|rm|ls`: admin objects, JSON in and out. Each noun gets
  * only its own options (one shared builder used to show every noun's options in every `--help`).
  */
-export function adminCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
+export function adminCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArgs> {
   const verbs = ['put', 'get', 'rm', 'ls'] as const;
   const register = (
     y: Argv<GlobalArgs>,
@@ -65,23 +66,23 @@ export function adminCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         return c;
       },
       handler: async (argv: AdminArgs) => {
-        const api = (await client(argv)).admin(kindOf(argv));
+        const api = (await deps.client(argv)).admin(kindOf(argv));
         if (argv.verb === 'ls') {
           const keys = await api.list();
-          return output(argv, keys, () => keys.join('\n'));
+          return output(deps.io, argv, keys, () => keys.join('\n'));
         }
         if (!argv.name) throw new CliError('invalid_input', `name the ${noun}: coffer ${noun} ${argv.verb} NAME`);
         if (argv.verb === 'get') {
           const item = await api.get(argv.name);
-          return output(argv, item, () => JSON.stringify(item, null, 2));
+          return output(deps.io, argv, item, () => JSON.stringify(item, null, 2));
         }
         if (argv.verb === 'rm') {
           await api.delete(argv.name);
-          return output(argv, { deleted: argv.name }, () => `deleted ${noun} ${argv.name}`);
+          return output(deps.io, argv, { deleted: argv.name }, () => `deleted ${noun} ${argv.name}`);
         }
         const body = (await bodyFromFile(argv.file)) ?? (await build(argv));
         const saved = await api.put(argv.name, body);
-        output(argv, saved, () => `saved ${noun} ${argv.name}`);
+        output(deps.io, argv, saved, () => `saved ${noun} ${argv.name}`);
       },
     } as unknown as CommandModule<GlobalArgs, AdminArgs>);
 
@@ -121,7 +122,7 @@ export function adminCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
     ],
     () => 'user',
     async (a) => {
-      const password = process.env[a.passwordEnv as string];
+      const password = deps.io.env[a.passwordEnv as string];
       return { groups: a.group, policies: a.policy, ...(password ? { password } : {}) };
     },
   );

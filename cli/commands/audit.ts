@@ -3,8 +3,9 @@ import { resolve } from 'node:path';
 import type { Argv } from 'yargs';
 import { verifyAuditLog } from '../../sdk/audit.js';
 import { CofferError } from '../../sdk/errors.js';
-import { client, type GlobalArgs } from '../context.js';
+import { type GlobalArgs } from '../context.js';
 import { CliError } from '../errors.js';
+import type { Deps } from '../io.js';
 
 interface KeySource {
   pem: string;
@@ -19,17 +20,17 @@ interface KeySource {
  * the usual token), else none. A server that was named but cannot answer is an error, never
  * a silent fall back to the weaker check without a key.
  */
-async function keySource(argv: GlobalArgs & { publicKey?: string }): Promise<KeySource | undefined> {
+async function keySource(argv: GlobalArgs & { publicKey?: string }, deps: Deps): Promise<KeySource | undefined> {
   if (argv.publicKey) {
     const pem = await readFile(argv.publicKey, 'utf8').catch(() => {
       throw new Error(`cannot read ${argv.publicKey}: check the path`);
     });
     return { pem, from: argv.publicKey };
   }
-  const addr = argv.addr || process.env.COFFER_ADDR;
+  const addr = argv.addr || deps.io.env.COFFER_ADDR;
   if (!addr) return undefined;
   try {
-    const info = await (await client(argv)).auditInfo();
+    const info = await (await deps.client(argv)).auditInfo();
     if (!info.public_key_pem) throw new CliError('unavailable', `the server at ${addr} has no audit key yet (never unsealed); pass --public-key FILE to verify offline`);
     return { pem: info.public_key_pem, from: addr, checkpointEvery: info.checkpoint_every, serverLastSeq: info.last_seq, ...(info.checkpoint_interval_s !== null ? { intervalS: info.checkpoint_interval_s } : {}) };
   } catch (e) {
@@ -40,7 +41,7 @@ async function keySource(argv: GlobalArgs & { publicKey?: string }): Promise<Key
 }
 
 /** `coffer audit verify FILE`: the hash chain, the signed checkpoints and a signed tail. */
-export function auditCommand(yargs: Argv): Argv {
+export function auditCommand(yargs: Argv, deps: Deps): Argv {
   return yargs.command('verify <file>', 'Verify an audit log file: chain, sequence, checkpoint signatures and a signed tail', (y) =>
     y
       .positional('file', { type: 'string', demandOption: true, describe: 'the audit JSONL file' })
@@ -58,7 +59,7 @@ export function auditCommand(yargs: Argv): Argv {
       const text = await readFile(argv.file, 'utf8').catch(() => {
         throw new Error(`cannot read ${argv.file}: check the path`);
       });
-      const key = await keySource(argv as GlobalArgs & { publicKey?: string });
+      const key = await keySource(argv as GlobalArgs & { publicKey?: string }, deps);
       const result = verifyAuditLog(text, {
         ...(key ? { publicKeyPem: key.pem } : {}),
         ...(argv.requireSignedTail !== undefined ? { requireSignedTail: argv.requireSignedTail } : {}),
@@ -68,41 +69,41 @@ export function auditCommand(yargs: Argv): Argv {
         graceSeconds: argv.graceS,
         sink: argv.sink ?? resolve(argv.file),
       });
-      if (argv.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+      if (argv.json) deps.io.stdout.write(`${JSON.stringify(result)}\n`);
       else if (result.ok) {
         const signed = key ? `signatures verified, key from ${key.from}` : 'signatures not checked';
-        process.stdout.write(`ok: ${result.lines} lines, ${result.checkpoints} checkpoints (${signed})${result.unsignedTail ? `; the last ${result.unsignedTail} not signed yet (within the checkpoint bound)` : ''}\n`);
+        deps.io.stdout.write(`ok: ${result.lines} lines, ${result.checkpoints} checkpoints (${signed})${result.unsignedTail ? `; the last ${result.unsignedTail} not signed yet (within the checkpoint bound)` : ''}\n`);
         for (const gap of result.gaps) {
           if (gap.file_seq !== null && gap.file_seq > gap.stored_seq) {
-            process.stdout.write(`note: line ${gap.line}: the server was started on purpose past lines it did not write or confirm; sequences ${gap.stored_seq + 1} to ${gap.file_seq} were accepted as found (${gap.reason})\n`);
+            deps.io.stdout.write(`note: line ${gap.line}: the server was started on purpose past lines it did not write or confirm; sequences ${gap.stored_seq + 1} to ${gap.file_seq} were accepted as found (${gap.reason})\n`);
           } else {
-            process.stdout.write(`note: line ${gap.line}: the server was started past a gap on purpose; lines after sequence ${gap.file_seq ?? 'none'} up to ${gap.stored_seq} were lost (${gap.reason})\n`);
+            deps.io.stdout.write(`note: line ${gap.line}: the server was started past a gap on purpose; lines after sequence ${gap.file_seq ?? 'none'} up to ${gap.stored_seq} were lost (${gap.reason})\n`);
           }
         }
         if (key?.serverLastSeq !== undefined && argv.expectSeq === undefined && (result.lastSeq ?? -1) < key.serverLastSeq) {
           // A cut exactly at a checkpoint looks complete offline; only the server's sequence shows it.
-          process.stdout.write(`note: the server has written up to sequence ${key.serverLastSeq}, this file ends at ${result.lastSeq ?? 'none'}: if it is the live log, run again with --expect-seq ${key.serverLastSeq}\n`);
+          deps.io.stdout.write(`note: the server has written up to sequence ${key.serverLastSeq}, this file ends at ${result.lastSeq ?? 'none'}: if it is the live log, run again with --expect-seq ${key.serverLastSeq}\n`);
         }
         for (const gap of result.sinkGaps) {
-          process.stdout.write(`note: line ${gap.line}: this sink (${gap.sink}) missed sequences ${gap.from}-${gap.to} while it was failing; the other audit sinks hold them\n`);
+          deps.io.stdout.write(`note: line ${gap.line}: this sink (${gap.sink}) missed sequences ${gap.from}-${gap.to} while it was failing; the other audit sinks hold them\n`);
         }
         for (const u of result.unconfirmed) {
-          process.stdout.write(
+          deps.io.stdout.write(
             u.cut
               ? `note: line ${u.line}: restart after a crash: sequences ${u.from} to ${u.to}, written to ${u.sink} but never confirmed (no request was answered for them), were cut off; the chain continues before them\n`
               : `note: line ${u.line}: restart after a crash: sequences ${u.from} to ${u.to} were written but never confirmed before it, and kept (an older server)\n`,
           );
         }
         for (const line of result.uncheckedRestarts) {
-          process.stdout.write(`note: line ${line}: a restart without a stored chain head (first start of this version, or the head file was removed): a truncation before it was not checked at start\n`);
+          deps.io.stdout.write(`note: line ${line}: a restart without a stored chain head (first start of this version, or the head file was removed): a truncation before it was not checked at start\n`);
         }
       } else {
-        process.stdout.write(`FAILED at line ${result.firstBad!.line}: ${result.firstBad!.reason}\n`);
+        deps.io.stdout.write(`FAILED at line ${result.firstBad!.line}: ${result.firstBad!.reason}\n`);
       }
       if (!key) {
-        process.stderr.write('warning: no audit public key: a truncated tail or an edit with a recomputed chain cannot be detected; pass --public-key FILE, or --addr to fetch it from the server\n');
+        deps.io.stderr.write('warning: no audit public key: a truncated tail or an edit with a recomputed chain cannot be detected; pass --public-key FILE, or --addr to fetch it from the server\n');
       }
-      process.exitCode = result.ok ? 0 : 1;
+      deps.exitCode(result.ok ? 0 : 1);
     },
   );
 }

@@ -3,8 +3,9 @@ import type { Argv } from 'yargs';
 import { loginGithubActions, loginGitlab, loginKubernetes } from '../../sdk/ci-login.js';
 import { CofferError } from '../../sdk/errors.js';
 import type { LoginResult } from '../../sdk/wire/types.js';
-import { client, forgetToken, output, relative, storeToken, type GlobalArgs } from '../context.js';
+import { forgetToken, output, relative, storeToken, type GlobalArgs } from '../context.js';
 import { CliError } from '../errors.js';
+import type { Deps, IO } from '../io.js';
 
 /**
  * A credential from a file (`--password-file`, `--secret-id-file`): refused if other users may
@@ -23,10 +24,10 @@ async function readSecretFile(flag: string, file: string): Promise<string> {
   return value;
 }
 
-const fromEnvOrFile = async (what: string, env?: string, file?: string, checkMode = true): Promise<string> => {
+const fromEnvOrFile = async (io: IO, what: string, env?: string, file?: string, checkMode = true): Promise<string> => {
   const flag = `--${what.replace(/ /g, '-')}-file`;
   if (file) return checkMode ? readSecretFile(flag, file) : (await readFile(file, 'utf8')).trim();
-  const value = env ? process.env[env] : undefined;
+  const value = env ? io.env[env] : undefined;
   if (!value) throw new CliError('invalid_input', `${what} is required: pass ${flag} or set ${env}`);
   return value;
 };
@@ -37,10 +38,10 @@ const loginFailed = (e: unknown): never => {
   throw e;
 };
 
-export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
+export function authCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArgs> {
   const finish = async (argv: GlobalArgs & { store?: boolean }, result: LoginResult) => {
-    const where = argv.store === false ? undefined : await storeToken(result.token);
-    output(argv, { ...result, token: argv.store === false ? result.token : undefined, stored_in: where }, () =>
+    const where = argv.store === false ? undefined : await storeToken(result.token, deps.io.env);
+    output(deps.io, argv, { ...result, token: argv.store === false ? result.token : undefined, stored_in: where }, () =>
       `logged in as ${result.identity} (groups: ${result.groups.join(', ') || 'none'}), token expires ${relative(result.expires_at)}${where ? `; saved to ${where}` : `\n${result.token}`}`,
     );
   };
@@ -66,28 +67,28 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .example('coffer login approle --role "$ROLE_ID" --secret-id-file /run/secrets/coffer-sid', 'build servers without OIDC')
           .example('coffer login jwt --role github-api --jwt-env ACTIONS_ID_TOKEN', 'CI jobs'),
       async (argv) => {
-        const c = await client(argv);
+        const c = await deps.client(argv);
         if (argv.username !== undefined && argv.method !== 'userpass') throw new CliError('invalid_input', `a username is for userpass logins only, not ${argv.method}`);
         switch (argv.method) {
           case 'token': {
             const self = await c.tokenSelf();
-            if (argv.store) await storeToken((argv.token ?? process.env.COFFER_TOKEN)!);
-            output(argv, self, () => `token of ${self.identity} is valid, expires ${relative(self.expires_at)}`);
+            if (argv.store) await storeToken((argv.token ?? deps.io.env.COFFER_TOKEN)!, deps.io.env);
+            output(deps.io, argv, self, () => `token of ${self.identity} is valid, expires ${relative(self.expires_at)}`);
             return;
           }
           case 'userpass': {
             if (!argv.username) throw new CliError('invalid_input', 'a username is required: coffer login userpass alice');
-            const password = await fromEnvOrFile('password', argv.passwordEnv, argv.passwordFile);
+            const password = await fromEnvOrFile(deps.io, 'password', argv.passwordEnv, argv.passwordFile);
             return finish(argv, await c.loginUserpass(argv.username, password).catch(loginFailed));
           }
           case 'approle': {
             if (!argv.role) throw new CliError('invalid_input', '--role (the role_id) is required');
-            const secretId = await fromEnvOrFile('secret id', argv.secretIdEnv, argv.secretIdFile);
+            const secretId = await fromEnvOrFile(deps.io, 'secret id', argv.secretIdEnv, argv.secretIdFile);
             return finish(argv, await c.loginAppRole(argv.role, secretId).catch(loginFailed));
           }
           case 'jwt': {
             if (!argv.role) throw new CliError('invalid_input', '--role is required');
-            const jwt = await fromEnvOrFile('jwt', argv.jwtEnv, argv.jwtFile, false); // CI token files are often 0644
+            const jwt = await fromEnvOrFile(deps.io, 'jwt', argv.jwtEnv, argv.jwtFile, false); // CI token files are often 0644
             return finish(argv, await c.loginJwt(argv.role, jwt).catch(loginFailed));
           }
           case 'github':
@@ -97,9 +98,9 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
             const role = argv.role;
             const result = await (
               argv.method === 'github'
-                ? loginGithubActions(c, { role, audience: argv.audience })
+                ? loginGithubActions(c, { role, audience: argv.audience, env: deps.io.env })
                 : argv.method === 'gitlab'
-                  ? loginGitlab(c, { role, tokenEnv: argv.jwtEnv === 'COFFER_JWT' ? undefined : argv.jwtEnv })
+                  ? loginGitlab(c, { role, tokenEnv: argv.jwtEnv === 'COFFER_JWT' ? undefined : argv.jwtEnv, env: deps.io.env })
                   : loginKubernetes(c, { role, ...(argv.tokenPath ? { tokenPath: argv.tokenPath } : {}) })
             ).catch(loginFailed);
             return finish(argv, result);
@@ -108,9 +109,9 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
       },
     )
     .command('logout', 'Revoke the stored token and forget it', (y) => y.example('coffer logout', 'revoke ~/.config/coffer/token and delete it'), async (argv) => {
-      await (await client(argv)).revoke().catch(() => undefined);
-      await forgetToken();
-      output(argv, { logged_out: true }, () => 'logged out');
+      await (await deps.client(argv)).revoke().catch(() => undefined);
+      await forgetToken(deps.io.env);
+      output(deps.io, argv, { logged_out: true }, () => 'logged out');
     })
     .command('token <action>', 'Inspect, renew, revoke or create tokens', (y) =>
       y
@@ -126,21 +127,21 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         .example('coffer token create --identity svc:deploy --policies deploy --ttl 15m', 'a short-lived child token for a job')
         .example('coffer token revoke', 'revoke the current token (and its children)'),
       async (argv) => {
-        const c = await client(argv);
+        const c = await deps.client(argv);
         switch (argv.action) {
           case 'self': {
             const self = await c.tokenSelf();
-            return output(argv, self, () => `${self.identity}  groups: ${self.groups.join(', ') || 'none'}  expires ${relative(self.expires_at)}`);
+            return output(deps.io, argv, self, () => `${self.identity}  groups: ${self.groups.join(', ') || 'none'}  expires ${relative(self.expires_at)}`);
           }
           case 'renew': {
             // The server extends the same token in place: the stored token (if any) stays as it is.
             const renewed = await c.renew();
-            return output(argv, { expires_at: renewed.expires_at }, () => `renewed, expires ${relative(renewed.expires_at)}`);
+            return output(deps.io, argv, { expires_at: renewed.expires_at }, () => `renewed, expires ${relative(renewed.expires_at)}`);
           }
           case 'revoke':
             await c.revoke();
-            await forgetToken();
-            return output(argv, { revoked: true }, () => 'revoked');
+            await forgetToken(deps.io.env);
+            return output(deps.io, argv, { revoked: true }, () => 'revoked');
           case 'create': {
             if (!argv.identity) throw new CliError('invalid_input', '--identity is required');
             const made = await c.createToken({
@@ -151,7 +152,7 @@ export function authCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
               ...(argv.maxTtl !== undefined ? { max_ttl: argv.maxTtl } : {}),
               ...(argv.orphan ? { orphan: true } : {}),
             });
-            return output(argv, made, () => made.token);
+            return output(deps.io, argv, made, () => made.token);
           }
         }
       },

@@ -7,14 +7,15 @@ import type { Argv } from 'yargs';
 import { CofferError } from '../../sdk/errors.js';
 import type { ErrorCode } from '../../sdk/wire/errors.js';
 import type { RestoreRunner } from '../../sdk/wire/restore.js';
-import { client, output, type GlobalArgs } from '../context.js';
+import { output, type GlobalArgs } from '../context.js';
 import { promptSecret } from './sys.js';
 import { CliError } from '../errors.js';
+import type { Deps, IO } from '../io.js';
 
 const MiB = 1024 * 1024;
 
 /** `coffer backup --out FILE` (through the SDK) and `coffer restore FILE --data-dir DIR` (offline). */
-export function backupCommands(yargs: Argv<GlobalArgs>, restore: RestoreRunner): Argv<GlobalArgs> {
+export function backupCommands(yargs: Argv<GlobalArgs>, deps: Deps, restore: RestoreRunner): Argv<GlobalArgs> {
   return yargs
     .command(
       'backup',
@@ -24,7 +25,7 @@ export function backupCommands(yargs: Argv<GlobalArgs>, restore: RestoreRunner):
           .option('out', { type: 'string', demandOption: true, describe: 'file to create (mode 0600; an existing file is never overwritten)' })
           .example('coffer backup --out /backups/coffer-$(date +%F).backup', 'online backup; writes go on meanwhile'),
       async (argv) => {
-        const c = await client(argv);
+        const c = await deps.client(argv);
         // Refuse before asking the server for a snapshot; O_EXCL below closes the race.
         await assertAbsent(argv.out);
         const download = await c.backup();
@@ -35,7 +36,7 @@ export function backupCommands(yargs: Argv<GlobalArgs>, restore: RestoreRunner):
           await drain(download.body);
           throw createError(e, argv.out);
         }
-        const bar = process.stderr.isTTY && !argv.json && !argv.quiet ? new SingleBar({ stream: process.stderr, format: 'backup {mib} MiB  {rate} MiB/s  {duration_formatted}', hideCursor: true }) : undefined;
+        const bar = deps.io.stderr.isTTY && !argv.json && !argv.quiet ? new SingleBar({ stream: deps.io.stderr, format: 'backup {mib} MiB  {rate} MiB/s  {duration_formatted}', hideCursor: true }) : undefined;
         const started = Date.now();
         const check = new TrailerCheck();
         let bytes = 0;
@@ -59,7 +60,7 @@ export function backupCommands(yargs: Argv<GlobalArgs>, restore: RestoreRunner):
         }
         await handle.close();
         const result = { file: argv.out, bytes, vault: download.vault, backup: download.backup, seq: download.seq };
-        output(argv, result, () => `wrote ${argv.out} (${(bytes / MiB).toFixed(1)} MiB; vault ${download.vault}, sequence ${download.seq}). Keep it with the same care as the master key's holders: it restores with that key only.`);
+        output(deps.io, argv, result, () => `wrote ${argv.out} (${(bytes / MiB).toFixed(1)} MiB; vault ${download.vault}, sequence ${download.seq}). Keep it with the same care as the master key's holders: it restores with that key only.`);
       },
     )
     .command(
@@ -75,7 +76,7 @@ export function backupCommands(yargs: Argv<GlobalArgs>, restore: RestoreRunner):
           .example('coffer restore vault.backup --data-dir /var/lib/coffer', 'a Shamir vault: prompts for the unseal shares'),
       async (argv) => {
         const shares = argv.shareFile ? await readShares(argv.shareFile) : undefined;
-        const bar = process.stderr.isTTY && !argv.json && !argv.quiet ? new SingleBar({ stream: process.stderr, format: '{phase} chunk {value}  {entries} entries', hideCursor: true }) : undefined;
+        const bar = deps.io.stderr.isTTY && !argv.json && !argv.quiet ? new SingleBar({ stream: deps.io.stderr, format: '{phase} chunk {value}  {entries} entries', hideCursor: true }) : undefined;
         let result;
         try {
           bar?.start(0, 0, { phase: 'verify', entries: 0 });
@@ -86,7 +87,7 @@ export function backupCommands(yargs: Argv<GlobalArgs>, restore: RestoreRunner):
             ...(shares ? { shares } : {}),
             askShares: async (threshold) => {
               bar?.stop();
-              return askShares(threshold);
+              return askShares(threshold, deps.io);
             },
             progress: (phase, chunks, entries) => bar?.update(chunks, { phase, entries }),
           });
@@ -95,7 +96,7 @@ export function backupCommands(yargs: Argv<GlobalArgs>, restore: RestoreRunner):
         } finally {
           bar?.stop();
         }
-        output(argv, result, () =>
+        output(deps.io, argv, result, () =>
           `restored ${result.entries} entries of vault ${result.vault} at sequence ${result.seq} (backup of ${result.created_at}) into ${result.data_dir}.\n` +
           `Start it with the same master key source: coffer server --data-dir ${result.data_dir}${argv.kek ? ' --kek <the same source>' : ' (then coffer unseal)'}`,
         );
@@ -138,14 +139,14 @@ async function readShares(file: string): Promise<string[]> {
   return text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
 }
 
-async function askShares(threshold: number): Promise<string[]> {
-  if (!process.stdin.isTTY) {
+async function askShares(threshold: number, io: IO): Promise<string[]> {
+  if (!io.stdin.isTTY) {
     const lines: string[] = [];
-    for await (const line of createInterface({ input: process.stdin })) if (line.trim()) lines.push(line.trim());
+    for await (const line of createInterface({ input: io.stdin })) if (line.trim()) lines.push(line.trim());
     return lines;
   }
   const shares: string[] = [];
-  for (let i = 1; i <= threshold; i++) shares.push(await promptSecret(`unseal share ${i} of ${threshold}: `));
+  for (let i = 1; i <= threshold; i++) shares.push(await promptSecret(`unseal share ${i} of ${threshold}: `, io));
   return shares;
 }
 

@@ -1,13 +1,14 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
 import { wrapForImport, type OaepHash } from '../../sdk/byok.js';
-import { client, output, type GlobalArgs } from '../context.js';
+import { output, type GlobalArgs } from '../context.js';
 import { decodeKeyFile } from '../key-file.js';
 import { promptSecret } from './sys.js';
 import { CliError } from '../errors.js';
+import { readAll, type Deps } from '../io.js';
 
 /** `coffer byok wrapping-key|wrap|import`: bring your own master key. */
-export function byokCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
+export function byokCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArgs> {
   return yargs.command(
     'byok <action>',
     'Bring your own key: wrapping key, wrap, import; export under a quorum of shares',
@@ -29,18 +30,18 @@ export function byokCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
     async (argv) => {
       switch (argv.action) {
         case 'wrapping-key': {
-          const wk = await (await client(argv)).byokWrappingKey({
+          const wk = await (await deps.client(argv)).byokWrappingKey({
             ...(argv.exportable !== undefined ? { exportable: argv.exportable } : {}),
             ...(argv.validTo !== undefined ? { valid_to: argv.validTo } : {}),
           });
           if (argv.out) await writeFile(argv.out, wk.public_key_pem);
-          return output(argv, wk, () => `${argv.out ? `wrapping key written to ${argv.out}\n` : wk.public_key_pem}import token (single use, expires ${wk.expires_at}):\n${wk.import_token}`);
+          return output(deps.io, argv, wk, () => `${argv.out ? `wrapping key written to ${argv.out}\n` : wk.public_key_pem}import token (single use, expires ${wk.expires_at}):\n${wk.import_token}`);
         }
         case 'wrap': {
           if (!argv.publicKey || !argv.keyFile) throw new CliError('invalid_input', 'wrap needs --public-key and --key-file');
           const material = decodeKeyFile(await readFile(argv.keyFile));
           try {
-            process.stdout.write(`${wrapForImport(await readFile(argv.publicKey, 'utf8'), material, argv.oaepHash as OaepHash)}\n`);
+            deps.io.stdout.write(`${wrapForImport(await readFile(argv.publicKey, 'utf8'), material, argv.oaepHash as OaepHash)}\n`);
           } finally {
             material.fill(0);
           }
@@ -49,20 +50,18 @@ export function byokCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         case 'export': {
           if (!argv.publicKey || !argv.shares) throw new CliError('invalid_input', 'export needs --public-key (the customer RSA key) and --shares N');
           const shares: string[] = [];
-          if (process.stdin.isTTY) {
-            for (let i = 1; i <= argv.shares; i++) shares.push(await promptSecret(`share ${i} of ${argv.shares}: `));
+          if (deps.io.stdin.isTTY) {
+            for (let i = 1; i <= argv.shares; i++) shares.push(await promptSecret(`share ${i} of ${argv.shares}: `, deps.io));
           } else {
-            const chunks: Buffer[] = [];
-            for await (const c of process.stdin) chunks.push(c as Buffer);
-            shares.push(...Buffer.concat(chunks).toString('utf8').split(/\r?\n/).map((l) => l.trim()).filter(Boolean).slice(0, argv.shares));
+            shares.push(...(await readAll(deps.io)).toString('utf8').split(/\r?\n/).map((l) => l.trim()).filter(Boolean).slice(0, argv.shares));
           }
-          const result = await (await client(argv)).byokExport(await readFile(argv.publicKey, 'utf8'), shares, argv.oaepHash as OaepHash);
-          return output(argv, result, () => result.bundle);
+          const result = await (await deps.client(argv)).byokExport(await readFile(argv.publicKey, 'utf8'), shares, argv.oaepHash as OaepHash);
+          return output(deps.io, argv, result, () => result.bundle);
         }
         case 'import': {
           if (!argv.importToken || !argv.bundle) throw new CliError('invalid_input', 'import needs --import-token and --bundle');
-          const result = await (await client(argv)).byokImport(argv.importToken, (await readFile(argv.bundle, 'utf8')).trim(), argv.oaepHash as OaepHash);
-          return output(argv, result, () => `imported as master version ${result.master_version}; ${result.keyrings_rewrapped} keyrings re-wrapped`);
+          const result = await (await deps.client(argv)).byokImport(argv.importToken, (await readFile(argv.bundle, 'utf8')).trim(), argv.oaepHash as OaepHash);
+          return output(deps.io, argv, result, () => `imported as master version ${result.master_version}; ${result.keyrings_rewrapped} keyrings re-wrapped`);
         }
       }
     },

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { appendFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
-import { client, type GlobalArgs } from '../context.js';
+import { type GlobalArgs } from '../context.js';
 import { buildEnv, fetchSecrets } from '../env.js';
 import { CliError } from '../errors.js';
+import type { Deps } from '../io.js';
 
 /**
  * Each format is written for its real reader, and a value that reader cannot get back exactly is
@@ -134,7 +135,7 @@ export function formatEnv(format: TextFormat, env: Map<string, string>): { stdou
   return githubEnv === undefined ? { stdout } : { stdout, githubEnv };
 }
 
-export function exportCommand(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
+export function exportCommand(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArgs> {
   return yargs.command(
     'export',
     'Print secrets as dotenv, json or shell, or hand them to GitHub Actions',
@@ -147,21 +148,21 @@ export function exportCommand(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         .option('allow-env', { type: 'string', array: true, default: [] as string[] })
         .example('coffer export --path ci/api/db --format github', 'in a GitHub Actions step: masked and exported to later steps'),
     async (argv) => {
-      const env = buildEnv(await fetchSecrets(await client(argv), argv.path), { map: argv.map, prefix: argv.prefixEnv, allow: argv.allowEnv });
+      const env = buildEnv(await fetchSecrets(await deps.client(argv), argv.path), { map: argv.map, prefix: argv.prefixEnv, allow: argv.allowEnv });
       switch (argv.format) {
         case 'json':
-          process.stdout.write(`${JSON.stringify(Object.fromEntries(env), null, 2)}\n`);
+          deps.io.stdout.write(`${JSON.stringify(Object.fromEntries(env), null, 2)}\n`);
           return;
         case 'dotenv':
         case 'shell':
-          process.stdout.write(formatEnv(argv.format, env).stdout);
+          deps.io.stdout.write(formatEnv(argv.format, env).stdout);
           return;
         case 'github': {
-          const file = process.env.GITHUB_ENV;
+          const file = deps.io.env.GITHUB_ENV;
           if (!file) throw new CliError('invalid_input', 'GITHUB_ENV is not set: --format github runs inside a GitHub Actions step');
           const out = formatEnv('github', env);
           // Masks first: the runner must know every value before anything could show one.
-          process.stdout.write(out.stdout);
+          deps.io.stdout.write(out.stdout);
           await appendFile(file, out.githubEnv!);
           return;
         }

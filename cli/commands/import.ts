@@ -2,15 +2,16 @@ import { readFile } from 'node:fs/promises';
 import { SingleBar } from 'cli-progress';
 import { parse } from 'dotenv';
 import type { Argv } from 'yargs';
-import { client, output, type GlobalArgs } from '../context.js';
+import { output, type GlobalArgs } from '../context.js';
 import { CliError } from '../errors.js';
+import type { Deps } from '../io.js';
 
 /**
  * `coffer import --from-dotenv FILE --path P`: the file's variables become one secret at P, or
  * with `--split` one secret per variable under P (`P/<name in lower case>`), with a progress bar
  * on stderr when it is a terminal. Values are never printed.
  */
-export function importCommand(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
+export function importCommand(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArgs> {
   return yargs.command(
     'import',
     'Import a .env file as secrets',
@@ -27,12 +28,12 @@ export function importCommand(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
       const vars = parse(text);
       const names = Object.keys(vars);
       if (names.length === 0) throw new CliError('invalid_input', `${argv.fromDotenv} holds no variables`);
-      const c = await client(argv);
+      const c = await deps.client(argv);
       if (!argv.split) {
         const result = await c.putSecret(argv.path, { data: vars });
-        return output(argv, result, () => `imported ${names.length} variables into ${result.path} version ${result.version}`);
+        return output(deps.io, argv, result, () => `imported ${names.length} variables into ${result.path} version ${result.version}`);
       }
-      const bar = process.stderr.isTTY && !argv.json && !argv.quiet ? new SingleBar({ stream: process.stderr, format: 'importing [{bar}] {value}/{total}' }) : undefined;
+      const bar = deps.io.stderr.isTTY && !argv.json && !argv.quiet ? new SingleBar({ stream: deps.io.stderr, format: 'importing [{bar}] {value}/{total}' }) : undefined;
       bar?.start(names.length, 0);
       const written: string[] = [];
       try {
@@ -45,7 +46,7 @@ export function importCommand(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
       } finally {
         bar?.stop();
       }
-      output(argv, written, () => `imported ${written.length} secrets under ${argv.path}`);
+      output(deps.io, argv, written, () => `imported ${written.length} secrets under ${argv.path}`);
     },
   );
 }

@@ -1,15 +1,10 @@
 import type { Argv } from 'yargs';
-import { client, output, type GlobalArgs } from '../context.js';
+import { output, type GlobalArgs } from '../context.js';
 import { CliError } from '../errors.js';
-
-async function readStdin(): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
+import { readAll, type Deps } from '../io.js';
 
 /** `coffer key create|rotate|datakey|encrypt|decrypt NAME` (data-key API). Data comes on stdin. */
-export function keyCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
+export function keyCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArgs> {
   return yargs.command(
     'key <action> <name>',
     'Named encryption keys: create, rotate, datakey, encrypt (stdin), decrypt (stdin)',
@@ -22,36 +17,36 @@ export function keyCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
         .example('echo -n secret | coffer key encrypt orders', 'prints coffer:v1:…')
         .example('echo coffer:v1:… | coffer key decrypt orders', 'prints the plaintext'),
     async (argv) => {
-      const c = await client(argv);
+      const c = await deps.client(argv);
       const context = argv.context === undefined ? undefined : new Uint8Array(Buffer.from(argv.context));
       switch (argv.action) {
         case 'create': {
           const info = await c.createKey(argv.name, { exportable: argv.exportable });
-          return output(argv, info, () => `created key ${info.name} (version ${info.latest_version})`);
+          return output(deps.io, argv, info, () => `created key ${info.name} (version ${info.latest_version})`);
         }
         case 'info': {
           const info = await c.keyInfo(argv.name);
-          return output(argv, info, () => `key ${info.name}: version ${info.latest_version}, decrypts from ${info.min_decryption_version}, usage ${info.usage.join(', ')}`);
+          return output(deps.io, argv, info, () => `key ${info.name}: version ${info.latest_version}, decrypts from ${info.min_decryption_version}, usage ${info.usage.join(', ')}`);
         }
         case 'rotate': {
           const info = await c.rotateKey(argv.name);
-          return output(argv, info, () => `key ${info.name} is now at version ${info.latest_version}`);
+          return output(deps.io, argv, info, () => `key ${info.name} is now at version ${info.latest_version}`);
         }
         case 'datakey': {
           const dk = await c.dataKey(argv.name, context);
           const result = { plaintext: Buffer.from(dk.plaintext).toString('base64'), ciphertext: dk.ciphertext };
-          return output(argv, result, () => `plaintext  ${result.plaintext}\nciphertext ${result.ciphertext}`);
+          return output(deps.io, argv, result, () => `plaintext  ${result.plaintext}\nciphertext ${result.ciphertext}`);
         }
         case 'encrypt': {
-          const ciphertext = await c.encrypt(argv.name, new Uint8Array(await readStdin()), context);
-          return output(argv, { ciphertext }, () => ciphertext);
+          const ciphertext = await c.encrypt(argv.name, new Uint8Array(await readAll(deps.io)), context);
+          return output(deps.io, argv, { ciphertext }, () => ciphertext);
         }
         case 'decrypt': {
-          const ciphertext = (await readStdin()).toString('utf8').trim();
+          const ciphertext = (await readAll(deps.io)).toString('utf8').trim();
           if (!ciphertext) throw new CliError('invalid_input', 'give the ciphertext on stdin');
           const plaintext = await c.decrypt(argv.name, ciphertext, context);
-          if (argv.json) return output(argv, { plaintext: Buffer.from(plaintext).toString('base64') }, () => '');
-          process.stdout.write(plaintext);
+          if (argv.json) return output(deps.io, argv, { plaintext: Buffer.from(plaintext).toString('base64') }, () => '');
+          deps.io.stdout.write(plaintext);
           return;
         }
       }

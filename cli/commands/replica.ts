@@ -3,8 +3,9 @@ import type { Argv } from 'yargs';
 import type { Coffer } from '../../sdk/client.js';
 import { CofferError } from '../../sdk/errors.js';
 import type { ReplicationStatus } from '../../sdk/wire/types.js';
-import { client, output, type GlobalArgs } from '../context.js';
+import { output, type GlobalArgs } from '../context.js';
 import { CliError } from '../errors.js';
+import type { Deps, IO } from '../io.js';
 
 const when = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : '-');
 
@@ -74,29 +75,30 @@ export async function promoteAndWatch(c: Coffer, progress: (line: string) => voi
 }
 
 /** Writes progress lines to stderr: rewritten in place on a terminal, once per change elsewhere. */
-function progressWriter(quiet: boolean | undefined): { line: (text: string) => void; end: () => void } {
-  const tty = process.stderr.isTTY;
+function progressWriter(io: IO, quiet: boolean | undefined): { line: (text: string) => void; end: () => void } {
+  const { stderr } = io;
+  const tty = stderr.isTTY;
   let last = '';
   return {
     line(text) {
       if (quiet) return;
-      if (tty) process.stderr.write(`\r\x1b[2K${text}`);
-      else if (text.replace(/\d+s \(/, '') !== last.replace(/\d+s \(/, '')) process.stderr.write(`${text}\n`);
+      if (tty) stderr.write(`\r\x1b[2K${text}`);
+      else if (text.replace(/\d+s \(/, '') !== last.replace(/\d+s \(/, '')) stderr.write(`${text}\n`);
       last = text;
     },
     end() {
-      if (tty && last && !quiet) process.stderr.write('\n');
+      if (tty && last && !quiet) stderr.write('\n');
     },
   };
 }
 
 /** `coffer replica status|promote`. */
-export function replicaCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
+export function replicaCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArgs> {
   return yargs.command('replica', 'Replication: status of this server, promotion of a replica', (y) =>
     y
       .command('status', 'Role, epoch, progress per bucket, lag and problems', (z) => z.example('coffer replica status --addr https://replica.internal:8740', 'lag and problems of a replica'), async (argv) => {
-        const status = await (await client(argv)).replicationStatus();
-        output(argv, status, () => describe(status));
+        const status = await (await deps.client(argv)).replicationStatus();
+        output(deps.io, argv, status, () => describe(status));
       })
       .command(
         'promote',
@@ -106,15 +108,15 @@ export function replicaCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
             .example('coffer replica promote --addr https://replica.internal:8740', 'after the old primary is gone; shows a countdown to the first write')
             .example('coffer replica promote --json --quiet', 'for scripts: only the result on stdout'),
         async (argv) => {
-          const c = await client(argv);
-          const progress = progressWriter(argv.quiet);
+          const c = await deps.client(argv);
+          const progress = progressWriter(deps.io, argv.quiet);
           let result: Promoted;
           try {
             result = await promoteAndWatch(c, progress.line);
           } finally {
             progress.end();
           }
-          output(argv, result, () => `promoted: primary of epoch ${result.epoch}, accepting writes since ${result.writes_from}`);
+          output(deps.io, argv, result, () => `promoted: primary of epoch ${result.epoch}, accepting writes since ${result.writes_from}`);
         },
       )
       .demandCommand(1, 'name a replica command: status or promote')

@@ -3,10 +3,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
-import { client, EXIT, type GlobalArgs } from '../context.js';
+import { EXIT, type GlobalArgs } from '../context.js';
 import type { Secret } from '../../sdk/wire/types.js';
 import { ENV_NAME, buildEnv, fetchSecrets } from '../env.js';
 import { CliError } from '../errors.js';
+import { RUN_FLAGS, runOptions, type RunOptions } from './run-options.js';
+import type { Deps, IO } from '../io.js';
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const;
 const MINIMAL_ENV = ['PATH', 'HOME', 'USER', 'LANG', 'LC_ALL', 'TERM', 'TZ', 'TMPDIR'];
@@ -15,51 +17,40 @@ const MINIMAL_ENV = ['PATH', 'HOME', 'USER', 'LANG', 'LC_ALL', 'TERM', 'TZ', 'TM
  * `coffer run -- CMD ARGS`: fetch every secret first (all or nothing), then spawn CMD without a
  * shell, with stdio inherited, signals forwarded, and its exit status passed through.
  */
-export function runCommand(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
+export function runCommand(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArgs> {
   return yargs.command(
     'run',
     'Run a command with secrets as environment variables',
-    (y) =>
-      y
-        .parserConfiguration({ 'populate--': true })
-        .option('path', { type: 'string', array: true, demandOption: true, describe: 'secret path (repeatable; P/* takes every secret under P)' })
-        .option('prefix-env', { type: 'string', default: '', describe: 'prefix for every variable name' })
-        .option('map', { type: 'string', array: true, default: [] as string[], describe: 'KEY=ENV or path:KEY=ENV' })
-        .option('allow-env', { type: 'string', array: true, default: [] as string[], describe: 'allow a dangerous name such as PATH' })
-        .option('clean-env', { type: 'boolean', default: false, describe: 'give the child only the secrets and PATH, HOME, LANG, TERM, …' })
-        .option('pass-token', { type: 'boolean', default: false, describe: 'let the child inherit COFFER_TOKEN (and COFFER_TOKEN_FILE)' })
-        .option('revoke-on-exit', { type: 'boolean', default: false, describe: 'revoke the token when the child ends' })
-        .option('watch', { type: 'boolean', default: false, describe: 'restart the command when a secret gets a new version' })
-        .option('watch-interval', { type: 'number', default: 30, describe: 'seconds between checks with --watch' })
-        .option('watch-grace', { type: 'number', default: 10, describe: 'seconds between SIGTERM and SIGKILL on a restart' })
-        .option('file', { type: 'string', array: true, default: [] as string[], describe: 'KEY=ENV: write the value to a 0600 file (private temp dir, removed on exit) and set ENV to its path' })
-        .example('coffer run --path ci/api/db -- ./migrate.sh', 'DB_PASSWORD etc. for one command'),
-    (argv) => runWith(argv, (argv['--'] as string[] | undefined) ?? []),
+    (y) => {
+      let c = y.parserConfiguration({ 'populate--': true });
+      for (const [name, f] of Object.entries(RUN_FLAGS)) {
+        // Seconds are read as text, so runOptions checks them as the fast entry does.
+        c = c.option(name, { type: f.kind === 'flag' ? 'boolean' : 'string', array: f.kind === 'list', describe: 'default' in f ? `${f.describe} (default ${f.default})` : f.describe });
+      }
+      return c
+        .example('coffer run --path ci/api/db -- ./migrate.sh', 'DB_PASSWORD etc. for one command')
+        .example('coffer run --path ci/api/db --path ci/api/cache --clean-env -- ./start.sh', 'only the secrets and a minimal environment');
+    },
+    async (argv) => {
+      const values = Object.fromEntries(Object.keys(RUN_FLAGS).map((name) => [name, argv[name]]));
+      const globals = { ...(argv.addr ? { addr: argv.addr } : {}), ...(argv.token ? { token: argv.token } : {}), json: argv.json === true, quiet: argv.quiet === true };
+      process.exit(await runWith(runOptions(values, globals), (argv['--'] as string[] | undefined) ?? [], deps));
+    },
   );
 }
 
-export interface RunOptions extends GlobalArgs {
-  path: string[];
-  prefixEnv: string;
-  map: string[];
-  allowEnv: string[];
-  cleanEnv: boolean;
-  passToken: boolean;
-  revokeOnExit: boolean;
-  file: string[];
-  watch: boolean;
-  watchInterval: number;
-  watchGrace: number;
-}
-
-/** The whole of `coffer run`, shared by the yargs command and the fast entry (run-entry.ts). */
-export async function runWith(argv: RunOptions, command: string[]): Promise<never> {
+/**
+ * The whole of `coffer run`, shared by the yargs command and the fast entry (run-entry.ts):
+ * resolves to the exit status to leave with (the child's).
+ */
+export async function runWith(argv: RunOptions, command: string[], deps: Deps): Promise<number> {
   if (command.length === 0) {
-    process.stderr.write('coffer: name the command after --, e.g. coffer run --path app/db -- ./start.sh\n');
-    process.exit(EXIT.usage);
+    deps.io.stderr.write('coffer: name the command after --, e.g. coffer run --path app/db -- ./start.sh\n');
+    return EXIT.usage;
   }
-  const c = await client(argv);
-  const base: NodeJS.ProcessEnv = argv.cleanEnv ? Object.fromEntries(MINIMAL_ENV.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]])) : { ...process.env };
+  const env = deps.io.env;
+  const c = await deps.client(argv);
+  const base: NodeJS.ProcessEnv = argv.cleanEnv ? Object.fromEntries(MINIMAL_ENV.filter((k) => env[k] !== undefined).map((k) => [k, env[k]])) : { ...env };
   if (!argv.passToken) {
     delete base.COFFER_TOKEN;
     delete base.COFFER_TOKEN_FILE; // naming the file hands the child the token just the same
@@ -77,7 +68,7 @@ export async function runWith(argv: RunOptions, command: string[]): Promise<neve
   const finished = new Promise<number>((resolve) => (resolveExit = resolve));
   // A replaced child's exit is not the command's exit.
   const watchExit = (c: Child) => void c.done.then((code) => c.replaced || resolveExit(code));
-  let child = startChild(command[0]!, command.slice(1), current.env);
+  let child = startChild(command[0]!, command.slice(1), current.env, deps.io.stderr);
   watchExit(child);
   let timer: NodeJS.Timeout | undefined;
   if (argv.watch) {
@@ -89,16 +80,16 @@ export async function runWith(argv: RunOptions, command: string[]): Promise<neve
         if (next.versions === current.versions) {
           await next.files?.remove();
         } else {
-          process.stderr.write('coffer: a secret changed: restarting the command\n');
+          deps.io.stderr.write('coffer: a secret changed: restarting the command\n');
           child.replaced = true;
           await child.stop(argv.watchGrace * 1000);
           await current.files?.remove();
           current = next;
-          child = startChild(command[0]!, command.slice(1), current.env);
+          child = startChild(command[0]!, command.slice(1), current.env, deps.io.stderr);
           watchExit(child);
         }
       } catch (e) {
-        process.stderr.write(`coffer: could not refresh secrets (${(e as Error).message}); the command keeps running\n`);
+        deps.io.stderr.write(`coffer: could not refresh secrets (${(e as Error).message}); the command keeps running\n`);
       }
       timer = setTimeout(poll, argv.watchInterval * 1000);
     };
@@ -108,7 +99,7 @@ export async function runWith(argv: RunOptions, command: string[]): Promise<neve
   clearTimeout(timer);
   await current.files?.remove();
   if (argv.revokeOnExit) await c.revoke().catch(() => undefined);
-  process.exit(code);
+  return code;
 }
 
 /**
@@ -146,14 +137,14 @@ interface Child {
   stop(graceMs: number): Promise<void>;
 }
 
-function startChild(file: string, args: string[], env: NodeJS.ProcessEnv): Child {
+function startChild(file: string, args: string[], env: NodeJS.ProcessEnv, stderr: IO['stderr']): Child {
   let proc: ReturnType<typeof spawn>;
   const handle: Child = { done: Promise.resolve(EXIT.error), replaced: false, stop: async () => undefined };
   try {
     proc = spawn(file, args, { env, stdio: 'inherit', shell: false });
   } catch (e) {
     const big = (e as NodeJS.ErrnoException).code === 'E2BIG';
-    process.stderr.write(`coffer: cannot start ${file}: ${big ? 'the environment is too large (E2BIG)' : (e as Error).message}\n`);
+    stderr.write(`coffer: cannot start ${file}: ${big ? 'the environment is too large (E2BIG)' : (e as Error).message}\n`);
     return handle;
   }
   const running = () => proc.exitCode === null && proc.signalCode === null;
@@ -161,7 +152,7 @@ function startChild(file: string, args: string[], env: NodeJS.ProcessEnv): Child
   for (const [s, h] of handlers) process.on(s, h);
   handle.done = new Promise((resolve) => {
     proc.once('error', (e: NodeJS.ErrnoException) => {
-      process.stderr.write(`coffer: cannot run ${file}: ${e.code === 'ENOENT' ? 'command not found' : e.code === 'EACCES' ? 'permission denied' : e.code}\n`);
+      stderr.write(`coffer: cannot run ${file}: ${e.code === 'ENOENT' ? 'command not found' : e.code === 'EACCES' ? 'permission denied' : e.code}\n`);
       for (const [s, h] of handlers) process.off(s, h);
       resolve(e.code === 'ENOENT' ? 127 : e.code === 'EACCES' ? 126 : EXIT.error);
     });

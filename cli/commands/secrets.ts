@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
 import type { SecretType } from '../../sdk/wire/types.js';
-import { client, output, relative, type GlobalArgs } from '../context.js';
+import { output, relative, type GlobalArgs } from '../context.js';
 import { CliError } from '../errors.js';
+import { readAll, type Deps, type IO } from '../io.js';
 
 const versionsOption = { type: 'string', describe: 'comma-separated versions, e.g. 1,2' } as const;
 
@@ -12,17 +13,18 @@ function parseVersions(text: string | undefined): number[] | undefined {
   return text.split(',').map(Number);
 }
 
-let stdinUsed = false;
-async function readStdin(): Promise<string> {
-  if (stdinUsed) throw new CliError('invalid_input', 'only one value can come from stdin (K=-)');
-  stdinUsed = true;
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+/** Reads stdin for at most one `K=-` value of a command. */
+function stdinOnce(io: IO): () => Promise<string> {
+  let used = false;
+  return async () => {
+    if (used) throw new CliError('invalid_input', 'only one value can come from stdin (K=-)');
+    used = true;
+    return (await readAll(io)).toString('utf8').replace(/\r?\n$/, '');
+  };
 }
 
 /** `K=V`, `K=@file` (file content) or `K=-` (stdin), so values need not be in shell history. */
-async function parsePairs(pairs: string[]): Promise<Record<string, string>> {
+async function parsePairs(pairs: string[], readStdin: () => Promise<string>): Promise<Record<string, string>> {
   const data: Record<string, string> = Object.create(null); // a key named __proto__ stays a key (the server refuses it)
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
@@ -37,7 +39,7 @@ async function parsePairs(pairs: string[]): Promise<Record<string, string>> {
   return data;
 }
 
-export function secretCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
+export function secretCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArgs> {
   return yargs
     .command(
       'get <path>',
@@ -49,14 +51,14 @@ export function secretCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .option('version', { type: 'number', describe: 'a past version' })
           .example('coffer get app/db --field password', 'print one value, for scripts'),
       async (argv) => {
-        const secret = await (await client(argv)).getSecret(argv.path, argv.version);
+        const secret = await (await deps.client(argv)).getSecret(argv.path, argv.version);
         if (argv.field !== undefined) {
           const value = Object.hasOwn(secret.data, argv.field) ? secret.data[argv.field] : undefined; // `constructor` is a key, not Object's
           if (value === undefined) throw new CliError('not_found', `secret ${argv.path} has no key ${argv.field}`);
-          process.stdout.write(argv.json ? `${JSON.stringify(value)}\n` : `${value}\n`);
+          deps.io.stdout.write(argv.json ? `${JSON.stringify(value)}\n` : `${value}\n`);
           return;
         }
-        output(argv, secret, () => {
+        output(deps.io, argv, secret, () => {
           const width = Math.max(3, ...Object.keys(secret.data).map((k) => k.length));
           const lines = [`${secret.path} (version ${secret.version}, ${secret.type}${secret.expires_at ? `, expires ${relative(secret.expires_at)}` : ''})`];
           for (const [k, v] of Object.entries(secret.data)) lines.push(`  ${k.padEnd(width)}  ${v}`);
@@ -77,7 +79,7 @@ export function secretCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .example('coffer put app/db username=app password=-', 'read the password from stdin')
           .example('coffer put tls/site --type certificate certificate=@cert.pem private_key=@key.pem', 'store a certificate'),
       async (argv) => {
-        const data = await parsePairs(argv.pairs);
+        const data = await parsePairs(argv.pairs, stdinOnce(deps.io));
         let generate: { key: string; length?: number } | undefined;
         if (argv.generate !== undefined) {
           const m = /^([A-Za-z0-9._-]+)(?::([0-9]+))?$/.exec(argv.generate);
@@ -85,13 +87,13 @@ export function secretCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           generate = { key: m[1]!, ...(m[2] ? { length: Number(m[2]) } : {}) };
         }
         if (Object.keys(data).length === 0 && !generate) throw new CliError('invalid_input', 'give at least one KEY=VALUE or --generate KEY');
-        const result = await (await client(argv)).putSecret(argv.path, {
+        const result = await (await deps.client(argv)).putSecret(argv.path, {
           data,
           ...(argv.type ? { type: argv.type as SecretType } : {}),
           ...(argv.cas !== undefined ? { cas: argv.cas } : {}),
           ...(generate ? { generate } : {}),
         });
-        output(argv, result, () => `wrote ${result.path} version ${result.version}`);
+        output(deps.io, argv, result, () => `wrote ${result.path} version ${result.version}`);
       },
     )
     .command(
@@ -99,10 +101,10 @@ export function secretCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
       'List secret paths under a prefix',
       (y) => y.positional('prefix', { type: 'string', default: '' }).example('coffer ls app', 'every path under app/'),
       async (argv) => {
-        const c = await client(argv);
+        const c = await deps.client(argv);
         const paths: string[] = [];
         for await (const p of c.list(argv.prefix)) paths.push(p);
-        output(argv, paths, () => paths.join('\n'));
+        output(deps.io, argv, paths, () => paths.join('\n'));
       },
     )
     .command(
@@ -115,8 +117,8 @@ export function secretCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .example('coffer rm app/db', 'soft-delete the current version')
           .example('coffer rm app/db --versions 1,2', 'soft-delete versions 1 and 2'),
       async (argv) => {
-        await (await client(argv)).deleteSecret(argv.path, parseVersions(argv.versions));
-        output(argv, { deleted: argv.path }, () => `deleted ${argv.path}${argv.versions ? ` versions ${argv.versions}` : ''} (undo: coffer undelete)`);
+        await (await deps.client(argv)).deleteSecret(argv.path, parseVersions(argv.versions));
+        output(deps.io, argv, { deleted: argv.path }, () => `deleted ${argv.path}${argv.versions ? ` versions ${argv.versions}` : ''} (undo: coffer undelete)`);
       },
     )
     .command(
@@ -124,8 +126,8 @@ export function secretCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
       'Show the versions of a secret (never values)',
       (y) => y.positional('path', { type: 'string', demandOption: true }).example('coffer history app/db', 'versions, when they were made, deleted or destroyed'),
       async (argv) => {
-        const meta = await (await client(argv)).metadata(argv.path);
-        output(argv, meta, () =>
+        const meta = await (await deps.client(argv)).metadata(argv.path);
+        output(deps.io, argv, meta, () =>
           [
             'VERSION  CREATED            STATE',
             ...meta.versions.map((v) => `${String(v.version).padEnd(7)}  ${relative(v.created_at).padEnd(17)}  ${v.destroyed ? 'destroyed' : v.deleted_at ? 'deleted' : v.version === meta.current_version ? 'current' : ''}`),
@@ -142,8 +144,8 @@ export function secretCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .option('versions', { ...versionsOption, demandOption: true })
           .example('coffer undelete app/db --versions 3', 'bring back version 3 (see coffer history app/db)'),
       async (argv) => {
-        await (await client(argv)).undelete(argv.path, parseVersions(argv.versions)!);
-        output(argv, { undeleted: argv.path }, () => `restored ${argv.path} versions ${argv.versions}`);
+        await (await deps.client(argv)).undelete(argv.path, parseVersions(argv.versions)!);
+        output(deps.io, argv, { undeleted: argv.path }, () => `restored ${argv.path} versions ${argv.versions}`);
       },
     )
     .command(
@@ -155,8 +157,8 @@ export function secretCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .option('versions', { ...versionsOption, demandOption: true })
           .example('coffer destroy app/db --versions 1,2', 'erase versions 1 and 2 for good (no undelete)'),
       async (argv) => {
-        await (await client(argv)).destroy(argv.path, parseVersions(argv.versions)!);
-        output(argv, { destroyed: argv.path }, () => `destroyed ${argv.path} versions ${argv.versions}`);
+        await (await deps.client(argv)).destroy(argv.path, parseVersions(argv.versions)!);
+        output(deps.io, argv, { destroyed: argv.path }, () => `destroyed ${argv.path} versions ${argv.versions}`);
       },
     );
 }

@@ -1,33 +1,35 @@
 import { createInterface } from 'node:readline/promises';
 import type { Argv } from 'yargs';
 import type { Health, SealStatus } from '../../sdk/wire/types.js';
-import { client, EXIT, output, type GlobalArgs } from '../context.js';
+import { EXIT, output, type GlobalArgs } from '../context.js';
 import { CliError } from '../errors.js';
+import type { Deps, IO } from '../io.js';
 
 /** Reads one secret line from the terminal without echoing it, or from a pipe. */
-export async function promptSecret(question: string): Promise<string> {
-  if (!process.stdin.isTTY) {
-    const rl = createInterface({ input: process.stdin });
+export async function promptSecret(question: string, io: IO): Promise<string> {
+  const { stdin, stderr } = io;
+  if (!stdin.isTTY || !stdin.setRawMode) {
+    const rl = createInterface({ input: stdin });
     for await (const line of rl) {
       rl.close();
       return line.trim();
     }
     throw new CliError('invalid_input', 'no share given on stdin');
   }
-  process.stderr.write(question);
-  process.stdin.setRawMode(true);
+  stderr.write(question);
+  stdin.setRawMode(true);
   let value = '';
   try {
-    for await (const chunk of process.stdin) {
-      for (const ch of (chunk as Buffer).toString('utf8')) {
+    for await (const chunk of stdin) {
+      for (const ch of (typeof chunk === 'string' ? chunk : chunk.toString('utf8'))) {
         if (ch === '\r' || ch === '\n') return value;
         if (ch === '\u0003') throw new CliError('cancelled', 'cancelled');
         value = ch === '\u007f' ? value.slice(0, -1) : value + ch;
       }
     }
   } finally {
-    process.stdin.setRawMode(false);
-    process.stderr.write('\n');
+    stdin.setRawMode(false);
+    stderr.write('\n');
   }
   return value;
 }
@@ -51,7 +53,7 @@ export function describeStatus(addr: string, health: Health, seal: SealStatus): 
   ].join('\n');
 }
 
-export function sysCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
+export function sysCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArgs> {
   return yargs
     .command(
       'status',
@@ -62,11 +64,11 @@ export function sysCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .example('coffer status --addr https://vault.internal:8740 --json', 'another server, as JSON')
           .example('coffer status --quiet || coffer unseal', 'unseal only when needed'),
       async (argv) => {
-        const c = await client(argv);
+        const c = await deps.client(argv);
         const [health, seal] = await Promise.all([c.health(), c.sealStatus()]);
-        output(argv, { ...health, ...seal }, () => describeStatus(c.addr, health, seal));
+        output(deps.io, argv, { ...health, ...seal }, () => describeStatus(c.addr, health, seal));
         // vault status's convention, which scripts and probes rely on: 2 = sealed (or nothing to unseal yet).
-        if (health.sealed || !health.initialized) process.exitCode = EXIT.sealed;
+        if (health.sealed || !health.initialized) deps.exitCode(EXIT.sealed);
       },
     )
     .command(
@@ -79,8 +81,8 @@ export function sysCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .example('coffer init', '5 shares, 3 of them unseal')
           .example('coffer init --shares 3 --threshold 2 --json > init.json', 'keep the output somewhere safe, then split it'),
       async (argv) => {
-        const result = await (await client(argv)).init(argv.shares, argv.threshold);
-        output(argv, result, () =>
+        const result = await (await deps.client(argv)).init(argv.shares, argv.threshold);
+        output(deps.io, argv, result, () =>
           [
             ...result.shares.map((s, i) => `share ${i + 1}: ${s}`),
             '',
@@ -102,9 +104,9 @@ export function sysCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .example('coffer unseal', 'prompts for one share without echo; repeat until unsealed')
           .example('coffer unseal --reset --nonce 3q2-7wAAe8Jq0nK6', 'start an unseal over'),
       async (argv) => {
-        const c = await client(argv);
-        const status = argv.reset ? await c.resetUnseal(argv.nonce) : await c.unseal(argv.share ?? (await promptSecret('unseal share: ')));
-        output(argv, status, () =>
+        const c = await deps.client(argv);
+        const status = argv.reset ? await c.resetUnseal(argv.nonce) : await c.unseal(argv.share ?? (await promptSecret('unseal share: ', deps.io)));
+        output(deps.io, argv, status, () =>
           status.sealed
             ? `sealed: ${status.progress}/${status.threshold} shares submitted${status.nonce ? ` (nonce ${status.nonce}: needed to reset this unseal)` : ''}`
             : 'unsealed',
@@ -112,7 +114,7 @@ export function sysCommands(yargs: Argv<GlobalArgs>): Argv<GlobalArgs> {
       },
     )
     .command('seal', 'Seal the vault (forgets all keys until unsealed)', (y) => y.example('coffer seal', 'stop serving secrets now; coffer unseal to resume'), async (argv) => {
-      await (await client(argv)).seal();
-      output(argv, { sealed: true }, () => 'sealed');
+      await (await deps.client(argv)).seal();
+      output(deps.io, argv, { sealed: true }, () => 'sealed');
     });
 }

@@ -1,6 +1,10 @@
 import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { runCoffer } from '../../cli/app.js';
+import { depsOf } from '../../cli/context.js';
+import type { IO } from '../../cli/io.js';
 import { loadConfig, type ServerConfig } from '../../server/config.js';
 import { startServer, type RunningServer } from '../../server/main.js';
 import { silentLog, tempDir } from '../helpers.js';
@@ -25,12 +29,34 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, stdin = ''): Prom
   });
 }
 
+/**
+ * Runs the CLI in this process, as GitHub's CLI tests do: the same yargs program and commands
+ * as the binary, with the streams and the environment injected (cli/io.ts), so a test costs no
+ * node start-up. `coffer run` (which becomes its child and exits with it) and anything that
+ * needs the real entry point go through `runCli` instead.
+ */
+export async function runInProcess(args: string[], env: NodeJS.ProcessEnv, stdin = ''): Promise<CliResult> {
+  const collect = () => {
+    const stream = new PassThrough();
+    let text = '';
+    stream.on('data', (d: Buffer) => (text += d.toString()));
+    return { stream, text: () => text };
+  };
+  const out = collect();
+  const err = collect();
+  const io: IO = { stdout: out.stream, stderr: err.stream, stdin: Readable.from(stdin ? [Buffer.from(stdin)] : []), env };
+  const code = await runCoffer(args, depsOf(io));
+  await new Promise((r) => setImmediate(r)); // let the PassThroughs hand over what was written
+  return { code, stdout: out.text(), stderr: err.text() };
+}
+
 export interface CliFixture {
   dir: string;
   server: RunningServer;
   /** The CLI's environment: PATH, a private HOME, COFFER_ADDR and the root token. */
   env: NodeJS.ProcessEnv;
-  run(args: string[], options?: { env?: NodeJS.ProcessEnv; stdin?: string }): Promise<CliResult>;
+  /** In-process (runInProcess), except `coffer run` and `{ spawn: true }`: the built binary. */
+  run(args: string[], options?: { env?: NodeJS.ProcessEnv; stdin?: string; spawn?: boolean }): Promise<CliResult>;
   close(): Promise<void>;
 }
 
@@ -43,7 +69,7 @@ export async function cliFixture(prefix: string, flags: Partial<Record<keyof Ser
     dir,
     server,
     env,
-    run: (args, options = {}) => runCli(args, { ...env, ...options.env }, options.stdin),
+    run: (args, options = {}) => (options.spawn || args[0] === 'run' ? runCli : runInProcess)(args, { ...env, ...options.env }, options.stdin),
     async close() {
       await server.close();
       await rm(dir, { recursive: true, force: true });

@@ -17,7 +17,7 @@ describe('coffer CLI against a real server', function () {
   let env: NodeJS.ProcessEnv;
 
   let cli: CliFixture;
-  const run = (args: string[], options: { env?: NodeJS.ProcessEnv; stdin?: string } = {}) => cli.run(args, options);
+  const run = (args: string[], options: { env?: NodeJS.ProcessEnv; stdin?: string; spawn?: boolean } = {}) => cli.run(args, options);
 
   before(async () => {
     cli = await cliFixture('coffer-cli-');
@@ -43,6 +43,14 @@ describe('coffer CLI against a real server', function () {
     assert.equal((await run(['ls', 'app'])).stdout, 'app/db\n');
     assert.match((await run(['history', 'app/db'])).stdout, /^VERSION {2}CREATED/);
     assert.equal((await run(['put', 'app/db', 'x=y', '--cas', '0'])).code, 1, 'cas mismatch is an error');
+  });
+
+  it('the built binary and the in-process CLI (most of these tests) answer alike: output, errors and exit codes', async () => {
+    for (const args of [['get', 'app/db', '--json'], ['get', 'app/none'], ['ls', 'app'], ['get'], ['get', 'app/db', '--no-such-flag'], ['status']]) {
+      const inProcess = await run(args);
+      const binary = await run(args, { spawn: true });
+      assert.deepEqual(inProcess, binary, args.join(' '));
+    }
   });
 
   it('uses the documented exit codes with one clear line', async () => {
