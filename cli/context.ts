@@ -29,16 +29,23 @@ export async function forgetToken(env: NodeJS.ProcessEnv = process.env): Promise
   await rm(tokenFile(env), { force: true });
 }
 
+/** Where the token a command uses came from (precedence in `resolveToken`). */
+export type TokenSource = 'flag' | 'env' | 'file' | 'stored';
+
 /**
  * Token precedence: --token, then COFFER_TOKEN, then the file named by COFFER_TOKEN_FILE (mode
  * checked: a bad file is an error, never skipped), then the stored login token.
  */
+export async function resolveToken(args: GlobalArgs, env: NodeJS.ProcessEnv = process.env): Promise<{ token: string; source: TokenSource } | undefined> {
+  if (args.token) return { token: args.token, source: 'flag' };
+  if (env.COFFER_TOKEN) return { token: env.COFFER_TOKEN, source: 'env' };
+  if (env.COFFER_TOKEN_FILE) return { token: readTokenFile(env.COFFER_TOKEN_FILE, 'COFFER_TOKEN_FILE'), source: 'file' };
+  const stored = await readFile(tokenFile(env), 'utf8').then((t) => t.trim(), () => '');
+  return stored ? { token: stored, source: 'stored' } : undefined;
+}
+
 export async function client(args: GlobalArgs, env: NodeJS.ProcessEnv = process.env): Promise<Coffer> {
-  const token =
-    args.token ||
-    env.COFFER_TOKEN ||
-    (env.COFFER_TOKEN_FILE ? readTokenFile(env.COFFER_TOKEN_FILE, 'COFFER_TOKEN_FILE') : undefined) ||
-    (await readFile(tokenFile(env), 'utf8').then((t) => t.trim(), () => undefined));
+  const token = (await resolveToken(args, env))?.token;
   const addr = args.addr || env.COFFER_ADDR || 'http://127.0.0.1:8740';
   const url = new URL(addr);
   const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname) || url.hostname.startsWith('127.');
@@ -108,6 +115,7 @@ export const relative = (iso: string | null, now = Date.now()): string => {
   if (!iso) return 'never';
   const seconds = Math.round((Date.parse(iso) - now) / 1000);
   const abs = Math.abs(seconds);
+  if (abs === 0) return 'just now';
   const text = abs < 90 ? `${abs}s` : abs < 5400 ? `${Math.round(abs / 60)}m` : abs < 172_800 ? `${Math.round(abs / 3600)}h` : `${Math.round(abs / 86_400)}d`;
   return seconds >= 0 ? `in ${text}` : `${text} ago`;
 };

@@ -3,7 +3,7 @@ import type { Argv } from 'yargs';
 import { loginGithubActions, loginGitlab, loginKubernetes } from '../../sdk/ci-login.js';
 import { CofferError } from '../../sdk/errors.js';
 import type { LoginResult } from '../../sdk/wire/types.js';
-import { forgetToken, output, relative, storeToken, type GlobalArgs } from '../context.js';
+import { forgetToken, output, relative, resolveToken, storeToken, type GlobalArgs } from '../context.js';
 import { CliError } from '../errors.js';
 import type { Deps, IO } from '../io.js';
 
@@ -72,7 +72,8 @@ export function authCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalAr
         switch (argv.method) {
           case 'token': {
             const self = await c.tokenSelf();
-            if (argv.store) await storeToken((argv.token ?? deps.io.env.COFFER_TOKEN)!, deps.io.env);
+            const used = await resolveToken(argv, deps.io.env);
+            if (argv.store && used && used.source !== 'stored') await storeToken(used.token, deps.io.env);
             output(deps.io, argv, self, () => `token of ${self.identity} is valid, expires ${relative(self.expires_at)}`);
             return;
           }
@@ -138,10 +139,13 @@ export function authCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalAr
             const renewed = await c.renew();
             return output(deps.io, argv, { expires_at: renewed.expires_at }, () => `renewed, expires ${relative(renewed.expires_at)}`);
           }
-          case 'revoke':
+          case 'revoke': {
+            // The stored login token is forgotten only if it is the one revoked (not a --token or COFFER_TOKEN).
+            const used = await resolveToken(argv, deps.io.env);
             await c.revoke();
-            await forgetToken(deps.io.env);
+            if (used?.source === 'stored') await forgetToken(deps.io.env);
             return output(deps.io, argv, { revoked: true }, () => 'revoked');
+          }
           case 'create': {
             if (!argv.identity) throw new CliError('invalid_input', '--identity is required');
             const made = await c.createToken({

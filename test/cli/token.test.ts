@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { relative } from '../../cli/context.js';
 import { Coffer } from '../../sdk/index.js';
 import { cliFixture, type CliFixture } from './cli-fixture.js';
 
@@ -45,5 +46,37 @@ describe('coffer token create and renew against a real server', function () {
     assert.match(orphan.stderr, /create-orphan/);
     const child = await run(['token', 'create', '--identity', 'svc:child', '--json'], { COFFER_TOKEN: minter });
     assert.equal(child.code, 0, child.stderr);
+  });
+
+  it('login token stores the token it checked, whichever source it came from (COFFER_TOKEN_FILE too)', async () => {
+    const home = join(cli.dir, 'home-login-token');
+    const file = join(cli.dir, 'token-file');
+    await writeFile(file, `${cli.server.rootToken}\n`);
+    await chmod(file, 0o600);
+    const login = await run(['login', 'token'], { HOME: home, COFFER_TOKEN: '', COFFER_TOKEN_FILE: file });
+    assert.equal(login.code, 0, login.stderr);
+    assert.equal((await readFile(join(home, '.config', 'coffer', 'token'), 'utf8')).trim(), cli.server.rootToken, 'not "undefined"');
+  });
+
+  it('token revoke forgets the stored login token only when that is the token it revoked', async () => {
+    const home = join(cli.dir, 'home-revoke');
+    const stored = JSON.parse((await run(['token', 'create', '--identity', 'svc:stored', '--json'])).stdout).token as string;
+    assert.equal((await run(['login', 'token', '--token', stored], { HOME: home, COFFER_TOKEN: '' })).code, 0);
+    const other = JSON.parse((await run(['token', 'create', '--identity', 'svc:other', '--json'])).stdout).token as string;
+    const revokeOther = await run(['token', 'revoke'], { HOME: home, COFFER_TOKEN: other });
+    assert.equal(revokeOther.code, 0, revokeOther.stderr);
+    const tokenFile = join(home, '.config', 'coffer', 'token');
+    assert.equal((await readFile(tokenFile, 'utf8')).trim(), stored, 'the stored login token stays');
+    assert.equal((await run(['token', 'revoke'], { HOME: home, COFFER_TOKEN: '' })).code, 0);
+    await assert.rejects(readFile(tokenFile), /ENOENT/, 'revoking the stored token forgets it');
+    assert.equal((await run(['token', 'self'], { HOME: home, COFFER_TOKEN: stored })).code, 3, 'and it is revoked');
+  });
+
+  it('relative times: a moment ago is "just now", not "in 0s"', () => {
+    const now = Date.parse('2026-12-02T00:00:00.000Z');
+    assert.equal(relative('2026-12-01T23:59:59.700Z', now), 'just now');
+    assert.equal(relative('2026-12-01T23:59:58.000Z', now), '2s ago');
+    assert.equal(relative('2026-12-02T00:00:05.000Z', now), 'in 5s');
+    assert.equal(relative(null, now), 'never');
   });
 });
