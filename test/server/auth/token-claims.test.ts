@@ -163,6 +163,23 @@ describe('token claims: bounds of a signed token', function () {
     assert.equal(await tokens.verify(await sign({ exp: now() + 600, ttl_exp: now() })), undefined, 'first use at ttl_exp');
   });
 
+  it('a cached token stops verifying once its signing key retires, though its exp is later', async () => {
+    const years = (n: number) => n * 365 * 86_400;
+    const t = await sign({ exp: now() + years(20), ttl_exp: undefined });
+    await tokens.rotateSigningKey(false); // the old key retires once every token it signed is past (the root token: ten years)
+    const cache = (tokens as unknown as { verified: Map<string, unknown> }).verified;
+    assert.ok(await tokens.verify(t), 'still verifies under the old key');
+    assert.ok(cache.has(t));
+    const retireAt = (tokens as unknown as { keys: Map<string, { record: { retire_at?: number } }> }).keys.get(key.kid)!.record.retire_at!;
+    assert.ok(retireAt > now() + years(9) && retireAt < now() + years(20), `retire_at ${retireAt}`);
+    clock = (retireAt - 1) * 1000;
+    assert.ok(await tokens.verify(t), 'cached, one second before the key retires');
+    clock = retireAt * 1000;
+    assert.equal(await tokens.verify(t), undefined, 'cached, once the key retired');
+    assert.equal(cache.has(t), false);
+    key = (tokens as unknown as { current: { kid: string; privateKey: KeyObject } }).current;
+  });
+
   it('keeps the verify cache at 10,000 tokens, dropping the oldest, past 10,000 distinct tokens', async function () {
     this.timeout(120_000);
     const cache = (tokens as unknown as { verified: Map<string, unknown> }).verified;
