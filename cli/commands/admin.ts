@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import type { Argv, CommandModule } from 'yargs';
 import type { AdminKind } from '../../sdk/client.js';
 import { output, type GlobalArgs } from '../context.js';
@@ -29,13 +29,15 @@ async function bodyFromFile(file: string | undefined): Promise<Record<string, un
   }
 }
 
-type AdminArgs = Record<string, unknown> & GlobalArgs & { verb: 'put' | 'get' | 'rm' | 'ls'; name?: string; file?: string; type?: string };
+type Verb = 'put' | 'get' | 'rm' | 'ls' | 'secret-id';
+type AdminArgs = Record<string, unknown> & GlobalArgs & { verb: Verb; name?: string; file?: string; type?: string; out?: string };
 type Options = (b: Argv<GlobalArgs>) => Argv<GlobalArgs>;
 const ruleOption: Options = (b) => b.option('rule', { type: 'string', array: true, default: [] as string[], describe: 'PATH:CAP[,CAP] (repeatable)' });
 const policyOption: Options = (b) => b.option('policy', { type: 'string', array: true, default: [] as string[], describe: 'policies to attach (repeatable)' });
 const groupOption: Options = (b) => b.option('group', { type: 'string', array: true, default: [] as string[], describe: 'groups to grant (repeatable)' });
 const memberOption: Options = (b) => b.option('member', { type: 'string', array: true, default: [] as string[], describe: 'static member identity (repeatable)' });
 const typeOption: Options = (b) => b.option('type', { choices: ['jwt', 'approle'] as const, default: 'jwt' as const, describe: 'kind of role' });
+const outOption: Options = (b) => b.option('out', { type: 'string', describe: 'secret-id: write it to this new file (mode 0600) instead of stdout' });
 const passwordEnvOption: Options = (b) => b.option('password-env', { type: 'string', default: 'COFFER_PASSWORD', describe: 'variable holding the password' });
 
 /**
@@ -43,7 +45,6 @@ const passwordEnvOption: Options = (b) => b.option('password-env', { type: 'stri
  * only its own options (one shared builder used to show every noun's options in every `--help`).
  */
 export function adminCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArgs> {
-  const verbs = ['put', 'get', 'rm', 'ls'] as const;
   const register = (
     y: Argv<GlobalArgs>,
     noun: string,
@@ -52,13 +53,14 @@ export function adminCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalA
     examples: [string, string][],
     kindOf: (argv: { type?: string }) => AdminKind,
     build: (argv: Record<string, unknown>) => Promise<object>,
+    extra: { verb: Verb; run: (argv: AdminArgs, name: string) => Promise<void> } | undefined = undefined,
   ) =>
     y.command({
       command: `${noun} <verb> [name]`,
       describe,
       builder: (b: Argv<GlobalArgs>) => {
         let c = b
-          .positional('verb', { choices: verbs, demandOption: true })
+          .positional('verb', { choices: ['put', 'get', 'rm', 'ls', ...(extra ? [extra.verb] : [])], demandOption: true })
           .positional('name', { type: 'string' })
           .option('file', { type: 'string', describe: 'JSON body for put' }) as unknown as Argv<GlobalArgs>;
         for (const add of options) c = add(c);
@@ -72,6 +74,7 @@ export function adminCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalA
           return output(deps.io, argv, keys, () => keys.join('\n'));
         }
         if (!argv.name) throw new CliError('invalid_input', `name the ${noun}: coffer ${noun} ${argv.verb} NAME`);
+        if (extra && argv.verb === extra.verb) return extra.run(argv, argv.name);
         if (argv.verb === 'get') {
           const item = await api.get(argv.name);
           return output(deps.io, argv, item, () => JSON.stringify(item, null, 2));
@@ -129,17 +132,32 @@ export function adminCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalA
   y = register(
     y,
     'role',
-    'Manage jwt or approle roles (--type, --file)',
-    [typeOption, groupOption, policyOption],
+    'Manage jwt or approle roles (--type, --file); secret-id makes an approle secret_id',
+    [typeOption, groupOption, policyOption, outOption],
     [
       ['coffer role put github-api --file role.json', 'a jwt role: issuer, jwks_url, bound_audiences, bound claims'],
       ['coffer role put ci --type approle --policy deploy', 'an approle role'],
-      ['coffer role get ci --type approle', 'print an approle role'],
+      ['coffer role get ci --type approle', 'print an approle role (its role_id)'],
+      ['coffer role secret-id ci --out secret-id', 'a new secret_id for the approle role ci, into a 0600 file'],
     ],
     (a) => (a.type === 'approle' ? 'approle' : 'jwt'),
     async (a) => {
       if (a.type === 'jwt') throw new CliError('invalid_input', 'a jwt role needs --file role.json (issuer, jwks_url, bound_audiences, …)');
       return { groups: a.group, policies: a.policy };
+    },
+    {
+      verb: 'secret-id',
+      // Shown once (the server keeps only its hash): into a new 0600 file with --out, else on stdout.
+      run: async (argv, name) => {
+        const made = await (await deps.client(argv)).createSecretId(name);
+        if (argv.out) {
+          await writeFile(argv.out, `${made.secret_id}\n`, { mode: 0o600, flag: 'wx' }).catch((e: NodeJS.ErrnoException) => {
+            throw new CliError(e.code === 'EEXIST' ? 'already_exists' : 'invalid_input', `cannot create ${argv.out}: ${e.code === 'EEXIST' ? 'it exists (a secret_id is never written over a file)' : e.code ?? e.message}`);
+          });
+        }
+        const shown = argv.out ? { ...made, secret_id: undefined, written_to: argv.out } : made;
+        output(deps.io, argv, shown, () => (argv.out ? `secret_id for ${name} written to ${argv.out}${made.uses ? ` (${made.uses} uses)` : ''}${made.expires_at ? `, expires ${made.expires_at}` : ''}` : made.secret_id));
+      },
     },
   );
   return y;

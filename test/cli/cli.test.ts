@@ -141,6 +141,28 @@ describe('coffer CLI against a real server', function () {
     }
   });
 
+  it('role secret-id makes an approle secret_id into a new 0600 file (never over one) that login approle takes', async () => {
+    const home = { HOME: join(dir, 'home-secret-id'), COFFER_TOKEN: '' };
+    assert.equal((await run(['role', 'put', 'cli-sid', '--type', 'approle', '--policy', 'none'])).code, 0);
+    const roleId = JSON.parse((await run(['role', 'get', 'cli-sid', '--type', 'approle', '--json'])).stdout).role_id as string;
+    const file = join(dir, 'cli-sid.secret');
+    const made = await run(['role', 'secret-id', 'cli-sid', '--out', file, '--json']);
+    assert.equal(made.code, 0, made.stderr);
+    assert.equal(JSON.parse(made.stdout).written_to, file);
+    assert.ok(!made.stdout.includes((await readFile(file, 'utf8')).trim()), 'the secret_id is in the file only');
+    assert.equal(((await stat(file)).mode & 0o777).toString(8), '600');
+    const again = await run(['role', 'secret-id', 'cli-sid', '--out', file]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /never written over a file/);
+    const login = await run(['login', 'approle', '--role', roleId, '--secret-id-file', file, '--no-store', '--json'], { env: home });
+    assert.equal(login.code, 0, login.stderr);
+    assert.equal(JSON.parse(login.stdout).identity, 'approle:cli-sid');
+    const printed = await run(['role', 'secret-id', 'cli-sid']);
+    assert.match(printed.stdout, /^[A-Za-z0-9_-]{20,}\n$/, 'without --out: the secret_id alone on stdout');
+    assert.equal((await run(['role', 'secret-id', 'no-such-role'])).code, 4);
+    assert.equal((await run(['policy', 'secret-id', 'x'])).code, 2, 'only roles have secret ids');
+  });
+
   it('rotates a keyring with a waited rewrap and reports it', async () => {
     for (let i = 0; i < 5; i++) await run(['put', `rot/s${i}`, `v=${i}`]);
     const rotated = await run(['keyring', 'rotate', 'rot', '--rewrap', '--wait', '--json']);
