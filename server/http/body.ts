@@ -3,7 +3,8 @@ import { CofferError } from '../errors.js';
 import { parseStrictJson } from '../json.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+// `ignoreBOM: true` keeps a leading byte order mark in the text (the default strips it silently), so the check below refuses it.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
  * Reads a JSON body: `application/json` (UTF-8) only, at most 1 MiB (refused from the
