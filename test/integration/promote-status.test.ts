@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tempDir } from '../helpers.js';
 import { removeDir, until } from '../server/replication/cluster.js';
+import { call } from './load-helpers.js';
 import { CLI, startServerProcess, type ServerProcess } from './server-process.js';
 
 // A lease longer than the CLI's ordinary 10 s request timeout: the promotion must outlast it.
@@ -32,11 +33,6 @@ function coffer(args: string[], env: NodeJS.ProcessEnv): Promise<CliRun> {
   });
 }
 
-async function call(url: string, method: string, path: string, token: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(url + path, { method, headers: { Authorization: `Bearer ${token}`, ...(body ? { 'Content-Type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
 
 describe('coffer replica promote and coffer status (real server processes)', function () {
   this.timeout(120_000);

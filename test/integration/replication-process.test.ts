@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { tempDir } from '../helpers.js';
 import { removeDir, until } from '../server/replication/cluster.js';
+import { call } from './load-helpers.js';
 import { CLI, startServerProcess, type ServerProcess } from './server-process.js';
 
 const FAST_ENV = {
@@ -14,11 +15,6 @@ const FAST_ENV = {
   COFFER_SERVER_POLL_INTERVAL: '0.1',
 };
 
-async function call(url: string, method: string, path: string, token: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(url + path, { method, headers: { Authorization: `Bearer ${token}`, ...(body ? { 'Content-Type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
 
 describe('replication with real server processes', function () {
   this.timeout(120_000);
