@@ -96,7 +96,8 @@ export function openObject<H>(keys: ReplicationKeys, kind: Kind, bytes: Uint8Arr
   } catch {
     throw new ReplicationError('bad_mac', 'object does not decrypt');
   }
-  const length = new DataView(padded.buffer, padded.byteOffset).getUint32(0);
+  // An authentic object whose sealed part is shorter than its length field is bad_format, not a RangeError.
+  const length = padded.length < 4 ? Infinity : new DataView(padded.buffer, padded.byteOffset).getUint32(0);
   if (length + 4 > padded.length) throw new ReplicationError('bad_format', 'object payload length is out of range');
   return { header, payload: padded.subarray(4, 4 + length), mac: mac.toString('hex') };
 }
