@@ -1,0 +1,115 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+// Mutation testing of the security-critical modules (docs/testing.md). Not part of `npm test`.
+//
+//   npm run test:mutation                 every target, one after the other
+//   npm run test:mutation -- tokens body  only these targets
+//
+// test/mutation/run.mjs runs `stryker run` once per target with STRYKER_TARGET set; this file
+// turns that name into Stryker's options. To add a module, add an entry to TARGETS: the files
+// (or `file:from-to` line ranges) to mutate, and the tests that cover them, as their .ts paths.
+// Only those tests run, so a run stays minutes; a mutant a listed test does not reach counts
+// as a survivor ("no coverage"), never as killed.
+
+/** @type {Record<string, { mutate: string[]; tests: string[]; build?: string[] }>} */
+export const TARGETS = {
+  policy: {
+    mutate: ['server/auth/policy.ts'],
+    tests: ['test/server/auth/policy.test.ts', 'test/server/auth/access.test.ts'],
+  },
+  glob: {
+    mutate: ['server/auth/glob.ts'],
+    tests: ['test/server/auth/glob.test.ts', 'test/server/auth/jwt-login.test.ts'],
+  },
+  tokens: {
+    // The claims schema and verify (issue 19); the rest of the token service (revocation,
+    // renewal, the tree and its sweep) is covered by token-state and token-tree but not a target yet.
+    mutate: ['server/auth/tokens.ts:89-106', 'server/auth/tokens.ts:237-271'],
+    tests: ['test/server/auth/tokens.test.ts', 'test/server/auth/token-claims.test.ts'],
+  },
+  paths: {
+    mutate: ['server/paths.ts'],
+    tests: ['test/server/paths.test.ts', 'test/server/http/bad-input.test.ts'],
+  },
+  crypto: {
+    mutate: ['server/crypto/envelope.ts', 'server/crypto/aead.ts'],
+    tests: ['test/server/crypto/envelope.test.ts', 'test/server/crypto/aead-reference.test.ts', 'test/server/secrets/integrity.test.ts'],
+  },
+  shamir: {
+    mutate: ['server/crypto/shamir.ts'],
+    tests: ['test/server/crypto/shamir-core.test.ts', 'test/server/crypto/shamir-bounds.test.ts'],
+  },
+  body: {
+    mutate: ['server/http/body.ts'],
+    tests: ['test/server/http/body-bounds.test.ts', 'test/server/http/bad-input.test.ts'],
+  },
+  format: {
+    mutate: ['server/replication/format.ts'],
+    tests: ['test/server/replication/format.test.ts', 'test/server/replication/faults.test.ts', 'test/server/replication/smoke.test.ts', 'test/server/replication/identity.test.ts'],
+  },
+  env: {
+    mutate: ['cli/env.ts'],
+    // cli.test.ts runs the built CLI as a child process, which Stryker does not see: env.test.ts calls it in process.
+    tests: ['test/cli/env.test.ts', 'test/cli/cli.test.ts'],
+    build: ['cli/main.ts'],
+  },
+  'login-limits': {
+    mutate: ['server/http/login-limits.ts'],
+    tests: ['test/server/http/login-limits.test.ts'],
+  },
+  'audit-head': {
+    mutate: ['server/audit/head.ts'],
+    tests: ['test/server/audit/head-integrity.test.ts', 'test/server/audit/head-removed.test.ts'],
+  },
+};
+
+const name = process.env.STRYKER_TARGET ?? '';
+const target = TARGETS[name];
+if (!target) throw new Error(`set STRYKER_TARGET to one of: ${Object.keys(TARGETS).join(', ')} (or run npm run test:mutation)`);
+
+const compiled = (ts) => `dist/${ts.replace(/\.ts$/, '.js')}`;
+
+// The TypeScript checker's program: the mutated files and what they import, nothing else, so a
+// check is quick and another module's type error (work in progress elsewhere) cannot stop a run.
+const tsconfigFile = `test/mutation/generated/tsconfig.${name}.json`;
+mkdirSync(dirname(tsconfigFile), { recursive: true });
+// The build: the listed tests and what they import (plus a target's `build` entries, e.g. a
+// binary a test spawns), type-checking off, into the sandbox's dist/.
+const buildConfig = `test/mutation/generated/tsconfig.build.${name}.json`;
+writeFileSync(
+  buildConfig,
+  `${JSON.stringify({ extends: '../../../tsconfig.json', compilerOptions: { outDir: '../../../dist', rootDir: '../../..', noCheck: true }, include: [], files: [...target.tests, ...(target.build ?? [])].map((f) => `../../../${f}`) }, null, 2)}\n`,
+);
+writeFileSync(
+  tsconfigFile,
+  `${JSON.stringify({ extends: '../../../tsconfig.json', compilerOptions: { noEmit: true, types: ['node'] }, include: [], files: [...new Set(target.mutate.map((m) => `../../../${m.replace(/:[0-9-]+$/, '')}`))] }, null, 2)}\n`,
+);
+
+/** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
+export default {
+  packageManager: 'npm',
+  testRunner: 'mocha',
+  checkers: process.env.STRYKER_CHECK === '0' ? [] : ['typescript'],
+  tsconfigFile,
+  typescriptChecker: { prioritizePerformanceOverAccuracy: true },
+  // The sandbox is a copy of the work tree: compile it there (type errors are the checker's job).
+  buildCommand: `tsc -p ${buildConfig}`,
+  disableTypeChecks: '{server,cli,sdk,test}/**/*.ts',
+  mutate: target.mutate,
+  mochaOptions: { spec: target.tests.map(compiled) },
+  coverageAnalysis: 'perTest',
+  concurrency: Number(process.env.STRYKER_CONCURRENCY ?? 2),
+  timeoutMS: 5_000,
+  incremental: true,
+  incrementalFile: `reports/mutation/${name}.incremental.json`,
+  reporters: ['clear-text', 'progress', 'html', 'json'],
+  htmlReporter: { fileName: `reports/mutation/${name}.html` },
+  jsonReporter: { fileName: `reports/mutation/${name}.json` },
+  clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true, reportMutants: true },
+  tempDirName: '.stryker-tmp',
+  ignorePatterns: ['/dist', '/.build', '/.coffer', '/reports', '/.stryker-tmp'],
+  thresholds: { high: 90, low: 80, break: null },
+  logLevel: 'info',
+  fileLogLevel: 'off',
+};
