@@ -56,11 +56,11 @@ export const TARGETS = {
   },
   'login-limits': {
     mutate: ['server/http/login-limits.ts'],
-    tests: ['test/server/http/login-limits.test.ts'],
+    tests: ['test/server/http/login-limits-bounds.test.ts', 'test/server/http/failure-limiter.test.ts', 'test/server/http/login-limits.test.ts'],
   },
   'audit-head': {
     mutate: ['server/audit/head.ts'],
-    tests: ['test/server/audit/head-integrity.test.ts', 'test/server/audit/head-removed.test.ts'],
+    tests: ['test/server/audit/head-file.test.ts', 'test/server/audit/head-integrity.test.ts', 'test/server/audit/head-removed.test.ts'],
   },
 };
 
