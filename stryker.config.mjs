@@ -46,13 +46,14 @@ export const TARGETS = {
   },
   format: {
     mutate: ['server/replication/format.ts'],
-    tests: ['test/server/replication/format.test.ts', 'test/server/replication/faults.test.ts', 'test/server/replication/smoke.test.ts', 'test/server/replication/identity.test.ts'],
+    // faults.test.ts (21 s) drives the same checks through a real primary and replica; it is left
+    // out because every static mutant (the schemas) reruns all listed tests. Add it for a deep run.
+    tests: ['test/server/replication/format.test.ts', 'test/server/replication/smoke.test.ts', 'test/server/replication/identity.test.ts'],
   },
   env: {
     mutate: ['cli/env.ts'],
-    // cli.test.ts runs the built CLI as a child process, which Stryker does not see: env.test.ts calls it in process.
-    tests: ['test/cli/env.test.ts', 'test/cli/cli.test.ts'],
-    build: ['cli/main.ts'],
+    // Not cli.test.ts: it runs the built CLI as a child process, whose coverage Stryker does not see.
+    tests: ['test/cli/env.test.ts'],
   },
   'login-limits': {
     mutate: ['server/http/login-limits.ts'],
