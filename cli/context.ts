@@ -1,4 +1,7 @@
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Coffer, readTokenFile, tlsFromEnv } from '../sdk/client.js';
@@ -17,11 +20,23 @@ export function tokenFile(env: NodeJS.ProcessEnv = process.env): string {
   return join(env.XDG_CONFIG_HOME || join(env.HOME || homedir(), '.config'), 'coffer', 'token');
 }
 
+/**
+ * Saves the login token with mode 0600 in a 0700 directory: written to a new file (O_EXCL, so no
+ * symlink or wider file is followed) and renamed over the old one, never rewritten in place.
+ */
 export async function storeToken(token: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
   const file = tokenFile(env);
-  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-  await writeFile(file, `${token}\n`, { mode: 0o600 });
-  await chmod(file, 0o600);
+  const dir = dirname(file);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700);
+  const temp = join(dir, `.token-${process.pid}-${randomBytes(6).toString('hex')}`);
+  try {
+    await writeFile(temp, `${token}\n`, { mode: 0o600, flag: 'wx' });
+    await rename(temp, file);
+  } catch (e) {
+    await rm(temp, { force: true });
+    throw e;
+  }
   return file;
 }
 
@@ -40,16 +55,25 @@ export async function resolveToken(args: GlobalArgs, env: NodeJS.ProcessEnv = pr
   if (args.token) return { token: args.token, source: 'flag' };
   if (env.COFFER_TOKEN) return { token: env.COFFER_TOKEN, source: 'env' };
   if (env.COFFER_TOKEN_FILE) return { token: readTokenFile(env.COFFER_TOKEN_FILE, 'COFFER_TOKEN_FILE'), source: 'file' };
-  const stored = await readFile(tokenFile(env), 'utf8').then((t) => t.trim(), () => '');
-  return stored ? { token: stored, source: 'stored' } : undefined;
+  const stored = tokenFile(env);
+  // The stored token is held to the same rules as COFFER_TOKEN_FILE (0600, one line, not empty).
+  return existsSync(stored) ? { token: readTokenFile(stored, `the stored login token (coffer login)`), source: 'stored' } : undefined;
+}
+
+/**
+ * Plain http may carry a token only to this machine: an IPv4 address in 127/8, [::1] or
+ * localhost. A name that merely starts with "127." (127.evil.example) is a DNS name like any other.
+ */
+export function isLoopback(hostname: string): boolean {
+  if (hostname === 'localhost' || hostname === '[::1]') return true;
+  return isIP(hostname) === 4 && hostname.startsWith('127.');
 }
 
 export async function client(args: GlobalArgs, env: NodeJS.ProcessEnv = process.env): Promise<Coffer> {
   const token = (await resolveToken(args, env))?.token;
   const addr = args.addr || env.COFFER_ADDR || 'http://127.0.0.1:8740';
   const url = new URL(addr);
-  const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname) || url.hostname.startsWith('127.');
-  if (url.protocol === 'http:' && !loopback) {
+  if (url.protocol === 'http:' && !isLoopback(url.hostname)) {
     throw new CliError('invalid_input', `refusing to send a token over plain http to ${url.host}: use https://`);
   }
   // COFFER_CACERT, COFFER_CLIENT_CERT/COFFER_CLIENT_KEY (mTLS), COFFER_TLS_SERVER_NAME: read here,

@@ -48,6 +48,9 @@ export async function fetchSecrets(client: Coffer, paths: string[]): Promise<Sec
 
 export const envNameOf = (key: string, prefix = '') => prefix + key.toUpperCase().replace(/[^A-Z0-9_]/g, '_');
 
+/** A name that changes how programs load or run code, unless the operator allowed it (`--allow-env`). */
+export const isDangerousName = (name: string, allow: readonly string[]) => DANGEROUS.test(name) && !allow.includes(name);
+
 export function buildEnv(secrets: Secret[], options: EnvOptions): Map<string, string> {
   const renames = new Map<string, string>();
   for (const m of options.map) {
@@ -63,7 +66,7 @@ export function buildEnv(secrets: Secret[], options: EnvOptions): Map<string, st
       const name = renames.get(`${secret.path}:${key}`) ?? renames.get(key) ?? envNameOf(key, options.prefix);
       const from = `${secret.path}:${key}`;
       if (!ENV_NAME.test(name)) problems.push(`${from} -> "${name}" is not a valid variable name (use --map ${key}=NAME)`);
-      else if (DANGEROUS.test(name) && !options.allow.includes(name)) problems.push(`${from} -> ${name} would change how programs run (allow it with --allow-env ${name})`);
+      else if (isDangerousName(name, options.allow)) problems.push(`${from} -> ${name} would change how programs run (allow it with --allow-env ${name})`);
       else if (origin.has(name)) problems.push(`${from} and ${origin.get(name)} both map to ${name} (use --map to rename one)`);
       else if (value.includes('\u0000')) problems.push(`${from} -> ${name} holds a NUL character, which no environment variable can carry`);
       else {

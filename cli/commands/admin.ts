@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { open, readFile, rm } from 'node:fs/promises';
 import type { Argv, CommandModule } from 'yargs';
 import type { AdminKind } from '../../sdk/client.js';
 import { output, type GlobalArgs } from '../context.js';
@@ -148,15 +148,31 @@ export function adminCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalA
     {
       verb: 'secret-id',
       // Shown once (the server keeps only its hash): into a new 0600 file with --out, else on stdout.
+      // The file is created first, so a secret_id is never made that nobody can hold; a failure after
+      // that removes the file.
       run: async (argv, name) => {
-        const made = await (await deps.client(argv)).createSecretId(name);
-        if (argv.out) {
-          await writeFile(argv.out, `${made.secret_id}\n`, { mode: 0o600, flag: 'wx' }).catch((e: NodeJS.ErrnoException) => {
-            throw new CliError(e.code === 'EEXIST' ? 'already_exists' : 'invalid_input', `cannot create ${argv.out}: ${e.code === 'EEXIST' ? 'it exists (a secret_id is never written over a file)' : e.code ?? e.message}`);
-          });
+        if (!argv.out) {
+          if (argv.quiet) throw new CliError('invalid_input', '--quiet would hide the only copy of the secret_id: use --out FILE');
+          const made = await (await deps.client(argv)).createSecretId(name);
+          return output(deps.io, argv, made, () => made.secret_id);
         }
-        const shown = argv.out ? { ...made, secret_id: undefined, written_to: argv.out } : made;
-        output(deps.io, argv, shown, () => (argv.out ? `secret_id for ${name} written to ${argv.out}${made.uses ? ` (${made.uses} uses)` : ''}${made.expires_at ? `, expires ${made.expires_at}` : ''}` : made.secret_id));
+        const file = argv.out;
+        const handle = await open(file, 'wx', 0o600).catch((e: NodeJS.ErrnoException) => {
+          throw new CliError(e.code === 'EEXIST' ? 'already_exists' : 'invalid_input', `cannot create ${file}: ${e.code === 'EEXIST' ? 'it exists (a secret_id is never written over a file)' : (e.code ?? e.message)}`);
+        });
+        let made;
+        try {
+          made = await (await deps.client(argv)).createSecretId(name);
+          await handle.writeFile(`${made.secret_id}\n`);
+          await handle.sync();
+        } catch (e) {
+          await handle.close();
+          await rm(file, { force: true });
+          throw e;
+        }
+        await handle.close();
+        const shown = { written_to: file, expires_at: made.expires_at, uses: made.uses }; // never the secret_id
+        output(deps.io, argv, shown, () => `secret_id for ${name} written to ${file}${made.uses ? ` (${made.uses} uses)` : ''}${made.expires_at ? `, expires ${made.expires_at}` : ''}`);
       },
     },
   );

@@ -71,9 +71,11 @@ export function authCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalAr
         if (argv.username !== undefined && argv.method !== 'userpass') throw new CliError('invalid_input', `a username is for userpass logins only, not ${argv.method}`);
         switch (argv.method) {
           case 'token': {
-            const self = await c.tokenSelf();
             const used = await resolveToken(argv, deps.io.env);
-            if (argv.store && used && used.source !== 'stored') await storeToken(used.token, deps.io.env);
+            if (!used) throw new CliError('invalid_input', 'no token to check: pass --token, or set COFFER_TOKEN or COFFER_TOKEN_FILE');
+            // The client checks exactly the token that is stored (one read of COFFER_TOKEN_FILE).
+            const self = await (await deps.client({ ...argv, token: used.token })).tokenSelf();
+            if (argv.store && used.source !== 'stored') await storeToken(used.token, deps.io.env);
             output(deps.io, argv, self, () => `token of ${self.identity} is valid, expires ${relative(self.expires_at)}`);
             return;
           }
@@ -110,9 +112,18 @@ export function authCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalAr
       },
     )
     .command('logout', 'Revoke the stored token and forget it', (y) => y.example('coffer logout', 'revoke ~/.config/coffer/token and delete it'), async (argv) => {
-      await (await deps.client(argv)).revoke().catch(() => undefined);
-      await forgetToken(deps.io.env);
-      output(deps.io, argv, { logged_out: true }, () => 'logged out');
+      // The stored token only (never a --token or COFFER_TOKEN given alongside), and forgotten
+      // only once the server no longer honours it: revoked now, or already invalid.
+      const stored = await resolveToken({}, { ...deps.io.env, COFFER_TOKEN: '', COFFER_TOKEN_FILE: '' });
+      if (stored) {
+        await (await deps.client({ ...argv, token: stored.token }))
+          .revoke()
+          .catch((e: unknown) => {
+            if (!(e instanceof CofferError && e.code === 'unauthenticated')) throw e;
+          });
+        await forgetToken(deps.io.env);
+      }
+      output(deps.io, argv, { logged_out: true }, () => (stored ? 'logged out' : 'not logged in: no stored token'));
     })
     .command('token <action>', 'Inspect, renew, revoke or create tokens', (y) =>
       y

@@ -48,7 +48,10 @@ export function promotionProgress(s: ReplicationStatus, now: number): string {
  * and the status it reports decides the outcome.
  */
 export async function promoteAndWatch(c: Coffer, progress: (line: string) => void, options: { promoteTimeoutMs?: number; now?: () => number } = {}): Promise<Promoted> {
-  const now = options.now ?? Date.now;
+  const now = options.now ?? performance.now.bind(performance); // elapsed time: immune to clock steps
+  // Who is being promoted, and from which epoch: a status read later through a load balancer
+  // may come from another server, and only this node in a later epoch means success.
+  const before = await c.replicationStatus();
   const answer = c.promote(options.promoteTimeoutMs === undefined ? {} : { timeoutMs: options.promoteTimeoutMs }).then(
     (result) => ({ result }),
     (error: unknown) => ({ error }),
@@ -64,13 +67,16 @@ export async function promoteAndWatch(c: Coffer, progress: (line: string) => voi
       lost = outcome.error;
     }
     const status = await c.replicationStatus().catch(() => undefined);
+    const ours = status?.node === before.node ? status : undefined;
     if (lostAt !== undefined) {
-      if (status?.role === 'primary' && !status.writes_from && !status.fenced) return { epoch: status.epoch, writes_from: new Date(now()).toISOString() };
-      if (!status || now() - lostAt > LOST_ANSWER_GRACE_MS) {
+      if (ours?.role === 'primary' && ours.epoch > before.epoch && !ours.writes_from && !ours.fenced) return { epoch: ours.epoch, writes_from: new Date().toISOString() };
+      // Promoted and counting down to writes_from (a lease longer than the request's timeout): keep watching.
+      const countingDown = ours?.role === 'primary' && ours.epoch > before.epoch && Boolean(ours.writes_from);
+      if (!status || (now() - lostAt > LOST_ANSWER_GRACE_MS && !countingDown)) {
         throw new CliError('unavailable', `${(lost as Error).message}; the promotion may still be under way on the server: watch it with coffer replica status`);
       }
     }
-    if (status) progress(promotionProgress(status, now()));
+    if (ours) progress(promotionProgress(ours, Date.now()));
   }
 }
 

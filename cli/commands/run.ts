@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { EXIT, type GlobalArgs } from '../context.js';
 import type { Secret } from '../../sdk/wire/types.js';
-import { ENV_NAME, buildEnv, fetchSecrets } from '../env.js';
+import { ENV_NAME, buildEnv, fetchSecrets, isDangerousName } from '../env.js';
 import { CliError } from '../errors.js';
 import { RUN_FLAGS, runOptions, type RunOptions } from './run-options.js';
 import type { Deps, IO } from '../io.js';
@@ -59,7 +59,7 @@ export async function runWith(argv: RunOptions, command: string[], deps: Deps): 
   const prepare = async () => {
     const secrets = await fetchSecrets(c, argv.path);
     const fromSecrets = buildEnv(secrets, { map: argv.map, prefix: argv.prefixEnv, allow: argv.allowEnv });
-    const files = argv.file.length > 0 ? await writeSecretFiles(secrets, argv.file) : undefined;
+    const files = argv.file.length > 0 ? await writeSecretFiles(secrets, argv.file, { allow: argv.allowEnv, taken: new Set(fromSecrets.keys()) }) : undefined;
     const env = { ...base, ...Object.fromEntries(fromSecrets), ...files?.env }; // secrets win over inherited variables
     return { env, files, versions: secrets.map((s) => `${s.path}@${s.version}`).join(',') };
   };
@@ -106,7 +106,7 @@ export async function runWith(argv: RunOptions, command: string[], deps: Deps): 
  * `--file KEY=ENV`: the value of KEY (from any fetched secret) goes to a 0600 file in a 0700
  * temp dir made for this run; ENV names the file. Removed when the child ends.
  */
-async function writeSecretFiles(secrets: Secret[], specs: string[]): Promise<{ env: Record<string, string>; remove: () => Promise<void> }> {
+async function writeSecretFiles(secrets: Secret[], specs: string[], names: { allow: readonly string[]; taken: Set<string> }): Promise<{ env: Record<string, string>; remove: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'coffer-run-'));
   const remove = () => rm(dir, { recursive: true, force: true });
   try {
@@ -116,6 +116,9 @@ async function writeSecretFiles(secrets: Secret[], specs: string[]): Promise<{ e
       const key = spec.slice(0, eq);
       const name = spec.slice(eq + 1);
       if (eq < 1 || !ENV_NAME.test(name)) throw new CliError('invalid_input', `--file ${spec.split('=')[0]}=…: expected KEY=ENV_NAME`);
+      // The same rules as the names taken from secrets: no name that changes how programs run, none taken twice.
+      if (isDangerousName(name, names.allow)) throw new CliError('invalid_input', `--file ${key}=${name}: ${name} would change how programs run (allow it with --allow-env ${name})`);
+      if (names.taken.has(name) || Object.hasOwn(env, name)) throw new CliError('invalid_input', `--file ${key}=${name}: ${name} is already set from a secret or another --file (choose another name)`);
       // Own keys only: `in` would find `constructor` or `toString` on every secret's prototype.
       const owner = secrets.find((s) => Object.hasOwn(s.data, key));
       if (!owner) throw new CliError('not_found', `--file: no fetched secret has a key ${key}`);

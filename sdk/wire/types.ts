@@ -126,6 +126,8 @@ export interface ReplicationStatus {
   role: 'primary' | 'replica' | 'standalone';
   epoch: number;
   last_seq: number;
+  /** This server's node id in the replication stream (stable across restarts). */
+  node: string;
   targets: { url: string; epoch: number; last_shipped_seq: number; ok: boolean; error: string | null; last_ok_at: number | null; lease_until: number | null; snapshot_seq: number | null }[];
   primary: string;
   lag_seq: number;

@@ -161,6 +161,10 @@ describe('coffer CLI against a real server', function () {
     assert.match(printed.stdout, /^[A-Za-z0-9_-]{20,}\n$/, 'without --out: the secret_id alone on stdout');
     assert.equal((await run(['role', 'secret-id', 'no-such-role'])).code, 4);
     assert.equal((await run(['policy', 'secret-id', 'x'])).code, 2, 'only roles have secret ids');
+    assert.equal((await run(['role', 'secret-id', 'cli-sid', '--quiet'])).code, 1, '--quiet would hide the only copy');
+    const orphan = join(dir, 'no-role.secret');
+    assert.equal((await run(['role', 'secret-id', 'no-such-role', '--out', orphan])).code, 4);
+    await assert.rejects(stat(orphan), /ENOENT/, 'the file made for a refused secret_id is removed');
   });
 
   it('rotates a keyring with a waited rewrap and reports it', async () => {
@@ -297,6 +301,18 @@ describe('coffer CLI against a real server', function () {
       await fetch(`${server.url}/v1/secrets/run/nul`, { method: 'PUT', headers: { Authorization: `Bearer ${server.rootToken}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ data: { v: 'a\u0000b' } }) });
       const nul = await run(['run', '--path', 'run/nul', '--', 'true']);
       assert.match(nul.stderr, /run\/nul:v -> V holds a NUL character/);
+    });
+
+    it('--file names follow the rules of names from secrets: no dangerous name, none taken twice', async () => {
+      const dangerous = await run(['run', '--path', 'run/app', '--file', 'tricky=LD_PRELOAD', '--', 'sh', '-c', 'echo spawned']);
+      assert.equal(dangerous.code, 1);
+      assert.match(dangerous.stderr, /LD_PRELOAD would change how programs run/);
+      assert.equal(dangerous.stdout, '');
+      const taken = await run(['run', '--path', 'run/app', '--file', 'tricky=DB_USER', '--', 'sh', '-c', 'echo spawned']);
+      assert.equal(taken.code, 1);
+      assert.match(taken.stderr, /DB_USER is already set/);
+      const twice = await run(['run', '--path', 'run/app', '--file', 'tricky=F', '--file', 'db-user=F', '--', 'true']);
+      assert.match(twice.stderr, /F is already set/);
     });
 
     it('--file writes a value to a private 0600 file for the child and removes it afterwards', async () => {

@@ -48,10 +48,29 @@ describe('coffer replica promote: watching the promotion', function () {
     assert.equal(p.server.replication.role, 'primary');
   });
 
-  it('an unreachable server fails with unavailable and says the promotion may still be under way', async () => {
+  it('an unreachable server fails at once with unavailable: nothing was sent', async () => {
     const { r, token } = await pair();
     const url = r.url;
     await r.stop();
-    await assert.rejects(promoteAndWatch(new Coffer({ addr: url, token, retries: 0 }), () => undefined), (e: unknown) => e instanceof CliError && e.code === 'unavailable' && e.exitCode === 5 && /watch it with coffer replica status/.test(e.message));
+    await assert.rejects(promoteAndWatch(new Coffer({ addr: url, token, retries: 0 }), () => undefined), (e: unknown) => e instanceof CofferError && e.code === 'unavailable' && /cannot reach/.test(e.message));
+  });
+
+  it('after a lost answer, only this node in a later epoch counts: another server\'s primary status (a load balancer) is not success', async () => {
+    const { p, r, token } = await pair();
+    const lines: string[] = [];
+    // A client whose status reads go to the old primary (as through a load balancer), while
+    // the promote request goes to the replica and is cut at once.
+    const statusFromPrimary = new Coffer({ addr: p.url, token });
+    const toReplica = new Coffer({ addr: r.url, token });
+    let reads = 0;
+    const confused = Object.assign(Object.create(toReplica) as Coffer, {
+      replicationStatus: () => (reads++ === 0 ? toReplica : statusFromPrimary).replicationStatus(),
+      promote: () => Promise.reject(new CofferError('unavailable', 'cut', 0)),
+    });
+    await assert.rejects(
+      promoteAndWatch(confused, (l) => lines.push(l), { now: (() => { let t = 0; return () => (t += 30_000); })() }),
+      (e: unknown) => e instanceof CliError && e.code === 'unavailable' && /may still be under way/.test(e.message),
+    );
+    assert.equal(r.server.replication.role, 'replica', 'nothing was promoted');
   });
 });
