@@ -210,7 +210,10 @@ describe('policy patterns are checked when written', () => {
   });
 
   it('refuses empty and non-string patterns', () => {
-    for (const bad of ['', undefined, null, 12, ['a'], { path: 'a' }]) assertRefused(bad);
+    for (const bad of ['', undefined, null, 12, ['a'], { path: 'a' }]) {
+      assertRefused(bad);
+      assert.throws(() => checkPattern(bad), (e: unknown) => e instanceof CofferError && e.message === 'rule path must be a pattern of 1 to 512 characters', String(bad));
+    }
   });
 
   it('refuses percent-encoding: `%2e`, `%2e%2e`, `a/%2e%2e/b`, `a%2Fb`', () => {
