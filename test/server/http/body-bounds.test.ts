@@ -165,10 +165,10 @@ describe('http body: UTF-8, byte order mark and size bounds', function () {
   });
 
   it('accepts application/json with charset=utf-8 in any case and refuses other charsets with 415', async () => {
-    for (const type of ['application/json; charset=utf-8', 'Application/JSON;charset=UTF-8', 'application/json ; charset=utf-8']) {
+    for (const type of ['application/json', 'application/json; charset=utf-8', 'Application/JSON;charset=UTF-8', 'application/json ; charset=utf-8', 'application/json;  charset=utf-8  ', 'application/json\t;\tcharset=utf-8']) {
       assert.equal((await send(json('{"data":{"k":"t"}}'), { path: '/v1/secrets/app/type', headers: { 'Content-Type': type } })).status, 200, type);
     }
-    for (const type of ['application/json; charset=utf-16', 'application/json; charset=latin1', 'application/jsonx', 'text/json', 'application/json; charset=utf-8; x=y']) {
+    for (const type of ['application/json; charset=utf-16', 'application/json; charset=latin1', 'application/jsonx', 'text/json', 'application/json; charset=utf-8; x=y', 'x-application/json', 'text/application/json', 'application/json;xcharset=utf-8', 'application/json; charset=utf-8x', 'application/json; charset=utf-8 x']) {
       refused(await send(json('{"data":{"k":"t"}}'), { path: '/v1/secrets/app/type', headers: { 'Content-Type': type } }), 415, 'unsupported_media_type', 'request body must be application/json (UTF-8)');
     }
   });
