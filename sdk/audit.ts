@@ -1,7 +1,11 @@
 import { createHash, createPublicKey, verify as verifySignature } from 'node:crypto';
+import { checkpointMessage, type AuditLineBase, type MissedLines } from './wire/audit.js';
+
+export { checkpointMessage, type MissedLines };
 
 /**
- * The audit log format and its verifier (no server code: the CLI runs it offline).
+ * The audit log verifier (no server code: the CLI runs it offline); the line types are
+ * sdk/wire/audit.ts.
  *
  * One JSON object per line. Every line has `prev`, the SHA-256 (hex) of the previous line's
  * bytes (without the newline); a file's first line continues the chain of the file before it.
@@ -18,11 +22,8 @@ import { createHash, createPublicKey, verify as verifySignature } from 'node:cry
  * `after`, everything before it). A `withheld` line names the sequence numbers of requests
  * that were answered 503 audit_unavailable because no sink took their line in time.
  */
-export interface AuditEntry {
-  type: 'request' | 'open' | 'checkpoint' | 'gap' | 'withheld';
-  time: string;
-  prev: string;
-  seq: number;
+/** A line as the verifier parses it: the base fields (sdk/wire/audit.ts), everything else still unchecked. */
+export interface AuditEntry extends AuditLineBase {
   [field: string]: unknown;
 }
 
@@ -52,12 +53,6 @@ export interface VerifyResult {
   unconfirmed: { line: number; sink: string | null; from: number; to: number; cut: boolean }[];
 }
 
-export interface MissedLines {
-  sink: string;
-  from: number;
-  after: string;
-}
-
 export interface VerifyOptions {
   /** The audit checkpoint public key (PEM). With it, the tail must be signed (below) unless `requireSignedTail: false`. */
   publicKeyPem?: string;
@@ -84,7 +79,6 @@ export interface VerifyOptions {
 }
 
 export const sha256Hex = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
-export const checkpointMessage = (seq: number, head: string): string => `coffer-audit-checkpoint:${seq}:${head}`;
 
 /**
  * Checks the chain, the sequence numbers and (given the audit public key) every checkpoint

@@ -5,20 +5,45 @@ import { fetchTransport, tlsConnectOptions, type HttpResponse, type TlsClientOpt
 import type { ErrorBody } from './wire/errors.js';
 import { pathMessage, pathProblem } from './wire/paths.js';
 import type {
+  AppRoleLoginRequest,
+  AuditInfo,
   BatchResult,
-  KeyringStatus,
-  TransitKeyInfo,
-  RewrapProgress,
+  BatchRequest,
+  ByokExportRequest,
+  ByokExportResult,
+  ByokImportRequest,
+  ByokImportResult,
+  ByokWrappingKey,
+  DatakeyRequest,
+  DecryptRequest,
+  EncryptRequest,
   Health,
+  InitRequest,
+  InitResult,
+  JwtLoginRequest,
+  KeyCreateRequest,
+  KeyringRotateRequest,
+  KeyringRotation,
+  KeyringStatus,
   ListResult,
   LoginResult,
+  MasterRotation,
+  NameList,
+  PromoteResult,
   PutSecretRequest,
   PutSecretResult,
   ReplicationStatus,
   SealStatus,
   Secret,
+  SecretIdResult,
   SecretMetadata,
+  TokenCreateRequest,
+  TokenRevokeRequest,
   TokenSelf,
+  TransitKeyInfo,
+  UnsealRequest,
+  UserpassLoginRequest,
+  VersionsRequest,
 } from './wire/types.js';
 
 export interface CofferOptions {
@@ -218,11 +243,11 @@ export class Coffer {
   }
 
   async undelete(path: string, versions: number[]): Promise<void> {
-    await this.call({ method: 'POST', path: `/v1/secrets/${this.secretPath(path)}/undelete`, body: { versions }, idempotent: true });
+    await this.call({ method: 'POST', path: `/v1/secrets/${this.secretPath(path)}/undelete`, body: { versions } satisfies VersionsRequest, idempotent: true });
   }
 
   async destroy(path: string, versions: number[]): Promise<void> {
-    await this.call({ method: 'POST', path: `/v1/secrets/${this.secretPath(path)}/destroy`, body: { versions }, idempotent: true });
+    await this.call({ method: 'POST', path: `/v1/secrets/${this.secretPath(path)}/destroy`, body: { versions } satisfies VersionsRequest, idempotent: true });
   }
 
   listPage(prefix = '', options: { after?: string; limit?: number } = {}): Promise<ListResult> {
@@ -241,21 +266,21 @@ export class Coffer {
   }
 
   batchGet(paths: string[]): Promise<BatchResult> {
-    return this.call({ method: 'POST', path: '/v1/secrets:batch', body: { paths: paths.map((p) => this.secretPath(p)) }, idempotent: true });
+    return this.call({ method: 'POST', path: '/v1/secrets:batch', body: { paths: paths.map((p) => this.secretPath(p)) } satisfies BatchRequest, idempotent: true });
   }
 
   // ---- auth
 
   async loginUserpass(username: string, password: string): Promise<LoginResult> {
-    return this.login('/v1/auth/userpass/login', { username, password });
+    return this.login('/v1/auth/userpass/login', { username, password } satisfies UserpassLoginRequest);
   }
 
   async loginAppRole(roleId: string, secretId: string): Promise<LoginResult> {
-    return this.login('/v1/auth/approle/login', { role_id: roleId, secret_id: secretId });
+    return this.login('/v1/auth/approle/login', { role_id: roleId, secret_id: secretId } satisfies AppRoleLoginRequest);
   }
 
   async loginJwt(role: string, jwt: string): Promise<LoginResult> {
-    return this.login('/v1/auth/jwt/login', { role, jwt });
+    return this.login('/v1/auth/jwt/login', { role, jwt } satisfies JwtLoginRequest);
   }
 
   tokenSelf(): Promise<TokenSelf> {
@@ -272,11 +297,11 @@ export class Coffer {
   }
 
   async revoke(token?: string): Promise<void> {
-    await this.call({ method: 'POST', path: '/v1/auth/token/revoke', body: token ? { token } : {}, idempotent: true });
+    await this.call({ method: 'POST', path: '/v1/auth/token/revoke', body: (token ? { token } : {}) satisfies TokenRevokeRequest, idempotent: true });
   }
 
   /** A child of the current token: at most its policies, groups and remaining lifetime (`orphan` needs its own capability). */
-  createToken(request: { identity: string; groups?: string[]; policies?: string[]; ttl?: string | number; max_ttl?: string | number; orphan?: boolean }): Promise<LoginResult> {
+  createToken(request: TokenCreateRequest): Promise<LoginResult> {
     return this.call({ method: 'POST', path: '/v1/auth/token/create', body: request });
   }
 
@@ -287,7 +312,7 @@ export class Coffer {
     const base = ADMIN_ROUTES[kind];
     const item = (name: string) => `${base}/${encodeURIComponent(name)}`;
     return {
-      list: async (): Promise<string[]> => (await this.call<{ keys: string[] }>({ method: 'GET', path: base, idempotent: true })).keys,
+      list: async (): Promise<string[]> => (await this.call<NameList>({ method: 'GET', path: base, idempotent: true })).keys,
       get: <T = Record<string, unknown>>(name: string): Promise<T> => this.call({ method: 'GET', path: item(name), idempotent: true }),
       put: <T = Record<string, unknown>>(name: string, body: object): Promise<T> => this.call({ method: 'PUT', path: item(name), body, idempotent: true }),
       delete: async (name: string): Promise<void> => void (await this.call({ method: 'DELETE', path: item(name), idempotent: true })),
@@ -295,13 +320,13 @@ export class Coffer {
   }
 
   /** A new approle secret_id (shown once). */
-  createSecretId(role: string): Promise<{ secret_id: string; expires_at: string | null; uses: number | null }> {
+  createSecretId(role: string): Promise<SecretIdResult> {
     return this.call({ method: 'POST', path: `${ADMIN_ROUTES.approle}/${encodeURIComponent(role)}/secret-id`, body: {} });
   }
 
   // ---- data keys (transit)
 
-  createKey(name: string, options: { exportable?: boolean; usage?: ('encrypt' | 'decrypt' | 'datakey')[] } = {}): Promise<TransitKeyInfo> {
+  createKey(name: string, options: KeyCreateRequest = {}): Promise<TransitKeyInfo> {
     return this.call({ method: 'POST', path: `/v1/keys/${encodeURIComponent(name)}`, body: options });
   }
 
@@ -314,18 +339,18 @@ export class Coffer {
   }
 
   async encrypt(name: string, plaintext: Uint8Array, context?: Uint8Array): Promise<string> {
-    const body = { plaintext: Buffer.from(plaintext).toString('base64'), ...(context ? { context: Buffer.from(context).toString('base64') } : {}) };
+    const body: EncryptRequest = { plaintext: Buffer.from(plaintext).toString('base64'), ...(context ? { context: Buffer.from(context).toString('base64') } : {}) };
     return (await this.call<{ ciphertext: string }>({ method: 'POST', path: `/v1/keys/${encodeURIComponent(name)}/encrypt`, body, idempotent: true })).ciphertext;
   }
 
   async decrypt(name: string, ciphertext: string, context?: Uint8Array): Promise<Uint8Array> {
-    const body = { ciphertext, ...(context ? { context: Buffer.from(context).toString('base64') } : {}) };
+    const body: DecryptRequest = { ciphertext, ...(context ? { context: Buffer.from(context).toString('base64') } : {}) };
     const { plaintext } = await this.call<{ plaintext: string }>({ method: 'POST', path: `/v1/keys/${encodeURIComponent(name)}/decrypt`, body, idempotent: true });
     return new Uint8Array(Buffer.from(plaintext, 'base64'));
   }
 
   async dataKey(name: string, context?: Uint8Array): Promise<{ plaintext: Uint8Array; ciphertext: string }> {
-    const body = context ? { context: Buffer.from(context).toString('base64') } : {};
+    const body: DatakeyRequest = context ? { context: Buffer.from(context).toString('base64') } : {};
     const r = await this.call<{ plaintext: string; ciphertext: string }>({ method: 'POST', path: `/v1/keys/${encodeURIComponent(name)}/datakey`, body });
     return { plaintext: new Uint8Array(Buffer.from(r.plaintext, 'base64')), ciphertext: r.ciphertext };
   }
@@ -333,14 +358,7 @@ export class Coffer {
   // ---- BYOK
 
   /** A wrapping key and a single-use import token; `rights` are bound to the token (default: not exportable, no expiry). */
-  byokWrappingKey(rights: { exportable?: boolean; valid_to?: string } = {}): Promise<{
-    public_key_pem: string;
-    import_token: string;
-    expires_at: string;
-    oaep_hashes: string[];
-    exportable: boolean;
-    valid_to: string | null;
-  }> {
+  byokWrappingKey(rights: { exportable?: boolean; valid_to?: string } = {}): Promise<ByokWrappingKey> {
     const query = new URLSearchParams();
     if (rights.exportable !== undefined) query.set('exportable', String(rights.exportable));
     if (rights.valid_to !== undefined) query.set('valid_to', rights.valid_to);
@@ -348,12 +366,12 @@ export class Coffer {
     return this.call({ method: 'GET', path: `/v1/sys/byok/wrapping-key${qs}`, idempotent: true });
   }
 
-  byokImport(importToken: string, wrappedKey: string, oaepHash: 'sha256' | 'sha1' = 'sha256'): Promise<{ master_version: number; keyrings_rewrapped: number }> {
-    return this.call({ method: 'POST', path: '/v1/sys/byok/import', body: { import_token: importToken, wrapped_key: wrappedKey, oaep_hash: oaepHash } });
+  byokImport(importToken: string, wrappedKey: string, oaepHash: 'sha256' | 'sha1' = 'sha256'): Promise<ByokImportResult> {
+    return this.call({ method: 'POST', path: '/v1/sys/byok/import', body: { import_token: importToken, wrapped_key: wrappedKey, oaep_hash: oaepHash } satisfies ByokImportRequest });
   }
 
-  byokExport(publicKeyPem: string, shares: string[], oaepHash: 'sha256' | 'sha1' = 'sha256'): Promise<{ bundle: string; master_version: number }> {
-    return this.call({ method: 'POST', path: '/v1/sys/byok/export', body: { public_key_pem: publicKeyPem, shares, oaep_hash: oaepHash } });
+  byokExport(publicKeyPem: string, shares: string[], oaepHash: 'sha256' | 'sha1' = 'sha256'): Promise<ByokExportResult> {
+    return this.call({ method: 'POST', path: '/v1/sys/byok/export', body: { public_key_pem: publicKeyPem, shares, oaep_hash: oaepHash } satisfies ByokExportRequest });
   }
 
   // ---- sys
@@ -368,21 +386,21 @@ export class Coffer {
     return this.call({ method: 'GET', path: '/v1/sys/seal-status', idempotent: true, auth: false });
   }
 
-  init(shares: number, threshold: number): Promise<{ shares: string[]; root_token: string }> {
-    return this.call({ method: 'POST', path: '/v1/sys/init', body: { shares, threshold }, auth: false });
+  init(shares: number, threshold: number): Promise<InitResult> {
+    return this.call({ method: 'POST', path: '/v1/sys/init', body: { shares, threshold } satisfies InitRequest, auth: false });
   }
 
   unseal(share: string): Promise<SealStatus> {
-    return this.call({ method: 'POST', path: '/v1/sys/unseal', body: { share }, auth: false });
+    return this.call({ method: 'POST', path: '/v1/sys/unseal', body: { share } satisfies UnsealRequest, auth: false });
   }
 
   /** Forgets the shares submitted so far; `nonce` is the one the first share's answer carried. */
   resetUnseal(nonce?: string): Promise<SealStatus> {
-    return this.call({ method: 'POST', path: '/v1/sys/unseal', body: nonce === undefined ? { reset: true } : { reset: true, nonce }, auth: false });
+    return this.call({ method: 'POST', path: '/v1/sys/unseal', body: (nonce === undefined ? { reset: true } : { reset: true, nonce }) satisfies UnsealRequest, auth: false });
   }
 
   /** The audit checkpoint public key (null until first unsealed), the checkpoint bounds and the last sequence (admin). */
-  auditInfo(): Promise<{ public_key_pem: string | null; last_seq: number; checkpoint_every: number; checkpoint_interval_s: number | null }> {
+  auditInfo(): Promise<AuditInfo> {
     return this.call({ method: 'GET', path: '/v1/sys/audit', idempotent: true });
   }
 
@@ -397,7 +415,7 @@ export class Coffer {
    * (up to `replication_lease_s`, 30 s by default): hence its own timeout, 2 minutes by default
    * (the server closes a connection idle for longer). Watch `replicationStatus()` meanwhile.
    */
-  promote(options: { timeoutMs?: number } = {}): Promise<{ epoch: number; writes_from: string }> {
+  promote(options: { timeoutMs?: number } = {}): Promise<PromoteResult> {
     return this.call({ method: 'POST', path: '/v1/sys/replication/promote', body: {}, timeoutMs: options.timeoutMs ?? 120_000 });
   }
 
@@ -437,11 +455,11 @@ export class Coffer {
     return this.call({ method: 'GET', path: `/v1/sys/keyrings/${encodeURIComponent(namespace)}`, idempotent: true });
   }
 
-  rotateKeyring(namespace: string, rewrap = false): Promise<{ namespace: string; version: number; rewrap: RewrapProgress | null }> {
-    return this.call({ method: 'POST', path: `/v1/sys/keyrings/${encodeURIComponent(namespace)}/rotate`, body: { rewrap } });
+  rotateKeyring(namespace: string, rewrap = false): Promise<KeyringRotation> {
+    return this.call({ method: 'POST', path: `/v1/sys/keyrings/${encodeURIComponent(namespace)}/rotate`, body: { rewrap } satisfies KeyringRotateRequest });
   }
 
-  rotateMasterKey(): Promise<{ master_version: number; keyrings_rewrapped: number }> {
+  rotateMasterKey(): Promise<MasterRotation> {
     return this.call({ method: 'POST', path: '/v1/sys/rotate', body: {} });
   }
 

@@ -1,9 +1,45 @@
-import type { SecretType } from './constants.js';
+import type { z } from 'zod';
+import type { Capability, JwtAlgorithm, KeyUsage, SecretType } from './constants.js';
 import type { ReplicationErrorCode } from './errors.js';
+import type * as schema from './schemas.js';
 
-export type { SecretType };
+/**
+ * Request and response shapes of the HTTP API (docs/api.md), once for the server and its
+ * clients. Requests are inferred from the zod schemas the server validates with (schemas.ts):
+ * `z.input`, what a client may send (defaults optional). Responses are declared here, and the
+ * server's handlers are typed against them, so an answer that drifts from this file does not
+ * compile. Extra response fields may be added; a field never changes type.
+ */
+export type { Capability, JwtAlgorithm, KeyUsage, SecretType };
 
-/** Request and response shapes of the HTTP API (docs/api.md); the server may `import type` them. */
+// ---- requests (inferred from schemas.ts)
+
+export type PutSecretRequest = z.input<typeof schema.putSecretBody>;
+export type BatchRequest = z.input<typeof schema.batchBody>;
+export type VersionsRequest = z.input<typeof schema.versionsBody>;
+export type InitRequest = z.input<typeof schema.initBody>;
+export type UnsealRequest = z.input<typeof schema.unsealBody>;
+export type KeyringRotateRequest = z.input<typeof schema.keyringRotateBody>;
+export type KeyCreateRequest = z.input<typeof schema.keyCreateBody>;
+export type KeyConfigRequest = z.input<typeof schema.keyConfigBody>;
+export type EncryptRequest = z.input<typeof schema.encryptBody>;
+export type DecryptRequest = z.input<typeof schema.decryptBody>;
+export type DatakeyRequest = z.input<typeof schema.datakeyBody>;
+export type ByokImportRequest = z.input<typeof schema.byokImportBody>;
+export type ByokExportRequest = z.input<typeof schema.byokExportBody>;
+export type PolicyRequest = z.input<typeof schema.policyBody>;
+export type GroupRequest = z.input<typeof schema.groupBody>;
+export type TokenCreateRequest = z.input<typeof schema.tokenCreateBody>;
+export type TokenRevokeRequest = z.input<typeof schema.tokenRevokeBody>;
+export type UserRequest = z.input<typeof schema.userBody>;
+export type AppRoleRequest = z.input<typeof schema.appRoleBody>;
+export type JwtRoleRequest = z.input<typeof schema.jwtRoleSchema>;
+export type UserpassLoginRequest = z.input<typeof schema.userpassLoginBody>;
+export type AppRoleLoginRequest = z.input<typeof schema.appRoleLoginBody>;
+export type JwtLoginRequest = z.input<typeof schema.jwtLoginBody>;
+export type RotateSigningRequest = z.input<typeof schema.rotateSigningBody>;
+
+// ---- secrets
 
 export interface Secret {
   path: string;
@@ -15,19 +51,19 @@ export interface Secret {
   expires_at: string | null;
 }
 
-export interface PutSecretRequest {
-  type?: SecretType;
-  data: Record<string, string>;
-  metadata?: Record<string, string>;
-  expires_at?: string;
-  cas?: number;
-  generate?: { key: string; length?: number; charset?: 'alphanumeric' | 'symbols' | 'hex' | 'digits' };
-}
-
 export interface PutSecretResult {
   path: string;
   version: number;
   created_at: string;
+}
+
+export interface SecretVersionInfo {
+  version: number;
+  type: SecretType;
+  created_at: string;
+  deleted_at: string | null;
+  destroyed: boolean;
+  expires_at: string | null;
 }
 
 export interface SecretMetadata {
@@ -37,18 +73,125 @@ export interface SecretMetadata {
   metadata: Record<string, string>;
   created_at: string;
   updated_at: string;
-  versions: { version: number; type: SecretType; created_at: string; deleted_at: string | null; destroyed: boolean; expires_at: string | null }[];
+  versions: SecretVersionInfo[];
 }
 
 export interface ListResult {
   keys: string[];
+  /** A path or an opaque `~…` cursor to pass as `after`, or null at the end. */
   next: string | null;
+}
+
+/** `GET /v1/secrets?expiring_within=…`. */
+export interface ExpiringResult {
+  secrets: { path: string; version: number; type: SecretType; expires_at: string; expired: boolean }[];
 }
 
 export interface BatchResult {
   secrets: Record<string, Secret>;
   errors: Record<string, { code: string; message: string }>;
 }
+
+// ---- keys (data-key API)
+
+export interface TransitKeyInfo {
+  name: string;
+  latest_version: number;
+  min_decryption_version: number;
+  exportable: boolean;
+  usage: KeyUsage[];
+  versions: { version: number; created_at: string }[];
+}
+
+// ---- auth
+
+export interface LoginResult {
+  /** From a renewal: the same token that was renewed (renewal extends it in place). */
+  token: string;
+  /** The effective expiry now; renewals move it, never past the token's max TTL (the JWT `exp`). */
+  expires_at: string;
+  groups: string[];
+  policies: string[];
+  identity: string;
+}
+
+export interface TokenSelf {
+  identity: string;
+  groups: string[];
+  policies: string[];
+  /** The effective expiry, renewals applied. */
+  expires_at: string;
+  jti: string;
+  /** Identity details from the login (jwt `claim_mappings`). */
+  meta: Record<string, string>;
+}
+
+/** `GET /v1/auth/jwks`: Ed25519 public keys (JWK). */
+export interface Jwks {
+  keys: Record<string, unknown>[];
+}
+
+export interface SigningKeyRotation {
+  kid: string;
+  /** With `retire_previous`: the caller's token re-signed under the new key. */
+  token?: string;
+}
+
+export interface SecretIdResult {
+  secret_id: string;
+  expires_at: string | null;
+  uses: number | null;
+}
+
+/** `{keys}` of an admin collection (policies, groups, users, roles). */
+export interface NameList {
+  keys: string[];
+}
+
+export interface PolicyRule {
+  path: string;
+  capabilities: Capability[];
+}
+
+export interface Policy {
+  name: string;
+  rules: PolicyRule[];
+}
+
+export interface Group {
+  name: string;
+  policies: string[];
+  /** Identities that belong to the group whatever their token says (e.g. `user:alice`). */
+  members: string[];
+}
+
+interface TokenSettings {
+  groups: string[];
+  policies: string[];
+  /** Seconds. */
+  token_ttl: number;
+  token_max_ttl: number;
+}
+
+/** A userpass user as answered (never its password hash). */
+export interface UserpassUser extends TokenSettings {
+  name: string;
+}
+
+export interface AppRole extends TokenSettings {
+  name: string;
+  role_id: string;
+  /** Seconds; 0: secret ids do not expire. */
+  secret_id_ttl: number;
+  /** 0: unlimited. */
+  secret_id_num_uses: number;
+  bound_cidrs: string[];
+}
+
+/** A jwt role as stored and answered: the request with its defaults filled in. */
+export type JwtRole = z.output<typeof schema.jwtRoleSchema> & { name: string };
+
+// ---- system
 
 export interface SealStatus {
   initialized: boolean;
@@ -68,40 +211,66 @@ export interface Health {
   sealed: boolean;
   role: 'primary' | 'replica';
   version: string;
+  /** The database refuses writes (disk full or failing) since then. */
+  storage?: { error: string; since: string };
+  /** After SIGTERM: finishing in-flight requests (health answers 503). */
+  draining?: true;
   /** A primary that saw another server promoted: it refuses writes (health answers 503). */
-  fenced?: boolean;
+  fenced?: true;
+  /** No audit sink takes lines: every audited request is refused (health answers 503). */
+  audit?: 'unavailable';
   /** Conditions an operator must act on (e.g. expired master key material); absent when none. */
   warnings?: string[];
 }
 
-export interface LoginResult {
-  /** From a renewal: the same token that was renewed (renewal extends it in place). */
-  token: string;
-  /** The effective expiry now; renewals move it, never past the token's max TTL (the JWT `exp`). */
-  expires_at: string;
-  groups: string[];
-  policies: string[];
-  identity: string;
+export interface InitResult {
+  /** Unseal (or recovery) shares, base64; shown once. */
+  shares: string[];
+  root_token: string;
 }
 
-export interface TokenSelf {
-  identity: string;
-  groups: string[];
-  policies: string[];
-  /** The effective expiry, renewals applied. */
-  expires_at: string;
-  jti: string;
+export interface AuditSinkStatus {
+  name: string;
+  kind: 'file' | 'fifo' | 'socket' | 'stdout';
+  state: 'ok' | 'failing' | 'stalled';
+  since: string;
+  last_error: string | null;
+  /** Sequence number of the last line the sink holds (null: none yet). */
+  written_seq: number | null;
+  /** Lines waiting for this sink. */
+  behind: number;
+  failed_writes: number;
+}
+
+export interface AuditInfo {
+  /** The checkpoint public key (PEM); null until first unsealed. */
+  public_key_pem: string | null;
+  last_seq: number;
+  sinks: number;
+  failed_writes: number;
+  sink_status: AuditSinkStatus[];
+  checkpoint_every: number;
+  checkpoint_interval_s: number | null;
+}
+
+export interface MasterRotation {
+  master_version: number;
+  keyrings_rewrapped: number;
 }
 
 export interface RewrapProgress {
   namespace: string;
   state: 'running' | 'done' | 'failed';
   target_version: number;
+  /** Last `ver/` key handled; the job resumes after it. */
+  cursor: string | null;
+  /** Version records in the namespace when the job started (for progress bars). */
   total: number;
   scanned: number;
   rewrapped: number;
   started_at: string;
   finished_at: string | null;
+  error?: string;
 }
 
 export interface KeyringStatus {
@@ -112,35 +281,84 @@ export interface KeyringStatus {
   rewrap: RewrapProgress | null;
 }
 
-export interface TransitKeyInfo {
-  name: string;
-  latest_version: number;
-  min_decryption_version: number;
-  exportable: boolean;
-  usage: ('encrypt' | 'decrypt' | 'datakey')[];
-  versions: { version: number; created_at: string }[];
+export interface KeyringRotation {
+  namespace: string;
+  version: number;
+  rewrap: RewrapProgress | null;
 }
 
-/** GET /v1/sys/replication (see docs/api.md; extra fields may be added). */
+// ---- BYOK
+
+/** The usage rights bound to imported master-key material. */
+export interface MaterialRights {
+  /** Whether a quorum may export it again (`POST /v1/sys/byok/export`). */
+  exportable: boolean;
+  /** When the material stops working, or null for never. */
+  valid_to: string | null;
+}
+
+export interface ByokWrappingKey extends MaterialRights {
+  public_key_pem: string;
+  import_token: string;
+  expires_at: string;
+  oaep_hashes: string[];
+}
+
+export interface ByokImportResult extends MasterRotation, MaterialRights {}
+
+export interface ByokExportResult {
+  bundle: string;
+  master_version: number;
+}
+
+// ---- replication
+
+export interface ReplicationTarget {
+  url: string;
+  epoch: number;
+  last_shipped_seq: number;
+  ok: boolean;
+  error: string | null;
+  last_ok_at: number | null;
+  lease_until: number | null;
+  snapshot_seq: number | null;
+}
+
+/** What a replica reports about the stream it follows. */
+export interface ReplicaProgress {
+  epoch: number;
+  applied_seq: number;
+  head_seq: number | null;
+  primary: string;
+  /** `issued_at` of the newest verified manifest this replica has fully applied. */
+  verified_head_at: number | null;
+  lag_seq: number;
+  lag_ms: number;
+  stale: boolean;
+  bootstrapping: boolean;
+  error: { code: ReplicationErrorCode; message: string; at: number } | null;
+}
+
+/** `GET /v1/sys/replication`. */
 export interface ReplicationStatus {
   role: 'primary' | 'replica' | 'standalone';
   epoch: number;
   last_seq: number;
-  /** This server's node id in the replication stream (stable across restarts). */
-  node: string;
-  targets: { url: string; epoch: number; last_shipped_seq: number; ok: boolean; error: string | null; last_ok_at: number | null; lease_until: number | null; snapshot_seq: number | null }[];
+  /** This server's node id in the replication stream (stable across restarts; absent on a standalone server). */
+  node?: string;
+  targets: ReplicationTarget[];
   primary: string;
   lag_seq: number;
   lag_ms: number;
   stale: boolean;
   fenced: string | null;
-  writes_from?: number | null;
-  replica?: {
-    epoch: number;
-    applied_seq: number;
-    head_seq: number | null;
-    verified_head_at: number | null;
-    bootstrapping: boolean;
-    error: { code: ReplicationErrorCode; message: string; at: number } | null;
-  } | null;
+  /** A promoted primary accepts writes from then (the old primary's lease ran out); null once it does. */
+  writes_from: number | null;
+  replica: ReplicaProgress | null;
+}
+
+export interface PromoteResult {
+  epoch: number;
+  /** When writes are accepted from. */
+  writes_from: string;
 }

@@ -1,5 +1,7 @@
 import { sign } from 'node:crypto';
-import { checkpointMessage, sha256Hex, type AuditEntry } from '../../sdk/audit.js';
+import { sha256Hex } from '../../sdk/audit.js';
+import { checkpointMessage, type AuditPathOutcome, type AuditRequest, type CheckpointLine, type GapLine, type OpenLine, type RequestLine, type UnchainedLine, type WithheldLine } from '../../sdk/wire/audit.js';
+import type { AuditSinkStatus } from '../../sdk/wire/types.js';
 import { CofferError } from '../errors.js';
 import type { KeyPair } from '../keys/sealed-keypair.js';
 import { resolve } from 'node:path';
@@ -15,28 +17,9 @@ import { StdoutSink, StreamSink } from './stream-sink.js';
 /** Set to the stored sequence a refusal names to start once with a new chain segment (main.ts). */
 export const ACCEPT_TRUNCATION_ENV = 'COFFER_AUDIT_ACCEPT_TRUNCATION';
 
-/** What one audited request contributes; never a value, a token or a password. */
-export interface AuditRecord {
-  request_id: string;
-  identity: string | null;
-  groups: string[];
-  operation: string;
-  path: string | null;
-  status: number;
-  outcome: 'ok' | 'denied' | 'error';
-  client: string;
-  error_code?: string;
-  /** A request that touches several secrets (a batch read): each path with its own outcome. */
-  paths?: AuditPathOutcome[];
-  /** mTLS: the verified client certificate of the connection (subject DN, SHA-256 fingerprint). */
-  client_cert?: { subject: string; sha256: string };
-}
-
-export interface AuditPathOutcome {
-  path: string;
-  outcome: 'ok' | 'denied' | 'error';
-  error_code?: string;
-}
+/** What one audited request contributes; never a value, a token or a password (the line format is sdk/wire/audit.ts). */
+export type AuditRecord = AuditRequest;
+export type { AuditPathOutcome };
 
 export interface AuditOptions {
   files: string[];
@@ -72,18 +55,7 @@ export interface AuditOptions {
 }
 
 /** What `GET /v1/sys/audit` and the metrics report per sink. */
-export interface SinkStatus {
-  name: string;
-  kind: Sink['kind'];
-  state: SinkState;
-  since: string;
-  last_error: string | null;
-  /** Sequence number of the last line the sink holds (null: none yet). */
-  written_seq: number | null;
-  /** Lines waiting for this sink. */
-  behind: number;
-  failed_writes: number;
-}
+export type SinkStatus = AuditSinkStatus;
 
 interface Waiter {
   seq: number;
@@ -107,7 +79,7 @@ function ranges(seqs: number[]): [number, number][] {
 }
 
 /**
- * The hash-chained audit log (format in sdk/audit.ts). Lines are chained in the order requests
+ * The hash-chained audit log (line format in sdk/wire/audit.ts). Lines are chained in the order requests
  * finish and each request waits until at least one sink holds its line durably (Vault's rule:
  * any one device), and the chain head (head.ts) says so. No sink within `timeoutMs`: the
  * request fails with 503 `audit_unavailable` (fail closed).
@@ -184,7 +156,7 @@ export class AuditLog {
     // Recorded in the chain (and signed by the next checkpoint): a verifier sees every
     // restart that could not be checked against a head, every accepted gap, and every file
     // that missed lines before the stop.
-    const done = this.enqueue({ type: 'open', time: this.iso(), ...start.open }, false);
+    const done = this.enqueue({ type: 'open', time: this.iso(), ...start.open } satisfies UnchainedLine<OpenLine>, false);
     // Lets a healthy start have the open line on disk; never waits long on a stalled sink. Not
     // unref'd: every other timer here is, and nothing else may be keeping the process alive yet.
     let wait: NodeJS.Timeout | undefined;
@@ -250,7 +222,7 @@ export class AuditLog {
 
   /** Appends one request line; resolves once it is durable in at least one sink. */
   async record(record: AuditRecord): Promise<void> {
-    const done = this.enqueue({ type: 'request', time: this.iso(), ...record }, true);
+    const done = this.enqueue({ type: 'request', time: this.iso(), ...record } satisfies UnchainedLine<RequestLine>, true);
     if (!(await done)) throw new CofferError('audit_unavailable', 'the audit log cannot be written: request refused');
   }
 
@@ -302,7 +274,7 @@ export class AuditLog {
     return line;
   }
 
-  private enqueue(fields: Record<string, unknown>, isRequest: boolean): Promise<boolean> {
+  private enqueue(fields: UnchainedLine<OpenLine | RequestLine>, isRequest: boolean): Promise<boolean> {
     const line = this.append(JSON.stringify({ ...fields, seq: this.seq, prev: this.prev }));
     this.sinceCheckpoint++;
     const done = new Promise<boolean>((resolveDone) => {
@@ -321,7 +293,7 @@ export class AuditLog {
     const head = this.prev;
     const seq = this.seq;
     const sig = sign(null, Buffer.from(checkpointMessage(seq, head)), this.signer!.privateKey).toString('base64');
-    this.append(JSON.stringify({ type: 'checkpoint', time: this.iso(), seq, prev: head, head, kid: this.signer!.kid, sig }));
+    this.append(JSON.stringify({ type: 'checkpoint', time: this.iso(), seq, prev: head, head, kid: this.signer!.kid, sig } satisfies CheckpointLine));
     this.sinceCheckpoint = 0;
     clearTimeout(this.timer);
     this.timer = undefined;
@@ -339,7 +311,7 @@ export class AuditLog {
     for (const r of behind) if (!r.handed) r.cursor = this.backlog.front;
     if (marked.length === 0) return;
     const missed = marked.map((r) => ({ sink: r.name, from: r.handed!.seq + 1, after: r.handed!.hash }));
-    const line = this.append(JSON.stringify({ type: 'gap', time: this.iso(), missed, seq: this.seq, prev: this.prev }));
+    const line = this.append(JSON.stringify({ type: 'gap', time: this.iso(), missed, seq: this.seq, prev: this.prev } satisfies GapLine));
     this.sinceCheckpoint++;
     for (const r of marked) r.cursor = line.seq;
     this.queueKick();
@@ -442,7 +414,7 @@ export class AuditLog {
     if (this.withheld.length === 0 || this.closed) return;
     const seqs = ranges(this.withheld);
     this.withheld = [];
-    const line = this.append(JSON.stringify({ type: 'withheld', time: this.iso(), error_code: 'audit_unavailable', seqs, seq: this.seq, prev: this.prev }));
+    const line = this.append(JSON.stringify({ type: 'withheld', time: this.iso(), error_code: 'audit_unavailable', seqs, seq: this.seq, prev: this.prev } satisfies WithheldLine));
     void line;
     this.sinceCheckpoint++;
     if (this.sinceCheckpoint === 1) this.armTimer();

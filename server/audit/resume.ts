@@ -2,6 +2,7 @@ import { stat, truncate } from 'node:fs/promises';
 import type { AuditHead, Position } from './head.js';
 import { AuditTailError, acceptTruncation, readTail, resumeEmpty, resumeFrom, type Resume } from './tail.js';
 import type { Sink } from './sink.js';
+import type { OpenFields } from '../../sdk/wire/audit.js';
 
 const GENESIS = '0'.repeat(64);
 const ACCEPT_TRUNCATION_ENV = 'COFFER_AUDIT_ACCEPT_TRUNCATION';
@@ -29,7 +30,7 @@ export interface SinkStart {
 export interface Start {
   seq: number;
   prev: string;
-  open: Record<string, unknown>;
+  open: OpenFields;
   sinks: SinkStart[];
 }
 
@@ -55,7 +56,7 @@ async function kindOf(path: string): Promise<Sink['kind']> {
  * and its next checkpoint would sign them. The chain continues after the stored head. A file
  * that ends before that point missed lines (it was failing when the server stopped): the
  * `open` line names it in `missed`, with the hash of its last line, so its chain stays
- * verifiable (sdk/audit.ts). Files are checked before any is changed.
+ * verifiable (sdk/audit.ts, the line format sdk/wire/audit.ts). Files are checked before any is changed.
  */
 export async function resumeSinks(names: string[], stored: AuditHead | undefined, headPath: string | undefined, acceptAt: number | undefined): Promise<Start> {
   const kinds = await Promise.all(names.map(kindOf));
@@ -68,7 +69,7 @@ export async function resumeSinks(names: string[], stored: AuditHead | undefined
   const cuts: { path: string; size: number }[] = [];
   const unconfirmed: { sink: string; from: number; to: number }[] = [];
   const context = { clean: stored?.clean === true, ...(stored ? { confirmed: { seq: stored.seq, hash: stored.hash } } : {}) };
-  const open: Record<string, unknown> = {};
+  const open: OpenFields = {};
   let accepted: number | undefined;
   for (let i = 0; i < names.length; i++) {
     const file = names[i]!;

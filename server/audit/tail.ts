@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { sha256Hex } from '../../sdk/audit.js';
 import type { AuditHead, Position } from './head.js';
+import type { AcceptedGap } from '../../sdk/wire/audit.js';
 
 /**
  * The most a sink writes at once (one write, one fdatasync), and so the most a file can hold
@@ -92,7 +93,7 @@ export interface Resume {
    */
   cut?: { size: number; from: number; to: number };
   /** Set when an operator accepted a truncation: what the server had written before it. */
-  gap?: { stored_seq: number; stored_head: string; file_seq: number | null; reason: string };
+  gap?: AcceptedGap;
   /** A non-empty log without a stored head (first start with this version, or the head was deleted). */
   headMissing?: boolean;
 }

@@ -1,5 +1,4 @@
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWK, type JWTPayload } from 'jose';
-import { z } from 'zod';
 import { CofferError, isCofferError } from '../errors.js';
 import { parseStrictJson } from '../json.js';
 import type { Store } from '../store/db.js';
@@ -7,7 +6,8 @@ import { checkName } from './directory.js';
 import { globMatch } from './glob.js';
 import { LOGIN_NAME, checkLoginName, type Grant } from './logins.js';
 import { safeFetch } from './safe-fetch.js';
-import { ttl } from './ttl.js';
+import { jwtRoleSchema } from '../../sdk/wire/schemas.js';
+import type { JwtRole } from '../../sdk/wire/types.js';
 
 /**
  * JWT roles for CI identity tokens (GitHub Actions, GitLab CI `id_tokens`, Kubernetes service
@@ -15,48 +15,13 @@ import { ttl } from './ttl.js';
  * algorithms, the audiences and the claims a token must carry; it grants groups. Refusals are
  * `401 unauthenticated`; see `JWT_REFUSED` for what the body says and why.
  */
-export const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
 const ROLE_PREFIX = 'auth/jwt-role/';
 const SEEN_JTI_PREFIX = 'auth/jwt-jti/';
 const MAX_JWT_LENGTH = 8192;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const FORBIDDEN_HEADERS = ['jku', 'x5u', 'jwk', 'x5c', 'crit', 'zip', 'p2c', 'p2s', 'enc', 'b64'];
 
-const boundValue = z.union([z.string().min(1).max(512), z.array(z.string().min(1).max(512)).min(1).max(64)]);
-
-export const jwtRoleSchema = z
-  .strictObject({
-    issuer: z.string().url().max(512),
-    jwks_url: z.string().url().max(1024).optional(),
-    jwks: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1).max(32) }).optional(),
-    allowed_algorithms: z.array(z.enum(ASYMMETRIC_ALGORITHMS)).min(1).default(['RS256', 'ES256', 'EdDSA']),
-    bound_audiences: z.array(z.string().min(1).max(512)).min(1, 'bound_audiences is required: name the audience your CI requests').max(16),
-    allow_multiple_audiences: z.boolean().default(false),
-    bound_subject: z.string().min(1).max(512).optional(),
-    /** Claim names; '/' walks into nested objects (Kubernetes: `kubernetes.io/serviceaccount/uid`). */
-    bound_claims: z.record(z.string().regex(/^[A-Za-z0-9_.:-]{1,128}(\/[A-Za-z0-9_.:-]{1,128}){0,4}$/), boundValue).default({}),
-    bound_claims_type: z.enum(['exact', 'glob']).default('exact'),
-    groups: z.array(z.string()).max(64).default([]),
-    groups_claim: z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/).optional(),
-    /** Claim value -> vault group; values without an entry grant nothing. */
-    groups_claim_map: z.record(z.string().max(256), z.string()).default({}),
-    /** Claim (a '/' path) -> name in the token's identity details, e.g. {"repository": "repo"}. */
-    claim_mappings: z
-      .record(z.string().regex(/^[A-Za-z0-9_.:-]{1,128}(\/[A-Za-z0-9_.:-]{1,128}){0,4}$/), z.string().regex(/^[a-z0-9_]{1,64}$/))
-      .refine((m) => Object.keys(m).length <= 16, 'at most 16 claim mappings')
-      .default({}),
-    policies: z.array(z.string()).max(64).default([]),
-    token_ttl: ttl.default(900),
-    token_max_ttl: ttl.default(900),
-    /** Longest accepted `exp - iat` of the presented token. */
-    max_token_lifetime: ttl.default(3600),
-    leeway: z.number().int().min(0).max(60).default(30),
-    single_use: z.boolean().default(false),
-    allow_insecure_http: z.boolean().default(false),
-  })
-  .refine((r) => (r.jwks_url === undefined) !== (r.jwks === undefined), { message: 'give exactly one of jwks_url or jwks', path: ['jwks_url'] });
-
-export type JwtRole = z.infer<typeof jwtRoleSchema> & { name: string };
+export type { JwtRole };
 
 type KeySet = ReturnType<typeof createRemoteJWKSet> | ReturnType<typeof createLocalJWKSet>;
 

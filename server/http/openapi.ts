@@ -1,6 +1,7 @@
 import type { Router } from 'express';
 import { z } from 'zod';
 import { ERROR_STATUS, type ErrorCode } from '../../sdk/wire/errors.js';
+import { MAX_PATH_LENGTH, MAX_SEGMENTS, SEGMENT } from '../../sdk/wire/paths.js';
 import { methods } from './router.js';
 import { OPENAPI_PATH, ROUTES, type RouteEntry } from './route-catalogue.js';
 
@@ -61,11 +62,11 @@ export function errorCodesOf(r: RouteEntry, options: OpenApiOptions = { version:
 
 const PARAMS: Record<string, { description: string; schema: Json }> = {
   path: {
-    description: 'A secret path: 1 to 16 segments of `[A-Za-z0-9][A-Za-z0-9._-]{0,127}` joined by literal `/` (at most 512 bytes; never `%2F`, `.` or `..`). The first segment is the namespace.',
-    schema: { type: 'string', maxLength: 512 },
+    description: `A secret path: 1 to ${MAX_SEGMENTS} segments of \`${SEGMENT.source.slice(1, -1)}\` joined by literal \`/\` (at most ${MAX_PATH_LENGTH} bytes; never \`%2F\`, \`.\` or \`..\`). The first segment is the namespace.`,
+    schema: { type: 'string', maxLength: MAX_PATH_LENGTH },
   },
   name: { description: 'The object name (one path segment).', schema: { type: 'string', minLength: 1, maxLength: 128 } },
-  ns: { description: 'A namespace: the first segment of secret paths.', schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' } },
+  ns: { description: 'A namespace: the first segment of secret paths.', schema: { type: 'string', pattern: SEGMENT.source } },
 };
 
 function operation(r: RouteEntry, options: OpenApiOptions): Json {

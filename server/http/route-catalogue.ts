@@ -1,19 +1,8 @@
 import type { z } from 'zod';
 import type { ErrorCode } from '../../sdk/wire/errors.js';
-import { jwtRoleSchema } from '../auth/jwt-login.js';
 import {
   appRoleBody,
   appRoleLoginBody,
-  groupBody,
-  jwtLoginBody,
-  policyBody,
-  rotateSigningBody,
-  tokenCreateBody,
-  tokenRevokeBody,
-  userBody,
-  userpassLoginBody,
-} from './auth-schemas.js';
-import {
   batchBody,
   byokExportBody,
   byokImportBody,
@@ -24,16 +13,25 @@ import {
   emptyBody,
   emptyQuery,
   encryptBody,
+  groupBody,
   initBody,
+  jwtLoginBody,
+  jwtRoleSchema,
   keyConfigBody,
   keyCreateBody,
   keyringRotateBody,
   listQuery,
+  policyBody,
   putSecretBody,
   readQuery,
+  rotateSigningBody,
+  tokenCreateBody,
+  tokenRevokeBody,
   unsealBody,
+  userBody,
+  userpassLoginBody,
   versionsBody,
-} from './schemas.js';
+} from '../../sdk/wire/schemas.js';
 
 /**
  * Every HTTP route of Coffer, once: what the OpenAPI document (openapi.ts) is generated from,

@@ -20,6 +20,7 @@ import { isLocalKey, readSnapshot } from './snapshot.js';
 import { BOOTSTRAP_KEY, LOCAL_PREFIX, isBootstrapping, readStream, streamOp, type StreamState } from './state.js';
 import { SEQ_KEY } from '../store/keys.js';
 import type { ReplicationErrorCode } from '../../sdk/wire/errors.js';
+import type { ReplicaProgress } from '../../sdk/wire/types.js';
 
 export interface FollowerOptions {
   store: Store;
@@ -34,19 +35,8 @@ export interface FollowerOptions {
   onApplied: (keys: string[]) => Promise<void>;
 }
 
-export interface FollowerStatus {
-  epoch: number;
-  applied_seq: number;
-  head_seq: number | null;
-  primary: string;
-  /** issued_at of the newest verified manifest this replica has fully applied. */
-  verified_head_at: number | null;
-  lag_seq: number;
-  lag_ms: number;
-  stale: boolean;
-  bootstrapping: boolean;
-  error: { code: ReplicationErrorCode; message: string; at: number } | null;
-}
+/** What `GET /v1/sys/replication` shows of the stream a replica follows (sdk/wire/types.ts). */
+export type FollowerStatus = ReplicaProgress;
 
 const CANDIDATES = 16;
 

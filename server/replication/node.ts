@@ -13,6 +13,7 @@ import { MANIFEST, ReplicationError, encodeManifest, epochClaim, fromB64, isIden
 import { REPLICATION_KEY, ensureReplicationKeys, forgetKeys, unwrapReplicationKeys } from './keys.js';
 import { Shipper, type TargetStatus } from './shipper.js';
 import { IDENTITY_PENDING_KEY, nodeId, readStream, streamOp } from './state.js';
+import type { ReplicationStatus as WireReplicationStatus } from '../../sdk/wire/types.js';
 
 export interface ReplicationSettings {
   replicateTo: string[];
@@ -30,20 +31,8 @@ export interface ReplicationSettings {
 
 export type Role = 'primary' | 'replica' | 'standalone';
 
-export interface ReplicationStatus {
-  role: Role;
-  epoch: number;
-  last_seq: number;
-  node: string;
-  targets: TargetStatus[];
-  primary: string;
-  lag_seq: number;
-  lag_ms: number;
-  stale: boolean;
-  fenced: string | null;
-  writes_from: number | null;
-  replica: FollowerStatus | null;
-}
+/** `GET /v1/sys/replication` (sdk/wire/types.ts); a replicating server always names its node. */
+export type ReplicationStatus = WireReplicationStatus & { node: string };
 
 /**
  * This server's part in replication: its role (primary, replica, or neither), the write guard

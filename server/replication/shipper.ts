@@ -19,6 +19,7 @@ import {
   type ReplicationKeys,
 } from './format.js';
 import { openSnapshotIndex, pruneSnapshots, sealSnapshotIndex, writeSnapshotParts } from './snapshot.js';
+import type { ReplicationTarget } from '../../sdk/wire/types.js';
 
 export interface ShipperOptions {
   store: Store;
@@ -44,16 +45,8 @@ export interface ShipperOptions {
   adopt?: { etag: string; body: ManifestBody };
 }
 
-export interface TargetStatus {
-  url: string;
-  epoch: number;
-  last_shipped_seq: number;
-  ok: boolean;
-  error: string | null;
-  last_ok_at: number | null;
-  lease_until: number | null;
-  snapshot_seq: number | null;
-}
+/** What `GET /v1/sys/replication` shows per target (sdk/wire/types.ts). */
+export type TargetStatus = ReplicationTarget;
 
 interface Stream {
   epoch: number;

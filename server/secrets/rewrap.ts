@@ -4,21 +4,10 @@ import type { SealManager } from '../keys/seal.js';
 import type { Store } from '../store/db.js';
 import { REWRAP_PREFIX, VERSION_PREFIX, parseVersionKey, prefixEnd, rewrapKey } from '../store/keys.js';
 import { recordKeyringVersion, rewrapVersion } from './record.js';
+import type { RewrapProgress } from '../../sdk/wire/types.js';
 
-export interface RewrapProgress {
-  namespace: string;
-  state: 'running' | 'done' | 'failed';
-  target_version: number;
-  /** Last `ver/` key handled; the job resumes after it. */
-  cursor: string | null;
-  /** Version records in the namespace when the job started (for progress bars). */
-  total: number;
-  scanned: number;
-  rewrapped: number;
-  started_at: string;
-  finished_at: string | null;
-  error?: string;
-}
+/** Persisted as is and answered by `GET /v1/sys/keyrings/{ns}` (sdk/wire/types.ts). */
+export type { RewrapProgress };
 
 const BATCH = 64;
 

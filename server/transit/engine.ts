@@ -6,6 +6,7 @@ import { CofferError, isCofferError } from '../errors.js';
 import type { SealManager, UnsealedKeys } from '../keys/seal.js';
 import type { Store } from '../store/db.js';
 import { KEY_USAGES as USAGES, type KeyUsage as Usage } from '../../sdk/wire/constants.js';
+import type { TransitKeyInfo } from '../../sdk/wire/types.js';
 
 /**
  * Encryption as a service: named keys with versions, for services that encrypt on their own.
@@ -29,14 +30,8 @@ interface TransitKey {
   versions: Record<string, { sealed: string; created_at: number }>;
 }
 
-export interface KeyInfo {
-  name: string;
-  latest_version: number;
-  min_decryption_version: number;
-  exportable: boolean;
-  usage: Usage[];
-  versions: { version: number; created_at: string }[];
-}
+/** What `GET /v1/keys/{name}` answers (sdk/wire/types.ts). */
+export type KeyInfo = TransitKeyInfo;
 
 const materialContext = (clusterId: string, name: string, version: number) => encodeContext('coffer/transit-key', clusterId, name, version);
 const dataContext = (clusterId: string, name: string, version: number, context: Uint8Array) =>

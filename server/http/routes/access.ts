@@ -3,18 +3,18 @@ import { CofferError } from '../../errors.js';
 import { checkName } from '../../auth/directory.js';
 import type { ActiveClaims } from '../../auth/tokens.js';
 import { bearerToken, identityOf, requireCapability } from '../authenticate.js';
-import { groupBody, policyBody, rotateSigningBody, tokenCreateBody, tokenRevokeBody } from '../auth-schemas.js';
+import { emptyBody, groupBody, policyBody, rotateSigningBody, tokenCreateBody, tokenRevokeBody } from '../../../sdk/wire/schemas.js';
+import type { Group, Jwks, LoginResult, Policy, SigningKeyRotation, TokenSelf } from '../../../sdk/wire/types.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { methods } from '../router.js';
 import { adminCrud } from './admin-crud.js';
-import { emptyBody } from '../schemas.js';
 import { validate } from '../validate.js';
 
 const iso = (seconds: number) => new Date(seconds * 1000).toISOString();
 
 /** What a login or token endpoint returns: the token, with what it grants and its effective expiry. */
-export function tokenResponse(token: string, claims: ActiveClaims) {
+export function tokenResponse(token: string, claims: ActiveClaims): LoginResult {
   return { token, expires_at: iso(claims.expires), groups: claims.groups, policies: claims.policies, identity: claims.sub };
 }
 
@@ -24,7 +24,7 @@ export function jwksRoute(router: Router, deps: AppDeps): void {
     get: (_req, res) => {
       deps.seal.keys();
       res.setHeader('Cache-Control', 'public, max-age=300');
-      res.json(deps.access.tokens.jwks());
+      res.json(deps.access.tokens.jwks() satisfies Jwks);
     },
   });
 }
@@ -38,7 +38,7 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
   methods(router, '/v1/auth/token/self', {
     get: (_req, res) => {
       const identity = identityOf(res);
-      res.json({ identity: identity.id, groups: identity.groups, policies: identity.policies, expires_at: iso(identity.exp), jti: identity.jti, meta: identity.meta });
+      res.json({ identity: identity.id, groups: identity.groups, policies: identity.policies, expires_at: iso(identity.exp), jti: identity.jti, meta: identity.meta } satisfies TokenSelf);
     },
   });
 
@@ -87,7 +87,7 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
         const caller = await tokens.verify(bearerToken(req)!);
         const result = await tokens.rotateSigningKey(retire_previous, caller);
         deps.log.warn({ request_id: res.locals.requestId, kid: result.kid, retire_previous }, 'token signing key rotated');
-        res.json(result);
+        res.json(result satisfies SigningKeyRotation);
       },
     ],
   });
@@ -109,7 +109,7 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
     ],
   });
 
-  adminCrud(router, access, {
+  adminCrud<Policy>(router, access, {
     base: '/v1/policies',
     area: 'policies',
     kind: 'policy',
@@ -120,7 +120,7 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
     delete: (n) => directory.deletePolicy(n),
   });
 
-  adminCrud(router, access, {
+  adminCrud<Group>(router, access, {
     base: '/v1/groups',
     area: 'groups',
     kind: 'group',

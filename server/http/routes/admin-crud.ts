@@ -4,6 +4,7 @@ import type { AccessControl } from '../../auth/access.js';
 import { requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import { methods } from '../router.js';
+import type { NameList } from '../../../sdk/wire/types.js';
 
 /** One named admin object type (policies, groups, users, roles) and how to store it. */
 export interface CrudSpec<T> {
@@ -18,7 +19,7 @@ export interface CrudSpec<T> {
   list(): string[] | Promise<string[]>;
   get(name: string): T | undefined;
   /** Validates the body and stores it; returns what to answer. */
-  put(name: string, body: unknown): Promise<unknown>;
+  put(name: string, body: unknown): Promise<T>;
   delete(name: string): Promise<boolean>;
 }
 
@@ -33,7 +34,7 @@ export function adminCrud<T>(router: Router, access: AccessControl, spec: CrudSp
   methods(router, spec.base, {
     get: async (_req, res) => {
       admin(res);
-      res.json({ keys: await spec.list() });
+      res.json({ keys: await spec.list() } satisfies NameList);
     },
   });
   methods(router, `${spec.base}/:name`, {
@@ -42,14 +43,14 @@ export function adminCrud<T>(router: Router, access: AccessControl, spec: CrudSp
       admin(res, name);
       const item = spec.get(name);
       if (item === undefined) throw missing(name);
-      res.json(item);
+      res.json(item satisfies T);
     },
     put: [
       jsonBody,
       async (req, res) => {
         const name = spec.checkName(req.params.name);
         admin(res, name);
-        res.json(await spec.put(name, req.body));
+        res.json((await spec.put(name, req.body)) satisfies T);
       },
     ],
     delete: async (req, res) => {

@@ -3,12 +3,12 @@ import type { z } from 'zod';
 import { checkLoginName } from '../../auth/logins.js';
 import type { Grant } from '../../auth/logins.js';
 import { requireCapability } from '../authenticate.js';
-import { appRoleBody, appRoleLoginBody, jwtLoginBody, userBody, userpassLoginBody } from '../auth-schemas.js';
+import { appRoleBody, appRoleLoginBody, emptyBody, jwtLoginBody, userBody, userpassLoginBody } from '../../../sdk/wire/schemas.js';
+import type { AppRole, JwtRole, SecretIdResult, UserpassUser } from '../../../sdk/wire/types.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { LoginLimits } from '../login-limits.js';
 import { methods } from '../router.js';
-import { emptyBody } from '../schemas.js';
 import { validate } from '../validate.js';
 import { tokenResponse } from './access.js';
 import { adminCrud } from './admin-crud.js';
@@ -80,7 +80,7 @@ export function loginAdminRoutes(router: Router, deps: AppDeps): void {
   const { userpass, approle, jwt } = deps.logins;
   const checkRole = (n: unknown) => checkLoginName('role', n);
 
-  adminCrud(router, deps.access, {
+  adminCrud<UserpassUser>(router, deps.access, {
     base: '/v1/auth/userpass/users',
     area: 'auth/userpass',
     kind: 'user',
@@ -91,7 +91,7 @@ export function loginAdminRoutes(router: Router, deps: AppDeps): void {
     delete: (n) => userpass.delete(n),
   });
 
-  adminCrud(router, deps.access, {
+  adminCrud<AppRole>(router, deps.access, {
     base: '/v1/auth/approle/roles',
     area: 'auth/approle',
     kind: 'role',
@@ -112,12 +112,12 @@ export function loginAdminRoutes(router: Router, deps: AppDeps): void {
         const name = checkRole(req.params.name);
         validate(emptyBody, req.body);
         requireCapability(deps.access, res, 'admin', `sys/auth/approle/${name}`);
-        res.json(await approle.createSecretId(name));
+        res.json((await approle.createSecretId(name)) satisfies SecretIdResult);
       },
     ],
   });
 
-  adminCrud(router, deps.access, {
+  adminCrud<JwtRole>(router, deps.access, {
     base: '/v1/auth/jwt/roles',
     area: 'auth/jwt',
     kind: 'role',

@@ -4,7 +4,8 @@ import { requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { methods } from '../router.js';
-import { emptyBody } from '../schemas.js';
+import { emptyBody } from '../../../sdk/wire/schemas.js';
+import type { PromoteResult, ReplicationStatus } from '../../../sdk/wire/types.js';
 import { validate } from '../validate.js';
 
 /** GET /v1/sys/replication, POST …/promote and …/snapshot (admin on sys/replication). */
@@ -18,7 +19,7 @@ export function replicationRoutes(router: Router, deps: AppDeps): void {
   methods(router, '/v1/sys/replication', {
     get: (_req, res) => {
       admin(res);
-      res.json(deps.replication?.status() ?? { role: 'standalone', epoch: 0, last_seq: deps.store.lastSeq, targets: [], primary: '', lag_seq: 0, lag_ms: 0, stale: false, fenced: null });
+      res.json((deps.replication?.status() ?? { role: 'standalone', epoch: 0, last_seq: deps.store.lastSeq, targets: [], primary: '', lag_seq: 0, lag_ms: 0, stale: false, fenced: null, writes_from: null, replica: null }) satisfies ReplicationStatus);
     },
   });
 
@@ -30,7 +31,7 @@ export function replicationRoutes(router: Router, deps: AppDeps): void {
         admin(res);
         const result = await replication().promote();
         deps.log.warn({ request_id: res.locals.requestId, identity: res.locals.identity.id, epoch: result.epoch }, 'replica promoted to primary');
-        res.json({ epoch: result.epoch, writes_from: new Date(result.writes_from || Date.now()).toISOString() });
+        res.json({ epoch: result.epoch, writes_from: new Date(result.writes_from || Date.now()).toISOString() } satisfies PromoteResult);
       },
     ],
   });

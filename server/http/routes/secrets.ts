@@ -5,10 +5,11 @@ import { parseUrlPath } from '../../paths.js';
 import { identityOf, requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
-import { batchBody, deleteQuery, emptyQuery, durationMs, listQuery, putSecretBody, readQuery, versionsBody } from '../schemas.js';
+import { batchBody, deleteQuery, emptyQuery, listQuery, putSecretBody, readQuery, versionsBody } from '../../../sdk/wire/schemas.js';
+import type { BatchResult, ExpiringResult, ListResult, Secret, SecretMetadata } from '../../../sdk/wire/types.js';
 import { validate } from '../validate.js';
 import { CURSOR, ListCursors } from '../list-cursor.js';
-import type { AuditPathOutcome } from '../../audit/log.js';
+import type { AuditPathOutcome } from '../../../sdk/wire/audit.js';
 import { methods } from '../router.js';
 
 const ACTIONS = ['undelete', 'destroy'] as const;
@@ -26,6 +27,13 @@ function secretPath(req: Request, prefix: string): string {
 /** Names one listing request may look at, visible or not: bounds the work a sparse view costs. */
 const SCAN_BUDGET = 5000;
 
+/** `expiring_within` (`3600`, `90m`, `12h`, `30d`, already validated by listQuery) in milliseconds. */
+export function durationMs(text: string): number {
+  const unit = text.at(-1)!;
+  const scale = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[unit as 's'] ?? 1_000;
+  return Number(/[smhd]$/.test(text) ? text.slice(0, -1) : text) * scale;
+}
+
 export function secretsRoutes(router: Router, deps: AppDeps): void {
   const { secrets, access } = deps;
   const cursors = new ListCursors();
@@ -39,7 +47,7 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
       if (query.expiring_within !== undefined) {
         const found = await secrets.expiring(durationMs(query.expiring_within));
         const permissions = access.permissions(identityOf(res));
-        res.json({ secrets: found.filter((s) => permissions.allows('list', s.path)) });
+        res.json({ secrets: found.filter((s) => permissions.allows('list', s.path)) } satisfies ExpiringResult);
         return;
       }
       const identity = identityOf(res);
@@ -48,7 +56,7 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
       const scope = { prefix, identity: identity.id };
       const after = query.after !== undefined && CURSOR.test(query.after) ? cursors.open(query.after, scope) : query.after;
       const page = await visiblePage(prefix, after, query.limit ?? 100, (k) => permissions.allows('list', k));
-      res.json({ keys: page.keys, next: page.resumeAfter === null ? null : page.resumeAfter === page.keys.at(-1) ? page.resumeAfter : cursors.seal(page.resumeAfter, scope) });
+      res.json({ keys: page.keys, next: page.resumeAfter === null ? null : page.resumeAfter === page.keys.at(-1) ? page.resumeAfter : cursors.seal(page.resumeAfter, scope) } satisfies ListResult);
     },
   });
 
@@ -82,7 +90,7 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
         const { paths } = validate(batchBody, req.body);
         const identity = identityOf(res);
         const permissions = access.permissions(identity);
-        const found: Record<string, unknown> = {};
+        const found: BatchResult['secrets'] = {};
         const errors: Record<string, { code: string; message: string }> = {};
         // One audit line for the batch, naming every path with its own outcome: each disclosed
         // secret and each denial is on record, as if it had been read alone.
@@ -109,7 +117,7 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
             fail(path, e.code, e.message);
           }
         }
-        res.json({ secrets: found, errors });
+        res.json({ secrets: found, errors } satisfies BatchResult);
       },
     ],
   });
@@ -121,7 +129,7 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
       can(res, 'read', path);
       const secret = await secrets.get(path, version);
       if (!secret) throw new CofferError('not_found', version ? `secret ${path} has no readable version ${version}` : `secret ${path} not found`);
-      res.json(secret);
+      res.json(secret satisfies Secret);
     },
     put: [
       jsonBody,
@@ -168,7 +176,8 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
       can(res, 'read', path);
       const meta = secrets.metadata(path);
       if (!meta) throw new CofferError('not_found', `secret ${path} not found`);
-      const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+      const iso = (ms: number) => new Date(ms).toISOString();
+      const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms));
       res.json({
         path,
         type: meta.type,
@@ -180,11 +189,11 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
           version: v.version,
           type: v.type,
           created_at: iso(v.created_at),
-          deleted_at: iso(v.deleted_at),
+          deleted_at: isoOrNull(v.deleted_at),
           destroyed: v.destroyed,
-          expires_at: iso(v.expires_at),
+          expires_at: isoOrNull(v.expires_at),
         })),
-      });
+      } satisfies SecretMetadata);
     },
   });
 }

@@ -4,7 +4,8 @@ import { requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { SEGMENT } from '../../paths.js';
-import { emptyBody, initBody, keyringRotateBody, unsealBody } from '../schemas.js';
+import { emptyBody, initBody, keyringRotateBody, unsealBody } from '../../../sdk/wire/schemas.js';
+import type { AuditInfo, Health, InitResult, KeyringRotation, KeyringStatus, MasterRotation } from '../../../sdk/wire/types.js';
 import { validate } from '../validate.js';
 import { methods } from '../router.js';
 import { rateLimit } from '../rate-limit.js';
@@ -23,7 +24,7 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
       const draining = deps.lifecycle?.draining === true;
       const auditDown = !deps.audit.available; // no sink takes lines: every audited request is refused
       const fenced = deps.replication?.fenced === true; // another server was promoted: this one refuses writes
-      const body = {
+      const body: Health = {
         initialized: seal.initialized,
         sealed: seal.sealed,
         role: replica ? 'replica' : 'primary',
@@ -51,7 +52,7 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
           rootToken = await deps.access.tokens.createRoot(tx, keys);
         });
         deps.log.info({ shares, threshold, provider: seal.status().provider }, 'vault initialized');
-        res.json({ shares: encodedShares, root_token: rootToken });
+        res.json({ shares: encodedShares, root_token: rootToken } satisfies InitResult);
       },
     ],
   });
@@ -112,7 +113,7 @@ export function sysRoutes(router: Router, deps: AppDeps): void {
         sink_status: deps.audit.sinkStatus(),
         checkpoint_every: deps.audit.checkpointEvery,
         checkpoint_interval_s: interval === undefined ? null : interval / 1000,
-      });
+      } satisfies AuditInfo);
     },
   });
 
@@ -126,7 +127,7 @@ export function sysRoutes(router: Router, deps: AppDeps): void {
         const version = await provider.rotate();
         const rewrapped = await keyrings.rewrapUnderCurrentMaster();
         deps.log.info({ master_version: version, keyrings: rewrapped }, 'master key rotated');
-        res.json({ master_version: version, keyrings_rewrapped: rewrapped });
+        res.json({ master_version: version, keyrings_rewrapped: rewrapped } satisfies MasterRotation);
       },
     ],
   });
@@ -143,7 +144,7 @@ export function sysRoutes(router: Router, deps: AppDeps): void {
       admin(res, `keyrings/${ns}`);
       const keyring = seal.keys().keyrings.describe(ns);
       if (!keyring) throw new CofferError('not_found', `namespace ${ns} has no keyring yet`);
-      res.json({ namespace: ns, master_version: seal.keys().provider.currentVersion(), ...keyring, rewrap: deps.rewrap.progress(ns) ?? null });
+      res.json({ namespace: ns, master_version: seal.keys().provider.currentVersion(), ...keyring, rewrap: deps.rewrap.progress(ns) ?? null } satisfies KeyringStatus);
     },
   });
 
@@ -157,7 +158,7 @@ export function sysRoutes(router: Router, deps: AppDeps): void {
         const version = await seal.keys().keyrings.rotate(ns);
         const rewrap = body.rewrap ? await deps.rewrap.start(ns, version) : null;
         deps.log.info({ namespace: ns, version, rewrap: Boolean(rewrap) }, 'keyring rotated');
-        res.json({ namespace: ns, version, rewrap });
+        res.json({ namespace: ns, version, rewrap } satisfies KeyringRotation);
       },
     ],
   });

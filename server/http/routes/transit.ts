@@ -7,7 +7,8 @@ import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { methods } from '../router.js';
 import { validate } from '../validate.js';
-import { datakeyBody, decryptBody, emptyBody, encryptBody, keyConfigBody, keyCreateBody } from '../schemas.js';
+import { datakeyBody, decryptBody, emptyBody, encryptBody, keyConfigBody, keyCreateBody } from '../../../sdk/wire/schemas.js';
+import type { TransitKeyInfo } from '../../../sdk/wire/types.js';
 
 /**
  * The data-key API (`/v1/keys/:name`). Capabilities on `transit/<name>`: `create` to create,
@@ -30,7 +31,7 @@ export function transitRoutes(router: Router, deps: AppDeps): void {
       can(res, 'read', name);
       const info = transit.info(name);
       if (!info) throw new CofferError('not_found', `key ${name} not found`);
-      res.json(info);
+      res.json(info satisfies TransitKeyInfo);
     },
     post: [
       jsonBody,
@@ -38,7 +39,7 @@ export function transitRoutes(router: Router, deps: AppDeps): void {
         const name = nameOf(req);
         const body = validate(keyCreateBody, req.body);
         can(res, 'create', name);
-        res.json(await transit.create(name, body));
+        res.json((await transit.create(name, body)) satisfies TransitKeyInfo);
       },
     ],
   });

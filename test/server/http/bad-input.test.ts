@@ -815,7 +815,7 @@ describe('http bad input: methods, error shape, headers, leaks and prototype pol
   });
 
   it('refuses __proto__ as a data or metadata key with 400 instead of silently dropping it', async () => {
-    // schemas.ts declares "__proto__" a reserved key: a write that names it must fail, not lose the key.
+    // sdk/wire/schemas.ts declares "__proto__" a reserved key: a write that names it must fail, not lose the key.
     for (const [path, text] of [
       ['app/proto-data', '{"data":{"a":"b","__proto__":"yes"}}'],
       ['app/proto-meta', '{"data":{"a":"b"},"metadata":{"__proto__":"yes"}}'],

@@ -1,0 +1,219 @@
+import { z } from 'zod';
+import { ASYMMETRIC_ALGORITHMS, CAPABILITIES, KEY_USAGES, LIST_CURSOR, MAX_BATCH, MAX_DATA_BYTES, PASSWORD_CHARSETS, POLICY_NAME, SECRET_TYPES } from './constants.js';
+import { isValidPath } from './paths.js';
+
+/**
+ * The request schemas of the HTTP API (docs/api.md), one per route input: the server validates
+ * with them (server/http/validate.ts), the OpenAPI document is generated from them
+ * (server/http/openapi.ts), and the request types the SDK sends are inferred from them
+ * (types.ts). Every object is strict: an unknown field is an error.
+ */
+// ("__proto__" never gets here: the JSON reader refuses it.)
+const dataKey = z
+  .string()
+  .regex(/^[A-Za-z0-9._-]{1,256}$/, 'keys must be 1 to 256 characters of [A-Za-z0-9._-]')
+  .refine((k) => k !== '__proto__', 'the key __proto__ is reserved');
+
+// ---- secrets (server/http/routes/secrets.ts)
+
+export const putSecretBody = z.strictObject({
+  type: z.enum(SECRET_TYPES).optional(),
+  data: z.record(dataKey, z.string().max(MAX_DATA_BYTES)),
+  metadata: z
+    .record(dataKey, z.string().max(1024))
+    .refine((m) => Object.keys(m).length <= 64, 'at most 64 metadata keys')
+    .optional(),
+  expires_at: z.iso.datetime({ offset: true }).optional(),
+  cas: z.number().int().min(0).max(2 ** 32 - 1).optional(),
+  generate: z
+    .strictObject({
+      key: dataKey,
+      length: z.number().int().min(8).max(256).optional(),
+      charset: z.enum(PASSWORD_CHARSETS).optional(),
+    })
+    .optional(),
+});
+
+const versionNumber = z.string().regex(/^[1-9][0-9]{0,9}$/, 'expected a positive integer').transform(Number).pipe(z.number().max(2 ** 32 - 1));
+
+export const readQuery = z.strictObject({ version: versionNumber.optional() });
+
+export const deleteQuery = z.strictObject({
+  versions: z
+    .string()
+    .regex(/^[1-9][0-9]{0,9}(,[1-9][0-9]{0,9}){0,99}$/, 'expected comma-separated positive integers')
+    .transform((s) => [...new Set(s.split(',').map(Number))])
+    .optional(),
+});
+
+export const versionsBody = z.strictObject({
+  versions: z.array(z.number().int().min(1).max(2 ** 32 - 1)).min(1).max(100).transform((v) => [...new Set(v)]),
+});
+
+const pathString = z.string().refine(isValidPath, 'not a valid secret path');
+
+export const listQuery = z.strictObject({
+  prefix: z.union([z.literal(''), pathString]).optional(),
+  /** A path, or the opaque cursor a previous page returned as `next`. */
+  after: z.union([pathString, z.string().regex(LIST_CURSOR, 'not a valid secret path or listing cursor')]).optional(),
+  limit: z.string().regex(/^[1-9][0-9]{0,3}$/, 'expected 1 to 1000').transform(Number).pipe(z.number().max(1000)).optional(),
+  expiring_within: z.string().regex(/^[1-9][0-9]{0,8}[smhd]?$/, 'expected a duration such as 3600, 90m, 12h or 30d').optional(),
+});
+
+export const batchBody = z.strictObject({
+  paths: z.array(pathString).min(1).max(MAX_BATCH),
+});
+
+// ---- sys (server/http/routes/sys.ts, replication.ts)
+
+export const initBody = z.strictObject({
+  shares: z.number().int().min(1).max(255).default(5),
+  threshold: z.number().int().min(1).max(255).default(3),
+}).refine((b) => b.threshold <= b.shares, { message: 'threshold must not exceed shares', path: ['threshold'] });
+
+export const unsealBody = z.union([
+  z.strictObject({ share: z.string().min(1).max(1024) }),
+  z.strictObject({ reset: z.literal(true), nonce: z.string().min(1).max(64).optional() }),
+]);
+
+export const keyringRotateBody = z.strictObject({ rewrap: z.boolean().optional() });
+
+export const emptyBody = z.strictObject({});
+export const emptyQuery = z.strictObject({});
+
+// ---- the data-key API (server/http/routes/transit.ts)
+
+/** Canonical base64 with padding (server/crypto/bytes.ts `fromBase64` decodes exactly these). */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const base64 = z.string().max(200_000).refine((s) => BASE64.test(s), 'expected base64');
+export const keyCreateBody = z.strictObject({ exportable: z.boolean().optional(), usage: z.array(z.enum(KEY_USAGES)).min(1).max(3).optional() });
+export const keyConfigBody = z.strictObject({ min_decryption_version: z.number().int().min(1).max(2 ** 32 - 1) });
+export const encryptBody = z.strictObject({ plaintext: base64, context: base64.optional() });
+/** Also the body of rewrap. */
+export const decryptBody = z.strictObject({ ciphertext: z.string().min(1).max(300_000), context: base64.optional() });
+export const datakeyBody = z.strictObject({ context: base64.optional() });
+
+// ---- BYOK (server/http/routes/byok.ts)
+
+const validTo = z.iso.datetime({ offset: true });
+
+export const byokWrappingKeyQuery = z.strictObject({
+  exportable: z.enum(['true', 'false']).optional(),
+  valid_to: validTo.optional(),
+});
+
+export const byokImportBody = z.strictObject({
+  import_token: z.string().min(1).max(128),
+  wrapped_key: z.string().min(1).max(4096),
+  oaep_hash: z.enum(['sha256', 'sha1']).default('sha256'),
+  /** Optional restatement of the rights bound to the token; a difference refuses the import. */
+  exportable: z.boolean().optional(),
+  valid_to: validTo.nullable().optional(),
+  /** A master key must wrap and unwrap; anything else is refused rather than ignored. */
+  usage: z
+    .array(z.enum(['wrap', 'unwrap']))
+    .refine((u) => u.includes('wrap') && u.includes('unwrap'), 'a master key needs usage ["wrap","unwrap"]')
+    .optional(),
+});
+
+export const byokExportBody = z.strictObject({
+  public_key_pem: z.string().min(1).max(16_384),
+  shares: z.array(z.string().min(1).max(1024)).min(1).max(255),
+  oaep_hash: z.enum(['sha256', 'sha1']).default('sha256'),
+});
+
+// ---- auth: tokens, policies, groups, login methods (server/http/routes/access.ts, logins.ts)
+
+/** TTLs are seconds (`600`) or durations (`"10m"`, `"1h"`, `"7d"`), up to one year; parsed to seconds. */
+export const ttl = z
+  .union([z.number().int().min(1), z.string().regex(/^[1-9][0-9]{0,8}[smhd]?$/, 'expected seconds or a duration such as 10m, 1h, 7d')])
+  .transform((v) => {
+    if (typeof v === 'number') return v;
+    const scale = { s: 1, m: 60, h: 3600, d: 86_400 }[v.at(-1) as 's'];
+    return scale ? Number(v.slice(0, -1)) * scale : Number(v);
+  })
+  .pipe(z.number().max(366 * 86_400, 'at most one year'));
+
+const name = z.string().regex(POLICY_NAME, 'expected 1 to 64 characters of [a-z0-9_-]');
+
+export const policyBody = z.strictObject({
+  rules: z
+    .array(z.strictObject({ path: z.string().min(1).max(512), capabilities: z.array(z.enum(CAPABILITIES)).min(1).max(CAPABILITIES.length) }))
+    .min(1)
+    .max(256),
+});
+
+export const groupBody = z.strictObject({
+  policies: z.array(name).max(64),
+  members: z.array(z.string().regex(/^[A-Za-z0-9:@._/-]{1,256}$/, 'expected an identity such as user:alice')).max(1000).optional(),
+});
+
+export const tokenCreateBody = z.strictObject({
+  identity: z.string().regex(/^[A-Za-z0-9:@._/-]{1,200}$/, 'expected an identity such as svc:deployer'),
+  groups: z.array(name).max(64).default([]),
+  policies: z.array(name).max(64).default([]),
+  /** Absent: one hour, cut to what the minter may grant. */
+  ttl: ttl.optional(),
+  max_ttl: ttl.optional(),
+  /** Outside the minter's tree (survives its revocation): needs admin on sys/auth/token/create-orphan. */
+  orphan: z.boolean().default(false),
+});
+
+export const tokenRevokeBody = z.strictObject({ token: z.string().min(1).max(8192).optional() });
+
+const settings = {
+  groups: z.array(name).max(64).default([]),
+  policies: z.array(name).max(64).default([]),
+  token_ttl: ttl.default(3600),
+  token_max_ttl: ttl.default(86_400),
+};
+
+export const userBody = z.strictObject({ password: z.string().min(12).max(1024).optional(), ...settings });
+
+export const appRoleBody = z.strictObject({
+  ...settings,
+  secret_id_ttl: ttl.optional(),
+  secret_id_num_uses: z.number().int().min(0).max(1_000_000).default(0),
+  bound_cidrs: z.array(z.string().max(64)).max(32).default([]),
+});
+
+export const userpassLoginBody = z.strictObject({ username: z.string().min(1).max(64), password: z.string().min(1).max(1024) });
+export const appRoleLoginBody = z.strictObject({ role_id: z.string().min(1).max(64), secret_id: z.string().min(1).max(128) });
+export const jwtLoginBody = z.strictObject({ role: z.string().min(1).max(64), jwt: z.string().min(1).max(16_384) });
+export const rotateSigningBody = z.strictObject({ retire_previous: z.boolean().default(false) });
+
+const boundValue = z.union([z.string().min(1).max(512), z.array(z.string().min(1).max(512)).min(1).max(64)]);
+const claimPath = /^[A-Za-z0-9_.:-]{1,128}(\/[A-Za-z0-9_.:-]{1,128}){0,4}$/;
+
+/** A jwt login role (`PUT /v1/auth/jwt/roles/{name}`; server/auth/jwt-login.ts checks the rest: names, URLs, keys). */
+export const jwtRoleSchema = z
+  .strictObject({
+    issuer: z.string().url().max(512),
+    jwks_url: z.string().url().max(1024).optional(),
+    jwks: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1).max(32) }).optional(),
+    allowed_algorithms: z.array(z.enum(ASYMMETRIC_ALGORITHMS)).min(1).default(['RS256', 'ES256', 'EdDSA']),
+    bound_audiences: z.array(z.string().min(1).max(512)).min(1, 'bound_audiences is required: name the audience your CI requests').max(16),
+    allow_multiple_audiences: z.boolean().default(false),
+    bound_subject: z.string().min(1).max(512).optional(),
+    /** Claim names; '/' walks into nested objects (Kubernetes: `kubernetes.io/serviceaccount/uid`). */
+    bound_claims: z.record(z.string().regex(claimPath), boundValue).default({}),
+    bound_claims_type: z.enum(['exact', 'glob']).default('exact'),
+    groups: z.array(z.string()).max(64).default([]),
+    groups_claim: z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/).optional(),
+    /** Claim value -> vault group; values without an entry grant nothing. */
+    groups_claim_map: z.record(z.string().max(256), z.string()).default({}),
+    /** Claim (a '/' path) -> name in the token's identity details, e.g. {"repository": "repo"}. */
+    claim_mappings: z
+      .record(z.string().regex(claimPath), z.string().regex(/^[a-z0-9_]{1,64}$/))
+      .refine((m) => Object.keys(m).length <= 16, 'at most 16 claim mappings')
+      .default({}),
+    policies: z.array(z.string()).max(64).default([]),
+    token_ttl: ttl.default(900),
+    token_max_ttl: ttl.default(900),
+    /** Longest accepted `exp - iat` of the presented token. */
+    max_token_lifetime: ttl.default(3600),
+    leeway: z.number().int().min(0).max(60).default(30),
+    single_use: z.boolean().default(false),
+    allow_insecure_http: z.boolean().default(false),
+  })
+  .refine((r) => (r.jwks_url === undefined) !== (r.jwks === undefined), { message: 'give exactly one of jwks_url or jwks', path: ['jwks_url'] });
