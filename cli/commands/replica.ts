@@ -7,7 +7,7 @@ import { output, type GlobalArgs } from '../context.js';
 import { CliError } from '../errors.js';
 import type { Deps, IO } from '../io.js';
 
-const when = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : '-');
+const when = (at: string | null | undefined) => at ?? '-';
 
 function describe(s: ReplicationStatus): string {
   const lines = [`role         ${s.role}${s.fenced ? `  (FENCED: ${s.fenced})` : ''}`, `epoch        ${s.epoch}`, `last seq     ${s.last_seq}`];
@@ -32,9 +32,10 @@ type Promoted = { epoch: number; writes_from: string };
 
 /** The progress line for a promotion under way, from the promoting server's replication status. */
 export function promotionProgress(s: ReplicationStatus, now: number): string {
-  if (s.role === 'primary' && s.writes_from && s.writes_from > now) {
-    const left = Math.ceil((s.writes_from - now) / 1000);
-    return `promoted to epoch ${s.epoch}; waiting for the old primary's lease to run out: writes accepted in ${left}s (${new Date(s.writes_from).toISOString()})`;
+  const writesFrom = s.writes_from ? Date.parse(s.writes_from) : 0;
+  if (s.role === 'primary' && writesFrom > now) {
+    const left = Math.ceil((writesFrom - now) / 1000);
+    return `promoted to epoch ${s.epoch}; waiting for the old primary's lease to run out: writes accepted in ${left}s (${s.writes_from})`;
   }
   if (s.role === 'primary') return `promoted to epoch ${s.epoch}; writes accepted`;
   const applied = s.replica ? `: applied ${s.replica.applied_seq} of ${s.replica.head_seq ?? '?'}` : '';

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ASYMMETRIC_ALGORITHMS, CAPABILITIES, KEY_USAGES, LIST_CURSOR, MAX_BATCH, MAX_DATA_BYTES, PASSWORD_CHARSETS, POLICY_NAME, SECRET_TYPES } from './constants.js';
 import { isValidPath } from './paths.js';
+import { timestamp } from './time.js';
 
 /**
  * The request schemas of the HTTP API (docs/api.md), one per route input: the server validates
@@ -14,6 +15,9 @@ const dataKey = z
   .regex(/^[A-Za-z0-9._-]{1,256}$/, 'keys must be 1 to 256 characters of [A-Za-z0-9._-]')
   .refine((k) => k !== '__proto__', 'the key __proto__ is reserved');
 
+/** A point in time in a request: RFC 3339 with any offset, read as the one wire form (time.ts), so an answer that echoes it is in that form too. */
+const pointInTime = z.iso.datetime({ offset: true }).transform((s) => timestamp(Date.parse(s)));
+
 // ---- secrets (server/http/routes/secrets.ts)
 
 export const putSecretBody = z.strictObject({
@@ -23,7 +27,7 @@ export const putSecretBody = z.strictObject({
     .record(dataKey, z.string().max(1024))
     .refine((m) => Object.keys(m).length <= 64, 'at most 64 metadata keys')
     .optional(),
-  expires_at: z.iso.datetime({ offset: true }).optional(),
+  expires_at: pointInTime.optional(),
   cas: z.number().int().min(0).max(2 ** 32 - 1).optional(),
   generate: z
     .strictObject({
@@ -95,7 +99,7 @@ export const datakeyBody = z.strictObject({ context: base64.optional() });
 
 // ---- BYOK (server/http/routes/byok.ts)
 
-const validTo = z.iso.datetime({ offset: true });
+const validTo = pointInTime;
 
 export const byokWrappingKeyQuery = z.strictObject({
   exportable: z.enum(['true', 'false']).optional(),

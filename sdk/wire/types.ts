@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import type { Capability, JwtAlgorithm, KeyUsage, SecretType } from './constants.js';
 import type { ReplicationErrorCode } from './errors.js';
+import type { Timestamp } from './time.js';
 import type * as schema from './schemas.js';
 
 /**
@@ -8,9 +9,10 @@ import type * as schema from './schemas.js';
  * clients. Requests are inferred from the zod schemas the server validates with (schemas.ts):
  * `z.input`, what a client may send (defaults optional). Responses are declared here, and the
  * server's handlers are typed against them, so an answer that drifts from this file does not
- * compile. Extra response fields may be added; a field never changes type.
+ * compile. Extra response fields may be added; a field never changes type. Every point in time
+ * is a `Timestamp` (time.ts: ISO 8601 UTC), never a number.
  */
-export type { Capability, JwtAlgorithm, KeyUsage, SecretType };
+export type { Capability, JwtAlgorithm, KeyUsage, SecretType, Timestamp };
 
 // ---- requests (inferred from schemas.ts)
 
@@ -47,23 +49,23 @@ export interface Secret {
   type: SecretType;
   data: Record<string, string>;
   metadata: Record<string, string>;
-  created_at: string;
-  expires_at: string | null;
+  created_at: Timestamp;
+  expires_at: Timestamp | null;
 }
 
 export interface PutSecretResult {
   path: string;
   version: number;
-  created_at: string;
+  created_at: Timestamp;
 }
 
 export interface SecretVersionInfo {
   version: number;
   type: SecretType;
-  created_at: string;
-  deleted_at: string | null;
+  created_at: Timestamp;
+  deleted_at: Timestamp | null;
   destroyed: boolean;
-  expires_at: string | null;
+  expires_at: Timestamp | null;
 }
 
 export interface SecretMetadata {
@@ -71,8 +73,8 @@ export interface SecretMetadata {
   type: SecretType;
   current_version: number;
   metadata: Record<string, string>;
-  created_at: string;
-  updated_at: string;
+  created_at: Timestamp;
+  updated_at: Timestamp;
   versions: SecretVersionInfo[];
 }
 
@@ -84,7 +86,7 @@ export interface ListResult {
 
 /** `GET /v1/secrets?expiring_within=…`. */
 export interface ExpiringResult {
-  secrets: { path: string; version: number; type: SecretType; expires_at: string; expired: boolean }[];
+  secrets: { path: string; version: number; type: SecretType; expires_at: Timestamp; expired: boolean }[];
 }
 
 export interface BatchResult {
@@ -100,7 +102,7 @@ export interface TransitKeyInfo {
   min_decryption_version: number;
   exportable: boolean;
   usage: KeyUsage[];
-  versions: { version: number; created_at: string }[];
+  versions: { version: number; created_at: Timestamp }[];
 }
 
 // ---- auth
@@ -109,7 +111,7 @@ export interface LoginResult {
   /** From a renewal: the same token that was renewed (renewal extends it in place). */
   token: string;
   /** The effective expiry now; renewals move it, never past the token's max TTL (the JWT `exp`). */
-  expires_at: string;
+  expires_at: Timestamp;
   groups: string[];
   policies: string[];
   identity: string;
@@ -120,7 +122,7 @@ export interface TokenSelf {
   groups: string[];
   policies: string[];
   /** The effective expiry, renewals applied. */
-  expires_at: string;
+  expires_at: Timestamp;
   jti: string;
   /** Identity details from the login (jwt `claim_mappings`). */
   meta: Record<string, string>;
@@ -139,7 +141,7 @@ export interface SigningKeyRotation {
 
 export interface SecretIdResult {
   secret_id: string;
-  expires_at: string | null;
+  expires_at: Timestamp | null;
   uses: number | null;
 }
 
@@ -203,7 +205,7 @@ export interface SealStatus {
   /** Returned to whoever submits shares while an unseal is in progress; `reset` must show it. */
   nonce?: string;
   /** The current master key version while unsealed; imported material may expire (BYOK `valid_to`). */
-  master_key?: { version: number; imported: boolean; exportable: boolean; valid_to: string | null; expired: boolean };
+  master_key?: { version: number; imported: boolean; exportable: boolean; valid_to: Timestamp | null; expired: boolean };
 }
 
 export interface Health {
@@ -212,7 +214,7 @@ export interface Health {
   role: 'primary' | 'replica';
   version: string;
   /** The database refuses writes (disk full or failing) since then. */
-  storage?: { error: string; since: string };
+  storage?: { error: string; since: Timestamp };
   /** After SIGTERM: finishing in-flight requests (health answers 503). */
   draining?: true;
   /** A primary that saw another server promoted: it refuses writes (health answers 503). */
@@ -233,7 +235,7 @@ export interface AuditSinkStatus {
   name: string;
   kind: 'file' | 'fifo' | 'socket' | 'stdout';
   state: 'ok' | 'failing' | 'stalled';
-  since: string;
+  since: Timestamp;
   last_error: string | null;
   /** Sequence number of the last line the sink holds (null: none yet). */
   written_seq: number | null;
@@ -268,8 +270,8 @@ export interface RewrapProgress {
   total: number;
   scanned: number;
   rewrapped: number;
-  started_at: string;
-  finished_at: string | null;
+  started_at: Timestamp;
+  finished_at: Timestamp | null;
   error?: string;
 }
 
@@ -277,7 +279,7 @@ export interface KeyringStatus {
   namespace: string;
   master_version: number;
   current: number;
-  versions: { version: number; created_at: number; wraps: number; master_version: number }[];
+  versions: { version: number; created_at: Timestamp; wraps: number; master_version: number }[];
   rewrap: RewrapProgress | null;
 }
 
@@ -294,13 +296,13 @@ export interface MaterialRights {
   /** Whether a quorum may export it again (`POST /v1/sys/byok/export`). */
   exportable: boolean;
   /** When the material stops working, or null for never. */
-  valid_to: string | null;
+  valid_to: Timestamp | null;
 }
 
 export interface ByokWrappingKey extends MaterialRights {
   public_key_pem: string;
   import_token: string;
-  expires_at: string;
+  expires_at: Timestamp;
   oaep_hashes: string[];
 }
 
@@ -319,8 +321,8 @@ export interface ReplicationTarget {
   last_shipped_seq: number;
   ok: boolean;
   error: string | null;
-  last_ok_at: number | null;
-  lease_until: number | null;
+  last_ok_at: Timestamp | null;
+  lease_until: Timestamp | null;
   snapshot_seq: number | null;
 }
 
@@ -331,12 +333,12 @@ export interface ReplicaProgress {
   head_seq: number | null;
   primary: string;
   /** `issued_at` of the newest verified manifest this replica has fully applied. */
-  verified_head_at: number | null;
+  verified_head_at: Timestamp | null;
   lag_seq: number;
   lag_ms: number;
   stale: boolean;
   bootstrapping: boolean;
-  error: { code: ReplicationErrorCode; message: string; at: number } | null;
+  error: { code: ReplicationErrorCode; message: string; at: Timestamp } | null;
 }
 
 /** `GET /v1/sys/replication`. */
@@ -352,13 +354,13 @@ export interface ReplicationStatus {
   lag_ms: number;
   stale: boolean;
   fenced: string | null;
-  /** A promoted primary accepts writes from then (the old primary's lease ran out); null once it does. */
-  writes_from: number | null;
+  /** While a promotion waits out the old primary's lease: when writes are accepted from; null otherwise. */
+  writes_from: Timestamp | null;
   replica: ReplicaProgress | null;
 }
 
 export interface PromoteResult {
   epoch: number;
   /** When writes are accepted from. */
-  writes_from: string;
+  writes_from: Timestamp;
 }

@@ -160,7 +160,7 @@ export const ROUTES: readonly RouteEntry[] = [
   {
     method: 'GET', path: '/v1/sys/replication', openapiPath: '/v1/sys/replication', operationId: 'replicationStatus', tag: 'replication', stage: 'token', capability: 'admin on sys/replication',
     summary: 'Replication role, epoch, sequence, targets and lag',
-    response: { status: 200, description: '`{role, epoch, last_seq, targets: [{url, last_shipped_seq, ok, …}], primary, lag_seq, lag_ms, stale, fenced}`' },
+    response: { status: 200, description: '`{role, epoch, last_seq, node, targets: [{url, epoch, last_shipped_seq, ok, error, last_ok_at, lease_until, snapshot_seq}], primary, lag_seq, lag_ms, stale, fenced, writes_from, replica: {epoch, applied_seq, head_seq, verified_head_at, bootstrapping, error: {code, message, at}, …}}` (times ISO 8601; `writes_from` null unless a promotion waits out the old lease)' },
     errors: [],
   },
   {
@@ -339,7 +339,7 @@ export const ROUTES: readonly RouteEntry[] = [
   {
     method: 'GET', path: '/v1/sys/keyrings/:ns', openapiPath: '/v1/sys/keyrings/{ns}', operationId: 'readKeyring', tag: 'sys', stage: 'token', capability: 'admin on sys/keyrings/<ns>',
     summary: "A namespace keyring's versions and rewrap progress",
-    response: { status: 200, description: '`{namespace, master_version, …keyring versions, rewrap}`' },
+    response: { status: 200, description: '`{namespace, master_version, current, versions: [{version, created_at, wraps, master_version}], rewrap}`' },
     errors: ['invalid_path', 'not_found'],
   },
   {

@@ -21,6 +21,7 @@ import { BOOTSTRAP_KEY, LOCAL_PREFIX, isBootstrapping, readStream, streamOp, typ
 import { SEQ_KEY } from '../store/keys.js';
 import type { ReplicationErrorCode } from '../../sdk/wire/errors.js';
 import type { ReplicaProgress } from '../../sdk/wire/types.js';
+import { timestamp, timestampOrNull } from '../../sdk/wire/time.js';
 
 export interface FollowerOptions {
   store: Store;
@@ -133,7 +134,7 @@ export class Follower {
       applied_seq: this.state.seq,
       head_seq: this.headSeq,
       primary: this.primary,
-      verified_head_at: this.verifiedHeadAt,
+      verified_head_at: timestampOrNull(this.verifiedHeadAt),
       lag_seq: lagSeq,
       lag_ms: lagSeq > 0 && this.behindSince !== null ? Math.max(0, now - this.behindSince) : 0,
       stale: this.isStale(),
@@ -172,7 +173,7 @@ export class Follower {
       const code = e instanceof ReplicationError ? e.code : 'unavailable';
       const message = e instanceof Error ? e.message : String(e);
       if (this.lastError?.message !== message) this.o.log.warn({ code, err: message, applied_seq: this.state.seq, bucket: this.o.bucket.url }, 'replication refused or failed; keeping what is applied');
-      this.lastError = { code, message, at: this.o.now() };
+      this.lastError = { code, message, at: timestamp(this.o.now()) };
     }
   }
 

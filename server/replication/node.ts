@@ -14,6 +14,7 @@ import { REPLICATION_KEY, ensureReplicationKeys, forgetKeys, unwrapReplicationKe
 import { Shipper, type TargetStatus } from './shipper.js';
 import { IDENTITY_PENDING_KEY, nodeId, readStream, streamOp } from './state.js';
 import type { ReplicationStatus as WireReplicationStatus } from '../../sdk/wire/types.js';
+import { timestamp } from '../../sdk/wire/time.js';
 
 export interface ReplicationSettings {
   replicateTo: string[];
@@ -542,7 +543,7 @@ export class Replication implements WriteGuard {
       lag_ms: replica?.lag_ms ?? 0,
       stale: this.role === 'replica' ? this.refusesReads() : false,
       fenced: this.fencedReason ?? null,
-      writes_from: this.notBefore > this.now() ? this.notBefore : null,
+      writes_from: this.notBefore > this.now() ? timestamp(this.notBefore) : null,
       replica,
     };
   }

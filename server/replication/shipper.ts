@@ -20,6 +20,7 @@ import {
 } from './format.js';
 import { openSnapshotIndex, pruneSnapshots, sealSnapshotIndex, writeSnapshotParts } from './snapshot.js';
 import type { ReplicationTarget } from '../../sdk/wire/types.js';
+import { timestamp } from '../../sdk/wire/time.js';
 
 export interface ShipperOptions {
   store: Store;
@@ -127,7 +128,7 @@ export class Shipper {
         this.failures = 0;
         this.status.ok = true;
         this.status.error = null;
-        this.status.last_ok_at = this.o.now();
+        this.status.last_ok_at = timestamp(this.o.now());
       } catch (e) {
         if (this.stopped) break;
         this.failures++;
@@ -378,7 +379,7 @@ export class Shipper {
     this.manifestDirty = false;
     // Counted from before the request: the replica side waits until lease_until (+ skew).
     this.leaseValidUntil = leaseMs > 0 ? start + leaseMs : Infinity;
-    this.status.lease_until = leaseMs > 0 ? start + leaseMs : null;
+    this.status.lease_until = leaseMs > 0 ? timestamp(start + leaseMs) : null;
   }
 
   private fence(reason: string): never {

@@ -6,6 +6,7 @@ import type { AppDeps } from '../deps.js';
 import { methods } from '../router.js';
 import { emptyBody } from '../../../sdk/wire/schemas.js';
 import type { PromoteResult, ReplicationStatus } from '../../../sdk/wire/types.js';
+import { timestamp } from '../../../sdk/wire/time.js';
 import { validate } from '../validate.js';
 
 /** GET /v1/sys/replication, POST …/promote and …/snapshot (admin on sys/replication). */
@@ -31,7 +32,7 @@ export function replicationRoutes(router: Router, deps: AppDeps): void {
         admin(res);
         const result = await replication().promote();
         deps.log.warn({ request_id: res.locals.requestId, identity: res.locals.identity.id, epoch: result.epoch }, 'replica promoted to primary');
-        res.json({ epoch: result.epoch, writes_from: new Date(result.writes_from || Date.now()).toISOString() } satisfies PromoteResult);
+        res.json({ epoch: result.epoch, writes_from: timestamp(result.writes_from || Date.now()) } satisfies PromoteResult);
       },
     ],
   });

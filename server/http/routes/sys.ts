@@ -6,6 +6,7 @@ import type { AppDeps } from '../deps.js';
 import { SEGMENT } from '../../paths.js';
 import { emptyBody, initBody, keyringRotateBody, unsealBody } from '../../../sdk/wire/schemas.js';
 import type { AuditInfo, Health, InitResult, KeyringRotation, KeyringStatus, MasterRotation } from '../../../sdk/wire/types.js';
+import { timestamp } from '../../../sdk/wire/time.js';
 import { validate } from '../validate.js';
 import { methods } from '../router.js';
 import { rateLimit } from '../rate-limit.js';
@@ -29,7 +30,7 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
         sealed: seal.sealed,
         role: replica ? 'replica' : 'primary',
         version: deps.version,
-        ...(storage ? { storage: { error: storage.code, since: new Date(storage.since).toISOString() } } : {}),
+        ...(storage ? { storage: { error: storage.code, since: timestamp(storage.since) } } : {}),
         ...(draining ? { draining: true } : {}),
         ...(fenced ? { fenced: true } : {}),
         ...(auditDown ? { audit: 'unavailable' } : {}),
@@ -144,7 +145,8 @@ export function sysRoutes(router: Router, deps: AppDeps): void {
       admin(res, `keyrings/${ns}`);
       const keyring = seal.keys().keyrings.describe(ns);
       if (!keyring) throw new CofferError('not_found', `namespace ${ns} has no keyring yet`);
-      res.json({ namespace: ns, master_version: seal.keys().provider.currentVersion(), ...keyring, rewrap: deps.rewrap.progress(ns) ?? null } satisfies KeyringStatus);
+      const versions = keyring.versions.map((v) => ({ ...v, created_at: timestamp(v.created_at) }));
+      res.json({ namespace: ns, master_version: seal.keys().provider.currentVersion(), ...keyring, versions, rewrap: deps.rewrap.progress(ns) ?? null } satisfies KeyringStatus);
     },
   });
 
