@@ -1,7 +1,6 @@
 import { TLSSocket } from 'node:tls';
 import type { NextFunction, Request, Response } from 'express';
-import type { AuditLog, AuditPathOutcome, AuditRecord } from '../audit/log.js';
-import type { Identity } from '../auth/access.js';
+import type { AuditLog, AuditRecord } from '../audit/log.js';
 import type { ErrorBody } from '../../sdk/wire/errors.js';
 import { verifiedClientCertificate } from '../tls/context.js';
 
@@ -14,19 +13,19 @@ export function auditRequests(audit: AuditLog) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const end = res.end.bind(res) as (...args: unknown[]) => Response;
     res.end = ((...args: unknown[]) => {
-      const identity = res.locals.identity as Identity | undefined;
+      const identity = res.locals.identity;
       const status = res.statusCode;
       const record: AuditRecord = {
-        request_id: String(res.locals.requestId),
-        identity: identity?.id ?? (res.locals.loginIdentity as string | undefined) ?? null,
+        request_id: res.locals.requestId,
+        identity: identity?.id ?? res.locals.loginIdentity ?? null,
         groups: identity?.groups ?? [],
         operation: `${req.method} ${typeof req.route?.path === 'string' ? req.route.path : 'unmatched'}`,
-        path: (res.locals.auditPath as string | undefined) ?? null,
+        path: res.locals.auditPath ?? null,
         status,
         outcome: status < 400 ? 'ok' : status === 401 || status === 403 ? 'denied' : 'error',
-        client: (res.locals.clientAddress as string | undefined) ?? req.socket.remoteAddress ?? 'unknown',
-        ...(res.locals.errorCode ? { error_code: String(res.locals.errorCode) } : {}),
-        ...(res.locals.auditPaths ? { paths: res.locals.auditPaths as AuditPathOutcome[] } : {}),
+        client: res.locals.clientAddress ?? req.socket.remoteAddress ?? 'unknown',
+        ...(res.locals.errorCode ? { error_code: res.locals.errorCode } : {}),
+        ...(res.locals.auditPaths ? { paths: res.locals.auditPaths } : {}),
       };
       // mTLS: who the connection proved to be, beside who the token says (a stolen token used
       // from another runner shows up as a mismatch).

@@ -44,7 +44,7 @@ export function authenticate(access: () => AccessControl) {
 }
 
 export function identityOf(res: Response): Identity {
-  const identity = res.locals.identity as Identity | undefined;
+  const identity = res.locals.identity;
   if (!identity) throw new CofferError('unauthenticated', 'a token is required');
   return identity;
 }

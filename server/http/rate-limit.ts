@@ -331,7 +331,7 @@ export function rateLimit(options: RateLimitOptions) {
   const limiter = new RateLimiter(options);
   return (req: Request, res: Response, next: NextFunction): void => {
     try {
-      limiter.hit((res.locals.clientAddress as string | undefined) ?? req.socket.remoteAddress ?? 'unknown', res);
+      limiter.hit(res.locals.clientAddress ?? req.socket.remoteAddress ?? 'unknown', res);
     } catch (e) {
       req.resume();
       throw e;

@@ -9,7 +9,7 @@ import type { ErrorBody } from '../../sdk/wire/errors.js';
  */
 export function errorHandler(log: Logger) {
   return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
-    const requestId = String(res.locals.requestId ?? '');
+    const requestId = res.locals.requestId ?? '';
     let error: CofferError;
     if (isCofferError(err)) {
       // Internal failures say only `internal error`; the other 5xx codes carry fixed messages.

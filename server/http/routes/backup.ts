@@ -1,8 +1,7 @@
 import type { Router } from 'express';
-import type { Identity } from '../../auth/access.js';
 import { startBackup } from '../../backup/backup.js';
 import { CofferError } from '../../errors.js';
-import { requireCapability } from '../authenticate.js';
+import { identityOf, requireCapability } from '../authenticate.js';
 import type { AppDeps } from '../deps.js';
 import { methods } from '../router.js';
 
@@ -24,17 +23,17 @@ export function backupRoutes(router: Router, deps: AppDeps): void {
       requireCapability(deps.access, res, 'admin', 'sys/backup');
       const keys = deps.seal.keys();
       if (req.method === 'HEAD') return void res.status(200).type('application/octet-stream').end();
-      const identity = res.locals.identity as Identity;
+      const identity = identityOf(res);
       const auditLine = (operation: string, outcome: 'ok' | 'error', errorCode?: string) =>
         deps.audit.record({
-          request_id: String(res.locals.requestId),
+          request_id: res.locals.requestId,
           identity: identity.id,
           groups: identity.groups,
           operation,
           path: 'sys/backup',
           status: outcome === 'ok' ? 200 : 500,
           outcome,
-          client: (res.locals.clientAddress as string | undefined) ?? req.socket.remoteAddress ?? 'unknown',
+          client: res.locals.clientAddress ?? req.socket.remoteAddress ?? 'unknown',
           ...(errorCode ? { error_code: errorCode } : {}),
         });
       // Fail closed before any work: no audit, no backup key, no snapshot.

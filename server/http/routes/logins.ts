@@ -39,7 +39,7 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
   const login = <T>(method: string, schema: z.ZodType<T>, check: (body: T, address: string) => Promise<Grant>, username?: (body: T) => string) =>
     methods(router, `/v1/auth/${method}/login`, {
       post: async (req: Request, res: Response) => {
-        const address = res.locals.clientAddress as string; // set by app.ts for every request
+        const address = res.locals.clientAddress; // set by app.ts for every request
         try {
           limits.checkAddress(address, res);
         } catch (e) {

@@ -1,6 +1,6 @@
 import type { NextFunction, Request, Response, Router } from 'express';
 import { CofferError } from '../../errors.js';
-import { requireCapability } from '../authenticate.js';
+import { identityOf, requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { methods } from '../router.js';
@@ -31,7 +31,7 @@ export function replicationRoutes(router: Router, deps: AppDeps): void {
         validate(emptyBody, req.body);
         admin(res);
         const result = await replication().promote();
-        deps.log.warn({ request_id: res.locals.requestId, identity: res.locals.identity.id, epoch: result.epoch }, 'replica promoted to primary');
+        deps.log.warn({ request_id: res.locals.requestId, identity: identityOf(res).id, epoch: result.epoch }, 'replica promoted to primary');
         res.json({ epoch: result.epoch, writes_from: timestamp(result.writes_from || Date.now()) } satisfies PromoteResult);
       },
     ],

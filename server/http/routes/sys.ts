@@ -1,6 +1,6 @@
 import type { Request, Response, Router } from 'express';
 import { CofferError } from '../../errors.js';
-import { requireCapability } from '../authenticate.js';
+import { identityOf, requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { SEGMENT } from '../../paths.js';
@@ -94,7 +94,7 @@ export function sysRoutes(router: Router, deps: AppDeps): void {
         validate(emptyBody, req.body);
         admin(res, 'seal');
         await seal.seal();
-        deps.log.warn({ request_id: res.locals.requestId, identity: res.locals.identity.id }, 'vault sealed');
+        deps.log.warn({ request_id: res.locals.requestId, identity: identityOf(res).id }, 'vault sealed');
         res.status(204).end();
       },
     ],

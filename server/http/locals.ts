@@ -1,0 +1,40 @@
+import type { AuditPathOutcome } from '../../sdk/wire/audit.js';
+import type { ErrorCode } from '../../sdk/wire/errors.js';
+import type { Identity } from '../auth/access.js';
+
+/**
+ * What the HTTP layer keeps per request in `res.locals` (merged into express's `Locals` below),
+ * so each of these reads and writes is typed instead of `any`. A name not declared here would
+ * still be `any` (express's index signature): test/server/http/locals.test.ts fails when the
+ * server uses one.
+ */
+export const REQUEST_LOCALS = ['requestId', 'clientAddress', 'identity', 'loginIdentity', 'auditPath', 'auditPaths', 'errorCode'] as const;
+
+export interface RequestLocals {
+  /** Set first for every request (app.ts); also `X-Request-Id` and the audit line's `request_id`. */
+  requestId: string;
+  /** The client address, decided once (app.ts, client-address.ts): limits, CIDR bindings and audit agree. */
+  clientAddress: string;
+  /** The caller, once the token verified (authenticate.ts); read it with `identityOf(res)`. */
+  identity?: Identity;
+  /** A login: the identity it logged in as (routes/logins.ts), for the audit line. */
+  loginIdentity?: string;
+  /** The capability path checked (requireCapability), for the audit line. */
+  auditPath?: string;
+  /** A batch read: each path with its outcome (routes/secrets.ts), for the audit line. */
+  auditPaths?: AuditPathOutcome[];
+  /** The error code answered (respond-error.ts), for the audit line. */
+  errorCode?: ErrorCode;
+}
+
+// Every name of REQUEST_LOCALS is a field of RequestLocals and the other way round.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
+const _sameNames: Same<(typeof REQUEST_LOCALS)[number], keyof RequestLocals> = true;
+void _sameNames;
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Locals extends RequestLocals {}
+  }
+}
