@@ -5,6 +5,9 @@ import { fetchTransport, tlsConnectOptions, type HttpResponse, type TlsClientOpt
 import type { ErrorBody } from './wire/errors.js';
 import { pathMessage, pathProblem } from './wire/paths.js';
 import type {
+  AdminKind,
+  AdminObjects,
+  AdminRequests,
   AppRoleLoginRequest,
   AuditInfo,
   BatchResult,
@@ -145,7 +148,7 @@ export interface BackupDownload {
   body: AsyncIterable<Uint8Array>;
 }
 
-export type AdminKind = 'policy' | 'group' | 'user' | 'approle' | 'jwt';
+export type { AdminKind };
 const ADMIN_ROUTES: Record<AdminKind, string> = {
   policy: '/v1/policies',
   group: '/v1/groups',
@@ -153,6 +156,15 @@ const ADMIN_ROUTES: Record<AdminKind, string> = {
   approle: '/v1/auth/approle/roles',
   jwt: '/v1/auth/jwt/roles',
 };
+
+/** One admin collection (`Coffer.admin(kind)`). */
+export interface AdminApi<K extends AdminKind> {
+  list(): Promise<string[]>;
+  get(name: string): Promise<AdminObjects[K]>;
+  /** Creates or replaces the object; answers it as stored (defaults filled in, never a password hash). */
+  put(name: string, body: AdminRequests[K]): Promise<AdminObjects[K]>;
+  delete(name: string): Promise<void>;
+}
 
 /**
  * Reads a token file the way containers mount them (`COFFER_TOKEN_FILE`): refused when group or
@@ -307,15 +319,18 @@ export class Coffer {
 
   // ---- admin objects (policies, groups, users, roles)
 
-  /** CRUD of one admin collection; `kind` picks the route. */
-  admin(kind: AdminKind) {
+  /**
+   * CRUD of one admin collection; `kind` picks the route and the types: `admin('policy').get(n)`
+   * is a `Policy`, `put` takes a `PolicyRequest` (sdk/wire/types.ts `AdminObjects`, `AdminRequests`).
+   */
+  admin<K extends AdminKind>(kind: K): AdminApi<K> {
     const base = ADMIN_ROUTES[kind];
     const item = (name: string) => `${base}/${encodeURIComponent(name)}`;
     return {
-      list: async (): Promise<string[]> => (await this.call<NameList>({ method: 'GET', path: base, idempotent: true })).keys,
-      get: <T = Record<string, unknown>>(name: string): Promise<T> => this.call({ method: 'GET', path: item(name), idempotent: true }),
-      put: <T = Record<string, unknown>>(name: string, body: object): Promise<T> => this.call({ method: 'PUT', path: item(name), body, idempotent: true }),
-      delete: async (name: string): Promise<void> => void (await this.call({ method: 'DELETE', path: item(name), idempotent: true })),
+      list: async () => (await this.call<NameList>({ method: 'GET', path: base, idempotent: true })).keys,
+      get: (name) => this.call({ method: 'GET', path: item(name), idempotent: true }),
+      put: (name, body) => this.call({ method: 'PUT', path: item(name), body, idempotent: true }),
+      delete: async (name) => void (await this.call({ method: 'DELETE', path: item(name), idempotent: true })),
     };
   }
 

@@ -1,4 +1,4 @@
-export { Coffer, type CofferOptions } from './client.js';
+export { Coffer, type AdminApi, type CofferOptions } from './client.js';
 export { CofferError, isCasMismatch, isForbidden, isNotFound, isSealed, isUnauthenticated, isUnavailable } from './errors.js';
 export type * from './wire/types.js';
 export { verifyAuditLog, type VerifyResult } from './audit.js';

@@ -193,6 +193,27 @@ export interface AppRole extends TokenSettings {
 /** A jwt role as stored and answered: the request with its defaults filled in. */
 export type JwtRole = z.output<typeof schema.jwtRoleSchema> & { name: string };
 
+/** The admin collections (`/v1/policies`, `/v1/groups`, `/v1/auth/userpass/users`, `/v1/auth/approle/roles`, `/v1/auth/jwt/roles`). */
+export type AdminKind = 'policy' | 'group' | 'user' | 'approle' | 'jwt';
+
+/** What an admin collection answers for one object (GET and PUT). */
+export interface AdminObjects {
+  policy: Policy;
+  group: Group;
+  user: UserpassUser;
+  approle: AppRole;
+  jwt: JwtRole;
+}
+
+/** What a PUT of one admin object takes. */
+export interface AdminRequests {
+  policy: PolicyRequest;
+  group: GroupRequest;
+  user: UserRequest;
+  approle: AppRoleRequest;
+  jwt: JwtRoleRequest;
+}
+
 // ---- system
 
 export interface SealStatus {
