@@ -29,8 +29,9 @@ export const TARGETS = {
     tests: ['test/server/auth/tokens.test.ts', 'test/server/auth/token-claims.test.ts'],
   },
   paths: {
-    mutate: ['server/paths.ts'],
-    tests: ['test/server/paths.test.ts', 'test/server/http/bad-input.test.ts'],
+    // The rule itself is shared with the SDK (sdk/wire/paths.ts); server/paths.ts adds the errors and the raw-URL parser.
+    mutate: ['server/paths.ts', 'sdk/wire/paths.ts'],
+    tests: ['test/server/paths.test.ts', 'test/sdk/paths.test.ts', 'test/sdk/path-rule.test.ts', 'test/server/http/bad-input.test.ts'],
   },
   crypto: {
     mutate: ['server/crypto/envelope.ts', 'server/crypto/aead.ts'],

@@ -84,6 +84,9 @@ describe('paths: parseUrlPath (the raw, still encoded URL path)', () => {
   });
 
   it('refuses encoded separators, dot segments, double encodings and bad escapes', () => {
+    assert.throws(() => parseUrlPath('app%2Fx'), (e: unknown) => invalidPath(e) && (e as Error).message.startsWith('path is invalid: use 1 to 16 segments'));
+    assert.throws(() => parseUrlPath(''), (e: unknown) => invalidPath(e) && (e as Error).message.startsWith('path is invalid: use 1 to 16 segments'));
+    assert.throws(() => parseUrlPath('%73ys/x'), (e: unknown) => invalidPath(e) && (e as Error).message === 'path is invalid: the namespaces sys and transit are reserved for system and transit capabilities');
     for (const raw of ['app%2Fx', 'app/%2e%2e/x', 'app/%252e', 'app/%zz', 'app/%', 'app/%C0%AE', '', 'app//x', 'sys/x', 'SYS/x', '%73ys/x']) {
       assert.throws(() => parseUrlPath(raw), invalidPath, raw);
     }
