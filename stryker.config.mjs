@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 // Mutation testing of the security-critical modules (docs/testing.md). Not part of `npm test`.
@@ -11,6 +11,15 @@ import { dirname } from 'node:path';
 // (or `file:from-to` line ranges) to mutate, and the tests that cover them, as their .ts paths.
 // Only those tests run, so a run stays minutes; a mutant a listed test does not reach counts
 // as a survivor ("no coverage"), never as killed.
+
+/** `file:from-to`: the lines from the first containing `from` to the next containing `to` (ranges follow edits). */
+function span(file, from, to) {
+  const lines = readFileSync(file, 'utf8').split('\n');
+  const start = lines.findIndex((l) => l.includes(from));
+  const end = lines.findIndex((l, i) => i >= start && l.includes(to));
+  if (start < 0 || end < 0) throw new Error(`stryker.config.mjs: ${file} has no lines ${from} … ${to}`);
+  return `${file}:${start + 1}-${end + 1}`;
+}
 
 /** @type {Record<string, { mutate: string[]; tests: string[]; build?: string[] }>} */
 export const TARGETS = {
@@ -25,7 +34,7 @@ export const TARGETS = {
   tokens: {
     // The claims schema and verify (issue 19); the rest of the token service (revocation,
     // renewal, the tree and its sweep) is covered by token-state and token-tree but not a target yet.
-    mutate: ['server/auth/tokens.ts:89-106', 'server/auth/tokens.ts:237-271'],
+    mutate: [span('server/auth/tokens.ts', 'const JTI =', '.refine((c) =>'), span('server/auth/tokens.ts', 'async verify(token', 'return { ...claims, expires };')],
     tests: ['test/server/auth/tokens.test.ts', 'test/server/auth/token-claims.test.ts'],
   },
   paths: {
