@@ -140,6 +140,7 @@ describe('aead: key, nonce and length checks', () => {
     assert.deepEqual(open(KEY, sealed, utf8('aad')), new Uint8Array(0));
     assert.throws(() => open(KEY, sealed.subarray(1), utf8('aad')), failed);
     assert.throws(() => open(KEY, Array.from(sealed) as unknown as Uint8Array, utf8('aad')), failed);
+    for (const n of [0, 1, 8, 20, 23, 24, 39]) assert.throws(() => open(KEY, new Uint8Array(n), utf8('aad')), failed, `${n} bytes on their own buffer`);
   });
 
   it('takes the key and nonce from inside larger buffers correctly', () => {
