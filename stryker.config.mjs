@@ -72,6 +72,7 @@ export const TARGETS = {
   'audit-head': {
     mutate: ['server/audit/head.ts'],
     tests: ['test/server/audit/head-file.test.ts', 'test/server/audit/head-integrity.test.ts', 'test/server/audit/head-removed.test.ts'],
+    build: ['cli/main.ts'], // head-integrity runs `coffer audit verify`
   },
 };
 
