@@ -68,6 +68,7 @@ export const TARGETS = {
   'login-limits': {
     mutate: ['server/http/login-limits.ts'],
     tests: ['test/server/http/login-limits-bounds.test.ts', 'test/server/http/failure-limiter.test.ts', 'test/server/http/login-limits.test.ts'],
+    build: ['cli/main.ts'], // login-limits.test runs `coffer login approle`
   },
   'audit-head': {
     mutate: ['server/audit/head.ts'],
