@@ -1,4 +1,5 @@
 import { constants, createCipheriv, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
+import type { OaepHash } from './wire/constants.js';
 
 /**
  * Customer-side BYOK wrapping, in the format HSMs, AWS KMS and Vault transit already speak
@@ -6,7 +7,7 @@ import { constants, createCipheriv, createPublicKey, publicEncrypt, randomBytes 
  * base64. For those without an HSM tool; `openssl pkeyutl` + `openssl enc -id-aes256-wrap-pad`
  * build the same bundle.
  */
-export type OaepHash = 'sha256' | 'sha1';
+export type { OaepHash };
 /** RFC 5649 alternative initial value, as OpenSSL's id-aes256-wrap-pad expects it. */
 export const KWP_IV = Buffer.from('a65959a6', 'hex');
 

@@ -3,6 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fetchTransport, tlsConnectOptions, type HttpResponse, type TlsClientOptions, type Transport } from './transport.js';
 import type { ErrorBody } from './wire/errors.js';
+import type { OaepHash } from './wire/constants.js';
 import { pathMessage, pathProblem } from './wire/paths.js';
 import type {
   AdminKind,
@@ -381,11 +382,11 @@ export class Coffer {
     return this.call({ method: 'GET', path: `/v1/sys/byok/wrapping-key${qs}`, idempotent: true });
   }
 
-  byokImport(importToken: string, wrappedKey: string, oaepHash: 'sha256' | 'sha1' = 'sha256'): Promise<ByokImportResult> {
+  byokImport(importToken: string, wrappedKey: string, oaepHash: OaepHash = 'sha256'): Promise<ByokImportResult> {
     return this.call({ method: 'POST', path: '/v1/sys/byok/import', body: { import_token: importToken, wrapped_key: wrappedKey, oaep_hash: oaepHash } satisfies ByokImportRequest });
   }
 
-  byokExport(publicKeyPem: string, shares: string[], oaepHash: 'sha256' | 'sha1' = 'sha256'): Promise<ByokExportResult> {
+  byokExport(publicKeyPem: string, shares: string[], oaepHash: OaepHash = 'sha256'): Promise<ByokExportResult> {
     return this.call({ method: 'POST', path: '/v1/sys/byok/export', body: { public_key_pem: publicKeyPem, shares, oaep_hash: oaepHash } satisfies ByokExportRequest });
   }
 

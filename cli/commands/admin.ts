@@ -1,11 +1,12 @@
 import { open, readFile, rm } from 'node:fs/promises';
 import type { Argv, CommandModule } from 'yargs';
 import type { AdminKind } from '../../sdk/client.js';
+import { CAPABILITIES } from '../../sdk/wire/constants.js';
 import { output, type GlobalArgs } from '../context.js';
 import { CliError } from '../errors.js';
 import type { Deps } from '../io.js';
 
-const CAPS = ['read', 'list', 'create', 'update', 'delete', 'destroy', 'admin', 'deny'];
+const CAPS: readonly string[] = CAPABILITIES;
 
 /** `PATH:cap,cap` -> a policy rule. */
 function parseRule(text: string) {

@@ -1,6 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
 import { wrapForImport, type OaepHash } from '../../sdk/byok.js';
+import { OAEP_HASHES } from '../../sdk/wire/constants.js';
 import { output, type GlobalArgs } from '../context.js';
 import { decodeKeyFile } from '../key-file.js';
 import { promptSecret } from './sys.js';
@@ -18,7 +19,7 @@ export function byokCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalAr
         .option('shares', { type: 'number', describe: 'export: how many shares to ask for (one per administrator, prompted without echo)' })
         .option('public-key', { type: 'string', describe: 'wrap: PEM file of the wrapping key' })
         .option('key-file', { type: 'string', describe: 'wrap: file with the 32-byte key material (raw, hex or base64)' })
-        .option('oaep-hash', { choices: ['sha256', 'sha1'] as const, default: 'sha256' as const })
+        .option('oaep-hash', { choices: OAEP_HASHES, default: 'sha256' as const })
         .option('out', { type: 'string', describe: 'wrapping-key: write the PEM here' })
         .option('exportable', { type: 'boolean', describe: 'wrapping-key: the imported key may be exported again under quorum (default: no)' })
         .option('valid-to', { type: 'string', describe: 'wrapping-key: the imported material stops working at this ISO 8601 time' })

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
 import type { SecretType } from '../../sdk/wire/types.js';
+import { SECRET_TYPES } from '../../sdk/wire/constants.js';
 import { output, relative, type GlobalArgs } from '../context.js';
 import { CliError } from '../errors.js';
 import { readAll, type Deps, type IO } from '../io.js';
@@ -73,7 +74,7 @@ export function secretCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<Global
         y
           .positional('path', { type: 'string', demandOption: true })
           .positional('pairs', { type: 'string', array: true, default: [] as string[], describe: 'KEY=VALUE, KEY=@file or KEY=- (stdin)' })
-          .option('type', { choices: ['kv', 'password', 'token', 'certificate'] as const, describe: 'secret type' })
+          .option('type', { choices: SECRET_TYPES, describe: 'secret type' })
           .option('cas', { type: 'number', describe: 'write only if the current version is N (0: only if absent)' })
           .option('generate', { type: 'string', describe: 'KEY[:LENGTH]: the server fills KEY with a random password' })
           .example('coffer put app/db username=app password=-', 'read the password from stdin')

@@ -32,5 +32,9 @@ export const POLICY_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 export const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
 export type JwtAlgorithm = (typeof ASYMMETRIC_ALGORITHMS)[number];
 
+/** Hashes of the RSA-OAEP layer of a BYOK bundle (`oaep_hash`). */
+export const OAEP_HASHES = ['sha256', 'sha1'] as const;
+export type OaepHash = (typeof OAEP_HASHES)[number];
+
 /** A listing cursor (`next`, passed back as `after`): `~` + base64url. A secret path cannot start with `~`. */
 export const LIST_CURSOR = /^~[A-Za-z0-9_-]{40,1100}$/;

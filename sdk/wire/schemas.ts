@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ASYMMETRIC_ALGORITHMS, CAPABILITIES, KEY_USAGES, LIST_CURSOR, MAX_BATCH, MAX_DATA_BYTES, PASSWORD_CHARSETS, POLICY_NAME, SECRET_TYPES } from './constants.js';
+import { ASYMMETRIC_ALGORITHMS, CAPABILITIES, KEY_USAGES, LIST_CURSOR, MAX_BATCH, MAX_DATA_BYTES, OAEP_HASHES, PASSWORD_CHARSETS, POLICY_NAME, SECRET_TYPES } from './constants.js';
 import { isValidPath } from './paths.js';
 import { timestamp } from './time.js';
 
@@ -109,7 +109,7 @@ export const byokWrappingKeyQuery = z.strictObject({
 export const byokImportBody = z.strictObject({
   import_token: z.string().min(1).max(128),
   wrapped_key: z.string().min(1).max(4096),
-  oaep_hash: z.enum(['sha256', 'sha1']).default('sha256'),
+  oaep_hash: z.enum(OAEP_HASHES).default('sha256'),
   /** Optional restatement of the rights bound to the token; a difference refuses the import. */
   exportable: z.boolean().optional(),
   valid_to: validTo.nullable().optional(),
@@ -123,7 +123,7 @@ export const byokImportBody = z.strictObject({
 export const byokExportBody = z.strictObject({
   public_key_pem: z.string().min(1).max(16_384),
   shares: z.array(z.string().min(1).max(1024)).min(1).max(255),
-  oaep_hash: z.enum(['sha256', 'sha1']).default('sha256'),
+  oaep_hash: z.enum(OAEP_HASHES).default('sha256'),
 });
 
 // ---- auth: tokens, policies, groups, login methods (server/http/routes/access.ts, logins.ts)
