@@ -107,6 +107,7 @@ describe('cli env: --map', () => {
       assert.throws(() => buildEnv([secret('app/x', { k: 'v' })], options({ map: [bad] })), refused(/^--map .*=…: expected KEY=ENV_NAME or path:KEY=ENV_NAME$/), bad);
     }
     assert.throws(() => buildEnv([], options({ map: ['k=1BAD'] })), (e: unknown) => e instanceof CliError && e.message === '--map k=…: expected KEY=ENV_NAME or path:KEY=ENV_NAME');
+    assert.throws(() => buildEnv([], options({ map: ['key=1BAD'] })), (e: unknown) => e instanceof CliError && e.message === '--map key=…: expected KEY=ENV_NAME or path:KEY=ENV_NAME');
   });
 
   it('a mapped name is still checked: a map to a dangerous name needs --allow-env', () => {
@@ -148,6 +149,11 @@ describe('cli env: fetchSecrets against a real server (fail closed)', function (
   it('P/* takes every secret under P but not P itself', async () => {
     const got = await fetchSecrets(client, ['app/svc/*']);
     assert.deepEqual(got.map((s) => s.path).sort(), ['app/svc/a', 'app/svc/b']);
+  });
+
+  it('reads exactly 100 paths in one batch (no empty second batch)', async () => {
+    const paths = Array.from({ length: 100 }, (_, i) => `many/s${String(i).padStart(3, '0')}`);
+    assert.equal((await fetchSecrets(client, paths)).length, 100);
   });
 
   it('reads more than 100 paths in batches of 100', async () => {
