@@ -25,6 +25,7 @@ import { SecretsEngine } from './secrets/engine.js';
 import { TransitEngine } from './transit/engine.js';
 import { RewrapJobs } from './secrets/rewrap.js';
 import { Store } from './store/db.js';
+import { GROUP_PREFIX, POLICY_PREFIX } from './store/keys.js';
 import { Replication, settingsFromConfig } from './replication/node.js';
 import { loadTls, serverTlsOptions, tlsSettingsFromConfig, type TlsMaterial, type TlsSettings } from './tls/context.js';
 import { ensureDevTls } from './tls/dev.js';
@@ -128,7 +129,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     const access = new AuthService(new TokenService(store, seal, { maxTtlSeconds: config.token_max_ttl_s, maxChildren: config.token_max_children, writable: () => replication.role !== 'replica' }), directory);
     replication.onApplied(async (keys) => {
       const touched = (prefix: string) => keys.some((k) => k === '*' || k.startsWith(prefix));
-      if (touched('auth/policy/') || touched('auth/group/')) await directory.load();
+      if (touched(POLICY_PREFIX) || touched(GROUP_PREFIX)) await directory.load();
       if (TokenService.STATE_PREFIXES.some(touched)) await access.tokens.applyChanged(keys); // signing keys, revocations, renewals, the token tree: just the changed keys (`*`: all)
     });
     replication.armAfterUnseal(seal);

@@ -1,9 +1,9 @@
 import type { SealManager } from '../keys/seal.js';
 import { createSealedKeyPair, openSealedKeyPair, type SealedKeyPairRecord } from '../keys/sealed-keypair.js';
 import type { Store } from '../store/db.js';
+import { AUDIT_SIGNING_KEY as AUDIT_KEY } from '../store/keys.js';
 import type { AuditLog } from './log.js';
 
-const AUDIT_KEY = 'audit/signing-key';
 const PURPOSE = 'audit-checkpoint';
 
 /**

@@ -1,9 +1,8 @@
 import { CofferError } from '../errors.js';
 import type { Store } from '../store/db.js';
+import { GROUP_PREFIX, POLICY_PREFIX } from '../store/keys.js';
 import { POLICY_NAME, PolicySet, RESERVED_NAMES, compileRules, type Policy, type Rule } from './policy.js';
 
-const POLICY_PREFIX = 'auth/policy/';
-const GROUP_PREFIX = 'auth/group/';
 
 export interface Group {
   name: string;

@@ -2,6 +2,7 @@ import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeProtectedHead
 import { CofferError, isCofferError } from '../errors.js';
 import { parseStrictJson } from '../json.js';
 import type { Store } from '../store/db.js';
+import { JWT_JTI_PREFIX as SEEN_JTI_PREFIX, JWT_ROLE_PREFIX as ROLE_PREFIX } from '../store/keys.js';
 import { checkName } from './directory.js';
 import { globMatch } from './glob.js';
 import { LOGIN_NAME, checkLoginName, type Grant } from './logins.js';
@@ -15,8 +16,6 @@ import type { JwtRole } from '../../sdk/wire/types.js';
  * algorithms, the audiences and the claims a token must carry; it grants groups. Refusals are
  * `401 unauthenticated`; see `JWT_REFUSED` for what the body says and why.
  */
-const ROLE_PREFIX = 'auth/jwt-role/';
-const SEEN_JTI_PREFIX = 'auth/jwt-jti/';
 const MAX_JWT_LENGTH = 8192;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const FORBIDDEN_HEADERS = ['jku', 'x5u', 'jwk', 'x5c', 'crit', 'zip', 'p2c', 'p2s', 'enc', 'b64'];

@@ -4,6 +4,7 @@ import { constantTimeEqual } from '../crypto/bytes.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { CofferError } from '../errors.js';
 import type { Store } from '../store/db.js';
+import { APPROLE_ID_PREFIX as ROLE_ID_PREFIX, APPROLE_PREFIX as ROLE_PREFIX, APPROLE_SECRET_PREFIX as SECRET_ID_PREFIX, USER_PREFIX } from '../store/keys.js';
 import { checkName } from './directory.js';
 import { DECOY_HASH, hashPassword, verifyPassword } from './password-hash.js';
 import type { IssueRequest } from './tokens.js';
@@ -12,10 +13,6 @@ import type { IssueRequest } from './tokens.js';
 export type Grant = Omit<IssueRequest, 'method'>;
 
 export const LOGIN_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
-const USER_PREFIX = 'auth/userpass/';
-const ROLE_PREFIX = 'auth/approle/';
-const ROLE_ID_PREFIX = 'auth/approle-id/';
-const SECRET_ID_PREFIX = 'auth/approle-secret/';
 
 export interface TokenSettings {
   groups: string[];

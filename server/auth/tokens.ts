@@ -6,6 +6,7 @@ import { createSealedKeyPair, openSealedKeyPair, type SealedKeyPairRecord } from
 import { CofferError } from '../errors.js';
 import type { SealManager, UnsealedKeys } from '../keys/seal.js';
 import type { Store, Tx } from '../store/db.js';
+import { CHILDREN_PREFIX, RENEWED_PREFIX, REVOKED_PREFIX, SIGNING_PREFIX } from '../store/keys.js';
 
 /**
  * Coffer-issued tokens: EdDSA JWTs (`typ: coffer+jwt`) with `iss` and `aud` bound to this
@@ -35,10 +36,6 @@ import type { Store, Tx } from '../store/db.js';
  * the history.
  */
 export const TOKEN_TYPE = 'coffer+jwt';
-const SIGNING_PREFIX = 'auth/signing/';
-const REVOKED_PREFIX = 'auth/revoked/';
-const RENEWED_PREFIX = 'auth/renewed/';
-const CHILDREN_PREFIX = 'auth/children/';
 const CACHE_LIMIT = 10_000;
 /** Tokens minted between two sweeps of expired in-memory state. */
 const SWEEP_EVERY = 1024;

@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { toBase64, zeroize } from '../crypto/bytes.js';
 import type { MasterKeyProvider } from '../keys/provider.js';
-import { isLocalKey } from '../replication/snapshot.js';
 import { forgetKeys } from '../replication/keys.js';
 import type { Store } from '../store/db.js';
-import { MASTER_PREFIX, SEAL_KEY, SEQ_KEY } from '../store/keys.js';
+import { MASTER_META_PREFIX, MASTER_PREFIX, SEAL_KEY, SEQ_KEY } from '../store/keys.js';
+import { isLocalKey } from '../store/keys.js';
 import {
   CHUNK_BYTES,
   EntryWriter,
@@ -84,7 +84,7 @@ export async function startBackup(store: Store, provider: MasterKeyProvider, vau
       try {
         const seal = store.get(SEAL_KEY);
         if (seal) identity[SEAL_KEY] = toBase64(seal);
-        for (const prefix of [MASTER_PREFIX, 'sys/master-meta/']) {
+        for (const prefix of [MASTER_PREFIX, MASTER_META_PREFIX]) {
           for (const [key, value] of await store.scanPrefix(prefix)) if (IDENTITY_KEY.test(key)) identity[key] = toBase64(value);
         }
       } catch (e) {

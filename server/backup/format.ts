@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { constantTimeEqual, encodeContext, utf8 } from '../crypto/bytes.js';
 import { CofferError } from '../errors.js';
+import { BACKUP_IDENTITY_KEY } from '../store/keys.js';
 import { KIND, ReplicationError, deriveKeys, openObject, sealObject, type ReplicationKeys } from '../replication/format.js';
 
 /**
@@ -46,7 +47,7 @@ const b64 = z.string().max(1 << 18).regex(/^[A-Za-z0-9+/]*={0,2}$/);
  * wrapped by the root key and the rights of imported (BYOK) versions. Nothing else: the
  * restore writes them before the body is verified, so they are kept to what opening needs.
  */
-export const IDENTITY_KEY = /^sys\/(?:seal|master\/[0-9]{10}|master-meta\/[0-9]{10})$/;
+export const IDENTITY_KEY = BACKUP_IDENTITY_KEY;
 
 export const backupHeader = z.strictObject({
   format: z.literal(FORMAT_VERSION),

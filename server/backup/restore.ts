@@ -8,9 +8,9 @@ import { parseKekUri, type RootKeySource } from '../keys/root-key.js';
 import { SealManager } from '../keys/seal.js';
 import { forgetKeys } from '../replication/keys.js';
 import type { ReplicationKeys } from '../replication/format.js';
-import { isLocalKey } from '../replication/snapshot.js';
 import { Store, type Op } from '../store/db.js';
 import { SEAL_KEY } from '../store/keys.js';
+import { isLocalKey } from '../store/keys.js';
 import type { RestoreOptions, RestoreResult } from '../../sdk/wire/restore.js';
 import { backupKeyContext, backupKeys, corrupt, openChunk, readFrames, type BackupHeader } from './format.js';
 

@@ -4,13 +4,12 @@ import { fromBase64, zeroize } from '../crypto/bytes.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { CofferError } from '../errors.js';
 import type { Store } from '../store/db.js';
+import { BYOK_TOKEN_PREFIX as TOKEN_PREFIX, BYOK_WRAPPING_KEY as WRAPPING_KEY } from '../store/keys.js';
 import type { SealManager, UnsealedKeys } from './seal.js';
 import { createSealedKeyPair, openSealedKeyPair, type SealedKeyPairRecord } from './sealed-keypair.js';
 import { stageMaterialRights, type MaterialRights } from './material.js';
 import type { HsmImport } from './provider.js';
 
-const WRAPPING_KEY = 'byok/wrapping-key';
-const TOKEN_PREFIX = 'byok/token/';
 const PURPOSE = 'byok-wrapping';
 export const IMPORT_TOKEN_TTL_MS = 24 * 3600_000;
 

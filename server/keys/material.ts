@@ -1,5 +1,6 @@
 import { CofferError } from '../errors.js';
 import type { Store, Tx } from '../store/db.js';
+import { masterMetaKey as metaKey } from '../store/keys.js';
 import type { HsmImport, MasterKeyProvider } from './provider.js';
 
 /** Usage rights of imported master key material (like AWS KMS's import parameters). */
@@ -22,7 +23,6 @@ export interface MasterKeyStatus {
   expired: boolean;
 }
 
-const metaKey = (version: number) => `sys/master-meta/${String(version).padStart(10, '0')}`;
 
 /** Records the rights of an imported version, in the caller's mutation. */
 export function stageMaterialRights(tx: Tx, version: number, rights: MaterialRights, now: number): void {

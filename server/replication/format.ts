@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { open as aeadOpen, seal as aeadSeal } from '../crypto/aead.js';
 import { concatBytes, constantTimeEqual, utf8 } from '../crypto/bytes.js';
 import type { ReplicationErrorCode } from '../../sdk/wire/errors.js';
+import { REPLICA_IDENTITY_KEY as IDENTITY_KEY } from '../store/keys.js';
 
 /**
  * Wire formats of what the bucket holds, all authenticated with keys derived from the
@@ -122,7 +123,6 @@ export function parseJson<T>(schema: z.ZodType<T>, text: string, what: string): 
  * `sys/master/<v>`. A fresh replica copies them before it can verify anything, so anything
  * else (replication state such as `sys/repl/stream`, `sys/seq`) must never be accepted there.
  */
-const IDENTITY_KEY = /^sys\/(?:seal|master\/[0-9]{10})$/;
 export const isIdentityKey = (key: string) => IDENTITY_KEY.test(key);
 
 const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);

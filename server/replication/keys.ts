@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { encodeContext, zeroize } from '../crypto/bytes.js';
 import type { MasterKeyProvider } from '../keys/provider.js';
 import type { Store } from '../store/db.js';
+import { REPLICATION_KEY } from '../store/keys.js';
 import { deriveKeys, ReplicationError, type ReplicationKeys } from './format.js';
 
 /**
@@ -11,7 +12,6 @@ import { deriveKeys, ReplicationError, type ReplicationKeys } from './format.js'
  * with the same master key (key file, shares or HSM key) unwraps it with its own provider.
  * The working keys are derived from it per purpose with HKDF (format.ts).
  */
-export const REPLICATION_KEY = 'repl/key';
 const context = (clusterId: string) => encodeContext('coffer/replication/v1', clusterId);
 
 /** The primary's keys: creates the replication key on first use. */

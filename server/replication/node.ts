@@ -5,14 +5,14 @@ import type { ServerConfig } from '../config.js';
 import { CofferError } from '../errors.js';
 import type { SealManager, UnsealedKeys } from '../keys/seal.js';
 import type { Store, WriteGuard } from '../store/db.js';
-import { MASTER_PREFIX, SEAL_KEY } from '../store/keys.js';
+import { AUDIT_SIGNING_KEY, MASTER_PREFIX, REPLICATION_KEY, REPL_IDENTITY_PENDING_KEY as IDENTITY_PENDING_KEY, SEAL_KEY } from '../store/keys.js';
 import { PreconditionFailed, type Bucket } from './bucket.js';
 import { openBucket } from './open.js';
 import { Follower, type FollowerStatus } from './follower.js';
 import { MANIFEST, ReplicationError, encodeManifest, epochClaim, fromB64, isIdentityKey, openManifest, readManifestUnverified, type ManifestBody, type ReplicationKeys } from './format.js';
-import { REPLICATION_KEY, ensureReplicationKeys, forgetKeys, unwrapReplicationKeys } from './keys.js';
+import { ensureReplicationKeys, forgetKeys, unwrapReplicationKeys } from './keys.js';
 import { Shipper, type TargetStatus } from './shipper.js';
-import { IDENTITY_PENDING_KEY, nodeId, readStream, streamOp } from './state.js';
+import { nodeId, readStream, streamOp } from './state.js';
 import type { ReplicationStatus as WireReplicationStatus } from '../../sdk/wire/types.js';
 import { timestamp } from '../../sdk/wire/time.js';
 
@@ -362,7 +362,7 @@ export class Replication implements WriteGuard {
   /** Reloads what other components keep in memory; re-opens keys when the master key changed. */
   private async applied(keys: string[]): Promise<void> {
     for (const listener of this.applyListeners) await listener(keys);
-    const keyMaterial = keys.some((k) => k === '*' || k === SEAL_KEY || k.startsWith('sys/master/') || k === 'audit/signing-key');
+    const keyMaterial = keys.some((k) => k === '*' || k === SEAL_KEY || k.startsWith(MASTER_PREFIX) || k === AUDIT_SIGNING_KEY);
     if (!keyMaterial || !this.seal || this.seal.sealed || this.inUnseal) return;
     if (!this.seal.autoUnseal) {
       this.log.warn('replica: key material changed on the primary; seal and unseal this replica to load it');

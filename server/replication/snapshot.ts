@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { Op, Store } from '../store/db.js';
-import { LOG_PREFIX, SEQ_KEY } from '../store/keys.js';
+import { SEQ_KEY, isLocalKey } from '../store/keys.js';
 import type { Bucket } from './bucket.js';
 import {
   KIND,
@@ -18,12 +18,9 @@ import {
   type ReplicationKeys,
   type SnapshotIndexHeader,
 } from './format.js';
-import { LOCAL_PREFIX } from './state.js';
 
 const PART_BYTES = 1 << 20;
 
-/** Keys that are the server's own and never leave it: the change log, the sequence, replication state. */
-export const isLocalKey = (key: string) => key.startsWith(LOG_PREFIX) || key === SEQ_KEY || key.startsWith(LOCAL_PREFIX);
 
 const partName = (id: string, part: number) => `snap/${id}/${part.toString(16).padStart(8, '0')}.part`;
 

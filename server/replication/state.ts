@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { Op, Store } from '../store/db.js';
+import { REPL_BOOTSTRAP_KEY as BOOTSTRAP_KEY, REPL_NODE_KEY as NODE_KEY, REPL_STREAM_KEY as STREAM_KEY } from '../store/keys.js';
 
 /**
  * Replication's own state in the local store. It is written with `writeRaw` or inside the
@@ -14,11 +15,6 @@ import type { Op, Store } from '../store/db.js';
  *   sys/repl/identity-unverified  present from copying the vault identity out of an
  *                           unverified manifest until the authenticated manifest confirmed it
  */
-export const LOCAL_PREFIX = 'sys/repl/';
-const NODE_KEY = 'sys/repl/node';
-const STREAM_KEY = 'sys/repl/stream';
-export const BOOTSTRAP_KEY = 'sys/repl/bootstrapping';
-export const IDENTITY_PENDING_KEY = 'sys/repl/identity-unverified';
 
 const streamSchema = z.strictObject({
   epoch: z.number().int().min(1),

@@ -1,5 +1,6 @@
 import { statfs } from 'node:fs/promises';
 import { Level } from 'level';
+import { z } from 'zod';
 import { CofferError } from '../errors.js';
 import { toBase64 } from '../crypto/bytes.js';
 import { classifyWriteError, storageError, type StorageFailure } from './faults.js';
@@ -33,10 +34,47 @@ export interface WriteGuard {
 }
 
 /** The change-log record of one committed batch; values are stored bytes (already sealed). */
-export interface ChangeRecord {
-  seq: number;
-  time: number;
-  ops: ({ type: 'put'; key: string; value: string } | { type: 'del'; key: string })[];
+const changeRecord = z.strictObject({
+  seq: z.number().int().positive(),
+  time: z.number(),
+  ops: z.array(
+    z.discriminatedUnion('type', [
+      z.strictObject({ type: z.literal('put'), key: z.string(), value: z.string() }),
+      z.strictObject({ type: z.literal('del'), key: z.string() }),
+    ]),
+  ),
+});
+export type ChangeRecord = z.infer<typeof changeRecord>;
+
+/**
+ * Stored bytes as they are: what the storage barrier (server/store/barrier.ts) and the key
+ * hierarchy below it (the seal configuration, master versions, keyrings: records that must be
+ * readable before the barrier can open) read and write. Engines never get this: they get the
+ * barrier, which seals every value (see `isClearKey` in keys.ts for the exceptions).
+ */
+export interface KeyValueStore {
+  get(key: string): Uint8Array | undefined;
+  /** Keys and values in [gte, lt) in byte order, at most `limit`. */
+  range(gte: string, lt: string, limit?: number): Promise<[string, Uint8Array][]>;
+  scanPrefix(prefix: string, after?: string, limit?: number): Promise<[string, Uint8Array][]>;
+  /** How many keys lie in [gte, lt) (keys only, no values read). */
+  count(gte: string, lt: string): Promise<number>;
+  /** One serialised, synced, change-logged batch (see `Store.mutate`). */
+  mutate<T>(fn: (tx: Tx) => T | Promise<T>): Promise<T>;
+}
+
+/**
+ * What only replication (and backup and restore, which move a whole store) uses: the change
+ * log, whole-store iteration and writes of bytes as shipped. Every value it moves is as stored,
+ * sealed by the barrier: replication never sees plaintext.
+ */
+export interface ReplicationStore extends KeyValueStore {
+  readonly lastSeq: number;
+  changes(afterSeq: number, limit: number): Promise<ChangeRecord[]>;
+  iterate(gte: string, lt: string): AsyncIterable<[string, Uint8Array]> & { close(): Promise<void> };
+  applyReplicated(records: ChangeRecord[], local?: Op[]): Promise<void>;
+  writeRaw(ops: Op[], seq?: number): Promise<void>;
+  setWriteGuard(guard: WriteGuard | undefined): void;
 }
 
 /**
@@ -45,7 +83,7 @@ export interface ChangeRecord {
  * single atomic batch written with `sync: true` that also appends its change-log record.
  * Reads use `getSync`, which costs a few microseconds against tens for an awaited get.
  */
-export class Store {
+export class Store implements ReplicationStore {
   private queue: Promise<unknown> = Promise.resolve();
   private seq: number;
   private closed = false;
@@ -104,6 +142,19 @@ export class Store {
     return this.db.iterator({ gte, lt, limit }).all();
   }
 
+  /** Keys in [gte, lt), at most `limit` (no values read). */
+  async keys(gte: string, lt: string, limit = -1): Promise<string[]> {
+    this.checkOpen();
+    return this.db.keys({ gte, lt, limit }).all();
+  }
+
+  /** Compacts the whole database: overwritten and deleted values leave its files (after a migration). */
+  async compact(): Promise<void> {
+    this.checkOpen();
+    // `level` resolves to classic-level in node, which has compactRange; its type does not say so.
+    await (this.db as unknown as { compactRange(start: string, end: string): Promise<void> }).compactRange('', '\uffff\uffff');
+  }
+
   /** How many keys lie in [gte, lt) (keys only, no values read). */
   async count(gte: string, lt: string): Promise<number> {
     this.checkOpen();
@@ -122,7 +173,7 @@ export class Store {
 
   async changes(afterSeq: number, limit: number): Promise<ChangeRecord[]> {
     const rows = await this.db.iterator({ gt: logKey(afterSeq), lt: prefixEnd(LOG_PREFIX), limit }).all();
-    return rows.map(([, v]) => JSON.parse(Buffer.from(v).toString('utf8')) as ChangeRecord);
+    return rows.map(([, v]) => changeRecord.parse(JSON.parse(Buffer.from(v).toString('utf8'))));
   }
 
   /**

@@ -7,6 +7,7 @@ import type { SealManager, UnsealedKeys } from '../keys/seal.js';
 import type { Store } from '../store/db.js';
 import { KEY_USAGES as USAGES, type KeyUsage as Usage } from '../../sdk/wire/constants.js';
 import type { TransitKeyInfo } from '../../sdk/wire/types.js';
+import { TRANSIT_KEY_PREFIX as KEY_PREFIX } from '../store/keys.js';
 
 /**
  * Encryption as a service: named keys with versions, for services that encrypt on their own.
@@ -15,7 +16,6 @@ import type { TransitKeyInfo } from '../../sdk/wire/types.js';
  * and an optional caller context as AAD. Data keys follow AWS KMS GenerateDataKey.
  */
 export { USAGES, type Usage };
-const KEY_PREFIX = 'transit/key/';
 const CIPHERTEXT = /^coffer:v([1-9][0-9]{0,9}):([A-Za-z0-9+/]+={0,2})$/;
 export const MAX_PLAINTEXT = 64 * 1024;
 

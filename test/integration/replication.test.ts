@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isLocalKey } from '../../server/replication/snapshot.js';
+import { isLocalKey } from '../../server/store/keys.js';
 import type { Store } from '../../server/store/db.js';
 import { tempDir } from '../helpers.js';
 import { FAST, removeDir, startNode, until, type Node } from '../server/replication/cluster.js';
