@@ -11,6 +11,11 @@ module.exports = {
       from: { path: '^server/(keys|store)/' }, to: { path: ['^server/(http|secrets|transit|auth|audit|replication)/', '^server/main'] } },
     { name: 'crypto-is-a-leaf', severity: 'error',
       from: { path: '^server/crypto/' }, to: { path: '^server/(?!crypto/|errors\\.ts)' } },
+    // Engines read and write through the storage barrier (server/store/barrier.ts), which seals
+    // every value; the raw store and its replication-facing side (server/store/db.ts, the
+    // migration) are for the key hierarchy below the barrier, replication, backup and main.ts.
+    { name: 'engines-only-through-the-barrier', severity: 'error',
+      from: { path: [engines, '^server/keys/byok\\.ts$'] }, to: { path: '^server/store/(db|migrate)\\.ts$' } },
     { name: 'replication-never-sees-engines', severity: 'error',
       from: { path: '^server/replication/' }, to: { path: ['^server/(http|secrets|transit|auth)/'] } },
     // sdk/wire is the contract shared by server, SDK and CLI: it imports zod and itself, nothing else

@@ -25,7 +25,7 @@ import { SecretsEngine } from './secrets/engine.js';
 import { TransitEngine } from './transit/engine.js';
 import { RewrapJobs } from './secrets/rewrap.js';
 import { Store } from './store/db.js';
-import { GROUP_PREFIX, POLICY_PREFIX } from './store/keys.js';
+import { FORMAT_KEY, GROUP_PREFIX, POLICY_PREFIX } from './store/keys.js';
 import { Replication, settingsFromConfig } from './replication/node.js';
 import { loadTls, serverTlsOptions, tlsSettingsFromConfig, type TlsMaterial, type TlsSettings } from './tls/context.js';
 import { ensureDevTls } from './tls/dev.js';
@@ -105,10 +105,12 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
       },
     });
     replication.attach(seal); // its unseal hook runs first: a replica loads its snapshot before engines read the store
-    const secrets = new SecretsEngine(store, seal, { maxVersions: config.max_versions });
-    const rewrap = new RewrapJobs(store, seal, log);
-    const transit = new TransitEngine(store, seal);
-    const byok = new ByokService(store, seal);
+    // Engines get the storage barrier only (sealed values, refuses while sealed); replication the raw store.
+    const barrier = seal.barrier;
+    const secrets = new SecretsEngine(barrier, { maxVersions: config.max_versions });
+    const rewrap = new RewrapJobs(barrier, seal, log);
+    const transit = new TransitEngine(barrier);
+    const byok = new ByokService(barrier, seal);
     const acceptTruncation = env[ACCEPT_TRUNCATION_ENV];
     const audit = new AuditLog({
       files: config.audit_files ?? [join(dataDir, 'audit.log')],
@@ -122,14 +124,14 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
       now: Date.now,
     });
     await audit.start();
-    const auditSigner = new AuditSigner(store, seal, audit);
-    const directory = new Directory(store);
-    await directory.load();
+    const auditSigner = new AuditSigner(barrier, seal, audit);
+    const directory = new Directory(barrier, seal); // loads at unseal
     // A replica never sweeps expired token state: the primary's deletes reach it through replication.
-    const access = new AuthService(new TokenService(store, seal, { maxTtlSeconds: config.token_max_ttl_s, maxChildren: config.token_max_children, writable: () => replication.role !== 'replica' }), directory);
+    const access = new AuthService(new TokenService(barrier, seal, { maxTtlSeconds: config.token_max_ttl_s, maxChildren: config.token_max_children, writable: () => replication.role !== 'replica' }), directory);
     replication.onApplied(async (keys) => {
       const touched = (prefix: string) => keys.some((k) => k === '*' || k.startsWith(prefix));
-      if (touched(POLICY_PREFIX) || touched(GROUP_PREFIX)) await directory.load();
+      if (touched(FORMAT_KEY)) await barrier.refresh(); // the primary's migration to the barrier arrived
+      if (touched(POLICY_PREFIX) || touched(GROUP_PREFIX)) await directory.reload();
       if (TokenService.STATE_PREFIXES.some(touched)) await access.tokens.applyChanged(keys); // signing keys, revocations, renewals, the token tree: just the changed keys (`*`: all)
     });
     replication.armAfterUnseal(seal);
@@ -149,7 +151,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     const metrics = createMetrics();
     replication.registerMetrics(metrics);
     auditSinkMetrics(metrics, audit);
-    const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store), jwt: new JwtMethod(store, log) };
+    const logins = { userpass: new UserpassMethod(barrier), approle: new AppRoleMethod(barrier), jwt: new JwtMethod(barrier, log) };
     const app = createApp({ store, seal, secrets, transit, byok, access, logins, rewrap, audit, auditSigner, log, metrics, version: VERSION, metricsPublic: config.metrics_public, replication,
       loginLimits: { failuresPerMinute: config.login_failures_per_minute, userFailuresPerMinute: config.login_user_failures_per_minute },
       trustedProxies: config.trusted_proxies, lifecycle });

@@ -15,7 +15,7 @@ import { createMetrics } from '../server/http/metrics.js';
 import type { KeyringOptions } from '../server/keys/keyring.js';
 import type { RootKeySource } from '../server/keys/root-key.js';
 import { ByokService } from '../server/keys/byok.js';
-import { SealManager } from '../server/keys/seal.js';
+import { SealManager, type VaultStore } from '../server/keys/seal.js';
 import { SecretsEngine, type SecretsOptions } from '../server/secrets/engine.js';
 import { TransitEngine } from '../server/transit/engine.js';
 import { RewrapJobs } from '../server/secrets/rewrap.js';
@@ -30,7 +30,10 @@ export async function tempDir(prefix = 'coffer-test-'): Promise<string> {
 
 export interface TestVault {
   dir: string;
+  /** The raw store (stored bytes, sealed): what tests tamper with. */
   store: Store;
+  /** The storage barrier the engines use. */
+  barrier: VaultStore;
   seal: SealManager;
   secrets: SecretsEngine;
   access: AuthService;
@@ -78,20 +81,21 @@ export async function openVault(options: VaultOptions = {}): Promise<TestVault> 
     await store.close(); // a refused start (a truncated log) must not leave the store locked
     throw e;
   });
-  const auditSigner = new AuditSigner(store, seal, audit);
-  const directory = new Directory(store);
-  await directory.load();
-  const access = new AuthService(new TokenService(store, seal, options.now ?? Date.now), directory);
-  const secrets = new SecretsEngine(store, seal, options.secrets ?? {});
+  const barrier = seal.barrier;
+  const auditSigner = new AuditSigner(barrier, seal, audit);
+  const directory = new Directory(barrier, seal);
+  const access = new AuthService(new TokenService(barrier, seal, options.now ?? Date.now), directory);
+  const secrets = new SecretsEngine(barrier, options.secrets ?? {});
   const log = options.log ?? silentLog;
-  const rewrap = new RewrapJobs(store, seal, log);
-  const logins = { userpass: new UserpassMethod(store), approle: new AppRoleMethod(store, options.now ?? Date.now), jwt: new JwtMethod(store, log, options.now ?? Date.now) };
-  const transit = new TransitEngine(store, seal, options.now ?? Date.now);
-  const byok = new ByokService(store, seal, options.now ?? Date.now);
+  const rewrap = new RewrapJobs(barrier, seal, log);
+  const logins = { userpass: new UserpassMethod(barrier), approle: new AppRoleMethod(barrier, options.now ?? Date.now), jwt: new JwtMethod(barrier, log, options.now ?? Date.now) };
+  const transit = new TransitEngine(barrier, options.now ?? Date.now);
+  const byok = new ByokService(barrier, seal, options.now ?? Date.now);
   const app = createApp({ store, seal, secrets, transit, byok, access, logins, rewrap, audit, auditSigner, loginLimits: options.loginLimits, log, metrics: createMetrics(false), version: 'test' });
   const vault: TestVault = {
     dir,
     store,
+    barrier,
     seal,
     secrets,
     access,

@@ -1,7 +1,6 @@
-import type { SealManager } from '../keys/seal.js';
-import { createSealedKeyPair, openSealedKeyPair, type SealedKeyPairRecord } from '../keys/sealed-keypair.js';
-import type { Store } from '../store/db.js';
-import { AUDIT_SIGNING_KEY as AUDIT_KEY } from '../store/keys.js';
+import type { SealManager, VaultStore } from '../keys/seal.js';
+import { createSealedKeyPair, openSealedKeyPair, sealedKeyPairCodec } from '../keys/sealed-keypair.js';
+import { AUDIT_SIGNING_KEY } from '../store/keys.js';
 import type { AuditLog } from './log.js';
 
 const PURPOSE = 'audit-checkpoint';
@@ -13,14 +12,14 @@ const PURPOSE = 'audit-checkpoint';
 export class AuditSigner {
   private publicPem: string | undefined;
 
-  constructor(store: Store, seal: SealManager, log: AuditLog, now: () => number = Date.now) {
+  constructor(store: VaultStore, seal: SealManager, log: AuditLog, now: () => number = Date.now) {
+    const table = store.table(AUDIT_SIGNING_KEY, sealedKeyPairCodec, 'audit checkpoint key');
     seal.onUnseal(async (keys) => {
-      const raw = store.get(AUDIT_KEY);
-      let record = raw ? (JSON.parse(Buffer.from(raw).toString()) as SealedKeyPairRecord) : undefined;
+      let record = await table.get('', keys);
       if (!record) {
         const created = await store.mutate(async (tx) => {
           const made = await createSealedKeyPair(tx, keys, PURPOSE, now());
-          tx.put(AUDIT_KEY, Buffer.from(JSON.stringify(made.record)));
+          table.write(tx, '', made.record);
           return made.record;
         });
         record = created;

@@ -1,7 +1,14 @@
+import { z } from 'zod';
 import { CofferError } from '../errors.js';
-import type { Store } from '../store/db.js';
+import type { SealManager, UnsealedKeys, VaultStore } from '../keys/seal.js';
+import type { Table } from '../store/barrier.js';
+import { jsonCodec } from '../store/codec.js';
 import { GROUP_PREFIX, POLICY_PREFIX } from '../store/keys.js';
+import { CAPABILITIES } from './access.js';
 import { POLICY_NAME, PolicySet, RESERVED_NAMES, compileRules, type Policy, type Rule } from './policy.js';
+
+const policyCodec = jsonCodec(z.object({ name: z.string(), rules: z.array(z.object({ path: z.string(), capabilities: z.array(z.enum(CAPABILITIES)) })) }));
+const groupCodec = jsonCodec(z.object({ name: z.string(), policies: z.array(z.string()), members: z.array(z.string()) }));
 
 
 export interface Group {
@@ -24,22 +31,43 @@ export function checkName(kind: 'policy' | 'group', name: unknown): string {
  * Policies and groups, kept in memory (they are small and read on every request) and written
  * through to the store. Evaluators are compiled once per distinct (policies, groups) set and
  * dropped whenever anything changes, so a request sees either the old or the new rules whole.
+ * They are loaded when the vault unseals (they are sealed in the store) and dropped when it seals.
  */
 export class Directory {
   private policies = new Map<string, Policy>();
   private groups = new Map<string, Group>();
   private membership = new Map<string, string[]>();
   private compiled = new Map<string, PolicySet>();
+  private readonly policyTable: Table<Policy, UnsealedKeys>;
+  private readonly groupTable: Table<Group, UnsealedKeys>;
+  private loaded = false;
 
-  constructor(private readonly store: Store) {}
+  constructor(store: VaultStore, seal: SealManager) {
+    this.policyTable = store.table(POLICY_PREFIX, policyCodec, 'policy');
+    this.groupTable = store.table(GROUP_PREFIX, groupCodec, 'group');
+    seal.onUnseal(() => this.load());
+    seal.onSeal(() => this.unload());
+  }
 
+  /** Reads every policy and group (at unseal; a replica after applying changes to them). */
   async load(): Promise<void> {
-    const policies = new Map<string, Policy>();
-    for (const [k, v] of await this.store.scanPrefix(POLICY_PREFIX)) policies.set(k.slice(POLICY_PREFIX.length), JSON.parse(Buffer.from(v).toString()) as Policy);
-    const groups = new Map<string, Group>();
-    for (const [k, v] of await this.store.scanPrefix(GROUP_PREFIX)) groups.set(k.slice(GROUP_PREFIX.length), JSON.parse(Buffer.from(v).toString()) as Group);
+    const policies = new Map(await this.policyTable.scan());
+    const groups = new Map(await this.groupTable.scan());
     this.policies = policies;
     this.groups = groups;
+    this.loaded = true;
+    this.reindex();
+  }
+
+  /** A replica applied changes to policies or groups: reloads, unless sealed (the next unseal loads them). */
+  async reload(): Promise<void> {
+    if (this.loaded) await this.load();
+  }
+
+  private unload(): void {
+    this.loaded = false;
+    this.policies = new Map();
+    this.groups = new Map();
     this.reindex();
   }
 
@@ -55,7 +83,7 @@ export class Directory {
     checkName('policy', name);
     compileRules(rules); // refuse bad patterns before anything is written
     const policy: Policy = { name, rules };
-    await this.store.mutate((tx) => tx.put(POLICY_PREFIX + name, Buffer.from(JSON.stringify(policy))));
+    await this.policyTable.mutate((tx) => this.policyTable.write(tx, name, policy));
     this.policies.set(name, policy);
     this.compiled = new Map();
     return policy;
@@ -63,7 +91,7 @@ export class Directory {
 
   async deletePolicy(name: string): Promise<boolean> {
     if (!this.policies.has(name)) return false;
-    await this.store.mutate((tx) => tx.del(POLICY_PREFIX + name));
+    await this.policyTable.mutate((tx) => this.policyTable.delete(tx, name));
     this.policies.delete(name);
     this.compiled = new Map();
     return true;
@@ -81,7 +109,7 @@ export class Directory {
     checkName('group', name);
     for (const p of policies) checkName('policy', p);
     const group: Group = { name, policies: [...new Set(policies)], members: [...new Set(members)] };
-    await this.store.mutate((tx) => tx.put(GROUP_PREFIX + name, Buffer.from(JSON.stringify(group))));
+    await this.groupTable.mutate((tx) => this.groupTable.write(tx, name, group));
     this.groups.set(name, group);
     this.reindex();
     return group;
@@ -89,7 +117,7 @@ export class Directory {
 
   async deleteGroup(name: string): Promise<boolean> {
     if (!this.groups.has(name)) return false;
-    await this.store.mutate((tx) => tx.del(GROUP_PREFIX + name));
+    await this.groupTable.mutate((tx) => this.groupTable.delete(tx, name));
     this.groups.delete(name);
     this.reindex();
     return true;

@@ -1,7 +1,10 @@
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWK, type JWTPayload } from 'jose';
+import { z } from 'zod';
 import { CofferError, isCofferError } from '../errors.js';
 import { parseStrictJson } from '../json.js';
-import type { Store } from '../store/db.js';
+import type { UnsealedKeys, VaultStore } from '../keys/seal.js';
+import type { Table } from '../store/barrier.js';
+import { jsonCodec, stringCodec } from '../store/codec.js';
 import { JWT_JTI_PREFIX as SEEN_JTI_PREFIX, JWT_ROLE_PREFIX as ROLE_PREFIX } from '../store/keys.js';
 import { checkName } from './directory.js';
 import { globMatch } from './glob.js';
@@ -21,6 +24,19 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const FORBIDDEN_HEADERS = ['jku', 'x5u', 'jwk', 'x5c', 'crit', 'zip', 'p2c', 'p2s', 'enc', 'b64'];
 
 export type { JwtRole };
+
+/** A stored role: what `put` validated (the wire schema, defaults filled in), with its name. */
+const storedRole = jsonCodec(
+  z.looseObject({ name: z.string() }).transform((record, ctx): JwtRole => {
+    const { name, ...role } = record;
+    const parsed = jwtRoleSchema.safeParse(role);
+    if (!parsed.success) {
+      ctx.addIssue({ code: 'custom', message: `not a jwt role: ${parsed.error.issues[0]?.path.join('.') ?? ''}` });
+      return z.NEVER;
+    }
+    return { ...parsed.data, name };
+  }),
+);
 
 type KeySet = ReturnType<typeof createRemoteJWKSet> | ReturnType<typeof createLocalJWKSet>;
 
@@ -62,10 +78,17 @@ export class JwtMethod {
   private readonly keySets = new Map<string, { fingerprint: string; keys: KeySet }>();
 
   constructor(
-    private readonly store: Store,
+    store: VaultStore,
     private readonly log: { warn(o: object, m: string): void; info(o: object, m: string): void },
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.roles = store.table(ROLE_PREFIX, storedRole, 'jwt role');
+    this.seenJtis = store.table(SEEN_JTI_PREFIX, stringCodec, 'jwt single-use record');
+  }
+
+  private readonly roles: Table<JwtRole, UnsealedKeys>;
+  /** A single-use role's jtis seen, each until the token's `exp` (`<role>/<jti base64url>`). */
+  private readonly seenJtis: Table<string, UnsealedKeys>;
 
   async put(name: string, input: unknown): Promise<JwtRole> {
     checkLoginName('role', name);
@@ -88,29 +111,28 @@ export class JwtMethod {
     if (!role.bound_subject && Object.keys(role.bound_claims).length === 0) {
       this.log.warn({ role: name }, 'jwt role binds no subject or claims: any token of the issuer and audience logs in');
     }
-    await this.store.mutate((tx) => tx.put(ROLE_PREFIX + name, Buffer.from(JSON.stringify(role))));
+    await this.roles.mutate((tx) => this.roles.write(tx, name, role));
     this.keySets.delete(name);
     return role;
   }
 
-  get(name: string): JwtRole | undefined {
-    const raw = this.store.get(ROLE_PREFIX + name);
-    return raw ? (JSON.parse(Buffer.from(raw).toString()) as JwtRole) : undefined;
+  get(name: string): Promise<JwtRole | undefined> {
+    return this.roles.get(name);
   }
 
   async delete(name: string): Promise<boolean> {
-    if (!this.get(name)) return false;
-    await this.store.mutate((tx) => tx.del(ROLE_PREFIX + name));
+    if (!this.roles.has(name)) return false;
+    await this.roles.mutate((tx) => this.roles.delete(tx, name));
     this.keySets.delete(name);
     return true;
   }
 
   async list(): Promise<string[]> {
-    return (await this.store.scanPrefix(ROLE_PREFIX)).map(([k]) => k.slice(ROLE_PREFIX.length));
+    return this.roles.ids();
   }
 
   async login(roleName: string, jwt: string): Promise<Grant> {
-    const role = LOGIN_NAME.test(roleName) ? this.get(roleName) : undefined;
+    const role = LOGIN_NAME.test(roleName) ? await this.get(roleName) : undefined;
     try {
       if (!role) throw new Error('unknown role');
       const payload = await this.verify(role, jwt);
@@ -199,10 +221,10 @@ export class JwtMethod {
 
   private async consumeJti(role: JwtRole, payload: JWTPayload): Promise<void> {
     if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > 256) throw new ClaimRefused('the role is single-use and the token has no valid jti claim');
-    const key = `${SEEN_JTI_PREFIX}${role.name}/${Buffer.from(payload.jti).toString('base64url')}`;
-    const fresh = await this.store.mutate((tx) => {
-      if (tx.get(key)) return false;
-      tx.put(key, Buffer.from(String(payload.exp)));
+    const id = `${role.name}/${Buffer.from(payload.jti).toString('base64url')}`;
+    const fresh = await this.seenJtis.mutate((tx) => {
+      if (this.seenJtis.read(tx, id) !== undefined) return false;
+      this.seenJtis.write(tx, id, String(payload.exp));
       return true;
     });
     if (!fresh) {

@@ -3,7 +3,10 @@ import { BlockList, isIP } from 'node:net';
 import { constantTimeEqual } from '../crypto/bytes.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { CofferError } from '../errors.js';
-import type { Store } from '../store/db.js';
+import { z } from 'zod';
+import type { UnsealedKeys, VaultStore } from '../keys/seal.js';
+import type { Table } from '../store/barrier.js';
+import { jsonCodec, stringCodec } from '../store/codec.js';
 import { APPROLE_ID_PREFIX as ROLE_ID_PREFIX, APPROLE_PREFIX as ROLE_PREFIX, APPROLE_SECRET_PREFIX as SECRET_ID_PREFIX, USER_PREFIX } from '../store/keys.js';
 import { checkName } from './directory.js';
 import { DECOY_HASH, hashPassword, verifyPassword } from './password-hash.js';
@@ -14,34 +17,33 @@ export type Grant = Omit<IssueRequest, 'method'>;
 
 export const LOGIN_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
-export interface TokenSettings {
-  groups: string[];
-  policies: string[];
-  token_ttl: number;
-  token_max_ttl: number;
-}
+const tokenSettings = {
+  groups: z.array(z.string()),
+  policies: z.array(z.string()),
+  token_ttl: z.number(),
+  token_max_ttl: z.number(),
+};
+export type TokenSettings = z.infer<z.ZodObject<typeof tokenSettings>>;
 
-export interface User extends TokenSettings {
-  name: string;
-  password_hash: string;
-}
+const userRecord = z.object({ ...tokenSettings, name: z.string(), password_hash: z.string() });
+export type User = z.infer<typeof userRecord>;
 
-export interface AppRole extends TokenSettings {
-  name: string;
-  role_id: string;
-  secret_id_ttl: number;
-  secret_id_num_uses: number;
-  bound_cidrs: string[];
-}
+const appRoleRecord = z.object({
+  ...tokenSettings,
+  name: z.string(),
+  role_id: z.string(),
+  secret_id_ttl: z.number(),
+  secret_id_num_uses: z.number(),
+  bound_cidrs: z.array(z.string()),
+});
+export type AppRole = z.infer<typeof appRoleRecord>;
 
-interface SecretIdRecord {
-  created_at: number;
-  expires_at: number | null;
-  uses_left: number | null;
-}
-
-const read = <T>(raw: Uint8Array | undefined): T | undefined => (raw ? (JSON.parse(Buffer.from(raw).toString()) as T) : undefined);
-const encode = (v: unknown) => Buffer.from(JSON.stringify(v));
+const secretIdRecord = z.object({
+  created_at: z.number(),
+  expires_at: z.number().nullable(),
+  uses_left: z.number().nullable(),
+});
+type SecretIdRecord = z.infer<typeof secretIdRecord>;
 const sha256hex = (s: string) => createHash('sha256').update(s).digest('hex');
 
 export function checkLoginName(kind: string, name: unknown): string {
@@ -72,37 +74,41 @@ const refused = (message: string, detail: string) => new CofferError('unauthenti
 
 /** Username and password logins (people). Usernames are lower-case, so one name, one counter. */
 export class UserpassMethod {
-  constructor(private readonly store: Store, private readonly random: RandomSource = systemRandom) {}
+  private readonly users: Table<User, UnsealedKeys>;
+
+  constructor(store: VaultStore, private readonly random: RandomSource = systemRandom) {
+    this.users = store.table(USER_PREFIX, jsonCodec(userRecord), 'userpass user');
+  }
 
   async put(name: string, input: Omit<User, 'name' | 'password_hash'> & { password?: string }): Promise<Omit<User, 'password_hash'>> {
     checkLoginName('user', name);
     checkSettings(input);
-    const existing = read<User>(this.store.get(USER_PREFIX + name));
+    const existing = await this.users.get(name);
     if (!existing && input.password === undefined) throw new CofferError('invalid_request', 'a new user needs a password');
     const password_hash = input.password !== undefined ? await hashPassword(input.password, this.random) : existing!.password_hash;
     const user: User = { name, groups: input.groups, policies: input.policies, token_ttl: input.token_ttl, token_max_ttl: input.token_max_ttl, password_hash };
-    await this.store.mutate((tx) => tx.put(USER_PREFIX + name, encode(user)));
+    await this.users.mutate((tx) => this.users.write(tx, name, user));
     return publicUser(user);
   }
 
-  get(name: string): Omit<User, 'password_hash'> | undefined {
-    const user = read<User>(this.store.get(USER_PREFIX + name));
+  async get(name: string): Promise<Omit<User, 'password_hash'> | undefined> {
+    const user = await this.users.get(name);
     return user && publicUser(user);
   }
 
   async delete(name: string): Promise<boolean> {
-    if (!this.store.get(USER_PREFIX + name)) return false;
-    await this.store.mutate((tx) => tx.del(USER_PREFIX + name));
+    if (!this.users.has(name)) return false;
+    await this.users.mutate((tx) => this.users.delete(tx, name));
     return true;
   }
 
   async list(): Promise<string[]> {
-    return (await this.store.scanPrefix(USER_PREFIX)).map(([k]) => k.slice(USER_PREFIX.length));
+    return this.users.ids();
   }
 
   /** The same error and about the same time for an unknown user and a wrong password. */
   async login(username: string, password: string): Promise<Grant> {
-    const user = LOGIN_NAME.test(username) ? read<User>(this.store.get(USER_PREFIX + username)) : undefined;
+    const user = LOGIN_NAME.test(username) ? await this.users.get(username) : undefined;
     const ok = await verifyPassword(password, user?.password_hash ?? DECOY_HASH);
     if (!user || !ok) throw refused(USERPASS_REFUSED, user ? 'wrong password' : 'unknown user');
     return grantOf(`user:${user.name}`, user);
@@ -111,48 +117,56 @@ export class UserpassMethod {
 
 /** role_id + secret_id logins for build servers without OIDC. */
 export class AppRoleMethod {
+  private readonly roles: Table<AppRole, UnsealedKeys>;
+  private readonly roleIds: Table<string, UnsealedKeys>;
+  private readonly secretIds: Table<SecretIdRecord, UnsealedKeys>;
+
   constructor(
-    private readonly store: Store,
+    store: VaultStore,
     private readonly now: () => number = Date.now,
     private readonly random: RandomSource = systemRandom,
-  ) {}
+  ) {
+    this.roles = store.table(ROLE_PREFIX, jsonCodec(appRoleRecord), 'approle role');
+    this.roleIds = store.table(ROLE_ID_PREFIX, stringCodec, 'approle role_id');
+    this.secretIds = store.table(SECRET_ID_PREFIX, jsonCodec(secretIdRecord), 'approle secret_id');
+  }
 
   async put(name: string, input: Omit<AppRole, 'name' | 'role_id'>): Promise<AppRole> {
     checkLoginName('role', name);
     checkSettings(input);
     for (const cidr of input.bound_cidrs) parseCidr(cidr);
-    return this.store.mutate((tx) => {
-      const existing = read<AppRole>(tx.get(ROLE_PREFIX + name));
+    return this.roles.mutate((tx) => {
+      const existing = this.roles.read(tx, name);
       const role: AppRole = { ...input, name, role_id: existing?.role_id ?? crypto.randomUUID() };
-      tx.put(ROLE_PREFIX + name, encode(role));
-      tx.put(ROLE_ID_PREFIX + role.role_id, Buffer.from(name));
+      this.roles.write(tx, name, role);
+      this.roleIds.write(tx, role.role_id, name);
       return role;
     });
   }
 
-  get(name: string): AppRole | undefined {
-    return read<AppRole>(this.store.get(ROLE_PREFIX + name));
+  get(name: string): Promise<AppRole | undefined> {
+    return this.roles.get(name);
   }
 
   async delete(name: string): Promise<boolean> {
-    const role = this.get(name);
+    const role = await this.get(name);
     if (!role) return false;
-    const secretIds = await this.store.scanPrefix(`${SECRET_ID_PREFIX}${name}/`);
-    await this.store.mutate((tx) => {
-      tx.del(ROLE_PREFIX + name);
-      tx.del(ROLE_ID_PREFIX + role.role_id);
-      for (const [k] of secretIds) tx.del(k);
+    const secretIds = await this.secretIds.ids(`${name}/`);
+    await this.roles.mutate((tx) => {
+      this.roles.delete(tx, name);
+      this.roleIds.delete(tx, role.role_id);
+      for (const id of secretIds) this.secretIds.delete(tx, id);
     });
     return true;
   }
 
   async list(): Promise<string[]> {
-    return (await this.store.scanPrefix(ROLE_PREFIX)).map(([k]) => k.slice(ROLE_PREFIX.length));
+    return this.roles.ids();
   }
 
   /** A new secret_id, shown once; only its SHA-256 is stored. */
   async createSecretId(name: string): Promise<{ secret_id: string; expires_at: string | null; uses: number | null }> {
-    const role = this.get(name);
+    const role = await this.get(name);
     if (!role) throw new CofferError('not_found', `role ${name} not found`);
     const secretId = `cof_sid_${Buffer.from(this.random(32)).toString('base64url')}`;
     const now = this.now();
@@ -161,7 +175,7 @@ export class AppRoleMethod {
       expires_at: role.secret_id_ttl > 0 ? now + role.secret_id_ttl * 1000 : null,
       uses_left: role.secret_id_num_uses > 0 ? role.secret_id_num_uses : null,
     };
-    await this.store.mutate((tx) => tx.put(`${SECRET_ID_PREFIX}${name}/${sha256hex(secretId)}`, encode(record)));
+    await this.secretIds.mutate((tx) => this.secretIds.write(tx, `${name}/${sha256hex(secretId)}`, record));
     return { secret_id: secretId, expires_at: record.expires_at === null ? null : new Date(record.expires_at).toISOString(), uses: record.uses_left };
   }
 
@@ -171,25 +185,26 @@ export class AppRoleMethod {
    * however many requests race.
    */
   async login(roleId: string, secretId: string, client: string): Promise<Grant> {
-    const name = /^[0-9a-f-]{36}$/.test(roleId) ? this.store.get(ROLE_ID_PREFIX + roleId) : undefined;
-    const role = name ? this.get(Buffer.from(name).toString()) : undefined;
+    const keys = this.roles.keys();
+    const name = /^[0-9a-f-]{36}$/.test(roleId) ? await this.roleIds.get(roleId, keys) : undefined;
+    const role = name ? await this.roles.get(name, keys) : undefined;
     if (!role || !constantTimeEqual(Buffer.from(role.role_id), Buffer.from(roleId))) throw refused(APPROLE_REFUSED, 'unknown role_id');
-    const key = `${SECRET_ID_PREFIX}${role.name}/${sha256hex(secretId)}`;
+    const id = `${role.name}/${sha256hex(secretId)}`;
     if (role.bound_cidrs.length > 0 && !inCidrs(client, role.bound_cidrs)) {
       // Checked before a use is consumed; the reason is named only if the secret_id is one this
-      // role issued (a read, nothing consumed), so the binding is no oracle for a role_id alone.
-      const known = read<SecretIdRecord>(this.store.get(key));
+      // role issued (its key only: nothing consumed, nothing opened), so the binding is no oracle for a role_id alone.
+      const known = this.secretIds.has(id);
       throw known ? refused(APPROLE_ADDRESS_REFUSED, `client ${client} outside bound_cidrs`) : refused(APPROLE_REFUSED, 'unknown secret_id');
     }
-    const outcome = await this.store.mutate((tx) => {
-      const record = read<SecretIdRecord>(tx.get(key));
+    const outcome = await this.secretIds.mutate((tx) => {
+      const record = this.secretIds.read(tx, id);
       if (!record) return 'unknown';
       if (record.uses_left === 0) return 'spent';
       if (record.expires_at !== null && record.expires_at <= this.now()) {
-        tx.put(key, encode(spent(record))); // expired: a tombstone, and the login fails
+        this.secretIds.write(tx, id, spent(record)); // expired: a tombstone, and the login fails
         return 'expired';
       }
-      if (record.uses_left !== null) tx.put(key, encode(record.uses_left <= 1 ? spent(record) : { ...record, uses_left: record.uses_left - 1 }));
+      if (record.uses_left !== null) this.secretIds.write(tx, id, record.uses_left <= 1 ? spent(record) : { ...record, uses_left: record.uses_left - 1 });
       return 'ok';
     });
     if (outcome === 'unknown') throw refused(APPROLE_REFUSED, 'unknown secret_id');

@@ -2,10 +2,11 @@ import type { KeyObject } from 'node:crypto';
 import { SignJWT, exportJWK, jwtVerify, type JWK } from 'jose';
 import { z } from 'zod';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
-import { createSealedKeyPair, openSealedKeyPair, type SealedKeyPairRecord } from '../keys/sealed-keypair.js';
+import { createSealedKeyPair, openSealedKeyPair, sealedKeyPairShape } from '../keys/sealed-keypair.js';
 import { CofferError } from '../errors.js';
-import type { SealManager, UnsealedKeys } from '../keys/seal.js';
-import type { Store, Tx } from '../store/db.js';
+import type { SealManager, UnsealedKeys, VaultStore } from '../keys/seal.js';
+import type { Table, Tx } from '../store/barrier.js';
+import { decimalCodec, decodeStored, jsonCodec } from '../store/codec.js';
 import { CHILDREN_PREFIX, RENEWED_PREFIX, REVOKED_PREFIX, SIGNING_PREFIX } from '../store/keys.js';
 
 /**
@@ -128,12 +129,17 @@ interface SigningKey {
 }
 
 /** Stored per signing key: the sealed pair, how long its tokens may live, when it retires. */
-interface SigningRecord extends SealedKeyPairRecord {
+const signingRecord = z.object({
+  ...sealedKeyPairShape,
   /** Upper bound (seconds) of the `max_exp` of every token this key signed; kept an hour ahead. */
-  signed_until: number;
+  signed_until: z.number(),
   /** Once past (seconds), tokens signed by this key are refused and it leaves the JWKS. */
-  retire_at?: number;
-}
+  retire_at: z.number().optional(),
+});
+type SigningRecord = z.infer<typeof signingRecord>;
+
+/** A token-state record's value: the time (seconds) it matters until. */
+const untilOf = (key: string, raw: Uint8Array) => decodeStored(decimalCodec, raw, 'token state record', key);
 
 export interface IssueRequest {
   sub: string;
@@ -180,10 +186,15 @@ export class TokenService {
   /** Writes of signing records run one at a time, so each starts from the last one's result. */
   private recordWrites: Promise<unknown> = Promise.resolve();
   private readonly now: () => number;
+  private readonly signing: Table<SigningRecord, UnsealedKeys>;
+  private readonly revocations: Table<number, UnsealedKeys>;
+  private readonly renewals: Table<number, UnsealedKeys>;
+  /** Tree edges, `<parent>/<child>`: until the child's hard `exp`. */
+  private readonly edges: Table<number, UnsealedKeys>;
 
   /** `clock` is the clock itself (tests) or the options. */
   constructor(
-    private readonly store: Store,
+    private readonly store: VaultStore,
     seal: SealManager,
     clock: (() => number) | TokenOptions = {},
     private readonly random: RandomSource = systemRandom,
@@ -194,6 +205,10 @@ export class TokenService {
     this.maxChildren = options.maxChildren ?? DEFAULT_TOKEN_MAX_CHILDREN;
     this.writable = options.writable ?? (() => true);
     this.sweepIntervalMs = options.sweepIntervalMs ?? SWEEP_INTERVAL_MS;
+    this.signing = store.table(SIGNING_PREFIX, jsonCodec(signingRecord), 'token-signing key');
+    this.revocations = store.table(REVOKED_PREFIX, decimalCodec, 'token revocation');
+    this.renewals = store.table(RENEWED_PREFIX, decimalCodec, 'token renewal');
+    this.edges = store.table(CHILDREN_PREFIX, decimalCodec, 'token tree edge');
     seal.onUnseal((keys) => this.load(keys));
     seal.onSeal(() => this.unload());
   }
@@ -309,7 +324,7 @@ export class TokenService {
         record: { ...key.record, retire_at: Math.min(key.record.retire_at ?? Infinity, retirePrevious ? nowSeconds : key.record.signed_until) },
       }));
       const created = await this.store.mutate(async (tx) => {
-        for (const { key, record } of retired) tx.put(SIGNING_PREFIX + key.kid, Buffer.from(JSON.stringify(record)));
+        for (const { key, record } of retired) this.signing.write(tx, key.kid, record);
         return this.createSigningKey(tx, keys);
       });
       for (const { key, record } of retired) key.record = record;
@@ -343,7 +358,7 @@ export class TokenService {
     const ttlSeconds = (claims.ttl_exp ?? claims.exp) - claims.iat;
     const next = Math.min(nowSeconds + ttlSeconds, claims.exp);
     if (next > claims.expires) {
-      await this.store.mutate((tx) => tx.put(RENEWED_PREFIX + claims.jti, Buffer.from(String(next))));
+      await this.store.mutate((tx) => this.renewals.write(tx, claims.jti, next));
       this.renewed.set(claims.jti, Math.max(next, this.renewed.get(claims.jti) ?? 0));
     }
     // Revoked while the write ran: the record is harmless (the revocation outlives `exp`).
@@ -382,8 +397,8 @@ export class TokenService {
     for (const key of changed) {
       const prefix = [REVOKED_PREFIX, RENEWED_PREFIX, CHILDREN_PREFIX].find((p) => key.startsWith(p));
       if (!prefix) continue;
-      const raw = this.store.get(key);
-      const until = raw === undefined ? undefined : Number(Buffer.from(raw).toString());
+      const raw = await this.store.get(key, unsealed);
+      const until = raw === undefined ? undefined : untilOf(key, raw);
       if (until === undefined) this.expired.delete(key);
       else if (!(until > nowSeconds)) this.noteExpired(key, until);
       const live = until !== undefined && until > nowSeconds;
@@ -439,7 +454,7 @@ export class TokenService {
         for (const key of batch) {
           const raw = tx.get(key);
           // Gone already, or written again meanwhile (then memory holds it and notes it again).
-          if (raw === undefined || !(Number(Buffer.from(raw).toString()) <= cutoff)) continue;
+          if (raw === undefined || !(untilOf(key, raw) <= cutoff)) continue;
           tx.del(key);
           n++;
         }
@@ -458,7 +473,7 @@ export class TokenService {
     for (let pages = 0; pages < RESCAN_PAGES && cursor.prefix < prefixes.length && this.expired.size < EXPIRED_LIMIT - RESCAN_PAGE; pages++) {
       const page = await this.store.scanPrefix(prefixes[cursor.prefix]!, cursor.after, RESCAN_PAGE);
       for (const [key, value] of page) {
-        const until = Number(Buffer.from(value).toString());
+        const until = untilOf(key, value);
         if (until <= nowSeconds) this.noteExpired(key, until);
       }
       cursor = page.length < RESCAN_PAGE ? { prefix: cursor.prefix + 1 } : { prefix: cursor.prefix, after: page[page.length - 1]![0] };
@@ -497,7 +512,7 @@ export class TokenService {
     for (const id of victims.keys()) if (this.revoked.has(id)) victims.delete(id);
     if (victims.size === 0) return;
     await this.store.mutate((tx) => {
-      for (const [id, until] of victims) tx.put(REVOKED_PREFIX + id, Buffer.from(String(until)));
+      for (const [id, until] of victims) this.revocations.write(tx, id, until);
     });
     for (const [id, until] of victims) this.revoked.set(id, until);
   }
@@ -523,20 +538,19 @@ export class TokenService {
     const signing = await this.readSigningKeys(keys);
     const nowSeconds = Math.floor(this.now() / 1000);
     // Past their time: left out of memory, and remembered for the sweep to delete.
-    const live = async (prefix: string) => {
+    const live = async (table: Table<number, UnsealedKeys>) => {
       const out: [string, number][] = [];
-      for (const [k, v] of await this.store.scanPrefix(prefix)) {
-        const until = Number(Buffer.from(v).toString());
-        if (until > nowSeconds) out.push([k.slice(prefix.length), until]);
-        else this.noteExpired(k, until);
+      for (const [id, until] of await table.scan()) {
+        if (until > nowSeconds) out.push([id, until]);
+        else this.noteExpired(table.key(id), until);
       }
       return out;
     };
-    const revoked = new Map(await live(REVOKED_PREFIX));
-    const renewed = new Map(await live(RENEWED_PREFIX));
+    const revoked = new Map(await live(this.revocations));
+    const renewed = new Map(await live(this.renewals));
     const parentOf = new Map<string, { parent: string; exp: number }>();
     const childrenOf = new Map<string, Set<string>>();
-    for (const [edge, exp] of await live(CHILDREN_PREFIX)) {
+    for (const [edge, exp] of await live(this.edges)) {
       const [parent, child] = edge.split('/');
       if (!parent || !child) continue;
       parentOf.set(child, { parent, exp });
@@ -566,8 +580,7 @@ export class TokenService {
   private async readSigningKeys(keys: UnsealedKeys): Promise<{ keys: Map<string, SigningKey>; current: SigningKey }> {
     const loaded = new Map<string, SigningKey>();
     let newest: { key: SigningKey; created: number } | undefined;
-    for (const [, raw] of await this.store.scanPrefix(SIGNING_PREFIX)) {
-      const record = JSON.parse(Buffer.from(raw).toString('utf8')) as SigningRecord;
+    for (const [, record] of await this.signing.scan()) {
       // A replica re-reads them on every shipped signing change: reuse a key already opened
       // from the same sealed pair (only its lifetime fields change) instead of unsealing it again.
       const known = this.keys.get(record.kid);
@@ -602,7 +615,7 @@ export class TokenService {
     if (quota) this.checkChildQuota(parent);
     this.link(parent, child, exp);
     try {
-      await this.store.mutate((tx) => tx.put(`${CHILDREN_PREFIX}${parent}/${child}`, Buffer.from(String(exp))));
+      await this.store.mutate((tx) => this.edges.write(tx, `${parent}/${child}`, exp));
     } catch (e) {
       this.unlink(child);
       throw e;
@@ -685,7 +698,7 @@ export class TokenService {
   private async createSigningKey(tx: Tx, keys: UnsealedKeys): Promise<SigningKey> {
     const { record: sealed, pair } = await createSealedKeyPair(tx, keys, PURPOSE, this.now(), this.random);
     const record: SigningRecord = { ...sealed, signed_until: 0 };
-    tx.put(SIGNING_PREFIX + record.kid, Buffer.from(JSON.stringify(record)));
+    this.signing.write(tx, record.kid, record);
     return { ...pair, publicJwk: await publicJwk(pair.publicKey, pair.kid), record };
   }
 
@@ -700,13 +713,13 @@ export class TokenService {
     const raise = () => ({ ...key.record, signed_until: maxExp + 3600 });
     if (tx) {
       key.record = raise();
-      tx.put(SIGNING_PREFIX + key.kid, Buffer.from(JSON.stringify(key.record)));
+      this.signing.write(tx, key.kid, key.record);
       return;
     }
     await this.recordWrite(async () => {
       if (maxExp <= key.record.signed_until) return; // a write that finished meanwhile covers it
       const record: SigningRecord = raise();
-      await this.store.mutate((t) => t.put(SIGNING_PREFIX + key.kid, Buffer.from(JSON.stringify(record))));
+      await this.store.mutate((t) => this.signing.write(t, key.kid, record));
       key.record = record;
     });
   }

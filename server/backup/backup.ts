@@ -1,6 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { toBase64, zeroize } from '../crypto/bytes.js';
 import type { MasterKeyProvider } from '../keys/provider.js';
+import { sealConfigCodec } from '../keys/seal.js';
+import { decodeStored } from '../store/codec.js';
 import { forgetKeys } from '../replication/keys.js';
 import type { Store } from '../store/db.js';
 import { MASTER_META_PREFIX, MASTER_PREFIX, SEAL_KEY, SEQ_KEY } from '../store/keys.js';
@@ -115,7 +117,7 @@ export async function startBackup(store: Store, provider: MasterKeyProvider, vau
   let preamble: Uint8Array;
   let headHash: string;
   try {
-    const source = identity[SEAL_KEY] ? (JSON.parse(Buffer.from(identity[SEAL_KEY], 'base64').toString('utf8')) as { source: BackupHeader['source'] }).source : undefined;
+    const source = identity[SEAL_KEY] ? decodeStored(sealConfigCodec, Buffer.from(identity[SEAL_KEY], 'base64'), 'seal configuration', SEAL_KEY).source : undefined;
     if (!source) throw new CofferError('not_initialized', 'vault is not initialized: nothing to back up');
     info = { vault, backup, seq, created_at: new Date(now()).toISOString() };
     const header: BackupHeader = { format: 1, ...info, source, key: toBase64(wrapped), identity };

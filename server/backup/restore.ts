@@ -5,7 +5,7 @@ import { syncDirectory } from '../durable-fs.js';
 import { zeroize } from '../crypto/bytes.js';
 import { CofferError, isCofferError } from '../errors.js';
 import { parseKekUri, type RootKeySource } from '../keys/root-key.js';
-import { SealManager } from '../keys/seal.js';
+import { SealManager, sealConfigCodec } from '../keys/seal.js';
 import { forgetKeys } from '../replication/keys.js';
 import type { ReplicationKeys } from '../replication/format.js';
 import { Store, type Op } from '../store/db.js';
@@ -122,9 +122,9 @@ async function openBackupKey(store: Store, header: BackupHeader, options: Restor
   const identity: Op[] = Object.entries(header.identity).map(([key, value]) => ({ type: 'put', key, value: new Uint8Array(Buffer.from(value, 'base64')) }));
   const seal = identity.find((op) => op.key === SEAL_KEY);
   if (!seal || seal.type !== 'put') throw corrupt('the backup header carries no seal configuration');
-  let config: { cluster_id?: unknown; source?: unknown };
+  let config: { cluster_id: string; source: string };
   try {
-    config = JSON.parse(Buffer.from(seal.value).toString('utf8')) as typeof config;
+    config = sealConfigCodec.decode(seal.value);
   } catch {
     throw corrupt('the backup header carries a malformed seal configuration');
   }
@@ -132,7 +132,8 @@ async function openBackupKey(store: Store, header: BackupHeader, options: Restor
   await store.writeRaw(identity);
 
   const source = keySource(header, options);
-  const manager = new SealManager(store, { source, env: options.env ?? process.env });
+  // Keys only: the staging store holds just the identity, and must be neither migrated nor marked.
+  const manager = new SealManager(store, { source, env: options.env ?? process.env, storage: false });
   const foreign = async (why: string) => {
     // A flipped byte in the header also fails to open: report damage as damage.
     await checkDigest(options.file);

@@ -64,7 +64,7 @@ export function createApp(deps: AppDeps): Express {
   openapiRoute(router, { version: deps.version, metricsPublic: deps.metricsPublic === true });
   if (deps.metricsPublic) metricsRoute(router, deps);
   router.use((_req: Request, _res: Response, next: NextFunction) => {
-    deps.seal.keys(); // sealed or not initialized: 503 before any token is looked at
+    deps.seal.requireUnsealed(); // sealed or not initialized: 503 before any token is looked at
     next();
   });
   jwksRoute(router, deps);

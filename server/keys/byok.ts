@@ -3,22 +3,25 @@ import { unwrapImport, wrapForExport } from '../crypto/keywrap.js';
 import { fromBase64, zeroize } from '../crypto/bytes.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { CofferError } from '../errors.js';
-import type { Store } from '../store/db.js';
+import { z } from 'zod';
+import { jsonCodec } from '../store/codec.js';
 import { BYOK_TOKEN_PREFIX as TOKEN_PREFIX, BYOK_WRAPPING_KEY as WRAPPING_KEY } from '../store/keys.js';
-import type { SealManager, UnsealedKeys } from './seal.js';
-import { createSealedKeyPair, openSealedKeyPair, type SealedKeyPairRecord } from './sealed-keypair.js';
+import type { SealManager, UnsealedKeys, VaultStore } from './seal.js';
+import { createSealedKeyPair, openSealedKeyPair, sealedKeyPairCodec } from './sealed-keypair.js';
 import { stageMaterialRights, type MaterialRights } from './material.js';
 import type { HsmImport } from './provider.js';
 
 const PURPOSE = 'byok-wrapping';
 export const IMPORT_TOKEN_TTL_MS = 24 * 3600_000;
 
-interface TokenRecord {
-  expires_at: number;
-  used: boolean;
-  /** The usage rights the import must carry: fixed when the token is issued. */
-  rights: MaterialRights;
-}
+const tokenCodec = jsonCodec(
+  z.object({
+    expires_at: z.number(),
+    used: z.boolean(),
+    /** The usage rights the import must carry: fixed when the token is issued. */
+    rights: z.object({ exportable: z.boolean(), valid_to: z.string().nullable() }).optional(),
+  }),
+);
 
 export const DEFAULT_RIGHTS: MaterialRights = { exportable: false, valid_to: null };
 
@@ -33,27 +36,33 @@ const digest = (token: string) => createHash('sha256').update(token).digest('hex
  * this process. Usage rights (exportable, valid_to) are bound to the import token.
  */
 export class ByokService {
+  private readonly wrapping;
+  private readonly tokens;
+
   constructor(
-    private readonly store: Store,
+    private readonly store: VaultStore,
     private readonly seal: SealManager,
     private readonly now: () => number = Date.now,
     private readonly random: RandomSource = systemRandom,
-  ) {}
+  ) {
+    this.wrapping = store.table(WRAPPING_KEY, sealedKeyPairCodec, 'BYOK wrapping key');
+    this.tokens = store.table(TOKEN_PREFIX, tokenCodec, 'BYOK import token');
+  }
 
   async wrappingKey(
     rights: MaterialRights = DEFAULT_RIGHTS,
   ): Promise<{ public_key_pem: string; import_token: string; expires_at: string; oaep_hashes: string[] } & MaterialRights> {
-    const keys = this.seal.keys();
+    const keys = this.store.keys();
     checkRights(rights, this.now());
     const token = `cof_imp_${Buffer.from(this.random(32)).toString('base64url')}`;
     const expires = this.now() + IMPORT_TOKEN_TTL_MS;
     const hsm = keys.provider.hsmImport;
-    const existing = hsm ? undefined : this.record();
+    const existing = hsm ? undefined : await this.record();
     const generated = hsm || existing ? undefined : await this.store.mutate(async (tx) => (await createSealedKeyPair(tx, keys, PURPOSE, this.now(), this.random, 'rsa-4096')).record);
     const publicPem = hsm ? await hsm.wrappingPublicKeyPem() : (existing ?? generated!).public_pem;
     await this.store.mutate((tx) => {
-      if (generated) tx.put(WRAPPING_KEY, Buffer.from(JSON.stringify(generated)));
-      tx.put(TOKEN_PREFIX + digest(token), Buffer.from(JSON.stringify({ expires_at: expires, used: false, rights } satisfies TokenRecord)));
+      if (generated) this.wrapping.write(tx, '', generated);
+      this.tokens.write(tx, digest(token), { expires_at: expires, used: false, rights });
     });
     return { public_key_pem: publicPem, import_token: token, expires_at: new Date(expires).toISOString(), oaep_hashes: ['sha256', 'sha1'], ...rights };
   }
@@ -70,14 +79,13 @@ export class ByokService {
     oaepHash: 'sha256' | 'sha1',
     claimed: Partial<MaterialRights> = {},
   ): Promise<{ master_version: number; keyrings_rewrapped: number } & MaterialRights> {
-    const keys = this.seal.keys();
-    const key = TOKEN_PREFIX + digest(token);
+    const keys = this.store.keys();
+    const id = digest(token);
     const version = keys.provider.currentVersion() + 1;
     const outcome = await this.store.mutate((tx) => {
-      const raw = tx.get(key);
-      const record = raw ? (JSON.parse(Buffer.from(raw).toString()) as TokenRecord) : undefined;
+      const record = this.tokens.read(tx, id);
       if (!record || record.used || record.expires_at <= this.now()) return 'invalid' as const;
-      tx.put(key, Buffer.from(JSON.stringify({ ...record, used: true })));
+      this.tokens.write(tx, id, { ...record, used: true });
       const rights = record.rights ?? DEFAULT_RIGHTS;
       if ((claimed.exportable !== undefined && claimed.exportable !== rights.exportable) || (claimed.valid_to !== undefined && !sameInstant(claimed.valid_to, rights.valid_to))) {
         return 'tampered' as const;
@@ -94,7 +102,7 @@ export class ByokService {
   }
 
   private async importInSoftware(keys: UnsealedKeys, wrappedKey: string, oaepHash: 'sha256' | 'sha1'): Promise<number> {
-    const record = this.record();
+    const record = await this.record();
     if (!record) throw new CofferError('internal', 'wrapping key missing');
     const pair = await openSealedKeyPair(keys, record, PURPOSE);
     const material = unwrapImport(pair.privateKey, wrappedKey, oaepHash);
@@ -117,7 +125,7 @@ export class ByokService {
 
   /** Wraps the current master key to a customer key; needs a quorum of shares. */
   async export(publicKeyPem: string, shares: string[], oaepHash: 'sha256' | 'sha1'): Promise<{ bundle: string; master_version: number }> {
-    const keys = this.seal.keys();
+    const keys = this.store.keys();
     await this.seal.verifyQuorum(shares);
     const { version, material } = keys.provider.exportCurrent();
     try {
@@ -127,9 +135,8 @@ export class ByokService {
     }
   }
 
-  private record(): SealedKeyPairRecord | undefined {
-    const raw = this.store.get(WRAPPING_KEY);
-    return raw ? (JSON.parse(Buffer.from(raw).toString()) as SealedKeyPairRecord) : undefined;
+  private record() {
+    return this.wrapping.get('');
   }
 }
 

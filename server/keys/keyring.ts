@@ -2,16 +2,20 @@ import { encodeContext, fromBase64, toBase64, zeroize } from '../crypto/bytes.js
 import { KEY_LENGTH } from '../crypto/aead.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { CofferError } from '../errors.js';
-import type { Store, Tx } from '../store/db.js';
+import { z } from 'zod';
+import { decodeStored, jsonCodec } from '../store/codec.js';
+import type { KeyValueStore, Tx } from '../store/db.js';
 import { KEYRING_PREFIX, keyringKey } from '../store/keys.js';
 import type { MasterKeyProvider } from './provider.js';
 
-/** A keyring as stored: its versions, each wrapped by a master version. */
-export interface KeyringRecord {
-  namespace: string;
-  current: number;
-  versions: Record<string, { wrapped: string; created_at: number; wraps: number }>;
-}
+/** A keyring as stored (clear: its versions are wrapped by a master version). */
+const keyringRecord = z.looseObject({
+  namespace: z.string(),
+  current: z.number().int().nonnegative(),
+  versions: z.record(z.string().regex(/^[1-9][0-9]*$/), z.looseObject({ wrapped: z.string(), created_at: z.number(), wraps: z.number().int().nonnegative() })),
+});
+export type KeyringRecord = z.infer<typeof keyringRecord>;
+const keyringCodec = jsonCodec(keyringRecord);
 
 export interface KeyringOptions {
   /** How long an unwrapped keyring version stays in memory after its last use. */
@@ -52,7 +56,7 @@ export class Keyrings {
   private readonly options: KeyringOptions;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: KeyValueStore,
     private readonly provider: MasterKeyProvider,
     private readonly clusterId: string,
     options: Partial<KeyringOptions> = {},
@@ -68,9 +72,10 @@ export class Keyrings {
 
   /**
    * The key new DEKs are wrapped with, for use inside a mutation. Creates the keyring on first
-   * use, rotates it past its wrap count or age, and stages the incremented counter in `tx`.
+   * use, rotates it past its wrap count or age, and stages the counter, raised by `uses` (the
+   * messages the caller seals with it: the storage barrier seals several values per batch), in `tx`.
    */
-  async encryptionKey(tx: Tx, namespace: string): Promise<{ version: number; key: Uint8Array }> {
+  async encryptionKey(tx: Tx, namespace: string, uses = 1): Promise<{ version: number; key: Uint8Array }> {
     this.checkOpen();
     let record = readRecord(tx.get(keyringKey(namespace)));
     const now = this.options.now();
@@ -79,9 +84,15 @@ export class Keyrings {
       record = await this.addVersion(tx, namespace, record);
     }
     const entry = record.versions[String(record.current)]!;
-    entry.wraps += 1;
+    entry.wraps += uses;
     tx.put(keyringKey(namespace), encodeRecord(record));
     return { version: record.current, key: await this.key(namespace, record.current, entry.wrapped) };
+  }
+
+  /** The version numbers of a keyring, read inside a mutation (the storage barrier's sys key copies). */
+  versions(tx: Tx, namespace: string): number[] {
+    const record = readRecord(tx.get(keyringKey(namespace)));
+    return record ? Object.keys(record.versions).map(Number) : [];
   }
 
   /** The key of a given keyring version, for unwrapping a DEK. */
@@ -233,8 +244,6 @@ export class Keyrings {
 
 const cacheId = (namespace: string, version: number) => `${namespace}#${version}`;
 
-function readRecord(raw: Uint8Array | undefined): KeyringRecord | undefined {
-  return raw ? (JSON.parse(Buffer.from(raw).toString('utf8')) as KeyringRecord) : undefined;
-}
+const readRecord = (raw: Uint8Array | undefined): KeyringRecord | undefined => (raw ? decodeStored(keyringCodec, raw, 'keyring', KEYRING_PREFIX) : undefined);
 
-const encodeRecord = (record: KeyringRecord) => Buffer.from(JSON.stringify(record));
+const encodeRecord = (record: KeyringRecord) => keyringCodec.encode(record);

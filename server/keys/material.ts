@@ -1,5 +1,7 @@
 import { CofferError } from '../errors.js';
-import type { Store, Tx } from '../store/db.js';
+import { z } from 'zod';
+import { decodeStored, jsonCodec } from '../store/codec.js';
+import type { KeyValueStore, Tx } from '../store/db.js';
 import { masterMetaKey as metaKey } from '../store/keys.js';
 import type { HsmImport, MasterKeyProvider } from './provider.js';
 
@@ -11,9 +13,9 @@ export interface MaterialRights {
   valid_to: string | null;
 }
 
-interface MaterialRecord extends MaterialRights {
-  imported_at: string;
-}
+/** Stored (clear) under `sys/master-meta/<v>`: the provider checks it before it unwraps a keyring. */
+const materialCodec = jsonCodec(z.looseObject({ exportable: z.boolean(), valid_to: z.string().nullable(), imported_at: z.string() }));
+type MaterialRecord = MaterialRights & { imported_at: string };
 
 export interface MasterKeyStatus {
   version: number;
@@ -26,7 +28,7 @@ export interface MasterKeyStatus {
 
 /** Records the rights of an imported version, in the caller's mutation. */
 export function stageMaterialRights(tx: Tx, version: number, rights: MaterialRights, now: number): void {
-  tx.put(metaKey(version), Buffer.from(JSON.stringify({ ...rights, imported_at: new Date(now).toISOString() } satisfies MaterialRecord)));
+  tx.put(metaKey(version), materialCodec.encode({ ...rights, imported_at: new Date(now).toISOString() } satisfies MaterialRecord));
 }
 
 /**
@@ -38,7 +40,7 @@ export class GovernedProvider implements MasterKeyProvider {
   constructor(
     /** The provider holding the key (for its own counters and health). */
     readonly inner: MasterKeyProvider,
-    private readonly store: Store,
+    private readonly store: KeyValueStore,
     private readonly now: () => number,
   ) {}
 
@@ -110,7 +112,7 @@ export class GovernedProvider implements MasterKeyProvider {
 
   private record(version: number): MaterialRecord | undefined {
     const raw = this.store.get(metaKey(version));
-    return raw ? (JSON.parse(Buffer.from(raw).toString('utf8')) as MaterialRecord) : undefined;
+    return raw ? decodeStored(materialCodec, raw, 'master key usage record', metaKey(version)) : undefined;
   }
 }
 

@@ -6,28 +6,37 @@ import { assertRandomHealthy, systemRandom, type RandomSource } from '../crypto/
 import { combine, decodeShare, sameSet, split, type Share } from '../crypto/shamir.js';
 import { CofferError, isCofferError } from '../errors.js';
 import type { Logger } from 'pino';
+import { z } from 'zod';
+import { Barrier, type SealedStore } from '../store/barrier.js';
+import { decodeStored, jsonCodec } from '../store/codec.js';
 import type { Store, Tx } from '../store/db.js';
-import { MASTER_PREFIX, SEAL_KEY } from '../store/keys.js';
+import { FORMAT_KEY, MASTER_PREFIX, SEAL_KEY } from '../store/keys.js';
+import { CURRENT_FORMAT, formatCodec } from '../store/migrate.js';
 import { Keyrings, type KeyringOptions } from './keyring.js';
 import { GovernedProvider } from './material.js';
 import type { MasterKeyProvider } from './provider.js';
 import { loadRootKey, type RootKeySource } from './root-key.js';
 import { SoftwareProvider } from './software.js';
 
-/** Stored in `sys/seal`; its presence means the vault is initialized. */
-interface SealConfig {
-  format: 1;
-  cluster_id: string;
-  source: RootKeySource['kind'];
-  shares: number;
-  threshold: number;
+/** Stored in `sys/seal` (clear: read before unseal); its presence means the vault is initialized. */
+const sealConfig = z.object({
+  format: z.literal(1),
+  cluster_id: z.string(),
+  source: z.enum(['shamir', 'file', 'env', 'passphrase', 'pkcs11']),
+  shares: z.number().int(),
+  threshold: z.number().int(),
   /** Set id of the current share split (shamir: root key; others: recovery key). */
-  share_set: string;
+  share_set: z.string(),
   /** Recovery key check for auto-unseal sources: an envelope only the recovery key opens. */
-  recovery_check?: string;
-  passphrase_salt?: string;
-  created_at: number;
-}
+  recovery_check: z.string().optional(),
+  passphrase_salt: z.string().optional(),
+  created_at: z.number(),
+});
+type SealConfig = z.infer<typeof sealConfig>;
+export const sealConfigCodec = jsonCodec(sealConfig);
+
+/** What engines read and write: the storage barrier, with the keys of the unsealed vault. */
+export type VaultStore = SealedStore<UnsealedKeys>;
 
 
 export interface UnsealedKeys {
@@ -43,6 +52,11 @@ export interface SealOptions {
   keyring: Partial<KeyringOptions>;
   random: RandomSource;
   now: () => number;
+  /**
+   * Whether an unseal opens the storage barrier (default). `coffer restore` opens the keys of a
+   * staging store that holds only the backup's identity, and must not migrate or mark it.
+   */
+  storage: boolean;
 }
 
 const RECOVERY_CHECK = 'coffer recovery key check';
@@ -67,8 +81,12 @@ export class SealManager {
   private readonly unsealListeners: ((keys: UnsealedKeys) => Promise<void> | void)[] = [];
   private readonly sealListeners: (() => void)[] = [];
 
+  /** The storage barrier engines use; open while unsealed, refusing everything otherwise. */
+  readonly barrier: Barrier<UnsealedKeys>;
+
   constructor(private readonly store: Store, options: Partial<SealOptions> & { source: RootKeySource }) {
-    this.options = { env: process.env, keyring: {}, random: systemRandom, now: Date.now, ...options };
+    this.options = { env: process.env, keyring: {}, random: systemRandom, now: Date.now, storage: true, ...options };
+    this.barrier = new Barrier<UnsealedKeys>(store, () => this.refusal(), this.options.log);
     this.config = readConfig(store.get(SEAL_KEY));
     const stored = this.config?.source;
     if (stored && !compatibleSources(stored, options.source.kind)) {
@@ -107,8 +125,17 @@ export class SealManager {
   /** The unsealed keys, or `sealed` / `not_initialized`. */
   keys(): UnsealedKeys {
     if (this.unsealed) return this.unsealed;
-    if (!this.config) throw new CofferError('not_initialized', 'vault is not initialized: run `coffer init`');
-    throw new CofferError('sealed', 'vault is sealed: run `coffer unseal`');
+    throw this.refusal();
+  }
+
+  /** Refuses (`sealed` / `not_initialized`) unless unsealed: the HTTP gate before any token is looked at. */
+  requireUnsealed(): void {
+    if (!this.unsealed) throw this.refusal();
+  }
+
+  private refusal(): CofferError {
+    if (!this.config) return new CofferError('not_initialized', 'vault is not initialized: run `coffer init`');
+    return new CofferError('sealed', 'vault is sealed: run `coffer unseal`');
   }
 
   /** Seal status; `nonce` only for the callers that submit shares, never for the public status. */
@@ -167,8 +194,10 @@ export class SealManager {
       const full: SealConfig = { ...config, share_set: shareSet };
       const keys = this.unsealedKeys(clusterId, provider);
       try {
-        await this.store.mutate(async (tx) => {
-          tx.put(SEAL_KEY, Buffer.from(JSON.stringify(full)));
+        // Through the barrier with the new keys: what `stage` writes (the first signing key) is sealed.
+        await this.barrier.mutateWith(keys, async (tx) => {
+          tx.put(SEAL_KEY, sealConfigCodec.encode(full));
+          tx.put(FORMAT_KEY, formatCodec.encode(CURRENT_FORMAT));
           await stage(tx, keys);
         });
       } catch (e) {
@@ -332,6 +361,7 @@ export class SealManager {
     const keys = this.unsealed;
     if (!keys) return;
     this.unsealed = undefined;
+    this.barrier.close();
     await this.store.mutate(() => undefined);
     for (const listener of this.sealListeners) listener();
     keys.keyrings.close();
@@ -341,6 +371,7 @@ export class SealManager {
   private async becomeUnsealed(keys: UnsealedKeys): Promise<void> {
     this.unsealed = keys;
     try {
+      if (this.options.storage) await this.barrier.open(keys); // migrates a store written before the barrier first
       for (const listener of this.unsealListeners) await listener(keys);
     } catch (e) {
       await this.seal();
@@ -426,5 +457,5 @@ function compatibleSources(stored: RootKeySource['kind'], given: RootKeySource['
 }
 
 function readConfig(raw: Uint8Array | undefined): SealConfig | undefined {
-  return raw ? (JSON.parse(Buffer.from(raw).toString('utf8')) as SealConfig) : undefined;
+  return raw ? decodeStored(sealConfigCodec, raw, 'seal configuration', SEAL_KEY) : undefined;
 }

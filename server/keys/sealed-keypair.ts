@@ -4,7 +4,9 @@ import { encodeContext, fromBase64, toBase64 } from '../crypto/bytes.js';
 import { envelopeKeyVersion, openEnvelope, sealEnvelope } from '../crypto/envelope.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { CofferError } from '../errors.js';
-import type { Tx } from '../store/db.js';
+import { z } from 'zod';
+import { jsonCodec } from '../store/codec.js';
+import type { Tx } from '../store/barrier.js';
 import type { UnsealedKeys } from './seal.js';
 
 /**
@@ -12,13 +14,16 @@ import type { UnsealedKeys } from './seal.js';
  * is bound into the seal, so a token-signing key can never be opened as the audit key (or the
  * reverse): key separation by construction.
  */
-export interface SealedKeyPairRecord {
-  kid: string;
-  purpose: string;
-  created_at: number;
-  public_pem: string;
-  sealed_private: string;
-}
+export const sealedKeyPairShape = {
+  kid: z.string(),
+  purpose: z.string(),
+  created_at: z.number(),
+  public_pem: z.string(),
+  sealed_private: z.string(),
+};
+export type SealedKeyPairRecord = z.infer<z.ZodObject<typeof sealedKeyPairShape>>;
+/** The stored record of a key pair (audit and BYOK keys; token-signing keys extend it). */
+export const sealedKeyPairCodec = jsonCodec(z.object(sealedKeyPairShape));
 
 export interface KeyPair {
   kid: string;

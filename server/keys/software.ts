@@ -3,7 +3,7 @@ import { envelopeKeyVersion, openEnvelope, sealEnvelope } from '../crypto/envelo
 import { KEY_LENGTH } from '../crypto/aead.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { CofferError, isCofferError } from '../errors.js';
-import type { Store } from '../store/db.js';
+import type { KeyValueStore } from '../store/db.js';
 import { MASTER_PREFIX, masterKey } from '../store/keys.js';
 import type { MasterKeyProvider } from './provider.js';
 
@@ -19,14 +19,14 @@ export class SoftwareProvider implements MasterKeyProvider {
   private closed = false;
 
   private constructor(
-    private readonly store: Store,
+    private readonly store: KeyValueStore,
     private rootKey: Uint8Array,
     private readonly clusterId: string,
     private readonly random: RandomSource,
   ) {}
 
   /** First start: creates master version 1. The provider takes ownership of `rootKey`. */
-  static async create(store: Store, rootKey: Uint8Array, clusterId: string, random = systemRandom): Promise<SoftwareProvider> {
+  static async create(store: KeyValueStore, rootKey: Uint8Array, clusterId: string, random = systemRandom): Promise<SoftwareProvider> {
     const provider = new SoftwareProvider(store, rootKey, clusterId, random);
     await provider.rotate();
     return provider;
@@ -36,7 +36,7 @@ export class SoftwareProvider implements MasterKeyProvider {
    * Loads every master version. A wrong root key fails on the first version, before anything
    * is loaded or written: `unseal_failed`.
    */
-  static async open(store: Store, rootKey: Uint8Array, clusterId: string, random = systemRandom): Promise<SoftwareProvider> {
+  static async open(store: KeyValueStore, rootKey: Uint8Array, clusterId: string, random = systemRandom): Promise<SoftwareProvider> {
     const provider = new SoftwareProvider(store, rootKey, clusterId, random);
     const rows = await store.scanPrefix(MASTER_PREFIX);
     if (rows.length === 0) throw new CofferError('internal', 'no master key versions found in the data directory');

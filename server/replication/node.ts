@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { Gauge } from 'prom-client';
+import { z } from 'zod';
 import type { ServerConfig } from '../config.js';
 import { CofferError } from '../errors.js';
 import type { SealManager, UnsealedKeys } from '../keys/seal.js';
@@ -497,11 +498,11 @@ export class Replication implements WriteGuard {
     } catch (e) {
       if (!(e instanceof PreconditionFailed)) throw e;
       const existing = await source.get(epochClaim(epoch));
-      let holder: unknown;
+      let holder: string | undefined;
       try {
-        holder = existing ? (JSON.parse(Buffer.from(existing.body).toString('utf8')) as { node?: unknown }).node : undefined;
+        holder = existing ? epochClaimBody.parse(JSON.parse(Buffer.from(existing.body).toString('utf8'))).node : undefined;
       } catch {
-        holder = undefined;
+        holder = undefined; // unreadable: not ours
       }
       if (holder !== this.node) throw new CofferError('conflict', `another server claimed epoch ${epoch} first`);
       this.log.info({ epoch }, 'promotion: reusing this server\'s own claim of the epoch from an earlier attempt');
@@ -574,6 +575,9 @@ export class Replication implements WriteGuard {
     for (const b of new Set([...this.targets, ...(this.source ? [this.source] : [])])) b.close();
   }
 }
+
+/** An epoch claim object in the bucket (unauthenticated: only compared with this server's node id). */
+const epochClaimBody = z.object({ node: z.string() });
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

@@ -1,12 +1,14 @@
+import { z } from 'zod';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { CofferError, isCofferError } from '../errors.js';
-import type { SealManager } from '../keys/seal.js';
+import type { UnsealedKeys, VaultStore } from '../keys/seal.js';
 import { namespaceOf } from '../paths.js';
-import type { Store, Tx } from '../store/db.js';
+import type { Table, Tx } from '../store/barrier.js';
+import { jsonCodec } from '../store/codec.js';
 import { META_PREFIX, metaKey, prefixEnd, versionKey } from '../store/keys.js';
 import { openVersion, sealVersion, type VersionAddress } from './record.js';
 import type { PutSecretRequest, Secret } from '../../sdk/wire/types.js';
-import { generatePassword, inspectCertificate, type SecretType } from './types.js';
+import { SECRET_TYPES, generatePassword, inspectCertificate, type SecretType } from './types.js';
 import { MAX_DATA_BYTES } from '../../sdk/wire/constants.js';
 
 export { MAX_BATCH, MAX_DATA_BYTES } from '../../sdk/wire/constants.js';
@@ -14,24 +16,26 @@ export { MAX_BATCH, MAX_DATA_BYTES } from '../../sdk/wire/constants.js';
 /** What a write takes: the wire request (docs/api.md "Secrets"), already validated at the HTTP edge. */
 export type PutInput = PutSecretRequest;
 
-export interface VersionInfo {
-  version: number;
-  type: SecretType;
-  created_at: number;
-  deleted_at: number | null;
-  destroyed: boolean;
-  expires_at: number | null;
-}
+const versionInfo = z.object({
+  version: z.number().int().positive(),
+  type: z.enum(SECRET_TYPES),
+  created_at: z.number(),
+  deleted_at: z.number().nullable(),
+  destroyed: z.boolean(),
+  expires_at: z.number().nullable(),
+});
+export type VersionInfo = z.infer<typeof versionInfo>;
 
 /** Stored under `meta/<path>`: everything about a secret except its values. */
-export interface SecretMeta {
-  type: SecretType;
-  current_version: number;
-  metadata: Record<string, string>;
-  created_at: number;
-  updated_at: number;
-  versions: VersionInfo[];
-}
+const secretMeta = z.object({
+  type: z.enum(SECRET_TYPES),
+  current_version: z.number().int().nonnegative(),
+  metadata: z.record(z.string(), z.string()),
+  created_at: z.number(),
+  updated_at: z.number(),
+  versions: z.array(versionInfo),
+});
+export type SecretMeta = z.infer<typeof secretMeta>;
 
 
 export interface SecretsOptions {
@@ -50,17 +54,18 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
  */
 export class SecretsEngine {
   private readonly options: SecretsOptions;
+  private readonly meta: Table<SecretMeta, UnsealedKeys>;
 
   constructor(
-    private readonly store: Store,
-    private readonly seal: SealManager,
+    private readonly store: VaultStore,
     options: Partial<SecretsOptions> = {},
   ) {
     this.options = { now: Date.now, random: systemRandom, maxVersions: 100, ...options };
+    this.meta = store.table(META_PREFIX, jsonCodec(secretMeta), 'secret metadata record');
   }
 
   async put(path: string, input: PutInput): Promise<{ path: string; version: number; created_at: string }> {
-    const keys = this.seal.keys();
+    const keys = this.store.keys();
     const type = input.type ?? 'kv';
     const data = { ...input.data };
     if (input.generate) {
@@ -82,7 +87,7 @@ export class SecretsEngine {
 
     try {
       return await this.store.mutate(async (tx) => {
-        const meta = readMeta(tx.get(metaKey(path)));
+        const meta = this.meta.read(tx, path);
         checkCas(meta, input.cas);
         const now = this.options.now();
         const version = (meta?.current_version ?? 0) + 1;
@@ -95,7 +100,7 @@ export class SecretsEngine {
         next.updated_at = now;
         next.versions.push({ version, type, created_at: now, deleted_at: null, destroyed: false, expires_at: expiresAt });
         this.pruneVersions(tx, path, next);
-        tx.put(metaKey(path), encodeMeta(next));
+        this.meta.write(tx, path, next);
         return { path, version, created_at: iso(now)! };
       });
     } finally {
@@ -105,19 +110,23 @@ export class SecretsEngine {
 
   /** A version's value; `undefined` when the path or version is missing, deleted or destroyed. */
   async get(path: string, version?: number): Promise<Secret | undefined> {
-    const keys = this.seal.keys();
-    const meta = readMeta(this.store.get(metaKey(path)));
-    if (!meta) return undefined;
-    const info = meta.versions.find((v) => v.version === (version ?? meta.current_version));
-    if (!info || info.deleted_at !== null || info.destroyed) return undefined;
-    const record = this.store.get(versionKey(path, info.version));
-    if (!record) return undefined;
+    const keys = this.store.keys(); // the read's one seal check: the barrier reads below and the DEK use these keys
     let plaintext: Uint8Array;
+    let meta: SecretMeta | undefined;
+    let info: VersionInfo | undefined;
     try {
+      meta = await this.meta.get(path, keys);
+      if (!meta) return undefined;
+      const wanted = version ?? meta.current_version;
+      info = meta.versions.find((v) => v.version === wanted);
+      if (!info || info.deleted_at !== null || info.destroyed) return undefined;
+      const record = await this.store.get(versionKey(path, info.version), keys);
+      if (!record) return undefined;
       plaintext = await openVersion(keys.keyrings, this.address(keys.clusterId, path, info.version), info.type, record);
     } catch (e) {
-      if (isCofferError(e, 'decryption_failed')) {
-        throw new CofferError('integrity_error', `secret ${path} version ${info.version} failed its integrity check`);
+      if (isCofferError(e, 'decryption_failed') || isCofferError(e, 'integrity_error')) {
+        const which = info ? ` version ${info.version}` : '';
+        throw new CofferError('integrity_error', `secret ${path}${which} failed its integrity check`, isCofferError(e) ? e.detail : undefined);
       }
       throw e;
     }
@@ -138,9 +147,13 @@ export class SecretsEngine {
     };
   }
 
-  metadata(path: string): SecretMeta | undefined {
-    this.seal.keys();
-    return readMeta(this.store.get(metaKey(path)));
+  metadata(path: string): Promise<SecretMeta | undefined> {
+    return this.meta.get(path);
+  }
+
+  /** Whether a secret exists at `path` (its key only: nothing is opened). */
+  exists(path: string): boolean {
+    return this.meta.has(path);
   }
 
   /** Soft-deletes the given versions (default: the current one). */
@@ -169,13 +182,12 @@ export class SecretsEngine {
    * An empty prefix lists everything.
    */
   async list(prefix: string, after: string | undefined, limit: number): Promise<{ keys: string[]; next: string | null }> {
-    this.seal.keys();
     const keys: string[] = [];
-    if (prefix && (after === undefined || after < prefix) && this.store.get(metaKey(prefix))) keys.push(prefix);
+    if (prefix && (after === undefined || after < prefix) && this.meta.has(prefix)) keys.push(prefix);
     const below = prefix ? `${META_PREFIX}${prefix}/` : META_PREFIX;
     const cursor = after !== undefined ? metaKey(after) : undefined;
-    const rows = await this.store.range(cursor !== undefined && cursor >= below ? `${cursor}\u0000` : below, prefixEnd(below), limit + 1 - keys.length);
-    for (const [key] of rows) keys.push(key.slice(META_PREFIX.length));
+    const names = await this.store.names(cursor !== undefined && cursor >= below ? `${cursor}\u0000` : below, prefixEnd(below), limit + 1 - keys.length);
+    for (const key of names) keys.push(key.slice(META_PREFIX.length));
     const more = keys.length > limit;
     const page = keys.slice(0, limit);
     return { keys: page, next: more ? page[page.length - 1]! : null };
@@ -183,15 +195,13 @@ export class SecretsEngine {
 
   /** Secrets whose current version expires before `now + withinMs` (already expired included). */
   async expiring(withinMs: number): Promise<{ path: string; version: number; type: SecretType; expires_at: string; expired: boolean }[]> {
-    this.seal.keys();
     const now = this.options.now();
     const out = [];
-    for (const [key, raw] of await this.store.range(META_PREFIX, prefixEnd(META_PREFIX))) {
-      const meta = readMeta(raw)!;
+    for (const [path, meta] of await this.meta.scan()) {
       const info = meta.versions.find((v) => v.version === meta.current_version);
       if (!info || info.expires_at === null || info.deleted_at !== null || info.destroyed) continue;
       if (info.expires_at <= now + withinMs) {
-        out.push({ path: key.slice(META_PREFIX.length), version: info.version, type: info.type, expires_at: iso(info.expires_at)!, expired: info.expires_at <= now });
+        out.push({ path, version: info.version, type: info.type, expires_at: iso(info.expires_at)!, expired: info.expires_at <= now });
       }
     }
     return out.sort((a, b) => a.expires_at.localeCompare(b.expires_at) || a.path.localeCompare(b.path));
@@ -202,9 +212,8 @@ export class SecretsEngine {
     versions: number[] | undefined,
     change: (info: VersionInfo, now: number, tx: Tx) => void,
   ): Promise<boolean> {
-    this.seal.keys();
     return this.store.mutate((tx) => {
-      const meta = readMeta(tx.get(metaKey(path)));
+      const meta = this.meta.read(tx, path);
       if (!meta) return false;
       const wanted = versions ?? [meta.current_version];
       const infos = wanted.map((v) => meta.versions.find((i) => i.version === v));
@@ -213,7 +222,7 @@ export class SecretsEngine {
       const now = this.options.now();
       for (const info of infos) change(info!, now, tx);
       meta.updated_at = now;
-      tx.put(metaKey(path), encodeMeta(meta));
+      this.meta.write(tx, path, meta);
       return true;
     });
   }
@@ -237,9 +246,3 @@ function checkCas(meta: SecretMeta | undefined, cas: number | undefined): void {
     throw new CofferError('cas_mismatch', cas === 0 ? 'check-and-set failed: the secret already exists' : `check-and-set failed: current version is ${current}, not ${cas}`);
   }
 }
-
-export function readMeta(raw: Uint8Array | undefined): SecretMeta | undefined {
-  return raw ? (JSON.parse(Buffer.from(raw).toString('utf8')) as SecretMeta) : undefined;
-}
-
-const encodeMeta = (meta: SecretMeta) => Buffer.from(JSON.stringify(meta));

@@ -3,7 +3,7 @@ import { KEY_LENGTH } from '../crypto/aead.js';
 import { envelopeKeyVersion, openEnvelope, sealEnvelope } from '../crypto/envelope.js';
 import { CofferError } from '../errors.js';
 import type { Keyrings } from '../keys/keyring.js';
-import type { Tx } from '../store/db.js';
+import type { Tx } from '../store/barrier.js';
 import type { RandomSource } from '../crypto/random.js';
 
 /**

@@ -1,13 +1,27 @@
 import type { Logger } from 'pino';
+import { z } from 'zod';
 import { isCofferError } from '../errors.js';
-import type { SealManager } from '../keys/seal.js';
-import type { Store } from '../store/db.js';
-import { REWRAP_PREFIX, VERSION_PREFIX, parseVersionKey, prefixEnd, rewrapKey } from '../store/keys.js';
+import type { SealManager, UnsealedKeys, VaultStore } from '../keys/seal.js';
+import type { Table } from '../store/barrier.js';
+import { jsonCodec } from '../store/codec.js';
+import { REWRAP_PREFIX, VERSION_PREFIX, parseVersionKey, prefixEnd } from '../store/keys.js';
 import { recordKeyringVersion, rewrapVersion } from './record.js';
 import type { RewrapProgress } from '../../sdk/wire/types.js';
 
-/** Persisted as is and answered by `GET /v1/sys/keyrings/{ns}` (sdk/wire/types.ts). */
+/** Persisted (sealed, `rw/<ns>`) as is and answered by `GET /v1/sys/keyrings/{ns}` (sdk/wire/types.ts). */
 export type { RewrapProgress };
+const rewrapProgress: z.ZodType<RewrapProgress> = z.object({
+  namespace: z.string(),
+  state: z.enum(['running', 'done', 'failed']),
+  target_version: z.number().int(),
+  cursor: z.string().nullable(),
+  total: z.number().int(),
+  scanned: z.number().int(),
+  rewrapped: z.number().int(),
+  started_at: z.string(),
+  finished_at: z.string().nullable(),
+  error: z.string().optional(),
+});
 
 const BATCH = 64;
 
@@ -18,13 +32,15 @@ const BATCH = 64;
  */
 export class RewrapJobs {
   private readonly running = new Map<string, Promise<void>>();
+  private readonly jobs: Table<RewrapProgress, UnsealedKeys>;
 
   constructor(
-    private readonly store: Store,
-    private readonly seal: SealManager,
+    private readonly store: VaultStore,
+    seal: SealManager,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
   ) {
+    this.jobs = store.table(REWRAP_PREFIX, jsonCodec(rewrapProgress), 'rewrap progress record');
     seal.onUnseal(() => this.resume());
   }
 
@@ -40,22 +56,18 @@ export class RewrapJobs {
       started_at: new Date(this.now()).toISOString(),
       finished_at: null,
     };
-    await this.store.mutate((tx) => tx.put(rewrapKey(namespace), encode(progress)));
+    await this.store.mutate((tx) => this.jobs.write(tx, namespace, progress));
     this.launch(namespace);
     return progress;
   }
 
-  progress(namespace: string): RewrapProgress | undefined {
-    const raw = this.store.get(rewrapKey(namespace));
-    return raw ? (JSON.parse(Buffer.from(raw).toString('utf8')) as RewrapProgress) : undefined;
+  progress(namespace: string): Promise<RewrapProgress | undefined> {
+    return this.jobs.get(namespace);
   }
 
   /** Restarts every job that was running when the server stopped or sealed. */
   async resume(): Promise<void> {
-    for (const [key] of await this.store.scanPrefix(REWRAP_PREFIX)) {
-      const namespace = key.slice(REWRAP_PREFIX.length);
-      if (this.progress(namespace)?.state === 'running') this.launch(namespace);
-    }
+    for (const [namespace, progress] of await this.jobs.scan()) if (progress.state === 'running') this.launch(namespace);
   }
 
   /** Resolves when every running job has stopped (tests, shutdown). */
@@ -79,21 +91,21 @@ export class RewrapJobs {
       if (isCofferError(e, 'sealed')) return; // resumes at the next unseal
       this.log.error({ namespace, err: (e as Error).message }, 'keyring rewrap failed');
       await this.store.mutate((tx) => {
-        const p = this.progress(namespace);
-        if (p) tx.put(rewrapKey(namespace), encode({ ...p, state: 'failed', error: 'rewrap failed; see the server log', finished_at: new Date(this.now()).toISOString() }));
+        const p = this.jobs.read(tx, namespace);
+        if (p) this.jobs.write(tx, namespace, { ...p, state: 'failed', error: 'rewrap failed; see the server log', finished_at: new Date(this.now()).toISOString() });
       }).catch(() => undefined);
     }
   }
 
   /** One batch; true when the namespace is finished. */
   private async step(namespace: string): Promise<boolean> {
-    const keys = this.seal.keys();
-    const progress = this.progress(namespace);
+    const keys = this.store.keys();
+    const progress = await this.jobs.get(namespace, keys);
     if (!progress || progress.state !== 'running') return true;
     const rows = await this.nextRows(namespace, progress.cursor);
     return this.store.mutate(async (tx) => {
       const p = { ...progress };
-      for (const [key] of rows) {
+      for (const key of rows) {
         p.cursor = key;
         p.scanned++;
         const record = tx.get(key);
@@ -108,7 +120,7 @@ export class RewrapJobs {
         p.state = 'done';
         p.finished_at = new Date(this.now()).toISOString();
       }
-      tx.put(rewrapKey(namespace), encode(p));
+      this.jobs.write(tx, namespace, p);
       return finished;
     });
   }
@@ -119,17 +131,16 @@ export class RewrapJobs {
     return total;
   }
 
-  /** The next version records of `namespace` after `cursor`: `ver/<ns>#…` then `ver/<ns>/…`. */
-  private async nextRows(namespace: string, cursor: string | null): Promise<[string, Uint8Array][]> {
-    const rows: [string, Uint8Array][] = [];
+  /** The keys of the next version records of `namespace` after `cursor`: `ver/<ns>#…` then `ver/<ns>/…`. */
+  private async nextRows(namespace: string, cursor: string | null): Promise<string[]> {
+    const rows: string[] = [];
     for (const prefix of [`${VERSION_PREFIX}${namespace}#`, `${VERSION_PREFIX}${namespace}/`]) {
       if (cursor !== null && cursor >= prefixEnd(prefix)) continue;
       const gte = cursor !== null && cursor >= prefix ? `${cursor}\u0000` : prefix;
-      rows.push(...(await this.store.range(gte, prefixEnd(prefix), BATCH - rows.length)));
+      rows.push(...(await this.store.names(gte, prefixEnd(prefix), BATCH - rows.length)));
       if (rows.length >= BATCH) break;
     }
     return rows;
   }
 }
 
-const encode = (p: RewrapProgress) => Buffer.from(JSON.stringify(p));

@@ -3,8 +3,10 @@ import { KEY_LENGTH, open, seal } from '../crypto/aead.js';
 import { envelopeKeyVersion, openEnvelope, sealEnvelope } from '../crypto/envelope.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { CofferError, isCofferError } from '../errors.js';
-import type { SealManager, UnsealedKeys } from '../keys/seal.js';
-import type { Store } from '../store/db.js';
+import { z } from 'zod';
+import type { UnsealedKeys, VaultStore } from '../keys/seal.js';
+import type { Table, Tx } from '../store/barrier.js';
+import { jsonCodec } from '../store/codec.js';
 import { KEY_USAGES as USAGES, type KeyUsage as Usage } from '../../sdk/wire/constants.js';
 import type { TransitKeyInfo } from '../../sdk/wire/types.js';
 import { TRANSIT_KEY_PREFIX as KEY_PREFIX } from '../store/keys.js';
@@ -19,16 +21,17 @@ export { USAGES, type Usage };
 const CIPHERTEXT = /^coffer:v([1-9][0-9]{0,9}):([A-Za-z0-9+/]+={0,2})$/;
 export const MAX_PLAINTEXT = 64 * 1024;
 
-interface TransitKey {
-  name: string;
-  latest: number;
-  min_decryption_version: number;
-  exportable: boolean;
-  usage: Usage[];
-  created_at: number;
+const transitKey = z.object({
+  name: z.string(),
+  latest: z.number().int().nonnegative(),
+  min_decryption_version: z.number().int().positive(),
+  exportable: z.boolean(),
+  usage: z.array(z.enum(USAGES)),
+  created_at: z.number(),
   /** version -> key material sealed under the transit keyring */
-  versions: Record<string, { sealed: string; created_at: number }>;
-}
+  versions: z.record(z.string(), z.object({ sealed: z.string(), created_at: z.number() })),
+});
+type TransitKey = z.infer<typeof transitKey>;
 
 /** What `GET /v1/keys/{name}` answers (sdk/wire/types.ts). */
 export type KeyInfo = TransitKeyInfo;
@@ -39,17 +42,20 @@ const dataContext = (clusterId: string, name: string, version: number, context: 
 const unusable = () => new CofferError('invalid_request', 'ciphertext is not valid for this key');
 
 export class TransitEngine {
+  private readonly keys: Table<TransitKey, UnsealedKeys>;
+
   constructor(
-    private readonly store: Store,
-    private readonly seal: SealManager,
+    private readonly store: VaultStore,
     private readonly now: () => number = Date.now,
     private readonly random: RandomSource = systemRandom,
-  ) {}
+  ) {
+    this.keys = store.table(KEY_PREFIX, jsonCodec(transitKey), 'transit key');
+  }
 
   async create(name: string, options: { exportable?: boolean; usage?: Usage[] }): Promise<KeyInfo> {
-    const keys = this.seal.keys();
+    const keys = this.store.keys();
     return this.store.mutate(async (tx) => {
-      if (tx.get(KEY_PREFIX + name)) throw new CofferError('already_exists', `key ${name} already exists`);
+      if (tx.get(this.keys.key(name))) throw new CofferError('already_exists', `key ${name} already exists`);
       const key: TransitKey = {
         name,
         latest: 0,
@@ -60,23 +66,22 @@ export class TransitEngine {
         versions: {},
       };
       await this.addVersion(tx, keys, key);
-      tx.put(KEY_PREFIX + name, Buffer.from(JSON.stringify(key)));
+      this.keys.write(tx, name, key);
       return describe(key);
     });
   }
 
-  info(name: string): KeyInfo | undefined {
-    this.seal.keys();
-    const key = this.read(name);
+  async info(name: string): Promise<KeyInfo | undefined> {
+    const key = await this.keys.get(name);
     return key && describe(key);
   }
 
   async rotate(name: string): Promise<KeyInfo> {
-    const keys = this.seal.keys();
+    const keys = this.store.keys();
     return this.store.mutate(async (tx) => {
-      const key = this.require(name);
+      const key = this.requireIn(tx, name);
       await this.addVersion(tx, keys, key);
-      tx.put(KEY_PREFIX + name, Buffer.from(JSON.stringify(key)));
+      this.keys.write(tx, name, key);
       return describe(key);
     });
   }
@@ -84,44 +89,46 @@ export class TransitEngine {
   /** Versions below `min` stop decrypting (after a compromise); `min` cannot pass the latest. */
   async configure(name: string, minDecryptionVersion: number): Promise<KeyInfo> {
     return this.store.mutate((tx) => {
-      const key = this.require(name);
+      const key = this.requireIn(tx, name);
       if (minDecryptionVersion > key.latest) throw new CofferError('invalid_request', `min_decryption_version cannot exceed the latest version ${key.latest}`);
       key.min_decryption_version = minDecryptionVersion;
-      tx.put(KEY_PREFIX + name, Buffer.from(JSON.stringify(key)));
+      this.keys.write(tx, name, key);
       return describe(key);
     });
   }
 
   async encrypt(name: string, plaintext: Uint8Array, context: Uint8Array = new Uint8Array()): Promise<string> {
-    const key = this.require(name, 'encrypt');
-    return this.encryptWith(key, plaintext, context);
+    const keys = this.store.keys();
+    return this.encryptWith(keys, await this.require(keys, name, 'encrypt'), plaintext, context);
   }
 
   async decrypt(name: string, ciphertext: string, context: Uint8Array = new Uint8Array()): Promise<Uint8Array> {
-    return this.decryptWith(this.require(name, 'decrypt'), ciphertext, context);
+    const keys = this.store.keys();
+    return this.decryptWith(keys, await this.require(keys, name, 'decrypt'), ciphertext, context);
   }
 
   /** A fresh 256-bit data key: plaintext for immediate use, and the same encrypted for storage. */
   async dataKey(name: string, context: Uint8Array = new Uint8Array()): Promise<{ plaintext: Uint8Array; ciphertext: string }> {
-    const key = this.require(name, 'datakey');
+    const keys = this.store.keys();
+    const key = await this.require(keys, name, 'datakey');
     const plaintext = this.random(KEY_LENGTH);
-    return { plaintext, ciphertext: await this.encryptWith(key, plaintext, context) };
+    return { plaintext, ciphertext: await this.encryptWith(keys, key, plaintext, context) };
   }
 
   /** Re-encrypts under the latest version; the plaintext never leaves the server. */
   async rewrap(name: string, ciphertext: string, context: Uint8Array = new Uint8Array()): Promise<string> {
-    const key = this.require(name);
-    const plaintext = await this.decryptWith(key, ciphertext, context);
+    const keys = this.store.keys();
+    const key = await this.require(keys, name);
+    const plaintext = await this.decryptWith(keys, key, ciphertext, context);
     try {
-      return await this.encryptWith(key, plaintext, context);
+      return await this.encryptWith(keys, key, plaintext, context);
     } finally {
       zeroize(plaintext);
     }
   }
 
-  private async encryptWith(key: TransitKey, plaintext: Uint8Array, context: Uint8Array): Promise<string> {
+  private async encryptWith(keys: UnsealedKeys, key: TransitKey, plaintext: Uint8Array, context: Uint8Array): Promise<string> {
     if (plaintext.length > MAX_PLAINTEXT) throw new CofferError('too_large', `plaintext exceeds ${MAX_PLAINTEXT} bytes`);
-    const keys = this.seal.keys();
     const material = await this.material(keys, key, key.latest);
     try {
       return `coffer:v${key.latest}:${toBase64(seal(material, plaintext, dataContext(keys.clusterId, key.name, key.latest, context), this.random))}`;
@@ -130,8 +137,7 @@ export class TransitEngine {
     }
   }
 
-  private async decryptWith(key: TransitKey, ciphertext: string, context: Uint8Array): Promise<Uint8Array> {
-    const keys = this.seal.keys();
+  private async decryptWith(keys: UnsealedKeys, key: TransitKey, ciphertext: string, context: Uint8Array): Promise<Uint8Array> {
     const m = CIPHERTEXT.exec(ciphertext);
     const version = m ? Number(m[1]) : 0;
     const body = m ? fromBase64(m[2]!) : undefined;
@@ -148,7 +154,7 @@ export class TransitEngine {
     }
   }
 
-  private async addVersion(tx: Parameters<Parameters<Store['mutate']>[0]>[0], keys: UnsealedKeys, key: TransitKey): Promise<void> {
+  private async addVersion(tx: Tx, keys: UnsealedKeys, key: TransitKey): Promise<void> {
     const version = key.latest + 1;
     const material = this.random(KEY_LENGTH);
     const { version: ringVersion, key: ringKey } = await keys.keyrings.encryptionKey(tx, 'transit');
@@ -163,18 +169,19 @@ export class TransitEngine {
     return openEnvelope(ringKey, sealed, materialContext(keys.clusterId, key.name, version));
   }
 
-  private read(name: string): TransitKey | undefined {
-    const raw = this.store.get(KEY_PREFIX + name);
-    return raw ? (JSON.parse(Buffer.from(raw).toString()) as TransitKey) : undefined;
+  private async require(keys: UnsealedKeys, name: string, usage?: Usage): Promise<TransitKey> {
+    return checkUsage(name, await this.keys.get(name, keys), usage);
   }
 
-  private require(name: string, usage?: Usage): TransitKey {
-    this.seal.keys();
-    const key = this.read(name);
-    if (!key) throw new CofferError('not_found', `key ${name} not found`);
-    if (usage && !key.usage.includes(usage)) throw new CofferError('forbidden', `key ${name} does not allow ${usage}`);
-    return key;
+  private requireIn(tx: Tx, name: string): TransitKey {
+    return checkUsage(name, this.keys.read(tx, name));
   }
+}
+
+function checkUsage(name: string, key: TransitKey | undefined, usage?: Usage): TransitKey {
+  if (!key) throw new CofferError('not_found', `key ${name} not found`);
+  if (usage && !key.usage.includes(usage)) throw new CofferError('forbidden', `key ${name} does not allow ${usage}`);
+  return key;
 }
 
 function describe(key: TransitKey): KeyInfo {

@@ -29,13 +29,13 @@ describe('at rest: LevelDB files hold no plaintext', function () {
     };
     const store = await Store.open(join(dir, 'db'));
     const seal = new SealManager(store, { source: { kind: 'shamir' }, env: {}, random: recording, keyring: { random: recording, maxWraps: 5 } });
-    const tokens = new TokenService(store, seal, Date.now, recording);
+    const tokens = new TokenService(seal.barrier, seal, Date.now, recording);
     let rootToken = '';
     const shares = await seal.init(3, 2, async (tx, keys) => {
       rootToken = await tokens.createRoot(tx, keys);
     });
     for (const share of shares.slice(0, 2)) await seal.submitShare(share);
-    const secrets = new SecretsEngine(store, seal, { random: recording });
+    const secrets = new SecretsEngine(seal.barrier, { random: recording });
     const canaries: string[] = [];
     for (let i = 0; i < 40; i++) {
       const canary = `CANARY-${i}-${Buffer.from(systemRandom(12)).toString('hex')}`;
@@ -48,7 +48,7 @@ describe('at rest: LevelDB files hold no plaintext', function () {
     // Rotations and a rewrap write more key material; all of it must stay wrapped.
     await seal.keys().provider.rotate();
     await seal.keys().keyrings.rewrapUnderCurrentMaster();
-    const rewrap = new RewrapJobs(store, seal, silentLog);
+    const rewrap = new RewrapJobs(seal.barrier, seal, silentLog);
     await rewrap.start('ns1', await seal.keys().keyrings.rotate('ns1'));
     await rewrap.idle();
     await seal.seal();

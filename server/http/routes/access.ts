@@ -22,7 +22,7 @@ export function tokenResponse(token: string, claims: ActiveClaims): LoginResult 
 export function jwksRoute(router: Router, deps: AppDeps): void {
   methods(router, '/v1/auth/jwks', {
     get: (_req, res) => {
-      deps.seal.keys();
+      deps.seal.requireUnsealed();
       res.setHeader('Cache-Control', 'public, max-age=300');
       res.json(deps.access.tokens.jwks() satisfies Jwks);
     },

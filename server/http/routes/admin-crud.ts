@@ -17,7 +17,7 @@ export interface CrudSpec<T> {
   /** Checks the name from the URL (throws 400). */
   checkName(name: unknown): string;
   list(): string[] | Promise<string[]>;
-  get(name: string): T | undefined;
+  get(name: string): T | undefined | Promise<T | undefined>;
   /** Validates the body and stores it; returns what to answer. */
   put(name: string, body: unknown): Promise<T>;
   delete(name: string): Promise<boolean>;
@@ -38,10 +38,10 @@ export function adminCrud<T>(router: Router, access: AccessControl, spec: CrudSp
     },
   });
   methods(router, `${spec.base}/:name`, {
-    get: (req, res) => {
+    get: async (req, res) => {
       const name = spec.checkName(req.params.name);
       admin(res, name);
-      const item = spec.get(name);
+      const item = await spec.get(name);
       if (item === undefined) throw missing(name);
       res.json(item satisfies T);
     },

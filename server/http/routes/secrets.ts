@@ -139,7 +139,7 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
         const body = validate(putSecretBody, req.body);
         // One refusal whether or not the secret exists, so a denied caller learns nothing of it (C21).
         res.locals.auditPath = path;
-        if (!access.authorize(identityOf(res), secrets.metadata(path) ? 'update' : 'create', path)) {
+        if (!access.authorize(identityOf(res), secrets.exists(path) ? 'update' : 'create', path)) {
           throw new CofferError('forbidden', `permission denied: create or update on ${path}`);
         }
         res.json(await secrets.put(path, body));
@@ -170,11 +170,11 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
   });
 
   methods(router, '/v1/metadata/*path', {
-    get: (req, res) => {
+    get: async (req, res) => {
       const path = secretPath(req, '/v1/metadata/');
       validate(emptyQuery, req.query, 'query');
       can(res, 'read', path);
-      const meta = secrets.metadata(path);
+      const meta = await secrets.metadata(path);
       if (!meta) throw new CofferError('not_found', `secret ${path} not found`);
       const iso = (ms: number) => new Date(ms).toISOString();
       const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms));

@@ -140,13 +140,13 @@ export function sysRoutes(router: Router, deps: AppDeps): void {
   };
 
   methods(router, '/v1/sys/keyrings/:ns', {
-    get: (req, res) => {
+    get: async (req, res) => {
       const ns = namespaceOf(req);
       admin(res, `keyrings/${ns}`);
       const keyring = seal.keys().keyrings.describe(ns);
       if (!keyring) throw new CofferError('not_found', `namespace ${ns} has no keyring yet`);
       const versions = keyring.versions.map((v) => ({ ...v, created_at: timestamp(v.created_at) }));
-      res.json({ namespace: ns, master_version: seal.keys().provider.currentVersion(), ...keyring, versions, rewrap: deps.rewrap.progress(ns) ?? null } satisfies KeyringStatus);
+      res.json({ namespace: ns, master_version: seal.keys().provider.currentVersion(), ...keyring, versions, rewrap: (await deps.rewrap.progress(ns)) ?? null } satisfies KeyringStatus);
     },
   });
 

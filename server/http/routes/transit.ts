@@ -26,10 +26,10 @@ export function transitRoutes(router: Router, deps: AppDeps): void {
   const bytes = (b64: string | undefined) => (b64 === undefined ? undefined : fromBase64(b64)!);
 
   methods(router, '/v1/keys/:name', {
-    get: (req, res) => {
+    get: async (req, res) => {
       const name = nameOf(req);
       can(res, 'read', name);
-      const info = transit.info(name);
+      const info = await transit.info(name);
       if (!info) throw new CofferError('not_found', `key ${name} not found`);
       res.json(info satisfies TransitKeyInfo);
     },

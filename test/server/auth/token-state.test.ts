@@ -130,7 +130,7 @@ describe('token state: the sweep deletes records past their token\'s hard expiry
     // The vault's own service must not sweep on its timer meanwhile: this test is about `node`.
     clearInterval((vault.access.tokens as unknown as { sweepTimer?: NodeJS.Timeout }).sweepTimer);
     let primary = false;
-    const node = new TokenService(vault.store, vault.seal, { now: () => clock, writable: () => primary, sweepIntervalMs: 0 });
+    const node = new TokenService(vault.barrier, vault.seal, { now: () => clock, writable: () => primary, sweepIntervalMs: 0 });
     await vault.seal.seal();
     await vault.seal.autoUnsealNow();
     clearInterval((vault.access.tokens as unknown as { sweepTimer?: NodeJS.Timeout }).sweepTimer);
@@ -163,7 +163,7 @@ describe('token state: a replica applies shipped token changes incrementally', (
       const t = await mint(vault, vault.auth, { identity: `svc:history-${i}`, ttl: 600 });
       if (i % 2 === 0) assert.equal((await revoke(vault, bearer(t))).status, 204);
     }
-    const replica = new TokenService(vault.store, vault.seal, { now: () => clock, writable: () => false });
+    const replica = new TokenService(vault.barrier, vault.seal, { now: () => clock, writable: () => false });
     await vault.seal.seal();
     await vault.seal.autoUnsealNow();
 
@@ -245,7 +245,7 @@ describe('token state: token_max_children (J13)', () => {
   const refused = (e: unknown) => isCofferError(e, 'forbidden') && /token_max_children/.test(e.message) && /3 live/.test(e.message);
   before(async () => {
     vault = await openVault({ ...kek, now: () => clock });
-    access = new AuthService(new TokenService(vault.store, vault.seal, { now: () => clock, maxChildren: 3 }), vault.access.directory);
+    access = new AuthService(new TokenService(vault.barrier, vault.seal, { now: () => clock, maxChildren: 3 }), vault.access.directory);
     await vault.seal.seal();
     await vault.seal.autoUnsealNow();
   });

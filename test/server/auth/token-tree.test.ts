@@ -144,7 +144,7 @@ describe('token_max_ttl_s caps every token the TokenService issues, logins inclu
   after(() => vault.cleanup());
 
   it('a login asking for a year gets at most the configured maximum', async () => {
-    const tokens = new TokenService(vault.store, vault.seal, { maxTtlSeconds: 600 });
+    const tokens = new TokenService(vault.barrier, vault.seal, { maxTtlSeconds: 600 });
     await vault.seal.seal();
     for (const share of vault.shares.slice(0, 3)) await vault.seal.submitShare(share);
     const { claims } = await tokens.issue({ sub: 'user:bob', groups: [], ttlSeconds: 366 * 86_400, maxTtlSeconds: 366 * 86_400, method: 'userpass' });
@@ -249,7 +249,7 @@ describe('token tree and renewals survive a restart and reach a replica\'s reloa
   });
 
   it('another TokenService over the same store sees revocations and renewals on reload (the replica path)', async () => {
-    const replica = new TokenService(vault.store, vault.seal, { now: () => clock });
+    const replica = new TokenService(vault.barrier, vault.seal, { now: () => clock });
     clock = start;
     await vault.seal.seal();
     await vault.seal.autoUnsealNow();

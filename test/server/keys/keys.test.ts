@@ -141,12 +141,12 @@ describe('keyrings', () => {
     const again = await openVault({ ...envKek(6), dir: vault.dir, init: false });
     await again.seal.autoUnsealNow(); // resumes the persisted job
     await again.rewrap.idle();
-    const progress = again.rewrap.progress('app')!;
+    const progress = (await again.rewrap.progress('app'))!;
     assert.equal(progress.state, 'done');
     assert.ok(progress.rewrapped <= 151 && progress.scanned >= 151 - 64);
-    for (let i = 0; i < 150; i++) assert.equal(recordKeyringVersion(again.store.get(versionKey(`app/s${i}`, 1))!), target);
-    assert.equal(recordKeyringVersion(again.store.get(versionKey('app', 1))!), target);
-    assert.equal(recordKeyringVersion(again.store.get(versionKey('app-2/x', 1))!), 1, 'another namespace is untouched');
+    for (let i = 0; i < 150; i++) assert.equal(recordKeyringVersion((await again.barrier.get(versionKey(`app/s${i}`, 1)))!), target);
+    assert.equal(recordKeyringVersion((await again.barrier.get(versionKey('app', 1)))!), target);
+    assert.equal(recordKeyringVersion((await again.barrier.get(versionKey('app-2/x', 1)))!), 1, 'another namespace is untouched');
     assert.deepEqual((await again.secrets.get('app/s149'))!.data, { v: '149' });
     await again.cleanup();
   });

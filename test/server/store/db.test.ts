@@ -131,7 +131,7 @@ describe('check-and-set under concurrency', () => {
       const won = results.filter((r) => r.status === 'fulfilled');
       assert.equal(won.length, 1);
       for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as { code: string }).code, 'cas_mismatch');
-      const meta = vault.secrets.metadata('app/race')!;
+      const meta = (await vault.secrets.metadata('app/race'))!;
       assert.equal(meta.current_version, 2);
       assert.deepEqual(meta.versions.map((v) => v.version), [1, 2]);
       // Unconditional writers all land, with strictly increasing versions.
