@@ -4,7 +4,7 @@ import { zeroize } from '../crypto/bytes.js';
 import { CofferError } from '../errors.js';
 import { jsonCodec } from './codec.js';
 import type { Store, Tx } from './db.js';
-import { CLEAR_PREFIXES, FORMAT_KEY, LOG_PREFIX, isClearKey, logKey } from './keys.js';
+import { CLEAR_PREFIXES, FORMAT_KEY, LOG_PREFIX, isClearKey, logKey, prefixEnd } from './keys.js';
 
 /**
  * The storage format, kept in `sys/format` (clear). Version 2 is the storage barrier: every
@@ -116,9 +116,9 @@ async function nextRows(store: Store, cursor: string | null): Promise<[string, U
   let gte = cursor === null ? '' : `${cursor}\u0000`;
   const skips = [...CLEAR_PREFIXES].sort();
   for (;;) {
-    const inside = skips.find((p) => gte.startsWith(p));
+    const inside = skips.find((p) => gte >= p && gte < prefixEnd(p));
     if (inside) {
-      gte = `${inside}\uffff`;
+      gte = prefixEnd(inside);
       continue;
     }
     const stop = skips.find((p) => p > gte) ?? '\uffff\uffff';

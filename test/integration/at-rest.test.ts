@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Directory } from '../../server/auth/directory.js';
+import { JwtMethod } from '../../server/auth/jwt-login.js';
+import { AppRoleMethod, UserpassMethod } from '../../server/auth/logins.js';
 import { TokenService } from '../../server/auth/tokens.js';
+import { TransitEngine } from '../../server/transit/engine.js';
 import { systemRandom, type RandomSource } from '../../server/crypto/random.js';
 import { SealManager } from '../../server/keys/seal.js';
 import { SecretsEngine } from '../../server/secrets/engine.js';
@@ -18,7 +22,7 @@ async function databaseBytes(dir: string): Promise<Buffer> {
 describe('at rest: LevelDB files hold no plaintext', function () {
   this.timeout(30_000);
 
-  it('never contains a stored value, a plain DEK, a keyring key, the master key, the root key or the root token', async () => {
+  it('never contains a stored value, a metadata value, a policy, group, user, role or transit record, a plain DEK, a keyring key, the master key, the root key or the root token', async () => {
     const dir = await tempDir('coffer-at-rest-');
     const keys: Uint8Array[] = [];
     // Record every 256-bit draw: root key, master versions, keyring versions and DEKs.
@@ -30,6 +34,7 @@ describe('at rest: LevelDB files hold no plaintext', function () {
     const store = await Store.open(join(dir, 'db'));
     const seal = new SealManager(store, { source: { kind: 'shamir' }, env: {}, random: recording, keyring: { random: recording, maxWraps: 5 } });
     const tokens = new TokenService(seal.barrier, seal, Date.now, recording);
+    const directory = new Directory(seal.barrier, seal);
     let rootToken = '';
     const shares = await seal.init(3, 2, async (tx, keys) => {
       rootToken = await tokens.createRoot(tx, keys);
@@ -42,6 +47,19 @@ describe('at rest: LevelDB files hold no plaintext', function () {
       canaries.push(canary);
       await secrets.put(`ns${i % 3}/app/s${i}`, { data: { value: canary } });
     }
+    // Records that were stored as plain JSON before the storage barrier: a canary in each.
+    const records: Record<string, string> = {};
+    const mark = (kind: string) => (records[kind] = `${kind}canary${Buffer.from(systemRandom(8)).toString('hex')}`);
+    await secrets.put('ns0/with-meta', { data: { v: 'x' }, metadata: { owner: mark('meta') } });
+    await directory.putPolicy('readers', [{ path: `${mark('policy')}/*`, capabilities: ['read'] }]);
+    await directory.putGroup('team', ['readers'], [`user:${mark('group')}`]);
+    await new UserpassMethod(seal.barrier).put('alice', { password: 'correct horse battery', groups: [mark('user')], policies: [], token_ttl: 60, token_max_ttl: 60 });
+    const approle = new AppRoleMethod(seal.barrier);
+    await approle.put('build', { groups: [], policies: [mark('role')], token_ttl: 60, token_max_ttl: 60, secret_id_ttl: 0, secret_id_num_uses: 0, bound_cidrs: [] });
+    await approle.createSecretId('build');
+    await new JwtMethod(seal.barrier, silentLog).put('ci', { issuer: 'https://ci.example', jwks_url: 'https://ci.example/jwks', bound_audiences: [mark('jwt')] });
+    await new TransitEngine(seal.barrier).create('app-key', { exportable: false });
+    await tokens.revoke('abcdefghijklmnopqrstuv', 4_000_000_000);
     const generated = await secrets.put('ns0/generated', { data: { user: 'admin' }, generate: { key: 'password', length: 40 } });
     const password = (await secrets.get(generated.path))!.data.password!;
     canaries.push(password);
@@ -59,6 +77,13 @@ describe('at rest: LevelDB files hold no plaintext', function () {
       assert.ok(bytes.length > 10_000, 'the database should hold data');
       assert.ok(keys.length >= 45, `expected key draws to be recorded, got ${keys.length}`);
       for (const canary of canaries) assert.equal(bytes.indexOf(canary), -1, 'a secret value is stored in plaintext');
+      for (const [kind, canary] of Object.entries(records)) {
+        assert.equal(bytes.indexOf(canary), -1, `a ${kind} record is stored in clear`);
+        assert.equal(bytes.indexOf(Buffer.from(canary).toString('base64').slice(0, 16)), -1, `a ${kind} record is stored in base64`);
+      }
+      assert.notEqual(bytes.indexOf('ns0/with-meta'), -1, 'key names stay in clear (control: the scan sees them)');
+      assert.equal(bytes.indexOf('"owner"'), -1, 'no metadata JSON in clear');
+      assert.equal(bytes.indexOf('scrypt$'), -1, 'no password hash in clear');
       for (const key of keys) {
         assert.equal(bytes.indexOf(Buffer.from(key)), -1, 'a key is stored in plaintext');
         assert.equal(bytes.indexOf(Buffer.from(key).toString('base64')), -1, 'a key is stored in base64');
