@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createPrivateKey } from 'node:crypto';
-import { cp, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, cp, readdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SignJWT } from 'jose';
@@ -43,12 +43,18 @@ async function databaseBytes(dir: string): Promise<Buffer> {
 /** A copy of the fixture, opened as the fixture's dev server would be (its key file), clock at the fixture's time. */
 async function openCopy(facts: Facts, options: Partial<VaultOptions> = {}): Promise<TestVault> {
   const dir = await tempDir('coffer-migrate-');
-  await cp(FIXTURE, dir, { recursive: true });
+  await copyFixture(dir);
   const clock = facts.created_at + 60_000;
   return openVault({ dir, source: { kind: 'file', path: join(dir, 'kek.key') }, init: false, now: () => clock, ...options });
 }
 
 const bearer = (token: string) => ({ Authorization: `Bearer ${token}` });
+
+/** Copies the fixture; git keeps no file modes, and the server refuses a key file others can read. */
+async function copyFixture(dir: string): Promise<void> {
+  await cp(FIXTURE, dir, { recursive: true });
+  for (const f of ['kek.key', 'root-token']) await chmod(join(dir, f), 0o600);
+}
 
 describe('migration of a data directory written before the storage barrier', function () {
   this.timeout(60_000);
@@ -215,7 +221,7 @@ describe('migration of a data directory written before the storage barrier', fun
 
   it('`coffer server` on a copy of the old data directory migrates it and serves it', async () => {
     const dir = await tempDir('coffer-migrate-server-');
-    await cp(FIXTURE, dir, { recursive: true });
+    await copyFixture(dir);
     const server = await startServerProcess(['--dev', '--data-dir', dir]);
     try {
       const token = (await readFile(join(dir, 'root-token'), 'utf8')).trim();
