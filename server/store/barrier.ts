@@ -126,6 +126,11 @@ export class Barrier<K extends BarrierKeys = BarrierKeys> implements SealedStore
     this.opened = keys;
   }
 
+  /** True while values written before the barrier are read as they are (see `open`); false once the store is migrated. */
+  get acceptsLegacyValues(): boolean {
+    return this.mode === 'legacy';
+  }
+
   /** Refuses everything from now on (seal). Mutations already running finish with their own key copies. */
   close(): void {
     this.opened = undefined;

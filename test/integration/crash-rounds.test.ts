@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { recordKeyringVersion } from '../../server/secrets/record.js';
+import { SealManager } from '../../server/keys/seal.js';
 import { Store } from '../../server/store/db.js';
 import { tempDir } from '../helpers.js';
 import { assertAllRead, call, listAll, seed, sleep, startWriters, waitFor } from './load-helpers.js';
@@ -103,15 +104,19 @@ describe(`crash rounds: kill -9 during a keyring rewrap, a master rotation and a
       await assertAllRead(server.url, token, seeded, `round ${round} seeded`);
       await assertAllRead(server.url, token, acked, `round ${round} acknowledged`);
 
-      // On disk: not one DEK of the namespace is left under an older keyring version.
+      // On disk: not one DEK of the namespace is left under an older keyring version. The version
+      // records are sealed by the storage barrier: opened offline with the dev server's key file.
       await server.kill('SIGTERM');
       const store = await Store.open(join(dir, 'db'));
+      const seal = new SealManager(store, { source: { kind: 'file', path: join(dir, 'kek.key') }, env: {} });
       try {
-        const rows = await store.scanPrefix('ver/rewrap/');
+        await seal.autoUnsealNow();
+        const rows = await seal.barrier.scanPrefix('ver/rewrap/');
         assert.ok(rows.length >= seeded.size, `${rows.length} version records`);
         const behind = rows.filter(([, v]) => recordKeyringVersion(v) < target).map(([k]) => k);
         assert.deepEqual(behind.slice(0, 5), [], `${behind.length} DEKs still wrapped under an older keyring version`);
       } finally {
+        await seal.seal();
         await store.close();
       }
       server = await start(args);

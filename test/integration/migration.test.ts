@@ -194,7 +194,7 @@ describe('migration of a data directory written before the storage barrier', fun
     assert.deepEqual(vault.access.directory.getPolicy('app-read')!.rules[0], { path: 'app/*', capabilities: ['read', 'list'] });
   });
 
-  it('a server that may not write (a replica) reads the old format as it is until the migration reaches it', async () => {
+  it('a server that may not write (a replica) reads the old format as it is until the primary\'s migration reaches it, then turns strict', async () => {
     vault = await openCopy(facts);
     vault.store.setWriteGuard({
       beforeWrite: () => {
@@ -204,6 +204,7 @@ describe('migration of a data directory written before the storage barrier', fun
     });
     await vault.seal.autoUnsealNow();
     assert.equal(vault.store.get(FORMAT_KEY), undefined, 'nothing was written');
+    assert.equal(vault.seal.barrier.acceptsLegacyValues, true);
     assert.equal((await vault.secrets.get('app/db'))!.data.password, facts.canaries.secret);
     assert.equal((await vault.secrets.metadata('app/db'))!.metadata.owner, facts.canaries.meta);
     assert.ok(vault.access.directory.getGroup('devs'));
@@ -211,11 +212,24 @@ describe('migration of a data directory written before the storage barrier', fun
     assert.deepEqual((await request(vault.app).get('/v1/auth/userpass/users/alice').set(auth)).body.groups, [facts.canaries.user]);
     await assert.rejects(vault.secrets.put('app/x', { data: { v: '1' } }), (e: unknown) => isCofferError(e, 'read_only_replica'));
 
-    // The primary's migration arrives (here: this store migrates once it may write); a refresh turns strict.
-    vault.store.setWriteGuard(undefined);
-    await vault.seal.seal();
-    await vault.seal.autoUnsealNow();
-    await vault.store.mutate((tx) => tx.put(metaKey('app/forged'), Buffer.from(JSON.stringify({ type: 'kv', current_version: 0, metadata: {}, created_at: 0, updated_at: 0, versions: [] }))));
+    // The primary (another copy of the same data directory) migrates; its change records are
+    // applied here as replication applies them (stored bytes, sealed), and the barrier re-reads the marker.
+    const primary = await openCopy(facts);
+    try {
+      await primary.seal.autoUnsealNow();
+      await vault.store.applyReplicated(await primary.store.changes(vault.store.lastSeq, 100_000));
+    } finally {
+      await primary.cleanup();
+    }
+    await vault.seal.barrier.refresh();
+    assert.equal(vault.seal.barrier.acceptsLegacyValues, false);
+    assert.equal((await vault.secrets.get('app/db'))!.data.password, facts.canaries.secret);
+    assert.equal((await vault.secrets.metadata('app/db'))!.metadata.owner, facts.canaries.meta);
+    await vault.access.directory.reload();
+    assert.deepEqual(vault.access.directory.getGroup('devs')!.members, [`user:${facts.canaries.group}`]);
+    const bytes = await databaseBytes(join(vault.dir, 'db'));
+    for (const kind of ['meta', 'policy', 'group', 'user', 'role', 'jwt'] as const) assert.equal(bytes.indexOf(facts.canaries[kind]), -1, `${kind} canary left on the replica`);
+    await vault.store.writeRaw([{ type: 'put', key: metaKey('app/forged'), value: Buffer.from(JSON.stringify({ type: 'kv', current_version: 0, metadata: {}, created_at: 0, updated_at: 0, versions: [] })) }]);
     await assert.rejects(vault.secrets.metadata('app/forged'), (e: unknown) => isCofferError(e, 'integrity_error'), 'a value in the old format is refused once migrated');
   });
 

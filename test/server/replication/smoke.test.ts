@@ -37,4 +37,10 @@ describe('replication smoke', function () {
     const health = await replica.call('GET', '/v1/sys/health');
     assert.equal(health.status, 429);
   });
+
+  it('a fresh replica reads the sealed values it applied, and accepts no value in the format from before the barrier', async () => {
+    // It unsealed with only the vault identity copied (no format marker yet); the snapshot brought the primary's.
+    assert.equal(replica.server.seal.barrier.acceptsLegacyValues, false);
+    assert.equal(primary.server.seal.barrier.acceptsLegacyValues, false);
+  });
 });
