@@ -89,6 +89,19 @@ export class Keyrings {
     return { version: record.current, key: await this.key(namespace, record.current, entry.wrapped) };
   }
 
+  /**
+   * The key of a keyring version if it is in the cache (its use refreshes it), else undefined:
+   * the storage barrier's synchronous fast path (no promise on every stored value it opens).
+   * Use the key at once: an eviction zeroizes it.
+   */
+  cachedKey(namespace: string, version: number): Uint8Array | undefined {
+    this.checkOpen();
+    const cached = this.cache.get(cacheId(namespace, version));
+    if (!cached) return undefined;
+    cached.expires = this.options.now() + this.options.cacheTtlMs;
+    return cached.key;
+  }
+
   /** The version numbers of a keyring, read inside a mutation (the storage barrier's sys key copies). */
   versions(tx: Tx, namespace: string): number[] {
     const record = readRecord(tx.get(keyringKey(namespace)));
@@ -97,12 +110,8 @@ export class Keyrings {
 
   /** The key of a given keyring version, for unwrapping a DEK. */
   async decryptionKey(namespace: string, version: number): Promise<Uint8Array> {
-    this.checkOpen();
-    const cached = this.cache.get(cacheId(namespace, version));
-    if (cached) {
-      cached.expires = this.options.now() + this.options.cacheTtlMs;
-      return cached.key;
-    }
+    const cached = this.cachedKey(namespace, version);
+    if (cached) return cached;
     const record = readRecord(this.store.get(keyringKey(namespace)));
     const entry = record?.versions[String(version)];
     if (!entry) throw new CofferError('decryption_failed', 'decryption failed');

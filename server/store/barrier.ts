@@ -39,6 +39,8 @@ export interface SysKeyring {
   /** The current sys key, for use inside a mutation; counts `uses` wraps against its budget. */
   encryptionKey(tx: Tx, namespace: string, uses?: number): Promise<{ version: number; key: Uint8Array }>;
   decryptionKey(namespace: string, version: number): Promise<Uint8Array>;
+  /** The key of a version if cached (used at once, synchronously), else undefined. */
+  cachedKey(namespace: string, version: number): Uint8Array | undefined;
   /** The keyring's version numbers, read inside a mutation. */
   versions(tx: Tx, namespace: string): number[];
 }
@@ -268,10 +270,13 @@ export class Barrier<K extends BarrierKeys = BarrierKeys> implements SealedStore
     return out;
   }
 
-  private async openStored(keys: K, key: string, stored: Uint8Array): Promise<Uint8Array> {
+  private openStored(keys: K, key: string, stored: Uint8Array): Uint8Array | Promise<Uint8Array> {
     if (!isSealedValue(stored)) return this.legacy(key, stored);
-    const sysKey = await keys.keyrings.decryptionKey(SYS, sealedVersion(key, stored));
-    return openValue(keys.clusterId, key, sysKey, stored); // synchronously after the await: the key cannot be evicted in between
+    const version = sealedVersion(key, stored);
+    // The cached key, used synchronously (the hot path: no promise); on a miss, unwrapped first.
+    const cached = keys.keyrings.cachedKey(SYS, version);
+    if (cached) return openValue(keys.clusterId, key, cached, stored);
+    return keys.keyrings.decryptionKey(SYS, version).then((sysKey) => openValue(keys.clusterId, key, sysKey, stored)); // at once after the unwrap: no eviction in between
   }
 
   private async openRows(keys: K, rows: [string, Uint8Array][]): Promise<[string, Uint8Array][]> {
