@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { createPrivateKey } from 'node:crypto';
-import { chmod, cp, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, cp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SignJWT } from 'jose';
 import request from 'supertest';
+import { startBackup } from '../../server/backup/backup.js';
+import { restoreBackup } from '../../server/backup/restore.js';
 import { CofferError, isCofferError } from '../../server/errors.js';
 import { BARRIER_TAG } from '../../server/store/barrier.js';
 import { FORMAT_KEY, LOG_PREFIX, isClearKey, logKey, metaKey } from '../../server/store/keys.js';
@@ -231,6 +233,43 @@ describe('migration of a data directory written before the storage barrier', fun
     for (const kind of ['meta', 'policy', 'group', 'user', 'role', 'jwt'] as const) assert.equal(bytes.indexOf(facts.canaries[kind]), -1, `${kind} canary left on the replica`);
     await vault.store.writeRaw([{ type: 'put', key: metaKey('app/forged'), value: Buffer.from(JSON.stringify({ type: 'kv', current_version: 0, metadata: {}, created_at: 0, updated_at: 0, versions: [] })) }]);
     await assert.rejects(vault.secrets.metadata('app/forged'), (e: unknown) => isCofferError(e, 'integrity_error'), 'a value in the old format is refused once migrated');
+  });
+
+  it('a backup taken before the migration restores, and the restored vault is migrated at its first unseal', async () => {
+    // A server that may not write keeps the old format (see above): its backup holds the old values as stored.
+    vault = await openCopy(facts);
+    vault.store.setWriteGuard({
+      beforeWrite: () => {
+        throw new CofferError('read_only_replica', 'this server is a read-only replica (test)');
+      },
+      beforeAck: () => undefined,
+    });
+    await vault.seal.autoUnsealNow();
+    const keys = vault.seal.keys();
+    const backup = await startBackup(vault.store, keys.provider, keys.clusterId);
+    const file = join(vault.dir, 'old.backup');
+    const chunks: Uint8Array[] = [];
+    try {
+      for await (const chunk of backup.body) chunks.push(chunk);
+    } finally {
+      await backup.dispose();
+    }
+    await writeFile(file, Buffer.concat(chunks));
+    assert.notEqual(Buffer.concat(chunks).length, 0);
+
+    const restored = join(vault.dir, 'restored');
+    await restoreBackup({ file, dataDir: restored, kek: `file:${join(vault.dir, 'kek.key')}`, env: {} });
+    const again = await openVault({ dir: restored, source: { kind: 'file', path: join(vault.dir, 'kek.key') }, init: false, now: () => facts.created_at + 60_000 });
+    try {
+      await again.seal.autoUnsealNow();
+      assert.equal(again.seal.barrier.acceptsLegacyValues, false);
+      for (const [key, value] of await again.store.range('', '\uffff')) if (!isClearKey(key)) assert.equal(value[0], BARRIER_TAG, `${key} sealed`);
+      assert.equal((await again.secrets.get('app/db'))!.data.password, facts.canaries.secret);
+      assert.equal((await again.secrets.metadata('app/db'))!.metadata.owner, facts.canaries.meta);
+      assert.deepEqual(again.access.directory.getPolicy('app-read')!.rules[1], { path: `${facts.canaries.policy}/*`, capabilities: ['read'] });
+    } finally {
+      await again.cleanup(true);
+    }
   });
 
   it('`coffer server` on a copy of the old data directory migrates it and serves it', async () => {
