@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { tempDir } from '../helpers.js';
 import { removeDir, until } from '../server/replication/cluster.js';
 import { call } from './load-helpers.js';
-import { CLI, startServerProcess, type ServerProcess } from './server-process.js';
+import { CLI, startProcessPair, startServerProcess, type ServerProcess } from './server-process.js';
 
 // A lease longer than the CLI's ordinary 10 s request timeout: the promotion must outlast it.
 const LEASE_S = 13;
@@ -44,15 +42,9 @@ describe('coffer replica promote and coffer status (real server processes)', fun
   });
 
   it('promote waits out the old primary\'s lease with a progress line; the old primary shows as fenced; status exits 2 when sealed', async () => {
-    const bucket = await tempDir('coffer-bucket-');
-    const primaryDir = await tempDir('coffer-primary-');
-    const replicaDir = await tempDir('coffer-replica-');
-    dirs.push(bucket, primaryDir, replicaDir);
-    let primary = await startServerProcess(['--dev', '--data-dir', primaryDir, '--replicate-to', `file://${bucket}`], ENV);
-    procs.push(primary);
-    const token = (await readFile(join(primaryDir, 'root-token'), 'utf8')).trim();
-    const replica = await startServerProcess(['--dev', '--data-dir', replicaDir, '--kek', `file:${join(primaryDir, 'kek.key')}`, '--replica-of', `file://${bucket}`], ENV);
-    procs.push(replica);
+    const pair = await startProcessPair(ENV, procs, dirs);
+    const { token, replica } = pair;
+    let primary = pair.primary;
     assert.equal((await call(primary.url, 'PUT', '/v1/secrets/app/db', token, { data: { password: 'before-failover' } })).status, 200);
     await until(async () => (await call(replica.url, 'GET', '/v1/secrets/app/db', token)).status === 200, 30_000, 'the replica has the write');
 
@@ -74,8 +66,7 @@ describe('coffer replica promote and coffer status (real server processes)', fun
     assert.equal(write.status, 200, JSON.stringify(write.body));
 
     // The old primary comes back: it finds epoch 2 in the bucket and is fenced.
-    primary = await startServerProcess(['--dev', '--data-dir', primaryDir, '--replicate-to', `file://${bucket}`], ENV);
-    procs.push(primary);
+    primary = await pair.restartPrimary();
     await until(async () => ((await fetch(`${primary.url}/v1/sys/health`).then((r) => r.json())) as { fenced?: boolean }).fenced === true, 30_000, 'the old primary is fenced');
     const health = await fetch(`${primary.url}/v1/sys/health`);
     assert.equal(health.status, 503, 'a fenced primary is no node to send traffic to');

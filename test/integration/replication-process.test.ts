@@ -1,12 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { tempDir } from '../helpers.js';
 import { removeDir, until } from '../server/replication/cluster.js';
 import { call } from './load-helpers.js';
-import { CLI, startServerProcess, type ServerProcess } from './server-process.js';
+import { CLI, startProcessPair, type ServerProcess } from './server-process.js';
 
 const FAST_ENV = {
   COFFER_SERVER_REPLICATION_BATCH_MS: '20',
@@ -26,15 +23,9 @@ describe('replication with real server processes', function () {
   });
 
   it('a primary killed with SIGKILL mid-upload resumes its stream; the replica gets every acknowledged write; coffer replica status|promote', async () => {
-    const bucket = await tempDir('coffer-bucket-');
-    const primaryDir = await tempDir('coffer-primary-');
-    const replicaDir = await tempDir('coffer-replica-');
-    dirs.push(bucket, primaryDir, replicaDir);
-    let primary = await startServerProcess(['--dev', '--data-dir', primaryDir, '--replicate-to', `file://${bucket}`], FAST_ENV);
-    procs.push(primary);
-    const token = (await readFile(join(primaryDir, 'root-token'), 'utf8')).trim();
-    const replica = await startServerProcess(['--dev', '--data-dir', replicaDir, '--kek', `file:${join(primaryDir, 'kek.key')}`, '--replica-of', `file://${bucket}`], FAST_ENV);
-    procs.push(replica);
+    const pair = await startProcessPair(FAST_ENV, procs, dirs);
+    const { token, replica } = pair;
+    let primary = pair.primary;
 
     const acknowledged = new Map<string, string>();
     let stop = false;
@@ -57,8 +48,7 @@ describe('replication with real server processes', function () {
     stop = true;
     await Promise.all(writers);
 
-    primary = await startServerProcess(['--dev', '--data-dir', primaryDir, '--replicate-to', `file://${bucket}`], FAST_ENV);
-    procs.push(primary);
+    primary = await pair.restartPrimary();
     // A kill during a manifest write leaves the file bucket's lock behind: the restarted primary
     // takes its lease (and writes) once that lock is stale (10 s), not necessarily at once.
     await until(async () => (await call(primary.url, 'PUT', '/v1/secrets/kill/after-0', token, { data: { v: 'after-0' } })).status === 200, 30_000, 'the restarted primary takes writes');

@@ -2,6 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 
 /** Path of the compiled CLI entry (dist/cli/main.js) seen from dist/test/integration. */
 export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'cli', 'main.js');
@@ -60,4 +62,33 @@ export function startServerProcess(args: string[], env: NodeJS.ProcessEnv = {}):
     lines.once('close', () => clearTimeout(timer));
     child.stdout!.once('data', () => undefined);
   });
+}
+
+export interface ProcessPair {
+  primaryDir: string;
+  bucket: string;
+  token: string;
+  primary: ServerProcess;
+  replica: ServerProcess;
+  /** Starts the primary again on its data dir and bucket (after a kill). */
+  restartPrimary(): Promise<ServerProcess>;
+}
+
+/**
+ * A dev primary shipping to a file bucket and a replica following it (same key file), as real
+ * processes; every process and directory goes into `procs`/`dirs` for the caller to clean up.
+ */
+export async function startProcessPair(env: NodeJS.ProcessEnv, procs: ServerProcess[], dirs: string[]): Promise<ProcessPair> {
+  const [bucket, primaryDir, replicaDir] = await Promise.all(['coffer-bucket-', 'coffer-primary-', 'coffer-replica-'].map((p) => mkdtemp(join(tmpdir(), p))));
+  dirs.push(bucket!, primaryDir!, replicaDir!);
+  const startPrimary = async () => {
+    const p = await startServerProcess(['--dev', '--data-dir', primaryDir!, '--replicate-to', `file://${bucket}`], env);
+    procs.push(p);
+    return p;
+  };
+  const primary = await startPrimary();
+  const token = (await readFile(join(primaryDir!, 'root-token'), 'utf8')).trim();
+  const replica = await startServerProcess(['--dev', '--data-dir', replicaDir!, '--kek', `file:${join(primaryDir!, 'kek.key')}`, '--replica-of', `file://${bucket}`], env);
+  procs.push(replica);
+  return { primaryDir: primaryDir!, bucket: bucket!, token, primary, replica, restartPrimary: startPrimary };
 }
