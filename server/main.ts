@@ -4,28 +4,17 @@ import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { ACCEPT_TRUNCATION_ENV, AuditLog } from './audit/log.js';
-import { AuditSigner } from './audit/signer.js';
-import { Directory } from './auth/directory.js';
-import { JwtMethod } from './auth/jwt-login.js';
-import { AppRoleMethod, UserpassMethod } from './auth/logins.js';
-import { AuthService } from './auth/service.js';
-import { TokenService } from './auth/tokens.js';
+import { ACCEPT_TRUNCATION_ENV } from './audit/log.js';
 import { loadConfig, type ServerConfig } from './config.js';
 import { CofferError } from './errors.js';
-import { createApp } from './http/app.js';
 import { drainable } from './drain.js';
 import { capConnectionsPerAddress } from './http/connection-cap.js';
 import { trustedProxies } from './http/client-address.js';
-import { auditSinkMetrics, createMetrics } from './http/metrics.js';
 import { createKeyFile, parseKekUri, type RootKeySource } from './keys/root-key.js';
-import { ByokService } from './keys/byok.js';
-import { SealManager } from './keys/seal.js';
-import { SecretsEngine } from './secrets/engine.js';
-import { TransitEngine } from './transit/engine.js';
-import { RewrapJobs } from './secrets/rewrap.js';
+import type { SealManager } from './keys/seal.js';
+import type { RewrapJobs } from './secrets/rewrap.js';
 import { Store } from './store/db.js';
-import { FORMAT_KEY, GROUP_PREFIX, POLICY_PREFIX } from './store/keys.js';
+import { buildVault } from './vault.js';
 import { Replication, settingsFromConfig } from './replication/node.js';
 import { loadTls, serverTlsOptions, tlsSettingsFromConfig, type TlsMaterial, type TlsSettings } from './tls/context.js';
 import { ensureDevTls } from './tls/dev.js';
@@ -92,69 +81,54 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
 
   const store = await Store.open(join(dataDir, 'db'));
   try {
-    // Before the seal manager: a fresh replica copies the vault's identity from the bucket first.
+    // Before the vault: a fresh replica copies the vault's identity from the bucket first.
     const replication = await Replication.open(settingsFromConfig(config), store, log);
-    const seal = new SealManager(store, {
+    const acceptTruncation = env[ACCEPT_TRUNCATION_ENV];
+    const lifecycle = { draining: false };
+    const { seal, rewrap, audit, app, initialize } = await buildVault({
+      store,
       source,
       env,
       log,
+      replication,
       keyring: {
         cacheTtlMs: config.keyring_cache_ttl_s * 1000,
         maxWraps: config.keyring_max_wraps,
         maxAgeMs: config.keyring_max_age_days * 86_400_000,
       },
+      secrets: { maxVersions: config.max_versions },
+      // A replica never sweeps expired token state: the primary's deletes reach it through replication.
+      tokens: { maxTtlSeconds: config.token_max_ttl_s, maxChildren: config.token_max_children, writable: () => replication.role !== 'replica' },
+      audit: {
+        files: config.audit_files ?? [join(dataDir, 'audit.log')],
+        // In the data directory (0700), not beside the log: see server/audit/head.ts.
+        headFile: join(dataDir, 'audit.head'),
+        ...(acceptTruncation ? { acceptTruncationAt: Number(acceptTruncation) } : {}),
+        stdout: config.audit_stdout,
+        checkpointEvery: config.audit_checkpoint_every,
+        checkpointIntervalMs: config.audit_checkpoint_interval_s * 1000,
+        timeoutMs: 5_000,
+        now: Date.now,
+      },
+      http: {
+        version: VERSION,
+        metricsPublic: config.metrics_public,
+        loginLimits: { failuresPerMinute: config.login_failures_per_minute, userFailuresPerMinute: config.login_user_failures_per_minute },
+        trustedProxies: config.trusted_proxies,
+        lifecycle,
+      },
     });
-    replication.attach(seal); // its unseal hook runs first: a replica loads its snapshot before engines read the store
-    // Engines get the storage barrier only (sealed values, refuses while sealed); replication the raw store.
-    const barrier = seal.barrier;
-    const secrets = new SecretsEngine(barrier, { maxVersions: config.max_versions });
-    const rewrap = new RewrapJobs(barrier, seal, log);
-    const transit = new TransitEngine(barrier);
-    const byok = new ByokService(barrier, seal);
-    const acceptTruncation = env[ACCEPT_TRUNCATION_ENV];
-    const audit = new AuditLog({
-      files: config.audit_files ?? [join(dataDir, 'audit.log')],
-      // In the data directory (0700), not beside the log: see server/audit/head.ts.
-      headFile: join(dataDir, 'audit.head'),
-      ...(acceptTruncation ? { acceptTruncationAt: Number(acceptTruncation) } : {}),
-      stdout: config.audit_stdout,
-      checkpointEvery: config.audit_checkpoint_every,
-      checkpointIntervalMs: config.audit_checkpoint_interval_s * 1000,
-      timeoutMs: 5_000,
-      now: Date.now,
-    });
-    await audit.start();
-    const auditSigner = new AuditSigner(barrier, seal, audit);
-    const directory = new Directory(barrier, seal); // loads at unseal
-    // A replica never sweeps expired token state: the primary's deletes reach it through replication.
-    const access = new AuthService(new TokenService(barrier, seal, { maxTtlSeconds: config.token_max_ttl_s, maxChildren: config.token_max_children, writable: () => replication.role !== 'replica' }), directory);
-    replication.onApplied(async (keys) => {
-      const touched = (prefix: string) => keys.some((k) => k === '*' || k.startsWith(prefix));
-      if (touched(FORMAT_KEY)) await barrier.refresh(); // the primary's migration to the barrier arrived
-      if (touched(POLICY_PREFIX) || touched(GROUP_PREFIX)) await directory.reload();
-      if (TokenService.STATE_PREFIXES.some(touched)) await access.tokens.applyChanged(keys); // signing keys, revocations, renewals, the token tree: just the changed keys (`*`: all)
-    });
-    replication.armAfterUnseal(seal);
     let rootToken: string | undefined;
     if (config.dev && !seal.initialized) {
-      const [recoveryShare] = await seal.init(1, 1, async (tx, keys) => {
-        rootToken = await access.tokens.createRoot(tx, keys);
-      });
+      const initialized = await initialize({ shares: 1, threshold: 1 });
+      rootToken = initialized.rootToken;
       await writeSecretFile(join(dataDir, 'root-token'), `${rootToken}\n`);
       // Dev only: after a manual seal, this share (or a restart) unseals the vault again.
-      await writeSecretFile(join(dataDir, 'recovery-share'), `${recoveryShare}\n`);
+      await writeSecretFile(join(dataDir, 'recovery-share'), `${initialized.shares[0]}\n`);
     }
     if (seal.initialized && seal.autoUnseal && seal.sealed) await seal.startAutoUnseal();
     await replication.waitForLease(5_000);
 
-    const lifecycle = { draining: false };
-    const metrics = createMetrics();
-    replication.registerMetrics(metrics);
-    auditSinkMetrics(metrics, audit);
-    const logins = { userpass: new UserpassMethod(barrier), approle: new AppRoleMethod(barrier), jwt: new JwtMethod(barrier, log) };
-    const app = createApp({ store, seal, secrets, transit, byok, access, logins, rewrap, audit, auditSigner, log, metrics, version: VERSION, metricsPublic: config.metrics_public, replication,
-      loginLimits: { failuresPerMinute: config.login_failures_per_minute, userFailuresPerMinute: config.login_user_failures_per_minute },
-      trustedProxies: config.trusted_proxies, lifecycle });
     const server = await listen(app, config.listen, {
       ...(tlsSettings && tlsMaterial ? { tls: { settings: tlsSettings, material: tlsMaterial } } : {}),
       maxPerAddress: config.max_connections_per_address,

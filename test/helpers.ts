@@ -3,23 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { Express } from 'express';
-import { AuditLog, type AuditOptions } from '../server/audit/log.js';
-import { AuditSigner } from '../server/audit/signer.js';
-import { Directory } from '../server/auth/directory.js';
-import { JwtMethod } from '../server/auth/jwt-login.js';
-import { AppRoleMethod, UserpassMethod } from '../server/auth/logins.js';
-import { AuthService } from '../server/auth/service.js';
-import { TokenService } from '../server/auth/tokens.js';
-import { createApp, type AppDeps } from '../server/http/app.js';
-import { createMetrics } from '../server/http/metrics.js';
+import type { AuditLog, AuditOptions } from '../server/audit/log.js';
+import type { AuditSigner } from '../server/audit/signer.js';
+import type { AuthService } from '../server/auth/service.js';
+import type { AppDeps } from '../server/http/app.js';
 import type { KeyringOptions } from '../server/keys/keyring.js';
 import type { RootKeySource } from '../server/keys/root-key.js';
-import { ByokService } from '../server/keys/byok.js';
-import { SealManager, type VaultStore } from '../server/keys/seal.js';
-import { SecretsEngine, type SecretsOptions } from '../server/secrets/engine.js';
-import { TransitEngine } from '../server/transit/engine.js';
-import { RewrapJobs } from '../server/secrets/rewrap.js';
+import type { SealManager, VaultStore } from '../server/keys/seal.js';
+import type { SecretsEngine, SecretsOptions } from '../server/secrets/engine.js';
+import type { RewrapJobs } from '../server/secrets/rewrap.js';
 import { Store } from '../server/store/db.js';
+import { buildVault } from '../server/vault.js';
 
 export const silentLog = pino({ level: 'silent' });
 
@@ -69,41 +63,40 @@ export interface VaultOptions {
 }
 
 /**
- * A real vault in a temp dir, wired like main.ts but without listening: supertest drives
+ * A real vault in a temp dir, built by the same composition root as main.ts (server/vault.ts) but without listening: supertest drives
  * `app` in-process. Default: shamir 3-of-5, initialized and unsealed.
  */
 export async function openVault(options: VaultOptions = {}): Promise<TestVault> {
   const dir = options.dir ?? (await tempDir());
   const store = await Store.open(join(dir, 'db'));
-  const seal = new SealManager(store, { source: options.source ?? { kind: 'shamir' }, env: options.env ?? {}, keyring: options.keyring ?? {}, log: options.log ?? silentLog });
-  const audit = new AuditLog({ files: [join(dir, 'audit.log')], headFile: join(dir, 'audit.head'), stdout: false, checkpointEvery: 50, timeoutMs: 2_000, now: Date.now, ...options.audit });
-  await audit.start().catch(async (e: unknown) => {
+  const built = await buildVault({
+    store,
+    source: options.source ?? { kind: 'shamir' },
+    env: options.env ?? {},
+    log: options.log ?? silentLog,
+    ...(options.now ? { now: options.now } : {}),
+    keyring: options.keyring ?? {},
+    secrets: options.secrets ?? {},
+    audit: { files: [join(dir, 'audit.log')], headFile: join(dir, 'audit.head'), stdout: false, checkpointEvery: 50, timeoutMs: 2_000, now: Date.now, ...options.audit },
+    http: { version: 'test', ...(options.loginLimits ? { loginLimits: options.loginLimits } : {}) },
+    processMetrics: false,
+  }).catch(async (e: unknown) => {
     await store.close(); // a refused start (a truncated log) must not leave the store locked
     throw e;
   });
-  const barrier = seal.barrier;
-  const auditSigner = new AuditSigner(barrier, seal, audit);
-  const directory = new Directory(barrier, seal);
-  const access = new AuthService(new TokenService(barrier, seal, options.now ?? Date.now), directory);
-  const secrets = new SecretsEngine(barrier, options.secrets ?? {});
-  const log = options.log ?? silentLog;
-  const rewrap = new RewrapJobs(barrier, seal, log);
-  const logins = { userpass: new UserpassMethod(barrier), approle: new AppRoleMethod(barrier, options.now ?? Date.now), jwt: new JwtMethod(barrier, log, options.now ?? Date.now) };
-  const transit = new TransitEngine(barrier, options.now ?? Date.now);
-  const byok = new ByokService(barrier, seal, options.now ?? Date.now);
-  const app = createApp({ store, seal, secrets, transit, byok, access, logins, rewrap, audit, auditSigner, loginLimits: options.loginLimits, log, metrics: createMetrics(false), version: 'test' });
+  const { seal, audit, rewrap, access } = built;
   const vault: TestVault = {
     dir,
     store,
-    barrier,
+    barrier: built.barrier,
     seal,
-    secrets,
+    secrets: built.secrets,
     access,
     rewrap,
     audit,
-    auditSigner,
+    auditSigner: built.auditSigner,
     auditFile: join(dir, 'audit.log'),
-    app,
+    app: built.app,
     rootToken: '',
     shares: [],
     auth: { Authorization: '' },
@@ -117,9 +110,9 @@ export async function openVault(options: VaultOptions = {}): Promise<TestVault> 
   };
   const init = options.init ?? { shares: 5, threshold: 3 };
   if (init && !seal.initialized) {
-    vault.shares = await seal.init(init.shares, init.threshold, async (tx, keys) => {
-      vault.rootToken = await access.tokens.createRoot(tx, keys);
-    });
+    const initialized = await built.initialize(init);
+    vault.shares = initialized.shares;
+    vault.rootToken = initialized.rootToken;
     vault.auth = { Authorization: `Bearer ${vault.rootToken}` };
     for (const share of vault.shares.slice(0, init.threshold)) {
       if (!seal.sealed) break;

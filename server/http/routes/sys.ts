@@ -1,4 +1,5 @@
 import type { Request, Response, Router } from 'express';
+import { initializeVault } from '../../auth/bootstrap.js';
 import { CofferError } from '../../errors.js';
 import { identityOf, requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
@@ -48,12 +49,9 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
       jsonBody,
       async (req, res) => {
         const { shares, threshold } = validate(initBody, req.body);
-        let rootToken = '';
-        const encodedShares = await seal.init(shares, threshold, async (tx, keys) => {
-          rootToken = await deps.access.tokens.createRoot(tx, keys);
-        });
+        const initialized = await initializeVault(seal, deps.access.tokens, { shares, threshold });
         deps.log.info({ shares, threshold, provider: seal.status().provider }, 'vault initialized');
-        res.json({ shares: encodedShares, root_token: rootToken } satisfies InitResult);
+        res.json({ shares: initialized.shares, root_token: initialized.rootToken } satisfies InitResult);
       },
     ],
   });
