@@ -69,7 +69,7 @@ export async function buildVault(options: VaultOptions): Promise<Vault> {
   const { store, log, replication } = options;
   const now = options.now ?? Date.now;
   const seal = new SealManager(store, { source: options.source, env: options.env, log, keyring: options.keyring ?? {} });
-  replication?.attach(seal); // a replica loads its snapshot before any engine reads the store
+  replication?.attach(seal); // its hooks run in the unseal phases `storage` and `serving`
   const barrier = seal.barrier;
   const secrets = new SecretsEngine(barrier, { now, ...options.secrets });
   const rewrap = new RewrapJobs(barrier, seal, log);
@@ -88,7 +88,6 @@ export async function buildVault(options: VaultOptions): Promise<Vault> {
       // Signing keys, revocations, renewals, the token tree: just the changed keys (`*`: all).
       if (TokenService.STATE_PREFIXES.some(touched)) await access.tokens.applyChanged(keys);
     });
-    replication.armAfterUnseal(seal);
   }
   const metrics = createMetrics(options.processMetrics ?? true);
   replication?.registerMetrics(metrics);

@@ -1,43 +1,25 @@
-import type { SealStatus } from '../../sdk/wire/types.js';
-import { constantTimeEqual, encodeContext, fromBase64, toBase64, zeroize } from '../crypto/bytes.js';
-import { KEY_LENGTH } from '../crypto/aead.js';
-import { envelopeKeyVersion, openEnvelope, sealEnvelope } from '../crypto/envelope.js';
-import { assertRandomHealthy, systemRandom, type RandomSource } from '../crypto/random.js';
-import { combine, decodeShare, sameSet, split, type Share } from '../crypto/shamir.js';
-import { CofferError, isCofferError } from '../errors.js';
 import type { Logger } from 'pino';
-import { z } from 'zod';
+import type { SealStatus } from '../../sdk/wire/types.js';
+import { toBase64, zeroize } from '../crypto/bytes.js';
+import { assertRandomHealthy, systemRandom, type RandomSource } from '../crypto/random.js';
+import { split } from '../crypto/shamir.js';
+import { CofferError, isCofferError } from '../errors.js';
 import { Barrier, type SealedStore } from '../store/barrier.js';
-import { decodeStored, jsonCodec } from '../store/codec.js';
 import type { Store, Tx } from '../store/db.js';
-import { FORMAT_KEY, MASTER_PREFIX, SEAL_KEY } from '../store/keys.js';
+import { FORMAT_KEY, SEAL_KEY } from '../store/keys.js';
 import { CURRENT_FORMAT, formatCodec } from '../store/migrate.js';
 import { Keyrings, type KeyringOptions } from './keyring.js';
 import { GovernedProvider } from './material.js';
 import type { MasterKeyProvider } from './provider.js';
-import { loadRootKey, type RootKeySource } from './root-key.js';
-import { SoftwareProvider } from './software.js';
+import { AUTO_UNSEAL, createProvider, openAutoProvider, openShamirProvider, type ProviderContext } from './provider-factory.js';
+import { checkRecoveryKey, recoveryCheck, shareSetOf, UnsealProgress, verifyQuorum } from './quorum.js';
+import type { RootKeySource } from './root-key.js';
+import { compatibleSources, readSealConfig, sealConfigCodec, type SealConfig } from './seal-config.js';
 
-/** Stored in `sys/seal` (clear: read before unseal); its presence means the vault is initialized. */
-const sealConfig = z.object({
-  format: z.literal(1),
-  cluster_id: z.string(),
-  source: z.enum(['shamir', 'file', 'env', 'passphrase', 'pkcs11']),
-  shares: z.number().int(),
-  threshold: z.number().int(),
-  /** Set id of the current share split (shamir: root key; others: recovery key). */
-  share_set: z.string(),
-  /** Recovery key check for auto-unseal sources: an envelope only the recovery key opens. */
-  recovery_check: z.string().optional(),
-  passphrase_salt: z.string().optional(),
-  created_at: z.number(),
-});
-type SealConfig = z.infer<typeof sealConfig>;
-export const sealConfigCodec = jsonCodec(sealConfig);
+export { sealConfigCodec } from './seal-config.js';
 
 /** What engines read and write: the storage barrier, with the keys of the unsealed vault. */
 export type VaultStore = SealedStore<UnsealedKeys>;
-
 
 export interface UnsealedKeys {
   clusterId: string;
@@ -59,9 +41,18 @@ export interface SealOptions {
   storage: boolean;
 }
 
-const RECOVERY_CHECK = 'coffer recovery key check';
+/**
+ * When an unseal hook runs, in this order (in registration order within a phase):
+ * - `storage`: what the store must hold before anything reads it (a replica loads its snapshot);
+ * - `engines`: engines load what they keep in memory and may write (first signing key, audit key);
+ * - `serving`: after every engine is ready (replication turns its lease requirement on and ships
+ *   a first snapshot that already holds what the engines created).
+ */
+export const UNSEAL_PHASES = ['storage', 'engines', 'serving'] as const;
+export type UnsealPhase = (typeof UNSEAL_PHASES)[number];
+type UnsealHook = (keys: UnsealedKeys) => Promise<void> | void;
+
 const RETRY_MS = [1_000, 2_000, 5_000, 10_000, 30_000];
-const AUTO_UNSEAL: RootKeySource['kind'][] = ['file', 'env', 'passphrase', 'pkcs11'];
 
 /**
  * The seal state machine: not initialized -> sealed <-> unsealed. While sealed no key material
@@ -72,13 +63,12 @@ const AUTO_UNSEAL: RootKeySource['kind'][] = ['file', 'env', 'passphrase', 'pkcs
 export class SealManager {
   private config: SealConfig | undefined;
   private unsealed: UnsealedKeys | undefined;
-  private progress: Share[] = [];
-  /** Handed to whoever submits the first share of an unseal; a reset must show it (issue 10). */
-  private progressNonce: string | undefined;
+  private readonly progress: UnsealProgress;
   private busy = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly options: SealOptions;
-  private readonly unsealListeners: ((keys: UnsealedKeys) => Promise<void> | void)[] = [];
+  private readonly unsealHooks = new Map<UnsealPhase, UnsealHook[]>(UNSEAL_PHASES.map((phase) => [phase, []]));
+  private readonly providers: ProviderContext;
   private readonly sealListeners: (() => void)[] = [];
 
   /** The storage barrier engines use; open while unsealed, refusing everything otherwise. */
@@ -87,7 +77,9 @@ export class SealManager {
   constructor(private readonly store: Store, options: Partial<SealOptions> & { source: RootKeySource }) {
     this.options = { env: process.env, keyring: {}, random: systemRandom, now: Date.now, storage: true, ...options };
     this.barrier = new Barrier<UnsealedKeys>(store, () => this.refusal(), this.options.log);
-    this.config = readConfig(store.get(SEAL_KEY));
+    this.progress = new UnsealProgress(this.options.random);
+    this.providers = { store, source: this.options.source, env: this.options.env, random: this.options.random, log: this.options.log };
+    this.config = readSealConfig(store.get(SEAL_KEY));
     const stored = this.config?.source;
     if (stored && !compatibleSources(stored, options.source.kind)) {
       throw new CofferError(
@@ -98,11 +90,12 @@ export class SealManager {
   }
 
   /**
-   * Runs `listener` after every unseal (engines load what they keep in memory, e.g. signing
-   * keys). If a listener fails, the vault seals again and the unseal fails.
+   * Runs `hook` after every unseal, in its phase (UNSEAL_PHASES; default `engines`: engines load
+   * what they keep in memory, e.g. signing keys). If a hook fails, the vault seals again and the
+   * unseal fails.
    */
-  onUnseal(listener: (keys: UnsealedKeys) => Promise<void> | void): void {
-    this.unsealListeners.push(listener);
+  onUnseal(hook: UnsealHook, phase: UnsealPhase = 'engines'): void {
+    this.unsealHooks.get(phase)?.push(hook);
   }
 
   /** Runs `listener` when the vault seals (engines drop key material). */
@@ -145,9 +138,9 @@ export class SealManager {
       sealed: this.sealed,
       threshold: this.config?.threshold ?? 0,
       shares: this.config?.shares ?? 0,
-      progress: this.progress.length,
+      progress: this.progress.count,
       provider: this.options.source.kind,
-      ...(withNonce && this.progressNonce ? { nonce: this.progressNonce } : {}),
+      ...(withNonce && this.progress.nonce ? { nonce: this.progress.nonce } : {}),
       ...(this.unsealed ? { master_key: this.unsealed.provider.status() } : {}),
     };
   }
@@ -177,21 +170,19 @@ export class SealManager {
       const clusterId = Buffer.from(random(16)).toString('hex');
       const source = this.options.source;
       const config: Omit<SealConfig, 'share_set'> = { format: 1, cluster_id: clusterId, source: source.kind, shares, threshold, created_at: this.options.now() };
-      let provider: MasterKeyProvider;
-      let splitKey: Uint8Array;
-      if (source.kind === 'shamir') {
-        splitKey = random(KEY_LENGTH);
-        provider = await SoftwareProvider.create(this.store, Uint8Array.from(splitKey), clusterId, random);
-      } else {
-        if (source.kind === 'passphrase') config.passphrase_salt = toBase64(random(16));
-        provider = await this.openAutoProvider(config, clusterId, true);
-        splitKey = random(KEY_LENGTH);
-        config.recovery_check = toBase64(sealEnvelope(splitKey, 1, new TextEncoder().encode(RECOVERY_CHECK), encodeContext('coffer/recovery', clusterId), random));
+      if (source.kind === 'passphrase') config.passphrase_salt = toBase64(random(16));
+      const { provider, splitKey } = await createProvider(this.providers, config, clusterId);
+      if (source.kind !== 'shamir') config.recovery_check = recoveryCheck(splitKey, clusterId, random);
+      let encodedShares: string[];
+      try {
+        encodedShares = split(splitKey, shares, threshold, random);
+      } catch (e) {
+        provider.close();
+        throw e;
+      } finally {
+        zeroize(splitKey);
       }
-      const encodedShares = split(splitKey, shares, threshold, random);
-      const shareSet = toBase64(decodeShare(encodedShares[0]!, KEY_LENGTH).setId);
-      zeroize(splitKey);
-      const full: SealConfig = { ...config, share_set: shareSet };
+      const full: SealConfig = { ...config, share_set: shareSetOf(encodedShares[0] ?? '') };
       const keys = this.unsealedKeys(clusterId, provider);
       try {
         // Through the barrier with the new keys: what `stage` writes (the first signing key) is sealed.
@@ -256,7 +247,7 @@ export class SealManager {
     if (!this.sealed) return;
     if (!this.autoUnseal) throw new CofferError('invalid_request', 'this vault unseals with shares, not by itself');
     assertRandomHealthy(this.options.random);
-    const provider = await this.openAutoProvider(config, config.cluster_id, false);
+    const provider = await openAutoProvider(this.providers, config, config.cluster_id);
     await this.becomeUnsealed(this.openKeys(provider));
   }
 
@@ -269,28 +260,19 @@ export class SealManager {
     const config = this.requireConfig();
     if (!this.sealed) return this.status();
     if (this.busy) throw new CofferError('rate_limited', 'an unseal attempt is in progress: retry shortly');
-    const share = decodeShare(encoded, KEY_LENGTH);
-    if (toBase64(share.setId) !== config.share_set || share.threshold !== config.threshold) {
-      throw new CofferError('invalid_request', 'share does not belong to this vault’s current key split');
-    }
-    if (this.progress.some((s) => s.x === share.x)) throw new CofferError('invalid_request', 'this share was already submitted');
-    if (this.progress[0] && !sameSet(this.progress[0], share)) throw new CofferError('invalid_request', 'share does not match the shares already submitted');
-    this.progress.push(share);
-    this.progressNonce ??= Buffer.from(this.options.random(16)).toString('base64url');
-    if (this.progress.length < config.threshold) return this.status(true);
+    const key = this.progress.add(config, encoded);
+    if (!key) return this.status(true);
 
     this.busy = true;
-    const key = combine(this.progress);
-    this.resetProgress();
     try {
       assertRandomHealthy(this.options.random);
       let provider: MasterKeyProvider;
       if (config.source === 'shamir') {
-        provider = await SoftwareProvider.open(this.store, key, config.cluster_id, this.options.random);
+        provider = await openShamirProvider(this.providers, key, config.cluster_id);
       } else {
         checkRecoveryKey(config, key);
         zeroize(key);
-        provider = await this.openAutoProvider(config, config.cluster_id, false);
+        provider = await openAutoProvider(this.providers, config, config.cluster_id);
       }
       await this.becomeUnsealed(this.openKeys(provider));
       return this.status();
@@ -310,47 +292,13 @@ export class SealManager {
    * operations such as key export). Throws `forbidden` otherwise; keeps nothing.
    */
   async verifyQuorum(encoded: string[]): Promise<void> {
-    const config = this.requireConfig();
-    const shares = encoded.map((e) => decodeShare(e, KEY_LENGTH));
-    const refused = () => new CofferError('forbidden', `a quorum of ${config.threshold} distinct shares of this vault is required`);
-    if (new Set(shares.map((s) => s.x)).size !== shares.length || shares.length < config.threshold) throw refused();
-    if (shares.some((s) => toBase64(s.setId) !== config.share_set || s.threshold !== config.threshold)) throw refused();
-    const key = combine(shares);
-    try {
-      if (config.source === 'shamir') {
-        const first = (await this.store.scanPrefix(MASTER_PREFIX, undefined, 1))[0];
-        if (!first) throw refused();
-        zeroize(openEnvelope(key, first[1], encodeContext('coffer/master', config.cluster_id, envelopeKeyVersion(first[1]))));
-      } else {
-        checkRecoveryKey(config, key);
-      }
-    } catch {
-      throw refused();
-    } finally {
-      zeroize(key);
-      for (const s of shares) zeroize(s.y);
-    }
+    await verifyQuorum(this.store, this.requireConfig(), encoded);
   }
 
-  /**
-   * Forgets the shares submitted so far. The endpoint needs no token, so a reset of an unseal in
-   * progress must show the nonce its first share returned: otherwise anyone who can reach the
-   * vault could wipe the administrators' progress over and over.
-   */
+  /** Forgets the shares submitted so far (with shares pending, only with the first share's nonce). */
   resetUnseal(nonce: string | undefined): SealStatus {
-    if (this.progress.length > 0) {
-      if (nonce === undefined || !constantTimeEqual(Buffer.from(nonce), Buffer.from(this.progressNonce!))) {
-        throw new CofferError('invalid_request', 'reset needs the nonce returned with the first share of this unseal (coffer unseal --reset --nonce N)');
-      }
-    }
-    this.resetProgress();
+    this.progress.reset(nonce);
     return this.status();
-  }
-
-  private resetProgress(): void {
-    for (const s of this.progress) zeroize(s.y);
-    this.progress = [];
-    this.progressNonce = undefined;
   }
 
   /**
@@ -372,7 +320,7 @@ export class SealManager {
     this.unsealed = keys;
     try {
       if (this.options.storage) await this.barrier.open(keys); // migrates a store written before the barrier first
-      for (const listener of this.unsealListeners) await listener(keys);
+      for (const phase of UNSEAL_PHASES) for (const hook of this.unsealHooks.get(phase) ?? []) await hook(keys);
     } catch (e) {
       await this.seal();
       throw e;
@@ -406,22 +354,6 @@ export class SealManager {
     }
   }
 
-  /**
-   * The provider of an auto-unseal source: the software provider under a root key from a file,
-   * env var or passphrase, or the HSM (loaded only when configured: it is a native module).
-   */
-  private async openAutoProvider(config: Pick<SealConfig, 'passphrase_salt'>, clusterId: string, create: boolean): Promise<MasterKeyProvider> {
-    const source = this.options.source;
-    if (source.kind === 'pkcs11') {
-      const [{ Pkcs11Provider }, { parsePkcs11Uri }] = await Promise.all([import('./pkcs11/provider.js'), import('./pkcs11/uri.js')]);
-      return Pkcs11Provider.open(parsePkcs11Uri(source.uri), { env: this.options.env, random: this.options.random, ...(this.options.log ? { log: this.options.log } : {}) });
-    }
-    const rootKey = await loadRootKey(source, this.options.env, saltOf(config));
-    return create
-      ? SoftwareProvider.create(this.store, rootKey, clusterId, this.options.random)
-      : SoftwareProvider.open(this.store, rootKey, clusterId, this.options.random);
-  }
-
   private openKeys(provider: MasterKeyProvider): UnsealedKeys {
     return this.unsealedKeys(this.requireConfig().cluster_id, provider);
   }
@@ -435,27 +367,4 @@ export class SealManager {
     if (!this.config) throw new CofferError('not_initialized', 'vault is not initialized: run `coffer init`');
     return this.config;
   }
-}
-
-function checkRecoveryKey(config: SealConfig, key: Uint8Array): void {
-  const check = fromBase64(config.recovery_check ?? '');
-  if (!check) throw new CofferError('internal', 'recovery key check missing from the seal configuration');
-  try {
-    openEnvelope(key, check, encodeContext('coffer/recovery', config.cluster_id));
-  } catch {
-    throw new CofferError('unseal_failed', 'the key does not open this vault');
-  }
-}
-
-function saltOf(config: { passphrase_salt?: string }): Uint8Array | undefined {
-  return config.passphrase_salt ? fromBase64(config.passphrase_salt) : undefined;
-}
-
-function compatibleSources(stored: RootKeySource['kind'], given: RootKeySource['kind']): boolean {
-  const raw = ['file', 'env'];
-  return stored === given || (raw.includes(stored) && raw.includes(given));
-}
-
-function readConfig(raw: Uint8Array | undefined): SealConfig | undefined {
-  return raw ? decodeStored(sealConfigCodec, raw, 'seal configuration', SEAL_KEY) : undefined;
 }

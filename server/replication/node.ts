@@ -95,27 +95,23 @@ export class Replication implements WriteGuard {
     return replication;
   }
 
-  /** Registers the unseal hook; call before any other component registers its own. */
+  /**
+   * Hooks into the seal: first of all at unseal (a replica loads its snapshot before engines read
+   * the store), and once every engine is ready, the lease requirement and the shippers, so that
+   * writes engines make while unsealing (first signing key, audit key) are not refused before the
+   * first lease could be taken, and the first snapshot already holds them.
+   */
   attach(seal: SealManager): void {
     this.seal = seal;
-    seal.onUnseal((keys) => this.unsealed(keys));
+    seal.onUnseal((keys) => this.unsealed(keys), 'storage');
     seal.onSeal(() => this.sealed());
-  }
-
-  /**
-   * Registers the hook that turns the lease requirement on; call after every other component
-   * has registered, so that writes they make while unsealing (first signing key, audit key)
-   * are not refused before the first lease could be taken.
-   */
-  armAfterUnseal(seal: SealManager): void {
     seal.onUnseal(async (keys) => {
       if (this.reloading || this.closed || this.role !== 'primary') return;
-      // Last, so the first snapshot already holds what the other components created.
       this.cluster = keys.clusterId;
       this.keys = await ensureReplicationKeys(this.store, keys.provider, keys.clusterId);
       if (this.settings.leaseMs > 0) this.leaseRequired = true;
       if (!this.fencedReason) this.startShippers();
-    });
+    }, 'serving');
   }
 
   /** Runs after a replica applied changes (the keys changed, or `*` after a snapshot). */
