@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { ChangeRecord, Store } from '../store/db.js';
+import { buildManifest } from './manifest.js';
 import { PreconditionFailed, type Bucket } from './bucket.js';
 import {
   KIND,
@@ -346,18 +347,18 @@ export class Shipper {
   private async writeManifest(stream: Stream): Promise<void> {
     const { bucket, keys, cluster, node, leaseMs } = this.o;
     const start = this.o.now();
-    const body: ManifestBody = {
+    const body = buildManifest({
       epoch: stream.epoch,
       holder: node,
       primary: this.o.primaryAddr(),
-      issued_at: start,
-      lease_until: leaseMs > 0 ? start + leaseMs : 0,
+      issuedAt: start,
+      leaseMs,
       base: stream.base,
       head: { seq: stream.seq, chain: stream.chain },
       recent: stream.recent,
       snapshot: stream.snapshot,
       identity: await this.o.identity(),
-    };
+    });
     try {
       const { etag } = await bucket.put(MANIFEST, encodeManifest(keys, cluster, body), stream.etag ? { ifMatch: stream.etag } : { ifNoneMatch: '*' });
       stream.etag = etag;

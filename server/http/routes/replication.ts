@@ -13,7 +13,7 @@ import { validate } from '../validate.js';
 export function replicationRoutes(router: Router, deps: AppDeps): void {
   const admin = (res: Response) => requireCapability(deps.access, res, 'admin', 'sys/replication');
   const replication = () => {
-    if (!deps.replication || deps.replication.role0 === 'standalone') throw new CofferError('not_found', 'replication is not configured on this server');
+    if (!deps.replication || deps.replication.configured === 'standalone') throw new CofferError('not_found', 'replication is not configured on this server');
     return deps.replication;
   };
 
