@@ -32,6 +32,10 @@ module.exports = {
       from: { path: '^cli/', pathNot: '^cli/app\\.ts$' }, to: { path: '^server/' } },
     { name: 'server-imports-no-cli', severity: 'error',
       from: { path: '^server/' }, to: { path: '^cli/' } },
+    // The dashboard (ui/, docs/ui.md) is a client of the public API: it may share the wire
+    // contract's types and rules, never server, CLI or SDK code (no private way in).
+    { name: 'ui-talks-only-the-wire', severity: 'error',
+      from: { path: '^ui/' }, to: { pathNot: ['^ui/', '^sdk/wire/', '(^|/)node_modules/(preact|zod)/'] } },
     { name: 'no-circular', severity: 'error', from: {}, to: { circular: true } },
   ],
   options: {

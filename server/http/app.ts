@@ -17,6 +17,7 @@ import { loginAdminRoutes, loginRoutes } from './routes/logins.js';
 import { refuseStaleReads, replicationRoutes } from './routes/replication.js';
 import { backupRoutes } from './routes/backup.js';
 import { openapiRoute } from './openapi.js';
+import { uiRoutes } from './ui.js';
 
 export type { AppDeps };
 
@@ -61,6 +62,7 @@ export function createApp(deps: AppDeps): Express {
   keyProviderMetrics(deps.metrics, deps.seal);
   storeMetrics(deps.metrics, deps.store);
   publicSysRoutes(router, deps);
+  uiRoutes(router, deps); // the dashboard loads while sealed: it shows the seal status
   openapiRoute(router, { version: deps.version, metricsPublic: deps.metricsPublic === true });
   if (deps.metricsPublic) metricsRoute(router, deps);
   router.use((_req: Request, _res: Response, next: NextFunction) => {
