@@ -36,6 +36,9 @@ module.exports = {
     // contract's types and rules, never server, CLI or SDK code (no private way in).
     { name: 'ui-talks-only-the-wire', severity: 'error',
       from: { path: '^ui/' }, to: { pathNot: ['^ui/', '^sdk/wire/', '(^|/)node_modules/(preact|zod)/'] } },
+    // The GitHub Action (deploy/github-action) is bundled from the SDK alone: no server or CLI code in it.
+    { name: 'action-is-built-from-the-sdk', severity: 'error',
+      from: { path: '^deploy/github-action/' }, to: { path: '^(server|cli)/' } },
     { name: 'no-circular', severity: 'error', from: {}, to: { circular: true } },
   ],
   options: {

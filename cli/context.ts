@@ -1,12 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Coffer, readTokenFile, tlsFromEnv } from '../sdk/client.js';
 import { CofferError } from '../sdk/errors.js';
-import { nodeHttpTransport } from '../sdk/transport.js';
+import { isLoopback, nodeHttpTransport } from '../sdk/transport.js';
 import { CliError } from './errors.js';
 import type { Deps, GlobalArgs, IO } from './io.js';
 
@@ -58,15 +57,6 @@ export async function resolveToken(args: GlobalArgs, env: NodeJS.ProcessEnv = pr
   const stored = tokenFile(env);
   // The stored token is held to the same rules as COFFER_TOKEN_FILE (0600, one line, not empty).
   return existsSync(stored) ? { token: readTokenFile(stored, `the stored login token (coffer login)`), source: 'stored' } : undefined;
-}
-
-/**
- * Plain http may carry a token only to this machine: an IPv4 address in 127/8, [::1] or
- * localhost. A name that merely starts with "127." (127.evil.example) is a DNS name like any other.
- */
-export function isLoopback(hostname: string): boolean {
-  if (hostname === 'localhost' || hostname === '[::1]') return true;
-  return isIP(hostname) === 4 && hostname.startsWith('127.');
 }
 
 export async function client(args: GlobalArgs, env: NodeJS.ProcessEnv = process.env): Promise<Coffer> {

@@ -2,6 +2,7 @@ import { CofferError } from '../sdk/errors.js';
 import type { Coffer } from '../sdk/client.js';
 import type { Secret } from '../sdk/wire/types.js';
 import { CliError } from './errors.js';
+import { ENV_NAME, envNameOf, isDangerousName } from '../sdk/env-names.js';
 
 /**
  * Secrets to environment variables (docs/api.md "CLI"): each key upper-cased, characters outside
@@ -9,8 +10,6 @@ import { CliError } from './errors.js';
  * that changes how programs load code (LD_PRELOAD, NODE_OPTIONS, …) or a value with a NUL are
  * errors that name the variables, never the values; `--map` resolves them.
  */
-export const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
-const DANGEROUS = /^(LD_PRELOAD|LD_LIBRARY_PATH|LD_AUDIT|DYLD_.*|NODE_OPTIONS|NODE_PATH|BASH_ENV|ENV|PATH|PYTHONPATH|PYTHONSTARTUP|PYTHONHOME|PERL5OPT|PERL5LIB|RUBYOPT|RUBYLIB|GIT_SSH_COMMAND|GIT_SSH|IFS|PS4|SHELLOPTS|JAVA_TOOL_OPTIONS|COFFER_TOKEN|COFFER_TOKEN_FILE|COFFER_ADDR)$/;
 
 export interface EnvOptions {
   /** `KEY=ENV` or `path:KEY=ENV` renames. */
@@ -45,11 +44,6 @@ export async function fetchSecrets(client: Coffer, paths: string[]): Promise<Sec
   }
   return secrets;
 }
-
-export const envNameOf = (key: string, prefix = '') => prefix + key.toUpperCase().replace(/[^A-Z0-9_]/g, '_');
-
-/** A name that changes how programs load or run code, unless the operator allowed it (`--allow-env`). */
-export const isDangerousName = (name: string, allow: readonly string[]) => DANGEROUS.test(name) && !allow.includes(name);
 
 export function buildEnv(secrets: Secret[], options: EnvOptions): Map<string, string> {
   const renames = new Map<string, string>();

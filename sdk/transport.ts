@@ -1,4 +1,5 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
 import { request as httpsRequest } from 'node:https';
 
 /**
@@ -137,4 +138,13 @@ export function nodeHttpTransport(options: TlsClientOptions = {}): Transport {
       r.on('error', reject);
       r.end(req.body);
     });
+}
+
+/**
+ * Plain http may carry a token only to this machine: an IPv4 address in 127/8, [::1] or
+ * localhost. A name that merely starts with "127." (127.evil.example) is a DNS name like any other.
+ */
+export function isLoopback(hostname: string): boolean {
+  if (hostname === 'localhost' || hostname === '[::1]') return true;
+  return isIP(hostname) === 4 && hostname.startsWith('127.');
 }

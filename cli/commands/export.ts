@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { appendFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
+import { Unrepresentable, assertWellFormed, githubEnvBlock, githubMasks } from '../../sdk/github-commands.js';
 import { type GlobalArgs } from '../context.js';
 import { buildEnv, fetchSecrets } from '../env.js';
 import { CliError } from '../errors.js';
@@ -16,16 +16,6 @@ import type { Deps } from '../io.js';
  */
 export type TextFormat = 'dotenv' | 'shell' | 'github';
 
-/** A value (or name) the format cannot carry: why, without the value. */
-class Unrepresentable extends Error {}
-
-// Lone surrogates become U+FFFD on the way to UTF-8, and a NUL ends a shell string or an
-// environment variable (buildEnv refuses it already): no text format can keep either.
-const wellFormed = (value: string) => {
-  if (!value.isWellFormed()) throw new Unrepresentable('holds an unpaired UTF-16 surrogate, which UTF-8 output cannot carry (use --format json)');
-  if (value.includes('\u0000')) throw new Unrepresentable('holds a NUL character, which no environment variable can carry');
-};
-
 /**
  * dotenv quoting, chosen per value. dotenv turns every CR of the file (and CRLF) into LF before
  * parsing; single quotes and backticks are then literal and may span lines; double quotes are
@@ -35,7 +25,7 @@ const wellFormed = (value: string) => {
  * trimmed.
  */
 export function dotenvValue(value: string): string {
-  wellFormed(value);
+  assertWellFormed(value);
   const trailingBackslash = value.endsWith('\\');
   if (!trailingBackslash && !value.includes('\r')) {
     if (!value.includes("'")) return `'${value}'`;
@@ -59,47 +49,8 @@ const SHELL_SPECIAL = /^(BASH|BASH_.*|BASHOPTS|BASHPID|SHELLOPTS|RANDOM|SRANDOM|
 /** POSIX shell: single quotes, each ' written as '\'' (newlines and CRs survive inside the quotes). */
 export function shellLine(name: string, value: string): string {
   if (SHELL_SPECIAL.test(name)) throw new Unrepresentable('is a name the shell gives its own meaning: sourcing it would not set it (use --map to rename it)');
-  wellFormed(value);
+  assertWellFormed(value);
   return `export ${name}='${value.replace(/'/g, `'\\''`)}'`;
-}
-
-/** .NET String.Trim (Char.IsWhiteSpace), which the runner uses: unlike JavaScript's trim it strips U+0085 and keeps U+FEFF. */
-const NET_TRIM = /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/g;
-
-/** ActionCommand.UnescapeData decodes %0D, %0A and %25 (in that order): the inverse, '%' first. */
-const escapeCommandData = (data: string) => data.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');
-
-/**
- * `::add-mask::` lines for a value. The runner reads a step's output with .NET ReadLine, which
- * ends a line at CRLF, a lone CR or a lone LF, and masks log lines one at a time: so each such
- * line of the value is masked on its own (a whole multi-line mask would never match one log
- * line), and also trimmed, since older runners register only what they are given. No command
- * line may contain a CR or LF of its own, or the rest would be a new line: a new command.
- */
-export function githubMasks(value: string): string {
-  const masks = new Set<string>();
-  for (const line of value.split(/\r\n|\r|\n/)) {
-    const trimmed = line.replace(NET_TRIM, '');
-    if (!trimmed) continue; // the runner refuses blank masks (and blank text reveals nothing)
-    masks.add(line);
-    masks.add(trimmed);
-  }
-  return [...masks].map((m) => `::add-mask::${escapeCommandData(m)}\n`).join('');
-}
-
-/**
- * GitHub Actions $GITHUB_ENV heredoc (FileCommandManager.cs): value lines up to a line equal to
- * the delimiter, which is random and never occurs in the value. Windows runners end a line at
- * CRLF, so a value ending in CR would lose it there; the runner drops NODE_OPTIONS.
- */
-export function githubEnvBlock(name: string, value: string): string {
-  if (name.toUpperCase() === 'NODE_OPTIONS') throw new Unrepresentable('is refused by the Actions runner in $GITHUB_ENV');
-  wellFormed(value);
-  if (value.endsWith('\r')) throw new Unrepresentable('ends in a carriage return, which a Windows runner strips from $GITHUB_ENV');
-  let delimiter: string;
-  do delimiter = `ghadelimiter_${randomBytes(16).toString('hex')}`;
-  while (value.includes(delimiter));
-  return `${name}<<${delimiter}\n${value}\n${delimiter}\n`;
 }
 
 /**

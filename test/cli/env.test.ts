@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
-import { ENV_NAME, buildEnv, envNameOf, fetchSecrets, type EnvOptions } from '../../cli/env.js';
+import { buildEnv, fetchSecrets, type EnvOptions } from '../../cli/env.js';
+import { ENV_NAME, envNameOf } from '../../sdk/env-names.js';
 import { CliError } from '../../cli/errors.js';
 import { Coffer, CofferError } from '../../sdk/index.js';
 import type { Secret } from '../../sdk/wire/types.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { chmod, lstat, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isLoopback } from '../../cli/context.js';
+import { isLoopback } from '../../sdk/transport.js';
 import { Coffer } from '../../sdk/index.js';
 import { cliFixture, type CliFixture } from './cli-fixture.js';
 

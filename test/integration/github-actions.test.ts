@@ -1,47 +1,24 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose';
 import request from 'supertest';
 import { Coffer } from '../../sdk/client.js';
 import { loginGithubActions } from '../../sdk/ci-login.js';
 import { JWT_REFUSED } from '../../server/auth/jwt-login.js';
 import { openVault, type TestVault } from '../helpers.js';
+import { startIssuer, type TestIssuer } from '../oidc-issuer.js';
 
-/** A fake GitHub Actions OIDC issuer: JWKS served over HTTP on loopback, tokens signed with jose. */
-async function fakeIssuer() {
-  const { publicKey, privateKey } = await generateKeyPair('RS256');
-  const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'gh-1', alg: 'RS256', use: 'sig' };
-  let fetches = 0;
-  const server: Server = createServer((req, res) => {
-    if (req.url === '/.well-known/jwks') {
-      fetches++;
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
-    } else res.writeHead(404).end();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const sign = (claims: Record<string, unknown>, now = Math.floor(Date.now() / 1000)) =>
-    new SignJWT({ repository: 'acme/api', ref: 'refs/heads/main', repository_id: '42', ...claims })
-      .setProtectedHeader({ alg: 'RS256', kid: 'gh-1', typ: 'JWT' })
-      .setIssuer(issuer)
-      .setAudience('coffer')
-      .setSubject('repo:acme/api:ref:refs/heads/main')
-      .setIssuedAt(now)
-      .setExpirationTime(now + 300)
-      .setJti(crypto.randomUUID())
-      .sign(privateKey);
-  return { issuer, sign, fetches: () => fetches, close: () => new Promise<void>((r) => server.close(() => r())) };
-}
+/** GitHub Actions' OIDC token shape, from a loopback issuer. */
+const githubIssuer = () => startIssuer({ claims: { repository: 'acme/api', ref: 'refs/heads/main', repository_id: '42' }, subject: 'repo:acme/api:ref:refs/heads/main' });
 
 describe('end to end: a GitHub Actions job reads only its secrets', function () {
   this.timeout(20_000);
   let vault: TestVault;
-  let idp: Awaited<ReturnType<typeof fakeIssuer>>;
+  let idp: TestIssuer;
 
   before(async () => {
     vault = await openVault();
-    idp = await fakeIssuer();
+    idp = await githubIssuer();
     const admin = (method: 'put', path: string, body: object) => request(vault.app)[method](path).set(vault.auth).send(body);
     assert.equal((await admin('put', '/v1/policies/ci-api-read', { rules: [{ path: 'ci/api/*', capabilities: ['read'] }] })).status, 200);
     assert.equal((await admin('put', '/v1/groups/ci-api', { policies: ['ci-api-read'] })).status, 200);
