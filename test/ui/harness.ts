@@ -122,3 +122,11 @@ export async function cspReports(url: string, rootToken: string): Promise<number
   for (const line of text.split('\n')) if (line.startsWith('coffer_ui_csp_reports_total')) total += Number(line.split(' ').at(-1));
   return total;
 }
+
+/** Signs in on the sign-in page with a token and waits for the session panel. */
+export async function signInWithToken(page: Page, url: string, token: string): Promise<void> {
+  await page.goto(`${url}/ui/`);
+  await page.getByLabel('Token', { exact: true }).fill(token);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText('Signed in as').waitFor();
+}

@@ -4,6 +4,10 @@ import type { LoginResult, SealStatus, TokenSelf } from '../../sdk/wire/types.js
 import { createApi, errorText, type Api, type Trouble } from './api.js';
 import { SignIn } from './pages/signin.js';
 import { Secrets } from './pages/secrets.js';
+import { Access } from './pages/access.js';
+import { Keys } from './pages/keys.js';
+import { Audit } from './pages/audit.js';
+import { Replication } from './pages/replication.js';
 import { href, useRoute } from './route.js';
 import { forgetToken, identityOf, storedToken, storeToken, type Identity } from './session.js';
 import { When } from './ui.js';
@@ -13,6 +17,10 @@ import type { PageProps } from './page.js';
 
 const PAGES = [
   { id: 'secrets', label: 'Secrets' },
+  { id: 'access', label: 'Access' },
+  { id: 'keys', label: 'Keys' },
+  { id: 'replication', label: 'Replication' },
+  { id: 'audit', label: 'Audit' },
 ] as const;
 
 function App() {
@@ -100,6 +108,14 @@ function App() {
       <main id="main">
         {sealed ? (
           <p>Sealed.</p>
+        ) : page === 'access' ? (
+          <Access {...props} />
+        ) : page === 'keys' ? (
+          <Keys {...props} />
+        ) : page === 'replication' ? (
+          <Replication {...props} />
+        ) : page === 'audit' ? (
+          <Audit {...props} />
         ) : (
           <Secrets {...props} />
         )}

@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { openVault, type TestVault } from '../helpers.js';
+import { assertAccessible, cspReports, launchBrowser, screenshot, serve, signInWithToken, watchedPage, type Browser, type Served, type Watched } from './harness.js';
+
+/**
+ * The dashboard's access and keys pages in chromium against a real vault (docs/ui.md): the
+ * policy editor with its inline errors, hostile names and paths, jwt presets, approle secret
+ * ids shown once, keyring rotation with the rewrap followed to the end, named keys, the audit
+ * state, and zero CSP reports.
+ */
+describe('dashboard: access, keys and audit (chromium)', function () {
+  this.timeout(60_000);
+  let vault: TestVault;
+  let server: Served;
+  let browser: Browser;
+  let tab: Watched;
+  const rootJson = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${server.url}${path}`, { method, headers: { Authorization: `Bearer ${vault.rootToken}`, 'Content-Type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    assert.ok(res.ok, `${method} ${path}: ${res.status}`);
+    return res.status === 204 ? undefined : ((await res.json()) as Record<string, unknown>);
+  };
+
+  before(async () => {
+    vault = await openVault();
+    server = await serve(vault.app);
+    await rootJson('PUT', '/v1/policies/readers', { rules: [{ path: 'team/**', capabilities: ['read', 'list'] }] });
+    for (let i = 0; i < 40; i++) await rootJson('PUT', `/v1/secrets/team/s${String(i).padStart(2, '0')}`, { data: { v: String(i) } });
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    await vault?.cleanup();
+  });
+  beforeEach(async () => {
+    tab = await watchedPage(browser);
+  });
+  afterEach(async function () {
+    if (this.currentTest?.state === 'passed') tab.assertClean();
+    await tab.page.close();
+  });
+
+  it('edits a policy; a syntax error and a server refusal show inline and save nothing', async () => {
+    const { page } = tab;
+    await signInWithToken(page, server.url, vault.rootToken);
+    await page.goto(`${server.url}/ui/#/access/policies/readers`);
+    const editor = page.getByLabel('Policy (JSON)');
+    await editor.waitFor();
+    assert.deepEqual(JSON.parse(await editor.inputValue()), { rules: [{ path: 'team/**', capabilities: ['read', 'list'] }] });
+    await assertAccessible(page, 'the policy editor');
+    await screenshot(page, 'policy');
+
+    await editor.fill('{ "rules": [ { "path": "team/**", "capabilities": ["read"] ');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('#editor-problem').getByText('Not valid JSON').waitFor();
+    assert.equal(await editor.getAttribute('aria-invalid'), 'true');
+
+    await editor.fill('{ "rules": [ { "path": "team/**", "capabilities": ["write"] } ] }');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('#editor-problem').getByText('invalid_request: rules.0.capabilities.0').waitFor();
+    assert.deepEqual((await rootJson('GET', '/v1/policies/readers'))?.rules, [{ path: 'team/**', capabilities: ['read', 'list'] }], 'nothing saved');
+
+    // A rule path that is markup: the server's refusal quotes it, and the page shows it as text.
+    await editor.fill(JSON.stringify({ rules: [{ path: 'team/<img src=x onerror=alert(1)>', capabilities: ['read'] }] }));
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('#editor-problem').getByText('team/<img src=x onerror=alert(1)>', { exact: false }).waitFor();
+    assert.equal(await page.locator('#editor-problem img').count(), 0, 'the markup is text');
+    assert.deepEqual((await rootJson('GET', '/v1/policies/readers'))?.rules, [{ path: 'team/**', capabilities: ['read', 'list'] }], 'nothing saved');
+
+    await editor.fill(JSON.stringify({ rules: [{ path: 'team/**', capabilities: ['read', 'list'] }, { path: 'shared/*', capabilities: ['read'] }] }));
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('status').filter({ hasText: 'Saved readers.' }).waitFor();
+    assert.equal(((await rootJson('GET', '/v1/policies/readers'))?.rules as unknown[]).length, 2);
+  });
+
+  it('a policy name that is markup is refused by the server and the refusal shown as text', async () => {
+    const { page } = tab;
+    await signInWithToken(page, server.url, vault.rootToken);
+    await page.goto(`${server.url}/ui/#/access/policies/+new`);
+    await page.getByLabel('Name', { exact: true }).fill('<script>alert("name")</script>');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('#editor-problem').waitFor();
+    assert.equal(((await rootJson('GET', '/v1/policies'))?.keys as string[]).length, 1, 'nothing created');
+    assert.equal(await page.locator('script:not([src])').count(), 0);
+  });
+
+  it('fills a jwt role from the GitHub Actions preset and saves it; an approle secret id is shown once and logs in', async () => {
+    const { page } = tab;
+    await signInWithToken(page, server.url, vault.rootToken);
+    await page.goto(`${server.url}/ui/#/access/jwt/+new`);
+    await page.getByLabel('Name', { exact: true }).fill('gha');
+    await page.getByRole('button', { name: 'GitHub Actions' }).click();
+    const editor = page.getByLabel('JWT role (JSON)');
+    const filled = JSON.parse(await editor.inputValue()) as { bound_claims: Record<string, string>; issuer: string };
+    assert.equal(filled.issuer, 'https://token.actions.githubusercontent.com');
+    assert.deepEqual(Object.keys(filled.bound_claims).sort(), ['ref', 'repository', 'repository_id']);
+    await editor.fill(JSON.stringify({ ...filled, bound_claims: { repository: 'acme/api', repository_id: '42', ref: 'refs/heads/main' } }));
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('heading', { name: 'gha' }).waitFor();
+    const role = await rootJson('GET', '/v1/auth/jwt/roles/gha');
+    assert.deepEqual(role?.bound_claims, { repository: 'acme/api', repository_id: '42', ref: 'refs/heads/main' });
+
+    await page.goto(`${server.url}/ui/#/access/approle/+new`);
+    await page.getByLabel('Name', { exact: true }).fill('builder');
+    await page.getByLabel('AppRole role (JSON)').fill(JSON.stringify({ policies: ['readers'] }));
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('button', { name: 'Issue a secret ID' }).click();
+    const secretId = (await page.locator('pre.secret-id').textContent()) ?? '';
+    assert.match(secretId, /\S{16,}/);
+    await page.getByRole('button', { name: 'Done' }).click();
+    assert.equal(await page.getByText(secretId).count(), 0, 'gone once dismissed');
+    const roleId = String((await rootJson('GET', '/v1/auth/approle/roles/builder'))?.role_id);
+    const login = await fetch(`${server.url}/v1/auth/approle/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ role_id: roleId, secret_id: secretId }) });
+    assert.equal(login.status, 200);
+  });
+
+  it('rotates a keyring and follows the rewrap to the end; rotates a named key and sets its min decryption version', async () => {
+    const { page } = tab;
+    await signInWithToken(page, server.url, vault.rootToken);
+    await page.goto(`${server.url}/ui/#/keys`);
+    await page.getByRole('heading', { name: /team: version 1/ }).waitFor();
+    await page.getByRole('button', { name: 'Rotate and rewrap' }).click();
+    await page.getByRole('heading', { name: /team: version 2/ }).waitFor();
+    await page.locator('.rewrap').getByText('done').waitFor({ timeout: 20_000 });
+    const ring = await rootJson('GET', '/v1/sys/keyrings/team');
+    const rewrap = ring?.rewrap as { state: string; rewrapped: number; total: number };
+    assert.equal(rewrap.state, 'done');
+    assert.ok(rewrap.rewrapped >= 40, `rewrapped ${rewrap.rewrapped}`);
+    assert.match(await page.locator('.rewrap').innerText(), new RegExp(`${rewrap.rewrapped} rewrapped`));
+    await assertAccessible(page, 'keys');
+    await screenshot(page, 'keys');
+
+    await page.getByLabel('Key name').fill('payments');
+    await page.getByRole('button', { name: 'Create' }).click();
+    await page.getByRole('heading', { name: 'payments' }).waitFor();
+    await page.getByRole('button', { name: 'Rotate', exact: true }).click();
+    await page.getByRole('article', { name: 'Key payments' }).getByText('2', { exact: true }).first().waitFor();
+    await page.getByLabel('Min decryption version').fill('2');
+    await page.getByRole('button', { name: 'Set' }).click();
+    await page.locator('dd', { hasText: /^2$/ }).nth(1).waitFor();
+    const key = await rootJson('GET', '/v1/keys/payments');
+    assert.equal(key?.latest_version, 2);
+    assert.equal(key?.min_decryption_version, 2);
+    await page.getByLabel('Min decryption version').fill('9');
+    await page.getByRole('button', { name: 'Set' }).click();
+    await page.getByRole('alert').waitFor();
+    assert.equal((await rootJson('GET', '/v1/keys/payments'))?.min_decryption_version, 2, 'a refused setting changes nothing');
+  });
+
+  it('shows the audit log state, moving with every audited request', async () => {
+    const { page } = tab;
+    await signInWithToken(page, server.url, vault.rootToken);
+    await page.goto(`${server.url}/ui/#/audit`);
+    const seq = page.locator('dd.last-seq');
+    const first = Number(await seq.textContent());
+    assert.ok(first > 0);
+    await rootJson('GET', '/v1/secrets/team/s01');
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    await page.locator(`dd.last-seq:not(:text-is("${first}"))`).waitFor();
+    assert.ok(Number(await seq.textContent()) > first);
+    await assertAccessible(page, 'audit');
+    await screenshot(page, 'audit');
+  });
+
+  it('no page of this file drew a CSP violation report', async () => {
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await cspReports(server.url, vault.rootToken), 0);
+  });
+});
