@@ -82,6 +82,21 @@ export const unsealBody = z.union([
 
 export const keyringRotateBody = z.strictObject({ rewrap: z.boolean().optional() });
 
+/** An HTTP status a health answer may be given instead of its own (`sealedcode=200` for a liveness probe). */
+const statusCode = z.string().regex(/^[1-5][0-9]{2}$/, 'expected an HTTP status code (100 to 599)').transform(Number);
+
+/**
+ * `GET /v1/sys/health` flags for probes and load balancers (docs/api.md "Sys"): `replicaok=true`
+ * answers 200 for an unsealed replica; `sealedcode`, `uninitcode` and `replicacode` replace 503,
+ * 501 and 429. Draining, failing storage, no audit sink and fenced stay 503.
+ */
+export const healthQuery = z.strictObject({
+  replicaok: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
+  sealedcode: statusCode.optional(),
+  uninitcode: statusCode.optional(),
+  replicacode: statusCode.optional(),
+});
+
 export const emptyBody = z.strictObject({});
 export const emptyQuery = z.strictObject({});
 

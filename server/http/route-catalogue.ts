@@ -12,6 +12,7 @@ import {
   deleteQuery,
   emptyBody,
   emptyQuery,
+  healthQuery,
   encryptBody,
   groupBody,
   initBody,
@@ -101,10 +102,10 @@ export const ROUTES: readonly RouteEntry[] = [
   // --- sys: answer while sealed (app.ts publicSysRoutes and the OpenAPI document)
   {
     method: 'GET', path: '/v1/sys/health', openapiPath: '/v1/sys/health', operationId: 'health', tag: 'sys', stage: 'public', capability: 'none',
-    summary: 'Health for load balancers',
+    summary: 'Health for load balancers and probes (`?replicaok=true`, `sealedcode`, `uninitcode`, `replicacode`)', query: healthQuery,
     response: { status: 200, description: 'Initialized, unsealed, active primary. `{initialized, sealed, role, version, storage?, draining?, fenced?, audit?, warnings?}`' },
     otherResponses: { 429: 'Unsealed replica (not the active node); same body', 501: 'Not initialized; same body', 503: 'Sealed, draining, the database refuses writes (`storage: {error, since}`), no audit sink (`audit: "unavailable"`), or fenced (`fenced: true`: another server was promoted); same body' },
-    errors: [],
+    errors: ['invalid_request'],
   },
   {
     method: 'GET', path: '/v1/sys/seal-status', openapiPath: '/v1/sys/seal-status', operationId: 'sealStatus', tag: 'sys', stage: 'public', capability: 'none',

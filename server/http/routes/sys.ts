@@ -5,7 +5,7 @@ import { identityOf, requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { SEGMENT } from '../../paths.js';
-import { emptyBody, initBody, keyringRotateBody, unsealBody } from '../../../sdk/wire/schemas.js';
+import { emptyBody, healthQuery, initBody, keyringRotateBody, unsealBody } from '../../../sdk/wire/schemas.js';
 import type { AuditInfo, Health, InitResult, KeyringRotation, KeyringStatus, MasterRotation } from '../../../sdk/wire/types.js';
 import { timestamp } from '../../../sdk/wire/time.js';
 import { validate } from '../validate.js';
@@ -19,7 +19,8 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
   const ceremonyLimit = rateLimit({ max: 30, windowMs: 60_000 });
 
   methods(router, '/v1/sys/health', {
-    get: (_req, res) => {
+    get: (req, res) => {
+      const flags = validate(healthQuery, req.query, 'query');
       const replica = deps.replication?.role === 'replica'; // 429: unsealed, but not the active node
       const warnings = [...seal.warnings(), ...deps.audit.warnings()];
       const storage = deps.store.storageFailure; // writes refused: not a node to send traffic to
@@ -37,7 +38,18 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
         ...(auditDown ? { audit: 'unavailable' } : {}),
         ...(warnings.length ? { warnings } : {}),
       };
-      res.status(!seal.initialized ? 501 : seal.sealed || storage || draining || auditDown || fenced ? 503 : replica ? 429 : 200).json(body);
+      const status = !seal.initialized
+        ? (flags.uninitcode ?? 501)
+        : seal.sealed
+          ? (flags.sealedcode ?? 503)
+          : storage || draining || auditDown || fenced
+            ? 503
+            : replica
+              ? flags.replicaok
+                ? 200
+                : (flags.replicacode ?? 429)
+              : 200;
+      res.status(status).json(body);
     },
   });
 

@@ -36,6 +36,11 @@ describe('replication smoke', function () {
     assert.equal(w.body.error.code, 'read_only_replica');
     const health = await replica.call('GET', '/v1/sys/health');
     assert.equal(health.status, 429);
+    // Probe flags (docs/api.md "System"): a replica's readiness probe asks with replicaok.
+    assert.equal((await replica.call('GET', '/v1/sys/health?replicaok=true')).status, 200);
+    assert.equal((await replica.call('GET', '/v1/sys/health?replicaok=false')).status, 429);
+    assert.equal((await replica.call('GET', '/v1/sys/health?replicacode=299')).status, 299);
+    assert.equal((await primary.call('GET', '/v1/sys/health?replicacode=299')).status, 200, 'the primary is not a replica');
   });
 
   it('a fresh replica reads the sealed values it applied, and accepts no value in the format from before the barrier', async () => {
