@@ -11,6 +11,8 @@ import type {
   AdminRequests,
   AppRoleLoginRequest,
   AuditInfo,
+  AuditLines,
+  AuditLinesRequest,
   BatchResult,
   BatchRequest,
   ByokExportRequest,
@@ -418,6 +420,11 @@ export class Coffer {
   /** The audit checkpoint public key (null until first unsealed), the checkpoint bounds and the last sequence (admin). */
   auditInfo(): Promise<AuditInfo> {
     return this.call({ method: 'GET', path: '/v1/sys/audit', idempotent: true });
+  }
+
+  /** The newest request lines of the first audit file matching `filter`, and the file's chain verification (admin). */
+  auditLines(filter: AuditLinesRequest = {}): Promise<AuditLines> {
+    return this.call({ method: 'GET', path: '/v1/sys/audit/lines', query: { ...filter }, idempotent: true });
   }
 
   /** Replication role, progress per target, lag and errors (admin). */

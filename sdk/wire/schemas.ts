@@ -97,6 +97,17 @@ export const healthQuery = z.strictObject({
   replicacode: statusCode.optional(),
 });
 
+/** `GET /v1/sys/audit/lines`: the newest request lines of the first audit file, filtered. */
+export const auditLinesQuery = z.strictObject({
+  limit: z.string().regex(/^[1-9][0-9]{0,3}$/, 'expected 1 to 1000').transform(Number).pipe(z.number().max(1000)).optional(),
+  identity: z.string().min(1).max(256).optional(),
+  /** A path prefix (`team/` or `team/app/db`). */
+  path: z.string().min(1).max(512).optional(),
+  /** `METHOD <express route>` as in the line, e.g. `GET /v1/secrets/*path`. */
+  operation: z.string().min(1).max(128).optional(),
+  outcome: z.enum(['ok', 'denied', 'error']).optional(),
+});
+
 export const emptyBody = z.strictObject({});
 export const emptyQuery = z.strictObject({});
 

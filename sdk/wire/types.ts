@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import type { Capability, JwtAlgorithm, KeyUsage, SecretType } from './constants.js';
 import type { ReplicationErrorCode } from './errors.js';
 import type { Timestamp } from './time.js';
+import type { RequestLine } from './audit.js';
 import type * as schema from './schemas.js';
 
 /**
@@ -40,6 +41,7 @@ export type UserpassLoginRequest = z.input<typeof schema.userpassLoginBody>;
 export type AppRoleLoginRequest = z.input<typeof schema.appRoleLoginBody>;
 export type JwtLoginRequest = z.input<typeof schema.jwtLoginBody>;
 export type RotateSigningRequest = z.input<typeof schema.rotateSigningBody>;
+export type AuditLinesRequest = z.input<typeof schema.auditLinesQuery>;
 
 // ---- secrets
 
@@ -274,6 +276,23 @@ export interface AuditInfo {
   sink_status: AuditSinkStatus[];
   checkpoint_every: number;
   checkpoint_interval_s: number | null;
+}
+
+/** `GET /v1/sys/audit/lines`. */
+export interface AuditLines {
+  /** Matching request lines, newest first. */
+  lines: RequestLine[];
+  /** The file they come from (the first configured audit file), or null when no file sink is configured. */
+  file: string | null;
+  /** Request lines looked at (the newest ones of the file, up to the scan bound). */
+  scanned: number;
+  /**
+   * The whole file's hash chain and checkpoint signatures, checked as `coffer audit verify`
+   * does (a live log's unsigned tail is allowed); null with `verification_skipped` when the
+   * file is too large to check here.
+   */
+  verification: { ok: boolean; lines: number; checkpoints: number; last_seq: number | null; signatures_verified: boolean; unsigned_tail: number; first_bad: { line: number; reason: string } | null } | null;
+  verification_skipped?: string;
 }
 
 export interface MasterRotation {

@@ -176,6 +176,11 @@ export class AuditLog {
     return this.runners.length;
   }
 
+  /** The first audit file (resolved), the one the chain head tracks and `GET /v1/sys/audit/lines` reads; undefined without a file sink. */
+  get firstFile(): string | undefined {
+    return this.names[0];
+  }
+
   get lastSeq(): number {
     return this.seq - 1;
   }

@@ -3,6 +3,7 @@ import type { ErrorCode } from '../../sdk/wire/errors.js';
 import {
   appRoleBody,
   appRoleLoginBody,
+  auditLinesQuery,
   batchBody,
   byokExportBody,
   byokImportBody,
@@ -329,6 +330,12 @@ export const ROUTES: readonly RouteEntry[] = [
     method: 'GET', path: '/v1/sys/audit', openapiPath: '/v1/sys/audit', operationId: 'auditStatus', tag: 'sys', stage: 'token', capability: 'admin on sys/audit',
     summary: 'Audit checkpoint key and log state',
     response: { status: 200, description: '`{public_key_pem, last_seq, sinks, failed_writes, checkpoint_every, checkpoint_interval_s}`' },
+    errors: [],
+  },
+  {
+    method: 'GET', path: '/v1/sys/audit/lines', openapiPath: '/v1/sys/audit/lines', operationId: 'auditLines', tag: 'sys', stage: 'token', capability: 'admin on sys/audit',
+    summary: 'Recent request lines of the first audit file, filtered, and the file\'s chain verification', query: auditLinesQuery,
+    response: { status: 200, description: '`{lines: [request line, …] newest first, file, scanned, verification: {ok, lines, checkpoints, last_seq, signatures_verified, unsigned_tail, first_bad} | null, verification_skipped?}`' },
     errors: [],
   },
   {

@@ -147,19 +147,28 @@ describe('dashboard: access, keys and audit (chromium)', function () {
     assert.equal((await rootJson('GET', '/v1/keys/payments'))?.min_decryption_version, 2, 'a refused setting changes nothing');
   });
 
-  it('shows the audit log state, moving with every audited request', async () => {
+  it('a reveal in the dashboard shows in the audit view, filtered, with the chain verified', async () => {
     const { page } = tab;
     await signInWithToken(page, server.url, vault.rootToken);
-    await page.goto(`${server.url}/ui/#/audit`);
-    const seq = page.locator('dd.last-seq');
-    const first = Number(await seq.textContent());
-    assert.ok(first > 0);
-    await rootJson('GET', '/v1/secrets/team/s01');
-    await page.getByRole('button', { name: 'Refresh' }).click();
-    await page.locator(`dd.last-seq:not(:text-is("${first}"))`).waitFor();
-    assert.ok(Number(await seq.textContent()) > first);
+    await page.goto(`${server.url}/ui/#/secrets/s/team/s07`);
+    await page.getByRole('button', { name: 'Reveal v1' }).click();
+    await page.locator('pre.value').getByText('7', { exact: true }).waitFor();
+    await page.getByRole('link', { name: 'Audit' }).click();
+    await page.getByLabel('Path prefix').fill('team/s07');
+    await page.getByLabel('Operation').fill('GET /v1/secrets/*path');
+    await page.getByLabel('Outcome').selectOption('ok');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    const rows = page.locator('table.lines tbody tr');
+    await rows.first().waitFor();
+    assert.equal(await rows.count(), 1, 'one read of team/s07');
+    const cells = await rows.first().locator('td').allInnerTexts();
+    assert.deepEqual([cells[2], cells[3], cells[4]], ['root', 'GET /v1/secrets/*path', 'team/s07']);
+    await page.locator('p.verification').getByText(/^Chain verified: \d+ lines/).waitFor();
     await assertAccessible(page, 'audit');
     await screenshot(page, 'audit');
+    await page.getByLabel('Outcome').selectOption('denied');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.getByText('0 matching of the').waitFor();
   });
 
   it('no page of this file drew a CSP violation report', async () => {

@@ -5,7 +5,8 @@ import { identityOf, requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { SEGMENT } from '../../paths.js';
-import { emptyBody, healthQuery, initBody, keyringRotateBody, unsealBody } from '../../../sdk/wire/schemas.js';
+import { auditLinesQuery, emptyBody, healthQuery, initBody, keyringRotateBody, unsealBody } from '../../../sdk/wire/schemas.js';
+import { recentLines } from '../../audit/recent.js';
 import type { AuditInfo, Health, InitResult, KeyringRotation, KeyringStatus, MasterRotation } from '../../../sdk/wire/types.js';
 import { timestamp } from '../../../sdk/wire/time.js';
 import { validate } from '../validate.js';
@@ -125,6 +126,14 @@ export function sysRoutes(router: Router, deps: AppDeps): void {
         checkpoint_every: deps.audit.checkpointEvery,
         checkpoint_interval_s: interval === undefined ? null : interval / 1000,
       } satisfies AuditInfo);
+    },
+  });
+
+  methods(router, '/v1/sys/audit/lines', {
+    get: async (req, res) => {
+      admin(res, 'audit');
+      const query = validate(auditLinesQuery, req.query, 'query');
+      res.json(await recentLines(deps.audit.firstFile, { ...query, limit: query.limit ?? 100 }, deps.auditSigner.publicKeyPem()));
     },
   });
 
