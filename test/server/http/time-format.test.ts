@@ -155,6 +155,7 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
 
     // System.
     await call('GET', '/v1/sys/audit');
+    await call('GET', '/v1/sys/audit/lines');
     await call('POST', '/v1/sys/rotate', {});
     await call('GET', '/v1/sys/keyrings/app');
     await call('POST', '/v1/sys/keyrings/app/rotate', { rewrap: true });
