@@ -15,6 +15,7 @@ import type {
   AuditLinesRequest,
   BatchResult,
   BatchRequest,
+  CapabilitiesRequest,
   ByokExportRequest,
   ByokExportResult,
   ByokImportRequest,
@@ -45,6 +46,7 @@ import type {
   SecretMetadata,
   TokenCreateRequest,
   TokenRevokeRequest,
+  TokenCapabilities,
   TokenSelf,
   TransitKeyInfo,
   UnsealRequest,
@@ -300,6 +302,11 @@ export class Coffer {
 
   tokenSelf(): Promise<TokenSelf> {
     return this.call({ method: 'GET', path: '/v1/auth/token/self', idempotent: true });
+  }
+
+  /** What the current token may do at a capability path (`team/app/db`, `sys/policies/ci`). */
+  capabilities(path: string): Promise<TokenCapabilities> {
+    return this.call({ method: 'GET', path: '/v1/auth/token/capabilities', query: { path } satisfies CapabilitiesRequest, idempotent: true });
   }
 
   /**

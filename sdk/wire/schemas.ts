@@ -178,6 +178,11 @@ export const groupBody = z.strictObject({
   members: z.array(z.string().regex(/^[A-Za-z0-9:@._/-]{1,256}$/, 'expected an identity such as user:alice')).max(1000).optional(),
 });
 
+/** `GET /v1/auth/token/capabilities`: a capability path as policy rules name them (`team/app/db`, `sys/policies/ci`, `transit/payments`). */
+export const capabilitiesQuery = z.strictObject({
+  path: z.string().max(512).regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, "expected a path of [A-Za-z0-9._-] segments separated by '/'"),
+});
+
 export const tokenCreateBody = z.strictObject({
   identity: z.string().regex(/^[A-Za-z0-9:@._/-]{1,200}$/, 'expected an identity such as svc:deployer'),
   groups: z.array(name).max(64).default([]),

@@ -42,6 +42,7 @@ export type AppRoleLoginRequest = z.input<typeof schema.appRoleLoginBody>;
 export type JwtLoginRequest = z.input<typeof schema.jwtLoginBody>;
 export type RotateSigningRequest = z.input<typeof schema.rotateSigningBody>;
 export type AuditLinesRequest = z.input<typeof schema.auditLinesQuery>;
+export type CapabilitiesRequest = z.input<typeof schema.capabilitiesQuery>;
 
 // ---- secrets
 
@@ -128,6 +129,12 @@ export interface TokenSelf {
   jti: string;
   /** Identity details from the login (jwt `claim_mappings`). */
   meta: Record<string, string>;
+}
+
+/** `GET /v1/auth/token/capabilities`: what the caller's own token may do at `path` (never `deny`: a denied capability is left out). */
+export interface TokenCapabilities {
+  path: string;
+  capabilities: Capability[];
 }
 
 /** `GET /v1/auth/jwks`: Ed25519 public keys (JWK). */

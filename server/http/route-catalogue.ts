@@ -5,6 +5,7 @@ import {
   appRoleLoginBody,
   auditLinesQuery,
   batchBody,
+  capabilitiesQuery,
   byokExportBody,
   byokImportBody,
   byokWrappingKeyQuery,
@@ -280,6 +281,12 @@ export const ROUTES: readonly RouteEntry[] = [
     method: 'GET', path: '/v1/auth/token/self', openapiPath: '/v1/auth/token/self', operationId: 'tokenSelf', tag: 'auth', stage: 'token', capability: 'any valid token',
     summary: "The caller's identity, groups, policies and expiry",
     response: { status: 200, description: '`{identity, groups, policies, expires_at, jti, meta}`' },
+    errors: [],
+  },
+  {
+    method: 'GET', path: '/v1/auth/token/capabilities', openapiPath: '/v1/auth/token/capabilities', operationId: 'tokenCapabilities', tag: 'auth', stage: 'token', capability: 'any valid token (its own grants only)',
+    summary: 'What the caller\'s token may do at a capability path', query: capabilitiesQuery,
+    response: { status: 200, description: '`{path, capabilities: [read, list, …]}` (an explicit deny leaves a capability out)' },
     errors: [],
   },
   {

@@ -73,6 +73,24 @@ describe('dashboard: access, keys and audit (chromium)', function () {
     assert.equal(((await rootJson('GET', '/v1/policies/readers'))?.rules as unknown[]).length, 2);
   });
 
+  it('answers "what can this token do at PATH" for the signed-in token', async () => {
+    const { page } = tab;
+    const child = await rootJson('POST', '/v1/auth/token/create', { identity: 'svc:reader', policies: ['readers'], ttl: '10m' });
+    await signInWithToken(page, server.url, String(child?.token));
+    await page.goto(`${server.url}/ui/#/access`);
+    await page.getByRole('status').filter({ hasText: 'needs admin' }).waitFor();
+    const check = async (path: string) => {
+      await page.getByLabel('At path').fill(path);
+      await page.getByRole('button', { name: 'Check' }).click();
+      return page.locator('p.capabilities', { hasText: path });
+    };
+    await (await check('team/s01')).getByText('read, list').waitFor();
+    await (await check('other/x')).getByText('nothing').waitFor();
+    await check('<img src=x onerror=alert(1)>');
+    await page.getByRole('alert').filter({ hasText: 'expected a path' }).waitFor();
+    assert.equal(await page.locator('img').count(), 0);
+  });
+
   it('a policy name that is markup is refused by the server and the refusal shown as text', async () => {
     const { page } = tab;
     await signInWithToken(page, server.url, vault.rootToken);
@@ -159,7 +177,7 @@ describe('dashboard: access, keys and audit (chromium)', function () {
     await page.getByLabel('Outcome').selectOption('ok');
     await page.getByRole('button', { name: 'Filter' }).click();
     const rows = page.locator('table.lines tbody tr');
-    await rows.first().waitFor();
+    await page.getByText(/^1 matching of the \d+ newest/).waitFor();
     assert.equal(await rows.count(), 1, 'one read of team/s07');
     const cells = await rows.first().locator('td').allInnerTexts();
     assert.deepEqual([cells[2], cells[3], cells[4]], ['root', 'GET /v1/secrets/*path', 'team/s07']);

@@ -3,8 +3,9 @@ import { CofferError } from '../../errors.js';
 import { checkName } from '../../auth/directory.js';
 import type { ActiveClaims } from '../../auth/tokens.js';
 import { bearerToken, identityOf, requireCapability } from '../authenticate.js';
-import { emptyBody, groupBody, policyBody, rotateSigningBody, tokenCreateBody, tokenRevokeBody } from '../../../sdk/wire/schemas.js';
-import type { Group, Jwks, LoginResult, Policy, SigningKeyRotation, TokenSelf } from '../../../sdk/wire/types.js';
+import { capabilitiesQuery, emptyBody, groupBody, policyBody, rotateSigningBody, tokenCreateBody, tokenRevokeBody } from '../../../sdk/wire/schemas.js';
+import type { Group, Jwks, LoginResult, Policy, SigningKeyRotation, TokenCapabilities, TokenSelf } from '../../../sdk/wire/types.js';
+import { CAPABILITIES } from '../../../sdk/wire/constants.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { methods } from '../router.js';
@@ -39,6 +40,15 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
     get: (_req, res) => {
       const identity = identityOf(res);
       res.json({ identity: identity.id, groups: identity.groups, policies: identity.policies, expires_at: iso(identity.exp), jti: identity.jti, meta: identity.meta } satisfies TokenSelf);
+    },
+  });
+
+  // The caller's own grants only (a "what can I do here" check): nothing another token may do is told.
+  methods(router, '/v1/auth/token/capabilities', {
+    get: (req, res) => {
+      const { path } = validate(capabilitiesQuery, req.query, 'query');
+      const permissions = access.permissions(identityOf(res));
+      res.json({ path, capabilities: CAPABILITIES.filter((c) => c !== 'deny' && permissions.allows(c, path)) } satisfies TokenCapabilities);
     },
   });
 

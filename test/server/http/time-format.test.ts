@@ -156,6 +156,7 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
     // System.
     await call('GET', '/v1/sys/audit');
     await call('GET', '/v1/sys/audit/lines');
+    await call('GET', '/v1/auth/token/capabilities?path=app/db');
     await call('POST', '/v1/sys/rotate', {});
     await call('GET', '/v1/sys/keyrings/app');
     await call('POST', '/v1/sys/keyrings/app/rotate', { rewrap: true });

@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import type { NameList, SecretIdResult } from '../../../sdk/wire/types.js';
+import type { NameList, SecretIdResult, TokenCapabilities } from '../../../sdk/wire/types.js';
 import { ApiError, type Api } from '../api.js';
 import type { PageProps } from '../page.js';
 import { go, href } from '../route.js';
@@ -82,7 +82,8 @@ export function Access({ api, route }: PageProps) {
             ))}
           </ul>
         </nav>
-        <Names key={collection.id} api={api} collection={collection} />
+        <Names key={`${collection.id}/${name ?? ''}`} api={api} collection={collection} />
+        <CanI api={api} />
       </aside>
       <section class="content">
         <Editor key={`${collection.id}/${name ?? ''}`} api={api} collection={collection} name={name} />
@@ -240,5 +241,37 @@ function Editor({ api, collection, name }: { api: Api; collection: Collection; n
         </Confirm>
       ) : null}
     </article>
+  );
+}
+
+/** "What can this token do at PATH": the signed-in token's own grants (`GET /v1/auth/token/capabilities`). */
+function CanI({ api }: { api: Api }) {
+  const [path, setPath] = useState('');
+  const [answer, setAnswer] = useState<TokenCapabilities>();
+  const [error, setError] = useState<unknown>();
+  return (
+    <section aria-labelledby="cani-title">
+      <h2 id="cani-title">What can this token do?</h2>
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          api.get<TokenCapabilities>('/v1/auth/token/capabilities', { path: path.trim() }).then(
+            (a) => (setAnswer(a), setError(undefined)),
+            (err: unknown) => (setAnswer(undefined), setError(err)),
+          );
+        }}
+      >
+        <Field label="At path" hint="team/app/db, sys/policies/ci, transit/payments">
+          <input value={path} onInput={(e) => setPath(e.currentTarget.value)} autoComplete="off" />
+        </Field>
+        <button type="submit">Check</button>
+      </form>
+      <ErrorNote error={error} />
+      {answer ? (
+        <p role="status" class="capabilities">
+          At <code>{answer.path}</code>: {answer.capabilities.length > 0 ? answer.capabilities.join(', ') : 'nothing'}
+        </p>
+      ) : null}
+    </section>
   );
 }
