@@ -298,6 +298,10 @@ var Coffer = class {
   tokenSelf() {
     return this.call({ method: "GET", path: "/v1/auth/token/self", idempotent: true });
   }
+  /** What the current token may do at a capability path (`team/app/db`, `sys/policies/ci`). */
+  capabilities(path) {
+    return this.call({ method: "GET", path: "/v1/auth/token/capabilities", query: { path }, idempotent: true });
+  }
   /**
    * Extends the current token in place (the server answers with the same token and its new
    * `expires_at`; 403 once it already lives to its max TTL). Safe to retry: repeating it extends
@@ -392,6 +396,10 @@ var Coffer = class {
   /** The audit checkpoint public key (null until first unsealed), the checkpoint bounds and the last sequence (admin). */
   auditInfo() {
     return this.call({ method: "GET", path: "/v1/sys/audit", idempotent: true });
+  }
+  /** The newest request lines of the first audit file matching `filter`, and the file's chain verification (admin). */
+  auditLines(filter = {}) {
+    return this.call({ method: "GET", path: "/v1/sys/audit/lines", query: { ...filter }, idempotent: true });
   }
   /** Replication role, progress per target, lag and errors (admin). */
   replicationStatus() {
