@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { openVault, type TestVault } from '../helpers.js';
+import { wrapForImport } from '../../sdk/byok.js';
+import { createCa, issueCert } from '../../server/tls/certs.js';
 import { assertAccessible, cspReports, launchBrowser, screenshot, serve, signInWithToken, watchedPage, type Browser, type Served, type Watched } from './harness.js';
 
 /**
@@ -163,6 +167,58 @@ describe('dashboard: access, keys and audit (chromium)', function () {
     await page.getByRole('button', { name: 'Set' }).click();
     await page.getByRole('alert').waitFor();
     assert.equal((await rootJson('GET', '/v1/keys/payments'))?.min_decryption_version, 2, 'a refused setting changes nothing');
+  });
+
+  it('imports a customer master key: wrapping key shown and downloadable, a bad bundle refused, a good one imported', async () => {
+    const { page } = tab;
+    await signInWithToken(page, server.url, vault.rootToken);
+    await page.goto(`${server.url}/ui/#/keys`);
+    const masterVersion = async () => ((await rootJson('GET', '/v1/sys/seal-status'))?.master_key as { version: number }).version;
+    const before = await masterVersion();
+    await page.getByRole('button', { name: 'Get a wrapping key' }).click();
+    const pem = (await page.locator('pre.wrapping-key').textContent()) ?? '';
+    assert.match(pem, /^-----BEGIN PUBLIC KEY-----/);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Download the wrapping key' }).click()]);
+    assert.equal(await readFile(await download.path(), 'utf8'), pem);
+    await page.getByLabel(/^Bundle/).fill('not a bundle');
+    await page.getByRole('button', { name: 'Import as the new master key' }).click();
+    await page.locator('section[aria-labelledby="byok-title"]').getByRole('alert').waitFor();
+    assert.equal(await masterVersion(), before, 'a refused bundle changes nothing');
+
+    await page.getByRole('button', { name: 'Get a wrapping key' }).click();
+    await page.locator('pre.wrapping-key').waitFor();
+    const fresh = (await page.locator('pre.wrapping-key').textContent()) ?? '';
+    await page.getByLabel(/^Bundle/).fill(wrapForImport(fresh, randomBytes(32)));
+    await page.getByRole('button', { name: 'Import as the new master key' }).click();
+    await page.getByRole('status').filter({ hasText: `Imported: master key version ${before + 1}` }).waitFor();
+    const after = (await rootJson('GET', '/v1/sys/seal-status'))?.master_key as { version: number; imported: boolean };
+    assert.equal(after.version, before + 1);
+    assert.equal(after.imported, true);
+  });
+
+  it('a certificate secret shows its subject, SANs and days to expiry, and lists under "expiring soon"', async () => {
+    const ca = await createCa({ commonName: 'Dashboard test CA' });
+    const notAfter = new Date(Date.now() + 10.5 * 86_400_000);
+    const cert = await issueCert(ca, { commonName: 'web.internal', usage: 'server', dns: ['web.internal'], ips: ['127.0.0.1'], notAfter });
+    await rootJson('PUT', '/v1/secrets/team/tls/web', { type: 'certificate', data: { certificate: cert.certPem }, expires_at: notAfter.toISOString() });
+    const { page } = tab;
+    await signInWithToken(page, server.url, vault.rootToken);
+    await page.goto(`${server.url}/ui/#/secrets/s/team/tls/web`);
+    const facts = page.locator('dl.facts');
+    await facts.getByText('CN=web.internal').waitFor();
+    await facts.getByText(/DNS:web\.internal/).waitFor();
+    const days = await facts.locator('dt:text-is("Days to expiry") + dd').textContent();
+    assert.equal(days, '10');
+    await page.getByRole('link', { name: 'Expiring soon' }).click();
+    await page.getByLabel('Within').fill('30d');
+    await page.getByRole('button', { name: 'Show' }).click();
+    await page.getByRole('link', { name: 'team/tls/web' }).waitFor();
+    await page.getByLabel('Within').fill('5d');
+    await page.getByRole('button', { name: 'Show' }).click();
+    await page.getByText('Nothing you may list expires in that time.').waitFor();
+    await page.getByLabel('Within').fill('soon');
+    await page.getByRole('button', { name: 'Show' }).click();
+    await page.getByRole('alert').filter({ hasText: 'expected a duration' }).waitFor();
   });
 
   it('a reveal in the dashboard shows in the audit view, filtered, with the chain verified', async () => {

@@ -1,7 +1,8 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useMemo, useState } from 'preact/hooks';
+import { OAEP_HASHES } from '../../../sdk/wire/constants.js';
 import { KEY_USAGES } from '../../../sdk/wire/constants.js';
 import { namespaceOf } from '../../../sdk/wire/paths.js';
-import type { KeyringRotation, KeyringStatus, ListResult, MasterRotation, RewrapProgress, SealStatus, TransitKeyInfo } from '../../../sdk/wire/types.js';
+import type { ByokImportResult, ByokWrappingKey, KeyringRotation, KeyringStatus, ListResult, MasterRotation, RewrapProgress, SealStatus, TransitKeyInfo } from '../../../sdk/wire/types.js';
 import { ApiError, type Api } from '../api.js';
 import type { PageProps } from '../page.js';
 import { Confirm, ErrorNote, Field, When, useLoad } from '../ui.js';
@@ -18,6 +19,7 @@ export function Keys({ api }: PageProps) {
       <Master api={api} />
       <Keyrings api={api} />
       <Transit api={api} />
+      <Byok api={api} />
     </>
   );
 }
@@ -280,6 +282,91 @@ function Transit({ api }: { api: Api }) {
             <button type="submit">Set</button>
           </form>
         </article>
+      ) : null}
+    </section>
+  );
+}
+
+/**
+ * Bring your own key (README "Bring your own key"): a wrapping key with the usage rights bound to
+ * its import token, downloaded as a PEM file; then the customer's bundle (the master key wrapped
+ * to it, base64) imported as the new master key version.
+ */
+function Byok({ api }: { api: Api }) {
+  const [exportable, setExportable] = useState(false);
+  const [validTo, setValidTo] = useState('');
+  const [wrapping, setWrapping] = useState<ByokWrappingKey>();
+  const [bundle, setBundle] = useState('');
+  const [hash, setHash] = useState<string>('sha256');
+  const [imported, setImported] = useState<ByokImportResult>();
+  const [error, setError] = useState<unknown>();
+  // A blob: URL, so the download needs no route of its own (and no inline data the CSP would refuse).
+  const download = useMemo(() => (wrapping ? URL.createObjectURL(new Blob([wrapping.public_key_pem], { type: 'application/x-pem-file' })) : undefined), [wrapping]);
+  useEffect(() => () => download && URL.revokeObjectURL(download), [download]);
+  const ask = (e: Event) => {
+    e.preventDefault();
+    setImported(undefined);
+    api.get<ByokWrappingKey>('/v1/sys/byok/wrapping-key', { exportable: String(exportable), valid_to: validTo ? new Date(validTo).toISOString() : undefined }).then((w) => (setWrapping(w), setError(undefined)), setError);
+  };
+  const upload = (e: Event) => {
+    e.preventDefault();
+    if (!wrapping) return;
+    const oaep = OAEP_HASHES.find((h) => h === hash) ?? 'sha256';
+    api.send<ByokImportResult>('POST', '/v1/sys/byok/import', { import_token: wrapping.import_token, wrapped_key: bundle.trim(), oaep_hash: oaep, usage: ['wrap', 'unwrap'] }).then((r) => {
+      setImported(r);
+      setWrapping(undefined);
+      setBundle('');
+      setError(undefined);
+    }, setError);
+  };
+  return (
+    <section aria-labelledby="byok-title">
+      <h2 id="byok-title">Bring your own key</h2>
+      <form class="row" onSubmit={ask}>
+        <label class="inline">
+          <input type="checkbox" checked={exportable} onChange={(e) => setExportable(e.currentTarget.checked)} /> Exportable by a quorum
+        </label>
+        <Field label="Valid to (optional)">
+          <input type="datetime-local" value={validTo} onInput={(e) => setValidTo(e.currentTarget.value)} />
+        </Field>
+        <button type="submit">Get a wrapping key</button>
+      </form>
+      <ErrorNote error={error} />
+      {wrapping ? (
+        <div class="byok">
+          <p>
+            Import token valid until <When at={wrapping.expires_at} />. Rights bound to it: {wrapping.exportable ? 'exportable' : 'not exportable'}, valid to{' '}
+            {wrapping.valid_to ? <When at={wrapping.valid_to} /> : 'no end'}. OAEP hashes: {wrapping.oaep_hashes.join(', ')}.
+          </p>
+          <pre class="value wrapping-key">{wrapping.public_key_pem}</pre>
+          {download ? (
+            <a href={download} download="coffer-wrapping-key.pem">
+              Download the wrapping key
+            </a>
+          ) : null}
+          <form onSubmit={upload}>
+            <label class="field">
+              <span>Bundle (the master key wrapped to this key, base64)</span>
+              <textarea class="code bundle" value={bundle} onInput={(e) => setBundle(e.currentTarget.value)} spellcheck={false} required />
+            </label>
+            <Field label="OAEP hash">
+              <select value={hash} onChange={(e) => setHash(e.currentTarget.value)}>
+                {OAEP_HASHES.map((h) => (
+                  <option key={h} value={h}>
+                    {h}
+                  </option>
+                ))}
+              </select>
+            </Field>
+            <button type="submit">Import as the new master key</button>
+          </form>
+        </div>
+      ) : null}
+      {imported ? (
+        <p role="status">
+          Imported: master key version {imported.master_version}, {imported.keyrings_rewrapped} keyrings re-wrapped; {imported.exportable ? 'exportable' : 'not exportable'}, valid to{' '}
+          {imported.valid_to ? <When at={imported.valid_to} /> : 'no end'}.
+        </p>
       ) : null}
     </section>
   );
