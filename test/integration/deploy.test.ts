@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../server/config.js';
 
-/** No Docker engine runs here: deploy files are validated, not run. */
+/** No Docker engine runs here: deploy files are validated, not run (the images, compose and Kubernetes: test/deploy). */
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 describe('deploy files', () => {
@@ -17,14 +17,6 @@ describe('deploy files', () => {
     assert.equal(config.tls_cert_file, '/etc/coffer/tls/server.pem');
     assert.equal(config.tls_key_file, '/etc/coffer/tls/server-key.pem');
     assert.notEqual(config.insecure_no_tls, true);
-  });
-
-  it('runs the image as a non-root user on the compiled entry point', async () => {
-    const dockerfile = await readFile(join(root, 'deploy', 'Dockerfile'), 'utf8');
-    assert.match(dockerfile, /^USER coffer$/m);
-    assert.match(dockerfile, /ENTRYPOINT \["node", "dist\/cli\/main\.js"\]/);
-    const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { bin: { coffer: string } };
-    assert.equal(pkg.bin.coffer, 'dist/cli/main.js');
   });
 
   it('hardens the systemd unit and points it at the config', async () => {
