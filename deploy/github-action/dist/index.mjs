@@ -20479,13 +20479,13 @@ function variables(requests, secrets) {
   ${problems.join("\n  ")}`);
   return values;
 }
-function render(values, inputs) {
+function render(values, inputs, clear = /* @__PURE__ */ new Set()) {
   const problems = [];
   let masks = "";
   let env = "";
   let outputs = "";
   for (const [name, value] of values) {
-    masks += githubMasks(value);
+    if (!clear.has(name)) masks += githubMasks(value);
     try {
       if (inputs.exportEnv) env += githubEnvBlock(name, value);
       if (inputs.outputs) outputs += githubFileBlock(name, value);
@@ -20516,7 +20516,7 @@ async function main(runner) {
   } else {
     for (const [name, value] of variables(inputs.secrets, await fetchAll(coffer, inputs.secrets))) values.set(name, value);
   }
-  const out = render(values, inputs);
+  const out = render(values, inputs, inputs.tokenOnly ? /* @__PURE__ */ new Set(["COFFER_ADDR", "COFFER_CACERT"]) : void 0);
   runner.write(out.masks);
   if (envFile) await runner.appendFile(envFile, out.env);
   if (outputFile) await runner.appendFile(outputFile, out.outputs);

@@ -112,14 +112,18 @@ function variables(requests: SecretRequest[], secrets: Map<string, Secret>): Map
   return values;
 }
 
-/** Everything to write, built before anything is written: a value no file command can carry fails the step with nothing exported. */
-function render(values: Map<string, string>, inputs: Inputs): { masks: string; env: string; outputs: string } {
+/**
+ * Everything to write, built before anything is written: a value no file command can carry fails
+ * the step with nothing exported. Every value is masked but those named in `clear` (token-only's
+ * address and CA path, which are not secret and would only blank the log).
+ */
+function render(values: Map<string, string>, inputs: Inputs, clear: ReadonlySet<string> = new Set()): { masks: string; env: string; outputs: string } {
   const problems: string[] = [];
   let masks = '';
   let env = '';
   let outputs = '';
   for (const [name, value] of values) {
-    masks += githubMasks(value);
+    if (!clear.has(name)) masks += githubMasks(value);
     try {
       if (inputs.exportEnv) env += githubEnvBlock(name, value);
       if (inputs.outputs) outputs += githubFileBlock(name, value);
@@ -152,7 +156,7 @@ export async function main(runner: Runner): Promise<void> {
   } else {
     for (const [name, value] of variables(inputs.secrets, await fetchAll(coffer, inputs.secrets))) values.set(name, value);
   }
-  const out = render(values, inputs);
+  const out = render(values, inputs, inputs.tokenOnly ? new Set(['COFFER_ADDR', 'COFFER_CACERT']) : undefined);
   runner.write(out.masks);
   if (envFile) await runner.appendFile(envFile, out.env);
   if (outputFile) await runner.appendFile(outputFile, out.outputs);
