@@ -90,7 +90,8 @@ describe('install from the packed tarball (npm pack, npm install -g)', function 
     // A copy of what `npm pack` needs, so that its build does not touch the shared dist/.
     const stage = join(work, 'src');
     await mkdir(stage);
-    for (const name of ['package.json', 'tsconfig.json', 'README.md', 'LICENSE', 'server', 'cli', 'sdk']) {
+    // ui/ and deploy/github-action/: `prepare` builds the dashboard and the action's bundle too.
+    for (const name of ['package.json', 'tsconfig.json', 'README.md', 'LICENSE', 'server', 'cli', 'sdk', 'ui', 'deploy/github-action']) {
       if (existsSync(join(ROOT, name))) await cp(join(ROOT, name), join(stage, name), { recursive: true });
     }
     await symlink(join(ROOT, 'node_modules'), join(stage, 'node_modules'), 'dir');
@@ -128,7 +129,8 @@ describe('install from the packed tarball (npm pack, npm install -g)', function 
     const pkgDir = join(prefix, 'lib', 'node_modules', 'coffer');
     const builtins = new Set(builtinModules);
     const missing = new Set<string>();
-    for (const file of (await filesUnder(join(pkgDir, 'dist'))).filter((f) => f.endsWith('.js'))) {
+    // dist/ui is the dashboard's browser bundle: self-contained and minified, it imports nothing at run time.
+    for (const file of (await filesUnder(join(pkgDir, 'dist'))).filter((f) => f.endsWith('.js') && !f.includes('/dist/ui/'))) {
       const text = await readFile(file, 'utf8');
       for (const m of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)['"]([^'"./][^'"]*)['"]/g)) {
         const spec = m[1]!;
