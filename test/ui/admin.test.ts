@@ -77,6 +77,43 @@ describe('dashboard: access, keys and audit (chromium)', function () {
     assert.equal(((await rootJson('GET', '/v1/policies/readers'))?.rules as unknown[]).length, 2);
   });
 
+  it('creates a group and a userpass user in their editors; the user signs in and holds what the group grants', async () => {
+    const { page } = tab;
+    await signInWithToken(page, server.url, vault.rootToken);
+    await page.goto(`${server.url}/ui/#/access/groups/+new`);
+    await page.getByLabel('Name', { exact: true }).fill('ops');
+    await page.getByLabel('Group (JSON)').fill(JSON.stringify({ policies: ['readers'], members: ['user:bob'] }));
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('heading', { name: 'ops' }).waitFor();
+    await page.getByRole('navigation', { name: 'Access' }).getByRole('link', { name: 'Userpass users' }).click();
+    await page.getByRole('link', { name: 'New' }).click();
+    await page.getByLabel('Name', { exact: true }).fill('bob');
+    await page.getByLabel('Userpass user (JSON)').fill(JSON.stringify({ password: 'short' }));
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('#editor-problem').getByText(/password/).waitFor();
+    assert.equal((await fetch(`${server.url}/v1/auth/userpass/users/bob`, { headers: { Authorization: `Bearer ${vault.rootToken}` } })).status, 404, 'nothing saved');
+    await page.getByLabel('Userpass user (JSON)').fill(JSON.stringify({ password: 'a long enough password' }));
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('heading', { name: 'bob' }).waitFor();
+    assert.equal(await page.getByLabel('Userpass user (JSON)').inputValue().then((v) => v.includes('password')), false, 'the answer never carries the password');
+
+    const other = await watchedPage(browser);
+    await other.page.goto(`${server.url}/ui/`);
+    await other.page.getByLabel('Username and password').check();
+    await other.page.getByLabel('Username', { exact: true }).fill('bob');
+    await other.page.getByLabel('Password', { exact: true }).fill('a long enough password');
+    await other.page.getByRole('button', { name: 'Sign in' }).click();
+    const session = other.page.getByRole('region', { name: 'Session' });
+    await session.getByText('user:bob').waitFor();
+    // The group's members get its policies whatever the token lists: bob may read team/ through ops.
+    await other.page.goto(`${server.url}/ui/#/access`);
+    await other.page.getByLabel('At path').fill('team/s01');
+    await other.page.getByRole('button', { name: 'Check' }).click();
+    await other.page.locator('p.capabilities').getByText('read, list').waitFor();
+    other.assertClean();
+    await other.page.close();
+  });
+
   it('answers "what can this token do at PATH" for the signed-in token', async () => {
     const { page } = tab;
     const child = await rootJson('POST', '/v1/auth/token/create', { identity: 'svc:reader', policies: ['readers'], ttl: '10m' });

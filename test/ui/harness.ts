@@ -130,3 +130,16 @@ export async function signInWithToken(page: Page, url: string, token: string): P
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByText('Signed in as').waitFor();
 }
+
+/**
+ * Presses Tab until the focused element's accessible text (its text, or its label for a form
+ * field) matches `name`, as a keyboard user moves; fails after `max` presses.
+ */
+export async function tabTo(page: Page, name: RegExp, max = 60): Promise<void> {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press('Tab');
+    const focused = String(await page.evaluate("(() => { const e = document.activeElement; if (!e) return ''; const l = e.labels && e.labels[0]; return (l ? l.textContent : e.textContent) || e.getAttribute('aria-label') || ''; })()"));
+    if (name.test(focused.trim())) return;
+  }
+  assert.fail(`no element named ${name} within ${max} Tab presses`);
+}

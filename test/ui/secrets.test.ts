@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { openVault, type TestVault } from '../helpers.js';
 import { UI_CSP } from '../../server/http/ui.js';
-import { assertAccessible, cspReports, launchBrowser, screenshot, serve, watchedPage, type Browser, type Served, type Watched } from './harness.js';
+import { assertAccessible, cspReports, launchBrowser, screenshot, serve, tabTo, watchedPage, type Browser, type Served, type Watched } from './harness.js';
 
 /**
  * The dashboard in Debian's chromium against a real vault on loopback (docs/ui.md): sign-in by
@@ -247,6 +247,27 @@ describe('dashboard: sign-in and secrets (chromium)', function () {
     assert.equal(await page.evaluate('sessionStorage.length'), 0);
     const after = await fetch(`${server.url}/v1/auth/token/self`, { headers: { Authorization: `Bearer ${token}` } });
     assert.equal(after.status, 401, 'the signed-out token is revoked on the server');
+  });
+
+  it('works with the keyboard alone: sign in, open a secret from the tree, reveal it', async () => {
+    const { page } = tab;
+    const child = await rootJson('POST', '/v1/auth/token/create', { identity: 'svc:keyboard', policies: ['team-rw'], ttl: '10m' });
+    await page.goto(`${server.url}/ui/`);
+    await tabTo(page, /^Token$/);
+    await page.keyboard.type(String(child?.token));
+    await page.keyboard.press('Enter');
+    await page.getByText('svc:keyboard').waitFor();
+    await tabTo(page, /^db$/);
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'team/app/db' }).waitFor();
+    await tabTo(page, /^Reveal v\d+$/);
+    await page.keyboard.press('Enter');
+    await page.locator('pre.value').first().waitFor();
+    await tabTo(page, /^Destroy v1$/);
+    await page.keyboard.press('Enter');
+    await page.getByRole('dialog').waitFor();
+    await page.keyboard.press('Escape');
+    assert.equal(await page.getByRole('dialog').count(), 0);
   });
 
   it('a token that expires mid-session returns to sign-in with a message and no data left on screen', async () => {
