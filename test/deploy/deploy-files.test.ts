@@ -14,7 +14,7 @@ import { startServer } from '../../server/main.js';
 import { silentLog, tempDir } from '../helpers.js';
 import { CLI } from '../integration/server-process.js';
 import { ROOT } from './action-runner.js';
-import { checkServer, probeProblem, type ServerSpec } from './deploy-checks.js';
+import { checkServer, parseServerArgs, probeProblem, type ServerSpec } from './deploy-checks.js';
 
 const DEPLOY = join(ROOT, 'deploy');
 const K8S = join(DEPLOY, 'kubernetes');
@@ -336,6 +336,18 @@ describe('deploy files: compose.yaml and the Dockerfile', function () {
       probes: [probeOfUrl('HEALTHCHECK', health.defaultUrl)],
     };
     assert.deepEqual((await checkServer(spec, [health.variable])).problems, []);
+  });
+
+  it('the systemd unit starts coffer server with flags the server takes, on the example config', async () => {
+    const unit = await readFile(join(DEPLOY, 'coffer.service'), 'utf8');
+    const exec = /^ExecStart=(.*)$/m.exec(unit)?.[1]?.split(/\s+/) ?? [];
+    const at = exec.indexOf('server');
+    assert.ok(at > 0 && exec[at - 1]?.endsWith('dist/cli/main.js'), 'ExecStart runs the CLI server command');
+    const problems: string[] = [];
+    const { config, flags } = parseServerArgs(exec.slice(at + 1), problems, 'coffer.service');
+    assert.deepEqual(problems, []);
+    assert.equal(config, '/etc/coffer/coffer.yaml');
+    await loadConfig({ file: join(DEPLOY, 'coffer.yaml'), env: {}, flags });
   });
 
   it('the health check script answers by the server\'s real health: live while sealed, not ready; a bad flag fails it', async () => {
