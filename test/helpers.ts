@@ -12,7 +12,7 @@ import type { RootKeySource } from '../server/keys/root-key.js';
 import type { SealManager, VaultStore } from '../server/keys/seal.js';
 import type { SecretsEngine, SecretsOptions } from '../server/secrets/engine.js';
 import type { RewrapJobs } from '../server/secrets/rewrap.js';
-import { Store } from '../server/store/db.js';
+import { Store, type StoreOptions } from '../server/store/db.js';
 import { buildVault } from '../server/vault.js';
 
 export const silentLog = pino({ level: 'silent' });
@@ -58,6 +58,8 @@ export interface VaultOptions {
   log?: Logger;
   /** Clock for tokens (TTL tests). */
   now?: () => number;
+  /** Options of the vault's store (the write benchmark turns group commit off with `maxGroup: 1`). */
+  store?: StoreOptions;
   /** Initialize (and for shamir, unseal) right away: default true. */
   init?: { shares: number; threshold: number } | false;
 }
@@ -68,7 +70,7 @@ export interface VaultOptions {
  */
 export async function openVault(options: VaultOptions = {}): Promise<TestVault> {
   const dir = options.dir ?? (await tempDir());
-  const store = await Store.open(join(dir, 'db'));
+  const store = await Store.open(join(dir, 'db'), options.store);
   const built = await buildVault({
     store,
     source: options.source ?? { kind: 'shamir' },

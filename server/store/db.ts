@@ -16,9 +16,21 @@ export interface StoreOptions {
   recoveryIntervalMs?: number;
   /** Free bytes the disk needs before a failed store is reopened (reopening writes a manifest and a log). */
   reopenMinFreeBytes?: number;
+  /** Mutations committed together at most (group commit); 1 gives every mutation its own sync. */
+  maxGroup?: number;
 }
 
 export type Op = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string };
+
+/** One queued mutation (see `Store.mutate`). */
+interface Job {
+  run(tx: Tx): Promise<void>;
+  done(): void;
+  fail(e: unknown): void;
+}
+
+/** Mutations committed together at most, by default: bounds a group's batch and its latency. */
+export const DEFAULT_MAX_GROUP = 1024;
 
 /** What a mutation may do: read (its own writes included) and stage puts and deletes. */
 export interface Tx {
@@ -79,12 +91,15 @@ export interface ReplicationStore extends KeyValueStore {
 
 /**
  * The one LevelDB database of a server. Mutations run one at a time (a queue), so sequence
- * numbers, check-and-set and key-use counters need no further locking; each mutation is a
- * single atomic batch written with `sync: true` that also appends its change-log record.
+ * numbers, check-and-set and key-use counters need no further locking; each mutation stages
+ * its writes and its own change-log record, and the mutations that queue up while a batch is
+ * syncing are written together as the next atomic batch with one `sync: true` (group commit).
  * Reads use `getSync`, which costs a few microseconds against tens for an awaited get.
  */
 export class Store implements ReplicationStore {
   private queue: Promise<unknown> = Promise.resolve();
+  /** The group commit mutations join until its last mutation has run. */
+  private forming: { jobs: Job[] } | undefined;
   private seq: number;
   private closed = false;
   private guard: WriteGuard | undefined;
@@ -92,6 +107,7 @@ export class Store implements ReplicationStore {
   private reopening = false;
   private recoveryTimer: NodeJS.Timeout | undefined;
   private failedWriteCount = 0;
+  private syncedBatchCount = 0;
   private readonly now: () => number;
   private readonly retain: number;
 
@@ -129,6 +145,11 @@ export class Store implements ReplicationStore {
   /** Batches that failed on a full disk or an I/O error since start (metrics). */
   get failedWrites(): number {
     return this.failedWriteCount;
+  }
+
+  /** Synced batches written since start: fewer than the mutations when group commit works. */
+  get syncedBatches(): number {
+    return this.syncedBatchCount;
   }
 
   get(key: string): Uint8Array | undefined {
@@ -177,13 +198,22 @@ export class Store implements ReplicationStore {
   }
 
   /**
-   * Runs `fn` alone, then commits what it staged as one synced batch plus a change-log record.
-   * If `fn` throws nothing is written. Returns what `fn` returned once the batch is durable.
+   * Runs `fn` alone (after every mutation queued before it), then commits what it staged with
+   * its own sequence number and change-log record. If `fn` throws nothing of it is written.
+   * Returns what `fn` returned once its writes are durable. Mutations that arrive while a batch
+   * is being synced are committed together in the next one (group commit, docs/storage.md).
    */
   mutate<T>(fn: (tx: Tx) => T | Promise<T>): Promise<T> {
-    const run = this.queue.then(() => this.runMutation(fn));
-    this.queue = run.catch(() => undefined);
-    return run;
+    return new Promise<T>((resolve, reject) => {
+      let result: T;
+      this.enqueue({
+        run: async (tx) => {
+          result = await fn(tx);
+        },
+        done: () => resolve(result),
+        fail: reject,
+      });
+    });
   }
 
   /**
@@ -210,20 +240,16 @@ export class Store implements ReplicationStore {
       this.checkOpen();
       this.checkWritable();
       let seq = this.seq;
-      const batch = this.db.batch();
+      const ops: Op[] = [];
       for (const record of records) {
         if (record.seq !== seq + 1) throw new CofferError('internal', `replicated record ${record.seq} does not follow ${seq}`);
         seq = record.seq;
-        for (const op of record.ops) {
-          if (op.type === 'put') batch.put(op.key, Buffer.from(op.value, 'base64'));
-          else batch.del(op.key);
-        }
-        batch.put(logKey(seq), Buffer.from(JSON.stringify(record)));
-        if (seq > this.retain) batch.del(logKey(seq - this.retain));
+        for (const op of record.ops) ops.push(op.type === 'put' ? { type: 'put', key: op.key, value: Buffer.from(op.value, 'base64') } : op);
+        ops.push({ type: 'put', key: logKey(seq), value: Buffer.from(JSON.stringify(record)) });
+        if (seq > this.retain) ops.push({ type: 'del', key: logKey(seq - this.retain) });
       }
-      for (const op of local) op.type === 'put' ? batch.put(op.key, op.value) : batch.del(op.key);
-      batch.put(SEQ_KEY, Buffer.from(String(seq)));
-      await this.commit(batch);
+      ops.push(...local, { type: 'put', key: SEQ_KEY, value: Buffer.from(String(seq)) });
+      await this.commit(ops);
       this.seq = seq;
     });
     this.queue = run.catch(() => undefined);
@@ -238,51 +264,114 @@ export class Store implements ReplicationStore {
     const run = this.queue.then(async () => {
       this.checkOpen();
       this.checkWritable();
-      const batch = this.db.batch();
-      for (const op of ops) op.type === 'put' ? batch.put(op.key, op.value) : batch.del(op.key);
-      if (seq !== undefined) batch.put(SEQ_KEY, Buffer.from(String(seq)));
-      await this.commit(batch);
+      await this.commit(seq === undefined ? ops : [...ops, { type: 'put', key: SEQ_KEY, value: Buffer.from(String(seq)) }]);
       if (seq !== undefined) this.seq = seq;
     });
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async runMutation<T>(fn: (tx: Tx) => T | Promise<T>): Promise<T> {
-    this.checkOpen();
-    this.checkWritable();
-    const staged = new Map<string, Uint8Array | null>();
-    const tx: Tx = {
-      get: (key) => {
-        const s = staged.get(key);
-        return s === null ? undefined : (s ?? this.db.getSync(key));
-      },
-      put: (key, value) => void staged.set(key, value),
-      del: (key) => void staged.set(key, null),
-    };
-    const result = await fn(tx);
-    if (staged.size === 0) return result;
-    this.guard?.beforeWrite();
-    const seq = this.seq + 1;
+  private enqueue(job: Job): void {
+    let group = this.forming;
+    if (!group || group.jobs.length >= (this.options.maxGroup ?? DEFAULT_MAX_GROUP)) {
+      const fresh: Job[] = [];
+      group = { jobs: fresh };
+      this.forming = group;
+      const run = this.queue.then(() => this.runGroup(fresh));
+      this.queue = run.catch(() => undefined);
+    }
+    group.jobs.push(job);
+  }
+
+  /**
+   * One group commit. The mutations run one at a time, in arrival order, each reading the
+   * writes of those before it in the group (so check-and-set and counters behave as if each
+   * had its own batch); one that throws, or that the write guard refuses, is dropped alone. The
+   * others are written as one batch with one sync, and none is acknowledged before it is
+   * durable. Mutations may join the group until its last one has run.
+   */
+  private async runGroup(jobs: Job[]): Promise<void> {
+    const settled: { job: Job; wrote: boolean }[] = [];
+    let seq = this.seq;
+    const ops: Op[] = [];
+    try {
+      this.checkOpen();
+      this.checkWritable();
+      const overlay = new Map<string, Uint8Array | null>();
+      for (let i = 0; i < jobs.length; i++) {
+        const job = jobs[i]!;
+        const staged = new Map<string, Uint8Array | null>();
+        const tx: Tx = {
+          get: (key) => {
+            const s = staged.has(key) ? staged.get(key) : overlay.get(key);
+            return s === null ? undefined : (s ?? this.db.getSync(key));
+          },
+          put: (key, value) => void staged.set(key, value),
+          del: (key) => void staged.set(key, null),
+        };
+        try {
+          await job.run(tx);
+          if (staged.size > 0) this.guard?.beforeWrite();
+        } catch (e) {
+          job.fail(e);
+          continue;
+        }
+        if (staged.size > 0) {
+          seq++;
+          ops.push(...this.record(seq, staged));
+          for (const [key, value] of staged) overlay.set(key, value);
+        }
+        settled.push({ job, wrote: staged.size > 0 });
+      }
+    } catch (e) {
+      this.closeGroup(jobs);
+      for (const job of jobs) job.fail(e); // a settled promise ignores a second outcome
+      return;
+    }
+    // No await since the last job ran: nothing can join after this.
+    this.closeGroup(jobs);
+    if (seq !== this.seq) {
+      ops.push({ type: 'put', key: SEQ_KEY, value: Buffer.from(String(seq)) });
+      try {
+        await this.commit(ops);
+      } catch (e) {
+        for (const { job } of settled) job.fail(e);
+        return;
+      }
+      this.seq = seq;
+    }
+    for (const { job, wrote } of settled) {
+      try {
+        // Durable but not yet acknowledged: a lapsed lease turns it into an error for the caller.
+        if (wrote) this.guard?.beforeAck();
+      } catch (e) {
+        job.fail(e);
+        continue;
+      }
+      job.done();
+    }
+  }
+
+  private closeGroup(jobs: Job[]): void {
+    if (this.forming?.jobs === jobs) this.forming = undefined;
+  }
+
+  /** The operations of one mutation: its staged writes and its change-log record. */
+  private record(seq: number, staged: Map<string, Uint8Array | null>): Op[] {
     const record: ChangeRecord = { seq, time: this.now(), ops: [] };
-    const batch = this.db.batch();
+    const ops: Op[] = [];
     for (const [key, value] of staged) {
       if (value === null) {
-        batch.del(key);
+        ops.push({ type: 'del', key });
         record.ops.push({ type: 'del', key });
       } else {
-        batch.put(key, value);
+        ops.push({ type: 'put', key, value });
         record.ops.push({ type: 'put', key, value: toBase64(value) });
       }
     }
-    batch.put(SEQ_KEY, Buffer.from(String(seq)));
-    batch.put(logKey(seq), Buffer.from(JSON.stringify(record)));
-    if (seq > this.retain) batch.del(logKey(seq - this.retain));
-    await this.commit(batch);
-    this.seq = seq;
-    // Durable but not yet acknowledged: a lapsed lease turns it into an error for the caller.
-    this.guard?.beforeAck();
-    return result;
+    ops.push({ type: 'put', key: logKey(seq), value: Buffer.from(JSON.stringify(record)) });
+    if (seq > this.retain) ops.push({ type: 'del', key: logKey(seq - this.retain) });
+    return ops;
   }
 
   async close(): Promise<void> {
@@ -313,9 +402,10 @@ export class Store implements ReplicationStore {
    * `storage_unavailable` (never a bare 500), marks the store failed for health, and starts
    * the recovery loop; reads keep being served from the same handle meanwhile.
    */
-  private async commit(batch: ReturnType<Level<string, Uint8Array>['batch']>): Promise<void> {
+  private async commit(ops: Op[]): Promise<void> {
     try {
-      await batch.write({ sync: true });
+      await this.db.batch(ops, { sync: true });
+      this.syncedBatchCount++;
     } catch (e) {
       const failure = classifyWriteError(e, this.now());
       if (!failure) throw e;

@@ -80,6 +80,91 @@ describe('store', () => {
     assert.equal(store.lastSeq, 50);
   });
 
+  it('commits concurrent mutations together: one synced batch for many, each with its own record', async () => {
+    await store.mutate((tx) => tx.put('warm', bytes('1'))); // a batch in flight lets the next ones gather
+    const before = store.syncedBatches;
+    const seqs = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        store.mutate((tx) => {
+          tx.put(`g${i}`, bytes(String(i)));
+          return i;
+        }),
+      ),
+    );
+    assert.deepEqual(seqs, Array.from({ length: 50 }, (_, i) => i));
+    assert.equal(store.lastSeq, 51);
+    assert.ok(store.syncedBatches - before <= 2, `50 concurrent mutations took ${store.syncedBatches - before} synced batches`);
+    const records = await store.changes(46, 100);
+    assert.deepEqual(records.map((r) => r.seq), [47, 48, 49, 50, 51], 'each mutation keeps its own change-log record');
+    assert.deepEqual(records.at(-1)?.ops, [{ type: 'put', key: 'g49', value: Buffer.from('49').toString('base64') }]);
+    for (let i = 0; i < 50; i++) assert.equal(text(store.get(`g${i}`)), String(i));
+  });
+
+  it('drops a failing mutation from its group alone: the others commit, the sequence has no gap', async () => {
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 9 }, (_, i) =>
+        store.mutate((tx) => {
+          tx.put(`m${i}`, bytes('v'));
+          if (i % 3 === 1) throw new Error(`boom ${i}`);
+          return i;
+        }),
+      ),
+    );
+    assert.deepEqual(
+      outcomes.map((o) => (o.status === 'fulfilled' ? o.value : (o.reason as Error).message)),
+      [0, 'boom 1', 2, 3, 'boom 4', 5, 6, 'boom 7', 8],
+    );
+    for (const i of [1, 4, 7]) assert.equal(store.get(`m${i}`), undefined);
+    for (const i of [0, 2, 3, 5, 6, 8]) assert.equal(text(store.get(`m${i}`)), 'v');
+    assert.equal(store.lastSeq, 6);
+    const records = await store.changes(0, 100);
+    assert.deepEqual(records.map((r) => r.seq), [2, 3, 4, 5, 6], 'retain 5: the newest five, contiguous');
+    assert.deepEqual(records.map((r) => r.ops[0]?.key), ['m2', 'm3', 'm5', 'm6', 'm8']);
+  });
+
+  it('lets a mutation read the uncommitted writes of those before it in its group, and acknowledges none before the sync', async () => {
+    await store.mutate((tx) => tx.put('x', bytes('0')));
+    const seen: (string | undefined)[] = [];
+    let committedBeforeAck: string | undefined = 'unset';
+    const first = store.mutate((tx) => tx.put('x', bytes('1')));
+    const second = store.mutate((tx) => {
+      seen.push(text(tx.get('x')));
+      seen.push(text(store.get('x'))); // outside the mutation: the committed value only
+      tx.del('x');
+    });
+    const third = store.mutate((tx) => {
+      seen.push(text(tx.get('x')));
+    });
+    await first.then(() => (committedBeforeAck = text(store.get('x'))));
+    await Promise.all([second, third]);
+    assert.deepEqual(seen, ['1', '0', undefined]);
+    assert.equal(committedBeforeAck, undefined, 'the first was acknowledged with its whole group durable (the second deleted x)');
+    assert.equal(store.get('x'), undefined);
+  });
+
+  it('refuses a mutation the write guard refuses and commits the rest of its group', async () => {
+    let refuse = 'g1';
+    const staged: string[] = [];
+    store.setWriteGuard({
+      beforeWrite: () => {
+        if (staged.at(-1) === refuse) throw new Error('fenced');
+      },
+      beforeAck: () => undefined,
+    });
+    const outcomes = await Promise.allSettled(
+      ['g0', 'g1', 'g2'].map((k) =>
+        store.mutate((tx) => {
+          staged.push(k);
+          tx.put(k, bytes('v'));
+        }),
+      ),
+    );
+    refuse = '';
+    assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'rejected', 'fulfilled']);
+    assert.equal(store.get('g1'), undefined);
+    assert.equal(store.lastSeq, 2);
+  });
+
   it('does not commit a mutation that staged nothing', async () => {
     await store.mutate(() => undefined);
     assert.equal(store.lastSeq, 0);
