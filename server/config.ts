@@ -3,6 +3,11 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { CofferError } from './errors.js';
 
+/** A Vault auth mount name for jwt logins; not one of Coffer's own auth paths. */
+const VAULT_MOUNT_NAME = /^(?!(approle|userpass|token|jwks)$)[a-z0-9][a-z0-9_-]{0,63}$/;
+/** A KV mount: `name` or `name=prefix` (a Coffer path prefix); the native API's first path segments are not available as names. */
+const VAULT_KV_MOUNT = /^(?!(sys|auth|secrets|metadata|keys|policies|groups)(=|$))[a-z0-9][a-z0-9_-]{0,63}(=[A-Za-z0-9][A-Za-z0-9._-]{0,127}(\/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,7})?$/;
+
 /** Server configuration: file, then `COFFER_SERVER_*` env, then flags; validated once here. */
 export const configSchema = z.strictObject({
   dev: z.boolean().default(false),
@@ -66,6 +71,10 @@ export const configSchema = z.strictObject({
   replication_batch_ms: z.number().int().min(10).max(10_000).default(200),
   /** A full snapshot after this many records (and at every new stream or epoch). */
   snapshot_every: z.number().int().min(100).max(100_000_000).default(50_000),
+  /** Vault-compatible KV v2 mounts (docs/vault-compatibility.md): `name` (the Coffer paths as they are) or `name=prefix`. */
+  vault_kv_mounts: z.array(z.string().regex(VAULT_KV_MOUNT, 'expected MOUNT or MOUNT=PREFIX')).max(32).default(['secret']),
+  /** Vault auth mounts that log in with Coffer's jwt roles (`jwt` is always one). */
+  vault_jwt_mounts: z.array(z.string().regex(VAULT_MOUNT_NAME, 'expected a mount name')).max(32).default(['jwt']),
 });
 
 export type ServerConfig = z.infer<typeof configSchema>;

@@ -10,6 +10,8 @@ import { CofferError } from './errors.js';
 import { drainable } from './drain.js';
 import { capConnectionsPerAddress } from './http/connection-cap.js';
 import { trustedProxies } from './http/client-address.js';
+import { acceptListVerb } from './http/vault/list-verb.js';
+import { vaultSettings } from './http/vault/mounts.js';
 import { createKeyFile, parseKekUri, type RootKeySource } from './keys/root-key.js';
 import type { SealManager } from './keys/seal.js';
 import type { RewrapJobs } from './secrets/rewrap.js';
@@ -116,6 +118,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
         loginLimits: { failuresPerMinute: config.login_failures_per_minute, userFailuresPerMinute: config.login_user_failures_per_minute },
         trustedProxies: config.trusted_proxies,
         lifecycle,
+        vault: vaultSettings(config.vault_kv_mounts, config.vault_jwt_mounts),
       },
     });
     let rootToken: string | undefined;
@@ -227,6 +230,7 @@ function listen(app: Parameters<typeof createServer>[1], listenOn: string, optio
   const server: Server = options.tls
     ? (createHttpsServer({ ...http, ...serverTlsOptions(options.tls.settings, options.tls.material) }, app) as unknown as Server)
     : createServer(http, app);
+  acceptListVerb(server, options.tls ? 'secureConnection' : 'connection'); // Vault clients' LIST
   server.maxHeadersCount = 100;
   server.maxConnections = 10_000;
   server.setTimeout(socketTimeout); // no 'timeout' listener: node destroys the idle socket

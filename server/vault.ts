@@ -22,7 +22,7 @@ import { FORMAT_KEY, GROUP_PREFIX, POLICY_PREFIX } from './store/keys.js';
 import { TransitEngine } from './transit/engine.js';
 
 /** What the HTTP layer gets beside the engines (config-derived; see server/http/deps.ts). */
-export type HttpSettings = Pick<AppDeps, 'version' | 'loginLimits' | 'trustedProxies' | 'metricsPublic' | 'lifecycle'>;
+export type HttpSettings = Pick<AppDeps, 'version' | 'loginLimits' | 'trustedProxies' | 'metricsPublic' | 'lifecycle' | 'vault'>;
 
 export interface VaultOptions {
   /** Opened by the caller, which closes it (also when building fails). */

@@ -54,6 +54,8 @@ export interface VaultOptions {
   secrets?: Partial<SecretsOptions>;
   audit?: Partial<AuditOptions>;
   loginLimits?: AppDeps['loginLimits'];
+  /** The Vault-compatible mounts (default `secret` and `jwt`). */
+  vault?: AppDeps['vault'];
   /** Logger for the app and engines (default: silent). */
   log?: Logger;
   /** Clock for tokens (TTL tests). */
@@ -80,7 +82,7 @@ export async function openVault(options: VaultOptions = {}): Promise<TestVault> 
     keyring: options.keyring ?? {},
     secrets: options.secrets ?? {},
     audit: { files: [join(dir, 'audit.log')], headFile: join(dir, 'audit.head'), stdout: false, checkpointEvery: 50, timeoutMs: 2_000, now: Date.now, ...options.audit },
-    http: { version: 'test', ...(options.loginLimits ? { loginLimits: options.loginLimits } : {}) },
+    http: { version: 'test', ...(options.loginLimits ? { loginLimits: options.loginLimits } : {}), ...(options.vault ? { vault: options.vault } : {}) },
     processMetrics: false,
   }).catch(async (e: unknown) => {
     await store.close(); // a refused start (a truncated log) must not leave the store locked

@@ -10,7 +10,7 @@ import { timestamp } from './time.js';
  * (types.ts). Every object is strict: an unknown field is an error.
  */
 // ("__proto__" never gets here: the JSON reader refuses it.)
-const dataKey = z
+export const dataKey = z
   .string()
   .regex(/^[A-Za-z0-9._-]{1,256}$/, 'keys must be 1 to 256 characters of [A-Za-z0-9._-]')
   .refine((k) => k !== '__proto__', 'the key __proto__ is reserved');
@@ -57,7 +57,8 @@ export const versionsBody = z.strictObject({
 const pathString = z.string().refine(isValidPath, 'not a valid secret path');
 
 export const listQuery = z.strictObject({
-  prefix: z.union([z.literal(''), pathString]).optional(),
+  /** A trailing '/' (`app/`, as Vault-style clients write a folder) is the same listing as without it. */
+  prefix: z.string().transform((p) => (p.endsWith('/') ? p.slice(0, -1) : p)).pipe(z.union([z.literal(''), pathString])).optional(),
   /** A path, or the opaque cursor a previous page returned as `next`. */
   after: z.union([pathString, z.string().regex(LIST_CURSOR, 'not a valid secret path or listing cursor')]).optional(),
   limit: z.string().regex(/^[1-9][0-9]{0,3}$/, 'expected 1 to 1000').transform(Number).pipe(z.number().max(1000)).optional(),
@@ -90,11 +91,19 @@ const statusCode = z.string().regex(/^[1-5][0-9]{2}$/, 'expected an HTTP status 
  * answers 200 for an unsealed replica; `sealedcode`, `uninitcode` and `replicacode` replace 503,
  * 501 and 429. Draining, failing storage, no audit sink and fenced stay 503.
  */
+const healthFlag = z.enum(['true', '1', 'false', '0', '']).transform((v) => v === 'true' || v === '1' || v === '');
 export const healthQuery = z.strictObject({
   replicaok: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
   sealedcode: statusCode.optional(),
   uninitcode: statusCode.optional(),
   replicacode: statusCode.optional(),
+  // Vault's flags (docs/vault-compatibility.md): a replica is Vault's standby; they also take no value (`?standbyok`).
+  standbyok: healthFlag.optional(),
+  perfstandbyok: healthFlag.optional(),
+  activecode: statusCode.optional(),
+  standbycode: statusCode.optional(),
+  drsecondarycode: statusCode.optional(),
+  performancestandbycode: statusCode.optional(),
 });
 
 /** `GET /v1/sys/audit/lines`: the newest request lines of the first audit file, filtered. */
@@ -252,3 +261,52 @@ export const jwtRoleSchema = z
     allow_insecure_http: z.boolean().default(false),
   })
   .refine((r) => (r.jwks_url === undefined) !== (r.jwks === undefined), { message: 'give exactly one of jwks_url or jwks', path: ['jwks_url'] });
+
+// ---- the Vault-compatible API (server/http/vault/; docs/vault-compatibility.md): strict as the
+// native schemas; secret keys follow Coffer's key rule, their values may be any JSON, as in Vault.
+
+const kvVersion = z.string().regex(/^(0|[1-9][0-9]{0,9})$/, 'expected a version number').transform(Number).pipe(z.number().max(2 ** 32 - 1));
+const uint = z.number().int().min(0).max(2 ** 32 - 1);
+
+/** Vault reads a boolean query flag from `true`/`1` (and `false`/`0`); a repeated flag arrives as a list. */
+const flag = z.union([z.enum(['true', '1', 'false', '0']), z.array(z.enum(['true', '1', 'false', '0'])).max(4)])
+  .transform((v) => (Array.isArray(v) ? v : [v]).some((x) => x === 'true' || x === '1'));
+
+export const kvReadQuery = z.strictObject({ version: kvVersion.optional() });
+export const kvMetadataQuery = z.strictObject({ list: flag.optional() });
+export const kvListQuery = z.strictObject({ list: flag });
+
+/** Any JSON value: what a key of a secret written through the Vault API holds. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+// The body is already strict JSON (server/json.ts), so every value is one; not z.json(), whose recursive JSON Schema does not embed in the OpenAPI document.
+const value = z.custom<JsonValue>(() => true);
+export const kvData = z.record(dataKey, value).refine((d) => Object.keys(d).length > 0, 'data must hold at least one key');
+const options = z.strictObject({ cas: uint.optional() });
+
+export const kvWriteBody = z.strictObject({ data: kvData, options: options.optional() });
+/** A merge patch (RFC 7386): `null` removes a key. */
+export const kvPatchBody = z.strictObject({ data: z.record(dataKey, value), options: options.optional() });
+export const kvVersionsBody = z.strictObject({
+  versions: z.array(z.number().int().min(1).max(2 ** 32 - 1)).min(1).max(100).transform((v) => [...new Set(v)]),
+});
+
+const customMetadata = z.record(dataKey, z.string().max(1024)).refine((m) => Object.keys(m).length <= 64, 'at most 64 custom_metadata keys');
+/** Only "no automatic deletion": Coffer has none (docs/vault-compatibility.md "Differences"). */
+const deleteVersionAfter = z.union([z.literal(0), z.literal('0s'), z.literal('0'), z.literal('')], { message: 'delete_version_after is not supported (only 0)' });
+
+export const kvMetadataBody = z.strictObject({
+  max_versions: uint.optional(),
+  cas_required: z.boolean().optional(),
+  delete_version_after: deleteVersionAfter.optional(),
+  custom_metadata: customMetadata.nullable().optional(),
+});
+export const kvMetadataPatchBody = z.strictObject({
+  max_versions: uint.optional(),
+  cas_required: z.boolean().optional(),
+  delete_version_after: deleteVersionAfter.optional(),
+  custom_metadata: z.record(dataKey, z.string().max(1024).nullable()).nullable().optional(),
+});
+
+
+/** `increment` is accepted as Vault's clients send it (seconds or a duration); Coffer renews by the token's own TTL. */
+export const vaultRenewBody = z.strictObject({ increment: z.union([z.number().int().min(0), z.string().regex(/^[0-9]{1,9}[smhd]?$/, 'expected seconds or a duration such as 1h')]).optional() });

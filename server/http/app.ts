@@ -18,6 +18,7 @@ import { refuseStaleReads, replicationRoutes } from './routes/replication.js';
 import { backupRoutes } from './routes/backup.js';
 import { openapiRoute } from './openapi.js';
 import { uiRoutes } from './ui.js';
+import { vaultEdge, vaultRoutes } from './vault/index.js';
 
 export type { AppDeps };
 
@@ -43,6 +44,7 @@ export function createApp(deps: AppDeps): Express {
     res.setHeaders(new Map([['X-Request-Id', id], ['Cache-Control', 'no-store'], ['X-Content-Type-Options', 'nosniff']]));
     next();
   });
+  router.use(vaultEdge(deps.vault));
   router.use(requestMetrics(deps.metrics));
   if (deps.lifecycle) {
     const lifecycle = deps.lifecycle;
@@ -79,6 +81,7 @@ export function createApp(deps: AppDeps): Express {
   router.use(authenticate(() => deps.access));
   replicationRoutes(router, deps);
   secretsRoutes(router, deps);
+  vaultRoutes(router, deps);
   transitRoutes(router, deps);
   accessRoutes(router, deps);
   loginAdminRoutes(router, deps);

@@ -6,37 +6,46 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 // `ignoreBOM: true` keeps a leading byte order mark in the text (the default strips it silently), so the check below refuses it.
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+const JSON_TYPE = /^application\/json\s*(;\s*charset=utf-8\s*)?$/i;
+
 /**
  * Reads a JSON body: `application/json` (UTF-8) only, at most 1 MiB (refused from the
  * Content-Length before reading, or as soon as a chunked body passes the limit), valid UTF-8,
  * then strict JSON. Requests without a body get `{}`. No other body parser is mounted.
  */
-export async function jsonBody(req: Request, _res: Response, next: NextFunction): Promise<void> {
-  const length = req.headers['content-length'];
-  const chunked = req.headers['transfer-encoding'] !== undefined;
-  if (!chunked && (length === undefined || length === '0')) {
-    req.body = {};
-    return next();
-  }
-  const type = req.headers['content-type'];
-  if (!type || !/^application\/json\s*(;\s*charset=utf-8\s*)?$/i.test(type)) {
-    req.resume();
-    throw new CofferError('unsupported_media_type', 'request body must be application/json (UTF-8)');
-  }
-  if (length !== undefined && Number(length) > MAX_BODY_BYTES) {
-    req.resume();
-    throw new CofferError('too_large', `request body exceeds ${MAX_BODY_BYTES} bytes`);
-  }
-  const bytes = await readLimited(req, MAX_BODY_BYTES);
-  let text: string;
-  try {
-    text = utf8.decode(bytes);
-  } catch {
-    throw new CofferError('invalid_request', 'request body is not valid UTF-8');
-  }
-  if (text.charCodeAt(0) === 0xfeff) throw new CofferError('invalid_request', 'request body must not start with a byte order mark');
-  req.body = parseStrictJson(text);
-  next();
+export const jsonBody = jsonBodyOf((type) => type !== undefined && JSON_TYPE.test(type));
+
+/**
+ * The JSON body reader with its own rule for the Content-Type (the Vault routes also take a
+ * JSON body sent without one; docs/vault-compatibility.md); everything else as `jsonBody`.
+ */
+export function jsonBodyOf(accepts: (type: string | undefined) => boolean, refusal = 'request body must be application/json (UTF-8)') {
+  return async (req: Request, _res: Response, next: NextFunction): Promise<void> => {
+    const length = req.headers['content-length'];
+    const chunked = req.headers['transfer-encoding'] !== undefined;
+    if (!chunked && (length === undefined || length === '0')) {
+      req.body = {};
+      return next();
+    }
+    if (!accepts(req.headers['content-type'])) {
+      req.resume();
+      throw new CofferError('unsupported_media_type', refusal);
+    }
+    if (length !== undefined && Number(length) > MAX_BODY_BYTES) {
+      req.resume();
+      throw new CofferError('too_large', `request body exceeds ${MAX_BODY_BYTES} bytes`);
+    }
+    const bytes = await readLimited(req, MAX_BODY_BYTES);
+    let text: string;
+    try {
+      text = utf8.decode(bytes);
+    } catch {
+      throw new CofferError('invalid_request', 'request body is not valid UTF-8');
+    }
+    if (text.charCodeAt(0) === 0xfeff) throw new CofferError('invalid_request', 'request body must not start with a byte order mark');
+    req.body = parseStrictJson(text);
+    next();
+  };
 }
 
 function readLimited(req: Request, limit: number): Promise<Buffer> {

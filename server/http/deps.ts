@@ -13,6 +13,7 @@ import type { Store } from '../store/db.js';
 import type { LoginLimitSettings } from './login-limits.js';
 import type { Replication } from '../replication/node.js';
 import type { TransitEngine } from '../transit/engine.js';
+import type { VaultSettings } from './vault/mounts.js';
 
 /** Everything the HTTP layer needs, built by main.ts (or a test) and handed to createApp. */
 export interface AppDeps {
@@ -37,6 +38,8 @@ export interface AppDeps {
   metricsPublic?: boolean;
   /** Set by main.ts on SIGTERM: health answers 503 draining and responses close their connections. */
   lifecycle?: { draining: boolean };
+  /** The Vault-compatible mounts (config `vault_kv_mounts`, `vault_jwt_mounts`; default `secret` and `jwt`). */
+  vault?: VaultSettings;
   /** Replication role, status and promotion (absent: a standalone server). */
   replication?: Replication;
 }

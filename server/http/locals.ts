@@ -8,7 +8,7 @@ import type { Identity } from '../auth/access.js';
  * still be `any` (express's index signature): test/server/http/locals.test.ts fails when the
  * server uses one.
  */
-export const REQUEST_LOCALS = ['requestId', 'clientAddress', 'identity', 'loginIdentity', 'auditPath', 'auditPaths', 'errorCode'] as const;
+export const REQUEST_LOCALS = ['requestId', 'clientAddress', 'identity', 'loginIdentity', 'auditPath', 'auditPaths', 'errorCode', 'vaultErrors'] as const;
 
 export interface RequestLocals {
   /** Set first for every request (app.ts); also `X-Request-Id` and the audit line's `request_id`. */
@@ -25,6 +25,11 @@ export interface RequestLocals {
   auditPaths?: AuditPathOutcome[];
   /** The error code answered (respond-error.ts), for the audit line. */
   errorCode?: ErrorCode;
+  /**
+   * Errors in Vault's shape (server/http/vault/errors.ts): `only` on the Vault routes, `both`
+   * (Coffer's body plus Vault's `errors`) on the paths both APIs share.
+   */
+  vaultErrors?: 'only' | 'both';
 }
 
 // Every name of REQUEST_LOCALS is a field of RequestLocals and the other way round.

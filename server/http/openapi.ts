@@ -4,6 +4,7 @@ import { ERROR_STATUS, type ErrorCode } from '../../sdk/wire/errors.js';
 import { MAX_PATH_LENGTH, MAX_SEGMENTS, SEGMENT } from '../../sdk/wire/paths.js';
 import { methods } from './router.js';
 import { OPENAPI_PATH, ROUTES, type RouteEntry } from './route-catalogue.js';
+import { vaultStatus } from './vault/errors.js';
 
 /**
  * The OpenAPI 3.1 document of every route, generated from the route catalogue: request bodies
@@ -102,8 +103,13 @@ function operation(r: RouteEntry, options: OpenApiOptions): Json {
     responses[status] = { description, headers, content: { 'application/json': { schema: { type: 'object' } } } };
   }
   const byStatus = new Map<number, ErrorCode[]>();
-  for (const code of errorCodesOf(r, options)) byStatus.set(ERROR_STATUS[code], [...(byStatus.get(ERROR_STATUS[code]) ?? []), code]);
+  for (const code of errorCodesOf(r, options)) byStatus.set(errorStatusOf(r, code), [...(byStatus.get(errorStatusOf(r, code)) ?? []), code]);
   for (const [status, codes] of byStatus) {
+    if (r.tag === 'vault') {
+      // Vault's shape: messages only; the codes are the ones the message comes from.
+      responses[String(status)] = { description: `${STATUS_TEXT[status] ?? 'Error'} (Vault's shape): ${codes.map((c) => `\`${c}\``).join(', ')}`, headers, content: { 'application/json': { schema: { $ref: '#/components/schemas/VaultError' } } } };
+      continue;
+    }
     responses[String(status)] = {
       description: `${STATUS_TEXT[status] ?? 'Error'}: ${codes.map((c) => `\`${c}\``).join(', ')}`,
       headers,
@@ -119,6 +125,9 @@ function operation(r: RouteEntry, options: OpenApiOptions): Json {
   op.responses = responses;
   return op;
 }
+
+/** The status of an error code on a route: the catalogue's, or Vault's for the Vault routes. */
+export const errorStatusOf = (r: RouteEntry, code: ErrorCode): number => (r.tag === 'vault' ? vaultStatus(code) : ERROR_STATUS[code]);
 
 function success(response: RouteEntry['response'], headers: Json): Json {
   const content = response.content ?? 'json';
@@ -154,6 +163,7 @@ export function buildOpenApi(options: OpenApiOptions): Json {
       { name: 'access', description: 'Policies and groups' },
       { name: 'byok', description: 'Bring your own key: import and quorum export of the master key' },
       { name: 'replication', description: 'Replication status, promotion, snapshots' },
+      { name: 'vault', description: 'The Vault-compatible API (KV v2, token self-service, mounts; docs/vault-compatibility.md): errors as `{errors: [...]}`' },
     ],
     paths,
     components: {
@@ -165,6 +175,11 @@ export function buildOpenApi(options: OpenApiOptions): Json {
         RequestId: { description: 'The request id, also in error bodies and the audit log.', schema: { type: 'string', format: 'uuid' } },
       },
       schemas: {
+        VaultError: {
+          type: 'object',
+          required: ['errors'],
+          properties: { errors: { type: 'array', items: { type: 'string' }, description: 'Messages; empty for a plain 404.' } },
+        },
         Error: {
           type: 'object',
           required: ['error'],

@@ -2,6 +2,7 @@ import type { NextFunction, Request, Response } from 'express';
 import type { Logger } from 'pino';
 import { CofferError, isCofferError } from '../errors.js';
 import type { ErrorBody } from '../../sdk/wire/errors.js';
+import { vaultError } from './vault/errors.js';
 
 /**
  * The one place errors become HTTP. Coffer errors keep their code and message (which never hold
@@ -30,6 +31,11 @@ export function errorHandler(log: Logger) {
       return;
     }
     const body: ErrorBody = { error: { code: error.code, message: error.message, request_id: requestId } };
+    if (res.locals.vaultErrors) {
+      const vault = vaultError(error);
+      if (res.locals.vaultErrors === 'only') return void res.status(vault.status).json(vault.body);
+      return void res.status(error.status).json({ ...body, ...vault.body });
+    }
     res.status(error.status).json(body);
   };
 }

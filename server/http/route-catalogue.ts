@@ -34,6 +34,15 @@ import {
   userBody,
   userpassLoginBody,
   versionsBody,
+  kvListQuery,
+  kvMetadataBody,
+  kvMetadataPatchBody,
+  kvMetadataQuery,
+  kvPatchBody,
+  kvReadQuery,
+  kvVersionsBody,
+  kvWriteBody,
+  vaultRenewBody,
 } from '../../sdk/wire/schemas.js';
 
 /**
@@ -43,7 +52,7 @@ import {
  * walks the express router of `createApp` and fails when a route is missing here or an entry
  * names a route that does not exist.
  */
-export type Method = 'GET' | 'PUT' | 'POST' | 'DELETE';
+export type Method = 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
 
 /**
  * Where a route sits in app.ts, which decides the errors it can answer whatever its handler does:
@@ -61,7 +70,7 @@ export interface RouteEntry {
   /** The OpenAPI path template (`{name}`); several entries may share one express route (undelete, destroy). */
   openapiPath: string;
   operationId: string;
-  tag: 'sys' | 'secrets' | 'keys' | 'auth' | 'access' | 'byok' | 'replication';
+  tag: 'sys' | 'secrets' | 'keys' | 'auth' | 'access' | 'byok' | 'replication' | 'vault';
   summary: string;
   stage: Stage;
   /** The capability checked, in words (`read on <path>`, `admin on sys/policies/<name>`), or `none`. */
@@ -100,12 +109,12 @@ const adminCrud = (
 
 export const OPENAPI_PATH = '/v1/sys/openapi.json';
 
-export const ROUTES: readonly RouteEntry[] = [
+const ROUTES_NATIVE: readonly RouteEntry[] = [
   // --- sys: answer while sealed (app.ts publicSysRoutes and the OpenAPI document)
   {
     method: 'GET', path: '/v1/sys/health', openapiPath: '/v1/sys/health', operationId: 'health', tag: 'sys', stage: 'public', capability: 'none',
-    summary: 'Health for load balancers and probes (`?replicaok=true`, `sealedcode`, `uninitcode`, `replicacode`)', query: healthQuery,
-    response: { status: 200, description: 'Initialized, unsealed, active primary. `{initialized, sealed, role, version, storage?, draining?, fenced?, audit?, warnings?}`' },
+    summary: 'Health for load balancers and probes (`?replicaok=true`, `sealedcode`, `uninitcode`, `replicacode`; Vault\'s `standbyok`, `activecode`, `standbycode` too)', query: healthQuery,
+    response: { status: 200, description: 'Initialized, unsealed, active primary. `{initialized, sealed, role, version, storage?, draining?, fenced?, audit?, warnings?}` and Vault\'s `{standby, performance_standby, replication_performance_mode, replication_dr_mode, server_time_utc, cluster_name}`; the flags `standbyok`, `activecode`, `standbycode`, `sealedcode`, `uninitcode` choose the status as in Vault' },
     otherResponses: { 429: 'Unsealed replica (not the active node); same body', 501: 'Not initialized; same body', 503: 'Sealed, draining, the database refuses writes (`storage: {error, since}`), no audit sink (`audit: "unavailable"`), or fenced (`fenced: true`: another server was promoted); same body' },
     errors: ['invalid_request'],
   },
@@ -398,3 +407,72 @@ export const ROUTES: readonly RouteEntry[] = [
     errors: ['unseal_failed', 'not_exportable'], keys: true,
   },
 ];
+
+/** The logins also answer PUT (Vault's clients write with it), the same operation. */
+const LOGIN_PUTS: RouteEntry[] = ROUTES_NATIVE.filter((r) => r.stage === 'login' && /^\/v1\/auth\/[a-z]+\/login$/.test(r.path)).map((r) => ({ ...r, method: 'PUT', operationId: `${r.operationId}Put` }));
+
+/** `action` is a KV route (`data`, `metadata`, …) below which the secret path follows, or `metadata:root` / `metadata/:root` for the mount root. */
+const kv = (method: Method, action: string, operationId: string, summary: string, capability: string, extra: Partial<RouteEntry> & Pick<RouteEntry, 'response' | 'errors'>): RouteEntry => ({
+  method, path: action.startsWith('metadata') && action !== 'metadata' ? `/v1/secret/${action.slice(0, -5)}` : `/v1/secret/${action}/*path`,
+  openapiPath: action.startsWith('metadata') && action !== 'metadata' ? `/v1/secret/${action.slice(0, -5)}` : `/v1/secret/${action}/${secretPathParam}`,
+  operationId, tag: 'vault', stage: 'token', summary, capability, ...extra,
+});
+const vaultRead = 'Vault\'s envelope `{request_id, lease_id, renewable, lease_duration, data, wrap_info, warnings, auth}`';
+const written = { status: 200, description: `${vaultRead}; \`data\`: the version\'s \`{created_time, custom_metadata, deletion_time, destroyed, version}\`` };
+const noContent = { status: 204, description: 'Done', content: 'none' as const };
+
+/**
+ * The Vault-compatible routes (docs/vault-compatibility.md), shown on the default KV mount
+ * `secret` (each configured mount has the same). Their errors are Vault's `{errors: [...]}`.
+ */
+const VAULT_ROUTES: RouteEntry[] = [
+  kv('GET', 'data', 'vaultKvRead', 'Read a version (`?version=`), as Vault KV v2', 'read on <path>', { query: kvReadQuery, response: { status: 200, description: `${vaultRead}; \`data: {data, metadata}\`. A deleted or destroyed version is 404 with \`data: {data: null, metadata}\`` }, errors: ['not_found'], keys: true }),
+  kv('PUT', 'data', 'vaultKvWrite', 'Write a new version (`options.cas`)', 'create (new) or update (existing) on <path>', { body: kvWriteBody, response: written, errors: ['cas_mismatch'], writes: true, keys: true }),
+  kv('POST', 'data', 'vaultKvWritePost', 'Write a new version (as PUT)', 'create (new) or update (existing) on <path>', { body: kvWriteBody, response: written, errors: ['cas_mismatch'], writes: true, keys: true }),
+  kv('PATCH', 'data', 'vaultKvPatch', 'Merge a JSON merge patch into the current version', 'read and update on <path>', { body: kvPatchBody, response: written, errors: ['not_found', 'cas_mismatch'], writes: true, keys: true }),
+  kv('DELETE', 'data', 'vaultKvDeleteLatest', 'Soft-delete the current version', 'delete on <path>', { response: noContent, errors: ['not_found'], writes: true }),
+  kv('POST', 'delete', 'vaultKvDelete', 'Soft-delete versions', 'delete on <path>', { body: kvVersionsBody, response: noContent, errors: ['not_found'], writes: true }),
+  kv('PUT', 'delete', 'vaultKvDeletePut', 'Soft-delete versions (as POST)', 'delete on <path>', { body: kvVersionsBody, response: noContent, errors: ['not_found'], writes: true }),
+  kv('POST', 'undelete', 'vaultKvUndelete', 'Undelete versions', 'update on <path>', { body: kvVersionsBody, response: noContent, errors: ['not_found'], writes: true }),
+  kv('PUT', 'undelete', 'vaultKvUndeletePut', 'Undelete versions (as POST)', 'update on <path>', { body: kvVersionsBody, response: noContent, errors: ['not_found'], writes: true }),
+  kv('POST', 'destroy', 'vaultKvDestroy', 'Destroy versions', 'destroy on <path>', { body: kvVersionsBody, response: noContent, errors: ['not_found'], writes: true }),
+  kv('PUT', 'destroy', 'vaultKvDestroyPut', 'Destroy versions (as POST)', 'destroy on <path>', { body: kvVersionsBody, response: noContent, errors: ['not_found'], writes: true }),
+  kv('GET', 'metadata:root', 'vaultKvListRoot', 'List the mount root (`LIST`, or `?list=true`)', 'list somewhere below; only listable names are shown', { query: kvListQuery, response: { status: 200, description: `${vaultRead}; \`data: {keys}\` (folders end in \`/\`)` }, errors: ['not_found'] }),
+  kv('GET', 'metadata/:root', 'vaultKvListRootSlash', 'List the mount root (trailing slash)', 'list somewhere below; only listable names are shown', { query: kvListQuery, response: { status: 200, description: `${vaultRead}; \`data: {keys}\`` }, errors: ['not_found'] }),
+  kv('GET', 'metadata', 'vaultKvMetadata', 'Read metadata, or list below the path with `LIST` / `?list=true`', 'read on <path> (list: list below it)', { query: kvMetadataQuery, response: { status: 200, description: `${vaultRead}; \`data: {cas_required, created_time, current_version, custom_metadata, delete_version_after, max_versions, oldest_version, updated_time, versions: {"1": {created_time, deletion_time, destroyed}}}\`, or \`{keys}\`` }, errors: ['not_found'] }),
+  kv('PUT', 'metadata', 'vaultKvMetadataWrite', 'Set custom_metadata, max_versions, cas_required (also before the first version)', 'create (new) or update (existing) on <path>', { body: kvMetadataBody, response: noContent, errors: [], writes: true }),
+  kv('POST', 'metadata', 'vaultKvMetadataWritePost', 'Set metadata (as PUT)', 'create (new) or update (existing) on <path>', { body: kvMetadataBody, response: noContent, errors: [], writes: true }),
+  kv('PATCH', 'metadata', 'vaultKvMetadataPatch', 'Merge into the metadata (`custom_metadata` keys set to null are removed)', 'update on <path>', { body: kvMetadataPatchBody, response: noContent, errors: ['not_found'], writes: true }),
+  kv('DELETE', 'metadata', 'vaultKvMetadataDelete', 'Erase the secret: every version and its metadata', 'destroy on <path>', { response: noContent, errors: [], writes: true }),
+  {
+    method: 'GET', path: '/v1/auth/token/lookup-self', openapiPath: '/v1/auth/token/lookup-self', operationId: 'vaultLookupSelf', tag: 'vault', stage: 'token', capability: 'any valid token',
+    summary: 'The calling token, as Vault describes it', query: emptyQuery,
+    response: { status: 200, description: `${vaultRead}; \`data: {accessor, creation_time, creation_ttl, display_name, entity_id, expire_time, explicit_max_ttl, groups, issue_time, meta, num_uses, orphan, path, policies, renewable, ttl, type}\` (never the token itself)` },
+    errors: [],
+  },
+  ...(['POST', 'PUT'] as const).map((method): RouteEntry => ({
+    method, path: '/v1/auth/token/renew-self', openapiPath: '/v1/auth/token/renew-self', operationId: method === 'POST' ? 'vaultRenewSelf' : 'vaultRenewSelfPut', tag: 'vault', stage: 'token', capability: 'any valid token',
+    summary: 'Extend the calling token in place (the same token)', body: vaultRenewBody,
+    response: { status: 200, description: `${vaultRead}; \`auth: {client_token, accessor, policies, token_policies, metadata, lease_duration, renewable, entity_id, token_type}\`` },
+    errors: ['forbidden'], writes: true,
+  })),
+  ...(['POST', 'PUT'] as const).map((method): RouteEntry => ({
+    method, path: '/v1/auth/token/revoke-self', openapiPath: '/v1/auth/token/revoke-self', operationId: method === 'POST' ? 'vaultRevokeSelf' : 'vaultRevokeSelfPut', tag: 'vault', stage: 'token', capability: 'any valid token',
+    summary: 'Revoke the calling token and its children', body: emptyBody,
+    response: noContent, errors: [], writes: true,
+  })),
+  {
+    method: 'GET', path: '/v1/sys/internal/ui/mounts/*path', openapiPath: '/v1/sys/internal/ui/mounts/{path}', operationId: 'vaultMountPreflight', tag: 'vault', stage: 'token', capability: 'any valid token',
+    summary: 'The KV mount of a path (the `vault` CLI\'s preflight)', query: emptyQuery,
+    response: { status: 200, description: `${vaultRead}; \`data: {path: "secret/", type: "kv", options: {version: "2"}, …}\`` },
+    errors: ['not_found'],
+  },
+  {
+    method: 'GET', path: '/v1/sys/mounts', openapiPath: '/v1/sys/mounts', operationId: 'vaultMounts', tag: 'vault', stage: 'token', capability: 'any valid token',
+    summary: 'The KV mounts', query: emptyQuery,
+    response: { status: 200, description: '`{"secret/": {type, options, …}, data: {…the same}}`' },
+    errors: [],
+  },
+];
+
+export const ROUTES: readonly RouteEntry[] = [...ROUTES_NATIVE, ...LOGIN_PUTS, ...VAULT_ROUTES];

@@ -13,8 +13,15 @@ import { MAX_DATA_BYTES } from '../../sdk/wire/constants.js';
 
 export { MAX_BATCH, MAX_DATA_BYTES } from '../../sdk/wire/constants.js';
 
-/** What a write takes: the wire request (docs/api.md "Secrets"), already validated at the HTTP edge. */
-export type PutInput = PutSecretRequest;
+// What a secret key holds: the native API writes strings, the Vault API any JSON (docs/vault-compatibility.md).
+import type { JsonValue } from '../../sdk/wire/schemas.js';
+export type { JsonValue };
+
+/** What a write takes: the wire request (docs/api.md "Secrets"), already validated at the HTTP edge, with values of any JSON. */
+export type PutInput = Omit<PutSecretRequest, 'data'> & { data: Record<string, JsonValue> };
+
+/** A version as stored: values as written (strings, or any JSON when written through the Vault API). */
+export type StoredSecret = Omit<Secret, 'data'> & { data: Record<string, JsonValue> };
 
 const versionInfo = z.object({
   version: z.number().int().positive(),
@@ -34,6 +41,10 @@ const secretMeta = z.object({
   created_at: z.number(),
   updated_at: z.number(),
   versions: z.array(versionInfo),
+  /** Versions kept for this secret (set through the Vault metadata route); default the engine's `maxVersions`. */
+  max_versions: z.number().int().positive().optional(),
+  /** Every write must carry `cas` (set through the Vault metadata route). */
+  cas_required: z.boolean().optional(),
 });
 export type SecretMeta = z.infer<typeof secretMeta>;
 
@@ -43,6 +54,14 @@ export interface SecretsOptions {
   random: RandomSource;
   /** Versions kept per path; older ones are destroyed when a new version is written. */
   maxVersions: number;
+}
+
+/** What the Vault metadata route sets on a secret, existing or not yet (docs/vault-compatibility.md). */
+export interface SecretSettings {
+  metadata?: Record<string, string>;
+  /** 0: back to the engine's default. */
+  max_versions?: number;
+  cas_required?: boolean;
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -64,10 +83,15 @@ export class SecretsEngine {
     this.meta = store.table(META_PREFIX, jsonCodec(secretMeta), 'secret metadata record');
   }
 
-  async put(path: string, input: PutInput): Promise<{ path: string; version: number; created_at: string }> {
+  /**
+   * Writes a new version. `keepMetadata`: the secret's metadata stays as it is (a Vault data
+   * write, which never carries it) instead of being replaced by `input.metadata`.
+   */
+  async put(path: string, input: PutInput, options: { keepMetadata?: boolean } = {}): Promise<{ path: string; version: number; created_at: string }> {
     const keys = this.store.keys();
     const type = input.type ?? 'kv';
     const data = { ...input.data };
+    if (type !== 'kv' && !Object.values(data).every((v) => typeof v === 'string')) throw new CofferError('invalid_request', `a ${type} secret holds string values only`);
     if (input.generate) {
       const { key, length = 32, charset = 'alphanumeric' } = input.generate;
       if (Object.hasOwn(data, key)) throw new CofferError('invalid_request', `generate.key "${key}" is also given in data`);
@@ -79,7 +103,7 @@ export class SecretsEngine {
     const metadata = { ...(input.metadata ?? {}) };
     let expiresAt = input.expires_at === undefined ? null : Date.parse(input.expires_at);
     if (type === 'certificate') {
-      const facts = inspectCertificate(data);
+      const facts = inspectCertificate(Object.fromEntries(Object.entries(data).map(([k, v]) => [k, String(v)])));
       Object.assign(metadata, facts);
       expiresAt ??= Date.parse(facts.not_after);
     }
@@ -88,6 +112,7 @@ export class SecretsEngine {
     try {
       return await this.store.mutate(async (tx) => {
         const meta = this.meta.read(tx, path);
+        if (meta?.cas_required && input.cas === undefined) throw new CofferError('invalid_request', `check-and-set is required for ${path}: send cas`);
         checkCas(meta, input.cas);
         const now = this.options.now();
         const version = (meta?.current_version ?? 0) + 1;
@@ -96,7 +121,7 @@ export class SecretsEngine {
         const next: SecretMeta = meta ?? { type, current_version: 0, metadata: {}, created_at: now, updated_at: now, versions: [] };
         next.type = type;
         next.current_version = version;
-        next.metadata = metadata;
+        if (!options.keepMetadata || !meta) next.metadata = metadata;
         next.updated_at = now;
         next.versions.push({ version, type, created_at: now, deleted_at: null, destroyed: false, expires_at: expiresAt });
         this.pruneVersions(tx, path, next);
@@ -109,7 +134,7 @@ export class SecretsEngine {
   }
 
   /** A version's value; `undefined` when the path or version is missing, deleted or destroyed. */
-  async get(path: string, version?: number): Promise<Secret | undefined> {
+  async get(path: string, version?: number): Promise<StoredSecret | undefined> {
     const keys = this.store.keys(); // the read's one seal check: the barrier reads below and the DEK use these keys
     let plaintext: Uint8Array;
     let meta: SecretMeta | undefined;
@@ -130,7 +155,7 @@ export class SecretsEngine {
       }
       throw e;
     }
-    let data: Record<string, string>;
+    let data: Record<string, JsonValue>;
     try {
       data = JSON.parse(Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength).toString('utf8'));
     } finally {
@@ -154,6 +179,38 @@ export class SecretsEngine {
   /** Whether a secret exists at `path` (its key only: nothing is opened). */
   exists(path: string): boolean {
     return this.meta.has(path);
+  }
+
+  /**
+   * Sets a secret's metadata, version limit or check-and-set rule; creates the secret with no
+   * version yet when it does not exist (External Secrets Operator writes metadata first). A
+   * lower limit destroys the oldest versions now, as the next write would.
+   */
+  async configure(path: string, settings: SecretSettings): Promise<void> {
+    await this.store.mutate((tx) => {
+      const now = this.options.now();
+      const meta: SecretMeta = this.meta.read(tx, path) ?? { type: 'kv', current_version: 0, metadata: {}, created_at: now, updated_at: now, versions: [] };
+      if (settings.metadata !== undefined) meta.metadata = { ...settings.metadata };
+      if (settings.max_versions !== undefined) {
+        if (settings.max_versions === 0) delete meta.max_versions;
+        else meta.max_versions = settings.max_versions;
+      }
+      if (settings.cas_required !== undefined) meta.cas_required = settings.cas_required;
+      meta.updated_at = now;
+      this.pruneVersions(tx, path, meta);
+      this.meta.write(tx, path, meta);
+    });
+  }
+
+  /** Erases a secret: every version (as destroy does) and its metadata; false when there was none. */
+  async purge(path: string): Promise<boolean> {
+    return this.store.mutate((tx) => {
+      const meta = this.meta.read(tx, path);
+      if (!meta) return false;
+      for (const info of meta.versions) tx.del(versionKey(path, info.version));
+      this.meta.delete(tx, path);
+      return true;
+    });
   }
 
   /** Soft-deletes the given versions (default: the current one). */
@@ -228,7 +285,7 @@ export class SecretsEngine {
   }
 
   private pruneVersions(tx: Tx, path: string, meta: SecretMeta): void {
-    while (meta.versions.length > this.options.maxVersions) {
+    while (meta.versions.length > (meta.max_versions ?? this.options.maxVersions)) {
       const oldest = meta.versions.shift()!;
       tx.del(versionKey(path, oldest.version));
     }

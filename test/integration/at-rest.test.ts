@@ -61,7 +61,7 @@ describe('at rest: LevelDB files hold no plaintext', function () {
     await new TransitEngine(seal.barrier).create('app-key', { exportable: false });
     await tokens.revoke('abcdefghijklmnopqrstuv', 4_000_000_000);
     const generated = await secrets.put('ns0/generated', { data: { user: 'admin' }, generate: { key: 'password', length: 40 } });
-    const password = (await secrets.get(generated.path))!.data.password!;
+    const password = String((await secrets.get(generated.path))!.data.password);
     canaries.push(password);
     // Rotations and a rewrap write more key material; all of it must stay wrapped.
     await seal.keys().provider.rotate();

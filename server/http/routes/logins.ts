@@ -11,6 +11,8 @@ import { LoginLimits } from '../login-limits.js';
 import { methods } from '../router.js';
 import { validate } from '../validate.js';
 import { tokenResponse } from './access.js';
+import { vaultLoginFields } from '../vault/auth.js';
+import { vaultBody } from '../vault/route.js';
 import { adminCrud } from './admin-crud.js';
 
 /**
@@ -28,7 +30,8 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
     const { token, claims } = await deps.access.tokens.issue({ ...grant, method });
     res.locals.loginIdentity = claims.sub;
     deps.log.info({ request_id: res.locals.requestId, identity: claims.sub, method }, 'login');
-    res.json(tokenResponse(token, claims));
+    // Vault's answer beside Coffer's: Vault's clients read `auth.client_token` (docs/vault-compatibility.md).
+    res.json({ ...tokenResponse(token, claims), ...vaultLoginFields(res, token, claims, deps.access.tokens.nowSeconds()) });
   };
 
   /**
@@ -36,41 +39,43 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
    * the check within the budgets. The slot is taken only once the body is in, so a client
    * trickling its body holds none.
    */
-  const login = <T>(method: string, schema: z.ZodType<T>, check: (body: T, address: string) => Promise<Grant>, username?: (body: T) => string) =>
-    methods(router, `/v1/auth/${method}/login`, {
-      post: async (req: Request, res: Response) => {
-        const address = res.locals.clientAddress; // set by app.ts for every request
-        try {
-          limits.checkAddress(address, res);
-        } catch (e) {
-          req.resume(); // refused unread: the body is discarded, never parsed
-          throw e;
-        }
-        let body: T;
-        try {
-          await jsonBody(req, res, () => undefined);
-          body = validate(schema, req.body);
-        } catch (e) {
-          limits.failed(address, e);
-          throw e;
-        }
-        const gone = new AbortController(); // the client hung up while its attempt waited for a slot
-        const onClose = () => {
-          if (!res.writableEnded) gone.abort();
-        };
-        res.once('close', onClose);
-        let grant: Grant;
-        try {
-          grant = await limits.attempt(address, res, () => check(body, address), { ...(username ? { username: username(body) } : {}), signal: gone.signal });
-        } finally {
-          res.off('close', onClose);
-        }
-        await issue(res, grant, method);
-      },
-    });
+  const login = <T>(method: string, schema: z.ZodType<T>, check: (body: T, address: string) => Promise<Grant>, username?: (body: T) => string, mounts: readonly string[] = [method]) => {
+    const handler = async (req: Request, res: Response) => {
+      const address = res.locals.clientAddress; // set by app.ts for every request
+      try {
+        limits.checkAddress(address, res);
+      } catch (e) {
+        req.resume(); // refused unread: the body is discarded, never parsed
+        throw e;
+      }
+      let body: T;
+      try {
+        // Vault's Go client sends its JSON without a Content-Type (vault/route.ts).
+        await vaultBody(req, res, () => undefined);
+        body = validate(schema, req.body);
+      } catch (e) {
+        limits.failed(address, e);
+        throw e;
+      }
+      const gone = new AbortController(); // the client hung up while its attempt waited for a slot
+      const onClose = () => {
+        if (!res.writableEnded) gone.abort();
+      };
+      res.once('close', onClose);
+      let grant: Grant;
+      try {
+        grant = await limits.attempt(address, res, () => check(body, address), { ...(username ? { username: username(body) } : {}), signal: gone.signal });
+      } finally {
+        res.off('close', onClose);
+      }
+      await issue(res, grant, method);
+    };
+    // PUT as well as POST: Vault's clients write with either. One handler, so one set of limits, for every mount.
+    for (const mount of mounts) methods(router, `/v1/auth/${mount}/login`, { post: handler, put: handler });
+  };
 
   login('userpass', userpassLoginBody, (b) => deps.logins.userpass.login(b.username, b.password), (b) => b.username);
-  login('jwt', jwtLoginBody, (b) => deps.logins.jwt.login(b.role, b.jwt));
+  login('jwt', jwtLoginBody, (b) => deps.logins.jwt.login(b.role, b.jwt), undefined, deps.vault?.jwtMounts);
   // The CIDR binding sees the same client address as the limits and the audit log (B18).
   login('approle', appRoleLoginBody, (b, address) => deps.logins.approle.login(b.role_id, b.secret_id, address));
 }

@@ -5,6 +5,7 @@ import { parseUrlPath } from '../../paths.js';
 import { identityOf, requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
+import type { StoredSecret } from '../../secrets/engine.js';
 import { batchBody, deleteQuery, emptyQuery, listQuery, putSecretBody, readQuery, versionsBody } from '../../../sdk/wire/schemas.js';
 import type { BatchResult, ExpiringResult, ListResult, Secret, SecretMetadata } from '../../../sdk/wire/types.js';
 import { validate } from '../validate.js';
@@ -13,6 +14,16 @@ import type { AuditPathOutcome } from '../../../sdk/wire/audit.js';
 import { methods } from '../router.js';
 
 const ACTIONS = ['undelete', 'destroy'] as const;
+
+/**
+ * A stored version on the native wire: every value a string. A value written through the Vault
+ * API as other JSON (a number, a list) is given as its JSON text (docs/vault-compatibility.md).
+ */
+function wireSecret(secret: StoredSecret): Secret {
+  const data: Record<string, string> = {};
+  for (const [key, value] of Object.entries(secret.data)) data[key] = typeof value === 'string' ? value : JSON.stringify(value);
+  return { ...secret, data };
+}
 
 /**
  * The secret path of a request, from the raw URL (express has already decoded its params, and
@@ -108,7 +119,7 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
           try {
             const secret = await secrets.get(path);
             if (secret) {
-              found[path] = secret;
+              found[path] = wireSecret(secret);
               audited.push({ path, outcome: 'ok' });
             } else fail(path, 'not_found', `secret ${path} not found`);
           } catch (e) {
@@ -129,7 +140,7 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
       can(res, 'read', path);
       const secret = await secrets.get(path, version);
       if (!secret) throw new CofferError('not_found', version ? `secret ${path} has no readable version ${version}` : `secret ${path} not found`);
-      res.json(secret satisfies Secret);
+      res.json(wireSecret(secret));
     },
     put: [
       jsonBody,

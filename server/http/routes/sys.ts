@@ -12,6 +12,7 @@ import { timestamp } from '../../../sdk/wire/time.js';
 import { validate } from '../validate.js';
 import { methods } from '../router.js';
 import { rateLimit } from '../rate-limit.js';
+import { vaultHealthFields } from '../vault/sys.js';
 
 /** Routes that answer while sealed or uninitialized: health, seal-status, init, unseal. */
 export function publicSysRoutes(router: Router, deps: AppDeps): void {
@@ -39,6 +40,7 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
         ...(auditDown ? { audit: 'unavailable' } : {}),
         ...(warnings.length ? { warnings } : {}),
       };
+      const standby = !seal.initialized || seal.sealed ? false : replica;
       const status = !seal.initialized
         ? (flags.uninitcode ?? 501)
         : seal.sealed
@@ -46,11 +48,12 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
           : storage || draining || auditDown || fenced
             ? 503
             : replica
-              ? flags.replicaok
-                ? 200
-                : (flags.replicacode ?? 429)
-              : 200;
-      res.status(status).json(body);
+              ? flags.replicaok || flags.standbyok
+                ? (flags.activecode ?? 200)
+                : (flags.replicacode ?? flags.standbycode ?? 429)
+              : (flags.activecode ?? 200);
+      // Vault's fields too, so Vault's load balancer checks and clients read it (vault/sys.ts).
+      res.status(status).json({ ...body, ...vaultHealthFields(standby, Date.now()) });
     },
   });
 

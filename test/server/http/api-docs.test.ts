@@ -10,7 +10,7 @@ import { catalogueRoutes, minus, repoRoot, servedRoutes } from './route-list.js'
  * stack, mapped through the route catalogue to the documented `METHOD /path` form).
  */
 
-const METHOD_PATH = /\b(GET|PUT|POST|DELETE) (\/v1\/[A-Za-z0-9_./:{}*\\-]+)/g;
+const METHOD_PATH = /\b(GET|PUT|POST|PATCH|DELETE) (\/v1\/[A-Za-z0-9_./:{}*\\-]+)/g;
 
 /** `:name` and `*path` (express) become `{name}` and `{path}`; an escaped colon a colon; trailing punctuation goes. */
 const normalise = (method: string, path: string) =>
@@ -20,7 +20,7 @@ const normalise = (method: string, path: string) =>
 function documentedRoutes(text: string): string[] {
   const found = new Set<string>();
   for (const line of text.split('\n')) {
-    const m = /^(?:#+\s+|\|\s*)(GET|PUT|POST|DELETE) (\/v1\/\S+)/.exec(line);
+    const m = /^(?:#+\s+|\|\s*)(GET|PUT|POST|PATCH|DELETE) (\/v1\/\S+)/.exec(line);
     if (m) found.add(normalise(m[1]!, m[2]!.replace(/`/g, '')));
   }
   return [...found].sort();

@@ -358,7 +358,7 @@ describe(`secrets suite on the ${provider} provider`, () => {
     });
 
     it('refuses an invalid prefix or after with 400', async () => {
-      for (const q of ['?prefix=app/', '?prefix=../app', '?prefix=app//x', '?after=a%2F..', '?prefix=*']) {
+      for (const q of ['?prefix=app//', '?prefix=../app', '?prefix=app//x', '?after=a%2F..', '?prefix=*']) {
         const res = await c.list(q);
         assert.equal(res.status, 400, `${q}: ${res.status} ${JSON.stringify(res.body)}`);
       }

@@ -248,7 +248,8 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
 
   it('every route answered, and every time in the answers is ISO 8601 UTC with milliseconds', () => {
     const answered = new Set(seen.map((s) => s.route));
-    const missing = ROUTES.map((r) => `${r.method} ${r.openapiPath}`).filter((r) => !answered.has(r));
+    // The Vault-compatible routes (and the PUT twins of the logins) answer in Vault's shape; test/server/http/vault/ checks them.
+    const missing = ROUTES.filter((r) => r.tag !== 'vault' && !(r.method === 'PUT' && r.stage === 'login')).map((r) => `${r.method} ${r.openapiPath}`).filter((r) => !answered.has(r));
     assert.deepEqual(missing, [], 'routes this test did not call');
     assert.deepEqual(seen.filter((s) => s.route !== 'GET /v1/sys/openapi.json').flatMap((s) => violations(s.route, s.body)), []);
     // The check sees what it should.

@@ -1,0 +1,289 @@
+import type { Request, Response, Router } from 'express';
+import { CofferError } from '../../errors.js';
+import { parseUrlPath } from '../../paths.js';
+import type { JsonValue, SecretMeta, StoredSecret, VersionInfo } from '../../secrets/engine.js';
+import type { Capability } from '../../auth/access.js';
+import { identityOf, requireCapability } from '../authenticate.js';
+import type { AppDeps } from '../deps.js';
+import { validate } from '../validate.js';
+import { cofferPath } from './mounts.js';
+import { envelope, mergePatchBody, rawRest, vaultBody, vaultMethods } from './route.js';
+import {
+  kvListQuery,
+  kvMetadataBody,
+  kvMetadataPatchBody,
+  kvMetadataQuery,
+  kvPatchBody,
+  kvReadQuery,
+  kvVersionsBody,
+  kvWriteBody,
+  emptyQuery,
+} from '../../../sdk/wire/schemas.js';
+
+/** Names a listing looks at, at most: a Vault listing has no pages, so this bounds one request's work. */
+const LIST_BUDGET = 100_000;
+
+const iso = (ms: number | null) => (ms === null ? '' : new Date(ms).toISOString());
+
+/** Vault's per-version metadata (`data.metadata` of a read, the answer of a write). */
+function versionMetadata(meta: Pick<SecretMeta, 'metadata'>, info: VersionInfo) {
+  return {
+    created_time: iso(info.created_at),
+    custom_metadata: customMetadata(meta.metadata),
+    deletion_time: iso(info.deleted_at),
+    destroyed: info.destroyed,
+    version: info.version,
+  };
+}
+
+/** Vault answers `null` for a secret without custom metadata. */
+const customMetadata = (m: Record<string, string>) => (Object.keys(m).length === 0 ? null : m);
+
+/**
+ * KV version 2 on one mount (docs/vault-compatibility.md "KV v2"): Vault's routes and answers over
+ * the secrets engine and the same policy checks as the native routes (`read` to read, `create` or
+ * `update` to write, `delete`, `update` to undelete, `destroy`, `list`); `prefix` is the Coffer
+ * path the mount stands for.
+ */
+export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: string): void {
+  const { secrets, access } = deps;
+  const base = `/v1/${mount}`;
+  const can = (res: Response, capability: Capability, path: string) => requireCapability(access, res, capability, path);
+  const pathOf = (req: Request, action: string) => cofferPath(prefix, parseUrlPath(rawRest(req, `${base}/${action}/`)));
+
+  /** Writing needs `create` for a new secret and `update` for an existing one; one refusal either way (C21). */
+  const canWrite = (res: Response, path: string) => {
+    res.locals.auditPath = path;
+    if (!access.authorize(identityOf(res), secrets.exists(path) ? 'update' : 'create', path)) {
+      throw new CofferError('forbidden', `permission denied: create or update on ${path}`);
+    }
+  };
+
+  const written = async (res: Response, path: string, version: number) => {
+    const meta = await secrets.metadata(path);
+    const info = meta?.versions.find((v) => v.version === version);
+    if (!meta || !info) throw new CofferError('internal', 'written version is missing');
+    res.json(envelope(res, versionMetadata(meta, info)));
+  };
+
+  const write = async (req: Request, res: Response) => {
+    const path = pathOf(req, 'data');
+    validate(emptyQuery, req.query, 'query');
+    const body = validate(kvWriteBody, req.body);
+    canWrite(res, path);
+    const cas = body.options?.cas;
+    const result = await secrets.put(path, { data: body.data, ...(cas !== undefined ? { cas } : {}) }, { keepMetadata: true });
+    await written(res, path, result.version);
+  };
+
+  vaultMethods(router, `${base}/data/*path`, {
+    get: async (req, res) => {
+      const path = pathOf(req, 'data');
+      const { version } = validate(kvReadQuery, req.query, 'query');
+      can(res, 'read', path);
+      const wanted = version === 0 ? undefined : version; // Vault: version 0 is the current one
+      const secret = await secrets.get(path, wanted);
+      if (secret) {
+        res.json(envelope(res, { data: secret.data, metadata: readMetadata(secret) }));
+        return;
+      }
+      // Deleted or destroyed: Vault answers 404 with the version's metadata (clients tell it from "no such secret").
+      const meta = await secrets.metadata(path);
+      const info = meta?.versions.find((v) => v.version === (wanted ?? meta.current_version));
+      if (!meta || !info) throw new CofferError('not_found', `secret ${path} not found`);
+      res.status(404).json(envelope(res, { data: null, metadata: versionMetadata(meta, info) }));
+    },
+    put: [vaultBody, write],
+    post: [vaultBody, write],
+    patch: [
+      mergePatchBody,
+      async (req, res) => {
+        const path = pathOf(req, 'data');
+        validate(emptyQuery, req.query, 'query');
+        const body = validate(kvPatchBody, req.body);
+        can(res, 'read', path);
+        can(res, 'update', path);
+        const current = await secrets.get(path);
+        if (!current) throw new CofferError('not_found', `secret ${path} not found`);
+        const data: Record<string, JsonValue> = { ...current.data };
+        for (const [key, value] of Object.entries(body.data)) {
+          if (value === null) delete data[key];
+          else data[key] = mergePatch(data[key], value);
+        }
+        // The version patched is the check-and-set: a write in between fails this one, never lost.
+        const result = await secrets.put(path, { data, cas: body.options?.cas ?? current.version }, { keepMetadata: true });
+        await written(res, path, result.version);
+      },
+    ],
+    delete: async (req, res) => {
+      const path = pathOf(req, 'data');
+      validate(emptyQuery, req.query, 'query');
+      can(res, 'delete', path);
+      if (!(await secrets.delete(path))) throw new CofferError('not_found', `secret ${path} not found`);
+      res.status(204).end();
+    },
+  });
+
+  const versionsAction = (action: 'delete' | 'undelete' | 'destroy', capability: Capability) => {
+    const handler = [
+      vaultBody,
+      async (req: Request, res: Response) => {
+        const path = pathOf(req, action);
+        validate(emptyQuery, req.query, 'query');
+        const { versions } = validate(kvVersionsBody, req.body);
+        can(res, capability, path);
+        const done = action === 'delete' ? await secrets.delete(path, versions) : action === 'destroy' ? await secrets.destroy(path, versions) : await secrets.undelete(path, versions);
+        if (!done) throw new CofferError('not_found', `secret ${path} not found`);
+        res.status(204).end();
+      },
+    ];
+    vaultMethods(router, `${base}/${action}/*path`, { post: handler, put: handler });
+  };
+  versionsAction('delete', 'delete');
+  versionsAction('undelete', 'update');
+  versionsAction('destroy', 'destroy');
+
+  /** The names directly below `path` ('' : the mount root) the caller may list; folders end in '/'. */
+  const list = async (res: Response, path: string) => {
+    res.locals.auditPath = path;
+    const permissions = access.permissions(identityOf(res));
+    if (!permissions.mayReachBelow('list', path)) throw new CofferError('forbidden', `permission denied: list on ${path || '(all)'}`);
+    const children = new Set<string>();
+    const skip = path === '' ? 0 : path.length + 1;
+    let after: string | undefined;
+    let scanned = 0;
+    let truncated = false;
+    for (;;) {
+      const page = await secrets.list(path, after, 1000);
+      for (const key of page.keys) {
+        if (key === path || !permissions.allows('list', key)) continue;
+        const rest = key.slice(skip);
+        const slash = rest.indexOf('/');
+        children.add(slash < 0 ? rest : rest.slice(0, slash + 1));
+      }
+      scanned += page.keys.length;
+      if (page.next === null) break;
+      if (scanned >= LIST_BUDGET) {
+        truncated = true;
+        break;
+      }
+      after = page.next;
+    }
+    if (children.size === 0) throw new CofferError('not_found', `nothing to list below ${path || 'the mount'}`);
+    const keys = [...children].sort();
+    res.json(envelope(res, { keys }, truncated ? { warnings: [`listing stopped after ${LIST_BUDGET} names: list a deeper prefix`] } : {}));
+  };
+
+  // The mount root: only a listing (`LIST secret/metadata`, `GET secret/metadata/?list=true`).
+  const root = {
+    get: async (req: Request, res: Response) => {
+      validate(kvListQuery, req.query, 'query');
+      await list(res, prefix);
+    },
+  };
+  vaultMethods(router, `${base}/metadata`, root);
+  vaultMethods(router, `${base}/metadata/`, root);
+
+  const setMetadata = async (req: Request, res: Response) => {
+    const path = pathOf(req, 'metadata');
+    validate(emptyQuery, req.query, 'query');
+    const body = validate(kvMetadataBody, req.body);
+    canWrite(res, path);
+    await secrets.configure(path, {
+      ...(body.custom_metadata !== undefined ? { metadata: body.custom_metadata ?? {} } : {}),
+      ...(body.max_versions !== undefined ? { max_versions: body.max_versions } : {}),
+      ...(body.cas_required !== undefined ? { cas_required: body.cas_required } : {}),
+    });
+    res.status(204).end();
+  };
+
+  vaultMethods(router, `${base}/metadata/*path`, {
+    get: async (req, res) => {
+      const raw = rawRest(req, `${base}/metadata/`);
+      const query = validate(kvMetadataQuery, req.query, 'query');
+      if (query.list) {
+        await list(res, cofferPath(prefix, raw.endsWith('/') ? parseUrlPath(raw.slice(0, -1)) : parseUrlPath(raw)));
+        return;
+      }
+      const path = cofferPath(prefix, parseUrlPath(raw));
+      can(res, 'read', path);
+      const meta = await secrets.metadata(path);
+      if (!meta) throw new CofferError('not_found', `secret ${path} not found`);
+      res.json(envelope(res, secretMetadata(meta)));
+    },
+    put: [vaultBody, setMetadata],
+    post: [vaultBody, setMetadata],
+    patch: [
+      mergePatchBody,
+      async (req, res) => {
+        const path = pathOf(req, 'metadata');
+        validate(emptyQuery, req.query, 'query');
+        const body = validate(kvMetadataPatchBody, req.body);
+        can(res, 'update', path);
+        const meta = await secrets.metadata(path);
+        if (!meta) throw new CofferError('not_found', `secret ${path} not found`);
+        let metadata: Record<string, string> | undefined;
+        if (body.custom_metadata === null) metadata = {};
+        else if (body.custom_metadata !== undefined) {
+          metadata = { ...meta.metadata };
+          for (const [key, value] of Object.entries(body.custom_metadata)) {
+            if (value === null) delete metadata[key];
+            else metadata[key] = value;
+          }
+        }
+        await secrets.configure(path, {
+          ...(metadata ? { metadata } : {}),
+          ...(body.max_versions !== undefined ? { max_versions: body.max_versions } : {}),
+          ...(body.cas_required !== undefined ? { cas_required: body.cas_required } : {}),
+        });
+        res.status(204).end();
+      },
+    ],
+    delete: async (req, res) => {
+      const path = pathOf(req, 'metadata');
+      validate(emptyQuery, req.query, 'query');
+      can(res, 'destroy', path);
+      await secrets.purge(path); // as Vault: 204 whether or not there was anything to erase
+      res.status(204).end();
+    },
+  });
+}
+
+/** A readable version's metadata, from the read itself (no second lookup on the hot path). */
+function readMetadata(secret: StoredSecret) {
+  return {
+    created_time: secret.created_at,
+    custom_metadata: customMetadata(secret.metadata),
+    deletion_time: '',
+    destroyed: false,
+    version: secret.version,
+  };
+}
+
+/** `GET <mount>/metadata/<path>`: Vault's shape, versions keyed by their number as a string. */
+function secretMetadata(meta: SecretMeta) {
+  const versions: Record<string, { created_time: string; deletion_time: string; destroyed: boolean }> = {};
+  for (const info of meta.versions) versions[String(info.version)] = { created_time: iso(info.created_at), deletion_time: iso(info.deleted_at), destroyed: info.destroyed };
+  return {
+    cas_required: meta.cas_required ?? false,
+    created_time: iso(meta.created_at),
+    current_version: meta.current_version,
+    custom_metadata: customMetadata(meta.metadata),
+    delete_version_after: '0s',
+    max_versions: meta.max_versions ?? 0,
+    oldest_version: meta.versions[0]?.version ?? 0,
+    updated_time: iso(meta.updated_at),
+    versions,
+  };
+}
+
+/** RFC 7386 for one key's value: objects merge (null removes), anything else replaces. */
+function mergePatch(target: JsonValue | undefined, patch: JsonValue): JsonValue {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+  const base: Record<string, JsonValue> = target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...target } : {};
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete base[key];
+    else base[key] = mergePatch(base[key], value);
+  }
+  return base;
+}

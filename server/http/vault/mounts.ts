@@ -1,0 +1,25 @@
+/**
+ * The Vault mounts a server answers on (config `vault_kv_mounts`, `vault_jwt_mounts`;
+ * docs/vault-compatibility.md "Mounts").
+ */
+export interface VaultSettings {
+  /** KV v2 mount name → the Coffer path prefix it stands for ('' : Coffer paths as they are). */
+  kvMounts: ReadonlyMap<string, string>;
+  /** Auth mounts that log in with Coffer's jwt roles; `jwt` is always one. */
+  jwtMounts: readonly string[];
+}
+
+export const DEFAULT_VAULT_SETTINGS: VaultSettings = { kvMounts: new Map([['secret', '']]), jwtMounts: ['jwt'] };
+
+/** From the validated config strings (`name` or `name=prefix`). */
+export function vaultSettings(kvMounts: readonly string[], jwtMounts: readonly string[]): VaultSettings {
+  const kv = new Map<string, string>();
+  for (const entry of kvMounts) {
+    const eq = entry.indexOf('=');
+    kv.set(eq < 0 ? entry : entry.slice(0, eq), eq < 0 ? '' : entry.slice(eq + 1));
+  }
+  return { kvMounts: kv, jwtMounts: [...new Set(['jwt', ...jwtMounts])] };
+}
+
+/** The Coffer path of `rest` (already checked) under a mount's prefix. */
+export const cofferPath = (prefix: string, rest: string): string => (prefix === '' ? rest : rest === '' ? prefix : `${prefix}/${rest}`);
