@@ -9,6 +9,7 @@ import {
   changeRecord,
   deriveKeys,
   encodeManifest,
+  epochClaim,
   genesisChain,
   hmacHex,
   isIdentityKey,
@@ -25,6 +26,7 @@ import {
   segmentName,
   segmentPayload,
   snapshotIndexHeader,
+  snapshotPartHeader,
   snapshotIndexName,
   snapshotPartName,
   type ManifestBody,
@@ -68,6 +70,15 @@ describe('replication format: keys and chain values', () => {
     assert.equal(keys.id, createHash('sha256').update(Uint8Array.of(1, 2, 3)).digest('hex').slice(0, 16));
     assert.equal(keyIdOf(Uint8Array.of(1, 2, 3)), keys.id);
     assert.equal(keys.id.length, 16);
+  });
+
+  it('derives the keys with HKDF-SHA256 under the documented labels (a known answer, computed with openssl kdf)', () => {
+    // openssl kdf -keylen 32 -kdfopt digest:SHA256 -kdfopt hexkey:0707…07 -kdfopt salt:<cluster> -kdfopt info:<label>/<purpose> HKDF
+    assert.equal(Buffer.from(keys.enc).toString('hex'), '2a99a7dcd4117625b9bc9efb095577a2a1ac053b8130d0560930070594700e7b', 'coffer/replication/v1/encrypt');
+    assert.equal(Buffer.from(keys.mac).toString('hex'), '087d5178d05331056861dbf8950b79a19e780541495cf618020796b37eef20c5', 'coffer/replication/v1/mac');
+    const backup = deriveKeys(new Uint8Array(32).fill(7), CLUSTER, Uint8Array.of(1, 2, 3), 'coffer/backup/v1');
+    assert.equal(Buffer.from(backup.enc).toString('hex'), '496511b80de0a869d953f391b5695a7834a6e549cbd941b4aa72d8c472c75299', 'coffer/backup/v1/encrypt');
+    assert.equal(keys.id, '039058c6f2c0cb49');
   });
 
   it('hmacHex separates its parts, so moving bytes between parts changes the value', () => {
@@ -179,6 +190,48 @@ describe('replication format: objects', () => {
   });
 });
 
+describe('replication format: header patterns and errors', () => {
+  const segment = { cluster: CLUSTER, key: keys.id, epoch: 1, from: 1, to: 2, prev: H64, count: 1 };
+  const index = { cluster: CLUSTER, key: keys.id, epoch: 1, seq: 0, chain: H64, parts: 1, entries: 0 };
+
+  it('refuses a cluster, key id or hash with a character before or after its hex digits, in every header', () => {
+    const around = (s: string) => [`${s}0`, `0${s}`, `${s}\n`];
+    for (const cluster of around(CLUSTER)) {
+      assert.throws(() => parseJson(segmentHeader, JSON.stringify({ ...segment, cluster }), 'segment header'), refused('bad_format', /^segment header: cluster: /), cluster);
+      assert.throws(() => parseJson(snapshotIndexHeader, JSON.stringify({ ...index, cluster }), 'index'), refused('bad_format', /^index: cluster: /), cluster);
+      assert.throws(() => parseJson(snapshotPartHeader, JSON.stringify({ cluster, seq: 0, part: 0 }), 'part'), refused('bad_format', /^part: cluster: /), cluster);
+    }
+    for (const key of around(keys.id)) {
+      assert.throws(() => parseJson(segmentHeader, JSON.stringify({ ...segment, key }), 'segment header'), refused('bad_format', /^segment header: key: /), key);
+      assert.throws(() => parseJson(snapshotIndexHeader, JSON.stringify({ ...index, key }), 'index'), refused('bad_format', /^index: key: /), key);
+    }
+    for (const prev of around(H64)) {
+      assert.throws(() => parseJson(segmentHeader, JSON.stringify({ ...segment, prev }), 'segment header'), refused('bad_format', /^segment header: prev: /), prev);
+    }
+    assert.deepEqual(parseJson(segmentHeader, JSON.stringify(segment), 'segment header'), segment);
+    assert.deepEqual(parseJson(snapshotIndexHeader, JSON.stringify(index), 'index'), index);
+  });
+
+  it('numbers snapshot parts from 0 up', () => {
+    for (const part of [0, 1, 999_999]) assert.equal(parseJson(snapshotPartHeader, JSON.stringify({ cluster: CLUSTER, seq: 5, part }), 'part').part, part);
+    for (const part of [-1, 1.5]) assert.throws(() => parseJson(snapshotPartHeader, JSON.stringify({ cluster: CLUSTER, seq: 5, part }), 'part'), refused('bad_format', /^part: part: /), String(part));
+  });
+
+  it('errors carry their name and a dotted path to the field that failed', () => {
+    const error = (() => {
+      try {
+        parseJson(changeRecord, JSON.stringify({ seq: 1, time: 0, ops: [{ type: 'del', key: '' }] }), 'change');
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    assert.ok(error instanceof ReplicationError);
+    assert.equal(error.name, 'ReplicationError');
+    assert.match(String(error), /^ReplicationError: change: ops\.0\.key: /);
+  });
+});
+
 describe('replication format: payload schemas', () => {
   const put = { type: 'put', key: 'secrets/app/x', value: 'AAEC' };
   const record = { seq: 1, time: 0, ops: [put, { type: 'del', key: 'k' }] };
@@ -242,6 +295,42 @@ describe('replication format: the manifest', () => {
     assert.equal(readManifestUnverified(bytes).doc.key.id, keys.id);
   });
 
+  it('MACs the manifest under the label "manifest", the cluster, the wrapped key and the body, each part NUL-terminated', () => {
+    const doc = JSON.parse(Buffer.from(encodeManifest(keys, CLUSTER, body)).toString());
+    const expected = createHmac('sha256', keys.mac).update(`manifest\u0000${CLUSTER}\u0000${doc.key.wrapped}\u0000${doc.body}\u0000`).digest('hex');
+    assert.equal(doc.mac, expected);
+    assert.equal(doc.key.wrapped, 'AQID');
+  });
+
+  it('refuses a manifest whose cluster, key id or holder has a character before or after its hex digits', () => {
+    const doc = JSON.parse(Buffer.from(encodeManifest(keys, CLUSTER, body)).toString());
+    const reencode = (d: object) => Buffer.from(JSON.stringify(d));
+    for (const cluster of [`${CLUSTER}0`, `0${CLUSTER}`]) {
+      assert.throws(() => readManifestUnverified(reencode({ ...doc, cluster })), refused('bad_format', /^manifest: cluster: /), cluster);
+    }
+    for (const id of [`${keys.id}0`, `0${keys.id}`]) {
+      assert.throws(() => readManifestUnverified(reencode({ ...doc, key: { ...doc.key, id } })), refused('bad_format', /^manifest: key\.id: /), id);
+    }
+    for (const holder of [`${body.holder}0`, `0${body.holder}`]) {
+      const text = JSON.stringify({ ...body, holder });
+      assert.throws(() => readManifestUnverified(reencode({ ...doc, body: text })), refused('bad_format', /^manifest body: holder: /), holder);
+      const signed = { ...doc, body: text, mac: hmacHex(keys.mac, 'manifest', CLUSTER, doc.key.wrapped, text) };
+      assert.throws(() => openManifest(keys, CLUSTER, reencode(signed)), refused('bad_format', /^manifest body: holder: /), `${holder}, correctly MACed`);
+    }
+  });
+
+  it('names what failed to parse in its errors: the manifest, its body, the JSON', () => {
+    const doc = JSON.parse(Buffer.from(encodeManifest(keys, CLUSTER, body)).toString());
+    for (const read of [readManifestUnverified, (b: Uint8Array) => openManifest(keys, CLUSTER, b)]) {
+      assert.throws(() => read(Buffer.from('{')), refused('bad_format', 'manifest is not JSON'));
+      assert.throws(() => read(Buffer.from(JSON.stringify({ ...doc, format: 2 }))), refused('bad_format', /^manifest: format: /));
+      const text = '{"epoch":';
+      assert.throws(() => read(Buffer.from(JSON.stringify({ ...doc, body: text, mac: hmacHex(keys.mac, 'manifest', CLUSTER, doc.key.wrapped, text) }))), refused('bad_format', 'manifest body is not JSON'));
+      const nested = JSON.stringify({ ...body, base: { seq: -1, chain: H64 } });
+      assert.throws(() => read(Buffer.from(JSON.stringify({ ...doc, body: nested, mac: hmacHex(keys.mac, 'manifest', CLUSTER, doc.key.wrapped, nested) }))), refused('bad_format', /^manifest body: base\.seq: /));
+    }
+  });
+
   it('refuses another vault with other_vault, another key with other_key, an edit with bad_mac', () => {
     const bytes = encodeManifest(keys, CLUSTER, body);
     assert.throws(() => openManifest(keys, 'fedcba9876543210fedcba9876543210', bytes), refused('other_vault', 'manifest belongs to another vault (cluster id differs)'));
@@ -281,6 +370,8 @@ describe('replication format: object names', () => {
     assert.deepEqual(parseSnapshotIndexName(snapshotIndexName(16, 2)), { seq: 16, epoch: 2 });
     assert.deepEqual(parseSnapshotIndexName('snap/0000000000000010.snap'), { seq: 16, epoch: 0 });
     assert.equal(snapshotPartName(16, 3), 'snap/0000000000000010/00000003.part');
+    assert.equal(epochClaim(3), 'epoch-3/claim');
+    assert.equal(epochClaim(42), 'epoch-42/claim');
   });
 
   it('refuses segment names with to < from, epoch 0 or a leading zero, upper-case hex, unsafe numbers or anything around them', () => {
