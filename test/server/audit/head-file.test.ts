@@ -94,6 +94,9 @@ describe('audit head file: layout and reading', function () {
       ['a wrong checksum', slot(8, JSON.stringify(head(8)), { hash: Buffer.alloc(32) })],
       ['a checksummed payload that is not JSON', slot(8, '{"file":')],
       ['a checksummed payload outside the schema', slot(8, JSON.stringify({ ...head(8), extra: 1 }))],
+      ['a checksummed head whose hash has a character before its 64 hex digits', slot(8, JSON.stringify({ ...head(8), hash: `0${H('8')}` }))],
+      ['a checksummed head whose hash has a character after its 64 hex digits', slot(8, JSON.stringify({ ...head(8), hash: `${H('8')}0` }))],
+      ['a checksummed head whose sink position has a longer hash', slot(8, JSON.stringify({ ...head(8), sinks: [{ seq: 8, hash: `0${H('8')}` }] }))],
       ['a checksummed head with clean: false', slot(8, JSON.stringify({ ...head(8), clean: false }))],
       ['a checksummed head with 17 sink positions', slot(8, JSON.stringify({ ...head(8), sinks: Array(17).fill(null) }))],
     ];
@@ -153,7 +156,20 @@ describe('audit head file: layout and reading', function () {
     await assert.rejects(new FileHead(path).read(), /is unreadable/);
     const jsonLike = Buffer.concat([slot(1, JSON.stringify(head(1))), slot(2, JSON.stringify(head(2)))]);
     jsonLike[0] = 0x7b;
-    await assert.rejects(new FileHead(path).read(), /is unreadable/);
+    await writeFile(path, jsonLike);
+    await assert.rejects(new FileHead(path).read(), /is unreadable/, 'read as JSON, not as its valid second slot');
+  });
+
+  it('reads an old-format JSON head of exactly the two-slot size as JSON', async () => {
+    const base = JSON.stringify({ file: '', seq: 4, hash: H('c') }).length;
+    const legacy = { file: 'f'.repeat(HEAD_FILE_BYTES - base), seq: 4, hash: H('c') };
+    assert.equal(JSON.stringify(legacy).length, HEAD_FILE_BYTES);
+    await writeFile(path, JSON.stringify(legacy));
+    const h = new FileHead(path);
+    assert.deepEqual(await h.read(), legacy);
+    await h.write(head(5));
+    assert.deepEqual((await readFile(path)).subarray(SLOT_BYTES), slot(1, JSON.stringify(head(5))), 'replaced by a new two-slot file');
+    await h.close();
   });
 
   it('reopens a head file that was replaced behind its back, and creates it again if it was removed', async () => {
