@@ -70,6 +70,11 @@ export const TARGETS = {
     tests: ['test/server/http/login-limits-bounds.test.ts', 'test/server/http/failure-limiter.test.ts', 'test/server/http/login-limits.test.ts'],
     build: ['cli/main.ts'], // login-limits.test runs `coffer login approle`
   },
+  barrier: {
+    mutate: ['server/store/barrier.ts'],
+    tests: ['test/server/store/barrier.test.ts', 'test/integration/migration.test.ts', 'test/server/secrets/integrity.test.ts'],
+    build: ['cli/main.ts'], // migration.test runs `coffer server` on an old data directory
+  },
   'audit-head': {
     mutate: ['server/audit/head.ts'],
     tests: ['test/server/audit/head-file.test.ts', 'test/server/audit/head-integrity.test.ts', 'test/server/audit/head-removed.test.ts'],

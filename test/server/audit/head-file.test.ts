@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileHead, HEAD_FILE_BYTES, SLOT_BYTES, type AuditHead } from '../../../server/audit/head.js';
 import { tempDir } from '../../helpers.js';
@@ -92,6 +92,14 @@ describe('audit head file: layout and reading', function () {
       })()],
       ['a length past the slot', slot(8, JSON.stringify(head(8)), { length: SLOT_BYTES - HEADER + 1 })],
       ['a wrong checksum', slot(8, JSON.stringify(head(8)), { hash: Buffer.alloc(32) })],
+      ['a length one past the slot, checksummed over all the slot holds', (() => {
+        // A payload that runs to the slot's end (JSON, then blanks) with a length one byte longer:
+        // checksummed over everything after the header, it would read if the length were not checked.
+        const json = JSON.stringify(head(8));
+        const s = slot(8, json + ' '.repeat(SLOT_BYTES - HEADER - json.length), { length: SLOT_BYTES - HEADER + 1 });
+        createHash('sha256').update(s.subarray(0, 16)).update(s.subarray(HEADER)).digest().copy(s, 16);
+        return s;
+      })()],
       ['a checksummed payload that is not JSON', slot(8, '{"file":')],
       ['a checksummed payload outside the schema', slot(8, JSON.stringify({ ...head(8), extra: 1 }))],
       ['a checksummed head whose hash has a character before its 64 hex digits', slot(8, JSON.stringify({ ...head(8), hash: `0${H('8')}` }))],
@@ -170,6 +178,16 @@ describe('audit head file: layout and reading', function () {
     await h.write(head(5));
     assert.deepEqual((await readFile(path)).subarray(SLOT_BYTES), slot(1, JSON.stringify(head(5))), 'replaced by a new two-slot file');
     await h.close();
+  });
+
+  it('takes only "no such file" for "no head": another error reading or writing it is an error', async () => {
+    await mkdir(path);
+    await assert.rejects(new FileHead(path).read(), { code: 'EISDIR' });
+    await rm(path, { recursive: true });
+    await symlink(path, path); // a loop: ELOOP on every open
+    await assert.rejects(new FileHead(path).read(), { code: 'ELOOP' });
+    await assert.rejects(new FileHead(path).write(head(1)), { code: 'ELOOP' });
+    assert.equal((await readFile(path).catch((e: NodeJS.ErrnoException) => e.code)), 'ELOOP', 'not replaced by a new head file');
   });
 
   it('reopens a head file that was replaced behind its back, and creates it again if it was removed', async () => {
