@@ -25,7 +25,7 @@ export async function loginGithubActions(client: Coffer, options: { role: string
 }
 
 /** GitLab CI: the `id_tokens:` entry named by `tokenEnv` (e.g. COFFER_ID_TOKEN). */
-export function loginGitlab(client: Coffer, options: { role: string; tokenEnv?: string; env?: NodeJS.ProcessEnv }): Promise<LoginResult> {
+export function loginGitlab(client: Coffer, options: { role: string; tokenEnv?: string | undefined; env?: NodeJS.ProcessEnv | undefined }): Promise<LoginResult> {
   const name = options.tokenEnv ?? 'COFFER_ID_TOKEN';
   const jwt = (options.env ?? process.env)[name];
   if (!jwt) throw new CofferError('invalid_request', `${name} is not set: declare it under id_tokens: in .gitlab-ci.yml with aud: coffer`, 0);

@@ -56,31 +56,31 @@ import type {
 
 export interface CofferOptions {
   /** Server address; default `COFFER_ADDR` or http://127.0.0.1:8740. */
-  addr?: string;
+  addr?: string | undefined;
   /** Bearer token; default `COFFER_TOKEN`, then the file named by `COFFER_TOKEN_FILE`. */
-  token?: string;
+  token?: string | undefined;
   /** A file holding the token (mode 0600 or stricter, one line), read once here; `token` wins over it. */
-  tokenFile?: string;
+  tokenFile?: string | undefined;
   /** Prefix joined in front of every secret path (`COFFER_NAMESPACE`). */
-  namespace?: string;
+  namespace?: string | undefined;
   /** PEM of the CA that signed the server's certificate; default: the file named by `COFFER_CACERT`. */
-  caCert?: string;
+  caCert?: string | undefined;
   /** mTLS: PEM client certificate and key; default: the files named by `COFFER_CLIENT_CERT` and `COFFER_CLIENT_KEY`. */
-  clientCert?: string;
-  clientKey?: string;
+  clientCert?: string | undefined;
+  clientKey?: string | undefined;
   /** Name the server certificate must carry (and SNI), when `addr` uses an IP or another name; default `COFFER_TLS_SERVER_NAME`. */
-  tlsServerName?: string;
+  tlsServerName?: string | undefined;
   /** Per attempt; default 10 s. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** Retries of idempotent calls on connection errors, 429 and 503; default 3. */
-  retries?: number;
+  retries?: number | undefined;
   /** How to send requests (default: global fetch; see transport.ts). */
-  transport?: Transport;
+  transport?: Transport | undefined;
   /** For tests: a fetch implementation, and the sleep between retries. */
-  fetch?: typeof fetch;
-  sleep?: (ms: number) => Promise<void>;
+  fetch?: typeof fetch | undefined;
+  sleep?: ((ms: number) => Promise<void>) | undefined;
   /** Renew the token from a login (or `renew`) at two thirds of its lifetime, up to its max TTL. */
-  autoRenew?: boolean;
+  autoRenew?: boolean | undefined;
 }
 
 interface Call {
@@ -138,7 +138,7 @@ export async function tlsFromEnv(options: Pick<CofferOptions, 'caCert' | 'client
     throw new CofferError('invalid_request', `a client certificate needs its key: set both COFFER_CLIENT_CERT and COFFER_CLIENT_KEY (or clientCert and clientKey)`, 0);
   }
   const servername = options.tlsServerName ?? (env.COFFER_TLS_SERVER_NAME || undefined);
-  return { ...(ca !== undefined ? { ca } : {}), ...(cert !== undefined ? { cert, key } : {}), ...(servername ? { servername } : {}) };
+  return { ...(ca !== undefined ? { ca } : {}), ...(cert !== undefined && key !== undefined ? { cert, key } : {}), ...(servername ? { servername } : {}) };
 }
 
 const wantsTls = (o: CofferOptions, env: NodeJS.ProcessEnv) =>
@@ -226,7 +226,7 @@ export class Coffer {
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.retries = options.retries ?? 3;
     this.transport = options.transport ?? fetchTransport(options.fetch ?? (wantsTls(options, process.env) ? withTls(() => tlsFromEnv(options)) : fetch));
-    this.sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+    this.sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
     this.autoRenew = options.autoRenew ?? false;
   }
 
@@ -267,7 +267,7 @@ export class Coffer {
     await this.call({ method: 'POST', path: `/v1/secrets/${this.secretPath(path)}/destroy`, body: { versions } satisfies VersionsRequest, idempotent: true });
   }
 
-  listPage(prefix = '', options: { after?: string; limit?: number } = {}): Promise<ListResult> {
+  listPage(prefix = '', options: { after?: string | undefined; limit?: number | undefined } = {}): Promise<ListResult> {
     const full = this.namespace ? (prefix ? `${this.namespace}/${prefix}` : this.namespace) : prefix;
     return this.call({ method: 'GET', path: '/v1/secrets', query: { prefix: full || undefined, after: options.after, limit: options.limit }, idempotent: true });
   }

@@ -50,10 +50,10 @@ export function tlsConnectOptions(tls: TlsClientOptions): TlsClientOptions {
 /** Wraps a fetch implementation (global, undici with a CA, or a test double). */
 export function fetchTransport(fetchImpl: typeof fetch): Transport {
   return (url, req) => {
-    if (!req.stream) return fetchImpl(url, { method: req.method, headers: req.headers, body: req.body, redirect: 'error', signal: AbortSignal.timeout(req.timeoutMs) });
+    if (!req.stream) return fetchImpl(url, { method: req.method, headers: req.headers, body: req.body ?? null, redirect: 'error', signal: AbortSignal.timeout(req.timeoutMs) });
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(Object.assign(new Error('timeout'), { name: 'TimeoutError' })), req.timeoutMs);
-    return fetchImpl(url, { method: req.method, headers: req.headers, body: req.body, redirect: 'error', signal: controller.signal }).finally(() => clearTimeout(timer));
+    return fetchImpl(url, { method: req.method, headers: req.headers, body: req.body ?? null, redirect: 'error', signal: controller.signal }).finally(() => clearTimeout(timer));
   };
 }
 

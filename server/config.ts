@@ -91,7 +91,7 @@ function fromEnv(key: keyof ServerConfig, value: string): unknown {
   return value;
 }
 
-export async function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; flags?: Partial<Record<keyof ServerConfig, unknown>> }): Promise<ServerConfig> {
+export async function loadConfig(options: { file?: string | undefined; env?: NodeJS.ProcessEnv; flags?: Partial<Record<keyof ServerConfig, unknown>> }): Promise<ServerConfig> {
   let fromFile: Record<string, unknown> = {};
   if (options.file) {
     let text: string;

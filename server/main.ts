@@ -33,9 +33,9 @@ export interface RunningServer {
   rewrap: RewrapJobs;
   replication: Replication;
   /** Only set by a dev server's first start. */
-  rootToken?: string;
+  rootToken?: string | undefined;
   /** Set when serving HTTPS; `caFile` only with --dev-tls (the throw-away CA to trust). */
-  tls?: { notAfter: Date; caFile?: string };
+  tls?: { notAfter: Date; caFile?: string | undefined } | undefined;
   /**
    * Re-reads tls_cert_file and tls_key_file (and the client CA) and serves them to new
    * handshakes; open connections keep theirs. A pair that does not pass the start-up checks is
@@ -263,7 +263,7 @@ async function writeSecretFile(path: string, content: string): Promise<void> {
 }
 
 /** `coffer server`: loads config, starts, prints the dev token once, stops on signals. */
-export async function runServer(flags: { config?: string } & Partial<Record<keyof ServerConfig, unknown>>): Promise<void> {
+export async function runServer(flags: { config?: string | undefined } & Partial<Record<keyof ServerConfig, unknown>>): Promise<void> {
   const { config: file, ...rest } = flags;
   const config = await loadConfig({ file, env: process.env, flags: rest });
   const log = pino({ level: config.log_level, base: { service: 'coffer' } });

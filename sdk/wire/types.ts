@@ -319,7 +319,7 @@ export interface RewrapProgress {
   rewrapped: number;
   started_at: Timestamp;
   finished_at: Timestamp | null;
-  error?: string;
+  error?: string | undefined;
 }
 
 export interface KeyringStatus {

@@ -23,8 +23,8 @@ export interface Position {
  */
 export interface AuditHead extends Position {
   file: string;
-  sinks?: (Position | null)[];
-  clean?: boolean;
+  sinks?: (Position | null)[] | undefined;
+  clean?: boolean | undefined;
 }
 
 const hash = z.string().regex(/^[0-9a-f]{64}$/);

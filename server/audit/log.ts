@@ -10,7 +10,7 @@ import { FileSink } from './file-sink.js';
 import { FileHead, type Position } from './head.js';
 import { resumeSinks } from './resume.js';
 import { CHUNK_BYTES } from './tail.js';
-import { SinkRunner, type SinkState } from './sink-runner.js';
+import { SinkRunner } from './sink-runner.js';
 import type { Sink } from './sink.js';
 import { StdoutSink, StreamSink } from './stream-sink.js';
 

@@ -89,7 +89,7 @@ export async function resumeSinks(names: string[], stored: AuditHead | undefined
         if (!(e instanceof AuditTailError) || acceptAt !== e.storedSeq || accepted !== undefined) throw e;
         resume = acceptTruncation(tail, { file, ...(pos ?? { seq: stored.seq, hash: stored.hash }) }, e.problem);
         accepted = i;
-        open.gap = resume.gap;
+        if (resume.gap) open.gap = resume.gap;
       }
     } else {
       resume = resumeFrom(file, tail, undefined, '');

@@ -93,7 +93,7 @@ export interface Resume {
    */
   cut?: { size: number; from: number; to: number };
   /** Set when an operator accepted a truncation: what the server had written before it. */
-  gap?: AcceptedGap;
+  gap?: AcceptedGap | undefined;
   /** A non-empty log without a stored head (first start with this version, or the head was deleted). */
   headMissing?: boolean;
 }

@@ -80,7 +80,7 @@ export class UserpassMethod {
     this.users = store.table(USER_PREFIX, jsonCodec(userRecord), 'userpass user');
   }
 
-  async put(name: string, input: Omit<User, 'name' | 'password_hash'> & { password?: string }): Promise<Omit<User, 'password_hash'>> {
+  async put(name: string, input: Omit<User, 'name' | 'password_hash'> & { password?: string | undefined }): Promise<Omit<User, 'password_hash'>> {
     checkLoginName('user', name);
     checkSettings(input);
     const existing = await this.users.get(name);

@@ -27,8 +27,8 @@ export interface MintRequest {
   groups: string[];
   policies: string[];
   /** Seconds; absent: one hour, cut to what the minter may grant. */
-  ttl?: number;
-  max_ttl?: number;
+  ttl?: number | undefined;
+  max_ttl?: number | undefined;
   /** A token outside the minter's tree (the route checks the capability for it). */
   orphan: boolean;
 }

@@ -69,16 +69,16 @@ export interface TokenClaims {
   /** Hard expiry: the token's maximum lifetime; no renewal goes past it. */
   exp: number;
   /** Expiry when issued (renewals move it later, up to `exp`). Absent on tokens signed before renew-in-place: then `exp`. */
-  ttl_exp?: number;
+  ttl_exp?: number | undefined;
   /** Only on tokens signed before renew-in-place (their soft `exp` had to stay within it). */
-  max_exp?: number;
+  max_exp?: number | undefined;
   jti: string;
   method: string;
-  root?: boolean;
+  root?: boolean | undefined;
   /** The jti of the token that minted this one: revoking that one revokes this one. */
-  parent?: string;
+  parent?: string | undefined;
   /** Identity details copied from the login (jwt `claim_mappings`), for self and the audit. */
-  meta?: Record<string, string>;
+  meta?: Record<string, string> | undefined;
 }
 
 /** The claims of a valid token plus its effective expiry now (the server's renewal record applied). */

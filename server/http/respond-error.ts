@@ -9,7 +9,7 @@ import { vaultError } from './vault/errors.js';
  * secrets); anything else is `500 internal error` with the request id, details to the log only.
  */
 export function errorHandler(log: Logger) {
-  return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
+  return (err: unknown, _req: Request, res: Response, _next: NextFunction): void => {
     const requestId = res.locals.requestId ?? '';
     let error: CofferError;
     if (isCofferError(err)) {

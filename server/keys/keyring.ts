@@ -196,7 +196,7 @@ export class Keyrings {
     return this.cache.size;
   }
 
-  private async addVersion(tx: Tx, namespace: string, record: KeyringRecord | undefined): Promise<KeyringRecord> {
+  private async addVersion(_tx: Tx, namespace: string, record: KeyringRecord | undefined): Promise<KeyringRecord> {
     const next: KeyringRecord = record ?? { namespace, current: 0, versions: {} };
     const version = Math.max(0, ...Object.keys(next.versions).map(Number)) + 1;
     const key = this.options.random(KEY_LENGTH);

@@ -19,7 +19,6 @@ import {
 import { readSnapshot } from './snapshot.js';
 import { isBootstrapping, readStream, streamOp, type StreamState } from './state.js';
 import { REPL_BOOTSTRAP_KEY as BOOTSTRAP_KEY, REPL_LOCAL_PREFIX as LOCAL_PREFIX, SEQ_KEY, isLocalKey } from '../store/keys.js';
-import type { ReplicationErrorCode } from '../../sdk/wire/errors.js';
 import type { ReplicaProgress } from '../../sdk/wire/types.js';
 import { timestamp, timestampOrNull } from '../../sdk/wire/time.js';
 

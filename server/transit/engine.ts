@@ -52,7 +52,7 @@ export class TransitEngine {
     this.keys = store.table(KEY_PREFIX, jsonCodec(transitKey), 'transit key');
   }
 
-  async create(name: string, options: { exportable?: boolean; usage?: Usage[] }): Promise<KeyInfo> {
+  async create(name: string, options: { exportable?: boolean | undefined; usage?: Usage[] | undefined }): Promise<KeyInfo> {
     const keys = this.store.keys();
     return this.store.mutate(async (tx) => {
       if (tx.get(this.keys.key(name))) throw new CofferError('already_exists', `key ${name} already exists`);

@@ -10,7 +10,7 @@ import { CLI, startServerProcess, type ServerProcess } from './server-process.js
 const run = promisify(execFile);
 
 interface Answer {
-  status?: number;
+  status?: number | undefined;
   error?: string;
   body: string;
 }

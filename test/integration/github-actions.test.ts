@@ -80,7 +80,7 @@ describe('end to end: a GitHub Actions job reads only its secrets', function () 
 
   it('logs in through the SDK helper the way a workflow step does (runner token endpoint)', async () => {
     const jwt = await idp.sign({});
-    const seen: { auth?: string; audience?: string | null } = {};
+    const seen: { auth?: string | undefined; audience?: string | null } = {};
     const runner = createServer((req, res) => {
       seen.auth = req.headers.authorization;
       seen.audience = new URL(req.url!, 'http://x').searchParams.get('audience');

@@ -33,7 +33,7 @@ function cli(args: string[], env: NodeJS.ProcessEnv, home: string): Promise<CliR
 }
 
 interface Answer {
-  status?: number;
+  status?: number | undefined;
   error?: string;
   body: string;
   /** SHA-256 fingerprint of the certificate the server presented. */

@@ -133,7 +133,7 @@ describe('sdk over TLS with a private CA', function () {
 describe('sdk retries', () => {
   it('retries idempotent reads on 503 and connection errors with backoff, never a sealed answer', async () => {
     let calls = 0;
-    const flaky = createServer((req, res) => {
+    const flaky = createServer((_req, res) => {
       calls++;
       if (calls < 3) return void res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":{"code":"rate_limited","message":"busy","request_id":"r"}}');
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"path":"a","version":1,"type":"kv","data":{},"metadata":{},"created_at":"x","expires_at":null}');

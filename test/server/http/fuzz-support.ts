@@ -16,7 +16,7 @@ export interface RawRequest {
   target: string;
   /** Header lines in order; duplicates allowed. */
   headers: [string, string][];
-  body?: string | Buffer;
+  body?: string | Buffer | undefined;
 }
 
 export interface RawResponse {
