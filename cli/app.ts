@@ -122,7 +122,7 @@ export async function runCoffer(args: string[], deps: Deps = depsOf(processIO())
         material?.fill(0);
       }
     },
-  ) as unknown as Argv<GlobalArgs>;
+  );
   cli = sysCommands(cli, commands);
   cli = replicaCommands(cli, commands);
   cli = authCommands(cli, commands);

@@ -110,7 +110,7 @@ export function explain(error: unknown): { message: string; code: number } {
     case 'not_found':
       return { message: error.message, code: EXIT.notFound };
     case 'rate_limited':
-      return { message: `${error.message}`, code: EXIT.unavailable };
+      return { message: error.message, code: EXIT.unavailable };
     case 'storage_full':
     case 'storage_unavailable':
       return { message: `${error.message}: nothing was written; reads still work. An operator must free space or fix the server's data disk`, code: EXIT.unavailable };

@@ -33,7 +33,7 @@ export async function runFromArgs(args: string[]): Promise<void> {
     process.exit(EXIT.usage);
   }
   try {
-    const options = runOptions(values, { ...(typeof addr === 'string' ? { addr } : {}), ...(typeof token === 'string' ? { token } : {}), json: json === true, quiet: quiet === true });
+    const options = runOptions(values, { ...(typeof addr === 'string' ? { addr } : {}), ...(typeof token === 'string' ? { token } : {}), json: json, quiet: quiet });
     process.exit(await runWith(options, separator < 0 ? [] : args.slice(separator + 1), deps));
   } catch (e) {
     const { message, code } = explain(e);

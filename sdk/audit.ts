@@ -142,7 +142,7 @@ export function verifyAuditLog(text: string, options: VerifyOptions = {}): Verif
       if (entry.type === 'open') {
         const gap = entry.gap as { stored_seq?: unknown; file_seq?: unknown; reason?: unknown } | undefined;
         if (gap && typeof gap.stored_seq === 'number') {
-          result.gaps.push({ line: i + 1, stored_seq: gap.stored_seq, file_seq: typeof gap.file_seq === 'number' ? gap.file_seq : null, reason: String(gap.reason ?? '') });
+          result.gaps.push({ line: i + 1, stored_seq: gap.stored_seq, file_seq: typeof gap.file_seq === 'number' ? gap.file_seq : null, reason: typeof gap.reason === 'string' ? gap.reason : '' });
         }
         if (entry.head_missing === true) {
           // After a server that kept a chain head, a restart without it is a removed head file:
@@ -151,7 +151,7 @@ export function verifyAuditLog(text: string, options: VerifyOptions = {}): Verif
           result.uncheckedRestarts.push(i + 1);
         }
         if (entry.head === true) headAware = true;
-        const unconfirmed = entry.unconfirmed as unknown;
+        const unconfirmed = entry.unconfirmed;
         for (const u of Array.isArray(unconfirmed) ? unconfirmed : unconfirmed ? [unconfirmed] : []) {
           const range = u as { sink?: unknown; from?: unknown; to?: unknown };
           if (typeof range.from !== 'number' || typeof range.to !== 'number') continue;

@@ -109,7 +109,7 @@ function withTls(tls: () => Promise<TlsClientOptions>): typeof fetch {
   return async (input, init) => {
     ready ??= Promise.all([tls(), import('undici')]).then(([options, { Agent, fetch: undiciFetch }]) => {
       const dispatcher = new Agent({ connect: tlsConnectOptions(options) });
-      return ((url: Parameters<typeof fetch>[0], options?: RequestInit) => undiciFetch(url as string, { ...(options as object), dispatcher } as never)) as unknown as typeof fetch;
+      return (url: Parameters<typeof fetch>[0], options?: RequestInit) => undiciFetch(url as string, { ...(options as object), dispatcher });
     });
     // A file that cannot be read fails every call the same way, and is retried at the next one.
     ready.catch(() => (ready = undefined));
@@ -387,7 +387,7 @@ export class Coffer {
     const query = new URLSearchParams();
     if (rights.exportable !== undefined) query.set('exportable', String(rights.exportable));
     if (rights.valid_to !== undefined) query.set('valid_to', rights.valid_to);
-    const qs = query.size ? `?${query}` : '';
+    const qs = query.size ? `?${query.toString()}` : '';
     return this.call({ method: 'GET', path: `/v1/sys/byok/wrapping-key${qs}`, idempotent: true });
   }
 

@@ -123,7 +123,7 @@ export function nodeHttpTransport(options: TlsClientOptions = {}): Transport {
     new Promise((resolve, reject) => {
       const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
       const r = send(url, { method: req.method, headers: req.headers, timeout: req.timeoutMs, ...(url.protocol === 'https:' ? tls : {}) }, (res) => {
-        if (req.stream && (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300) return resolve(new StreamedResponse(res));
+        if (req.stream && (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300) return void resolve(new StreamedResponse(res));
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (c: Buffer) => {

@@ -101,7 +101,8 @@ export async function loadConfig(options: { file?: string | undefined; env?: Nod
       throw new CofferError('invalid_request', `config file ${options.file} cannot be read`);
     }
     try {
-      fromFile = (options.file.endsWith('.json') ? JSON.parse(text) : parseYaml(text)) ?? {};
+      const parsed: unknown = options.file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+      fromFile = (parsed ?? {}) as Record<string, unknown>;
     } catch {
       throw new CofferError('invalid_request', `config file ${options.file} is not valid ${options.file.endsWith('.json') ? 'JSON' : 'YAML'}`);
     }

@@ -14,7 +14,7 @@ export function parseStrictJson(text: string): unknown {
   scan(text);
   let value: unknown;
   try {
-    value = JSON.parse(text, (key, v) => {
+    value = JSON.parse(text, (key, v: unknown) => {
       if (!key.isWellFormed() || (typeof v === 'string' && !v.isWellFormed())) throw bad('invalid Unicode');
       return v;
     });

@@ -151,7 +151,7 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
       // One reload at a time: two SIGHUPs in a row must not race two reads of half-written files.
       while (reloading) await reloading.catch(() => undefined);
       reloading = (async () => {
-        const fresh = await loadTls(tlsSettings!);
+        const fresh = await loadTls(tlsSettings);
         // setSecureContext replaces what new handshakes get; established connections keep their session.
         (server as unknown as import('node:tls').Server).setSecureContext(fresh.context);
         tlsState = { ...tlsState, notAfter: fresh.notAfter };
@@ -228,7 +228,7 @@ function listen(app: Parameters<typeof createServer>[1], listenOn: string, optio
   const { socketTimeout, ...timeouts } = SERVER_TIMEOUTS;
   const http = { maxHeaderSize: 16 * 1024, ...timeouts };
   const server: Server = options.tls
-    ? (createHttpsServer({ ...http, ...serverTlsOptions(options.tls.settings, options.tls.material) }, app) as unknown as Server)
+    ? (createHttpsServer({ ...http, ...serverTlsOptions(options.tls.settings, options.tls.material) }, app))
     : createServer(http, app);
   acceptListVerb(server, options.tls ? 'secureConnection' : 'connection'); // Vault clients' LIST
   server.maxHeadersCount = 100;

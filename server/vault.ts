@@ -57,7 +57,7 @@ export interface Vault {
   access: AuthService;
   app: Express;
   /** The init sequence (server/auth/bootstrap.ts) on this vault. */
-  initialize(shape: { shares: number; threshold: number }): Promise<Initialized>;
+  initialize: (shape: { shares: number; threshold: number }) => Promise<Initialized>;
 }
 
 /**

@@ -7,7 +7,7 @@ export interface TestIssuer {
   issuer: string;
   jwksUrl: string;
   /** A token with the issuer's defaults, overridden by `claims`; `aud`, `sub` and the times may be set in options. */
-  sign(claims?: Record<string, unknown>, options?: { audience?: string; subject?: string; now?: number }): Promise<string>;
+  sign(claims?: Record<string, unknown>, options?: { audience?: string | undefined; subject?: string | undefined; now?: number | undefined }): Promise<string>;
   /** How many times the JWKS was fetched. */
   fetches(): number;
   close(): Promise<void>;

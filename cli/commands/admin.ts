@@ -54,7 +54,7 @@ export function adminCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalA
     examples: [string, string][],
     kindOf: (argv: { type?: string }) => AdminKind,
     build: (argv: Record<string, unknown>) => Promise<object>,
-    extra: { verb: Verb; run: (argv: AdminArgs, name: string) => Promise<void> } | undefined = undefined,
+    extra?: { verb: Verb; run: (argv: AdminArgs, name: string) => Promise<void> },
   ) =>
     y.command({
       command: `${noun} <verb> [name]`,
@@ -72,17 +72,17 @@ export function adminCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalA
         const api = (await deps.client(argv)).admin(kindOf(argv));
         if (argv.verb === 'ls') {
           const keys = await api.list();
-          return output(deps.io, argv, keys, () => keys.join('\n'));
+          return void output(deps.io, argv, keys, () => keys.join('\n'));
         }
         if (!argv.name) throw new CliError('invalid_input', `name the ${noun}: coffer ${noun} ${argv.verb} NAME`);
         if (extra && argv.verb === extra.verb) return extra.run(argv, argv.name);
         if (argv.verb === 'get') {
           const item = await api.get(argv.name);
-          return output(deps.io, argv, item, () => JSON.stringify(item, null, 2));
+          return void output(deps.io, argv, item, () => JSON.stringify(item, null, 2));
         }
         if (argv.verb === 'rm') {
           await api.delete(argv.name);
-          return output(deps.io, argv, { deleted: argv.name }, () => `deleted ${noun} ${argv.name}`);
+          return void output(deps.io, argv, { deleted: argv.name }, () => `deleted ${noun} ${argv.name}`);
         }
         const body = (await bodyFromFile(argv.file)) ?? (await build(argv));
         const saved = await api.put(argv.name, body);
@@ -155,7 +155,7 @@ export function adminCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalA
         if (!argv.out) {
           if (argv.quiet) throw new CliError('invalid_input', '--quiet would hide the only copy of the secret_id: use --out FILE');
           const made = await (await deps.client(argv)).createSecretId(name);
-          return output(deps.io, argv, made, () => made.secret_id);
+          return void output(deps.io, argv, made, () => made.secret_id);
         }
         const file = argv.out;
         const handle = await open(file, 'wx', 0o600).catch((e: NodeJS.ErrnoException) => {

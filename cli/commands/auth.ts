@@ -143,19 +143,19 @@ export function authCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalAr
         switch (argv.action) {
           case 'self': {
             const self = await c.tokenSelf();
-            return output(deps.io, argv, self, () => `${self.identity}  groups: ${self.groups.join(', ') || 'none'}  expires ${relative(self.expires_at)}`);
+            return void output(deps.io, argv, self, () => `${self.identity}  groups: ${self.groups.join(', ') || 'none'}  expires ${relative(self.expires_at)}`);
           }
           case 'renew': {
             // The server extends the same token in place: the stored token (if any) stays as it is.
             const renewed = await c.renew();
-            return output(deps.io, argv, { expires_at: renewed.expires_at }, () => `renewed, expires ${relative(renewed.expires_at)}`);
+            return void output(deps.io, argv, { expires_at: renewed.expires_at }, () => `renewed, expires ${relative(renewed.expires_at)}`);
           }
           case 'revoke': {
             // The stored login token is forgotten only if it is the one revoked (not a --token or COFFER_TOKEN).
             const used = await resolveToken(argv, deps.io.env);
             await c.revoke();
             if (used?.source === 'stored') await forgetToken(deps.io.env);
-            return output(deps.io, argv, { revoked: true }, () => 'revoked');
+            return void output(deps.io, argv, { revoked: true }, () => 'revoked');
           }
           case 'create': {
             if (!argv.identity) throw new CliError('invalid_input', '--identity is required');
@@ -167,7 +167,7 @@ export function authCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalAr
               ...(argv.maxTtl !== undefined ? { max_ttl: argv.maxTtl } : {}),
               ...(argv.orphan ? { orphan: true } : {}),
             });
-            return output(deps.io, argv, made, () => made.token);
+            return void output(deps.io, argv, made, () => made.token);
           }
         }
       },

@@ -81,7 +81,7 @@ export function backupCommands(yargs: Argv<GlobalArgs>, deps: Deps, restore: Res
         try {
           bar?.start(0, 0, { phase: 'verify', entries: 0 });
           result = await restore({
-            file: argv.file!,
+            file: argv.file,
             dataDir: argv.dataDir,
             ...(argv.kek ? { kek: argv.kek } : {}),
             ...(shares ? { shares } : {}),

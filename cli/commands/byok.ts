@@ -1,6 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
-import { wrapForImport, type OaepHash } from '../../sdk/byok.js';
+import { wrapForImport } from '../../sdk/byok.js';
 import { OAEP_HASHES } from '../../sdk/wire/constants.js';
 import { output, type GlobalArgs } from '../context.js';
 import { decodeKeyFile } from '../key-file.js';
@@ -36,13 +36,13 @@ export function byokCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalAr
             ...(argv.validTo !== undefined ? { valid_to: argv.validTo } : {}),
           });
           if (argv.out) await writeFile(argv.out, wk.public_key_pem);
-          return output(deps.io, argv, wk, () => `${argv.out ? `wrapping key written to ${argv.out}\n` : wk.public_key_pem}import token (single use, expires ${wk.expires_at}):\n${wk.import_token}`);
+          return void output(deps.io, argv, wk, () => `${argv.out ? `wrapping key written to ${argv.out}\n` : wk.public_key_pem}import token (single use, expires ${wk.expires_at}):\n${wk.import_token}`);
         }
         case 'wrap': {
           if (!argv.publicKey || !argv.keyFile) throw new CliError('invalid_input', 'wrap needs --public-key and --key-file');
           const material = decodeKeyFile(await readFile(argv.keyFile));
           try {
-            deps.io.stdout.write(`${wrapForImport(await readFile(argv.publicKey, 'utf8'), material, argv.oaepHash as OaepHash)}\n`);
+            deps.io.stdout.write(`${wrapForImport(await readFile(argv.publicKey, 'utf8'), material, argv.oaepHash)}\n`);
           } finally {
             material.fill(0);
           }
@@ -56,13 +56,13 @@ export function byokCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalAr
           } else {
             shares.push(...(await readAll(deps.io)).toString('utf8').split(/\r?\n/).map((l) => l.trim()).filter(Boolean).slice(0, argv.shares));
           }
-          const result = await (await deps.client(argv)).byokExport(await readFile(argv.publicKey, 'utf8'), shares, argv.oaepHash as OaepHash);
-          return output(deps.io, argv, result, () => result.bundle);
+          const result = await (await deps.client(argv)).byokExport(await readFile(argv.publicKey, 'utf8'), shares, argv.oaepHash);
+          return void output(deps.io, argv, result, () => result.bundle);
         }
         case 'import': {
           if (!argv.importToken || !argv.bundle) throw new CliError('invalid_input', 'import needs --import-token and --bundle');
-          const result = await (await deps.client(argv)).byokImport(argv.importToken, (await readFile(argv.bundle, 'utf8')).trim(), argv.oaepHash as OaepHash);
-          return output(deps.io, argv, result, () => `imported as master version ${result.master_version}; ${result.keyrings_rewrapped} keyrings re-wrapped`);
+          const result = await (await deps.client(argv)).byokImport(argv.importToken, (await readFile(argv.bundle, 'utf8')).trim(), argv.oaepHash);
+          return void output(deps.io, argv, result, () => `imported as master version ${result.master_version}; ${result.keyrings_rewrapped} keyrings re-wrapped`);
         }
       }
     },

@@ -22,30 +22,30 @@ export function keyCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArg
       switch (argv.action) {
         case 'create': {
           const info = await c.createKey(argv.name, { exportable: argv.exportable });
-          return output(deps.io, argv, info, () => `created key ${info.name} (version ${info.latest_version})`);
+          return void output(deps.io, argv, info, () => `created key ${info.name} (version ${info.latest_version})`);
         }
         case 'info': {
           const info = await c.keyInfo(argv.name);
-          return output(deps.io, argv, info, () => `key ${info.name}: version ${info.latest_version}, decrypts from ${info.min_decryption_version}, usage ${info.usage.join(', ')}`);
+          return void output(deps.io, argv, info, () => `key ${info.name}: version ${info.latest_version}, decrypts from ${info.min_decryption_version}, usage ${info.usage.join(', ')}`);
         }
         case 'rotate': {
           const info = await c.rotateKey(argv.name);
-          return output(deps.io, argv, info, () => `key ${info.name} is now at version ${info.latest_version}`);
+          return void output(deps.io, argv, info, () => `key ${info.name} is now at version ${info.latest_version}`);
         }
         case 'datakey': {
           const dk = await c.dataKey(argv.name, context);
           const result = { plaintext: Buffer.from(dk.plaintext).toString('base64'), ciphertext: dk.ciphertext };
-          return output(deps.io, argv, result, () => `plaintext  ${result.plaintext}\nciphertext ${result.ciphertext}`);
+          return void output(deps.io, argv, result, () => `plaintext  ${result.plaintext}\nciphertext ${result.ciphertext}`);
         }
         case 'encrypt': {
           const ciphertext = await c.encrypt(argv.name, new Uint8Array(await readAll(deps.io)), context);
-          return output(deps.io, argv, { ciphertext }, () => ciphertext);
+          return void output(deps.io, argv, { ciphertext }, () => ciphertext);
         }
         case 'decrypt': {
           const ciphertext = (await readAll(deps.io)).toString('utf8').trim();
           if (!ciphertext) throw new CliError('invalid_input', 'give the ciphertext on stdin');
           const plaintext = await c.decrypt(argv.name, ciphertext, context);
-          if (argv.json) return output(deps.io, argv, { plaintext: Buffer.from(plaintext).toString('base64') }, () => '');
+          if (argv.json) return void output(deps.io, argv, { plaintext: Buffer.from(plaintext).toString('base64') }, () => '');
           deps.io.stdout.write(plaintext);
           return;
         }

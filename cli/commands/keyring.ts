@@ -20,12 +20,12 @@ export function keyringCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<Globa
         const c = await deps.client(argv);
         if (argv.action === 'status') {
           const k = await c.keyring(argv.namespace);
-          return output(deps.io, argv, k, () =>
+          return void output(deps.io, argv, k, () =>
             [`keyring ${k.namespace}: version ${k.current} of ${k.versions.length}, master version ${k.master_version}`, k.rewrap ? `rewrap: ${k.rewrap.state}, ${k.rewrap.rewrapped} re-wrapped of ${k.rewrap.scanned} scanned` : ''].filter(Boolean).join('\n'),
           );
         }
         const rotated = await c.rotateKeyring(argv.namespace, argv.rewrap);
-        if (!(argv.rewrap && argv.wait)) return output(deps.io, argv, rotated, () => `keyring ${rotated.namespace} is now at version ${rotated.version}`);
+        if (!(argv.rewrap && argv.wait)) return void output(deps.io, argv, rotated, () => `keyring ${rotated.namespace} is now at version ${rotated.version}`);
         const total = rotated.rewrap?.total || 1;
         const bar = deps.io.stderr.isTTY && !argv.json && !argv.quiet ? new SingleBar({ stream: deps.io.stderr, format: 'rewrap [{bar}] {value}/{total} versions' }) : undefined;
         bar?.start(total, 0);

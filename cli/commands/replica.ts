@@ -60,7 +60,9 @@ export async function promoteAndWatch(c: Coffer, progress: (line: string) => voi
   let lostAt: number | undefined;
   let lost: unknown;
   for (;;) {
-    const outcome = lostAt === undefined ? await Promise.race([answer, sleep(WATCH_EVERY_MS).then(() => undefined)]) : await sleep(WATCH_EVERY_MS).then(() => undefined);
+    const tick = sleep(WATCH_EVERY_MS, undefined);
+    const outcome = lostAt === undefined ? await Promise.race([answer, tick]) : undefined;
+    if (lostAt !== undefined) await tick;
     if (outcome && 'result' in outcome) return outcome.result;
     if (outcome && 'error' in outcome) {
       if (!(outcome.error instanceof CofferError) || outcome.error.code !== 'unavailable') throw outcome.error;

@@ -92,9 +92,9 @@ export async function runWith(argv: RunOptions, command: string[], deps: Deps): 
       } catch (e) {
         deps.io.stderr.write(`coffer: could not refresh secrets (${(e as Error).message}); the command keeps running\n`);
       }
-      timer = setTimeout(poll, argv.watchInterval * 1000);
+      timer = setTimeout(() => void poll(), argv.watchInterval * 1000);
     };
-    timer = setTimeout(poll, argv.watchInterval * 1000);
+    timer = setTimeout(() => void poll(), argv.watchInterval * 1000);
   }
   const code = await finished;
   clearTimeout(timer);

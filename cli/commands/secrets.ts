@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
-import type { SecretType } from '../../sdk/wire/types.js';
 import { SECRET_TYPES } from '../../sdk/wire/constants.js';
 import { output, relative, type GlobalArgs } from '../context.js';
 import { CliError } from '../errors.js';
@@ -26,7 +25,7 @@ function stdinOnce(io: IO): () => Promise<string> {
 
 /** `K=V`, `K=@file` (file content) or `K=-` (stdin), so values need not be in shell history. */
 async function parsePairs(pairs: string[], readStdin: () => Promise<string>): Promise<Record<string, string>> {
-  const data: Record<string, string> = Object.create(null); // a key named __proto__ stays a key (the server refuses it)
+  const data = Object.create(null) as Record<string, string>; // a key named __proto__ stays a key (the server refuses it)
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
     if (eq < 1) throw new CliError('invalid_input', `"${pair.split('=')[0]}" is not KEY=VALUE (use KEY=@file or KEY=- for stdin)`);
@@ -90,7 +89,7 @@ export function secretCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<Global
         if (Object.keys(data).length === 0 && !generate) throw new CliError('invalid_input', 'give at least one KEY=VALUE or --generate KEY');
         const result = await (await deps.client(argv)).putSecret(argv.path, {
           data,
-          ...(argv.type ? { type: argv.type as SecretType } : {}),
+          ...(argv.type ? { type: argv.type } : {}),
           ...(argv.cas !== undefined ? { cas: argv.cas } : {}),
           ...(generate ? { generate } : {}),
         });

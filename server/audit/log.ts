@@ -143,7 +143,7 @@ export class AuditLog {
     // Before any line goes out: the head without `clean` (a crash from here on leaves
     // unconfirmed lines, not added ones), and where each file stands after the cuts above.
     if (this.head && this.durableHead) {
-      await this.head.write({ file: this.options.files[0]!, ...this.durableHead, sinks: this.names.map((_, i) => (start.sinks[i]?.kind === 'file' ? (start.sinks[i]!.held ?? null) : null)) });
+      await this.head.write({ file: this.options.files[0]!, ...this.durableHead, sinks: this.names.map((_, i) => (start.sinks[i]?.kind === 'file' ? (start.sinks[i].held ?? null) : null)) });
     }
     const sinks: Sink[] = this.names.map((name, i) => {
       const kind = start.sinks[i]!.kind;
@@ -152,7 +152,7 @@ export class AuditLog {
     if (this.options.stdout) sinks.push(new StdoutSink());
     const hooks = { backlog: this.backlog, durable: (r: SinkRunner, lines: Line[]) => this.durable(r, lines), fellBehind: () => this.markGaps() };
     const runnerOptions = { timeoutMs: this.options.timeoutMs, retryMs: this.options.retryMs ?? 250, chunkBytes: CHUNK_BYTES, now: this.options.now };
-    this.runners = sinks.map((sink, i) => new SinkRunner(sink, { cursor: start.seq, ...(start.sinks[i]?.held ? { held: start.sinks[i]!.held! } : {}) }, hooks, runnerOptions));
+    this.runners = sinks.map((sink, i) => new SinkRunner(sink, { cursor: start.seq, ...(start.sinks[i]?.held ? { held: start.sinks[i].held } : {}) }, hooks, runnerOptions));
     // Recorded in the chain (and signed by the next checkpoint): a verifier sees every
     // restart that could not be checked against a head, every accepted gap, and every file
     // that missed lines before the stop.

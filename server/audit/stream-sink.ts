@@ -31,7 +31,7 @@ export class StreamSink implements Sink {
     const socket = await this.connect();
     await new Promise<void>((done, fail) => {
       socket.write(text, 'utf8', (e) => {
-        if (!e) return done();
+        if (!e) return void done();
         this.drop(socket);
         fail(e);
       });

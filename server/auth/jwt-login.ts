@@ -1,4 +1,4 @@
-import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWK, type JWTPayload } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import { z } from 'zod';
 import { CofferError, isCofferError } from '../errors.js';
 import { parseStrictJson } from '../json.js';
@@ -107,7 +107,7 @@ export class JwtMethod {
         throw new CofferError('invalid_request', `${u}: plain http is refused for a non-loopback host (set allow_insecure_http to override)`);
       }
     }
-    if (role.jwks) createLocalJWKSet({ keys: role.jwks.keys as JWK[] }); // refuse malformed keys now
+    if (role.jwks) createLocalJWKSet({ keys: role.jwks.keys }); // refuse malformed keys now
     if (!role.bound_subject && Object.keys(role.bound_claims).length === 0) {
       this.log.warn({ role: name }, 'jwt role binds no subject or claims: any token of the issuer and audience logs in');
     }
@@ -214,7 +214,7 @@ export class JwtMethod {
           cacheMaxAge: 10 * 60_000,
           [customFetch]: safeFetch,
         })
-      : createLocalJWKSet({ keys: role.jwks!.keys as JWK[] });
+      : createLocalJWKSet({ keys: role.jwks!.keys });
     this.keySets.set(role.name, { fingerprint, keys });
     return keys;
   }

@@ -69,15 +69,16 @@ async function fetchBounded(url: string, options: { headers?: Headers; signal?: 
     await response.body?.cancel();
     return new Response(null, { status: response.status });
   }
-  const reader = response.body?.getReader();
+  const reader: ReadableStreamDefaultReader<Uint8Array> | undefined = response.body?.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
-    const { done, value } = reader ? await reader.read() : { done: true, value: undefined };
-    if (done) break;
+    if (!reader) break;
+    const { done, value } = await reader.read();
+    if (done || !value) break;
     size += value.length;
     if (size > MAX_DOCUMENT_BYTES) {
-      await reader!.cancel();
+      await reader.cancel();
       throw idpError('document too large');
     }
     chunks.push(value);

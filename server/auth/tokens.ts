@@ -765,8 +765,7 @@ export class TokenService {
   }
 
   private signClaims(key: SigningKey, claims: TokenClaims): Promise<string> {
-    const payload: Record<string, unknown> = { ...claims };
-    for (const [k, v] of Object.entries(payload)) if (v === undefined) delete payload[k];
+    const payload = Object.fromEntries(Object.entries(claims).filter(([, v]) => v !== undefined));
     return new SignJWT(payload)
       .setProtectedHeader({ alg: 'EdDSA', typ: TOKEN_TYPE, kid: key.kid })
       .setIssuer(this.issuer)

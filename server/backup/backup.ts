@@ -33,7 +33,7 @@ export interface StartedBackup {
   info: BackupInfo;
   body: AsyncGenerator<Uint8Array>;
   /** Closes the snapshot iterator and zeroizes the working keys; idempotent. */
-  dispose(): Promise<void>;
+  dispose: () => Promise<void>;
   /** True once the working keys are zeroized (tests; reveals no key material). */
   keysForgotten(): boolean;
 }

@@ -241,7 +241,7 @@ class ByteReader {
       this.done = true;
       return;
     }
-    const chunk = next.value instanceof Uint8Array ? next.value : new Uint8Array(next.value as ArrayBuffer);
+    const chunk = next.value instanceof Uint8Array ? next.value : new Uint8Array(next.value);
     if (chunk.length) {
       this.buffered.push(chunk);
       this.length += chunk.length;

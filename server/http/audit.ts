@@ -1,3 +1,4 @@
+import { routePattern } from './locals.js';
 import { TLSSocket } from 'node:tls';
 import type { NextFunction, Request, Response } from 'express';
 import type { AuditLog, AuditRecord } from '../audit/log.js';
@@ -19,7 +20,7 @@ export function auditRequests(audit: AuditLog) {
         request_id: res.locals.requestId,
         identity: identity?.id ?? res.locals.loginIdentity ?? null,
         groups: identity?.groups ?? [],
-        operation: `${req.method} ${typeof req.route?.path === 'string' ? req.route.path : 'unmatched'}`,
+        operation: `${req.method} ${routePattern(req)}`,
         path: res.locals.auditPath ?? null,
         status,
         outcome: status < 400 ? 'ok' : status === 401 || status === 403 ? 'denied' : 'error',

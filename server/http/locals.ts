@@ -40,6 +40,13 @@ void _sameNames;
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
   namespace Express {
+    // eslint-disable-next-line @typescript-eslint/no-empty-object-type -- declaration merging: Express's Locals gains our fields
     interface Locals extends RequestLocals {}
   }
+}
+
+/** The matched route's pattern (`/v1/secrets/*path`), or `unmatched`: what audit lines and metrics name, never the raw path. */
+export function routePattern(req: { route?: unknown }): string {
+  const route = req.route;
+  return typeof route === 'object' && route !== null && 'path' in route && typeof route.path === 'string' ? route.path : 'unmatched';
 }

@@ -101,7 +101,10 @@ export class LoginLimits {
       return result;
     } catch (e) {
       const counts = countsAsFailure(e);
-      for (const a of held) (counts ? a.fail() : a.release());
+      for (const a of held) {
+        if (counts) a.fail();
+        else a.release();
+      }
       throw e;
     }
   }

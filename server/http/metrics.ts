@@ -1,3 +1,4 @@
+import { routePattern } from './locals.js';
 import type { NextFunction, Request, Response } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SealManager } from '../keys/seal.js';
@@ -28,7 +29,7 @@ export function requestMetrics(registry: Registry) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const start = process.hrtime.bigint();
     res.once('finish', () => {
-      const route = typeof req.route?.path === 'string' ? req.route.path : 'unmatched';
+      const route = routePattern(req);
       const key = `${req.method} ${route} ${res.statusCode}`;
       let child = children.get(key);
       if (!child) {

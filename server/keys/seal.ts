@@ -69,7 +69,7 @@ export class SealManager {
   private readonly options: SealOptions;
   private readonly unsealHooks = new Map<UnsealPhase, UnsealHook[]>(UNSEAL_PHASES.map((phase) => [phase, []]));
   private readonly providers: ProviderContext;
-  private readonly sealListeners: (() => void)[] = [];
+  private readonly sealListeners: (() => Promise<void> | void)[] = [];
 
   /** The storage barrier engines use; open while unsealed, refusing everything otherwise. */
   readonly barrier: Barrier<UnsealedKeys>;
@@ -99,7 +99,7 @@ export class SealManager {
   }
 
   /** Runs `listener` when the vault seals (engines drop key material). */
-  onSeal(listener: () => void): void {
+  onSeal(listener: () => Promise<void> | void): void {
     this.sealListeners.push(listener);
   }
 
@@ -228,7 +228,7 @@ export class SealManager {
       this.autoUnsealNow().then(
         () => this.options.log?.info('unsealed from the HSM'),
         (e: unknown) => {
-          if (isCofferError(e, 'hsm_unavailable')) return this.retryAutoUnseal(attempt + 1);
+          if (isCofferError(e, 'hsm_unavailable')) return void this.retryAutoUnseal(attempt + 1);
           this.options.log?.error({ error: (e as Error).message }, 'auto-unseal failed: staying sealed');
         },
       );
@@ -311,7 +311,7 @@ export class SealManager {
     this.unsealed = undefined;
     this.barrier.close();
     await this.store.mutate(() => undefined);
-    for (const listener of this.sealListeners) listener();
+    for (const listener of this.sealListeners) await listener();
     keys.keyrings.close();
     keys.provider.close();
   }

@@ -117,7 +117,7 @@ export class FileBucket implements Bucket {
   private async writeTemp(body: Uint8Array): Promise<string> {
     const dir = join(this.root, TMP);
     await mkdir(dir, { recursive: true });
-    const tmp = join(dir, `${randomBytes(12).toString('hex')}`);
+    const tmp = join(dir, randomBytes(12).toString('hex'));
     await writeSynced(tmp, body, 0o600, 'wx');
     return tmp;
   }

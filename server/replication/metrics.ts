@@ -6,7 +6,7 @@ export interface ReplicationGauges {
   lag(): { seq: number; ms: number };
   refusesReads(): boolean;
   targets(): readonly ReplicationTarget[];
-  readonly fenced: boolean;
+  fenced(): boolean;
 }
 
 export function registerReplicationMetrics(registry: Registry, source: ReplicationGauges): void {
@@ -23,5 +23,5 @@ export function registerReplicationMetrics(registry: Registry, source: Replicati
       for (const t of source.targets()) this.set({ target: t.url }, t.last_shipped_seq);
     },
   });
-  new Gauge({ name: 'coffer_replication_fenced', help: '1 once this server was fenced', registers, collect() { this.set(source.fenced ? 1 : 0); } });
+  new Gauge({ name: 'coffer_replication_fenced', help: '1 once this server was fenced', registers, collect() { this.set(source.fenced() ? 1 : 0); } });
 }

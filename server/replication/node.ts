@@ -418,7 +418,6 @@ export class Replication implements WriteGuard {
 
   registerMetrics(registry: Registry): void {
     if (this.configured === 'standalone') return;
-    const self = this;
     registerReplicationMetrics(registry, {
       lag: () => {
         const { lag_seq, lag_ms } = this.status();
@@ -426,9 +425,7 @@ export class Replication implements WriteGuard {
       },
       refusesReads: () => this.refusesReads(),
       targets: () => (this.state.role === 'primary' ? this.state.shippers.map((s) => s.status) : []),
-      get fenced() {
-        return self.fenced;
-      },
+      fenced: () => this.fenced,
     });
   }
 

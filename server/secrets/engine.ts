@@ -157,7 +157,8 @@ export class SecretsEngine {
     }
     let data: Record<string, JsonValue>;
     try {
-      data = JSON.parse(Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength).toString('utf8'));
+      // Authenticated plaintext this engine wrote from a validated map (the AEAD refuses anything else).
+      data = JSON.parse(Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength).toString('utf8')) as Record<string, string>;
     } finally {
       plaintext.fill(0);
     }

@@ -17,7 +17,7 @@ export type Charset = keyof typeof CHARSETS;
 export function generatePassword(length: number, charset: Charset, random: RandomSource): string {
   const alphabet = CHARSETS[charset];
   let out = '';
-  for (let i = 0; i < length; i++) out += alphabet[randomInt(alphabet.length, random)];
+  for (let i = 0; i < length; i++) out += alphabet.charAt(randomInt(alphabet.length, random));
   return out;
 }
 
@@ -42,7 +42,7 @@ export function inspectCertificate(data: Record<string, string>): CertificateFac
   if (blocks.length !== 1) throw new CofferError('invalid_request', 'data.certificate must hold exactly one PEM certificate (put intermediates in data.chain)');
   let cert: X509Certificate;
   try {
-    cert = new X509Certificate(blocks[0]!);
+    cert = new X509Certificate(blocks[0]);
   } catch {
     throw new CofferError('invalid_request', 'data.certificate is not a valid PEM certificate');
   }

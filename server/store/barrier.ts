@@ -234,7 +234,7 @@ export class Barrier<K extends BarrierKeys = BarrierKeys> implements SealedStore
         else staged.set(key, value);
       },
       del: (key) => {
-        if (isClearKey(key)) return raw.del(key);
+        if (isClearKey(key)) return void raw.del(key);
         staged.set(key, null);
         raw.del(key);
       },

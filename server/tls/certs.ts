@@ -55,13 +55,13 @@ const serial = () => {
 };
 
 async function keyPem(keys: KeyPair): Promise<string> {
-  const pkcs8 = KeyObject.from(keys.privateKey as unknown as webcrypto.CryptoKey).export({ type: 'pkcs8', format: 'pem' });
+  const pkcs8 = KeyObject.from(keys.privateKey).export({ type: 'pkcs8', format: 'pem' });
   return pkcs8.toString();
 }
 
 /** A self-signed CA that may sign leaf certificates only (pathLen 0). */
 export async function createCa(o: CertOptions): Promise<Issued> {
-  const keys = await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']) as KeyPair;
+  const keys = await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
     name: [{ CN: [o.commonName] }],
@@ -79,7 +79,7 @@ export async function createCa(o: CertOptions): Promise<Issued> {
 
 /** A leaf certificate signed by `ca`. */
 export async function issueCert(ca: Issued, o: LeafOptions): Promise<Issued> {
-  const keys = await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']) as KeyPair;
+  const keys = await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']);
   const names = [...(o.dns ?? []).map((value) => ({ type: 'dns' as const, value })), ...(o.ips ?? []).map((value) => ({ type: 'ip' as const, value }))];
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),

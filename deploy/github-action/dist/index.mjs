@@ -55,10 +55,10 @@ function tlsConnectOptions(tls) {
 }
 function fetchTransport(fetchImpl) {
   return (url2, req) => {
-    if (!req.stream) return fetchImpl(url2, { method: req.method, headers: req.headers, body: req.body, redirect: "error", signal: AbortSignal.timeout(req.timeoutMs) });
+    if (!req.stream) return fetchImpl(url2, { method: req.method, headers: req.headers, body: req.body ?? null, redirect: "error", signal: AbortSignal.timeout(req.timeoutMs) });
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(Object.assign(new Error("timeout"), { name: "TimeoutError" })), req.timeoutMs);
-    return fetchImpl(url2, { method: req.method, headers: req.headers, body: req.body, redirect: "error", signal: controller.signal }).finally(() => clearTimeout(timer));
+    return fetchImpl(url2, { method: req.method, headers: req.headers, body: req.body ?? null, redirect: "error", signal: controller.signal }).finally(() => clearTimeout(timer));
   };
 }
 var BufferedResponse = class {
@@ -188,7 +188,7 @@ async function tlsFromEnv(options, env = process.env) {
     throw new CofferError("invalid_request", `a client certificate needs its key: set both COFFER_CLIENT_CERT and COFFER_CLIENT_KEY (or clientCert and clientKey)`, 0);
   }
   const servername = options.tlsServerName ?? (env.COFFER_TLS_SERVER_NAME || void 0);
-  return { ...ca !== void 0 ? { ca } : {}, ...cert !== void 0 ? { cert, key } : {}, ...servername ? { servername } : {} };
+  return { ...ca !== void 0 ? { ca } : {}, ...cert !== void 0 && key !== void 0 ? { cert, key } : {}, ...servername ? { servername } : {} };
 }
 var wantsTls = (o, env) => Boolean(o.caCert ?? o.clientCert ?? o.clientKey ?? o.tlsServerName ?? (env.COFFER_CACERT || env.COFFER_CLIENT_CERT || env.COFFER_CLIENT_KEY || env.COFFER_TLS_SERVER_NAME));
 var ADMIN_ROUTES = {
