@@ -34,17 +34,29 @@ export const TARGETS = {
   tokens: {
     // The claims schema and verify (issue 19); the rest of the token service (revocation,
     // renewal, the tree and its sweep) is covered by token-state and token-tree but not a target yet.
-    mutate: [span('server/auth/tokens.ts', 'const JTI =', '.refine((c) =>'), span('server/auth/tokens.ts', 'async verify(token', 'return { ...claims, expires };')],
+    mutate: [
+      span('server/auth/tokens.ts', 'const JTI =', '.refine((c) =>'),
+      span('server/auth/tokens.ts', 'async verify(token', 'return { ...claims, expires };'),
+    ],
     tests: ['test/server/auth/tokens.test.ts', 'test/server/auth/token-claims.test.ts'],
   },
   paths: {
     // The rule itself is shared with the SDK (sdk/wire/paths.ts); server/paths.ts adds the errors and the raw-URL parser.
     mutate: ['server/paths.ts', 'sdk/wire/paths.ts'],
-    tests: ['test/server/paths.test.ts', 'test/sdk/paths.test.ts', 'test/sdk/path-rule.test.ts', 'test/server/http/bad-input.test.ts'],
+    tests: [
+      'test/server/paths.test.ts',
+      'test/sdk/paths.test.ts',
+      'test/sdk/path-rule.test.ts',
+      'test/server/http/bad-input.test.ts',
+    ],
   },
   crypto: {
     mutate: ['server/crypto/envelope.ts', 'server/crypto/aead.ts'],
-    tests: ['test/server/crypto/envelope.test.ts', 'test/server/crypto/aead-reference.test.ts', 'test/server/secrets/integrity.test.ts'],
+    tests: [
+      'test/server/crypto/envelope.test.ts',
+      'test/server/crypto/aead-reference.test.ts',
+      'test/server/secrets/integrity.test.ts',
+    ],
   },
   shamir: {
     mutate: ['server/crypto/shamir.ts'],
@@ -58,7 +70,11 @@ export const TARGETS = {
     mutate: ['server/replication/format.ts'],
     // faults.test.ts (21 s) drives the same checks through a real primary and replica; it is left
     // out because every static mutant (the schemas) reruns all listed tests. Add it for a deep run.
-    tests: ['test/server/replication/format.test.ts', 'test/server/replication/smoke.test.ts', 'test/server/replication/identity.test.ts'],
+    tests: [
+      'test/server/replication/format.test.ts',
+      'test/server/replication/smoke.test.ts',
+      'test/server/replication/identity.test.ts',
+    ],
   },
   env: {
     mutate: ['cli/env.ts'],
@@ -67,24 +83,37 @@ export const TARGETS = {
   },
   'login-limits': {
     mutate: ['server/http/login-limits.ts'],
-    tests: ['test/server/http/login-limits-bounds.test.ts', 'test/server/http/failure-limiter.test.ts', 'test/server/http/login-limits.test.ts'],
+    tests: [
+      'test/server/http/login-limits-bounds.test.ts',
+      'test/server/http/failure-limiter.test.ts',
+      'test/server/http/login-limits.test.ts',
+    ],
     build: ['cli/main.ts'], // login-limits.test runs `coffer login approle`
   },
   barrier: {
     mutate: ['server/store/barrier.ts'],
-    tests: ['test/server/store/barrier.test.ts', 'test/integration/migration.test.ts', 'test/server/secrets/integrity.test.ts'],
+    tests: [
+      'test/server/store/barrier.test.ts',
+      'test/integration/migration.test.ts',
+      'test/server/secrets/integrity.test.ts',
+    ],
     build: ['cli/main.ts'], // migration.test runs `coffer server` on an old data directory
   },
   'audit-head': {
     mutate: ['server/audit/head.ts'],
-    tests: ['test/server/audit/head-file.test.ts', 'test/server/audit/head-integrity.test.ts', 'test/server/audit/head-removed.test.ts'],
+    tests: [
+      'test/server/audit/head-file.test.ts',
+      'test/server/audit/head-integrity.test.ts',
+      'test/server/audit/head-removed.test.ts',
+    ],
     build: ['cli/main.ts'], // head-integrity runs `coffer audit verify`
   },
 };
 
 const name = process.env.STRYKER_TARGET ?? '';
 const target = TARGETS[name];
-if (!target) throw new Error(`set STRYKER_TARGET to one of: ${Object.keys(TARGETS).join(', ')} (or run npm run test:mutation)`);
+if (!target)
+  throw new Error(`set STRYKER_TARGET to one of: ${Object.keys(TARGETS).join(', ')} (or run npm run test:mutation)`);
 
 const compiled = (ts) => `dist/${ts.replace(/\.ts$/, '.js')}`;
 

@@ -39,8 +39,16 @@ export async function runCoffer(args: string[], deps: Deps = depsOf(processIO())
     .example('coffer put app/db password=-', 'write a secret (the value from stdin)')
     .example('coffer run --path app/db -- ./start.sh', 'run a command with the secret as environment variables')
     .example('coffer <command> --help', 'options and examples of one command')
-    .option('addr', { type: 'string', global: true, describe: 'server address (COFFER_ADDR, default http://127.0.0.1:8740)' })
-    .option('token', { type: 'string', global: true, describe: 'token (prefer COFFER_TOKEN or coffer login: arguments are visible to other users)' })
+    .option('addr', {
+      type: 'string',
+      global: true,
+      describe: 'server address (COFFER_ADDR, default http://127.0.0.1:8740)',
+    })
+    .option('token', {
+      type: 'string',
+      global: true,
+      describe: 'token (prefer COFFER_TOKEN or coffer login: arguments are visible to other users)',
+    })
     .option('json', { type: 'boolean', global: true, describe: 'machine-readable output' })
     .option('quiet', { type: 'boolean', global: true, describe: 'print nothing on success' })
     .command(
@@ -48,29 +56,75 @@ export async function runCoffer(args: string[], deps: Deps = depsOf(processIO())
       'Run a Coffer server',
       (y) =>
         y
-          .option('dev', { type: 'boolean', describe: 'dev mode: LevelDB in ./.coffer, key file, auto-init and unseal' })
+          .option('dev', {
+            type: 'boolean',
+            describe: 'dev mode: LevelDB in ./.coffer, key file, auto-init and unseal',
+          })
           .option('config', { type: 'string', describe: 'config file (JSON or YAML)' })
           .option('data-dir', { type: 'string', describe: 'data directory' })
           .option('listen', { type: 'string', describe: 'HOST:PORT to listen on (default 127.0.0.1:8740)' })
-          .option('kek', { type: 'string', describe: 'master key source: shamir:, file:PATH, env:VAR, passphrase:[VAR], pkcs11:module=…;token=…;key=…;pin-env=VAR' })
+          .option('kek', {
+            type: 'string',
+            describe:
+              'master key source: shamir:, file:PATH, env:VAR, passphrase:[VAR], pkcs11:module=…;token=…;key=…;pin-env=VAR',
+          })
           .option('log-level', { type: 'string', describe: 'fatal|error|warn|info|debug|trace|silent' })
-          .option('replicate-to', { type: 'string', array: true, describe: 'ship the change log to this bucket (repeatable): file:///dir or s3://bucket/prefix?endpoint=…&region=…' })
+          .option('replicate-to', {
+            type: 'string',
+            array: true,
+            describe:
+              'ship the change log to this bucket (repeatable): file:///dir or s3://bucket/prefix?endpoint=…&region=…',
+          })
           .option('replica-of', { type: 'string', describe: 'run as a read-only replica of the stream in this bucket' })
           .option('poll-interval', { type: 'number', describe: 'seconds between a replica’s polls (default 2)' })
-          .option('api-addr', { type: 'string', describe: 'address published to replicas (default: the listen address)' })
-          .option('tls-cert-file', { type: 'string', describe: 'server certificate (PEM; the chain may follow the leaf)' })
-          .option('tls-key-file', { type: 'string', describe: 'its private key (PEM, unencrypted, mode 0600); SIGHUP reloads both' })
-          .option('tls-min-version', { type: 'string', choices: ['TLSv1.2', 'TLSv1.3'], describe: 'oldest TLS version accepted (default TLSv1.2)' })
+          .option('api-addr', {
+            type: 'string',
+            describe: 'address published to replicas (default: the listen address)',
+          })
+          .option('tls-cert-file', {
+            type: 'string',
+            describe: 'server certificate (PEM; the chain may follow the leaf)',
+          })
+          .option('tls-key-file', {
+            type: 'string',
+            describe: 'its private key (PEM, unencrypted, mode 0600); SIGHUP reloads both',
+          })
+          .option('tls-min-version', {
+            type: 'string',
+            choices: ['TLSv1.2', 'TLSv1.3'],
+            describe: 'oldest TLS version accepted (default TLSv1.2)',
+          })
           .option('tls-client-ca-file', { type: 'string', describe: 'mTLS: CA (PEM) that signs client certificates' })
-          .option('tls-require-client-cert', { type: 'boolean', describe: 'mTLS: refuse a handshake without a client certificate from that CA' })
-          .option('dev-tls', { type: 'boolean', describe: 'dev mode over HTTPS with a throw-away CA in <data-dir>/tls/ (prints COFFER_CACERT=…)' })
-          .option('insecure-no-tls', { type: 'boolean', describe: 'allow plain HTTP on a non-loopback address (only behind a TLS-terminating proxy)' })
-          .option('allow-expired-cert', { type: 'boolean', describe: 'start even though the server certificate has expired' })
-          .option('max-connections-per-address', { type: 'number', describe: 'open connections one client address may hold (default 256, 0: no cap)' })
-          .option('shutdown-grace-s', { type: 'number', describe: 'SIGTERM: seconds requests in flight may take to finish (default 10)' })
+          .option('tls-require-client-cert', {
+            type: 'boolean',
+            describe: 'mTLS: refuse a handshake without a client certificate from that CA',
+          })
+          .option('dev-tls', {
+            type: 'boolean',
+            describe: 'dev mode over HTTPS with a throw-away CA in <data-dir>/tls/ (prints COFFER_CACERT=…)',
+          })
+          .option('insecure-no-tls', {
+            type: 'boolean',
+            describe: 'allow plain HTTP on a non-loopback address (only behind a TLS-terminating proxy)',
+          })
+          .option('allow-expired-cert', {
+            type: 'boolean',
+            describe: 'start even though the server certificate has expired',
+          })
+          .option('max-connections-per-address', {
+            type: 'number',
+            describe: 'open connections one client address may hold (default 256, 0: no cap)',
+          })
+          .option('shutdown-grace-s', {
+            type: 'number',
+            describe: 'SIGTERM: seconds requests in flight may take to finish (default 10)',
+          })
           .example('coffer server --dev', 'run a local dev vault in ./.coffer')
           .example('coffer server --dev-tls', 'the same over HTTPS with a throw-away CA')
-          .example('coffer server --config /etc/coffer/coffer.yaml --tls-cert-file /etc/coffer/tls/server.pem --tls-key-file /etc/coffer/tls/server-key.pem', 'serve HTTPS on the network')
+          .example(
+            'coffer server --config /etc/coffer/coffer.yaml --tls-cert-file /etc/coffer/tls/server.pem --tls-key-file /etc/coffer/tls/server-key.pem',
+            'serve HTTPS on the network',
+          )
           .example('coffer server --data-dir /var/lib/coffer --kek shamir:', 'run sealed; then init and unseal'),
       async (argv) => {
         const { runServer } = await import('../server/main.js');
@@ -103,10 +157,24 @@ export async function runCoffer(args: string[], deps: Deps = depsOf(processIO())
     'Create the master key in an HSM token (refuses to overwrite an existing key)',
     (y) =>
       y
-        .option('kek', { type: 'string', demandOption: true, describe: 'pkcs11:module=PATH;token=LABEL[,LABEL];key=LABEL;pin-env=VAR (or pin-file=PATH)' })
-        .option('key-file', { type: 'string', describe: 'put these 32 key bytes into every listed token instead of generating (a cluster needs the same key)' })
-        .example('coffer hsm init --kek "pkcs11:module=/usr/lib/softhsm/libsofthsm2.so;token=coffer;key=master;pin-env=HSM_PIN"', 'generate the key inside the token')
-        .example('coffer hsm init --kek "pkcs11:module=/usr/lib/hsm.so;token=A,B;key=master;pin-env=HSM_PIN" --key-file master.key', 'seed a two-token cluster'),
+        .option('kek', {
+          type: 'string',
+          demandOption: true,
+          describe: 'pkcs11:module=PATH;token=LABEL[,LABEL];key=LABEL;pin-env=VAR (or pin-file=PATH)',
+        })
+        .option('key-file', {
+          type: 'string',
+          describe:
+            'put these 32 key bytes into every listed token instead of generating (a cluster needs the same key)',
+        })
+        .example(
+          'coffer hsm init --kek "pkcs11:module=/usr/lib/softhsm/libsofthsm2.so;token=coffer;key=master;pin-env=HSM_PIN"',
+          'generate the key inside the token',
+        )
+        .example(
+          'coffer hsm init --kek "pkcs11:module=/usr/lib/hsm.so;token=A,B;key=master;pin-env=HSM_PIN" --key-file master.key',
+          'seed a two-token cluster',
+        ),
     async (argv) => {
       const [{ parsePkcs11Uri }, { initHsmKey }, { readKeyFile }] = await Promise.all([
         import('../server/keys/pkcs11/uri.js'),
@@ -117,7 +185,13 @@ export async function runCoffer(args: string[], deps: Deps = depsOf(processIO())
       const material = argv.keyFile ? await readKeyFile(argv.keyFile) : undefined;
       try {
         const result = initHsmKey(settings, io.env, material);
-        output(io, argv, result, () => `Created master key "${result.key}" (version 1, ${result.source}) in ${result.tokens.map((t) => `"${t}"`).join(', ')}.\nStart the server with --kek "${argv.kek}"`);
+        output(
+          io,
+          argv,
+          result,
+          () =>
+            `Created master key "${result.key}" (version 1, ${result.source}) in ${result.tokens.map((t) => `"${t}"`).join(', ')}.\nStart the server with --kek "${argv.kek}"`,
+        );
       } finally {
         material?.fill(0);
       }
@@ -134,14 +208,19 @@ export async function runCoffer(args: string[], deps: Deps = depsOf(processIO())
   cli = keyringCommands(cli, commands);
   cli = keyCommands(cli, commands);
   cli = byokCommands(cli, commands);
-  cli = backupCommands(cli, commands, async (options) => (await import('../server/backup/restore.js')).restoreBackup(options));
+  cli = backupCommands(cli, commands, async (options) =>
+    (await import('../server/backup/restore.js')).restoreBackup(options),
+  );
 
   try {
     await cli
       .command('audit', 'Work with audit logs', (y) =>
         auditCommand(y, commands)
           .demandCommand(1, 'name an audit command: verify')
-          .example('coffer audit verify /var/lib/coffer/audit.log', 'check the chain, checkpoints and signed tail of a log'),
+          .example(
+            'coffer audit verify /var/lib/coffer/audit.log',
+            'check the chain, checkpoints and signed tail of a log',
+          ),
       )
       // Our own `completion` command (yargs' built-in one prints the script even for --help, so it
       // cannot show examples); yargs still answers --get-yargs-completions through the hidden one.
@@ -149,8 +228,13 @@ export async function runCoffer(args: string[], deps: Deps = depsOf(processIO())
       .command(
         'completion',
         'Print a shell completion script (bash/zsh): coffer completion >> ~/.bashrc',
-        (y: Argv<GlobalArgs>) => y.example('coffer completion >> ~/.bashrc', 'bash').example('coffer completion >> ~/.zshrc', 'zsh'),
-        () => void (cli as unknown as { showCompletionScript($0: string, cmd: string): void }).showCompletionScript('coffer', 'completion'),
+        (y: Argv<GlobalArgs>) =>
+          y.example('coffer completion >> ~/.bashrc', 'bash').example('coffer completion >> ~/.zshrc', 'zsh'),
+        () =>
+          void (cli as unknown as { showCompletionScript($0: string, cmd: string): void }).showCompletionScript(
+            'coffer',
+            'completion',
+          ),
       )
       .demandCommand(1, 'name a command: see coffer --help')
       .strict()

@@ -50,13 +50,19 @@ export type TokenSource = 'flag' | 'env' | 'file' | 'stored';
  * Token precedence: --token, then COFFER_TOKEN, then the file named by COFFER_TOKEN_FILE (mode
  * checked: a bad file is an error, never skipped), then the stored login token.
  */
-export async function resolveToken(args: GlobalArgs, env: NodeJS.ProcessEnv = process.env): Promise<{ token: string; source: TokenSource } | undefined> {
+export async function resolveToken(
+  args: GlobalArgs,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ token: string; source: TokenSource } | undefined> {
   if (args.token) return { token: args.token, source: 'flag' };
   if (env.COFFER_TOKEN) return { token: env.COFFER_TOKEN, source: 'env' };
-  if (env.COFFER_TOKEN_FILE) return { token: readTokenFile(env.COFFER_TOKEN_FILE, 'COFFER_TOKEN_FILE'), source: 'file' };
+  if (env.COFFER_TOKEN_FILE)
+    return { token: readTokenFile(env.COFFER_TOKEN_FILE, 'COFFER_TOKEN_FILE'), source: 'file' };
   const stored = tokenFile(env);
   // The stored token is held to the same rules as COFFER_TOKEN_FILE (0600, one line, not empty).
-  return existsSync(stored) ? { token: readTokenFile(stored, `the stored login token (coffer login)`), source: 'stored' } : undefined;
+  return existsSync(stored)
+    ? { token: readTokenFile(stored, `the stored login token (coffer login)`), source: 'stored' }
+    : undefined;
 }
 
 export async function client(args: GlobalArgs, env: NodeJS.ProcessEnv = process.env): Promise<Coffer> {
@@ -92,7 +98,8 @@ export function output(io: IO, args: GlobalArgs, value: unknown, human: () => st
 /** One line on stderr saying what went wrong and what to do next, and the exit code for it. */
 export function explain(error: unknown): { message: string; code: number } {
   if (error instanceof CliError) return { message: error.message, code: error.exitCode };
-  if (!(error instanceof CofferError)) return { message: error instanceof Error ? error.message : String(error), code: EXIT.error };
+  if (!(error instanceof CofferError))
+    return { message: error instanceof Error ? error.message : String(error), code: EXIT.error };
   switch (error.code) {
     case 'unavailable':
       return { message: `${error.message}. Is the server running? Set COFFER_ADDR or --addr.`, code: EXIT.unavailable };
@@ -103,7 +110,11 @@ export function explain(error: unknown): { message: string; code: number } {
     case 'unauthenticated':
       // A refused `coffer login` (cli/commands/auth.ts) carries the server's reason: print it and
       // the request id an operator can find in the server log, not advice to log in.
-      if (error.message.startsWith('login failed:')) return { message: `${error.message}${error.requestId ? ` (request id ${error.requestId})` : ''}`, code: EXIT.auth };
+      if (error.message.startsWith('login failed:'))
+        return {
+          message: `${error.message}${error.requestId ? ` (request id ${error.requestId})` : ''}`,
+          code: EXIT.auth,
+        };
       return { message: `${error.message}: run \`coffer login\` or set COFFER_TOKEN`, code: EXIT.auth };
     case 'forbidden':
       return { message: `${error.message}: ask an administrator for a policy that grants it`, code: EXIT.auth };
@@ -113,7 +124,10 @@ export function explain(error: unknown): { message: string; code: number } {
       return { message: error.message, code: EXIT.unavailable };
     case 'storage_full':
     case 'storage_unavailable':
-      return { message: `${error.message}: nothing was written; reads still work. An operator must free space or fix the server's data disk`, code: EXIT.unavailable };
+      return {
+        message: `${error.message}: nothing was written; reads still work. An operator must free space or fix the server's data disk`,
+        code: EXIT.unavailable,
+      };
     case 'backup_corrupt':
       return { message: `${error.message}. Nothing was restored; use an intact copy of the backup`, code: EXIT.error };
     case 'backup_foreign':
@@ -130,6 +144,13 @@ export const relative = (iso: string | null, now = Date.now()): string => {
   const seconds = Math.round((Date.parse(iso) - now) / 1000);
   const abs = Math.abs(seconds);
   if (abs === 0) return 'just now';
-  const text = abs < 90 ? `${abs}s` : abs < 5400 ? `${Math.round(abs / 60)}m` : abs < 172_800 ? `${Math.round(abs / 3600)}h` : `${Math.round(abs / 86_400)}d`;
+  const text =
+    abs < 90
+      ? `${abs}s`
+      : abs < 5400
+        ? `${Math.round(abs / 60)}m`
+        : abs < 172_800
+          ? `${Math.round(abs / 3600)}h`
+          : `${Math.round(abs / 86_400)}d`;
   return seconds >= 0 ? `in ${text}` : `${text} ago`;
 };

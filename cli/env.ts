@@ -38,7 +38,11 @@ export async function fetchSecrets(client: Coffer, paths: string[]): Promise<Sec
     if (failed.length > 0) {
       const [path, error] = failed[0]!;
       const code = error.code === 'not_found' ? 'not_found' : error.code === 'forbidden' ? 'forbidden' : 'internal';
-      throw new CofferError(code, `cannot read ${path}: ${error.message}${failed.length > 1 ? ` (and ${failed.length - 1} more)` : ''}`, code === 'not_found' ? 404 : 403);
+      throw new CofferError(
+        code,
+        `cannot read ${path}: ${error.message}${failed.length > 1 ? ` (and ${failed.length - 1} more)` : ''}`,
+        code === 'not_found' ? 404 : 403,
+      );
     }
     for (const p of unique.slice(i, i + 100)) secrets.push(got[p]!);
   }
@@ -49,7 +53,8 @@ export function buildEnv(secrets: Secret[], options: EnvOptions): Map<string, st
   const renames = new Map<string, string>();
   for (const m of options.map) {
     const eq = m.lastIndexOf('=');
-    if (eq < 1 || !ENV_NAME.test(m.slice(eq + 1))) throw new CliError('invalid_input', `--map ${m.split('=')[0]}=…: expected KEY=ENV_NAME or path:KEY=ENV_NAME`);
+    if (eq < 1 || !ENV_NAME.test(m.slice(eq + 1)))
+      throw new CliError('invalid_input', `--map ${m.split('=')[0]}=…: expected KEY=ENV_NAME or path:KEY=ENV_NAME`);
     renames.set(m.slice(0, eq), m.slice(eq + 1));
   }
   const env = new Map<string, string>();
@@ -59,16 +64,21 @@ export function buildEnv(secrets: Secret[], options: EnvOptions): Map<string, st
     for (const [key, value] of Object.entries(secret.data)) {
       const name = renames.get(`${secret.path}:${key}`) ?? renames.get(key) ?? envNameOf(key, options.prefix);
       const from = `${secret.path}:${key}`;
-      if (!ENV_NAME.test(name)) problems.push(`${from} -> "${name}" is not a valid variable name (use --map ${key}=NAME)`);
-      else if (isDangerousName(name, options.allow)) problems.push(`${from} -> ${name} would change how programs run (allow it with --allow-env ${name})`);
-      else if (origin.has(name)) problems.push(`${from} and ${origin.get(name)} both map to ${name} (use --map to rename one)`);
-      else if (value.includes('\u0000')) problems.push(`${from} -> ${name} holds a NUL character, which no environment variable can carry`);
+      if (!ENV_NAME.test(name))
+        problems.push(`${from} -> "${name}" is not a valid variable name (use --map ${key}=NAME)`);
+      else if (isDangerousName(name, options.allow))
+        problems.push(`${from} -> ${name} would change how programs run (allow it with --allow-env ${name})`);
+      else if (origin.has(name))
+        problems.push(`${from} and ${origin.get(name)} both map to ${name} (use --map to rename one)`);
+      else if (value.includes('\u0000'))
+        problems.push(`${from} -> ${name} holds a NUL character, which no environment variable can carry`);
       else {
         env.set(name, value);
         origin.set(name, from);
       }
     }
   }
-  if (problems.length > 0) throw new CliError('invalid_input', `cannot build the environment:\n  ${problems.join('\n  ')}`);
+  if (problems.length > 0)
+    throw new CliError('invalid_input', `cannot build the environment:\n  ${problems.join('\n  ')}`);
   return env;
 }

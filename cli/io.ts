@@ -28,7 +28,12 @@ export interface Deps {
   exitCode(code: number): void;
 }
 
-export const processIO = (): IO => ({ stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env });
+export const processIO = (): IO => ({
+  stdout: process.stdout,
+  stderr: process.stderr,
+  stdin: process.stdin,
+  env: process.env,
+});
 
 /** Everything on stdin, once. */
 export async function readAll(io: IO): Promise<Buffer> {

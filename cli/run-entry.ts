@@ -22,18 +22,30 @@ export async function runFromArgs(args: string[]): Promise<void> {
       },
     });
   } catch (e) {
-    process.stderr.write(`coffer run: ${(e as Error).message}\nusage: coffer run --path P [--path P]... [--map K=ENV]... -- CMD [ARGS...] (see coffer run --help)\n`);
+    process.stderr.write(
+      `coffer run: ${(e as Error).message}\nusage: coffer run --path P [--path P]... [--map K=ENV]... -- CMD [ARGS...] (see coffer run --help)\n`,
+    );
     process.exit(EXIT.usage);
   }
   const { addr, token, json, quiet, ...values } = parsed.values;
   const separator = args.indexOf('--');
-  const extra = separator < 0 ? parsed.positionals : parsed.positionals.slice(0, parsed.positionals.length - (args.length - separator - 1));
+  const extra =
+    separator < 0
+      ? parsed.positionals
+      : parsed.positionals.slice(0, parsed.positionals.length - (args.length - separator - 1));
   if (extra.length > 0) {
-    process.stderr.write(`coffer run: unexpected ${extra[0]}: put the command after --, e.g. coffer run --path app/db -- ./start.sh\n`);
+    process.stderr.write(
+      `coffer run: unexpected ${extra[0]}: put the command after --, e.g. coffer run --path app/db -- ./start.sh\n`,
+    );
     process.exit(EXIT.usage);
   }
   try {
-    const options = runOptions(values, { ...(typeof addr === 'string' ? { addr } : {}), ...(typeof token === 'string' ? { token } : {}), json: json, quiet: quiet });
+    const options = runOptions(values, {
+      ...(typeof addr === 'string' ? { addr } : {}),
+      ...(typeof token === 'string' ? { token } : {}),
+      json: json,
+      quiet: quiet,
+    });
     process.exit(await runWith(options, separator < 0 ? [] : args.slice(separator + 1), deps));
   } catch (e) {
     const { message, code } = explain(e);

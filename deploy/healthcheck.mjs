@@ -6,7 +6,9 @@
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 
-const url = new URL(process.env.COFFER_HEALTH_URL || 'https://127.0.0.1:8740/v1/sys/health?sealedcode=200&uninitcode=200&replicaok=true');
+const url = new URL(
+  process.env.COFFER_HEALTH_URL || 'https://127.0.0.1:8740/v1/sys/health?sealedcode=200&uninitcode=200&replicaok=true',
+);
 const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
 const req = send(url, { method: 'GET', timeout: 2500, rejectUnauthorized: false }, (res) => {
   res.resume();

@@ -95,7 +95,18 @@ export const sha256Hex = (text: string): string => createHash('sha256').update(t
  */
 export function verifyAuditLog(text: string, options: VerifyOptions = {}): VerifyResult {
   const key = options.publicKeyPem ? createPublicKey(options.publicKeyPem) : undefined;
-  const result: VerifyResult = { ok: true, lines: 0, checkpoints: 0, unsignedTail: 0, signaturesVerified: key !== undefined, gaps: [], uncheckedRestarts: [], sinkGaps: [], unconfirmed: [], lastSeq: null };
+  const result: VerifyResult = {
+    ok: true,
+    lines: 0,
+    checkpoints: 0,
+    unsignedTail: 0,
+    signaturesVerified: key !== undefined,
+    gaps: [],
+    uncheckedRestarts: [],
+    sinkGaps: [],
+    unconfirmed: [],
+    lastSeq: null,
+  };
   const fail = (line: number, reason: string): VerifyResult => ({ ...result, ok: false, firstBad: { line, reason } });
   if (text.length > 0 && !text.endsWith('\n')) {
     const lineCount = text.split('\n').length;
@@ -116,21 +127,39 @@ export function verifyAuditLog(text: string, options: VerifyOptions = {}): Verif
     }
     if (typeof entry.prev !== 'string' || typeof entry.seq !== 'number') return fail(i + 1, 'missing prev or seq');
     // Only a gap marker or a restart's open line may excuse a skip (the server writes `missed` nowhere else).
-    const missed = (entry.type === 'gap' || entry.type === 'open') && Array.isArray(entry.missed) ? (entry.missed as MissedLines[]).filter((m) => m && m.after === previousHash && m.from === (previousSeq ?? -2) + 1 && m.from <= entry.seq) : [];
-    const skip = previousHash !== undefined && entry.prev !== previousHash ? missed.find((m) => m.sink === options.sink) : undefined;
+    const missed =
+      (entry.type === 'gap' || entry.type === 'open') && Array.isArray(entry.missed)
+        ? (entry.missed as MissedLines[]).filter(
+            (m) => m && m.after === previousHash && m.from === (previousSeq ?? -2) + 1 && m.from <= entry.seq,
+          )
+        : [];
+    const skip =
+      previousHash !== undefined && entry.prev !== previousHash
+        ? missed.find((m) => m.sink === options.sink)
+        : undefined;
     if (skip) {
       result.sinkGaps.push({ line: i + 1, sink: skip.sink, from: skip.from, to: entry.seq - 1 });
     } else {
       if (previousHash !== undefined && entry.prev !== previousHash) {
-        const other = missed[0] ? ` (a gap marker for sink ${missed[0].sink} is here: if this file is that sink, verify it with that sink name)` : '';
+        const other = missed[0]
+          ? ` (a gap marker for sink ${missed[0].sink} is here: if this file is that sink, verify it with that sink name)`
+          : '';
         return fail(i + 1, `chain broken: a line before it was deleted, edited or reordered${other}`);
       }
-      if (previousSeq !== undefined && entry.seq !== previousSeq + 1) return fail(i + 1, `sequence jumps from ${previousSeq} to ${entry.seq}`);
+      if (previousSeq !== undefined && entry.seq !== previousSeq + 1)
+        return fail(i + 1, `sequence jumps from ${previousSeq} to ${entry.seq}`);
     }
     if (entry.type === 'checkpoint') {
       if (entry.head !== entry.prev) return fail(i + 1, 'checkpoint head does not match the chain');
       if (key) {
-        const ok = typeof entry.sig === 'string' && verifySignature(null, Buffer.from(checkpointMessage(entry.seq, entry.prev)), key, Buffer.from(entry.sig, 'base64'));
+        const ok =
+          typeof entry.sig === 'string' &&
+          verifySignature(
+            null,
+            Buffer.from(checkpointMessage(entry.seq, entry.prev)),
+            key,
+            Buffer.from(entry.sig, 'base64'),
+          );
         if (!ok) return fail(i + 1, 'checkpoint signature is invalid');
       }
       result.checkpoints++;
@@ -142,12 +171,21 @@ export function verifyAuditLog(text: string, options: VerifyOptions = {}): Verif
       if (entry.type === 'open') {
         const gap = entry.gap as { stored_seq?: unknown; file_seq?: unknown; reason?: unknown } | undefined;
         if (gap && typeof gap.stored_seq === 'number') {
-          result.gaps.push({ line: i + 1, stored_seq: gap.stored_seq, file_seq: typeof gap.file_seq === 'number' ? gap.file_seq : null, reason: typeof gap.reason === 'string' ? gap.reason : '' });
+          result.gaps.push({
+            line: i + 1,
+            stored_seq: gap.stored_seq,
+            file_seq: typeof gap.file_seq === 'number' ? gap.file_seq : null,
+            reason: typeof gap.reason === 'string' ? gap.reason : '',
+          });
         }
         if (entry.head_missing === true) {
           // After a server that kept a chain head, a restart without it is a removed head file:
           // the server refuses to start then unless an operator accepted it, which records a gap.
-          if (headAware && !gap) return fail(i + 1, 'restart without the chain head after a server that kept one (the head file was removed): a truncation before this line was not checked');
+          if (headAware && !gap)
+            return fail(
+              i + 1,
+              'restart without the chain head after a server that kept one (the head file was removed): a truncation before this line was not checked',
+            );
           result.uncheckedRestarts.push(i + 1);
         }
         if (entry.head === true) headAware = true;
@@ -155,7 +193,13 @@ export function verifyAuditLog(text: string, options: VerifyOptions = {}): Verif
         for (const u of Array.isArray(unconfirmed) ? unconfirmed : unconfirmed ? [unconfirmed] : []) {
           const range = u as { sink?: unknown; from?: unknown; to?: unknown };
           if (typeof range.from !== 'number' || typeof range.to !== 'number') continue;
-          result.unconfirmed.push({ line: i + 1, sink: typeof range.sink === 'string' ? range.sink : null, from: range.from, to: range.to, cut: Array.isArray(unconfirmed) });
+          result.unconfirmed.push({
+            line: i + 1,
+            sink: typeof range.sink === 'string' ? range.sink : null,
+            from: range.from,
+            to: range.to,
+            cut: Array.isArray(unconfirmed),
+          });
         }
       }
     }
@@ -165,7 +209,10 @@ export function verifyAuditLog(text: string, options: VerifyOptions = {}): Verif
     result.lines++;
   }
   if (options.expectLastSeq !== undefined && (previousSeq ?? -1) < options.expectLastSeq) {
-    return fail(lines.length, `the log ends at sequence ${previousSeq ?? 'none'} but the server wrote up to ${options.expectLastSeq} (truncated)`);
+    return fail(
+      lines.length,
+      `the log ends at sequence ${previousSeq ?? 'none'} but the server wrote up to ${options.expectLastSeq} (truncated)`,
+    );
   }
   if ((options.requireSignedTail ?? key !== undefined) && firstUnsigned) {
     const maxLines = options.maxUnsignedLines ?? 100;
@@ -173,10 +220,16 @@ export function verifyAuditLog(text: string, options: VerifyOptions = {}): Verif
     const age = ((options.now ?? Date.now)() - firstUnsigned.time) / 1000;
     const why = 'the tail may have been truncated, or the server crashed or is sealed';
     if (result.unsignedTail > maxLines) {
-      return fail(firstUnsigned.line, `${result.unsignedTail} line(s) after the last checkpoint are not signed, more than the ${maxLines} a running server leaves unsigned (${why})`);
+      return fail(
+        firstUnsigned.line,
+        `${result.unsignedTail} line(s) after the last checkpoint are not signed, more than the ${maxLines} a running server leaves unsigned (${why})`,
+      );
     }
     if (!(age <= maxSeconds)) {
-      return fail(firstUnsigned.line, `${result.unsignedTail} line(s) after the last checkpoint are not signed, and the oldest is ${Number.isFinite(age) ? `${Math.round(age)} s` : 'of unknown'} age, beyond the ${maxSeconds} s a running server takes to sign (${why})`);
+      return fail(
+        firstUnsigned.line,
+        `${result.unsignedTail} line(s) after the last checkpoint are not signed, and the oldest is ${Number.isFinite(age) ? `${Math.round(age)} s` : 'of unknown'} age, beyond the ${maxSeconds} s a running server takes to sign (${why})`,
+      );
     }
   }
   return result;

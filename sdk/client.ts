@@ -1,7 +1,13 @@
 import { CofferError } from './errors.js';
 import { readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { fetchTransport, tlsConnectOptions, type HttpResponse, type TlsClientOptions, type Transport } from './transport.js';
+import {
+  fetchTransport,
+  tlsConnectOptions,
+  type HttpResponse,
+  type TlsClientOptions,
+  type Transport,
+} from './transport.js';
 import type { ErrorBody } from './wire/errors.js';
 import type { OaepHash } from './wire/constants.js';
 import { pathMessage, pathProblem } from './wire/paths.js';
@@ -109,7 +115,8 @@ function withTls(tls: () => Promise<TlsClientOptions>): typeof fetch {
   return async (input, init) => {
     ready ??= Promise.all([tls(), import('undici')]).then(([options, { Agent, fetch: undiciFetch }]) => {
       const dispatcher = new Agent({ connect: tlsConnectOptions(options) });
-      return (url: Parameters<typeof fetch>[0], options?: RequestInit) => undiciFetch(url as string, { ...(options as object), dispatcher });
+      return (url: Parameters<typeof fetch>[0], options?: RequestInit) =>
+        undiciFetch(url as string, { ...(options as object), dispatcher });
     });
     // A file that cannot be read fails every call the same way, and is retried at the next one.
     ready.catch(() => (ready = undefined));
@@ -123,26 +130,47 @@ export async function readTlsFile(variable: string, file: string | undefined): P
   try {
     return await readFile(file, 'utf8');
   } catch (e) {
-    throw new CofferError('invalid_request', `cannot read ${variable} file ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, 0);
+    throw new CofferError(
+      'invalid_request',
+      `cannot read ${variable} file ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+      0,
+    );
   }
 }
 
 /** TLS settings from the options, else from COFFER_CACERT, COFFER_CLIENT_CERT, COFFER_CLIENT_KEY, COFFER_TLS_SERVER_NAME. */
-export async function tlsFromEnv(options: Pick<CofferOptions, 'caCert' | 'clientCert' | 'clientKey' | 'tlsServerName'>, env: NodeJS.ProcessEnv = process.env): Promise<TlsClientOptions> {
+export async function tlsFromEnv(
+  options: Pick<CofferOptions, 'caCert' | 'clientCert' | 'clientKey' | 'tlsServerName'>,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<TlsClientOptions> {
   const [ca, cert, key] = await Promise.all([
     options.caCert ?? readTlsFile('COFFER_CACERT', env.COFFER_CACERT),
     options.clientCert ?? readTlsFile('COFFER_CLIENT_CERT', env.COFFER_CLIENT_CERT),
     options.clientKey ?? readTlsFile('COFFER_CLIENT_KEY', env.COFFER_CLIENT_KEY),
   ]);
   if ((cert === undefined) !== (key === undefined)) {
-    throw new CofferError('invalid_request', `a client certificate needs its key: set both COFFER_CLIENT_CERT and COFFER_CLIENT_KEY (or clientCert and clientKey)`, 0);
+    throw new CofferError(
+      'invalid_request',
+      `a client certificate needs its key: set both COFFER_CLIENT_CERT and COFFER_CLIENT_KEY (or clientCert and clientKey)`,
+      0,
+    );
   }
   const servername = options.tlsServerName ?? (env.COFFER_TLS_SERVER_NAME || undefined);
-  return { ...(ca !== undefined ? { ca } : {}), ...(cert !== undefined && key !== undefined ? { cert, key } : {}), ...(servername ? { servername } : {}) };
+  return {
+    ...(ca !== undefined ? { ca } : {}),
+    ...(cert !== undefined && key !== undefined ? { cert, key } : {}),
+    ...(servername ? { servername } : {}),
+  };
 }
 
 const wantsTls = (o: CofferOptions, env: NodeJS.ProcessEnv) =>
-  Boolean(o.caCert ?? o.clientCert ?? o.clientKey ?? o.tlsServerName ?? (env.COFFER_CACERT || env.COFFER_CLIENT_CERT || env.COFFER_CLIENT_KEY || env.COFFER_TLS_SERVER_NAME));
+  Boolean(
+    o.caCert ??
+    o.clientCert ??
+    o.clientKey ??
+    o.tlsServerName ??
+    (env.COFFER_CACERT || env.COFFER_CLIENT_CERT || env.COFFER_CLIENT_KEY || env.COFFER_TLS_SERVER_NAME),
+  );
 
 /** A backup being downloaded (see `Coffer.backup`). */
 export interface BackupDownload {
@@ -183,7 +211,9 @@ export function readTokenFile(path: string, source = 'COFFER_TOKEN_FILE'): strin
     const stat = statSync(path);
     if (!stat.isFile()) throw refuse('is not a file: point it at the file holding the token');
     if (process.platform !== 'win32' && (stat.mode & 0o077) !== 0) {
-      throw refuse(`is accessible by group or others (mode ${(stat.mode & 0o777).toString(8).padStart(4, '0')}): run chmod 600 ${path} (in Kubernetes, mount the secret with defaultMode: 0400)`);
+      throw refuse(
+        `is accessible by group or others (mode ${(stat.mode & 0o777).toString(8).padStart(4, '0')}): run chmod 600 ${path} (in Kubernetes, mount the secret with defaultMode: 0400)`,
+      );
     }
     text = readFileSync(path, 'utf8');
   } catch (e) {
@@ -216,16 +246,22 @@ export class Coffer {
   constructor(options: CofferOptions = {}) {
     this.addr = (options.addr ?? process.env.COFFER_ADDR ?? 'http://127.0.0.1:8740').replace(/\/+$/, '');
     const url = new URL(this.addr);
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CofferError('invalid_request', `address ${this.addr} must be http(s)://host:port`, 0);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      throw new CofferError('invalid_request', `address ${this.addr} must be http(s)://host:port`, 0);
     // options.token, options.tokenFile, COFFER_TOKEN, COFFER_TOKEN_FILE: the CLI's order (cli/context.ts).
     this.token =
       options.token ??
       (options.tokenFile !== undefined ? readTokenFile(options.tokenFile, 'tokenFile') : undefined) ??
-      (process.env.COFFER_TOKEN || (process.env.COFFER_TOKEN_FILE ? readTokenFile(process.env.COFFER_TOKEN_FILE, 'COFFER_TOKEN_FILE') : undefined));
+      (process.env.COFFER_TOKEN ||
+        (process.env.COFFER_TOKEN_FILE
+          ? readTokenFile(process.env.COFFER_TOKEN_FILE, 'COFFER_TOKEN_FILE')
+          : undefined));
     this.namespace = options.namespace ?? process.env.COFFER_NAMESPACE;
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.retries = options.retries ?? 3;
-    this.transport = options.transport ?? fetchTransport(options.fetch ?? (wantsTls(options, process.env) ? withTls(() => tlsFromEnv(options)) : fetch));
+    this.transport =
+      options.transport ??
+      fetchTransport(options.fetch ?? (wantsTls(options, process.env) ? withTls(() => tlsFromEnv(options)) : fetch));
     this.sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
     this.autoRenew = options.autoRenew ?? false;
   }
@@ -244,11 +280,21 @@ export class Coffer {
   // ---- secrets
 
   getSecret(path: string, version?: number): Promise<Secret> {
-    return this.call({ method: 'GET', path: `/v1/secrets/${this.secretPath(path)}`, query: { version }, idempotent: true });
+    return this.call({
+      method: 'GET',
+      path: `/v1/secrets/${this.secretPath(path)}`,
+      query: { version },
+      idempotent: true,
+    });
   }
 
   putSecret(path: string, request: PutSecretRequest): Promise<PutSecretResult> {
-    return this.call({ method: 'PUT', path: `/v1/secrets/${this.secretPath(path)}`, body: request, idempotent: request.cas !== undefined });
+    return this.call({
+      method: 'PUT',
+      path: `/v1/secrets/${this.secretPath(path)}`,
+      body: request,
+      idempotent: request.cas !== undefined,
+    });
   }
 
   metadata(path: string): Promise<SecretMetadata> {
@@ -256,20 +302,40 @@ export class Coffer {
   }
 
   async deleteSecret(path: string, versions?: number[]): Promise<void> {
-    await this.call({ method: 'DELETE', path: `/v1/secrets/${this.secretPath(path)}`, query: { versions: versions?.join(',') }, idempotent: true });
+    await this.call({
+      method: 'DELETE',
+      path: `/v1/secrets/${this.secretPath(path)}`,
+      query: { versions: versions?.join(',') },
+      idempotent: true,
+    });
   }
 
   async undelete(path: string, versions: number[]): Promise<void> {
-    await this.call({ method: 'POST', path: `/v1/secrets/${this.secretPath(path)}/undelete`, body: { versions } satisfies VersionsRequest, idempotent: true });
+    await this.call({
+      method: 'POST',
+      path: `/v1/secrets/${this.secretPath(path)}/undelete`,
+      body: { versions } satisfies VersionsRequest,
+      idempotent: true,
+    });
   }
 
   async destroy(path: string, versions: number[]): Promise<void> {
-    await this.call({ method: 'POST', path: `/v1/secrets/${this.secretPath(path)}/destroy`, body: { versions } satisfies VersionsRequest, idempotent: true });
+    await this.call({
+      method: 'POST',
+      path: `/v1/secrets/${this.secretPath(path)}/destroy`,
+      body: { versions } satisfies VersionsRequest,
+      idempotent: true,
+    });
   }
 
   listPage(prefix = '', options: { after?: string | undefined; limit?: number | undefined } = {}): Promise<ListResult> {
     const full = this.namespace ? (prefix ? `${this.namespace}/${prefix}` : this.namespace) : prefix;
-    return this.call({ method: 'GET', path: '/v1/secrets', query: { prefix: full || undefined, after: options.after, limit: options.limit }, idempotent: true });
+    return this.call({
+      method: 'GET',
+      path: '/v1/secrets',
+      query: { prefix: full || undefined, after: options.after, limit: options.limit },
+      idempotent: true,
+    });
   }
 
   /** Every path under `prefix`, page by page. */
@@ -283,7 +349,12 @@ export class Coffer {
   }
 
   batchGet(paths: string[]): Promise<BatchResult> {
-    return this.call({ method: 'POST', path: '/v1/secrets:batch', body: { paths: paths.map((p) => this.secretPath(p)) } satisfies BatchRequest, idempotent: true });
+    return this.call({
+      method: 'POST',
+      path: '/v1/secrets:batch',
+      body: { paths: paths.map((p) => this.secretPath(p)) } satisfies BatchRequest,
+      idempotent: true,
+    });
   }
 
   // ---- auth
@@ -306,7 +377,12 @@ export class Coffer {
 
   /** What the current token may do at a capability path (`team/app/db`, `sys/policies/ci`). */
   capabilities(path: string): Promise<TokenCapabilities> {
-    return this.call({ method: 'GET', path: '/v1/auth/token/capabilities', query: { path } satisfies CapabilitiesRequest, idempotent: true });
+    return this.call({
+      method: 'GET',
+      path: '/v1/auth/token/capabilities',
+      query: { path } satisfies CapabilitiesRequest,
+      idempotent: true,
+    });
   }
 
   /**
@@ -319,7 +395,12 @@ export class Coffer {
   }
 
   async revoke(token?: string): Promise<void> {
-    await this.call({ method: 'POST', path: '/v1/auth/token/revoke', body: (token ? { token } : {}) satisfies TokenRevokeRequest, idempotent: true });
+    await this.call({
+      method: 'POST',
+      path: '/v1/auth/token/revoke',
+      body: (token ? { token } : {}) satisfies TokenRevokeRequest,
+      idempotent: true,
+    });
   }
 
   /** A child of the current token: at most its policies, groups and remaining lifetime (`orphan` needs its own capability). */
@@ -346,7 +427,11 @@ export class Coffer {
 
   /** A new approle secret_id (shown once). */
   createSecretId(role: string): Promise<SecretIdResult> {
-    return this.call({ method: 'POST', path: `${ADMIN_ROUTES.approle}/${encodeURIComponent(role)}/secret-id`, body: {} });
+    return this.call({
+      method: 'POST',
+      path: `${ADMIN_ROUTES.approle}/${encodeURIComponent(role)}/secret-id`,
+      body: {},
+    });
   }
 
   // ---- data keys (transit)
@@ -364,19 +449,41 @@ export class Coffer {
   }
 
   async encrypt(name: string, plaintext: Uint8Array, context?: Uint8Array): Promise<string> {
-    const body: EncryptRequest = { plaintext: Buffer.from(plaintext).toString('base64'), ...(context ? { context: Buffer.from(context).toString('base64') } : {}) };
-    return (await this.call<{ ciphertext: string }>({ method: 'POST', path: `/v1/keys/${encodeURIComponent(name)}/encrypt`, body, idempotent: true })).ciphertext;
+    const body: EncryptRequest = {
+      plaintext: Buffer.from(plaintext).toString('base64'),
+      ...(context ? { context: Buffer.from(context).toString('base64') } : {}),
+    };
+    return (
+      await this.call<{ ciphertext: string }>({
+        method: 'POST',
+        path: `/v1/keys/${encodeURIComponent(name)}/encrypt`,
+        body,
+        idempotent: true,
+      })
+    ).ciphertext;
   }
 
   async decrypt(name: string, ciphertext: string, context?: Uint8Array): Promise<Uint8Array> {
-    const body: DecryptRequest = { ciphertext, ...(context ? { context: Buffer.from(context).toString('base64') } : {}) };
-    const { plaintext } = await this.call<{ plaintext: string }>({ method: 'POST', path: `/v1/keys/${encodeURIComponent(name)}/decrypt`, body, idempotent: true });
+    const body: DecryptRequest = {
+      ciphertext,
+      ...(context ? { context: Buffer.from(context).toString('base64') } : {}),
+    };
+    const { plaintext } = await this.call<{ plaintext: string }>({
+      method: 'POST',
+      path: `/v1/keys/${encodeURIComponent(name)}/decrypt`,
+      body,
+      idempotent: true,
+    });
     return new Uint8Array(Buffer.from(plaintext, 'base64'));
   }
 
   async dataKey(name: string, context?: Uint8Array): Promise<{ plaintext: Uint8Array; ciphertext: string }> {
     const body: DatakeyRequest = context ? { context: Buffer.from(context).toString('base64') } : {};
-    const r = await this.call<{ plaintext: string; ciphertext: string }>({ method: 'POST', path: `/v1/keys/${encodeURIComponent(name)}/datakey`, body });
+    const r = await this.call<{ plaintext: string; ciphertext: string }>({
+      method: 'POST',
+      path: `/v1/keys/${encodeURIComponent(name)}/datakey`,
+      body,
+    });
     return { plaintext: new Uint8Array(Buffer.from(r.plaintext, 'base64')), ciphertext: r.ciphertext };
   }
 
@@ -392,11 +499,19 @@ export class Coffer {
   }
 
   byokImport(importToken: string, wrappedKey: string, oaepHash: OaepHash = 'sha256'): Promise<ByokImportResult> {
-    return this.call({ method: 'POST', path: '/v1/sys/byok/import', body: { import_token: importToken, wrapped_key: wrappedKey, oaep_hash: oaepHash } satisfies ByokImportRequest });
+    return this.call({
+      method: 'POST',
+      path: '/v1/sys/byok/import',
+      body: { import_token: importToken, wrapped_key: wrappedKey, oaep_hash: oaepHash } satisfies ByokImportRequest,
+    });
   }
 
   byokExport(publicKeyPem: string, shares: string[], oaepHash: OaepHash = 'sha256'): Promise<ByokExportResult> {
-    return this.call({ method: 'POST', path: '/v1/sys/byok/export', body: { public_key_pem: publicKeyPem, shares, oaep_hash: oaepHash } satisfies ByokExportRequest });
+    return this.call({
+      method: 'POST',
+      path: '/v1/sys/byok/export',
+      body: { public_key_pem: publicKeyPem, shares, oaep_hash: oaepHash } satisfies ByokExportRequest,
+    });
   }
 
   // ---- sys
@@ -412,7 +527,12 @@ export class Coffer {
   }
 
   init(shares: number, threshold: number): Promise<InitResult> {
-    return this.call({ method: 'POST', path: '/v1/sys/init', body: { shares, threshold } satisfies InitRequest, auth: false });
+    return this.call({
+      method: 'POST',
+      path: '/v1/sys/init',
+      body: { shares, threshold } satisfies InitRequest,
+      auth: false,
+    });
   }
 
   unseal(share: string): Promise<SealStatus> {
@@ -421,7 +541,12 @@ export class Coffer {
 
   /** Forgets the shares submitted so far; `nonce` is the one the first share's answer carried. */
   resetUnseal(nonce?: string): Promise<SealStatus> {
-    return this.call({ method: 'POST', path: '/v1/sys/unseal', body: (nonce === undefined ? { reset: true } : { reset: true, nonce }) satisfies UnsealRequest, auth: false });
+    return this.call({
+      method: 'POST',
+      path: '/v1/sys/unseal',
+      body: (nonce === undefined ? { reset: true } : { reset: true, nonce }) satisfies UnsealRequest,
+      auth: false,
+    });
   }
 
   /** The audit checkpoint public key (null until first unsealed), the checkpoint bounds and the last sequence (admin). */
@@ -446,7 +571,12 @@ export class Coffer {
    * (the server closes a connection idle for longer). Watch `replicationStatus()` meanwhile.
    */
   promote(options: { timeoutMs?: number } = {}): Promise<PromoteResult> {
-    return this.call({ method: 'POST', path: '/v1/sys/replication/promote', body: {}, timeoutMs: options.timeoutMs ?? 120_000 });
+    return this.call({
+      method: 'POST',
+      path: '/v1/sys/replication/promote',
+      body: {},
+      timeoutMs: options.timeoutMs ?? 120_000,
+    });
   }
 
   /** Asks the primary for a full snapshot in every bucket (admin). */
@@ -465,9 +595,15 @@ export class Coffer {
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
     let res: HttpResponse;
     try {
-      res = await this.transport(new URL(`${this.addr}/v1/sys/backup`), { method: 'GET', headers, timeoutMs: this.timeoutMs, stream: true });
+      res = await this.transport(new URL(`${this.addr}/v1/sys/backup`), {
+        method: 'GET',
+        headers,
+        timeoutMs: this.timeoutMs,
+        stream: true,
+      });
     } catch (e) {
-      const reason = (e as Error).name === 'TimeoutError' ? `no answer within ${this.timeoutMs} ms` : 'connection failed';
+      const reason =
+        (e as Error).name === 'TimeoutError' ? `no answer within ${this.timeoutMs} ms` : 'connection failed';
       throw new CofferError('unavailable', `cannot reach the Coffer server at ${this.addr}: ${reason}`, 0);
     }
     if (!res.ok) throw await this.toError(res);
@@ -486,7 +622,11 @@ export class Coffer {
   }
 
   rotateKeyring(namespace: string, rewrap = false): Promise<KeyringRotation> {
-    return this.call({ method: 'POST', path: `/v1/sys/keyrings/${encodeURIComponent(namespace)}/rotate`, body: { rewrap } satisfies KeyringRotateRequest });
+    return this.call({
+      method: 'POST',
+      path: `/v1/sys/keyrings/${encodeURIComponent(namespace)}/rotate`,
+      body: { rewrap } satisfies KeyringRotateRequest,
+    });
   }
 
   rotateMasterKey(): Promise<MasterRotation> {
@@ -529,7 +669,12 @@ export class Coffer {
   private secretPath(path: string): string {
     const full = this.namespace ? `${this.namespace}/${path}` : path;
     const problem = pathProblem(full);
-    if (problem) throw new CofferError('invalid_path', `"${full.length > 80 ? `${full.slice(0, 80)}…` : full}" is not a valid secret path: ${pathMessage('the path', problem)}`, 0);
+    if (problem)
+      throw new CofferError(
+        'invalid_path',
+        `"${full.length > 80 ? `${full.slice(0, 80)}…` : full}" is not a valid secret path: ${pathMessage('the path', problem)}`,
+        0,
+      );
     return full;
   }
 
@@ -558,7 +703,12 @@ export class Coffer {
           continue;
         }
       }
-      if (call.idempotent && attempt < this.retries && (res.status === 429 || res.status === 503) && !(await this.isSealed(res))) {
+      if (
+        call.idempotent &&
+        attempt < this.retries &&
+        (res.status === 429 || res.status === 503) &&
+        !(await this.isSealed(res))
+      ) {
         await this.backoff(attempt, res.headers.get('retry-after'));
         continue;
       }
@@ -581,7 +731,10 @@ export class Coffer {
       });
     } catch (e) {
       if (e instanceof CofferError) throw e; // a TLS file that cannot be read: say so, not "connection failed"
-      const reason = (e as Error).name === 'TimeoutError' ? `no answer within ${call.timeoutMs ?? this.timeoutMs} ms` : 'connection failed';
+      const reason =
+        (e as Error).name === 'TimeoutError'
+          ? `no answer within ${call.timeoutMs ?? this.timeoutMs} ms`
+          : 'connection failed';
       throw new CofferError('unavailable', `cannot reach the Coffer server at ${this.addr}: ${reason}`, 0);
     }
   }
@@ -589,7 +742,10 @@ export class Coffer {
   /** A sealed server answers 503 too, but retrying will not unseal it. */
   private async isSealed(res: HttpResponse): Promise<boolean> {
     if (res.status !== 503) return false;
-    const body = (await res.clone().json().catch(() => undefined)) as ErrorBody | undefined;
+    const body = (await res
+      .clone()
+      .json()
+      .catch(() => undefined)) as ErrorBody | undefined;
     return body?.error?.code === 'sealed' || body?.error?.code === 'not_initialized';
   }
 
@@ -601,7 +757,12 @@ export class Coffer {
 
   private async toError(res: HttpResponse): Promise<CofferError> {
     const body = (await res.json().catch(() => undefined)) as ErrorBody | undefined;
-    if (!body?.error?.code) return new CofferError('unexpected_response', `unexpected answer from the server (HTTP ${res.status})`, res.status);
+    if (!body?.error?.code)
+      return new CofferError(
+        'unexpected_response',
+        `unexpected answer from the server (HTTP ${res.status})`,
+        res.status,
+      );
     return new CofferError(body.error.code, body.error.message, res.status, body.error.request_id);
   }
 }

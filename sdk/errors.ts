@@ -21,5 +21,6 @@ export const isNotFound = (e: unknown) => has(e, 'not_found');
 export const isForbidden = (e: unknown) => has(e, 'forbidden');
 export const isUnauthenticated = (e: unknown) => has(e, 'unauthenticated');
 export const isSealed = (e: unknown) => has(e, 'sealed', 'not_initialized');
-export const isUnavailable = (e: unknown) => has(e, 'unavailable', 'sealed', 'not_initialized', 'rate_limited', 'storage_full', 'storage_unavailable');
+export const isUnavailable = (e: unknown) =>
+  has(e, 'unavailable', 'sealed', 'not_initialized', 'rate_limited', 'storage_full', 'storage_unavailable');
 export const isCasMismatch = (e: unknown) => has(e, 'cas_mismatch');

@@ -16,12 +16,17 @@ export class Unrepresentable extends Error {}
  * environment variable: no text format can keep either.
  */
 export function assertWellFormed(value: string): void {
-  if (!value.isWellFormed()) throw new Unrepresentable('holds an unpaired UTF-16 surrogate, which UTF-8 output cannot carry (use --format json)');
-  if (value.includes('\u0000')) throw new Unrepresentable('holds a NUL character, which no environment variable can carry');
+  if (!value.isWellFormed())
+    throw new Unrepresentable(
+      'holds an unpaired UTF-16 surrogate, which UTF-8 output cannot carry (use --format json)',
+    );
+  if (value.includes('\u0000'))
+    throw new Unrepresentable('holds a NUL character, which no environment variable can carry');
 }
 
 /** .NET String.Trim (Char.IsWhiteSpace), which the runner uses: unlike JavaScript's trim it strips U+0085 and keeps U+FEFF. */
-const NET_TRIM = /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/g;
+const NET_TRIM =
+  /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/g;
 
 /** ActionCommand.UnescapeData decodes %0D, %0A and %25 (in that order): the inverse, '%' first. */
 const escapeCommandData = (data: string) => data.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');
@@ -52,7 +57,8 @@ export function githubMasks(value: string): string {
  */
 export function githubFileBlock(name: string, value: string): string {
   assertWellFormed(value);
-  if (value.endsWith('\r')) throw new Unrepresentable('ends in a carriage return, which a Windows runner strips from a file command');
+  if (value.endsWith('\r'))
+    throw new Unrepresentable('ends in a carriage return, which a Windows runner strips from a file command');
   let delimiter: string;
   do delimiter = `ghadelimiter_${randomBytes(16).toString('hex')}`;
   while (value.includes(delimiter) || name.includes(delimiter));
@@ -61,6 +67,7 @@ export function githubFileBlock(name: string, value: string): string {
 
 /** $GITHUB_ENV: a file-command heredoc; the runner drops NODE_OPTIONS (SetEnvFileCommand). */
 export function githubEnvBlock(name: string, value: string): string {
-  if (name.toUpperCase() === 'NODE_OPTIONS') throw new Unrepresentable('is refused by the Actions runner in $GITHUB_ENV');
+  if (name.toUpperCase() === 'NODE_OPTIONS')
+    throw new Unrepresentable('is refused by the Actions runner in $GITHUB_ENV');
   return githubFileBlock(name, value);
 }

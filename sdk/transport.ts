@@ -50,10 +50,26 @@ export function tlsConnectOptions(tls: TlsClientOptions): TlsClientOptions {
 /** Wraps a fetch implementation (global, undici with a CA, or a test double). */
 export function fetchTransport(fetchImpl: typeof fetch): Transport {
   return (url, req) => {
-    if (!req.stream) return fetchImpl(url, { method: req.method, headers: req.headers, body: req.body ?? null, redirect: 'error', signal: AbortSignal.timeout(req.timeoutMs) });
+    if (!req.stream)
+      return fetchImpl(url, {
+        method: req.method,
+        headers: req.headers,
+        body: req.body ?? null,
+        redirect: 'error',
+        signal: AbortSignal.timeout(req.timeoutMs),
+      });
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(Object.assign(new Error('timeout'), { name: 'TimeoutError' })), req.timeoutMs);
-    return fetchImpl(url, { method: req.method, headers: req.headers, body: req.body ?? null, redirect: 'error', signal: controller.signal }).finally(() => clearTimeout(timer));
+    const timer = setTimeout(
+      () => controller.abort(Object.assign(new Error('timeout'), { name: 'TimeoutError' })),
+      req.timeoutMs,
+    );
+    return fetchImpl(url, {
+      method: req.method,
+      headers: req.headers,
+      body: req.body ?? null,
+      redirect: 'error',
+      signal: controller.signal,
+    }).finally(() => clearTimeout(timer));
   };
 }
 
@@ -122,18 +138,25 @@ export function nodeHttpTransport(options: TlsClientOptions = {}): Transport {
   return (url, req) =>
     new Promise((resolve, reject) => {
       const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-      const r = send(url, { method: req.method, headers: req.headers, timeout: req.timeoutMs, ...(url.protocol === 'https:' ? tls : {}) }, (res) => {
-        if (req.stream && (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300) return void resolve(new StreamedResponse(res));
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > 64 * 1024 * 1024) r.destroy(new Error('response too large'));
-          else chunks.push(c);
-        });
-        res.on('end', () => resolve(new BufferedResponse(res.statusCode ?? 0, res.headers, Buffer.concat(chunks).toString('utf8'))));
-        res.on('error', reject);
-      });
+      const r = send(
+        url,
+        { method: req.method, headers: req.headers, timeout: req.timeoutMs, ...(url.protocol === 'https:' ? tls : {}) },
+        (res) => {
+          if (req.stream && (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300)
+            return void resolve(new StreamedResponse(res));
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > 64 * 1024 * 1024) r.destroy(new Error('response too large'));
+            else chunks.push(c);
+          });
+          res.on('end', () =>
+            resolve(new BufferedResponse(res.statusCode ?? 0, res.headers, Buffer.concat(chunks).toString('utf8'))),
+          );
+          res.on('error', reject);
+        },
+      );
       r.on('timeout', () => r.destroy(Object.assign(new Error('timeout'), { name: 'TimeoutError' })));
       r.on('error', reject);
       r.end(req.body);

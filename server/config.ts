@@ -6,12 +6,16 @@ import { CofferError } from './errors.js';
 /** A Vault auth mount name for jwt logins; not one of Coffer's own auth paths. */
 const VAULT_MOUNT_NAME = /^(?!(approle|userpass|token|jwks)$)[a-z0-9][a-z0-9_-]{0,63}$/;
 /** A KV mount: `name` or `name=prefix` (a Coffer path prefix); the native API's first path segments are not available as names. */
-const VAULT_KV_MOUNT = /^(?!(sys|auth|secrets|metadata|keys|policies|groups)(=|$))[a-z0-9][a-z0-9_-]{0,63}(=[A-Za-z0-9][A-Za-z0-9._-]{0,127}(\/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,7})?$/;
+const VAULT_KV_MOUNT =
+  /^(?!(sys|auth|secrets|metadata|keys|policies|groups)(=|$))[a-z0-9][a-z0-9_-]{0,63}(=[A-Za-z0-9][A-Za-z0-9._-]{0,127}(\/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,7})?$/;
 
 /** Server configuration: file, then `COFFER_SERVER_*` env, then flags; validated once here. */
 export const configSchema = z.strictObject({
   dev: z.boolean().default(false),
-  listen: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, 'expected HOST:PORT').default('127.0.0.1:8740'),
+  listen: z
+    .string()
+    .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, 'expected HOST:PORT')
+    .default('127.0.0.1:8740'),
   data_dir: z.string().min(1).default('./.coffer'),
   kek: z.string().optional(),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -46,15 +50,28 @@ export const configSchema = z.strictObject({
   /** SIGTERM: how long in-flight requests may take to finish before their connections are cut. */
   shutdown_grace_s: z.number().min(0).max(3600).default(10),
   /** Upper bound on the lifetime of any token created through sys/auth/token/create (root's included). */
-  token_max_ttl_s: z.number().int().min(60).max(366 * 86_400).default(32 * 86_400),
+  token_max_ttl_s: z
+    .number()
+    .int()
+    .min(60)
+    .max(366 * 86_400)
+    .default(32 * 86_400),
   /** Live child tokens (token/create, not revoked, before their max TTL) one token may hold, the root token's included (SECURITY-CASES J13). */
   token_max_children: z.number().int().min(1).max(1_000_000).default(1000),
   max_versions: z.number().int().min(1).max(10_000).default(100),
   keyring_cache_ttl_s: z.number().int().min(1).max(86_400).default(600),
-  keyring_max_wraps: z.number().int().min(1).max(2 ** 30).default(2 ** 24),
+  keyring_max_wraps: z
+    .number()
+    .int()
+    .min(1)
+    .max(2 ** 30)
+    .default(2 ** 24),
   keyring_max_age_days: z.number().int().min(1).max(3650).default(90),
   /** The address other servers and clients should use for this one (published to replicas). */
-  api_addr: z.string().regex(/^https?:\/\/[^\s/]+$/, 'expected http(s)://host:port').optional(),
+  api_addr: z
+    .string()
+    .regex(/^https?:\/\/[^\s/]+$/, 'expected http(s)://host:port')
+    .optional(),
   /** Replication (README "Replication"): buckets this primary ships to (file:///dir, s3://bucket/prefix?…). */
   replicate_to: z.array(z.string().min(1).max(2048)).max(8).default([]),
   /** Run as a read-only replica of the stream in this bucket. */
@@ -72,7 +89,10 @@ export const configSchema = z.strictObject({
   /** A full snapshot after this many records (and at every new stream or epoch). */
   snapshot_every: z.number().int().min(100).max(100_000_000).default(50_000),
   /** Vault-compatible KV v2 mounts (docs/vault-compatibility.md): `name` (the Coffer paths as they are) or `name=prefix`. */
-  vault_kv_mounts: z.array(z.string().regex(VAULT_KV_MOUNT, 'expected MOUNT or MOUNT=PREFIX')).max(32).default(['secret']),
+  vault_kv_mounts: z
+    .array(z.string().regex(VAULT_KV_MOUNT, 'expected MOUNT or MOUNT=PREFIX'))
+    .max(32)
+    .default(['secret']),
   /** Vault auth mounts that log in with Coffer's jwt roles (`jwt` is always one). */
   vault_jwt_mounts: z.array(z.string().regex(VAULT_MOUNT_NAME, 'expected a mount name')).max(32).default(['jwt']),
 });
@@ -85,13 +105,18 @@ const ENV_PREFIX = 'COFFER_SERVER_';
 function fromEnv(key: keyof ServerConfig, value: string): unknown {
   const shape = configSchema.shape[key];
   const inner = shape instanceof z.ZodDefault || shape instanceof z.ZodOptional ? shape.unwrap() : shape;
-  if (inner instanceof z.ZodBoolean) return value === 'true' || value === '1' ? true : value === 'false' || value === '0' ? false : value;
+  if (inner instanceof z.ZodBoolean)
+    return value === 'true' || value === '1' ? true : value === 'false' || value === '0' ? false : value;
   if (inner instanceof z.ZodNumber) return /^-?\d+(\.\d+)?$/.test(value) ? Number(value) : value;
   if (inner instanceof z.ZodArray) return value.split(',').filter((v) => v !== '');
   return value;
 }
 
-export async function loadConfig(options: { file?: string | undefined; env?: NodeJS.ProcessEnv; flags?: Partial<Record<keyof ServerConfig, unknown>> }): Promise<ServerConfig> {
+export async function loadConfig(options: {
+  file?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  flags?: Partial<Record<keyof ServerConfig, unknown>>;
+}): Promise<ServerConfig> {
   let fromFile: Record<string, unknown> = {};
   if (options.file) {
     let text: string;
@@ -104,9 +129,13 @@ export async function loadConfig(options: { file?: string | undefined; env?: Nod
       const parsed: unknown = options.file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
       fromFile = (parsed ?? {}) as Record<string, unknown>;
     } catch {
-      throw new CofferError('invalid_request', `config file ${options.file} is not valid ${options.file.endsWith('.json') ? 'JSON' : 'YAML'}`);
+      throw new CofferError(
+        'invalid_request',
+        `config file ${options.file} is not valid ${options.file.endsWith('.json') ? 'JSON' : 'YAML'}`,
+      );
     }
-    if (typeof fromFile !== 'object' || Array.isArray(fromFile)) throw new CofferError('invalid_request', `config file ${options.file} must hold an object`);
+    if (typeof fromFile !== 'object' || Array.isArray(fromFile))
+      throw new CofferError('invalid_request', `config file ${options.file} must hold an object`);
   }
   const fromEnvironment: Record<string, unknown> = {};
   for (const key of Object.keys(configSchema.shape) as (keyof ServerConfig)[]) {
@@ -117,7 +146,10 @@ export async function loadConfig(options: { file?: string | undefined; env?: Nod
   const result = configSchema.safeParse({ ...fromFile, ...fromEnvironment, ...flags });
   if (!result.success) {
     const issue = result.error.issues[0]!;
-    throw new CofferError('invalid_request', `configuration: ${issue.path.length ? `${issue.path.join('.')}: ` : ''}${issue.message}`);
+    throw new CofferError(
+      'invalid_request',
+      `configuration: ${issue.path.length ? `${issue.path.join('.')}: ` : ''}${issue.message}`,
+    );
   }
   return result.data;
 }

@@ -57,7 +57,10 @@ export function drainable(server: Server): Drainable {
       cutAll.unref();
       await quiet(start + graceMs * MAX_LISTEN_SHARE);
       await new Promise<void>((done) => {
-        const cutUnserved = setTimeout(() => server.closeIdleConnections(), Math.min(UNSERVED_GRACE_MS, Math.max(0, start + graceMs - Date.now())));
+        const cutUnserved = setTimeout(
+          () => server.closeIdleConnections(),
+          Math.min(UNSERVED_GRACE_MS, Math.max(0, start + graceMs - Date.now())),
+        );
         cutUnserved.unref();
         NetServer.prototype.close.call(server, () => {
           clearTimeout(cutAll);

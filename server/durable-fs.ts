@@ -6,7 +6,12 @@ import { open } from 'node:fs/promises';
  */
 
 /** Writes `data` to a new file at `path` (`flag` 'w' or 'wx') and fsyncs it before closing. */
-export async function writeSynced(path: string, data: Uint8Array | string, mode = 0o600, flag: 'w' | 'wx' = 'w'): Promise<void> {
+export async function writeSynced(
+  path: string,
+  data: Uint8Array | string,
+  mode = 0o600,
+  flag: 'w' | 'wx' = 'w',
+): Promise<void> {
   const handle = await open(path, flag, mode);
   try {
     await handle.writeFile(data);

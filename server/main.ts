@@ -50,11 +50,18 @@ export interface RunningServer {
  * Wires the server: store, seal, engines, app; listens. Dev mode keeps a key file and the root
  * token in the data directory and initializes itself on first start.
  */
-export async function startServer(config: ServerConfig, options: { log?: Logger; env?: NodeJS.ProcessEnv } = {}): Promise<RunningServer> {
+export async function startServer(
+  config: ServerConfig,
+  options: { log?: Logger; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunningServer> {
   const env = options.env ?? process.env;
   const log = options.log ?? pino({ level: config.log_level, base: { service: 'coffer' } });
   if (config.dev_tls) {
-    if (config.tls_cert_file || config.tls_key_file) throw new CofferError('invalid_request', 'configuration: --dev-tls makes its own certificate: drop tls_cert_file and tls_key_file, or --dev-tls');
+    if (config.tls_cert_file || config.tls_key_file)
+      throw new CofferError(
+        'invalid_request',
+        'configuration: --dev-tls makes its own certificate: drop tls_cert_file and tls_key_file, or --dev-tls',
+      );
     config = { ...config, dev: true };
   }
   const dataDir = resolve(config.data_dir);
@@ -66,16 +73,25 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
   if (config.dev_tls) {
     const dev = await ensureDevTls(dataDir);
     devCaFile = dev.caFile;
-    tlsSettings = { certFile: dev.certFile, keyFile: dev.keyFile, minVersion: config.tls_min_version, requireClientCert: false, allowExpired: false };
+    tlsSettings = {
+      certFile: dev.certFile,
+      keyFile: dev.keyFile,
+      minVersion: config.tls_min_version,
+      requireClientCert: false,
+      allowExpired: false,
+    };
     tlsMaterial = await loadTls(tlsSettings);
   }
 
   let source: RootKeySource;
   if (config.dev) {
     const keyFile = join(dataDir, 'kek.key');
-    if (!config.kek) await createKeyFile(keyFile).then((k) => k.fill(0)).catch((e: NodeJS.ErrnoException) => {
-      if (e.code !== 'EEXIST') throw e;
-    });
+    if (!config.kek)
+      await createKeyFile(keyFile)
+        .then((k) => k.fill(0))
+        .catch((e: NodeJS.ErrnoException) => {
+          if (e.code !== 'EEXIST') throw e;
+        });
     source = config.kek ? parseKekUri(config.kek) : { kind: 'file', path: keyFile };
   } else {
     source = parseKekUri(config.kek ?? 'shamir:');
@@ -100,7 +116,11 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
       },
       secrets: { maxVersions: config.max_versions },
       // A replica never sweeps expired token state: the primary's deletes reach it through replication.
-      tokens: { maxTtlSeconds: config.token_max_ttl_s, maxChildren: config.token_max_children, writable: () => replication.role !== 'replica' },
+      tokens: {
+        maxTtlSeconds: config.token_max_ttl_s,
+        maxChildren: config.token_max_children,
+        writable: () => replication.role !== 'replica',
+      },
       audit: {
         files: config.audit_files ?? [join(dataDir, 'audit.log')],
         // In the data directory (0700), not beside the log: see server/audit/head.ts.
@@ -115,7 +135,10 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
       http: {
         version: VERSION,
         metricsPublic: config.metrics_public,
-        loginLimits: { failuresPerMinute: config.login_failures_per_minute, userFailuresPerMinute: config.login_user_failures_per_minute },
+        loginLimits: {
+          failuresPerMinute: config.login_failures_per_minute,
+          userFailuresPerMinute: config.login_user_failures_per_minute,
+        },
         trustedProxies: config.trusted_proxies,
         lifecycle,
         vault: vaultSettings(config.vault_kv_mounts, config.vault_jwt_mounts),
@@ -142,9 +165,33 @@ export async function startServer(config: ServerConfig, options: { log?: Logger;
     const address = server.address() as AddressInfo;
     const url = `${tlsMaterial ? 'https' : 'http'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
     replication.setAddress(config.api_addr ?? url);
-    let tlsState = tlsMaterial ? { notAfter: tlsMaterial.notAfter, ...(devCaFile ? { caFile: devCaFile } : {}) } : undefined;
-    log.info({ url, data_dir: dataDir, dev: config.dev, provider: source.kind, initialized: seal.initialized, sealed: seal.sealed,
-      ...(tlsMaterial ? { tls: { not_after: tlsMaterial.notAfter.toISOString(), min_version: tlsSettings!.minVersion, client_cert: tlsSettings!.clientCaFile ? (tlsSettings!.requireClientCert ? 'required' : 'requested') : 'off' } } : {}) }, 'coffer listening');
+    let tlsState = tlsMaterial
+      ? { notAfter: tlsMaterial.notAfter, ...(devCaFile ? { caFile: devCaFile } : {}) }
+      : undefined;
+    log.info(
+      {
+        url,
+        data_dir: dataDir,
+        dev: config.dev,
+        provider: source.kind,
+        initialized: seal.initialized,
+        sealed: seal.sealed,
+        ...(tlsMaterial
+          ? {
+              tls: {
+                not_after: tlsMaterial.notAfter.toISOString(),
+                min_version: tlsSettings!.minVersion,
+                client_cert: tlsSettings!.clientCaFile
+                  ? tlsSettings!.requireClientCert
+                    ? 'required'
+                    : 'requested'
+                  : 'off',
+              },
+            }
+          : {}),
+      },
+      'coffer listening',
+    );
     let reloading: Promise<Date> | undefined;
     const reloadTls = async (): Promise<Date> => {
       if (!tlsSettings) throw new CofferError('invalid_request', 'this server does not serve TLS: nothing to reload');
@@ -219,7 +266,13 @@ interface ListenOptions {
  * - TLS handshakeTimeout 10 s (tls/context.ts), and at most `maxPerAddress` connections per
  *   client address, `maxConnections` in all.
  */
-export const SERVER_TIMEOUTS = { headersTimeout: 30_000, requestTimeout: 60_000, keepAliveTimeout: 5_000, socketTimeout: 120_000, connectionsCheckingInterval: 5_000 };
+export const SERVER_TIMEOUTS = {
+  headersTimeout: 30_000,
+  requestTimeout: 60_000,
+  keepAliveTimeout: 5_000,
+  socketTimeout: 120_000,
+  connectionsCheckingInterval: 5_000,
+};
 
 function listen(app: Parameters<typeof createServer>[1], listenOn: string, options: ListenOptions): Promise<Server> {
   const colon = listenOn.lastIndexOf(':');
@@ -228,7 +281,7 @@ function listen(app: Parameters<typeof createServer>[1], listenOn: string, optio
   const { socketTimeout, ...timeouts } = SERVER_TIMEOUTS;
   const http = { maxHeaderSize: 16 * 1024, ...timeouts };
   const server: Server = options.tls
-    ? (createHttpsServer({ ...http, ...serverTlsOptions(options.tls.settings, options.tls.material) }, app))
+    ? createHttpsServer({ ...http, ...serverTlsOptions(options.tls.settings, options.tls.material) }, app)
     : createServer(http, app);
   acceptListVerb(server, options.tls ? 'secureConnection' : 'connection'); // Vault clients' LIST
   server.maxHeadersCount = 100;
@@ -247,11 +300,21 @@ function listen(app: Parameters<typeof createServer>[1], listenOn: string, optio
     // At most one line a minute: the point of the cap is that a flood costs nothing, logs included.
     if (Date.now() - lastRefusalLog < 60_000) return;
     lastRefusalLog = Date.now();
-    options.log.warn({ client: address, max_connections_per_address: options.maxPerAddress }, 'connection refused: too many open connections from one client (an address, or an IPv6 /64)');
+    options.log.warn(
+      { client: address, max_connections_per_address: options.maxPerAddress },
+      'connection refused: too many open connections from one client (an address, or an IPv6 /64)',
+    );
   });
   return new Promise((done, fail) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
-      fail(new CofferError('internal', e.code === 'EADDRINUSE' ? `address ${listenOn} is already in use` : `cannot listen on ${listenOn}: ${e.message}`)),
+      fail(
+        new CofferError(
+          'internal',
+          e.code === 'EADDRINUSE'
+            ? `address ${listenOn} is already in use`
+            : `cannot listen on ${listenOn}: ${e.message}`,
+        ),
+      ),
     );
     server.listen(port, host, () => done(server));
   });
@@ -263,7 +326,9 @@ async function writeSecretFile(path: string, content: string): Promise<void> {
 }
 
 /** `coffer server`: loads config, starts, prints the dev token once, stops on signals. */
-export async function runServer(flags: { config?: string | undefined } & Partial<Record<keyof ServerConfig, unknown>>): Promise<void> {
+export async function runServer(
+  flags: { config?: string | undefined } & Partial<Record<keyof ServerConfig, unknown>>,
+): Promise<void> {
   const { config: file, ...rest } = flags;
   const config = await loadConfig({ file, env: process.env, flags: rest });
   const log = pino({ level: config.log_level, base: { service: 'coffer' } });
@@ -282,7 +347,9 @@ export async function runServer(flags: { config?: string | undefined } & Partial
       );
     } else {
       const saved = await readFile(tokenFile, 'utf8').catch(() => undefined);
-      process.stderr.write(`\nCoffer dev server at ${running.url}. Root token: ${saved ? `in ${tokenFile}` : 'see the first start'}\n\n`);
+      process.stderr.write(
+        `\nCoffer dev server at ${running.url}. Root token: ${saved ? `in ${tokenFile}` : 'see the first start'}\n\n`,
+      );
     }
   }
   let stopping = false;
@@ -292,7 +359,9 @@ export async function runServer(flags: { config?: string | undefined } & Partial
       process.exit(1);
     }
     stopping = true;
-    process.stderr.write(`received ${signal}: draining (up to ${config.shutdown_grace_s} s for requests in flight), then stopping\n`);
+    process.stderr.write(
+      `received ${signal}: draining (up to ${config.shutdown_grace_s} s for requests in flight), then stopping\n`,
+    );
     running.close().then(
       () => process.exit(0),
       () => process.exit(1),
@@ -305,7 +374,11 @@ export async function runServer(flags: { config?: string | undefined } & Partial
     if (!running.tls || stopping) return void log.info('SIGHUP: no TLS certificate to reload');
     running.reloadTls().then(
       (notAfter) => log.info({ not_after: notAfter.toISOString() }, 'TLS certificate reloaded'),
-      (e: unknown) => log.error({ reason: e instanceof Error ? e.message : String(e) }, 'TLS certificate reload refused: still serving the previous certificate'),
+      (e: unknown) =>
+        log.error(
+          { reason: e instanceof Error ? e.message : String(e) },
+          'TLS certificate reload refused: still serving the previous certificate',
+        ),
     );
   });
 }

@@ -2,7 +2,14 @@ import { CofferError } from './errors.js';
 import { MAX_PATH_LENGTH, MAX_SEGMENTS, SEGMENT, pathMessage, pathProblem } from '../sdk/wire/paths.js';
 
 // The rule itself is sdk/wire/paths.ts, shared with the SDK (which refuses a bad path before sending it).
-export { MAX_PATH_LENGTH, MAX_SEGMENTS, RESERVED_NAMESPACES, SEGMENT, isValidPath, namespaceOf } from '../sdk/wire/paths.js';
+export {
+  MAX_PATH_LENGTH,
+  MAX_SEGMENTS,
+  RESERVED_NAMESPACES,
+  SEGMENT,
+  isValidPath,
+  namespaceOf,
+} from '../sdk/wire/paths.js';
 
 /** Checks a path given in a JSON body or query (already decoded by the parser). */
 export function checkPath(path: unknown, what = 'path'): string {

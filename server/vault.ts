@@ -22,7 +22,10 @@ import { FORMAT_KEY, GROUP_PREFIX, POLICY_PREFIX } from './store/keys.js';
 import { TransitEngine } from './transit/engine.js';
 
 /** What the HTTP layer gets beside the engines (config-derived; see server/http/deps.ts). */
-export type HttpSettings = Pick<AppDeps, 'version' | 'loginLimits' | 'trustedProxies' | 'metricsPublic' | 'lifecycle' | 'vault'>;
+export type HttpSettings = Pick<
+  AppDeps,
+  'version' | 'loginLimits' | 'trustedProxies' | 'metricsPublic' | 'lifecycle' | 'vault'
+>;
 
 export interface VaultOptions {
   /** Opened by the caller, which closes it (also when building fails). */
@@ -68,7 +71,12 @@ export interface Vault {
 export async function buildVault(options: VaultOptions): Promise<Vault> {
   const { store, log, replication } = options;
   const now = options.now ?? Date.now;
-  const seal = new SealManager(store, { source: options.source, env: options.env, log, keyring: options.keyring ?? {} });
+  const seal = new SealManager(store, {
+    source: options.source,
+    env: options.env,
+    log,
+    keyring: options.keyring ?? {},
+  });
   replication?.attach(seal); // its hooks run in the unseal phases `storage` and `serving`
   const barrier = seal.barrier;
   const secrets = new SecretsEngine(barrier, { now, ...options.secrets });
@@ -92,14 +100,39 @@ export async function buildVault(options: VaultOptions): Promise<Vault> {
   const metrics = createMetrics(options.processMetrics ?? true);
   replication?.registerMetrics(metrics);
   auditSinkMetrics(metrics, audit);
-  const logins = { userpass: new UserpassMethod(barrier), approle: new AppRoleMethod(barrier, now), jwt: new JwtMethod(barrier, log, now) };
+  const logins = {
+    userpass: new UserpassMethod(barrier),
+    approle: new AppRoleMethod(barrier, now),
+    jwt: new JwtMethod(barrier, log, now),
+  };
   const app = createApp({
     ...options.http,
-    store, seal, secrets, transit, byok, access, logins, rewrap, audit, auditSigner, log, metrics,
+    store,
+    seal,
+    secrets,
+    transit,
+    byok,
+    access,
+    logins,
+    rewrap,
+    audit,
+    auditSigner,
+    log,
+    metrics,
     ...(replication ? { replication } : {}),
   });
   return {
-    store, barrier, seal, secrets, transit, byok, rewrap, audit, auditSigner, access, app,
+    store,
+    barrier,
+    seal,
+    secrets,
+    transit,
+    byok,
+    rewrap,
+    audit,
+    auditSigner,
+    access,
+    app,
     initialize: (shape) => initializeVault(seal, access.tokens, shape),
   };
 }

@@ -81,8 +81,20 @@ export async function openVault(options: VaultOptions = {}): Promise<TestVault> 
     ...(options.now ? { now: options.now } : {}),
     keyring: options.keyring ?? {},
     secrets: options.secrets ?? {},
-    audit: { files: [join(dir, 'audit.log')], headFile: join(dir, 'audit.head'), stdout: false, checkpointEvery: 50, timeoutMs: 2_000, now: Date.now, ...options.audit },
-    http: { version: 'test', ...(options.loginLimits ? { loginLimits: options.loginLimits } : {}), ...(options.vault ? { vault: options.vault } : {}) },
+    audit: {
+      files: [join(dir, 'audit.log')],
+      headFile: join(dir, 'audit.head'),
+      stdout: false,
+      checkpointEvery: 50,
+      timeoutMs: 2_000,
+      now: Date.now,
+      ...options.audit,
+    },
+    http: {
+      version: 'test',
+      ...(options.loginLimits ? { loginLimits: options.loginLimits } : {}),
+      ...(options.vault ? { vault: options.vault } : {}),
+    },
     processMetrics: false,
   }).catch(async (e: unknown) => {
     await store.close(); // a refused start (a truncated log) must not leave the store locked

@@ -18,7 +18,8 @@ export const PIN_ENV = 'COFFER_TEST_HSM_PIN';
 const SO_PIN = '7305-1168';
 
 function softhsmUtil(): string | undefined {
-  for (const dir of ['/usr/bin', '/usr/local/bin']) if (existsSync(join(dir, 'softhsm2-util'))) return join(dir, 'softhsm2-util');
+  for (const dir of ['/usr/bin', '/usr/local/bin'])
+    if (existsSync(join(dir, 'softhsm2-util'))) return join(dir, 'softhsm2-util');
   return undefined;
 }
 
@@ -34,14 +35,18 @@ export function describeHsm(title: string, body: () => void): void {
   if (process.env.COFFER_REQUIRE_HSM === '1') {
     describe(title, () => {
       it('needs SoftHSM2', () => {
-        throw new Error(`COFFER_REQUIRE_HSM=1 but SoftHSM2 is missing (${SOFTHSM_MODULE}, softhsm2-util): apt-get install -y softhsm2`);
+        throw new Error(
+          `COFFER_REQUIRE_HSM=1 but SoftHSM2 is missing (${SOFTHSM_MODULE}, softhsm2-util): apt-get install -y softhsm2`,
+        );
       });
     });
     return;
   }
   if (!warned) {
     warned = true;
-    console.warn(`\n  !!! SKIPPING HSM TESTS: SoftHSM2 not found (${SOFTHSM_MODULE}); apt-get install -y softhsm2 to run them !!!\n`);
+    console.warn(
+      `\n  !!! SKIPPING HSM TESTS: SoftHSM2 not found (${SOFTHSM_MODULE}); apt-get install -y softhsm2 to run them !!!\n`,
+    );
   }
   describe.skip(title, body);
 }
@@ -55,7 +60,10 @@ export function hsmTokenDir(): string {
     tokenDir = join(root, 'tokens');
     execFileSync('mkdir', ['-p', tokenDir]);
     const conf = join(root, 'softhsm2.conf');
-    writeFileSync(conf, `directories.tokendir = ${tokenDir}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`);
+    writeFileSync(
+      conf,
+      `directories.tokendir = ${tokenDir}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`,
+    );
     process.env.SOFTHSM2_CONF = conf;
   }
   process.env[PIN_ENV] = HSM_PIN;
@@ -75,7 +83,10 @@ let pooled = false;
 function initToken(label: string): { label: string; dir: string } {
   const dir = hsmTokenDir();
   const before = new Set(readdirSync(dir));
-  execFileSync(softhsmUtil()!, ['--init-token', '--free', '--label', label, '--so-pin', SO_PIN, '--pin', HSM_PIN], { stdio: 'ignore', env: process.env });
+  execFileSync(softhsmUtil()!, ['--init-token', '--free', '--label', label, '--so-pin', SO_PIN, '--pin', HSM_PIN], {
+    stdio: 'ignore',
+    env: process.env,
+  });
   const created = readdirSync(dir).find((d) => !before.has(d));
   if (!created) throw new Error(`softhsm2-util did not create token ${label}`);
   return { label, dir: join(dir, created) };
@@ -109,7 +120,12 @@ export function tokenWithKey(material?: Uint8Array): { uri: string; label: strin
 /** A vault whose master key lives in a fresh SoftHSM2 token (auto-unsealed from it). */
 export async function openHsmVault(options: VaultOptions = {}): Promise<TestVault & { kek: string }> {
   const { uri } = tokenWithKey();
-  const vault = await openVault({ init: { shares: 3, threshold: 2 }, ...options, source: { kind: 'pkcs11', uri }, env: { ...hsmEnv(), ...options.env } });
+  const vault = await openVault({
+    init: { shares: 3, threshold: 2 },
+    ...options,
+    source: { kind: 'pkcs11', uri },
+    env: { ...hsmEnv(), ...options.env },
+  });
   return Object.assign(vault, { kek: uri });
 }
 

@@ -7,7 +7,10 @@ export interface TestIssuer {
   issuer: string;
   jwksUrl: string;
   /** A token with the issuer's defaults, overridden by `claims`; `aud`, `sub` and the times may be set in options. */
-  sign(claims?: Record<string, unknown>, options?: { audience?: string | undefined; subject?: string | undefined; now?: number | undefined }): Promise<string>;
+  sign(
+    claims?: Record<string, unknown>,
+    options?: { audience?: string | undefined; subject?: string | undefined; now?: number | undefined },
+  ): Promise<string>;
   /** How many times the JWKS was fetched. */
   fetches(): number;
   close(): Promise<void>;
@@ -17,7 +20,9 @@ export interface TestIssuer {
  * A loopback OIDC issuer (GitHub Actions, GitLab CI or a Kubernetes API server, by the default
  * claims given): its JWKS served over HTTP, tokens signed with jose (RS256).
  */
-export async function startIssuer(defaults: { claims?: Record<string, unknown>; subject?: string; audience?: string } = {}): Promise<TestIssuer> {
+export async function startIssuer(
+  defaults: { claims?: Record<string, unknown>; subject?: string; audience?: string } = {},
+): Promise<TestIssuer> {
   const { publicKey, privateKey } = await generateKeyPair('RS256');
   const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'test-1', alg: 'RS256', use: 'sig' };
   let fetches = 0;

@@ -21,8 +21,11 @@ export async function mountSmallFs(sizeMiB: number): Promise<SmallFs | undefined
     await run('mount', ['-t', 'tmpfs', '-o', `size=${sizeMiB}m,mode=0700`, 'tmpfs', dir]);
   } catch (e) {
     await rm(dir, { recursive: true, force: true });
-    if (process.env.CI) throw new Error(`cannot mount a tmpfs for the disk-full tests (CI runs as root): ${(e as Error).message}`);
-    process.stderr.write(`\n    SKIPPED: cannot mount a tmpfs here (${(e as Error).message.split('\n')[0]}); disk-full tests need root\n`);
+    if (process.env.CI)
+      throw new Error(`cannot mount a tmpfs for the disk-full tests (CI runs as root): ${(e as Error).message}`);
+    process.stderr.write(
+      `\n    SKIPPED: cannot mount a tmpfs here (${(e as Error).message.split('\n')[0]}); disk-full tests need root\n`,
+    );
     return undefined;
   }
   return {

@@ -16,7 +16,10 @@ export interface Pki {
   /** Server certificate for 127.0.0.1, localhost and vault.internal. */
   server: Pair;
   /** Makes another pair in `dir` under `name`, signed by `ca` (or `by`). */
-  issue(name: string, options?: { usage?: 'server' | 'client'; commonName?: string; notBefore?: Date; notAfter?: Date; by?: Issued }): Promise<Pair>;
+  issue(
+    name: string,
+    options?: { usage?: 'server' | 'client'; commonName?: string; notBefore?: Date; notAfter?: Date; by?: Issued },
+  ): Promise<Pair>;
 }
 
 /** A test PKI made on the spot (no network, no fixtures checked in): CA, server pair, more on demand. */

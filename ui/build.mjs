@@ -27,7 +27,13 @@ await build({
   tsconfig: join(here, 'tsconfig.json'),
   logLevel: 'warning',
 });
-await build({ entryPoints: { app: join(here, 'app.css') }, outdir: out, bundle: true, minify: true, logLevel: 'warning' });
+await build({
+  entryPoints: { app: join(here, 'app.css') },
+  outdir: out,
+  bundle: true,
+  minify: true,
+  logLevel: 'warning',
+});
 copyFileSync(join(here, 'index.html'), join(out, 'index.html'));
 
 let total = 0;
@@ -35,7 +41,9 @@ for (const name of ['index.html', 'app.js', 'app.css']) {
   const body = readFileSync(join(out, name));
   const gz = gzipSync(body, { level: 9 }).length;
   total += gz;
-  console.log(`ui  ${name.padEnd(11)} ${String(body.length).padStart(7)} B  ${(gz / 1024).toFixed(1).padStart(6)} KiB gzipped`);
+  console.log(
+    `ui  ${name.padEnd(11)} ${String(body.length).padStart(7)} B  ${(gz / 1024).toFixed(1).padStart(6)} KiB gzipped`,
+  );
 }
 console.log(`ui  first load ${(total / 1024).toFixed(1)} KiB gzipped (budget ${BUDGET / 1024} KiB)`);
 if (total > BUDGET) {

@@ -13,7 +13,10 @@ function parseRule(text: string) {
   const colon = text.lastIndexOf(':');
   const capabilities = text.slice(colon + 1).split(',');
   if (colon < 1 || !capabilities.every((c) => CAPS.includes(c))) {
-    throw new CliError('invalid_input', `--rule ${text}: expected PATH:CAPABILITY[,CAPABILITY] with capabilities from ${CAPS.join(', ')}`);
+    throw new CliError(
+      'invalid_input',
+      `--rule ${text}: expected PATH:CAPABILITY[,CAPABILITY] with capabilities from ${CAPS.join(', ')}`,
+    );
   }
   return { path: text.slice(0, colon), capabilities };
 }
@@ -31,15 +34,33 @@ async function bodyFromFile(file: string | undefined): Promise<Record<string, un
 }
 
 type Verb = 'put' | 'get' | 'rm' | 'ls' | 'secret-id';
-type AdminArgs = Record<string, unknown> & GlobalArgs & { verb: Verb; name?: string; file?: string; type?: string; out?: string };
+type AdminArgs = Record<string, unknown> &
+  GlobalArgs & { verb: Verb; name?: string; file?: string; type?: string; out?: string };
 type Options = (b: Argv<GlobalArgs>) => Argv<GlobalArgs>;
-const ruleOption: Options = (b) => b.option('rule', { type: 'string', array: true, default: [] as string[], describe: 'PATH:CAP[,CAP] (repeatable)' });
-const policyOption: Options = (b) => b.option('policy', { type: 'string', array: true, default: [] as string[], describe: 'policies to attach (repeatable)' });
-const groupOption: Options = (b) => b.option('group', { type: 'string', array: true, default: [] as string[], describe: 'groups to grant (repeatable)' });
-const memberOption: Options = (b) => b.option('member', { type: 'string', array: true, default: [] as string[], describe: 'static member identity (repeatable)' });
-const typeOption: Options = (b) => b.option('type', { choices: ['jwt', 'approle'] as const, default: 'jwt' as const, describe: 'kind of role' });
-const outOption: Options = (b) => b.option('out', { type: 'string', describe: 'secret-id: write it to this new file (mode 0600) instead of stdout' });
-const passwordEnvOption: Options = (b) => b.option('password-env', { type: 'string', default: 'COFFER_PASSWORD', describe: 'variable holding the password' });
+const ruleOption: Options = (b) =>
+  b.option('rule', { type: 'string', array: true, default: [] as string[], describe: 'PATH:CAP[,CAP] (repeatable)' });
+const policyOption: Options = (b) =>
+  b.option('policy', {
+    type: 'string',
+    array: true,
+    default: [] as string[],
+    describe: 'policies to attach (repeatable)',
+  });
+const groupOption: Options = (b) =>
+  b.option('group', { type: 'string', array: true, default: [] as string[], describe: 'groups to grant (repeatable)' });
+const memberOption: Options = (b) =>
+  b.option('member', {
+    type: 'string',
+    array: true,
+    default: [] as string[],
+    describe: 'static member identity (repeatable)',
+  });
+const typeOption: Options = (b) =>
+  b.option('type', { choices: ['jwt', 'approle'] as const, default: 'jwt' as const, describe: 'kind of role' });
+const outOption: Options = (b) =>
+  b.option('out', { type: 'string', describe: 'secret-id: write it to this new file (mode 0600) instead of stdout' });
+const passwordEnvOption: Options = (b) =>
+  b.option('password-env', { type: 'string', default: 'COFFER_PASSWORD', describe: 'variable holding the password' });
 
 /**
  * `coffer policy|group|user|role put|get|rm|ls`: admin objects, JSON in and out. Each noun gets
@@ -61,7 +82,10 @@ export function adminCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalA
       describe,
       builder: (b: Argv<GlobalArgs>) => {
         let c = b
-          .positional('verb', { choices: ['put', 'get', 'rm', 'ls', ...(extra ? [extra.verb] : [])], demandOption: true })
+          .positional('verb', {
+            choices: ['put', 'get', 'rm', 'ls', ...(extra ? [extra.verb] : [])],
+            demandOption: true,
+          })
           .positional('name', { type: 'string' })
           .option('file', { type: 'string', describe: 'JSON body for put' }) as unknown as Argv<GlobalArgs>;
         for (const add of options) c = add(c);
@@ -143,7 +167,8 @@ export function adminCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalA
     ],
     (a) => (a.type === 'approle' ? 'approle' : 'jwt'),
     async (a) => {
-      if (a.type === 'jwt') throw new CliError('invalid_input', 'a jwt role needs --file role.json (issuer, jwks_url, bound_audiences, …)');
+      if (a.type === 'jwt')
+        throw new CliError('invalid_input', 'a jwt role needs --file role.json (issuer, jwks_url, bound_audiences, …)');
       return { groups: a.group, policies: a.policy };
     },
     {
@@ -153,13 +178,17 @@ export function adminCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalA
       // that removes the file.
       run: async (argv, name) => {
         if (!argv.out) {
-          if (argv.quiet) throw new CliError('invalid_input', '--quiet would hide the only copy of the secret_id: use --out FILE');
+          if (argv.quiet)
+            throw new CliError('invalid_input', '--quiet would hide the only copy of the secret_id: use --out FILE');
           const made = await (await deps.client(argv)).createSecretId(name);
           return void output(deps.io, argv, made, () => made.secret_id);
         }
         const file = argv.out;
         const handle = await open(file, 'wx', 0o600).catch((e: NodeJS.ErrnoException) => {
-          throw new CliError(e.code === 'EEXIST' ? 'already_exists' : 'invalid_input', `cannot create ${file}: ${e.code === 'EEXIST' ? 'it exists (a secret_id is never written over a file)' : (e.code ?? e.message)}`);
+          throw new CliError(
+            e.code === 'EEXIST' ? 'already_exists' : 'invalid_input',
+            `cannot create ${file}: ${e.code === 'EEXIST' ? 'it exists (a secret_id is never written over a file)' : (e.code ?? e.message)}`,
+          );
         });
         let made;
         try {
@@ -173,7 +202,13 @@ export function adminCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalA
         }
         await handle.close();
         const shown = { written_to: file, expires_at: made.expires_at, uses: made.uses }; // never the secret_id
-        output(deps.io, argv, shown, () => `secret_id for ${name} written to ${file}${made.uses ? ` (${made.uses} uses)` : ''}${made.expires_at ? `, expires ${made.expires_at}` : ''}`);
+        output(
+          deps.io,
+          argv,
+          shown,
+          () =>
+            `secret_id for ${name} written to ${file}${made.uses ? ` (${made.uses} uses)` : ''}${made.expires_at ? `, expires ${made.expires_at}` : ''}`,
+        );
       },
     },
   );

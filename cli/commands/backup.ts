@@ -22,7 +22,11 @@ export function backupCommands(yargs: Argv<GlobalArgs>, deps: Deps, restore: Res
       'Write an encrypted, consistent backup of the whole vault to a file (admin on sys/backup)',
       (y) =>
         y
-          .option('out', { type: 'string', demandOption: true, describe: 'file to create (mode 0600; an existing file is never overwritten)' })
+          .option('out', {
+            type: 'string',
+            demandOption: true,
+            describe: 'file to create (mode 0600; an existing file is never overwritten)',
+          })
           .example('coffer backup --out /backups/coffer-$(date +%F).backup', 'online backup; writes go on meanwhile'),
       async (argv) => {
         const c = await deps.client(argv);
@@ -36,7 +40,14 @@ export function backupCommands(yargs: Argv<GlobalArgs>, deps: Deps, restore: Res
           await drain(download.body);
           throw createError(e, argv.out);
         }
-        const bar = deps.io.stderr.isTTY && !argv.json && !argv.quiet ? new SingleBar({ stream: deps.io.stderr, format: 'backup {mib} MiB  {rate} MiB/s  {duration_formatted}', hideCursor: true }) : undefined;
+        const bar =
+          deps.io.stderr.isTTY && !argv.json && !argv.quiet
+            ? new SingleBar({
+                stream: deps.io.stderr,
+                format: 'backup {mib} MiB  {rate} MiB/s  {duration_formatted}',
+                hideCursor: true,
+              })
+            : undefined;
         const started = Date.now();
         const check = new TrailerCheck();
         let bytes = 0;
@@ -49,18 +60,33 @@ export function backupCommands(yargs: Argv<GlobalArgs>, deps: Deps, restore: Res
             const seconds = Math.max(0.001, (Date.now() - started) / 1000);
             bar?.update(0, { mib: (bytes / MiB).toFixed(1), rate: (bytes / MiB / seconds).toFixed(1) });
           }
-          if (!check.complete()) throw new CliError('damaged', 'the backup stream ended early or arrived damaged (no valid end marker): the file was removed; run coffer backup again');
+          if (!check.complete())
+            throw new CliError(
+              'damaged',
+              'the backup stream ended early or arrived damaged (no valid end marker): the file was removed; run coffer backup again',
+            );
           await handle.sync();
         } catch (e) {
           await handle.close().catch(() => undefined);
           await unlink(argv.out).catch(() => undefined); // a partial backup must not be mistaken for one
-          throw e instanceof CofferError || e instanceof CliError ? e : new CliError('unavailable', `the backup stream was cut: ${(e as Error).message}; the partial file was removed`);
+          throw e instanceof CofferError || e instanceof CliError
+            ? e
+            : new CliError(
+                'unavailable',
+                `the backup stream was cut: ${(e as Error).message}; the partial file was removed`,
+              );
         } finally {
           bar?.stop();
         }
         await handle.close();
         const result = { file: argv.out, bytes, vault: download.vault, backup: download.backup, seq: download.seq };
-        output(deps.io, argv, result, () => `wrote ${argv.out} (${(bytes / MiB).toFixed(1)} MiB; vault ${download.vault}, sequence ${download.seq}). Keep it with the same care as the master key's holders: it restores with that key only.`);
+        output(
+          deps.io,
+          argv,
+          result,
+          () =>
+            `wrote ${argv.out} (${(bytes / MiB).toFixed(1)} MiB; vault ${download.vault}, sequence ${download.seq}). Keep it with the same care as the master key's holders: it restores with that key only.`,
+        );
       },
     )
     .command(
@@ -69,14 +95,38 @@ export function backupCommands(yargs: Argv<GlobalArgs>, deps: Deps, restore: Res
       (y) =>
         y
           .positional('file', { type: 'string', demandOption: true, describe: 'backup file from coffer backup' })
-          .option('data-dir', { type: 'string', demandOption: true, describe: 'data directory to create (must be absent or empty)' })
-          .option('kek', { type: 'string', describe: 'the vault’s master key source, as for coffer server: file:PATH, env:VAR, passphrase:[VAR], pkcs11:…' })
-          .option('share-file', { type: 'string', describe: 'Shamir vaults: a file with unseal shares, one per line (else prompted)' })
-          .example('coffer restore vault.backup --data-dir /var/lib/coffer --kek file:/etc/coffer/kek.key', 'a key-file vault')
-          .example('coffer restore vault.backup --data-dir /var/lib/coffer', 'a Shamir vault: prompts for the unseal shares'),
+          .option('data-dir', {
+            type: 'string',
+            demandOption: true,
+            describe: 'data directory to create (must be absent or empty)',
+          })
+          .option('kek', {
+            type: 'string',
+            describe:
+              'the vault’s master key source, as for coffer server: file:PATH, env:VAR, passphrase:[VAR], pkcs11:…',
+          })
+          .option('share-file', {
+            type: 'string',
+            describe: 'Shamir vaults: a file with unseal shares, one per line (else prompted)',
+          })
+          .example(
+            'coffer restore vault.backup --data-dir /var/lib/coffer --kek file:/etc/coffer/kek.key',
+            'a key-file vault',
+          )
+          .example(
+            'coffer restore vault.backup --data-dir /var/lib/coffer',
+            'a Shamir vault: prompts for the unseal shares',
+          ),
       async (argv) => {
         const shares = argv.shareFile ? await readShares(argv.shareFile) : undefined;
-        const bar = deps.io.stderr.isTTY && !argv.json && !argv.quiet ? new SingleBar({ stream: deps.io.stderr, format: '{phase} chunk {value}  {entries} entries', hideCursor: true }) : undefined;
+        const bar =
+          deps.io.stderr.isTTY && !argv.json && !argv.quiet
+            ? new SingleBar({
+                stream: deps.io.stderr,
+                format: '{phase} chunk {value}  {entries} entries',
+                hideCursor: true,
+              })
+            : undefined;
         let result;
         try {
           bar?.start(0, 0, { phase: 'verify', entries: 0 });
@@ -96,9 +146,13 @@ export function backupCommands(yargs: Argv<GlobalArgs>, deps: Deps, restore: Res
         } finally {
           bar?.stop();
         }
-        output(deps.io, argv, result, () =>
-          `restored ${result.entries} entries of vault ${result.vault} at sequence ${result.seq} (backup of ${result.created_at}) into ${result.data_dir}.\n` +
-          `Start it with the same master key source: coffer server --data-dir ${result.data_dir}${argv.kek ? ' --kek <the same source>' : ' (then coffer unseal)'}`,
+        output(
+          deps.io,
+          argv,
+          result,
+          () =>
+            `restored ${result.entries} entries of vault ${result.vault} at sequence ${result.seq} (backup of ${result.created_at}) into ${result.data_dir}.\n` +
+            `Start it with the same master key source: coffer server --data-dir ${result.data_dir}${argv.kek ? ' --kek <the same source>' : ' (then coffer unseal)'}`,
         );
       },
     );
@@ -112,12 +166,20 @@ async function assertAbsent(file: string): Promise<void> {
     },
     (e: NodeJS.ErrnoException) => e.code !== 'ENOENT',
   );
-  if (exists) throw new CliError('already_exists', `${file} already exists: coffer backup never overwrites a file; choose another name`);
+  if (exists)
+    throw new CliError(
+      'already_exists',
+      `${file} already exists: coffer backup never overwrites a file; choose another name`,
+    );
 }
 
 function createError(e: unknown, file: string): CliError {
   const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'EEXIST') return new CliError('already_exists', `${file} already exists: coffer backup never overwrites a file; choose another name`);
+  if (code === 'EEXIST')
+    return new CliError(
+      'already_exists',
+      `${file} already exists: coffer backup never overwrites a file; choose another name`,
+    );
   return new CliError('invalid_input', `cannot create ${file}: ${code ?? (e as Error).message}`);
 }
 
@@ -136,7 +198,10 @@ async function readShares(file: string): Promise<string[]> {
   const text = await readFile(file, 'utf8').catch(() => {
     throw new CliError('invalid_input', `cannot read share file ${file}`);
   });
-  return text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  return text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
 }
 
 async function askShares(threshold: number, io: IO): Promise<string[]> {

@@ -31,10 +31,13 @@ export function dotenvValue(value: string): string {
     if (!value.includes("'")) return `'${value}'`;
     if (!value.includes('`')) return `\`${value}\``;
   }
-  if (!trailingBackslash && !value.includes('"') && !/\\[nr]/.test(value)) return `"${value.replace(/\r/g, '\\r').replace(/\n/g, '\\n')}"`;
+  if (!trailingBackslash && !value.includes('"') && !/\\[nr]/.test(value))
+    return `"${value.replace(/\r/g, '\\r').replace(/\n/g, '\\n')}"`;
   // Unquoted: one line, no '#', no surrounding white space, not starting with a quote.
   if (/^[^\s#'"`](?:[^#\r\n\u2028\u2029]*[^\s#])?$/.test(value)) return value;
-  throw new Unrepresentable('cannot be written so that dotenv reads it back exactly (a carriage return or a literal \\n together with a double quote, or all three quote characters with a line break, a # or surrounding spaces); use --format json or shell');
+  throw new Unrepresentable(
+    'cannot be written so that dotenv reads it back exactly (a carriage return or a literal \\n together with a double quote, or all three quote characters with a line break, a # or surrounding spaces); use --format json or shell',
+  );
 }
 
 export const dotenvLine = (name: string, value: string) => `${name}=${dotenvValue(value)}`;
@@ -44,11 +47,15 @@ export const dotenvLine = (name: string, value: string) => `${name}=${dotenvValu
  * and for the integer ones (RANDOM, SRANDOM, OPTIND, HISTCMD) the assignment is evaluated as
  * arithmetic, so a value like `x[$(cmd)]` runs cmd when the file is sourced.
  */
-const SHELL_SPECIAL = /^(BASH|BASH_.*|BASHOPTS|BASHPID|SHELLOPTS|RANDOM|SRANDOM|SECONDS|LINENO|UID|EUID|PPID|EPOCHSECONDS|EPOCHREALTIME|HISTCMD|GROUPS|FUNCNAME|DIRSTACK|OPTIND|_)$/;
+const SHELL_SPECIAL =
+  /^(BASH|BASH_.*|BASHOPTS|BASHPID|SHELLOPTS|RANDOM|SRANDOM|SECONDS|LINENO|UID|EUID|PPID|EPOCHSECONDS|EPOCHREALTIME|HISTCMD|GROUPS|FUNCNAME|DIRSTACK|OPTIND|_)$/;
 
 /** POSIX shell: single quotes, each ' written as '\'' (newlines and CRs survive inside the quotes). */
 export function shellLine(name: string, value: string): string {
-  if (SHELL_SPECIAL.test(name)) throw new Unrepresentable('is a name the shell gives its own meaning: sourcing it would not set it (use --map to rename it)');
+  if (SHELL_SPECIAL.test(name))
+    throw new Unrepresentable(
+      'is a name the shell gives its own meaning: sourcing it would not set it (use --map to rename it)',
+    );
   assertWellFormed(value);
   return `export ${name}='${value.replace(/'/g, `'\\''`)}'`;
 }
@@ -82,7 +89,8 @@ export function formatEnv(format: TextFormat, env: Map<string, string>): { stdou
     const line = format === 'dotenv' ? dotenvLine : shellLine;
     for (const [k, v] of env) stdout += `${attempt(k, () => line(k, v))}\n`;
   }
-  if (problems.length > 0) throw new CliError('invalid_input', `cannot export as ${format}:\n  ${problems.join('\n  ')}`);
+  if (problems.length > 0)
+    throw new CliError('invalid_input', `cannot export as ${format}:\n  ${problems.join('\n  ')}`);
   return githubEnv === undefined ? { stdout } : { stdout, githubEnv };
 }
 
@@ -97,9 +105,16 @@ export function exportCommand(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalA
         .option('prefix-env', { type: 'string', default: '' })
         .option('map', { type: 'string', array: true, default: [] as string[] })
         .option('allow-env', { type: 'string', array: true, default: [] as string[] })
-        .example('coffer export --path ci/api/db --format github', 'in a GitHub Actions step: masked and exported to later steps'),
+        .example(
+          'coffer export --path ci/api/db --format github',
+          'in a GitHub Actions step: masked and exported to later steps',
+        ),
     async (argv) => {
-      const env = buildEnv(await fetchSecrets(await deps.client(argv), argv.path), { map: argv.map, prefix: argv.prefixEnv, allow: argv.allowEnv });
+      const env = buildEnv(await fetchSecrets(await deps.client(argv), argv.path), {
+        map: argv.map,
+        prefix: argv.prefixEnv,
+        allow: argv.allowEnv,
+      });
       switch (argv.format) {
         case 'json':
           deps.io.stdout.write(`${JSON.stringify(Object.fromEntries(env), null, 2)}\n`);
@@ -110,7 +125,11 @@ export function exportCommand(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalA
           return;
         case 'github': {
           const file = deps.io.env.GITHUB_ENV;
-          if (!file) throw new CliError('invalid_input', 'GITHUB_ENV is not set: --format github runs inside a GitHub Actions step');
+          if (!file)
+            throw new CliError(
+              'invalid_input',
+              'GITHUB_ENV is not set: --format github runs inside a GitHub Actions step',
+            );
           const out = formatEnv('github', env);
           // Masks first: the runner must know every value before anything could show one.
           deps.io.stdout.write(out.stdout);

@@ -31,9 +31,17 @@ export function importCommand(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalA
       const c = await deps.client(argv);
       if (!argv.split) {
         const result = await c.putSecret(argv.path, { data: vars });
-        return void output(deps.io, argv, result, () => `imported ${names.length} variables into ${result.path} version ${result.version}`);
+        return void output(
+          deps.io,
+          argv,
+          result,
+          () => `imported ${names.length} variables into ${result.path} version ${result.version}`,
+        );
       }
-      const bar = deps.io.stderr.isTTY && !argv.json && !argv.quiet ? new SingleBar({ stream: deps.io.stderr, format: 'importing [{bar}] {value}/{total}' }) : undefined;
+      const bar =
+        deps.io.stderr.isTTY && !argv.json && !argv.quiet
+          ? new SingleBar({ stream: deps.io.stderr, format: 'importing [{bar}] {value}/{total}' })
+          : undefined;
       bar?.start(names.length, 0);
       const written: string[] = [];
       try {

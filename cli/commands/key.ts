@@ -10,7 +10,10 @@ export function keyCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArg
     'Named encryption keys: create, rotate, datakey, encrypt (stdin), decrypt (stdin)',
     (y) =>
       y
-        .positional('action', { choices: ['create', 'rotate', 'datakey', 'encrypt', 'decrypt', 'info'] as const, demandOption: true })
+        .positional('action', {
+          choices: ['create', 'rotate', 'datakey', 'encrypt', 'decrypt', 'info'] as const,
+          demandOption: true,
+        })
         .positional('name', { type: 'string', demandOption: true })
         .option('context', { type: 'string', describe: 'context bound to the ciphertext (must match at decrypt)' })
         .option('exportable', { type: 'boolean', default: false })
@@ -26,7 +29,13 @@ export function keyCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArg
         }
         case 'info': {
           const info = await c.keyInfo(argv.name);
-          return void output(deps.io, argv, info, () => `key ${info.name}: version ${info.latest_version}, decrypts from ${info.min_decryption_version}, usage ${info.usage.join(', ')}`);
+          return void output(
+            deps.io,
+            argv,
+            info,
+            () =>
+              `key ${info.name}: version ${info.latest_version}, decrypts from ${info.min_decryption_version}, usage ${info.usage.join(', ')}`,
+          );
         }
         case 'rotate': {
           const info = await c.rotateKey(argv.name);
@@ -35,7 +44,12 @@ export function keyCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArg
         case 'datakey': {
           const dk = await c.dataKey(argv.name, context);
           const result = { plaintext: Buffer.from(dk.plaintext).toString('base64'), ciphertext: dk.ciphertext };
-          return void output(deps.io, argv, result, () => `plaintext  ${result.plaintext}\nciphertext ${result.ciphertext}`);
+          return void output(
+            deps.io,
+            argv,
+            result,
+            () => `plaintext  ${result.plaintext}\nciphertext ${result.ciphertext}`,
+          );
         }
         case 'encrypt': {
           const ciphertext = await c.encrypt(argv.name, new Uint8Array(await readAll(deps.io)), context);
@@ -45,7 +59,8 @@ export function keyCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArg
           const ciphertext = (await readAll(deps.io)).toString('utf8').trim();
           if (!ciphertext) throw new CliError('invalid_input', 'give the ciphertext on stdin');
           const plaintext = await c.decrypt(argv.name, ciphertext, context);
-          if (argv.json) return void output(deps.io, argv, { plaintext: Buffer.from(plaintext).toString('base64') }, () => '');
+          if (argv.json)
+            return void output(deps.io, argv, { plaintext: Buffer.from(plaintext).toString('base64') }, () => '');
           deps.io.stdout.write(plaintext);
           return;
         }

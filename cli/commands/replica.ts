@@ -10,16 +10,31 @@ import type { Deps, IO } from '../io.js';
 const when = (at: string | null | undefined) => at ?? '-';
 
 function describe(s: ReplicationStatus): string {
-  const lines = [`role         ${s.role}${s.fenced ? `  (FENCED: ${s.fenced})` : ''}`, `epoch        ${s.epoch}`, `last seq     ${s.last_seq}`];
+  const lines = [
+    `role         ${s.role}${s.fenced ? `  (FENCED: ${s.fenced})` : ''}`,
+    `epoch        ${s.epoch}`,
+    `last seq     ${s.last_seq}`,
+  ];
   if (s.role === 'replica') {
-    lines.push(`primary      ${s.primary || '-'}`, `lag          ${s.lag_seq} records, ${s.lag_ms} ms`, `stale        ${s.stale}${s.stale ? '  (token-authenticated reads answer 503 replica_stale)' : ''}`);
+    lines.push(
+      `primary      ${s.primary || '-'}`,
+      `lag          ${s.lag_seq} records, ${s.lag_ms} ms`,
+      `stale        ${s.stale}${s.stale ? '  (token-authenticated reads answer 503 replica_stale)' : ''}`,
+    );
     if (s.replica) {
-      lines.push(`applied      ${s.replica.applied_seq} of ${s.replica.head_seq ?? '?'}  (head verified ${when(s.replica.verified_head_at)})`);
+      lines.push(
+        `applied      ${s.replica.applied_seq} of ${s.replica.head_seq ?? '?'}  (head verified ${when(s.replica.verified_head_at)})`,
+      );
       if (s.replica.error) lines.push(`problem      ${s.replica.error.code}: ${s.replica.error.message}`);
     }
   }
   for (const t of s.targets) {
-    lines.push(`target       ${t.url}`, `  shipped    ${t.last_shipped_seq} (epoch ${t.epoch}, snapshot ${t.snapshot_seq ?? '-'})`, `  state      ${t.ok ? 'ok' : 'failing'}${t.error ? `: ${t.error}` : ''}`, `  lease to   ${when(t.lease_until)}`);
+    lines.push(
+      `target       ${t.url}`,
+      `  shipped    ${t.last_shipped_seq} (epoch ${t.epoch}, snapshot ${t.snapshot_seq ?? '-'})`,
+      `  state      ${t.ok ? 'ok' : 'failing'}${t.error ? `: ${t.error}` : ''}`,
+      `  lease to   ${when(t.lease_until)}`,
+    );
   }
   return lines.join('\n');
 }
@@ -48,7 +63,11 @@ export function promotionProgress(s: ReplicationStatus, now: number): string {
  * operator sees a countdown instead of silence; if the long request is cut, the server carries on
  * and the status it reports decides the outcome.
  */
-export async function promoteAndWatch(c: Coffer, progress: (line: string) => void, options: { promoteTimeoutMs?: number; now?: () => number } = {}): Promise<Promoted> {
+export async function promoteAndWatch(
+  c: Coffer,
+  progress: (line: string) => void,
+  options: { promoteTimeoutMs?: number; now?: () => number } = {},
+): Promise<Promoted> {
   const now = options.now ?? performance.now.bind(performance); // elapsed time: immune to clock steps
   // Who is being promoted, and from which epoch: a status read later through a load balancer
   // may come from another server, and only this node in a later epoch means success.
@@ -72,11 +91,15 @@ export async function promoteAndWatch(c: Coffer, progress: (line: string) => voi
     const status = await c.replicationStatus().catch(() => undefined);
     const ours = status?.node === before.node ? status : undefined;
     if (lostAt !== undefined) {
-      if (ours?.role === 'primary' && ours.epoch > before.epoch && !ours.writes_from && !ours.fenced) return { epoch: ours.epoch, writes_from: new Date().toISOString() };
+      if (ours?.role === 'primary' && ours.epoch > before.epoch && !ours.writes_from && !ours.fenced)
+        return { epoch: ours.epoch, writes_from: new Date().toISOString() };
       // Promoted and counting down to writes_from (a lease longer than the request's timeout): keep watching.
       const countingDown = ours?.role === 'primary' && ours.epoch > before.epoch && Boolean(ours.writes_from);
       if (!status || (now() - lostAt > LOST_ANSWER_GRACE_MS && !countingDown)) {
-        throw new CliError('unavailable', `${(lost as Error).message}; the promotion may still be under way on the server: watch it with coffer replica status`);
+        throw new CliError(
+          'unavailable',
+          `${(lost as Error).message}; the promotion may still be under way on the server: watch it with coffer replica status`,
+        );
       }
     }
     if (ours) progress(promotionProgress(ours, Date.now()));
@@ -105,16 +128,24 @@ function progressWriter(io: IO, quiet: boolean | undefined): { line: (text: stri
 export function replicaCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArgs> {
   return yargs.command('replica', 'Replication: status of this server, promotion of a replica', (y) =>
     y
-      .command('status', 'Role, epoch, progress per bucket, lag and problems', (z) => z.example('coffer replica status --addr https://replica.internal:8740', 'lag and problems of a replica'), async (argv) => {
-        const status = await (await deps.client(argv)).replicationStatus();
-        output(deps.io, argv, status, () => describe(status));
-      })
+      .command(
+        'status',
+        'Role, epoch, progress per bucket, lag and problems',
+        (z) => z.example('coffer replica status --addr https://replica.internal:8740', 'lag and problems of a replica'),
+        async (argv) => {
+          const status = await (await deps.client(argv)).replicationStatus();
+          output(deps.io, argv, status, () => describe(status));
+        },
+      )
       .command(
         'promote',
         'Make this replica the primary of a new epoch and wait until it takes writes (the old primary is fenced; writes start once its lease ran out, up to replication_lease_s)',
         (z) =>
           z
-            .example('coffer replica promote --addr https://replica.internal:8740', 'after the old primary is gone; shows a countdown to the first write')
+            .example(
+              'coffer replica promote --addr https://replica.internal:8740',
+              'after the old primary is gone; shows a countdown to the first write',
+            )
             .example('coffer replica promote --json --quiet', 'for scripts: only the result on stdout'),
         async (argv) => {
           const c = await deps.client(argv);
@@ -125,7 +156,12 @@ export function replicaCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<Globa
           } finally {
             progress.end();
           }
-          output(deps.io, argv, result, () => `promoted: primary of epoch ${result.epoch}, accepting writes since ${result.writes_from}`);
+          output(
+            deps.io,
+            argv,
+            result,
+            () => `promoted: primary of epoch ${result.epoch}, accepting writes since ${result.writes_from}`,
+          );
         },
       )
       .demandCommand(1, 'name a replica command: status or promote')

@@ -18,7 +18,10 @@ export const RUN_FLAGS = {
   watch: { kind: 'flag', describe: 'restart the command when a secret gets a new version' },
   'watch-interval': { kind: 'seconds', default: 30, describe: 'seconds between checks with --watch' },
   'watch-grace': { kind: 'seconds', default: 10, describe: 'seconds between SIGTERM and SIGKILL on a restart' },
-  file: { kind: 'list', describe: 'KEY=ENV: write the value to a 0600 file (private temp dir, removed on exit) and set ENV to its path' },
+  file: {
+    kind: 'list',
+    describe: 'KEY=ENV: write the value to a 0600 file (private temp dir, removed on exit) and set ENV to its path',
+  },
 } as const satisfies Record<string, { kind: 'list' | 'text' | 'flag' | 'seconds'; describe: string; default?: number }>;
 
 export type RunFlag = keyof typeof RUN_FLAGS;
@@ -49,11 +52,16 @@ export function runOptions(values: Partial<Record<RunFlag, unknown>>, globals: G
   const seconds = (name: 'watch-interval' | 'watch-grace'): number => {
     const v = values[name];
     if (v === undefined) return RUN_FLAGS[name].default;
-    if (!SECONDS.test(String(v))) throw new CliError('invalid_input', `--${name} takes a whole number of seconds from 1 to 999999`);
+    if (!SECONDS.test(String(v)))
+      throw new CliError('invalid_input', `--${name} takes a whole number of seconds from 1 to 999999`);
     return Number(v);
   };
   const path = list('path');
-  if (path.length === 0) throw new CliError('usage', 'give --path and put the command after --, e.g. coffer run --path app/db -- ./start.sh');
+  if (path.length === 0)
+    throw new CliError(
+      'usage',
+      'give --path and put the command after --, e.g. coffer run --path app/db -- ./start.sh',
+    );
   return {
     ...globals,
     path,
@@ -73,6 +81,13 @@ export function runOptions(values: Partial<Record<RunFlag, unknown>>, globals: G
 /** The table as node:util parseArgs options (the fast entry). */
 export function parseArgsOptions(): Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> {
   return Object.fromEntries(
-    Object.entries(RUN_FLAGS).map(([name, f]) => [name, f.kind === 'flag' ? { type: 'boolean' as const } : f.kind === 'list' ? { type: 'string' as const, multiple: true } : { type: 'string' as const }]),
+    Object.entries(RUN_FLAGS).map(([name, f]) => [
+      name,
+      f.kind === 'flag'
+        ? { type: 'boolean' as const }
+        : f.kind === 'list'
+          ? { type: 'string' as const, multiple: true }
+          : { type: 'string' as const },
+    ]),
   );
 }

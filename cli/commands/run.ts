@@ -26,15 +26,27 @@ export function runCommand(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArgs
       let c = y.parserConfiguration({ 'populate--': true });
       for (const [name, f] of Object.entries(RUN_FLAGS)) {
         // Seconds are read as text, so runOptions checks them as the fast entry does.
-        c = c.option(name, { type: f.kind === 'flag' ? 'boolean' : 'string', array: f.kind === 'list', describe: 'default' in f ? `${f.describe} (default ${f.default})` : f.describe });
+        c = c.option(name, {
+          type: f.kind === 'flag' ? 'boolean' : 'string',
+          array: f.kind === 'list',
+          describe: 'default' in f ? `${f.describe} (default ${f.default})` : f.describe,
+        });
       }
       return c
         .example('coffer run --path ci/api/db -- ./migrate.sh', 'DB_PASSWORD etc. for one command')
-        .example('coffer run --path ci/api/db --path ci/api/cache --clean-env -- ./start.sh', 'only the secrets and a minimal environment');
+        .example(
+          'coffer run --path ci/api/db --path ci/api/cache --clean-env -- ./start.sh',
+          'only the secrets and a minimal environment',
+        );
     },
     async (argv) => {
       const values = Object.fromEntries(Object.keys(RUN_FLAGS).map((name) => [name, argv[name]]));
-      const globals = { ...(argv.addr ? { addr: argv.addr } : {}), ...(argv.token ? { token: argv.token } : {}), json: argv.json === true, quiet: argv.quiet === true };
+      const globals = {
+        ...(argv.addr ? { addr: argv.addr } : {}),
+        ...(argv.token ? { token: argv.token } : {}),
+        json: argv.json === true,
+        quiet: argv.quiet === true,
+      };
       process.exit(await runWith(runOptions(values, globals), (argv['--'] as string[] | undefined) ?? [], deps));
     },
   );
@@ -51,7 +63,9 @@ export async function runWith(argv: RunOptions, command: string[], deps: Deps): 
   }
   const env = deps.io.env;
   const c = await deps.client(argv);
-  const base: NodeJS.ProcessEnv = argv.cleanEnv ? Object.fromEntries(MINIMAL_ENV.filter((k) => env[k] !== undefined).map((k) => [k, env[k]])) : { ...env };
+  const base: NodeJS.ProcessEnv = argv.cleanEnv
+    ? Object.fromEntries(MINIMAL_ENV.filter((k) => env[k] !== undefined).map((k) => [k, env[k]]))
+    : { ...env };
   if (!argv.passToken) {
     delete base.COFFER_TOKEN;
     delete base.COFFER_TOKEN_FILE; // naming the file hands the child the token just the same
@@ -60,7 +74,10 @@ export async function runWith(argv: RunOptions, command: string[], deps: Deps): 
   const prepare = async () => {
     const secrets = await fetchSecrets(c, argv.path);
     const fromSecrets = buildEnv(secrets, { map: argv.map, prefix: argv.prefixEnv, allow: argv.allowEnv });
-    const files = argv.file.length > 0 ? await writeSecretFiles(secrets, argv.file, { allow: argv.allowEnv, taken: new Set(fromSecrets.keys()) }) : undefined;
+    const files =
+      argv.file.length > 0
+        ? await writeSecretFiles(secrets, argv.file, { allow: argv.allowEnv, taken: new Set(fromSecrets.keys()) })
+        : undefined;
     const env = { ...base, ...Object.fromEntries(fromSecrets), ...files?.env }; // secrets win over inherited variables
     return { env, files, versions: secrets.map((s) => `${s.path}@${s.version}`).join(',') };
   };
@@ -90,7 +107,9 @@ export async function runWith(argv: RunOptions, command: string[], deps: Deps): 
           watchExit(child);
         }
       } catch (e) {
-        deps.io.stderr.write(`coffer: could not refresh secrets (${(e as Error).message}); the command keeps running\n`);
+        deps.io.stderr.write(
+          `coffer: could not refresh secrets (${(e as Error).message}); the command keeps running\n`,
+        );
       }
       timer = setTimeout(() => void poll(), argv.watchInterval * 1000);
     };
@@ -107,7 +126,11 @@ export async function runWith(argv: RunOptions, command: string[], deps: Deps): 
  * `--file KEY=ENV`: the value of KEY (from any fetched secret) goes to a 0600 file in a 0700
  * temp dir made for this run; ENV names the file. Removed when the child ends.
  */
-async function writeSecretFiles(secrets: Secret[], specs: string[], names: { allow: readonly string[]; taken: Set<string> }): Promise<{ env: Record<string, string>; remove: () => Promise<void> }> {
+async function writeSecretFiles(
+  secrets: Secret[],
+  specs: string[],
+  names: { allow: readonly string[]; taken: Set<string> },
+): Promise<{ env: Record<string, string>; remove: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'coffer-run-'));
   const remove = () => rm(dir, { recursive: true, force: true });
   try {
@@ -116,10 +139,19 @@ async function writeSecretFiles(secrets: Secret[], specs: string[], names: { all
       const eq = spec.lastIndexOf('=');
       const key = spec.slice(0, eq);
       const name = spec.slice(eq + 1);
-      if (eq < 1 || !ENV_NAME.test(name)) throw new CliError('invalid_input', `--file ${spec.split('=')[0]}=…: expected KEY=ENV_NAME`);
+      if (eq < 1 || !ENV_NAME.test(name))
+        throw new CliError('invalid_input', `--file ${spec.split('=')[0]}=…: expected KEY=ENV_NAME`);
       // The same rules as the names taken from secrets: no name that changes how programs run, none taken twice.
-      if (isDangerousName(name, names.allow)) throw new CliError('invalid_input', `--file ${key}=${name}: ${name} would change how programs run (allow it with --allow-env ${name})`);
-      if (names.taken.has(name) || Object.hasOwn(env, name)) throw new CliError('invalid_input', `--file ${key}=${name}: ${name} is already set from a secret or another --file (choose another name)`);
+      if (isDangerousName(name, names.allow))
+        throw new CliError(
+          'invalid_input',
+          `--file ${key}=${name}: ${name} would change how programs run (allow it with --allow-env ${name})`,
+        );
+      if (names.taken.has(name) || Object.hasOwn(env, name))
+        throw new CliError(
+          'invalid_input',
+          `--file ${key}=${name}: ${name} is already set from a secret or another --file (choose another name)`,
+        );
       // Own keys only: `in` would find `constructor` or `toString` on every secret's prototype.
       const owner = secrets.find((s) => Object.hasOwn(s.data, key));
       if (!owner) throw new CliError('not_found', `--file: no fetched secret has a key ${key}`);
@@ -148,7 +180,9 @@ function startChild(file: string, args: string[], env: NodeJS.ProcessEnv, stderr
     proc = spawn(file, args, { env, stdio: 'inherit', shell: false });
   } catch (e) {
     const big = (e as NodeJS.ErrnoException).code === 'E2BIG';
-    stderr.write(`coffer: cannot start ${file}: ${big ? 'the environment is too large (E2BIG)' : (e as Error).message}\n`);
+    stderr.write(
+      `coffer: cannot start ${file}: ${big ? 'the environment is too large (E2BIG)' : (e as Error).message}\n`,
+    );
     return handle;
   }
   const running = () => proc.exitCode === null && proc.signalCode === null;
@@ -156,7 +190,9 @@ function startChild(file: string, args: string[], env: NodeJS.ProcessEnv, stderr
   for (const [s, h] of handlers) process.on(s, h);
   handle.done = new Promise((resolve) => {
     proc.once('error', (e: NodeJS.ErrnoException) => {
-      stderr.write(`coffer: cannot run ${file}: ${e.code === 'ENOENT' ? 'command not found' : e.code === 'EACCES' ? 'permission denied' : e.code}\n`);
+      stderr.write(
+        `coffer: cannot run ${file}: ${e.code === 'ENOENT' ? 'command not found' : e.code === 'EACCES' ? 'permission denied' : e.code}\n`,
+      );
       for (const [s, h] of handlers) process.off(s, h);
       resolve(e.code === 'ENOENT' ? 127 : e.code === 'EACCES' ? 126 : EXIT.error);
     });

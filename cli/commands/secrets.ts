@@ -9,7 +9,8 @@ const versionsOption = { type: 'string', describe: 'comma-separated versions, e.
 
 function parseVersions(text: string | undefined): number[] | undefined {
   if (text === undefined) return undefined;
-  if (!/^[1-9][0-9]*(,[1-9][0-9]*)*$/.test(text)) throw new CliError('invalid_input', '--versions takes comma-separated positive numbers, e.g. 1,2');
+  if (!/^[1-9][0-9]*(,[1-9][0-9]*)*$/.test(text))
+    throw new CliError('invalid_input', '--versions takes comma-separated positive numbers, e.g. 1,2');
   return text.split(',').map(Number);
 }
 
@@ -28,13 +29,22 @@ async function parsePairs(pairs: string[], readStdin: () => Promise<string>): Pr
   const data = Object.create(null) as Record<string, string>; // a key named __proto__ stays a key (the server refuses it)
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
-    if (eq < 1) throw new CliError('invalid_input', `"${pair.split('=')[0]}" is not KEY=VALUE (use KEY=@file or KEY=- for stdin)`);
+    if (eq < 1)
+      throw new CliError(
+        'invalid_input',
+        `"${pair.split('=')[0]}" is not KEY=VALUE (use KEY=@file or KEY=- for stdin)`,
+      );
     const key = pair.slice(0, eq);
     const raw = pair.slice(eq + 1);
     if (Object.hasOwn(data, key)) throw new CliError('invalid_input', `key ${key} is given twice`);
-    data[key] = raw === '-' ? await readStdin() : raw.startsWith('@') ? await readFile(raw.slice(1), 'utf8').catch(() => {
-      throw new CliError('invalid_input', `cannot read ${raw.slice(1)} for key ${key}`);
-    }) : raw;
+    data[key] =
+      raw === '-'
+        ? await readStdin()
+        : raw.startsWith('@')
+          ? await readFile(raw.slice(1), 'utf8').catch(() => {
+              throw new CliError('invalid_input', `cannot read ${raw.slice(1)} for key ${key}`);
+            })
+          : raw;
   }
   return data;
 }
@@ -60,7 +70,9 @@ export function secretCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<Global
         }
         output(deps.io, argv, secret, () => {
           const width = Math.max(3, ...Object.keys(secret.data).map((k) => k.length));
-          const lines = [`${secret.path} (version ${secret.version}, ${secret.type}${secret.expires_at ? `, expires ${relative(secret.expires_at)}` : ''})`];
+          const lines = [
+            `${secret.path} (version ${secret.version}, ${secret.type}${secret.expires_at ? `, expires ${relative(secret.expires_at)}` : ''})`,
+          ];
           for (const [k, v] of Object.entries(secret.data)) lines.push(`  ${k.padEnd(width)}  ${v}`);
           return lines.join('\n');
         });
@@ -72,12 +84,20 @@ export function secretCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<Global
       (y) =>
         y
           .positional('path', { type: 'string', demandOption: true })
-          .positional('pairs', { type: 'string', array: true, default: [] as string[], describe: 'KEY=VALUE, KEY=@file or KEY=- (stdin)' })
+          .positional('pairs', {
+            type: 'string',
+            array: true,
+            default: [] as string[],
+            describe: 'KEY=VALUE, KEY=@file or KEY=- (stdin)',
+          })
           .option('type', { choices: SECRET_TYPES, describe: 'secret type' })
           .option('cas', { type: 'number', describe: 'write only if the current version is N (0: only if absent)' })
           .option('generate', { type: 'string', describe: 'KEY[:LENGTH]: the server fills KEY with a random password' })
           .example('coffer put app/db username=app password=-', 'read the password from stdin')
-          .example('coffer put tls/site --type certificate certificate=@cert.pem private_key=@key.pem', 'store a certificate'),
+          .example(
+            'coffer put tls/site --type certificate certificate=@cert.pem private_key=@key.pem',
+            'store a certificate',
+          ),
       async (argv) => {
         const data = await parsePairs(argv.pairs, stdinOnce(deps.io));
         let generate: { key: string; length?: number } | undefined;
@@ -86,8 +106,11 @@ export function secretCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<Global
           if (!m) throw new CliError('invalid_input', '--generate takes KEY or KEY:LENGTH');
           generate = { key: m[1]!, ...(m[2] ? { length: Number(m[2]) } : {}) };
         }
-        if (Object.keys(data).length === 0 && !generate) throw new CliError('invalid_input', 'give at least one KEY=VALUE or --generate KEY');
-        const result = await (await deps.client(argv)).putSecret(argv.path, {
+        if (Object.keys(data).length === 0 && !generate)
+          throw new CliError('invalid_input', 'give at least one KEY=VALUE or --generate KEY');
+        const result = await (
+          await deps.client(argv)
+        ).putSecret(argv.path, {
           data,
           ...(argv.type ? { type: argv.type } : {}),
           ...(argv.cas !== undefined ? { cas: argv.cas } : {}),
@@ -118,19 +141,30 @@ export function secretCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<Global
           .example('coffer rm app/db --versions 1,2', 'soft-delete versions 1 and 2'),
       async (argv) => {
         await (await deps.client(argv)).deleteSecret(argv.path, parseVersions(argv.versions));
-        output(deps.io, argv, { deleted: argv.path }, () => `deleted ${argv.path}${argv.versions ? ` versions ${argv.versions}` : ''} (undo: coffer undelete)`);
+        output(
+          deps.io,
+          argv,
+          { deleted: argv.path },
+          () => `deleted ${argv.path}${argv.versions ? ` versions ${argv.versions}` : ''} (undo: coffer undelete)`,
+        );
       },
     )
     .command(
       'history <path>',
       'Show the versions of a secret (never values)',
-      (y) => y.positional('path', { type: 'string', demandOption: true }).example('coffer history app/db', 'versions, when they were made, deleted or destroyed'),
+      (y) =>
+        y
+          .positional('path', { type: 'string', demandOption: true })
+          .example('coffer history app/db', 'versions, when they were made, deleted or destroyed'),
       async (argv) => {
         const meta = await (await deps.client(argv)).metadata(argv.path);
         output(deps.io, argv, meta, () =>
           [
             'VERSION  CREATED            STATE',
-            ...meta.versions.map((v) => `${String(v.version).padEnd(7)}  ${relative(v.created_at).padEnd(17)}  ${v.destroyed ? 'destroyed' : v.deleted_at ? 'deleted' : v.version === meta.current_version ? 'current' : ''}`),
+            ...meta.versions.map(
+              (v) =>
+                `${String(v.version).padEnd(7)}  ${relative(v.created_at).padEnd(17)}  ${v.destroyed ? 'destroyed' : v.deleted_at ? 'deleted' : v.version === meta.current_version ? 'current' : ''}`,
+            ),
           ].join('\n'),
         );
       },

@@ -21,7 +21,7 @@ export async function promptSecret(question: string, io: IO): Promise<string> {
   let value = '';
   try {
     for await (const chunk of stdin) {
-      for (const ch of (typeof chunk === 'string' ? chunk : chunk.toString('utf8'))) {
+      for (const ch of typeof chunk === 'string' ? chunk : chunk.toString('utf8')) {
         if (ch === '\r' || ch === '\n') return value;
         if (ch === '\u0003') throw new CliError('cancelled', 'cancelled');
         value = ch === '\u007f' ? value.slice(0, -1) : value + ch;
@@ -41,7 +41,9 @@ export function describeStatus(addr: string, health: Health, seal: SealStatus): 
     : health.sealed
       ? `true  (unseal progress ${seal.progress}/${seal.threshold}: run coffer unseal)`
       : 'false';
-  const role = health.fenced ? `${health.role}, FENCED  (another server was promoted: this one refuses writes; see coffer replica status)` : health.role;
+  const role = health.fenced
+    ? `${health.role}, FENCED  (another server was promoted: this one refuses writes; see coffer replica status)`
+    : health.role;
   return [
     `address      ${addr}`,
     `initialized  ${health.initialized}`,
@@ -79,7 +81,10 @@ export function sysCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArg
           .option('shares', { type: 'number', default: 5, describe: 'how many shares to make' })
           .option('threshold', { type: 'number', default: 3, describe: 'how many shares unseal' })
           .example('coffer init', '5 shares, 3 of them unseal')
-          .example('coffer init --shares 3 --threshold 2 --json > init.json', 'keep the output somewhere safe, then split it'),
+          .example(
+            'coffer init --shares 3 --threshold 2 --json > init.json',
+            'keep the output somewhere safe, then split it',
+          ),
       async (argv) => {
         const result = await (await deps.client(argv)).init(argv.shares, argv.threshold);
         output(deps.io, argv, result, () =>
@@ -100,12 +105,17 @@ export function sysCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArg
         y
           .positional('share', { type: 'string', describe: 'prefer the prompt: arguments end up in shell history' })
           .option('reset', { type: 'boolean', describe: 'forget the shares submitted so far (needs --nonce)' })
-          .option('nonce', { type: 'string', describe: 'the nonce printed when the first share of this unseal was submitted' })
+          .option('nonce', {
+            type: 'string',
+            describe: 'the nonce printed when the first share of this unseal was submitted',
+          })
           .example('coffer unseal', 'prompts for one share without echo; repeat until unsealed')
           .example('coffer unseal --reset --nonce 3q2-7wAAe8Jq0nK6', 'start an unseal over'),
       async (argv) => {
         const c = await deps.client(argv);
-        const status = argv.reset ? await c.resetUnseal(argv.nonce) : await c.unseal(argv.share ?? (await promptSecret('unseal share: ', deps.io)));
+        const status = argv.reset
+          ? await c.resetUnseal(argv.nonce)
+          : await c.unseal(argv.share ?? (await promptSecret('unseal share: ', deps.io)));
         output(deps.io, argv, status, () =>
           status.sealed
             ? `sealed: ${status.progress}/${status.threshold} shares submitted${status.nonce ? ` (nonce ${status.nonce}: needed to reset this unseal)` : ''}`
@@ -113,8 +123,13 @@ export function sysCommands(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArg
         );
       },
     )
-    .command('seal', 'Seal the vault (forgets all keys until unsealed)', (y) => y.example('coffer seal', 'stop serving secrets now; coffer unseal to resume'), async (argv) => {
-      await (await deps.client(argv)).seal();
-      output(deps.io, argv, { sealed: true }, () => 'sealed');
-    });
+    .command(
+      'seal',
+      'Seal the vault (forgets all keys until unsealed)',
+      (y) => y.example('coffer seal', 'stop serving secrets now; coffer unseal to resume'),
+      async (argv) => {
+        await (await deps.client(argv)).seal();
+        output(deps.io, argv, { sealed: true }, () => 'sealed');
+      },
+    );
 }

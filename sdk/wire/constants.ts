@@ -29,7 +29,18 @@ export type Capability = (typeof CAPABILITIES)[number];
 export const POLICY_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
 /** The signature algorithms a jwt role may allow (asymmetric only: never `none` or HMAC). */
-export const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+export const ASYMMETRIC_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+] as const;
 export type JwtAlgorithm = (typeof ASYMMETRIC_ALGORITHMS)[number];
 
 /** Hashes of the RSA-OAEP layer of a BYOK bundle (`oaep_hash`). */

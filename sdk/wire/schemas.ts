@@ -1,5 +1,16 @@
 import { z } from 'zod';
-import { ASYMMETRIC_ALGORITHMS, CAPABILITIES, KEY_USAGES, LIST_CURSOR, MAX_BATCH, MAX_DATA_BYTES, OAEP_HASHES, PASSWORD_CHARSETS, POLICY_NAME, SECRET_TYPES } from './constants.js';
+import {
+  ASYMMETRIC_ALGORITHMS,
+  CAPABILITIES,
+  KEY_USAGES,
+  LIST_CURSOR,
+  MAX_BATCH,
+  MAX_DATA_BYTES,
+  OAEP_HASHES,
+  PASSWORD_CHARSETS,
+  POLICY_NAME,
+  SECRET_TYPES,
+} from './constants.js';
 import { isValidPath } from './paths.js';
 import { timestamp } from './time.js';
 
@@ -28,7 +39,12 @@ export const putSecretBody = z.strictObject({
     .refine((m) => Object.keys(m).length <= 64, 'at most 64 metadata keys')
     .optional(),
   expires_at: pointInTime.optional(),
-  cas: z.number().int().min(0).max(2 ** 32 - 1).optional(),
+  cas: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 32 - 1)
+    .optional(),
   generate: z
     .strictObject({
       key: dataKey,
@@ -38,7 +54,11 @@ export const putSecretBody = z.strictObject({
     .optional(),
 });
 
-const versionNumber = z.string().regex(/^[1-9][0-9]{0,9}$/, 'expected a positive integer').transform(Number).pipe(z.number().max(2 ** 32 - 1));
+const versionNumber = z
+  .string()
+  .regex(/^[1-9][0-9]{0,9}$/, 'expected a positive integer')
+  .transform(Number)
+  .pipe(z.number().max(2 ** 32 - 1));
 
 export const readQuery = z.strictObject({ version: versionNumber.optional() });
 
@@ -51,18 +71,40 @@ export const deleteQuery = z.strictObject({
 });
 
 export const versionsBody = z.strictObject({
-  versions: z.array(z.number().int().min(1).max(2 ** 32 - 1)).min(1).max(100).transform((v) => [...new Set(v)]),
+  versions: z
+    .array(
+      z
+        .number()
+        .int()
+        .min(1)
+        .max(2 ** 32 - 1),
+    )
+    .min(1)
+    .max(100)
+    .transform((v) => [...new Set(v)]),
 });
 
 const pathString = z.string().refine(isValidPath, 'not a valid secret path');
 
 export const listQuery = z.strictObject({
   /** A trailing '/' (`app/`, as Vault-style clients write a folder) is the same listing as without it. */
-  prefix: z.string().transform((p) => (p.endsWith('/') ? p.slice(0, -1) : p)).pipe(z.union([z.literal(''), pathString])).optional(),
+  prefix: z
+    .string()
+    .transform((p) => (p.endsWith('/') ? p.slice(0, -1) : p))
+    .pipe(z.union([z.literal(''), pathString]))
+    .optional(),
   /** A path, or the opaque cursor a previous page returned as `next`. */
   after: z.union([pathString, z.string().regex(LIST_CURSOR, 'not a valid secret path or listing cursor')]).optional(),
-  limit: z.string().regex(/^[1-9][0-9]{0,3}$/, 'expected 1 to 1000').transform(Number).pipe(z.number().max(1000)).optional(),
-  expiring_within: z.string().regex(/^[1-9][0-9]{0,8}[smhd]?$/, 'expected a duration such as 3600, 90m, 12h or 30d').optional(),
+  limit: z
+    .string()
+    .regex(/^[1-9][0-9]{0,3}$/, 'expected 1 to 1000')
+    .transform(Number)
+    .pipe(z.number().max(1000))
+    .optional(),
+  expiring_within: z
+    .string()
+    .regex(/^[1-9][0-9]{0,8}[smhd]?$/, 'expected a duration such as 3600, 90m, 12h or 30d')
+    .optional(),
 });
 
 export const batchBody = z.strictObject({
@@ -71,10 +113,12 @@ export const batchBody = z.strictObject({
 
 // ---- sys (server/http/routes/sys.ts, replication.ts)
 
-export const initBody = z.strictObject({
-  shares: z.number().int().min(1).max(255).default(5),
-  threshold: z.number().int().min(1).max(255).default(3),
-}).refine((b) => b.threshold <= b.shares, { message: 'threshold must not exceed shares', path: ['threshold'] });
+export const initBody = z
+  .strictObject({
+    shares: z.number().int().min(1).max(255).default(5),
+    threshold: z.number().int().min(1).max(255).default(3),
+  })
+  .refine((b) => b.threshold <= b.shares, { message: 'threshold must not exceed shares', path: ['threshold'] });
 
 export const unsealBody = z.union([
   z.strictObject({ share: z.string().min(1).max(1024) }),
@@ -84,7 +128,10 @@ export const unsealBody = z.union([
 export const keyringRotateBody = z.strictObject({ rewrap: z.boolean().optional() });
 
 /** An HTTP status a health answer may be given instead of its own (`sealedcode=200` for a liveness probe). */
-const statusCode = z.string().regex(/^[1-5][0-9]{2}$/, 'expected an HTTP status code (100 to 599)').transform(Number);
+const statusCode = z
+  .string()
+  .regex(/^[1-5][0-9]{2}$/, 'expected an HTTP status code (100 to 599)')
+  .transform(Number);
 
 /**
  * `GET /v1/sys/health` flags for probes and load balancers (docs/api.md "Sys"): `replicaok=true`
@@ -93,7 +140,10 @@ const statusCode = z.string().regex(/^[1-5][0-9]{2}$/, 'expected an HTTP status 
  */
 const healthFlag = z.enum(['true', '1', 'false', '0', '']).transform((v) => v === 'true' || v === '1' || v === '');
 export const healthQuery = z.strictObject({
-  replicaok: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
+  replicaok: z
+    .enum(['true', 'false'])
+    .transform((v) => v === 'true')
+    .optional(),
   sealedcode: statusCode.optional(),
   uninitcode: statusCode.optional(),
   replicacode: statusCode.optional(),
@@ -108,7 +158,12 @@ export const healthQuery = z.strictObject({
 
 /** `GET /v1/sys/audit/lines`: the newest request lines of the first audit file, filtered. */
 export const auditLinesQuery = z.strictObject({
-  limit: z.string().regex(/^[1-9][0-9]{0,3}$/, 'expected 1 to 1000').transform(Number).pipe(z.number().max(1000)).optional(),
+  limit: z
+    .string()
+    .regex(/^[1-9][0-9]{0,3}$/, 'expected 1 to 1000')
+    .transform(Number)
+    .pipe(z.number().max(1000))
+    .optional(),
   identity: z.string().min(1).max(256).optional(),
   /** A path prefix (`team/` or `team/app/db`). */
   path: z.string().min(1).max(512).optional(),
@@ -124,9 +179,21 @@ export const emptyQuery = z.strictObject({});
 
 /** Canonical base64 with padding (server/crypto/bytes.ts `fromBase64` decodes exactly these). */
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-const base64 = z.string().max(200_000).refine((s) => BASE64.test(s), 'expected base64');
-export const keyCreateBody = z.strictObject({ exportable: z.boolean().optional(), usage: z.array(z.enum(KEY_USAGES)).min(1).max(3).optional() });
-export const keyConfigBody = z.strictObject({ min_decryption_version: z.number().int().min(1).max(2 ** 32 - 1) });
+const base64 = z
+  .string()
+  .max(200_000)
+  .refine((s) => BASE64.test(s), 'expected base64');
+export const keyCreateBody = z.strictObject({
+  exportable: z.boolean().optional(),
+  usage: z.array(z.enum(KEY_USAGES)).min(1).max(3).optional(),
+});
+export const keyConfigBody = z.strictObject({
+  min_decryption_version: z
+    .number()
+    .int()
+    .min(1)
+    .max(2 ** 32 - 1),
+});
 export const encryptBody = z.strictObject({ plaintext: base64, context: base64.optional() });
 /** Also the body of rewrap. */
 export const decryptBody = z.strictObject({ ciphertext: z.string().min(1).max(300_000), context: base64.optional() });
@@ -165,7 +232,10 @@ export const byokExportBody = z.strictObject({
 
 /** TTLs are seconds (`600`) or durations (`"10m"`, `"1h"`, `"7d"`), up to one year; parsed to seconds. */
 export const ttl = z
-  .union([z.number().int().min(1), z.string().regex(/^[1-9][0-9]{0,8}[smhd]?$/, 'expected seconds or a duration such as 10m, 1h, 7d')])
+  .union([
+    z.number().int().min(1),
+    z.string().regex(/^[1-9][0-9]{0,8}[smhd]?$/, 'expected seconds or a duration such as 10m, 1h, 7d'),
+  ])
   .transform((v) => {
     if (typeof v === 'number') return v;
     const scale = { s: 1, m: 60, h: 3600, d: 86_400 }[v.at(-1) as 's'];
@@ -177,19 +247,30 @@ const name = z.string().regex(POLICY_NAME, 'expected 1 to 64 characters of [a-z0
 
 export const policyBody = z.strictObject({
   rules: z
-    .array(z.strictObject({ path: z.string().min(1).max(512), capabilities: z.array(z.enum(CAPABILITIES)).min(1).max(CAPABILITIES.length) }))
+    .array(
+      z.strictObject({
+        path: z.string().min(1).max(512),
+        capabilities: z.array(z.enum(CAPABILITIES)).min(1).max(CAPABILITIES.length),
+      }),
+    )
     .min(1)
     .max(256),
 });
 
 export const groupBody = z.strictObject({
   policies: z.array(name).max(64),
-  members: z.array(z.string().regex(/^[A-Za-z0-9:@._/-]{1,256}$/, 'expected an identity such as user:alice')).max(1000).optional(),
+  members: z
+    .array(z.string().regex(/^[A-Za-z0-9:@._/-]{1,256}$/, 'expected an identity such as user:alice'))
+    .max(1000)
+    .optional(),
 });
 
 /** `GET /v1/auth/token/capabilities`: a capability path as policy rules name them (`team/app/db`, `sys/policies/ci`, `transit/payments`). */
 export const capabilitiesQuery = z.strictObject({
-  path: z.string().max(512).regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, "expected a path of [A-Za-z0-9._-] segments separated by '/'"),
+  path: z
+    .string()
+    .max(512)
+    .regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, "expected a path of [A-Za-z0-9._-] segments separated by '/'"),
 });
 
 export const tokenCreateBody = z.strictObject({
@@ -221,8 +302,14 @@ export const appRoleBody = z.strictObject({
   bound_cidrs: z.array(z.string().max(64)).max(32).default([]),
 });
 
-export const userpassLoginBody = z.strictObject({ username: z.string().min(1).max(64), password: z.string().min(1).max(1024) });
-export const appRoleLoginBody = z.strictObject({ role_id: z.string().min(1).max(64), secret_id: z.string().min(1).max(128) });
+export const userpassLoginBody = z.strictObject({
+  username: z.string().min(1).max(64),
+  password: z.string().min(1).max(1024),
+});
+export const appRoleLoginBody = z.strictObject({
+  role_id: z.string().min(1).max(64),
+  secret_id: z.string().min(1).max(128),
+});
 export const jwtLoginBody = z.strictObject({ role: z.string().min(1).max(64), jwt: z.string().min(1).max(16_384) });
 export const rotateSigningBody = z.strictObject({ retire_previous: z.boolean().default(false) });
 
@@ -236,14 +323,20 @@ export const jwtRoleSchema = z
     jwks_url: z.string().url().max(1024).optional(),
     jwks: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1).max(32) }).optional(),
     allowed_algorithms: z.array(z.enum(ASYMMETRIC_ALGORITHMS)).min(1).default(['RS256', 'ES256', 'EdDSA']),
-    bound_audiences: z.array(z.string().min(1).max(512)).min(1, 'bound_audiences is required: name the audience your CI requests').max(16),
+    bound_audiences: z
+      .array(z.string().min(1).max(512))
+      .min(1, 'bound_audiences is required: name the audience your CI requests')
+      .max(16),
     allow_multiple_audiences: z.boolean().default(false),
     bound_subject: z.string().min(1).max(512).optional(),
     /** Claim names; '/' walks into nested objects (Kubernetes: `kubernetes.io/serviceaccount/uid`). */
     bound_claims: z.record(z.string().regex(claimPath), boundValue).default({}),
     bound_claims_type: z.enum(['exact', 'glob']).default('exact'),
     groups: z.array(z.string()).max(64).default([]),
-    groups_claim: z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/).optional(),
+    groups_claim: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,128}$/)
+      .optional(),
     /** Claim value -> vault group; values without an entry grant nothing. */
     groups_claim_map: z.record(z.string().max(256), z.string()).default({}),
     /** Claim (a '/' path) -> name in the token's identity details, e.g. {"repository": "repo"}. */
@@ -260,16 +353,28 @@ export const jwtRoleSchema = z
     single_use: z.boolean().default(false),
     allow_insecure_http: z.boolean().default(false),
   })
-  .refine((r) => (r.jwks_url === undefined) !== (r.jwks === undefined), { message: 'give exactly one of jwks_url or jwks', path: ['jwks_url'] });
+  .refine((r) => (r.jwks_url === undefined) !== (r.jwks === undefined), {
+    message: 'give exactly one of jwks_url or jwks',
+    path: ['jwks_url'],
+  });
 
 // ---- the Vault-compatible API (server/http/vault/; docs/vault-compatibility.md): strict as the
 // native schemas; secret keys follow Coffer's key rule, their values may be any JSON, as in Vault.
 
-const kvVersion = z.string().regex(/^(0|[1-9][0-9]{0,9})$/, 'expected a version number').transform(Number).pipe(z.number().max(2 ** 32 - 1));
-const uint = z.number().int().min(0).max(2 ** 32 - 1);
+const kvVersion = z
+  .string()
+  .regex(/^(0|[1-9][0-9]{0,9})$/, 'expected a version number')
+  .transform(Number)
+  .pipe(z.number().max(2 ** 32 - 1));
+const uint = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 32 - 1);
 
 /** Vault reads a boolean query flag from `true`/`1` (and `false`/`0`); a repeated flag arrives as a list. */
-const flag = z.union([z.enum(['true', '1', 'false', '0']), z.array(z.enum(['true', '1', 'false', '0'])).max(4)])
+const flag = z
+  .union([z.enum(['true', '1', 'false', '0']), z.array(z.enum(['true', '1', 'false', '0'])).max(4)])
   .transform((v) => (Array.isArray(v) ? v : [v]).some((x) => x === 'true' || x === '1'));
 
 export const kvReadQuery = z.strictObject({ version: kvVersion.optional() });
@@ -280,19 +385,35 @@ export const kvListQuery = z.strictObject({ list: flag });
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 // The body is already strict JSON (server/json.ts), so every value is one; not z.json(), whose recursive JSON Schema does not embed in the OpenAPI document.
 const value = z.custom<JsonValue>(() => true);
-export const kvData = z.record(dataKey, value).refine((d) => Object.keys(d).length > 0, 'data must hold at least one key');
+export const kvData = z
+  .record(dataKey, value)
+  .refine((d) => Object.keys(d).length > 0, 'data must hold at least one key');
 const options = z.strictObject({ cas: uint.optional() });
 
 export const kvWriteBody = z.strictObject({ data: kvData, options: options.optional() });
 /** A merge patch (RFC 7386): `null` removes a key. */
 export const kvPatchBody = z.strictObject({ data: z.record(dataKey, value), options: options.optional() });
 export const kvVersionsBody = z.strictObject({
-  versions: z.array(z.number().int().min(1).max(2 ** 32 - 1)).min(1).max(100).transform((v) => [...new Set(v)]),
+  versions: z
+    .array(
+      z
+        .number()
+        .int()
+        .min(1)
+        .max(2 ** 32 - 1),
+    )
+    .min(1)
+    .max(100)
+    .transform((v) => [...new Set(v)]),
 });
 
-const customMetadata = z.record(dataKey, z.string().max(1024)).refine((m) => Object.keys(m).length <= 64, 'at most 64 custom_metadata keys');
+const customMetadata = z
+  .record(dataKey, z.string().max(1024))
+  .refine((m) => Object.keys(m).length <= 64, 'at most 64 custom_metadata keys');
 /** Only "no automatic deletion": Coffer has none (docs/vault-compatibility.md "Differences"). */
-const deleteVersionAfter = z.union([z.literal(0), z.literal('0s'), z.literal('0'), z.literal('')], { message: 'delete_version_after is not supported (only 0)' });
+const deleteVersionAfter = z.union([z.literal(0), z.literal('0s'), z.literal('0'), z.literal('')], {
+  message: 'delete_version_after is not supported (only 0)',
+});
 
 export const kvMetadataBody = z.strictObject({
   max_versions: uint.optional(),
@@ -307,6 +428,12 @@ export const kvMetadataPatchBody = z.strictObject({
   custom_metadata: z.record(dataKey, z.string().max(1024).nullable()).nullable().optional(),
 });
 
-
 /** `increment` is accepted as Vault's clients send it (seconds or a duration); Coffer renews by the token's own TTL. */
-export const vaultRenewBody = z.strictObject({ increment: z.union([z.number().int().min(0), z.string().regex(/^[0-9]{1,9}[smhd]?$/, 'expected seconds or a duration such as 1h')]).optional() });
+export const vaultRenewBody = z.strictObject({
+  increment: z
+    .union([
+      z.number().int().min(0),
+      z.string().regex(/^[0-9]{1,9}[smhd]?$/, 'expected seconds or a duration such as 1h'),
+    ])
+    .optional(),
+});

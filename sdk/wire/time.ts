@@ -13,4 +13,5 @@ export const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 /** Milliseconds since the epoch, as the wire writes them. */
 export const timestamp = (ms: number): Timestamp => new Date(ms).toISOString();
 
-export const timestampOrNull = (ms: number | null | undefined): Timestamp | null => (ms === null || ms === undefined ? null : timestamp(ms));
+export const timestampOrNull = (ms: number | null | undefined): Timestamp | null =>
+  ms === null || ms === undefined ? null : timestamp(ms);

@@ -235,7 +235,13 @@ export interface SealStatus {
   /** Returned to whoever submits shares while an unseal is in progress; `reset` must show it. */
   nonce?: string;
   /** The current master key version while unsealed; imported material may expire (BYOK `valid_to`). */
-  master_key?: { version: number; imported: boolean; exportable: boolean; valid_to: Timestamp | null; expired: boolean };
+  master_key?: {
+    version: number;
+    imported: boolean;
+    exportable: boolean;
+    valid_to: Timestamp | null;
+    expired: boolean;
+  };
 }
 
 export interface Health {
@@ -298,7 +304,15 @@ export interface AuditLines {
    * does (a live log's unsigned tail is allowed); null with `verification_skipped` when the
    * file is too large to check here.
    */
-  verification: { ok: boolean; lines: number; checkpoints: number; last_seq: number | null; signatures_verified: boolean; unsigned_tail: number; first_bad: { line: number; reason: string } | null } | null;
+  verification: {
+    ok: boolean;
+    lines: number;
+    checkpoints: number;
+    last_seq: number | null;
+    signatures_verified: boolean;
+    unsigned_tail: number;
+    first_bad: { line: number; reason: string } | null;
+  } | null;
   verification_skipped?: string;
 }
 

@@ -33,7 +33,7 @@ export class FileSink implements Sink {
     }
     const buffer = Buffer.from(text, 'utf8');
     try {
-      for (let offset = 0; offset < buffer.length; ) {
+      for (let offset = 0; offset < buffer.length;) {
         const { bytesWritten } = await handle.write(buffer, offset, buffer.length - offset);
         offset += bytesWritten;
       }
@@ -41,7 +41,10 @@ export class FileSink implements Sink {
     } catch (e) {
       this.torn = true;
       // Freeing the torn bytes needs no space; if even that fails, the next write retries it.
-      await handle.truncate(this.committed).then(() => (this.torn = false), () => undefined);
+      await handle.truncate(this.committed).then(
+        () => (this.torn = false),
+        () => undefined,
+      );
       throw e;
     }
     this.committed += buffer.length;
@@ -53,10 +56,17 @@ export class FileSink implements Sink {
   }
 
   private async ensureOpen(): Promise<void> {
-    const current = await stat(this.path).then((s) => s.ino, () => undefined);
+    const current = await stat(this.path).then(
+      (s) => s.ino,
+      () => undefined,
+    );
     if (this.handle && current === this.inode) return;
     if (this.handle) await this.close();
-    const handle = await open(this.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK, 0o600);
+    const handle = await open(
+      this.path,
+      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK,
+      0o600,
+    );
     const info = await handle.stat();
     if (!info.isFile()) {
       await handle.close();

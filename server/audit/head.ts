@@ -30,7 +30,12 @@ export interface AuditHead extends Position {
 const hash = z.string().regex(/^[0-9a-f]{64}$/);
 const position = z.strictObject({ seq: z.number().int().min(0), hash });
 /** The JSON file written by earlier versions (temp file + rename): read once, replaced on the first write. */
-const legacySchema = z.strictObject({ file: z.string().min(1), seq: z.number().int().min(0), hash, sinks: z.array(position.nullable()).max(16).optional() });
+const legacySchema = z.strictObject({
+  file: z.string().min(1),
+  seq: z.number().int().min(0),
+  hash,
+  sinks: z.array(position.nullable()).max(16).optional(),
+});
 const slotSchema = legacySchema.extend({ clean: z.literal(true).optional() });
 
 /**
@@ -77,7 +82,10 @@ function decodeSlot(slot: Buffer): { counter: number; head: AuditHead } | undefi
 /** The valid slot with the higher counter; undefined if neither is valid. */
 function newest(file: Buffer): { counter: number; head: AuditHead } | undefined {
   const slots = [decodeSlot(file.subarray(0, SLOT_BYTES)), decodeSlot(file.subarray(SLOT_BYTES, HEAD_FILE_BYTES))];
-  return slots.reduce<{ counter: number; head: AuditHead } | undefined>((best, s) => (s && (!best || s.counter > best.counter) ? s : best), undefined);
+  return slots.reduce<{ counter: number; head: AuditHead } | undefined>(
+    (best, s) => (s && (!best || s.counter > best.counter) ? s : best),
+    undefined,
+  );
 }
 
 /**
@@ -127,7 +135,10 @@ export class FileHead {
   }
 
   async write(head: AuditHead): Promise<void> {
-    const current = await stat(this.path).then((s) => s.ino, () => undefined);
+    const current = await stat(this.path).then(
+      (s) => s.ino,
+      () => undefined,
+    );
     if (!this.handle || current !== this.inode) {
       await this.close();
       if (await this.reopen()) return this.writeSlot(head);
@@ -164,7 +175,10 @@ export class FileHead {
     try {
       const info = await handle.stat();
       const data = Buffer.alloc(HEAD_FILE_BYTES);
-      const { bytesRead } = info.isFile() && info.size === HEAD_FILE_BYTES ? await handle.read(data, 0, HEAD_FILE_BYTES, 0) : { bytesRead: 0 };
+      const { bytesRead } =
+        info.isFile() && info.size === HEAD_FILE_BYTES
+          ? await handle.read(data, 0, HEAD_FILE_BYTES, 0)
+          : { bytesRead: 0 };
       const found = bytesRead === HEAD_FILE_BYTES && data[0] !== 0x7b ? newest(data) : undefined;
       if (!found) {
         await handle.close();

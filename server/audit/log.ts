@@ -1,6 +1,16 @@
 import { sign } from 'node:crypto';
 import { sha256Hex } from '../../sdk/audit.js';
-import { checkpointMessage, type AuditPathOutcome, type AuditRequest, type CheckpointLine, type GapLine, type OpenLine, type RequestLine, type UnchainedLine, type WithheldLine } from '../../sdk/wire/audit.js';
+import {
+  checkpointMessage,
+  type AuditPathOutcome,
+  type AuditRequest,
+  type CheckpointLine,
+  type GapLine,
+  type OpenLine,
+  type RequestLine,
+  type UnchainedLine,
+  type WithheldLine,
+} from '../../sdk/wire/audit.js';
 import type { AuditSinkStatus } from '../../sdk/wire/types.js';
 import { CofferError } from '../errors.js';
 import type { KeyPair } from '../keys/sealed-keypair.js';
@@ -143,20 +153,44 @@ export class AuditLog {
     // Before any line goes out: the head without `clean` (a crash from here on leaves
     // unconfirmed lines, not added ones), and where each file stands after the cuts above.
     if (this.head && this.durableHead) {
-      await this.head.write({ file: this.options.files[0]!, ...this.durableHead, sinks: this.names.map((_, i) => (start.sinks[i]?.kind === 'file' ? (start.sinks[i].held ?? null) : null)) });
+      await this.head.write({
+        file: this.options.files[0]!,
+        ...this.durableHead,
+        sinks: this.names.map((_, i) => (start.sinks[i]?.kind === 'file' ? (start.sinks[i].held ?? null) : null)),
+      });
     }
     const sinks: Sink[] = this.names.map((name, i) => {
       const kind = start.sinks[i]!.kind;
       return kind === 'file' ? new FileSink(name) : new StreamSink(name, kind === 'fifo' ? 'fifo' : 'socket');
     });
     if (this.options.stdout) sinks.push(new StdoutSink());
-    const hooks = { backlog: this.backlog, durable: (r: SinkRunner, lines: Line[]) => this.durable(r, lines), fellBehind: () => this.markGaps() };
-    const runnerOptions = { timeoutMs: this.options.timeoutMs, retryMs: this.options.retryMs ?? 250, chunkBytes: CHUNK_BYTES, now: this.options.now };
-    this.runners = sinks.map((sink, i) => new SinkRunner(sink, { cursor: start.seq, ...(start.sinks[i]?.held ? { held: start.sinks[i].held } : {}) }, hooks, runnerOptions));
+    const hooks = {
+      backlog: this.backlog,
+      durable: (r: SinkRunner, lines: Line[]) => this.durable(r, lines),
+      fellBehind: () => this.markGaps(),
+    };
+    const runnerOptions = {
+      timeoutMs: this.options.timeoutMs,
+      retryMs: this.options.retryMs ?? 250,
+      chunkBytes: CHUNK_BYTES,
+      now: this.options.now,
+    };
+    this.runners = sinks.map(
+      (sink, i) =>
+        new SinkRunner(
+          sink,
+          { cursor: start.seq, ...(start.sinks[i]?.held ? { held: start.sinks[i].held } : {}) },
+          hooks,
+          runnerOptions,
+        ),
+    );
     // Recorded in the chain (and signed by the next checkpoint): a verifier sees every
     // restart that could not be checked against a head, every accepted gap, and every file
     // that missed lines before the stop.
-    const done = this.enqueue({ type: 'open', time: this.iso(), ...start.open } satisfies UnchainedLine<OpenLine>, false);
+    const done = this.enqueue(
+      { type: 'open', time: this.iso(), ...start.open } satisfies UnchainedLine<OpenLine>,
+      false,
+    );
     // Lets a healthy start have the open line on disk; never waits long on a stalled sink. Not
     // unref'd: every other timer here is, and nothing else may be keeping the process alive yet.
     let wait: NodeJS.Timeout | undefined;
@@ -211,7 +245,11 @@ export class AuditLog {
   /** One line per sink that is not ok, for the unauthenticated health answer: no paths. */
   warnings(): string[] {
     return this.runners.flatMap((r, i) =>
-      r.state === 'ok' ? [] : [`audit sink ${i + 1} of ${this.runners.length} (${r.sink.kind}) ${r.state} since ${new Date(r.since).toISOString()}${r.lastError ? `: ${r.lastError.slice(0, 80)}` : ''}`],
+      r.state === 'ok'
+        ? []
+        : [
+            `audit sink ${i + 1} of ${this.runners.length} (${r.sink.kind}) ${r.state} since ${new Date(r.since).toISOString()}${r.lastError ? `: ${r.lastError.slice(0, 80)}` : ''}`,
+          ],
     );
   }
 
@@ -227,7 +265,10 @@ export class AuditLog {
 
   /** Appends one request line; resolves once it is durable in at least one sink. */
   async record(record: AuditRecord): Promise<void> {
-    const done = this.enqueue({ type: 'request', time: this.iso(), ...record } satisfies UnchainedLine<RequestLine>, true);
+    const done = this.enqueue(
+      { type: 'request', time: this.iso(), ...record } satisfies UnchainedLine<RequestLine>,
+      true,
+    );
     if (!(await done)) throw new CofferError('audit_unavailable', 'the audit log cannot be written: request refused');
   }
 
@@ -247,9 +288,17 @@ export class AuditLog {
       const deadline = Date.now() + waitMs;
       const pending = () => this.runners.some((r) => r.state === 'ok' && (r.busy || r.cursor < this.backlog.end));
       while (pending() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-      if (this.headLoop) await Promise.race([this.headLoop, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref())]);
+      if (this.headLoop)
+        await Promise.race([
+          this.headLoop,
+          new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref()),
+        ]);
       const headIdle = this.headLoop === undefined;
-      await Promise.all(this.runners.map((r) => Promise.race([r.close().catch(() => undefined), new Promise((t) => setTimeout(t, 200).unref())])));
+      await Promise.all(
+        this.runners.map((r) =>
+          Promise.race([r.close().catch(() => undefined), new Promise((t) => setTimeout(t, 200).unref())]),
+        ),
+      );
       // A clean stop: nothing any file holds is past this head, so at the next start any line
       // after it was added while the server was stopped. Not when a file write is still under
       // way (it may land after this) or a head write did not finish: the next start then
@@ -298,7 +347,17 @@ export class AuditLog {
     const head = this.prev;
     const seq = this.seq;
     const sig = sign(null, Buffer.from(checkpointMessage(seq, head)), this.signer!.privateKey).toString('base64');
-    this.append(JSON.stringify({ type: 'checkpoint', time: this.iso(), seq, prev: head, head, kid: this.signer!.kid, sig } satisfies CheckpointLine));
+    this.append(
+      JSON.stringify({
+        type: 'checkpoint',
+        time: this.iso(),
+        seq,
+        prev: head,
+        head,
+        kid: this.signer!.kid,
+        sig,
+      } satisfies CheckpointLine),
+    );
     this.sinceCheckpoint = 0;
     clearTimeout(this.timer);
     this.timer = undefined;
@@ -316,7 +375,9 @@ export class AuditLog {
     for (const r of behind) if (!r.handed) r.cursor = this.backlog.front;
     if (marked.length === 0) return;
     const missed = marked.map((r) => ({ sink: r.name, from: r.handed!.seq + 1, after: r.handed!.hash }));
-    const line = this.append(JSON.stringify({ type: 'gap', time: this.iso(), missed, seq: this.seq, prev: this.prev } satisfies GapLine));
+    const line = this.append(
+      JSON.stringify({ type: 'gap', time: this.iso(), missed, seq: this.seq, prev: this.prev } satisfies GapLine),
+    );
     this.sinceCheckpoint++;
     for (const r of marked) r.cursor = line.seq;
     this.queueKick();
@@ -419,7 +480,16 @@ export class AuditLog {
     if (this.withheld.length === 0 || this.closed) return;
     const seqs = ranges(this.withheld);
     this.withheld = [];
-    const line = this.append(JSON.stringify({ type: 'withheld', time: this.iso(), error_code: 'audit_unavailable', seqs, seq: this.seq, prev: this.prev } satisfies WithheldLine));
+    const line = this.append(
+      JSON.stringify({
+        type: 'withheld',
+        time: this.iso(),
+        error_code: 'audit_unavailable',
+        seqs,
+        seq: this.seq,
+        prev: this.prev,
+      } satisfies WithheldLine),
+    );
     void line;
     this.sinceCheckpoint++;
     if (this.sinceCheckpoint === 1) this.armTimer();

@@ -35,8 +35,19 @@ function isRequestLine(value: unknown): value is RequestLine {
   return line.type === 'request' && typeof line.operation === 'string' && typeof line.seq === 'number';
 }
 
-export async function recentLines(file: string | undefined, filter: LineFilter, publicKeyPem: string | undefined): Promise<AuditLines> {
-  if (file === undefined) return { lines: [], file: null, scanned: 0, verification: null, verification_skipped: 'no audit file is configured' };
+export async function recentLines(
+  file: string | undefined,
+  filter: LineFilter,
+  publicKeyPem: string | undefined,
+): Promise<AuditLines> {
+  if (file === undefined)
+    return {
+      lines: [],
+      file: null,
+      scanned: 0,
+      verification: null,
+      verification_skipped: 'no audit file is configured',
+    };
   // Non-blocking and regular files only, as the tail reader (tail.ts): a FIFO must not hang a request.
   const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
   let text: string;
@@ -68,8 +79,19 @@ export async function recentLines(file: string | undefined, filter: LineFilter, 
     scanned++;
     if (matches(parsed, filter)) lines.push(parsed);
   }
-  if (!whole) return { lines, file, scanned, verification: null, verification_skipped: `the file is over ${MAX_VERIFY_BYTES / 1024 / 1024} MiB: verify it offline with coffer audit verify` };
-  const result = verifyAuditLog(text, { ...(publicKeyPem ? { publicKeyPem } : {}), requireSignedTail: false, sink: file });
+  if (!whole)
+    return {
+      lines,
+      file,
+      scanned,
+      verification: null,
+      verification_skipped: `the file is over ${MAX_VERIFY_BYTES / 1024 / 1024} MiB: verify it offline with coffer audit verify`,
+    };
+  const result = verifyAuditLog(text, {
+    ...(publicKeyPem ? { publicKeyPem } : {}),
+    requireSignedTail: false,
+    sink: file,
+  });
   return {
     lines,
     file,

@@ -58,7 +58,12 @@ async function kindOf(path: string): Promise<Sink['kind']> {
  * `open` line names it in `missed`, with the hash of its last line, so its chain stays
  * verifiable (sdk/audit.ts, the line format sdk/wire/audit.ts). Files are checked before any is changed.
  */
-export async function resumeSinks(names: string[], stored: AuditHead | undefined, headPath: string | undefined, acceptAt: number | undefined): Promise<Start> {
+export async function resumeSinks(
+  names: string[],
+  stored: AuditHead | undefined,
+  headPath: string | undefined,
+  acceptAt: number | undefined,
+): Promise<Start> {
   const kinds = await Promise.all(names.map(kindOf));
   const storedFor = (i: number): Position | undefined => {
     if (!stored) return undefined;
@@ -68,7 +73,10 @@ export async function resumeSinks(names: string[], stored: AuditHead | undefined
   const ends: (Position | undefined)[] = [];
   const cuts: { path: string; size: number }[] = [];
   const unconfirmed: { sink: string; from: number; to: number }[] = [];
-  const context = { clean: stored?.clean === true, ...(stored ? { confirmed: { seq: stored.seq, hash: stored.hash } } : {}) };
+  const context = {
+    clean: stored?.clean === true,
+    ...(stored ? { confirmed: { seq: stored.seq, hash: stored.hash } } : {}),
+  };
   const open: OpenFields = {};
   let accepted: number | undefined;
   for (let i = 0; i < names.length; i++) {
@@ -84,7 +92,9 @@ export async function resumeSinks(names: string[], stored: AuditHead | undefined
     let resume: Resume;
     if ((pos || heldNothing) && stored && headPath) {
       try {
-        resume = pos ? resumeFrom(file, tail, { file, ...pos }, headPath, context) : resumeEmpty(file, tail, stored, headPath, context);
+        resume = pos
+          ? resumeFrom(file, tail, { file, ...pos }, headPath, context)
+          : resumeEmpty(file, tail, stored, headPath, context);
       } catch (e) {
         if (!(e instanceof AuditTailError) || acceptAt !== e.storedSeq || accepted !== undefined) throw e;
         resume = acceptTruncation(tail, { file, ...(pos ?? { seq: stored.seq, hash: stored.hash }) }, e.problem);
@@ -109,7 +119,12 @@ export async function resumeSinks(names: string[], stored: AuditHead | undefined
               'chain head file missing',
             );
           }
-          open.gap = { stored_seq: lastSeq, stored_head: resume.prev, file_seq: lastSeq, reason: 'chain head file missing' };
+          open.gap = {
+            stored_seq: lastSeq,
+            stored_head: resume.prev,
+            file_seq: lastSeq,
+            reason: 'chain head file missing',
+          };
           accepted = i;
         }
       }
@@ -124,7 +139,8 @@ export async function resumeSinks(names: string[], stored: AuditHead | undefined
 
   // After an accepted truncation the chain continues from that file, as a new segment.
   let resume: Position = { seq: -1, hash: GENESIS };
-  const candidates = accepted !== undefined ? [ends[accepted]] : [stored ? { seq: stored.seq, hash: stored.hash } : undefined, ...ends];
+  const candidates =
+    accepted !== undefined ? [ends[accepted]] : [stored ? { seq: stored.seq, hash: stored.hash } : undefined, ...ends];
   for (const c of candidates) if (c && c.seq > resume.seq) resume = c;
   // Cut off: written before a crash but never confirmed by a head write, so never acknowledged.
   if (unconfirmed.length) open.unconfirmed = unconfirmed;
@@ -135,5 +151,10 @@ export async function resumeSinks(names: string[], stored: AuditHead | undefined
   });
   if (missed.length) open.missed = missed;
   if (headPath) open.head = true; // this server checks its log against a stored head at start (see above)
-  return { seq: resume.seq + 1, prev: resume.hash, open, sinks: kinds.map((kind, i) => ({ kind, ...(ends[i] ? { held: ends[i] } : {}) })) };
+  return {
+    seq: resume.seq + 1,
+    prev: resume.hash,
+    open,
+    sinks: kinds.map((kind, i) => ({ kind, ...(ends[i] ? { held: ends[i] } : {}) })),
+  };
 }

@@ -123,7 +123,10 @@ export class SinkRunner {
       this.inflight = lines[0]!.seq;
       this.cursor = last.seq + 1;
       this.handed = { seq: last.seq, hash: last.hash };
-      const stall = setTimeout(() => this.setState('stalled', `no write completed in ${this.options.timeoutMs} ms`), this.options.timeoutMs);
+      const stall = setTimeout(
+        () => this.setState('stalled', `no write completed in ${this.options.timeoutMs} ms`),
+        this.options.timeoutMs,
+      );
       stall.unref();
       try {
         await this.sink.write(lines.map((l) => `${l.text}\n`).join(''));
@@ -149,10 +152,13 @@ export class SinkRunner {
     // A stream that failed is reconnected: its next reader has none of the earlier lines.
     if (this.sink.kind !== 'file') this.held = this.handed = undefined;
     if (this.closed) return;
-    this.retry = setTimeout(() => {
-      this.retry = undefined;
-      void this.pump();
-    }, Math.min(1_000, this.options.retryMs * 2 ** Math.min(this.attempt++, 10)));
+    this.retry = setTimeout(
+      () => {
+        this.retry = undefined;
+        void this.pump();
+      },
+      Math.min(1_000, this.options.retryMs * 2 ** Math.min(this.attempt++, 10)),
+    );
     this.retry.unref();
   }
 

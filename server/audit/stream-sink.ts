@@ -3,7 +3,9 @@ import { Socket, createConnection } from 'node:net';
 import type { Sink } from './sink.js';
 
 const openNonBlocking = (path: string): Promise<number> =>
-  new Promise((done, fail) => openFd(path, constants.O_WRONLY | constants.O_NONBLOCK, (e, fd) => (e ? fail(e) : done(fd))));
+  new Promise((done, fail) =>
+    openFd(path, constants.O_WRONLY | constants.O_NONBLOCK, (e, fd) => (e ? fail(e) : done(fd))),
+  );
 
 /**
  * A FIFO or Unix socket the audit lines are streamed into (a log shipper reads the other end).

@@ -75,7 +75,13 @@ export async function readTail(path: string, fromSeq?: number): Promise<Tail> {
       if (fragment < 0 && length < MAX_TAIL_BYTES) continue;
       if (length === size || enough || length >= MAX_TAIL_BYTES) {
         const keep = fromSeq === undefined ? Math.max(0, lines.length - 1) : 0;
-        return { exists: true, lines: lines.slice(keep), starts: starts.slice(keep), size, fragment: Math.max(0, fragment) };
+        return {
+          exists: true,
+          lines: lines.slice(keep),
+          starts: starts.slice(keep),
+          size,
+          fragment: Math.max(0, fragment),
+        };
       }
     }
   } finally {
@@ -133,15 +139,26 @@ export interface HeadContext {
  * only after the head write), so they are cut off (`cut`), except lines up to the head's own
  * position that end with exactly the line the head names (confirmed through another sink).
  */
-export function resumeFrom(file: string, tail: Tail, stored: AuditHead | undefined, headPath: string, context: HeadContext = { clean: false }): Resume {
+export function resumeFrom(
+  file: string,
+  tail: Tail,
+  stored: AuditHead | undefined,
+  headPath: string,
+  context: HeadContext = { clean: false },
+): Resume {
   const last = tail.lines.at(-1);
   const lastSeq = last === undefined ? undefined : seqOf(last);
-  const fromLast = (): Resume => (last !== undefined && lastSeq !== undefined ? { seq: lastSeq + 1, prev: sha256Hex(last) } : { seq: 0, prev: GENESIS });
+  const fromLast = (): Resume =>
+    last !== undefined && lastSeq !== undefined
+      ? { seq: lastSeq + 1, prev: sha256Hex(last) }
+      : { seq: 0, prev: GENESIS };
   if (!stored) return { ...fromLast(), ...(last !== undefined ? { headMissing: true } : {}) };
   const refuse = (what: string): never => {
     throw new AuditTailError(
       `audit log ${file} ${what} (this server's chain head is kept in ${headPath}). Refusing to start: ` +
-        (what.includes('added') ? `remove the lines after sequence ${stored.seq}` : 'restore the missing lines from a backup or the rotated file') +
+        (what.includes('added')
+          ? `remove the lines after sequence ${stored.seq}`
+          : 'restore the missing lines from a backup or the rotated file') +
         `; to continue with a new chain segment on purpose, start once with ` +
         `${ACCEPT_TRUNCATION_ENV}=${stored.seq} (the gap is recorded in the log)`,
       stored.seq,
@@ -149,20 +166,34 @@ export function resumeFrom(file: string, tail: Tail, stored: AuditHead | undefin
     );
   };
   // The path is not compared: a data directory restored or moved elsewhere keeps its chain.
-  if (!tail.exists) refuse(`is missing but this server wrote up to sequence ${stored.seq}${stored.file !== file ? ` (to ${stored.file})` : ''}`);
+  if (!tail.exists)
+    refuse(
+      `is missing but this server wrote up to sequence ${stored.seq}${stored.file !== file ? ` (to ${stored.file})` : ''}`,
+    );
   if (last === undefined) refuse(`is empty but this server wrote up to sequence ${stored.seq}`);
-  if (lastSeq === undefined) refuse(`ends with a line that is not an audit line; this server wrote up to sequence ${stored.seq}`);
-  if (lastSeq! < stored.seq) refuse(`ends at sequence ${lastSeq} but this server wrote up to sequence ${stored.seq}: lines were removed while it was stopped`);
+  if (lastSeq === undefined)
+    refuse(`ends with a line that is not an audit line; this server wrote up to sequence ${stored.seq}`);
+  if (lastSeq! < stored.seq)
+    refuse(
+      `ends at sequence ${lastSeq} but this server wrote up to sequence ${stored.seq}: lines were removed while it was stopped`,
+    );
   const at = tail.lines.findIndex((l) => seqOf(l) === stored.seq);
-  if (at < 0) refuse(`has no line at sequence ${stored.seq}, the last one this server wrote, in its last ${MAX_TAIL_BYTES} bytes`);
+  if (at < 0)
+    refuse(
+      `has no line at sequence ${stored.seq}, the last one this server wrote, in its last ${MAX_TAIL_BYTES} bytes`,
+    );
   if (sha256Hex(tail.lines[at]!) !== stored.hash) {
-    refuse(`holds another line at sequence ${stored.seq} than the one this server wrote (its SHA-256 differs from the stored chain head ${stored.hash}): it was edited or replaced while the server was stopped`);
+    refuse(
+      `holds another line at sequence ${stored.seq} than the one this server wrote (its SHA-256 differs from the stored chain head ${stored.hash}): it was edited or replaced while the server was stopped`,
+    );
   }
   const extra = tail.lines.length - at - 1;
   if (extra === 0) return fromLast();
   const endOf = (i: number) => tail.starts[i]! + Buffer.byteLength(tail.lines[i]!, 'utf8') + 1;
   if (context.clean) {
-    refuse(`continues past sequence ${stored.seq}, the last line this server wrote before it stopped cleanly, up to sequence ${lastSeq} (${extra} line(s)): lines were added while it was stopped`);
+    refuse(
+      `continues past sequence ${stored.seq}, the last line this server wrote before it stopped cleanly, up to sequence ${lastSeq} (${extra} line(s)): lines were added while it was stopped`,
+    );
   }
   const bytes = tail.size - tail.fragment - endOf(at);
   if (bytes > CHUNK_BYTES) {
@@ -174,7 +205,9 @@ export function resumeFrom(file: string, tail: Tail, stored: AuditHead | undefin
   for (let i = at + 1; i < tail.lines.length; i++) {
     const entry = JSON.parse(tail.lines[i]!) as { prev?: unknown; seq?: unknown };
     if (entry.prev !== sha256Hex(tail.lines[i - 1]!) || entry.seq !== stored.seq + (i - at)) {
-      refuse(`continues after sequence ${stored.seq} (the last line this server confirmed) with lines that do not follow its chain`);
+      refuse(
+        `continues after sequence ${stored.seq} (the last line this server confirmed) with lines that do not follow its chain`,
+      );
     }
   }
   // Kept: up to the head's own position, if this file holds exactly the line it names.
@@ -186,14 +219,22 @@ export function resumeFrom(file: string, tail: Tail, stored: AuditHead | undefin
   }
   const kept = tail.lines[keep]!;
   const resume: Resume = { seq: stored.seq + (keep - at) + 1, prev: sha256Hex(kept) };
-  return keep === tail.lines.length - 1 ? resume : { ...resume, cut: { size: endOf(keep), from: resume.seq, to: lastSeq! } };
+  return keep === tail.lines.length - 1
+    ? resume
+    : { ...resume, cut: { size: endOf(keep), from: resume.seq, to: lastSeq! } };
 }
 
 /**
  * A file the stored head says held no line (it was empty, or new): the same rules as
  * `resumeFrom` for the lines it holds now. The error names the head's sequence.
  */
-export function resumeEmpty(file: string, tail: Tail, stored: AuditHead, headPath: string, context: HeadContext): Resume {
+export function resumeEmpty(
+  file: string,
+  tail: Tail,
+  stored: AuditHead,
+  headPath: string,
+  context: HeadContext,
+): Resume {
   const first = tail.lines[0];
   if (first === undefined) return { seq: 0, prev: GENESIS };
   const bytes = tail.size - tail.fragment - tail.starts[0]!;
@@ -219,6 +260,9 @@ export function resumeEmpty(file: string, tail: Tail, stored: AuditHead, headPat
 export function acceptTruncation(tail: Tail, stored: AuditHead, reason: string): Resume {
   const last = tail.lines.at(-1);
   const lastSeq = last === undefined ? undefined : seqOf(last);
-  const base: Resume = last !== undefined && lastSeq !== undefined ? { seq: lastSeq + 1, prev: sha256Hex(last) } : { seq: 0, prev: GENESIS };
+  const base: Resume =
+    last !== undefined && lastSeq !== undefined
+      ? { seq: lastSeq + 1, prev: sha256Hex(last) }
+      : { seq: 0, prev: GENESIS };
   return { ...base, gap: { stored_seq: stored.seq, stored_head: stored.hash, file_seq: lastSeq ?? null, reason } };
 }

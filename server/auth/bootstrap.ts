@@ -12,7 +12,11 @@ export interface Initialized {
  * master key, the sys keyring and the root token's signing key commit in one batch, so a vault is
  * never initialized without a way in.
  */
-export async function initializeVault(seal: SealManager, tokens: TokenService, shape: { shares: number; threshold: number }): Promise<Initialized> {
+export async function initializeVault(
+  seal: SealManager,
+  tokens: TokenService,
+  shape: { shares: number; threshold: number },
+): Promise<Initialized> {
   let rootToken = '';
   const shares = await seal.init(shape.shares, shape.threshold, async (tx, keys) => {
     rootToken = await tokens.createRoot(tx, keys);

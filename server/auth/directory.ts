@@ -7,9 +7,15 @@ import { GROUP_PREFIX, POLICY_PREFIX } from '../store/keys.js';
 import { CAPABILITIES } from './access.js';
 import { POLICY_NAME, PolicySet, RESERVED_NAMES, compileRules, type Policy, type Rule } from './policy.js';
 
-const policyCodec = jsonCodec(z.object({ name: z.string(), rules: z.array(z.object({ path: z.string(), capabilities: z.array(z.enum(CAPABILITIES)) })) }));
-const groupCodec = jsonCodec(z.object({ name: z.string(), policies: z.array(z.string()), members: z.array(z.string()) }));
-
+const policyCodec = jsonCodec(
+  z.object({
+    name: z.string(),
+    rules: z.array(z.object({ path: z.string(), capabilities: z.array(z.enum(CAPABILITIES)) })),
+  }),
+);
+const groupCodec = jsonCodec(
+  z.object({ name: z.string(), policies: z.array(z.string()), members: z.array(z.string()) }),
+);
 
 export interface Group {
   name: string;
@@ -21,7 +27,10 @@ export interface Group {
 /** Checks a policy or group name: lower-case, no reserved names, nothing that could shadow one. */
 export function checkName(kind: 'policy' | 'group', name: unknown): string {
   if (typeof name !== 'string' || !POLICY_NAME.test(name)) {
-    throw new CofferError('invalid_request', `${kind} name must be 1 to 64 characters of [a-z0-9_-], starting with a letter or digit`);
+    throw new CofferError(
+      'invalid_request',
+      `${kind} name must be 1 to 64 characters of [a-z0-9_-], starting with a letter or digit`,
+    );
   }
   if (RESERVED_NAMES.has(name)) throw new CofferError('invalid_request', `${kind} name "${name}" is reserved`);
   return name;
@@ -145,7 +154,8 @@ export class Directory {
 
   private reindex(): void {
     const membership = new Map<string, string[]>();
-    for (const g of this.groups.values()) for (const m of g.members) membership.set(m, [...(membership.get(m) ?? []), g.name]);
+    for (const g of this.groups.values())
+      for (const m of g.members) membership.set(m, [...(membership.get(m) ?? []), g.name]);
     this.membership = membership;
     this.compiled = new Map();
   }

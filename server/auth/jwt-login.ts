@@ -1,4 +1,12 @@
-import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  customFetch,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  jwtVerify,
+  type JWTPayload,
+} from 'jose';
 import { z } from 'zod';
 import { CofferError, isCofferError } from '../errors.js';
 import { parseStrictJson } from '../json.js';
@@ -50,7 +58,8 @@ type KeySet = ReturnType<typeof createRemoteJWKSet> | ReturnType<typeof createLo
  * claim's name (never the expected or presented value) is what it needs to fix its pipeline.
  * The precise reason always goes to the server log.
  */
-export const JWT_REFUSED = 'token not accepted: unknown role, or a signature, key or algorithm the role does not accept';
+export const JWT_REFUSED =
+  'token not accepted: unknown role, or a signature, key or algorithm the role does not accept';
 
 /** A refusal after the signature verified: `message` is safe for the response body. */
 class ClaimRefused extends Error {}
@@ -100,16 +109,23 @@ export class JwtMethod {
     const role: JwtRole = { ...parsed.data, name };
     for (const g of [...role.groups, ...Object.values(role.groups_claim_map)]) checkName('group', g);
     for (const p of role.policies) checkName('policy', p);
-    if (role.token_ttl > role.token_max_ttl) throw new CofferError('invalid_request', 'token_ttl must not exceed token_max_ttl');
+    if (role.token_ttl > role.token_max_ttl)
+      throw new CofferError('invalid_request', 'token_ttl must not exceed token_max_ttl');
     for (const u of [role.issuer, role.jwks_url].filter((x): x is string => x !== undefined)) {
       const url = new URL(u);
       if (url.protocol === 'http:' && !isLoopback(url) && !role.allow_insecure_http) {
-        throw new CofferError('invalid_request', `${u}: plain http is refused for a non-loopback host (set allow_insecure_http to override)`);
+        throw new CofferError(
+          'invalid_request',
+          `${u}: plain http is refused for a non-loopback host (set allow_insecure_http to override)`,
+        );
       }
     }
     if (role.jwks) createLocalJWKSet({ keys: role.jwks.keys }); // refuse malformed keys now
     if (!role.bound_subject && Object.keys(role.bound_claims).length === 0) {
-      this.log.warn({ role: name }, 'jwt role binds no subject or claims: any token of the issuer and audience logs in');
+      this.log.warn(
+        { role: name },
+        'jwt role binds no subject or claims: any token of the issuer and audience logs in',
+      );
     }
     await this.roles.mutate((tx) => this.roles.write(tx, name, role));
     this.keySets.delete(name);
@@ -137,16 +153,23 @@ export class JwtMethod {
       if (!role) throw new Error('unknown role');
       const payload = await this.verify(role, jwt);
       const sub = payload.sub!;
-      if (role.bound_subject !== undefined && !this.matches(role, role.bound_subject, sub)) throw new ClaimRefused('subject does not match the role');
+      if (role.bound_subject !== undefined && !this.matches(role, role.bound_subject, sub))
+        throw new ClaimRefused('subject does not match the role');
       for (const [claim, bound] of Object.entries(role.bound_claims)) {
         const value = claimAt(payload, claim);
         const allowed = Array.isArray(bound) ? bound : [bound];
-        if (typeof value !== 'string' || !allowed.some((b) => this.matches(role, b, value))) throw new ClaimRefused(`claim ${claim} does not match the role`);
+        if (typeof value !== 'string' || !allowed.some((b) => this.matches(role, b, value)))
+          throw new ClaimRefused(`claim ${claim} does not match the role`);
       }
       const groups = new Set(role.groups);
       if (role.groups_claim) {
         const claimed = payload[role.groups_claim];
-        const values = typeof claimed === 'string' ? [claimed] : Array.isArray(claimed) ? claimed.filter((v): v is string => typeof v === 'string') : [];
+        const values =
+          typeof claimed === 'string'
+            ? [claimed]
+            : Array.isArray(claimed)
+              ? claimed.filter((v): v is string => typeof v === 'string')
+              : [];
         for (const v of values) {
           const mapped = Object.hasOwn(role.groups_claim_map, v) ? role.groups_claim_map[v] : undefined;
           if (mapped) groups.add(mapped);
@@ -156,7 +179,8 @@ export class JwtMethod {
       const meta: Record<string, string> = {};
       for (const [claim, name] of Object.entries(role.claim_mappings)) {
         const value = claimAt(payload, claim);
-        if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') meta[name] = String(value).slice(0, 512);
+        if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
+          meta[name] = String(value).slice(0, 512);
       }
       return {
         meta,
@@ -168,7 +192,8 @@ export class JwtMethod {
       };
     } catch (e) {
       if (isCofferError(e, 'idp_unavailable')) throw e;
-      if (e instanceof joseErrors.JWKSTimeout) throw new CofferError('idp_unavailable', 'the identity provider could not be reached', 'JWKS timeout');
+      if (e instanceof joseErrors.JWKSTimeout)
+        throw new CofferError('idp_unavailable', 'the identity provider could not be reached', 'JWKS timeout');
       this.log.warn({ role: roleName, reason: e instanceof Error ? e.message : 'invalid' }, 'jwt login refused');
       throw new CofferError('unauthenticated', refusedBody(e));
     }
@@ -180,13 +205,15 @@ export class JwtMethod {
 
   /** Structure first (cheap, before any key lookup or fetch), then signature and claims. */
   private async verify(role: JwtRole, jwt: string): Promise<JWTPayload> {
-    if (typeof jwt !== 'string' || jwt.length > MAX_JWT_LENGTH || !COMPACT_JWS.test(jwt)) throw new Error('not a compact JWS');
+    if (typeof jwt !== 'string' || jwt.length > MAX_JWT_LENGTH || !COMPACT_JWS.test(jwt))
+      throw new Error('not a compact JWS');
     const [headerPart, payloadPart] = jwt.split('.');
     const header = strictJsonObject(headerPart!, 'header');
     strictJsonObject(payloadPart!, 'payload');
     for (const h of FORBIDDEN_HEADERS) if (h in header) throw new Error(`header ${h} refused`);
     const alg = decodeProtectedHeader(jwt).alg;
-    if (typeof alg !== 'string' || !(role.allowed_algorithms as string[]).includes(alg)) throw new Error('algorithm not allowed');
+    if (typeof alg !== 'string' || !(role.allowed_algorithms as string[]).includes(alg))
+      throw new Error('algorithm not allowed');
     const { payload } = await jwtVerify(jwt, this.keySet(role), {
       algorithms: role.allowed_algorithms,
       issuer: role.issuer,
@@ -196,9 +223,12 @@ export class JwtMethod {
       requiredClaims: ['exp', 'iat', 'sub', 'aud'],
     });
     const nowSeconds = this.now() / 1000;
-    if (typeof payload.iat !== 'number' || payload.iat > nowSeconds + role.leeway) throw new ClaimRefused('token issued in the future (iat)');
-    if (payload.exp! - payload.iat > role.max_token_lifetime) throw new ClaimRefused("token lifetime (exp - iat) exceeds the role's max_token_lifetime");
-    if (Array.isArray(payload.aud) && payload.aud.length > 1 && !role.allow_multiple_audiences) throw new ClaimRefused('token has several audiences and the role allows one');
+    if (typeof payload.iat !== 'number' || payload.iat > nowSeconds + role.leeway)
+      throw new ClaimRefused('token issued in the future (iat)');
+    if (payload.exp! - payload.iat > role.max_token_lifetime)
+      throw new ClaimRefused("token lifetime (exp - iat) exceeds the role's max_token_lifetime");
+    if (Array.isArray(payload.aud) && payload.aud.length > 1 && !role.allow_multiple_audiences)
+      throw new ClaimRefused('token has several audiences and the role allows one');
     if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw new ClaimRefused('token has no sub claim');
     return payload;
   }
@@ -220,7 +250,8 @@ export class JwtMethod {
   }
 
   private async consumeJti(role: JwtRole, payload: JWTPayload): Promise<void> {
-    if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > 256) throw new ClaimRefused('the role is single-use and the token has no valid jti claim');
+    if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > 256)
+      throw new ClaimRefused('the role is single-use and the token has no valid jti claim');
     const id = `${role.name}/${Buffer.from(payload.jti).toString('base64url')}`;
     const fresh = await this.seenJtis.mutate((tx) => {
       if (this.seenJtis.read(tx, id) !== undefined) return false;
@@ -238,7 +269,8 @@ export class JwtMethod {
 function claimAt(payload: JWTPayload, path: string): unknown {
   let value: unknown = payload;
   for (const part of path.split('/')) {
-    if (typeof value !== 'object' || value === null || Array.isArray(value) || !Object.hasOwn(value, part)) return undefined;
+    if (typeof value !== 'object' || value === null || Array.isArray(value) || !Object.hasOwn(value, part))
+      return undefined;
     value = (value as Record<string, unknown>)[part];
   }
   return value;

@@ -7,7 +7,12 @@ import { z } from 'zod';
 import type { UnsealedKeys, VaultStore } from '../keys/seal.js';
 import type { Table } from '../store/barrier.js';
 import { jsonCodec, stringCodec } from '../store/codec.js';
-import { APPROLE_ID_PREFIX as ROLE_ID_PREFIX, APPROLE_PREFIX as ROLE_PREFIX, APPROLE_SECRET_PREFIX as SECRET_ID_PREFIX, USER_PREFIX } from '../store/keys.js';
+import {
+  APPROLE_ID_PREFIX as ROLE_ID_PREFIX,
+  APPROLE_PREFIX as ROLE_PREFIX,
+  APPROLE_SECRET_PREFIX as SECRET_ID_PREFIX,
+  USER_PREFIX,
+} from '../store/keys.js';
 import { checkName } from './directory.js';
 import { DECOY_HASH, hashPassword, verifyPassword } from './password-hash.js';
 import type { IssueRequest } from './tokens.js';
@@ -47,14 +52,16 @@ type SecretIdRecord = z.infer<typeof secretIdRecord>;
 const sha256hex = (s: string) => createHash('sha256').update(s).digest('hex');
 
 export function checkLoginName(kind: string, name: unknown): string {
-  if (typeof name !== 'string' || !LOGIN_NAME.test(name)) throw new CofferError('invalid_request', `${kind} name must be 1 to 64 characters of [a-z0-9._-]`);
+  if (typeof name !== 'string' || !LOGIN_NAME.test(name))
+    throw new CofferError('invalid_request', `${kind} name must be 1 to 64 characters of [a-z0-9._-]`);
   return name;
 }
 
 function checkSettings(s: TokenSettings): void {
   for (const g of s.groups) checkName('group', g);
   for (const p of s.policies) checkName('policy', p);
-  if (s.token_ttl > s.token_max_ttl) throw new CofferError('invalid_request', 'token_ttl must not exceed token_max_ttl');
+  if (s.token_ttl > s.token_max_ttl)
+    throw new CofferError('invalid_request', 'token_ttl must not exceed token_max_ttl');
 }
 
 /**
@@ -76,17 +83,32 @@ const refused = (message: string, detail: string) => new CofferError('unauthenti
 export class UserpassMethod {
   private readonly users: Table<User, UnsealedKeys>;
 
-  constructor(store: VaultStore, private readonly random: RandomSource = systemRandom) {
+  constructor(
+    store: VaultStore,
+    private readonly random: RandomSource = systemRandom,
+  ) {
     this.users = store.table(USER_PREFIX, jsonCodec(userRecord), 'userpass user');
   }
 
-  async put(name: string, input: Omit<User, 'name' | 'password_hash'> & { password?: string | undefined }): Promise<Omit<User, 'password_hash'>> {
+  async put(
+    name: string,
+    input: Omit<User, 'name' | 'password_hash'> & { password?: string | undefined },
+  ): Promise<Omit<User, 'password_hash'>> {
     checkLoginName('user', name);
     checkSettings(input);
     const existing = await this.users.get(name);
-    if (!existing && input.password === undefined) throw new CofferError('invalid_request', 'a new user needs a password');
-    const password_hash = input.password !== undefined ? await hashPassword(input.password, this.random) : existing!.password_hash;
-    const user: User = { name, groups: input.groups, policies: input.policies, token_ttl: input.token_ttl, token_max_ttl: input.token_max_ttl, password_hash };
+    if (!existing && input.password === undefined)
+      throw new CofferError('invalid_request', 'a new user needs a password');
+    const password_hash =
+      input.password !== undefined ? await hashPassword(input.password, this.random) : existing!.password_hash;
+    const user: User = {
+      name,
+      groups: input.groups,
+      policies: input.policies,
+      token_ttl: input.token_ttl,
+      token_max_ttl: input.token_max_ttl,
+      password_hash,
+    };
     await this.users.mutate((tx) => this.users.write(tx, name, user));
     return publicUser(user);
   }
@@ -176,7 +198,11 @@ export class AppRoleMethod {
       uses_left: role.secret_id_num_uses > 0 ? role.secret_id_num_uses : null,
     };
     await this.secretIds.mutate((tx) => this.secretIds.write(tx, `${name}/${sha256hex(secretId)}`, record));
-    return { secret_id: secretId, expires_at: record.expires_at === null ? null : new Date(record.expires_at).toISOString(), uses: record.uses_left };
+    return {
+      secret_id: secretId,
+      expires_at: record.expires_at === null ? null : new Date(record.expires_at).toISOString(),
+      uses: record.uses_left,
+    };
   }
 
   /**
@@ -188,13 +214,16 @@ export class AppRoleMethod {
     const keys = this.roles.keys();
     const name = /^[0-9a-f-]{36}$/.test(roleId) ? await this.roleIds.get(roleId, keys) : undefined;
     const role = name ? await this.roles.get(name, keys) : undefined;
-    if (!role || !constantTimeEqual(Buffer.from(role.role_id), Buffer.from(roleId))) throw refused(APPROLE_REFUSED, 'unknown role_id');
+    if (!role || !constantTimeEqual(Buffer.from(role.role_id), Buffer.from(roleId)))
+      throw refused(APPROLE_REFUSED, 'unknown role_id');
     const id = `${role.name}/${sha256hex(secretId)}`;
     if (role.bound_cidrs.length > 0 && !inCidrs(client, role.bound_cidrs)) {
       // Checked before a use is consumed; the reason is named only if the secret_id is one this
       // role issued (its key only: nothing consumed, nothing opened), so the binding is no oracle for a role_id alone.
       const known = this.secretIds.has(id);
-      throw known ? refused(APPROLE_ADDRESS_REFUSED, `client ${client} outside bound_cidrs`) : refused(APPROLE_REFUSED, 'unknown secret_id');
+      throw known
+        ? refused(APPROLE_ADDRESS_REFUSED, `client ${client} outside bound_cidrs`)
+        : refused(APPROLE_REFUSED, 'unknown secret_id');
     }
     const outcome = await this.secretIds.mutate((tx) => {
       const record = this.secretIds.read(tx, id);
@@ -204,7 +233,12 @@ export class AppRoleMethod {
         this.secretIds.write(tx, id, spent(record)); // expired: a tombstone, and the login fails
         return 'expired';
       }
-      if (record.uses_left !== null) this.secretIds.write(tx, id, record.uses_left <= 1 ? spent(record) : { ...record, uses_left: record.uses_left - 1 });
+      if (record.uses_left !== null)
+        this.secretIds.write(
+          tx,
+          id,
+          record.uses_left <= 1 ? spent(record) : { ...record, uses_left: record.uses_left - 1 },
+        );
       return 'ok';
     });
     if (outcome === 'unknown') throw refused(APPROLE_REFUSED, 'unknown secret_id');

@@ -15,10 +15,23 @@ import type { IssueRequest } from './tokens.js';
  * one in an audit line or a group's member list. (Whitespace and non-ASCII never get this far:
  * the body schema allows only `[A-Za-z0-9:@._/-]`.)
  */
-const RESERVED_NAMESPACES = new Set(['root', 'user', 'userpass', 'approle', 'jwt', 'github', 'gitlab', 'kubernetes', 'oidc']);
+const RESERVED_NAMESPACES = new Set([
+  'root',
+  'user',
+  'userpass',
+  'approle',
+  'jwt',
+  'github',
+  'gitlab',
+  'kubernetes',
+  'oidc',
+]);
 
 export function isReservedIdentity(identity: string): boolean {
-  const head = identity.normalize('NFKC').toLowerCase().split(/[:@./]/, 1)[0]!;
+  const head = identity
+    .normalize('NFKC')
+    .toLowerCase()
+    .split(/[:@./]/, 1)[0]!;
   return RESERVED_NAMESPACES.has(head);
 }
 
@@ -57,19 +70,27 @@ export function boundMint(minter: Identity, request: MintRequest, facts: MintFac
   if (!minter.root) {
     const held = new Set(minter.policies);
     const policies = request.policies.filter((p) => !held.has(p));
-    if (policies.length > 0) throw new CofferError('forbidden', `cannot grant policies this token does not hold: ${policies.join(', ')}`);
+    if (policies.length > 0)
+      throw new CofferError('forbidden', `cannot grant policies this token does not hold: ${policies.join(', ')}`);
     // Only the groups the minter's own token carries: a group held through a `members` list can
     // be withdrawn by an administrator, and a child's claim would keep it after that (B5).
     const groups = new Set(minter.tokenGroups);
     const missing = request.groups.filter((g) => !groups.has(g));
-    if (missing.length > 0) throw new CofferError('forbidden', `cannot grant groups this token does not carry: ${missing.join(', ')}`);
+    if (missing.length > 0)
+      throw new CofferError('forbidden', `cannot grant groups this token does not carry: ${missing.join(', ')}`);
     const inherited = facts.membership(request.identity).filter((g) => !groups.has(g));
     if (inherited.length > 0) {
-      throw new CofferError('forbidden', `identity ${request.identity} is a member of groups this token does not hold: ${inherited.join(', ')}`);
+      throw new CofferError(
+        'forbidden',
+        `identity ${request.identity} is a member of groups this token does not hold: ${inherited.join(', ')}`,
+      );
     }
   }
   if (!request.orphan && facts.minterDepth + 1 > facts.maxDepth) {
-    throw new CofferError('forbidden', `token tree too deep (at most ${facts.maxDepth} levels): mint from a token nearer the root`);
+    throw new CofferError(
+      'forbidden',
+      `token tree too deep (at most ${facts.maxDepth} levels): mint from a token nearer the root`,
+    );
   }
   // A child never outlives its minter's current expiry (renewing the minter later does not
   // stretch it); root is bounded only by the configured maximum.
@@ -77,7 +98,8 @@ export function boundMint(minter: Identity, request: MintRequest, facts: MintFac
   const bound = Math.min(remaining, facts.maxTtlSeconds);
   const check = (what: string, seconds: number) => {
     if (seconds <= bound) return;
-    if (remaining <= facts.maxTtlSeconds) throw new CofferError('forbidden', `${what} ${seconds}s exceeds this token's remaining lifetime (${remaining}s)`);
+    if (remaining <= facts.maxTtlSeconds)
+      throw new CofferError('forbidden', `${what} ${seconds}s exceeds this token's remaining lifetime (${remaining}s)`);
     throw new CofferError('invalid_request', `${what} ${seconds}s exceeds token_max_ttl_s (${facts.maxTtlSeconds}s)`);
   };
   if (request.ttl !== undefined) check('ttl', request.ttl);

@@ -19,7 +19,8 @@ const waiting: (() => void)[] = [];
 
 async function scryptAsync(pw: string, salt: Uint8Array, len: number, opts: object): Promise<Buffer> {
   if (running < MAX_RUNNING) running++;
-  else if (waiting.length >= MAX_WAITING) throw new CofferError('rate_limited', 'too many logins in progress: retry shortly');
+  else if (waiting.length >= MAX_WAITING)
+    throw new CofferError('rate_limited', 'too many logins in progress: retry shortly');
   else await new Promise<void>((resolve) => waiting.push(resolve)); // the finishing hash hands over its slot
   try {
     return await scryptRaw(pw, salt, len, opts);
@@ -44,7 +45,12 @@ export async function verifyPassword(password: string, stored: string): Promise<
   const salt = fromBase64(saltB64 ?? '');
   const expected = fromBase64(hashB64 ?? '');
   if (scheme !== 'scrypt' || !salt || !expected || expected.length !== 32) return false;
-  const actual = await scryptAsync(password, salt, 32, { N: Number(n), r: Number(r), p: Number(p), maxmem: PARAMS.maxmem });
+  const actual = await scryptAsync(password, salt, 32, {
+    N: Number(n),
+    r: Number(r),
+    p: Number(p),
+    maxmem: PARAMS.maxmem,
+  });
   return timingSafeEqual(actual, expected);
 }
 

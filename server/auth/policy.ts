@@ -101,7 +101,8 @@ export class PolicySet {
     const segments = prefix === '' ? [] : prefix.split('/');
     return this.rules.some((rule) => {
       if (rule.deny || (rule.grants & BIT[capability]) === 0) return false;
-      if (segments.length > 0 && RESERVED_NAMESPACES.has(segments[0]!) && rule.segments[0] !== segments[0]) return false;
+      if (segments.length > 0 && RESERVED_NAMESPACES.has(segments[0]!) && rule.segments[0] !== segments[0])
+        return false;
       const n = Math.min(segments.length, rule.segments.length);
       for (let i = 0; i < n; i++) if (rule.segments[i] !== '*' && rule.segments[i] !== segments[i]) return false;
       return rule.trailing || rule.segments.length >= segments.length;

@@ -19,7 +19,8 @@ const forbidden = new BlockList();
  */
 function forbidIPv4(network: string, prefix: number): void {
   forbidden.addSubnet(network, prefix, 'ipv4');
-  for (const embedding of ['::', '::ffff:0:', '64:ff9b::']) forbidden.addSubnet(`${embedding}${network}`, 96 + prefix, 'ipv6');
+  for (const embedding of ['::', '::ffff:0:', '64:ff9b::'])
+    forbidden.addSubnet(`${embedding}${network}`, 96 + prefix, 'ipv6');
 }
 forbidIPv4('169.254.0.0', 16); // link-local, cloud metadata
 forbidIPv4('0.0.0.0', 8);
@@ -35,19 +36,27 @@ const systemResolve: Resolve = (host) => lookup(host, { all: true });
  * checked address only, so a DNS answer that changes between check and connect (rebinding)
  * cannot steer the fetch to a refused address.
  */
-export async function checkDestination(url: URL, resolve: Resolve = systemResolve): Promise<{ address: string; family: number }> {
+export async function checkDestination(
+  url: URL,
+  resolve: Resolve = systemResolve,
+): Promise<{ address: string; family: number }> {
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw idpError('unsupported URL scheme');
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const addresses = isIP(host) ? [{ address: host, family: isIP(host) }] : await resolve(host).catch(() => []);
   if (addresses.length === 0) throw idpError('host does not resolve');
   for (const a of addresses) {
     const family = isIP(a.address);
-    if (family === 0 || forbidden.check(a.address, family === 6 ? 'ipv6' : 'ipv4')) throw idpError('link-local or metadata address refused');
+    if (family === 0 || forbidden.check(a.address, family === 6 ? 'ipv6' : 'ipv4'))
+      throw idpError('link-local or metadata address refused');
   }
   return addresses[0]!;
 }
 
-export async function safeFetch(url: string, options: { headers?: Headers; signal?: AbortSignal }, resolve: Resolve = systemResolve): Promise<Response> {
+export async function safeFetch(
+  url: string,
+  options: { headers?: Headers; signal?: AbortSignal },
+  resolve: Resolve = systemResolve,
+): Promise<Response> {
   const pinned = await checkDestination(new URL(url), resolve);
   // The Host header and TLS server name stay the URL's; only the address lookup is answered.
   const dispatcher = new Agent({
@@ -63,8 +72,18 @@ export async function safeFetch(url: string, options: { headers?: Headers; signa
   }
 }
 
-async function fetchBounded(url: string, options: { headers?: Headers; signal?: AbortSignal }, dispatcher: Agent): Promise<Response> {
-  const response = await undiciFetch(url, { method: 'GET', headers: options.headers, signal: options.signal, redirect: 'manual', dispatcher } as never);
+async function fetchBounded(
+  url: string,
+  options: { headers?: Headers; signal?: AbortSignal },
+  dispatcher: Agent,
+): Promise<Response> {
+  const response = await undiciFetch(url, {
+    method: 'GET',
+    headers: options.headers,
+    signal: options.signal,
+    redirect: 'manual',
+    dispatcher,
+  } as never);
   if (response.status !== 200) {
     await response.body?.cancel();
     return new Response(null, { status: response.status });
@@ -86,4 +105,5 @@ async function fetchBounded(url: string, options: { headers?: Headers; signal?: 
   return new Response(Buffer.concat(chunks), { status: 200, headers: { 'content-type': 'application/json' } });
 }
 
-export const idpError = (detail: string) => new CofferError('idp_unavailable', 'the identity provider could not be reached', detail);
+export const idpError = (detail: string) =>
+  new CofferError('idp_unavailable', 'the identity provider could not be reached', detail);

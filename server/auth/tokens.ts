@@ -220,7 +220,18 @@ export class TokenService {
     this.keys.set(key.kid, key);
     this.current = key;
     await this.coverLifetime(key, Math.floor(this.now() / 1000) + ROOT_TTL, tx);
-    return this.signClaims(key, this.claimsFor({ sub: 'root', groups: [], policies: [], ttlSeconds: ROOT_TTL, maxTtlSeconds: ROOT_TTL, method: 'root', root: true }));
+    return this.signClaims(
+      key,
+      this.claimsFor({
+        sub: 'root',
+        groups: [],
+        policies: [],
+        ttlSeconds: ROOT_TTL,
+        maxTtlSeconds: ROOT_TTL,
+        method: 'root',
+        root: true,
+      }),
+    );
   }
 
   /**
@@ -232,7 +243,11 @@ export class TokenService {
   async issue(request: IssueRequest): Promise<{ token: string; claims: ActiveClaims }> {
     const key = this.requireCurrent();
     const maxTtlSeconds = Math.min(request.maxTtlSeconds, this.maxTtlSeconds);
-    const claims = this.claimsFor({ ...request, maxTtlSeconds, ttlSeconds: Math.min(request.ttlSeconds, maxTtlSeconds) });
+    const claims = this.claimsFor({
+      ...request,
+      maxTtlSeconds,
+      ttlSeconds: Math.min(request.ttlSeconds, maxTtlSeconds),
+    });
     if (claims.parent) this.checkChildQuota(claims.parent); // before any write (adopt counts again, atomically)
     await this.coverLifetime(key, claims.exp);
     if (claims.parent) await this.adopt(claims.parent, claims.jti, claims.exp);
@@ -305,7 +320,12 @@ export class TokenService {
   /** How many ancestors a token has (its parent claim, then the tree). */
   depthOf(claims: { parent?: string }): number {
     let depth = 0;
-    for (let parent = claims.parent; parent !== undefined && depth <= MAX_TREE_DEPTH; parent = this.parentOf.get(parent)?.parent) depth++;
+    for (
+      let parent = claims.parent;
+      parent !== undefined && depth <= MAX_TREE_DEPTH;
+      parent = this.parentOf.get(parent)?.parent
+    )
+      depth++;
     return depth;
   }
 
@@ -321,7 +341,10 @@ export class TokenService {
       // Memory changes only once the write succeeded (a replica or a fenced primary refuses it).
       const retired = [...this.keys.values()].map((key) => ({
         key,
-        record: { ...key.record, retire_at: Math.min(key.record.retire_at ?? Infinity, retirePrevious ? nowSeconds : key.record.signed_until) },
+        record: {
+          ...key.record,
+          retire_at: Math.min(key.record.retire_at ?? Infinity, retirePrevious ? nowSeconds : key.record.signed_until),
+        },
       }));
       const created = await this.store.mutate(async (tx) => {
         for (const { key, record } of retired) this.signing.write(tx, key.kid, record);
@@ -340,7 +363,13 @@ export class TokenService {
     const { expires, ...claims } = caller;
     // `iat` moves so that `ttl_exp - iat` stays the renewal increment (it is at most now).
     const ttlSeconds = (caller.ttl_exp ?? caller.exp) - caller.iat;
-    const reissued: TokenClaims = { ...claims, max_exp: undefined, iat: expires - ttlSeconds, ttl_exp: expires, jti: this.newJti() };
+    const reissued: TokenClaims = {
+      ...claims,
+      max_exp: undefined,
+      iat: expires - ttlSeconds,
+      ttl_exp: expires,
+      jti: this.newJti(),
+    };
     if (reissued.parent) await this.adopt(reissued.parent, reissued.jti, reissued.exp, false); // the same grant: not a new child
     const token = await this.signClaims(key, reissued);
     return { kid: key.kid, token };
@@ -353,7 +382,10 @@ export class TokenService {
   async renew(claims: ActiveClaims): Promise<ActiveClaims> {
     const nowSeconds = Math.floor(this.now() / 1000);
     if (claims.expires >= claims.exp) {
-      throw new CofferError('forbidden', `token reached its maximum lifetime (expires ${new Date(claims.exp * 1000).toISOString()}): log in again`);
+      throw new CofferError(
+        'forbidden',
+        `token reached its maximum lifetime (expires ${new Date(claims.exp * 1000).toISOString()}): log in again`,
+      );
     }
     const ttlSeconds = (claims.ttl_exp ?? claims.exp) - claims.iat;
     const next = Math.min(nowSeconds + ttlSeconds, claims.exp);
@@ -407,7 +439,8 @@ export class TokenService {
         const [parent, child] = id.split('/');
         if (!parent || !child) continue;
         if (live) this.link(parent, child, until);
-        else if (this.parentOf.get(child)?.parent === parent && this.parentOf.get(child)!.exp <= nowSeconds) this.unlink(child);
+        else if (this.parentOf.get(child)?.parent === parent && this.parentOf.get(child)!.exp <= nowSeconds)
+          this.unlink(child);
         continue;
       }
       const map = prefix === REVOKED_PREFIX ? this.revoked : this.renewed;
@@ -470,13 +503,20 @@ export class TokenService {
     const prefixes = [REVOKED_PREFIX, RENEWED_PREFIX, CHILDREN_PREFIX];
     const nowSeconds = this.nowSeconds();
     let cursor = this.rescan!;
-    for (let pages = 0; pages < RESCAN_PAGES && cursor.prefix < prefixes.length && this.expired.size < EXPIRED_LIMIT - RESCAN_PAGE; pages++) {
+    for (
+      let pages = 0;
+      pages < RESCAN_PAGES && cursor.prefix < prefixes.length && this.expired.size < EXPIRED_LIMIT - RESCAN_PAGE;
+      pages++
+    ) {
       const page = await this.store.scanPrefix(prefixes[cursor.prefix]!, cursor.after, RESCAN_PAGE);
       for (const [key, value] of page) {
         const until = untilOf(key, value);
         if (until <= nowSeconds) this.noteExpired(key, until);
       }
-      cursor = page.length < RESCAN_PAGE ? { prefix: cursor.prefix + 1 } : { prefix: cursor.prefix, after: page[page.length - 1]![0] };
+      cursor =
+        page.length < RESCAN_PAGE
+          ? { prefix: cursor.prefix + 1 }
+          : { prefix: cursor.prefix, after: page[page.length - 1]![0] };
     }
     this.rescan = cursor.prefix < prefixes.length ? cursor : undefined;
   }
@@ -587,9 +627,14 @@ export class TokenService {
       const signing =
         known && sealedPart(known.record) === sealedPart(record)
           ? { ...known, record }
-          : await openSealedKeyPair(keys, record, PURPOSE).then(async (pair) => ({ ...pair, publicJwk: await publicJwk(pair.publicKey, pair.kid), record }));
+          : await openSealedKeyPair(keys, record, PURPOSE).then(async (pair) => ({
+              ...pair,
+              publicJwk: await publicJwk(pair.publicKey, pair.kid),
+              record,
+            }));
       loaded.set(record.kid, signing);
-      if (record.retire_at === undefined && (!newest || record.created_at > newest.created)) newest = { key: signing, created: record.created_at };
+      if (record.retire_at === undefined && (!newest || record.created_at > newest.created))
+        newest = { key: signing, created: record.created_at };
     }
     if (!newest) {
       newest = { key: await this.store.mutate((tx) => this.createSigningKey(tx, keys)), created: this.now() };
@@ -677,7 +722,10 @@ export class TokenService {
     this.sinceSweep = 0;
     const nowSeconds = this.nowSeconds();
     for (const [child, edge] of this.parentOf) if (edge.exp <= nowSeconds) this.dropEdge(child, edge);
-    for (const [map, prefix] of [[this.renewed, RENEWED_PREFIX], [this.revoked, REVOKED_PREFIX]] as const) {
+    for (const [map, prefix] of [
+      [this.renewed, RENEWED_PREFIX],
+      [this.revoked, REVOKED_PREFIX],
+    ] as const) {
       for (const [jti, until] of map) {
         if (until > nowSeconds) continue;
         map.delete(jti);
@@ -737,7 +785,8 @@ export class TokenService {
 
   private publicKeyFor(kid: string | undefined): KeyObject {
     const key = kid === undefined ? undefined : this.keys.get(kid);
-    if (!key || !this.isActive(key, Math.floor(this.now() / 1000))) throw new CofferError('unauthenticated', 'unknown signing key');
+    if (!key || !this.isActive(key, Math.floor(this.now() / 1000)))
+      throw new CofferError('unauthenticated', 'unknown signing key');
     return key.publicKey;
   }
 
@@ -780,6 +829,12 @@ export class TokenService {
 
 /** Root tokens last ten years; they are revocable like any other token. */
 const ROOT_TTL = 10 * 365 * 86_400;
-const sealedPart = (record: SigningRecord) => JSON.stringify({ ...record, signed_until: undefined, retire_at: undefined });
+const sealedPart = (record: SigningRecord) =>
+  JSON.stringify({ ...record, signed_until: undefined, retire_at: undefined });
 const issuerOf = (clusterId: string) => `coffer:${clusterId}`;
-const publicJwk = async (key: KeyObject, kid: string): Promise<JWK> => ({ ...(await exportJWK(key)), kid, alg: 'EdDSA', use: 'sig' });
+const publicJwk = async (key: KeyObject, kid: string): Promise<JWK> => ({
+  ...(await exportJWK(key)),
+  kid,
+  alg: 'EdDSA',
+  use: 'sig',
+});

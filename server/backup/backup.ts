@@ -62,7 +62,12 @@ export interface StartedBackup {
  * runs its `finally` (`return()` on it just completes it), so that alone leaks both. `dispose()`
  * is idempotent; a body read after it yields nothing.
  */
-export async function startBackup(store: Store, provider: MasterKeyProvider, vault: string, now: () => number = Date.now): Promise<StartedBackup> {
+export async function startBackup(
+  store: Store,
+  provider: MasterKeyProvider,
+  vault: string,
+  now: () => number = Date.now,
+): Promise<StartedBackup> {
   const backup = randomBytes(16).toString('hex');
   const raw = new Uint8Array(randomBytes(32));
   let wrapped: Uint8Array;
@@ -87,7 +92,8 @@ export async function startBackup(store: Store, provider: MasterKeyProvider, vau
         const seal = store.get(SEAL_KEY);
         if (seal) identity[SEAL_KEY] = toBase64(seal);
         for (const prefix of [MASTER_PREFIX, MASTER_META_PREFIX]) {
-          for (const [key, value] of await store.scanPrefix(prefix)) if (IDENTITY_KEY.test(key)) identity[key] = toBase64(value);
+          for (const [key, value] of await store.scanPrefix(prefix))
+            if (IDENTITY_KEY.test(key)) identity[key] = toBase64(value);
         }
       } catch (e) {
         await iterator.close();
@@ -117,7 +123,9 @@ export async function startBackup(store: Store, provider: MasterKeyProvider, vau
   let preamble: Uint8Array;
   let headHash: string;
   try {
-    const source = identity[SEAL_KEY] ? decodeStored(sealConfigCodec, Buffer.from(identity[SEAL_KEY], 'base64'), 'seal configuration', SEAL_KEY).source : undefined;
+    const source = identity[SEAL_KEY]
+      ? decodeStored(sealConfigCodec, Buffer.from(identity[SEAL_KEY], 'base64'), 'seal configuration', SEAL_KEY).source
+      : undefined;
     if (!source) throw new CofferError('not_initialized', 'vault is not initialized: nothing to back up');
     info = { vault, backup, seq, created_at: new Date(now()).toISOString() };
     const header: BackupHeader = { format: 1, ...info, source, key: toBase64(wrapped), identity };
@@ -162,6 +170,10 @@ export async function startBackup(store: Store, provider: MasterKeyProvider, vau
       await dispose();
     }
   }
-  return { info, body: body(), dispose, keysForgotten: () => keys.enc.every((b) => b === 0) && keys.mac.every((b) => b === 0) };
+  return {
+    info,
+    body: body(),
+    dispose,
+    keysForgotten: () => keys.enc.every((b) => b === 0) && keys.mac.every((b) => b === 0),
+  };
 }
-

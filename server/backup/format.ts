@@ -3,7 +3,14 @@ import { z } from 'zod';
 import { constantTimeEqual, encodeContext, utf8 } from '../crypto/bytes.js';
 import { CofferError } from '../errors.js';
 import { BACKUP_IDENTITY_KEY } from '../store/keys.js';
-import { KIND, ReplicationError, deriveKeys, openObject, sealObject, type ReplicationKeys } from '../replication/format.js';
+import {
+  KIND,
+  ReplicationError,
+  deriveKeys,
+  openObject,
+  sealObject,
+  type ReplicationKeys,
+} from '../replication/format.js';
 
 /**
  * The backup file (`GET /v1/sys/backup`, `coffer backup`, `coffer restore`):
@@ -40,7 +47,10 @@ const PREAMBLE = PREAMBLE_LENGTH;
 
 const hex32 = z.string().regex(/^[0-9a-f]{32}$/);
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
-const b64 = z.string().max(1 << 18).regex(/^[A-Za-z0-9+/]*={0,2}$/);
+const b64 = z
+  .string()
+  .max(1 << 18)
+  .regex(/^[A-Za-z0-9+/]*={0,2}$/);
 
 /**
  * Identity entries the header may carry: the seal configuration, the master key versions
@@ -66,11 +76,19 @@ export const backupHeader = z.strictObject({
 });
 export type BackupHeader = z.infer<typeof backupHeader>;
 
-export const chunkHeader = z.strictObject({ vault: hex32, backup: hex32, head: hex64, chunk: z.number().int().min(0), last: z.boolean(), entries: z.number().int().min(0) });
+export const chunkHeader = z.strictObject({
+  vault: hex32,
+  backup: hex32,
+  head: hex64,
+  chunk: z.number().int().min(0),
+  last: z.boolean(),
+  entries: z.number().int().min(0),
+});
 export type ChunkHeader = z.infer<typeof chunkHeader>;
 
 export const backupKeyContext = (vault: string, backup: string) => encodeContext(KEY_LABEL, vault, backup);
-export const backupKeys = (raw: Uint8Array, vault: string, wrapped: Uint8Array): ReplicationKeys => deriveKeys(raw, vault, wrapped, KEY_LABEL);
+export const backupKeys = (raw: Uint8Array, vault: string, wrapped: Uint8Array): ReplicationKeys =>
+  deriveKeys(raw, vault, wrapped, KEY_LABEL);
 export const sha256hex = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 const u32 = (n: number) => {
@@ -149,15 +167,19 @@ export function decodeEntries(payload: Uint8Array, expected: number): [string, U
  * header, then every chunk object, and finally checks the trailing digest: anything missing,
  * extra or altered is `backup_corrupt`. Nothing here needs a key.
  */
-export async function* readFrames(source: AsyncIterable<Uint8Array>): AsyncGenerator<
+export async function* readFrames(
+  source: AsyncIterable<Uint8Array>,
+): AsyncGenerator<
   { type: 'header'; header: BackupHeader; hash: string } | { type: 'chunk'; object: Uint8Array; index: number }
 > {
   const hash = createHash('sha256');
   const reader = new ByteReader(source);
   const preamble = await reader.read(PREAMBLE);
   if (!preamble) throw corrupt('the file is empty or truncated: not a Coffer backup');
-  if (!constantTimeEqual(preamble.subarray(0, MAGIC.length), MAGIC)) throw corrupt('the file is not a Coffer backup (bad magic)');
-  if (preamble[MAGIC.length] !== FORMAT_VERSION) throw corrupt(`unsupported backup format version ${preamble[MAGIC.length]}`);
+  if (!constantTimeEqual(preamble.subarray(0, MAGIC.length), MAGIC))
+    throw corrupt('the file is not a Coffer backup (bad magic)');
+  if (preamble[MAGIC.length] !== FORMAT_VERSION)
+    throw corrupt(`unsupported backup format version ${preamble[MAGIC.length]}`);
   const headerLength = new DataView(preamble.buffer, preamble.byteOffset).getUint32(MAGIC.length + 1);
   if (headerLength === 0 || headerLength > MAX_HEADER) throw corrupt('backup header length is out of range');
   const headerBytes = await reader.read(headerLength);
@@ -184,7 +206,8 @@ export async function* readFrames(source: AsyncIterable<Uint8Array>): AsyncGener
   }
   const digest = await reader.read(32);
   if (!digest) throw corrupt('the backup is truncated (in its digest)');
-  if (!constantTimeEqual(hash.digest(), digest)) throw corrupt('the backup digest does not match: the file was altered or damaged');
+  if (!constantTimeEqual(hash.digest(), digest))
+    throw corrupt('the backup digest does not match: the file was altered or damaged');
   if (!(await reader.atEnd())) throw corrupt('the backup has bytes after its end marker');
 }
 
@@ -192,12 +215,19 @@ export async function* readFrames(source: AsyncIterable<Uint8Array>): AsyncGener
  * Opens chunk `index` of a backup: the object's MAC and AEAD (replication framing), then its
  * header against the file header. Throws `backup_corrupt` on any mismatch.
  */
-export function openChunk(keys: ReplicationKeys, header: BackupHeader, headerHash: string, object: Uint8Array, index: number): { last: boolean; entries: [string, Uint8Array][] } {
+export function openChunk(
+  keys: ReplicationKeys,
+  header: BackupHeader,
+  headerHash: string,
+  object: Uint8Array,
+  index: number,
+): { last: boolean; entries: [string, Uint8Array][] } {
   let opened;
   try {
     opened = openObject(keys, KIND.backupChunk, object, chunkHeader);
   } catch (e) {
-    if (e instanceof ReplicationError) throw corrupt(`backup chunk ${index} does not verify (${e.code}): the file was altered or damaged`);
+    if (e instanceof ReplicationError)
+      throw corrupt(`backup chunk ${index} does not verify (${e.code}): the file was altered or damaged`);
     throw e;
   }
   const h = opened.header;

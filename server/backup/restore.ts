@@ -48,7 +48,9 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     store = await Store.open(join(staging, 'db'));
     keys = await openBackupKey(store, header, options);
 
-    const verified = await passOver(options.file, header, keys, (chunks, entries) => options.progress?.('verify', chunks, entries));
+    const verified = await passOver(options.file, header, keys, (chunks, entries) =>
+      options.progress?.('verify', chunks, entries),
+    );
 
     let batch: Op[] = [];
     let size = 0;
@@ -73,7 +75,14 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     await rmdir(staging);
     staging = undefined;
     await syncDirectory(dataDir);
-    return { vault: header.vault, backup: header.backup, seq: header.seq, created_at: header.created_at, entries: written.entries, data_dir: dataDir };
+    return {
+      vault: header.vault,
+      backup: header.backup,
+      seq: header.seq,
+      created_at: header.created_at,
+      entries: written.entries,
+      data_dir: dataDir,
+    };
   } catch (e) {
     await store?.close().catch(() => undefined);
     if (staging) await rm(staging, { recursive: true, force: true });
@@ -94,10 +103,17 @@ async function prepareDirectory(dir: string): Promise<boolean> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     return true;
   }
-  if (!info.isDirectory()) throw new CofferError('not_empty', `${dir} exists and is not a directory: restore needs an empty or absent data directory`);
+  if (!info.isDirectory())
+    throw new CofferError(
+      'not_empty',
+      `${dir} exists and is not a directory: restore needs an empty or absent data directory`,
+    );
   const entries = await readdir(dir);
   if (entries.length > 0) {
-    throw new CofferError('not_empty', `data directory ${dir} is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}): restore only into an empty or absent directory, so no vault is overwritten`);
+    throw new CofferError(
+      'not_empty',
+      `data directory ${dir} is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}): restore only into an empty or absent directory, so no vault is overwritten`,
+    );
   }
   return false;
 }
@@ -119,7 +135,11 @@ async function readHeader(file: string): Promise<BackupHeader> {
  * manager and the software provider read it from a store, as a server would.
  */
 async function openBackupKey(store: Store, header: BackupHeader, options: RestoreOptions): Promise<ReplicationKeys> {
-  const identity: Op[] = Object.entries(header.identity).map(([key, value]) => ({ type: 'put', key, value: new Uint8Array(Buffer.from(value, 'base64')) }));
+  const identity: Op[] = Object.entries(header.identity).map(([key, value]) => ({
+    type: 'put',
+    key,
+    value: new Uint8Array(Buffer.from(value, 'base64')),
+  }));
   const seal = identity.find((op) => op.key === SEAL_KEY);
   if (!seal || seal.type !== 'put') throw corrupt('the backup header carries no seal configuration');
   let config: { cluster_id: string; source: string };
@@ -128,7 +148,8 @@ async function openBackupKey(store: Store, header: BackupHeader, options: Restor
   } catch {
     throw corrupt('the backup header carries a malformed seal configuration');
   }
-  if (config.cluster_id !== header.vault || config.source !== header.source) throw corrupt('the backup header contradicts its seal configuration');
+  if (config.cluster_id !== header.vault || config.source !== header.source)
+    throw corrupt('the backup header contradicts its seal configuration');
   await store.writeRaw(identity);
 
   const source = keySource(header, options);
@@ -137,28 +158,40 @@ async function openBackupKey(store: Store, header: BackupHeader, options: Restor
   const foreign = async (why: string) => {
     // A flipped byte in the header also fails to open: report damage as damage.
     await checkDigest(options.file);
-    return new CofferError('backup_foreign', `${why}: this backup is of vault ${header.vault} and does not open with the given master key (another vault or another master key). Restore needs the master key source the vault was backed up with`);
+    return new CofferError(
+      'backup_foreign',
+      `${why}: this backup is of vault ${header.vault} and does not open with the given master key (another vault or another master key). Restore needs the master key source the vault was backed up with`,
+    );
   };
   try {
     if (source.kind === 'shamir') {
-      const shares = options.shares?.length ? options.shares : ((await options.askShares?.(manager.status().threshold)) ?? []);
-      if (shares.length === 0) throw new CofferError('invalid_request', 'this backup is of a Shamir vault: give its unseal shares (prompted, or --share-file)');
+      const shares = options.shares?.length
+        ? options.shares
+        : ((await options.askShares?.(manager.status().threshold)) ?? []);
+      if (shares.length === 0)
+        throw new CofferError(
+          'invalid_request',
+          'this backup is of a Shamir vault: give its unseal shares (prompted, or --share-file)',
+        );
       for (const share of shares) {
         if (!manager.sealed) break;
         try {
           await manager.submitShare(share);
         } catch (e) {
           if (isCofferError(e, 'unseal_failed')) throw await foreign('the shares do not open it');
-          if (isCofferError(e, 'invalid_request') && /belong|match/.test(e.message)) throw await foreign('a share is of another vault or key split');
+          if (isCofferError(e, 'invalid_request') && /belong|match/.test(e.message))
+            throw await foreign('a share is of another vault or key split');
           throw e;
         }
       }
-      if (manager.sealed) throw new CofferError('invalid_request', `not enough shares: this vault needs ${manager.status().threshold}`);
+      if (manager.sealed)
+        throw new CofferError('invalid_request', `not enough shares: this vault needs ${manager.status().threshold}`);
     } else {
       try {
         await manager.autoUnsealNow();
       } catch (e) {
-        if (isCofferError(e, 'unseal_failed') || isCofferError(e, 'decryption_failed')) throw await foreign('the key does not open it');
+        if (isCofferError(e, 'unseal_failed') || isCofferError(e, 'decryption_failed'))
+          throw await foreign('the key does not open it');
         throw e;
       }
     }
@@ -185,12 +218,18 @@ function keySource(header: BackupHeader, options: RestoreOptions): RootKeySource
   if (options.kek) {
     const source = parseKekUri(options.kek);
     if (source.kind === 'shamir' && header.source !== 'shamir') {
-      throw new CofferError('invalid_request', `this backup is of a vault with --kek ${header.source}: give that key source with --kek`);
+      throw new CofferError(
+        'invalid_request',
+        `this backup is of a vault with --kek ${header.source}: give that key source with --kek`,
+      );
     }
     return source;
   }
   if (header.source === 'shamir') return { kind: 'shamir' };
-  throw new CofferError('invalid_request', `this backup is of a vault with --kek ${header.source}: give the same key source with --kek (as for coffer server)`);
+  throw new CofferError(
+    'invalid_request',
+    `this backup is of a vault with --kek ${header.source}: give the same key source with --kek (as for coffer server)`,
+  );
 }
 
 /**
@@ -209,13 +248,15 @@ async function passOver(
   let entries = 0;
   for await (const frame of readFrames(fileStream(file))) {
     if (frame.type === 'header') {
-      if (JSON.stringify(frame.header) !== JSON.stringify(header)) throw corrupt('the backup changed while it was being restored');
+      if (JSON.stringify(frame.header) !== JSON.stringify(header))
+        throw corrupt('the backup changed while it was being restored');
       headerHash = frame.hash;
       continue;
     }
     if (last) throw corrupt('the backup has chunks after its last one');
     const chunk = openChunk(keys, header, headerHash!, frame.object, frame.index);
-    for (const [key] of chunk.entries) if (isLocalKey(key)) throw corrupt('the backup holds a server-local key (change log or replication state)');
+    for (const [key] of chunk.entries)
+      if (isLocalKey(key)) throw corrupt('the backup holds a server-local key (change log or replication state)');
     last = chunk.last;
     chunks++;
     entries += chunk.entries.length;
@@ -246,5 +287,3 @@ function fileStream(file: string): AsyncIterable<Uint8Array> {
     },
   };
 }
-
-

@@ -20,7 +20,8 @@ export const TAG_LENGTH = 16;
 const SIGMA = Uint32Array.of(0x61707865, 0x3320646e, 0x79622d32, 0x6b206574);
 
 function checkKey(key: Uint8Array): void {
-  if (!(key instanceof Uint8Array) || key.length !== KEY_LENGTH) throw new RangeError(`key must be ${KEY_LENGTH} bytes`);
+  if (!(key instanceof Uint8Array) || key.length !== KEY_LENGTH)
+    throw new RangeError(`key must be ${KEY_LENGTH} bytes`);
 }
 
 /** HChaCha20 subkey and the 12-byte IETF nonce for one message. The caller zeroizes `subkey`. */
@@ -43,10 +44,16 @@ function derive(key: Uint8Array, nonce: Uint8Array): { subkey: Uint8Array; iv: U
   return { subkey, iv };
 }
 
-export function seal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, random: RandomSource = systemRandom): Uint8Array {
+export function seal(
+  key: Uint8Array,
+  plaintext: Uint8Array,
+  aad: Uint8Array,
+  random: RandomSource = systemRandom,
+): Uint8Array {
   checkKey(key);
   const nonce = random(NONCE_LENGTH);
-  if (!(nonce instanceof Uint8Array) || nonce.length !== NONCE_LENGTH) throw new RangeError(`nonce must be ${NONCE_LENGTH} bytes`);
+  if (!(nonce instanceof Uint8Array) || nonce.length !== NONCE_LENGTH)
+    throw new RangeError(`nonce must be ${NONCE_LENGTH} bytes`);
   const { subkey, iv } = derive(key, nonce);
   try {
     const cipher = createCipheriv('chacha20-poly1305', subkey, iv, { authTagLength: TAG_LENGTH });

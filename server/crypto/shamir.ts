@@ -50,9 +50,20 @@ export interface Share {
   y: Uint8Array;
 }
 
-export function split(secret: Uint8Array, shares: number, threshold: number, random: RandomSource = systemRandom): string[] {
+export function split(
+  secret: Uint8Array,
+  shares: number,
+  threshold: number,
+  random: RandomSource = systemRandom,
+): string[] {
   if (!(secret instanceof Uint8Array) || secret.length < 1) throw new RangeError('secret must be non-empty bytes');
-  if (!Number.isInteger(shares) || !Number.isInteger(threshold) || threshold < 1 || threshold > shares || shares > MAX_SHARES) {
+  if (
+    !Number.isInteger(shares) ||
+    !Number.isInteger(threshold) ||
+    threshold < 1 ||
+    threshold > shares ||
+    shares > MAX_SHARES
+  ) {
     throw new CofferError('invalid_request', 'shares and threshold must satisfy 1 <= threshold <= shares <= 255');
   }
   const setId = random(4);
@@ -69,7 +80,9 @@ export function split(secret: Uint8Array, shares: number, threshold: number, ran
     }
   }
   zeroize(coefficients);
-  const encoded = ys.map((y, s) => toBase64(concatBytes(Uint8Array.of(SHARE_FORMAT), setId, Uint8Array.of(threshold, s + 1), y)));
+  const encoded = ys.map((y, s) =>
+    toBase64(concatBytes(Uint8Array.of(SHARE_FORMAT), setId, Uint8Array.of(threshold, s + 1), y)),
+  );
   zeroize(...ys);
   return encoded;
 }
@@ -82,7 +95,8 @@ export function decodeShare(encoded: string, secretLength: number): Share {
   }
   const threshold = bytes[5]!;
   const x = bytes[6]!;
-  if (x === 0 || threshold === 0) throw new CofferError('invalid_request', 'share is malformed: expected a base64 share produced by init');
+  if (x === 0 || threshold === 0)
+    throw new CofferError('invalid_request', 'share is malformed: expected a base64 share produced by init');
   return { setId: bytes.slice(1, 5), threshold, x, y: bytes.slice(SHARE_HEADER) };
 }
 

@@ -41,7 +41,13 @@ export function createApp(deps: AppDeps): Express {
   router.use((_req: Request, res: Response, next: NextFunction) => {
     const id = randomUUID();
     res.locals.requestId = id;
-    res.setHeaders(new Map([['X-Request-Id', id], ['Cache-Control', 'no-store'], ['X-Content-Type-Options', 'nosniff']]));
+    res.setHeaders(
+      new Map([
+        ['X-Request-Id', id],
+        ['Cache-Control', 'no-store'],
+        ['X-Content-Type-Options', 'nosniff'],
+      ]),
+    );
     next();
   });
   router.use(vaultEdge(deps.vault));

@@ -36,7 +36,13 @@ export function auditRequests(audit: AuditLog) {
         () => end(...args),
         () => {
           if (res.headersSent) return void res.destroy();
-          const body: ErrorBody = { error: { code: 'audit_unavailable', message: 'the audit log cannot be written: request refused', request_id: record.request_id } };
+          const body: ErrorBody = {
+            error: {
+              code: 'audit_unavailable',
+              message: 'the audit log cannot be written: request refused',
+              request_id: record.request_id,
+            },
+          };
           const text = JSON.stringify(body);
           res.statusCode = 503;
           res.removeHeader('Content-Length');

@@ -28,7 +28,7 @@ export function bearerToken(req: Request): string | undefined {
   if (count > 1 && !(count === 2 && fromAuthorization !== undefined && fromAuthorization === vaultToken)) {
     throw new CofferError('invalid_request', 'send one token, in Authorization or X-Vault-Token');
   }
-  return fromAuthorization ?? (vaultToken);
+  return fromAuthorization ?? vaultToken;
 }
 
 /** Middleware: establishes `res.locals.identity` or answers 401. */

@@ -19,13 +19,16 @@ export const jsonBody = jsonBodyOf((type) => type !== undefined && JSON_TYPE.tes
  * The JSON body reader with its own rule for the Content-Type (the Vault routes also take a
  * JSON body sent without one; docs/vault-compatibility.md); everything else as `jsonBody`.
  */
-export function jsonBodyOf(accepts: (type: string | undefined) => boolean, refusal = 'request body must be application/json (UTF-8)') {
+export function jsonBodyOf(
+  accepts: (type: string | undefined) => boolean,
+  refusal = 'request body must be application/json (UTF-8)',
+) {
   return async (req: Request, _res: Response, next: NextFunction): Promise<void> => {
     const length = req.headers['content-length'];
     const chunked = req.headers['transfer-encoding'] !== undefined;
     if (!chunked && (length === undefined || length === '0')) {
       req.body = {};
-      return next();
+      return void next();
     }
     if (!accepts(req.headers['content-type'])) {
       req.resume();
@@ -42,7 +45,8 @@ export function jsonBodyOf(accepts: (type: string | undefined) => boolean, refus
     } catch {
       throw new CofferError('invalid_request', 'request body is not valid UTF-8');
     }
-    if (text.charCodeAt(0) === 0xfeff) throw new CofferError('invalid_request', 'request body must not start with a byte order mark');
+    if (text.charCodeAt(0) === 0xfeff)
+      throw new CofferError('invalid_request', 'request body must not start with a byte order mark');
     req.body = parseStrictJson(text);
     next();
   };

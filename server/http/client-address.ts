@@ -18,8 +18,17 @@ export function trustedProxies(entries: readonly string[]): BlockList {
     const family = isIP(address);
     // Canonical prefix lengths only: "/08" or "/ 8" must not silently mean something else.
     const bits = prefix === undefined ? undefined : /^(0|[1-9][0-9]{0,2})$/.test(prefix) ? Number(prefix) : NaN;
-    if (!family || address.includes('%') || rest.length > 0 || Number.isNaN(bits) || (bits ?? 0) > (family === 4 ? 32 : 128)) {
-      throw new CofferError('invalid_request', `configuration: trusted_proxies: "${entry}" is not an IP address or CIDR block such as 10.0.0.0/8`);
+    if (
+      !family ||
+      address.includes('%') ||
+      rest.length > 0 ||
+      Number.isNaN(bits) ||
+      (bits ?? 0) > (family === 4 ? 32 : 128)
+    ) {
+      throw new CofferError(
+        'invalid_request',
+        `configuration: trusted_proxies: "${entry}" is not an IP address or CIDR block such as 10.0.0.0/8`,
+      );
     }
     const type = family === 4 ? 'ipv4' : 'ipv6';
     if (bits === undefined) list.addAddress(address, type);
@@ -53,11 +62,16 @@ export function addressKey(address: string): string {
   const [head = '', tail] = address.split('::');
   const left = head ? head.split(':') : [];
   const right = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
-  return `${groups.slice(0, 4).map((g) => g.padStart(4, '0')).join(':')}::/64`;
+  const groups =
+    tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.padStart(4, '0'))
+    .join(':')}::/64`;
 }
 
-const isTrusted = (trusted: BlockList, address: string) => trusted.check(address, isIP(address) === 4 ? 'ipv4' : 'ipv6');
+const isTrusted = (trusted: BlockList, address: string) =>
+  trusted.check(address, isIP(address) === 4 ? 'ipv4' : 'ipv6');
 
 /** The client address of `req` (see above); throws 400 `invalid_request` for a bad header from a proxy. */
 export function clientAddress(req: IncomingMessage, trusted: BlockList): string {
@@ -76,7 +90,8 @@ export function clientAddress(req: IncomingMessage, trusted: BlockList): string 
   if (values.length > 1) throw new CofferError('invalid_request', 'more than one X-Forwarded-For header');
 
   const hops = values[0]!.split(',').map((hop) => canonicalAddress(hop.trim()));
-  if (hops.length > 64 || hops.some((hop) => hop === undefined)) throw new CofferError('invalid_request', 'X-Forwarded-For is not a list of IP addresses');
+  if (hops.length > 64 || hops.some((hop) => hop === undefined))
+    throw new CofferError('invalid_request', 'X-Forwarded-For is not a list of IP addresses');
   for (let i = hops.length - 1; i >= 0; i--) {
     if (!isTrusted(trusted, hops[i]!)) return hops[i]!;
   }

@@ -23,7 +23,12 @@ export function connectionKey(remoteAddress: string): string | undefined {
  * nor a parser. A connection over the cap is closed at once. Trusted proxies are exempt (by
  * their own address): all their clients arrive from one address. `onRefused` gets the key.
  */
-export function capConnectionsPerAddress(server: Server, max: number, exempt: BlockList, onRefused?: (key: string) => void): Map<string, number> {
+export function capConnectionsPerAddress(
+  server: Server,
+  max: number,
+  exempt: BlockList,
+  onRefused?: (key: string) => void,
+): Map<string, number> {
   const open = new Map<string, number>();
   if (max <= 0) return open;
   server.on('connection', (socket) => {

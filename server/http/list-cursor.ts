@@ -29,7 +29,10 @@ export class ListCursors {
     try {
       return Buffer.from(open(this.key, Buffer.from(cursor.slice(1), 'base64url'), aad(scope))).toString('utf8');
     } catch {
-      throw new CofferError('invalid_request', 'the listing cursor is not valid here (expired by a restart, or from another listing): list again without after');
+      throw new CofferError(
+        'invalid_request',
+        'the listing cursor is not valid here (expired by a restart, or from another listing): list again without after',
+      );
     }
   }
 }

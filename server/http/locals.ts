@@ -8,7 +8,16 @@ import type { Identity } from '../auth/access.js';
  * still be `any` (express's index signature): test/server/http/locals.test.ts fails when the
  * server uses one.
  */
-export const REQUEST_LOCALS = ['requestId', 'clientAddress', 'identity', 'loginIdentity', 'auditPath', 'auditPaths', 'errorCode', 'vaultErrors'] as const;
+export const REQUEST_LOCALS = [
+  'requestId',
+  'clientAddress',
+  'identity',
+  'loginIdentity',
+  'auditPath',
+  'auditPaths',
+  'errorCode',
+  'vaultErrors',
+] as const;
 
 export interface RequestLocals {
   /** Set first for every request (app.ts); also `X-Request-Id` and the audit line's `request_id`. */
@@ -48,5 +57,7 @@ declare global {
 /** The matched route's pattern (`/v1/secrets/*path`), or `unmatched`: what audit lines and metrics name, never the raw path. */
 export function routePattern(req: { route?: unknown }): string {
   const route = req.route;
-  return typeof route === 'object' && route !== null && 'path' in route && typeof route.path === 'string' ? route.path : 'unmatched';
+  return typeof route === 'object' && route !== null && 'path' in route && typeof route.path === 'string'
+    ? route.path
+    : 'unmatched';
 }

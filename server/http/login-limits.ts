@@ -72,9 +72,23 @@ export class LoginLimits {
 
   constructor(given: Partial<LoginLimitSettings> = {}) {
     const settings = { ...DEFAULT_LOGIN_LIMITS, ...given };
-    const common = { windowMs: settings.windowMs ?? 60_000, ...(settings.now ? { now: settings.now } : {}), ...(settings.maxKeys ? { maxKeys: settings.maxKeys } : {}) };
-    this.addresses = new FailureLimiter({ max: settings.failuresPerMinute, whenFull: 'evict-idle', maxWaiters: 1_024, ...common });
-    this.users = new FailureLimiter({ max: settings.userFailuresPerMinute, whenFull: 'refuse', maxWaiters: 256, ...common });
+    const common = {
+      windowMs: settings.windowMs ?? 60_000,
+      ...(settings.now ? { now: settings.now } : {}),
+      ...(settings.maxKeys ? { maxKeys: settings.maxKeys } : {}),
+    };
+    this.addresses = new FailureLimiter({
+      max: settings.failuresPerMinute,
+      whenFull: 'evict-idle',
+      maxWaiters: 1_024,
+      ...common,
+    });
+    this.users = new FailureLimiter({
+      max: settings.userFailuresPerMinute,
+      whenFull: 'refuse',
+      maxWaiters: 256,
+      ...common,
+    });
   }
 
   /** Before the body is read: refuses an address whose recorded failures used up its budget. */
@@ -87,10 +101,16 @@ export class LoginLimits {
    * the user, both taken (or refused with 429) before `attempt` starts; counted only if it
    * fails through the client's fault. `signal`: the client went away (a waiting attempt leaves).
    */
-  async attempt<T>(address: string, res: Response, attempt: () => Promise<T>, options: { username?: string; signal?: AbortSignal } = {}): Promise<T> {
+  async attempt<T>(
+    address: string,
+    res: Response,
+    attempt: () => Promise<T>,
+    options: { username?: string; signal?: AbortSignal } = {},
+  ): Promise<T> {
     const held: Admission[] = [await this.addresses.acquire(addressKey(address), res, options.signal)];
     try {
-      if (options.username !== undefined) held.push(await this.users.acquire(userKey(options.username), res, options.signal));
+      if (options.username !== undefined)
+        held.push(await this.users.acquire(userKey(options.username), res, options.signal));
     } catch (e) {
       held[0]!.release(); // refused by the user's limit: not the address's failure
       throw e;
@@ -115,7 +135,13 @@ export class LoginLimits {
   }
 
   /** For tests: the state of one address's and one user's budget. */
-  inspect(address: string, username?: string): { address: ReturnType<FailureLimiter['inspect']>; user?: ReturnType<FailureLimiter['inspect']> } {
-    return { address: this.addresses.inspect(addressKey(address)), ...(username !== undefined ? { user: this.users.inspect(userKey(username)) } : {}) };
+  inspect(
+    address: string,
+    username?: string,
+  ): { address: ReturnType<FailureLimiter['inspect']>; user?: ReturnType<FailureLimiter['inspect']> } {
+    return {
+      address: this.addresses.inspect(addressKey(address)),
+      ...(username !== undefined ? { user: this.users.inspect(userKey(username)) } : {}),
+    };
   }
 }

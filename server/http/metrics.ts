@@ -17,7 +17,12 @@ export function createMetrics(withProcessMetrics = true): Registry {
  * per (method, route, status) and reused, which keeps this off the hot path's profile.
  */
 export function requestMetrics(registry: Registry) {
-  const requests = new Counter({ name: 'coffer_http_requests_total', help: 'HTTP requests', labelNames: ['method', 'route', 'status'], registers: [registry] });
+  const requests = new Counter({
+    name: 'coffer_http_requests_total',
+    help: 'HTTP requests',
+    labelNames: ['method', 'route', 'status'],
+    registers: [registry],
+  });
   const duration = new Histogram({
     name: 'coffer_http_request_duration_seconds',
     help: 'HTTP request latency',
@@ -54,7 +59,9 @@ export function keyProviderMetrics(registry: Registry, seal: SealManager): void 
     labelNames: ['op'],
     registers: [registry],
     collect() {
-      const calls = seal.sealed ? undefined : (seal.keys().provider.inner as { calls?: { encrypt: number; decrypt: number } }).calls;
+      const calls = seal.sealed
+        ? undefined
+        : (seal.keys().provider.inner as { calls?: { encrypt: number; decrypt: number } }).calls;
       if (!calls) return;
       this.set({ op: 'encrypt' }, calls.encrypt);
       this.set({ op: 'decrypt' }, calls.decrypt);
@@ -71,10 +78,18 @@ export function storeMetrics(registry: Registry, store: Store): void {
     registers: [registry],
     collect() {
       const failure = store.storageFailure;
-      for (const reason of ['storage_full', 'storage_unavailable']) this.set({ reason }, failure?.code === reason ? 1 : 0);
+      for (const reason of ['storage_full', 'storage_unavailable'])
+        this.set({ reason }, failure?.code === reason ? 1 : 0);
     },
   });
-  new Gauge({ name: 'coffer_storage_failed_writes', help: 'Database batches refused by a full disk or an I/O error since start', registers: [registry], collect() { this.set(store.failedWrites); } });
+  new Gauge({
+    name: 'coffer_storage_failed_writes',
+    help: 'Database batches refused by a full disk or an I/O error since start',
+    registers: [registry],
+    collect() {
+      this.set(store.failedWrites);
+    },
+  });
 }
 
 /** What auditSinkMetrics reads (AuditLog.sinkStatus), structurally, so metrics needs no audit import. */
@@ -87,13 +102,31 @@ interface AuditSinkSource {
  * bounded): up (1 while writes succeed; 0 failing or stalled), lines waiting for it, failed writes.
  */
 export function auditSinkMetrics(registry: Registry, audit: AuditSinkSource): void {
-  new Gauge({ name: 'coffer_audit_sink_up', help: '1 while the audit sink takes lines, 0 while it fails or stalls', labelNames: ['sink'], registers: [registry], collect() {
-    for (const s of audit.sinkStatus()) this.set({ sink: s.name }, s.state === 'ok' ? 1 : 0);
-  } });
-  new Gauge({ name: 'coffer_audit_sink_behind_lines', help: 'Audit lines waiting in memory for this sink (bounded; past the bound it gets a gap marker)', labelNames: ['sink'], registers: [registry], collect() {
-    for (const s of audit.sinkStatus()) this.set({ sink: s.name }, s.behind);
-  } });
-  new Gauge({ name: 'coffer_audit_sink_failed_writes', help: 'Failed writes to this audit sink since start', labelNames: ['sink'], registers: [registry], collect() {
-    for (const s of audit.sinkStatus()) this.set({ sink: s.name }, s.failed_writes);
-  } });
+  new Gauge({
+    name: 'coffer_audit_sink_up',
+    help: '1 while the audit sink takes lines, 0 while it fails or stalls',
+    labelNames: ['sink'],
+    registers: [registry],
+    collect() {
+      for (const s of audit.sinkStatus()) this.set({ sink: s.name }, s.state === 'ok' ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'coffer_audit_sink_behind_lines',
+    help: 'Audit lines waiting in memory for this sink (bounded; past the bound it gets a gap marker)',
+    labelNames: ['sink'],
+    registers: [registry],
+    collect() {
+      for (const s of audit.sinkStatus()) this.set({ sink: s.name }, s.behind);
+    },
+  });
+  new Gauge({
+    name: 'coffer_audit_sink_failed_writes',
+    help: 'Failed writes to this audit sink since start',
+    labelNames: ['sink'],
+    registers: [registry],
+    collect() {
+      for (const s of audit.sinkStatus()) this.set({ sink: s.name }, s.failed_writes);
+    },
+  });
 }

@@ -21,13 +21,28 @@ export interface OpenApiOptions {
 type Json = Record<string, unknown>;
 
 const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad request', 401: 'Unauthenticated', 403: 'Forbidden', 404: 'Not found', 405: 'Method not allowed', 409: 'Conflict', 413: 'Too large',
-  415: 'Unsupported media type', 422: 'Unprocessable', 429: 'Too many requests', 500: 'Internal error', 503: 'Unavailable', 507: 'Insufficient storage',
+  400: 'Bad request',
+  401: 'Unauthenticated',
+  403: 'Forbidden',
+  404: 'Not found',
+  405: 'Method not allowed',
+  409: 'Conflict',
+  413: 'Too large',
+  415: 'Unsupported media type',
+  422: 'Unprocessable',
+  429: 'Too many requests',
+  500: 'Internal error',
+  503: 'Unavailable',
+  507: 'Insufficient storage',
 };
 
 /** A zod schema as JSON Schema, without its `$schema` (the document names the dialect once). */
 export function jsonSchemaOf(schema: z.ZodType): Json {
-  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' }) as Json;
+  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, {
+    io: 'input',
+    unrepresentable: 'any',
+    target: 'draft-2020-12',
+  }) as Json;
   return rest;
 }
 
@@ -40,7 +55,8 @@ const isPublicMetrics = (r: RouteEntry, o: OpenApiOptions) => o.metricsPublic ==
 export function errorCodesOf(r: RouteEntry, options: OpenApiOptions = { version: '' }): ErrorCode[] {
   const codes = new Set<ErrorCode>(r.errors);
   const stage = isPublicMetrics(r, options) ? 'unsealed' : r.stage;
-  if (r.body !== undefined) ['invalid_request', 'unsupported_media_type', 'too_large'].forEach((c) => codes.add(c as ErrorCode));
+  if (r.body !== undefined)
+    ['invalid_request', 'unsupported_media_type', 'too_large'].forEach((c) => codes.add(c as ErrorCode));
   if (r.query !== undefined) codes.add('invalid_request');
   if (stage !== 'public') {
     codes.add('sealed');
@@ -55,7 +71,10 @@ export function errorCodesOf(r: RouteEntry, options: OpenApiOptions = { version:
     codes.add('invalid_request'); // a malformed Authorization header, or two different tokens
     if (!/^(none|any valid token)/.test(r.capability)) codes.add('forbidden');
   }
-  if (r.writes) ['read_only_replica', 'lease_expired', 'storage_full', 'storage_unavailable'].forEach((c) => codes.add(c as ErrorCode));
+  if (r.writes)
+    ['read_only_replica', 'lease_expired', 'storage_full', 'storage_unavailable'].forEach((c) =>
+      codes.add(c as ErrorCode),
+    );
   if (r.keys) ['hsm_unavailable', 'decryption_failed'].forEach((c) => codes.add(c as ErrorCode));
   codes.add('internal');
   return [...codes].sort((a, b) => ERROR_STATUS[a] - ERROR_STATUS[b] || a.localeCompare(b));
@@ -66,13 +85,24 @@ const PARAMS: Record<string, { description: string; schema: Json }> = {
     description: `A secret path: 1 to ${MAX_SEGMENTS} segments of \`${SEGMENT.source.slice(1, -1)}\` joined by literal \`/\` (at most ${MAX_PATH_LENGTH} bytes; never \`%2F\`, \`.\` or \`..\`). The first segment is the namespace.`,
     schema: { type: 'string', maxLength: MAX_PATH_LENGTH },
   },
-  name: { description: 'The object name (one path segment).', schema: { type: 'string', minLength: 1, maxLength: 128 } },
-  ns: { description: 'A namespace: the first segment of secret paths.', schema: { type: 'string', pattern: SEGMENT.source } },
+  name: {
+    description: 'The object name (one path segment).',
+    schema: { type: 'string', minLength: 1, maxLength: 128 },
+  },
+  ns: {
+    description: 'A namespace: the first segment of secret paths.',
+    schema: { type: 'string', pattern: SEGMENT.source },
+  },
 };
 
 function operation(r: RouteEntry, options: OpenApiOptions): Json {
   const stage = isPublicMetrics(r, options) ? 'unsealed' : r.stage;
-  const parameters: Json[] = [...r.openapiPath.matchAll(/\{([a-z]+)\}/g)].map(([, name]) => ({ name, in: 'path', required: true, ...PARAMS[name!] }));
+  const parameters: Json[] = [...r.openapiPath.matchAll(/\{([a-z]+)\}/g)].map(([, name]) => ({
+    name,
+    in: 'path',
+    required: true,
+    ...PARAMS[name!],
+  }));
   if (r.query) {
     const q = jsonSchemaOf(r.query) as { properties?: Record<string, Json>; required?: string[] };
     for (const [name, schema] of Object.entries(q.properties ?? {})) {
@@ -90,7 +120,11 @@ function operation(r: RouteEntry, options: OpenApiOptions): Json {
   if (r.body !== undefined) {
     op.requestBody =
       r.body === null
-        ? { required: false, description: 'Read as JSON and ignored.', content: { 'application/json': { schema: { type: 'object' } } } }
+        ? {
+            required: false,
+            description: 'Read as JSON and ignored.',
+            content: { 'application/json': { schema: { type: 'object' } } },
+          }
         : {
             // An absent body reads as `{}` (body.ts): required only when `{}` does not validate.
             required: !r.body.safeParse({}).success,
@@ -103,11 +137,16 @@ function operation(r: RouteEntry, options: OpenApiOptions): Json {
     responses[status] = { description, headers, content: { 'application/json': { schema: { type: 'object' } } } };
   }
   const byStatus = new Map<number, ErrorCode[]>();
-  for (const code of errorCodesOf(r, options)) byStatus.set(errorStatusOf(r, code), [...(byStatus.get(errorStatusOf(r, code)) ?? []), code]);
+  for (const code of errorCodesOf(r, options))
+    byStatus.set(errorStatusOf(r, code), [...(byStatus.get(errorStatusOf(r, code)) ?? []), code]);
   for (const [status, codes] of byStatus) {
     if (r.tag === 'vault') {
       // Vault's shape: messages only; the codes are the ones the message comes from.
-      responses[String(status)] = { description: `${STATUS_TEXT[status] ?? 'Error'} (Vault's shape): ${codes.map((c) => `\`${c}\``).join(', ')}`, headers, content: { 'application/json': { schema: { $ref: '#/components/schemas/VaultError' } } } };
+      responses[String(status)] = {
+        description: `${STATUS_TEXT[status] ?? 'Error'} (Vault's shape): ${codes.map((c) => `\`${c}\``).join(', ')}`,
+        headers,
+        content: { 'application/json': { schema: { $ref: '#/components/schemas/VaultError' } } },
+      };
       continue;
     }
     responses[String(status)] = {
@@ -116,7 +155,10 @@ function operation(r: RouteEntry, options: OpenApiOptions): Json {
       content: {
         'application/json': {
           schema: {
-            allOf: [{ $ref: '#/components/schemas/Error' }, { type: 'object', properties: { error: { type: 'object', properties: { code: { enum: codes } } } } }],
+            allOf: [
+              { $ref: '#/components/schemas/Error' },
+              { type: 'object', properties: { error: { type: 'object', properties: { code: { enum: codes } } } } },
+            ],
           },
         },
       },
@@ -127,14 +169,21 @@ function operation(r: RouteEntry, options: OpenApiOptions): Json {
 }
 
 /** The status of an error code on a route: the catalogue's, or Vault's for the Vault routes. */
-export const errorStatusOf = (r: RouteEntry, code: ErrorCode): number => (r.tag === 'vault' ? vaultStatus(code) : ERROR_STATUS[code]);
+export const errorStatusOf = (r: RouteEntry, code: ErrorCode): number =>
+  r.tag === 'vault' ? vaultStatus(code) : ERROR_STATUS[code];
 
 function success(response: RouteEntry['response'], headers: Json): Json {
   const content = response.content ?? 'json';
   const base = { description: response.description, headers };
   if (content === 'none') return base;
   if (content === 'text') return { ...base, content: { 'text/plain': { schema: { type: 'string' } } } };
-  if (content === 'octet') return { ...base, content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } };
+  if (content === 'octet')
+    return {
+      ...base,
+      content: {
+        'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } },
+      },
+    };
   return { ...base, content: { 'application/json': { schema: { type: 'object' } } } };
 }
 
@@ -163,22 +212,41 @@ export function buildOpenApi(options: OpenApiOptions): Json {
       { name: 'access', description: 'Policies and groups' },
       { name: 'byok', description: 'Bring your own key: import and quorum export of the master key' },
       { name: 'replication', description: 'Replication status, promotion, snapshots' },
-      { name: 'vault', description: 'The Vault-compatible API (KV v2, token self-service, mounts; docs/vault-compatibility.md): errors as `{errors: [...]}`' },
+      {
+        name: 'vault',
+        description:
+          'The Vault-compatible API (KV v2, token self-service, mounts; docs/vault-compatibility.md): errors as `{errors: [...]}`',
+      },
     ],
     paths,
     components: {
       securitySchemes: {
-        bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'A Coffer token (an EdDSA JWT, `typ: coffer+jwt`).' },
-        vaultToken: { type: 'apiKey', in: 'header', name: 'X-Vault-Token', description: 'The same token in the Vault-compatible header (never both with different values).' },
+        bearerAuth: {
+          type: 'http',
+          scheme: 'bearer',
+          bearerFormat: 'JWT',
+          description: 'A Coffer token (an EdDSA JWT, `typ: coffer+jwt`).',
+        },
+        vaultToken: {
+          type: 'apiKey',
+          in: 'header',
+          name: 'X-Vault-Token',
+          description: 'The same token in the Vault-compatible header (never both with different values).',
+        },
       },
       headers: {
-        RequestId: { description: 'The request id, also in error bodies and the audit log.', schema: { type: 'string', format: 'uuid' } },
+        RequestId: {
+          description: 'The request id, also in error bodies and the audit log.',
+          schema: { type: 'string', format: 'uuid' },
+        },
       },
       schemas: {
         VaultError: {
           type: 'object',
           required: ['errors'],
-          properties: { errors: { type: 'array', items: { type: 'string' }, description: 'Messages; empty for a plain 404.' } },
+          properties: {
+            errors: { type: 'array', items: { type: 'string' }, description: 'Messages; empty for a plain 404.' },
+          },
         },
         Error: {
           type: 'object',
@@ -190,8 +258,16 @@ export function buildOpenApi(options: OpenApiOptions): Json {
               required: ['code', 'message', 'request_id'],
               additionalProperties: false,
               properties: {
-                code: { type: 'string', enum: codes, description: 'Stable snake_case code; the HTTP status follows from it.' },
-                message: { type: 'string', description: 'What went wrong and what to do; never a secret value. A 5xx says only `internal error`.' },
+                code: {
+                  type: 'string',
+                  enum: codes,
+                  description: 'Stable snake_case code; the HTTP status follows from it.',
+                },
+                message: {
+                  type: 'string',
+                  description:
+                    'What went wrong and what to do; never a secret value. A 5xx says only `internal error`.',
+                },
                 request_id: { type: 'string' },
               },
             },

@@ -203,7 +203,12 @@ export class FailureLimiter {
   /** For tests and metrics: the state of `key` and the number of keys tracked. */
   inspect(key: string): { failures: number; held: number; waiting: number; keys: number } {
     const e = this.entries.get(key);
-    return { failures: e ? this.refresh(key, e) : 0, held: e?.held ?? 0, waiting: e?.waiters.length ?? 0, keys: this.entries.size };
+    return {
+      failures: e ? this.refresh(key, e) : 0,
+      held: e?.held ?? 0,
+      waiting: e?.waiters.length ?? 0,
+      keys: this.entries.size,
+    };
   }
 
   private admission(key: string, e: Entry): Admission {
@@ -266,19 +271,27 @@ export class FailureLimiter {
     const head = e.waiters[0];
     if (!head) return;
     const due = Math.min(Math.max(head.since, e.progress) + this.maxStallMs, head.since + this.maxWaitMs);
-    e.timer = setTimeout(() => {
-      e.timer = undefined;
-      const t = this.clock();
-      while (e.waiters[0] && (t >= Math.max(e.waiters[0].since, e.progress) + this.maxStallMs || t >= e.waiters[0].since + this.maxWaitMs)) e.waiters.shift()!.refuse(1_000);
-      this.arm(key, e);
-      this.tidy(key, e);
-    }, Math.max(0, due - this.clock()));
+    e.timer = setTimeout(
+      () => {
+        e.timer = undefined;
+        const t = this.clock();
+        while (
+          e.waiters[0] &&
+          (t >= Math.max(e.waiters[0].since, e.progress) + this.maxStallMs || t >= e.waiters[0].since + this.maxWaitMs)
+        )
+          e.waiters.shift()!.refuse(1_000);
+        this.arm(key, e);
+        this.tidy(key, e);
+      },
+      Math.max(0, due - this.clock()),
+    );
     e.timer.unref();
   }
 
   /** Drops an entry that holds nothing: no failures in the window, nothing in flight or waiting. */
   private tidy(key: string, e: Entry): void {
-    if (e.held === 0 && e.waiters.length === 0 && this.refresh(key, e) === 0 && this.entries.get(key) === e) this.entries.delete(key);
+    if (e.held === 0 && e.waiters.length === 0 && this.refresh(key, e) === 0 && this.entries.get(key) === e)
+      this.entries.delete(key);
   }
 
   /** The key's entry, created if needed; undefined when the map is full of live windows (`refuse`). */

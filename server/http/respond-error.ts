@@ -14,8 +14,10 @@ export function errorHandler(log: Logger) {
     let error: CofferError;
     if (isCofferError(err)) {
       // Internal failures say only `internal error`; the other 5xx codes carry fixed messages.
-      error = err.code === 'internal' || err.code === 'decryption_failed' ? new CofferError(err.code, 'internal error') : err;
-      if (err.status >= 500) log.error({ request_id: requestId, code: err.code, detail: err.detail ?? err.message }, 'request failed');
+      error =
+        err.code === 'internal' || err.code === 'decryption_failed' ? new CofferError(err.code, 'internal error') : err;
+      if (err.status >= 500)
+        log.error({ request_id: requestId, code: err.code, detail: err.detail ?? err.message }, 'request failed');
     } else if (err instanceof URIError) {
       // The router's own percent-decoding of route parameters failed (e.g. `%zz`, `%C0%AE`).
       error = new CofferError('invalid_path', 'path is invalid: it holds a malformed percent-encoding');

@@ -10,7 +10,11 @@ type Verb = 'get' | 'put' | 'post' | 'delete';
  * Registers handlers for one path; every other method on it answers 405 (HEAD follows GET,
  * as express does, and is authorised the same way).
  */
-export function methods(router: Router, path: string, handlers: Partial<Record<Verb, RequestHandler | RequestHandler[]>>): void {
+export function methods(
+  router: Router,
+  path: string,
+  handlers: Partial<Record<Verb, RequestHandler | RequestHandler[]>>,
+): void {
   const route = router.route(path);
   for (const [verb, handler] of Object.entries(handlers) as [Verb, RequestHandler | RequestHandler[]][]) {
     route[verb](...(Array.isArray(handler) ? handler : [handler]));

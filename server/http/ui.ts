@@ -69,12 +69,22 @@ export const UI_DIR = fileURLToPath(new URL('../../ui/', import.meta.url));
 
 // Browsers post `application/csp-report` (report-uri); only the directive is kept, since the
 // blocked URI or sample may quote page content.
-const cspReport = z.object({ 'csp-report': z.object({ 'effective-directive': z.string().max(64).optional(), 'violated-directive': z.string().max(256).optional() }) });
+const cspReport = z.object({
+  'csp-report': z.object({
+    'effective-directive': z.string().max(64).optional(),
+    'violated-directive': z.string().max(256).optional(),
+  }),
+});
 const REPORT_LIMIT = 16 * 1024;
 
 export function uiRoutes(router: Router, deps: Pick<AppDeps, 'log' | 'metrics'> & { uiDir?: string }): void {
   const assets = loadAssets(deps.uiDir ?? UI_DIR);
-  const reports = new Counter({ name: 'coffer_ui_csp_reports_total', help: 'Content-Security-Policy violation reports from the dashboard', labelNames: ['directive'], registers: [deps.metrics] });
+  const reports = new Counter({
+    name: 'coffer_ui_csp_reports_total',
+    help: 'Content-Security-Policy violation reports from the dashboard',
+    labelNames: ['directive'],
+    registers: [deps.metrics],
+  });
 
   // A plain middleware, not routes: the route catalogue (route-catalogue.ts) is the API, and this is no API.
   router.use(UI_PREFIX, (req: Request, res: Response, next: NextFunction) => {
@@ -99,7 +109,10 @@ export function uiRoutes(router: Router, deps: Pick<AppDeps, 'log' | 'metrics'> 
     }
     const asset = assets.get(name);
     if (!asset) {
-      throw new CofferError('not_found', assets.size === 0 ? 'the dashboard is not built (npm run build:ui)' : 'no such file');
+      throw new CofferError(
+        'not_found',
+        assets.size === 0 ? 'the dashboard is not built (npm run build:ui)' : 'no such file',
+      );
     }
     res.setHeaders(
       new Map([

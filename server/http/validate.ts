@@ -10,7 +10,8 @@ export function validate<T extends z.ZodType>(schema: T, input: unknown, where =
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
   const field = issue.path.map(String).join('.');
-  const code = issue.code === 'too_big' && issue.origin === 'string' && field.startsWith('data') ? 'too_large' : 'invalid_request';
+  const code =
+    issue.code === 'too_big' && issue.origin === 'string' && field.startsWith('data') ? 'too_large' : 'invalid_request';
   const subject = [where === 'body' && field ? '' : where, field].filter(Boolean).join(' ');
   throw new CofferError(code, `${subject}: ${explain(issue)}`);
 }

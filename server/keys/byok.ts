@@ -51,20 +51,33 @@ export class ByokService {
 
   async wrappingKey(
     rights: MaterialRights = DEFAULT_RIGHTS,
-  ): Promise<{ public_key_pem: string; import_token: string; expires_at: string; oaep_hashes: string[] } & MaterialRights> {
+  ): Promise<
+    { public_key_pem: string; import_token: string; expires_at: string; oaep_hashes: string[] } & MaterialRights
+  > {
     const keys = this.store.keys();
     checkRights(rights, this.now());
     const token = `cof_imp_${Buffer.from(this.random(32)).toString('base64url')}`;
     const expires = this.now() + IMPORT_TOKEN_TTL_MS;
     const hsm = keys.provider.hsmImport;
     const existing = hsm ? undefined : await this.record();
-    const generated = hsm || existing ? undefined : await this.store.mutate(async (tx) => (await createSealedKeyPair(tx, keys, PURPOSE, this.now(), this.random, 'rsa-4096')).record);
+    const generated =
+      hsm || existing
+        ? undefined
+        : await this.store.mutate(
+            async (tx) => (await createSealedKeyPair(tx, keys, PURPOSE, this.now(), this.random, 'rsa-4096')).record,
+          );
     const publicPem = hsm ? await hsm.wrappingPublicKeyPem() : (existing ?? generated!).public_pem;
     await this.store.mutate((tx) => {
       if (generated) this.wrapping.write(tx, '', generated);
       this.tokens.write(tx, digest(token), { expires_at: expires, used: false, rights });
     });
-    return { public_key_pem: publicPem, import_token: token, expires_at: new Date(expires).toISOString(), oaep_hashes: ['sha256', 'sha1'], ...rights };
+    return {
+      public_key_pem: publicPem,
+      import_token: token,
+      expires_at: new Date(expires).toISOString(),
+      oaep_hashes: ['sha256', 'sha1'],
+      ...rights,
+    };
   }
 
   /**
@@ -87,16 +100,30 @@ export class ByokService {
       if (!record || record.used || record.expires_at <= this.now()) return 'invalid' as const;
       this.tokens.write(tx, id, { ...record, used: true });
       const rights = record.rights ?? DEFAULT_RIGHTS;
-      if ((claimed.exportable !== undefined && claimed.exportable !== rights.exportable) || (claimed.valid_to !== undefined && !sameInstant(claimed.valid_to, rights.valid_to))) {
+      if (
+        (claimed.exportable !== undefined && claimed.exportable !== rights.exportable) ||
+        (claimed.valid_to !== undefined && !sameInstant(claimed.valid_to, rights.valid_to))
+      ) {
         return 'tampered' as const;
       }
       stageMaterialRights(tx, version, rights, this.now());
       return rights;
     });
-    if (outcome === 'invalid') throw new CofferError('forbidden', 'the import token is unknown, used or expired: get a new one from GET /v1/sys/byok/wrapping-key');
-    if (outcome === 'tampered') throw new CofferError('invalid_request', 'the usage rights differ from those bound to the import token: the token is spent, request a new one with the rights you want');
-    const installed = keys.provider.hsmImport ? await this.importInHsm(keys.provider.hsmImport, wrappedKey, oaepHash) : await this.importInSoftware(keys, wrappedKey, oaepHash);
-    if (installed !== version) throw new CofferError('internal', `imported as master version ${installed}, expected ${version}`);
+    if (outcome === 'invalid')
+      throw new CofferError(
+        'forbidden',
+        'the import token is unknown, used or expired: get a new one from GET /v1/sys/byok/wrapping-key',
+      );
+    if (outcome === 'tampered')
+      throw new CofferError(
+        'invalid_request',
+        'the usage rights differ from those bound to the import token: the token is spent, request a new one with the rights you want',
+      );
+    const installed = keys.provider.hsmImport
+      ? await this.importInHsm(keys.provider.hsmImport, wrappedKey, oaepHash)
+      : await this.importInSoftware(keys, wrappedKey, oaepHash);
+    if (installed !== version)
+      throw new CofferError('internal', `imported as master version ${installed}, expected ${version}`);
     const rewrapped = await keys.keyrings.rewrapUnderCurrentMaster();
     return { master_version: installed, keyrings_rewrapped: rewrapped, ...outcome };
   }
@@ -116,15 +143,23 @@ export class ByokService {
   /** Splits the bundle at the wrapping key's modulus size; the HSM unwraps both parts. */
   private async importInHsm(hsm: HsmImport, wrappedKey: string, oaepHash: 'sha256' | 'sha1'): Promise<number> {
     const bundle = fromBase64(wrappedKey);
-    const modulusBytes = (createPublicKey(await hsm.wrappingPublicKeyPem()).asymmetricKeyDetails?.modulusLength ?? 0) / 8;
+    const modulusBytes =
+      (createPublicKey(await hsm.wrappingPublicKeyPem()).asymmetricKeyDetails?.modulusLength ?? 0) / 8;
     if (!bundle || bundle.length < modulusBytes + 24 || (bundle.length - modulusBytes) % 8 !== 0) {
-      throw new CofferError('invalid_request', 'wrapped_key is not an RSA-OAEP + AES-KWP bundle for this vault’s wrapping key');
+      throw new CofferError(
+        'invalid_request',
+        'wrapped_key is not an RSA-OAEP + AES-KWP bundle for this vault’s wrapping key',
+      );
     }
     return hsm.importWrapped(bundle.subarray(0, modulusBytes), bundle.subarray(modulusBytes), oaepHash);
   }
 
   /** Wraps the current master key to a customer key; needs a quorum of shares. */
-  async export(publicKeyPem: string, shares: string[], oaepHash: 'sha256' | 'sha1'): Promise<{ bundle: string; master_version: number }> {
+  async export(
+    publicKeyPem: string,
+    shares: string[],
+    oaepHash: 'sha256' | 'sha1',
+  ): Promise<{ bundle: string; master_version: number }> {
     const keys = this.store.keys();
     await this.seal.verifyQuorum(shares);
     const { version, material } = keys.provider.exportCurrent();
@@ -143,8 +178,10 @@ export class ByokService {
 function checkRights(rights: MaterialRights, now: number): void {
   if (rights.valid_to !== null) {
     const at = Date.parse(rights.valid_to);
-    if (!Number.isFinite(at) || at <= now) throw new CofferError('invalid_request', 'valid_to must be a time in the future (ISO 8601)');
+    if (!Number.isFinite(at) || at <= now)
+      throw new CofferError('invalid_request', 'valid_to must be a time in the future (ISO 8601)');
   }
 }
 
-const sameInstant = (a: string | null, b: string | null) => (a === null || b === null ? a === b : Date.parse(a) === Date.parse(b));
+const sameInstant = (a: string | null, b: string | null) =>
+  a === null || b === null ? a === b : Date.parse(a) === Date.parse(b);

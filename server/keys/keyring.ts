@@ -12,7 +12,10 @@ import type { MasterKeyProvider } from './provider.js';
 const keyringRecord = z.looseObject({
   namespace: z.string(),
   current: z.number().int().nonnegative(),
-  versions: z.record(z.string().regex(/^[1-9][0-9]*$/), z.looseObject({ wrapped: z.string(), created_at: z.number(), wraps: z.number().int().nonnegative() })),
+  versions: z.record(
+    z.string().regex(/^[1-9][0-9]*$/),
+    z.looseObject({ wrapped: z.string(), created_at: z.number(), wraps: z.number().int().nonnegative() }),
+  ),
 });
 export type KeyringRecord = z.infer<typeof keyringRecord>;
 const keyringCodec = jsonCodec(keyringRecord);
@@ -80,7 +83,12 @@ export class Keyrings {
     let record = readRecord(tx.get(keyringKey(namespace)));
     const now = this.options.now();
     const current = record?.versions[String(record.current)];
-    if (!record || !current || current.wraps >= this.options.maxWraps || now - current.created_at >= this.options.maxAgeMs) {
+    if (
+      !record ||
+      !current ||
+      current.wraps >= this.options.maxWraps ||
+      now - current.created_at >= this.options.maxAgeMs
+    ) {
       record = await this.addVersion(tx, namespace, record);
     }
     const entry = record.versions[String(record.current)]!;
@@ -128,7 +136,11 @@ export class Keyrings {
   }
 
   /** The stored keyring of `namespace` with key material removed, for status views. */
-  describe(namespace: string): { current: number; versions: { version: number; created_at: number; wraps: number; master_version: number }[] } | undefined {
+  describe(
+    namespace: string,
+  ):
+    | { current: number; versions: { version: number; created_at: number; wraps: number; master_version: number }[] }
+    | undefined {
     const record = readRecord(this.store.get(keyringKey(namespace)));
     if (!record) return undefined;
     return {
@@ -180,7 +192,11 @@ export class Keyrings {
   async namespacesBehindMaster(): Promise<string[]> {
     const current = this.provider.currentVersion();
     return (await this.store.scanPrefix(KEYRING_PREFIX))
-      .filter(([, raw]) => Object.values(readRecord(raw)!.versions).some((e) => this.provider.versionOf(fromBase64(e.wrapped)!) !== current))
+      .filter(([, raw]) =>
+        Object.values(readRecord(raw)!.versions).some(
+          (e) => this.provider.versionOf(fromBase64(e.wrapped)!) !== current,
+        ),
+      )
       .map(([k]) => k.slice(KEYRING_PREFIX.length));
   }
 
@@ -253,6 +269,7 @@ export class Keyrings {
 
 const cacheId = (namespace: string, version: number) => `${namespace}#${version}`;
 
-const readRecord = (raw: Uint8Array | undefined): KeyringRecord | undefined => (raw ? decodeStored(keyringCodec, raw, 'keyring', KEYRING_PREFIX) : undefined);
+const readRecord = (raw: Uint8Array | undefined): KeyringRecord | undefined =>
+  raw ? decodeStored(keyringCodec, raw, 'keyring', KEYRING_PREFIX) : undefined;
 
 const encodeRecord = (record: KeyringRecord) => keyringCodec.encode(record);

@@ -14,7 +14,9 @@ export interface MaterialRights {
 }
 
 /** Stored (clear) under `sys/master-meta/<v>`: the provider checks it before it unwraps a keyring. */
-const materialCodec = jsonCodec(z.looseObject({ exportable: z.boolean(), valid_to: z.string().nullable(), imported_at: z.string() }));
+const materialCodec = jsonCodec(
+  z.looseObject({ exportable: z.boolean(), valid_to: z.string().nullable(), imported_at: z.string() }),
+);
 type MaterialRecord = MaterialRights & { imported_at: string };
 
 export interface MasterKeyStatus {
@@ -25,10 +27,12 @@ export interface MasterKeyStatus {
   expired: boolean;
 }
 
-
 /** Records the rights of an imported version, in the caller's mutation. */
 export function stageMaterialRights(tx: Tx, version: number, rights: MaterialRights, now: number): void {
-  tx.put(metaKey(version), materialCodec.encode({ ...rights, imported_at: new Date(now).toISOString() } satisfies MaterialRecord));
+  tx.put(
+    metaKey(version),
+    materialCodec.encode({ ...rights, imported_at: new Date(now).toISOString() } satisfies MaterialRecord),
+  );
 }
 
 /**
@@ -83,7 +87,11 @@ export class GovernedProvider implements MasterKeyProvider {
 
   exportCurrent(): { version: number; material: Uint8Array } {
     const record = this.record(this.inner.currentVersion());
-    if (record && !record.exportable) throw new CofferError('not_exportable', 'the current master key was imported as non-exportable: it cannot be exported');
+    if (record && !record.exportable)
+      throw new CofferError(
+        'not_exportable',
+        'the current master key was imported as non-exportable: it cannot be exported',
+      );
     return this.inner.exportCurrent();
   }
 
@@ -106,7 +114,10 @@ export class GovernedProvider implements MasterKeyProvider {
   private checkUsable(version: number): void {
     const record = this.record(version);
     if (record && isExpired(record, this.now())) {
-      throw new CofferError('key_expired', `master key version ${version} expired at ${record.valid_to} (its BYOK valid_to): what it wraps stays unreadable`);
+      throw new CofferError(
+        'key_expired',
+        `master key version ${version} expired at ${record.valid_to} (its BYOK valid_to): what it wraps stays unreadable`,
+      );
     }
   }
 
@@ -116,4 +127,5 @@ export class GovernedProvider implements MasterKeyProvider {
   }
 }
 
-const isExpired = (record: MaterialRecord, now: number) => record.valid_to !== null && Date.parse(record.valid_to) <= now;
+const isExpired = (record: MaterialRecord, now: number) =>
+  record.valid_to !== null && Date.parse(record.valid_to) <= now;

@@ -35,6 +35,9 @@ export interface MasterKeyProvider {
 export interface HsmImport {
   wrappingPublicKeyPem(): Promise<string>;
   /** Installs material wrapped as RSA-OAEP(ephemeral AES key) + AES-KWP(material); returns the new version. */
-  importWrapped(wrappedEphemeral: Uint8Array, wrappedMaterial: Uint8Array, oaepHash: 'sha256' | 'sha1'): Promise<number>;
+  importWrapped(
+    wrappedEphemeral: Uint8Array,
+    wrappedMaterial: Uint8Array,
+    oaepHash: 'sha256' | 'sha1',
+  ): Promise<number>;
 }
-

@@ -58,8 +58,10 @@ export class UnsealProgress {
     if (toBase64(share.setId) !== config.share_set || share.threshold !== config.threshold) {
       throw new CofferError('invalid_request', 'share does not belong to this vault’s current key split');
     }
-    if (this.shares.some((s) => s.x === share.x)) throw new CofferError('invalid_request', 'this share was already submitted');
-    if (this.shares[0] && !sameSet(this.shares[0], share)) throw new CofferError('invalid_request', 'share does not match the shares already submitted');
+    if (this.shares.some((s) => s.x === share.x))
+      throw new CofferError('invalid_request', 'this share was already submitted');
+    if (this.shares[0] && !sameSet(this.shares[0], share))
+      throw new CofferError('invalid_request', 'share does not match the shares already submitted');
     this.shares.push(share);
     this.currentNonce ??= Buffer.from(this.random(16)).toString('base64url');
     if (this.shares.length < config.threshold) return undefined;
@@ -70,8 +72,16 @@ export class UnsealProgress {
 
   /** Forgets the shares so far; with shares pending, only for the holder of the nonce. */
   reset(nonce: string | undefined): void {
-    if (this.shares.length > 0 && (nonce === undefined || !this.currentNonce || !constantTimeEqual(Buffer.from(nonce), Buffer.from(this.currentNonce)))) {
-      throw new CofferError('invalid_request', 'reset needs the nonce returned with the first share of this unseal (coffer unseal --reset --nonce N)');
+    if (
+      this.shares.length > 0 &&
+      (nonce === undefined ||
+        !this.currentNonce ||
+        !constantTimeEqual(Buffer.from(nonce), Buffer.from(this.currentNonce)))
+    ) {
+      throw new CofferError(
+        'invalid_request',
+        'reset needs the nonce returned with the first share of this unseal (coffer unseal --reset --nonce N)',
+      );
     }
     this.clear();
   }
@@ -89,7 +99,8 @@ export class UnsealProgress {
  */
 export async function verifyQuorum(store: Store, config: SealConfig, encoded: string[]): Promise<void> {
   const shares = encoded.map((e) => decodeShare(e, KEY_LENGTH));
-  const refused = () => new CofferError('forbidden', `a quorum of ${config.threshold} distinct shares of this vault is required`);
+  const refused = () =>
+    new CofferError('forbidden', `a quorum of ${config.threshold} distinct shares of this vault is required`);
   try {
     if (new Set(shares.map((s) => s.x)).size !== shares.length || shares.length < config.threshold) throw refused();
     if (shares.some((s) => toBase64(s.setId) !== config.share_set || s.threshold !== config.threshold)) throw refused();
@@ -98,7 +109,9 @@ export async function verifyQuorum(store: Store, config: SealConfig, encoded: st
       if (config.source === 'shamir') {
         const first = (await store.scanPrefix(MASTER_PREFIX, undefined, 1))[0];
         if (!first) throw refused();
-        zeroize(openEnvelope(key, first[1], encodeContext('coffer/master', config.cluster_id, envelopeKeyVersion(first[1]))));
+        zeroize(
+          openEnvelope(key, first[1], encodeContext('coffer/master', config.cluster_id, envelopeKeyVersion(first[1]))),
+        );
       } else {
         checkRecoveryKey(config, key);
       }

@@ -58,7 +58,10 @@ export function decodeKeyMaterial(bytes: Uint8Array, where: string): Uint8Array 
   const text = Buffer.from(bytes).toString('latin1').trim();
   const decoded = /^[0-9a-fA-F]{64}$/.test(text) ? new Uint8Array(Buffer.from(text, 'hex')) : fromBase64(text);
   if (!decoded || decoded.length !== KEY_LENGTH) {
-    throw new CofferError('invalid_request', `${where} does not hold a 256-bit key (expected 32 raw bytes, 64 hex digits or base64)`);
+    throw new CofferError(
+      'invalid_request',
+      `${where} does not hold a 256-bit key (expected 32 raw bytes, 64 hex digits or base64)`,
+    );
   }
   return Uint8Array.from(decoded);
 }
@@ -73,7 +76,10 @@ export async function readKeyFile(path: string): Promise<Uint8Array> {
   }
   if (!info.isFile()) throw new CofferError('invalid_request', `key file ${path} is not a regular file`);
   if ((info.mode & 0o077) !== 0) {
-    throw new CofferError('invalid_request', `key file ${path} is accessible by other users (mode ${(info.mode & 0o777).toString(8)}): run chmod 600 ${path}`);
+    throw new CofferError(
+      'invalid_request',
+      `key file ${path} is accessible by other users (mode ${(info.mode & 0o777).toString(8)}): run chmod 600 ${path}`,
+    );
   }
   let raw: Buffer;
   try {
@@ -107,7 +113,8 @@ const scryptAsync = promisify(scrypt) as (pw: Buffer, salt: Uint8Array, len: num
 export const PASSPHRASE_KDF = { N: 2 ** 17, r: 8, p: 1, maxmem: 256 * 1024 * 1024 };
 
 export async function deriveFromPassphrase(passphrase: string, salt: Uint8Array): Promise<Uint8Array> {
-  if (passphrase.length < 12) throw new CofferError('invalid_request', 'the KEK passphrase must be at least 12 characters');
+  if (passphrase.length < 12)
+    throw new CofferError('invalid_request', 'the KEK passphrase must be at least 12 characters');
   const pw = Buffer.from(passphrase, 'utf8');
   try {
     const out = await scryptAsync(pw, salt, KEY_LENGTH, PASSPHRASE_KDF);
@@ -123,18 +130,30 @@ export async function deriveFromPassphrase(passphrase: string, salt: Uint8Array)
  * Loads the root key of an auto-unseal source. `salt` is the passphrase salt stored in the seal
  * configuration. Shamir keys come from shares instead, and never from here.
  */
-export async function loadRootKey(source: RootKeySource, env: NodeJS.ProcessEnv, salt?: Uint8Array): Promise<Uint8Array> {
+export async function loadRootKey(
+  source: RootKeySource,
+  env: NodeJS.ProcessEnv,
+  salt?: Uint8Array,
+): Promise<Uint8Array> {
   switch (source.kind) {
     case 'file':
       return readKeyFile(source.path);
     case 'env': {
       const value = env[source.variable];
-      if (!value) throw new CofferError('invalid_request', `environment variable ${source.variable} (from --kek env:) is not set`);
+      if (!value)
+        throw new CofferError(
+          'invalid_request',
+          `environment variable ${source.variable} (from --kek env:) is not set`,
+        );
       return decodeKeyMaterial(Buffer.from(value, 'latin1'), `environment variable ${source.variable}`);
     }
     case 'passphrase': {
       const value = env[source.variable];
-      if (!value) throw new CofferError('invalid_request', `environment variable ${source.variable} (from --kek passphrase:) is not set`);
+      if (!value)
+        throw new CofferError(
+          'invalid_request',
+          `environment variable ${source.variable} (from --kek passphrase:) is not set`,
+        );
       if (!salt) throw new CofferError('internal', 'passphrase salt missing from the seal configuration');
       return deriveFromPassphrase(value, salt);
     }

@@ -11,7 +11,13 @@ import { CURRENT_FORMAT, formatCodec } from '../store/migrate.js';
 import { Keyrings, type KeyringOptions } from './keyring.js';
 import { GovernedProvider } from './material.js';
 import type { MasterKeyProvider } from './provider.js';
-import { AUTO_UNSEAL, createProvider, openAutoProvider, openShamirProvider, type ProviderContext } from './provider-factory.js';
+import {
+  AUTO_UNSEAL,
+  createProvider,
+  openAutoProvider,
+  openShamirProvider,
+  type ProviderContext,
+} from './provider-factory.js';
 import { checkRecoveryKey, recoveryCheck, shareSetOf, UnsealProgress, verifyQuorum } from './quorum.js';
 import type { RootKeySource } from './root-key.js';
 import { compatibleSources, readSealConfig, sealConfigCodec, type SealConfig } from './seal-config.js';
@@ -74,11 +80,20 @@ export class SealManager {
   /** The storage barrier engines use; open while unsealed, refusing everything otherwise. */
   readonly barrier: Barrier<UnsealedKeys>;
 
-  constructor(private readonly store: Store, options: Partial<SealOptions> & { source: RootKeySource }) {
+  constructor(
+    private readonly store: Store,
+    options: Partial<SealOptions> & { source: RootKeySource },
+  ) {
     this.options = { env: process.env, keyring: {}, random: systemRandom, now: Date.now, storage: true, ...options };
     this.barrier = new Barrier<UnsealedKeys>(store, () => this.refusal(), this.options.log);
     this.progress = new UnsealProgress(this.options.random);
-    this.providers = { store, source: this.options.source, env: this.options.env, random: this.options.random, log: this.options.log };
+    this.providers = {
+      store,
+      source: this.options.source,
+      env: this.options.env,
+      random: this.options.random,
+      log: this.options.log,
+    };
     this.config = readSealConfig(store.get(SEAL_KEY));
     const stored = this.config?.source;
     if (stored && !compatibleSources(stored, options.source.kind)) {
@@ -150,7 +165,11 @@ export class SealManager {
     if (!this.unsealed) return [];
     const master = this.unsealed.provider.status();
     return [
-      ...(master.expired ? [`master key version ${master.version} expired at ${master.valid_to} (BYOK valid_to): keyrings it wraps cannot be opened`] : []),
+      ...(master.expired
+        ? [
+            `master key version ${master.version} expired at ${master.valid_to} (BYOK valid_to): keyrings it wraps cannot be opened`,
+          ]
+        : []),
       ...(this.unsealed.provider.inner.problems?.() ?? []),
     ];
   }
@@ -160,7 +179,11 @@ export class SealManager {
    * root token's hash), so a crash never leaves a vault initialized without a root token.
    * Shamir vaults stay sealed afterwards; auto-unseal vaults are unsealed.
    */
-  async init(shares: number, threshold: number, stage: (tx: Tx, keys: UnsealedKeys) => void | Promise<void>): Promise<string[]> {
+  async init(
+    shares: number,
+    threshold: number,
+    stage: (tx: Tx, keys: UnsealedKeys) => void | Promise<void>,
+  ): Promise<string[]> {
     if (this.config) throw new CofferError('already_initialized', 'vault is already initialized');
     if (this.busy) throw new CofferError('conflict', 'vault initialization is in progress');
     this.busy = true;
@@ -169,7 +192,14 @@ export class SealManager {
       const random = this.options.random;
       const clusterId = Buffer.from(random(16)).toString('hex');
       const source = this.options.source;
-      const config: Omit<SealConfig, 'share_set'> = { format: 1, cluster_id: clusterId, source: source.kind, shares, threshold, created_at: this.options.now() };
+      const config: Omit<SealConfig, 'share_set'> = {
+        format: 1,
+        cluster_id: clusterId,
+        source: source.kind,
+        shares,
+        threshold,
+        created_at: this.options.now(),
+      };
       if (source.kind === 'passphrase') config.passphrase_salt = toBase64(random(16));
       const { provider, splitKey } = await createProvider(this.providers, config, clusterId);
       if (source.kind !== 'shamir') config.recovery_check = recoveryCheck(splitKey, clusterId, random);
@@ -224,15 +254,18 @@ export class SealManager {
   }
 
   private retryAutoUnseal(attempt: number): void {
-    this.retryTimer = setTimeout(() => {
-      this.autoUnsealNow().then(
-        () => this.options.log?.info('unsealed from the HSM'),
-        (e: unknown) => {
-          if (isCofferError(e, 'hsm_unavailable')) return void this.retryAutoUnseal(attempt + 1);
-          this.options.log?.error({ error: (e as Error).message }, 'auto-unseal failed: staying sealed');
-        },
-      );
-    }, RETRY_MS[Math.min(attempt, RETRY_MS.length - 1)]);
+    this.retryTimer = setTimeout(
+      () => {
+        this.autoUnsealNow().then(
+          () => this.options.log?.info('unsealed from the HSM'),
+          (e: unknown) => {
+            if (isCofferError(e, 'hsm_unavailable')) return void this.retryAutoUnseal(attempt + 1);
+            this.options.log?.error({ error: (e as Error).message }, 'auto-unseal failed: staying sealed');
+          },
+        );
+      },
+      RETRY_MS[Math.min(attempt, RETRY_MS.length - 1)],
+    );
     this.retryTimer.unref();
   }
 
@@ -279,7 +312,10 @@ export class SealManager {
     } catch (e) {
       zeroize(key);
       if (isCofferError(e, 'unseal_failed') || isCofferError(e, 'decryption_failed')) {
-        throw new CofferError('unseal_failed', 'the submitted shares do not open this vault; unseal progress was reset');
+        throw new CofferError(
+          'unseal_failed',
+          'the submitted shares do not open this vault; unseal progress was reset',
+        );
       }
       throw e;
     } finally {
@@ -339,15 +375,26 @@ export class SealManager {
       try {
         const behind = await keys.keyrings.namespacesBehindMaster();
         if (behind.length === 0) return;
-        if (attempt === 0) this.options.log?.warn({ keyrings: behind.length, master_version: keys.provider.currentVersion() }, 'an interrupted master key rotation left keyrings under an older master version: re-wrapping them');
+        if (attempt === 0)
+          this.options.log?.warn(
+            { keyrings: behind.length, master_version: keys.provider.currentVersion() },
+            'an interrupted master key rotation left keyrings under an older master version: re-wrapping them',
+          );
         const changed = await keys.keyrings.rewrapUnderCurrentMaster();
-        this.options.log?.info({ keyrings: changed, master_version: keys.provider.currentVersion() }, 'interrupted master key rotation finished');
+        this.options.log?.info(
+          { keyrings: changed, master_version: keys.provider.currentVersion() },
+          'interrupted master key rotation finished',
+        );
         return;
       } catch (e) {
         if (isCofferError(e, 'sealed') || isCofferError(e, 'read_only_replica')) return;
         // A lease not yet taken, a full disk, an HSM away: retried a few times with backoff.
-        const retry = attempt < RETRY_MS.length && !isCofferError(e, 'key_expired') && !isCofferError(e, 'decryption_failed');
-        this.options.log?.[retry ? 'warn' : 'error']({ error: (e as Error).message }, `could not finish an interrupted master key rotation${retry ? ': retrying' : '; POST /v1/sys/rotate re-wraps every keyring'}`);
+        const retry =
+          attempt < RETRY_MS.length && !isCofferError(e, 'key_expired') && !isCofferError(e, 'decryption_failed');
+        this.options.log?.[retry ? 'warn' : 'error'](
+          { error: (e as Error).message },
+          `could not finish an interrupted master key rotation${retry ? ': retrying' : '; POST /v1/sys/rotate re-wraps every keyring'}`,
+        );
         if (!retry) return;
         await new Promise((r) => setTimeout(r, RETRY_MS[attempt]).unref());
       }

@@ -31,9 +31,13 @@ export interface KeyPair {
   publicKey: KeyObject;
 }
 
-const context = (keys: UnsealedKeys, purpose: string, kid: string) => encodeContext('coffer/keypair', keys.clusterId, purpose, kid);
+const context = (keys: UnsealedKeys, purpose: string, kid: string) =>
+  encodeContext('coffer/keypair', keys.clusterId, purpose, kid);
 
-const generate = promisify(generateKeyPair) as (type: string, options?: object) => Promise<{ privateKey: KeyObject; publicKey: KeyObject }>;
+const generate = promisify(generateKeyPair) as (
+  type: string,
+  options?: object,
+) => Promise<{ privateKey: KeyObject; publicKey: KeyObject }>;
 
 /** Ed25519 for signing; RSA-4096 for the BYOK wrapping key (generated off the event loop). */
 export type KeyPairType = 'ed25519' | 'rsa-4096';
@@ -46,7 +50,8 @@ export async function createSealedKeyPair(
   random: RandomSource = systemRandom,
   type: KeyPairType = 'ed25519',
 ): Promise<{ record: SealedKeyPairRecord; pair: KeyPair }> {
-  const { privateKey, publicKey } = type === 'ed25519' ? await generate('ed25519') : await generate('rsa', { modulusLength: 4096 });
+  const { privateKey, publicKey } =
+    type === 'ed25519' ? await generate('ed25519') : await generate('rsa', { modulusLength: 4096 });
   const kid = Buffer.from(random(12)).toString('base64url');
   const der = new Uint8Array(privateKey.export({ format: 'der', type: 'pkcs8' }));
   const { version, key } = await keys.keyrings.encryptionKey(tx, 'sys');
@@ -62,7 +67,11 @@ export async function createSealedKeyPair(
   return { record, pair: { kid, privateKey, publicKey } };
 }
 
-export async function openSealedKeyPair(keys: UnsealedKeys, record: SealedKeyPairRecord, purpose: string): Promise<KeyPair> {
+export async function openSealedKeyPair(
+  keys: UnsealedKeys,
+  record: SealedKeyPairRecord,
+  purpose: string,
+): Promise<KeyPair> {
   if (record.purpose !== purpose) throw new CofferError('decryption_failed', 'decryption failed');
   const sealed = fromBase64(record.sealed_private);
   if (!sealed) throw new CofferError('decryption_failed', 'decryption failed');

@@ -26,7 +26,12 @@ export class SoftwareProvider implements MasterKeyProvider {
   ) {}
 
   /** First start: creates master version 1. The provider takes ownership of `rootKey`. */
-  static async create(store: KeyValueStore, rootKey: Uint8Array, clusterId: string, random = systemRandom): Promise<SoftwareProvider> {
+  static async create(
+    store: KeyValueStore,
+    rootKey: Uint8Array,
+    clusterId: string,
+    random = systemRandom,
+  ): Promise<SoftwareProvider> {
     const provider = new SoftwareProvider(store, rootKey, clusterId, random);
     await provider.rotate();
     return provider;
@@ -36,7 +41,12 @@ export class SoftwareProvider implements MasterKeyProvider {
    * Loads every master version. A wrong root key fails on the first version, before anything
    * is loaded or written: `unseal_failed`.
    */
-  static async open(store: KeyValueStore, rootKey: Uint8Array, clusterId: string, random = systemRandom): Promise<SoftwareProvider> {
+  static async open(
+    store: KeyValueStore,
+    rootKey: Uint8Array,
+    clusterId: string,
+    random = systemRandom,
+  ): Promise<SoftwareProvider> {
     const provider = new SoftwareProvider(store, rootKey, clusterId, random);
     const rows = await store.scanPrefix(MASTER_PREFIX);
     if (rows.length === 0) throw new CofferError('internal', 'no master key versions found in the data directory');
@@ -48,7 +58,8 @@ export class SoftwareProvider implements MasterKeyProvider {
       }
     } catch (e) {
       provider.close();
-      if (isCofferError(e, 'decryption_failed')) throw new CofferError('unseal_failed', 'the key does not open this vault');
+      if (isCofferError(e, 'decryption_failed'))
+        throw new CofferError('unseal_failed', 'the key does not open this vault');
       throw e;
     }
     return provider;
@@ -75,7 +86,8 @@ export class SoftwareProvider implements MasterKeyProvider {
   }
 
   async importVersion(material: Uint8Array): Promise<number> {
-    if (material.length !== KEY_LENGTH) throw new CofferError('invalid_request', 'imported key material must be 256 bits');
+    if (material.length !== KEY_LENGTH)
+      throw new CofferError('invalid_request', 'imported key material must be 256 bits');
     return this.install(Uint8Array.from(material));
   }
 

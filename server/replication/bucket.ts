@@ -68,7 +68,8 @@ export function checkKey(key: string): string {
 }
 
 export function checkPrefix(prefix: string): string {
-  if (prefix !== '' && !checkKeyPrefix(prefix)) throw new CofferError('invalid_request', `invalid bucket prefix: ${JSON.stringify(prefix.slice(0, 80))}`);
+  if (prefix !== '' && !checkKeyPrefix(prefix))
+    throw new CofferError('invalid_request', `invalid bucket prefix: ${JSON.stringify(prefix.slice(0, 80))}`);
   return prefix;
 }
 

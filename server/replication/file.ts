@@ -4,7 +4,17 @@ import { dirname, isAbsolute, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { syncDirectory, writeSynced } from '../durable-fs.js';
 import { CofferError } from '../errors.js';
-import { BucketUnavailable, MAX_LIST_PAGE, PreconditionFailed, checkKey, checkPrefix, type Bucket, type ListOptions, type ListPage, type PutOptions } from './bucket.js';
+import {
+  BucketUnavailable,
+  MAX_LIST_PAGE,
+  PreconditionFailed,
+  checkKey,
+  checkPrefix,
+  type Bucket,
+  type ListOptions,
+  type ListPage,
+  type PutOptions,
+} from './bucket.js';
 
 const TMP = '.tmp';
 const LOCK_STALE_MS = 10_000;
@@ -23,10 +33,14 @@ const etagOf = (body: Uint8Array) => `"${createHash('sha256').update(body).diges
  * Internal files start with `.`, which no object key segment can.
  */
 export class FileBucket implements Bucket {
-  private constructor(private readonly root: string, readonly url: string) {}
+  private constructor(
+    private readonly root: string,
+    readonly url: string,
+  ) {}
 
   static fromUrl(url: URL): FileBucket {
-    if (url.host !== '' || url.search || url.hash) throw new CofferError('invalid_request', 'file bucket URL must be file:///absolute/dir');
+    if (url.host !== '' || url.search || url.hash)
+      throw new CofferError('invalid_request', 'file bucket URL must be file:///absolute/dir');
     const root = fileURLToPath(url);
     if (!isAbsolute(root)) throw new CofferError('invalid_request', 'file bucket URL must be file:///absolute/dir');
     return new FileBucket(root.replace(/\/+$/, '') || '/', url.href);
@@ -66,7 +80,9 @@ export class FileBucket implements Bucket {
 
   async get(key: string): Promise<{ body: Uint8Array; etag: string } | undefined> {
     const body = await readFile(this.pathOf(checkKey(key))).catch(notFound);
-    return body ? { body: new Uint8Array(body.buffer, body.byteOffset, body.byteLength), etag: etagOf(body) } : undefined;
+    return body
+      ? { body: new Uint8Array(body.buffer, body.byteOffset, body.byteLength), etag: etagOf(body) }
+      : undefined;
   }
 
   async head(key: string): Promise<{ etag: string; size: number } | undefined> {
@@ -82,7 +98,8 @@ export class FileBucket implements Bucket {
     const base = slash < 0 ? '' : prefix.slice(0, slash);
     const keys: { key: string; size: number }[] = [];
     await this.walk(base, async (key, size) => {
-      if (key.startsWith(prefix) && (options.startAfter === undefined || key > options.startAfter)) keys.push({ key, size });
+      if (key.startsWith(prefix) && (options.startAfter === undefined || key > options.startAfter))
+        keys.push({ key, size });
     });
     keys.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     const page = keys.slice(0, limit);
@@ -132,7 +149,10 @@ export class FileBucket implements Bucket {
         break;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
+        const age = await stat(lock).then(
+          (s) => Date.now() - s.mtimeMs,
+          () => 0,
+        );
         if (age > LOCK_STALE_MS) await unlink(lock).catch(() => undefined);
         else if (Date.now() > deadline) throw new BucketUnavailable(`lock ${lock} is held`);
         else await new Promise((r) => setTimeout(r, 5 + Math.random() * 20));
@@ -150,5 +170,3 @@ function notFound(e: NodeJS.ErrnoException): undefined {
   if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return undefined;
   throw new BucketUnavailable(`file bucket: ${e.code ?? e.message}`);
 }
-
-

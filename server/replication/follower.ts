@@ -18,7 +18,12 @@ import {
 } from './format.js';
 import { readSnapshot } from './snapshot.js';
 import { isBootstrapping, readStream, streamOp, type StreamState } from './state.js';
-import { REPL_BOOTSTRAP_KEY as BOOTSTRAP_KEY, REPL_LOCAL_PREFIX as LOCAL_PREFIX, SEQ_KEY, isLocalKey } from '../store/keys.js';
+import {
+  REPL_BOOTSTRAP_KEY as BOOTSTRAP_KEY,
+  REPL_LOCAL_PREFIX as LOCAL_PREFIX,
+  SEQ_KEY,
+  isLocalKey,
+} from '../store/keys.js';
 import type { ReplicaProgress } from '../../sdk/wire/types.js';
 import { timestamp, timestampOrNull } from '../../sdk/wire/time.js';
 
@@ -171,7 +176,11 @@ export class Follower {
       if (this.stopped) return;
       const code = e instanceof ReplicationError ? e.code : 'unavailable';
       const message = e instanceof Error ? e.message : String(e);
-      if (this.lastError?.message !== message) this.o.log.warn({ code, err: message, applied_seq: this.state.seq, bucket: this.o.bucket.url }, 'replication refused or failed; keeping what is applied');
+      if (this.lastError?.message !== message)
+        this.o.log.warn(
+          { code, err: message, applied_seq: this.state.seq, bucket: this.o.bucket.url },
+          'replication refused or failed; keeping what is applied',
+        );
       this.lastError = { code, message, at: timestamp(this.o.now()) };
     }
   }
@@ -186,9 +195,18 @@ export class Follower {
   async poll(): Promise<ManifestBody> {
     const m = await this.fetchManifest();
     const s = this.state;
-    if (m.epoch < s.epoch || m.epoch < this.highest.epoch) throw new ReplicationError('rollback', `manifest epoch ${m.epoch} is older than epoch ${Math.max(s.epoch, this.highest.epoch)} already seen`);
-    if (m.epoch === this.highest.epoch && m.issued_at < this.highest.issued_at) throw new ReplicationError('rollback', 'manifest is older than one already verified (rolled back)');
-    if (m.epoch === s.epoch && m.head.seq < s.seq) throw new ReplicationError('rollback', `manifest head ${m.head.seq} is behind the applied sequence ${s.seq} (rolled back)`);
+    if (m.epoch < s.epoch || m.epoch < this.highest.epoch)
+      throw new ReplicationError(
+        'rollback',
+        `manifest epoch ${m.epoch} is older than epoch ${Math.max(s.epoch, this.highest.epoch)} already seen`,
+      );
+    if (m.epoch === this.highest.epoch && m.issued_at < this.highest.issued_at)
+      throw new ReplicationError('rollback', 'manifest is older than one already verified (rolled back)');
+    if (m.epoch === s.epoch && m.head.seq < s.seq)
+      throw new ReplicationError(
+        'rollback',
+        `manifest head ${m.head.seq} is behind the applied sequence ${s.seq} (rolled back)`,
+      );
     this.highest = { epoch: m.epoch, issued_at: m.issued_at };
     this.primary = m.primary;
     this.headSeq = m.head.seq;
@@ -198,7 +216,10 @@ export class Follower {
       // An earlier load cleared the store and did not finish: nothing else may be applied on
       // top of what is left; load the snapshot again (never one older than what was applied).
       if (!m.snapshot || m.snapshot.seq < this.state.seq || m.snapshot.epoch < this.state.epoch) {
-        throw new ReplicationError('snapshot_missing', 'an interrupted snapshot load must be redone, but the manifest names no usable snapshot');
+        throw new ReplicationError(
+          'snapshot_missing',
+          'an interrupted snapshot load must be redone, but the manifest names no usable snapshot',
+        );
       }
       await this.applySnapshot(m);
     }
@@ -208,14 +229,19 @@ export class Follower {
     } catch (e) {
       // A gap the segments cannot bridge, but an authenticated snapshot can.
       const recoverable = e instanceof ReplicationError && (e.code === 'gap' || e.code === 'old_epoch_gone');
-      if (!recoverable || !m.snapshot || m.snapshot.seq <= this.state.seq || m.snapshot.epoch < this.state.epoch) throw e;
-      this.o.log.warn({ applied_seq: this.state.seq, snapshot_seq: m.snapshot.seq, reason: e.message }, 'replication gap; resuming from the newer snapshot');
+      if (!recoverable || !m.snapshot || m.snapshot.seq <= this.state.seq || m.snapshot.epoch < this.state.epoch)
+        throw e;
+      this.o.log.warn(
+        { applied_seq: this.state.seq, snapshot_seq: m.snapshot.seq, reason: e.message },
+        'replication gap; resuming from the newer snapshot',
+      );
       await this.applySnapshot(m);
       if (m.epoch > this.state.epoch) await this.enterEpoch(m);
       await this.follow(m.epoch, m.head.seq, m.recent);
     }
     if (this.state.epoch === m.epoch && this.state.seq === m.head.seq) {
-      if (this.state.chain !== m.head.chain) throw new ReplicationError('chain_mismatch', `applied chain at ${m.head.seq} differs from the manifest's`);
+      if (this.state.chain !== m.head.chain)
+        throw new ReplicationError('chain_mismatch', `applied chain at ${m.head.seq} differs from the manifest's`);
       this.verifiedHeadAt = Math.max(this.verifiedHeadAt ?? 0, m.issued_at);
       this.behindSince = null;
     }
@@ -228,7 +254,11 @@ export class Follower {
       try {
         await this.follow(this.state.epoch, m.base.seq, []);
       } catch (e) {
-        if (e instanceof ReplicationError && e.code === 'gap') throw new ReplicationError('old_epoch_gone', `segments of epoch ${this.state.epoch} up to ${m.base.seq} are gone`);
+        if (e instanceof ReplicationError && e.code === 'gap')
+          throw new ReplicationError(
+            'old_epoch_gone',
+            `segments of epoch ${this.state.epoch} up to ${m.base.seq} are gone`,
+          );
         throw e;
       }
     }
@@ -250,7 +280,8 @@ export class Follower {
       const from = this.state.seq + 1;
       const names = recent.filter(([f, t]) => f === from && t <= upTo).map(([f, t]) => segmentName(epoch, f, t));
       if (names.length === 0) names.push(...(await this.listCandidates(epoch, from, upTo)));
-      if (names.length === 0) throw new ReplicationError('gap', `segment starting at ${from} (epoch ${epoch}) is missing; waiting`);
+      if (names.length === 0)
+        throw new ReplicationError('gap', `segment starting at ${from} (epoch ${epoch}) is missing; waiting`);
       let lastError: unknown = new ReplicationError('gap', `segment starting at ${from} is not readable yet`);
       let applied = false;
       for (const name of names) {
@@ -269,7 +300,10 @@ export class Follower {
   /** Segment names starting at `from`, by listing (names outside the strict pattern are skipped). */
   private async listCandidates(epoch: number, from: number, upTo: number): Promise<string[]> {
     const prefix = segmentPrefix(epoch);
-    const page = await this.o.bucket.list(prefix, { startAfter: `${prefix}${(from - 1).toString(16).padStart(16, '0')}-g`, limit: 100 });
+    const page = await this.o.bucket.list(prefix, {
+      startAfter: `${prefix}${(from - 1).toString(16).padStart(16, '0')}-g`,
+      limit: 100,
+    });
     return page.objects
       .map((o) => ({ key: o.key, name: parseSegmentName(o.key) }))
       .filter((c) => c.name && c.name.epoch === epoch && c.name.from === from && c.name.to <= upTo)
@@ -283,12 +317,23 @@ export class Follower {
     if (!object) throw new ReplicationError('gap', `segment ${name} is listed but not readable yet`);
     const { header, payload, mac } = openObject(this.o.keys, KIND.segment, object.body, segmentHeader);
     const s = this.state;
-    if (header.cluster !== this.o.cluster || header.key !== this.o.keys.id) throw new ReplicationError('other_vault', `segment ${name} belongs to another vault or key`);
-    if (header.epoch !== epoch || header.from !== expected.from || header.to !== expected.to) throw new ReplicationError('misnamed', `segment ${name} holds records ${header.from}-${header.to} of epoch ${header.epoch} (moved or replayed)`);
-    if (header.from !== s.seq + 1) throw new ReplicationError('replayed', `segment ${name} does not continue sequence ${s.seq}`);
-    if (header.prev !== s.chain) throw new ReplicationError('chain_broken', `segment ${name} does not chain to the last applied segment (reordered, replayed or forked)`);
+    if (header.cluster !== this.o.cluster || header.key !== this.o.keys.id)
+      throw new ReplicationError('other_vault', `segment ${name} belongs to another vault or key`);
+    if (header.epoch !== epoch || header.from !== expected.from || header.to !== expected.to)
+      throw new ReplicationError(
+        'misnamed',
+        `segment ${name} holds records ${header.from}-${header.to} of epoch ${header.epoch} (moved or replayed)`,
+      );
+    if (header.from !== s.seq + 1)
+      throw new ReplicationError('replayed', `segment ${name} does not continue sequence ${s.seq}`);
+    if (header.prev !== s.chain)
+      throw new ReplicationError(
+        'chain_broken',
+        `segment ${name} does not chain to the last applied segment (reordered, replayed or forked)`,
+      );
     const records = parseJson(segmentPayload, Buffer.from(payload).toString('utf8'), `segment ${name}`);
-    if (records.length !== header.count) throw new ReplicationError('bad_format', `segment ${name} record count differs from its header`);
+    if (records.length !== header.count)
+      throw new ReplicationError('bad_format', `segment ${name} record count differs from its header`);
     const touched: string[] = [];
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
@@ -298,7 +343,8 @@ export class Follower {
         touched.push(op.key);
       }
     }
-    if (records[records.length - 1]!.seq !== header.to) throw new ReplicationError('bad_format', `segment ${name} ends before its header says`);
+    if (records[records.length - 1]!.seq !== header.to)
+      throw new ReplicationError('bad_format', `segment ${name} ends before its header says`);
     const next: StreamState = { ...s, epoch, seq: header.to, chain: mac };
     await this.o.store.applyReplicated(records, [streamOp(next)]);
     this.state = next;
@@ -343,7 +389,10 @@ export class Follower {
       const now = this.o.now();
       if (now - lastLog > 2000 || progress.part === progress.parts) {
         lastLog = now;
-        log.info({ part: progress.part, parts: progress.parts, entries: progress.entries }, 'replica bootstrap: loading snapshot');
+        log.info(
+          { part: progress.part, parts: progress.parts, entries: progress.entries },
+          'replica bootstrap: loading snapshot',
+        );
       }
     });
     const next: StreamState = { epoch: snapshot.epoch, seq: snapshot.seq, chain: snapshot.chain };

@@ -34,8 +34,14 @@ export interface ReplicationKeys {
  * The two working keys, derived (HKDF-SHA256) from the random replication key per purpose.
  * `label` separates other users of this framing (backups: `coffer/backup/v1`) from replication.
  */
-export function deriveKeys(raw: Uint8Array, clusterId: string, wrapped: Uint8Array, label = 'coffer/replication/v1'): ReplicationKeys {
-  const derive = (purpose: string) => new Uint8Array(hkdfSync('sha256', raw, utf8(clusterId), utf8(`${label}/${purpose}`), 32));
+export function deriveKeys(
+  raw: Uint8Array,
+  clusterId: string,
+  wrapped: Uint8Array,
+  label = 'coffer/replication/v1',
+): ReplicationKeys {
+  const derive = (purpose: string) =>
+    new Uint8Array(hkdfSync('sha256', raw, utf8(clusterId), utf8(`${label}/${purpose}`), 32));
   return { id: keyIdOf(wrapped), wrapped, enc: derive('encrypt'), mac: derive('mac') };
 }
 
@@ -48,7 +54,8 @@ export const hmacHex = (key: Uint8Array, ...parts: (string | Uint8Array)[]) => {
 };
 
 /** The chain value a stream starts from when there is no segment before it. */
-export const genesisChain = (keys: ReplicationKeys, cluster: string, epoch: number, seq: number) => hmacHex(keys.mac, 'genesis', cluster, String(epoch), String(seq));
+export const genesisChain = (keys: ReplicationKeys, cluster: string, epoch: number, seq: number) =>
+  hmacHex(keys.mac, 'genesis', cluster, String(epoch), String(seq));
 
 /** Why replication refused or failed; `code` (closed list: sdk/wire/errors.ts) is what status and logs show. */
 export class ReplicationError extends Error {
@@ -61,7 +68,12 @@ export class ReplicationError extends Error {
   }
 }
 
-export function sealObject(keys: ReplicationKeys, kind: Kind, header: object, payload: Uint8Array): { bytes: Uint8Array; mac: string } {
+export function sealObject(
+  keys: ReplicationKeys,
+  kind: Kind,
+  header: object,
+  payload: Uint8Array,
+): { bytes: Uint8Array; mac: string } {
   const headerBytes = utf8(JSON.stringify(header));
   const prefix = new Uint8Array(9);
   prefix.set(MAGIC, 0);
@@ -81,14 +93,23 @@ export function sealObject(keys: ReplicationKeys, kind: Kind, header: object, pa
  * any parsing), then the header against `schema`, then the AEAD. Returns the MAC as the chain
  * value of the object.
  */
-export function openObject<H>(keys: ReplicationKeys, kind: Kind, bytes: Uint8Array, schema: z.ZodType<H>): { header: H; payload: Uint8Array; mac: string } {
-  if (bytes.length < 9 + 2 + 24 + 16 + MAC_LENGTH) throw new ReplicationError('truncated', 'object is too short (truncated or empty)');
+export function openObject<H>(
+  keys: ReplicationKeys,
+  kind: Kind,
+  bytes: Uint8Array,
+  schema: z.ZodType<H>,
+): { header: H; payload: Uint8Array; mac: string } {
+  if (bytes.length < 9 + 2 + 24 + 16 + MAC_LENGTH)
+    throw new ReplicationError('truncated', 'object is too short (truncated or empty)');
   const body = bytes.subarray(0, bytes.length - MAC_LENGTH);
   const mac = createHmac('sha256', keys.mac).update(body).digest();
-  if (!constantTimeEqual(mac, bytes.subarray(bytes.length - MAC_LENGTH))) throw new ReplicationError('bad_mac', 'object MAC does not verify (tampered, truncated, or another vault)');
-  if (!constantTimeEqual(bytes.subarray(0, 4), MAGIC) || bytes[4] !== kind) throw new ReplicationError('bad_format', 'object has the wrong type');
+  if (!constantTimeEqual(mac, bytes.subarray(bytes.length - MAC_LENGTH)))
+    throw new ReplicationError('bad_mac', 'object MAC does not verify (tampered, truncated, or another vault)');
+  if (!constantTimeEqual(bytes.subarray(0, 4), MAGIC) || bytes[4] !== kind)
+    throw new ReplicationError('bad_format', 'object has the wrong type');
   const headerLength = new DataView(bytes.buffer, bytes.byteOffset).getUint32(5);
-  if (headerLength > MAX_HEADER || 9 + headerLength > body.length) throw new ReplicationError('bad_format', 'object header length is out of range');
+  if (headerLength > MAX_HEADER || 9 + headerLength > body.length)
+    throw new ReplicationError('bad_format', 'object header length is out of range');
   const aad = body.subarray(0, 9 + headerLength);
   const header = parseJson(schema, Buffer.from(aad.subarray(9)).toString('utf8'), 'object header');
   let padded: Uint8Array;
@@ -126,23 +147,53 @@ export function parseJson<T>(schema: z.ZodType<T>, text: string, what: string): 
 export const isIdentityKey = (key: string) => IDENTITY_KEY.test(key);
 
 const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-const epoch = z.number().int().min(1).max(2 ** 31);
+const epoch = z
+  .number()
+  .int()
+  .min(1)
+  .max(2 ** 31);
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
 const cluster = z.string().regex(/^[0-9a-f]{32}$/);
-const b64 = z.string().max(1 << 20).regex(/^[A-Za-z0-9+/]*={0,2}$/);
+const b64 = z
+  .string()
+  .max(1 << 20)
+  .regex(/^[A-Za-z0-9+/]*={0,2}$/);
 const storeKey = z.string().min(1).max(4096);
 
-export const segmentHeader = z.strictObject({ cluster, key: z.string().regex(/^[0-9a-f]{16}$/), epoch, from: seq, to: seq, prev: hex64, count: z.number().int().min(1) });
+export const segmentHeader = z.strictObject({
+  cluster,
+  key: z.string().regex(/^[0-9a-f]{16}$/),
+  epoch,
+  from: seq,
+  to: seq,
+  prev: hex64,
+  count: z.number().int().min(1),
+});
 export type SegmentHeader = z.infer<typeof segmentHeader>;
 
 export const changeRecord = z.strictObject({
   seq,
   time: z.number().int().min(0),
-  ops: z.array(z.union([z.strictObject({ type: z.literal('put'), key: storeKey, value: b64 }), z.strictObject({ type: z.literal('del'), key: storeKey })])).min(1),
+  ops: z
+    .array(
+      z.union([
+        z.strictObject({ type: z.literal('put'), key: storeKey, value: b64 }),
+        z.strictObject({ type: z.literal('del'), key: storeKey }),
+      ]),
+    )
+    .min(1),
 });
 export const segmentPayload = z.array(changeRecord).min(1);
 
-export const snapshotIndexHeader = z.strictObject({ cluster, key: z.string().regex(/^[0-9a-f]{16}$/), epoch, seq, chain: hex64, parts: z.number().int().min(0).max(1_000_000), entries: z.number().int().min(0) });
+export const snapshotIndexHeader = z.strictObject({
+  cluster,
+  key: z.string().regex(/^[0-9a-f]{16}$/),
+  epoch,
+  seq,
+  chain: hex64,
+  parts: z.number().int().min(0).max(1_000_000),
+  entries: z.number().int().min(0),
+});
 export type SnapshotIndexHeader = z.infer<typeof snapshotIndexHeader>;
 export const snapshotIndexPayload = z.strictObject({ parts: z.array(hex64) });
 export const snapshotPartHeader = z.strictObject({ cluster, seq, part: z.number().int().min(0) });
@@ -185,11 +236,18 @@ export type ManifestDoc = z.infer<typeof manifestDoc>;
 export function encodeManifest(keys: ReplicationKeys, clusterId: string, body: ManifestBody): Uint8Array {
   const text = JSON.stringify(body);
   const wrapped = Buffer.from(keys.wrapped).toString('base64');
-  const doc: ManifestDoc = { format: 1, cluster: clusterId, key: { id: keys.id, wrapped }, body: text, mac: manifestMac(keys, clusterId, wrapped, text) };
+  const doc: ManifestDoc = {
+    format: 1,
+    cluster: clusterId,
+    key: { id: keys.id, wrapped },
+    body: text,
+    mac: manifestMac(keys, clusterId, wrapped, text),
+  };
   return utf8(JSON.stringify(doc));
 }
 
-const manifestMac = (keys: ReplicationKeys, clusterId: string, wrapped: string, body: string) => hmacHex(keys.mac, 'manifest', clusterId, wrapped, body);
+const manifestMac = (keys: ReplicationKeys, clusterId: string, wrapped: string, body: string) =>
+  hmacHex(keys.mac, 'manifest', clusterId, wrapped, body);
 
 /** Parses a manifest without verifying it: only for what a sealed, fresh replica needs first. */
 export function readManifestUnverified(bytes: Uint8Array): { doc: ManifestDoc; body: ManifestBody } {
@@ -200,17 +258,20 @@ export function readManifestUnverified(bytes: Uint8Array): { doc: ManifestDoc; b
 /** Verifies a manifest's MAC under `keys` and parses its body. */
 export function openManifest(keys: ReplicationKeys, clusterId: string, bytes: Uint8Array): ManifestBody {
   const doc = parseJson(manifestDoc, Buffer.from(bytes).toString('utf8'), 'manifest');
-  if (doc.cluster !== clusterId) throw new ReplicationError('other_vault', 'manifest belongs to another vault (cluster id differs)');
+  if (doc.cluster !== clusterId)
+    throw new ReplicationError('other_vault', 'manifest belongs to another vault (cluster id differs)');
   if (doc.key.id !== keys.id) throw new ReplicationError('other_key', 'manifest is under another replication key');
   const expected = manifestMac(keys, clusterId, doc.key.wrapped, doc.body);
-  if (!constantTimeEqual(Buffer.from(expected, 'hex'), Buffer.from(doc.mac, 'hex'))) throw new ReplicationError('bad_mac', 'manifest MAC does not verify');
+  if (!constantTimeEqual(Buffer.from(expected, 'hex'), Buffer.from(doc.mac, 'hex')))
+    throw new ReplicationError('bad_mac', 'manifest MAC does not verify');
   return parseJson(manifestBody, doc.body, 'manifest body');
 }
 
 const hex = (n: number) => n.toString(16).padStart(16, '0');
 export const MANIFEST = 'manifest.json';
 export const segmentPrefix = (epoch: number) => `epoch-${epoch}/seg/`;
-export const segmentName = (epoch: number, from: number, to: number) => `${segmentPrefix(epoch)}${hex(from)}-${hex(to)}.seg`;
+export const segmentName = (epoch: number, from: number, to: number) =>
+  `${segmentPrefix(epoch)}${hex(from)}-${hex(to)}.seg`;
 export const epochClaim = (epoch: number) => `epoch-${epoch}/claim`;
 export const SNAPSHOT_PREFIX = 'snap/';
 /**
@@ -218,8 +279,10 @@ export const SNAPSHOT_PREFIX = 'snap/';
  * fenced out by a promotion (still finishing a snapshot at the same sequence) writes under its
  * own, older epoch and can never replace the new epoch's index.
  */
-export const snapshotIndexName = (seq: number, epoch: number) => `${SNAPSHOT_PREFIX}${hex(seq)}-${epoch.toString(16).padStart(8, '0')}.snap`;
-export const snapshotPartName = (seq: number, part: number) => `${SNAPSHOT_PREFIX}${hex(seq)}/${part.toString(16).padStart(8, '0')}.part`;
+export const snapshotIndexName = (seq: number, epoch: number) =>
+  `${SNAPSHOT_PREFIX}${hex(seq)}-${epoch.toString(16).padStart(8, '0')}.snap`;
+export const snapshotPartName = (seq: number, part: number) =>
+  `${SNAPSHOT_PREFIX}${hex(seq)}/${part.toString(16).padStart(8, '0')}.part`;
 
 /** Parses `epoch-E/seg/<from>-<to>.seg`; anything else (junk, floods) is undefined. */
 export function parseSegmentName(name: string): { epoch: number; from: number; to: number } | undefined {

@@ -3,7 +3,14 @@ import { CofferError } from '../errors.js';
 import type { Store } from '../store/db.js';
 import { MASTER_PREFIX, REPL_IDENTITY_PENDING_KEY as PENDING_KEY, SEAL_KEY } from '../store/keys.js';
 import type { Bucket } from './bucket.js';
-import { MANIFEST, ReplicationError, fromB64, isIdentityKey, readManifestUnverified, type ManifestBody } from './format.js';
+import {
+  MANIFEST,
+  ReplicationError,
+  fromB64,
+  isIdentityKey,
+  readManifestUnverified,
+  type ManifestBody,
+} from './format.js';
 
 /**
  * The vault's identity in the local store (seal configuration and wrapped master keys): what a
@@ -30,7 +37,8 @@ export class VaultIdentity {
   /** The identity as the manifest carries it (base64 values). */
   async forManifest(): Promise<Record<string, string>> {
     const out: Record<string, string> = {};
-    for (const [key, value] of await this.stored()) if (isIdentityKey(key)) out[key] = Buffer.from(value).toString('base64');
+    for (const [key, value] of await this.stored())
+      if (isIdentityKey(key)) out[key] = Buffer.from(value).toString('base64');
     return out;
   }
 
@@ -63,18 +71,29 @@ export class VaultIdentity {
     try {
       ({ body } = readManifestUnverified(manifest));
     } catch (e) {
-      throw new ReplicationError(e instanceof ReplicationError ? e.code : 'bad_format', `refusing to copy the vault identity from ${bucket.url}: ${(e as Error).message}`);
+      throw new ReplicationError(
+        e instanceof ReplicationError ? e.code : 'bad_format',
+        `refusing to copy the vault identity from ${bucket.url}: ${(e as Error).message}`,
+      );
     }
     const entries = Object.entries(body.identity);
     const foreign = entries.find(([key]) => !isIdentityKey(key));
-    if (foreign) throw new ReplicationError('bad_format', `the manifest's identity holds ${JSON.stringify(foreign[0])}, which is not identity`);
-    if (!body.identity[SEAL_KEY]) throw new ReplicationError('bad_format', 'the manifest carries no seal configuration');
+    if (foreign)
+      throw new ReplicationError(
+        'bad_format',
+        `the manifest's identity holds ${JSON.stringify(foreign[0])}, which is not identity`,
+      );
+    if (!body.identity[SEAL_KEY])
+      throw new ReplicationError('bad_format', 'the manifest carries no seal configuration');
     await this.discard(); // a copy from an earlier start that was never confirmed
     await this.store.writeRaw([
       ...entries.map(([key, value]) => ({ type: 'put' as const, key, value: fromB64(value) })),
       { type: 'put', key: PENDING_KEY, value: Buffer.from(String(this.now())) },
     ]);
-    this.log.info({ bucket: bucket.url }, 'replica: copied the vault identity from the bucket; unseal with the primary’s key to load the snapshot');
+    this.log.info(
+      { bucket: bucket.url },
+      'replica: copied the vault identity from the bucket; unseal with the primary’s key to load the snapshot',
+    );
   }
 
   /**
@@ -89,7 +108,11 @@ export class VaultIdentity {
       verified.length === copied.size &&
       verified.every(([key, value]) => {
         const mine = copied.get(key);
-        return isIdentityKey(key) && mine !== undefined && Buffer.compare(Buffer.from(mine), Buffer.from(fromB64(value))) === 0;
+        return (
+          isIdentityKey(key) &&
+          mine !== undefined &&
+          Buffer.compare(Buffer.from(mine), Buffer.from(fromB64(value))) === 0
+        );
       });
     if (!same) {
       throw new ReplicationError(
@@ -104,7 +127,10 @@ export class VaultIdentity {
   /** Deletes a copy (nothing copied from the bucket stays unless confirmed). */
   async discard(): Promise<void> {
     const keys = [...(await this.stored()).keys()];
-    await this.store.writeRaw([...keys.map((key) => ({ type: 'del' as const, key })), { type: 'del', key: PENDING_KEY }]);
+    await this.store.writeRaw([
+      ...keys.map((key) => ({ type: 'del' as const, key })),
+      { type: 'del', key: PENDING_KEY },
+    ]);
   }
 
   private async stored(): Promise<Map<string, Uint8Array>> {

@@ -15,7 +15,11 @@ import { deriveKeys, ReplicationError, type ReplicationKeys } from './format.js'
 const context = (clusterId: string) => encodeContext('coffer/replication/v1', clusterId);
 
 /** The primary's keys: creates the replication key on first use. */
-export async function ensureReplicationKeys(store: Store, provider: MasterKeyProvider, clusterId: string): Promise<ReplicationKeys> {
+export async function ensureReplicationKeys(
+  store: Store,
+  provider: MasterKeyProvider,
+  clusterId: string,
+): Promise<ReplicationKeys> {
   let wrapped = store.get(REPLICATION_KEY);
   if (!wrapped) {
     const raw = new Uint8Array(randomBytes(32));
@@ -32,12 +36,19 @@ export async function ensureReplicationKeys(store: Store, provider: MasterKeyPro
 }
 
 /** Unwraps a published replication key; a key of another vault or master key is refused. */
-export async function unwrapReplicationKeys(provider: MasterKeyProvider, clusterId: string, wrapped: Uint8Array): Promise<ReplicationKeys> {
+export async function unwrapReplicationKeys(
+  provider: MasterKeyProvider,
+  clusterId: string,
+  wrapped: Uint8Array,
+): Promise<ReplicationKeys> {
   let raw: Uint8Array;
   try {
     raw = await provider.unwrap(wrapped, context(clusterId));
   } catch {
-    throw new ReplicationError('other_vault', 'the replication key in the bucket does not open with this vault’s master key (another vault or master key)');
+    throw new ReplicationError(
+      'other_vault',
+      'the replication key in the bucket does not open with this vault’s master key (another vault or master key)',
+    );
   }
   try {
     return deriveKeys(raw, clusterId, Uint8Array.from(wrapped));

@@ -7,7 +7,15 @@ import type { Store, WriteGuard } from '../store/db.js';
 import { AUDIT_SIGNING_KEY, MASTER_PREFIX, REPLICATION_KEY, SEAL_KEY } from '../store/keys.js';
 import type { Bucket } from './bucket.js';
 import { Follower } from './follower.js';
-import { MANIFEST, ReplicationError, fromB64, openManifest, readManifestUnverified, type ManifestBody, type ReplicationKeys } from './format.js';
+import {
+  MANIFEST,
+  ReplicationError,
+  fromB64,
+  openManifest,
+  readManifestUnverified,
+  type ManifestBody,
+  type ReplicationKeys,
+} from './format.js';
 import { VaultIdentity } from './identity.js';
 import { ensureReplicationKeys, forgetKeys, unwrapReplicationKeys } from './keys.js';
 import { registerReplicationMetrics } from './metrics.js';
@@ -85,7 +93,12 @@ export class Replication implements WriteGuard {
     private readonly source: Bucket | undefined,
     private readonly now: () => number,
   ) {
-    this.state = configured === 'replica' ? { role: 'replica', follower: undefined, promoting: false } : configured === 'primary' ? primaryState() : { role: 'standalone' };
+    this.state =
+      configured === 'replica'
+        ? { role: 'replica', follower: undefined, promoting: false }
+        : configured === 'primary'
+          ? primaryState()
+          : { role: 'standalone' };
     this.identity = new VaultIdentity(store, log, now);
   }
 
@@ -99,7 +112,12 @@ export class Replication implements WriteGuard {
    * it can be unsealed with the primary's key file, shares or HSM key; nothing else is loaded
    * before the replication key has been unwrapped and verified.
    */
-  static async open(settings: ReplicationSettings, store: Store, log: Logger, now: () => number = Date.now): Promise<Replication> {
+  static async open(
+    settings: ReplicationSettings,
+    store: Store,
+    log: Logger,
+    now: () => number = Date.now,
+  ): Promise<Replication> {
     const configured = settings.replicateTo.length > 0 || settings.replicaOf !== undefined;
     if (!configured) return new Replication('standalone', settings, store, log, '', [], undefined, now);
     const node = await nodeId(store);
@@ -110,7 +128,8 @@ export class Replication implements WriteGuard {
     if (promoted && source && !targets.some((t) => t.url === source.url)) targets.unshift(source);
     const replication = new Replication(role, settings, store, log, node, targets, source, now);
     // A copy that was never confirmed by the authenticated manifest is discarded and redone.
-    if (role === 'replica' && source && replication.identity.missing) await replication.identity.copyFrom(source, settings.pollMs, () => replication.closed);
+    if (role === 'replica' && source && replication.identity.missing)
+      await replication.identity.copyFrom(source, settings.pollMs, () => replication.closed);
     store.setWriteGuard(replication);
     return replication;
   }
@@ -145,22 +164,39 @@ export class Replication implements WriteGuard {
 
   /** The batch is durable already: the caller must learn that its write may have been applied. */
   beforeAck(): void {
-    this.checkWritable('; this write is durable on this server and may have been applied (and may still replicate): read before retrying');
+    this.checkWritable(
+      '; this write is durable on this server and may have been applied (and may still replicate): read before retrying',
+    );
   }
 
   private checkWritable(applied: string): void {
     const state = this.state;
     if (state.role === 'replica') {
       const primary = state.follower?.primary || '';
-      throw new CofferError('read_only_replica', `this server is a read-only replica${primary ? `: write to the primary at ${primary}` : ''}`);
+      throw new CofferError(
+        'read_only_replica',
+        `this server is a read-only replica${primary ? `: write to the primary at ${primary}` : ''}`,
+      );
     }
     if (state.role !== 'primary') return;
-    if (state.fenced) throw new CofferError('read_only_replica', `this server no longer is the primary (${state.fenced})${applied ? '; this write is durable on this server only and is not replicated' : ''}`);
+    if (state.fenced)
+      throw new CofferError(
+        'read_only_replica',
+        `this server no longer is the primary (${state.fenced})${applied ? '; this write is durable on this server only and is not replicated' : ''}`,
+      );
     if (!state.leaseRequired) return;
     const now = this.now();
-    if (now < state.notBefore) throw new CofferError('lease_expired', `promotion in progress: writes are accepted from ${new Date(state.notBefore).toISOString()}${applied}`);
+    if (now < state.notBefore)
+      throw new CofferError(
+        'lease_expired',
+        `promotion in progress: writes are accepted from ${new Date(state.notBefore).toISOString()}${applied}`,
+      );
     const validUntil = Math.min(...state.shippers.map((s) => s.leaseValidUntil));
-    if (!(now < validUntil)) throw new CofferError('lease_expired', `the replication lease could not be renewed (bucket unreachable?): writes are refused until it is${applied}`);
+    if (!(now < validUntil))
+      throw new CofferError(
+        'lease_expired',
+        `the replication lease could not be renewed (bucket unreachable?): writes are refused until it is${applied}`,
+      );
   }
 
   /** True while a replica must refuse token-authenticated reads (stale, or loading). */
@@ -204,10 +240,15 @@ export class Replication implements WriteGuard {
           // A first bootstrap that fails refuses to start; a load interrupted later (the store
           // already holds a replicated state) is retried by polling, reads refused meanwhile.
           if (readStream(this.store) === undefined) throw e;
-          this.log.warn({ err: (e as Error).message }, 'replica: reloading the snapshot failed; reads stay refused, retrying');
+          this.log.warn(
+            { err: (e as Error).message },
+            'replica: reloading the snapshot failed; reads stay refused, retrying',
+          );
         }
       }
-      await follower.poll().catch((e: Error) => this.log.warn({ err: e.message }, 'replica: first catch-up failed; polling on'));
+      await follower
+        .poll()
+        .catch((e: Error) => this.log.warn({ err: e.message }, 'replica: first catch-up failed; polling on'));
     } finally {
       this.inUnseal = false;
     }
@@ -245,13 +286,17 @@ export class Replication implements WriteGuard {
    * The replication key: from the local store once replicated, else from the manifest (which
    * must then verify under it; its verified body is returned too).
    */
-  private async replicaKeys(keys: UnsealedKeys, source: Bucket): Promise<{ keys: ReplicationKeys; manifest?: ManifestBody }> {
+  private async replicaKeys(
+    keys: UnsealedKeys,
+    source: Bucket,
+  ): Promise<{ keys: ReplicationKeys; manifest?: ManifestBody }> {
     const local = this.store.get(REPLICATION_KEY);
     if (local) return { keys: await unwrapReplicationKeys(keys.provider, keys.clusterId, local) };
     const object = await source.get(MANIFEST);
     if (!object) throw new ReplicationError('no_manifest', `the bucket ${source.url} holds no manifest`);
     const { doc } = readManifestUnverified(object.body);
-    if (doc.cluster !== keys.clusterId) throw new ReplicationError('other_vault', 'the bucket belongs to another vault (cluster id differs)');
+    if (doc.cluster !== keys.clusterId)
+      throw new ReplicationError('other_vault', 'the bucket belongs to another vault (cluster id differs)');
     const replicationKeys = await unwrapReplicationKeys(keys.provider, keys.clusterId, fromB64(doc.key.wrapped));
     try {
       return { keys: replicationKeys, manifest: openManifest(replicationKeys, keys.clusterId, object.body) };
@@ -281,7 +326,10 @@ export class Replication implements WriteGuard {
     });
   }
 
-  private startShippers(keys: ReplicationKeys, adopt?: { bucket: Bucket; etag: string; body: ManifestBody }): Shipper[] {
+  private startShippers(
+    keys: ReplicationKeys,
+    adopt?: { bucket: Bucket; etag: string; body: ManifestBody },
+  ): Shipper[] {
     const epoch = adopt?.body.epoch ?? readStream(this.store)?.epoch ?? 1;
     const shippers = this.targets.map(
       (bucket) =>
@@ -312,7 +360,9 @@ export class Replication implements WriteGuard {
   /** Reloads what other components keep in memory; re-opens keys when the master key changed. */
   private async applied(keys: string[]): Promise<void> {
     for (const listener of this.applyListeners) await listener(keys);
-    const keyMaterial = keys.some((k) => k === '*' || k === SEAL_KEY || k.startsWith(MASTER_PREFIX) || k === AUDIT_SIGNING_KEY);
+    const keyMaterial = keys.some(
+      (k) => k === '*' || k === SEAL_KEY || k.startsWith(MASTER_PREFIX) || k === AUDIT_SIGNING_KEY,
+    );
     if (!keyMaterial || !this.seal || this.seal.sealed || this.inUnseal) return;
     if (!this.seal.autoUnseal) {
       this.log.warn('replica: key material changed on the primary; seal and unseal this replica to load it');
@@ -348,17 +398,35 @@ export class Replication implements WriteGuard {
     if (state.role !== 'replica') throw new CofferError('invalid_request', 'only a replica can be promoted');
     const { follower } = state;
     if (!follower || !this.keys) throw new CofferError('sealed', 'unseal the replica before promoting it');
-    if (state.promoting) throw new CofferError('conflict', 'a promotion is already in progress: watch it with coffer replica status');
+    if (state.promoting)
+      throw new CofferError('conflict', 'a promotion is already in progress: watch it with coffer replica status');
     const source = this.requireSource();
     const keys = this.keys;
     state.promoting = true;
     let taken: TakenOver;
     try {
       await follower.stop();
-      taken = await takeOver({ store: this.store, source, keys, cluster: this.cluster, node: this.node, address: this.address, leaseMs: this.settings.leaseMs, identity: this.identity, log: this.log, now: this.now }, follower);
+      taken = await takeOver(
+        {
+          store: this.store,
+          source,
+          keys,
+          cluster: this.cluster,
+          node: this.node,
+          address: this.address,
+          leaseMs: this.settings.leaseMs,
+          identity: this.identity,
+          log: this.log,
+          now: this.now,
+        },
+        follower,
+      );
     } catch (e) {
       state.promoting = false;
-      this.log.warn({ err: (e as Error).message }, 'replication: promotion failed; still a replica, following the primary');
+      this.log.warn(
+        { err: (e as Error).message },
+        'replication: promotion failed; still a replica, following the primary',
+      );
       if (!this.closed) follower.start();
       throw e;
     }
@@ -367,7 +435,10 @@ export class Replication implements WriteGuard {
     const primary = primaryState(notBefore, this.settings.leaseMs > 0);
     this.state = primary;
     primary.shippers = this.startShippers(keys, { bucket: source, etag: taken.etag, body: taken.body });
-    this.log.warn({ epoch: taken.epoch, seq: taken.body.head.seq, writes_from: new Date(notBefore).toISOString() }, 'replication: promoted to primary');
+    this.log.warn(
+      { epoch: taken.epoch, seq: taken.body.head.seq, writes_from: new Date(notBefore).toISOString() },
+      'replication: promoted to primary',
+    );
     const wait = notBefore - this.now();
     if (wait > 0) await sleep(wait);
     return { epoch: taken.epoch, writes_from: notBefore };
@@ -381,7 +452,8 @@ export class Replication implements WriteGuard {
     const state = this.state;
     if (state.role !== 'primary' || !state.leaseRequired) return;
     const deadline = this.now() + ms;
-    while (this.now() < deadline && !state.fenced && !state.shippers.every((s) => s.leaseValidUntil > this.now())) await sleep(20);
+    while (this.now() < deadline && !state.fenced && !state.shippers.every((s) => s.leaseValidUntil > this.now()))
+      await sleep(20);
   }
 
   /** Polls the bucket now (tests, and `coffer replica status --refresh`); never throws. */

@@ -10,7 +10,10 @@ export async function openBucket(url: string): Promise<Bucket> {
   try {
     parsed = new URL(url);
   } catch {
-    throw new CofferError('invalid_request', `invalid bucket URL ${JSON.stringify(url)}: expected file:///abs/dir or s3://bucket/prefix`);
+    throw new CofferError(
+      'invalid_request',
+      `invalid bucket URL ${JSON.stringify(url)}: expected file:///abs/dir or s3://bucket/prefix`,
+    );
   }
   if (parsed.protocol === 'file:') {
     const { FileBucket } = await import('./file.js');

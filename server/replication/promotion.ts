@@ -4,7 +4,14 @@ import { CofferError } from '../errors.js';
 import type { Store } from '../store/db.js';
 import { PreconditionFailed, type Bucket } from './bucket.js';
 import type { Follower } from './follower.js';
-import { MANIFEST, encodeManifest, epochClaim, openManifest, type ManifestBody, type ReplicationKeys } from './format.js';
+import {
+  MANIFEST,
+  encodeManifest,
+  epochClaim,
+  openManifest,
+  type ManifestBody,
+  type ReplicationKeys,
+} from './format.js';
 import type { VaultIdentity } from './identity.js';
 import { buildManifest } from './manifest.js';
 import { streamOp } from './state.js';
@@ -61,14 +68,20 @@ export async function takeOver(ctx: PromotionContext, follower: Follower): Promi
       identity: await ctx.identity.forManifest(),
     });
     try {
-      ({ etag } = await ctx.source.put(MANIFEST, encodeManifest(ctx.keys, ctx.cluster, body), { ifMatch: object.etag }));
+      ({ etag } = await ctx.source.put(MANIFEST, encodeManifest(ctx.keys, ctx.cluster, body), {
+        ifMatch: object.etag,
+      }));
       break;
     } catch (e) {
       if (!(e instanceof PreconditionFailed) || attempt >= 5) throw e;
       // The old primary renewed its lease (and may have shipped more) between our read and
       // write: we hold the epoch claim, so catch up again, check again, and retry.
       ({ object, current } = await caughtUp(ctx, follower));
-      if (current.epoch + 1 !== epoch) throw new CofferError('conflict', `promotion refused: the bucket moved to epoch ${current.epoch} during promotion`);
+      if (current.epoch + 1 !== epoch)
+        throw new CofferError(
+          'conflict',
+          `promotion refused: the bucket moved to epoch ${current.epoch} during promotion`,
+        );
     }
   }
   const applied = follower.applied;
@@ -81,22 +94,32 @@ export async function takeOver(ctx: PromotionContext, follower: Follower): Promi
  * replace and requires this replica to stand exactly at its head: same epoch, sequence and chain
  * value. Tries a few times when the primary keeps shipping.
  */
-async function caughtUp(ctx: PromotionContext, follower: Follower): Promise<{ object: { body: Uint8Array; etag: string }; current: ManifestBody }> {
+async function caughtUp(
+  ctx: PromotionContext,
+  follower: Follower,
+): Promise<{ object: { body: Uint8Array; etag: string }; current: ManifestBody }> {
   let reason = '';
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
       await follower.catchUp();
     } catch (e) {
-      throw new CofferError('read_only_replica', `promotion refused: this replica cannot apply everything the primary shipped (${(e as Error).message}); it would drop acknowledged writes`);
+      throw new CofferError(
+        'read_only_replica',
+        `promotion refused: this replica cannot apply everything the primary shipped (${(e as Error).message}); it would drop acknowledged writes`,
+      );
     }
     const object = await ctx.source.get(MANIFEST);
     if (!object) throw new CofferError('read_only_replica', 'promotion refused: the bucket holds no manifest');
     const current = openManifest(ctx.keys, ctx.cluster, object.body);
     const applied = follower.applied;
-    if (current.epoch === applied.epoch && current.head.seq === applied.seq && current.head.chain === applied.chain) return { object, current };
+    if (current.epoch === applied.epoch && current.head.seq === applied.seq && current.head.chain === applied.chain)
+      return { object, current };
     reason = `this replica applied ${applied.seq} (epoch ${applied.epoch}) but the bucket's head is ${current.head.seq} (epoch ${current.epoch})`;
   }
-  throw new CofferError('read_only_replica', `promotion refused: ${reason}; the primary is still shipping: stop it or retry`);
+  throw new CofferError(
+    'read_only_replica',
+    `promotion refused: ${reason}; the primary is still shipping: stop it or retry`,
+  );
 }
 
 /** An epoch claim object in the bucket (unauthenticated: only compared with this server's node id). */
@@ -105,13 +128,17 @@ const epochClaimBody = z.object({ node: z.string() });
 /** Claims `epoch` with an exclusive create; a claim this server made before (a failed attempt) is its own. */
 async function claimEpoch(ctx: PromotionContext, epoch: number): Promise<void> {
   try {
-    await ctx.source.put(epochClaim(epoch), Buffer.from(JSON.stringify({ node: ctx.node, at: ctx.now() })), { ifNoneMatch: '*' });
+    await ctx.source.put(epochClaim(epoch), Buffer.from(JSON.stringify({ node: ctx.node, at: ctx.now() })), {
+      ifNoneMatch: '*',
+    });
   } catch (e) {
     if (!(e instanceof PreconditionFailed)) throw e;
     const existing = await ctx.source.get(epochClaim(epoch));
     let holder: string | undefined;
     try {
-      holder = existing ? epochClaimBody.parse(JSON.parse(Buffer.from(existing.body).toString('utf8'))).node : undefined;
+      holder = existing
+        ? epochClaimBody.parse(JSON.parse(Buffer.from(existing.body).toString('utf8'))).node
+        : undefined;
     } catch {
       holder = undefined; // unreadable: not ours
     }

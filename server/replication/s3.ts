@@ -8,7 +8,17 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { CofferError } from '../errors.js';
-import { BucketUnavailable, MAX_LIST_PAGE, PreconditionFailed, checkKey, checkPrefix, type Bucket, type ListOptions, type ListPage, type PutOptions } from './bucket.js';
+import {
+  BucketUnavailable,
+  MAX_LIST_PAGE,
+  PreconditionFailed,
+  checkKey,
+  checkPrefix,
+  type Bucket,
+  type ListOptions,
+  type ListPage,
+  type PutOptions,
+} from './bucket.js';
 
 const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 
@@ -29,13 +39,16 @@ export class S3Bucket implements Bucket {
 
   static fromUrl(url: URL): S3Bucket {
     const bucket = url.hostname;
-    if (!BUCKET_NAME.test(bucket)) throw new CofferError('invalid_request', `invalid S3 bucket name ${JSON.stringify(bucket)}`);
+    if (!BUCKET_NAME.test(bucket))
+      throw new CofferError('invalid_request', `invalid S3 bucket name ${JSON.stringify(bucket)}`);
     const prefix = decodeURIComponent(url.pathname.replace(/^\/+|\/+$/g, ''));
     if (prefix) checkKey(prefix);
     const endpoint = url.searchParams.get('endpoint') ?? undefined;
-    if (endpoint !== undefined && !/^https?:\/\/[^\s/]+\/?$/.test(endpoint)) throw new CofferError('invalid_request', 'S3 endpoint must be http(s)://host[:port]');
+    if (endpoint !== undefined && !/^https?:\/\/[^\s/]+\/?$/.test(endpoint))
+      throw new CofferError('invalid_request', 'S3 endpoint must be http(s)://host[:port]');
     for (const name of url.searchParams.keys()) {
-      if (!['endpoint', 'region', 'path_style'].includes(name)) throw new CofferError('invalid_request', `unknown S3 URL parameter ${name}`);
+      if (!['endpoint', 'region', 'path_style'].includes(name))
+        throw new CofferError('invalid_request', `unknown S3 URL parameter ${name}`);
     }
     const region = url.searchParams.get('region') ?? process.env.AWS_REGION ?? 'us-east-1';
     const pathStyle = url.searchParams.get('path_style');
@@ -84,7 +97,9 @@ export class S3Bucket implements Bucket {
   async get(key: string): Promise<{ body: Uint8Array; etag: string } | undefined> {
     checkKey(key);
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + checkKey(key) }));
+      const out = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + checkKey(key) }),
+      );
       const body = await out.Body!.transformToByteArray();
       return { body, etag: out.ETag ?? '' };
     } catch (e) {
@@ -96,7 +111,9 @@ export class S3Bucket implements Bucket {
   async head(key: string): Promise<{ etag: string; size: number } | undefined> {
     checkKey(key);
     try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.prefix + checkKey(key) }));
+      const out = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: this.prefix + checkKey(key) }),
+      );
       return { etag: out.ETag ?? '', size: out.ContentLength ?? 0 };
     } catch (e) {
       if (status(e) === 404) return undefined;

@@ -91,10 +91,28 @@ export class Shipper {
   readonly status: TargetStatus;
 
   constructor(private readonly o: ShipperOptions) {
-    this.status = { url: o.bucket.url, epoch: o.epoch, last_shipped_seq: 0, ok: false, error: null, last_ok_at: null, lease_until: null, snapshot_seq: null };
+    this.status = {
+      url: o.bucket.url,
+      epoch: o.epoch,
+      last_shipped_seq: 0,
+      ok: false,
+      error: null,
+      last_ok_at: null,
+      lease_until: null,
+      snapshot_seq: null,
+    };
     if (o.adopt) {
       const b = o.adopt.body;
-      this.stream = { epoch: b.epoch, seq: b.head.seq, chain: b.head.chain, base: b.base, recent: b.recent, snapshot: b.snapshot, snapshotId: undefined, etag: o.adopt.etag };
+      this.stream = {
+        epoch: b.epoch,
+        seq: b.head.seq,
+        chain: b.head.chain,
+        base: b.base,
+        recent: b.recent,
+        snapshot: b.snapshot,
+        snapshotId: undefined,
+        etag: o.adopt.etag,
+      };
       this.snapshotWanted = true; // a new epoch starts with its own snapshot
       this.leaseValidUntil = b.lease_until || Infinity;
       this.lastManifestAt = b.issued_at;
@@ -135,7 +153,11 @@ export class Shipper {
         this.failures++;
         delay = Math.min(MAX_BACKOFF_MS, 250 * 2 ** Math.min(this.failures, 8));
         const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-        if (this.status.error !== message) this.o.log.warn({ target: this.o.bucket.url, err: message, retry_ms: delay }, 'replication target failed; retrying');
+        if (this.status.error !== message)
+          this.o.log.warn(
+            { target: this.o.bucket.url, err: message, retry_ms: delay },
+            'replication target failed; retrying',
+          );
         this.status.ok = false;
         this.status.error = message;
       }
@@ -165,7 +187,8 @@ export class Shipper {
       await this.snapshot(stream);
       dirty = true;
     }
-    if (dirty || this.manifestDirty || this.o.now() - this.lastManifestAt >= this.refreshMs) await this.writeManifest(stream);
+    if (dirty || this.manifestDirty || this.o.now() - this.lastManifestAt >= this.refreshMs)
+      await this.writeManifest(stream);
     this.status.last_shipped_seq = stream.seq;
     this.status.epoch = stream.epoch;
     this.status.snapshot_seq = stream.snapshot?.seq ?? null;
@@ -178,30 +201,59 @@ export class Shipper {
     if (object) {
       const body = openManifest(keys, cluster, object.body);
       if (body.epoch > epoch || (body.epoch === epoch && body.holder !== node)) {
-        return this.fence(`the bucket ${bucket.url} names epoch ${body.epoch} held by another server (${body.primary || body.holder})`);
+        return this.fence(
+          `the bucket ${bucket.url} names epoch ${body.epoch} held by another server (${body.primary || body.holder})`,
+        );
       }
       if (body.epoch === epoch) {
         if (body.head.seq > this.o.store.lastSeq) {
-          throw new ReplicationError('bucket_ahead', `the bucket has records up to ${body.head.seq} but this server only ${this.o.store.lastSeq}: refusing to write`);
+          throw new ReplicationError(
+            'bucket_ahead',
+            `the bucket has records up to ${body.head.seq} but this server only ${this.o.store.lastSeq}: refusing to write`,
+          );
         }
-        this.stream = { epoch, seq: body.head.seq, chain: body.head.chain, base: body.base, recent: body.recent, snapshot: body.snapshot, snapshotId: undefined, etag: object.etag };
+        this.stream = {
+          epoch,
+          seq: body.head.seq,
+          chain: body.head.chain,
+          base: body.base,
+          recent: body.recent,
+          snapshot: body.snapshot,
+          snapshotId: undefined,
+          etag: object.etag,
+        };
         this.sinceSnapshot = body.head.seq - (body.snapshot?.seq ?? 0);
         await this.dropOrphans(this.stream);
         return;
       }
       // An older epoch (this server was promoted elsewhere): wait out its holder's lease.
       const wait = body.lease_until - this.o.now();
-      if (wait > 0) throw new ReplicationError('lease_held', `the previous primary's lease on ${bucket.url} runs for ${Math.ceil(wait / 1000)} s more`);
+      if (wait > 0)
+        throw new ReplicationError(
+          'lease_held',
+          `the previous primary's lease on ${bucket.url} runs for ${Math.ceil(wait / 1000)} s more`,
+        );
     }
     // A new stream: it starts with a snapshot.
-    this.stream = { epoch, seq: 0, chain: '', base: { seq: 0, chain: '' }, recent: [], snapshot: null, snapshotId: undefined, etag: object?.etag };
+    this.stream = {
+      epoch,
+      seq: 0,
+      chain: '',
+      base: { seq: 0, chain: '' },
+      recent: [],
+      snapshot: null,
+      snapshotId: undefined,
+      etag: object?.etag,
+    };
     await this.snapshot(this.stream);
   }
 
   /** Segments uploaded but never announced (a crash between upload and manifest) would be a fork. */
   private async dropOrphans(stream: Stream): Promise<void> {
     const prefix = segmentPrefix(stream.epoch);
-    const page = await this.o.bucket.list(prefix, { startAfter: `${prefix}${stream.seq.toString(16).padStart(16, '0')}-g` });
+    const page = await this.o.bucket.list(prefix, {
+      startAfter: `${prefix}${stream.seq.toString(16).padStart(16, '0')}-g`,
+    });
     for (const { key } of page.objects) {
       const name = parseSegmentName(key);
       if (name && name.from > stream.seq) await this.o.bucket.delete(key);
@@ -212,7 +264,8 @@ export class Shipper {
     let shipped = false;
     while (stream.seq < upTo && !this.stopped) {
       const records = (await this.o.store.changes(stream.seq, this.o.segmentMaxRecords)).filter((r) => r.seq <= upTo);
-      if (records.length === 0 || records[0]!.seq !== stream.seq + 1) throw new NeedSnapshot('the change log no longer holds the next record');
+      if (records.length === 0 || records[0]!.seq !== stream.seq + 1)
+        throw new NeedSnapshot('the change log no longer holds the next record');
       const batch: ChangeRecord[] = [];
       let bytes = 0;
       for (const r of records) {
@@ -243,7 +296,11 @@ export class Shipper {
       // Our own earlier upload whose answer was lost, or another primary writing this epoch.
       const existing = await bucket.get(name);
       const opened = existing ? tryOpen(keys, existing.body) : undefined;
-      if (!opened || opened.header.prev !== stream.chain || Buffer.compare(Buffer.from(opened.payload), payload) !== 0) {
+      if (
+        !opened ||
+        opened.header.prev !== stream.chain ||
+        Buffer.compare(Buffer.from(opened.payload), payload) !== 0
+      ) {
         return this.fence(`segment ${name} was written by another server (split brain)`);
       }
       mac = opened.mac;
@@ -281,15 +338,36 @@ export class Shipper {
         stream.recent = [];
       }
     }
-    const header = { cluster, key: keys.id, epoch: stream.epoch, seq: parts.seq, chain: stream.chain, parts: parts.parts.length, entries: parts.entries, id: parts.id };
+    const header = {
+      cluster,
+      key: keys.id,
+      epoch: stream.epoch,
+      seq: parts.seq,
+      chain: stream.chain,
+      parts: parts.parts.length,
+      entries: parts.entries,
+      id: parts.id,
+    };
     const index = sealSnapshotIndex(keys, header, parts.parts);
-    const written = await this.putSnapshotIndex(snapshotIndexName(parts.seq, stream.epoch), index, { ...header, id: parts.id });
+    const written = await this.putSnapshotIndex(snapshotIndexName(parts.seq, stream.epoch), index, {
+      ...header,
+      id: parts.id,
+    });
     const previous = stream.snapshot;
     stream.snapshot = { seq: parts.seq, epoch: stream.epoch, chain: stream.chain, mac: written.mac };
     stream.snapshotId = written.id;
     this.snapshotWanted = false;
     this.sinceSnapshot = 0;
-    this.o.log.info({ target: bucket.url, seq: parts.seq, entries: parts.entries, parts: parts.parts.length, ms: this.o.now() - started }, 'replication snapshot written');
+    this.o.log.info(
+      {
+        target: bucket.url,
+        seq: parts.seq,
+        entries: parts.entries,
+        parts: parts.parts.length,
+        ms: this.o.now() - started,
+      },
+      'replication snapshot written',
+    );
     // Announce it before deleting what it replaces, so a reader always finds one or the other.
     await this.writeManifest(stream);
     if (previous) await this.prune(stream);
@@ -301,7 +379,11 @@ export class Shipper {
    * (a retried turn, a restart): it is kept and used if it is a valid index of the same point
    * of the stream, and replaced (If-Match on what was read) if it is not.
    */
-  private async putSnapshotIndex(name: string, index: { bytes: Uint8Array; mac: string }, header: { epoch: number; seq: number; chain: string; id: string }): Promise<{ mac: string; id: string }> {
+  private async putSnapshotIndex(
+    name: string,
+    index: { bytes: Uint8Array; mac: string },
+    header: { epoch: number; seq: number; chain: string; id: string },
+  ): Promise<{ mac: string; id: string }> {
     const { bucket, keys, cluster } = this.o;
     try {
       await bucket.put(name, index.bytes, { ifNoneMatch: '*' });
@@ -318,7 +400,15 @@ export class Shipper {
         opened = undefined;
       }
       const h = opened?.header;
-      if (opened && h && h.cluster === cluster && h.epoch === header.epoch && h.seq === header.seq && h.chain === header.chain) return { mac: opened.mac, id: h.id };
+      if (
+        opened &&
+        h &&
+        h.cluster === cluster &&
+        h.epoch === header.epoch &&
+        h.seq === header.seq &&
+        h.chain === header.chain
+      )
+        return { mac: opened.mac, id: h.id };
     }
     await bucket.put(name, index.bytes, existing ? { ifMatch: existing.etag } : { ifNoneMatch: '*' });
     return { mac: index.mac, id: header.id };
@@ -360,7 +450,11 @@ export class Shipper {
       identity: await this.o.identity(),
     });
     try {
-      const { etag } = await bucket.put(MANIFEST, encodeManifest(keys, cluster, body), stream.etag ? { ifMatch: stream.etag } : { ifNoneMatch: '*' });
+      const { etag } = await bucket.put(
+        MANIFEST,
+        encodeManifest(keys, cluster, body),
+        stream.etag ? { ifMatch: stream.etag } : { ifNoneMatch: '*' },
+      );
       stream.etag = etag;
     } catch (e) {
       if (!(e instanceof PreconditionFailed)) throw e;
@@ -371,9 +465,16 @@ export class Shipper {
         // (a bucket-side rollback). Take its ETag and write again on the next turn.
         stream.etag = current!.etag;
         this.manifestDirty = true;
-        throw new ReplicationError('manifest_changed', `the manifest on ${bucket.url} was changed behind this server's back; rewriting it`);
+        throw new ReplicationError(
+          'manifest_changed',
+          `the manifest on ${bucket.url} was changed behind this server's back; rewriting it`,
+        );
       } else {
-        return this.fence(seen ? `the manifest on ${bucket.url} now names epoch ${seen.epoch} held by ${seen.primary || seen.holder}` : `the manifest on ${bucket.url} disappeared`);
+        return this.fence(
+          seen
+            ? `the manifest on ${bucket.url} now names epoch ${seen.epoch} held by ${seen.primary || seen.holder}`
+            : `the manifest on ${bucket.url} disappeared`,
+        );
       }
     }
     this.lastManifestAt = start;

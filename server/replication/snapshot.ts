@@ -21,7 +21,6 @@ import {
 
 const PART_BYTES = 1 << 20;
 
-
 const partName = (id: string, part: number) => `snap/${id}/${part.toString(16).padStart(8, '0')}.part`;
 
 /**
@@ -30,7 +29,12 @@ const partName = (id: string, part: number) => `snap/${id}/${part.toString(16).p
  * matches the content exactly) and the part MACs; the caller writes the index once it knows
  * the chain value at that sequence.
  */
-export async function writeSnapshotParts(store: Store, bucket: Bucket, keys: ReplicationKeys, cluster: string): Promise<{ id: string; seq: number; parts: string[]; entries: number }> {
+export async function writeSnapshotParts(
+  store: Store,
+  bucket: Bucket,
+  keys: ReplicationKeys,
+  cluster: string,
+): Promise<{ id: string; seq: number; parts: string[]; entries: number }> {
   const id = randomBytes(16).toString('hex');
   const parts: string[] = [];
   let batch: [string, string][] = [];
@@ -38,7 +42,12 @@ export async function writeSnapshotParts(store: Store, bucket: Bucket, keys: Rep
   let seq: number | undefined;
   let entries = 0;
   const flush = async () => {
-    const { bytes, mac } = sealObject(keys, KIND.snapshotPart, { cluster, id, part: parts.length }, Buffer.from(JSON.stringify(batch)));
+    const { bytes, mac } = sealObject(
+      keys,
+      KIND.snapshotPart,
+      { cluster, id, part: parts.length },
+      Buffer.from(JSON.stringify(batch)),
+    );
     await bucket.put(partName(id, parts.length), bytes);
     parts.push(mac);
     batch = [];
@@ -67,7 +76,11 @@ export function openSnapshotIndex(keys: ReplicationKeys, bytes: Uint8Array) {
   return openObject(keys, KIND.snapshotIndex, bytes, indexHeader);
 }
 
-export function sealSnapshotIndex(keys: ReplicationKeys, header: SnapshotIndexHeader & { id: string }, parts: string[]): { bytes: Uint8Array; mac: string } {
+export function sealSnapshotIndex(
+  keys: ReplicationKeys,
+  header: SnapshotIndexHeader & { id: string },
+  parts: string[],
+): { bytes: Uint8Array; mac: string } {
   return sealObject(keys, KIND.snapshotIndex, header, Buffer.from(JSON.stringify({ parts })));
 }
 
@@ -87,9 +100,11 @@ export async function readSnapshot(
   apply: (ops: Op[], progress: { part: number; parts: number; entries: number }) => Promise<void>,
 ): Promise<SnapshotIndexHeader> {
   const indexObject = await bucket.get(snapshotIndexName(expected.seq, expected.epoch));
-  if (!indexObject) throw new ReplicationError('snapshot_missing', `snapshot ${expected.seq} named by the manifest is missing`);
+  if (!indexObject)
+    throw new ReplicationError('snapshot_missing', `snapshot ${expected.seq} named by the manifest is missing`);
   const index = openObject(keys, KIND.snapshotIndex, indexObject.body, indexHeader);
-  if (index.mac !== expected.mac) throw new ReplicationError('snapshot_mismatch', 'snapshot index is not the one the manifest commits to');
+  if (index.mac !== expected.mac)
+    throw new ReplicationError('snapshot_mismatch', 'snapshot index is not the one the manifest commits to');
   const h = index.header;
   if (h.cluster !== cluster || h.seq !== expected.seq || h.epoch !== expected.epoch || h.chain !== expected.chain) {
     throw new ReplicationError('snapshot_mismatch', 'snapshot index header does not match the manifest');
@@ -118,14 +133,19 @@ export async function readSnapshot(
 }
 
 /** Deletes snapshot objects other than the kept one (index at `keep`, parts of `keepId`). */
-export async function pruneSnapshots(bucket: Bucket, keep: { seq: number; epoch: number }, keepId: string | undefined): Promise<void> {
+export async function pruneSnapshots(
+  bucket: Bucket,
+  keep: { seq: number; epoch: number },
+  keepId: string | undefined,
+): Promise<void> {
   let startAfter: string | undefined;
   for (;;) {
     const page = await bucket.list('snap/', startAfter ? { startAfter } : {});
     for (const { key } of page.objects) {
       const index = parseSnapshotIndexName(key);
       const part = /^snap\/([0-9a-f]{32})\//.exec(key);
-      if (index && (index.seq < keep.seq || (index.seq === keep.seq && index.epoch < keep.epoch))) await bucket.delete(key);
+      if (index && (index.seq < keep.seq || (index.seq === keep.seq && index.epoch < keep.epoch)))
+        await bucket.delete(key);
       else if (part && part[1] !== keepId) await bucket.delete(key);
     }
     if (!page.next) break;

@@ -1,7 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { Op, Store } from '../store/db.js';
-import { REPL_BOOTSTRAP_KEY as BOOTSTRAP_KEY, REPL_NODE_KEY as NODE_KEY, REPL_STREAM_KEY as STREAM_KEY } from '../store/keys.js';
+import {
+  REPL_BOOTSTRAP_KEY as BOOTSTRAP_KEY,
+  REPL_NODE_KEY as NODE_KEY,
+  REPL_STREAM_KEY as STREAM_KEY,
+} from '../store/keys.js';
 
 /**
  * Replication's own state in the local store. It is written with `writeRaw` or inside the
@@ -31,7 +35,11 @@ export function readStream(store: Store): StreamState | undefined {
   return streamSchema.parse(JSON.parse(Buffer.from(raw).toString('utf8')));
 }
 
-export const streamOp = (state: StreamState): Op => ({ type: 'put', key: STREAM_KEY, value: Buffer.from(JSON.stringify(state)) });
+export const streamOp = (state: StreamState): Op => ({
+  type: 'put',
+  key: STREAM_KEY,
+  value: Buffer.from(JSON.stringify(state)),
+});
 
 export async function nodeId(store: Store): Promise<string> {
   const raw = store.get(NODE_KEY);

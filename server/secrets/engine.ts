@@ -48,7 +48,6 @@ const secretMeta = z.object({
 });
 export type SecretMeta = z.infer<typeof secretMeta>;
 
-
 export interface SecretsOptions {
   now: () => number;
   random: RandomSource;
@@ -87,18 +86,25 @@ export class SecretsEngine {
    * Writes a new version. `keepMetadata`: the secret's metadata stays as it is (a Vault data
    * write, which never carries it) instead of being replaced by `input.metadata`.
    */
-  async put(path: string, input: PutInput, options: { keepMetadata?: boolean } = {}): Promise<{ path: string; version: number; created_at: string }> {
+  async put(
+    path: string,
+    input: PutInput,
+    options: { keepMetadata?: boolean } = {},
+  ): Promise<{ path: string; version: number; created_at: string }> {
     const keys = this.store.keys();
     const type = input.type ?? 'kv';
     const data = { ...input.data };
-    if (type !== 'kv' && !Object.values(data).every((v) => typeof v === 'string')) throw new CofferError('invalid_request', `a ${type} secret holds string values only`);
+    if (type !== 'kv' && !Object.values(data).every((v) => typeof v === 'string'))
+      throw new CofferError('invalid_request', `a ${type} secret holds string values only`);
     if (input.generate) {
       const { key, length = 32, charset = 'alphanumeric' } = input.generate;
-      if (Object.hasOwn(data, key)) throw new CofferError('invalid_request', `generate.key "${key}" is also given in data`);
+      if (Object.hasOwn(data, key))
+        throw new CofferError('invalid_request', `generate.key "${key}" is also given in data`);
       data[key] = generatePassword(length, charset, this.options.random);
     }
     const plaintext = Buffer.from(JSON.stringify(data), 'utf8');
-    if (plaintext.length > MAX_DATA_BYTES) throw new CofferError('too_large', `data exceeds ${MAX_DATA_BYTES} bytes once encoded`);
+    if (plaintext.length > MAX_DATA_BYTES)
+      throw new CofferError('too_large', `data exceeds ${MAX_DATA_BYTES} bytes once encoded`);
     if (Object.keys(data).length === 0) throw new CofferError('invalid_request', 'data must hold at least one key');
     const metadata = { ...(input.metadata ?? {}) };
     let expiresAt = input.expires_at === undefined ? null : Date.parse(input.expires_at);
@@ -107,23 +113,46 @@ export class SecretsEngine {
       Object.assign(metadata, facts);
       expiresAt ??= Date.parse(facts.not_after);
     }
-    if (expiresAt !== null && !Number.isFinite(expiresAt)) throw new CofferError('invalid_request', 'expires_at must be an RFC 3339 timestamp');
+    if (expiresAt !== null && !Number.isFinite(expiresAt))
+      throw new CofferError('invalid_request', 'expires_at must be an RFC 3339 timestamp');
 
     try {
       return await this.store.mutate(async (tx) => {
         const meta = this.meta.read(tx, path);
-        if (meta?.cas_required && input.cas === undefined) throw new CofferError('invalid_request', `check-and-set is required for ${path}: send cas`);
+        if (meta?.cas_required && input.cas === undefined)
+          throw new CofferError('invalid_request', `check-and-set is required for ${path}: send cas`);
         checkCas(meta, input.cas);
         const now = this.options.now();
         const version = (meta?.current_version ?? 0) + 1;
-        const record = await sealVersion(tx, keys.keyrings, this.address(keys.clusterId, path, version), type, plaintext, this.options.random);
+        const record = await sealVersion(
+          tx,
+          keys.keyrings,
+          this.address(keys.clusterId, path, version),
+          type,
+          plaintext,
+          this.options.random,
+        );
         tx.put(versionKey(path, version), record);
-        const next: SecretMeta = meta ?? { type, current_version: 0, metadata: {}, created_at: now, updated_at: now, versions: [] };
+        const next: SecretMeta = meta ?? {
+          type,
+          current_version: 0,
+          metadata: {},
+          created_at: now,
+          updated_at: now,
+          versions: [],
+        };
         next.type = type;
         next.current_version = version;
         if (!options.keepMetadata || !meta) next.metadata = metadata;
         next.updated_at = now;
-        next.versions.push({ version, type, created_at: now, deleted_at: null, destroyed: false, expires_at: expiresAt });
+        next.versions.push({
+          version,
+          type,
+          created_at: now,
+          deleted_at: null,
+          destroyed: false,
+          expires_at: expiresAt,
+        });
         this.pruneVersions(tx, path, next);
         this.meta.write(tx, path, next);
         return { path, version, created_at: iso(now)! };
@@ -151,14 +180,20 @@ export class SecretsEngine {
     } catch (e) {
       if (isCofferError(e, 'decryption_failed') || isCofferError(e, 'integrity_error')) {
         const which = info ? ` version ${info.version}` : '';
-        throw new CofferError('integrity_error', `secret ${path}${which} failed its integrity check`, isCofferError(e) ? e.detail : undefined);
+        throw new CofferError(
+          'integrity_error',
+          `secret ${path}${which} failed its integrity check`,
+          isCofferError(e) ? e.detail : undefined,
+        );
       }
       throw e;
     }
     let data: Record<string, JsonValue>;
     try {
       // Authenticated plaintext this engine wrote from a validated map (the AEAD refuses anything else).
-      data = JSON.parse(Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength).toString('utf8')) as Record<string, string>;
+      data = JSON.parse(
+        Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength).toString('utf8'),
+      ) as Record<string, string>;
     } finally {
       plaintext.fill(0);
     }
@@ -190,7 +225,14 @@ export class SecretsEngine {
   async configure(path: string, settings: SecretSettings): Promise<void> {
     await this.store.mutate((tx) => {
       const now = this.options.now();
-      const meta: SecretMeta = this.meta.read(tx, path) ?? { type: 'kv', current_version: 0, metadata: {}, created_at: now, updated_at: now, versions: [] };
+      const meta: SecretMeta = this.meta.read(tx, path) ?? {
+        type: 'kv',
+        current_version: 0,
+        metadata: {},
+        created_at: now,
+        updated_at: now,
+        versions: [],
+      };
       if (settings.metadata !== undefined) meta.metadata = { ...settings.metadata };
       if (settings.max_versions !== undefined) {
         if (settings.max_versions === 0) delete meta.max_versions;
@@ -239,12 +281,20 @@ export class SecretsEngine {
    * Paths equal to `prefix` or below it (segment boundary), in byte order, after `after`.
    * An empty prefix lists everything.
    */
-  async list(prefix: string, after: string | undefined, limit: number): Promise<{ keys: string[]; next: string | null }> {
+  async list(
+    prefix: string,
+    after: string | undefined,
+    limit: number,
+  ): Promise<{ keys: string[]; next: string | null }> {
     const keys: string[] = [];
     if (prefix && (after === undefined || after < prefix) && this.meta.has(prefix)) keys.push(prefix);
     const below = prefix ? `${META_PREFIX}${prefix}/` : META_PREFIX;
     const cursor = after !== undefined ? metaKey(after) : undefined;
-    const names = await this.store.names(cursor !== undefined && cursor >= below ? `${cursor}\u0000` : below, prefixEnd(below), limit + 1 - keys.length);
+    const names = await this.store.names(
+      cursor !== undefined && cursor >= below ? `${cursor}\u0000` : below,
+      prefixEnd(below),
+      limit + 1 - keys.length,
+    );
     for (const key of names) keys.push(key.slice(META_PREFIX.length));
     const more = keys.length > limit;
     const page = keys.slice(0, limit);
@@ -252,14 +302,22 @@ export class SecretsEngine {
   }
 
   /** Secrets whose current version expires before `now + withinMs` (already expired included). */
-  async expiring(withinMs: number): Promise<{ path: string; version: number; type: SecretType; expires_at: string; expired: boolean }[]> {
+  async expiring(
+    withinMs: number,
+  ): Promise<{ path: string; version: number; type: SecretType; expires_at: string; expired: boolean }[]> {
     const now = this.options.now();
     const out = [];
     for (const [path, meta] of await this.meta.scan()) {
       const info = meta.versions.find((v) => v.version === meta.current_version);
       if (!info || info.expires_at === null || info.deleted_at !== null || info.destroyed) continue;
       if (info.expires_at <= now + withinMs) {
-        out.push({ path, version: info.version, type: info.type, expires_at: iso(info.expires_at)!, expired: info.expires_at <= now });
+        out.push({
+          path,
+          version: info.version,
+          type: info.type,
+          expires_at: iso(info.expires_at)!,
+          expired: info.expires_at <= now,
+        });
       }
     }
     return out.sort((a, b) => a.expires_at.localeCompare(b.expires_at) || a.path.localeCompare(b.path));
@@ -301,6 +359,11 @@ function checkCas(meta: SecretMeta | undefined, cas: number | undefined): void {
   if (cas === undefined) return;
   const current = meta?.current_version ?? 0;
   if (cas !== current) {
-    throw new CofferError('cas_mismatch', cas === 0 ? 'check-and-set failed: the secret already exists' : `check-and-set failed: current version is ${current}, not ${cas}`);
+    throw new CofferError(
+      'cas_mismatch',
+      cas === 0
+        ? 'check-and-set failed: the secret already exists'
+        : `check-and-set failed: current version is ${current}, not ${cas}`,
+    );
   }
 }

@@ -26,7 +26,8 @@ export interface VersionAddress {
 }
 
 const dekContext = (a: VersionAddress) => encodeContext('coffer/dek', a.clusterId, a.namespace, a.path, a.version);
-const valueContext = (a: VersionAddress, type: string) => encodeContext('coffer/value', a.clusterId, a.path, a.version, type);
+const valueContext = (a: VersionAddress, type: string) =>
+  encodeContext('coffer/value', a.clusterId, a.path, a.version, type);
 
 export async function sealVersion(
   tx: Tx,
@@ -47,7 +48,12 @@ export async function sealVersion(
   }
 }
 
-export async function openVersion(keyrings: Keyrings, address: VersionAddress, type: string, record: Uint8Array): Promise<Uint8Array> {
+export async function openVersion(
+  keyrings: Keyrings,
+  address: VersionAddress,
+  type: string,
+  record: Uint8Array,
+): Promise<Uint8Array> {
   const { wrappedDek, value } = decodeRecord(record);
   const key = await keyrings.decryptionKey(address.namespace, envelopeKeyVersion(wrappedDek));
   const dek = openEnvelope(key, wrappedDek, dekContext(address));
@@ -62,7 +68,12 @@ export async function openVersion(keyrings: Keyrings, address: VersionAddress, t
 export const recordKeyringVersion = (record: Uint8Array): number => envelopeKeyVersion(decodeRecord(record).wrappedDek);
 
 /** Re-wraps a record's DEK under the current keyring version; the sealed value is untouched. */
-export async function rewrapVersion(tx: Tx, keyrings: Keyrings, address: VersionAddress, record: Uint8Array): Promise<Uint8Array> {
+export async function rewrapVersion(
+  tx: Tx,
+  keyrings: Keyrings,
+  address: VersionAddress,
+  record: Uint8Array,
+): Promise<Uint8Array> {
   const { wrappedDek, value } = decodeRecord(record);
   const oldKey = await keyrings.decryptionKey(address.namespace, envelopeKeyVersion(wrappedDek));
   const dek = openEnvelope(oldKey, wrappedDek, dekContext(address));

@@ -67,7 +67,8 @@ export class RewrapJobs {
 
   /** Restarts every job that was running when the server stopped or sealed. */
   async resume(): Promise<void> {
-    for (const [namespace, progress] of await this.jobs.scan()) if (progress.state === 'running') this.launch(namespace);
+    for (const [namespace, progress] of await this.jobs.scan())
+      if (progress.state === 'running') this.launch(namespace);
   }
 
   /** Resolves when every running job has stopped (tests, shutdown). */
@@ -90,10 +91,18 @@ export class RewrapJobs {
     } catch (e) {
       if (isCofferError(e, 'sealed')) return; // resumes at the next unseal
       this.log.error({ namespace, err: (e as Error).message }, 'keyring rewrap failed');
-      await this.store.mutate((tx) => {
-        const p = this.jobs.read(tx, namespace);
-        if (p) this.jobs.write(tx, namespace, { ...p, state: 'failed', error: 'rewrap failed; see the server log', finished_at: new Date(this.now()).toISOString() });
-      }).catch(() => undefined);
+      await this.store
+        .mutate((tx) => {
+          const p = this.jobs.read(tx, namespace);
+          if (p)
+            this.jobs.write(tx, namespace, {
+              ...p,
+              state: 'failed',
+              error: 'rewrap failed; see the server log',
+              finished_at: new Date(this.now()).toISOString(),
+            });
+        })
+        .catch(() => undefined);
     }
   }
 
@@ -112,7 +121,10 @@ export class RewrapJobs {
         const address = parseVersionKey(key);
         if (!record || !address) continue;
         if (recordKeyringVersion(record) >= p.target_version) continue;
-        tx.put(key, await rewrapVersion(tx, keys.keyrings, { clusterId: keys.clusterId, namespace, ...address }, record));
+        tx.put(
+          key,
+          await rewrapVersion(tx, keys.keyrings, { clusterId: keys.clusterId, namespace, ...address }, record),
+        );
         p.rewrapped++;
       }
       const finished = rows.length < BATCH;
@@ -127,7 +139,8 @@ export class RewrapJobs {
 
   private async countVersions(namespace: string): Promise<number> {
     let total = 0;
-    for (const prefix of [`${VERSION_PREFIX}${namespace}#`, `${VERSION_PREFIX}${namespace}/`]) total += await this.store.count(prefix, prefixEnd(prefix));
+    for (const prefix of [`${VERSION_PREFIX}${namespace}#`, `${VERSION_PREFIX}${namespace}/`])
+      total += await this.store.count(prefix, prefixEnd(prefix));
     return total;
   }
 
@@ -143,4 +156,3 @@ export class RewrapJobs {
     return rows;
   }
 }
-

@@ -39,7 +39,11 @@ export function inspectCertificate(data: Record<string, string>): CertificateFac
   const pem = data.certificate;
   if (pem === undefined) throw new CofferError('invalid_request', 'a certificate secret needs data.certificate (PEM)');
   const blocks = pem.match(PEM_CERT) ?? [];
-  if (blocks.length !== 1) throw new CofferError('invalid_request', 'data.certificate must hold exactly one PEM certificate (put intermediates in data.chain)');
+  if (blocks.length !== 1)
+    throw new CofferError(
+      'invalid_request',
+      'data.certificate must hold exactly one PEM certificate (put intermediates in data.chain)',
+    );
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(blocks[0]);

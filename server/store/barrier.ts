@@ -5,7 +5,14 @@ import { CofferError, isCofferError } from '../errors.js';
 import { decodeStored, type Codec } from './codec.js';
 import type { Store, Tx } from './db.js';
 import { FORMAT_KEY, isClearKey, prefixEnd } from './keys.js';
-import { formatCodec, migrateToBarrier, purgeLegacyLog, unreadableFormat, type FormatRecord, type MigrationSealer } from './migrate.js';
+import {
+  formatCodec,
+  migrateToBarrier,
+  purgeLegacyLog,
+  unreadableFormat,
+  type FormatRecord,
+  type MigrationSealer,
+} from './migrate.js';
 
 export type { Tx };
 export type { Codec };
@@ -67,12 +74,19 @@ export interface SealedStore<K extends BarrierKeys = BarrierKeys> {
 }
 
 const context = (clusterId: string, key: string) => encodeContext('coffer/barrier', clusterId, key);
-const opaque = (key: string) => new CofferError('decryption_failed', 'decryption failed', `the stored value of ${key} did not open`);
+const opaque = (key: string) =>
+  new CofferError('decryption_failed', 'decryption failed', `the stored value of ${key} did not open`);
 
 /** Whether the value carries the barrier's envelope (a value written before the barrier does not). */
 export const isSealedValue = (value: Uint8Array) => value.length > 0 && value[0] === BARRIER_TAG;
 
-export function sealValue(clusterId: string, key: string, sysVersion: number, sysKey: Uint8Array, plaintext: Uint8Array): Uint8Array {
+export function sealValue(
+  clusterId: string,
+  key: string,
+  sysVersion: number,
+  sysKey: Uint8Array,
+  plaintext: Uint8Array,
+): Uint8Array {
   return concatBytes(Uint8Array.of(BARRIER_TAG), sealEnvelope(sysKey, sysVersion, plaintext, context(clusterId, key)));
 }
 
@@ -120,7 +134,9 @@ export class Barrier<K extends BarrierKeys = BarrierKeys> implements SealedStore
         format = await migrateToBarrier(this.store, this.migrationSealer(keys), this.log);
       } catch (e) {
         if (!isCofferError(e, 'read_only_replica')) throw e;
-        this.log?.info('storage: this server cannot write, so the values written before the storage barrier are read as they are until the primary’s migration is replicated here');
+        this.log?.info(
+          'storage: this server cannot write, so the values written before the storage barrier are read as they are until the primary’s migration is replicated here',
+        );
       }
     }
     this.mode = format !== undefined && format.migration === undefined ? 'sealed' : 'legacy';
@@ -145,7 +161,9 @@ export class Barrier<K extends BarrierKeys = BarrierKeys> implements SealedStore
     if (mode === this.mode) return;
     this.mode = mode;
     if (mode === 'sealed') {
-      this.log?.info('storage: the primary’s migration to the storage barrier has been replicated; every value is sealed now');
+      this.log?.info(
+        'storage: the primary’s migration to the storage barrier has been replicated; every value is sealed now',
+      );
       await this.housekeeping(format!);
     }
   }
@@ -311,7 +329,10 @@ export class Barrier<K extends BarrierKeys = BarrierKeys> implements SealedStore
           await this.openStored(keys, key, value);
         } catch (e) {
           if (!isCofferError(e, 'decryption_failed')) throw e;
-          this.log?.warn({ key }, 'storage: a value carries the barrier envelope but does not open under its key: left as it is (reading it fails its integrity check)');
+          this.log?.warn(
+            { key },
+            'storage: a value carries the barrier envelope but does not open under its key: left as it is (reading it fails its integrity check)',
+          );
         }
         return undefined; // sealed already (a batch redone after a crash)
       },
@@ -322,7 +343,10 @@ export class Barrier<K extends BarrierKeys = BarrierKeys> implements SealedStore
   private async housekeeping(format: FormatRecord): Promise<void> {
     if (format.legacy_log_until === undefined) return;
     await purgeLegacyLog(this.store, format.legacy_log_until, this.log).catch((e: unknown) => {
-      this.log?.warn({ err: (e as Error).message }, 'storage: could not drop the change-log records written before the storage barrier; retried at the next unseal');
+      this.log?.warn(
+        { err: (e as Error).message },
+        'storage: could not drop the change-log records written before the storage barrier; retried at the next unseal',
+      );
     });
   }
 }
@@ -358,7 +382,11 @@ export class Table<T, K extends BarrierKeys = BarrierKeys> {
   async scan(options: { under?: string; after?: string; limit?: number } = {}): Promise<[string, T][]> {
     const prefix = this.prefix + (options.under ?? '');
     const rows = await this.guard(prefix, () =>
-      this.barrier.scanPrefix(prefix, options.after === undefined ? undefined : this.key(options.after), options.limit ?? -1),
+      this.barrier.scanPrefix(
+        prefix,
+        options.after === undefined ? undefined : this.key(options.after),
+        options.limit ?? -1,
+      ),
     );
     return rows.map(([k, v]) => [k.slice(this.prefix.length), this.decode(k, v)]);
   }

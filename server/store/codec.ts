@@ -33,7 +33,10 @@ export function jsonCodec<S extends z.ZodType>(schema: S): Codec<z.output<S>> {
         throw new RecordInvalid('not JSON');
       }
       const parsed = schema.safeParse(raw);
-      if (!parsed.success) throw new RecordInvalid(`not of its schema: ${parsed.error.issues[0]?.path.join('.') || 'record'} ${parsed.error.issues[0]?.message ?? ''}`);
+      if (!parsed.success)
+        throw new RecordInvalid(
+          `not of its schema: ${parsed.error.issues[0]?.path.join('.') || 'record'} ${parsed.error.issues[0]?.message ?? ''}`,
+        );
       return parsed.data;
     },
   };
@@ -44,7 +47,8 @@ export function decodeStored<T>(codec: Codec<T>, bytes: Uint8Array, what: string
   try {
     return codec.decode(bytes);
   } catch (e) {
-    if (e instanceof RecordInvalid) throw new CofferError('integrity_error', `a stored ${what} failed its integrity check`, `${key}: ${e.message}`);
+    if (e instanceof RecordInvalid)
+      throw new CofferError('integrity_error', `a stored ${what} failed its integrity check`, `${key}: ${e.message}`);
     throw e;
   }
 }

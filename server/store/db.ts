@@ -173,7 +173,10 @@ export class Store implements ReplicationStore {
   async compact(): Promise<void> {
     this.checkOpen();
     // `level` resolves to classic-level in node, which has compactRange; its type does not say so.
-    await (this.db as unknown as { compactRange(start: string, end: string): Promise<void> }).compactRange('', '\uffff\uffff');
+    await (this.db as unknown as { compactRange(start: string, end: string): Promise<void> }).compactRange(
+      '',
+      '\uffff\uffff',
+    );
   }
 
   /** How many keys lie in [gte, lt) (keys only, no values read). */
@@ -242,9 +245,11 @@ export class Store implements ReplicationStore {
       let seq = this.seq;
       const ops: Op[] = [];
       for (const record of records) {
-        if (record.seq !== seq + 1) throw new CofferError('internal', `replicated record ${record.seq} does not follow ${seq}`);
+        if (record.seq !== seq + 1)
+          throw new CofferError('internal', `replicated record ${record.seq} does not follow ${seq}`);
         seq = record.seq;
-        for (const op of record.ops) ops.push(op.type === 'put' ? { type: 'put', key: op.key, value: Buffer.from(op.value, 'base64') } : op);
+        for (const op of record.ops)
+          ops.push(op.type === 'put' ? { type: 'put', key: op.key, value: Buffer.from(op.value, 'base64') } : op);
         ops.push({ type: 'put', key: logKey(seq), value: Buffer.from(JSON.stringify(record)) });
         if (seq > this.retain) ops.push({ type: 'del', key: logKey(seq - this.retain) });
       }
@@ -264,7 +269,9 @@ export class Store implements ReplicationStore {
     const run = this.queue.then(async () => {
       this.checkOpen();
       this.checkWritable();
-      await this.commit(seq === undefined ? ops : [...ops, { type: 'put', key: SEQ_KEY, value: Buffer.from(String(seq)) }]);
+      await this.commit(
+        seq === undefined ? ops : [...ops, { type: 'put', key: SEQ_KEY, value: Buffer.from(String(seq)) }],
+      );
       if (seq !== undefined) this.seq = seq;
     });
     this.queue = run.catch(() => undefined);
@@ -384,7 +391,8 @@ export class Store implements ReplicationStore {
 
   private checkOpen(): void {
     if (this.closed) throw new CofferError('internal', 'store is closed');
-    if (this.reopening) throw new CofferError('storage_unavailable', 'the database is reopening after a write failure: retry shortly');
+    if (this.reopening)
+      throw new CofferError('storage_unavailable', 'the database is reopening after a write failure: retry shortly');
   }
 
   /**
@@ -438,7 +446,10 @@ export class Store implements ReplicationStore {
    */
   private async recover(): Promise<void> {
     if (!this.failure || this.closed) return;
-    const free = await statfs(this.location).then((s) => s.bavail * s.bsize, () => 0);
+    const free = await statfs(this.location).then(
+      (s) => s.bavail * s.bsize,
+      () => 0,
+    );
     if (free < (this.options.reopenMinFreeBytes ?? 1024 * 1024)) return;
     this.reopening = true;
     try {
@@ -453,7 +464,10 @@ export class Store implements ReplicationStore {
     const raw = this.db.getSync(SEQ_KEY);
     this.seq = raw ? Number(Buffer.from(raw).toString('utf8')) : 0;
     try {
-      await this.db.batch().put(SEQ_KEY, Buffer.from(String(this.seq))).write({ sync: true });
+      await this.db
+        .batch()
+        .put(SEQ_KEY, Buffer.from(String(this.seq)))
+        .write({ sync: true });
     } catch {
       return; // still failing: the next round reopens again
     }
@@ -470,7 +484,9 @@ async function openLevel(location: string): Promise<Level<string, Uint8Array>> {
     const locked = /lock/i.test(cause);
     throw new CofferError(
       'internal',
-      locked ? `data directory ${location} is in use by another Coffer process` : `cannot open data directory ${location}: ${cause}`,
+      locked
+        ? `data directory ${location} is in use by another Coffer process`
+        : `cannot open data directory ${location}: ${cause}`,
     );
   }
   return db;

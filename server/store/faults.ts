@@ -28,5 +28,9 @@ export function classifyWriteError(e: unknown, now: number): StorageFailure | un
 export function storageError(failure: StorageFailure): CofferError {
   return failure.code === 'storage_full'
     ? new CofferError('storage_full', 'the server’s disk is full: the write was refused', failure.detail)
-    : new CofferError('storage_unavailable', 'the server cannot write to its database: the write was refused', failure.detail);
+    : new CofferError(
+        'storage_unavailable',
+        'the server cannot write to its database: the write was refused',
+        failure.detail,
+      );
 }

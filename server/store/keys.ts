@@ -89,7 +89,13 @@ export const BYOK_TOKEN_PREFIX = 'byok/token/';
 /** Exact keys whose values the barrier leaves in clear. */
 export const CLEAR_KEYS: readonly string[] = [SEQ_KEY, FORMAT_KEY, SEAL_KEY, REPLICATION_KEY];
 /** Prefixes whose values the barrier leaves in clear. */
-export const CLEAR_PREFIXES: readonly string[] = [MASTER_PREFIX, MASTER_META_PREFIX, KEYRING_PREFIX, REPL_LOCAL_PREFIX, LOG_PREFIX];
+export const CLEAR_PREFIXES: readonly string[] = [
+  MASTER_PREFIX,
+  MASTER_META_PREFIX,
+  KEYRING_PREFIX,
+  REPL_LOCAL_PREFIX,
+  LOG_PREFIX,
+];
 
 /**
  * Whether the barrier stores this key's value as it is. Why each stays clear:
@@ -136,7 +142,8 @@ export const REPLICA_IDENTITY_KEY = /^sys\/(?:seal|master\/[0-9]{10})$/;
 export const BACKUP_IDENTITY_KEY = /^sys\/(?:seal|master\/[0-9]{10}|master-meta\/[0-9]{10})$/;
 
 /** Keys that are the server's own and never leave it (snapshots, backups): the change log, the sequence, replication state. */
-export const isLocalKey = (key: string) => key.startsWith(LOG_PREFIX) || key === SEQ_KEY || key.startsWith(REPL_LOCAL_PREFIX);
+export const isLocalKey = (key: string) =>
+  key.startsWith(LOG_PREFIX) || key === SEQ_KEY || key.startsWith(REPL_LOCAL_PREFIX);
 
 /** Upper bound for a prefix scan: every key starting with `prefix` sorts below it. */
 export const prefixEnd = (prefix: string) => `${prefix}\uffff`;

@@ -61,14 +61,27 @@ const group = (key: string) => key.slice(0, key.indexOf('/') + 1 || key.length);
  * value that is sealed already is recognised (it opens under its own key) and left as it is.
  * Progress is logged per top-level prefix. Returns the final marker.
  */
-export async function migrateToBarrier(store: Store, sealer: MigrationSealer, log?: Pick<Logger, 'info' | 'warn'>, now: () => number = Date.now): Promise<FormatRecord> {
+export async function migrateToBarrier(
+  store: Store,
+  sealer: MigrationSealer,
+  log?: Pick<Logger, 'info' | 'warn'>,
+  now: () => number = Date.now,
+): Promise<FormatRecord> {
   const raw = store.get(FORMAT_KEY);
   let format: FormatRecord = raw
     ? formatCodec.decode(raw)
-    : { format: FORMAT_VERSION, migration: { from_seq: store.lastSeq, cursor: null, sealed: 0, started_at: new Date(now()).toISOString() } };
+    : {
+        format: FORMAT_VERSION,
+        migration: { from_seq: store.lastSeq, cursor: null, sealed: 0, started_at: new Date(now()).toISOString() },
+      };
   if (!format.migration) return format;
   const migration = { ...format.migration };
-  log?.info({ resume_after: migration.cursor, sealed: migration.sealed }, migration.cursor === null ? 'storage: this data directory was written before the storage barrier: sealing every stored value (one prefix at a time)' : 'storage: resuming the migration to the storage barrier');
+  log?.info(
+    { resume_after: migration.cursor, sealed: migration.sealed },
+    migration.cursor === null
+      ? 'storage: this data directory was written before the storage barrier: sealing every stored value (one prefix at a time)'
+      : 'storage: resuming the migration to the storage barrier',
+  );
   let current = migration.cursor === null ? undefined : group(migration.cursor);
   let inGroup = 0;
   for (;;) {
@@ -102,7 +115,12 @@ export async function migrateToBarrier(store: Store, sealer: MigrationSealer, lo
     inGroup += sealedNow.n;
   }
   if (current !== undefined) log?.info({ prefix: current, sealed: inGroup }, 'storage: prefix sealed');
-  format = { format: FORMAT_VERSION, legacy_log_until: migration.from_seq, migrated_at: new Date(now()).toISOString(), migrated_values: migration.sealed };
+  format = {
+    format: FORMAT_VERSION,
+    legacy_log_until: migration.from_seq,
+    migrated_at: new Date(now()).toISOString(),
+    migrated_values: migration.sealed,
+  };
   await store.mutate((tx) => tx.put(FORMAT_KEY, formatCodec.encode(format)));
   log?.info({ sealed: migration.sealed }, 'storage: migration to the storage barrier finished');
   return format;
@@ -155,9 +173,16 @@ export async function purgeLegacyLog(store: Store, untilSeq: number, log?: Pick<
     dropped += keys.length;
   }
   if (dropped === 0) return;
-  log?.info({ records: dropped, until_seq: untilSeq }, 'storage: dropped the change-log records written before the storage barrier; compacting the database');
+  log?.info(
+    { records: dropped, until_seq: untilSeq },
+    'storage: dropped the change-log records written before the storage barrier; compacting the database',
+  );
   await store.compact();
   log?.info('storage: compaction finished');
 }
 
-export const unreadableFormat = () => new CofferError('internal', `the storage format marker ${FORMAT_KEY} is unreadable: this data directory was written by an unknown version`);
+export const unreadableFormat = () =>
+  new CofferError(
+    'internal',
+    `the storage format marker ${FORMAT_KEY} is unreadable: this data directory was written by an unknown version`,
+  );

@@ -62,25 +62,41 @@ export async function loadTls(settings: TlsSettings, now = new Date()): Promise<
     key = createPrivateKey(keyPem);
   } catch (e) {
     const encrypted = /ENCRYPTED/.test(keyPem) || /passphrase/i.test((e as Error).message);
-    throw refuse(`tls_key_file ${settings.keyFile} ${encrypted ? 'is encrypted: give an unencrypted PEM key (mode 0600)' : 'holds no readable PEM private key'}`);
+    throw refuse(
+      `tls_key_file ${settings.keyFile} ${encrypted ? 'is encrypted: give an unencrypted PEM key (mode 0600)' : 'holds no readable PEM private key'}`,
+    );
   }
   if (key.type !== 'private') throw refuse(`tls_key_file ${settings.keyFile} holds no private key`);
   if (!leaf.checkPrivateKey(key)) {
-    throw refuse(`tls_key_file ${settings.keyFile} does not match the certificate in tls_cert_file ${settings.certFile}`);
+    throw refuse(
+      `tls_key_file ${settings.keyFile} does not match the certificate in tls_cert_file ${settings.certFile}`,
+    );
   }
   const notAfter = new Date(leaf.validTo);
   if (notAfter.getTime() < now.getTime() && !settings.allowExpired) {
-    throw refuse(`tls_cert_file ${settings.certFile} expired on ${notAfter.toISOString()}: renew it (or start with --allow-expired-cert)`);
+    throw refuse(
+      `tls_cert_file ${settings.certFile} expired on ${notAfter.toISOString()}: renew it (or start with --allow-expired-cert)`,
+    );
   }
   if (new Date(leaf.validFrom).getTime() > now.getTime() + 5 * 60_000) {
-    throw refuse(`tls_cert_file ${settings.certFile} is not valid before ${new Date(leaf.validFrom).toISOString()}: check the clock or the certificate`);
+    throw refuse(
+      `tls_cert_file ${settings.certFile} is not valid before ${new Date(leaf.validFrom).toISOString()}: check the clock or the certificate`,
+    );
   }
   if (caPem !== undefined) {
     for (const ca of certificates(caPem, settings.clientCaFile!, 'tls_client_ca_file')) {
-      if (!ca.ca) throw refuse(`tls_client_ca_file ${settings.clientCaFile} holds a certificate that is not a CA (${ca.subject.replace(/\n/g, ', ')})`);
+      if (!ca.ca)
+        throw refuse(
+          `tls_client_ca_file ${settings.clientCaFile} holds a certificate that is not a CA (${ca.subject.replace(/\n/g, ', ')})`,
+        );
     }
   }
-  const context: SecureContextOptions = { cert: certPem, key: keyPem, minVersion: settings.minVersion, ...(caPem !== undefined ? { ca: caPem } : {}) };
+  const context: SecureContextOptions = {
+    cert: certPem,
+    key: keyPem,
+    minVersion: settings.minVersion,
+    ...(caPem !== undefined ? { ca: caPem } : {}),
+  };
   try {
     createSecureContext(context); // what OpenSSL itself says about the set, before a listener sees it
   } catch (e) {
@@ -148,7 +164,12 @@ export const listenHost = (listen: string): string => listen.slice(0, listen.las
 
 /** Loopback only: `localhost`, 127.0.0.0/8, ::1. A name or a wildcard (0.0.0.0, ::) is not. */
 export function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || /^::ffff:127\./i.test(host);
+  return (
+    host === 'localhost' ||
+    host === '::1' ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) ||
+    /^::ffff:127\./i.test(host)
+  );
 }
 
 /**
@@ -159,13 +180,18 @@ export function isLoopbackHost(host: string): boolean {
 export function tlsSettingsFromConfig(config: TlsConfig): TlsSettings | undefined {
   const { tls_cert_file: certFile, tls_key_file: keyFile } = config;
   if ((certFile === undefined) !== (keyFile === undefined)) {
-    throw refuse(`configuration: tls_cert_file and tls_key_file go together: ${certFile === undefined ? 'tls_cert_file' : 'tls_key_file'} is missing`);
+    throw refuse(
+      `configuration: tls_cert_file and tls_key_file go together: ${certFile === undefined ? 'tls_cert_file' : 'tls_key_file'} is missing`,
+    );
   }
   if (config.tls_require_client_cert && config.tls_client_ca_file === undefined) {
-    throw refuse('configuration: tls_require_client_cert needs tls_client_ca_file (the CA that signs client certificates)');
+    throw refuse(
+      'configuration: tls_require_client_cert needs tls_client_ca_file (the CA that signs client certificates)',
+    );
   }
   if (certFile === undefined || keyFile === undefined) {
-    if (config.tls_client_ca_file !== undefined) throw refuse('configuration: tls_client_ca_file needs tls_cert_file and tls_key_file (mTLS is TLS)');
+    if (config.tls_client_ca_file !== undefined)
+      throw refuse('configuration: tls_client_ca_file needs tls_cert_file and tls_key_file (mTLS is TLS)');
     const host = listenHost(config.listen);
     if (!config.dev && !config.insecure_no_tls && !isLoopbackHost(host)) {
       throw refuse(

@@ -25,13 +25,23 @@ const MIN_LEFT_MS = 86_400_000;
  */
 export async function ensureDevTls(dataDir: string): Promise<DevTlsFiles> {
   const dir = join(dataDir, 'tls');
-  const files = { dir, caFile: join(dir, 'ca.pem'), certFile: join(dir, 'server.pem'), keyFile: join(dir, 'server-key.pem') };
+  const files = {
+    dir,
+    caFile: join(dir, 'ca.pem'),
+    certFile: join(dir, 'server.pem'),
+    keyFile: join(dir, 'server-key.pem'),
+  };
   await mkdir(dir, { recursive: true, mode: 0o700 });
   if (await reusable(files)) return { ...files, created: false };
 
   const { createCa, issueCert } = await import('./certs.js');
   const ca = await createCa({ commonName: 'Coffer dev CA (throw-away)', days: LIFETIME_DAYS });
-  const server = await issueCert(ca, { commonName: 'coffer dev server', dns: ['localhost'], ips: ['127.0.0.1', '::1'], days: LIFETIME_DAYS });
+  const server = await issueCert(ca, {
+    commonName: 'coffer dev server',
+    dns: ['localhost'],
+    ips: ['127.0.0.1', '::1'],
+    days: LIFETIME_DAYS,
+  });
   // The key first and 0600 from its first byte; a rename so a reader never sees half a file.
   await writeAtomic(files.keyFile, server.keyPem, 0o600);
   await writeAtomic(files.certFile, server.certPem, 0o644);
@@ -41,7 +51,13 @@ export async function ensureDevTls(dataDir: string): Promise<DevTlsFiles> {
 
 async function reusable(files: { caFile: string; certFile: string; keyFile: string }): Promise<boolean> {
   try {
-    const material = await loadTls({ certFile: files.certFile, keyFile: files.keyFile, minVersion: 'TLSv1.2', requireClientCert: false, allowExpired: false });
+    const material = await loadTls({
+      certFile: files.certFile,
+      keyFile: files.keyFile,
+      minVersion: 'TLSv1.2',
+      requireClientCert: false,
+      allowExpired: false,
+    });
     if (material.notAfter.getTime() - Date.now() < MIN_LEFT_MS) return false;
     const ca = new X509Certificate(await readFile(files.caFile, 'utf8'));
     return material.leaf.verify(ca.publicKey) && material.leaf.checkIP('127.0.0.1') !== undefined;

@@ -36,7 +36,8 @@ type TransitKey = z.infer<typeof transitKey>;
 /** What `GET /v1/keys/{name}` answers (sdk/wire/types.ts). */
 export type KeyInfo = TransitKeyInfo;
 
-const materialContext = (clusterId: string, name: string, version: number) => encodeContext('coffer/transit-key', clusterId, name, version);
+const materialContext = (clusterId: string, name: string, version: number) =>
+  encodeContext('coffer/transit-key', clusterId, name, version);
 const dataContext = (clusterId: string, name: string, version: number, context: Uint8Array) =>
   encodeContext('coffer/transit-data', clusterId, name, version, Buffer.from(context).toString('base64'));
 const unusable = () => new CofferError('invalid_request', 'ciphertext is not valid for this key');
@@ -52,7 +53,10 @@ export class TransitEngine {
     this.keys = store.table(KEY_PREFIX, jsonCodec(transitKey), 'transit key');
   }
 
-  async create(name: string, options: { exportable?: boolean | undefined; usage?: Usage[] | undefined }): Promise<KeyInfo> {
+  async create(
+    name: string,
+    options: { exportable?: boolean | undefined; usage?: Usage[] | undefined },
+  ): Promise<KeyInfo> {
     const keys = this.store.keys();
     return this.store.mutate(async (tx) => {
       if (tx.get(this.keys.key(name))) throw new CofferError('already_exists', `key ${name} already exists`);
@@ -90,7 +94,11 @@ export class TransitEngine {
   async configure(name: string, minDecryptionVersion: number): Promise<KeyInfo> {
     return this.store.mutate((tx) => {
       const key = this.requireIn(tx, name);
-      if (minDecryptionVersion > key.latest) throw new CofferError('invalid_request', `min_decryption_version cannot exceed the latest version ${key.latest}`);
+      if (minDecryptionVersion > key.latest)
+        throw new CofferError(
+          'invalid_request',
+          `min_decryption_version cannot exceed the latest version ${key.latest}`,
+        );
       key.min_decryption_version = minDecryptionVersion;
       this.keys.write(tx, name, key);
       return describe(key);
@@ -108,7 +116,10 @@ export class TransitEngine {
   }
 
   /** A fresh 256-bit data key: plaintext for immediate use, and the same encrypted for storage. */
-  async dataKey(name: string, context: Uint8Array = new Uint8Array()): Promise<{ plaintext: Uint8Array; ciphertext: string }> {
+  async dataKey(
+    name: string,
+    context: Uint8Array = new Uint8Array(),
+  ): Promise<{ plaintext: Uint8Array; ciphertext: string }> {
     const keys = this.store.keys();
     const key = await this.require(keys, name, 'datakey');
     const plaintext = this.random(KEY_LENGTH);
@@ -127,8 +138,14 @@ export class TransitEngine {
     }
   }
 
-  private async encryptWith(keys: UnsealedKeys, key: TransitKey, plaintext: Uint8Array, context: Uint8Array): Promise<string> {
-    if (plaintext.length > MAX_PLAINTEXT) throw new CofferError('too_large', `plaintext exceeds ${MAX_PLAINTEXT} bytes`);
+  private async encryptWith(
+    keys: UnsealedKeys,
+    key: TransitKey,
+    plaintext: Uint8Array,
+    context: Uint8Array,
+  ): Promise<string> {
+    if (plaintext.length > MAX_PLAINTEXT)
+      throw new CofferError('too_large', `plaintext exceeds ${MAX_PLAINTEXT} bytes`);
     const material = await this.material(keys, key, key.latest);
     try {
       return `coffer:v${key.latest}:${toBase64(seal(material, plaintext, dataContext(keys.clusterId, key.name, key.latest, context), this.random))}`;
@@ -137,12 +154,21 @@ export class TransitEngine {
     }
   }
 
-  private async decryptWith(keys: UnsealedKeys, key: TransitKey, ciphertext: string, context: Uint8Array): Promise<Uint8Array> {
+  private async decryptWith(
+    keys: UnsealedKeys,
+    key: TransitKey,
+    ciphertext: string,
+    context: Uint8Array,
+  ): Promise<Uint8Array> {
     const m = CIPHERTEXT.exec(ciphertext);
     const version = m ? Number(m[1]) : 0;
     const body = m ? fromBase64(m[2]!) : undefined;
     if (!body || !key.versions[String(version)]) throw unusable();
-    if (version < key.min_decryption_version) throw new CofferError('invalid_request', `version ${version} of key ${key.name} is below its min_decryption_version`);
+    if (version < key.min_decryption_version)
+      throw new CofferError(
+        'invalid_request',
+        `version ${version} of key ${key.name} is below its min_decryption_version`,
+      );
     const material = await this.material(keys, key, version);
     try {
       return open(material, body, dataContext(keys.clusterId, key.name, version, context));
@@ -158,7 +184,12 @@ export class TransitEngine {
     const version = key.latest + 1;
     const material = this.random(KEY_LENGTH);
     const { version: ringVersion, key: ringKey } = await keys.keyrings.encryptionKey(tx, 'transit');
-    key.versions[String(version)] = { sealed: toBase64(sealEnvelope(ringKey, ringVersion, material, materialContext(keys.clusterId, key.name, version), this.random)), created_at: this.now() };
+    key.versions[String(version)] = {
+      sealed: toBase64(
+        sealEnvelope(ringKey, ringVersion, material, materialContext(keys.clusterId, key.name, version), this.random),
+      ),
+      created_at: this.now(),
+    };
     key.latest = version;
     zeroize(material);
   }
@@ -191,6 +222,9 @@ function describe(key: TransitKey): KeyInfo {
     min_decryption_version: key.min_decryption_version,
     exportable: key.exportable,
     usage: key.usage,
-    versions: Object.entries(key.versions).map(([v, e]) => ({ version: Number(v), created_at: new Date(e.created_at).toISOString() })),
+    versions: Object.entries(key.versions).map(([v, e]) => ({
+      version: Number(v),
+      created_at: new Date(e.created_at).toISOString(),
+    })),
   };
 }

@@ -26,7 +26,11 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const work = await tempDir('coffer-bench-backup-');
 const keyFile = join(work, 'kek.key');
 await writeFile(keyFile, Buffer.alloc(32, 3).toString('base64'), { mode: 0o600 });
-const vault = await openVault({ dir: join(work, 'vault'), source: { kind: 'file', path: keyFile }, init: { shares: 1, threshold: 1 } });
+const vault = await openVault({
+  dir: join(work, 'vault'),
+  source: { kind: 'file', path: keyFile },
+  init: { shares: 1, threshold: 1 },
+});
 const server = createServer(vault.app);
 try {
   const fillStart = performance.now();
@@ -39,7 +43,9 @@ try {
     }
   };
   await Promise.all(Array.from({ length: 32 }, worker));
-  console.log(`filled ${SECRETS} secrets in ${((performance.now() - fillStart) / 1000).toFixed(1)} s (store at sequence ${vault.store.lastSeq})`);
+  console.log(
+    `filled ${SECRETS} secrets in ${((performance.now() - fillStart) / 1000).toFixed(1)} s (store at sequence ${vault.store.lastSeq})`,
+  );
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/sys/backup`;
@@ -75,7 +81,8 @@ try {
     const res = await fetch(url, { headers: vault.auth });
     if (res.status !== 200 || !res.body) throw new Error(`backup answered ${res.status}`);
     const out = createWriteStream(file, { mode: 0o600 });
-    for await (const piece of res.body as unknown as AsyncIterable<Uint8Array>) if (!out.write(piece)) await once(out, 'drain');
+    for await (const piece of res.body as unknown as AsyncIterable<Uint8Array>)
+      if (!out.write(piece)) await once(out, 'drain');
     out.end();
     await once(out, 'finish');
   };
@@ -100,10 +107,16 @@ try {
     await rm(join(work, `h${i}.backup`));
   }
   const [read, backup, http, scan] = [median(reads), median(backups), median(https), median(scans)];
-  console.log(`${SECRETS} secrets, backup file ${(size / 1024 / 1024).toFixed(1)} MiB; medians of ${RUNS} runs in this process:`);
+  console.log(
+    `${SECRETS} secrets, backup file ${(size / 1024 / 1024).toFixed(1)} MiB; medians of ${RUNS} runs in this process:`,
+  );
   console.log(`  read every secret once (engine, decrypt): ${read.toFixed(0)} ms`);
-  console.log(`  backup to a file (startBackup):            ${backup.toFixed(0)} ms  -> ${(backup / read).toFixed(2)}x the read (target < 2x)`);
-  console.log(`  backup over HTTP to a file:                ${http.toFixed(0)} ms  -> ${(http / read).toFixed(2)}x the read`);
+  console.log(
+    `  backup to a file (startBackup):            ${backup.toFixed(0)} ms  -> ${(backup / read).toFixed(2)}x the read (target < 2x)`,
+  );
+  console.log(
+    `  backup over HTTP to a file:                ${http.toFixed(0)} ms  -> ${(http / read).toFixed(2)}x the read`,
+  );
   console.log(`  raw LevelDB scan of the whole store:       ${scan.toFixed(0)} ms (for scale)`);
 } finally {
   server.close();

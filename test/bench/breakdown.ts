@@ -9,7 +9,13 @@ const vault = await openVault({ audit: { checkpointEvery: 1000 } });
 await vault.secrets.put('bench/secret', { data: { value: 'x'.repeat(1024) } });
 await vault.access.directory.putPolicy('bench-read', [{ path: 'bench/*', capabilities: ['read'] }]);
 await vault.access.directory.putGroup('bench', ['bench-read'], []);
-const { token } = await vault.access.tokens.issue({ sub: 'svc:bench', groups: ['bench'], ttlSeconds: 3600, maxTtlSeconds: 3600, method: 'token' });
+const { token } = await vault.access.tokens.issue({
+  sub: 'svc:bench',
+  groups: ['bench'],
+  ttlSeconds: 3600,
+  maxTtlSeconds: 3600,
+  method: 'token',
+});
 const identity = (await vault.access.authenticate(token))!;
 
 async function time(name: string, op: () => unknown, n = 5_000, parallel = 1): Promise<void> {
@@ -28,11 +34,36 @@ await time('authenticate (verify + effective groups)', () => vault.access.authen
 await time('policy check (compiled, cached evaluator)', () => vault.access.authorize(identity, 'read', 'bench/secret'));
 await time('secret read: 2 LevelDB gets + 2 AEAD opens + JSON', () => vault.secrets.get('bench/secret'));
 await time('response JSON (1 KiB secret)', async () => JSON.stringify(await vault.secrets.get('bench/secret')));
-await time('audit line, 50 in flight (one fdatasync per group)', () =>
-  vault.audit.record({ request_id: 'r', identity: 'svc:bench', groups: ['bench'], operation: 'GET /v1/secrets/*path', path: 'bench/secret', status: 200, outcome: 'ok', client: '127.0.0.1' }),
-  2_000, 50);
-await time('audit line, alone (a full fdatasync each)', () =>
-  vault.audit.record({ request_id: 'r', identity: 'svc:bench', groups: ['bench'], operation: 'GET /v1/secrets/*path', path: 'bench/secret', status: 200, outcome: 'ok', client: '127.0.0.1' }),
-  200);
+await time(
+  'audit line, 50 in flight (one fdatasync per group)',
+  () =>
+    vault.audit.record({
+      request_id: 'r',
+      identity: 'svc:bench',
+      groups: ['bench'],
+      operation: 'GET /v1/secrets/*path',
+      path: 'bench/secret',
+      status: 200,
+      outcome: 'ok',
+      client: '127.0.0.1',
+    }),
+  2_000,
+  50,
+);
+await time(
+  'audit line, alone (a full fdatasync each)',
+  () =>
+    vault.audit.record({
+      request_id: 'r',
+      identity: 'svc:bench',
+      groups: ['bench'],
+      operation: 'GET /v1/secrets/*path',
+      path: 'bench/secret',
+      status: 200,
+      outcome: 'ok',
+      client: '127.0.0.1',
+    }),
+  200,
+);
 await vault.cleanup();
 await rm(vault.dir, { recursive: true, force: true });

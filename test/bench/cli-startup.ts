@@ -14,7 +14,11 @@ const dir = await tempDir('coffer-startup-bench-');
 const server = await startServerProcess(['--dev', '--data-dir', dir]);
 const token = (await readFile(join(dir, 'root-token'), 'utf8')).trim();
 const env = { ...process.env, COFFER_ADDR: server.url, COFFER_TOKEN: token };
-await fetch(`${server.url}/v1/secrets/bench/startup`, { method: 'PUT', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: '{"data":{"k":"v"}}' });
+await fetch(`${server.url}/v1/secrets/bench/startup`, {
+  method: 'PUT',
+  headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+  body: '{"data":{"k":"v"}}',
+});
 
 function median(args: string[]): number {
   const times: number[] = [];

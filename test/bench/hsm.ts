@@ -18,7 +18,11 @@ const paths = NAMESPACES.map((ns) => `/v1/secrets/${ns}/secret`);
 async function seeded(server: ServerProcess, dir: string): Promise<Record<string, string>> {
   const auth = { Authorization: `Bearer ${(await readFile(join(dir, 'root-token'), 'utf8')).trim()}` };
   for (const path of paths) {
-    const put = await fetch(server.url + path, { method: 'PUT', headers: { ...auth, 'Content-Type': 'application/json' }, body: JSON.stringify({ data: { value: 'x'.repeat(1024) } }) });
+    const put = await fetch(server.url + path, {
+      method: 'PUT',
+      headers: { ...auth, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ data: { value: 'x'.repeat(1024) } }),
+    });
     if (put.status !== 200) throw new Error(`seeding ${path} failed: ${put.status}`);
   }
   return auth;
@@ -33,7 +37,10 @@ const softwareDir = await tempDir('coffer-bench-sw-');
 const hsmDir = await tempDir('coffer-bench-hsm-');
 const { uri } = tokenWithKey();
 const software = await startServerProcess(['--dev', '--data-dir', softwareDir, '--log-level', 'info']);
-const hsm = await startServerProcess(['--dev', '--data-dir', hsmDir, '--log-level', 'info', '--kek', uri], { ...hsmEnv(), SOFTHSM2_CONF: process.env.SOFTHSM2_CONF });
+const hsm = await startServerProcess(['--dev', '--data-dir', hsmDir, '--log-level', 'info', '--kek', uri], {
+  ...hsmEnv(),
+  SOFTHSM2_CONF: process.env.SOFTHSM2_CONF,
+});
 try {
   const softwareAuth = await seeded(software, softwareDir);
   const hsmAuth = await seeded(hsm, hsmDir);
@@ -42,13 +49,17 @@ try {
   const hw = await measure(hsm.url, hsmAuth, paths);
   const reads = Math.round(hw.rps * DURATION * RUNS + hw.rps); // measured runs plus the 1 s warm-up (approximate)
   const operations = (await hsmOperations(hsm, hsmAuth)) - before;
-  console.log(`autocannon, ${CONNECTIONS} connections, ${DURATION}s x ${RUNS} runs (median), 1 KiB secrets in ${NAMESPACES.length} namespaces`);
+  console.log(
+    `autocannon, ${CONNECTIONS} connections, ${DURATION}s x ${RUNS} runs (median), 1 KiB secrets in ${NAMESPACES.length} namespaces`,
+  );
   console.table({
     software: { 'req/s': Math.round(sw.rps), 'p50 ms': sw.p50, 'p99 ms': sw.p99 },
     'pkcs11 (SoftHSM2)': { 'req/s': Math.round(hw.rps), 'p50 ms': hw.p50, 'p99 ms': hw.p99 },
   });
   console.log(`pkcs11 / software read rate: ${(hw.rps / sw.rps).toFixed(2)}x (target >= 0.85x)`);
-  console.log(`HSM operations: ${before} while seeding (${NAMESPACES.length} keyrings created), ${operations} during ~${reads} reads (${((operations / reads) * 10_000).toFixed(2)} per 10,000 reads)`);
+  console.log(
+    `HSM operations: ${before} while seeding (${NAMESPACES.length} keyrings created), ${operations} during ~${reads} reads (${((operations / reads) * 10_000).toFixed(2)} per 10,000 reads)`,
+  );
 } finally {
   await software.kill('SIGTERM');
   await hsm.kill('SIGTERM');

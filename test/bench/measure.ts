@@ -28,4 +28,3 @@ export async function measure(url: string, headers: Record<string, string>, path
   results.sort((a, b) => a.rps - b.rps);
   return results[Math.floor(RUNS / 2)]!;
 }
-

@@ -17,7 +17,9 @@ import { CONNECTIONS, DURATION, RUNS, measure } from './measure.js';
  */
 const here = dirname(fileURLToPath(import.meta.url));
 async function baseline(kind: 'bare' | 'express'): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [join(here, 'baseline-server.js'), kind], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [join(here, 'baseline-server.js'), kind], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const line = await new Promise<string>((done) => createInterface({ input: child.stdout! }).once('line', done));
   return { url: `http://127.0.0.1:${line.trim()}`, child };
 }
@@ -38,9 +40,21 @@ try {
 
   // A non-root token whose access comes from a group and a policy: the path every CI job takes.
   const admin = { ...auth, 'Content-Type': 'application/json' };
-  await fetch(`${coffer.url}/v1/policies/bench-read`, { method: 'PUT', headers: admin, body: JSON.stringify({ rules: [{ path: 'bench/*', capabilities: ['read'] }] }) });
-  await fetch(`${coffer.url}/v1/groups/bench`, { method: 'PUT', headers: admin, body: JSON.stringify({ policies: ['bench-read'] }) });
-  const created = await fetch(`${coffer.url}/v1/auth/token/create`, { method: 'POST', headers: admin, body: JSON.stringify({ identity: 'svc:bench', groups: ['bench'], ttl: '1h' }) });
+  await fetch(`${coffer.url}/v1/policies/bench-read`, {
+    method: 'PUT',
+    headers: admin,
+    body: JSON.stringify({ rules: [{ path: 'bench/*', capabilities: ['read'] }] }),
+  });
+  await fetch(`${coffer.url}/v1/groups/bench`, {
+    method: 'PUT',
+    headers: admin,
+    body: JSON.stringify({ policies: ['bench-read'] }),
+  });
+  const created = await fetch(`${coffer.url}/v1/auth/token/create`, {
+    method: 'POST',
+    headers: admin,
+    body: JSON.stringify({ identity: 'svc:bench', groups: ['bench'], ttl: '1h' }),
+  });
   const policyAuth = { Authorization: `Bearer ${((await created.json()) as { token: string }).token}` };
 
   const path = '/v1/secrets/bench/secret';
@@ -53,7 +67,11 @@ try {
   const c = rows['coffer GET secret'];
   const p = rows['coffer GET, policy token'];
   console.log(`autocannon, ${CONNECTIONS} connections, ${DURATION}s x ${RUNS} runs (median), 1 KiB JSON body`);
-  console.table(Object.fromEntries(Object.entries(rows).map(([k, r]) => [k, { 'req/s': Math.round(r.rps), 'p50 ms': r.p50, 'p99 ms': r.p99 }])));
+  console.table(
+    Object.fromEntries(
+      Object.entries(rows).map(([k, r]) => [k, { 'req/s': Math.round(r.rps), 'p50 ms': r.p50, 'p99 ms': r.p99 }]),
+    ),
+  );
   console.log(`coffer / express hello-world: ${(c.rps / rows['express 5 hello'].rps).toFixed(2)}x (target >= 0.70x)`);
   console.log(`coffer / bare node:http:     ${(c.rps / rows['node:http (bare)'].rps).toFixed(2)}x`);
   console.log(`policy token / root token:   ${(p.rps / c.rps).toFixed(2)}x (target >= 0.85x)`);

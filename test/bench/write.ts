@@ -67,14 +67,26 @@ async function levelRate(writers: number): Promise<number> {
   }
 }
 
-async function httpRate(url: string, headers: Record<string, string>): Promise<{ rps: number; p50: number; p99: number }> {
+async function httpRate(
+  url: string,
+  headers: Record<string, string>,
+): Promise<{ rps: number; p50: number; p99: number }> {
   let n = 0;
   const body = JSON.stringify({ data: { value } });
   const options = {
     url,
     connections: 50,
     headers: { ...headers, 'content-type': 'application/json' },
-    requests: [{ method: 'PUT' as const, body, setupRequest: (req: { path?: string }) => ({ ...req, path: `/v1/secrets/bench/h${process.pid}/${n++}` }) }],
+    requests: [
+      {
+        method: 'PUT' as const,
+        body,
+        setupRequest: (req: { path?: string | undefined }) => ({
+          ...req,
+          path: `/v1/secrets/bench/h${process.pid}/${n++}`,
+        }),
+      },
+    ],
   };
   await autocannon({ ...options, duration: 1 });
   const results: { rps: number; p50: number; p99: number }[] = [];
@@ -87,14 +99,18 @@ async function httpRate(url: string, headers: Record<string, string>): Promise<{
 }
 
 async function baseline(dir: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [join(here, 'baseline-server.js'), 'express-level', join(dir, 'baseline-db')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [join(here, 'baseline-server.js'), 'express-level', join(dir, 'baseline-db')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const line = await new Promise<string>((done) => createInterface({ input: child.stdout! }).once('line', done));
   return { url: `http://127.0.0.1:${line.trim()}`, child };
 }
 
 const rows: Record<string, { 'writes/s': number }> = {};
 for (const writers of [32, 50]) {
-  rows[`secrets.put, ${writers} writers, one sync each (maxGroup 1)`] = { 'writes/s': Math.round(await engineRate(writers, 1)) };
+  rows[`secrets.put, ${writers} writers, one sync each (maxGroup 1)`] = {
+    'writes/s': Math.round(await engineRate(writers, 1)),
+  };
   rows[`secrets.put, ${writers} writers, group commit`] = { 'writes/s': Math.round(await engineRate(writers)) };
   rows[`raw level put sync, ${writers} writers`] = { 'writes/s': Math.round(await levelRate(writers)) };
 }
@@ -116,8 +132,14 @@ try {
     'coffer PUT secret': await httpRate(coffer.url, { authorization: `Bearer ${token}` }),
   };
   console.log(`autocannon, 50 connections, ${DURATION}s x ${RUNS} runs (median), distinct paths, 1 KiB values`);
-  console.table(Object.fromEntries(Object.entries(http).map(([k, r]) => [k, { 'req/s': Math.round(r.rps), 'p50 ms': r.p50, 'p99 ms': r.p99 }])));
-  console.log(`coffer PUT / express + level put sync: ${(http['coffer PUT secret'].rps / http['express 5 + level put sync'].rps).toFixed(2)}x (target >= 1.0x)`);
+  console.table(
+    Object.fromEntries(
+      Object.entries(http).map(([k, r]) => [k, { 'req/s': Math.round(r.rps), 'p50 ms': r.p50, 'p99 ms': r.p99 }]),
+    ),
+  );
+  console.log(
+    `coffer PUT / express + level put sync: ${(http['coffer PUT secret'].rps / http['express 5 + level put sync'].rps).toFixed(2)}x (target >= 1.0x)`,
+  );
 } finally {
   express.child.kill();
   await coffer.kill('SIGTERM');

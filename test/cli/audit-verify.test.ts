@@ -38,7 +38,9 @@ describe('coffer audit verify (real CLI, real server)', function () {
   before(async () => {
     dir = await tempDir('coffer-audit-cli-');
     auditFile = join(dir, 'vault', 'audit.log');
-    const config = await loadConfig({ flags: { dev: true, data_dir: join(dir, 'vault'), listen: '127.0.0.1:0', audit_checkpoint_interval_s: 0.2 } });
+    const config = await loadConfig({
+      flags: { dev: true, data_dir: join(dir, 'vault'), listen: '127.0.0.1:0', audit_checkpoint_interval_s: 0.2 },
+    });
     server = await startServer(config, { log: silentLog });
     env = { PATH: process.env.PATH, HOME: join(dir, 'home'), COFFER_ADDR: server.url, COFFER_TOKEN: server.rootToken };
     for (let i = 0; i < 5; i++) {
@@ -59,7 +61,10 @@ describe('coffer audit verify (real CLI, real server)', function () {
   it('by default fetches the checkpoint key and bounds from the server and verifies the live log', async () => {
     const r = await run(['audit', 'verify', auditFile]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /^ok: \d+ lines, \d+ checkpoints \(signatures verified, key from http:\/\/127\.0\.0\.1:\d+\)/);
+    assert.match(
+      r.stdout,
+      /^ok: \d+ lines, \d+ checkpoints \(signatures verified, key from http:\/\/127\.0\.0\.1:\d+\)/,
+    );
   });
 
   it('fails on a copy with an edited line and a recomputed chain', async () => {
@@ -92,14 +97,22 @@ describe('coffer audit verify (real CLI, real server)', function () {
     assert.match(r.stdout, /^FAILED at line \d+: .*not signed.*truncated/);
     // The same with the key from a file and the bounds given on the command line.
     const pem = join(dir, 'audit.pem');
-    const info = (await (await fetch(`${server.url}/v1/sys/audit`, { headers: { Authorization: `Bearer ${server.rootToken}` } })).json()) as { public_key_pem: string; checkpoint_interval_s: number; checkpoint_every: number };
+    const info = (await (
+      await fetch(`${server.url}/v1/sys/audit`, { headers: { Authorization: `Bearer ${server.rootToken}` } })
+    ).json()) as { public_key_pem: string; checkpoint_interval_s: number; checkpoint_every: number };
     assert.equal(info.checkpoint_interval_s, 0.2);
     assert.equal(info.checkpoint_every, 100);
     await writeFile(pem, info.public_key_pem);
-    const offline = await run(['audit', 'verify', truncated, '--public-key', pem, '--checkpoint-interval-s', '0.2'], { PATH: process.env.PATH, HOME: join(dir, 'home') });
+    const offline = await run(['audit', 'verify', truncated, '--public-key', pem, '--checkpoint-interval-s', '0.2'], {
+      PATH: process.env.PATH,
+      HOME: join(dir, 'home'),
+    });
     assert.equal(offline.code, 1, offline.stdout + offline.stderr);
     // --expect-seq still reports a log that ends before the server's sequence.
-    const expect = await run(['audit', 'verify', truncated, '--public-key', pem, '--expect-seq', String(ls.length + 5), '--json'], { PATH: process.env.PATH, HOME: join(dir, 'home') });
+    const expect = await run(
+      ['audit', 'verify', truncated, '--public-key', pem, '--expect-seq', String(ls.length + 5), '--json'],
+      { PATH: process.env.PATH, HOME: join(dir, 'home') },
+    );
     assert.equal(expect.code, 1);
     assert.match(JSON.parse(expect.stdout).firstBad.reason, /truncated/);
   });
@@ -109,11 +122,17 @@ describe('coffer audit verify (real CLI, real server)', function () {
     const r = await run(['audit', 'verify', auditFile], noServer);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /^ok: \d+ lines/);
-    assert.match(r.stdout + r.stderr, /no audit public key: a truncated tail or an edit with a recomputed chain cannot be detected/);
+    assert.match(
+      r.stdout + r.stderr,
+      /no audit public key: a truncated tail or an edit with a recomputed chain cannot be detected/,
+    );
   });
 
   it('fails clearly, and does not fall back to no key, when the server named cannot be reached', async () => {
-    const r = await run(['audit', 'verify', auditFile, '--addr', 'http://127.0.0.1:1'], { PATH: process.env.PATH, HOME: join(dir, 'home') });
+    const r = await run(['audit', 'verify', auditFile, '--addr', 'http://127.0.0.1:1'], {
+      PATH: process.env.PATH,
+      HOME: join(dir, 'home'),
+    });
     assert.equal(r.code, 5, r.stdout + r.stderr);
     assert.match(r.stderr, /--public-key/);
   });

@@ -44,7 +44,12 @@ export async function runInProcess(args: string[], env: NodeJS.ProcessEnv, stdin
   };
   const out = collect();
   const err = collect();
-  const io: IO = { stdout: out.stream, stderr: err.stream, stdin: Readable.from(stdin ? [Buffer.from(stdin)] : []), env };
+  const io: IO = {
+    stdout: out.stream,
+    stderr: err.stream,
+    stdin: Readable.from(stdin ? [Buffer.from(stdin)] : []),
+    env,
+  };
   const code = await runCoffer(args, depsOf(io));
   await new Promise((r) => setImmediate(r)); // let the PassThroughs hand over what was written
   return { code, stdout: out.text(), stderr: err.text() };
@@ -61,15 +66,27 @@ export interface CliFixture {
 }
 
 /** A dev server in a temp dir and a `run` that points the CLI at it with the root token. */
-export async function cliFixture(prefix: string, flags: Partial<Record<keyof ServerConfig, unknown>> = {}): Promise<CliFixture> {
+export async function cliFixture(
+  prefix: string,
+  flags: Partial<Record<keyof ServerConfig, unknown>> = {},
+): Promise<CliFixture> {
   const dir = await tempDir(prefix);
-  const server = await startServer(await loadConfig({ flags: { dev: true, data_dir: join(dir, 'vault'), listen: '127.0.0.1:0', ...flags } }), { log: silentLog });
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: join(dir, 'home'), COFFER_ADDR: server.url, COFFER_TOKEN: server.rootToken };
+  const server = await startServer(
+    await loadConfig({ flags: { dev: true, data_dir: join(dir, 'vault'), listen: '127.0.0.1:0', ...flags } }),
+    { log: silentLog },
+  );
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: join(dir, 'home'),
+    COFFER_ADDR: server.url,
+    COFFER_TOKEN: server.rootToken,
+  };
   return {
     dir,
     server,
     env,
-    run: (args, options = {}) => (options.spawn || args[0] === 'run' ? runCli : runInProcess)(args, { ...env, ...options.env }, options.stdin),
+    run: (args, options = {}) =>
+      (options.spawn || args[0] === 'run' ? runCli : runInProcess)(args, { ...env, ...options.env }, options.stdin),
     async close() {
       await server.close();
       await rm(dir, { recursive: true, force: true });

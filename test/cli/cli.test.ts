@@ -17,7 +17,8 @@ describe('coffer CLI against a real server', function () {
   let env: NodeJS.ProcessEnv;
 
   let cli: CliFixture;
-  const run = (args: string[], options: { env?: NodeJS.ProcessEnv; stdin?: string; spawn?: boolean } = {}) => cli.run(args, options);
+  const run = (args: string[], options: { env?: NodeJS.ProcessEnv; stdin?: string; spawn?: boolean } = {}) =>
+    cli.run(args, options);
 
   before(async () => {
     cli = await cliFixture('coffer-cli-');
@@ -27,7 +28,9 @@ describe('coffer CLI against a real server', function () {
 
   it('puts (args, @file, stdin), gets, lists and shows history without echoing values', async () => {
     await writeFile(join(dir, 'pw.txt'), 'from-a-file');
-    const put = await run(['put', 'app/db', 'user=app', 'file=@' + join(dir, 'pw.txt'), 'password=-'], { stdin: 'from-stdin\n' });
+    const put = await run(['put', 'app/db', 'user=app', 'file=@' + join(dir, 'pw.txt'), 'password=-'], {
+      stdin: 'from-stdin\n',
+    });
     assert.equal(put.code, 0, put.stderr);
     assert.equal(put.stdout, 'wrote app/db version 1\n');
     const json = JSON.parse((await run(['get', 'app/db', '--json'])).stdout);
@@ -46,7 +49,14 @@ describe('coffer CLI against a real server', function () {
   });
 
   it('the built binary and the in-process CLI (most of these tests) answer alike: output, errors and exit codes', async () => {
-    for (const args of [['get', 'app/db', '--json'], ['get', 'app/none'], ['ls', 'app'], ['get'], ['get', 'app/db', '--no-such-flag'], ['status']]) {
+    for (const args of [
+      ['get', 'app/db', '--json'],
+      ['get', 'app/none'],
+      ['ls', 'app'],
+      ['get'],
+      ['get', 'app/db', '--no-such-flag'],
+      ['status'],
+    ]) {
       const inProcess = await run(args);
       const binary = await run(args, { spawn: true });
       assert.deepEqual(inProcess, binary, args.join(' '));
@@ -71,8 +81,14 @@ describe('coffer CLI against a real server', function () {
 
   it('logs in with userpass and stores the token with mode 0600', async () => {
     const admin = { Authorization: `Bearer ${server.rootToken}`, 'Content-Type': 'application/json' };
-    await fetch(`${server.url}/v1/auth/userpass/users/alice`, { method: 'PUT', headers: admin, body: JSON.stringify({ password: 'correct horse battery' }) });
-    const login = await run(['login', 'userpass', '--username', 'alice'], { env: { COFFER_TOKEN: '', COFFER_PASSWORD: 'correct horse battery' } });
+    await fetch(`${server.url}/v1/auth/userpass/users/alice`, {
+      method: 'PUT',
+      headers: admin,
+      body: JSON.stringify({ password: 'correct horse battery' }),
+    });
+    const login = await run(['login', 'userpass', '--username', 'alice'], {
+      env: { COFFER_TOKEN: '', COFFER_PASSWORD: 'correct horse battery' },
+    });
     assert.equal(login.code, 0, login.stderr);
     assert.doesNotMatch(login.stdout, /eyJ/, 'the token is not printed when stored');
     const file = join(dir, 'home', '.config', 'coffer', 'token');
@@ -83,10 +99,20 @@ describe('coffer CLI against a real server', function () {
   });
 
   it('manages policies, groups, users and roles, refusing bad rules with exit 1', async () => {
-    assert.equal((await run(['policy', 'put', 'cli-read', '--rule', 'cli/*:read,list', '--rule', 'cli/admin/**:deny'])).code, 0);
-    assert.deepEqual(JSON.parse((await run(['policy', 'get', 'cli-read', '--json'])).stdout).rules[1], { path: 'cli/admin/**', capabilities: ['deny'] });
+    assert.equal(
+      (await run(['policy', 'put', 'cli-read', '--rule', 'cli/*:read,list', '--rule', 'cli/admin/**:deny'])).code,
+      0,
+    );
+    assert.deepEqual(JSON.parse((await run(['policy', 'get', 'cli-read', '--json'])).stdout).rules[1], {
+      path: 'cli/admin/**',
+      capabilities: ['deny'],
+    });
     assert.equal((await run(['group', 'put', 'cli', '--policy', 'cli-read'])).code, 0);
-    assert.equal((await run(['user', 'put', 'carol', '--group', 'cli'], { env: { COFFER_PASSWORD: 'correct horse battery' } })).code, 0);
+    assert.equal(
+      (await run(['user', 'put', 'carol', '--group', 'cli'], { env: { COFFER_PASSWORD: 'correct horse battery' } }))
+        .code,
+      0,
+    );
     assert.match((await run(['role', 'get', 'nope', '--type', 'approle'])).stderr, /role nope not found/);
     const bad = await run(['policy', 'put', 'bad', '--rule', 'x/../y:read']);
     assert.equal(bad.code, 1);
@@ -101,7 +127,11 @@ describe('coffer CLI against a real server', function () {
     await writeFile(file, 'DB_HOST=db.internal\nDB_PASSWORD="quoted value"\n# comment\nAPI_KEY=abc\n');
     const one = await run(['import', '--from-dotenv', file, '--path', 'imp/app']);
     assert.equal(one.stdout, 'imported 3 variables into imp/app version 1\n');
-    assert.deepEqual(JSON.parse((await run(['get', 'imp/app', '--json'])).stdout).data, { DB_HOST: 'db.internal', DB_PASSWORD: 'quoted value', API_KEY: 'abc' });
+    assert.deepEqual(JSON.parse((await run(['get', 'imp/app', '--json'])).stdout).data, {
+      DB_HOST: 'db.internal',
+      DB_PASSWORD: 'quoted value',
+      API_KEY: 'abc',
+    });
     const split = await run(['import', '--from-dotenv', file, '--path', 'imp/split', '--split', '--json']);
     assert.deepEqual(JSON.parse(split.stdout), ['imp/split/db_host', 'imp/split/db_password', 'imp/split/api_key']);
     assert.doesNotMatch(one.stdout + split.stdout + one.stderr + split.stderr, /quoted value|abc/);
@@ -113,26 +143,76 @@ describe('coffer CLI against a real server', function () {
     assert.equal(asToken.code, 0, asToken.stderr);
     assert.match(asToken.stdout, /token of root is valid/);
     const admin = { Authorization: `Bearer ${server.rootToken}`, 'Content-Type': 'application/json' };
-    await fetch(`${server.url}/v1/auth/approle/roles/ci-builder`, { method: 'PUT', headers: admin, body: JSON.stringify({ secret_id_num_uses: 1 }) });
-    const roleId = ((await (await fetch(`${server.url}/v1/auth/approle/roles/ci-builder`, { headers: admin })).json()) as { role_id: string }).role_id;
-    const sid = ((await (await fetch(`${server.url}/v1/auth/approle/roles/ci-builder/secret-id`, { method: 'POST', headers: admin, body: '{}' })).json()) as { secret_id: string }).secret_id;
-    const approle = await run(['login', 'approle', '--role', roleId, '--json', '--no-store'], { env: { ...home, COFFER_SECRET_ID: sid } });
+    await fetch(`${server.url}/v1/auth/approle/roles/ci-builder`, {
+      method: 'PUT',
+      headers: admin,
+      body: JSON.stringify({ secret_id_num_uses: 1 }),
+    });
+    const roleId = (
+      (await (await fetch(`${server.url}/v1/auth/approle/roles/ci-builder`, { headers: admin })).json()) as {
+        role_id: string;
+      }
+    ).role_id;
+    const sid = (
+      (await (
+        await fetch(`${server.url}/v1/auth/approle/roles/ci-builder/secret-id`, {
+          method: 'POST',
+          headers: admin,
+          body: '{}',
+        })
+      ).json()) as { secret_id: string }
+    ).secret_id;
+    const approle = await run(['login', 'approle', '--role', roleId, '--json', '--no-store'], {
+      env: { ...home, COFFER_SECRET_ID: sid },
+    });
     assert.equal(approle.code, 0, approle.stderr);
     assert.equal(JSON.parse(approle.stdout).identity, 'approle:ci-builder');
-    assert.equal((await run(['login', 'approle', '--role', roleId], { env: { ...home, COFFER_SECRET_ID: sid } })).code, 3, 'a one-use secret_id works once');
+    assert.equal(
+      (await run(['login', 'approle', '--role', roleId], { env: { ...home, COFFER_SECRET_ID: sid } })).code,
+      3,
+      'a one-use secret_id works once',
+    );
 
     const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const jwk = { ...(await exportJWK(publicKey)), kid: 'ci', alg: 'ES256', use: 'sig' };
-    const idp = createHttpServer((_req, res) => void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] })));
+    const idp = createHttpServer(
+      (_req, res) =>
+        void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] })),
+    );
     await new Promise<void>((r) => idp.listen(0, '127.0.0.1', r));
     try {
       const issuer = `http://127.0.0.1:${(idp.address() as AddressInfo).port}`;
-      await fetch(`${server.url}/v1/auth/jwt/roles/ci-jwt`, { method: 'PUT', headers: admin, body: JSON.stringify({ issuer, jwks_url: `${issuer}/jwks`, bound_audiences: ['coffer'], bound_subject: 'job:42' }) });
-      const jwt = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'ci' }).setIssuer(issuer).setAudience('coffer').setSubject('job:42').setIssuedAt().setExpirationTime('5m').sign(privateKey);
-      const viaJwt = await run(['login', 'jwt', '--role', 'ci-jwt', '--json', '--no-store'], { env: { ...home, COFFER_JWT: jwt } });
+      await fetch(`${server.url}/v1/auth/jwt/roles/ci-jwt`, {
+        method: 'PUT',
+        headers: admin,
+        body: JSON.stringify({
+          issuer,
+          jwks_url: `${issuer}/jwks`,
+          bound_audiences: ['coffer'],
+          bound_subject: 'job:42',
+        }),
+      });
+      const jwt = await new SignJWT({})
+        .setProtectedHeader({ alg: 'ES256', kid: 'ci' })
+        .setIssuer(issuer)
+        .setAudience('coffer')
+        .setSubject('job:42')
+        .setIssuedAt()
+        .setExpirationTime('5m')
+        .sign(privateKey);
+      const viaJwt = await run(['login', 'jwt', '--role', 'ci-jwt', '--json', '--no-store'], {
+        env: { ...home, COFFER_JWT: jwt },
+      });
       assert.equal(viaJwt.code, 0, viaJwt.stderr);
       assert.equal(JSON.parse(viaJwt.stdout).identity, 'jwt:ci-jwt:job:42');
-      const wrongSub = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'ci' }).setIssuer(issuer).setAudience('coffer').setSubject('job:43').setIssuedAt().setExpirationTime('5m').sign(privateKey);
+      const wrongSub = await new SignJWT({})
+        .setProtectedHeader({ alg: 'ES256', kid: 'ci' })
+        .setIssuer(issuer)
+        .setAudience('coffer')
+        .setSubject('job:43')
+        .setIssuedAt()
+        .setExpirationTime('5m')
+        .sign(privateKey);
       const refused = await run(['login', 'jwt', '--role', 'ci-jwt'], { env: { ...home, COFFER_JWT: wrongSub } });
       assert.equal(refused.code, 3);
       assert.doesNotMatch(refused.stderr + refused.stdout, /eyJ/, 'no token in the output');
@@ -144,7 +224,8 @@ describe('coffer CLI against a real server', function () {
   it('role secret-id makes an approle secret_id into a new 0600 file (never over one) that login approle takes', async () => {
     const home = { HOME: join(dir, 'home-secret-id'), COFFER_TOKEN: '' };
     assert.equal((await run(['role', 'put', 'cli-sid', '--type', 'approle', '--policy', 'none'])).code, 0);
-    const roleId = JSON.parse((await run(['role', 'get', 'cli-sid', '--type', 'approle', '--json'])).stdout).role_id as string;
+    const roleId = JSON.parse((await run(['role', 'get', 'cli-sid', '--type', 'approle', '--json'])).stdout)
+      .role_id as string;
     const file = join(dir, 'cli-sid.secret');
     const made = await run(['role', 'secret-id', 'cli-sid', '--out', file, '--json']);
     assert.equal(made.code, 0, made.stderr);
@@ -154,7 +235,9 @@ describe('coffer CLI against a real server', function () {
     const again = await run(['role', 'secret-id', 'cli-sid', '--out', file]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /never written over a file/);
-    const login = await run(['login', 'approle', '--role', roleId, '--secret-id-file', file, '--no-store', '--json'], { env: home });
+    const login = await run(['login', 'approle', '--role', roleId, '--secret-id-file', file, '--no-store', '--json'], {
+      env: home,
+    });
     assert.equal(login.code, 0, login.stderr);
     assert.equal(JSON.parse(login.stdout).identity, 'approle:cli-sid');
     const printed = await run(['role', 'secret-id', 'cli-sid']);
@@ -181,9 +264,14 @@ describe('coffer CLI against a real server', function () {
 
   it('encrypts and decrypts with a named key through stdin', async () => {
     assert.equal((await run(['key', 'create', 'cli-orders'])).stdout, 'created key cli-orders (version 1)\n');
-    const ct = (await run(['key', 'encrypt', 'cli-orders', '--context', 'tenant-1'], { stdin: 'card 4111' })).stdout.trim();
+    const ct = (
+      await run(['key', 'encrypt', 'cli-orders', '--context', 'tenant-1'], { stdin: 'card 4111' })
+    ).stdout.trim();
     assert.match(ct, /^coffer:v1:/);
-    assert.equal((await run(['key', 'decrypt', 'cli-orders', '--context', 'tenant-1'], { stdin: ct })).stdout, 'card 4111');
+    assert.equal(
+      (await run(['key', 'decrypt', 'cli-orders', '--context', 'tenant-1'], { stdin: ct })).stdout,
+      'card 4111',
+    );
     assert.equal((await run(['key', 'decrypt', 'cli-orders'], { stdin: ct })).code, 1, 'wrong context');
     assert.match((await run(['key', 'rotate', 'cli-orders'])).stdout, /version 2/);
     const dk = JSON.parse((await run(['key', 'datakey', 'cli-orders', '--json'])).stdout);
@@ -204,14 +292,21 @@ describe('coffer CLI against a real server', function () {
     const imported = await run(['byok', 'import', '--import-token', token, '--bundle', bundle]);
     assert.equal(imported.code, 0, imported.stderr);
     assert.match(imported.stdout, /^imported as master version \d+/);
-    assert.equal((await run(['byok', 'import', '--import-token', token, '--bundle', bundle])).code, 3, 'the token is single-use');
+    assert.equal(
+      (await run(['byok', 'import', '--import-token', token, '--bundle', bundle])).code,
+      3,
+      'the token is single-use',
+    );
     const still = await run(['get', 'app/db', '--field', 'user']);
     assert.equal(still.stdout, 'app\n', `secrets still read: ${still.stderr}`);
     const share = (await readFile(join(dir, 'vault', 'recovery-share'), 'utf8')).trim();
     const exported = await run(['byok', 'export', '--public-key', pem, '--shares', '1'], { stdin: `${share}\n` });
     assert.equal(exported.code, 0, exported.stderr);
     assert.match(exported.stdout, /^[A-Za-z0-9+/]+=*\n$/);
-    assert.equal((await run(['byok', 'export', '--public-key', pem, '--shares', '1'], { stdin: 'not-a-share\n' })).code, 1);
+    assert.equal(
+      (await run(['byok', 'export', '--public-key', pem, '--shares', '1'], { stdin: 'not-a-share\n' })).code,
+      1,
+    );
   });
 
   describe('run', () => {
@@ -222,7 +317,15 @@ describe('coffer CLI against a real server', function () {
     });
 
     it('passes values byte for byte, converts names, and keeps COFFER_TOKEN from the child', async () => {
-      const res = await run(['run', '--path', 'run/app', '--', process.execPath, '-e', 'process.stdout.write(JSON.stringify({u: process.env.DB_USER, t: process.env.TRICKY, k: process.env.COFFER_TOKEN ?? null}))']);
+      const res = await run([
+        'run',
+        '--path',
+        'run/app',
+        '--',
+        process.execPath,
+        '-e',
+        'process.stdout.write(JSON.stringify({u: process.env.DB_USER, t: process.env.TRICKY, k: process.env.COFFER_TOKEN ?? null}))',
+      ]);
       assert.equal(res.code, 0, res.stderr);
       const seen = JSON.parse(res.stdout);
       assert.equal(seen.u, 'app');
@@ -230,9 +333,16 @@ describe('coffer CLI against a real server', function () {
       assert.equal(seen.k, null);
     });
 
-    it('exits with the child\'s code, 128+n on a signal, 127 for a missing command', async () => {
-      assert.equal((await run(['run', '--path', 'run/app', '--', process.execPath, '-e', 'process.exit(42)'])).code, 42);
-      assert.equal((await run(['run', '--path', 'run/app', '--', process.execPath, '-e', 'process.kill(process.pid, "SIGTERM")'])).code, 143);
+    it("exits with the child's code, 128+n on a signal, 127 for a missing command", async () => {
+      assert.equal(
+        (await run(['run', '--path', 'run/app', '--', process.execPath, '-e', 'process.exit(42)'])).code,
+        42,
+      );
+      assert.equal(
+        (await run(['run', '--path', 'run/app', '--', process.execPath, '-e', 'process.kill(process.pid, "SIGTERM")']))
+          .code,
+        143,
+      );
       const missing = await run(['run', '--path', 'run/app', '--', 'no-such-command-here']);
       assert.equal(missing.code, 127);
       assert.match(missing.stderr, /no-such-command-here: command not found/);
@@ -240,12 +350,27 @@ describe('coffer CLI against a real server', function () {
     });
 
     it('forwards SIGTERM to the child once and waits for it', async () => {
-      const child = spawn(process.execPath, [CLI, 'run', '--path', 'run/app', '--', process.execPath, '-e', "process.on('SIGTERM', () => { process.stdout.write('got-term'); process.exit(7); }); setInterval(() => {}, 1000); process.stdout.write('ready');"], {
-        env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = spawn(
+        process.execPath,
+        [
+          CLI,
+          'run',
+          '--path',
+          'run/app',
+          '--',
+          process.execPath,
+          '-e',
+          "process.on('SIGTERM', () => { process.stdout.write('got-term'); process.exit(7); }); setInterval(() => {}, 1000); process.stdout.write('ready');",
+        ],
+        {
+          env,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       let out = '';
-      await new Promise<void>((ready) => child.stdout.on('data', (d: Buffer) => ((out += d.toString()), out.includes('ready') && ready())));
+      await new Promise<void>((ready) =>
+        child.stdout.on('data', (d: Buffer) => ((out += d.toString()), out.includes('ready') && ready())),
+      );
       child.kill('SIGTERM');
       const code = await new Promise<number | null>((done) => child.once('exit', done));
       assert.equal(code, 7);
@@ -256,7 +381,25 @@ describe('coffer CLI against a real server', function () {
       await run(['put', 'run/watched', 'token=v1']);
       const log = join(dir, 'watch.log');
       const script = `const fs = require('fs'); const v = process.env.TOKEN; fs.appendFileSync(${JSON.stringify(log)}, 'start:' + v + ';'); process.on('SIGTERM', () => { fs.appendFileSync(${JSON.stringify(log)}, 'stop:' + v + ';'); process.exit(0); }); process.on('SIGINT', () => process.exit(5)); setInterval(() => {}, 1000);`;
-      const child = spawn(process.execPath, [CLI, 'run', '--path', 'run/watched', '--watch', '--watch-interval', '1', '--watch-grace', '2', '--', process.execPath, '-e', script], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(
+        process.execPath,
+        [
+          CLI,
+          'run',
+          '--path',
+          'run/watched',
+          '--watch',
+          '--watch-interval',
+          '1',
+          '--watch-grace',
+          '2',
+          '--',
+          process.execPath,
+          '-e',
+          script,
+        ],
+        { env, stdio: ['ignore', 'ignore', 'pipe'] },
+      );
       const waitFor = async (text: string) => {
         for (let i = 0; i < 100; i++) {
           if ((await readFile(log, 'utf8').catch(() => '')).includes(text)) return;
@@ -269,14 +412,24 @@ describe('coffer CLI against a real server', function () {
       await waitFor('start:v2;');
       assert.equal(await readFile(log, 'utf8'), 'start:v1;stop:v1;start:v2;');
       child.kill('SIGINT');
-      assert.equal(await new Promise<number | null>((done) => child.once('exit', done)), 5, 'the current child\'s exit code');
+      assert.equal(
+        await new Promise<number | null>((done) => child.once('exit', done)),
+        5,
+        "the current child's exit code",
+      );
     });
 
     it('stays alive while a child ignores SIGTERM, and exits with the child when it finally ends', async () => {
-      const script = "process.on('SIGTERM', () => process.stdout.write('ignored;')); process.on('SIGINT', () => process.exit(3)); setInterval(() => {}, 1000); process.stdout.write('ready;');";
-      const child = spawn(process.execPath, [CLI, 'run', '--path', 'run/app', '--', process.execPath, '-e', script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const script =
+        "process.on('SIGTERM', () => process.stdout.write('ignored;')); process.on('SIGINT', () => process.exit(3)); setInterval(() => {}, 1000); process.stdout.write('ready;');";
+      const child = spawn(process.execPath, [CLI, 'run', '--path', 'run/app', '--', process.execPath, '-e', script], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let out = '';
-      await new Promise<void>((ready) => child.stdout.on('data', (d: Buffer) => ((out += d.toString()), out.includes('ready;') && ready())));
+      await new Promise<void>((ready) =>
+        child.stdout.on('data', (d: Buffer) => ((out += d.toString()), out.includes('ready;') && ready())),
+      );
       child.kill('SIGTERM');
       await new Promise((r) => setTimeout(r, 500));
       assert.equal(child.exitCode, null, 'the CLI waits for its child');
@@ -292,23 +445,57 @@ describe('coffer CLI against a real server', function () {
       assert.match(clash.stderr, /both map to API_KEY/);
       assert.equal(clash.stdout, '');
       assert.doesNotMatch(clash.stderr, /val-/);
-      const mapped = await run(['run', '--path', 'run/clash', '--map', 'api-key=OTHER', '--', 'sh', '-c', 'echo $OTHER $API_KEY']);
+      const mapped = await run([
+        'run',
+        '--path',
+        'run/clash',
+        '--map',
+        'api-key=OTHER',
+        '--',
+        'sh',
+        '-c',
+        'echo $OTHER $API_KEY',
+      ]);
       assert.equal(mapped.stdout, 'val-first val-second\n');
       await run(['put', 'run/bad', '9lives=x', 'ld_preload=/tmp/evil.so']);
       const bad = await run(['run', '--path', 'run/bad', '--', 'true']);
       assert.match(bad.stderr, /"9LIVES" is not a valid variable name/);
       assert.match(bad.stderr, /LD_PRELOAD would change how programs run/);
-      await fetch(`${server.url}/v1/secrets/run/nul`, { method: 'PUT', headers: { Authorization: `Bearer ${server.rootToken}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ data: { v: 'a\u0000b' } }) });
+      await fetch(`${server.url}/v1/secrets/run/nul`, {
+        method: 'PUT',
+        headers: { Authorization: `Bearer ${server.rootToken}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ data: { v: 'a\u0000b' } }),
+      });
       const nul = await run(['run', '--path', 'run/nul', '--', 'true']);
       assert.match(nul.stderr, /run\/nul:v -> V holds a NUL character/);
     });
 
     it('--file names follow the rules of names from secrets: no dangerous name, none taken twice', async () => {
-      const dangerous = await run(['run', '--path', 'run/app', '--file', 'tricky=LD_PRELOAD', '--', 'sh', '-c', 'echo spawned']);
+      const dangerous = await run([
+        'run',
+        '--path',
+        'run/app',
+        '--file',
+        'tricky=LD_PRELOAD',
+        '--',
+        'sh',
+        '-c',
+        'echo spawned',
+      ]);
       assert.equal(dangerous.code, 1);
       assert.match(dangerous.stderr, /LD_PRELOAD would change how programs run/);
       assert.equal(dangerous.stdout, '');
-      const taken = await run(['run', '--path', 'run/app', '--file', 'tricky=DB_USER', '--', 'sh', '-c', 'echo spawned']);
+      const taken = await run([
+        'run',
+        '--path',
+        'run/app',
+        '--file',
+        'tricky=DB_USER',
+        '--',
+        'sh',
+        '-c',
+        'echo spawned',
+      ]);
       assert.equal(taken.code, 1);
       assert.match(taken.stderr, /DB_USER is already set/);
       const twice = await run(['run', '--path', 'run/app', '--file', 'tricky=F', '--file', 'db-user=F', '--', 'true']);
@@ -316,8 +503,19 @@ describe('coffer CLI against a real server', function () {
     });
 
     it('--file writes a value to a private 0600 file for the child and removes it afterwards', async () => {
-      const script = "const fs = require('fs'); const f = process.env.CERT_FILE; const st = fs.statSync(f); const dir = fs.statSync(require('path').dirname(f)); process.stdout.write(JSON.stringify({ f, mode: (st.mode & 0o777).toString(8), dir: (dir.mode & 0o777).toString(8), body: fs.readFileSync(f, 'utf8') }))";
-      const res = await run(['run', '--path', 'run/app', '--file', 'tricky=CERT_FILE', '--', process.execPath, '-e', script]);
+      const script =
+        "const fs = require('fs'); const f = process.env.CERT_FILE; const st = fs.statSync(f); const dir = fs.statSync(require('path').dirname(f)); process.stdout.write(JSON.stringify({ f, mode: (st.mode & 0o777).toString(8), dir: (dir.mode & 0o777).toString(8), body: fs.readFileSync(f, 'utf8') }))";
+      const res = await run([
+        'run',
+        '--path',
+        'run/app',
+        '--file',
+        'tricky=CERT_FILE',
+        '--',
+        process.execPath,
+        '-e',
+        script,
+      ]);
       assert.equal(res.code, 0, res.stderr);
       const seen = JSON.parse(res.stdout);
       assert.equal(seen.mode, '600');
@@ -353,7 +551,9 @@ describe('coffer CLI against a real server', function () {
     });
 
     it('json format is the plain map', async () => {
-      assert.deepEqual(JSON.parse((await run(['export', '--path', 'exp/app', '--format', 'json'])).stdout), { TOKEN: value });
+      assert.deepEqual(JSON.parse((await run(['export', '--path', 'exp/app', '--format', 'json'])).stdout), {
+        TOKEN: value,
+      });
     });
 
     it('dotenv refuses, by name, a value no dotenv quoting holds (all three quotes and a newline)', async () => {

@@ -16,9 +16,18 @@ import { silentLog, tempDir } from '../helpers.js';
  * by test/cli/cli.test.ts.
  */
 
-const secret = (path: string, data: Record<string, string>): Secret => ({ path, version: 1, type: 'kv', data, metadata: {}, created_at: '2026-01-01T00:00:00.000Z', expires_at: null });
+const secret = (path: string, data: Record<string, string>): Secret => ({
+  path,
+  version: 1,
+  type: 'kv',
+  data,
+  metadata: {},
+  created_at: '2026-01-01T00:00:00.000Z',
+  expires_at: null,
+});
 const options = (o: Partial<EnvOptions> = {}): EnvOptions => ({ map: [], prefix: '', allow: [], ...o });
-const refused = (pattern: RegExp) => (e: unknown) => e instanceof CliError && e.code === 'invalid_input' && e.exitCode === 1 && pattern.test(e.message);
+const refused = (pattern: RegExp) => (e: unknown) =>
+  e instanceof CliError && e.code === 'invalid_input' && e.exitCode === 1 && pattern.test(e.message);
 const entries = (env: Map<string, string>) => Object.fromEntries(env);
 
 describe('cli env: names', () => {
@@ -32,11 +41,15 @@ describe('cli env: names', () => {
 
   it('ENV_NAME is a whole-name match: a letter or _ first, then letters, digits and _', () => {
     for (const ok of ['A', '_', 'A1', '_9', 'ABC_DEF']) assert.equal(ENV_NAME.test(ok), true, ok);
-    for (const bad of ['', '1A', 'a', 'A-B', 'A=B', 'A B', 'A\n', '\nA', 'AB\u00c9']) assert.equal(ENV_NAME.test(bad), false, JSON.stringify(bad));
+    for (const bad of ['', '1A', 'a', 'A-B', 'A=B', 'A B', 'A\n', '\nA', 'AB\u00c9'])
+      assert.equal(ENV_NAME.test(bad), false, JSON.stringify(bad));
   });
 
   it('builds the environment from every secret, with the prefix', () => {
-    const env = buildEnv([secret('app/db', { user: 'app', 'pass-word': 'p' }), secret('app/api', { token: 't' })], options({ prefix: 'APP_' }));
+    const env = buildEnv(
+      [secret('app/db', { user: 'app', 'pass-word': 'p' }), secret('app/api', { token: 't' })],
+      options({ prefix: 'APP_' }),
+    );
     assert.deepEqual(entries(env), { APP_USER: 'app', APP_PASS_WORD: 'p', APP_TOKEN: 't' });
   });
 
@@ -48,29 +61,70 @@ describe('cli env: names', () => {
 
 describe('cli env: refusals name the variables, never the values', () => {
   it('refuses names still invalid after conversion, and says to use --map', () => {
-    assert.throws(() => buildEnv([secret('app/x', { '1abc': 'VALUE-1' })], options()), refused(/app\/x:1abc -> "1ABC" is not a valid variable name \(use --map 1abc=NAME\)/));
-    assert.throws(() => buildEnv([secret('app/x', { '': 'VALUE-2' })], options()), refused(/app\/x: -> "" is not a valid variable name/));
+    assert.throws(
+      () => buildEnv([secret('app/x', { '1abc': 'VALUE-1' })], options()),
+      refused(/app\/x:1abc -> "1ABC" is not a valid variable name \(use --map 1abc=NAME\)/),
+    );
+    assert.throws(
+      () => buildEnv([secret('app/x', { '': 'VALUE-2' })], options()),
+      refused(/app\/x: -> "" is not a valid variable name/),
+    );
   });
 
   it('refuses dangerous names unless each is allowed by name', () => {
-    for (const name of ['LD_PRELOAD', 'LD_LIBRARY_PATH', 'DYLD_INSERT_LIBRARIES', 'NODE_OPTIONS', 'BASH_ENV', 'ENV', 'PATH', 'PYTHONPATH', 'GIT_SSH_COMMAND', 'IFS', 'PS4', 'COFFER_TOKEN', 'COFFER_TOKEN_FILE', 'COFFER_ADDR', 'JAVA_TOOL_OPTIONS']) {
-      assert.throws(() => buildEnv([secret('app/x', { [name.toLowerCase()]: 'VALUE' })], options()), refused(new RegExp(`-> ${name} would change how programs run \\(allow it with --allow-env ${name}\\)`)), name);
+    for (const name of [
+      'LD_PRELOAD',
+      'LD_LIBRARY_PATH',
+      'DYLD_INSERT_LIBRARIES',
+      'NODE_OPTIONS',
+      'BASH_ENV',
+      'ENV',
+      'PATH',
+      'PYTHONPATH',
+      'GIT_SSH_COMMAND',
+      'IFS',
+      'PS4',
+      'COFFER_TOKEN',
+      'COFFER_TOKEN_FILE',
+      'COFFER_ADDR',
+      'JAVA_TOOL_OPTIONS',
+    ]) {
+      assert.throws(
+        () => buildEnv([secret('app/x', { [name.toLowerCase()]: 'VALUE' })], options()),
+        refused(new RegExp(`-> ${name} would change how programs run \\(allow it with --allow-env ${name}\\)`)),
+        name,
+      );
     }
-    assert.deepEqual(entries(buildEnv([secret('app/x', { path: '/opt/bin' })], options({ allow: ['PATH'] }))), { PATH: '/opt/bin' });
-    assert.throws(() => buildEnv([secret('app/x', { path: '/opt/bin', ld_preload: 'x' })], options({ allow: ['PATH'] })), refused(/LD_PRELOAD would change/));
+    assert.deepEqual(entries(buildEnv([secret('app/x', { path: '/opt/bin' })], options({ allow: ['PATH'] }))), {
+      PATH: '/opt/bin',
+    });
+    assert.throws(
+      () => buildEnv([secret('app/x', { path: '/opt/bin', ld_preload: 'x' })], options({ allow: ['PATH'] })),
+      refused(/LD_PRELOAD would change/),
+    );
     // Only whole names are dangerous.
-    assert.deepEqual(entries(buildEnv([secret('app/x', { mypath: 'a', path_x: 'b', xenv: 'c', envx: 'd' })], options())), { MYPATH: 'a', PATH_X: 'b', XENV: 'c', ENVX: 'd' });
+    assert.deepEqual(
+      entries(buildEnv([secret('app/x', { mypath: 'a', path_x: 'b', xenv: 'c', envx: 'd' })], options())),
+      { MYPATH: 'a', PATH_X: 'b', XENV: 'c', ENVX: 'd' },
+    );
   });
 
   it('refuses two keys that land on one name, naming both', () => {
-    assert.throws(() => buildEnv([secret('app/x', { 'my-secret': 'a', MY_SECRET: 'b' })], options()), refused(/app\/x:MY_SECRET and app\/x:my-secret both map to MY_SECRET \(use --map to rename one\)/));
-    assert.throws(() => buildEnv([secret('app/a', { k: 'a' }), secret('app/b', { k: 'b' })], options()), refused(/app\/b:k and app\/a:k both map to K/));
+    assert.throws(
+      () => buildEnv([secret('app/x', { 'my-secret': 'a', MY_SECRET: 'b' })], options()),
+      refused(/app\/x:MY_SECRET and app\/x:my-secret both map to MY_SECRET \(use --map to rename one\)/),
+    );
+    assert.throws(
+      () => buildEnv([secret('app/a', { k: 'a' }), secret('app/b', { k: 'b' })], options()),
+      refused(/app\/b:k and app\/a:k both map to K/),
+    );
   });
 
   it('refuses a value with a NUL, naming the variable only', () => {
     assert.throws(
       () => buildEnv([secret('app/x', { k: 'SECRET-VALUE\u0000tail' })], options()),
-      (e: unknown) => refused(/app\/x:k -> K holds a NUL character/)(e) && !(e as Error).message.includes('SECRET-VALUE'),
+      (e: unknown) =>
+        refused(/app\/x:k -> K holds a NUL character/)(e) && !(e as Error).message.includes('SECRET-VALUE'),
     );
   });
 
@@ -95,8 +149,13 @@ describe('cli env: --map', () => {
   });
 
   it('a map resolves a collision and an invalid name', () => {
-    assert.deepEqual(entries(buildEnv([secret('app/x', { 'my-secret': 'a', MY_SECRET: 'b' })], options({ map: ['my-secret=FIRST'] }))), { FIRST: 'a', MY_SECRET: 'b' });
-    assert.deepEqual(entries(buildEnv([secret('app/x', { '1abc': 'v' })], options({ map: ['1abc=ONE_ABC'] }))), { ONE_ABC: 'v' });
+    assert.deepEqual(
+      entries(buildEnv([secret('app/x', { 'my-secret': 'a', MY_SECRET: 'b' })], options({ map: ['my-secret=FIRST'] }))),
+      { FIRST: 'a', MY_SECRET: 'b' },
+    );
+    assert.deepEqual(entries(buildEnv([secret('app/x', { '1abc': 'v' })], options({ map: ['1abc=ONE_ABC'] }))), {
+      ONE_ABC: 'v',
+    });
   });
 
   it('takes the last = as the separator, so a key may contain =', () => {
@@ -105,15 +164,31 @@ describe('cli env: --map', () => {
 
   it('refuses a map without a key, without =, or to an invalid name, without echoing the target', () => {
     for (const bad of ['=NAME', 'NAME', 'k=', 'k=1BAD', 'k=lower', 'k=A-B', 'k=A B']) {
-      assert.throws(() => buildEnv([secret('app/x', { k: 'v' })], options({ map: [bad] })), refused(/^--map .*=…: expected KEY=ENV_NAME or path:KEY=ENV_NAME$/), bad);
+      assert.throws(
+        () => buildEnv([secret('app/x', { k: 'v' })], options({ map: [bad] })),
+        refused(/^--map .*=…: expected KEY=ENV_NAME or path:KEY=ENV_NAME$/),
+        bad,
+      );
     }
-    assert.throws(() => buildEnv([], options({ map: ['k=1BAD'] })), (e: unknown) => e instanceof CliError && e.message === '--map k=…: expected KEY=ENV_NAME or path:KEY=ENV_NAME');
-    assert.throws(() => buildEnv([], options({ map: ['key=1BAD'] })), (e: unknown) => e instanceof CliError && e.message === '--map key=…: expected KEY=ENV_NAME or path:KEY=ENV_NAME');
+    assert.throws(
+      () => buildEnv([], options({ map: ['k=1BAD'] })),
+      (e: unknown) => e instanceof CliError && e.message === '--map k=…: expected KEY=ENV_NAME or path:KEY=ENV_NAME',
+    );
+    assert.throws(
+      () => buildEnv([], options({ map: ['key=1BAD'] })),
+      (e: unknown) => e instanceof CliError && e.message === '--map key=…: expected KEY=ENV_NAME or path:KEY=ENV_NAME',
+    );
   });
 
   it('a mapped name is still checked: a map to a dangerous name needs --allow-env', () => {
-    assert.throws(() => buildEnv([secret('app/x', { k: 'v' })], options({ map: ['k=LD_PRELOAD'] })), refused(/LD_PRELOAD would change/));
-    assert.deepEqual(entries(buildEnv([secret('app/x', { k: 'v' })], options({ map: ['k=LD_PRELOAD'], allow: ['LD_PRELOAD'] }))), { LD_PRELOAD: 'v' });
+    assert.throws(
+      () => buildEnv([secret('app/x', { k: 'v' })], options({ map: ['k=LD_PRELOAD'] })),
+      refused(/LD_PRELOAD would change/),
+    );
+    assert.deepEqual(
+      entries(buildEnv([secret('app/x', { k: 'v' })], options({ map: ['k=LD_PRELOAD'], allow: ['LD_PRELOAD'] }))),
+      { LD_PRELOAD: 'v' },
+    );
   });
 });
 
@@ -125,13 +200,16 @@ describe('cli env: fetchSecrets against a real server (fail closed)', function (
 
   before(async () => {
     dir = await tempDir('coffer-env-');
-    server = await startServer(await loadConfig({ flags: { dev: true, data_dir: dir, listen: '127.0.0.1:0' } }), { log: silentLog });
+    server = await startServer(await loadConfig({ flags: { dev: true, data_dir: dir, listen: '127.0.0.1:0' } }), {
+      log: silentLog,
+    });
     client = new Coffer({ addr: server.url, token: server.rootToken });
     await client.putSecret('app/db', { data: { user: 'u' } });
     await client.putSecret('app/svc/a', { data: { a: '1' } });
     await client.putSecret('app/svc/b', { data: { b: '2' } });
     await client.putSecret('app/svc', { data: { parent: 'p' } });
-    for (let i = 0; i < 105; i++) await client.putSecret(`many/s${String(i).padStart(3, '0')}`, { data: { [`k${i}`]: String(i) } });
+    for (let i = 0; i < 105; i++)
+      await client.putSecret(`many/s${String(i).padStart(3, '0')}`, { data: { [`k${i}`]: String(i) } });
   });
   after(async () => {
     await server.close();
@@ -164,19 +242,51 @@ describe('cli env: fetchSecrets against a real server (fail closed)', function (
   });
 
   it('fails closed: a missing path or an empty P/* is not_found, naming the path', async () => {
-    await assert.rejects(fetchSecrets(client, ['app/db', 'app/none']), (e: unknown) => e instanceof CofferError && e.code === 'not_found' && e.status === 404 && /cannot read app\/none/.test(e.message));
-    await assert.rejects(fetchSecrets(client, ['app/none', 'app/gone']), (e: unknown) => e instanceof CofferError && / \(and 1 more\)$/.test(e.message));
-    await assert.rejects(fetchSecrets(client, ['empty/*']), (e: unknown) => e instanceof CliError && e.code === 'not_found' && e.exitCode === 4 && e.message === 'no secrets under empty');
+    await assert.rejects(
+      fetchSecrets(client, ['app/db', 'app/none']),
+      (e: unknown) =>
+        e instanceof CofferError &&
+        e.code === 'not_found' &&
+        e.status === 404 &&
+        /cannot read app\/none/.test(e.message),
+    );
+    await assert.rejects(
+      fetchSecrets(client, ['app/none', 'app/gone']),
+      (e: unknown) => e instanceof CofferError && / \(and 1 more\)$/.test(e.message),
+    );
+    await assert.rejects(
+      fetchSecrets(client, ['empty/*']),
+      (e: unknown) =>
+        e instanceof CliError && e.code === 'not_found' && e.exitCode === 4 && e.message === 'no secrets under empty',
+    );
   });
 
   it('fails closed on a path the token may not read: forbidden, 403', async () => {
     const admin = (method: string, path: string, body: object) =>
-      fetch(`${server.url}${path}`, { method, headers: { Authorization: `Bearer ${server.rootToken}`, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
-    assert.equal((await admin('PUT', '/v1/policies/env-db', { rules: [{ path: 'app/db', capabilities: ['read'] }] })).status, 200);
-    const created = await admin('POST', '/v1/auth/token/create', { identity: 'svc:env', policies: ['env-db'], ttl: 600 });
+      fetch(`${server.url}${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${server.rootToken}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    assert.equal(
+      (await admin('PUT', '/v1/policies/env-db', { rules: [{ path: 'app/db', capabilities: ['read'] }] })).status,
+      200,
+    );
+    const created = await admin('POST', '/v1/auth/token/create', {
+      identity: 'svc:env',
+      policies: ['env-db'],
+      ttl: 600,
+    });
     assert.equal(created.status, 200);
     const limited = new Coffer({ addr: server.url, token: ((await created.json()) as { token: string }).token });
     assert.equal((await fetchSecrets(limited, ['app/db']))[0]!.data.user, 'u');
-    await assert.rejects(fetchSecrets(limited, ['app/db', 'app/svc/a']), (e: unknown) => e instanceof CofferError && e.code === 'forbidden' && e.status === 403 && /cannot read app\/svc\/a/.test(e.message));
+    await assert.rejects(
+      fetchSecrets(limited, ['app/db', 'app/svc/a']),
+      (e: unknown) =>
+        e instanceof CofferError &&
+        e.code === 'forbidden' &&
+        e.status === 403 &&
+        /cannot read app\/svc\/a/.test(e.message),
+    );
   });
 });

@@ -37,20 +37,49 @@ describe('coffer --help and --version', function () {
     await walk([]);
     const commands = [...seen.keys()].filter((c) => c !== '');
     // The walk found the commands the issue names, and the nested ones.
-    for (const expected of ['status', 'init', 'unseal', 'seal', 'replica', 'replica status', 'replica promote', 'token', 'policy', 'group', 'user', 'role', 'rm', 'history', 'undelete', 'destroy', 'rotate-master', 'audit', 'audit verify', 'completion', 'logout', 'hsm init', 'run']) {
+    for (const expected of [
+      'status',
+      'init',
+      'unseal',
+      'seal',
+      'replica',
+      'replica status',
+      'replica promote',
+      'token',
+      'policy',
+      'group',
+      'user',
+      'role',
+      'rm',
+      'history',
+      'undelete',
+      'destroy',
+      'rotate-master',
+      'audit',
+      'audit verify',
+      'completion',
+      'logout',
+      'hsm init',
+      'run',
+    ]) {
       assert.ok(commands.includes(expected), `coffer --help lists ${expected} (found: ${commands.join(', ')})`);
     }
-    const missing = [...seen].filter(([, help]) => !/\nExamples:\n {2}\S/.test(help)).map(([c]) => `coffer ${c}`.trim());
+    const missing = [...seen]
+      .filter(([, help]) => !/\nExamples:\n {2}\S/.test(help))
+      .map(([c]) => `coffer ${c}`.trim());
     assert.deepEqual(missing, [], 'commands whose --help has no examples');
   });
 
   it('role --help shows only options role takes (not policy, group or user options)', async () => {
     const r = await runCli(['role', '--help'], env);
     assert.equal(r.code, 0, r.stderr);
-    for (const other of ['--rule', '--member', '--password-env']) assert.ok(!r.stdout.includes(other), `role --help shows ${other}`);
-    for (const own of ['--type', '--file', '--policy', '--group']) assert.ok(r.stdout.includes(own), `role --help lacks ${own}`);
+    for (const other of ['--rule', '--member', '--password-env'])
+      assert.ok(!r.stdout.includes(other), `role --help shows ${other}`);
+    for (const own of ['--type', '--file', '--policy', '--group'])
+      assert.ok(r.stdout.includes(own), `role --help lacks ${own}`);
     const policy = await runCli(['policy', '--help'], env);
-    for (const other of ['--type', '--member', '--password-env', '--group']) assert.ok(!policy.stdout.includes(other), `policy --help shows ${other}`);
+    for (const other of ['--type', '--member', '--password-env', '--group'])
+      assert.ok(!policy.stdout.includes(other), `policy --help shows ${other}`);
     // strict: another noun's option is refused rather than ignored
     const wrong = await runCli(['role', 'put', 'x', '--member', 'user:a'], env);
     assert.equal(wrong.code, 2, wrong.stderr);

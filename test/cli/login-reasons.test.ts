@@ -11,21 +11,32 @@ describe('coffer login: refusals say why (issue 18)', function () {
   let f: CliFixture;
   let admin: Record<string, string>;
   const api = (method: string, path: string, body?: object) =>
-    fetch(`${f.server.url}${path}`, { method, headers: admin, ...(body ? { body: JSON.stringify(body) } : {}) }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
+    fetch(`${f.server.url}${path}`, { method, headers: admin, ...(body ? { body: JSON.stringify(body) } : {}) }).then(
+      async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }),
+    );
   const anon = (extra: NodeJS.ProcessEnv = {}) => ({ env: { COFFER_TOKEN: '', ...extra } });
 
   before(async () => {
     f = await cliFixture('coffer-login-reasons-');
     admin = { authorization: `Bearer ${f.server.rootToken}`, 'content-type': 'application/json' };
-    assert.equal((await api('PUT', '/v1/auth/userpass/users/alice', { password: 'correct horse battery' })).status, 200);
+    assert.equal(
+      (await api('PUT', '/v1/auth/userpass/users/alice', { password: 'correct horse battery' })).status,
+      200,
+    );
   });
   after(() => f.close());
 
   it('takes the username as a positional argument (and still as --username)', async () => {
-    const positional = await f.run(['login', 'userpass', 'alice', '--no-store', '--json'], anon({ COFFER_PASSWORD: 'correct horse battery' }));
+    const positional = await f.run(
+      ['login', 'userpass', 'alice', '--no-store', '--json'],
+      anon({ COFFER_PASSWORD: 'correct horse battery' }),
+    );
     assert.equal(positional.code, 0, positional.stderr);
     assert.equal(JSON.parse(positional.stdout).identity, 'user:alice');
-    const flag = await f.run(['login', 'userpass', '--username', 'alice', '--no-store', '--json'], anon({ COFFER_PASSWORD: 'correct horse battery' }));
+    const flag = await f.run(
+      ['login', 'userpass', '--username', 'alice', '--no-store', '--json'],
+      anon({ COFFER_PASSWORD: 'correct horse battery' }),
+    );
     assert.equal(flag.code, 0, flag.stderr);
   });
 
@@ -60,7 +71,10 @@ describe('coffer login: refusals say why (issue 18)', function () {
     const sid = (await api('POST', '/v1/auth/approle/roles/builder/secret-id', {})).body.secret_id as string;
     const file = join(f.dir, 'sid');
     await writeFile(file, `${sid}\n`, { mode: 0o600 });
-    const first = await f.run(['login', 'approle', '--role', roleId, '--secret-id-file', file, '--no-store', '--json'], anon());
+    const first = await f.run(
+      ['login', 'approle', '--role', roleId, '--secret-id-file', file, '--no-store', '--json'],
+      anon(),
+    );
     assert.equal(first.code, 0, first.stderr);
     const again = await f.run(['login', 'approle', '--role', roleId, '--secret-id-file', file], anon());
     assert.equal(again.code, 3);
@@ -76,10 +90,22 @@ describe('coffer login: refusals say why (issue 18)', function () {
   it('jwt: names the claim that does not match', async () => {
     const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' };
-    const role = await api('PUT', '/v1/auth/jwt/roles/ci', { issuer: 'https://idp.example', jwks: { keys: [jwk] }, bound_audiences: ['coffer'], bound_claims: { repository: 'acme/api' } });
+    const role = await api('PUT', '/v1/auth/jwt/roles/ci', {
+      issuer: 'https://idp.example',
+      jwks: { keys: [jwk] },
+      bound_audiences: ['coffer'],
+      bound_claims: { repository: 'acme/api' },
+    });
     assert.equal(role.status, 200, JSON.stringify(role.body));
     const now = Math.floor(Date.now() / 1000);
-    const jwt = await new SignJWT({ iss: 'https://idp.example', aud: 'coffer', sub: 'x', repository: 'acme/fork', iat: now, exp: now + 300 })
+    const jwt = await new SignJWT({
+      iss: 'https://idp.example',
+      aud: 'coffer',
+      sub: 'x',
+      repository: 'acme/fork',
+      iat: now,
+      exp: now + 300,
+    })
       .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
       .sign(privateKey);
     const r = await f.run(['login', 'jwt', '--role', 'ci'], anon({ COFFER_JWT: jwt }));

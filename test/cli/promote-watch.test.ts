@@ -24,7 +24,11 @@ describe('coffer replica promote: watching the promotion', function () {
     const token = p.server.rootToken!;
     const r = track(await startNode({ replica_of: `file://${bucket}`, kekFile: join(p.dir, 'kek.key'), ...FAST }));
     assert.equal((await p.call('PUT', '/v1/secrets/app/a', { data: { v: 'alpha' } }, token)).status, 200);
-    await until(async () => (await r.call('GET', '/v1/secrets/app/a', undefined, token)).status === 200, 10_000, 'the replica has app/a');
+    await until(
+      async () => (await r.call('GET', '/v1/secrets/app/a', undefined, token)).status === 200,
+      10_000,
+      'the replica has app/a',
+    );
     return { p, r, token };
   }
 
@@ -33,17 +37,31 @@ describe('coffer replica promote: watching the promotion', function () {
     await p.stop(); // its lease (3 s) still runs
     const lines: string[] = [];
     const started = Date.now();
-    const result = await promoteAndWatch(new Coffer({ addr: r.url, token }), (l) => lines.push(l), { promoteTimeoutMs: 300 });
+    const result = await promoteAndWatch(new Coffer({ addr: r.url, token }), (l) => lines.push(l), {
+      promoteTimeoutMs: 300,
+    });
     assert.equal(result.epoch, 2);
     assert.ok(Date.now() - started >= 2_000, 'it waited for the lease, not for the cut request');
-    assert.ok(lines.some((l) => /^promoted to epoch 2; waiting for the old primary's lease to run out: writes accepted in \ds/.test(l)), lines.join('\n'));
-    assert.equal((await r.call('PUT', '/v1/secrets/app/b', { data: { v: 'bravo' } }, token)).status, 200, 'writes are accepted once it returned');
+    assert.ok(
+      lines.some((l) =>
+        /^promoted to epoch 2; waiting for the old primary's lease to run out: writes accepted in \ds/.test(l),
+      ),
+      lines.join('\n'),
+    );
+    assert.equal(
+      (await r.call('PUT', '/v1/secrets/app/b', { data: { v: 'bravo' } }, token)).status,
+      200,
+      'writes are accepted once it returned',
+    );
   });
 
-  it('a refusal is not watched: promoting a primary fails at once with the server\'s reason', async () => {
+  it("a refusal is not watched: promoting a primary fails at once with the server's reason", async () => {
     const { p, token } = await pair();
     const lines: string[] = [];
-    await assert.rejects(promoteAndWatch(new Coffer({ addr: p.url, token }), (l) => lines.push(l)), (e: unknown) => e instanceof CofferError && /only a replica can be promoted/.test(e.message));
+    await assert.rejects(
+      promoteAndWatch(new Coffer({ addr: p.url, token }), (l) => lines.push(l)),
+      (e: unknown) => e instanceof CofferError && /only a replica can be promoted/.test(e.message),
+    );
     assert.deepEqual(lines, []);
     assert.equal(p.server.replication.role, 'primary');
   });
@@ -52,10 +70,13 @@ describe('coffer replica promote: watching the promotion', function () {
     const { r, token } = await pair();
     const url = r.url;
     await r.stop();
-    await assert.rejects(promoteAndWatch(new Coffer({ addr: url, token, retries: 0 }), () => undefined), (e: unknown) => e instanceof CofferError && e.code === 'unavailable' && /cannot reach/.test(e.message));
+    await assert.rejects(
+      promoteAndWatch(new Coffer({ addr: url, token, retries: 0 }), () => undefined),
+      (e: unknown) => e instanceof CofferError && e.code === 'unavailable' && /cannot reach/.test(e.message),
+    );
   });
 
-  it('after a lost answer, only this node in a later epoch counts: another server\'s primary status (a load balancer) is not success', async () => {
+  it("after a lost answer, only this node in a later epoch counts: another server's primary status (a load balancer) is not success", async () => {
     const { p, r, token } = await pair();
     const lines: string[] = [];
     // A client whose status reads go to the old primary (as through a load balancer), while
@@ -68,7 +89,12 @@ describe('coffer replica promote: watching the promotion', function () {
       promote: () => Promise.reject(new CofferError('unavailable', 'cut', 0)),
     });
     await assert.rejects(
-      promoteAndWatch(confused, (l) => lines.push(l), { now: (() => { let t = 0; return () => (t += 30_000); })() }),
+      promoteAndWatch(confused, (l) => lines.push(l), {
+        now: (() => {
+          let t = 0;
+          return () => (t += 30_000);
+        })(),
+      }),
       (e: unknown) => e instanceof CliError && e.code === 'unavailable' && /may still be under way/.test(e.message),
     );
     assert.equal(r.server.replication.role, 'replica', 'nothing was promoted');

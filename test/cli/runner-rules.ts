@@ -28,7 +28,23 @@
  */
 
 /** Command names the runner registers (ActionCommandManager plus its command extensions). */
-export const RUNNER_COMMANDS = ['stop-commands', 'add-mask', 'add-path', 'add-matcher', 'remove-matcher', 'debug', 'notice', 'warning', 'error', 'group', 'endgroup', 'echo', 'set-output', 'save-state', 'set-env'];
+export const RUNNER_COMMANDS = [
+  'stop-commands',
+  'add-mask',
+  'add-path',
+  'add-matcher',
+  'remove-matcher',
+  'debug',
+  'notice',
+  'warning',
+  'error',
+  'group',
+  'endgroup',
+  'echo',
+  'set-output',
+  'save-state',
+  'set-env',
+];
 
 /** StreamReader.ReadLine over a whole stream: CRLF, CR or LF end a line; no empty last line. */
 export function runnerLines(text: string): string[] {
@@ -45,10 +61,23 @@ export function runnerLines(text: string): string[] {
   return lines;
 }
 
-const replaceAll = (s: string, pairs: [string, string][]) => pairs.reduce((acc, [from, to]) => acc.split(from).join(to), s);
+const replaceAll = (s: string, pairs: [string, string][]) =>
+  pairs.reduce((acc, [from, to]) => acc.split(from).join(to), s);
 /** ActionCommand.UnescapeData: ordinal, in this order. */
-export const unescapeData = (s: string) => replaceAll(s, [['%0D', '\r'], ['%0A', '\n'], ['%25', '%']]);
-const unescapeLegacy = (s: string) => replaceAll(s, [['%3B', ';'], ['%0D', '\r'], ['%0A', '\n'], ['%5D', ']'], ['%25', '%']]);
+export const unescapeData = (s: string) =>
+  replaceAll(s, [
+    ['%0D', '\r'],
+    ['%0A', '\n'],
+    ['%25', '%'],
+  ]);
+const unescapeLegacy = (s: string) =>
+  replaceAll(s, [
+    ['%3B', ';'],
+    ['%0D', '\r'],
+    ['%0A', '\n'],
+    ['%5D', ']'],
+    ['%25', '%'],
+  ]);
 
 export interface ParsedCommand {
   command: string;
@@ -111,7 +140,10 @@ export function runStep(stdout: string, options: StepOptions = {}): StepResult {
   const logged: string[] = [];
   let stopToken: string | undefined;
   for (const line of runnerLines(stdout)) {
-    const parsed = line !== '' && (line.includes('##[') || line.includes('::')) ? (parseCommandV2(line, registered) ?? parseCommandLegacy(line, registered)) : undefined;
+    const parsed =
+      line !== '' && (line.includes('##[') || line.includes('::'))
+        ? (parseCommandV2(line, registered) ?? parseCommandLegacy(line, registered))
+        : undefined;
     if (!parsed) {
       logged.push(line);
       continue;
@@ -135,7 +167,8 @@ export function runStep(stdout: string, options: StepOptions = {}): StepResult {
     } else if (parsed.command === 'add-mask') {
       if (netTrim(parsed.data) === '') continue; // "Can't add secret mask for empty string"
       masks.add(parsed.data);
-      if (options.splitMaskData ?? true) for (const item of parsed.data.split(/[\r\n]/)) if (netTrim(item)) masks.add(netTrim(item));
+      if (options.splitMaskData ?? true)
+        for (const item of parsed.data.split(/[\r\n]/)) if (netTrim(item)) masks.add(netTrim(item));
     }
   }
   return { masks, commands, logged, stopped: stopToken !== undefined };
@@ -147,13 +180,17 @@ export function unmasked(line: string, masks: Set<string>): string {
   for (const m of masks) {
     for (let at = line.indexOf(m); at >= 0; at = line.indexOf(m, at + 1)) covered.fill(true, at, at + m.length);
   }
-  return line.split('').filter((_, i) => !covered[i]).join(''); // UTF-16 units, as .NET indexes
+  return line
+    .split('')
+    .filter((_, i) => !covered[i])
+    .join(''); // UTF-16 units, as .NET indexes
 }
 
 /** SecretMasker.MaskSecrets: the merged ranges of every occurrence each become "***". */
 export function maskLine(line: string, masks: Set<string>): string {
   const ranges: [number, number][] = [];
-  for (const m of masks) for (let at = line.indexOf(m); at >= 0; at = line.indexOf(m, at + 1)) ranges.push([at, at + m.length]);
+  for (const m of masks)
+    for (let at = line.indexOf(m); at >= 0; at = line.indexOf(m, at + 1)) ranges.push([at, at + m.length]);
   ranges.sort((a, b) => a[0] - b[0]);
   const merged: [number, number][] = [];
   for (const r of ranges) {
@@ -205,7 +242,8 @@ export function parseGithubEnv(text: string, os: 'linux' | 'windows' = 'linux'):
     } else if (heredoc >= 0 && (eq < 0 || heredoc < eq)) {
       key = line.slice(0, heredoc);
       const delimiter = line.slice(heredoc + 2);
-      if (key === '' || delimiter === '') throw new Error(`Invalid format '${line}'. Name must not be empty and delimiter must not be empty`);
+      if (key === '' || delimiter === '')
+        throw new Error(`Invalid format '${line}'. Name must not be empty and delimiter must not be empty`);
       const start = index;
       let end = index;
       let next = readLine();

@@ -34,7 +34,8 @@ describe('COFFER_TOKEN_FILE in the CLI and the SDK against a real server', funct
     cli = await cliFixture('coffer-cli-token-file-');
     admin = new Coffer({ addr: cli.server.url, token: cli.server.rootToken });
     await admin.admin('policy').put('tf-read', { rules: [{ path: 'tf/*', capabilities: ['read', 'list'] }] });
-    for (const who of ['file', 'env', 'flag', 'stored'] as const) tokens[who] = (await admin.createToken({ identity: `svc:${who}`, policies: ['tf-read'] })).token;
+    for (const who of ['file', 'env', 'flag', 'stored'] as const)
+      tokens[who] = (await admin.createToken({ identity: `svc:${who}`, policies: ['tf-read'] })).token;
     bare = (extra = {}) => {
       const env: NodeJS.ProcessEnv = { ...cli.env, ...extra };
       if (!('COFFER_TOKEN' in extra)) delete env.COFFER_TOKEN;
@@ -87,7 +88,10 @@ describe('COFFER_TOKEN_FILE in the CLI and the SDK against a real server', funct
     assert.equal(await whoami(bare()), 'svc:stored');
     assert.equal(await whoami(bare({ COFFER_TOKEN_FILE: file })), 'svc:file');
     assert.equal(await whoami(bare({ COFFER_TOKEN_FILE: file, COFFER_TOKEN: tokens.env })), 'svc:env');
-    assert.equal(await whoami(bare({ COFFER_TOKEN_FILE: file, COFFER_TOKEN: tokens.env }), ['--token', tokens.flag]), 'svc:flag');
+    assert.equal(
+      await whoami(bare({ COFFER_TOKEN_FILE: file, COFFER_TOKEN: tokens.env }), ['--token', tokens.flag]),
+      'svc:flag',
+    );
     // A higher source wins without the file being read: a bad file does not matter then.
     const loose = await tokenFileAt('token-loose', `${tokens.file}\n`, 0o644);
     assert.equal(await whoami(bare({ COFFER_TOKEN_FILE: loose, COFFER_TOKEN: tokens.env })), 'svc:env');
@@ -97,10 +101,16 @@ describe('COFFER_TOKEN_FILE in the CLI and the SDK against a real server', funct
     await admin.putSecret('tf/app', { data: { A: '1' } });
     const file = await tokenFileAt('token-run', `${tokens.file}\n`);
     const child = ['-e', 'process.stdout.write(String(process.env.COFFER_TOKEN_FILE))'];
-    const plain = await runCli(['run', '--path', 'tf/app', '--', process.execPath, ...child], bare({ COFFER_TOKEN_FILE: file }));
+    const plain = await runCli(
+      ['run', '--path', 'tf/app', '--', process.execPath, ...child],
+      bare({ COFFER_TOKEN_FILE: file }),
+    );
     assert.equal(plain.code, 0, plain.stderr);
     assert.equal(plain.stdout, 'undefined');
-    const passed = await runCli(['run', '--path', 'tf/app', '--pass-token', '--', process.execPath, ...child], bare({ COFFER_TOKEN_FILE: file }));
+    const passed = await runCli(
+      ['run', '--path', 'tf/app', '--pass-token', '--', process.execPath, ...child],
+      bare({ COFFER_TOKEN_FILE: file }),
+    );
     assert.equal(passed.code, 0, passed.stderr);
     assert.equal(passed.stdout, file);
   });
@@ -126,15 +136,29 @@ describe('COFFER_TOKEN_FILE in the CLI and the SDK against a real server', funct
       process.env.COFFER_TOKEN_FILE = file;
       assert.equal((await new Coffer({ addr: cli.server.url }).tokenSelf()).identity, 'svc:file');
       process.env.COFFER_TOKEN = tokens.env;
-      assert.equal((await new Coffer({ addr: cli.server.url }).tokenSelf()).identity, 'svc:env', 'COFFER_TOKEN wins over COFFER_TOKEN_FILE');
-      assert.equal((await new Coffer({ addr: cli.server.url, tokenFile: file }).tokenSelf()).identity, 'svc:file', 'an explicit option wins over the environment');
-      assert.equal((await new Coffer({ addr: cli.server.url, token: tokens.flag, tokenFile: file }).tokenSelf()).identity, 'svc:flag');
+      assert.equal(
+        (await new Coffer({ addr: cli.server.url }).tokenSelf()).identity,
+        'svc:env',
+        'COFFER_TOKEN wins over COFFER_TOKEN_FILE',
+      );
+      assert.equal(
+        (await new Coffer({ addr: cli.server.url, tokenFile: file }).tokenSelf()).identity,
+        'svc:file',
+        'an explicit option wins over the environment',
+      );
+      assert.equal(
+        (await new Coffer({ addr: cli.server.url, token: tokens.flag, tokenFile: file }).tokenSelf()).identity,
+        'svc:flag',
+      );
     });
 
     it('refuses a loose or empty file with a CofferError naming the setting', async () => {
       const loose = await tokenFileAt('sdk-loose', `${tokens.file}\n`, 0o644);
       process.env.COFFER_TOKEN_FILE = loose;
-      assert.throws(() => new Coffer({ addr: cli.server.url }), (e: unknown) => e instanceof CofferError && /COFFER_TOKEN_FILE .*mode 0644.*chmod 600/.test(e.message));
+      assert.throws(
+        () => new Coffer({ addr: cli.server.url }),
+        (e: unknown) => e instanceof CofferError && /COFFER_TOKEN_FILE .*mode 0644.*chmod 600/.test(e.message),
+      );
       assert.throws(() => new Coffer({ addr: cli.server.url, tokenFile: loose }), /tokenFile .*chmod 600/);
       const empty = await tokenFileAt('sdk-empty', '\n');
       assert.throws(() => new Coffer({ addr: cli.server.url, tokenFile: empty }), /is empty/);

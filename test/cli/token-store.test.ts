@@ -10,7 +10,8 @@ describe('coffer login token store and logout against a real server', function (
   this.timeout(30_000);
   let cli: CliFixture;
   const run = (args: string[], env: NodeJS.ProcessEnv = {}) => cli.run(args, { env: { COFFER_TOKEN: '', ...env } });
-  const mint = async (identity: string) => (await new Coffer({ addr: cli.server.url, token: cli.server.rootToken }).createToken({ identity })).token;
+  const mint = async (identity: string) =>
+    (await new Coffer({ addr: cli.server.url, token: cli.server.rootToken }).createToken({ identity })).token;
   const valid = async (token: string) => (await run(['token', 'self'], { COFFER_TOKEN: token })).code === 0;
 
   before(async () => {
@@ -62,14 +63,22 @@ describe('coffer login token store and logout against a real server', function (
     assert.equal((await run(['login', 'token', '--token', stored], { HOME: home })).code, 0);
     const down = await run(['logout'], { HOME: home, COFFER_ADDR: 'http://127.0.0.1:1' });
     assert.equal(down.code, 5, down.stderr);
-    assert.equal((await readFile(join(home, '.config', 'coffer', 'token'), 'utf8')).trim(), stored, 'still stored: it is still valid');
+    assert.equal(
+      (await readFile(join(home, '.config', 'coffer', 'token'), 'utf8')).trim(),
+      stored,
+      'still stored: it is still valid',
+    );
     assert.equal(await valid(stored), true);
   });
 
   it('plain http carries a token only to 127/8 addresses, [::1] and localhost, not to names that start with 127.', async () => {
     for (const host of ['127.0.0.1', '127.1.2.3', '[::1]', 'localhost']) assert.equal(isLoopback(host), true, host);
-    for (const host of ['127.evil.example', '127.0.0.1.nip.io', '10.0.0.1', 'localhost.example', '[::ffff:127.0.0.1]']) assert.equal(isLoopback(host), false, host);
-    const refused = await run(['token', 'self'], { COFFER_TOKEN: 'canary-token', COFFER_ADDR: 'http://127.evil.invalid:8740' });
+    for (const host of ['127.evil.example', '127.0.0.1.nip.io', '10.0.0.1', 'localhost.example', '[::ffff:127.0.0.1]'])
+      assert.equal(isLoopback(host), false, host);
+    const refused = await run(['token', 'self'], {
+      COFFER_TOKEN: 'canary-token',
+      COFFER_ADDR: 'http://127.evil.invalid:8740',
+    });
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /refusing to send a token over plain http to 127\.evil\.invalid:8740/);
     assert.ok(!refused.stderr.includes('canary-token'));

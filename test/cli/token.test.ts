@@ -35,9 +35,13 @@ describe('coffer token create and renew against a real server', function () {
 
   it('token create refuses (exit 3) a policy the minter does not hold, and --orphan without the capability', async () => {
     const admin = new Coffer({ addr: cli.server.url, token: cli.server.rootToken });
-    await admin.admin('policy').put('token-maker', { rules: [{ path: 'sys/auth/token/create', capabilities: ['admin'] }] });
+    await admin
+      .admin('policy')
+      .put('token-maker', { rules: [{ path: 'sys/auth/token/create', capabilities: ['admin'] }] });
     const minter = (await admin.createToken({ identity: 'svc:minter', policies: ['token-maker'] })).token;
-    const wide = await run(['token', 'create', '--identity', 'svc:wide', '--policies', 'everything'], { COFFER_TOKEN: minter });
+    const wide = await run(['token', 'create', '--identity', 'svc:wide', '--policies', 'everything'], {
+      COFFER_TOKEN: minter,
+    });
     assert.equal(wide.code, 3, wide.stderr); // forbidden: the auth exit code
     assert.match(wide.stderr, /everything/);
     assert.equal(wide.stdout, '');
@@ -55,14 +59,20 @@ describe('coffer token create and renew against a real server', function () {
     await chmod(file, 0o600);
     const login = await run(['login', 'token'], { HOME: home, COFFER_TOKEN: '', COFFER_TOKEN_FILE: file });
     assert.equal(login.code, 0, login.stderr);
-    assert.equal((await readFile(join(home, '.config', 'coffer', 'token'), 'utf8')).trim(), cli.server.rootToken, 'not "undefined"');
+    assert.equal(
+      (await readFile(join(home, '.config', 'coffer', 'token'), 'utf8')).trim(),
+      cli.server.rootToken,
+      'not "undefined"',
+    );
   });
 
   it('token revoke forgets the stored login token only when that is the token it revoked', async () => {
     const home = join(cli.dir, 'home-revoke');
-    const stored = JSON.parse((await run(['token', 'create', '--identity', 'svc:stored', '--json'])).stdout).token as string;
+    const stored = JSON.parse((await run(['token', 'create', '--identity', 'svc:stored', '--json'])).stdout)
+      .token as string;
     assert.equal((await run(['login', 'token', '--token', stored], { HOME: home, COFFER_TOKEN: '' })).code, 0);
-    const other = JSON.parse((await run(['token', 'create', '--identity', 'svc:other', '--json'])).stdout).token as string;
+    const other = JSON.parse((await run(['token', 'create', '--identity', 'svc:other', '--json'])).stdout)
+      .token as string;
     const revokeOther = await run(['token', 'revoke'], { HOME: home, COFFER_TOKEN: other });
     assert.equal(revokeOther.code, 0, revokeOther.stderr);
     const tokenFile = join(home, '.config', 'coffer', 'token');

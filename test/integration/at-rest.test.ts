@@ -32,7 +32,12 @@ describe('at rest: LevelDB files hold no plaintext', function () {
       return bytes;
     };
     const store = await Store.open(join(dir, 'db'));
-    const seal = new SealManager(store, { source: { kind: 'shamir' }, env: {}, random: recording, keyring: { random: recording, maxWraps: 5 } });
+    const seal = new SealManager(store, {
+      source: { kind: 'shamir' },
+      env: {},
+      random: recording,
+      keyring: { random: recording, maxWraps: 5 },
+    });
     const tokens = new TokenService(seal.barrier, seal, Date.now, recording);
     const directory = new Directory(seal.barrier, seal);
     let rootToken = '';
@@ -53,14 +58,35 @@ describe('at rest: LevelDB files hold no plaintext', function () {
     await secrets.put('ns0/with-meta', { data: { v: 'x' }, metadata: { owner: mark('meta') } });
     await directory.putPolicy('readers', [{ path: `${mark('policy')}/*`, capabilities: ['read'] }]);
     await directory.putGroup('team', ['readers'], [`user:${mark('group')}`]);
-    await new UserpassMethod(seal.barrier).put('alice', { password: 'correct horse battery', groups: [mark('user')], policies: [], token_ttl: 60, token_max_ttl: 60 });
+    await new UserpassMethod(seal.barrier).put('alice', {
+      password: 'correct horse battery',
+      groups: [mark('user')],
+      policies: [],
+      token_ttl: 60,
+      token_max_ttl: 60,
+    });
     const approle = new AppRoleMethod(seal.barrier);
-    await approle.put('build', { groups: [], policies: [mark('role')], token_ttl: 60, token_max_ttl: 60, secret_id_ttl: 0, secret_id_num_uses: 0, bound_cidrs: [] });
+    await approle.put('build', {
+      groups: [],
+      policies: [mark('role')],
+      token_ttl: 60,
+      token_max_ttl: 60,
+      secret_id_ttl: 0,
+      secret_id_num_uses: 0,
+      bound_cidrs: [],
+    });
     await approle.createSecretId('build');
-    await new JwtMethod(seal.barrier, silentLog).put('ci', { issuer: 'https://ci.example', jwks_url: 'https://ci.example/jwks', bound_audiences: [mark('jwt')] });
+    await new JwtMethod(seal.barrier, silentLog).put('ci', {
+      issuer: 'https://ci.example',
+      jwks_url: 'https://ci.example/jwks',
+      bound_audiences: [mark('jwt')],
+    });
     await new TransitEngine(seal.barrier).create('app-key', { exportable: false });
     await tokens.revoke('abcdefghijklmnopqrstuv', 4_000_000_000);
-    const generated = await secrets.put('ns0/generated', { data: { user: 'admin' }, generate: { key: 'password', length: 40 } });
+    const generated = await secrets.put('ns0/generated', {
+      data: { user: 'admin' },
+      generate: { key: 'password', length: 40 },
+    });
     const password = String((await secrets.get(generated.path))!.data.password);
     canaries.push(password);
     // Rotations and a rewrap write more key material; all of it must stay wrapped.
@@ -79,7 +105,11 @@ describe('at rest: LevelDB files hold no plaintext', function () {
       for (const canary of canaries) assert.equal(bytes.indexOf(canary), -1, 'a secret value is stored in plaintext');
       for (const [kind, canary] of Object.entries(records)) {
         assert.equal(bytes.indexOf(canary), -1, `a ${kind} record is stored in clear`);
-        assert.equal(bytes.indexOf(Buffer.from(canary).toString('base64').slice(0, 16)), -1, `a ${kind} record is stored in base64`);
+        assert.equal(
+          bytes.indexOf(Buffer.from(canary).toString('base64').slice(0, 16)),
+          -1,
+          `a ${kind} record is stored in base64`,
+        );
       }
       assert.notEqual(bytes.indexOf('ns0/with-meta'), -1, 'key names stay in clear (control: the scan sees them)');
       assert.equal(bytes.indexOf('"owner"'), -1, 'no metadata JSON in clear');

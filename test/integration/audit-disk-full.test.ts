@@ -11,10 +11,13 @@ async function fill(dir: string): Promise<string> {
   const ballast = join(dir, 'ballast');
   for (const size of [64 * 1024, 512]) {
     for (;;) {
-      const ok = await appendFile(ballast, Buffer.alloc(size, 1)).then(() => true, (e: NodeJS.ErrnoException) => {
-        if (e.code !== 'ENOSPC') throw e;
-        return false;
-      });
+      const ok = await appendFile(ballast, Buffer.alloc(size, 1)).then(
+        () => true,
+        (e: NodeJS.ErrnoException) => {
+          if (e.code !== 'ENOSPC') throw e;
+          return false;
+        },
+      );
       if (!ok) break;
     }
   }
@@ -22,7 +25,10 @@ async function fill(dir: string): Promise<string> {
 }
 
 const requestLines = (text: string) =>
-  text.split('\n').filter((l) => l.includes('"type":"request"')).map((l) => JSON.parse(l) as { path: string | null; request_id: string });
+  text
+    .split('\n')
+    .filter((l) => l.includes('"type":"request"'))
+    .map((l) => JSON.parse(l) as { path: string | null; request_id: string });
 
 /**
  * The audit log on a full tmpfs (issue 11 item 2). On main a partial write (bytesWritten short
@@ -46,7 +52,11 @@ describe('audit log on a full disk', function () {
   });
 
   /** Reads `count` distinct (absent) paths; returns how each was answered. */
-  async function reads(vault: TestVault, from: number, count: number): Promise<{ path: string; status: number; code?: string }[]> {
+  async function reads(
+    vault: TestVault,
+    from: number,
+    count: number,
+  ): Promise<{ path: string; status: number; code?: string }[]> {
     const out: { path: string; status: number; code?: string }[] = [];
     for (let i = from; i < from + count; i++) {
       const path = `app/r${i}`;
@@ -68,12 +78,19 @@ describe('audit log on a full disk', function () {
     const refused = during.filter((r) => r.status === 503);
     assert.ok(refused.length > 0, 'the disk never refused a line');
     for (const r of refused) assert.equal(r.code, 'audit_unavailable');
-    assert.ok(during.every((r) => r.status === 404 || r.status === 503), JSON.stringify(during.filter((r) => r.status !== 404 && r.status !== 503)));
+    assert.ok(
+      during.every((r) => r.status === 404 || r.status === 503),
+      JSON.stringify(during.filter((r) => r.status !== 404 && r.status !== 503)),
+    );
 
     // Space freed: answers again without a restart.
     await rm(ballast);
     const after = await reads(vault, 1000, 5);
-    assert.deepEqual(after.map((r) => r.status), [404, 404, 404, 404, 404], 'answers again once space is freed');
+    assert.deepEqual(
+      after.map((r) => r.status),
+      [404, 404, 404, 404, 404],
+      'answers again once space is freed',
+    );
 
     // Full again, and stopped while full: what is left on disk holds whole lines only.
     ballast = await fill(fs!.dir);
@@ -92,7 +109,8 @@ describe('audit log on a full disk', function () {
     const result = verifyAuditLog(text, { publicKeyPem: publicKey, sink: file });
     assert.equal(result.ok, true, JSON.stringify(result.firstBad));
     const logged = new Set(requestLines(text).map((l) => l.path));
-    for (const r of [...during, ...after].filter((x) => x.status !== 503)) assert.ok(logged.has(r.path), `acknowledged ${r.path} is in the log`);
+    for (const r of [...during, ...after].filter((x) => x.status !== 503))
+      assert.ok(logged.has(r.path), `acknowledged ${r.path} is in the log`);
     await rm(dataDir, { recursive: true, force: true });
   });
 
@@ -102,18 +120,31 @@ describe('audit log on a full disk', function () {
     const dataDir = await tempDir();
     let vault = await openVault({ dir: dataDir, audit: { files: [full, healthy], timeoutMs: 1_000 } });
     const publicKey = vault.auditSigner.publicKeyPem()!;
-    await request(vault.app).put('/v1/secrets/app/db').set(vault.auth).send({ data: { v: '1' } });
+    await request(vault.app)
+      .put('/v1/secrets/app/db')
+      .set(vault.auth)
+      .send({ data: { v: '1' } });
     const ballast = await fill(fs!.dir);
     const during: { path: string; status: number }[] = [];
     for (let i = 0; i < 60; i++) {
       const res = await request(vault.app).get('/v1/secrets/app/db').set(vault.auth);
       during.push({ path: 'app/db', status: res.status });
     }
-    assert.deepEqual(during.filter((r) => r.status !== 200), [], 'the healthy sink carries every request');
+    assert.deepEqual(
+      during.filter((r) => r.status !== 200),
+      [],
+      'the healthy sink carries every request',
+    );
     const status = (await request(vault.app).get('/v1/sys/audit').set(vault.auth)).body;
-    assert.ok(status.sink_status.some((s: { name: string; state: string }) => s.name === full && s.state !== 'ok'), JSON.stringify(status.sink_status));
+    assert.ok(
+      status.sink_status.some((s: { name: string; state: string }) => s.name === full && s.state !== 'ok'),
+      JSON.stringify(status.sink_status),
+    );
     const health = await request(vault.app).get('/v1/sys/health');
-    assert.ok((health.body.warnings ?? []).some((w: string) => /audit sink 1 of 2/.test(w)), JSON.stringify(health.body));
+    assert.ok(
+      (health.body.warnings ?? []).some((w: string) => /audit sink 1 of 2/.test(w)),
+      JSON.stringify(health.body),
+    );
     assert.ok((await readFile(full, 'utf8')).endsWith('\n'), 'no torn line in the full file');
 
     await rm(ballast);
@@ -122,12 +153,16 @@ describe('audit log on a full disk', function () {
     vault = await openVault({ dir: dataDir, init: false, audit: { files: [full, healthy] } });
     for (const share of shares.slice(0, 3)) await vault.seal.submitShare(share);
     await vault.cleanup(true);
-    const ids = (await Promise.all([full, healthy].map(async (f) => {
-      const text = await readFile(f, 'utf8');
-      const result = verifyAuditLog(text, { publicKeyPem: publicKey, sink: f });
-      assert.equal(result.ok, true, `${f}: ${JSON.stringify(result.firstBad)}`);
-      return requestLines(text).map((l) => l.request_id);
-    }))).flat();
+    const ids = (
+      await Promise.all(
+        [full, healthy].map(async (f) => {
+          const text = await readFile(f, 'utf8');
+          const result = verifyAuditLog(text, { publicKeyPem: publicKey, sink: f });
+          assert.equal(result.ok, true, `${f}: ${JSON.stringify(result.firstBad)}`);
+          return requestLines(text).map((l) => l.request_id);
+        }),
+      )
+    ).flat();
     const healthyText = await readFile(healthy, 'utf8');
     assert.ok(requestLines(healthyText).length >= 61, 'every acknowledged request is in the healthy file');
     assert.ok(ids.length > 0);

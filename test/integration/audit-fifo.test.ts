@@ -11,7 +11,11 @@ import { startServerProcess, type ServerProcess } from './server-process.js';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-function get(url: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+function get(
+  url: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
   return new Promise((done, fail) => {
     const req = httpRequest(new URL(path, url), { agent: new Agent(), headers }, (res) => {
       let body = '';
@@ -57,7 +61,10 @@ describe('audit: a stalled FIFO sink', function () {
     const good = join(dir, 'good.log');
     const vault = await openVault({ audit: { files: [good, fifo], timeoutMs: 2_000 } });
     try {
-      await request(vault.app).put('/v1/secrets/app/db').set(vault.auth).send({ data: { v: '1' } });
+      await request(vault.app)
+        .put('/v1/secrets/app/db')
+        .set(vault.auth)
+        .send({ data: { v: '1' } });
       const timeReads = async (n: number) => {
         const times: number[] = [];
         for (let i = 0; i < n; i++) {
@@ -73,7 +80,9 @@ describe('audit: a stalled FIFO sink', function () {
       // Fill the pipe (64 KiB) until the sink's writes no longer complete.
       const fillTimes = await timeReads(400);
       const during = median(await timeReads(30));
-      process.stderr.write(`      median read latency: ${before.toFixed(1)} ms before, ${during.toFixed(1)} ms with the FIFO stalled (fill phase max ${Math.max(...fillTimes).toFixed(0)} ms)\n`);
+      process.stderr.write(
+        `      median read latency: ${before.toFixed(1)} ms before, ${during.toFixed(1)} ms with the FIFO stalled (fill phase max ${Math.max(...fillTimes).toFixed(0)} ms)\n`,
+      );
       assert.ok(during < before + 100, `median ${during} ms with a stalled sink vs ${before} ms before`);
       // Stalled once no write has completed for timeoutMs (2 s): the reads above may take less.
       let status = (await request(vault.app).get('/v1/sys/audit').set(vault.auth)).body;
@@ -86,7 +95,10 @@ describe('audit: a stalled FIFO sink', function () {
       assert.ok(stalled(), JSON.stringify(status.sink_status));
       const health = await request(vault.app).get('/v1/sys/health');
       assert.equal(health.status, 200, 'one healthy sink is enough');
-      assert.ok((health.body.warnings ?? []).some((w: string) => /audit sink 2 of 2 \(fifo\)/.test(w)), JSON.stringify(health.body));
+      assert.ok(
+        (health.body.warnings ?? []).some((w: string) => /audit sink 2 of 2 \(fifo\)/.test(w)),
+        JSON.stringify(health.body),
+      );
       assert.ok(!JSON.stringify(health.body).includes(dir), 'no path in the unauthenticated health answer');
       const started = Date.now();
       await vault.cleanup(true);
@@ -101,7 +113,15 @@ describe('audit: a stalled FIFO sink', function () {
   it('a server process: exits within the grace period on SIGTERM with the FIFO stalled', async () => {
     const dataDir = join(dir, 'data');
     const config = join(dir, 'coffer.json');
-    await writeFile(config, JSON.stringify({ dev: true, data_dir: dataDir, audit_files: [join(dataDir, 'audit.log'), fifo], shutdown_grace_s: 2 }));
+    await writeFile(
+      config,
+      JSON.stringify({
+        dev: true,
+        data_dir: dataDir,
+        audit_files: [join(dataDir, 'audit.log'), fifo],
+        shutdown_grace_s: 2,
+      }),
+    );
     // A reader that holds the FIFO open and never reads: writes succeed until the pipe is full.
     heldFd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
     const server: ServerProcess = await startServerProcess(['--config', config]);
@@ -115,7 +135,9 @@ describe('audit: a stalled FIFO sink', function () {
       for (let i = 0; i < 100 && fifoState === 'ok'; i++) {
         const res = await get(server.url, '/v1/sys/audit', auth);
         assert.equal(res.status, 200);
-        fifoState = (JSON.parse(res.body) as { sink_status: { name: string; state: string }[] }).sink_status.find((s) => s.name === fifo)!.state;
+        fifoState = (JSON.parse(res.body) as { sink_status: { name: string; state: string }[] }).sink_status.find(
+          (s) => s.name === fifo,
+        )!.state;
         await new Promise((r) => setTimeout(r, 100));
       }
       assert.equal(fifoState, 'stalled');
@@ -125,7 +147,10 @@ describe('audit: a stalled FIFO sink', function () {
       const exited = new Promise<number | null>((done) => server.child.once('exit', (code) => done(code)));
       const started = Date.now();
       server.child.kill('SIGTERM');
-      const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running'), 6_000))]);
+      const code = await Promise.race([
+        exited,
+        new Promise<string>((r) => setTimeout(() => r('still running'), 6_000)),
+      ]);
       process.stderr.write(`      SIGTERM to exit: ${Date.now() - started} ms (grace 2 s)\n`);
       assert.equal(code, 0, server.output());
       assert.ok(Date.now() - started < 3_500);
@@ -139,7 +164,10 @@ describe('audit: a stalled FIFO sink', function () {
     const config = join(dir, 'coffer.json');
     await writeFile(config, JSON.stringify({ dev: true, data_dir: dataDir, audit_files: [fifo], shutdown_grace_s: 2 }));
     const starting = startServerProcess(['--config', config]);
-    const server = await Promise.race([starting, new Promise<never>((_, j) => setTimeout(() => j(new Error('the server did not start within 10 s')), 10_000))]).catch(async (e) => {
+    const server = await Promise.race([
+      starting,
+      new Promise<never>((_, j) => setTimeout(() => j(new Error('the server did not start within 10 s')), 10_000)),
+    ]).catch(async (e) => {
       void starting.then((s) => s.kill());
       throw e;
     });

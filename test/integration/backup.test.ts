@@ -39,17 +39,28 @@ describe('backup while 8 writers write, restored through the CLI', function () {
   let env: NodeJS.ProcessEnv;
   let token: string;
   const api = (base: string, path: string, init: RequestInit = {}) =>
-    fetch(`${base}${path}`, { ...init, headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', ...init.headers } });
+    fetch(`${base}${path}`, {
+      ...init,
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', ...init.headers },
+    });
 
   before(async () => {
     dir = await tempDir('coffer-backup-int-');
-    server = await startServer(await loadConfig({ flags: { dev: true, data_dir: join(dir, 'vault'), listen: '127.0.0.1:0' } }), { log: silentLog });
+    server = await startServer(
+      await loadConfig({ flags: { dev: true, data_dir: join(dir, 'vault'), listen: '127.0.0.1:0' } }),
+      { log: silentLog },
+    );
     token = server.rootToken!;
     env = { PATH: process.env.PATH, HOME: join(dir, 'home'), COFFER_ADDR: server.url, COFFER_TOKEN: token };
     // Enough data that the snapshot spans several chunks and takes a while to stream.
     for (let i = 0; i < SEEDED; i += 50) {
       await Promise.all(
-        Array.from({ length: 50 }, (_, k) => api(server.url, `/v1/secrets/seed/s${i + k}`, { method: 'PUT', body: JSON.stringify({ data: { v: `seed-${i + k}`, blob: 'z'.repeat(1024) } }) }).then((r) => assert.equal(r.status, 200))),
+        Array.from({ length: 50 }, (_, k) =>
+          api(server.url, `/v1/secrets/seed/s${i + k}`, {
+            method: 'PUT',
+            body: JSON.stringify({ data: { v: `seed-${i + k}`, blob: 'z'.repeat(1024) } }),
+          }).then((r) => assert.equal(r.status, 200)),
+        ),
       );
     }
   });
@@ -68,7 +79,10 @@ describe('backup while 8 writers write, restored through the CLI', function () {
       for (let n = 0; !stop; n++) {
         const path = `w${w}/p${n % PATHS_PER_WRITER}`;
         const value = `writer ${w} write ${n} ${'y'.repeat(300 + ((n * 37) % 500))}`;
-        const r = await api(server.url, `/v1/secrets/${path}`, { method: 'PUT', body: JSON.stringify({ data: { value } }) });
+        const r = await api(server.url, `/v1/secrets/${path}`, {
+          method: 'PUT',
+          body: JSON.stringify({ data: { value } }),
+        });
         assert.equal(r.status, 200);
         const { version } = (await r.json()) as { version: number };
         if (!acked.has(path)) acked.set(path, new Map());
@@ -98,12 +112,17 @@ describe('backup while 8 writers write, restored through the CLI', function () {
         const parsed = op.type === 'put' ? parseVersionKey(op.key) : undefined;
         if (!parsed || !parsed.path.startsWith('w')) continue;
         seqOf.set(`${parsed.path}#${parsed.version}`, record.seq);
-        if (record.seq <= seqAtBackup) versionAt.set(parsed.path, Math.max(versionAt.get(parsed.path) ?? 0, parsed.version));
+        if (record.seq <= seqAtBackup)
+          versionAt.set(parsed.path, Math.max(versionAt.get(parsed.path) ?? 0, parsed.version));
       }
     }
     // Everything acknowledged before the backup was requested is at or before its sequence.
-    for (const [path, version] of ackedBeforeBackup) assert.ok(seqOf.get(`${path}#${version}`)! <= seqAtBackup, `${path} v${version} acknowledged before the backup`);
-    assert.ok([...seqOf.values()].some((seq) => seq > seqAtBackup), 'some writes landed after the snapshot');
+    for (const [path, version] of ackedBeforeBackup)
+      assert.ok(seqOf.get(`${path}#${version}`)! <= seqAtBackup, `${path} v${version} acknowledged before the backup`);
+    assert.ok(
+      [...seqOf.values()].some((seq) => seq > seqAtBackup),
+      'some writes landed after the snapshot',
+    );
 
     const restoredDir = join(dir, 'restored');
     const kek = `file:${join(dir, 'vault', 'kek.key')}`;
@@ -111,10 +130,16 @@ describe('backup while 8 writers write, restored through the CLI', function () {
     assert.equal(restore.code, 0, restore.stderr);
     assert.equal((JSON.parse(restore.stdout) as { seq: number }).seq, seqAtBackup);
 
-    const restored = await startServer(await loadConfig({ flags: { data_dir: restoredDir, kek, listen: '127.0.0.1:0' } }), { log: silentLog });
+    const restored = await startServer(
+      await loadConfig({ flags: { data_dir: restoredDir, kek, listen: '127.0.0.1:0' } }),
+      { log: silentLog },
+    );
     try {
       assert.equal(restored.store.lastSeq, seqAtBackup);
-      const writerPaths = Array.from({ length: WRITERS * PATHS_PER_WRITER }, (_, i) => `w${Math.floor(i / PATHS_PER_WRITER)}/p${i % PATHS_PER_WRITER}`);
+      const writerPaths = Array.from(
+        { length: WRITERS * PATHS_PER_WRITER },
+        (_, i) => `w${Math.floor(i / PATHS_PER_WRITER)}/p${i % PATHS_PER_WRITER}`,
+      );
       const seededPaths = Array.from({ length: SEEDED / 10 }, (_, i) => `seed/s${i * 10}`);
       const restoredView: unknown[] = [];
       const sourceAtBackup: unknown[] = [];
@@ -126,7 +151,11 @@ describe('backup while 8 writers write, restored through the CLI', function () {
           continue;
         }
         assert.equal(meta.status, 200, path);
-        const restoredMeta = (await meta.json()) as { current_version: number; updated_at: string; versions: { version: number; created_at: string }[] };
+        const restoredMeta = (await meta.json()) as {
+          current_version: number;
+          updated_at: string;
+          versions: { version: number; created_at: string }[];
+        };
         assert.equal(restoredMeta.current_version, at, `${path}: the version of the backup's sequence`);
         // The source as it was at that sequence: versions are immutable, so its API answer now
         // with the later versions left out (writers only add versions).
@@ -135,11 +164,19 @@ describe('backup while 8 writers write, restored through the CLI', function () {
         sourceAtBackup.push({ ...now, current_version: at, updated_at: versions.at(-1)!.created_at, versions });
         restoredView.push(restoredMeta);
         for (const { version } of versions) {
-          const [r, s] = await Promise.all([api(restored.url, `/v1/secrets/${path}?version=${version}`), api(server.url, `/v1/secrets/${path}?version=${version}`)]);
+          const [r, s] = await Promise.all([
+            api(restored.url, `/v1/secrets/${path}?version=${version}`),
+            api(server.url, `/v1/secrets/${path}?version=${version}`),
+          ]);
           const [rb, sb] = [(await r.json()) as { data: { value?: string } }, await s.json()];
           restoredView.push(r.status, rb);
           sourceAtBackup.push(s.status, sb);
-          if (path.startsWith('w')) assert.equal(rb.data.value, acked.get(path)!.get(version), `${path} v${version} is a value a writer wrote and had acknowledged`);
+          if (path.startsWith('w'))
+            assert.equal(
+              rb.data.value,
+              acked.get(path)!.get(version),
+              `${path} v${version} is a value a writer wrote and had acknowledged`,
+            );
         }
       }
       assert.deepEqual(restoredView, sourceAtBackup);
@@ -161,7 +198,10 @@ describe('backup while 8 writers write, restored through the CLI', function () {
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /is not empty .*Nothing was written/);
 
-    const corrupt = await runCli(['restore', existing, '--data-dir', join(dir, 'never'), '--kek', 'file:/nonexistent'], env);
+    const corrupt = await runCli(
+      ['restore', existing, '--data-dir', join(dir, 'never'), '--kek', 'file:/nonexistent'],
+      env,
+    );
     assert.equal(corrupt.code, 1);
     assert.match(corrupt.stderr, /not a Coffer backup/);
   });
@@ -180,7 +220,10 @@ describe('backup while 8 writers write, restored through the CLI', function () {
   });
 
   it('coffer backup without admin on sys/backup exits 3 and leaves no file', async () => {
-    const minted = await api(server.url, '/v1/auth/token/create', { method: 'POST', body: JSON.stringify({ identity: 'svc:reader', policies: [] }) });
+    const minted = await api(server.url, '/v1/auth/token/create', {
+      method: 'POST',
+      body: JSON.stringify({ identity: 'svc:reader', policies: [] }),
+    });
     const { token: weak } = (await minted.json()) as { token: string };
     const out = join(dir, 'denied.backup');
     const denied = await runCli(['backup', '--out', out], { ...env, COFFER_TOKEN: weak });

@@ -47,7 +47,10 @@ describe(`crash rounds: kill -9 during a keyring rewrap, a master rotation and a
     for (const p of procs) await p.kill('SIGKILL');
     for (const d of dirs) await rm(d, { recursive: true, force: true });
     if (timings.length > 0) {
-      const rows = timings.map((t) => `  ${t.scenario.padEnd(9)} ${String(t.round).padStart(5)}  ${t.killedAt.padEnd(52)} ${String(t.recoverMs).padStart(8)} ${String(t.roundMs).padStart(8)}`);
+      const rows = timings.map(
+        (t) =>
+          `  ${t.scenario.padEnd(9)} ${String(t.round).padStart(5)}  ${t.killedAt.padEnd(52)} ${String(t.recoverMs).padStart(8)} ${String(t.roundMs).padStart(8)}`,
+      );
       console.log(`\n  scenario  round  killed at${' '.repeat(43)}recover ms  round ms\n${rows.join('\n')}\n`);
     }
   });
@@ -58,12 +61,20 @@ describe(`crash rounds: kill -9 during a keyring rewrap, a master rotation and a
     const args = ['--dev', '--data-dir', dir];
     let server = await start(args);
     const token = await rootToken(dir);
-    const seeded = await seed(server.url, token, LONG ? 5_000 : 2_500, 16, (i) => ({ path: `rewrap/seed/s${i}`, data: { v: `seed-${i}` } }));
+    const seeded = await seed(server.url, token, LONG ? 5_000 : 2_500, 16, (i) => ({
+      path: `rewrap/seed/s${i}`,
+      data: { v: `seed-${i}` },
+    }));
     const acked = new Map<string, string>();
 
     for (let round = 0; round < ROUNDS; round++) {
       const t0 = Date.now();
-      const writers = startWriters(server.url, token, { writers: 4, acked, tag: `rewrap-r${round}`, paths: (w, i) => `${i % 2 ? 'rewrap' : 'other'}/r${round}/w${w}-${i}` });
+      const writers = startWriters(server.url, token, {
+        writers: 4,
+        acked,
+        tag: `rewrap-r${round}`,
+        paths: (w, i) => `${i % 2 ? 'rewrap' : 'other'}/r${round}/w${w}-${i}`,
+      });
       const rotated = await call(server.url, 'POST', '/v1/sys/keyrings/rewrap/rotate', token, { rewrap: true });
       assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
       assert.equal(rotated.body.rewrap.state, 'running');
@@ -83,7 +94,10 @@ describe(`crash rounds: kill -9 during a keyring rewrap, a master rotation and a
       await server.kill('SIGKILL');
       await writers.stop();
       assert.ok(seen, 'progress was read');
-      const killedAt = seen.state === 'running' ? `rewrap running, ${seen.scanned}/${total} scanned` : `rewrap already ${seen.state} (missed)`;
+      const killedAt =
+        seen.state === 'running'
+          ? `rewrap running, ${seen.scanned}/${total} scanned`
+          : `rewrap already ${seen.state} (missed)`;
       assert.ok(acked.size > 0, 'writes were acknowledged beside the rewrap');
 
       const t1 = Date.now();
@@ -100,7 +114,10 @@ describe(`crash rounds: kill -9 during a keyring rewrap, a master rotation and a
       assert.equal(done.rewrap.state, 'done', `rewrap job: ${JSON.stringify(done.rewrap)}`);
       assert.equal(done.rewrap.target_version, target);
       assert.equal(done.current, target, 'the keyring stays at the rotated version');
-      assert.ok(done.rewrap.scanned >= total, `the resumed job covered every version (${done.rewrap.scanned} of ${total})`);
+      assert.ok(
+        done.rewrap.scanned >= total,
+        `the resumed job covered every version (${done.rewrap.scanned} of ${total})`,
+      );
       await assertAllRead(server.url, token, seeded, `round ${round} seeded`);
       await assertAllRead(server.url, token, acked, `round ${round} acknowledged`);
 
@@ -126,10 +143,14 @@ describe(`crash rounds: kill -9 during a keyring rewrap, a master rotation and a
     // A further rotation after the crashes works and completes.
     const again = await call(server.url, 'POST', '/v1/sys/keyrings/rewrap/rotate', token, { rewrap: true });
     assert.equal(again.status, 200, JSON.stringify(again.body));
-    const final = await waitFor(async () => {
-      const k = (await call(server.url, 'GET', '/v1/sys/keyrings/rewrap', token)).body;
-      return k.rewrap.state !== 'running' && k;
-    }, 60_000, 'the last rewrap');
+    const final = await waitFor(
+      async () => {
+        const k = (await call(server.url, 'GET', '/v1/sys/keyrings/rewrap', token)).body;
+        return k.rewrap.state !== 'running' && k;
+      },
+      60_000,
+      'the last rewrap',
+    );
     assert.equal(final.rewrap.state, 'done');
     assert.equal(final.rewrap.target_version, again.body.version);
     await assertAllRead(server.url, token, seeded, 'after the last rotation');
@@ -171,7 +192,12 @@ describe(`crash rounds: kill -9 during a keyring rewrap, a master rotation and a
     };
 
     // Calibration: how long one rotation takes here, with writers running.
-    const calibrationWriters = startWriters(server.url, token, { writers: 4, acked, tag: 'master-cal', paths: (w, i) => `m${(w * 7 + i) % NS}/cal-w${w}-${i}` });
+    const calibrationWriters = startWriters(server.url, token, {
+      writers: 4,
+      acked,
+      tag: 'master-cal',
+      paths: (w, i) => `m${(w * 7 + i) % NS}/cal-w${w}-${i}`,
+    });
     const c0 = Date.now();
     const first = await call(server.url, 'POST', '/v1/sys/rotate', token, {});
     const rotationMs = Date.now() - c0;
@@ -182,7 +208,12 @@ describe(`crash rounds: kill -9 during a keyring rewrap, a master rotation and a
     for (let round = 0; round < ROUNDS; round++) {
       const t0 = Date.now();
       const before = await masterVersion();
-      const writers = startWriters(server.url, token, { writers: 4, acked, tag: `master-r${round}`, paths: (w, i) => `m${(w * 7 + i) % NS}/r${round}-w${w}-${i}` });
+      const writers = startWriters(server.url, token, {
+        writers: 4,
+        acked,
+        tag: `master-r${round}`,
+        paths: (w, i) => `m${(w * 7 + i) % NS}/r${round}-w${w}-${i}`,
+      });
       let answered: number | undefined;
       const request = call(server.url, 'POST', '/v1/sys/rotate', token, {}).then(
         (r) => void (answered = r.status),
@@ -207,7 +238,9 @@ describe(`crash rounds: kill -9 during a keyring rewrap, a master rotation and a
           .filter((l) => l.includes(msg))
           .map((l) => JSON.parse(l) as { time: number; keyrings: number })[0];
       await waitFor(
-        () => logLine('interrupted master key rotation finished') || (!logLine('left keyrings under an older master version') && Date.now() - t1 > 3_000),
+        () =>
+          logLine('interrupted master key rotation finished') ||
+          (!logLine('left keyrings under an older master version') && Date.now() - t1 > 3_000),
         60_000,
         'the restarted server to finish the rotation',
       );
@@ -252,20 +285,35 @@ describe(`crash rounds: kill -9 during a keyring rewrap, a master rotation and a
     let primary = await start(args, env);
     const token = await rootToken(pdir);
     // ~8 MiB of values: a snapshot of several 1 MiB parts.
-    const seeded = await seed(primary.url, token, 160, 8, (i) => ({ path: `snap/big/b${i}`, data: { v: randomBytes(30_000).toString('base64') } }));
+    const seeded = await seed(primary.url, token, 160, 8, (i) => ({
+      path: `snap/big/b${i}`,
+      data: { v: randomBytes(30_000).toString('base64') },
+    }));
     const acked = new Map<string, string>();
     const snapDir = join(bucket, 'snap');
-    const snapshotIds = async () => (await readdir(snapDir, { withFileTypes: true }).catch(() => [])).filter((e) => e.isDirectory()).map((e) => e.name);
-    const partsOf = async (id: string) => (await readdir(join(snapDir, id)).catch(() => [])).filter((n) => n.endsWith('.part')).length;
+    const snapshotIds = async () =>
+      (await readdir(snapDir, { withFileTypes: true }).catch(() => []))
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name);
+    const partsOf = async (id: string) =>
+      (await readdir(join(snapDir, id)).catch(() => [])).filter((n) => n.endsWith('.part')).length;
     const status = async (url: string) => (await call(url, 'GET', '/v1/sys/replication', token)).body;
     const shipped = async () => {
       const s = await status(primary.url);
-      return s.targets[0]?.ok && s.targets[0].last_shipped_seq === s.last_seq && s.targets[0].snapshot_seq !== null && s;
+      return (
+        s.targets[0]?.ok && s.targets[0].last_shipped_seq === s.last_seq && s.targets[0].snapshot_seq !== null && s
+      );
     };
 
     // A first snapshot that holds the big values, to know how many parts one has.
     await call(primary.url, 'POST', '/v1/sys/replication/snapshot', token, {});
-    await waitFor(async () => (await shipped()) && (await status(primary.url)).targets[0].snapshot_seq >= (await status(primary.url)).last_seq - 5, 60_000, 'a first full snapshot');
+    await waitFor(
+      async () =>
+        (await shipped()) &&
+        (await status(primary.url)).targets[0].snapshot_seq >= (await status(primary.url)).last_seq - 5,
+      60_000,
+      'a first full snapshot',
+    );
     const partCounts = await Promise.all((await snapshotIds()).map(partsOf));
     const parts = Math.max(...partCounts);
     assert.ok(parts >= 4, `a snapshot has ${parts} parts`);
@@ -273,7 +321,12 @@ describe(`crash rounds: kill -9 during a keyring rewrap, a master rotation and a
     for (let round = 0; round < ROUNDS; round++) {
       const t0 = Date.now();
       const known = new Set(await snapshotIds());
-      const writers = startWriters(primary.url, token, { writers: 4, acked, tag: `snap-r${round}`, paths: (w, i) => `snap/r${round}/w${w}-${i}` });
+      const writers = startWriters(primary.url, token, {
+        writers: 4,
+        acked,
+        tag: `snap-r${round}`,
+        paths: (w, i) => `snap/r${round}/w${w}-${i}`,
+      });
       await sleep(100);
       const k = 1 + Math.floor(Math.random() * parts); // 1..parts: up to the index and manifest writes
       const asked = await call(primary.url, 'POST', '/v1/sys/replication/snapshot', token, {});
@@ -306,7 +359,13 @@ describe(`crash rounds: kill -9 during a keyring rewrap, a master rotation and a
       primary = await start(args, env);
       // A kill during a manifest write leaves the file bucket's lock behind (stale after 10 s).
       const marker = `snap/after/r${round}`;
-      await waitFor(async () => (await call(primary.url, 'PUT', `/v1/secrets/${marker}`, token, { data: { v: marker } })).status === 200, 40_000, 'the restarted primary to take writes', 100);
+      await waitFor(
+        async () =>
+          (await call(primary.url, 'PUT', `/v1/secrets/${marker}`, token, { data: { v: marker } })).status === 200,
+        40_000,
+        'the restarted primary to take writes',
+        100,
+      );
       acked.set(marker, marker);
       const head = await waitFor(shipped, 40_000, 'the restarted primary to ship its head');
       const recoverMs = Date.now() - t1;
@@ -316,15 +375,24 @@ describe(`crash rounds: kill -9 during a keyring rewrap, a master rotation and a
       // A fresh replica from the bucket: identity, snapshot, then segments, up to the primary's head.
       const rdir = await tempDir('coffer-crash-replica-');
       dirs.push(rdir);
-      const replica = await start(['--dev', '--data-dir', rdir, '--kek', `file:${join(pdir, 'kek.key')}`, '--replica-of', `file://${bucket}`], env);
-      await waitFor(async () => (await status(replica.url)).last_seq === head.last_seq, 60_000, `the replica to reach sequence ${head.last_seq}`, 100);
+      const replica = await start(
+        ['--dev', '--data-dir', rdir, '--kek', `file:${join(pdir, 'kek.key')}`, '--replica-of', `file://${bucket}`],
+        env,
+      );
+      await waitFor(
+        async () => (await status(replica.url)).last_seq === head.last_seq,
+        60_000,
+        `the replica to reach sequence ${head.last_seq}`,
+        100,
+      );
       const onPrimary = await listAll(primary.url, token);
       const onReplica = await listAll(replica.url, token);
       assert.deepEqual(onReplica, onPrimary, 'the replica lists the same secrets');
       const everything = new Map<string, Record<string, string>>();
       for (let i = 0; i < onPrimary.length; i += 100) {
         const r = await call(primary.url, 'POST', '/v1/secrets:batch', token, { paths: onPrimary.slice(i, i + 100) });
-        for (const [p, s] of Object.entries(r.body.secrets as Record<string, { data: Record<string, string> }>)) everything.set(p, s.data);
+        for (const [p, s] of Object.entries(r.body.secrets as Record<string, { data: Record<string, string> }>))
+          everything.set(p, s.data);
       }
       assert.equal(everything.size, onPrimary.length);
       await assertAllRead(replica.url, token, everything, `round ${round} replica`);

@@ -21,11 +21,15 @@ describe('deploy files', () => {
 
   it('hardens the systemd unit and points it at the config', async () => {
     const unit = await readFile(join(root, 'deploy', 'coffer.service'), 'utf8');
-    for (const line of ['NoNewPrivileges=true', 'ProtectSystem=strict', 'LimitCORE=0', 'StateDirectoryMode=0700']) assert.ok(unit.includes(line), line);
+    for (const line of ['NoNewPrivileges=true', 'ProtectSystem=strict', 'LimitCORE=0', 'StateDirectoryMode=0700'])
+      assert.ok(unit.includes(line), line);
     assert.match(unit, /--config \/etc\/coffer\/coffer\.yaml/);
   });
 
   it('rejects a config file with an unknown key, naming it', async () => {
-    await assert.rejects(loadConfig({ file: join(root, 'package.json'), env: {} }), /configuration: Unrecognized keys?: .*"name"/);
+    await assert.rejects(
+      loadConfig({ file: join(root, 'package.json'), env: {} }),
+      /configuration: Unrecognized keys?: .*"name"/,
+    );
   });
 });

@@ -48,7 +48,10 @@ describe('database on a full disk', function () {
     let refused: request.Response | undefined;
     let refusedAt = -1;
     for (let i = 0; i < 2000 && !refused; i++) {
-      const res = await request(vault.app).put(`/v1/secrets/fill/s${i}`).set(vault.auth).send({ data: { v: value(i) } });
+      const res = await request(vault.app)
+        .put(`/v1/secrets/fill/s${i}`)
+        .set(vault.auth)
+        .send({ data: { v: value(i) } });
       if (res.status === 200) acknowledged.push(i);
       else {
         refused = res;
@@ -62,7 +65,10 @@ describe('database on a full disk', function () {
     assert.ok(acknowledged.length > 10);
 
     // Still full: every write is refused the same way, reads are served.
-    const again = await request(vault.app).put('/v1/secrets/fill/again').set(vault.auth).send({ data: { v: 'small' } });
+    const again = await request(vault.app)
+      .put('/v1/secrets/fill/again')
+      .set(vault.auth)
+      .send({ data: { v: 'small' } });
     assert.equal(again.status, 507, JSON.stringify(again.body));
     const read = await request(vault.app).get(`/v1/secrets/fill/s${acknowledged[0]}`).set(vault.auth);
     assert.equal(read.status, 200);
@@ -79,14 +85,20 @@ describe('database on a full disk', function () {
     let resumed: request.Response | undefined;
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
-      resumed = await request(vault.app).put('/v1/secrets/fill/after').set(vault.auth).send({ data: { v: 'after' } });
+      resumed = await request(vault.app)
+        .put('/v1/secrets/fill/after')
+        .set(vault.auth)
+        .send({ data: { v: 'after' } });
       if (resumed.status === 200) break;
       assert.ok([507, 503].includes(resumed.status), JSON.stringify(resumed.body));
       await new Promise((r) => setTimeout(r, 250));
     }
     assert.equal(resumed?.status, 200, JSON.stringify(resumed?.body));
     assert.equal((await request(vault.app).get('/v1/sys/health')).status, 200);
-    assert.match((await request(vault.app).get('/v1/sys/metrics').set(vault.auth)).text, /coffer_storage_failed\{reason="storage_full"\} 0/);
+    assert.match(
+      (await request(vault.app).get('/v1/sys/metrics').set(vault.auth)).text,
+      /coffer_storage_failed\{reason="storage_full"\} 0/,
+    );
 
     // Nothing acknowledged was lost; the refused writes left nothing behind.
     for (const i of acknowledged) {
@@ -102,7 +114,10 @@ describe('database on a full disk', function () {
     // handle they landed behind a torn log record and the next open dropped them all).
     const later: number[] = [];
     for (let i = 0; i < 30; i++) {
-      const res = await request(vault.app).put(`/v1/secrets/later/s${i}`).set(vault.auth).send({ data: { v: `later-${i}` } });
+      const res = await request(vault.app)
+        .put(`/v1/secrets/later/s${i}`)
+        .set(vault.auth)
+        .send({ data: { v: `later-${i}` } });
       assert.equal(res.status, 200, JSON.stringify(res.body));
       later.push(i);
     }

@@ -16,15 +16,26 @@ interface Answer {
 }
 
 /** One request on `agent`; resolves with the status and body, or the socket error code. */
-function send(url: string, agent: Agent, method: string, path: string, headers: Record<string, string>, body?: string): Promise<Answer> {
+function send(
+  url: string,
+  agent: Agent,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: string,
+): Promise<Answer> {
   return new Promise((done) => {
-    const req = httpRequest(new URL(path, url), { method, agent, headers: { ...headers, ...(body ? { 'Content-Type': 'application/json' } : {}) } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (text += d));
-      res.on('end', () => done({ status: res.statusCode, body: text }));
-      res.on('error', (e: NodeJS.ErrnoException) => done({ error: e.code ?? e.message, body: text }));
-    });
+    const req = httpRequest(
+      new URL(path, url),
+      { method, agent, headers: { ...headers, ...(body ? { 'Content-Type': 'application/json' } : {}) } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => done({ status: res.statusCode, body: text }));
+        res.on('error', (e: NodeJS.ErrnoException) => done({ error: e.code ?? e.message, body: text }));
+      },
+    );
     req.on('error', (e: NodeJS.ErrnoException) => done({ error: e.code ?? e.message, body: '' }));
     req.end(body);
   });
@@ -57,17 +68,40 @@ describe('SIGTERM drains', function () {
     const setup = new Agent({ keepAlive: false });
     // One user per connection: concurrent logins of one user count against its guessing budget.
     const created = await Promise.all(
-      Array.from({ length: 50 }, (_, i) => send(server!.url, setup, 'PUT', `/v1/auth/userpass/users/ci${i}`, root, JSON.stringify({ password: 'correct horse battery staple' }))),
+      Array.from({ length: 50 }, (_, i) =>
+        send(
+          server!.url,
+          setup,
+          'PUT',
+          `/v1/auth/userpass/users/ci${i}`,
+          root,
+          JSON.stringify({ password: 'correct horse battery staple' }),
+        ),
+      ),
     );
-    assert.deepEqual(created.map((c) => c.status), Array(50).fill(200));
-    const audit = JSON.parse((await send(server.url, setup, 'GET', '/v1/sys/audit', root)).body) as { public_key_pem: string };
+    assert.deepEqual(
+      created.map((c) => c.status),
+      Array(50).fill(200),
+    );
+    const audit = JSON.parse((await send(server.url, setup, 'GET', '/v1/sys/audit', root)).body) as {
+      public_key_pem: string;
+    };
     const keyFile = join(dir, 'audit.pem');
     await writeFile(keyFile, audit.public_key_pem);
 
     // 50 connections, each with a slow request in flight (a password hash), plus one
     // keep-alive connection that asks for health while the server drains.
     const agents = Array.from({ length: 50 }, () => new Agent({ keepAlive: true, maxSockets: 1 }));
-    const inFlight = agents.map((agent, i) => send(server!.url, agent, 'POST', '/v1/auth/userpass/login', {}, JSON.stringify({ username: `ci${i}`, password: 'correct horse battery staple' })));
+    const inFlight = agents.map((agent, i) =>
+      send(
+        server!.url,
+        agent,
+        'POST',
+        '/v1/auth/userpass/login',
+        {},
+        JSON.stringify({ username: `ci${i}`, password: 'correct horse battery staple' }),
+      ),
+    );
     await new Promise((r) => setTimeout(r, 20)); // sent; a loaded server may not have accepted them yet
     const exited = new Promise<number | null>((done) => server!.child.once('exit', (code) => done(code)));
     server.child.kill('SIGTERM');
@@ -93,10 +127,21 @@ describe('SIGTERM drains', function () {
 
     // The final checkpoint follows every request's line: the log verifies with a signed tail.
     const logFile = join(dataDir, 'audit.log');
-    const lines = (await readFile(logFile, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; operation?: string });
+    const lines = (await readFile(logFile, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; operation?: string });
     assert.equal(lines.at(-1)!.type, 'checkpoint');
     assert.equal(lines.filter((l) => l.operation === 'POST /v1/auth/userpass/login').length, 50);
-    const verify = await run(process.execPath, [CLI, 'audit', 'verify', logFile, '--public-key', keyFile, '--require-signed-tail']).catch((e: { stdout: string; code: number }) => e);
+    const verify = await run(process.execPath, [
+      CLI,
+      'audit',
+      'verify',
+      logFile,
+      '--public-key',
+      keyFile,
+      '--require-signed-tail',
+    ]).catch((e: { stdout: string; code: number }) => e);
     assert.equal((verify as { code?: number }).code ?? 0, 0, (verify as { stdout: string }).stdout);
     server = undefined;
   });
@@ -106,8 +151,13 @@ describe('SIGTERM drains', function () {
     const proc = await startServerProcess(['--dev', '--data-dir', dataDir, '--shutdown-grace-s', '1']);
     server = proc;
     // A request whose body never finishes: it holds its connection until the grace cut.
-    const hold = httpRequest(new URL('/v1/auth/userpass/login', proc.url), { method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': '100' } });
-    const cut = new Promise<string>((done) => hold.on('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message)));
+    const hold = httpRequest(new URL('/v1/auth/userpass/login', proc.url), {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'Content-Length': '100' },
+    });
+    const cut = new Promise<string>((done) =>
+      hold.on('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message)),
+    );
     hold.write('{"username":');
     await new Promise((r) => setTimeout(r, 100));
     const exited = new Promise<number | null>((done) => proc.child.once('exit', (code) => done(code)));
@@ -125,9 +175,24 @@ describe('SIGTERM drains', function () {
     const proc = await startServerProcess(['--dev', '--data-dir', dataDir]);
     server = proc;
     const root = { Authorization: `Bearer ${(await readFile(join(dataDir, 'root-token'), 'utf8')).trim()}` };
-    assert.equal((await send(proc.url, new Agent(), 'PUT', '/v1/auth/userpass/users/ci', root, JSON.stringify({ password: 'correct horse battery staple' }))).status, 200);
+    assert.equal(
+      (
+        await send(
+          proc.url,
+          new Agent(),
+          'PUT',
+          '/v1/auth/userpass/users/ci',
+          root,
+          JSON.stringify({ password: 'correct horse battery staple' }),
+        )
+      ).status,
+      200,
+    );
     // A connection the server waits for (grace 10 s): an unfinished request body.
-    const hold = httpRequest(new URL('/v1/auth/userpass/login', proc.url), { method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': '100' } });
+    const hold = httpRequest(new URL('/v1/auth/userpass/login', proc.url), {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'Content-Length': '100' },
+    });
     hold.on('error', () => undefined);
     hold.write('{"username":');
     await new Promise((r) => setTimeout(r, 100));

@@ -43,7 +43,11 @@ describe('durability: acknowledged writes survive kill -9', function () {
           const path = `durable/r${round % 3}/w${w}`;
           const value = `round-${round}-writer-${w}-write-${i}`;
           try {
-            const res = await fetch(`${server.url}/v1/secrets/${path}`, { method: 'PUT', headers, body: JSON.stringify({ data: { value } }) });
+            const res = await fetch(`${server.url}/v1/secrets/${path}`, {
+              method: 'PUT',
+              headers,
+              body: JSON.stringify({ data: { value } }),
+            });
             if (res.status !== 200) continue;
             const body = (await res.json()) as { version: number };
             acked.push({ path, version: body.version, value });
@@ -67,7 +71,10 @@ describe('durability: acknowledged writes survive kill -9', function () {
         assert.equal(res.status, 200, `${ack.path} v${ack.version} lost`);
         assert.equal(((await res.json()) as { data: { value: string } }).data.value, ack.value);
       }
-      assert.ok(acked.length > ROUNDS * 5, `too few writes were acknowledged (${acked.length}) for the test to mean anything`);
+      assert.ok(
+        acked.length > ROUNDS * 5,
+        `too few writes were acknowledged (${acked.length}) for the test to mean anything`,
+      );
     } finally {
       await server.kill('SIGTERM');
     }

@@ -35,10 +35,25 @@ describeHsm('coffer server on an HSM', function (this: Mocha.Suite) {
     assert.match(again.out, /already holds key "master": refusing to overwrite/);
 
     let server = await startServerProcess(['--dev', '--data-dir', dir, '--kek', kek], env());
-    const auth = { Authorization: `Bearer ${(await readFile(join(dir, 'root-token'), 'utf8')).trim()}`, 'Content-Type': 'application/json' };
+    const auth = {
+      Authorization: `Bearer ${(await readFile(join(dir, 'root-token'), 'utf8')).trim()}`,
+      'Content-Type': 'application/json',
+    };
     try {
-      assert.equal((await (await fetch(`${server.url}/v1/sys/seal-status`)).json() as { provider: string }).provider, 'pkcs11');
-      assert.equal((await fetch(`${server.url}/v1/secrets/app/x`, { method: 'PUT', headers: auth, body: '{"data":{"k":"in the hsm"}}' })).status, 200);
+      assert.equal(
+        ((await (await fetch(`${server.url}/v1/sys/seal-status`)).json()) as { provider: string }).provider,
+        'pkcs11',
+      );
+      assert.equal(
+        (
+          await fetch(`${server.url}/v1/secrets/app/x`, {
+            method: 'PUT',
+            headers: auth,
+            body: '{"data":{"k":"in the hsm"}}',
+          })
+        ).status,
+        200,
+      );
     } finally {
       await server.kill('SIGTERM');
     }
@@ -51,18 +66,33 @@ describeHsm('coffer server on an HSM', function (this: Mocha.Suite) {
     }
     assert.ok(!server.output().includes(HSM_PIN), 'the PIN is never logged');
 
-    const wrongPin = await cli(['server', '--dev', '--data-dir', dir, '--listen', '127.0.0.1:0', '--kek', kek], { [PIN_ENV]: '1111-2222' });
+    const wrongPin = await cli(['server', '--dev', '--data-dir', dir, '--listen', '127.0.0.1:0', '--kek', kek], {
+      [PIN_ENV]: '1111-2222',
+    });
     assert.equal(wrongPin.code, 1);
     assert.match(wrongPin.out, /refused the PIN/);
     assert.ok(!wrongPin.out.includes('1111-2222'), 'not even a wrong PIN is echoed');
   });
 
   it('refuses a PIN written into the URI, and a missing module, before touching anything', async () => {
-    const inline = await cli(['server', '--data-dir', dir, '--listen', '127.0.0.1:0', '--kek', 'pkcs11:module=/usr/lib/softhsm/libsofthsm2.so;token=a;key=master;pin=9876-5432']);
+    const inline = await cli([
+      'server',
+      '--data-dir',
+      dir,
+      '--listen',
+      '127.0.0.1:0',
+      '--kek',
+      'pkcs11:module=/usr/lib/softhsm/libsofthsm2.so;token=a;key=master;pin=9876-5432',
+    ]);
     assert.equal(inline.code, 1);
     assert.match(inline.out, /unknown attribute "pin"/);
     assert.ok(!inline.out.includes('9876-5432'));
-    const module = await cli(['hsm', 'init', '--kek', `pkcs11:module=/opt/none/libhsm.so;token=a;key=master;pin-env=${PIN_ENV}`]);
+    const module = await cli([
+      'hsm',
+      'init',
+      '--kek',
+      `pkcs11:module=/opt/none/libhsm.so;token=a;key=master;pin-env=${PIN_ENV}`,
+    ]);
     assert.equal(module.code, 1);
     assert.match(module.out, /PKCS#11 module \/opt\/none\/libhsm.so does not exist/);
   });

@@ -29,9 +29,15 @@ describe('http edge cases against a listening server', function () {
 
   before(async () => {
     dir = await tempDir('coffer-edge-');
-    server = await startServer(await loadConfig({ flags: { dev: true, data_dir: dir, listen: '127.0.0.1:0' } }), { log: silentLog });
+    server = await startServer(await loadConfig({ flags: { dev: true, data_dir: dir, listen: '127.0.0.1:0' } }), {
+      log: silentLog,
+    });
     token = server.rootToken!;
-    const put = await fetch(`${server.url}/v1/secrets/prod/db`, { method: 'PUT', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: '{"data":{"password":"CANARY-edge"}}' });
+    const put = await fetch(`${server.url}/v1/secrets/prod/db`, {
+      method: 'PUT',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: '{"data":{"password":"CANARY-edge"}}',
+    });
     assert.equal(put.status, 200);
   });
   after(async () => {
@@ -40,7 +46,10 @@ describe('http edge cases against a listening server', function () {
   });
 
   it('D10: refuses headers above 16 KiB with 431', async () => {
-    const response = await raw(server.url, `GET /v1/sys/health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(17 * 1024)}\r\n\r\n`);
+    const response = await raw(
+      server.url,
+      `GET /v1/sys/health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(17 * 1024)}\r\n\r\n`,
+    );
     assert.equal(statusOf(response), 431);
   });
 
@@ -53,12 +62,18 @@ describe('http edge cases against a listening server', function () {
   });
 
   it('D15: refuses obs-fold and a bare LF header line', async () => {
-    assert.equal(statusOf(await raw(server.url, `GET /v1/sys/health HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n`)), 400);
+    assert.equal(
+      statusOf(await raw(server.url, `GET /v1/sys/health HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n`)),
+      400,
+    );
     assert.equal(statusOf(await raw(server.url, `GET /v1/sys/health HTTP/1.1\nHost: x\nX-A: a\n\n`)), 400);
   });
 
   it('D13: an absolute-form target routes by its path only and changes nothing else', async () => {
-    const response = await raw(server.url, `GET http://evil.example/v1/secrets/prod/db HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`);
+    const response = await raw(
+      server.url,
+      `GET http://evil.example/v1/secrets/prod/db HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`,
+    );
     assert.equal(statusOf(response), 200);
     assert.doesNotMatch(response, /evil\.example/i, 'the host is never reflected');
   });
@@ -66,7 +81,11 @@ describe('http edge cases against a listening server', function () {
   it('D21: a CORS preflight from any origin gets no allow headers', async () => {
     const res = await fetch(`${server.url}/v1/secrets/prod/db`, {
       method: 'OPTIONS',
-      headers: { Origin: 'https://evil.example', 'Access-Control-Request-Method': 'GET', 'Access-Control-Request-Headers': 'authorization' },
+      headers: {
+        Origin: 'https://evil.example',
+        'Access-Control-Request-Method': 'GET',
+        'Access-Control-Request-Headers': 'authorization',
+      },
     });
     assert.equal(res.headers.get('access-control-allow-origin'), null);
     assert.equal(res.headers.get('access-control-allow-credentials'), null);
@@ -74,15 +93,27 @@ describe('http edge cases against a listening server', function () {
   });
 
   it('D14: method override headers and _method are ignored', async () => {
-    const res = await fetch(`${server.url}/v1/secrets/prod/db?_method=DELETE`, { headers: { Authorization: `Bearer ${token}`, 'X-HTTP-Method-Override': 'DELETE' } });
+    const res = await fetch(`${server.url}/v1/secrets/prod/db?_method=DELETE`, {
+      headers: { Authorization: `Bearer ${token}`, 'X-HTTP-Method-Override': 'DELETE' },
+    });
     assert.equal(res.status, 400, 'the unknown query parameter is refused');
-    const get = await fetch(`${server.url}/v1/secrets/prod/db`, { headers: { Authorization: `Bearer ${token}`, 'X-HTTP-Method-Override': 'DELETE' } });
+    const get = await fetch(`${server.url}/v1/secrets/prod/db`, {
+      headers: { Authorization: `Bearer ${token}`, 'X-HTTP-Method-Override': 'DELETE' },
+    });
     assert.equal(get.status, 200);
-    assert.equal(((await get.json()) as { data: { password: string } }).data.password, 'CANARY-edge', 'nothing was deleted');
+    assert.equal(
+      ((await get.json()) as { data: { password: string } }).data.password,
+      'CANARY-edge',
+      'nothing was deleted',
+    );
   });
 
   it('D19: a handler failure on one request leaves the server serving others', async () => {
-    const bad = await fetch(`${server.url}/v1/secrets/prod/db`, { method: 'PUT', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: '{"data":{"a":' });
+    const bad = await fetch(`${server.url}/v1/secrets/prod/db`, {
+      method: 'PUT',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: '{"data":{"a":',
+    });
     assert.equal(bad.status, 400);
     const body = await bad.text();
     assert.doesNotMatch(body, /at .*\.js|SyntaxError|node_modules/);
@@ -91,6 +122,9 @@ describe('http edge cases against a listening server', function () {
 
   it('B8: a token in the query string or a cookie is not a token', async () => {
     assert.equal((await fetch(`${server.url}/v1/secrets/prod/db?token=${token}`)).status, 401);
-    assert.equal((await fetch(`${server.url}/v1/secrets/prod/db`, { headers: { Cookie: `token=${token}` } })).status, 401);
+    assert.equal(
+      (await fetch(`${server.url}/v1/secrets/prod/db`, { headers: { Cookie: `token=${token}` } })).status,
+      401,
+    );
   });
 });

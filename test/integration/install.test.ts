@@ -32,7 +32,10 @@ function repoRoot(): string {
 }
 
 const ROOT = repoRoot();
-const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string; dependencies: Record<string, string> };
+const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+  version: string;
+  dependencies: Record<string, string>;
+};
 const NPM = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 
 /** The caller's environment minus npm's lifecycle variables (a parent `npm test` must not steer the inner npm). */
@@ -43,18 +46,31 @@ function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-function run(cmd: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ stdout: string; stderr: string; ms: number }> {
+function run(
+  cmd: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<{ stdout: string; stderr: string; ms: number }> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, { cwd: options.cwd, env: options.env ?? cleanEnv(), timeout: options.timeoutMs ?? 90_000, maxBuffer: 32 << 20 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${cmd} ${args.join(' ')} failed: ${err.message}\n${stdout}\n${stderr}`));
-      else resolve({ stdout, stderr, ms: Date.now() - started });
-    });
+    execFile(
+      cmd,
+      args,
+      { cwd: options.cwd, env: options.env ?? cleanEnv(), timeout: options.timeoutMs ?? 90_000, maxBuffer: 32 << 20 },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`${cmd} ${args.join(' ')} failed: ${err.message}\n${stdout}\n${stderr}`));
+        else resolve({ stdout, stderr, ms: Date.now() - started });
+      },
+    );
   });
 }
 
 /** Runs the installed binary itself (its shebang, its node_modules), with exactly `env`. */
-function runBin(bin: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runBin(
+  bin: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((done) => {
     const child = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -91,22 +107,41 @@ describe('install from the packed tarball (npm pack, npm install -g)', function 
     const stage = join(work, 'src');
     await mkdir(stage);
     // ui/ and deploy/github-action/: `prepare` builds the dashboard and the action's bundle too.
-    for (const name of ['package.json', 'tsconfig.json', 'README.md', 'LICENSE', 'server', 'cli', 'sdk', 'ui', 'deploy/github-action']) {
+    for (const name of [
+      'package.json',
+      'tsconfig.json',
+      'README.md',
+      'LICENSE',
+      'server',
+      'cli',
+      'sdk',
+      'ui',
+      'deploy/github-action',
+    ]) {
       if (existsSync(join(ROOT, name))) await cp(join(ROOT, name), join(stage, name), { recursive: true });
     }
     await symlink(join(ROOT, 'node_modules'), join(stage, 'node_modules'), 'dir');
-    const packed = await run(NPM, ['pack', '--json', '--pack-destination', work, '--loglevel=error'], { cwd: stage, timeoutMs: 120_000 });
+    const packed = await run(NPM, ['pack', '--json', '--pack-destination', work, '--loglevel=error'], {
+      cwd: stage,
+      timeoutMs: 120_000,
+    });
     timings.pack = packed.ms;
-    const info = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as { filename: string; files: { path: string }[] }[];
+    const info = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as {
+      filename: string;
+      files: { path: string }[];
+    }[];
     tgz = join(work, info[0]!.filename);
     packedFiles = info[0]!.files.map((f) => f.path);
 
     prefix = join(work, 'prefix');
-    const installed = await run(NPM, ['install', '-g', '--prefix', prefix, '--allow-scripts=pkcs11js,classic-level', ...NPM_FLAGS, tgz], { timeoutMs: 120_000 });
+    const installed = await run(
+      NPM,
+      ['install', '-g', '--prefix', prefix, '--allow-scripts=pkcs11js,classic-level', ...NPM_FLAGS, tgz],
+      { timeoutMs: 120_000 },
+    );
     timings.globalInstall = installed.ms;
     vault = await cliFixture('coffer-install-vault-');
   });
-
 
   after(async () => {
     await vault?.close();
@@ -116,13 +151,28 @@ describe('install from the packed tarball (npm pack, npm install -g)', function 
 
   it('packs dist/ (not dist/test), README, LICENSE and package.json, and no sources', () => {
     assert.equal(tgz.endsWith(`coffer-${PKG.version}.tgz`), true, tgz);
-    for (const f of ['package.json', 'README.md', 'LICENSE', 'dist/cli/main.js', 'dist/sdk/index.js', 'dist/sdk/index.d.ts', 'dist/server/main.js']) {
+    for (const f of [
+      'package.json',
+      'README.md',
+      'LICENSE',
+      'dist/cli/main.js',
+      'dist/sdk/index.js',
+      'dist/sdk/index.d.ts',
+      'dist/server/main.js',
+    ]) {
       assert.ok(packedFiles.includes(f), `${f} is in the tarball`);
     }
     const stray = packedFiles.filter((f) => !/^(package\.json|README\.md|LICENSE)$/.test(f) && !f.startsWith('dist/'));
     assert.deepEqual(stray, [], 'only dist/ and the three top-level files');
-    assert.deepEqual(packedFiles.filter((f) => f.startsWith('dist/test/') || f.startsWith('.build/')), []);
-    assert.deepEqual(packedFiles.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')), [], 'no TypeScript sources');
+    assert.deepEqual(
+      packedFiles.filter((f) => f.startsWith('dist/test/') || f.startsWith('.build/')),
+      [],
+    );
+    assert.deepEqual(
+      packedFiles.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')),
+      [],
+      'no TypeScript sources',
+    );
   });
 
   it('every package the installed code imports is a dependency, and installed', async () => {
@@ -130,24 +180,37 @@ describe('install from the packed tarball (npm pack, npm install -g)', function 
     const builtins = new Set(builtinModules);
     const missing = new Set<string>();
     // dist/ui is the dashboard's browser bundle: self-contained and minified, it imports nothing at run time.
-    for (const file of (await filesUnder(join(pkgDir, 'dist'))).filter((f) => f.endsWith('.js') && !f.includes('/dist/ui/'))) {
+    for (const file of (await filesUnder(join(pkgDir, 'dist'))).filter(
+      (f) => f.endsWith('.js') && !f.includes('/dist/ui/'),
+    )) {
       const text = await readFile(file, 'utf8');
       for (const m of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)['"]([^'"./][^'"]*)['"]/g)) {
         const spec = m[1]!;
         if (spec.startsWith('node:') || builtins.has(spec)) continue;
         const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
-        if (!(name in PKG.dependencies) || !existsSync(join(pkgDir, 'node_modules', name))) missing.add(`${name} (${file.slice(pkgDir.length + 1)})`);
+        if (!(name in PKG.dependencies) || !existsSync(join(pkgDir, 'node_modules', name)))
+          missing.add(`${name} (${file.slice(pkgDir.length + 1)})`);
       }
     }
     assert.deepEqual([...missing], [], 'imported by dist/ but not an installed dependency');
     // Native parts: classic-level ships prebuilds; pkcs11js (HSM) is built by node-gyp when allowed.
-    assert.ok(existsSync(join(pkgDir, 'node_modules', 'pkcs11js', 'build', 'Release', 'pkcs11.node')), 'pkcs11js built (--allow-scripts=pkcs11js)');
-    assert.ok(existsSync(join(pkgDir, 'node_modules', 'classic-level', 'prebuilds', `${process.platform}-${process.arch}`)), 'classic-level prebuild for this platform');
+    assert.ok(
+      existsSync(join(pkgDir, 'node_modules', 'pkcs11js', 'build', 'Release', 'pkcs11.node')),
+      'pkcs11js built (--allow-scripts=pkcs11js)',
+    );
+    assert.ok(
+      existsSync(join(pkgDir, 'node_modules', 'classic-level', 'prebuilds', `${process.platform}-${process.arch}`)),
+      'classic-level prebuild for this platform',
+    );
   });
 
   it('the installed coffer runs: --version, put and get against a dev server', async () => {
     const bin = join(prefix, 'bin', 'coffer');
-    const env = cleanEnv({ HOME: join(work, 'home'), COFFER_ADDR: vault.server.url, COFFER_TOKEN: vault.server.rootToken });
+    const env = cleanEnv({
+      HOME: join(work, 'home'),
+      COFFER_ADDR: vault.server.url,
+      COFFER_TOKEN: vault.server.rootToken,
+    });
     const version = await runBin(bin, ['--version'], env);
     assert.equal(version.code, 0, version.stderr);
     assert.equal(version.stdout.trim(), PKG.version);
@@ -175,7 +238,10 @@ describe('install from the packed tarball (npm pack, npm install -g)', function 
         'process.stdout.write(JSON.stringify({ password: secret.data.password, notFound: typeof isNotFound }));',
       ].join('\n'),
     );
-    const out = await run(process.execPath, ['read.mjs'], { cwd: app, env: cleanEnv({ COFFER_ADDR: vault.server.url, COFFER_TOKEN: vault.server.rootToken }) });
+    const out = await run(process.execPath, ['read.mjs'], {
+      cwd: app,
+      env: cleanEnv({ COFFER_ADDR: vault.server.url, COFFER_TOKEN: vault.server.rootToken }),
+    });
     assert.deepEqual(JSON.parse(out.stdout), { password: 'from-the-sdk', notFound: 'function' });
   });
 });

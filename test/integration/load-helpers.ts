@@ -7,11 +7,21 @@ export interface Reply {
   body: any;
 }
 
-export async function call(url: string, method: string, path: string, token: string | undefined, body?: unknown, timeoutMs = 30_000): Promise<Reply> {
+export async function call(
+  url: string,
+  method: string,
+  path: string,
+  token: string | undefined,
+  body?: unknown,
+  timeoutMs = 30_000,
+): Promise<Reply> {
   const res = await fetch(url + path, {
     method,
     signal: AbortSignal.timeout(timeoutMs),
-    headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
+    headers: {
+      ...(token ? { Authorization: `Bearer ${token}` } : {}),
+      ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
+    },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
   const text = await res.text();
@@ -27,7 +37,12 @@ export async function call(url: string, method: string, path: string, token: str
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls `check` every `everyMs` until it returns a truthy value; fails after `timeoutMs`. */
-export async function waitFor<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, what: string, everyMs = 50): Promise<T> {
+export async function waitFor<T>(
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs: number,
+  what: string,
+  everyMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -37,13 +52,22 @@ export async function waitFor<T>(check: () => Promise<T | undefined | false> | T
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`,
+      );
     await sleep(everyMs);
   }
 }
 
 /** `count` PUTs with `concurrency` in flight; every one must be acknowledged. */
-export async function seed(url: string, token: string, count: number, concurrency: number, make: (i: number) => { path: string; data: Record<string, string> }): Promise<Map<string, Record<string, string>>> {
+export async function seed(
+  url: string,
+  token: string,
+  count: number,
+  concurrency: number,
+  make: (i: number) => { path: string; data: Record<string, string> },
+): Promise<Map<string, Record<string, string>>> {
   const written = new Map<string, Record<string, string>>();
   let next = 0;
   await Promise.all(
@@ -63,7 +87,17 @@ export async function seed(url: string, token: string, count: number, concurrenc
  * Writers that PUT fresh paths until stopped or until the server dies under them. Every 2xx
  * answer is recorded in `acked`: those writes must survive whatever happens next.
  */
-export function startWriters(url: string, token: string, options: { writers: number; paths: (writer: number, i: number) => string; acked: Map<string, string>; max?: number; tag: string }) {
+export function startWriters(
+  url: string,
+  token: string,
+  options: {
+    writers: number;
+    paths: (writer: number, i: number) => string;
+    acked: Map<string, string>;
+    max?: number;
+    tag: string;
+  },
+) {
   let stop = false;
   const statuses = new Map<number, number>();
   let sent = 0;
@@ -92,7 +126,12 @@ export function startWriters(url: string, token: string, options: { writers: num
 }
 
 /** Reads `expected` back (100 paths per batch) and asserts every value. */
-export async function assertAllRead(url: string, token: string, expected: Map<string, string | Record<string, string>>, what: string): Promise<void> {
+export async function assertAllRead(
+  url: string,
+  token: string,
+  expected: Map<string, string | Record<string, string>>,
+  what: string,
+): Promise<void> {
   const entries = [...expected];
   for (let k = 0; k < entries.length; k += 100) {
     const chunk = entries.slice(k, k + 100);
@@ -101,7 +140,11 @@ export async function assertAllRead(url: string, token: string, expected: Map<st
     for (const [path, value] of chunk) {
       const got = r.body.secrets[path]?.data;
       const want = typeof value === 'string' ? { v: value } : value;
-      assert.deepEqual(got, want, `${what}: ${path} ${got ? 'changed' : `lost (${JSON.stringify(r.body.errors[path])})`}`);
+      assert.deepEqual(
+        got,
+        want,
+        `${what}: ${path} ${got ? 'changed' : `lost (${JSON.stringify(r.body.errors[path])})`}`,
+      );
     }
   }
 }

@@ -24,13 +24,17 @@ interface CliRun {
 function coffer(args: string[], env: NodeJS.ProcessEnv): Promise<CliRun> {
   const started = Date.now();
   return new Promise((done) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, COFFER_TOKEN: '', ...env } }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-      done({ code, stdout, stderr, ms: Date.now() - started });
-    });
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { env: { ...process.env, COFFER_TOKEN: '', ...env } },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        done({ code, stdout, stderr, ms: Date.now() - started });
+      },
+    );
   });
 }
-
 
 describe('coffer replica promote and coffer status (real server processes)', function () {
   this.timeout(120_000);
@@ -41,12 +45,19 @@ describe('coffer replica promote and coffer status (real server processes)', fun
     for (const d of dirs) await removeDir(d);
   });
 
-  it('promote waits out the old primary\'s lease with a progress line; the old primary shows as fenced; status exits 2 when sealed', async () => {
+  it("promote waits out the old primary's lease with a progress line; the old primary shows as fenced; status exits 2 when sealed", async () => {
     const pair = await startProcessPair(ENV, procs, dirs);
     const { token, replica } = pair;
     let primary = pair.primary;
-    assert.equal((await call(primary.url, 'PUT', '/v1/secrets/app/db', token, { data: { password: 'before-failover' } })).status, 200);
-    await until(async () => (await call(replica.url, 'GET', '/v1/secrets/app/db', token)).status === 200, 30_000, 'the replica has the write');
+    assert.equal(
+      (await call(primary.url, 'PUT', '/v1/secrets/app/db', token, { data: { password: 'before-failover' } })).status,
+      200,
+    );
+    await until(
+      async () => (await call(replica.url, 'GET', '/v1/secrets/app/db', token)).status === 200,
+      30_000,
+      'the replica has the write',
+    );
 
     const onReplica = { COFFER_ADDR: replica.url, COFFER_TOKEN: token };
     const before = await coffer(['status'], onReplica);
@@ -58,8 +69,14 @@ describe('coffer replica promote and coffer status (real server processes)', fun
     assert.equal(promoted.code, 0, `${promoted.stdout}\n${promoted.stderr}`);
     assert.match(promoted.stdout, /^promoted: primary of epoch 2, accepting writes since \d{4}-/);
     // Not a TTY here: one line per phase, no countdown spam.
-    assert.match(promoted.stderr, /promoted to epoch 2; waiting for the old primary's lease to run out: writes accepted in \d+s/);
-    assert.ok(promoted.stderr.split('\n').filter((l) => l.includes('waiting for the old primary')).length === 1, promoted.stderr);
+    assert.match(
+      promoted.stderr,
+      /promoted to epoch 2; waiting for the old primary's lease to run out: writes accepted in \d+s/,
+    );
+    assert.ok(
+      promoted.stderr.split('\n').filter((l) => l.includes('waiting for the old primary')).length === 1,
+      promoted.stderr,
+    );
     assert.ok(promoted.ms > 10_000, `the promotion outlived the ordinary 10 s timeout (${promoted.ms} ms)`);
     // Once the command returned, writes are accepted: it waited for the lease, not less.
     const write = await call(replica.url, 'PUT', '/v1/secrets/app/db', token, { data: { password: 'after-failover' } });
@@ -67,7 +84,12 @@ describe('coffer replica promote and coffer status (real server processes)', fun
 
     // The old primary comes back: it finds epoch 2 in the bucket and is fenced.
     primary = await pair.restartPrimary();
-    await until(async () => ((await fetch(`${primary.url}/v1/sys/health`).then((r) => r.json())) as { fenced?: boolean }).fenced === true, 30_000, 'the old primary is fenced');
+    await until(
+      async () =>
+        ((await fetch(`${primary.url}/v1/sys/health`).then((r) => r.json())) as { fenced?: boolean }).fenced === true,
+      30_000,
+      'the old primary is fenced',
+    );
     const health = await fetch(`${primary.url}/v1/sys/health`);
     assert.equal(health.status, 503, 'a fenced primary is no node to send traffic to');
     const fenced = await coffer(['status'], { COFFER_ADDR: primary.url });

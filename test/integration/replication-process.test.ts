@@ -12,7 +12,6 @@ const FAST_ENV = {
   COFFER_SERVER_POLL_INTERVAL: '0.1',
 };
 
-
 describe('replication with real server processes', function () {
   this.timeout(120_000);
   const procs: ServerProcess[] = [];
@@ -51,14 +50,23 @@ describe('replication with real server processes', function () {
     primary = await pair.restartPrimary();
     // A kill during a manifest write leaves the file bucket's lock behind: the restarted primary
     // takes its lease (and writes) once that lock is stale (10 s), not necessarily at once.
-    await until(async () => (await call(primary.url, 'PUT', '/v1/secrets/kill/after-0', token, { data: { v: 'after-0' } })).status === 200, 30_000, 'the restarted primary takes writes');
+    await until(
+      async () =>
+        (await call(primary.url, 'PUT', '/v1/secrets/kill/after-0', token, { data: { v: 'after-0' } })).status === 200,
+      30_000,
+      'the restarted primary takes writes',
+    );
     for (let n = 0; n < 20; n++) {
       const r = await call(primary.url, 'PUT', `/v1/secrets/kill/after-${n}`, token, { data: { v: `after-${n}` } });
       assert.equal(r.status, 200, JSON.stringify(r.body));
       acknowledged.set(`kill/after-${n}`, `after-${n}`);
     }
     const entries = [...acknowledged];
-    await until(async () => (await call(replica.url, 'GET', '/v1/secrets/kill/after-19', token)).status === 200, 30_000, 'replica catches up');
+    await until(
+      async () => (await call(replica.url, 'GET', '/v1/secrets/kill/after-19', token)).status === 200,
+      30_000,
+      'replica catches up',
+    );
     for (let k = 0; k < entries.length; k += 100) {
       const chunk = entries.slice(k, k + 100);
       const r = await call(replica.url, 'POST', '/v1/secrets:batch', token, { paths: chunk.map(([p]) => p) });

@@ -36,7 +36,8 @@ async function apiDigest(node: Node, token: string, paths: string[]): Promise<st
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) if (e.isFile()) out.push(join(e.parentPath, e.name));
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true }))
+    if (e.isFile()) out.push(join(e.parentPath, e.name));
   return out;
 }
 
@@ -53,10 +54,24 @@ describe('replication end to end: primary, a replica through S3 and one through 
   before(async () => {
     s3 = await startS3();
     dirBucket = await tempDir('coffer-bucket-');
-    primary = await startNode({ replicate_to: [s3.url('e2e'), `file://${dirBucket}`], ...FAST, replication_batch_ms: 50 });
+    primary = await startNode({
+      replicate_to: [s3.url('e2e'), `file://${dirBucket}`],
+      ...FAST,
+      replication_batch_ms: 50,
+    });
     token = primary.server.rootToken!;
-    viaS3 = await startNode({ replica_of: s3.url('e2e'), kekFile: join(primary.dir, 'kek.key'), ...FAST, poll_interval: 0.2 });
-    viaDir = await startNode({ replica_of: `file://${dirBucket}`, kekFile: join(primary.dir, 'kek.key'), ...FAST, poll_interval: 0.2 });
+    viaS3 = await startNode({
+      replica_of: s3.url('e2e'),
+      kekFile: join(primary.dir, 'kek.key'),
+      ...FAST,
+      poll_interval: 0.2,
+    });
+    viaDir = await startNode({
+      replica_of: `file://${dirBucket}`,
+      kekFile: join(primary.dir, 'kek.key'),
+      ...FAST,
+      poll_interval: 0.2,
+    });
   });
   after(async () => {
     for (const n of [viaS3, viaDir, primary]) await n?.stop().catch(() => undefined);
@@ -65,20 +80,34 @@ describe('replication end to end: primary, a replica through S3 and one through 
   });
 
   it(`converges on ${WRITES} writes to identical content on both replicas`, async () => {
-    await primary.call('PUT', '/v1/policies/e2e-readers', { rules: [{ path: 'e2e/**', capabilities: ['read'] }] }, token);
+    await primary.call(
+      'PUT',
+      '/v1/policies/e2e-readers',
+      { rules: [{ path: 'e2e/**', capabilities: ['read'] }] },
+      token,
+    );
     let next = 0;
     const worker = async () => {
       while (next < WRITES) {
         const i = next++;
         const path = `e2e/svc-${i % 50}/key-${i}`;
         paths.push(path);
-        const r = await primary.call('PUT', `/v1/secrets/${path}`, { data: { value: `plain-value-${i}-zebra` } }, token);
+        const r = await primary.call(
+          'PUT',
+          `/v1/secrets/${path}`,
+          { data: { value: `plain-value-${i}-zebra` } },
+          token,
+        );
         assert.equal(r.status, 200, JSON.stringify(r.body));
       }
     };
     await Promise.all(Array.from({ length: 16 }, worker));
     const head = primary.server.store.lastSeq;
-    await until(() => viaS3.server.store.lastSeq === head && viaDir.server.store.lastSeq === head, 60_000, 'both replicas at the head');
+    await until(
+      () => viaS3.server.store.lastSeq === head && viaDir.server.store.lastSeq === head,
+      60_000,
+      'both replicas at the head',
+    );
     const expected = await storeDigest(primary.server.store);
     assert.equal(await storeDigest(viaS3.server.store), expected);
     assert.equal(await storeDigest(viaDir.server.store), expected);
@@ -117,13 +146,20 @@ describe('replication end to end: primary, a replica through S3 and one through 
     // The old primary lost its lease on the S3 bucket when the manifest changed hands.
     const old = await primary.call('PUT', '/v1/secrets/e2e/split-brain', { data: { value: 'y' } }, token);
     assert.ok([409, 503].includes(old.status), `old primary answered ${old.status}`);
-    const fenced = await until(async () => {
-      const r = await primary.call('PUT', '/v1/secrets/e2e/split-brain', { data: { value: 'y' } }, token);
-      return r.status === 409 ? r : undefined;
-    }, 10_000, 'old primary fenced');
+    const fenced = await until(
+      async () => {
+        const r = await primary.call('PUT', '/v1/secrets/e2e/split-brain', { data: { value: 'y' } }, token);
+        return r.status === 409 ? r : undefined;
+      },
+      10_000,
+      'old primary fenced',
+    );
     assert.equal(fenced.body.error.code, 'read_only_replica');
     assert.match(fenced.body.error.message, /epoch 2/);
-    assert.ok(primary.logs.some((l) => /fenced/.test(l.msg)), 'the old primary says so in its log');
+    assert.ok(
+      primary.logs.some((l) => /fenced/.test(l.msg)),
+      'the old primary says so in its log',
+    );
     assert.ok((await primary.call('GET', '/v1/sys/replication', undefined, token)).body.fenced);
   });
 });

@@ -78,8 +78,14 @@ export interface ProcessPair {
  * A dev primary shipping to a file bucket and a replica following it (same key file), as real
  * processes; every process and directory goes into `procs`/`dirs` for the caller to clean up.
  */
-export async function startProcessPair(env: NodeJS.ProcessEnv, procs: ServerProcess[], dirs: string[]): Promise<ProcessPair> {
-  const [bucket, primaryDir, replicaDir] = await Promise.all(['coffer-bucket-', 'coffer-primary-', 'coffer-replica-'].map((p) => mkdtemp(join(tmpdir(), p))));
+export async function startProcessPair(
+  env: NodeJS.ProcessEnv,
+  procs: ServerProcess[],
+  dirs: string[],
+): Promise<ProcessPair> {
+  const [bucket, primaryDir, replicaDir] = await Promise.all(
+    ['coffer-bucket-', 'coffer-primary-', 'coffer-replica-'].map((p) => mkdtemp(join(tmpdir(), p))),
+  );
   dirs.push(bucket!, primaryDir!, replicaDir!);
   const startPrimary = async () => {
     const p = await startServerProcess(['--dev', '--data-dir', primaryDir!, '--replicate-to', `file://${bucket}`], env);
@@ -88,7 +94,18 @@ export async function startProcessPair(env: NodeJS.ProcessEnv, procs: ServerProc
   };
   const primary = await startPrimary();
   const token = (await readFile(join(primaryDir!, 'root-token'), 'utf8')).trim();
-  const replica = await startServerProcess(['--dev', '--data-dir', replicaDir!, '--kek', `file:${join(primaryDir!, 'kek.key')}`, '--replica-of', `file://${bucket}`], env);
+  const replica = await startServerProcess(
+    [
+      '--dev',
+      '--data-dir',
+      replicaDir!,
+      '--kek',
+      `file:${join(primaryDir!, 'kek.key')}`,
+      '--replica-of',
+      `file://${bucket}`,
+    ],
+    env,
+  );
   procs.push(replica);
   return { primaryDir: primaryDir!, bucket: bucket!, token, primary, replica, restartPrimary: startPrimary };
 }

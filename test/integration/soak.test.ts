@@ -64,9 +64,25 @@ function metric(text: string, name: string): number {
     const root = (await readFile(join(dir, 'root-token'), 'utf8')).trim();
 
     // Fixtures: secrets, a read+list policy, a userpass user and an approle role with it.
-    for (let i = 0; i < PATHS; i++) assert.equal((await call(url, 'PUT', `/v1/secrets/soak/k${i}`, root, { data: { v: `seed-${i}` } })).status, 200);
-    assert.equal((await call(url, 'PUT', '/v1/policies/soak-read', root, { rules: [{ path: 'soak/**', capabilities: ['read', 'list'] }] })).status, 200);
-    assert.equal((await call(url, 'PUT', '/v1/auth/userpass/users/soak-user', root, { password: PASSWORD, policies: ['soak-read'] })).status, 200);
+    for (let i = 0; i < PATHS; i++)
+      assert.equal((await call(url, 'PUT', `/v1/secrets/soak/k${i}`, root, { data: { v: `seed-${i}` } })).status, 200);
+    assert.equal(
+      (
+        await call(url, 'PUT', '/v1/policies/soak-read', root, {
+          rules: [{ path: 'soak/**', capabilities: ['read', 'list'] }],
+        })
+      ).status,
+      200,
+    );
+    assert.equal(
+      (
+        await call(url, 'PUT', '/v1/auth/userpass/users/soak-user', root, {
+          password: PASSWORD,
+          policies: ['soak-read'],
+        })
+      ).status,
+      200,
+    );
     const role = await call(url, 'PUT', '/v1/auth/approle/roles/soak-ci', root, { policies: ['soak-read'] });
     assert.equal(role.status, 200, JSON.stringify(role.body));
     const secretId = await call(url, 'POST', '/v1/auth/approle/roles/soak-ci/secret-id', root, {});
@@ -102,7 +118,9 @@ function metric(text: string, name: string): number {
     const writer = async () => {
       while (running()) {
         const n = written++;
-        await timed('write', () => call(url, 'PUT', `/v1/secrets/${pick()}`, root, { data: { v: `value-${n}`, pad: 'x'.repeat(200) } }));
+        await timed('write', () =>
+          call(url, 'PUT', `/v1/secrets/${pick()}`, root, { data: { v: `value-${n}`, pad: 'x'.repeat(200) } }),
+        );
         await sleep(5);
       }
     };
@@ -116,7 +134,14 @@ function metric(text: string, name: string): number {
       while (running()) {
         let after: string | null = null;
         for (let page = 0; page < 10 && running(); page++) {
-          const r: Reply | undefined = await timed('list', () => call(url, 'GET', `/v1/secrets?prefix=soak&limit=50${after ? `&after=${encodeURIComponent(after)}` : ''}`, root));
+          const r: Reply | undefined = await timed('list', () =>
+            call(
+              url,
+              'GET',
+              `/v1/secrets?prefix=soak&limit=50${after ? `&after=${encodeURIComponent(after)}` : ''}`,
+              root,
+            ),
+          );
           after = r?.body?.next ?? null;
           if (!after) break;
         }
@@ -129,8 +154,13 @@ function metric(text: string, name: string): number {
       let round = 0;
       while (running()) {
         round++;
-        const body = method === 'userpass' ? { username: 'soak-user', password: PASSWORD } : { role_id: roleId, secret_id: secretId.body.secret_id };
-        const login = await timed(`login-${method}`, () => call(url, 'POST', `/v1/auth/${method}/login`, undefined, body));
+        const body =
+          method === 'userpass'
+            ? { username: 'soak-user', password: PASSWORD }
+            : { role_id: roleId, secret_id: secretId.body.secret_id };
+        const login = await timed(`login-${method}`, () =>
+          call(url, 'POST', `/v1/auth/${method}/login`, undefined, body),
+        );
         const token = login?.body?.token as string | undefined;
         if (token) {
           for (let i = 0; i < 5 && running(); i++) {
@@ -143,7 +173,12 @@ function metric(text: string, name: string): number {
         }
         // One wrong password every 40 userpass rounds: well inside the failure budgets.
         if (method === 'userpass' && round % 40 === 0) {
-          await timed('login-wrong-password', () => call(url, 'POST', '/v1/auth/userpass/login', undefined, { username: 'soak-user', password: 'wrong-password-xyz' }));
+          await timed('login-wrong-password', () =>
+            call(url, 'POST', '/v1/auth/userpass/login', undefined, {
+              username: 'soak-user',
+              password: 'wrong-password-xyz',
+            }),
+          );
         }
         await sleep(100);
       }
@@ -170,42 +205,79 @@ function metric(text: string, name: string): number {
       }
     };
 
-    const progress = setInterval(() => process.env.COFFER_SOAK_DEBUG && console.log(`  ${Math.round((Date.now() - started) / 1000)} s: ${requests} requests`), 5_000);
+    const progress = setInterval(
+      () =>
+        process.env.COFFER_SOAK_DEBUG &&
+        console.log(`  ${Math.round((Date.now() - started) / 1000)} s: ${requests} requests`),
+      5_000,
+    );
     try {
-      await Promise.all([writer(), writer(), reader(), reader(), lister(), loginLoop('userpass'), loginLoop('approle'), sampler()]);
+      await Promise.all([
+        writer(),
+        writer(),
+        reader(),
+        reader(),
+        lister(),
+        loginLoop('userpass'),
+        loginLoop('approle'),
+        sampler(),
+      ]);
     } finally {
       clearInterval(progress);
     }
 
-    const table = samples.map((s) => `  ${String(s.t).padStart(5)} ${s.rssMb.toFixed(1).padStart(8)} ${s.heapMb.toFixed(1).padStart(8)} ${s.p99Ms.toFixed(1).padStart(8)} ${s.maxMs.toFixed(1).padStart(8)} ${String(s.requests).padStart(9)}`);
+    const table = samples.map(
+      (s) =>
+        `  ${String(s.t).padStart(5)} ${s.rssMb.toFixed(1).padStart(8)} ${s.heapMb.toFixed(1).padStart(8)} ${s.p99Ms.toFixed(1).padStart(8)} ${s.maxMs.toFixed(1).padStart(8)} ${String(s.requests).padStart(9)}`,
+    );
     console.log(`\n  t (s)   RSS MB  heap MB  loop p99  loop max  requests\n${table.join('\n')}`);
     const summary = [...counts].map(([op, c]) => `${op}: ${[...c].map(([s, n]) => `${s}×${n}`).join(' ')}`);
-    console.log(`  ${requests} requests in ${SECONDS} s (${Math.round(requests / SECONDS)}/s); ${summary.join('; ')}\n`);
+    console.log(
+      `  ${requests} requests in ${SECONDS} s (${Math.round(requests / SECONDS)}/s); ${summary.join('; ')}\n`,
+    );
 
     // Statuses: 2xx everywhere, except the deliberately provoked answers.
     for (const [op, c] of counts) {
       for (const [status, n] of c) {
-        const ok = typeof status === 'number' && (expected[op] !== undefined ? status === expected[op] : status >= 200 && status < 300);
+        const ok =
+          typeof status === 'number' &&
+          (expected[op] !== undefined ? status === expected[op] : status >= 200 && status < 300);
         assert.ok(ok, `${op} answered ${status} ${n} time(s)`);
       }
     }
-    for (const op of ['write', 'read', 'list', 'login-userpass', 'login-approle', 'renew', 'read-missing']) assert.ok(counts.has(op), `${op} ran`);
+    for (const op of ['write', 'read', 'list', 'login-userpass', 'login-approle', 'renew', 'read-missing'])
+      assert.ok(counts.has(op), `${op} ran`);
 
     // No growth trend: the last third's median RSS within 20% + 20 MB of the second third's.
     assert.ok(samples.length >= 6, `${samples.length} samples`);
     const third = Math.floor(samples.length / 3);
     const second = median(samples.slice(third, 2 * third).map((s) => s.rssMb));
     const last = median(samples.slice(2 * third).map((s) => s.rssMb));
-    assert.ok(last <= second * 1.2 + 20, `RSS grew: median ${second.toFixed(1)} MB in the second third, ${last.toFixed(1)} MB in the last`);
+    assert.ok(
+      last <= second * 1.2 + 20,
+      `RSS grew: median ${second.toFixed(1)} MB in the second third, ${last.toFixed(1)} MB in the last`,
+    );
     const heapSecond = median(samples.slice(third, 2 * third).map((s) => s.heapMb));
     const heapLast = median(samples.slice(2 * third).map((s) => s.heapMb));
-    assert.ok(heapLast <= heapSecond * 1.2 + 20, `heap grew: median ${heapSecond.toFixed(1)} MB in the second third, ${heapLast.toFixed(1)} MB in the last`);
+    assert.ok(
+      heapLast <= heapSecond * 1.2 + 20,
+      `heap grew: median ${heapSecond.toFixed(1)} MB in the second third, ${heapLast.toFixed(1)} MB in the last`,
+    );
     const p99s = samples.map((s) => s.p99Ms);
     const lagSecond = median(p99s.slice(third, 2 * third));
     const lagLast = median(p99s.slice(2 * third));
-    assert.ok(lagLast <= lagSecond * 2 + 20, `event-loop p99 grew: median ${lagSecond.toFixed(1)} ms in the second third, ${lagLast.toFixed(1)} ms in the last`);
-    assert.ok(median(p99s) < LOOP_P99_MEDIAN_MS, `event-loop p99 median ${median(p99s).toFixed(1)} ms (bound ${LOOP_P99_MEDIAN_MS} ms)`);
-    assert.ok(Math.max(...p99s) < LOOP_P99_MAX_MS, `event-loop p99 reached ${Math.max(...p99s).toFixed(1)} ms (bound ${LOOP_P99_MAX_MS} ms)`);
+    assert.ok(
+      lagLast <= lagSecond * 2 + 20,
+      `event-loop p99 grew: median ${lagSecond.toFixed(1)} ms in the second third, ${lagLast.toFixed(1)} ms in the last`,
+    );
+    assert.ok(
+      median(p99s) < LOOP_P99_MEDIAN_MS,
+      `event-loop p99 median ${median(p99s).toFixed(1)} ms (bound ${LOOP_P99_MEDIAN_MS} ms)`,
+    );
+    assert.ok(
+      Math.max(...p99s) < LOOP_P99_MAX_MS,
+      `event-loop p99 reached ${Math.max(...p99s).toFixed(1)} ms (bound ${LOOP_P99_MAX_MS} ms)`,
+    );
 
     // Still healthy, and stops cleanly.
     assert.equal((await call(url, 'GET', '/v1/sys/health', undefined)).status, 200);

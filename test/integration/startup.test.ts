@@ -8,7 +8,10 @@ import { CLI, startServerProcess } from './server-process.js';
 /** Runs `coffer …` to completion and returns its exit code and output. */
 function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; output: string }> {
   return new Promise((done) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
@@ -25,7 +28,16 @@ describe('server start-up', function () {
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
   it('exits non-zero with a clear message when the key file is missing', async () => {
-    const { code, output } = await runCli(['server', '--data-dir', dir, '--listen', '127.0.0.1:0', '--kek', `file:${join(dir, 'absent.key')}`, '--dev']);
+    const { code, output } = await runCli([
+      'server',
+      '--data-dir',
+      dir,
+      '--listen',
+      '127.0.0.1:0',
+      '--kek',
+      `file:${join(dir, 'absent.key')}`,
+      '--dev',
+    ]);
     assert.equal(code, 1);
     assert.match(output, /key file .*absent\.key cannot be read/);
     assert.doesNotMatch(output, /at .*\.js:\d+/, 'no stack trace');
@@ -35,7 +47,16 @@ describe('server start-up', function () {
     const keyFile = join(dir, 'kek.key');
     await writeFile(keyFile, Buffer.alloc(32, 7));
     await chmod(keyFile, 0o644);
-    const { code, output } = await runCli(['server', '--data-dir', dir, '--listen', '127.0.0.1:0', '--kek', `file:${keyFile}`, '--dev']);
+    const { code, output } = await runCli([
+      'server',
+      '--data-dir',
+      dir,
+      '--listen',
+      '127.0.0.1:0',
+      '--kek',
+      `file:${keyFile}`,
+      '--dev',
+    ]);
     assert.equal(code, 1);
     assert.match(output, /chmod 600/);
   });
@@ -43,7 +64,16 @@ describe('server start-up', function () {
   it('refuses a key file that does not hold a 256-bit key', async () => {
     const keyFile = join(dir, 'kek.key');
     await writeFile(keyFile, 'too short\n', { mode: 0o600 });
-    const { code, output } = await runCli(['server', '--data-dir', dir, '--listen', '127.0.0.1:0', '--kek', `file:${keyFile}`, '--dev']);
+    const { code, output } = await runCli([
+      'server',
+      '--data-dir',
+      dir,
+      '--listen',
+      '127.0.0.1:0',
+      '--kek',
+      `file:${keyFile}`,
+      '--dev',
+    ]);
     assert.equal(code, 1);
     assert.match(output, /does not hold a 256-bit key/);
   });
@@ -61,7 +91,11 @@ describe('server start-up', function () {
 
   it('refuses to start a shamir vault with a key file', async () => {
     const sealed = await startServerProcess(['--data-dir', dir]);
-    const init = await fetch(`${sealed.url}/v1/sys/init`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ shares: 1, threshold: 1 }) });
+    const init = await fetch(`${sealed.url}/v1/sys/init`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ shares: 1, threshold: 1 }),
+    });
     assert.equal(init.status, 200);
     await sealed.kill('SIGTERM');
     const { code, output } = await runCli(['server', '--dev', '--data-dir', dir, '--listen', '127.0.0.1:0']);
@@ -92,7 +126,11 @@ describe('server start-up', function () {
     assert.equal(((await stat(join(dir, 'root-token'))).mode & 0o777).toString(8), '600');
     assert.equal(((await stat(join(dir, 'kek.key'))).mode & 0o777).toString(8), '600');
     const auth = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
-    assert.equal((await fetch(`${server.url}/v1/secrets/app/x`, { method: 'PUT', headers: auth, body: '{"data":{"k":"v"}}' })).status, 200);
+    assert.equal(
+      (await fetch(`${server.url}/v1/secrets/app/x`, { method: 'PUT', headers: auth, body: '{"data":{"k":"v"}}' }))
+        .status,
+      200,
+    );
     await server.kill('SIGTERM');
     assert.ok(server.output().includes(token), 'the first start prints the root token');
     server = await startServerProcess(['--dev', '--data-dir', dir]);

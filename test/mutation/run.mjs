@@ -39,7 +39,11 @@ let failed = false;
 for (const name of targets) {
   const started = Date.now();
   console.log(`\n=== mutation target ${name}: ${TARGETS[name].mutate.join(', ')}`);
-  const run = spawnSync('npx', ['stryker', 'run', 'stryker.config.mjs'], { cwd: root, stdio: 'inherit', env: { ...process.env, NODE_OPTIONS: nodeOptions, STRYKER_TARGET: name } });
+  const run = spawnSync('npx', ['stryker', 'run', 'stryker.config.mjs'], {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, NODE_OPTIONS: nodeOptions, STRYKER_TARGET: name },
+  });
   const minutes = ((Date.now() - started) / 60_000).toFixed(1);
   if (run.status !== 0) {
     console.error(`stryker failed for target ${name} (exit ${run.status ?? run.signal})`);
@@ -57,8 +61,14 @@ for (const name of targets) {
   }
 }
 
-const lines = ['| target | file | detected | undetected | score | minutes |', '| --- | --- | ---: | ---: | ---: | ---: |'];
-for (const r of rows) lines.push(`| ${r.target} | ${r.file} | ${r.detected} | ${r.undetected} | ${Number.isNaN(r.score) ? '-' : r.score.toFixed(1) + '%'} | ${r.minutes} |`);
+const lines = [
+  '| target | file | detected | undetected | score | minutes |',
+  '| --- | --- | ---: | ---: | ---: | ---: |',
+];
+for (const r of rows)
+  lines.push(
+    `| ${r.target} | ${r.file} | ${r.detected} | ${r.undetected} | ${Number.isNaN(r.score) ? '-' : r.score.toFixed(1) + '%'} | ${r.minutes} |`,
+  );
 const table = lines.join('\n');
 mkdirSync(join(root, 'reports', 'mutation'), { recursive: true });
 writeFileSync(join(root, 'reports', 'mutation', 'summary.md'), `${table}\n`);

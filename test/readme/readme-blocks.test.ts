@@ -66,7 +66,12 @@ interface Outcome {
 /** Runs one block under bash -euo pipefail in its own process group (left running: killed at the end). */
 function runBlock(file: string, cwd: string, env: NodeJS.ProcessEnv, groups: number[]): Promise<Outcome> {
   return new Promise((done) => {
-    const child = spawn('bash', ['-euo', 'pipefail', file], { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', ['-euo', 'pipefail', file], {
+      cwd,
+      env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     if (child.pid) groups.push(child.pid);
     let stdout = '';
     let stderr = '';
@@ -95,7 +100,10 @@ function killGroup(pgid: number, signal: NodeJS.Signals): boolean {
 
 describe('README', function () {
   it('marks enough blocks as runnable for this test to mean something', () => {
-    assert.ok(BLOCKS.length >= MIN_RUNNABLE_BLOCKS, `only ${BLOCKS.length} \`\`\`sh runnable blocks in README.md (at least ${MIN_RUNNABLE_BLOCKS} expected)`);
+    assert.ok(
+      BLOCKS.length >= MIN_RUNNABLE_BLOCKS,
+      `only ${BLOCKS.length} \`\`\`sh runnable blocks in README.md (at least ${MIN_RUNNABLE_BLOCKS} expected)`,
+    );
     for (const b of BLOCKS) assert.ok(b.body.trim() !== '', `README.md line ${b.line}: empty runnable block`);
   });
 
@@ -125,7 +133,11 @@ describe('README', function () {
     before(async function () {
       this.timeout(90_000);
       const missing = TOOLS.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore' }).status !== 0);
-      assert.deepEqual(missing, [], `the README's runnable blocks need ${missing.join(', ')} on PATH (apt-get install -y ${missing.join(' ')})`);
+      assert.deepEqual(
+        missing,
+        [],
+        `the README's runnable blocks need ${missing.join(', ')} on PATH (apt-get install -y ${missing.join(' ')})`,
+      );
       work = await tempDir('coffer-readme-');
       const bin = join(work, '.bin');
       await mkdir(bin);
@@ -139,7 +151,9 @@ describe('README', function () {
           if (!ports.has(addr!)) ports.set(addr!, `127.0.0.1:${await freePort()}`);
         }
       }
-      const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(COFFER_|XDG_|npm_|GITHUB_|ACTIONS_)/i.test(k)));
+      const inherited = Object.fromEntries(
+        Object.entries(process.env).filter(([k]) => !/^(COFFER_|XDG_|npm_|GITHUB_|ACTIONS_)/i.test(k)),
+      );
       env = {
         ...inherited,
         PATH: `${bin}:${process.env.PATH ?? ''}`,
@@ -185,7 +199,12 @@ describe('README', function () {
 /** The tails of the *.log files blocks wrote (servers they started in the background log there). */
 async function serverLogs(work: string): Promise<string> {
   let text = '';
-  for (const dir of [work, ...(await readdir(work, { withFileTypes: true })).filter((d) => d.isDirectory() && !d.name.startsWith('.')).map((d) => join(work, d.name))]) {
+  for (const dir of [
+    work,
+    ...(await readdir(work, { withFileTypes: true }))
+      .filter((d) => d.isDirectory() && !d.name.startsWith('.'))
+      .map((d) => join(work, d.name)),
+  ]) {
     for (const name of await readdir(dir).catch(() => [] as string[])) {
       if (!name.endsWith('.log') || name === 'audit.log') continue;
       const lines = (await readFile(join(dir, name), 'utf8').catch(() => '')).trimEnd().split('\n');

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 
 /** The repository root: the nearest directory above this file whose package.json is named coffer (dist/ or any --outDir). */
 export function repoRoot(from = dirname(fileURLToPath(import.meta.url))): string {
-  for (let dir = from; ; ) {
+  for (let dir = from; ;) {
     const file = join(dir, 'package.json');
     if (existsSync(file) && (JSON.parse(readFileSync(file, 'utf8')) as { name?: string }).name === 'coffer') return dir;
     const up = dirname(dir);
@@ -59,7 +59,8 @@ export function fencedBlocks(markdown: string): Block[] {
   return blocks;
 }
 
-export const runnableBlocks = (markdown: string): Block[] => fencedBlocks(markdown).filter((b) => b.info === RUNNABLE_INFO);
+export const runnableBlocks = (markdown: string): Block[] =>
+  fencedBlocks(markdown).filter((b) => b.info === RUNNABLE_INFO);
 
 /** `##` and deeper headings outside code fences (the `#` title excluded). */
 export function headings(markdown: string): Heading[] {
@@ -99,7 +100,8 @@ export function tableOfContents(markdown: string): TocEntry[] {
   for (let i = start + 1; i < lines.length && !/^#/.test(lines[i]!); i++) {
     const m = /^( *)- \[(.+)\]\(#([^)]+)\)\s*$/.exec(lines[i]!);
     if (m) entries.push({ line: i + 1, depth: 2 + m[1]!.length / 2, text: m[2]!, anchor: m[3]! });
-    else if (lines[i]!.trim() !== '') throw new Error(`README.md line ${i + 1}: not a table-of-contents entry: ${lines[i]}`);
+    else if (lines[i]!.trim() !== '')
+      throw new Error(`README.md line ${i + 1}: not a table-of-contents entry: ${lines[i]}`);
   }
   return entries;
 }

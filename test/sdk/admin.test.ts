@@ -37,7 +37,9 @@ describe('sdk admin(kind): typed admin objects', function () {
 
   before(async () => {
     dir = await tempDir('coffer-sdk-admin-');
-    server = await startServer(await loadConfig({ flags: { dev: true, data_dir: dir, listen: '127.0.0.1:0' } }), { log: silentLog });
+    server = await startServer(await loadConfig({ flags: { dev: true, data_dir: dir, listen: '127.0.0.1:0' } }), {
+      log: silentLog,
+    });
     client = new Coffer({ addr: server.url, token: server.rootToken });
   });
   after(async () => {
@@ -46,7 +48,9 @@ describe('sdk admin(kind): typed admin objects', function () {
   });
 
   it('puts, reads, lists and deletes each kind, answering the objects as the server stores them', async () => {
-    const policy = await client.admin('policy').put('app-read', { rules: [{ path: 'app/*', capabilities: ['read', 'list'] }] });
+    const policy = await client
+      .admin('policy')
+      .put('app-read', { rules: [{ path: 'app/*', capabilities: ['read', 'list'] }] });
     assert.deepEqual(policy, { name: 'app-read', rules: [{ path: 'app/*', capabilities: ['read', 'list'] }] });
     assert.deepEqual(await client.admin('policy').get('app-read'), policy);
 
@@ -54,7 +58,13 @@ describe('sdk admin(kind): typed admin objects', function () {
     assert.deepEqual(group, { name: 'devs', policies: ['app-read'], members: [] });
 
     const user = await client.admin('user').put('alice', { password: 'correct horse battery', policies: ['app-read'] });
-    assert.deepEqual(user, { name: 'alice', groups: [], policies: ['app-read'], token_ttl: 3600, token_max_ttl: 86_400 });
+    assert.deepEqual(user, {
+      name: 'alice',
+      groups: [],
+      policies: ['app-read'],
+      token_ttl: 3600,
+      token_max_ttl: 86_400,
+    });
     assert.deepEqual(await client.admin('user').get('alice'), user, 'never a password hash');
 
     const role = await client.admin('approle').put('builder', { policies: ['app-read'], token_ttl: '10m' });
@@ -63,11 +73,25 @@ describe('sdk admin(kind): typed admin objects', function () {
     assert.deepEqual((await client.admin('approle').get('builder')).role_id, role.role_id);
 
     const key = generateKeyPairSync('ed25519').publicKey;
-    const jwt = await client.admin('jwt').put('ci', { issuer: 'https://idp.example.test', jwks: { keys: [{ ...(await exportJWK(key)), kid: 'k1' }] }, bound_audiences: ['coffer'] });
+    const jwt = await client.admin('jwt').put('ci', {
+      issuer: 'https://idp.example.test',
+      jwks: { keys: [{ ...(await exportJWK(key)), kid: 'k1' }] },
+      bound_audiences: ['coffer'],
+    });
     assert.equal(jwt.name, 'ci');
-    assert.deepEqual([jwt.allowed_algorithms, jwt.token_ttl, jwt.leeway, jwt.bound_claims_type], [['RS256', 'ES256', 'EdDSA'], 900, 30, 'exact'], 'the defaults are filled in');
+    assert.deepEqual(
+      [jwt.allowed_algorithms, jwt.token_ttl, jwt.leeway, jwt.bound_claims_type],
+      [['RS256', 'ES256', 'EdDSA'], 900, 30, 'exact'],
+      'the defaults are filled in',
+    );
 
-    const kinds: [AdminKind, string][] = [['policy', 'app-read'], ['group', 'devs'], ['user', 'alice'], ['approle', 'builder'], ['jwt', 'ci']];
+    const kinds: [AdminKind, string][] = [
+      ['policy', 'app-read'],
+      ['group', 'devs'],
+      ['user', 'alice'],
+      ['approle', 'builder'],
+      ['jwt', 'ci'],
+    ];
     for (const [kind, name] of kinds) {
       assert.ok((await client.admin(kind).list()).includes(name), `${kind} ${name} listed`);
     }

@@ -19,7 +19,9 @@ describe('sdk against a real server', function () {
 
   before(async () => {
     dir = await tempDir('coffer-sdk-');
-    server = await startServer(await loadConfig({ flags: { dev: true, data_dir: dir, listen: '127.0.0.1:0' } }), { log: silentLog });
+    server = await startServer(await loadConfig({ flags: { dev: true, data_dir: dir, listen: '127.0.0.1:0' } }), {
+      log: silentLog,
+    });
     client = new Coffer({ addr: server.url, token: server.rootToken });
   });
   after(async () => {
@@ -32,7 +34,10 @@ describe('sdk against a real server', function () {
     assert.equal((await client.putSecret('app/db', { data: { password: 'two' }, cas: 1 })).version, 2);
     assert.equal((await client.getSecret('app/db')).data.password, 'two');
     assert.equal((await client.getSecret('app/db', 1)).data.password, 'one');
-    assert.deepEqual((await client.metadata('app/db')).versions.map((v) => v.version), [1, 2]);
+    assert.deepEqual(
+      (await client.metadata('app/db')).versions.map((v) => v.version),
+      [1, 2],
+    );
     for (let i = 0; i < 5; i++) await client.putSecret(`app/list/s${i}`, { data: { v: String(i) } });
     const listed: string[] = [];
     for await (const path of client.list('app/list', 2)) listed.push(path);
@@ -101,7 +106,10 @@ describe('sdk against a real server', function () {
 
   it('reports health and seal status, and a sealed server without retrying', async () => {
     const { initialized, sealed, role, version } = await client.health(); // Vault's fields beside (docs/vault-compatibility.md)
-    assert.deepEqual({ initialized, sealed, role, version }, { initialized: true, sealed: false, role: 'primary', version: '0.1.0' });
+    assert.deepEqual(
+      { initialized, sealed, role, version },
+      { initialized: true, sealed: false, role: 'primary', version: '0.1.0' },
+    );
     assert.equal((await client.sealStatus()).sealed, false);
   });
 });
@@ -111,11 +119,37 @@ describe('sdk over TLS with a private CA', function () {
   it('trusts the given CA certificate, and refuses the server without it', async () => {
     const dir = await tempDir('coffer-tls-');
     try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=coffer-test',
-        '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:P-256',
+          '-nodes',
+          '-days',
+          '1',
+          '-subj',
+          '/CN=coffer-test',
+          '-addext',
+          'subjectAltName=IP:127.0.0.1',
+          '-keyout',
+          join(dir, 'key.pem'),
+          '-out',
+          join(dir, 'cert.pem'),
+        ],
+        { stdio: 'ignore' },
+      );
       const cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
-      const tls = createHttpsServer({ cert, key: readFileSync(join(dir, 'key.pem')) }, (_req, res) =>
-        void res.writeHead(200, { 'content-type': 'application/json' }).end('{"initialized":true,"sealed":false,"role":"primary","version":"x"}'));
+      const tls = createHttpsServer(
+        { cert, key: readFileSync(join(dir, 'key.pem')) },
+        (_req, res) =>
+          void res
+            .writeHead(200, { 'content-type': 'application/json' })
+            .end('{"initialized":true,"sealed":false,"role":"primary","version":"x"}'),
+      );
       await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
       const addr = `https://127.0.0.1:${(tls.address() as AddressInfo).port}`;
       try {
@@ -135,12 +169,21 @@ describe('sdk retries', () => {
     let calls = 0;
     const flaky = createServer((_req, res) => {
       calls++;
-      if (calls < 3) return void res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":{"code":"rate_limited","message":"busy","request_id":"r"}}');
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{"path":"a","version":1,"type":"kv","data":{},"metadata":{},"created_at":"x","expires_at":null}');
+      if (calls < 3)
+        return void res
+          .writeHead(503, { 'content-type': 'application/json' })
+          .end('{"error":{"code":"rate_limited","message":"busy","request_id":"r"}}');
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end('{"path":"a","version":1,"type":"kv","data":{},"metadata":{},"created_at":"x","expires_at":null}');
     });
     await new Promise<void>((r) => flaky.listen(0, '127.0.0.1', r));
     const sleeps: number[] = [];
-    const client = new Coffer({ addr: `http://127.0.0.1:${(flaky.address() as AddressInfo).port}`, token: 't', sleep: async (ms) => void sleeps.push(ms) });
+    const client = new Coffer({
+      addr: `http://127.0.0.1:${(flaky.address() as AddressInfo).port}`,
+      token: 't',
+      sleep: async (ms) => void sleeps.push(ms),
+    });
     try {
       assert.equal((await client.getSecret('a')).version, 1);
       assert.equal(calls, 3);
@@ -151,18 +194,30 @@ describe('sdk retries', () => {
     } finally {
       flaky.close();
     }
-    const sealedServer = createServer((_req, res) => void res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":{"code":"sealed","message":"vault is sealed","request_id":"r"}}'));
+    const sealedServer = createServer(
+      (_req, res) =>
+        void res
+          .writeHead(503, { 'content-type': 'application/json' })
+          .end('{"error":{"code":"sealed","message":"vault is sealed","request_id":"r"}}'),
+    );
     await new Promise<void>((r) => sealedServer.listen(0, '127.0.0.1', r));
     let sealedCalls = 0;
     sealedServer.on('request', () => sealedCalls++);
     try {
-      const c = new Coffer({ addr: `http://127.0.0.1:${(sealedServer.address() as AddressInfo).port}`, token: 't', sleep: async () => undefined });
+      const c = new Coffer({
+        addr: `http://127.0.0.1:${(sealedServer.address() as AddressInfo).port}`,
+        token: 't',
+        sleep: async () => undefined,
+      });
       await assert.rejects(c.getSecret('a'), isSealed);
       assert.equal(sealedCalls, 1);
     } finally {
       sealedServer.close();
     }
     const down = new Coffer({ addr: 'http://127.0.0.1:1', token: 't', retries: 1, sleep: async () => undefined });
-    await assert.rejects(down.getSecret('a'), (e: CofferError) => e.code === 'unavailable' && /cannot reach/.test(e.message));
+    await assert.rejects(
+      down.getSecret('a'),
+      (e: CofferError) => e.code === 'unavailable' && /cannot reach/.test(e.message),
+    );
   });
 });

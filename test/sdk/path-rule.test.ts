@@ -63,7 +63,20 @@ describe('sdk path rule agrees with the server', () => {
   it('agrees with the server on generated paths near every bound', () => {
     const segment = fc.oneof(
       fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,3}$/),
-      fc.constantFrom('sys', 'SYS', 'transit', 'Transit', '..', '.', '', '-a', 'a b', 'c'.repeat(128), 'c'.repeat(129), 'd'.repeat(100)),
+      fc.constantFrom(
+        'sys',
+        'SYS',
+        'transit',
+        'Transit',
+        '..',
+        '.',
+        '',
+        '-a',
+        'a b',
+        'c'.repeat(128),
+        'c'.repeat(129),
+        'd'.repeat(100),
+      ),
     );
     fc.assert(
       fc.property(fc.array(segment, { minLength: 1, maxLength: 18 }), (segments) => {
@@ -78,16 +91,28 @@ describe('sdk path rule agrees with the server', () => {
     let requests = 0;
     const server = createServer((_req, res) => {
       requests++;
-      res.writeHead(404, { 'Content-Type': 'application/json' }).end('{"error":{"code":"not_found","message":"not found","request_id":"x"}}');
+      res
+        .writeHead(404, { 'Content-Type': 'application/json' })
+        .end('{"error":{"code":"not_found","message":"not found","request_id":"x"}}');
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const sdk = new Coffer({ addr: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: 't' });
       const long = [...Array.from({ length: 5 }, () => 'd'.repeat(100)), 'e'.repeat(8)].join('/');
-      assert.throws(() => sdk.getSecret(long), (e: unknown) => e instanceof CofferError && e.code === 'invalid_path' && /512 characters at most/.test(e.message));
-      assert.throws(() => sdk.getSecret('sys/seal'), (e: unknown) => e instanceof CofferError && e.code === 'invalid_path' && /reserved/.test(e.message));
+      assert.throws(
+        () => sdk.getSecret(long),
+        (e: unknown) =>
+          e instanceof CofferError && e.code === 'invalid_path' && /512 characters at most/.test(e.message),
+      );
+      assert.throws(
+        () => sdk.getSecret('sys/seal'),
+        (e: unknown) => e instanceof CofferError && e.code === 'invalid_path' && /reserved/.test(e.message),
+      );
       assert.equal(requests, 0);
-      await assert.rejects(sdk.getSecret(long.slice(0, 512)), (e: unknown) => e instanceof CofferError && e.code === 'not_found');
+      await assert.rejects(
+        sdk.getSecret(long.slice(0, 512)),
+        (e: unknown) => e instanceof CofferError && e.code === 'not_found',
+      );
       assert.equal(requests, 1, 'a 512-character path is sent');
     } finally {
       server.closeAllConnections();

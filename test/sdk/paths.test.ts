@@ -64,21 +64,46 @@ describe('sdk secret paths: the server rule, before sending', function () {
   it('builds the boundary paths it claims to', () => {
     assert.equal(pathOf(512).length, 512);
     assert.equal(pathOf(513).length, 513);
-    assert.ok(pathOf(513).split('/').every((s) => s.length >= 1 && s.length <= 128));
+    assert.ok(
+      pathOf(513)
+        .split('/')
+        .every((s) => s.length >= 1 && s.length <= 128),
+    );
   });
 
   for (const [what, path] of refused) {
     it(`refuses a path with ${what} before sending, as the server does (400 invalid_path)`, async () => {
       const client = new Coffer({ addr, token: vault.rootToken });
-      for (const call of [() => client.putSecret(path, { data: { k: 'v' } }), () => client.getSecret(path), () => client.metadata(path), () => client.deleteSecret(path), () => client.undelete(path, [1]), () => client.destroy(path, [1]), () => client.batchGet([path])]) {
-        await assert.rejects(async () => call(), (e: unknown) => e instanceof CofferError && e.code === 'invalid_path' && e.status === 0 && /not a valid secret path/.test(e.message));
+      for (const call of [
+        () => client.putSecret(path, { data: { k: 'v' } }),
+        () => client.getSecret(path),
+        () => client.metadata(path),
+        () => client.deleteSecret(path),
+        () => client.undelete(path, [1]),
+        () => client.destroy(path, [1]),
+        () => client.batchGet([path]),
+      ]) {
+        await assert.rejects(
+          async () => call(),
+          (e: unknown) =>
+            e instanceof CofferError &&
+            e.code === 'invalid_path' &&
+            e.status === 0 &&
+            /not a valid secret path/.test(e.message),
+        );
       }
       assert.deepEqual(requests, [], 'nothing was sent');
       // The server, asked directly, refuses the same path (in a body: 400 invalid_request naming the field).
-      const direct = await request(vault.app).post('/v1/secrets:batch').set(vault.auth).send({ paths: [path] });
+      const direct = await request(vault.app)
+        .post('/v1/secrets:batch')
+        .set(vault.auth)
+        .send({ paths: [path] });
       assert.equal(direct.status, 400, `server batch ${what}`);
       if (path !== '') {
-        const put = await request(vault.app).put(`/v1/secrets/${path.split('/').map(encodeURIComponent).join('/')}`).set(vault.auth).send({ data: { k: 'v' } });
+        const put = await request(vault.app)
+          .put(`/v1/secrets/${path.split('/').map(encodeURIComponent).join('/')}`)
+          .set(vault.auth)
+          .send({ data: { k: 'v' } });
         assert.deepEqual([put.status, put.body.error?.code], [400, 'invalid_path'], `server PUT ${what}`);
       }
     });
@@ -98,7 +123,10 @@ describe('sdk secret paths: the server rule, before sending', function () {
     const scoped = new Coffer({ addr, token: vault.rootToken, namespace: 'team' });
     const fits = pathOf(MAX_PATH_LENGTH - 'team/'.length);
     assert.equal((await scoped.putSecret(fits, { data: { k: 'v' } })).path, `team/${fits}`);
-    await assert.rejects(async () => scoped.getSecret(`${fits}x`), (e: unknown) => e instanceof CofferError && e.code === 'invalid_path');
+    await assert.rejects(
+      async () => scoped.getSecret(`${fits}x`),
+      (e: unknown) => e instanceof CofferError && e.code === 'invalid_path',
+    );
     assert.equal(requests.length, 1, 'only the path that fits was sent');
   });
 });

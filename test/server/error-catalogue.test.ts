@@ -39,7 +39,12 @@ function tableAfter(text: string, marker: string): string[][] {
   for (const line of text.slice(start).split('\n').slice(1)) {
     if (line.startsWith('|')) {
       inTable = true;
-      rows.push(line.split('|').slice(1, -1).map((c) => c.trim()));
+      rows.push(
+        line
+          .split('|')
+          .slice(1, -1)
+          .map((c) => c.trim()),
+      );
     } else if (inTable) break;
   }
   return rows.slice(2); // header and separator
@@ -61,7 +66,10 @@ describe('error catalogue', () => {
     assert.deepEqual(unknown, [], 'codes outside sdk/wire/errors.ts');
     // The server's CofferError cannot carry the SDK-only codes (a client could not tell them apart).
     const serverOnly = thrown('CofferError', server);
-    assert.deepEqual([...serverOnly.keys()].filter((c) => !(c in ERROR_STATUS)), []);
+    assert.deepEqual(
+      [...serverOnly.keys()].filter((c) => !(c in ERROR_STATUS)),
+      [],
+    );
   });
 
   it('the CLI throws no server code for what it finds itself: its own problems are CliErrors', () => {
@@ -72,20 +80,32 @@ describe('error catalogue', () => {
     }
     const used = thrown('CliError', cli);
     assert.ok(used.size >= 4, `the scan found CliError codes (${used.size})`);
-    assert.deepEqual([...used.keys()].filter((c) => !(c in CLI_ERROR_EXIT)), []);
+    assert.deepEqual(
+      [...used.keys()].filter((c) => !(c in CLI_ERROR_EXIT)),
+      [],
+    );
   });
 
   it('every ReplicationError has a code of the closed replication list', () => {
     const used = thrown('ReplicationError', server);
     assert.ok(used.size >= 15, `the scan found the replication codes in use (${used.size})`);
-    assert.deepEqual([...used.keys()].filter((c) => !(c in REPLICATION_ERROR)), []);
+    assert.deepEqual(
+      [...used.keys()].filter((c) => !(c in REPLICATION_ERROR)),
+      [],
+    );
   });
 
   it('docs/api.md lists every HTTP error code under its status, and no other', () => {
     const documented = new Map<string, number>();
-    for (const [status, codes] of tableAfter(docs, '### Errors')) for (const code of codesIn(codes!)) documented.set(code, Number(status));
-    for (const [code, status] of Object.entries(ERROR_STATUS)) assert.equal(documented.get(code), status, `docs/api.md "Errors": ${code} under ${status}`);
-    assert.deepEqual([...documented.keys()].filter((c) => !(c in ERROR_STATUS)), [], 'documented codes that do not exist');
+    for (const [status, codes] of tableAfter(docs, '### Errors'))
+      for (const code of codesIn(codes!)) documented.set(code, Number(status));
+    for (const [code, status] of Object.entries(ERROR_STATUS))
+      assert.equal(documented.get(code), status, `docs/api.md "Errors": ${code} under ${status}`);
+    assert.deepEqual(
+      [...documented.keys()].filter((c) => !(c in ERROR_STATUS)),
+      [],
+      'documented codes that do not exist',
+    );
   });
 
   it('docs/api.md lists every replication error code and every CLI error code with its exit code', () => {
@@ -93,7 +113,8 @@ describe('error catalogue', () => {
     assert.deepEqual(replication.sort(), Object.keys(REPLICATION_ERROR).sort());
     const cliRows = tableAfter(docs, 'with one of these codes (never posing as a server code)');
     const documented = new Map(cliRows.map(([code, exit]) => [codesIn(code!)[0], Number(exit)]));
-    for (const [code, exit] of Object.entries(CLI_ERROR_EXIT)) assert.equal(documented.get(code), exit, `docs/api.md CLI code ${code}`);
+    for (const [code, exit] of Object.entries(CLI_ERROR_EXIT))
+      assert.equal(documented.get(code), exit, `docs/api.md CLI code ${code}`);
     assert.equal(documented.size, Object.keys(CLI_ERROR_EXIT).length);
   });
 });

@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CofferError } from '../../server/errors.js';
-import { MAX_PATH_LENGTH, MAX_SEGMENTS, checkPath, isValidPath, namespaceOf, parseUrlPath } from '../../server/paths.js';
+import {
+  MAX_PATH_LENGTH,
+  MAX_SEGMENTS,
+  checkPath,
+  isValidPath,
+  namespaceOf,
+  parseUrlPath,
+} from '../../server/paths.js';
 import { openVault, type TestVault } from '../helpers.js';
 
 /**
@@ -28,9 +35,15 @@ describe('paths: the rule at its bounds', () => {
     assert.equal(checkPath(at), at);
     const over = `${at.slice(0, -1)}pp`;
     assert.equal(over.length, 513);
-    assert.ok(over.split('/').every((s) => s.length <= 128) && over.split('/').length <= MAX_SEGMENTS, 'only the length is wrong');
+    assert.ok(
+      over.split('/').every((s) => s.length <= 128) && over.split('/').length <= MAX_SEGMENTS,
+      'only the length is wrong',
+    );
     assert.equal(isValidPath(over), false);
-    assert.throws(() => checkPath(over), (e: unknown) => invalidPath(e) && /512 characters at most/.test((e as Error).message));
+    assert.throws(
+      () => checkPath(over),
+      (e: unknown) => invalidPath(e) && /512 characters at most/.test((e as Error).message),
+    );
     assert.equal(MAX_PATH_LENGTH, 512);
   });
 
@@ -55,7 +68,10 @@ describe('paths: the rule at its bounds', () => {
       assert.equal(isValidPath(reserved), false, reserved);
       assert.throws(
         () => checkPath(reserved, 'the path'),
-        (e: unknown) => invalidPath(e) && (e as Error).message === 'the path is invalid: the namespaces sys and transit are reserved for system and transit capabilities',
+        (e: unknown) =>
+          invalidPath(e) &&
+          (e as Error).message ===
+            'the path is invalid: the namespaces sys and transit are reserved for system and transit capabilities',
         reserved,
       );
     }
@@ -70,9 +86,13 @@ describe('paths: the rule at its bounds', () => {
       () => checkPath('a//b', 'prefix'),
       (e: unknown) =>
         invalidPath(e) &&
-        (e as Error).message === "prefix is invalid: use 1 to 16 segments of [A-Za-z0-9._-] separated by '/', each starting with a letter or digit, 512 characters at most",
+        (e as Error).message ===
+          "prefix is invalid: use 1 to 16 segments of [A-Za-z0-9._-] separated by '/', each starting with a letter or digit, 512 characters at most",
     );
-    assert.throws(() => checkPath(42), (e: unknown) => invalidPath(e) && (e as Error).message.startsWith('path is invalid: use 1 to 16 segments'));
+    assert.throws(
+      () => checkPath(42),
+      (e: unknown) => invalidPath(e) && (e as Error).message.startsWith('path is invalid: use 1 to 16 segments'),
+    );
   });
 });
 
@@ -84,10 +104,34 @@ describe('paths: parseUrlPath (the raw, still encoded URL path)', () => {
   });
 
   it('refuses encoded separators, dot segments, double encodings and bad escapes', () => {
-    assert.throws(() => parseUrlPath('app%2Fx'), (e: unknown) => invalidPath(e) && (e as Error).message.startsWith('path is invalid: use 1 to 16 segments'));
-    assert.throws(() => parseUrlPath(''), (e: unknown) => invalidPath(e) && (e as Error).message.startsWith('path is invalid: use 1 to 16 segments'));
-    assert.throws(() => parseUrlPath('%73ys/x'), (e: unknown) => invalidPath(e) && (e as Error).message === 'path is invalid: the namespaces sys and transit are reserved for system and transit capabilities');
-    for (const raw of ['app%2Fx', 'app/%2e%2e/x', 'app/%252e', 'app/%zz', 'app/%', 'app/%C0%AE', '', 'app//x', 'sys/x', 'SYS/x', '%73ys/x']) {
+    assert.throws(
+      () => parseUrlPath('app%2Fx'),
+      (e: unknown) => invalidPath(e) && (e as Error).message.startsWith('path is invalid: use 1 to 16 segments'),
+    );
+    assert.throws(
+      () => parseUrlPath(''),
+      (e: unknown) => invalidPath(e) && (e as Error).message.startsWith('path is invalid: use 1 to 16 segments'),
+    );
+    assert.throws(
+      () => parseUrlPath('%73ys/x'),
+      (e: unknown) =>
+        invalidPath(e) &&
+        (e as Error).message ===
+          'path is invalid: the namespaces sys and transit are reserved for system and transit capabilities',
+    );
+    for (const raw of [
+      'app%2Fx',
+      'app/%2e%2e/x',
+      'app/%252e',
+      'app/%zz',
+      'app/%',
+      'app/%C0%AE',
+      '',
+      'app//x',
+      'sys/x',
+      'SYS/x',
+      '%73ys/x',
+    ]) {
       assert.throws(() => parseUrlPath(raw), invalidPath, raw);
     }
   });
@@ -101,7 +145,10 @@ describe('paths: parseUrlPath (the raw, still encoded URL path)', () => {
   it('accepts the longest encoding of a valid path and refuses a raw path of more than 1,536 characters quickly', () => {
     // 512 decoded characters, every non-separator character encoded: 3 x 509 + 3 = 1,530 raw.
     const path = pathOfLength(512);
-    const raw = path.split('/').map((s) => [...s].map((c) => `%${c.charCodeAt(0).toString(16)}`).join('')).join('/');
+    const raw = path
+      .split('/')
+      .map((s) => [...s].map((c) => `%${c.charCodeAt(0).toString(16)}`).join(''))
+      .join('/');
     assert.equal(raw.length, 1530);
     assert.equal(parseUrlPath(raw), path);
     const started = process.hrtime.bigint();
@@ -143,17 +190,31 @@ describe('paths: raw-URL limits over HTTP', () => {
   const get = (path: string) =>
     new Promise<{ status: number; body: any; ms: number }>((resolve, reject) => {
       const started = Date.now();
-      const req = http.request({ host: '127.0.0.1', port, path, headers: { ...vault.auth, Connection: 'close' } }, (res) => {
-        const parts: Buffer[] = [];
-        res.on('data', (d: Buffer) => parts.push(d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(parts).toString() || 'null'), ms: Date.now() - started }));
-      });
+      const req = http.request(
+        { host: '127.0.0.1', port, path, headers: { ...vault.auth, Connection: 'close' } },
+        (res) => {
+          const parts: Buffer[] = [];
+          res.on('data', (d: Buffer) => parts.push(d));
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              body: JSON.parse(Buffer.concat(parts).toString() || 'null'),
+              ms: Date.now() - started,
+            }),
+          );
+        },
+      );
       req.on('error', reject);
       req.end();
     });
 
   it('answers a very long raw path and 17 encoded segments with 400 invalid_path, quickly', async () => {
-    for (const path of [`/v1/secrets/${'%61'.repeat(3000)}`, `/v1/secrets/${'a'.repeat(1537)}`, `/v1/secrets/${Array(17).fill('%61').join('/')}`, `/v1/metadata/${Array(17).fill('%61').join('/')}`]) {
+    for (const path of [
+      `/v1/secrets/${'%61'.repeat(3000)}`,
+      `/v1/secrets/${'a'.repeat(1537)}`,
+      `/v1/secrets/${Array(17).fill('%61').join('/')}`,
+      `/v1/metadata/${Array(17).fill('%61').join('/')}`,
+    ]) {
       const res = await get(path);
       assert.equal(res.status, 400, `${path.slice(0, 40)}: ${JSON.stringify(res.body)}`);
       assert.equal(res.body.error.code, 'invalid_path');

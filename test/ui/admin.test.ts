@@ -4,7 +4,18 @@ import { readFile } from 'node:fs/promises';
 import { openVault, type TestVault } from '../helpers.js';
 import { wrapForImport } from '../../sdk/byok.js';
 import { createCa, issueCert } from '../../server/tls/certs.js';
-import { assertAccessible, cspReports, launchBrowser, screenshot, serve, signInWithToken, watchedPage, type Browser, type Served, type Watched } from './harness.js';
+import {
+  assertAccessible,
+  cspReports,
+  launchBrowser,
+  screenshot,
+  serve,
+  signInWithToken,
+  watchedPage,
+  type Browser,
+  type Served,
+  type Watched,
+} from './harness.js';
 
 /**
  * The dashboard's access and keys pages in chromium against a real vault (docs/ui.md): the
@@ -19,7 +30,11 @@ describe('dashboard: access, keys and audit (chromium)', function () {
   let browser: Browser;
   let tab: Watched;
   const rootJson = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${server.url}${path}`, { method, headers: { Authorization: `Bearer ${vault.rootToken}`, 'Content-Type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    const res = await fetch(`${server.url}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${vault.rootToken}`, 'Content-Type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
     assert.ok(res.ok, `${method} ${path}: ${res.status}`);
     return res.status === 204 ? undefined : ((await res.json()) as Record<string, unknown>);
   };
@@ -28,7 +43,8 @@ describe('dashboard: access, keys and audit (chromium)', function () {
     vault = await openVault();
     server = await serve(vault.app);
     await rootJson('PUT', '/v1/policies/readers', { rules: [{ path: 'team/**', capabilities: ['read', 'list'] }] });
-    for (let i = 0; i < 40; i++) await rootJson('PUT', `/v1/secrets/team/s${String(i).padStart(2, '0')}`, { data: { v: String(i) } });
+    for (let i = 0; i < 40; i++)
+      await rootJson('PUT', `/v1/secrets/team/s${String(i).padStart(2, '0')}`, { data: { v: String(i) } });
     browser = await launchBrowser();
   });
   after(async () => {
@@ -50,7 +66,9 @@ describe('dashboard: access, keys and audit (chromium)', function () {
     await page.goto(`${server.url}/ui/#/access/policies/readers`);
     const editor = page.getByLabel('Policy (JSON)');
     await editor.waitFor();
-    assert.deepEqual(JSON.parse(await editor.inputValue()), { rules: [{ path: 'team/**', capabilities: ['read', 'list'] }] });
+    assert.deepEqual(JSON.parse(await editor.inputValue()), {
+      rules: [{ path: 'team/**', capabilities: ['read', 'list'] }],
+    });
     await assertAccessible(page, 'the policy editor');
     await screenshot(page, 'policy');
 
@@ -62,16 +80,33 @@ describe('dashboard: access, keys and audit (chromium)', function () {
     await editor.fill('{ "rules": [ { "path": "team/**", "capabilities": ["write"] } ] }');
     await page.getByRole('button', { name: 'Save' }).click();
     await page.locator('#editor-problem').getByText('invalid_request: rules.0.capabilities.0').waitFor();
-    assert.deepEqual((await rootJson('GET', '/v1/policies/readers'))?.rules, [{ path: 'team/**', capabilities: ['read', 'list'] }], 'nothing saved');
+    assert.deepEqual(
+      (await rootJson('GET', '/v1/policies/readers'))?.rules,
+      [{ path: 'team/**', capabilities: ['read', 'list'] }],
+      'nothing saved',
+    );
 
     // A rule path that is markup: the server's refusal quotes it, and the page shows it as text.
-    await editor.fill(JSON.stringify({ rules: [{ path: 'team/<img src=x onerror=alert(1)>', capabilities: ['read'] }] }));
+    await editor.fill(
+      JSON.stringify({ rules: [{ path: 'team/<img src=x onerror=alert(1)>', capabilities: ['read'] }] }),
+    );
     await page.getByRole('button', { name: 'Save' }).click();
     await page.locator('#editor-problem').getByText('team/<img src=x onerror=alert(1)>', { exact: false }).waitFor();
     assert.equal(await page.locator('#editor-problem img').count(), 0, 'the markup is text');
-    assert.deepEqual((await rootJson('GET', '/v1/policies/readers'))?.rules, [{ path: 'team/**', capabilities: ['read', 'list'] }], 'nothing saved');
+    assert.deepEqual(
+      (await rootJson('GET', '/v1/policies/readers'))?.rules,
+      [{ path: 'team/**', capabilities: ['read', 'list'] }],
+      'nothing saved',
+    );
 
-    await editor.fill(JSON.stringify({ rules: [{ path: 'team/**', capabilities: ['read', 'list'] }, { path: 'shared/*', capabilities: ['read'] }] }));
+    await editor.fill(
+      JSON.stringify({
+        rules: [
+          { path: 'team/**', capabilities: ['read', 'list'] },
+          { path: 'shared/*', capabilities: ['read'] },
+        ],
+      }),
+    );
     await page.getByRole('button', { name: 'Save' }).click();
     await page.getByRole('status').filter({ hasText: 'Saved readers.' }).waitFor();
     assert.equal(((await rootJson('GET', '/v1/policies/readers'))?.rules as unknown[]).length, 2);
@@ -90,12 +125,30 @@ describe('dashboard: access, keys and audit (chromium)', function () {
     await page.getByLabel('Name', { exact: true }).fill('bob');
     await page.getByLabel('Userpass user (JSON)').fill(JSON.stringify({ password: 'short' }));
     await page.getByRole('button', { name: 'Save' }).click();
-    await page.locator('#editor-problem').getByText(/password/).waitFor();
-    assert.equal((await fetch(`${server.url}/v1/auth/userpass/users/bob`, { headers: { Authorization: `Bearer ${vault.rootToken}` } })).status, 404, 'nothing saved');
+    await page
+      .locator('#editor-problem')
+      .getByText(/password/)
+      .waitFor();
+    assert.equal(
+      (
+        await fetch(`${server.url}/v1/auth/userpass/users/bob`, {
+          headers: { Authorization: `Bearer ${vault.rootToken}` },
+        })
+      ).status,
+      404,
+      'nothing saved',
+    );
     await page.getByLabel('Userpass user (JSON)').fill(JSON.stringify({ password: 'a long enough password' }));
     await page.getByRole('button', { name: 'Save' }).click();
     await page.getByRole('heading', { name: 'bob' }).waitFor();
-    assert.equal(await page.getByLabel('Userpass user (JSON)').inputValue().then((v) => v.includes('password')), false, 'the answer never carries the password');
+    assert.equal(
+      await page
+        .getByLabel('Userpass user (JSON)')
+        .inputValue()
+        .then((v) => v.includes('password')),
+      false,
+      'the answer never carries the password',
+    );
 
     const other = await watchedPage(browser);
     await other.page.goto(`${server.url}/ui/`);
@@ -116,7 +169,11 @@ describe('dashboard: access, keys and audit (chromium)', function () {
 
   it('answers "what can this token do at PATH" for the signed-in token', async () => {
     const { page } = tab;
-    const child = await rootJson('POST', '/v1/auth/token/create', { identity: 'svc:reader', policies: ['readers'], ttl: '10m' });
+    const child = await rootJson('POST', '/v1/auth/token/create', {
+      identity: 'svc:reader',
+      policies: ['readers'],
+      ttl: '10m',
+    });
     await signInWithToken(page, server.url, String(child?.token));
     await page.goto(`${server.url}/ui/#/access`);
     await page.getByRole('status').filter({ hasText: 'needs admin' }).waitFor();
@@ -153,7 +210,12 @@ describe('dashboard: access, keys and audit (chromium)', function () {
     const filled = JSON.parse(await editor.inputValue()) as { bound_claims: Record<string, string>; issuer: string };
     assert.equal(filled.issuer, 'https://token.actions.githubusercontent.com');
     assert.deepEqual(Object.keys(filled.bound_claims).sort(), ['ref', 'repository', 'repository_id']);
-    await editor.fill(JSON.stringify({ ...filled, bound_claims: { repository: 'acme/api', repository_id: '42', ref: 'refs/heads/main' } }));
+    await editor.fill(
+      JSON.stringify({
+        ...filled,
+        bound_claims: { repository: 'acme/api', repository_id: '42', ref: 'refs/heads/main' },
+      }),
+    );
     await page.getByRole('button', { name: 'Save' }).click();
     await page.getByRole('heading', { name: 'gha' }).waitFor();
     const role = await rootJson('GET', '/v1/auth/jwt/roles/gha');
@@ -169,7 +231,11 @@ describe('dashboard: access, keys and audit (chromium)', function () {
     await page.getByRole('button', { name: 'Done' }).click();
     assert.equal(await page.getByText(secretId).count(), 0, 'gone once dismissed');
     const roleId = String((await rootJson('GET', '/v1/auth/approle/roles/builder'))?.role_id);
-    const login = await fetch(`${server.url}/v1/auth/approle/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ role_id: roleId, secret_id: secretId }) });
+    const login = await fetch(`${server.url}/v1/auth/approle/login`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ role_id: roleId, secret_id: secretId }),
+    });
     assert.equal(login.status, 200);
   });
 
@@ -203,19 +269,27 @@ describe('dashboard: access, keys and audit (chromium)', function () {
     await page.getByLabel('Min decryption version').fill('9');
     await page.getByRole('button', { name: 'Set' }).click();
     await page.getByRole('alert').waitFor();
-    assert.equal((await rootJson('GET', '/v1/keys/payments'))?.min_decryption_version, 2, 'a refused setting changes nothing');
+    assert.equal(
+      (await rootJson('GET', '/v1/keys/payments'))?.min_decryption_version,
+      2,
+      'a refused setting changes nothing',
+    );
   });
 
   it('imports a customer master key: wrapping key shown and downloadable, a bad bundle refused, a good one imported', async () => {
     const { page } = tab;
     await signInWithToken(page, server.url, vault.rootToken);
     await page.goto(`${server.url}/ui/#/keys`);
-    const masterVersion = async () => ((await rootJson('GET', '/v1/sys/seal-status'))?.master_key as { version: number }).version;
+    const masterVersion = async () =>
+      ((await rootJson('GET', '/v1/sys/seal-status'))?.master_key as { version: number }).version;
     const before = await masterVersion();
     await page.getByRole('button', { name: 'Get a wrapping key' }).click();
     const pem = (await page.locator('pre.wrapping-key').textContent()) ?? '';
     assert.match(pem, /^-----BEGIN PUBLIC KEY-----/);
-    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Download the wrapping key' }).click()]);
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('link', { name: 'Download the wrapping key' }).click(),
+    ]);
     assert.equal(await readFile(await download.path(), 'utf8'), pem);
     await page.getByLabel(/^Bundle/).fill('not a bundle');
     await page.getByRole('button', { name: 'Import as the new master key' }).click();
@@ -227,7 +301,10 @@ describe('dashboard: access, keys and audit (chromium)', function () {
     const fresh = (await page.locator('pre.wrapping-key').textContent()) ?? '';
     await page.getByLabel(/^Bundle/).fill(wrapForImport(fresh, randomBytes(32)));
     await page.getByRole('button', { name: 'Import as the new master key' }).click();
-    await page.getByRole('status').filter({ hasText: `Imported: master key version ${before + 1}` }).waitFor();
+    await page
+      .getByRole('status')
+      .filter({ hasText: `Imported: master key version ${before + 1}` })
+      .waitFor();
     const after = (await rootJson('GET', '/v1/sys/seal-status'))?.master_key as { version: number; imported: boolean };
     assert.equal(after.version, before + 1);
     assert.equal(after.imported, true);
@@ -236,8 +313,18 @@ describe('dashboard: access, keys and audit (chromium)', function () {
   it('a certificate secret shows its subject, SANs and days to expiry, and lists under "expiring soon"', async () => {
     const ca = await createCa({ commonName: 'Dashboard test CA' });
     const notAfter = new Date(Date.now() + 10.5 * 86_400_000);
-    const cert = await issueCert(ca, { commonName: 'web.internal', usage: 'server', dns: ['web.internal'], ips: ['127.0.0.1'], notAfter });
-    await rootJson('PUT', '/v1/secrets/team/tls/web', { type: 'certificate', data: { certificate: cert.certPem }, expires_at: notAfter.toISOString() });
+    const cert = await issueCert(ca, {
+      commonName: 'web.internal',
+      usage: 'server',
+      dns: ['web.internal'],
+      ips: ['127.0.0.1'],
+      notAfter,
+    });
+    await rootJson('PUT', '/v1/secrets/team/tls/web', {
+      type: 'certificate',
+      data: { certificate: cert.certPem },
+      expires_at: notAfter.toISOString(),
+    });
     const { page } = tab;
     await signInWithToken(page, server.url, vault.rootToken);
     await page.goto(`${server.url}/ui/#/secrets/s/team/tls/web`);
@@ -274,7 +361,10 @@ describe('dashboard: access, keys and audit (chromium)', function () {
     assert.equal(await rows.count(), 1, 'one read of team/s07');
     const cells = await rows.first().locator('td').allInnerTexts();
     assert.deepEqual([cells[2], cells[3], cells[4]], ['root', 'GET /v1/secrets/*path', 'team/s07']);
-    await page.locator('p.verification').getByText(/^Chain verified: \d+ lines/).waitFor();
+    await page
+      .locator('p.verification')
+      .getByText(/^Chain verified: \d+ lines/)
+      .waitFor();
     await assertAccessible(page, 'audit');
     await screenshot(page, 'audit');
     await page.getByLabel('Outcome').selectOption('denied');

@@ -30,7 +30,15 @@ export async function launchBrowser(): Promise<Browser> {
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
     viewport: { width: 1280, height: 860 },
     permissions: ['clipboard-read', 'clipboard-write'],
   });
@@ -119,7 +127,8 @@ export async function cspReports(url: string, rootToken: string): Promise<number
   assert.equal(res.status, 200);
   const text = await res.text();
   let total = 0;
-  for (const line of text.split('\n')) if (line.startsWith('coffer_ui_csp_reports_total')) total += Number(line.split(' ').at(-1));
+  for (const line of text.split('\n'))
+    if (line.startsWith('coffer_ui_csp_reports_total')) total += Number(line.split(' ').at(-1));
   return total;
 }
 
@@ -138,7 +147,11 @@ export async function signInWithToken(page: Page, url: string, token: string): P
 export async function tabTo(page: Page, name: RegExp, max = 60): Promise<void> {
   for (let i = 0; i < max; i++) {
     await page.keyboard.press('Tab');
-    const focused = String(await page.evaluate("(() => { const e = document.activeElement; if (!e) return ''; const l = e.labels && e.labels[0]; return (l ? l.textContent : e.textContent) || e.getAttribute('aria-label') || ''; })()"));
+    const focused = String(
+      await page.evaluate(
+        "(() => { const e = document.activeElement; if (!e) return ''; const l = e.labels && e.labels[0]; return (l ? l.textContent : e.textContent) || e.getAttribute('aria-label') || ''; })()",
+      ),
+    );
     if (name.test(focused.trim())) return;
   }
   assert.fail(`no element named ${name} within ${max} Tab presses`);

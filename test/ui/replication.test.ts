@@ -2,7 +2,15 @@ import assert from 'node:assert/strict';
 import { removeDir, until } from '../server/replication/cluster.js';
 import { call } from '../integration/load-helpers.js';
 import { startProcessPair, type ServerProcess } from '../integration/server-process.js';
-import { assertAccessible, cspReports, launchBrowser, screenshot, signInWithToken, watchedPage, type Browser } from './harness.js';
+import {
+  assertAccessible,
+  cspReports,
+  launchBrowser,
+  screenshot,
+  signInWithToken,
+  watchedPage,
+  type Browser,
+} from './harness.js';
 
 // A short lease: the promotion waits out the killed primary's lease, and the test should not.
 const ENV = {
@@ -33,8 +41,15 @@ describe('dashboard: replication and promotion (chromium, two server processes)'
 
   it('shows the replica following the primary, then promotes it', async () => {
     const { token, primary, replica } = await startProcessPair(ENV, procs, dirs);
-    assert.equal((await call(primary.url, 'PUT', '/v1/secrets/app/db', token, { data: { password: 'p' } })).status, 200);
-    await until(async () => (await call(replica.url, 'GET', '/v1/secrets/app/db', token)).status === 200, 30_000, 'the replica has the write');
+    assert.equal(
+      (await call(primary.url, 'PUT', '/v1/secrets/app/db', token, { data: { password: 'p' } })).status,
+      200,
+    );
+    await until(
+      async () => (await call(replica.url, 'GET', '/v1/secrets/app/db', token)).status === 200,
+      30_000,
+      'the replica has the write',
+    );
 
     const tab = await watchedPage(browser);
     const { page } = tab;
@@ -53,11 +68,18 @@ describe('dashboard: replication and promotion (chromium, two server processes)'
     assert.equal(await confirm.isDisabled(), true, 'nothing happens before the word is typed');
     await dialog.getByLabel('to confirm').fill('promote');
     await confirm.click();
-    await page.getByRole('status').filter({ hasText: /Promoted: epoch 2/ }).waitFor({ timeout: 30_000 });
+    await page
+      .getByRole('status')
+      .filter({ hasText: /Promoted: epoch 2/ })
+      .waitFor({ timeout: 30_000 });
     await page.locator('dd.role').getByText('primary').waitFor({ timeout: 15_000 });
     const status = await call(replica.url, 'GET', '/v1/sys/replication', token);
     assert.equal((status.body as { role: string }).role, 'primary');
-    await until(async () => (await call(replica.url, 'PUT', '/v1/secrets/app/after', token, { data: { v: '1' } })).status === 200, 30_000, 'the promoted server takes writes');
+    await until(
+      async () => (await call(replica.url, 'PUT', '/v1/secrets/app/after', token, { data: { v: '1' } })).status === 200,
+      30_000,
+      'the promoted server takes writes',
+    );
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(await cspReports(replica.url, token), 0);
     tab.assertClean();

@@ -2,7 +2,18 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { openVault, type TestVault } from '../helpers.js';
 import { UI_CSP } from '../../server/http/ui.js';
-import { assertAccessible, cspReports, launchBrowser, screenshot, serve, tabTo, watchedPage, type Browser, type Served, type Watched } from './harness.js';
+import {
+  assertAccessible,
+  cspReports,
+  launchBrowser,
+  screenshot,
+  serve,
+  tabTo,
+  watchedPage,
+  type Browser,
+  type Served,
+  type Watched,
+} from './harness.js';
 
 /**
  * The dashboard in Debian's chromium against a real vault on loopback (docs/ui.md): sign-in by
@@ -22,19 +33,30 @@ describe('dashboard: sign-in and secrets (chromium)', function () {
   let offset = 0; // the token clock runs ahead by this much (the expiry test moves it)
   let roleId = '';
   const root = (method: string, path: string, body?: unknown) =>
-    fetch(`${server.url}${path}`, { method, headers: { Authorization: `Bearer ${vault.rootToken}`, 'Content-Type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    fetch(`${server.url}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${vault.rootToken}`, 'Content-Type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
   const rootJson = async (method: string, path: string, body?: unknown) => {
     const res = await root(method, path, body);
     assert.ok(res.ok, `${method} ${path}: ${res.status} ${await res.clone().text()}`);
     return res.status === 204 ? undefined : ((await res.json()) as Record<string, unknown>);
   };
-  const secretId = async () => String((await rootJson('POST', '/v1/auth/approle/roles/builder/secret-id', {}))?.secret_id);
+  const secretId = async () =>
+    String((await rootJson('POST', '/v1/auth/approle/roles/builder/secret-id', {}))?.secret_id);
 
   before(async () => {
     vault = await openVault({ now: () => Date.now() + offset });
     server = await serve(vault.app);
-    await rootJson('PUT', '/v1/policies/team-rw', { rules: [{ path: 'team/**', capabilities: ['read', 'list', 'create', 'update', 'delete', 'destroy'] }] });
-    await rootJson('PUT', '/v1/auth/userpass/users/alice', { password: PASSWORD, policies: ['team-rw'], token_ttl: 600 });
+    await rootJson('PUT', '/v1/policies/team-rw', {
+      rules: [{ path: 'team/**', capabilities: ['read', 'list', 'create', 'update', 'delete', 'destroy'] }],
+    });
+    await rootJson('PUT', '/v1/auth/userpass/users/alice', {
+      password: PASSWORD,
+      policies: ['team-rw'],
+      token_ttl: 600,
+    });
     const role = await rootJson('PUT', '/v1/auth/approle/roles/builder', { policies: ['team-rw'] });
     roleId = String(role?.role_id);
     await rootJson('PUT', '/v1/secrets/team/app/db', { data: { password: 'first' } });
@@ -75,12 +97,15 @@ describe('dashboard: sign-in and secrets (chromium)', function () {
     const { page } = tab;
     await page.goto(`${server.url}/ui/`);
     await page.getByRole('heading', { name: 'Sign in to Coffer' }).waitFor();
-    const loaded = async () => Number(await page.evaluate("performance.getEntriesByType('navigation')[0]?.loadEventEnd ?? -1"));
+    const loaded = async () =>
+      Number(await page.evaluate("performance.getEntriesByType('navigation')[0]?.loadEventEnd ?? -1"));
     const cold = await loaded();
     await page.goto(`${server.url}/ui/`); // again, the browser warm (nothing is cached: no-store)
     await page.getByRole('heading', { name: 'Sign in to Coffer' }).waitFor();
     const warm = await loaded();
-    console.log(`      first load over loopback: ${warm.toFixed(0)} ms (navigation start to load event; ${cold.toFixed(0)} ms in a just-started browser)`);
+    console.log(
+      `      first load over loopback: ${warm.toFixed(0)} ms (navigation start to load event; ${cold.toFixed(0)} ms in a just-started browser)`,
+    );
     assert.ok(warm > 0 && cold > 0);
     await assertAccessible(page, 'sign-in');
     await screenshot(page, 'sign-in');
@@ -160,7 +185,13 @@ describe('dashboard: sign-in and secrets (chromium)', function () {
         .split('\n')
         .filter(Boolean)
         .map((l) => JSON.parse(l) as { operation?: string; path?: string; identity?: string; outcome?: string })
-        .some((l) => l.operation === 'GET /v1/secrets/*path' && l.path === 'team/web/page' && l.identity === 'user:alice' && l.outcome === 'ok');
+        .some(
+          (l) =>
+            l.operation === 'GET /v1/secrets/*path' &&
+            l.path === 'team/web/page' &&
+            l.identity === 'user:alice' &&
+            l.outcome === 'ok',
+        );
     for (let i = 0; i < 50 && !(await revealRead()); i++) await new Promise((r) => setTimeout(r, 100));
     assert.ok(await revealRead(), 'the reveal is in the audit log');
   });
@@ -179,7 +210,11 @@ describe('dashboard: sign-in and secrets (chromium)', function () {
     await conflict.getByText('You edited version 1').waitFor();
     await conflict.getByText('the current one is version 2').waitFor();
     assert.equal(await conflict.locator('time').count(), 2, 'both versions show their dates');
-    assert.equal((await rootJson('GET', '/v1/metadata/team/app/db'))?.current_version, 2, 'nothing written before the answer');
+    assert.equal(
+      (await rootJson('GET', '/v1/metadata/team/app/db'))?.current_version,
+      2,
+      'nothing written before the answer',
+    );
     await conflict.getByRole('button', { name: 'Save over version 2' }).click();
     await page.getByRole('button', { name: 'Reveal v3' }).waitFor();
     const v3 = await rootJson('GET', '/v1/secrets/team/app/db');
@@ -222,17 +257,27 @@ describe('dashboard: sign-in and secrets (chromium)', function () {
     await assertAccessible(page, 'the destroy confirmation');
     await page.keyboard.press('Escape');
     assert.equal(await dialog.count(), 0, 'Escape cancels');
-    assert.equal(((await rootJson('GET', '/v1/metadata/team/del/x'))?.versions as { destroyed: boolean }[])[0]?.destroyed, false);
+    assert.equal(
+      ((await rootJson('GET', '/v1/metadata/team/del/x'))?.versions as { destroyed: boolean }[])[0]?.destroyed,
+      false,
+    );
     await page.getByRole('button', { name: 'Destroy v1' }).click();
     await dialog.getByLabel('to confirm').fill('team/del/x');
     await confirm.click();
     await page.locator('td', { hasText: 'destroyed' }).waitFor();
-    assert.equal(((await rootJson('GET', '/v1/metadata/team/del/x'))?.versions as { destroyed: boolean }[])[0]?.destroyed, true);
+    assert.equal(
+      ((await rootJson('GET', '/v1/metadata/team/del/x'))?.versions as { destroyed: boolean }[])[0]?.destroyed,
+      true,
+    );
   });
 
   it('signs in with a token and signing out revokes it', async () => {
     const { page } = tab;
-    const child = await rootJson('POST', '/v1/auth/token/create', { identity: 'svc:dashboard', policies: ['team-rw'], ttl: '10m' });
+    const child = await rootJson('POST', '/v1/auth/token/create', {
+      identity: 'svc:dashboard',
+      policies: ['team-rw'],
+      ttl: '10m',
+    });
     const token = String(child?.token);
     await page.goto(`${server.url}/ui/`);
     await page.getByLabel('Token', { exact: true }).fill('not-a-token');
@@ -251,7 +296,11 @@ describe('dashboard: sign-in and secrets (chromium)', function () {
 
   it('works with the keyboard alone: sign in, open a secret from the tree, reveal it', async () => {
     const { page } = tab;
-    const child = await rootJson('POST', '/v1/auth/token/create', { identity: 'svc:keyboard', policies: ['team-rw'], ttl: '10m' });
+    const child = await rootJson('POST', '/v1/auth/token/create', {
+      identity: 'svc:keyboard',
+      policies: ['team-rw'],
+      ttl: '10m',
+    });
     await page.goto(`${server.url}/ui/`);
     await tabTo(page, /^Token$/);
     await page.keyboard.type(String(child?.token));
@@ -313,9 +362,12 @@ describe('dashboard: sign-in and secrets (chromium)', function () {
     // The control: an inline script injected into the page is refused and reported.
     const { page } = tab;
     await page.goto(`${server.url}/ui/`);
-    await page.evaluate("{ const s = document.createElement('script'); s.textContent = 'window.ran = true'; document.body.append(s); }");
+    await page.evaluate(
+      "{ const s = document.createElement('script'); s.textContent = 'window.ran = true'; document.body.append(s); }",
+    );
     assert.equal(await page.evaluate("'ran' in window"), false, 'the CSP refused the inline script');
-    for (let i = 0; i < 50 && (await cspReports(server.url, vault.rootToken)) === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 50 && (await cspReports(server.url, vault.rootToken)) === 0; i++)
+      await new Promise((r) => setTimeout(r, 100));
     assert.equal(await cspReports(server.url, vault.rootToken), 1);
     tab.errors.length = 0; // the refusal's console line is this control's point
   });

@@ -8,7 +8,9 @@ import * as z from 'zod/mini';
  * the sign-in page or the sealed banner.
  */
 
-const errorBody = z.object({ error: z.object({ code: z.string(), message: z.string(), request_id: z.optional(z.string()) }) });
+const errorBody = z.object({
+  error: z.object({ code: z.string(), message: z.string(), request_id: z.optional(z.string()) }),
+});
 
 export class ApiError extends Error {
   constructor(
@@ -39,7 +41,14 @@ export function createApi(token: () => string | undefined, onTrouble: (trouble: 
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     let res: Response;
     try {
-      res = await fetch(url, { method, headers, body: body === undefined ? null : JSON.stringify(body), credentials: 'omit', cache: 'no-store', redirect: 'error' });
+      res = await fetch(url, {
+        method,
+        headers,
+        body: body === undefined ? null : JSON.stringify(body),
+        credentials: 'omit',
+        cache: 'no-store',
+        redirect: 'error',
+      });
     } catch {
       throw new ApiError(0, 'unreachable', 'the server cannot be reached');
     }
@@ -53,7 +62,9 @@ export function createApi(token: () => string | undefined, onTrouble: (trouble: 
     }
     if (!res.ok) {
       const parsed = errorBody.safeParse(json);
-      const error = parsed.success ? parsed.data.error : { code: 'internal', message: `the server answered ${res.status}` };
+      const error = parsed.success
+        ? parsed.data.error
+        : { code: 'internal', message: `the server answered ${res.status}` };
       if (res.status === 401 && bearer) onTrouble('expired');
       if (error.code === 'sealed') onTrouble('sealed');
       throw new ApiError(res.status, error.code, error.message);
@@ -70,4 +81,5 @@ export function createApi(token: () => string | undefined, onTrouble: (trouble: 
 /** A secret path as a URL path: each segment encoded (segments are already [A-Za-z0-9._-]). */
 export const secretUrl = (base: string, path: string) => `${base}/${path.split('/').map(encodeURIComponent).join('/')}`;
 
-export const errorText = (e: unknown) => (e instanceof ApiError ? e.message : e instanceof Error ? e.message : String(e));
+export const errorText = (e: unknown) =>
+  e instanceof ApiError ? e.message : e instanceof Error ? e.message : String(e);

@@ -40,21 +40,30 @@ function App() {
     () =>
       createApi(
         () => storedToken(),
-        (trouble: Trouble) => (trouble === 'expired' ? signOutLocally('Your session has ended (the token expired or was revoked). Sign in again.') : setSealed(true)),
+        (trouble: Trouble) =>
+          trouble === 'expired'
+            ? signOutLocally('Your session has ended (the token expired or was revoked). Sign in again.')
+            : setSealed(true),
       ),
     [],
   );
 
   useEffect(() => {
     if (!token || identity) return;
-    api.get<TokenSelf>('/v1/auth/token/self').then((self) => setIdentity(identityOf(self)), () => undefined);
+    api.get<TokenSelf>('/v1/auth/token/self').then(
+      (self) => setIdentity(identityOf(self)),
+      () => undefined,
+    );
   }, [token]);
 
   // While sealed, watch the public seal status so the banner leaves by itself after an unseal.
   useEffect(() => {
     if (!sealed) return;
     const timer = setInterval(() => {
-      api.get<SealStatus>('/v1/sys/seal-status').then((s) => !s.sealed && setSealed(false), () => undefined);
+      api.get<SealStatus>('/v1/sys/seal-status').then(
+        (s) => !s.sealed && setSealed(false),
+        () => undefined,
+      );
     }, 2000);
     return () => clearInterval(timer);
   }, [sealed]);
@@ -69,7 +78,8 @@ function App() {
 
   const banner = sealed ? (
     <div class="banner" role="alert">
-      The vault is sealed: nothing can be read or changed until it is unsealed (<code>coffer operator unseal</code>). This page follows the seal status and carries on once it is unsealed.
+      The vault is sealed: nothing can be read or changed until it is unsealed (<code>coffer operator unseal</code>).
+      This page follows the seal status and carries on once it is unsealed.
     </div>
   ) : null;
 
@@ -102,7 +112,12 @@ function App() {
             ))}
           </ul>
         </nav>
-        <SessionPanel api={api} identity={identity} onRenewed={(l) => setIdentity(identityOf(l))} onSignedOut={() => signOutLocally('Signed out; the token is revoked.')} />
+        <SessionPanel
+          api={api}
+          identity={identity}
+          onRenewed={(l) => setIdentity(identityOf(l))}
+          onSignedOut={() => signOutLocally('Signed out; the token is revoked.')}
+        />
       </header>
       {banner}
       <main id="main">
@@ -124,7 +139,12 @@ function App() {
   );
 }
 
-function SessionPanel(props: { api: Api; identity: Identity; onRenewed: (l: LoginResult) => void; onSignedOut: () => void }) {
+function SessionPanel(props: {
+  api: Api;
+  identity: Identity;
+  onRenewed: (l: LoginResult) => void;
+  onSignedOut: () => void;
+}) {
   const [error, setError] = useState<string>();
   const { identity } = props;
   const renew = () =>

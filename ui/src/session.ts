@@ -18,4 +18,9 @@ export interface Identity {
   expires_at: string;
 }
 
-export const identityOf = (answer: TokenSelf | LoginResult): Identity => ({ identity: answer.identity, groups: answer.groups, policies: answer.policies, expires_at: answer.expires_at });
+export const identityOf = (answer: TokenSelf | LoginResult): Identity => ({
+  identity: answer.identity,
+  groups: answer.groups,
+  policies: answer.policies,
+  expires_at: answer.expires_at,
+});

@@ -20,7 +20,11 @@ export function ErrorNote({ error }: { error: unknown }) {
 /** A point in time as the server sent it (UTC), with a readable local form beside it. */
 export function When({ at }: { at: string | null | undefined }) {
   if (!at) return <span class="muted">—</span>;
-  return <time dateTime={at} title={at}>{new Date(at).toLocaleString()}</time>;
+  return (
+    <time dateTime={at} title={at}>
+      {new Date(at).toLocaleString()}
+    </time>
+  );
 }
 
 export interface Loaded<T> {
@@ -32,7 +36,11 @@ export interface Loaded<T> {
 
 /** Loads `load()` now and on every change of `deps`; a later load wins over an earlier one. */
 export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
-  const [state, setState] = useState<{ data: T | undefined; error: unknown; loading: boolean }>({ data: undefined, error: undefined, loading: true });
+  const [state, setState] = useState<{ data: T | undefined; error: unknown; loading: boolean }>({
+    data: undefined,
+    error: undefined,
+    loading: true,
+  });
   const [tick, setTick] = useState(0);
   const run = useRef(0);
   useEffect(() => {
@@ -51,7 +59,14 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
  * A modal confirmation. With `typed`, the confirm button stays disabled until that exact text
  * is typed (destroying versions, promoting a replica): a slip of the hand cannot do it.
  */
-export function Confirm(props: { title: string; children: ComponentChildren; typed?: string; action: string; onConfirm: () => void; onCancel: () => void }) {
+export function Confirm(props: {
+  title: string;
+  children: ComponentChildren;
+  typed?: string;
+  action: string;
+  onConfirm: () => void;
+  onCancel: () => void;
+}) {
   const ref = useRef<HTMLDialogElement>(null);
   const [text, setText] = useState('');
   useEffect(() => {

@@ -32,13 +32,25 @@ async function loginGithubActions(client2, options) {
   const url2 = env.ACTIONS_ID_TOKEN_REQUEST_URL;
   const bearer = env.ACTIONS_ID_TOKEN_REQUEST_TOKEN;
   if (!url2 || !bearer) {
-    throw new CofferError("invalid_request", "ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN are not set: give the job `permissions: id-token: write`", 0);
+    throw new CofferError(
+      "invalid_request",
+      "ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN are not set: give the job `permissions: id-token: write`",
+      0
+    );
   }
   const request = new URL(url2);
   request.searchParams.set("audience", options.audience ?? "coffer");
-  const res = await (options.fetch ?? fetch)(request, { headers: { Authorization: `Bearer ${bearer}`, Accept: "application/json" }, redirect: "error" });
+  const res = await (options.fetch ?? fetch)(request, {
+    headers: { Authorization: `Bearer ${bearer}`, Accept: "application/json" },
+    redirect: "error"
+  });
   const body = await res.json().catch(() => void 0);
-  if (!res.ok || typeof body?.value !== "string") throw new CofferError("unauthenticated", `the GitHub Actions runner refused an ID token (HTTP ${res.status})`, res.status);
+  if (!res.ok || typeof body?.value !== "string")
+    throw new CofferError(
+      "unauthenticated",
+      `the GitHub Actions runner refused an ID token (HTTP ${res.status})`,
+      res.status
+    );
   return client2.loginJwt(options.role, body.value);
 }
 
@@ -55,10 +67,26 @@ function tlsConnectOptions(tls) {
 }
 function fetchTransport(fetchImpl) {
   return (url2, req) => {
-    if (!req.stream) return fetchImpl(url2, { method: req.method, headers: req.headers, body: req.body ?? null, redirect: "error", signal: AbortSignal.timeout(req.timeoutMs) });
+    if (!req.stream)
+      return fetchImpl(url2, {
+        method: req.method,
+        headers: req.headers,
+        body: req.body ?? null,
+        redirect: "error",
+        signal: AbortSignal.timeout(req.timeoutMs)
+      });
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(Object.assign(new Error("timeout"), { name: "TimeoutError" })), req.timeoutMs);
-    return fetchImpl(url2, { method: req.method, headers: req.headers, body: req.body ?? null, redirect: "error", signal: controller.signal }).finally(() => clearTimeout(timer));
+    const timer = setTimeout(
+      () => controller.abort(Object.assign(new Error("timeout"), { name: "TimeoutError" })),
+      req.timeoutMs
+    );
+    return fetchImpl(url2, {
+      method: req.method,
+      headers: req.headers,
+      body: req.body ?? null,
+      redirect: "error",
+      signal: controller.signal
+    }).finally(() => clearTimeout(timer));
   };
 }
 var BufferedResponse = class {
@@ -118,18 +146,26 @@ function nodeHttpTransport(options = {}) {
   const tls = tlsConnectOptions(options);
   return (url2, req) => new Promise((resolve2, reject) => {
     const send = url2.protocol === "https:" ? httpsRequest : httpRequest;
-    const r = send(url2, { method: req.method, headers: req.headers, timeout: req.timeoutMs, ...url2.protocol === "https:" ? tls : {} }, (res) => {
-      if (req.stream && (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300) return resolve2(new StreamedResponse(res));
-      const chunks = [];
-      let size = 0;
-      res.on("data", (c) => {
-        size += c.length;
-        if (size > 64 * 1024 * 1024) r.destroy(new Error("response too large"));
-        else chunks.push(c);
-      });
-      res.on("end", () => resolve2(new BufferedResponse(res.statusCode ?? 0, res.headers, Buffer.concat(chunks).toString("utf8"))));
-      res.on("error", reject);
-    });
+    const r = send(
+      url2,
+      { method: req.method, headers: req.headers, timeout: req.timeoutMs, ...url2.protocol === "https:" ? tls : {} },
+      (res) => {
+        if (req.stream && (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300)
+          return void resolve2(new StreamedResponse(res));
+        const chunks = [];
+        let size = 0;
+        res.on("data", (c) => {
+          size += c.length;
+          if (size > 64 * 1024 * 1024) r.destroy(new Error("response too large"));
+          else chunks.push(c);
+        });
+        res.on(
+          "end",
+          () => resolve2(new BufferedResponse(res.statusCode ?? 0, res.headers, Buffer.concat(chunks).toString("utf8")))
+        );
+        res.on("error", reject);
+      }
+    );
     r.on("timeout", () => r.destroy(Object.assign(new Error("timeout"), { name: "TimeoutError" })));
     r.on("error", reject);
     r.end(req.body);
@@ -164,7 +200,7 @@ function withTls(tls) {
   return async (input3, init) => {
     ready ??= Promise.all([tls(), import("undici")]).then(([options, { Agent, fetch: undiciFetch }]) => {
       const dispatcher = new Agent({ connect: tlsConnectOptions(options) });
-      return ((url2, options2) => undiciFetch(url2, { ...options2, dispatcher }));
+      return (url2, options2) => undiciFetch(url2, { ...options2, dispatcher });
     });
     ready.catch(() => ready = void 0);
     return (await ready)(input3, init);
@@ -175,7 +211,11 @@ async function readTlsFile(variable, file2) {
   try {
     return await readFile(file2, "utf8");
   } catch (e) {
-    throw new CofferError("invalid_request", `cannot read ${variable} file ${file2} (${e.code ?? "error"})`, 0);
+    throw new CofferError(
+      "invalid_request",
+      `cannot read ${variable} file ${file2} (${e.code ?? "error"})`,
+      0
+    );
   }
 }
 async function tlsFromEnv(options, env = process.env) {
@@ -185,12 +225,22 @@ async function tlsFromEnv(options, env = process.env) {
     options.clientKey ?? readTlsFile("COFFER_CLIENT_KEY", env.COFFER_CLIENT_KEY)
   ]);
   if (cert === void 0 !== (key === void 0)) {
-    throw new CofferError("invalid_request", `a client certificate needs its key: set both COFFER_CLIENT_CERT and COFFER_CLIENT_KEY (or clientCert and clientKey)`, 0);
+    throw new CofferError(
+      "invalid_request",
+      `a client certificate needs its key: set both COFFER_CLIENT_CERT and COFFER_CLIENT_KEY (or clientCert and clientKey)`,
+      0
+    );
   }
   const servername = options.tlsServerName ?? (env.COFFER_TLS_SERVER_NAME || void 0);
-  return { ...ca !== void 0 ? { ca } : {}, ...cert !== void 0 && key !== void 0 ? { cert, key } : {}, ...servername ? { servername } : {} };
+  return {
+    ...ca !== void 0 ? { ca } : {},
+    ...cert !== void 0 && key !== void 0 ? { cert, key } : {},
+    ...servername ? { servername } : {}
+  };
 }
-var wantsTls = (o, env) => Boolean(o.caCert ?? o.clientCert ?? o.clientKey ?? o.tlsServerName ?? (env.COFFER_CACERT || env.COFFER_CLIENT_CERT || env.COFFER_CLIENT_KEY || env.COFFER_TLS_SERVER_NAME));
+var wantsTls = (o, env) => Boolean(
+  o.caCert ?? o.clientCert ?? o.clientKey ?? o.tlsServerName ?? (env.COFFER_CACERT || env.COFFER_CLIENT_CERT || env.COFFER_CLIENT_KEY || env.COFFER_TLS_SERVER_NAME)
+);
 var ADMIN_ROUTES = {
   policy: "/v1/policies",
   group: "/v1/groups",
@@ -205,7 +255,9 @@ function readTokenFile(path, source = "COFFER_TOKEN_FILE") {
     const stat = statSync(path);
     if (!stat.isFile()) throw refuse("is not a file: point it at the file holding the token");
     if (process.platform !== "win32" && (stat.mode & 63) !== 0) {
-      throw refuse(`is accessible by group or others (mode ${(stat.mode & 511).toString(8).padStart(4, "0")}): run chmod 600 ${path} (in Kubernetes, mount the secret with defaultMode: 0400)`);
+      throw refuse(
+        `is accessible by group or others (mode ${(stat.mode & 511).toString(8).padStart(4, "0")}): run chmod 600 ${path} (in Kubernetes, mount the secret with defaultMode: 0400)`
+      );
     }
     text = readFileSync(path, "utf8");
   } catch (e) {
@@ -232,7 +284,8 @@ var Coffer = class {
   constructor(options = {}) {
     this.addr = (options.addr ?? process.env.COFFER_ADDR ?? "http://127.0.0.1:8740").replace(/\/+$/, "");
     const url2 = new URL(this.addr);
-    if (url2.protocol !== "http:" && url2.protocol !== "https:") throw new CofferError("invalid_request", `address ${this.addr} must be http(s)://host:port`, 0);
+    if (url2.protocol !== "http:" && url2.protocol !== "https:")
+      throw new CofferError("invalid_request", `address ${this.addr} must be http(s)://host:port`, 0);
     this.token = options.token ?? (options.tokenFile !== void 0 ? readTokenFile(options.tokenFile, "tokenFile") : void 0) ?? (process.env.COFFER_TOKEN || (process.env.COFFER_TOKEN_FILE ? readTokenFile(process.env.COFFER_TOKEN_FILE, "COFFER_TOKEN_FILE") : void 0));
     this.namespace = options.namespace ?? process.env.COFFER_NAMESPACE;
     this.timeoutMs = options.timeoutMs ?? 1e4;
@@ -252,26 +305,56 @@ var Coffer = class {
   }
   // ---- secrets
   getSecret(path, version2) {
-    return this.call({ method: "GET", path: `/v1/secrets/${this.secretPath(path)}`, query: { version: version2 }, idempotent: true });
+    return this.call({
+      method: "GET",
+      path: `/v1/secrets/${this.secretPath(path)}`,
+      query: { version: version2 },
+      idempotent: true
+    });
   }
   putSecret(path, request) {
-    return this.call({ method: "PUT", path: `/v1/secrets/${this.secretPath(path)}`, body: request, idempotent: request.cas !== void 0 });
+    return this.call({
+      method: "PUT",
+      path: `/v1/secrets/${this.secretPath(path)}`,
+      body: request,
+      idempotent: request.cas !== void 0
+    });
   }
   metadata(path) {
     return this.call({ method: "GET", path: `/v1/metadata/${this.secretPath(path)}`, idempotent: true });
   }
   async deleteSecret(path, versions) {
-    await this.call({ method: "DELETE", path: `/v1/secrets/${this.secretPath(path)}`, query: { versions: versions?.join(",") }, idempotent: true });
+    await this.call({
+      method: "DELETE",
+      path: `/v1/secrets/${this.secretPath(path)}`,
+      query: { versions: versions?.join(",") },
+      idempotent: true
+    });
   }
   async undelete(path, versions) {
-    await this.call({ method: "POST", path: `/v1/secrets/${this.secretPath(path)}/undelete`, body: { versions }, idempotent: true });
+    await this.call({
+      method: "POST",
+      path: `/v1/secrets/${this.secretPath(path)}/undelete`,
+      body: { versions },
+      idempotent: true
+    });
   }
   async destroy(path, versions) {
-    await this.call({ method: "POST", path: `/v1/secrets/${this.secretPath(path)}/destroy`, body: { versions }, idempotent: true });
+    await this.call({
+      method: "POST",
+      path: `/v1/secrets/${this.secretPath(path)}/destroy`,
+      body: { versions },
+      idempotent: true
+    });
   }
   listPage(prefix = "", options = {}) {
     const full = this.namespace ? prefix ? `${this.namespace}/${prefix}` : this.namespace : prefix;
-    return this.call({ method: "GET", path: "/v1/secrets", query: { prefix: full || void 0, after: options.after, limit: options.limit }, idempotent: true });
+    return this.call({
+      method: "GET",
+      path: "/v1/secrets",
+      query: { prefix: full || void 0, after: options.after, limit: options.limit },
+      idempotent: true
+    });
   }
   /** Every path under `prefix`, page by page. */
   async *list(prefix = "", pageSize = 100) {
@@ -283,7 +366,12 @@ var Coffer = class {
     } while (after);
   }
   batchGet(paths) {
-    return this.call({ method: "POST", path: "/v1/secrets:batch", body: { paths: paths.map((p) => this.secretPath(p)) }, idempotent: true });
+    return this.call({
+      method: "POST",
+      path: "/v1/secrets:batch",
+      body: { paths: paths.map((p) => this.secretPath(p)) },
+      idempotent: true
+    });
   }
   // ---- auth
   async loginUserpass(username, password) {
@@ -300,7 +388,12 @@ var Coffer = class {
   }
   /** What the current token may do at a capability path (`team/app/db`, `sys/policies/ci`). */
   capabilities(path) {
-    return this.call({ method: "GET", path: "/v1/auth/token/capabilities", query: { path }, idempotent: true });
+    return this.call({
+      method: "GET",
+      path: "/v1/auth/token/capabilities",
+      query: { path },
+      idempotent: true
+    });
   }
   /**
    * Extends the current token in place (the server answers with the same token and its new
@@ -311,7 +404,12 @@ var Coffer = class {
     return this.adopt(await this.call({ method: "POST", path: "/v1/auth/token/renew", body: {}, idempotent: true }));
   }
   async revoke(token) {
-    await this.call({ method: "POST", path: "/v1/auth/token/revoke", body: token ? { token } : {}, idempotent: true });
+    await this.call({
+      method: "POST",
+      path: "/v1/auth/token/revoke",
+      body: token ? { token } : {},
+      idempotent: true
+    });
   }
   /** A child of the current token: at most its policies, groups and remaining lifetime (`orphan` needs its own capability). */
   createToken(request) {
@@ -334,7 +432,11 @@ var Coffer = class {
   }
   /** A new approle secret_id (shown once). */
   createSecretId(role) {
-    return this.call({ method: "POST", path: `${ADMIN_ROUTES.approle}/${encodeURIComponent(role)}/secret-id`, body: {} });
+    return this.call({
+      method: "POST",
+      path: `${ADMIN_ROUTES.approle}/${encodeURIComponent(role)}/secret-id`,
+      body: {}
+    });
   }
   // ---- data keys (transit)
   createKey(name, options = {}) {
@@ -347,17 +449,37 @@ var Coffer = class {
     return this.call({ method: "POST", path: `/v1/keys/${encodeURIComponent(name)}/rotate`, body: {} });
   }
   async encrypt(name, plaintext, context) {
-    const body = { plaintext: Buffer.from(plaintext).toString("base64"), ...context ? { context: Buffer.from(context).toString("base64") } : {} };
-    return (await this.call({ method: "POST", path: `/v1/keys/${encodeURIComponent(name)}/encrypt`, body, idempotent: true })).ciphertext;
+    const body = {
+      plaintext: Buffer.from(plaintext).toString("base64"),
+      ...context ? { context: Buffer.from(context).toString("base64") } : {}
+    };
+    return (await this.call({
+      method: "POST",
+      path: `/v1/keys/${encodeURIComponent(name)}/encrypt`,
+      body,
+      idempotent: true
+    })).ciphertext;
   }
   async decrypt(name, ciphertext, context) {
-    const body = { ciphertext, ...context ? { context: Buffer.from(context).toString("base64") } : {} };
-    const { plaintext } = await this.call({ method: "POST", path: `/v1/keys/${encodeURIComponent(name)}/decrypt`, body, idempotent: true });
+    const body = {
+      ciphertext,
+      ...context ? { context: Buffer.from(context).toString("base64") } : {}
+    };
+    const { plaintext } = await this.call({
+      method: "POST",
+      path: `/v1/keys/${encodeURIComponent(name)}/decrypt`,
+      body,
+      idempotent: true
+    });
     return new Uint8Array(Buffer.from(plaintext, "base64"));
   }
   async dataKey(name, context) {
     const body = context ? { context: Buffer.from(context).toString("base64") } : {};
-    const r = await this.call({ method: "POST", path: `/v1/keys/${encodeURIComponent(name)}/datakey`, body });
+    const r = await this.call({
+      method: "POST",
+      path: `/v1/keys/${encodeURIComponent(name)}/datakey`,
+      body
+    });
     return { plaintext: new Uint8Array(Buffer.from(r.plaintext, "base64")), ciphertext: r.ciphertext };
   }
   // ---- BYOK
@@ -366,14 +488,22 @@ var Coffer = class {
     const query = new URLSearchParams();
     if (rights.exportable !== void 0) query.set("exportable", String(rights.exportable));
     if (rights.valid_to !== void 0) query.set("valid_to", rights.valid_to);
-    const qs = query.size ? `?${query}` : "";
+    const qs = query.size ? `?${query.toString()}` : "";
     return this.call({ method: "GET", path: `/v1/sys/byok/wrapping-key${qs}`, idempotent: true });
   }
   byokImport(importToken, wrappedKey, oaepHash = "sha256") {
-    return this.call({ method: "POST", path: "/v1/sys/byok/import", body: { import_token: importToken, wrapped_key: wrappedKey, oaep_hash: oaepHash } });
+    return this.call({
+      method: "POST",
+      path: "/v1/sys/byok/import",
+      body: { import_token: importToken, wrapped_key: wrappedKey, oaep_hash: oaepHash }
+    });
   }
   byokExport(publicKeyPem, shares, oaepHash = "sha256") {
-    return this.call({ method: "POST", path: "/v1/sys/byok/export", body: { public_key_pem: publicKeyPem, shares, oaep_hash: oaepHash } });
+    return this.call({
+      method: "POST",
+      path: "/v1/sys/byok/export",
+      body: { public_key_pem: publicKeyPem, shares, oaep_hash: oaepHash }
+    });
   }
   // ---- sys
   async health() {
@@ -384,14 +514,24 @@ var Coffer = class {
     return this.call({ method: "GET", path: "/v1/sys/seal-status", idempotent: true, auth: false });
   }
   init(shares, threshold) {
-    return this.call({ method: "POST", path: "/v1/sys/init", body: { shares, threshold }, auth: false });
+    return this.call({
+      method: "POST",
+      path: "/v1/sys/init",
+      body: { shares, threshold },
+      auth: false
+    });
   }
   unseal(share) {
     return this.call({ method: "POST", path: "/v1/sys/unseal", body: { share }, auth: false });
   }
   /** Forgets the shares submitted so far; `nonce` is the one the first share's answer carried. */
   resetUnseal(nonce) {
-    return this.call({ method: "POST", path: "/v1/sys/unseal", body: nonce === void 0 ? { reset: true } : { reset: true, nonce }, auth: false });
+    return this.call({
+      method: "POST",
+      path: "/v1/sys/unseal",
+      body: nonce === void 0 ? { reset: true } : { reset: true, nonce },
+      auth: false
+    });
   }
   /** The audit checkpoint public key (null until first unsealed), the checkpoint bounds and the last sequence (admin). */
   auditInfo() {
@@ -412,7 +552,12 @@ var Coffer = class {
    * (the server closes a connection idle for longer). Watch `replicationStatus()` meanwhile.
    */
   promote(options = {}) {
-    return this.call({ method: "POST", path: "/v1/sys/replication/promote", body: {}, timeoutMs: options.timeoutMs ?? 12e4 });
+    return this.call({
+      method: "POST",
+      path: "/v1/sys/replication/promote",
+      body: {},
+      timeoutMs: options.timeoutMs ?? 12e4
+    });
   }
   /** Asks the primary for a full snapshot in every bucket (admin). */
   replicationSnapshot() {
@@ -429,7 +574,12 @@ var Coffer = class {
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
     let res;
     try {
-      res = await this.transport(new URL(`${this.addr}/v1/sys/backup`), { method: "GET", headers, timeoutMs: this.timeoutMs, stream: true });
+      res = await this.transport(new URL(`${this.addr}/v1/sys/backup`), {
+        method: "GET",
+        headers,
+        timeoutMs: this.timeoutMs,
+        stream: true
+      });
     } catch (e) {
       const reason = e.name === "TimeoutError" ? `no answer within ${this.timeoutMs} ms` : "connection failed";
       throw new CofferError("unavailable", `cannot reach the Coffer server at ${this.addr}: ${reason}`, 0);
@@ -449,7 +599,11 @@ var Coffer = class {
     return this.call({ method: "GET", path: `/v1/sys/keyrings/${encodeURIComponent(namespace)}`, idempotent: true });
   }
   rotateKeyring(namespace, rewrap = false) {
-    return this.call({ method: "POST", path: `/v1/sys/keyrings/${encodeURIComponent(namespace)}/rotate`, body: { rewrap } });
+    return this.call({
+      method: "POST",
+      path: `/v1/sys/keyrings/${encodeURIComponent(namespace)}/rotate`,
+      body: { rewrap }
+    });
   }
   rotateMasterKey() {
     return this.call({ method: "POST", path: "/v1/sys/rotate", body: {} });
@@ -485,7 +639,12 @@ var Coffer = class {
   secretPath(path) {
     const full = this.namespace ? `${this.namespace}/${path}` : path;
     const problem = pathProblem(full);
-    if (problem) throw new CofferError("invalid_path", `"${full.length > 80 ? `${full.slice(0, 80)}\u2026` : full}" is not a valid secret path: ${pathMessage("the path", problem)}`, 0);
+    if (problem)
+      throw new CofferError(
+        "invalid_path",
+        `"${full.length > 80 ? `${full.slice(0, 80)}\u2026` : full}" is not a valid secret path: ${pathMessage("the path", problem)}`,
+        0
+      );
     return full;
   }
   async call(call) {
@@ -551,7 +710,12 @@ var Coffer = class {
   }
   async toError(res) {
     const body = await res.json().catch(() => void 0);
-    if (!body?.error?.code) return new CofferError("unexpected_response", `unexpected answer from the server (HTTP ${res.status})`, res.status);
+    if (!body?.error?.code)
+      return new CofferError(
+        "unexpected_response",
+        `unexpected answer from the server (HTTP ${res.status})`,
+        res.status
+      );
     return new CofferError(body.error.code, body.error.message, res.status, body.error.request_id);
   }
 };
@@ -572,8 +736,12 @@ import { randomBytes } from "node:crypto";
 var Unrepresentable = class extends Error {
 };
 function assertWellFormed(value) {
-  if (!value.isWellFormed()) throw new Unrepresentable("holds an unpaired UTF-16 surrogate, which UTF-8 output cannot carry (use --format json)");
-  if (value.includes("\0")) throw new Unrepresentable("holds a NUL character, which no environment variable can carry");
+  if (!value.isWellFormed())
+    throw new Unrepresentable(
+      "holds an unpaired UTF-16 surrogate, which UTF-8 output cannot carry (use --format json)"
+    );
+  if (value.includes("\0"))
+    throw new Unrepresentable("holds a NUL character, which no environment variable can carry");
 }
 var NET_TRIM = /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/g;
 var escapeCommandData = (data) => data.replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
@@ -590,7 +758,8 @@ function githubMasks(value) {
 }
 function githubFileBlock(name, value) {
   assertWellFormed(value);
-  if (value.endsWith("\r")) throw new Unrepresentable("ends in a carriage return, which a Windows runner strips from a file command");
+  if (value.endsWith("\r"))
+    throw new Unrepresentable("ends in a carriage return, which a Windows runner strips from a file command");
   let delimiter;
   do
     delimiter = `ghadelimiter_${randomBytes(16).toString("hex")}`;
@@ -601,7 +770,8 @@ ${delimiter}
 `;
 }
 function githubEnvBlock(name, value) {
-  if (name.toUpperCase() === "NODE_OPTIONS") throw new Unrepresentable("is refused by the Actions runner in $GITHUB_ENV");
+  if (name.toUpperCase() === "NODE_OPTIONS")
+    throw new Unrepresentable("is refused by the Actions runner in $GITHUB_ENV");
   return githubFileBlock(name, value);
 }
 
@@ -20342,8 +20512,12 @@ function checkPath(path, where) {
   if (problem) throw new InputError(`${where}: ${pathMessage(`path ${path}`, problem)}`);
 }
 function checkName(name, where) {
-  if (!ENV_NAME.test(name)) throw new InputError(`${where}: "${name}" is not a variable name (letters A-Z, digits and _, not starting with a digit)`);
-  if (isDangerousName(name)) throw new InputError(`${where}: ${name} would change how later steps run programs; pick another name`);
+  if (!ENV_NAME.test(name))
+    throw new InputError(
+      `${where}: "${name}" is not a variable name (letters A-Z, digits and _, not starting with a digit)`
+    );
+  if (isDangerousName(name))
+    throw new InputError(`${where}: ${name} would change how later steps run programs; pick another name`);
 }
 function parseSecrets(text) {
   const requests = [];
@@ -20355,7 +20529,10 @@ function parseSecrets(text) {
     if (prefix) {
       const [, path2 = "", namePrefix = ""] = prefix;
       checkPath(path2, where);
-      if (namePrefix !== "" && !NAME_PREFIX.test(namePrefix)) throw new InputError(`${where}: prefix "${namePrefix}" must be letters A-Z, digits and _, not starting with a digit`);
+      if (namePrefix !== "" && !NAME_PREFIX.test(namePrefix))
+        throw new InputError(
+          `${where}: prefix "${namePrefix}" must be letters A-Z, digits and _, not starting with a digit`
+        );
       requests.push({ kind: "prefix", prefix: path2, namePrefix });
       return;
     }
@@ -20377,27 +20554,37 @@ async function readConnection(env, readCa) {
   } catch {
     throw new InputError(`input addr: "${addr}" is not a URL; write https://host:port`);
   }
-  if (url2.protocol !== "https:" && url2.protocol !== "http:") throw new InputError(`input addr: ${url2.protocol} is not http(s); write https://host:port`);
-  if (url2.protocol === "http:" && !isLoopback(url2.hostname)) throw new InputError(`input addr: refusing plain http to ${url2.host}; use https:// (and ca-cert for a private CA)`);
+  if (url2.protocol !== "https:" && url2.protocol !== "http:")
+    throw new InputError(`input addr: ${url2.protocol} is not http(s); write https://host:port`);
+  if (url2.protocol === "http:" && !isLoopback(url2.hostname))
+    throw new InputError(`input addr: refusing plain http to ${url2.host}; use https:// (and ca-cert for a private CA)`);
   const ca = input2(env, "ca-cert");
   if (ca === "") return { addr, caCert: void 0 };
   if (ca.includes("-----BEGIN CERTIFICATE-----")) return { addr, caCert: ca };
   const caCert = await readCa(ca).catch((e) => {
-    throw new InputError(`input ca-cert: neither a PEM certificate nor a readable file (${e.code ?? "error"} reading ${ca})`);
+    throw new InputError(
+      `input ca-cert: neither a PEM certificate nor a readable file (${e.code ?? "error"} reading ${ca})`
+    );
   });
-  if (!caCert.includes("-----BEGIN CERTIFICATE-----")) throw new InputError(`input ca-cert: ${ca} holds no PEM certificate`);
+  if (!caCert.includes("-----BEGIN CERTIFICATE-----"))
+    throw new InputError(`input ca-cert: ${ca} holds no PEM certificate`);
   return { addr, caCert };
 }
 async function readInputs(env, readCa) {
   const connection = await readConnection(env, readCa);
   const role = input2(env, "role");
-  if (role === "") throw new InputError('input role is required: the Coffer jwt role that trusts this repository (README "CI jobs: jwt roles")');
+  if (role === "")
+    throw new InputError(
+      'input role is required: the Coffer jwt role that trusts this repository (README "CI jobs: jwt roles")'
+    );
   const tokenOnly = readBoolean(env, "token-only", false);
   const exportEnv = readBoolean(env, "export-env", true);
   const outputs = readBoolean(env, "outputs", false);
   const secrets = parseSecrets(input2(env, "secrets"));
-  if (!tokenOnly && secrets.length === 0) throw new InputError('input secrets is empty: list one "path key | ENV_NAME" a line, or set token-only: true');
-  if (!tokenOnly && !exportEnv && !outputs) throw new InputError("inputs export-env and outputs are both false: the secrets would go nowhere; set one to true");
+  if (!tokenOnly && secrets.length === 0)
+    throw new InputError('input secrets is empty: list one "path key | ENV_NAME" a line, or set token-only: true');
+  if (!tokenOnly && !exportEnv && !outputs)
+    throw new InputError("inputs export-env and outputs are both false: the secrets would go nowhere; set one to true");
   return { ...connection, role, audience: input2(env, "audience") || "coffer", secrets, exportEnv, outputs, tokenOnly };
 }
 
@@ -20407,17 +20594,27 @@ var TOKEN = "coffer_token";
 var commandData = (s) => s.replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
 function fileCommand(env, name) {
   const path = env[name];
-  if (!path) throw new InputError(`${name} is not set: this action runs as a step of a GitHub Actions job (runs-on a runner of version 2.297 or later)`);
+  if (!path)
+    throw new InputError(
+      `${name} is not set: this action runs as a step of a GitHub Actions job (runs-on a runner of version 2.297 or later)`
+    );
   return path;
 }
 var workspaceFile = (runner) => (path) => runner.readFile(resolve(runner.env.GITHUB_WORKSPACE ?? ".", path));
 var client = (inputs, token) => (
   // token '' and namespace '': the job's own login, never a COFFER_TOKEN or COFFER_NAMESPACE left by an earlier step.
-  new Coffer({ addr: inputs.addr, token, namespace: "", transport: nodeHttpTransport(inputs.caCert === void 0 ? {} : { ca: inputs.caCert }) })
+  new Coffer({
+    addr: inputs.addr,
+    token,
+    namespace: "",
+    transport: nodeHttpTransport(inputs.caCert === void 0 ? {} : { ca: inputs.caCert })
+  })
 );
 async function login(inputs, env) {
   if (!env.ACTIONS_ID_TOKEN_REQUEST_URL || !env.ACTIONS_ID_TOKEN_REQUEST_TOKEN) {
-    throw new InputError("this job cannot get an OIDC token (ACTIONS_ID_TOKEN_REQUEST_URL is not set): add `permissions: id-token: write` to the job or the workflow; pull_request runs from forks never get one");
+    throw new InputError(
+      "this job cannot get an OIDC token (ACTIONS_ID_TOKEN_REQUEST_URL is not set): add `permissions: id-token: write` to the job or the workflow; pull_request runs from forks never get one"
+    );
   }
   const coffer = client(inputs, "");
   const result = await loginGithubActions(coffer, { role: inputs.role, audience: inputs.audience, env });
@@ -20437,7 +20634,8 @@ async function fetchAll(coffer, requests) {
       paths.add(path);
       found++;
     }
-    if (found === 0) throw new InputError(`input secrets: no secrets under ${r.prefix}/ (or the role may not list them)`);
+    if (found === 0)
+      throw new InputError(`input secrets: no secrets under ${r.prefix}/ (or the role may not list them)`);
   }
   const all = [...paths];
   const secrets = /* @__PURE__ */ new Map();
@@ -20454,8 +20652,10 @@ function variables(requests, secrets) {
   const origin = /* @__PURE__ */ new Map();
   const problems = [];
   const set2 = (name, value, from) => {
-    if (!ENV_NAME.test(name)) problems.push(`${from} -> "${name}" is not a variable name (write it as "path key | NAME")`);
-    else if (isDangerousName(name)) problems.push(`${from} -> ${name} would change how later steps run programs (write it as "path key | NAME")`);
+    if (!ENV_NAME.test(name))
+      problems.push(`${from} -> "${name}" is not a variable name (write it as "path key | NAME")`);
+    else if (isDangerousName(name))
+      problems.push(`${from} -> ${name} would change how later steps run programs (write it as "path key | NAME")`);
     else if (origin.has(name)) problems.push(`${from} and ${origin.get(name)} both set ${name}`);
     else {
       values.set(name, value);
@@ -20466,13 +20666,15 @@ function variables(requests, secrets) {
     if (r.kind === "key") {
       const data = secrets.get(r.path)?.data ?? {};
       const value = data[r.key];
-      if (value === void 0) problems.push(`${r.path} has no key ${r.key} (its keys: ${Object.keys(data).join(", ") || "none"})`);
+      if (value === void 0)
+        problems.push(`${r.path} has no key ${r.key} (its keys: ${Object.keys(data).join(", ") || "none"})`);
       else set2(r.name, value, `${r.path} ${r.key}`);
       continue;
     }
     for (const [path, secret] of secrets) {
       if (!path.startsWith(`${r.prefix}/`)) continue;
-      for (const [key, value] of Object.entries(secret.data)) set2(envNameOf(key, r.namePrefix), value, `${path} ${key}`);
+      for (const [key, value] of Object.entries(secret.data))
+        set2(envNameOf(key, r.namePrefix), value, `${path} ${key}`);
     }
   }
   if (problems.length > 0) throw new InputError(`input secrets:
@@ -20514,15 +20716,18 @@ async function main(runner) {
     values.set("COFFER_TOKEN", token);
     if (inputs.caCert !== void 0) values.set("COFFER_CACERT", await caFile(env, inputs.caCert));
   } else {
-    for (const [name, value] of variables(inputs.secrets, await fetchAll(coffer, inputs.secrets))) values.set(name, value);
+    for (const [name, value] of variables(inputs.secrets, await fetchAll(coffer, inputs.secrets)))
+      values.set(name, value);
   }
   const out = render(values, inputs, inputs.tokenOnly ? /* @__PURE__ */ new Set(["COFFER_ADDR", "COFFER_CACERT"]) : void 0);
   runner.write(out.masks);
   if (envFile) await runner.appendFile(envFile, out.env);
   if (outputFile) await runner.appendFile(outputFile, out.outputs);
   const where = [inputs.exportEnv ? "environment" : "", inputs.outputs ? "step outputs" : ""].filter(Boolean).join(" and ");
-  runner.write(`coffer: logged in with role ${inputs.role}; ${values.size} value(s) masked and set as ${where}: ${[...values.keys()].join(", ")}
-`);
+  runner.write(
+    `coffer: logged in with role ${inputs.role}; ${values.size} value(s) masked and set as ${where}: ${[...values.keys()].join(", ")}
+`
+  );
 }
 async function caFile(env, pem) {
   const dir = await mkdtemp(join(env.RUNNER_TEMP ?? resolve("."), "coffer-"));
@@ -20538,8 +20743,10 @@ async function post(runner) {
     await client(connection, token).revoke();
     runner.write("coffer: token revoked\n");
   } catch (e) {
-    runner.write(`::warning::${commandData(`coffer: could not revoke the job's token (${e instanceof Error ? e.message : String(e)}); it expires at its TTL`)}
-`);
+    runner.write(
+      `::warning::${commandData(`coffer: could not revoke the job's token (${e instanceof Error ? e.message : String(e)}); it expires at its TTL`)}
+`
+    );
   }
 }
 async function runAction(runner) {

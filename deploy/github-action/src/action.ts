@@ -31,20 +31,31 @@ const commandData = (s: string) => s.replace(/%/g, '%25').replace(/\r/g, '%0D').
 
 function fileCommand(env: NodeJS.ProcessEnv, name: 'GITHUB_ENV' | 'GITHUB_OUTPUT' | 'GITHUB_STATE'): string {
   const path = env[name];
-  if (!path) throw new InputError(`${name} is not set: this action runs as a step of a GitHub Actions job (runs-on a runner of version 2.297 or later)`);
+  if (!path)
+    throw new InputError(
+      `${name} is not set: this action runs as a step of a GitHub Actions job (runs-on a runner of version 2.297 or later)`,
+    );
   return path;
 }
 
 /** A relative `ca-cert` path is in the workspace (the checkout), as the runner sets it. */
-const workspaceFile = (runner: Runner) => (path: string) => runner.readFile(resolve(runner.env.GITHUB_WORKSPACE ?? '.', path));
+const workspaceFile = (runner: Runner) => (path: string) =>
+  runner.readFile(resolve(runner.env.GITHUB_WORKSPACE ?? '.', path));
 
 const client = (inputs: Pick<Inputs, 'addr' | 'caCert'>, token: string) =>
   // token '' and namespace '': the job's own login, never a COFFER_TOKEN or COFFER_NAMESPACE left by an earlier step.
-  new Coffer({ addr: inputs.addr, token, namespace: '', transport: nodeHttpTransport(inputs.caCert === undefined ? {} : { ca: inputs.caCert }) });
+  new Coffer({
+    addr: inputs.addr,
+    token,
+    namespace: '',
+    transport: nodeHttpTransport(inputs.caCert === undefined ? {} : { ca: inputs.caCert }),
+  });
 
 async function login(inputs: Inputs, env: NodeJS.ProcessEnv): Promise<{ coffer: Coffer; token: string }> {
   if (!env.ACTIONS_ID_TOKEN_REQUEST_URL || !env.ACTIONS_ID_TOKEN_REQUEST_TOKEN) {
-    throw new InputError('this job cannot get an OIDC token (ACTIONS_ID_TOKEN_REQUEST_URL is not set): add `permissions: id-token: write` to the job or the workflow; pull_request runs from forks never get one');
+    throw new InputError(
+      'this job cannot get an OIDC token (ACTIONS_ID_TOKEN_REQUEST_URL is not set): add `permissions: id-token: write` to the job or the workflow; pull_request runs from forks never get one',
+    );
   }
   const coffer = client(inputs, '');
   const result = await loginGithubActions(coffer, { role: inputs.role, audience: inputs.audience, env });
@@ -52,7 +63,11 @@ async function login(inputs: Inputs, env: NodeJS.ProcessEnv): Promise<{ coffer: 
 }
 
 const readHint = (code: string) =>
-  code === 'forbidden' ? ': give the role a policy with read on it' : code === 'not_found' ? ': check the path in input secrets' : '';
+  code === 'forbidden'
+    ? ': give the role a policy with read on it'
+    : code === 'not_found'
+      ? ': check the path in input secrets'
+      : '';
 
 /** Every secret the requests name, in one batch per 100 paths; the first refusal fails them all. */
 async function fetchAll(coffer: Coffer, requests: SecretRequest[]): Promise<Map<string, Secret>> {
@@ -68,7 +83,8 @@ async function fetchAll(coffer: Coffer, requests: SecretRequest[]): Promise<Map<
       paths.add(path);
       found++;
     }
-    if (found === 0) throw new InputError(`input secrets: no secrets under ${r.prefix}/ (or the role may not list them)`);
+    if (found === 0)
+      throw new InputError(`input secrets: no secrets under ${r.prefix}/ (or the role may not list them)`);
   }
   const all = [...paths];
   const secrets = new Map<string, Secret>();
@@ -87,8 +103,10 @@ function variables(requests: SecretRequest[], secrets: Map<string, Secret>): Map
   const origin = new Map<string, string>();
   const problems: string[] = [];
   const set = (name: string, value: string, from: string) => {
-    if (!ENV_NAME.test(name)) problems.push(`${from} -> "${name}" is not a variable name (write it as "path key | NAME")`);
-    else if (isDangerousName(name)) problems.push(`${from} -> ${name} would change how later steps run programs (write it as "path key | NAME")`);
+    if (!ENV_NAME.test(name))
+      problems.push(`${from} -> "${name}" is not a variable name (write it as "path key | NAME")`);
+    else if (isDangerousName(name))
+      problems.push(`${from} -> ${name} would change how later steps run programs (write it as "path key | NAME")`);
     else if (origin.has(name)) problems.push(`${from} and ${origin.get(name)} both set ${name}`);
     else {
       values.set(name, value);
@@ -99,13 +117,15 @@ function variables(requests: SecretRequest[], secrets: Map<string, Secret>): Map
     if (r.kind === 'key') {
       const data = secrets.get(r.path)?.data ?? {};
       const value = data[r.key];
-      if (value === undefined) problems.push(`${r.path} has no key ${r.key} (its keys: ${Object.keys(data).join(', ') || 'none'})`);
+      if (value === undefined)
+        problems.push(`${r.path} has no key ${r.key} (its keys: ${Object.keys(data).join(', ') || 'none'})`);
       else set(r.name, value, `${r.path} ${r.key}`);
       continue;
     }
     for (const [path, secret] of secrets) {
       if (!path.startsWith(`${r.prefix}/`)) continue;
-      for (const [key, value] of Object.entries(secret.data)) set(envNameOf(key, r.namePrefix), value, `${path} ${key}`);
+      for (const [key, value] of Object.entries(secret.data))
+        set(envNameOf(key, r.namePrefix), value, `${path} ${key}`);
     }
   }
   if (problems.length > 0) throw new InputError(`input secrets:\n  ${problems.join('\n  ')}`);
@@ -117,7 +137,11 @@ function variables(requests: SecretRequest[], secrets: Map<string, Secret>): Map
  * the step with nothing exported. Every value is masked but those named in `clear` (token-only's
  * address and CA path, which are not secret and would only blank the log).
  */
-function render(values: Map<string, string>, inputs: Inputs, clear: ReadonlySet<string> = new Set()): { masks: string; env: string; outputs: string } {
+function render(
+  values: Map<string, string>,
+  inputs: Inputs,
+  clear: ReadonlySet<string> = new Set(),
+): { masks: string; env: string; outputs: string } {
   const problems: string[] = [];
   let masks = '';
   let env = '';
@@ -154,14 +178,19 @@ export async function main(runner: Runner): Promise<void> {
     values.set('COFFER_TOKEN', token);
     if (inputs.caCert !== undefined) values.set('COFFER_CACERT', await caFile(env, inputs.caCert));
   } else {
-    for (const [name, value] of variables(inputs.secrets, await fetchAll(coffer, inputs.secrets))) values.set(name, value);
+    for (const [name, value] of variables(inputs.secrets, await fetchAll(coffer, inputs.secrets)))
+      values.set(name, value);
   }
   const out = render(values, inputs, inputs.tokenOnly ? new Set(['COFFER_ADDR', 'COFFER_CACERT']) : undefined);
   runner.write(out.masks);
   if (envFile) await runner.appendFile(envFile, out.env);
   if (outputFile) await runner.appendFile(outputFile, out.outputs);
-  const where = [inputs.exportEnv ? 'environment' : '', inputs.outputs ? 'step outputs' : ''].filter(Boolean).join(' and ');
-  runner.write(`coffer: logged in with role ${inputs.role}; ${values.size} value(s) masked and set as ${where}: ${[...values.keys()].join(', ')}\n`);
+  const where = [inputs.exportEnv ? 'environment' : '', inputs.outputs ? 'step outputs' : '']
+    .filter(Boolean)
+    .join(' and ');
+  runner.write(
+    `coffer: logged in with role ${inputs.role}; ${values.size} value(s) masked and set as ${where}: ${[...values.keys()].join(', ')}\n`,
+  );
 }
 
 /** token-only: the CLI reads COFFER_CACERT as a file, so a PEM input is written to one under RUNNER_TEMP. */
@@ -181,7 +210,9 @@ export async function post(runner: Runner): Promise<void> {
     runner.write('coffer: token revoked\n');
   } catch (e) {
     // The token still dies at its TTL (15 minutes for a CI role by default): a warning, not a failed job.
-    runner.write(`::warning::${commandData(`coffer: could not revoke the job's token (${e instanceof Error ? e.message : String(e)}); it expires at its TTL`)}\n`);
+    runner.write(
+      `::warning::${commandData(`coffer: could not revoke the job's token (${e instanceof Error ? e.message : String(e)}); it expires at its TTL`)}\n`,
+    );
   }
 }
 
@@ -191,7 +222,10 @@ export async function runAction(runner: Runner): Promise<number> {
     await (runner.env[`STATE_${PHASE}`] === 'post' ? post(runner) : main(runner));
     return 0;
   } catch (e) {
-    const message = e instanceof InputError || e instanceof CofferError ? e.message : `unexpected failure: ${e instanceof Error ? e.message : String(e)}`;
+    const message =
+      e instanceof InputError || e instanceof CofferError
+        ? e.message
+        : `unexpected failure: ${e instanceof Error ? e.message : String(e)}`;
     runner.write(`::error::${commandData(`coffer: ${message}`)}\n`);
     return 1;
   }

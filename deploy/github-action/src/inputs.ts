@@ -11,7 +11,8 @@ import { pathMessage, pathProblem } from '../../../sdk/wire/paths.js';
 export class InputError extends Error {}
 
 /** One `secrets` line: a key of one secret, or every key of every secret under a prefix. */
-export type SecretRequest = { kind: 'key'; path: string; key: string; name: string } | { kind: 'prefix'; prefix: string; namePrefix: string };
+export type SecretRequest =
+  { kind: 'key'; path: string; key: string; name: string } | { kind: 'prefix'; prefix: string; namePrefix: string };
 
 export interface Inputs {
   addr: string;
@@ -25,10 +26,13 @@ export interface Inputs {
   tokenOnly: boolean;
 }
 
-export const input = (env: NodeJS.ProcessEnv, name: string): string => (env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] ?? '').trim();
+export const input = (env: NodeJS.ProcessEnv, name: string): string =>
+  (env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] ?? '').trim();
 
 /** YAML 1.2 core-schema booleans, as the Actions toolkit's getBooleanInput takes them. */
-const booleanInput = z.enum(['true', 'True', 'TRUE', 'false', 'False', 'FALSE']).transform((v) => v.toLowerCase() === 'true');
+const booleanInput = z
+  .enum(['true', 'True', 'TRUE', 'false', 'False', 'FALSE'])
+  .transform((v) => v.toLowerCase() === 'true');
 
 function readBoolean(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
   const raw = input(env, name);
@@ -48,8 +52,12 @@ function checkPath(path: string, where: string): void {
 }
 
 function checkName(name: string, where: string): void {
-  if (!ENV_NAME.test(name)) throw new InputError(`${where}: "${name}" is not a variable name (letters A-Z, digits and _, not starting with a digit)`);
-  if (isDangerousName(name)) throw new InputError(`${where}: ${name} would change how later steps run programs; pick another name`);
+  if (!ENV_NAME.test(name))
+    throw new InputError(
+      `${where}: "${name}" is not a variable name (letters A-Z, digits and _, not starting with a digit)`,
+    );
+  if (isDangerousName(name))
+    throw new InputError(`${where}: ${name} would change how later steps run programs; pick another name`);
 }
 
 /**
@@ -67,7 +75,10 @@ export function parseSecrets(text: string): SecretRequest[] {
     if (prefix) {
       const [, path = '', namePrefix = ''] = prefix;
       checkPath(path, where);
-      if (namePrefix !== '' && !NAME_PREFIX.test(namePrefix)) throw new InputError(`${where}: prefix "${namePrefix}" must be letters A-Z, digits and _, not starting with a digit`);
+      if (namePrefix !== '' && !NAME_PREFIX.test(namePrefix))
+        throw new InputError(
+          `${where}: prefix "${namePrefix}" must be letters A-Z, digits and _, not starting with a digit`,
+        );
       requests.push({ kind: 'prefix', prefix: path, namePrefix });
       return;
     }
@@ -85,7 +96,10 @@ export function parseSecrets(text: string): SecretRequest[] {
 export type CaReader = (path: string) => Promise<string>;
 
 /** Where the server is and which CA to trust: all `post` needs to revoke the token. */
-export async function readConnection(env: NodeJS.ProcessEnv, readCa: CaReader): Promise<Pick<Inputs, 'addr' | 'caCert'>> {
+export async function readConnection(
+  env: NodeJS.ProcessEnv,
+  readCa: CaReader,
+): Promise<Pick<Inputs, 'addr' | 'caCert'>> {
   const addr = input(env, 'addr');
   if (addr === '') throw new InputError('input addr is required: the Coffer server, e.g. https://vault.internal:8740');
   let url: URL;
@@ -94,28 +108,38 @@ export async function readConnection(env: NodeJS.ProcessEnv, readCa: CaReader): 
   } catch {
     throw new InputError(`input addr: "${addr}" is not a URL; write https://host:port`);
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new InputError(`input addr: ${url.protocol} is not http(s); write https://host:port`);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    throw new InputError(`input addr: ${url.protocol} is not http(s); write https://host:port`);
   // A job's token must not cross a network in clear: plain http only to this machine.
-  if (url.protocol === 'http:' && !isLoopback(url.hostname)) throw new InputError(`input addr: refusing plain http to ${url.host}; use https:// (and ca-cert for a private CA)`);
+  if (url.protocol === 'http:' && !isLoopback(url.hostname))
+    throw new InputError(`input addr: refusing plain http to ${url.host}; use https:// (and ca-cert for a private CA)`);
   const ca = input(env, 'ca-cert');
   if (ca === '') return { addr, caCert: undefined };
   if (ca.includes('-----BEGIN CERTIFICATE-----')) return { addr, caCert: ca };
   const caCert = await readCa(ca).catch((e: NodeJS.ErrnoException) => {
-    throw new InputError(`input ca-cert: neither a PEM certificate nor a readable file (${e.code ?? 'error'} reading ${ca})`);
+    throw new InputError(
+      `input ca-cert: neither a PEM certificate nor a readable file (${e.code ?? 'error'} reading ${ca})`,
+    );
   });
-  if (!caCert.includes('-----BEGIN CERTIFICATE-----')) throw new InputError(`input ca-cert: ${ca} holds no PEM certificate`);
+  if (!caCert.includes('-----BEGIN CERTIFICATE-----'))
+    throw new InputError(`input ca-cert: ${ca} holds no PEM certificate`);
   return { addr, caCert };
 }
 
 export async function readInputs(env: NodeJS.ProcessEnv, readCa: CaReader): Promise<Inputs> {
   const connection = await readConnection(env, readCa);
   const role = input(env, 'role');
-  if (role === '') throw new InputError('input role is required: the Coffer jwt role that trusts this repository (README "CI jobs: jwt roles")');
+  if (role === '')
+    throw new InputError(
+      'input role is required: the Coffer jwt role that trusts this repository (README "CI jobs: jwt roles")',
+    );
   const tokenOnly = readBoolean(env, 'token-only', false);
   const exportEnv = readBoolean(env, 'export-env', true);
   const outputs = readBoolean(env, 'outputs', false);
   const secrets = parseSecrets(input(env, 'secrets'));
-  if (!tokenOnly && secrets.length === 0) throw new InputError('input secrets is empty: list one "path key | ENV_NAME" a line, or set token-only: true');
-  if (!tokenOnly && !exportEnv && !outputs) throw new InputError('inputs export-env and outputs are both false: the secrets would go nowhere; set one to true');
+  if (!tokenOnly && secrets.length === 0)
+    throw new InputError('input secrets is empty: list one "path key | ENV_NAME" a line, or set token-only: true');
+  if (!tokenOnly && !exportEnv && !outputs)
+    throw new InputError('inputs export-env and outputs are both false: the secrets would go nowhere; set one to true');
   return { ...connection, role, audience: input(env, 'audience') || 'coffer', secrets, exportEnv, outputs, tokenOnly };
 }

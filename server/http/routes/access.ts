@@ -3,8 +3,24 @@ import { CofferError } from '../../errors.js';
 import { checkName } from '../../auth/directory.js';
 import type { ActiveClaims } from '../../auth/tokens.js';
 import { bearerToken, identityOf, requireCapability } from '../authenticate.js';
-import { capabilitiesQuery, emptyBody, groupBody, policyBody, rotateSigningBody, tokenCreateBody, tokenRevokeBody } from '../../../sdk/wire/schemas.js';
-import type { Group, Jwks, LoginResult, Policy, SigningKeyRotation, TokenCapabilities, TokenSelf } from '../../../sdk/wire/types.js';
+import {
+  capabilitiesQuery,
+  emptyBody,
+  groupBody,
+  policyBody,
+  rotateSigningBody,
+  tokenCreateBody,
+  tokenRevokeBody,
+} from '../../../sdk/wire/schemas.js';
+import type {
+  Group,
+  Jwks,
+  LoginResult,
+  Policy,
+  SigningKeyRotation,
+  TokenCapabilities,
+  TokenSelf,
+} from '../../../sdk/wire/types.js';
 import { CAPABILITIES } from '../../../sdk/wire/constants.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
@@ -16,7 +32,13 @@ const iso = (seconds: number) => new Date(seconds * 1000).toISOString();
 
 /** What a login or token endpoint returns: the token, with what it grants and its effective expiry. */
 export function tokenResponse(token: string, claims: ActiveClaims): LoginResult {
-  return { token, expires_at: iso(claims.expires), groups: claims.groups, policies: claims.policies, identity: claims.sub };
+  return {
+    token,
+    expires_at: iso(claims.expires),
+    groups: claims.groups,
+    policies: claims.policies,
+    identity: claims.sub,
+  };
 }
 
 /** The public JWKS: answers whenever the vault is unsealed, without a token. */
@@ -39,7 +61,14 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
   methods(router, '/v1/auth/token/self', {
     get: (_req, res) => {
       const identity = identityOf(res);
-      res.json({ identity: identity.id, groups: identity.groups, policies: identity.policies, expires_at: iso(identity.exp), jti: identity.jti, meta: identity.meta } satisfies TokenSelf);
+      res.json({
+        identity: identity.id,
+        groups: identity.groups,
+        policies: identity.policies,
+        expires_at: iso(identity.exp),
+        jti: identity.jti,
+        meta: identity.meta,
+      } satisfies TokenSelf);
     },
   });
 
@@ -48,7 +77,10 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
     get: (req, res) => {
       const { path } = validate(capabilitiesQuery, req.query, 'query');
       const permissions = access.permissions(identityOf(res));
-      res.json({ path, capabilities: CAPABILITIES.filter((c) => c !== 'deny' && permissions.allows(c, path)) } satisfies TokenCapabilities);
+      res.json({
+        path,
+        capabilities: CAPABILITIES.filter((c) => c !== 'deny' && permissions.allows(c, path)),
+      } satisfies TokenCapabilities);
     },
   });
 
@@ -96,7 +128,10 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
         admin(res, 'auth/jwks');
         const caller = await tokens.verify(bearerToken(req)!);
         const result = await tokens.rotateSigningKey(retire_previous, caller);
-        deps.log.warn({ request_id: res.locals.requestId, kid: result.kid, retire_previous }, 'token signing key rotated');
+        deps.log.warn(
+          { request_id: res.locals.requestId, kid: result.kid, retire_previous },
+          'token signing key rotated',
+        );
         res.json(result satisfies SigningKeyRotation);
       },
     ],
@@ -113,7 +148,15 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
         for (const p of body.policies) checkName('policy', p);
         // Bounded by the minter: a subset of its policies and groups, within its lifetime (mint.ts).
         const { token, claims } = await access.mint(identityOf(res), body);
-        deps.log.info({ request_id: res.locals.requestId, by: identityOf(res).id, identity: claims.sub, parent: claims.parent ?? null }, 'token created');
+        deps.log.info(
+          {
+            request_id: res.locals.requestId,
+            by: identityOf(res).id,
+            identity: claims.sub,
+            parent: claims.parent ?? null,
+          },
+          'token created',
+        );
         res.json(tokenResponse(token, claims));
       },
     ],

@@ -28,7 +28,8 @@ export interface CrudSpec<T> {
  * name is checked before the capability, the body before anything is stored.
  */
 export function adminCrud<T>(router: Router, access: AccessControl, spec: CrudSpec<T>): void {
-  const admin = (res: Response, name?: string) => requireCapability(access, res, 'admin', name ? `sys/${spec.area}/${name}` : `sys/${spec.area}`);
+  const admin = (res: Response, name?: string) =>
+    requireCapability(access, res, 'admin', name ? `sys/${spec.area}/${name}` : `sys/${spec.area}`);
   const missing = (name: string) => new CofferError('not_found', `${spec.kind} ${name} not found`);
 
   methods(router, spec.base, {

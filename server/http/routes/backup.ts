@@ -44,7 +44,10 @@ export function backupRoutes(router: Router, deps: AppDeps): void {
       });
       const { info, body, dispose } = await startBackup(deps.store, keys.provider, keys.clusterId);
       try {
-        deps.log.info({ request_id: res.locals.requestId, identity: identity.id, backup: info.backup, seq: info.seq }, 'backup started');
+        deps.log.info(
+          { request_id: res.locals.requestId, identity: identity.id, backup: info.backup, seq: info.seq },
+          'backup started',
+        );
         res.status(200).setHeaders(
           new Map([
             ['Content-Type', 'application/octet-stream'],
@@ -61,20 +64,26 @@ export function backupRoutes(router: Router, deps: AppDeps): void {
             if (deps.seal.sealed) throw new CofferError('sealed', 'vault sealed during the backup');
             if (closed) break;
             bytes += piece.length;
-            if (!res.write(piece)) await new Promise<void>((done) => {
-              const go = () => {
-                res.off('close', go);
-                res.off('drain', go);
-                done();
-              };
-              res.once('drain', go).once('close', go);
-            });
+            if (!res.write(piece))
+              await new Promise<void>((done) => {
+                const go = () => {
+                  res.off('close', go);
+                  res.off('drain', go);
+                  done();
+                };
+                res.once('drain', go).once('close', go);
+              });
           }
         } catch (e) {
-          deps.log.error({ request_id: res.locals.requestId, backup: info.backup, error: (e as Error).message }, 'backup stream failed: cut');
+          deps.log.error(
+            { request_id: res.locals.requestId, backup: info.backup, error: (e as Error).message },
+            'backup stream failed: cut',
+          );
           await dispose();
           res.destroy(); // never end() it: a cleanly ended response would look complete
-          await auditLine('GET /v1/sys/backup (cut)', 'error', e instanceof CofferError ? e.code : 'internal').catch(() => undefined);
+          await auditLine('GET /v1/sys/backup (cut)', 'error', e instanceof CofferError ? e.code : 'internal').catch(
+            () => undefined,
+          );
           return;
         }
         if (closed) {
@@ -83,7 +92,10 @@ export function backupRoutes(router: Router, deps: AppDeps): void {
           await auditLine('GET /v1/sys/backup (client went away)', 'error', 'client_closed').catch(() => undefined);
           return;
         }
-        deps.log.info({ request_id: res.locals.requestId, backup: info.backup, seq: info.seq, bytes }, 'backup finished');
+        deps.log.info(
+          { request_id: res.locals.requestId, backup: info.backup, seq: info.seq, bytes },
+          'backup finished',
+        );
         res.end();
       } finally {
         await dispose(); // every path, including a body never started (its own finally never runs)

@@ -13,7 +13,12 @@ export function byokRoutes(router: Router, deps: AppDeps): void {
     get: async (req, res) => {
       const query = validate(byokWrappingKeyQuery, req.query, 'query');
       requireCapability(deps.access, res, 'admin', 'sys/byok');
-      res.json((await deps.byok.wrappingKey({ exportable: query.exportable === 'true', valid_to: query.valid_to ?? null })) satisfies ByokWrappingKey);
+      res.json(
+        (await deps.byok.wrappingKey({
+          exportable: query.exportable === 'true',
+          valid_to: query.valid_to ?? null,
+        })) satisfies ByokWrappingKey,
+      );
     },
   });
   methods(router, '/v1/sys/byok/export', {
@@ -23,7 +28,10 @@ export function byokRoutes(router: Router, deps: AppDeps): void {
         const body = validate(byokExportBody, req.body);
         requireCapability(deps.access, res, 'admin', 'sys/byok');
         const result = await deps.byok.export(body.public_key_pem, body.shares, body.oaep_hash);
-        deps.log.warn({ request_id: res.locals.requestId, master_version: result.master_version }, 'master key exported under quorum');
+        deps.log.warn(
+          { request_id: res.locals.requestId, master_version: result.master_version },
+          'master key exported under quorum',
+        );
         res.json(result satisfies ByokExportResult);
       },
     ],
@@ -35,9 +43,15 @@ export function byokRoutes(router: Router, deps: AppDeps): void {
       async (req, res) => {
         const body = validate(byokImportBody, req.body);
         requireCapability(deps.access, res, 'admin', 'sys/byok');
-        const claimed = { ...(body.exportable !== undefined ? { exportable: body.exportable } : {}), ...(body.valid_to !== undefined ? { valid_to: body.valid_to } : {}) };
+        const claimed = {
+          ...(body.exportable !== undefined ? { exportable: body.exportable } : {}),
+          ...(body.valid_to !== undefined ? { valid_to: body.valid_to } : {}),
+        };
         const result = await deps.byok.import(body.import_token, body.wrapped_key, body.oaep_hash, claimed);
-        deps.log.warn({ request_id: res.locals.requestId, master_version: result.master_version }, 'master key imported (BYOK)');
+        deps.log.warn(
+          { request_id: res.locals.requestId, master_version: result.master_version },
+          'master key imported (BYOK)',
+        );
         res.json(result satisfies ByokImportResult);
       },
     ],

@@ -3,7 +3,14 @@ import type { z } from 'zod';
 import { checkLoginName } from '../../auth/logins.js';
 import type { Grant } from '../../auth/logins.js';
 import { requireCapability } from '../authenticate.js';
-import { appRoleBody, appRoleLoginBody, emptyBody, jwtLoginBody, userBody, userpassLoginBody } from '../../../sdk/wire/schemas.js';
+import {
+  appRoleBody,
+  appRoleLoginBody,
+  emptyBody,
+  jwtLoginBody,
+  userBody,
+  userpassLoginBody,
+} from '../../../sdk/wire/schemas.js';
 import type { AppRole, JwtRole, SecretIdResult, UserpassUser } from '../../../sdk/wire/types.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
@@ -31,7 +38,10 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
     res.locals.loginIdentity = claims.sub;
     deps.log.info({ request_id: res.locals.requestId, identity: claims.sub, method }, 'login');
     // Vault's answer beside Coffer's: Vault's clients read `auth.client_token` (docs/vault-compatibility.md).
-    res.json({ ...tokenResponse(token, claims), ...vaultLoginFields(res, token, claims, deps.access.tokens.nowSeconds()) });
+    res.json({
+      ...tokenResponse(token, claims),
+      ...vaultLoginFields(res, token, claims, deps.access.tokens.nowSeconds()),
+    });
   };
 
   /**
@@ -39,7 +49,13 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
    * the check within the budgets. The slot is taken only once the body is in, so a client
    * trickling its body holds none.
    */
-  const login = <T>(method: string, schema: z.ZodType<T>, check: (body: T, address: string) => Promise<Grant>, username?: (body: T) => string, mounts: readonly string[] = [method]) => {
+  const login = <T>(
+    method: string,
+    schema: z.ZodType<T>,
+    check: (body: T, address: string) => Promise<Grant>,
+    username?: (body: T) => string,
+    mounts: readonly string[] = [method],
+  ) => {
     const handler = async (req: Request, res: Response) => {
       const address = res.locals.clientAddress; // set by app.ts for every request
       try {
@@ -64,7 +80,10 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
       res.once('close', onClose);
       let grant: Grant;
       try {
-        grant = await limits.attempt(address, res, () => check(body, address), { ...(username ? { username: username(body) } : {}), signal: gone.signal });
+        grant = await limits.attempt(address, res, () => check(body, address), {
+          ...(username ? { username: username(body) } : {}),
+          signal: gone.signal,
+        });
       } finally {
         res.off('close', onClose);
       }
@@ -74,7 +93,12 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
     for (const mount of mounts) methods(router, `/v1/auth/${mount}/login`, { post: handler, put: handler });
   };
 
-  login('userpass', userpassLoginBody, (b) => deps.logins.userpass.login(b.username, b.password), (b) => b.username);
+  login(
+    'userpass',
+    userpassLoginBody,
+    (b) => deps.logins.userpass.login(b.username, b.password),
+    (b) => b.username,
+  );
   login('jwt', jwtLoginBody, (b) => deps.logins.jwt.login(b.role, b.jwt), undefined, deps.vault?.jwtMounts);
   // The CIDR binding sees the same client address as the limits and the audit log (B18).
   login('approle', appRoleLoginBody, (b, address) => deps.logins.approle.login(b.role_id, b.secret_id, address));

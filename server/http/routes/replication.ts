@@ -13,14 +13,29 @@ import { validate } from '../validate.js';
 export function replicationRoutes(router: Router, deps: AppDeps): void {
   const admin = (res: Response) => requireCapability(deps.access, res, 'admin', 'sys/replication');
   const replication = () => {
-    if (!deps.replication || deps.replication.configured === 'standalone') throw new CofferError('not_found', 'replication is not configured on this server');
+    if (!deps.replication || deps.replication.configured === 'standalone')
+      throw new CofferError('not_found', 'replication is not configured on this server');
     return deps.replication;
   };
 
   methods(router, '/v1/sys/replication', {
     get: (_req, res) => {
       admin(res);
-      res.json((deps.replication?.status() ?? { role: 'standalone', epoch: 0, last_seq: deps.store.lastSeq, targets: [], primary: '', lag_seq: 0, lag_ms: 0, stale: false, fenced: null, writes_from: null, replica: null }) satisfies ReplicationStatus);
+      res.json(
+        (deps.replication?.status() ?? {
+          role: 'standalone',
+          epoch: 0,
+          last_seq: deps.store.lastSeq,
+          targets: [],
+          primary: '',
+          lag_seq: 0,
+          lag_ms: 0,
+          stale: false,
+          fenced: null,
+          writes_from: null,
+          replica: null,
+        }) satisfies ReplicationStatus,
+      );
     },
   });
 
@@ -31,8 +46,14 @@ export function replicationRoutes(router: Router, deps: AppDeps): void {
         validate(emptyBody, req.body);
         admin(res);
         const result = await replication().promote();
-        deps.log.warn({ request_id: res.locals.requestId, identity: identityOf(res).id, epoch: result.epoch }, 'replica promoted to primary');
-        res.json({ epoch: result.epoch, writes_from: timestamp(result.writes_from || Date.now()) } satisfies PromoteResult);
+        deps.log.warn(
+          { request_id: res.locals.requestId, identity: identityOf(res).id, epoch: result.epoch },
+          'replica promoted to primary',
+        );
+        res.json({
+          epoch: result.epoch,
+          writes_from: timestamp(result.writes_from || Date.now()),
+        } satisfies PromoteResult);
       },
     ],
   });
@@ -59,7 +80,10 @@ export function replicationRoutes(router: Router, deps: AppDeps): void {
 export function refuseStaleReads(deps: AppDeps) {
   return (req: Request, _res: Response, next: NextFunction) => {
     if (deps.replication?.refusesReads() && !isReplicationRoute(req.path)) {
-      throw new CofferError('replica_stale', 'this replica has not verified a fresh head from the primary within max_staleness; try the primary or retry later');
+      throw new CofferError(
+        'replica_stale',
+        'this replica has not verified a fresh head from the primary within max_staleness; try the primary or retry later',
+      );
     }
     next();
   };

@@ -6,7 +6,15 @@ import { identityOf, requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import type { StoredSecret } from '../../secrets/engine.js';
-import { batchBody, deleteQuery, emptyQuery, listQuery, putSecretBody, readQuery, versionsBody } from '../../../sdk/wire/schemas.js';
+import {
+  batchBody,
+  deleteQuery,
+  emptyQuery,
+  listQuery,
+  putSecretBody,
+  readQuery,
+  versionsBody,
+} from '../../../sdk/wire/schemas.js';
 import type { BatchResult, ExpiringResult, ListResult, Secret, SecretMetadata } from '../../../sdk/wire/types.js';
 import { validate } from '../validate.js';
 import { CURSOR, ListCursors } from '../list-cursor.js';
@@ -21,7 +29,8 @@ const ACTIONS = ['undelete', 'destroy'] as const;
  */
 function wireSecret(secret: StoredSecret): Secret {
   const data: Record<string, string> = {};
-  for (const [key, value] of Object.entries(secret.data)) data[key] = typeof value === 'string' ? value : JSON.stringify(value);
+  for (const [key, value] of Object.entries(secret.data))
+    data[key] = typeof value === 'string' ? value : JSON.stringify(value);
   return { ...secret, data };
 }
 
@@ -63,11 +72,21 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
       }
       const identity = identityOf(res);
       const permissions = access.permissions(identity);
-      if (!permissions.mayReachBelow('list', prefix)) throw new CofferError('forbidden', `permission denied: list on ${prefix || '(all)'}`);
+      if (!permissions.mayReachBelow('list', prefix))
+        throw new CofferError('forbidden', `permission denied: list on ${prefix || '(all)'}`);
       const scope = { prefix, identity: identity.id };
-      const after = query.after !== undefined && CURSOR.test(query.after) ? cursors.open(query.after, scope) : query.after;
+      const after =
+        query.after !== undefined && CURSOR.test(query.after) ? cursors.open(query.after, scope) : query.after;
       const page = await visiblePage(prefix, after, query.limit ?? 100, (k) => permissions.allows('list', k));
-      res.json({ keys: page.keys, next: page.resumeAfter === null ? null : page.resumeAfter === page.keys.at(-1) ? page.resumeAfter : cursors.seal(page.resumeAfter, scope) } satisfies ListResult);
+      res.json({
+        keys: page.keys,
+        next:
+          page.resumeAfter === null
+            ? null
+            : page.resumeAfter === page.keys.at(-1)
+              ? page.resumeAfter
+              : cursors.seal(page.resumeAfter, scope),
+      } satisfies ListResult);
     },
   });
 
@@ -77,10 +96,15 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
    * the page is full, or a hidden one when the budget ran out first (then sealed into a cursor,
    * so `next` never names a key the caller cannot see).
    */
-  async function visiblePage(prefix: string, after: string | undefined, limit: number, visible: (k: string) => boolean) {
+  async function visiblePage(
+    prefix: string,
+    after: string | undefined,
+    limit: number,
+    visible: (k: string) => boolean,
+  ) {
     const keys: string[] = [];
     let cursor = after;
-    for (let scanned = 0; scanned < SCAN_BUDGET; ) {
+    for (let scanned = 0; scanned < SCAN_BUDGET;) {
       const page = await secrets.list(prefix, cursor, Math.min(1000, SCAN_BUDGET - scanned));
       for (const key of page.keys) {
         if (!visible(key)) continue;
@@ -139,7 +163,11 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
       const { version } = validate(readQuery, req.query, 'query');
       can(res, 'read', path);
       const secret = await secrets.get(path, version);
-      if (!secret) throw new CofferError('not_found', version ? `secret ${path} has no readable version ${version}` : `secret ${path} not found`);
+      if (!secret)
+        throw new CofferError(
+          'not_found',
+          version ? `secret ${path} has no readable version ${version}` : `secret ${path} not found`,
+        );
       res.json(wireSecret(secret));
     },
     put: [
@@ -169,11 +197,13 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
         const full = secretPath(req, '/v1/secrets/');
         const cut = full.lastIndexOf('/');
         const action = full.slice(cut + 1) as (typeof ACTIONS)[number];
-        if (cut < 0 || !ACTIONS.includes(action)) throw new CofferError('not_found', 'no such action: POST /v1/secrets/<path>/undelete or /destroy');
+        if (cut < 0 || !ACTIONS.includes(action))
+          throw new CofferError('not_found', 'no such action: POST /v1/secrets/<path>/undelete or /destroy');
         const path = full.slice(0, cut);
         const { versions } = validate(versionsBody, req.body);
         can(res, action === 'destroy' ? 'destroy' : 'update', path);
-        const done = action === 'destroy' ? await secrets.destroy(path, versions) : await secrets.undelete(path, versions);
+        const done =
+          action === 'destroy' ? await secrets.destroy(path, versions) : await secrets.undelete(path, versions);
         if (!done) throw new CofferError('not_found', `secret ${path} not found`);
         res.status(204).end();
       },

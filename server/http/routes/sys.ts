@@ -5,9 +5,23 @@ import { identityOf, requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { SEGMENT } from '../../paths.js';
-import { auditLinesQuery, emptyBody, healthQuery, initBody, keyringRotateBody, unsealBody } from '../../../sdk/wire/schemas.js';
+import {
+  auditLinesQuery,
+  emptyBody,
+  healthQuery,
+  initBody,
+  keyringRotateBody,
+  unsealBody,
+} from '../../../sdk/wire/schemas.js';
 import { recentLines } from '../../audit/recent.js';
-import type { AuditInfo, Health, InitResult, KeyringRotation, KeyringStatus, MasterRotation } from '../../../sdk/wire/types.js';
+import type {
+  AuditInfo,
+  Health,
+  InitResult,
+  KeyringRotation,
+  KeyringStatus,
+  MasterRotation,
+} from '../../../sdk/wire/types.js';
 import { timestamp } from '../../../sdk/wire/time.js';
 import { validate } from '../validate.js';
 import { methods } from '../router.js';
@@ -136,7 +150,13 @@ export function sysRoutes(router: Router, deps: AppDeps): void {
     get: async (req, res) => {
       admin(res, 'audit');
       const query = validate(auditLinesQuery, req.query, 'query');
-      res.json(await recentLines(deps.audit.firstFile, { ...query, limit: query.limit ?? 100 }, deps.auditSigner.publicKeyPem()));
+      res.json(
+        await recentLines(
+          deps.audit.firstFile,
+          { ...query, limit: query.limit ?? 100 },
+          deps.auditSigner.publicKeyPem(),
+        ),
+      );
     },
   });
 
@@ -157,7 +177,8 @@ export function sysRoutes(router: Router, deps: AppDeps): void {
 
   const namespaceOf = (req: Request) => {
     const ns = req.params.ns;
-    if (typeof ns !== 'string' || !SEGMENT.test(ns)) throw new CofferError('invalid_path', 'namespace is invalid: one path segment of [A-Za-z0-9._-]');
+    if (typeof ns !== 'string' || !SEGMENT.test(ns))
+      throw new CofferError('invalid_path', 'namespace is invalid: one path segment of [A-Za-z0-9._-]');
     return ns;
   };
 
@@ -168,7 +189,13 @@ export function sysRoutes(router: Router, deps: AppDeps): void {
       const keyring = seal.keys().keyrings.describe(ns);
       if (!keyring) throw new CofferError('not_found', `namespace ${ns} has no keyring yet`);
       const versions = keyring.versions.map((v) => ({ ...v, created_at: timestamp(v.created_at) }));
-      res.json({ namespace: ns, master_version: seal.keys().provider.currentVersion(), ...keyring, versions, rewrap: (await deps.rewrap.progress(ns)) ?? null } satisfies KeyringStatus);
+      res.json({
+        namespace: ns,
+        master_version: seal.keys().provider.currentVersion(),
+        ...keyring,
+        versions,
+        rewrap: (await deps.rewrap.progress(ns)) ?? null,
+      } satisfies KeyringStatus);
     },
   });
 

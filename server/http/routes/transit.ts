@@ -7,7 +7,14 @@ import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { methods } from '../router.js';
 import { validate } from '../validate.js';
-import { datakeyBody, decryptBody, emptyBody, encryptBody, keyConfigBody, keyCreateBody } from '../../../sdk/wire/schemas.js';
+import {
+  datakeyBody,
+  decryptBody,
+  emptyBody,
+  encryptBody,
+  keyConfigBody,
+  keyCreateBody,
+} from '../../../sdk/wire/schemas.js';
 import type { TransitKeyInfo } from '../../../sdk/wire/types.js';
 
 /**
@@ -19,10 +26,12 @@ export function transitRoutes(router: Router, deps: AppDeps): void {
   const { transit, access } = deps;
   const nameOf = (req: Request) => {
     const name = req.params.name;
-    if (typeof name !== 'string' || !SEGMENT.test(name)) throw new CofferError('invalid_path', 'key name must be one segment of [A-Za-z0-9._-]');
+    if (typeof name !== 'string' || !SEGMENT.test(name))
+      throw new CofferError('invalid_path', 'key name must be one segment of [A-Za-z0-9._-]');
     return name;
   };
-  const can = (res: Response, capability: 'create' | 'update' | 'read', name: string) => requireCapability(access, res, capability, `transit/${name}`);
+  const can = (res: Response, capability: 'create' | 'update' | 'read', name: string) =>
+    requireCapability(access, res, capability, `transit/${name}`);
   const bytes = (b64: string | undefined) => (b64 === undefined ? undefined : fromBase64(b64)!);
 
   methods(router, '/v1/keys/:name', {
@@ -44,7 +53,11 @@ export function transitRoutes(router: Router, deps: AppDeps): void {
     ],
   });
 
-  const action = (verb: string, capability: 'update' | 'read', handle: (name: string, body: unknown) => Promise<unknown>) =>
+  const action = (
+    verb: string,
+    capability: 'update' | 'read',
+    handle: (name: string, body: unknown) => Promise<unknown>,
+  ) =>
     methods(router, `/v1/keys/:name/${verb}`, {
       post: [
         jsonBody,
@@ -57,7 +70,9 @@ export function transitRoutes(router: Router, deps: AppDeps): void {
     });
 
   action('rotate', 'update', (name, body) => (validate(emptyBody, body), transit.rotate(name)));
-  action('config', 'update', (name, body) => transit.configure(name, validate(keyConfigBody, body).min_decryption_version));
+  action('config', 'update', (name, body) =>
+    transit.configure(name, validate(keyConfigBody, body).min_decryption_version),
+  );
   action('encrypt', 'update', async (name, body) => {
     const b = validate(encryptBody, body);
     return { ciphertext: await transit.encrypt(name, bytes(b.plaintext)!, bytes(b.context)) };

@@ -39,7 +39,6 @@ export function vaultLoginFields(res: Response, token: string, claims: ActiveCla
   return envelope(res, null, { auth: vaultAuth(token, claims, nowSeconds) });
 }
 
-
 /** The calling token's claims, verified again (a cache hit): the identity lacks the issue time. */
 async function callerClaims(req: Request, tokens: TokenService): Promise<{ token: string; claims: ActiveClaims }> {
   const token = bearerToken(req);

@@ -15,7 +15,10 @@ export interface VaultErrorBody {
 export function vaultError(error: CofferError): { status: number; body: VaultErrorBody } {
   const status = vaultStatus(error.code);
   if (error.code === 'not_found') return { status, body: { errors: [] } };
-  return { status, body: { errors: [error.code === 'unauthenticated' ? `permission denied: ${error.message}` : error.message] } };
+  return {
+    status,
+    body: { errors: [error.code === 'unauthenticated' ? `permission denied: ${error.message}` : error.message] },
+  };
 }
 
 /** The status a Vault route answers for a catalogue code (also what the OpenAPI document lists for them). */

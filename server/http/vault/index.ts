@@ -26,13 +26,22 @@ export function vaultEdge(settings: VaultSettings = DEFAULT_VAULT_SETTINGS) {
     const segments = path.split('/', 5); // ['', 'v1', first, second, third]
     const first = segments[2] ?? '';
     if (kvMounts.has(first)) res.locals.vaultErrors = 'only';
-    else if (first === 'sys' && (segments[3] === 'mounts' || (segments[3] === 'internal' && segments[4] === 'ui'))) res.locals.vaultErrors = 'only';
-    else if (first === 'auth' && ((segments[3] === 'token' && tokenSelf.has(segments[4] ?? '')) || (aliases.has(segments[3] ?? '') && segments[4] === 'login'))) res.locals.vaultErrors = 'only';
+    else if (first === 'sys' && (segments[3] === 'mounts' || (segments[3] === 'internal' && segments[4] === 'ui')))
+      res.locals.vaultErrors = 'only';
+    else if (
+      first === 'auth' &&
+      ((segments[3] === 'token' && tokenSelf.has(segments[4] ?? '')) ||
+        (aliases.has(segments[3] ?? '') && segments[4] === 'login'))
+    )
+      res.locals.vaultErrors = 'only';
     else if (shared.has(path) || (segments[1] === 'v1' && !native.has(first))) res.locals.vaultErrors = 'both';
     // A namespace would change what every path means: an empty one (vault-action sends it) is no namespace.
     const namespace = req.headers['x-vault-namespace'];
     if (namespace !== undefined && namespace !== '') {
-      throw new CofferError('invalid_request', 'Vault namespaces are not supported: send no X-Vault-Namespace header (or an empty one)');
+      throw new CofferError(
+        'invalid_request',
+        'Vault namespaces are not supported: send no X-Vault-Namespace header (or an empty one)',
+      );
     }
     next();
   };

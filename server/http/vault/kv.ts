@@ -72,7 +72,11 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
     const body = validate(kvWriteBody, req.body);
     canWrite(res, path);
     const cas = body.options?.cas;
-    const result = await secrets.put(path, { data: body.data, ...(cas !== undefined ? { cas } : {}) }, { keepMetadata: true });
+    const result = await secrets.put(
+      path,
+      { data: body.data, ...(cas !== undefined ? { cas } : {}) },
+      { keepMetadata: true },
+    );
     await written(res, path, result.version);
   };
 
@@ -111,7 +115,11 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
           else data[key] = mergePatch(data[key], value);
         }
         // The version patched is the check-and-set: a write in between fails this one, never lost.
-        const result = await secrets.put(path, { data, cas: body.options?.cas ?? current.version }, { keepMetadata: true });
+        const result = await secrets.put(
+          path,
+          { data, cas: body.options?.cas ?? current.version },
+          { keepMetadata: true },
+        );
         await written(res, path, result.version);
       },
     ],
@@ -132,7 +140,12 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
         validate(emptyQuery, req.query, 'query');
         const { versions } = validate(kvVersionsBody, req.body);
         can(res, capability, path);
-        const done = action === 'delete' ? await secrets.delete(path, versions) : action === 'destroy' ? await secrets.destroy(path, versions) : await secrets.undelete(path, versions);
+        const done =
+          action === 'delete'
+            ? await secrets.delete(path, versions)
+            : action === 'destroy'
+              ? await secrets.destroy(path, versions)
+              : await secrets.undelete(path, versions);
         if (!done) throw new CofferError('not_found', `secret ${path} not found`);
         res.status(204).end();
       },
@@ -147,7 +160,8 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
   const list = async (res: Response, path: string) => {
     res.locals.auditPath = path;
     const permissions = access.permissions(identityOf(res));
-    if (!permissions.mayReachBelow('list', path)) throw new CofferError('forbidden', `permission denied: list on ${path || '(all)'}`);
+    if (!permissions.mayReachBelow('list', path))
+      throw new CofferError('forbidden', `permission denied: list on ${path || '(all)'}`);
     const children = new Set<string>();
     const skip = path === '' ? 0 : path.length + 1;
     let after: string | undefined;
@@ -171,7 +185,13 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
     }
     if (children.size === 0) throw new CofferError('not_found', `nothing to list below ${path || 'the mount'}`);
     const keys = [...children].sort();
-    res.json(envelope(res, { keys }, truncated ? { warnings: [`listing stopped after ${LIST_BUDGET} names: list a deeper prefix`] } : {}));
+    res.json(
+      envelope(
+        res,
+        { keys },
+        truncated ? { warnings: [`listing stopped after ${LIST_BUDGET} names: list a deeper prefix`] } : {},
+      ),
+    );
   };
 
   // The mount root: only a listing (`LIST secret/metadata`, `GET secret/metadata/?list=true`).
@@ -263,7 +283,12 @@ function readMetadata(secret: StoredSecret) {
 /** `GET <mount>/metadata/<path>`: Vault's shape, versions keyed by their number as a string. */
 function secretMetadata(meta: SecretMeta) {
   const versions: Record<string, { created_time: string; deletion_time: string; destroyed: boolean }> = {};
-  for (const info of meta.versions) versions[String(info.version)] = { created_time: iso(info.created_at), deletion_time: iso(info.deleted_at), destroyed: info.destroyed };
+  for (const info of meta.versions)
+    versions[String(info.version)] = {
+      created_time: iso(info.created_at),
+      deletion_time: iso(info.deleted_at),
+      destroyed: info.destroyed,
+    };
   return {
     cas_required: meta.cas_required ?? false,
     created_time: iso(meta.created_at),
@@ -280,7 +305,8 @@ function secretMetadata(meta: SecretMeta) {
 /** RFC 7386 for one key's value: objects merge (null removes), anything else replaces. */
 function mergePatch(target: JsonValue | undefined, patch: JsonValue): JsonValue {
   if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
-  const base: Record<string, JsonValue> = target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...target } : {};
+  const base: Record<string, JsonValue> =
+    target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...target } : {};
   for (const [key, value] of Object.entries(patch)) {
     if (value === null) delete base[key];
     else base[key] = mergePatch(base[key], value);

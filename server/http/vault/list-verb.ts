@@ -98,7 +98,8 @@ export class ListRewriter {
           const take = Math.min(state.remaining, data.length);
           out.push(data.subarray(0, take));
           data = data.subarray(take);
-          this.state = state.remaining === take ? { kind: 'start' } : { kind: 'body', remaining: state.remaining - take };
+          this.state =
+            state.remaining === take ? { kind: 'start' } : { kind: 'body', remaining: state.remaining - take };
           break;
         }
         case 'chunk-size':
@@ -133,7 +134,10 @@ export class ListRewriter {
           const take = Math.min(state.remaining, data.length);
           out.push(data.subarray(0, take));
           data = data.subarray(take);
-          this.state = state.remaining === take ? { kind: 'chunk-size', line: '' } : { kind: 'chunk-data', remaining: state.remaining - take };
+          this.state =
+            state.remaining === take
+              ? { kind: 'chunk-size', line: '' }
+              : { kind: 'chunk-data', remaining: state.remaining - take };
           break;
         }
       }
@@ -162,7 +166,13 @@ export class ListRewriter {
       } else if (name === 'upgrade') opaque = true;
     }
     if (/^CONNECT /.test(lines[0] ?? '')) opaque = true;
-    this.state = opaque ? { kind: 'opaque' } : chunked ? { kind: 'chunk-size', line: '' } : length ? { kind: 'body', remaining: length } : { kind: 'start' };
+    this.state = opaque
+      ? { kind: 'opaque' }
+      : chunked
+        ? { kind: 'chunk-size', line: '' }
+        : length
+          ? { kind: 'body', remaining: length }
+          : { kind: 'start' };
     if (!head.subarray(0, LIST.length).equals(LIST)) return head;
     const requestLine = lines[0]!;
     const m = /^LIST (\S+)( HTTP\/1\.[01])$/.exec(requestLine);

@@ -22,4 +22,5 @@ export function vaultSettings(kvMounts: readonly string[], jwtMounts: readonly s
 }
 
 /** The Coffer path of `rest` (already checked) under a mount's prefix. */
-export const cofferPath = (prefix: string, rest: string): string => (prefix === '' ? rest : rest === '' ? prefix : `${prefix}/${rest}`);
+export const cofferPath = (prefix: string, rest: string): string =>
+  prefix === '' ? rest : rest === '' ? prefix : `${prefix}/${rest}`;

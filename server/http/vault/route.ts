@@ -9,7 +9,11 @@ type Verb = 'get' | 'put' | 'post' | 'patch' | 'delete';
  * Registers the handlers of one Vault route; every other method answers 405 (in Vault's error
  * shape, as everything under these routes; errors.ts). HEAD follows GET.
  */
-export function vaultMethods(router: Router, path: string, handlers: Partial<Record<Verb, RequestHandler | RequestHandler[]>>): void {
+export function vaultMethods(
+  router: Router,
+  path: string,
+  handlers: Partial<Record<Verb, RequestHandler | RequestHandler[]>>,
+): void {
   const route = router.route(path);
   for (const [verb, handler] of Object.entries(handlers) as [Verb, RequestHandler | RequestHandler[]][]) {
     route[verb](...(Array.isArray(handler) ? handler : [handler]));
@@ -37,7 +41,10 @@ export const vaultBody = jsonBodyOf(
 );
 
 /** PATCH takes a JSON merge patch (RFC 7386) only, as Vault does. */
-export const mergePatchBody = jsonBodyOf((type) => type !== undefined && MERGE_PATCH.test(type), 'PATCH takes application/merge-patch+json');
+export const mergePatchBody = jsonBodyOf(
+  (type) => type !== undefined && MERGE_PATCH.test(type),
+  'PATCH takes application/merge-patch+json',
+);
 
 /** The answer envelope of every Vault response with a body. */
 export function envelope(res: Response, data: unknown, extra: { auth?: unknown; warnings?: string[] } = {}) {

@@ -34,7 +34,9 @@ export function mountRoutes(router: Router, settings: VaultSettings): void {
   vaultMethods(router, '/v1/sys/mounts', {
     get: (req: Request, res: Response) => {
       validate(emptyQuery, req.query, 'query');
-      const mounts = Object.fromEntries([...settings.kvMounts].map(([mount, prefix]) => [`${mount}/`, mountInfo(mount, prefix)]));
+      const mounts = Object.fromEntries(
+        [...settings.kvMounts].map(([mount, prefix]) => [`${mount}/`, mountInfo(mount, prefix)]),
+      );
       // Vault repeats the mounts at the top level beside `data` (older clients read them there).
       res.json({ ...mounts, ...envelope(res, mounts) });
     },

@@ -24,7 +24,11 @@ export class Pkcs11Library {
   static acquire(path: string): Pkcs11Library {
     let library = Pkcs11Library.loaded.get(path);
     if (!library) {
-      if (!existsSync(path)) throw new CofferError('invalid_request', `PKCS#11 module ${path} does not exist: install the HSM client library or fix module=`);
+      if (!existsSync(path))
+        throw new CofferError(
+          'invalid_request',
+          `PKCS#11 module ${path} does not exist: install the HSM client library or fix module=`,
+        );
       let module: graphene.Module;
       try {
         module = graphene.Module.load(path);

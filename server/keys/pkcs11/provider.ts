@@ -79,7 +79,11 @@ export class Pkcs11Provider implements MasterKeyProvider, HsmImport {
           library = Pkcs11Library.acquire(m.module);
           libraries.push(library);
         }
-        members.push({ token: new HsmToken(library, m.token, settings.keyLabel, () => readPin(m, options.env)), failures: 0, retryAt: 0 });
+        members.push({
+          token: new HsmToken(library, m.token, settings.keyLabel, () => readPin(m, options.env)),
+          failures: 0,
+          retryAt: 0,
+        });
       }
     } catch (e) {
       for (const l of libraries) l.release();
@@ -99,16 +103,28 @@ export class Pkcs11Provider implements MasterKeyProvider, HsmImport {
     provider.current = Math.max(0, ...versions.flat());
     if (open.length === 0 || provider.current === 0) {
       provider.close();
-      const why = open.length === 0 ? problems.join('; ') : `key "${settings.keyLabel}" not found in ${open.map((m) => `"${m.token.label}"`).join(', ')}: create it with \`coffer hsm init\``;
-      throw new CofferError(problems.some((p) => p.includes('PIN')) || open.length > 0 ? 'unseal_failed' : 'hsm_unavailable', `cannot open the HSM master key: ${why}`);
+      const why =
+        open.length === 0
+          ? problems.join('; ')
+          : `key "${settings.keyLabel}" not found in ${open.map((m) => `"${m.token.label}"`).join(', ')}: create it with \`coffer hsm init\``;
+      throw new CofferError(
+        problems.some((p) => p.includes('PIN')) || open.length > 0 ? 'unseal_failed' : 'hsm_unavailable',
+        `cannot open the HSM master key: ${why}`,
+      );
     }
     for (const member of open) {
       if (!member.token.supportsGcm()) {
         provider.close();
-        throw new CofferError('invalid_request', `HSM token "${member.token.label}" does not offer CKM_AES_GCM, which Coffer needs to wrap keyrings inside the token`);
+        throw new CofferError(
+          'invalid_request',
+          `HSM token "${member.token.label}" does not offer CKM_AES_GCM, which Coffer needs to wrap keyrings inside the token`,
+        );
       }
       if (Math.max(0, ...member.token.versions()) !== provider.current) {
-        options.log?.warn({ token: member.token.label }, 'HSM cluster member lacks the newest master key version: it can only serve older versions');
+        options.log?.warn(
+          { token: member.token.label },
+          'HSM cluster member lacks the newest master key version: it can only serve older versions',
+        );
       }
     }
     for (const p of problems) options.log?.warn({ problem: p }, 'HSM cluster member unavailable at start');
@@ -140,7 +156,11 @@ export class Pkcs11Provider implements MasterKeyProvider, HsmImport {
   }
 
   versionOf(wrapped: Uint8Array): number {
-    if (wrapped.length < HEADER_LENGTH + GCM_IV_LENGTH + GCM_TAG_LENGTH || wrapped[0] !== FORMAT || wrapped[1] !== ALG_HSM_AES_GCM) {
+    if (
+      wrapped.length < HEADER_LENGTH + GCM_IV_LENGTH + GCM_TAG_LENGTH ||
+      wrapped[0] !== FORMAT ||
+      wrapped[1] !== ALG_HSM_AES_GCM
+    ) {
       throw new CofferError('decryption_failed', 'decryption failed');
     }
     const version = new DataView(wrapped.buffer, wrapped.byteOffset, wrapped.byteLength).getUint32(2);
@@ -152,7 +172,10 @@ export class Pkcs11Provider implements MasterKeyProvider, HsmImport {
   async rotate(): Promise<number> {
     this.checkOpen();
     if (this.members.length > 1) {
-      throw new CofferError('invalid_request', 'an HSM cluster cannot generate a shared key version: import the same new key into every member (`coffer hsm init --key-file`, or BYOK on a single token)');
+      throw new CofferError(
+        'invalid_request',
+        'an HSM cluster cannot generate a shared key version: import the same new key into every member (`coffer hsm init --key-file`, or BYOK on a single token)',
+      );
     }
     return this.onEveryMember((t, version) => t.generate(version));
   }
@@ -165,7 +188,10 @@ export class Pkcs11Provider implements MasterKeyProvider, HsmImport {
   }
 
   exportCurrent(): { version: number; material: Uint8Array } {
-    throw new CofferError('not_exportable', 'the master key lives in the HSM as a non-extractable key: it cannot be exported');
+    throw new CofferError(
+      'not_exportable',
+      'the master key lives in the HSM as a non-extractable key: it cannot be exported',
+    );
   }
 
   async wrappingPublicKeyPem(): Promise<string> {
@@ -188,7 +214,11 @@ export class Pkcs11Provider implements MasterKeyProvider, HsmImport {
   problems(): string[] {
     return this.members
       .filter((m) => !m.token.isOpen)
-      .map((m) => (m.refused ? `HSM token "${m.token.label}" refused the PIN: fix it and restart` : `HSM token "${m.token.label}" is unavailable: failing over (retried with backoff)`));
+      .map((m) =>
+        m.refused
+          ? `HSM token "${m.token.label}" refused the PIN: fix it and restart`
+          : `HSM token "${m.token.label}" is unavailable: failing over (retried with backoff)`,
+      );
   }
 
   close(): void {
@@ -233,7 +263,10 @@ export class Pkcs11Provider implements MasterKeyProvider, HsmImport {
       }
     }
     this.options.log?.error({ failures }, 'no HSM token is available');
-    throw new CofferError('hsm_unavailable', 'no HSM token is available: check the HSM and its network, the vault retries by itself');
+    throw new CofferError(
+      'hsm_unavailable',
+      'no HSM token is available: check the HSM and its network, the vault retries by itself',
+    );
   }
 
   /** Runs `op` on every member with the next version number; all must be reachable. */
@@ -241,7 +274,10 @@ export class Pkcs11Provider implements MasterKeyProvider, HsmImport {
     const version = this.current + 1;
     for (const member of this.members) {
       if (!member.token.isOpen && !this.reconnect(member)) {
-        throw new CofferError('hsm_unavailable', `HSM token "${member.token.label}" is unavailable: every cluster member must be reachable to add a key version`);
+        throw new CofferError(
+          'hsm_unavailable',
+          `HSM token "${member.token.label}" is unavailable: every cluster member must be reachable to add a key version`,
+        );
       }
     }
     for (const member of this.members) op(member.token, version);
@@ -278,12 +314,19 @@ export class Pkcs11Provider implements MasterKeyProvider, HsmImport {
     member.retryAt = this.now() + BACKOFF_MS[Math.min(member.failures, BACKOFF_MS.length - 1)]!;
     member.failures++;
     if (wasOpen || member.failures === 1) {
-      this.options.log?.warn({ token: member.token.label, error: describe(e) }, 'HSM token failed: failing over to the next cluster member');
+      this.options.log?.warn(
+        { token: member.token.label, error: describe(e) },
+        'HSM token failed: failing over to the next cluster member',
+      );
     }
   }
 
   private requireSingleToken(what: string): void {
-    if (this.members.length > 1) throw new CofferError('invalid_request', `${what} runs on a single HSM token; seed a cluster with \`coffer hsm init --key-file\` on each member`);
+    if (this.members.length > 1)
+      throw new CofferError(
+        'invalid_request',
+        `${what} runs on a single HSM token; seed a cluster with \`coffer hsm init --key-file\` on each member`,
+      );
   }
 
   private checkOpen(): void {
@@ -310,20 +353,30 @@ export function readPin(member: Pick<HsmMember, 'pin' | 'token'>, env: NodeJS.Pr
   const source: PinSource = member.pin;
   if ('env' in source) {
     const pin = env[source.env];
-    if (!pin) throw new CofferError('invalid_request', `environment variable ${source.env} (pin-env of HSM token "${member.token}") is not set`);
+    if (!pin)
+      throw new CofferError(
+        'invalid_request',
+        `environment variable ${source.env} (pin-env of HSM token "${member.token}") is not set`,
+      );
     return pin;
   }
   let text: string;
   try {
     if ((statSync(source.file).mode & 0o077) !== 0) {
-      throw new CofferError('invalid_request', `PIN file ${source.file} is accessible by other users: run chmod 600 ${source.file}`);
+      throw new CofferError(
+        'invalid_request',
+        `PIN file ${source.file} is accessible by other users: run chmod 600 ${source.file}`,
+      );
     }
     const raw = readFileSync(source.file);
     text = raw.toString('utf8').replace(/\r?\n$/, '');
     zeroize(raw);
   } catch (e) {
     if (isCofferError(e)) throw e;
-    throw new CofferError('invalid_request', `PIN file ${source.file} cannot be read: check the path and its permissions`);
+    throw new CofferError(
+      'invalid_request',
+      `PIN file ${source.file} cannot be read: check the path and its permissions`,
+    );
   }
   if (!text) throw new CofferError('invalid_request', `PIN file ${source.file} is empty`);
   return text;

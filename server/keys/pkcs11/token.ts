@@ -21,7 +21,13 @@ const CKR = {
 
 const PIN_ERRORS: number[] = [CKR.PIN_INCORRECT, CKR.PIN_INVALID, CKR.PIN_EXPIRED, CKR.PIN_LOCKED];
 /** What a token answers when the data (not the token) is bad; SoftHSM2 says GENERAL_ERROR for a failed GCM tag. */
-const DATA_ERRORS: number[] = [CKR.GENERAL_ERROR, CKR.ENCRYPTED_DATA_INVALID, CKR.ENCRYPTED_DATA_LEN_RANGE, CKR.WRAPPED_KEY_INVALID, CKR.WRAPPED_KEY_LEN_RANGE];
+const DATA_ERRORS: number[] = [
+  CKR.GENERAL_ERROR,
+  CKR.ENCRYPTED_DATA_INVALID,
+  CKR.ENCRYPTED_DATA_LEN_RANGE,
+  CKR.WRAPPED_KEY_INVALID,
+  CKR.WRAPPED_KEY_LEN_RANGE,
+];
 
 export const GCM_IV_LENGTH = 12;
 export const GCM_TAG_LENGTH = 16;
@@ -70,7 +76,8 @@ export class HsmToken {
   open(): void {
     this.close();
     const slot = this.library.findSlot(this.label);
-    if (!slot) throw new CofferError('hsm_unavailable', `HSM token "${this.label}" is not present in ${this.library.path}`);
+    if (!slot)
+      throw new CofferError('hsm_unavailable', `HSM token "${this.label}" is not present in ${this.library.path}`);
     const session = slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
     try {
       session.login(this.readPin(), graphene.UserType.USER);
@@ -78,7 +85,8 @@ export class HsmToken {
       const code = pkcs11Code(e);
       if (code !== CKR.USER_ALREADY_LOGGED_IN) {
         session.close();
-        if (code !== undefined && PIN_ERRORS.includes(code)) throw new PinRefused(`HSM token "${this.label}" refused the PIN (${(e as Error).message})`);
+        if (code !== undefined && PIN_ERRORS.includes(code))
+          throw new PinRefused(`HSM token "${this.label}" refused the PIN (${(e as Error).message})`);
         throw e;
       }
     }
@@ -86,21 +94,40 @@ export class HsmToken {
     const found = session.find({ class: graphene.ObjectClass.SECRET_KEY, label: this.keyLabel });
     for (let i = 0; i < found.length; i++) {
       const key = found.items(i).toType<graphene.SecretKey>();
-      const attrs = key.getAttribute({ id: null, keyType: null, extractable: null, sensitive: null, valueLen: null, local: null, neverExtractable: null, wrap: null, decrypt: null });
+      const attrs = key.getAttribute({
+        id: null,
+        keyType: null,
+        extractable: null,
+        sensitive: null,
+        valueLen: null,
+        local: null,
+        neverExtractable: null,
+        wrap: null,
+        decrypt: null,
+      });
       const id = attrs.id as Buffer | undefined;
       if (!id || id.length !== 4 || id.readUInt32BE() < 1) continue;
       // SoftHSM2 leaves CKA_VALUE_LEN at 0 on keys made by C_UnwrapKey; their length was checked at import.
       if (attrs.keyType !== graphene.KeyType.AES || (attrs.valueLen !== 32 && attrs.valueLen !== 0)) {
         session.close();
-        throw new CofferError('invalid_request', `key "${this.keyLabel}" in HSM token "${this.label}" is not an AES-256 key`);
+        throw new CofferError(
+          'invalid_request',
+          `key "${this.keyLabel}" in HSM token "${this.label}" is not an AES-256 key`,
+        );
       }
       // A key generated in the token (CKA_LOCAL) must never have been extractable; an imported
       // one cannot claim that. A key that both wraps and decrypts could export its siblings.
       const unsafe =
-        attrs.extractable !== false || attrs.sensitive !== true || (attrs.local === true && attrs.neverExtractable !== true) || (attrs.wrap === true && attrs.decrypt === true);
+        attrs.extractable !== false ||
+        attrs.sensitive !== true ||
+        (attrs.local === true && attrs.neverExtractable !== true) ||
+        (attrs.wrap === true && attrs.decrypt === true);
       if (unsafe) {
         session.close();
-        throw new CofferError('invalid_request', `key "${this.keyLabel}" in HSM token "${this.label}" has an unsafe template (extractable, not sensitive, or both wrap and decrypt): refusing it as a master key`);
+        throw new CofferError(
+          'invalid_request',
+          `key "${this.keyLabel}" in HSM token "${this.label}" has an unsafe template (extractable, not sensitive, or both wrap and decrypt): refusing it as a master key`,
+        );
       }
       keys.set(id.readUInt32BE(), key);
     }
@@ -115,7 +142,8 @@ export class HsmToken {
 
   supportsGcm(): boolean {
     const mechanisms = this.requireSession().slot.getMechanisms();
-    for (let i = 0; i < mechanisms.length; i++) if (mechanisms.items(i).type === graphene.MechanismEnum.AES_GCM) return true;
+    for (let i = 0; i < mechanisms.length; i++)
+      if (mechanisms.items(i).type === graphene.MechanismEnum.AES_GCM) return true;
     return false;
   }
 
@@ -134,7 +162,8 @@ export class HsmToken {
       return decipher.once(Buffer.from(ciphertext), Buffer.alloc(ciphertext.length));
     } catch (e) {
       const code = pkcs11Code(e);
-      if (code !== undefined && DATA_ERRORS.includes(code) && this.responsive(key)) throw new CofferError('decryption_failed', 'decryption failed');
+      if (code !== undefined && DATA_ERRORS.includes(code) && this.responsive(key))
+        throw new CofferError('decryption_failed', 'decryption failed');
       throw e;
     }
   }
@@ -168,12 +197,34 @@ export class HsmToken {
       session.destroy({ label });
       session.generateKeyPair(
         graphene.KeyGenMechanism.RSA,
-        { keyType: graphene.KeyType.RSA, token: true, label, modulusBits: 4096, publicExponent: Buffer.from([1, 0, 1]), encrypt: true, wrap: true, verify: false },
-        { keyType: graphene.KeyType.RSA, token: true, label, private: true, sensitive: true, extractable: false, decrypt: false, unwrap: true, sign: false },
+        {
+          keyType: graphene.KeyType.RSA,
+          token: true,
+          label,
+          modulusBits: 4096,
+          publicExponent: Buffer.from([1, 0, 1]),
+          encrypt: true,
+          wrap: true,
+          verify: false,
+        },
+        {
+          keyType: graphene.KeyType.RSA,
+          token: true,
+          label,
+          private: true,
+          sensitive: true,
+          extractable: false,
+          decrypt: false,
+          unwrap: true,
+          sign: false,
+        },
       );
       pub = session.find({ class: graphene.ObjectClass.PUBLIC_KEY, label });
     }
-    const { modulus, publicExponent } = pub.items(0).getAttribute({ modulus: null, publicExponent: null }) as { modulus: Buffer; publicExponent: Buffer };
+    const { modulus, publicExponent } = pub.items(0).getAttribute({ modulus: null, publicExponent: null }) as {
+      modulus: Buffer;
+      publicExponent: Buffer;
+    };
     const jwk = { kty: 'RSA', n: modulus.toString('base64url'), e: publicExponent.toString('base64url') };
     return createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString();
   }
@@ -183,27 +234,51 @@ export class HsmToken {
    * CKM_RSA_AES_KEY_WRAP: RSA-OAEP unwraps the ephemeral AES key into a session object, which
    * then AES-KWP-unwraps the material straight into a non-extractable token key.
    */
-  unwrapImport(version: number, wrappedEphemeral: Uint8Array, wrappedMaterial: Uint8Array, oaepHash: 'sha256' | 'sha1'): void {
+  unwrapImport(
+    version: number,
+    wrappedEphemeral: Uint8Array,
+    wrappedMaterial: Uint8Array,
+    oaepHash: 'sha256' | 'sha1',
+  ): void {
     const session = this.requireSession();
     const found = session.find({ class: graphene.ObjectClass.PRIVATE_KEY, label: `${this.keyLabel}.byok` });
-    if (found.length === 0) throw new CofferError('invalid_request', 'no BYOK wrapping key in the HSM: get one from GET /v1/sys/byok/wrapping-key first');
-    const hash = oaepHash === 'sha1' ? [graphene.MechanismEnum.SHA1, graphene.RsaMgf.MGF1_SHA1] : [graphene.MechanismEnum.SHA256, graphene.RsaMgf.MGF1_SHA256];
-    const oaep = { name: 'RSA_PKCS_OAEP', params: new graphene.RsaOaepParams(hash[0] as graphene.MechanismEnum, hash[1] as graphene.RsaMgf) };
-    const bad = () => new CofferError('invalid_request', 'the wrapped key does not unwrap with this vault’s wrapping key (wrong key, wrong OAEP hash, or damaged)');
+    if (found.length === 0)
+      throw new CofferError(
+        'invalid_request',
+        'no BYOK wrapping key in the HSM: get one from GET /v1/sys/byok/wrapping-key first',
+      );
+    const hash =
+      oaepHash === 'sha1'
+        ? [graphene.MechanismEnum.SHA1, graphene.RsaMgf.MGF1_SHA1]
+        : [graphene.MechanismEnum.SHA256, graphene.RsaMgf.MGF1_SHA256];
+    const oaep = {
+      name: 'RSA_PKCS_OAEP',
+      params: new graphene.RsaOaepParams(hash[0] as graphene.MechanismEnum, hash[1] as graphene.RsaMgf),
+    };
+    const bad = () =>
+      new CofferError(
+        'invalid_request',
+        'the wrapped key does not unwrap with this vault’s wrapping key (wrong key, wrong OAEP hash, or damaged)',
+      );
     let ephemeral: graphene.SecretKey;
     try {
-      ephemeral = session.unwrapKey(oaep, found.items(0).toType<graphene.PrivateKey>(), Buffer.from(wrappedEphemeral), {
-        class: graphene.ObjectClass.SECRET_KEY,
-        keyType: graphene.KeyType.AES,
-        token: false,
-        sensitive: true,
-        extractable: false,
-        unwrap: true,
-      }).toType<graphene.SecretKey>();
+      ephemeral = session
+        .unwrapKey(oaep, found.items(0).toType<graphene.PrivateKey>(), Buffer.from(wrappedEphemeral), {
+          class: graphene.ObjectClass.SECRET_KEY,
+          keyType: graphene.KeyType.AES,
+          token: false,
+          sensitive: true,
+          extractable: false,
+          unwrap: true,
+        })
+        .toType<graphene.SecretKey>();
     } catch (e) {
       const code = pkcs11Code(e);
       if (code === CKR.ARGUMENTS_BAD || code === CKR.MECHANISM_PARAM_INVALID) {
-        throw new CofferError('invalid_request', `this HSM does not support RSA-OAEP with ${oaepHash.toUpperCase()}: wrap the key with oaep_hash sha1`);
+        throw new CofferError(
+          'invalid_request',
+          `this HSM does not support RSA-OAEP with ${oaepHash.toUpperCase()}: wrap the key with oaep_hash sha1`,
+        );
       }
       if (code !== undefined && DATA_ERRORS.includes(code)) throw bad();
       throw e;
@@ -211,8 +286,16 @@ export class HsmToken {
     try {
       // AES-KWP of 25..32 bytes is 40 bytes; AES accepts only 32 of those lengths, which the
       // self-test below proves without reading the value (CKA_VALUE_LEN is not reliable here).
-      if (wrappedMaterial.length !== KWP_256_LENGTH) throw new CofferError('invalid_request', 'imported key material must be 256 bits');
-      const key = session.unwrapKey({ name: 'AES_KEY_WRAP_PAD', params: null }, ephemeral, Buffer.from(wrappedMaterial), this.unwrapTemplate(version)).toType<graphene.SecretKey>();
+      if (wrappedMaterial.length !== KWP_256_LENGTH)
+        throw new CofferError('invalid_request', 'imported key material must be 256 bits');
+      const key = session
+        .unwrapKey(
+          { name: 'AES_KEY_WRAP_PAD', params: null },
+          ephemeral,
+          Buffer.from(wrappedMaterial),
+          this.unwrapTemplate(version),
+        )
+        .toType<graphene.SecretKey>();
       if (!this.selfTest(session, key)) {
         session.destroy(key);
         throw new CofferError('invalid_request', 'imported key material must be 256 bits');

@@ -27,7 +27,10 @@ const KEY_LABEL = /^[A-Za-z0-9._-]{1,64}$/;
 const ATTRIBUTES = new Set(['module', 'token', 'key', 'pin-env', 'pin-file']);
 
 const invalid = (why: string) =>
-  new CofferError('invalid_request', `invalid --kek pkcs11: ${why} (expected pkcs11:module=PATH;token=LABEL[,LABEL];key=LABEL;pin-env=VAR or pin-file=PATH)`);
+  new CofferError(
+    'invalid_request',
+    `invalid --kek pkcs11: ${why} (expected pkcs11:module=PATH;token=LABEL[,LABEL];key=LABEL;pin-env=VAR or pin-file=PATH)`,
+  );
 
 /**
  * Parses `pkcs11:module=PATH;token=A[,B];key=LABEL;pin-env=VAR` (or `pin-file=PATH`). Several

@@ -13,11 +13,20 @@ import { tempDir } from '../../helpers.js';
  */
 
 const H = (c: string) => c.repeat(64);
-const head = (seq: number, extra: Partial<AuditHead> = {}): AuditHead => ({ file: '/var/log/coffer/audit.log', seq, hash: H(String(seq % 10)), ...extra });
+const head = (seq: number, extra: Partial<AuditHead> = {}): AuditHead => ({
+  file: '/var/log/coffer/audit.log',
+  seq,
+  hash: H(String(seq % 10)),
+  ...extra,
+});
 const HEADER = 48;
 
 /** A slot as the format describes it, built here independently of the module. */
-function slot(counter: number, payload: string | Buffer, options: { magic?: string; length?: number; hash?: Buffer } = {}): Buffer {
+function slot(
+  counter: number,
+  payload: string | Buffer,
+  options: { magic?: string; length?: number; hash?: Buffer } = {},
+): Buffer {
   const body = Buffer.isBuffer(payload) ? payload : Buffer.from(payload);
   const out = Buffer.alloc(SLOT_BYTES);
   out.write(options.magic ?? 'CAH1', 0, 'latin1');
@@ -46,7 +55,11 @@ describe('audit head file: layout and reading', function () {
     assert.equal(bytes.length, HEAD_FILE_BYTES);
     assert.equal(HEAD_FILE_BYTES, 2 * SLOT_BYTES);
     assert.equal(SLOT_BYTES, 8192);
-    assert.deepEqual(bytes.subarray(SLOT_BYTES), slot(1, JSON.stringify(head(5))), 'slot 1 holds counter 1, exactly as laid out');
+    assert.deepEqual(
+      bytes.subarray(SLOT_BYTES),
+      slot(1, JSON.stringify(head(5))),
+      'slot 1 holds counter 1, exactly as laid out',
+    );
     assert.deepEqual(bytes.subarray(0, SLOT_BYTES), Buffer.alloc(SLOT_BYTES), 'slot 0 is still empty');
     assert.deepEqual(await h.read(), head(5));
     assert.deepEqual(await new FileHead(path).read(), head(5));
@@ -80,33 +93,54 @@ describe('audit head file: layout and reading', function () {
     const older = slot(6, JSON.stringify(head(6)));
     const damaged: [string, Buffer][] = [
       ['another magic', slot(8, JSON.stringify(head(8)), { magic: 'CAH2' })],
-      ['a flipped payload byte', (() => {
-        const s = slot(8, JSON.stringify(head(8)));
-        s[HEADER + 3]! ^= 1;
-        return s;
-      })()],
-      ['a flipped counter byte', (() => {
-        const s = slot(8, JSON.stringify(head(8)));
-        s[11]! ^= 1;
-        return s;
-      })()],
+      [
+        'a flipped payload byte',
+        (() => {
+          const s = slot(8, JSON.stringify(head(8)));
+          s[HEADER + 3]! ^= 1;
+          return s;
+        })(),
+      ],
+      [
+        'a flipped counter byte',
+        (() => {
+          const s = slot(8, JSON.stringify(head(8)));
+          s[11]! ^= 1;
+          return s;
+        })(),
+      ],
       ['a length past the slot', slot(8, JSON.stringify(head(8)), { length: SLOT_BYTES - HEADER + 1 })],
       ['a wrong checksum', slot(8, JSON.stringify(head(8)), { hash: Buffer.alloc(32) })],
-      ['a length one past the slot, checksummed over all the slot holds', (() => {
-        // A payload that runs to the slot's end (JSON, then blanks) with a length one byte longer:
-        // checksummed over everything after the header, it would read if the length were not checked.
-        const json = JSON.stringify(head(8));
-        const s = slot(8, json + ' '.repeat(SLOT_BYTES - HEADER - json.length), { length: SLOT_BYTES - HEADER + 1 });
-        createHash('sha256').update(s.subarray(0, 16)).update(s.subarray(HEADER)).digest().copy(s, 16);
-        return s;
-      })()],
+      [
+        'a length one past the slot, checksummed over all the slot holds',
+        (() => {
+          // A payload that runs to the slot's end (JSON, then blanks) with a length one byte longer:
+          // checksummed over everything after the header, it would read if the length were not checked.
+          const json = JSON.stringify(head(8));
+          const s = slot(8, json + ' '.repeat(SLOT_BYTES - HEADER - json.length), { length: SLOT_BYTES - HEADER + 1 });
+          createHash('sha256').update(s.subarray(0, 16)).update(s.subarray(HEADER)).digest().copy(s, 16);
+          return s;
+        })(),
+      ],
       ['a checksummed payload that is not JSON', slot(8, '{"file":')],
       ['a checksummed payload outside the schema', slot(8, JSON.stringify({ ...head(8), extra: 1 }))],
-      ['a checksummed head whose hash has a character before its 64 hex digits', slot(8, JSON.stringify({ ...head(8), hash: `0${H('8')}` }))],
-      ['a checksummed head whose hash has a character after its 64 hex digits', slot(8, JSON.stringify({ ...head(8), hash: `${H('8')}0` }))],
-      ['a checksummed head whose sink position has a longer hash', slot(8, JSON.stringify({ ...head(8), sinks: [{ seq: 8, hash: `0${H('8')}` }] }))],
+      [
+        'a checksummed head whose hash has a character before its 64 hex digits',
+        slot(8, JSON.stringify({ ...head(8), hash: `0${H('8')}` })),
+      ],
+      [
+        'a checksummed head whose hash has a character after its 64 hex digits',
+        slot(8, JSON.stringify({ ...head(8), hash: `${H('8')}0` })),
+      ],
+      [
+        'a checksummed head whose sink position has a longer hash',
+        slot(8, JSON.stringify({ ...head(8), sinks: [{ seq: 8, hash: `0${H('8')}` }] })),
+      ],
       ['a checksummed head with clean: false', slot(8, JSON.stringify({ ...head(8), clean: false }))],
-      ['a checksummed head with 17 sink positions', slot(8, JSON.stringify({ ...head(8), sinks: Array(17).fill(null) }))],
+      [
+        'a checksummed head with 17 sink positions',
+        slot(8, JSON.stringify({ ...head(8), sinks: Array(17).fill(null) })),
+      ],
     ];
     for (const [what, newer] of damaged) {
       await writeFile(path, Buffer.concat([newer, older]));
@@ -132,7 +166,11 @@ describe('audit head file: layout and reading', function () {
     await h.write(head(2, { file: fits.file }));
     assert.deepEqual(await h.read(), head(2, { file: fits.file }), 'exactly full: kept whole');
     await h.write(head(3, { file: `${fits.file}x` }));
-    assert.deepEqual(await h.read(), head(3, { file: fits.file.slice(0, 256) }), 'one byte over: the informational file name is cut to 256');
+    assert.deepEqual(
+      await h.read(),
+      head(3, { file: fits.file.slice(0, 256) }),
+      'one byte over: the informational file name is cut to 256',
+    );
     await h.close();
   });
 
@@ -153,7 +191,13 @@ describe('audit head file: layout and reading', function () {
     assert.equal(bytes.length, HEAD_FILE_BYTES);
     assert.deepEqual(await new FileHead(path).read(), head(5));
     await h.close();
-    for (const bad of ['{"file":"a","seq":4}', '{"file":"","seq":4,"hash":"' + H('c') + '"}', '{"file":"a","seq":-1,"hash":"' + H('c') + '"}', '{"file":"a","seq":4,"hash":"' + H('c') + '","clean":true}', 'not json']) {
+    for (const bad of [
+      '{"file":"a","seq":4}',
+      '{"file":"","seq":4,"hash":"' + H('c') + '"}',
+      '{"file":"a","seq":-1,"hash":"' + H('c') + '"}',
+      '{"file":"a","seq":4,"hash":"' + H('c') + '","clean":true}',
+      'not json',
+    ]) {
       await writeFile(path, bad);
       await assert.rejects(new FileHead(path).read(), /is unreadable/, bad);
     }
@@ -176,7 +220,11 @@ describe('audit head file: layout and reading', function () {
     const h = new FileHead(path);
     assert.deepEqual(await h.read(), legacy);
     await h.write(head(5));
-    assert.deepEqual((await readFile(path)).subarray(SLOT_BYTES), slot(1, JSON.stringify(head(5))), 'replaced by a new two-slot file');
+    assert.deepEqual(
+      (await readFile(path)).subarray(SLOT_BYTES),
+      slot(1, JSON.stringify(head(5))),
+      'replaced by a new two-slot file',
+    );
     await h.close();
   });
 
@@ -187,7 +235,11 @@ describe('audit head file: layout and reading', function () {
     await symlink(path, path); // a loop: ELOOP on every open
     await assert.rejects(new FileHead(path).read(), { code: 'ELOOP' });
     await assert.rejects(new FileHead(path).write(head(1)), { code: 'ELOOP' });
-    assert.equal((await readFile(path).catch((e: NodeJS.ErrnoException) => e.code)), 'ELOOP', 'not replaced by a new head file');
+    assert.equal(
+      await readFile(path).catch((e: NodeJS.ErrnoException) => e.code),
+      'ELOOP',
+      'not replaced by a new head file',
+    );
   });
 
   it('reopens a head file that was replaced behind its back, and creates it again if it was removed', async () => {
@@ -199,11 +251,19 @@ describe('audit head file: layout and reading', function () {
     await writeFile(path, copy); // a new inode with the same content
     await h.write(head(3));
     assert.deepEqual(await new FileHead(path).read(), head(3));
-    assert.deepEqual((await readFile(path)).subarray(SLOT_BYTES), slot(3, JSON.stringify(head(3))), 'the counter went on from the file');
+    assert.deepEqual(
+      (await readFile(path)).subarray(SLOT_BYTES),
+      slot(3, JSON.stringify(head(3))),
+      'the counter went on from the file',
+    );
     await rm(path);
     await h.write(head(4));
     assert.deepEqual(await new FileHead(path).read(), head(4));
-    assert.deepEqual((await readFile(path)).subarray(SLOT_BYTES), slot(1, JSON.stringify(head(4))), 'a new file starts at counter 1');
+    assert.deepEqual(
+      (await readFile(path)).subarray(SLOT_BYTES),
+      slot(1, JSON.stringify(head(4))),
+      'a new file starts at counter 1',
+    );
     await h.close();
     await h.close();
   });

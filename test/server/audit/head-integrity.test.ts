@@ -21,7 +21,16 @@ const { privateKey, publicKey } = generateKeyPairSync('ed25519');
 const signer = { kid: 'k1', privateKey, publicKey } as never;
 const publicKeyPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
 const lines = (text: string) => text.split('\n').slice(0, -1);
-const rec = (i: number, identity = 'alice'): AuditRecord => ({ request_id: `r${i}`, identity, groups: [], operation: 'GET /v1/secrets/*', path: 'a/b', status: 200, outcome: 'ok', client: '10.0.0.1' });
+const rec = (i: number, identity = 'alice'): AuditRecord => ({
+  request_id: `r${i}`,
+  identity,
+  groups: [],
+  operation: 'GET /v1/secrets/*',
+  path: 'a/b',
+  status: 200,
+  outcome: 'ok',
+  client: '10.0.0.1',
+});
 const later = () => Date.now() + 3_600_000;
 
 /** Appends `count` correctly chained request lines (no key needed: the chain is only SHA-256). */
@@ -31,7 +40,21 @@ async function forge(file: string, count: number, pad = 0): Promise<void> {
   let seq = (JSON.parse(ls.at(-1)!) as { seq: number }).seq + 1;
   let out = '';
   for (let k = 0; k < count; k++) {
-    const text = JSON.stringify({ type: 'request', time: new Date().toISOString(), request_id: `forged${k}`, identity: 'bob', groups: [], operation: 'GET /v1/secrets/*', path: 'prod/db', status: 200, outcome: 'ok', client: '10.6.6.6', ...(pad ? { pad: 'x'.repeat(pad) } : {}), seq, prev });
+    const text = JSON.stringify({
+      type: 'request',
+      time: new Date().toISOString(),
+      request_id: `forged${k}`,
+      identity: 'bob',
+      groups: [],
+      operation: 'GET /v1/secrets/*',
+      path: 'prod/db',
+      status: 200,
+      outcome: 'ok',
+      client: '10.6.6.6',
+      ...(pad ? { pad: 'x'.repeat(pad) } : {}),
+      seq,
+      prev,
+    });
     out += `${text}\n`;
     prev = sha256Hex(text);
     seq++;
@@ -43,7 +66,15 @@ describe('audit chain head integrity (review 2)', function () {
   this.timeout(60_000);
   let dir: string;
   let file: string;
-  const opts = (extra: Partial<AuditOptions> = {}): AuditOptions => ({ files: [file], headFile: join(dir, 'audit.head'), stdout: false, checkpointEvery: 100, timeoutMs: 2_000, now: Date.now, ...extra });
+  const opts = (extra: Partial<AuditOptions> = {}): AuditOptions => ({
+    files: [file],
+    headFile: join(dir, 'audit.head'),
+    stdout: false,
+    checkpointEvery: 100,
+    timeoutMs: 2_000,
+    now: Date.now,
+    ...extra,
+  });
   const started = async (extra: Partial<AuditOptions> = {}) => {
     const log = new AuditLog(opts(extra));
     await log.start();
@@ -65,14 +96,23 @@ describe('audit chain head integrity (review 2)', function () {
       await forge(file, 500);
       const forged = await readFile(file, 'utf8');
       await assert.rejects(started(), (e: Error) => {
-        assert.match(e.message, new RegExp(`past sequence ${stored}\\b.*stopped cleanly, up to sequence ${stored + 500}\\b`));
+        assert.match(
+          e.message,
+          new RegExp(`past sequence ${stored}\\b.*stopped cleanly, up to sequence ${stored + 500}\\b`),
+        );
         assert.match(e.message, new RegExp(`COFFER_AUDIT_ACCEPT_TRUNCATION=${stored}\\b`));
         assert.ok(e.message.includes(file), e.message);
         return true;
       });
       assert.equal(await readFile(file, 'utf8'), forged, 'a refused start changes nothing');
       // Even a single forged line is refused after a clean stop.
-      await writeFile(file, lines(forged).slice(0, -500).map((l) => `${l}\n`).join(''));
+      await writeFile(
+        file,
+        lines(forged)
+          .slice(0, -500)
+          .map((l) => `${l}\n`)
+          .join(''),
+      );
       await forge(file, 1);
       await assert.rejects(started(), /stopped cleanly/);
       await writeFile(file, forged);
@@ -99,15 +139,27 @@ describe('audit chain head integrity (review 2)', function () {
       const text = await readFile(file, 'utf8');
       assert.ok(text.startsWith(before), 'the confirmed lines are kept');
       assert.ok(!text.includes('forged'), 'the unconfirmed lines are cut off');
-      const open = lines(text).map((l) => JSON.parse(l) as Record<string, unknown>).filter((e) => e.type === 'open').at(-1)!;
+      const open = lines(text)
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((e) => e.type === 'open')
+        .at(-1)!;
       assert.deepEqual(open.unconfirmed, [{ sink: file, from: stored + 1, to: stored + 20 }]);
       assert.equal(open.seq, stored + 1, 'the chain continues after the stored head');
       const result = verifyAuditLog(text, { publicKeyPem, sink: file, now: later });
       assert.equal(result.ok, true, JSON.stringify(result.firstBad) + text);
-      assert.deepEqual(result.unconfirmed, [{ line: lines(before).length + 1, sink: file, from: stored + 1, to: stored + 20, cut: true }]);
+      assert.deepEqual(result.unconfirmed, [
+        { line: lines(before).length + 1, sink: file, from: stored + 1, to: stored + 20, cut: true },
+      ]);
       // The CLI names the range.
-      const cli = await promisify(execFile)(process.execPath, [CLI, 'audit', 'verify', file], { env: { PATH: process.env.PATH, HOME: dir } });
-      assert.match(cli.stdout, new RegExp(`line ${lines(before).length + 1}: restart after a crash: sequences ${stored + 1} to ${stored + 20}, written to ${file} but never confirmed .*were cut off`));
+      const cli = await promisify(execFile)(process.execPath, [CLI, 'audit', 'verify', file], {
+        env: { PATH: process.env.PATH, HOME: dir },
+      });
+      assert.match(
+        cli.stdout,
+        new RegExp(
+          `line ${lines(before).length + 1}: restart after a crash: sequences ${stored + 1} to ${stored + 20}, written to ${file} but never confirmed .*were cut off`,
+        ),
+      );
       await crashed.close();
     });
 
@@ -117,7 +169,12 @@ describe('audit chain head integrity (review 2)', function () {
       const stored = (JSON.parse(lines(await readFile(file, 'utf8')).at(-1)!) as { seq: number }).seq;
       await forge(file, 300, 1024); // ~300 KiB
       await assert.rejects(started(), (e: Error) => {
-        assert.match(e.message, new RegExp(`past sequence ${stored}\\b, the last line this server confirmed, up to sequence ${stored + 300}\\b`));
+        assert.match(
+          e.message,
+          new RegExp(
+            `past sequence ${stored}\\b, the last line this server confirmed, up to sequence ${stored + 300}\\b`,
+          ),
+        );
         assert.match(e.message, /more than the 262144 bytes/);
         return true;
       });
@@ -128,7 +185,12 @@ describe('audit chain head integrity (review 2)', function () {
   describe('the head file', () => {
     it('a torn slot (garbage) falls back to the other slot; an old-format head is read and replaced', async () => {
       const path = join(dir, 'audit.head');
-      const h = (seq: number) => ({ file, seq, hash: sha256Hex(String(seq)), sinks: [{ seq, hash: sha256Hex(String(seq)) }] });
+      const h = (seq: number) => ({
+        file,
+        seq,
+        hash: sha256Hex(String(seq)),
+        sinks: [{ seq, hash: sha256Hex(String(seq)) }],
+      });
       await writeFile(path, JSON.stringify({ file, seq: 1, hash: sha256Hex('1') }));
       const head = new headModule.FileHead(path);
       assert.deepEqual(await head.read(), { file, seq: 1, hash: sha256Hex('1') }, 'old format');
@@ -181,7 +243,14 @@ describe('audit chain head integrity (review 2)', function () {
       const N = 200;
       const measure = async (legacy: boolean): Promise<number> => {
         const d = await tempDir('coffer-audit-lat-');
-        const log = new AuditLog({ files: [join(d, 'audit.log')], headFile: join(d, 'audit.head'), stdout: false, checkpointEvery: 100, timeoutMs: 5_000, now: Date.now });
+        const log = new AuditLog({
+          files: [join(d, 'audit.log')],
+          headFile: join(d, 'audit.head'),
+          stdout: false,
+          checkpointEvery: 100,
+          timeoutMs: 5_000,
+          now: Date.now,
+        });
         if (legacy) {
           // What every head write cost before: temp file, fsync, rename, directory fsync.
           const head = (log as unknown as { head: { path: string; write: (h: unknown) => Promise<void> } }).head;
@@ -207,7 +276,9 @@ describe('audit chain head integrity (review 2)', function () {
       };
       const replaced = await measure(true);
       const inPlace = await measure(false);
-      process.stdout.write(`      serial audited record: ${replaced.toFixed(3)} ms with the replaced head, ${inPlace.toFixed(3)} ms in place\n`);
+      process.stdout.write(
+        `      serial audited record: ${replaced.toFixed(3)} ms with the replaced head, ${inPlace.toFixed(3)} ms in place\n`,
+      );
     });
   });
 
@@ -216,7 +287,10 @@ describe('audit chain head integrity (review 2)', function () {
     await symlink(join(dir, 'pipe'), join(dir, 'audit.pipe'));
     const log = new AuditLog(opts({ files: [file, join(dir, 'audit.pipe')] }));
     let timer: NodeJS.Timeout | undefined;
-    const outcome = await Promise.race([log.start().then(() => 'started'), new Promise((r) => (timer = setTimeout(() => r('blocked'), 5_000)))]);
+    const outcome = await Promise.race([
+      log.start().then(() => 'started'),
+      new Promise((r) => (timer = setTimeout(() => r('blocked'), 5_000))),
+    ]);
     clearTimeout(timer);
     assert.equal(outcome, 'started');
     await log.record(rec(0));
@@ -241,7 +315,9 @@ describe('audit chain head integrity (review 2)', function () {
     const refused = log.lastSeq;
     await log.record(rec(2));
     await log.close();
-    const entries = lines(await readFile(file, 'utf8')).map((l) => JSON.parse(l) as { type: string; seqs?: number[][] });
+    const entries = lines(await readFile(file, 'utf8')).map(
+      (l) => JSON.parse(l) as { type: string; seqs?: number[][] },
+    );
     const withheld = entries.filter((e) => e.type === 'withheld');
     assert.equal(withheld.length, 1, 'a withheld line');
     assert.deepEqual(withheld[0]!.seqs, [[refused, refused]]);

@@ -39,7 +39,9 @@ describe('audit: a removed chain head file does not hide a truncation', function
   after(() => rm(dir, { recursive: true, force: true }));
 
   it('open lines say the server keeps a chain head', () => {
-    const opens = lines(original).map((l) => JSON.parse(l) as { type: string; head?: boolean }).filter((e) => e.type === 'open');
+    const opens = lines(original)
+      .map((l) => JSON.parse(l) as { type: string; head?: boolean })
+      .filter((e) => e.type === 'open');
     assert.ok(opens.length >= 2);
     for (const o of opens) assert.equal(o.head, true);
   });
@@ -71,7 +73,14 @@ describe('audit: a removed chain head file does not hide a truncation', function
     // first start without a head (they cannot sign a checkpoint after it, so check the chain only).
     const ls = lines(original);
     const cut = ls.slice(0, -4);
-    const forged = JSON.stringify({ type: 'open', time: new Date().toISOString(), head_missing: true, head: true, seq: seqOf(cut.at(-1)!) + 1, prev: sha256Hex(cut.at(-1)!) });
+    const forged = JSON.stringify({
+      type: 'open',
+      time: new Date().toISOString(),
+      head_missing: true,
+      head: true,
+      seq: seqOf(cut.at(-1)!) + 1,
+      prev: sha256Hex(cut.at(-1)!),
+    });
     const result = verifyAuditLog(join_([...cut, forged]), {});
     assert.equal(result.ok, false);
     assert.match(result.firstBad!.reason, /head file was removed/);
@@ -99,7 +108,9 @@ describe('audit: a removed chain head file does not hide a truncation', function
       await writeFile(legacy.auditFile, join_(rechained));
       await rm(join(legacy.dir, 'audit.head'));
       const upgraded = await openVault({ dir: legacy.dir, init: false });
-      const opens = lines(await readFile(legacy.auditFile, 'utf8')).map((l) => JSON.parse(l) as { type: string; head_missing?: boolean }).filter((e) => e.type === 'open');
+      const opens = lines(await readFile(legacy.auditFile, 'utf8'))
+        .map((l) => JSON.parse(l) as { type: string; head_missing?: boolean })
+        .filter((e) => e.type === 'open');
       assert.equal(opens.at(-1)!.head_missing, true);
       await upgraded.cleanup();
     } finally {

@@ -10,14 +10,18 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function readMany(vault: TestVault, n: number): Promise<number[]> {
   const statuses: number[] = [];
-  for (let i = 0; i < n; i++) statuses.push((await request(vault.app).get('/v1/secrets/app/db').set(vault.auth)).status);
+  for (let i = 0; i < n; i++)
+    statuses.push((await request(vault.app).get('/v1/secrets/app/db').set(vault.auth)).status);
   return statuses;
 }
 
 /** Waits until `GET /v1/sys/audit` reports every sink ok and caught up. */
 async function caughtUp(vault: TestVault): Promise<void> {
   for (let i = 0; i < 100; i++) {
-    const sinks = (await request(vault.app).get('/v1/sys/audit').set(vault.auth)).body.sink_status as { state: string; behind: number }[];
+    const sinks = (await request(vault.app).get('/v1/sys/audit').set(vault.auth)).body.sink_status as {
+      state: string;
+      behind: number;
+    }[];
     if (sinks.every((s) => s.state === 'ok' && s.behind <= 1)) return;
     await sleep(100);
   }
@@ -50,7 +54,10 @@ describe('audit sinks: a sink that misses lines', function () {
   it('rewrites the lines it missed, in order, once it can be written again (within the backlog bound)', async () => {
     const vault = await openVault({ dir, audit: { files: [a, b], timeoutMs: 1_000, retryMs: 50 } });
     const publicKey = vault.auditSigner.publicKeyPem()!;
-    await request(vault.app).put('/v1/secrets/app/db').set(vault.auth).send({ data: { v: '1' } });
+    await request(vault.app)
+      .put('/v1/secrets/app/db')
+      .set(vault.auth)
+      .send({ data: { v: '1' } });
     const restore = await breakSink(b);
     assert.deepEqual(await readMany(vault, 10), Array(10).fill(200), 'a carries every request');
     await restore();
@@ -66,7 +73,10 @@ describe('audit sinks: a sink that misses lines', function () {
   it('past the backlog bound: records a gap marker that verifies for that sink only', async () => {
     const vault = await openVault({ dir, audit: { files: [a, b], timeoutMs: 1_000, retryMs: 50, backlogBytes: 4096 } });
     const publicKey = vault.auditSigner.publicKeyPem()!;
-    await request(vault.app).put('/v1/secrets/app/db').set(vault.auth).send({ data: { v: '1' } });
+    await request(vault.app)
+      .put('/v1/secrets/app/db')
+      .set(vault.auth)
+      .send({ data: { v: '1' } });
     const restore = await breakSink(b);
     assert.deepEqual(await readMany(vault, 40), Array(40).fill(200));
     await restore();
@@ -92,7 +102,7 @@ describe('audit sinks: a sink that misses lines', function () {
       return seq < gap.from || seq > gap.to;
     });
     const forged = verifyAuditLog(cut.map((l) => `${l}\n`).join(''), { publicKeyPem: publicKey, sink: a });
-    assert.equal(forged.ok, false, 'lines cut out of a healthy file are not covered by another sink\'s gap');
+    assert.equal(forged.ok, false, "lines cut out of a healthy file are not covered by another sink's gap");
   });
 });
 
@@ -125,8 +135,15 @@ describe('audit: a torn line', function () {
     await vault.cleanup(true);
     const text = await readFile(vault.auditFile, 'utf8');
     await truncate(vault.auditFile, Buffer.byteLength(text) - 5);
-    await assert.rejects(openVault({ dir: vault.dir, init: false }), /ends at sequence \d+ but this server wrote up to sequence \d+/);
-    assert.equal((await readFile(vault.auditFile, 'utf8')).length, Buffer.byteLength(text) - 5, 'a refused start changes nothing');
+    await assert.rejects(
+      openVault({ dir: vault.dir, init: false }),
+      /ends at sequence \d+ but this server wrote up to sequence \d+/,
+    );
+    assert.equal(
+      (await readFile(vault.auditFile, 'utf8')).length,
+      Buffer.byteLength(text) - 5,
+      'a refused start changes nothing',
+    );
     await rm(vault.dir, { recursive: true, force: true });
   });
 });

@@ -25,7 +25,10 @@ function rechain(ls: string[]): string[] {
 }
 
 async function traffic(vault: TestVault, n: number): Promise<void> {
-  await request(vault.app).put('/v1/secrets/app/db').set(vault.auth).send({ data: { password: 'p' } });
+  await request(vault.app)
+    .put('/v1/secrets/app/db')
+    .set(vault.auth)
+    .send({ data: { password: 'p' } });
   for (let i = 0; i < n; i++) await request(vault.app).get('/v1/secrets/app/db').set(vault.auth);
 }
 
@@ -68,7 +71,11 @@ describe('audit truncation and tail signing', function () {
 
     it('fails when more lines follow the last checkpoint than the server leaves unsigned', () => {
       const kept = lines(text).slice(0, -1); // drop the final checkpoint
-      const result = verifyAuditLog(join_(kept), { publicKeyPem: publicKey, maxUnsignedLines: 3, now: () => timeOf(kept.at(-1)!) });
+      const result = verifyAuditLog(join_(kept), {
+        publicKeyPem: publicKey,
+        maxUnsignedLines: 3,
+        now: () => timeOf(kept.at(-1)!),
+      });
       assert.equal(result.ok, false);
       assert.match(result.firstBad!.reason, /more than the 3/);
     });
@@ -139,18 +146,27 @@ describe('audit truncation and tail signing', function () {
       const ls = lines(await readFile(file, 'utf8'));
       const edited = rechain([...ls.slice(0, -2), ls.at(-2)!.replace('"status":200', '"status":201'), ls.at(-1)!]);
       await writeFile(file, join_(edited));
-      await assert.rejects(openVault({ dir, init: false }), /sequence \d+ .*SHA-256 differs from the stored chain head/);
+      await assert.rejects(
+        openVault({ dir, init: false }),
+        /sequence \d+ .*SHA-256 differs from the stored chain head/,
+      );
     });
 
     it('starts a new chain segment on purpose when told the exact stored sequence, and records the gap', async () => {
       const ls = lines(await readFile(file, 'utf8'));
       const stored = seqOf(ls.at(-1)!);
       await writeFile(file, join_(ls.slice(0, -3)));
-      await assert.rejects(openVault({ dir, init: false, audit: { acceptTruncationAt: stored + 1 } }), /up to sequence/);
+      await assert.rejects(
+        openVault({ dir, init: false, audit: { acceptTruncationAt: stored + 1 } }),
+        /up to sequence/,
+      );
       const vault = await openVault({ dir, init: false, audit: { acceptTruncationAt: stored } });
       await vault.cleanup(true);
       const after = lines(await readFile(file, 'utf8'));
-      const open = JSON.parse(after.find((l, i) => i >= ls.length - 3 && l.includes('"type":"open"'))!) as Record<string, unknown>;
+      const open = JSON.parse(after.find((l, i) => i >= ls.length - 3 && l.includes('"type":"open"'))!) as Record<
+        string,
+        unknown
+      >;
       assert.deepEqual((open.gap as { stored_seq: number }).stored_seq, stored);
       const result = verifyAuditLog(join_(after));
       assert.equal(result.ok, true, JSON.stringify(result.firstBad));
@@ -169,7 +185,11 @@ describe('audit truncation and tail signing', function () {
       assert.equal(result.ok, true, JSON.stringify(result.firstBad));
       assert.equal(result.gaps.length, 0);
       const seqs = lines(text).map(seqOf);
-      assert.deepEqual(seqs, seqs.map((_, i) => i), 'sequence numbers continue across restarts');
+      assert.deepEqual(
+        seqs,
+        seqs.map((_, i) => i),
+        'sequence numbers continue across restarts',
+      );
     });
   });
 
@@ -185,7 +205,11 @@ describe('audit truncation and tail signing', function () {
         assert.equal(JSON.parse(after.at(-1)!).type, 'checkpoint', 'a checkpoint followed within the interval');
         assert.ok(timeOf(after.at(-1)!) - timeOf(before.at(-1)!) < 500);
         await new Promise((r) => setTimeout(r, 400));
-        assert.equal(lines(await readFile(vault.auditFile, 'utf8')).length, after.length, 'no checkpoint without new lines');
+        assert.equal(
+          lines(await readFile(vault.auditFile, 'utf8')).length,
+          after.length,
+          'no checkpoint without new lines',
+        );
       } finally {
         await vault.cleanup(true);
       }
@@ -197,7 +221,15 @@ describe('audit truncation and tail signing', function () {
 
     it('never keeps the process alive', async () => {
       const dir = await tempDir('coffer-audit-timer-');
-      const logModule = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..', 'server', 'audit', 'log.js');
+      const logModule = join(
+        fileURLToPath(new URL('.', import.meta.url)),
+        '..',
+        '..',
+        '..',
+        'server',
+        'audit',
+        'log.js',
+      );
       const script = `
         const { AuditLog } = await import(${JSON.stringify(logModule)});
         const log = new AuditLog({ files: [${JSON.stringify(join(dir, 'a.log'))}], stdout: false, checkpointEvery: 1000, checkpointIntervalMs: 60000, timeoutMs: 1000, now: Date.now });

@@ -108,9 +108,19 @@ describe('glob bound claims: * and **', () => {
     const alphabet = fc.constantFrom('a', 'b', '/', '*', '.', '?', '[', ']', '\\', '\n', '(', '|');
     const text = fc.array(alphabet, { maxLength: 10 }).map((c) => c.join(''));
     fc.assert(
-      fc.property(text, fc.array(fc.constantFrom('a', 'b', '/', '.', '?', '[', '\\', '\n', '*', '|'), { maxLength: 10 }).map((c) => c.join('')), (pattern, value) => {
-        assert.equal(globMatch(pattern, value), reference(pattern, value), `${JSON.stringify(pattern)} ~ ${JSON.stringify(value)}`);
-      }),
+      fc.property(
+        text,
+        fc
+          .array(fc.constantFrom('a', 'b', '/', '.', '?', '[', '\\', '\n', '*', '|'), { maxLength: 10 })
+          .map((c) => c.join('')),
+        (pattern, value) => {
+          assert.equal(
+            globMatch(pattern, value),
+            reference(pattern, value),
+            `${JSON.stringify(pattern)} ~ ${JSON.stringify(value)}`,
+          );
+        },
+      ),
       { numRuns: 3000 },
     );
     // Values built from the pattern, so that matches are common too.
@@ -118,7 +128,11 @@ describe('glob bound claims: * and **', () => {
       fc.property(text, fc.array(fc.constantFrom('', 'a', 'b/', '/', 'x\n'), { maxLength: 6 }), (pattern, fills) => {
         let i = 0;
         const value = pattern.replace(/\*+/g, () => fills[i++ % Math.max(fills.length, 1)] ?? '');
-        assert.equal(globMatch(pattern, value), reference(pattern, value), `${JSON.stringify(pattern)} ~ ${JSON.stringify(value)}`);
+        assert.equal(
+          globMatch(pattern, value),
+          reference(pattern, value),
+          `${JSON.stringify(pattern)} ~ ${JSON.stringify(value)}`,
+        );
       }),
       { numRuns: 3000 },
     );

@@ -19,7 +19,8 @@ class Issuer {
     this.jwks = [{ ...(await exportJWK(this.rsa.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' }];
     this.server = createServer((req, res) => {
       this.requests++;
-      if (req.url === '/jwks') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: this.jwks }));
+      if (req.url === '/jwks')
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: this.jwks }));
       else res.writeHead(404).end();
     });
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
@@ -33,13 +34,30 @@ class Issuer {
 
   claims(extra: Record<string, unknown> = {}): Record<string, unknown> {
     const now = Math.floor(Date.now() / 1000);
-    return { iss: this.url, aud: 'coffer', sub: 'repo:acme/api:ref:refs/heads/main', repository: 'acme/api', ref: 'refs/heads/main', repository_id: '42', iat: now, exp: now + 300, jti: crypto.randomUUID(), ...extra };
+    return {
+      iss: this.url,
+      aud: 'coffer',
+      sub: 'repo:acme/api:ref:refs/heads/main',
+      repository: 'acme/api',
+      ref: 'refs/heads/main',
+      repository_id: '42',
+      iat: now,
+      exp: now + 300,
+      jti: crypto.randomUUID(),
+      ...extra,
+    };
   }
 
-  sign(extra: Record<string, unknown> = {}, header: Record<string, unknown> = {}, key: KeyObject = this.rsa.privateKey): Promise<string> {
+  sign(
+    extra: Record<string, unknown> = {},
+    header: Record<string, unknown> = {},
+    key: KeyObject = this.rsa.privateKey,
+  ): Promise<string> {
     const claims = this.claims(extra);
     for (const [k, v] of Object.entries(claims)) if (v === undefined) delete claims[k];
-    return new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'k1', typ: 'JWT', ...header } as never).sign(key);
+    return new SignJWT(claims)
+      .setProtectedHeader({ alg: 'RS256', kid: 'k1', typ: 'JWT', ...header } as never)
+      .sign(key);
   }
 
   /** Signs raw header and payload text (for malformed JSON the libraries would not produce). */
@@ -62,11 +80,19 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
     const res = await request(vault.app)
       .put(`/v1/auth/jwt/roles/${name}`)
       .set(vault.auth)
-      .send({ issuer: idp.url, jwks_url: `${idp.url}/jwks`, bound_audiences: ['coffer'], bound_claims: { repository: 'acme/api' }, groups: [], ...config });
+      .send({
+        issuer: idp.url,
+        jwks_url: `${idp.url}/jwks`,
+        bound_audiences: ['coffer'],
+        bound_claims: { repository: 'acme/api' },
+        groups: [],
+        ...config,
+      });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     return name;
   }
-  const login = (roleName: string, jwt: string) => request(vault.app).post('/v1/auth/jwt/login').send({ role: roleName, jwt });
+  const login = (roleName: string, jwt: string) =>
+    request(vault.app).post('/v1/auth/jwt/login').send({ role: roleName, jwt });
   /** Refused with the generic body (before the signature verified) or a named claim (after). */
   const refused = async (roleName: string, jwt: string, why: string, message: string | RegExp = JWT_REFUSED) => {
     const res = await login(roleName, jwt);
@@ -102,14 +128,20 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
   it('A2: refuses HS256 signed with the RSA public key as the HMAC secret (PEM, JWK, DER)', async () => {
     const r = await role();
     const pem = idp.rsa.publicKey.export({ type: 'spki', format: 'pem' }).toString();
-    const secrets = [pem, `\n${pem}`, idp.rsa.publicKey.export({ type: 'pkcs1', format: 'pem' }).toString(), JSON.stringify(idp.jwks[0]), idp.rsa.publicKey.export({ type: 'spki', format: 'der' })];
+    const secrets = [
+      pem,
+      `\n${pem}`,
+      idp.rsa.publicKey.export({ type: 'pkcs1', format: 'pem' }).toString(),
+      JSON.stringify(idp.jwks[0]),
+      idp.rsa.publicKey.export({ type: 'spki', format: 'der' }),
+    ];
     for (const secret of secrets) {
       const input = `${Buffer.from(JSON.stringify({ alg: 'HS256', kid: 'k1', typ: 'JWT' })).toString('base64url')}.${Buffer.from(JSON.stringify(idp.claims())).toString('base64url')}`;
       await refused(r, `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`, 'HS256 confusion');
     }
   });
 
-  it('A3: refuses an algorithm outside the role\'s list', async () => {
+  it("A3: refuses an algorithm outside the role's list", async () => {
     const r = await role({ allowed_algorithms: ['ES256'] });
     await refused(r, await idp.sign(), 'RS256 when only ES256 is allowed');
   });
@@ -118,7 +150,12 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
     const attacker = await new Issuer().start();
     try {
       const r = await role();
-      for (const header of [{ jku: `${attacker.url}/jwks` }, { x5u: `${attacker.url}/cert` }, { jwk: attacker.jwks[0] }, { x5c: ['MIIB'] }]) {
+      for (const header of [
+        { jku: `${attacker.url}/jwks` },
+        { x5u: `${attacker.url}/cert` },
+        { jwk: attacker.jwks[0] },
+        { x5c: ['MIIB'] },
+      ]) {
         await refused(r, await idp.sign({}, header, attacker.rsa.privateKey), `header ${Object.keys(header)[0]}`);
       }
       assert.equal(attacker.requests, 0, 'the attacker server was never contacted');
@@ -174,14 +211,21 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
 
   it('A10: requires the exact issuer string', async () => {
     const r = await role();
-    for (const iss of [`${idp.url}/`, idp.url.toUpperCase(), `${idp.url}.evil.com`, idp.url.replace('http', 'https')]) await refused(r, await idp.sign({ iss }), `iss ${iss}`, 'issuer not accepted');
+    for (const iss of [`${idp.url}/`, idp.url.toUpperCase(), `${idp.url}.evil.com`, idp.url.replace('http', 'https')])
+      await refused(r, await idp.sign({ iss }), `iss ${iss}`, 'issuer not accepted');
   });
 
   it('A11/A12: refuses a wrong, missing or malformed audience, and several audiences unless allowed', async () => {
     const r = await role();
-    for (const aud of ['sts.amazonaws.com', 'https://github.com/acme', [], '', 123, null]) await refused(r, await idp.sign({ aud }), `aud ${JSON.stringify(aud)}`, 'audience not accepted');
+    for (const aud of ['sts.amazonaws.com', 'https://github.com/acme', [], '', 123, null])
+      await refused(r, await idp.sign({ aud }), `aud ${JSON.stringify(aud)}`, 'audience not accepted');
     await refused(r, await idp.sign({ aud: undefined }), 'no aud', 'token has no aud claim');
-    await refused(r, await idp.sign({ aud: ['coffer', 'other'] }), 'two audiences', 'token has several audiences and the role allows one');
+    await refused(
+      r,
+      await idp.sign({ aud: ['coffer', 'other'] }),
+      'two audiences',
+      'token has several audiences and the role allows one',
+    );
     const multi = await role({ allow_multiple_audiences: true });
     assert.equal((await login(multi, await idp.sign({ aud: ['coffer', 'other'] }))).status, 200);
   });
@@ -191,9 +235,19 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
     const now = Math.floor(Date.now() / 1000);
     await refused(r, await idp.sign({ iat: now - 400, exp: now - 20 }), 'expired beyond leeway', 'token expired');
     await refused(r, await idp.sign({ nbf: now + 120 }), 'nbf in the future', 'token not yet valid (nbf)');
-    await refused(r, await idp.sign({ iat: now + 120, exp: now + 400 }), 'iat in the future', 'token issued in the future (iat)');
+    await refused(
+      r,
+      await idp.sign({ iat: now + 120, exp: now + 400 }),
+      'iat in the future',
+      'token issued in the future (iat)',
+    );
     await refused(r, await idp.sign({ exp: undefined }), 'no exp', 'token has no exp claim');
-    await refused(r, await idp.sign({ iat: now, exp: now + 3600 }), 'lifetime above 600 s', "token lifetime (exp - iat) exceeds the role's max_token_lifetime");
+    await refused(
+      r,
+      await idp.sign({ iat: now, exp: now + 3600 }),
+      'lifetime above 600 s',
+      "token lifetime (exp - iat) exceeds the role's max_token_lifetime",
+    );
     assert.equal((await login(r, await idp.sign({ iat: now - 5, exp: now + 300 }))).status, 200);
   });
 
@@ -205,27 +259,73 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
   });
 
   it('A16/A18/A19: bound subject and claims match exactly, without coercion or case folding', async () => {
-    const r = await role({ bound_subject: 'repo:acme/api:ref:refs/heads/main', bound_claims: { repository: 'acme/api', repository_id: '42' } });
-    for (const sub of ['repo:acme/api:ref:refs/heads/main-evil', 'repo:acme/api-evil:ref:refs/heads/main', 'repo:acme/api:ref:refs/heads/main\n', 'repo:acme/api:ref:refs/heads/main ', 'REPO:acme/api:ref:refs/heads/main']) {
+    const r = await role({
+      bound_subject: 'repo:acme/api:ref:refs/heads/main',
+      bound_claims: { repository: 'acme/api', repository_id: '42' },
+    });
+    for (const sub of [
+      'repo:acme/api:ref:refs/heads/main-evil',
+      'repo:acme/api-evil:ref:refs/heads/main',
+      'repo:acme/api:ref:refs/heads/main\n',
+      'repo:acme/api:ref:refs/heads/main ',
+      'REPO:acme/api:ref:refs/heads/main',
+    ]) {
       await refused(r, await idp.sign({ sub }), `sub ${JSON.stringify(sub)}`, 'subject does not match the role');
     }
-    for (const repository_id of [42, ['42', '99'], { x: '42' }, null, true]) await refused(r, await idp.sign({ repository_id }), `repository_id ${JSON.stringify(repository_id)}`, 'claim repository_id does not match the role');
-    for (const repository of ['ACME/api', 'ａｃｍｅ/api', 'acme/api\u200d', 'acme\u202e/api']) await refused(r, await idp.sign({ repository }), `repository ${repository}`, 'claim repository does not match the role');
+    for (const repository_id of [42, ['42', '99'], { x: '42' }, null, true])
+      await refused(
+        r,
+        await idp.sign({ repository_id }),
+        `repository_id ${JSON.stringify(repository_id)}`,
+        'claim repository_id does not match the role',
+      );
+    for (const repository of ['ACME/api', 'ａｃｍｅ/api', 'acme/api\u200d', 'acme\u202e/api'])
+      await refused(
+        r,
+        await idp.sign({ repository }),
+        `repository ${repository}`,
+        'claim repository does not match the role',
+      );
     assert.equal((await login(r, await idp.sign())).status, 200);
   });
 
   it('A17: glob claims: * stays within one path part and claim metacharacters are literal', async () => {
-    const r = await role({ bound_claims_type: 'glob', bound_subject: 'repo:acme/*:ref:refs/heads/main', bound_claims: { repository: 'acme/*' } });
-    assert.equal((await login(r, await idp.sign({ repository: 'acme/web', sub: 'repo:acme/web:ref:refs/heads/main' }))).status, 200);
-    await refused(r, await idp.sign({ repository: 'acme-evil/x' }), 'other owner', /^(claim repository|subject) does not match the role$/);
-    await refused(r, await idp.sign({ repository: 'acme/x/y' }), '* crossing /', /^(claim repository|subject) does not match the role$/);
+    const r = await role({
+      bound_claims_type: 'glob',
+      bound_subject: 'repo:acme/*:ref:refs/heads/main',
+      bound_claims: { repository: 'acme/*' },
+    });
+    assert.equal(
+      (await login(r, await idp.sign({ repository: 'acme/web', sub: 'repo:acme/web:ref:refs/heads/main' }))).status,
+      200,
+    );
+    await refused(
+      r,
+      await idp.sign({ repository: 'acme-evil/x' }),
+      'other owner',
+      /^(claim repository|subject) does not match the role$/,
+    );
+    await refused(
+      r,
+      await idp.sign({ repository: 'acme/x/y' }),
+      '* crossing /',
+      /^(claim repository|subject) does not match the role$/,
+    );
     const literal = await role({ bound_claims: { environment: 'prod[1-9]' }, bound_claims_type: 'glob' });
-    await refused(literal, await idp.sign({ environment: 'prod1' }), '[1-9] is literal', 'claim environment does not match the role');
+    await refused(
+      literal,
+      await idp.sign({ environment: 'prod1' }),
+      '[1-9] is literal',
+      'claim environment does not match the role',
+    );
     assert.equal((await login(literal, await idp.sign({ environment: 'prod[1-9]' }))).status, 200);
   });
 
   it('A17: glob claims: ** crosses path parts, from where it stands, and only there', async () => {
-    const r = await role({ bound_claims_type: 'glob', bound_claims: { repository: 'acme/api', ref: 'refs/heads/release/**' } });
+    const r = await role({
+      bound_claims_type: 'glob',
+      bound_claims: { repository: 'acme/api', ref: 'refs/heads/release/**' },
+    });
     for (const ref of ['refs/heads/release/1.2', 'refs/heads/release/1.2/hotfix/x', 'refs/heads/release/']) {
       assert.equal((await login(r, await idp.sign({ ref }))).status, 200, ref);
     }
@@ -236,13 +336,38 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
 
   it('A21/A22: GitLab and Kubernetes bindings refuse forks and recreated service accounts', async () => {
     const gitlab = await role({ bound_claims: { project_id: '7', ref_protected: 'true' } });
-    await refused(gitlab, await idp.sign({ project_id: '7', ref_protected: 'false', project_path: 'fork/app' }), 'unprotected fork ref', 'claim ref_protected does not match the role');
+    await refused(
+      gitlab,
+      await idp.sign({ project_id: '7', ref_protected: 'false', project_path: 'fork/app' }),
+      'unprotected fork ref',
+      'claim ref_protected does not match the role',
+    );
     assert.equal((await login(gitlab, await idp.sign({ project_id: '7', ref_protected: 'true' }))).status, 200);
-    const k8s = await role({ bound_subject: 'system:serviceaccount:ci:builder', bound_claims: { 'kubernetes.io/namespace': 'ci', 'kubernetes.io/serviceaccount/uid': 'uid-1' } });
-    const sa = (uid: string) => ({ sub: 'system:serviceaccount:ci:builder', 'kubernetes.io': { namespace: 'ci', serviceaccount: { name: 'builder', uid } } });
+    const k8s = await role({
+      bound_subject: 'system:serviceaccount:ci:builder',
+      bound_claims: { 'kubernetes.io/namespace': 'ci', 'kubernetes.io/serviceaccount/uid': 'uid-1' },
+    });
+    const sa = (uid: string) => ({
+      sub: 'system:serviceaccount:ci:builder',
+      'kubernetes.io': { namespace: 'ci', serviceaccount: { name: 'builder', uid } },
+    });
     assert.equal((await login(k8s, await idp.sign(sa('uid-1')))).status, 200);
-    await refused(k8s, await idp.sign(sa('uid-2')), 'recreated service account', 'claim kubernetes.io/serviceaccount/uid does not match the role');
-    await refused(k8s, await idp.sign({ sub: 'system:serviceaccount:ci:builder', 'kubernetes.io/serviceaccount/uid': 'uid-1', 'kubernetes.io/namespace': 'ci' }), 'a flat look-alike claim is not the nested one', /^claim kubernetes\.io\/\S+ does not match the role$/);
+    await refused(
+      k8s,
+      await idp.sign(sa('uid-2')),
+      'recreated service account',
+      'claim kubernetes.io/serviceaccount/uid does not match the role',
+    );
+    await refused(
+      k8s,
+      await idp.sign({
+        sub: 'system:serviceaccount:ci:builder',
+        'kubernetes.io/serviceaccount/uid': 'uid-1',
+        'kubernetes.io/namespace': 'ci',
+      }),
+      'a flat look-alike claim is not the nested one',
+      /^claim kubernetes\.io\/\S+ does not match the role$/,
+    );
   });
 
   it('A23/A24/A25/A27: refuses JWE, JSON serialization, zip/p2c/enc/crit headers, oversize and junk quickly', async () => {
@@ -251,7 +376,11 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
     await refused(r, 'a.b.c.d.e', 'five parts (JWE)');
     await refused(r, JSON.stringify({ payload: 'x', signatures: [] }), 'JSON serialization');
     for (const header of [{ zip: 'DEF' }, { p2c: 100000 }, { enc: 'A256GCM' }, { crit: ['unknown'], unknown: 1 }]) {
-      await refused(r, idp.signRaw(JSON.stringify({ alg: 'RS256', kid: 'k1', ...header }), JSON.stringify(idp.claims())), `header ${Object.keys(header)[0]}`);
+      await refused(
+        r,
+        idp.signRaw(JSON.stringify({ alg: 'RS256', kid: 'k1', ...header }), JSON.stringify(idp.claims())),
+        `header ${Object.keys(header)[0]}`,
+      );
     }
     await refused(r, `${'a'.repeat(9000)}.b.c`, 'over 8 KB');
     await refused(r, '.'.repeat(10_000), '10,000 dots');
@@ -267,7 +396,11 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
     const r = await role();
     const claims = JSON.stringify(idp.claims()).slice(1, -1);
     await refused(r, idp.signRaw('{"alg":"RS256","kid":"k1","alg":"RS256"}', `{${claims}}`), 'duplicate header key');
-    await refused(r, idp.signRaw('{"alg":"RS256","kid":"k1"}', `{${claims},"sub":"repo:other"}`), 'duplicate payload key');
+    await refused(
+      r,
+      idp.signRaw('{"alg":"RS256","kid":"k1"}', `{${claims},"sub":"repo:other"}`),
+      'duplicate payload key',
+    );
     assert.equal((await login(r, idp.signRaw('{"alg":"RS256","kid":"k1"}', `{${claims}}`))).status, 200);
   });
 
@@ -289,11 +422,18 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
       login(r, await idp.sign({ iat: now - 900, exp: now - 600 }, {}, attacker)),
       login(r, await idp.sign({ repository: 'acme/other' }, {}, attacker)),
     ]);
-    const shapes = bodies.map((b) => JSON.stringify({ status: b.status, code: b.body.error.code, message: b.body.error.message }));
+    const shapes = bodies.map((b) =>
+      JSON.stringify({ status: b.status, code: b.body.error.code, message: b.body.error.message }),
+    );
     assert.equal(new Set(shapes).size, 1, shapes.join('\n'));
     assert.equal(bodies[0]!.body.error.message, JWT_REFUSED);
     // After the signature verified, the claim is named (issue 18): the caller holds a genuine token.
-    await refused(r, await idp.sign({ repository: 'acme/other' }), 'genuine token, other repository', 'claim repository does not match the role');
+    await refused(
+      r,
+      await idp.sign({ repository: 'acme/other' }),
+      'genuine token, other repository',
+      'claim repository does not match the role',
+    );
     await refused(r, await idp.sign({ iat: now - 900, exp: now - 600 }), 'genuine token, expired', 'token expired');
   });
 

@@ -5,7 +5,12 @@ import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK, type JWK } from 'jose';
 import request from 'supertest';
 import { JWT_REFUSED } from '../../../server/auth/jwt-login.js';
-import { APPROLE_ADDRESS_REFUSED, APPROLE_REFUSED, SECRET_ID_SPENT, USERPASS_REFUSED } from '../../../server/auth/logins.js';
+import {
+  APPROLE_ADDRESS_REFUSED,
+  APPROLE_REFUSED,
+  SECRET_ID_SPENT,
+  USERPASS_REFUSED,
+} from '../../../server/auth/logins.js';
 import { openVault, type TestVault } from '../../helpers.js';
 
 /**
@@ -39,7 +44,16 @@ describe('login refusals say why (issue 18)', function () {
   };
   const sign = async (extra: Record<string, unknown> = {}, key = rsa.privateKey, kid = 'k1') => {
     const now = Math.floor(Date.now() / 1000);
-    const claims: Record<string, unknown> = { iss: issuerUrl, aud: 'coffer', sub: 'repo:acme/api:ref:refs/heads/main', repository: 'acme/api', iat: now, exp: now + 300, jti: crypto.randomUUID(), ...extra };
+    const claims: Record<string, unknown> = {
+      iss: issuerUrl,
+      aud: 'coffer',
+      sub: 'repo:acme/api:ref:refs/heads/main',
+      repository: 'acme/api',
+      iat: now,
+      exp: now + 300,
+      jti: crypto.randomUUID(),
+      ...extra,
+    };
     for (const [k, v] of Object.entries(claims)) if (v === undefined) delete claims[k];
     const jwt = await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' }).sign(key);
     secrets.push(jwt);
@@ -49,16 +63,29 @@ describe('login refusals say why (issue 18)', function () {
   before(async () => {
     const jwks: JWK[] = [{ ...(await exportJWK(rsa.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' }];
     issuer = createServer((req, res) => {
-      if (req.url === '/jwks') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: jwks }));
+      if (req.url === '/jwks')
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: jwks }));
       else res.writeHead(404).end();
     });
     await new Promise<void>((r) => issuer.listen(0, '127.0.0.1', r));
     issuerUrl = `http://127.0.0.1:${(issuer.address() as AddressInfo).port}`;
     vault = await openVault({ loginLimits: { failuresPerMinute: 10_000, userFailuresPerMinute: 1_000 } });
-    const put = async (path: string, body: object) => assert.equal((await request(vault.app).put(path).set(vault.auth).send(body)).status, 200, path);
+    const put = async (path: string, body: object) =>
+      assert.equal((await request(vault.app).put(path).set(vault.auth).send(body)).status, 200, path);
     await put('/v1/auth/userpass/users/alice', { password: 'correct horse battery' });
-    await put('/v1/auth/jwt/roles/ci', { issuer: issuerUrl, jwks_url: `${issuerUrl}/jwks`, bound_audiences: ['coffer'], bound_claims: { repository: 'acme/api' }, max_token_lifetime: 600 });
-    await put('/v1/auth/jwt/roles/once', { issuer: issuerUrl, jwks_url: `${issuerUrl}/jwks`, bound_audiences: ['coffer'], single_use: true });
+    await put('/v1/auth/jwt/roles/ci', {
+      issuer: issuerUrl,
+      jwks_url: `${issuerUrl}/jwks`,
+      bound_audiences: ['coffer'],
+      bound_claims: { repository: 'acme/api' },
+      max_token_lifetime: 600,
+    });
+    await put('/v1/auth/jwt/roles/once', {
+      issuer: issuerUrl,
+      jwks_url: `${issuerUrl}/jwks`,
+      bound_audiences: ['coffer'],
+      single_use: true,
+    });
   });
   after(async () => {
     await vault.cleanup();
@@ -67,15 +94,30 @@ describe('login refusals say why (issue 18)', function () {
 
   describe('userpass', () => {
     it('gives one body for an unknown user and a wrong password (no enumeration)', async () => {
-      const wrong = await refusedWith('/v1/auth/userpass/login', { username: 'alice', password: 'wrong password!' }, USERPASS_REFUSED);
-      const unknown = await refusedWith('/v1/auth/userpass/login', { username: 'mallory', password: 'wrong password!' }, USERPASS_REFUSED);
-      const odd = await refusedWith('/v1/auth/userpass/login', { username: 'Not A Name', password: 'wrong password!' }, USERPASS_REFUSED);
+      const wrong = await refusedWith(
+        '/v1/auth/userpass/login',
+        { username: 'alice', password: 'wrong password!' },
+        USERPASS_REFUSED,
+      );
+      const unknown = await refusedWith(
+        '/v1/auth/userpass/login',
+        { username: 'mallory', password: 'wrong password!' },
+        USERPASS_REFUSED,
+      );
+      const odd = await refusedWith(
+        '/v1/auth/userpass/login',
+        { username: 'Not A Name', password: 'wrong password!' },
+        USERPASS_REFUSED,
+      );
       const strip = (b: { error: Record<string, string> }) => ({ ...b.error, request_id: undefined });
       assert.deepEqual(strip(wrong.body), strip(unknown.body));
       assert.deepEqual(strip(wrong.body), strip(odd.body));
       assert.deepEqual(Object.keys(wrong.headers).sort(), Object.keys(unknown.headers).sort(), 'same headers too');
       secrets.push('wrong password!', 'correct horse battery');
-      assert.equal((await post('/v1/auth/userpass/login', { username: 'alice', password: 'correct horse battery' })).status, 200);
+      assert.equal(
+        (await post('/v1/auth/userpass/login', { username: 'alice', password: 'correct horse battery' })).status,
+        200,
+      );
     });
   });
 
@@ -88,7 +130,11 @@ describe('login refusals say why (issue 18)', function () {
       return res.body.secret_id as string;
     };
     before(async () => {
-      assert.equal((await request(vault.app).put('/v1/auth/approle/roles/builder').set(vault.auth).send({ secret_id_num_uses: 1 })).status, 200);
+      assert.equal(
+        (await request(vault.app).put('/v1/auth/approle/roles/builder').set(vault.auth).send({ secret_id_num_uses: 1 }))
+          .status,
+        200,
+      );
       roleId = (await request(vault.app).get('/v1/auth/approle/roles/builder').set(vault.auth)).body.role_id;
     });
 
@@ -104,11 +150,20 @@ describe('login refusals say why (issue 18)', function () {
 
     it('names an expired secret_id', async () => {
       let now = Date.now();
-      const clocked = await openVault({ now: () => now, loginLimits: { failuresPerMinute: 10_000, userFailuresPerMinute: 1_000 } });
+      const clocked = await openVault({
+        now: () => now,
+        loginLimits: { failuresPerMinute: 10_000, userFailuresPerMinute: 1_000 },
+      });
       try {
-        assert.equal((await request(clocked.app).put('/v1/auth/approle/roles/b').set(clocked.auth).send({ secret_id_ttl: '1m' })).status, 200, 'role');
+        assert.equal(
+          (await request(clocked.app).put('/v1/auth/approle/roles/b').set(clocked.auth).send({ secret_id_ttl: '1m' }))
+            .status,
+          200,
+          'role',
+        );
         const id = (await request(clocked.app).get('/v1/auth/approle/roles/b').set(clocked.auth)).body.role_id;
-        const sid = (await request(clocked.app).post('/v1/auth/approle/roles/b/secret-id').set(clocked.auth).send({})).body.secret_id as string;
+        const sid = (await request(clocked.app).post('/v1/auth/approle/roles/b/secret-id').set(clocked.auth).send({}))
+          .body.secret_id as string;
         now += 120_000;
         for (let i = 0; i < 2; i++) {
           const res = await request(clocked.app).post('/v1/auth/approle/login').send({ role_id: id, secret_id: sid });
@@ -122,7 +177,15 @@ describe('login refusals say why (issue 18)', function () {
     });
 
     it('names the address binding only to a caller holding a real secret_id', async () => {
-      assert.equal((await request(vault.app).put('/v1/auth/approle/roles/bound').set(vault.auth).send({ bound_cidrs: ['10.9.9.0/24'] })).status, 200);
+      assert.equal(
+        (
+          await request(vault.app)
+            .put('/v1/auth/approle/roles/bound')
+            .set(vault.auth)
+            .send({ bound_cidrs: ['10.9.9.0/24'] })
+        ).status,
+        200,
+      );
       const id = (await request(vault.app).get('/v1/auth/approle/roles/bound').set(vault.auth)).body.role_id;
       const sid = await secretId('bound');
       await refusedWith('/v1/auth/approle/login', { role_id: id, secret_id: sid }, APPROLE_ADDRESS_REFUSED);
@@ -131,7 +194,8 @@ describe('login refusals say why (issue 18)', function () {
   });
 
   describe('jwt (real JWKS issuer)', () => {
-    const jwtLogin = async (role: string, jwt: string, message: string) => refusedWith('/v1/auth/jwt/login', { role, jwt }, message);
+    const jwtLogin = async (role: string, jwt: string, message: string) =>
+      refusedWith('/v1/auth/jwt/login', { role, jwt }, message);
     const now = () => Math.floor(Date.now() / 1000);
 
     it('logs in with the matching token', async () => {
@@ -143,7 +207,11 @@ describe('login refusals say why (issue 18)', function () {
       await jwtLogin('ci', await sign({ iat: now() - 500, exp: now() - 100 }), 'token expired');
       await jwtLogin('ci', await sign({ aud: 'sts.amazonaws.com' }), 'audience not accepted');
       await jwtLogin('ci', await sign({ iss: 'https://other.example' }), 'issuer not accepted');
-      await jwtLogin('ci', await sign({ iat: now(), exp: now() + 3000 }), "token lifetime (exp - iat) exceeds the role's max_token_lifetime");
+      await jwtLogin(
+        'ci',
+        await sign({ iat: now(), exp: now() + 3000 }),
+        "token lifetime (exp - iat) exceeds the role's max_token_lifetime",
+      );
       const once = await sign();
       assert.equal((await post('/v1/auth/jwt/login', { role: 'once', jwt: once })).status, 200);
       await jwtLogin('once', once, 'token already used (the role is single-use)');
@@ -162,17 +230,22 @@ describe('login refusals say why (issue 18)', function () {
   });
 
   // A suite of its own, so that it runs after the suites above (mocha runs a suite's own tests first).
-  describe('every body above', () => it('holds no credential, token or key material', () => {
-    assert.ok(bodies.length > 20, `${bodies.length} bodies seen`);
-    const pem = rsa.publicKey.export({ type: 'spki', format: 'pem' }).toString().split('\n')[1]!;
-    for (const body of bodies) {
-      for (const s of secrets) {
-        assert.ok(!body.includes(s), `a body holds a credential: ${body}`);
-        for (const part of s.split('.').filter((p) => p.length > 16)) assert.ok(!body.includes(part), `a body holds part of a token: ${body}`);
+  describe('every body above', () =>
+    it('holds no credential, token or key material', () => {
+      assert.ok(bodies.length > 20, `${bodies.length} bodies seen`);
+      const pem = rsa.publicKey.export({ type: 'spki', format: 'pem' }).toString().split('\n')[1]!;
+      for (const body of bodies) {
+        for (const s of secrets) {
+          assert.ok(!body.includes(s), `a body holds a credential: ${body}`);
+          for (const part of s.split('.').filter((p) => p.length > 16))
+            assert.ok(!body.includes(part), `a body holds part of a token: ${body}`);
+        }
+        assert.ok(!body.includes(pem.slice(0, 32)), 'no key material');
+        assert.ok(
+          !/acme\/other|sts\.amazonaws|other\.example/.test(body),
+          `a refusal echoes a presented claim value: ${body}`,
+        );
+        assert.ok(!/cof_sid_|password_hash|\$argon|\$scrypt/.test(body), body);
       }
-      assert.ok(!body.includes(pem.slice(0, 32)), 'no key material');
-      assert.ok(!/acme\/other|sts\.amazonaws|other\.example/.test(body), `a refusal echoes a presented claim value: ${body}`);
-      assert.ok(!/cof_sid_|password_hash|\$argon|\$scrypt/.test(body), body);
-    }
-  }));
+    }));
 });

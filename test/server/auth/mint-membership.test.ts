@@ -11,7 +11,8 @@ import { openVault, type TestVault } from '../../helpers.js';
 describe('token/create: membership-derived groups are not grantable', () => {
   let vault: TestVault;
   const bearer = (token: string) => ({ Authorization: `Bearer ${token}` });
-  const put = async (path: string, body: object) => assert.equal((await request(vault.app).put(path).set(vault.auth).send(body)).status, 200, path);
+  const put = async (path: string, body: object) =>
+    assert.equal((await request(vault.app).put(path).set(vault.auth).send(body)).status, 200, path);
 
   before(async () => {
     vault = await openVault();
@@ -24,18 +25,31 @@ describe('token/create: membership-derived groups are not grantable', () => {
   after(() => vault.cleanup());
 
   it('refuses to pass on a group the minter holds only as a member, and a withdrawn membership leaves no child holding it', async () => {
-    const made = await request(vault.app).post('/v1/auth/token/create').set(vault.auth).send({ identity: 'svc:minter', policies: ['token-maker'], groups: ['carried'] });
+    const made = await request(vault.app)
+      .post('/v1/auth/token/create')
+      .set(vault.auth)
+      .send({ identity: 'svc:minter', policies: ['token-maker'], groups: ['carried'] });
     assert.equal(made.status, 200, JSON.stringify(made.body));
     const minter = bearer(made.body.token);
-    assert.equal((await request(vault.app).get('/v1/secrets/app/db').set(minter)).status, 200, 'the minter reads through devs');
+    assert.equal(
+      (await request(vault.app).get('/v1/secrets/app/db').set(minter)).status,
+      200,
+      'the minter reads through devs',
+    );
 
-    const laundered = await request(vault.app).post('/v1/auth/token/create').set(minter).send({ identity: 'svc:child', groups: ['devs'] });
+    const laundered = await request(vault.app)
+      .post('/v1/auth/token/create')
+      .set(minter)
+      .send({ identity: 'svc:child', groups: ['devs'] });
     assert.equal(laundered.status, 403, JSON.stringify(laundered.body));
     assert.match(laundered.body.error.message, /devs/);
     assert.equal(laundered.body.token, undefined);
 
     // A group the minter's own token carries is still grantable.
-    const carried = await request(vault.app).post('/v1/auth/token/create').set(minter).send({ identity: 'svc:child', groups: ['carried'] });
+    const carried = await request(vault.app)
+      .post('/v1/auth/token/create')
+      .set(minter)
+      .send({ identity: 'svc:child', groups: ['carried'] });
     assert.equal(carried.status, 200, JSON.stringify(carried.body));
 
     // Withdraw the membership: the minter loses devs at once, and no child of it kept devs.

@@ -11,7 +11,8 @@ import { CofferError } from '../../../server/errors.js';
  * evaluator written independently here (regular expressions over the path string).
  */
 
-const one = (path: string, capabilities: Capability[] = ['read']) => new PolicySet([{ name: 'p', rules: [{ path, capabilities }] }]);
+const one = (path: string, capabilities: Capability[] = ['read']) =>
+  new PolicySet([{ name: 'p', rules: [{ path, capabilities }] }]);
 const rules = (...r: Rule[]) => new PolicySet([{ name: 'p', rules: r }]);
 const GRANTS = CAPABILITIES.filter((c) => c !== 'deny');
 
@@ -80,7 +81,8 @@ describe('policy patterns: trailing `**`', () => {
   const p = one('app/**');
 
   it('`app/**` allows any depth below app: app/x, app/x/y, app/x/y/z', () => {
-    for (const path of ['app/x', 'app/x/y', 'app/x/y/z', 'app/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o']) assert.equal(p.allows('read', path), true, path);
+    for (const path of ['app/x', 'app/x/y', 'app/x/y/z', 'app/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o'])
+      assert.equal(p.allows('read', path), true, path);
   });
 
   it('`app/**` also matches `app` itself, because `**` is zero or more further segments', () => {
@@ -88,7 +90,8 @@ describe('policy patterns: trailing `**`', () => {
   });
 
   it('`app/**` still matches by segment: application, application/x and app2/x are denied', () => {
-    for (const path of ['application', 'application/x', 'app2/x', 'ap', 'x/app/y']) assert.equal(p.allows('read', path), false, path);
+    for (const path of ['application', 'application/x', 'app2/x', 'ap', 'x/app/y'])
+      assert.equal(p.allows('read', path), false, path);
   });
 
   it('a lone `**` matches every path', () => {
@@ -137,7 +140,10 @@ describe('policy capabilities: deny wins, grants add up (C14)', () => {
   });
 
   it('`deny secret/app/admin/*` with `read secret/app/*` leaves `secret/app/admin` readable and denies below it', () => {
-    const set = rules({ path: 'secret/app/*', capabilities: ['read'] }, { path: 'secret/app/admin/*', capabilities: ['deny'] });
+    const set = rules(
+      { path: 'secret/app/*', capabilities: ['read'] },
+      { path: 'secret/app/admin/*', capabilities: ['deny'] },
+    );
     assert.equal(set.allows('read', 'secret/app/admin'), true);
     assert.equal(set.allows('read', 'secret/app/admin/x'), false);
   });
@@ -146,15 +152,26 @@ describe('policy capabilities: deny wins, grants add up (C14)', () => {
     const a: Policy = { name: 'a', rules: [{ path: 'app/**', capabilities: [...GRANTS] }] };
     const b: Policy = { name: 'b', rules: [{ path: 'app/secret', capabilities: ['deny'] }] };
     const c: Policy = { name: 'c', rules: [{ path: 'app/*', capabilities: ['read', 'update'] }] };
-    for (const order of [[a, b, c], [a, c, b], [b, a, c], [b, c, a], [c, a, b], [c, b, a]]) {
+    for (const order of [
+      [a, b, c],
+      [a, c, b],
+      [b, a, c],
+      [b, c, a],
+      [c, a, b],
+      [c, b, a],
+    ]) {
       const set = new PolicySet(order);
-      for (const cap of GRANTS) assert.equal(set.allows(cap, 'app/secret'), false, `${cap} with ${order.map((p) => p.name)}`);
+      for (const cap of GRANTS)
+        assert.equal(set.allows(cap, 'app/secret'), false, `${cap} with ${order.map((p) => p.name)}`);
       assert.equal(set.allows('update', 'app/other'), true);
     }
   });
 
   it('a rule that lists deny together with grants still denies', () => {
-    const set = rules({ path: 'app/x', capabilities: ['read', 'deny', 'update'] }, { path: 'app/*', capabilities: ['read'] });
+    const set = rules(
+      { path: 'app/x', capabilities: ['read', 'deny', 'update'] },
+      { path: 'app/*', capabilities: ['read'] },
+    );
     assert.equal(set.allows('read', 'app/x'), false);
     assert.equal(set.allows('update', 'app/x'), false);
     assert.equal(set.allows('read', 'app/y'), true);
@@ -178,7 +195,11 @@ describe('policy capabilities: deny wins, grants add up (C14)', () => {
   });
 
   it('grants of several rules in one policy add up on a path they all match', () => {
-    const set = rules({ path: 'a/*', capabilities: ['read'] }, { path: 'a/b', capabilities: ['list'] }, { path: 'a/**', capabilities: ['create'] });
+    const set = rules(
+      { path: 'a/*', capabilities: ['read'] },
+      { path: 'a/b', capabilities: ['list'] },
+      { path: 'a/**', capabilities: ['create'] },
+    );
     assert.equal(set.allows('read', 'a/b'), true);
     assert.equal(set.allows('list', 'a/b'), true);
     assert.equal(set.allows('create', 'a/b'), true);
@@ -212,7 +233,11 @@ describe('policy patterns are checked when written', () => {
   it('refuses empty and non-string patterns', () => {
     for (const bad of ['', undefined, null, 12, ['a'], { path: 'a' }]) {
       assertRefused(bad);
-      assert.throws(() => checkPattern(bad), (e: unknown) => e instanceof CofferError && e.message === 'rule path must be a pattern of 1 to 512 characters', String(bad));
+      assert.throws(
+        () => checkPattern(bad),
+        (e: unknown) => e instanceof CofferError && e.message === 'rule path must be a pattern of 1 to 512 characters',
+        String(bad),
+      );
     }
   });
 
@@ -221,7 +246,21 @@ describe('policy patterns are checked when written', () => {
   });
 
   it('refuses unicode, whitespace, control characters and backslashes', () => {
-    for (const bad of ['caf\u00e9', 'cafe\u0301', '\uff41pp', 'app\u200b', '\u0455ecret', 'a\u2215b', 'a b', ' a', 'a\t', 'a\nb', 'a\u0000', 'a\\b']) assertRefused(bad);
+    for (const bad of [
+      'caf\u00e9',
+      'cafe\u0301',
+      '\uff41pp',
+      'app\u200b',
+      '\u0455ecret',
+      'a\u2215b',
+      'a b',
+      ' a',
+      'a\t',
+      'a\nb',
+      'a\u0000',
+      'a\\b',
+    ])
+      assertRefused(bad);
   });
 
   it('refuses segments starting with a dot, dash or underscore (not path segments)', () => {
@@ -231,10 +270,16 @@ describe('policy patterns are checked when written', () => {
   it('refuses patterns longer than 512 characters or with more than 17 segments', () => {
     assertRefused('a'.repeat(513));
     assertRefused(Array(18).fill('a').join('/'));
-    assert.throws(() => checkPattern(Array(18).fill('a').join('/')), (e: unknown) => e instanceof CofferError && e.message === `rule path ${Array(18).fill('a').join('/')}: too many segments`);
+    assert.throws(
+      () => checkPattern(Array(18).fill('a').join('/')),
+      (e: unknown) =>
+        e instanceof CofferError && e.message === `rule path ${Array(18).fill('a').join('/')}: too many segments`,
+    );
     assert.throws(
       () => checkPattern('a/b?/c'),
-      (e: unknown) => e instanceof CofferError && e.message === "rule path a/b?/c: segment 2 must be a name of [A-Za-z0-9._-], '*' (one segment) or a final '**'",
+      (e: unknown) =>
+        e instanceof CofferError &&
+        e.message === "rule path a/b?/c: segment 2 must be a name of [A-Za-z0-9._-], '*' (one segment) or a final '**'",
     );
     assert.equal(checkPattern(`${Array(16).fill('a').join('/')}/**`), `${Array(16).fill('a').join('/')}/**`);
   });
@@ -244,19 +289,33 @@ describe('policy patterns are checked when written', () => {
     assert.equal(of(125).length, 512);
     assert.equal(checkPattern(of(125)), of(125));
     assert.equal(of(126).length, 513);
-    assert.throws(() => checkPattern(of(126)), (e: unknown) => e instanceof CofferError && e.code === 'invalid_request' && /1 to 512 characters/.test(e.message));
+    assert.throws(
+      () => checkPattern(of(126)),
+      (e: unknown) => e instanceof CofferError && e.code === 'invalid_request' && /1 to 512 characters/.test(e.message),
+    );
     const wild = ['*', ...Array(15).fill('x'.repeat(31)), '**'].join('/');
     assert.ok(wild.length < 512 && wild.split('/').length === 17);
     assert.equal(checkPattern(wild), wild, '17 segments, the last `**`');
   });
 
   it('accepts literal, `*` and final `**` patterns and returns them unchanged', () => {
-    for (const good of ['a', 'a/*', 'a/**', '*/b', '*', '**', '*/**', 'a/*/b/**', 'A.b-c_d/x9', 'a..b']) assert.equal(checkPattern(good), good);
+    for (const good of ['a', 'a/*', 'a/**', '*/b', '*', '**', '*/**', 'a/*/b/**', 'A.b-c_d/x9', 'a..b'])
+      assert.equal(checkPattern(good), good);
   });
 
   it('compileRules refuses a bad pattern anywhere in the list, so a policy is refused whole', () => {
-    assert.throws(() => compileRules([{ path: 'ok/*', capabilities: ['read'] }, { path: 'bad//x', capabilities: ['read'] }]), CofferError);
-    assert.throws(() => new PolicySet([{ name: 'p', rules: [{ path: 'a/**/b', capabilities: ['read'] }] }]), CofferError);
+    assert.throws(
+      () =>
+        compileRules([
+          { path: 'ok/*', capabilities: ['read'] },
+          { path: 'bad//x', capabilities: ['read'] },
+        ]),
+      CofferError,
+    );
+    assert.throws(
+      () => new PolicySet([{ name: 'p', rules: [{ path: 'a/**/b', capabilities: ['read'] }] }]),
+      CofferError,
+    );
   });
 
   it('compileRules splits the pattern into segments, a trailing flag and a deny flag', () => {
@@ -289,7 +348,8 @@ describe('policy: the reserved namespaces sys and transit', () => {
     ];
     for (const [pattern, reserved, control] of cases) {
       const p = one(pattern, ['read', 'update', 'admin']);
-      for (const c of ['read', 'update', 'admin'] as const) assert.equal(p.allows(c, reserved), false, `${pattern} grants ${c} on ${reserved}`);
+      for (const c of ['read', 'update', 'admin'] as const)
+        assert.equal(p.allows(c, reserved), false, `${pattern} grants ${c} on ${reserved}`);
       assert.equal(p.allows('read', control), true, `${pattern} grants read on ${control}`);
     }
   });
@@ -320,7 +380,8 @@ describe('PolicySet.mayReachBelow (listing pre-check)', () => {
   it('is true at a prefix that a rule could grant at or below, false elsewhere', () => {
     const p = one('ci/api/*', ['list']);
     for (const prefix of ['', 'ci', 'ci/api', 'ci/api/db']) assert.equal(p.mayReachBelow('list', prefix), true, prefix);
-    for (const prefix of ['ci/web', 'other', 'ci/api/db/x', 'cia']) assert.equal(p.mayReachBelow('list', prefix), false, prefix);
+    for (const prefix of ['ci/web', 'other', 'ci/api/db/x', 'cia'])
+      assert.equal(p.mayReachBelow('list', prefix), false, prefix);
   });
 
   it('a trailing `**` reaches every prefix below its literal part', () => {
@@ -355,9 +416,16 @@ const patternArb = fc
   .map(([s, tail]) => (tail ? [...s, '**'] : s).join('/'));
 const capsArb = fc.subarray([...CAPABILITIES], { minLength: 1 });
 const ruleArb: fc.Arbitrary<Rule> = fc.record({ path: patternArb, capabilities: capsArb });
-const grantRuleArb: fc.Arbitrary<Rule> = fc.record({ path: patternArb, capabilities: fc.subarray(GRANTS, { minLength: 1 }) });
-const denyRuleArb: fc.Arbitrary<Rule> = fc.record({ path: patternArb, capabilities: fc.subarray([...CAPABILITIES], { minLength: 0 }).map((c) => [...new Set<Capability>([...c, 'deny'])]) });
-const policyArb = (rule: fc.Arbitrary<Rule> = ruleArb) => fc.array(rule, { maxLength: 5 }).map((r): Policy => ({ name: 'p', rules: r }));
+const grantRuleArb: fc.Arbitrary<Rule> = fc.record({
+  path: patternArb,
+  capabilities: fc.subarray(GRANTS, { minLength: 1 }),
+});
+const denyRuleArb: fc.Arbitrary<Rule> = fc.record({
+  path: patternArb,
+  capabilities: fc.subarray([...CAPABILITIES], { minLength: 0 }).map((c) => [...new Set<Capability>([...c, 'deny'])]),
+});
+const policyArb = (rule: fc.Arbitrary<Rule> = ruleArb) =>
+  fc.array(rule, { maxLength: 5 }).map((r): Policy => ({ name: 'p', rules: r }));
 const policiesArb = fc.array(policyArb(), { maxLength: 4 });
 const capArb = fc.constantFrom(...CAPABILITIES);
 
@@ -385,7 +453,8 @@ function referenceEvaluator(policies: Policy[]): (cap: Capability, path: string)
   };
 }
 
-const referenceAllows = (policies: Policy[], cap: Capability, path: string): boolean => referenceEvaluator(policies)(cap, path);
+const referenceAllows = (policies: Policy[], cap: Capability, path: string): boolean =>
+  referenceEvaluator(policies)(cap, path);
 
 /** Every path over SEGMENTS with 1..maxDepth segments that starts with `prefix` (segment-wise). */
 function pathsBelow(prefix: string, maxDepth: number): string[] {
@@ -403,7 +472,8 @@ describe('policy evaluation: differential test and monotonicity (invariant 4)', 
   this.timeout(30_000);
 
   it('the reference evaluator gives the hand-checked answers (sanity check of the oracle)', () => {
-    const p = (path: string, rulePath: string) => referenceAllows([{ name: 'x', rules: [{ path: rulePath, capabilities: ['read'] }] }], 'read', path);
+    const p = (path: string, rulePath: string) =>
+      referenceAllows([{ name: 'x', rules: [{ path: rulePath, capabilities: ['read'] }] }], 'read', path);
     assert.equal(p('app/x', 'app/*'), true);
     assert.equal(p('application/x', 'app/*'), false);
     assert.equal(p('app/x/y', 'app/*'), false);
@@ -415,7 +485,11 @@ describe('policy evaluation: differential test and monotonicity (invariant 4)', 
   it('agrees with the reference evaluator on random policies, capabilities and paths', () => {
     fc.assert(
       fc.property(policiesArb, capArb, pathArb, (policies, cap, path) => {
-        assert.equal(new PolicySet(policies).allows(cap, path), referenceAllows(policies, cap, path), `${cap} ${path} ${JSON.stringify(policies)}`);
+        assert.equal(
+          new PolicySet(policies).allows(cap, path),
+          referenceAllows(policies, cap, path),
+          `${cap} ${path} ${JSON.stringify(policies)}`,
+        );
       }),
       { numRuns: 2000 },
     );
@@ -426,7 +500,10 @@ describe('policy evaluation: differential test and monotonicity (invariant 4)', 
       fc.property(policiesArb, denyRuleArb, fc.nat(), capArb, pathArb, (policies, deny, at, cap, path) => {
         const before = new PolicySet(policies).allows(cap, path);
         const target = policies.length === 0 ? 0 : at % policies.length;
-        const changed = policies.length === 0 ? [{ name: 'd', rules: [deny] }] : policies.map((p, i) => (i === target ? { ...p, rules: [...p.rules, deny] } : p));
+        const changed =
+          policies.length === 0
+            ? [{ name: 'd', rules: [deny] }]
+            : policies.map((p, i) => (i === target ? { ...p, rules: [...p.rules, deny] } : p));
         const after = new PolicySet(changed).allows(cap, path);
         assert.ok(!after || before, 'adding a deny granted access');
       }),
@@ -436,13 +513,20 @@ describe('policy evaluation: differential test and monotonicity (invariant 4)', 
 
   it('adding an allow rule (or a whole policy of allows) never revokes anything', () => {
     fc.assert(
-      fc.property(policiesArb, grantRuleArb, policyArb(grantRuleArb), capArb, pathArb, (policies, grant, extra, cap, path) => {
-        const before = new PolicySet(policies).allows(cap, path);
-        const withRule = new PolicySet([...policies, { name: 'g', rules: [grant] }]).allows(cap, path);
-        const withPolicy = new PolicySet([...policies, extra]).allows(cap, path);
-        assert.ok(withRule || !before, 'adding an allow rule revoked access');
-        assert.ok(withPolicy || !before, 'adding an allow-only policy revoked access');
-      }),
+      fc.property(
+        policiesArb,
+        grantRuleArb,
+        policyArb(grantRuleArb),
+        capArb,
+        pathArb,
+        (policies, grant, extra, cap, path) => {
+          const before = new PolicySet(policies).allows(cap, path);
+          const withRule = new PolicySet([...policies, { name: 'g', rules: [grant] }]).allows(cap, path);
+          const withPolicy = new PolicySet([...policies, extra]).allows(cap, path);
+          assert.ok(withRule || !before, 'adding an allow rule revoked access');
+          assert.ok(withPolicy || !before, 'adding an allow-only policy revoked access');
+        },
+      ),
       { numRuns: 1000 },
     );
   });
@@ -472,7 +556,9 @@ describe('policy evaluation: differential test and monotonicity (invariant 4)', 
   it('the order of rules and of policies does not change any decision', () => {
     fc.assert(
       fc.property(
-        policiesArb.chain((ps) => fc.tuple(fc.constant(ps), fc.shuffledSubarray(ps, { minLength: ps.length, maxLength: ps.length }))),
+        policiesArb.chain((ps) =>
+          fc.tuple(fc.constant(ps), fc.shuffledSubarray(ps, { minLength: ps.length, maxLength: ps.length })),
+        ),
         capArb,
         pathArb,
         ([policies, shuffled], cap, path) => {
@@ -490,7 +576,8 @@ describe('policy evaluation: differential test and monotonicity (invariant 4)', 
         const segs = path.split('/');
         const prefix = segs.slice(0, cut % (segs.length + 1)).join('/');
         const set = new PolicySet(policies);
-        if (set.allows(cap, path)) assert.equal(set.mayReachBelow(cap, prefix), true, `${cap} ${path} allowed, prefix ${prefix}`);
+        if (set.allows(cap, path))
+          assert.equal(set.mayReachBelow(cap, prefix), true, `${cap} ${path} allowed, prefix ${prefix}`);
       }),
       { numRuns: 1000 },
     );
@@ -498,15 +585,20 @@ describe('policy evaluation: differential test and monotonicity (invariant 4)', 
 
   it('without deny rules, mayReachBelow is exact: true iff some path at or below the prefix is allowed', () => {
     fc.assert(
-      fc.property(fc.array(policyArb(grantRuleArb), { maxLength: 2 }), fc.array(segmentArb, { maxLength: 2 }), fc.constantFrom(...GRANTS), (policies, prefixSegs, cap) => {
-        const prefix = prefixSegs.join('/');
-        const set = new PolicySet(policies);
-        // Patterns have at most 4 literal or `*` segments and prefixes at most 2, so a witness,
-        // if there is one, has at most 4 segments (`zz` stands for any segment a `*` may take).
-        const reference = referenceEvaluator(policies);
-        const witness = pathsBelow(prefix, 4).some((p) => reference(cap, p));
-        assert.equal(set.mayReachBelow(cap, prefix), witness, `${cap} below "${prefix}" ${JSON.stringify(policies)}`);
-      }),
+      fc.property(
+        fc.array(policyArb(grantRuleArb), { maxLength: 2 }),
+        fc.array(segmentArb, { maxLength: 2 }),
+        fc.constantFrom(...GRANTS),
+        (policies, prefixSegs, cap) => {
+          const prefix = prefixSegs.join('/');
+          const set = new PolicySet(policies);
+          // Patterns have at most 4 literal or `*` segments and prefixes at most 2, so a witness,
+          // if there is one, has at most 4 segments (`zz` stands for any segment a `*` may take).
+          const reference = referenceEvaluator(policies);
+          const witness = pathsBelow(prefix, 4).some((p) => reference(cap, p));
+          assert.equal(set.mayReachBelow(cap, prefix), witness, `${cap} below "${prefix}" ${JSON.stringify(policies)}`);
+        },
+      ),
       { numRuns: 300 },
     );
   });

@@ -46,24 +46,51 @@ describe('identity-provider fetch (JWKS)', () => {
       { address: '127.0.0.1', family: 4 },
       { address: '169.254.169.254', family: 4 },
     ];
-    await assert.rejects(safeFetch(`http://idp.example.test:${port}/jwks`, {}, resolve), (e: Error & { code?: string }) => e.code === 'idp_unavailable');
     await assert.rejects(
-      safeFetch(`http://mapped.example.test:${port}/jwks`, {}, async () => [{ address: '::ffff:169.254.169.254', family: 6 }]),
+      safeFetch(`http://idp.example.test:${port}/jwks`, {}, resolve),
+      (e: Error & { code?: string }) => e.code === 'idp_unavailable',
+    );
+    await assert.rejects(
+      safeFetch(`http://mapped.example.test:${port}/jwks`, {}, async () => [
+        { address: '::ffff:169.254.169.254', family: 6 },
+      ]),
       (e: Error & { code?: string }) => e.code === 'idp_unavailable',
     );
     // Every spelling of the metadata address, in the URL or in a DNS answer (review of issue 10:
     // the URL parser writes [::ffff:169.254.169.254] as [::ffff:a9fe:a9fe], which passed).
-    const spellings = ['::ffff:169.254.169.254', '::ffff:a9fe:a9fe', '::a9fe:a9fe', '::ffff:0:a9fe:a9fe', '64:ff9b::a9fe:a9fe', '0:0:0:0:0:ffff:a9fe:a9fe', 'fe80::1', 'fd00:ec2::254', '0.1.2.3'];
+    const spellings = [
+      '::ffff:169.254.169.254',
+      '::ffff:a9fe:a9fe',
+      '::a9fe:a9fe',
+      '::ffff:0:a9fe:a9fe',
+      '64:ff9b::a9fe:a9fe',
+      '0:0:0:0:0:ffff:a9fe:a9fe',
+      'fe80::1',
+      'fd00:ec2::254',
+      '0.1.2.3',
+    ];
     for (const address of spellings) {
       const url = address.includes(':') ? `http://[${address}]:${port}/jwks` : `http://${address}:${port}/jwks`;
       await assert.rejects(safeFetch(url, {}), (e: Error & { code?: string }) => e.code === 'idp_unavailable', url);
-      await assert.rejects(safeFetch(`http://idp.example.test:${port}/jwks`, {}, async () => [{ address, family: address.includes(':') ? 6 : 4 }]), (e: Error & { code?: string }) => e.code === 'idp_unavailable', address);
+      await assert.rejects(
+        safeFetch(`http://idp.example.test:${port}/jwks`, {}, async () => [
+          { address, family: address.includes(':') ? 6 : 4 },
+        ]),
+        (e: Error & { code?: string }) => e.code === 'idp_unavailable',
+        address,
+      );
     }
     assert.equal(hosts.length, seen, 'no request reached any server');
   });
 
   it('refuses a host that does not resolve and a scheme other than http(s)', async () => {
-    await assert.rejects(safeFetch(`http://nowhere.example.test:${port}/`, {}, async () => []), (e: Error & { code?: string }) => e.code === 'idp_unavailable');
-    await assert.rejects(safeFetch('file:///etc/passwd', {}), (e: Error & { code?: string }) => e.code === 'idp_unavailable');
+    await assert.rejects(
+      safeFetch(`http://nowhere.example.test:${port}/`, {}, async () => []),
+      (e: Error & { code?: string }) => e.code === 'idp_unavailable',
+    );
+    await assert.rejects(
+      safeFetch('file:///etc/passwd', {}),
+      (e: Error & { code?: string }) => e.code === 'idp_unavailable',
+    );
   });
 });

@@ -12,9 +12,14 @@ describe('token signing key rotation', () => {
   afterEach(() => vault.cleanup());
 
   const create = async (ttl: string) =>
-    (await request(vault.app).post('/v1/auth/token/create').set(vault.auth).send({ identity: 'svc:a', ttl })).body.token as string;
-  const self = (token: string) => request(vault.app).get('/v1/auth/token/self').set({ Authorization: `Bearer ${token}` });
-  const kids = async () => ((await request(vault.app).get('/v1/auth/jwks')).body.keys as { kid: string }[]).map((k) => k.kid).sort();
+    (await request(vault.app).post('/v1/auth/token/create').set(vault.auth).send({ identity: 'svc:a', ttl })).body
+      .token as string;
+  const self = (token: string) =>
+    request(vault.app)
+      .get('/v1/auth/token/self')
+      .set({ Authorization: `Bearer ${token}` });
+  const kids = async () =>
+    ((await request(vault.app).get('/v1/auth/jwks')).body.keys as { kid: string }[]).map((k) => k.kid).sort();
 
   it('signs new tokens with the new kid and keeps old tokens valid until they expire', async () => {
     const old = await create('1h');
@@ -32,7 +37,10 @@ describe('token signing key rotation', () => {
 
   it('retires the previous keys at once on request: every older token fails, the caller gets a new one', async () => {
     const old = await create('1h');
-    const rotated = await request(vault.app).post('/v1/auth/jwks/rotate').set(vault.auth).send({ retire_previous: true });
+    const rotated = await request(vault.app)
+      .post('/v1/auth/jwks/rotate')
+      .set(vault.auth)
+      .send({ retire_previous: true });
     assert.equal(rotated.status, 200);
     assert.equal((await self(old)).status, 401);
     assert.equal((await self(vault.rootToken)).status, 401, 'the old root token is dead');
@@ -43,7 +51,10 @@ describe('token signing key rotation', () => {
 
   it('refuses tokens of a retired key after a restart too', async () => {
     const old = await create('1h');
-    const rotated = await request(vault.app).post('/v1/auth/jwks/rotate').set(vault.auth).send({ retire_previous: true });
+    const rotated = await request(vault.app)
+      .post('/v1/auth/jwks/rotate')
+      .set(vault.auth)
+      .send({ retire_previous: true });
     const dir = vault.dir;
     await vault.cleanup(true);
     vault = await openVault({ ...kek, dir, init: false });
@@ -54,7 +65,18 @@ describe('token signing key rotation', () => {
 
   it('needs admin, and refuses an unknown field', async () => {
     const plain = await create('1h');
-    assert.equal((await request(vault.app).post('/v1/auth/jwks/rotate').set({ Authorization: `Bearer ${plain}` }).send({})).status, 403);
-    assert.equal((await request(vault.app).post('/v1/auth/jwks/rotate').set(vault.auth).send({ retire: true })).status, 400);
+    assert.equal(
+      (
+        await request(vault.app)
+          .post('/v1/auth/jwks/rotate')
+          .set({ Authorization: `Bearer ${plain}` })
+          .send({})
+      ).status,
+      403,
+    );
+    assert.equal(
+      (await request(vault.app).post('/v1/auth/jwks/rotate').set(vault.auth).send({ retire: true })).status,
+      400,
+    );
   });
 });

@@ -30,10 +30,24 @@ describe('token claims: bounds of a signed token', function () {
     const current = (tokens as unknown as { current?: { kid: string; privateKey: KeyObject } }).current;
     assert.ok(current);
     key = current;
-    const res = await request(vault.app).post('/v1/auth/token/create').set(vault.auth).send({ identity: 'svc:claims', ttl: 600 });
+    const res = await request(vault.app)
+      .post('/v1/auth/token/create')
+      .set(vault.auth)
+      .send({ identity: 'svc:claims', ttl: 600 });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     const issued = b64json((res.body.token as string).split('.')[1]!);
-    base = { iss: issued.iss, aud: issued.aud, sub: 'svc:claims', groups: [], policies: [], iat: now(), exp: now() + 600, ttl_exp: now() + 300, jti: 'claims-jti-000000000001', method: 'token' };
+    base = {
+      iss: issued.iss,
+      aud: issued.aud,
+      sub: 'svc:claims',
+      groups: [],
+      policies: [],
+      iat: now(),
+      exp: now() + 600,
+      ttl_exp: now() + 300,
+      jti: 'claims-jti-000000000001',
+      method: 'token',
+    };
   });
   after(() => vault.cleanup());
   beforeEach(() => {
@@ -43,12 +57,19 @@ describe('token claims: bounds of a signed token', function () {
   let serial = 0;
   /** Signs `claims` (base plus changes; undefined removes) with the vault's own key; a fresh jti unless given. */
   function sign(changes: Record<string, unknown> = {}, header: Record<string, unknown> = {}): Promise<string> {
-    const claims: Record<string, unknown> = { ...base, jti: `claims-jti-${String(++serial).padStart(12, '0')}`, ...changes };
+    const claims: Record<string, unknown> = {
+      ...base,
+      jti: `claims-jti-${String(++serial).padStart(12, '0')}`,
+      ...changes,
+    };
     for (const [k, v] of Object.entries(claims)) if (v === undefined) delete claims[k];
-    return new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', typ: 'coffer+jwt', kid: key.kid, ...header } as JWTHeaderParameters).sign(key.privateKey);
+    return new SignJWT(claims)
+      .setProtectedHeader({ alg: 'EdDSA', typ: 'coffer+jwt', kid: key.kid, ...header } as JWTHeaderParameters)
+      .sign(key.privateKey);
   }
   const verifies = async (changes: Record<string, unknown>) => (await tokens.verify(await sign(changes))) !== undefined;
-  const list = (n: number, length = 8) => Array.from({ length: n }, (_, i) => `g${String(i).padStart(length - 1, '0')}`);
+  const list = (n: number, length = 8) =>
+    Array.from({ length: n }, (_, i) => `g${String(i).padStart(length - 1, '0')}`);
 
   it('accepts the control token, and claims exactly on every bound', async () => {
     assert.equal(await verifies({}), true, 'control');
@@ -135,8 +156,22 @@ describe('token claims: bounds of a signed token', function () {
     assert.equal(over.length, 8193);
     assert.equal(await tokens.verify(over), undefined, 'a token of 8,193 characters is refused');
     // Over HTTP the Authorization header is refused first (400); verify's own cap backs it up.
-    assert.equal((await request(vault.app).get('/v1/auth/token/self').set({ Authorization: `Bearer ${over}` })).status, 400);
-    assert.equal((await request(vault.app).get('/v1/auth/token/self').set({ Authorization: `Bearer ${at}` })).status, 200);
+    assert.equal(
+      (
+        await request(vault.app)
+          .get('/v1/auth/token/self')
+          .set({ Authorization: `Bearer ${over}` })
+      ).status,
+      400,
+    );
+    assert.equal(
+      (
+        await request(vault.app)
+          .get('/v1/auth/token/self')
+          .set({ Authorization: `Bearer ${at}` })
+      ).status,
+      200,
+    );
   });
 
   it('a cached token is refused from its exp second on, and leaves the cache', async () => {
@@ -160,7 +195,11 @@ describe('token claims: bounds of a signed token', function () {
     assert.ok(await tokens.verify(u), 'first use at ttl_exp - 1 ms');
     clock = start + 60_000;
     assert.equal(await tokens.verify(t), undefined);
-    assert.equal(await tokens.verify(await sign({ exp: now() + 600, ttl_exp: now() })), undefined, 'first use at ttl_exp');
+    assert.equal(
+      await tokens.verify(await sign({ exp: now() + 600, ttl_exp: now() })),
+      undefined,
+      'first use at ttl_exp',
+    );
   });
 
   it('a cached token stops verifying once its signing key retires, though its exp is later', async () => {
@@ -170,7 +209,8 @@ describe('token claims: bounds of a signed token', function () {
     const cache = (tokens as unknown as { verified: Map<string, unknown> }).verified;
     assert.ok(await tokens.verify(t), 'still verifies under the old key');
     assert.ok(cache.has(t));
-    const retireAt = (tokens as unknown as { keys: Map<string, { record: { retire_at?: number } }> }).keys.get(key.kid)!.record.retire_at!;
+    const retireAt = (tokens as unknown as { keys: Map<string, { record: { retire_at?: number } }> }).keys.get(key.kid)!
+      .record.retire_at!;
     assert.ok(retireAt > now() + years(9) && retireAt < now() + years(20), `retire_at ${retireAt}`);
     clock = (retireAt - 1) * 1000;
     assert.ok(await tokens.verify(t), 'cached, one second before the key retires');

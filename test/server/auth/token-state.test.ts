@@ -17,12 +17,18 @@ import { openVault, type TestVault } from '../../helpers.js';
 
 type Headers = Record<string, string>;
 const bearer = (token: string): Headers => ({ Authorization: `Bearer ${token}` });
-const jtiOf = (token: string) => (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { jti: string }).jti;
-const kek = { source: { kind: 'env' as const, variable: 'COFFER_TEST_KEK' }, env: { COFFER_TEST_KEK: Buffer.alloc(32, 0x29).toString('base64') } };
+const jtiOf = (token: string) =>
+  (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { jti: string }).jti;
+const kek = {
+  source: { kind: 'env' as const, variable: 'COFFER_TEST_KEK' },
+  env: { COFFER_TEST_KEK: Buffer.alloc(32, 0x29).toString('base64') },
+};
 
 const self = (vault: TestVault, token: string) => request(vault.app).get('/v1/auth/token/self').set(bearer(token));
-const renew = (vault: TestVault, token: string) => request(vault.app).post('/v1/auth/token/renew').set(bearer(token)).send({});
-const revoke = (vault: TestVault, auth: Headers, body: object = {}) => request(vault.app).post('/v1/auth/token/revoke').set(auth).send(body);
+const renew = (vault: TestVault, token: string) =>
+  request(vault.app).post('/v1/auth/token/renew').set(bearer(token)).send({});
+const revoke = (vault: TestVault, auth: Headers, body: object = {}) =>
+  request(vault.app).post('/v1/auth/token/revoke').set(auth).send(body);
 
 async function mint(vault: TestVault, auth: Headers, body: object): Promise<string> {
   const res = await request(vault.app).post('/v1/auth/token/create').set(auth).send(body);
@@ -49,24 +55,30 @@ async function restart(vault: TestVault, now: () => number): Promise<TestVault> 
   return next;
 }
 
-describe('token state: the sweep deletes records past their token\'s hard expiry from the store', () => {
+describe("token state: the sweep deletes records past their token's hard expiry from the store", () => {
   let vault: TestVault;
   const start = Math.floor(Date.now() / 1000) * 1000;
   let clock = start;
   before(async () => {
     vault = await openVault({ ...kek, now: () => clock });
-    const put = async (path: string, body: object) => assert.equal((await request(vault.app).put(path).set(vault.auth).send(body)).status, 200, path);
+    const put = async (path: string, body: object) =>
+      assert.equal((await request(vault.app).put(path).set(vault.auth).send(body)).status, 200, path);
     await put('/v1/policies/token-maker', { rules: [{ path: 'sys/auth/token/create', capabilities: ['admin'] }] });
   });
   after(() => vault.cleanup());
 
-  it('expired children, renewals and revocations go; a revocation lives until its token\'s exp and the token stays refused across a restart', async () => {
+  it("expired children, renewals and revocations go; a revocation lives until its token's exp and the token stays refused across a restart", async () => {
     const root = jtiOf(vault.rootToken);
     clock = start;
     const short = await mint(vault, vault.auth, { identity: 'svc:short', ttl: 60 });
     const renewed = await mint(vault, vault.auth, { identity: 'svc:renewed', ttl: 60, max_ttl: 120 });
     const revokedShort = await mint(vault, vault.auth, { identity: 'svc:revoked-short', ttl: 60 });
-    const long = await mint(vault, vault.auth, { identity: 'svc:long', policies: ['token-maker'], ttl: '1h', max_ttl: '4h' });
+    const long = await mint(vault, vault.auth, {
+      identity: 'svc:long',
+      policies: ['token-maker'],
+      ttl: '1h',
+      max_ttl: '4h',
+    });
     const revokedLong = await mint(vault, vault.auth, { identity: 'svc:revoked-long', ttl: '1h', max_ttl: '4h' });
     const grandchild = await mint(vault, bearer(long), { identity: 'svc:grandchild', ttl: 60 });
     clock = start + 30_000;
@@ -74,12 +86,18 @@ describe('token state: the sweep deletes records past their token\'s hard expiry
     assert.equal((await revoke(vault, bearer(revokedShort))).status, 204);
     assert.equal((await revoke(vault, bearer(revokedLong))).status, 204);
     const edge = (parent: string, child: string) => `auth/children/${jtiOf(parent)}/${jtiOf(child)}`;
-    assert.deepEqual(new Set(await keysUnder(vault.store, 'auth/children/')), new Set([
-      ...[short, renewed, revokedShort, long, revokedLong].map((t) => `auth/children/${root}/${jtiOf(t)}`),
-      edge(long, grandchild),
-    ]));
+    assert.deepEqual(
+      new Set(await keysUnder(vault.store, 'auth/children/')),
+      new Set([
+        ...[short, renewed, revokedShort, long, revokedLong].map((t) => `auth/children/${root}/${jtiOf(t)}`),
+        edge(long, grandchild),
+      ]),
+    );
     assert.deepEqual(await keysUnder(vault.store, 'auth/renewed/'), [`auth/renewed/${jtiOf(renewed)}`]);
-    assert.deepEqual(new Set(await keysUnder(vault.store, 'auth/revoked/')), new Set([`auth/revoked/${jtiOf(revokedShort)}`, `auth/revoked/${jtiOf(revokedLong)}`]));
+    assert.deepEqual(
+      new Set(await keysUnder(vault.store, 'auth/revoked/')),
+      new Set([`auth/revoked/${jtiOf(revokedShort)}`, `auth/revoked/${jtiOf(revokedLong)}`]),
+    );
 
     // Within the grace period nothing is deleted yet.
     clock = start + 120_000;
@@ -88,9 +106,16 @@ describe('token state: the sweep deletes records past their token\'s hard expiry
 
     clock = start + (120 + SWEEP_GRACE_SECONDS + 1) * 1000;
     await vault.access.tokens.sweepStore();
-    assert.deepEqual(new Set(await keysUnder(vault.store, 'auth/children/')), new Set([`auth/children/${root}/${jtiOf(long)}`, `auth/children/${root}/${jtiOf(revokedLong)}`]));
+    assert.deepEqual(
+      new Set(await keysUnder(vault.store, 'auth/children/')),
+      new Set([`auth/children/${root}/${jtiOf(long)}`, `auth/children/${root}/${jtiOf(revokedLong)}`]),
+    );
     assert.deepEqual(await keysUnder(vault.store, 'auth/renewed/'), []);
-    assert.deepEqual(await keysUnder(vault.store, 'auth/revoked/'), [`auth/revoked/${jtiOf(revokedLong)}`], 'a revocation stays until its token\'s hard exp');
+    assert.deepEqual(
+      await keysUnder(vault.store, 'auth/revoked/'),
+      [`auth/revoked/${jtiOf(revokedLong)}`],
+      "a revocation stays until its token's hard exp",
+    );
 
     vault = await restart(vault, () => clock);
     assert.equal((await self(vault, revokedLong)).status, 401, 'revoked, not expired: still refused after a restart');
@@ -118,7 +143,11 @@ describe('token state: the sweep deletes records past their token\'s hard expiry
     clock += 10_000;
     assert.equal((await renew(vault, b)).status, 200);
     assert.equal((await revoke(vault, bearer(a))).status, 204);
-    const stateKeys = async () => [...(await keysUnder(vault.store, 'auth/children/')), ...(await keysUnder(vault.store, 'auth/renewed/')), ...(await keysUnder(vault.store, 'auth/revoked/'))];
+    const stateKeys = async () => [
+      ...(await keysUnder(vault.store, 'auth/children/')),
+      ...(await keysUnder(vault.store, 'auth/renewed/')),
+      ...(await keysUnder(vault.store, 'auth/revoked/')),
+    ];
     assert.equal((await stateKeys()).length, 4);
     clock += (600 + SWEEP_GRACE_SECONDS) * 1000;
     vault = await restart(vault, () => clock);
@@ -130,7 +159,11 @@ describe('token state: the sweep deletes records past their token\'s hard expiry
     // The vault's own service must not sweep on its timer meanwhile: this test is about `node`.
     clearInterval((vault.access.tokens as unknown as { sweepTimer?: NodeJS.Timeout }).sweepTimer);
     let primary = false;
-    const node = new TokenService(vault.barrier, vault.seal, { now: () => clock, writable: () => primary, sweepIntervalMs: 0 });
+    const node = new TokenService(vault.barrier, vault.seal, {
+      now: () => clock,
+      writable: () => primary,
+      sweepIntervalMs: 0,
+    });
     await vault.seal.seal();
     await vault.seal.autoUnsealNow();
     clearInterval((vault.access.tokens as unknown as { sweepTimer?: NodeJS.Timeout }).sweepTimer);
@@ -152,12 +185,13 @@ describe('token state: a replica applies shipped token changes incrementally', (
   let clock = start;
   before(async () => {
     vault = await openVault({ ...kek, now: () => clock });
-    const put = async (path: string, body: object) => assert.equal((await request(vault.app).put(path).set(vault.auth).send(body)).status, 200, path);
+    const put = async (path: string, body: object) =>
+      assert.equal((await request(vault.app).put(path).set(vault.auth).send(body)).status, 200, path);
     await put('/v1/policies/token-maker', { rules: [{ path: 'sys/auth/token/create', capabilities: ['admin'] }] });
   });
   after(() => vault.cleanup());
 
-  it('mint, renew, revoke and the sweep\'s deletes reach the replica without a scan of the token state; `*` and signing keys still reload', async () => {
+  it("mint, renew, revoke and the sweep's deletes reach the replica without a scan of the token state; `*` and signing keys still reload", async () => {
     // Some history: the apply cost must not depend on it.
     for (let i = 0; i < 40; i++) {
       const t = await mint(vault, vault.auth, { identity: `svc:history-${i}`, ttl: 600 });
@@ -174,7 +208,10 @@ describe('token state: a replica applies shipped token changes incrementally', (
       scans.push(prefix);
       return scanPrefix(prefix, ...rest);
     };
-    const stateScans = () => scans.filter((p) => ['auth/revoked/', 'auth/renewed/', 'auth/children/'].some((s) => p.startsWith(s) || s.startsWith(p)));
+    const stateScans = () =>
+      scans.filter((p) =>
+        ['auth/revoked/', 'auth/renewed/', 'auth/children/'].some((s) => p.startsWith(s) || s.startsWith(p)),
+      );
     let seq = vault.store.lastSeq;
     const ship = async () => {
       const keys = await changedSince(vault.store, seq);
@@ -186,11 +223,20 @@ describe('token state: a replica applies shipped token changes incrementally', (
     try {
       clock = start;
       const maker = await mint(vault, vault.auth, { identity: 'svc:maker', policies: ['token-maker'], ttl: '3h' });
-      const parent = await mint(vault, bearer(maker), { identity: 'svc:p', policies: ['token-maker'], ttl: '1h', max_ttl: '2h' });
+      const parent = await mint(vault, bearer(maker), {
+        identity: 'svc:p',
+        policies: ['token-maker'],
+        ttl: '1h',
+        max_ttl: '2h',
+      });
       const child = await mint(vault, bearer(parent), { identity: 'svc:q', ttl: '1h' });
       assert.ok((await ship()).some((k) => k.startsWith('auth/children/')));
       assert.deepEqual(stateScans(), [], 'a mint is applied without a scan');
-      assert.equal(replica.depthOf({ parent: jtiOf(child) }), 4, 'the replica knows the tree: child → parent → maker → root');
+      assert.equal(
+        replica.depthOf({ parent: jtiOf(child) }),
+        4,
+        'the replica knows the tree: child → parent → maker → root',
+      );
       assert.ok(await replica.verify(child));
 
       clock = start + 1_000_000;
@@ -241,11 +287,22 @@ describe('token state: token_max_children (J13)', () => {
   let access: AuthService;
   const start = Math.floor(Date.now() / 1000) * 1000;
   let clock = start;
-  const req = (identity: string, ttl: number, more: object = {}) => ({ identity, groups: [], policies: [], ttl, orphan: false, ...more });
-  const refused = (e: unknown) => isCofferError(e, 'forbidden') && /token_max_children/.test(e.message) && /3 live/.test(e.message);
+  const req = (identity: string, ttl: number, more: object = {}) => ({
+    identity,
+    groups: [],
+    policies: [],
+    ttl,
+    orphan: false,
+    ...more,
+  });
+  const refused = (e: unknown) =>
+    isCofferError(e, 'forbidden') && /token_max_children/.test(e.message) && /3 live/.test(e.message);
   before(async () => {
     vault = await openVault({ ...kek, now: () => clock });
-    access = new AuthService(new TokenService(vault.barrier, vault.seal, { now: () => clock, maxChildren: 3 }), vault.access.directory);
+    access = new AuthService(
+      new TokenService(vault.barrier, vault.seal, { now: () => clock, maxChildren: 3 }),
+      vault.access.directory,
+    );
     await vault.seal.seal();
     await vault.seal.autoUnsealNow();
   });
@@ -288,9 +345,19 @@ describe('token state: token_max_children (J13)', () => {
   });
 
   it('concurrent mints never pass the limit, and the limit holds after a restart', async () => {
-    const minterToken = (await access.tokens.issue({ sub: 'svc:burst', groups: [], ttlSeconds: 3600, maxTtlSeconds: 3600, method: 'token' })).token;
+    const minterToken = (
+      await access.tokens.issue({
+        sub: 'svc:burst',
+        groups: [],
+        ttlSeconds: 3600,
+        maxTtlSeconds: 3600,
+        method: 'token',
+      })
+    ).token;
     const minter: Identity = (await access.authenticate(minterToken))!;
-    const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => access.mint(minter, req(`svc:burst-${i}`, 600))));
+    const results = await Promise.allSettled(
+      Array.from({ length: 8 }, (_, i) => access.mint(minter, req(`svc:burst-${i}`, 600))),
+    );
     assert.equal(results.filter((r) => r.status === 'fulfilled').length, 3);
     assert.ok(results.every((r) => r.status === 'fulfilled' || refused(r.reason)));
     await vault.seal.seal();

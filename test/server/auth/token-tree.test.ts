@@ -12,8 +12,12 @@ import { openVault, type TestVault } from '../../helpers.js';
 
 type Headers = Record<string, string>;
 const bearer = (token: string): Headers => ({ Authorization: `Bearer ${token}` });
-const claimsOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
-const kek = { source: { kind: 'env' as const, variable: 'COFFER_TEST_KEK' }, env: { COFFER_TEST_KEK: Buffer.alloc(32, 0x17).toString('base64') } };
+const claimsOf = (token: string) =>
+  JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+const kek = {
+  source: { kind: 'env' as const, variable: 'COFFER_TEST_KEK' },
+  env: { COFFER_TEST_KEK: Buffer.alloc(32, 0x17).toString('base64') },
+};
 
 function assertError(res: request.Response, status: number, code: string, what = ''): void {
   assert.equal(res.status, status, `${what} expected ${status} ${code}, got ${res.status} ${JSON.stringify(res.body)}`);
@@ -21,10 +25,13 @@ function assertError(res: request.Response, status: number, code: string, what =
   assert.equal(res.body.token, undefined, `${what}: no token in a refusal`);
 }
 
-const create = (vault: TestVault, auth: Headers, body: object) => request(vault.app).post('/v1/auth/token/create').set(auth).send(body);
+const create = (vault: TestVault, auth: Headers, body: object) =>
+  request(vault.app).post('/v1/auth/token/create').set(auth).send(body);
 const self = (vault: TestVault, token: string) => request(vault.app).get('/v1/auth/token/self').set(bearer(token));
-const renew = (vault: TestVault, token: string) => request(vault.app).post('/v1/auth/token/renew').set(bearer(token)).send({});
-const revoke = (vault: TestVault, auth: Headers, body: object = {}) => request(vault.app).post('/v1/auth/token/revoke').set(auth).send(body);
+const renew = (vault: TestVault, token: string) =>
+  request(vault.app).post('/v1/auth/token/renew').set(bearer(token)).send({});
+const revoke = (vault: TestVault, auth: Headers, body: object = {}) =>
+  request(vault.app).post('/v1/auth/token/revoke').set(auth).send(body);
 
 async function mint(vault: TestVault, auth: Headers, body: object): Promise<string> {
   const res = await create(vault, auth, body);
@@ -38,11 +45,16 @@ async function authState(vault: TestVault): Promise<string[]> {
 }
 
 async function setup(vault: TestVault): Promise<void> {
-  const put = async (path: string, body: object) => assert.equal((await request(vault.app).put(path).set(vault.auth).send(body)).status, 200, path);
+  const put = async (path: string, body: object) =>
+    assert.equal((await request(vault.app).put(path).set(vault.auth).send(body)).status, 200, path);
   await put('/v1/policies/token-maker', { rules: [{ path: 'sys/auth/token/create', capabilities: ['admin'] }] });
   await put('/v1/policies/app-read', { rules: [{ path: 'app/*', capabilities: ['read'] }] });
-  await put('/v1/policies/everything', { rules: [{ path: '**', capabilities: ['read', 'list', 'create', 'update', 'delete', 'destroy', 'admin'] }] });
-  await put('/v1/policies/orphan-maker', { rules: [{ path: 'sys/auth/token/create-orphan', capabilities: ['admin'] }] });
+  await put('/v1/policies/everything', {
+    rules: [{ path: '**', capabilities: ['read', 'list', 'create', 'update', 'delete', 'destroy', 'admin'] }],
+  });
+  await put('/v1/policies/orphan-maker', {
+    rules: [{ path: 'sys/auth/token/create-orphan', capabilities: ['admin'] }],
+  });
   await put('/v1/groups/ops', { policies: ['everything'] });
   await put('/v1/groups/alice-team', { policies: ['everything'], members: ['user:alice'] });
   await put('/v1/groups/svc-team', { policies: ['everything'], members: ['svc:member'] });
@@ -59,7 +71,14 @@ describe('token/create: a minter grants at most what it holds (issue 10 item 2, 
     vault = await openVault({ now: () => clock });
     await setup(vault);
     // The attacker's token: only admin on sys/auth/token/create (plus app-read and group ci to pass on).
-    minter = bearer(await mint(vault, vault.auth, { identity: 'svc:minter', policies: ['token-maker', 'app-read'], groups: ['ci'], ttl: '2h' }));
+    minter = bearer(
+      await mint(vault, vault.auth, {
+        identity: 'svc:minter',
+        policies: ['token-maker', 'app-read'],
+        groups: ['ci'],
+        ttl: '2h',
+      }),
+    );
   });
   after(() => vault.cleanup());
   beforeEach(() => {
@@ -82,15 +101,38 @@ describe('token/create: a minter grants at most what it holds (issue 10 item 2, 
     ] as const) {
       const res = await create(vault, minter, body);
       assertError(res, 403, 'forbidden', JSON.stringify(body));
-      assert.ok(String(res.body.error.message).includes(mention), `${JSON.stringify(body)}: "${res.body.error.message}" names ${mention}`);
+      assert.ok(
+        String(res.body.error.message).includes(mention),
+        `${JSON.stringify(body)}: "${res.body.error.message}" names ${mention}`,
+      );
     }
     assert.deepEqual(await authState(vault), before, 'a refused mint stores nothing');
   });
 
   it('never mints a reserved identity (root, user:*, approle:*, jwt:*, any case or separator): 400, nothing stored, not even for root', async () => {
     const before = await authState(vault);
-    for (const identity of ['root', 'Root', 'ROOT', 'root:x', 'user:alice', 'USER:alice', 'User:alice', 'user@alice', 'user/alice', 'user.alice',
-      'approle:builder', 'AppRole:builder', 'jwt:github:repo', 'JWT:x', 'userpass:alice', ' root', 'root ', 'root\u200b', 'ro\u200bot', 'user:al\u0131ce']) {
+    for (const identity of [
+      'root',
+      'Root',
+      'ROOT',
+      'root:x',
+      'user:alice',
+      'USER:alice',
+      'User:alice',
+      'user@alice',
+      'user/alice',
+      'user.alice',
+      'approle:builder',
+      'AppRole:builder',
+      'jwt:github:repo',
+      'JWT:x',
+      'userpass:alice',
+      ' root',
+      'root ',
+      'root\u200b',
+      'ro\u200bot',
+      'user:al\u0131ce',
+    ]) {
       for (const auth of [minter, vault.auth]) {
         const res = await create(vault, auth, { identity });
         assertError(res, 400, 'invalid_request', JSON.stringify(identity));
@@ -105,29 +147,51 @@ describe('token/create: a minter grants at most what it holds (issue 10 item 2, 
     assert.equal((await request(vault.app).get('/v1/secrets/prod/db').set(minter)).status, 403);
   });
 
-  it('a subset of the minter\'s policies and groups within its lifetime works, and the child holds exactly that', async () => {
-    const child = await mint(vault, minter, { identity: 'svc:child', policies: ['app-read'], groups: ['ci'], ttl: '10m' });
+  it("a subset of the minter's policies and groups within its lifetime works, and the child holds exactly that", async () => {
+    const child = await mint(vault, minter, {
+      identity: 'svc:child',
+      policies: ['app-read'],
+      groups: ['ci'],
+      ttl: '10m',
+    });
     const me = await self(vault, child);
     assert.equal(me.status, 200);
     assert.deepEqual(me.body.policies, ['app-read']);
     assert.deepEqual(me.body.groups, ['ci']);
     assert.equal((await request(vault.app).get('/v1/secrets/app/x').set(bearer(child))).status, 200);
     assert.equal((await request(vault.app).get('/v1/secrets/prod/db').set(bearer(child))).status, 403);
-    assertError(await create(vault, bearer(child), { identity: 'svc:grandchild' }), 403, 'forbidden', 'no token-maker passed on');
+    assertError(
+      await create(vault, bearer(child), { identity: 'svc:grandchild' }),
+      403,
+      'forbidden',
+      'no token-maker passed on',
+    );
     // Exactly the minter's remaining lifetime is allowed; its default TTL never exceeds it.
     const full = await mint(vault, minter, { identity: 'svc:full', ttl: '2h' });
     assert.equal(Date.parse((await self(vault, full)).body.expires_at), start + 7_200_000);
     clock = start + 7_200_000 - 600_000;
     const late = await create(vault, minter, { identity: 'svc:late' });
     assert.equal(late.status, 200, JSON.stringify(late.body));
-    assert.equal(Date.parse(late.body.expires_at), start + 7_200_000, 'the default hour is cut to the minter\'s remaining 10 minutes');
+    assert.equal(
+      Date.parse(late.body.expires_at),
+      start + 7_200_000,
+      "the default hour is cut to the minter's remaining 10 minutes",
+    );
   });
 
   it('root may mint any policy or group, but not past token_max_ttl_s (default 32 days)', async () => {
-    const wide = await mint(vault, vault.auth, { identity: 'svc:wide', policies: ['everything'], groups: ['ops'], ttl: '30d' });
+    const wide = await mint(vault, vault.auth, {
+      identity: 'svc:wide',
+      policies: ['everything'],
+      groups: ['ops'],
+      ttl: '30d',
+    });
     assert.equal((await request(vault.app).get('/v1/secrets/prod/db').set(bearer(wide))).status, 200);
     const before = await authState(vault);
-    for (const body of [{ identity: 'svc:forever', ttl: '40d' }, { identity: 'svc:forever', ttl: '1d', max_ttl: '365d' }]) {
+    for (const body of [
+      { identity: 'svc:forever', ttl: '40d' },
+      { identity: 'svc:forever', ttl: '1d', max_ttl: '365d' },
+    ]) {
       const res = await create(vault, vault.auth, body);
       assertError(res, 400, 'invalid_request', JSON.stringify(body));
       assert.match(res.body.error.message, /token_max_ttl_s/);
@@ -147,7 +211,13 @@ describe('token_max_ttl_s caps every token the TokenService issues, logins inclu
     const tokens = new TokenService(vault.barrier, vault.seal, { maxTtlSeconds: 600 });
     await vault.seal.seal();
     for (const share of vault.shares.slice(0, 3)) await vault.seal.submitShare(share);
-    const { claims } = await tokens.issue({ sub: 'user:bob', groups: [], ttlSeconds: 366 * 86_400, maxTtlSeconds: 366 * 86_400, method: 'userpass' });
+    const { claims } = await tokens.issue({
+      sub: 'user:bob',
+      groups: [],
+      ttlSeconds: 366 * 86_400,
+      maxTtlSeconds: 366 * 86_400,
+      method: 'userpass',
+    });
     const now = Math.floor(Date.now() / 1000);
     assert.ok(claims.exp <= now + 600, `exp ${claims.exp - now}s ahead`);
   });
@@ -159,7 +229,10 @@ describe('token tree: revoking a token revokes what it minted (B4, B16)', () => 
   before(async () => {
     vault = await openVault();
     await setup(vault);
-    maker = await mint(vault, vault.auth, { identity: 'svc:maker', policies: ['token-maker', 'app-read', 'orphan-maker'] });
+    maker = await mint(vault, vault.auth, {
+      identity: 'svc:maker',
+      policies: ['token-maker', 'app-read', 'orphan-maker'],
+    });
   });
   after(() => vault.cleanup());
 
@@ -180,12 +253,26 @@ describe('token tree: revoking a token revokes what it minted (B4, B16)', () => 
   it('revoke-self of a parent kills its child and grandchild; a sibling and the minter live on; revoke stays idempotent', async () => {
     const { a, b, c, sibling } = await family();
     assert.equal((await revoke(vault, bearer(a))).status, 204);
-    for (const [name, t] of [['a', a], ['b', b], ['c', c]] as const) assertError(await self(vault, t), 401, 'unauthenticated', name);
-    assertError(await request(vault.app).get('/v1/secrets/app/x').set(bearer(c)), 401, 'unauthenticated', 'grandchild reads');
+    for (const [name, t] of [
+      ['a', a],
+      ['b', b],
+      ['c', c],
+    ] as const)
+      assertError(await self(vault, t), 401, 'unauthenticated', name);
+    assertError(
+      await request(vault.app).get('/v1/secrets/app/x').set(bearer(c)),
+      401,
+      'unauthenticated',
+      'grandchild reads',
+    );
     assert.equal((await self(vault, sibling)).status, 200);
     assert.equal((await self(vault, maker)).status, 200);
     assert.equal((await revoke(vault, vault.auth, { token: a })).status, 204, 'again, by an admin');
-    assert.equal((await revoke(vault, vault.auth, { token: c })).status, 204, 'a child already revoked with its parent');
+    assert.equal(
+      (await revoke(vault, vault.auth, { token: c })).status,
+      204,
+      'a child already revoked with its parent',
+    );
     assertError(await revoke(vault, bearer(b)), 401, 'unauthenticated', 'a revoked child cannot act');
   });
 
@@ -199,9 +286,16 @@ describe('token tree: revoking a token revokes what it minted (B4, B16)', () => 
 
   it('a child minted while its parent is being revoked never outlives it (the race is closed)', async () => {
     for (let i = 0; i < 20; i++) {
-      const parent = await mint(vault, bearer(maker), { identity: `svc:racer-${i}`, policies: ['token-maker', 'app-read'] });
-      const [, made] = await Promise.all([revoke(vault, bearer(parent)), create(vault, bearer(parent), { identity: `svc:racer-child-${i}` })]);
-      if (made.status === 200) assertError(await self(vault, made.body.token), 401, 'unauthenticated', `child ${i} of a revoked parent`);
+      const parent = await mint(vault, bearer(maker), {
+        identity: `svc:racer-${i}`,
+        policies: ['token-maker', 'app-read'],
+      });
+      const [, made] = await Promise.all([
+        revoke(vault, bearer(parent)),
+        create(vault, bearer(parent), { identity: `svc:racer-child-${i}` }),
+      ]);
+      if (made.status === 200)
+        assertError(await self(vault, made.body.token), 401, 'unauthenticated', `child ${i} of a revoked parent`);
       else assertError(made, 401, 'unauthenticated', `mint ${i}`);
     }
   });
@@ -209,7 +303,10 @@ describe('token tree: revoking a token revokes what it minted (B4, B16)', () => 
   it('an orphan needs admin on sys/auth/token/create-orphan and survives its minter', async () => {
     const orphan = await mint(vault, bearer(maker), { identity: 'svc:orphan', policies: ['app-read'], orphan: true });
     assert.equal(claimsOf(orphan).parent, undefined);
-    const other = await mint(vault, vault.auth, { identity: 'svc:other-maker', policies: ['token-maker', 'orphan-maker'] });
+    const other = await mint(vault, vault.auth, {
+      identity: 'svc:other-maker',
+      policies: ['token-maker', 'orphan-maker'],
+    });
     const orphan2 = await mint(vault, bearer(other), { identity: 'svc:orphan2', orphan: true });
     assert.equal((await revoke(vault, bearer(other))).status, 204);
     assert.equal((await self(vault, orphan2)).status, 200);
@@ -217,7 +314,7 @@ describe('token tree: revoking a token revokes what it minted (B4, B16)', () => 
   });
 });
 
-describe('token tree and renewals survive a restart and reach a replica\'s reload', () => {
+describe("token tree and renewals survive a restart and reach a replica's reload", () => {
   let vault: TestVault;
   const start = Math.floor(Date.now() / 1000) * 1000;
   let clock = start;
@@ -228,7 +325,12 @@ describe('token tree and renewals survive a restart and reach a replica\'s reloa
   after(() => vault.cleanup());
 
   it('a parent revoked after a restart still takes its children and grandchildren; a renewal made before it still counts', async () => {
-    const a = await mint(vault, vault.auth, { identity: 'svc:a', policies: ['token-maker', 'app-read'], ttl: '1h', max_ttl: '4h' });
+    const a = await mint(vault, vault.auth, {
+      identity: 'svc:a',
+      policies: ['token-maker', 'app-read'],
+      ttl: '1h',
+      max_ttl: '4h',
+    });
     const b = await mint(vault, bearer(a), { identity: 'svc:b', policies: ['token-maker', 'app-read'] });
     const c = await mint(vault, bearer(b), { identity: 'svc:c', policies: ['app-read'] });
     const kept = await mint(vault, vault.auth, { identity: 'svc:kept', ttl: '1h', max_ttl: '4h' });
@@ -253,7 +355,11 @@ describe('token tree and renewals survive a restart and reach a replica\'s reloa
     clock = start;
     await vault.seal.seal();
     await vault.seal.autoUnsealNow();
-    const parent = await mint(vault, bearer(await mint(vault, vault.auth, { identity: 'svc:p0', policies: ['token-maker'], ttl: '3h' })), { identity: 'svc:p', policies: ['token-maker'], ttl: '1h', max_ttl: '2h' });
+    const parent = await mint(
+      vault,
+      bearer(await mint(vault, vault.auth, { identity: 'svc:p0', policies: ['token-maker'], ttl: '3h' })),
+      { identity: 'svc:p', policies: ['token-maker'], ttl: '1h', max_ttl: '2h' },
+    );
     const child = await mint(vault, bearer(parent), { identity: 'svc:q', ttl: '10m' });
     assert.ok(await replica.verify(child));
     clock = start + 1_000_000;
@@ -333,7 +439,10 @@ describe('renew extends the same token in place (issue 10 item 3, B6)', () => {
       assert.equal(res.status, 200, `+${(clock - start) / 1000}s ${JSON.stringify(res.body)}`);
       assert.equal(res.body.token, t);
       const exp = Date.parse(res.body.expires_at);
-      assert.ok(exp <= maxExp && exp >= previous && exp > clock, `+${(clock - start) / 1000}s → +${(exp - start) / 1000}s`);
+      assert.ok(
+        exp <= maxExp && exp >= previous && exp > clock,
+        `+${(clock - start) / 1000}s → +${(exp - start) / 1000}s`,
+      );
       previous = exp;
     }
     assert.ok(refusedAtMax, 'a renewal at max was refused');

@@ -27,7 +27,11 @@ function assertError(res: request.Response, status: number, code: string, what =
 
 const self = (vault: TestVault, token: string) => request(vault.app).get('/v1/auth/token/self').set(bearer(token));
 
-async function createToken(vault: TestVault, body: object, auth: Headers = vault.auth): Promise<{ token: string; body: Record<string, unknown> }> {
+async function createToken(
+  vault: TestVault,
+  body: object,
+  auth: Headers = vault.auth,
+): Promise<{ token: string; body: Record<string, unknown> }> {
   const res = await request(vault.app).post('/v1/auth/token/create').set(auth).send(body);
   assert.equal(res.status, 200, JSON.stringify(res.body));
   return { token: res.body.token as string, body: res.body };
@@ -40,9 +44,15 @@ function signingKey(vault: TestVault): { kid: string; privateKey: KeyObject } {
   return current;
 }
 
-async function signWithVaultKey(vault: TestVault, header: Record<string, unknown>, payload: Record<string, unknown>): Promise<string> {
+async function signWithVaultKey(
+  vault: TestVault,
+  header: Record<string, unknown>,
+  payload: Record<string, unknown>,
+): Promise<string> {
   const key = signingKey(vault);
-  return new SignJWT(payload).setProtectedHeader({ alg: 'EdDSA', kid: key.kid, ...header } as JWTHeaderParameters).sign(key.privateKey);
+  return new SignJWT(payload)
+    .setProtectedHeader({ alg: 'EdDSA', kid: key.kid, ...header } as JWTHeaderParameters)
+    .sign(key.privateKey);
 }
 
 describe('tokens: root token, token/create and token/self', () => {
@@ -50,8 +60,14 @@ describe('tokens: root token, token/create and token/self', () => {
   let clock = Math.floor(Date.now() / 1000) * 1000;
   before(async () => {
     vault = await openVault({ now: () => clock });
-    await request(vault.app).put('/v1/policies/app-read').set(vault.auth).send({ rules: [{ path: 'app/*', capabilities: ['read'] }] });
-    await request(vault.app).put('/v1/secrets/app/x').set(vault.auth).send({ data: { v: '1' } });
+    await request(vault.app)
+      .put('/v1/policies/app-read')
+      .set(vault.auth)
+      .send({ rules: [{ path: 'app/*', capabilities: ['read'] }] });
+    await request(vault.app)
+      .put('/v1/secrets/app/x')
+      .set(vault.auth)
+      .send({ data: { v: '1' } });
   });
   after(() => vault.cleanup());
 
@@ -67,13 +83,26 @@ describe('tokens: root token, token/create and token/self', () => {
   });
 
   it('the root token reads and writes any secret and manages policies', async () => {
-    assert.equal((await request(vault.app).put('/v1/secrets/anything/deep/x').set(vault.auth).send({ data: { a: 'b' } })).status, 200);
+    assert.equal(
+      (
+        await request(vault.app)
+          .put('/v1/secrets/anything/deep/x')
+          .set(vault.auth)
+          .send({ data: { a: 'b' } })
+      ).status,
+      200,
+    );
     assert.equal((await request(vault.app).get('/v1/secrets/anything/deep/x').set(vault.auth)).status, 200);
     assert.equal((await request(vault.app).get('/v1/policies').set(vault.auth)).status, 200);
   });
 
   it('token/create issues a token with the given identity, groups, policies and a "10m" TTL', async () => {
-    const { token, body } = await createToken(vault, { identity: 'svc:deployer', groups: ['ci'], policies: ['app-read'], ttl: '10m' });
+    const { token, body } = await createToken(vault, {
+      identity: 'svc:deployer',
+      groups: ['ci'],
+      policies: ['app-read'],
+      ttl: '10m',
+    });
     assert.deepEqual(Object.keys(body).sort(), ['expires_at', 'groups', 'identity', 'policies', 'token']);
     assert.equal(body.identity, 'svc:deployer');
     assert.deepEqual(body.groups, ['ci']);
@@ -89,7 +118,11 @@ describe('tokens: root token, token/create and token/self', () => {
     const claims = b64json(parts(token).payload);
     assert.equal(res.body.jti, claims.jti);
     assert.match(res.body.jti, /^[A-Za-z0-9_-]{16,64}$/);
-    assert.equal((await request(vault.app).get('/v1/secrets/app/x').set(bearer(token))).status, 200, 'the policy applies');
+    assert.equal(
+      (await request(vault.app).get('/v1/secrets/app/x').set(bearer(token))).status,
+      200,
+      'the policy applies',
+    );
   });
 
   it('issued tokens are EdDSA JWTs of type coffer+jwt with sub, groups, iat, exp, jti, iss and aud', async () => {
@@ -108,14 +141,24 @@ describe('tokens: root token, token/create and token/self', () => {
   });
 
   it('token/create takes the TTL in seconds (600) too, and defaults to one hour', async () => {
-    assert.equal((await createToken(vault, { identity: 'svc:a', ttl: 600 })).body.expires_at, new Date(clock + 600_000).toISOString());
-    assert.equal((await createToken(vault, { identity: 'svc:a' })).body.expires_at, new Date(clock + 3_600_000).toISOString());
-    assert.equal((await createToken(vault, { identity: 'svc:a', ttl: '2h' })).body.expires_at, new Date(clock + 7_200_000).toISOString());
+    assert.equal(
+      (await createToken(vault, { identity: 'svc:a', ttl: 600 })).body.expires_at,
+      new Date(clock + 600_000).toISOString(),
+    );
+    assert.equal(
+      (await createToken(vault, { identity: 'svc:a' })).body.expires_at,
+      new Date(clock + 3_600_000).toISOString(),
+    );
+    assert.equal(
+      (await createToken(vault, { identity: 'svc:a', ttl: '2h' })).body.expires_at,
+      new Date(clock + 7_200_000).toISOString(),
+    );
   });
 
   it('every token gets its own jti', async () => {
     const jtis = new Set<unknown>();
-    for (let i = 0; i < 5; i++) jtis.add(b64json(parts((await createToken(vault, { identity: 'svc:same' })).token).payload).jti);
+    for (let i = 0; i < 5; i++)
+      jtis.add(b64json(parts((await createToken(vault, { identity: 'svc:same' })).token).payload).jti);
     assert.equal(jtis.size, 5);
   });
 
@@ -141,19 +184,30 @@ describe('tokens: root token, token/create and token/self', () => {
       { identity: '' },
       { groups: ['ci'] },
     ]) {
-      assertError(await request(vault.app).post('/v1/auth/token/create').set(vault.auth).send(body), 400, 'invalid_request', JSON.stringify(body));
+      assertError(
+        await request(vault.app).post('/v1/auth/token/create').set(vault.auth).send(body),
+        400,
+        'invalid_request',
+        JSON.stringify(body),
+      );
     }
   });
 
   it('token/create needs admin: a token without it gets 403 and no token', async () => {
     const { token } = await createToken(vault, { identity: 'svc:reader', policies: ['app-read'] });
-    const res = await request(vault.app).post('/v1/auth/token/create').set(bearer(token)).send({ identity: 'svc:escalated', policies: ['app-read'] });
+    const res = await request(vault.app)
+      .post('/v1/auth/token/create')
+      .set(bearer(token))
+      .send({ identity: 'svc:escalated', policies: ['app-read'] });
     assertError(res, 403, 'forbidden');
     assert.equal(res.body.token, undefined);
   });
 
   it('a non-root token holding admin on sys/auth/token/create may create tokens', async () => {
-    await request(vault.app).put('/v1/policies/token-maker').set(vault.auth).send({ rules: [{ path: 'sys/auth/token/create', capabilities: ['admin'] }] });
+    await request(vault.app)
+      .put('/v1/policies/token-maker')
+      .set(vault.auth)
+      .send({ rules: [{ path: 'sys/auth/token/create', capabilities: ['admin'] }] });
     const { token } = await createToken(vault, { identity: 'svc:maker', policies: ['token-maker'] });
     const made = await createToken(vault, { identity: 'svc:made' }, bearer(token));
     assert.equal((await self(vault, made.token)).body.identity, 'svc:made');
@@ -164,9 +218,13 @@ describe('tokens: root token, token/create and token/self', () => {
     const viaVault = await request(vault.app).get('/v1/auth/token/self').set({ 'X-Vault-Token': token });
     assert.equal(viaVault.status, 200);
     assert.equal(viaVault.body.identity, 'svc:hdr');
-    const both = await request(vault.app).get('/v1/auth/token/self').set({ ...bearer(token), 'X-Vault-Token': vault.rootToken });
+    const both = await request(vault.app)
+      .get('/v1/auth/token/self')
+      .set({ ...bearer(token), 'X-Vault-Token': vault.rootToken });
     assertError(both, 400, 'invalid_request');
-    const same = await request(vault.app).get('/v1/auth/token/self').set({ ...bearer(token), 'X-Vault-Token': token });
+    const same = await request(vault.app)
+      .get('/v1/auth/token/self')
+      .set({ ...bearer(token), 'X-Vault-Token': token });
     assert.equal(same.status, 200);
   });
 
@@ -175,16 +233,44 @@ describe('tokens: root token, token/create and token/self', () => {
     for (const name of ['token', 'access_token', 'X-Vault-Token', 'auth']) {
       assertError(await request(vault.app).get(`/v1/auth/token/self?${name}=${token}`), 401, 'unauthenticated', name);
     }
-    assertError(await request(vault.app).get('/v1/auth/token/self').set('Cookie', `token=${token}`), 401, 'unauthenticated', 'cookie');
-    assertError(await request(vault.app).get('/v1/auth/token/self').set('Cookie', `X-Vault-Token=${token}`), 401, 'unauthenticated', 'cookie');
+    assertError(
+      await request(vault.app).get('/v1/auth/token/self').set('Cookie', `token=${token}`),
+      401,
+      'unauthenticated',
+      'cookie',
+    );
+    assertError(
+      await request(vault.app).get('/v1/auth/token/self').set('Cookie', `X-Vault-Token=${token}`),
+      401,
+      'unauthenticated',
+      'cookie',
+    );
   });
 
   it('refuses malformed Authorization headers with 400 and a missing token with 401', async () => {
-    assertError(await request(vault.app).get('/v1/auth/token/self').set('Authorization', `Basic ${vault.rootToken}`), 400, 'invalid_request');
-    assertError(await request(vault.app).get('/v1/auth/token/self').set('Authorization', `Bearer  ${vault.rootToken}`), 400, 'invalid_request');
-    assertError(await request(vault.app).get('/v1/auth/token/self').set('Authorization', `Bearer ${'a'.repeat(9000)}`), 400, 'invalid_request');
+    assertError(
+      await request(vault.app).get('/v1/auth/token/self').set('Authorization', `Basic ${vault.rootToken}`),
+      400,
+      'invalid_request',
+    );
+    assertError(
+      await request(vault.app).get('/v1/auth/token/self').set('Authorization', `Bearer  ${vault.rootToken}`),
+      400,
+      'invalid_request',
+    );
+    assertError(
+      await request(vault.app)
+        .get('/v1/auth/token/self')
+        .set('Authorization', `Bearer ${'a'.repeat(9000)}`),
+      400,
+      'invalid_request',
+    );
     assertError(await request(vault.app).get('/v1/auth/token/self'), 401, 'unauthenticated');
-    assertError(await request(vault.app).get('/v1/auth/token/self').set('Authorization', 'Bearer not-a-token'), 401, 'unauthenticated');
+    assertError(
+      await request(vault.app).get('/v1/auth/token/self').set('Authorization', 'Bearer not-a-token'),
+      401,
+      'unauthenticated',
+    );
   });
 });
 
@@ -248,7 +334,10 @@ describe('tokens: lifetime and renewal against an injected clock (B6)', () => {
       const res = await request(vault.app).post('/v1/auth/token/renew').set(bearer(token)).send({});
       assert.equal(res.status, 200, `renewal at +${(clock - start) / 1000}s: ${JSON.stringify(res.body)}`);
       const exp = Date.parse(res.body.expires_at);
-      assert.ok(exp <= maxExp, `renewal at +${(clock - start) / 1000}s expires at +${(exp - start) / 1000}s, past max_ttl`);
+      assert.ok(
+        exp <= maxExp,
+        `renewal at +${(clock - start) / 1000}s expires at +${(exp - start) / 1000}s, past max_ttl`,
+      );
       assert.ok(exp >= previous, 'a renewal never shortens the lifetime');
       assert.ok(exp > clock, 'a renewed token is alive when handed out');
       assert.equal(res.body.token, token);
@@ -258,11 +347,21 @@ describe('tokens: lifetime and renewal against an injected clock (B6)', () => {
     assert.ok(renewals >= 12);
     assert.equal(previous, maxExp, 'the last renewal is capped exactly at max_ttl');
     clock = maxExp - 1_000;
-    assertError(await request(vault.app).post('/v1/auth/token/renew').set(bearer(token)).send({}), 403, 'forbidden', 'renewal at max_ttl - 1 s');
+    assertError(
+      await request(vault.app).post('/v1/auth/token/renew').set(bearer(token)).send({}),
+      403,
+      'forbidden',
+      'renewal at max_ttl - 1 s',
+    );
     assert.equal((await self(vault, token)).status, 200, 'still alive at max_ttl - 1 s');
     clock = maxExp;
     assertError(await self(vault, token), 401, 'unauthenticated', 'at max_ttl');
-    assertError(await request(vault.app).post('/v1/auth/token/renew').set(bearer(token)).send({}), 401, 'unauthenticated', 'renew at max_ttl');
+    assertError(
+      await request(vault.app).post('/v1/auth/token/renew').set(bearer(token)).send({}),
+      401,
+      'unauthenticated',
+      'renew at max_ttl',
+    );
     clock = maxExp + 365 * 86_400_000;
     assertError(await self(vault, token), 401, 'unauthenticated', 'a year later');
   });
@@ -270,7 +369,12 @@ describe('tokens: lifetime and renewal against an injected clock (B6)', () => {
   it('renewal takes no parameters: asking for a longer TTL is refused with 400', async () => {
     const { token } = await createToken(vault, { identity: 'svc:greedy', ttl: 60, max_ttl: 120 });
     for (const body of [{ ttl: 999_999 }, { ttl: '1y' }, { max_ttl: 999_999 }, { increment: 3600 }]) {
-      assertError(await request(vault.app).post('/v1/auth/token/renew').set(bearer(token)).send(body), 400, 'invalid_request', JSON.stringify(body));
+      assertError(
+        await request(vault.app).post('/v1/auth/token/renew').set(bearer(token)).send(body),
+        400,
+        'invalid_request',
+        JSON.stringify(body),
+      );
     }
   });
 
@@ -282,13 +386,21 @@ describe('tokens: lifetime and renewal against an injected clock (B6)', () => {
   it('an expired token cannot be renewed: 401', async () => {
     const { token } = await createToken(vault, { identity: 'svc:late', ttl: 60, max_ttl: 600 });
     clock = start + 60_000;
-    assertError(await request(vault.app).post('/v1/auth/token/renew').set(bearer(token)).send({}), 401, 'unauthenticated');
+    assertError(
+      await request(vault.app).post('/v1/auth/token/renew').set(bearer(token)).send({}),
+      401,
+      'unauthenticated',
+    );
   });
 
   it('a revoked token cannot be renewed: 401', async () => {
     const { token } = await createToken(vault, { identity: 'svc:gone', ttl: 60, max_ttl: 600 });
     assert.equal((await request(vault.app).post('/v1/auth/token/revoke').set(bearer(token)).send({})).status, 204);
-    assertError(await request(vault.app).post('/v1/auth/token/renew').set(bearer(token)).send({}), 401, 'unauthenticated');
+    assertError(
+      await request(vault.app).post('/v1/auth/token/renew').set(bearer(token)).send({}),
+      401,
+      'unauthenticated',
+    );
   });
 });
 
@@ -296,20 +408,32 @@ describe('tokens: revocation (B11, B16)', () => {
   let vault: TestVault;
   before(async () => {
     vault = await openVault();
-    await request(vault.app).put('/v1/policies/app-read').set(vault.auth).send({ rules: [{ path: 'app/*', capabilities: ['read'] }] });
-    await request(vault.app).put('/v1/secrets/app/x').set(vault.auth).send({ data: { v: '1' } });
+    await request(vault.app)
+      .put('/v1/policies/app-read')
+      .set(vault.auth)
+      .send({ rules: [{ path: 'app/*', capabilities: ['read'] }] });
+    await request(vault.app)
+      .put('/v1/secrets/app/x')
+      .set(vault.auth)
+      .send({ data: { v: '1' } });
   });
   after(() => vault.cleanup());
 
-  const revoke = (auth: Headers, body: object = {}) => request(vault.app).post('/v1/auth/token/revoke').set(auth).send(body);
+  const revoke = (auth: Headers, body: object = {}) =>
+    request(vault.app).post('/v1/auth/token/revoke').set(auth).send(body);
 
-  it('revoking one\'s own token answers 204 and every later request with it is 401', async () => {
+  it("revoking one's own token answers 204 and every later request with it is 401", async () => {
     const { token } = await createToken(vault, { identity: 'svc:self', policies: ['app-read'] });
     assert.equal((await request(vault.app).get('/v1/secrets/app/x').set(bearer(token))).status, 200);
     assert.equal((await revoke(bearer(token))).status, 204);
     assertError(await request(vault.app).get('/v1/secrets/app/x').set(bearer(token)), 401, 'unauthenticated');
     assertError(await self(vault, token), 401, 'unauthenticated');
-    assertError(await revoke(bearer(token)), 401, 'unauthenticated', 'a revoked token cannot act, even to revoke itself');
+    assertError(
+      await revoke(bearer(token)),
+      401,
+      'unauthenticated',
+      'a revoked token cannot act, even to revoke itself',
+    );
   });
 
   it('revocation is idempotent: an admin revoking an already revoked token gets 204 again', async () => {
@@ -341,7 +465,10 @@ describe('tokens: revocation (B11, B16)', () => {
   });
 
   it('a token with admin on sys/auth/token/revoke (not root) may revoke others', async () => {
-    await request(vault.app).put('/v1/policies/revoker').set(vault.auth).send({ rules: [{ path: 'sys/auth/token/revoke', capabilities: ['admin'] }] });
+    await request(vault.app)
+      .put('/v1/policies/revoker')
+      .set(vault.auth)
+      .send({ rules: [{ path: 'sys/auth/token/revoke', capabilities: ['admin'] }] });
     const revoker = (await createToken(vault, { identity: 'svc:revoker', policies: ['revoker'] })).token;
     const target = (await createToken(vault, { identity: 'svc:target2' })).token;
     assert.equal((await revoke(bearer(revoker), { token: target })).status, 204);
@@ -371,7 +498,10 @@ describe('tokens: revocation (B11, B16)', () => {
 });
 
 describe('tokens: revocation survives a restart', () => {
-  const kek = { source: { kind: 'env' as const, variable: 'COFFER_TEST_KEK' }, env: { COFFER_TEST_KEK: Buffer.alloc(32, 0x42).toString('base64') } };
+  const kek = {
+    source: { kind: 'env' as const, variable: 'COFFER_TEST_KEK' },
+    env: { COFFER_TEST_KEK: Buffer.alloc(32, 0x42).toString('base64') },
+  };
   let vault: TestVault;
   before(async () => {
     vault = await openVault(kek);
@@ -383,7 +513,10 @@ describe('tokens: revocation survives a restart', () => {
     const kept = (await createToken(vault, { identity: 'svc:kept' })).token;
     const adminRevoked = (await createToken(vault, { identity: 'svc:admin-revoked' })).token;
     assert.equal((await request(vault.app).post('/v1/auth/token/revoke').set(bearer(revoked)).send({})).status, 204);
-    assert.equal((await request(vault.app).post('/v1/auth/token/revoke').set(vault.auth).send({ token: adminRevoked })).status, 204);
+    assert.equal(
+      (await request(vault.app).post('/v1/auth/token/revoke').set(vault.auth).send({ token: adminRevoked })).status,
+      204,
+    );
     const { dir, rootToken } = vault;
     await vault.cleanup(true);
     vault = await openVault({ ...kek, dir, init: false });
@@ -402,9 +535,18 @@ describe('tokens: edited, forged and foreign tokens (B1, B15, RFC 8725)', () => 
   let claims: Record<string, unknown> = {};
   before(async () => {
     [vault, other] = await Promise.all([openVault(), openVault()]);
-    await request(vault.app).put('/v1/policies/app-read').set(vault.auth).send({ rules: [{ path: 'app/*', capabilities: ['read'] }] });
-    await request(vault.app).put('/v1/secrets/app/x').set(vault.auth).send({ data: { v: '1' } });
-    await request(vault.app).put('/v1/secrets/prod/db').set(vault.auth).send({ data: { v: 'prod' } });
+    await request(vault.app)
+      .put('/v1/policies/app-read')
+      .set(vault.auth)
+      .send({ rules: [{ path: 'app/*', capabilities: ['read'] }] });
+    await request(vault.app)
+      .put('/v1/secrets/app/x')
+      .set(vault.auth)
+      .send({ data: { v: '1' } });
+    await request(vault.app)
+      .put('/v1/secrets/prod/db')
+      .set(vault.auth)
+      .send({ data: { v: 'prod' } });
     token = (await createToken(vault, { identity: 'svc:victim', policies: ['app-read'], ttl: 600 })).token;
     claims = b64json(parts(token).payload);
   });
@@ -463,9 +605,19 @@ describe('tokens: edited, forged and foreign tokens (B1, B15, RFC 8725)', () => 
   it('an `alg: none` token carrying our claims is 401, with or without a signature part', async () => {
     const { payload, signature } = parts(token);
     const kid = b64json(parts(token).header).kid;
-    for (const header of [{ alg: 'none', typ: 'coffer+jwt', kid }, { alg: 'none' }, { alg: 'None', typ: 'coffer+jwt' }, { alg: 'NONE', typ: 'coffer+jwt', kid }]) {
+    for (const header of [
+      { alg: 'none', typ: 'coffer+jwt', kid },
+      { alg: 'none' },
+      { alg: 'None', typ: 'coffer+jwt' },
+      { alg: 'NONE', typ: 'coffer+jwt', kid },
+    ]) {
       const body = encode({ ...claims, root: true, sub: 'root' });
-      for (const forged of [`${encode(header)}.${body}.`, `${encode(header)}.${body}`, `${encode(header)}.${body}.${signature}`, `${encode(header)}.${payload}.`]) {
+      for (const forged of [
+        `${encode(header)}.${body}.`,
+        `${encode(header)}.${body}`,
+        `${encode(header)}.${body}.${signature}`,
+        `${encode(header)}.${payload}.`,
+      ]) {
         assertError(await use(forged), 401, 'unauthenticated', JSON.stringify(header));
       }
     }
@@ -481,13 +633,34 @@ describe('tokens: edited, forged and foreign tokens (B1, B15, RFC 8725)', () => 
     }
   });
 
-  it('a token signed with the vault\'s own key is accepted only with typ coffer+jwt, our issuer and audience, and ttl_exp within exp', async () => {
+  it("a token signed with the vault's own key is accepted only with typ coffer+jwt, our issuer and audience, and ttl_exp within exp", async () => {
     const good = { typ: 'coffer+jwt' };
     const now = Math.floor(Date.now() / 1000);
     const base = { ...claims, iat: now, exp: now + 600, ttl_exp: now + 300, jti: 'forged-jti-0000000000' };
     // A token signed before renew-in-place (soft exp, max_exp) still verifies.
-    const legacy = { ...claims, iat: now, exp: now + 600, max_exp: now + 900, ttl_exp: undefined, parent: undefined, jti: 'legacy-jti-0000000000' };
-    assert.equal((await self(vault, await signWithVaultKey(vault, good, Object.fromEntries(Object.entries(legacy).filter(([, v]) => v !== undefined))))).status, 200, 'legacy token');
+    const legacy = {
+      ...claims,
+      iat: now,
+      exp: now + 600,
+      max_exp: now + 900,
+      ttl_exp: undefined,
+      parent: undefined,
+      jti: 'legacy-jti-0000000000',
+    };
+    assert.equal(
+      (
+        await self(
+          vault,
+          await signWithVaultKey(
+            vault,
+            good,
+            Object.fromEntries(Object.entries(legacy).filter(([, v]) => v !== undefined)),
+          ),
+        )
+      ).status,
+      200,
+      'legacy token',
+    );
     // Control: the helper signs what the vault would sign, so the refusals below are due to the one change.
     assert.equal((await self(vault, await signWithVaultKey(vault, good, base))).status, 200, 'control token');
 
@@ -529,10 +702,12 @@ describe('tokens: edited, forged and foreign tokens (B1, B15, RFC 8725)', () => 
     assertError(await self(other, token), 401, 'unauthenticated', 'our token there');
   });
 
-  it('a token re-signed by another vault\'s key under our kid and issuer is 401', async () => {
+  it("a token re-signed by another vault's key under our kid and issuer is 401", async () => {
     const ours = b64json(parts(token).header);
     const key = signingKey(other);
-    const forged = await new SignJWT({ ...claims, root: true }).setProtectedHeader({ alg: 'EdDSA', typ: 'coffer+jwt', kid: ours.kid as string }).sign(key.privateKey);
+    const forged = await new SignJWT({ ...claims, root: true })
+      .setProtectedHeader({ alg: 'EdDSA', typ: 'coffer+jwt', kid: ours.kid as string })
+      .sign(key.privateKey);
     assertError(await use(forged), 401, 'unauthenticated');
   });
 });
@@ -561,7 +736,8 @@ describe('tokens: the public JWKS', () => {
     assert.equal(typeof key!.kid, 'string');
     assert.equal(typeof key!.x, 'string');
     assert.equal(Buffer.from(key!.x!, 'base64url').length, 32);
-    for (const secret of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k']) assert.equal(key![secret as keyof JWK], undefined, `JWKS holds "${secret}"`);
+    for (const secret of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'])
+      assert.equal(key![secret as keyof JWK], undefined, `JWKS holds "${secret}"`);
     assert.doesNotMatch(res.text, /"d"\s*:/);
   });
 
@@ -576,7 +752,12 @@ describe('tokens: the public JWKS', () => {
     const jwks = createLocalJWKSet((await request(vault.app).get('/v1/auth/jwks')).body);
     const created = (await createToken(vault, { identity: 'svc:verified', groups: ['ci'] })).token;
     const iss = b64json(parts(created).payload).iss as string;
-    const { payload, protectedHeader } = await jwtVerify(created, jwks, { algorithms: ['EdDSA'], typ: 'coffer+jwt', issuer: iss, audience: iss });
+    const { payload, protectedHeader } = await jwtVerify(created, jwks, {
+      algorithms: ['EdDSA'],
+      typ: 'coffer+jwt',
+      issuer: iss,
+      audience: iss,
+    });
     assert.equal(payload.sub, 'svc:verified');
     assert.deepEqual(payload.groups, ['ci']);
     assert.equal(protectedHeader.alg, 'EdDSA');
@@ -584,7 +765,7 @@ describe('tokens: the public JWKS', () => {
     assert.equal(root.payload.sub, 'root');
   });
 
-  it('another vault\'s JWKS does not verify our tokens', async () => {
+  it("another vault's JWKS does not verify our tokens", async () => {
     const theirs = createLocalJWKSet((await request(other.app).get('/v1/auth/jwks')).body);
     await assert.rejects(jwtVerify(vault.rootToken, theirs, { algorithms: ['EdDSA'] }));
   });
@@ -617,7 +798,11 @@ describe('tokens while sealed (B17)', () => {
         bodies.push({ ...res.body.error, request_id: undefined });
       }
     }
-    assert.equal(new Set(bodies.map((b) => JSON.stringify(b))).size, 1, 'the sealed answer says nothing about the token');
+    assert.equal(
+      new Set(bodies.map((b) => JSON.stringify(b))).size,
+      1,
+      'the sealed answer says nothing about the token',
+    );
     assertError(await request(vault.app).get('/v1/auth/jwks'), 503, 'sealed');
   });
 

@@ -37,7 +37,15 @@ describe('backup: the snapshot and the working keys are released on every path',
   beforeEach(async () => {
     // A short audit timeout: a refused request waits it out once per audit line (two per retry).
     vault = await openVault({ init: { shares: 1, threshold: 1 }, audit: { timeoutMs: 200, retryMs: 50 } });
-    assert.equal((await request(vault.app).put('/v1/secrets/app/db').set(vault.auth).send({ data: { password: 'p' } })).status, 200);
+    assert.equal(
+      (
+        await request(vault.app)
+          .put('/v1/secrets/app/db')
+          .set(vault.auth)
+          .send({ data: { password: 'p' } })
+      ).status,
+      200,
+    );
     iterators = countIterators(vault.store);
   });
   afterEach(async () => {
@@ -57,11 +65,15 @@ describe('backup: the snapshot and the working keys are released on every path',
   });
 
   it('a finished backup leaves no iterator open', async () => {
-    const res = await request(vault.app).get('/v1/sys/backup').set(vault.auth).buffer(true).parse((r, done) => {
-      const parts: Buffer[] = [];
-      r.on('data', (c: Buffer) => parts.push(c));
-      r.on('end', () => done(null, Buffer.concat(parts)));
-    });
+    const res = await request(vault.app)
+      .get('/v1/sys/backup')
+      .set(vault.auth)
+      .buffer(true)
+      .parse((r, done) => {
+        const parts: Buffer[] = [];
+        r.on('data', (c: Buffer) => parts.push(c));
+        r.on('end', () => done(null, Buffer.concat(parts)));
+      });
     assert.equal(res.status, 200);
     assert.ok((res.body as Buffer).length > 0);
     assert.equal(iterators.opened(), 1);

@@ -10,11 +10,15 @@ import { describeHsm, hsmEnv, openHsmVault } from '../../hsm.js';
 
 /** The backup file a vault serves to `token` (default root). */
 async function backupOf(vault: TestVault, auth = vault.auth): Promise<Buffer> {
-  const res = await request(vault.app).get('/v1/sys/backup').set(auth).buffer(true).parse((r, done) => {
-    const parts: Buffer[] = [];
-    r.on('data', (c: Buffer) => parts.push(c));
-    r.on('end', () => done(null, Buffer.concat(parts)));
-  });
+  const res = await request(vault.app)
+    .get('/v1/sys/backup')
+    .set(auth)
+    .buffer(true)
+    .parse((r, done) => {
+      const parts: Buffer[] = [];
+      r.on('data', (c: Buffer) => parts.push(c));
+      r.on('end', () => done(null, Buffer.concat(parts)));
+    });
   assert.equal(res.status, 200, String(res.body));
   assert.equal(res.headers['content-type'], 'application/octet-stream');
   return res.body as Buffer;
@@ -49,10 +53,30 @@ async function expectRefused(options: RestoreOptions, code: string): Promise<voi
 async function seed(vault: TestVault): Promise<{ paths: string[]; token: string }> {
   const paths = ['app/db', 'app/api', 'ci/deploy/key'];
   for (const path of paths) {
-    for (let v = 1; v <= 3; v++) assert.equal((await request(vault.app).put(`/v1/secrets/${path}`).set(vault.auth).send({ data: { v: `${path}-${v}`, pad: 'x'.repeat(200) } })).status, 200);
+    for (let v = 1; v <= 3; v++)
+      assert.equal(
+        (
+          await request(vault.app)
+            .put(`/v1/secrets/${path}`)
+            .set(vault.auth)
+            .send({ data: { v: `${path}-${v}`, pad: 'x'.repeat(200) } })
+        ).status,
+        200,
+      );
   }
-  assert.equal((await request(vault.app).put('/v1/policies/ci-read').set(vault.auth).send({ rules: [{ path: 'ci/**', capabilities: ['read'] }] })).status, 200);
-  const minted = await request(vault.app).post('/v1/auth/token/create').set(vault.auth).send({ identity: 'svc:ci', policies: ['ci-read'] });
+  assert.equal(
+    (
+      await request(vault.app)
+        .put('/v1/policies/ci-read')
+        .set(vault.auth)
+        .send({ rules: [{ path: 'ci/**', capabilities: ['read'] }] })
+    ).status,
+    200,
+  );
+  const minted = await request(vault.app)
+    .post('/v1/auth/token/create')
+    .set(vault.auth)
+    .send({ identity: 'svc:ci', policies: ['ci-read'] });
   assert.equal(minted.status, 200, JSON.stringify(minted.body));
   return { paths, token: (minted.body as { token: string }).token };
 }
@@ -97,12 +121,23 @@ describe('backup and restore', function () {
       assert.equal((await request(restored.app).get('/v1/secrets/ci/deploy/key').set(ci)).status, 200);
       assert.equal((await request(restored.app).get('/v1/secrets/app/db').set(ci)).status, 403);
       // And the restored vault takes writes from where the backup stood.
-      assert.equal((await request(restored.app).put('/v1/secrets/app/db').set(source.auth).send({ data: { v: 'after' }, cas: 3 })).status, 200);
+      assert.equal(
+        (
+          await request(restored.app)
+            .put('/v1/secrets/app/db')
+            .set(source.auth)
+            .send({ data: { v: 'after' }, cas: 3 })
+        ).status,
+        200,
+      );
     } finally {
       await restored.cleanup(true);
     }
     assert.ok(!existsSync(join(dataDir, 'db', 'sys')), 'no stray staging directory');
-    assert.deepEqual((await readdir(dataDir)).filter((n) => n.startsWith('.coffer-restore-')), []);
+    assert.deepEqual(
+      (await readdir(dataDir)).filter((n) => n.startsWith('.coffer-restore-')),
+      [],
+    );
   });
 
   it('refuses one flipped byte anywhere (header, chunk, digest), writing nothing', async () => {
@@ -112,7 +147,10 @@ describe('backup and restore', function () {
       flipped[at]! ^= 0x01;
       const bad = join(work, `flipped-${at}.backup`);
       await writeFile(bad, flipped);
-      await expectRefused({ file: bad, dataDir: join(work, `flip-${at}`), kek: `file:${keyFile()}`, env: {} }, 'backup_corrupt');
+      await expectRefused(
+        { file: bad, dataDir: join(work, `flip-${at}`), kek: `file:${keyFile()}`, env: {} },
+        'backup_corrupt',
+      );
     }
   });
 
@@ -121,7 +159,10 @@ describe('backup and restore', function () {
     for (const length of [0, 10, Math.floor(bytes.length / 2), bytes.length - 36, bytes.length - 1]) {
       const bad = join(work, `cut-${length}.backup`);
       await writeFile(bad, bytes.subarray(0, length));
-      await expectRefused({ file: bad, dataDir: join(work, `cut-${length}`), kek: `file:${keyFile()}`, env: {} }, 'backup_corrupt');
+      await expectRefused(
+        { file: bad, dataDir: join(work, `cut-${length}`), kek: `file:${keyFile()}`, env: {} },
+        'backup_corrupt',
+      );
     }
   });
 
@@ -133,25 +174,42 @@ describe('backup and restore', function () {
     const json = Buffer.from(JSON.stringify(header));
     const length = Buffer.alloc(4);
     length.writeUInt32BE(json.length);
-    const body = Buffer.concat([bytes.subarray(0, 9), length, json, bytes.subarray(13 + headerLength, bytes.length - 32)]);
+    const body = Buffer.concat([
+      bytes.subarray(0, 9),
+      length,
+      json,
+      bytes.subarray(13 + headerLength, bytes.length - 32),
+    ]);
     const { createHash } = await import('node:crypto');
     const forged = join(work, 'forged.backup');
     await writeFile(forged, Buffer.concat([body, createHash('sha256').update(body).digest()]));
-    await expectRefused({ file: forged, dataDir: join(work, 'forged'), kek: `file:${keyFile()}`, env: {} }, 'backup_corrupt');
+    await expectRefused(
+      { file: forged, dataDir: join(work, 'forged'), kek: `file:${keyFile()}`, env: {} },
+      'backup_corrupt',
+    );
   });
 
   it('refuses to restore with a different master key', async () => {
-    await expectRefused({ file, dataDir: join(work, 'wrong-key'), kek: `file:${otherKeyFile()}`, env: {} }, 'backup_foreign');
+    await expectRefused(
+      { file, dataDir: join(work, 'wrong-key'), kek: `file:${otherKeyFile()}`, env: {} },
+      'backup_foreign',
+    );
   });
 
   it('refuses a backup of another vault (its key source does not open this one)', async () => {
     // Vault B: its own key file. Restoring A's backup with B's key source is foreign, and so is
     // B's backup with A's key.
-    const other = await openVault({ source: { kind: 'file', path: otherKeyFile() }, init: { shares: 1, threshold: 1 } });
+    const other = await openVault({
+      source: { kind: 'file', path: otherKeyFile() },
+      init: { shares: 1, threshold: 1 },
+    });
     try {
       const otherFile = join(work, 'other.backup');
       await writeFile(otherFile, await backupOf(other));
-      await expectRefused({ file: otherFile, dataDir: join(work, 'foreign'), kek: `file:${keyFile()}`, env: {} }, 'backup_foreign');
+      await expectRefused(
+        { file: otherFile, dataDir: join(work, 'foreign'), kek: `file:${keyFile()}`, env: {} },
+        'backup_foreign',
+      );
     } finally {
       await other.cleanup();
     }
@@ -164,16 +222,30 @@ describe('backup and restore', function () {
       await seed(a);
       const aFile = join(work, 'shamir-a.backup');
       await writeFile(aFile, await backupOf(a));
-      await expectRefused({ file: aFile, dataDir: join(work, 'shamir-foreign'), shares: b.shares.slice(0, 2), env: {} }, 'backup_foreign');
-      await assert.rejects(restoreBackup({ file: aFile, dataDir: join(work, 'shamir-kind'), kek: `file:${keyFile()}`, env: {} }), /initialized with --kek shamir/);
+      await expectRefused(
+        { file: aFile, dataDir: join(work, 'shamir-foreign'), shares: b.shares.slice(0, 2), env: {} },
+        'backup_foreign',
+      );
+      await assert.rejects(
+        restoreBackup({ file: aFile, dataDir: join(work, 'shamir-kind'), kek: `file:${keyFile()}`, env: {} }),
+        /initialized with --kek shamir/,
+      );
       // The right shares restore it.
       const dataDir = join(work, 'shamir-ok');
-      await restoreBackup({ file: aFile, dataDir, askShares: async (threshold) => a.shares.slice(1, 1 + threshold), env: {} });
+      await restoreBackup({
+        file: aFile,
+        dataDir,
+        askShares: async (threshold) => a.shares.slice(1, 1 + threshold),
+        env: {},
+      });
       const restored = await openVault({ dir: dataDir, init: false });
       try {
         for (const share of a.shares.slice(0, 2)) await restored.seal.submitShare(share);
         restored.auth = a.auth;
-        assert.equal((await request(restored.app).get('/v1/secrets/app/api?version=2').set(a.auth)).body.data.v, 'app/api-2');
+        assert.equal(
+          (await request(restored.app).get('/v1/secrets/app/api?version=2').set(a.auth)).body.data.v,
+          'app/api-2',
+        );
       } finally {
         await restored.cleanup(true);
       }
@@ -187,7 +259,9 @@ describe('backup and restore', function () {
     const dataDir = join(work, 'occupied');
     await mkdir(dataDir);
     await writeFile(join(dataDir, 'keep-me'), 'x');
-    await assert.rejects(restoreBackup({ file, dataDir, kek: `file:${keyFile()}`, env: {} }), (e: unknown) => isCofferError(e, 'not_empty'));
+    await assert.rejects(restoreBackup({ file, dataDir, kek: `file:${keyFile()}`, env: {} }), (e: unknown) =>
+      isCofferError(e, 'not_empty'),
+    );
     assert.deepEqual(await readdir(dataDir), ['keep-me']);
   });
 
@@ -197,14 +271,28 @@ describe('backup and restore', function () {
     assert.equal(res.status, 403);
     assert.equal((res.body as { error: { code: string } }).error.code, 'forbidden');
     // A policy that grants admin on sys/backup is enough.
-    assert.equal((await request(source.app).put('/v1/policies/backup-op').set(source.auth).send({ rules: [{ path: 'sys/backup', capabilities: ['admin'] }] })).status, 200);
-    const op = await request(source.app).post('/v1/auth/token/create').set(source.auth).send({ identity: 'svc:backup', policies: ['backup-op'] });
+    assert.equal(
+      (
+        await request(source.app)
+          .put('/v1/policies/backup-op')
+          .set(source.auth)
+          .send({ rules: [{ path: 'sys/backup', capabilities: ['admin'] }] })
+      ).status,
+      200,
+    );
+    const op = await request(source.app)
+      .post('/v1/auth/token/create')
+      .set(source.auth)
+      .send({ identity: 'svc:backup', policies: ['backup-op'] });
     await backupOf(source, { Authorization: `Bearer ${(op.body as { token: string }).token}` });
   });
 
   it('audits the backup before its first byte, and again at its end', async () => {
     await backupOf(source);
-    const lines = (await readFile(source.auditFile, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { operation?: string; path?: string });
+    const lines = (await readFile(source.auditFile, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { operation?: string; path?: string });
     const ops = lines.filter((l) => l.path === 'sys/backup').map((l) => l.operation);
     assert.ok(ops.includes('GET /v1/sys/backup (start)'), ops.join());
     assert.ok(ops.includes('GET /v1/sys/backup'), ops.join());
@@ -223,7 +311,12 @@ describeHsm('backup and restore with the master key in SoftHSM2', function (this
       const digest = await apiDigest(vault, seeded.paths);
       const dataDir = join(work, 'restored');
       await restoreBackup({ file, dataDir, kek: vault.kek, env: hsmEnv() });
-      const restored = await openVault({ dir: dataDir, source: { kind: 'pkcs11', uri: vault.kek }, env: hsmEnv(), init: false });
+      const restored = await openVault({
+        dir: dataDir,
+        source: { kind: 'pkcs11', uri: vault.kek },
+        env: hsmEnv(),
+        init: false,
+      });
       try {
         await restored.seal.autoUnsealNow();
         restored.auth = vault.auth;

@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { KEY_LENGTH, NONCE_LENGTH, TAG_LENGTH, open, seal } from '../../../server/crypto/aead.js';
-import { ALG_XCHACHA20_POLY1305, FORMAT_V1, HEADER_LENGTH, MAX_KEY_VERSION, envelopeKeyVersion, openEnvelope, sealEnvelope } from '../../../server/crypto/envelope.js';
+import {
+  ALG_XCHACHA20_POLY1305,
+  FORMAT_V1,
+  HEADER_LENGTH,
+  MAX_KEY_VERSION,
+  envelopeKeyVersion,
+  openEnvelope,
+  sealEnvelope,
+} from '../../../server/crypto/envelope.js';
 import { CofferError } from '../../../server/errors.js';
 
 /**
@@ -16,7 +24,8 @@ const KEY = Uint8Array.from({ length: 32 }, (_, i) => i);
 const NONCE = Uint8Array.from({ length: 24 }, (_, i) => 0x40 + i);
 const fixedNonce = () => Uint8Array.from(NONCE);
 const CONTEXT = utf8('coffer/test/kat');
-const failed = (e: unknown) => e instanceof CofferError && e.code === 'decryption_failed' && e.message === 'decryption failed';
+const failed = (e: unknown) =>
+  e instanceof CofferError && e.code === 'decryption_failed' && e.message === 'decryption failed';
 
 describe('envelope: known answers', () => {
   it('seals a fixed key, nonce, plaintext, context and key version to fixed bytes', () => {
@@ -27,7 +36,9 @@ describe('envelope: known answers', () => {
     assert.deepEqual(sealed, expected);
     // The same bytes from the reference AEAD: header || XChaCha20-Poly1305(key, nonce, AAD = header || context).
     const header = expected.subarray(0, HEADER_LENGTH);
-    const reference = xchacha20poly1305(KEY, NONCE, new Uint8Array([...header, ...CONTEXT])).encrypt(utf8('known-answer envelope'));
+    const reference = xchacha20poly1305(KEY, NONCE, new Uint8Array([...header, ...CONTEXT])).encrypt(
+      utf8('known-answer envelope'),
+    );
     assert.deepEqual(sealed.subarray(HEADER_LENGTH + NONCE_LENGTH), reference);
     assert.equal(envelopeKeyVersion(sealed), 7);
     assert.deepEqual(openEnvelope(KEY, sealed, CONTEXT), utf8('known-answer envelope'));
@@ -35,7 +46,10 @@ describe('envelope: known answers', () => {
 
   it('seals an empty plaintext under the largest key version and an empty context', () => {
     const sealed = sealEnvelope(KEY, MAX_KEY_VERSION, new Uint8Array(0), new Uint8Array(0), fixedNonce);
-    assert.deepEqual(sealed, hex('0101ffffffff404142434445464748494a4b4c4d4e4f50515253545556578e5cd6a9c309f1fbfe8fb780d87b9a04'));
+    assert.deepEqual(
+      sealed,
+      hex('0101ffffffff404142434445464748494a4b4c4d4e4f50515253545556578e5cd6a9c309f1fbfe8fb780d87b9a04'),
+    );
     assert.equal(sealed.length, HEADER_LENGTH + NONCE_LENGTH + TAG_LENGTH);
     assert.equal(envelopeKeyVersion(sealed), 0xffff_ffff);
     assert.deepEqual(openEnvelope(KEY, sealed, new Uint8Array(0)), new Uint8Array(0));
@@ -51,14 +65,27 @@ describe('envelope: known answers', () => {
 describe('envelope: key versions', () => {
   it('sealEnvelope refuses key version 0, 2^32, 1.5, -1, NaN and a string', () => {
     for (const version of [0, 2 ** 32, 1.5, -1, Number.NaN, Number.POSITIVE_INFINITY, '3' as unknown as number]) {
-      assert.throws(() => sealEnvelope(KEY, version, utf8('x'), CONTEXT), (e: unknown) => e instanceof RangeError && /key version must be an integer in \[1, 2\^32\)/.test(e.message), String(version));
+      assert.throws(
+        () => sealEnvelope(KEY, version, utf8('x'), CONTEXT),
+        (e: unknown) => e instanceof RangeError && /key version must be an integer in \[1, 2\^32\)/.test(e.message),
+        String(version),
+      );
     }
   });
 
   it('sealEnvelope accepts key versions 1 and 2^32 - 1 and writes them big-endian', () => {
-    assert.deepEqual(sealEnvelope(KEY, 1, utf8('x'), CONTEXT).subarray(0, HEADER_LENGTH), Uint8Array.of(1, 1, 0, 0, 0, 1));
-    assert.deepEqual(sealEnvelope(KEY, 0x01020304, utf8('x'), CONTEXT).subarray(0, HEADER_LENGTH), Uint8Array.of(1, 1, 1, 2, 3, 4));
-    assert.deepEqual(sealEnvelope(KEY, 2 ** 32 - 1, utf8('x'), CONTEXT).subarray(0, HEADER_LENGTH), Uint8Array.of(1, 1, 0xff, 0xff, 0xff, 0xff));
+    assert.deepEqual(
+      sealEnvelope(KEY, 1, utf8('x'), CONTEXT).subarray(0, HEADER_LENGTH),
+      Uint8Array.of(1, 1, 0, 0, 0, 1),
+    );
+    assert.deepEqual(
+      sealEnvelope(KEY, 0x01020304, utf8('x'), CONTEXT).subarray(0, HEADER_LENGTH),
+      Uint8Array.of(1, 1, 1, 2, 3, 4),
+    );
+    assert.deepEqual(
+      sealEnvelope(KEY, 2 ** 32 - 1, utf8('x'), CONTEXT).subarray(0, HEADER_LENGTH),
+      Uint8Array.of(1, 1, 0xff, 0xff, 0xff, 0xff),
+    );
   });
 
   it('envelopeKeyVersion reads the version of an envelope that starts inside a larger buffer', () => {
@@ -121,17 +148,34 @@ describe('envelope: malformed input is decryption_failed', () => {
 describe('aead: key, nonce and length checks', () => {
   it('refuses keys that are not 32 bytes, on seal and on open', () => {
     const sealed = seal(KEY, utf8('x'), new Uint8Array(0));
-    for (const key of [new Uint8Array(31), new Uint8Array(33), new Uint8Array(0), Array.from(KEY) as unknown as Uint8Array]) {
-      assert.throws(() => seal(key, utf8('x'), new Uint8Array(0)), (e: unknown) => e instanceof RangeError && e.message === `key must be ${KEY_LENGTH} bytes`);
-      assert.throws(() => open(key, sealed, new Uint8Array(0)), (e: unknown) => e instanceof RangeError && e.message === `key must be ${KEY_LENGTH} bytes`);
+    for (const key of [
+      new Uint8Array(31),
+      new Uint8Array(33),
+      new Uint8Array(0),
+      Array.from(KEY) as unknown as Uint8Array,
+    ]) {
+      assert.throws(
+        () => seal(key, utf8('x'), new Uint8Array(0)),
+        (e: unknown) => e instanceof RangeError && e.message === `key must be ${KEY_LENGTH} bytes`,
+      );
+      assert.throws(
+        () => open(key, sealed, new Uint8Array(0)),
+        (e: unknown) => e instanceof RangeError && e.message === `key must be ${KEY_LENGTH} bytes`,
+      );
     }
   });
 
   it('refuses a random source that gives a nonce of the wrong size', () => {
     for (const n of [0, 23, 25]) {
-      assert.throws(() => seal(KEY, utf8('x'), new Uint8Array(0), () => new Uint8Array(n)), (e: unknown) => e instanceof RangeError && e.message === `nonce must be ${NONCE_LENGTH} bytes`);
+      assert.throws(
+        () => seal(KEY, utf8('x'), new Uint8Array(0), () => new Uint8Array(n)),
+        (e: unknown) => e instanceof RangeError && e.message === `nonce must be ${NONCE_LENGTH} bytes`,
+      );
     }
-    assert.throws(() => seal(KEY, utf8('x'), new Uint8Array(0), () => Array(24).fill(0) as unknown as Uint8Array), RangeError);
+    assert.throws(
+      () => seal(KEY, utf8('x'), new Uint8Array(0), () => Array(24).fill(0) as unknown as Uint8Array),
+      RangeError,
+    );
   });
 
   it('opens a sealed empty message of exactly nonce + tag bytes and refuses anything shorter or not bytes', () => {
@@ -140,7 +184,8 @@ describe('aead: key, nonce and length checks', () => {
     assert.deepEqual(open(KEY, sealed, utf8('aad')), new Uint8Array(0));
     assert.throws(() => open(KEY, sealed.subarray(1), utf8('aad')), failed);
     assert.throws(() => open(KEY, Array.from(sealed) as unknown as Uint8Array, utf8('aad')), failed);
-    for (const n of [0, 1, 8, 20, 23, 24, 39]) assert.throws(() => open(KEY, new Uint8Array(n), utf8('aad')), failed, `${n} bytes on their own buffer`);
+    for (const n of [0, 1, 8, 20, 23, 24, 39])
+      assert.throws(() => open(KEY, new Uint8Array(n), utf8('aad')), failed, `${n} bytes on their own buffer`);
   });
 
   it('takes the key and nonce from inside larger buffers correctly', () => {

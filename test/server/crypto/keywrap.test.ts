@@ -27,9 +27,39 @@ describe('BYOK wrap format (RSA-OAEP + AES-KWP)', function () {
       writeFileSync(join(dir, 'pub.pem'), pem);
       writeFileSync(join(dir, 'eph.bin'), ephemeral);
       writeFileSync(join(dir, 'material.bin'), material);
-      execFileSync('openssl', ['pkeyutl', '-encrypt', '-pubin', '-inkey', join(dir, 'pub.pem'), '-pkeyopt', 'rsa_padding_mode:oaep', '-pkeyopt', 'rsa_oaep_md:sha256', '-pkeyopt', 'rsa_mgf1_md:sha256', '-in', join(dir, 'eph.bin'), '-out', join(dir, 'eph.wrapped')]);
-      execFileSync('openssl', ['enc', '-id-aes256-wrap-pad', '-K', ephemeral.toString('hex'), '-iv', 'A65959A6', '-in', join(dir, 'material.bin'), '-out', join(dir, 'material.wrapped')]);
-      const bundle = Buffer.concat([readFileSync(join(dir, 'eph.wrapped')), readFileSync(join(dir, 'material.wrapped'))]).toString('base64');
+      execFileSync('openssl', [
+        'pkeyutl',
+        '-encrypt',
+        '-pubin',
+        '-inkey',
+        join(dir, 'pub.pem'),
+        '-pkeyopt',
+        'rsa_padding_mode:oaep',
+        '-pkeyopt',
+        'rsa_oaep_md:sha256',
+        '-pkeyopt',
+        'rsa_mgf1_md:sha256',
+        '-in',
+        join(dir, 'eph.bin'),
+        '-out',
+        join(dir, 'eph.wrapped'),
+      ]);
+      execFileSync('openssl', [
+        'enc',
+        '-id-aes256-wrap-pad',
+        '-K',
+        ephemeral.toString('hex'),
+        '-iv',
+        'A65959A6',
+        '-in',
+        join(dir, 'material.bin'),
+        '-out',
+        join(dir, 'material.wrapped'),
+      ]);
+      const bundle = Buffer.concat([
+        readFileSync(join(dir, 'eph.wrapped')),
+        readFileSync(join(dir, 'material.wrapped')),
+      ]).toString('base64');
       assert.deepEqual(unwrapImport(pair.privateKey, bundle, 'sha256'), material);
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -44,8 +74,14 @@ describe('BYOK wrap format (RSA-OAEP + AES-KWP)', function () {
     const attempts: [string, () => unknown][] = [
       ['other key', () => unwrapImport(other.privateKey, good, 'sha256')],
       ['wrong hash', () => unwrapImport(pair.privateKey, good, 'sha1')],
-      ['truncated', () => unwrapImport(pair.privateKey, bytes.subarray(0, bytes.length - 8).toString('base64'), 'sha256')],
-      ['extended', () => unwrapImport(pair.privateKey, Buffer.concat([bytes, Buffer.alloc(8)]).toString('base64'), 'sha256')],
+      [
+        'truncated',
+        () => unwrapImport(pair.privateKey, bytes.subarray(0, bytes.length - 8).toString('base64'), 'sha256'),
+      ],
+      [
+        'extended',
+        () => unwrapImport(pair.privateKey, Buffer.concat([bytes, Buffer.alloc(8)]).toString('base64'), 'sha256'),
+      ],
       ['flipped', () => unwrapImport(pair.privateKey, flipped.toString('base64'), 'sha256')],
       ['not base64', () => unwrapImport(pair.privateKey, '%%%', 'sha256')],
     ];
@@ -53,7 +89,9 @@ describe('BYOK wrap format (RSA-OAEP + AES-KWP)', function () {
   });
 
   it('refuses weak wrapping keys and wrong material lengths on the customer side', () => {
-    const small = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const small = generateKeyPairSync('rsa', { modulusLength: 2048 })
+      .publicKey.export({ type: 'spki', format: 'pem' })
+      .toString();
     assert.throws(() => wrapForImport(small, material), /at least 3072/);
     assert.throws(() => wrapForImport(pem, new Uint8Array(16)), /32 bytes/);
   });

@@ -13,7 +13,8 @@ const counter = (start: number) => {
   let next = start;
   return (n: number) => Uint8Array.from({ length: n }, () => next++ & 0xff);
 };
-const invalid = (pattern: RegExp) => (e: unknown) => e instanceof CofferError && e.code === 'invalid_request' && e.status === 400 && pattern.test(e.message);
+const invalid = (pattern: RegExp) => (e: unknown) =>
+  e instanceof CofferError && e.code === 'invalid_request' && e.status === 400 && pattern.test(e.message);
 const malformed = invalid(/^share is malformed: expected a base64 share produced by init$/);
 
 /** GF(2^8) multiplication by shift and add, written here as a reference. */
@@ -44,9 +45,17 @@ describe('shamir: known-answer shares', () => {
     assert.deepEqual(shares, ['ARAREhMCAVaM', 'ARAREhMCAmqz', 'ARAREhMCA36m']);
     // Set id 10 11 12 13; the coefficients 0x14 (byte 0) and 0x15 (byte 1): y = secret ^ c * x.
     const bytes = Buffer.from(shares[1]!, 'base64');
-    assert.deepEqual([...bytes], [0x01, 0x10, 0x11, 0x12, 0x13, 0x02, 0x02, 0x42 ^ mulReference(0x14, 2), 0x99 ^ mulReference(0x15, 2)]);
+    assert.deepEqual(
+      [...bytes],
+      [0x01, 0x10, 0x11, 0x12, 0x13, 0x02, 0x02, 0x42 ^ mulReference(0x14, 2), 0x99 ^ mulReference(0x15, 2)],
+    );
     const decoded = shares.map((s) => decodeShare(s, 2));
-    assert.deepEqual(decoded[2], { setId: Uint8Array.of(0x10, 0x11, 0x12, 0x13), threshold: 2, x: 3, y: Uint8Array.of(0x42 ^ mulReference(0x14, 3), 0x99 ^ mulReference(0x15, 3)) });
+    assert.deepEqual(decoded[2], {
+      setId: Uint8Array.of(0x10, 0x11, 0x12, 0x13),
+      threshold: 2,
+      x: 3,
+      y: Uint8Array.of(0x42 ^ mulReference(0x14, 3), 0x99 ^ mulReference(0x15, 3)),
+    });
     assert.deepEqual(combine([decoded[2]!, decoded[0]!]), Uint8Array.of(0x42, 0x99));
   });
 
@@ -54,7 +63,12 @@ describe('shamir: known-answer shares', () => {
     const shares = split(Uint8Array.of(0x00, 0xff, 0x01), 4, 3, counter(0xa0));
     assert.deepEqual(shares, ['AaChoqMDAQH+AA==', 'AaChoqMDAvEC2A==', 'AaChoqMDA/AD2Q==', 'AaChoqMDBBjP6Q==']);
     const d = shares.map((s) => decodeShare(s, 3));
-    for (const pick of [[0, 1, 2], [3, 1, 0], [2, 3, 1], [0, 2, 3]]) {
+    for (const pick of [
+      [0, 1, 2],
+      [3, 1, 0],
+      [2, 3, 1],
+      [0, 2, 3],
+    ]) {
       assert.deepEqual(combine(pick.map((i) => d[i]!)), Uint8Array.of(0x00, 0xff, 0x01), String(pick));
     }
   });
@@ -65,7 +79,11 @@ describe('shamir: split parameters', () => {
 
   it('refuses an empty secret and a secret that is not bytes', () => {
     for (const bad of [new Uint8Array(0), 'secret', [1, 2], undefined]) {
-      assert.throws(() => split(bad as Uint8Array, 3, 2), (e: unknown) => e instanceof RangeError && e.message === 'secret must be non-empty bytes', String(bad));
+      assert.throws(
+        () => split(bad as Uint8Array, 3, 2),
+        (e: unknown) => e instanceof RangeError && e.message === 'secret must be non-empty bytes',
+        String(bad),
+      );
     }
   });
 
@@ -83,7 +101,11 @@ describe('shamir: split parameters', () => {
       [Number.NaN, 1],
       [3, Number.NaN],
     ]) {
-      assert.throws(() => split(secret, shares!, threshold!), invalid(/^shares and threshold must satisfy 1 <= threshold <= shares <= 255$/), `${shares} shares, threshold ${threshold}`);
+      assert.throws(
+        () => split(secret, shares!, threshold!),
+        invalid(/^shares and threshold must satisfy 1 <= threshold <= shares <= 255$/),
+        `${shares} shares, threshold ${threshold}`,
+      );
     }
   });
 
@@ -117,7 +139,8 @@ describe('shamir: decodeShare', () => {
   });
 
   it('refuses a share that is not a string, without a TypeError', () => {
-    for (const bad of [undefined, null, 42, ['AQ=='], Buffer.from('x')]) assert.throws(() => decodeShare(bad as unknown as string, 1), malformed);
+    for (const bad of [undefined, null, 42, ['AQ=='], Buffer.from('x')])
+      assert.throws(() => decodeShare(bad as unknown as string, 1), malformed);
   });
 
   it('refuses threshold 0 and x 0 in the share bytes', () => {

@@ -14,7 +14,11 @@ const METHOD_PATH = /\b(GET|PUT|POST|PATCH|DELETE) (\/v1\/[A-Za-z0-9_./:{}*\\-]+
 
 /** `:name` and `*path` (express) become `{name}` and `{path}`; an escaped colon a colon; trailing punctuation goes. */
 const normalise = (method: string, path: string) =>
-  `${method} ${path.replace(/[.,:]+$/, '').replace(/\\:/g, ':').replace(/\/:([a-z]+)/g, '/{$1}').replace(/\/\*([a-z]+)/g, '/{$1}')}`;
+  `${method} ${path
+    .replace(/[.,:]+$/, '')
+    .replace(/\\:/g, ':')
+    .replace(/\/:([a-z]+)/g, '/{$1}')
+    .replace(/\/\*([a-z]+)/g, '/{$1}')}`;
 
 /** `METHOD /path` at the start of a heading or of a table row's first cell. */
 function documentedRoutes(text: string): string[] {
@@ -46,7 +50,11 @@ describe('docs/api.md', function () {
   const servedOperations = () => {
     const served = servedRoutes(vault.app);
     assert.deepEqual(minus(served, catalogueRoutes()), [], 'served routes missing from the route catalogue');
-    return [...new Set(ROUTES.filter((r) => served.includes(`${r.method} ${r.path}`)).map((r) => `${r.method} ${r.openapiPath}`))].sort();
+    return [
+      ...new Set(
+        ROUTES.filter((r) => served.includes(`${r.method} ${r.path}`)).map((r) => `${r.method} ${r.openapiPath}`),
+      ),
+    ].sort();
   };
 
   it('has a heading or table row for every route the router serves', () => {
@@ -62,8 +70,14 @@ describe('docs/api.md', function () {
 
   it('checks what it claims to check', () => {
     // The parsers see rows, headings and prose mentions, in either path style.
-    assert.deepEqual(documentedRoutes('| GET /v1/keys/:name | x |\n### POST /v1/secrets\\:batch\ntext GET /v1/nope'), ['GET /v1/keys/{name}', 'POST /v1/secrets:batch']);
-    assert.deepEqual(mentionedRoutes('see `GET /v1/sys/nope`, and PUT /v1/secrets/{path}.'), ['GET /v1/sys/nope', 'PUT /v1/secrets/{path}']);
+    assert.deepEqual(documentedRoutes('| GET /v1/keys/:name | x |\n### POST /v1/secrets\\:batch\ntext GET /v1/nope'), [
+      'GET /v1/keys/{name}',
+      'POST /v1/secrets:batch',
+    ]);
+    assert.deepEqual(mentionedRoutes('see `GET /v1/sys/nope`, and PUT /v1/secrets/{path}.'), [
+      'GET /v1/sys/nope',
+      'PUT /v1/secrets/{path}',
+    ]);
     assert.ok(documentedRoutes(text).length >= ROUTES.length - 1);
   });
 });

@@ -27,7 +27,13 @@ interface RawOptions {
  * A request with the exact request target given (no URL normalisation, unlike supertest's
  * URL handling), against a listening server.
  */
-function raw(agent: http.Agent, port: number, method: string, path: string, options: RawOptions = {}): Promise<RawResponse> {
+function raw(
+  agent: http.Agent,
+  port: number,
+  method: string,
+  path: string,
+  options: RawOptions = {},
+): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     let responded = false;
     const req = http.request({ host: '127.0.0.1', port, method, path, agent, headers: options.headers ?? {} });
@@ -65,7 +71,11 @@ async function listen(vault: TestVault): Promise<{ server: http.Server; port: nu
     server.once('listening', resolve);
     server.once('error', reject);
   });
-  return { server, port: (server.address() as AddressInfo).port, agent: new http.Agent({ keepAlive: true, maxSockets: 4 }) };
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    agent: new http.Agent({ keepAlive: true, maxSockets: 4 }),
+  };
 }
 
 async function stopListening(server: http.Server, agent: http.Agent): Promise<void> {
@@ -88,8 +98,20 @@ async function allKeys(vault: TestVault): Promise<string[]> {
 /** No stack trace, parser detail, file path or version in an error message. */
 function assertGenericMessage(message: string, ...forbidden: string[]): void {
   assert.equal(typeof message, 'string');
-  for (const bad of [/Unexpected token/i, /position \d/i, /\bat .+:\d+:\d+/, /\/work\//, /node_modules/, /SyntaxError/, /JSON\.parse/, ...forbidden]) {
-    assert.ok(typeof bad === 'string' ? !message.includes(bad) : !bad.test(message), `message "${message}" contains ${String(bad)}`);
+  for (const bad of [
+    /Unexpected token/i,
+    /position \d/i,
+    /\bat .+:\d+:\d+/,
+    /\/work\//,
+    /node_modules/,
+    /SyntaxError/,
+    /JSON\.parse/,
+    ...forbidden,
+  ]) {
+    assert.ok(
+      typeof bad === 'string' ? !message.includes(bad) : !bad.test(message),
+      `message "${message}" contains ${String(bad)}`,
+    );
   }
 }
 
@@ -102,8 +124,24 @@ describe('http bad input: invalid secret paths', () => {
   before(async () => {
     vault = await openVault();
     ({ server, port, agent } = await listen(vault));
-    assert.equal((await request(vault.app).put('/v1/secrets/app/x').set(vault.auth).send({ data: { v: 'base' } })).status, 200);
-    assert.equal((await request(vault.app).put('/v1/secrets/prod/db').set(vault.auth).send({ data: { v: 'prod' } })).status, 200);
+    assert.equal(
+      (
+        await request(vault.app)
+          .put('/v1/secrets/app/x')
+          .set(vault.auth)
+          .send({ data: { v: 'base' } })
+      ).status,
+      200,
+    );
+    assert.equal(
+      (
+        await request(vault.app)
+          .put('/v1/secrets/prod/db')
+          .set(vault.auth)
+          .send({ data: { v: 'prod' } })
+      ).status,
+      200,
+    );
   });
   after(async () => {
     await stopListening(server, agent);
@@ -207,7 +245,10 @@ describe('http bad input: invalid secret paths', () => {
   it('refuses a request for the bare prefix or a doubled route slash without storing anything', async () => {
     const before = await allKeys(vault);
     for (const target of ['/v1/secrets/', '/v1//secrets/app/x', '//v1/secrets/app/x']) {
-      const res = await raw(agent, port, 'PUT', target, { headers: { ...vault.auth, 'Content-Type': 'application/json' }, body: '{"data":{"v":"x"}}' });
+      const res = await raw(agent, port, 'PUT', target, {
+        headers: { ...vault.auth, 'Content-Type': 'application/json' },
+        body: '{"data":{"v":"x"}}',
+      });
       assert.ok(res.status === 400 || res.status === 404 || res.status === 405, `${target}: ${res.status}`);
       assert.ok(res.body?.error?.code, `${target}: ${res.text}`);
     }
@@ -225,7 +266,10 @@ describe('http bad input: invalid secret paths', () => {
     ];
     assert.equal(ok[2]!.length, 512);
     for (const path of ok) {
-      const res = await raw(agent, port, 'PUT', `/v1/secrets/${path}`, { headers: { ...vault.auth, 'Content-Type': 'application/json' }, body: '{"data":{"v":"ok"}}' });
+      const res = await raw(agent, port, 'PUT', `/v1/secrets/${path}`, {
+        headers: { ...vault.auth, 'Content-Type': 'application/json' },
+        body: '{"data":{"v":"ok"}}',
+      });
       assert.equal(res.status, 200, `${path}: ${res.text}`);
       assert.equal(res.body.path, path);
     }
@@ -243,7 +287,10 @@ describe('http bad input: invalid secret paths', () => {
       const get = await raw(agent, port, 'GET', target, { headers: vault.auth });
       assertError(get, 404, 'not_found', target);
       assert.ok(!get.text.includes('base'));
-      const put = await raw(agent, port, 'PUT', target, { headers: { ...vault.auth, 'Content-Type': 'application/json' }, body: '{"data":{"v":"changed"}}' });
+      const put = await raw(agent, port, 'PUT', target, {
+        headers: { ...vault.auth, 'Content-Type': 'application/json' },
+        body: '{"data":{"v":"changed"}}',
+      });
       assertError(put, 404, 'not_found', target);
     }
     assert.deepEqual(await allKeys(vault), before);
@@ -280,7 +327,11 @@ describe('http bad input: request bodies', () => {
     Buffer.isBuffer(text)
       ? raw(agent, port, 'PUT', `/v1/secrets/${path}`, { headers: { ...vault.auth, ...json }, body: text })
       : request(vault.app).put(`/v1/secrets/${path}`).set(vault.auth).set(json).send(text);
-  const putJson = (body: unknown, path = 'app/body') => request(vault.app).put(`/v1/secrets/${path}`).set(vault.auth).send(body as object);
+  const putJson = (body: unknown, path = 'app/body') =>
+    request(vault.app)
+      .put(`/v1/secrets/${path}`)
+      .set(vault.auth)
+      .send(body as object);
 
   before(async () => {
     vault = await openVault();
@@ -312,8 +363,14 @@ describe('http bad input: request bodies', () => {
     ['raw newline in a string', `{"data":{"k":"${canary}\n"}}`],
     ['lone surrogate', `{"data":{"k":"\\ud800${canary}"}}`],
     ['lone surrogate in a key', `{"data":{"\\udc00":"${canary}"}}`],
-    ['invalid UTF-8', Buffer.concat([Buffer.from(`{"data":{"k":"${canary}`), Buffer.from([0xc3, 0x28]), Buffer.from('"}}')])],
-    ['overlong UTF-8', Buffer.concat([Buffer.from(`{"data":{"k":"${canary}`), Buffer.from([0xc0, 0xae]), Buffer.from('"}}')])],
+    [
+      'invalid UTF-8',
+      Buffer.concat([Buffer.from(`{"data":{"k":"${canary}`), Buffer.from([0xc3, 0x28]), Buffer.from('"}}')]),
+    ],
+    [
+      'overlong UTF-8',
+      Buffer.concat([Buffer.from(`{"data":{"k":"${canary}`), Buffer.from([0xc0, 0xae]), Buffer.from('"}}')]),
+    ],
     ['byte order mark', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(`{"data":{"k":"${canary}"}}`)])],
   ];
   for (const [what, text] of malformed) {
@@ -450,7 +507,11 @@ describe('http bad input: request bodies', () => {
 
   it('refuses a 2 MiB chunked body without Content-Length with 413 too_large', async () => {
     const chunk = Buffer.alloc(64 * 1024, 'x');
-    const chunks = [Buffer.from(`{"data":{"k":"${canary}`), ...Array.from({ length: 32 }, () => chunk), Buffer.from('"}}')];
+    const chunks = [
+      Buffer.from(`{"data":{"k":"${canary}`),
+      ...Array.from({ length: 32 }, () => chunk),
+      Buffer.from('"}}'),
+    ];
     const res = await raw(agent, port, 'PUT', '/v1/secrets/app/body', {
       headers: { ...vault.auth, 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' },
       chunks,
@@ -463,8 +524,19 @@ describe('http bad input: request bodies', () => {
 
   it('refuses bodies that are not application/json with 415', async () => {
     const body = JSON.stringify({ data: { k: canary } });
-    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/json; charset=utf-16', 'application/jsonx', 'text/json']) {
-      const res = await request(vault.app).put('/v1/secrets/app/body').set(vault.auth).set('Content-Type', type).send(body);
+    for (const type of [
+      'text/plain',
+      'application/x-www-form-urlencoded',
+      'multipart/form-data; boundary=x',
+      'application/json; charset=utf-16',
+      'application/jsonx',
+      'text/json',
+    ]) {
+      const res = await request(vault.app)
+        .put('/v1/secrets/app/body')
+        .set(vault.auth)
+        .set('Content-Type', type)
+        .send(body);
       assertError(res, 415, 'unsupported_media_type', type);
       assert.ok(!res.text.includes(canary));
     }
@@ -472,9 +544,15 @@ describe('http bad input: request bodies', () => {
 
   it('refuses a body without Content-Type with 415', async () => {
     const body = JSON.stringify({ data: { k: canary } });
-    const res = await raw(agent, port, 'PUT', '/v1/secrets/app/body', { headers: { ...vault.auth, 'Content-Length': String(body.length) }, body });
+    const res = await raw(agent, port, 'PUT', '/v1/secrets/app/body', {
+      headers: { ...vault.auth, 'Content-Length': String(body.length) },
+      body,
+    });
     assertError(res, 415, 'unsupported_media_type');
-    const chunked = await raw(agent, port, 'PUT', '/v1/secrets/app/body', { headers: { ...vault.auth }, chunks: [Buffer.from(body)] });
+    const chunked = await raw(agent, port, 'PUT', '/v1/secrets/app/body', {
+      headers: { ...vault.auth },
+      chunks: [Buffer.from(body)],
+    });
     assertError(chunked, 415, 'unsupported_media_type');
   });
 
@@ -486,7 +564,10 @@ describe('http bad input: request bodies', () => {
   });
 
   it('ignores method override headers and fields', async () => {
-    const res = await request(vault.app).get('/v1/secrets/app/body').set(vault.auth).set('X-HTTP-Method-Override', 'PUT');
+    const res = await request(vault.app)
+      .get('/v1/secrets/app/body')
+      .set(vault.auth)
+      .set('X-HTTP-Method-Override', 'PUT');
     assertError(res, 404, 'not_found');
     const put = await request(vault.app).get('/v1/secrets/app/body?_method=PUT').set(vault.auth);
     assert.equal(put.status, 400);
@@ -497,19 +578,45 @@ describe('http bad input: query parameters', () => {
   let vault: TestVault;
   before(async () => {
     vault = await openVault();
-    for (let i = 0; i < 3; i++) await request(vault.app).put('/v1/secrets/app/q').set(vault.auth).send({ data: { v: String(i + 1) } });
+    for (let i = 0; i < 3; i++)
+      await request(vault.app)
+        .put('/v1/secrets/app/q')
+        .set(vault.auth)
+        .send({ data: { v: String(i + 1) } });
   });
   after(() => vault.cleanup());
 
-  for (const value of ['-1', '0', '1e3', 'NaN', '99999999999999999999', '3 OR 1', '', '+1', '01', '0x1', '1.0', '4294967296', ' 1', 'Infinity', '1,2']) {
+  for (const value of [
+    '-1',
+    '0',
+    '1e3',
+    'NaN',
+    '99999999999999999999',
+    '3 OR 1',
+    '',
+    '+1',
+    '01',
+    '0x1',
+    '1.0',
+    '4294967296',
+    ' 1',
+    'Infinity',
+    '1,2',
+  ]) {
     it(`refuses ?version=${JSON.stringify(value)} with 400`, async () => {
-      const res = await request(vault.app).get(`/v1/secrets/app/q?version=${encodeURIComponent(value)}`).set(vault.auth);
+      const res = await request(vault.app)
+        .get(`/v1/secrets/app/q?version=${encodeURIComponent(value)}`)
+        .set(vault.auth);
       assertError(res, 400, 'invalid_request');
     });
   }
 
   it('refuses a repeated ?version with 400', async () => {
-    assertError(await request(vault.app).get('/v1/secrets/app/q?version=1&version=2').set(vault.auth), 400, 'invalid_request');
+    assertError(
+      await request(vault.app).get('/v1/secrets/app/q?version=1&version=2').set(vault.auth),
+      400,
+      'invalid_request',
+    );
   });
 
   it('refuses unknown query parameters with 400', async () => {
@@ -520,7 +627,9 @@ describe('http bad input: query parameters', () => {
 
   it('refuses bad ?versions= on delete with 400 and deletes nothing', async () => {
     for (const value of ['0', '-1', '1e3', 'NaN', '1,,2', '1;2', '3 OR 1', '', 'all']) {
-      const res = await request(vault.app).delete(`/v1/secrets/app/q?versions=${encodeURIComponent(value)}`).set(vault.auth);
+      const res = await request(vault.app)
+        .delete(`/v1/secrets/app/q?versions=${encodeURIComponent(value)}`)
+        .set(vault.auth);
       assertError(res, 400, 'invalid_request', value);
     }
     const meta = await request(vault.app).get('/v1/metadata/app/q').set(vault.auth);
@@ -555,7 +664,10 @@ describe('http bad input: tokens', () => {
   before(async () => {
     vault = await openVault();
     ({ server, port, agent } = await listen(vault));
-    await request(vault.app).put('/v1/secrets/app/t').set(vault.auth).send({ data: { v: 'token-test' } });
+    await request(vault.app)
+      .put('/v1/secrets/app/t')
+      .set(vault.auth)
+      .send({ data: { v: 'token-test' } });
   });
   after(async () => {
     await stopListening(server, agent);
@@ -582,9 +694,14 @@ describe('http bad input: tokens', () => {
   });
 
   it('does not write with a wrong token', async () => {
-    const res = await request(vault.app).put('/v1/secrets/app/t').set({ Authorization: 'Bearer nope' }).send({ data: { v: 'overwritten' } });
+    const res = await request(vault.app)
+      .put('/v1/secrets/app/t')
+      .set({ Authorization: 'Bearer nope' })
+      .send({ data: { v: 'overwritten' } });
     assertError(res, 401, 'unauthenticated');
-    assert.deepEqual((await request(vault.app).get('/v1/secrets/app/t').set(vault.auth)).body.data, { v: 'token-test' });
+    assert.deepEqual((await request(vault.app).get('/v1/secrets/app/t').set(vault.auth)).body.data, {
+      v: 'token-test',
+    });
   });
 
   it('ignores a token in the query string or a cookie: 401', async () => {
@@ -598,11 +715,17 @@ describe('http bad input: tokens', () => {
 
   it('accepts the token in X-Vault-Token, and the same token in both headers', async () => {
     assert.equal((await request(vault.app).get('/v1/secrets/app/t').set('X-Vault-Token', vault.rootToken)).status, 200);
-    assert.equal((await request(vault.app).get('/v1/secrets/app/t').set(vault.auth).set('X-Vault-Token', vault.rootToken)).status, 200);
+    assert.equal(
+      (await request(vault.app).get('/v1/secrets/app/t').set(vault.auth).set('X-Vault-Token', vault.rootToken)).status,
+      200,
+    );
   });
 
   it('refuses different tokens in Authorization and X-Vault-Token with 400', async () => {
-    const res = await request(vault.app).get('/v1/secrets/app/t').set(vault.auth).set('X-Vault-Token', 'cof_root_other');
+    const res = await request(vault.app)
+      .get('/v1/secrets/app/t')
+      .set(vault.auth)
+      .set('X-Vault-Token', 'cof_root_other');
     assertError(res, 400, 'invalid_request');
     assert.ok(!res.text.includes(vault.rootToken));
     assert.ok(!res.text.includes('cof_root_other'));
@@ -610,20 +733,34 @@ describe('http bad input: tokens', () => {
   });
 
   it('refuses "Bearer a, Bearer b" with 400', async () => {
-    const res = await request(vault.app).get('/v1/secrets/app/t').set('Authorization', `Bearer ${vault.rootToken}, Bearer other`);
+    const res = await request(vault.app)
+      .get('/v1/secrets/app/t')
+      .set('Authorization', `Bearer ${vault.rootToken}, Bearer other`);
     assertError(res, 400, 'invalid_request');
     assert.ok(!res.text.includes(vault.rootToken));
   });
 
   it('refuses two Authorization headers with 400, even when one is valid', async () => {
-    const res = await raw(agent, port, 'GET', '/v1/secrets/app/t', { headers: { Authorization: [`Bearer ${vault.rootToken}`, 'Bearer other'] } });
+    const res = await raw(agent, port, 'GET', '/v1/secrets/app/t', {
+      headers: { Authorization: [`Bearer ${vault.rootToken}`, 'Bearer other'] },
+    });
     assertError(res, 400, 'invalid_request');
-    const same = await raw(agent, port, 'GET', '/v1/secrets/app/t', { headers: { Authorization: [`Bearer ${vault.rootToken}`, `Bearer ${vault.rootToken}`] } });
+    const same = await raw(agent, port, 'GET', '/v1/secrets/app/t', {
+      headers: { Authorization: [`Bearer ${vault.rootToken}`, `Bearer ${vault.rootToken}`] },
+    });
     assertError(same, 400, 'invalid_request');
   });
 
   it('refuses malformed Authorization headers with 400', async () => {
-    for (const value of [vault.rootToken, `bearer ${vault.rootToken}`, `Basic ${vault.rootToken}`, `Bearer  ${vault.rootToken}`, 'Bearer', `Bearer ${'a'.repeat(8193)}`, 'Token x']) {
+    for (const value of [
+      vault.rootToken,
+      `bearer ${vault.rootToken}`,
+      `Basic ${vault.rootToken}`,
+      `Bearer  ${vault.rootToken}`,
+      'Bearer',
+      `Bearer ${'a'.repeat(8193)}`,
+      'Token x',
+    ]) {
       const res = await request(vault.app).get('/v1/secrets/app/t').set('Authorization', value);
       assertError(res, 400, 'invalid_request', value.slice(0, 20));
     }
@@ -639,7 +776,15 @@ describe('http bad input: methods, error shape, headers, leaks and prototype pol
   before(async () => {
     vault = await openVault();
     ({ server, port, agent } = await listen(vault));
-    assert.equal((await request(vault.app).put('/v1/secrets/app/canary').set(vault.auth).send({ data: { secret: canary } })).status, 200);
+    assert.equal(
+      (
+        await request(vault.app)
+          .put('/v1/secrets/app/canary')
+          .set(vault.auth)
+          .send({ data: { secret: canary } })
+      ).status,
+      200,
+    );
   });
   after(async () => {
     await stopListening(server, agent);
@@ -647,12 +792,26 @@ describe('http bad input: methods, error shape, headers, leaks and prototype pol
   });
 
   it('answers 405 with an Allow header for an unknown method on a secret route, and changes nothing', async () => {
-    const patch = await request(vault.app).patch('/v1/secrets/app/canary').set(vault.auth).send({ data: { secret: 'patched' } });
+    const patch = await request(vault.app)
+      .patch('/v1/secrets/app/canary')
+      .set(vault.auth)
+      .send({ data: { secret: 'patched' } });
     assertError(patch, 405, 'method_not_allowed');
     const allow = String(patch.headers.allow).split(/,\s*/).sort();
     assert.deepEqual(allow, ['DELETE', 'GET', 'HEAD', 'POST', 'PUT']);
-    assertError(await request(vault.app).patch('/v1/metadata/app/canary').set(vault.auth).send({}), 405, 'method_not_allowed');
-    assertError(await request(vault.app).put('/v1/metadata/app/canary').set(vault.auth).send({ data: { secret: 'x' } }), 405, 'method_not_allowed');
+    assertError(
+      await request(vault.app).patch('/v1/metadata/app/canary').set(vault.auth).send({}),
+      405,
+      'method_not_allowed',
+    );
+    assertError(
+      await request(vault.app)
+        .put('/v1/metadata/app/canary')
+        .set(vault.auth)
+        .send({ data: { secret: 'x' } }),
+      405,
+      'method_not_allowed',
+    );
     assertError(await request(vault.app).delete('/v1/secrets').set(vault.auth), 405, 'method_not_allowed');
     assertError(await request(vault.app).get('/v1/secrets:batch').set(vault.auth), 405, 'method_not_allowed');
     const other = await raw(agent, port, 'PROPFIND', '/v1/secrets/app/canary', { headers: vault.auth });
@@ -675,8 +834,14 @@ describe('http bad input: methods, error shape, headers, leaks and prototype pol
       await request(vault.app).get('/v1/secrets/app/missing').set(vault.auth),
       await request(vault.app).get('/v1/secrets/app/canary'),
       await request(vault.app).get('/v1/secrets/app/canary?version=0').set(vault.auth),
-      await request(vault.app).put('/v1/secrets/app/canary').set(vault.auth).send({ data: { secret: 'x' }, cas: 0 }),
-      await request(vault.app).put('/v1/secrets/app/new').set(vault.auth).send({ data: { a: 'v'.repeat(70 * 1024) } }),
+      await request(vault.app)
+        .put('/v1/secrets/app/canary')
+        .set(vault.auth)
+        .send({ data: { secret: 'x' }, cas: 0 }),
+      await request(vault.app)
+        .put('/v1/secrets/app/new')
+        .set(vault.auth)
+        .send({ data: { a: 'v'.repeat(70 * 1024) } }),
       await request(vault.app).put('/v1/secrets/app/new').set(vault.auth).set('Content-Type', 'text/plain').send('x'),
       await request(vault.app).patch('/v1/secrets/app/canary').set(vault.auth),
       await request(vault.app).get('/v1/nothing').set(vault.auth),
@@ -699,7 +864,16 @@ describe('http bad input: methods, error shape, headers, leaks and prototype pol
       ids.add(body.error.request_id);
     }
     assert.equal(ids.size, responses.length, 'request ids are unique');
-    assert.deepEqual([...codes].sort(), ['cas_mismatch', 'invalid_path', 'invalid_request', 'method_not_allowed', 'not_found', 'too_large', 'unauthenticated', 'unsupported_media_type']);
+    assert.deepEqual([...codes].sort(), [
+      'cas_mismatch',
+      'invalid_path',
+      'invalid_request',
+      'method_not_allowed',
+      'not_found',
+      'too_large',
+      'unauthenticated',
+      'unsupported_media_type',
+    ]);
   });
 
   it('carries X-Request-Id on successful responses too', async () => {
@@ -709,8 +883,13 @@ describe('http bad input: methods, error shape, headers, leaks and prototype pol
 
   it('never puts a secret value in any error response', async () => {
     const longCanary = canary.repeat(80);
-    const put = (body: unknown, path = 'app/canary') => request(vault.app).put(`/v1/secrets/${path}`).set(vault.auth).send(body as object);
-    const putText = (text: string, type = 'application/json') => request(vault.app).put('/v1/secrets/app/canary').set(vault.auth).set('Content-Type', type).send(text);
+    const put = (body: unknown, path = 'app/canary') =>
+      request(vault.app)
+        .put(`/v1/secrets/${path}`)
+        .set(vault.auth)
+        .send(body as object);
+    const putText = (text: string, type = 'application/json') =>
+      request(vault.app).put('/v1/secrets/app/canary').set(vault.auth).set('Content-Type', type).send(text);
     const responses = [
       await request(vault.app).get('/v1/secrets/app/canary'),
       await request(vault.app).get('/v1/secrets/app/canary').set('Authorization', 'Bearer wrong'),
@@ -726,25 +905,45 @@ describe('http bad input: methods, error shape, headers, leaks and prototype pol
       await put({ data: { secret: 5 }, metadata: { m: longCanary } }),
       await put({ data: { secret: canary.repeat(4000) } }),
       await put({ type: 'certificate', data: { certificate: canary } }),
-      await put({ type: 'certificate', data: { certificate: `-----BEGIN CERTIFICATE-----\n${canary}\n-----END CERTIFICATE-----` } }),
+      await put({
+        type: 'certificate',
+        data: { certificate: `-----BEGIN CERTIFICATE-----\n${canary}\n-----END CERTIFICATE-----` },
+      }),
       await put({ data: { secret: canary }, generate: { key: 'secret' } }),
       await putText(`{"data":{"secret":"${canary}"`),
       await putText(`{"data":{"secret":"${canary}","secret":"${canary}"}}`),
       await putText(`{"data":{"secret":"${canary}"},"x":${'['.repeat(64)}${']'.repeat(64)}}`),
       await putText(`{"data":{"secret":"${canary}"}}`, 'text/plain'),
-      await raw(agent, port, 'PUT', '/v1/secrets/app/../canary', { headers: { ...vault.auth, 'Content-Type': 'application/json' }, body: `{"data":{"secret":"${canary}"}}` }),
-      await request(vault.app).patch('/v1/secrets/app/canary').set(vault.auth).send({ data: { secret: canary } }),
-      await request(vault.app).post('/v1/secrets:batch').set(vault.auth).send({ paths: ['app/canary', '../x'] }),
-      await request(vault.app).post('/v1/secrets/app/canary/rollback').set(vault.auth).send({ versions: [1] }),
+      await raw(agent, port, 'PUT', '/v1/secrets/app/../canary', {
+        headers: { ...vault.auth, 'Content-Type': 'application/json' },
+        body: `{"data":{"secret":"${canary}"}}`,
+      }),
+      await request(vault.app)
+        .patch('/v1/secrets/app/canary')
+        .set(vault.auth)
+        .send({ data: { secret: canary } }),
+      await request(vault.app)
+        .post('/v1/secrets:batch')
+        .set(vault.auth)
+        .send({ paths: ['app/canary', '../x'] }),
+      await request(vault.app)
+        .post('/v1/secrets/app/canary/rollback')
+        .set(vault.auth)
+        .send({ versions: [1] }),
       await request(vault.app).get('/v1/secrets/app/canary').set(vault.auth).set('X-Vault-Token', canary),
     ];
     for (const [i, res] of responses.entries()) {
       assert.ok(res.status >= 400, `request ${i} succeeded: ${res.status}`);
-      assert.ok(!res.text.includes(canary), `error response ${i} (${res.status}) contains the secret value: ${res.text.slice(0, 200)}`);
+      assert.ok(
+        !res.text.includes(canary),
+        `error response ${i} (${res.status}) contains the secret value: ${res.text.slice(0, 200)}`,
+      );
       assert.ok(!res.text.includes(vault.rootToken), `error response ${i} contains the root token`);
       assert.ok(!JSON.stringify(res.headers).includes(canary), `response ${i} headers contain the secret value`);
     }
-    assert.deepEqual((await request(vault.app).get('/v1/secrets/app/canary').set(vault.auth)).body.data, { secret: canary });
+    assert.deepEqual((await request(vault.app).get('/v1/secrets/app/canary').set(vault.auth)).body.data, {
+      secret: canary,
+    });
     assert.equal((await request(vault.app).get('/v1/metadata/app/canary').set(vault.auth)).body.current_version, 1);
   });
 
@@ -753,8 +952,14 @@ describe('http bad input: methods, error shape, headers, leaks and prototype pol
       await request(vault.app).get('/v1/secrets/app/canary').set(vault.auth),
       await request(vault.app).get('/v1/metadata/app/canary').set(vault.auth),
       await request(vault.app).get('/v1/secrets?prefix=app').set(vault.auth),
-      await request(vault.app).post('/v1/secrets:batch').set(vault.auth).send({ paths: ['app/canary'] }),
-      await request(vault.app).put('/v1/secrets/app/cache').set(vault.auth).send({ data: { a: 'b' } }),
+      await request(vault.app)
+        .post('/v1/secrets:batch')
+        .set(vault.auth)
+        .send({ paths: ['app/canary'] }),
+      await request(vault.app)
+        .put('/v1/secrets/app/cache')
+        .set(vault.auth)
+        .send({ data: { a: 'b' } }),
       await request(vault.app).get('/v1/secrets/app/nothing').set(vault.auth),
       await request(vault.app).get('/v1/secrets/app/canary'),
       await request(vault.app).get('/v1/sys/seal-status'),
@@ -771,7 +976,10 @@ describe('http bad input: methods, error shape, headers, leaks and prototype pol
     const res = await request(vault.app).get('/v1/secrets/app/canary').set(vault.auth).set('If-None-Match', 'W/"0-0"');
     assert.equal(res.status, 200);
     assert.deepEqual(res.body.data, { secret: canary });
-    const since = await request(vault.app).get('/v1/secrets/app/canary').set(vault.auth).set('If-Modified-Since', new Date(Date.now() + 3_600_000).toUTCString());
+    const since = await request(vault.app)
+      .get('/v1/secrets/app/canary')
+      .set(vault.auth)
+      .set('If-Modified-Since', new Date(Date.now() + 3_600_000).toUTCString());
     assert.equal(since.status, 200);
   });
 
@@ -784,7 +992,11 @@ describe('http bad input: methods, error shape, headers, leaks and prototype pol
       '{"data":{"a":"b"},"constructor":{"prototype":{"polluted":"yes"}}}',
     ];
     for (const text of refused) {
-      const res = await request(vault.app).put('/v1/secrets/app/proto').set(vault.auth).set('Content-Type', 'application/json').send(text);
+      const res = await request(vault.app)
+        .put('/v1/secrets/app/proto')
+        .set(vault.auth)
+        .set('Content-Type', 'application/json')
+        .send(text);
       assertError(res, 400, 'invalid_request', text);
     }
     // Whatever the answer to a __proto__ key in data or metadata, it pollutes nothing and is never stored as a key.
@@ -794,7 +1006,11 @@ describe('http bad input: methods, error shape, headers, leaks and prototype pol
       '{"data":{"a":"b"},"metadata":{"__proto__":{"polluted":"yes"}}}',
       '{"data":{"a":"b","__proto__":"yes"}}',
     ]) {
-      const res = await request(vault.app).put('/v1/secrets/app/proto-string').set(vault.auth).set('Content-Type', 'application/json').send(text);
+      const res = await request(vault.app)
+        .put('/v1/secrets/app/proto-string')
+        .set(vault.auth)
+        .set('Content-Type', 'application/json')
+        .send(text);
       assert.ok(res.status === 200 || res.status === 400, `${text}: ${res.status}`);
     }
     const stored = await request(vault.app).get('/v1/secrets/app/proto-string').set(vault.auth);
@@ -802,9 +1018,18 @@ describe('http bad input: methods, error shape, headers, leaks and prototype pol
       assert.ok(!Object.keys(stored.body.data).includes('__proto__'));
       assert.ok(!Object.keys(stored.body.metadata).includes('__proto__'));
     }
-    const batch = await request(vault.app).post('/v1/secrets:batch').set(vault.auth).set('Content-Type', 'application/json').send('{"paths":["app/canary"],"__proto__":{"polluted":"yes"}}');
+    const batch = await request(vault.app)
+      .post('/v1/secrets:batch')
+      .set(vault.auth)
+      .set('Content-Type', 'application/json')
+      .send('{"paths":["app/canary"],"__proto__":{"polluted":"yes"}}');
     assertError(batch, 400, 'invalid_request');
-    for (const q of ['__proto__[polluted]=yes', '__proto__.polluted=yes', 'constructor[prototype][polluted]=yes', '__proto__=yes']) {
+    for (const q of [
+      '__proto__[polluted]=yes',
+      '__proto__.polluted=yes',
+      'constructor[prototype][polluted]=yes',
+      '__proto__=yes',
+    ]) {
       const res = await request(vault.app).get(`/v1/secrets/app/canary?${q}`).set(vault.auth);
       assertError(res, 400, 'invalid_request', q);
     }
@@ -821,7 +1046,11 @@ describe('http bad input: methods, error shape, headers, leaks and prototype pol
       ['app/proto-data', '{"data":{"a":"b","__proto__":"yes"}}'],
       ['app/proto-meta', '{"data":{"a":"b"},"metadata":{"__proto__":"yes"}}'],
     ] as const) {
-      const res = await request(vault.app).put(`/v1/secrets/${path}`).set(vault.auth).set('Content-Type', 'application/json').send(text);
+      const res = await request(vault.app)
+        .put(`/v1/secrets/${path}`)
+        .set(vault.auth)
+        .set('Content-Type', 'application/json')
+        .send(text);
       assertError(res, 400, 'invalid_request', text);
       assertError(await request(vault.app).get(`/v1/metadata/${path}`).set(vault.auth), 404, 'not_found');
     }

@@ -46,15 +46,34 @@ describe('http body: UTF-8, byte order mark and size bounds', function () {
   });
 
   /** One request with exactly these body bytes; `chunked` sends them without a Content-Length. */
-  function send(body: Buffer | undefined, options: { path?: string; method?: string; headers?: Record<string, string>; chunked?: boolean; agent?: http.Agent } = {}): Promise<Answer> {
+  function send(
+    body: Buffer | undefined,
+    options: {
+      path?: string;
+      method?: string;
+      headers?: Record<string, string>;
+      chunked?: boolean;
+      agent?: http.Agent;
+    } = {},
+  ): Promise<Answer> {
     return new Promise((resolve, reject) => {
       const headers: Record<string, string> = { ...vault.auth, 'Content-Type': 'application/json', ...options.headers };
       if (body && !options.chunked) headers['Content-Length'] = String(body.length);
-      const req = http.request({ host: '127.0.0.1', port, method: options.method ?? 'PUT', path: options.path ?? '/v1/secrets/app/body', headers, agent: options.agent ?? false }, (res) => {
-        const parts: Buffer[] = [];
-        res.on('data', (d: Buffer) => parts.push(d));
-        res.on('end', () => resolve(parse(res.statusCode ?? 0, Buffer.concat(parts).toString('utf8'))));
-      });
+      const req = http.request(
+        {
+          host: '127.0.0.1',
+          port,
+          method: options.method ?? 'PUT',
+          path: options.path ?? '/v1/secrets/app/body',
+          headers,
+          agent: options.agent ?? false,
+        },
+        (res) => {
+          const parts: Buffer[] = [];
+          res.on('data', (d: Buffer) => parts.push(d));
+          res.on('end', () => resolve(parse(res.statusCode ?? 0, Buffer.concat(parts).toString('utf8'))));
+        },
+      );
       req.on('error', reject);
       if (body && options.chunked) {
         for (let i = 0; i < body.length; i += 64 * 1024) req.write(body.subarray(i, i + 64 * 1024));
@@ -68,7 +87,8 @@ describe('http body: UTF-8, byte order mark and size bounds', function () {
     assert.equal(res.body?.error?.code, code, JSON.stringify(res.body));
     if (message !== undefined) assert.equal(res.body.error.message, message);
   };
-  const stored = async (path = 'app/body') => (await request(vault.app).get(`/v1/secrets/${path}`).set(vault.auth)).body?.data;
+  const stored = async (path = 'app/body') =>
+    (await request(vault.app).get(`/v1/secrets/${path}`).set(vault.auth)).body?.data;
 
   /** `{"data":{"k":"v"}}` followed by spaces to exactly `size` bytes: valid JSON of any length. */
   const padded = (size: number, value = 'v') => {
@@ -77,7 +97,9 @@ describe('http body: UTF-8, byte order mark and size bounds', function () {
   };
 
   it('refuses a body that starts with a UTF-8 byte order mark with 400, and stores nothing', async () => {
-    const res = await send(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), json('{"data":{"k":"bom"}}')]), { path: '/v1/secrets/app/bom' });
+    const res = await send(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), json('{"data":{"k":"bom"}}')]), {
+      path: '/v1/secrets/app/bom',
+    });
     refused(res, 400, 'invalid_request', 'request body must not start with a byte order mark');
     assert.equal((await request(vault.app).get('/v1/secrets/app/bom').set(vault.auth)).status, 404);
   });
@@ -90,11 +112,18 @@ describe('http body: UTF-8, byte order mark and size bounds', function () {
       ['ED A0 80 (an encoded surrogate)', [0xed, 0xa0, 0x80]],
       ['FF', [0xff]],
     ] as const) {
-      const res = await send(Buffer.concat([json('{"data":{"k":"x'), Buffer.from(bytes), json('"}}')]), { path: '/v1/secrets/app/utf8' });
+      const res = await send(Buffer.concat([json('{"data":{"k":"x'), Buffer.from(bytes), json('"}}')]), {
+        path: '/v1/secrets/app/utf8',
+      });
       refused(res, 400, 'invalid_request', 'request body is not valid UTF-8');
       assert.ok(!JSON.stringify(res.body).includes('\ufffd'), what);
     }
-    refused(await send(Buffer.concat([json('{"data":{"k":"x"}}'), Buffer.from([0xe2, 0x82])])), 400, 'invalid_request', 'request body is not valid UTF-8');
+    refused(
+      await send(Buffer.concat([json('{"data":{"k":"x"}}'), Buffer.from([0xe2, 0x82])])),
+      400,
+      'invalid_request',
+      'request body is not valid UTF-8',
+    );
     assert.equal((await request(vault.app).get('/v1/secrets/app/utf8').set(vault.auth)).status, 404);
   });
 
@@ -108,10 +137,20 @@ describe('http body: UTF-8, byte order mark and size bounds', function () {
     assert.equal(MAX_BODY_BYTES, 1024 * 1024);
     assert.equal((await send(padded(MAX_BODY_BYTES, 'exact'))).status, 200);
     assert.deepEqual(await stored(), { k: 'exact' });
-    refused(await send(padded(MAX_BODY_BYTES + 1, 'over')), 413, 'too_large', `request body exceeds ${MAX_BODY_BYTES} bytes`);
+    refused(
+      await send(padded(MAX_BODY_BYTES + 1, 'over')),
+      413,
+      'too_large',
+      `request body exceeds ${MAX_BODY_BYTES} bytes`,
+    );
     assert.equal((await send(padded(MAX_BODY_BYTES, 'chunked'), { chunked: true })).status, 200);
     assert.deepEqual(await stored(), { k: 'chunked' });
-    refused(await send(padded(MAX_BODY_BYTES + 1, 'chunked-over'), { chunked: true }), 413, 'too_large', `request body exceeds ${MAX_BODY_BYTES} bytes`);
+    refused(
+      await send(padded(MAX_BODY_BYTES + 1, 'chunked-over'), { chunked: true }),
+      413,
+      'too_large',
+      `request body exceeds ${MAX_BODY_BYTES} bytes`,
+    );
     assert.deepEqual(await stored(), { k: 'chunked' }, 'the refused bodies changed nothing');
   });
 
@@ -129,7 +168,10 @@ describe('http body: UTF-8, byte order mark and size bounds', function () {
     socket.write(
       `PUT /v1/secrets/app/huge HTTP/1.1\r\nHost: x\r\nAuthorization: ${vault.auth.Authorization}\r\nContent-Type: application/json\r\nContent-Length: ${2 * 1024 * 1024}\r\n\r\n{"data":`,
     );
-    const text = await Promise.race([answer, new Promise<string>((resolve) => setTimeout(() => resolve('(no answer in 5 s)'), 5_000))]);
+    const text = await Promise.race([
+      answer,
+      new Promise<string>((resolve) => setTimeout(() => resolve('(no answer in 5 s)'), 5_000)),
+    ]);
     socket.destroy();
     assert.match(text, /^HTTP\/1\.1 413 /, text);
     assert.match(text, /"code":"too_large"/);
@@ -145,14 +187,22 @@ describe('http body: UTF-8, byte order mark and size bounds', function () {
       assert.match(res.body.error.message, /data/, 'the schema saw an empty object');
     }
     // A body-less route answers normally with Content-Length: 0.
-    const renew = await send(undefined, { method: 'POST', path: '/v1/secrets:batch', headers: { 'Content-Length': '0', 'Content-Type': 'text/plain' } });
+    const renew = await send(undefined, {
+      method: 'POST',
+      path: '/v1/secrets:batch',
+      headers: { 'Content-Length': '0', 'Content-Type': 'text/plain' },
+    });
     refused(renew, 400, 'invalid_request');
   });
 
   it('refuses a non-JSON type with 415 and a body too large with 413, then serves the next request on the same connection', async () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     try {
-      refused(await send(padded(200_000), { agent, headers: { 'Content-Type': 'text/plain' } }), 415, 'unsupported_media_type');
+      refused(
+        await send(padded(200_000), { agent, headers: { 'Content-Type': 'text/plain' } }),
+        415,
+        'unsupported_media_type',
+      );
       const after415 = await send(json('{"data":{"k":"next"}}'), { agent, path: '/v1/secrets/app/next' });
       assert.equal(after415.status, 200, JSON.stringify(after415.body));
       refused(await send(padded(MAX_BODY_BYTES + 10), { agent, chunked: true }), 413, 'too_large');
@@ -165,11 +215,39 @@ describe('http body: UTF-8, byte order mark and size bounds', function () {
   });
 
   it('accepts application/json with charset=utf-8 in any case and refuses other charsets with 415', async () => {
-    for (const type of ['application/json', 'application/json; charset=utf-8', 'Application/JSON;charset=UTF-8', 'application/json ; charset=utf-8', 'application/json;  charset=utf-8  ', 'application/json\t;\tcharset=utf-8']) {
-      assert.equal((await send(json('{"data":{"k":"t"}}'), { path: '/v1/secrets/app/type', headers: { 'Content-Type': type } })).status, 200, type);
+    for (const type of [
+      'application/json',
+      'application/json; charset=utf-8',
+      'Application/JSON;charset=UTF-8',
+      'application/json ; charset=utf-8',
+      'application/json;  charset=utf-8  ',
+      'application/json\t;\tcharset=utf-8',
+    ]) {
+      assert.equal(
+        (await send(json('{"data":{"k":"t"}}'), { path: '/v1/secrets/app/type', headers: { 'Content-Type': type } }))
+          .status,
+        200,
+        type,
+      );
     }
-    for (const type of ['application/json; charset=utf-16', 'application/json; charset=latin1', 'application/jsonx', 'text/json', 'application/json; charset=utf-8; x=y', 'x-application/json', 'text/application/json', 'application/json;xcharset=utf-8', 'application/json; charset=utf-8x', 'application/json; charset=utf-8 x']) {
-      refused(await send(json('{"data":{"k":"t"}}'), { path: '/v1/secrets/app/type', headers: { 'Content-Type': type } }), 415, 'unsupported_media_type', 'request body must be application/json (UTF-8)');
+    for (const type of [
+      'application/json; charset=utf-16',
+      'application/json; charset=latin1',
+      'application/jsonx',
+      'text/json',
+      'application/json; charset=utf-8; x=y',
+      'x-application/json',
+      'text/application/json',
+      'application/json;xcharset=utf-8',
+      'application/json; charset=utf-8x',
+      'application/json; charset=utf-8 x',
+    ]) {
+      refused(
+        await send(json('{"data":{"k":"t"}}'), { path: '/v1/secrets/app/type', headers: { 'Content-Type': type } }),
+        415,
+        'unsupported_media_type',
+        'request body must be application/json (UTF-8)',
+      );
     }
   });
 });

@@ -45,7 +45,8 @@ describe('connection cap: one counter per IPv4 address and per IPv6 /64', () => 
     assert.equal(connectionKey('2001:db8:1:3::1'), '2001:0db8:0001:0003::/64');
     assert.equal(connectionKey('::1'), '0000:0000:0000:0000::/64');
     assert.equal(connectionKey('fe80::1'), 'fe80:0000:0000:0000::/64');
-    for (const bad of ['', 'a', '10.0.0.1:80', '[::1]', 'fe80::1%eth0']) assert.equal(connectionKey(bad), undefined, bad);
+    for (const bad of ['', 'a', '10.0.0.1:80', '[::1]', 'fe80::1%eth0'])
+      assert.equal(connectionKey(bad), undefined, bad);
   });
 
   it('caps distinct /128s of one /64 together; another /64 and IPv4 have their own budget', () => {

@@ -20,12 +20,20 @@ function assertError(res: request.Response, status: number, code: string, what =
 
 async function tokenWith(vault: TestVault, name: string, rules: object[]): Promise<Headers> {
   assert.equal((await request(vault.app).put(`/v1/policies/${name}`).set(vault.auth).send({ rules })).status, 200);
-  const res = await request(vault.app).post('/v1/auth/token/create').set(vault.auth).send({ identity: `svc:${name}`, policies: [name] });
+  const res = await request(vault.app)
+    .post('/v1/auth/token/create')
+    .set(vault.auth)
+    .send({ identity: `svc:${name}`, policies: [name] });
   assert.equal(res.status, 200, JSON.stringify(res.body));
   return bearer(res.body.token);
 }
 
-async function put(vault: TestVault, path: string, headers: Headers = vault.auth, data: object = { v: `value-of-${path}` }): Promise<request.Response> {
+async function put(
+  vault: TestVault,
+  path: string,
+  headers: Headers = vault.auth,
+  data: object = { v: `value-of-${path}` },
+): Promise<request.Response> {
   return request(vault.app).put(`/v1/secrets/${path}`).set(headers).send({ data });
 }
 
@@ -50,7 +58,10 @@ describe('listing: `next` never names a key the caller cannot list (issue 10 ite
   after(() => vault.cleanup());
 
   it('the reported walk (limit=1 after app/c) resumes without naming app/hidden/*', async () => {
-    const res = await request(vault.app).get('/v1/secrets').query({ prefix: 'app', limit: '1', after: 'app/c' }).set(lister);
+    const res = await request(vault.app)
+      .get('/v1/secrets')
+      .query({ prefix: 'app', limit: '1', after: 'app/c' })
+      .set(lister);
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.deepEqual(res.body.keys, ['app/z']);
     assert.ok(!JSON.stringify(res.body).includes('hidden'), JSON.stringify(res.body));
@@ -60,9 +71,13 @@ describe('listing: `next` never names a key the caller cannot list (issue 10 ite
     const seen: string[] = [];
     let after: string | undefined;
     for (let i = 0; i < 20; i++) {
-      const res = await request(vault.app).get('/v1/secrets').query({ prefix: 'app', limit: '1', ...(after ? { after } : {}) }).set(lister);
+      const res = await request(vault.app)
+        .get('/v1/secrets')
+        .query({ prefix: 'app', limit: '1', ...(after ? { after } : {}) })
+        .set(lister);
       assert.equal(res.status, 200, JSON.stringify(res.body));
-      for (const h of hidden) assert.ok(!JSON.stringify(res.body).includes(h), `page ${i} names ${h}: ${JSON.stringify(res.body)}`);
+      for (const h of hidden)
+        assert.ok(!JSON.stringify(res.body).includes(h), `page ${i} names ${h}: ${JSON.stringify(res.body)}`);
       seen.push(...res.body.keys);
       if (res.body.next === null) break;
       after = res.body.next;
@@ -73,17 +88,24 @@ describe('listing: `next` never names a key the caller cannot list (issue 10 ite
   it('a run of hidden names longer than one request scans yields an opaque cursor that resumes the walk', async function () {
     const big = await openVault();
     try {
-      const token = await tokenWith(big, 'see-edges', [{ path: 'n/a', capabilities: ['list'] }, { path: 'n/z', capabilities: ['list'] }]);
+      const token = await tokenWith(big, 'see-edges', [
+        { path: 'n/a', capabilities: ['list'] },
+        { path: 'n/z', capabilities: ['list'] },
+      ]);
       assert.equal((await put(big, 'n/a')).status, 200);
       assert.equal((await put(big, 'n/z')).status, 200);
       // 5,100 hidden names between the two visible ones: more than one request looks at.
       const rows = Array.from({ length: 5100 }, (_, i) => `n/h${String(i).padStart(5, '0')}`);
-      for (let i = 0; i < rows.length; i += 100) await Promise.all(rows.slice(i, i + 100).map((p) => big.secrets.put(p, { data: { v: 'h' } })));
+      for (let i = 0; i < rows.length; i += 100)
+        await Promise.all(rows.slice(i, i + 100).map((p) => big.secrets.put(p, { data: { v: 'h' } })));
       let after: string | undefined;
       const seen: string[] = [];
       const cursors: string[] = [];
       for (let i = 0; i < 10; i++) {
-        const res = await request(big.app).get('/v1/secrets').query({ prefix: 'n', limit: '10', ...(after ? { after } : {}) }).set(token);
+        const res = await request(big.app)
+          .get('/v1/secrets')
+          .query({ prefix: 'n', limit: '10', ...(after ? { after } : {}) })
+          .set(token);
         assert.equal(res.status, 200, JSON.stringify(res.body));
         assert.ok(!/n\/h\d/.test(JSON.stringify(res.body)), JSON.stringify(res.body).slice(0, 200));
         seen.push(...res.body.keys);
@@ -94,10 +116,24 @@ describe('listing: `next` never names a key the caller cannot list (issue 10 ite
       assert.deepEqual(seen, ['n/a', 'n/z']);
       assert.ok(cursors.length >= 1, 'the walk crossed the hidden run with an opaque cursor');
       // A cursor opens only for the caller and prefix it was issued to.
-      const other = await tokenWith(big, 'same-rules', [{ path: 'n/a', capabilities: ['list'] }, { path: 'n/z', capabilities: ['list'] }]);
-      assertError(await request(big.app).get('/v1/secrets').query({ prefix: 'n', after: cursors[0] }).set(other), 400, 'invalid_request');
-      assertError(await request(big.app).get('/v1/secrets').query({ prefix: '', after: cursors[0] }).set(token), 400, 'invalid_request');
-      const again = await request(big.app).get('/v1/secrets').query({ prefix: 'n', limit: '10', after: cursors[0] }).set(token);
+      const other = await tokenWith(big, 'same-rules', [
+        { path: 'n/a', capabilities: ['list'] },
+        { path: 'n/z', capabilities: ['list'] },
+      ]);
+      assertError(
+        await request(big.app).get('/v1/secrets').query({ prefix: 'n', after: cursors[0] }).set(other),
+        400,
+        'invalid_request',
+      );
+      assertError(
+        await request(big.app).get('/v1/secrets').query({ prefix: '', after: cursors[0] }).set(token),
+        400,
+        'invalid_request',
+      );
+      const again = await request(big.app)
+        .get('/v1/secrets')
+        .query({ prefix: 'n', limit: '10', after: cursors[0] })
+        .set(token);
       assert.equal(again.status, 200, 'the same cursor can be used again by its owner');
     } finally {
       await big.cleanup();
@@ -125,7 +161,10 @@ describe('batch reads are audited per secret (issue 10 item 5)', () => {
   after(() => vault.cleanup());
 
   it('one line names every path with its own outcome: disclosed, denied, missing', async () => {
-    const res = await request(vault.app).post('/v1/secrets:batch').set(reader).send({ paths: ['ci/a', 'prod/db', 'ci/missing', 'ci/b'] });
+    const res = await request(vault.app)
+      .post('/v1/secrets:batch')
+      .set(reader)
+      .send({ paths: ['ci/a', 'prod/db', 'ci/missing', 'ci/b'] });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.deepEqual(Object.keys(res.body.secrets).sort(), ['ci/a', 'ci/b']);
     const line = (await auditLines(vault)).filter((l) => l.request_id === res.headers['x-request-id']);
@@ -145,16 +184,32 @@ describe('capability namespaces and existence (issue 10 item 9)', () => {
   let everything: Headers;
   before(async () => {
     vault = await openVault();
-    everything = await tokenWith(vault, 'everything', [{ path: '**', capabilities: ['read', 'list', 'create', 'update', 'delete', 'destroy'] }]);
+    everything = await tokenWith(vault, 'everything', [
+      { path: '**', capabilities: ['read', 'list', 'create', 'update', 'delete', 'destroy'] },
+    ]);
     assert.equal((await request(vault.app).post('/v1/keys/payments').set(vault.auth).send({})).status, 200);
   });
   after(() => vault.cleanup());
 
   it('a `**` secret grant does not decrypt, encrypt or make data keys with transit keys', async () => {
-    const enc = await request(vault.app).post('/v1/keys/payments/encrypt').set(vault.auth).send({ plaintext: Buffer.from('card').toString('base64') });
+    const enc = await request(vault.app)
+      .post('/v1/keys/payments/encrypt')
+      .set(vault.auth)
+      .send({ plaintext: Buffer.from('card').toString('base64') });
     assert.equal(enc.status, 200, JSON.stringify(enc.body));
-    assertError(await request(vault.app).post('/v1/keys/payments/decrypt').set(everything).send({ ciphertext: enc.body.ciphertext }), 403, 'forbidden');
-    assertError(await request(vault.app).post('/v1/keys/payments/encrypt').set(everything).send({ plaintext: 'AA==' }), 403, 'forbidden');
+    assertError(
+      await request(vault.app)
+        .post('/v1/keys/payments/decrypt')
+        .set(everything)
+        .send({ ciphertext: enc.body.ciphertext }),
+      403,
+      'forbidden',
+    );
+    assertError(
+      await request(vault.app).post('/v1/keys/payments/encrypt').set(everything).send({ plaintext: 'AA==' }),
+      403,
+      'forbidden',
+    );
     assertError(await request(vault.app).post('/v1/keys/payments/datakey').set(everything).send({}), 403, 'forbidden');
   });
 
@@ -166,12 +221,18 @@ describe('capability namespaces and existence (issue 10 item 9)', () => {
   });
 
   it('a rule that names transit/ or sys/ literally still grants there, and a wildcard deny still denies', async () => {
-    const t = await tokenWith(vault, 'transit-user', [{ path: 'transit/payments', capabilities: ['update', 'read'] }, { path: '*/*', capabilities: ['read'] }]);
+    const t = await tokenWith(vault, 'transit-user', [
+      { path: 'transit/payments', capabilities: ['update', 'read'] },
+      { path: '*/*', capabilities: ['read'] },
+    ]);
     const enc = await request(vault.app).post('/v1/keys/payments/encrypt').set(t).send({ plaintext: 'AA==' });
     assert.equal(enc.status, 200, JSON.stringify(enc.body));
     const pol = await tokenWith(vault, 'pol-admin', [{ path: 'sys/policies/*', capabilities: ['admin'] }]);
     assert.equal((await request(vault.app).get('/v1/policies/everything').set(pol)).status, 200);
-    const denied = await tokenWith(vault, 'pol-admin-denied', [{ path: 'sys/policies/*', capabilities: ['admin'] }, { path: '**', capabilities: ['deny'] }]);
+    const denied = await tokenWith(vault, 'pol-admin-denied', [
+      { path: 'sys/policies/*', capabilities: ['admin'] },
+      { path: '**', capabilities: ['deny'] },
+    ]);
     assertError(await request(vault.app).get('/v1/policies/everything').set(denied), 403, 'forbidden');
   });
 
@@ -181,12 +242,24 @@ describe('capability namespaces and existence (issue 10 item 9)', () => {
       assertError(await put(vault, path, everything), 400, 'invalid_path', path);
       assertError(await request(vault.app).get(`/v1/secrets/${path}`).set(vault.auth), 400, 'invalid_path', path);
     }
-    assertError(await request(vault.app).get('/v1/secrets').query({ prefix: 'sys' }).set(vault.auth), 400, 'invalid_request');
-    assertError(await request(vault.app).post('/v1/secrets:batch').set(vault.auth).send({ paths: ['transit/payments'] }), 400, 'invalid_request');
+    assertError(
+      await request(vault.app).get('/v1/secrets').query({ prefix: 'sys' }).set(vault.auth),
+      400,
+      'invalid_request',
+    );
+    assertError(
+      await request(vault.app)
+        .post('/v1/secrets:batch')
+        .set(vault.auth)
+        .send({ paths: ['transit/payments'] }),
+      400,
+      'invalid_request',
+    );
     const res = await put(vault, 'sys/x', vault.auth);
     assert.match(res.body.error.message, /reserved/);
     // Names that only start like the reserved ones are ordinary namespaces.
-    for (const path of ['system/x', 'transits/y', 'sys-config/z']) assert.equal((await put(vault, path, everything)).status, 200, path);
+    for (const path of ['system/x', 'transits/y', 'sys-config/z'])
+      assert.equal((await put(vault, path, everything)).status, 200, path);
   });
 
   it('a refused write answers the same 403 whether or not the secret exists (C21)', async () => {
@@ -200,15 +273,34 @@ describe('capability namespaces and existence (issue 10 item 9)', () => {
   });
 
   it('generate.key may be any data key name, `constructor` included; `__proto__` is refused', async () => {
-    const res = await request(vault.app).put('/v1/secrets/gen/one').set(vault.auth).send({ data: { user: 'u' }, generate: { key: 'constructor', length: 16 } });
+    const res = await request(vault.app)
+      .put('/v1/secrets/gen/one')
+      .set(vault.auth)
+      .send({ data: { user: 'u' }, generate: { key: 'constructor', length: 16 } });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     const got = await request(vault.app).get('/v1/secrets/gen/one').set(vault.auth);
     assert.match(got.body.data.constructor, /^[A-Za-z0-9]{16}$/);
     assert.equal(got.body.data.user, 'u');
     for (const key of ['toString', 'hasOwnProperty', 'valueOf']) {
-      assert.equal((await request(vault.app).put(`/v1/secrets/gen/${key}`).set(vault.auth).send({ data: {}, generate: { key } })).status, 200, key);
+      assert.equal(
+        (await request(vault.app).put(`/v1/secrets/gen/${key}`).set(vault.auth).send({ data: {}, generate: { key } }))
+          .status,
+        200,
+        key,
+      );
     }
-    assertError(await request(vault.app).put('/v1/secrets/gen/two').set(vault.auth).send({ data: { a: 'b' }, generate: { key: '__proto__' } }), 400, 'invalid_request');
-    assert.equal((await request(vault.app).get('/v1/secrets/gen/two').set(vault.auth)).status, 404, 'nothing was stored');
+    assertError(
+      await request(vault.app)
+        .put('/v1/secrets/gen/two')
+        .set(vault.auth)
+        .send({ data: { a: 'b' }, generate: { key: '__proto__' } }),
+      400,
+      'invalid_request',
+    );
+    assert.equal(
+      (await request(vault.app).get('/v1/secrets/gen/two').set(vault.auth)).status,
+      404,
+      'nothing was stored',
+    );
   });
 });

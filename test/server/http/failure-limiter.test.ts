@@ -13,7 +13,9 @@ import { FailureLimiter, type Admission } from '../../../server/http/rate-limit.
 
 /** A stand-in for the express Response: only Retry-After is set on it. */
 function fakeRes(): Response & { retryAfter?: string } {
-  const res = { setHeader: (name: string, value: string) => void (name === 'Retry-After' && (res.retryAfter = value)) } as unknown as Response & { retryAfter?: string };
+  const res = {
+    setHeader: (name: string, value: string) => void (name === 'Retry-After' && (res.retryAfter = value)),
+  } as unknown as Response & { retryAfter?: string };
   return res;
 }
 
@@ -115,7 +117,10 @@ describe('FailureLimiter: a semaphore over the remaining failure budget', () => 
       }
     }
     slot.release();
-    assert.ok(outcomes.slice(0, 5).every((o) => o === 'admitted'), outcomes.join());
+    assert.ok(
+      outcomes.slice(0, 5).every((o) => o === 'admitted'),
+      outcomes.join(),
+    );
     assert.ok(outcomes.includes('refused'), `nothing refused after ${performance.now() - t} ms: ${outcomes.join()}`);
   });
 
@@ -191,11 +196,16 @@ describe('LoginLimits: slots of the address, then of the user', () => {
     let checks = 0;
     const outcomes = await Promise.allSettled(
       Array.from({ length: 50 }, (_, i) =>
-        limits.attempt('203.0.113.7', res(), async () => {
-          checks++;
-          await sleep(20);
-          throw new CofferError('unauthenticated', 'login failed');
-        }, { username: `user${i}` }),
+        limits.attempt(
+          '203.0.113.7',
+          res(),
+          async () => {
+            checks++;
+            await sleep(20);
+            throw new CofferError('unauthenticated', 'login failed');
+          },
+          { username: `user${i}` },
+        ),
       ),
     );
     assert.equal(checks, 5);
@@ -205,27 +215,44 @@ describe('LoginLimits: slots of the address, then of the user', () => {
 
   it('a refusal by the user limit does not spend the address budget; an outage (5xx) spends neither', async () => {
     const limits = new LoginLimits({ failuresPerMinute: 5, userFailuresPerMinute: 1 });
-    await assert.rejects(limits.attempt('203.0.113.7', res(), wrong, { username: 'alice' }), (e: CofferError) => e.code === 'unauthenticated');
+    await assert.rejects(
+      limits.attempt('203.0.113.7', res(), wrong, { username: 'alice' }),
+      (e: CofferError) => e.code === 'unauthenticated',
+    );
     await assert.rejects(limits.attempt('203.0.113.7', res(), wrong, { username: 'alice' }), isLimited);
-    await assert.rejects(limits.attempt('203.0.113.7', res(), () => Promise.reject(new CofferError('idp_unavailable', 'down')), { username: 'bob' }));
-    assert.deepEqual(limits.inspect('203.0.113.7', 'alice'), { address: { failures: 1, held: 0, waiting: 0, keys: 1 }, user: { failures: 1, held: 0, waiting: 0, keys: 1 } });
+    await assert.rejects(
+      limits.attempt('203.0.113.7', res(), () => Promise.reject(new CofferError('idp_unavailable', 'down')), {
+        username: 'bob',
+      }),
+    );
+    assert.deepEqual(limits.inspect('203.0.113.7', 'alice'), {
+      address: { failures: 1, held: 0, waiting: 0, keys: 1 },
+      user: { failures: 1, held: 0, waiting: 0, keys: 1 },
+    });
     assert.equal(limits.inspect('203.0.113.7', 'bob').user!.failures, 0);
   });
 
   it('a locked user stays locked while one address fills the per-user map; the address can only open as many windows as it has failures', async () => {
     const limits = new LoginLimits({ failuresPerMinute: 1_000, userFailuresPerMinute: 3, maxKeys: 20 });
-    for (let i = 0; i < 3; i++) await assert.rejects(limits.attempt('203.0.113.7', res(), wrong, { username: 'alice' }));
+    for (let i = 0; i < 3; i++)
+      await assert.rejects(limits.attempt('203.0.113.7', res(), wrong, { username: 'alice' }));
     let refused = 0;
     for (let i = 0; i < 100; i++) {
-      await limits.attempt('203.0.113.7', res(), wrong, { username: `filler${i}` }).catch((e) => isLimited(e) && refused++);
+      await limits
+        .attempt('203.0.113.7', res(), wrong, { username: `filler${i}` })
+        .catch((e) => isLimited(e) && refused++);
     }
     assert.equal(refused, 100 - 19, 'the 19 free keys were used, then new names refused');
-    await assert.rejects(limits.attempt('203.0.113.7', res(), () => Promise.resolve('granted'), { username: 'alice' }), isLimited);
+    await assert.rejects(
+      limits.attempt('203.0.113.7', res(), () => Promise.resolve('granted'), { username: 'alice' }),
+      isLimited,
+    );
     assert.equal(limits.inspect('203.0.113.7', 'alice').user!.keys, 20);
 
     // With the default-sized address budget, one address opens at most that many user windows.
     const small = new LoginLimits({ failuresPerMinute: 5, userFailuresPerMinute: 3, maxKeys: 20 });
-    for (let i = 0; i < 30; i++) await small.attempt('198.51.100.1', res(), wrong, { username: `n${i}` }).catch(() => undefined);
+    for (let i = 0; i < 30; i++)
+      await small.attempt('198.51.100.1', res(), wrong, { username: `n${i}` }).catch(() => undefined);
     assert.equal(small.inspect('198.51.100.1', 'n0').user!.keys, 5);
   });
 
@@ -235,12 +262,17 @@ describe('LoginLimits: slots of the address, then of the user', () => {
     let peak = 0;
     const results = await Promise.all(
       Array.from({ length: 40 }, () =>
-        limits.attempt('203.0.113.7', res(), async () => {
-          peak = Math.max(peak, ++running);
-          await sleep(10);
-          running--;
-          return 'granted';
-        }, { username: 'ci-bot' }),
+        limits.attempt(
+          '203.0.113.7',
+          res(),
+          async () => {
+            peak = Math.max(peak, ++running);
+            await sleep(10);
+            running--;
+            return 'granted';
+          },
+          { username: 'ci-bot' },
+        ),
       ),
     );
     assert.equal(results.length, 40);

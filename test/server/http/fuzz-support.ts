@@ -57,14 +57,20 @@ export function rawRequest(port: number, req: RawRequest, timeoutMs = 10_000): P
       try {
         resolve(parseResponse(all));
       } catch (e) {
-        reject(new Error(`unparsable response to ${req.method} ${JSON.stringify(req.target)}: ${(e as Error).message}: ${JSON.stringify(all.toString('latin1').slice(0, 300))}`));
+        reject(
+          new Error(
+            `unparsable response to ${req.method} ${JSON.stringify(req.target)}: ${(e as Error).message}: ${JSON.stringify(all.toString('latin1').slice(0, 300))}`,
+          ),
+        );
       }
     });
     socket.on('connect', () => {
-      const body = req.body === undefined ? undefined : Buffer.isBuffer(req.body) ? req.body : Buffer.from(req.body, 'utf8');
+      const body =
+        req.body === undefined ? undefined : Buffer.isBuffer(req.body) ? req.body : Buffer.from(req.body, 'utf8');
       const lines = [`${req.method} ${req.target} HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: close'];
       for (const [k, v] of req.headers) lines.push(`${k}: ${v}`);
-      if (body !== undefined && !req.headers.some(([k]) => /^(content-length|transfer-encoding)$/i.test(k))) lines.push(`Content-Length: ${body.length}`);
+      if (body !== undefined && !req.headers.some(([k]) => /^(content-length|transfer-encoding)$/i.test(k)))
+        lines.push(`Content-Length: ${body.length}`);
       socket.write(Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'utf8'), body ?? Buffer.alloc(0)]));
     });
   });

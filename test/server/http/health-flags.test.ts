@@ -27,7 +27,8 @@ describe('http sys: health flags for probes', () => {
 
   it('an unsealed primary answers 200 whatever the flags', async () => {
     vault = await openVault();
-    for (const q of ['', '?replicaok=true', '?replicaok=false', '?sealedcode=599&uninitcode=599&replicacode=599']) assert.equal((await health(q)).status, 200, q);
+    for (const q of ['', '?replicaok=true', '?replicaok=false', '?sealedcode=599&uninitcode=599&replicacode=599'])
+      assert.equal((await health(q)).status, 200, q);
   });
 
   it('refuses an unknown flag or a bad value with 400, naming it', async () => {

@@ -7,7 +7,11 @@ describe('http: a corrupted record', () => {
   let vault: TestVault;
   before(async () => {
     vault = await openVault();
-    for (const p of ['app/good', 'app/bad']) await request(vault.app).put(`/v1/secrets/${p}`).set(vault.auth).send({ data: { v: `value-of-${p}` } });
+    for (const p of ['app/good', 'app/bad'])
+      await request(vault.app)
+        .put(`/v1/secrets/${p}`)
+        .set(vault.auth)
+        .send({ data: { v: `value-of-${p}` } });
     const record = Buffer.from(vault.store.get(versionKey('app/bad', 1))!);
     record[record.length - 1]! ^= 0x01;
     await vault.store.mutate((tx) => tx.put(versionKey('app/bad', 1), record));
@@ -26,7 +30,10 @@ describe('http: a corrupted record', () => {
   });
 
   it('reports it per path in a batch read while returning the others', async () => {
-    const res = await request(vault.app).post('/v1/secrets:batch').set(vault.auth).send({ paths: ['app/good', 'app/bad'] });
+    const res = await request(vault.app)
+      .post('/v1/secrets:batch')
+      .set(vault.auth)
+      .send({ paths: ['app/good', 'app/bad'] });
     assert.equal(res.status, 200);
     assert.deepEqual(Object.keys(res.body.secrets), ['app/good']);
     assert.equal(res.body.errors['app/bad'].code, 'integrity_error');

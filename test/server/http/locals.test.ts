@@ -10,17 +10,22 @@ import { repoRoot } from './route-list.js';
  * use in the server to the declared names.
  */
 function sources(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
 }
 
 describe('res.locals', () => {
   it('the server reads and writes only the names server/http/locals.ts declares', () => {
     const used = new Map<string, string>();
     for (const file of sources(join(repoRoot(), 'server'))) {
-      for (const m of readFileSync(file, 'utf8').matchAll(/\.locals(?:\.([A-Za-z_$][\w$]*)|\[)/g)) used.set(m[1] ?? '[…] (a computed name)', file);
+      for (const m of readFileSync(file, 'utf8').matchAll(/\.locals(?:\.([A-Za-z_$][\w$]*)|\[)/g))
+        used.set(m[1] ?? '[…] (a computed name)', file);
     }
     assert.ok(used.size >= 5, `the scan finds the uses (${[...used.keys()].join(', ')})`);
-    const undeclared = [...used].filter(([name]) => !(REQUEST_LOCALS as readonly string[]).includes(name)).map(([name, file]) => `${name} in ${file}`);
+    const undeclared = [...used]
+      .filter(([name]) => !(REQUEST_LOCALS as readonly string[]).includes(name))
+      .map(([name, file]) => `${name} in ${file}`);
     assert.deepEqual(undeclared, [], 'declare these in server/http/locals.ts (RequestLocals and REQUEST_LOCALS)');
   });
 });

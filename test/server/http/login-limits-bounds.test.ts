@@ -15,12 +15,25 @@ import { DEFAULT_LOGIN_LIMITS, LoginLimits, countsAsFailure, userKey } from '../
 /** A real node:http response (not sent anywhere): LoginLimits only sets Retry-After on it. */
 const response = () => new ServerResponse(new IncomingMessage(new Socket())) as unknown as Response;
 const limited = (e: unknown) => e instanceof CofferError && e.code === 'rate_limited' && e.status === 429;
-const fail = (code: ErrorCode = 'unauthenticated') => () => Promise.reject(new CofferError(code, 'login failed'));
+const fail =
+  (code: ErrorCode = 'unauthenticated') =>
+  () =>
+    Promise.reject(new CofferError(code, 'login failed'));
 const ok = () => Promise.resolve('token');
 
 describe('login limits: the user counter key (J2)', () => {
   it('folds case, surrounding whitespace and compatibility forms onto the name', () => {
-    for (const variant of ['alice', 'ALICE', 'Alice', ' alice', 'alice ', '\talice\n', ' ALICE ', '\uff41\uff4c\uff49\uff43\uff45', '\uff21\uff2c\uff29\uff23\uff25']) {
+    for (const variant of [
+      'alice',
+      'ALICE',
+      'Alice',
+      ' alice',
+      'alice ',
+      '\talice\n',
+      ' ALICE ',
+      '\uff41\uff4c\uff49\uff43\uff45',
+      '\uff21\uff2c\uff29\uff23\uff25',
+    ]) {
       assert.equal(userKey(variant), 'alice', JSON.stringify(variant));
     }
     assert.equal(userKey('\ufb01le'), 'file', 'the fi ligature');
@@ -31,14 +44,15 @@ describe('login limits: the user counter key (J2)', () => {
 });
 
 describe('login limits: which failures count', () => {
-  it('counts the client\'s own failures (4xx) and never a 429, a 5xx or a non-Coffer error', () => {
+  it("counts the client's own failures (4xx) and never a 429, a 5xx or a non-Coffer error", () => {
     for (const code of ['invalid_request', 'unauthenticated', 'forbidden', 'not_found', 'too_large'] as ErrorCode[]) {
       assert.equal(countsAsFailure(new CofferError(code, 'x')), true, code);
     }
     for (const code of ['rate_limited', 'internal', 'sealed', 'unavailable'] as ErrorCode[]) {
       assert.equal(countsAsFailure(new CofferError(code, 'x')), false, code);
     }
-    for (const other of [new Error('boom'), undefined, 'unauthenticated', { code: 'unauthenticated', status: 401 }]) assert.equal(countsAsFailure(other), false);
+    for (const other of [new Error('boom'), undefined, 'unauthenticated', { code: 'unauthenticated', status: 401 }])
+      assert.equal(countsAsFailure(other), false);
   });
 });
 
@@ -46,9 +60,15 @@ describe('login limits: budgets, window and bounds', () => {
   it('defaults to 60 failures per address and 10 per user per minute', async () => {
     assert.deepEqual(DEFAULT_LOGIN_LIMITS, { failuresPerMinute: 60, userFailuresPerMinute: 10 });
     const limits = new LoginLimits();
-    for (let i = 0; i < 10; i++) await assert.rejects(limits.attempt('198.51.100.1', response(), fail(), { username: 'dora' }));
-    await assert.rejects(limits.attempt('198.51.100.1', response(), ok, { username: 'dora' }), limited, 'the 11th attempt for the user');
-    for (let i = 0; i < 50; i++) await assert.rejects(limits.attempt('198.51.100.1', response(), fail()), (e: unknown) => !limited(e));
+    for (let i = 0; i < 10; i++)
+      await assert.rejects(limits.attempt('198.51.100.1', response(), fail(), { username: 'dora' }));
+    await assert.rejects(
+      limits.attempt('198.51.100.1', response(), ok, { username: 'dora' }),
+      limited,
+      'the 11th attempt for the user',
+    );
+    for (let i = 0; i < 50; i++)
+      await assert.rejects(limits.attempt('198.51.100.1', response(), fail()), (e: unknown) => !limited(e));
     assert.equal(limits.inspect('198.51.100.1').address.failures, 60);
     assert.throws(() => limits.checkAddress('198.51.100.1', response()), limited, 'the address budget is spent');
   });
@@ -62,7 +82,11 @@ describe('login limits: budgets, window and bounds', () => {
     assert.throws(() => limits.checkAddress('198.51.100.2', res), limited);
     assert.equal((res as unknown as ServerResponse).getHeader('retry-after'), '60');
     clock += 59_999;
-    assert.throws(() => limits.checkAddress('198.51.100.2', response()), limited, 'one millisecond before the window ends');
+    assert.throws(
+      () => limits.checkAddress('198.51.100.2', response()),
+      limited,
+      'one millisecond before the window ends',
+    );
     clock += 1;
     limits.checkAddress('198.51.100.2', response());
     assert.equal(await limits.attempt('198.51.100.2', response(), ok), 'token');
@@ -70,7 +94,12 @@ describe('login limits: budgets, window and bounds', () => {
 
   it('takes a shorter window from the settings', async () => {
     let clock = 0;
-    const limits = new LoginLimits({ failuresPerMinute: 1, userFailuresPerMinute: 1, windowMs: 1_000, now: () => clock });
+    const limits = new LoginLimits({
+      failuresPerMinute: 1,
+      userFailuresPerMinute: 1,
+      windowMs: 1_000,
+      now: () => clock,
+    });
     await assert.rejects(limits.attempt('198.51.100.3', response(), fail(), { username: 'erin' }));
     assert.throws(() => limits.checkAddress('198.51.100.3', response()), limited);
     clock = 1_000;
@@ -82,8 +111,16 @@ describe('login limits: budgets, window and bounds', () => {
     const limits = new LoginLimits({ failuresPerMinute: 10, userFailuresPerMinute: 10, maxKeys: 2 });
     await assert.rejects(limits.attempt('198.51.100.4', response(), fail(), { username: 'u1' }));
     await assert.rejects(limits.attempt('198.51.100.5', response(), fail(), { username: 'u2' }));
-    await assert.rejects(limits.attempt('198.51.100.6', response(), ok, { username: 'u3' }), limited, 'no live user window is dropped');
-    assert.equal(limits.inspect('198.51.100.6').address.failures, 0, 'the refusal by the user map did not count for the address');
+    await assert.rejects(
+      limits.attempt('198.51.100.6', response(), ok, { username: 'u3' }),
+      limited,
+      'no live user window is dropped',
+    );
+    assert.equal(
+      limits.inspect('198.51.100.6').address.failures,
+      0,
+      'the refusal by the user map did not count for the address',
+    );
     assert.equal(await limits.attempt('198.51.100.7', response(), ok), 'token', 'a new address evicts an idle one');
     assert.ok(limits.inspect('198.51.100.7').address.keys <= 2);
   });
@@ -101,7 +138,7 @@ describe('login limits: budgets, window and bounds', () => {
     limits.checkAddress('198.51.100.80', response());
   });
 
-  it('failed() counts a failure that held no slot only if it is the client\'s', () => {
+  it("failed() counts a failure that held no slot only if it is the client's", () => {
     const limits = new LoginLimits({ failuresPerMinute: 1, userFailuresPerMinute: 1 });
     limits.failed('198.51.100.9', new CofferError('internal', 'boom'));
     limits.failed('198.51.100.9', new CofferError('rate_limited', 'slow down'));
@@ -114,8 +151,13 @@ describe('login limits: budgets, window and bounds', () => {
 
   it('a success spends nothing on either budget; a counted failure spends both; inspect shows the user only when asked', async () => {
     const limits = new LoginLimits({ failuresPerMinute: 5, userFailuresPerMinute: 5 });
-    for (let i = 0; i < 20; i++) assert.equal(await limits.attempt('198.51.100.10', response(), ok, { username: 'fay' }), 'token');
-    assert.deepEqual(limits.inspect('198.51.100.10', 'fay'), { address: { failures: 0, held: 0, waiting: 0, keys: 0 }, user: { failures: 0, held: 0, waiting: 0, keys: 0 } }, 'successes leave no window');
+    for (let i = 0; i < 20; i++)
+      assert.equal(await limits.attempt('198.51.100.10', response(), ok, { username: 'fay' }), 'token');
+    assert.deepEqual(
+      limits.inspect('198.51.100.10', 'fay'),
+      { address: { failures: 0, held: 0, waiting: 0, keys: 0 }, user: { failures: 0, held: 0, waiting: 0, keys: 0 } },
+      'successes leave no window',
+    );
     await assert.rejects(limits.attempt('198.51.100.10', response(), fail('forbidden'), { username: 'FAY ' }));
     assert.equal(limits.inspect('198.51.100.10', 'fay').address.failures, 1);
     assert.equal(limits.inspect('198.51.100.10', 'fay').user!.failures, 1, 'the spelling FAY counted for fay');

@@ -32,10 +32,20 @@ interface Reply {
 }
 
 /** One request over node:http: headers exactly as given (a repeated header is an array). */
-function call(url: string, method: string, path: string, options: { body?: unknown; raw?: string; headers?: Record<string, string | string[]>; agent?: Agent } = {}): Promise<Reply> {
+function call(
+  url: string,
+  method: string,
+  path: string,
+  options: { body?: unknown; raw?: string; headers?: Record<string, string | string[]>; agent?: Agent } = {},
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const text = options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
-    const headers: Record<string, string | string[]> = { ...(text !== undefined ? { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(text)) } : {}), ...options.headers };
+    const headers: Record<string, string | string[]> = {
+      ...(text !== undefined
+        ? { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(text)) }
+        : {}),
+      ...options.headers,
+    };
     const req = httpRequest(new URL(path, url), { method, headers, agent: options.agent ?? keepAlive }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
@@ -74,12 +84,25 @@ async function fanOut(n: number, width: number, fn: (i: number) => Promise<Reply
   return statuses;
 }
 
-const countOf = (statuses: number[]) => statuses.reduce<Record<number, number>>((m, s) => ({ ...m, [s]: (m[s] ?? 0) + 1 }), {});
+const countOf = (statuses: number[]) =>
+  statuses.reduce<Record<number, number>>((m, s) => ({ ...m, [s]: (m[s] ?? 0) + 1 }), {});
 
 /** A real server (startServer, dev mode) on 127.0.0.1 port 0, configured like an operator would. */
-async function server(config: Partial<ServerConfig> = {}): Promise<{ url: string; auth: Record<string, string>; running: RunningServer; stop(): Promise<void> }> {
+async function server(
+  config: Partial<ServerConfig> = {},
+): Promise<{ url: string; auth: Record<string, string>; running: RunningServer; stop(): Promise<void> }> {
   const dir = await tempDir('coffer-limits-');
-  const running = await startServer(configSchema.parse({ dev: true, listen: '127.0.0.1:0', data_dir: dir, log_level: 'silent', audit_files: [join(dir, 'audit.log')], ...config }), { log: silentLog, env: {} });
+  const running = await startServer(
+    configSchema.parse({
+      dev: true,
+      listen: '127.0.0.1:0',
+      data_dir: dir,
+      log_level: 'silent',
+      audit_files: [join(dir, 'audit.log')],
+      ...config,
+    }),
+    { log: silentLog, env: {} },
+  );
   return {
     url: running.url,
     auth: { Authorization: `Bearer ${running.rootToken}` },
@@ -92,7 +115,11 @@ async function server(config: Partial<ServerConfig> = {}): Promise<{ url: string
 }
 
 /** An approle role and one secret_id (unlimited uses) on `s`. */
-async function appRole(s: { url: string; auth: Record<string, string> }, name: string, body: object = {}): Promise<{ role_id: string; secret_id: string }> {
+async function appRole(
+  s: { url: string; auth: Record<string, string> },
+  name: string,
+  body: object = {},
+): Promise<{ role_id: string; secret_id: string }> {
   const put = await call(s.url, 'PUT', `/v1/auth/approle/roles/${name}`, { body, headers: s.auth });
   assert.equal(put.status, 200, JSON.stringify(put.body));
   const sid = await call(s.url, 'POST', `/v1/auth/approle/roles/${name}/secret-id`, { body: {}, headers: s.auth });
@@ -113,7 +140,11 @@ class Issuer {
   async start(): Promise<this> {
     const keys = [{ ...(await exportJWK(this.rsa.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' }];
     this.server = createServer((req, res) => {
-      if (req.url === '/jwks') setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys })), this.jwksDelayMs);
+      if (req.url === '/jwks')
+        setTimeout(
+          () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys })),
+          this.jwksDelayMs,
+        );
       else res.writeHead(404).end();
     });
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
@@ -127,9 +158,19 @@ class Issuer {
 
   /** A CI token; `forged`: signed by another key under the same kid (the signature check fails). */
   sign(forged = false): Promise<string> {
-    const key = forged ? (this.forger ??= generateKeyPairSync('rsa', { modulusLength: 2048 })).privateKey : this.rsa.privateKey;
+    const key = forged
+      ? (this.forger ??= generateKeyPairSync('rsa', { modulusLength: 2048 })).privateKey
+      : this.rsa.privateKey;
     const now = Math.floor(Date.now() / 1000);
-    return new SignJWT({ iss: this.url, aud: 'coffer', sub: 'repo:acme/api:ref:refs/heads/main', repository: 'acme/api', iat: now, exp: now + 300, jti: crypto.randomUUID() })
+    return new SignJWT({
+      iss: this.url,
+      aud: 'coffer',
+      sub: 'repo:acme/api:ref:refs/heads/main',
+      repository: 'acme/api',
+      iat: now,
+      exp: now + 300,
+      jti: crypto.randomUUID(),
+    })
       .setProtectedHeader({ alg: 'RS256', kid: 'k1', typ: 'JWT' })
       .sign(key);
   }
@@ -142,16 +183,29 @@ describe('login limits: a CI fan-out logs in (default limits, API.md "Login limi
   let approle: { role_id: string; secret_id: string };
   const password = 'correct horse battery';
   const jwtLogin = async (jwt: string) => call(s.url, 'POST', '/v1/auth/jwt/login', { body: { role: 'ci', jwt } });
-  const userLogin = (username: string, pw: string) => call(s.url, 'POST', '/v1/auth/userpass/login', { body: { username, password: pw } });
+  const userLogin = (username: string, pw: string) =>
+    call(s.url, 'POST', '/v1/auth/userpass/login', { body: { username, password: pw } });
 
   before(async () => {
     idp = await new Issuer().start();
     s = await server(); // login_failures_per_minute 60, login_user_failures_per_minute 10
-    const role = await call(s.url, 'PUT', '/v1/auth/jwt/roles/ci', { body: { issuer: idp.url, jwks_url: `${idp.url}/jwks`, bound_audiences: ['coffer'], bound_claims: { repository: 'acme/api' }, groups: [] }, headers: s.auth });
+    const role = await call(s.url, 'PUT', '/v1/auth/jwt/roles/ci', {
+      body: {
+        issuer: idp.url,
+        jwks_url: `${idp.url}/jwks`,
+        bound_audiences: ['coffer'],
+        bound_claims: { repository: 'acme/api' },
+        groups: [],
+      },
+      headers: s.auth,
+    });
     assert.equal(role.status, 200, JSON.stringify(role.body));
     approle = await appRole(s, 'builders');
     for (const name of ['alice', 'bob', 'carol']) {
-      assert.equal((await call(s.url, 'PUT', `/v1/auth/userpass/users/${name}`, { body: { password }, headers: s.auth })).status, 200);
+      assert.equal(
+        (await call(s.url, 'PUT', `/v1/auth/userpass/users/${name}`, { body: { password }, headers: s.auth })).status,
+        200,
+      );
     }
   });
   after(async () => {
@@ -173,7 +227,10 @@ describe('login limits: a CI fan-out logs in (default limits, API.md "Login limi
       () => jwtLogin('eyJhbGciOiJub25lIn0.e30.'),
       () => call(s.url, 'POST', '/v1/auth/jwt/login', { raw: '{"role":"ci","jwt":' }),
       () => call(s.url, 'POST', '/v1/auth/jwt/login', { body: { role: 'ci', jwt: 'x', extra: 1 } }),
-      () => call(s.url, 'POST', '/v1/auth/approle/login', { body: { role_id: approle.role_id, secret_id: 'cof_sid_wrong' } }),
+      () =>
+        call(s.url, 'POST', '/v1/auth/approle/login', {
+          body: { role_id: approle.role_id, secret_id: 'cof_sid_wrong' },
+        }),
     ];
     for (let i = 0; i < 25; i++) {
       const res = await garbage[i % garbage.length]!();
@@ -202,18 +259,22 @@ describe('login limits: a CI fan-out logs in (default limits, API.md "Login limi
     assert.equal(limited!.body.error.code, 'rate_limited');
     assert.match(String(limited!.headers['retry-after']), /^[1-9][0-9]?$/);
     assert.ok(Number(limited!.headers['retry-after']) <= 60);
-    assert.equal((await userLogin('alice', password)).status, 429, 'a locked user is locked for the right password too');
+    assert.equal(
+      (await userLogin('alice', password)).status,
+      429,
+      'a locked user is locked for the right password too',
+    );
     const bob = await userLogin('bob', password);
     assert.equal(bob.status, 200, JSON.stringify(bob.body));
   });
 
-  it('J2: case, whitespace and Unicode variants of the name share the locked user\'s counter', async () => {
+  it("J2: case, whitespace and Unicode variants of the name share the locked user's counter", async () => {
     for (const variant of ['ALICE', 'Alice', ' alice', 'alice ', '\uff41\uff4c\uff49\uff43\uff45' /* fullwidth */]) {
       assert.equal((await userLogin(variant, 'another guess')).status, 429, JSON.stringify(variant));
     }
   });
 
-  it('a user\'s 11th (and 12th) successful login in a minute succeeds', async () => {
+  it("a user's 11th (and 12th) successful login in a minute succeeds", async () => {
     for (let i = 0; i < 12; i++) assert.equal((await userLogin('bob', password)).status, 200, `login ${i + 1}`);
   });
 
@@ -233,7 +294,10 @@ describe('login limits: a CI fan-out logs in (default limits, API.md "Login limi
     for (let i = 0; i < 5; i++) refused.push(await time('carol'));
     const hashed: number[] = [];
     for (let i = 0; i < 3; i++) hashed.push(await time(`nobody${i}`)); // unknown users hash a decoy
-    assert.ok(median(refused) * 2 < median(hashed), `refused ${median(refused).toFixed(1)} ms, hashed ${median(hashed).toFixed(1)} ms`);
+    assert.ok(
+      median(refused) * 2 < median(hashed),
+      `refused ${median(refused).toFixed(1)} ms, hashed ${median(hashed).toFixed(1)} ms`,
+    );
   });
 });
 
@@ -249,9 +313,16 @@ describe('login limits: the per-address failure budget (config login_failures_pe
 
   it('counts failures only, then answers 429 rate_limited with Retry-After, before the body is read or parsed', async () => {
     // Successes are not counted: 30 logins, then still the whole failure budget.
-    assert.deepEqual(countOf(await fanOut(30, 10, () => call(s.url, 'POST', '/v1/auth/approle/login', { body: approle }))), { 200: 30 });
+    assert.deepEqual(
+      countOf(await fanOut(30, 10, () => call(s.url, 'POST', '/v1/auth/approle/login', { body: approle }))),
+      { 200: 30 },
+    );
     for (let i = 0; i < 5; i++) {
-      assert.equal((await call(s.url, 'POST', '/v1/auth/approle/login', { body: { ...approle, secret_id: 'cof_sid_wrong' } })).status, 401);
+      assert.equal(
+        (await call(s.url, 'POST', '/v1/auth/approle/login', { body: { ...approle, secret_id: 'cof_sid_wrong' } }))
+          .status,
+        401,
+      );
     }
     const limited = await call(s.url, 'POST', '/v1/auth/jwt/login', { body: { role: 'ci', jwt: 'x' } });
     assert.equal(limited.status, 429);
@@ -262,16 +333,24 @@ describe('login limits: the per-address failure budget (config login_failures_pe
     assert.equal((await call(s.url, 'POST', '/v1/auth/userpass/login', { raw: '{not json' })).status, 429);
     // Refused before reading: a body that never arrives still gets its answer.
     const early = await new Promise<number>((resolve, reject) => {
-      const req = httpRequest(new URL('/v1/auth/approle/login', s.url), { method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': '100000' } }, (res) => {
-        resolve(res.statusCode ?? 0);
-        req.destroy();
-      });
+      const req = httpRequest(
+        new URL('/v1/auth/approle/login', s.url),
+        { method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': '100000' } },
+        (res) => {
+          resolve(res.statusCode ?? 0);
+          req.destroy();
+        },
+      );
       req.on('error', () => undefined);
       req.write('{"role_id":');
       setTimeout(() => reject(new Error('no answer before the body was complete')), 5_000).unref();
     });
     assert.equal(early, 429);
-    assert.equal((await call(s.url, 'GET', '/v1/auth/token/self', { headers: s.auth })).status, 200, 'token-authenticated routes are not limited');
+    assert.equal(
+      (await call(s.url, 'GET', '/v1/auth/token/self', { headers: s.auth })).status,
+      200,
+      'token-authenticated routes are not limited',
+    );
   });
 });
 
@@ -281,7 +360,10 @@ describe('client address behind a proxy (config trusted_proxies; D12, B18)', fun
   let direct: Awaited<ReturnType<typeof server>>;
   let bound: { proxied: { role_id: string; secret_id: string }; direct: { role_id: string; secret_id: string } };
   const login = (s: { url: string }, body: object, xff?: string | string[]) =>
-    call(s.url, 'POST', '/v1/auth/approle/login', { body, ...(xff !== undefined ? { headers: { 'X-Forwarded-For': xff } } : {}) });
+    call(s.url, 'POST', '/v1/auth/approle/login', {
+      body,
+      ...(xff !== undefined ? { headers: { 'X-Forwarded-For': xff } } : {}),
+    });
 
   before(async () => {
     // This test's requests come from 127.0.0.1: a proxy for one server, a plain client for the other.
@@ -297,23 +379,63 @@ describe('client address behind a proxy (config trusted_proxies; D12, B18)', fun
 
   it('from a trusted proxy, the client is the rightmost untrusted X-Forwarded-For hop (CIDR binding and budget follow it)', async () => {
     assert.equal((await login(proxied, bound.proxied, '203.0.113.7')).status, 200);
-    assert.equal((await login(proxied, bound.proxied, '198.51.100.1, 203.0.113.7')).status, 200, 'hops left of the client prove nothing');
-    assert.equal((await login(proxied, bound.proxied, '203.0.113.7, 10.9.1.1')).status, 200, 'trusted hops are skipped');
-    assert.equal((await login(proxied, bound.proxied, '203.0.113.7,198.51.100.1')).status, 401, 'the rightmost untrusted hop decides');
-    assert.equal((await login(proxied, bound.proxied)).status, 401, 'without the header the client is the proxy itself');
+    assert.equal(
+      (await login(proxied, bound.proxied, '198.51.100.1, 203.0.113.7')).status,
+      200,
+      'hops left of the client prove nothing',
+    );
+    assert.equal(
+      (await login(proxied, bound.proxied, '203.0.113.7, 10.9.1.1')).status,
+      200,
+      'trusted hops are skipped',
+    );
+    assert.equal(
+      (await login(proxied, bound.proxied, '203.0.113.7,198.51.100.1')).status,
+      401,
+      'the rightmost untrusted hop decides',
+    );
+    assert.equal(
+      (await login(proxied, bound.proxied)).status,
+      401,
+      'without the header the client is the proxy itself',
+    );
     // The failure budget is per forwarded client: one client used it up, another is not refused.
-    for (let i = 0; i < 3; i++) assert.equal((await login(proxied, { ...bound.proxied, secret_id: 'cof_sid_wrong' }, '198.51.100.9')).status, 401);
+    for (let i = 0; i < 3; i++)
+      assert.equal(
+        (await login(proxied, { ...bound.proxied, secret_id: 'cof_sid_wrong' }, '198.51.100.9')).status,
+        401,
+      );
     assert.equal((await login(proxied, bound.proxied, '198.51.100.9')).status, 429);
-    assert.equal((await login(proxied, bound.proxied, '::ffff:198.51.100.9')).status, 429, 'an IPv4-mapped spelling is the same client');
+    assert.equal(
+      (await login(proxied, bound.proxied, '::ffff:198.51.100.9')).status,
+      429,
+      'an IPv4-mapped spelling is the same client',
+    );
     assert.equal((await login(proxied, bound.proxied, '203.0.113.8')).status, 200);
     // An IPv6 client holds a whole /64: its addresses share one budget.
-    for (let i = 0; i < 3; i++) assert.equal((await login(proxied, bound.proxied, `2001:db8:1:2::${i + 1}`)).status, 401);
+    for (let i = 0; i < 3; i++)
+      assert.equal((await login(proxied, bound.proxied, `2001:db8:1:2::${i + 1}`)).status, 401);
     assert.equal((await login(proxied, bound.proxied, '2001:DB8:1:2:ffff:0:0:9')).status, 429);
-    assert.equal((await login(proxied, { ...bound.proxied, secret_id: 'cof_sid_wrong' }, '2001:db8:1:3::1')).status, 401, 'the next /64 is another client');
+    assert.equal(
+      (await login(proxied, { ...bound.proxied, secret_id: 'cof_sid_wrong' }, '2001:db8:1:3::1')).status,
+      401,
+      'the next /64 is another client',
+    );
   });
 
   it('refuses an unparsable or repeated X-Forwarded-For from a trusted proxy with 400 (never fails open)', async () => {
-    for (const xff of ['a', '', ' , ', '203.0.113.7:443', '[2001:db8::1]', '203.0.113.7,,198.51.100.1', 'fe80::1%eth0', 'unknown', '203.0.113.7 198.51.100.1', ['203.0.113.7', '203.0.113.8']]) {
+    for (const xff of [
+      'a',
+      '',
+      ' , ',
+      '203.0.113.7:443',
+      '[2001:db8::1]',
+      '203.0.113.7,,198.51.100.1',
+      'fe80::1%eth0',
+      'unknown',
+      '203.0.113.7 198.51.100.1',
+      ['203.0.113.7', '203.0.113.8'],
+    ]) {
       const res = await login(proxied, bound.proxied, xff);
       assert.equal(res.status, 400, `${JSON.stringify(xff)}: ${res.status}`);
       assert.equal(res.body.error.code, 'invalid_request');
@@ -321,16 +443,36 @@ describe('client address behind a proxy (config trusted_proxies; D12, B18)', fun
   });
 
   it('ignores X-Forwarded-For (and Forwarded) from a peer that is not a trusted proxy (B18)', async () => {
-    assert.equal((await login(direct, bound.direct, '203.0.113.7')).status, 401, 'the CIDR is checked against the real peer');
-    assert.equal((await call(direct.url, 'POST', '/v1/auth/approle/login', { body: bound.direct, headers: { Forwarded: 'for=203.0.113.7' } })).status, 401);
-    assert.equal((await login(direct, bound.direct, 'a')).status, 401, 'an unparsable header from a client is not even read');
+    assert.equal(
+      (await login(direct, bound.direct, '203.0.113.7')).status,
+      401,
+      'the CIDR is checked against the real peer',
+    );
+    assert.equal(
+      (
+        await call(direct.url, 'POST', '/v1/auth/approle/login', {
+          body: bound.direct,
+          headers: { Forwarded: 'for=203.0.113.7' },
+        })
+      ).status,
+      401,
+    );
+    assert.equal(
+      (await login(direct, bound.direct, 'a')).status,
+      401,
+      'an unparsable header from a client is not even read',
+    );
     // Those were the peer's three failures: a new X-Forwarded-For does not buy a new budget.
     assert.equal((await login(direct, bound.direct, '198.51.100.200')).status, 429);
   });
 
   it('refuses to start with a trusted_proxies entry that is not an address or CIDR', async () => {
     for (const entry of ['10.0.0.0/33', 'proxy.internal', '10.0.0.0/08', '10.0.0.1/8/8']) {
-      await assert.rejects(server({ trusted_proxies: [entry] }), (e: Error) => e.message.includes('trusted_proxies') && e.message.includes(entry), entry);
+      await assert.rejects(
+        server({ trusted_proxies: [entry] }),
+        (e: Error) => e.message.includes('trusted_proxies') && e.message.includes(entry),
+        entry,
+      );
     }
   });
 });
@@ -342,9 +484,19 @@ describe('login limits: parallel attempts (security review: a burst gets no more
   it('150 parallel wrong passwords for 150 user names from one address (budget 5): at most 5 passwords checked, the rest 429', async () => {
     const s = await server({ login_failures_per_minute: 5 });
     try {
-      const replies = await Promise.all(Array.from({ length: 150 }, (_, i) => call(s.url, 'POST', '/v1/auth/userpass/login', { body: { username: `guess${i}`, password: 'wrong password' }, agent: burst })));
+      const replies = await Promise.all(
+        Array.from({ length: 150 }, (_, i) =>
+          call(s.url, 'POST', '/v1/auth/userpass/login', {
+            body: { username: `guess${i}`, password: 'wrong password' },
+            agent: burst,
+          }),
+        ),
+      );
       const counts = countOf(replies.map((r) => r.status));
-      assert.ok((counts[401] ?? 0) <= 5, `${counts[401]} passwords checked with a budget of 5: ${JSON.stringify(counts)}`);
+      assert.ok(
+        (counts[401] ?? 0) <= 5,
+        `${counts[401]} passwords checked with a budget of 5: ${JSON.stringify(counts)}`,
+      );
       assert.equal((counts[401] ?? 0) + (counts[429] ?? 0), 150, JSON.stringify(counts));
       for (const r of replies.filter((r) => r.status === 429)) {
         assert.equal(r.body.error.code, 'rate_limited');
@@ -359,12 +511,26 @@ describe('login limits: parallel attempts (security review: a burst gets no more
     const idp = await new Issuer(300).start(); // a slow JWKS endpoint: the burst is all in flight when it answers
     const s = await server({ login_failures_per_minute: 5 });
     try {
-      const role = await call(s.url, 'PUT', '/v1/auth/jwt/roles/ci', { body: { issuer: idp.url, jwks_url: `${idp.url}/jwks`, bound_audiences: ['coffer'], bound_claims: { repository: 'acme/api' }, groups: [] }, headers: s.auth });
+      const role = await call(s.url, 'PUT', '/v1/auth/jwt/roles/ci', {
+        body: {
+          issuer: idp.url,
+          jwks_url: `${idp.url}/jwks`,
+          bound_audiences: ['coffer'],
+          bound_claims: { repository: 'acme/api' },
+          groups: [],
+        },
+        headers: s.auth,
+      });
       assert.equal(role.status, 200, JSON.stringify(role.body));
       const forged = await Promise.all(Array.from({ length: 100 }, () => idp.sign(true)));
-      const replies = await Promise.all(forged.map((jwt) => call(s.url, 'POST', '/v1/auth/jwt/login', { body: { role: 'ci', jwt }, agent: burst })));
+      const replies = await Promise.all(
+        forged.map((jwt) => call(s.url, 'POST', '/v1/auth/jwt/login', { body: { role: 'ci', jwt }, agent: burst })),
+      );
       const counts = countOf(replies.map((r) => r.status));
-      assert.ok((counts[401] ?? 0) <= 5, `${counts[401]} forged JWTs checked with a budget of 5: ${JSON.stringify(counts)}`);
+      assert.ok(
+        (counts[401] ?? 0) <= 5,
+        `${counts[401]} forged JWTs checked with a budget of 5: ${JSON.stringify(counts)}`,
+      );
       assert.equal((counts[401] ?? 0) + (counts[429] ?? 0), 100, JSON.stringify(counts));
     } finally {
       await s.stop();
@@ -376,10 +542,21 @@ describe('login limits: parallel attempts (security review: a burst gets no more
     const idp = await new Issuer(300).start();
     const s = await server({ login_failures_per_minute: 5 });
     try {
-      const role = await call(s.url, 'PUT', '/v1/auth/jwt/roles/ci', { body: { issuer: idp.url, jwks_url: `${idp.url}/jwks`, bound_audiences: ['coffer'], bound_claims: { repository: 'acme/api' }, groups: [] }, headers: s.auth });
+      const role = await call(s.url, 'PUT', '/v1/auth/jwt/roles/ci', {
+        body: {
+          issuer: idp.url,
+          jwks_url: `${idp.url}/jwks`,
+          bound_audiences: ['coffer'],
+          bound_claims: { repository: 'acme/api' },
+          groups: [],
+        },
+        headers: s.auth,
+      });
       assert.equal(role.status, 200, JSON.stringify(role.body));
       const jwts = await Promise.all(Array.from({ length: 200 }, () => idp.sign()));
-      const replies = await Promise.all(jwts.map((jwt) => call(s.url, 'POST', '/v1/auth/jwt/login', { body: { role: 'ci', jwt }, agent: burst })));
+      const replies = await Promise.all(
+        jwts.map((jwt) => call(s.url, 'POST', '/v1/auth/jwt/login', { body: { role: 'ci', jwt }, agent: burst })),
+      );
       assert.deepEqual(countOf(replies.map((r) => r.status)), { 200: 200 });
     } finally {
       await s.stop();
@@ -390,12 +567,31 @@ describe('login limits: parallel attempts (security review: a burst gets no more
   it('40 parallel correct-password logins for one user all succeed (successes are never counted)', async () => {
     const s = await server(); // defaults: 10 failures per user, 60 per address
     try {
-      assert.equal((await call(s.url, 'PUT', '/v1/auth/userpass/users/ci-bot', { body: { password }, headers: s.auth })).status, 200);
-      const replies = await Promise.all(Array.from({ length: 40 }, () => call(s.url, 'POST', '/v1/auth/userpass/login', { body: { username: 'ci-bot', password }, agent: burst })));
+      assert.equal(
+        (await call(s.url, 'PUT', '/v1/auth/userpass/users/ci-bot', { body: { password }, headers: s.auth })).status,
+        200,
+      );
+      const replies = await Promise.all(
+        Array.from({ length: 40 }, () =>
+          call(s.url, 'POST', '/v1/auth/userpass/login', { body: { username: 'ci-bot', password }, agent: burst }),
+        ),
+      );
       assert.deepEqual(countOf(replies.map((r) => r.status)), { 200: 40 });
       // And the user's whole failure budget is still there.
-      for (let i = 0; i < 10; i++) assert.equal((await call(s.url, 'POST', '/v1/auth/userpass/login', { body: { username: 'ci-bot', password: `wrong ${i}` } })).status, 401, `failure ${i + 1}`);
-      assert.equal((await call(s.url, 'POST', '/v1/auth/userpass/login', { body: { username: 'ci-bot', password } })).status, 429);
+      for (let i = 0; i < 10; i++)
+        assert.equal(
+          (
+            await call(s.url, 'POST', '/v1/auth/userpass/login', {
+              body: { username: 'ci-bot', password: `wrong ${i}` },
+            })
+          ).status,
+          401,
+          `failure ${i + 1}`,
+        );
+      assert.equal(
+        (await call(s.url, 'POST', '/v1/auth/userpass/login', { body: { username: 'ci-bot', password } })).status,
+        429,
+      );
     } finally {
       await s.stop();
     }
@@ -405,7 +601,9 @@ describe('login limits: parallel attempts (security review: a burst gets no more
     const s = await server({ login_failures_per_minute: 5 });
     try {
       const role = await appRole(s, 'matrix');
-      const replies = await Promise.all(Array.from({ length: 200 }, () => call(s.url, 'POST', '/v1/auth/approle/login', { body: role, agent: burst })));
+      const replies = await Promise.all(
+        Array.from({ length: 200 }, () => call(s.url, 'POST', '/v1/auth/approle/login', { body: role, agent: burst })),
+      );
       assert.deepEqual(countOf(replies.map((r) => r.status)), { 200: 200 });
     } finally {
       await s.stop();
@@ -425,7 +623,8 @@ describe('login limits: address keys', () => {
   it('one spelling per address, one key per IPv6 /64', () => {
     assert.equal(canonicalAddress('::ffff:10.0.0.1'), '10.0.0.1');
     assert.equal(canonicalAddress('2001:0DB8:0:0::1'), '2001:db8::1');
-    for (const bad of ['', 'a', '10.0.0.1:80', '[::1]', 'fe80::1%eth0', '010.0.0.1', ' 10.0.0.1']) assert.equal(canonicalAddress(bad), undefined, bad);
+    for (const bad of ['', 'a', '10.0.0.1:80', '[::1]', 'fe80::1%eth0', '010.0.0.1', ' 10.0.0.1'])
+      assert.equal(canonicalAddress(bad), undefined, bad);
     assert.equal(addressKey('10.0.0.1'), '10.0.0.1');
     assert.equal(addressKey('2001:db8:1:2::1'), '2001:0db8:0001:0002::/64');
     assert.equal(addressKey('2001:db8:1:2:ffff::9'), '2001:0db8:0001:0002::/64');
@@ -452,7 +651,10 @@ describe('SDK and CLI: a login refused by a limit is retried once after a short 
     });
     await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
     url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
-    assert.equal((await call(url, 'PUT', '/v1/auth/userpass/users/alice', { body: { password }, headers: vault.auth })).status, 200);
+    assert.equal(
+      (await call(url, 'PUT', '/v1/auth/userpass/users/alice', { body: { password }, headers: vault.auth })).status,
+      200,
+    );
     approle = await appRole({ url, auth: vault.auth }, 'builders');
   });
   after(async () => {
@@ -462,7 +664,11 @@ describe('SDK and CLI: a login refused by a limit is retried once after a short 
 
   const useUpBudget = async () => {
     await new Promise((r) => setTimeout(r, 1_600)); // a fresh window
-    assert.equal((await call(url, 'POST', '/v1/auth/userpass/login', { body: { username: 'alice', password: 'wrong password' } })).status, 401);
+    assert.equal(
+      (await call(url, 'POST', '/v1/auth/userpass/login', { body: { username: 'alice', password: 'wrong password' } }))
+        .status,
+      401,
+    );
     const limited = await call(url, 'POST', '/v1/auth/userpass/login', { body: { username: 'alice', password } });
     assert.equal(limited.status, 429);
     assert.ok(Number(limited.headers['retry-after']) <= 2);
@@ -486,10 +692,14 @@ describe('SDK and CLI: a login refused by a limit is retried once after a short 
     const dir = await tempDir('coffer-limits-cli-');
     try {
       const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-        const child = spawn(process.execPath, [CLI, 'login', 'approle', '--role', approle.role_id, '--no-store', '--json'], {
-          env: { PATH: process.env.PATH, HOME: dir, COFFER_ADDR: url, COFFER_SECRET_ID: approle.secret_id },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
+        const child = spawn(
+          process.execPath,
+          [CLI, 'login', 'approle', '--role', approle.role_id, '--no-store', '--json'],
+          {
+            env: { PATH: process.env.PATH, HOME: dir, COFFER_ADDR: url, COFFER_SECRET_ID: approle.secret_id },
+            stdio: ['ignore', 'pipe', 'pipe'],
+          },
+        );
         let stdout = '';
         let stderr = '';
         child.stdout.on('data', (c: Buffer) => (stdout += c));
@@ -509,12 +719,21 @@ describe('SDK and CLI: a login refused by a limit is retried once after a short 
     let retryAfter = '0';
     const stub = createServer((_req, res) => {
       seen++;
-      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': retryAfter }).end('{"error":{"code":"rate_limited","message":"too many attempts: wait and retry","request_id":"r"}}');
+      res
+        .writeHead(429, { 'content-type': 'application/json', 'retry-after': retryAfter })
+        .end('{"error":{"code":"rate_limited","message":"too many attempts: wait and retry","request_id":"r"}}');
     });
     await new Promise<void>((r) => stub.listen(0, '127.0.0.1', r));
     try {
-      const client = new Coffer({ addr: `http://127.0.0.1:${(stub.address() as AddressInfo).port}`, sleep: async () => undefined });
-      for (const attempt of [() => client.loginJwt('ci', 'x.y.z'), () => client.loginAppRole('r', 's'), () => client.loginUserpass('u', 'p')]) {
+      const client = new Coffer({
+        addr: `http://127.0.0.1:${(stub.address() as AddressInfo).port}`,
+        sleep: async () => undefined,
+      });
+      for (const attempt of [
+        () => client.loginJwt('ci', 'x.y.z'),
+        () => client.loginAppRole('r', 's'),
+        () => client.loginUserpass('u', 'p'),
+      ]) {
         seen = 0;
         await assert.rejects(attempt(), (e: CofferError) => e.code === 'rate_limited');
         assert.equal(seen, 2, 'one retry after Retry-After: 0');

@@ -10,7 +10,10 @@ describe('metrics', () => {
   after(() => vault.cleanup());
 
   it('serves Prometheus text to admins, labelled by route pattern, never by secret path', async () => {
-    await request(vault.app).put('/v1/secrets/app/secret-name').set(vault.auth).send({ data: { v: '1' } });
+    await request(vault.app)
+      .put('/v1/secrets/app/secret-name')
+      .set(vault.auth)
+      .send({ data: { v: '1' } });
     await request(vault.app).get('/v1/secrets/app/secret-name').set(vault.auth);
     assert.equal((await request(vault.app).get('/v1/sys/metrics')).status, 401);
     const res = await request(vault.app).get('/v1/sys/metrics').set(vault.auth);

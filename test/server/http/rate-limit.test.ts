@@ -9,7 +9,10 @@ describe('rate limits', () => {
     let now = 0;
     const app = express();
     app.post('/x', rateLimit({ max: 3, windowMs: 1_000, now: () => now }), (_req, res) => void res.status(204).end());
-    app.use((err: { status?: number }, _req: express.Request, res: express.Response, _next: express.NextFunction) => void res.status(err.status ?? 500).end());
+    app.use(
+      (err: { status?: number }, _req: express.Request, res: express.Response, _next: express.NextFunction) =>
+        void res.status(err.status ?? 500).end(),
+    );
     for (let i = 0; i < 3; i++) assert.equal((await request(app).post('/x')).status, 204);
     const limited = await request(app).post('/x');
     assert.equal(limited.status, 429);

@@ -85,7 +85,12 @@ export function refEffectivePolicies(dir: RefDirectory, who: RefPrincipal): RefP
   return [...names].flatMap((n) => dir.policies.get(n) ?? []);
 }
 
-export function refPrincipalAllows(dir: RefDirectory, who: RefPrincipal, capability: RefCapability, path: string): boolean {
+export function refPrincipalAllows(
+  dir: RefDirectory,
+  who: RefPrincipal,
+  capability: RefCapability,
+  path: string,
+): boolean {
   if (who.root) return true;
   return refAllows(refEffectivePolicies(dir, who), capability, path);
 }

@@ -10,7 +10,10 @@ describe('http smoke', () => {
   after(() => vault.cleanup());
 
   it('writes and reads back a secret with the root token', async () => {
-    const put = await request(vault.app).put('/v1/secrets/app/db').set(vault.auth).send({ data: { password: 'hunter2' } });
+    const put = await request(vault.app)
+      .put('/v1/secrets/app/db')
+      .set(vault.auth)
+      .send({ data: { password: 'hunter2' } });
     assert.equal(put.status, 200, JSON.stringify(put.body));
     assert.equal(put.body.version, 1);
     const get = await request(vault.app).get('/v1/secrets/app/db').set(vault.auth);

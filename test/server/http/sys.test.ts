@@ -13,13 +13,33 @@ function assertError(res: request.Response, status: number, code: string, what =
 }
 
 const status = (vault: TestVault) => request(vault.app).get('/v1/sys/seal-status');
-const unseal = (vault: TestVault, body: unknown) => request(vault.app).post('/v1/sys/unseal').send(body as object);
+const unseal = (vault: TestVault, body: unknown) =>
+  request(vault.app)
+    .post('/v1/sys/unseal')
+    .send(body as object);
 const health = async (vault: TestVault) => {
   const res = await request(vault.app).get('/v1/sys/health');
   // Vault's fields beside Coffer's (server/http/vault/sys.ts; test/server/http/vault/health.test.ts checks them).
-  const { standby, performance_standby, replication_performance_mode, replication_dr_mode, server_time_utc, cluster_name, ...body } = res.body;
+  const {
+    standby,
+    performance_standby,
+    replication_performance_mode,
+    replication_dr_mode,
+    server_time_utc,
+    cluster_name,
+    ...body
+  } = res.body;
   assert.equal(typeof server_time_utc, 'number');
-  assert.deepEqual({ standby, performance_standby, replication_performance_mode, replication_dr_mode, cluster_name }, { standby: false, performance_standby: false, replication_performance_mode: 'disabled', replication_dr_mode: 'disabled', cluster_name: 'coffer' });
+  assert.deepEqual(
+    { standby, performance_standby, replication_performance_mode, replication_dr_mode, cluster_name },
+    {
+      standby: false,
+      performance_standby: false,
+      replication_performance_mode: 'disabled',
+      replication_dr_mode: 'disabled',
+      cluster_name: 'coffer',
+    },
+  );
   return Object.assign(res, { body });
 };
 
@@ -42,14 +62,42 @@ function gatedRequests(vault: TestVault, headers: Record<string, string>) {
   return [
     ['GET secret', () => request(app).get('/v1/secrets/app/x').set(headers)],
     ['GET secret version', () => request(app).get('/v1/secrets/app/x?version=1').set(headers)],
-    ['PUT secret', () => request(app).put('/v1/secrets/app/x').set(headers).send({ data: { v: 'while-sealed' } })],
+    [
+      'PUT secret',
+      () =>
+        request(app)
+          .put('/v1/secrets/app/x')
+          .set(headers)
+          .send({ data: { v: 'while-sealed' } }),
+    ],
     ['DELETE secret', () => request(app).delete('/v1/secrets/app/x').set(headers)],
-    ['POST undelete', () => request(app).post('/v1/secrets/app/x/undelete').set(headers).send({ versions: [1] })],
-    ['POST destroy', () => request(app).post('/v1/secrets/app/x/destroy').set(headers).send({ versions: [1] })],
+    [
+      'POST undelete',
+      () =>
+        request(app)
+          .post('/v1/secrets/app/x/undelete')
+          .set(headers)
+          .send({ versions: [1] }),
+    ],
+    [
+      'POST destroy',
+      () =>
+        request(app)
+          .post('/v1/secrets/app/x/destroy')
+          .set(headers)
+          .send({ versions: [1] }),
+    ],
     ['GET metadata', () => request(app).get('/v1/metadata/app/x').set(headers)],
     ['GET list', () => request(app).get('/v1/secrets?prefix=app').set(headers)],
     ['GET expiring', () => request(app).get('/v1/secrets?expiring_within=30d').set(headers)],
-    ['POST batch', () => request(app).post('/v1/secrets:batch').set(headers).send({ paths: ['app/x'] })],
+    [
+      'POST batch',
+      () =>
+        request(app)
+          .post('/v1/secrets:batch')
+          .set(headers)
+          .send({ paths: ['app/x'] }),
+    ],
     ['GET invalid path', () => request(app).get('/v1/secrets/app/%2e%2e/x').set(headers)],
     ['POST seal', () => request(app).post('/v1/sys/seal').set(headers).send({})],
     ['POST rotate', () => request(app).post('/v1/sys/rotate').set(headers).send({})],
@@ -80,13 +128,30 @@ describe('http sys: uninitialized vault and init', () => {
   it('seal-status reports an uninitialized vault', async () => {
     const res = await status(vault);
     assert.equal(res.status, 200);
-    assert.deepEqual(res.body, { initialized: false, sealed: true, threshold: 0, shares: 0, progress: 0, provider: 'shamir' });
+    assert.deepEqual(res.body, {
+      initialized: false,
+      sealed: true,
+      threshold: 0,
+      shares: 0,
+      progress: 0,
+      provider: 'shamir',
+    });
   });
 
   it('answers 503 not_initialized on secrets routes and unseal before init', async () => {
-    assertError(await request(vault.app).get('/v1/secrets/app/x').set({ Authorization: 'Bearer anything' }), 503, 'not_initialized');
+    assertError(
+      await request(vault.app).get('/v1/secrets/app/x').set({ Authorization: 'Bearer anything' }),
+      503,
+      'not_initialized',
+    );
     assertError(await request(vault.app).get('/v1/secrets/app/x'), 503, 'not_initialized');
-    assertError(await request(vault.app).put('/v1/secrets/app/x').send({ data: { a: 'b' } }), 503, 'not_initialized');
+    assertError(
+      await request(vault.app)
+        .put('/v1/secrets/app/x')
+        .send({ data: { a: 'b' } }),
+      503,
+      'not_initialized',
+    );
     assertError(await unseal(vault, { share: Buffer.alloc(39, 1).toString('base64') }), 503, 'not_initialized');
   });
 
@@ -121,7 +186,14 @@ describe('http sys: uninitialized vault and init', () => {
     assert.ok(rootToken.length >= 32);
     assert.equal((await health(vault)).status, 503);
     const st = await status(vault);
-    assert.deepEqual(st.body, { initialized: true, sealed: true, threshold: 2, shares: 3, progress: 0, provider: 'shamir' });
+    assert.deepEqual(st.body, {
+      initialized: true,
+      sealed: true,
+      threshold: 2,
+      shares: 3,
+      progress: 0,
+      provider: 'shamir',
+    });
   });
 
   it('refuses a second init with 409 already_initialized and issues no new token', async () => {
@@ -141,9 +213,21 @@ describe('http sys: uninitialized vault and init', () => {
     assert.equal(second.body.sealed, false);
     assert.equal((await health(vault)).status, 200);
     const auth = { Authorization: `Bearer ${rootToken}` };
-    assert.equal((await request(vault.app).put('/v1/secrets/app/x').set(auth).send({ data: { v: '1' } })).status, 200);
+    assert.equal(
+      (
+        await request(vault.app)
+          .put('/v1/secrets/app/x')
+          .set(auth)
+          .send({ data: { v: '1' } })
+      ).status,
+      200,
+    );
     assert.deepEqual((await request(vault.app).get('/v1/secrets/app/x').set(auth)).body.data, { v: '1' });
-    assertError(await request(vault.app).post('/v1/sys/init').send({ shares: 3, threshold: 2 }), 409, 'already_initialized');
+    assertError(
+      await request(vault.app).post('/v1/sys/init').send({ shares: 3, threshold: 2 }),
+      409,
+      'already_initialized',
+    );
     assert.equal((await request(vault.app).get('/v1/secrets/app/x').set(auth)).status, 200);
   });
 });
@@ -193,7 +277,15 @@ describe('http sys: seal and unseal', () => {
   after(() => other.cleanup());
   beforeEach(async () => {
     vault = await openVault();
-    assert.equal((await request(vault.app).put('/v1/secrets/app/kept').set(vault.auth).send({ data: { v: 'kept-value' } })).status, 200);
+    assert.equal(
+      (
+        await request(vault.app)
+          .put('/v1/secrets/app/kept')
+          .set(vault.auth)
+          .send({ data: { v: 'kept-value' } })
+      ).status,
+      200,
+    );
     assert.equal((await request(vault.app).post('/v1/sys/seal').set(vault.auth).send({})).status, 204);
   });
   afterEach(() => vault.cleanup());
@@ -201,7 +293,11 @@ describe('http sys: seal and unseal', () => {
   it('POST /v1/sys/seal needs a valid token; then reads are 503 until threshold shares unseal, and old secrets read back', async () => {
     await unsealAll(vault);
     assertError(await request(vault.app).post('/v1/sys/seal').send({}), 401, 'unauthenticated');
-    assertError(await request(vault.app).post('/v1/sys/seal').set({ Authorization: 'Bearer wrong' }).send({}), 401, 'unauthenticated');
+    assertError(
+      await request(vault.app).post('/v1/sys/seal').set({ Authorization: 'Bearer wrong' }).send({}),
+      401,
+      'unauthenticated',
+    );
     assert.equal((await health(vault)).status, 200, 'a refused seal request sealed the vault');
 
     const sealed = await request(vault.app).post('/v1/sys/seal').set(vault.auth).send({});
@@ -214,7 +310,14 @@ describe('http sys: seal and unseal', () => {
       const res = await unseal(vault, { share });
       assert.equal(res.status, 200, JSON.stringify(res.body));
       const { nonce, ...rest } = res.body;
-      assert.deepEqual(rest, { initialized: true, sealed: true, threshold: 3, shares: 5, progress: i + 1, provider: 'shamir' });
+      assert.deepEqual(rest, {
+        initialized: true,
+        sealed: true,
+        threshold: 3,
+        shares: 5,
+        progress: i + 1,
+        provider: 'shamir',
+      });
       assert.match(nonce, /^[A-Za-z0-9_-]{22}$/);
       assertError(await request(vault.app).get('/v1/secrets/app/kept').set(vault.auth), 503, 'sealed');
     }
@@ -287,13 +390,21 @@ describe('http sys: seal and unseal', () => {
     ];
     for (const share of bad) {
       const res = await unseal(vault, { share });
-      assert.equal(res.status, 400, `${JSON.stringify(share)?.slice(0, 40)}: ${res.status} ${JSON.stringify(res.body)}`);
+      assert.equal(
+        res.status,
+        400,
+        `${JSON.stringify(share)?.slice(0, 40)}: ${res.status} ${JSON.stringify(res.body)}`,
+      );
       assert.equal(res.body.error.code, 'invalid_request');
     }
     for (const body of [{}, { share: real, reset: true }, { reset: false }, { shares: [real] }]) {
       assertError(await unseal(vault, body), 400, 'invalid_request', JSON.stringify(body).slice(0, 40));
     }
-    assertError(await request(vault.app).post('/v1/sys/unseal').set('Content-Type', 'application/json').send('{"share":'), 400, 'invalid_request');
+    assertError(
+      await request(vault.app).post('/v1/sys/unseal').set('Content-Type', 'application/json').send('{"share":'),
+      400,
+      'invalid_request',
+    );
     const st = await status(vault);
     assert.equal(st.body.progress, 1);
     assert.equal(st.body.sealed, true);
@@ -332,7 +443,9 @@ describe('http sys: seal and unseal', () => {
       assertError(await request(vault.app).get('/v1/secrets/app/kept').set(vault.auth), 503, 'sealed');
     }
     await unsealAll(vault, [2, 0, 1]);
-    assert.deepEqual((await request(vault.app).get('/v1/secrets/app/kept').set(vault.auth)).body.data, { v: 'kept-value' });
+    assert.deepEqual((await request(vault.app).get('/v1/secrets/app/kept').set(vault.auth)).body.data, {
+      v: 'kept-value',
+    });
   });
 
   it('reset:true with the nonce of the first share clears the progress, after which the same share counts again', async () => {
@@ -355,7 +468,11 @@ describe('http sys: seal and unseal', () => {
   it('refuses a reset of an unseal in progress without its nonce, and keeps the progress', async () => {
     const first = await unseal(vault, { share: vault.shares[0] });
     assert.equal(first.body.progress, 1);
-    for (const body of [{ reset: true }, { reset: true, nonce: 'A'.repeat(22) }, { reset: true, nonce: first.body.nonce.slice(1) }]) {
+    for (const body of [
+      { reset: true },
+      { reset: true, nonce: 'A'.repeat(22) },
+      { reset: true, nonce: first.body.nonce.slice(1) },
+    ]) {
       const res = await unseal(vault, body);
       assertError(res, 400, 'invalid_request');
       assert.match(res.body.error.message, /nonce/);
@@ -386,16 +503,31 @@ describe('http sys: master key rotation', () => {
   let vault: TestVault;
   before(async () => {
     vault = await openVault();
-    for (const [path, v] of [['app/one', 'a1'], ['app/one', 'a2'], ['other/two', 'b1']] as const) {
-      assert.equal((await request(vault.app).put(`/v1/secrets/${path}`).set(vault.auth).send({ data: { v } })).status, 200);
+    for (const [path, v] of [
+      ['app/one', 'a1'],
+      ['app/one', 'a2'],
+      ['other/two', 'b1'],
+    ] as const) {
+      assert.equal(
+        (await request(vault.app).put(`/v1/secrets/${path}`).set(vault.auth).send({ data: { v } })).status,
+        200,
+      );
     }
   });
   after(() => vault.cleanup());
 
   it('refuses rotation without a valid token', async () => {
     assertError(await request(vault.app).post('/v1/sys/rotate').send({}), 401, 'unauthenticated');
-    assertError(await request(vault.app).post('/v1/sys/rotate').set({ Authorization: 'Bearer nope' }).send({}), 401, 'unauthenticated');
-    assertError(await request(vault.app).post('/v1/sys/rotate').set(vault.auth).send({ version: 5 }), 400, 'invalid_request');
+    assertError(
+      await request(vault.app).post('/v1/sys/rotate').set({ Authorization: 'Bearer nope' }).send({}),
+      401,
+      'unauthenticated',
+    );
+    assertError(
+      await request(vault.app).post('/v1/sys/rotate').set(vault.auth).send({ version: 5 }),
+      400,
+      'invalid_request',
+    );
   });
 
   it('returns master_version 2; old secrets still read and new writes work', async () => {
@@ -403,11 +535,29 @@ describe('http sys: master key rotation', () => {
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.equal(res.body.master_version, 2);
     assert.equal(res.body.keyrings_rewrapped, 3, 'app, other and sys (token signing keys)');
-    assert.deepEqual((await request(vault.app).get('/v1/secrets/app/one?version=1').set(vault.auth)).body.data, { v: 'a1' });
+    assert.deepEqual((await request(vault.app).get('/v1/secrets/app/one?version=1').set(vault.auth)).body.data, {
+      v: 'a1',
+    });
     assert.deepEqual((await request(vault.app).get('/v1/secrets/app/one').set(vault.auth)).body.data, { v: 'a2' });
     assert.deepEqual((await request(vault.app).get('/v1/secrets/other/two').set(vault.auth)).body.data, { v: 'b1' });
-    assert.equal((await request(vault.app).put('/v1/secrets/app/one').set(vault.auth).send({ data: { v: 'a3' } })).body.version, 3);
-    assert.equal((await request(vault.app).put('/v1/secrets/fresh/ns').set(vault.auth).send({ data: { v: 'c1' } })).status, 200);
+    assert.equal(
+      (
+        await request(vault.app)
+          .put('/v1/secrets/app/one')
+          .set(vault.auth)
+          .send({ data: { v: 'a3' } })
+      ).body.version,
+      3,
+    );
+    assert.equal(
+      (
+        await request(vault.app)
+          .put('/v1/secrets/fresh/ns')
+          .set(vault.auth)
+          .send({ data: { v: 'c1' } })
+      ).status,
+      200,
+    );
     const keyring = await request(vault.app).get('/v1/sys/keyrings/app').set(vault.auth);
     assert.equal(keyring.body.master_version, 2);
     assert.ok(keyring.body.versions.every((v: { master_version: number }) => v.master_version === 2));
@@ -419,7 +569,13 @@ describe('http sys: master key rotation', () => {
     assert.equal((await request(vault.app).post('/v1/sys/seal').set(vault.auth).send({})).status, 204);
     for (const share of vault.shares.slice(1, 4)) await unseal(vault, { share });
     assert.equal((await health(vault)).status, 200);
-    for (const [path, v] of [['app/one?version=1', 'a1'], ['app/one?version=2', 'a2'], ['app/one', 'a3'], ['other/two', 'b1'], ['fresh/ns', 'c1']] as const) {
+    for (const [path, v] of [
+      ['app/one?version=1', 'a1'],
+      ['app/one?version=2', 'a2'],
+      ['app/one', 'a3'],
+      ['other/two', 'b1'],
+      ['fresh/ns', 'c1'],
+    ] as const) {
       const get = await request(vault.app).get(`/v1/secrets/${path}`).set(vault.auth);
       assert.equal(get.status, 200, `${path}: ${JSON.stringify(get.body)}`);
       assert.deepEqual(get.body.data, { v });
@@ -444,19 +600,34 @@ describe('http sys: keyring rotation and rewrap', () => {
     ['other/y', 'y-1'],
   ];
   const get = (path: string, version?: number) =>
-    request(vault.app).get(`/v1/secrets/${path}${version ? `?version=${version}` : ''}`).set(vault.auth);
+    request(vault.app)
+      .get(`/v1/secrets/${path}${version ? `?version=${version}` : ''}`)
+      .set(vault.auth);
 
   before(async () => {
     vault = await openVault();
-    for (const [path, v] of writes) assert.equal((await request(vault.app).put(`/v1/secrets/${path}`).set(vault.auth).send({ data: { v } })).status, 200);
+    for (const [path, v] of writes)
+      assert.equal(
+        (await request(vault.app).put(`/v1/secrets/${path}`).set(vault.auth).send({ data: { v } })).status,
+        200,
+      );
     assert.equal((await request(vault.app).delete('/v1/secrets/app/d?versions=1').set(vault.auth)).status, 204);
-    assert.equal((await request(vault.app).post('/v1/secrets/app/e/destroy').set(vault.auth).send({ versions: [1] })).status, 204);
+    assert.equal(
+      (
+        await request(vault.app)
+          .post('/v1/secrets/app/e/destroy')
+          .set(vault.auth)
+          .send({ versions: [1] })
+      ).status,
+      204,
+    );
   });
   after(() => vault.cleanup());
 
   /** Stored version records of a namespace: every version that is not destroyed. */
   async function storedVersions(prefix: string): Promise<number> {
-    const keys: string[] = (await request(vault.app).get(`/v1/secrets?prefix=${prefix}&limit=1000`).set(vault.auth)).body.keys;
+    const keys: string[] = (await request(vault.app).get(`/v1/secrets?prefix=${prefix}&limit=1000`).set(vault.auth))
+      .body.keys;
     let count = 0;
     for (const key of keys) {
       const meta = await request(vault.app).get(`/v1/metadata/${key}`).set(vault.auth);
@@ -478,13 +649,29 @@ describe('http sys: keyring rotation and rewrap', () => {
   it('answers 404 for the keyring of a namespace that has none, and 400 for an invalid namespace', async () => {
     assertError(await request(vault.app).get('/v1/sys/keyrings/nonexistent').set(vault.auth), 404, 'not_found');
     assertError(await request(vault.app).get('/v1/sys/keyrings/-bad').set(vault.auth), 400, 'invalid_path');
-    assertError(await request(vault.app).get('/v1/sys/keyrings/app').set({ Authorization: 'Bearer nope' }), 401, 'unauthenticated');
+    assertError(
+      await request(vault.app).get('/v1/sys/keyrings/app').set({ Authorization: 'Bearer nope' }),
+      401,
+      'unauthenticated',
+    );
   });
 
   it('refuses a keyring rotation with a bad body or without a token, and rotates nothing', async () => {
-    assertError(await request(vault.app).post('/v1/sys/keyrings/app/rotate').set(vault.auth).send({ rewrap: 'yes' }), 400, 'invalid_request');
-    assertError(await request(vault.app).post('/v1/sys/keyrings/app/rotate').set(vault.auth).send({ rewrap: true, extra: 1 }), 400, 'invalid_request');
-    assertError(await request(vault.app).post('/v1/sys/keyrings/app/rotate').send({ rewrap: true }), 401, 'unauthenticated');
+    assertError(
+      await request(vault.app).post('/v1/sys/keyrings/app/rotate').set(vault.auth).send({ rewrap: 'yes' }),
+      400,
+      'invalid_request',
+    );
+    assertError(
+      await request(vault.app).post('/v1/sys/keyrings/app/rotate').set(vault.auth).send({ rewrap: true, extra: 1 }),
+      400,
+      'invalid_request',
+    );
+    assertError(
+      await request(vault.app).post('/v1/sys/keyrings/app/rotate').send({ rewrap: true }),
+      401,
+      'unauthenticated',
+    );
     assert.equal((await request(vault.app).get('/v1/sys/keyrings/app').set(vault.auth)).body.current, 1);
   });
 
@@ -508,14 +695,34 @@ describe('http sys: keyring rotation and rewrap', () => {
     assert.equal(keyring.body.rewrap.error, undefined);
     assert.ok(keyring.body.rewrap.finished_at);
 
-    for (const [path, v] of [['app', 'root-1'], ['app/a', 'a-3'], ['app/b/c', 'c-1'], ['app/d', 'd-2'], ['app/e', 'e-2'], ['app-2/x', 'x-1'], ['other/y', 'y-1']]) {
+    for (const [path, v] of [
+      ['app', 'root-1'],
+      ['app/a', 'a-3'],
+      ['app/b/c', 'c-1'],
+      ['app/d', 'd-2'],
+      ['app/e', 'e-2'],
+      ['app-2/x', 'x-1'],
+      ['other/y', 'y-1'],
+    ]) {
       const res = await get(path!);
       assert.equal(res.status, 200, `${path}: ${JSON.stringify(res.body)}`);
       assert.deepEqual(res.body.data, { v });
     }
-    for (const [n, v] of [[1, 'a-1'], [2, 'a-2']] as const) assert.deepEqual((await get('app/a', n)).body.data, { v });
+    for (const [n, v] of [
+      [1, 'a-1'],
+      [2, 'a-2'],
+    ] as const)
+      assert.deepEqual((await get('app/a', n)).body.data, { v });
     // The soft-deleted version was re-wrapped too and reads again once undeleted.
-    assert.equal((await request(vault.app).post('/v1/secrets/app/d/undelete').set(vault.auth).send({ versions: [1] })).status, 204);
+    assert.equal(
+      (
+        await request(vault.app)
+          .post('/v1/secrets/app/d/undelete')
+          .set(vault.auth)
+          .send({ versions: [1] })
+      ).status,
+      204,
+    );
     assert.deepEqual((await get('app/d', 1)).body.data, { v: 'd-1' });
     assertError(await get('app/e', 1), 404, 'not_found');
     // Other namespaces are not part of the job.
@@ -525,20 +732,45 @@ describe('http sys: keyring rotation and rewrap', () => {
   });
 
   it('writes new versions under the new keyring version, and a second rotation without rewrap keeps old versions readable', async () => {
-    assert.equal((await request(vault.app).put('/v1/secrets/app/a').set(vault.auth).send({ data: { v: 'a-4' } })).body.version, 4);
+    assert.equal(
+      (
+        await request(vault.app)
+          .put('/v1/secrets/app/a')
+          .set(vault.auth)
+          .send({ data: { v: 'a-4' } })
+      ).body.version,
+      4,
+    );
     const res = await request(vault.app).post('/v1/sys/keyrings/app/rotate').set(vault.auth).send({});
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.equal(res.body.version, 3);
     assert.equal(res.body.rewrap, null);
-    assert.equal((await request(vault.app).put('/v1/secrets/app/a').set(vault.auth).send({ data: { v: 'a-5' } })).body.version, 5);
-    for (const [n, v] of [[1, 'a-1'], [3, 'a-3'], [4, 'a-4'], [5, 'a-5']] as const) assert.deepEqual((await get('app/a', n)).body.data, { v });
+    assert.equal(
+      (
+        await request(vault.app)
+          .put('/v1/secrets/app/a')
+          .set(vault.auth)
+          .send({ data: { v: 'a-5' } })
+      ).body.version,
+      5,
+    );
+    for (const [n, v] of [
+      [1, 'a-1'],
+      [3, 'a-3'],
+      [4, 'a-4'],
+      [5, 'a-5'],
+    ] as const)
+      assert.deepEqual((await get('app/a', n)).body.data, { v });
     const keyring = await request(vault.app).get('/v1/sys/keyrings/app').set(vault.auth);
     assert.equal(keyring.body.current, 3);
     assert.equal(keyring.body.rewrap.state, 'done', 'the finished job stays on record');
   });
 
   it('rotating the keyring of a namespace without secrets creates it', async () => {
-    const res = await request(vault.app).post('/v1/sys/keyrings/brand-new/rotate').set(vault.auth).send({ rewrap: true });
+    const res = await request(vault.app)
+      .post('/v1/sys/keyrings/brand-new/rotate')
+      .set(vault.auth)
+      .send({ rewrap: true });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     await vault.rewrap.idle();
     const keyring = await request(vault.app).get('/v1/sys/keyrings/brand-new').set(vault.auth);

@@ -28,14 +28,16 @@ interface Seen {
 function violations(route: string, body: unknown, path = ''): string[] {
   if (Array.isArray(body)) return body.flatMap((v, i) => violations(route, v, `${path}[${i}]`));
   if (body === null || typeof body !== 'object') {
-    if (typeof body === 'string' && DATE_LIKE.test(body) && !TIMESTAMP.test(body)) return [`${route} ${path}: a date not in the wire form: ${body}`];
+    if (typeof body === 'string' && DATE_LIKE.test(body) && !TIMESTAMP.test(body))
+      return [`${route} ${path}: a date not in the wire form: ${body}`];
     return [];
   }
   return Object.entries(body).flatMap(([key, value]) => {
     const at = path ? `${path}.${key}` : key;
     // Secret data and metadata are the caller's own strings, not the server's times.
     if ((key === 'data' || key === 'metadata') && path.split('.').length <= 3) return [];
-    if (TIME_FIELD.test(key) && value !== null && !(typeof value === 'string' && TIMESTAMP.test(value))) return [`${route} ${at}: ${JSON.stringify(value)}`];
+    if (TIME_FIELD.test(key) && value !== null && !(typeof value === 'string' && TIMESTAMP.test(value)))
+      return [`${route} ${at}: ${JSON.stringify(value)}`];
     return violations(route, value, at);
   });
 }
@@ -45,7 +47,10 @@ function routeOf(method: string, url: string): RouteEntry | undefined {
   const path = url.split('?')[0]!;
   const matches = ROUTES.filter((r) => {
     if (r.method !== method) return false;
-    const pattern = r.openapiPath.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace('{path}', '.+').replace(/\{[a-z]+\}/g, '[^/]+');
+    const pattern = r.openapiPath
+      .replace(/[.*+?^$()|[\]\\]/g, '\\$&')
+      .replace('{path}', '.+')
+      .replace(/\{[a-z]+\}/g, '[^/]+');
     return new RegExp(`^${pattern}$`).test(path);
   });
   // The longest template wins (`/v1/secrets/{path}/undelete` over `/v1/secrets/{path}`).
@@ -66,7 +71,13 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
   });
 
   /** One call through supertest; `expect` is the success status. */
-  async function call(method: 'GET' | 'PUT' | 'POST' | 'DELETE', url: string, body?: object, token: string | null = vault.rootToken, expect = [200, 204, 202]): Promise<any> {
+  async function call(
+    method: 'GET' | 'PUT' | 'POST' | 'DELETE',
+    url: string,
+    body?: object,
+    token: string | null = vault.rootToken,
+    expect = [200, 204, 202],
+  ): Promise<any> {
     let req = request(vault.app)[method.toLowerCase() as 'get'](url);
     if (token) req = req.set('Authorization', `Bearer ${token}`);
     const res = body === undefined ? await req : await req.send(body);
@@ -112,7 +123,9 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
     await call('GET', '/v1/keys/k1');
     await call('POST', '/v1/keys/k1/rotate', {});
     await call('POST', '/v1/keys/k1/config', { min_decryption_version: 1 });
-    const { ciphertext } = await call('POST', '/v1/keys/k1/encrypt', { plaintext: Buffer.from('hello').toString('base64') });
+    const { ciphertext } = await call('POST', '/v1/keys/k1/encrypt', {
+      plaintext: Buffer.from('hello').toString('base64'),
+    });
     await call('POST', '/v1/keys/k1/decrypt', { ciphertext });
     await call('POST', '/v1/keys/k1/datakey', {});
     await call('POST', '/v1/keys/k1/rewrap', { ciphertext });
@@ -127,7 +140,12 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
     await call('PUT', '/v1/auth/userpass/users/alice', { password: 'correct horse battery', policies: ['app-read'] });
     await call('GET', '/v1/auth/userpass/users/alice');
     await call('GET', '/v1/auth/userpass/users');
-    const alice = await call('POST', '/v1/auth/userpass/login', { username: 'alice', password: 'correct horse battery' }, null);
+    const alice = await call(
+      'POST',
+      '/v1/auth/userpass/login',
+      { username: 'alice', password: 'correct horse battery' },
+      null,
+    );
     await call('GET', '/v1/auth/token/self', undefined, alice.token);
     await call('POST', '/v1/auth/token/renew', {}, alice.token);
     const role = await call('PUT', '/v1/auth/approle/roles/builder', { policies: ['app-read'], secret_id_ttl: '1h' });
@@ -147,9 +165,20 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
     });
     await call('GET', '/v1/auth/jwt/roles/ci');
     await call('GET', '/v1/auth/jwt/roles');
-    const jwt = await new SignJWT({}).setProtectedHeader({ alg: 'EdDSA', kid: 'k1', typ: 'JWT' }).setIssuer('https://idp.example.test').setAudience('coffer').setSubject('repo:acme/app').setIssuedAt().setExpirationTime('5m').sign(idp.privateKey);
+    const jwt = await new SignJWT({})
+      .setProtectedHeader({ alg: 'EdDSA', kid: 'k1', typ: 'JWT' })
+      .setIssuer('https://idp.example.test')
+      .setAudience('coffer')
+      .setSubject('repo:acme/app')
+      .setIssuedAt()
+      .setExpirationTime('5m')
+      .sign(idp.privateKey);
     await call('POST', '/v1/auth/jwt/login', { role: 'ci', jwt }, null);
-    const minted = await call('POST', '/v1/auth/token/create', { identity: 'svc:deployer', policies: ['app-read'], ttl: '10m' });
+    const minted = await call('POST', '/v1/auth/token/create', {
+      identity: 'svc:deployer',
+      policies: ['app-read'],
+      ttl: '10m',
+    });
     await call('POST', '/v1/auth/token/revoke', { token: minted.token });
     await call('POST', '/v1/auth/jwks/rotate', { retire_previous: false });
 
@@ -166,25 +195,45 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
     const metrics = await request(vault.app).get('/v1/sys/metrics').set('Authorization', `Bearer ${vault.rootToken}`);
     assert.equal(metrics.status, 200);
     record('GET', '/v1/sys/metrics', undefined);
-    const backup = await request(vault.app).get('/v1/sys/backup').set('Authorization', `Bearer ${vault.rootToken}`).buffer(true).parse((res, done) => {
-      res.on('data', () => undefined);
-      res.on('end', () => done(null, undefined));
-    });
+    const backup = await request(vault.app)
+      .get('/v1/sys/backup')
+      .set('Authorization', `Bearer ${vault.rootToken}`)
+      .buffer(true)
+      .parse((res, done) => {
+        res.on('data', () => undefined);
+        res.on('end', () => done(null, undefined));
+      });
     assert.equal(backup.status, 200);
     record('GET', '/v1/sys/backup', undefined);
 
     // BYOK: rights with an offset time, import, export under quorum; the seal status shows them.
-    const wrapping = await call('GET', `/v1/sys/byok/wrapping-key?exportable=true&valid_to=${encodeURIComponent('2040-06-01T12:00:00+02:00')}`);
+    const wrapping = await call(
+      'GET',
+      `/v1/sys/byok/wrapping-key?exportable=true&valid_to=${encodeURIComponent('2040-06-01T12:00:00+02:00')}`,
+    );
     assert.equal(wrapping.valid_to, '2040-06-01T10:00:00.000Z');
-    const imported = await call('POST', '/v1/sys/byok/import', { import_token: wrapping.import_token, wrapped_key: wrapForImport(wrapping.public_key_pem, new Uint8Array(randomBytes(32))), valid_to: '2040-06-01T10:00:00Z' });
+    const imported = await call('POST', '/v1/sys/byok/import', {
+      import_token: wrapping.import_token,
+      wrapped_key: wrapForImport(wrapping.public_key_pem, new Uint8Array(randomBytes(32))),
+      valid_to: '2040-06-01T10:00:00Z',
+    });
     assert.equal(imported.valid_to, '2040-06-01T10:00:00.000Z');
-    const customer = generateKeyPairSync('rsa', { modulusLength: 3072 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const customer = generateKeyPairSync('rsa', { modulusLength: 3072 })
+      .publicKey.export({ type: 'spki', format: 'pem' })
+      .toString();
     await call('POST', '/v1/sys/byok/export', { public_key_pem: customer, shares: vault.shares.slice(0, 2) });
     const status = await call('GET', '/v1/sys/seal-status', undefined, null);
     assert.equal(status.master_key?.valid_to, '2040-06-01T10:00:00.000Z');
 
     // Deletions, then the seal.
-    for (const url of ['/v1/policies/app-read', '/v1/groups/devs', '/v1/auth/userpass/users/alice', '/v1/auth/approle/roles/builder', '/v1/auth/jwt/roles/ci']) await call('DELETE', url);
+    for (const url of [
+      '/v1/policies/app-read',
+      '/v1/groups/devs',
+      '/v1/auth/userpass/users/alice',
+      '/v1/auth/approle/roles/builder',
+      '/v1/auth/jwt/roles/ci',
+    ])
+      await call('DELETE', url);
     await call('POST', '/v1/auth/token/revoke', {}, alice.token);
     await call('POST', '/v1/sys/seal', {});
   });
@@ -206,10 +255,21 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
       return res.body;
     };
     assert.equal((await p.call('PUT', '/v1/secrets/app/a', { data: { v: 'alpha' } }, token)).status, 200);
-    await until(async () => (await r.call('GET', '/v1/secrets/app/a', undefined, token)).status === 200, 10_000, 'the replica has app/a');
-    await until(async () => (await p.call('GET', '/v1/sys/replication', undefined, token)).body.targets?.[0]?.last_ok_at, 10_000, 'a shipped target');
+    await until(
+      async () => (await r.call('GET', '/v1/secrets/app/a', undefined, token)).status === 200,
+      10_000,
+      'the replica has app/a',
+    );
+    await until(
+      async () => (await p.call('GET', '/v1/sys/replication', undefined, token)).body.targets?.[0]?.last_ok_at,
+      10_000,
+      'a shipped target',
+    );
     const shipping = await json(p, 'GET', '/v1/sys/replication');
-    assert.ok(shipping.targets[0].last_ok_at && shipping.targets[0].lease_until, 'the target shows when it last shipped and its lease');
+    assert.ok(
+      shipping.targets[0].last_ok_at && shipping.targets[0].lease_until,
+      'the target shows when it last shipped and its lease',
+    );
     await json(p, 'POST', '/v1/sys/replication/snapshot', {});
     const following = await json(r, 'GET', '/v1/sys/replication');
     assert.ok(following.replica?.verified_head_at, 'the replica shows when it last verified the head');
@@ -218,16 +278,28 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
     const copy = await tempDir('coffer-bucket-copy-');
     dirs.push(copy);
     // (the primary writes the bucket meanwhile: a file may vanish under the copy, which then starts over)
-    await until(() => cp(bucket, copy, { recursive: true, force: true }).then(() => true), 10_000, 'a copy of the bucket');
+    await until(
+      () => cp(bucket, copy, { recursive: true, force: true }).then(() => true),
+      10_000,
+      'a copy of the bucket',
+    );
     const r2 = await startNode({ replica_of: `file://${copy}`, kekFile: join(p.dir, 'kek.key'), ...FAST });
     nodes.push(r2);
     dirs.push(r2.dir);
-    await until(async () => (await r2.call('GET', '/v1/secrets/app/a', undefined, token)).status === 200, 10_000, 'the second replica has app/a');
+    await until(
+      async () => (await r2.call('GET', '/v1/secrets/app/a', undefined, token)).status === 200,
+      10_000,
+      'the second replica has app/a',
+    );
     await rm(copy, { recursive: true, force: true });
-    const failing = await until(async () => {
-      const body = (await r2.call('GET', '/v1/sys/replication', undefined, token)).body;
-      return body.replica?.error ? body : undefined;
-    }, 10_000, 'a replication error');
+    const failing = await until(
+      async () => {
+        const body = (await r2.call('GET', '/v1/sys/replication', undefined, token)).body;
+        return body.replica?.error ? body : undefined;
+      },
+      10_000,
+      'a replication error',
+    );
     record('GET', '/v1/sys/replication', failing);
     assert.ok(failing.replica.error.at);
     await r2.stop();
@@ -235,10 +307,14 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
     // The old primary's lease (3 s) still runs: the promotion shows when writes start.
     await p.stop();
     const promoted = r.call('POST', '/v1/sys/replication/promote', {}, token);
-    const waiting = await until(async () => {
-      const body = (await r.call('GET', '/v1/sys/replication', undefined, token)).body;
-      return body.role === 'primary' && body.writes_from ? body : undefined;
-    }, 15_000, 'writes_from during the promotion');
+    const waiting = await until(
+      async () => {
+        const body = (await r.call('GET', '/v1/sys/replication', undefined, token)).body;
+        return body.role === 'primary' && body.writes_from ? body : undefined;
+      },
+      15_000,
+      'writes_from during the promotion',
+    );
     record('GET', '/v1/sys/replication', waiting);
     const answer = await promoted;
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
@@ -249,15 +325,36 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
   it('every route answered, and every time in the answers is ISO 8601 UTC with milliseconds', () => {
     const answered = new Set(seen.map((s) => s.route));
     // The Vault-compatible routes (and the PUT twins of the logins) answer in Vault's shape; test/server/http/vault/ checks them.
-    const missing = ROUTES.filter((r) => r.tag !== 'vault' && !(r.method === 'PUT' && r.stage === 'login')).map((r) => `${r.method} ${r.openapiPath}`).filter((r) => !answered.has(r));
+    const missing = ROUTES.filter((r) => r.tag !== 'vault' && !(r.method === 'PUT' && r.stage === 'login'))
+      .map((r) => `${r.method} ${r.openapiPath}`)
+      .filter((r) => !answered.has(r));
     assert.deepEqual(missing, [], 'routes this test did not call');
-    assert.deepEqual(seen.filter((s) => s.route !== 'GET /v1/sys/openapi.json').flatMap((s) => violations(s.route, s.body)), []);
+    assert.deepEqual(
+      seen.filter((s) => s.route !== 'GET /v1/sys/openapi.json').flatMap((s) => violations(s.route, s.body)),
+      [],
+    );
     // The check sees what it should.
-    assert.deepEqual(violations('X', { a: { created_at: 1700000000000 }, b: [{ since: '2020-01-01T00:00:00Z' }], c: '2020-01-01', lag_ms: 5, writes_from: null }), [
-      'X a.created_at: 1700000000000',
-      'X b[0].since: "2020-01-01T00:00:00Z"',
-      'X c: a date not in the wire form: 2020-01-01',
-    ]);
-    assert.ok(seen.some((s) => s.route === 'GET /v1/sys/replication' && typeof (s.body as { writes_from?: unknown }).writes_from === 'string'), 'a writes_from was seen in the status');
+    assert.deepEqual(
+      violations('X', {
+        a: { created_at: 1700000000000 },
+        b: [{ since: '2020-01-01T00:00:00Z' }],
+        c: '2020-01-01',
+        lag_ms: 5,
+        writes_from: null,
+      }),
+      [
+        'X a.created_at: 1700000000000',
+        'X b[0].since: "2020-01-01T00:00:00Z"',
+        'X c: a date not in the wire form: 2020-01-01',
+      ],
+    );
+    assert.ok(
+      seen.some(
+        (s) =>
+          s.route === 'GET /v1/sys/replication' &&
+          typeof (s.body as { writes_from?: unknown }).writes_from === 'string',
+      ),
+      'a writes_from was seen in the status',
+    );
   });
 });

@@ -15,7 +15,11 @@ describe('dashboard files at /ui/', () => {
   after(() => vault.cleanup());
 
   it('serves the page, script and stylesheet with the strict CSP and no-framing headers', async () => {
-    for (const [path, type] of [['/ui/', /text\/html/], ['/ui/app.js', /text\/javascript/], ['/ui/app.css', /text\/css/]] as const) {
+    for (const [path, type] of [
+      ['/ui/', /text\/html/],
+      ['/ui/app.js', /text\/javascript/],
+      ['/ui/app.css', /text\/css/],
+    ] as const) {
       const res = await request(vault.app).get(path);
       assert.equal(res.status, 200, path);
       assert.match(res.headers['content-type'] ?? '', type);
@@ -27,7 +31,11 @@ describe('dashboard files at /ui/', () => {
       assert.equal(res.headers['set-cookie'], undefined);
     }
     const page = await request(vault.app).get('/ui/');
-    assert.doesNotMatch(page.text, /<script>|<style>|\sstyle=|\son[a-z]+=/i, 'no inline script, style or handler in the page');
+    assert.doesNotMatch(
+      page.text,
+      /<script>|<style>|\sstyle=|\son[a-z]+=/i,
+      'no inline script, style or handler in the page',
+    );
   });
 
   it('redirects /ui to /ui/ and serves while sealed (the page shows the seal status)', async () => {
@@ -43,7 +51,13 @@ describe('dashboard files at /ui/', () => {
   });
 
   it('refuses unknown files, traversal and other methods with the catalogue errors', async () => {
-    for (const path of ['/ui/nope.js', '/ui/../package.json', '/ui/%2e%2e/package.json', '/ui/sub/app.js', '/ui/index.html/']) {
+    for (const path of [
+      '/ui/nope.js',
+      '/ui/../package.json',
+      '/ui/%2e%2e/package.json',
+      '/ui/sub/app.js',
+      '/ui/index.html/',
+    ]) {
       const res = await request(vault.app).get(path);
       assert.ok(res.status === 404, `${path}: ${res.status}`);
       assert.equal(res.body.error?.code ?? 'not_found', 'not_found');
@@ -56,10 +70,24 @@ describe('dashboard files at /ui/', () => {
   it('counts CSP reports by directive and refuses what is not one', async () => {
     const metric = async () => {
       const text = (await request(vault.app).get('/v1/sys/metrics').set(vault.auth)).text;
-      return text.split('\n').filter((l) => l.startsWith('coffer_ui_csp_reports_total{')).join('\n');
+      return text
+        .split('\n')
+        .filter((l) => l.startsWith('coffer_ui_csp_reports_total{'))
+        .join('\n');
     };
-    const report = { 'csp-report': { 'document-uri': 'http://x/ui/', 'effective-directive': 'script-src-elem', 'violated-directive': 'script-src', 'blocked-uri': 'inline', 'script-sample': 'secret value' } };
-    const ok = await request(vault.app).post('/ui/csp-report').set('Content-Type', 'application/csp-report').send(JSON.stringify(report));
+    const report = {
+      'csp-report': {
+        'document-uri': 'http://x/ui/',
+        'effective-directive': 'script-src-elem',
+        'violated-directive': 'script-src',
+        'blocked-uri': 'inline',
+        'script-sample': 'secret value',
+      },
+    };
+    const ok = await request(vault.app)
+      .post('/ui/csp-report')
+      .set('Content-Type', 'application/csp-report')
+      .send(JSON.stringify(report));
     assert.equal(ok.status, 204);
     assert.match(await metric(), /directive="script-src-elem"} 1/);
     const bad = [
@@ -71,7 +99,10 @@ describe('dashboard files at /ui/', () => {
       const res = await request(vault.app).post('/ui/csp-report').set('Content-Type', type).send(body);
       assert.equal(res.status, status, what);
     }
-    const odd = await request(vault.app).post('/ui/csp-report').set('Content-Type', 'application/csp-report').send(JSON.stringify({ 'csp-report': { 'effective-directive': 'Script Src <x>' } }));
+    const odd = await request(vault.app)
+      .post('/ui/csp-report')
+      .set('Content-Type', 'application/csp-report')
+      .send(JSON.stringify({ 'csp-report': { 'effective-directive': 'Script Src <x>' } }));
     assert.equal(odd.status, 204);
     assert.match(await metric(), /directive="unknown"} 1/, 'a strange directive is not a label');
     assert.doesNotMatch(await metric(), /directive="script-src-elem"} 2/, 'refused reports count nothing');

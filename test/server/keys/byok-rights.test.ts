@@ -8,7 +8,9 @@ import { openVault, type TestVault } from '../../helpers.js';
 describe('BYOK usage rights and key material expiry', function () {
   this.timeout(30_000);
   let vault: TestVault;
-  const customerPem = generateKeyPairSync('rsa', { modulusLength: 3072 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const customerPem = generateKeyPairSync('rsa', { modulusLength: 3072 })
+    .publicKey.export({ type: 'spki', format: 'pem' })
+    .toString();
 
   beforeEach(async () => {
     vault = await openVault({ keyring: { cacheTtlMs: 50 } });
@@ -21,21 +23,37 @@ describe('BYOK usage rights and key material expiry', function () {
     return res.body as { public_key_pem: string; import_token: string; exportable: boolean; valid_to: string | null };
   };
   const importKey = (body: object) => request(vault.app).post('/v1/sys/byok/import').set(vault.auth).send(body);
-  const exportKey = () => request(vault.app).post('/v1/sys/byok/export').set(vault.auth).send({ public_key_pem: customerPem, shares: vault.shares.slice(0, 3) });
+  const exportKey = () =>
+    request(vault.app)
+      .post('/v1/sys/byok/export')
+      .set(vault.auth)
+      .send({ public_key_pem: customerPem, shares: vault.shares.slice(0, 3) });
   const material = () => new Uint8Array(randomBytes(32));
 
   it('imported material is not exportable unless the token said so; then a quorum may export it', async () => {
     assert.equal((await exportKey()).status, 200, 'a generated master key exports under quorum');
     const plain = await wrappingKey();
     assert.deepEqual([plain.exportable, plain.valid_to], [false, null]);
-    assert.equal((await importKey({ import_token: plain.import_token, wrapped_key: wrapForImport(plain.public_key_pem, material()) })).status, 200);
+    assert.equal(
+      (
+        await importKey({
+          import_token: plain.import_token,
+          wrapped_key: wrapForImport(plain.public_key_pem, material()),
+        })
+      ).status,
+      200,
+    );
     const refused = await exportKey();
     assert.equal(refused.status, 409);
     assert.equal(refused.body.error.code, 'not_exportable');
     assert.equal((await request(vault.app).get('/v1/sys/seal-status')).body.master_key.exportable, false);
 
     const exportable = await wrappingKey('?exportable=true');
-    const res = await importKey({ import_token: exportable.import_token, wrapped_key: wrapForImport(exportable.public_key_pem, material()), exportable: true });
+    const res = await importKey({
+      import_token: exportable.import_token,
+      wrapped_key: wrapForImport(exportable.public_key_pem, material()),
+      exportable: true,
+    });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.equal(res.body.exportable, true);
     assert.equal((await exportKey()).status, 200);
@@ -44,18 +62,31 @@ describe('BYOK usage rights and key material expiry', function () {
   it('rights that differ from those bound to the token are refused, the token is spent and nothing is installed', async () => {
     const validTo = new Date(Date.now() + 86_400_000).toISOString();
     const before = (await request(vault.app).get('/v1/sys/seal-status')).body.master_key.version;
-    const cases: object[] = [{ exportable: true }, { valid_to: null }, { valid_to: new Date(Date.now() + 2 * 86_400_000).toISOString() }];
+    const cases: object[] = [
+      { exportable: true },
+      { valid_to: null },
+      { valid_to: new Date(Date.now() + 2 * 86_400_000).toISOString() },
+    ];
     for (const tampered of cases) {
       const wk = await wrappingKey(`?valid_to=${encodeURIComponent(validTo)}`);
       const bundle = wrapForImport(wk.public_key_pem, material());
       const res = await importKey({ import_token: wk.import_token, wrapped_key: bundle, ...tampered });
       assert.equal(res.status, 400, JSON.stringify(tampered));
       assert.match(res.body.error.message, /differ from those bound to the import token/);
-      assert.equal((await importKey({ import_token: wk.import_token, wrapped_key: bundle })).status, 403, 'the token was spent');
+      assert.equal(
+        (await importKey({ import_token: wk.import_token, wrapped_key: bundle })).status,
+        403,
+        'the token was spent',
+      );
     }
     assert.equal((await request(vault.app).get('/v1/sys/seal-status')).body.master_key.version, before);
     const same = await wrappingKey(`?valid_to=${encodeURIComponent(validTo)}`);
-    const ok = await importKey({ import_token: same.import_token, wrapped_key: wrapForImport(same.public_key_pem, material()), valid_to: validTo, exportable: false });
+    const ok = await importKey({
+      import_token: same.import_token,
+      wrapped_key: wrapForImport(same.public_key_pem, material()),
+      valid_to: validTo,
+      exportable: false,
+    });
     assert.equal(ok.status, 200, 'restating the bound rights is accepted');
   });
 
@@ -64,19 +95,34 @@ describe('BYOK usage rights and key material expiry', function () {
       assert.equal((await request(vault.app).get(`/v1/sys/byok/wrapping-key${q}`).set(vault.auth)).status, 400, q);
     }
     const wk = await wrappingKey();
-    const res = await importKey({ import_token: wk.import_token, wrapped_key: wrapForImport(wk.public_key_pem, material()), usage: ['unwrap'] });
+    const res = await importKey({
+      import_token: wk.import_token,
+      wrapped_key: wrapForImport(wk.public_key_pem, material()),
+      usage: ['unwrap'],
+    });
     assert.equal(res.status, 400);
     assert.match(res.body.error.message, /wrap.*unwrap/);
   });
 
   it('material past valid_to stops unwrapping: reads answer 409 key_expired, seal-status and health say so', async () => {
-    await request(vault.app).put('/v1/secrets/exp/a').set(vault.auth).send({ data: { v: 'before' } }).expect(200);
+    await request(vault.app)
+      .put('/v1/secrets/exp/a')
+      .set(vault.auth)
+      .send({ data: { v: 'before' } })
+      .expect(200);
     await wrappingKey(); // the RSA-4096 wrapping key is generated once, before the clock starts
     const validTo = new Date(Date.now() + 2_000).toISOString();
     const wk = await wrappingKey(`?valid_to=${encodeURIComponent(validTo)}`);
-    const res = await importKey({ import_token: wk.import_token, wrapped_key: wrapForImport(wk.public_key_pem, material()) });
+    const res = await importKey({
+      import_token: wk.import_token,
+      wrapped_key: wrapForImport(wk.public_key_pem, material()),
+    });
     assert.equal(res.status, 200, JSON.stringify(res.body));
-    assert.equal((await request(vault.app).get('/v1/secrets/exp/a').set(vault.auth)).body.data.v, 'before', 'readable until valid_to');
+    assert.equal(
+      (await request(vault.app).get('/v1/secrets/exp/a').set(vault.auth)).body.data.v,
+      'before',
+      'readable until valid_to',
+    );
     const health = await request(vault.app).get('/v1/sys/health');
     assert.equal(health.body.warnings, undefined);
 
@@ -85,7 +131,10 @@ describe('BYOK usage rights and key material expiry', function () {
     assert.equal(read.status, 409, JSON.stringify(read.body));
     assert.equal(read.body.error.code, 'key_expired');
     const status = (await request(vault.app).get('/v1/sys/seal-status')).body;
-    assert.deepEqual({ ...status.master_key, valid_to: Date.parse(status.master_key.valid_to) }, { version: 2, imported: true, exportable: false, valid_to: Date.parse(validTo), expired: true });
+    assert.deepEqual(
+      { ...status.master_key, valid_to: Date.parse(status.master_key.valid_to) },
+      { version: 2, imported: true, exportable: false, valid_to: Date.parse(validTo), expired: true },
+    );
     const after = await request(vault.app).get('/v1/sys/health');
     assert.equal(after.status, 200);
     assert.match(after.body.warnings[0], /master key version 2 expired/);

@@ -7,7 +7,10 @@ import { recordKeyringVersion } from '../../../server/secrets/record.js';
 import { versionKey } from '../../../server/store/keys.js';
 import { openVault, tempDir } from '../../helpers.js';
 
-const envKek = (byte: number) => ({ source: { kind: 'env' as const, variable: 'K' }, env: { K: Buffer.alloc(32, byte).toString('base64') } });
+const envKek = (byte: number) => ({
+  source: { kind: 'env' as const, variable: 'K' },
+  env: { K: Buffer.alloc(32, byte).toString('base64') },
+});
 
 describe('root key sources', () => {
   it('parses every --kek form and refuses junk with a usable message', () => {
@@ -109,12 +112,21 @@ describe('keyrings', () => {
     await vault.secrets.put('db/x', { data: { v: 'x' } });
     const app = vault.seal.keys().keyrings.describe('app')!;
     assert.equal(app.current, 3);
-    assert.deepEqual(app.versions.map((v) => v.wraps), [3, 3, 1]);
+    assert.deepEqual(
+      app.versions.map((v) => v.wraps),
+      [3, 3, 1],
+    );
     assert.equal(vault.seal.keys().keyrings.describe('db')!.current, 1);
     await vault.cleanup(true);
     const again = await openVault({ ...envKek(4), dir: vault.dir, init: false, keyring: { maxWraps: 3 } });
     await again.seal.autoUnsealNow();
-    assert.deepEqual(again.seal.keys().keyrings.describe('app')!.versions.map((v) => v.wraps), [3, 3, 1]);
+    assert.deepEqual(
+      again.seal
+        .keys()
+        .keyrings.describe('app')!
+        .versions.map((v) => v.wraps),
+      [3, 3, 1],
+    );
     for (let i = 0; i < 7; i++) assert.deepEqual((await again.secrets.get(`app/s${i}`))!.data, { v: String(i) });
     await again.cleanup();
   });
@@ -144,9 +156,14 @@ describe('keyrings', () => {
     const progress = (await again.rewrap.progress('app'))!;
     assert.equal(progress.state, 'done');
     assert.ok(progress.rewrapped <= 151 && progress.scanned >= 151 - 64);
-    for (let i = 0; i < 150; i++) assert.equal(recordKeyringVersion((await again.barrier.get(versionKey(`app/s${i}`, 1)))!), target);
+    for (let i = 0; i < 150; i++)
+      assert.equal(recordKeyringVersion((await again.barrier.get(versionKey(`app/s${i}`, 1)))!), target);
     assert.equal(recordKeyringVersion((await again.barrier.get(versionKey('app', 1)))!), target);
-    assert.equal(recordKeyringVersion((await again.barrier.get(versionKey('app-2/x', 1)))!), 1, 'another namespace is untouched');
+    assert.equal(
+      recordKeyringVersion((await again.barrier.get(versionKey('app-2/x', 1)))!),
+      1,
+      'another namespace is untouched',
+    );
     assert.deepEqual((await again.secrets.get('app/s149'))!.data, { v: '149' });
     await again.cleanup();
   });

@@ -26,9 +26,17 @@ describe('master rotation interrupted between the new version and the keyring re
       await again.seal.autoUnsealNow();
       const keys = again.seal.keys();
       assert.equal(keys.provider.currentVersion(), version);
-      await until(async () => (await keys.keyrings.namespacesBehindMaster()).length === 0, 5_000, 'the keyrings to be re-wrapped');
+      await until(
+        async () => (await keys.keyrings.namespacesBehindMaster()).length === 0,
+        5_000,
+        'the keyrings to be re-wrapped',
+      );
       for (const ns of ['app', 'db', 'ci', 'sys']) {
-        assert.deepEqual(keys.keyrings.describe(ns)!.versions.map((v) => v.master_version), [version], `keyring ${ns}`);
+        assert.deepEqual(
+          keys.keyrings.describe(ns)!.versions.map((v) => v.master_version),
+          [version],
+          `keyring ${ns}`,
+        );
       }
       for (const ns of ['app', 'db', 'ci']) assert.deepEqual((await again.secrets.get(`${ns}/s`))!.data, { v: ns });
     } finally {

@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { constants, createCipheriv, createPublicKey, generateKeyPairSync, publicEncrypt, randomBytes } from 'node:crypto';
+import {
+  constants,
+  createCipheriv,
+  createPublicKey,
+  generateKeyPairSync,
+  publicEncrypt,
+  randomBytes,
+} from 'node:crypto';
 import { cp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -17,7 +24,11 @@ const run = promisify(execFile);
 function wrapRaw(pem: string, material: Uint8Array, oaepHash: 'sha1' | 'sha256'): string {
   const ephemeral = randomBytes(32);
   const kwp = createCipheriv('id-aes256-wrap-pad', ephemeral, KWP_IV);
-  return Buffer.concat([publicEncrypt({ key: createPublicKey(pem), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash }, ephemeral), kwp.update(material), kwp.final()]).toString('base64');
+  return Buffer.concat([
+    publicEncrypt({ key: createPublicKey(pem), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash }, ephemeral),
+    kwp.update(material),
+    kwp.final(),
+  ]).toString('base64');
 }
 
 describeHsm('BYOK into the HSM (two-step unwrap inside SoftHSM2)', function (this: Mocha.Suite) {
@@ -34,7 +45,8 @@ describeHsm('BYOK into the HSM (two-step unwrap inside SoftHSM2)', function (thi
     return res.body as { public_key_pem: string; import_token: string };
   };
   const importKey = (body: object) => request(vault.app).post('/v1/sys/byok/import').set(vault.auth).send(body);
-  const masterVersion = async () => (await request(vault.app).get('/v1/sys/seal-status')).body.master_key.version as number;
+  const masterVersion = async () =>
+    (await request(vault.app).get('/v1/sys/seal-status')).body.master_key.version as number;
 
   it('the wrapping key is RSA-4096 generated in the token, and stays the same across requests', async () => {
     const a = await wrappingKey();
@@ -46,13 +58,27 @@ describeHsm('BYOK into the HSM (two-step unwrap inside SoftHSM2)', function (thi
   });
 
   it('round trip: material made outside, wrapped with `coffer byok wrap` (SHA-1 OAEP), imported; old secrets read; export refused', async () => {
-    await request(vault.app).put('/v1/secrets/team/db').set(vault.auth).send({ data: { password: 'written-before-import' } }).expect(200);
+    await request(vault.app)
+      .put('/v1/secrets/team/db')
+      .set(vault.auth)
+      .send({ data: { password: 'written-before-import' } })
+      .expect(200);
     const { public_key_pem, import_token } = await wrappingKey();
     const dir = await tempDir();
     const material = randomBytes(32);
     await writeFile(join(dir, 'wrap.pem'), public_key_pem);
     await writeFile(join(dir, 'master.key'), material.toString('base64'), { mode: 0o600 });
-    const cli = await run(process.execPath, ['dist/cli/main.js', 'byok', 'wrap', '--public-key', join(dir, 'wrap.pem'), '--key-file', join(dir, 'master.key'), '--oaep-hash', 'sha1']);
+    const cli = await run(process.execPath, [
+      'dist/cli/main.js',
+      'byok',
+      'wrap',
+      '--public-key',
+      join(dir, 'wrap.pem'),
+      '--key-file',
+      join(dir, 'master.key'),
+      '--oaep-hash',
+      'sha1',
+    ]);
     const res = await importKey({ import_token, wrapped_key: cli.stdout.trim(), oaep_hash: 'sha1' });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.equal(res.body.master_version, 2);
@@ -60,11 +86,23 @@ describeHsm('BYOK into the HSM (two-step unwrap inside SoftHSM2)', function (thi
     const read = await request(vault.app).get('/v1/secrets/team/db').set(vault.auth);
     assert.equal(read.body.data.password, 'written-before-import');
     const status = (await request(vault.app).get('/v1/sys/seal-status')).body;
-    assert.deepEqual(status.master_key, { version: 2, imported: true, exportable: false, valid_to: null, expired: false });
-    const exported = await request(vault.app).post('/v1/sys/byok/export').set(vault.auth).send({
-      public_key_pem: generateKeyPairSync('rsa', { modulusLength: 3072 }).publicKey.export({ type: 'spki', format: 'pem' }),
-      shares: vault.shares.slice(0, 2),
+    assert.deepEqual(status.master_key, {
+      version: 2,
+      imported: true,
+      exportable: false,
+      valid_to: null,
+      expired: false,
     });
+    const exported = await request(vault.app)
+      .post('/v1/sys/byok/export')
+      .set(vault.auth)
+      .send({
+        public_key_pem: generateKeyPairSync('rsa', { modulusLength: 3072 }).publicKey.export({
+          type: 'spki',
+          format: 'pem',
+        }),
+        shares: vault.shares.slice(0, 2),
+      });
     assert.equal(exported.status, 409);
     assert.equal(exported.body.error.code, 'not_exportable');
   });
@@ -72,10 +110,32 @@ describeHsm('BYOK into the HSM (two-step unwrap inside SoftHSM2)', function (thi
   it('refuses SHA-256 OAEP where the token lacks it (naming sha1), a 16-byte key, a bundle for another key, garbage; nothing is installed', async () => {
     const before = await masterVersion();
     const cases: [string, (pem: string) => string, string, RegExp][] = [
-      ['sha256 on SoftHSM2', (pem) => wrapForImport(pem, new Uint8Array(randomBytes(32)), 'sha256'), 'sha256', /oaep_hash sha1/],
+      [
+        'sha256 on SoftHSM2',
+        (pem) => wrapForImport(pem, new Uint8Array(randomBytes(32)), 'sha256'),
+        'sha256',
+        /oaep_hash sha1/,
+      ],
       ['a 16-byte key', (pem) => wrapRaw(pem, randomBytes(16), 'sha1'), 'sha1', /256 bits/],
-      ['another wrapping key', () => wrapRaw(generateKeyPairSync('rsa', { modulusLength: 4096 }).publicKey.export({ type: 'spki', format: 'pem' }).toString(), randomBytes(32), 'sha1'), 'sha1', /does not unwrap/],
-      ['a truncated bundle', (pem) => wrapRaw(pem, randomBytes(32), 'sha1').slice(0, 600), 'sha1', /not an RSA-OAEP \+ AES-KWP bundle|does not unwrap/],
+      [
+        'another wrapping key',
+        () =>
+          wrapRaw(
+            generateKeyPairSync('rsa', { modulusLength: 4096 })
+              .publicKey.export({ type: 'spki', format: 'pem' })
+              .toString(),
+            randomBytes(32),
+            'sha1',
+          ),
+        'sha1',
+        /does not unwrap/,
+      ],
+      [
+        'a truncated bundle',
+        (pem) => wrapRaw(pem, randomBytes(32), 'sha1').slice(0, 600),
+        'sha1',
+        /not an RSA-OAEP \+ AES-KWP bundle|does not unwrap/,
+      ],
     ];
     for (const [what, make, hash, why] of cases) {
       const { public_key_pem, import_token } = await wrappingKey();
@@ -94,14 +154,30 @@ describeHsm('BYOK into the HSM (two-step unwrap inside SoftHSM2)', function (thi
     try {
       for (const v of [first, second]) {
         const wk = (await request(v.app).get('/v1/sys/byok/wrapping-key').set(v.auth)).body;
-        const res = await request(v.app).post('/v1/sys/byok/import').set(v.auth).send({ import_token: wk.import_token, wrapped_key: wrapForImport(wk.public_key_pem, material, 'sha1'), oaep_hash: 'sha1' });
+        const res = await request(v.app)
+          .post('/v1/sys/byok/import')
+          .set(v.auth)
+          .send({
+            import_token: wk.import_token,
+            wrapped_key: wrapForImport(wk.public_key_pem, material, 'sha1'),
+            oaep_hash: 'sha1',
+          });
         assert.equal(res.status, 200, JSON.stringify(res.body));
       }
-      await request(first.app).put('/v1/secrets/shared/app').set(first.auth).send({ data: { v: 'from the first vault' } }).expect(200);
+      await request(first.app)
+        .put('/v1/secrets/shared/app')
+        .set(first.auth)
+        .send({ data: { v: 'from the first vault' } })
+        .expect(200);
       const dump = await tempDir();
       await first.seal.seal(); // a consistent copy: nothing is writing
       await cp(join(first.dir, 'db'), join(dump, 'db'), { recursive: true });
-      const restored = await openVault({ dir: dump, source: { kind: 'pkcs11', uri: second.kek }, env: hsmEnv(), init: false });
+      const restored = await openVault({
+        dir: dump,
+        source: { kind: 'pkcs11', uri: second.kek },
+        env: hsmEnv(),
+        init: false,
+      });
       try {
         await restored.seal.autoUnsealNow();
         assert.equal((await restored.secrets.get('shared/app'))?.data.v, 'from the first vault');
@@ -119,7 +195,11 @@ describeHsm('BYOK into the HSM (two-step unwrap inside SoftHSM2)', function (thi
     const b = createToken();
     const uri = kekUri([a.label, b.label]);
     initHsmKey(parsePkcs11Uri(uri), hsmEnv(), randomBytes(32));
-    const cluster = await openVault({ source: { kind: 'pkcs11', uri }, env: hsmEnv(), init: { shares: 1, threshold: 1 } });
+    const cluster = await openVault({
+      source: { kind: 'pkcs11', uri },
+      env: hsmEnv(),
+      init: { shares: 1, threshold: 1 },
+    });
     try {
       const wk = await request(cluster.app).get('/v1/sys/byok/wrapping-key').set(cluster.auth);
       assert.equal(wk.status, 400);

@@ -7,7 +7,18 @@ import request from 'supertest';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
 import { openVault, tempDir, type TestVault } from '../../helpers.js';
-import { createToken, describeHsm, hsmEnv, HSM_PIN, kekUri, openHsmVault, PIN_ENV, removeToken, SOFTHSM_MODULE, tokenWithKey } from '../../hsm.js';
+import {
+  createToken,
+  describeHsm,
+  hsmEnv,
+  HSM_PIN,
+  kekUri,
+  openHsmVault,
+  PIN_ENV,
+  removeToken,
+  SOFTHSM_MODULE,
+  tokenWithKey,
+} from '../../hsm.js';
 import { parsePkcs11Uri } from '../../../server/keys/pkcs11/uri.js';
 import { initHsmKey } from '../../../server/keys/pkcs11/init.js';
 import { Pkcs11Provider } from '../../../server/keys/pkcs11/provider.js';
@@ -29,7 +40,10 @@ function expectCoffer(code: string, pattern?: RegExp): (e: unknown) => boolean {
 /** A logger whose lines the test can read. */
 function capturingLog() {
   const lines: Record<string, unknown>[] = [];
-  const log = pino({ level: 'info' }, new Writable({ write: (chunk, _e, done) => (lines.push(JSON.parse(String(chunk))), done()) }));
+  const log = pino(
+    { level: 'info' },
+    new Writable({ write: (chunk, _e, done) => (lines.push(JSON.parse(String(chunk))), done()) }),
+  );
   return { log, lines };
 }
 
@@ -42,8 +56,16 @@ describe('pkcs11 URIs', () => {
         { module: '/usr/lib/a.so', token: 'B', pin: { env: 'PIN' } },
       ],
     });
-    const two = parsePkcs11Uri('pkcs11:module=/a.so;token=A;key=k;pin-env=P|pkcs11:module=/b.so;token=B;key=k;pin-file=/etc/pin');
-    assert.deepEqual(two.members.map((m) => [m.module, m.token, m.pin]), [['/a.so', 'A', { env: 'P' }], ['/b.so', 'B', { file: '/etc/pin' }]]);
+    const two = parsePkcs11Uri(
+      'pkcs11:module=/a.so;token=A;key=k;pin-env=P|pkcs11:module=/b.so;token=B;key=k;pin-file=/etc/pin',
+    );
+    assert.deepEqual(
+      two.members.map((m) => [m.module, m.token, m.pin]),
+      [
+        ['/a.so', 'A', { env: 'P' }],
+        ['/b.so', 'B', { file: '/etc/pin' }],
+      ],
+    );
   });
 
   const bad: [string, RegExp][] = [
@@ -61,7 +83,8 @@ describe('pkcs11 URIs', () => {
     ['pkcs11:module=/a.so;token=A;key=k;pin-env=P|file:/x', /not a pkcs11: URI/],
   ];
   for (const [uri, why] of bad) {
-    it(`refuses ${uri.slice(7, 60)}…`, () => assert.throws(() => parsePkcs11Uri(uri), expectCoffer('invalid_request', why)));
+    it(`refuses ${uri.slice(7, 60)}…`, () =>
+      assert.throws(() => parsePkcs11Uri(uri), expectCoffer('invalid_request', why)));
   }
 });
 
@@ -75,13 +98,29 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
     try {
       const slots = module.getSlots(true);
       let session: graphene.Session | undefined;
-      for (let i = 0; i < slots.length; i++) if (slots.items(i).getToken().label.trim() === label) session = slots.items(i).open(graphene.SessionFlag.SERIAL_SESSION);
+      for (let i = 0; i < slots.length; i++)
+        if (slots.items(i).getToken().label.trim() === label)
+          session = slots.items(i).open(graphene.SessionFlag.SERIAL_SESSION);
       session!.login(HSM_PIN);
       const keys = session!.find({ label: 'master' });
       assert.equal(keys.length, 1);
       const key = keys.items(0);
-      const attrs = key.getAttribute({ extractable: null, sensitive: null, keyType: null, valueLen: null, token: null, neverExtractable: null });
-      assert.deepEqual(attrs, { extractable: false, sensitive: true, keyType: graphene.KeyType.AES, valueLen: 32, token: true, neverExtractable: true });
+      const attrs = key.getAttribute({
+        extractable: null,
+        sensitive: null,
+        keyType: null,
+        valueLen: null,
+        token: null,
+        neverExtractable: null,
+      });
+      assert.deepEqual(attrs, {
+        extractable: false,
+        sensitive: true,
+        keyType: graphene.KeyType.AES,
+        valueLen: 32,
+        token: true,
+        neverExtractable: true,
+      });
       assert.throws(() => key.getAttribute({ value: null }), /CKR_ATTRIBUTE_SENSITIVE/);
     } finally {
       module.finalize();
@@ -104,12 +143,25 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
           if (slots.items(i).getToken().label.trim() !== label) continue;
           const session = slots.items(i).open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
           session.login(HSM_PIN);
-          session.generateKey(graphene.KeyGenMechanism.AES, { keyType: graphene.KeyType.AES, token: true, label: 'master', id: Buffer.from([0, 0, 0, 1]), valueLen: 32, encrypt: true, decrypt: true, ...template });
+          session.generateKey(graphene.KeyGenMechanism.AES, {
+            keyType: graphene.KeyType.AES,
+            token: true,
+            label: 'master',
+            id: Buffer.from([0, 0, 0, 1]),
+            valueLen: 32,
+            encrypt: true,
+            decrypt: true,
+            ...template,
+          });
         }
       } finally {
         module.finalize();
       }
-      assert.throws(() => Pkcs11Provider.open(parsePkcs11Uri(kekUri([label])), { env: hsmEnv() }), /unsafe template/, what);
+      assert.throws(
+        () => Pkcs11Provider.open(parsePkcs11Uri(kekUri([label])), { env: hsmEnv() }),
+        /unsafe template/,
+        what,
+      );
     }
   });
 
@@ -126,10 +178,16 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
 
   it('refuses to overwrite an existing key, and a cluster without shared key material', () => {
     const { uri, label } = tokenWithKey();
-    assert.throws(() => initHsmKey(parsePkcs11Uri(uri), hsmEnv()), expectCoffer('already_exists', new RegExp(`"${label}" already holds key "master"`)));
+    assert.throws(
+      () => initHsmKey(parsePkcs11Uri(uri), hsmEnv()),
+      expectCoffer('already_exists', new RegExp(`"${label}" already holds key "master"`)),
+    );
     const a = createToken();
     const b = createToken();
-    assert.throws(() => initHsmKey(parsePkcs11Uri(kekUri([a.label, b.label])), hsmEnv()), expectCoffer('invalid_request', /--key-file/));
+    assert.throws(
+      () => initHsmKey(parsePkcs11Uri(kekUri([a.label, b.label])), hsmEnv()),
+      expectCoffer('invalid_request', /--key-file/),
+    );
   });
 
   it('wraps inside the token and unwraps only with the same context; the header names the version', async () => {
@@ -141,7 +199,10 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
       assert.equal(provider.versionOf(wrapped), 1);
       assert.deepEqual(Buffer.from(await provider.unwrap(wrapped, context)), key);
       assert.ok(!Buffer.from(wrapped).includes(key), 'the key is not in the clear');
-      await assert.rejects(provider.unwrap(wrapped, new TextEncoder().encode('other context')), expectCoffer('decryption_failed'));
+      await assert.rejects(
+        provider.unwrap(wrapped, new TextEncoder().encode('other context')),
+        expectCoffer('decryption_failed'),
+      );
       const tampered = Uint8Array.from(wrapped);
       tampered[tampered.length - 1]! ^= 1;
       await assert.rejects(provider.unwrap(tampered, context), expectCoffer('decryption_failed'));
@@ -160,8 +221,14 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
   it('a wrong PIN is a clear error and is tried once, never again (a token must not lock itself)', async () => {
     const { label } = tokenWithKey();
     const env = { [PIN_ENV]: '0000-0000' };
-    assert.throws(() => Pkcs11Provider.open(parsePkcs11Uri(kekUri([label])), { env }), expectCoffer('unseal_failed', /refused the PIN/));
-    assert.throws(() => Pkcs11Provider.open(parsePkcs11Uri(kekUri([label])), { env: {} }), expectCoffer('unseal_failed', new RegExp(`${PIN_ENV}.*is not set`)));
+    assert.throws(
+      () => Pkcs11Provider.open(parsePkcs11Uri(kekUri([label])), { env }),
+      expectCoffer('unseal_failed', /refused the PIN/),
+    );
+    assert.throws(
+      () => Pkcs11Provider.open(parsePkcs11Uri(kekUri([label])), { env: {} }),
+      expectCoffer('unseal_failed', new RegExp(`${PIN_ENV}.*is not set`)),
+    );
 
     // A cluster whose first member has a wrong PIN file keeps working through the second and
     // never logs in to the first again.
@@ -179,8 +246,14 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
       writeFileSync(pinFile, `${HSM_PIN}\n`); // even a corrected PIN is not retried behind the operator's back
       for (let i = 0; i < 20; i++) await provider.unwrap(await provider.wrap(material, context), context);
       assert.equal(provider.healthy(), false);
-      assert.ok(lines.some((l) => String(l.problem).includes('refused the PIN')), 'the refusal is logged');
-      assert.ok(!JSON.stringify(lines).includes(HSM_PIN) && !JSON.stringify(lines).includes('wrong-pin'), 'no PIN in the log');
+      assert.ok(
+        lines.some((l) => String(l.problem).includes('refused the PIN')),
+        'the refusal is logged',
+      );
+      assert.ok(
+        !JSON.stringify(lines).includes(HSM_PIN) && !JSON.stringify(lines).includes('wrong-pin'),
+        'no PIN in the log',
+      );
     } finally {
       provider.close();
     }
@@ -190,14 +263,30 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
     const { label } = tokenWithKey();
     const pinFile = join(await tempDir(), 'pin');
     writeFileSync(pinFile, HSM_PIN, { mode: 0o644 });
-    assert.throws(() => Pkcs11Provider.open(parsePkcs11Uri(kekUri([label], 'master', `pin-file=${pinFile}`)), { env: {} }), /chmod 600/);
+    assert.throws(
+      () => Pkcs11Provider.open(parsePkcs11Uri(kekUri([label], 'master', `pin-file=${pinFile}`)), { env: {} }),
+      /chmod 600/,
+    );
   });
 
   it('a missing module, a missing token and a missing key label each say what is wrong', () => {
     const { label } = tokenWithKey();
-    assert.throws(() => Pkcs11Provider.open(parsePkcs11Uri(`pkcs11:module=/usr/lib/nope/libnothing.so;token=${label};key=master;pin-env=${PIN_ENV}`), { env: hsmEnv() }), expectCoffer('invalid_request', /does not exist/));
-    assert.throws(() => Pkcs11Provider.open(parsePkcs11Uri(kekUri(['no-such-token'])), { env: hsmEnv() }), expectCoffer('hsm_unavailable', /"no-such-token" is not present/));
-    assert.throws(() => Pkcs11Provider.open(parsePkcs11Uri(kekUri([label], 'other-key')), { env: hsmEnv() }), expectCoffer('unseal_failed', /key "other-key" not found.*coffer hsm init/));
+    assert.throws(
+      () =>
+        Pkcs11Provider.open(
+          parsePkcs11Uri(`pkcs11:module=/usr/lib/nope/libnothing.so;token=${label};key=master;pin-env=${PIN_ENV}`),
+          { env: hsmEnv() },
+        ),
+      expectCoffer('invalid_request', /does not exist/),
+    );
+    assert.throws(
+      () => Pkcs11Provider.open(parsePkcs11Uri(kekUri(['no-such-token'])), { env: hsmEnv() }),
+      expectCoffer('hsm_unavailable', /"no-such-token" is not present/),
+    );
+    assert.throws(
+      () => Pkcs11Provider.open(parsePkcs11Uri(kekUri([label], 'other-key')), { env: hsmEnv() }),
+      expectCoffer('unseal_failed', /key "other-key" not found.*coffer hsm init/),
+    );
   });
 
   describe('a vault on the HSM', () => {
@@ -211,7 +300,10 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
       const status = await request(vault.app).get('/v1/sys/seal-status');
       assert.equal(status.body.provider, 'pkcs11');
       assert.equal(status.body.sealed, false);
-      const put = await request(vault.app).put('/v1/secrets/app/db').set(vault.auth).send({ data: { password: 'hunter2-hsm' } });
+      const put = await request(vault.app)
+        .put('/v1/secrets/app/db')
+        .set(vault.auth)
+        .send({ data: { password: 'hunter2-hsm' } });
       assert.equal(put.status, 200);
       const record = JSON.parse(Buffer.from(vault.store.get(keyringKey('app'))!).toString());
       const wrapped = Buffer.from(record.versions['1'].wrapped, 'base64');
@@ -230,7 +322,10 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
     it('a restart on the same data and token reads what was written', async () => {
       const dir = vault.dir;
       await vault.cleanup(true);
-      vault = Object.assign(await openVault({ dir, source: { kind: 'pkcs11', uri: vault.kek }, env: hsmEnv(), init: false }), { kek: vault.kek });
+      vault = Object.assign(
+        await openVault({ dir, source: { kind: 'pkcs11', uri: vault.kek }, env: hsmEnv(), init: false }),
+        { kek: vault.kek },
+      );
       await vault.seal.autoUnsealNow();
       assert.equal((await vault.secrets.get('app/db'))?.data.password, 'hunter2-hsm');
     });
@@ -240,12 +335,21 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
       await vault.cleanup(true);
       const store = await Store.open(join(dir, 'db'));
       try {
-        assert.throws(() => new SealManager(store, { source: { kind: 'shamir' } }), /initialized with --kek pkcs11: and cannot be opened with --kek shamir:/);
-        assert.throws(() => new SealManager(store, { source: { kind: 'file', path: '/x' } }), /cannot be opened with --kek file:/);
+        assert.throws(
+          () => new SealManager(store, { source: { kind: 'shamir' } }),
+          /initialized with --kek pkcs11: and cannot be opened with --kek shamir:/,
+        );
+        assert.throws(
+          () => new SealManager(store, { source: { kind: 'file', path: '/x' } }),
+          /cannot be opened with --kek file:/,
+        );
       } finally {
         await store.close();
       }
-      vault = Object.assign(await openVault({ dir, source: { kind: 'pkcs11', uri: vault.kek }, env: hsmEnv(), init: false }), { kek: vault.kek });
+      vault = Object.assign(
+        await openVault({ dir, source: { kind: 'pkcs11', uri: vault.kek }, env: hsmEnv(), init: false }),
+        { kek: vault.kek },
+      );
       await vault.seal.autoUnsealNow();
     });
   });
@@ -253,7 +357,8 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
   it('HSM calls grow with keyrings, not reads: 10,000 reads across 3 namespaces', async () => {
     const vault = await openHsmVault();
     try {
-      for (const ns of ['a', 'b', 'c']) for (let i = 0; i < 10; i++) await vault.secrets.put(`${ns}/s${i}`, { data: { v: `${ns}${i}` } });
+      for (const ns of ['a', 'b', 'c'])
+        for (let i = 0; i < 10; i++) await vault.secrets.put(`${ns}/s${i}`, { data: { v: `${ns}${i}` } });
       const provider = vault.seal.keys().provider.inner as Pkcs11Provider;
       const before = { ...provider.calls };
       for (let i = 0; i < 10_000; i++) {
@@ -269,11 +374,20 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
 
   it('E17: an HSM missing at start leaves the vault sealed and is retried until it answers (no fallback)', async () => {
     const token = tokenWithKey();
-    const first = await openVault({ source: { kind: 'pkcs11', uri: token.uri }, env: hsmEnv(), init: { shares: 1, threshold: 1 } });
+    const first = await openVault({
+      source: { kind: 'pkcs11', uri: token.uri },
+      env: hsmEnv(),
+      init: { shares: 1, threshold: 1 },
+    });
     await first.secrets.put('e17/a', { data: { v: 'kept' } });
     await first.cleanup(true);
     const restore = removeToken(token);
-    const vault = await openVault({ dir: first.dir, source: { kind: 'pkcs11', uri: token.uri }, env: hsmEnv(), init: false });
+    const vault = await openVault({
+      dir: first.dir,
+      source: { kind: 'pkcs11', uri: token.uri },
+      env: hsmEnv(),
+      init: false,
+    });
     try {
       await vault.seal.startAutoUnseal();
       assert.equal(vault.seal.sealed, true);
@@ -295,7 +409,13 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
     const uri = kekUri([a.label, b.label]);
     initHsmKey(parsePkcs11Uri(uri), hsmEnv(), material);
     const { log, lines } = capturingLog();
-    const vault = await openVault({ source: { kind: 'pkcs11', uri }, env: hsmEnv(), keyring: { cacheTtlMs: 50 }, log, init: { shares: 1, threshold: 1 } });
+    const vault = await openVault({
+      source: { kind: 'pkcs11', uri },
+      env: hsmEnv(),
+      keyring: { cacheTtlMs: 50 },
+      log,
+      init: { shares: 1, threshold: 1 },
+    });
     let restoreA: (() => void) | undefined;
     try {
       for (let i = 0; i < 20; i++) await vault.secrets.put(`ns${i % 4}/k${i}`, { data: { v: String(i) } });
@@ -306,8 +426,13 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
       assert.equal((await vault.secrets.get('fresh/k'))?.data.v, 'new keyring');
       const provider = vault.seal.keys().provider.inner as Pkcs11Provider;
       assert.equal(provider.healthy(), false, 'the first member is known to be down');
-      assert.deepEqual(vault.seal.warnings(), [`HSM token "${a.label}" is unavailable: failing over (retried with backoff)`]);
-      assert.ok(lines.some((l) => l.msg === 'HSM token failed: failing over to the next cluster member' && l.token === a.label), 'the failover is logged');
+      assert.deepEqual(vault.seal.warnings(), [
+        `HSM token "${a.label}" is unavailable: failing over (retried with backoff)`,
+      ]);
+      assert.ok(
+        lines.some((l) => l.msg === 'HSM token failed: failing over to the next cluster member' && l.token === a.label),
+        'the failover is logged',
+      );
     } finally {
       await vault.cleanup();
       restoreA?.();
@@ -316,15 +441,31 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
 
   it('the only token removed while serving: 503 hsm_unavailable, no crash; it recovers when the token returns', async () => {
     const token = tokenWithKey();
-    const vault = await openVault({ source: { kind: 'pkcs11', uri: token.uri }, env: hsmEnv(), keyring: { cacheTtlMs: 50 }, init: { shares: 1, threshold: 1 } });
+    const vault = await openVault({
+      source: { kind: 'pkcs11', uri: token.uri },
+      env: hsmEnv(),
+      keyring: { cacheTtlMs: 50 },
+      init: { shares: 1, threshold: 1 },
+    });
     try {
-      assert.equal((await request(vault.app).put('/v1/secrets/one/a').set(vault.auth).send({ data: { v: '1' } })).status, 200);
+      assert.equal(
+        (
+          await request(vault.app)
+            .put('/v1/secrets/one/a')
+            .set(vault.auth)
+            .send({ data: { v: '1' } })
+        ).status,
+        200,
+      );
       const restore = removeToken(token);
       await new Promise((r) => setTimeout(r, 150));
       const down = await request(vault.app).get('/v1/secrets/one/a').set(vault.auth);
       assert.equal(down.status, 503, JSON.stringify(down.body));
       assert.equal(down.body.error.code, 'hsm_unavailable');
-      const write = await request(vault.app).put('/v1/secrets/two/a').set(vault.auth).send({ data: { v: '2' } });
+      const write = await request(vault.app)
+        .put('/v1/secrets/two/a')
+        .set(vault.auth)
+        .send({ data: { v: '2' } });
       assert.equal(write.status, 503, 'a write needing a new keyring fails and changes nothing');
       restore();
       let back: request.Response | undefined;
@@ -334,7 +475,11 @@ describeHsm('pkcs11 provider on SoftHSM2', function (this: Mocha.Suite) {
       }
       assert.equal(back?.status, 200, `recovered: ${JSON.stringify(back?.body)}`);
       assert.equal(back.body.data.v, '1');
-      assert.equal((await request(vault.app).get('/v1/secrets/two/a').set(vault.auth)).status, 404, 'the refused write left nothing');
+      assert.equal(
+        (await request(vault.app).get('/v1/secrets/two/a').set(vault.auth)).status,
+        404,
+        'the refused write left nothing',
+      );
     } finally {
       await vault.cleanup();
     }

@@ -64,14 +64,18 @@ function conformance(name: string, make: () => Promise<{ bucket: Bucket; done():
     });
 
     it('lets exactly one of 10 racing exclusive creates win', async () => {
-      const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => bucket.put('race', bytes(`w${i}`), { ifNoneMatch: '*' })));
+      const results = await Promise.allSettled(
+        Array.from({ length: 10 }, (_, i) => bucket.put('race', bytes(`w${i}`), { ifNoneMatch: '*' })),
+      );
       assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
       for (const r of results) if (r.status === 'rejected') assert.ok(r.reason instanceof PreconditionFailed);
     });
 
     it('lets exactly one of 10 racing If-Match updates of one version win', async () => {
       const base = await bucket.put('cas', bytes('base'));
-      const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => bucket.put('cas', bytes(`w${i}`), { ifMatch: base.etag })));
+      const results = await Promise.allSettled(
+        Array.from({ length: 10 }, (_, i) => bucket.put('cas', bytes(`w${i}`), { ifMatch: base.etag })),
+      );
       assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
     });
 
@@ -90,7 +94,10 @@ function conformance(name: string, make: () => Promise<{ bucket: Bucket; done():
       }
       assert.deepEqual(seen, keys);
       const after = await bucket.list('seg/', { startAfter: keys[20]! });
-      assert.deepEqual(after.objects.map((o) => o.key), keys.slice(21));
+      assert.deepEqual(
+        after.objects.map((o) => o.key),
+        keys.slice(21),
+      );
       assert.equal(after.objects[0]!.size, keys[21]!.length);
       assert.deepEqual((await bucket.list('nothing/')).objects, []);
     });
@@ -112,13 +119,18 @@ let s3: TestS3;
 let n = 0;
 before(async () => (s3 = await startS3()));
 after(async () => s3?.close());
-conformance('s3:// (s3rver with conditional writes)', async () => ({ bucket: await openBucket(s3.url(`conf-${++n}`)), done: async () => {} }));
+conformance('s3:// (s3rver with conditional writes)', async () => ({
+  bucket: await openBucket(s3.url(`conf-${++n}`)),
+  done: async () => {},
+}));
 
 describe('the S3 test server helper', function () {
   this.timeout(20_000);
   it('answers 412 PreconditionFailed to all but one of 10 racing creates, as S3 does', async () => {
     const bucket = await openBucket(s3.url(`helper-${++n}`));
-    const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => bucket.put('k', bytes(`racer ${i}`), { ifNoneMatch: '*' })));
+    const results = await Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) => bucket.put('k', bytes(`racer ${i}`), { ifNoneMatch: '*' })),
+    );
     const winners = results.filter((r) => r.status === 'fulfilled');
     assert.equal(winners.length, 1);
     const stored = text((await bucket.get('k'))!.body);

@@ -17,26 +17,48 @@ export interface Node {
 }
 
 /** Fast settings for tests: short polls, batches and leases. */
-export const FAST = { poll_interval: 0.1, replication_batch_ms: 20, replication_lease_s: 3, replication_clock_skew_ms: 200, max_staleness_s: 5 };
+export const FAST = {
+  poll_interval: 0.1,
+  replication_batch_ms: 20,
+  replication_lease_s: 3,
+  replication_clock_skew_ms: 200,
+  max_staleness_s: 5,
+};
 
 /**
  * A real server (startServer: LevelDB, HTTP on loopback) in dev mode with an explicit key
  * file, so a replica can be opened with the same master key. Logs are captured, not printed.
  */
 export async function startNode(
-  options: Partial<ServerConfig> & { dir?: string; kekFile?: string; env?: NodeJS.ProcessEnv; onLog?: (line: Node['logs'][number]) => void },
+  options: Partial<ServerConfig> & {
+    dir?: string;
+    kekFile?: string;
+    env?: NodeJS.ProcessEnv;
+    onLog?: (line: Node['logs'][number]) => void;
+  },
 ): Promise<Node> {
   const { dir: given, kekFile, env = {}, onLog, ...rest } = options;
   const dir = given ?? (await tempDir('coffer-repl-'));
   const logs: Node['logs'] = [];
-  const log = pino({ level: 'info' }, {
-    write: (line: string) => {
-      const parsed = JSON.parse(line) as Node['logs'][number];
-      logs.push(parsed);
-      onLog?.(parsed); // synchronously, while the server waits on the log call
+  const log = pino(
+    { level: 'info' },
+    {
+      write: (line: string) => {
+        const parsed = JSON.parse(line) as Node['logs'][number];
+        logs.push(parsed);
+        onLog?.(parsed); // synchronously, while the server waits on the log call
+      },
     },
+  );
+  const config = configSchema.parse({
+    dev: true,
+    listen: '127.0.0.1:0',
+    data_dir: dir,
+    log_level: 'info',
+    audit_files: [join(dir, 'audit.log')],
+    ...(kekFile ? { kek: `file:${kekFile}` } : {}),
+    ...rest,
   });
-  const config = configSchema.parse({ dev: true, listen: '127.0.0.1:0', data_dir: dir, log_level: 'info', audit_files: [join(dir, 'audit.log')], ...(kekFile ? { kek: `file:${kekFile}` } : {}), ...rest });
   const server = await startServer(config, { log, env });
   return {
     server,
@@ -65,7 +87,8 @@ export async function until<T>(check: () => Promise<T> | T, ms = 10_000, what = 
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -15,8 +15,14 @@ describe('replication failover and fencing', function () {
     for (const d of dirs.splice(0)) await removeDir(d);
   });
   const track = (n: Node) => (nodes.push(n), dirs.push(n.dir), n);
-  const put = (n: Node, token: string, path: string, v: string) => n.call('PUT', `/v1/secrets/${path}`, { data: { v } }, token);
-  const shipped = (p: Node) => until(() => p.server.replication.status().targets.every((t) => t.ok && t.last_shipped_seq === p.server.store.lastSeq), 10_000, 'shipped');
+  const put = (n: Node, token: string, path: string, v: string) =>
+    n.call('PUT', `/v1/secrets/${path}`, { data: { v } }, token);
+  const shipped = (p: Node) =>
+    until(
+      () => p.server.replication.status().targets.every((t) => t.ok && t.last_shipped_seq === p.server.store.lastSeq),
+      10_000,
+      'shipped',
+    );
 
   it('H11: another replica follows the promotion into the new epoch; the old primary is fenced and a promoted server stays primary after a restart', async () => {
     const bucket = await tempDir('coffer-bucket-');
@@ -27,14 +33,22 @@ describe('replication failover and fencing', function () {
     const r1 = track(await startNode({ replica_of: `file://${bucket}`, kekFile, ...FAST }));
     const r2 = track(await startNode({ replica_of: `file://${bucket}`, kekFile, ...FAST }));
     assert.equal((await put(p, token, 'app/a', 'alpha')).status, 200);
-    await until(async () => (await r1.call('GET', '/v1/secrets/app/a', undefined, token)).status === 200, 10_000, 'r1 has a');
+    await until(
+      async () => (await r1.call('GET', '/v1/secrets/app/a', undefined, token)).status === 200,
+      10_000,
+      'r1 has a',
+    );
     const promoted = await r1.call('POST', '/v1/sys/replication/promote', {}, token);
     assert.equal(promoted.status, 200, JSON.stringify(promoted.body));
     assert.equal((await put(r1, token, 'app/b', 'bravo')).status, 200);
-    const got = await until(async () => {
-      const r = await r2.call('GET', '/v1/secrets/app/b', undefined, token);
-      return r.status === 200 ? r : undefined;
-    }, 10_000, 'r2 follows epoch 2');
+    const got = await until(
+      async () => {
+        const r = await r2.call('GET', '/v1/secrets/app/b', undefined, token);
+        return r.status === 200 ? r : undefined;
+      },
+      10_000,
+      'r2 follows epoch 2',
+    );
     assert.equal(got.body.data.v, 'bravo');
     assert.equal(r2.server.replication.status().epoch, 2);
     assert.equal(r2.server.replication.status().primary, r1.url);
@@ -53,7 +67,11 @@ describe('replication failover and fencing', function () {
     const again = track(await startNode({ dir: r1.dir, replica_of: `file://${bucket}`, kekFile, ...FAST }));
     assert.equal(again.server.replication.role, 'primary');
     assert.equal((await put(again, token, 'app/d', 'delta')).status, 200);
-    await until(async () => (await r2.call('GET', '/v1/secrets/app/d', undefined, token)).status === 200, 10_000, 'r2 follows the restarted primary');
+    await until(
+      async () => (await r2.call('GET', '/v1/secrets/app/d', undefined, token)).status === 200,
+      10_000,
+      'r2 follows the restarted primary',
+    );
   });
 
   /** A primary (lease 1 s) and a replica that polls only when told. */
@@ -61,7 +79,14 @@ describe('replication failover and fencing', function () {
     const bucket = await tempDir('coffer-bucket-');
     dirs.push(bucket);
     const p = track(await startNode({ replicate_to: [`file://${bucket}`], ...FAST, replication_lease_s: 1 }));
-    const r = track(await startNode({ replica_of: `file://${bucket}`, kekFile: join(p.dir, 'kek.key'), ...FAST, poll_interval: 3600 }));
+    const r = track(
+      await startNode({
+        replica_of: `file://${bucket}`,
+        kekFile: join(p.dir, 'kek.key'),
+        ...FAST,
+        poll_interval: 3600,
+      }),
+    );
     return { bucket, p, r, token: p.server.rootToken! };
   };
 
@@ -71,7 +96,10 @@ describe('replication failover and fencing', function () {
     await shipped(p);
     // An earlier attempt of this server claimed epoch 2, then failed.
     await mkdir(join(bucket, 'epoch-2'), { recursive: true });
-    await writeFile(join(bucket, 'epoch-2', 'claim'), JSON.stringify({ node: r.server.replication.status().node, at: Date.now() }));
+    await writeFile(
+      join(bucket, 'epoch-2', 'claim'),
+      JSON.stringify({ node: r.server.replication.status().node, at: Date.now() }),
+    );
     const promoted = await r.call('POST', '/v1/sys/replication/promote', {}, token);
     assert.equal(promoted.status, 200, JSON.stringify(promoted.body));
     assert.ok(r.logs.some((l) => /reusing this server's own claim/.test(l.msg)));
@@ -86,7 +114,10 @@ describe('replication failover and fencing', function () {
     assert.equal((await put(p, token, 'app/a', 'alpha')).status, 200);
     await shipped(p);
     const segDir = join(bucket, 'epoch-1', 'seg');
-    const [segment] = (await readdir(segDir)).filter((n) => n.endsWith('.seg')).sort().slice(-1);
+    const [segment] = (await readdir(segDir))
+      .filter((n) => n.endsWith('.seg'))
+      .sort()
+      .slice(-1);
     await rename(join(segDir, segment!), join(bucket, 'hidden'));
     const refused = await r.call('POST', '/v1/sys/replication/promote', {}, token);
     assert.equal(refused.status, 409, JSON.stringify(refused.body));
@@ -100,7 +131,7 @@ describe('replication failover and fencing', function () {
     assert.equal((await r.call('GET', '/v1/secrets/app/b', undefined, token)).status, 200);
   });
 
-  it('C4: a primary fenced by a promotion that still finishes a snapshot at the same sequence cannot replace the new epoch\'s snapshot index', async () => {
+  it("C4: a primary fenced by a promotion that still finishes a snapshot at the same sequence cannot replace the new epoch's snapshot index", async () => {
     const bucket = await tempDir('coffer-bucket-');
     dirs.push(bucket);
     // No lease: the old primary writes its manifest only when it has something to announce, so
@@ -109,13 +140,27 @@ describe('replication failover and fencing', function () {
     const token = p.server.rootToken!;
     const kekFile = join(p.dir, 'kek.key');
     await shipped(p); // its first manifest is there before the replica (polling once an hour) looks
-    const r = track(await startNode({ replica_of: `file://${bucket}`, kekFile, ...FAST, poll_interval: 3600, replication_lease_s: 0 }));
+    const r = track(
+      await startNode({
+        replica_of: `file://${bucket}`,
+        kekFile,
+        ...FAST,
+        poll_interval: 3600,
+        replication_lease_s: 0,
+      }),
+    );
     assert.equal((await put(p, token, 'app/a', 'alpha')).status, 200);
     await shipped(p);
     assert.equal((await r.call('POST', '/v1/sys/replication/promote', {}, token)).status, 200);
     const seq = p.server.store.lastSeq;
     // The new epoch starts with its own snapshot, at the sequence the old primary is at.
-    await until(() => r.server.replication.status().targets[0]?.snapshot_seq === seq && r.server.replication.status().targets[0]?.epoch === 2, 10_000, 'epoch 2 snapshot');
+    await until(
+      () =>
+        r.server.replication.status().targets[0]?.snapshot_seq === seq &&
+        r.server.replication.status().targets[0]?.epoch === 2,
+      10_000,
+      'epoch 2 snapshot',
+    );
     assert.equal(r.server.store.lastSeq, seq);
     p.server.replication.requestSnapshot();
     await until(() => p.server.replication.status().fenced, 10_000, 'old primary fenced');
@@ -154,23 +199,54 @@ describe('replication failover and fencing', function () {
     try {
       const p = track(await startNode({ replicate_to: [s3.url('outage')], ...FAST, replication_lease_s: 3 }));
       const token = p.server.rootToken!;
-      const r = track(await startNode({ replica_of: s3.url('outage'), kekFile: join(p.dir, 'kek.key'), ...FAST, max_staleness_s: 30 }));
+      const r = track(
+        await startNode({
+          replica_of: s3.url('outage'),
+          kekFile: join(p.dir, 'kek.key'),
+          ...FAST,
+          max_staleness_s: 30,
+        }),
+      );
       assert.equal((await put(p, token, 'app/a', 'alpha')).status, 200);
-      await until(async () => (await r.call('GET', '/v1/secrets/app/a', undefined, token)).status === 200, 10_000, 'replica has a');
+      await until(
+        async () => (await r.call('GET', '/v1/secrets/app/a', undefined, token)).status === 200,
+        10_000,
+        'replica has a',
+      );
       s3.down = true;
       assert.equal((await put(p, token, 'app/b', 'bravo')).status, 200, 'writes continue within the lease');
       await new Promise((res) => setTimeout(res, 800));
-      assert.equal((await r.call('GET', '/v1/secrets/app/a', undefined, token)).status, 200, 'the replica serves what it has');
+      assert.equal(
+        (await r.call('GET', '/v1/secrets/app/a', undefined, token)).status,
+        200,
+        'the replica serves what it has',
+      );
       assert.ok(r.server.replication.status().replica?.error, 'and says the bucket fails');
       assert.equal(p.server.replication.status().targets[0]!.ok, false);
       await until(async () => (await put(p, token, 'app/c', 'x')).status === 503, 10_000, 'lease runs out');
       const refused = await put(p, token, 'app/c', 'x');
       assert.equal(refused.body.error.code, 'lease_expired');
-      assert.equal((await p.call('GET', '/v1/secrets/app/a', undefined, token)).status, 200, 'the primary still serves reads');
+      assert.equal(
+        (await p.call('GET', '/v1/secrets/app/a', undefined, token)).status,
+        200,
+        'the primary still serves reads',
+      );
       s3.down = false;
-      await until(async () => (await put(p, token, 'app/c', 'charlie')).status === 200, 40_000, 'writes again once the bucket is back');
-      await until(async () => (await r.call('GET', '/v1/secrets/app/c', undefined, token)).status === 200, 20_000, 'replica catches up');
-      assert.equal((await r.call('GET', '/v1/secrets/app/b', undefined, token)).body.data.v, 'bravo', 'nothing written during the outage is lost');
+      await until(
+        async () => (await put(p, token, 'app/c', 'charlie')).status === 200,
+        40_000,
+        'writes again once the bucket is back',
+      );
+      await until(
+        async () => (await r.call('GET', '/v1/secrets/app/c', undefined, token)).status === 200,
+        20_000,
+        'replica catches up',
+      );
+      assert.equal(
+        (await r.call('GET', '/v1/secrets/app/b', undefined, token)).body.data.v,
+        'bravo',
+        'nothing written during the outage is lost',
+      );
     } finally {
       for (const n of nodes.splice(0)) await n.stop().catch(() => undefined);
       await s3.close();

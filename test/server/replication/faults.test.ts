@@ -22,17 +22,29 @@ describe('replication faults (the bucket is untrusted)', function () {
     const r = await primary.call('PUT', `/v1/secrets/${path}`, { data: { v: value } }, token);
     assert.equal(r.status, 200, JSON.stringify(r.body));
   };
-  const shipped = () => until(async () => primary.server.replication.status().targets.every((t) => t.last_shipped_seq === primary.server.store.lastSeq && t.ok), 10_000, 'shipping');
+  const shipped = () =>
+    until(
+      async () =>
+        primary.server.replication
+          .status()
+          .targets.every((t) => t.last_shipped_seq === primary.server.store.lastSeq && t.ok),
+      10_000,
+      'shipping',
+    );
   const read = async (path: string) => {
     const r = await replica.call('GET', `/v1/secrets/${path}`, undefined, token);
     return r.status === 200 ? (r.body.data.v as string) : r.status;
   };
   const poll = () => replica.server.replication.pollNow();
   const replicaError = () => replica.server.replication.status().replica?.error?.code;
-  const segments = async () => (await readdir(join(bucketDir, 'epoch-1', 'seg'))).filter((n) => n.endsWith('.seg')).sort();
+  const segments = async () =>
+    (await readdir(join(bucketDir, 'epoch-1', 'seg'))).filter((n) => n.endsWith('.seg')).sort();
   const segmentWith = async (seq: number) => {
     for (const name of await segments()) {
-      const [from, to] = name.replace('.seg', '').split('-').map((h) => parseInt(h, 16));
+      const [from, to] = name
+        .replace('.seg', '')
+        .split('-')
+        .map((h) => parseInt(h, 16));
       if (from! <= seq && seq <= to!) return join(bucketDir, 'epoch-1', 'seg', name);
     }
     throw new Error(`no segment holds ${seq}`);
@@ -44,7 +56,13 @@ describe('replication faults (the bucket is untrusted)', function () {
     token = primary.server.rootToken!;
     await put('app/a', 'alpha');
     await shipped();
-    replica = await startNode({ replica_of: `file://${bucketDir}`, kekFile: join(primary.dir, 'kek.key'), ...FAST, poll_interval: 3600, ...options.replica });
+    replica = await startNode({
+      replica_of: `file://${bucketDir}`,
+      kekFile: join(primary.dir, 'kek.key'),
+      ...FAST,
+      poll_interval: 3600,
+      ...options.replica,
+    });
     dirs.push(bucketDir, primary.dir, replica.dir);
     assert.equal(await read('app/a'), 'alpha');
   }
@@ -69,7 +87,10 @@ describe('replication faults (the bucket is untrusted)', function () {
     assert.equal(replica.server.store.lastSeq, before);
     assert.equal(await read('app/b'), 404);
     assert.equal(await read('app/a'), 'alpha');
-    assert.ok(replica.logs.some((l) => l.code === 'bad_mac' && l.level === 40), 'the refusal is logged as a warning');
+    assert.ok(
+      replica.logs.some((l) => l.code === 'bad_mac' && l.level === 40),
+      'the refusal is logged as a warning',
+    );
   });
 
   it('H5: a truncated or zero-byte segment is refused', async () => {
@@ -100,7 +121,11 @@ describe('replication faults (the bucket is untrusted)', function () {
     assert.equal(await read('app/c'), 404, 'nothing after the gap is applied');
     const snap = await primary.call('POST', '/v1/sys/replication/snapshot', {}, token);
     assert.equal(snap.status, 202);
-    await until(async () => (primary.server.replication.status().targets[0]!.snapshot_seq ?? 0) >= primary.server.store.lastSeq, 10_000, 'snapshot');
+    await until(
+      async () => (primary.server.replication.status().targets[0]!.snapshot_seq ?? 0) >= primary.server.store.lastSeq,
+      10_000,
+      'snapshot',
+    );
     await poll();
     assert.equal(replicaError(), undefined);
     assert.equal(await read('app/b'), 'bravo');
@@ -118,7 +143,11 @@ describe('replication faults (the bucket is untrusted)', function () {
     await poll();
     assert.equal(replicaError(), 'gap');
     assert.equal((await primary.call('POST', '/v1/sys/replication/snapshot', {}, token)).status, 202);
-    await until(async () => (primary.server.replication.status().targets[0]!.snapshot_seq ?? 0) >= primary.server.store.lastSeq, 10_000, 'snapshot');
+    await until(
+      async () => (primary.server.replication.status().targets[0]!.snapshot_seq ?? 0) >= primary.server.store.lastSeq,
+      10_000,
+      'snapshot',
+    );
     // The new snapshot's parts (older snapshots leave empty directories behind).
     let partDir: string | undefined;
     let part: string | undefined;
@@ -211,10 +240,19 @@ describe('replication faults (the bucket is untrusted)', function () {
     assert.equal(child.status, 200, JSON.stringify(child.body));
     const ciToken = child.body.token as string;
     const bob = { username: 'bob', password: 'bob has a long password' };
-    assert.equal((await primary.call('PUT', '/v1/auth/userpass/users/bob', { password: bob.password }, token)).status, 200);
+    assert.equal(
+      (await primary.call('PUT', '/v1/auth/userpass/users/bob', { password: bob.password }, token)).status,
+      200,
+    );
     await shipped();
     await sync();
-    replica = await startNode({ replica_of: `file://${mirror}`, kekFile: join(primary.dir, 'kek.key'), ...FAST, poll_interval: 3600, max_staleness_s: 2 });
+    replica = await startNode({
+      replica_of: `file://${mirror}`,
+      kekFile: join(primary.dir, 'kek.key'),
+      ...FAST,
+      poll_interval: 3600,
+      max_staleness_s: 2,
+    });
     dirs.push(bucketDir, primary.dir, replica.dir);
     assert.equal((await replica.call('GET', '/v1/auth/token/self', undefined, ciToken)).status, 200);
     assert.equal((await replica.call('POST', '/v1/auth/userpass/login', bob)).status, 200);
@@ -223,7 +261,11 @@ describe('replication faults (the bucket is untrusted)', function () {
     assert.equal((await primary.call('DELETE', '/v1/auth/userpass/users/bob', undefined, token)).status, 204);
     await shipped(); // the revocation is in the real bucket, but the mirror is frozen
     await poll();
-    assert.equal((await replica.call('GET', '/v1/auth/token/self', undefined, ciToken)).status, 200, 'within the bound the frozen replica cannot know');
+    assert.equal(
+      (await replica.call('GET', '/v1/auth/token/self', undefined, ciToken)).status,
+      200,
+      'within the bound the frozen replica cannot know',
+    );
     await new Promise((r) => setTimeout(r, 2300));
     await poll();
     const refused = await replica.call('GET', '/v1/auth/token/self', undefined, ciToken);
@@ -234,19 +276,30 @@ describe('replication faults (the bucket is untrusted)', function () {
     assert.equal(login.body.error.code, 'replica_stale');
     assert.equal((await replica.call('GET', '/v1/secrets/app/a', undefined, token)).status, 503);
     assert.equal(replica.server.replication.status().stale, true);
-    assert.equal((await replica.call('GET', '/v1/sys/replication', undefined, token)).status, 200, 'status stays reachable');
+    assert.equal(
+      (await replica.call('GET', '/v1/sys/replication', undefined, token)).status,
+      200,
+      'status stays reachable',
+    );
 
     await sync(); // the head moves again
     await poll();
     assert.equal((await replica.call('GET', '/v1/secrets/app/a', undefined, token)).status, 200);
-    assert.equal((await replica.call('GET', '/v1/auth/token/self', undefined, ciToken)).status, 401, 'the revocation arrived');
+    assert.equal(
+      (await replica.call('GET', '/v1/auth/token/self', undefined, ciToken)).status,
+      401,
+      'the revocation arrived',
+    );
     assert.equal((await replica.call('POST', '/v1/auth/userpass/login', bob)).status, 401, 'and the deletion');
   });
 
   it('S2: a login a replica cannot cover (the signing key must be extended on the primary) is refused every time, not just the first', async () => {
     await start();
     const bob = { username: 'bob', password: 'bob has a long password' };
-    assert.equal((await primary.call('PUT', '/v1/auth/userpass/users/bob', { password: bob.password }, token)).status, 200);
+    assert.equal(
+      (await primary.call('PUT', '/v1/auth/userpass/users/bob', { password: bob.password }, token)).status,
+      200,
+    );
     // A new signing key has signed nothing yet: the first login under it must record how long
     // its tokens live, which only the primary can write.
     assert.equal((await primary.call('POST', '/v1/auth/jwks/rotate', {}, token)).status, 200);
@@ -328,20 +381,37 @@ describe('replication: snapshots and vaults', function () {
     const bucketB = await tempDir('coffer-bucket-');
     const a = await startNode({ replicate_to: [`file://${bucketA}`], ...FAST });
     const b = await startNode({ replicate_to: [`file://${bucketB}`], ...FAST });
-    const replica = await startNode({ replica_of: `file://${bucketA}`, kekFile: join(a.dir, 'kek.key'), ...FAST, poll_interval: 3600 });
+    const replica = await startNode({
+      replica_of: `file://${bucketA}`,
+      kekFile: join(a.dir, 'kek.key'),
+      ...FAST,
+      poll_interval: 3600,
+    });
     const dirs = [bucketA, bucketB, a.dir, b.dir, replica.dir];
     try {
       const tokenA = a.server.rootToken!;
       const tokenB = b.server.rootToken!;
       // Bring both streams to the same sequence, then write one record on each.
-      while (b.server.store.lastSeq < a.server.store.lastSeq) await b.call('PUT', `/v1/secrets/pad/${b.server.store.lastSeq}`, { data: { v: 'p' } }, tokenB);
-      while (a.server.store.lastSeq < b.server.store.lastSeq) await a.call('PUT', `/v1/secrets/pad/${a.server.store.lastSeq}`, { data: { v: 'p' } }, tokenA);
-      await until(() => a.server.replication.status().targets[0]!.last_shipped_seq === a.server.store.lastSeq, 10_000, 'a shipped');
+      while (b.server.store.lastSeq < a.server.store.lastSeq)
+        await b.call('PUT', `/v1/secrets/pad/${b.server.store.lastSeq}`, { data: { v: 'p' } }, tokenB);
+      while (a.server.store.lastSeq < b.server.store.lastSeq)
+        await a.call('PUT', `/v1/secrets/pad/${a.server.store.lastSeq}`, { data: { v: 'p' } }, tokenA);
+      await until(
+        () => a.server.replication.status().targets[0]!.last_shipped_seq === a.server.store.lastSeq,
+        10_000,
+        'a shipped',
+      );
       await replica.server.replication.pollNow();
       const seq = a.server.store.lastSeq + 1;
       await a.call('PUT', '/v1/secrets/app/mine', { data: { v: 'a' } }, tokenA);
       await b.call('PUT', '/v1/secrets/app/theirs', { data: { v: 'b' } }, tokenB);
-      await until(() => a.server.replication.status().targets[0]!.last_shipped_seq === seq && b.server.replication.status().targets[0]!.last_shipped_seq === seq, 10_000, 'both shipped');
+      await until(
+        () =>
+          a.server.replication.status().targets[0]!.last_shipped_seq === seq &&
+          b.server.replication.status().targets[0]!.last_shipped_seq === seq,
+        10_000,
+        'both shipped',
+      );
       const name = `${seq.toString(16).padStart(16, '0')}-${seq.toString(16).padStart(16, '0')}.seg`;
       await copyFile(join(bucketB, 'epoch-1', 'seg', name), join(bucketA, 'epoch-1', 'seg', name));
       const before = replica.server.store.lastSeq;
@@ -362,7 +432,11 @@ describe('replication: snapshots and vaults', function () {
     const b = await startNode({ replicate_to: [`file://${bucketB}`], ...FAST });
     const dirs = [bucketA, bucketB, a.dir, b.dir];
     try {
-      await until(() => a.server.replication.status().targets[0]?.ok && b.server.replication.status().targets[0]?.ok, 10_000, 'shipping');
+      await until(
+        () => a.server.replication.status().targets[0]?.ok && b.server.replication.status().targets[0]?.ok,
+        10_000,
+        'shipping',
+      );
       await a.stop();
       await b.stop();
       // B's snapshot index under the name A's manifest expects.
@@ -371,11 +445,17 @@ describe('replication: snapshots and vaults', function () {
       await copyFile(join(bucketB, 'snap', indexB), join(bucketA, 'snap', indexA));
       const replicaDir = await tempDir('coffer-repl-');
       dirs.push(replicaDir);
-      await assert.rejects(startNode({ dir: replicaDir, replica_of: `file://${bucketA}`, kekFile: join(a.dir, 'kek.key'), ...FAST }), /MAC does not verify|not the one/);
+      await assert.rejects(
+        startNode({ dir: replicaDir, replica_of: `file://${bucketA}`, kekFile: join(a.dir, 'kek.key'), ...FAST }),
+        /MAC does not verify|not the one/,
+      );
       // And a replica opened with A's key against B's bucket cannot unseal B's identity.
       const otherDir = await tempDir('coffer-repl-');
       dirs.push(otherDir);
-      await assert.rejects(startNode({ dir: otherDir, replica_of: `file://${bucketB}`, kekFile: join(a.dir, 'kek.key'), ...FAST }), /does not open this vault/);
+      await assert.rejects(
+        startNode({ dir: otherDir, replica_of: `file://${bucketB}`, kekFile: join(a.dir, 'kek.key'), ...FAST }),
+        /does not open this vault/,
+      );
     } finally {
       for (const d of dirs) await removeDir(d);
     }

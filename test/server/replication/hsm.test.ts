@@ -31,16 +31,27 @@ describeHsm('replication between two HSM-backed servers', function (this: Mocha.
     primary = await startNode({ kek: kekUri([a.label]), env: hsmEnv(), replicate_to: [`file://${bucket}`], ...FAST });
     const token = primary.server.rootToken!;
     assert.equal((await primary.call('GET', '/v1/sys/seal-status')).body.provider, 'pkcs11');
-    await until(async () => (await primary!.call('GET', '/v1/sys/replication', undefined, token)).body.targets[0]?.ok, 10_000, 'primary shipping');
+    await until(
+      async () => (await primary!.call('GET', '/v1/sys/replication', undefined, token)).body.targets[0]?.ok,
+      10_000,
+      'primary shipping',
+    );
     standby = await startNode({ kek: kekUri([b.label]), env: hsmEnv(), replica_of: `file://${bucket}`, ...FAST });
     for (let i = 0; i < 5; i++) {
-      assert.equal((await primary.call('PUT', `/v1/secrets/ns${i % 3}/s${i}`, { data: { v: `value ${i}` } }, token)).status, 200);
+      assert.equal(
+        (await primary.call('PUT', `/v1/secrets/ns${i % 3}/s${i}`, { data: { v: `value ${i}` } }, token)).status,
+        200,
+      );
     }
     for (let i = 0; i < 5; i++) {
-      const got = await until(async () => {
-        const r = await standby!.call('GET', `/v1/secrets/ns${i % 3}/s${i}`, undefined, token);
-        return r.status === 200 ? r : undefined;
-      }, 15_000, `standby read ${i}`);
+      const got = await until(
+        async () => {
+          const r = await standby!.call('GET', `/v1/secrets/ns${i % 3}/s${i}`, undefined, token);
+          return r.status === 200 ? r : undefined;
+        },
+        15_000,
+        `standby read ${i}`,
+      );
       assert.equal(got.body.data.v, `value ${i}`);
     }
     assert.equal((await standby.call('GET', '/v1/sys/seal-status')).body.provider, 'pkcs11');

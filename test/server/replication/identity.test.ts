@@ -42,7 +42,11 @@ describe('replication: the identity a fresh replica copies from the bucket', fun
     const forged = (change: (identity: Record<string, string>) => void) => {
       const doc = JSON.parse(original);
       const body = JSON.parse(doc.body);
-      assert.deepEqual(Object.keys(body.identity).filter((k) => !/^sys\/(seal|master\/\d{10})$/.test(k)), [], 'the primary publishes only identity');
+      assert.deepEqual(
+        Object.keys(body.identity).filter((k) => !/^sys\/(seal|master\/\d{10})$/.test(k)),
+        [],
+        'the primary publishes only identity',
+      );
       change(body.identity);
       doc.body = JSON.stringify(body);
       return JSON.stringify(doc);
@@ -57,7 +61,10 @@ describe('replication: the identity a fresh replica copies from the bucket', fun
     );
     const planted = await tempDir('coffer-repl-');
     dirs.push(planted);
-    await assert.rejects(startNode({ dir: planted, replica_of: `file://${bucket}`, kekFile, ...FAST }), /refusing to copy the vault identity.*sys\/repl\/stream/);
+    await assert.rejects(
+      startNode({ dir: planted, replica_of: `file://${bucket}`, kekFile, ...FAST }),
+      /refusing to copy the vault identity.*sys\/repl\/stream/,
+    );
     assert.deepEqual(await contents(planted), [], 'nothing copied');
 
     // Only identity keys, but not the bytes the primary published (the seal configuration
@@ -66,7 +73,9 @@ describe('replication: the identity a fresh replica copies from the bucket', fun
     await writeFile(
       manifestFile,
       forged((id) => {
-        id['sys/seal'] = b64(JSON.stringify(JSON.parse(Buffer.from(id['sys/seal']!, 'base64').toString('utf8')), null, 1));
+        id['sys/seal'] = b64(
+          JSON.stringify(JSON.parse(Buffer.from(id['sys/seal']!, 'base64').toString('utf8')), null, 1),
+        );
       }),
     );
     const altered = await tempDir('coffer-repl-');
@@ -74,7 +83,10 @@ describe('replication: the identity a fresh replica copies from the bucket', fun
     const onLog = (line: { msg: string }) => {
       if (line.msg.startsWith('replica: copied the vault identity')) writeFileSync(manifestFile, original);
     };
-    await assert.rejects(startNode({ dir: altered, replica_of: `file://${bucket}`, kekFile, ...FAST, onLog }), /differs from the authenticated manifest/);
+    await assert.rejects(
+      startNode({ dir: altered, replica_of: `file://${bucket}`, kekFile, ...FAST, onLog }),
+      /differs from the authenticated manifest/,
+    );
     assert.deepEqual(await contents(altered), [], 'the unconfirmed copy is wiped');
 
     // The same directory starts once the bucket holds the real manifest again.

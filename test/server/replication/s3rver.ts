@@ -22,7 +22,10 @@ interface S3rverInstance {
   store: {
     existsObject(b: string, k: string): Promise<boolean>;
     getMetadata(b: string, k: string): Promise<{ etag: string }>;
-    listObjects(b: string, o: { prefix: string; startAfter: string; maxKeys: number }): Promise<{ objects: { key: string; size: number; metadata: Record<string, string> }[]; isTruncated: boolean }>;
+    listObjects(
+      b: string,
+      o: { prefix: string; startAfter: string; maxKeys: number },
+    ): Promise<{ objects: { key: string; size: number; metadata: Record<string, string> }[]; isTruncated: boolean }>;
   };
   run(): Promise<AddressInfo>;
   close(): Promise<void>;
@@ -55,7 +58,14 @@ export async function startS3(): Promise<TestS3> {
   process.env.AWS_SECRET_ACCESS_KEY ??= 'S3RVER';
   const directory = await tempDir('coffer-s3rver-');
   const S3rver = require('@20minutes/s3rver') as new (o: object) => S3rverInstance;
-  const s3 = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory, allowMismatchedSignatures: true, configureBuckets: [{ name: TEST_BUCKET }] });
+  const s3 = new S3rver({
+    address: '127.0.0.1',
+    port: 0,
+    silent: true,
+    directory,
+    allowMismatchedSignatures: true,
+    configureBuckets: [{ name: TEST_BUCKET }],
+  });
   const state: TestS3 = {
     endpoint: '',
     directory,
@@ -117,7 +127,10 @@ export async function startS3(): Promise<TestS3> {
     const maxKeys = Math.min(1000, Number(ctx.query['max-keys'] ?? 1000));
     const result = await s3.store.listObjects(bucket, { prefix, startAfter: ctx.query['start-after'] ?? '', maxKeys });
     const contents = result.objects
-      .map((o) => `<Contents><Key>${xml(o.key)}</Key><ETag>${xml(o.metadata.etag ?? '')}</ETag><Size>${o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`)
+      .map(
+        (o) =>
+          `<Contents><Key>${xml(o.key)}</Key><ETag>${xml(o.metadata.etag ?? '')}</ETag><Size>${o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`,
+      )
       .join('');
     ctx.status = 200;
     ctx.type = 'application/xml';

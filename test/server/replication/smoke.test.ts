@@ -14,7 +14,11 @@ describe('replication smoke', function () {
     bucketDir = await tempDir('coffer-bucket-');
     primary = await startNode({ replicate_to: [`file://${bucketDir}`], ...FAST });
     token = primary.server.rootToken!;
-    await until(async () => (await primary.call('GET', '/v1/sys/replication', undefined, token)).body.targets[0]?.ok, 10_000, 'primary shipping');
+    await until(
+      async () => (await primary.call('GET', '/v1/sys/replication', undefined, token)).body.targets[0]?.ok,
+      10_000,
+      'primary shipping',
+    );
     replica = await startNode({ replica_of: `file://${bucketDir}`, kekFile: join(primary.dir, 'kek.key'), ...FAST });
   });
   after(async () => {
@@ -26,10 +30,14 @@ describe('replication smoke', function () {
   it('replicates a write', async () => {
     const put = await primary.call('PUT', '/v1/secrets/app/db', { data: { password: 'hunter2' } }, token);
     assert.equal(put.status, 200, JSON.stringify(put.body));
-    const got = await until(async () => {
-      const r = await replica.call('GET', '/v1/secrets/app/db', undefined, token);
-      return r.status === 200 ? r : undefined;
-    }, 10_000, 'replica read');
+    const got = await until(
+      async () => {
+        const r = await replica.call('GET', '/v1/secrets/app/db', undefined, token);
+        return r.status === 200 ? r : undefined;
+      },
+      10_000,
+      'replica read',
+    );
     assert.equal(got.body.data.password, 'hunter2');
     const w = await replica.call('PUT', '/v1/secrets/app/db', { data: { password: 'x' } }, token);
     assert.equal(w.status, 409);
@@ -40,7 +48,11 @@ describe('replication smoke', function () {
     assert.equal((await replica.call('GET', '/v1/sys/health?replicaok=true')).status, 200);
     assert.equal((await replica.call('GET', '/v1/sys/health?replicaok=false')).status, 429);
     assert.equal((await replica.call('GET', '/v1/sys/health?replicacode=299')).status, 299);
-    assert.equal((await primary.call('GET', '/v1/sys/health?replicacode=299')).status, 200, 'the primary is not a replica');
+    assert.equal(
+      (await primary.call('GET', '/v1/sys/health?replicacode=299')).status,
+      200,
+      'the primary is not a replica',
+    );
   });
 
   it('a fresh replica reads the sealed values it applied, and accepts no value in the format from before the barrier', async () => {

@@ -8,7 +8,10 @@ const integrityError = (e: unknown) => isCofferError(e, 'integrity_error');
 describe('stored records are bound to their place', () => {
   let vault: TestVault;
   beforeEach(async () => {
-    vault = await openVault({ source: { kind: 'env', variable: 'K' }, env: { K: Buffer.alloc(32, 3).toString('base64') } });
+    vault = await openVault({
+      source: { kind: 'env', variable: 'K' },
+      env: { K: Buffer.alloc(32, 3).toString('base64') },
+    });
     await vault.secrets.put('app/a', { data: { v: 'one' } });
     await vault.secrets.put('app/a', { data: { v: 'two' } });
     await vault.secrets.put('app/b', { data: { v: 'bee' } });
@@ -35,7 +38,7 @@ describe('stored records are bound to their place', () => {
     await assert.rejects(vault.secrets.get('other/a'), integrityError);
   });
 
-  it('refuses a record whose wrapped DEK was swapped with another version\'s', async () => {
+  it("refuses a record whose wrapped DEK was swapped with another version's", async () => {
     const one = await inner(versionKey('app/a', 1));
     const two = await inner(versionKey('app/a', 2));
     const dekLength = (r: Uint8Array) => 3 + new DataView(r.buffer, r.byteOffset).getUint16(1);
@@ -72,7 +75,10 @@ describe('seal', () => {
       assert.ok(cached.some((b) => b !== 0));
       assert.ok(keyrings.cachedVersions > 0);
       await vault.seal.seal();
-      assert.ok(cached.every((b) => b === 0), 'the cached key buffer is zero-filled');
+      assert.ok(
+        cached.every((b) => b === 0),
+        'the cached key buffer is zero-filled',
+      );
       assert.equal(keyrings.cachedVersions, 0);
       await assert.rejects(vault.secrets.get('app/a'), (e) => isCofferError(e, 'sealed'));
       for (const share of vault.shares.slice(0, 3)) await vault.seal.submitShare(share);

@@ -7,7 +7,10 @@ import { FORMAT_KEY, SEAL_KEY, isClearKey, keyringKey, metaKey, versionKey } fro
 import { openVault, type TestVault } from '../../helpers.js';
 
 const code = (c: string) => (e: unknown) => isCofferError(e) && e.code === c;
-const envKek = (fill: number) => ({ source: { kind: 'env' as const, variable: 'K' }, env: { K: Buffer.alloc(32, fill).toString('base64') } });
+const envKek = (fill: number) => ({
+  source: { kind: 'env' as const, variable: 'K' },
+  env: { K: Buffer.alloc(32, fill).toString('base64') },
+});
 const sysVersionOf = (value: Uint8Array) => envelopeKeyVersion(value.subarray(1));
 
 describe('storage barrier', function () {
@@ -35,10 +38,20 @@ describe('storage barrier', function () {
       assert.ok(sysVersionOf(value) >= 1 && sysVersionOf(value) <= sysVersion, `${key} names a sys keyring version`);
       sealed++;
     }
-    assert.ok(rows.some(([k]) => k === metaKey('app/a')) && rows.some(([k]) => k === 'auth/policy/reader'), 'key names are readable');
+    assert.ok(
+      rows.some(([k]) => k === metaKey('app/a')) && rows.some(([k]) => k === 'auth/policy/reader'),
+      'key names are readable',
+    );
     assert.ok(sealed >= 8, `sealed records: ${sealed}`);
-    assert.ok(vault.store.get(SEAL_KEY) && vault.store.get(FORMAT_KEY) && vault.store.get(keyringKey('sys')), 'bootstrap records are there, in clear');
-    assert.deepEqual(JSON.parse(Buffer.from(vault.store.get(FORMAT_KEY)!).toString()), { format: 2 }, 'a fresh vault is born in the barrier format');
+    assert.ok(
+      vault.store.get(SEAL_KEY) && vault.store.get(FORMAT_KEY) && vault.store.get(keyringKey('sys')),
+      'bootstrap records are there, in clear',
+    );
+    assert.deepEqual(
+      JSON.parse(Buffer.from(vault.store.get(FORMAT_KEY)!).toString()),
+      { format: 2 },
+      'a fresh vault is born in the barrier format',
+    );
   });
 
   it('refuses a value moved to another key (metadata onto another path, a policy onto another name)', async () => {
@@ -49,7 +62,10 @@ describe('storage barrier', function () {
 
     await vault.store.mutate((tx) => tx.put('auth/policy/writer', vault.store.get('auth/policy/reader')!));
     await assert.rejects(vault.barrier.get('auth/policy/writer'), code('decryption_failed'));
-    await assert.rejects(vault.access.directory.load(), (e: unknown) => isCofferError(e, 'integrity_error') && /policy/.test(e.message) && !/reader|app/.test(e.message));
+    await assert.rejects(
+      vault.access.directory.load(),
+      (e: unknown) => isCofferError(e, 'integrity_error') && /policy/.test(e.message) && !/reader|app/.test(e.message),
+    );
   });
 
   it('answers integrity_error for every single-bit flip and any truncation of a sealed record, and never another plaintext', async () => {
@@ -68,7 +84,14 @@ describe('storage barrier', function () {
   });
 
   it('refuses a record in the format from before the barrier (no silent fallback to plaintext)', async () => {
-    const plain = { type: 'kv', current_version: 1, metadata: { owner: 'mallory' }, created_at: 1, updated_at: 1, versions: [] };
+    const plain = {
+      type: 'kv',
+      current_version: 1,
+      metadata: { owner: 'mallory' },
+      created_at: 1,
+      updated_at: 1,
+      versions: [],
+    };
     await vault.store.mutate((tx) => tx.put(metaKey('app/a'), Buffer.from(JSON.stringify(plain))));
     await assert.rejects(vault.secrets.metadata('app/a'), code('integrity_error'));
     await vault.store.mutate((tx) => tx.put('auth/revoked/abcdefghijklmnopqrstuv', Buffer.from('9999999999')));
@@ -82,7 +105,10 @@ describe('storage barrier', function () {
     assert.throws(() => vault.barrier.has(metaKey('app/a')), sealed);
     await assert.rejects(vault.barrier.range('meta/', 'meta/\uffff'), sealed);
     await assert.rejects(vault.barrier.names('meta/', 'meta/\uffff'), sealed);
-    await assert.rejects(vault.barrier.mutate((tx) => tx.put(metaKey('app/z'), new Uint8Array(1))), sealed);
+    await assert.rejects(
+      vault.barrier.mutate((tx) => tx.put(metaKey('app/z'), new Uint8Array(1))),
+      sealed,
+    );
     await assert.rejects(vault.secrets.metadata('app/a'), sealed);
     await assert.rejects(vault.secrets.list('app', undefined, 10), sealed);
     assert.throws(() => vault.secrets.exists('app/a'), sealed);
@@ -111,7 +137,11 @@ describe('storage barrier', function () {
       barrier.keys = keys;
       store.get = get;
     }
-    assert.deepEqual(counts, { keys: 1, gets: 2 }, 'one seal check; the metadata and the version record, no other LevelDB read');
+    assert.deepEqual(
+      counts,
+      { keys: 1, gets: 2 },
+      'one seal check; the metadata and the version record, no other LevelDB read',
+    );
   });
 
   it('a sys keyring rotation re-seals lazily: old values stay readable, writes move to the new version', async () => {
@@ -119,7 +149,11 @@ describe('storage barrier', function () {
     const v1 = sysVersionOf(before);
     const v2 = await vault.seal.keys().keyrings.rotate('sys');
     assert.ok(v2 > v1);
-    assert.equal((await vault.secrets.metadata('app/b'))!.metadata.owner, 'team-b', 'sealed under the old version, still opens');
+    assert.equal(
+      (await vault.secrets.metadata('app/b'))!.metadata.owner,
+      'team-b',
+      'sealed under the old version, still opens',
+    );
     assert.equal(sysVersionOf(vault.store.get(metaKey('app/b'))!), v1, 'nothing was rewritten');
     await vault.secrets.put('app/b', { data: { v: 'two' } });
     assert.equal(sysVersionOf(vault.store.get(metaKey('app/b'))!), v2, 'rewritten under the current version');
@@ -132,7 +166,8 @@ describe('storage barrier', function () {
   it('counts every sealed value against the sys keyring budget and rotates it past max_wraps', async () => {
     const budget = await openVault({ ...envKek(8), keyring: { maxWraps: 4 } });
     try {
-      for (let i = 0; i < 6; i++) await budget.access.directory.putPolicy(`p${i}`, [{ path: 'x/*', capabilities: ['read'] }]);
+      for (let i = 0; i < 6; i++)
+        await budget.access.directory.putPolicy(`p${i}`, [{ path: 'x/*', capabilities: ['read'] }]);
       const sys = budget.seal.keys().keyrings.describe('sys')!;
       assert.ok(sys.current >= 2, `rotated: ${JSON.stringify(sys)}`);
       assert.ok(sys.versions.every((v) => v.wraps <= 4 + 1));
@@ -160,11 +195,15 @@ describe('storage barrier', function () {
     assert.ok(await vault.secrets.metadata('app/a'));
   });
 
-  it('a version record keeps its own DEK envelopes inside the barrier\'s', async () => {
+  it("a version record keeps its own DEK envelopes inside the barrier's", async () => {
     const raw = vault.store.get(versionKey('app/a', 1))!;
     const inner = (await vault.barrier.get(versionKey('app/a', 1)))!;
     assert.equal(raw[0], BARRIER_TAG);
     assert.equal(inner[0], 1, 'the secret record format (record.ts) inside');
-    assert.equal(Buffer.from(raw).indexOf(Buffer.from(inner.subarray(3, 40))), -1, 'nothing of the inner record shows through');
+    assert.equal(
+      Buffer.from(raw).indexOf(Buffer.from(inner.subarray(3, 40))),
+      -1,
+      'nothing of the inner record shows through',
+    );
   });
 });

@@ -91,11 +91,21 @@ describe('store', () => {
         }),
       ),
     );
-    assert.deepEqual(seqs, Array.from({ length: 50 }, (_, i) => i));
+    assert.deepEqual(
+      seqs,
+      Array.from({ length: 50 }, (_, i) => i),
+    );
     assert.equal(store.lastSeq, 51);
-    assert.ok(store.syncedBatches - before <= 2, `50 concurrent mutations took ${store.syncedBatches - before} synced batches`);
+    assert.ok(
+      store.syncedBatches - before <= 2,
+      `50 concurrent mutations took ${store.syncedBatches - before} synced batches`,
+    );
     const records = await store.changes(46, 100);
-    assert.deepEqual(records.map((r) => r.seq), [47, 48, 49, 50, 51], 'each mutation keeps its own change-log record');
+    assert.deepEqual(
+      records.map((r) => r.seq),
+      [47, 48, 49, 50, 51],
+      'each mutation keeps its own change-log record',
+    );
     assert.deepEqual(records.at(-1)?.ops, [{ type: 'put', key: 'g49', value: Buffer.from('49').toString('base64') }]);
     for (let i = 0; i < 50; i++) assert.equal(text(store.get(`g${i}`)), String(i));
   });
@@ -118,8 +128,15 @@ describe('store', () => {
     for (const i of [0, 2, 3, 5, 6, 8]) assert.equal(text(store.get(`m${i}`)), 'v');
     assert.equal(store.lastSeq, 6);
     const records = await store.changes(0, 100);
-    assert.deepEqual(records.map((r) => r.seq), [2, 3, 4, 5, 6], 'retain 5: the newest five, contiguous');
-    assert.deepEqual(records.map((r) => r.ops[0]?.key), ['m2', 'm3', 'm5', 'm6', 'm8']);
+    assert.deepEqual(
+      records.map((r) => r.seq),
+      [2, 3, 4, 5, 6],
+      'retain 5: the newest five, contiguous',
+    );
+    assert.deepEqual(
+      records.map((r) => r.ops[0]?.key),
+      ['m2', 'm3', 'm5', 'm6', 'm8'],
+    );
   });
 
   it('lets a mutation read the uncommitted writes of those before it in its group, and acknowledges none before the sync', async () => {
@@ -138,7 +155,11 @@ describe('store', () => {
     await first.then(() => (committedBeforeAck = text(store.get('x'))));
     await Promise.all([second, third]);
     assert.deepEqual(seen, ['1', '0', undefined]);
-    assert.equal(committedBeforeAck, undefined, 'the first was acknowledged with its whole group durable (the second deleted x)');
+    assert.equal(
+      committedBeforeAck,
+      undefined,
+      'the first was acknowledged with its whole group durable (the second deleted x)',
+    );
     assert.equal(store.get('x'), undefined);
   });
 
@@ -160,7 +181,10 @@ describe('store', () => {
       ),
     );
     refuse = '';
-    assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'rejected', 'fulfilled']);
+    assert.deepEqual(
+      outcomes.map((o) => o.status),
+      ['fulfilled', 'rejected', 'fulfilled'],
+    );
     assert.equal(store.get('g1'), undefined);
     assert.equal(store.lastSeq, 2);
   });
@@ -173,7 +197,10 @@ describe('store', () => {
   it('keeps the change log bounded to its retention window', async () => {
     for (let i = 0; i < 12; i++) await store.mutate((tx) => tx.put(`k${i}`, bytes('v')));
     const records = await store.changes(0, 100);
-    assert.deepEqual(records.map((r) => r.seq), [8, 9, 10, 11, 12]);
+    assert.deepEqual(
+      records.map((r) => r.seq),
+      [8, 9, 10, 11, 12],
+    );
     assert.equal(store.get(logKey(7)), undefined);
   });
 
@@ -198,7 +225,10 @@ describe('store', () => {
   });
 
   it('round-trips version keys, including single-segment paths', () => {
-    for (const [path, version] of [['app', 1], ['app/db/x', 4_294_967_295]] as const) {
+    for (const [path, version] of [
+      ['app', 1],
+      ['app/db/x', 4_294_967_295],
+    ] as const) {
       assert.deepEqual(parseVersionKey(versionKey(path, version)), { path, version });
     }
     assert.ok(versionKey('app', 2) < versionKey('app', 10), 'versions sort numerically');
@@ -207,7 +237,10 @@ describe('store', () => {
 
 describe('check-and-set under concurrency', () => {
   it('has exactly one winner per expected version among 100 concurrent writers', async () => {
-    const vault = await openVault({ source: { kind: 'env', variable: 'K' }, env: { K: Buffer.alloc(32, 9).toString('base64') } });
+    const vault = await openVault({
+      source: { kind: 'env', variable: 'K' },
+      env: { K: Buffer.alloc(32, 9).toString('base64') },
+    });
     try {
       await vault.secrets.put('app/race', { data: { v: 'start' } });
       const results = await Promise.allSettled(
@@ -215,13 +248,22 @@ describe('check-and-set under concurrency', () => {
       );
       const won = results.filter((r) => r.status === 'fulfilled');
       assert.equal(won.length, 1);
-      for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as { code: string }).code, 'cas_mismatch');
+      for (const r of results)
+        if (r.status === 'rejected') assert.equal((r.reason as { code: string }).code, 'cas_mismatch');
       const meta = (await vault.secrets.metadata('app/race'))!;
       assert.equal(meta.current_version, 2);
-      assert.deepEqual(meta.versions.map((v) => v.version), [1, 2]);
+      assert.deepEqual(
+        meta.versions.map((v) => v.version),
+        [1, 2],
+      );
       // Unconditional writers all land, with strictly increasing versions.
-      const versions = await Promise.all(Array.from({ length: 50 }, (_, i) => vault.secrets.put('app/race', { data: { v: `u${i}` } })));
-      assert.deepEqual(versions.map((v) => v.version).sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i + 3));
+      const versions = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => vault.secrets.put('app/race', { data: { v: `u${i}` } })),
+      );
+      assert.deepEqual(
+        versions.map((v) => v.version).sort((a, b) => a - b),
+        Array.from({ length: 50 }, (_, i) => i + 3),
+      );
     } finally {
       await vault.cleanup();
     }

@@ -39,7 +39,10 @@ describe('store on a full disk', function () {
     }
     assert.ok(refused, 'the disk never filled');
     // Still failed: a write is refused at once, without touching the disk.
-    await assert.rejects(store.mutate((tx) => tx.put('again', value(0, 10))), (e: Error & { code?: string }) => e.code === 'storage_full');
+    await assert.rejects(
+      store.mutate((tx) => tx.put('again', value(0, 10))),
+      (e: Error & { code?: string }) => e.code === 'storage_full',
+    );
     assert.ok(store.get(acknowledged[0]!), 'reads are served meanwhile');
 
     await rm(ballast);

@@ -15,35 +15,91 @@ describe('data-key API (/v1/keys)', () => {
   after(() => vault.cleanup());
 
   it('encrypts and decrypts, binding the key name, the version and the context', async () => {
-    const enc = await r().post('/v1/keys/orders/encrypt').set(vault.auth).send({ plaintext: b64('card 4111'), context: b64('tenant-1') });
+    const enc = await r()
+      .post('/v1/keys/orders/encrypt')
+      .set(vault.auth)
+      .send({ plaintext: b64('card 4111'), context: b64('tenant-1') });
     assert.equal(enc.status, 200);
     assert.match(enc.body.ciphertext, /^coffer:v1:[A-Za-z0-9+/]+=*$/);
-    const dec = await r().post('/v1/keys/orders/decrypt').set(vault.auth).send({ ciphertext: enc.body.ciphertext, context: b64('tenant-1') });
+    const dec = await r()
+      .post('/v1/keys/orders/decrypt')
+      .set(vault.auth)
+      .send({ ciphertext: enc.body.ciphertext, context: b64('tenant-1') });
     assert.equal(text(dec.body.plaintext), 'card 4111');
-    const wrongContext = await r().post('/v1/keys/orders/decrypt').set(vault.auth).send({ ciphertext: enc.body.ciphertext, context: b64('tenant-2') });
+    const wrongContext = await r()
+      .post('/v1/keys/orders/decrypt')
+      .set(vault.auth)
+      .send({ ciphertext: enc.body.ciphertext, context: b64('tenant-2') });
     assert.equal(wrongContext.status, 400);
     await r().post('/v1/keys/other').set(vault.auth).send({});
-    assert.equal((await r().post('/v1/keys/other/decrypt').set(vault.auth).send({ ciphertext: enc.body.ciphertext, context: b64('tenant-1') })).status, 400, 'another key cannot open it');
-    const tampered = enc.body.ciphertext.slice(0, -6) + (enc.body.ciphertext.at(-6) === 'A' ? 'B' : 'A') + enc.body.ciphertext.slice(-5);
-    assert.equal((await r().post('/v1/keys/orders/decrypt').set(vault.auth).send({ ciphertext: tampered, context: b64('tenant-1') })).status, 400);
+    assert.equal(
+      (
+        await r()
+          .post('/v1/keys/other/decrypt')
+          .set(vault.auth)
+          .send({ ciphertext: enc.body.ciphertext, context: b64('tenant-1') })
+      ).status,
+      400,
+      'another key cannot open it',
+    );
+    const tampered =
+      enc.body.ciphertext.slice(0, -6) +
+      (enc.body.ciphertext.at(-6) === 'A' ? 'B' : 'A') +
+      enc.body.ciphertext.slice(-5);
+    assert.equal(
+      (
+        await r()
+          .post('/v1/keys/orders/decrypt')
+          .set(vault.auth)
+          .send({ ciphertext: tampered, context: b64('tenant-1') })
+      ).status,
+      400,
+    );
     for (const junk of ['coffer:v0:AAAA', 'coffer:v9:AAAA', 'vault:v1:AAAA', 'coffer:v1:!!']) {
-      assert.equal((await r().post('/v1/keys/orders/decrypt').set(vault.auth).send({ ciphertext: junk })).status, 400, junk);
+      assert.equal(
+        (await r().post('/v1/keys/orders/decrypt').set(vault.auth).send({ ciphertext: junk })).status,
+        400,
+        junk,
+      );
     }
   });
 
   it('rotates: new ciphertexts name the new version, old ones still decrypt, rewrap moves them up', async () => {
-    const old = (await r().post('/v1/keys/orders/encrypt').set(vault.auth).send({ plaintext: b64('v1 data') })).body.ciphertext;
+    const old = (
+      await r()
+        .post('/v1/keys/orders/encrypt')
+        .set(vault.auth)
+        .send({ plaintext: b64('v1 data') })
+    ).body.ciphertext;
     const rotated = await r().post('/v1/keys/orders/rotate').set(vault.auth).send({});
     assert.equal(rotated.body.latest_version, 2);
-    assert.match((await r().post('/v1/keys/orders/encrypt').set(vault.auth).send({ plaintext: b64('x') })).body.ciphertext, /^coffer:v2:/);
-    const rewrapped = (await r().post('/v1/keys/orders/rewrap').set(vault.auth).send({ ciphertext: old })).body.ciphertext;
+    assert.match(
+      (
+        await r()
+          .post('/v1/keys/orders/encrypt')
+          .set(vault.auth)
+          .send({ plaintext: b64('x') })
+      ).body.ciphertext,
+      /^coffer:v2:/,
+    );
+    const rewrapped = (await r().post('/v1/keys/orders/rewrap').set(vault.auth).send({ ciphertext: old })).body
+      .ciphertext;
     assert.match(rewrapped, /^coffer:v2:/);
-    assert.equal(text((await r().post('/v1/keys/orders/decrypt').set(vault.auth).send({ ciphertext: rewrapped })).body.plaintext), 'v1 data');
-    assert.equal((await r().post('/v1/keys/orders/config').set(vault.auth).send({ min_decryption_version: 2 })).status, 200);
+    assert.equal(
+      text((await r().post('/v1/keys/orders/decrypt').set(vault.auth).send({ ciphertext: rewrapped })).body.plaintext),
+      'v1 data',
+    );
+    assert.equal(
+      (await r().post('/v1/keys/orders/config').set(vault.auth).send({ min_decryption_version: 2 })).status,
+      200,
+    );
     const refused = await r().post('/v1/keys/orders/decrypt').set(vault.auth).send({ ciphertext: old });
     assert.equal(refused.status, 400);
     assert.match(refused.body.error.message, /min_decryption_version/);
-    assert.equal((await r().post('/v1/keys/orders/config').set(vault.auth).send({ min_decryption_version: 9 })).status, 400);
+    assert.equal(
+      (await r().post('/v1/keys/orders/config').set(vault.auth).send({ min_decryption_version: 9 })).status,
+      400,
+    );
   });
 
   it('makes data keys: 256-bit plaintext plus the same key encrypted', async () => {
@@ -54,19 +110,71 @@ describe('data-key API (/v1/keys)', () => {
   });
 
   it('enforces usage rights, capabilities on transit/<name>, and refuses duplicates and bad input', async () => {
-    await r().post('/v1/keys/sign-only').set(vault.auth).send({ usage: ['datakey'] });
-    assert.equal((await r().post('/v1/keys/sign-only/encrypt').set(vault.auth).send({ plaintext: b64('x') })).status, 403);
+    await r()
+      .post('/v1/keys/sign-only')
+      .set(vault.auth)
+      .send({ usage: ['datakey'] });
+    assert.equal(
+      (
+        await r()
+          .post('/v1/keys/sign-only/encrypt')
+          .set(vault.auth)
+          .send({ plaintext: b64('x') })
+      ).status,
+      403,
+    );
     assert.equal((await r().post('/v1/keys/orders').set(vault.auth).send({})).status, 409);
-    assert.equal((await r().post('/v1/keys/orders/encrypt').set(vault.auth).send({ plaintext: 'not base64!' })).status, 400);
-    assert.equal((await r().post('/v1/keys/missing/encrypt').set(vault.auth).send({ plaintext: b64('x') })).status, 404);
-    await r().put('/v1/policies/orders-encrypt').set(vault.auth).send({ rules: [{ path: 'transit/orders', capabilities: ['update'] }] });
-    const svc = (await r().post('/v1/auth/token/create').set(vault.auth).send({ identity: 'svc:shop', policies: ['orders-encrypt'] })).body.token;
+    assert.equal(
+      (await r().post('/v1/keys/orders/encrypt').set(vault.auth).send({ plaintext: 'not base64!' })).status,
+      400,
+    );
+    assert.equal(
+      (
+        await r()
+          .post('/v1/keys/missing/encrypt')
+          .set(vault.auth)
+          .send({ plaintext: b64('x') })
+      ).status,
+      404,
+    );
+    await r()
+      .put('/v1/policies/orders-encrypt')
+      .set(vault.auth)
+      .send({ rules: [{ path: 'transit/orders', capabilities: ['update'] }] });
+    const svc = (
+      await r()
+        .post('/v1/auth/token/create')
+        .set(vault.auth)
+        .send({ identity: 'svc:shop', policies: ['orders-encrypt'] })
+    ).body.token;
     const auth = { Authorization: `Bearer ${svc}` };
-    const ct = await r().post('/v1/keys/orders/encrypt').set(auth).send({ plaintext: b64('x') });
+    const ct = await r()
+      .post('/v1/keys/orders/encrypt')
+      .set(auth)
+      .send({ plaintext: b64('x') });
     assert.equal(ct.status, 200);
-    assert.equal((await r().post('/v1/keys/orders/decrypt').set(auth).send({ ciphertext: ct.body.ciphertext })).status, 403, 'decrypt needs read');
-    assert.equal((await r().post('/v1/keys/other/encrypt').set(auth).send({ plaintext: b64('x') })).status, 403);
+    assert.equal(
+      (await r().post('/v1/keys/orders/decrypt').set(auth).send({ ciphertext: ct.body.ciphertext })).status,
+      403,
+      'decrypt needs read',
+    );
+    assert.equal(
+      (
+        await r()
+          .post('/v1/keys/other/encrypt')
+          .set(auth)
+          .send({ plaintext: b64('x') })
+      ).status,
+      403,
+    );
     const info = await r().get('/v1/keys/orders').set(vault.auth);
-    assert.deepEqual(Object.keys(info.body).sort(), ['exportable', 'latest_version', 'min_decryption_version', 'name', 'usage', 'versions']);
+    assert.deepEqual(Object.keys(info.body).sort(), [
+      'exportable',
+      'latest_version',
+      'min_decryption_version',
+      'name',
+      'usage',
+      'versions',
+    ]);
   });
 });

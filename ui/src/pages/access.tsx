@@ -23,11 +23,46 @@ interface Collection {
 }
 
 const COLLECTIONS: Collection[] = [
-  { id: 'policies', label: 'Policies', singular: 'Policy', base: '/v1/policies', template: { rules: [{ path: 'team/**', capabilities: ['read', 'list'] }] }, answerOnly: ['name'] },
-  { id: 'groups', label: 'Groups', singular: 'Group', base: '/v1/groups', template: { policies: [], members: [] }, answerOnly: ['name'] },
-  { id: 'users', label: 'Userpass users', singular: 'Userpass user', base: '/v1/auth/userpass/users', template: { password: '', policies: [], groups: [], token_ttl: 3600 }, answerOnly: ['name'] },
-  { id: 'approle', label: 'AppRole roles', singular: 'AppRole role', base: '/v1/auth/approle/roles', template: { policies: [], secret_id_ttl: 3600, secret_id_num_uses: 0, bound_cidrs: [] }, answerOnly: ['name', 'role_id'] },
-  { id: 'jwt', label: 'JWT roles', singular: 'JWT role', base: '/v1/auth/jwt/roles', template: {}, answerOnly: ['name'] },
+  {
+    id: 'policies',
+    label: 'Policies',
+    singular: 'Policy',
+    base: '/v1/policies',
+    template: { rules: [{ path: 'team/**', capabilities: ['read', 'list'] }] },
+    answerOnly: ['name'],
+  },
+  {
+    id: 'groups',
+    label: 'Groups',
+    singular: 'Group',
+    base: '/v1/groups',
+    template: { policies: [], members: [] },
+    answerOnly: ['name'],
+  },
+  {
+    id: 'users',
+    label: 'Userpass users',
+    singular: 'Userpass user',
+    base: '/v1/auth/userpass/users',
+    template: { password: '', policies: [], groups: [], token_ttl: 3600 },
+    answerOnly: ['name'],
+  },
+  {
+    id: 'approle',
+    label: 'AppRole roles',
+    singular: 'AppRole role',
+    base: '/v1/auth/approle/roles',
+    template: { policies: [], secret_id_ttl: 3600, secret_id_num_uses: 0, bound_cidrs: [] },
+    answerOnly: ['name', 'role_id'],
+  },
+  {
+    id: 'jwt',
+    label: 'JWT roles',
+    singular: 'JWT role',
+    base: '/v1/auth/jwt/roles',
+    template: {},
+    answerOnly: ['name'],
+  },
 ];
 
 /**
@@ -118,7 +153,8 @@ function Names({ api, collection }: { api: Api; collection: Collection }) {
   );
 }
 
-const strip = (object: Record<string, unknown>, fields: string[]) => Object.fromEntries(Object.entries(object).filter(([k]) => !fields.includes(k)));
+const strip = (object: Record<string, unknown>, fields: string[]) =>
+  Object.fromEntries(Object.entries(object).filter(([k]) => !fields.includes(k)));
 
 function Editor({ api, collection, name }: { api: Api; collection: Collection; name: string | undefined }) {
   const creating = name === undefined || name === '+new';
@@ -129,10 +165,14 @@ function Editor({ api, collection, name }: { api: Api; collection: Collection; n
   const [saved, setSaved] = useState<string>();
   const [deleting, setDeleting] = useState(false);
   const [secretId, setSecretId] = useState<SecretIdResult>();
-  const current = useLoad<Record<string, unknown> | undefined>(() => (creating ? Promise.resolve(undefined) : api.get<Record<string, unknown>>(item(name))), [collection.id, name]);
+  const current = useLoad<Record<string, unknown> | undefined>(
+    () => (creating ? Promise.resolve(undefined) : api.get<Record<string, unknown>>(item(name))),
+    [collection.id, name],
+  );
   if (!creating && current.error) return <ErrorNote error={current.error} />;
   if (!creating && !current.data) return <p class="muted">Loading…</p>;
-  const shown = text ?? JSON.stringify(creating ? collection.template : strip(current.data ?? {}, collection.answerOnly), null, 2);
+  const shown =
+    text ?? JSON.stringify(creating ? collection.template : strip(current.data ?? {}, collection.answerOnly), null, 2);
   const target = creating ? newName.trim() : name;
 
   const save = (e: Event) => {
@@ -179,7 +219,14 @@ function Editor({ api, collection, name }: { api: Api; collection: Collection; n
           <fieldset>
             <legend>Presets (fill issuer, keys and the claims to bind)</legend>
             {Object.entries(JWT_PRESETS).map(([label, preset]) => (
-              <button key={label} type="button" onClick={() => (setText(JSON.stringify({ ...JSON.parse(shown || '{}'), ...preset }, null, 2)), setProblem(undefined))}>
+              <button
+                key={label}
+                type="button"
+                onClick={() => (
+                  setText(JSON.stringify({ ...JSON.parse(shown || '{}'), ...preset }, null, 2)),
+                  setProblem(undefined)
+                )}
+              >
                 {label}
               </button>
             ))}
@@ -208,7 +255,14 @@ function Editor({ api, collection, name }: { api: Api; collection: Collection; n
           </button>
         ) : null}
         {collection.id === 'approle' && !creating ? (
-          <button type="button" onClick={() => api.send<SecretIdResult>('POST', `${item(name)}/secret-id`, {}).then(setSecretId, (err: unknown) => setProblem(String(err instanceof ApiError ? err.message : err)))}>
+          <button
+            type="button"
+            onClick={() =>
+              api
+                .send<SecretIdResult>('POST', `${item(name)}/secret-id`, {})
+                .then(setSecretId, (err: unknown) => setProblem(String(err instanceof ApiError ? err.message : err)))
+            }
+          >
             Issue a secret ID
           </button>
         ) : null}
@@ -234,7 +288,10 @@ function Editor({ api, collection, name }: { api: Api; collection: Collection; n
           onCancel={() => setDeleting(false)}
           onConfirm={() => {
             setDeleting(false);
-            api.send('DELETE', item(name)).then(() => go('access', collection.id), (err: unknown) => setProblem(String(err instanceof ApiError ? err.message : err)));
+            api.send('DELETE', item(name)).then(
+              () => go('access', collection.id),
+              (err: unknown) => setProblem(String(err instanceof ApiError ? err.message : err)),
+            );
           }}
         >
           <p>Tokens already issued keep what they were given until they expire.</p>

@@ -91,7 +91,8 @@ function Lines({ api }: { api: Api }) {
     for (const [k, v] of Object.entries(filter)) if (v.trim()) query[k] = v.trim();
     return api.get<AuditLines>('/v1/sys/audit/lines', query);
   }, [filter, tick]);
-  const set = (k: keyof Filter) => (e: { currentTarget: HTMLInputElement | HTMLSelectElement }) => setDraft({ ...draft, [k]: e.currentTarget.value });
+  const set = (k: keyof Filter) => (e: { currentTarget: HTMLInputElement | HTMLSelectElement }) =>
+    setDraft({ ...draft, [k]: e.currentTarget.value });
   const v = found.data?.verification;
   return (
     <section aria-labelledby="lines-title">

@@ -2,7 +2,17 @@ import { useEffect, useMemo, useState } from 'preact/hooks';
 import { OAEP_HASHES } from '../../../sdk/wire/constants.js';
 import { KEY_USAGES } from '../../../sdk/wire/constants.js';
 import { namespaceOf } from '../../../sdk/wire/paths.js';
-import type { ByokImportResult, ByokWrappingKey, KeyringRotation, KeyringStatus, ListResult, MasterRotation, RewrapProgress, SealStatus, TransitKeyInfo } from '../../../sdk/wire/types.js';
+import type {
+  ByokImportResult,
+  ByokWrappingKey,
+  KeyringRotation,
+  KeyringStatus,
+  ListResult,
+  MasterRotation,
+  RewrapProgress,
+  SealStatus,
+  TransitKeyInfo,
+} from '../../../sdk/wire/types.js';
 import { ApiError, type Api } from '../api.js';
 import type { PageProps } from '../page.js';
 import { Confirm, ErrorNote, Field, When, useLoad } from '../ui.js';
@@ -53,7 +63,10 @@ function Master({ api }: { api: Api }) {
               <dt>Exportable</dt>
               <dd>{s.master_key.exportable ? 'yes' : 'no'}</dd>
               <dt>Valid to</dt>
-              <dd>{s.master_key.valid_to ? <When at={s.master_key.valid_to} /> : 'no end'}{s.master_key.expired ? ' (expired)' : ''}</dd>
+              <dd>
+                {s.master_key.valid_to ? <When at={s.master_key.valid_to} /> : 'no end'}
+                {s.master_key.expired ? ' (expired)' : ''}
+              </dd>
             </>
           ) : null}
         </dl>
@@ -79,7 +92,13 @@ function Master({ api }: { api: Api }) {
         </p>
       ) : null}
       {confirm ? (
-        <Confirm title="Seal the vault" action="Seal" typed="seal" onCancel={() => setConfirm(false)} onConfirm={() => (setConfirm(false), api.send('POST', '/v1/sys/seal', {}).catch(setError))}>
+        <Confirm
+          title="Seal the vault"
+          action="Seal"
+          typed="seal"
+          onCancel={() => setConfirm(false)}
+          onConfirm={() => (setConfirm(false), api.send('POST', '/v1/sys/seal', {}).catch(setError))}
+        >
           <p>Every key leaves memory. Nothing can be read until a quorum unseals it again.</p>
         </Confirm>
       ) : null}
@@ -153,10 +172,12 @@ function Keyring({ api, ns }: { api: Api; ns: string }) {
   const k = ring.data;
   if (!k) return <p class="muted">Loading…</p>;
   const rotate = () =>
-    api.send<KeyringRotation>('POST', `/v1/sys/keyrings/${encodeURIComponent(ns)}/rotate`, { rewrap: true }).then(() => {
-      setError(undefined);
-      ring.reload();
-    }, setError);
+    api
+      .send<KeyringRotation>('POST', `/v1/sys/keyrings/${encodeURIComponent(ns)}/rotate`, { rewrap: true })
+      .then(() => {
+        setError(undefined);
+        ring.reload();
+      }, setError);
   return (
     <article aria-label={`Keyring ${ns}`}>
       <h3>
@@ -197,7 +218,8 @@ function Rewrap({ progress }: { progress: RewrapProgress }) {
   return (
     <div class="rewrap" role="status" aria-live="polite">
       <p>
-        Rewrap to version {progress.target_version}: <strong>{progress.state}</strong> — {progress.scanned} of {progress.total} scanned, {progress.rewrapped} rewrapped
+        Rewrap to version {progress.target_version}: <strong>{progress.state}</strong> — {progress.scanned} of{' '}
+        {progress.total} scanned, {progress.rewrapped} rewrapped
         {progress.finished_at ? (
           <>
             , finished <When at={progress.finished_at} />
@@ -205,7 +227,11 @@ function Rewrap({ progress }: { progress: RewrapProgress }) {
         ) : null}
         {progress.error ? `: ${progress.error}` : ''}
       </p>
-      <progress max={Math.max(progress.total, 1)} value={progress.state === 'done' ? Math.max(progress.total, 1) : progress.scanned} aria-label="Rewrap progress" />
+      <progress
+        max={Math.max(progress.total, 1)}
+        value={progress.state === 'done' ? Math.max(progress.total, 1) : progress.scanned}
+        aria-label="Rewrap progress"
+      />
     </div>
   );
 }
@@ -218,7 +244,11 @@ function Transit({ api }: { api: Api }) {
   const [key, setKey] = useState<TransitKeyInfo>();
   const [minVersion, setMinVersion] = useState('');
   const url = (n: string) => `/v1/keys/${encodeURIComponent(n)}`;
-  const show = (n: string) => api.get<TransitKeyInfo>(url(n)).then((k) => (setKey(k), setError(undefined), setName(n)), (e: unknown) => (setKey(undefined), setError(e)));
+  const show = (n: string) =>
+    api.get<TransitKeyInfo>(url(n)).then(
+      (k) => (setKey(k), setError(undefined), setName(n)),
+      (e: unknown) => (setKey(undefined), setError(e)),
+    );
   const run = (p: Promise<unknown>) => p.then(() => (name === undefined ? undefined : show(name)), setError);
   return (
     <section aria-labelledby="transit-title">
@@ -248,7 +278,12 @@ function Transit({ api }: { api: Api }) {
         <legend>Usage of a new key</legend>
         {KEY_USAGES.map((u) => (
           <label key={u} class="inline">
-            <input type="checkbox" checked={usage.includes(u)} onChange={(e) => setUsage(e.currentTarget.checked ? [...usage, u] : usage.filter((x) => x !== u))} /> {u}
+            <input
+              type="checkbox"
+              checked={usage.includes(u)}
+              onChange={(e) => setUsage(e.currentTarget.checked ? [...usage, u] : usage.filter((x) => x !== u))}
+            />{' '}
+            {u}
           </label>
         ))}
       </fieldset>
@@ -301,30 +336,49 @@ function Byok({ api }: { api: Api }) {
   const [imported, setImported] = useState<ByokImportResult>();
   const [error, setError] = useState<unknown>();
   // A blob: URL, so the download needs no route of its own (and no inline data the CSP would refuse).
-  const download = useMemo(() => (wrapping ? URL.createObjectURL(new Blob([wrapping.public_key_pem], { type: 'application/x-pem-file' })) : undefined), [wrapping]);
+  const download = useMemo(
+    () =>
+      wrapping
+        ? URL.createObjectURL(new Blob([wrapping.public_key_pem], { type: 'application/x-pem-file' }))
+        : undefined,
+    [wrapping],
+  );
   useEffect(() => () => download && URL.revokeObjectURL(download), [download]);
   const ask = (e: Event) => {
     e.preventDefault();
     setImported(undefined);
-    api.get<ByokWrappingKey>('/v1/sys/byok/wrapping-key', { exportable: String(exportable), valid_to: validTo ? new Date(validTo).toISOString() : undefined }).then((w) => (setWrapping(w), setError(undefined)), setError);
+    api
+      .get<ByokWrappingKey>('/v1/sys/byok/wrapping-key', {
+        exportable: String(exportable),
+        valid_to: validTo ? new Date(validTo).toISOString() : undefined,
+      })
+      .then((w) => (setWrapping(w), setError(undefined)), setError);
   };
   const upload = (e: Event) => {
     e.preventDefault();
     if (!wrapping) return;
     const oaep = OAEP_HASHES.find((h) => h === hash) ?? 'sha256';
-    api.send<ByokImportResult>('POST', '/v1/sys/byok/import', { import_token: wrapping.import_token, wrapped_key: bundle.trim(), oaep_hash: oaep, usage: ['wrap', 'unwrap'] }).then((r) => {
-      setImported(r);
-      setWrapping(undefined);
-      setBundle('');
-      setError(undefined);
-    }, setError);
+    api
+      .send<ByokImportResult>('POST', '/v1/sys/byok/import', {
+        import_token: wrapping.import_token,
+        wrapped_key: bundle.trim(),
+        oaep_hash: oaep,
+        usage: ['wrap', 'unwrap'],
+      })
+      .then((r) => {
+        setImported(r);
+        setWrapping(undefined);
+        setBundle('');
+        setError(undefined);
+      }, setError);
   };
   return (
     <section aria-labelledby="byok-title">
       <h2 id="byok-title">Bring your own key</h2>
       <form class="row" onSubmit={ask}>
         <label class="inline">
-          <input type="checkbox" checked={exportable} onChange={(e) => setExportable(e.currentTarget.checked)} /> Exportable by a quorum
+          <input type="checkbox" checked={exportable} onChange={(e) => setExportable(e.currentTarget.checked)} />{' '}
+          Exportable by a quorum
         </label>
         <Field label="Valid to (optional)">
           <input type="datetime-local" value={validTo} onInput={(e) => setValidTo(e.currentTarget.value)} />
@@ -335,8 +389,10 @@ function Byok({ api }: { api: Api }) {
       {wrapping ? (
         <div class="byok">
           <p>
-            Import token valid until <When at={wrapping.expires_at} />. Rights bound to it: {wrapping.exportable ? 'exportable' : 'not exportable'}, valid to{' '}
-            {wrapping.valid_to ? <When at={wrapping.valid_to} /> : 'no end'}. OAEP hashes: {wrapping.oaep_hashes.join(', ')}.
+            Import token valid until <When at={wrapping.expires_at} />. Rights bound to it:{' '}
+            {wrapping.exportable ? 'exportable' : 'not exportable'}, valid to{' '}
+            {wrapping.valid_to ? <When at={wrapping.valid_to} /> : 'no end'}. OAEP hashes:{' '}
+            {wrapping.oaep_hashes.join(', ')}.
           </p>
           <pre class="value wrapping-key">{wrapping.public_key_pem}</pre>
           {download ? (
@@ -347,7 +403,13 @@ function Byok({ api }: { api: Api }) {
           <form onSubmit={upload}>
             <label class="field">
               <span>Bundle (the master key wrapped to this key, base64)</span>
-              <textarea class="code bundle" value={bundle} onInput={(e) => setBundle(e.currentTarget.value)} spellcheck={false} required />
+              <textarea
+                class="code bundle"
+                value={bundle}
+                onInput={(e) => setBundle(e.currentTarget.value)}
+                spellcheck={false}
+                required
+              />
             </label>
             <Field label="OAEP hash">
               <select value={hash} onChange={(e) => setHash(e.currentTarget.value)}>
@@ -364,7 +426,8 @@ function Byok({ api }: { api: Api }) {
       ) : null}
       {imported ? (
         <p role="status">
-          Imported: master key version {imported.master_version}, {imported.keyrings_rewrapped} keyrings re-wrapped; {imported.exportable ? 'exportable' : 'not exportable'}, valid to{' '}
+          Imported: master key version {imported.master_version}, {imported.keyrings_rewrapped} keyrings re-wrapped;{' '}
+          {imported.exportable ? 'exportable' : 'not exportable'}, valid to{' '}
           {imported.valid_to ? <When at={imported.valid_to} /> : 'no end'}.
         </p>
       ) : null}

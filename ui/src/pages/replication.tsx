@@ -31,7 +31,10 @@ export function Replication({ api }: PageProps) {
         (s) => {
           if (stopped) return;
           const now = Date.now();
-          samples.current = [...samples.current.filter((x) => now - x.at < WINDOW_MS), { at: now, records: s.lag_seq, ms: s.lag_ms }];
+          samples.current = [
+            ...samples.current.filter((x) => now - x.at < WINDOW_MS),
+            { at: now, records: s.lag_seq, ms: s.lag_ms },
+          ];
           setStatus(s);
           setError(undefined);
         },
@@ -142,7 +145,10 @@ export function Replication({ api }: PageProps) {
             api.send<PromoteResult>('POST', '/v1/sys/replication/promote', {}).then(setPromoted, setError);
           }}
         >
-          <p>This server becomes the primary of a new epoch; the old primary is fenced and refuses writes once it sees it.</p>
+          <p>
+            This server becomes the primary of a new epoch; the old primary is fenced and refuses writes once it sees
+            it.
+          </p>
         </Confirm>
       ) : null}
     </section>
@@ -155,11 +161,21 @@ function LagChart({ samples }: { samples: Sample[] }) {
   const h = 120;
   const now = Date.now();
   const top = Math.max(1, ...samples.map((x) => x.records));
-  const points = samples.map((x) => `${(((x.at - (now - WINDOW_MS)) / WINDOW_MS) * w).toFixed(1)},${(h - (x.records / top) * (h - 10)).toFixed(1)}`).join(' ');
+  const points = samples
+    .map(
+      (x) =>
+        `${(((x.at - (now - WINDOW_MS)) / WINDOW_MS) * w).toFixed(1)},${(h - (x.records / top) * (h - 10)).toFixed(1)}`,
+    )
+    .join(' ');
   const last = samples.at(-1);
   return (
     <figure>
-      <svg class="chart" viewBox={`0 0 ${w} ${h}`} role="img" aria-label={`Replication lag over the last 10 minutes: now ${last?.records ?? 0} records, ${last?.ms ?? 0} ms; at most ${top} records`}>
+      <svg
+        class="chart"
+        viewBox={`0 0 ${w} ${h}`}
+        role="img"
+        aria-label={`Replication lag over the last 10 minutes: now ${last?.records ?? 0} records, ${last?.ms ?? 0} ms; at most ${top} records`}
+      >
         <polyline points={points} />
       </svg>
       <figcaption>

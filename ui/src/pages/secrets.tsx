@@ -1,7 +1,15 @@
 import { useState } from 'preact/hooks';
 import { PASSWORD_CHARSETS, SECRET_TYPES } from '../../../sdk/wire/constants.js';
 import { pathMessage, pathProblem } from '../../../sdk/wire/paths.js';
-import type { ExpiringResult, ListResult, PutSecretRequest, PutSecretResult, Secret, SecretMetadata, SecretVersionInfo } from '../../../sdk/wire/types.js';
+import type {
+  ExpiringResult,
+  ListResult,
+  PutSecretRequest,
+  PutSecretResult,
+  Secret,
+  SecretMetadata,
+  SecretVersionInfo,
+} from '../../../sdk/wire/types.js';
 import { ApiError, secretUrl, type Api } from '../api.js';
 import type { PageProps } from '../page.js';
 import { go, href } from '../route.js';
@@ -78,7 +86,11 @@ function Tree({ api }: { api: Api }) {
   }, [prefix]);
   const more = async () => {
     if (!pages?.next) return;
-    const page = await api.get<ListResult>('/v1/secrets', { prefix: prefix || undefined, after: pages.next, limit: PAGE });
+    const page = await api.get<ListResult>('/v1/secrets', {
+      prefix: prefix || undefined,
+      after: pages.next,
+      limit: PAGE,
+    });
     setPages({ keys: [...pages.keys, ...page.keys], next: page.next });
   };
   const open = (e: Event) => {
@@ -94,7 +106,13 @@ function Tree({ api }: { api: Api }) {
       <form class="row" onSubmit={open}>
         <label class="field grow">
           <span>Prefix</span>
-          <input value={typed} onInput={(e) => setTyped(e.currentTarget.value)} placeholder="(all)" aria-invalid={problem ? true : undefined} aria-describedby={problem ? 'prefix-problem' : undefined} />
+          <input
+            value={typed}
+            onInput={(e) => setTyped(e.currentTarget.value)}
+            placeholder="(all)"
+            aria-invalid={problem ? true : undefined}
+            aria-describedby={problem ? 'prefix-problem' : undefined}
+          />
         </label>
         <button type="submit">Open</button>
       </form>
@@ -189,14 +207,11 @@ function SecretView({ api, path }: { api: Api; path: string }) {
   if (!m) return <p class="muted">Loading…</p>;
 
   const act = (run: () => Promise<unknown>) => () =>
-    run().then(
-      () => {
-        setError(undefined);
-        setRevealed(new Map());
-        meta.reload();
-      },
-      setError,
-    );
+    run().then(() => {
+      setError(undefined);
+      setRevealed(new Map());
+      meta.reload();
+    }, setError);
   const reveal = (version: number) =>
     api.get<Secret>(secretUrl('/v1/secrets', path), { version }).then((s) => {
       setError(undefined);
@@ -273,12 +288,22 @@ function SecretView({ api, path }: { api: Api; path: string }) {
                   )
                 ) : null}
                 {state(v) === 'live' ? (
-                  <button type="button" onClick={act(() => api.send('DELETE', secretUrl('/v1/secrets', path), undefined, { versions: String(v.version) }))}>
+                  <button
+                    type="button"
+                    onClick={act(() =>
+                      api.send('DELETE', secretUrl('/v1/secrets', path), undefined, { versions: String(v.version) }),
+                    )}
+                  >
                     Delete v{v.version}
                   </button>
                 ) : null}
                 {state(v) === 'deleted' ? (
-                  <button type="button" onClick={act(() => api.send('POST', `${secretUrl('/v1/secrets', path)}/undelete`, { versions: [v.version] }))}>
+                  <button
+                    type="button"
+                    onClick={act(() =>
+                      api.send('POST', `${secretUrl('/v1/secrets', path)}/undelete`, { versions: [v.version] }),
+                    )}
+                  >
                     Undelete v{v.version}
                   </button>
                 ) : null}
@@ -344,7 +369,10 @@ function Revealed({ secret }: { secret: Secret }) {
   return (
     <section class="revealed" aria-label={`Version ${secret.version} values`}>
       <h2>
-        Version {secret.version} <small class="muted">created <When at={secret.created_at} /></small>
+        Version {secret.version}{' '}
+        <small class="muted">
+          created <When at={secret.created_at} />
+        </small>
       </h2>
       <table>
         <thead>
@@ -388,10 +416,20 @@ interface Row {
  * new version of `base` (check-and-set on its current version). A conflict shows both versions
  * and asks before writing over the newer one.
  */
-function SecretForm(props: { api: Api; path?: string; base?: SecretMetadata; initial?: Secret | undefined; onSaved: (path: string) => void }) {
+function SecretForm(props: {
+  api: Api;
+  path?: string;
+  base?: SecretMetadata;
+  initial?: Secret | undefined;
+  onSaved: (path: string) => void;
+}) {
   const [path, setPath] = useState(props.path ?? '');
   const [type, setType] = useState<string>(props.base?.type ?? 'kv');
-  const [rows, setRows] = useState<Row[]>(props.initial ? Object.entries(props.initial.data).map(([key, value]) => ({ key, value })) : [{ key: '', value: '' }]);
+  const [rows, setRows] = useState<Row[]>(
+    props.initial
+      ? Object.entries(props.initial.data).map(([key, value]) => ({ key, value }))
+      : [{ key: '', value: '' }],
+  );
   const [generate, setGenerate] = useState({ on: false, key: 'password', length: '32', charset: 'alphanumeric' });
   const [expires, setExpires] = useState('');
   const [cas, setCas] = useState<number | undefined>(props.base ? props.base.current_version : 0);
@@ -406,7 +444,8 @@ function SecretForm(props: { api: Api; path?: string; base?: SecretMetadata; ini
     if (cas !== undefined) body.cas = cas;
     if (expires) body.expires_at = new Date(expires).toISOString();
     const charset = PASSWORD_CHARSETS.find((c) => c === generate.charset);
-    if (generate.on) body.generate = { key: generate.key, length: Number(generate.length), ...(charset ? { charset } : {}) };
+    if (generate.on)
+      body.generate = { key: generate.key, length: Number(generate.length), ...(charset ? { charset } : {}) };
     return body;
   };
 
@@ -442,7 +481,13 @@ function SecretForm(props: { api: Api; path?: string; base?: SecretMetadata; ini
     >
       {props.path === undefined ? (
         <Field label="Path" hint="segments of letters, digits, . _ - separated by /">
-          <input name="path" value={path} onInput={(e) => setPath(e.currentTarget.value)} required aria-invalid={pathError ? true : undefined} />
+          <input
+            name="path"
+            value={path}
+            onInput={(e) => setPath(e.currentTarget.value)}
+            required
+            aria-invalid={pathError ? true : undefined}
+          />
         </Field>
       ) : null}
       {pathError ? (
@@ -469,9 +514,19 @@ function SecretForm(props: { api: Api; path?: string; base?: SecretMetadata; ini
             </label>
             <label class="field grow">
               <span>Value {i + 1}</span>
-              <textarea rows={1} value={r.value} onInput={(e) => setRow(i, { value: e.currentTarget.value })} autoComplete="off" spellcheck={false} />
+              <textarea
+                rows={1}
+                value={r.value}
+                onInput={(e) => setRow(i, { value: e.currentTarget.value })}
+                autoComplete="off"
+                spellcheck={false}
+              />
             </label>
-            <button type="button" onClick={() => setRows(rows.filter((_, j) => j !== i))} aria-label={`Remove key ${i + 1}`}>
+            <button
+              type="button"
+              onClick={() => setRows(rows.filter((_, j) => j !== i))}
+              aria-label={`Remove key ${i + 1}`}
+            >
               Remove
             </button>
           </div>
@@ -483,7 +538,12 @@ function SecretForm(props: { api: Api; path?: string; base?: SecretMetadata; ini
       <fieldset>
         <legend>Generate a password on the server</legend>
         <label class="inline">
-          <input type="checkbox" checked={generate.on} onChange={(e) => setGenerate({ ...generate, on: e.currentTarget.checked })} /> Generate
+          <input
+            type="checkbox"
+            checked={generate.on}
+            onChange={(e) => setGenerate({ ...generate, on: e.currentTarget.checked })}
+          />{' '}
+          Generate
         </label>
         {generate.on ? (
           <div class="row">
@@ -491,10 +551,19 @@ function SecretForm(props: { api: Api; path?: string; base?: SecretMetadata; ini
               <input value={generate.key} onInput={(e) => setGenerate({ ...generate, key: e.currentTarget.value })} />
             </Field>
             <Field label="Length">
-              <input type="number" min={8} max={256} value={generate.length} onInput={(e) => setGenerate({ ...generate, length: e.currentTarget.value })} />
+              <input
+                type="number"
+                min={8}
+                max={256}
+                value={generate.length}
+                onInput={(e) => setGenerate({ ...generate, length: e.currentTarget.value })}
+              />
             </Field>
             <Field label="Characters">
-              <select value={generate.charset} onChange={(e) => setGenerate({ ...generate, charset: e.currentTarget.value })}>
+              <select
+                value={generate.charset}
+                onChange={(e) => setGenerate({ ...generate, charset: e.currentTarget.value })}
+              >
                 {PASSWORD_CHARSETS.map((c) => (
                   <option key={c} value={c}>
                     {c}
@@ -518,8 +587,10 @@ function SecretForm(props: { api: Api; path?: string; base?: SecretMetadata; ini
       {conflict ? (
         <div class="conflict" role="alert">
           <p>
-            Someone wrote this secret since you opened it. You edited version {conflict.mine?.version ?? '?'} (created <When at={conflict.mine?.created_at} />
-            ); the current one is version {conflict.theirs.current_version} (created <When at={theirsCurrent?.created_at} />
+            Someone wrote this secret since you opened it. You edited version {conflict.mine?.version ?? '?'} (created{' '}
+            <When at={conflict.mine?.created_at} />
+            ); the current one is version {conflict.theirs.current_version} (created{' '}
+            <When at={theirsCurrent?.created_at} />
             ).
           </p>
           <button

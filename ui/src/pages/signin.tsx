@@ -16,21 +16,38 @@ const METHODS: { id: Method; label: string }[] = [
  * Sign-in with a token (checked with `GET /v1/auth/token/self`), userpass or approle: the
  * same logins the CLI uses. Nothing typed here is kept but the resulting token.
  */
-export function SignIn(props: { api: Api; notice: string | undefined; restoring: boolean; onSignedIn: (l: LoginResult) => void }) {
+export function SignIn(props: {
+  api: Api;
+  notice: string | undefined;
+  restoring: boolean;
+  onSignedIn: (l: LoginResult) => void;
+}) {
   const [method, setMethod] = useState<Method>('token');
   const [fields, setFields] = useState<Record<string, string>>({});
   const [error, setError] = useState<unknown>();
   const [busy, setBusy] = useState(false);
   const seal = useLoad(() => props.api.get<SealStatus>('/v1/sys/seal-status'), []);
-  const set = (name: string) => (e: { currentTarget: HTMLInputElement }) => setFields({ ...fields, [name]: e.currentTarget.value });
+  const set = (name: string) => (e: { currentTarget: HTMLInputElement }) =>
+    setFields({ ...fields, [name]: e.currentTarget.value });
   const value = (name: string) => fields[name] ?? '';
 
   async function login(): Promise<LoginResult> {
-    if (method === 'userpass') return props.api.send<LoginResult>('POST', '/v1/auth/userpass/login', { username: value('username'), password: value('password') });
-    if (method === 'approle') return props.api.send<LoginResult>('POST', '/v1/auth/approle/login', { role_id: value('role_id'), secret_id: value('secret_id') });
+    if (method === 'userpass')
+      return props.api.send<LoginResult>('POST', '/v1/auth/userpass/login', {
+        username: value('username'),
+        password: value('password'),
+      });
+    if (method === 'approle')
+      return props.api.send<LoginResult>('POST', '/v1/auth/approle/login', {
+        role_id: value('role_id'),
+        secret_id: value('secret_id'),
+      });
     const token = value('token').trim();
     // The pasted token is checked on its own, not through the session (a wrong one is no expiry).
-    const self = await createApi(() => token, () => undefined).get<TokenSelf>('/v1/auth/token/self');
+    const self = await createApi(
+      () => token,
+      () => undefined,
+    ).get<TokenSelf>('/v1/auth/token/self');
     return { token, ...self };
   }
 
@@ -59,7 +76,8 @@ export function SignIn(props: { api: Api; notice: string | undefined; restoring:
       ) : null}
       {seal.data ? (
         <p class="muted">
-          Vault {seal.data.initialized ? (seal.data.sealed ? 'sealed' : 'unsealed') : 'not initialized'} · key provider {seal.data.provider}
+          Vault {seal.data.initialized ? (seal.data.sealed ? 'sealed' : 'unsealed') : 'not initialized'} · key provider{' '}
+          {seal.data.provider}
         </p>
       ) : null}
       <form onSubmit={submit} aria-describedby={error ? 'signin-error' : undefined}>
@@ -67,21 +85,48 @@ export function SignIn(props: { api: Api; notice: string | undefined; restoring:
           <legend>Sign in with</legend>
           {METHODS.map((m) => (
             <label key={m.id} class="inline">
-              <input type="radio" name="method" value={m.id} checked={method === m.id} onChange={() => (setMethod(m.id), setError(undefined))} /> {m.label}
+              <input
+                type="radio"
+                name="method"
+                value={m.id}
+                checked={method === m.id}
+                onChange={() => (setMethod(m.id), setError(undefined))}
+              />{' '}
+              {m.label}
             </label>
           ))}
         </fieldset>
         {method === 'token' ? (
           <Field label="Token">
-            <input type="password" name="token" autoComplete="off" value={value('token')} onInput={set('token')} required />
+            <input
+              type="password"
+              name="token"
+              autoComplete="off"
+              value={value('token')}
+              onInput={set('token')}
+              required
+            />
           </Field>
         ) : method === 'userpass' ? (
           <>
             <Field label="Username">
-              <input name="username" autoComplete="username" value={value('username')} onInput={set('username')} required />
+              <input
+                name="username"
+                autoComplete="username"
+                value={value('username')}
+                onInput={set('username')}
+                required
+              />
             </Field>
             <Field label="Password">
-              <input type="password" name="password" autoComplete="current-password" value={value('password')} onInput={set('password')} required />
+              <input
+                type="password"
+                name="password"
+                autoComplete="current-password"
+                value={value('password')}
+                onInput={set('password')}
+                required
+              />
             </Field>
           </>
         ) : (
@@ -90,7 +135,14 @@ export function SignIn(props: { api: Api; notice: string | undefined; restoring:
               <input name="role_id" autoComplete="off" value={value('role_id')} onInput={set('role_id')} required />
             </Field>
             <Field label="Secret ID">
-              <input type="password" name="secret_id" autoComplete="off" value={value('secret_id')} onInput={set('secret_id')} required />
+              <input
+                type="password"
+                name="secret_id"
+                autoComplete="off"
+                value={value('secret_id')}
+                onInput={set('secret_id')}
+                required
+              />
             </Field>
           </>
         )}

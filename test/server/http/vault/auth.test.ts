@@ -15,9 +15,12 @@ describe('Vault API: auth, tokens, health, mounts', function () {
   });
   after(() => f.close());
 
-  it('jwt login (POST and PUT, a stale X-Vault-Token ignored) answers Vault\'s auth object beside Coffer\'s fields', async () => {
+  it("jwt login (POST and PUT, a stale X-Vault-Token ignored) answers Vault's auth object beside Coffer's fields", async () => {
     for (const method of ['post', 'put'] as const) {
-      const res = await app()[method]('/v1/auth/jwt/login').set('X-Vault-Token', 'stale-token-from-a-previous-job').send({ role: 'ci', jwt: await f.idp.sign() });
+      const res = await app()
+        [method]('/v1/auth/jwt/login')
+        .set('X-Vault-Token', 'stale-token-from-a-previous-job')
+        .send({ role: 'ci', jwt: await f.idp.sign() });
       assert.equal(res.status, 200, JSON.stringify(res.body));
       const { auth } = res.body;
       assert.equal(auth.client_token, res.body.token);
@@ -30,7 +33,7 @@ describe('Vault API: auth, tokens, health, mounts', function () {
       assert.ok(Array.isArray(auth.policies) && Array.isArray(auth.token_policies));
       assert.equal(typeof auth.entity_id, 'string');
       assert.equal(res.body.lease_id, '');
-      assert.ok(res.body.expires_at && res.body.identity, 'Coffer\'s own fields stay');
+      assert.ok(res.body.expires_at && res.body.identity, "Coffer's own fields stay");
     }
   });
 
@@ -38,35 +41,70 @@ describe('Vault API: auth, tokens, health, mounts', function () {
     const body = JSON.stringify({ role_id: f.roleId, secret_id: await f.secretId() });
     const [ok, bad] = await rawRequests(f.port, [
       raw('PUT', '/v1/auth/approle/login', { 'X-Vault-Request': 'true' }, body),
-      raw('PUT', '/v1/auth/approle/login', { 'X-Vault-Request': 'true' }, JSON.stringify({ role_id: f.roleId, secret_id: 'wrong' })),
+      raw(
+        'PUT',
+        '/v1/auth/approle/login',
+        { 'X-Vault-Request': 'true' },
+        JSON.stringify({ role_id: f.roleId, secret_id: 'wrong' }),
+      ),
     ]);
     assert.equal(ok!.status, 200, ok!.body);
     assert.ok(ok!.json().auth.client_token);
     assert.equal(bad!.status, 401);
     assert.equal(bad!.json().error.code, 'unauthenticated');
-    assert.ok(bad!.json().errors[0], 'Vault\'s errors beside');
+    assert.ok(bad!.json().errors[0], "Vault's errors beside");
     assert.ok(!bad!.body.includes('wrong'));
   });
 
   it('configured mounts: a jwt alias logs in with the same roles, a KV mount stands for a Coffer prefix', async () => {
     const other = await vaultFixture({ vault: vaultSettings(['secret', 'team=ci/team'], ['github']) });
     try {
-      const login = await request(other.vault.app).post('/v1/auth/github/login').send({ role: 'ci', jwt: await other.idp.sign() });
+      const login = await request(other.vault.app)
+        .post('/v1/auth/github/login')
+        .send({ role: 'ci', jwt: await other.idp.sign() });
       assert.equal(login.status, 200, JSON.stringify(login.body));
       const vt = { 'X-Vault-Token': login.body.auth.client_token };
       const root = { 'X-Vault-Token': other.vault.rootToken };
-      assert.equal((await request(other.vault.app).post('/v1/team/data/app/db').set(root).send({ data: { pw: 'x' } })).status, 200);
-      assert.deepEqual((await request(other.vault.app).get('/v1/secrets/ci/team/app/db').set(root)).body.data, { pw: 'x' }, 'team/data/app/db is the Coffer secret ci/team/app/db');
-      assert.deepEqual((await request(other.vault.app).get('/v1/team/data/app/db').set(vt)).body.data.data, { pw: 'x' }, 'the policy on ci/** governs it');
-      assert.deepEqual((await request(other.vault.app).get('/v1/team/metadata/?list=true').set(vt)).body.data.keys, ['app/']);
-      assert.equal((await request(other.vault.app).post('/v1/auth/gitlab/login').send({ role: 'ci', jwt: await other.idp.sign() })).status, 401, 'only configured aliases log in (elsewhere the token gate answers)');
+      assert.equal(
+        (
+          await request(other.vault.app)
+            .post('/v1/team/data/app/db')
+            .set(root)
+            .send({ data: { pw: 'x' } })
+        ).status,
+        200,
+      );
+      assert.deepEqual(
+        (await request(other.vault.app).get('/v1/secrets/ci/team/app/db').set(root)).body.data,
+        { pw: 'x' },
+        'team/data/app/db is the Coffer secret ci/team/app/db',
+      );
+      assert.deepEqual(
+        (await request(other.vault.app).get('/v1/team/data/app/db').set(vt)).body.data.data,
+        { pw: 'x' },
+        'the policy on ci/** governs it',
+      );
+      assert.deepEqual((await request(other.vault.app).get('/v1/team/metadata/?list=true').set(vt)).body.data.keys, [
+        'app/',
+      ]);
+      assert.equal(
+        (
+          await request(other.vault.app)
+            .post('/v1/auth/gitlab/login')
+            .send({ role: 'ci', jwt: await other.idp.sign() })
+        ).status,
+        401,
+        'only configured aliases log in (elsewhere the token gate answers)',
+      );
     } finally {
       await other.close();
     }
   });
 
   it('lookup-self, renew-self (the same token, its server-side expiry moved), revoke-self', async () => {
-    const login = await app().post('/v1/auth/jwt/login').send({ role: 'ci', jwt: await f.idp.sign() });
+    const login = await app()
+      .post('/v1/auth/jwt/login')
+      .send({ role: 'ci', jwt: await f.idp.sign() });
     const token = login.body.auth.client_token as string;
     const vt = { 'X-Vault-Token': token };
     const look = await app().get('/v1/auth/token/lookup-self').set(vt);
@@ -91,7 +129,10 @@ describe('Vault API: auth, tokens, health, mounts', function () {
     const before = (await app().get('/v1/auth/token/lookup-self').set(vt)).body.data;
     assert.ok(before.ttl <= 5 * 60);
     // node-vault's renew: POST, form-urlencoded, empty body.
-    const renew = await app().post('/v1/auth/token/renew-self').set(vt).set('Content-Type', 'application/x-www-form-urlencoded');
+    const renew = await app()
+      .post('/v1/auth/token/renew-self')
+      .set(vt)
+      .set('Content-Type', 'application/x-www-form-urlencoded');
     assert.equal(renew.status, 200, JSON.stringify(renew.body));
     assert.equal(renew.body.auth.client_token, token, 'the same token');
     assert.ok(renew.body.auth.lease_duration > before.ttl);
@@ -111,7 +152,9 @@ describe('Vault API: auth, tokens, health, mounts', function () {
   }
 
   it('an expired token that was never renewed is refused (the expiry is checked on every use)', async () => {
-    const login = await app().post('/v1/auth/jwt/login').send({ role: 'ci', jwt: await f.idp.sign() });
+    const login = await app()
+      .post('/v1/auth/jwt/login')
+      .send({ role: 'ci', jwt: await f.idp.sign() });
     const vt = { 'X-Vault-Token': login.body.auth.client_token };
     now += 16 * 60_000;
     try {
@@ -122,10 +165,21 @@ describe('Vault API: auth, tokens, health, mounts', function () {
     }
   });
 
-  it('sys/health: Vault\'s fields, GET and HEAD, the status flags; bad flags refused', async () => {
+  it("sys/health: Vault's fields, GET and HEAD, the status flags; bad flags refused", async () => {
     const res = await app().get('/v1/sys/health');
     assert.equal(res.status, 200);
-    for (const k of ['initialized', 'sealed', 'standby', 'performance_standby', 'replication_performance_mode', 'replication_dr_mode', 'server_time_utc', 'version', 'cluster_name']) assert.ok(k in res.body, k);
+    for (const k of [
+      'initialized',
+      'sealed',
+      'standby',
+      'performance_standby',
+      'replication_performance_mode',
+      'replication_dr_mode',
+      'server_time_utc',
+      'version',
+      'cluster_name',
+    ])
+      assert.ok(k in res.body, k);
     assert.equal((await app().head('/v1/sys/health')).status, 200);
     assert.equal((await app().get('/v1/sys/health?activecode=299')).status, 299);
     assert.equal((await app().head('/v1/sys/health?activecode=204')).status, 204);

@@ -11,7 +11,8 @@ export async function fakeIssuer() {
   const { publicKey, privateKey } = await generateKeyPair('RS256');
   const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'ci-1', alg: 'RS256', use: 'sig' };
   const server: Server = createServer((req, res) => {
-    if (req.url === '/jwks') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
+    if (req.url === '/jwks')
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
     else res.writeHead(404).end();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -65,7 +66,11 @@ export async function vaultFixture(options: VaultOptions = {}): Promise<VaultFix
     token_ttl: 900,
     token_max_ttl: 3600,
   });
-  const role = await admin('put', '/v1/auth/approle/roles/builder', { groups: ['ci'], token_ttl: 600, token_max_ttl: 3600 });
+  const role = await admin('put', '/v1/auth/approle/roles/builder', {
+    groups: ['ci'],
+    token_ttl: 600,
+    token_max_ttl: 3600,
+  });
   const server = createServer(vault.app);
   acceptListVerb(server);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -173,7 +178,11 @@ function parseResponse(buffer: Buffer): { response: RawResponse; length: number 
 
 /** A raw request: `method target`, headers, and a body sent with Content-Length (no Content-Type unless given). */
 export function raw(method: string, target: string, headers: Record<string, string> = {}, body?: string): string {
-  const lines = [`${method} ${target} HTTP/1.1`, 'Host: 127.0.0.1', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+  const lines = [
+    `${method} ${target} HTTP/1.1`,
+    'Host: 127.0.0.1',
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+  ];
   if (body !== undefined) lines.push(`Content-Length: ${Buffer.byteLength(body)}`);
   return `${lines.join('\r\n')}\r\n\r\n${body ?? ''}`;
 }

@@ -14,22 +14,39 @@ describe('Vault API: KV v2', function () {
   before(async () => {
     f = await vaultFixture();
     root = { 'X-Vault-Token': f.vault.rootToken };
-    const login = await app().post('/v1/auth/approle/login').send({ role_id: f.roleId, secret_id: await f.secretId() });
+    const login = await app()
+      .post('/v1/auth/approle/login')
+      .send({ role_id: f.roleId, secret_id: await f.secretId() });
     assert.equal(login.status, 200, JSON.stringify(login.body));
     ci = { 'X-Vault-Token': login.body.auth.client_token };
   });
   after(() => f.close());
 
-  it('writes, reads the current and an old version, with Vault\'s envelope and metadata', async () => {
-    const w1 = await app().post('/v1/secret/data/ci/app/db').set(root).send({ data: { password: 'one', port: 5432, tags: ['a', 'b'], nested: { x: true } } });
+  it("writes, reads the current and an old version, with Vault's envelope and metadata", async () => {
+    const w1 = await app()
+      .post('/v1/secret/data/ci/app/db')
+      .set(root)
+      .send({ data: { password: 'one', port: 5432, tags: ['a', 'b'], nested: { x: true } } });
     assert.equal(w1.status, 200, JSON.stringify(w1.body));
-    assert.deepEqual(Object.keys(w1.body).sort(), ['auth', 'data', 'lease_duration', 'lease_id', 'renewable', 'request_id', 'warnings', 'wrap_info']);
+    assert.deepEqual(Object.keys(w1.body).sort(), [
+      'auth',
+      'data',
+      'lease_duration',
+      'lease_id',
+      'renewable',
+      'request_id',
+      'warnings',
+      'wrap_info',
+    ]);
     assert.equal(w1.body.data.version, 1);
     assert.equal(w1.body.data.deletion_time, '');
     assert.equal(w1.body.data.destroyed, false);
     assert.equal(w1.body.data.custom_metadata, null);
     assert.equal(w1.body.request_id, w1.headers['x-request-id']);
-    const w2 = await app().put('/v1/secret/data/ci/app/db').set(root).send({ data: { password: 'two' }, options: { cas: 1 } });
+    const w2 = await app()
+      .put('/v1/secret/data/ci/app/db')
+      .set(root)
+      .send({ data: { password: 'two' }, options: { cas: 1 } });
     assert.equal(w2.status, 200);
     assert.equal(w2.body.data.version, 2);
 
@@ -43,15 +60,25 @@ describe('Vault API: KV v2', function () {
     assert.equal(read.body.wrap_info, null);
     assert.equal(read.body.auth, null);
     const old = await app().get('/v1/secret/data/ci/app/db?version=1').set(ci);
-    assert.deepEqual(old.body.data.data, { password: 'one', port: 5432, tags: ['a', 'b'], nested: { x: true } }, 'values of any JSON come back as written');
+    assert.deepEqual(
+      old.body.data.data,
+      { password: 'one', port: 5432, tags: ['a', 'b'], nested: { x: true } },
+      'values of any JSON come back as written',
+    );
     // The native API gives a non-string value as its JSON text, and reads the same secret.
     const native = await app().get('/v1/secrets/ci/app/db?version=1').set(root);
     assert.deepEqual(native.body.data, { password: 'one', port: '5432', tags: '["a","b"]', nested: '{"x":true}' });
   });
 
-  it('a check-and-set mismatch is 400 with Vault\'s errors and writes nothing', async () => {
-    await app().post('/v1/secret/data/ci/cas').set(root).send({ data: { v: '1' } });
-    const res = await app().post('/v1/secret/data/ci/cas').set(root).send({ data: { v: '2' }, options: { cas: 0 } });
+  it("a check-and-set mismatch is 400 with Vault's errors and writes nothing", async () => {
+    await app()
+      .post('/v1/secret/data/ci/cas')
+      .set(root)
+      .send({ data: { v: '1' } });
+    const res = await app()
+      .post('/v1/secret/data/ci/cas')
+      .set(root)
+      .send({ data: { v: '2' }, options: { cas: 0 } });
     assert.equal(res.status, 400);
     assert.deepEqual(Object.keys(res.body), ['errors']);
     assert.match(res.body.errors[0], /check-and-set/);
@@ -59,34 +86,81 @@ describe('Vault API: KV v2', function () {
   });
 
   it('PATCH merges (application/merge-patch+json only), keeping the other keys', async () => {
-    await app().post('/v1/secret/data/ci/patch').set(root).send({ data: { a: '1', b: '2', obj: { x: 1, y: 2 } } });
-    const wrongType = await app().patch('/v1/secret/data/ci/patch').set(root).send({ data: { a: 'x' } });
+    await app()
+      .post('/v1/secret/data/ci/patch')
+      .set(root)
+      .send({ data: { a: '1', b: '2', obj: { x: 1, y: 2 } } });
+    const wrongType = await app()
+      .patch('/v1/secret/data/ci/patch')
+      .set(root)
+      .send({ data: { a: 'x' } });
     assert.equal(wrongType.status, 415);
     assert.ok(wrongType.body.errors[0]);
-    const res = await app().patch('/v1/secret/data/ci/patch').set(root).set('Content-Type', 'application/merge-patch+json').send(JSON.stringify({ data: { a: 'new', b: null, obj: { y: null, z: 3 } } }));
+    const res = await app()
+      .patch('/v1/secret/data/ci/patch')
+      .set(root)
+      .set('Content-Type', 'application/merge-patch+json')
+      .send(JSON.stringify({ data: { a: 'new', b: null, obj: { y: null, z: 3 } } }));
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.equal(res.body.data.version, 2);
-    assert.deepEqual((await app().get('/v1/secret/data/ci/patch').set(root)).body.data.data, { a: 'new', obj: { x: 1, z: 3 } });
-    const missing = await app().patch('/v1/secret/data/ci/nothing-here').set(root).set('Content-Type', 'application/merge-patch+json').send('{"data":{"a":"1"}}');
+    assert.deepEqual((await app().get('/v1/secret/data/ci/patch').set(root)).body.data.data, {
+      a: 'new',
+      obj: { x: 1, z: 3 },
+    });
+    const missing = await app()
+      .patch('/v1/secret/data/ci/nothing-here')
+      .set(root)
+      .set('Content-Type', 'application/merge-patch+json')
+      .send('{"data":{"a":"1"}}');
     assert.equal(missing.status, 404);
   });
 
   it('a soft-deleted and a destroyed version answer 404 with data null and their metadata; undelete brings one back', async () => {
-    await app().post('/v1/secret/data/ci/del').set(root).send({ data: { v: '1' } });
-    await app().post('/v1/secret/data/ci/del').set(root).send({ data: { v: '2' } });
+    await app()
+      .post('/v1/secret/data/ci/del')
+      .set(root)
+      .send({ data: { v: '1' } });
+    await app()
+      .post('/v1/secret/data/ci/del')
+      .set(root)
+      .send({ data: { v: '2' } });
     assert.equal((await app().delete('/v1/secret/data/ci/del').set(root)).status, 204);
     const deleted = await app().get('/v1/secret/data/ci/del').set(ci);
     assert.equal(deleted.status, 404);
     assert.equal(deleted.body.data.data, null);
     assert.equal(deleted.body.data.metadata.version, 2);
     assert.notEqual(deleted.body.data.metadata.deletion_time, '');
-    assert.equal((await app().post('/v1/secret/undelete/ci/del').set(root).send({ versions: [2] })).status, 204);
+    assert.equal(
+      (
+        await app()
+          .post('/v1/secret/undelete/ci/del')
+          .set(root)
+          .send({ versions: [2] })
+      ).status,
+      204,
+    );
     assert.deepEqual((await app().get('/v1/secret/data/ci/del').set(ci)).body.data.data, { v: '2' });
-    assert.equal((await app().post('/v1/secret/destroy/ci/del').set(root).send({ versions: [1] })).status, 204);
+    assert.equal(
+      (
+        await app()
+          .post('/v1/secret/destroy/ci/del')
+          .set(root)
+          .send({ versions: [1] })
+      ).status,
+      204,
+    );
     const destroyed = await app().get('/v1/secret/data/ci/del?version=1').set(ci);
     assert.equal(destroyed.status, 404);
     assert.equal(destroyed.body.data.metadata.destroyed, true);
-    assert.equal((await app().post('/v1/secret/delete/ci/del').set(root).send({ versions: [2] })).status, 204);
+    assert.equal(
+      (
+        await app()
+          .post('/v1/secret/delete/ci/del')
+          .set(root)
+          .send({ versions: [2] })
+      ).status,
+      204,
+    );
     assert.equal((await app().get('/v1/secret/data/ci/del').set(ci)).status, 404);
     const meta = await app().get('/v1/secret/metadata/ci/del').set(ci);
     assert.equal(meta.status, 200);
@@ -103,25 +177,50 @@ describe('Vault API: KV v2', function () {
   });
 
   it('metadata written before the first version (custom_metadata, max_versions, cas_required), kept by data writes', async () => {
-    const put = await app().post('/v1/secret/metadata/ci/eso').set(root).send({ custom_metadata: { 'managed-by': 'external-secrets' }, max_versions: 2, cas_required: true });
+    const put = await app()
+      .post('/v1/secret/metadata/ci/eso')
+      .set(root)
+      .send({ custom_metadata: { 'managed-by': 'external-secrets' }, max_versions: 2, cas_required: true });
     assert.equal(put.status, 204, JSON.stringify(put.body));
     const meta = await app().get('/v1/secret/metadata/ci/eso').set(root);
     assert.deepEqual(meta.body.data.custom_metadata, { 'managed-by': 'external-secrets' });
     assert.equal(meta.body.data.current_version, 0);
     assert.equal(meta.body.data.max_versions, 2);
     assert.equal(meta.body.data.cas_required, true);
-    const noCas = await app().post('/v1/secret/data/ci/eso').set(root).send({ data: { v: '1' } });
+    const noCas = await app()
+      .post('/v1/secret/data/ci/eso')
+      .set(root)
+      .send({ data: { v: '1' } });
     assert.equal(noCas.status, 400);
     assert.match(noCas.body.errors[0], /check-and-set is required/);
-    for (let v = 0; v < 3; v++) assert.equal((await app().post('/v1/secret/data/ci/eso').set(root).send({ data: { v: String(v) }, options: { cas: v } })).status, 200);
+    for (let v = 0; v < 3; v++)
+      assert.equal(
+        (
+          await app()
+            .post('/v1/secret/data/ci/eso')
+            .set(root)
+            .send({ data: { v: String(v) }, options: { cas: v } })
+        ).status,
+        200,
+      );
     const after = await app().get('/v1/secret/metadata/ci/eso').set(root);
     assert.deepEqual(Object.keys(after.body.data.versions), ['2', '3'], 'max_versions keeps the last two');
-    assert.deepEqual(after.body.data.custom_metadata, { 'managed-by': 'external-secrets' }, 'a data write keeps custom_metadata');
+    assert.deepEqual(
+      after.body.data.custom_metadata,
+      { 'managed-by': 'external-secrets' },
+      'a data write keeps custom_metadata',
+    );
     const read = await app().get('/v1/secret/data/ci/eso').set(root);
     assert.deepEqual(read.body.data.metadata.custom_metadata, { 'managed-by': 'external-secrets' });
-    const patch = await app().patch('/v1/secret/metadata/ci/eso').set(root).set('Content-Type', 'application/merge-patch+json').send('{"custom_metadata":{"managed-by":null,"team":"api"}}');
+    const patch = await app()
+      .patch('/v1/secret/metadata/ci/eso')
+      .set(root)
+      .set('Content-Type', 'application/merge-patch+json')
+      .send('{"custom_metadata":{"managed-by":null,"team":"api"}}');
     assert.equal(patch.status, 204);
-    assert.deepEqual((await app().get('/v1/secret/metadata/ci/eso').set(root)).body.data.custom_metadata, { team: 'api' });
+    assert.deepEqual((await app().get('/v1/secret/metadata/ci/eso').set(root)).body.data.custom_metadata, {
+      team: 'api',
+    });
     const refused = await app().post('/v1/secret/metadata/ci/eso').set(root).send({ delete_version_after: '1h' });
     assert.equal(refused.status, 400);
     assert.match(refused.body.errors[0], /delete_version_after/);
@@ -131,7 +230,11 @@ describe('Vault API: KV v2', function () {
   });
 
   it('lists with LIST (raw socket, keep-alive) and GET ?list=true|1, trailing slash or not, at the mount root too', async () => {
-    for (const p of ['ci/list/a', 'ci/list/b/c', 'ci/list/b/d', 'other/x']) await app().post(`/v1/secret/data/${p}`).set(root).send({ data: { v: '1' } });
+    for (const p of ['ci/list/a', 'ci/list/b/c', 'ci/list/b/d', 'other/x'])
+      await app()
+        .post(`/v1/secret/data/${p}`)
+        .set(root)
+        .send({ data: { v: '1' } });
     const token = f.vault.rootToken;
     const body = JSON.stringify({ data: { v: 'LIST /v1/secret/metadata/ci HTTP/1.1' } }); // a body that looks like a LIST is never rewritten
     const [list1, write, list2, list3, rootList, missing] = await rawRequests(f.port, [
@@ -150,12 +253,17 @@ describe('Vault API: KV v2', function () {
     assert.ok(rootList!.json().data.keys.includes('ci/') && rootList!.json().data.keys.includes('other/'));
     assert.equal(missing!.status, 404);
     assert.deepEqual(missing!.json(), { errors: [] });
-    assert.deepEqual((await app().get('/v1/secret/data/ci/list/e').set(root)).body.data.data, { v: 'LIST /v1/secret/metadata/ci HTTP/1.1' });
+    assert.deepEqual((await app().get('/v1/secret/data/ci/list/e').set(root)).body.data.data, {
+      v: 'LIST /v1/secret/metadata/ci HTTP/1.1',
+    });
     for (const q of ['list=true', 'list=1']) {
       const res = await app().get(`/v1/secret/metadata/ci/list/?${q}`).set(ci);
       assert.deepEqual(res.body.data.keys, ['a', 'b/', 'e']);
     }
-    assert.deepEqual((await app().get('/v1/secret/metadata/?list=true').set(root)).body.data.keys.filter((k: string) => k === 'ci/'), ['ci/']);
+    assert.deepEqual(
+      (await app().get('/v1/secret/metadata/?list=true').set(root)).body.data.keys.filter((k: string) => k === 'ci/'),
+      ['ci/'],
+    );
     // Listing is filtered by policy as the native listing is: the ci token sees nothing of other/.
     assert.equal((await app().get('/v1/secret/metadata/other/?list=true').set(ci)).status, 403);
     const rootForCi = await app().get('/v1/secret/metadata?list=true').set(ci);
@@ -169,25 +277,50 @@ describe('Vault API: KV v2', function () {
     assert.deepEqual(b.body, a.body);
   });
 
-  it('refuses bad input in Vault\'s shape and changes nothing', async () => {
+  it("refuses bad input in Vault's shape and changes nothing", async () => {
     const cases: [string, request.Test, number][] = [
       ['no token', app().get('/v1/secret/data/ci/app/db'), 403],
       ['bad token', app().get('/v1/secret/data/ci/app/db').set('X-Vault-Token', 'nope'), 403],
       ['denied path (another group)', app().get('/v1/secret/data/other/x').set(ci), 403],
-      ['denied write', app().post('/v1/secret/data/ci/app/db').set(ci).send({ data: { x: 'y' } }), 403],
+      [
+        'denied write',
+        app()
+          .post('/v1/secret/data/ci/app/db')
+          .set(ci)
+          .send({ data: { x: 'y' } }),
+        403,
+      ],
       ['dot segment', app().get('/v1/secret/data/ci/%2e%2e/x').set(root), 400],
       ['encoded slash', app().get('/v1/secret/data/ci%2Fapp/db').set(root), 400],
       ['reserved namespace', app().get('/v1/secret/data/sys/x').set(root), 400],
       ['unknown mount', app().get('/v1/nomount/data/x').set(root), 404],
-      ['unknown field', app().post('/v1/secret/data/ci/x').set(root).send({ data: { a: '1' }, extra: 1 }), 400],
+      [
+        'unknown field',
+        app()
+          .post('/v1/secret/data/ci/x')
+          .set(root)
+          .send({ data: { a: '1' }, extra: 1 }),
+        400,
+      ],
       ['no data', app().post('/v1/secret/data/ci/x').set(root).send({ data: {} }), 400],
-      ['bad key', app().post('/v1/secret/data/ci/x').set(root).send({ data: { 'a b': '1' } }), 400],
+      [
+        'bad key',
+        app()
+          .post('/v1/secret/data/ci/x')
+          .set(root)
+          .send({ data: { 'a b': '1' } }),
+        400,
+      ],
       ['bad version', app().get('/v1/secret/data/ci/app/db?version=x').set(root), 400],
       ['unknown query', app().get('/v1/secret/data/ci/app/db?list=true').set(root), 400],
       ['unknown method', app().options('/v1/secret/data/ci/app/db').set(root), 405],
       ['namespace', app().get('/v1/secret/data/ci/app/db').set(root).set('X-Vault-Namespace', 'team'), 400],
       ['form body', app().post('/v1/secret/data/ci/x').set(root).type('form').send('a=b'), 400],
-      ['xml body', app().post('/v1/secret/data/ci/x').set(root).set('Content-Type', 'application/xml').send('<a/>'), 415],
+      [
+        'xml body',
+        app().post('/v1/secret/data/ci/x').set(root).set('Content-Type', 'application/xml').send('<a/>'),
+        415,
+      ],
       ['mount root without list', app().get('/v1/secret/metadata/').set(root), 400],
     ];
     for (const [name, req, status] of cases) {
@@ -204,7 +337,9 @@ describe('Vault API: KV v2', function () {
   it('an oversized or non-JSON body without a Content-Type is refused clearly (raw)', async () => {
     const token = f.vault.rootToken;
     const big = JSON.stringify({ data: { v: 'x'.repeat(1024 * 1024 + 10) } });
-    const [oversized] = await rawRequests(f.port, [raw('POST', '/v1/secret/data/ci/big', { 'X-Vault-Token': token }, big)]);
+    const [oversized] = await rawRequests(f.port, [
+      raw('POST', '/v1/secret/data/ci/big', { 'X-Vault-Token': token }, big),
+    ]);
     assert.equal(oversized!.status, 413);
     assert.match(oversized!.json().errors[0], /exceeds/);
     const [notJson, dup] = await rawRequests(f.port, [
@@ -219,7 +354,11 @@ describe('Vault API: KV v2', function () {
   });
 
   it('the native routes keep their strict application/json rule', async () => {
-    const res = await app().put('/v1/secrets/ci/strict').set(f.vault.auth).set('Content-Type', 'text/plain').send('{"data":{"a":"1"}}');
+    const res = await app()
+      .put('/v1/secrets/ci/strict')
+      .set(f.vault.auth)
+      .set('Content-Type', 'text/plain')
+      .send('{"data":{"a":"1"}}');
     assert.equal(res.status, 415);
     assert.equal(res.body.error.code, 'unsupported_media_type');
   });
@@ -228,7 +367,11 @@ describe('Vault API: KV v2', function () {
     await app().get('/v1/secret/data/ci/app/db').set(ci);
     await app().get('/v1/secrets/ci/app/db').set(ci);
     await app().get('/v1/secret/data/other/x').set(ci);
-    const lines = (await readFile(f.vault.auditFile, 'utf8')).trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.path === 'ci/app/db' || l.path === 'other/x');
+    const lines = (await readFile(f.vault.auditFile, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((l) => l.path === 'ci/app/db' || l.path === 'other/x');
     const vaultRead = lines.findLast((l) => l.operation === 'GET /v1/secret/data/*path' && l.path === 'ci/app/db');
     const nativeRead = lines.findLast((l) => l.operation === 'GET /v1/secrets/*path');
     const denied = lines.findLast((l) => l.path === 'other/x');

@@ -31,7 +31,10 @@ describe('Vault API: a node-vault session', function () {
     assert.deepEqual((await noVerbs.list('secret/metadata/ci/')).data.keys, ['app/']);
 
     await admin.delete('secret/data/ci/app/db');
-    await assert.rejects(client.read('secret/data/ci/app/db'), (e: { response: { statusCode: number } }) => e.response.statusCode === 404);
+    await assert.rejects(
+      client.read('secret/data/ci/app/db'),
+      (e: { response: { statusCode: number } }) => e.response.statusCode === 404,
+    );
     await admin.write('secret/undelete/ci/app/db', { versions: [2] });
     assert.equal((await client.read('secret/data/ci/app/db')).data.data.password, 'two');
     await admin.write('secret/destroy/ci/app/db', { versions: [1] });
@@ -44,6 +47,9 @@ describe('Vault API: a node-vault session', function () {
     const renewed = await client.tokenRenewSelf();
     assert.equal(renewed.auth.client_token, login.auth.client_token, 'the same token');
     await client.tokenRevokeSelf();
-    await assert.rejects(client.tokenLookupSelf(), (e: { response: { statusCode: number } }) => e.response.statusCode === 403);
+    await assert.rejects(
+      client.tokenLookupSelf(),
+      (e: { response: { statusCode: number } }) => e.response.statusCode === 403,
+    );
   });
 });

@@ -33,7 +33,9 @@ describe('Vault API: hashicorp/vault-action requests', function () {
   it('logs in with jwt and reads the values the action would export', async () => {
     // action.js: an empty namespace input still sends the header; auth.js: POST v1/auth/<path>/login, json, responseType json.
     const defaults = { prefixUrl: f.url, headers: { 'X-Vault-Namespace': '' } as Record<string, string> };
-    const login = await got.extend(defaults).post('v1/auth/jwt/login', { json: { jwt: await f.idp.sign(), role: 'ci' }, responseType: 'json' });
+    const login = await got
+      .extend(defaults)
+      .post('v1/auth/jwt/login', { json: { jwt: await f.idp.sign(), role: 'ci' }, responseType: 'json' });
     const auth = (login.body as { auth?: { client_token?: string } }).auth;
     assert.ok(auth?.client_token, 'response.body.auth.client_token');
     const client = got.extend({ ...defaults, headers: { ...defaults.headers, 'X-Vault-Token': auth.client_token } });
@@ -42,8 +44,18 @@ describe('Vault API: hashicorp/vault-action requests', function () {
     assert.equal(await select(body, 'password'), 's3cret');
     assert.equal(await select(body, '`user.name`'), 'app');
     // A missing secret is the 404 the action reports with ignoreNotFound.
-    await assert.rejects(client.get('v1/secret/data/ci/app/none', { retry: 0 }), (e: { response?: { statusCode: number } }) => e.response?.statusCode === 404);
+    await assert.rejects(
+      client.get('v1/secret/data/ci/app/none', { retry: 0 }),
+      (e: { response?: { statusCode: number } }) => e.response?.statusCode === 404,
+    );
     // A non-empty namespace is refused clearly.
-    await assert.rejects(got.get(`${f.url}/v1/secret/data/ci/app/db`, { headers: { 'X-Vault-Namespace': 'team', 'X-Vault-Token': auth.client_token }, retry: 0 }), (e: { response?: { statusCode: number; body: string } }) => e.response?.statusCode === 400 && /namespaces are not supported/.test(e.response.body));
+    await assert.rejects(
+      got.get(`${f.url}/v1/secret/data/ci/app/db`, {
+        headers: { 'X-Vault-Namespace': 'team', 'X-Vault-Token': auth.client_token },
+        retry: 0,
+      }),
+      (e: { response?: { statusCode: number; body: string } }) =>
+        e.response?.statusCode === 400 && /namespaces are not supported/.test(e.response.body),
+    );
   });
 });
