@@ -571,7 +571,7 @@ describe('deploy files: compose.yaml and the Dockerfile', function () {
       const live = new URL((await healthcheckScript()).defaultUrl).search;
       assert.equal(await run(live), 0);
       assert.equal(await run(''), 0);
-      assert.equal(await run('?standbyok=true'), 1, 'a flag the server refuses (400) fails the check');
+      assert.equal(await run('?nosuchflag=true'), 1, 'a flag the server refuses (400) fails the check');
       await server.seal.seal();
       assert.equal(await run(''), 1, 'sealed: not ready');
       assert.equal(await run(live), 0, 'sealed: still alive');
@@ -610,8 +610,8 @@ describe('deploy files: the checks name what the server does not accept', () => 
         /livenessProbe \/v1\/sys\/healthz: \/v1\/sys\/healthz is not a public GET route/,
       ],
       [
-        { probes: [{ what: 'livenessProbe', path: '/v1/sys/health?standbyok=true', port: 8740, https: true }] },
-        /livenessProbe .*standbyok/,
+        { probes: [{ what: 'livenessProbe', path: '/v1/sys/health?nosuchflag=true', port: 8740, https: true }] },
+        /livenessProbe .*nosuchflag/,
       ],
       [
         { probes: [{ what: 'livenessProbe', path: '/v1/sys/health?sealedcode=ok', port: 8740, https: true }] },
