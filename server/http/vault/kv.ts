@@ -91,7 +91,7 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
         res.json(envelope(res, { data: secret.data, metadata: readMetadata(secret) }));
         return;
       }
-      // Deleted or destroyed: Vault answers 404 with the version's metadata (clients tell it from "no such secret").
+      // Deleted or destroyed: Vault answers 404 with the version's metadata (clients tell that apart from a secret that never existed).
       const meta = await secrets.metadata(path);
       const info = meta?.versions.find((v) => v.version === (wanted ?? meta.current_version));
       if (!meta || !info) throw new CofferError('not_found', `secret ${path} not found`);

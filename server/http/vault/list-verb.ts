@@ -29,6 +29,13 @@ export function acceptListVerb(server: Server, event: 'connection' | 'secureConn
 
 function noop(): void {}
 
+/** A LF not preceded by CR, from `from` on. */
+function hasBareLf(bytes: Buffer, from: number): boolean {
+  for (let i = bytes.indexOf(0x0a, from); i >= 0; i = bytes.indexOf(0x0a, i + 1))
+    if (i === 0 || bytes[i - 1] !== 0x0d) return true;
+  return false;
+}
+
 const LIST = Buffer.from('LIST ');
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 /** node's maxHeaderSize is 16 KiB (main.ts); a longer head is refused by the parser anyway. */
@@ -78,6 +85,14 @@ export class ListRewriter {
         }
         case 'head': {
           const joined = state.bytes.length > 0 ? Buffer.concat([...state.bytes, data]) : data;
+          if (hasBareLf(joined, Math.max(0, state.size - 1))) {
+            // Not a head this reader follows (node's parser refuses a bare LF): waiting for a
+            // CRLFCRLF that never comes would hold the request until the headers timeout.
+            this.state = { kind: 'opaque' };
+            out.push(joined);
+            data = Buffer.alloc(0);
+            break;
+          }
           const end = joined.indexOf(CRLFCRLF, Math.max(0, state.size - 3));
           if (end < 0) {
             if (joined.length > MAX_HEAD) {
