@@ -94,6 +94,7 @@ export const TARGETS = {
     mutate: ['server/store/barrier.ts'],
     tests: [
       'test/server/store/barrier.test.ts',
+      'test/server/store/barrier-edges.test.ts',
       'test/integration/migration.test.ts',
       'test/server/secrets/integrity.test.ts',
     ],
