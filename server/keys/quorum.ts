@@ -16,6 +16,11 @@ export function shareSetOf(encodedShare: string): string {
   return toBase64(decodeShare(encodedShare, KEY_LENGTH).setId);
 }
 
+/** Whether `share` belongs to the vault's current split (its set id and threshold). */
+function ofCurrentSplit(config: SealConfig, share: Share): boolean {
+  return toBase64(share.setId) === config.share_set && share.threshold === config.threshold;
+}
+
 /** An envelope only the recovery key opens: how an auto-unseal vault recognises its recovery shares. */
 export function recoveryCheck(recoveryKey: Uint8Array, clusterId: string, random: RandomSource): string {
   return toBase64(sealEnvelope(recoveryKey, 1, RECOVERY_CHECK, recoveryContext(clusterId), random));
@@ -55,7 +60,7 @@ export class UnsealProgress {
   /** Adds one share; at the threshold, returns the combined key (the caller zeroizes it) and starts over. */
   add(config: SealConfig, encoded: string): Uint8Array | undefined {
     const share = decodeShare(encoded, KEY_LENGTH);
-    if (toBase64(share.setId) !== config.share_set || share.threshold !== config.threshold) {
+    if (!ofCurrentSplit(config, share)) {
       throw new CofferError('invalid_request', 'share does not belong to this vault’s current key split');
     }
     if (this.shares.some((s) => s.x === share.x))
@@ -103,7 +108,7 @@ export async function verifyQuorum(store: Store, config: SealConfig, encoded: st
     new CofferError('forbidden', `a quorum of ${config.threshold} distinct shares of this vault is required`);
   try {
     if (new Set(shares.map((s) => s.x)).size !== shares.length || shares.length < config.threshold) throw refused();
-    if (shares.some((s) => toBase64(s.setId) !== config.share_set || s.threshold !== config.threshold)) throw refused();
+    if (!shares.every((s) => ofCurrentSplit(config, s))) throw refused();
     const key = combine(shares);
     try {
       if (config.source === 'shamir') {

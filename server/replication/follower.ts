@@ -3,9 +3,7 @@ import type { Op, Store } from '../store/db.js';
 import type { Bucket } from './bucket.js';
 import {
   KIND,
-  MANIFEST,
   ReplicationError,
-  openManifest,
   openObject,
   parseJson,
   parseSegmentName,
@@ -16,6 +14,7 @@ import {
   type ManifestBody,
   type ReplicationKeys,
 } from './format.js';
+import { fetchVerifiedManifest } from './manifest.js';
 import { readSnapshot } from './snapshot.js';
 import { isBootstrapping, readStream, streamOp, type StreamState } from './state.js';
 import {
@@ -186,9 +185,7 @@ export class Follower {
   }
 
   private async fetchManifest(): Promise<ManifestBody> {
-    const object = await this.o.bucket.get(MANIFEST);
-    if (!object) throw new ReplicationError('no_manifest', 'the bucket holds no manifest');
-    return openManifest(this.o.keys, this.o.cluster, object.body);
+    return fetchVerifiedManifest(this.o.bucket, this.o.keys, this.o.cluster);
   }
 
   /** One poll: verify the manifest, refuse rollbacks, follow it as far as the segments allow. */

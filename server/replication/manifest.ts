@@ -1,4 +1,5 @@
-import type { ManifestBody } from './format.js';
+import type { Bucket } from './bucket.js';
+import { MANIFEST, ReplicationError, openManifest, type ManifestBody, type ReplicationKeys } from './format.js';
 
 export interface ManifestFields {
   epoch: number;
@@ -31,4 +32,20 @@ export function buildManifest(f: ManifestFields): ManifestBody {
     snapshot: f.snapshot,
     identity: f.identity,
   };
+}
+
+/** The bucket's manifest object, or `no_manifest`. */
+export async function fetchManifestObject(bucket: Bucket): Promise<{ body: Uint8Array; etag: string }> {
+  const object = await bucket.get(MANIFEST);
+  if (!object) throw new ReplicationError('no_manifest', `the bucket ${bucket.url} holds no manifest`);
+  return object;
+}
+
+/** The bucket's manifest, its MAC verified under `keys` (what followers and a confirming replica read). */
+export async function fetchVerifiedManifest(
+  bucket: Bucket,
+  keys: ReplicationKeys,
+  cluster: string,
+): Promise<ManifestBody> {
+  return openManifest(keys, cluster, (await fetchManifestObject(bucket)).body);
 }

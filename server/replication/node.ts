@@ -8,7 +8,6 @@ import { AUDIT_SIGNING_KEY, MASTER_PREFIX, REPLICATION_KEY, SEAL_KEY } from '../
 import type { Bucket } from './bucket.js';
 import { Follower } from './follower.js';
 import {
-  MANIFEST,
   ReplicationError,
   fromB64,
   openManifest,
@@ -18,6 +17,7 @@ import {
 } from './format.js';
 import { VaultIdentity } from './identity.js';
 import { ensureReplicationKeys, forgetKeys, unwrapReplicationKeys } from './keys.js';
+import { fetchManifestObject, fetchVerifiedManifest } from './manifest.js';
 import { registerReplicationMetrics } from './metrics.js';
 import { openBucket } from './open.js';
 import { takeOver, type TakenOver } from './promotion.js';
@@ -220,7 +220,7 @@ export class Replication implements WriteGuard {
       try {
         const { keys: replicationKeys, manifest } = await this.replicaKeys(keys, source);
         this.keys = replicationKeys;
-        await this.identity.confirm(manifest ?? (await this.verifiedManifest(source, replicationKeys)));
+        await this.identity.confirm(manifest ?? (await fetchVerifiedManifest(source, replicationKeys, this.cluster)));
       } catch (e) {
         // Not confirmed by an authenticated manifest: nothing copied from the bucket stays.
         if (e instanceof ReplicationError) await this.identity.discard();
@@ -292,8 +292,7 @@ export class Replication implements WriteGuard {
   ): Promise<{ keys: ReplicationKeys; manifest?: ManifestBody }> {
     const local = this.store.get(REPLICATION_KEY);
     if (local) return { keys: await unwrapReplicationKeys(keys.provider, keys.clusterId, local) };
-    const object = await source.get(MANIFEST);
-    if (!object) throw new ReplicationError('no_manifest', `the bucket ${source.url} holds no manifest`);
+    const object = await fetchManifestObject(source);
     const { doc } = readManifestUnverified(object.body);
     if (doc.cluster !== keys.clusterId)
       throw new ReplicationError('other_vault', 'the bucket belongs to another vault (cluster id differs)');
@@ -304,12 +303,6 @@ export class Replication implements WriteGuard {
       forgetKeys(replicationKeys);
       throw e;
     }
-  }
-
-  private async verifiedManifest(source: Bucket, keys: ReplicationKeys): Promise<ManifestBody> {
-    const object = await source.get(MANIFEST);
-    if (!object) throw new ReplicationError('no_manifest', `the bucket ${source.url} holds no manifest`);
-    return openManifest(keys, this.cluster, object.body);
   }
 
   private newFollower(source: Bucket, keys: ReplicationKeys): Follower {
