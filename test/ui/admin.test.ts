@@ -121,7 +121,11 @@ describe('dashboard: access, keys and audit (chromium)', function () {
     await page.getByRole('button', { name: 'Save' }).click();
     await page.getByRole('heading', { name: 'ops' }).waitFor();
     await page.getByRole('navigation', { name: 'Access' }).getByRole('link', { name: 'Userpass users' }).click();
+    // The groups page has a New link too: wait for the users list before following it, and for the new
+    // user's editor before typing, so no keystroke lands on the page being left.
+    await page.getByRole('heading', { name: 'Userpass users' }).waitFor();
     await page.getByRole('link', { name: 'New' }).click();
+    await page.getByRole('heading', { name: 'New Userpass user' }).waitFor();
     await page.getByLabel('Name', { exact: true }).fill('bob');
     await page.getByLabel('Userpass user (JSON)').fill(JSON.stringify({ password: 'short' }));
     await page.getByRole('button', { name: 'Save' }).click();
