@@ -4,6 +4,7 @@ import type { NextFunction, Request, Response } from 'express';
 import type { AuditLog, AuditRecord } from '../audit/log.js';
 import type { ErrorBody } from '../../sdk/wire/errors.js';
 import { verifiedClientCertificate } from '../tls/context.js';
+import { underlyingSocket } from './tunnel.js';
 
 /**
  * Holds each response until its audit line is durable (F7: the line exists before the client
@@ -30,7 +31,8 @@ export function auditRequests(audit: AuditLog) {
       };
       // mTLS: who the connection proved to be, beside who the token says (a stolen token used
       // from another runner shows up as a mismatch).
-      const clientCert = req.socket instanceof TLSSocket ? verifiedClientCertificate(req.socket) : undefined;
+      const socket = underlyingSocket(req.socket);
+      const clientCert = socket instanceof TLSSocket ? verifiedClientCertificate(socket) : undefined;
       if (clientCert) record.client_cert = clientCert;
       audit.record(record).then(
         () => end(...args),

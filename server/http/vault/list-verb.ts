@@ -1,30 +1,100 @@
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { Tunnel } from '../tunnel.js';
 
 /**
- * Vault clients list with the `LIST` method, which node's HTTP parser does not know: it answers
- * an empty 400 before any route runs. Below the parser, each request line `LIST <target>` is
- * rewritten as `GET <target>?list=true` (the form Vault itself treats as the same request;
- * docs/vault-compatibility.md "Listing"). Request boundaries are followed with a minimal
- * HTTP/1.1 framing reader (head, then a Content-Length or chunked body), so only the first bytes
- * of a request are ever looked at and a body that happens to start with `LIST ` is never
- * touched. Anything the reader does not follow (an oversized head, an upgrade, a malformed
- * length) turns it off for the rest of the connection: bytes then pass unchanged and node's
- * parser, which still checks everything, refuses what it refuses.
+ * Vault clients list with the `LIST` method, which node's HTTP parser does not know: it stops
+ * with HPE_INVALID_METHOD, and node would answer an empty 400 before any route runs. Every
+ * connection keeps node's native parser until it sends a `LIST`. The parser's error then hands
+ * the connection over: from that request on, its bytes pass through `ListRewriter` (each
+ * request line `LIST <target>` becomes `GET <target>?list=true`, the form Vault itself treats
+ * as the same request; docs/vault-compatibility.md "Listing") into a fresh HTTP session of the
+ * same server over a `Tunnel`. So only a connection that lists pays for reading its bytes in
+ * JavaScript; every other connection costs nothing here.
+ *
+ * The hand-over waits for the responses to requests read before the `LIST` (pipelining), so
+ * answers stay in order. Any other parser error is answered as node answers it.
  */
 export function acceptListVerb(server: Server, event: 'connection' | 'secureConnection' = 'connection'): void {
-  server.on(event, (socket: Socket) => {
-    // A 'data' listener moves node's parser from reading the socket handle natively to the
-    // stream's data events, which pass through `push` below.
-    socket.on('data', noop);
-    const framing = new ListRewriter();
-    const push = socket.push.bind(socket);
-    socket.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
-      if (!Buffer.isBuffer(chunk)) return push(chunk, encoding);
-      const out = framing.feed(chunk);
-      return out.length === 0 ? true : push(out);
-    };
+  // node's own listener, which starts an HTTP session on a stream (http and https alike).
+  const startSession = server.listeners(event).find((l) => l.name === 'connectionListener') as
+    ((this: Server, socket: Duplex) => void) | undefined;
+  if (!startSession) throw new Error(`acceptListVerb: the server has no HTTP '${event}' listener`);
+  const handedOver = new WeakSet<Socket>();
+  server.on('clientError', (err: ParserError, socket: Socket) => {
+    // The old parser's later errors (its request timeout, the end of the stream) concern nobody now.
+    if (handedOver.has(socket)) return;
+    const first = err.code === 'HPE_INVALID_METHOD' ? listRequest(err) : undefined;
+    if (first === undefined) return void refuseAsNode(err, socket);
+    handedOver.add(socket);
+    detachParser(socket);
+    const tunnel = new Tunnel(socket);
+    const rewriter = new ListRewriter();
+    tunnel.feed(rewriter.feed(first));
+    socket.on('data', (chunk: Buffer) => tunnel.feed(rewriter.feed(chunk)));
+    socket.on('end', () => tunnel.push(null));
+    afterPendingResponses(socket, () => startSession.call(server, tunnel));
   });
+}
+
+interface ParserError extends Error {
+  code?: string;
+  /** The bytes node's parser was reading, and how far it got: where the method went wrong. */
+  rawPacket?: Buffer;
+  bytesParsed?: number;
+}
+
+/**
+ * The bytes from the failing request on, if it is a `LIST`: node's parser stops at its
+ * `S` (after `LI`, the start of `LINK`). The request must begin the buffer or follow a line end.
+ * A `LIST` whose first bytes came in an earlier read (the parser consumed them) cannot be told
+ * from another verb and is refused like any unknown one.
+ */
+function listRequest(err: ParserError): Buffer | undefined {
+  const packet = err.rawPacket;
+  const at = err.bytesParsed;
+  if (!packet || at === undefined || at < 2) return undefined;
+  const start = at - 2;
+  if (start > 0 && packet[start - 1] !== 0x0a) return undefined;
+  const head = packet.subarray(start, start + LIST.length);
+  return head.equals(LIST.subarray(0, head.length)) ? packet.subarray(start) : undefined;
+}
+
+/** Stops node's session from reading this socket: its parser has failed and the tunnel takes over. */
+function detachParser(socket: Socket): void {
+  // A 'data' listener makes node hand the socket from its native parser back to the stream
+  // (node's unconsume); its own data and end listeners would feed the failed parser.
+  socket.on('data', noop);
+  for (const event of ['data', 'end'] as const)
+    for (const listener of socket.listeners(event))
+      if (
+        listener === noop ||
+        (listener as { name?: string }).name === `bound socketOn${event === 'data' ? 'Data' : 'End'}`
+      )
+        socket.off(event, listener as () => void);
+}
+
+/** Calls `then` once the responses to requests read before the hand-over have been sent. */
+function afterPendingResponses(socket: Socket, then: () => void): void {
+  const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (!pending) return void then();
+  // node assigns the next queued response when one finishes, before this 'close'.
+  pending.once('close', () => setImmediate(() => afterPendingResponses(socket, then)));
+}
+
+const REFUSALS: Record<string, string> = {
+  HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: '413 Payload Too Large',
+  ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
+};
+
+/** What node does with a parser error when no one listens: a bare status (unless a response is under way), then close. */
+function refuseAsNode(err: ParserError, socket: Socket): void {
+  const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (socket.writable && !pending?.headersSent)
+    socket.write(`HTTP/1.1 ${REFUSALS[err.code ?? ''] ?? '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
+  socket.destroy(err);
 }
 
 function noop(): void {}

@@ -1,0 +1,227 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { connect, Socket, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
+import { acceptListVerb } from '../../../../server/http/vault/list-verb.js';
+import { Tunnel, underlyingSocket } from '../../../../server/http/tunnel.js';
+import { makePki } from '../../../tls-pki.js';
+
+/**
+ * The LIST hand-over (server/http/vault/list-verb.ts) on a bare node:http server that echoes
+ * what each request arrived as: the method and target its handler sees, whether the request came
+ * through a tunnel, and the peer address the handler reads.
+ */
+function echo(req: IncomingMessage, res: ServerResponse): void {
+  let body = '';
+  req.setEncoding('latin1');
+  req.on('data', (d: string) => (body += d));
+  req.on('end', () => {
+    const answer = () =>
+      res.end(
+        JSON.stringify({
+          line: `${req.method} ${req.url}`,
+          tunnel: req.socket instanceof Tunnel,
+          peer: req.socket.remoteAddress,
+          secure: (req.socket as Socket & { encrypted?: boolean }).encrypted === true,
+          body,
+        }),
+      );
+    if (req.url === '/slow') setTimeout(answer, 150);
+    else answer();
+  });
+}
+
+async function listening(server: Server): Promise<number> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return (server.address() as AddressInfo).port;
+}
+
+async function stop(server: Server): Promise<void> {
+  server.closeAllConnections();
+  await new Promise<void>((r) => server.close(() => r()));
+}
+
+/** Writes each piece on its own (no Nagle), waiting `gapMs` between, and collects what comes back until `responses` responses or close. */
+async function exchange(socket: Socket, pieces: string[], responses: number, gapMs = 30): Promise<string[]> {
+  socket.setNoDelay(true);
+  let text = '';
+  let closed = false;
+  const done = new Promise<void>((resolve) => {
+    const check = () => {
+      if (closed || (text.match(/HTTP\/1\.1 /g)?.length ?? 0) >= responses) resolve();
+    };
+    socket.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+      // complete once the last body is in
+      if ((text.match(/HTTP\/1\.1 /g)?.length ?? 0) >= responses && /\r\n\r\n(\{.*\}|)$/s.test(text)) check();
+    });
+    socket.on('close', () => {
+      closed = true;
+      check();
+    });
+  });
+  for (const piece of pieces) {
+    socket.write(piece);
+    await new Promise((r) => setTimeout(r, gapMs));
+  }
+  await Promise.race([done, new Promise((r) => setTimeout(r, 3000))]);
+  return text.split(/(?=HTTP\/1\.1 )/).filter((s) => s.length > 0);
+}
+
+const req = (line: string, headers: string[] = [], body = '') =>
+  [
+    line + ' HTTP/1.1',
+    'Host: x',
+    ...headers,
+    ...(body ? [`Content-Length: ${Buffer.byteLength(body)}`] : []),
+    '',
+    body,
+  ].join('\r\n');
+
+const seen = (response: string) =>
+  JSON.parse(response.slice(response.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
+const status = (response: string) => Number(response.split(' ')[1]);
+
+describe('LIST verb hand-over (server/http/vault/list-verb.ts)', () => {
+  let server: Server;
+  let port: number;
+
+  beforeEach(async () => {
+    server = createServer(echo);
+    acceptListVerb(server);
+    port = await listening(server);
+  });
+  afterEach(() => stop(server));
+
+  const open = () => connect(port, '127.0.0.1');
+
+  it('leaves a connection that never lists on node’s own parser, and hands over one that lists from its LIST on', async () => {
+    const plain = await exchange(open(), [req('GET /a'), req('GET /b')], 2);
+    assert.deepEqual(
+      plain.map((r) => [seen(r).line, seen(r).tunnel]),
+      [
+        ['GET /a', false],
+        ['GET /b', false],
+      ],
+    );
+    const listing = await exchange(
+      open(),
+      [req('GET /a'), req('LIST /v1/secret/metadata/x'), req('GET /c'), req('LIST /d?x=1')],
+      4,
+    );
+    assert.deepEqual(
+      listing.map((r) => [status(r), seen(r).line, seen(r).tunnel, seen(r).peer]),
+      [
+        [200, 'GET /a', false, '127.0.0.1'],
+        [200, 'GET /v1/secret/metadata/x?list=true', true, '127.0.0.1'],
+        [200, 'GET /c', true, '127.0.0.1'],
+        [200, 'GET /d?x=1&list=true', true, '127.0.0.1'],
+      ],
+    );
+  });
+
+  it('keeps answers in order when a LIST is pipelined behind a slow request', async () => {
+    const answers = await exchange(open(), [req('GET /slow') + req('LIST /l') + req('GET /after')], 3);
+    assert.deepEqual(
+      answers.map((r) => seen(r).line),
+      ['GET /slow', 'GET /l?list=true', 'GET /after'],
+    );
+  });
+
+  it('never rewrites a body, even one that starts with LIST', async () => {
+    const body = 'LIST /not-a-request HTTP/1.1\r\n\r\n';
+    const answers = await exchange(open(), [req('LIST /l'), req('POST /p', [], body), req('GET /q')], 3);
+    assert.deepEqual(
+      answers.map((r) => [seen(r).line, seen(r).body]),
+      [
+        ['GET /l?list=true', ''],
+        ['POST /p', body],
+        ['GET /q', ''],
+      ],
+    );
+  });
+
+  it('follows a LIST whose request line arrives in pieces once its LI is in the same read', async () => {
+    const answers = await exchange(open(), ['LIS', 'T /split HTTP/1.1\r\nHo', 'st: x\r\n\r\n'], 1);
+    assert.equal(seen(answers[0]!).line, 'GET /split?list=true');
+  });
+
+  it('refuses a LIST whose first letters came in an earlier read, and unknown verbs, as node does (400, closed)', async () => {
+    for (const pieces of [
+      ['L', 'IST /l HTTP/1.1\r\nHost: x\r\n\r\n'],
+      [req('FOO /x')],
+      [req('UNLIST /x')],
+      [req('GET /a') + req('LOST /x')],
+    ]) {
+      const answers = await exchange(open(), pieces, 9);
+      const last = answers.at(-1)!;
+      assert.match(last, /^HTTP\/1\.1 400 Bad Request\r\nConnection: close\r\n\r\n$/, JSON.stringify(pieces));
+    }
+  });
+
+  it('answers other parser errors as node does: 431 for an oversized head', async () => {
+    const answers = await exchange(open(), [req('GET /big', [`X-Big: ${'a'.repeat(20_000)}`])], 1);
+    assert.match(answers[0]!, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+  });
+
+  it('a handed-over connection closes with the server and when the client leaves', async () => {
+    const socket = open();
+    await exchange(socket, [req('LIST /l')], 1);
+    const closed = new Promise((r) => socket.once('close', r));
+    server.closeAllConnections();
+    await closed;
+    const gone = open();
+    await exchange(gone, [req('LIST /l')], 1);
+    gone.destroy();
+    await new Promise<void>((r) => server.close(() => r())); // no connection left behind
+    server = createServer(echo); // for afterEach
+    await listening(server);
+  });
+
+  it('refuses to install on a server without node’s HTTP session listener', () => {
+    const bare = createServer();
+    bare.removeAllListeners('connection');
+    assert.throws(() => acceptListVerb(bare), /no HTTP 'connection' listener/);
+  });
+});
+
+describe('LIST verb hand-over over TLS', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'coffer-list-tls-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('hands over a TLS connection: the LIST is answered, the request still sees a secure peer', async () => {
+    const pki = await makePki(dir);
+    const server = createHttpsServer(
+      { cert: await readFile(pki.server.cert), key: await readFile(pki.server.key) },
+      (req, res) => {
+        assert.ok(underlyingSocket(req.socket) !== req.socket || req.method === 'GET');
+        echo(req, res);
+      },
+    );
+    acceptListVerb(server, 'secureConnection');
+    const port = await listening(server);
+    try {
+      const socket = tlsConnect({ port, host: '127.0.0.1', ca: await readFile(pki.caFile) });
+      await new Promise((r) => socket.once('secureConnect', r));
+      const answers = await exchange(socket as unknown as Socket, [req('GET /a'), req('LIST /l'), req('GET /b')], 3);
+      assert.deepEqual(
+        answers.map((r) => [seen(r).line, seen(r).tunnel, seen(r).secure]),
+        [
+          ['GET /a', false, true],
+          ['GET /l?list=true', true, true],
+          ['GET /b', true, true],
+        ],
+      );
+      socket.destroy();
+    } finally {
+      await stop(server);
+    }
+  });
+});
