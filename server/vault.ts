@@ -10,6 +10,7 @@ import { AuthService } from './auth/service.js';
 import { TokenService, type TokenOptions } from './auth/tokens.js';
 import { createApp, type AppDeps } from './http/app.js';
 import { auditSinkMetrics, createMetrics } from './http/metrics.js';
+import { DEFAULT_VAULT_SETTINGS } from './http/vault/mounts.js';
 import { ByokService } from './keys/byok.js';
 import type { KeyringOptions } from './keys/keyring.js';
 import type { RootKeySource } from './keys/root-key.js';
@@ -86,7 +87,7 @@ export async function buildVault(options: VaultOptions): Promise<Vault> {
   const audit = new AuditLog(options.audit);
   await audit.start();
   const auditSigner = new AuditSigner(barrier, seal, audit);
-  const directory = new Directory(barrier, seal); // loads at unseal
+  const directory = new Directory(barrier, seal, (options.http.vault ?? DEFAULT_VAULT_SETTINGS).kvMounts); // loads at unseal
   const access = new AuthService(new TokenService(barrier, seal, { ...options.tokens, now }), directory);
   if (replication) {
     replication.onApplied(async (keys) => {

@@ -6,13 +6,22 @@ import { jsonCodec } from '../store/codec.js';
 import { GROUP_PREFIX, POLICY_PREFIX } from '../store/keys.js';
 import { CAPABILITIES } from './access.js';
 import { POLICY_NAME, PolicySet, RESERVED_NAMES, compileRules, type Policy, type Rule } from './policy.js';
+import { cofferRule, type KvMounts } from './vault-policy-paths.js';
 
+const ruleSchema = z.object({ path: z.string(), capabilities: z.array(z.enum(CAPABILITIES)) });
 const policyCodec = jsonCodec(
   z.object({
     name: z.string(),
-    rules: z.array(z.object({ path: z.string(), capabilities: z.array(z.enum(CAPABILITIES)) })),
+    rules: z.array(ruleSchema),
+    /** The Coffer rules that Vault paths among `rules` stand for, when there were any (vault-policy-paths.ts). */
+    effective: z.array(ruleSchema).optional(),
   }),
 );
+
+/** A policy as stored: its rules as written, and what they mean when Vault paths changed them. */
+interface StoredPolicy extends Policy {
+  effective?: Rule[] | undefined;
+}
 const groupCodec = jsonCodec(
   z.object({ name: z.string(), policies: z.array(z.string()), members: z.array(z.string()) }),
 );
@@ -43,15 +52,20 @@ export function checkName(kind: 'policy' | 'group', name: unknown): string {
  * They are loaded when the vault unseals (they are sealed in the store) and dropped when it seals.
  */
 export class Directory {
-  private policies = new Map<string, Policy>();
+  private policies = new Map<string, StoredPolicy>();
   private groups = new Map<string, Group>();
   private membership = new Map<string, string[]>();
   private compiled = new Map<string, PolicySet>();
-  private readonly policyTable: Table<Policy, UnsealedKeys>;
+  private readonly policyTable: Table<StoredPolicy, UnsealedKeys>;
   private readonly groupTable: Table<Group, UnsealedKeys>;
   private loaded = false;
 
-  constructor(store: VaultStore, seal: SealManager) {
+  /** `kvMounts`: the Vault KV mounts, whose paths a rule may name (translated when the policy is written). */
+  constructor(
+    store: VaultStore,
+    seal: SealManager,
+    private readonly kvMounts: KvMounts,
+  ) {
     this.policyTable = store.table(POLICY_PREFIX, policyCodec, 'policy');
     this.groupTable = store.table(GROUP_PREFIX, groupCodec, 'group');
     seal.onUnseal(() => this.load());
@@ -80,8 +94,10 @@ export class Directory {
     this.reindex();
   }
 
+  /** The policy as written (Vault paths and all). */
   getPolicy(name: string): Policy | undefined {
-    return this.policies.get(name);
+    const policy = this.policies.get(name);
+    return policy && { name: policy.name, rules: policy.rules };
   }
 
   listPolicies(): string[] {
@@ -90,12 +106,16 @@ export class Directory {
 
   async putPolicy(name: string, rules: Rule[]): Promise<Policy> {
     checkName('policy', name);
-    compileRules(rules); // refuse bad patterns before anything is written
-    const policy: Policy = { name, rules };
+    // Refuse bad patterns before anything is written. The meaning of a Vault path is fixed now,
+    // so a rule written before a mount existed keeps the meaning it had.
+    const effective = rules.flatMap((rule) => cofferRule(rule, this.kvMounts) ?? []);
+    compileRules(effective);
+    const changed = effective.length !== rules.length || effective.some((rule, i) => rule !== rules[i]);
+    const policy: StoredPolicy = { name, rules, ...(changed ? { effective } : {}) };
     await this.policyTable.mutate((tx) => this.policyTable.write(tx, name, policy));
     this.policies.set(name, policy);
     this.compiled = new Map();
-    return policy;
+    return { name, rules };
   }
 
   async deletePolicy(name: string): Promise<boolean> {
@@ -145,7 +165,12 @@ export class Directory {
     if (!set) {
       const names = new Set(policies);
       for (const g of groups) for (const p of this.groups.get(g)?.policies ?? []) names.add(p);
-      set = new PolicySet([...names].flatMap((n) => this.policies.get(n) ?? []));
+      set = new PolicySet(
+        [...names].flatMap((n) => {
+          const policy = this.policies.get(n);
+          return policy ? [{ name: n, rules: policy.effective ?? policy.rules }] : [];
+        }),
+      );
       if (this.compiled.size > 10_000) this.compiled = new Map();
       this.compiled.set(key, set);
     }

@@ -117,6 +117,14 @@ describe('coffer CLI against a real server', function () {
     const bad = await run(['policy', 'put', 'bad', '--rule', 'x/../y:read']);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /segment 2 must be a name/);
+    // A Vault path (docs/vault-compatibility.md "Policies") is stored and shown as written.
+    assert.equal((await run(['policy', 'put', 'cli-vault', '--rule', 'secret/data/cli/*:read'])).code, 0);
+    assert.deepEqual(JSON.parse((await run(['policy', 'get', 'cli-vault', '--json'])).stdout).rules, [
+      { path: 'secret/data/cli/*', capabilities: ['read'] },
+    ]);
+    const badVault = await run(['policy', 'put', 'bad', '--rule', 'secret/cli/*:read']);
+    assert.equal(badVault.code, 1);
+    assert.match(badVault.stderr, /a path on the KV mount secret continues with data, metadata/);
     assert.ok((await run(['policy', 'ls'])).stdout.split('\n').includes('cli-read'));
     assert.equal((await run(['group', 'rm', 'cli'])).code, 0);
     assert.equal((await run(['group', 'rm', 'cli'])).code, 4);

@@ -39,7 +39,7 @@ describe('at rest: LevelDB files hold no plaintext', function () {
       keyring: { random: recording, maxWraps: 5 },
     });
     const tokens = new TokenService(seal.barrier, seal, Date.now, recording);
-    const directory = new Directory(seal.barrier, seal);
+    const directory = new Directory(seal.barrier, seal, new Map());
     let rootToken = '';
     const shares = await seal.init(3, 2, async (tx, keys) => {
       rootToken = await tokens.createRoot(tx, keys);
