@@ -6,12 +6,12 @@ export const MAX_ENTRIES = 10_000;
 const bad = (why: string) => new CofferError('invalid_request', `request body is not acceptable JSON: ${why}`);
 
 /**
- * JSON.parse with the checks it lacks: nesting depth, entry count, duplicate keys (in any
+ * JSON.parse with the checks it lacks: nesting depth, entry count (`maxEntries`), duplicate keys (in any
  * escape spelling) and lone surrogates are refused. One linear pre-scan finds depth, count and
  * keys; JSON.parse then builds the value from the same bytes, so both see one document.
  */
-export function parseStrictJson(text: string): unknown {
-  scan(text);
+export function parseStrictJson(text: string, maxEntries = MAX_ENTRIES): unknown {
+  scan(text, maxEntries);
   let value: unknown;
   try {
     value = JSON.parse(text, (key, v: unknown) => {
@@ -25,7 +25,7 @@ export function parseStrictJson(text: string): unknown {
   return value;
 }
 
-function scan(text: string): void {
+function scan(text: string, maxEntries: number): void {
   // Per open container: a Set of keys for objects, null for arrays.
   const stack: (Set<string> | null)[] = [];
   let expectKey = false;
@@ -63,7 +63,7 @@ function scan(text: string): void {
       stack.pop();
       expectKey = false;
     } else if (c === 0x2c /* , */) {
-      if (++entries > MAX_ENTRIES) throw bad(`more than ${MAX_ENTRIES} entries`);
+      if (++entries > maxEntries) throw bad(`more than ${maxEntries} entries`);
       expectKey = stack[stack.length - 1] instanceof Set;
     }
   }

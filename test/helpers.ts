@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,7 @@ import type { SecretsEngine, SecretsOptions } from '../server/secrets/engine.js'
 import type { RewrapJobs } from '../server/secrets/rewrap.js';
 import { Store, type StoreOptions } from '../server/store/db.js';
 import { buildVault } from '../server/vault.js';
+import request from 'supertest';
 
 export const silentLog = pino({ level: 'silent' });
 
@@ -136,4 +138,15 @@ export async function openVault(options: VaultOptions = {}): Promise<TestVault> 
     }
   }
   return vault;
+}
+
+/** Headers carrying a new token for `svc:<name>`, whose one policy `<name>` holds `rules` (made through the API). */
+export async function tokenWith(vault: TestVault, name: string, rules: object[]): Promise<Record<string, string>> {
+  assert.equal((await request(vault.app).put(`/v1/policies/${name}`).set(vault.auth).send({ rules })).status, 200);
+  const res = await request(vault.app)
+    .post('/v1/auth/token/create')
+    .set(vault.auth)
+    .send({ identity: `svc:${name}`, policies: [name] });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return { Authorization: `Bearer ${res.body.token}` };
 }

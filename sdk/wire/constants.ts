@@ -16,6 +16,14 @@ export type PasswordCharset = (typeof PASSWORD_CHARSETS)[number];
 export const MAX_DATA_BYTES = 64 * 1024;
 /** Paths in one `POST /v1/secrets:batch`. */
 export const MAX_BATCH = 100;
+/** Secrets in one `POST /v1/secrets:batch-write`. */
+export const MAX_BATCH_WRITE = 1000;
+/**
+ * A batch write's body limits (every other route: 1 MiB and 10,000 JSON entries): room for
+ * 1,000 secrets of 16 KiB, at the same 100 bytes per entry as elsewhere. Clients split by them.
+ */
+export const MAX_BATCH_WRITE_BYTES = 16 * 1024 * 1024;
+export const MAX_BATCH_WRITE_ENTRIES = 160_000;
 
 /** What a named (transit) key may be used for. */
 export const KEY_USAGES = ['encrypt', 'decrypt', 'datakey'] as const;

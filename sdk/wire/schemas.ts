@@ -5,6 +5,7 @@ import {
   KEY_USAGES,
   LIST_CURSOR,
   MAX_BATCH,
+  MAX_BATCH_WRITE,
   MAX_DATA_BYTES,
   OAEP_HASHES,
   PASSWORD_CHARSETS,
@@ -109,6 +110,21 @@ export const listQuery = z.strictObject({
 
 export const batchBody = z.strictObject({
   paths: z.array(pathString).min(1).max(MAX_BATCH),
+});
+
+/** One secret of a batch write: a PUT body with its path (whose rule is checked apart: `invalid_path`). */
+export const batchWriteEntry = putSecretBody.extend({ path: z.string() });
+
+/**
+ * `POST /v1/secrets:batch-write`. Only the batch's shape is checked here; each entry is checked
+ * on its own against `batchWriteEntry` by the route, so one bad entry gets its own error and
+ * does not refuse the others.
+ */
+export const batchWriteBody = z.strictObject({
+  secrets: z
+    .array(z.looseObject({ path: z.string() }).meta({ description: 'a PUT body (putSecretBody) with its path' }))
+    .min(1)
+    .max(MAX_BATCH_WRITE),
 });
 
 // ---- sys (server/http/routes/sys.ts, replication.ts)

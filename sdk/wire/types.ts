@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import type { Capability, JwtAlgorithm, KeyUsage, SecretType } from './constants.js';
-import type { ReplicationErrorCode } from './errors.js';
+import type { ErrorCode, ReplicationErrorCode } from './errors.js';
 import type { Timestamp } from './time.js';
 import type { RequestLine } from './audit.js';
 import type * as schema from './schemas.js';
@@ -19,6 +19,11 @@ export type { Capability, JwtAlgorithm, KeyUsage, SecretType, Timestamp };
 
 export type PutSecretRequest = z.input<typeof schema.putSecretBody>;
 export type BatchRequest = z.input<typeof schema.batchBody>;
+export type BatchWriteEntry = z.input<typeof schema.batchWriteEntry>;
+/** The route checks each entry apart (schemas.ts `batchWriteBody`); what a client sends is entries of this shape. */
+export interface BatchWriteRequest {
+  secrets: BatchWriteEntry[];
+}
 export type VersionsRequest = z.input<typeof schema.versionsBody>;
 export type InitRequest = z.input<typeof schema.initBody>;
 export type UnsealRequest = z.input<typeof schema.unsealBody>;
@@ -95,6 +100,14 @@ export interface ExpiringResult {
 export interface BatchResult {
   secrets: Record<string, Secret>;
   errors: Record<string, { code: string; message: string }>;
+}
+
+/** One entry's outcome in a batch write: its new version, or why it was not written. */
+export type BatchWriteOutcome = PutSecretResult | { path: string; error: { code: ErrorCode; message: string } };
+
+/** `POST /v1/secrets:batch-write`: one outcome per entry, in the order sent. */
+export interface BatchWriteResult {
+  results: BatchWriteOutcome[];
 }
 
 // ---- keys (data-key API)

@@ -6,6 +6,9 @@ import type { ErrorBody } from '../../sdk/wire/errors.js';
 import { verifiedClientCertificate } from '../tls/context.js';
 import { underlyingSocket } from './tunnel.js';
 
+const outcomeOf = (status: number): AuditRecord['outcome'] =>
+  status < 400 ? 'ok' : status === 401 || status === 403 ? 'denied' : 'error';
+
 /**
  * Holds each response until its audit line is durable (F7: the line exists before the client
  * sees the answer), then sends it. If no sink can take the line, the response is replaced by
@@ -24,7 +27,7 @@ export function auditRequests(audit: AuditLog) {
         operation: `${req.method} ${routePattern(req)}`,
         path: res.locals.auditPath ?? null,
         status,
-        outcome: status < 400 ? 'ok' : status === 401 || status === 403 ? 'denied' : 'error',
+        outcome: outcomeOf(status),
         client: res.locals.clientAddress ?? req.socket.remoteAddress ?? 'unknown',
         ...(res.locals.errorCode ? { error_code: res.locals.errorCode } : {}),
         ...(res.locals.auditPaths ? { paths: res.locals.auditPaths } : {}),
@@ -34,7 +37,23 @@ export function auditRequests(audit: AuditLog) {
       const socket = underlyingSocket(req.socket);
       const clientCert = socket instanceof TLSSocket ? verifiedClientCertificate(socket) : undefined;
       if (clientCert) record.client_cert = clientCert;
-      audit.record(record).then(
+      // A batch write: one line per secret, as if each had been written alone (its status and
+      // error code), plus the request's own line when the request as a whole failed.
+      const entries = res.locals.auditEntries;
+      const { error_code: _requestError, ...base } = record;
+      const records = entries
+        ? [
+            ...entries.map(({ path, status: entryStatus, error_code }) => ({
+              ...base,
+              path,
+              status: entryStatus,
+              outcome: outcomeOf(entryStatus),
+              ...(error_code ? { error_code } : {}),
+            })),
+            ...(status >= 400 ? [record] : []),
+          ]
+        : [record];
+      Promise.all(records.map((r) => audit.record(r))).then(
         () => end(...args),
         () => {
           if (res.headersSent) return void res.destroy();

@@ -1,19 +1,34 @@
 import type { NextFunction, Request, Response } from 'express';
 import { CofferError } from '../errors.js';
-import { parseStrictJson } from '../json.js';
+import { MAX_ENTRIES, parseStrictJson } from '../json.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
+
+/** How much one request body may hold: bytes on the wire, and JSON entries (server/json.ts). */
+export interface BodyLimits {
+  bytes: number;
+  entries: number;
+}
+
+const DEFAULT_LIMITS: BodyLimits = { bytes: MAX_BODY_BYTES, entries: MAX_ENTRIES };
 // `ignoreBOM: true` keeps a leading byte order mark in the text (the default strips it silently), so the check below refuses it.
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 const JSON_TYPE = /^application\/json\s*(;\s*charset=utf-8\s*)?$/i;
 
 /**
- * Reads a JSON body: `application/json` (UTF-8) only, at most 1 MiB (refused from the
+ * Reads a JSON body: `application/json` (UTF-8) only, at most 1 MiB unless the route says otherwise (refused from the
  * Content-Length before reading, or as soon as a chunked body passes the limit), valid UTF-8,
  * then strict JSON. Requests without a body get `{}`. No other body parser is mounted.
  */
-export const jsonBody = jsonBodyOf((type) => type !== undefined && JSON_TYPE.test(type));
+export const jsonBody = jsonBodyOf(isJsonType);
+
+/** `jsonBody` with a route's own limits (a batch write carries up to 1,000 secrets; docs/api.md). */
+export const jsonBodyWithin = (limits: BodyLimits) => jsonBodyOf(isJsonType, undefined, limits);
+
+function isJsonType(type: string | undefined): boolean {
+  return type !== undefined && JSON_TYPE.test(type);
+}
 
 /**
  * The JSON body reader with its own rule for the Content-Type (the Vault routes also take a
@@ -22,6 +37,7 @@ export const jsonBody = jsonBodyOf((type) => type !== undefined && JSON_TYPE.tes
 export function jsonBodyOf(
   accepts: (type: string | undefined) => boolean,
   refusal = 'request body must be application/json (UTF-8)',
+  limits = DEFAULT_LIMITS,
 ) {
   return async (req: Request, _res: Response, next: NextFunction): Promise<void> => {
     const length = req.headers['content-length'];
@@ -34,11 +50,11 @@ export function jsonBodyOf(
       req.resume();
       throw new CofferError('unsupported_media_type', refusal);
     }
-    if (length !== undefined && Number(length) > MAX_BODY_BYTES) {
+    if (length !== undefined && Number(length) > limits.bytes) {
       req.resume();
-      throw new CofferError('too_large', `request body exceeds ${MAX_BODY_BYTES} bytes`);
+      throw new CofferError('too_large', `request body exceeds ${limits.bytes} bytes`);
     }
-    const bytes = await readLimited(req, MAX_BODY_BYTES);
+    const bytes = await readLimited(req, limits.bytes);
     let text: string;
     try {
       text = utf8.decode(bytes);
@@ -47,7 +63,7 @@ export function jsonBodyOf(
     }
     if (text.charCodeAt(0) === 0xfeff)
       throw new CofferError('invalid_request', 'request body must not start with a byte order mark');
-    req.body = parseStrictJson(text);
+    req.body = parseStrictJson(text, limits.entries);
     next();
   };
 }

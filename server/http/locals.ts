@@ -15,9 +15,18 @@ export const REQUEST_LOCALS = [
   'loginIdentity',
   'auditPath',
   'auditPaths',
+  'auditEntries',
   'errorCode',
   'vaultErrors',
 ] as const;
+
+/** One secret of a request that writes several, as its own audit line would name it. */
+export interface AuditEntry {
+  /** null for an entry whose path broke the path rule. */
+  path: string | null;
+  status: number;
+  error_code?: ErrorCode;
+}
 
 export interface RequestLocals {
   /** Set first for every request (app.ts); also `X-Request-Id` and the audit line's `request_id`. */
@@ -32,6 +41,11 @@ export interface RequestLocals {
   auditPath?: string;
   /** A batch read: each path with its outcome (routes/secrets.ts), for the audit line. */
   auditPaths?: AuditPathOutcome[];
+  /**
+   * A batch write: each secret with the status a write of it alone would have answered; the
+   * audit gets one line per secret instead of one for the request (routes/secrets.ts).
+   */
+  auditEntries?: AuditEntry[];
   /** The error code answered (respond-error.ts), for the audit line. */
   errorCode?: ErrorCode;
   /**

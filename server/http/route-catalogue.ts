@@ -5,6 +5,7 @@ import {
   appRoleLoginBody,
   auditLinesQuery,
   batchBody,
+  batchWriteBody,
   capabilitiesQuery,
   byokExportBody,
   byokImportBody,
@@ -380,6 +381,25 @@ const ROUTES_NATIVE: readonly RouteEntry[] = [
         '`{secrets: {path: secret}, errors: {path: {code, message}}}`; one audit line lists every path with its outcome',
     },
     errors: [],
+    keys: true,
+  },
+  {
+    method: 'POST',
+    path: '/v1/secrets\\:batch-write',
+    openapiPath: '/v1/secrets:batch-write',
+    operationId: 'batchWrite',
+    tag: 'secrets',
+    stage: 'token',
+    capability: 'create or update on each path (checked one by one)',
+    summary: 'Write many secrets at once (up to 1,000; body up to 16 MiB)',
+    body: batchWriteBody,
+    response: {
+      status: 200,
+      description:
+        '`{results: [{path, version, created_at} | {path, error: {code, message}}]}` in the order sent; one audit line per secret',
+    },
+    errors: [],
+    writes: true,
     keys: true,
   },
   {

@@ -20,6 +20,7 @@ import { validate } from '../validate.js';
 import { CURSOR, ListCursors } from '../list-cursor.js';
 import type { AuditPathOutcome } from '../../../sdk/wire/audit.js';
 import { methods } from '../router.js';
+import { batchWriteRoute } from './batch-write.js';
 
 const ACTIONS = ['undelete', 'destroy'] as const;
 
@@ -156,6 +157,8 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
       },
     ],
   });
+
+  batchWriteRoute(router, deps);
 
   methods(router, '/v1/secrets/*path', {
     get: async (req, res) => {

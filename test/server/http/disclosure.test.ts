@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import request from 'supertest';
-import { openVault, type TestVault } from '../../helpers.js';
+import { openVault, tokenWith, type TestVault } from '../../helpers.js';
 
 /**
  * What a restricted caller can learn, and what the audit log records of it (issue 10 items 4,
@@ -11,21 +11,10 @@ import { openVault, type TestVault } from '../../helpers.js';
  */
 
 type Headers = Record<string, string>;
-const bearer = (token: string): Headers => ({ Authorization: `Bearer ${token}` });
 
 function assertError(res: request.Response, status: number, code: string, what = ''): void {
   assert.equal(res.status, status, `${what} expected ${status} ${code}, got ${res.status} ${JSON.stringify(res.body)}`);
   assert.equal(res.body?.error?.code, code, `${what} ${JSON.stringify(res.body)}`);
-}
-
-async function tokenWith(vault: TestVault, name: string, rules: object[]): Promise<Headers> {
-  assert.equal((await request(vault.app).put(`/v1/policies/${name}`).set(vault.auth).send({ rules })).status, 200);
-  const res = await request(vault.app)
-    .post('/v1/auth/token/create')
-    .set(vault.auth)
-    .send({ identity: `svc:${name}`, policies: [name] });
-  assert.equal(res.status, 200, JSON.stringify(res.body));
-  return bearer(res.body.token);
 }
 
 async function put(

@@ -8,7 +8,7 @@ import { wrapForImport } from '../../../sdk/byok.js';
 import { TIMESTAMP } from '../../../sdk/wire/time.js';
 import { ROUTES, type RouteEntry } from '../../../server/http/route-catalogue.js';
 import { openVault, tempDir, type TestVault } from '../../helpers.js';
-import { FAST, removeDir, startNode, until, type Node } from '../replication/cluster.js';
+import { FAST, removeDir, startNode, startPair, until, type Node } from '../replication/cluster.js';
 
 /**
  * One time format on the wire (docs/api.md "Conventions", sdk/wire/time.ts): every route of the
@@ -113,6 +113,7 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
     await call('GET', '/v1/secrets?prefix=app');
     await call('GET', '/v1/secrets?expiring_within=3650d');
     await call('POST', '/v1/secrets:batch', { paths: ['app/db', 'app/none'] });
+    await call('POST', '/v1/secrets:batch-write', { secrets: [{ path: 'app/bulk', data: { k: 'v' } }] });
     await call('DELETE', '/v1/secrets/app/db?versions=2');
     await call('POST', '/v1/secrets/app/db/undelete', { versions: [2] });
     await call('POST', '/v1/secrets/app/db/destroy', { versions: [1] });
@@ -239,15 +240,8 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
   });
 
   it('replication: a primary, its replica, a snapshot and a promotion that waits out the lease', async () => {
-    const bucket = await tempDir('coffer-bucket-');
-    dirs.push(bucket);
-    const p = await startNode({ replicate_to: [`file://${bucket}`], ...FAST });
-    nodes.push(p);
-    dirs.push(p.dir);
+    const { bucket, primary: p, replica: r } = await startPair({ nodes, dirs });
     const token = p.server.rootToken!;
-    const r = await startNode({ replica_of: `file://${bucket}`, kekFile: join(p.dir, 'kek.key'), ...FAST });
-    nodes.push(r);
-    dirs.push(r.dir);
     const json = async (node: Node, method: string, path: string, body?: unknown) => {
       const res = await node.call(method, path, body, token);
       assert.ok([200, 202].includes(res.status), `${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);

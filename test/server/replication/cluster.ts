@@ -72,6 +72,25 @@ export async function startNode(
   };
 }
 
+/**
+ * A primary shipping to a new file bucket and a replica of it (same master key), with FAST
+ * settings; both nodes and every directory are added to `track` for the caller's teardown.
+ */
+export async function startPair(track: {
+  nodes: Node[];
+  dirs: string[];
+}): Promise<{ bucket: string; primary: Node; replica: Node }> {
+  const bucket = await tempDir('coffer-bucket-');
+  track.dirs.push(bucket);
+  const primary = await startNode({ replicate_to: [`file://${bucket}`], ...FAST });
+  track.nodes.push(primary);
+  track.dirs.push(primary.dir);
+  const replica = await startNode({ replica_of: `file://${bucket}`, kekFile: join(primary.dir, 'kek.key'), ...FAST });
+  track.nodes.push(replica);
+  track.dirs.push(replica.dir);
+  return { bucket, primary, replica };
+}
+
 export async function removeDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
 }
