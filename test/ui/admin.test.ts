@@ -99,17 +99,25 @@ describe('dashboard: access, keys and audit (chromium)', function () {
       'nothing saved',
     );
 
-    await editor.fill(
-      JSON.stringify({
-        rules: [
-          { path: 'team/**', capabilities: ['read', 'list'] },
-          { path: 'shared/*', capabilities: ['read'] },
-        ],
-      }),
-    );
+    // A Vault path that names no KV secret (docs/vault-compatibility.md "Policies"): refused inline.
+    await editor.fill(JSON.stringify({ rules: [{ path: 'secret/foo/x', capabilities: ['read'] }] }));
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('#editor-problem').getByText('continues with data, metadata', { exact: false }).waitFor();
+    assert.equal(((await rootJson('GET', '/v1/policies/readers'))?.rules as unknown[]).length, 1, 'nothing saved');
+
+    const rules = [
+      { path: 'team/**', capabilities: ['read', 'list'] },
+      { path: 'shared/*', capabilities: ['read'] },
+      { path: 'secret/data/ci/*', capabilities: ['read'] },
+    ];
+    await editor.fill(JSON.stringify({ rules }));
     await page.getByRole('button', { name: 'Save' }).click();
     await page.getByRole('status').filter({ hasText: 'Saved readers.' }).waitFor();
-    assert.equal(((await rootJson('GET', '/v1/policies/readers'))?.rules as unknown[]).length, 2);
+    assert.deepEqual((await rootJson('GET', '/v1/policies/readers'))?.rules, rules);
+    // Opened again, the editor shows the Vault path as written.
+    await page.reload();
+    await editor.waitFor();
+    assert.deepEqual(JSON.parse(await editor.inputValue()), { rules });
   });
 
   it('creates a group and a userpass user in their editors; the user signs in and holds what the group grants', async () => {
