@@ -130,21 +130,6 @@ describe('coffer CLI against a real server', function () {
     assert.equal((await run(['group', 'rm', 'cli'])).code, 4);
   });
 
-  it('imports a .env file as one secret or one secret per variable', async () => {
-    const file = join(dir, 'app.env');
-    await writeFile(file, 'DB_HOST=db.internal\nDB_PASSWORD="quoted value"\n# comment\nAPI_KEY=abc\n');
-    const one = await run(['import', '--from-dotenv', file, '--path', 'imp/app']);
-    assert.equal(one.stdout, 'imported 3 variables into imp/app version 1\n');
-    assert.deepEqual(JSON.parse((await run(['get', 'imp/app', '--json'])).stdout).data, {
-      DB_HOST: 'db.internal',
-      DB_PASSWORD: 'quoted value',
-      API_KEY: 'abc',
-    });
-    const split = await run(['import', '--from-dotenv', file, '--path', 'imp/split', '--split', '--json']);
-    assert.deepEqual(JSON.parse(split.stdout), ['imp/split/db_host', 'imp/split/db_password', 'imp/split/api_key']);
-    assert.doesNotMatch(one.stdout + split.stdout + one.stderr + split.stderr, /quoted value|abc/);
-  });
-
   it('logs in with a token, an approle and a CI JWT from a loopback issuer', async () => {
     const home = { HOME: join(dir, 'home-logins'), COFFER_TOKEN: '' };
     const asToken = await run(['login', 'token', '--token', server.rootToken!], { env: home });
