@@ -29,12 +29,13 @@ const isAction = (s: string | undefined): s is Action => s !== undefined && Obje
  * The Coffer rule a policy rule stands for, decided when the policy is written. A rule whose
  * first segment is a KV mount, or whose second is a KV v2 action, is a Vault path
  * `<mount>/<action>/<pattern>`: it becomes `pattern` below the mount's prefix with the
- * capabilities of GRANTS, or undefined when it grants nothing. Any other rule, and every rule
- * on the reserved `sys` and `transit` namespaces, is Coffer's own.
+ * capabilities of GRANTS, or undefined when it grants nothing. Any other rule, every rule on
+ * the reserved `sys` and `transit` namespaces, and every rule of a server without KV mounts is
+ * Coffer's own.
  */
 export function cofferRule(rule: Rule, mounts: KvMounts): Rule | undefined {
   const [mount = '', action, ...rest] = checkPattern(rule.path).split('/');
-  if (isReservedPath(mount) || (!mounts.has(mount) && !isAction(action))) return rule;
+  if (mounts.size === 0 || isReservedPath(mount) || (!mounts.has(mount) && !isAction(action))) return rule;
   const refuse = (why: string) => new CofferError('invalid_request', `rule path ${rule.path}: ${why}`);
   const prefix = mounts.get(mount);
   if (prefix === undefined)
