@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
+import { underlyingSocket } from './tunnel.js';
 
 /** The listener closes once no connection has arrived for this long... */
 const QUIET_MS = 250;
@@ -35,7 +36,8 @@ export function drainable(server: Server): Drainable {
   let lastConnection = 0;
   server.on('connection', () => (lastConnection = Date.now()));
   server.on('request', (req, res) => {
-    const socket = req.socket;
+    // A connection handed over for a LIST (server/tunnel.ts) counts as the one socket it is.
+    const socket = underlyingSocket(req.socket);
     if (!inFlight.has(socket)) socket.once('close', () => inFlight.delete(socket));
     inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
     res.once('close', () => inFlight.has(socket) && inFlight.set(socket, inFlight.get(socket)! - 1));

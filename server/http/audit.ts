@@ -4,7 +4,7 @@ import type { NextFunction, Request, Response } from 'express';
 import type { AuditLog, AuditRecord } from '../audit/log.js';
 import type { ErrorBody } from '../../sdk/wire/errors.js';
 import { verifiedClientCertificate } from '../tls/context.js';
-import { underlyingSocket } from './tunnel.js';
+import { underlyingSocket } from '../tunnel.js';
 
 const outcomeOf = (status: number): AuditRecord['outcome'] =>
   status < 400 ? 'ok' : status === 401 || status === 403 ? 'denied' : 'error';

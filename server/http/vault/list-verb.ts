@@ -1,7 +1,7 @@
 import type { Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Tunnel } from '../tunnel.js';
+import { Tunnel } from '../../tunnel.js';
 
 /**
  * Vault clients list with the `LIST` method, which node's HTTP parser does not know: it stops
@@ -22,7 +22,10 @@ export function acceptListVerb(server: Server, event: 'connection' | 'secureConn
     ((this: Server, socket: Duplex) => void) | undefined;
   if (!startSession) throw new Error(`acceptListVerb: the server has no HTTP '${event}' listener`);
   const handedOver = new WeakSet<Socket>();
-  server.on('clientError', (err: ParserError, socket: Socket) => {
+  server.on('clientError', (err: ParserError, socket: Socket | Tunnel) => {
+    // A tunnel's own session failed: the rewriter passed a head on unchanged (a LIST it does not
+    // follow, say `LIST /x HTTP/1.2`), so it is refused here, never handed over again.
+    if (socket instanceof Tunnel) return void refuseAsNode(err, socket);
     // The old parser's later errors (its request timeout, the end of the stream) concern nobody now.
     if (handedOver.has(socket)) return;
     const first = err.code === 'HPE_INVALID_METHOD' ? listRequest(err) : undefined;
@@ -90,8 +93,8 @@ const REFUSALS: Record<string, string> = {
 };
 
 /** What node does with a parser error when no one listens: a bare status (unless a response is under way), then close. */
-function refuseAsNode(err: ParserError, socket: Socket): void {
-  const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+function refuseAsNode(err: ParserError, socket: Duplex): void {
+  const pending = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
   if (socket.writable && !pending?.headersSent)
     socket.write(`HTTP/1.1 ${REFUSALS[err.code ?? ''] ?? '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
   socket.destroy(err);
@@ -99,28 +102,28 @@ function refuseAsNode(err: ParserError, socket: Socket): void {
 
 function noop(): void {}
 
-/** A LF not preceded by CR, from `from` on. */
-function hasBareLf(bytes: Buffer, from: number): boolean {
-  for (let i = bytes.indexOf(0x0a, from); i >= 0; i = bytes.indexOf(0x0a, i + 1))
-    if (i === 0 || bytes[i - 1] !== 0x0d) return true;
-  return false;
-}
-
 const LIST = Buffer.from('LIST ');
-const CRLFCRLF = Buffer.from('\r\n\r\n');
-/** node's maxHeaderSize is 16 KiB (main.ts); a longer head is refused by the parser anyway. */
-const MAX_HEAD = 64 * 1024;
+/** node's maxHeaderSize (main.ts): a longer head is refused by the parser anyway. */
+const MAX_HEAD = 16 * 1024;
 
 type State =
   | { kind: 'start' }
-  | { kind: 'head'; bytes: Buffer[]; size: number }
+  /** Inside the target of a LIST request line, already sent as `GET `: `query` once a `?` went by. */
+  | { kind: 'list-target'; query: boolean; size: number }
+  /** A head, passed on as it arrives; its text is kept only to find its end and read its framing. */
+  | { kind: 'head'; text: string }
   | { kind: 'body'; remaining: number }
   | { kind: 'chunk-size'; line: string }
   | { kind: 'chunk-data'; remaining: number }
   | { kind: 'trailers'; line: string }
   | { kind: 'opaque' };
 
-/** The framing reader: `feed` takes the socket's bytes in order and returns them, rewritten where a request starts with `LIST `. */
+/**
+ * The framing reader: `feed` takes the socket's bytes in order and returns them, rewritten where
+ * a request starts with `LIST `. Bytes are passed on as they arrive (only the first five of a
+ * request are held, to tell a `LIST`), so node's parser sees every head as it comes and its
+ * headers timeout runs as on any connection.
+ */
 export class ListRewriter {
   private state: State = { kind: 'start' };
   /** Bytes held back at a request start until it is clear whether they begin `LIST `. */
@@ -145,38 +148,61 @@ export class ListRewriter {
             break;
           }
           const probe = Math.min(data.length, LIST.length);
-          if (data.subarray(0, probe).equals(LIST.subarray(0, probe)) && probe < LIST.length) {
+          if (!data.subarray(0, probe).equals(LIST.subarray(0, probe))) {
+            this.state = { kind: 'head', text: '' };
+            break;
+          }
+          if (probe < LIST.length) {
             this.pending = data; // a prefix of `LIST `: wait for more
             data = Buffer.alloc(0);
             break;
           }
-          this.state = { kind: 'head', bytes: [], size: 0 };
+          out.push(GET);
+          data = data.subarray(LIST.length);
+          this.state = { kind: 'list-target', query: false, size: GET.length };
+          break;
+        }
+        case 'list-target': {
+          // The parameter goes where the target ends: a space, a fragment, or the line's end.
+          let end = 0;
+          let query = state.query;
+          while (end < data.length && !TARGET_END.has(data[end]!)) if (data[end++] === 0x3f) query = true;
+          const size = state.size + end;
+          out.push(data.subarray(0, end));
+          data = data.subarray(end);
+          if (size > MAX_HEAD) {
+            this.state = { kind: 'opaque' };
+            break;
+          }
+          if (data.length === 0) {
+            this.state = { kind: 'list-target', query, size };
+            break;
+          }
+          const parameter = query ? AND_LIST : QUERY_LIST;
+          out.push(parameter);
+          this.state = { kind: 'head', text: 'GET '.padEnd(size + parameter.length, '-') };
           break;
         }
         case 'head': {
-          const joined = state.bytes.length > 0 ? Buffer.concat([...state.bytes, data]) : data;
-          if (hasBareLf(joined, Math.max(0, state.size - 1))) {
-            // Not a head this reader follows (node's parser refuses a bare LF): waiting for a
-            // CRLFCRLF that never comes would hold the request until the headers timeout.
+          const before = state.text.length;
+          const piece = data.subarray(0, Math.min(data.length, MAX_HEAD + 1 - before)).toString('latin1');
+          const text = state.text + piece;
+          if (hasBareLf(text, before)) {
+            // Not a head this reader follows (node's parser refuses a bare LF).
             this.state = { kind: 'opaque' };
-            out.push(joined);
-            data = Buffer.alloc(0);
             break;
           }
-          const end = joined.indexOf(CRLFCRLF, Math.max(0, state.size - 3));
+          const end = text.indexOf('\r\n\r\n', Math.max(0, before - 3));
           if (end < 0) {
-            if (joined.length > MAX_HEAD) {
-              this.state = { kind: 'opaque' };
-              out.push(joined);
-            } else {
-              this.state = { kind: 'head', bytes: [joined], size: joined.length };
-            }
-            data = Buffer.alloc(0);
+            out.push(data.subarray(0, piece.length));
+            data = data.subarray(piece.length);
+            this.state = text.length > MAX_HEAD ? { kind: 'opaque' } : { kind: 'head', text };
             break;
           }
-          const head = joined.subarray(0, end + CRLFCRLF.length);
-          out.push(this.finishHead(head)); // a head is held back until complete, then emitted once
-          data = joined.subarray(end + CRLFCRLF.length);
+          const headEnd = end + 4 - before;
+          out.push(data.subarray(0, headEnd));
+          data = data.subarray(headEnd);
+          this.state = framing(text.slice(0, end + 4));
           break;
         }
         case 'body': {
@@ -229,40 +255,38 @@ export class ListRewriter {
     }
     return out.length === 1 ? out[0]! : Buffer.concat(out);
   }
+}
 
-  /** Decides the framing of the body from a complete head and returns the head, rewritten if it is a LIST. */
-  private finishHead(head: Buffer): Buffer {
-    const text = head.toString('latin1');
-    const lines = text.split('\r\n');
-    let length: number | undefined;
-    let chunked = false;
-    let opaque = false;
-    for (const line of lines.slice(1)) {
-      const colon = line.indexOf(':');
-      if (colon < 0) continue;
-      const name = line.slice(0, colon).trim().toLowerCase();
-      const value = line.slice(colon + 1).trim();
-      if (name === 'content-length') {
-        if (!/^[0-9]{1,15}$/.test(value) || (length !== undefined && length !== Number(value))) opaque = true;
-        length = Number(value);
-      } else if (name === 'transfer-encoding') {
-        chunked = /(^|,)\s*chunked\s*$/i.test(value);
-        if (!chunked) opaque = true;
-      } else if (name === 'upgrade') opaque = true;
-    }
-    if (/^CONNECT /.test(lines[0] ?? '')) opaque = true;
-    this.state = opaque
-      ? { kind: 'opaque' }
-      : chunked
-        ? { kind: 'chunk-size', line: '' }
-        : length
-          ? { kind: 'body', remaining: length }
-          : { kind: 'start' };
-    if (!head.subarray(0, LIST.length).equals(LIST)) return head;
-    const requestLine = lines[0]!;
-    const m = /^LIST (\S+)( HTTP\/1\.[01])$/.exec(requestLine);
-    if (!m) return head;
-    const target = `${m[1]}${m[1]!.includes('?') ? '&' : '?'}list=true`;
-    return Buffer.from(`GET ${target}${m[2]}${text.slice(requestLine.length)}`, 'latin1');
+const GET = Buffer.from('GET ');
+
+/** A LF not preceded by CR, at `from` or after. */
+function hasBareLf(text: string, from: number): boolean {
+  for (let i = text.indexOf('\n', from); i >= 0; i = text.indexOf('\n', i + 1)) if (text[i - 1] !== '\r') return true;
+  return false;
+}
+const QUERY_LIST = Buffer.from('?list=true');
+const AND_LIST = Buffer.from('&list=true');
+/** Bytes that end a request target: space, `#`, CR, LF. */
+const TARGET_END = new Set([0x20, 0x23, 0x0d, 0x0a]);
+
+/** What follows a complete head: its body (Content-Length or chunked), the next request, or bytes this reader does not follow. */
+function framing(head: string): State {
+  const lines = head.split('\r\n');
+  let length: number | undefined;
+  let chunked = false;
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':');
+    if (colon < 0) continue;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    if (name === 'content-length') {
+      if (!/^[0-9]{1,15}$/.test(value) || (length !== undefined && length !== Number(value))) return { kind: 'opaque' };
+      length = Number(value);
+    } else if (name === 'transfer-encoding') {
+      if (chunked || !/(^|,)\s*chunked\s*$/i.test(value)) return { kind: 'opaque' };
+      chunked = true;
+    } else if (name === 'upgrade') return { kind: 'opaque' };
   }
+  if (/^CONNECT /.test(lines[0] ?? '')) return { kind: 'opaque' };
+  return chunked ? { kind: 'chunk-size', line: '' } : length ? { kind: 'body', remaining: length } : { kind: 'start' };
 }
