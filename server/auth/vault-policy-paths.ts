@@ -26,26 +26,23 @@ const GRANTS: Record<Action, Partial<Record<Capability, Capability>>> = {
 const isAction = (s: string | undefined): s is Action => s !== undefined && Object.hasOwn(GRANTS, s);
 
 /**
- * The Coffer rule a policy rule stands for, decided when the policy is written. A rule whose
- * first segment is a KV mount, or whose second is a KV v2 action, is a Vault path
- * `<mount>/<action>/<pattern>`: it becomes `pattern` below the mount's prefix with the
- * capabilities of GRANTS, or undefined when it grants nothing. Any other rule, every rule on
- * the reserved `sys` and `transit` namespaces, and every rule of a server without KV mounts is
- * Coffer's own.
+ * The Coffer rule a policy rule stands for, decided when the policy is written. Only a rule of
+ * the form `<KV mount>/<KV v2 action>/<pattern>` is a Vault path: it becomes `pattern` below the
+ * mount's prefix with the capabilities of GRANTS, or undefined when it grants nothing. Every
+ * other rule is Coffer's own, as it was before Vault paths existed: a Coffer namespace that
+ * shares a mount's name (`secret/app/*`), a folder named like an action (`ml/data/**`), the
+ * reserved `sys` and `transit` namespaces, and every rule of a server without KV mounts.
  */
 export function cofferRule(rule: Rule, mounts: KvMounts): Rule | undefined {
   const [mount = '', action, ...rest] = checkPattern(rule.path).split('/');
-  if (mounts.size === 0 || isReservedPath(mount) || (!mounts.has(mount) && !isAction(action))) return rule;
-  const refuse = (why: string) => new CofferError('invalid_request', `rule path ${rule.path}: ${why}`);
   const prefix = mounts.get(mount);
-  if (prefix === undefined)
-    throw refuse(`${mount} is not a KV mount of this server (vault_kv_mounts: ${[...mounts.keys()].join(', ')})`);
-  if (!isAction(action))
-    throw refuse(`a path on the KV mount ${mount} continues with ${Object.keys(GRANTS).join(', ')}`);
-  if (rest.length === 0)
-    throw refuse(`name a pattern after ${mount}/${action}/ (${mount}/${action}/** for the whole mount)`);
+  if (prefix === undefined || !isAction(action) || rest.length === 0 || isReservedPath(mount)) return rule;
   const pattern = checkPattern(prefix === '' ? rest.join('/') : `${prefix}/${rest.join('/')}`);
-  if (isReservedPath(pattern)) throw refuse('a KV mount holds no secret in the sys or transit namespaces');
+  if (isReservedPath(pattern))
+    throw new CofferError(
+      'invalid_request',
+      `rule path ${rule.path}: a KV mount holds no secret in the sys or transit namespaces`,
+    );
   const capabilities = [...new Set(rule.capabilities.flatMap((c) => GRANTS[action][c] ?? []))];
   return capabilities.length === 0 ? undefined : { path: pattern, capabilities };
 }

@@ -99,10 +99,13 @@ describe('dashboard: access, keys and audit (chromium)', function () {
       'nothing saved',
     );
 
-    // A Vault path that names no KV secret (docs/vault-compatibility.md "Policies"): refused inline.
-    await editor.fill(JSON.stringify({ rules: [{ path: 'secret/foo/x', capabilities: ['read'] }] }));
+    // A Vault path onto the sys namespace (docs/vault-compatibility.md "Policies"): refused inline.
+    await editor.fill(JSON.stringify({ rules: [{ path: 'secret/data/sys/x', capabilities: ['read'] }] }));
     await page.getByRole('button', { name: 'Save' }).click();
-    await page.locator('#editor-problem').getByText('continues with data, metadata', { exact: false }).waitFor();
+    await page
+      .locator('#editor-problem')
+      .getByText('no secret in the sys or transit namespaces', { exact: false })
+      .waitFor();
     assert.equal(((await rootJson('GET', '/v1/policies/readers'))?.rules as unknown[]).length, 1, 'nothing saved');
 
     const rules = [
