@@ -6,9 +6,9 @@ import { z } from 'zod';
 import { concatBytes, encodeContext } from '../../../server/crypto/bytes.js';
 import { sealEnvelope } from '../../../server/crypto/envelope.js';
 import { CofferError, isCofferError } from '../../../server/errors.js';
-import { BARRIER_TAG, sealValue } from '../../../server/store/barrier.js';
+import { BARRIER_TAG, Barrier, sealValue } from '../../../server/store/barrier.js';
 import { jsonCodec } from '../../../server/store/codec.js';
-import { FORMAT_KEY, SEAL_KEY, keyringKey, prefixEnd } from '../../../server/store/keys.js';
+import { FORMAT_KEY, SEAL_KEY, keyringKey, logKey, prefixEnd } from '../../../server/store/keys.js';
 import { openVault, type TestVault } from '../../helpers.js';
 
 /**
@@ -333,5 +333,35 @@ describe('storage barrier: edges', function () {
       'storage: a value carries the barrier envelope but does not open under its key: left as it is (reading it fails its integrity check)',
     );
     await assert.rejects(table().get('bad'), code('integrity_error'));
+  });
+
+  it('a failed drop of the change-log records from before the migration is a warning: the barrier opens, and the next open drops them', async () => {
+    const old = logKey(1);
+    await putRaw(old, Buffer.from('{"seq":1,"ops":[]}'));
+    await putRaw(FORMAT_KEY, Buffer.from(JSON.stringify({ format: 2, legacy_log_until: 1 })));
+    const writeRaw = vault.store.writeRaw.bind(vault.store);
+    vault.store.writeRaw = () => Promise.reject(new CofferError('storage_full', 'the disk is full (test)'));
+    const barrier = new Barrier(
+      vault.store,
+      () => new CofferError('sealed', 'sealed'),
+      pino(
+        { level: 'info' },
+        new Writable({ write: (chunk, _e, done) => (lines.push(JSON.parse(String(chunk)) as LogLine), done()) }),
+      ),
+    );
+    try {
+      await barrier.open(vault.seal.keys());
+    } finally {
+      vault.store.writeRaw = writeRaw;
+    }
+    assert.equal(barrier.acceptsLegacyValues, false, 'open, sealed mode');
+    assert.ok(vault.store.get(old), 'the record is still there');
+    const warning = lines.find((l) => l.level === 40 && l.err === 'the disk is full (test)');
+    assert.equal(
+      warning?.msg,
+      'storage: could not drop the change-log records written before the storage barrier; retried at the next unseal',
+    );
+    await barrier.open(vault.seal.keys());
+    assert.equal(vault.store.get(old), undefined, 'dropped at the next open');
   });
 });
