@@ -100,6 +100,29 @@ export const TARGETS = {
     ],
     build: ['cli/main.ts'], // migration.test runs `coffer server` on an old data directory
   },
+  vault: {
+    // The Vault adapter: KV v2 routes, logins and token self-service, errors, sys routes, the LIST
+    // hand-over and its framing reader, and Vault paths in Coffer policies.
+    mutate: [
+      'server/http/vault/kv.ts',
+      'server/http/vault/auth.ts',
+      'server/http/vault/route.ts',
+      'server/http/vault/errors.ts',
+      'server/http/vault/sys.ts',
+      'server/http/vault/mounts.ts',
+      'server/http/vault/index.ts',
+      'server/http/vault/list-verb.ts',
+      'server/auth/vault-policy-paths.ts',
+    ],
+    tests: [
+      'test/server/http/vault/kv.test.ts',
+      'test/server/http/vault/auth.test.ts',
+      'test/server/http/vault/policies.test.ts',
+      'test/server/http/vault/list-verb.test.ts',
+      'test/server/http/vault/node-vault.test.ts',
+      'test/server/http/vault/vault-action.test.ts',
+    ],
+  },
   'audit-head': {
     mutate: ['server/audit/head.ts'],
     tests: [
