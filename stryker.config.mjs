@@ -121,6 +121,8 @@ export const TARGETS = {
       'test/server/http/vault/list-verb.test.ts',
       'test/server/http/vault/node-vault.test.ts',
       'test/server/http/vault/vault-action.test.ts',
+      'test/server/http/vault/go-clients.test.ts',
+      'test/server/http/vault/replica.test.ts',
     ],
   },
   'audit-head': {
