@@ -12,19 +12,24 @@ export interface Result {
 }
 
 /**
- * The median of RUNS autocannon runs after a warm-up; any non-2xx answer fails the run.
+ * The median of `runs` (RUNS) autocannon runs after a warm-up; any non-2xx answer fails the run.
  * `paths` (optional) are requested in turn on each connection instead of `url`'s own path.
  */
-export async function measure(url: string, headers: Record<string, string>, paths?: string[]): Promise<Result> {
+export async function measure(
+  url: string,
+  headers: Record<string, string>,
+  paths?: string[],
+  { connections = CONNECTIONS, runs = RUNS }: { connections?: number; runs?: number } = {},
+): Promise<Result> {
   const results: Result[] = [];
   const requests = paths?.map((path) => ({ method: 'GET' as const, path }));
-  const options = { url, connections: CONNECTIONS, headers, ...(requests ? { requests } : {}) };
+  const options = { url, connections, headers, ...(requests ? { requests } : {}) };
   await autocannon({ ...options, duration: 1 }); // warm-up
-  for (let i = 0; i < RUNS; i++) {
+  for (let i = 0; i < runs; i++) {
     const r = await autocannon({ ...options, duration: DURATION });
     if (r.non2xx > 0 || r.errors > 0) throw new Error(`${url}: ${r.non2xx} non-2xx and ${r.errors} errors`);
     results.push({ rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99 });
   }
   results.sort((a, b) => a.rps - b.rps);
-  return results[Math.floor(RUNS / 2)]!;
+  return results[Math.floor(runs / 2)]!;
 }

@@ -1,8 +1,8 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import autocannon from 'autocannon';
 import { tempDir } from '../helpers.js';
 import { startServerProcess, type ServerProcess } from '../integration/server-process.js';
+import { DURATION, measure } from './measure.js';
 
 /**
  * Coffer at scale (issue 15, item 4): one dev server process is loaded with secrets through
@@ -20,7 +20,6 @@ import { startServerProcess, type ServerProcess } from '../integration/server-pr
  * (not part of `npm test`). BENCH_SECONDS sets each autocannon run (default 5).
  */
 const STEPS = (process.env.BENCH_SCALE ?? '10000,100000,1000000').split(',').map(Number);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const PER_BATCH = 1000;
 const PER_FOLDER = 1000;
 
@@ -62,24 +61,6 @@ async function load(server: ServerProcess, auth: Record<string, string>, from: n
   await Promise.all([worker(), worker()]);
 }
 
-async function cannon(
-  url: string,
-  headers: Record<string, string>,
-  paths: string[],
-  connections: number,
-): Promise<{ rps: number; p50: number; p99: number }> {
-  const options = {
-    url,
-    connections,
-    headers,
-    requests: paths.map((path) => ({ method: 'GET' as const, path })),
-  };
-  await autocannon({ ...options, duration: 1 }); // warm-up
-  const r = await autocannon({ ...options, duration: SECONDS });
-  if (r.non2xx > 0 || r.errors > 0) throw new Error(`${paths[0]}: ${r.non2xx} non-2xx and ${r.errors} errors`);
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99 };
-}
-
 async function rssMiB(server: ServerProcess): Promise<number> {
   const status = await readFile(`/proc/${server.child.pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
@@ -107,14 +88,17 @@ try {
     const loadSeconds = (performance.now() - t0) / 1000;
     loaded = target;
     const spread = Array.from({ length: 100 }, (_, k) => `/v1/secrets/${pathOf(Math.floor((k * (target - 1)) / 99))}`);
-    const read1 = await cannon(server.url, auth, spread, 1);
-    const read50 = await cannon(server.url, auth, spread, 50);
+    const read1 = await measure(server.url, auth, spread, { connections: 1, runs: 1 });
+    const read50 = await measure(server.url, auth, spread, { connections: 50, runs: 1 });
     const rss = await rssMiB(server);
     const folder = pathOf(target - 1)
       .split('/')
       .slice(0, 2)
       .join('/');
-    const list1 = await cannon(server.url, auth, [`/v1/secrets?prefix=${folder}&limit=100`], 1);
+    const list1 = await measure(server.url, auth, [`/v1/secrets?prefix=${folder}&limit=100`], {
+      connections: 1,
+      runs: 1,
+    });
     await server.kill('SIGTERM');
     const restarted = await startTimed(dir);
     server = restarted.server;
@@ -130,7 +114,7 @@ const base = rows[0]!;
 const x = (v: number, b: number) => `${(v / b).toFixed(2)}x`;
 console.log(
   [
-    `Scale (autocannon ${SECONDS} s per figure, one dev server process, secrets loaded with batch-write; ratios against ${base.secrets.toLocaleString('en')} secrets, same run)`,
+    `Scale (autocannon ${DURATION} s per figure, one dev server process, secrets loaded with batch-write; ratios against ${base.secrets.toLocaleString('en')} secrets, same run)`,
     '',
     '| secrets | load (s, secrets/s) | read p50 / p99 ms (1 conn) | read req/s (50 conns) | list 100 p50 / p99 ms (1 conn) | RSS MiB | start-up to health 200 (ms) |',
     '| ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
