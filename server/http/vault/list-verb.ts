@@ -80,11 +80,15 @@ function detachParser(socket: Socket): void {
 
 /** Calls `then` once the responses to requests read before the hand-over have been sent. */
 function afterPendingResponses(socket: Socket, then: () => void): void {
-  const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  const pending = pendingResponse(socket);
   if (!pending) return void then();
   // node assigns the next queued response when one finishes, before this 'close'.
   pending.once('close', () => setImmediate(() => afterPendingResponses(socket, then)));
 }
+
+/** The response node is writing on a connection, if any (node's own field: the one it checks itself). */
+const pendingResponse = (socket: Duplex) =>
+  (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined;
 
 const REFUSALS: Record<string, string> = {
   HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
@@ -94,7 +98,7 @@ const REFUSALS: Record<string, string> = {
 
 /** What node does with a parser error when no one listens: a bare status (unless a response is under way), then close. */
 function refuseAsNode(err: ParserError, socket: Duplex): void {
-  const pending = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+  const pending = pendingResponse(socket);
   if (socket.writable && !pending?.headersSent)
     socket.write(`HTTP/1.1 ${REFUSALS[err.code ?? ''] ?? '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
   socket.destroy(err);
