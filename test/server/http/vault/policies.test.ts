@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import request from 'supertest';
 import { vaultSettings } from '../../../../server/http/vault/mounts.js';
 import { rawRequests, raw, vaultFixture, type VaultFixture } from './fixture.js';
+import { tokenWith } from '../../../helpers.js';
 
 /**
  * Vault paths in Coffer policies (docs/vault-compatibility.md "Policies"): a rule on
@@ -161,7 +162,7 @@ describe('Vault API: Vault paths in Coffer policies', function () {
       { path: 'secret/app/*', capabilities: ['read'] },
       { path: 'kv/data/*', capabilities: ['read'] },
     ];
-    assert.equal((await app().put('/v1/policies/ns-secret').set(f.vault.auth).send({ rules })).status, 200);
+    const bearer = await tokenWith(f.vault, 'ns-secret', rules);
     for (const path of ['secret/app/db', 'kv/data/x'])
       assert.equal(
         (
@@ -172,11 +173,6 @@ describe('Vault API: Vault paths in Coffer policies', function () {
         ).status,
         200,
       );
-    const created = await app()
-      .post('/v1/auth/token/create')
-      .set(f.vault.auth)
-      .send({ identity: 'svc:ns-secret', policies: ['ns-secret'] });
-    const bearer = { Authorization: `Bearer ${created.body.token}` };
     for (const path of ['secret/app/db', 'kv/data/x'])
       assert.equal((await app().get(`/v1/secrets/${path}`).set(bearer)).body.data?.v, path, path);
     assert.equal((await app().get('/v1/secrets/app/db').set(bearer)).status, 403, 'not the Vault reading');
