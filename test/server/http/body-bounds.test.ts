@@ -195,6 +195,30 @@ describe('http body: UTF-8, byte order mark and size bounds', function () {
     refused(renew, 400, 'invalid_request');
   });
 
+  it('takes a request with neither Content-Length nor Transfer-Encoding as no body ({}), not as a body of unknown type', async () => {
+    // Raw bytes: node's client would add `Content-Length: 0` itself. Two requests on one connection,
+    // so a reader that waited for a body would leave the second unanswered.
+    const socket = net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    let text = '';
+    const answered = new Promise<void>((resolve) => {
+      socket.on('data', (d: Buffer) => {
+        text += d.toString();
+        if ((text.match(/HTTP\/1\.1 /g) ?? []).length === 2 && text.endsWith('}')) resolve();
+      });
+    });
+    const head = (path: string) =>
+      `PUT ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: ${vault.auth.Authorization}\r\n\r\n`;
+    socket.write(head('/v1/secrets/app/no-length') + head('/v1/secrets/app/no-length-2'));
+    await Promise.race([answered, new Promise((resolve) => setTimeout(resolve, 5_000))]);
+    socket.destroy();
+    const statuses = [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]);
+    assert.deepEqual(statuses, ['400', '400'], text);
+    assert.equal((text.match(/"code":"invalid_request"/g) ?? []).length, 2, text);
+    assert.match(text, /data/, 'the schema saw an empty object');
+    assert.equal(await stored('app/no-length'), undefined);
+  });
+
   it('refuses a non-JSON type with 415 and a body too large with 413, then serves the next request on the same connection', async () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     try {
