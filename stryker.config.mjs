@@ -120,6 +120,7 @@ export const TARGETS = {
     ],
     tests: [
       'test/server/http/vault/kv.test.ts',
+      'test/server/http/vault/kv-edges.test.ts',
       'test/server/http/vault/auth.test.ts',
       'test/server/http/vault/policies.test.ts',
       'test/server/http/vault/list-verb.test.ts',

@@ -296,10 +296,16 @@ function secretMetadata(meta: SecretMeta) {
     custom_metadata: customMetadata(meta.metadata),
     delete_version_after: '0s',
     max_versions: meta.max_versions ?? 0,
-    oldest_version: meta.versions[0]?.version ?? 0,
+    oldest_version: oldestVersion(meta),
     updated_time: iso(meta.updated_at),
     versions,
   };
+}
+
+/** Vault's `oldest_version`: 0 until `max_versions` has dropped a version, then the oldest one kept. */
+function oldestVersion(meta: SecretMeta): number {
+  const oldest = meta.versions[0]?.version ?? 0;
+  return oldest > 1 ? oldest : 0;
 }
 
 /** RFC 7386 for one key's value: objects merge (null removes), anything else replaces. */
