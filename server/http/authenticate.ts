@@ -1,6 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import type { AccessControl, Capability, Identity } from '../auth/access.js';
 import { CofferError } from '../errors.js';
+import type { WriteCheck } from '../secrets/engine.js';
 
 const BEARER = /^Bearer ([\x21-\x7e]{1,8192})$/;
 
@@ -47,6 +48,17 @@ export function identityOf(res: Response): Identity {
   const identity = res.locals.identity;
   if (!identity) throw new CofferError('unauthenticated', 'a token is required');
   return identity;
+}
+
+/**
+ * Writing a secret needs `create` for a new one and `update` for an existing one, with one
+ * refusal either way (C21). The secrets engine runs the check inside the write (WriteCheck).
+ */
+export function writeCheck(access: AccessControl, identity: Identity, path: string): WriteCheck {
+  return (exists) => {
+    if (!access.authorize(identity, exists ? 'update' : 'create', path))
+      throw new CofferError('forbidden', `permission denied: create or update on ${path}`);
+  };
 }
 
 /** Throws `forbidden` unless the caller holds `capability` on `path`. */

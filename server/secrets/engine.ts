@@ -21,6 +21,13 @@ export type { JsonValue };
 export type PutInput = Omit<PutSecretRequest, 'data'> & { data: Record<string, JsonValue> };
 
 /** A version as stored: values as written (strings, or any JSON when written through the Vault API). */
+/**
+ * The caller's right to write, judged inside the write: `exists` is whether the secret is there
+ * in the state being changed, so a secret created by a write queued just before counts as
+ * existing. It throws to refuse.
+ */
+export type WriteCheck = (exists: boolean) => void;
+
 export type StoredSecret = Omit<Secret, 'data'> & { data: Record<string, JsonValue> };
 
 const versionInfo = z.object({
@@ -84,12 +91,13 @@ export class SecretsEngine {
 
   /**
    * Writes a new version. `keepMetadata`: the secret's metadata stays as it is (a Vault data
-   * write, which never carries it) instead of being replaced by `input.metadata`.
+   * write, which never carries it) instead of being replaced by `input.metadata`. `authorize`
+   * runs inside the write, against the state the write changes.
    */
   async put(
     path: string,
     input: PutInput,
-    options: { keepMetadata?: boolean } = {},
+    options: { keepMetadata?: boolean; authorize?: WriteCheck } = {},
   ): Promise<{ path: string; version: number; created_at: string }> {
     const keys = this.store.keys();
     const type = input.type ?? 'kv';
@@ -119,6 +127,7 @@ export class SecretsEngine {
     try {
       return await this.store.mutate(async (tx) => {
         const meta = this.meta.read(tx, path);
+        options.authorize?.(meta !== undefined);
         if (meta?.cas_required && input.cas === undefined)
           throw new CofferError('invalid_request', `check-and-set is required for ${path}: send cas`);
         checkCas(meta, input.cas);
@@ -222,10 +231,12 @@ export class SecretsEngine {
    * version yet when it does not exist (External Secrets Operator writes metadata first). A
    * lower limit destroys the oldest versions now, as the next write would.
    */
-  async configure(path: string, settings: SecretSettings): Promise<void> {
+  async configure(path: string, settings: SecretSettings, authorize?: WriteCheck): Promise<void> {
     await this.store.mutate((tx) => {
       const now = this.options.now();
-      const meta: SecretMeta = this.meta.read(tx, path) ?? {
+      const existing = this.meta.read(tx, path);
+      authorize?.(existing !== undefined);
+      const meta: SecretMeta = existing ?? {
         type: 'kv',
         current_version: 0,
         metadata: {},

@@ -1,7 +1,7 @@
-import type { Router } from 'express';
+import type { NextFunction, Request, Response, Router } from 'express';
 import { CofferError, isCofferError, type ErrorCode } from '../../errors.js';
 import { checkPath } from '../../paths.js';
-import { identityOf } from '../authenticate.js';
+import { identityOf, writeCheck } from '../authenticate.js';
 import { jsonBodyWithin } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import type { AuditEntry } from '../locals.js';
@@ -35,14 +35,22 @@ export function batchWriteRoute(router: Router, deps: AppDeps): void {
   const writeOne = async (entry: { path: string }, identity: ReturnType<typeof identityOf>) => {
     const path = checkPath(entry.path);
     const { path: _path, ...input } = validate(batchWriteEntry, entry);
-    // The same refusal whether or not the secret exists, as for a single PUT (C21).
-    if (!access.authorize(identity, secrets.exists(path) ? 'update' : 'create', path))
-      throw new CofferError('forbidden', `permission denied: create or update on ${path}`);
-    return secrets.put(path, input);
+    return secrets.put(path, input, { authorize: writeCheck(access, identity, path) });
+  };
+
+  /** A caller who may write nowhere is refused before a body of up to 16 MiB is read. */
+  const mayWriteSomewhere = (req: Request, res: Response, next: NextFunction) => {
+    const identity = identityOf(res);
+    if (!access.authorizeBelow(identity, 'create', '') && !access.authorizeBelow(identity, 'update', '')) {
+      req.resume();
+      throw new CofferError('forbidden', 'permission denied: this token may create or update no secret');
+    }
+    next();
   };
 
   methods(router, '/v1/secrets\\:batch-write', {
     post: [
+      mayWriteSomewhere,
       jsonBodyWithin({ bytes: MAX_BATCH_WRITE_BYTES, entries: MAX_BATCH_WRITE_ENTRIES }),
       async (req, res) => {
         const { secrets: entries } = validate(batchWriteBody, req.body);

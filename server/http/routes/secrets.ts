@@ -2,7 +2,7 @@ import type { Request, Response, Router } from 'express';
 import parseurl from 'parseurl';
 import { CofferError, isCofferError } from '../../errors.js';
 import { parseUrlPath } from '../../paths.js';
-import { identityOf, requireCapability } from '../authenticate.js';
+import { identityOf, requireCapability, writeCheck } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import type { StoredSecret } from '../../secrets/engine.js';
@@ -181,10 +181,7 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
         const body = validate(putSecretBody, req.body);
         // One refusal whether or not the secret exists, so a denied caller learns nothing of it (C21).
         res.locals.auditPath = path;
-        if (!access.authorize(identityOf(res), secrets.exists(path) ? 'update' : 'create', path)) {
-          throw new CofferError('forbidden', `permission denied: create or update on ${path}`);
-        }
-        res.json(await secrets.put(path, body));
+        res.json(await secrets.put(path, body, { authorize: writeCheck(access, identityOf(res), path) }));
       },
     ],
     delete: async (req, res) => {

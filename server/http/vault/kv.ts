@@ -3,7 +3,7 @@ import { CofferError } from '../../errors.js';
 import { parseUrlPath } from '../../paths.js';
 import type { JsonValue, SecretMeta, StoredSecret, VersionInfo } from '../../secrets/engine.js';
 import type { Capability } from '../../auth/access.js';
-import { identityOf, requireCapability } from '../authenticate.js';
+import { identityOf, requireCapability, writeCheck } from '../authenticate.js';
 import type { AppDeps } from '../deps.js';
 import { validate } from '../validate.js';
 import { cofferPath } from './mounts.js';
@@ -51,12 +51,10 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
   const can = (res: Response, capability: Capability, path: string) => requireCapability(access, res, capability, path);
   const pathOf = (req: Request, action: string) => cofferPath(prefix, parseUrlPath(rawRest(req, `${base}/${action}/`)));
 
-  /** Writing needs `create` for a new secret and `update` for an existing one; one refusal either way (C21). */
-  const canWrite = (res: Response, path: string) => {
+  /** Writing needs `create` for a new secret and `update` for an existing one, judged inside the write. */
+  const writeAccess = (res: Response, path: string) => {
     res.locals.auditPath = path;
-    if (!access.authorize(identityOf(res), secrets.exists(path) ? 'update' : 'create', path)) {
-      throw new CofferError('forbidden', `permission denied: create or update on ${path}`);
-    }
+    return writeCheck(access, identityOf(res), path);
   };
 
   const written = async (res: Response, path: string, version: number) => {
@@ -70,12 +68,12 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
     const path = pathOf(req, 'data');
     validate(emptyQuery, req.query, 'query');
     const body = validate(kvWriteBody, req.body);
-    canWrite(res, path);
+    const authorize = writeAccess(res, path);
     const cas = body.options?.cas;
     const result = await secrets.put(
       path,
       { data: body.data, ...(cas !== undefined ? { cas } : {}) },
-      { keepMetadata: true },
+      { keepMetadata: true, authorize },
     );
     await written(res, path, result.version);
   };
@@ -208,12 +206,16 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
     const path = pathOf(req, 'metadata');
     validate(emptyQuery, req.query, 'query');
     const body = validate(kvMetadataBody, req.body);
-    canWrite(res, path);
-    await secrets.configure(path, {
-      ...(body.custom_metadata !== undefined ? { metadata: body.custom_metadata ?? {} } : {}),
-      ...(body.max_versions !== undefined ? { max_versions: body.max_versions } : {}),
-      ...(body.cas_required !== undefined ? { cas_required: body.cas_required } : {}),
-    });
+    const authorize = writeAccess(res, path);
+    await secrets.configure(
+      path,
+      {
+        ...(body.custom_metadata !== undefined ? { metadata: body.custom_metadata ?? {} } : {}),
+        ...(body.max_versions !== undefined ? { max_versions: body.max_versions } : {}),
+        ...(body.cas_required !== undefined ? { cas_required: body.cas_required } : {}),
+      },
+      authorize,
+    );
     res.status(204).end();
   };
 
