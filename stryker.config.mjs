@@ -124,6 +124,7 @@ export const TARGETS = {
       'test/server/http/vault/auth.test.ts',
       'test/server/http/vault/policies.test.ts',
       'test/server/http/vault/list-verb.test.ts',
+      'test/server/http/vault/list-framing.test.ts',
       'test/server/http/vault/node-vault.test.ts',
       'test/server/http/vault/vault-action.test.ts',
       'test/server/http/vault/go-clients.test.ts',

@@ -189,14 +189,17 @@ export class ListRewriter {
         }
         case 'head': {
           const before = state.text.length;
-          const piece = data.subarray(0, Math.min(data.length, MAX_HEAD + 1 - before)).toString('latin1');
+          // At most one byte past the limit (none when a LIST's rewritten line is already past it).
+          const room = Math.max(0, MAX_HEAD + 1 - before);
+          const piece = data.subarray(0, Math.min(data.length, room)).toString('latin1');
           const text = state.text + piece;
-          if (hasBareLf(text, before)) {
-            // Not a head this reader follows (node's parser refuses a bare LF).
+          const end = text.indexOf('\r\n\r\n', Math.max(0, before - 3));
+          // A bare LF in the head (never in the body the same read brought): not a head this
+          // reader follows (node's parser refuses it).
+          if (hasBareLf(end < 0 ? text : text.slice(0, end + 4), before)) {
             this.state = { kind: 'opaque' };
             break;
           }
-          const end = text.indexOf('\r\n\r\n', Math.max(0, before - 3));
           if (end < 0) {
             out.push(data.subarray(0, piece.length));
             data = data.subarray(piece.length);
