@@ -129,6 +129,8 @@ export const TARGETS = {
       'test/server/http/vault/vault-action.test.ts',
       'test/server/http/vault/go-clients.test.ts',
       'test/server/http/vault/replica.test.ts',
+      'test/server/http/vault/wire-shapes.test.ts',
+      'test/server/auth/vault-policy-paths.test.ts',
     ],
   },
   'audit-head': {

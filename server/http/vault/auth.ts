@@ -34,6 +34,10 @@ export function vaultAuth(token: string, claims: ActiveClaims, nowSeconds: numbe
 
 const renewable = (claims: ActiveClaims) => claims.root !== true && claims.expires < claims.exp;
 
+/** Where the token came from, as Vault's `path`: init's root token and token/create are Vault's token routes too. */
+const loginPath = (method: string) =>
+  method === 'root' ? 'auth/token/root' : method === 'token' ? 'auth/token/create' : `auth/${method}/login`;
+
 /** The body fields of a login answer that make it Vault's too: the native fields stay beside them (routes/logins.ts). */
 export function vaultLoginFields(res: Response, token: string, claims: ActiveClaims, nowSeconds: number) {
   return envelope(res, null, { auth: vaultAuth(token, claims, nowSeconds) });
@@ -68,10 +72,10 @@ export function tokenRoutes(router: Router, deps: AppDeps): void {
         explicit_max_ttl: claims.exp - claims.iat,
         groups: claims.groups,
         issue_time: iso(claims.iat),
-        meta: claims.meta && Object.keys(claims.meta).length > 0 ? claims.meta : null,
+        meta: claims.meta ?? null, // an empty one is never signed (tokens.ts)
         num_uses: 0,
         orphan: claims.parent === undefined,
-        path: `auth/${claims.method}/login`,
+        path: loginPath(claims.method),
         policies: claims.policies,
         renewable: renewable(claims),
         ttl: claims.root ? 0 : Math.max(0, claims.expires - now),
