@@ -6,7 +6,7 @@ import type { Capability } from '../../auth/access.js';
 import { identityOf, requireCapability, writeCheck } from '../authenticate.js';
 import type { AppDeps } from '../deps.js';
 import { validate } from '../validate.js';
-import { cofferPath } from './mounts.js';
+import { VAULT_LIST_BUDGET, cofferPath } from './mounts.js';
 import { envelope, mergePatchBody, rawRest, vaultBody, vaultMethods } from './route.js';
 import {
   kvListQuery,
@@ -19,9 +19,6 @@ import {
   kvWriteBody,
   emptyQuery,
 } from '../../../sdk/wire/schemas.js';
-
-/** Names a listing looks at, at most: a Vault listing has no pages, so this bounds one request's work. */
-const LIST_BUDGET = 100_000;
 
 const iso = (ms: number | null) => (ms === null ? '' : new Date(ms).toISOString());
 
@@ -47,6 +44,8 @@ const customMetadata = (m: Record<string, string>) => (Object.keys(m).length ===
  */
 export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: string): void {
   const { secrets, access } = deps;
+  // Names a listing looks at, at most: a Vault listing has no pages, so this bounds one request's work.
+  const budget = deps.vault?.listBudget ?? VAULT_LIST_BUDGET;
   const base = `/v1/${mount}`;
   const can = (res: Response, capability: Capability, path: string) => requireCapability(access, res, capability, path);
   const pathOf = (req: Request, action: string) => cofferPath(prefix, parseUrlPath(rawRest(req, `${base}/${action}/`)));
@@ -175,7 +174,7 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
       }
       scanned += page.keys.length;
       if (page.next === null) break;
-      if (scanned >= LIST_BUDGET) {
+      if (scanned >= budget) {
         truncated = true;
         break;
       }
@@ -187,7 +186,7 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
       envelope(
         res,
         { keys },
-        truncated ? { warnings: [`listing stopped after ${LIST_BUDGET} names: list a deeper prefix`] } : {},
+        truncated ? { warnings: [`listing stopped after ${budget} names: list a deeper prefix`] } : {},
       ),
     );
   };

@@ -7,7 +7,12 @@ export interface VaultSettings {
   kvMounts: ReadonlyMap<string, string>;
   /** Auth mounts that log in with Coffer's jwt roles; `jwt` is always one. */
   jwtMounts: readonly string[];
+  /** How many names a KV listing scans before it stops with a warning (VAULT_LIST_BUDGET unless set). */
+  listBudget?: number;
 }
+
+/** A listing's scan bound: a `LIST` of a huge prefix answers in bounded time (docs/vault-compatibility.md). */
+export const VAULT_LIST_BUDGET = 100_000;
 
 export const DEFAULT_VAULT_SETTINGS: VaultSettings = { kvMounts: new Map([['secret', '']]), jwtMounts: ['jwt'] };
 

@@ -337,3 +337,33 @@ describe('Vault API: error shapes by path', function () {
       assert.equal(await shape(method, path), 'error', `${method} ${path}`);
   });
 });
+
+describe('Vault API: a KV listing stops at its scan budget', function () {
+  this.timeout(60_000);
+  let f: VaultFixture;
+  before(async () => {
+    // The budget (VAULT_LIST_BUDGET, 100,000) made small, so the bound is reached with 2,500 secrets.
+    f = await vaultFixture({ vault: { ...vaultSettings(['secret'], []), listBudget: 2_000 } });
+    for (let start = 0; start < 2_500; start += 500) {
+      const secrets = Array.from({ length: 500 }, (_, i) => ({
+        path: `big/s${String(start + i).padStart(4, '0')}`,
+        data: { v: '1' },
+      }));
+      const res = await request(f.vault.app).post('/v1/secrets:batch-write').set(f.vault.auth).send({ secrets });
+      assert.equal(res.status, 200, JSON.stringify(res.body).slice(0, 300));
+    }
+  });
+  after(() => f.close());
+
+  it('answers the names it looked at, sorted, with a warning naming the budget', async () => {
+    const res = await request(f.url)
+      .get('/v1/secret/metadata/big?list=true')
+      .set({ 'X-Vault-Token': f.vault.rootToken });
+    assert.equal(res.status, 200, JSON.stringify(res.body).slice(0, 300));
+    const keys = res.body.data.keys as string[];
+    assert.equal(keys.length, 2_000, 'two pages of 1,000, then the budget');
+    assert.deepEqual(keys.slice(0, 2), ['s0000', 's0001']);
+    assert.equal(keys.at(-1), 's1999');
+    assert.deepEqual(res.body.warnings, ['listing stopped after 2000 names: list a deeper prefix']);
+  });
+});
