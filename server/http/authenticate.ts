@@ -52,12 +52,16 @@ export function identityOf(res: Response): Identity {
 
 /**
  * Writing a secret needs `create` for a new one and `update` for an existing one, with one
- * refusal either way (C21). The secrets engine runs the check inside the write (WriteCheck).
+ * refusal either way (C21). A caller with neither is refused now, before the write looks at its
+ * data; which one applies is decided by the secrets engine inside the write (WriteCheck).
  */
 export function writeCheck(access: AccessControl, identity: Identity, path: string): WriteCheck {
+  const create = access.authorize(identity, 'create', path);
+  const update = access.authorize(identity, 'update', path);
+  const refused = () => new CofferError('forbidden', `permission denied: create or update on ${path}`);
+  if (!create && !update) throw refused();
   return (exists) => {
-    if (!access.authorize(identity, exists ? 'update' : 'create', path))
-      throw new CofferError('forbidden', `permission denied: create or update on ${path}`);
+    if (!(exists ? update : create)) throw refused();
   };
 }
 

@@ -1,7 +1,7 @@
 import type { Request, Response, Router } from 'express';
 import { CofferError } from '../../errors.js';
 import { parseUrlPath } from '../../paths.js';
-import type { JsonValue, SecretMeta, StoredSecret, VersionInfo } from '../../secrets/engine.js';
+import type { JsonValue, SecretMeta, StoredSecret, VersionInfo, WriteCheck } from '../../secrets/engine.js';
 import type { Capability } from '../../auth/access.js';
 import { identityOf, requireCapability, writeCheck } from '../authenticate.js';
 import type { AppDeps } from '../deps.js';
@@ -115,7 +115,7 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
         const result = await secrets.put(
           path,
           { data, cas: body.options?.cas ?? current.version },
-          { keepMetadata: true },
+          { keepMetadata: true, authorize: mustExist(path) },
         );
         await written(res, path, result.version);
       },
@@ -252,11 +252,15 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
             else metadata[key] = value;
           }
         }
-        await secrets.configure(path, {
-          ...(metadata ? { metadata } : {}),
-          ...(body.max_versions !== undefined ? { max_versions: body.max_versions } : {}),
-          ...(body.cas_required !== undefined ? { cas_required: body.cas_required } : {}),
-        });
+        await secrets.configure(
+          path,
+          {
+            ...(metadata ? { metadata } : {}),
+            ...(body.max_versions !== undefined ? { max_versions: body.max_versions } : {}),
+            ...(body.cas_required !== undefined ? { cas_required: body.cas_required } : {}),
+          },
+          mustExist(path),
+        );
         res.status(204).end();
       },
     ],
@@ -308,6 +312,16 @@ function oldestVersion(meta: SecretMeta): number {
   const oldest = meta.versions[0]?.version ?? 0;
   return oldest > 1 ? oldest : 0;
 }
+
+/**
+ * A PATCH changes a secret that exists: checked again inside the write, so one purged after it
+ * was read is not re-created (by a token that may only update it).
+ */
+const mustExist =
+  (path: string): WriteCheck =>
+  (exists) => {
+    if (!exists) throw new CofferError('not_found', `secret ${path} not found`);
+  };
 
 /** RFC 7386 for one key's value: objects merge (null removes), anything else replaces. */
 function mergePatch(target: JsonValue | undefined, patch: JsonValue): JsonValue {

@@ -145,10 +145,13 @@ export class ListRewriter {
           data = Buffer.alloc(0);
           break;
         case 'start': {
-          // Blank lines between requests are allowed (RFC 9112 2.2).
-          if (data[0] === 0x0d || data[0] === 0x0a) {
-            out.push(data.subarray(0, 1));
-            data = data.subarray(1);
+          // Blank lines between requests are allowed (RFC 9112 2.2): a run of them is passed on
+          // in one step, so a stream of CRLFs costs what it costs node's parser, not a loop turn each.
+          let blank = 0;
+          while (blank < data.length && (data[blank] === 0x0d || data[blank] === 0x0a)) blank++;
+          if (blank > 0) {
+            out.push(data.subarray(0, blank));
+            data = data.subarray(blank);
             break;
           }
           const probe = Math.min(data.length, LIST.length);

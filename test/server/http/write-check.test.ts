@@ -101,6 +101,53 @@ describe('create or update: judged inside the write', function () {
     assert.equal(stored.body.max_versions, undefined);
   });
 
+  it('Vault PATCH of data and of metadata behind a purge: 404, and the secret is not re-created', async () => {
+    const updateOnly = await tokenWith(vault, 'update-only', [{ path: 'gone/*', capabilities: ['read', 'update'] }]);
+    for (const [path, url, body] of [
+      ['gone/data', '/v1/secret/data/gone/data', { data: { owner: 'update-only' }, options: { cas: 0 } }],
+      ['gone/meta', '/v1/secret/metadata/gone/meta', { custom_metadata: { owner: 'update-only' } }],
+    ] as const) {
+      await vault.secrets.put(path, { data: { owner: 'root' } });
+      // The PATCH reads the secret, then its write queues behind the purge.
+      let release!: () => void;
+      const held = vault.store.mutate(() => new Promise<void>((resolve) => (release = resolve)));
+      const purged = vault.secrets.purge(path);
+      const answer = request(vault.app)
+        .patch(url)
+        .set(updateOnly)
+        .set('Content-Type', 'application/merge-patch+json')
+        .send(JSON.stringify(body))
+        .then((res) => res);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      release();
+      await held;
+      assert.equal(await purged, true);
+      const res = await answer;
+      assert.equal(res.status, 404, `${url}: ${res.status} ${JSON.stringify(res.body)}`);
+      assert.deepEqual(res.body, { errors: [] });
+      assert.equal(vault.secrets.exists(path), false, `${path} stays purged`);
+    }
+  });
+
+  it('a token with neither create nor update is refused before its data is looked at', async () => {
+    const none = await tokenWith(vault, 'read-race', [{ path: 'race/*', capabilities: ['read'] }]);
+    // Certificate data that would fail to parse: 403, not the parser's 400.
+    const cert = { type: 'certificate', data: { certificate: 'not a certificate' } };
+    const put = await request(vault.app).put('/v1/secrets/race/cert').set(none).send(cert);
+    assert.equal(put.status, 403, JSON.stringify(put.body));
+    const batch = await request(vault.app)
+      .post('/v1/secrets:batch-write')
+      .set(createOnly)
+      .send({ secrets: [{ path: 'other/cert', ...cert }] });
+    assert.equal(batch.status, 200, JSON.stringify(batch.body));
+    assert.equal(batch.body.results[0].error.code, 'forbidden', JSON.stringify(batch.body));
+    const kv = await request(vault.app)
+      .post('/v1/secret/data/race/cert')
+      .set(none)
+      .send({ data: { v: 'x'.repeat(70 * 1024) } }); // the engine's size bound would answer 413
+    assert.equal(kv.status, 403, JSON.stringify(kv.body));
+  });
+
   it('a create-only token still creates a secret that does not exist, on every route', async () => {
     const put = await request(vault.app)
       .put('/v1/secrets/race/fresh-put')
