@@ -354,8 +354,13 @@ export class SecretsEngine {
     });
   }
 
+  /** How many versions of this secret are kept: its own `max_versions`, else the engine's. */
+  versionLimit(meta: Pick<SecretMeta, 'max_versions'>): number {
+    return meta.max_versions ?? this.options.maxVersions;
+  }
+
   private pruneVersions(tx: Tx, path: string, meta: SecretMeta): void {
-    while (meta.versions.length > (meta.max_versions ?? this.options.maxVersions)) {
+    while (meta.versions.length > this.versionLimit(meta)) {
       const oldest = meta.versions.shift()!;
       tx.del(versionKey(path, oldest.version));
     }

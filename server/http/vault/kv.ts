@@ -230,7 +230,7 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
       can(res, 'read', path);
       const meta = await secrets.metadata(path);
       if (!meta) throw new CofferError('not_found', `secret ${path} not found`);
-      res.json(envelope(res, secretMetadata(meta)));
+      res.json(envelope(res, secretMetadata(meta, secrets.versionLimit(meta))));
     },
     put: [vaultBody, setMetadata],
     post: [vaultBody, setMetadata],
@@ -286,7 +286,7 @@ function readMetadata(secret: StoredSecret) {
 }
 
 /** `GET <mount>/metadata/<path>`: Vault's shape, versions keyed by their number as a string. */
-function secretMetadata(meta: SecretMeta) {
+function secretMetadata(meta: SecretMeta, limit: number) {
   const versions: Record<string, { created_time: string; deletion_time: string; destroyed: boolean }> = {};
   for (const info of meta.versions)
     versions[String(info.version)] = {
@@ -301,16 +301,19 @@ function secretMetadata(meta: SecretMeta) {
     custom_metadata: customMetadata(meta.metadata),
     delete_version_after: '0s',
     max_versions: meta.max_versions ?? 0,
-    oldest_version: oldestVersion(meta),
+    oldest_version: oldestVersion(meta, limit),
     updated_time: iso(meta.updated_at),
     versions,
   };
 }
 
-/** Vault's `oldest_version`: 0 until `max_versions` has dropped a version, then the oldest one kept. */
-function oldestVersion(meta: SecretMeta): number {
+/**
+ * Vault's `oldest_version`: 0 until the versions written reach the limit of versions kept (Vault
+ * moves it when a write makes `current - oldest >= max`), then the oldest one kept.
+ */
+function oldestVersion(meta: SecretMeta, limit: number): number {
   const oldest = meta.versions[0]?.version ?? 0;
-  return oldest > 1 ? oldest : 0;
+  return oldest > 1 || meta.current_version >= limit ? oldest : 0;
 }
 
 /**

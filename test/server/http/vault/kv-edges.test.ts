@@ -137,14 +137,16 @@ describe('Vault API: KV v2 edges', function () {
         custom_metadata: null,
         delete_version_after: '0s',
         max_versions: 0,
-        oldest_version: 0, // Vault's: 0 until max_versions drops a version
+        oldest_version: 0, // Vault's: 0 until the versions written reach max_versions
         updated_time: created,
         versions: { '1': { created_time: created, deletion_time: '', destroyed: false } },
       }),
     );
-    // max_versions 2: the third write drops version 1, and the oldest kept is version 2.
+    // max_versions 2: the second write reaches it (Vault's oldest_version becomes 1), the third
+    // drops version 1 and the oldest kept is version 2.
     assert.equal((await http().post('/v1/secret/metadata/edges/meta').set(root).send({ max_versions: 2 })).status, 204);
     await write('edges/meta', { v: '2' });
+    assert.equal((await metadataOf('edges/meta')).oldest_version, 1);
     await write('edges/meta', { v: '3' });
     const pruned = await metadataOf('edges/meta');
     assert.deepEqual(Object.keys(pruned.versions), ['2', '3']);
