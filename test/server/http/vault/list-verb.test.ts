@@ -93,6 +93,14 @@ describe('LIST verb hand-over (server/http/vault/list-verb.ts)', () => {
     assert.match(answers[0]!, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
   });
 
+  it("answers other parser errors as node does: 413 for chunk extensions past node's limit, after a LIST too", async () => {
+    const overflow = `POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;${'e'.repeat(20_000)}\r\na\r\n0\r\n\r\n`;
+    for (const before of ['', 'LIST /l HTTP/1.1\r\nHost: x\r\n\r\n']) {
+      const answers = await exchange(open(), [before + overflow], before ? 2 : 1);
+      assert.match(answers.at(-1)!, /^HTTP\/1\.1 413 Payload Too Large\r\nConnection: close\r\n\r\n$/, before);
+    }
+  });
+
   it('a handed-over connection closes with the server and when the client leaves', async () => {
     const socket = open();
     await exchange(socket, [req('LIST /l')], 1);
