@@ -24,21 +24,31 @@ function checkKey(key: Uint8Array): void {
     throw new RangeError(`key must be ${KEY_LENGTH} bytes`);
 }
 
+// Scratch words for HChaCha20, reused by every call (derive is synchronous, so no two calls
+// overlap) and zeroized before it returns: a read opens four messages, and fresh typed arrays
+// and DataViews per message cost more than the HChaCha20 itself.
+const KEY_WORDS = new Uint32Array(8);
+const NONCE_WORDS = new Uint32Array(4);
+const OUT_WORDS = new Uint32Array(8);
+
+const word = (b: Uint8Array, at: number) =>
+  (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
+
 /** HChaCha20 subkey and the 12-byte IETF nonce for one message. The caller zeroizes `subkey`. */
 function derive(key: Uint8Array, nonce: Uint8Array): { subkey: Uint8Array; iv: Uint8Array } {
-  const k = new Uint32Array(8);
-  const n = new Uint32Array(4);
-  const out = new Uint32Array(8);
-  const kv = new DataView(key.buffer, key.byteOffset, KEY_LENGTH);
-  const nv = new DataView(nonce.buffer, nonce.byteOffset, NONCE_LENGTH);
-  for (let i = 0; i < 8; i++) k[i] = kv.getUint32(i * 4, true);
-  for (let i = 0; i < 4; i++) n[i] = nv.getUint32(i * 4, true);
-  hchacha(SIGMA, k, n, out);
-  k.fill(0);
+  for (let i = 0; i < 8; i++) KEY_WORDS[i] = word(key, i * 4);
+  for (let i = 0; i < 4; i++) NONCE_WORDS[i] = word(nonce, i * 4);
+  hchacha(SIGMA, KEY_WORDS, NONCE_WORDS, OUT_WORDS);
+  KEY_WORDS.fill(0);
   const subkey = new Uint8Array(KEY_LENGTH);
-  const sv = new DataView(subkey.buffer);
-  for (let i = 0; i < 8; i++) sv.setUint32(i * 4, out[i]!, true);
-  out.fill(0);
+  for (let i = 0; i < 8; i++) {
+    const w = OUT_WORDS[i]!;
+    subkey[i * 4] = w;
+    subkey[i * 4 + 1] = w >>> 8;
+    subkey[i * 4 + 2] = w >>> 16;
+    subkey[i * 4 + 3] = w >>> 24;
+  }
+  OUT_WORDS.fill(0);
   const iv = new Uint8Array(12);
   iv.set(nonce.subarray(16, NONCE_LENGTH), 4);
   return { subkey, iv };
