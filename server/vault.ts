@@ -1,4 +1,3 @@
-import type { Express } from 'express';
 import type { Logger } from 'pino';
 import { AuditLog, type AuditOptions } from './audit/log.js';
 import { AuditSigner } from './audit/signer.js';
@@ -8,7 +7,7 @@ import { JwtMethod } from './auth/jwt-login.js';
 import { AppRoleMethod, UserpassMethod } from './auth/logins.js';
 import { AuthService } from './auth/service.js';
 import { TokenService, type TokenOptions } from './auth/tokens.js';
-import { createApp, type AppDeps } from './http/app.js';
+import { createApp, type App, type AppDeps } from './http/app.js';
 import { auditSinkMetrics, createMetrics } from './http/metrics.js';
 import { DEFAULT_VAULT_SETTINGS } from './http/vault/mounts.js';
 import { ByokService } from './keys/byok.js';
@@ -59,7 +58,7 @@ export interface Vault {
   audit: AuditLog;
   auditSigner: AuditSigner;
   access: AuthService;
-  app: Express;
+  app: App;
   /** The init sequence (server/auth/bootstrap.ts) on this vault. */
   initialize: (shape: { shares: number; threshold: number }) => Promise<Initialized>;
 }

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import type { Express } from 'express';
+import type { App } from '../server/http/app.js';
 import type { AuditLog, AuditOptions } from '../server/audit/log.js';
 import type { AuditSigner } from '../server/audit/signer.js';
 import type { AuthService } from '../server/auth/service.js';
@@ -38,7 +38,7 @@ export interface TestVault {
   auditSigner: AuditSigner;
   /** The vault's audit file. */
   auditFile: string;
-  app: Express;
+  app: App;
   /** Root token (set once initialized through `initVault`). */
   rootToken: string;
   /** Shares returned by init. */

@@ -1,12 +1,14 @@
-import { randomUUID } from 'node:crypto';
-import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import express, { type Express, type Request, type Response } from 'express';
 import { CofferError } from '../errors.js';
 import { auditRequests } from './audit.js';
-import { clientAddress, trustedProxies } from './client-address.js';
+import { trustedProxies } from './client-address.js';
 import { authenticate } from './authenticate.js';
 import type { AppDeps } from './deps.js';
+import { closeWhenDraining, resolveClientAddress, sealGate, stampRequest, type Step } from './edge.js';
+import { hotDispatcher, useSteps, type HotDispatch } from './hot.js';
 import { keyProviderMetrics, requestMetrics, storeMetrics } from './metrics.js';
-import { errorHandler } from './respond-error.js';
+import { errorHandler, respondError } from './respond-error.js';
 import { routerOptions } from './router.js';
 import { metricsRoute, publicSysRoutes, sysRoutes } from './routes/sys.js';
 import { secretsRoutes } from './routes/secrets.js';
@@ -22,13 +24,21 @@ import { vaultEdge, vaultRoutes } from './vault/index.js';
 
 export type { AppDeps };
 
+/** The request listener main.ts serves and tests drive in-process; `express` is the app behind the hot dispatcher. */
+export interface App {
+  (req: IncomingMessage, res: ServerResponse): void;
+  readonly express: Express;
+  readonly hot: HotDispatch;
+}
+
 /**
- * Builds the express app. It never listens: main.ts does, and tests drive it in-process.
+ * Builds the app. It never listens: main.ts does, and tests drive it in-process.
  * All routes live on one flat router (nested routers cost measurable time per request):
  * first the routes that answer while sealed, then the seal gate and authentication, then the
- * secrets routes (the hot path) and the admin routes.
+ * secrets routes (the hot path) and the admin routes. The hot routes (hot.ts) are also
+ * answered without express, through the same steps (`useSteps`), in the same order.
  */
-export function createApp(deps: AppDeps): Express {
+export function createApp(deps: AppDeps): App {
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag'); // an ETag of a secret body would be an equality oracle
@@ -37,54 +47,35 @@ export function createApp(deps: AppDeps): Express {
   app.set('query parser', 'simple');
   app.set('trust proxy', false);
 
+  // Every request, in this order.
+  const edge: Step[] = [
+    stampRequest,
+    vaultEdge(deps.vault),
+    requestMetrics(deps.metrics),
+    ...(deps.lifecycle ? [closeWhenDraining(deps.lifecycle)] : []),
+    resolveClientAddress(trustedProxies(deps.trustedProxies ?? [])),
+  ];
+  // Before anything that needs the keys: the seal gate; then every answer waits for its audit
+  // line. A stale or loading replica must not issue tokens either (a user or role deleted on the
+  // primary would still log in here): its gate comes before the logins. Health, seal status and
+  // the JWKS are above it; the replication routes let themselves through it.
+  const unsealed = sealGate(deps.seal);
+  const audited: Step[] = [auditRequests(deps.audit), refuseStaleReads(deps)];
+  const token = authenticate(() => deps.access);
+
   const router = express.Router(routerOptions);
-  router.use((_req: Request, res: Response, next: NextFunction) => {
-    const id = randomUUID();
-    res.locals.requestId = id;
-    res.setHeaders(
-      new Map([
-        ['X-Request-Id', id],
-        ['Cache-Control', 'no-store'],
-        ['X-Content-Type-Options', 'nosniff'],
-      ]),
-    );
-    next();
-  });
-  router.use(vaultEdge(deps.vault));
-  router.use(requestMetrics(deps.metrics));
-  if (deps.lifecycle) {
-    const lifecycle = deps.lifecycle;
-    router.use((_req: Request, res: Response, next: NextFunction) => {
-      if (lifecycle.draining) res.setHeader('Connection', 'close'); // a draining server keeps no connection open
-      next();
-    });
-  }
-  // One client address per request, decided once here (the socket peer, or X-Forwarded-For from
-  // a trusted proxy; client-address.ts), so the login limits, approle CIDR bindings and the
-  // audit log cannot disagree about who is asking.
-  const proxies = trustedProxies(deps.trustedProxies ?? []);
-  router.use((req: Request, res: Response, next: NextFunction) => {
-    res.locals.clientAddress = clientAddress(req, proxies);
-    next();
-  });
+  useSteps(router, ...edge);
   keyProviderMetrics(deps.metrics, deps.seal);
   storeMetrics(deps.metrics, deps.store);
   publicSysRoutes(router, deps);
   uiRoutes(router, deps); // the dashboard loads while sealed: it shows the seal status
   openapiRoute(router, { version: deps.version, metricsPublic: deps.metricsPublic === true });
   if (deps.metricsPublic) metricsRoute(router, deps);
-  router.use((_req: Request, _res: Response, next: NextFunction) => {
-    deps.seal.requireUnsealed(); // sealed or not initialized: 503 before any token is looked at
-    next();
-  });
+  useSteps(router, unsealed);
   jwksRoute(router, deps);
-  router.use(auditRequests(deps.audit));
-  // A stale or loading replica must not issue tokens either (a user or role deleted on the
-  // primary would still log in here): the gate comes before the logins. Health, seal status
-  // and the JWKS are above it; the replication routes let themselves through it.
-  router.use(refuseStaleReads(deps));
+  useSteps(router, ...audited);
   loginRoutes(router, deps);
-  router.use(authenticate(() => deps.access));
+  useSteps(router, token);
   replicationRoutes(router, deps);
   secretsRoutes(router, deps);
   vaultRoutes(router, deps);
@@ -100,5 +91,7 @@ export function createApp(deps: AppDeps): Express {
   });
   app.use(router);
   app.use(errorHandler(deps.log));
-  return app;
+
+  const dispatch = hotDispatcher(router, respondError(deps.log), app);
+  return Object.assign(dispatch.listener, { express: app, hot: dispatch });
 }

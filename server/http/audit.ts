@@ -1,6 +1,6 @@
-import { routePattern } from './locals.js';
+import { routePattern, type AuditEntry } from './locals.js';
 import { TLSSocket } from 'node:tls';
-import type { NextFunction, Request, Response } from 'express';
+import type { Step } from './edge.js';
 import type { AuditLog, AuditRecord } from '../audit/log.js';
 import type { ErrorBody } from '../../sdk/wire/errors.js';
 import { verifiedClientCertificate } from '../tls/context.js';
@@ -14,9 +14,9 @@ const outcomeOf = (status: number): AuditRecord['outcome'] =>
  * sees the answer), then sends it. If no sink can take the line, the response is replaced by
  * 503 `audit_unavailable`: nothing is answered unaudited (F1).
  */
-export function auditRequests(audit: AuditLog) {
-  return (req: Request, res: Response, next: NextFunction): void => {
-    const end = res.end.bind(res) as (...args: unknown[]) => Response;
+export function auditRequests(audit: AuditLog): Step {
+  return function auditRequests(req, res) {
+    const end = res.end.bind(res) as (...args: unknown[]) => unknown;
     res.end = ((...args: unknown[]) => {
       const identity = res.locals.identity;
       const status = res.statusCode;
@@ -37,23 +37,11 @@ export function auditRequests(audit: AuditLog) {
       const socket = underlyingSocket(req.socket);
       const clientCert = socket instanceof TLSSocket ? verifiedClientCertificate(socket) : undefined;
       if (clientCert) record.client_cert = clientCert;
-      // A batch write: one line per secret, as if each had been written alone (its status and
-      // error code), plus the request's own line when the request as a whole failed.
-      const entries = res.locals.auditEntries;
-      const { error_code: _requestError, ...base } = record;
-      const records = entries
-        ? [
-            ...entries.map(({ path, status: entryStatus, error_code }) => ({
-              ...base,
-              path,
-              status: entryStatus,
-              outcome: outcomeOf(entryStatus),
-              ...(error_code ? { error_code } : {}),
-            })),
-            ...(status >= 400 ? [record] : []),
-          ]
-        : [record];
-      Promise.all(records.map((r) => audit.record(r))).then(
+      const entries = res.locals.auditEntries; // a batch write: a line per secret (entryRecords)
+      const written = entries
+        ? Promise.all(entryRecords(record, entries).map((r) => audit.record(r)))
+        : audit.record(record);
+      written.then(
         () => end(...args),
         () => {
           if (res.headersSent) return void res.destroy();
@@ -72,7 +60,24 @@ export function auditRequests(audit: AuditLog) {
         },
       );
       return res;
-    }) as Response['end'];
-    next();
+    }) as typeof res.end;
   };
+}
+
+/**
+ * A batch write's lines: one per secret, as if each had been written alone (its status and
+ * error code), plus the request's own line when the request as a whole failed.
+ */
+function entryRecords(record: AuditRecord, entries: AuditEntry[]): AuditRecord[] {
+  const { error_code: _requestError, ...base } = record;
+  return [
+    ...entries.map(({ path, status, error_code }) => ({
+      ...base,
+      path,
+      status,
+      outcome: outcomeOf(status),
+      ...(error_code ? { error_code } : {}),
+    })),
+    ...(record.status >= 400 ? [record] : []),
+  ];
 }

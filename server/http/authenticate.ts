@@ -1,7 +1,8 @@
-import type { NextFunction, Request, Response } from 'express';
+import type { IncomingMessage } from 'node:http';
 import type { AccessControl, Capability, Identity } from '../auth/access.js';
 import { CofferError } from '../errors.js';
 import type { WriteCheck } from '../secrets/engine.js';
+import type { Step } from './edge.js';
 
 const BEARER = /^Bearer ([\x21-\x7e]{1,8192})$/;
 
@@ -9,10 +10,12 @@ const BEARER = /^Bearer ([\x21-\x7e]{1,8192})$/;
  * Reads the token from `Authorization: Bearer` or `X-Vault-Token` (never from the query string
  * or a cookie). Two different tokens, a repeated header or a malformed header are refused.
  */
-export function bearerToken(req: Request): string | undefined {
+export function bearerToken(req: IncomingMessage): string | undefined {
   let count = 0;
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
-    const name = req.rawHeaders[i]!.toLowerCase();
+    const raw = req.rawHeaders[i]!;
+    if (raw.length !== 13) continue; // both names are 13 characters: most headers need no lower-casing
+    const name = raw.toLowerCase();
     if (name === 'authorization' || name === 'x-vault-token') count++;
   }
   const authorization = req.headers.authorization;
@@ -32,19 +35,18 @@ export function bearerToken(req: Request): string | undefined {
   return fromAuthorization ?? vaultToken;
 }
 
-/** Middleware: establishes `res.locals.identity` or answers 401. */
-export function authenticate(access: () => AccessControl) {
-  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+/** Establishes `res.locals.identity` or answers 401. */
+export function authenticate(access: () => AccessControl): Step {
+  return async function authenticate(req, res) {
     const token = bearerToken(req);
     if (!token) throw new CofferError('unauthenticated', 'a token is required: send Authorization: Bearer <token>');
     const identity = await access().authenticate(token);
     if (!identity) throw new CofferError('unauthenticated', 'token is not valid: log in again');
     res.locals.identity = identity;
-    next();
   };
 }
 
-export function identityOf(res: Response): Identity {
+export function identityOf(res: { locals: Express.Locals }): Identity {
   const identity = res.locals.identity;
   if (!identity) throw new CofferError('unauthenticated', 'a token is required');
   return identity;
@@ -66,7 +68,12 @@ export function writeCheck(access: AccessControl, identity: Identity, path: stri
 }
 
 /** Throws `forbidden` unless the caller holds `capability` on `path`. */
-export function requireCapability(access: AccessControl, res: Response, capability: Capability, path: string): void {
+export function requireCapability(
+  access: AccessControl,
+  res: { locals: Express.Locals },
+  capability: Capability,
+  path: string,
+): void {
   res.locals.auditPath = path;
   if (!access.authorize(identityOf(res), capability, path)) {
     throw new CofferError('forbidden', `permission denied: ${capability} on ${path}`);

@@ -73,13 +73,28 @@ export function addressKey(address: string): string {
 const isTrusted = (trusted: BlockList, address: string) =>
   trusted.check(address, isIP(address) === 4 ? 'ipv4' : 'ipv6');
 
-/** The client address of `req` (see above); throws 400 `invalid_request` for a bad header from a proxy. */
-export function clientAddress(req: IncomingMessage, trusted: BlockList): string {
-  const peer = canonicalAddress(req.socket.remoteAddress ?? '');
-  // No peer address: the socket is already gone. Never a proxy, never a forwarded header.
-  if (peer === undefined) return 'unknown';
-  if (!isTrusted(trusted, peer)) return peer;
+/**
+ * The client address of a request (see above) under `trusted`; throws 400 `invalid_request`
+ * for a bad header from a proxy. A socket's peer never changes, so whether it is a proxy is
+ * decided once per connection (a BlockList check costs a SocketAddress per call).
+ */
+export function clientAddressResolver(trusted: BlockList): (req: IncomingMessage) => string {
+  const peers = new WeakMap<object, { peer: string | undefined; proxy: boolean }>();
+  return (req) => {
+    let known = peers.get(req.socket);
+    if (!known) {
+      const peer = canonicalAddress(req.socket.remoteAddress ?? '');
+      known = { peer, proxy: peer !== undefined && isTrusted(trusted, peer) };
+      // No peer address: the socket is already gone (not cached: it may have been read too early).
+      if (peer !== undefined) peers.set(req.socket, known);
+    }
+    if (known.peer === undefined) return 'unknown'; // never a proxy, never a forwarded header
+    return known.proxy ? forwardedClient(req, trusted, known.peer) : known.peer;
+  };
+}
 
+/** The client a trusted proxy forwarded for (its X-Forwarded-For), or the proxy itself without one. */
+function forwardedClient(req: IncomingMessage, trusted: BlockList, peer: string): string {
   // rawHeaders, not req.headers: node joins repeated X-Forwarded-For lines with ", ", which
   // would hide that two different hops (or a client and a proxy) each sent one.
   const values: string[] = [];

@@ -1,5 +1,5 @@
 import { routePattern } from './locals.js';
-import type { NextFunction, Request, Response } from 'express';
+import type { Step } from './edge.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SealManager } from '../keys/seal.js';
 import type { Store } from '../store/db.js';
@@ -16,7 +16,7 @@ export function createMetrics(withProcessMetrics = true): Registry {
  * leak secret names into metrics and grow without bound). Label children are resolved once
  * per (method, route, status) and reused, which keeps this off the hot path's profile.
  */
-export function requestMetrics(registry: Registry) {
+export function requestMetrics(registry: Registry): Step {
   const requests = new Counter({
     name: 'coffer_http_requests_total',
     help: 'HTTP requests',
@@ -31,20 +31,20 @@ export function requestMetrics(registry: Registry) {
     registers: [registry],
   });
   const children = new Map<string, { count: { inc(): void }; time: { observe(v: number): void } }>();
-  return (req: Request, res: Response, next: NextFunction): void => {
-    const start = process.hrtime.bigint();
+  return function requestMetrics(req, res) {
+    const start = performance.now();
     res.once('finish', () => {
       const route = routePattern(req);
-      const key = `${req.method} ${route} ${res.statusCode}`;
+      const method = req.method ?? '';
+      const key = `${method} ${route} ${res.statusCode}`;
       let child = children.get(key);
       if (!child) {
-        child = { count: requests.labels(req.method, route, String(res.statusCode)), time: duration.labels(route) };
+        child = { count: requests.labels(method, route, String(res.statusCode)), time: duration.labels(route) };
         children.set(key, child);
       }
       child.count.inc();
-      child.time.observe(Number(process.hrtime.bigint() - start) / 1e9);
+      child.time.observe((performance.now() - start) / 1e3);
     });
-    next();
   };
 }
 

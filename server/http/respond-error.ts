@@ -3,13 +3,14 @@ import type { Logger } from 'pino';
 import { CofferError, isCofferError } from '../errors.js';
 import type { ErrorBody } from '../../sdk/wire/errors.js';
 import { vaultError } from './vault/errors.js';
+import { sendJson, type HttpResponse } from './respond.js';
 
 /**
  * The one place errors become HTTP. Coffer errors keep their code and message (which never hold
  * secrets); anything else is `500 internal error` with the request id, details to the log only.
  */
-export function errorHandler(log: Logger) {
-  return (err: unknown, _req: Request, res: Response, _next: NextFunction): void => {
+export function respondError(log: Logger) {
+  return (err: unknown, res: HttpResponse): void => {
     const requestId = res.locals.requestId ?? '';
     let error: CofferError;
     if (isCofferError(err)) {
@@ -35,11 +36,17 @@ export function errorHandler(log: Logger) {
     const body: ErrorBody = { error: { code: error.code, message: error.message, request_id: requestId } };
     if (res.locals.vaultErrors) {
       const vault = vaultError(error);
-      if (res.locals.vaultErrors === 'only') return void res.status(vault.status).json(vault.body);
-      return void res.status(error.status).json({ ...body, ...vault.body });
+      if (res.locals.vaultErrors === 'only') return void sendJson(res, vault.body, vault.status);
+      return void sendJson(res, { ...body, ...vault.body }, error.status);
     }
-    res.status(error.status).json(body);
+    sendJson(res, body, error.status);
   };
+}
+
+/** `respondError` as express's error middleware. */
+export function errorHandler(log: Logger) {
+  const respond = respondError(log);
+  return (err: unknown, _req: Request, res: Response, _next: NextFunction): void => respond(err, res);
 }
 
 function isClientAbort(err: unknown): boolean {

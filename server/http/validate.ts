@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http';
+import { parse as parseQueryString } from 'node:querystring';
 import type { z } from 'zod';
 import { CofferError } from '../errors.js';
 
@@ -14,6 +16,23 @@ export function validate<T extends z.ZodType>(schema: T, input: unknown, where =
     issue.code === 'too_big' && issue.origin === 'string' && field.startsWith('data') ? 'too_large' : 'invalid_request';
   const subject = [where === 'body' && field ? '' : where, field].filter(Boolean).join(' ');
   throw new CofferError(code, `${subject}: ${explain(issue)}`);
+}
+
+const ofEmptyQuery = new WeakMap<z.ZodType, unknown>();
+
+/**
+ * The request's query string (parsed as the app's `simple` query parser does: node:querystring)
+ * checked by `schema`. Most requests carry none; the answer for that one input is the same
+ * every time, so it is worked out once per schema (and frozen: callers share it).
+ */
+export function validateQuery<T extends z.ZodType>(schema: T, req: IncomingMessage): z.infer<T> {
+  const url = req.url ?? '';
+  const q = url.indexOf('?');
+  if (q >= 0) return validate(schema, parseQueryString(url.slice(q + 1)), 'query');
+  if (ofEmptyQuery.has(schema)) return ofEmptyQuery.get(schema) as z.infer<T>;
+  const parsed = Object.freeze(validate(schema, {}, 'query')) as z.infer<T>;
+  ofEmptyQuery.set(schema, parsed);
+  return parsed;
 }
 
 function explain(issue: z.core.$ZodIssue): string {

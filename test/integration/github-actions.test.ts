@@ -123,7 +123,7 @@ describe('end to end: a GitHub Actions job reads only its secrets', function () 
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ value: jwt }));
     });
     await new Promise<void>((r) => runner.listen(0, '127.0.0.1', r));
-    const api = vault.app.listen(0, '127.0.0.1');
+    const api = createServer(vault.app).listen(0, '127.0.0.1');
     await new Promise((r) => api.once('listening', r));
     try {
       const client = new Coffer({ addr: `http://127.0.0.1:${(api.address() as AddressInfo).port}` });

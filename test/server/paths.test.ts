@@ -177,7 +177,7 @@ describe('paths: raw-URL limits over HTTP', () => {
   let port: number;
   before(async () => {
     vault = await openVault();
-    server = vault.app.listen(0, '127.0.0.1');
+    server = http.createServer(vault.app).listen(0, '127.0.0.1');
     await new Promise<void>((resolve) => server.once('listening', resolve));
     port = (server.address() as AddressInfo).port;
   });

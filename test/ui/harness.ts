@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AxeBuilder } from '@axe-core/playwright';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import type { Express } from 'express';
+import type { RequestListener } from 'node:http';
 import { repoRoot } from '../server/http/route-list.js';
 
 /**
@@ -57,7 +57,7 @@ export interface Served {
 }
 
 /** An app on 127.0.0.1, a random port. */
-export async function serve(app: Express): Promise<Served> {
+export async function serve(app: RequestListener): Promise<Served> {
   const server: Server = createServer(app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as AddressInfo;

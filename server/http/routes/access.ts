@@ -25,6 +25,8 @@ import { CAPABILITIES } from '../../../sdk/wire/constants.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { methods } from '../router.js';
+import { hot } from '../hot.js';
+import { sendJson } from '../respond.js';
 import { adminCrud } from './admin-crud.js';
 import { validate } from '../validate.js';
 
@@ -59,9 +61,9 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
   const admin = (res: Response, what: string) => requireCapability(access, res, 'admin', `sys/${what}`);
 
   methods(router, '/v1/auth/token/self', {
-    get: (_req, res) => {
+    get: hot(function tokenSelf(_req, res) {
       const identity = identityOf(res);
-      res.json({
+      sendJson(res, {
         identity: identity.id,
         groups: identity.groups,
         policies: identity.policies,
@@ -69,7 +71,7 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
         jti: identity.jti,
         meta: identity.meta,
       } satisfies TokenSelf);
-    },
+    }),
   });
 
   // The caller's own grants only (a "what can I do here" check): nothing another token may do is told.

@@ -1,8 +1,10 @@
-import type { NextFunction, Request, Response, Router } from 'express';
+import type { Response, Router } from 'express';
 import { CofferError } from '../../errors.js';
 import { identityOf, requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
+import type { Step } from '../edge.js';
+import { pathnameOf } from '../respond.js';
 import { methods } from '../router.js';
 import { emptyBody } from '../../../sdk/wire/schemas.js';
 import type { PromoteResult, ReplicationStatus } from '../../../sdk/wire/types.js';
@@ -77,15 +79,14 @@ export function replicationRoutes(router: Router, deps: AppDeps): void {
  * bucket must not keep a revoked token, a deleted user or a deleted role working here.
  * The replication routes stay reachable (status, and promotion when the primary is gone).
  */
-export function refuseStaleReads(deps: AppDeps) {
-  return (req: Request, _res: Response, next: NextFunction) => {
-    if (deps.replication?.refusesReads() && !isReplicationRoute(req.path)) {
+export function refuseStaleReads(deps: AppDeps): Step {
+  return function refuseStaleReads(req) {
+    if (deps.replication?.refusesReads() && !isReplicationRoute(pathnameOf(req))) {
       throw new CofferError(
         'replica_stale',
         'this replica has not verified a fresh head from the primary within max_staleness; try the primary or retry later',
       );
     }
-    next();
   };
 }
 

@@ -1,9 +1,12 @@
-import type { Request, Response, Router } from 'express';
+import type { IncomingMessage } from 'node:http';
+import type { Router } from 'express';
 import parseurl from 'parseurl';
 import { CofferError, isCofferError } from '../../errors.js';
 import { parseUrlPath } from '../../paths.js';
 import { identityOf, requireCapability, writeCheck } from '../authenticate.js';
-import { jsonBody } from '../body.js';
+import { jsonBody, readJsonBody } from '../body.js';
+import { hot } from '../hot.js';
+import { sendJson } from '../respond.js';
 import type { AppDeps } from '../deps.js';
 import type { StoredSecret } from '../../secrets/engine.js';
 import {
@@ -16,7 +19,7 @@ import {
   versionsBody,
 } from '../../../sdk/wire/schemas.js';
 import type { BatchResult, ExpiringResult, ListResult, Secret, SecretMetadata } from '../../../sdk/wire/types.js';
-import { validate } from '../validate.js';
+import { validate, validateQuery } from '../validate.js';
 import { CURSOR, ListCursors } from '../list-cursor.js';
 import type { AuditPathOutcome } from '../../../sdk/wire/audit.js';
 import { methods } from '../router.js';
@@ -39,7 +42,7 @@ function wireSecret(secret: StoredSecret): Secret {
  * The secret path of a request, from the raw URL (express has already decoded its params, and
  * a decoded '%2F' would look like a separator). Query and fragment never take part.
  */
-function secretPath(req: Request, prefix: string): string {
+function secretPath(req: IncomingMessage, prefix: string): string {
   const pathname = parseurl(req)?.pathname ?? '';
   if (!pathname.startsWith(prefix)) throw new CofferError('invalid_path', 'path is invalid');
   return parseUrlPath(pathname.slice(prefix.length));
@@ -58,7 +61,7 @@ export function durationMs(text: string): number {
 export function secretsRoutes(router: Router, deps: AppDeps): void {
   const { secrets, access } = deps;
   const cursors = new ListCursors();
-  const can = (res: Response, capability: Parameters<typeof requireCapability>[2], path: string) =>
+  const can = (res: { locals: Express.Locals }, capability: Parameters<typeof requireCapability>[2], path: string) =>
     requireCapability(access, res, capability, path);
 
   methods(router, '/v1/secrets', {
@@ -120,50 +123,47 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
   }
 
   methods(router, '/v1/secrets\\:batch', {
-    post: [
-      jsonBody,
-      async (req, res) => {
-        const { paths } = validate(batchBody, req.body);
-        const identity = identityOf(res);
-        const permissions = access.permissions(identity);
-        const found: BatchResult['secrets'] = {};
-        const errors: Record<string, { code: string; message: string }> = {};
-        // One audit line for the batch, naming every path with its own outcome: each disclosed
-        // secret and each denial is on record, as if it had been read alone.
-        const audited: AuditPathOutcome[] = [];
-        res.locals.auditPaths = audited;
-        const fail = (path: string, code: string, message: string) => {
-          errors[path] = { code, message };
-          audited.push({ path, outcome: code === 'forbidden' ? 'denied' : 'error', error_code: code });
-        };
-        for (const path of new Set(paths)) {
-          if (!permissions.allows('read', path)) {
-            fail(path, 'forbidden', `permission denied: read on ${path}`);
-            continue;
-          }
-          try {
-            const secret = await secrets.get(path);
-            if (secret) {
-              found[path] = wireSecret(secret);
-              audited.push({ path, outcome: 'ok' });
-            } else fail(path, 'not_found', `secret ${path} not found`);
-          } catch (e) {
-            if (!isCofferError(e, 'integrity_error')) throw e;
-            deps.log.error({ request_id: res.locals.requestId, path }, 'integrity check failed');
-            fail(path, e.code, e.message);
-          }
+    post: hot(readJsonBody, async function batchRead(req, res) {
+      const { paths } = validate(batchBody, req.body);
+      const identity = identityOf(res);
+      const permissions = access.permissions(identity);
+      const found: BatchResult['secrets'] = {};
+      const errors: Record<string, { code: string; message: string }> = {};
+      // One audit line for the batch, naming every path with its own outcome: each disclosed
+      // secret and each denial is on record, as if it had been read alone.
+      const audited: AuditPathOutcome[] = [];
+      res.locals.auditPaths = audited;
+      const fail = (path: string, code: string, message: string) => {
+        errors[path] = { code, message };
+        audited.push({ path, outcome: code === 'forbidden' ? 'denied' : 'error', error_code: code });
+      };
+      for (const path of new Set(paths)) {
+        if (!permissions.allows('read', path)) {
+          fail(path, 'forbidden', `permission denied: read on ${path}`);
+          continue;
         }
-        res.json({ secrets: found, errors } satisfies BatchResult);
-      },
-    ],
+        try {
+          const secret = await secrets.get(path);
+          if (secret) {
+            found[path] = wireSecret(secret);
+            audited.push({ path, outcome: 'ok' });
+          } else fail(path, 'not_found', `secret ${path} not found`);
+        } catch (e) {
+          if (!isCofferError(e, 'integrity_error')) throw e;
+          deps.log.error({ request_id: res.locals.requestId, path }, 'integrity check failed');
+          fail(path, e.code, e.message);
+        }
+      }
+      sendJson(res, { secrets: found, errors } satisfies BatchResult);
+    }),
   });
 
   batchWriteRoute(router, deps);
 
   methods(router, '/v1/secrets/*path', {
-    get: async (req, res) => {
+    get: hot(async function readSecret(req, res) {
       const path = secretPath(req, '/v1/secrets/');
-      const { version } = validate(readQuery, req.query, 'query');
+      const { version } = validateQuery(readQuery, req);
       can(res, 'read', path);
       const secret = await secrets.get(path, version);
       if (!secret)
@@ -171,8 +171,8 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
           'not_found',
           version ? `secret ${path} has no readable version ${version}` : `secret ${path} not found`,
         );
-      res.json(wireSecret(secret));
-    },
+      sendJson(res, wireSecret(secret));
+    }),
     put: [
       jsonBody,
       async (req, res) => {

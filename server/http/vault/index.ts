@@ -1,6 +1,8 @@
-import type { NextFunction, Request, Response, Router } from 'express';
+import type { Router } from 'express';
 import { CofferError } from '../../errors.js';
 import type { AppDeps } from '../deps.js';
+import type { Step } from '../edge.js';
+import { pathnameOf } from '../respond.js';
 import { tokenRoutes } from './auth.js';
 import { kvRoutes } from './kv.js';
 import { DEFAULT_VAULT_SETTINGS, type VaultSettings } from './mounts.js';
@@ -13,16 +15,15 @@ import { mountRoutes } from './sys.js';
  * routes; both shapes on the paths the two APIs share), so that the seal gate, the token check
  * and the replica gate answer Vault's clients in the form they read.
  */
-export function vaultEdge(settings: VaultSettings = DEFAULT_VAULT_SETTINGS) {
+export function vaultEdge(settings: VaultSettings = DEFAULT_VAULT_SETTINGS): Step {
   const kvMounts = new Set(settings.kvMounts.keys());
   const aliases = new Set(settings.jwtMounts.filter((m) => m !== 'jwt'));
   const tokenSelf = new Set(['lookup-self', 'renew-self', 'revoke-self']);
   const shared = new Set(['/v1/auth/jwt/login', '/v1/auth/approle/login', '/v1/sys/health']);
   // The native API's first segments; any other path under /v1 is an unknown Vault mount to a Vault client.
   const native = new Set(['sys', 'auth', 'secrets', 'secrets:batch', 'metadata', 'keys', 'policies', 'groups']);
-  return (req: Request, res: Response, next: NextFunction): void => {
-    const q = req.url.indexOf('?');
-    const path = q < 0 ? req.url : req.url.slice(0, q);
+  return function vaultEdge(req, res) {
+    const path = pathnameOf(req);
     const segments = path.split('/', 5); // ['', 'v1', first, second, third]
     const first = segments[2] ?? '';
     if (kvMounts.has(first)) res.locals.vaultErrors = 'only';
@@ -43,7 +44,6 @@ export function vaultEdge(settings: VaultSettings = DEFAULT_VAULT_SETTINGS) {
         'Vault namespaces are not supported: send no X-Vault-Namespace header (or an empty one)',
       );
     }
-    next();
   };
 }
 

@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import type { Request, Response, Router } from 'express';
 import { CofferError } from '../../errors.js';
 import { parseUrlPath } from '../../paths.js';
@@ -5,7 +6,9 @@ import type { JsonValue, SecretMeta, StoredSecret, VersionInfo, WriteCheck } fro
 import type { Capability } from '../../auth/access.js';
 import { identityOf, requireCapability, writeCheck } from '../authenticate.js';
 import type { AppDeps } from '../deps.js';
-import { validate } from '../validate.js';
+import { validate, validateQuery } from '../validate.js';
+import { hot } from '../hot.js';
+import { sendJson } from '../respond.js';
 import { VAULT_LIST_BUDGET, cofferPath } from './mounts.js';
 import { envelope, mergePatchBody, rawRest, vaultBody, vaultMethods } from './route.js';
 import {
@@ -47,8 +50,10 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
   // Names a listing looks at, at most: a Vault listing has no pages, so this bounds one request's work.
   const budget = deps.vault?.listBudget ?? VAULT_LIST_BUDGET;
   const base = `/v1/${mount}`;
-  const can = (res: Response, capability: Capability, path: string) => requireCapability(access, res, capability, path);
-  const pathOf = (req: Request, action: string) => cofferPath(prefix, parseUrlPath(rawRest(req, `${base}/${action}/`)));
+  const can = (res: { locals: Express.Locals }, capability: Capability, path: string) =>
+    requireCapability(access, res, capability, path);
+  const pathOf = (req: IncomingMessage, action: string) =>
+    cofferPath(prefix, parseUrlPath(rawRest(req, `${base}/${action}/`)));
 
   /** Writing needs `create` for a new secret and `update` for an existing one, judged inside the write. */
   const writeAccess = (res: Response, path: string) => {
@@ -78,22 +83,22 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
   };
 
   vaultMethods(router, `${base}/data/*path`, {
-    get: async (req, res) => {
+    get: hot(async function vaultRead(req, res) {
       const path = pathOf(req, 'data');
-      const { version } = validate(kvReadQuery, req.query, 'query');
+      const { version } = validateQuery(kvReadQuery, req);
       can(res, 'read', path);
       const wanted = version === 0 ? undefined : version; // Vault: version 0 is the current one
       const secret = await secrets.get(path, wanted);
       if (secret) {
-        res.json(envelope(res, { data: secret.data, metadata: readMetadata(secret) }));
+        sendJson(res, envelope(res, { data: secret.data, metadata: readMetadata(secret) }));
         return;
       }
       // Deleted or destroyed: Vault answers 404 with the version's metadata (clients tell that apart from a secret that never existed).
       const meta = await secrets.metadata(path);
       const info = meta?.versions.find((v) => v.version === (wanted ?? meta.current_version));
       if (!meta || !info) throw new CofferError('not_found', `secret ${path} not found`);
-      res.status(404).json(envelope(res, { data: null, metadata: versionMetadata(meta, info) }));
-    },
+      sendJson(res, envelope(res, { data: null, metadata: versionMetadata(meta, info) }), 404);
+    }),
     put: [vaultBody, write],
     post: [vaultBody, write],
     patch: [

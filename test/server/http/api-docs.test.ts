@@ -48,7 +48,7 @@ describe('docs/api.md', function () {
 
   /** The operations of every route the router serves, as the docs write them. */
   const servedOperations = () => {
-    const served = servedRoutes(vault.app);
+    const served = servedRoutes(vault.app.express);
     assert.deepEqual(minus(served, catalogueRoutes()), [], 'served routes missing from the route catalogue');
     return [
       ...new Set(

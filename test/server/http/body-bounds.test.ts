@@ -35,7 +35,7 @@ describe('http body: UTF-8, byte order mark and size bounds', function () {
 
   before(async () => {
     vault = await openVault();
-    server = vault.app.listen(0, '127.0.0.1');
+    server = http.createServer(vault.app).listen(0, '127.0.0.1');
     await new Promise<void>((resolve) => server.once('listening', resolve));
     port = (server.address() as AddressInfo).port;
   });

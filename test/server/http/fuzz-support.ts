@@ -27,7 +27,7 @@ export interface RawResponse {
 }
 
 export async function listen(vault: TestVault): Promise<{ server: http.Server; port: number }> {
-  const server = vault.app.listen(0, '127.0.0.1');
+  const server = http.createServer(vault.app).listen(0, '127.0.0.1');
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);

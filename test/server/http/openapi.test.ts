@@ -66,7 +66,7 @@ describe('OpenAPI and the route catalogue', function () {
   after(async () => vault?.cleanup());
 
   it('lists every route the router serves, and only those (method and path)', () => {
-    const served = servedRoutes(vault.app);
+    const served = servedRoutes(vault.app.express);
     const listed = catalogueRoutes();
     assert.ok(served.length > 50, `the router walk found only ${served.length} routes`);
     assert.deepEqual(minus(served, listed), [], 'served by the router but missing from server/http/route-catalogue.ts');
