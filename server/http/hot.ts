@@ -5,7 +5,8 @@ import type { HttpRequest, HttpResponse } from './respond.js';
 
 /**
  * The hot dispatcher: the routes a CI job calls on every build (a secret read, a batch read,
- * its token's self lookup, a Vault KV read) answered without express. Express's per-request
+ * its token's self lookup, a Vault KV read) and the secret write of a bulk load, answered
+ * without express. Express's per-request
  * work (prototype swaps on node's request and response, which slow every later property access
  * on them, then a walk of the whole router stack) costs more than the read itself
  * (docs/performance.md). The route's own functions and every edge step are the
@@ -33,7 +34,7 @@ export function isHot(handlers: unknown): handlers is HotHandlers {
 export const hotSteps = (handlers: HotHandlers): readonly Step[] => handlers[HOT];
 
 interface HotRoute {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'PUT';
   /** The express pattern (audit lines and metrics name it). */
   pattern: string;
   /** An exact path, or the prefix of a `<prefix>*path` pattern. */
@@ -75,7 +76,8 @@ export function useSteps(router: Router, ...steps: Step[]): void {
  */
 export function registerHot(router: object, verb: string, pattern: string, steps: readonly Step[]): void {
   const method = verb.toUpperCase();
-  if (method !== 'GET' && method !== 'POST') throw new Error(`hot route ${pattern}: only GET and POST can be hot`);
+  if (method !== 'GET' && method !== 'POST' && method !== 'PUT')
+    throw new Error(`hot route ${pattern}: only GET, POST and PUT can be hot`);
   const wildcard = pattern.endsWith('/*path');
   const body = wildcard ? pattern.slice(0, -'*path'.length) : pattern;
   if (/(?<!\\)[:*(){}?]/.test(body)) throw new Error(`hot route ${pattern}: not a literal path`);
@@ -118,7 +120,7 @@ export function hotDispatcher(
   }
 
   const claims = (method: string, url: string): HotRoute | undefined => {
-    if (method !== 'GET' && method !== 'POST') return undefined;
+    if (method !== 'GET' && method !== 'POST' && method !== 'PUT') return undefined;
     // Percent-encoded paths are left to express, whose router decodes (and refuses) them.
     if (url.includes('%')) return undefined;
     const q = url.indexOf('?');

@@ -173,17 +173,14 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
         );
       sendJson(res, wireSecret(secret));
     }),
-    put: [
-      jsonBody,
-      async (req, res) => {
-        const path = secretPath(req, '/v1/secrets/');
-        validate(emptyQuery, req.query, 'query');
-        const body = validate(putSecretBody, req.body);
-        // One refusal whether or not the secret exists, so a denied caller learns nothing of it (C21).
-        res.locals.auditPath = path;
-        res.json(await secrets.put(path, body, { authorize: writeCheck(access, identityOf(res), path) }));
-      },
-    ],
+    put: hot(readJsonBody, async function writeSecret(req, res) {
+      const path = secretPath(req, '/v1/secrets/');
+      validateQuery(emptyQuery, req);
+      const body = validate(putSecretBody, req.body);
+      // One refusal whether or not the secret exists, so a denied caller learns nothing of it (C21).
+      res.locals.auditPath = path;
+      sendJson(res, await secrets.put(path, body, { authorize: writeCheck(access, identityOf(res), path) }));
+    }),
     delete: async (req, res) => {
       const path = secretPath(req, '/v1/secrets/');
       const { versions } = validate(deleteQuery, req.query, 'query');

@@ -13,10 +13,12 @@ describe('hot dispatcher', function () {
   this.timeout(30_000);
   let vault: TestVault;
   let reader: Record<string, string>;
+  let writer: Record<string, string>;
 
   before(async () => {
     vault = await openVault();
     reader = await tokenWith(vault, 'hot-reader', [{ path: 'team/**', capabilities: ['read'] }]);
+    writer = await tokenWith(vault, 'hot-writer', [{ path: 'team/**', capabilities: ['create', 'update', 'read'] }]);
     for (const [path, value] of [
       ['team/db', 'one'],
       ['team/gone', 'two'],
@@ -73,7 +75,6 @@ describe('hot dispatcher', function () {
     ['GET', '/v1/secrets/a%2Fb'],
     ['POST', '/v1/secrets/team/db'],
     ['HEAD', '/v1/secrets/team/db'],
-    ['PUT', '/v1/secrets/team/db'],
     ['POST', '/v1/secrets:batch'],
     ['POST', '/v1/secrets:batch?x=1'],
     ['POST', '/v1/secrets:batch/'],
@@ -84,6 +85,9 @@ describe('hot dispatcher', function () {
     ['GET', '/v1/secret/data/team/db'],
     ['GET', '/v1/secret/data/'],
     ['GET', '/v1/secret/metadata/team/db'],
+    ['PUT', '/v1/secrets/team/db'],
+    ['PUT', '/v1/secrets/'],
+    ['DELETE', '/v1/secrets/team/db'],
   ] as const;
 
   it('claims a request only for the route express would give it', () => {
@@ -98,12 +102,13 @@ describe('hot dispatcher', function () {
       assert.equal(first?.route?.path, route.pattern, `${method} ${url}`);
       assert.equal(first?.route?.methods[method.toLowerCase()], true, `${method} ${url}`);
     }
-    assert.equal(claimed, 8, 'the sample holds eight hot requests');
+    assert.equal(claimed, 9, 'the sample holds nine hot requests');
     for (const [method, url] of [
       ['HEAD', '/v1/secrets/team/db'],
       ['GET', '/v1/secrets/'],
       ['GET', '/v1/secrets/a%2Fb'],
-      ['PUT', '/v1/secrets/team/db'],
+      ['DELETE', '/v1/secrets/team/db'],
+      ['PATCH', '/v1/secrets/team/db'],
     ] as const)
       assert.equal(vault.app.hot.claims(method, url), undefined, `${method} ${url} is left to express`);
   });
@@ -122,6 +127,7 @@ describe('hot dispatcher', function () {
 
   type Build = (test: request.Test) => request.Test;
   const get = (url: string, build: Build = (t) => t.set(reader)) => ['GET', url, build] as const;
+  const put = (url: string, build: Build) => ['PUT', url, (t: request.Test) => build(t.set(writer))] as const;
   const batch = (build: Build) => ['POST', '/v1/secrets:batch', (t: request.Test) => build(t.set(reader))] as const;
   const cases: [string, readonly [string, string, Build]][] = [
     ['a read', get('/v1/secrets/team/db')],
@@ -145,6 +151,13 @@ describe('hot dispatcher', function () {
     ['a Vault read of a deleted secret', get('/v1/secret/data/team/gone')],
     ['a denied Vault read', get('/v1/secret/data/other/key')],
     ['a Vault read, bad version', get('/v1/secret/data/team/db?version=-1')],
+    ['a denied write', put('/v1/secrets/other/key', (t) => t.send({ data: { v: '1' } }))],
+    ['a write without a body', put('/v1/secrets/team/new', (t) => t)],
+    ['a write of the wrong type', put('/v1/secrets/team/new', (t) => t.set('Content-Type', 'text/plain').send('x'))],
+    ['a write with a bad body', put('/v1/secrets/team/new', (t) => t.send({ data: { v: 1 } }))],
+    ['a write with a query', put('/v1/secrets/team/new?x=1', (t) => t.send({ data: { v: '1' } }))],
+    ['a write check-and-set conflict', put('/v1/secrets/team/db', (t) => t.send({ data: { v: '1' }, cas: 0 }))],
+    ['a write to an invalid path', put('/v1/secrets/team//new', (t) => t.send({ data: { v: '1' } }))],
     [
       'a Vault read with X-Vault-Token',
       get('/v1/secret/data/team/db', (t) => t.set('X-Vault-Token', reader.Authorization!.slice(7))),
@@ -154,7 +167,7 @@ describe('hot dispatcher', function () {
   const send = (
     app: TestVault['app'] | TestVault['app']['express'],
     [verb, url, build]: readonly [string, string, Build],
-  ) => build(verb === 'GET' ? request(app).get(url) : request(app).post(url));
+  ) => build(verb === 'GET' ? request(app).get(url) : verb === 'PUT' ? request(app).put(url) : request(app).post(url));
 
   for (const [name, spec] of cases) {
     it(`answers ${name} as express does, with the same audit line`, async () => {
@@ -170,6 +183,27 @@ describe('hot dispatcher', function () {
       assert.ok(fastLine, 'the request has its audit line');
     });
   }
+
+  it('writes as express does: the same answer but for the version, the same audit line', async () => {
+    const fast = await request(vault.app)
+      .put('/v1/secrets/team/written')
+      .set(writer)
+      .send({ data: { v: '1' } });
+    const [fastLine] = await lastLines(1);
+    const slow = await request(vault.app.express)
+      .put('/v1/secrets/team/written')
+      .set(writer)
+      .send({ data: { v: '2' } });
+    const [slowLine] = await lastLines(1);
+    assert.equal(fast.status, 200);
+    assert.equal(slow.status, 200);
+    assert.deepEqual([fast.body.version, slow.body.version], [1, 2]);
+    assert.deepEqual(Object.keys(fast.body), Object.keys(slow.body));
+    assert.deepEqual(headers(fast), headers(slow));
+    assert.deepEqual(fastLine, slowLine);
+    const read = await request(vault.app).get('/v1/secrets/team/written?version=1').set(reader).expect(200);
+    assert.deepEqual(read.body.data, { v: '1' });
+  });
 
   it('answers 503 while sealed, as express does', async () => {
     const sealed = await openVault();
