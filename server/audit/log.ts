@@ -264,14 +264,12 @@ export class AuditLog {
   }
 
   /** Appends one request line; resolves once it is durable in at least one sink. */
-  record(record: AuditRecord): Promise<void> {
+  async record(record: AuditRecord): Promise<void> {
     const done = this.enqueue(
       { type: 'request', time: this.iso(), ...record } satisfies UnchainedLine<RequestLine>,
       true,
     );
-    return done.then((ok) => {
-      if (!ok) throw new CofferError('audit_unavailable', 'the audit log cannot be written: request refused');
-    });
+    if (!(await done)) throw new CofferError('audit_unavailable', 'the audit log cannot be written: request refused');
   }
 
   /**

@@ -121,8 +121,9 @@ export function hotDispatcher(
 
   const claims = (method: string, url: string): HotRoute | undefined => {
     if (method !== 'GET' && method !== 'POST' && method !== 'PUT') return undefined;
-    // Percent-encoded paths are left to express, whose router decodes (and refuses) them.
-    if (url.includes('%')) return undefined;
+    // Percent-encoded paths are left to express, whose router decodes (and refuses) them, and
+    // so are fragments and absolute-form targets, which express's URL parsing reads its own way.
+    if (url.includes('%') || url.includes('#') || url.charCodeAt(0) !== 0x2f) return undefined;
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const found = exact.get(`${method} ${path}`);
@@ -157,7 +158,8 @@ export function hotDispatcher(
     const hotReq = req as HttpRequest;
     const hotRes = res as HttpResponse;
     hotRes.locals = {} as Express.Locals;
-    void run(route, hotReq, hotRes);
+    // `fail` answers every error; should it throw itself, the connection is cut (express's final handler would answer 500).
+    run(route, hotReq, hotRes).catch(() => res.destroy());
   };
   return {
     routes: routes.map((r) => ({ method: r.method, pattern: r.pattern, before: r.before.map((s) => s.name) })),

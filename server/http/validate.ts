@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { parse as parseQueryString } from 'node:querystring';
+import parseurl from 'parseurl';
 import type { z } from 'zod';
 import { CofferError } from '../errors.js';
 
@@ -21,14 +22,14 @@ export function validate<T extends z.ZodType>(schema: T, input: unknown, where =
 const ofEmptyQuery = new WeakMap<z.ZodType, unknown>();
 
 /**
- * The request's query string (parsed as the app's `simple` query parser does: node:querystring)
+ * The request's query string (found and parsed as express's `req.query` with the app's `simple` query parser)
  * checked by `schema`. Most requests carry none; the answer for that one input is the same
  * every time, so it is worked out once per schema (and frozen: callers share it).
  */
 export function validateQuery<T extends z.ZodType>(schema: T, req: IncomingMessage): z.infer<T> {
-  const url = req.url ?? '';
-  const q = url.indexOf('?');
-  if (q >= 0) return validate(schema, parseQueryString(url.slice(q + 1)), 'query');
+  // parseurl, as express's `req.query`: the query ends at a fragment, and a `?` inside one is not a query.
+  const query = parseurl(req)?.query;
+  if (typeof query === 'string') return validate(schema, parseQueryString(query), 'query');
   if (ofEmptyQuery.has(schema)) return ofEmptyQuery.get(schema) as z.infer<T>;
   const parsed = Object.freeze(validate(schema, {}, 'query')) as z.infer<T>;
   ofEmptyQuery.set(schema, parsed);

@@ -2,7 +2,7 @@ import autocannon from 'autocannon';
 
 /** autocannon settings shared by the HTTP benchmarks; BENCH_SECONDS shortens a run. */
 export const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
-export const RUNS = 3;
+export const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 export const CONNECTIONS = 50;
 
 export interface Result {

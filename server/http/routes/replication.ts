@@ -4,7 +4,7 @@ import { identityOf, requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import type { Step } from '../edge.js';
-import { pathnameOf } from '../respond.js';
+import parseurl from 'parseurl';
 import { methods } from '../router.js';
 import { emptyBody } from '../../../sdk/wire/schemas.js';
 import type { PromoteResult, ReplicationStatus } from '../../../sdk/wire/types.js';
@@ -81,7 +81,7 @@ export function replicationRoutes(router: Router, deps: AppDeps): void {
  */
 export function refuseStaleReads(deps: AppDeps): Step {
   return function refuseStaleReads(req) {
-    if (deps.replication?.refusesReads() && !isReplicationRoute(pathnameOf(req))) {
+    if (deps.replication?.refusesReads() && !isReplicationRoute(parseurl(req)?.pathname ?? '')) {
       throw new CofferError(
         'replica_stale',
         'this replica has not verified a fresh head from the primary within max_staleness; try the primary or retry later',
