@@ -1,3 +1,7 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 
 /** autocannon settings shared by the HTTP benchmarks; BENCH_SECONDS shortens a run. */
@@ -32,4 +36,20 @@ export async function measure(
   }
   results.sort((a, b) => a.rps - b.rps);
   return results[Math.floor(runs / 2)]!;
+}
+
+/**
+ * One baseline server of test/bench/baseline-server.ts in its own process (`bare`, `express`, or
+ * `express-level` over the LevelDB directory `dir`), once it listens.
+ */
+export async function startBaseline(
+  kind: 'bare' | 'express' | 'express-level',
+  dir?: string,
+): Promise<{ url: string; child: ChildProcess }> {
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'baseline-server.js');
+  const child = spawn(process.execPath, [script, kind, ...(dir ? [dir] : [])], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const line = await new Promise<string>((done) => createInterface({ input: child.stdout! }).once('line', done));
+  return { url: `http://127.0.0.1:${line.trim()}`, child };
 }

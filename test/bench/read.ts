@@ -1,12 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
+import { join } from 'node:path';
 import { tempDir } from '../helpers.js';
 import { startServerProcess } from '../integration/server-process.js';
-import { CONNECTIONS, DURATION, RUNS, measure } from './measure.js';
+import { CONNECTIONS, DURATION, RUNS, measure, startBaseline } from './measure.js';
 
 /**
  * Authenticated GET of a 1 KiB secret (root token, and a token whose access comes from a group
@@ -15,18 +12,9 @@ import { CONNECTIONS, DURATION, RUNS, measure } from './measure.js';
  * process each, autocannon with 50 connections, median of 3 runs. Reports ratios, which are
  * meaningful on a noisy machine where absolute numbers are not.
  */
-const here = dirname(fileURLToPath(import.meta.url));
-async function baseline(kind: 'bare' | 'express'): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [join(here, 'baseline-server.js'), kind], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const line = await new Promise<string>((done) => createInterface({ input: child.stdout! }).once('line', done));
-  return { url: `http://127.0.0.1:${line.trim()}`, child };
-}
-
 const dir = await tempDir('coffer-bench-');
-const bare = await baseline('bare');
-const express = await baseline('express');
+const bare = await startBaseline('bare');
+const express = await startBaseline('express');
 const coffer = await startServerProcess(['--dev', '--data-dir', dir, '--log-level', 'info']);
 try {
   const token = (await readFile(join(dir, 'root-token'), 'utf8')).trim();

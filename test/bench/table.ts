@@ -1,13 +1,12 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { tempDir } from '../helpers.js';
 import { startServerProcess } from '../integration/server-process.js';
-import { DURATION, RUNS } from './measure.js';
+import { DURATION, RUNS, startBaseline } from './measure.js';
 
 /**
  * `npm run bench`: one table of the HTTP hot path, every row measured in this run. Reads of a
@@ -129,18 +128,10 @@ function haveWrk(): boolean {
   return spawnSync('wrk', ['--version']).error === undefined;
 }
 
-async function baseline(kind: string, dir?: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [join(here, 'baseline-server.js'), kind, ...(dir ? [dir] : [])], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const line = await new Promise<string>((done) => createInterface({ input: child.stdout! }).once('line', done));
-  return { url: `http://127.0.0.1:${line.trim()}`, child };
-}
-
 const dir = await tempDir('coffer-bench-table-');
-const bare = await baseline('bare');
-const express = await baseline('express');
-const expressLevel = await baseline('express-level', join(dir, 'baseline-db'));
+const bare = await startBaseline('bare');
+const express = await startBaseline('express');
+const expressLevel = await startBaseline('express-level', join(dir, 'baseline-db'));
 const coffer = await startServerProcess(['--dev', '--data-dir', join(dir, 'coffer'), '--log-level', 'info']);
 try {
   const root = { authorization: `Bearer ${(await readFile(join(dir, 'coffer', 'root-token'), 'utf8')).trim()}` };

@@ -1,13 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { Level } from 'level';
 import { openVault, tempDir } from '../helpers.js';
 import { startServerProcess } from '../integration/server-process.js';
-import { DURATION, RUNS } from './measure.js';
+import { DURATION, RUNS, startBaseline } from './measure.js';
 
 /**
  * Writes, every one synced. In process (same run, median of 3): writers doing
@@ -17,7 +14,6 @@ import { DURATION, RUNS } from './measure.js';
  * `PUT /v1/secrets/:path` (authenticated, policy-checked, sealed, audited) against an express 5
  * route doing one raw `level` `put({ sync: true })` per request. Run: npm run bench:write.
  */
-const here = dirname(fileURLToPath(import.meta.url));
 const value = 'x'.repeat(1024);
 
 async function median(run: () => Promise<number>): Promise<number> {
@@ -98,14 +94,6 @@ async function httpRate(
   return results.sort((a, b) => a.rps - b.rps)[Math.floor(RUNS / 2)]!;
 }
 
-async function baseline(dir: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [join(here, 'baseline-server.js'), 'express-level', join(dir, 'baseline-db')], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const line = await new Promise<string>((done) => createInterface({ input: child.stdout! }).once('line', done));
-  return { url: `http://127.0.0.1:${line.trim()}`, child };
-}
-
 const rows: Record<string, { 'writes/s': number }> = {};
 for (const writers of [32, 50]) {
   rows[`secrets.put, ${writers} writers, one sync each (maxGroup 1)`] = {
@@ -123,7 +111,7 @@ for (const writers of [32, 50]) {
 }
 
 const dir = await tempDir('coffer-bench-write-');
-const express = await baseline(dir);
+const express = await startBaseline('express-level', join(dir, 'baseline-db'));
 const coffer = await startServerProcess(['--dev', '--data-dir', join(dir, 'coffer'), '--log-level', 'info']);
 try {
   const token = (await readFile(join(dir, 'coffer', 'root-token'), 'utf8')).trim();
