@@ -6,14 +6,13 @@ import type { HttpRequest, HttpResponse } from './respond.js';
 /**
  * The hot dispatcher: the routes a CI job calls on every build (a secret read, a batch read,
  * its token's self lookup, a Vault KV read) and the secret write of a bulk load, answered
- * without express. Express's per-request
- * work (prototype swaps on node's request and response, which slow every later property access
- * on them, then a walk of the whole router stack) costs more than the read itself
- * (docs/performance.md). The route's own functions and every edge step are the
- * same ones the express router runs, in the same order (app.ts builds both from one list), so
+ * without express. Express's per-request work (prototype swaps on node's request and response,
+ * which slow every later property access on them, then a walk of the whole router stack) costs
+ * more than the read itself (docs/performance.md). The route's own functions and every edge
+ * step are the same ones the express router runs, in the same order (`useSteps`), so
  * authentication, policy, engine, audit and errors have one implementation; anything the
- * dispatcher does not claim (other methods, other paths, a percent-encoded path) goes to
- * express unchanged.
+ * dispatcher does not claim (other methods, other paths, percent-encoding, fragments,
+ * absolute-form targets) goes to express unchanged.
  */
 
 const HOT = Symbol('hot route');
