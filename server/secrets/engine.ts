@@ -65,10 +65,18 @@ export interface SecretsOptions {
 /** What the Vault metadata route sets on a secret, existing or not yet (docs/vault-compatibility.md). */
 export interface SecretSettings {
   metadata?: Record<string, string>;
+  /**
+   * Merged into the metadata inside the write (a null removes its key), so that two merges at
+   * once each keep the other's keys; applied after `metadata`.
+   */
+  metadataPatch?: Record<string, string | null>;
   /** 0: back to the engine's default. */
   max_versions?: number;
   cas_required?: boolean;
 }
+
+/** Metadata keys a secret may hold (the wire schemas' bound on every metadata write). */
+export const MAX_METADATA_KEYS = 64;
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -245,6 +253,20 @@ export class SecretsEngine {
         versions: [],
       };
       if (settings.metadata !== undefined) meta.metadata = { ...settings.metadata };
+      if (settings.metadataPatch !== undefined) {
+        const merged = { ...meta.metadata };
+        for (const [key, value] of Object.entries(settings.metadataPatch)) {
+          if (value === null) delete merged[key];
+          else merged[key] = value;
+        }
+        // The bound every metadata write is held to (docs/api.md), on what the merge leaves.
+        if (Object.keys(merged).length > MAX_METADATA_KEYS)
+          throw new CofferError(
+            'invalid_request',
+            `custom_metadata: at most ${MAX_METADATA_KEYS} keys after the merge`,
+          );
+        meta.metadata = merged;
+      }
       if (settings.max_versions !== undefined) {
         if (settings.max_versions === 0) delete meta.max_versions;
         else meta.max_versions = settings.max_versions;

@@ -246,21 +246,12 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
         validate(emptyQuery, req.query, 'query');
         const body = validate(kvMetadataPatchBody, req.body);
         can(res, 'update', path);
-        const meta = await secrets.metadata(path);
-        if (!meta) throw new CofferError('not_found', `secret ${path} not found`);
-        let metadata: Record<string, string> | undefined;
-        if (body.custom_metadata === null) metadata = {};
-        else if (body.custom_metadata !== undefined) {
-          metadata = { ...meta.metadata };
-          for (const [key, value] of Object.entries(body.custom_metadata)) {
-            if (value === null) delete metadata[key];
-            else metadata[key] = value;
-          }
-        }
+        // The merge happens inside the write, against the metadata it changes: two PATCHes at once each keep the other's keys.
+        const patch = body.custom_metadata;
         await secrets.configure(
           path,
           {
-            ...(metadata ? { metadata } : {}),
+            ...(patch === null ? { metadata: {} } : patch !== undefined ? { metadataPatch: patch } : {}),
             ...(body.max_versions !== undefined ? { max_versions: body.max_versions } : {}),
             ...(body.cas_required !== undefined ? { cas_required: body.cas_required } : {}),
           },

@@ -179,6 +179,42 @@ describe('Vault API: KV v2 edges', function () {
     assert.equal((await metadataOf('edges/custom')).custom_metadata, null, 'null clears it');
   });
 
+  it('two metadata PATCHes at once each keep the keys the other adds (the merge is done inside the write)', async () => {
+    const post = (body: object) => http().post('/v1/secret/metadata/edges/race').set(root).send(body);
+    assert.equal((await post({ custom_metadata: { owner: 'api' } })).status, 204);
+    // Hold the store's one mutation queue so both PATCHes are read and checked before either writes.
+    let release!: () => void;
+    const held = f.vault.store.mutate(() => new Promise<void>((resolve) => (release = resolve)));
+    const first = mergePatch('/v1/secret/metadata/edges/race', { custom_metadata: { a: '1' } }).then((r) => r);
+    const second = mergePatch('/v1/secret/metadata/edges/race', { custom_metadata: { b: '2', owner: null } }).then(
+      (r) => r,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    release();
+    await held;
+    assert.deepEqual([(await first).status, (await second).status], [204, 204]);
+    assert.deepEqual((await metadataOf('edges/race')).custom_metadata, { a: '1', b: '2' });
+  });
+
+  it('a metadata PATCH that would leave more than 64 keys is refused and changes nothing', async () => {
+    const keys = (from: number) => Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${from + i}`, 'v']));
+    const post = await http()
+      .post('/v1/secret/metadata/edges/many')
+      .set(root)
+      .send({ custom_metadata: keys(0) });
+    assert.equal(post.status, 204);
+    const patch = await mergePatch('/v1/secret/metadata/edges/many', { custom_metadata: keys(40), max_versions: 3 });
+    assert.equal(patch.status, 400, JSON.stringify(patch.body));
+    assert.match(JSON.stringify(patch.body), /at most 64 keys after the merge/);
+    const meta = await metadataOf('edges/many');
+    assert.equal(Object.keys(meta.custom_metadata as object).length, 40);
+    assert.equal(meta.max_versions, 0, 'nothing of the refused PATCH was written');
+    // Replacing keys stays within the bound: 40 + 24 new = 64 is accepted.
+    const fits = Object.fromEntries(Array.from({ length: 24 }, (_, i) => [`n${i}`, 'v']));
+    assert.equal((await mergePatch('/v1/secret/metadata/edges/many', { custom_metadata: fits })).status, 204);
+    assert.equal(Object.keys((await metadataOf('edges/many')).custom_metadata as object).length, 64);
+  });
+
   it('a PATCH keeps custom_metadata and checks-and-sets on the version it read (or the cas it is given)', async () => {
     assert.equal(
       (
