@@ -14,6 +14,8 @@ export type PasswordCharset = (typeof PASSWORD_CHARSETS)[number];
 
 /** A secret's `data` at most this many bytes once encoded (`413 too_large`). */
 export const MAX_DATA_BYTES = 64 * 1024;
+/** Keys of a secret's metadata (Vault's `custom_metadata`), also after a merge. */
+export const MAX_METADATA_KEYS = 64;
 /** Paths in one `POST /v1/secrets:batch`. */
 export const MAX_BATCH = 100;
 /** Secrets in one `POST /v1/secrets:batch-write`. */

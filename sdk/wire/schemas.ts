@@ -7,6 +7,7 @@ import {
   MAX_BATCH,
   MAX_BATCH_WRITE,
   MAX_DATA_BYTES,
+  MAX_METADATA_KEYS,
   OAEP_HASHES,
   PASSWORD_CHARSETS,
   POLICY_NAME,
@@ -37,7 +38,7 @@ export const putSecretBody = z.strictObject({
   data: z.record(dataKey, z.string().max(MAX_DATA_BYTES)),
   metadata: z
     .record(dataKey, z.string().max(1024))
-    .refine((m) => Object.keys(m).length <= 64, 'at most 64 metadata keys')
+    .refine((m) => Object.keys(m).length <= MAX_METADATA_KEYS, `at most ${MAX_METADATA_KEYS} metadata keys`)
     .optional(),
   expires_at: pointInTime.optional(),
   cas: z
@@ -425,7 +426,7 @@ export const kvVersionsBody = z.strictObject({
 
 const customMetadata = z
   .record(dataKey, z.string().max(1024))
-  .refine((m) => Object.keys(m).length <= 64, 'at most 64 custom_metadata keys');
+  .refine((m) => Object.keys(m).length <= MAX_METADATA_KEYS, `at most ${MAX_METADATA_KEYS} custom_metadata keys`);
 /** Only "no automatic deletion": Coffer has none (docs/vault-compatibility.md "Differences"). */
 const deleteVersionAfter = z.union([z.literal(0), z.literal('0s'), z.literal('0'), z.literal('')], {
   message: 'delete_version_after is not supported (only 0)',

@@ -27,8 +27,7 @@ export const readJsonBody = jsonBodyReader(isJsonType);
 export const jsonBody: RequestHandler = asMiddleware(readJsonBody);
 
 /** `jsonBody` with a route's own limits (a batch write carries up to 1,000 secrets; docs/api.md). */
-export const jsonBodyWithin = (limits: BodyLimits): RequestHandler =>
-  asMiddleware(jsonBodyReader(isJsonType, undefined, limits));
+export const jsonBodyWithin = (limits: BodyLimits): RequestHandler => jsonBodyOf(isJsonType, undefined, limits);
 
 function isJsonType(type: string | undefined): boolean {
   return type !== undefined && JSON_TYPE.test(type);

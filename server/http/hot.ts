@@ -1,7 +1,7 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Router } from 'express';
 import { asMiddleware, type Step } from './edge.js';
-import type { HttpRequest, HttpResponse } from './respond.js';
+import { pathnameOf, type HttpRequest, type HttpResponse } from './respond.js';
 
 /**
  * The hot dispatcher: the routes a CI job calls on every build (a secret read, a batch read,
@@ -123,8 +123,7 @@ export function hotDispatcher(
     // Percent-encoded paths are left to express, whose router decodes (and refuses) them, and
     // so are fragments and absolute-form targets, which express's URL parsing reads its own way.
     if (url.includes('%') || url.includes('#') || url.charCodeAt(0) !== 0x2f) return undefined;
-    const q = url.indexOf('?');
-    const path = q < 0 ? url : url.slice(0, q);
+    const path = pathnameOf(url);
     const found = exact.get(`${method} ${path}`);
     if (found) return found;
     for (const route of prefixed) {

@@ -9,9 +9,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 export type HttpRequest = IncomingMessage & { route?: unknown; body?: unknown };
 export type HttpResponse = ServerResponse & { locals: Express.Locals };
 
-/** The path of the request target, without its query. */
-export function pathnameOf(req: IncomingMessage): string {
-  const url = req.url ?? '';
+/** The path of a raw request target (`req.url`), without its query. */
+export function pathnameOf(url: string): string {
   const q = url.indexOf('?');
   return q < 0 ? url : url.slice(0, q);
 }
@@ -21,11 +20,7 @@ export function pathnameOf(req: IncomingMessage): string {
  * its charset, its length). Through `res.end`, so the audit hold (audit.ts) applies.
  */
 export function sendJson(res: ServerResponse, body: unknown, status = 200): void {
-  sendJsonText(res, JSON.stringify(body), status);
-}
-
-/** `sendJson` of an already serialised body (a schema-compiled writer's output). */
-export function sendJsonText(res: ServerResponse, text: string, status = 200): void {
+  const text = JSON.stringify(body);
   res.statusCode = status;
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(text));

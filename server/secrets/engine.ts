@@ -9,7 +9,7 @@ import { META_PREFIX, metaKey, prefixEnd, versionKey } from '../store/keys.js';
 import { openVersion, sealVersion, type VersionAddress } from './record.js';
 import type { PutSecretRequest, Secret } from '../../sdk/wire/types.js';
 import { SECRET_TYPES, generatePassword, inspectCertificate, type SecretType } from './types.js';
-import { MAX_DATA_BYTES } from '../../sdk/wire/constants.js';
+import { MAX_DATA_BYTES, MAX_METADATA_KEYS } from '../../sdk/wire/constants.js';
 
 export { MAX_BATCH, MAX_DATA_BYTES } from '../../sdk/wire/constants.js';
 
@@ -74,9 +74,6 @@ export interface SecretSettings {
   max_versions?: number;
   cas_required?: boolean;
 }
-
-/** Metadata keys a secret may hold (the wire schemas' bound on every metadata write). */
-export const MAX_METADATA_KEYS = 64;
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 

@@ -28,7 +28,7 @@ import { methods } from '../router.js';
 import { hot } from '../hot.js';
 import { sendJson } from '../respond.js';
 import { adminCrud } from './admin-crud.js';
-import { validate } from '../validate.js';
+import { validate, validateQuery } from '../validate.js';
 
 const iso = (seconds: number) => new Date(seconds * 1000).toISOString();
 
@@ -77,7 +77,7 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
   // The caller's own grants only (a "what can I do here" check): nothing another token may do is told.
   methods(router, '/v1/auth/token/capabilities', {
     get: (req, res) => {
-      const { path } = validate(capabilitiesQuery, req.query, 'query');
+      const { path } = validateQuery(capabilitiesQuery, req);
       const permissions = access.permissions(identityOf(res));
       res.json({
         path,

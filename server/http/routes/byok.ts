@@ -3,7 +3,7 @@ import { requireCapability } from '../authenticate.js';
 import { jsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import { methods } from '../router.js';
-import { validate } from '../validate.js';
+import { validate, validateQuery } from '../validate.js';
 import { byokExportBody, byokImportBody, byokWrappingKeyQuery } from '../../../sdk/wire/schemas.js';
 import type { ByokExportResult, ByokImportResult, ByokWrappingKey } from '../../../sdk/wire/types.js';
 
@@ -11,7 +11,7 @@ import type { ByokExportResult, ByokImportResult, ByokWrappingKey } from '../../
 export function byokRoutes(router: Router, deps: AppDeps): void {
   methods(router, '/v1/sys/byok/wrapping-key', {
     get: async (req, res) => {
-      const query = validate(byokWrappingKeyQuery, req.query, 'query');
+      const query = validateQuery(byokWrappingKeyQuery, req);
       requireCapability(deps.access, res, 'admin', 'sys/byok');
       res.json(
         (await deps.byok.wrappingKey({

@@ -66,7 +66,7 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
 
   methods(router, '/v1/secrets', {
     get: async (req, res) => {
-      const query = validate(listQuery, req.query, 'query');
+      const query = validateQuery(listQuery, req);
       const prefix = query.prefix ?? '';
       if (query.expiring_within !== undefined) {
         const found = await secrets.expiring(durationMs(query.expiring_within));
@@ -183,7 +183,7 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
     }),
     delete: async (req, res) => {
       const path = secretPath(req, '/v1/secrets/');
-      const { versions } = validate(deleteQuery, req.query, 'query');
+      const { versions } = validateQuery(deleteQuery, req);
       can(res, 'delete', path);
       if (!(await secrets.delete(path, versions))) throw new CofferError('not_found', `secret ${path} not found`);
       res.status(204).end();
@@ -210,7 +210,7 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
   methods(router, '/v1/metadata/*path', {
     get: async (req, res) => {
       const path = secretPath(req, '/v1/metadata/');
-      validate(emptyQuery, req.query, 'query');
+      validateQuery(emptyQuery, req);
       can(res, 'read', path);
       const meta = await secrets.metadata(path);
       if (!meta) throw new CofferError('not_found', `secret ${path} not found`);

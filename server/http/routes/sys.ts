@@ -23,7 +23,7 @@ import type {
   MasterRotation,
 } from '../../../sdk/wire/types.js';
 import { timestamp } from '../../../sdk/wire/time.js';
-import { validate } from '../validate.js';
+import { validate, validateQuery } from '../validate.js';
 import { methods } from '../router.js';
 import { rateLimit } from '../rate-limit.js';
 import { vaultHealthFields } from '../vault/sys.js';
@@ -36,7 +36,7 @@ export function publicSysRoutes(router: Router, deps: AppDeps): void {
 
   methods(router, '/v1/sys/health', {
     get: (req, res) => {
-      const flags = validate(healthQuery, req.query, 'query');
+      const flags = validateQuery(healthQuery, req);
       const replica = deps.replication?.role === 'replica'; // 429: unsealed, but not the active node
       const warnings = [...seal.warnings(), ...deps.audit.warnings()];
       const storage = deps.store.storageFailure; // writes refused: not a node to send traffic to
@@ -149,7 +149,7 @@ export function sysRoutes(router: Router, deps: AppDeps): void {
   methods(router, '/v1/sys/audit/lines', {
     get: async (req, res) => {
       admin(res, 'audit');
-      const query = validate(auditLinesQuery, req.query, 'query');
+      const query = validateQuery(auditLinesQuery, req);
       res.json(
         await recentLines(
           deps.audit.firstFile,

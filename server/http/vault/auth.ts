@@ -3,7 +3,7 @@ import { CofferError } from '../../errors.js';
 import type { ActiveClaims, TokenService } from '../../auth/tokens.js';
 import { bearerToken } from '../authenticate.js';
 import type { AppDeps } from '../deps.js';
-import { validate } from '../validate.js';
+import { validate, validateQuery } from '../validate.js';
 import { envelope, vaultBody, vaultMethods } from './route.js';
 import { emptyBody, emptyQuery, vaultRenewBody } from '../../../sdk/wire/schemas.js';
 
@@ -56,7 +56,7 @@ export function tokenRoutes(router: Router, deps: AppDeps): void {
   const { tokens } = deps.access;
 
   const lookup = async (req: Request, res: Response) => {
-    validate(emptyQuery, req.query, 'query');
+    validateQuery(emptyQuery, req);
     const { claims } = await callerClaims(req, tokens);
     const now = tokens.nowSeconds();
     const issued = claims.ttl_exp ?? claims.exp;
@@ -88,7 +88,7 @@ export function tokenRoutes(router: Router, deps: AppDeps): void {
   const renew = [
     vaultBody,
     async (req: Request, res: Response) => {
-      validate(emptyQuery, req.query, 'query');
+      validateQuery(emptyQuery, req);
       validate(vaultRenewBody, req.body);
       const { token, claims } = await callerClaims(req, tokens);
       if (claims.root) throw new CofferError('invalid_request', 'the root token is not renewable');
@@ -102,7 +102,7 @@ export function tokenRoutes(router: Router, deps: AppDeps): void {
   const revoke = [
     vaultBody,
     async (req: Request, res: Response) => {
-      validate(emptyQuery, req.query, 'query');
+      validateQuery(emptyQuery, req);
       validate(emptyBody, req.body);
       const { claims } = await callerClaims(req, tokens);
       await tokens.revoke(claims.jti, claims.exp); // with its descendants, until its hard expiry

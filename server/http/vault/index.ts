@@ -23,7 +23,7 @@ export function vaultEdge(settings: VaultSettings = DEFAULT_VAULT_SETTINGS): Ste
   // The native API's first segments; any other path under /v1 is an unknown Vault mount to a Vault client.
   const native = new Set(['sys', 'auth', 'secrets', 'secrets:batch', 'metadata', 'keys', 'policies', 'groups']);
   return function vaultEdge(req, res) {
-    const path = pathnameOf(req);
+    const path = pathnameOf(req.url ?? '');
     const segments = path.split('/', 5); // ['', 'v1', first, second, third]
     const first = segments[2] ?? '';
     if (kvMounts.has(first)) res.locals.vaultErrors = 'only';

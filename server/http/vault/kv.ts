@@ -70,7 +70,7 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
 
   const write = async (req: Request, res: Response) => {
     const path = pathOf(req, 'data');
-    validate(emptyQuery, req.query, 'query');
+    validateQuery(emptyQuery, req);
     const body = validate(kvWriteBody, req.body);
     const authorize = writeAccess(res, path);
     const cas = body.options?.cas;
@@ -105,7 +105,7 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
       mergePatchBody,
       async (req, res) => {
         const path = pathOf(req, 'data');
-        validate(emptyQuery, req.query, 'query');
+        validateQuery(emptyQuery, req);
         const body = validate(kvPatchBody, req.body);
         can(res, 'read', path);
         can(res, 'update', path);
@@ -127,7 +127,7 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
     ],
     delete: async (req, res) => {
       const path = pathOf(req, 'data');
-      validate(emptyQuery, req.query, 'query');
+      validateQuery(emptyQuery, req);
       can(res, 'delete', path);
       if (!(await secrets.delete(path))) throw new CofferError('not_found', `secret ${path} not found`);
       res.status(204).end();
@@ -139,7 +139,7 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
       vaultBody,
       async (req: Request, res: Response) => {
         const path = pathOf(req, action);
-        validate(emptyQuery, req.query, 'query');
+        validateQuery(emptyQuery, req);
         const { versions } = validate(kvVersionsBody, req.body);
         can(res, capability, path);
         const done =
@@ -199,7 +199,7 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
   // The mount root: only a listing (`LIST secret/metadata`, `GET secret/metadata/?list=true`).
   const root = {
     get: async (req: Request, res: Response) => {
-      validate(kvListQuery, req.query, 'query');
+      validateQuery(kvListQuery, req);
       await list(res, prefix);
     },
   };
@@ -208,7 +208,7 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
 
   const setMetadata = async (req: Request, res: Response) => {
     const path = pathOf(req, 'metadata');
-    validate(emptyQuery, req.query, 'query');
+    validateQuery(emptyQuery, req);
     const body = validate(kvMetadataBody, req.body);
     const authorize = writeAccess(res, path);
     await secrets.configure(
@@ -226,7 +226,7 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
   vaultMethods(router, `${base}/metadata/*path`, {
     get: async (req, res) => {
       const raw = rawRest(req, `${base}/metadata/`);
-      const query = validate(kvMetadataQuery, req.query, 'query');
+      const query = validateQuery(kvMetadataQuery, req);
       if (query.list) {
         await list(res, cofferPath(prefix, raw.endsWith('/') ? parseUrlPath(raw.slice(0, -1)) : parseUrlPath(raw)));
         return;
@@ -243,7 +243,7 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
       mergePatchBody,
       async (req, res) => {
         const path = pathOf(req, 'metadata');
-        validate(emptyQuery, req.query, 'query');
+        validateQuery(emptyQuery, req);
         const body = validate(kvMetadataPatchBody, req.body);
         can(res, 'update', path);
         // The merge happens inside the write, against the metadata it changes: two PATCHes at once each keep the other's keys.
@@ -262,7 +262,7 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
     ],
     delete: async (req, res) => {
       const path = pathOf(req, 'metadata');
-      validate(emptyQuery, req.query, 'query');
+      validateQuery(emptyQuery, req);
       can(res, 'destroy', path);
       await secrets.purge(path); // as Vault: 204 whether or not there was anything to erase
       res.status(204).end();

@@ -1,6 +1,6 @@
 import type { Request, Response, Router } from 'express';
 import { CofferError } from '../../errors.js';
-import { validate } from '../validate.js';
+import { validateQuery } from '../validate.js';
 import type { VaultSettings } from './mounts.js';
 import { envelope, rawRest, vaultMethods } from './route.js';
 import { emptyQuery } from '../../../sdk/wire/schemas.js';
@@ -23,7 +23,7 @@ function mountInfo(mount: string, prefix: string) {
 export function mountRoutes(router: Router, settings: VaultSettings): void {
   vaultMethods(router, '/v1/sys/internal/ui/mounts/*path', {
     get: (req: Request, res: Response) => {
-      validate(emptyQuery, req.query, 'query');
+      validateQuery(emptyQuery, req);
       const mount = rawRest(req, '/v1/sys/internal/ui/mounts/').split('/')[0] ?? '';
       const prefix = settings.kvMounts.get(mount);
       if (prefix === undefined) throw new CofferError('not_found', 'no KV mount at this path');
@@ -33,7 +33,7 @@ export function mountRoutes(router: Router, settings: VaultSettings): void {
 
   vaultMethods(router, '/v1/sys/mounts', {
     get: (req: Request, res: Response) => {
-      validate(emptyQuery, req.query, 'query');
+      validateQuery(emptyQuery, req);
       const mounts = Object.fromEntries(
         [...settings.kvMounts].map(([mount, prefix]) => [`${mount}/`, mountInfo(mount, prefix)]),
       );
