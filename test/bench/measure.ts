@@ -15,27 +15,31 @@ export interface Result {
   p99: number;
 }
 
-/**
- * The median of `runs` (RUNS) autocannon runs after a warm-up; any non-2xx answer fails the run.
- * `paths` (optional) are requested in turn on each connection instead of `url`'s own path.
- */
-export async function measure(
+/** The median (by req/s) of results. */
+export const median = (results: Result[]): Result =>
+  [...results].sort((a, b) => a.rps - b.rps)[Math.floor(results.length / 2)]!;
+
+/** The median of `runs` (RUNS) autocannon runs of `options` after a warm-up; any non-2xx answer fails the run. */
+export async function autocannonMedian(options: autocannon.Options, runs = RUNS): Promise<Result> {
+  await autocannon({ ...options, duration: 1 }); // warm-up
+  const results: Result[] = [];
+  for (let i = 0; i < runs; i++) {
+    const r = await autocannon({ ...options, duration: DURATION });
+    if (r.non2xx > 0 || r.errors > 0) throw new Error(`${options.url}: ${r.non2xx} non-2xx and ${r.errors} errors`);
+    results.push({ rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99 });
+  }
+  return median(results);
+}
+
+/** `autocannonMedian` of GETs; `paths` (optional) are requested in turn on each connection instead of `url`'s own path. */
+export function measure(
   url: string,
   headers: Record<string, string>,
   paths?: string[],
   { connections = CONNECTIONS, runs = RUNS }: { connections?: number; runs?: number } = {},
 ): Promise<Result> {
-  const results: Result[] = [];
   const requests = paths?.map((path) => ({ method: 'GET' as const, path }));
-  const options = { url, connections, headers, ...(requests ? { requests } : {}) };
-  await autocannon({ ...options, duration: 1 }); // warm-up
-  for (let i = 0; i < runs; i++) {
-    const r = await autocannon({ ...options, duration: DURATION });
-    if (r.non2xx > 0 || r.errors > 0) throw new Error(`${url}: ${r.non2xx} non-2xx and ${r.errors} errors`);
-    results.push({ rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99 });
-  }
-  results.sort((a, b) => a.rps - b.rps);
-  return results[Math.floor(runs / 2)]!;
+  return autocannonMedian({ url, connections, headers, ...(requests ? { requests } : {}) }, runs);
 }
 
 /**

@@ -3,10 +3,9 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import autocannon from 'autocannon';
 import { tempDir } from '../helpers.js';
 import { startServerProcess } from '../integration/server-process.js';
-import { DURATION, RUNS, startBaseline } from './measure.js';
+import { DURATION, RUNS, autocannonMedian, median, startBaseline, type Result } from './measure.js';
 
 /**
  * `npm run bench`: one table of the HTTP hot path, every row measured in this run. Reads of a
@@ -23,12 +22,6 @@ const here = dirname(fileURLToPath(import.meta.url));
 const VALUE = 'x'.repeat(1024);
 const PUT_BODY = JSON.stringify({ data: { value: VALUE } });
 
-interface Result {
-  rps: number;
-  p50: number;
-  p99: number;
-}
-
 interface Load {
   url: string;
   connections: number;
@@ -39,9 +32,7 @@ interface Load {
   post?: string;
 }
 
-const median = (results: Result[]) => results.sort((a, b) => a.rps - b.rps)[Math.floor(results.length / 2)]!;
-
-async function withAutocannon(load: Load): Promise<Result> {
+function withAutocannon(load: Load): Promise<Result> {
   let n = 0;
   const run = `${process.pid}-${Date.now()}`;
   const headers = { ...load.headers, ...(load.put || load.post ? { 'content-type': 'application/json' } : {}) };
@@ -66,14 +57,7 @@ async function withAutocannon(load: Load): Promise<Result> {
         ? { method: 'POST' as const, body: load.post }
         : {}),
   };
-  await autocannon({ ...options, duration: 1 });
-  const results: Result[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const r = await autocannon({ ...options, duration: DURATION });
-    if (r.non2xx > 0 || r.errors > 0) throw new Error(`${load.url}: ${r.non2xx} non-2xx and ${r.errors} errors`);
-    results.push({ rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99 });
-  }
-  return median(results);
+  return autocannonMedian(options);
 }
 
 /** wrk's latency figure (`812.00us`, `1.23ms`, `2.00s`) in milliseconds. */

@@ -1,10 +1,9 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import autocannon from 'autocannon';
 import { Level } from 'level';
 import { openVault, tempDir } from '../helpers.js';
 import { startServerProcess } from '../integration/server-process.js';
-import { DURATION, RUNS, startBaseline } from './measure.js';
+import { DURATION, RUNS, autocannonMedian, startBaseline, type Result } from './measure.js';
 
 /**
  * Writes, every one synced. In process (same run, median of 3): writers doing
@@ -63,10 +62,7 @@ async function levelRate(writers: number): Promise<number> {
   }
 }
 
-async function httpRate(
-  url: string,
-  headers: Record<string, string>,
-): Promise<{ rps: number; p50: number; p99: number }> {
+function httpRate(url: string, headers: Record<string, string>): Promise<Result> {
   let n = 0;
   const body = JSON.stringify({ data: { value } });
   const options = {
@@ -84,14 +80,7 @@ async function httpRate(
       },
     ],
   };
-  await autocannon({ ...options, duration: 1 });
-  const results: { rps: number; p50: number; p99: number }[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const r = await autocannon({ ...options, duration: DURATION });
-    if (r.non2xx > 0 || r.errors > 0) throw new Error(`${url}: ${r.non2xx} non-2xx and ${r.errors} errors`);
-    results.push({ rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99 });
-  }
-  return results.sort((a, b) => a.rps - b.rps)[Math.floor(RUNS / 2)]!;
+  return autocannonMedian(options);
 }
 
 const rows: Record<string, { 'writes/s': number }> = {};

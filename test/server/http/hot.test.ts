@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import parseurl from 'parseurl';
 import request from 'supertest';
 import { openVault, tokenWith, type TestVault } from '../../helpers.js';
+import { raw, rawRequests } from './vault/fixture.js';
 
 /**
  * The hot dispatcher (server/http/hot.ts) answers the per-build routes without express. It must
@@ -223,20 +224,13 @@ describe('hot dispatcher', function () {
     assert.deepEqual(read.body.data, { v: '1' });
   });
 
-  /** One request as its bytes (supertest would not send a fragment), answered through the dispatcher. */
-  async function raw(target: string, headers: Record<string, string>): Promise<{ status: number; body: unknown }> {
+  /** One GET as its bytes (supertest would not send a fragment), answered through the dispatcher. */
+  async function rawGet(target: string, headers: Record<string, string>): Promise<{ status: number; body: unknown }> {
     const server = createServer(vault.app).listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     try {
-      const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
-      const head = Object.entries({ Host: 'x', Connection: 'close', ...headers }).map(([k, v]) => `${k}: ${v}\r\n`);
-      socket.write(`GET ${target} HTTP/1.1\r\n${head.join('')}\r\n`);
-      const chunks: Buffer[] = [];
-      for await (const chunk of socket) chunks.push(chunk as Buffer);
-      const text = Buffer.concat(chunks).toString('utf8');
-      const [top, body] = [text.slice(0, text.indexOf('\r\n\r\n')), text.slice(text.indexOf('\r\n\r\n') + 4)];
-      if (!body) throw new Error(`no body: ${top}`);
-      return { status: Number(top.split(' ')[1]), body: JSON.parse(body) as unknown };
+      const [res] = await rawRequests((server.address() as AddressInfo).port, [raw('GET', target, headers)]);
+      return { status: res!.status, body: res!.json() as unknown };
     } finally {
       server.close();
     }
@@ -244,11 +238,11 @@ describe('hot dispatcher', function () {
 
   it('reads the query as express does: it ends at a fragment, and a ? in a fragment is no query', async () => {
     const versionOf = (r: { body: unknown }) => (r.body as { version?: number }).version;
-    const withQuery = await raw('/v1/secrets/team/db?version=1#x', reader);
+    const withQuery = await rawGet('/v1/secrets/team/db?version=1#x', reader);
     assert.deepEqual([withQuery.status, versionOf(withQuery)], [200, 1]);
-    const inFragment = await raw('/v1/secrets/team/db#?version=1', reader);
+    const inFragment = await rawGet('/v1/secrets/team/db#?version=1', reader);
     assert.deepEqual([inFragment.status, versionOf(inFragment)], [200, 2]);
-    const plain = await raw('/v1/secrets/team/db?version=1', reader);
+    const plain = await rawGet('/v1/secrets/team/db?version=1', reader);
     assert.deepEqual([plain.status, versionOf(plain)], [200, 1]);
   });
 
