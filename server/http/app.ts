@@ -44,7 +44,6 @@ export function createApp(deps: AppDeps): App {
   app.disable('etag'); // an ETag of a secret body would be an equality oracle
   app.set('case sensitive routing', true);
   app.set('strict routing', true);
-  app.set('query parser', 'simple');
   app.set('trust proxy', false);
 
   // Every request, in this order.

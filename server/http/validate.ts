@@ -22,7 +22,7 @@ export function validate<T extends z.ZodType>(schema: T, input: unknown, where =
 const ofEmptyQuery = new WeakMap<z.ZodType, unknown>();
 
 /**
- * The request's query string (found and parsed as express's `req.query` with the app's `simple` query parser)
+ * The request's query string (found with parseurl and parsed with node:querystring, as express 5's `req.query` is)
  * checked by `schema`. Most requests carry none; the answer for that one input is the same
  * every time, so it is worked out once per schema (and frozen: callers share it).
  */
