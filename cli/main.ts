@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 /**
- * The `coffer` entry point. `coffer run` is a container entrypoint, so it takes a fast path
- * (node:util parseArgs, no yargs, no server code); everything else loads the full CLI.
+ * The full CLI as ES modules. The `coffer` binary is dist/cli/coffer.cjs (cli/bin.ts), which
+ * answers `coffer run` from one bundled file and loads this for everything else; run directly,
+ * this takes the same fast path for `coffer run` (node:util parseArgs, no yargs, no server code).
  */
+import { takesRunFastPath } from './fast-path.js';
 import { packageVersion } from '../sdk/version.js';
 
 const args = process.argv.slice(2);
 if (args.length === 1 && (args[0] === '--version' || args[0] === '-v')) {
   process.stdout.write(`${packageVersion()}\n`);
-} else if (args[0] === 'run' && !args.slice(0, args.indexOf('--') >>> 0).some((a) => a === '--help' || a === '-h')) {
+} else if (takesRunFastPath(args)) {
   const { runFromArgs } = await import('./run-entry.js');
   await runFromArgs(args.slice(1));
 } else {

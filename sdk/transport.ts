@@ -1,6 +1,5 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
-import { request as httpsRequest } from 'node:https';
 
 /**
  * How the client talks HTTP. The default uses global `fetch`; `nodeHttpTransport` uses
@@ -135,9 +134,10 @@ class StreamedResponse implements HttpResponse {
 /** node:http(s) transport; redirects are not followed, bodies are capped at 64 MiB. */
 export function nodeHttpTransport(options: TlsClientOptions = {}): Transport {
   const tls = tlsConnectOptions(options);
-  return (url, req) =>
-    new Promise((resolve, reject) => {
-      const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return async (url, req) => {
+    // node:https (TLS, about 3 ms of start-up) is loaded on the first https request only.
+    const send = url.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
+    return new Promise((resolve, reject) => {
       const r = send(
         url,
         { method: req.method, headers: req.headers, timeout: req.timeoutMs, ...(url.protocol === 'https:' ? tls : {}) },
@@ -161,6 +161,7 @@ export function nodeHttpTransport(options: TlsClientOptions = {}): Transport {
       r.on('error', reject);
       r.end(req.body);
     });
+  };
 }
 
 /**

@@ -155,6 +155,7 @@ describe('install from the packed tarball (npm pack, npm install -g)', function 
       'package.json',
       'README.md',
       'LICENSE',
+      'dist/cli/coffer.cjs',
       'dist/cli/main.js',
       'dist/sdk/index.js',
       'dist/sdk/index.d.ts',
@@ -181,10 +182,12 @@ describe('install from the packed tarball (npm pack, npm install -g)', function 
     const missing = new Set<string>();
     // dist/ui is the dashboard's browser bundle: self-contained and minified, it imports nothing at run time.
     for (const file of (await filesUnder(join(pkgDir, 'dist'))).filter(
-      (f) => f.endsWith('.js') && !f.includes('/dist/ui/'),
+      (f) => (f.endsWith('.js') || f.endsWith('.cjs')) && !f.includes('/dist/ui/'),
     )) {
       const text = await readFile(file, 'utf8');
-      for (const m of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)['"]([^'"./][^'"]*)['"]/g)) {
+      for (const m of text.matchAll(
+        /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+|\brequire\s*\(\s*)['"]([^'"./][^'"]*)['"]/g,
+      )) {
         const spec = m[1]!;
         if (spec.startsWith('node:') || builtins.has(spec)) continue;
         const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
@@ -204,7 +207,7 @@ describe('install from the packed tarball (npm pack, npm install -g)', function 
     );
   });
 
-  it('the installed coffer runs: --version, put and get against a dev server', async () => {
+  it('the installed coffer runs: --version, put, get and run (the bundled fast path) against a dev server', async () => {
     const bin = join(prefix, 'bin', 'coffer');
     const env = cleanEnv({
       HOME: join(work, 'home'),
@@ -219,6 +222,9 @@ describe('install from the packed tarball (npm pack, npm install -g)', function 
     const get = await runBin(bin, ['get', 'ci/app', '--field', 'password'], env);
     assert.equal(get.code, 0, get.stderr);
     assert.equal(get.stdout, 'from-the-tarball\n');
+    const run = await runBin(bin, ['run', '--path', 'ci/app', '--', 'sh', '-c', 'printf %s "$PASSWORD"'], env);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, 'from-the-tarball');
   });
 
   it('coffer/sdk imports from another folder after npm install of the tarball', async function () {

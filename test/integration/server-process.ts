@@ -5,8 +5,8 @@ import { createInterface } from 'node:readline';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 
-/** Path of the compiled CLI entry (dist/cli/main.js) seen from dist/test/integration. */
-export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'cli', 'main.js');
+/** The `coffer` binary as installed (dist/cli/coffer.cjs, package.json "bin") seen from dist/test/integration. */
+export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'cli', 'coffer.cjs');
 
 const START_TIMEOUT_MS = 60_000;
 

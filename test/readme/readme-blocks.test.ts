@@ -16,7 +16,7 @@
  * `<work>/.coffer`) on a random loopback port; then every runnable block in README order, each in
  * its own `bash -euo pipefail`, all in the same temp working directory `<work>` (so later blocks
  * see the files earlier ones wrote, e.g. a policy before a login), with:
- *   - `coffer` on PATH: a shim running the CLI built next to this test (dist/cli/main.js);
+ *   - `coffer` on PATH: a shim running the CLI built next to this test (dist/cli/coffer.cjs);
  *   - HOME a temp directory (`coffer login` stores its token there), no COFFER_* or XDG_*
  *     variables inherited;
  *   - COFFER_ADDR and COFFER_TOKEN set to the dev server and its root token, as after the

@@ -61,7 +61,6 @@ import { readFile } from "node:fs/promises";
 // sdk/transport.ts
 import { request as httpRequest } from "node:http";
 import { isIP } from "node:net";
-import { request as httpsRequest } from "node:https";
 function tlsConnectOptions(tls) {
   return Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== void 0 && v !== ""));
 }
@@ -144,32 +143,34 @@ var StreamedResponse = class {
 };
 function nodeHttpTransport(options = {}) {
   const tls = tlsConnectOptions(options);
-  return (url2, req) => new Promise((resolve2, reject) => {
-    const send = url2.protocol === "https:" ? httpsRequest : httpRequest;
-    const r = send(
-      url2,
-      { method: req.method, headers: req.headers, timeout: req.timeoutMs, ...url2.protocol === "https:" ? tls : {} },
-      (res) => {
-        if (req.stream && (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300)
-          return void resolve2(new StreamedResponse(res));
-        const chunks = [];
-        let size = 0;
-        res.on("data", (c) => {
-          size += c.length;
-          if (size > 64 * 1024 * 1024) r.destroy(new Error("response too large"));
-          else chunks.push(c);
-        });
-        res.on(
-          "end",
-          () => resolve2(new BufferedResponse(res.statusCode ?? 0, res.headers, Buffer.concat(chunks).toString("utf8")))
-        );
-        res.on("error", reject);
-      }
-    );
-    r.on("timeout", () => r.destroy(Object.assign(new Error("timeout"), { name: "TimeoutError" })));
-    r.on("error", reject);
-    r.end(req.body);
-  });
+  return async (url2, req) => {
+    const send = url2.protocol === "https:" ? (await import("node:https")).request : httpRequest;
+    return new Promise((resolve2, reject) => {
+      const r = send(
+        url2,
+        { method: req.method, headers: req.headers, timeout: req.timeoutMs, ...url2.protocol === "https:" ? tls : {} },
+        (res) => {
+          if (req.stream && (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300)
+            return void resolve2(new StreamedResponse(res));
+          const chunks = [];
+          let size = 0;
+          res.on("data", (c) => {
+            size += c.length;
+            if (size > 64 * 1024 * 1024) r.destroy(new Error("response too large"));
+            else chunks.push(c);
+          });
+          res.on(
+            "end",
+            () => resolve2(new BufferedResponse(res.statusCode ?? 0, res.headers, Buffer.concat(chunks).toString("utf8")))
+          );
+          res.on("error", reject);
+        }
+      );
+      r.on("timeout", () => r.destroy(Object.assign(new Error("timeout"), { name: "TimeoutError" })));
+      r.on("error", reject);
+      r.end(req.body);
+    });
+  };
 }
 function isLoopback(hostname3) {
   if (hostname3 === "localhost" || hostname3 === "[::1]") return true;

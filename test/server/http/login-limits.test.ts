@@ -23,7 +23,7 @@ import { openVault, silentLog, tempDir, type TestVault } from '../../helpers.js'
  * X-Forwarded-For only when the peer is a trusted proxy.
  */
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'cli', 'main.js');
+const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'cli', 'coffer.cjs');
 
 interface Reply {
   status: number;
