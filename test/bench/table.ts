@@ -3,9 +3,15 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { hsmAvailable } from '../hsm.js';
 import { tempDir } from '../helpers.js';
 import { startServerProcess } from '../integration/server-process.js';
+import { startIssuer } from '../oidc-issuer.js';
+import { measureStartup } from './cli-startup.js';
+import { hsmVsSoftware } from './hsm.js';
 import { DURATION, RUNS, autocannonMedian, median, startBaseline, type Result } from './measure.js';
+import { measureBootstrap, measureLag } from './replication.js';
+import { runScale } from './scale-run.js';
 
 /**
  * `npm run bench`: one table of the HTTP hot path, every row measured in this run. Reads of a
@@ -15,8 +21,13 @@ import { DURATION, RUNS, autocannonMedian, median, startBaseline, type Result } 
  * and 50 connections, each with autocannon and with wrk (Debian's, installed when missing and
  * run as root; its rows are left out otherwise). Then a batch read of 50 against 50 single
  * reads, and the read with 1, 100 and 1,000 policies in the vault (the token's group holding up
- * to 64 of them). Prints the table and writes
- * it into test/bench/RESULTS.md between its markers. BENCH_SECONDS and BENCH_RUNS shorten it.
+ * to 64 of them). Then the rest of the hot path a CI job pays: JWT logins (RS256 tokens of a
+ * loopback OIDC issuer, its JWKS cached), `coffer run` start-up against bare node, replication
+ * lag and a replica's bootstrap through an S3 protocol server (s3rver), reads with the master
+ * key in SoftHSM2 (PKCS#11) against the software KEK, and the scale steps of scale-run.ts.
+ * Prints the table and writes it into test/bench/RESULTS.md between its markers. BENCH_SECONDS
+ * and BENCH_RUNS shorten it; BENCH_SCALE (default `10000,100000`) and BENCH_BOOTSTRAP (default
+ * 100000) set the scale steps and the bootstrap's size (`npm run bench:scale` goes to 1,000,000).
  */
 const here = dirname(fileURLToPath(import.meta.url));
 const VALUE = 'x'.repeat(1024);
@@ -30,12 +41,17 @@ interface Load {
   put?: boolean;
   /** A POST of this JSON body to the url. */
   post?: string;
+  /** A POST of a body made per request (autocannon only). */
+  postEach?: () => string;
 }
 
 function withAutocannon(load: Load): Promise<Result> {
   let n = 0;
   const run = `${process.pid}-${Date.now()}`;
-  const headers = { ...load.headers, ...(load.put || load.post ? { 'content-type': 'application/json' } : {}) };
+  const headers = {
+    ...load.headers,
+    ...(load.put || load.post || load.postEach ? { 'content-type': 'application/json' } : {}),
+  };
   const options = {
     url: load.url,
     connections: load.connections,
@@ -53,9 +69,18 @@ function withAutocannon(load: Load): Promise<Result> {
             },
           ],
         }
-      : load.post
-        ? { method: 'POST' as const, body: load.post }
-        : {}),
+      : load.postEach
+        ? {
+            requests: [
+              {
+                method: 'POST' as const,
+                setupRequest: (req: object) => ({ ...req, body: load.postEach!() }),
+              },
+            ],
+          }
+        : load.post
+          ? { method: 'POST' as const, body: load.post }
+          : {}),
   };
   return autocannonMedian(options);
 }
@@ -154,15 +179,39 @@ try {
   const read = '/v1/secrets/bench/secret';
 
   const wrk = haveWrk();
-  type Row = { row: string; what: string; tool: string; conns: number; result: Result; ratio: string };
+  const fmt = (n: number) => Math.round(n).toLocaleString('en');
+  const ms = (n: number) => (n < 10 ? n.toFixed(2) : n.toFixed(0));
+  type Row = {
+    row: string;
+    what: string;
+    tool: string;
+    conns: number | '';
+    figure: string;
+    latency: string;
+    ratio: string;
+    result?: Result;
+  };
   const rows: Row[] = [];
   const ratio = (a: Result, b: Result, name: string) => `${(a.rps / b.rps).toFixed(2)}x ${name}`;
   let id = 0;
-  const add = (what: string, tool: string, conns: number, result: Result, versus = '') => {
-    const row = { row: `T${++id}`, what, tool, conns, result, ratio: versus };
+  /** A row of any unit: `figure` as it reads ("12 ms", "3,100 logins/s"), `latency` as "p50 / p99". */
+  const addFigure = (what: string, tool: string, conns: number | '', figure: string, latency = '', versus = '') => {
+    const row: Row = { row: `T${++id}`, what, tool, conns, figure, latency, ratio: versus };
     rows.push(row);
-    console.error(`${row.row} ${tool} ${conns} ${what}: ${Math.round(result.rps)} req/s`);
-    return row.result;
+    console.error(`${row.row} ${tool} ${conns} ${what}: ${figure}`);
+    return row;
+  };
+  const add = (what: string, tool: string, conns: number, result: Result, versus = '') => {
+    const row = addFigure(
+      what,
+      tool,
+      conns,
+      `${fmt(result.rps)} req/s`,
+      `${ms(result.p50)} / ${ms(result.p99)}`,
+      versus,
+    );
+    row.result = result;
+    return result;
   };
   for (const tool of wrk ? ['autocannon', 'wrk'] : ['autocannon']) {
     const run = (load: Load) => (tool === 'wrk' ? withWrk(load, dir) : withAutocannon(load));
@@ -192,9 +241,9 @@ try {
       add('Coffer `PUT /v1/secrets/:path`, distinct paths', tool, connections, w, ratio(w, l, 'express + level'));
     }
   }
-  const single = rows.find(
-    (r) => r.tool === 'autocannon' && r.conns === 50 && r.what.startsWith('Coffer `GET'),
-  )!.result;
+  const at50 = (tool: string, what: string) =>
+    rows.find((r) => r.tool === tool && r.conns === 50 && r.what.startsWith(what))!.result!;
+  const single = at50('autocannon', 'Coffer `GET');
   const batch = await withAutocannon({
     url: `${coffer.url}/v1/secrets:batch`,
     connections: 50,
@@ -217,15 +266,125 @@ try {
     add(policyRow(count), 'autocannon', 50, r, ratio(r, onePolicy, '1 policy'));
   }
 
-  const fmt = (n: number) => Math.round(n).toLocaleString('en');
-  const ms = (n: number) => (n < 10 ? n.toFixed(2) : n.toFixed(0));
+  // Logins: a CI job's OIDC token (RS256) from a loopback issuer; the server fetches its JWKS
+  // once and caches it. 500 distinct tokens in turn, so no answer can come from a token seen before.
+  const issuer = await startIssuer({ claims: { repository: 'acme/api' } });
+  try {
+    await api('PUT', '/v1/auth/jwt/roles/bench', {
+      issuer: issuer.issuer,
+      jwks_url: issuer.jwksUrl,
+      bound_audiences: ['coffer'],
+      bound_claims: { repository: 'acme/api' },
+      groups: ['bench-1'],
+    });
+    const jwts = await Promise.all(Array.from({ length: 500 }, () => issuer.sign()));
+    let n = 0;
+    const login = await withAutocannon({
+      url: `${coffer.url}/v1/auth/jwt/login`,
+      connections: 50,
+      postEach: () => JSON.stringify({ role: 'bench', jwt: jwts[n++ % jwts.length] }),
+    });
+    add(
+      'Coffer `POST /v1/auth/jwt/login`, RS256 CI token, JWKS cached (a token minted per login)',
+      'autocannon',
+      50,
+      login,
+      `${ratio(login, at50('autocannon', 'express 5 hello'), 'express')}; JWKS fetched ${issuer.fetches()}x`,
+    );
+  } finally {
+    await issuer.close();
+  }
+
+  const startup = await measureStartup(coffer, root.authorization.slice('Bearer '.length));
+  const spawnTool = 'spawnSync, median of 21 rounds';
+  addFigure('bare `node -e ""`: process start to exit', spawnTool, '', `${startup.bare.toFixed(0)} ms`);
+  addFigure(
+    '`coffer run --path P -- true` (dist/cli/coffer.cjs, the binary): start, one read, spawn, exit',
+    spawnTool,
+    '',
+    `${startup.binary.toFixed(0)} ms`,
+    '',
+    `${(startup.binary / startup.bare).toFixed(2)}x bare node`,
+  );
+  addFigure(
+    'the same through dist/cli/main.js (ES modules)',
+    spawnTool,
+    '',
+    `${startup.viaMain.toFixed(0)} ms`,
+    '',
+    `${(startup.viaMain / startup.bare).toFixed(2)}x bare node`,
+  );
+
+  const samples = Number(process.env.BENCH_SAMPLES ?? 40);
+  const lag = await measureLag(samples);
+  addFigure(
+    'replication: write acknowledged on the primary to readable on a replica polling every 1 s (s3rver bucket)',
+    `fetch every 5 ms, ${samples} writes`,
+    '',
+    `p50 ${fmt(lag.p50)} ms`,
+    `${fmt(lag.p50)} / ${fmt(lag.p99)}`,
+    `${(lag.p50 / 1000).toFixed(2)}x the poll interval`,
+  );
+  const boot = await measureBootstrap(Number(process.env.BENCH_BOOTSTRAP ?? 100_000));
+  addFigure(
+    `replication: a fresh replica bootstraps from a snapshot of ${fmt(boot.secrets)} secrets (${fmt(boot.records)} records), start to ready`,
+    'wall clock',
+    '',
+    `${boot.seconds.toFixed(1)} s`,
+    '',
+    `${fmt(boot.secrets / boot.seconds)} secrets/s`,
+  );
+
+  if (hsmAvailable) {
+    const h = await hsmVsSoftware();
+    add('Coffer read, software KEK, 3 namespaces', 'autocannon', 50, h.software);
+    add(
+      'Coffer read, master key in SoftHSM2 over PKCS#11, 3 namespaces',
+      'autocannon',
+      50,
+      h.hsm,
+      `${ratio(h.hsm, h.software, 'software')}; ${h.duringReads} HSM operations in ~${fmt(h.reads)} reads`,
+    );
+  } else console.error('SoftHSM2 missing (apt-get install -y softhsm2): the HSM rows are left out');
+
+  const steps = (process.env.BENCH_SCALE ?? '10000,100000').split(',').map(Number);
+  const scale = await runScale(steps);
+  const first = scale[0]!;
+  const times = (v: number, b: number) => `${(v / b).toFixed(2)}x ${fmt(first.secrets)}`;
+  for (const s of scale) {
+    const at = `${fmt(s.secrets)} secrets`;
+    const vs = (v: number, b: number) => (s === first ? '' : times(v, b));
+    addFigure(
+      `scale: read at ${at}, 100 paths across the range`,
+      'autocannon',
+      1,
+      '',
+      `${s.read1.p50} / ${s.read1.p99}`,
+    );
+    addFigure(`scale: read at ${at}`, 'autocannon', 50, `${fmt(s.read50)} req/s`, '', vs(s.read50, first.read50));
+    addFigure(`scale: list of 100 by prefix at ${at}`, 'autocannon', 1, '', `${s.list1.p50} / ${s.list1.p99}`);
+    addFigure(
+      `scale: server RSS after the reads at ${at}`,
+      '/proc VmRSS',
+      '',
+      `${fmt(s.rssMiB)} MiB`,
+      '',
+      vs(s.rssMiB, first.rssMiB),
+    );
+    addFigure(
+      `scale: start-up to a 200 health answer at ${at}`,
+      'fetch every 5 ms',
+      '',
+      `${fmt(s.startMs)} ms`,
+      '',
+      vs(s.startMs, first.startMs),
+    );
+  }
+
   const table = [
-    '| row | what | tool | conns | req/s | p50 / p99 ms | same-run ratio |',
+    '| row | what | tool | conns | figure | p50 / p99 ms | same-run ratio |',
     '|---|---|---|---:|---:|---:|---|',
-    ...rows.map(
-      (r) =>
-        `| ${r.row} | ${r.what} | ${r.tool} | ${r.conns} | ${fmt(r.result.rps)} | ${ms(r.result.p50)} / ${ms(r.result.p99)} | ${r.ratio} |`,
-    ),
+    ...rows.map((r) => `| ${r.row} | ${r.what} | ${r.tool} | ${r.conns} | ${r.figure} | ${r.latency} | ${r.ratio} |`),
   ].join('\n');
   const cpu = cpus();
   const section = [
