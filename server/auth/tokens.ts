@@ -120,6 +120,12 @@ export interface TokenOptions {
 
 const PURPOSE = 'token-signing';
 
+/** A token whose signature and claims were checked: its claims and the key that signed it. */
+interface VerifiedToken {
+  claims: TokenClaims;
+  kid: string;
+}
+
 interface SigningKey {
   kid: string;
   privateKey: KeyObject;
@@ -180,7 +186,7 @@ export class TokenService {
   private sweeping: Promise<number> | undefined;
   private readonly writable: () => boolean;
   private readonly sweepIntervalMs: number;
-  private readonly verified = new Map<string, { claims: TokenClaims; kid: string }>();
+  private readonly verified = new Map<string, VerifiedToken>();
   private issuer = '';
   private unsealed: UnsealedKeys | undefined;
   /** Writes of signing records run one at a time, so each starts from the last one's result. */
@@ -252,7 +258,10 @@ export class TokenService {
     await this.coverLifetime(key, claims.exp);
     if (claims.parent) await this.adopt(claims.parent, claims.jti, claims.exp);
     const token = await this.signClaims(key, claims);
-    const active = await this.verify(token);
+    // The claims just signed go into the verify cache as a presented token's would, through the
+    // same schema: verifying the server's own signature again would cost an Ed25519 verify per
+    // login. The checks of every use (revocation of the parent meanwhile, key retired) still run.
+    const active = this.activeOf(token, this.remember(token, { claims: claimsSchema.parse(claims), kid: key.kid }));
     if (!active) throw new CofferError('unauthenticated', 'the minting token was revoked: log in again');
     return { token, claims: active };
   }
@@ -263,7 +272,6 @@ export class TokenService {
    */
   async verify(token: string): Promise<ActiveClaims | undefined> {
     if (token.length > 8192) return undefined;
-    const nowSeconds = Math.floor(this.now() / 1000);
     let entry = this.verified.get(token);
     if (!entry) {
       if (this.keys.size === 0) return undefined;
@@ -279,13 +287,24 @@ export class TokenService {
         });
         const parsed = claimsSchema.safeParse(payload);
         if (!parsed.success) return undefined;
-        entry = { claims: parsed.data, kid: protectedHeader.kid! };
+        entry = this.remember(token, { claims: parsed.data, kid: protectedHeader.kid! });
       } catch {
         return undefined;
       }
-      if (this.verified.size >= CACHE_LIMIT) this.verified.delete(this.verified.keys().next().value!);
-      this.verified.set(token, entry);
     }
+    return this.activeOf(token, entry);
+  }
+
+  /** Caches a token's checked claims; the oldest entry goes first past CACHE_LIMIT. */
+  private remember(token: string, entry: VerifiedToken): VerifiedToken {
+    if (this.verified.size >= CACHE_LIMIT) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, entry);
+    return entry;
+  }
+
+  /** A verified token's claims if it is still active now: unexpired, its key active, not renewed past, not revoked. */
+  private activeOf(token: string, entry: VerifiedToken): ActiveClaims | undefined {
+    const nowSeconds = Math.floor(this.now() / 1000);
     const { claims } = entry;
     if (claims.exp <= nowSeconds || !this.isActive(this.keys.get(entry.kid), nowSeconds)) {
       this.verified.delete(token);
