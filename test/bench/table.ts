@@ -298,22 +298,13 @@ try {
   const startup = await measureStartup(coffer, root.authorization.slice('Bearer '.length));
   const spawnTool = 'spawnSync, median of 21 rounds';
   addFigure('bare `node -e ""`: process start to exit', spawnTool, '', `${startup.bare.toFixed(0)} ms`);
-  addFigure(
+  const startupRow = (what: string, ms: number) =>
+    addFigure(what, spawnTool, '', `${ms.toFixed(0)} ms`, '', `${(ms / startup.bare).toFixed(2)}x bare node`);
+  startupRow(
     '`coffer run --path P -- true` (dist/cli/coffer.cjs, the binary): start, one read, spawn, exit',
-    spawnTool,
-    '',
-    `${startup.binary.toFixed(0)} ms`,
-    '',
-    `${(startup.binary / startup.bare).toFixed(2)}x bare node`,
+    startup.binary,
   );
-  addFigure(
-    'the same through dist/cli/main.js (ES modules)',
-    spawnTool,
-    '',
-    `${startup.viaMain.toFixed(0)} ms`,
-    '',
-    `${(startup.viaMain / startup.bare).toFixed(2)}x bare node`,
-  );
+  startupRow('the same through dist/cli/main.js (ES modules)', startup.viaMain);
 
   const samples = Number(process.env.BENCH_SAMPLES ?? 40);
   const lag = await measureLag(samples);
