@@ -4,10 +4,13 @@ import type { Sink } from './sink.js';
 
 /**
  * An append-only JSONL file on a local file system. Lines of one group are written with one
- * write and one fdatasync. A group counts only once wholly written and synced: a write cut
- * short (disk full: the kernel takes part of the buffer, then says ENOSPC) or a failed sync is
- * cut back to the last whole group at once, and again before the next write if that failed
- * too, so the file never keeps a torn line or one that was not acknowledged as durable.
+ * write to a file opened O_DSYNC: the write returns once the group is durable, as a write and
+ * an fdatasync would, in one thread-pool round trip instead of two (under load every round
+ * trip waits for an event-loop turn, and every audited request waits for the group). A group
+ * counts only once wholly written: a write cut short (disk full: the kernel takes part of the
+ * buffer, then says ENOSPC) or failed is cut back to the last whole group at once, and again
+ * before the next write if that failed too, so the file never keeps a torn line or one that
+ * was not acknowledged as durable.
  *
  * Before each group the path is checked: if the file was deleted or rotated away (another
  * inode), it is reopened, so logrotate-style moves never lose lines into an unlinked file.
@@ -33,11 +36,11 @@ export class FileSink implements Sink {
     }
     const buffer = Buffer.from(text, 'utf8');
     try {
+      // O_DSYNC: each write returns once its bytes are as durable as after an fdatasync.
       for (let offset = 0; offset < buffer.length;) {
         const { bytesWritten } = await handle.write(buffer, offset, buffer.length - offset);
         offset += bytesWritten;
       }
-      await handle.datasync();
     } catch (e) {
       this.torn = true;
       // Freeing the torn bytes needs no space; if even that fails, the next write retries it.
@@ -64,7 +67,7 @@ export class FileSink implements Sink {
     if (this.handle) await this.close();
     const handle = await open(
       this.path,
-      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK,
+      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK | constants.O_DSYNC,
       0o600,
     );
     const info = await handle.stat();

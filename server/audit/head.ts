@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
 import { open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { syncDirectory, writeSynced } from '../durable-fs.js';
@@ -103,9 +104,10 @@ function newest(file: Buffer): { counter: number; head: AuditHead } | undefined 
  *
  * It is rewritten in place, never replaced: created once with its full size (both slots,
  * fsync'd, renamed into place, directory fsync'd), then every write is one pwrite of one slot
- * and one fdatasync. No block is allocated and no directory entry changes after creation, so
- * the head can still be written when the data disk is full (the database filled it: reads
- * must keep working, and every read is audited). The file is reopened if it was replaced.
+ * to a file opened O_DSYNC. No block is allocated and no directory entry changes after
+ * creation, so the head can still be written when the data disk is full (the database filled
+ * it: reads must keep working, and every read is audited). The file is reopened if it was
+ * replaced.
  */
 export class FileHead {
   private handle: FileHandle | undefined;
@@ -135,17 +137,23 @@ export class FileHead {
   }
 
   async write(head: AuditHead): Promise<void> {
-    const current = await stat(this.path).then(
-      (s) => s.ino,
-      () => undefined,
-    );
-    if (!this.handle || current !== this.inode) {
-      await this.close();
-      if (await this.reopen()) return this.writeSlot(head);
-      await this.create(head);
-      return;
+    if (this.handle) {
+      // The path is checked while the slot is written (one round trip, not two): a head is
+      // the whole state, so when the file turns out to have been replaced, writing the same
+      // head again into the new one loses nothing.
+      const inode = this.inode;
+      const [current] = await Promise.all([
+        stat(this.path).then(
+          (s) => s.ino,
+          () => undefined,
+        ),
+        this.writeSlot(head),
+      ]);
+      if (current === inode) return;
     }
-    await this.writeSlot(head);
+    await this.close();
+    if (await this.reopen()) return this.writeSlot(head);
+    await this.create(head);
   }
 
   async close(): Promise<void> {
@@ -158,8 +166,8 @@ export class FileHead {
   private async writeSlot(head: AuditHead): Promise<void> {
     const next = this.counter + 1;
     const slot = encodeSlot(next, head);
+    // Opened O_DSYNC: the write returns once the slot is as durable as after an fdatasync.
     await this.handle!.write(slot, 0, slot.length, (next % 2) * SLOT_BYTES);
-    await this.handle!.datasync();
     // Only a completed write moves on: a failed one is retried in the same slot, the other
     // slot keeping the last head that was written.
     this.counter = next;
@@ -167,7 +175,7 @@ export class FileHead {
 
   /** Opens an existing head in this format; false if there is none (or an old-format one). */
   private async reopen(): Promise<boolean> {
-    const handle = await open(this.path, 'r+').catch((e: NodeJS.ErrnoException) => {
+    const handle = await open(this.path, constants.O_RDWR | constants.O_DSYNC).catch((e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') return undefined;
       throw e;
     });
