@@ -54,6 +54,7 @@ interface CachedKey {
  */
 export class Keyrings {
   private readonly cache = new Map<string, CachedKey>();
+  private readonly records = new KeyringRecords();
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
   private readonly options: KeyringOptions;
@@ -80,7 +81,7 @@ export class Keyrings {
    */
   async encryptionKey(tx: Tx, namespace: string, uses = 1): Promise<{ version: number; key: Uint8Array }> {
     this.checkOpen();
-    let record = readRecord(tx.get(keyringKey(namespace)));
+    let record = this.records.read(namespace, tx.get(keyringKey(namespace)));
     const now = this.options.now();
     const current = record?.versions[String(record.current)];
     if (
@@ -93,7 +94,7 @@ export class Keyrings {
     }
     const entry = record.versions[String(record.current)]!;
     entry.wraps += uses;
-    tx.put(keyringKey(namespace), encodeRecord(record));
+    tx.put(keyringKey(namespace), this.records.encode(namespace, record));
     return { version: record.current, key: await this.key(namespace, record.current, entry.wrapped) };
   }
 
@@ -112,7 +113,7 @@ export class Keyrings {
 
   /** The version numbers of a keyring, read inside a mutation (the storage barrier's sys key copies). */
   versions(tx: Tx, namespace: string): number[] {
-    const record = readRecord(tx.get(keyringKey(namespace)));
+    const record = this.records.read(namespace, tx.get(keyringKey(namespace)));
     return record ? Object.keys(record.versions).map(Number) : [];
   }
 
@@ -120,7 +121,7 @@ export class Keyrings {
   async decryptionKey(namespace: string, version: number): Promise<Uint8Array> {
     const cached = this.cachedKey(namespace, version);
     if (cached) return cached;
-    const record = readRecord(this.store.get(keyringKey(namespace)));
+    const record = this.records.read(namespace, this.store.get(keyringKey(namespace)));
     const entry = record?.versions[String(version)];
     if (!entry) throw new CofferError('decryption_failed', 'decryption failed');
     return this.key(namespace, version, entry.wrapped);
@@ -129,8 +130,8 @@ export class Keyrings {
   /** Adds a keyring version and makes it current (admin rotation). */
   rotate(namespace: string): Promise<number> {
     return this.store.mutate(async (tx) => {
-      const record = await this.addVersion(tx, namespace, readRecord(tx.get(keyringKey(namespace))));
-      tx.put(keyringKey(namespace), encodeRecord(record));
+      const record = await this.addVersion(tx, namespace, this.records.read(namespace, tx.get(keyringKey(namespace))));
+      tx.put(keyringKey(namespace), this.records.encode(namespace, record));
       return record.current;
     });
   }
@@ -141,7 +142,7 @@ export class Keyrings {
   ):
     | { current: number; versions: { version: number; created_at: number; wraps: number; master_version: number }[] }
     | undefined {
-    const record = readRecord(this.store.get(keyringKey(namespace)));
+    const record = this.records.read(namespace, this.store.get(keyringKey(namespace)));
     if (!record) return undefined;
     return {
       current: record.current,
@@ -164,7 +165,7 @@ export class Keyrings {
       this.checkOpen(); // sealed meanwhile: stop, an unseal resumes it
       const didChange = await this.store.mutate(async (tx) => {
         this.checkOpen();
-        const record = readRecord(tx.get(keyringKey(namespace)));
+        const record = this.records.read(namespace, tx.get(keyringKey(namespace)));
         if (!record) return false;
         let touched = false;
         for (const [v, entry] of Object.entries(record.versions)) {
@@ -176,7 +177,7 @@ export class Keyrings {
           zeroize(key);
           touched = true;
         }
-        if (touched) tx.put(keyringKey(namespace), encodeRecord(record));
+        if (touched) tx.put(keyringKey(namespace), this.records.encode(namespace, record));
         return touched;
       });
       if (didChange) changed++;
@@ -192,8 +193,8 @@ export class Keyrings {
   async namespacesBehindMaster(): Promise<string[]> {
     const current = this.provider.currentVersion();
     return (await this.store.scanPrefix(KEYRING_PREFIX))
-      .filter(([, raw]) =>
-        Object.values(readRecord(raw)!.versions).some(
+      .filter(([key, raw]) =>
+        Object.values(this.records.read(key.slice(KEYRING_PREFIX.length), raw)!.versions).some(
           (e) => this.provider.versionOf(fromBase64(e.wrapped)!) !== current,
         ),
       )
@@ -269,7 +270,38 @@ export class Keyrings {
 
 const cacheId = (namespace: string, version: number) => `${namespace}#${version}`;
 
-const readRecord = (raw: Uint8Array | undefined): KeyringRecord | undefined =>
-  raw ? decodeStored(keyringCodec, raw, 'keyring', KEYRING_PREFIX) : undefined;
+/**
+ * Keyring records as read and written. Every write reads its namespace's record and the `sys`
+ * one (twice), and puts back the record the next write of its group commit reads, so the same
+ * bytes come back again and again: the bytes last checked against the schema (read, or encoded
+ * from a checked record) are kept per namespace, and identical bytes are only parsed. Keyring
+ * records are stored in clear (their versions wrapped by the master key), so nothing kept here
+ * is secret.
+ */
+class KeyringRecords {
+  private readonly checked = new Map<string, Buffer>();
 
-const encodeRecord = (record: KeyringRecord) => keyringCodec.encode(record);
+  read(namespace: string, raw: Uint8Array | undefined): KeyringRecord | undefined {
+    if (!raw) return undefined;
+    if (this.checked.get(namespace)?.equals(raw)) return JSON.parse(utf8(raw)) as KeyringRecord;
+    const record = decodeStored(keyringCodec, raw, 'keyring', KEYRING_PREFIX);
+    this.remember(namespace, raw);
+    return record;
+  }
+
+  encode(namespace: string, record: KeyringRecord): Uint8Array {
+    const bytes = keyringCodec.encode(record);
+    this.remember(namespace, bytes);
+    return bytes;
+  }
+
+  private remember(namespace: string, bytes: Uint8Array): void {
+    if (this.checked.size >= MAX_CHECKED && !this.checked.has(namespace)) this.checked.clear();
+    this.checked.set(namespace, Buffer.from(bytes));
+  }
+}
+
+/** Namespaces whose checked record bytes are kept at most (a few hundred bytes each). */
+const MAX_CHECKED = 1024;
+
+const utf8 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { isCofferError } from '../../../server/errors.js';
 import { decodeKeyMaterial, deriveFromPassphrase, parseKekUri, readKeyFile } from '../../../server/keys/root-key.js';
 import { recordKeyringVersion } from '../../../server/secrets/record.js';
-import { versionKey } from '../../../server/store/keys.js';
+import { keyringKey, versionKey } from '../../../server/store/keys.js';
+import type { KeyringRecord } from '../../../server/keys/keyring.js';
 import { openVault, tempDir } from '../../helpers.js';
 
 const envKek = (byte: number) => ({
@@ -129,6 +130,40 @@ describe('keyrings', () => {
     );
     for (let i = 0; i < 7; i++) assert.deepEqual((await again.secrets.get(`app/s${i}`))!.data, { v: String(i) });
     await again.cleanup();
+  });
+
+  it('counts every wrap of concurrent writes sharing a group commit, and checks a record changed on disk again', async () => {
+    const vault = await openVault(envKek(6));
+    // 40 writes at once: most read the keyring record the write before them in the group put back.
+    await Promise.all(Array.from({ length: 40 }, (_, i) => vault.secrets.put(`app/c${i}`, { data: { v: String(i) } })));
+    const keyrings = () => vault.seal.keys().keyrings;
+    assert.deepEqual(
+      keyrings()
+        .describe('app')!
+        .versions.map((v) => v.wraps),
+      [40],
+    );
+    const key = keyringKey('app');
+    const stored = () => JSON.parse(Buffer.from(vault.store.get(key)!).toString('utf8')) as KeyringRecord;
+
+    // Another valid record on disk is what the next write starts from.
+    const raised = stored();
+    raised.versions['1']!.wraps = 1_000;
+    await vault.store.writeRaw([{ type: 'put', key, value: Buffer.from(JSON.stringify(raised)) }]);
+    await vault.secrets.put('app/next', { data: { v: 'n' } });
+    assert.equal(stored().versions['1']!.wraps, 1_001);
+
+    // A malformed one fails its integrity check, however often the bytes before it were read.
+    const broken = stored() as unknown as { current: unknown };
+    broken.current = 'one';
+    const bad = Buffer.from(JSON.stringify(broken));
+    await vault.store.writeRaw([{ type: 'put', key, value: bad }]);
+    await assert.rejects(vault.secrets.put('app/after', { data: { v: 'x' } }), (e: unknown) =>
+      isCofferError(e, 'integrity_error'),
+    );
+    assert.equal(await vault.secrets.get('app/after').catch(() => undefined), undefined);
+    assert.deepEqual(Buffer.from(vault.store.get(key)!), bad, 'the refused write changed nothing');
+    await vault.cleanup();
   });
 
   it('rotates by age with an injected clock', async () => {
