@@ -1,7 +1,6 @@
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { hchacha } from '@noble/ciphers/chacha.js';
 import { CofferError } from '../errors.js';
-import { concatBytes } from './bytes.js';
 import { systemRandom, type RandomSource } from './random.js';
 
 /**
@@ -24,55 +23,67 @@ function checkKey(key: Uint8Array): void {
     throw new RangeError(`key must be ${KEY_LENGTH} bytes`);
 }
 
-// Scratch words for HChaCha20, reused by every call (derive is synchronous, so no two calls
-// overlap) and zeroized before it returns: a read opens four messages, and fresh typed arrays
-// and DataViews per message cost more than the HChaCha20 itself.
+// Scratch for HChaCha20 and for one message's subkey and IETF nonce, reused by every call:
+// derive and the cipher it keys run synchronously (no two calls overlap), OpenSSL copies the
+// subkey and nonce when the cipher is created, and every word of key material is zeroized
+// before seal or open returns. A read opens four messages and a write seals four, and fresh
+// typed arrays per message cost more than the HChaCha20 itself.
 const KEY_WORDS = new Uint32Array(8);
 const NONCE_WORDS = new Uint32Array(4);
 const OUT_WORDS = new Uint32Array(8);
+const SUBKEY = new Uint8Array(KEY_LENGTH);
+const IV = new Uint8Array(12);
 
 const word = (b: Uint8Array, at: number) =>
   (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
 
-/** HChaCha20 subkey and the 12-byte IETF nonce for one message. The caller zeroizes `subkey`. */
-function derive(key: Uint8Array, nonce: Uint8Array): { subkey: Uint8Array; iv: Uint8Array } {
+/** Puts the HChaCha20 subkey of one message in SUBKEY and its 12-byte IETF nonce in IV; the caller zeroizes SUBKEY. */
+function derive(key: Uint8Array, nonce: Uint8Array): void {
   for (let i = 0; i < 8; i++) KEY_WORDS[i] = word(key, i * 4);
   for (let i = 0; i < 4; i++) NONCE_WORDS[i] = word(nonce, i * 4);
   hchacha(SIGMA, KEY_WORDS, NONCE_WORDS, OUT_WORDS);
   KEY_WORDS.fill(0);
-  const subkey = new Uint8Array(KEY_LENGTH);
   for (let i = 0; i < 8; i++) {
     const w = OUT_WORDS[i]!;
-    subkey[i * 4] = w;
-    subkey[i * 4 + 1] = w >>> 8;
-    subkey[i * 4 + 2] = w >>> 16;
-    subkey[i * 4 + 3] = w >>> 24;
+    SUBKEY[i * 4] = w;
+    SUBKEY[i * 4 + 1] = w >>> 8;
+    SUBKEY[i * 4 + 2] = w >>> 16;
+    SUBKEY[i * 4 + 3] = w >>> 24;
   }
   OUT_WORDS.fill(0);
-  const iv = new Uint8Array(12);
-  iv.set(nonce.subarray(16, NONCE_LENGTH), 4);
-  return { subkey, iv };
+  IV.set(nonce.subarray(16, NONCE_LENGTH), 4);
 }
 
+/**
+ * Seals `plaintext`. With `headroom`, the output starts with that many zero bytes for the
+ * caller's own header (an envelope's, a stored record's), so a sealed value is built in one
+ * buffer instead of copied once per layer.
+ */
 export function seal(
   key: Uint8Array,
   plaintext: Uint8Array,
   aad: Uint8Array,
   random: RandomSource = systemRandom,
+  headroom = 0,
 ): Uint8Array {
   checkKey(key);
+  if (!Number.isSafeInteger(headroom) || headroom < 0) throw new RangeError('headroom must be a non-negative integer');
   const nonce = random(NONCE_LENGTH);
   if (!(nonce instanceof Uint8Array) || nonce.length !== NONCE_LENGTH)
     throw new RangeError(`nonce must be ${NONCE_LENGTH} bytes`);
-  const { subkey, iv } = derive(key, nonce);
+  derive(key, nonce);
   try {
-    const cipher = createCipheriv('chacha20-poly1305', subkey, iv, { authTagLength: TAG_LENGTH });
+    const cipher = createCipheriv('chacha20-poly1305', SUBKEY, IV, { authTagLength: TAG_LENGTH });
     cipher.setAAD(aad, { plaintextLength: plaintext.length });
     const body = cipher.update(plaintext);
     cipher.final();
-    return concatBytes(nonce, body, cipher.getAuthTag());
+    const out = new Uint8Array(headroom + NONCE_LENGTH + body.length + TAG_LENGTH);
+    out.set(nonce, headroom);
+    out.set(body, headroom + NONCE_LENGTH);
+    out.set(cipher.getAuthTag(), headroom + NONCE_LENGTH + body.length);
+    return out;
   } finally {
-    subkey.fill(0);
+    SUBKEY.fill(0);
   }
 }
 
@@ -80,10 +91,10 @@ export function seal(
 export function open(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array {
   checkKey(key);
   if (!(sealed instanceof Uint8Array) || sealed.length < NONCE_LENGTH + TAG_LENGTH) throw decryptionFailed();
-  const { subkey, iv } = derive(key, sealed.subarray(0, NONCE_LENGTH));
+  derive(key, sealed.subarray(0, NONCE_LENGTH));
   let plaintext: Buffer | undefined;
   try {
-    const decipher = createDecipheriv('chacha20-poly1305', subkey, iv, { authTagLength: TAG_LENGTH });
+    const decipher = createDecipheriv('chacha20-poly1305', SUBKEY, IV, { authTagLength: TAG_LENGTH });
     decipher.setAAD(aad, { plaintextLength: sealed.length - NONCE_LENGTH - TAG_LENGTH });
     decipher.setAuthTag(sealed.subarray(sealed.length - TAG_LENGTH));
     plaintext = decipher.update(sealed.subarray(NONCE_LENGTH, sealed.length - TAG_LENGTH));
@@ -93,7 +104,7 @@ export function open(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint
     plaintext?.fill(0); // released before authentication succeeded: never returned
     throw decryptionFailed();
   } finally {
-    subkey.fill(0);
+    SUBKEY.fill(0);
   }
 }
 

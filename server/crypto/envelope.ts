@@ -15,26 +15,33 @@ export const ALG_XCHACHA20_POLY1305 = 0x01;
 export const HEADER_LENGTH = 6;
 export const MAX_KEY_VERSION = 0xffff_ffff;
 
-function header(keyVersion: number): Uint8Array {
+/** The associated data of an envelope: its header, then the caller's context. */
+function headerAndContext(keyVersion: number, context: Uint8Array): Uint8Array {
   if (!Number.isInteger(keyVersion) || keyVersion < 1 || keyVersion > MAX_KEY_VERSION) {
     throw new RangeError('key version must be an integer in [1, 2^32)');
   }
-  const h = new Uint8Array(HEADER_LENGTH);
-  h[0] = FORMAT_V1;
-  h[1] = ALG_XCHACHA20_POLY1305;
-  new DataView(h.buffer).setUint32(2, keyVersion);
-  return h;
+  const aad = new Uint8Array(HEADER_LENGTH + context.length);
+  aad[0] = FORMAT_V1;
+  aad[1] = ALG_XCHACHA20_POLY1305;
+  new DataView(aad.buffer).setUint32(2, keyVersion);
+  aad.set(context, HEADER_LENGTH);
+  return aad;
 }
 
+/** Seals an envelope; with `headroom`, after that many zero bytes for the caller's own prefix (aead.ts). */
 export function sealEnvelope(
   key: Uint8Array,
   keyVersion: number,
   plaintext: Uint8Array,
   context: Uint8Array,
   random?: RandomSource,
+  headroom = 0,
 ): Uint8Array {
-  const h = header(keyVersion);
-  return concatBytes(h, seal(key, plaintext, concatBytes(h, context), random));
+  if (!Number.isSafeInteger(headroom) || headroom < 0) throw new RangeError('headroom must be a non-negative integer');
+  const aad = headerAndContext(keyVersion, context);
+  const out = seal(key, plaintext, aad, random, headroom + HEADER_LENGTH);
+  out.set(aad.subarray(0, HEADER_LENGTH), headroom);
+  return out;
 }
 
 /**

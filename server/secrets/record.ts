@@ -1,4 +1,4 @@
-import { concatBytes, encodeContext, zeroize } from '../crypto/bytes.js';
+import { encodeContext, zeroize } from '../crypto/bytes.js';
 import { KEY_LENGTH } from '../crypto/aead.js';
 import { envelopeKeyVersion, openEnvelope, sealEnvelope } from '../crypto/envelope.js';
 import { CofferError } from '../errors.js';
@@ -41,8 +41,10 @@ export async function sealVersion(
   const dek = random(KEY_LENGTH);
   try {
     const wrappedDek = sealEnvelope(key, keyringVersion, dek, dekContext(address), random);
-    const value = sealEnvelope(dek, 1, plaintext, valueContext(address, type), random);
-    return encodeRecord(wrappedDek, value);
+    // The value is sealed after room for the record's head and wrapped DEK: one buffer, no copy.
+    const record = sealEnvelope(dek, 1, plaintext, valueContext(address, type), random, 3 + wrappedDek.length);
+    writeRecordHead(record, wrappedDek);
+    return record;
   } finally {
     zeroize(dek);
   }
@@ -86,10 +88,18 @@ export async function rewrapVersion(
 }
 
 function encodeRecord(wrappedDek: Uint8Array, value: Uint8Array): Uint8Array {
-  const head = new Uint8Array(3);
-  head[0] = RECORD_FORMAT;
-  new DataView(head.buffer).setUint16(1, wrappedDek.length);
-  return concatBytes(head, wrappedDek, value);
+  const record = new Uint8Array(3 + wrappedDek.length + value.length);
+  record.set(value, 3 + wrappedDek.length);
+  writeRecordHead(record, wrappedDek);
+  return record;
+}
+
+/** Fills the first 3 + wrapped DEK length bytes of a record: format, the DEK's length, the DEK. */
+function writeRecordHead(record: Uint8Array, wrappedDek: Uint8Array): void {
+  if (wrappedDek.length > 0xffff) throw new RangeError('a wrapped DEK is at most 65535 bytes');
+  record[0] = RECORD_FORMAT;
+  new DataView(record.buffer, record.byteOffset, record.byteLength).setUint16(1, wrappedDek.length);
+  record.set(wrappedDek, 3);
 }
 
 function decodeRecord(record: Uint8Array): { wrappedDek: Uint8Array; value: Uint8Array } {

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { concatBytes, encodeContext, zeroize } from '../crypto/bytes.js';
+import { encodeContext, zeroize } from '../crypto/bytes.js';
 import { envelopeKeyVersion, openEnvelope, sealEnvelope } from '../crypto/envelope.js';
 import { CofferError, isCofferError } from '../errors.js';
 import { decodeStored, type Codec } from './codec.js';
@@ -87,7 +87,9 @@ export function sealValue(
   sysKey: Uint8Array,
   plaintext: Uint8Array,
 ): Uint8Array {
-  return concatBytes(Uint8Array.of(BARRIER_TAG), sealEnvelope(sysKey, sysVersion, plaintext, context(clusterId, key)));
+  const sealed = sealEnvelope(sysKey, sysVersion, plaintext, context(clusterId, key), undefined, 1);
+  sealed[0] = BARRIER_TAG;
+  return sealed;
 }
 
 /** The sys keyring version a sealed value names (authenticated only once it opens). */

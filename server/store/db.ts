@@ -412,7 +412,20 @@ export class Store implements ReplicationStore {
    */
   private async commit(ops: Op[]): Promise<void> {
     try {
-      await this.db.batch(ops, { sync: true });
+      // A chained batch: each operation crosses into classic-level as it is added, where the
+      // array form clones every operation and has the binding read it back property by
+      // property (1.5 us against 8-16 us an operation here; a write is six or seven).
+      const batch = this.db.batch();
+      try {
+        for (const op of ops) {
+          if (op.type === 'put') batch.put(op.key, op.value);
+          else batch.del(op.key);
+        }
+      } catch (e) {
+        await batch.close();
+        throw e;
+      }
+      await batch.write({ sync: true });
       this.syncedBatchCount++;
     } catch (e) {
       const failure = classifyWriteError(e, this.now());

@@ -210,3 +210,39 @@ describe('aead: key, nonce and length checks', () => {
     assert.throws(() => open(KEY, sealed, new Uint8Array(0)), failed);
   });
 });
+
+describe('envelope: headroom for the caller’s prefix', () => {
+  it('seals after `headroom` zero bytes, the rest byte for byte what no headroom gives', () => {
+    for (const headroom of [1, 3, 81]) {
+      const plain = seal(KEY, utf8('room'), utf8('aad'), fixedNonce);
+      const roomy = seal(KEY, utf8('room'), utf8('aad'), fixedNonce, headroom);
+      assert.equal(roomy.length, headroom + plain.length);
+      assert.deepEqual(roomy.subarray(0, headroom), new Uint8Array(headroom));
+      assert.deepEqual(roomy.subarray(headroom), plain);
+      assert.deepEqual(open(KEY, roomy.subarray(headroom), utf8('aad')), utf8('room'));
+
+      const envelope = sealEnvelope(KEY, 7, utf8('room'), CONTEXT, fixedNonce);
+      const prefixed = sealEnvelope(KEY, 7, utf8('room'), CONTEXT, fixedNonce, headroom);
+      assert.deepEqual(prefixed.subarray(0, headroom), new Uint8Array(headroom));
+      assert.deepEqual(prefixed.subarray(headroom), envelope);
+      assert.equal(envelopeKeyVersion(prefixed.subarray(headroom)), 7);
+    }
+  });
+
+  it('seals successive messages into buffers of their own (nothing shared between two results)', () => {
+    const a = sealEnvelope(KEY, 1, utf8('first'), CONTEXT);
+    const copy = Uint8Array.from(a);
+    const b = sealEnvelope(KEY, 1, utf8('second'), CONTEXT, undefined, 1);
+    assert.notEqual(a.buffer, b.buffer);
+    assert.deepEqual(a, copy);
+    assert.deepEqual(openEnvelope(KEY, a, CONTEXT), utf8('first'));
+    assert.deepEqual(openEnvelope(KEY, b.subarray(1), CONTEXT), utf8('second'));
+  });
+
+  it('refuses a headroom that is negative, fractional or not a number', () => {
+    for (const bad of [-1, -6, 1.5, Number.NaN, Infinity]) {
+      assert.throws(() => seal(KEY, utf8('x'), utf8('aad'), fixedNonce, bad), RangeError, `seal ${bad}`);
+      assert.throws(() => sealEnvelope(KEY, 1, utf8('x'), CONTEXT, fixedNonce, bad), RangeError, `envelope ${bad}`);
+    }
+  });
+});
