@@ -1,3 +1,4 @@
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 
 /**
@@ -29,4 +30,16 @@ export async function syncDirectory(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * The O_DSYNC open flag, for files whose every write is durable when it returns (the audit
+ * files and their chain head). Node leaves it undefined where the platform has none, and an
+ * undefined flag OR'd in would open the file without it, silently: refused instead.
+ */
+export function dsyncFlag(): number {
+  const flag = (constants as { O_DSYNC?: number }).O_DSYNC;
+  if (typeof flag !== 'number' || flag === 0)
+    throw new Error('this platform has no O_DSYNC: audit files cannot be written durably here');
+  return flag;
 }

@@ -1,5 +1,7 @@
 import { constants } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { dsyncFlag, syncDirectory } from '../durable-fs.js';
 import type { Sink } from './sink.js';
 
 /**
@@ -67,13 +69,23 @@ export class FileSink implements Sink {
     if (this.handle) await this.close();
     const handle = await open(
       this.path,
-      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK | constants.O_DSYNC,
+      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK | dsyncFlag(),
       0o600,
     );
     const info = await handle.stat();
     if (!info.isFile()) {
       await handle.close();
       throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
+    }
+    // A file this open created (the first start, or after a rotation moved the old one away):
+    // its name is made durable before any line in it is reported durable.
+    if (current === undefined) {
+      try {
+        await syncDirectory(dirname(this.path));
+      } catch (e) {
+        await handle.close();
+        throw e;
+      }
     }
     this.handle = handle;
     this.inode = info.ino;

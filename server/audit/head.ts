@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { syncDirectory, writeSynced } from '../durable-fs.js';
+import { dsyncFlag, syncDirectory, writeSynced } from '../durable-fs.js';
 import { z } from 'zod';
 
 /** A line of the chain: its sequence number and SHA-256. */
@@ -91,7 +91,7 @@ function newest(file: Buffer): { counter: number; head: AuditHead } | undefined 
 
 /**
  * The durable chain head of this server's audit log, written after every group of lines is
- * fdatasync'd and before any request of the group is answered, so an answered request's line
+ * durable and before any request of the group is answered, so an answered request's line
  * is always at or before the head: a log that ends before it was truncated.
  *
  * Why a file of its own and not a key in the LevelDB store: every `Store.mutate` batch enters
@@ -141,15 +141,15 @@ export class FileHead {
       // The path is checked while the slot is written (one round trip, not two): a head is
       // the whole state, so when the file turns out to have been replaced, writing the same
       // head again into the new one loses nothing.
+      // A write that failed on a file since replaced is not the head's failure: the new file
+      // is opened and written below (a head file that failed, say with EIO, and was replaced
+      // by the operator recovers at the next write instead of refusing every request).
       const inode = this.inode;
-      const [current] = await Promise.all([
-        stat(this.path).then(
-          (s) => s.ino,
-          () => undefined,
-        ),
-        this.writeSlot(head),
-      ]);
-      if (current === inode) return;
+      const [current, written] = await Promise.allSettled([stat(this.path).then((s) => s.ino), this.writeSlot(head)]);
+      if (current.status === 'fulfilled' && current.value === inode) {
+        if (written.status === 'rejected') throw written.reason;
+        return;
+      }
     }
     await this.close();
     if (await this.reopen()) return this.writeSlot(head);
@@ -175,7 +175,7 @@ export class FileHead {
 
   /** Opens an existing head in this format; false if there is none (or an old-format one). */
   private async reopen(): Promise<boolean> {
-    const handle = await open(this.path, constants.O_RDWR | constants.O_DSYNC).catch((e: NodeJS.ErrnoException) => {
+    const handle = await open(this.path, constants.O_RDWR | dsyncFlag()).catch((e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') return undefined;
       throw e;
     });

@@ -95,7 +95,7 @@ function ranges(seqs: number[]): [number, number][] {
  * request fails with 503 `audit_unavailable` (fail closed).
  *
  * Sinks are independent (sink-runner.ts): each writes the shared backlog from its own cursor,
- * the lines of one event-loop turn in one write and one fdatasync. A line, once chained, is
+ * the lines of one event-loop turn in one durable write per file sink. A line, once chained, is
  * final: it is never rolled back or renumbered, so a sink that finishes a slow write late can
  * never fork the chain. Consequences, by design:
  * - a group no sink could take (its requests were refused) stays in the chain and is written
@@ -386,7 +386,7 @@ export class AuditLog {
     this.queueKick();
   }
 
-  /** The lines of one event-loop turn go out together: one write (and fdatasync) per sink. */
+  /** The lines of one event-loop turn go out together: one write per sink (durable on return for a file). */
   private queueKick(): void {
     if (this.kickQueued) return;
     this.kickQueued = true;

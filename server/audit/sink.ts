@@ -5,7 +5,7 @@ export interface Sink {
   readonly kind: 'file' | 'fifo' | 'socket' | 'stdout';
   /**
    * Writes every byte of `text` (whole lines); resolves once they are durable: written and
-   * fdatasync'd for a file, accepted by the kernel for a stream. A rejection means none of it
+   * durable on disk for a file (written O_DSYNC), accepted by the kernel for a stream. A rejection means none of it
    * counts (a file cuts it back; a stream drops its connection).
    */
   write(text: string): Promise<void>;

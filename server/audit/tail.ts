@@ -5,7 +5,7 @@ import type { AuditHead, Position } from './head.js';
 import type { AcceptedGap } from '../../sdk/wire/audit.js';
 
 /**
- * The most a sink writes at once (one write, one fdatasync), and so the most a file can hold
+ * The most a sink writes at once (one write, durable when it returns), and so the most a file can hold
  * past its position in the stored head after a crash: a sink writes its next group only once
  * the head covering its last one is written (log.ts).
  */

@@ -81,9 +81,11 @@ export class Keyrings {
    */
   async encryptionKey(tx: Tx, namespace: string, uses = 1): Promise<{ version: number; key: Uint8Array }> {
     this.checkOpen();
+    if (!Number.isSafeInteger(uses) || uses < 1) throw new RangeError('uses must be a positive integer');
     let record = this.records.read(namespace, tx.get(keyringKey(namespace)));
     const now = this.options.now();
     const current = record?.versions[String(record.current)];
+    let added = false;
     if (
       !record ||
       !current ||
@@ -91,10 +93,15 @@ export class Keyrings {
       now - current.created_at >= this.options.maxAgeMs
     ) {
       record = await this.addVersion(tx, namespace, record);
+      added = true;
     }
     const entry = record.versions[String(record.current)]!;
     entry.wraps += uses;
-    tx.put(keyringKey(namespace), this.records.encode(namespace, record));
+    // A checked record whose only change is a whole-number counter is still of its schema, so
+    // its bytes count as checked (the next write of a group commit reads them back); a record
+    // with a version just added is checked again when next read.
+    const vouched = !added && Number.isSafeInteger(entry.wraps);
+    tx.put(keyringKey(namespace), this.records.encode(namespace, record, vouched));
     return { version: record.current, key: await this.key(namespace, record.current, entry.wrapped) };
   }
 
@@ -131,7 +138,7 @@ export class Keyrings {
   rotate(namespace: string): Promise<number> {
     return this.store.mutate(async (tx) => {
       const record = await this.addVersion(tx, namespace, this.records.read(namespace, tx.get(keyringKey(namespace))));
-      tx.put(keyringKey(namespace), this.records.encode(namespace, record));
+      tx.put(keyringKey(namespace), this.records.encode(namespace, record, false));
       return record.current;
     });
   }
@@ -177,7 +184,7 @@ export class Keyrings {
           zeroize(key);
           touched = true;
         }
-        if (touched) tx.put(keyringKey(namespace), this.records.encode(namespace, record));
+        if (touched) tx.put(keyringKey(namespace), this.records.encode(namespace, record, false));
         return touched;
       });
       if (didChange) changed++;
@@ -289,9 +296,11 @@ class KeyringRecords {
     return record;
   }
 
-  encode(namespace: string, record: KeyringRecord): Uint8Array {
+  /** The record's bytes; `vouched` (the caller changed a checked record in ways its schema allows) marks them checked. */
+  encode(namespace: string, record: KeyringRecord, vouched: boolean): Uint8Array {
     const bytes = keyringCodec.encode(record);
-    this.remember(namespace, bytes);
+    if (vouched) this.remember(namespace, bytes);
+    else this.checked.delete(namespace);
     return bytes;
   }
 

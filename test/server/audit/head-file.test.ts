@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileHead, HEAD_FILE_BYTES, SLOT_BYTES, type AuditHead } from '../../../server/audit/head.js';
 import { tempDir } from '../../helpers.js';
@@ -265,6 +265,37 @@ describe('audit head file: layout and reading', function () {
       'a new file starts at counter 1',
     );
     await h.close();
+    await h.close();
+  });
+
+  it('recovers when a write failed on a file since replaced, and fails closed when the file is still the same', async () => {
+    const h = new FileHead(path);
+    await h.write(head(1));
+    // The handle the head writes through goes bad (as after EIO on the old file): every write to it fails.
+    const handle = () => (h as unknown as { handle: { close(): Promise<void> } }).handle;
+    await handle().close();
+    await assert.rejects(h.write(head(2)), { code: 'EBADF' }, 'same file: the failed write is the answer');
+    assert.deepEqual(await new FileHead(path).read(), head(1), 'nothing was reported written');
+
+    // The operator replaces the file: the next write lands in the new one. (The old file is
+    // held open, as a bad handle that was never closed holds it, so its inode is not reused.)
+    const old = await open(path, 'r');
+    const copy = await readFile(path);
+    await rm(path);
+    await writeFile(path, copy);
+    await h.write(head(3));
+    assert.deepEqual(await new FileHead(path).read(), head(3));
+    await old.close();
+    await h.close();
+  });
+
+  it('opens the head file O_DSYNC (Linux: the flag as /proc shows it)', async function () {
+    if (process.platform !== 'linux') this.skip();
+    const h = new FileHead(path);
+    await h.write(head(1));
+    const fd = (h as unknown as { handle: { fd: number } }).handle.fd;
+    const flags = /flags:\s+([0-7]+)/.exec(await readFile(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!;
+    assert.ok((parseInt(flags, 8) & 0o10000) !== 0, `O_DSYNC in ${flags}`);
     await h.close();
   });
 });

@@ -166,6 +166,36 @@ describe('keyrings', () => {
     await vault.cleanup();
   });
 
+  it('checks a record with a version just added when it is next read: a clock that gave no number is caught', async () => {
+    let now = Date.now();
+    const vault = await openVault({ ...envKek(7), keyring: { now: () => now } });
+    await vault.secrets.put('other/a', { data: { v: '1' } });
+    now = Number.NaN; // the new keyring's version is stamped null
+    await vault.secrets.put('fresh/a', { data: { v: '1' } });
+    now = Date.now();
+    const before = Buffer.from(vault.store.get(keyringKey('fresh'))!);
+    await assert.rejects(vault.secrets.put('fresh/b', { data: { v: '2' } }), (e: unknown) =>
+      isCofferError(e, 'integrity_error'),
+    );
+    assert.equal(await vault.secrets.get('fresh/b').catch(() => undefined), undefined);
+    assert.deepEqual(Buffer.from(vault.store.get(keyringKey('fresh'))!), before, 'the refused write changed nothing');
+    await vault.secrets.put('other/b', { data: { v: '2' } }); // another namespace is unaffected
+    await vault.cleanup();
+  });
+
+  it('refuses a wrap count that is not a positive integer', async () => {
+    const vault = await openVault(envKek(8));
+    const keyrings = vault.seal.keys().keyrings;
+    for (const uses of [0, -1, 1.5, Number.NaN])
+      await assert.rejects(
+        vault.store.mutate((tx) => keyrings.encryptionKey(tx, 'app', uses)),
+        RangeError,
+        String(uses),
+      );
+    assert.equal(vault.store.get(keyringKey('app')), undefined, 'no keyring was created');
+    await vault.cleanup();
+  });
+
   it('rotates by age with an injected clock', async () => {
     let now = 1_000_000;
     const vault = await openVault({ ...envKek(5), keyring: { maxAgeMs: 1000, now: () => now } });
