@@ -1,4 +1,5 @@
-import { statfs } from 'node:fs/promises';
+import { readdir, stat, statfs } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Level } from 'level';
 import { z } from 'zod';
 import { CofferError } from '../errors.js';
@@ -14,7 +15,10 @@ export interface StoreOptions {
   retain?: number;
   /** How often a store whose writes fail checks whether it can write again. */
   recoveryIntervalMs?: number;
-  /** Free bytes the disk needs before a failed store is reopened (reopening writes a manifest and a log). */
+  /**
+   * Free bytes the disk needs before a failed store is reopened, beyond the size of LevelDB's
+   * write-ahead log: reopening writes the log out as a table, then a manifest and a new log.
+   */
   reopenMinFreeBytes?: number;
   /** Mutations committed together at most (group commit); 1 gives every mutation its own sync. */
   maxGroup?: number;
@@ -449,7 +453,8 @@ export class Store implements ReplicationStore {
   }
 
   /**
-   * Runs in the write queue, so no batch is in flight. Once the disk has room again, the
+   * Runs in the write queue, so no batch is in flight. Once the disk has room again (the
+   * write-ahead log's size, which the reopen writes out as a table, and a margin), the
    * database is closed and reopened, always: the reopen replays the log (dropping a torn tail
    * record, and clearing LevelDB's sticky error after a failed compaction), and the sequence
    * number is read back from disk, since a batch reported as failed may still have reached it
@@ -463,7 +468,7 @@ export class Store implements ReplicationStore {
       (s) => s.bavail * s.bsize,
       () => 0,
     );
-    if (free < (this.options.reopenMinFreeBytes ?? 1024 * 1024)) return;
+    if (free < (await logBytes(this.location)) + (this.options.reopenMinFreeBytes ?? 1024 * 1024)) return;
     this.reopening = true;
     try {
       await this.db.close().catch(() => undefined);
@@ -488,8 +493,41 @@ export class Store implements ReplicationStore {
   }
 }
 
+/**
+ * LevelDB's memtable size (its default is 4 MiB). Each time a memtable fills, LevelDB 1.20
+ * (bundled by classic-level) writes it out and then deletes obsolete files with its mutex held,
+ * and a synchronous read on the main thread waits for that mutex: 20-30 ms of a stalled event
+ * loop. A write stages about 6 KB (records, keyring counters, its change-log record), so at
+ * 3,000 writes/s a 4 MiB memtable fills four times a second; 16 MiB makes that once a second
+ * (in-process writers: 2,570 against 2,690-2,920 writes/s; docs/performance.md). The cost is a
+ * longer log replay when the database opens, at most 16 MiB whatever the number of secrets
+ * (25 ms at 4 MiB, 84 ms at 16 MiB here), and up to 24 MiB more memory under writes.
+ */
+const WRITE_BUFFER_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The size of LevelDB's write-ahead log files (`NNNNNN.log`; its info log is `LOG`): what an
+ * open replays and writes out as a table, up to a memtable's worth. Unreadable counts as a
+ * whole memtable.
+ */
+async function logBytes(location: string): Promise<number> {
+  try {
+    let total = 0;
+    for (const name of await readdir(location)) {
+      if (/^[0-9]+\.log$/.test(name)) total += (await stat(join(location, name))).size;
+    }
+    return total;
+  } catch {
+    return WRITE_BUFFER_BYTES;
+  }
+}
+
 async function openLevel(location: string): Promise<Level<string, Uint8Array>> {
-  const db = new Level<string, Uint8Array>(location, { keyEncoding: 'utf8', valueEncoding: 'view' });
+  const db = new Level<string, Uint8Array>(location, {
+    keyEncoding: 'utf8',
+    valueEncoding: 'view',
+    writeBufferSize: WRITE_BUFFER_BYTES,
+  });
   try {
     await db.open();
   } catch (e) {

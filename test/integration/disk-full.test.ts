@@ -27,7 +27,8 @@ describe('database on a full disk', function () {
   });
 
   before(async function () {
-    fs = await mountSmallFs(16);
+    // Room for a whole memtable's log (16 MiB) once the ballast is gone: a reopen writes it out as a table.
+    fs = await mountSmallFs(40);
     if (!fs) return this.skip();
     auditDir = await tempDir();
     // The audit log lives elsewhere: this test is about the database's disk alone.
@@ -42,7 +43,7 @@ describe('database on a full disk', function () {
 
   it('refuses writes with 507 storage_full, serves reads, reports it in health and metrics, and recovers by itself once space is freed', async () => {
     const ballast = join(fs!.dir, 'ballast');
-    await writeFile(ballast, Buffer.alloc(6 * 1024 * 1024));
+    await writeFile(ballast, Buffer.alloc(24 * 1024 * 1024));
     const value = (i: number) => `${String(i).padStart(6, '0')}${'x'.repeat(60_000)}`;
     const acknowledged: number[] = [];
     let refused: request.Response | undefined;

@@ -67,3 +67,51 @@ describe('store on a full disk', function () {
     }
   });
 });
+
+describe('store on a full disk: the reopen waits for room for the log', function () {
+  this.timeout(60_000);
+  let fs: SmallFs | undefined;
+  before(async function () {
+    fs = await mountSmallFs(8);
+    if (!fs) this.skip();
+  });
+  after(() => fs?.unmount());
+
+  it('keeps serving reads through the old handle until the disk holds the write-ahead log and a margin, then recovers', async () => {
+    const first = join(fs!.dir, 'ballast-1');
+    const second = join(fs!.dir, 'ballast-2');
+    await writeFile(first, Buffer.alloc(2 * 1024 * 1024));
+    await writeFile(second, Buffer.alloc(3 * 1024 * 1024));
+    const store = await Store.open(join(fs!.dir, 'db'), { recoveryIntervalMs: 50 });
+    try {
+      const acknowledged: string[] = [];
+      for (let i = 0; i < 5000; i++) {
+        try {
+          await store.mutate((tx) => tx.put(`k${i}`, Buffer.alloc(7000, i % 251)));
+          acknowledged.push(`k${i}`);
+        } catch (e) {
+          assert.equal((e as { code?: string }).code, 'storage_full');
+          break;
+        }
+      }
+      assert.ok(store.storageFailure, 'the disk never filled');
+
+      // 2 MiB free: less than the log (about 3 MiB, all of it in one memtable) and the margin.
+      await rm(first);
+      await new Promise((r) => setTimeout(r, 500)); // ten recovery rounds
+      assert.equal(store.storageFailure?.code, 'storage_full', 'not reopened: no half-failed open');
+      for (const key of [acknowledged[0]!, acknowledged.at(-1)!])
+        assert.ok(store.get(key), `${key} is still served from the old handle`);
+
+      await rm(second);
+      for (let t = 0; t < 100 && store.storageFailure; t++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(store.storageFailure, undefined, 'recovered once the log fits');
+      const lost = acknowledged.filter((k) => !store.get(k));
+      assert.deepEqual(lost, [], `${lost.length} acknowledged writes lost at the reopen`);
+      await store.mutate((tx) => tx.put('after', Buffer.from('x')));
+      assert.ok(store.get('after'));
+    } finally {
+      await store.close();
+    }
+  });
+});
