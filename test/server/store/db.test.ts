@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Store } from '../../../server/store/db.js';
 import { logKey, parseVersionKey, versionKey } from '../../../server/store/keys.js';
@@ -212,6 +212,26 @@ describe('store', () => {
     assert.equal(store.lastSeq, 2);
     await store.mutate((tx) => tx.put('a', bytes('3')));
     assert.equal(store.lastSeq, 3);
+  });
+
+  it('leaves no write-ahead log to replay after a clean close, and every value is there after the reopen', async () => {
+    const logBytes = async () => {
+      let total = 0;
+      for (const name of await readdir(join(dir, 'db')))
+        if (/^[0-9]+\.log$/.test(name)) total += (await stat(join(dir, 'db', name))).size;
+      return total;
+    };
+    await Promise.all(
+      Array.from({ length: 200 }, (_, i) => store.mutate((tx) => tx.put(`big${i}`, new Uint8Array(10_000).fill(i)))),
+    );
+    assert.ok((await logBytes()) > 2_000_000, 'the writes are in the log, not yet in a table');
+    const seq = store.lastSeq;
+    await store.close();
+    assert.equal(await logBytes(), 0, 'the memtable was written out as a table at the close');
+    store = await Store.open(join(dir, 'db'));
+    assert.equal(store.lastSeq, seq);
+    for (let i = 0; i < 200; i++)
+      assert.ok(Buffer.from(store.get(`big${i}`) ?? []).equals(Buffer.alloc(10_000, i)), `big${i}`);
   });
 
   it('refuses a second open of the same directory with a clear error', async () => {

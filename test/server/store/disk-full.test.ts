@@ -4,6 +4,17 @@ import { join } from 'node:path';
 import { Store } from '../../../server/store/db.js';
 import { mountSmallFs, type SmallFs } from '../../small-fs.js';
 
+/** A fresh 8 MiB tmpfs for the suite this is called in (the suite is skipped without root). */
+function useSmallFs(): () => SmallFs {
+  let fs: SmallFs | undefined;
+  before(async function () {
+    fs = await mountSmallFs(8);
+    if (!fs) this.skip();
+  });
+  after(() => fs?.unmount());
+  return () => fs!;
+}
+
 /**
  * The store on a full disk, at the LevelDB level (issue 11 item 1, G3). A full disk while
  * LevelDB appends to its log leaves a torn record there without putting LevelDB into its error
@@ -13,17 +24,12 @@ import { mountSmallFs, type SmallFs } from '../../small-fs.js';
  */
 describe('store on a full disk', function () {
   this.timeout(60_000);
-  let fs: SmallFs | undefined;
-  before(async function () {
-    fs = await mountSmallFs(8);
-    if (!fs) this.skip();
-  });
-  after(() => fs?.unmount());
+  const fs = useSmallFs();
 
   it('loses no write acknowledged after a recovery, across a reopen', async () => {
-    const ballast = join(fs!.dir, 'ballast');
+    const ballast = join(fs().dir, 'ballast');
     await writeFile(ballast, Buffer.alloc(5 * 1024 * 1024));
-    const location = join(fs!.dir, 'db');
+    const location = join(fs().dir, 'db');
     let store = await Store.open(location, { recoveryIntervalMs: 100 });
     const value = (n: number, size: number) => Buffer.from(String(n).padStart(8, '0') + 'x'.repeat(size));
     const acknowledged: string[] = [];
@@ -70,19 +76,14 @@ describe('store on a full disk', function () {
 
 describe('store on a full disk: the reopen waits for room for the log', function () {
   this.timeout(60_000);
-  let fs: SmallFs | undefined;
-  before(async function () {
-    fs = await mountSmallFs(8);
-    if (!fs) this.skip();
-  });
-  after(() => fs?.unmount());
+  const fs = useSmallFs();
 
   it('keeps serving reads through the old handle until the disk holds the write-ahead log and a margin, then recovers', async () => {
-    const first = join(fs!.dir, 'ballast-1');
-    const second = join(fs!.dir, 'ballast-2');
+    const first = join(fs().dir, 'ballast-1');
+    const second = join(fs().dir, 'ballast-2');
     await writeFile(first, Buffer.alloc(2 * 1024 * 1024));
     await writeFile(second, Buffer.alloc(3 * 1024 * 1024));
-    const store = await Store.open(join(fs!.dir, 'db'), { recoveryIntervalMs: 50 });
+    const store = await Store.open(join(fs().dir, 'db'), { recoveryIntervalMs: 50 });
     try {
       const acknowledged: string[] = [];
       for (let i = 0; i < 5000; i++) {
