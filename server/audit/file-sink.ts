@@ -23,6 +23,8 @@ export class FileSink implements Sink {
   readonly kind = 'file';
   private handle: FileHandle | undefined;
   private inode = -1;
+  /** The file whose directory entry was last made durable. */
+  private dirSyncedInode = -1;
   /** Bytes of whole, synced groups: what the file is cut back to after a failed write. */
   private committed = 0;
   private torn = false;
@@ -77,15 +79,17 @@ export class FileSink implements Sink {
       await handle.close();
       throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
     }
-    // A file this open created (the first start, or after a rotation moved the old one away):
-    // its name is made durable before any line in it is reported durable.
-    if (current === undefined) {
+    // A file not opened before (this open created it, or logrotate did): its name is made
+    // durable before any line in it is reported durable. Keyed by inode, not by whether the
+    // path existed a moment ago, so a failed sync is retried and a file created in between counts.
+    if (info.ino !== this.dirSyncedInode) {
       try {
         await syncDirectory(dirname(this.path));
       } catch (e) {
         await handle.close();
         throw e;
       }
+      this.dirSyncedInode = info.ino;
     }
     this.handle = handle;
     this.inode = info.ino;

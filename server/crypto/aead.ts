@@ -37,7 +37,14 @@ const IV = new Uint8Array(12);
 const word = (b: Uint8Array, at: number) =>
   (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
 
-/** Puts the HChaCha20 subkey of one message in SUBKEY and its 12-byte IETF nonce in IV; the caller zeroizes SUBKEY. */
+/** Zeroizes every scratch word that held key material (also when a step in between threw). */
+function wipeScratch(): void {
+  KEY_WORDS.fill(0);
+  OUT_WORDS.fill(0);
+  SUBKEY.fill(0);
+}
+
+/** Puts the HChaCha20 subkey of one message in SUBKEY and its 12-byte IETF nonce in IV; the caller wipes the scratch. */
 function derive(key: Uint8Array, nonce: Uint8Array): void {
   for (let i = 0; i < 8; i++) KEY_WORDS[i] = word(key, i * 4);
   for (let i = 0; i < 4; i++) NONCE_WORDS[i] = word(nonce, i * 4);
@@ -71,8 +78,8 @@ export function seal(
   const nonce = random(NONCE_LENGTH);
   if (!(nonce instanceof Uint8Array) || nonce.length !== NONCE_LENGTH)
     throw new RangeError(`nonce must be ${NONCE_LENGTH} bytes`);
-  derive(key, nonce);
   try {
+    derive(key, nonce);
     const cipher = createCipheriv('chacha20-poly1305', SUBKEY, IV, { authTagLength: TAG_LENGTH });
     cipher.setAAD(aad, { plaintextLength: plaintext.length });
     const body = cipher.update(plaintext);
@@ -83,7 +90,7 @@ export function seal(
     out.set(cipher.getAuthTag(), headroom + NONCE_LENGTH + body.length);
     return out;
   } finally {
-    SUBKEY.fill(0);
+    wipeScratch();
   }
 }
 
@@ -91,9 +98,9 @@ export function seal(
 export function open(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array {
   checkKey(key);
   if (!(sealed instanceof Uint8Array) || sealed.length < NONCE_LENGTH + TAG_LENGTH) throw decryptionFailed();
-  derive(key, sealed.subarray(0, NONCE_LENGTH));
   let plaintext: Buffer | undefined;
   try {
+    derive(key, sealed.subarray(0, NONCE_LENGTH));
     const decipher = createDecipheriv('chacha20-poly1305', SUBKEY, IV, { authTagLength: TAG_LENGTH });
     decipher.setAAD(aad, { plaintextLength: sealed.length - NONCE_LENGTH - TAG_LENGTH });
     decipher.setAuthTag(sealed.subarray(sealed.length - TAG_LENGTH));
@@ -104,7 +111,7 @@ export function open(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint
     plaintext?.fill(0); // released before authentication succeeded: never returned
     throw decryptionFailed();
   } finally {
-    SUBKEY.fill(0);
+    wipeScratch();
   }
 }
 

@@ -176,11 +176,7 @@ export class Store implements ReplicationStore {
   /** Compacts the whole database: overwritten and deleted values leave its files (after a migration). */
   async compact(): Promise<void> {
     this.checkOpen();
-    // `level` resolves to classic-level in node, which has compactRange; its type does not say so.
-    await (this.db as unknown as { compactRange(start: string, end: string): Promise<void> }).compactRange(
-      '',
-      '\uffff\uffff',
-    );
+    await this.db.compactRange('', '\uffff\uffff');
   }
 
   /** How many keys lie in [gte, lt) (keys only, no values read). */
@@ -518,19 +514,25 @@ const NOTHING = '\u0000';
 
 /**
  * The size of LevelDB's write-ahead log files (`NNNNNN.log`; its info log is `LOG`): what an
- * open replays and writes out as a table, up to a memtable's worth. Unreadable counts as a
- * whole memtable.
+ * open replays and writes out as a table, a memtable's worth or two. A log that cannot be
+ * measured counts as a whole memtable; one LevelDB deleted meanwhile as nothing.
  */
 async function logBytes(location: string): Promise<number> {
+  let names: string[];
   try {
-    let total = 0;
-    for (const name of await readdir(location)) {
-      if (/^[0-9]+\.log$/.test(name)) total += (await stat(join(location, name))).size;
-    }
-    return total;
+    names = await readdir(location);
   } catch {
-    return WRITE_BUFFER_BYTES;
+    return 2 * WRITE_BUFFER_BYTES; // a live log and the one of a memtable being written out
   }
+  let total = 0;
+  for (const name of names) {
+    if (!/^[0-9]+\.log$/.test(name)) continue;
+    total += await stat(join(location, name)).then(
+      (s) => s.size,
+      (e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? 0 : WRITE_BUFFER_BYTES), // deleted by LevelDB meanwhile
+    );
+  }
+  return total;
 }
 
 async function openLevel(location: string): Promise<ClassicLevel<string, Uint8Array>> {
