@@ -18,6 +18,11 @@ export const TAG_LENGTH = 16;
 
 const SIGMA = Uint32Array.of(0x61707865, 0x3320646e, 0x79622d32, 0x6b206574);
 
+/** Bytes a caller leaves at the front of a sealed value for its own header (seal, sealEnvelope). */
+export function checkHeadroom(headroom: number): void {
+  if (!Number.isSafeInteger(headroom) || headroom < 0) throw new RangeError('headroom must be a non-negative integer');
+}
+
 function checkKey(key: Uint8Array): void {
   if (!(key instanceof Uint8Array) || key.length !== KEY_LENGTH)
     throw new RangeError(`key must be ${KEY_LENGTH} bytes`);
@@ -74,7 +79,7 @@ export function seal(
   headroom = 0,
 ): Uint8Array {
   checkKey(key);
-  if (!Number.isSafeInteger(headroom) || headroom < 0) throw new RangeError('headroom must be a non-negative integer');
+  checkHeadroom(headroom);
   const nonce = random(NONCE_LENGTH);
   if (!(nonce instanceof Uint8Array) || nonce.length !== NONCE_LENGTH)
     throw new RangeError(`nonce must be ${NONCE_LENGTH} bytes`);

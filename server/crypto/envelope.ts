@@ -1,5 +1,5 @@
 import { concatBytes } from './bytes.js';
-import { decryptionFailed, open, seal, NONCE_LENGTH, TAG_LENGTH } from './aead.js';
+import { checkHeadroom, decryptionFailed, open, seal, NONCE_LENGTH, TAG_LENGTH } from './aead.js';
 import type { RandomSource } from './random.js';
 
 /**
@@ -37,7 +37,7 @@ export function sealEnvelope(
   random?: RandomSource,
   headroom = 0,
 ): Uint8Array {
-  if (!Number.isSafeInteger(headroom) || headroom < 0) throw new RangeError('headroom must be a non-negative integer');
+  checkHeadroom(headroom);
   const aad = headerAndContext(keyVersion, context);
   const out = seal(key, plaintext, aad, random, headroom + HEADER_LENGTH);
   out.set(aad.subarray(0, HEADER_LENGTH), headroom);
