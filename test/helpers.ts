@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -18,6 +18,13 @@ import { buildVault } from '../server/vault.js';
 import request from 'supertest';
 
 export const silentLog = pino({ level: 'silent' });
+
+/** The open flags of one of this process's file descriptors, as Linux shows them in /proc/self/fdinfo. */
+export async function openFlags(fd: number): Promise<number> {
+  const flags = /flags:\s+([0-7]+)/.exec(await readFile(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+  if (flags === undefined) throw new Error(`no flags in /proc/self/fdinfo/${fd}`);
+  return parseInt(flags, 8);
+}
 
 /** A fresh directory under the OS temp dir; removed by `cleanup`. */
 export async function tempDir(prefix = 'coffer-test-'): Promise<string> {

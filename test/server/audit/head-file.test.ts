@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileHead, HEAD_FILE_BYTES, SLOT_BYTES, type AuditHead } from '../../../server/audit/head.js';
-import { tempDir } from '../../helpers.js';
+import { openFlags, tempDir } from '../../helpers.js';
 
 /**
  * The audit chain head file (server/audit/head.ts) byte by byte: two slots of 8 KiB, each
@@ -294,8 +294,8 @@ describe('audit head file: layout and reading', function () {
     const h = new FileHead(path);
     await h.write(head(1));
     const fd = (h as unknown as { handle: { fd: number } }).handle.fd;
-    const flags = /flags:\s+([0-7]+)/.exec(await readFile(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!;
-    assert.ok((parseInt(flags, 8) & 0o10000) !== 0, `O_DSYNC in ${flags}`);
+    const bits = await openFlags(fd);
+    assert.ok((bits & 0o10000) !== 0, `O_DSYNC in ${bits.toString(8)}`);
     await h.close();
   });
 });

@@ -4,6 +4,24 @@ import { join } from 'node:path';
 import { Store } from '../../../server/store/db.js';
 import { mountSmallFs, type SmallFs } from '../../small-fs.js';
 
+/** The value written under `k<n>`: its number, then filler, 7 KB in all. */
+const value = (n: number, size = 7000) => Buffer.from(String(n).padStart(8, '0') + 'x'.repeat(size));
+
+/** Writes `k0`, `k1`, ... until one is refused, which must be `storage_full`; the keys acknowledged before it. */
+async function fillUntilFull(store: Store): Promise<string[]> {
+  const acknowledged: string[] = [];
+  for (let i = 0; i < 5000; i++) {
+    try {
+      await store.mutate((tx) => tx.put(`k${i}`, value(i)));
+      acknowledged.push(`k${i}`);
+    } catch (e) {
+      assert.equal((e as { code?: string }).code, 'storage_full');
+      return acknowledged;
+    }
+  }
+  assert.fail('the disk never filled');
+}
+
 /** A fresh 8 MiB tmpfs for the suite this is called in (the suite is skipped without root). */
 function useSmallFs(): () => SmallFs {
   let fs: SmallFs | undefined;
@@ -31,19 +49,7 @@ describe('store on a full disk', function () {
     await writeFile(ballast, Buffer.alloc(5 * 1024 * 1024));
     const location = join(fs().dir, 'db');
     let store = await Store.open(location, { recoveryIntervalMs: 100 });
-    const value = (n: number, size: number) => Buffer.from(String(n).padStart(8, '0') + 'x'.repeat(size));
-    const acknowledged: string[] = [];
-    let refused: string | undefined;
-    for (let i = 0; i < 5000 && !refused; i++) {
-      try {
-        await store.mutate((tx) => tx.put(`k${i}`, value(i, 7000)));
-        acknowledged.push(`k${i}`);
-      } catch (e) {
-        assert.equal((e as { code?: string }).code, 'storage_full');
-        refused = `k${i}`;
-      }
-    }
-    assert.ok(refused, 'the disk never filled');
+    const acknowledged = await fillUntilFull(store);
     // Still failed: a write is refused at once, without touching the disk.
     await assert.rejects(
       store.mutate((tx) => tx.put('again', value(0, 10))),
@@ -85,17 +91,8 @@ describe('store on a full disk: the reopen waits for room for the log', function
     await writeFile(second, Buffer.alloc(3 * 1024 * 1024));
     const store = await Store.open(join(fs().dir, 'db'), { recoveryIntervalMs: 50 });
     try {
-      const acknowledged: string[] = [];
-      for (let i = 0; i < 5000; i++) {
-        try {
-          await store.mutate((tx) => tx.put(`k${i}`, Buffer.alloc(7000, i % 251)));
-          acknowledged.push(`k${i}`);
-        } catch (e) {
-          assert.equal((e as { code?: string }).code, 'storage_full');
-          break;
-        }
-      }
-      assert.ok(store.storageFailure, 'the disk never filled');
+      const acknowledged = await fillUntilFull(store);
+      assert.ok(store.storageFailure, 'the store reports the failure');
 
       // 2 MiB free: less than the log (about 3 MiB, all of it in one memtable) and the margin.
       await rm(first);
