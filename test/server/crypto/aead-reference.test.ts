@@ -4,9 +4,9 @@ import fc from 'fast-check';
 import { open, seal, NONCE_LENGTH } from '../../../server/crypto/aead.js';
 
 /**
- * aead.ts runs XChaCha20-Poly1305 as noble's HChaCha20 + OpenSSL's ChaCha20-Poly1305. These
- * tests hold it byte-identical to @noble/ciphers' xchacha20poly1305 and to the published test
- * vector, so the faster construction cannot drift from the reference.
+ * aead.ts runs XChaCha20-Poly1305 in libsodium (sodium-native). These tests hold it
+ * byte-identical to @noble/ciphers' xchacha20poly1305 and to the published test vector, so the
+ * native implementation cannot drift from the reference.
  */
 describe('aead against the reference XChaCha20-Poly1305', () => {
   it('produces exactly the bytes of @noble/ciphers for any key, nonce, AAD and plaintext', () => {
