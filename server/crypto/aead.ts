@@ -1,5 +1,6 @@
 import sodium from 'sodium-native';
 import { CofferError } from '../errors.js';
+import { pooledBytes } from './bytes.js';
 import { systemRandom, type RandomSource } from './random.js';
 
 /**
@@ -50,6 +51,7 @@ export function seal(
   const nonce = random(NONCE_LENGTH);
   if (!(nonce instanceof Uint8Array) || nonce.length !== NONCE_LENGTH)
     throw new RangeError(`nonce must be ${NONCE_LENGTH} bytes`);
+  // A buffer of its own: a sealed value is kept (in a batch, a cache), and must hold no pool alive.
   const out = new Uint8Array(headroom + NONCE_LENGTH + plaintext.length + TAG_LENGTH);
   out.set(nonce, headroom);
   sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
@@ -68,8 +70,9 @@ export function open(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint
   checkKey(key);
   checkBytes(aad, 'aad');
   if (!(sealed instanceof Uint8Array) || sealed.length < NONCE_LENGTH + TAG_LENGTH) throw decryptionFailed();
-  // Its own zero-filled buffer (not node's shared pool): the caller zeroizes what it is given.
-  const plaintext = new Uint8Array(sealed.length - NONCE_LENGTH - TAG_LENGTH);
+  // From node's pool, a slice no other buffer shares: libsodium writes every byte of it or, when
+  // the tag does not verify, none (then it is zeroed here); the caller zeroizes what it is given.
+  const plaintext = pooledBytes(sealed.length - NONCE_LENGTH - TAG_LENGTH);
   try {
     // libsodium checks the tag before it decrypts: on failure nothing is written to `plaintext`.
     sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(

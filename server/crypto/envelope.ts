@@ -1,4 +1,4 @@
-import { concatBytes } from './bytes.js';
+import { pooledBytes, readU32, writeU32 } from './bytes.js';
 import { checkHeadroom, decryptionFailed, open, seal, NONCE_LENGTH, TAG_LENGTH } from './aead.js';
 import type { RandomSource } from './random.js';
 
@@ -20,10 +20,10 @@ function headerAndContext(keyVersion: number, context: Uint8Array): Uint8Array {
   if (!Number.isInteger(keyVersion) || keyVersion < 1 || keyVersion > MAX_KEY_VERSION) {
     throw new RangeError('key version must be an integer in [1, 2^32)');
   }
-  const aad = new Uint8Array(HEADER_LENGTH + context.length);
+  const aad = pooledBytes(HEADER_LENGTH + context.length);
   aad[0] = FORMAT_V1;
   aad[1] = ALG_XCHACHA20_POLY1305;
-  new DataView(aad.buffer).setUint32(2, keyVersion);
+  writeU32(aad, 2, keyVersion);
   aad.set(context, HEADER_LENGTH);
   return aad;
 }
@@ -51,13 +51,15 @@ export function sealEnvelope(
 export function envelopeKeyVersion(envelope: Uint8Array): number {
   if (envelope.length < HEADER_LENGTH + NONCE_LENGTH + TAG_LENGTH) throw decryptionFailed();
   if (envelope[0] !== FORMAT_V1 || envelope[1] !== ALG_XCHACHA20_POLY1305) throw decryptionFailed();
-  const version = new DataView(envelope.buffer, envelope.byteOffset, envelope.byteLength).getUint32(2);
+  const version = readU32(envelope, 2);
   if (version < 1) throw decryptionFailed();
   return version;
 }
 
 export function openEnvelope(key: Uint8Array, envelope: Uint8Array, context: Uint8Array): Uint8Array {
   envelopeKeyVersion(envelope);
-  const h = envelope.subarray(0, HEADER_LENGTH);
-  return open(key, envelope.subarray(HEADER_LENGTH), concatBytes(h, context));
+  const aad = pooledBytes(HEADER_LENGTH + context.length);
+  aad.set(envelope.subarray(0, HEADER_LENGTH));
+  aad.set(context, HEADER_LENGTH);
+  return open(key, envelope.subarray(HEADER_LENGTH), aad);
 }

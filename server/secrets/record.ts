@@ -98,13 +98,14 @@ function encodeRecord(wrappedDek: Uint8Array, value: Uint8Array): Uint8Array {
 function writeRecordHead(record: Uint8Array, wrappedDek: Uint8Array): void {
   if (wrappedDek.length > 0xffff) throw new RangeError('a wrapped DEK is at most 65535 bytes');
   record[0] = RECORD_FORMAT;
-  new DataView(record.buffer, record.byteOffset, record.byteLength).setUint16(1, wrappedDek.length);
+  record[1] = wrappedDek.length >>> 8;
+  record[2] = wrappedDek.length;
   record.set(wrappedDek, 3);
 }
 
 function decodeRecord(record: Uint8Array): { wrappedDek: Uint8Array; value: Uint8Array } {
   if (record.length < 3 || record[0] !== RECORD_FORMAT) throw new CofferError('decryption_failed', 'decryption failed');
-  const length = new DataView(record.buffer, record.byteOffset, record.byteLength).getUint16(1);
+  const length = (record[1]! << 8) | record[2]!;
   if (record.length < 3 + length) throw new CofferError('decryption_failed', 'decryption failed');
   return { wrappedDek: record.subarray(3, 3 + length), value: record.subarray(3 + length) };
 }
