@@ -135,6 +135,8 @@ export class AuditLog {
   private durableHead: Position | undefined;
   private withheld: number[] = [];
   private kickQueued = false;
+  private isoMs = Number.NaN;
+  private isoText = '';
 
   constructor(private readonly options: AuditOptions) {
     this.names = options.files.map((f) => resolve(f));
@@ -531,7 +533,13 @@ export class AuditLog {
     this.timer.unref();
   }
 
+  /** The time of a line; lines of the same millisecond share one formatting. */
   private iso(): string {
-    return new Date(this.options.now()).toISOString();
+    const ms = this.options.now();
+    if (ms !== this.isoMs) {
+      this.isoMs = ms;
+      this.isoText = new Date(ms).toISOString();
+    }
+    return this.isoText;
   }
 }
