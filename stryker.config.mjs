@@ -51,10 +51,11 @@ export const TARGETS = {
     ],
   },
   crypto: {
-    mutate: ['server/crypto/envelope.ts', 'server/crypto/aead.ts'],
+    mutate: ['server/crypto/envelope.ts', 'server/crypto/aead.ts', 'server/crypto/bytes.ts'],
     tests: [
       'test/server/crypto/envelope.test.ts',
       'test/server/crypto/aead-reference.test.ts',
+      'test/server/crypto/bytes.test.ts',
       'test/server/secrets/integrity.test.ts',
     ],
   },

@@ -8,11 +8,16 @@ import { systemRandom, type RandomSource } from './random.js';
  * Output: nonce || ciphertext || tag. Random nonces of this size make repeats negligible.
  *
  * The AEAD runs in libsodium (sodium-native's `crypto_aead_xchacha20poly1305_ietf_*`): one
- * synchronous call per message, constant-time, reading the key where the caller holds it and
- * writing straight into the output buffer, so no copy of key material or plaintext is left
- * anywhere this module does not zeroize. node:crypto has no XChaCha20, and deriving its subkey
- * in JS and keying an OpenSSL cipher object per message cost 3-4x more (docs/performance.md).
- * The bytes are identical to @noble/ciphers' xchacha20poly1305 (a differential test holds it).
+ * synchronous call per message, constant-time, writing straight into the output buffer.
+ * node:crypto has no XChaCha20, and deriving its subkey in JS and keying an OpenSSL cipher
+ * object per message cost 3-4x more (docs/performance.md). The bytes are identical to
+ * @noble/ciphers' xchacha20poly1305 (a differential test holds it).
+ *
+ * Key material never reaches the binding in an array V8 keeps inside its heap (those of 64
+ * bytes or less): handing one to native code makes V8 move its bytes out of the heap, leaving
+ * the old copy behind where no zeroize reaches it. So the key, and a plaintext of key size,
+ * are copied into scratch buffers outside the heap for the call and wiped after it (calls are
+ * synchronous: no two overlap), and an opened plaintext of key size gets a buffer of its own.
  */
 export const KEY_LENGTH = 32;
 export const NONCE_LENGTH = 24;
@@ -27,6 +32,11 @@ function checkKey(key: Uint8Array): void {
   if (!(key instanceof Uint8Array) || key.length !== KEY_LENGTH)
     throw new RangeError(`key must be ${KEY_LENGTH} bytes`);
 }
+
+/** Arrays up to this size may live inside V8's heap (V8's typed-array on-heap limit). */
+const IN_HEAP_MAX = 64;
+const KEY_SCRATCH = new Uint8Array(new ArrayBuffer(KEY_LENGTH));
+const SMALL_SCRATCH = new Uint8Array(new ArrayBuffer(IN_HEAP_MAX));
 
 function checkBytes(value: Uint8Array, what: string): void {
   if (!(value instanceof Uint8Array)) throw new TypeError(`${what} must be a Uint8Array`);
@@ -54,15 +64,26 @@ export function seal(
   // A buffer of its own: a sealed value is kept (in a batch, a cache), and must hold no pool alive.
   const out = new Uint8Array(headroom + NONCE_LENGTH + plaintext.length + TAG_LENGTH);
   out.set(nonce, headroom);
-  sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
-    out.subarray(headroom + NONCE_LENGTH),
-    plaintext,
-    aad,
-    null,
-    out.subarray(headroom, headroom + NONCE_LENGTH),
-    key,
-  );
-  return out;
+  try {
+    KEY_SCRATCH.set(key);
+    let message = plaintext;
+    if (plaintext.length <= IN_HEAP_MAX) {
+      SMALL_SCRATCH.set(plaintext);
+      message = SMALL_SCRATCH.subarray(0, plaintext.length);
+    }
+    sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
+      out.subarray(headroom + NONCE_LENGTH),
+      message,
+      aad,
+      null,
+      out.subarray(headroom, headroom + NONCE_LENGTH),
+      KEY_SCRATCH,
+    );
+    return out;
+  } finally {
+    KEY_SCRATCH.fill(0);
+    SMALL_SCRATCH.fill(0);
+  }
 }
 
 /** Opens a sealed message. Every failure is the same opaque `decryption_failed`. */
@@ -70,23 +91,27 @@ export function open(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint
   checkKey(key);
   checkBytes(aad, 'aad');
   if (!(sealed instanceof Uint8Array) || sealed.length < NONCE_LENGTH + TAG_LENGTH) throw decryptionFailed();
-  // From node's pool, a slice no other buffer shares: libsodium writes every byte of it or, when
-  // the tag does not verify, none (then it is zeroed here); the caller zeroizes what it is given.
-  const plaintext = pooledBytes(sealed.length - NONCE_LENGTH - TAG_LENGTH);
+  const length = sealed.length - NONCE_LENGTH - TAG_LENGTH;
+  // A key-sized plaintext (a DEK, a keyring key: often cached) gets a buffer of its own outside
+  // the heap; anything larger a slice of node's pool no other buffer shares, which libsodium
+  // writes in full (or zeroes, when the tag does not verify). The caller zeroizes what it gets.
+  const plaintext = length <= IN_HEAP_MAX ? new Uint8Array(new ArrayBuffer(length)) : pooledBytes(length);
   try {
-    // libsodium checks the tag before it decrypts: on failure nothing is written to `plaintext`.
+    KEY_SCRATCH.set(key);
     sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
       plaintext,
       null,
       sealed.subarray(NONCE_LENGTH),
       aad,
       sealed.subarray(0, NONCE_LENGTH),
-      key,
+      KEY_SCRATCH,
     );
     return plaintext;
   } catch {
     plaintext.fill(0);
     throw decryptionFailed();
+  } finally {
+    KEY_SCRATCH.fill(0);
   }
 }
 

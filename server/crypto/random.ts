@@ -18,7 +18,10 @@ let poolAt = POOL_BYTES;
 
 export const systemRandom: RandomSource = (length) => {
   if (!Number.isSafeInteger(length) || length < 0) throw new RangeError('length must be a non-negative integer');
-  const out = new Uint8Array(length);
+  // Outside V8's heap even when small: a draw is often a key, and V8 moves (copies) arrays of
+  // its heap when garbage is collected or when native code is handed one, leaving copies no
+  // zeroize reaches.
+  const out = new Uint8Array(new ArrayBuffer(length));
   if (length > MAX_POOLED) return randomFillSync(out);
   if (poolAt + length > POOL_BYTES) {
     randomFillSync(pool);
