@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AuditLog, type AuditRecord } from '../../../server/audit/log.js';
+import { AuditLog } from '../../../server/audit/log.js';
+import { requestRecord } from './request-record.js';
 import { tempDir } from '../../helpers.js';
 
 /**
@@ -9,16 +10,7 @@ import { tempDir } from '../../helpers.js';
  * enqueue, by one timer for all of them (server/audit/log.ts `armExpiry`): a line enqueued
  * later is not refused with the first, and each refusal is named in a `withheld` line.
  */
-const rec = (i: number): AuditRecord => ({
-  request_id: `r${i}`,
-  identity: 'alice',
-  groups: [],
-  operation: 'GET /v1/secrets/*',
-  path: 'a/b',
-  status: 200,
-  outcome: 'ok',
-  client: '10.0.0.1',
-});
+const rec = requestRecord;
 
 describe('audit log: lines refused past their own deadline', function () {
   this.timeout(20_000);

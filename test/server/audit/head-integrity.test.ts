@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { sha256Hex, verifyAuditLog } from '../../../sdk/audit.js';
 import * as headModule from '../../../server/audit/head.js';
-import { AuditLog, type AuditOptions, type AuditRecord } from '../../../server/audit/log.js';
+import { AuditLog, type AuditOptions } from '../../../server/audit/log.js';
+import { requestRecord } from './request-record.js';
 import { tempDir } from '../../helpers.js';
 import { CLI } from '../../integration/server-process.js';
 import { mountSmallFs } from '../../small-fs.js';
@@ -21,16 +22,7 @@ const { privateKey, publicKey } = generateKeyPairSync('ed25519');
 const signer = { kid: 'k1', privateKey, publicKey } as never;
 const publicKeyPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
 const lines = (text: string) => text.split('\n').slice(0, -1);
-const rec = (i: number, identity = 'alice'): AuditRecord => ({
-  request_id: `r${i}`,
-  identity,
-  groups: [],
-  operation: 'GET /v1/secrets/*',
-  path: 'a/b',
-  status: 200,
-  outcome: 'ok',
-  client: '10.0.0.1',
-});
+const rec = requestRecord;
 const later = () => Date.now() + 3_600_000;
 
 /** Appends `count` correctly chained request lines (no key needed: the chain is only SHA-256). */
