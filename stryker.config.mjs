@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 // Mutation testing of the security-critical modules (docs/testing.md). Not part of `npm test`.
@@ -56,6 +56,7 @@ export const TARGETS = {
       'test/server/crypto/envelope.test.ts',
       'test/server/crypto/aead-reference.test.ts',
       'test/server/crypto/bytes.test.ts',
+      'test/server/crypto/key-copies.test.ts',
       'test/server/secrets/integrity.test.ts',
     ],
   },
@@ -153,7 +154,11 @@ if (!target)
 const compiled = (ts) => `dist/${ts.replace(/\.ts$/, '.js')}`;
 
 // The TypeScript checker's program: the mutated files and what they import, nothing else, so a
-// check is quick and another module's type error (work in progress elsewhere) cannot stop a run.
+// check is quick and another module's type error (work in progress elsewhere) cannot stop a run;
+// plus the ambient declarations of untyped packages (server/types), which nothing imports.
+const AMBIENT = readdirSync('server/types')
+  .filter((f) => f.endsWith('.d.ts'))
+  .map((f) => `server/types/${f}`);
 const tsconfigFile = `test/mutation/generated/tsconfig.${name}.json`;
 mkdirSync(dirname(tsconfigFile), { recursive: true });
 // The build: the listed tests and what they import (plus a target's `build` entries, e.g. a
@@ -165,7 +170,7 @@ writeFileSync(
 );
 writeFileSync(
   tsconfigFile,
-  `${JSON.stringify({ extends: '../../../tsconfig.json', compilerOptions: { noEmit: true, types: ['node'] }, include: [], files: [...new Set(target.mutate.map((m) => `../../../${m.replace(/:[0-9-]+$/, '')}`))] }, null, 2)}\n`,
+  `${JSON.stringify({ extends: '../../../tsconfig.json', compilerOptions: { noEmit: true, types: ['node'] }, include: [], files: [...new Set([...target.mutate.map((m) => m.replace(/:[0-9-]+$/, '')), ...AMBIENT])].map((f) => `../../../${f}`) }, null, 2)}\n`,
 );
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */

@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { encodeContext, pooledBytes, readU32, writeU32 } from '../../../server/crypto/bytes.js';
+import {
+  constantTimeEqual,
+  encodeContext,
+  fromBase64,
+  pooledBytes,
+  readU32,
+  toBase64,
+  writeU32,
+} from '../../../server/crypto/bytes.js';
 
 /** The reference encoding: each field as u32 BE byte length, then its UTF-8 bytes. */
 function reference(...fields: (string | number)[]): Uint8Array {
@@ -42,6 +50,41 @@ describe('bytes: context encoding and integer helpers', () => {
       assert.equal(Buffer.from(b).readUInt32BE(3), v);
     }
     assert.deepEqual([...b.subarray(0, 3)], [0, 0, 0], 'nothing written before the offset');
+  });
+
+  it('compares in constant time: equal bytes are equal, one differing byte or another length is not', () => {
+    assert.equal(constantTimeEqual(Uint8Array.of(1, 2, 3), Uint8Array.of(1, 2, 3)), true);
+    assert.equal(constantTimeEqual(new Uint8Array(0), new Uint8Array(0)), true);
+    assert.equal(constantTimeEqual(Uint8Array.of(1, 2, 3), Uint8Array.of(1, 2, 4)), false);
+    assert.equal(constantTimeEqual(Uint8Array.of(1, 2, 3), Uint8Array.of(1, 2)), false, 'a prefix is not equal');
+    assert.equal(constantTimeEqual(Uint8Array.of(1, 2), Uint8Array.of(1, 2, 3)), false);
+  });
+
+  it('decodes strict base64 only: padding, alphabet and both ends are checked, and it round-trips', () => {
+    for (const n of [0, 1, 2, 3, 4, 31, 32]) {
+      const bytes = new Uint8Array(n).map((_, i) => (i * 37 + 11) & 0xff);
+      assert.deepEqual(fromBase64(toBase64(bytes)), bytes, `${n} bytes`);
+    }
+    assert.deepEqual(fromBase64('QUJD'), Uint8Array.of(0x41, 0x42, 0x43));
+    assert.deepEqual(fromBase64('QUI='), Uint8Array.of(0x41, 0x42));
+    assert.deepEqual(fromBase64('QQ=='), Uint8Array.of(0x41));
+    for (const bad of [
+      'QUJ',
+      'QQ',
+      'Q',
+      'QUI',
+      'QUJD!',
+      '!QUJD',
+      'QU JD',
+      'QUJD\n',
+      'QQ=',
+      'Q===',
+      '=QUJ',
+      'QU=D',
+      'QUJD-_',
+      'QUJD====',
+    ])
+      assert.equal(fromBase64(bad), undefined, JSON.stringify(bad));
   });
 
   it('hands out pooled bytes as a plain Uint8Array of the asked length, never overlapping another', () => {

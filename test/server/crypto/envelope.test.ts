@@ -241,8 +241,60 @@ describe('envelope: headroom for the caller’s prefix', () => {
 
   it('refuses a headroom that is negative, fractional or not a number', () => {
     for (const bad of [-1, -6, 1.5, Number.NaN, Infinity]) {
-      assert.throws(() => seal(KEY, utf8('x'), utf8('aad'), fixedNonce, bad), RangeError, `seal ${bad}`);
-      assert.throws(() => sealEnvelope(KEY, 1, utf8('x'), CONTEXT, fixedNonce, bad), RangeError, `envelope ${bad}`);
+      const refused = { name: 'RangeError', message: 'headroom must be a non-negative integer' };
+      assert.throws(() => seal(KEY, utf8('x'), utf8('aad'), fixedNonce, bad), refused, `seal ${bad}`);
+      assert.throws(() => sealEnvelope(KEY, 1, utf8('x'), CONTEXT, fixedNonce, bad), refused, `envelope ${bad}`);
+    }
+  });
+});
+
+describe('aead: input types', () => {
+  const notBytes = ['text', [1, 2, 3], new Uint16Array(4), null, undefined] as unknown as Uint8Array[];
+
+  it('refuses a plaintext or associated data that is not a Uint8Array, naming which, before drawing a nonce', () => {
+    let draws = 0;
+    const counting = (n: number) => {
+      draws++;
+      void n;
+      return fixedNonce();
+    };
+    for (const bad of notBytes) {
+      assert.throws(() => seal(KEY, bad, utf8('aad'), counting), {
+        name: 'TypeError',
+        message: 'plaintext must be a Uint8Array',
+      });
+      assert.throws(() => seal(KEY, utf8('x'), bad, counting), {
+        name: 'TypeError',
+        message: 'aad must be a Uint8Array',
+      });
+    }
+    assert.equal(draws, 0);
+  });
+
+  it('refuses associated data that is not a Uint8Array when opening, naming it', () => {
+    const sealed = seal(KEY, utf8('x'), utf8('aad'));
+    for (const bad of notBytes)
+      assert.throws(() => open(KEY, sealed, bad), { name: 'TypeError', message: 'aad must be a Uint8Array' });
+  });
+
+  it('opens a plaintext of up to 64 bytes (a key) into a buffer of its own, a larger one into a slice of the pool', () => {
+    for (const n of [0, 32, 64]) {
+      const opened = open(KEY, seal(KEY, new Uint8Array(n), utf8('aad')), utf8('aad'));
+      assert.equal(opened.buffer.byteLength, n, `${n} bytes: an ArrayBuffer of exactly its size`);
+    }
+    for (const n of [65, 1024]) {
+      const opened = open(KEY, seal(KEY, new Uint8Array(n), utf8('aad')), utf8('aad'));
+      assert.ok(opened.buffer.byteLength > n, `${n} bytes: a slice of node's pool`);
+    }
+  });
+
+  it('opens and seals plaintexts of 63, 64 and 65 bytes (either side of the in-heap size) to the reference bytes', () => {
+    for (const n of [0, 1, 31, 32, 33, 63, 64, 65, 1024]) {
+      const plaintext = new Uint8Array(n).map((_, i) => i);
+      const sealed = seal(KEY, plaintext, utf8('aad'), fixedNonce);
+      const reference = xchacha20poly1305(KEY, fixedNonce(), utf8('aad')).encrypt(plaintext);
+      assert.deepEqual(sealed.subarray(NONCE_LENGTH), reference, `${n} bytes`);
+      assert.deepEqual(open(KEY, sealed, utf8('aad')), plaintext, `${n} bytes back`);
     }
   });
 });

@@ -30,6 +30,15 @@ const opened = open(key, sealed, aad);
 %DebugPrint('@opened'); inHeap(opened);
 %DebugPrint(opened.buffer.byteLength === 32 && opened.every((b) => b === 9) ? '@own buffer ok' : '@own buffer bad');
 %DebugPrint('@random'); inHeap(systemRandom(32));
+const big = new Uint8Array(64).fill(5);
+%DebugPrint('@64 before'); inHeap(big);
+const sealedBig = seal(key, big, aad);
+%DebugPrint('@64 after seal'); inHeap(big);
+const openedBig = open(key, sealedBig, aad);
+const openedBigger = open(key, seal(key, new Uint8Array(65), aad), aad);
+%DebugPrint(openedBig.buffer.byteLength === 64 && openedBig.every((b) => b === 5) ? '@64 own buffer ok' : '@64 own buffer bad');
+%DebugPrint(openedBigger.buffer.byteLength > 65 ? '@65 pooled ok' : '@65 pooled bad');
+%DebugPrint('@end'); inHeap(key);
 `;
 
 describe('aead: key material stays where its owner can zeroize it', function () {
@@ -58,5 +67,9 @@ describe('aead: key material stays where its owner can zeroize it', function () 
     assert.equal(basePointer('opened'), '0', 'a key-size plaintext is outside the heap');
     assert.equal(basePointer('random'), '0', 'a random draw is outside the heap');
     assert.ok(sections.has('own buffer ok'), 'a key-size plaintext has a buffer of its own and opens right');
+    assert.notEqual(basePointer('64 before'), '0', 'a 64-byte array starts inside the heap');
+    assert.notEqual(basePointer('64 after seal'), '0', 'a 64-byte plaintext is copied, never moved');
+    assert.ok(sections.has('64 own buffer ok'), 'a 64-byte plaintext opens into a buffer of its own');
+    assert.ok(sections.has('65 pooled ok'), 'a larger one into a slice of the pool');
   });
 });
