@@ -57,9 +57,6 @@ export function envelopeKeyVersion(envelope: Uint8Array): number {
 }
 
 export function openEnvelope(key: Uint8Array, envelope: Uint8Array, context: Uint8Array): Uint8Array {
-  envelopeKeyVersion(envelope);
-  const aad = pooledBytes(HEADER_LENGTH + context.length);
-  aad.set(envelope.subarray(0, HEADER_LENGTH));
-  aad.set(context, HEADER_LENGTH);
-  return open(key, envelope.subarray(HEADER_LENGTH), aad);
+  // The header checked by envelopeKeyVersion is exactly the one headerAndContext writes for its version.
+  return open(key, envelope.subarray(HEADER_LENGTH), headerAndContext(envelopeKeyVersion(envelope), context));
 }
