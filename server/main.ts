@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
@@ -10,6 +10,7 @@ import { CofferError } from './errors.js';
 import { drainable } from './drain.js';
 import { capConnectionsPerAddress } from './http/connection-cap.js';
 import { trustedProxies } from './http/client-address.js';
+import { paced } from './http/pacing.js';
 import { acceptListVerb } from './http/vault/list-verb.js';
 import { vaultSettings } from './http/vault/mounts.js';
 import { createKeyFile, parseKekUri, type RootKeySource } from './keys/root-key.js';
@@ -274,15 +275,16 @@ export const SERVER_TIMEOUTS = {
   connectionsCheckingInterval: 5_000,
 };
 
-function listen(app: Parameters<typeof createServer>[1], listenOn: string, options: ListenOptions): Promise<Server> {
+function listen(app: RequestListener, listenOn: string, options: ListenOptions): Promise<Server> {
   const colon = listenOn.lastIndexOf(':');
   const host = listenOn.slice(0, colon).replace(/^\[|\]$/g, '');
   const port = Number(listenOn.slice(colon + 1));
   const { socketTimeout, ...timeouts } = SERVER_TIMEOUTS;
   const http = { maxHeaderSize: 16 * 1024, ...timeouts };
+  const listener = paced(app);
   const server: Server = options.tls
-    ? createHttpsServer({ ...http, ...serverTlsOptions(options.tls.settings, options.tls.material) }, app)
-    : createServer(http, app);
+    ? createHttpsServer({ ...http, ...serverTlsOptions(options.tls.settings, options.tls.material) }, listener)
+    : createServer(http, listener);
   acceptListVerb(server, options.tls ? 'secureConnection' : 'connection'); // Vault clients' LIST
   server.maxHeadersCount = 100;
   server.maxConnections = 10_000;
