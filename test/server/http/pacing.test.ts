@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { stat } from 'node:fs/promises';
 import { createServer, request, Agent, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { paced, DEFAULT_PER_TURN } from '../../../server/http/pacing.js';
 
 /**
@@ -13,7 +13,13 @@ import { paced, DEFAULT_PER_TURN } from '../../../server/http/pacing.js';
  */
 
 const turn = () => new Promise<void>((r) => setImmediate(r));
-const fakeRequest = (n: number) => [{ n } as unknown as IncomingMessage, {} as ServerResponse] as const;
+/** What the wrapper reads of a request: the fields that say whether its connection is gone. */
+const fakeRequest = (n: number, gone = false) =>
+  [
+    { n, destroyed: gone, socket: { destroyed: false } } as unknown as IncomingMessage,
+    { destroyed: false } as ServerResponse,
+  ] as const;
+const numbers = (started: IncomingMessage[]) => started.map((r) => (r as unknown as { n: number }).n);
 
 describe('request pacing', () => {
   it('starts a burst perTurn at a time, in arrival order, and drops none', async () => {
@@ -64,6 +70,86 @@ describe('request pacing', () => {
     assert.ok(startedWhenDone >= DEFAULT_PER_TURN, 'the first requests started before it');
     assert.ok(startedWhenDone < 400, `the completion waited for all ${startedWhenDone} requests`);
     while (started < 400) await turn();
+  });
+
+  it('gives way past 32 turns of waiting requests: all of them start, in order', async () => {
+    const started: IncomingMessage[] = [];
+    const listener = paced((req) => started.push(req), 2);
+    for (let n = 0; n < 100; n++) listener(...fakeRequest(n));
+    // 2 at once, 64 wait; the 67th arrival is one too many: all 65 waiting start, it with them.
+    assert.equal(started.length, 67);
+    while (started.length < 100) await turn();
+    assert.deepEqual(numbers(started), Array.from({ length: 100 }, (_, n) => n));
+  });
+
+  it('does not start a request whose connection closed while it waited', async () => {
+    const started: IncomingMessage[] = [];
+    const listener = paced((req) => started.push(req), 2);
+    [0, 1].forEach((n) => listener(...fakeRequest(n)));
+    listener(...fakeRequest(2, true));
+    listener(...fakeRequest(3, true));
+    [4, 5, 6].forEach((n) => listener(...fakeRequest(n)));
+    await turn();
+    assert.deepEqual(numbers(started), [0, 1, 4, 5], 'the closed ones are skipped and do not count');
+    await turn();
+    assert.deepEqual(numbers(started), [0, 1, 4, 5, 6]);
+  });
+
+  it('queues a request handed over while waiting ones start behind them', async () => {
+    const started: number[] = [];
+    let listener: ReturnType<typeof paced> = () => undefined;
+    listener = paced((req) => {
+      const n = (req as unknown as { n: number }).n;
+      started.push(n);
+      if (n === 4) listener(...fakeRequest(99));
+    }, 2);
+    for (let n = 0; n < 8; n++) listener(...fakeRequest(n));
+    for (let i = 0; i < 5; i++) await turn();
+    assert.deepEqual(started, [0, 1, 2, 3, 4, 5, 6, 7, 99]);
+  });
+
+  it('still starts the others when a listener throws while waiting ones start', async () => {
+    const started: number[] = [];
+    const listener = paced((req) => {
+      const n = (req as unknown as { n: number }).n;
+      started.push(n);
+      if (n === 3) throw new Error('listener failed');
+    }, 2);
+    // The throw leaves the immediate, as a throwing listener leaves node's socket callback.
+    const mochaHandlers = process.listeners('uncaughtException');
+    process.removeAllListeners('uncaughtException');
+    const thrown = new Promise<Error>((r) => process.once('uncaughtException', r));
+    try {
+      for (let n = 0; n < 7; n++) listener(...fakeRequest(n));
+      assert.equal((await thrown).message, 'listener failed');
+    } finally {
+      for (const h of mochaHandlers) process.on('uncaughtException', h);
+    }
+    for (let i = 0; i < 3; i++) await turn();
+    assert.deepEqual(started, [0, 1, 2, 3, 4, 5, 6], 'each started once, the rest after the throw');
+  });
+
+  it('does not start pipelined requests of a connection closed before their turn', async () => {
+    const urls: string[] = [];
+    const server = createServer(
+      paced((req, res) => {
+        urls.push(req.url!);
+        req.socket.destroy(); // the client is gone before the requests behind it start
+        res.end();
+      }, 1),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const socket = connect(port, '127.0.0.1');
+      const closed = new Promise((r) => socket.on('close', r).on('error', () => undefined));
+      socket.write(['/a', '/b', '/c'].map((p) => `GET ${p} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''));
+      await closed;
+      for (let i = 0; i < 5; i++) await turn();
+      assert.deepEqual(urls, ['/a']);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it('refuses a per-turn count that is not a positive integer', () => {
