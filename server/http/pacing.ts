@@ -47,9 +47,12 @@ export function paced(listener: RequestListener, perTurn = DEFAULT_PER_TURN): Re
 
   const start = (count: number): void => {
     try {
-      for (let started = 0; started < count && waiting.length > 0; ) {
-        const [req, res] = waiting.shift()!;
-        if (req.destroyed || res.destroyed || req.socket?.destroyed) continue;
+      let started = 0;
+      while (started < count) {
+        const next = waiting.shift();
+        if (!next) break;
+        const [req, res] = next;
+        if (req.destroyed || res.destroyed || req.socket.destroyed) continue;
         started++;
         listener(req, res);
       }

@@ -79,7 +79,10 @@ describe('request pacing', () => {
     // 2 at once, 64 wait; the 67th arrival is one too many: all 65 waiting start, it with them.
     assert.equal(started.length, 67);
     while (started.length < 100) await turn();
-    assert.deepEqual(numbers(started), Array.from({ length: 100 }, (_, n) => n));
+    assert.deepEqual(
+      numbers(started),
+      Array.from({ length: 100 }, (_, n) => n),
+    );
   });
 
   it('does not start a request whose connection closed while it waited', async () => {
