@@ -140,10 +140,14 @@ describe('dashboard: access, keys and audit (chromium)', function () {
     await page.getByLabel('Name', { exact: true }).fill('bob');
     await page.getByLabel('Userpass user (JSON)').fill(JSON.stringify({ password: 'short' }));
     await page.getByRole('button', { name: 'Save' }).click();
-    await page
-      .locator('#editor-problem')
-      .getByText(/password/)
-      .waitFor();
+    // Any problem shown is the answer to this save: say which one it was if it is not the password's.
+    const problem = page.locator('#editor-problem');
+    await problem.waitFor();
+    assert.match(
+      await problem.innerText(),
+      /password/,
+      `the editor held name ${JSON.stringify(await page.getByLabel('Name', { exact: true }).inputValue())}`,
+    );
     assert.equal(
       (
         await fetch(`${server.url}/v1/auth/userpass/users/bob`, {
