@@ -1,6 +1,6 @@
 import sodium from 'sodium-native';
 import { CofferError } from '../errors.js';
-import { pooledBytes } from './bytes.js';
+import { offHeapBytes, ON_HEAP_MAX, pooledBytes } from './bytes.js';
 import { systemRandom, type RandomSource } from './random.js';
 
 /**
@@ -13,9 +13,9 @@ import { systemRandom, type RandomSource } from './random.js';
  * object per message cost 3-4x more (docs/performance.md). The bytes are identical to
  * @noble/ciphers' xchacha20poly1305 (a differential test holds it).
  *
- * Key material never reaches the binding in an array V8 keeps inside its heap (those of 64
- * bytes or less): handing one to native code makes V8 move its bytes out of the heap, leaving
- * the old copy behind where no zeroize reaches it. So the key, and a plaintext of key size,
+ * Key material never reaches the binding in an array V8 may keep inside its heap (ON_HEAP_MAX,
+ * bytes.ts): handing one to native code makes V8 move it, leaving a copy no zeroize reaches.
+ * So the key, and a plaintext of key size,
  * are copied into scratch buffers outside the heap for the call and wiped after it (calls are
  * synchronous: no two overlap), and an opened plaintext of key size gets a buffer of its own.
  */
@@ -33,10 +33,8 @@ function checkKey(key: Uint8Array): void {
     throw new RangeError(`key must be ${KEY_LENGTH} bytes`);
 }
 
-/** Arrays up to this size may live inside V8's heap (V8's typed-array on-heap limit). */
-const IN_HEAP_MAX = 64;
-const KEY_SCRATCH = new Uint8Array(new ArrayBuffer(KEY_LENGTH));
-const SMALL_SCRATCH = new Uint8Array(new ArrayBuffer(IN_HEAP_MAX));
+const KEY_SCRATCH = offHeapBytes(KEY_LENGTH);
+const SMALL_SCRATCH = offHeapBytes(ON_HEAP_MAX);
 
 function checkBytes(value: Uint8Array, what: string): void {
   if (!(value instanceof Uint8Array)) throw new TypeError(`${what} must be a Uint8Array`);
@@ -67,7 +65,7 @@ export function seal(
   try {
     KEY_SCRATCH.set(key);
     let message = plaintext;
-    if (plaintext.length <= IN_HEAP_MAX) {
+    if (plaintext.length <= ON_HEAP_MAX) {
       SMALL_SCRATCH.set(plaintext);
       message = SMALL_SCRATCH.subarray(0, plaintext.length);
     }
@@ -95,7 +93,7 @@ export function open(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint
   // A key-sized plaintext (a DEK, a keyring key: often cached) gets a buffer of its own outside
   // the heap; anything larger a slice of node's pool no other buffer shares, which libsodium
   // writes in full (or zeroes, when the tag does not verify). The caller zeroizes what it gets.
-  const plaintext = length <= IN_HEAP_MAX ? new Uint8Array(new ArrayBuffer(length)) : pooledBytes(length);
+  const plaintext = length <= ON_HEAP_MAX ? offHeapBytes(length) : pooledBytes(length);
   try {
     KEY_SCRATCH.set(key);
     sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(

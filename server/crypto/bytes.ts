@@ -73,6 +73,16 @@ export const readU32 = (b: Uint8Array, at: number): number =>
   ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 
 /**
+ * Typed arrays of this many bytes or fewer may live inside V8's heap (V8's on-heap limit), and
+ * V8 moves those, leaving the old bytes behind where no zeroize reaches them: when it compacts
+ * the heap, and when native code is handed one.
+ */
+export const ON_HEAP_MAX = 64;
+
+/** `length` zero bytes in a buffer of their own outside V8's heap, whatever the length: for key material. */
+export const offHeapBytes = (length: number): Uint8Array => new Uint8Array(new ArrayBuffer(length));
+
+/**
  * `length` bytes from node's pool for data that is not secret or that the caller overwrites in
  * full (an AEAD's output), as a plain Uint8Array. A zero-filled ArrayBuffer of its own costs
  * 300-600 ns per allocation, and a read allocates eight of these.

@@ -1,5 +1,6 @@
 import { randomFillSync } from 'node:crypto';
 import { CofferError } from '../errors.js';
+import { offHeapBytes } from './bytes.js';
 
 /** Draws `length` bytes from the operating system's CSPRNG (node:crypto). */
 export type RandomSource = (length: number) => Uint8Array;
@@ -18,10 +19,8 @@ let poolAt = POOL_BYTES;
 
 export const systemRandom: RandomSource = (length) => {
   if (!Number.isSafeInteger(length) || length < 0) throw new RangeError('length must be a non-negative integer');
-  // Outside V8's heap even when small: a draw is often a key, and V8 moves (copies) arrays of
-  // its heap when garbage is collected or when native code is handed one, leaving copies no
-  // zeroize reaches.
-  const out = new Uint8Array(new ArrayBuffer(length));
+  // Outside V8's heap even when small: a draw is often a key.
+  const out = offHeapBytes(length);
   if (length > MAX_POOLED) return randomFillSync(out);
   if (poolAt + length > POOL_BYTES) {
     randomFillSync(pool);
