@@ -19,12 +19,14 @@ const fakeRequest = (n: number, gone = false) =>
     { n, destroyed: gone, socket: { destroyed: false } } as unknown as IncomingMessage,
     { destroyed: false } as ServerResponse,
   ] as const;
-const numbers = (started: IncomingMessage[]) => started.map((r) => (r as unknown as { n: number }).n);
+/** The number a fake request was made with. */
+const numberOf = (req: IncomingMessage) => (req as unknown as { n: number }).n;
+const numbers = (started: IncomingMessage[]) => started.map(numberOf);
 
 describe('request pacing', () => {
   it('starts a burst perTurn at a time, in arrival order, and drops none', async () => {
     const started: number[] = [];
-    const listener = paced((req) => started.push((req as unknown as { n: number }).n), 4);
+    const listener = paced((req) => started.push(numberOf(req)), 4);
     for (let n = 0; n < 10; n++) listener(...fakeRequest(n));
     assert.deepEqual(started, [0, 1, 2, 3], 'the first four start at once');
     await turn();
@@ -35,7 +37,7 @@ describe('request pacing', () => {
 
   it('keeps arrival order when requests arrive while others wait', async () => {
     const started: number[] = [];
-    const listener = paced((req) => started.push((req as unknown as { n: number }).n), 2);
+    const listener = paced((req) => started.push(numberOf(req)), 2);
     for (let n = 0; n < 5; n++) listener(...fakeRequest(n));
     await turn();
     listener(...fakeRequest(5)); // arrives while 4 waits: behind it, not ahead
@@ -46,7 +48,7 @@ describe('request pacing', () => {
 
   it('starts requests at once when few arrive, turn after turn', async () => {
     const started: number[] = [];
-    const listener = paced((req) => started.push((req as unknown as { n: number }).n), 3);
+    const listener = paced((req) => started.push(numberOf(req)), 3);
     for (let round = 0; round < 3; round++) {
       for (let i = 0; i < 3; i++) listener(...fakeRequest(round * 3 + i));
       assert.equal(started.length, round * 3 + 3, `round ${round}: nothing waited`);
@@ -102,7 +104,7 @@ describe('request pacing', () => {
     const started: number[] = [];
     let listener: ReturnType<typeof paced> = () => undefined;
     listener = paced((req) => {
-      const n = (req as unknown as { n: number }).n;
+      const n = numberOf(req);
       started.push(n);
       if (n === 4) listener(...fakeRequest(99));
     }, 2);
@@ -114,7 +116,7 @@ describe('request pacing', () => {
   it('still starts the others when a listener throws while waiting ones start', async () => {
     const started: number[] = [];
     const listener = paced((req) => {
-      const n = (req as unknown as { n: number }).n;
+      const n = numberOf(req);
       started.push(n);
       if (n === 3) throw new Error('listener failed');
     }, 2);
