@@ -132,12 +132,16 @@ describe('dashboard: access, keys and audit (chromium)', function () {
     await page.getByRole('button', { name: 'Save' }).click();
     await page.getByRole('heading', { name: 'ops' }).waitFor();
     await page.getByRole('navigation', { name: 'Access' }).getByRole('link', { name: 'Userpass users' }).click();
-    // The groups page has a New link too: wait for the users list before following it, and for the new
-    // user's editor before typing, so no keystroke lands on the page being left.
+    // The groups page has a New link too: wait for the users list before following it. The list's
+    // page already holds the new user's editor; following New keeps what was typed in it.
     await page.getByRole('heading', { name: 'Userpass users' }).waitFor();
-    await page.getByRole('link', { name: 'New' }).click();
     await page.getByRole('heading', { name: 'New Userpass user' }).waitFor();
     await page.getByLabel('Name', { exact: true }).fill('bob');
+    await page.getByRole('link', { name: 'New' }).click();
+    await page.waitForURL(/#\/access\/users\/%2Bnew$/);
+    // Past the hashchange and the render it schedules.
+    await page.evaluate('new Promise((resolve) => setTimeout(() => requestAnimationFrame(resolve), 50))');
+    assert.equal(await page.getByLabel('Name', { exact: true }).inputValue(), 'bob', 'New kept the typed name');
     await page.getByLabel('Userpass user (JSON)').fill(JSON.stringify({ password: 'short' }));
     await page.getByRole('button', { name: 'Save' }).click();
     // Any problem shown is the answer to this save: say which one it was if it is not the password's.

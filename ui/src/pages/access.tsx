@@ -121,7 +121,9 @@ export function Access({ api, route }: PageProps) {
         <CanI api={api} />
       </aside>
       <section class="content">
-        <Editor key={`${collection.id}/${name ?? ''}`} api={api} collection={collection} name={name} />
+        {/* A collection's page opens the new-object editor, as its New link does: one key for both, so
+            following New from there keeps what was typed instead of remounting an empty editor. */}
+        <Editor key={`${collection.id}/${name ?? '+new'}`} api={api} collection={collection} name={name} />
       </section>
     </div>
   );
