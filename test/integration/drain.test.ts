@@ -105,6 +105,14 @@ describe('SIGTERM drains', function () {
     await new Promise((r) => setTimeout(r, 20)); // sent; a loaded server may not have accepted them yet
     const exited = new Promise<number | null>((done) => server!.child.once('exit', (code) => done(code)));
     server.child.kill('SIGTERM');
+    // A signal is handled at the end of an event-loop turn, after the requests read in that turn:
+    // a health request on a connection accepted along with the late logins is read in the same
+    // turn as the signal and answered 200. So health is asked once the server says it drains.
+    const signalled = Date.now();
+    while (!server.output().includes('received SIGTERM: draining')) {
+      assert.ok(Date.now() - signalled < 10_000, `no drain message within 10 s:\n${server.output()}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
     // Health, asked on new connections while the server drains: it keeps listening while
     // connections arrive, and says it is draining.
     const healthAnswers: Answer[] = [];
