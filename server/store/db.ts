@@ -1,9 +1,8 @@
 import { readdir, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
-import { z } from 'zod';
 import { CofferError } from '../errors.js';
-import { toBase64 } from '../crypto/bytes.js';
+import { decodeChange, encodeChange, type ChangeRecord, type StoredOp } from './change-log.js';
 import { classifyWriteError, storageError, type StorageFailure } from './faults.js';
 import { LOG_PREFIX, SEQ_KEY, logKey, prefixEnd } from './keys.js';
 
@@ -24,7 +23,8 @@ export interface StoreOptions {
   maxGroup?: number;
 }
 
-export type Op = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string };
+/** One write of a batch. */
+export type Op = StoredOp;
 
 /** One queued mutation (see `Store.mutate`). */
 interface Job {
@@ -49,18 +49,7 @@ export interface WriteGuard {
   beforeAck(): void;
 }
 
-/** The change-log record of one committed batch; values are stored bytes (already sealed). */
-const changeRecord = z.strictObject({
-  seq: z.number().int().positive(),
-  time: z.number(),
-  ops: z.array(
-    z.discriminatedUnion('type', [
-      z.strictObject({ type: z.literal('put'), key: z.string(), value: z.string() }),
-      z.strictObject({ type: z.literal('del'), key: z.string() }),
-    ]),
-  ),
-});
-export type ChangeRecord = z.infer<typeof changeRecord>;
+export type { ChangeRecord } from './change-log.js';
 
 /**
  * Stored bytes as they are: what the storage barrier (server/store/barrier.ts) and the key
@@ -197,7 +186,7 @@ export class Store implements ReplicationStore {
 
   async changes(afterSeq: number, limit: number): Promise<ChangeRecord[]> {
     const rows = await this.db.iterator({ gt: logKey(afterSeq), lt: prefixEnd(LOG_PREFIX), limit }).all();
-    return rows.map(([, v]) => changeRecord.parse(JSON.parse(Buffer.from(v).toString('utf8'))));
+    return rows.map(([, v]) => decodeChange(v));
   }
 
   /**
@@ -248,9 +237,10 @@ export class Store implements ReplicationStore {
         if (record.seq !== seq + 1)
           throw new CofferError('internal', `replicated record ${record.seq} does not follow ${seq}`);
         seq = record.seq;
-        for (const op of record.ops)
-          ops.push(op.type === 'put' ? { type: 'put', key: op.key, value: Buffer.from(op.value, 'base64') } : op);
-        ops.push({ type: 'put', key: logKey(seq), value: Buffer.from(JSON.stringify(record)) });
+        const applied: Op[] = record.ops.map((op) =>
+          op.type === 'put' ? { type: 'put', key: op.key, value: Buffer.from(op.value, 'base64') } : op,
+        );
+        ops.push(...applied, { type: 'put', key: logKey(seq), value: encodeChange(seq, record.time, applied) });
         if (seq > this.retain) ops.push({ type: 'del', key: logKey(seq - this.retain) });
       }
       ops.push(...local, { type: 'put', key: SEQ_KEY, value: Buffer.from(String(seq)) });
@@ -365,18 +355,9 @@ export class Store implements ReplicationStore {
 
   /** The operations of one mutation: its staged writes and its change-log record. */
   private record(seq: number, staged: Map<string, Uint8Array | null>): Op[] {
-    const record: ChangeRecord = { seq, time: this.now(), ops: [] };
     const ops: Op[] = [];
-    for (const [key, value] of staged) {
-      if (value === null) {
-        ops.push({ type: 'del', key });
-        record.ops.push({ type: 'del', key });
-      } else {
-        ops.push({ type: 'put', key, value });
-        record.ops.push({ type: 'put', key, value: toBase64(value) });
-      }
-    }
-    ops.push({ type: 'put', key: logKey(seq), value: Buffer.from(JSON.stringify(record)) });
+    for (const [key, value] of staged) ops.push(value === null ? { type: 'del', key } : { type: 'put', key, value });
+    ops.push({ type: 'put', key: logKey(seq), value: encodeChange(seq, this.now(), ops) });
     if (seq > this.retain) ops.push({ type: 'del', key: logKey(seq - this.retain) });
     return ops;
   }
