@@ -55,6 +55,8 @@ interface CachedKey {
 export class Keyrings {
   private readonly cache = new Map<string, CachedKey>();
   private readonly records = new KeyringRecords();
+  /** Per keyring version: uses counted since this instance last reserved, and the count it stored. */
+  private readonly counted = new Map<string, { used: number; reserved: number }>();
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
   private readonly options: KeyringOptions;
@@ -85,24 +87,40 @@ export class Keyrings {
     let record = this.records.read(namespace, tx.get(keyringKey(namespace)));
     const now = this.options.now();
     const current = record?.versions[String(record.current)];
+    let used = record && current ? this.usedOf(namespace, record.current, current.wraps) : 0;
     let added = false;
-    if (
-      !record ||
-      !current ||
-      current.wraps >= this.options.maxWraps ||
-      now - current.created_at >= this.options.maxAgeMs
-    ) {
+    if (!record || !current || used >= this.options.maxWraps || now - current.created_at >= this.options.maxAgeMs) {
       record = await this.addVersion(tx, namespace, record);
       added = true;
+      used = 0;
     }
     const entry = record.versions[String(record.current)]!;
-    entry.wraps += uses;
-    // A checked record whose only change is a whole-number counter is still of its schema, so
-    // its bytes count as checked (the next write of a group commit reads them back); a record
-    // with a version just added is checked again when next read.
-    const vouched = !added && Number.isSafeInteger(entry.wraps);
-    tx.put(keyringKey(namespace), this.records.encode(namespace, record, vouched));
+    used += uses;
+    if (added || used > entry.wraps) {
+      // The stored count runs ahead of the uses, a block at a time (up to the budget), so most
+      // mutations stage no keyring record: a restart or a batch that failed counts the whole
+      // block as used, and a version never wraps more than its budget unnoticed.
+      entry.wraps = Math.max(used, Math.min(used + WRAP_BLOCK, this.options.maxWraps));
+      // A checked record whose only change is a whole-number counter is still of its schema, so
+      // its bytes count as checked (the next write of a group commit reads them back); a record
+      // with a version just added is checked again when next read.
+      const vouched = !added && Number.isSafeInteger(entry.wraps);
+      tx.put(keyringKey(namespace), this.records.encode(namespace, record, vouched));
+    }
+    // Forgetting is safe (the stored count then counts as used): a bound, not a cache to tune.
+    if (this.counted.size >= MAX_CHECKED) this.counted.clear();
+    this.counted.set(cacheId(namespace, record.current), { used, reserved: entry.wraps });
     return { version: record.current, key: await this.key(namespace, record.current, entry.wrapped) };
+  }
+
+  /**
+   * The uses of a keyring version: counted here while the stored count is the block this
+   * instance reserved; otherwise (a restart, a failed batch, another primary since) the whole
+   * stored count, which is never less than the uses.
+   */
+  private usedOf(namespace: string, version: number, stored: number): number {
+    const mine = this.counted.get(cacheId(namespace, version));
+    return mine?.reserved === stored ? mine.used : Math.max(mine?.used ?? 0, stored);
   }
 
   /**
@@ -156,7 +174,7 @@ export class Keyrings {
       versions: Object.entries(record.versions).map(([v, e]) => ({
         version: Number(v),
         created_at: e.created_at,
-        wraps: e.wraps,
+        wraps: this.usedOf(namespace, Number(v), e.wraps),
         master_version: this.provider.versionOf(fromBase64(e.wrapped)!),
       })),
     };
@@ -276,6 +294,12 @@ export class Keyrings {
 }
 
 const cacheId = (namespace: string, version: number) => `${namespace}#${version}`;
+
+/**
+ * Wraps reserved at a time in the stored counter. A restart uses up what is left of a block:
+ * at most 1,024 of a version's 2^24 (`keyring_max_wraps`).
+ */
+const WRAP_BLOCK = 1024;
 
 /**
  * Keyring records as read and written. Every write reads its namespace's record and the `sys`

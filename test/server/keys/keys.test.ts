@@ -107,7 +107,7 @@ describe('auto-unseal vaults', () => {
 });
 
 describe('keyrings', () => {
-  it('keeps one keyring per namespace and rotates past the wrap limit, persisting the counters', async () => {
+  it('keeps one keyring per namespace and rotates past the wrap limit; a restart counts what was reserved as used', async () => {
     const vault = await openVault({ ...envKek(4), keyring: { maxWraps: 3 } });
     for (let i = 0; i < 7; i++) await vault.secrets.put(`app/s${i}`, { data: { v: String(i) } });
     await vault.secrets.put('db/x', { data: { v: 'x' } });
@@ -121,13 +121,17 @@ describe('keyrings', () => {
     await vault.cleanup(true);
     const again = await openVault({ ...envKek(4), dir: vault.dir, init: false, keyring: { maxWraps: 3 } });
     await again.seal.autoUnsealNow();
+    // Version 3 wrapped one key, but its stored count had reserved up to the budget: after a
+    // restart that much counts as used, never less than was used.
     assert.deepEqual(
       again.seal
         .keys()
         .keyrings.describe('app')!
         .versions.map((v) => v.wraps),
-      [3, 3, 1],
+      [3, 3, 3],
     );
+    await again.secrets.put('app/after-restart', { data: { v: 'r' } });
+    assert.equal(again.seal.keys().keyrings.describe('app')!.current, 4, 'the next write rotates');
     for (let i = 0; i < 7; i++) assert.deepEqual((await again.secrets.get(`app/s${i}`))!.data, { v: String(i) });
     await again.cleanup();
   });
@@ -146,12 +150,18 @@ describe('keyrings', () => {
     const key = keyringKey('app');
     const stored = () => JSON.parse(Buffer.from(vault.store.get(key)!).toString('utf8')) as KeyringRecord;
 
-    // Another valid record on disk is what the next write starts from.
+    // One record staged for all 40: the first write reserved a block of the count.
+    assert.equal(stored().versions['1']!.wraps, 1 + 1024);
+    const changes = await vault.store.changes(0, 1_000);
+    assert.equal(changes.filter((c) => c.ops.some((op) => op.key === key)).length, 1, 'one keyring write');
+
+    // Another valid record on disk (not the count this server stored) is what the next write starts from.
     const raised = stored();
     raised.versions['1']!.wraps = 1_000;
     await vault.store.writeRaw([{ type: 'put', key, value: Buffer.from(JSON.stringify(raised)) }]);
     await vault.secrets.put('app/next', { data: { v: 'n' } });
-    assert.equal(stored().versions['1']!.wraps, 1_001);
+    assert.equal(keyrings().describe('app')!.versions[0]!.wraps, 1_001);
+    assert.equal(stored().versions['1']!.wraps, 1_001 + 1024);
 
     // A malformed one fails its integrity check, however often the bytes before it were read.
     const broken = stored() as unknown as { current: unknown };
@@ -181,6 +191,40 @@ describe('keyrings', () => {
     assert.deepEqual(Buffer.from(vault.store.get(keyringKey('fresh'))!), before, 'the refused write changed nothing');
     await vault.secrets.put('other/b', { data: { v: '2' } }); // another namespace is unaffected
     await vault.cleanup();
+  });
+
+  it('never lets a version wrap past its budget across restarts and failed mutations', async () => {
+    const vault = await openVault({ ...envKek(9), keyring: { maxWraps: 2_500 } });
+    const reopen = async (from: typeof vault) => {
+      await from.cleanup(true);
+      const next = await openVault({ ...envKek(9), dir: from.dir, init: false, keyring: { maxWraps: 2_500 } });
+      await next.seal.autoUnsealNow();
+      return next;
+    };
+    const app = (v: typeof vault) => v.seal.keys().keyrings.describe('app')!;
+    await vault.secrets.put('app/1', { data: { v: '1' } });
+    // A mutation that takes the key and then fails stages nothing; the count it took stays counted.
+    await assert.rejects(
+      vault.store.mutate(async (tx) => {
+        await vault.seal.keys().keyrings.encryptionKey(tx, 'app', 5);
+        throw new Error('refused');
+      }),
+      /refused/,
+    );
+    assert.equal(app(vault).versions[0]!.wraps, 6);
+    let next = await reopen(vault);
+    assert.equal(app(next).versions[0]!.wraps, 1025, 'the reserved block counts as used');
+    await next.secrets.put('app/2', { data: { v: '2' } });
+    assert.equal(app(next).versions[0]!.wraps, 1026);
+    next = await reopen(next);
+    assert.equal(app(next).versions[0]!.wraps, 2050);
+    await next.secrets.put('app/3', { data: { v: '3' } }); // reserves up to the budget, not past it
+    next = await reopen(next);
+    assert.deepEqual(app(next).versions, [{ ...app(next).versions[0]!, wraps: 2_500 }]);
+    await next.secrets.put('app/4', { data: { v: '4' } });
+    assert.equal(app(next).current, 2, 'a spent budget rotates');
+    for (const i of [1, 2, 3, 4]) assert.deepEqual((await next.secrets.get(`app/${i}`))!.data, { v: String(i) });
+    await next.cleanup();
   });
 
   it('refuses a wrap count that is not a positive integer', async () => {
