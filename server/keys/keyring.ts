@@ -42,6 +42,14 @@ export const DEFAULT_KEYRING_OPTIONS: KeyringOptions = {
 interface CachedKey {
   key: Uint8Array;
   expires: number;
+  /** The wrapped form it was unwrapped from or wrapped to. */
+  wrapped: string;
+  /**
+   * Seen in the database. A version this instance added is not until it is read back from the
+   * database: the mutation that added it may be refused (a replica) or fail, and the version the
+   * database later holds under that number (a primary's, replicated) is another key.
+   */
+  confirmed: boolean;
 }
 
 /**
@@ -55,8 +63,10 @@ interface CachedKey {
 export class Keyrings {
   private readonly cache = new Map<string, CachedKey>();
   private readonly records = new KeyringRecords();
-  /** Per keyring version: uses counted since this instance last reserved, and the count it stored. */
+  /** Per keyring version: uses counted since this instance last reserved, and the count it staged. */
   private readonly counted = new Map<string, { used: number; reserved: number }>();
+  /** Names this instance's reservations in the records, so it never takes another's count for its own. */
+  private readonly instance: string;
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
   private readonly options: KeyringOptions;
@@ -68,6 +78,7 @@ export class Keyrings {
     options: Partial<KeyringOptions> = {},
   ) {
     this.options = { ...DEFAULT_KEYRING_OPTIONS, ...options };
+    this.instance = toBase64(this.options.random(12));
     this.sweeper = setInterval(() => this.evictExpired(), Math.min(this.options.cacheTtlMs, 60_000));
     this.sweeper.unref();
   }
@@ -87,9 +98,14 @@ export class Keyrings {
     let record = this.records.read(namespace, tx.get(keyringKey(namespace)));
     const now = this.options.now();
     const current = record?.versions[String(record.current)];
-    let used = record && current ? this.usedOf(namespace, record.current, current.wraps) : 0;
+    let used = record && current ? this.usedOf(namespace, record.current, current) : 0;
     let added = false;
-    if (!record || !current || used >= this.options.maxWraps || now - current.created_at >= this.options.maxAgeMs) {
+    if (
+      !record ||
+      !current ||
+      used + uses > this.options.maxWraps ||
+      now - current.created_at >= this.options.maxAgeMs
+    ) {
       record = await this.addVersion(tx, namespace, record);
       added = true;
       used = 0;
@@ -101,26 +117,30 @@ export class Keyrings {
       // mutations stage no keyring record: a restart or a batch that failed counts the whole
       // block as used, and a version never wraps more than its budget unnoticed.
       entry.wraps = Math.max(used, Math.min(used + WRAP_BLOCK, this.options.maxWraps));
+      entry.reserved_by = this.instance;
       // A checked record whose only change is a whole-number counter is still of its schema, so
       // its bytes count as checked (the next write of a group commit reads them back); a record
       // with a version just added is checked again when next read.
       const vouched = !added && Number.isSafeInteger(entry.wraps);
       tx.put(keyringKey(namespace), this.records.encode(namespace, record, vouched));
     }
-    // Forgetting is safe (the stored count then counts as used): a bound, not a cache to tune.
-    if (this.counted.size >= MAX_CHECKED) this.counted.clear();
+    // A bound on memory. Forgetting loses only uses beyond the stored count, whose ciphertexts
+    // were never stored (their batch failed or was refused), as a restart does.
+    if (this.counted.size >= MAX_COUNTED) this.counted.clear();
     this.counted.set(cacheId(namespace, record.current), { used, reserved: entry.wraps });
-    return { version: record.current, key: await this.key(namespace, record.current, entry.wrapped) };
+    return { version: record.current, key: await this.key(namespace, record.current, entry.wrapped, false) };
   }
 
   /**
-   * The uses of a keyring version: counted here while the stored count is the block this
-   * instance reserved; otherwise (a restart, a failed batch, another primary since) the whole
-   * stored count, which is never less than the uses.
+   * The uses of a keyring version: counted here while the stored count is the last block this
+   * instance reserved; otherwise (a restart, a failed or refused batch, another primary since)
+   * the whole stored count, which is never less than the uses of stored ciphertexts.
    */
-  private usedOf(namespace: string, version: number, stored: number): number {
+  private usedOf(namespace: string, version: number, stored: KeyringRecord['versions'][string]): number {
     const mine = this.counted.get(cacheId(namespace, version));
-    return mine?.reserved === stored ? mine.used : Math.max(mine?.used ?? 0, stored);
+    return mine && stored.reserved_by === this.instance && mine.reserved === stored.wraps
+      ? mine.used
+      : Math.max(mine?.used ?? 0, stored.wraps);
   }
 
   /**
@@ -131,7 +151,7 @@ export class Keyrings {
   cachedKey(namespace: string, version: number): Uint8Array | undefined {
     this.checkOpen();
     const cached = this.cache.get(cacheId(namespace, version));
-    if (!cached) return undefined;
+    if (!cached?.confirmed) return undefined;
     cached.expires = this.options.now() + this.options.cacheTtlMs;
     return cached.key;
   }
@@ -148,8 +168,12 @@ export class Keyrings {
     if (cached) return cached;
     const record = this.records.read(namespace, this.store.get(keyringKey(namespace)));
     const entry = record?.versions[String(version)];
-    if (!entry) throw new CofferError('decryption_failed', 'decryption failed');
-    return this.key(namespace, version, entry.wrapped);
+    if (entry) return this.key(namespace, version, entry.wrapped, true);
+    // Not in the database yet: a version this instance added in a mutation not yet committed
+    // (a later mutation of its group commit reads what the earlier one sealed with it).
+    const added = this.cache.get(cacheId(namespace, version));
+    if (added) return added.key;
+    throw new CofferError('decryption_failed', 'decryption failed');
   }
 
   /** Adds a keyring version and makes it current (admin rotation). */
@@ -174,7 +198,7 @@ export class Keyrings {
       versions: Object.entries(record.versions).map(([v, e]) => ({
         version: Number(v),
         created_at: e.created_at,
-        wraps: this.usedOf(namespace, Number(v), e.wraps),
+        wraps: this.usedOf(namespace, Number(v), e),
         master_version: this.provider.versionOf(fromBase64(e.wrapped)!),
       })),
     };
@@ -199,6 +223,8 @@ export class Keyrings {
           const context = this.context(namespace, Number(v));
           const key = await this.provider.unwrap(wrapped, context);
           entry.wrapped = toBase64(await this.provider.wrap(key, context));
+          const cached = this.cache.get(cacheId(namespace, Number(v)));
+          if (cached?.confirmed) cached.wrapped = entry.wrapped; // the same key, wrapped anew
           zeroize(key);
           touched = true;
         }
@@ -243,17 +269,20 @@ export class Keyrings {
     const version = Math.max(0, ...Object.keys(next.versions).map(Number)) + 1;
     const key = this.options.random(KEY_LENGTH);
     const wrapped = await this.provider.wrap(key, this.context(namespace, version));
-    next.versions[String(version)] = { wrapped: toBase64(wrapped), created_at: this.options.now(), wraps: 0 };
+    const wrappedB64 = toBase64(wrapped);
+    next.versions[String(version)] = { wrapped: wrappedB64, created_at: this.options.now(), wraps: 0 };
     next.current = version;
-    this.remember(namespace, version, key);
+    this.remember(namespace, version, key, wrappedB64, false);
     return next;
   }
 
-  private async key(namespace: string, version: number, wrappedB64: string): Promise<Uint8Array> {
+  /** `confirmed`: `wrappedB64` was read from the database (not from a mutation's staged writes). */
+  private async key(namespace: string, version: number, wrappedB64: string, confirmed: boolean): Promise<Uint8Array> {
     const id = cacheId(namespace, version);
     const cached = this.cache.get(id);
-    if (cached) {
+    if (cached?.wrapped === wrappedB64) {
       cached.expires = this.options.now() + this.options.cacheTtlMs;
+      cached.confirmed ||= confirmed;
       return cached.key;
     }
     const wrapped = fromBase64(wrappedB64);
@@ -263,14 +292,20 @@ export class Keyrings {
       zeroize(key);
       throw new CofferError('sealed', 'vault is sealed');
     }
-    return this.remember(namespace, version, key);
+    return this.remember(namespace, version, key, wrappedB64, confirmed);
   }
 
-  private remember(namespace: string, version: number, key: Uint8Array): Uint8Array {
+  private remember(
+    namespace: string,
+    version: number,
+    key: Uint8Array,
+    wrapped: string,
+    confirmed: boolean,
+  ): Uint8Array {
     const id = cacheId(namespace, version);
     const existing = this.cache.get(id);
     if (existing) zeroize(existing.key);
-    this.cache.set(id, { key, expires: this.options.now() + this.options.cacheTtlMs });
+    this.cache.set(id, { key, wrapped, confirmed, expires: this.options.now() + this.options.cacheTtlMs });
     return key;
   }
 
@@ -336,5 +371,8 @@ class KeyringRecords {
 
 /** Namespaces whose checked record bytes are kept at most (a few hundred bytes each). */
 const MAX_CHECKED = 1024;
+
+/** Keyring versions whose uses are counted in memory at most (a few dozen bytes each). */
+const MAX_COUNTED = 4096;
 
 const utf8 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');

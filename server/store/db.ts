@@ -306,16 +306,21 @@ export class Store implements ReplicationStore {
           put: (key, value) => void staged.set(key, value),
           del: (key) => void staged.set(key, null),
         };
+        let recorded: Op[] = [];
         try {
           await job.run(tx);
-          if (staged.size > 0) this.guard?.beforeWrite();
+          if (staged.size > 0) {
+            this.guard?.beforeWrite();
+            // Encoded here: a record that cannot be encoded (an oversize key) fails its mutation alone.
+            recorded = this.record(seq + 1, staged);
+          }
         } catch (e) {
           job.fail(e);
           continue;
         }
         if (staged.size > 0) {
           seq++;
-          ops.push(...this.record(seq, staged));
+          ops.push(...recorded);
           for (const [key, value] of staged) overlay.set(key, value);
         }
         settled.push({ job, wrote: staged.size > 0 });

@@ -5,7 +5,7 @@ import { isCofferError } from '../../../server/errors.js';
 import { decodeKeyMaterial, deriveFromPassphrase, parseKekUri, readKeyFile } from '../../../server/keys/root-key.js';
 import { recordKeyringVersion } from '../../../server/secrets/record.js';
 import { keyringKey, versionKey } from '../../../server/store/keys.js';
-import type { KeyringRecord } from '../../../server/keys/keyring.js';
+import { Keyrings, type KeyringRecord } from '../../../server/keys/keyring.js';
 import { openVault, tempDir } from '../../helpers.js';
 
 const envKek = (byte: number) => ({
@@ -225,6 +225,83 @@ describe('keyrings', () => {
     assert.equal(app(next).current, 2, 'a spent budget rotates');
     for (const i of [1, 2, 3, 4]) assert.deepEqual((await next.secrets.get(`app/${i}`))!.data, { v: String(i) });
     await next.cleanup();
+  });
+
+  it("takes another server's stored count for used, even when it equals a count this one staged in a refused write", async () => {
+    const vault = await openVault(envKek(10));
+    const keys = vault.seal.keys();
+    const here = keys.keyrings;
+    // Another primary over the same records (as after a promotion elsewhere, replicated here).
+    const primary = new Keyrings(vault.store, keys.provider, keys.clusterId);
+    const count = () => here.describe('app')!.versions[0]!.wraps;
+    try {
+      await vault.store.mutate((tx) => primary.encryptionKey(tx, 'app', 1)); // 1 used, 1,025 stored
+      // A write here refused by the write guard (as on a replica): it staged 2,050, never written.
+      vault.store.setWriteGuard({
+        beforeWrite: () => {
+          throw new Error('read_only_replica');
+        },
+        beforeAck: () => undefined,
+      });
+      await assert.rejects(
+        vault.store.mutate((tx) => here.encryptionKey(tx, 'app', 1)),
+        /read_only_replica/,
+      );
+      vault.store.setWriteGuard(undefined);
+      await vault.store.mutate((tx) => primary.encryptionKey(tx, 'app', 1_025)); // 1,026 used: 2,050 stored
+      await vault.store.mutate((tx) => primary.encryptionKey(tx, 'app', 500)); // 1,526 used
+      assert.equal(count(), 2_050, 'the whole stored count, not what this server counted (1,026)');
+      await vault.store.mutate((tx) => here.encryptionKey(tx, 'app', 1));
+      assert.equal(count(), 2_051);
+    } finally {
+      primary.close();
+      await vault.cleanup();
+    }
+  });
+
+  it('rotates before a use that would take a version past its budget', async () => {
+    const vault = await openVault({ ...envKek(11), keyring: { maxWraps: 10 } });
+    const keyrings = vault.seal.keys().keyrings;
+    await vault.store.mutate((tx) => keyrings.encryptionKey(tx, 'app', 9));
+    await vault.store.mutate((tx) => keyrings.encryptionKey(tx, 'app', 5));
+    assert.deepEqual(
+      keyrings.describe('app')!.versions.map((v) => [v.version, v.wraps]),
+      [
+        [1, 9],
+        [2, 5],
+      ],
+    );
+    await vault.cleanup();
+  });
+
+  it('a version added in a refused write is not the key of the version the database later holds under that number', async () => {
+    let now = 1_000_000;
+    const options = { ...envKek(12), keyring: { maxAgeMs: 1000, now: () => now } };
+    const vault = await openVault(options);
+    await vault.secrets.put('app/1', { data: { v: '1' } });
+    now += 1500; // version 1 is too old: the next write adds version 2
+    vault.store.setWriteGuard({
+      beforeWrite: () => {
+        throw new Error('read_only_replica');
+      },
+      beforeAck: () => undefined,
+    });
+    await assert.rejects(vault.secrets.put('app/refused', { data: { v: 'x' } }), /read_only_replica/);
+    vault.store.setWriteGuard(undefined);
+    // The primary's own version 2 (another random key) arrives, as replication applies it.
+    const keys = vault.seal.keys();
+    const primary = new Keyrings(vault.store, keys.provider, keys.clusterId, { maxAgeMs: 1000, now: () => now });
+    assert.equal(await primary.rotate('app'), 2);
+    primary.close();
+    // Promoted: this server writes and reads under version 2, before and after a restart.
+    await vault.secrets.put('app/after', { data: { v: 'after' } });
+    assert.deepEqual((await vault.secrets.get('app/after'))!.data, { v: 'after' });
+    await vault.cleanup(true);
+    const again = await openVault({ ...options, dir: vault.dir, init: false });
+    await again.seal.autoUnsealNow();
+    assert.deepEqual((await again.secrets.get('app/after'))!.data, { v: 'after' });
+    assert.deepEqual((await again.secrets.get('app/1'))!.data, { v: '1' });
+    await again.cleanup();
   });
 
   it('refuses a wrap count that is not a positive integer', async () => {

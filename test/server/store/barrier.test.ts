@@ -124,6 +124,9 @@ describe('storage barrier', function () {
   });
 
   it('a secret read checks the seal once and reads two records, opening each once', async () => {
+    // The first read of a sys key version this server wrote with checks it against the stored
+    // keyring once (server/keys/keyring.ts, CachedKey.confirmed); the reads after it do not.
+    await vault.secrets.get('app/a');
     const counts = { keys: 0, gets: 0 };
     const barrier = vault.seal.barrier as unknown as { keys: () => unknown };
     const keys = barrier.keys.bind(barrier);

@@ -65,6 +65,31 @@ describe('change-log records', () => {
     assert.throws(() => encodeChange(1, 1, [{ type: 'del', key: 'x'.repeat(65_536) }]), RangeError);
   });
 
+  it('a mutation whose record cannot be encoded (an oversize key) fails alone; its group commits', async () => {
+    const dir = await tempDir('coffer-changelog-');
+    const store = await Store.open(join(dir, 'db'));
+    try {
+      const results = await Promise.allSettled([
+        store.mutate((tx) => void tx.put('a', Buffer.from('1'))),
+        store.mutate((tx) => void tx.put('k'.repeat(70_000), Buffer.from('2'))),
+        store.mutate((tx) => void tx.put('b', Buffer.from('3'))),
+      ]);
+      assert.deepEqual(
+        results.map((r) => r.status),
+        ['fulfilled', 'rejected', 'fulfilled'],
+      );
+      assert.ok((results[1] as PromiseRejectedResult).reason instanceof RangeError);
+      assert.equal(store.lastSeq, 2, 'no gap in the sequence');
+      assert.deepEqual(
+        (await store.changes(0, 10)).map((c) => c.ops.map((op) => op.key)),
+        [['a'], ['b']],
+      );
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a store reads its JSON records from before the binary format and the new ones, in order', async () => {
     const dir = await tempDir('coffer-changelog-');
     const location = join(dir, 'db');
