@@ -53,6 +53,9 @@ describe('change-log records', () => {
     const zeroSeq = Buffer.from(stored);
     zeroSeq.writeDoubleBE(0, 1);
     assert.throws(() => decodeChange(zeroSeq), /positive integer/);
+    const moreOps = Buffer.from(stored);
+    moreOps.writeUInt32BE(4, 17); // one operation more than the record holds
+    assert.throws(() => decodeChange(moreOps), /cut short/);
     const nanTime = Buffer.from(stored);
     nanTime.writeDoubleBE(Number.NaN, 9);
     assert.throws(() => decodeChange(nanTime), /time/);
@@ -86,6 +89,27 @@ describe('change-log records', () => {
       );
     } finally {
       await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a replica keeps the records it applies as the primary shipped them', async () => {
+    const dir = await tempDir('coffer-changelog-');
+    const primary = await Store.open(join(dir, 'primary'), { now: () => 7 });
+    const replica = await Store.open(join(dir, 'replica'));
+    try {
+      await primary.mutate((tx) => {
+        tx.put('a', Uint8Array.from([0, 1, 2]));
+        tx.del('gone');
+      });
+      await primary.mutate((tx) => void tx.put('b', new Uint8Array(0)));
+      const shipped = await primary.changes(0, 10);
+      await replica.applyReplicated(shipped);
+      assert.deepEqual(await replica.changes(0, 10), shipped);
+      assert.deepEqual(Buffer.from(replica.get('a')!), Buffer.from([0, 1, 2]));
+    } finally {
+      await primary.close();
+      await replica.close();
       await rm(dir, { recursive: true, force: true });
     }
   });
