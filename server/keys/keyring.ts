@@ -292,6 +292,13 @@ export class Keyrings {
       zeroize(key);
       throw new CofferError('sealed', 'vault is sealed');
     }
+    // Another call unwrapped the same bytes meanwhile: keep its key, which a caller may hold.
+    const raced = this.cache.get(id);
+    if (raced?.wrapped === wrappedB64) {
+      zeroize(key);
+      raced.confirmed ||= confirmed;
+      return raced.key;
+    }
     return this.remember(namespace, version, key, wrappedB64, confirmed);
   }
 
@@ -304,7 +311,9 @@ export class Keyrings {
   ): Uint8Array {
     const id = cacheId(namespace, version);
     const existing = this.cache.get(id);
-    if (existing) zeroize(existing.key);
+    // Callers use a key at once after their await resumes, in this macrotask: a replaced key is
+    // wiped after it, so one just handed out is never wiped under its caller.
+    if (existing) setImmediate(() => zeroize(existing.key));
     this.cache.set(id, { key, wrapped, confirmed, expires: this.options.now() + this.options.cacheTtlMs });
     return key;
   }

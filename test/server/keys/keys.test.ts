@@ -304,6 +304,29 @@ describe('keyrings', () => {
     await again.cleanup();
   });
 
+  it('two reads that miss the cache together get one key, and neither is wiped under its caller', async () => {
+    const vault = await openVault(envKek(13));
+    await vault.secrets.put('app/a', { data: { v: '1' } });
+    const keys = vault.seal.keys();
+    const fresh = new Keyrings(vault.store, keys.provider, keys.clusterId);
+    try {
+      const [a, b] = await Promise.all([fresh.decryptionKey('app', 1), fresh.decryptionKey('app', 1)]);
+      assert.equal(a, b, 'one cached key');
+      assert.ok(
+        a.some((x) => x !== 0),
+        'not wiped',
+      );
+      await new Promise((r) => setImmediate(r));
+      assert.ok(
+        a.some((x) => x !== 0),
+        'still not wiped after the turn',
+      );
+    } finally {
+      fresh.close();
+      await vault.cleanup();
+    }
+  });
+
   it('refuses a wrap count that is not a positive integer', async () => {
     const vault = await openVault(envKek(8));
     const keyrings = vault.seal.keys().keyrings;
