@@ -222,10 +222,15 @@ export class Keyrings {
           if (this.provider.versionOf(wrapped) === this.provider.currentVersion()) continue;
           const context = this.context(namespace, Number(v));
           const key = await this.provider.unwrap(wrapped, context);
-          entry.wrapped = toBase64(await this.provider.wrap(key, context));
+          const before = entry.wrapped;
+          try {
+            entry.wrapped = toBase64(await this.provider.wrap(key, context));
+          } finally {
+            zeroize(key);
+          }
+          // The same key, wrapped anew: a cached copy of what was stored follows it.
           const cached = this.cache.get(cacheId(namespace, Number(v)));
-          if (cached?.confirmed) cached.wrapped = entry.wrapped; // the same key, wrapped anew
-          zeroize(key);
+          if (cached?.confirmed && cached.wrapped === before) cached.wrapped = entry.wrapped;
           touched = true;
         }
         if (touched) tx.put(keyringKey(namespace), this.records.encode(namespace, record, false));
@@ -268,7 +273,14 @@ export class Keyrings {
     const next: KeyringRecord = record ?? { namespace, current: 0, versions: {} };
     const version = Math.max(0, ...Object.keys(next.versions).map(Number)) + 1;
     const key = this.options.random(KEY_LENGTH);
-    const wrapped = await this.provider.wrap(key, this.context(namespace, version));
+    let wrapped: Uint8Array;
+    try {
+      wrapped = await this.provider.wrap(key, this.context(namespace, version));
+      this.checkOpen(); // sealed while the provider wrapped: nothing may enter a cache no one sweeps
+    } catch (e) {
+      zeroize(key);
+      throw e;
+    }
     const wrappedB64 = toBase64(wrapped);
     next.versions[String(version)] = { wrapped: wrappedB64, created_at: this.options.now(), wraps: 0 };
     next.current = version;

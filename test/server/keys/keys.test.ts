@@ -6,6 +6,8 @@ import { decodeKeyMaterial, deriveFromPassphrase, parseKekUri, readKeyFile } fro
 import { recordKeyringVersion } from '../../../server/secrets/record.js';
 import { keyringKey, versionKey } from '../../../server/store/keys.js';
 import { Keyrings, type KeyringRecord } from '../../../server/keys/keyring.js';
+import type { MasterKeyProvider } from '../../../server/keys/provider.js';
+import { systemRandom } from '../../../server/crypto/random.js';
 import { openVault, tempDir } from '../../helpers.js';
 
 const envKek = (byte: number) => ({
@@ -323,6 +325,56 @@ describe('keyrings', () => {
       );
     } finally {
       fresh.close();
+      await vault.cleanup();
+    }
+  });
+
+  it('a new version whose wrap fails, or ends after a seal, leaves no key behind', async () => {
+    const vault = await openVault(envKek(14));
+    const real = vault.seal.keys().provider;
+    let wrapFails = false;
+    let hold: Promise<void> | undefined;
+    // The real provider, with a wrap that fails (a token pulled) or waits (a slow HSM).
+    const provider = {
+      kind: real.kind,
+      currentVersion: () => real.currentVersion(),
+      versionOf: (w: Uint8Array) => real.versionOf(w),
+      unwrap: (w: Uint8Array, c: Uint8Array) => real.unwrap(w, c),
+      wrap: async (k: Uint8Array, c: Uint8Array) => {
+        if (wrapFails) throw new Error('token removed');
+        await hold;
+        return real.wrap(k, c);
+      },
+    } as unknown as MasterKeyProvider;
+    const drawn: Uint8Array[] = [];
+    const ring = new Keyrings(vault.store, provider, vault.seal.keys().clusterId, {
+      random: (n) => {
+        const bytes = systemRandom(n);
+        drawn.push(bytes);
+        return bytes;
+      },
+    });
+    const wiped = (b: Uint8Array | undefined) => b !== undefined && b.length === 32 && b.every((x) => x === 0);
+    try {
+      wrapFails = true;
+      await assert.rejects(
+        vault.store.mutate((tx) => ring.encryptionKey(tx, 'fresh')),
+        /token removed/,
+      );
+      assert.ok(wiped(drawn.at(-1)), 'the key whose wrap failed is wiped');
+      wrapFails = false;
+      let release!: () => void;
+      hold = new Promise((r) => (release = r));
+      const pending = vault.store.mutate((tx) => ring.encryptionKey(tx, 'other'));
+      await new Promise((r) => setImmediate(r)); // the wrap is waiting
+      ring.close();
+      release();
+      await assert.rejects(pending, (e: unknown) => isCofferError(e, 'sealed'));
+      assert.ok(wiped(drawn.at(-1)), 'the key wrapped after the seal is wiped');
+      assert.equal(ring.cachedVersions, 0, 'and not cached');
+      assert.equal(vault.store.get(keyringKey('other')), undefined);
+    } finally {
+      ring.close();
       await vault.cleanup();
     }
   });
