@@ -86,7 +86,7 @@ export async function runWith(argv: RunOptions, command: string[], deps: Deps): 
   const finished = new Promise<number>((resolve) => (resolveExit = resolve));
   // A replaced child's exit is not the command's exit.
   const watchExit = (c: Child) => void c.done.then((code) => c.replaced || resolveExit(code));
-  let child = startChild(command[0]!, command.slice(1), current.env, deps.io.stderr);
+  let child = startChild(command[0]!, command.slice(1), current.env, deps.io);
   watchExit(child);
   let timer: NodeJS.Timeout | undefined;
   if (argv.watch) {
@@ -103,7 +103,7 @@ export async function runWith(argv: RunOptions, command: string[], deps: Deps): 
           await child.stop(argv.watchGrace * 1000);
           await current.files?.remove();
           current = next;
-          child = startChild(command[0]!, command.slice(1), current.env, deps.io.stderr);
+          child = startChild(command[0]!, command.slice(1), current.env, deps.io);
           watchExit(child);
         }
       } catch (e) {
@@ -173,14 +173,15 @@ interface Child {
   stop(graceMs: number): Promise<void>;
 }
 
-function startChild(file: string, args: string[], env: NodeJS.ProcessEnv, stderr: IO['stderr']): Child {
+/** Takes the IO, not its stderr: process.stderr is created on first use, and a run that goes well never writes to it. */
+function startChild(file: string, args: string[], env: NodeJS.ProcessEnv, io: IO): Child {
   let proc: ReturnType<typeof spawn>;
   const handle: Child = { done: Promise.resolve(EXIT.error), replaced: false, stop: async () => undefined };
   try {
     proc = spawn(file, args, { env, stdio: 'inherit', shell: false });
   } catch (e) {
     const big = (e as NodeJS.ErrnoException).code === 'E2BIG';
-    stderr.write(
+    io.stderr.write(
       `coffer: cannot start ${file}: ${big ? 'the environment is too large (E2BIG)' : (e as Error).message}\n`,
     );
     return handle;
@@ -190,7 +191,7 @@ function startChild(file: string, args: string[], env: NodeJS.ProcessEnv, stderr
   for (const [s, h] of handlers) process.on(s, h);
   handle.done = new Promise((resolve) => {
     proc.once('error', (e: NodeJS.ErrnoException) => {
-      stderr.write(
+      io.stderr.write(
         `coffer: cannot run ${file}: ${e.code === 'ENOENT' ? 'command not found' : e.code === 'EACCES' ? 'permission denied' : e.code}\n`,
       );
       for (const [s, h] of handlers) process.off(s, h);
