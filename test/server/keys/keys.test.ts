@@ -8,12 +8,22 @@ import { keyringKey, versionKey } from '../../../server/store/keys.js';
 import { Keyrings, type KeyringRecord } from '../../../server/keys/keyring.js';
 import type { MasterKeyProvider } from '../../../server/keys/provider.js';
 import { systemRandom } from '../../../server/crypto/random.js';
-import { openVault, tempDir } from '../../helpers.js';
+import { openVault, tempDir, type TestVault } from '../../helpers.js';
 
 const envKek = (byte: number) => ({
   source: { kind: 'env' as const, variable: 'K' },
   env: { K: Buffer.alloc(32, byte).toString('base64') },
 });
+
+/** Runs `body`, then closes the keyrings it built beside the vault's own and removes the vault, whatever the outcome. */
+async function closingBoth(vault: TestVault, ring: Keyrings, body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } finally {
+    ring.close();
+    await vault.cleanup();
+  }
+}
 
 describe('root key sources', () => {
   it('parses every --kek form and refuses junk with a usable message', () => {
@@ -311,7 +321,7 @@ describe('keyrings', () => {
     await vault.secrets.put('app/a', { data: { v: '1' } });
     const keys = vault.seal.keys();
     const fresh = new Keyrings(vault.store, keys.provider, keys.clusterId);
-    try {
+    await closingBoth(vault, fresh, async () => {
       const [a, b] = await Promise.all([fresh.decryptionKey('app', 1), fresh.decryptionKey('app', 1)]);
       assert.equal(a, b, 'one cached key');
       assert.ok(
@@ -323,10 +333,7 @@ describe('keyrings', () => {
         a.some((x) => x !== 0),
         'still not wiped after the turn',
       );
-    } finally {
-      fresh.close();
-      await vault.cleanup();
-    }
+    });
   });
 
   it('a new version whose wrap fails, or ends after a seal, leaves no key behind', async () => {
@@ -355,7 +362,7 @@ describe('keyrings', () => {
       },
     });
     const wiped = (b: Uint8Array | undefined) => b !== undefined && b.length === 32 && b.every((x) => x === 0);
-    try {
+    await closingBoth(vault, ring, async () => {
       wrapFails = true;
       await assert.rejects(
         vault.store.mutate((tx) => ring.encryptionKey(tx, 'fresh')),
@@ -373,10 +380,7 @@ describe('keyrings', () => {
       assert.ok(wiped(drawn.at(-1)), 'the key wrapped after the seal is wiped');
       assert.equal(ring.cachedVersions, 0, 'and not cached');
       assert.equal(vault.store.get(keyringKey('other')), undefined);
-    } finally {
-      ring.close();
-      await vault.cleanup();
-    }
+    });
   });
 
   it('refuses a wrap count that is not a positive integer', async () => {
