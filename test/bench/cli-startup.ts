@@ -7,15 +7,27 @@ import { CLI, startServerProcess, type ServerProcess } from '../integration/serv
 
 /**
  * `coffer run --path P -- true` as a whole process (start, fetch one secret, spawn, exit)
- * against a local server, next to a bare `node -e ""`: the three commands run in turn, 21
- * rounds, so a slow patch of the machine slows all of them alike; the medians are compared.
+ * against a local server, next to a bare `node -e ""`: the commands run in turn, 21 rounds,
+ * so a slow patch of the machine slows all of them alike; the medians are compared.
  * `viaMain` is the same through dist/cli/main.js, the ES-module entry the binary replaces.
+ * `floor` does the same job with nothing but node: one GET through node:http, then `true`
+ * spawned with stdio inherited: what node itself costs for it, which no CLI can go below.
  */
 export interface StartupResult {
   bare: number;
+  floor: number;
   binary: number;
   viaMain: number;
 }
+
+const FLOOR = `const { request } = require('node:http'), { spawn } = require('node:child_process');
+const url = new URL('/v1/secrets/bench/startup', process.env.COFFER_ADDR);
+request(url, { headers: { authorization: 'Bearer ' + process.env.COFFER_TOKEN } }, (res) => {
+  res.resume().on('end', () => {
+    if (res.statusCode !== 200) process.exit(1);
+    spawn('true', { stdio: 'inherit' }).on('exit', (code) => process.exit(code));
+  });
+}).end();`;
 
 const MAIN = join(dirname(CLI), 'main.js');
 const ROUNDS = 21;
@@ -30,8 +42,8 @@ export async function measureStartup(server: ServerProcess, token: string): Prom
   if (put.status !== 200) throw new Error(`seeding bench/startup: ${put.status}`);
   const env = { ...process.env, COFFER_ADDR: server.url, COFFER_TOKEN: token };
   const run = ['run', '--path', 'bench/startup', '--', 'true'];
-  const commands = { bare: ['-e', ''], binary: [CLI, ...run], viaMain: [MAIN, ...run] };
-  const times: Record<keyof StartupResult, number[]> = { bare: [], binary: [], viaMain: [] };
+  const commands = { bare: ['-e', ''], floor: ['-e', FLOOR], binary: [CLI, ...run], viaMain: [MAIN, ...run] };
+  const times: Record<keyof StartupResult, number[]> = { bare: [], floor: [], binary: [], viaMain: [] };
   for (let i = 0; i < ROUNDS; i++) {
     for (const [name, args] of Object.entries(commands) as [keyof StartupResult, string[]][]) {
       const start = process.hrtime.bigint();
@@ -41,7 +53,12 @@ export async function measureStartup(server: ServerProcess, token: string): Prom
     }
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[ROUNDS >> 1]!;
-  return { bare: median(times.bare), binary: median(times.binary), viaMain: median(times.viaMain) };
+  return {
+    bare: median(times.bare),
+    floor: median(times.floor),
+    binary: median(times.binary),
+    viaMain: median(times.viaMain),
+  };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
@@ -51,6 +68,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   try {
     const r = await measureStartup(server, (await readFile(join(dir, 'root-token'), 'utf8')).trim());
     console.log(`bare node -e "":                             ${r.bare.toFixed(0)} ms`);
+    console.log(
+      `the same job in plain node (http GET, spawn): ${r.floor.toFixed(0)} ms, ${(r.floor / r.bare).toFixed(2)}x`,
+    );
     console.log(
       `coffer run (dist/cli/coffer.cjs, the binary): ${r.binary.toFixed(0)} ms, ${(r.binary / r.bare).toFixed(2)}x`,
     );
