@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose';
+import { SignJWT, exportJWK, type JWK } from 'jose';
+import { keyPair } from './key-pairs.js';
 
 export interface TestIssuer {
   /** http://127.0.0.1:PORT: the `iss` of every token, and where /.well-known/jwks is served. */
@@ -23,7 +24,7 @@ export interface TestIssuer {
 export async function startIssuer(
   defaults: { claims?: Record<string, unknown>; subject?: string; audience?: string } = {},
 ): Promise<TestIssuer> {
-  const { publicKey, privateKey } = await generateKeyPair('RS256');
+  const { publicKey, privateKey } = keyPair('rsa', { modulusLength: 2048 });
   const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'test-1', alg: 'RS256', use: 'sig' };
   let fetches = 0;
   const server: Server = createServer((req, res) => {

@@ -34,10 +34,21 @@ export interface KeyPair {
 const context = (keys: UnsealedKeys, purpose: string, kid: string) =>
   encodeContext('coffer/keypair', keys.clusterId, purpose, kid);
 
+/**
+ * The generation job returns the pair encoded (SPKI PEM, PKCS#8 DER), and the KeyObjects are
+ * parsed from that: node 20 can deadlock the event loop when a key the job returned as a
+ * KeyObject is exported as a JWK (the token JWKS does) while the garbage collector frees the
+ * job, whose destructor takes the lock the export holds (docs/testing.md, "Key pairs in
+ * tests"). A parsed key shares no lock with any job.
+ */
 const generate = promisify(generateKeyPair) as (
   type: string,
-  options?: object,
-) => Promise<{ privateKey: KeyObject; publicKey: KeyObject }>;
+  options: object,
+) => Promise<{ privateKey: Buffer; publicKey: string }>;
+const ENCODED = {
+  publicKeyEncoding: { type: 'spki', format: 'pem' },
+  privateKeyEncoding: { type: 'pkcs8', format: 'der' },
+};
 
 /** Ed25519 for signing; RSA-4096 for the BYOK wrapping key (generated off the event loop). */
 export type KeyPairType = 'ed25519' | 'rsa-4096';
@@ -50,21 +61,28 @@ export async function createSealedKeyPair(
   random: RandomSource = systemRandom,
   type: KeyPairType = 'ed25519',
 ): Promise<{ record: SealedKeyPairRecord; pair: KeyPair }> {
-  const { privateKey, publicKey } =
-    type === 'ed25519' ? await generate('ed25519') : await generate('rsa', { modulusLength: 4096 });
-  const kid = Buffer.from(random(12)).toString('base64url');
-  const der = new Uint8Array(privateKey.export({ format: 'der', type: 'pkcs8' }));
-  const { version, key } = await keys.keyrings.encryptionKey(tx, 'sys');
-  const sealed = sealEnvelope(key, version, der, context(keys, purpose, kid), random);
-  der.fill(0);
-  const record: SealedKeyPairRecord = {
-    kid,
-    purpose,
-    created_at: now,
-    public_pem: publicKey.export({ format: 'pem', type: 'spki' }).toString(),
-    sealed_private: toBase64(sealed),
-  };
-  return { record, pair: { kid, privateKey, publicKey } };
+  const encoded =
+    type === 'ed25519'
+      ? await generate('ed25519', ENCODED)
+      : await generate('rsa', { modulusLength: 4096, ...ENCODED });
+  const der = new Uint8Array(encoded.privateKey.buffer, encoded.privateKey.byteOffset, encoded.privateKey.length);
+  try {
+    const privateKey = createPrivateKey({ key: encoded.privateKey, format: 'der', type: 'pkcs8' });
+    const publicKey = createPublicKey(encoded.publicKey);
+    const kid = Buffer.from(random(12)).toString('base64url');
+    const { version, key } = await keys.keyrings.encryptionKey(tx, 'sys');
+    const sealed = sealEnvelope(key, version, der, context(keys, purpose, kid), random);
+    const record: SealedKeyPairRecord = {
+      kid,
+      purpose,
+      created_at: now,
+      public_pem: encoded.publicKey,
+      sealed_private: toBase64(sealed),
+    };
+    return { record, pair: { kid, privateKey, publicKey } };
+  } finally {
+    der.fill(0);
+  }
 }
 
 export async function openSealedKeyPair(

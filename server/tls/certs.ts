@@ -1,6 +1,6 @@
 import 'reflect-metadata'; // @peculiar/x509 2.x resolves its ASN.1 providers through tsyringe, which needs it
 import * as x509 from '@peculiar/x509';
-import { KeyObject, randomBytes, webcrypto } from 'node:crypto';
+import { createPrivateKey, randomBytes, webcrypto } from 'node:crypto';
 
 /**
  * Certificates made without a network or an `openssl` binary: the throw-away CA and server
@@ -54,9 +54,20 @@ const serial = () => {
   return bytes.toString('hex');
 };
 
+/**
+ * Exported by WebCrypto's own job, then parsed, instead of exported from the generated key on
+ * the event loop: such a key shares its lock with the generation job, which node 20 can
+ * deadlock on (docs/testing.md, "Key pairs in tests").
+ */
 async function keyPem(keys: KeyPair): Promise<string> {
-  const pkcs8 = KeyObject.from(keys.privateKey).export({ type: 'pkcs8', format: 'pem' });
-  return pkcs8.toString();
+  const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+  try {
+    return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' })
+      .export({ type: 'pkcs8', format: 'pem' })
+      .toString();
+  } finally {
+    der.fill(0);
+  }
 }
 
 /** A self-signed CA that may sign leaf certificates only (pathLen 0). */

@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { generateKeyPairSync } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK } from 'jose';
 import type { RunningServer } from '../../server/main.js';
 import { CLI } from '../integration/server-process.js';
 import { cliFixture, type CliFixture } from './cli-fixture.js';
+import { keyPair } from '../key-pairs.js';
 
 describe('coffer CLI against a real server', function () {
   this.timeout(30_000);
@@ -166,7 +166,7 @@ describe('coffer CLI against a real server', function () {
       'a one-use secret_id works once',
     );
 
-    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const { publicKey, privateKey } = keyPair('ec', { namedCurve: 'P-256' });
     const jwk = { ...(await exportJWK(publicKey)), kid: 'ci', alg: 'ES256', use: 'sig' };
     const idp = createHttpServer(
       (_req, res) =>

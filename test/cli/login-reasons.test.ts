@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SignJWT, exportJWK } from 'jose';
 import { cliFixture, type CliFixture } from './cli-fixture.js';
+import { keyPair } from '../key-pairs.js';
 
 /** Issue 18 item 3: `coffer login` prints the server's reason and the request id. */
 describe('coffer login: refusals say why (issue 18)', function () {
@@ -88,7 +88,7 @@ describe('coffer login: refusals say why (issue 18)', function () {
   });
 
   it('jwt: names the claim that does not match', async () => {
-    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const { publicKey, privateKey } = keyPair('ec', { namedCurve: 'P-256' });
     const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' };
     const role = await api('PUT', '/v1/auth/jwt/roles/ci', {
       issuer: 'https://idp.example',

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { exportJWK } from 'jose';
 import { Coffer, isNotFound } from '../../sdk/index.js';
@@ -7,6 +6,7 @@ import type { AdminKind, AppRole, Group, JwtRole, Policy, UserpassUser } from '.
 import { loadConfig } from '../../server/config.js';
 import { startServer, type RunningServer } from '../../server/main.js';
 import { silentLog, tempDir } from '../helpers.js';
+import { keyPair } from '../key-pairs.js';
 
 /** Compile-time only (never called): `admin(kind)` takes and returns the wire types of that kind. */
 export function adminTypes(c: Coffer): void {
@@ -72,7 +72,7 @@ describe('sdk admin(kind): typed admin objects', function () {
     assert.equal(role.token_ttl, 600, 'a duration comes back in seconds');
     assert.deepEqual((await client.admin('approle').get('builder')).role_id, role.role_id);
 
-    const key = generateKeyPairSync('ed25519').publicKey;
+    const key = keyPair('ed25519').publicKey;
     const jwt = await client.admin('jwt').put('ci', {
       issuer: 'https://idp.example.test',
       jwks: { keys: [{ ...(await exportJWK(key)), kid: 'k1' }] },

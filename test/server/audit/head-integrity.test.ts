@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
 import { appendFile, open, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -11,6 +10,7 @@ import { requestRecord } from './request-record.js';
 import { tempDir } from '../../helpers.js';
 import { CLI } from '../../integration/server-process.js';
 import { mountSmallFs } from '../../small-fs.js';
+import { keyPair } from '../../key-pairs.js';
 
 /**
  * Review 2 of the audit rework: forged lines after the stored head were signed by the server,
@@ -18,7 +18,7 @@ import { mountSmallFs } from '../../small-fs.js';
  * symlink to a FIFO hung start-up, no `withheld` line after a failed head write, and `missed`
  * was honoured on any line type.
  */
-const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+const { privateKey, publicKey } = keyPair('ed25519');
 const signer = { kid: 'k1', privateKey, publicKey } as never;
 const publicKeyPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
 const lines = (text: string) => text.split('\n').slice(0, -1);

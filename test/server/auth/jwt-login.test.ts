@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
-import { createHmac, createSign, generateKeyPairSync, sign as edSign, type KeyObject } from 'node:crypto';
+import { createHmac, createSign, sign as edSign, type KeyObject } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK, type JWK } from 'jose';
 import request from 'supertest';
 import { JWT_REFUSED } from '../../../server/auth/jwt-login.js';
 import { openVault, type TestVault } from '../../helpers.js';
+import { keyPair } from '../../key-pairs.js';
 
 /** A CI identity provider on loopback: JWKS over HTTP, with a request counter. */
 class Issuer {
-  readonly rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  readonly rsa = keyPair('rsa', { modulusLength: 2048 });
   requests = 0;
   jwks: JWK[] = [];
   server!: Server;
@@ -412,7 +413,7 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
     }
     const r = await role();
     const now = Math.floor(Date.now() / 1000);
-    const attacker = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+    const attacker = keyPair('rsa', { modulusLength: 2048 }).privateKey;
     const bodies = await Promise.all([
       login('no-such-role', jwt),
       login(r, `${jwt.slice(0, -4)}AAAA`),
@@ -440,7 +441,7 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
   it('A31: a key added to the JWKS is picked up by a refetch on its unknown kid', async () => {
     const r = await role();
     assert.equal((await login(r, await idp.sign())).status, 200);
-    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    const { publicKey, privateKey } = keyPair('ed25519');
     idp.jwks.push({ ...(await exportJWK(publicKey)), kid: 'k2', alg: 'EdDSA', use: 'sig' });
     const header = Buffer.from(JSON.stringify({ alg: 'EdDSA', kid: 'k2', typ: 'JWT' })).toString('base64url');
     const payload = Buffer.from(JSON.stringify(idp.claims())).toString('base64url');

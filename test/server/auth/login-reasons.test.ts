@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK, type JWK } from 'jose';
@@ -12,6 +11,7 @@ import {
   USERPASS_REFUSED,
 } from '../../../server/auth/logins.js';
 import { openVault, type TestVault } from '../../helpers.js';
+import { keyPair } from '../../key-pairs.js';
 
 /**
  * Issue 18 item 3: a refused login says why, with the request id, and never more than the caller
@@ -23,7 +23,7 @@ describe('login refusals say why (issue 18)', function () {
   let vault: TestVault;
   let issuer: Server;
   let issuerUrl = '';
-  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const rsa = keyPair('rsa', { modulusLength: 2048 });
   const bodies: string[] = [];
   const secrets: string[] = [];
 
@@ -218,7 +218,7 @@ describe('login refusals say why (issue 18)', function () {
     });
 
     it('keeps one generic body for an unknown role, a bad signature, an unknown key and a forgery', async () => {
-      const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+      const other = keyPair('rsa', { modulusLength: 2048 }).privateKey;
       const good = await sign();
       await jwtLogin('no-such-role', good, JWT_REFUSED);
       await jwtLogin('ci', `${good.slice(0, -6)}AAAAAA`, JWT_REFUSED);

@@ -1,17 +1,18 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { wrapForImport } from '../../../sdk/byok.js';
 import { unwrapImport } from '../../../server/crypto/keywrap.js';
 import { tempDir } from '../../helpers.js';
+import { keyPair } from '../../key-pairs.js';
 
 describe('BYOK wrap format (RSA-OAEP + AES-KWP)', function () {
   this.timeout(30_000);
-  const pair = generateKeyPairSync('rsa', { modulusLength: 3072 });
-  const other = generateKeyPairSync('rsa', { modulusLength: 3072 });
+  const pair = keyPair('rsa', { modulusLength: 3072 });
+  const other = keyPair('rsa', { modulusLength: 3072 });
   const pem = pair.publicKey.export({ type: 'spki', format: 'pem' }).toString();
   const material = new Uint8Array(randomBytes(32));
 
@@ -89,9 +90,7 @@ describe('BYOK wrap format (RSA-OAEP + AES-KWP)', function () {
   });
 
   it('refuses weak wrapping keys and wrong material lengths on the customer side', () => {
-    const small = generateKeyPairSync('rsa', { modulusLength: 2048 })
-      .publicKey.export({ type: 'spki', format: 'pem' })
-      .toString();
+    const small = keyPair('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
     assert.throws(() => wrapForImport(small, material), /at least 3072/);
     assert.throws(() => wrapForImport(pem, new Uint8Array(16)), /32 bytes/);
   });

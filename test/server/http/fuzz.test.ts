@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHmac, generateKeyPairSync, randomBytes, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import { createHmac, randomBytes, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import type http from 'node:http';
 import fc from 'fast-check';
 import request from 'supertest';
@@ -24,6 +24,7 @@ import {
   type RefPrincipal,
   type RefRule,
 } from './reference-policy.js';
+import { keyPair } from '../../key-pairs.js';
 
 /**
  * fast-check over the whole HTTP API of a real vault (LevelDB, shamir-unsealed, root token),
@@ -1233,8 +1234,8 @@ interface JwtKeys {
 let jwtKeys: JwtKeys;
 
 function makeKeys(): JwtKeys {
-  const ci = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const ed = generateKeyPairSync('ed25519');
+  const ci = keyPair('ec', { namedCurve: 'P-256' });
+  const ed = keyPair('ed25519');
   return {
     ci: {
       privateKey: ci.privateKey,
@@ -1245,12 +1246,12 @@ function makeKeys(): JwtKeys {
         use: 'sig',
       },
     },
-    attackerEc: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+    attackerEc: keyPair('ec', { namedCurve: 'P-256' }).privateKey,
     attackerEd: {
       privateKey: ed.privateKey,
       publicJwk: ed.publicKey.export({ format: 'jwk' }) as Record<string, unknown>,
     },
-    attackerRsa: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey,
+    attackerRsa: keyPair('rsa', { modulusLength: 2048 }).privateKey,
   };
 }
 

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
 import { Agent, createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -15,6 +14,7 @@ import { startServer, type RunningServer } from '../../../server/main.js';
 import { Coffer } from '../../../sdk/client.js';
 import type { CofferError } from '../../../sdk/errors.js';
 import { openVault, silentLog, tempDir, type TestVault } from '../../helpers.js';
+import { keyPair, type TestKeyPair } from '../../key-pairs.js';
 
 /**
  * Login limits (API.md "Login limits"; SECURITY-CASES J1, J2, D12, B18) against real servers on
@@ -129,8 +129,8 @@ async function appRole(
 
 /** A CI identity provider on loopback: JWKS over HTTP (as test/server/auth/jwt-login.test.ts). */
 class Issuer {
-  private readonly rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  private forger: ReturnType<typeof generateKeyPairSync> | undefined;
+  private readonly rsa = keyPair('rsa', { modulusLength: 2048 });
+  private forger: TestKeyPair | undefined;
   private server!: Server;
   url = '';
 
@@ -158,9 +158,7 @@ class Issuer {
 
   /** A CI token; `forged`: signed by another key under the same kid (the signature check fails). */
   sign(forged = false): Promise<string> {
-    const key = forged
-      ? (this.forger ??= generateKeyPairSync('rsa', { modulusLength: 2048 })).privateKey
-      : this.rsa.privateKey;
+    const key = forged ? (this.forger ??= keyPair('rsa', { modulusLength: 2048 })).privateKey : this.rsa.privateKey;
     const now = Math.floor(Date.now() / 1000);
     return new SignJWT({
       iss: this.url,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { cp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SignJWT, exportJWK } from 'jose';
@@ -9,6 +9,7 @@ import { TIMESTAMP } from '../../../sdk/wire/time.js';
 import { ROUTES, type RouteEntry } from '../../../server/http/route-catalogue.js';
 import { openVault, tempDir, type TestVault } from '../../helpers.js';
 import { FAST, removeDir, startNode, startPair, until, type Node } from '../replication/cluster.js';
+import { keyPair } from '../../key-pairs.js';
 
 /**
  * One time format on the wire (docs/api.md "Conventions", sdk/wire/time.ts): every route of the
@@ -155,7 +156,7 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
     const secretId = await call('POST', '/v1/auth/approle/roles/builder/secret-id', {});
     assert.ok(secretId.expires_at, 'a secret_id with a TTL has an expiry');
     await call('POST', '/v1/auth/approle/login', { role_id: role.role_id, secret_id: secretId.secret_id }, null);
-    const idp = generateKeyPairSync('ed25519');
+    const idp = keyPair('ed25519');
     await call('PUT', '/v1/auth/jwt/roles/ci', {
       issuer: 'https://idp.example.test',
       jwks: { keys: [{ ...(await exportJWK(idp.publicKey)), kid: 'k1', alg: 'EdDSA', use: 'sig' }] },
@@ -219,7 +220,7 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
       valid_to: '2040-06-01T10:00:00Z',
     });
     assert.equal(imported.valid_to, '2040-06-01T10:00:00.000Z');
-    const customer = generateKeyPairSync('rsa', { modulusLength: 3072 })
+    const customer = keyPair('rsa', { modulusLength: 3072 })
       .publicKey.export({ type: 'spki', format: 'pem' })
       .toString();
     await call('POST', '/v1/sys/byok/export', { public_key_pem: customer, shares: vault.shares.slice(0, 2) });

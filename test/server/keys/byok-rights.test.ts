@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import request from 'supertest';
 import { wrapForImport } from '../../../sdk/byok.js';
 import { openVault, type TestVault } from '../../helpers.js';
+import { keyPair } from '../../key-pairs.js';
 
 /** Usage rights bound to the import token, non-exportable imports, and expiring key material. */
 describe('BYOK usage rights and key material expiry', function () {
   this.timeout(30_000);
   let vault: TestVault;
-  const customerPem = generateKeyPairSync('rsa', { modulusLength: 3072 })
+  const customerPem = keyPair('rsa', { modulusLength: 3072 })
     .publicKey.export({ type: 'spki', format: 'pem' })
     .toString();
 

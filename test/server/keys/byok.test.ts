@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import request from 'supertest';
 import { wrapForImport } from '../../../sdk/byok.js';
 import { unwrapImport } from '../../../server/crypto/keywrap.js';
 import { openVault, type TestVault } from '../../helpers.js';
+import { keyPair } from '../../key-pairs.js';
 
 const kek = { source: { kind: 'env' as const, variable: 'K' }, env: { K: Buffer.alloc(32, 5).toString('base64') } };
 
@@ -124,7 +125,7 @@ describe('BYOK import', function () {
 
 describe('BYOK quorum export', function () {
   this.timeout(30_000);
-  const customer = generateKeyPairSync('rsa', { modulusLength: 3072 });
+  const customer = keyPair('rsa', { modulusLength: 3072 });
   const customerPem = customer.publicKey.export({ type: 'spki', format: 'pem' }).toString();
 
   for (const [label, options] of [
@@ -141,7 +142,7 @@ describe('BYOK quorum export', function () {
         assert.equal((await exportWith([vault.shares[0]!, vault.shares[0]!])).status, 403, 'the same share twice');
         assert.equal((await exportWith([vault.shares[0]!, other.shares[1]!])).status, 403, 'a share of another vault');
         assert.equal((await exportWith(['junk', vault.shares[1]!])).status, 400, 'a malformed share');
-        const weak = generateKeyPairSync('rsa', { modulusLength: 2048 })
+        const weak = keyPair('rsa', { modulusLength: 2048 })
           .publicKey.export({ type: 'spki', format: 'pem' })
           .toString();
         assert.equal((await exportWith([vault.shares[0]!, vault.shares[2]!], weak)).status, 400, 'a weak customer key');

@@ -1,13 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import {
-  constants,
-  createCipheriv,
-  createPublicKey,
-  generateKeyPairSync,
-  publicEncrypt,
-  randomBytes,
-} from 'node:crypto';
+import { constants, createCipheriv, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
 import { cp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -17,6 +10,7 @@ import { openVault, tempDir, type TestVault } from '../../helpers.js';
 import { createToken, describeHsm, hsmEnv, kekUri, openHsmVault } from '../../hsm.js';
 import { initHsmKey } from '../../../server/keys/pkcs11/init.js';
 import { parsePkcs11Uri } from '../../../server/keys/pkcs11/uri.js';
+import { keyPair } from '../../key-pairs.js';
 
 const run = promisify(execFile);
 
@@ -97,7 +91,7 @@ describeHsm('BYOK into the HSM (two-step unwrap inside SoftHSM2)', function (thi
       .post('/v1/sys/byok/export')
       .set(vault.auth)
       .send({
-        public_key_pem: generateKeyPairSync('rsa', { modulusLength: 3072 }).publicKey.export({
+        public_key_pem: keyPair('rsa', { modulusLength: 3072 }).publicKey.export({
           type: 'spki',
           format: 'pem',
         }),
@@ -121,9 +115,7 @@ describeHsm('BYOK into the HSM (two-step unwrap inside SoftHSM2)', function (thi
         'another wrapping key',
         () =>
           wrapRaw(
-            generateKeyPairSync('rsa', { modulusLength: 4096 })
-              .publicKey.export({ type: 'spki', format: 'pem' })
-              .toString(),
+            keyPair('rsa', { modulusLength: 4096 }).publicKey.export({ type: 'spki', format: 'pem' }).toString(),
             randomBytes(32),
             'sha1',
           ),

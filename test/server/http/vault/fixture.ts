@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
-import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose';
+import { SignJWT, exportJWK, type JWK } from 'jose';
+import { keyPair } from '../../../key-pairs.js';
 import request from 'supertest';
 import { acceptListVerb } from '../../../../server/http/vault/list-verb.js';
 import { openVault, type TestVault, type VaultOptions } from '../../../helpers.js';
 
 /** A JWT issuer on loopback (JWKS over HTTP), as a CI system's OIDC provider. */
 export async function fakeIssuer() {
-  const { publicKey, privateKey } = await generateKeyPair('RS256');
+  const { publicKey, privateKey } = keyPair('rsa', { modulusLength: 2048 });
   const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'ci-1', alg: 'RS256', use: 'sig' };
   const server: Server = createServer((req, res) => {
     if (req.url === '/jwks')
