@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
-import { copyFile, readFile, stat } from 'node:fs/promises';
+import { copyFile, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { tempDir } from '../helpers.js';
@@ -67,6 +67,39 @@ describe('the coffer binary (dist/cli/coffer.cjs)', function () {
     const other = await runNode([lone, 'get', 'app/db'], vault.env);
     assert.notEqual(other.code, 0);
     assert.match(other.stderr, /Cannot find module .*main\.js/);
+  });
+
+  it('coffer run opens no process stream when all goes well, and stderr to say what did not', async () => {
+    // A preload that notes each process stream the CLI creates (node makes them on first use).
+    const dir = await tempDir('coffer-streams-');
+    const preload = join(dir, 'streams.cjs');
+    const noted = join(dir, 'streams.json');
+    await writeFile(
+      preload,
+      `const { writeFileSync } = require('node:fs');
+const opened = new Set();
+for (const name of ['stdin', 'stdout', 'stderr']) {
+  const real = Object.getOwnPropertyDescriptor(process, name);
+  Object.defineProperty(process, name, {
+    configurable: true,
+    enumerable: real.enumerable,
+    get() { opened.add(name); return real.get.call(process); },
+  });
+}
+process.on('exit', () => writeFileSync(${JSON.stringify(noted)}, JSON.stringify([...opened])));
+`,
+    );
+    const opened = async () => JSON.parse(await readFile(noted, 'utf8')) as string[];
+    const ok = await runNode(['-r', preload, CLI, 'run', '--path', 'app/db', '--', 'true'], vault.env);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.deepEqual(await opened(), []);
+    const missing = await runNode(
+      ['-r', preload, CLI, 'run', '--path', 'app/db', '--', join(dir, 'no-such-command')],
+      vault.env,
+    );
+    assert.equal(missing.code, 127);
+    assert.match(missing.stderr, /cannot run .*no-such-command: command not found/);
+    assert.deepEqual(await opened(), ['stderr']);
   });
 
   it('answers as dist/cli/main.js does: run, a run usage error, run --help, --version, get', async () => {
