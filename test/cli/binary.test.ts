@@ -69,8 +69,9 @@ describe('the coffer binary (dist/cli/coffer.cjs)', function () {
     assert.match(other.stderr, /Cannot find module .*main\.js/);
   });
 
-  it('coffer run opens no process stream when all goes well, and stderr to say what did not', async () => {
-    // A preload that notes each process stream the CLI creates (node makes them on first use).
+  it('coffer run opens no process stream and loads no file API when all goes well; stderr to say what did not', async () => {
+    // A preload that notes each process stream the CLI creates (node makes them on first use),
+    // and whether node:fs/promises was loaded (0.7 ms of start-up: docs/performance.md).
     const dir = await tempDir('coffer-streams-');
     const preload = join(dir, 'streams.cjs');
     const noted = join(dir, 'streams.json');
@@ -86,7 +87,10 @@ for (const name of ['stdin', 'stdout', 'stderr']) {
     get() { opened.add(name); return real.get.call(process); },
   });
 }
-process.on('exit', () => writeFileSync(${JSON.stringify(noted)}, JSON.stringify([...opened])));
+process.on('exit', () => {
+  if (process.moduleLoadList.includes('NativeModule internal/fs/promises')) opened.add('fs/promises');
+  writeFileSync(${JSON.stringify(noted)}, JSON.stringify([...opened]));
+});
 `,
     );
     const opened = async () => JSON.parse(await readFile(noted, 'utf8')) as string[];
@@ -100,6 +104,13 @@ process.on('exit', () => writeFileSync(${JSON.stringify(noted)}, JSON.stringify(
     assert.equal(missing.code, 127);
     assert.match(missing.stderr, /cannot run .*no-such-command: command not found/);
     assert.deepEqual(await opened(), ['stderr']);
+    // --file writes a file: that run loads the promise API, as it should.
+    const withFile = await runNode(
+      ['-r', preload, CLI, 'run', '--path', 'app/db', '--file', 'password=PW_FILE', '--', 'true'],
+      vault.env,
+    );
+    assert.equal(withFile.code, 0, withFile.stderr);
+    assert.deepEqual(await opened(), ['fs/promises']);
   });
 
   it('answers as dist/cli/main.js does: run, a run usage error, run --help, --version, get', async () => {
