@@ -1,6 +1,7 @@
 import { CofferError } from './errors.js';
-// fs.promises is reached at each call, not imported from node:fs/promises: `coffer run` then loads it
-// (0.7 ms) only if it touches a file (docs/performance.md, "coffer run start-up").
+// fs.promises is reached at each call, not imported from node:fs/promises: the bundled `coffer run`
+// (CommonJS) then loads it (0.7 ms) only if it touches a file. ES modules load it with node:fs either
+// way (docs/performance.md, "coffer run start-up").
 import { promises as fs, readFileSync, statSync } from 'node:fs';
 import {
   fetchTransport,

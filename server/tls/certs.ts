@@ -19,7 +19,11 @@ export interface Issued {
   certPem: string;
   /** PKCS#8 PEM of its private key. */
   keyPem: string;
-  /** For issuing further certificates (a CA); never written anywhere by --dev-tls. */
+  /**
+   * For issuing further certificates (a CA); never written anywhere by --dev-tls. These are the
+   * generation job's own keys: export them only through `webcrypto.subtle` jobs (as `keyPem`
+   * does), never as a JWK or through `KeyObject.from` (docs/testing.md, "Key pairs in tests").
+   */
   keys: KeyPair;
   cert: x509.X509Certificate;
 }
