@@ -1,25 +1,14 @@
 import { strict as assert } from 'node:assert';
 import { sign, verify } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { keyPair } from './key-pairs.js';
+import { repoRoot, tsSources } from './server/http/route-list.js';
 
-const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const REPO = repoRoot();
+/** The TypeScript sources under the repository's `dir`, relative to the repository. */
+const sources = (dir: string) => tsSources(join(REPO, dir)).map((f) => relative(REPO, f));
 
-async function sources(dir: string): Promise<string[]> {
-  const entries = await readdir(join(REPO, dir), { recursive: true, withFileTypes: true });
-  return entries
-    .filter((e) => e.isFile() && e.name.endsWith('.ts'))
-    .map((e) => relative(REPO, join(e.parentPath, e.name)));
-}
-
-/**
- * node 20 deadlocks when a key that key generation returned as a KeyObject is exported as a JWK
- * while the garbage collector frees the generation job (docs/testing.md, "Key pairs in tests"):
- * a test run hung on it once. So keys are generated encoded and parsed, and these rules say
- * where generation may happen.
- */
 /**
  * A call of node:crypto's or jose's key generation, bare or through a namespace, or WebCrypto's.
  * A PKCS#11 session's generateKeyPair (graphene) makes the key in the HSM, not in node.
@@ -29,7 +18,14 @@ const GENERATES =
 
 /** The code of a file without its comments (a comment may name what the code must not call). */
 const code = (text: string) => text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:])\/\/.*$/gm, '$1');
+const readCode = (file: string) => code(readFileSync(join(REPO, file), 'utf8'));
 
+/**
+ * node 20 deadlocks when a key that key generation returned as a KeyObject is exported as a JWK
+ * while the garbage collector frees the generation job (docs/testing.md, "Key pairs in tests"):
+ * a test run hung on it once. So keys are generated encoded and parsed, and these rules say
+ * where generation may happen.
+ */
 describe('key pairs: generated encoded, then parsed', () => {
   it('keyPair gives working, exportable KeyObjects of each type the tests use', () => {
     for (const [pair, alg] of [
@@ -46,24 +42,20 @@ describe('key pairs: generated encoded, then parsed', () => {
     assert.equal(keyPair('rsa', { modulusLength: 2048 }).publicKey.asymmetricKeyDetails?.modulusLength, 2048);
   });
 
-  it('tests generate key pairs only through test/key-pairs.ts', async () => {
-    const offenders: string[] = [];
-    for (const file of await sources('test')) {
-      if (file === join('test', 'key-pairs.ts') || file === join('test', 'key-pairs.test.ts')) continue;
-      if (GENERATES.test(code(await readFile(join(REPO, file), 'utf8')))) offenders.push(file);
-    }
+  it('tests generate key pairs only through test/key-pairs.ts', () => {
+    const own = [join('test', 'key-pairs.ts'), join('test', 'key-pairs.test.ts')];
+    const offenders = sources('test').filter((file) => !own.includes(file) && GENERATES.test(readCode(file)));
     assert.deepEqual(offenders, []);
   });
 
-  it('the server, CLI and SDK generate key pairs only in sealed-keypair.ts, encoded, and certs.ts', async () => {
+  it('the server, CLI and SDK generate key pairs only in sealed-keypair.ts, encoded, and certs.ts', () => {
     const allowed = [join('server', 'keys', 'sealed-keypair.ts'), join('server', 'tls', 'certs.ts')];
-    const offenders: string[] = [];
-    for (const file of [...(await sources('server')), ...(await sources('cli')), ...(await sources('sdk'))])
-      if (!allowed.includes(file) && GENERATES.test(code(await readFile(join(REPO, file), 'utf8'))))
-        offenders.push(file);
+    const offenders = [...sources('server'), ...sources('cli'), ...sources('sdk')].filter(
+      (file) => !allowed.includes(file) && GENERATES.test(readCode(file)),
+    );
     assert.deepEqual(offenders, []);
 
-    const sealed = code(await readFile(join(REPO, allowed[0]!), 'utf8'));
+    const sealed = readCode(allowed[0]!);
     assert.match(sealed, /publicKeyEncoding: \{ type: 'spki', format: 'pem' \}/);
     assert.match(sealed, /privateKeyEncoding: \{ type: 'pkcs8', format: 'der' \}/);
     const calls = sealed.match(/\bgenerate\([^)]*\)/g) ?? [];
@@ -75,7 +67,7 @@ describe('key pairs: generated encoded, then parsed', () => {
 
     // The dev-TLS keys stay WebCrypto keys (x509 signs with them, through thread-pool jobs); their
     // private key leaves them only through WebCrypto's own export job, and is parsed before use.
-    const certs = code(await readFile(join(REPO, allowed[1]!), 'utf8'));
+    const certs = readCode(allowed[1]!);
     assert.match(certs, /subtle\.exportKey\('pkcs8', keys\.privateKey\)/);
     assert.doesNotMatch(certs, /KeyObject\.from\(|exportKey\('jwk'/);
   });

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI_ERROR_EXIT } from '../../cli/errors.js';
 import { ERROR_STATUS, REPLICATION_ERROR } from '../../sdk/wire/errors.js';
-import { repoRoot } from './http/route-list.js';
+import { repoRoot, tsSources } from './http/route-list.js';
 
 /**
  * The error catalogue is closed: every code any module throws is one of the catalogue's, and
@@ -11,14 +11,6 @@ import { repoRoot } from './http/route-list.js';
  * types already refuse an unknown literal; this test pins the documentation and catches codes
  * built at run time from strings the compiler cannot see.
  */
-
-function sources(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) return sources(path);
-    return entry.name.endsWith('.ts') ? [path] : [];
-  });
-}
 
 /** The literal codes passed as first argument to `new <Class>(`, per file. */
 function thrown(className: string, files: string[]): Map<string, string[]> {
@@ -52,9 +44,9 @@ function tableAfter(text: string, marker: string): string[][] {
 
 describe('error catalogue', () => {
   const root = repoRoot();
-  const server = sources(join(root, 'server'));
-  const sdk = sources(join(root, 'sdk'));
-  const cli = sources(join(root, 'cli'));
+  const server = tsSources(join(root, 'server'));
+  const sdk = tsSources(join(root, 'sdk'));
+  const cli = tsSources(join(root, 'cli'));
   const docs = readFileSync(join(root, 'docs', 'api.md'), 'utf8');
   const codesIn = (cell: string) => [...cell.matchAll(/`([a-z_]+)`/g)].map((m) => m[1]!);
 

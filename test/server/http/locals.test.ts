@@ -1,24 +1,18 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REQUEST_LOCALS } from '../../../server/http/locals.js';
-import { repoRoot } from './route-list.js';
+import { repoRoot, tsSources } from './route-list.js';
 
 /**
  * `res.locals` is typed by server/http/locals.ts (express's `Locals`, merged); a name it does not
  * declare would still type as `any` through express's index signature, so this scan holds every
  * use in the server to the declared names.
  */
-function sources(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
-  );
-}
-
 describe('res.locals', () => {
   it('the server reads and writes only the names server/http/locals.ts declares', () => {
     const used = new Map<string, string>();
-    for (const file of sources(join(repoRoot(), 'server'))) {
+    for (const file of tsSources(join(repoRoot(), 'server'))) {
       for (const m of readFileSync(file, 'utf8').matchAll(/\.locals(?:\.([A-Za-z_$][\w$]*)|\[)/g))
         used.set(m[1] ?? '[…] (a computed name)', file);
     }

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Express } from 'express';
@@ -40,4 +40,11 @@ export function repoRoot(): string {
     if (up === dir) throw new Error('repository root not found');
     dir = up;
   }
+}
+
+/** The TypeScript sources under `dir` (absolute), at any depth: what the source-scanning tests read. */
+export function tsSources(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? tsSources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
 }
