@@ -1,7 +1,5 @@
 import { randomBytes } from 'node:crypto';
-// fs.promises is reached at each call, not imported from node:fs/promises: the bundled `coffer run`
-// (CommonJS) then loads it (0.7 ms) only if it touches a file. ES modules load it with node:fs either
-// way (docs/performance.md, "coffer run start-up").
+// fs.promises at each call, not node:fs/promises: see sdk/client.ts.
 import { existsSync, promises as fs } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';

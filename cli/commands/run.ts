@@ -1,7 +1,5 @@
 import { spawn } from 'node:child_process';
-// fs.promises is reached at each call, not imported from node:fs/promises: the bundled `coffer run`
-// (CommonJS) then loads it (0.7 ms) only if it touches a file. ES modules load it with node:fs either
-// way (docs/performance.md, "coffer run start-up").
+// fs.promises at each call, not node:fs/promises: see sdk/client.ts.
 import { promises as fs } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -65,9 +65,9 @@ export async function createSealedKeyPair(
     type === 'ed25519'
       ? await generate('ed25519', ENCODED)
       : await generate('rsa', { modulusLength: 4096, ...ENCODED });
-  const der = new Uint8Array(encoded.privateKey.buffer, encoded.privateKey.byteOffset, encoded.privateKey.length);
+  const der = encoded.privateKey;
   try {
-    const privateKey = createPrivateKey({ key: encoded.privateKey, format: 'der', type: 'pkcs8' });
+    const privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
     const publicKey = createPublicKey(encoded.publicKey);
     const kid = Buffer.from(random(12)).toString('base64url');
     const { version, key } = await keys.keyrings.encryptionKey(tx, 'sys');
