@@ -6,7 +6,7 @@ var __export = (target, all) => {
 };
 
 // deploy/github-action/src/index.ts
-import { appendFile, readFile as readFile2 } from "node:fs/promises";
+import { appendFile, readFile } from "node:fs/promises";
 
 // deploy/github-action/src/action.ts
 import { mkdtemp, writeFile } from "node:fs/promises";
@@ -55,8 +55,7 @@ async function loginGithubActions(client2, options) {
 }
 
 // sdk/client.ts
-import { readFileSync, statSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { promises as fs, readFileSync, statSync } from "node:fs";
 
 // sdk/transport.ts
 import { request as httpRequest } from "node:http";
@@ -210,7 +209,7 @@ function withTls(tls) {
 async function readTlsFile(variable, file2) {
   if (!file2) return void 0;
   try {
-    return await readFile(file2, "utf8");
+    return await fs.readFile(file2, "utf8");
   } catch (e) {
     throw new CofferError(
       "invalid_request",
@@ -20782,5 +20781,5 @@ process.exitCode = await runAction({
   env: process.env,
   write: (text) => void process.stdout.write(text),
   appendFile: (path, text) => appendFile(path, text, "utf8"),
-  readFile: (path) => readFile2(path, "utf8")
+  readFile: (path) => readFile(path, "utf8")
 });
