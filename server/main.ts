@@ -18,7 +18,7 @@ import type { SealManager } from './keys/seal.js';
 import type { RewrapJobs } from './secrets/rewrap.js';
 import { Store } from './store/db.js';
 import { buildVault } from './vault.js';
-import { Replication, settingsFromConfig } from './replication/node.js';
+import { Replication, isReplicated, settingsFromConfig } from './replication/node.js';
 import { loadTls, serverTlsOptions, tlsSettingsFromConfig, type TlsMaterial, type TlsSettings } from './tls/context.js';
 import { ensureDevTls } from './tls/dev.js';
 import { packageVersion } from '../sdk/version.js';
@@ -98,10 +98,13 @@ export async function startServer(
     source = parseKekUri(config.kek ?? 'shamir:');
   }
 
-  const store = await Store.open(join(dataDir, 'db'));
+  const replicationSettings = settingsFromConfig(config);
+  // Nothing reads a standalone server's change log: a shipper configured at a later start
+  // finds the records missing and begins with a snapshot (server/replication/shipper.ts).
+  const store = await Store.open(join(dataDir, 'db'), { changeLog: isReplicated(replicationSettings) });
   try {
     // Before the vault: a fresh replica copies the vault's identity from the bucket first.
-    const replication = await Replication.open(settingsFromConfig(config), store, log);
+    const replication = await Replication.open(replicationSettings, store, log);
     const acceptTruncation = env[ACCEPT_TRUNCATION_ENV];
     const lifecycle = { draining: false };
     const { seal, rewrap, audit, app, initialize } = await buildVault({

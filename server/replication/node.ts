@@ -118,8 +118,7 @@ export class Replication implements WriteGuard {
     log: Logger,
     now: () => number = Date.now,
   ): Promise<Replication> {
-    const configured = settings.replicateTo.length > 0 || settings.replicaOf !== undefined;
-    if (!configured) return new Replication('standalone', settings, store, log, '', [], undefined, now);
+    if (!isReplicated(settings)) return new Replication('standalone', settings, store, log, '', [], undefined, now);
     const node = await nodeId(store);
     const promoted = readStream(store)?.promoted === true;
     const role: Role = settings.replicaOf !== undefined && !promoted ? 'replica' : 'primary';
@@ -516,6 +515,11 @@ function primaryState(notBefore = 0, leaseRequired = false): Extract<NodeState, 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Replication settings from the server configuration (seconds become milliseconds). */
+/** Whether this server ships or follows; without either it is standalone for its whole run. */
+export function isReplicated(settings: ReplicationSettings): boolean {
+  return settings.replicateTo.length > 0 || settings.replicaOf !== undefined;
+}
+
 export function settingsFromConfig(config: ServerConfig): ReplicationSettings {
   return {
     replicateTo: config.replicate_to,

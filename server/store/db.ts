@@ -12,6 +12,13 @@ export interface StoreOptions {
   now?: () => number;
   /** Change-log records kept (see `open`). */
   retain?: number;
+  /**
+   * Whether mutations write change-log records; default true. Only replication reads them, so
+   * a standalone server (replication not configured) turns them off: they were half the bytes
+   * of every write for LevelDB to write and compact (docs/storage.md "Change log"). Sequence
+   * numbers still advance, and records that fall out of `retain` are still dropped.
+   */
+  changeLog?: boolean;
   /** How often a store whose writes fail checks whether it can write again. */
   recoveryIntervalMs?: number;
   /**
@@ -362,7 +369,8 @@ export class Store implements ReplicationStore {
   private record(seq: number, staged: Map<string, Uint8Array | null>): Op[] {
     const ops: Op[] = [];
     for (const [key, value] of staged) ops.push(value === null ? { type: 'del', key } : { type: 'put', key, value });
-    ops.push({ type: 'put', key: logKey(seq), value: encodeChange(seq, this.now(), ops) });
+    if (this.options.changeLog !== false)
+      ops.push({ type: 'put', key: logKey(seq), value: encodeChange(seq, this.now(), ops) });
     if (seq > this.retain) ops.push({ type: 'del', key: logKey(seq - this.retain) });
     return ops;
   }

@@ -47,7 +47,16 @@ describe('backup while 8 writers write, restored through the CLI', function () {
   before(async () => {
     dir = await tempDir('coffer-backup-int-');
     server = await startServer(
-      await loadConfig({ flags: { dev: true, data_dir: join(dir, 'vault'), listen: '127.0.0.1:0' } }),
+      // Shipping to a directory keeps the change log, the oracle of what the backup must hold
+      // (a standalone server writes none).
+      await loadConfig({
+        flags: {
+          dev: true,
+          data_dir: join(dir, 'vault'),
+          listen: '127.0.0.1:0',
+          replicate_to: [`file://${join(dir, 'bucket')}`],
+        },
+      }),
       { log: silentLog },
     );
     token = server.rootToken!;

@@ -139,6 +139,31 @@ describe('store', () => {
     );
   });
 
+  it('without a change log: writes and sequence numbers as before, no records, and the old ones still drop out of the window', async () => {
+    for (let i = 1; i <= 3; i++) await store.mutate((tx) => tx.put(`k${i}`, bytes('v')));
+    await store.close();
+    store = await Store.open(join(dir, 'db'), { now: () => 1_000, retain: 5, changeLog: false });
+    assert.equal(store.lastSeq, 3);
+    const concurrent = Array.from({ length: 4 }, (_, i) => store.mutate((tx) => tx.put(`c${i}`, bytes(String(i)))));
+    await Promise.all(concurrent);
+    assert.equal(store.lastSeq, 7, 'each mutation still takes its own sequence number');
+    for (let i = 0; i < 4; i++) assert.equal(text(store.get(`c${i}`)), String(i));
+    assert.deepEqual(
+      (await store.changes(0, 100)).map((r) => r.seq),
+      [3],
+      'records 1 and 2 fell out of the window of 5; none were written for 4-7',
+    );
+    await store.close();
+    store = await Store.open(join(dir, 'db'), { now: () => 1_000, retain: 5 });
+    assert.equal(store.lastSeq, 7, 'the sequence number was stored without the records');
+    await store.mutate((tx) => tx.put('after', bytes('v')));
+    assert.deepEqual(
+      (await store.changes(0, 100)).map((r) => r.seq),
+      [8],
+      'with the log back on, records resume at the next number, after a gap a shipper must notice',
+    );
+  });
+
   it('lets a mutation read the uncommitted writes of those before it in its group, and acknowledges none before the sync', async () => {
     await store.mutate((tx) => tx.put('x', bytes('0')));
     const seen: (string | undefined)[] = [];
