@@ -243,6 +243,35 @@ try {
   }
   const at50 = (tool: string, what: string) =>
     rows.find((r) => r.tool === tool && r.conns === 50 && r.what.startsWith(what))!.result!;
+  if (wrk) {
+    // The rows above are a standalone server, which keeps no change log; a primary writes one
+    // record a write, repeating the values (docs/storage.md "Change log").
+    const primary = await startServerProcess([
+      '--dev',
+      '--data-dir',
+      join(dir, 'primary'),
+      '--replicate-to',
+      `file://${join(dir, 'bucket')}`,
+      '--log-level',
+      'warn',
+    ]);
+    try {
+      const token = (await readFile(join(dir, 'primary', 'root-token'), 'utf8')).trim();
+      const w = await withWrk(
+        { url: primary.url, connections: 50, headers: { authorization: `Bearer ${token}` }, put: true },
+        dir,
+      );
+      add(
+        'Coffer `PUT /v1/secrets/:path` on a primary shipping to a directory bucket (change log kept)',
+        'wrk',
+        50,
+        w,
+        ratio(w, at50('wrk', 'express 5 + one raw'), 'express + level'),
+      );
+    } finally {
+      await primary.kill('SIGTERM');
+    }
+  }
   const single = at50('autocannon', 'Coffer `GET');
   const batch = await withAutocannon({
     url: `${coffer.url}/v1/secrets:batch`,
