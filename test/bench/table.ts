@@ -253,7 +253,7 @@ try {
       '--replicate-to',
       `file://${join(dir, 'bucket')}`,
       '--log-level',
-      'warn',
+      'info',
     ]);
     try {
       const token = (await readFile(join(dir, 'primary', 'root-token'), 'utf8')).trim();
