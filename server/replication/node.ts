@@ -514,12 +514,12 @@ function primaryState(notBefore = 0, leaseRequired = false): Extract<NodeState, 
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Replication settings from the server configuration (seconds become milliseconds). */
 /** Whether this server ships or follows; without either it is standalone for its whole run. */
 export function isReplicated(settings: ReplicationSettings): boolean {
   return settings.replicateTo.length > 0 || settings.replicaOf !== undefined;
 }
 
+/** Replication settings from the server configuration (seconds become milliseconds). */
 export function settingsFromConfig(config: ServerConfig): ReplicationSettings {
   return {
     replicateTo: config.replicate_to,

@@ -16,7 +16,7 @@ export interface StoreOptions {
    * Whether mutations write change-log records; default true. Only replication reads them, so
    * a standalone server (replication not configured) turns them off: they were half the bytes
    * of every write for LevelDB to write and compact (docs/storage.md "Change log"). Sequence
-   * numbers still advance, and records that fall out of `retain` are still dropped.
+   * numbers still advance; the records an earlier run left are dropped at open.
    */
   changeLog?: boolean;
   /** How often a store whose writes fail checks whether it can write again. */
@@ -71,7 +71,7 @@ export interface KeyValueStore {
   scanPrefix(prefix: string, after?: string, limit?: number): Promise<[string, Uint8Array][]>;
   /** How many keys lie in [gte, lt) (keys only, no values read). */
   count(gte: string, lt: string): Promise<number>;
-  /** One serialised, synced, change-logged batch (see `Store.mutate`). */
+  /** One serialised, synced batch, change-logged when the store keeps a log (see `Store.mutate`). */
   mutate<T>(fn: (tx: Tx) => T | Promise<T>): Promise<T>;
 }
 
@@ -92,7 +92,7 @@ export interface ReplicationStore extends KeyValueStore {
 /**
  * The one LevelDB database of a server. Mutations run one at a time (a queue), so sequence
  * numbers, check-and-set and key-use counters need no further locking; each mutation stages
- * its writes and its own change-log record, and the mutations that queue up while a batch is
+ * its writes and (with a change log) its own record, and the mutations that queue up while a batch is
  * syncing are written together as the next atomic batch with one `sync: true` (group commit).
  * Reads use `getSync`, which costs a few microseconds against tens for an awaited get.
  */
@@ -123,13 +123,19 @@ export class Store implements ReplicationStore {
   }
 
   /**
-   * `retain`: change-log records kept; each batch drops the one that falls out of the window,
+   * `retain`: change-log records kept; each mutation drops the one that falls out of the window,
    * so the log stays bounded without a separate compaction pass.
    */
   static async open(location: string, options: StoreOptions = {}): Promise<Store> {
     const db = await openLevel(location);
     const raw = db.getSync(SEQ_KEY);
     const seq = raw ? Number(Buffer.from(raw).toString('utf8')) : 0;
+    try {
+      await dropBrokenLog(db, seq, options.changeLog !== false);
+    } catch (e) {
+      await db.close().catch(() => undefined);
+      throw e;
+    }
     return new Store(db, location, seq, options);
   }
 
@@ -198,7 +204,7 @@ export class Store implements ReplicationStore {
 
   /**
    * Runs `fn` alone (after every mutation queued before it), then commits what it staged with
-   * its own sequence number and change-log record. If `fn` throws nothing of it is written.
+   * its own sequence number (and change-log record). If `fn` throws nothing of it is written.
    * Returns what `fn` returned once its writes are durable. Mutations that arrive while a batch
    * is being synced are committed together in the next one (group commit, docs/storage.md).
    */
@@ -365,12 +371,12 @@ export class Store implements ReplicationStore {
     if (this.forming?.jobs === jobs) this.forming = undefined;
   }
 
-  /** The operations of one mutation: its staged writes and its change-log record. */
+  /** The operations of one mutation: its staged writes and, with a change log, its record. */
   private record(seq: number, staged: Map<string, Uint8Array | null>): Op[] {
     const ops: Op[] = [];
     for (const [key, value] of staged) ops.push(value === null ? { type: 'del', key } : { type: 'put', key, value });
-    if (this.options.changeLog !== false)
-      ops.push({ type: 'put', key: logKey(seq), value: encodeChange(seq, this.now(), ops) });
+    if (this.options.changeLog === false) return ops;
+    ops.push({ type: 'put', key: logKey(seq), value: encodeChange(seq, this.now(), ops) });
     if (seq > this.retain) ops.push({ type: 'del', key: logKey(seq - this.retain) });
     return ops;
   }
@@ -527,6 +533,25 @@ async function logBytes(location: string): Promise<number> {
     );
   }
   return total;
+}
+
+/**
+ * Keeps the change log one unbroken run of records ending at the store's sequence number (or
+ * empty), which is what a shipper relies on when it checks only the first record it reads. A
+ * run without the log (standalone) leaves the records before it unable to continue to the
+ * numbers it took, and records written after them would sit on both sides of a gap: so a
+ * store opened without the log drops every record, and one opened with it drops them all when
+ * the newest is behind its sequence number. A shipper then finds the next record missing and
+ * ships a snapshot (docs/storage.md "Change log"). At most `retain` records, once.
+ */
+async function dropBrokenLog(db: ClassicLevel<string, Uint8Array>, seq: number, changeLog: boolean): Promise<void> {
+  const range = { gte: LOG_PREFIX, lt: prefixEnd(LOG_PREFIX) };
+  const [newest] = await db.keys({ ...range, reverse: true, limit: 1 }).all();
+  if (newest === undefined) return;
+  if (changeLog && newest === logKey(seq)) return;
+  const batch = db.batch();
+  for await (const key of db.keys(range)) batch.del(key);
+  await batch.write({ sync: true });
 }
 
 async function openLevel(location: string): Promise<ClassicLevel<string, Uint8Array>> {

@@ -55,8 +55,8 @@ const group = (key: string) => key.slice(0, key.indexOf('/') + 1 || key.length);
 
 /**
  * Seals every value a store written before the barrier holds in clear, in key order, skipping
- * the clear keys. Each batch is one mutation (synced, change-logged: a replica receives the
- * sealed values like any write) that also moves the cursor in `sys/format`, so a crash between
+ * the clear keys. Each batch is one mutation (synced, change-logged on a primary: a replica
+ * receives the sealed values like any write) that also moves the cursor in `sys/format`, so a crash between
  * batches resumes after the last one that committed, and re-running a batch is harmless: a
  * value that is sealed already is recognised (it opens under its own key) and left as it is.
  * Progress is logged per top-level prefix. Returns the final marker.

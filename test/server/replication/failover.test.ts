@@ -50,6 +50,24 @@ describe('replication failover and fencing', function () {
       'r2 follows epoch 2',
     );
     assert.equal(got.body.data.v, 'bravo');
+    // A replica keeps a change log, so once promoted it ships records, not a snapshot a turn.
+    const store = r1.server.store;
+    assert.equal(
+      (await store.changes(store.lastSeq - 1, 1))[0]?.seq,
+      store.lastSeq,
+      'the promoted write has its record',
+    );
+    const snapshots = () => r1.logs.filter((l) => l.msg === 'replication snapshot written').length;
+    const before = snapshots();
+    for (const path of ['app/b2', 'app/b3']) {
+      assert.equal((await put(r1, token, path, 'x')).status, 200);
+      await until(
+        async () => (await r2.call('GET', `/v1/secrets/${path}`, undefined, token)).status === 200,
+        10_000,
+        path,
+      );
+    }
+    assert.equal(snapshots(), before, 'writes after the promotion went out as segments');
     assert.equal(r2.server.replication.status().epoch, 2);
     assert.equal(r2.server.replication.status().primary, r1.url);
     const refused = await put(r2, token, 'app/c', 'x');
