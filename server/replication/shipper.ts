@@ -212,7 +212,7 @@ export class Shipper {
             `the bucket has records up to ${body.head.seq} but this server only ${this.o.store.lastSeq}: refusing to write`,
           );
         }
-        this.stream = {
+        const resumed: Stream = {
           epoch,
           seq: body.head.seq,
           chain: body.head.chain,
@@ -222,8 +222,9 @@ export class Shipper {
           snapshotId: undefined,
           etag: object.etag,
         };
+        await this.dropOrphans(resumed);
         this.sinceSnapshot = body.head.seq - (body.snapshot?.seq ?? 0);
-        await this.dropOrphans(this.stream);
+        this.stream = resumed;
         return;
       }
       // An older epoch (this server was promoted elsewhere): wait out its holder's lease.
@@ -234,8 +235,10 @@ export class Shipper {
           `the previous primary's lease on ${bucket.url} runs for ${Math.ceil(wait / 1000)} s more`,
         );
     }
-    // A new stream: it starts with a snapshot.
-    this.stream = {
+    // A new stream: it starts with a snapshot, and is this shipper's only once that is in the
+    // bucket. Taken before, a failed snapshot would leave a stream with no chain, and the next
+    // turn would ship records from 0 and announce them in a manifest no replica accepts.
+    const fresh: Stream = {
       epoch,
       seq: 0,
       chain: '',
@@ -245,7 +248,8 @@ export class Shipper {
       snapshotId: undefined,
       etag: object?.etag,
     };
-    await this.snapshot(this.stream);
+    await this.snapshot(fresh);
+    this.stream = fresh;
   }
 
   /** Segments uploaded but never announced (a crash between upload and manifest) would be a fork. */

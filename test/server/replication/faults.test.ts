@@ -461,3 +461,47 @@ describe('replication: snapshots and vaults', function () {
     }
   });
 });
+
+describe('replication: a first snapshot that fails', function () {
+  this.timeout(60_000);
+  const dirs: string[] = [];
+  const nodes: Node[] = [];
+  after(async () => {
+    for (const n of nodes.reverse()) await n.stop().catch(() => undefined);
+    for (const d of dirs) await removeDir(d);
+  });
+
+  it('starts the stream again from a snapshot once the bucket works, never from records with no chain before them', async () => {
+    const parent = await tempDir('coffer-bucket-');
+    dirs.push(parent);
+    const bucket = join(parent, 'bucket');
+    // A file where the bucket's directory should be: the manifest reads as absent, every write fails.
+    await writeFile(bucket, 'not a directory');
+    const primary = await startNode({ replicate_to: [`file://${bucket}`], ...FAST, replication_lease_s: 0 });
+    nodes.push(primary);
+    dirs.push(primary.dir);
+    const token = primary.server.rootToken!;
+    assert.equal((await primary.call('PUT', '/v1/secrets/app/a', { data: { v: 'a' } }, token)).status, 200);
+    await until(() => primary.server.replication.status().targets[0]?.error, 10_000, 'a failed turn');
+    await rm(bucket);
+    await until(
+      () =>
+        primary.server.replication.status().targets[0]?.ok &&
+        primary.server.replication.status().targets[0]?.last_shipped_seq === primary.server.store.lastSeq,
+      15_000,
+      'shipping once the bucket works',
+    );
+    const replica = await startNode({ replica_of: `file://${bucket}`, kekFile: join(primary.dir, 'kek.key'), ...FAST });
+    nodes.push(replica);
+    dirs.push(replica.dir);
+    const read = await until(
+      async () => {
+        const r = await replica.call('GET', '/v1/secrets/app/a', undefined, token);
+        return r.status === 200 ? r : undefined;
+      },
+      15_000,
+      'replica read',
+    );
+    assert.equal(read.body.data.v, 'a');
+  });
+});
