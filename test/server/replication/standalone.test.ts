@@ -123,10 +123,14 @@ describe('replication after a standalone run', function () {
     });
   }
 
-  async function primaryAndReplica(lease: number) {
+  /**
+   * A primary with no lease (it takes writes while its bucket is down, so records wait unshipped
+   * in its log) and a replica following it.
+   */
+  async function primaryAndReplica() {
     const bucket = await tempDir('coffer-bucket-');
     dirs.push(bucket);
-    const primary = await startNode({ replicate_to: [`file://${bucket}`], ...FAST, replication_lease_s: lease });
+    const primary = await startNode({ replicate_to: [`file://${bucket}`], ...FAST, replication_lease_s: 0 });
     dirs.push(primary.dir);
     const token = primary.server.rootToken!;
     const replica = await startNode({ replica_of: `file://${bucket}`, kekFile: join(primary.dir, 'kek.key'), ...FAST });
@@ -141,12 +145,22 @@ describe('replication after a standalone run', function () {
         20_000,
         `replica read of ${path}`,
       );
-    return { bucket, primary, token, replica, read };
+    /** The primary started again on its data directory and bucket, still without a lease. */
+    const primaryAgain = async () => {
+      const again = await startNode({
+        dir: primary.dir,
+        replicate_to: [`file://${bucket}`],
+        ...FAST,
+        replication_lease_s: 0,
+      });
+      nodes.push(again);
+      return again;
+    };
+    return { bucket, primary, token, replica, read, primaryAgain };
   }
 
   it('records on both sides of a standalone run: the stale ones are dropped, and a snapshot bridges the gap', async () => {
-    // No lease: a primary takes writes while its bucket is down, so records wait unshipped in its log.
-    const { bucket, primary, token, read } = await primaryAndReplica(0);
+    const { bucket, primary, token, read, primaryAgain } = await primaryAndReplica();
     assert.equal((await primary.call('PUT', '/v1/secrets/app/a', { data: { n: 'a' } }, token)).status, 200);
     await read('app/a');
     const mend = await breakBucket(bucket);
@@ -164,13 +178,7 @@ describe('replication after a standalone run', function () {
       'the standalone run dropped the records it could not continue',
     );
 
-    const again = await startNode({
-      dir: primary.dir,
-      replicate_to: [`file://${bucket}`],
-      ...FAST,
-      replication_lease_s: 0,
-    });
-    nodes.push(again);
+    const again = await primaryAgain();
     assert.equal((await again.call('PUT', '/v1/secrets/app/c', { data: { n: 'c' } }, token)).status, 200);
     await mend();
     for (const path of ['app/b', 'app/gap', 'app/c']) assert.equal((await read(path)).data.n, path.slice(4));
@@ -181,7 +189,7 @@ describe('replication after a standalone run', function () {
   });
 
   it('a hole inside the log is never shipped across: the segment ends before it and a snapshot follows', async () => {
-    const { bucket, primary, token, read } = await primaryAndReplica(0);
+    const { bucket, primary, token, read, primaryAgain } = await primaryAndReplica();
     assert.equal((await primary.call('PUT', '/v1/secrets/app/a', { data: { n: 'a' } }, token)).status, 200);
     await read('app/a');
     const mend = await breakBucket(bucket);
@@ -197,13 +205,7 @@ describe('replication after a standalone run', function () {
     await db.del(logKey(hole), { sync: true });
     await db.close();
 
-    const again = await startNode({
-      dir: primary.dir,
-      replicate_to: [`file://${bucket}`],
-      ...FAST,
-      replication_lease_s: 0,
-    });
-    nodes.push(again);
+    const again = await primaryAgain();
     await mend();
     for (const n of ['b', 'c', 'd']) assert.equal((await read(`app/${n}`)).data.n, n);
     await until(
