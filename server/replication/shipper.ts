@@ -273,7 +273,7 @@ export class Shipper {
       const batch: ChangeRecord[] = [];
       let bytes = 0;
       for (const r of records) {
-        // A segment holds consecutive records only: past a gap, the next turn finds its first record missing.
+        // A segment holds consecutive records only: past a gap, the next pass finds its first record missing.
         if (batch.length > 0 && r.seq !== batch[batch.length - 1]!.seq + 1) break;
         const size = JSON.stringify(r).length;
         if (batch.length > 0 && bytes + size > this.o.segmentMaxBytes) break;

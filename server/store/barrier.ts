@@ -131,9 +131,11 @@ export class Barrier<K extends BarrierKeys = BarrierKeys> implements SealedStore
    */
   async open(keys: K): Promise<void> {
     let format = this.readFormat();
+    let migrated = false;
     if (format === undefined || format.migration !== undefined) {
       try {
         format = await migrateToBarrier(this.store, this.migrationSealer(keys), this.log);
+        migrated = true;
       } catch (e) {
         if (!isCofferError(e, 'read_only_replica')) throw e;
         this.log?.info(
@@ -142,7 +144,7 @@ export class Barrier<K extends BarrierKeys = BarrierKeys> implements SealedStore
       }
     }
     this.mode = format !== undefined && format.migration === undefined ? 'sealed' : 'legacy';
-    if (this.mode === 'sealed') await this.housekeeping(format!);
+    if (this.mode === 'sealed') await this.housekeeping(format!, migrated);
     this.opened = keys;
   }
 
@@ -341,10 +343,14 @@ export class Barrier<K extends BarrierKeys = BarrierKeys> implements SealedStore
     };
   }
 
-  /** After a migration: the change-log records from before it (values in clear) are dropped. */
-  private async housekeeping(format: FormatRecord): Promise<void> {
+  /**
+   * After a migration: the change-log records from before it (values in clear) are dropped, and
+   * the database compacted when any were, or when the migration ran in this unseal (a standalone
+   * store dropped its records at open, before the migration overwrote the clear values).
+   */
+  private async housekeeping(format: FormatRecord, migrated = false): Promise<void> {
     if (format.legacy_log_until === undefined) return;
-    await purgeLegacyLog(this.store, format.legacy_log_until, this.log).catch((e: unknown) => {
+    await purgeLegacyLog(this.store, format.legacy_log_until, this.log, migrated).catch((e: unknown) => {
       this.log?.warn(
         { err: (e as Error).message },
         'storage: could not drop the change-log records written before the storage barrier; retried at the next unseal',

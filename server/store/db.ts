@@ -541,8 +541,10 @@ async function logBytes(location: string): Promise<number> {
  * run without the log (standalone) leaves the records before it unable to continue to the
  * numbers it took, and records written after them would sit on both sides of a gap: so a
  * store opened without the log drops every record, and one opened with it drops them all when
- * the newest is behind its sequence number. A shipper then finds the next record missing and
- * ships a snapshot (docs/storage.md "Change log"). At most `retain` records, once.
+ * the newest is behind its sequence number (a standalone run of an earlier version). A shipper
+ * then finds the next record missing and ships a snapshot (docs/storage.md "Change log"). At
+ * most `retain` records, once. Only the newest record is looked at: a hole further back is the
+ * shipper's to find (it never ships across one).
  */
 async function dropBrokenLog(db: ClassicLevel<string, Uint8Array>, seq: number, changeLog: boolean): Promise<void> {
   const range = { gte: LOG_PREFIX, lt: prefixEnd(LOG_PREFIX) };
@@ -552,6 +554,8 @@ async function dropBrokenLog(db: ClassicLevel<string, Uint8Array>, seq: number, 
   const batch = db.batch();
   for await (const key of db.keys(range)) batch.del(key);
   await batch.write({ sync: true });
+  // Else every later open's seek for the newest record steps over the tombstones (38 ms for 100,000).
+  await db.compactRange(range.gte, range.lt);
 }
 
 async function openLevel(location: string): Promise<ClassicLevel<string, Uint8Array>> {

@@ -158,12 +158,18 @@ async function nextRows(store: Store, cursor: string | null): Promise<[string, U
 
 /**
  * Drops the change-log records up to `untilSeq` (written before the barrier, so they hold
- * values in clear) and compacts the database so that the overwritten values leave its files.
+ * values in clear) and compacts the database so that the overwritten values leave its files:
+ * when it dropped any, or when `compact` says the migration just overwrote them.
  * Local to each server (no change-log record): a replica does the same once the primary's
  * migration reached it. Shipping from before that point needs a snapshot, which the shipper
  * takes by itself when the log no longer holds a record.
  */
-export async function purgeLegacyLog(store: Store, untilSeq: number, log?: Pick<Logger, 'info'>): Promise<void> {
+export async function purgeLegacyLog(
+  store: Store,
+  untilSeq: number,
+  log?: Pick<Logger, 'info'>,
+  compact = false,
+): Promise<void> {
   const end = logKey(untilSeq + 1);
   let dropped = 0;
   for (;;) {
@@ -172,7 +178,7 @@ export async function purgeLegacyLog(store: Store, untilSeq: number, log?: Pick<
     await store.writeRaw(keys.map((key) => ({ type: 'del', key })));
     dropped += keys.length;
   }
-  if (dropped === 0) return;
+  if (dropped === 0 && !compact) return;
   log?.info(
     { records: dropped, until_seq: untilSeq },
     'storage: dropped the change-log records written before the storage barrier; compacting the database',
