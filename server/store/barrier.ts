@@ -8,6 +8,7 @@ import { FORMAT_KEY, isClearKey, prefixEnd } from './keys.js';
 import {
   formatCodec,
   migrateToBarrier,
+  compactAfterMigration,
   purgeLegacyLog,
   unreadableFormat,
   type FormatRecord,
@@ -350,7 +351,11 @@ export class Barrier<K extends BarrierKeys = BarrierKeys> implements SealedStore
    */
   private async housekeeping(format: FormatRecord, migrated = false): Promise<void> {
     if (format.legacy_log_until === undefined) return;
-    await purgeLegacyLog(this.store, format.legacy_log_until, this.log, migrated).catch((e: unknown) => {
+    const cleaned = async () => {
+      const dropped = await purgeLegacyLog(this.store, format.legacy_log_until!, this.log);
+      if (dropped > 0 || migrated) await compactAfterMigration(this.store, this.log);
+    };
+    await cleaned().catch((e: unknown) => {
       this.log?.warn(
         { err: (e as Error).message },
         'storage: could not drop the change-log records written before the storage barrier; retried at the next unseal',

@@ -130,13 +130,50 @@ export class Store implements ReplicationStore {
     const db = await openLevel(location);
     const raw = db.getSync(SEQ_KEY);
     const seq = raw ? Number(Buffer.from(raw).toString('utf8')) : 0;
+    const store = new Store(db, location, seq, options);
     try {
-      await dropBrokenLog(db, seq, options.changeLog !== false);
+      if (await store.logIsBroken()) await store.dropChanges();
     } catch (e) {
       await db.close().catch(() => undefined);
       throw e;
     }
-    return new Store(db, location, seq, options);
+    return store;
+  }
+
+  /**
+   * Whether the change log fails to be one run of records ending at the sequence number (or
+   * empty), which is what a shipper relies on when it checks only the first record it reads. A
+   * run without the log (standalone) leaves the records before it unable to continue to the
+   * numbers it took, and records written after them would sit on both sides of a gap: so for a
+   * store opened without the log every record is broken, and for one opened with it the log is
+   * when its newest record is behind the sequence number (a standalone run of an earlier
+   * version). Only the newest record is looked at: a hole further back is the shipper's to find
+   * (it never ships across one). Dropped at open, the shipper then finds the next record
+   * missing and ships a snapshot (docs/storage.md "Change log").
+   */
+  private async logIsBroken(): Promise<boolean> {
+    const [newest] = await this.db.keys({ gte: LOG_PREFIX, lt: prefixEnd(LOG_PREFIX), reverse: true, limit: 1 }).all();
+    return newest !== undefined && (this.options.changeLog === false || newest !== logKey(this.seq));
+  }
+
+  /**
+   * Deletes the change-log records up to `untilSeq` (every one without it), a synced page at a
+   * time, oldest first, so a crash leaves a suffix that is dropped again, and compacts their
+   * range (else every later seek into the log steps over the tombstones: 38 ms for 100,000).
+   * Returns how many it deleted. Runs in the write queue; writes no record of its own.
+   */
+  async dropChanges(untilSeq?: number): Promise<number> {
+    const end = untilSeq === undefined ? prefixEnd(LOG_PREFIX) : logKey(untilSeq + 1);
+    let dropped = 0;
+    for (let from = LOG_PREFIX; ;) {
+      const keys = await this.keys(from, end, 1000);
+      if (keys.length === 0) break;
+      await this.writeRaw(keys.map((key) => ({ type: 'del', key })));
+      dropped += keys.length;
+      from = `${keys[keys.length - 1]!}\u0000`;
+    }
+    if (dropped > 0) await this.db.compactRange(LOG_PREFIX, end);
+    return dropped;
   }
 
   get lastSeq(): number {
@@ -533,29 +570,6 @@ async function logBytes(location: string): Promise<number> {
     );
   }
   return total;
-}
-
-/**
- * Keeps the change log one unbroken run of records ending at the store's sequence number (or
- * empty), which is what a shipper relies on when it checks only the first record it reads. A
- * run without the log (standalone) leaves the records before it unable to continue to the
- * numbers it took, and records written after them would sit on both sides of a gap: so a
- * store opened without the log drops every record, and one opened with it drops them all when
- * the newest is behind its sequence number (a standalone run of an earlier version). A shipper
- * then finds the next record missing and ships a snapshot (docs/storage.md "Change log"). At
- * most `retain` records, once. Only the newest record is looked at: a hole further back is the
- * shipper's to find (it never ships across one).
- */
-async function dropBrokenLog(db: ClassicLevel<string, Uint8Array>, seq: number, changeLog: boolean): Promise<void> {
-  const range = { gte: LOG_PREFIX, lt: prefixEnd(LOG_PREFIX) };
-  const [newest] = await db.keys({ ...range, reverse: true, limit: 1 }).all();
-  if (newest === undefined) return;
-  if (changeLog && newest === logKey(seq)) return;
-  const batch = db.batch();
-  for await (const key of db.keys(range)) batch.del(key);
-  await batch.write({ sync: true });
-  // Else every later open's seek for the newest record steps over the tombstones (38 ms for 100,000).
-  await db.compactRange(range.gte, range.lt);
 }
 
 async function openLevel(location: string): Promise<ClassicLevel<string, Uint8Array>> {

@@ -4,7 +4,7 @@ import { zeroize } from '../crypto/bytes.js';
 import { CofferError } from '../errors.js';
 import { jsonCodec } from './codec.js';
 import type { Store, Tx } from './db.js';
-import { CLEAR_PREFIXES, FORMAT_KEY, LOG_PREFIX, isClearKey, logKey, prefixEnd } from './keys.js';
+import { CLEAR_PREFIXES, FORMAT_KEY, isClearKey, prefixEnd } from './keys.js';
 
 /**
  * The storage format, kept in `sys/format` (clear). Version 2 is the storage barrier: every
@@ -158,31 +158,23 @@ async function nextRows(store: Store, cursor: string | null): Promise<[string, U
 
 /**
  * Drops the change-log records up to `untilSeq` (written before the barrier, so they hold
- * values in clear) and compacts the database so that the overwritten values leave its files:
- * when it dropped any, or when `compact` says the migration just overwrote them.
- * Local to each server (no change-log record): a replica does the same once the primary's
- * migration reached it. Shipping from before that point needs a snapshot, which the shipper
- * takes by itself when the log no longer holds a record.
+ * values in clear) and returns how many. Local to each server (no change-log record): a
+ * replica does the same once the primary's migration reached it. Shipping from before that
+ * point needs a snapshot, which the shipper takes by itself when the log no longer holds a record.
  */
-export async function purgeLegacyLog(
-  store: Store,
-  untilSeq: number,
-  log?: Pick<Logger, 'info'>,
-  compact = false,
-): Promise<void> {
-  const end = logKey(untilSeq + 1);
-  let dropped = 0;
-  for (;;) {
-    const keys = await store.keys(LOG_PREFIX, end, 1000);
-    if (keys.length === 0) break;
-    await store.writeRaw(keys.map((key) => ({ type: 'del', key })));
-    dropped += keys.length;
-  }
-  if (dropped === 0 && !compact) return;
-  log?.info(
-    { records: dropped, until_seq: untilSeq },
-    'storage: dropped the change-log records written before the storage barrier; compacting the database',
-  );
+export async function purgeLegacyLog(store: Store, untilSeq: number, log?: Pick<Logger, 'info'>): Promise<number> {
+  const dropped = await store.dropChanges(untilSeq);
+  if (dropped > 0)
+    log?.info(
+      { records: dropped, until_seq: untilSeq },
+      'storage: dropped the change-log records written before the storage barrier',
+    );
+  return dropped;
+}
+
+/** Compacts the database, so that the values a migration overwrote leave its files. */
+export async function compactAfterMigration(store: Store, log?: Pick<Logger, 'info'>): Promise<void> {
+  log?.info('storage: compacting the database, so that the values written in clear leave its files');
   await store.compact();
   log?.info('storage: compaction finished');
 }
