@@ -72,17 +72,24 @@ export async function startNode(
   };
 }
 
-/**
- * A primary shipping to a new file bucket and a replica of it (same master key), with FAST
- * settings; both nodes and every directory are added to `track` for the caller's teardown.
- */
-export async function startPair(track: {
+/** What a test starts, for its teardown (`stopAll`). */
+export interface Track {
   nodes: Node[];
   dirs: string[];
-}): Promise<{ bucket: string; primary: Node; replica: Node }> {
+}
+
+/**
+ * A primary shipping to a new file bucket and a replica of it (same master key), with FAST
+ * settings and the primary's `settings` over them; both nodes and every directory are added
+ * to `track` for the caller's teardown.
+ */
+export async function startPair(
+  track: Track,
+  settings: Partial<ServerConfig> = {},
+): Promise<{ bucket: string; primary: Node; replica: Node }> {
   const bucket = await tempDir('coffer-bucket-');
   track.dirs.push(bucket);
-  const primary = await startNode({ replicate_to: [`file://${bucket}`], ...FAST });
+  const primary = await startNode({ replicate_to: [`file://${bucket}`], ...FAST, ...settings });
   track.nodes.push(primary);
   track.dirs.push(primary.dir);
   const replica = await startNode({ replica_of: `file://${bucket}`, kekFile: join(primary.dir, 'kek.key'), ...FAST });
@@ -93,6 +100,24 @@ export async function startPair(track: {
 
 export async function removeDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
+}
+
+/** Stops what `track` holds, newest node first, then removes its directories. */
+export async function stopAll(track: Track): Promise<void> {
+  for (const n of track.nodes.splice(0).reverse()) await n.stop().catch(() => undefined);
+  for (const d of track.dirs.splice(0)) await removeDir(d);
+}
+
+/** Polls `node` until it answers a read of the secret at `path` with 200; returns the body. */
+export function readWhenThere(node: Node, token: string, path: string, ms = 15_000): Promise<any> {
+  return until(
+    async () => {
+      const r = await node.call('GET', `/v1/secrets/${path}`, undefined, token);
+      return r.status === 200 ? r.body : undefined;
+    },
+    ms,
+    `${path} readable on ${node.url}`,
+  );
 }
 
 /** Polls `check` until it returns a truthy value or `ms` pass. */

@@ -3,7 +3,7 @@ import { cp, mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Store } from '../../../server/store/db.js';
 import { tempDir } from '../../helpers.js';
-import { FAST, removeDir, startNode, until, type Node } from './cluster.js';
+import { FAST, removeDir, startNode, until, type Node, readWhenThere } from './cluster.js';
 import { startS3, type TestS3 } from './s3rver.js';
 
 describe('replication failover and fencing', function () {
@@ -41,15 +41,8 @@ describe('replication failover and fencing', function () {
     const promoted = await r1.call('POST', '/v1/sys/replication/promote', {}, token);
     assert.equal(promoted.status, 200, JSON.stringify(promoted.body));
     assert.equal((await put(r1, token, 'app/b', 'bravo')).status, 200);
-    const got = await until(
-      async () => {
-        const r = await r2.call('GET', '/v1/secrets/app/b', undefined, token);
-        return r.status === 200 ? r : undefined;
-      },
-      10_000,
-      'r2 follows epoch 2',
-    );
-    assert.equal(got.body.data.v, 'bravo');
+    const got = await readWhenThere(r2, token, 'app/b', 10_000);
+    assert.equal(got.data.v, 'bravo', 'r2 follows epoch 2');
     // A replica keeps a change log, so once promoted it ships records, not a snapshot a turn.
     const store = r1.server.store;
     assert.equal(
@@ -61,11 +54,7 @@ describe('replication failover and fencing', function () {
     const before = snapshots();
     for (const path of ['app/b2', 'app/b3']) {
       assert.equal((await put(r1, token, path, 'x')).status, 200);
-      await until(
-        async () => (await r2.call('GET', `/v1/secrets/${path}`, undefined, token)).status === 200,
-        10_000,
-        path,
-      );
+      await readWhenThere(r2, token, path, 10_000);
     }
     assert.equal(snapshots(), before, 'writes after the promotion went out as segments');
     assert.equal(r2.server.replication.status().epoch, 2);

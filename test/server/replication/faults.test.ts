@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { cp, readFile, readdir, rename, rm, truncate, writeFile, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tempDir } from '../../helpers.js';
-import { FAST, removeDir, startNode, until, type Node } from './cluster.js';
+import { FAST, removeDir, startNode, until, type Node, readWhenThere, stopAll, type Track } from './cluster.js';
 
 /**
  * SECURITY-CASES H: the bucket is untrusted. Each case tampers with a real file bucket between
@@ -464,12 +464,9 @@ describe('replication: snapshots and vaults', function () {
 
 describe('replication: a first snapshot that fails', function () {
   this.timeout(60_000);
-  const dirs: string[] = [];
-  const nodes: Node[] = [];
-  after(async () => {
-    for (const n of nodes.reverse()) await n.stop().catch(() => undefined);
-    for (const d of dirs) await removeDir(d);
-  });
+  const track: Track = { nodes: [], dirs: [] };
+  const { nodes, dirs } = track;
+  after(() => stopAll(track));
 
   it('starts the stream again from a snapshot once the bucket works, never from records with no chain before them', async () => {
     const parent = await tempDir('coffer-bucket-');
@@ -494,14 +491,6 @@ describe('replication: a first snapshot that fails', function () {
     const replica = await startNode({ replica_of: `file://${bucket}`, kekFile: join(primary.dir, 'kek.key'), ...FAST });
     nodes.push(replica);
     dirs.push(replica.dir);
-    const read = await until(
-      async () => {
-        const r = await replica.call('GET', '/v1/secrets/app/a', undefined, token);
-        return r.status === 200 ? r : undefined;
-      },
-      15_000,
-      'replica read',
-    );
-    assert.equal(read.body.data.v, 'a');
+    assert.equal((await readWhenThere(replica, token, 'app/a')).data.v, 'a');
   });
 });

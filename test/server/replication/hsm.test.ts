@@ -4,7 +4,7 @@ import { tempDir } from '../../helpers.js';
 import { createToken, describeHsm, hsmEnv, kekUri } from '../../hsm.js';
 import { initHsmKey } from '../../../server/keys/pkcs11/init.js';
 import { parsePkcs11Uri } from '../../../server/keys/pkcs11/uri.js';
-import { FAST, removeDir, startNode, until, type Node } from './cluster.js';
+import { FAST, removeDir, startNode, until, type Node, readWhenThere } from './cluster.js';
 
 /**
  * A primary and a standby in two "data centres", each with its own HSM holding the same key
@@ -44,15 +44,8 @@ describeHsm('replication between two HSM-backed servers', function (this: Mocha.
       );
     }
     for (let i = 0; i < 5; i++) {
-      const got = await until(
-        async () => {
-          const r = await standby!.call('GET', `/v1/secrets/ns${i % 3}/s${i}`, undefined, token);
-          return r.status === 200 ? r : undefined;
-        },
-        15_000,
-        `standby read ${i}`,
-      );
-      assert.equal(got.body.data.v, `value ${i}`);
+      const got = await readWhenThere(standby, token, `ns${i % 3}/s${i}`);
+      assert.equal(got.data.v, `value ${i}`);
     }
     assert.equal((await standby.call('GET', '/v1/sys/seal-status')).body.provider, 'pkcs11');
   });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { tempDir } from '../../helpers.js';
-import { FAST, removeDir, startNode, until, type Node } from './cluster.js';
+import { FAST, removeDir, startNode, until, type Node, readWhenThere } from './cluster.js';
 
 describe('replication smoke', function () {
   this.timeout(60_000);
@@ -30,15 +30,8 @@ describe('replication smoke', function () {
   it('replicates a write', async () => {
     const put = await primary.call('PUT', '/v1/secrets/app/db', { data: { password: 'hunter2' } }, token);
     assert.equal(put.status, 200, JSON.stringify(put.body));
-    const got = await until(
-      async () => {
-        const r = await replica.call('GET', '/v1/secrets/app/db', undefined, token);
-        return r.status === 200 ? r : undefined;
-      },
-      10_000,
-      'replica read',
-    );
-    assert.equal(got.body.data.password, 'hunter2');
+    const got = await readWhenThere(replica, token, 'app/db', 10_000);
+    assert.equal(got.data.password, 'hunter2');
     const w = await replica.call('PUT', '/v1/secrets/app/db', { data: { password: 'x' } }, token);
     assert.equal(w.status, 409);
     assert.equal(w.body.error.code, 'read_only_replica');

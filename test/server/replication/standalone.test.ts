@@ -5,7 +5,7 @@ import { ClassicLevel } from 'classic-level';
 import { parseSegmentName } from '../../../server/replication/format.js';
 import { LOG_PREFIX, SEQ_KEY, logKey, prefixEnd } from '../../../server/store/keys.js';
 import { tempDir } from '../../helpers.js';
-import { FAST, removeDir, startNode, until, type Node } from './cluster.js';
+import { FAST, readWhenThere, startNode, startPair, stopAll, until, type Track } from './cluster.js';
 
 /**
  * A standalone server writes no change log (nothing reads it); replication configured at a
@@ -13,12 +13,9 @@ import { FAST, removeDir, startNode, until, type Node } from './cluster.js';
  */
 describe('replication after a standalone run', function () {
   this.timeout(60_000);
-  const nodes: Node[] = [];
-  const dirs: string[] = [];
-  after(async () => {
-    for (const n of nodes.reverse()) await n.stop().catch(() => undefined);
-    for (const d of dirs) await removeDir(d);
-  });
+  const track: Track = { nodes: [], dirs: [] };
+  const { nodes, dirs } = track;
+  after(() => stopAll(track));
 
   /**
    * The sequence number and the change-log records on disk, read with LevelDB itself: opening a
@@ -67,15 +64,7 @@ describe('replication after a standalone run', function () {
     dirs.push(replica.dir);
     assert.equal((await primary.call('PUT', '/v1/secrets/app/after', { data: { n: 'after' } }, token)).status, 200);
 
-    const read = (path: string) =>
-      until(
-        async () => {
-          const r = await replica.call('GET', `/v1/secrets/${path}`, undefined, token);
-          return r.status === 200 ? r.body : undefined;
-        },
-        15_000,
-        `replica read of ${path}`,
-      );
+    const read = (path: string) => readWhenThere(replica, token, path);
     assert.equal((await read('app/after')).data.n, 'after', 'a write made as primary replicates');
     for (let i = 1; i < 5; i++) assert.equal((await read(`app/s${i}`)).data.n, String(i));
     const s0 = await read('app/s0');
@@ -136,23 +125,9 @@ describe('replication after a standalone run', function () {
    * in its log) and a replica following it.
    */
   async function primaryAndReplica() {
-    const bucket = await tempDir('coffer-bucket-');
-    dirs.push(bucket);
-    const primary = await startNode({ replicate_to: [`file://${bucket}`], ...FAST, replication_lease_s: 0 });
-    dirs.push(primary.dir);
+    const { bucket, primary, replica } = await startPair(track, { replication_lease_s: 0 });
     const token = primary.server.rootToken!;
-    const replica = await startNode({ replica_of: `file://${bucket}`, kekFile: join(primary.dir, 'kek.key'), ...FAST });
-    nodes.push(replica);
-    dirs.push(replica.dir);
-    const read = (path: string) =>
-      until(
-        async () => {
-          const r = await replica.call('GET', `/v1/secrets/${path}`, undefined, token);
-          return r.status === 200 ? (r.body as { data: { n: string } }) : undefined;
-        },
-        20_000,
-        `replica read of ${path}`,
-      );
+    const read = (path: string): Promise<{ data: { n: string } }> => readWhenThere(replica, token, path, 20_000);
     /** The primary started again on its data directory and bucket, still without a lease. */
     const primaryAgain = async () => {
       const again = await startNode({
