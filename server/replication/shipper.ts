@@ -274,7 +274,7 @@ export class Shipper {
       let bytes = 0;
       for (const r of records) {
         // A segment holds consecutive records only: past a gap, the next pass finds its first record missing.
-        if (batch.length > 0 && r.seq !== batch[batch.length - 1]!.seq + 1) break;
+        if (r.seq !== stream.seq + batch.length + 1) break;
         const size = JSON.stringify(r).length;
         if (batch.length > 0 && bytes + size > this.o.segmentMaxBytes) break;
         batch.push(r);

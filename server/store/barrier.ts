@@ -350,9 +350,10 @@ export class Barrier<K extends BarrierKeys = BarrierKeys> implements SealedStore
    * store dropped its records at open, before the migration overwrote the clear values).
    */
   private async housekeeping(format: FormatRecord, migrated = false): Promise<void> {
-    if (format.legacy_log_until === undefined) return;
+    const until = format.legacy_log_until;
+    if (until === undefined) return;
     const cleaned = async () => {
-      const dropped = await purgeLegacyLog(this.store, format.legacy_log_until!, this.log);
+      const dropped = await purgeLegacyLog(this.store, until, this.log);
       if (dropped > 0 || migrated) await compactAfterMigration(this.store, this.log);
     };
     await cleaned().catch((e: unknown) => {

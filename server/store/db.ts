@@ -167,10 +167,11 @@ export class Store implements ReplicationStore {
     let dropped = 0;
     for (let from = LOG_PREFIX; ;) {
       const keys = await this.keys(from, end, 1000);
-      if (keys.length === 0) break;
+      const last = keys.at(-1);
+      if (last === undefined) break;
       await this.writeRaw(keys.map((key) => ({ type: 'del', key })));
       dropped += keys.length;
-      from = `${keys[keys.length - 1]!}\u0000`;
+      from = `${last}\u0000`;
     }
     if (dropped > 0) await this.db.compactRange(LOG_PREFIX, end);
     return dropped;
