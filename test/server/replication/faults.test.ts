@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { cp, readFile, readdir, rename, rm, truncate, writeFile, copyFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { tempDir } from '../../helpers.js';
 import { FAST, removeDir, startNode, until, type Node, readWhenThere, stopAll, type Track } from './cluster.js';
@@ -491,6 +492,77 @@ describe('replication: a first snapshot that fails', function () {
     const replica = await startNode({ replica_of: `file://${bucket}`, kekFile: join(primary.dir, 'kek.key'), ...FAST });
     nodes.push(replica);
     dirs.push(replica.dir);
+    assert.equal((await readWhenThere(replica, token, 'app/a')).data.v, 'a');
+  });
+});
+
+describe('replication: a resumed stream whose orphaned segment cannot be dropped', function () {
+  this.timeout(60_000);
+  const track: Track = { nodes: [], dirs: [] };
+  const { nodes, dirs } = track;
+  let pinned: string | undefined;
+  after(async () => {
+    if (pinned) spawnSync('chattr', ['-i', pinned]);
+    await stopAll(track);
+  });
+
+  it('ships nothing until the orphan is gone, then drops it and resumes the stream', async function () {
+    const bucket = await tempDir('coffer-bucket-');
+    dirs.push(bucket);
+    const settings = { replicate_to: [`file://${bucket}`], ...FAST, replication_lease_s: 0 };
+    const first = await startNode(settings);
+    nodes.push(first);
+    dirs.push(first.dir);
+    const token = first.server.rootToken!;
+    assert.equal((await first.call('PUT', '/v1/secrets/app/a', { data: { v: 'a' } }, token)).status, 200);
+    const shippedAll = (n: Node) =>
+      until(
+        () => {
+          const t = n.server.replication.status().targets[0];
+          return t?.ok && t.last_shipped_seq === n.server.store.lastSeq;
+        },
+        15_000,
+        'shipping',
+      );
+    await shippedAll(first);
+    const head = first.server.store.lastSeq;
+    await first.stop();
+    nodes.splice(nodes.indexOf(first), 1);
+
+    // A segment uploaded past the manifest's head by a turn that never announced it (a crash
+    // between upload and manifest), made undeletable: unlink fails with EPERM, even for root.
+    const epochDir = (await readdir(bucket)).find((name) => name.startsWith('epoch-'))!;
+    const hex = (n: number) => n.toString(16).padStart(16, '0');
+    const orphan = join(bucket, epochDir, 'seg', `${hex(head + 1)}-${hex(head + 5)}.seg`);
+    await writeFile(orphan, 'never announced');
+    if (spawnSync('chattr', ['+i', orphan]).status !== 0) this.skip(); // needs root and ext4/xfs/btrfs
+    pinned = orphan;
+
+    const primary = await startNode({ dir: first.dir, ...settings });
+    nodes.push(primary);
+    await until(() => primary.server.replication.status().targets[0]?.error, 10_000, 'a failed turn');
+    assert.equal((await primary.call('PUT', '/v1/secrets/app/b', { data: { v: 'b' } }, token)).status, 200);
+    await new Promise((r) => setTimeout(r, 500)); // many turns at a 20 ms batch
+    const shippedPastHead = async () =>
+      (await readdir(join(bucket, epochDir, 'seg'))).filter((name) => parseInt(name.slice(0, 16), 16) > head);
+    assert.deepEqual(
+      await shippedPastHead(),
+      [`${hex(head + 1)}-${hex(head + 5)}.seg`],
+      'nothing shipped past the orphan',
+    );
+    assert.equal(primary.server.replication.status().targets[0]?.ok, false);
+
+    spawnSync('chattr', ['-i', orphan]);
+    pinned = undefined;
+    await shippedAll(primary);
+    assert.ok(
+      !(await shippedPastHead()).includes(`${hex(head + 1)}-${hex(head + 5)}.seg`),
+      'the orphan is dropped before the stream ships again',
+    );
+    const replica = await startNode({ replica_of: `file://${bucket}`, kekFile: join(first.dir, 'kek.key'), ...FAST });
+    nodes.push(replica);
+    dirs.push(replica.dir);
+    assert.equal((await readWhenThere(replica, token, 'app/b')).data.v, 'b');
     assert.equal((await readWhenThere(replica, token, 'app/a')).data.v, 'a');
   });
 });
