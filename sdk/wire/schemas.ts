@@ -135,7 +135,7 @@ export const initBody = z
     shares: z.number().int().min(1).max(255).default(5),
     threshold: z.number().int().min(1).max(255).default(3),
   })
-  .refine((b) => b.threshold <= b.shares, { message: 'threshold must not exceed shares', path: ['threshold'] });
+  .refine((b) => b.threshold <= b.shares, { error: 'threshold must not exceed shares', path: ['threshold'] });
 
 export const unsealBody = z.union([
   z.strictObject({ share: z.string().min(1).max(1024) }),
@@ -336,8 +336,8 @@ const claimPath = /^[A-Za-z0-9_.:-]{1,128}(\/[A-Za-z0-9_.:-]{1,128}){0,4}$/;
 /** A jwt login role (`PUT /v1/auth/jwt/roles/{name}`; server/auth/jwt-login.ts checks the rest: names, URLs, keys). */
 export const jwtRoleSchema = z
   .strictObject({
-    issuer: z.string().url().max(512),
-    jwks_url: z.string().url().max(1024).optional(),
+    issuer: z.url().max(512),
+    jwks_url: z.url().max(1024).optional(),
     jwks: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1).max(32) }).optional(),
     allowed_algorithms: z.array(z.enum(ASYMMETRIC_ALGORITHMS)).min(1).default(['RS256', 'ES256', 'EdDSA']),
     bound_audiences: z
@@ -371,7 +371,7 @@ export const jwtRoleSchema = z
     allow_insecure_http: z.boolean().default(false),
   })
   .refine((r) => (r.jwks_url === undefined) !== (r.jwks === undefined), {
-    message: 'give exactly one of jwks_url or jwks',
+    error: 'give exactly one of jwks_url or jwks',
     path: ['jwks_url'],
   });
 
@@ -429,7 +429,7 @@ const customMetadata = z
   .refine((m) => Object.keys(m).length <= MAX_METADATA_KEYS, `at most ${MAX_METADATA_KEYS} custom_metadata keys`);
 /** Only "no automatic deletion": Coffer has none (docs/vault-compatibility.md "Differences"). */
 const deleteVersionAfter = z.union([z.literal(0), z.literal('0s'), z.literal('0'), z.literal('')], {
-  message: 'delete_version_after is not supported (only 0)',
+  error: 'delete_version_after is not supported (only 0)',
 });
 
 export const kvMetadataBody = z.strictObject({

@@ -122,7 +122,7 @@ export class SecretsEngine {
     const metadata = { ...(input.metadata ?? {}) };
     let expiresAt = input.expires_at === undefined ? null : Date.parse(input.expires_at);
     if (type === 'certificate') {
-      const facts = inspectCertificate(Object.fromEntries(Object.entries(data).map(([k, v]) => [k, String(v)])));
+      const facts = inspectCertificate(data as Record<string, string>); // string values only, checked above
       Object.assign(metadata, facts);
       expiresAt ??= Date.parse(facts.not_after);
     }

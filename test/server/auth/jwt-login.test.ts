@@ -210,6 +210,27 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
     }
   });
 
+  it('refuses a role whose issuer or JWKS URL is not a URL, or with both or neither of jwks_url and jwks, and stores nothing', async () => {
+    const base = { bound_audiences: ['coffer'], groups: [] };
+    const jwks = { keys: [{ kty: 'OKP', crv: 'Ed25519', x: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' }] };
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ issuer: 'not a url', jwks_url: `${idp.url}/jwks` }, /^issuer: /],
+      [{ issuer: idp.url, jwks_url: 'jwks.json' }, /^jwks_url: /],
+      [{ issuer: idp.url, jwks_url: `${idp.url}/jwks`, jwks }, /^jwks_url: give exactly one of jwks_url or jwks$/],
+      [{ issuer: idp.url }, /^jwks_url: give exactly one of jwks_url or jwks$/],
+    ];
+    for (const [config, message] of cases) {
+      const res = await request(vault.app)
+        .put('/v1/auth/jwt/roles/refused')
+        .set(vault.auth)
+        .send({ ...base, ...config });
+      assert.equal(res.status, 400, JSON.stringify(config));
+      assert.equal(res.body.error.code, 'invalid_request');
+      assert.match(res.body.error.message, message);
+    }
+    assert.equal((await request(vault.app).get('/v1/auth/jwt/roles/refused').set(vault.auth)).status, 404);
+  });
+
   it('A10: requires the exact issuer string', async () => {
     const r = await role();
     for (const iss of [`${idp.url}/`, idp.url.toUpperCase(), `${idp.url}.evil.com`, idp.url.replace('http', 'https')])
