@@ -410,14 +410,24 @@ const options = z.strictObject({ cas: uint.optional() });
 export const kvWriteBody = z.strictObject({ data: kvData, options: options.optional() });
 /** A merge patch (RFC 7386): `null` removes a key. */
 export const kvPatchBody = z.strictObject({ data: z.record(dataKey, value), options: options.optional() });
+/** A version number as Vault takes it: the vault CLI's `-versions=1,2` sends strings ("1"), the API clients numbers. */
+const versionOrDigits = z.union([
+  z.number(),
+  z
+    .string()
+    .regex(/^[1-9][0-9]{0,9}$/, 'expected a positive integer')
+    .transform(Number),
+]);
 export const kvVersionsBody = z.strictObject({
   versions: z
     .array(
-      z
-        .number()
-        .int()
-        .min(1)
-        .max(2 ** 32 - 1),
+      versionOrDigits.pipe(
+        z
+          .number()
+          .int()
+          .min(1)
+          .max(2 ** 32 - 1),
+      ),
     )
     .min(1)
     .max(100)

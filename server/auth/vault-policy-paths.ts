@@ -10,7 +10,9 @@ type Action = 'data' | 'metadata' | 'delete' | 'undelete' | 'destroy';
 
 /**
  * What a Vault capability on each KV v2 path grants in Coffer (docs/vault-compatibility.md
- * "Policies"): never more than Vault would. Coffer's `read`, `create` and `update` on a secret
+ * "Policies"): never more than Vault would, but for one coarser capability: Coffer's `destroy`
+ * also erases a secret with its metadata, which Vault's `destroy` path does not ("Differences").
+ * Coffer's `read`, `create` and `update` on a secret
  * cover its metadata with its data, so metadata read/write and undelete (which needs `update`)
  * grant nothing on their own; `list` on a data path grants nothing in Vault either. A deny on
  * any of them denies the Coffer path whole.

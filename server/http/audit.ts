@@ -2,7 +2,8 @@ import { routePattern, type AuditEntry } from './locals.js';
 import { TLSSocket } from 'node:tls';
 import type { Step } from './edge.js';
 import type { AuditLog, AuditRecord } from '../audit/log.js';
-import type { ErrorBody } from '../../sdk/wire/errors.js';
+import { CofferError } from '../errors.js';
+import { errorResponse } from './respond-error.js';
 import { verifiedClientCertificate } from '../tls/context.js';
 import { underlyingSocket } from '../tunnel.js';
 
@@ -45,15 +46,10 @@ export function auditRequests(audit: AuditLog): Step {
         () => end(...args),
         () => {
           if (res.headersSent) return void res.destroy();
-          const body: ErrorBody = {
-            error: {
-              code: 'audit_unavailable',
-              message: 'the audit log cannot be written: request refused',
-              request_id: record.request_id,
-            },
-          };
+          const refused = new CofferError('audit_unavailable', 'the audit log cannot be written: request refused');
+          const { status, body } = errorResponse(refused, res.locals);
           const text = JSON.stringify(body);
-          res.statusCode = 503;
+          res.statusCode = status;
           res.removeHeader('Content-Length');
           res.setHeader('Content-Type', 'application/json; charset=utf-8');
           end(text);

@@ -33,14 +33,24 @@ export function respondError(log: Logger) {
       res.destroy();
       return;
     }
-    const body: ErrorBody = { error: { code: error.code, message: error.message, request_id: requestId } };
-    if (res.locals.vaultErrors) {
-      const vault = vaultError(error);
-      if (res.locals.vaultErrors === 'only') return void sendJson(res, vault.body, vault.status);
-      return void sendJson(res, { ...body, ...vault.body }, error.status);
-    }
-    sendJson(res, body, error.status);
+    const { status, body } = errorResponse(error, res.locals);
+    sendJson(res, body, status);
   };
+}
+
+/**
+ * The status and body of an error answer in the shape the caller reads: Coffer's, Vault's on
+ * the Vault routes, both on the paths the two APIs share (`locals.vaultErrors`, vault/index.ts).
+ */
+export function errorResponse(
+  error: CofferError,
+  locals: Pick<Express.Locals, 'requestId' | 'vaultErrors'>,
+): { status: number; body: unknown } {
+  const body: ErrorBody = { error: { code: error.code, message: error.message, request_id: locals.requestId ?? '' } };
+  if (!locals.vaultErrors) return { status: error.status, body };
+  const vault = vaultError(error);
+  if (locals.vaultErrors === 'only') return vault;
+  return { status: error.status, body: { ...body, ...vault.body } };
 }
 
 /** `respondError` as express's error middleware. */

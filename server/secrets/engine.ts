@@ -234,13 +234,23 @@ export class SecretsEngine {
   /**
    * Sets a secret's metadata, version limit or check-and-set rule; creates the secret with no
    * version yet when it does not exist (External Secrets Operator writes metadata first). A
-   * lower limit destroys the oldest versions now, as the next write would.
+   * lower limit destroys the oldest versions now, as the next write would. `authorize` runs
+   * inside the write, against the state it changes; `authorizeLowerLimit` too, when the limit
+   * of a secret that keeps versions goes down: that erases history, which is more than a
+   * metadata write, so the routes ask for `destroy` there.
    */
-  async configure(path: string, settings: SecretSettings, authorize?: WriteCheck): Promise<void> {
+  async configure(
+    path: string,
+    settings: SecretSettings,
+    checks: { authorize?: WriteCheck; authorizeLowerLimit?: () => void } = {},
+  ): Promise<void> {
     await this.store.mutate((tx) => {
       const now = this.options.now();
       const existing = this.meta.read(tx, path);
-      authorize?.(existing !== undefined);
+      checks.authorize?.(existing !== undefined);
+      const limit = settings.max_versions === 0 ? this.options.maxVersions : settings.max_versions; // 0: the engine's
+      if (existing && existing.versions.length > 0 && limit !== undefined && limit < this.versionLimit(existing))
+        checks.authorizeLowerLimit?.();
       const meta: SecretMeta = existing ?? {
         type: 'kv',
         current_version: 0,

@@ -11,7 +11,7 @@ import { mountRoutes } from './sys.js';
 /**
  * The Vault-compatible API (docs/vault-compatibility.md): a thin adapter over the same engines,
  * policy checks and audit as the native routes. `vaultEdge` runs first for every request: it
- * refuses a Vault namespace and marks which requests answer errors in Vault's shape (the Vault
+ * refuses a Vault namespace and a wrapped answer, and marks which requests answer errors in Vault's shape (the Vault
  * routes; both shapes on the paths the two APIs share), so that the seal gate, the token check
  * and the replica gate answer Vault's clients in the form they read.
  */
@@ -42,6 +42,15 @@ export function vaultEdge(settings: VaultSettings = DEFAULT_VAULT_SETTINGS): Ste
       throw new CofferError(
         'invalid_request',
         'Vault namespaces are not supported: send no X-Vault-Namespace header (or an empty one)',
+      );
+    }
+    // A client asking for a wrapped answer expects a wrapping token, safe to pass on or log;
+    // answering with the secret itself would fail open, so the request is refused.
+    const wrap = req.headers['x-vault-wrap-ttl'];
+    if (wrap !== undefined && wrap !== '') {
+      throw new CofferError(
+        'invalid_request',
+        'response wrapping is not supported: send no X-Vault-Wrap-TTL header (unset VAULT_WRAP_TTL, drop -wrap-ttl)',
       );
     }
   };

@@ -111,6 +111,9 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
         can(res, 'update', path);
         const current = await secrets.get(path);
         if (!current) throw new CofferError('not_found', `secret ${path} not found`);
+        // The version read is this PATCH's own check-and-set; a secret that requires one from the client (as Vault does) gets none implied.
+        if (body.options?.cas === undefined && (await secrets.metadata(path))?.cas_required)
+          throw new CofferError('invalid_request', `check-and-set is required for ${path}: send options.cas`);
         const data: Record<string, JsonValue> = { ...current.data };
         for (const [key, value] of Object.entries(body.data)) {
           if (value === null) delete data[key];
@@ -218,7 +221,7 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
         ...(body.max_versions !== undefined ? { max_versions: body.max_versions } : {}),
         ...(body.cas_required !== undefined ? { cas_required: body.cas_required } : {}),
       },
-      authorize,
+      { authorize, authorizeLowerLimit: () => can(res, 'destroy', path) },
     );
     res.status(204).end();
   };
@@ -255,7 +258,7 @@ export function kvRoutes(router: Router, deps: AppDeps, mount: string, prefix: s
             ...(body.max_versions !== undefined ? { max_versions: body.max_versions } : {}),
             ...(body.cas_required !== undefined ? { cas_required: body.cas_required } : {}),
           },
-          mustExist(path),
+          { authorize: mustExist(path), authorizeLowerLimit: () => can(res, 'destroy', path) },
         );
         res.status(204).end();
       },

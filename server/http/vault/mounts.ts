@@ -1,3 +1,5 @@
+import { checkPath } from '../../paths.js';
+
 /**
  * The Vault mounts a server answers on (config `vault_kv_mounts`, `vault_jwt_mounts`;
  * docs/vault-compatibility.md "Mounts").
@@ -26,6 +28,10 @@ export function vaultSettings(kvMounts: readonly string[], jwtMounts: readonly s
   return { kvMounts: kv, jwtMounts: [...new Set(['jwt', ...jwtMounts])] };
 }
 
-/** The Coffer path of `rest` (already checked) under a mount's prefix. */
+/**
+ * The Coffer path of `rest` (already checked) under a mount's prefix, checked again whole: a
+ * path the native API could not read or delete (over 16 segments or 512 characters once the
+ * prefix is in front) is refused here too.
+ */
 export const cofferPath = (prefix: string, rest: string): string =>
-  prefix === '' ? rest : rest === '' ? prefix : `${prefix}/${rest}`;
+  prefix === '' ? rest : checkPath(rest === '' ? prefix : `${prefix}/${rest}`);

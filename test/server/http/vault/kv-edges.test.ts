@@ -215,7 +215,7 @@ describe('Vault API: KV v2 edges', function () {
     assert.equal(Object.keys((await metadataOf('edges/many')).custom_metadata as object).length, 64);
   });
 
-  it('a PATCH keeps custom_metadata and checks-and-sets on the version it read (or the cas it is given)', async () => {
+  it('a PATCH keeps custom_metadata, needs options.cas where cas_required is set, and checks-and-sets on the version it read (or the cas it is given)', async () => {
     assert.equal(
       (
         await http()
@@ -226,8 +226,12 @@ describe('Vault API: KV v2 edges', function () {
       204,
     );
     await write('edges/patch', { a: '1' }, { cas: 0 });
-    // cas_required holds: the PATCH has no cas of its own, the version it patched is its check-and-set.
-    const patched = await mergePatch('/v1/secret/data/edges/patch', { data: { b: '2' } });
+    // cas_required holds for a PATCH as in Vault: one without options.cas is refused, nothing written.
+    const without = await mergePatch('/v1/secret/data/edges/patch', { data: { b: '2' } });
+    assert.equal(without.status, 400);
+    assert.deepEqual(without.body, { errors: ['check-and-set is required for edges/patch: send options.cas'] });
+    assert.equal((await metadataOf('edges/patch')).current_version, 1);
+    const patched = await mergePatch('/v1/secret/data/edges/patch', { data: { b: '2' }, options: { cas: 1 } });
     assert.equal(patched.status, 200, JSON.stringify(patched.body));
     assert.deepEqual(
       patched.body,
