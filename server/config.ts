@@ -5,9 +5,13 @@ import { CofferError } from './errors.js';
 
 /** A Vault auth mount name for jwt logins; not one of Coffer's own auth paths. */
 const VAULT_MOUNT_NAME = /^(?!(approle|userpass|token|jwks)$)[a-z0-9][a-z0-9_-]{0,63}$/;
-/** A KV mount: `name` or `name=prefix` (a Coffer path prefix); the native API's first path segments are not available as names. */
+/**
+ * A KV mount: `name` or `name=prefix` (a Coffer path prefix); the native API's first path
+ * segments are not available as names, and a prefix is not in the reserved sys or transit
+ * namespaces (no secret lives there: every path of such a mount would be refused).
+ */
 const VAULT_KV_MOUNT =
-  /^(?!(sys|auth|secrets|metadata|keys|policies|groups)(=|$))[a-z0-9][a-z0-9_-]{0,63}(=[A-Za-z0-9][A-Za-z0-9._-]{0,127}(\/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,7})?$/;
+  /^(?!(sys|auth|secrets|metadata|keys|policies|groups)(=|$))[a-z0-9][a-z0-9_-]{0,63}(=(?!(sys|transit)(\/|$))[A-Za-z0-9][A-Za-z0-9._-]{0,127}(\/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,7})?$/;
 
 /** Server configuration: file, then `COFFER_SERVER_*` env, then flags; validated once here. */
 export const configSchema = z.strictObject({

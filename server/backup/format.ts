@@ -22,9 +22,10 @@ import {
  * The header is in clear: a restore needs it before it can open anything (which vault, which
  * key source, the backup key wrapped by the master key, and the identity entries a software
  * provider needs to open its master key versions: the same things a replication manifest
- * publishes). It is authenticated twice: the trailing SHA-256 covers it (catches accidents
- * before any key is touched), and every chunk binds its SHA-256 in its AAD (catches a forger
- * who recomputed the digest).
+ * publishes). It is authenticated twice: the trailing SHA-256 covers it (catches accidents;
+ * a restore checks it before it writes anything, and when the key source does not open the
+ * backup key, to tell damage from another vault's backup: restore.ts), and every chunk binds
+ * its SHA-256 in its AAD (catches a forger who recomputed the digest).
  *
  * A chunk object is replication's framing (server/replication/format.ts: XChaCha20-Poly1305
  * with its header as AAD, padded to 1 KiB, HMAC-SHA256 over it all), kind `backupChunk`,

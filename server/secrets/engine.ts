@@ -8,7 +8,7 @@ import { jsonCodec } from '../store/codec.js';
 import { META_PREFIX, metaKey, prefixEnd, versionKey } from '../store/keys.js';
 import { openVersion, sealVersion, type VersionAddress } from './record.js';
 import type { PutSecretRequest, Secret } from '../../sdk/wire/types.js';
-import { SECRET_TYPES, generatePassword, inspectCertificate, type SecretType } from './types.js';
+import { CERTIFICATE_FACTS, SECRET_TYPES, generatePassword, inspectCertificate, type SecretType } from './types.js';
 import { MAX_DATA_BYTES, MAX_METADATA_KEYS } from '../../sdk/wire/constants.js';
 
 export { MAX_BATCH, MAX_DATA_BYTES } from '../../sdk/wire/constants.js';
@@ -155,9 +155,13 @@ export class SecretsEngine {
           updated_at: now,
           versions: [],
         };
+        const previousType = next.type;
         next.type = type;
         next.current_version = version;
         if (!options.keepMetadata || !meta) next.metadata = metadata;
+        // A Vault write (keepMetadata) stores a kv version: a certificate's facts would no longer describe it.
+        else if (previousType === 'certificate' && type !== 'certificate')
+          for (const fact of CERTIFICATE_FACTS) delete next.metadata[fact];
         next.updated_at = now;
         next.versions.push({
           version,

@@ -28,6 +28,14 @@ export interface CertificateFacts {
   fingerprint_sha256: string;
 }
 
+/** The metadata keys a certificate secret's facts take (inspectCertificate). */
+export const CERTIFICATE_FACTS = [
+  'not_after',
+  'subject',
+  'sans',
+  'fingerprint_sha256',
+] as const satisfies readonly (keyof CertificateFacts)[];
+
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----/g;
 
 /**

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdir, rm } from 'node:fs/promises';
 import request from 'supertest';
 import { vaultSettings } from '../../../../server/http/vault/mounts.js';
+import { createCa } from '../../../../server/tls/certs.js';
 import { openVault, tokenWith, type TestVault } from '../../../helpers.js';
 
 /**
@@ -90,6 +91,24 @@ describe('Vault API: KV v2 guards', function () {
       const first = await app().post('/v1/secret/metadata/app/new').set(writer).send({ max_versions: 1 });
       assert.equal(first.status, 204, JSON.stringify(first.body));
     });
+  });
+
+  it('a Vault write over a certificate secret stores a kv version, and its facts leave the metadata', async () => {
+    const { certPem } = await createCa({ commonName: 'facts.example.com' });
+    const native = await app()
+      .put('/v1/secrets/certs/web')
+      .set(v.auth)
+      .send({ type: 'certificate', data: { certificate: certPem }, metadata: { owner: 'web' } });
+    assert.equal(native.status, 200, JSON.stringify(native.body));
+    const before = (await app().get('/v1/metadata/certs/web').set(v.auth)).body;
+    assert.equal(before.type, 'certificate');
+    assert.ok(before.metadata.fingerprint_sha256, 'the certificate facts are there to begin with');
+    await write('certs/web', 'not a certificate');
+    const after = (await app().get('/v1/metadata/certs/web').set(v.auth)).body;
+    assert.equal(after.type, 'kv');
+    assert.deepEqual(after.metadata, { owner: 'web' });
+    const vault = await app().get('/v1/secret/metadata/certs/web').set(v.auth);
+    assert.deepEqual(vault.body.data.custom_metadata, { owner: 'web' });
   });
 
   it('refuses X-Vault-Wrap-TTL with 400 instead of answering with the secret', async () => {
