@@ -113,9 +113,16 @@ export class SealManager {
     this.unsealHooks.get(phase)?.push(hook);
   }
 
-  /** Runs `listener` when the vault seals (engines drop key material). */
-  onSeal(listener: () => Promise<void> | void): void {
+  /**
+   * Runs `listener` when the vault seals (engines drop key material). Returns its removal, for
+   * what lives only as long as one request (a backup stream).
+   */
+  onSeal(listener: () => Promise<void> | void): () => void {
     this.sealListeners.push(listener);
+    return () => {
+      const at = this.sealListeners.indexOf(listener);
+      if (at >= 0) this.sealListeners.splice(at, 1);
+    };
   }
 
   get initialized(): boolean {
@@ -347,7 +354,7 @@ export class SealManager {
     this.unsealed = undefined;
     this.barrier.close();
     await this.store.mutate(() => undefined);
-    for (const listener of this.sealListeners) await listener();
+    for (const listener of [...this.sealListeners]) await listener(); // a copy: a listener may remove itself
     keys.keyrings.close();
     keys.provider.close();
   }

@@ -43,6 +43,10 @@ export function backupRoutes(router: Router, deps: AppDeps): void {
         closed = true;
       });
       const { info, body, dispose } = await startBackup(deps.store, keys.provider, keys.clusterId);
+      // A client that stops reading holds the stream on `drain`; a seal must not wait for it to
+      // forget the backup key: it wakes the stream, which then stops as sealed.
+      const sealedDuring = new AbortController(); // also marks a seal the stream saw none of
+      const stopWatchingSeal = deps.seal.onSeal(() => sealedDuring.abort());
       try {
         deps.log.info(
           { request_id: res.locals.requestId, identity: identity.id, backup: info.backup, seq: info.seq },
@@ -61,7 +65,8 @@ export function backupRoutes(router: Router, deps: AppDeps): void {
         try {
           for await (const piece of body) {
             // Sealing means "forget every key": stop instead of streaming on under the backup key.
-            if (deps.seal.sealed) throw new CofferError('sealed', 'vault sealed during the backup');
+            if (deps.seal.sealed || sealedDuring.signal.aborted)
+              throw new CofferError('sealed', 'vault sealed during the backup'); // even if unsealed again since
             if (closed) break;
             bytes += piece.length;
             if (!res.write(piece))
@@ -69,9 +74,11 @@ export function backupRoutes(router: Router, deps: AppDeps): void {
                 const go = () => {
                   res.off('close', go);
                   res.off('drain', go);
+                  sealedDuring.signal.removeEventListener('abort', go);
                   done();
                 };
                 res.once('drain', go).once('close', go);
+                sealedDuring.signal.addEventListener('abort', go);
               });
           }
         } catch (e) {
@@ -98,6 +105,7 @@ export function backupRoutes(router: Router, deps: AppDeps): void {
         );
         res.end();
       } finally {
+        stopWatchingSeal();
         await dispose(); // every path, including a body never started (its own finally never runs)
       }
     },

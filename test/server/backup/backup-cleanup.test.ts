@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdir, rm } from 'node:fs/promises';
+import { once } from 'node:events';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
 import request from 'supertest';
 import { startBackup } from '../../../server/backup/backup.js';
 import type { Store } from '../../../server/store/db.js';
@@ -78,6 +81,43 @@ describe('backup: the snapshot and the working keys are released on every path',
     assert.ok((res.body as Buffer).length > 0);
     assert.equal(iterators.opened(), 1);
     assert.equal(iterators.open(), 0);
+  });
+
+  it('a seal while the client has stopped reading cuts the stream at once, releasing the snapshot and the backup key', async () => {
+    // Some 16 MB of backup: more than the socket buffers hold both ways, so the stream waits on drain.
+    const value = 'v'.repeat(4000);
+    for (let batch = 0; batch < 40; batch++) {
+      const res = await request(vault.app)
+        .post('/v1/secrets:batch-write')
+        .set(vault.auth)
+        .send({
+          secrets: Array.from({ length: 100 }, (_, i) => ({ path: `bulk/s${batch}-${i}`, data: { v: value } })),
+        });
+      assert.equal(res.status, 200, JSON.stringify(res.body).slice(0, 300));
+    }
+    const server = createServer(vault.app);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    try {
+      socket.write(`GET /v1/sys/backup HTTP/1.1\r\nHost: vault\r\nAuthorization: ${vault.auth.Authorization}\r\n\r\n`);
+      await once(socket, 'data');
+      socket.pause(); // and never reads again
+      await new Promise((r) => setTimeout(r, 1_000));
+      assert.equal(iterators.open(), 1, 'the stream is still on its snapshot');
+      const cutLine = async () => (await readFile(vault.auditFile, 'utf8')).includes('"GET /v1/sys/backup (cut)"');
+      assert.equal(await cutLine(), false);
+      const sealedAt = Date.now();
+      await vault.seal.seal();
+      while (!(await cutLine()) && Date.now() - sealedAt < 3_000) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(await cutLine(), 'the stream stopped as sealed while its client still held the connection');
+      assert.equal(iterators.open(), 0, 'the snapshot is released');
+      assert.ok(Date.now() - sealedAt < 3_000);
+    } finally {
+      socket.destroy();
+      server.closeAllConnections();
+      server.close();
+    }
   });
 
   it('dispose() of a backup whose body was never read closes its iterator and zeroizes its working keys', async () => {

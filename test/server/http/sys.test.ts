@@ -291,6 +291,26 @@ describe('http sys: seal and unseal', () => {
   });
   afterEach(() => vault.cleanup());
 
+  it('a seal runs each seal listener once, in order, and none that was removed (even by one that ran before it)', async () => {
+    await unsealAll(vault);
+    const ran: string[] = [];
+    let removeSecond = () => undefined as void;
+    const removeFirst = vault.seal.onSeal(() => {
+      ran.push('first');
+      removeSecond(); // a listener removing another one mid-seal: the seal runs its own copy of the list
+    });
+    removeSecond = vault.seal.onSeal(() => void ran.push('second'));
+    const removed = vault.seal.onSeal(() => void ran.push('removed'));
+    removed();
+    removed(); // twice: no other listener goes with it
+    await vault.seal.seal();
+    assert.deepEqual(ran, ['first', 'second']);
+    removeFirst();
+    await unsealAll(vault);
+    await vault.seal.seal();
+    assert.deepEqual(ran, ['first', 'second'], 'removed listeners stay removed');
+  });
+
   it('POST /v1/sys/seal needs a valid token; then reads are 503 until threshold shares unseal, and old secrets read back', async () => {
     await unsealAll(vault);
     assertError(await request(vault.app).post('/v1/sys/seal').send({}), 401, 'unauthenticated');
