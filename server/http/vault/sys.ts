@@ -5,11 +5,15 @@ import type { VaultSettings } from './mounts.js';
 import { envelope, rawRest, vaultMethods } from './route.js';
 import { emptyQuery } from '../../../sdk/wire/schemas.js';
 
-/** A KV mount as `sys/mounts` and the CLI's preflight describe it; `options.version` is a string in Vault's answers. */
-function mountInfo(mount: string, prefix: string) {
+/**
+ * A KV mount as `sys/mounts` and the CLI's preflight describe it; `options.version` is a string
+ * in Vault's answers. Any valid token reads these, so the mount's Coffer prefix is not in them:
+ * it would name namespaces a token may have no rule on.
+ */
+function mountInfo(mount: string) {
   return {
     type: 'kv',
-    description: prefix === '' ? 'Coffer secrets (KV version 2)' : `Coffer secrets below ${prefix} (KV version 2)`,
+    description: 'Coffer secrets (KV version 2)',
     accessor: `kv_${mount}`,
     config: { default_lease_ttl: 0, max_lease_ttl: 0, force_no_cache: false },
     options: { version: '2' },
@@ -25,18 +29,15 @@ export function mountRoutes(router: Router, settings: VaultSettings): void {
     get: (req: Request, res: Response) => {
       validateQuery(emptyQuery, req);
       const mount = rawRest(req, '/v1/sys/internal/ui/mounts/').split('/')[0] ?? '';
-      const prefix = settings.kvMounts.get(mount);
-      if (prefix === undefined) throw new CofferError('not_found', 'no KV mount at this path');
-      res.json(envelope(res, { path: `${mount}/`, ...mountInfo(mount, prefix) }));
+      if (!settings.kvMounts.has(mount)) throw new CofferError('not_found', 'no KV mount at this path');
+      res.json(envelope(res, { path: `${mount}/`, ...mountInfo(mount) }));
     },
   });
 
   vaultMethods(router, '/v1/sys/mounts', {
     get: (req: Request, res: Response) => {
       validateQuery(emptyQuery, req);
-      const mounts = Object.fromEntries(
-        [...settings.kvMounts].map(([mount, prefix]) => [`${mount}/`, mountInfo(mount, prefix)]),
-      );
+      const mounts = Object.fromEntries([...settings.kvMounts.keys()].map((mount) => [`${mount}/`, mountInfo(mount)]));
       // Vault repeats the mounts at the top level beside `data` (older clients read them there).
       res.json({ ...mounts, ...envelope(res, mounts) });
     },
