@@ -57,6 +57,9 @@ export function runCommand(yargs: Argv<GlobalArgs>, deps: Deps): Argv<GlobalArgs
  * The whole of `coffer run`, shared by the yargs command and the fast entry (run-entry.ts):
  * resolves to the exit status to leave with (the child's).
  */
+/** The variables `coffer login` reads credentials from by default (cli/commands/auth.ts). */
+const LOGIN_CREDENTIALS = ['COFFER_PASSWORD', 'COFFER_SECRET_ID', 'COFFER_JWT'] as const;
+
 export async function runWith(argv: RunOptions, command: string[], deps: Deps): Promise<number> {
   if (command.length === 0) {
     deps.io.stderr.write('coffer: name the command after --, e.g. coffer run --path app/db -- ./start.sh\n');
@@ -71,6 +74,9 @@ export async function runWith(argv: RunOptions, command: string[], deps: Deps): 
     delete base.COFFER_TOKEN;
     delete base.COFFER_TOKEN_FILE; // naming the file hands the child the token just the same
   }
+  // The login methods' credentials (`coffer login`'s default variables) are never the child's:
+  // with them it could log in as this job, whatever --pass-token says.
+  for (const login of LOGIN_CREDENTIALS) delete base[login];
   /** Everything fetched and checked before any child starts; `versions` detects changes. */
   const prepare = async () => {
     const secrets = await fetchSecrets(c, argv.path);

@@ -87,7 +87,25 @@ describe('cli env: refusals name the variables, never the values', () => {
       'COFFER_TOKEN',
       'COFFER_TOKEN_FILE',
       'COFFER_ADDR',
+      'COFFER_CACERT',
       'JAVA_TOOL_OPTIONS',
+      '_JAVA_OPTIONS',
+      'JDK_JAVA_OPTIONS',
+      'GIT_CONFIG_COUNT',
+      'GIT_CONFIG_KEY_0',
+      'GIT_CONFIG_VALUE_12',
+      'GIT_CONFIG_PARAMETERS',
+      'GIT_ASKPASS',
+      'GIT_EXTERNAL_DIFF',
+      'PROMPT_COMMAND',
+      'GCONV_PATH',
+      'OPENSSL_CONF',
+      'SSLKEYLOGFILE',
+      'PAGER',
+      'EDITOR',
+      'NPM_CONFIG_REGISTRY',
+      'NPM_CONFIG_SCRIPT_SHELL',
+      'PIP_INDEX_URL',
     ]) {
       assert.throws(
         () => buildEnv([secret('app/x', { [name.toLowerCase()]: 'VALUE' })], options()),
@@ -104,8 +122,22 @@ describe('cli env: refusals name the variables, never the values', () => {
     );
     // Only whole names are dangerous.
     assert.deepEqual(
-      entries(buildEnv([secret('app/x', { mypath: 'a', path_x: 'b', xenv: 'c', envx: 'd' })], options())),
-      { MYPATH: 'a', PATH_X: 'b', XENV: 'c', ENVX: 'd' },
+      entries(
+        buildEnv(
+          [
+            secret('app/x', {
+              mypath: 'a',
+              path_x: 'b',
+              xenv: 'c',
+              envx: 'd',
+              git_config_key: 'e',
+              my_coffer_url: 'f',
+            }),
+          ],
+          options(),
+        ),
+      ),
+      { MYPATH: 'a', PATH_X: 'b', XENV: 'c', ENVX: 'd', GIT_CONFIG_KEY: 'e', MY_COFFER_URL: 'f' },
     );
   });
 

@@ -115,6 +115,27 @@ describe('COFFER_TOKEN_FILE in the CLI and the SDK against a real server', funct
     assert.equal(passed.stdout, file);
   });
 
+  it("coffer run never passes the login methods' credentials (COFFER_SECRET_ID, COFFER_PASSWORD, COFFER_JWT) to the child", async () => {
+    await admin.putSecret('tf/app', { data: { A: '1' } });
+    const file = await tokenFileAt('token-run-logins', `${tokens.file}\n`);
+    const child = [
+      '-e',
+      "process.stdout.write(['COFFER_SECRET_ID', 'COFFER_PASSWORD', 'COFFER_JWT', 'A', 'OTHER'].map((k) => k + '=' + process.env[k]).join(' '))",
+    ];
+    const credentials = { COFFER_SECRET_ID: 'sid', COFFER_PASSWORD: 'pw', COFFER_JWT: 'jwt', OTHER: 'kept' };
+    for (const flags of [[], ['--pass-token']]) {
+      const run = await runCli(
+        ['run', '--path', 'tf/app', ...flags, '--', process.execPath, ...child],
+        bare({ COFFER_TOKEN_FILE: file, ...credentials }),
+      );
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(
+        run.stdout,
+        'COFFER_SECRET_ID=undefined COFFER_PASSWORD=undefined COFFER_JWT=undefined A=1 OTHER=kept',
+      );
+    }
+  });
+
   describe('SDK', () => {
     const saved: NodeJS.ProcessEnv = {};
     beforeEach(() => {
