@@ -21,9 +21,18 @@ export interface Identity {
   parent?: string;
   /** Identity details from the login (jwt `claim_mappings`). */
   meta: Record<string, string>;
+  /** A minted token's minters (TokenClaims.within): it is allowed nothing any of them is not. */
+  within?: Principal[];
 }
 
 export { CAPABILITIES, type Capability } from '../../sdk/wire/constants.js';
+
+/** Who minted a token, as far as its access goes (TokenClaims.within). */
+export interface Principal {
+  sub: string;
+  groups: string[];
+  policies: string[];
+}
 
 /**
  * The auth hook between HTTP and the engines. Routes ask only these two questions, so the

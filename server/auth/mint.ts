@@ -105,6 +105,18 @@ export function boundMint(minter: Identity, request: MintRequest, facts: MintFac
   if (request.ttl !== undefined) check('ttl', request.ttl);
   if (request.max_ttl !== undefined) check('max_ttl', request.max_ttl);
   const ttlSeconds = request.ttl ?? Math.min(DEFAULT_TTL, bound);
+  // Subsets of the minter's policies and groups bound what a child is granted, not what it is
+  // denied: a deny or a membership the minter has and the child lacks would not reach it. So
+  // the child carries the minter (and whom the minter carries), and is allowed only what each
+  // of them is allowed at the time (service.ts `permissions`). Root is bounded by nothing.
+  const within = minter.root
+    ? (minter.within ?? [])
+    : [{ sub: minter.id, groups: minter.tokenGroups, policies: minter.policies }, ...(minter.within ?? [])];
+  if (within.length > facts.maxDepth || JSON.stringify(within).length > MAX_WITHIN_BYTES)
+    throw new CofferError(
+      'forbidden',
+      'the chain of tokens this one was minted from is too large to carry: mint from a token nearer the root',
+    );
   return {
     sub: request.identity,
     groups: request.groups,
@@ -113,5 +125,9 @@ export function boundMint(minter: Identity, request: MintRequest, facts: MintFac
     maxTtlSeconds: Math.max(request.max_ttl ?? ttlSeconds, ttlSeconds),
     method: 'token',
     ...(request.orphan ? {} : { parent: minter.jti }),
+    ...(within.length > 0 ? { within } : {}),
   };
 }
+
+/** What a token's `within` may take of its 8 KiB (tokens.ts refuses longer tokens unread). */
+const MAX_WITHIN_BYTES = 3072;

@@ -23,6 +23,7 @@ export class AuthService implements AccessControl {
       exp: claims.expires,
       max_exp: claims.exp,
       ...(claims.parent ? { parent: claims.parent } : {}),
+      ...(claims.within ? { within: claims.within } : {}),
       meta: claims.meta ?? {},
     };
   }
@@ -47,8 +48,24 @@ export class AuthService implements AccessControl {
     return this.permissions(identity).mayReachBelow(capability, prefix);
   }
 
-  /** A compiled PolicySet is immutable (edits compile a new one), so it is the snapshot itself. */
+  /**
+   * A compiled PolicySet is immutable (edits compile a new one), so it is the snapshot itself. A
+   * minted token's is the meet of its own and its minters' (mint.ts), each minter with the
+   * groups it has now: its token's and its memberships.
+   */
   permissions(identity: Identity): Permissions {
-    return identity.root ? ALLOW_ALL : this.directory.evaluator(identity.policies, identity.groups);
+    if (identity.root) return ALLOW_ALL;
+    const own = this.directory.evaluator(identity.policies, identity.groups);
+    if (!identity.within) return own;
+    const all = [
+      own,
+      ...identity.within.map((p) =>
+        this.directory.evaluator(p.policies, this.directory.effectiveGroups(p.sub, p.groups)),
+      ),
+    ];
+    return {
+      allows: (capability, path) => all.every((p) => p.allows(capability, path)),
+      mayReachBelow: (capability, prefix) => all.every((p) => p.mayReachBelow(capability, prefix)),
+    };
   }
 }

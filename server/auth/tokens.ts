@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { createSealedKeyPair, openSealedKeyPair, sealedKeyPairShape } from '../keys/sealed-keypair.js';
 import { CofferError } from '../errors.js';
+import type { Principal } from './access.js';
 import type { SealManager, UnsealedKeys, VaultStore } from '../keys/seal.js';
 import type { Table, Tx } from '../store/barrier.js';
 import { decimalCodec, decodeStored, jsonCodec } from '../store/codec.js';
@@ -79,12 +80,26 @@ export interface TokenClaims {
   parent?: string | undefined;
   /** Identity details copied from the login (jwt `claim_mappings`), for self and the audit. */
   meta?: Record<string, string> | undefined;
+  /**
+   * The principals a minted token is confined within: its minter's, then theirs (token/create,
+   * mint.ts). A request is allowed only if each of them would be allowed too, with their groups
+   * as they are at that request, so no child reaches past a deny or a withdrawn membership of
+   * its minter.
+   */
+  within?: Principal[] | undefined;
 }
+
 
 /** The claims of a valid token plus its effective expiry now (the server's renewal record applied). */
 export type ActiveClaims = TokenClaims & { readonly expires: number };
 
 const JTI = /^[A-Za-z0-9_-]{16,64}$/;
+
+const principalSchema = z.strictObject({
+  sub: z.string().min(1).max(256),
+  groups: z.array(z.string().max(64)).max(64),
+  policies: z.array(z.string().max(64)).max(64),
+});
 
 const claimsSchema = z
   .object({
@@ -100,6 +115,7 @@ const claimsSchema = z
     root: z.boolean().optional(),
     parent: z.string().regex(JTI).optional(),
     meta: z.record(z.string().max(64), z.string().max(512)).optional(),
+    within: z.array(principalSchema).min(1).max(MAX_TREE_DEPTH).optional(),
   })
   .refine((c) => (c.ttl_exp === undefined || c.ttl_exp <= c.exp) && (c.max_exp === undefined || c.exp <= c.max_exp));
 
@@ -158,6 +174,8 @@ export interface IssueRequest {
   /** The minter's jti (token/create); absent for logins and orphans. */
   parent?: string;
   meta?: Record<string, string>;
+  /** token/create: the minter's principal and those it is confined within (TokenClaims.within). */
+  within?: Principal[];
 }
 
 export class TokenService {
@@ -829,6 +847,7 @@ export class TokenService {
       ...(request.root ? { root: true } : {}),
       ...(request.parent ? { parent: request.parent } : {}),
       ...(request.meta && Object.keys(request.meta).length > 0 ? { meta: request.meta } : {}),
+      ...(request.within && request.within.length > 0 ? { within: request.within } : {}),
     };
   }
 

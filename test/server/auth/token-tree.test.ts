@@ -200,6 +200,87 @@ describe('token/create: a minter grants at most what it holds (issue 10 item 2, 
   });
 });
 
+describe('token/create: a child is allowed nothing its minters are not, now or later (their denies and memberships)', () => {
+  let vault: TestVault;
+  const put = async (path: string, body: object) =>
+    assert.equal((await request(vault.app).put(path).set(vault.auth).send(body)).status, 200, path);
+  const read = async (token: string, path: string) =>
+    (await request(vault.app).get(`/v1/secrets/${path}`).set(bearer(token))).status;
+  before(async () => {
+    vault = await openVault();
+    await setup(vault);
+    await put('/v1/policies/app-all', { rules: [{ path: 'app/**', capabilities: ['read', 'list'] }] });
+    await put('/v1/policies/no-prod', { rules: [{ path: 'app/prod/**', capabilities: ['deny'] }] });
+    await put('/v1/groups/restricted', { policies: ['no-prod'] });
+    await put('/v1/groups/by-membership', { policies: ['no-prod'], members: ['svc:member-parent'] });
+    await put('/v1/groups/later', { policies: [] });
+    await put('/v1/secrets/app/prod/db', { data: { v: 'prod-password' } });
+    await put('/v1/secrets/app/dev/db', { data: { v: 'dev' } });
+  });
+  after(() => vault.cleanup());
+
+  it("a deny from a group the minter's token carries holds for a child minted without the group", async () => {
+    const parent = await mint(vault, vault.auth, {
+      identity: 'svc:parent',
+      policies: ['app-all', 'token-maker', 'orphan-maker'],
+      groups: ['restricted'],
+    });
+    assert.equal(await read(parent, 'app/prod/db'), 403);
+    const child = await mint(vault, bearer(parent), { identity: 'svc:child', policies: ['app-all', 'token-maker'] });
+    assert.equal(await read(child, 'app/prod/db'), 403, "the child escaped its minter's deny");
+    assert.equal(await read(child, 'app/dev/db'), 200, 'what both are allowed still reads');
+    const grandchild = await mint(vault, bearer(child), { identity: 'svc:grandchild', policies: ['app-all'] });
+    assert.equal(await read(grandchild, 'app/prod/db'), 403, 'two levels down');
+    assert.equal(await read(grandchild, 'app/dev/db'), 200);
+    const orphan = await mint(vault, bearer(parent), { identity: 'svc:orphan', policies: ['app-all'], orphan: true });
+    assert.equal(await read(orphan, 'app/prod/db'), 403, "an orphan leaves the tree, not its minter's bounds");
+    assert.deepEqual(claimsOf(grandchild).within, [
+      { sub: 'svc:child', groups: [], policies: ['app-all', 'token-maker'] },
+      { sub: 'svc:parent', groups: ['restricted'], policies: ['app-all', 'token-maker', 'orphan-maker'] },
+    ]);
+    // The capabilities route and a listing answer from the same meet.
+    const caps = await request(vault.app).get('/v1/auth/token/capabilities?path=app/prod/db').set(bearer(child));
+    assert.equal(caps.status, 200, JSON.stringify(caps.body));
+    assert.deepEqual(caps.body.capabilities, []);
+    const dev = await request(vault.app).get('/v1/auth/token/capabilities?path=app/dev/db').set(bearer(child));
+    assert.deepEqual(dev.body.capabilities, ['read', 'list']);
+    const listed = await request(vault.app).get('/v1/secrets?prefix=app').set(bearer(child));
+    assert.equal(listed.status, 200, JSON.stringify(listed.body));
+    assert.ok(!JSON.stringify(listed.body).includes('app/prod'), JSON.stringify(listed.body));
+  });
+
+  it('a deny from a group the minter is a member of holds for a child with another identity', async () => {
+    const parent = await mint(vault, vault.auth, {
+      identity: 'svc:member-parent',
+      policies: ['app-all', 'token-maker'],
+    });
+    assert.equal(await read(parent, 'app/prod/db'), 403);
+    const child = await mint(vault, bearer(parent), { identity: 'svc:elsewhere', policies: ['app-all'] });
+    assert.equal(await read(child, 'app/prod/db'), 403);
+    assert.equal(await read(child, 'app/dev/db'), 200);
+  });
+
+  it('a deny given to the minter after the child was minted reaches the child at its next request', async () => {
+    const parent = await mint(vault, vault.auth, {
+      identity: 'svc:later-parent',
+      policies: ['app-all', 'token-maker'],
+      groups: ['later'],
+    });
+    const child = await mint(vault, bearer(parent), { identity: 'svc:later-child', policies: ['app-all'] });
+    assert.equal(await read(child, 'app/prod/db'), 200);
+    await put('/v1/groups/later', { policies: ['no-prod'] });
+    assert.equal(await read(child, 'app/prod/db'), 403);
+    await put('/v1/groups/later', { policies: [] });
+    assert.equal(await read(child, 'app/prod/db'), 200);
+  });
+
+  it('a token root minted carries no minter', async () => {
+    const token = await mint(vault, vault.auth, { identity: 'svc:plain', policies: ['app-all'] });
+    assert.equal(claimsOf(token).within, undefined);
+    assert.equal(await read(token, 'app/prod/db'), 200);
+  });
+});
+
 describe('token_max_ttl_s caps every token the TokenService issues, logins included', () => {
   let vault: TestVault;
   before(async () => {
