@@ -89,7 +89,6 @@ export interface TokenClaims {
   within?: Principal[] | undefined;
 }
 
-
 /** The claims of a valid token plus its effective expiry now (the server's renewal record applied). */
 export type ActiveClaims = TokenClaims & { readonly expires: number };
 
