@@ -8,7 +8,7 @@ import type { Principal } from './access.js';
 import type { SealManager, UnsealedKeys, VaultStore } from '../keys/seal.js';
 import type { Table, Tx } from '../store/barrier.js';
 import { decimalCodec, decodeStored, jsonCodec } from '../store/codec.js';
-import { CHILDREN_PREFIX, RENEWED_PREFIX, REVOKED_PREFIX, SIGNING_PREFIX } from '../store/keys.js';
+import { CHILDREN_PREFIX, CUTOFF_PREFIX, RENEWED_PREFIX, REVOKED_PREFIX, SIGNING_PREFIX } from '../store/keys.js';
 
 /**
  * Coffer-issued tokens: EdDSA JWTs (`typ: coffer+jwt`) with `iss` and `aud` bound to this
@@ -162,6 +162,22 @@ type SigningRecord = z.infer<typeof signingRecord>;
 /** A token-state record's value: the time (seconds) it matters until. */
 const untilOf = (key: string, raw: Uint8Array) => decodeStored(decimalCodec, raw, 'token state record', key);
 
+/** A login source: what a deletion cuts off (TokenService.cutOff). */
+const LOGIN_SOURCE = /^(user|approle|jwt):[a-z0-9._-]{1,64}$/;
+
+/** The login source of an identity (`user:alice`, `approle:ci`, `jwt:<role>` of `jwt:<role>:<sub>`); none for minted identities. */
+export function loginSourceOf(sub: string): string | undefined {
+  const [kind, name] = sub.split(':', 2);
+  if ((kind === 'user' || kind === 'approle' || kind === 'jwt') && name) return `${kind}:${name}`;
+  return undefined;
+}
+
+function parseCutoff(id: string): { source?: string; at: number } {
+  const sep = id.lastIndexOf('@');
+  const at = Number(id.slice(sep + 1));
+  return sep > 0 && Number.isSafeInteger(at) ? { source: id.slice(0, sep), at } : { at: -1 };
+}
+
 export interface IssueRequest {
   sub: string;
   groups: string[];
@@ -179,7 +195,13 @@ export interface IssueRequest {
 
 export class TokenService {
   /** Store prefixes whose replicated changes a replica passes to `applyChanged` (wired in main.ts). */
-  static readonly STATE_PREFIXES: readonly string[] = [SIGNING_PREFIX, REVOKED_PREFIX, RENEWED_PREFIX, CHILDREN_PREFIX];
+  static readonly STATE_PREFIXES: readonly string[] = [
+    SIGNING_PREFIX,
+    REVOKED_PREFIX,
+    RENEWED_PREFIX,
+    CHILDREN_PREFIX,
+    CUTOFF_PREFIX,
+  ];
   /** Config `token_max_ttl_s`. */
   readonly maxTtlSeconds: number;
   /** Config `token_max_children`. */
@@ -190,6 +212,14 @@ export class TokenService {
   private revoked = new Map<string, number>();
   /** jti → soft expiry set by the last renewal. */
   private renewed = new Map<string, number>();
+  /**
+   * Cut-offs (`<source>@<at>` → until): a login source deleted at `at` (a user, an approle
+   * role, a jwt role): every token it issued until then is refused, and every token minted
+   * below one of them; until `at + token_max_ttl_s`, when all of them have expired anyway.
+   */
+  private cutoffs = new Map<string, number>();
+  /** The newest cut-off time per source, from `cutoffs`. */
+  private cutoffAt = new Map<string, number>();
   /** The token tree: child jti → its parent and hard expiry, and parent jti → children. */
   private parentOf = new Map<string, { parent: string; exp: number }>();
   private childrenOf = new Map<string, Set<string>>();
@@ -214,6 +244,7 @@ export class TokenService {
   private readonly renewals: Table<number, UnsealedKeys>;
   /** Tree edges, `<parent>/<child>`: until the child's hard `exp`. */
   private readonly edges: Table<number, UnsealedKeys>;
+  private readonly cutoffRecords: Table<number, UnsealedKeys>;
 
   /** `clock` is the clock itself (tests) or the options. */
   constructor(
@@ -232,6 +263,7 @@ export class TokenService {
     this.revocations = store.table(REVOKED_PREFIX, decimalCodec, 'token revocation');
     this.renewals = store.table(RENEWED_PREFIX, decimalCodec, 'token renewal');
     this.edges = store.table(CHILDREN_PREFIX, decimalCodec, 'token tree edge');
+    this.cutoffRecords = store.table(CUTOFF_PREFIX, decimalCodec, 'login cut-off');
     seal.onUnseal((keys) => this.load(keys));
     seal.onSeal(() => this.unload());
   }
@@ -329,8 +361,51 @@ export class TokenService {
     }
     // Decided on every use, cached or not: a renewal or a revocation takes effect at once.
     const expires = this.expiresOf(claims);
-    if (expires <= nowSeconds || this.isRevokedTree(claims)) return undefined;
+    if (expires <= nowSeconds || this.isRevokedTree(claims) || this.isCutOff(claims)) return undefined;
     return { ...claims, expires };
+  }
+
+  /** Whether the token's login source, or that of a token it was minted below, was deleted after it was issued. */
+  private isCutOff(claims: TokenClaims): boolean {
+    if (this.cutoffAt.size === 0) return false;
+    const cut = (sub: string) => {
+      const source = loginSourceOf(sub);
+      const at = source === undefined ? undefined : this.cutoffAt.get(source);
+      return at !== undefined && claims.iat <= at; // the same second counts: refusing is the safe side
+    };
+    return cut(claims.sub) || (claims.within ?? []).some((p) => cut(p.sub));
+  }
+
+  /**
+   * Refuses, from now on, every token `source` issued until now (`user:<name>`,
+   * `approle:<role>`, `jwt:<role>`): deleting a login ends the access it handed out, on this
+   * server at once and on replicas when the record arrives.
+   */
+  async cutOff(source: string): Promise<void> {
+    if (!LOGIN_SOURCE.test(source)) throw new CofferError('internal', `not a login source: ${source}`);
+    const at = this.nowSeconds();
+    const until = at + this.maxTtlSeconds;
+    await this.store.mutate((tx) => this.cutoffRecords.write(tx, `${source}@${at}`, until));
+    this.noteCutoff(`${source}@${at}`, until);
+  }
+
+  private noteCutoff(id: string, until: number): void {
+    this.cutoffs.set(id, Math.max(until, this.cutoffs.get(id) ?? 0));
+    const { source, at } = parseCutoff(id);
+    if (source !== undefined && at > (this.cutoffAt.get(source) ?? -1)) this.cutoffAt.set(source, at);
+  }
+
+  private dropCutoff(id: string): void {
+    this.cutoffs.delete(id);
+    const { source } = parseCutoff(id);
+    if (source === undefined) return;
+    let newest: number | undefined;
+    for (const other of this.cutoffs.keys()) {
+      const parsed = parseCutoff(other);
+      if (parsed.source === source && parsed.at > (newest ?? -1)) newest = parsed.at;
+    }
+    if (newest === undefined) this.cutoffAt.delete(source);
+    else this.cutoffAt.set(source, newest);
   }
 
   /** The effective expiry: the renewal record or the issued one, never past the hard `exp`. */
@@ -463,7 +538,7 @@ export class TokenService {
     }
     const nowSeconds = this.nowSeconds();
     for (const key of changed) {
-      const prefix = [REVOKED_PREFIX, RENEWED_PREFIX, CHILDREN_PREFIX].find((p) => key.startsWith(p));
+      const prefix = [REVOKED_PREFIX, RENEWED_PREFIX, CHILDREN_PREFIX, CUTOFF_PREFIX].find((p) => key.startsWith(p));
       if (!prefix) continue;
       const raw = await this.store.get(key, unsealed);
       const until = raw === undefined ? undefined : untilOf(key, raw);
@@ -477,6 +552,11 @@ export class TokenService {
         if (live) this.link(parent, child, until);
         else if (this.parentOf.get(child)?.parent === parent && this.parentOf.get(child)!.exp <= nowSeconds)
           this.unlink(child);
+        continue;
+      }
+      if (prefix === CUTOFF_PREFIX) {
+        if (live) this.noteCutoff(id, until);
+        else if ((this.cutoffs.get(id) ?? 0) <= nowSeconds) this.dropCutoff(id); // a cut-off ends only at its time
         continue;
       }
       const map = prefix === REVOKED_PREFIX ? this.revoked : this.renewed;
@@ -536,7 +616,7 @@ export class TokenService {
 
   /** Pages through the token state in the store (at most `RESCAN_PAGES` pages a sweep) for expired records `expired` does not hold. */
   private async rescanStore(): Promise<void> {
-    const prefixes = [REVOKED_PREFIX, RENEWED_PREFIX, CHILDREN_PREFIX];
+    const prefixes = [REVOKED_PREFIX, RENEWED_PREFIX, CHILDREN_PREFIX, CUTOFF_PREFIX];
     const nowSeconds = this.nowSeconds();
     let cursor = this.rescan!;
     for (
@@ -624,6 +704,7 @@ export class TokenService {
     };
     const revoked = new Map(await live(this.revocations));
     const renewed = new Map(await live(this.renewals));
+    const cutoffs = new Map(await live(this.cutoffRecords));
     const parentOf = new Map<string, { parent: string; exp: number }>();
     const childrenOf = new Map<string, Set<string>>();
     for (const [edge, exp] of await live(this.edges)) {
@@ -637,6 +718,7 @@ export class TokenService {
     // be lost when the maps are swapped.
     for (const [jti, until] of this.revoked) if (until > nowSeconds && !revoked.has(jti)) revoked.set(jti, until);
     for (const [jti, until] of this.renewed) if (until > (renewed.get(jti) ?? nowSeconds)) renewed.set(jti, until);
+    for (const [id, until] of this.cutoffs) if (until > nowSeconds && !cutoffs.has(id)) cutoffs.set(id, until);
     for (const [child, edge] of this.parentOf) {
       if (edge.exp <= nowSeconds || parentOf.has(child)) continue;
       parentOf.set(child, edge);
@@ -647,6 +729,9 @@ export class TokenService {
     this.current = signing.current;
     this.revoked = revoked;
     this.renewed = renewed;
+    this.cutoffs = new Map();
+    this.cutoffAt = new Map();
+    for (const [id, until] of cutoffs) this.noteCutoff(id, until);
     this.parentOf = parentOf;
     this.childrenOf = childrenOf;
     this.startSweeper();
@@ -767,6 +852,11 @@ export class TokenService {
         map.delete(jti);
         this.noteExpired(prefix + jti, until);
       }
+    }
+    for (const [id, until] of this.cutoffs) {
+      if (until > nowSeconds) continue;
+      this.dropCutoff(id);
+      this.noteExpired(CUTOFF_PREFIX + id, until);
     }
   }
 

@@ -81,6 +81,7 @@ export const SIGNING_PREFIX = 'auth/signing/';
 export const REVOKED_PREFIX = 'auth/revoked/';
 export const RENEWED_PREFIX = 'auth/renewed/';
 export const CHILDREN_PREFIX = 'auth/children/';
+export const CUTOFF_PREFIX = 'auth/cutoff/';
 export const AUDIT_SIGNING_KEY = 'audit/signing-key';
 export const TRANSIT_KEY_PREFIX = 'transit/key/';
 export const BYOK_WRAPPING_KEY = 'byok/wrapping-key';

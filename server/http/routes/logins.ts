@@ -108,6 +108,13 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
 export function loginAdminRoutes(router: Router, deps: AppDeps): void {
   const { userpass, approle, jwt } = deps.logins;
   const checkRole = (n: unknown) => checkLoginName('role', n);
+  // Deleting a login ends the tokens it issued (TokenService.cutOff). The cut-off is written
+  // even when there was nothing to delete, so a delete retried after a failed cut-off still cuts.
+  const deleteAndCutOff = async (deleted: Promise<boolean>, source: string) => {
+    const existed = await deleted;
+    await deps.access.tokens.cutOff(source);
+    return existed;
+  };
 
   adminCrud<UserpassUser>(router, deps.access, {
     base: '/v1/auth/userpass/users',
@@ -117,7 +124,7 @@ export function loginAdminRoutes(router: Router, deps: AppDeps): void {
     list: () => userpass.list(),
     get: (n) => userpass.get(n),
     put: (n, body) => userpass.put(n, validate(userBody, body)),
-    delete: (n) => userpass.delete(n),
+    delete: (n) => deleteAndCutOff(userpass.delete(n), `user:${n}`),
   });
 
   adminCrud<AppRole>(router, deps.access, {
@@ -131,7 +138,7 @@ export function loginAdminRoutes(router: Router, deps: AppDeps): void {
       const role = validate(appRoleBody, body);
       return approle.put(n, { ...role, secret_id_ttl: role.secret_id_ttl ?? 0 });
     },
-    delete: (n) => approle.delete(n),
+    delete: (n) => deleteAndCutOff(approle.delete(n), `approle:${n}`),
   });
 
   methods(router, '/v1/auth/approle/roles/:name/secret-id', {
@@ -154,6 +161,6 @@ export function loginAdminRoutes(router: Router, deps: AppDeps): void {
     list: () => jwt.list(),
     get: (n) => jwt.get(n),
     put: (n, body) => jwt.put(n, body),
-    delete: (n) => jwt.delete(n),
+    delete: (n) => deleteAndCutOff(jwt.delete(n), `jwt:${n}`),
   });
 }

@@ -227,7 +227,8 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
     const status = await call('GET', '/v1/sys/seal-status', undefined, null);
     assert.equal(status.master_key?.valid_to, '2040-06-01T10:00:00.000Z');
 
-    // Deletions, then the seal.
+    // Deletions (alice's token first: deleting alice ends it), then the seal.
+    await call('POST', '/v1/auth/token/revoke', {}, alice.token);
     for (const url of [
       '/v1/policies/app-read',
       '/v1/groups/devs',
@@ -236,7 +237,6 @@ describe('wire time format: every time in every answer is ISO 8601 UTC', functio
       '/v1/auth/jwt/roles/ci',
     ])
       await call('DELETE', url);
-    await call('POST', '/v1/auth/token/revoke', {}, alice.token);
     await call('POST', '/v1/sys/seal', {});
   });
 

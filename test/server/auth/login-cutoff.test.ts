@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict';
+import request from 'supertest';
+import { CUTOFF_PREFIX } from '../../../server/store/keys.js';
+import { vaultFixture, type VaultFixture } from '../http/vault/fixture.js';
+
+/**
+ * Deleting a login (a userpass user, an approle role, a jwt role) ends the access it handed
+ * out (SECURITY-CASES B): each token it issued before the deletion is refused at its next
+ * request, and so is every token minted below one of them; a login made again afterwards works.
+ */
+describe('deleting a login ends the tokens it issued', function () {
+  this.timeout(30_000);
+  let f: VaultFixture;
+  let clock = Date.now();
+  const app = () => request(f.vault.app);
+  const tick = () => (clock += 2_000); // past the second of the deletion: what is issued then is new
+  const status = async (token: string) =>
+    (
+      await app()
+        .get('/v1/secrets/ci/app/db')
+        .set({ Authorization: `Bearer ${token}` })
+    ).status;
+  const admin = async (method: 'put' | 'post' | 'delete', path: string, body?: object) => {
+    const res = await app()[method](path).set(f.vault.auth).send(body);
+    assert.ok(res.status < 300, `${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
+    return res.body;
+  };
+
+  before(async () => {
+    f = await vaultFixture({ now: () => clock });
+    await admin('put', '/v1/secrets/ci/app/db', { data: { v: '1' } });
+    await admin('put', '/v1/policies/minter', { rules: [{ path: 'sys/auth/token/create', capabilities: ['admin'] }] });
+  });
+  after(() => f.close());
+
+  it('userpass: the deleted user’s token and a token it minted are refused; the user made again logs in afresh', async () => {
+    const user = { password: 'correct horse battery', groups: ['ci'], policies: ['minter'] };
+    await admin('put', '/v1/auth/userpass/users/alice', user);
+    const login = async () => {
+      const res = await app().post('/v1/auth/userpass/login').send({ username: 'alice', password: user.password });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body.token as string;
+    };
+    const token = await login();
+    const child = (
+      await app()
+        .post('/v1/auth/token/create')
+        .set({ Authorization: `Bearer ${token}` })
+        .send({ identity: 'svc:from-alice', groups: ['ci'] })
+    ).body.token as string;
+    assert.equal(await status(token), 200);
+    assert.equal(await status(child), 200);
+
+    const before = await f.vault.store.scanPrefix(CUTOFF_PREFIX);
+    assert.equal((await app().delete('/v1/auth/userpass/users/alice').set(f.vault.auth)).status, 204);
+    assert.equal(await status(token), 401);
+    assert.equal(await status(child), 401, 'a token minted below the deleted login');
+    const renewed = await app()
+      .post('/v1/auth/token/renew')
+      .set({ Authorization: `Bearer ${token}` })
+      .send({});
+    assert.equal(renewed.status, 401, 'nor can it be renewed');
+    assert.equal((await f.vault.store.scanPrefix(CUTOFF_PREFIX)).length, before.length + 1);
+
+    // A reload (a restart, a replica's snapshot) keeps the cut-off.
+    await f.vault.access.tokens.reload();
+    assert.equal(await status(token), 401);
+
+    tick();
+    await admin('put', '/v1/auth/userpass/users/alice', user);
+    const again = await login();
+    assert.equal(await status(again), 200, 'a login after the deletion is not cut off');
+    assert.equal(await status(token), 401, 'the old token stays refused');
+  });
+
+  it('approle: the deleted role’s tokens are refused', async () => {
+    await admin('put', '/v1/auth/approle/roles/deploy', { groups: ['ci'], token_ttl: 600, token_max_ttl: 3600 });
+    const roleId = ((await admin('put', '/v1/auth/approle/roles/deploy', { groups: ['ci'] })) as { role_id: string })
+      .role_id;
+    const secretId = ((await admin('post', '/v1/auth/approle/roles/deploy/secret-id', {})) as { secret_id: string })
+      .secret_id;
+    const res = await app().post('/v1/auth/approle/login').send({ role_id: roleId, secret_id: secretId });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const token = res.body.token as string;
+    assert.equal(await status(token), 200);
+    const other = await app()
+      .post('/v1/auth/approle/login')
+      .send({ role_id: f.roleId, secret_id: await f.secretId() });
+    assert.equal(await status(other.body.token as string), 200);
+    await admin('delete', '/v1/auth/approle/roles/deploy');
+    assert.equal(await status(token), 401);
+    assert.equal(await status(other.body.token as string), 200, 'another role’s tokens are untouched');
+  });
+
+  it('jwt: the deleted role’s tokens are refused, whatever their subject', async () => {
+    const login = async () => {
+      const res = await app()
+        .post('/v1/auth/jwt/login')
+        .send({ role: 'ci', jwt: await f.idp.sign() });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body.token as string;
+    };
+    const token = await login();
+    assert.equal(await status(token), 200);
+    const config = (await app().get('/v1/auth/jwt/roles/ci').set(f.vault.auth)).body;
+    await admin('delete', '/v1/auth/jwt/roles/ci');
+    assert.equal(await status(token), 401);
+    tick();
+    const { name: _name, ...body } = config as Record<string, unknown>;
+    await admin('put', '/v1/auth/jwt/roles/ci', body);
+    assert.equal(await status(await login()), 200);
+  });
+
+  it('a delete of a login that does not exist is 404 and still cuts (a retried delete whose cut-off failed)', async () => {
+    const before = (await f.vault.store.scanPrefix(CUTOFF_PREFIX)).length;
+    assert.equal((await app().delete('/v1/auth/userpass/users/nobody').set(f.vault.auth)).status, 404);
+    assert.equal((await f.vault.store.scanPrefix(CUTOFF_PREFIX)).length, before + 1);
+  });
+
+  it('a cut-off is swept once every token it could refuse has expired (token_max_ttl_s)', async () => {
+    assert.ok((await f.vault.store.scanPrefix(CUTOFF_PREFIX)).length > 0);
+    clock += (f.vault.access.tokens.maxTtlSeconds + 3_600) * 1000;
+    await f.vault.access.tokens.sweepStore();
+    assert.deepEqual(await f.vault.store.scanPrefix(CUTOFF_PREFIX), []);
+  });
+});
