@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import request from 'supertest';
+import { TokenService } from '../../../server/auth/tokens.js';
 import { CUTOFF_PREFIX } from '../../../server/store/keys.js';
 import { vaultFixture, type VaultFixture } from '../http/vault/fixture.js';
 
@@ -115,6 +116,27 @@ describe('deleting a login ends the tokens it issued', function () {
     const before = (await f.vault.store.scanPrefix(CUTOFF_PREFIX)).length;
     assert.equal((await app().delete('/v1/auth/userpass/users/nobody').set(f.vault.auth)).status, 404);
     assert.equal((await f.vault.store.scanPrefix(CUTOFF_PREFIX)).length, before + 1);
+  });
+
+  it('a replica learns a cut-off from the changed key alone (applyChanged), as replication hands it over', async () => {
+    const replica = new TokenService(f.vault.barrier, f.vault.seal, { now: () => clock });
+    await f.vault.seal.seal();
+    for (const share of f.vault.shares.slice(0, 3))
+      assert.equal((await app().post('/v1/sys/unseal').send({ share })).status, 200);
+    tick();
+    await admin('put', '/v1/auth/userpass/users/bob', { password: 'correct horse battery', groups: ['ci'] });
+    const login = await app()
+      .post('/v1/auth/userpass/login')
+      .send({ username: 'bob', password: 'correct horse battery' });
+    const token = login.body.token as string;
+    assert.ok(await replica.verify(token));
+    const cutBefore = new Set((await f.vault.store.scanPrefix(CUTOFF_PREFIX)).map(([k]) => k));
+    await admin('delete', '/v1/auth/userpass/users/bob');
+    assert.ok(await replica.verify(token), 'not told yet');
+    const changed = (await f.vault.store.scanPrefix(CUTOFF_PREFIX)).map(([k]) => k).filter((k) => !cutBefore.has(k));
+    assert.equal(changed.length, 1);
+    await replica.applyChanged(changed);
+    assert.equal(await replica.verify(token), undefined);
   });
 
   it('a cut-off is swept once every token it could refuse has expired (token_max_ttl_s)', async () => {
