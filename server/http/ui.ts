@@ -77,6 +77,42 @@ const cspReport = z.object({
 });
 const REPORT_LIMIT = 16 * 1024;
 
+/**
+ * The directives a report may name as a label (CSP Level 3); anything else is `unknown`. The
+ * endpoint takes reports from anyone (a browser sends no token), so neither its labels nor its
+ * log lines may grow with what a sender makes up.
+ */
+const DIRECTIVES = new Set([
+  'default-src',
+  'script-src',
+  'script-src-elem',
+  'script-src-attr',
+  'style-src',
+  'style-src-elem',
+  'style-src-attr',
+  'img-src',
+  'font-src',
+  'connect-src',
+  'media-src',
+  'object-src',
+  'frame-src',
+  'child-src',
+  'worker-src',
+  'manifest-src',
+  'prefetch-src',
+  'fenced-frame-src',
+  'base-uri',
+  'form-action',
+  'frame-ancestors',
+  'navigate-to',
+  'sandbox',
+  'require-trusted-types-for',
+  'trusted-types',
+  'webrtc',
+]);
+/** At most one log line per this many milliseconds, saying how many reports it stands for. */
+const REPORT_LOG_INTERVAL_MS = 10_000;
+
 export function uiRoutes(router: Router, deps: Pick<AppDeps, 'log' | 'metrics'> & { uiDir?: string }): void {
   const assets = loadAssets(deps.uiDir ?? UI_DIR);
   const reports = new Counter({
@@ -85,6 +121,8 @@ export function uiRoutes(router: Router, deps: Pick<AppDeps, 'log' | 'metrics'> 
     labelNames: ['directive'],
     registers: [deps.metrics],
   });
+  let lastLogged = -Infinity;
+  let unlogged = 0;
 
   // A plain middleware, not routes: the route catalogue (route-catalogue.ts) is the API, and this is no API.
   router.use(UI_PREFIX, (req: Request, res: Response, next: NextFunction) => {
@@ -97,7 +135,12 @@ export function uiRoutes(router: Router, deps: Pick<AppDeps, 'log' | 'metrics'> 
       readReport(req)
         .then((directive) => {
           reports.labels(directive).inc();
-          deps.log.warn({ directive }, 'dashboard content-security-policy violation');
+          unlogged++;
+          if (Date.now() - lastLogged >= REPORT_LOG_INTERVAL_MS) {
+            deps.log.warn({ directive, reports: unlogged }, 'dashboard content-security-policy violation');
+            lastLogged = Date.now();
+            unlogged = 0;
+          }
           res.status(204).end();
         })
         .catch(next);
@@ -147,5 +190,5 @@ async function readReport(req: Request): Promise<string> {
   if (!parsed.success) throw new CofferError('invalid_request', 'not a csp-report');
   const report = parsed.data['csp-report'];
   const directive = report['effective-directive'] ?? report['violated-directive']?.split(' ')[0] ?? 'unknown';
-  return /^[a-z-]{1,64}$/.test(directive) ? directive : 'unknown';
+  return DIRECTIVES.has(directive) ? directive : 'unknown';
 }

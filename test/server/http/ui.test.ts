@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import request from 'supertest';
 import { openVault, type TestVault } from '../../helpers.js';
 import { UI_CSP, UI_DIR } from '../../../server/http/ui.js';
@@ -106,5 +107,45 @@ describe('dashboard files at /ui/', () => {
     assert.equal(odd.status, 204);
     assert.match(await metric(), /directive="unknown"} 1/, 'a strange directive is not a label');
     assert.doesNotMatch(await metric(), /directive="script-src-elem"} 2/, 'refused reports count nothing');
+    // Anyone may post reports: made-up directive names of the allowed shape add no series either.
+    for (let i = 0; i < 50; i++) {
+      const made = await request(vault.app)
+        .post('/ui/csp-report')
+        .set('Content-Type', 'application/csp-report')
+        .send(JSON.stringify({ 'csp-report': { 'effective-directive': `made-up-${'x'.repeat(i)}` } }));
+      assert.equal(made.status, 204);
+    }
+    const series = (await metric()).split('\n');
+    assert.deepEqual(
+      series.map((l) => l.replace(/} \d+$/, '}')),
+      ['coffer_ui_csp_reports_total{directive="script-src-elem"}', 'coffer_ui_csp_reports_total{directive="unknown"}'],
+    );
+    assert.match(await metric(), /directive="unknown"} 51/);
+  });
+
+  it('writes at most one log line per ten seconds of reports, saying how many it stands for', async () => {
+    const lines: { msg: string; reports?: number }[] = [];
+    const logged = await openVault({
+      log: pino(
+        { level: 'warn' },
+        { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) },
+      ),
+    });
+    try {
+      for (let i = 0; i < 30; i++) {
+        const res = await request(logged.app)
+          .post('/ui/csp-report')
+          .set('Content-Type', 'application/csp-report')
+          .send(JSON.stringify({ 'csp-report': { 'effective-directive': 'img-src' } }));
+        assert.equal(res.status, 204);
+      }
+      const reports = lines.filter((l) => l.msg === 'dashboard content-security-policy violation');
+      assert.deepEqual(
+        reports.map((l) => l.reports),
+        [1],
+      );
+    } finally {
+      await logged.cleanup();
+    }
   });
 });
