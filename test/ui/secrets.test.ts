@@ -271,6 +271,27 @@ describe('dashboard: sign-in and secrets (chromium)', function () {
     );
   });
 
+  it('a link whose path climbs with .. shows an error and sends no request for any secret', async () => {
+    const { page } = tab;
+    await rootJson('PUT', '/v1/secrets/team/prod/db', { data: { a: 'prod' } });
+    await signInUserpass();
+    const requested: string[] = [];
+    page.on('request', (r) => requested.push(new URL(r.url()).pathname));
+    await page.goto(`${server.url}/ui/#/secrets/s/team/staging/db/../../prod/db`);
+    await page.getByRole('alert').getByText('This link names no valid secret path').waitFor();
+    assert.equal(await page.getByRole('button', { name: /Delete v1|Reveal v1/ }).count(), 0);
+    assert.deepEqual(
+      requested.filter((p) => p.startsWith('/v1/metadata/') || p.startsWith('/v1/secrets/team')),
+      [],
+      'no request for the path the browser would have resolved',
+    );
+    assert.equal(
+      ((await rootJson('GET', '/v1/metadata/team/prod/db'))?.versions as { deleted_at: string | null }[])[0]
+        ?.deleted_at,
+      null,
+    );
+  });
+
   it('signs in with a token and signing out revokes it', async () => {
     const { page } = tab;
     const child = await rootJson('POST', '/v1/auth/token/create', {

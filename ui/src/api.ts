@@ -79,7 +79,15 @@ export function createApi(token: () => string | undefined, onTrouble: (trouble: 
 }
 
 /** A secret path as a URL path: each segment encoded (segments are already [A-Za-z0-9._-]). */
-export const secretUrl = (base: string, path: string) => `${base}/${path.split('/').map(encodeURIComponent).join('/')}`;
+/**
+ * The URL of a secret's route. A `.` or `..` segment is refused: the URL parser would resolve it
+ * and the request would go to another path than the one named (no valid path has one).
+ */
+export function secretUrl(base: string, path: string): string {
+  const segments = path.split('/');
+  if (segments.some((s) => s === '.' || s === '..')) throw new Error(`not a secret path: ${path}`);
+  return `${base}/${segments.map(encodeURIComponent).join('/')}`;
+}
 
 export const errorText = (e: unknown) =>
   e instanceof ApiError ? e.message : e instanceof Error ? e.message : String(e);

@@ -160,7 +160,11 @@ const strip = (object: Record<string, unknown>, fields: string[]) =>
 
 function Editor({ api, collection, name }: { api: Api; collection: Collection; name: string | undefined }) {
   const creating = name === undefined || name === '+new';
-  const item = (n: string) => `${collection.base}/${encodeURIComponent(n)}`;
+  const item = (n: string) => {
+    // `.` and `..` survive encodeURIComponent and would be resolved by the URL parser: no name is one.
+    if (n === '.' || n === '..') throw new Error(`not a name: ${n}`);
+    return `${collection.base}/${encodeURIComponent(n)}`;
+  };
   const [newName, setNewName] = useState('');
   const [text, setText] = useState<string>();
   const [problem, setProblem] = useState<string>();

@@ -22,6 +22,9 @@ import { Confirm, ErrorNote, Field, When, useLoad } from '../ui.js';
  */
 export function Secrets({ api, route }: PageProps) {
   const [view, ...rest] = route;
+  const shown = rest.join('/');
+  // A crafted link (`…/../../prod/db`) would show one path and act on the one the browser resolves.
+  const problem = view === 's' && rest.length > 0 ? pathProblem(shown) : undefined;
   return (
     <div class="split">
       <aside>
@@ -35,8 +38,12 @@ export function Secrets({ api, route }: PageProps) {
           </>
         ) : view === 'expiring' ? (
           <Expiring api={api} />
+        ) : problem ? (
+          <p class="error" role="alert">
+            This link names no valid secret path: {pathMessage('the path', problem)}.
+          </p>
         ) : view === 's' && rest.length > 0 ? (
-          <SecretView key={rest.join('/')} api={api} path={rest.join('/')} />
+          <SecretView key={shown} api={api} path={shown} />
         ) : (
           <>
             <h1>Secrets</h1>
