@@ -18,6 +18,7 @@ import { checkName } from './directory.js';
 import { globMatch } from './glob.js';
 import { LOGIN_NAME, checkLoginName, type Grant } from './logins.js';
 import { safeFetch } from './safe-fetch.js';
+import { MAX_IDENTITY_LENGTH } from './tokens.js';
 import { jwtRoleSchema } from '../../sdk/wire/schemas.js';
 import type { JwtRole } from '../../sdk/wire/types.js';
 
@@ -108,6 +109,13 @@ export class JwtMethod {
     }
     const role: JwtRole = { ...parsed.data, name };
     for (const g of [...role.groups, ...Object.values(role.groups_claim_map)]) checkName('group', g);
+    // What a login may carry (a token holds 64 groups): checked here, so no login fails on it later.
+    const granted = new Set([...role.groups, ...Object.values(role.groups_claim_map)]).size;
+    if (granted > 64)
+      throw new CofferError(
+        'invalid_request',
+        `groups and groups_claim_map together grant ${granted} groups; a token holds at most 64`,
+      );
     for (const p of role.policies) checkName('policy', p);
     if (role.token_ttl > role.token_max_ttl)
       throw new CofferError('invalid_request', 'token_ttl must not exceed token_max_ttl');
@@ -230,6 +238,8 @@ export class JwtMethod {
     if (Array.isArray(payload.aud) && payload.aud.length > 1 && !role.allow_multiple_audiences)
       throw new ClaimRefused('token has several audiences and the role allows one');
     if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw new ClaimRefused('token has no sub claim');
+    const room = MAX_IDENTITY_LENGTH - `jwt:${role.name}:`.length; // the identity it becomes
+    if (payload.sub.length > room) throw new ClaimRefused(`sub claim is longer than ${room} characters`);
     return payload;
   }
 

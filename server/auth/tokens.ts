@@ -94,15 +94,22 @@ export type ActiveClaims = TokenClaims & { readonly expires: number };
 
 const JTI = /^[A-Za-z0-9_-]{16,64}$/;
 
+/**
+ * An identity is at most this long: a CI login's is `jwt:<role>:<sub>`, and a GitHub `sub`
+ * names the repository and the ref (`repo:<org>/<repo>:ref:refs/heads/<branch>`), whose parts
+ * may be 39, 100 and 255 characters long.
+ */
+export const MAX_IDENTITY_LENGTH = 1024;
+
 const principalSchema = z.strictObject({
-  sub: z.string().min(1).max(256),
+  sub: z.string().min(1).max(MAX_IDENTITY_LENGTH),
   groups: z.array(z.string().max(64)).max(64),
   policies: z.array(z.string().max(64)).max(64),
 });
 
 const claimsSchema = z
   .object({
-    sub: z.string().min(1).max(256),
+    sub: z.string().min(1).max(MAX_IDENTITY_LENGTH),
     groups: z.array(z.string().max(64)).max(64),
     policies: z.array(z.string().max(64)).max(64),
     iat: z.number().int().nonnegative(),

@@ -252,6 +252,48 @@ describe('CI JWT login: refusals (SECURITY-CASES A)', function () {
     assert.equal((await login(multi, await idp.sign({ aud: ['coffer', 'other'] }))).status, 200);
   });
 
+  it('takes a long CI subject (a deep branch name) as the identity, and refuses one no token could hold, by name', async () => {
+    const r = await role({ bound_claims: {} });
+    const branch = `repo:acme/api:ref:refs/heads/feature/${'x'.repeat(240)}`;
+    const long = await login(r, await idp.sign({ sub: branch }));
+    assert.equal(long.status, 200, JSON.stringify(long.body));
+    assert.equal(long.body.identity, `jwt:${r}:${branch}`);
+    const self = await request(vault.app)
+      .get('/v1/auth/token/self')
+      .set({ Authorization: `Bearer ${long.body.token}` });
+    assert.equal(self.status, 200, 'the token works');
+    const room = 1024 - `jwt:${r}:`.length;
+    assert.equal((await login(r, await idp.sign({ sub: 's'.repeat(room) }))).status, 200, 'at the bound');
+    await refused(
+      r,
+      await idp.sign({ sub: 's'.repeat(room + 1) }),
+      'one over',
+      `sub claim is longer than ${room} characters`,
+    );
+  });
+
+  it('refuses a role that would grant more groups than a token holds (64), at configuration', async () => {
+    const groups = Array.from({ length: 40 }, (_, i) => `g${i}`);
+    const groups_claim_map = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`team-${i}`, `m${i}`]));
+    const res = await request(vault.app)
+      .put('/v1/auth/jwt/roles/too-many')
+      .set(vault.auth)
+      .send({
+        issuer: idp.url,
+        jwks_url: `${idp.url}/jwks`,
+        bound_audiences: ['coffer'],
+        groups,
+        groups_claim: 'teams',
+        groups_claim_map,
+      });
+    assert.equal(res.status, 400);
+    assert.equal(
+      res.body.error.message,
+      'groups and groups_claim_map together grant 70 groups; a token holds at most 64',
+    );
+    assert.equal((await request(vault.app).get('/v1/auth/jwt/roles/too-many').set(vault.auth)).status, 404);
+  });
+
   it('A13/A14: refuses expired, not-yet-valid, future-issued, exp-less and over-long tokens', async () => {
     const r = await role({ leeway: 10, max_token_lifetime: 600 });
     const now = Math.floor(Date.now() / 1000);
