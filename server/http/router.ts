@@ -1,7 +1,10 @@
 import type { RequestHandler, Router } from 'express';
 import { CofferError } from '../errors.js';
-import { asHandler, asMiddleware } from './edge.js';
-import { hotSteps, isHot, registerHot, type HotHandlers } from './hot.js';
+import { emptyQuery } from '../../sdk/wire/schemas.js';
+import { asHandler, asMiddleware, type Step } from './edge.js';
+import { hot, hotSteps, isHot, registerHot, type HotHandlers } from './hot.js';
+import { ROUTES } from './route-catalogue.js';
+import { validateQuery } from './validate.js';
 
 /** Case-sensitive, strict routing: `/v1/Secrets` and `/v1/sys/health/` do not match. */
 export const routerOptions = { caseSensitive: true, strict: true } as const;
@@ -20,6 +23,20 @@ export function expressHandlers(router: Router, verb: string, path: string, hand
   return steps.map((step, i) => (i === steps.length - 1 ? asHandler(step) : asMiddleware(step)));
 }
 
+/** The routes the catalogue gives no query: one sent to them is refused by name, never ignored (docs/api.md). */
+const TAKES_NO_QUERY = new Set(ROUTES.filter((r) => r.query === undefined).map((r) => `${r.method} ${r.path}`));
+
+function noQuery(req: Parameters<Step>[0]): void {
+  validateQuery(emptyQuery, req);
+}
+
+/** `handlers` with the query check in front when the route takes none (on the hot path too). */
+function checkingQuery(verb: Verb, path: string, handlers: Handlers): Handlers {
+  if (!TAKES_NO_QUERY.has(`${verb.toUpperCase()} ${path}`)) return handlers;
+  if (isHot(handlers)) return hot(noQuery, ...hotSteps(handlers));
+  return [asMiddleware(noQuery), ...(Array.isArray(handlers) ? handlers : [handlers])];
+}
+
 /**
  * Registers handlers for one path; every other method on it answers 405 (HEAD follows GET,
  * as express does, and is authorised the same way).
@@ -27,7 +44,7 @@ export function expressHandlers(router: Router, verb: string, path: string, hand
 export function methods(router: Router, path: string, handlers: Partial<Record<Verb, Handlers>>): void {
   const route = router.route(path);
   for (const [verb, handler] of Object.entries(handlers) as [Verb, Handlers][]) {
-    route[verb](...expressHandlers(router, verb, path, handler));
+    route[verb](...expressHandlers(router, verb, path, checkingQuery(verb, path, handler)));
   }
   const allowed = Object.keys(handlers).map((v) => v.toUpperCase());
   if (allowed.includes('GET')) allowed.push('HEAD');

@@ -625,6 +625,38 @@ describe('http bad input: query parameters', () => {
     assertError(await request(vault.app).get('/v1/secrets?prefix=app&foo=bar').set(vault.auth), 400, 'invalid_request');
   });
 
+  it('every route the catalogue gives no query refuses one with 400 naming the field, before anything else happens', async () => {
+    const { ROUTES } = await import('../../../server/http/route-catalogue.js');
+    const before = await vault.store.scanPrefix('');
+    const concrete = (path: string) =>
+      path
+        .replace(/\\:/g, ':')
+        .replace('*path', 'app/q')
+        .replace(/:(name|ns)/, 'probe');
+    let checked = 0;
+    for (const r of ROUTES) {
+      if (r.query !== undefined) continue;
+      const url = `${concrete(r.path)}?stray=1`;
+      const res = await request(vault.app)
+        [r.method.toLowerCase() as 'get'](url)
+        .set(vault.auth)
+        .set('Content-Type', r.method === 'PATCH' ? 'application/merge-patch+json' : 'application/json')
+        .send(r.method === 'GET' || r.method === 'DELETE' ? undefined : '{}');
+      assert.equal(res.status, 400, `${r.method} ${url}: ${res.status} ${res.text.slice(0, 200)}`);
+      const message = res.body.error?.message ?? res.body.errors?.[0];
+      assert.equal(message, 'query: unknown field stray', `${r.method} ${url}`);
+      checked++;
+    }
+    assert.ok(checked > 60, `${checked} routes checked`);
+    const after = await vault.store.scanPrefix('');
+    const audit = (k: string) => k.startsWith('audit/');
+    assert.deepEqual(
+      after.filter(([k]) => !audit(k)).map(([k]) => k),
+      before.filter(([k]) => !audit(k)).map(([k]) => k),
+      'a refused request stores nothing',
+    );
+  });
+
   it('refuses bad ?versions= on delete with 400 and deletes nothing', async () => {
     for (const value of ['0', '-1', '1e3', 'NaN', '1,,2', '1;2', '3 OR 1', '', 'all']) {
       const res = await request(vault.app)
