@@ -540,7 +540,7 @@ export class Coffer {
   async health(): Promise<Health> {
     // Health answers 429/501/503 with a body by design: read it whatever the status.
     const res = await this.send({ method: 'GET', path: '/v1/sys/health', auth: false }, 0);
-    return (await res.json()) as Health;
+    return (await jsonOf(res)) as Health;
   }
 
   sealStatus(): Promise<SealStatus> {
@@ -713,7 +713,7 @@ export class Coffer {
       }
       if (res.ok) {
         if (res.status === 204) return undefined as T;
-        return (await res.json()) as T;
+        return (await jsonOf(res)) as T;
       }
       if (call.retryWhenLimited && attempt === 0 && res.status === 429) {
         const wait = shortRetryAfter(res.headers.get('retry-after'));
@@ -785,6 +785,24 @@ export class Coffer {
         res.status,
       );
     return new CofferError(body.error.code, body.error.message, res.status, body.error.request_id);
+  }
+}
+
+/**
+ * A response body as JSON. Not JSON (a proxy's page, a cut connection) is `unexpected_response`
+ * saying so and nothing more: a parser's message quotes the text around where it stopped, and
+ * the text of a secrets answer is secrets.
+ */
+async function jsonOf(res: HttpResponse): Promise<unknown> {
+  try {
+    return await res.json();
+  } catch {
+    throw new CofferError(
+      'unexpected_response',
+      `the server answered HTTP ${res.status} with a body that is not JSON (a proxy in between, or a cut connection?)`,
+      res.status,
+      res.headers.get('x-request-id') ?? undefined,
+    );
   }
 }
 

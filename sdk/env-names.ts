@@ -16,6 +16,8 @@ const DANGEROUS = new RegExp(
     // the dynamic linker, shells and interpreters
     'LD_PRELOAD|LD_LIBRARY_PATH|LD_AUDIT|DYLD_.*|GCONV_PATH',
     'PATH|IFS|PS1|PS4|PROMPT_COMMAND|SHELLOPTS|BASHOPTS|BASH_ENV|ENV',
+    // Windows runners: the shell node starts, the extensions PATH lookups try, PowerShell's modules
+    'COMSPEC|PATHEXT|PSMODULEPATH',
     'NODE_OPTIONS|NODE_PATH|PYTHONPATH|PYTHONSTARTUP|PYTHONHOME|PERL5OPT|PERL5LIB|RUBYOPT|RUBYLIB',
     'JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS|CLASSPATH|MAVEN_OPTS|GRADLE_OPTS',
     // git: configuration by environment (core.fsmonitor, core.sshCommand …) and its helpers

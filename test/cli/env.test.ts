@@ -106,6 +106,8 @@ describe('cli env: refusals name the variables, never the values', () => {
       'NPM_CONFIG_REGISTRY',
       'NPM_CONFIG_SCRIPT_SHELL',
       'PIP_INDEX_URL',
+      'COMSPEC',
+      'PATHEXT',
     ]) {
       assert.throws(
         () => buildEnv([secret('app/x', { [name.toLowerCase()]: 'VALUE' })], options()),

@@ -164,6 +164,35 @@ describe('sdk over TLS with a private CA', function () {
   });
 });
 
+describe('sdk: an answer that is not JSON', () => {
+  it('is unexpected_response naming the status and the request id, never quoting the body (both transports)', async () => {
+    const body = '{"data":{"password":"hunter2-canary"'; // a secrets answer cut short
+    const cut = createServer((req, res) => {
+      const text = req.url?.startsWith('/v1/sys/health') ? '<html>proxy page hunter2-canary</html>' : body;
+      res.writeHead(200, { 'content-type': 'application/json', 'x-request-id': 'req-1' }).end(text);
+    });
+    await new Promise<void>((r) => cut.listen(0, '127.0.0.1', r));
+    const addr = `http://127.0.0.1:${(cut.address() as AddressInfo).port}`;
+    const { nodeHttpTransport } = await import('../../sdk/transport.js');
+    try {
+      for (const transport of [undefined, nodeHttpTransport()]) {
+        const client = new Coffer({ addr, token: 't', ...(transport ? { transport } : {}) });
+        for (const call of [() => client.getSecret('app/db'), () => client.health()]) {
+          await assert.rejects(call(), (e: CofferError) => {
+            assert.equal(e.code, 'unexpected_response');
+            assert.equal(e.requestId, 'req-1');
+            assert.match(e.message, /answered HTTP 200 with a body that is not JSON/);
+            assert.ok(!e.message.includes('hunter2'), e.message);
+            return true;
+          });
+        }
+      }
+    } finally {
+      cut.close();
+    }
+  });
+});
+
 describe('sdk retries', () => {
   it('retries idempotent reads on 503 and connection errors with backoff, never a sealed answer', async () => {
     let calls = 0;

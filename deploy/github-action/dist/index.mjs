@@ -523,7 +523,7 @@ var Coffer = class {
   // ---- sys
   async health() {
     const res = await this.send({ method: "GET", path: "/v1/sys/health", auth: false }, 0);
-    return await res.json();
+    return await jsonOf(res);
   }
   sealStatus() {
     return this.call({ method: "GET", path: "/v1/sys/seal-status", idempotent: true, auth: false });
@@ -676,7 +676,7 @@ var Coffer = class {
       }
       if (res.ok) {
         if (res.status === 204) return void 0;
-        return await res.json();
+        return await jsonOf(res);
       }
       if (call.retryWhenLimited && attempt === 0 && res.status === 429) {
         const wait = shortRetryAfter(res.headers.get("retry-after"));
@@ -734,6 +734,18 @@ var Coffer = class {
     return new CofferError(body.error.code, body.error.message, res.status, body.error.request_id);
   }
 };
+async function jsonOf(res) {
+  try {
+    return await res.json();
+  } catch {
+    throw new CofferError(
+      "unexpected_response",
+      `the server answered HTTP ${res.status} with a body that is not JSON (a proxy in between, or a cut connection?)`,
+      res.status,
+      res.headers.get("x-request-id") ?? void 0
+    );
+  }
+}
 function shortRetryAfter(header) {
   if (header === null || !/^\d{1,2}$/.test(header.trim())) return void 0;
   const seconds = Number(header.trim());
@@ -747,6 +759,8 @@ var DANGEROUS = new RegExp(
     // the dynamic linker, shells and interpreters
     "LD_PRELOAD|LD_LIBRARY_PATH|LD_AUDIT|DYLD_.*|GCONV_PATH",
     "PATH|IFS|PS1|PS4|PROMPT_COMMAND|SHELLOPTS|BASHOPTS|BASH_ENV|ENV",
+    // Windows runners: the shell node starts, the extensions PATH lookups try, PowerShell's modules
+    "COMSPEC|PATHEXT|PSMODULEPATH",
     "NODE_OPTIONS|NODE_PATH|PYTHONPATH|PYTHONSTARTUP|PYTHONHOME|PERL5OPT|PERL5LIB|RUBYOPT|RUBYLIB",
     "JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS|CLASSPATH|MAVEN_OPTS|GRADLE_OPTS",
     // git: configuration by environment (core.fsmonitor, core.sshCommand …) and its helpers
