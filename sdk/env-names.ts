@@ -30,6 +30,10 @@ const DANGEROUS = new RegExp(
     'NPM_CONFIG_.*|YARN_.*|PIP_INDEX_URL|PIP_EXTRA_INDEX_URL|PIP_CONFIG_FILE',
     // Coffer's own: the address, token and trust of later coffer calls
     'COFFER_.*',
+    // the Actions runner's: its OIDC and cache endpoints and tokens, tool cache, API URLs and
+    // step files (a later step's OIDC request sent elsewhere hands over the job's identity);
+    // GITHUB_TOKEN stays a name a secret may take
+    'ACTIONS_.*|RUNNER_.*|GITHUB_(?!TOKEN$).*',
   ].join('|')})$`,
 );
 

@@ -108,6 +108,11 @@ describe('cli env: refusals name the variables, never the values', () => {
       'PIP_INDEX_URL',
       'COMSPEC',
       'PATHEXT',
+      'ACTIONS_ID_TOKEN_REQUEST_URL',
+      'ACTIONS_RUNTIME_TOKEN',
+      'RUNNER_TOOL_CACHE',
+      'GITHUB_API_URL',
+      'GITHUB_ENV',
     ]) {
       assert.throws(
         () => buildEnv([secret('app/x', { [name.toLowerCase()]: 'VALUE' })], options()),
@@ -134,12 +139,13 @@ describe('cli env: refusals name the variables, never the values', () => {
               envx: 'd',
               git_config_key: 'e',
               my_coffer_url: 'f',
+              github_token: 'g',
             }),
           ],
           options(),
         ),
       ),
-      { MYPATH: 'a', PATH_X: 'b', XENV: 'c', ENVX: 'd', GIT_CONFIG_KEY: 'e', MY_COFFER_URL: 'f' },
+      { MYPATH: 'a', PATH_X: 'b', XENV: 'c', ENVX: 'd', GIT_CONFIG_KEY: 'e', MY_COFFER_URL: 'f', GITHUB_TOKEN: 'g' },
     );
   });
 

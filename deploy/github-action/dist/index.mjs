@@ -772,7 +772,11 @@ var DANGEROUS = new RegExp(
     // package managers' configuration by environment: registries and script shells
     "NPM_CONFIG_.*|YARN_.*|PIP_INDEX_URL|PIP_EXTRA_INDEX_URL|PIP_CONFIG_FILE",
     // Coffer's own: the address, token and trust of later coffer calls
-    "COFFER_.*"
+    "COFFER_.*",
+    // the Actions runner's: its OIDC and cache endpoints and tokens, tool cache, API URLs and
+    // step files (a later step's OIDC request sent elsewhere hands over the job's identity);
+    // GITHUB_TOKEN stays a name a secret may take
+    "ACTIONS_.*|RUNNER_.*|GITHUB_(?!TOKEN$).*"
   ].join("|")})$`
 );
 var envNameOf = (key, prefix = "") => prefix + key.toUpperCase().replace(/[^A-Z0-9_]/g, "_");
