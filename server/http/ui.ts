@@ -6,6 +6,7 @@ import { Counter } from 'prom-client';
 import { z } from 'zod';
 import { CofferError } from '../errors.js';
 import type { AppDeps } from './deps.js';
+import { pathnameOf } from './respond.js';
 
 /**
  * The web dashboard (docs/ui.md): the static files ui/build.mjs writes to dist/ui, served at
@@ -127,7 +128,8 @@ export function uiRoutes(router: Router, deps: Pick<AppDeps, 'log' | 'metrics'> 
   // A plain middleware, not routes: the route catalogue (route-catalogue.ts) is the API, and this is no API.
   router.use(UI_PREFIX, (req: Request, res: Response, next: NextFunction) => {
     const name = req.path === '/' ? 'index.html' : req.path.slice(1);
-    if (req.originalUrl === UI_PREFIX) {
+    // `/ui` alone, with or without a query: the page's relative asset URLs need the slash.
+    if (pathnameOf(req.originalUrl) === UI_PREFIX) {
       res.redirect(301, `${UI_PREFIX}/`);
       return;
     }

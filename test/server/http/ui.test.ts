@@ -43,6 +43,9 @@ describe('dashboard files at /ui/', () => {
     const res = await request(vault.app).get('/ui');
     assert.equal(res.status, 301);
     assert.equal(res.headers.location, '/ui/');
+    const queried = await request(vault.app).get('/ui?from=bookmark');
+    assert.equal(queried.status, 301, 'a query does not make /ui the page (its relative assets would miss)');
+    assert.equal(queried.headers.location, '/ui/');
     await vault.seal.seal();
     try {
       assert.equal((await request(vault.app).get('/ui/app.js')).status, 200);
