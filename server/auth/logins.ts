@@ -14,7 +14,7 @@ import {
   USER_PREFIX,
 } from '../store/keys.js';
 import { checkName } from './directory.js';
-import { DECOY_HASH, hashPassword, verifyPassword } from './password-hash.js';
+import { DECOY_HASH, hashPassword, needsRehash, verifyPassword } from './password-hash.js';
 import type { IssueRequest } from './tokens.js';
 
 /** What a login method grants: the token service turns it into a token. */
@@ -133,7 +133,21 @@ export class UserpassMethod {
     const user = LOGIN_NAME.test(username) ? await this.users.get(username) : undefined;
     const ok = await verifyPassword(password, user?.password_hash ?? DECOY_HASH);
     if (!user || !ok) throw refused(USERPASS_REFUSED, user ? 'wrong password' : 'unknown user');
+    if (needsRehash(user.password_hash)) await this.rehash(user, password);
     return grantOf(`user:${user.name}`, user);
+  }
+
+  /**
+   * A hash made with older parameters is replaced at the user's next login, the only time the
+   * password is at hand; only if the record is still the one verified (an admin may have set a
+   * new password meanwhile).
+   */
+  private async rehash(user: User, password: string): Promise<void> {
+    const password_hash = await hashPassword(password, this.random);
+    await this.users.mutate((tx) => {
+      const current = this.users.read(tx, user.name);
+      if (current?.password_hash === user.password_hash) this.users.write(tx, user.name, { ...current, password_hash });
+    });
   }
 }
 

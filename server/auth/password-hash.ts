@@ -5,7 +5,8 @@ import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { CofferError } from '../errors.js';
 
 /**
- * Password hashing with scrypt (N=2^15, r=8, p=1: 32 MiB) through node:crypto's asynchronous
+ * Password hashing with scrypt (N=2^15, r=8, p=3: 32 MiB; OWASP's equivalent of N=2^17, p=1 at a
+ * quarter of the memory) through node:crypto's asynchronous
  * API, which runs on the libuv thread pool: a login flood costs CPU but never blocks the event
  * loop that serves secret reads. At most two hashes run at once, so the pool always keeps
  * threads for the file writes (audit fdatasync) every request waits on; a longer queue is
@@ -31,7 +32,7 @@ async function scryptAsync(pw: string, salt: Uint8Array, len: number, opts: obje
   }
 }
 
-const PARAMS = { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
+const PARAMS = { N: 2 ** 15, r: 8, p: 3, maxmem: 64 * 1024 * 1024 };
 
 export async function hashPassword(password: string, random: RandomSource = systemRandom): Promise<string> {
   const salt = random(16);
@@ -54,5 +55,11 @@ export async function verifyPassword(password: string, stored: string): Promise<
   return timingSafeEqual(actual, expected);
 }
 
+/** Whether a stored hash was made with other parameters than today's (then a login replaces it). */
+export function needsRehash(stored: string): boolean {
+  const [scheme, n, r, p] = stored.split('$');
+  return scheme !== 'scrypt' || Number(n) !== PARAMS.N || Number(r) !== PARAMS.r || Number(p) !== PARAMS.p;
+}
+
 /** A hash that verifies nothing, so unknown users cost the same time as known ones. */
-export const DECOY_HASH = `scrypt$${PARAMS.N}$8$1$AAAAAAAAAAAAAAAAAAAAAA==$${Buffer.alloc(32).toString('base64')}`;
+export const DECOY_HASH = `scrypt$${PARAMS.N}$${PARAMS.r}$${PARAMS.p}$AAAAAAAAAAAAAAAAAAAAAA==$${Buffer.alloc(32).toString('base64')}`;
