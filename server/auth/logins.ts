@@ -133,7 +133,8 @@ export class UserpassMethod {
     const user = LOGIN_NAME.test(username) ? await this.users.get(username) : undefined;
     const ok = await verifyPassword(password, user?.password_hash ?? DECOY_HASH);
     if (!user || !ok) throw refused(USERPASS_REFUSED, user ? 'wrong password' : 'unknown user');
-    if (needsRehash(user.password_hash)) await this.rehash(user, password);
+    // Best effort: a replica cannot write, and a full disk must not turn a right password away.
+    if (needsRehash(user.password_hash)) await this.rehash(user, password).catch(() => undefined);
     return grantOf(`user:${user.name}`, user);
   }
 

@@ -46,12 +46,12 @@ export async function verifyPassword(password: string, stored: string): Promise<
   const salt = fromBase64(saltB64 ?? '');
   const expected = fromBase64(hashB64 ?? '');
   if (scheme !== 'scrypt' || !salt || !expected || expected.length !== 32) return false;
-  const actual = await scryptAsync(password, salt, 32, {
-    N: Number(n),
-    r: Number(r),
-    p: Number(p),
-    maxmem: PARAMS.maxmem,
-  });
+  const params = { N: Number(n), r: Number(r), p: Number(p) };
+  const actual = await scryptAsync(password, salt, 32, { ...params, maxmem: PARAMS.maxmem });
+  // A hash with a smaller p than today's costs less: the rest is spent on a decoy, so a user
+  // whose hash predates the change answers as slowly as an unknown one (whose decoy is today's).
+  if (params.N === PARAMS.N && params.r === PARAMS.r && params.p < PARAMS.p)
+    await scryptAsync(password, salt, 32, { ...params, p: PARAMS.p - params.p, maxmem: PARAMS.maxmem });
   return timingSafeEqual(actual, expected);
 }
 

@@ -169,6 +169,9 @@ type SigningRecord = z.infer<typeof signingRecord>;
 /** A token-state record's value: the time (seconds) it matters until. */
 const untilOf = (key: string, raw: Uint8Array) => decodeStored(decimalCodec, raw, 'token state record', key);
 
+/** The longest token a request may carry (longer ones are refused unread, and never issued). */
+const MAX_TOKEN_LENGTH = 8192;
+
 /** A login source: what a deletion cuts off (TokenService.cutOff). */
 const LOGIN_SOURCE = /^(user|approle|jwt):[a-z0-9._-]{1,64}$/;
 
@@ -198,6 +201,11 @@ export interface IssueRequest {
   meta?: Record<string, string>;
   /** token/create: the minter's principal and those it is confined within (TokenClaims.within). */
   within?: Principal[];
+  /**
+   * A login: when it began (seconds), before it read its user or role. A cut-off of its source
+   * at or after then (the login deleted while the password hash or the JWKS fetch ran) refuses it.
+   */
+  loginStartedAt?: number;
 }
 
 export class TokenService {
@@ -305,15 +313,25 @@ export class TokenService {
   async issue(request: IssueRequest): Promise<{ token: string; claims: ActiveClaims }> {
     const key = this.requireCurrent();
     const maxTtlSeconds = Math.min(request.maxTtlSeconds, this.maxTtlSeconds);
+    const { loginStartedAt, ...rest } = request;
     const claims = this.claimsFor({
-      ...request,
+      ...rest,
       maxTtlSeconds,
-      ttlSeconds: Math.min(request.ttlSeconds, maxTtlSeconds),
+      ttlSeconds: Math.min(rest.ttlSeconds, maxTtlSeconds),
     });
+    // Checked in the same turn as `iat` is set: a deletion after this has a cut-off at or past `iat`.
+    if (loginStartedAt !== undefined) this.refuseIfCutSince(claims.sub, loginStartedAt);
+    if (this.isCutOff(claims))
+      throw new CofferError('unauthenticated', 'this login was deleted a moment ago: log in again in a second');
     if (claims.parent) this.checkChildQuota(claims.parent); // before any write (adopt counts again, atomically)
     await this.coverLifetime(key, claims.exp);
     if (claims.parent) await this.adopt(claims.parent, claims.jti, claims.exp);
     const token = await this.signClaims(key, claims);
+    if (token.length > MAX_TOKEN_LENGTH)
+      throw new CofferError(
+        'invalid_request',
+        `the token would be ${token.length} characters, over the ${MAX_TOKEN_LENGTH} a request may carry: grant fewer groups or policies`,
+      );
     // The claims just signed go into the verify cache as a presented token's would, through the
     // same schema: verifying the server's own signature again would cost an Ed25519 verify per
     // login. The checks of every use (revocation of the parent meanwhile, key retired) still run.
@@ -327,7 +345,7 @@ export class TokenService {
    * lookup, the expiry check and the revocation check.
    */
   async verify(token: string): Promise<ActiveClaims | undefined> {
-    if (token.length > 8192) return undefined;
+    if (token.length > MAX_TOKEN_LENGTH) return undefined;
     let entry = this.verified.get(token);
     if (!entry) {
       if (this.keys.size === 0) return undefined;
@@ -391,9 +409,34 @@ export class TokenService {
   async cutOff(source: string): Promise<void> {
     if (!LOGIN_SOURCE.test(source)) throw new CofferError('internal', `not a login source: ${source}`);
     const at = this.nowSeconds();
-    const until = at + this.maxTtlSeconds;
-    await this.store.mutate((tx) => this.cutoffRecords.write(tx, `${source}@${at}`, until));
-    this.noteCutoff(`${source}@${at}`, until);
+    // Until every token signed so far has expired: the signing keys' `signed_until` bounds them
+    // even if token_max_ttl_s was larger when they were issued.
+    let until = at + this.maxTtlSeconds;
+    for (const key of this.keys.values()) until = Math.max(until, key.record.signed_until);
+    const id = `${source}@${at}`;
+    // A newer cut-off of a source covers everything an older one does: one record per source.
+    const older = [...this.cutoffs.keys()].filter((other) => other !== id && parseCutoff(other).source === source);
+    // In memory before the write, so a login issuing while the write syncs is refused already.
+    const had = this.cutoffs.get(id);
+    this.noteCutoff(id, until);
+    try {
+      await this.store.mutate((tx) => {
+        this.cutoffRecords.write(tx, id, until);
+        for (const other of older) this.cutoffRecords.delete(tx, other);
+      });
+    } catch (e) {
+      if (had === undefined) this.dropCutoff(id);
+      throw e;
+    }
+    for (const other of older) this.cutoffs.delete(other);
+  }
+
+  /** Refuses a login whose source was cut off at or after the login began. */
+  private refuseIfCutSince(sub: string, startedAt: number): void {
+    const source = loginSourceOf(sub);
+    const at = source === undefined ? undefined : this.cutoffAt.get(source);
+    if (at !== undefined && at >= startedAt)
+      throw new CofferError('unauthenticated', 'this login was deleted while the login ran');
   }
 
   private noteCutoff(id: string, until: number): void {

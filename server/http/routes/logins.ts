@@ -33,8 +33,8 @@ import { adminCrud } from './admin-crud.js';
 export function loginRoutes(router: Router, deps: AppDeps): void {
   const limits = new LoginLimits(deps.loginLimits);
 
-  const issue = async (res: Response, grant: Grant, method: string) => {
-    const { token, claims } = await deps.access.tokens.issue({ ...grant, method });
+  const issue = async (res: Response, grant: Grant, method: string, loginStartedAt: number) => {
+    const { token, claims } = await deps.access.tokens.issue({ ...grant, method, loginStartedAt });
     res.locals.loginIdentity = claims.sub;
     deps.log.info({ request_id: res.locals.requestId, identity: claims.sub, method }, 'login');
     // Vault's answer beside Coffer's: Vault's clients read `auth.client_token` (docs/vault-compatibility.md).
@@ -57,6 +57,7 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
     mounts: readonly string[] = [method],
   ) => {
     const handler = async (req: Request, res: Response) => {
+      const startedAt = deps.access.tokens.nowSeconds(); // before the user or role is read (TokenService.issue)
       const address = res.locals.clientAddress; // set by app.ts for every request
       try {
         limits.checkAddress(address, res);
@@ -87,7 +88,7 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
       } finally {
         res.off('close', onClose);
       }
-      await issue(res, grant, method);
+      await issue(res, grant, method, startedAt);
     };
     // PUT as well as POST: Vault's clients write with either. One handler, so one set of limits, for every mount.
     for (const mount of mounts) methods(router, `/v1/auth/${mount}/login`, { post: handler, put: handler });
