@@ -13,17 +13,20 @@ export class AuthService implements AccessControl {
   async authenticate(token: string): Promise<Identity | undefined> {
     const claims = await this.tokens.verify(token);
     if (!claims) return undefined;
+    const tokenGroups = this.tokens.liveGroups(claims.groups, claims.iat); // none deleted since it was issued
     return {
       id: claims.sub,
-      groups: this.directory.effectiveGroups(claims.sub, claims.groups),
-      tokenGroups: claims.groups,
+      groups: this.directory.effectiveGroups(claims.sub, tokenGroups),
+      tokenGroups,
       policies: claims.policies,
       root: claims.root === true,
       jti: claims.jti,
       exp: claims.expires,
       max_exp: claims.exp,
       ...(claims.parent ? { parent: claims.parent } : {}),
-      ...(claims.within ? { within: claims.within } : {}),
+      ...(claims.within
+        ? { within: claims.within.map((p) => ({ ...p, groups: this.tokens.liveGroups(p.groups, claims.iat) })) }
+        : {}),
       meta: claims.meta ?? {},
     };
   }

@@ -172,8 +172,12 @@ const untilOf = (key: string, raw: Uint8Array) => decodeStored(decimalCodec, raw
 /** The longest token a request may carry (longer ones are refused unread, and never issued). */
 const MAX_TOKEN_LENGTH = 8192;
 
-/** A login source: what a deletion cuts off (TokenService.cutOff). */
-const LOGIN_SOURCE = /^(user|approle|jwt):[a-z0-9._-]{1,64}$/;
+/**
+ * What a deletion cuts off (TokenService.cutOff): a login source (its tokens are refused) or a
+ * group (tokens issued before carry it no longer, so a group made again under the name of a
+ * deleted one grants nothing to tokens that named the old one).
+ */
+const LOGIN_SOURCE = /^(user|approle|jwt|group):[a-z0-9._-]{1,64}$/;
 
 /** The login source of an identity (`user:alice`, `approle:ci`, `jwt:<role>` of `jwt:<role>:<sub>`); none for minted identities. */
 export function loginSourceOf(sub: string): string | undefined {
@@ -429,6 +433,12 @@ export class TokenService {
       throw e;
     }
     for (const other of older) this.cutoffs.delete(other);
+  }
+
+  /** The groups of a token issued at `iat` that were not deleted since (no cut-off at or after `iat`). */
+  liveGroups(groups: readonly string[], iat: number): string[] {
+    if (this.cutoffAt.size === 0) return groups as string[];
+    return groups.filter((g) => !((this.cutoffAt.get(`group:${g}`) ?? -1) >= iat));
   }
 
   /** Refuses a login whose source was cut off at or after the login began. */

@@ -171,6 +171,34 @@ describe('deleting a login ends the tokens it issued', function () {
     assert.equal((await f.vault.store.scanPrefix(`${CUTOFF_PREFIX}user:twice@`)).length, 1);
   });
 
+  it('a group deleted and made again grants nothing to tokens that named the old one; their other grants stay', async () => {
+    tick();
+    await admin('put', '/v1/policies/other-read', { rules: [{ path: 'other/**', capabilities: ['read'] }] });
+    await admin('put', '/v1/secrets/other/x', { data: { v: '1' } });
+    await admin('put', '/v1/groups/ops', { policies: ['ci-read'] });
+    const minted = (await admin('post', '/v1/auth/token/create', {
+      identity: 'svc:ops-bot',
+      groups: ['ops'],
+      policies: ['other-read'],
+    })) as { token: string };
+    const readOther = async (token: string) =>
+      (
+        await app()
+          .get('/v1/secrets/other/x')
+          .set({ Authorization: `Bearer ${token}` })
+      ).status;
+    assert.equal(await status(minted.token), 200);
+    await admin('delete', '/v1/groups/ops');
+    tick();
+    await admin('put', '/v1/groups/ops', { policies: ['ci-read'] });
+    assert.equal(await status(minted.token), 403, 'the new group ops is not the one the token named');
+    assert.equal(await readOther(minted.token), 200, 'the token itself stays valid');
+    const fresh = (await admin('post', '/v1/auth/token/create', { identity: 'svc:ops-bot', groups: ['ops'] })) as {
+      token: string;
+    };
+    assert.equal(await status(fresh.token), 200, 'a token issued after the group was made again holds it');
+  });
+
   it('a delete of a login that does not exist is 404 and still cuts (a retried delete whose cut-off failed)', async () => {
     const before = (await f.vault.store.scanPrefix(CUTOFF_PREFIX)).length;
     assert.equal((await app().delete('/v1/auth/userpass/users/nobody').set(f.vault.auth)).status, 404);
