@@ -9,7 +9,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { CofferError } from '../errors.js';
-import { fromBase64, zeroize } from './bytes.js';
+import { fromBase64, offHeapBytes, zeroize } from './bytes.js';
 
 /**
  * Server-side BYOK unwrap of `RSA-OAEP(ephemeral) || AES-KWP(ephemeral, material)` (base64).
@@ -37,12 +37,22 @@ export function unwrapImport(privateKey: KeyObject, bundleB64: string, oaepHash:
     );
     if (ephemeral.length !== 32) throw invalid();
     const kwp = createDecipheriv('id-aes256-wrap-pad', ephemeral, KWP_IV);
-    const material = Buffer.concat([kwp.update(bundle.subarray(rsaBytes)), kwp.final()]);
-    if (material.length !== 32) {
+    const head = kwp.update(bundle.subarray(rsaBytes));
+    const tail = kwp.final();
+    // The key in a buffer of its own outside the heap (offHeapBytes); every copy node made on the
+    // way (the pieces, which may sit in node's shared pool) is wiped.
+    const material = offHeapBytes(head.length + tail.length);
+    try {
+      if (material.length !== 32) throw invalid();
+      material.set(head);
+      material.set(tail, head.length);
+      return material;
+    } catch (e) {
       material.fill(0);
-      throw invalid();
+      throw e;
+    } finally {
+      zeroize(head, tail);
     }
-    return new Uint8Array(material);
   } catch {
     throw invalid();
   } finally {

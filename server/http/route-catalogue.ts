@@ -913,7 +913,7 @@ const ROUTES_NATIVE: readonly RouteEntry[] = [
     summary: 'Export the current master key wrapped to a customer RSA key',
     body: byokExportBody,
     response: { status: 200, description: '`{bundle, master_version}`' },
-    errors: ['unseal_failed', 'not_exportable'],
+    errors: ['unseal_failed', 'not_exportable', 'key_expired'],
     keys: true,
   },
 ];

@@ -10,6 +10,7 @@ import type { SealManager, UnsealedKeys, VaultStore } from './seal.js';
 import { createSealedKeyPair, openSealedKeyPair, sealedKeyPairCodec } from './sealed-keypair.js';
 import { stageMaterialRights, type MaterialRights } from './material.js';
 import type { HsmImport } from './provider.js';
+import { changeMasterVersions } from './version-lock.js';
 
 const PURPOSE = 'byok-wrapping';
 export const IMPORT_TOKEN_TTL_MS = 24 * 3600_000;
@@ -86,11 +87,22 @@ export class ByokService {
    * The rights are recorded before the material is installed: a crash in between leaves the
    * stricter state, never an imported key without its limits.
    */
-  async import(
+  import(
     token: string,
     wrappedKey: string,
     oaepHash: 'sha256' | 'sha1',
     claimed: Partial<MaterialRights> = {},
+  ): Promise<{ master_version: number; keyrings_rewrapped: number } & MaterialRights> {
+    // The version is computed, its rights recorded and the material installed with no other
+    // master version change in between (version-lock.ts).
+    return changeMasterVersions(() => this.importNow(token, wrappedKey, oaepHash, claimed));
+  }
+
+  private async importNow(
+    token: string,
+    wrappedKey: string,
+    oaepHash: 'sha256' | 'sha1',
+    claimed: Partial<MaterialRights>,
   ): Promise<{ master_version: number; keyrings_rewrapped: number } & MaterialRights> {
     const keys = this.store.keys();
     const id = digest(token);

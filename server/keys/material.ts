@@ -4,6 +4,7 @@ import { decodeStored, jsonCodec } from '../store/codec.js';
 import type { KeyValueStore, Tx } from '../store/db.js';
 import { masterMetaKey as metaKey } from '../store/keys.js';
 import type { HsmImport, MasterKeyProvider } from './provider.js';
+import { changeMasterVersions } from './version-lock.js';
 
 /** Usage rights of imported master key material (like AWS KMS's import parameters). */
 export interface MaterialRights {
@@ -75,10 +76,12 @@ export class GovernedProvider implements MasterKeyProvider {
   }
 
   /** A generated version has no limits: drop rights a failed import may have left for its number. */
-  async rotate(): Promise<number> {
-    const version = await this.inner.rotate();
-    if (this.record(version)) await this.store.mutate((tx) => tx.del(metaKey(version)));
-    return version;
+  rotate(): Promise<number> {
+    return changeMasterVersions(async () => {
+      const version = await this.inner.rotate();
+      if (this.record(version)) await this.store.mutate((tx) => tx.del(metaKey(version)));
+      return version;
+    });
   }
 
   importVersion(material: Uint8Array): Promise<number> {
@@ -91,6 +94,12 @@ export class GovernedProvider implements MasterKeyProvider {
       throw new CofferError(
         'not_exportable',
         'the current master key was imported as non-exportable: it cannot be exported',
+      );
+    // Past its valid_to the material is retired: it no longer wraps or unwraps, nor leaves the vault.
+    if (record && isExpired(record, this.now()))
+      throw new CofferError(
+        'key_expired',
+        `the current master key expired at ${record.valid_to} (its BYOK valid_to): it cannot be exported`,
       );
     return this.inner.exportCurrent();
   }

@@ -129,7 +129,9 @@ export class TransitEngine {
   /** Re-encrypts under the latest version; the plaintext never leaves the server. */
   async rewrap(name: string, ciphertext: string, context: Uint8Array = new Uint8Array()): Promise<string> {
     const keys = this.store.keys();
-    const key = await this.require(keys, name);
+    // A rewrap decrypts and encrypts: a key that does not allow both does not rewrap (its answer
+    // would tell a caller that may not decrypt whether a ciphertext and context are valid).
+    const key = checkUsage(name, await this.require(keys, name, 'decrypt'), 'encrypt');
     const plaintext = await this.decryptWith(keys, key, ciphertext, context);
     try {
       return await this.encryptWith(keys, key, plaintext, context);

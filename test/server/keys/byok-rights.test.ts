@@ -105,6 +105,50 @@ describe('BYOK usage rights and key material expiry', function () {
     assert.match(res.body.error.message, /wrap.*unwrap/);
   });
 
+  it('two imports at once, and an import beside a rotation, each keep their own rights: none leaves material unbounded', async () => {
+    const validTo = new Date(Date.now() + 3_600_000).toISOString();
+    const [a, b] = [
+      await wrappingKey(`?valid_to=${encodeURIComponent(validTo)}`),
+      await wrappingKey(`?valid_to=${encodeURIComponent(validTo)}`),
+    ];
+    const [ra, rb, rotated] = await Promise.all([
+      importKey({ import_token: a.import_token, wrapped_key: wrapForImport(a.public_key_pem, material()) }),
+      importKey({ import_token: b.import_token, wrapped_key: wrapForImport(b.public_key_pem, material()) }),
+      request(vault.app).post('/v1/sys/rotate').set(vault.auth).send({}),
+    ]);
+    assert.equal(ra.status, 200, JSON.stringify(ra.body));
+    assert.equal(rb.status, 200, JSON.stringify(rb.body));
+    assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+    const versions = [ra.body.master_version, rb.body.master_version, rotated.body.master_version].sort();
+    assert.deepEqual(versions, [2, 3, 4], 'three distinct versions');
+    const status = (await request(vault.app).get('/v1/sys/seal-status')).body.master_key;
+    const current = status.version as number;
+    if (current === rotated.body.master_version) assert.equal(status.imported, false);
+    else
+      assert.deepEqual(
+        { imported: status.imported, exportable: status.exportable },
+        { imported: true, exportable: false },
+      );
+    // Whichever import is current, it is not exportable; and the newest version is the rotation's or an import's with its rights.
+    if (current !== rotated.body.master_version) assert.equal((await exportKey()).status, 409);
+  });
+
+  it('material past its valid_to cannot be exported either (409 key_expired)', async () => {
+    await wrappingKey();
+    const validTo = new Date(Date.now() + 1_500).toISOString();
+    const wk = await wrappingKey(`?exportable=true&valid_to=${encodeURIComponent(validTo)}`);
+    const res = await importKey({
+      import_token: wk.import_token,
+      wrapped_key: wrapForImport(wk.public_key_pem, material()),
+    });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(validTo) - Date.now()) + 200));
+    const exported = await exportKey();
+    assert.equal(exported.status, 409, JSON.stringify(exported.body));
+    assert.equal(exported.body.error.code, 'key_expired');
+    assert.equal(exported.body.bundle, undefined);
+  });
+
   it('material past valid_to stops unwrapping: reads answer 409 key_expired, seal-status and health say so', async () => {
     await request(vault.app)
       .put('/v1/secrets/exp/a')

@@ -109,6 +109,38 @@ describe('data-key API (/v1/keys)', () => {
     assert.equal(back.body.plaintext, dk.body.plaintext);
   });
 
+  it('rewraps only with a key that allows both decrypt and encrypt (403 otherwise, whatever the ciphertext)', async () => {
+    for (const [name, usage] of [
+      ['enc-only', ['encrypt']],
+      ['dec-only', ['decrypt']],
+      ['dk-only', ['datakey']],
+      ['both', ['encrypt', 'decrypt']],
+    ] as const) {
+      const made = await r().post(`/v1/keys/${name}`).set(vault.auth).send({ usage });
+      assert.equal(made.status, 200, JSON.stringify(made.body));
+    }
+    const sealed = (
+      await r()
+        .post('/v1/keys/enc-only/encrypt')
+        .set(vault.auth)
+        .send({ plaintext: b64('x') })
+    ).body.ciphertext as string;
+    for (const name of ['enc-only', 'dec-only', 'dk-only']) {
+      for (const ciphertext of [sealed, 'coffer:v1:AAAA']) {
+        const res = await r().post(`/v1/keys/${name}/rewrap`).set(vault.auth).send({ ciphertext });
+        assert.equal(res.status, 403, `${name}: ${JSON.stringify(res.body)}`);
+        assert.match(res.body.error.message, new RegExp(`key ${name} does not allow (decrypt|encrypt)`));
+      }
+    }
+    const own = (
+      await r()
+        .post('/v1/keys/both/encrypt')
+        .set(vault.auth)
+        .send({ plaintext: b64('y') })
+    ).body.ciphertext;
+    assert.equal((await r().post('/v1/keys/both/rewrap').set(vault.auth).send({ ciphertext: own })).status, 200);
+  });
+
   it('enforces usage rights, capabilities on transit/<name>, and refuses duplicates and bad input', async () => {
     await r()
       .post('/v1/keys/sign-only')
