@@ -545,7 +545,7 @@ const ROUTES_NATIVE: readonly RouteEntry[] = [
     operationId: 'configureKey',
     tag: 'keys',
     stage: 'token',
-    capability: 'update on transit/<name>',
+    capability: 'admin on transit/<name>',
     summary: 'Set the oldest version that may still decrypt',
     body: keyConfigBody,
     response: { status: 200, description: 'The key description' },

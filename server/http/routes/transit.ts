@@ -30,7 +30,7 @@ export function transitRoutes(router: Router, deps: AppDeps): void {
       throw new CofferError('invalid_path', 'key name must be one segment of [A-Za-z0-9._-]');
     return name;
   };
-  const can = (res: Response, capability: 'create' | 'update' | 'read', name: string) =>
+  const can = (res: Response, capability: 'create' | 'update' | 'read' | 'admin', name: string) =>
     requireCapability(access, res, capability, `transit/${name}`);
   const bytes = (b64: string | undefined) => (b64 === undefined ? undefined : fromBase64(b64)!);
 
@@ -55,7 +55,7 @@ export function transitRoutes(router: Router, deps: AppDeps): void {
 
   const action = (
     verb: string,
-    capability: 'update' | 'read',
+    capability: 'update' | 'read' | 'admin',
     handle: (name: string, body: unknown) => Promise<unknown>,
   ) =>
     methods(router, `/v1/keys/:name/${verb}`, {
@@ -70,7 +70,9 @@ export function transitRoutes(router: Router, deps: AppDeps): void {
     });
 
   action('rotate', 'update', (name, body) => (validate(emptyBody, body), transit.rotate(name)));
-  action('config', 'update', (name, body) =>
+  // min_decryption_version decides which ciphertexts stay readable: lowering it brings retired
+  // versions back, raising it strands data. Not for every service that may encrypt.
+  action('config', 'admin', (name, body) =>
     transit.configure(name, validate(keyConfigBody, body).min_decryption_version),
   );
   action('encrypt', 'update', async (name, body) => {

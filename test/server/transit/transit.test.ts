@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import request from 'supertest';
-import { openVault, type TestVault } from '../../helpers.js';
+import { openVault, tokenWith, type TestVault } from '../../helpers.js';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const text = (s: string) => Buffer.from(s, 'base64').toString();
@@ -107,6 +107,32 @@ describe('data-key API (/v1/keys)', () => {
     assert.equal(Buffer.from(dk.body.plaintext, 'base64').length, 32);
     const back = await r().post('/v1/keys/orders/decrypt').set(vault.auth).send({ ciphertext: dk.body.ciphertext });
     assert.equal(back.body.plaintext, dk.body.plaintext);
+  });
+
+  it('configuring a key needs admin on transit/<name>: update, which encrypts, may not move min_decryption_version', async () => {
+    await r().post('/v1/keys/guarded').set(vault.auth).send({});
+    await r().post('/v1/keys/guarded/rotate').set(vault.auth).send({});
+    const encrypter = await tokenWith(vault, 'encrypter', [
+      { path: 'transit/guarded', capabilities: ['update', 'read'] },
+    ]);
+    const admin = await tokenWith(vault, 'key-admin', [{ path: 'transit/guarded', capabilities: ['admin'] }]);
+    const config = (auth: Record<string, string>, v: number) =>
+      r().post('/v1/keys/guarded/config').set(auth).send({ min_decryption_version: v });
+    assert.equal(
+      (
+        await r()
+          .post('/v1/keys/guarded/encrypt')
+          .set(encrypter)
+          .send({ plaintext: b64('x') })
+      ).status,
+      200,
+    );
+    const refused = await config(encrypter, 2);
+    assert.equal(refused.status, 403, JSON.stringify(refused.body));
+    assert.equal((await r().get('/v1/keys/guarded').set(vault.auth)).body.min_decryption_version, 1, 'unchanged');
+    const allowed = await config(admin, 2);
+    assert.equal(allowed.status, 200, JSON.stringify(allowed.body));
+    assert.equal(allowed.body.min_decryption_version, 2);
   });
 
   it('rewraps only with a key that allows both decrypt and encrypt (403 otherwise, whatever the ciphertext)', async () => {
