@@ -182,6 +182,43 @@ export class TransitEngine {
     }
   }
 
+  /**
+   * After a rotation of the `transit` keyring (`POST /v1/sys/keyrings/transit/rotate` with
+   * `rewrap`): every key version's material sealed under an older keyring version is sealed
+   * again under the current one, a key per batch, so the older versions can be retired. The
+   * material is opened and wiped in the same turn; what it encrypts is untouched.
+   */
+  async rewrapKeys(): Promise<{ total: number; rewrapped: number }> {
+    const keys = this.store.keys();
+    let total = 0;
+    let rewrapped = 0;
+    for (const name of await this.keys.ids()) {
+      await this.store.mutate(async (tx) => {
+        const key = this.keys.read(tx, name);
+        if (!key) return;
+        const { version: ringVersion, key: ringKey } = await keys.keyrings.encryptionKey(tx, 'transit');
+        let changed = false;
+        for (const [version, entry] of Object.entries(key.versions)) {
+          total++;
+          const sealed = fromBase64(entry.sealed)!;
+          if (envelopeKeyVersion(sealed) === ringVersion) continue;
+          const context = materialContext(keys.clusterId, key.name, Number(version));
+          const older = await keys.keyrings.decryptionKey('transit', envelopeKeyVersion(sealed));
+          const material = openEnvelope(older, sealed, context);
+          try {
+            entry.sealed = toBase64(sealEnvelope(ringKey, ringVersion, material, context, this.random));
+          } finally {
+            zeroize(material);
+          }
+          changed = true;
+          rewrapped++;
+        }
+        if (changed) this.keys.write(tx, name, key);
+      });
+    }
+    return { total, rewrapped };
+  }
+
   private async addVersion(tx: Tx, keys: UnsealedKeys, key: TransitKey): Promise<void> {
     const version = key.latest + 1;
     const material = this.random(KEY_LENGTH);

@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
 import request from 'supertest';
+import { z } from 'zod';
+import { envelopeKeyVersion } from '../../../server/crypto/envelope.js';
+import { jsonCodec } from '../../../server/store/codec.js';
+import { TRANSIT_KEY_PREFIX } from '../../../server/store/keys.js';
 import { openVault, tokenWith, type TestVault } from '../../helpers.js';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
@@ -107,6 +111,37 @@ describe('data-key API (/v1/keys)', () => {
     assert.equal(Buffer.from(dk.body.plaintext, 'base64').length, 32);
     const back = await r().post('/v1/keys/orders/decrypt').set(vault.auth).send({ ciphertext: dk.body.ciphertext });
     assert.equal(back.body.plaintext, dk.body.plaintext);
+  });
+
+  it('a transit keyring rotation with rewrap seals every key version again under the new keyring version', async () => {
+    await r().post('/v1/keys/ringed').set(vault.auth).send({});
+    await r().post('/v1/keys/ringed/rotate').set(vault.auth).send({});
+    const before = (
+      await r()
+        .post('/v1/keys/ringed/encrypt')
+        .set(vault.auth)
+        .send({ plaintext: b64('kept') })
+    ).body.ciphertext as string;
+    const rotated = await r().post('/v1/sys/keyrings/transit/rotate').set(vault.auth).send({ rewrap: true });
+    assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+    assert.equal(rotated.body.rewrap.state, 'done');
+    assert.ok(rotated.body.rewrap.rewrapped >= 2, JSON.stringify(rotated.body.rewrap));
+    assert.equal(rotated.body.rewrap.rewrapped, rotated.body.rewrap.total, 'every version was under the old keyring');
+    const current = (await r().get('/v1/sys/keyrings/transit').set(vault.auth)).body.current as number;
+    const table = vault.barrier.table(
+      TRANSIT_KEY_PREFIX,
+      jsonCodec(z.looseObject({ versions: z.record(z.string(), z.object({ sealed: z.string() })) })),
+      'transit key',
+    );
+    const record = (await table.get('ringed'))!;
+    assert.deepEqual(
+      Object.values(record.versions).map((v) => envelopeKeyVersion(Buffer.from(v.sealed, 'base64'))),
+      [current, current],
+      'every version sealed under the current keyring version',
+    );
+    const back = await r().post('/v1/keys/ringed/decrypt').set(vault.auth).send({ ciphertext: before });
+    assert.equal(back.status, 200, JSON.stringify(back.body));
+    assert.equal(Buffer.from(back.body.plaintext, 'base64').toString(), 'kept', 'what the keys encrypt is untouched');
   });
 
   it('configuring a key needs admin on transit/<name>: update, which encrypts, may not move min_decryption_version', async () => {
