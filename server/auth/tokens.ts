@@ -186,10 +186,11 @@ export function loginSourceOf(sub: string): string | undefined {
   return undefined;
 }
 
-function parseCutoff(id: string): { source?: string; at: number } {
+/** A cut-off record's id is `<source>@<at>` (sources hold no `@`: LOGIN_SOURCE). */
+function parseCutoff(id: string): { source: string; at: number } | undefined {
   const sep = id.lastIndexOf('@');
   const at = Number(id.slice(sep + 1));
-  return sep > 0 && Number.isSafeInteger(at) ? { source: id.slice(0, sep), at } : { at: -1 };
+  return sep > 0 && Number.isSafeInteger(at) ? { source: id.slice(0, sep), at } : undefined;
 }
 
 export interface IssueRequest {
@@ -232,13 +233,12 @@ export class TokenService {
   /** jti → soft expiry set by the last renewal. */
   private renewed = new Map<string, number>();
   /**
-   * Cut-offs (`<source>@<at>` → until): a login source deleted at `at` (a user, an approle
-   * role, a jwt role): every token it issued until then is refused, and every token minted
-   * below one of them; until `at + token_max_ttl_s`, when all of them have expired anyway.
+   * Cut-offs, source → when it was deleted and until when that matters (every token issued
+   * before has expired by then): a login source's tokens issued until `at` are refused, and
+   * every token minted below one; a group is no longer carried by tokens issued until `at`.
+   * One per source: a newer deletion covers all an older one did (its record replaces it).
    */
-  private cutoffs = new Map<string, number>();
-  /** The newest cut-off time per source, from `cutoffs`. */
-  private cutoffAt = new Map<string, number>();
+  private cutoffs = new Map<string, { at: number; until: number }>();
   /** The token tree: child jti → its parent and hard expiry, and parent jti → children. */
   private parentOf = new Map<string, { parent: string; exp: number }>();
   private childrenOf = new Map<string, Set<string>>();
@@ -323,10 +323,10 @@ export class TokenService {
       maxTtlSeconds,
       ttlSeconds: Math.min(rest.ttlSeconds, maxTtlSeconds),
     });
-    // Checked in the same turn as `iat` is set: a deletion after this has a cut-off at or past `iat`.
-    if (loginStartedAt !== undefined) this.refuseIfCutSince(claims.sub, loginStartedAt);
-    if (this.isCutOff(claims))
-      throw new CofferError('unauthenticated', 'this login was deleted a moment ago: log in again in a second');
+    // Checked in the same turn as `iat` is set: a deletion after this has a cut-off at or past
+    // `iat`. A login counts from when it began, before it read its user or role.
+    if (this.isCutOff(claims, loginStartedAt))
+      throw new CofferError('unauthenticated', 'this login was deleted while it ran, or a moment before: log in again');
     if (claims.parent) this.checkChildQuota(claims.parent); // before any write (adopt counts again, atomically)
     await this.coverLifetime(key, claims.exp);
     if (claims.parent) await this.adopt(claims.parent, claims.jti, claims.exp);
@@ -394,13 +394,16 @@ export class TokenService {
     return { ...claims, expires };
   }
 
-  /** Whether the token's login source, or that of a token it was minted below, was deleted after it was issued. */
-  private isCutOff(claims: TokenClaims): boolean {
-    if (this.cutoffAt.size === 0) return false;
+  /**
+   * Whether the token's login source, or that of a token it was minted below, was deleted at or
+   * after `since` (its `iat`; a login being issued: when the login began). The same second
+   * counts: refusing is the safe side.
+   */
+  private isCutOff(claims: TokenClaims, since = claims.iat): boolean {
+    if (this.cutoffs.size === 0) return false;
     const cut = (sub: string) => {
       const source = loginSourceOf(sub);
-      const at = source === undefined ? undefined : this.cutoffAt.get(source);
-      return at !== undefined && claims.iat <= at; // the same second counts: refusing is the safe side
+      return source !== undefined && (this.cutoffs.get(source)?.at ?? -1) >= since;
     };
     return cut(claims.sub) || (claims.within ?? []).some((p) => cut(p.sub));
   }
@@ -417,55 +420,35 @@ export class TokenService {
     // even if token_max_ttl_s was larger when they were issued.
     let until = at + this.maxTtlSeconds;
     for (const key of this.keys.values()) until = Math.max(until, key.record.signed_until);
-    const id = `${source}@${at}`;
-    // A newer cut-off of a source covers everything an older one does: one record per source.
-    const older = [...this.cutoffs.keys()].filter((other) => other !== id && parseCutoff(other).source === source);
+    const previous = this.cutoffs.get(source);
+    if (previous && previous.at === at) until = Math.max(until, previous.until);
     // In memory before the write, so a login issuing while the write syncs is refused already.
-    const had = this.cutoffs.get(id);
-    this.noteCutoff(id, until);
+    this.cutoffs.set(source, { at, until });
     try {
       await this.store.mutate((tx) => {
-        this.cutoffRecords.write(tx, id, until);
-        for (const other of older) this.cutoffRecords.delete(tx, other);
+        this.cutoffRecords.write(tx, `${source}@${at}`, until);
+        if (previous && previous.at !== at) this.cutoffRecords.delete(tx, `${source}@${previous.at}`);
       });
     } catch (e) {
-      if (had === undefined) this.dropCutoff(id);
+      if (previous) this.cutoffs.set(source, previous);
+      else this.cutoffs.delete(source);
       throw e;
     }
-    for (const other of older) this.cutoffs.delete(other);
   }
 
   /** The groups of a token issued at `iat` that were not deleted since (no cut-off at or after `iat`). */
   liveGroups(groups: readonly string[], iat: number): string[] {
-    if (this.cutoffAt.size === 0) return groups as string[];
-    return groups.filter((g) => !((this.cutoffAt.get(`group:${g}`) ?? -1) >= iat));
+    if (this.cutoffs.size === 0) return groups as string[];
+    return groups.filter((g) => !((this.cutoffs.get(`group:${g}`)?.at ?? -1) >= iat));
   }
 
-  /** Refuses a login whose source was cut off at or after the login began. */
-  private refuseIfCutSince(sub: string, startedAt: number): void {
-    const source = loginSourceOf(sub);
-    const at = source === undefined ? undefined : this.cutoffAt.get(source);
-    if (at !== undefined && at >= startedAt)
-      throw new CofferError('unauthenticated', 'this login was deleted while the login ran');
-  }
-
+  /** A cut-off record read from the store (`<source>@<at>` → until): kept if it is the source's newest. */
   private noteCutoff(id: string, until: number): void {
-    this.cutoffs.set(id, Math.max(until, this.cutoffs.get(id) ?? 0));
-    const { source, at } = parseCutoff(id);
-    if (source !== undefined && at > (this.cutoffAt.get(source) ?? -1)) this.cutoffAt.set(source, at);
-  }
-
-  private dropCutoff(id: string): void {
-    this.cutoffs.delete(id);
-    const { source } = parseCutoff(id);
-    if (source === undefined) return;
-    let newest: number | undefined;
-    for (const other of this.cutoffs.keys()) {
-      const parsed = parseCutoff(other);
-      if (parsed.source === source && parsed.at > (newest ?? -1)) newest = parsed.at;
-    }
-    if (newest === undefined) this.cutoffAt.delete(source);
-    else this.cutoffAt.set(source, newest);
+    const parsed = parseCutoff(id);
+    if (!parsed) return;
+    const held = this.cutoffs.get(parsed.source);
+    if (!held || parsed.at > held.at) this.cutoffs.set(parsed.source, { at: parsed.at, until });
+    else if (parsed.at === held.at) held.until = Math.max(held.until, until);
   }
 
   /** The effective expiry: the renewal record or the issued one, never past the hard `exp`. */
@@ -615,8 +598,8 @@ export class TokenService {
         continue;
       }
       if (prefix === CUTOFF_PREFIX) {
+        // An absent record was superseded by a newer one or swept; memory drops it only at its time.
         if (live) this.noteCutoff(id, until);
-        else if ((this.cutoffs.get(id) ?? 0) <= nowSeconds) this.dropCutoff(id); // a cut-off ends only at its time
         continue;
       }
       const map = prefix === REVOKED_PREFIX ? this.revoked : this.renewed;
@@ -778,7 +761,8 @@ export class TokenService {
     // be lost when the maps are swapped.
     for (const [jti, until] of this.revoked) if (until > nowSeconds && !revoked.has(jti)) revoked.set(jti, until);
     for (const [jti, until] of this.renewed) if (until > (renewed.get(jti) ?? nowSeconds)) renewed.set(jti, until);
-    for (const [id, until] of this.cutoffs) if (until > nowSeconds && !cutoffs.has(id)) cutoffs.set(id, until);
+    const cutoffIds = [...this.cutoffs].map(([source, c]) => [`${source}@${c.at}`, c.until] as const);
+    for (const [id, until] of cutoffIds) if (until > nowSeconds && !cutoffs.has(id)) cutoffs.set(id, until);
     for (const [child, edge] of this.parentOf) {
       if (edge.exp <= nowSeconds || parentOf.has(child)) continue;
       parentOf.set(child, edge);
@@ -790,7 +774,6 @@ export class TokenService {
     this.revoked = revoked;
     this.renewed = renewed;
     this.cutoffs = new Map();
-    this.cutoffAt = new Map();
     for (const [id, until] of cutoffs) this.noteCutoff(id, until);
     this.parentOf = parentOf;
     this.childrenOf = childrenOf;
@@ -913,10 +896,10 @@ export class TokenService {
         this.noteExpired(prefix + jti, until);
       }
     }
-    for (const [id, until] of this.cutoffs) {
+    for (const [source, { at, until }] of this.cutoffs) {
       if (until > nowSeconds) continue;
-      this.dropCutoff(id);
-      this.noteExpired(CUTOFF_PREFIX + id, until);
+      this.cutoffs.delete(source);
+      this.noteExpired(`${CUTOFF_PREFIX}${source}@${at}`, until);
     }
   }
 
