@@ -186,11 +186,8 @@ export function accessRoutes(router: Router, deps: AppDeps): void {
       const { policies, members } = validate(groupBody, body);
       return directory.putGroup(n, policies, members ?? []);
     },
-    // Tokens that name the group lose it (TokenService.cutOff): a group made again later grants them nothing.
-    delete: async (n) => {
-      const existed = await directory.deleteGroup(n);
-      await tokens.cutOff(`group:${n}`);
-      return existed;
-    },
+    delete: (n) => directory.deleteGroup(n),
+    // Tokens that name the group lose it: a group made again later grants them nothing.
+    cutOff: (n) => tokens.cutOff(`group:${n}`),
   });
 }

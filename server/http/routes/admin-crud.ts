@@ -21,6 +21,12 @@ export interface CrudSpec<T> {
   /** Validates the body and stores it; returns what to answer. */
   put(name: string, body: unknown): Promise<T>;
   delete(name: string): Promise<boolean>;
+  /**
+   * What else ends with the object (TokenService.cutOff: the tokens a login issued, a group
+   * tokens carry). Run after every delete, even of nothing, so a delete retried after a failed
+   * cut-off still cuts.
+   */
+  cutOff?(name: string): Promise<void>;
 }
 
 /**
@@ -57,7 +63,9 @@ export function adminCrud<T>(router: Router, access: AccessControl, spec: CrudSp
     delete: async (req, res) => {
       const name = spec.checkName(req.params.name);
       admin(res, name);
-      if (!(await spec.delete(name))) throw missing(name);
+      const existed = await spec.delete(name);
+      await spec.cutOff?.(name);
+      if (!existed) throw missing(name);
       res.status(204).end();
     },
   });

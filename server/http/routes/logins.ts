@@ -109,13 +109,8 @@ export function loginRoutes(router: Router, deps: AppDeps): void {
 export function loginAdminRoutes(router: Router, deps: AppDeps): void {
   const { userpass, approle, jwt } = deps.logins;
   const checkRole = (n: unknown) => checkLoginName('role', n);
-  // Deleting a login ends the tokens it issued (TokenService.cutOff). The cut-off is written
-  // even when there was nothing to delete, so a delete retried after a failed cut-off still cuts.
-  const deleteAndCutOff = async (deleted: Promise<boolean>, source: string) => {
-    const existed = await deleted;
-    await deps.access.tokens.cutOff(source);
-    return existed;
-  };
+  // Deleting a login ends the tokens it issued.
+  const cutOff = (source: string) => deps.access.tokens.cutOff(source);
 
   adminCrud<UserpassUser>(router, deps.access, {
     base: '/v1/auth/userpass/users',
@@ -125,7 +120,8 @@ export function loginAdminRoutes(router: Router, deps: AppDeps): void {
     list: () => userpass.list(),
     get: (n) => userpass.get(n),
     put: (n, body) => userpass.put(n, validate(userBody, body)),
-    delete: (n) => deleteAndCutOff(userpass.delete(n), `user:${n}`),
+    delete: (n) => userpass.delete(n),
+    cutOff: (n) => cutOff(`user:${n}`),
   });
 
   adminCrud<AppRole>(router, deps.access, {
@@ -139,7 +135,8 @@ export function loginAdminRoutes(router: Router, deps: AppDeps): void {
       const role = validate(appRoleBody, body);
       return approle.put(n, { ...role, secret_id_ttl: role.secret_id_ttl ?? 0 });
     },
-    delete: (n) => deleteAndCutOff(approle.delete(n), `approle:${n}`),
+    delete: (n) => approle.delete(n),
+    cutOff: (n) => cutOff(`approle:${n}`),
   });
 
   methods(router, '/v1/auth/approle/roles/:name/secret-id', {
@@ -162,6 +159,7 @@ export function loginAdminRoutes(router: Router, deps: AppDeps): void {
     list: () => jwt.list(),
     get: (n) => jwt.get(n),
     put: (n, body) => jwt.put(n, body),
-    delete: (n) => deleteAndCutOff(jwt.delete(n), `jwt:${n}`),
+    delete: (n) => jwt.delete(n),
+    cutOff: (n) => cutOff(`jwt:${n}`),
   });
 }
