@@ -23,8 +23,14 @@ export function expressHandlers(router: Router, verb: string, path: string, hand
   return steps.map((step, i) => (i === steps.length - 1 ? asHandler(step) : asMiddleware(step)));
 }
 
-/** The routes the catalogue gives no query: one sent to them is refused by name, never ignored (docs/api.md). */
-const TAKES_NO_QUERY = new Set(ROUTES.filter((r) => r.query === undefined).map((r) => `${r.method} ${r.path}`));
+/**
+ * The routes the catalogue gives no query (or the empty one): one sent to them is refused by
+ * name, never ignored (docs/api.md), here for every native route. The Vault routes check their
+ * own (vault/route.ts), since a KV mount's routes exist under every configured mount name.
+ */
+const TAKES_NO_QUERY = new Set(
+  ROUTES.filter((r) => r.query === undefined || r.query === emptyQuery).map((r) => `${r.method} ${r.path}`),
+);
 
 function noQuery(req: Parameters<Step>[0]): void {
   validateQuery(emptyQuery, req);

@@ -12,7 +12,6 @@ import type { StoredSecret } from '../../secrets/engine.js';
 import {
   batchBody,
   deleteQuery,
-  emptyQuery,
   listQuery,
   putSecretBody,
   readQuery,
@@ -175,7 +174,6 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
     }),
     put: hot(readJsonBody, async function writeSecret(req, res) {
       const path = secretPath(req, '/v1/secrets/');
-      validateQuery(emptyQuery, req);
       const body = validate(putSecretBody, req.body);
       // One refusal whether or not the secret exists, so a denied caller learns nothing of it (C21).
       res.locals.auditPath = path;
@@ -210,7 +208,6 @@ export function secretsRoutes(router: Router, deps: AppDeps): void {
   methods(router, '/v1/metadata/*path', {
     get: async (req, res) => {
       const path = secretPath(req, '/v1/metadata/');
-      validateQuery(emptyQuery, req);
       can(res, 'read', path);
       const meta = await secrets.metadata(path);
       if (!meta) throw new CofferError('not_found', `secret ${path} not found`);
