@@ -196,17 +196,14 @@ export class TransitEngine {
       await this.store.mutate(async (tx) => {
         const key = this.keys.read(tx, name);
         if (!key) return;
-        const { version: ringVersion, key: ringKey } = await keys.keyrings.encryptionKey(tx, 'transit');
+        const ring = await keys.keyrings.encryptionKey(tx, 'transit');
         let changed = false;
         for (const [version, entry] of Object.entries(key.versions)) {
           total++;
-          const sealed = fromBase64(entry.sealed)!;
-          if (envelopeKeyVersion(sealed) === ringVersion) continue;
-          const context = materialContext(keys.clusterId, key.name, Number(version));
-          const older = await keys.keyrings.decryptionKey('transit', envelopeKeyVersion(sealed));
-          const material = openEnvelope(older, sealed, context);
+          if (envelopeKeyVersion(fromBase64(entry.sealed)!) === ring.version) continue;
+          const material = await this.material(keys, key, Number(version));
           try {
-            entry.sealed = toBase64(sealEnvelope(ringKey, ringVersion, material, context, this.random));
+            entry.sealed = this.sealMaterial(ring, keys.clusterId, key.name, Number(version), material);
           } finally {
             zeroize(material);
           }
@@ -222,15 +219,26 @@ export class TransitEngine {
   private async addVersion(tx: Tx, keys: UnsealedKeys, key: TransitKey): Promise<void> {
     const version = key.latest + 1;
     const material = this.random(KEY_LENGTH);
-    const { version: ringVersion, key: ringKey } = await keys.keyrings.encryptionKey(tx, 'transit');
+    const ring = await keys.keyrings.encryptionKey(tx, 'transit');
     key.versions[String(version)] = {
-      sealed: toBase64(
-        sealEnvelope(ringKey, ringVersion, material, materialContext(keys.clusterId, key.name, version), this.random),
-      ),
+      sealed: this.sealMaterial(ring, keys.clusterId, key.name, version, material),
       created_at: this.now(),
     };
     key.latest = version;
     zeroize(material);
+  }
+
+  /** A key version's material sealed under a transit keyring version, bound to the key and version. */
+  private sealMaterial(
+    ring: { version: number; key: Uint8Array },
+    clusterId: string,
+    name: string,
+    version: number,
+    material: Uint8Array,
+  ): string {
+    return toBase64(
+      sealEnvelope(ring.key, ring.version, material, materialContext(clusterId, name, version), this.random),
+    );
   }
 
   private async material(keys: UnsealedKeys, key: TransitKey, version: number): Promise<Uint8Array> {
