@@ -82,6 +82,7 @@ export async function buildVault(options: VaultOptions): Promise<Vault> {
   const secrets = new SecretsEngine(barrier, { now, ...options.secrets });
   const rewrap = new RewrapJobs(barrier, seal, log);
   const transit = new TransitEngine(barrier, now);
+  rewrap.handle('transit', () => transit.rewrapKeys());
   const byok = new ByokService(barrier, seal, now);
   const audit = new AuditLog(options.audit);
   await audit.start();

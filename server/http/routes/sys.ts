@@ -19,7 +19,6 @@ import type {
   Health,
   InitResult,
   KeyringRotation,
-  RewrapProgress,
   KeyringStatus,
   MasterRotation,
 } from '../../../sdk/wire/types.js';
@@ -208,36 +207,12 @@ export function sysRoutes(router: Router, deps: AppDeps): void {
         const body = validate(keyringRotateBody, req.body);
         admin(res, `keyrings/${ns}`);
         const version = await seal.keys().keyrings.rotate(ns);
-        const rewrap = !body.rewrap
-          ? null
-          : ns === 'transit'
-            ? await rewrapTransitKeys(deps, version)
-            : await deps.rewrap.start(ns, version);
+        const rewrap = body.rewrap ? await deps.rewrap.start(ns, version) : null;
         deps.log.info({ namespace: ns, version, rewrap: Boolean(rewrap) }, 'keyring rotated');
         res.json({ namespace: ns, version, rewrap } satisfies KeyringRotation);
       },
     ],
   });
-}
-
-/**
- * The transit keyring wraps the transit keys' material, not secret versions: its rewrap seals
- * each key again (TransitEngine.rewrapKeys), done before the answer, as the job would report it.
- */
-async function rewrapTransitKeys(deps: AppDeps, targetVersion: number): Promise<RewrapProgress> {
-  const started = new Date().toISOString();
-  const { total, rewrapped } = await deps.transit.rewrapKeys();
-  return {
-    namespace: 'transit',
-    state: 'done',
-    target_version: targetVersion,
-    cursor: null,
-    total,
-    scanned: total,
-    rewrapped,
-    started_at: started,
-    finished_at: new Date().toISOString(),
-  };
 }
 
 /** /v1/sys/metrics: admin on sys/metrics, or public when configured. */
